@@ -4,7 +4,7 @@
 e2e, login, agents-scale, roundtrip, confirm, console, metrics, lists, blocklists, exporter,
 storage,
 store, runs, reads, jobs, reports, saturation, scale, verdicts, ha-soak, ha-idle,
-ha-move, report-rows, notice-failover);
+ha-move, report-rows, notice-failover, uptime-keep);
 `python -m bench scale --help` lists the scale benchmark's flags (monitors, interval, window,
 ...), which follow its name; so do the saturation benchmark's (`python -m bench saturation
 --help`), the verdict campaign's (`python -m bench verdicts --seed N --minutes M`) and the HA
@@ -41,6 +41,7 @@ from bench import (
     seal,
     storage,
     store,
+    uptime_keep,
 )
 from testkit.campaigns import ha_soak, notice_failover, saturation, scale, verdicts
 from testkit.common import discard_logs, machine
@@ -76,6 +77,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "ha-move": lambda: ha_idle.run_move([]),
     "report-rows": report_rows.run,
     "notice-failover": lambda: notice_failover.run([]),
+    "uptime-keep": uptime_keep.run,
 }
 
 

@@ -7,6 +7,10 @@ under a sampling profiler (issue 57; bench/results/agent-tls-cpu.md has what it 
         check of each round. Root only, as the exporter benchmark.
     py-spy record --native --format raw -o imaps.raw -- python -m bench.agent_profile run IMAPS
         the same, sampled with C frames (OpenSSL, uvloop, the kernel's share through libc).
+    valgrind --tool=callgrind -- python -m bench.agent_profile run IMAPS --concurrency 2 ...
+        instructions, which the machine's load does not move: at concurrency 2 (callgrind runs
+        ~50x slower; at 50 the checks time out), the difference between a run of N checks and
+        one of N + 100, divided by 100, is a check's (start-up and the trust store fall out).
     python -m bench.agent_profile where imaps.raw [pop3s.raw ...]
         a table of each file's samples by what they were doing (CATEGORIES), start-up left out.
 
@@ -75,26 +79,36 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def _checks(ports: dict[str, int], ca_pem: str, name: str, checks: int, rounds: int) -> None:
+async def _checks(
+    ports: dict[str, int],
+    ca_pem: str,
+    name: str,
+    checks: int,
+    rounds: int,
+    concurrency: int,
+    warmup: int,
+) -> None:
     contexts = build_ssl_contexts(cadata=ca_pem)
     module = next(m for m in MODULES if m.name == name)
     port = ports[module.server]
     job = make_job(module.monitor_type, port, module.config, hostname="localhost", timeout=10)
-    await _agent_checks(job, contexts, WARMUP)
+    await _agent_checks(job, contexts, warmup, concurrency)
     for _ in range(rounds):
         cpu0 = _cpu_s()
-        failed = await _agent_checks(job, contexts, checks)
+        failed = await _agent_checks(job, contexts, checks, concurrency)
         per_check = (_cpu_s() - cpu0) / checks * 1000
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(
             f"{name}: {per_check:.3f} ms CPU per check ({checks:,} checks at concurrency"
-            f" {CONCURRENCY}), peak RSS {peak_mb:.0f} MB, {len(failed)} failed {failed[:1]}",
+            f" {concurrency}), peak RSS {peak_mb:.0f} MB, {len(failed)} failed {failed[:1]}",
             file=sys.__stdout__,
             flush=True,
         )
 
 
-def run(name: str, checks: int, rounds: int) -> None:
+def run(
+    name: str, checks: int, rounds: int, concurrency: int = CONCURRENCY, warmup: int = WARMUP
+) -> None:
     if (why := mailservers.available()) is not None:
         sys.exit(f"agent_profile: {why}")
     ca = trustme.CA()
@@ -105,7 +119,17 @@ def run(name: str, checks: int, rounds: int) -> None:
         stderr, sys.stderr = sys.stderr, open(os.devnull, "w")  # noqa: SIM115  # for the process
         shared_logging.configure("json", "INFO")
         sys.stderr = stderr
-        run_loop(_checks(servers.ports, ca.cert_pem.bytes().decode(), name, checks, rounds))
+        run_loop(
+            _checks(
+                servers.ports,
+                ca.cert_pem.bytes().decode(),
+                name,
+                checks,
+                rounds,
+                concurrency,
+                warmup,
+            )
+        )
 
 
 def where(path: Path) -> tuple[collections.Counter[str], int]:
@@ -154,11 +178,13 @@ def main() -> None:
     running.add_argument("module", choices=[m.name for m in MODULES])
     running.add_argument("--checks", type=int, default=2000)
     running.add_argument("--rounds", type=int, default=3)
+    running.add_argument("--concurrency", type=int, default=CONCURRENCY)
+    running.add_argument("--warmup", type=int, default=WARMUP)
     tabling = commands.add_parser("where", help="py-spy raw files as a table by category")
     tabling.add_argument("files", nargs="+", type=Path)
     args = parser.parse_args()
     if args.command == "run":
-        run(args.module, args.checks, args.rounds)
+        run(args.module, args.checks, args.rounds, args.concurrency, args.warmup)
     else:
         print(table(args.files))
 

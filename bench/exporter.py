@@ -189,8 +189,10 @@ async def _agent_serve(conn: Connection, ca_pem: str) -> None:
         conn.send(await _agent_checks(job, contexts, checks))
 
 
-async def _agent_checks(job: CheckJob, contexts: SslContexts, checks: int) -> list[str]:
-    """`checks` runs of `job`, CONCURRENCY at a time, each as the worker does it: run_check,
+async def _agent_checks(
+    job: CheckJob, contexts: SslContexts, checks: int, concurrency: int = CONCURRENCY
+) -> list[str]:
+    """`checks` runs of `job`, `concurrency` at a time, each as the worker does it: run_check,
     the result encoded, the one log line; what failed."""
     log = structlog.get_logger("agent.worker")
     failed: list[str] = []
@@ -214,7 +216,7 @@ async def _agent_checks(job: CheckJob, contexts: SslContexts, checks: int) -> li
             if result.status != "up":
                 failed.append(f"{result.error_kind}: {result.message}")
 
-    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
     return failed
 
 

@@ -601,6 +601,17 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
             " forward confirmation), riding on that round's check",
         ),
     ] = 3600
+    readiness_queries_per_hour: Annotated[
+        int,
+        Meta(
+            ge=80,
+            description="DNS queries one organization's readiness rounds (SPF include tree,"
+            " DMARC Tree Walk, DKIM keys of a `mailDomain`) may spend per clock hour in one"
+            " country; each round asked reserves 80 (its most) until its agent reports what it"
+            " spent. Past it the organization's rounds there are not asked until the hour ends"
+            " and their readiness findings stay unknown with why",
+        ),
+    ] = 10_000
     blocklists: Annotated[
         str,
         Meta(

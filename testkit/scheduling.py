@@ -20,6 +20,7 @@ from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.sidechecks.blocklists.rules import BlockList
+from controller.sidechecks.readiness.budget import QUERIES_PER_HOUR as READINESS_QUERIES_PER_HOUR
 from shared.timefmt import utcnow
 
 
@@ -67,13 +68,14 @@ def wired_scheduler(
     tokens: TokenService | None = None,
     links: Links = NO_LINKS,
     clock: Callable[[], datetime] = utcnow,
+    readiness_queries: int = READINESS_QUERIES_PER_HOUR,
     **planning: Any,
 ) -> Scheduler:
     """`planning`: `round_planner`'s keywords."""
     rounds = round_planner(box, keys, default_countries=default_countries, **planning)
     return Scheduler(
         pool,
-        Planner(rounds, agents, keys, tokens),
+        Planner(rounds, agents, keys, tokens, readiness_queries=readiness_queries),
         Admission(
             agents,
             links,

@@ -4,10 +4,13 @@ the connection may carry them, QUIT (RFC 1939).
 
 STAT is valid only in the TRANSACTION state, after a successful login: servers answer -ERR to it
 before (Dovecot: "-ERR Unknown command"), so a check without credentials stops at the greeting.
+
+It speaks through the mail client (shared/mailclient/pop3.py) and words its failures as a
+result's (`spoken`).
 """
 
-import asyncio
 import time
+from types import TracebackType
 
 from agent.probers.base import (
     ProbeFailure,
@@ -27,98 +30,100 @@ from agent.probers.sasl import (
     refusal,
 )
 from agent.probers.tls import tls_info
+from shared.mailclient.errors import (
+    AnswerTooLong,
+    ConnectionClosed,
+    ConnectionFailed,
+    Injected,
+    LineTooLong,
+    Refused,
+)
+from shared.mailclient.pop3 import Pop3, SaslRefused, said
 from shared.messages import CheckJob, ErrorKind, ImapPopConfig, Pop3CheckJob
 
 LINE_LIMIT = 8192
 
 
-class Pop3Reader(asyncio.StreamReader):
-    """Counts the bytes that arrived and the bytes `read_line` took, so the prober knows
-    whether the server sent more than the line it answered with."""
-
-    arrived = 0
-    taken = 0
-
-    def feed_data(self, data: bytes) -> None:  # type: ignore[override]  # asyncio feeds bytes
-        self.arrived += len(data)
-        super().feed_data(data)
-
-
 async def probe_pop3(target: Target, job: CheckJob, rec: Recorder) -> None:
     if not isinstance(job, Pop3CheckJob):
         raise TypeError(f"probe_pop3 got a {job.monitor_type} job")
-    reader, writer = await open_pop3(target, job.config, rec)
+    pop = await open_pop3(target, job.config, rec)
     try:
         if mailbox_login(job.config) is not None:
             rec.current = "stat"
-            await command(reader, writer, "STAT", "STAT", "protocol")
-        await quit_pop3(reader, writer, rec)
+            await command(pop, "STAT", "STAT", "protocol")
+        await quit_pop3(pop, rec)
     except BaseException:
-        writer.transport.abort()
+        pop.abort()
         raise
-    writer.close()
+    pop.close()
 
 
-async def open_pop3(
-    target: Target, config: ImapPopConfig, rec: Recorder
-) -> tuple[Pop3Reader, asyncio.StreamWriter]:
+async def open_pop3(target: Target, config: ImapPopConfig, rec: Recorder) -> Pop3:
     """A session past the greeting, upgraded by STLS when offered on a plain connection, and
     logged in when `config` has credentials (only over TLS unless `allowPlaintextAuth`)."""
     sock = await connect_socket(target, rec)
-    loop = asyncio.get_running_loop()
-    # asyncio.open_connection, with a reader that counts
-    reader = Pop3Reader(limit=LINE_LIMIT)
-    protocol = asyncio.StreamReaderProtocol(reader)
     rec.current = "tls" if config.tls else "greeting"
     start = time.perf_counter()
-    try:
-        transport, _ = await loop.create_connection(
-            lambda: protocol,
-            sock=sock,
-            ssl=target.ssl_context if config.tls else None,
-            server_hostname=target.server_name if config.tls else None,
-        )
-    except BaseException:
-        sock.close()
-        raise
-    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    ctx = target.ssl_context if config.tls else None
+    pop = await Pop3.open(sock, ctx, target.server_name, line_max=LINE_LIMIT)
     try:
         if config.tls:
             rec.record("tls", time.perf_counter() - start)
-            rec.tls = tls_info(writer.get_extra_info("ssl_object"), "implicit")
-        await _converse(reader, writer, target, config, rec)
+            rec.tls = tls_info(pop.writer.get_extra_info("ssl_object"), "implicit")
+        await _converse(pop, target, config, rec)
     except BaseException:
-        writer.transport.abort()
+        pop.abort()
         raise
-    return reader, writer
+    return pop
 
 
-async def quit_pop3(reader: Pop3Reader, writer: asyncio.StreamWriter, rec: Recorder) -> None:
+async def quit_pop3(pop: Pop3, rec: Recorder) -> None:
     rec.current = "quit"
-    await goodbye(rec, lambda: command(reader, writer, "QUIT", "QUIT", "protocol"), ProbeFailure)
+    await goodbye(rec, lambda: command(pop, "QUIT", "QUIT", "protocol"), ProbeFailure)
 
 
-async def _converse(
-    reader: Pop3Reader,
-    writer: asyncio.StreamWriter,
-    target: Target,
-    config: ImapPopConfig,
-    rec: Recorder,
-) -> None:
+class _Spoken:
+    """The mail client's failures worded as a check's; a socket's error as it was raised, for
+    `run_check` to word by the phase it cut short. A class, not a generator: it is entered for
+    every line a check reads."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is None:
+            return
+        if isinstance(exc, ConnectionClosed):
+            raise ProbeFailure("protocol", "connection closed by the server") from exc
+        if isinstance(exc, LineTooLong):
+            raise ProbeFailure("protocol", f"reply line longer than {LINE_LIMIT} bytes") from exc
+        if isinstance(exc, AnswerTooLong):
+            raise ProbeFailure("protocol", f"an answer longer than {exc.limit} bytes") from exc
+        if isinstance(exc, ConnectionFailed):
+            raise exc.error from None
+
+
+spoken = _Spoken()
+
+
+async def _converse(pop: Pop3, target: Target, config: ImapPopConfig, rec: Recorder) -> None:
     with rec.phase("greeting"):
-        greeting = await read_line(reader)
+        greeting = await read_line(pop)
     rec.set_banner(greeting.removeprefix("+OK").strip() or greeting)
     if not greeting.startswith("+OK"):
         raise ProbeFailure("protocol", f"bad greeting: {greeting[:200]}")
     login = mailbox_login(config)
-    capa: set[str] | None = None
+    capa: frozenset[str] | None = None
     if not config.tls:
-        capa = await _capa(reader, writer, rec)
+        capa = await _capa(pop, rec)
         if "STLS" in capa:
-            capa = await _stls(reader, writer, target, rec)
+            capa = await _stls(pop, target, rec)
     if login is None:
         return
-    if writer.get_extra_info("ssl_object") is None and not config.allow_plaintext_auth:
+    if pop.ssl_object is None and not config.allow_plaintext_auth:
         raise ProbeFailure(
             "tls_required",
             "the server does not offer STLS, so the credentials were not sent "
@@ -127,119 +132,73 @@ async def _converse(
     refuse_line_breaks(login.user, login.password)
     if login.oauth2:
         if capa is None:  # implicit TLS: CAPA, over TLS, says which SASL mechanisms it takes
-            capa = await _capa(reader, writer, rec)
+            capa = await _capa(pop, rec)
         offered(login.mechanism, _sasl_mechanisms(capa), "CAPA SASL")
         with rec.phase("auth"):
-            await _auth(reader, writer, login)
+            await _auth(pop, login)
         return
     with rec.phase("auth"):
         try:
-            await command(reader, writer, f"USER {login.user}", "USER", "auth")
-            await command(reader, writer, f"PASS {login.password}", "PASS", "auth")
+            await command(pop, f"USER {login.user}", "USER", "auth")
+            await command(pop, f"PASS {login.password}", "PASS", "auth")
         except ProbeFailure as failure:
             raise basic_auth_disabled(login, failure.message) or failure from None
 
 
-# RFC 5034 4: an AUTH command with its initial response is at most 255 octets; a longer one
-# (any real access token) sends the response after the server's empty continuation.
-_AUTH_LINE_MAX = 255
-
-
-async def _auth(reader: Pop3Reader, writer: asyncio.StreamWriter, login: Login) -> None:
+async def _auth(pop: Pop3, login: Login) -> None:
     """AUTH with an OAuth2 mechanism (RFC 5034); an error challenge is answered with the dummy
     response, and the server's -ERR then is the refusal."""
-    initial = initial_response(login)
-    line = f"AUTH {login.mechanism} {initial}"
-    if len(line) + 2 <= _AUTH_LINE_MAX:
-        writer.write(line.encode() + b"\r\n")
-    else:
-        writer.write(f"AUTH {login.mechanism}\r\n".encode())
-        reply = await read_line(reader)
-        if not reply.startswith("+ ") and reply != "+":
-            raise ProbeFailure("auth", refusal(login, f"AUTH {reply[:200]}", None))
-        writer.write(initial.encode() + b"\r\n")
-    reply = await read_line(reader)
-    challenge: str | None = None
-    if reply.startswith("+ ") or reply == "+":
-        challenge = reply[1:].strip()
-        # XOAUTH2's dummy is an empty response, which POP3 servers read differently (Dovecot
-        # waits for more on an empty line, and takes "=" as bad base64): cancelling (RFC 5034
-        # 4, "*") ends the exchange with the server's -ERR everywhere.
-        writer.write((dummy_response(login) or "*").encode() + b"\r\n")
-        reply = await read_line(reader)
-    if not reply.startswith("+OK"):
-        raise ProbeFailure("auth", refusal(login, f"AUTH {reply[:200]}", challenge))
+    with spoken:
+        try:
+            await pop.authenticate(login.mechanism, initial_response(login), dummy_response(login))
+        except SaslRefused as refused:
+            reply = f"AUTH {refused.said[:200]}"
+            raise ProbeFailure("auth", refusal(login, reply, refused.challenge)) from None
 
 
-def _sasl_mechanisms(capa: set[str]) -> set[str]:
+def _sasl_mechanisms(capa: frozenset[str]) -> set[str]:
     return {name.removeprefix("SASL ") for name in capa if name.startswith("SASL ")}
 
 
-async def _capa(reader: Pop3Reader, writer: asyncio.StreamWriter, rec: Recorder) -> set[str]:
+async def _capa(pop: Pop3, rec: Recorder) -> frozenset[str]:
     """The capability names CAPA lists (its lines go to `rec`), and each `SASL` line's mechanisms
     as `SASL <mechanism>`; none from a server older than RFC 2449 (-ERR)."""
     rec.current = "capability"
-    writer.write(b"CAPA\r\n")
-    if not (await read_line(reader)).startswith("+OK"):
-        rec.advertised(())
-        return set()
-    lines: list[str] = []
-    while (line := await read_line(reader)) != ".":
-        lines.append(line)
-    rec.advertised(lines)
-    names = {line.split(" ", 1)[0].upper() for line in lines}
-    sasl = {
-        f"SASL {word.upper()}"
-        for line in lines
-        if line.upper().startswith("SASL ")
-        for word in line.split()[1:]
-    }
-    return names | sasl
+    with spoken:
+        capabilities = await pop.capa()
+    rec.advertised(capabilities.lines)
+    return capabilities.names
 
 
-async def _stls(
-    reader: Pop3Reader, writer: asyncio.StreamWriter, target: Target, rec: Recorder
-) -> set[str]:
+async def _stls(pop: Pop3, target: Target, rec: Recorder) -> frozenset[str]:
     """STLS, the handshake (verified per tlsOptions), then CAPA again: RFC 2595 section 4 has
     the client forget what it learnt in the clear, where anyone could have written it; it is
     also the first exchange over TLS, before any credential goes."""
     rec.upgrading()
     with rec.phase("tls"):
-        await command(reader, writer, "STLS", "STLS", "protocol")
-        # After its +OK a server sends nothing until the handshake: more is a man in the
-        # middle's, and would be read as if it had come over TLS.
-        if reader.arrived != reader.taken:
+        await command(pop, "STLS", "STLS", "protocol")
+        try:
+            await pop.upgrade(target.ssl_context, target.server_name)
+        except Injected:
             raise ProbeFailure(
                 "protocol",
                 "the server sent more in the clear after its +OK to STLS; "
                 "a sign of a man in the middle injecting commands, so the check stopped there",
-            )
-        await writer.start_tls(target.ssl_context, server_hostname=target.server_name)
-    rec.tls = tls_info(writer.get_extra_info("ssl_object"), "starttls")
-    return await _capa(reader, writer, rec)
+            ) from None
+    rec.tls = tls_info(pop.writer.get_extra_info("ssl_object"), "starttls")
+    return await _capa(pop, rec)
 
 
-async def command(
-    reader: Pop3Reader,
-    writer: asyncio.StreamWriter,
-    line: str,
-    name: str,
-    kind_on_err: ErrorKind,
-) -> str:
-    """Send one command; `name` is what a message may show (never the argument of PASS)."""
-    writer.write(line.encode() + b"\r\n")
-    reply = await read_line(reader)
-    if not reply.startswith("+OK"):
-        raise ProbeFailure(kind_on_err, f"{name} failed: {reply[:200]}")
-    return reply
+async def command(pop: Pop3, line: str, name: str, kind_on_err: ErrorKind) -> str:
+    """Send one command; its +OK reply. `name` is what a message may show (never the argument
+    of PASS)."""
+    with spoken:
+        try:
+            return said(await pop.command(line))
+        except Refused as refused:
+            raise ProbeFailure(kind_on_err, f"{name} failed: {refused.said[:200]}") from None
 
 
-async def read_line(reader: Pop3Reader) -> str:
-    try:
-        raw = await reader.readuntil(b"\n")
-    except asyncio.IncompleteReadError as exc:
-        raise ProbeFailure("protocol", "connection closed by the server") from exc
-    except asyncio.LimitOverrunError as exc:
-        raise ProbeFailure("protocol", f"reply line longer than {LINE_LIMIT} bytes") from exc
-    reader.taken += len(raw)
-    return raw.decode("utf-8", "replace").rstrip("\r\n")
+async def read_line(pop: Pop3) -> str:
+    with spoken:
+        return said(await pop.line())

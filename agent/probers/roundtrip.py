@@ -26,7 +26,7 @@ from email.parser import BytesHeaderParser
 from email.utils import formatdate, getaddresses, make_msgid
 
 import aiosmtplib
-from aioimaplib import IMAP4ClientProtocol, quoted
+from aioimaplib import quoted
 
 from agent.probers import imap, pop3
 from agent.probers.base import ProbeFailure, Recorder, Target, reply_kind
@@ -41,6 +41,10 @@ from agent.probers.delivery import (
 )
 from agent.probers.smtp import close_smtp, open_smtp
 from agent.probers.tls import describe_ssl_error
+from shared.mailclient import imap as mailclient_imap
+from shared.mailclient.errors import Refused
+from shared.mailclient.imap import ImapProtocol
+from shared.mailclient.pop3 import Pop3
 from shared.messages import (
     CheckJob,
     ErrorKind,
@@ -58,6 +62,7 @@ POLL_MAX_S = 5.0
 CLEANUP_S = 1.0
 # POP3 reads the headers of at most this many of the newest messages a poll.
 POP3_NEWEST = 50
+TOP_MAX = 4 * 1024 * 1024  # bytes of one message's header
 _UID = re.compile(rb"UID (\d+)")
 _parse_headers = BytesHeaderParser().parsebytes
 
@@ -275,7 +280,7 @@ async def _watch_imap(
         await imap.logout(proto, rec)
         return found, fetch_ms
     finally:
-        imap.close_imap(proto)
+        mailclient_imap.close(proto)
 
 
 def _imap_ok(response: object, what: str) -> None:
@@ -286,7 +291,7 @@ def _imap_ok(response: object, what: str) -> None:
 
 
 async def _imap_folder(
-    proto: IMAP4ClientProtocol, folder: str, probe: Probe, timeout_ms: int, rec: Recorder
+    proto: ImapProtocol, folder: str, probe: Probe, timeout_ms: int, rec: Recorder
 ) -> list[Found]:
     """Look in `folder` for this monitor's and country's probes: delete the round's own one
     and leftovers of earlier rounds (returned)."""
@@ -351,7 +356,7 @@ def _fetched(lines: list[bytes | bytearray]) -> list[tuple[str, bytes]]:
 
 
 async def _imap_wait(
-    proto: IMAP4ClientProtocol, config: RoundTripReceive, wait_s: float, rec: Recorder
+    proto: ImapProtocol, config: RoundTripReceive, wait_s: float, rec: Recorder
 ) -> None:
     """Until something happens in the first folder (IDLE) or `wait_s` passed."""
     if wait_s <= 0:
@@ -405,15 +410,17 @@ async def _pop3_look(
 ) -> list[Found]:
     """One session: this monitor's and country's probes among the newest messages, the
     round's own and leftovers of earlier rounds, deleted (returned)."""
-    reader, writer = await pop3.open_pop3(target, config, rec)
+    pop = await pop3.open_pop3(target, config, rec)
     try:
         rec.current = "stat"
-        count = int((await pop3.command(reader, writer, "STAT", "STAT", "protocol")).split()[1])
+        count = int((await pop3.command(pop, "STAT", "STAT", "protocol")).split()[1])
         seen_at = time.perf_counter()
         found: list[Found] = []
         for number in range(count, max(0, count - POP3_NEWEST), -1):
             rec.current = "top"
-            headers = _parse_headers(await _multiline(reader, writer, f"TOP {number} 0"))
+            if (raw := await _headers(pop, number)) is None:
+                continue
+            headers = _parse_headers(raw)
             other = parse_probe(headers.get(PROBE_HEADER))
             if other is None or not (
                 other.token == probe.token or is_leftover(other, probe, timeout_ms)
@@ -421,21 +428,28 @@ async def _pop3_look(
                 continue
             found.append(Found("INBOX", headers, seen_at, other))
             rec.current = "delete"
-            await pop3.command(reader, writer, f"DELE {number}", "DELE", "protocol")
+            await pop3.command(pop, f"DELE {number}", "DELE", "protocol")
         # QUIT commits the deletions (RFC 1939 UPDATE state): not a goodbye to skip.
         rec.current = "quit"
-        await pop3.command(reader, writer, "QUIT", "QUIT", "protocol")
+        await pop3.command(pop, "QUIT", "QUIT", "protocol")
     except BaseException:
-        writer.transport.abort()
+        pop.abort()
         raise
-    writer.close()
+    pop.close()
     return found
 
 
-async def _multiline(reader: pop3.Pop3Reader, writer: asyncio.StreamWriter, line: str) -> bytes:
-    """A command's multi-line answer (RFC 1939 3), dot-unstuffed."""
-    await pop3.command(reader, writer, line, line.split()[0], "protocol")
-    out: list[str] = []
-    while (text := await pop3.read_line(reader)) != ".":
-        out.append(text[1:] if text.startswith("..") else text)
-    return ("\r\n".join(out) + "\r\n").encode()
+async def _headers(pop: Pop3, number: int) -> bytes | None:
+    """A message's header (TOP n 0, RFC 1939 7), dot-unstuffed, as text (UTF-8 or replaced);
+    None when the server no longer has it: it answers TOP with -ERR while its CAPA lists TOP
+    (RFC 2449), as when another session (a monitor reading the same mailbox over IMAP) deleted
+    the message since this session's STAT. A server that does not list TOP fails the look."""
+    with pop3.spoken:
+        try:
+            await pop.command(f"TOP {number} 0")
+        except Refused as refused:
+            if "TOP" in (await pop.capa()).names:
+                return None
+            raise ProbeFailure("protocol", f"TOP failed: {refused.said[:200]}") from None
+        raw = await pop.text(TOP_MAX)
+    return raw.decode("utf-8", "replace").encode()

@@ -2,8 +2,9 @@
 
 A job logs in with a password (`mechanism` "") or with an OAuth2 access token over XOAUTH2
 (Google's and Microsoft's) or OAUTHBEARER (RFC 7628). Each prober speaks its protocol's framing
-(SMTP AUTH, IMAP AUTHENTICATE, POP3 AUTH); what goes inside, the refusal the server explains in
-a challenge, and the dummy answer that challenge wants, are here.
+(SMTP AUTH, IMAP AUTHENTICATE, POP3 AUTH) through the mail client, whose `sasl` module builds
+what goes inside and the dummy answer an error challenge wants; the refusal the server explains
+in a challenge is worded here.
 
 A token refused by the server comes back as a base64 JSON challenge (RFC 7628 3.2.2: `status`,
 `scope`, `openid-configuration`; Google's XOAUTH2 says the same with an HTTP status), which the
@@ -17,14 +18,12 @@ Exchange Online answers a wrong password and a disabled basic auth alike with `N
 / `-ERR Logon failure` on some tenants, and those stay `auth`.
 """
 
-import base64
-import binascii
-import json
 import re
 from dataclasses import dataclass
 from typing import Final
 
 from agent.probers.base import ProbeFailure
+from shared.mailclient.sasl import describe_challenge, oauth2_dummy, oauth2_initial
 from shared.messages import OAUTH2_MECHANISMS, PASSWORD_LOGIN, ImapPopConfig, SmtpConfig
 
 # RFC 6750 2.1 b64token: what a bearer token may hold. Anything else (a space, a line break, a
@@ -108,43 +107,13 @@ def _login(user: str, password: str, mechanism: str, token: str) -> Login | None
 
 
 def initial_response(login: Login) -> str:
-    """The client's first SASL message, base64: XOAUTH2's `user=U^Aauth=Bearer T^A^A`, or
-    OAUTHBEARER's GS2 header with the user as authzid (RFC 7628 3.1; `=` and `,` escaped)."""
-    if login.mechanism == "XOAUTH2":
-        raw = f"user={login.user}\x01auth=Bearer {login.token}\x01\x01"
-    else:
-        authzid = login.user.replace("=", "=3D").replace(",", "=2C")
-        raw = f"n,a={authzid},\x01auth=Bearer {login.token}\x01\x01"
-    return base64.b64encode(raw.encode()).decode("ascii")
+    """The client's first SASL message, base64 (shared.mailclient.sasl)."""
+    return oauth2_initial(login.mechanism, login.user, login.token)
 
 
 def dummy_response(login: Login) -> str:
-    """What answers the server's error challenge, base64 (RFC 7628 3.2.3: a single %x01;
-    XOAUTH2: an empty response)."""
-    return "AQ==" if login.mechanism == "OAUTHBEARER" else ""
-
-
-def describe_challenge(challenge: str) -> str:
-    """What a server's error challenge says (`status 401, scope mail`), from its base64 JSON;
-    the text as sent, cut short, when it is not that."""
-    text = challenge.strip()
-    try:
-        decoded = json.loads(base64.b64decode(text, validate=True))
-    except (binascii.Error, ValueError):
-        return f"challenge {text[:120]!r}" if text else ""
-    if not isinstance(decoded, dict):
-        return f"challenge {str(decoded)[:120]!r}"
-    parts = [
-        f"{name} {str(decoded[key])[:200]}"
-        for key, name in (
-            ("status", "status"),
-            ("scope", "scope"),
-            ("schemes", "schemes"),
-            ("openid-configuration", "openid-configuration"),
-        )
-        if decoded.get(key)
-    ]
-    return ", ".join(parts)
+    """What answers the server's error challenge, base64 (shared.mailclient.sasl)."""
+    return oauth2_dummy(login.mechanism)
 
 
 def refusal(login: Login, reply: str, challenge: str | None) -> str:

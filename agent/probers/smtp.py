@@ -1,11 +1,11 @@
-"""SMTP prober (aiosmtplib), with nodemailer's meaning of secure / ignoreTls / requireTls."""
+"""SMTP prober (aiosmtplib, by the mail client: shared/mailclient/smtp.py), with nodemailer's
+meaning of secure / ignoreTls / requireTls."""
 
-import socket
 import time
 
 import aiosmtplib
 import msgspec
-from aiosmtplib import SMTPAuthenticationError, SMTPException, SMTPResponseException, SMTPStatus
+from aiosmtplib import SMTPAuthenticationError, SMTPException, SMTPResponseException
 
 from agent.probers.base import (
     BANNER_MAX,
@@ -19,7 +19,6 @@ from agent.probers.base import (
 )
 from agent.probers.relay import RECIPIENT, SENDER, relay_test
 from agent.probers.sasl import (
-    Login,
     basic_auth_disabled,
     dummy_response,
     initial_response,
@@ -28,11 +27,9 @@ from agent.probers.sasl import (
     smtp_login,
 )
 from agent.probers.tls import handshake_done_at, tls_info
+from shared.mailclient import smtp as client
 from shared.messages import CheckJob, ErrorKind, SmtpCheckJob, SmtpConfig
 from shared.sidechecks.relay import RelayTest
-
-# Sent in EHLO/HELO. Computed once: aiosmtplib's default, socket.getfqdn(), may query DNS.
-EHLO_NAME = socket.gethostname() or "mailprobe"
 
 
 async def probe_smtp(target: Target, job: CheckJob, rec: Recorder) -> None:
@@ -75,17 +72,7 @@ async def open_smtp(target: Target, config: SmtpConfig, rec: Recorder) -> aiosmt
     """A session greeted, upgraded to TLS as `config` says and logged in when it has
     credentials (only over TLS unless `allowPlaintextAuth`). The caller closes it."""
     sock = await connect_socket(target, rec)
-    # The socket is already connected to the resolved IP; `hostname` is then only the name
-    # for SNI and certificate checks (aiosmtplib passes it as server_hostname).
-    smtp = aiosmtplib.SMTP(
-        sock=sock,
-        hostname=target.server_name,
-        use_tls=config.secure,
-        start_tls=False,
-        tls_context=target.ssl_context,
-        local_hostname=EHLO_NAME,
-        timeout=None,  # the caller owns the deadline
-    )
+    smtp = client.client(sock, target.server_name, target.ssl_context, config.secure)
     try:
         await _greeting(smtp, config, rec)
         await _hello(smtp, rec)
@@ -178,15 +165,16 @@ async def _maybe_auth(smtp: aiosmtplib.SMTP, config: SmtpConfig, rec: Recorder) 
     with rec.phase("auth"):
         try:
             if login.oauth2:
-                await _oauth2(smtp, login)
+                initial, dummy = initial_response(login), dummy_response(login)
+                await client.authenticate(smtp, login.mechanism, initial, dummy)
             else:
-                await _login_once(smtp, login.user, login.password)
+                await client.login_once(smtp, login.user, login.password)
         except SMTPAuthenticationError as exc:
             reply = f"{exc.code} {exc.message}"
             if (disabled := basic_auth_disabled(login, reply)) is not None:
                 raise disabled from exc
             kind: ErrorKind = "temporary" if 400 <= exc.code < 500 else "auth"
-            challenge = exc.challenge if isinstance(exc, _Refused) else None
+            challenge = exc.challenge if isinstance(exc, client.SaslRefused) else None
             raise ProbeFailure(kind, refusal(login, reply, challenge)) from exc
         except SMTPResponseException as exc:
             reply = f"{exc.code} {exc.message}"
@@ -195,63 +183,6 @@ async def _maybe_auth(smtp: aiosmtplib.SMTP, config: SmtpConfig, rec: Recorder) 
             raise ProbeFailure(reply_kind(exc.code), refusal(login, reply, None)) from exc
         except SMTPException as exc:  # e.g. no AUTH offered, or no mechanism in common
             raise ProbeFailure("auth", f"authentication impossible: {exc}") from exc
-
-
-# RFC 4954 4: an AUTH command with its initial response may be 12288 octets long; a longer
-# one sends the response after the server's empty 334 instead.
-_AUTH_LINE_MAX = 12288
-
-
-async def _oauth2(smtp: aiosmtplib.SMTP, login: Login) -> None:
-    """AUTH XOAUTH2 / OAUTHBEARER. A refusal raises `_Refused` with the server's final reply
-    and the error challenge it sent before it (base64, as sent), which aiosmtplib's own
-    auth_xoauth2 drops."""
-    mechanism = login.mechanism.encode()
-    response_b64 = initial_response(login).encode()
-    if len(b"AUTH " + mechanism + b" " + response_b64 + b"\r\n") <= _AUTH_LINE_MAX:
-        reply = await smtp.execute_command(b"AUTH", mechanism, response_b64)
-    else:
-        reply = await smtp.execute_command(b"AUTH", mechanism)
-        if reply.code == SMTPStatus.auth_continue:
-            reply = await smtp.execute_command(response_b64)
-    challenge: str | None = None
-    if reply.code == SMTPStatus.auth_continue:
-        challenge = reply.message
-        reply = await smtp.execute_command(dummy_response(login).encode())
-    if reply.code != SMTPStatus.auth_successful:
-        raise _Refused(reply.code, reply.message, challenge)
-
-
-class _Refused(SMTPAuthenticationError):
-    def __init__(self, code: int, message: str, challenge: str | None) -> None:
-        super().__init__(code, message)
-        self.challenge = challenge
-
-
-# Replies that say the mechanism is not usable here, not that the credentials are wrong: the
-# next mechanism may be tried (RFC 4954: 504 unrecognised, 534 too weak, 538 needs encryption).
-_MECHANISM_REFUSED = frozenset({504, 534, 538})
-
-
-async def _login_once(smtp: aiosmtplib.SMTP, user: str, password: str) -> None:
-    """Log in with the first mechanism both sides support, moving on only when the server
-    refuses the mechanism itself: aiosmtplib's `login` tries every mechanism after a rejection,
-    so one check with a wrong password would be two or three failed logins, and lockout
-    policies (fail2ban, mailcow) count each."""
-    if not smtp.supports_extension("auth"):
-        await smtp.login(user, password)  # raises its "AUTH not supported" SMTPException
-        return
-    refused: SMTPAuthenticationError | None = None
-    for name in smtp.supported_auth_methods:
-        try:
-            await getattr(smtp, f"auth_{name.replace('-', '')}")(user, password)
-        except SMTPAuthenticationError as exc:
-            if exc.code not in _MECHANISM_REFUSED:
-                raise
-            refused = exc
-        else:
-            return
-    raise refused or SMTPException("No suitable authentication method found.")
 
 
 def _why_no_tls(config: SmtpConfig) -> str:

@@ -27,12 +27,12 @@ import dns.flags
 import dns.rdtypes.ANY.TLSA
 import dns.resolver
 
-from agent.dns_canary import CanaryAsk
 from agent.dns_errors import why
+from agent.dns_resolver import CanaryResolver
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
 from agent.tenant_bound import BOUND_BUSY, TenantBound
 from shared.addresses import is_blocked
-from shared.dns_canary import DEFAULT_CANARIES, Canary, parse_dns_canaries
+from shared.dns_canary import Canary, parse_dns_canaries
 from shared.settings import AgentSettings
 from shared.sidechecks.mail_dns import WIRE, MailDns, MailDnsAsk
 from shared.sidechecks.mail_dns_bound import bounded
@@ -71,24 +71,6 @@ INTERNAL_SUFFIXES: Final = (
 )
 
 
-def dns_resolver(setting: str | None) -> dns.asyncresolver.Resolver:
-    """The resolver of the agent's DNS probes (mail DNS, reverse DNS): `setting` is `host` or
-    `host:port` (AGENT_DNS_RESOLVER), None for the system's (raises
-    dns.resolver.NoResolverConfiguration without one)."""
-    resolver = dns.asyncresolver.Resolver(configure=setting is None)
-    if setting is not None:
-        host, _, port = setting.rpartition(":")
-        if not host or "]" in port:  # no port given (or a bare IPv6 address)
-            host, port = setting, "53"
-        resolver.nameservers = [host.strip("[]")]
-        resolver.port = int(port)
-    # AD asks the resolver to say whether it validated the answer (RFC 6840 5.7); DO makes a
-    # validating resolver validate for us.
-    resolver.flags = dns.flags.RD | dns.flags.AD
-    resolver.use_edns(0, dns.flags.DO, 1232)
-    return resolver
-
-
 class MailDnsProbe:
     """`resolver`: `host` or `host:port` of the DNS resolver to ask (None: the system's);
     `policy_context`: verifies the MTA-STS policy host (the system's CAs, plus a test CA);
@@ -105,21 +87,10 @@ class MailDnsProbe:
         canaries: tuple[Canary, ...] | None = None,
     ) -> None:
         self._bound = bound
-        self._canaries = CanaryAsk(
-            parse_dns_canaries(DEFAULT_CANARIES) if canaries is None else canaries
-        )
-        self._resolver_setting = resolver
-        self._resolver: dns.asyncresolver.Resolver | None = None
+        self._dns = CanaryResolver(resolver, canaries)
         self._context = policy_context or system_trust()
         self._policy_port = policy_port
         self._allow_private = allow_private
-
-    def _resolver_now(self) -> dns.asyncresolver.Resolver:
-        """Built on first use: the system's configuration is read only by an agent that
-        resolves mail DNS (raises dns.resolver.NoResolverConfiguration without one)."""
-        if self._resolver is None:
-            self._resolver = dns_resolver(self._resolver_setting)
-        return self._resolver
 
     async def probe(
         self, domain: str, hostname: str, port: int, budget_s: float, tenant: str = ""
@@ -154,11 +125,11 @@ class MailDnsProbe:
             )
             return out
         try:
-            resolver = self._resolver_now()
+            resolver = self._dns.resolver()
         except dns.exception.DNSException as exc:
             out.errors["resolver"] = f"no resolver: {exc}"
             return out
-        canaries = asyncio.create_task(self._canaries.answers(resolver, budget))
+        canaries = asyncio.create_task(self._dns.canaries.answers(resolver, budget))
         lookups: dict[str, Awaitable[list[str]]] = {
             "mx": self._mx(resolver, domain, budget),
             "tlsa": self._tlsa(resolver, out, f"_{port}._tcp.{hostname}", budget),

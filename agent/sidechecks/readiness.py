@@ -13,7 +13,9 @@ count one; `ip4`, `ip6`, `all` and `exp` none; terms after `all` are never evalu
 
 Every round is bounded: at most QUERIES_MAX queries and SPF_RECORDS_MAX records, within the
 job's timeout (at most BUDGET_MAX_S), TXT answers of at most TXT_MAX bytes; at most
-PER_TENANT_MAX rounds of one organization at once (others wait within their own budget). What
+PER_TENANT_MAX rounds of one organization at once (others wait within their own budget); a
+round the controller held (its organization's hourly budget is spent: `ReadinessAsk.held`)
+asks nothing and returns why. What
 could not be read is the facts' `error`, never an exception: a walk cut short says why, and the
 controller judges nothing it could not know.
 """
@@ -33,19 +35,22 @@ import dns.exception
 import dns.message
 import dns.rdatatype
 import dns.resolver
+import idna
+import msgspec
 import spf
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from agent.dns_canary import CanaryAsk
 from agent.dns_errors import why
+from agent.dns_resolver import CanaryResolver
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
-from agent.sidechecks.mail_dns import dns_resolver
 from agent.tenant_bound import TenantBound
-from shared.dns_canary import DEFAULT_CANARIES, Canary, parse_dns_canaries
+from shared.dns_canary import Canary
 from shared.settings import AgentSettings
+from shared.sidechecks import dmarc_tree
 from shared.sidechecks.readiness import (
-    SELECTOR_MAX,
+    QUERIES_MAX,
+    REPORT_AUTH_MAX,
     SELECTORS_MAX,
     WIRE,
     DkimKey,
@@ -58,10 +63,10 @@ from shared.sidechecks.readiness import (
     SpfNode,
     bounded,
     record_tags,
+    selector,
 )
 
 BUDGET_MAX_S: Final = 10.0
-QUERIES_MAX: Final = 80
 SPF_RECORDS_MAX: Final = 40
 TXT_MAX: Final = 8192  # bytes of TXT strings at one name: SPF and DKIM records are far smaller
 PER_TENANT_MAX: Final = 2
@@ -76,7 +81,6 @@ NO_SENDER: Final = "192.0.2.0"
 # A macro naming the sender (anything but the domain, `%{d}`): its target is not known.
 _SENDER_MACRO = re.compile(r"%\{[^dD]")
 _DMARC = re.compile(r"^v\s*=\s*DMARC1\s*(;|$)")
-_SELECTOR = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 
 
 class _Parser(spf.query):  # type: ignore[misc]
@@ -173,7 +177,8 @@ async def _spf(look: _Lookups, domain: str) -> Spf:
         if not found:
             return walk.out  # no record: the mail DNS side check tells that
         if len(found) > 1:
-            walk.out.record = found[0]
+            # the least in sorted order: DNS answers come in any order, which is no change
+            walk.out.record = min(found)
             walk.out.broken = f"{domain} has {len(found)} SPF records"
             return walk.out
         walk.out.record = found[0]
@@ -273,69 +278,124 @@ async def _addresses(look: _Lookups, name: str) -> list[str] | None:
     return None if not found else [r.to_text() for r in found]
 
 
-def dmarc_targets(domain: str) -> list[str]:
-    """The names a DMARC Tree Walk asks, in order (RFC 9989 section 4.10): the domain; then,
-    for a domain of five labels or more, its last four; then one label fewer each time, down
-    to the top-level label."""
-    labels = domain.split(".")
-    out = [domain]
-    rest = labels[-4:] if len(labels) >= 5 else labels[1:]
-    while rest:
-        out.append(".".join(rest))
-        rest = rest[1:]
-    return out
-
-
 async def _dmarc(look: _Lookups, domain: str) -> Dmarc:
+    """The Tree Walk from `domain` (stopping where RFC 9989 says), and the authorization of
+    every external report destination of the record that applies (RFC 9990, "Verifying
+    External Destinations")."""
     out = Dmarc()
-    for name in dmarc_targets(domain):
+    for i, name in enumerate(dmarc_tree.targets(domain)):
         try:
             texts = await look.txt(f"_dmarc.{name}")
         except (Spent, Failed) as exc:
             out.walk.append(DmarcLookup(name=name, error=str(exc)))
             break
-        out.walk.append(DmarcLookup(name=name, records=[t for t in texts or [] if _DMARC.match(t)]))
-    applies = next((w for w in out.walk if w.records is not None and len(w.records) == 1), None)
-    if applies is not None and applies.records:
-        out.reports = await _report_auths(look, applies.name, applies.records[0])
+        found = DmarcLookup(name=name, records=[t for t in texts or [] if _DMARC.match(t)])
+        out.walk.append(found)
+        if dmarc_tree.stops(i, dmarc_tree.single(found)):
+            break
+    walked = dmarc_tree.tree_walk(domain, out.walk)
+    if walked is not None and walked.policy_at is not None and walked.record is not None:
+        out.reports_for = walked.policy_at
+        org = walked.organizational
+        # The Organizational Domain of the record's domain: the walk's, or a PSD's own.
+        within = walked.policy_at == org or walked.policy_at.endswith(f".{org}")
+        external = report_destinations(walked.record, org if within else walked.policy_at)
+        out.unchecked = max(0, len(external) - REPORT_AUTH_MAX)
+        out.reports = await _report_auths(look, walked.policy_at, external[:REPORT_AUTH_MAX])
     return out
 
 
-async def _report_auths(look: _Lookups, domain: str, record: str) -> list[ReportAuth]:
-    """The authorization records of the report destinations outside `domain`'s tree."""
+def report_destinations(record: str, org: str) -> list[tuple[str, str]]:
+    """The `rua` and `ruf` mailto URIs of `record` whose host is outside the Organizational
+    Domain `org`, each once, in the record's order, with their host (A-label, lower case; its
+    own Organizational Domain taken as `org` when it is `org` or under it). A URI that is no
+    mailto address is left out: receivers ignore it (RFC 9990, "Report Delivery")."""
     tags = record_tags(record)
     uris = [u.strip() for key in ("rua", "ruf") for u in tags.get(key, "").split(",") if u.strip()]
-    out: list[ReportAuth] = []
+    out: list[tuple[str, str]] = []
     for uri in dict.fromkeys(uris):
-        if not uri.lower().startswith("mailto:") or "@" not in uri:
+        host = _mailto_host(uri)
+        if host is None or host == org or host.endswith(f".{org}"):
             continue
-        host = uri.split("@", 1)[1].split("!", 1)[0].lower().rstrip(".")
-        if host == domain or host.endswith(f".{domain}") or domain.endswith(f".{host}"):
-            continue
-        if len(out) >= 4:
-            break
-        auth = ReportAuth(uri=uri, host=host)
-        try:
-            texts = await look.txt(f"{domain}._report._dmarc.{host}")
-            auth.authorized = any(_DMARC.match(t) for t in texts or [])
-        except (Spent, Failed) as exc:
-            auth.error = str(exc)
-        out.append(auth)
+        out.append((uri, host))
     return out
 
 
-async def _dkim(look: _Lookups, domain: str, selector: str) -> DkimKey:
-    key = DkimKey(selector=selector)
+def _mailto_host(uri: str) -> str | None:
+    """The host of a `mailto:` URI (its `!size` suffix and query left out), as an A-label."""
+    if not uri.lower().startswith("mailto:") or "@" not in uri:
+        return None
+    host = re.split(r"[!?]", uri.rsplit("@", 1)[1], maxsplit=1)[0].strip().rstrip(".")
     try:
-        texts = await look.txt(f"{selector}._domainkey.{domain}")
+        return idna.encode(host, uts46=True).decode("ascii").lower() if host else None
+    except idna.IDNAError:
+        return None
+
+
+def _report_name(policy_at: str, host: str) -> str | None:
+    """`<policy domain>._report._dmarc.<host>`, or None past DNS limits (RFC 9990, "Verifying
+    External Destinations" step 4: then no authorization can be found)."""
+    name = f"{policy_at}._report._dmarc.{host}"
+    labels = name.split(".")
+    return name if len(name) <= 253 and all(0 < len(x) <= 63 for x in labels) else None
+
+
+async def _report_auths(
+    look: _Lookups, policy_at: str, destinations: Sequence[tuple[str, str]]
+) -> list[ReportAuth]:
+    """Each destination's authorization by its host (RFC 9990, "Verifying External
+    Destinations"): a `v=DMARC1` record at `<policy_at>._report._dmarc.<host>` whose `rua`,
+    if it overrides, stays on the host. One query per host."""
+    by_host: dict[str, ReportAuth] = {}
+    out: list[ReportAuth] = []
+    for uri, host in destinations:
+        known = by_host.get(host)
+        if known is None:
+            known = by_host[host] = await _authorization(look, policy_at, host)
+        out.append(msgspec.structs.replace(known, uri=uri))
+    return out
+
+
+async def _authorization(look: _Lookups, policy_at: str, host: str) -> ReportAuth:
+    auth = ReportAuth(uri="", host=host, authorized=False)
+    name = _report_name(policy_at, host)
+    if name is None:
+        auth.why = f"past DNS name limits: {policy_at}._report._dmarc.{host}"
+        return auth
+    try:
+        texts = await look.txt(name)
+    except (Spent, Failed) as exc:
+        auth.authorized, auth.error = None, str(exc)
+        return auth
+    records = [t for t in texts or [] if _DMARC.match(t)]
+    if not records:
+        auth.why = f"no v=DMARC1 record at {name}"
+        return auth
+    elsewhere = [
+        u
+        for r in records
+        for u in record_tags(r).get("rua", "").split(",")
+        if u.strip() and _mailto_host(u.strip()) != host
+    ]
+    if elsewhere:
+        auth.why = f"{name} overrides rua with another host ({elsewhere[0].strip()[:80]})"
+        return auth
+    auth.authorized = True
+    return auth
+
+
+async def _dkim(look: _Lookups, domain: str, name: str) -> DkimKey:
+    key = DkimKey(selector=name)
+    try:
+        texts = await look.txt(f"{name}._domainkey.{domain}")
     except (Spent, Failed) as exc:
         key.error = str(exc)
         return key
     records = [t for t in texts or [] if "p=" in t.replace(" ", "")]
     if not records:
         return key
-    key.record = records[0]
-    tags = record_tags(records[0])
+    key.record = min(records)  # DNS answers come in any order, which is no change
+    tags = record_tags(key.record)
     key.key_type = tags.get("k", "rsa").strip().lower()
     key.testing = "y" in [f.strip() for f in tags.get("t", "").split(":")]
     data = re.sub(r"\s+", "", tags.get("p", ""))
@@ -376,11 +436,7 @@ class ReadinessProbe:
     def __init__(
         self, *, resolver: str | None = None, canaries: tuple[Canary, ...] | None = None
     ) -> None:
-        self._setting = resolver
-        self._resolver: dns.asyncresolver.Resolver | None = None
-        self._canaries = CanaryAsk(
-            parse_dns_canaries(DEFAULT_CANARIES) if canaries is None else canaries
-        )
+        self._dns = CanaryResolver(resolver, canaries)
         self._tenants = TenantBound(PER_TENANT_MAX)
 
     async def probe(
@@ -395,7 +451,7 @@ class ReadinessProbe:
         budget = max(0.1, min(budget_s, BUDGET_MAX_S))
         deadline = loop.time() + budget
         try:
-            resolver = self._resolver_now()
+            resolver = self._dns.resolver()
         except dns.exception.DNSException as exc:
             out.error = f"no resolver: {exc}"
             return out
@@ -424,7 +480,7 @@ class ReadinessProbe:
     ) -> None:
         loop = asyncio.get_running_loop()
         look = _Lookups(resolver, deadline)
-        canaries = asyncio.create_task(self._canaries.answers(resolver, deadline - loop.time()))
+        canaries = asyncio.create_task(self._dns.canaries.answers(resolver, deadline - loop.time()))
         try:
             out.spf = await _spf(look, out.domain)
             out.dmarc = await _dmarc(look, out.domain)
@@ -433,30 +489,25 @@ class ReadinessProbe:
                 out.mx = sorted({r.to_text().split()[-1].rstrip(".").lower() for r in mx or []})
             except (Spent, Failed) as exc:
                 out.error = str(exc)
-            wanted = [s for s in dict.fromkeys(selectors) if _usable(s)][:SELECTORS_MAX]
+            usable = (s for s in map(selector, selectors) if s is not None)
+            wanted = list(dict.fromkeys(usable))[:SELECTORS_MAX]
             out.dkim = [await _dkim(look, out.domain, s) for s in wanted]
         finally:
             out.queries = look.spent
             out.canaries = await canaries
-
-    def _resolver_now(self) -> dns.asyncresolver.Resolver:
-        if self._resolver is None:
-            self._resolver = dns_resolver(self._setting)
-        return self._resolver
-
-
-def _usable(selector: str) -> bool:
-    return 0 < len(selector) <= SELECTOR_MAX and bool(_SELECTOR.match(selector))
 
 
 def signing(at: Round, domain: str) -> list[str]:
     """The selectors the round's own message (a round trip's, as received) was signed with
     for `domain` (`d=` the domain)."""
     found = at.result.auth_results
-    return [s.selector for s in (found.signatures if found else []) if s.domain == domain]
+    signed = (s.selector for s in (found.signatures if found else []) if s.domain == domain)
+    return [s for s in map(selector, signed) if s is not None]
 
 
 async def _run(probe: ReadinessProbe, ask: ReadinessAsk, at: Round) -> Readiness | None:
+    if ask.held:
+        return bounded(Readiness(error=ask.held))  # asked nothing: the budget is spent
     domain = ask.domain.strip().lower().rstrip(".")
     signed = signing(at, domain)
     out = await probe.probe(

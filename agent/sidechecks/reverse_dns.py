@@ -21,14 +21,13 @@ import dns.rdatatype
 import dns.resolver
 import dns.reversename
 
-from agent.dns_canary import CanaryAsk
 from agent.dns_errors import why
+from agent.dns_resolver import CanaryResolver
 from agent.probers.run import default_resolver
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
-from agent.sidechecks.mail_dns import dns_resolver
 from agent.tenant_bound import BOUND_BUSY, TenantBound
 from shared.addresses import is_blocked
-from shared.dns_canary import DEFAULT_CANARIES, Canary, parse_dns_canaries
+from shared.dns_canary import Canary, parse_dns_canaries
 from shared.settings import AgentSettings
 from shared.sidechecks.reverse_dns import (
     PTR_ADDRESSES_MAX,
@@ -60,11 +59,7 @@ class ReverseDnsProbe:
         canaries: tuple[Canary, ...] | None = None,
     ) -> None:
         self._bound = bound
-        self._canaries = CanaryAsk(
-            parse_dns_canaries(DEFAULT_CANARIES) if canaries is None else canaries
-        )
-        self._setting = resolver
-        self._resolver: dns.asyncresolver.Resolver | None = None
+        self._dns = CanaryResolver(resolver, canaries)
         self._allow_private = allow_private
 
     async def probe(
@@ -91,7 +86,7 @@ class ReverseDnsProbe:
         out = ReverseDns(truncated=len(unique) > PTR_ADDRESSES_MAX)
         wanted = unique[:PTR_ADDRESSES_MAX]
         try:
-            resolver = self._resolver_now()
+            resolver = self._dns.resolver()
         except dns.exception.DNSException as exc:
             out.addresses = [PtrCheck(address=a, error=f"no resolver: {exc}") for a in wanted]
             return out
@@ -99,7 +94,9 @@ class ReverseDnsProbe:
         deadline = asyncio.get_running_loop().time() + budget
         # Canaries only beside lookups: a round that looks nothing up asks nothing.
         asked = self._allow_private or not all(is_blocked(a) for a in wanted)
-        canaries = asyncio.create_task(self._canaries.answers(resolver, budget)) if asked else None
+        canaries = (
+            asyncio.create_task(self._dns.canaries.answers(resolver, budget)) if asked else None
+        )
         try:
             # Each lookup ends within the budget (the PTR lookups within half of it, the
             # forward lookups in what is left), so this only guards against one that overstays.
@@ -111,11 +108,6 @@ class ReverseDnsProbe:
         out.truncated |= any(cut for _, cut in checks)
         out.canaries = await canaries if canaries is not None else None
         return out
-
-    def _resolver_now(self) -> dns.asyncresolver.Resolver:
-        if self._resolver is None:
-            self._resolver = dns_resolver(self._setting)
-        return self._resolver
 
     async def _one(
         self, resolver: dns.asyncresolver.Resolver, address: str, deadline: float

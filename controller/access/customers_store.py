@@ -22,6 +22,20 @@ class Customer(msgspec.Struct, frozen=True, kw_only=True):
 _COLUMNS = "id, public_id, organization_id, name, created_at, updated_at"
 
 
+def parse_ident(ident: int | str) -> int | UUID | None:
+    """A customer's id (a positive integer, or its digits) or public UUID as sent; None for
+    neither."""
+    if isinstance(ident, int):
+        return ident if 0 < ident < 2**63 else None
+    text = ident.strip()
+    if text.isdigit():
+        return parse_ident(int(text))
+    try:
+        return UUID(text)
+    except ValueError:
+        return None
+
+
 async def create(conn: Conn, organization_id: int, name: str) -> Customer:
     row = await conn.fetchrow(
         f"INSERT INTO customers (organization_id, name) VALUES ($1, $2) RETURNING {_COLUMNS}",

@@ -80,7 +80,7 @@ from controller.notify import events_store as events_db
 from controller.notify import evidence_store as evidence_db
 from controller.notify import maintenance, recipients
 from controller.notify.entry import Source, notify
-from controller.notify.flow_texts import Part, evidence_facts, render_flow
+from controller.notify.flow_texts import Part, evidence_facts, flow_facts, render_flow
 from controller.notify.incident import Incident
 from controller.notify.links import NO_LINKS, Links
 from controller.notify.texts import Kind, render, render_backoff
@@ -912,7 +912,8 @@ class Alerter:
             await self._notify_monitor(conn, member.monitor, incident, "down", now, mark=False)
             kind = "down"
         else:
-            await self._notify_flow(conn, flow, told.kind, flow.pending, now)
+            changes = flow.pending if told.kind == "changed" else ()  # a first notice: all new
+            await self._notify_flow(conn, flow, told.kind, changes, now)
             kind = told.kind
         await flow_db.told(conn, flow.id, kind, now)
         return 1
@@ -936,8 +937,17 @@ class Alerter:
         ]
         evidence = await _evidence(conn, flow.id)
         texts = render_flow(
-            kind, parts, flow.started_at, flow.ended_at, now, self._links, changes, evidence
+            kind,
+            parts,
+            flow.started_at,
+            flow.ended_at,
+            now,
+            self._links,
+            changes,
+            evidence,
+            flow.public_id,
         )
+        facts = flow_facts(flow.public_id, parts, flow.started_at, flow.ended_at, changes, evidence)
         tag = {
             "changed": f"changed-{flow.changes + 1}",
             "reminder": f"reminder-{flow.reminders + 1}",
@@ -947,7 +957,9 @@ class Alerter:
         key = f"flow:{flow.id}:{tag}"
         outbox_kind = "down" if kind == "changed" else kind
         for m in members:
-            notes = recipients.to_recipients(outbox_kind, m.monitor, texts, key, by_target=True)
+            notes = recipients.to_recipients(
+                outbox_kind, m.monitor, texts, key, by_target=True, flow=facts
+            )
             org = m.monitor.organization_id
             notice = notify_entry.Notice(Source.OUTAGE, org, m.monitor, m.incident_id, notes)
             await notify(conn, notice)

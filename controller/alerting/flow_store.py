@@ -6,6 +6,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from uuid import UUID
 
+import asyncpg
 import msgspec
 
 from controller.alerting.flows import Dependent, Flow, Outage
@@ -278,21 +279,64 @@ class ListedFlow(msgspec.Struct, frozen=True, kw_only=True):
     notified: bool
     members: list[ListedMember]
 
+    @property
+    def countries(self) -> list[str]:
+        """Every country its monitors' outages were seen from."""
+        return sorted({c for m in self.members for c in m.countries})
+
+    @property
+    def cause_kinds(self) -> list[str]:
+        return sorted({m.cause_kind for m in self.members})
+
+    @property
+    def down(self) -> int:
+        """Its monitors still down in it."""
+        return sum(m.ended_at is None for m in self.members)
+
+
+_LISTED = "SELECT id, public_id, started_at, ended_at, notified FROM flow_incidents"
+
+
+def _where(organization_id: int | None, *more: str) -> str:
+    """The organization's rows (every one's for None), and `more`: spelt out, so that the
+    plan uses the organization's indexes (`flow_incidents_open` for the open ones)."""
+    found = ([] if organization_id is None else ["organization_id = $1"]) + list(more)
+    return " WHERE " + " AND ".join(found) if found else ""
+
 
 async def list_flows(
-    conn: Conn, organization_id: int, limit: int, offset: int
+    conn: Conn,
+    organization_id: int | None,
+    limit: int,
+    offset: int,
+    *,
+    open_only: bool = False,
 ) -> tuple[list[ListedFlow], int]:
-    """A page of the organization's flow incidents, newest first, each with its monitors."""
+    """A page of the organization's flow incidents (every organization's for None), newest
+    first, each with its monitors; `open_only`: those still open."""
+    where = _where(organization_id, *(["ended_at IS NULL"] if open_only else []))
+    scope = [] if organization_id is None else [organization_id]
+    n = len(scope)
     rows = await conn.fetch(
-        "SELECT id, public_id, started_at, ended_at, notified FROM flow_incidents"
-        " WHERE organization_id = $1 ORDER BY started_at DESC, id DESC LIMIT $2 OFFSET $3",
-        organization_id,
+        f"{_LISTED}{where} ORDER BY started_at DESC, id DESC LIMIT ${n + 1} OFFSET ${n + 2}",
+        *scope,
         limit,
         offset,
     )
-    total: int = await conn.fetchval(
-        "SELECT count(*) FROM flow_incidents WHERE organization_id = $1", organization_id
-    )
+    total: int = await conn.fetchval(f"SELECT count(*) FROM flow_incidents{where}", *scope)
+    return await _with_members(conn, rows), total
+
+
+async def one(conn: Conn, public_id: UUID, organization_id: int | None) -> ListedFlow | None:
+    """The flow incident with that public id, when it is the organization's (any for None)."""
+    scope = [] if organization_id is None else [organization_id]
+    where = _where(organization_id, f"public_id = ${len(scope) + 1}")
+    rows = await conn.fetch(f"{_LISTED}{where}", *scope, public_id)
+    found = await _with_members(conn, rows)
+    return found[0] if found else None
+
+
+async def _with_members(conn: Conn, rows: Sequence[asyncpg.Record]) -> list[ListedFlow]:
     members = await conn.fetch(
         "SELECT DISTINCT ON (i.flow_incident_id, i.monitor_id) i.flow_incident_id,"
         " m.public_id AS monitor_public_id, m.name, m.type, m.hostname, m.port, i.started_at,"
@@ -311,4 +355,4 @@ async def list_flows(
             members=sorted(by_flow.get(r["id"], []), key=lambda x: (x.started_at, x.name)),
         )
         for r in rows
-    ], total
+    ]

@@ -113,6 +113,10 @@ class ListedIncident(msgspec.Struct, frozen=True, kw_only=True):
     queued: int
     delivered: int
     waiting: int
+    # The flow incident (the mail-flow problem people are told of) it joined, and how many
+    # monitors' outages joined that one.
+    flow_incident: UUID | None = None
+    flow_monitors: int = 0
 
 
 async def list_incidents(
@@ -121,7 +125,12 @@ async def list_incidents(
     """A page of the monitor's incidents, newest first, each with the counts of its notices
     (the recovery's left out) `queued`, `delivered` and still `waiting` to go out."""
     rows = await conn.fetch(
-        f"SELECT {INCIDENT_COLUMNS}, d.queued, d.delivered, d.waiting FROM incidents i"
+        f"SELECT {INCIDENT_COLUMNS}, d.queued, d.delivered, d.waiting,"
+        " (SELECT f.public_id FROM flow_incidents f WHERE f.id = i.flow_incident_id)"
+        "  AS flow_incident,"
+        " (SELECT count(DISTINCT j.monitor_id) FROM incidents j"
+        "  WHERE j.flow_incident_id = i.flow_incident_id) AS flow_monitors"
+        " FROM incidents i"
         " CROSS JOIN LATERAL (SELECT count(*) AS queued,"
         "   count(*) FILTER (WHERE o.status = 'sent') AS delivered,"
         "   count(*) FILTER (WHERE o.status = 'pending') AS waiting"

@@ -15,29 +15,25 @@ from typing import Any, Literal, get_args
 import msgspec
 
 from controller.ascode import secret_env
-from controller.ascode.spec import Desired
+from controller.ascode.spec import FILE_FIELDS, Desired
 from controller.monitors import kinds, validation
 from controller.monitors.kinds import Kind
+from controller.monitors.validation import CHECK_INTERVAL_DEFAULT
 from controller.web.api.monitor_schemas import MASK
 from shared.messages import MonitorType
 
-# Row values compared, and the API field each is shown as.
+# Row values compared, and the API field each is shown as: every common field a file sets,
+# then these.
 COMPARED = {
-    "name": "name",
-    "hostname": "hostname",
-    "port": "port",
-    "status": "status",
-    "check_interval": "checkInterval",
-    "timeout_seconds": "timeoutSeconds",
-    "allowed_country_codes": "allowedCheckCountryCodes",
-    "notification_email": "notificationEmail",
-    "notification_phone_number": "notificationPhoneNumber",
-    "mail_domain": "mailDomain",
+    **FILE_FIELDS,
     "reputation": "reputation",
     "secret_env": "secretEnv",
     "config": "config",
     "type": "type",
 }
+# A file leaves out a field at its default: null but for these (`check_interval`'s timeout
+# aside, which follows it).
+_DEFAULTS: dict[str, object] = {"status": "active", "check_interval": CHECK_INTERVAL_DEFAULT}
 
 
 RESENT = "its secret is sent; the API stores it only if it changed"
@@ -145,16 +141,11 @@ def export(customer: str, current: list[Current]) -> dict[str, object]:
             doc["hostname"] = v["hostname"]
         interval = v["check_interval"]
         defaults = {
-            **({"port": None} if kind.hostname else {}),
-            "status": "active",
-            "check_interval": validation.CHECK_INTERVAL_DEFAULT,
-            "timeout_seconds": validation.default_timeout(interval),
-            "allowed_country_codes": None,
-            "notification_email": None,
-            "notification_phone_number": None,
-            "mail_domain": None,
-            "reputation": None,
+            column: _DEFAULTS.get(column)
+            for column in (*FILE_FIELDS, "reputation")
+            if column not in ("name", "hostname") and (kind.hostname or column != "port")
         }
+        defaults["timeout_seconds"] = validation.default_timeout(interval)
         for column, default in defaults.items():
             if v.get(column) != default:
                 doc[COMPARED[column]] = v[column]

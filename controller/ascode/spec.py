@@ -34,14 +34,18 @@ from controller.ascode import secret_env
 from controller.monitors import kinds, validation, write_values
 from controller.monitors.errors import Refused
 from controller.monitors.kinds import ROUNDTRIP, Kind
+from controller.monitors.model import SHOWN_AS
 from controller.secrets.box import SecretBox, generate_key
 from controller.web.api.errors import ApiError, strict_body_error
 from controller.web.api.monitor_kinds import api_of
-from controller.web.api.monitor_rules import roundtrip_shown, write_of
-from controller.web.api.monitor_schemas import MASK, MonitorCreate
+from controller.web.api.monitor_rules import roundtrip_shown
+from controller.web.api.monitor_schemas import MASK
 from shared.messages import MonitorType
 
 TYPES: tuple[MonitorType, ...] = kinds.ALL_TYPES
+# The common fields a file sets, by column: all (`SHOWN_AS`) but `dependsOn`, which is declared
+# through the API and kept by `apply`.
+FILE_FIELDS: dict[str, str] = {c: f for c, f in SHOWN_AS.items() if c != "depends_on"}
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 Path = tuple[str | int, ...]
@@ -240,8 +244,7 @@ def _monitor(
         request = msgspec.convert({**doc, "customerId": customer}, struct_type, strict=True)
         validation.no_nul(request, "")
         # Which token endpoint hosts the server allows is the server's to say (OAUTH2_TOKEN_HOSTS).
-        write = write_of(kind, cast(MonitorCreate, request))
-        values = write_values.create_values(write, box, token_hosts=None).columns()
+        values = write_values.create_values(request, box, token_hosts=None)
     except msgspec.ValidationError as exc:
         raise _api_problem(strict_body_error(exc)) from None
     except (ApiError, Refused) as exc:
@@ -342,17 +345,13 @@ def _full_body(kind: Kind, doc: dict[str, Any], values: dict[str, Any]) -> dict[
     """Every field, so a PATCH also resets what the file leaves out to its default (a round
     trip's servers are in its config, which is sent whole)."""
     key = next((k for k in (kind.config_key, "config") if k in doc), None)
-    own = {"hostname": values["hostname"], "port": values.get("port")} if kind.hostname else {}
+    common = {
+        field: values.get(column)
+        for column, field in FILE_FIELDS.items()
+        if kind.hostname or column not in ("hostname", "port")
+    }
     return {
-        "name": values["name"],
-        **own,
-        "status": values["status"],
-        "checkInterval": values["check_interval"],
-        "timeoutSeconds": values["timeout_seconds"],
-        "allowedCheckCountryCodes": values.get("allowed_country_codes"),
-        "notificationEmail": values.get("notification_email"),
-        "notificationPhoneNumber": values.get("notification_phone_number"),
-        "mailDomain": values.get("mail_domain"),
+        **common,
         "secretEnv": values.get("secret_env"),
         **({"reputation": values.get("reputation")} if kind is kinds.SMTP else {}),
         "config": doc[key] if key else {},

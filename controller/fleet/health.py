@@ -7,15 +7,16 @@ agents, as Datadog's default monitors for private locations do. Three checks per
 - `features`: each of its live agents announces every feature the scheduler uses
   (`shared.messages.AGENT_FEATURES`): an older agent makes its whole country go without them.
 
-Each is moved by the oracles' rule (`controller.oracles.rules.step`): a change is told once it
-has held, and only once; a country no check can judge now is `unchecked`, never told.
+Each is moved by the operator health rule (`controller.operator_health.rules.step`): a change
+is told once it has held, and only once; a country no check can judge now is `unchecked`,
+never told.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from controller.oracles.rules import Health
+from controller.operator_health.rules import Health
 
 AGENTS: Final = "agents"
 SATURATION: Final = "saturation"

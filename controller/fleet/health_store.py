@@ -1,40 +1,16 @@
-"""Fleet health storage: each check's health per country as last judged (`fleet_health`), what
-the checks read from PostgreSQL (rounds per country, the countries monitors list) and whom a
-change is told."""
+"""Fleet health storage: the table of each check's health per country as last judged
+(`fleet_health`, read and written by controller.operator_health.store), what the checks read
+from PostgreSQL (rounds per country, the countries monitors list) and whom a change is told."""
 
 from datetime import datetime
+from typing import Final
 
 from controller.db.pool import Conn
 from controller.fleet.health import Rounds
 from controller.jobs.result_kinds import SATURATED, scheduled_since
-from controller.oracles.rules import Stored
+from controller.operator_health.store import Table
 
-
-async def healths(conn: Conn, *, lock: bool = False) -> dict[tuple[str, str], Stored]:
-    """(check, country) → its health as last judged; `lock`: held for the watch's update."""
-    rows = await conn.fetch(
-        "SELECT check_name, country, state, reason, since, told FROM fleet_health"
-        + (" FOR UPDATE" if lock else "")
-    )
-    return {
-        (r["check_name"], r["country"]): Stored(r["state"], r["reason"], r["since"], r["told"])
-        for r in rows
-    }
-
-
-async def save(conn: Conn, check: str, country: str, s: Stored) -> None:
-    await conn.execute(
-        "INSERT INTO fleet_health (check_name, country, state, reason, since, told)"
-        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (check_name, country) DO UPDATE"
-        " SET state = EXCLUDED.state, reason = EXCLUDED.reason, since = EXCLUDED.since,"
-        " told = EXCLUDED.told",
-        check,
-        country,
-        s.state,
-        s.reason,
-        s.since,
-        s.told,
-    )
+HEALTH: Final = Table("fleet_health", "check_name")
 
 
 async def rounds(conn: Conn, since: datetime) -> dict[str, Rounds]:

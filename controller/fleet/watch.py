@@ -1,8 +1,8 @@
 """The fleet's health, moved every pass (the alerter role, `FleetWatch.run_once`): each
 country's live agents and their features from this controller's live view
 (controller.fleet.live), its `saturated` rounds from PostgreSQL, judged by
-controller.fleet.health and stepped by the oracles' rule (`controller.oracles.rules.step`); a
-change that held is one `fleet` notice (what is wrong, where, what the operator does; the
+controller.fleet.health and stepped by the operator health rule (controller.operator_health);
+a change that held is one `fleet` notice (what is wrong, where, what the operator does; the
 fleet's own budget, never the outages') to the owners of each organization whose monitors may
 run in that country, and a log line. Nothing is judged while the live view is not warm (NATS
 away or just back): an incomplete view is no outage of the fleet.
@@ -22,18 +22,15 @@ from controller.db.pool import Conn
 from controller.fleet import health
 from controller.fleet import health_store as db
 from controller.fleet.live import LiveAgents
-from controller.notify import budget_store as budget_db
-from controller.notify import recipients
-from controller.notify.entry import Notice, Source, notify
 from controller.notify.texts import Texts, with_facts
-from controller.oracles import rules
-from controller.oracles.rules import Change, Health, Stored
+from controller.operator_health import store as health_db
+from controller.operator_health.rules import HOLD, Change, Health, Stored
+from controller.operator_health.watch import move, tell_owners
 from shared.messages import AGENT_FEATURES
 from shared.timefmt import iso_ms, utcnow
 
 log = structlog.get_logger(__name__)
 
-KIND = "finding"
 FORGET: Final = timedelta(days=7)
 WINDOW: Final = timedelta(minutes=15)  # the rounds whose saturated share is judged
 
@@ -45,7 +42,7 @@ class FleetWatch:
         agents: LiveAgents,
         *,
         saturated_ratio_max: float,
-        hold: timedelta = rules.HOLD,
+        hold: timedelta = HOLD,
         window: timedelta = WINDOW,
         needed: Sequence[str] = AGENT_FEATURES,
     ) -> None:
@@ -64,7 +61,7 @@ class FleetWatch:
         for beat in self._agents.agents():
             live.setdefault(beat.country, {})[beat.agent_id] = beat.features
         async with self._pool.acquire() as conn, conn.transaction():
-            stored = await db.healths(conn, lock=True)
+            stored = await health_db.healths(conn, db.HEALTH, lock=True)
             served = {
                 cc
                 for (check, cc), s in stored.items()
@@ -78,23 +75,15 @@ class FleetWatch:
                 needed=self._needed,
             )
             gone = Health("unchecked", "not judged now")
-            now_health |= {key: gone for key in stored.keys() - now_health.keys()}
-            for key in sorted(now_health):
-                before = stored.get(key)
-                after, change = rules.step(before, now_health[key], at, self._hold)
-                if after != before:
-                    await db.save(conn, *key, after)
-                if change is not None:
-                    await self._tell(conn, *key, after, change)
+            told = await move(conn, db.HEALTH, stored, now_health, at, hold=self._hold, gone=gone)
+            for t in told:
+                await self._tell(conn, *t)
 
     async def _tell(self, conn: Conn, check: str, country: str, s: Stored, change: Change) -> None:
         log.warning("fleet " + change, check=check, country=country, reason=s.reason)
         texts = notice(check, country, s, change)
         key = f"fleet:{check}:{country}:{change}:{iso_ms(s.since)}"
-        for org in await db.affected_organizations(conn, country):
-            _, owners = await budget_db.owners(conn, org)
-            notes = recipients.to_owners(KIND, owners, texts, f"{key}:{org}")
-            await notify(conn, Notice(Source.FLEET, org, None, None, notes))
+        await tell_owners(conn, await db.affected_organizations(conn, country), texts, key)
 
 
 LABELS: Final = {

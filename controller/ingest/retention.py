@@ -1,10 +1,11 @@
 """Retention of stored results: daily partitions ahead of time, and none older than what each
 kind of row keeps: raw rows, their details and side checks' facts CHECK_RAW_DAYS, hourly
-rollups (uptime) and the daily sums kept of them CHECK_HISTORY_DAYS. Every ingester replica
+rollups (rounds), the results uptime needs of a day whose raw rows are gone (`uptime_results`)
+and the daily sums kept of them CHECK_HISTORY_DAYS. Every ingester replica
 runs the pass; one at a time does the work."""
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import asyncpg
 import structlog
@@ -25,26 +26,33 @@ RAW_DAYS = 35  # CHECK_RAW_DAYS' default
 
 
 async def one_pass(pool: asyncpg.Pool, history_days: int, raw_days: int) -> list[str]:
-    """Create the partitions from yesterday to three days ahead; drop raw partitions older
-    than `raw_days` and rollup partitions older than `history_days`; return the dropped (none
-    when another replica's pass is under way)."""
+    """Create the partitions from yesterday to three days ahead; keep what uptime needs of the
+    raw partitions older than `raw_days`, then drop them, and rollup partitions older than
+    `history_days`; return the dropped (none when another replica's pass is under way)."""
     async with pool.acquire() as conn, turns.turn(conn, turns.PARTITIONS) as mine:
         if not mine:
             return []
         now = utcnow()
         created = await results.ensure_partitions(conn, now - timedelta(days=1))
-        dropped = await results.drop_partitions_before(
-            conn, (now - timedelta(days=raw_days)).date(), results.RAW_TABLES
-        )
-        dropped += await results.drop_partitions_before(
-            conn, (now - timedelta(days=history_days)).date(), results.ROLLUP_TABLES
-        )
+        raw_before = (now - timedelta(days=raw_days)).date()
+        history_before = (now - timedelta(days=history_days)).date()
+        # Before a day's raw rows go, the results uptime needs of it are kept (as long as the
+        # rollups, and a day more for the state at the start of the longest window).
+        going = await results.partitions_before(conn, raw_before, ("result_rows",))
+        kept = await retention_store.keep_uptime_days(conn, map(results.partition_day, going))
+        dropped = await results.drop_partitions_before(conn, raw_before, results.RAW_TABLES)
+        dropped += await results.drop_partitions_before(conn, history_before, results.ROLLUP_TABLES)
         # The status pages' settled days (`result_days`) are kept as long as the rollups.
-        await retention_store.forget_days_before(conn, (now - timedelta(days=history_days)).date())
+        await retention_store.forget_days_before(conn, history_before)
+        await retention_store.forget_uptime_before(
+            conn, datetime.combine(history_before, time(), UTC) - timedelta(days=1)
+        )
         # Side checks' facts are kept as long as the raw results they ride.
         side = await facts_store.drop_before(conn, WIRED.values(), now - timedelta(days=raw_days))
     if created:
         log.info("result partitions created", count=created)
+    if kept:
+        log.info("uptime results kept", rows=kept, days=len(going))
     if side:
         log.info("side check facts dropped", rows=side, raw_days=raw_days)
     if dropped:

@@ -322,12 +322,8 @@ RAW_TABLES = ("result_rows", "result_details", "result_packs")
 ROLLUP_TABLES = ("result_rollups",)
 
 
-async def drop_partitions_before(
-    conn: Conn, day: date, parents: Sequence[str] = RAW_TABLES
-) -> list[str]:
-    """Drop the daily partitions of `parents` of days before `day`; return their names. A drop
-    locks the table for a moment, so it runs at most once a day per partition
-    (`keep_partitions`)."""
+async def partitions_before(conn: Conn, day: date, parents: Sequence[str]) -> list[str]:
+    """The names of the daily partitions of `parents` of days before `day`."""
     rows = await conn.fetch(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
         " JOIN pg_class p ON p.oid = i.inhparent JOIN unnest($2::text[]) AS n(parent)"
@@ -340,7 +336,21 @@ async def drop_partitions_before(
         day,
         list(parents),
     )
-    names: list[str] = [r["relname"] for r in rows]
+    return [r["relname"] for r in rows]
+
+
+def partition_day(name: str) -> date:
+    """The UTC day of a daily partition (`<parent>_pYYYYMMDD`)."""
+    return datetime.strptime(name.rsplit("_p", 1)[1], "%Y%m%d").date()
+
+
+async def drop_partitions_before(
+    conn: Conn, day: date, parents: Sequence[str] = RAW_TABLES
+) -> list[str]:
+    """Drop the daily partitions of `parents` of days before `day`; return their names. A drop
+    locks the table for a moment, so it runs at most once a day per partition
+    (`keep_partitions`)."""
+    names = await partitions_before(conn, day, parents)
     for name in names:
         await conn.execute(f'DROP TABLE IF EXISTS "{name}"')
     return names
@@ -519,6 +529,30 @@ async def counts(
         )
         for r in rows
     ]
+
+
+class StateTime(msgspec.Struct, frozen=True):
+    """One country's time up and down in a window (SQL `uptime_ms`, the one rule) and when the
+    window's known time really starts."""
+
+    country: str
+    up_ms: int
+    down_ms: int
+    covered_from: datetime
+
+
+async def state_time(
+    conn: Conn, monitor_id: int, since: datetime, until: datetime
+) -> list[StateTime]:
+    """Per country, the time the monitor was up and down in [since, until) (`uptime_ms`)."""
+    rows = await conn.fetch(
+        "SELECT result_country(country) AS country, up_ms, down_ms, covered_from"
+        " FROM uptime_ms($1, $2, $3) ORDER BY country",
+        monitor_id,
+        since,
+        until,
+    )
+    return typed.in_order(StateTime, rows)
 
 
 LATENCY_BOUNDS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)

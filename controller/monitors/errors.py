@@ -6,7 +6,7 @@ Every refusal carries a stable machine-readable `code`, a `message` for a person
 `fields` of the request at fault.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 
 class Refused(Exception):
@@ -69,3 +69,22 @@ class Unavailable(Refused):
 def invalid(field: str, message: str, code: str = "invalid_field") -> Invalid:
     """A 400-like refusal naming one field."""
     return Invalid(message, code=code, fields=[field])
+
+
+class SecretMoved(Invalid):
+    """A change moves stored secrets the write does not send again (`secret_binding`):
+    `monitor_type` is the monitor's type after the change, `each` by secret path the fields
+    that moved it (`secret_binding.moved_each`). Each surface names them its own way."""
+
+    def __init__(self, monitor_type: str, each: Mapping[str, list[str]]) -> None:
+        super().__init__(
+            f"send the stored secrets again to change {', '.join(sorted(each))}",
+            code="secret_required",
+            fields=sorted(each),
+        )
+        self.monitor_type = monitor_type
+        self.each = dict(each)
+
+
+class Stale(Conflict):
+    """The monitor changed after the surface read it to build the write."""

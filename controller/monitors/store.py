@@ -16,14 +16,16 @@ from controller.monitors.config import MonitorConfigError as MonitorConfigError
 from controller.monitors.config import decode_config as decode_config
 from controller.monitors.config import grants_of as grants_of
 from controller.monitors.config import stored_config as stored_config
+from controller.monitors.model import COMMON_COLUMNS, MonitorCommon
 from controller.monitors.oauth2_grants import Grant
 from shared.messages import JobConfig, MonitorType
 
 
-class Monitor(msgspec.Struct, kw_only=True, frozen=True):
-    """A monitor row, typed. `config` is its type's wire config Struct with each secret still
-    as stored (a `SealedSecret`, controller.secrets.box); a Secret's repr is the mask, and
-    the repr leaves out `config_as_sent`, so a Monitor is safe to log.
+class Monitor(MonitorCommon, kw_only=True, frozen=True):
+    """A monitor row, typed: `MonitorCommon`'s fields and the controller's own. `config` is
+    its type's wire config Struct with each secret still as stored (a `SealedSecret`,
+    controller.secrets.box); a Secret's repr is the mask, and the repr leaves out
+    `config_as_sent`, so a Monitor is safe to log.
 
     `config_as_sent`: the config as stored, only the keys the API was sent (secrets sealed).
     `config` cannot tell a key left out from one sent with its default value, so two readers
@@ -33,30 +35,13 @@ class Monitor(msgspec.Struct, kw_only=True, frozen=True):
     stored config changes nothing; a secret bound to the stored keys). Every other reader
     takes `config`."""
 
-    id: int
-    public_id: UUID
-    organization_id: int
-    customer_id: int
     type: MonitorType
-    name: str
-    hostname: str
-    port: int | None
-    status: str
-    check_interval: int
-    timeout_seconds: int
-    allowed_country_codes: list[str] | None
     config: JobConfig
-    notification_email: str | None
-    notification_phone_number: str | None
-    mail_domain: str | None
     # The outbound addresses and domains listed for the blocklists (`{"ips", "domains"}`,
     # validation.reputation); None: none.
     reputation: dict[str, list[str]] | None = None
     # Monitors as code's variable name of each secret, by config path (a label, never read).
     secret_env: dict[str, str] | None = None
-    # What it declares it depends on (`dependsOn`): monitor public ids and host names; None:
-    # nothing (controller.alerting.flows).
-    depends_on: list[str] | None = None
     next_due_at: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -94,14 +79,12 @@ def decode(row: asyncpg.Record) -> Monitor:
     )
 
 
+# Every field of `Monitor` is the column of its name but these, which `decode` derives.
+_DERIVED = ("config_as_sent", "grants", "last_checked_at")
 # `last_checked_at`: the latest over the monitor's countries (the ingester keeps it per country).
 COLUMNS = (
-    "id, public_id, organization_id, customer_id, type, name, hostname, port, status,"
-    " check_interval, timeout_seconds, allowed_country_codes, config, notification_email,"
-    " notification_phone_number, mail_domain, reputation, secret_env, depends_on, next_due_at,"
-    " created_at,"
-    " updated_at,"
-    " (SELECT max(s.last_checked_at) FROM monitor_country_state s"
+    ", ".join(name for name in Monitor.__struct_fields__ if name not in _DERIVED)
+    + ", (SELECT max(s.last_checked_at) FROM monitor_country_state s"
     "  WHERE s.monitor_id = monitors.id) AS last_checked_at"
 )
 
@@ -157,27 +140,7 @@ async def watched(conn: Conn, monitor_id: int) -> WatchedMonitor | None:
 
 
 # Columns the API may write; anything else in `changes` is a programming error.
-WRITABLE = frozenset(
-    {
-        "customer_id",
-        "type",
-        "name",
-        "hostname",
-        "port",
-        "status",
-        "check_interval",
-        "timeout_seconds",
-        "allowed_country_codes",
-        "config",
-        "notification_email",
-        "notification_phone_number",
-        "mail_domain",
-        "reputation",
-        "secret_env",
-        "depends_on",
-        "next_due_at",
-    }
-)
+WRITABLE = frozenset({*COMMON_COLUMNS, "customer_id", "type", "config", "next_due_at"})
 
 
 def stored_values(monitor: Monitor) -> dict[str, object]:

@@ -16,6 +16,7 @@ import pycountry
 from controller.monitors.errors import Invalid, invalid
 from controller.monitors.kinds import IMAP_POP
 from shared.addresses import is_blocked
+from shared.sidechecks.readiness import LISTED_MAX, SELECTOR_MAX, selector
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 # Separators, quotes and brackets of address lists and display names (RFC 5322 specials).
@@ -125,6 +126,29 @@ def depends_on(values: list[str] | None, field: str = "dependsOn") -> list[str] 
             entry = hostname(value, f"{field}[{i}]")
         if entry not in found:
             found.append(entry)
+    return found
+
+
+def dkim_selectors(values: list[str] | None, field: str = "dkimSelectors") -> list[str] | None:
+    """The DKIM selectors a user lists for the readiness side check to read beside those a
+    round trip's message is signed with and the common ones: at most LISTED_MAX, each a
+    selector (`shared.sidechecks.readiness.selector`), lower case, each once, in the order
+    sent; null or empty: none."""
+    if not values:
+        return None
+    if len(values) > LISTED_MAX:
+        raise invalid(field, f"{field} lists at most {LISTED_MAX} selectors")
+    found: list[str] = []
+    for i, value in enumerate(values):
+        name = selector(value)
+        if name is None:
+            raise invalid(
+                f"{field}[{i}]",
+                f"{field}[{i}]: {value[:70]!r} is not a DKIM selector (dot-separated labels of"
+                f" letters, digits, hyphens and underscores, at most {SELECTOR_MAX} characters)",
+            )
+        if name not in found:
+            found.append(name)
     return found
 
 

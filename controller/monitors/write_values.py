@@ -1,90 +1,53 @@
-"""From a `MonitorWrite` to the columns to store: every rule a monitor write's values obey.
+"""From a write (`controller.monitors.write_model`) to the columns to store: every rule a
+monitor write's values obey.
 
 Fields are checked and normalised (`validation`, `tls_options`, the OAuth2 grant's rules, a
 round trip's own addresses), secrets sealed (`KEEP` keeps the stored one), defaults filled in
-on create. A refusal is `controller.monitors.errors.Invalid` naming the field as the request
-spells it (the config by `MonitorWrite.config_field`). The stored config keeps exactly the keys
+on create. A common field sets the column of its name (`model.COMMON_COLUMNS`), through its
+rule in `_RULES` when it has one, else as sent. A refusal is
+`controller.monitors.errors.Invalid` naming the field as the request spells it (the config as
+it was sent: the kind's key or its alias `config`). The stored config keeps exactly the keys
 sent (the API shows SMTP and IMAP/POP configs as sent).
 
-Pure but for sealing: the model in, the columns out (`controller.monitors.writes` stores them).
+Pure but for sealing: the write in, the columns out (`controller.monitors.writes` stores them).
 """
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import msgspec
 from msgspec import UNSET, UnsetType
 
 from controller.monitors import config as monitor_config
-from controller.monitors import kinds, oauth2_grants, roundtrip_addresses, tls_options, validation
+from controller.monitors import oauth2_grants, roundtrip_addresses, tls_options, validation
 from controller.monitors.errors import invalid
-from controller.monitors.kinds import IMAP_POP, ROUNDTRIP, SMTP, Kind
+from controller.monitors.kinds import IMAP_POP, ROUNDTRIP, SMTP
+from controller.monitors.model import COMMON_COLUMNS
 from controller.monitors.write_model import (
     KEEP,
-    ImapPopLegWrite,
-    ImapPopWrite,
+    ImapPopConfigIn,
+    MonitorCreate,
     MonitorWrite,
-    OAuth2Write,
-    ReputationWrite,
-    RoundTripReceiveWrite,
-    RoundTripSendWrite,
-    RoundTripWrite,
-    SmtpAuthWrite,
-    SmtpLegWrite,
-    SmtpWrite,
-    TlsOptionsWrite,
+    OAuth2In,
+    ReputationIn,
+    RoundTripConfigIn,
+    RoundTripReceiveIn,
+    RoundTripSendIn,
+    SmtpAuthIn,
+    SmtpConfigIn,
+    SmtpLegIn,
+    TlsOptionsIn,
+    config_sent,
 )
 from controller.secrets.box import SecretBox, is_sealed
 
 if TYPE_CHECKING:  # the type only: these rules read no store
     from controller.monitors.store import Monitor
 
-# A monitor's columns, or a stored config, as JSON (what the store writes).
+# A monitor's columns by name, or a stored config, as JSON (what the store writes).
 Json = dict[str, Any]
-SmtpLegT = TypeVar("SmtpLegT", bound=SmtpLegWrite)
-ImapPopLegT = TypeVar("ImapPopLegT", bound=ImapPopLegWrite)
-
-
-class MonitorValues(msgspec.Struct, kw_only=True):
-    """The columns a write sets, as the store writes them (UNSET: left as it is; a create sets
-    every one but the customer). `config` is the stored config's JSON, its keys as sent."""
-
-    name: str | UnsetType = UNSET
-    hostname: str | UnsetType = UNSET
-    port: int | None | UnsetType = UNSET
-    status: str | UnsetType = UNSET
-    check_interval: int | UnsetType = UNSET
-    timeout_seconds: int | UnsetType = UNSET
-    allowed_country_codes: list[str] | None | UnsetType = UNSET
-    notification_email: str | None | UnsetType = UNSET
-    notification_phone_number: str | None | UnsetType = UNSET
-    mail_domain: str | None | UnsetType = UNSET
-    depends_on: list[str] | None | UnsetType = UNSET
-    reputation: dict[str, list[str]] | None | UnsetType = UNSET
-    secret_env: dict[str, str] | None | UnsetType = UNSET
-    type: str | UnsetType = UNSET
-    config: Json | UnsetType = UNSET
-
-    def columns(self) -> Json:
-        """The columns set, by name (what `controller.monitors.store` writes)."""
-        return {
-            name: value
-            for name in self.__struct_fields__
-            if (value := getattr(self, name)) is not UNSET
-        }
-
-    def over(self, other: "MonitorValues") -> "MonitorValues":
-        """`other` with the columns this sets set."""
-        return msgspec.structs.replace(other, **self.columns())
-
-
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-def _checked(value: T | UnsetType, rule: Callable[[T], R]) -> R | UnsetType:
-    """`rule`'s answer for a value sent; UNSET for none."""
-    return value if isinstance(value, UnsetType) else rule(value)
+SmtpLegT = TypeVar("SmtpLegT", bound=SmtpLegIn)
+ImapPopLegT = TypeVar("ImapPopLegT", bound=ImapPopConfigIn)
 
 
 def _secret(
@@ -101,12 +64,12 @@ def _secret(
 
 
 def _oauth2(
-    cfg: OAuth2Write | None | UnsetType,
+    cfg: OAuth2In | None | UnsetType,
     stored: object,
     box: SecretBox,
     key: str,
     token_hosts: Sequence[str] | None,
-) -> OAuth2Write | None | UnsetType:
+) -> OAuth2In | None | UnsetType:
     """A login's `oauth2` to store: checked, its secrets sealed, `KEEP` keeping a stored one;
     null (or absent) is none."""
     if cfg is None or isinstance(cfg, UnsetType):
@@ -138,7 +101,7 @@ def _oauth2(
     out = oauth2_grants.as_stored(grant)
     for name in oauth2_grants.SECRET_KEYS:
         out.pop(name, None)
-    return msgspec.convert({**out, **sealed}, OAuth2Write)
+    return msgspec.convert({**out, **sealed}, OAuth2In)
 
 
 def _none_is_empty(value: str | None | UnsetType) -> str | UnsetType:
@@ -147,7 +110,7 @@ def _none_is_empty(value: str | None | UnsetType) -> str | UnsetType:
     return "" if value is None else value
 
 
-def _tls_options(opts: TlsOptionsWrite | UnsetType, key: str) -> TlsOptionsWrite | UnsetType:
+def _tls_options(opts: TlsOptionsIn | UnsetType, key: str) -> TlsOptionsIn | UnsetType:
     """`tlsOptions`, which both kinds share; a null `ca` or `servername` is the default, so it
     is not stored."""
     if isinstance(opts, UnsetType):
@@ -173,9 +136,9 @@ def _smtp_config(
     cfg: SmtpLegT, stored: Json, box: SecretBox, key: str, token_hosts: Sequence[str] | None
 ) -> SmtpLegT:
     auth = cfg.auth
-    if isinstance(auth, SmtpAuthWrite):
+    if isinstance(auth, SmtpAuthIn):
         stored_auth = stored.get("auth") if isinstance(stored.get("auth"), dict) else {}
-        auth = SmtpAuthWrite(
+        auth = SmtpAuthIn(
             user=_none_is_empty(auth.user),
             password=_secret(
                 auth.password, (stored_auth or {}).get("pass"), box, f"{key}.auth.pass"
@@ -188,7 +151,18 @@ def _smtp_config(
                 token_hosts,
             ),
         )
-    return msgspec.structs.replace(cfg, auth=auth, tls_options=_tls_options(cfg.tls_options, key))
+    return msgspec.structs.replace(
+        cfg,
+        auth=auth,
+        tls_options=_tls_options(cfg.tls_options, key),
+        # nodemailer's spellings stand for the keys when those are not sent, stored as them
+        ignore_tls=cfg.ignore_tls if cfg.ignore_tls is not UNSET else cfg.ignore_tls_nodemailer,
+        require_tls=(
+            cfg.require_tls if cfg.require_tls is not UNSET else cfg.require_tls_nodemailer
+        ),
+        ignore_tls_nodemailer=UNSET,
+        require_tls_nodemailer=UNSET,
+    )
 
 
 def _imap_pop_config(
@@ -210,19 +184,19 @@ def _imap_pop_config(
     )
 
 
-def _protocol(cfg: ImapPopLegWrite) -> str:
+def _protocol(cfg: ImapPopConfigIn) -> str:
     """The protocol of an IMAP/POP login as stored (imap when none is given)."""
     return "imap" if isinstance(cfg.protocol, UnsetType) else cfg.protocol
 
 
 def _roundtrip_config(
-    cfg: RoundTripWrite,
+    cfg: RoundTripConfigIn,
     stored: Json,
     box: SecretBox,
     key: str,
     creating: bool,
     token_hosts: Sequence[str] | None,
-) -> MonitorValues:
+) -> Json:
     """The columns of a round trip's config: `hostname`/`port` (the send leg's server, changed
     only when sent) and `config` (send without its server, to, receive, grading)."""
     if (
@@ -232,14 +206,14 @@ def _roundtrip_config(
     ):
         missing = next(n for n in ("send", "to", "receive") if getattr(cfg, n) is UNSET)
         raise invalid(f"{key}.{missing}", f"{key}.{missing} is required")
-    out = MonitorValues()
+    out: Json = {}
     send = cfg.send
     if not isinstance(send.hostname, UnsetType):
-        out.hostname = validation.hostname(send.hostname, f"{key}.send.hostname")
+        out["hostname"] = validation.hostname(send.hostname, f"{key}.send.hostname")
     elif creating:
         raise invalid(f"{key}.send.hostname", f"{key}.send.hostname is required")
     if not isinstance(send.port, UnsetType):
-        out.port = validation.port(send.port, f"{key}.send.port")
+        out["port"] = validation.port(send.port, f"{key}.send.port")
     stored_send = stored.get("send") if isinstance(stored.get("send"), dict) else {}
     sent = _smtp_config(send, stored_send or {}, box, f"{key}.send", token_hosts)
     # a blank sender is none (the agent's default), as for every e-mail field: it was stored as
@@ -259,32 +233,30 @@ def _roundtrip_config(
     receive = _receive(cfg.receive, stored, box, f"{key}.receive", token_hosts)
     _own_addresses(to, sent, receive, key)
     config = msgspec.structs.replace(cfg, send=sent, to=to, receive=receive)
-    out.config = _json(config)
+    out["config"] = _json(config)
     return out
 
 
-def _own_addresses(
-    to: str, send: RoundTripSendWrite, receive: RoundTripReceiveWrite, key: str
-) -> None:
+def _own_addresses(to: str, send: RoundTripSendIn, receive: RoundTripReceiveIn, key: str) -> None:
     """Refuse `to` unless it is the mailbox the receive leg reads, or `send.from` unless the
     send leg may use it (controller.roundtrips.rules)."""
     assert isinstance(receive.user, str) and isinstance(receive.hostname, str)
     if problem := roundtrip_addresses.recipient_problem(to, receive.user, receive.hostname):
         raise invalid(f"{key}.to", f"{key}.to {problem}")
     auth = send.auth
-    login = auth.user if isinstance(auth, SmtpAuthWrite) and isinstance(auth.user, str) else None
+    login = auth.user if isinstance(auth, SmtpAuthIn) and isinstance(auth.user, str) else None
     sender = send.sender
     if sender and (problem := roundtrip_addresses.sender_problem(sender, login, to)):
         raise invalid(f"{key}.send.from", f"{key}.send.from {problem}")
 
 
 def _receive(
-    cfg: RoundTripReceiveWrite,
+    cfg: RoundTripReceiveIn,
     stored: Json,
     box: SecretBox,
     key: str,
     token_hosts: Sequence[str] | None,
-) -> RoundTripReceiveWrite:
+) -> RoundTripReceiveIn:
     stored_receive = stored.get("receive") if isinstance(stored.get("receive"), dict) else {}
     out = _imap_pop_config(cfg, stored_receive or {}, box, key, token_hosts)
     if isinstance(cfg.hostname, UnsetType):
@@ -317,14 +289,9 @@ def _receive(
 
 
 def _json(config: msgspec.Struct) -> Json:
-    """A config (or leg) of the model as the stored JSON: the keys set, its tag left out."""
+    """A config (or leg) as the stored JSON: the keys set."""
     out: Json = msgspec.to_builtins(config)
-    out.pop("kind", None)
     return out
-
-
-def _config_key(kind: Kind, write: MonitorWrite) -> str:
-    return write.config_field or kind.config_key
 
 
 def config_values(
@@ -334,29 +301,28 @@ def config_values(
     *,
     creating: bool = False,
     token_hosts: Sequence[str] | None = (),
-) -> MonitorValues:
+) -> Json:
     """`config` (and for IMAP/POP the `type`, for a round trip `hostname`/`port`) to store;
     none when no config was sent. `stored`: the config stored (JSON), whose secrets `KEEP`
     keeps. `token_hosts`: the hosts a custom OAuth2 token endpoint may be on
     (OAUTH2_TOKEN_HOSTS; None: not known here, as in `apply`, whose API decides)."""
-    kind = kinds.named(write.kind)
-    cfg = write.config
-    if isinstance(cfg, UnsetType):
+    kind = write.KIND
+    sent = config_sent(write)
+    if sent is None:
         if kind is ROUNDTRIP and creating:
             raise invalid(kind.config_key, f"{kind.config_key} is required")
-        return MonitorValues()
-    key = _config_key(kind, write)
-    if kind is SMTP and isinstance(cfg, SmtpWrite):
-        return MonitorValues(config=_json(_smtp_config(cfg, stored, box, key, token_hosts)))
-    if kind is ROUNDTRIP and isinstance(cfg, RoundTripWrite):
+        return {}
+    key, cfg = sent
+    if kind is SMTP and isinstance(cfg, SmtpConfigIn):
+        return {"config": _json(_smtp_config(cfg, stored, box, key, token_hosts))}
+    if kind is ROUNDTRIP and isinstance(cfg, RoundTripConfigIn):
         return _roundtrip_config(cfg, stored, box, key, creating, token_hosts)
-    if kind is IMAP_POP and isinstance(cfg, ImapPopWrite):
-        config = _imap_pop_config(cfg, stored, box, key, token_hosts)
-        return MonitorValues(config=_json(config), type=_protocol(config))
-    raise invalid(key, f"{key} is not a config of {kind.label}s")
+    assert kind is IMAP_POP and isinstance(cfg, ImapPopConfigIn), kind
+    config = _imap_pop_config(cfg, stored, box, key, token_hosts)
+    return {"config": _json(config), "type": _protocol(config)}
 
 
-def _reputation(listed: ReputationWrite | None) -> dict[str, list[str]] | None:
+def _reputation(listed: ReputationIn | None) -> dict[str, list[str]] | None:
     if listed is None:
         return None
     return validation.reputation(
@@ -365,49 +331,58 @@ def _reputation(listed: ReputationWrite | None) -> dict[str, list[str]] | None:
     )
 
 
-def common_values(write: MonitorWrite) -> MonitorValues:
-    """Columns from the fields every kind shares, normalised, checked in this order; absent
-    fields are left out. A round trip has no top-level hostname/port (its config holds both
-    servers); only an SMTP monitor lists outbound names (`reputation`) for the blocklists."""
-    paths = kinds.named(write.kind).all_secrets
-    return MonitorValues(
-        name=_checked(write.name, validation.name),
-        hostname=_checked(write.hostname, validation.hostname),
-        port=_checked(write.port, validation.port),
-        status=_checked(write.status, validation.status),
-        check_interval=write.check_interval,
-        timeout_seconds=write.timeout_seconds,
-        allowed_country_codes=_checked(write.allowed_country_codes, validation.country_codes),
-        notification_email=_checked(write.notification_email, validation.email),
-        notification_phone_number=_checked(write.notification_phone_number, validation.phone),
-        mail_domain=_checked(write.mail_domain, validation.mail_domain),
-        depends_on=_checked(write.depends_on, validation.depends_on),
-        reputation=_checked(write.reputation, _reputation),
-        secret_env=_checked(write.secret_env, lambda env: validation.secret_env(env, paths)),
-    )
+# The rule of each common field that has one beyond its type (normalising, refusing naming
+# the field); every other common field is stored as sent.
+_RULES: Final[Mapping[str, Callable[..., object]]] = {
+    "name": validation.name,
+    "hostname": validation.hostname,
+    "port": validation.port,
+    "status": validation.status,
+    "allowed_country_codes": validation.country_codes,
+    "notification_email": validation.email,
+    "notification_phone_number": validation.phone,
+    "mail_domain": validation.mail_domain,
+    "depends_on": validation.depends_on,
+    "dkim_selectors": validation.dkim_selectors,
+    "reputation": _reputation,
+}
+
+
+def common_values(write: MonitorWrite) -> Json:
+    """Columns from the fields every kind shares (`COMMON_COLUMNS`: each the write's field of
+    its name), normalised, checked in that order; absent fields are left out. A round trip has
+    no top-level hostname/port (its config holds both servers); only an SMTP monitor lists
+    outbound names (`reputation`) for the blocklists."""
+    out: Json = {}
+    for column in COMMON_COLUMNS:
+        value = getattr(write, column, UNSET)
+        if value is UNSET:
+            continue
+        if column == "secret_env":
+            env = None if value is None else msgspec.to_builtins(value)
+            out[column] = validation.secret_env(env, write.KIND.all_secrets)
+        else:
+            rule = _RULES.get(column)
+            out[column] = value if rule is None else rule(value)
+    return out
 
 
 def create_values(
-    write: MonitorWrite, box: SecretBox, token_hosts: Sequence[str] | None = ()
-) -> MonitorValues:
+    write: MonitorCreate, box: SecretBox, token_hosts: Sequence[str] | None = ()
+) -> Json:
     """The columns of a new monitor (all but `customer_id`): fields, defaults, config."""
-    kind = kinds.named(write.kind)
+    kind = write.KIND
+    config_sent(write)  # two different configs are refused before any field
     values = common_values(write)
-    if isinstance(values.status, UnsetType):
-        values.status = "active"
-    if isinstance(values.check_interval, UnsetType):
-        values.check_interval = validation.CHECK_INTERVAL_DEFAULT
-    if isinstance(values.timeout_seconds, UnsetType):
-        values.timeout_seconds = validation.default_timeout(values.check_interval)
-    validation.interval_and_timeout(values.check_interval, values.timeout_seconds)
-    config = config_values(write, {}, box, creating=True, token_hosts=token_hosts)
-    values = config.over(values)
-    if isinstance(values.config, UnsetType):
-        values.config = {}
-    if isinstance(values.type, UnsetType):
-        values.type = kind.types[0]
+    values.setdefault("status", "active")
+    interval = values.setdefault("check_interval", validation.CHECK_INTERVAL_DEFAULT)
+    timeout = values.setdefault("timeout_seconds", validation.default_timeout(interval))
+    validation.interval_and_timeout(interval, timeout)
+    values |= config_values(write, {}, box, creating=True, token_hosts=token_hosts)
+    values.setdefault("config", {})
+    values.setdefault("type", kind.types[0])
     for field in ("name", "hostname"):
-        if getattr(values, field) is UNSET:
+        if field not in values:
             raise invalid(field, f"{field} is required")
     return values
 
@@ -417,16 +392,13 @@ def update_values(
     monitor: "Monitor",
     box: SecretBox,
     token_hosts: Sequence[str] | None = (),
-) -> MonitorValues:
+) -> Json:
     """The columns an update changes on `monitor` (without `customer_id`)."""
+    config_sent(write)  # two different configs are refused before any field
     changes = common_values(write)
     validation.interval_and_timeout(
-        monitor.check_interval
-        if isinstance(changes.check_interval, UnsetType)
-        else changes.check_interval,
-        monitor.timeout_seconds
-        if isinstance(changes.timeout_seconds, UnsetType)
-        else changes.timeout_seconds,
+        changes.get("check_interval", monitor.check_interval),
+        changes.get("timeout_seconds", monitor.timeout_seconds),
     )
     stored = monitor_config.stored_config(monitor)
-    return config_values(write, stored, box, token_hosts=token_hosts).over(changes)
+    return changes | config_values(write, stored, box, token_hosts=token_hosts)

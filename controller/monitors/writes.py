@@ -1,54 +1,53 @@
 """Every write of a monitor row: create, update (a status change is one), delete.
 
 The native API, the AlertSite-compatible API and the console write monitors only through here
-(`apply` goes through the native API), each taking the write model
-(`controller.monitors.write_model.MonitorWrite`), which `write_values` checks and turns into
-columns, each write in one transaction that
-- for a create: resolves the customer, admits one more monitor (`fair_use.admit_new_monitor`,
-  under the organization's row lock), inserts it;
-- for an update: reads the row locked, lets the surface turn its request into the write model,
-  clears the due time when the interval or status is set (`monitor_change_rules`), refuses a
-  change that moves a stored secret the request did not send again (`secret_binding`: the
-  surface names the fields its way), keeps a secret sent again as stored and a config that
-  says what the stored one says (`config.same`), resolves a new customer, and writes nothing
-  at all when nothing changes;
+(`apply` goes through the native API), each with a complete write: the request's body of the
+write model (`controller.monitors.write_model`), authorized and converted by the surface
+before it calls in. `write_values` checks it and turns it into columns, each write in one
+transaction that
+- for a create: resolves the customer the write names (or the organization's default one),
+  admits one more monitor (`fair_use.admit_new_monitor`, under the organization's row lock),
+  inserts it;
+- for an update: reads the row locked, refuses a write built on a monitor that has changed
+  since (`read_at`: `Stale`, so the surface builds it again), clears the due time when the
+  interval or status is set (`monitor_change_rules`), refuses a change that moves a stored
+  secret the request did not send again (`SecretMoved`: the surface names the fields its
+  way), keeps a secret sent again as stored and a config that says what the stored one says
+  (`config.same`), resolves a new customer, and writes nothing at all when nothing changes;
 - for both: admits the checks, slot-seconds and account logins the write adds
   (`fair_use.admit_checks`; a refusal rolls the write back), naming the request's fields as the
   surface spells them (`budget`: column → field), and the names it lists for the blocklists
   (`fair_use.admit_blocklist_names`);
-- for a delete: reads the row, lets the surface check the caller may, deletes it.
+- for a delete: deletes the row.
 
-Refusals are `controller.monitors.errors.Refused` (or the surface's own, from its callbacks);
-each surface shows them its own way (JSON, AlertSite's shape, a page).
+The surface reads the monitor first (`get`: another organization's monitor is a 404 before any
+403 or 400) and authorizes the caller; nothing here calls back into it. Refusals are
+`controller.monitors.errors.Refused`; each surface shows them its own way (JSON, AlertSite's
+shape, a page).
 """
 
 import hmac
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
 import structlog
+from msgspec import UNSET, UnsetType
 
+from controller.access import customers_store as customers
 from controller.db.pool import Conn
 from controller.monitors import change_rules as rules
 from controller.monitors import config as config_rules
 from controller.monitors import fair_use, kinds, secret_binding, write_values
 from controller.monitors import store as monitors
-from controller.monitors.errors import NotFound, Refused, invalid
+from controller.monitors.errors import NotFound, SecretMoved, Stale, invalid
 from controller.monitors.store import Monitor
-from controller.monitors.write_model import MonitorWrite
-from controller.monitors.write_values import MonitorValues
+from controller.monitors.write_model import UPDATES, MonitorCreate, MonitorUpdate
 from controller.secrets.box import SecretBox, SecretBoxError
 
 log = structlog.get_logger(__name__)
-
-# The surface's customer for the row, resolved inside the write's transaction.
-CustomerOf = Callable[[Conn], Awaitable[int]]
-# The surface's 400 for a change that moves stored secrets without them, given the monitor's
-# type after the change and, by secret path, the fields that moved it
-# (`secret_binding.moved_each`).
-SecretRefusal = Callable[[str, Mapping[str, list[str]]], Exception]
 
 
 @dataclass(frozen=True)
@@ -58,24 +57,7 @@ class Lookup:
     ident: UUID | int
     types: Sequence[str]
     scope: int | None  # the caller's organization; None: any (a global supporter)
-    missing: Callable[[], Exception] = lambda: _not_found()  # the surface's 404
-
-
-@dataclass
-class Edit:
-    """What an update request changes, as the write model, and how its surface names
-    refusals."""
-
-    write: MonitorWrite
-    refuse_moved_secret: SecretRefusal
-    customer: CustomerOf | None = None  # a new customer, resolved after the binding check
-    budget: Mapping[str, str] = field(default_factory=dict)  # column → the request's field
-
-
-# The surface turns its request into an `Edit` once the row is read (locked); role checks and
-# request validation that need the monitor happen in it, so another organization's monitor is a
-# 404 before any 403 or 400.
-EditOf = Callable[[Conn, Monitor], Awaitable[Edit]]
+    missing: str = "Not found"  # the surface's words for none (a `NotFound`)
 
 
 @dataclass(frozen=True)
@@ -85,23 +67,33 @@ class MonitorWrites:
     limits: fair_use.Limits
     token_hosts: Sequence[str] = ()  # OAUTH2_TOKEN_HOSTS: a custom token endpoint's hosts
 
+    async def get(self, lookup: Lookup) -> Monitor:
+        """The monitor a write is for, as it is now (the surface's 404 when there is none)."""
+        async with self.pool.acquire() as conn:
+            return await _get(conn, lookup, for_update=False)
+
     async def create(
         self,
         organization_id: int,
-        write: MonitorWrite,
+        write: MonitorCreate,
         *,
-        customer: CustomerOf,
         budget: Mapping[str, str],
+        default_customer: str | None = None,
     ) -> Monitor:
         """Insert the monitor `write` asks for (checked before the customer is resolved) within
-        fair use."""
-        values = write_values.create_values(write, self.box, self.token_hosts).columns()
+        fair use; `default_customer`: the write names none, and the monitor goes to the
+        organization's default customer of that name, created with it on first use."""
+        values = write_values.create_values(write, self.box, self.token_hosts)
         org, lim = organization_id, self.limits
         async with self.pool.acquire() as conn, conn.transaction():
             await _dependencies(conn, org, values.get("depends_on"), None)
-            row_values = {**values, "customer_id": await customer(conn)}
+            values["customer_id"] = (
+                await _customer(conn, write.customer_id, org)
+                if default_customer is None
+                else await customers.default_for(conn, org, default_customer)
+            )
             await fair_use.admit_new_monitor(conn, lim, org)
-            monitor = await monitors.insert(conn, org, row_values)
+            monitor = await monitors.insert(conn, org, values)
             await fair_use.admit_checks(
                 conn, lim, org, monitor.id, fair_use.NOTHING, rules.creating(budget)
             )
@@ -110,41 +102,64 @@ class MonitorWrites:
         log.info("monitor created", monitor=str(monitor.public_id), organization=org)
         return monitor
 
-    async def update(self, lookup: Lookup, edit_of: EditOf) -> Monitor:
-        """Apply the surface's edit to the monitor; the monitor as it is afterwards (unchanged,
-        and not written, when the edit changes nothing)."""
-        return await self._update(lookup, edit_of, self._columns)
+    async def update(
+        self,
+        lookup: Lookup,
+        write: MonitorUpdate,
+        *,
+        budget: Mapping[str, str],
+        read_at: datetime | None = None,
+    ) -> Monitor:
+        """Apply `write` to the monitor; the monitor as it is afterwards (unchanged, and not
+        written, when the write changes nothing). `read_at`: the `updated_at` of the monitor
+        the write was built from, when it was (`Stale` if it has changed since)."""
 
-    def _columns(self, write: MonitorWrite, monitor: Monitor) -> MonitorValues:
-        return write_values.update_values(write, monitor, self.box, self.token_hosts)
+        def columns(monitor: Monitor) -> write_values.Json:
+            return write_values.update_values(write, monitor, self.box, self.token_hosts)
+
+        customer = write.customer_id
+        return await self._update(lookup, columns, budget, read_at, customer)
+
+    async def set_status(self, lookup: Lookup, status: str, budget: Mapping[str, str]) -> Monitor:
+        """Pause (`disabled`), resume (`active`) or hold (`maintenance`) the monitor: an
+        update of its status alone (the monitor's other values are not checked again)."""
+
+        def columns(monitor: Monitor) -> write_values.Json:
+            update = UPDATES[kinds.of_type(monitor.type)]
+            return write_values.common_values(update(status=status))
+
+        return await self._update(lookup, columns, budget, None, UNSET)
 
     async def _update(
         self,
         lookup: Lookup,
-        edit_of: EditOf,
-        columns_of: Callable[[MonitorWrite, Monitor], MonitorValues],
+        columns_of: Callable[[Monitor], write_values.Json],
+        budget: Mapping[str, str],
+        read_at: datetime | None,
+        customer: int | str | UnsetType,
     ) -> Monitor:
         async with self.pool.acquire() as conn, conn.transaction():
             monitor = await _get(conn, lookup, for_update=True)
-            edit = await edit_of(conn, monitor)
-            changes = rules.with_due_reset(columns_of(edit.write, monitor).columns())
+            if read_at is not None and monitor.updated_at != read_at:
+                raise Stale("the monitor changed while this write was made; send it again")
+            changes = rules.with_due_reset(columns_of(monitor))
             stored = monitors.stored_values(monitor)
             moved = secret_binding.moved_each(
                 secret_binding.Target.of(stored), secret_binding.Target.of({**stored, **changes})
             )
             if moved:
-                raise edit.refuse_moved_secret(_type_after(monitor, changes), moved)
+                raise SecretMoved(_type_after(monitor, changes), moved)
             keep_unchanged_secrets(monitor, changes, self.box)
             keep_unchanged_config(monitor, changes)
-            if edit.customer is not None:
-                changes["customer_id"] = await edit.customer(conn)
+            org, lim = monitor.organization_id, self.limits
+            if not isinstance(customer, UnsetType):
+                changes["customer_id"] = await _customer(conn, customer, org)
             if rules.changes_nothing(stored, changes):
                 return monitor
-            org, lim = monitor.organization_id, self.limits
             await _dependencies(conn, org, changes.get("depends_on"), monitor.public_id)
             before = await fair_use.checks_of(conn, lim, org, monitor.id)
             updated = await monitors.update(conn, monitor.id, changes)
-            fields = fair_use.budget_fields(changes, edit.budget)
+            fields = fair_use.budget_fields(changes, budget)
             await fair_use.admit_checks(conn, lim, org, monitor.id, before, fields)
             if "reputation" in changes:
                 await fair_use.admit_blocklist_names(
@@ -157,27 +172,23 @@ class MonitorWrites:
         log.info("monitor updated", monitor=str(monitor.public_id), columns=sorted(changes))
         return updated
 
-    async def set_status(self, lookup: Lookup, status: str, budget: Mapping[str, str]) -> Monitor:
-        """Pause (`disabled`), resume (`active`) or hold (`maintenance`) the monitor: an
-        update of its status alone."""
-
-        async def edit_of(conn: Conn, monitor: Monitor) -> Edit:
-            write = MonitorWrite(kind=kinds.of_type(monitor.type).name, status=status)
-            return Edit(write, _never_moves, budget=budget)
-
-        # The status alone: the monitor's other values are not checked again.
-        return await self._update(
-            lookup, edit_of, lambda write, _: write_values.common_values(write)
-        )
-
-    async def delete(self, lookup: Lookup, allowed: Callable[[Monitor], None]) -> None:
-        """Delete the monitor; `allowed` raises when the caller may not (after the lookup, so
-        another organization's monitor is a 404, never a 403)."""
+    async def delete(self, lookup: Lookup) -> None:
+        """Delete the monitor."""
         async with self.pool.acquire() as conn, conn.transaction():
-            monitor = await _get(conn, lookup, for_update=False)
-            allowed(monitor)
+            monitor = await _get(conn, lookup, for_update=True)
             await monitors.delete(conn, monitor.id)
         log.info("monitor deleted", monitor=str(monitor.public_id))
+
+
+async def _customer(conn: Conn, ident: int | str, org: int) -> int:
+    """The organization's customer the write names by id or public UUID."""
+    parsed = customers.parse_ident(ident)
+    if parsed is None:
+        raise invalid("customerId", "Invalid Customer identifier", "invalid_customer_id")
+    found = await customers.find(conn, parsed, org)
+    if found is None:
+        raise NotFound("Customer not found", code="customer_not_found", fields=["customerId"])
+    return found.id
 
 
 async def _dependencies(conn: Conn, org: int, declared: object, own: UUID | None) -> None:
@@ -198,21 +209,12 @@ async def _dependencies(conn: Conn, org: int, declared: object, own: UUID | None
         raise invalid("dependsOn", f"no monitor of the organization has the id {min(missing)}")
 
 
-def _not_found() -> NotFound:
-    return NotFound("Not found")
-
-
-def _never_moves(monitor_type: str, moved: Mapping[str, list[str]]) -> Refused:
-    """A status change moves no secret; kept for the type."""
-    raise AssertionError(f"a status change moved a secret: {dict(moved)}")
-
-
 async def _get(conn: Conn, lookup: Lookup, *, for_update: bool) -> Monitor:
     found = await monitors.get(
         conn, lookup.ident, lookup.types, lookup.scope, for_update=for_update
     )
     if found is None:
-        raise lookup.missing()
+        raise NotFound(lookup.missing)
     return found
 
 

@@ -2,7 +2,8 @@
 
 An `Event` is written with the notice (the outbox row's `payload`), so a retry tells the same.
 Each kind turns it into one HTTP request (`request`); `verdict` reads the answer. Built only
-from the monitor's name, type, host and port and the incident: never from a monitor's config,
+from the monitor's name, type, host and port and the incident (a flow incident's: its monitors'
+names, hosts, ports, causes and countries, its changes and evidence): never from a config,
 so never a monitor secret; the channel's own secret goes only into the header or field its
 receiver expects (a signature, a routing key, an API key), never into an error.
 """
@@ -112,9 +113,51 @@ class IncidentFacts(msgspec.Struct, rename="camel", frozen=True):
     countries: list[str]
 
 
+class FlowMonitor(msgspec.Struct, rename="camel", frozen=True):
+    """A monitor of a flow incident: its latest outage in it (`state` `down` or `up`)."""
+
+    id: str
+    name: str
+    type: str
+    hostname: str
+    port: int | None
+    state: str
+    cause: str
+    cause_kind: str
+    countries: list[str]
+
+
+class FlowFacts(msgspec.Struct, rename="camel", frozen=True):
+    """The mail-flow problem a flow incident's notice tells of (controller.alerting.flows):
+    `id` as `GET /api/incidents` names it; every country and cause its monitors touched;
+    `monitors` the first FLOW_MONITORS of `monitorCount`, `downCount` of them down (absent
+    from notices stored before it was told); `changes` what a change notice tells; `evidence`
+    the first EVIDENCE of `evidenceCount` findings attached to it."""
+
+    id: str
+    started_at: str
+    ended_at: str | None
+    countries: list[str]
+    causes: list[str]
+    monitor_count: int
+    monitors: list[FlowMonitor]
+    changes: list[str] = msgspec.field(default_factory=list)
+    evidence_count: int = 0
+    evidence: list[str] = msgspec.field(default_factory=list)
+    down_count: int | None = None
+
+
+# What one notice lists of a flow incident (its monitors, its evidence), at most.
+FLOW_MONITORS: Final = 50
+FLOW_SHOWN: Final = 10  # monitors and evidence lines in a message's facts
+EVIDENCE: Final = 10
+
+
 class Event(msgspec.Struct, rename="camel", frozen=True):
     """The generic webhook's body (docs/alerts.md has its JSON schema), and what every other
-    kind is built from."""
+    kind is built from. A flow incident's notice (several monitors, one mail-flow problem)
+    has `flow`; its `monitor` and `incident` are then the outage that opened it, the same for
+    all its notices (so a pager's alert key is the flow incident's)."""
 
     id: str  # stable across retries: receivers drop a repeat by it
     kind: str  # down, reminder, recovered, no_data, test
@@ -129,6 +172,7 @@ class Event(msgspec.Struct, rename="camel", frozen=True):
     # its text, as the e-mail says it.
     severity: str | None = None
     details: str | None = None
+    flow: FlowFacts | None = None
 
 
 def event_schema() -> dict[str, object]:
@@ -173,7 +217,47 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
 
 
 def _where(e: Event) -> str:
+    if e.flow is not None:
+        return ", ".join(e.flow.countries) or "-"
     return ", ".join(e.incident.countries) if e.incident and e.incident.countries else "-"
+
+
+def _cause(e: Event) -> str:
+    if e.flow is not None:
+        return "; ".join(e.flow.causes) or "-"
+    return e.incident.cause if e.incident is not None else "-"
+
+
+def _member(m: FlowMonitor) -> str:
+    port = f":{m.port}" if m.port else ""
+    where = ", ".join(m.countries) or "-"
+    return f"{m.name} ({m.type.upper()} {m.hostname}{port}): {m.state}; {m.cause} [{where}]"
+
+
+def _shown(lines: list[str], total: int) -> str:
+    more = total - min(len(lines), FLOW_SHOWN)
+    return "\n".join(lines[:FLOW_SHOWN] + ([f"and {more} more"] if more > 0 else []))
+
+
+def _flow_facts(e: Event, f: FlowFacts) -> list[tuple[str, str]]:
+    """A flow incident's facts: every monitor with its state and cause, every country and
+    cause, what changed, the evidence attached."""
+    down = f.down_count if f.down_count is not None else sum(m.state == "down" for m in f.monitors)
+    facts = [
+        ("State", e.state.upper()),
+        ("Monitors", f"{f.monitor_count} ({down} down)" if down else str(f.monitor_count)),
+        ("Countries", _where(e)),
+        ("Cause", _cause(e)),
+        ("Down since", f.started_at),
+    ]
+    if f.ended_at:
+        facts.append(("Ended at", f.ended_at))
+    if f.changes:
+        facts.append(("Changed", ", ".join(f.changes)))
+    facts.append(("Each monitor", _shown([_member(m) for m in f.monitors], f.monitor_count)))
+    if f.evidence:
+        facts.append(("Evidence", _shown(f.evidence, f.evidence_count)))
+    return facts
 
 
 def _target(e: Event) -> str:
@@ -188,6 +272,8 @@ def _facts(e: Event) -> list[tuple[str, str]]:
             ("Severity", e.severity or NOTICE_SEVERITY),
             ("Monitor", f"{e.monitor.name} ({_target(e)})"),
         ]
+    if e.flow is not None:
+        return _flow_facts(e, e.flow)
     facts = [("State", e.state.upper()), ("Monitor", f"{e.monitor.name} ({_target(e)})")]
     if e.incident is not None:
         facts += [("Countries", _where(e)), ("Cause", e.incident.cause)]
@@ -429,7 +515,7 @@ def _alertmanager(e: Event, base: str, token: str | None, now: datetime) -> Requ
         "annotations": {
             "summary": e.summary,
             "countries": _where(e),
-            "cause": e.incident.cause
+            "cause": _cause(e)
             if e.incident
             else (e.details or "")[:MAX_DETAILS]
             if notice
@@ -438,6 +524,13 @@ def _alertmanager(e: Event, base: str, token: str | None, now: datetime) -> Requ
         "startsAt": started,
         "endsAt": ends,
     }
+    if e.flow is not None:
+        annotations = alert["annotations"]
+        assert isinstance(annotations, dict)
+        annotations["monitors"] = _shown(
+            [_member(m) for m in e.flow.monitors], e.flow.monitor_count
+        )
+        annotations["flow_incident"] = e.flow.id
     if e.console_url:
         alert["generatorURL"] = e.console_url
     headers = {"Content-Type": "application/json"}

@@ -73,6 +73,12 @@ class ChannelSender:
         except ValueError:  # a payload is ours, but a link is never worth a failed notice
             return None
 
+    def incident_url(self, flow_public_id: str) -> str | None:
+        try:
+            return self._links.incident(UUID(flow_public_id))
+        except ValueError:
+            return None
+
     async def send(self, note: Notification) -> None:
         if note.channel_id is None or note.payload is None:
             raise DeliveryError("not sent: the channel was deleted", permanent=True)
@@ -91,7 +97,10 @@ class ChannelSender:
             raise DeliveryError(
                 f"not sent: stored event unreadable: {exc}", permanent=True
             ) from None
-        event = msgspec.structs.replace(event, console_url=self.console_url(event.monitor.id))
+        url = self.console_url(event.monitor.id)
+        if event.flow is not None:
+            url = self.incident_url(event.flow.id)
+        event = msgspec.structs.replace(event, console_url=url)
         await self.deliver(row, event)
 
     def endpoint_problem(self, channel: StoredChannel) -> str | None:

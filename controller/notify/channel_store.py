@@ -11,7 +11,7 @@ import msgspec
 from controller.db import rows as typed
 from controller.db.pool import Conn
 from controller.notify import channel_kinds
-from controller.notify.channel_kinds import Event, IncidentFacts, MonitorFacts
+from controller.notify.channel_kinds import Event, FlowFacts, IncidentFacts, MonitorFacts
 from controller.notify.recipients import Outgoing
 from shared.timefmt import iso_ms, iso_ms_or_none
 
@@ -219,10 +219,12 @@ async def fan_out(
     *,
     details: str | None = None,
     severity: str | None = None,
+    flow: FlowFacts | None = None,
 ) -> list[Outgoing]:
     """One outbox row per channel of the monitor for an incident's notice or another notice
     about the monitor (`kind`, its dedupe `key`, `summary`, a notice's `details` and
-    `severity`); none for other kinds."""
+    `severity`); none for other kinds. A flow incident's notice (`flow`) names the outage
+    that opened the flow incident `incident_id` is part of, whichever member tells it."""
     notice = kind in channel_kinds.NOTICE_KINDS
     if not notice and (kind not in INCIDENT_KINDS or incident_id is None):
         return []
@@ -234,12 +236,7 @@ async def fan_out(
             conn, monitor_id, channels, kind, key, summary, now, details, severity
         )
     facts = await conn.fetchrow(
-        "SELECT m.public_id, m.name, m.type, m.hostname, m.port, i.public_id AS incident,"
-        " i.started_at, i.ended_at, i.cause, i.cause_kind, i.countries"
-        " FROM monitors m JOIN incidents i ON i.monitor_id = m.id"
-        " WHERE m.id = $1 AND i.id = $2",
-        monitor_id,
-        incident_id,
+        _FLOW_OPENING if flow is not None else _OWN, monitor_id, incident_id
     )
     if facts is None:
         return []
@@ -268,9 +265,26 @@ async def fan_out(
                 list(facts["countries"] or []),
             ),
             console_url=None,  # the sender's PUBLIC_URL: a property of the deployment
+            flow=flow,
         )
         notes.append(_outgoing(kind, c, summary, dedupe, event))
     return notes
+
+
+_FACTS = (
+    "SELECT m.public_id, m.name, m.type, m.hostname, m.port, i.public_id AS incident,"
+    " i.started_at, i.ended_at, i.cause, i.cause_kind, i.countries"
+    " FROM monitors m JOIN incidents i ON i.monitor_id = m.id"
+)
+# The incident `$2` of the monitor `$1`.
+_OWN = _FACTS + " WHERE m.id = $1 AND i.id = $2"
+# The outage that opened the flow incident the monitor `$1`'s incident `$2` is part of (its
+# first, by start): every notice of the flow incident names the same one.
+_FLOW_OPENING = (
+    _FACTS + " WHERE i.flow_incident_id = (SELECT o.flow_incident_id FROM incidents o"
+    "  WHERE o.id = $2 AND o.monitor_id = $1)"
+    " ORDER BY i.started_at, i.id LIMIT 1"
+)
 
 
 def _key(key: str, channel: asyncpg.Record) -> str:

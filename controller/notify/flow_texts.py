@@ -6,11 +6,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
+from uuid import UUID
 
+from controller.notify import channel_kinds
 from controller.notify.causes import label
+from controller.notify.channel_kinds import FlowFacts, FlowMonitor
 from controller.notify.links import Links
 from controller.notify.texts import Texts, duration, one_line, target, with_facts
-from shared.timefmt import iso_ms
+from shared.timefmt import iso_ms, iso_ms_or_none
 
 if TYPE_CHECKING:  # the type only: texts read no store
     from controller.monitors.store import Monitor
@@ -57,10 +60,12 @@ def render_flow(
     links: Links,
     changes: Sequence[str] = (),
     evidence: Sequence[str] = (),
+    flow_id: UUID | None = None,
 ) -> Texts:
     """The flow incident's notice of `kind` (down, changed, reminder, recovered, no_data);
     `changes`: what a `changed` notice tells (flows.material); `evidence`: the findings
-    attached to it meanwhile (controller.notify.evidence_store)."""
+    attached to it meanwhile (controller.notify.evidence_store); `flow_id`: its public id,
+    which its console link names."""
     first = parts[0].monitor
     lasted = duration(((ended_at or now) - started_at).total_seconds())
     countries = sorted({c for p in parts for c in p.countries})
@@ -91,6 +96,8 @@ def render_flow(
     facts = [("Seen from", where), ("Down since", iso_ms(started_at))]
     if ended_at is not None:
         facts.append(("Ended at", iso_ms(ended_at)))
+    if changes:
+        facts.append(("Changed", ", ".join(changes)))
     for p in parts:
         state = "down" if p.ended_at is None else f"up since {iso_ms(p.ended_at)}"
         facts.append(
@@ -102,7 +109,47 @@ def render_flow(
     facts += evidence_facts(evidence)
     causes = sorted({label(p.cause_kind) for p in parts})
     sms = f"mailprobe {_HEADLINE.get(kind, kind)}: {name}: {', '.join(causes)} in {where}"
-    url = links.monitor(first.public_id)
+    url = links.monitor(first.public_id) if flow_id is None else links.incident(flow_id)
     if url is not None:
         facts.append(("Console", url))
     return with_facts(subject, lead, facts, sms)
+
+
+def flow_facts(
+    flow_id: UUID,
+    parts: Sequence[Part],
+    started_at: datetime,
+    ended_at: datetime | None,
+    changes: Sequence[str] = (),
+    evidence: Sequence[str] = (),
+) -> FlowFacts:
+    """What a flow incident's notice tells its notification channels (the webhook's `flow`,
+    every other kind's facts): every monitor with its state and cause, every country and
+    cause, the changes and the evidence, each list bounded."""
+    shown = parts[: channel_kinds.FLOW_MONITORS]
+    return FlowFacts(
+        id=str(flow_id),
+        started_at=iso_ms(started_at),
+        ended_at=iso_ms_or_none(ended_at),
+        countries=sorted({c for p in parts for c in p.countries}),
+        causes=sorted({one_line(p.cause) for p in parts}),
+        monitor_count=len(parts),
+        monitors=[
+            FlowMonitor(
+                id=str(p.monitor.public_id),
+                name=one_line(p.monitor.name),
+                type=p.monitor.type,
+                hostname=p.monitor.hostname,
+                port=p.monitor.port,
+                state="down" if p.ended_at is None else "up",
+                cause=one_line(p.cause),
+                cause_kind=p.cause_kind,
+                countries=sorted(p.countries),
+            )
+            for p in shown
+        ],
+        changes=list(changes),
+        evidence_count=len(evidence),
+        evidence=[one_line(e) for e in evidence[: channel_kinds.EVIDENCE]],
+        down_count=sum(p.ended_at is None for p in parts),
+    )

@@ -29,6 +29,10 @@ class Links:
         """The monitor's console page (its posture included)."""
         return None if self.base is None else f"{self.base}{CONSOLE}/monitors/{public_id}"
 
+    def incident(self, public_id: UUID) -> str | None:
+        """A flow incident's console page (every monitor and country it touches)."""
+        return None if self.base is None else f"{self.base}{CONSOLE}/incidents/{public_id}"
+
     def findings(self) -> str | None:
         """The organization's open findings."""
         return None if self.base is None else f"{self.base}{CONSOLE}/findings"

@@ -44,6 +44,7 @@ async def enqueue(
                 utcnow(),
                 details=n.text or None,
                 severity=n.severity,
+                flow=n.flow,
             )
         else:
             expanded.append(n)

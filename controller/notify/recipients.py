@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from controller.monitors.store import Monitor
-from controller.notify.channel_kinds import Event
+from controller.notify.channel_kinds import Event, FlowFacts
 from controller.notify.texts import Texts
 
 
@@ -32,6 +32,7 @@ class Outgoing:
     channel_id: int | None = None  # a notification channel's row
     payload: Event | None = None  # its event, as the channel is told it
     severity: str | None = None  # a `CHANNELS` row's notice: its worst finding's severity
+    flow: FlowFacts | None = None  # a `CHANNELS` row's flow incident notice: what it tells of
 
 
 # The row standing for "the monitor's notification channels", expanded by the store.
@@ -54,10 +55,12 @@ def to_recipients(
     severity: str | None = None,
     *,
     by_target: bool = False,
+    flow: FlowFacts | None = None,
 ) -> list[Outgoing]:
     """One notification of `kind` per recipient of `monitor` on `channels` (`CHANNELS`: its
     notification channels); `key` is the notice's dedupe key, made per channel, and per
-    address with `by_target` (a notice several monitors share: each address told once)."""
+    address with `by_target` (a notice several monitors share: each address told once);
+    `flow`: the flow incident a notice of several monitors tells its channels of."""
     notes: list[Outgoing] = []
     if (email := monitor.notification_email) and "email" in channels:
         mail_key = f"{key}:email:{email.lower()}" if by_target else f"{key}:email"
@@ -68,14 +71,20 @@ def to_recipients(
         sms_key = f"{key}:sms:{phone}" if by_target else f"{key}:sms"
         notes.append(Outgoing(kind, "sms", phone, "", texts.sms, None, sms_key))
     if CHANNELS in channels:
-        notes += to_channels(kind, texts, key, severity)
+        notes += to_channels(kind, texts, key, severity, flow)
     return notes
 
 
-def to_channels(kind: str, texts: Texts, key: str, severity: str | None = None) -> list[Outgoing]:
+def to_channels(
+    kind: str, texts: Texts, key: str, severity: str | None = None, flow: FlowFacts | None = None
+) -> list[Outgoing]:
     """The row standing for the monitor's notification channels: `texts.subject` is the
-    summary they are told, `texts.text` a notice's details."""
-    return [Outgoing(kind, CHANNELS, "", texts.subject, texts.text, None, key, severity=severity)]
+    summary they are told, `texts.text` a notice's details, `flow` a flow incident's facts."""
+    return [
+        Outgoing(
+            kind, CHANNELS, "", texts.subject, texts.text, None, key, severity=severity, flow=flow
+        )
+    ]
 
 
 def to_owners(kind: str, owners: Sequence[Owner], texts: Texts, key: str) -> list[Outgoing]:

@@ -1,16 +1,20 @@
 """Oracle storage: the agents' resolver canaries per country (their newest real answers,
-`dns_canary_answers`) and each oracle's health per country as last judged (`oracle_health`)."""
+`dns_canary_answers`), the table of each oracle's health per country as last judged
+(`oracle_health`, read and written by controller.operator_health.store), and whom a change is
+told."""
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from controller.db.pool import Conn
-from controller.oracles.rules import Stored
+from controller.operator_health.store import Table
 from shared.dns_canary import DnsCanary, capped
 from shared.messages import CheckResult
 from shared.sidechecks import SideCheckError, mail_dns, reverse_dns
 from shared.timefmt import parse_iso
+
+HEALTH: Final = Table("oracle_health", "oracle")
 
 
 async def record_canaries(conn: Conn, results: Sequence[CheckResult]) -> None:
@@ -59,33 +63,6 @@ async def canaries(conn: Conn, since: datetime) -> dict[str, list[DnsCanary]]:
         c.found = r["found"]
         out.setdefault(r["country"], []).append(c)
     return out
-
-
-async def healths(conn: Conn, *, lock: bool = False) -> dict[tuple[str, str], Stored]:
-    """(oracle, country) → its health as last judged; `lock`: held for the watch's update."""
-    rows = await conn.fetch(
-        "SELECT oracle, country, state, reason, since, told FROM oracle_health"
-        + (" FOR UPDATE" if lock else "")
-    )
-    return {
-        (r["oracle"], r["country"]): Stored(r["state"], r["reason"], r["since"], r["told"])
-        for r in rows
-    }
-
-
-async def save(conn: Conn, oracle: str, country: str, s: Stored) -> None:
-    await conn.execute(
-        "INSERT INTO oracle_health (oracle, country, state, reason, since, told)"
-        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (oracle, country) DO UPDATE"
-        " SET state = EXCLUDED.state, reason = EXCLUDED.reason, since = EXCLUDED.since,"
-        " told = EXCLUDED.told",
-        oracle,
-        country,
-        s.state,
-        s.reason,
-        s.since,
-        s.told,
-    )
 
 
 async def affected_organizations(

@@ -1,11 +1,11 @@
 """The oracles' health, moved every pass (the alerter role, `OracleWatch.run_once`): each
 country's resolver from its canaries' newest real answers, each list from its RFC 5782 test
-entries' (controller.sidechecks.blocklists.watch.healths), stepped by `rules.step`; a change
-that held is one `fleet` notice (what is wrong, where, what the operator sets; the fleet's own
-budget, never the outages') to the owners of each organization whose monitors that oracle
-decides there, and a log line. An oracle no round asked lately (a country without agents now)
-is `unchecked`: never told. The metric `mailprobe_oracle_state` is read from the stored states
-(controller/oracles/metrics.py).
+entries' (controller.sidechecks.blocklists.watch.healths), stepped and told by
+controller.operator_health: a change that held is one `fleet` notice (what is wrong, where,
+what the operator sets; the fleet's own budget, never the outages') to the owners of each
+organization whose monitors that oracle decides there, and a log line. An oracle no round asked
+lately (a country without agents now) is `unchecked`: never told. The metric
+`mailprobe_oracle_state` is read from the stored states (controller/oracles/metrics.py).
 """
 
 from datetime import datetime, timedelta
@@ -14,21 +14,19 @@ import asyncpg
 import structlog
 
 from controller.db.pool import Conn
-from controller.notify import budget_store as budget_db
-from controller.notify import recipients
-from controller.notify.entry import Notice, Source, notify
 from controller.notify.texts import Texts, with_facts
+from controller.operator_health import store as health_db
+from controller.operator_health.rules import HOLD, Change, Health, Stored
+from controller.operator_health.watch import move, tell_owners
 from controller.oracles import rules
 from controller.oracles import store as db
-from controller.oracles.rules import RESOLVER, Change, Health, Stored
+from controller.oracles.rules import RESOLVER
 from controller.sidechecks.blocklists import store as lists_db
 from controller.sidechecks.blocklists.rules import BlockList
 from controller.sidechecks.blocklists.watch import healths as list_healths
 from shared.timefmt import iso_ms, utcnow
 
 log = structlog.get_logger(__name__)
-
-KIND = "finding"
 
 
 class OracleWatch:
@@ -39,7 +37,7 @@ class OracleWatch:
         *,
         list_interval_s: int,
         dns_window_s: int,
-        hold: timedelta = rules.HOLD,
+        hold: timedelta = HOLD,
     ) -> None:
         self._pool = pool
         self._lists = lists
@@ -58,16 +56,11 @@ class OracleWatch:
             by_list = list_healths(self._lists, answers, failed)
             now_health = {(RESOLVER, cc): rules.resolver_health(c) for cc, c in canaries.items()}
             now_health |= {key: Health(h.state, h.reason) for key, h in by_list.items()}
-            stored = await db.healths(conn, lock=True)
+            stored = await health_db.healths(conn, db.HEALTH, lock=True)
             gone = Health("unchecked", "not asked lately")
-            now_health |= {key: gone for key in stored.keys() - now_health.keys()}
-            for key in sorted(now_health):
-                before = stored.get(key)
-                after, change = rules.step(before, now_health[key], at, self._hold)
-                if after != before:
-                    await db.save(conn, *key, after)
-                if change is not None:
-                    await self._tell(conn, *key, after, change, list_since)
+            told = await move(conn, db.HEALTH, stored, now_health, at, hold=self._hold, gone=gone)
+            for t in told:
+                await self._tell(conn, *t, list_since)
 
     async def _tell(
         self, conn: Conn, oracle: str, country: str, s: Stored, change: Change, since: datetime
@@ -77,10 +70,8 @@ class OracleWatch:
         )
         texts = notice(oracle, country, s, change, self._label(oracle))
         key = f"oracle:{oracle}:{country}:{change}:{iso_ms(s.since)}"
-        for org in await db.affected_organizations(conn, oracle, country, since):
-            _, owners = await budget_db.owners(conn, org)
-            notes = recipients.to_owners(KIND, owners, texts, f"{key}:{org}")
-            await notify(conn, Notice(Source.FLEET, org, None, None, notes))
+        orgs = await db.affected_organizations(conn, oracle, country, since)
+        await tell_owners(conn, orgs, texts, key)
 
     def _label(self, oracle: str) -> str:
         if oracle == RESOLVER:

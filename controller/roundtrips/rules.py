@@ -22,11 +22,21 @@ delivered round (`outcome`), which confirms the mailbox and ends a back-off, so 
 it sends again; none is the hold's missed round, as a round held without looking is. Looks
 send nothing, so the caps above hold whatever they find. A recipient domain's cap is no hold of
 the monitor's (a delivered round would not end it): such a round never looks.
+
+Results ahead of the record (`seen`): the alerter moves the record when it judges a round, a
+while after its results are in. A result that showed the message arriving (`arrived`) after the
+record's latest confirmation counts as the delivered round it will be judged, so the round
+after it is not held: a look then would find nothing, that round having deleted its message.
+
+Rounds in flight (`in_flight`): a round trip's round that went out is in flight until each of
+its countries has a result of it, or until it `ends` (its last job's start, the timeout and a
+grace). A check-now meanwhile joins it instead of sending a second round: that round would
+spend the cap, or look while the first round's message is on its way and find nothing.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final, Literal
 
 UNCONFIRMED_PER_HOUR: Final = 3
@@ -42,6 +52,8 @@ LOOKS: Final = frozenset({UNCONFIRMED, BACKED_OFF})
 # spam, or late) and the one that shows it did not.
 ARRIVED: Final = frozenset({"spam", "slow_delivery"})
 NOT_DELIVERED: Final = "not_delivered"
+# After its last job starts, a round lasts its timeout and this (a round's close has as much).
+ROUND_GRACE: Final = timedelta(seconds=5)
 
 State = Literal["unconfirmed", "confirmed", "backed_off"]
 Outcome = Literal["delivered", "not_delivered"] | None
@@ -111,6 +123,37 @@ def after_round(d: Delivery, seen: Outcome, at: datetime) -> Delivery:
     if seen == "not_delivered":
         return Delivery(d.confirmed_at, d.not_delivered + 1, d.notified)
     return d
+
+
+def arrived(status: str, kind: str | None) -> bool:
+    """Whether a round trip's result shows its message arrived: `up` (a look's too: it found
+    an earlier round's), or a kind in ARRIVED. The twin of SQL `roundtrip_arrived` (migration
+    0100); tests/pipeline/test_roundtrip_first_rules.py holds the two to one table."""
+    return status == "up" or kind in ARRIVED
+
+
+def seen(d: Delivery, arrived_at: datetime | None) -> Delivery:
+    """The record as the caps read it: a result of a round scheduled `arrived_at` that showed
+    the message arriving (`arrived`), later than the record's confirmation, is that round
+    delivered ahead of its judgment (None: no such result)."""
+    if arrived_at is None or (d.confirmed_at is not None and arrived_at <= d.confirmed_at):
+        return d
+    return after_round(d, "delivered", arrived_at)
+
+
+def ends(last_start: datetime, timeout_s: float) -> datetime:
+    """When a round whose last job starts at `last_start` is over at the latest."""
+    return last_start + timedelta(seconds=timeout_s) + ROUND_GRACE
+
+
+def in_flight(
+    countries: Collection[str], answered: Collection[str], ends_at: datetime, at: datetime
+) -> bool:
+    """Whether a round sent to `countries`, of which `answered` have a result of it (or of a
+    later round), is in flight `at`: before it `ends_at`, and some country has no result. The
+    twin of SQL `roundtrip_in_flight` (migration 0100); tests/pipeline/
+    test_roundtrip_first_rules.py holds the two to one table."""
+    return at < ends_at and not set(countries) <= set(answered)
 
 
 def may_send(d: Delivery, sent_last_hour: int, size: int = 1) -> str | None:

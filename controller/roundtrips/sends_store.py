@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from controller.db.pool import Conn
 from controller.monitors import roundtrip_addresses
-from controller.roundtrips import rules
+from controller.roundtrips import delivery_store, rules
 
 HOUR = timedelta(hours=1)
 MINUTE = timedelta(minutes=1)
@@ -27,9 +27,11 @@ async def take(
     """For each round wanted ((its round-trip monitor, the job ids of its messages: those sent
     now and its later logins'), in order), None when all its messages may be sent (each is
     counted, by job id), else the missed kind that holds all of them back. A message counted
-    already (a later login of a round taken before) goes without counting again. A recipient
-    domain's count is read under a transaction-scoped advisory lock, domains in sorted order,
-    so replicas sending to one domain at once never pass its cap together."""
+    already (a later login of a round taken before) goes without counting again. The monitor's
+    record is read with the results ahead of it (`rules.seen`; only rounds after its mailbox
+    last changed). A recipient domain's count is read under a transaction-scoped advisory
+    lock, domains in sorted order, so replicas sending to one domain at once never pass its
+    cap together."""
     if not rounds:
         return []
     await conn.execute("DELETE FROM mail_sends WHERE at <= $1", now - HOUR)
@@ -43,8 +45,9 @@ async def take(
     wanted = [(m, [j for j in jobs if j not in counted]) for m, jobs in rounds]
     rows = await conn.fetch(
         "SELECT m.id, m.config->>'to' AS rcpt, d.confirmed_at,"
-        " coalesce(d.not_delivered, 0) AS not_delivered FROM monitors m"
-        " LEFT JOIN roundtrip_delivery d ON d.monitor_id = m.id WHERE m.id = ANY($1::bigint[])",
+        f" coalesce(d.not_delivered, 0) AS not_delivered, {delivery_store.ARRIVED_AT} AS arrived_at"
+        " FROM monitors m LEFT JOIN roundtrip_delivery d ON d.monitor_id = m.id"
+        " WHERE m.id = ANY($1::bigint[])",
         sorted({m for m, jobs in wanted if jobs}),
     )
     found = {r["id"]: r for r in rows}
@@ -60,7 +63,9 @@ async def take(
         if row is None:  # nothing new to count, or the monitor is gone meanwhile
             decided.append(None)
             continue
-        record = rules.Delivery(row["confirmed_at"], row["not_delivered"])
+        record = rules.seen(
+            rules.Delivery(row["confirmed_at"], row["not_delivered"]), row["arrived_at"]
+        )
         kind = rules.may_send(record, per_monitor[monitor_id], len(jobs))
         name = domain[monitor_id]
         if kind is None and not rules.within(per_name[name], len(jobs), per_domain):

@@ -126,7 +126,9 @@ def build_scheduler(
     )
     return Scheduler(
         pool,
-        Planner(rounds, agents, keys, tokens),
+        Planner(
+            rounds, agents, keys, tokens, readiness_queries=settings.readiness_queries_per_hour
+        ),
         admission,
         JobPublisher(js, agents, keys, default_countries=settings.default_check_countries),
         default_countries=settings.default_check_countries,

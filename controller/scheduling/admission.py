@@ -9,7 +9,7 @@ its country has a slot for it (`admission_ledger.Admissions`, the rules in `admi
 share, or is recorded `saturated`). What is held goes into its round's `missed` rows.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
@@ -20,23 +20,29 @@ from controller.logins import account_store as account_logins
 from controller.logins import cap as login_cap
 from controller.logins.backoff import CAPPED, HELD
 from controller.notify.links import NO_LINKS, Links
+from controller.roundtrips import rounds_store as roundtrip_rounds
 from controller.roundtrips import sends as roundtrip_sends
 from controller.scheduling import login_cap_notice
 from controller.scheduling import plan as planning
 from controller.scheduling.admission_ledger import Admissions, Taken
 from controller.scheduling.deferred_store import DeferredJob
 from controller.scheduling.plan import PlannedRound
+from controller.sidechecks.readiness import budget_store as readiness_budget
 from shared.messages import FEATURE_LOOK_ONLY, CheckJob, Preempt
+from shared.timefmt import parse_iso
 
 
 class Admitted(NamedTuple):
     """What goes of the rounds' jobs and of those waiting for a slot: the jobs to publish now,
     the `saturated` rows of earlier rounds' waiting jobs that can no longer start (to record),
-    and the checks to cancel for waiting jobs (sent once the jobs are out)."""
+    the checks to cancel for waiting jobs (sent once the jobs are out), and the round trips'
+    looks moved to their round's later logins to wait for their monitor's round in flight (the
+    awaited round's scheduled time by job id)."""
 
     jobs: list[CheckJob]
     earlier: list[ResultRow]
     preempts: list[Preempt]
+    awaited: dict[str, datetime]
 
 
 class Admission:
@@ -77,24 +83,33 @@ class Admission:
         """In the rounds' transaction: hold what the round-trip caps and the login cap hold
         (into the round's `missed`), then take the country slots; a job given up is recorded in
         its round's `missed` (`saturated`), one waiting for a slot goes out with a later pass.
-        A round trip's round is held or sent whole, its later logins with it."""
-        await self._hold_mail(conn, rounds, now)
+        A round trip's round is held or sent whole, its later logins with it; a look whose
+        country waits for its monitor's round in flight becomes a later login, due when that
+        round ends. Readiness is reserved for the jobs going out now, waiting for a slot, or
+        logging in later."""
+        awaited = await self._hold_mail(conn, rounds, now)
         await self._cap_logins(conn, rounds, now)
+        planned = [job for r in rounds for job in [*r.jobs, *(job for _, job in r.deferred)]]
+        await readiness_budget.reserve(conn, planned, now)
         taken = self._ledger.take([job for r in rounds for job in r.jobs], now)
         refused = {row.job_id: row for row in taken.refused}
         for r in rounds:
             r.missed += [refused.pop(job.job_id) for job in r.jobs if job.job_id in refused]
         # Every job given up: its round-trip message counts no more.
         await roundtrip_sends.not_sent(conn, taken.refused_jobs)
-        return Admitted(taken.admitted, list(refused.values()), taken.preempts)
+        return Admitted(taken.admitted, list(refused.values()), taken.preempts, awaited)
 
     async def admit_deferred(
         self, conn: Conn, claimed: Sequence[DeferredJob], now: datetime
-    ) -> tuple[Admitted, list[ResultRow]]:
+    ) -> tuple[Admitted, list[ResultRow], list[ResultRow]]:
         """In their transaction: what goes of the later logins due now (`Admitted`, its
-        `earlier` empty), and the rows of those held (to record): one whose round has had a
-        login rejected meanwhile (`auth_backoff`: the account is not tried again), one over the
-        login cap, one whose round trip's message may not go now, one its country refuses."""
+        `earlier` empty); the rows of those held (to record as missed): one whose round has had
+        a login rejected meanwhile (`auth_backoff`: the account is not tried again), one over
+        the login cap, one whose round trip's message may not go now, one its country refuses;
+        and the looks whose awaited round found their message (each its `up` row from that
+        finding, to record as answered)."""
+        answered = await _answered(conn, claimed)
+        claimed = [d for d in claimed if d.job.job_id not in answered]
         tried = [d for d in claimed if not d.rejected]
         caps = await self._caps(conn, [d.monitor_id for d in tried])
         tried = [d for d in tried if d.monitor_id in caps]
@@ -107,7 +122,7 @@ class Admission:
             now,
         )
         mail = [(d.monitor_id, [d.job]) for d, ok in zip(tried, allowed, strict=True) if ok]
-        held_mail, looks = await roundtrip_sends.hold(
+        held_mail, looks, _ = await roundtrip_sends.hold(
             conn,
             mail,
             now,
@@ -133,15 +148,25 @@ class Admission:
                 await login_cap_notice.reached(conn, d.monitor_id, cap, now, self._links)
         held += held_mail.values()
         held += taken.refused
-        return Admitted(taken.admitted, [], taken.preempts), held
+        return Admitted(taken.admitted, [], taken.preempts, {}), held, list(answered.values())
 
-    async def _hold_mail(self, conn: Conn, rounds: Sequence[PlannedRound], now: datetime) -> None:
+    async def _hold_mail(
+        self, conn: Conn, rounds: Sequence[PlannedRound], now: datetime
+    ) -> dict[str, datetime]:
         """Hold each round trip's round whose mailbox or recipient domain may not get a message
-        now (its jobs into `missed`), or send it as a look where its country's agents can."""
+        now (its jobs into `missed`), or send it as a look where its country's agents can; a
+        look whose country waits for its monitor's round in flight goes once that round ends
+        (`_await_flights`). Return the awaited rounds' scheduled times by job id."""
         whole = [(r.monitor_id, [*r.jobs, *(job for _, job in r.deferred)]) for r in rounds]
-        held_mail, looks = await roundtrip_sends.hold(
-            conn, whole, now, self._mails_per_domain, self._agents.countries_with(FEATURE_LOOK_ONLY)
+        held_mail, looks, waits = await roundtrip_sends.hold(
+            conn,
+            whole,
+            now,
+            self._mails_per_domain,
+            self._agents.countries_with(FEATURE_LOOK_ONLY),
+            wait=True,
         )
+        awaited: dict[str, datetime] = {}
         for r, (_, jobs) in zip(rounds, whole, strict=True):
             r.missed += [held_mail[job.job_id] for job in jobs if job.job_id in held_mail]
             r.jobs = [looks.get(job.job_id, job) for job in r.jobs if job.job_id not in held_mail]
@@ -150,6 +175,9 @@ class Admission:
                 for d, job in r.deferred
                 if job.job_id not in held_mail
             ]
+            if r.account:  # only a round logging in to an account keeps later logins
+                awaited |= _await_flights(r, waits, now)
+        return awaited
 
     async def _cap_logins(self, conn: Conn, rounds: Sequence[PlannedRound], now: datetime) -> None:
         """Take each login of the rounds from its account's allowance; one over its
@@ -181,3 +209,41 @@ class Admission:
             conn, sorted(set(monitor_ids)), self._default_countries, self._trigger_burst
         )
         return {m: (org, login_cap.cap(n, self._login_cap)) for m, (org, _, n) in need.items()}
+
+
+async def _answered(conn: Conn, claimed: Sequence[DeferredJob]) -> dict[str, ResultRow]:
+    """The looks among `claimed` whose awaited round found its message in their country, each
+    as its `up` row from that finding (`roundtrip_sends.answer`): not sent, no login."""
+    looks = [
+        roundtrip_rounds.Awaited(
+            d.job.job_id, d.monitor_id, d.job.country, d.after_round, parse_iso(d.job.scheduled_at)
+        )
+        for d in claimed
+        if d.after_round is not None and not d.rejected
+    ]
+    found = await roundtrip_rounds.found(conn, looks)
+    return {
+        d.job.job_id: roundtrip_sends.answer(d.job, found[d.job.job_id])
+        for d in claimed
+        if d.job.job_id in found
+    }
+
+
+def _await_flights(
+    r: PlannedRound, waits: Mapping[str, roundtrip_rounds.Flight], now: datetime
+) -> dict[str, datetime]:
+    """Move the round's looks that wait for their monitor's round in flight to its later
+    logins, each due when that round ends (or later, as its login was); return the awaited
+    round's scheduled time by job id."""
+
+    def until(job: CheckJob) -> float:
+        return max(0.0, (waits[job.job_id].ends_at - now).total_seconds())
+
+    later = [(until(job), job) for job in r.jobs if job.job_id in waits]
+    r.jobs = [job for job in r.jobs if job.job_id not in waits]
+    r.deferred = [
+        (max(d, until(job)) if job.job_id in waits else d, job) for d, job in r.deferred
+    ] + later
+    return {
+        job.job_id: waits[job.job_id].scheduled_at for _, job in r.deferred if job.job_id in waits
+    }

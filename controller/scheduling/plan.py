@@ -50,6 +50,7 @@ from shared.timefmt import iso_ms, parse_iso
 
 if TYPE_CHECKING:  # the types only: planning reads no store
     from controller.monitors.store import Monitor, WatchedMonitor
+    from controller.roundtrips.rounds_store import InFlight
 
 ACCOUNT_PURPOSE = "mailprobe login accounts"
 TENANT_PURPOSE = "mailprobe job tenants"
@@ -88,6 +89,8 @@ class PlannedRound:
     legs: int = 1  # logins a check makes to that account (a round trip sending as it: 2)
     mail_dns: bool = False  # its jobs carry the mail domain or `reverseDns` (a DNS round)
     unusable: str | None = None
+    # A check-now's: the round trip's round in flight it joined (this round sent nothing).
+    joined: "InFlight | None" = None
 
 
 def round_times(
@@ -285,6 +288,7 @@ class RoundPlanner:
         avoid: Mapping[str, list[str]] | None = None,
         tokens: Mapping[str, Secret] | TokenFailure | None = None,
         oauth2_live: frozenset[str] = frozenset(),
+        side: Mapping[str, object] | None = None,
     ) -> PlannedRound:
         """The monitor's round now: one job per country with a live agent (and a key when the
         job carries credentials), a missed row per country without, and an `overdue` row per
@@ -294,7 +298,9 @@ class RoundPlanner:
 
         A monitor with OAuth2 logins logs in with `tokens` (an access token per grant, or why
         there is none: its countries are then recorded `oauth2_token`), and only from
-        countries in `oauth2_live` (every live agent there logs in with OAuth2)."""
+        countries in `oauth2_live` (every live agent there logs in with OAuth2). `side`: what
+        side checks read of the caller's batch (`Planning.options`, by name, over
+        `side_options`)."""
         base: Monitor | UnfitMonitor
         if isinstance(target, UnfitMonitor):
             base = target
@@ -319,7 +325,7 @@ class RoundPlanner:
             try:
                 if isinstance(target, UnfitMonitor):
                     raise JobConfigError(target.error)
-                self._jobs(plan, target, now, live, trigger, avoid or {}, tokens, oauth2_live)
+                self._jobs(plan, target, now, live, trigger, avoid or {}, tokens, oauth2_live, side)
             except JobConfigError as exc:
                 plan.unusable = str(exc)
                 return plan
@@ -351,6 +357,7 @@ class RoundPlanner:
         avoid: Mapping[str, list[str]],
         tokens: Mapping[str, Secret] | TokenFailure | None = None,
         oauth2_live: frozenset[str] = frozenset(),
+        side: Mapping[str, object] | None = None,
     ) -> None:
         """The round's jobs (asking the agents in `avoid` of each country to leave them to
         another) and the countries it cannot go to."""
@@ -401,16 +408,20 @@ class RoundPlanner:
         due = bool(self._blocklists) and schedule.blocklists_due(
             public_id, scheduled, m.check_interval, self._blocklist_interval_s
         )
-        options = self._side_options | {
-            "blocklists": ListsRound(
-                self._blocklists,
-                due,
-                self._fresh,
-                self._known,
-                self._asked_at,
-                self._blocklist_interval_s,
-            )
-        }
+        options = (
+            self._side_options
+            | dict(side or {})
+            | {
+                "blocklists": ListsRound(
+                    self._blocklists,
+                    due,
+                    self._fresh,
+                    self._known,
+                    self._asked_at,
+                    self._blocklist_interval_s,
+                )
+            }
+        )
         org = self._tenants.get(m.organization_id)
         if org is None:
             org = self._tenants[m.organization_id] = tenant(self._tenant_key, m.organization_id)

@@ -32,6 +32,7 @@ from controller.db.pool import Conn
 from controller.ingest import alert_queue_store as alert_queue
 from controller.monitors import limits_store as limits
 from controller.observability import metrics
+from controller.roundtrips import rounds_store as roundtrip_rounds
 from controller.roundtrips import sends as roundtrip_sends
 from controller.scheduling import confirm_store as confirmations
 from controller.scheduling import deferred_store as deferred
@@ -44,7 +45,7 @@ from controller.scheduling.plan import PlannedRound
 from controller.scheduling.planner import Planner
 from controller.scheduling.publisher import JobPublisher
 from shared.loop import run_every
-from shared.timefmt import utcnow
+from shared.timefmt import iso_ms, utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -257,6 +258,7 @@ class Scheduler:
         jobs published."""
         admitted = await self.admission.admit(conn, rounds, now)
         await self.publisher.publish(admitted.jobs)
+        await self.publisher.went(conn, rounds, now)
         await self.publisher.preempt(admitted.preempts)
         if admitted.earlier:
             await self.publisher.record(conn, admitted.earlier)
@@ -265,7 +267,7 @@ class Scheduler:
         for r in rounds:
             if r.deferred and r.account:
                 at = [(now + timedelta(seconds=delay), job) for delay, job in r.deferred]
-                await deferred.add(conn, r.monitor_id, r.account, at)
+                await deferred.add(conn, r.monitor_id, r.account, at, admitted.awaited)
         return len(admitted.jobs)
 
     async def run_deferred(self) -> int:
@@ -277,13 +279,14 @@ class Scheduler:
                 claimed = await deferred.claim(conn, self._clock(), self._batch)
                 if not claimed:
                     return sent
-                admitted, held = await self.admission.admit_deferred(conn, claimed, self._clock())
+                now = self._clock()
+                admitted, held, answered = await self.admission.admit_deferred(conn, claimed, now)
                 await self.publisher.publish(admitted.jobs)
                 await self.publisher.preempt(admitted.preempts)
-                await self.publisher.record(conn, held)
+                await self.publisher.record(conn, held, answered)
             sent += len(admitted.jobs)
-            if held:
-                log.info("deferred logins not sent", jobs=len(held))
+            if held or answered:
+                log.info("deferred logins not sent", jobs=len(held) + len(answered))
 
     async def plan_new(self) -> int:
         """First due time of monitors that have none: now for one that never ran (a new
@@ -328,7 +331,8 @@ class Scheduler:
                 return 0, False
             tokens, waiting = await self.planner.ready_tokens(conn, claimed, now)
             planned = [m for m in claimed if monitor_of(m).id not in waiting]
-            rounds = await self.planner.rounds(planned, now, tokens=tokens)
+            side = await self.planner.side_of(conn, planned, now)
+            rounds = await self.planner.rounds(planned, now, tokens=tokens, side=side)
             jobs = await self._send(conn, rounds, now)
             await due.set_next_due(
                 conn,
@@ -356,17 +360,19 @@ class Scheduler:
         """A round now from all the monitor's countries; None when the monitor is gone. A
         monitor none of whose rounds has gone yet gets it as its first round
         (`due.take_first_round`): a "Check now" right after creating one sends one round, not
-        this one and the first round `plan_new` would send besides.
+        this one and the first round `plan_new` would send besides. A round trip's round in
+        flight is joined instead (`joined`, nothing sent: `roundtrip_rounds.in_flight`).
         Right after (re)connecting, it waits for the live agents view (AgentsUnknownError if
         that takes too long) rather than record countries `no_agent` that may have agents."""
         await self.planner.until_warm()
         await self.planner.refresh_keys()
         async with self._pool.acquire() as conn:
             claimed = await due.monitor(conn, monitor_id)
-        if claimed is None:
-            return None
+            if claimed is None:
+                return None
+            side = await self.planner.side_of(conn, [claimed], self._clock())
         now = self._clock()
-        plan = await self.planner.triggered_round(claimed, now)
+        plan = await self.planner.triggered_round(claimed, now, side)
         monitor = monitor_of(claimed)
         async with self._pool.acquire() as conn:
             # Off its grid: the settled monitor's routine rounds no longer move its due time
@@ -374,6 +380,15 @@ class Scheduler:
             # rows.
             await alert_queue.unwatch(conn, monitor.id)
             async with conn.transaction():
+                if monitor.type == "roundtrip" and (
+                    joined := await roundtrip_rounds.in_flight(conn, monitor.id, self._clock())
+                ):
+                    log.info(
+                        "round trip in flight joined",
+                        monitor_id=str(monitor.public_id),
+                        scheduled_at=iso_ms(joined.scheduled_at),
+                    )
+                    return PlannedRound(monitor.id, joined.scheduled_at, None, joined=joined)
                 first = bool(plan.countries) and await due.take_first_round(
                     conn,
                     plan.monitor_id,

@@ -9,11 +9,15 @@ unknown, never a finding about the monitored domain. Facts without canaries (old
 asks it; controller/oracles moves each country's resolver health by it.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
+from controller.sidechecks.findings import Verdicts
+from controller.sidechecks.frame import Judging
 from shared.dns_canary import DnsCanary
+from shared.sidechecks.mail_dns import MailDns
+from shared.sidechecks.reverse_dns import ReverseDns
 
 State = Literal["healthy", "unhealthy", "unknown", "unchecked"]
 
@@ -42,3 +46,19 @@ def resolver_health(canaries: Sequence[DnsCanary] | None) -> Health:
         if c.found is None:
             return Health("unknown", f"its canary {c.name} {c.type} got no answer: {c.error}")
     return Health("healthy")
+
+
+# The facts of the side checks whose lookups the canaries vouch for.
+CanariedT = TypeVar("CanariedT", MailDns, ReverseDns)
+
+
+def if_believed(
+    judge: Callable[[Judging[CanariedT]], Verdicts],
+) -> Callable[[Judging[CanariedT]], Verdicts]:
+    """A DNS side check's `judge`, asked only when the round's resolver passed its canaries:
+    otherwise what it answered is unknown, no verdict either way."""
+
+    def believed_judge(j: Judging[CanariedT]) -> Verdicts:
+        return judge(j) if resolver_health(j.facts.canaries).believed else {}
+
+    return believed_judge

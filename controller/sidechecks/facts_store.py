@@ -73,11 +73,13 @@ def side_of(job: str) -> str:
 
 
 class Latest(NamedTuple):
-    """A side check's latest facts of a monitor from one country: when that round was."""
+    """A side check's latest facts of a monitor from one country: when that round was, and
+    why it could not read all it was asked (its facts' `error`, "" for none)."""
 
     name: str
     country: str
     at: datetime
+    error: str = ""
 
 
 async def latest(conn: Conn, monitor_id: int) -> list[Latest]:
@@ -87,12 +89,13 @@ async def latest(conn: Conn, monitor_id: int) -> list[Latest]:
     if not names:
         return []
     union = " UNION ALL ".join(
-        f"SELECT '{name}' AS name, country, max(scheduled_at) AS at FROM {table(name)}"
-        " WHERE monitor_id = $1 GROUP BY country"
+        f"(SELECT DISTINCT ON (country) '{name}' AS name, country, scheduled_at AS at,"
+        f" coalesce(facts->>'error', '') AS error FROM {table(name)}"
+        " WHERE monitor_id = $1 ORDER BY country, scheduled_at DESC)"
         for name in names
     )
     rows = await conn.fetch(f"SELECT * FROM ({union}) x ORDER BY name, country", monitor_id)
-    return [Latest(r["name"], r["country"], r["at"]) for r in rows]
+    return [Latest(r["name"], r["country"], r["at"], r["error"][:300]) for r in rows]
 
 
 async def drop_before(conn: Conn, checks: Iterable[AnySideCheck], before: datetime) -> int:

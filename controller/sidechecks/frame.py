@@ -38,7 +38,8 @@ class Planning:
     """A round being planned, as a side check's `ask` sees it, for one of its countries:
     `config` is the monitor's opened config (credentials included: read, never put in an ask),
     `dns_due` whether the round is on the DNS cadence, `options` what the scheduler holds for
-    side checks by name (the blocklists' lists and fresh names)."""
+    side checks by name (the blocklists' lists and fresh names; readiness's `Ledger` of the
+    batch being planned, which its `ask` takes from)."""
 
     monitor: "Monitor"
     config: JobConfig
@@ -112,3 +113,15 @@ class ControllerSideCheck(Generic[AskT, FactsT]):
 
 
 AnySideCheck = ControllerSideCheck[Any, Any]
+
+
+def on_dns_rounds(
+    watched: Callable[["Monitor"], bool], asking: Callable[["Monitor"], AskT]
+) -> Callable[[Planning], AskT | None]:
+    """The `ask` of a side check on the `dns` cadence: `asking(monitor)` on the rounds that
+    resolve DNS of a monitor it watches, nothing on the others."""
+
+    def ask(p: Planning) -> AskT | None:
+        return asking(p.monitor) if p.dns_due and watched(p.monitor) else None
+
+    return ask

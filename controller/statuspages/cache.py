@@ -60,12 +60,19 @@ class _Held:
     rebuild: "asyncio.Task[None] | None" = field(default=None)
 
 
+def _loop_time() -> float:
+    return asyncio.get_running_loop().time()
+
+
 class PageCache:
-    def __init__(self) -> None:
+    """`clock`: seconds, monotonic (the event loop's time unless given)."""
+
+    def __init__(self, clock: Callable[[], float] = _loop_time) -> None:
         self._pages: dict[Hashable, _Held] = {}
+        self._clock = clock
 
     async def get(self, key: Hashable, build: Callable[[], Awaitable[PageContent]]) -> Published:
-        now = asyncio.get_running_loop().time()
+        now = self._clock()
         held = self._pages.get(key)
         if held is not None and held.built.done() and held.expires <= now:
             if held.built.exception() is not None or held.expires + STALE_S <= now:
@@ -97,7 +104,7 @@ class PageCache:
         fresh: asyncio.Future[Published] = asyncio.get_running_loop().create_future()
         fresh.set_result(page)
         if self._pages.get(key) is held:
-            self._pages[key] = _Held(asyncio.get_running_loop().time() + PAGE_TTL_S, fresh)
+            self._pages[key] = _Held(self._clock() + PAGE_TTL_S, fresh)
 
 
 async def _published(build: Callable[[], Awaitable[PageContent]]) -> Published:

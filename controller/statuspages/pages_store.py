@@ -41,20 +41,20 @@ class StatusPage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DayCounts(msgspec.Struct, frozen=True):
-    """A monitor's rounds up and down in one UTC day."""
+    """A monitor's time up and down (ms, over its countries) in one UTC day."""
 
     monitor_id: int
     day: date
-    up: int
-    down: int
+    up_ms: int
+    down_ms: int
 
 
 class HourCounts(msgspec.Struct, frozen=True):
-    """A monitor's rounds up and down in one hour, over its countries."""
+    """A monitor's time up and down (ms, over its countries) in one hour."""
 
     hour: datetime
-    up: int
-    down: int
+    up_ms: int
+    down_ms: int
 
 
 class PageIncident(msgspec.Struct, frozen=True):
@@ -163,11 +163,11 @@ SELECT min(day) FROM (
     WHERE monitor_id = ANY($1::bigint[]) AND day >= $2 AND day < $3
 ) missing"""
 
-# The days of monitors $1 from day $2 to before day $3, summed from their rollups (zeros for a day
-# without any), where `result_days` lacks them.
+# The days of monitors $1 from day $2 to before day $3 where `result_days` lacks them: rounds summed
+# from their rollups (zeros for a day without any), time up and down by `uptime_day_ms`.
 _FILL = """
-INSERT INTO result_days (monitor_id, day, up, down)
-SELECT i.monitor_id, d::date, coalesce(s.up, 0), coalesce(s.down, 0)
+INSERT INTO result_days (monitor_id, day, up, down, up_ms, down_ms)
+SELECT i.monitor_id, d::date, coalesce(s.up, 0), coalesce(s.down, 0), t.up_ms, t.down_ms
 FROM unnest($1::bigint[]) i(monitor_id)
 CROSS JOIN generate_series($2::date, $3::date - 1, '1 day') d
 LEFT JOIN (
@@ -177,6 +177,8 @@ LEFT JOIN (
       AND hour >= $2::timestamp AT TIME ZONE 'UTC' AND hour < $3::timestamp AT TIME ZONE 'UTC'
     GROUP BY 1, 2
 ) s ON s.monitor_id = i.monitor_id AND s.day = d::date
+CROSS JOIN LATERAL uptime_day_ms(i.monitor_id, d::date, coalesce(s.up, 0)::int,
+    coalesce(s.down, 0)::int) t
 ORDER BY 1, 2
 ON CONFLICT (monitor_id, day) DO NOTHING"""
 
@@ -216,35 +218,42 @@ async def settle(conn: Conn, ids: Sequence[int], first: date, now: datetime) -> 
 
 
 async def daily(conn: Conn, ids: Sequence[int], first: date, now: datetime) -> list[DayCounts]:
-    """Per monitor and UTC day from `first` to the day of `now`: rounds up and down (missed ones
-    count neither), from the hourly rollups (which outlive the raw results); the settled days'
-    sums are kept in `result_days` the first time they are read."""
+    """Per monitor and UTC day from `first` to the day of `now`: time up and down over its
+    countries (`uptime_ms`: each state lasts from its result to the next; time after a missed
+    round counts neither way). The settled days' sums are kept in `result_days` the first time
+    they are read; the days still open are timed from the raw results up to `now`."""
     settled = await settle(conn, ids, first, now)
     rows = await conn.fetch(
-        "SELECT monitor_id, day, up, down FROM result_days"
+        "SELECT monitor_id, day, up_ms, down_ms FROM result_days"
         " WHERE monitor_id = ANY($1::bigint[]) AND day >= $2 AND day < $3"
         " UNION ALL"
-        " SELECT monitor_id, (hour AT TIME ZONE 'UTC')::date AS day,"
-        " sum(up)::int AS up, sum(down)::int AS down"
-        " FROM result_rollups WHERE monitor_id = ANY($1::bigint[])"
-        " AND hour >= greatest($2, $3)::timestamp AT TIME ZONE 'UTC'"
-        " GROUP BY monitor_id, day",
+        " SELECT i.monitor_id, d::date, sum(u.up_ms)::bigint, sum(u.down_ms)::bigint"
+        " FROM unnest($1::bigint[]) i(monitor_id)"
+        " CROSS JOIN generate_series(greatest($2, $3)::date, $4::date, '1 day') d"
+        " CROSS JOIN LATERAL uptime_ms(i.monitor_id, d::timestamp AT TIME ZONE 'UTC',"
+        " least((d::date + 1)::timestamp AT TIME ZONE 'UTC', $5::timestamptz)) u"
+        " GROUP BY 1, 2",
         list(ids),
         first,
         settled,
+        now.date(),
+        now,
     )
     return typed.in_order(DayCounts, rows)
 
 
-async def hourly(conn: Conn, monitor_id: int, since: datetime) -> list[HourCounts]:
-    """Per hour since the hour of `since`: the monitor's rounds up and down over its countries
-    (missed ones count neither), from the hourly rollups."""
+async def hourly(conn: Conn, monitor_id: int, since: datetime, until: datetime) -> list[HourCounts]:
+    """Per hour from the hour of `since` to `until`: the monitor's time up and down over its
+    countries (`uptime_ms`), from the raw results."""
     rows = await conn.fetch(
-        "SELECT hour, sum(up)::int AS up, sum(down)::int AS down"
-        " FROM result_rollups WHERE monitor_id = $1"
-        " AND hour >= date_trunc('hour', $2::timestamptz, 'UTC') GROUP BY hour",
+        "SELECT h AS hour, sum(u.up_ms)::bigint, sum(u.down_ms)::bigint"
+        " FROM generate_series(date_trunc('hour', $2::timestamptz, 'UTC'), $3::timestamptz,"
+        " interval '1 hour') h"
+        " CROSS JOIN LATERAL uptime_ms($1, h, least(h + interval '1 hour', $3::timestamptz)) u"
+        " WHERE h < $3::timestamptz GROUP BY h",
         monitor_id,
         since,
+        until,
     )
     return typed.in_order(HourCounts, rows)
 

@@ -1,6 +1,7 @@
 """Up/down history bars, as the status pages and a monitor's console page draw them: one bar per
-period (an hour or a UTC day) from the hourly rollups' up and down counts (missed rounds count
-neither way), coloured by the share of up rounds."""
+period (an hour or a UTC day) from its time up and down (SQL `uptime_ms`: each state lasts from
+its result to the next; time after a missed round counts neither way), coloured by the share of
+time up."""
 
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
@@ -23,8 +24,8 @@ class Bar(TypedDict):
     day: str
     share: float | None  # % up among up and down, 2 decimals; None: no round counted
     level: str  # `level(share)`
-    up: int
-    down: int
+    up: int  # ms up
+    down: int  # ms down
 
 
 def _bar(label: str, up: int, down: int) -> Bar:
@@ -42,7 +43,7 @@ def daily(days: Mapping[date, tuple[int, int]], today: date, n: int) -> list[Bar
 
 
 def covered_since(days: Mapping[date, tuple[int, int]], today: date, n: int) -> date | None:
-    """The first day with a counted round when it is later than the first of the `n` days up to
+    """The first day with time up or down when it is later than the first of the `n` days up to
     `today`: the uptime then covers only the days since (a page says "since 27 Nov", not "over
     90 days", for a monitor checked for a day); None when the whole window has data before it,
     or none at all."""

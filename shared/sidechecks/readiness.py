@@ -9,6 +9,7 @@ The agent gathers and counts (agent/sidechecks/readiness.py); the controller jud
 a stranger to the controller, and a hostile zone can serve anything.
 """
 
+import re
 from typing import Final
 
 import dkim.util
@@ -17,24 +18,43 @@ import msgspec
 from shared.dns_canary import DnsCanary, capped
 from shared.sidechecks import SideCheckWire
 
-SELECTORS_MAX: Final = 8
+QUERIES_MAX: Final = 80  # DNS queries of one round (the agent stops there)
+SELECTORS_MAX: Final = 16  # DKIM keys read per round: the signing ones, the listed, the common
 SELECTOR_MAX: Final = 63
+LISTED_MAX: Final = 6  # selectors a monitor lists (`dkimSelectors`)
 NODES_MAX: Final = 64  # SPF records of the include tree kept (the walk itself is bounded too)
 RECORD_MAX: Final = 1024  # characters of a record kept
 NAMES_MAX: Final = 16
 NAME_MAX: Final = 253
 TEXT_MAX: Final = 300
-WALK_MAX: Final = 8  # DMARC Tree Walk queries (RFC 9989: at most 5 per walk)
-REPORT_AUTH_MAX: Final = 4
+WALK_MAX: Final = 8  # DMARC Tree Walk queries (RFC 9989 4.10: at most 8 per walk)
+REPORT_AUTH_MAX: Final = 8  # external report destinations whose authorization is asked
+
+
+# A DKIM selector (RFC 6376 3.1: dot-separated labels of the key's name
+# `<selector>._domainkey.<domain>`): letters, digits, hyphens (not at a label's ends) and the
+# underscores some providers use.
+_SELECTOR: Final = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)(\.(?!-)[a-z0-9_-]{1,63}(?<!-))*$")
+
+
+def selector(text: str) -> str | None:
+    """`text` as a DKIM selector (lower case: DNS names are case-insensitive), or None when it
+    is not one or is longer than SELECTOR_MAX."""
+    name = text.strip().lower()
+    return name if len(name) <= SELECTOR_MAX and _SELECTOR.match(name) else None
 
 
 class ReadinessAsk(msgspec.Struct, kw_only=True, rename="camel"):
     """`domain`: the monitored mail domain ("" for none: only what the round's own facts say
     is judged); `selectors`: the DKIM selectors to read (the monitor's listed ones and those a
-    round trip's received message was signed with)."""
+    round trip's received message was signed with); `held`: why the domain is not asked this
+    round (its organization's readiness DNS budget in the country is spent: then `domain` is
+    "", so an agent that predates `held` asks nothing either), which the agent returns as
+    its facts' `error`."""
 
     domain: str = ""
     selectors: list[str] = msgspec.field(default_factory=list)
+    held: str = ""
 
 
 class SpfNode(msgspec.Struct, kw_only=True, rename="camel"):
@@ -90,22 +110,28 @@ class DmarcLookup(msgspec.Struct, kw_only=True, rename="camel"):
 
 
 class ReportAuth(msgspec.Struct, kw_only=True, rename="camel"):
-    """An external report destination's authorization (RFC 9990 section 3, RFC 7489 7.1):
-    `uri` as the record lists it, `host` its domain, `authorized` whether
-    `<domain>._report._dmarc.<host>` has a `v=DMARC1` record (null: the lookup failed)."""
+    """An external report destination's authorization (RFC 9990, "Verifying
+    External Destinations"): `uri` as the record lists it, `host` its domain, `authorized`
+    whether `<policy domain>._report._dmarc.<host>` has a `v=DMARC1` record that does not
+    move the reports to another host (null: the lookup failed, `error`); `why` says why not."""
 
     uri: str
     host: str
     authorized: bool | None = None
     error: str = ""
+    why: str = ""
 
 
 class Dmarc(msgspec.Struct, kw_only=True, rename="camel"):
     """The DMARC Tree Walk from the domain (RFC 9989 section 4.10), in the order asked, and
-    the authorization of the report destinations of the record that applies."""
+    the authorization of every external report destination (`rua` and `ruf`) of the record
+    that applies: `reportsFor` the domain it was found at ("" from agents that asked those of
+    the first record found), `unchecked` the external destinations past REPORT_AUTH_MAX."""
 
     walk: list[DmarcLookup] = msgspec.field(default_factory=list)
     reports: list[ReportAuth] = msgspec.field(default_factory=list)
+    reports_for: str = ""
+    unchecked: int = 0
 
 
 class DkimKey(msgspec.Struct, kw_only=True, rename="camel"):
@@ -149,7 +175,8 @@ class Kept(msgspec.Struct, kw_only=True, rename="camel"):
 class Readiness(msgspec.Struct, kw_only=True, rename="camel"):
     """What one country's agent found of the domain (`domain` "" when none was asked).
     `mx`: the domain's MX names (to tell Microsoft 365 and Google Workspace hosting; null
-    when the lookup failed); `queries`: the DNS queries spent (bounded per round).
+    when the lookup failed); `queries`: the DNS queries the round spent (at most QUERIES_MAX;
+    what its organization's hourly budget in the country is charged).
     `canaries`: the resolver canaries asked beside these lookups; a round whose resolver
     fails them is believed in nothing (null: none configured). `kept`: the controller's (see
     `Kept`)."""
@@ -222,9 +249,12 @@ def bounded(f: Readiness) -> Readiness:
                     uri=_cut(r.uri, TEXT_MAX),
                     host=_cut(r.host, NAME_MAX),
                     error=_cut(r.error, TEXT_MAX),
+                    why=_cut(r.why, TEXT_MAX),
                 )
                 for r in dmarc.reports[:REPORT_AUTH_MAX]
             ],
+            reports_for=_cut(dmarc.reports_for, NAME_MAX),
+            unchecked=min(max(dmarc.unchecked, 0), 1000),
         )
     return Readiness(
         domain=_cut(f.domain, NAME_MAX),
@@ -242,7 +272,7 @@ def bounded(f: Readiness) -> Readiness:
             for k in f.dkim[:SELECTORS_MAX]
         ],
         mx=None if f.mx is None else [_cut(n, NAME_MAX) for n in f.mx[:NAMES_MAX]],
-        queries=f.queries,
+        queries=min(max(f.queries, 0), QUERIES_MAX),
         error=_cut(f.error, TEXT_MAX),
         canaries=capped(f.canaries),
     )

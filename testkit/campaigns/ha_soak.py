@@ -54,6 +54,7 @@ from testkit.campaigns.soak_figures import (
     grid,
     normal_lateness,
     published_results,
+    read_when_settled,
     stored_rows,
 )
 from testkit.campaigns.soak_rig import now
@@ -63,7 +64,10 @@ COUNTRIES = ("DE", "US")
 AGENTS = (("DE-1", "DE"), ("DE-2", "DE"), ("US-1", "US"), ("US-2", "US"))
 INTERVAL = 10
 CHECK_TIMEOUT_S = 5
-DRAIN_S = 2.5 * INTERVAL + 10  # until the alerter has closed every round (testkit.campaigns.soak)
+# At most until the alerter has closed every round (testkit.campaigns.soak); the figures are
+# read once nothing is on its way: every cell has its row, every published result its own, and
+# the outage's every queued notice reached the sink.
+DRAIN_S = 2.5 * INTERVAL + 10
 BASELINE = "no fault (end of the warm-up)"
 # How long the outage's incident may take to open, and to close once the server is back: the
 # rounds the default rules want (two failing, two passing, a confirmation) and a round's close.
@@ -365,11 +369,14 @@ def run_campaign(c: Campaign, say: Say = print) -> list[HaFigures]:
             returned = fault.apply(rig, Outage(rig, outage), say)
             time.sleep(fault.observe_s)
             windows.append(Window(fault.name, start, returned, now(), fault.away))
-        say(f"  waiting {DRAIN_S:.0f} s for the last rounds to close")
-        time.sleep(DRAIN_S)
+        say(f"  waiting for the last rounds to close (at most {DRAIN_S:.0f} s)")
         outages = {f.name for f in c.faults if f.outage}
         lagged = {f.name for f in c.faults if f.lag_target}
-        return asyncio.run(_figures(rig, healthy, outage, windows, outages, lagged))
+        return read_when_settled(
+            lambda: asyncio.run(_figures(rig, healthy, outage, windows, outages, lagged)),
+            lambda found: not any(h.lost or h.not_received for h in found),
+            DRAIN_S,
+        )
     finally:
         rig.close()
         if os.environ.get("SOAK_KEEP"):

@@ -35,6 +35,7 @@ from testkit.campaigns.soak_figures import (
     grid,
     normal_lateness,
     published_results,
+    read_when_settled,
     stored_rows,
 )
 from testkit.campaigns.soak_rig import Rig, now
@@ -44,8 +45,9 @@ COUNTRIES = ("DE", "US")
 AGENTS = (("DE-1", "DE"), ("DE-2", "DE"), ("US-1", "US"))
 INTERVAL = 10
 CHECK_TIMEOUT_S = 5
-# The alerter closes a round that has no result 2.5 intervals after it is due: only then is
-# every cell of the last window final.
+# The alerter closes a round that has no result 2.5 intervals after it is due: by then every
+# cell of the last window has its row. The figures are read once no cell lacks a row and no
+# published result lacks its own (nothing is still on its way), at the latest after DRAIN_S.
 DRAIN_S = 2.5 * INTERVAL + 10
 # The warm-up's second half, with no fault: how late results are stored here normally.
 BASELINE = "no fault (end of the warm-up)"
@@ -192,9 +194,12 @@ def run_campaign(c: Campaign, say: Callable[[str], None] = print) -> list[Figure
             returned = fault.apply(rig)
             time.sleep(fault.observe_s)
             windows.append(Window(fault.name, start, returned, now(), fault.away))
-        say(f"  waiting {DRAIN_S:.0f} s for the last rounds to close")
-        time.sleep(DRAIN_S)
-        return asyncio.run(_figures(rig, monitors, windows))
+        say(f"  waiting for the last rounds to close (at most {DRAIN_S:.0f} s)")
+        return read_when_settled(
+            lambda: asyncio.run(_figures(rig, monitors, windows)),
+            lambda found: not any(f.missing or f.dropped for f in found),
+            DRAIN_S,
+        )
     finally:
         rig.close()
         if os.environ.get("SOAK_KEEP"):

@@ -7,13 +7,16 @@ target server is healthy throughout, so every real result should be `up`.
 """
 
 import math
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import asyncpg
 import msgspec
 import nats
+from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from controller.jobs.result_kinds import MISSED_KINDS
@@ -128,6 +131,27 @@ async def stored_rows(conn: asyncpg.Connection, since: float, until: float) -> l
         )
         for r in rows
     ]
+
+
+T = TypeVar("T")
+
+
+def read_when_settled(read: Callable[[], T], settled: Callable[[T], bool], within_s: float) -> T:
+    """`read()` once a second until `settled` says nothing is on its way any more, or until
+    `within_s` has passed (what it reads then is the answer). A read that fails while the
+    servers settle after the last fault is tried again until then."""
+    deadline = time.monotonic() + within_s
+    while True:
+        last = time.monotonic() >= deadline
+        try:
+            found = read()
+        except (NatsError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            if last:
+                raise
+        else:
+            if last or settled(found):
+                return found
+        time.sleep(1)
 
 
 async def published_results(nats_url: str) -> list[CheckResult]:

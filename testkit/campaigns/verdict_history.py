@@ -16,6 +16,12 @@ Events where the campaign has them: targets created through the API during the h
 `create` followed at once by a check-now; its faults come after), `apply` of an exported file
 unchanged (`apply_same`) and with one monitor's timeout changed (`apply_changed`), and a second
 organization saturating a country (`saturate`, `unsaturate` some minutes later).
+
+A **joint** outage (issue 66), where the campaign names its targets: one fault taking them all
+down at once and back together (a server killed, a round trip's send side down), first in their
+histories, as a host that loses its mail services; with `reports` among the events, a burst of
+TLS-RPT reports about their mail domain (`report_burst`) arrives while it lasts, once their
+incident is open.
 """
 
 import random
@@ -44,6 +50,7 @@ Action = Literal[
     "apply_changed",
     "saturate",
     "unsaturate",
+    "report_burst",
 ]
 # What a restart stops (by PID: kill -9 for the agent, the controller's replicas and one of them,
 # SIGTERM for NATS) and starts again a few seconds later.
@@ -56,6 +63,8 @@ RESTARTS: dict[str, tuple[Action, Action]] = {
 FAULTS: tuple[str, ...] = ("outage", "freeze", "country", "blip")
 LEGS: tuple[str, ...] = ("send", "receive")  # a round trip's own faults besides FAULTS
 EVENTS: tuple[str, ...] = ("apply", "saturate")
+# The joint outage's report burst: this long before it ends (its incident is open by then).
+BURST_BEFORE_END = 8.0
 # the steps an owner takes through the API
 OWNERS = frozenset({"create", "apply_same", "apply_changed", "saturate", "unsaturate"})
 # What undoes each fault's first action.
@@ -110,15 +119,22 @@ def draw(
     *,
     legs: frozenset[str] = frozenset(),
     created: tuple[str, ...] = (),
+    joint: tuple[str, ...] = (),
 ) -> list[Step]:
     """The steps of one history, in time order; every fault is undone before the end. Targets
     in `legs` (round trips) may also lose one side; those in `created` are created (and checked
-    at once) during the history, their faults after that."""
+    at once) during the history, their faults after that; those in `joint` go down together
+    first (a round trip by its send side), their own faults after that."""
     rng = random.Random(seed)
     span = shape.minutes * 60
     steps: list[Step] = []
+    after: dict[str, float] = {}
+    if joint:
+        steps += _joint(rng, joint, shape, legs)
+        end = max(s.at for s in steps)
+        after = {t: end + rng.uniform(*shape.quiet) for t in joint}
     for target in [*targets, *created]:
-        at = rng.uniform(*shape.quiet) / 2
+        at = after.get(target, rng.uniform(*shape.quiet) / 2)
         if target in created:
             steps.append(Step(at, "create", target))
             at += rng.uniform(*shape.quiet)
@@ -152,6 +168,24 @@ def draw(
             at += gone + rng.uniform(60, 120)
     steps = [_clear_of(s, windows) if s.action in OWNERS else s for s in steps]
     return sorted(steps, key=lambda s: (s.at, s.target, s.action))
+
+
+def _joint(
+    rng: random.Random, joint: tuple[str, ...], shape: Shape, legs: frozenset[str]
+) -> list[Step]:
+    """The joint outage: every target of `joint` down at once (a round trip by its send side),
+    for at least a confirmed outage's length, back together; the report burst before its end."""
+    span = shape.minutes * 60
+    at = rng.uniform(*shape.quiet) / 2
+    length = min(rng.uniform(*shape.fault), span - at - 2)
+    steps: list[Step] = []
+    for t in joint:
+        on, off = UNDO["send" if t in legs else "outage"]
+        leg = "send" if t in legs else ""
+        steps += [Step(at, on, t, "", leg), Step(at + length, off, t, "", leg)]
+    if "reports" in shape.events:
+        steps.append(Step(at + length - BURST_BEFORE_END, "report_burst", joint[0]))
+    return steps
 
 
 def _clear_of(step: Step, windows: list[tuple[float, float]]) -> Step:

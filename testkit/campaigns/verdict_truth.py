@@ -17,7 +17,15 @@ queued) against it:
   monitors, and one end notice once all of them ended; notices per channel count flow
   incidents, not monitors (`pages`, `flow_incidents`);
 - detection: outage start → down notice queued (the flow incident's opening or change notice
-  that tells of it), p99 within the bound below.
+  that tells of it), p99 within the bound below;
+- joins: an incident opening while the incident of a target it is related to (a shared server,
+  a declared `dependsOn` either way, a host it depends on) is open joins that one's flow
+  incident instead of opening (and paging) one of its own (the oldest such, so an outage related
+  to two told flow incidents joins one of them); of a joint outage's targets' incidents open
+  together, however close they opened, only one opens a flow incident (`split_flows`; a restart
+  that closes them all and opens them again makes a second one, as it makes second incidents);
+- report bursts: TLS-RPT reports about a mail domain arriving while a flow incident is open are
+  attached to it as evidence (`reports_attached`), never a notice of their own (`report_pages`).
 
 The bounds are what the rules promise, with `SLACK_S` for processing: a round is scheduled within
 one interval of the outage's start, its check fails within the timeout, the confirmation round
@@ -130,11 +138,40 @@ class Notice:
     flow: int | None = None  # the flow incident of its incident
     key: str = ""  # its dedupe key: `flow:F:changed-N…` for a flow incident's change
     channel: str = "email"
+    source: str = "outage"  # the budget it draws on: `report` for a report finding's
 
     @property
     def opening(self) -> bool:
         """A `down` notice that opened its incident, not a flow incident's change notice."""
         return self.kind == "down" and ":changed-" not in self.key
+
+
+@dataclass(frozen=True)
+class Joint:
+    """A joint outage the harness made: `targets` down together from `at` to `end`."""
+
+    at: float
+    end: float
+    targets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Burst:
+    """Reports posted from `at` to `end` (`accepted` of `posted` answered 200)."""
+
+    at: float
+    end: float
+    posted: int
+    accepted: int
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A finding attached to flow incident `flow` at `at` (`source`: finding, report)."""
+
+    at: float
+    flow: int
+    source: str
 
 
 @dataclass(frozen=True)
@@ -182,6 +219,9 @@ class Observed:
     created: list[Created] = field(default_factory=list)
     applied: list[Applied] = field(default_factory=list)
     saturation: Saturation | None = None
+    joints: list[Joint] = field(default_factory=list)
+    bursts: list[Burst] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
 
 
 @dataclass
@@ -214,6 +254,15 @@ class Figures:
     monitor_incidents: int = 0
     flow_incidents: int = 0
     pages: dict[str, int] = field(default_factory=dict)
+    # incidents that joined a flow incident another target's outage opened; those that opened
+    # their own while a related one was open, or a joint outage told as more than one
+    joins: int = 0
+    split_flows: list[str] = field(default_factory=list)
+    joint_flows: list[int] = field(default_factory=list)  # flow incidents per joint outage
+    # report bursts during an open flow incident: evidence rows attached, notices sent instead
+    report_bursts: int = 0
+    reports_attached: int = 0
+    report_pages: list[str] = field(default_factory=list)
 
     def misses(self) -> list[str]:
         found = [
@@ -227,6 +276,8 @@ class Figures:
                 ("wrong check-now", self.check_now_wrong),
                 ("wrong apply", self.apply_wrong),
                 ("wrong saturation", self.saturation_wrong),
+                ("split flow incidents", self.split_flows),
+                ("report pages", self.report_pages),
             )
             if items
         ]
@@ -365,11 +416,13 @@ def judge(
     rules: Rules,
     end: float,
     per_target: Mapping[str, Rules] | None = None,
+    related: Mapping[str, frozenset[str]] | None = None,
 ) -> Figures:
     """Every verdict, incident and notice of `targets` against the truth up to `end` (the run's
     end, after a quiet spell long enough for every outage to be over and recovered); a target in
     `per_target` by its own rules (a longer timeout, login turns), its detection figures less
-    what its bound adds to `rules`'."""
+    what its bound adds to `rules`'; `related[t]`: the targets whose outages are one mail-flow
+    problem with `t`'s (shared server, declared dependencies)."""
     fig = Figures(
         detect_bound_s=rules.detect_bound, near_restart_bound_s=rules.detect_bound + rules.held
     )
@@ -409,6 +462,9 @@ def judge(
         _add(fig, seen, own.detect_bound - rules.detect_bound)
     fig.detection_p99_s = percentile(fig.detection_s, 99)
     _judge_flows(fig, observed, targets)
+    _judge_joins(fig, observed, targets, related or {})
+    latency = max((r.recover_bound for r in (per_target or {}).values()), default=0.0)
+    _judge_reports(fig, observed, max(latency, rules.recover_bound))
     _judge_created(fig, observed.created, per_target or {}, rules)
     _judge_applied(fig, observed.applied)
     if observed.saturation is not None:
@@ -447,6 +503,101 @@ def _judge_flows(fig: Figures, observed: Observed, targets: Sequence[str]) -> No
                 fig.duplicate_notices.append(
                     f"flow incident {flow}: {count} opening notices on {channel}"
                 )
+
+
+def _judge_joins(
+    fig: Figures,
+    observed: Observed,
+    targets: Sequence[str],
+    related: Mapping[str, frozenset[str]],
+) -> None:
+    """An incident that opened a flow incident of its own must not have had a related target's
+    incident open then (by more than SLACK_S either side); a joint outage's incidents are one
+    flow incident."""
+    mine = sorted(
+        (i for i in observed.incidents if i.target in targets and i.flow is not None),
+        key=lambda i: (i.opened_at, i.id),
+    )
+    first: dict[int | None, Incident] = {}
+    for i in mine:
+        first.setdefault(i.flow, i)
+    for b in mine:
+        opener = first[b.flow]
+        if opener is not b:
+            fig.joins += opener.target != b.target
+            continue
+        for a in mine:
+            if a.target not in related.get(b.target, frozenset()):
+                continue
+            if a.opened_at < b.opened_at - SLACK_S and _ends(a) > b.opened_at + SLACK_S:
+                fig.split_flows.append(
+                    f"{b.target}: incident {b.id} opened flow incident {b.flow} while"
+                    f" {a.target}'s incident {a.id} (flow incident {a.flow}) was open"
+                )
+                break
+    for j in observed.joints:
+        joint = [
+            i for i in mine if i.target in j.targets and j.at - SLACK_S <= i.started_at <= j.end
+        ]
+        fig.joint_flows.append(len({i.flow for i in joint}))
+        # Open together, they cannot both have opened a flow incident of their own (one may
+        # join an older one another related outage opened; a restart may close both and open
+        # both again: two problems in turn).
+        for a, b in itertools.combinations(joint, 2):
+            together = min(_ends(a), _ends(b)) - max(a.opened_at, b.opened_at)
+            both = first[a.flow] is a and first[b.flow] is b
+            if a.target != b.target and both and together > SLACK_S:
+                fig.split_flows.append(
+                    f"joint outage of {', '.join(j.targets)}: {a.target}'s incident {a.id} and"
+                    f" {b.target}'s {b.id}, open together, each opened a flow incident"
+                    f" ({a.flow}, {b.flow})"
+                )
+
+
+def _ends(i: Incident) -> float:
+    return math.inf if i.ended_at is None else i.ended_at
+
+
+def _judge_reports(fig: Figures, observed: Observed, latency: float) -> None:
+    """A burst of reports while a flow incident is open (from before it to after it, SLACK_S
+    either side) is evidence: at least one row attached to a flow incident open then, no report
+    notice queued meanwhile. An incident's `ended_at` is its outage's end, its close up to
+    `latency` later (the recovery's rounds): the evidence may go to any flow incident that was
+    still open as stored (the oldest of them)."""
+    for b in observed.bursts:
+        certainly = {
+            i.flow
+            for i in observed.incidents
+            if i.flow is not None
+            and i.opened_at <= b.at - SLACK_S
+            and (math.inf if i.flow_ended_at is None else i.flow_ended_at) >= b.end + SLACK_S
+        }
+        if not certainly:
+            continue
+        possibly = {
+            i.flow
+            for i in observed.incidents
+            if i.flow is not None
+            and i.opened_at <= b.end + SLACK_S
+            and (math.inf if i.flow_ended_at is None else i.flow_ended_at) + latency >= b.at
+        }
+        fig.report_bursts += 1
+        if b.accepted < b.posted:
+            fig.report_pages.append(f"burst at {b.at:.0f}: {b.accepted} of {b.posted} accepted")
+        window = (b.at - SLACK_S, b.end + SLACK_S)
+        attached = [
+            e
+            for e in observed.evidence
+            if e.source == "report" and window[0] <= e.at <= window[1] and e.flow in possibly
+        ]
+        fig.reports_attached += len(attached)
+        if not attached:
+            fig.report_pages.append(f"burst at {b.at:.0f}: no evidence attached")
+        paged = [
+            n for n in observed.notices if n.source == "report" and window[0] <= n.at <= window[1]
+        ]
+        if paged:
+            fig.report_pages.append(f"burst at {b.at:.0f}: {len(paged)} report notices queued")
 
 
 def _add(fig: Figures, seen: Figures, extra_s: float) -> None:

@@ -9,11 +9,16 @@ implicit TLS, POP3 plain and implicit TLS, logins, round trips, and a forwarder 
 with OAuth2 logins, testkit/oauth2/) listening on the host side of DE's namespace, which both
 namespaces reach; a monitor may share another's server (`Campaign.shared`): what the history does to
 the server it does to both, and their outages must be one flow incident, paged once per channel
-(issue 66). A history drawn from the seed (`testkit.campaigns.verdict_history`) kills servers
-(outage everywhere), SIGSTOPs them (freeze), drops one country's path to them with nftables (an
-outage seen from that country only) and kills agents, the controller, one replica and NATS; the
-harness logs each step's real time, the truth. The state of every monitor is sampled each second,
-incidents and queued notices read at the end, and `testkit.campaigns.verdict_truth` judges them.
+(issue 66). Monitors may declare what they depend on (`Campaign.depends`: other monitors, or the
+servers' host), and a joint outage (`Campaign.joint`) takes some down together, a round trip by
+its send side: related outages must join one flow incident; a burst of TLS-RPT reports about
+the first joint target's mail domain, posted to the controller's report endpoint while it lasts,
+must be that incident's evidence, not notices of their own. A history drawn from the seed
+(`testkit.campaigns.verdict_history`) kills servers (outage everywhere), SIGSTOPs them (freeze),
+drops one country's path to them with nftables (an outage seen from that country only) and kills
+agents, the controller, one replica and NATS; the harness logs each step's real time, the truth.
+The state of every monitor is sampled each second, incidents, queued notices and evidence read at
+the end, and `testkit.campaigns.verdict_truth` judges them.
 
 `python -m bench verdicts --seed N --minutes M` (or `python -m testkit.campaigns.verdicts ...`);
 `--short` is the version `make test` runs. Prints the seed, the history and the figures; exits 1
@@ -75,10 +80,13 @@ from testkit.campaigns.verdict_history import EVENTS, FAULTS, Shape, Step, draw
 from testkit.campaigns.verdict_server import FORWARDED, PASSWORD
 from testkit.campaigns.verdict_truth import (
     Applied,
+    Burst,
     Created,
+    Evidence,
     Fact,
     Figures,
     Incident,
+    Joint,
     Notice,
     Observed,
     Rules,
@@ -90,6 +98,7 @@ from testkit.oauth2 import dovecot
 from testkit.oauth2.dovecot import Dovecot
 from testkit.oauth2.token_endpoint import TokenEndpoint
 from testkit.oauth2.token_endpoint import serve as serve_tokens
+from testkit.reports import made
 from testkit.sealing import KeyRing
 
 COUNTRIES = ("DE", "US")
@@ -111,6 +120,12 @@ SATURATED_SLOTS = 8
 TARPITS = 2 * SATURATED_SLOTS
 # what applying an export made elsewhere writes without a change: the secrets' variable names
 NAMES_RECORDED = frozenset({"secret_env", "updated_at"})
+# `Campaign.depends`: the servers' host (every target's), not a monitor
+HOST = "host"
+# The first joint target's mail domain, and its report burst: TLS-RPT reports with failures
+# for its MX, each a new report (a finding's news), posted one after another.
+REPORT_DOMAIN = "verdicts.test"
+BURST = 4
 
 
 @dataclass(frozen=True)
@@ -126,6 +141,11 @@ class Campaign:
     # Monitors sharing another target's server (alias, that target): what the history does to
     # the server it does to both, so their outages are one mail-flow problem, one page.
     shared: tuple[tuple[str, str], ...] = ()
+    # What a target declares it depends on (`dependsOn`): other targets, or HOST.
+    depends: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Targets going down together first (a round trip by its send side); `reports` among the
+    # events posts a report burst while they are down.
+    joint: tuple[str, ...] = ()
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -134,6 +154,22 @@ class Campaign:
     def server_of(self, target: str) -> str:
         """The target whose server `target` checks (itself unless it shares one)."""
         return dict(self.shared).get(target, target)
+
+    def related(self) -> dict[str, frozenset[str]]:
+        """Each target's related ones, whose outages are one mail-flow problem with its own:
+        those on its server, those it depends on or that depend on it (HOST: every target,
+        all being on one host)."""
+        pairs = {
+            (a, b)
+            for a in self.targets
+            for b in self.targets
+            if a != b and self.server_of(a) == self.server_of(b)
+        }
+        for target, on in self.depends:
+            named = self.targets if HOST in on else on
+            pairs |= {(target, b) for b in named if b != target}
+        pairs |= {(b, a) for a, b in pairs}
+        return {t: frozenset(b for a, b in pairs if a == t) for t in self.targets}
 
 
 FULL_KINDS: tuple[str, ...] = ("smtp", "smtp-starttls", "smtps", "smtp-auth", "imap")
@@ -146,9 +182,11 @@ SHORT = Campaign(
     faults=("outage", "freeze", "country"),
     restarts=("agent",),
     created=("smtp-auth",),
-    events=("apply",),
+    events=("apply", "reports"),
     warmup_s=15.0,
     shared=(("imap-starttls-webmail", "imap-starttls"),),
+    depends=(("rt-imap", ("smtp", "imap-starttls")), ("pop3", (HOST,))),
+    joint=("smtp", "rt-imap"),
 )
 
 
@@ -191,6 +229,7 @@ def history_of(c: Campaign, seed: int) -> list[Step]:
         shape(c),
         legs=frozenset(c.targets) & LEGGED,
         created=c.created,
+        joint=c.joint,
     )
 
 
@@ -234,6 +273,7 @@ class Rig:
     api: Api | None = None
     ours: Owner = field(default_factory=lambda: Owner(""))
     noisy: Owner = field(default_factory=lambda: Owner(""))
+    bursts: list[Burst] = field(default_factory=list)
 
     def _spawn(self, key: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         with (self.tmp / f"{key}.log").open("ab") as out:
@@ -332,7 +372,43 @@ class Rig:
             COUNTRIES,
             token_url=self.token_url,
         )
+        declared = dict(self.campaign.depends).get(target, ())
+        if declared:
+            monitor["dependsOn"] = [
+                self.host if d == HOST else self.ours.monitors[d][1] for d in declared
+            ]
+        if self.campaign.joint[:1] == (target,):
+            monitor["mailDomain"] = REPORT_DOMAIN
         await self.api.create(self.ours, KINDS[kind][0], monitor)
+
+    async def report_burst(self) -> None:
+        """BURST TLS-RPT reports about REPORT_DOMAIN with failures, posted to its address."""
+        assert self.api is not None
+        r = await self.api.call(self.ours, "GET", "/api/report-domains")
+        r.raise_for_status()
+        (shown,) = [d for d in r.json() if d["domain"] == REPORT_DOMAIN]
+        path = "/" + shown["tlsRptHttps"].split("/", 3)[3]
+        at, accepted = time.time(), 0
+        for n in range(BURST):
+            failures = [
+                {
+                    "result-type": "certificate-expired" if n % 2 else "starttls-not-supported",
+                    "sending-mta-ip": "198.51.100.62",
+                    "receiving-mx-hostname": f"mx1.{REPORT_DOMAIN}",
+                    "receiving-ip": "203.0.113.56",
+                    "failed-session-count": 100 + n,
+                }
+            ]
+            report = made.tls_json(
+                REPORT_DOMAIN, report_id=f"burst-{at:.0f}-{n}", failures=failures
+            )
+            sent = await self.api.client.post(
+                path,
+                content=made.tls_gzip(report),
+                headers={"Content-Type": "application/tlsrpt+gzip"},
+            )
+            accepted += sent.status_code == 200
+        self.bursts.append(Burst(at, time.time(), BURST, accepted))
 
     # -- the steps --------------------------------------------------------------------------
 
@@ -376,6 +452,7 @@ class Rig:
                 OAUTH2_CA_FILE=str(self.tmp / "ca.pem"),
                 INCIDENT_GROUP_WAIT_SECONDS=str(GROUP_WAIT_S),
                 INCIDENT_GROUP_INTERVAL_SECONDS=str(GROUP_INTERVAL_S),
+                PUBLIC_URL=f"http://127.0.0.1:{self.api_ports[0]}",  # the reports' address
             ),
         )
         url = f"http://127.0.0.1:{port}/ready"
@@ -490,6 +567,8 @@ class Rig:
                 for name in self.noisy.monitors:
                     await self.api.disable(self.noisy, name)
                 self.fact("busy", "", SATURATED, False)
+            case "report_burst":
+                await self.report_burst()
 
     async def apply_file(self, target: str) -> None:
         """An exported file applied as it is, or with `target`'s timeout changed; which
@@ -616,12 +695,19 @@ async def _observed(url: str, states: dict[str, list[tuple[float, str]]]) -> Obs
                 r["flow_incident_id"],
                 r["dedupe_key"],
                 r["channel"],
+                r["source"],
             )
             for r in await conn.fetch(
                 "SELECT m.name, o.incident_id, o.kind, o.created_at, o.dedupe_key, o.channel,"
-                " i.flow_incident_id FROM notification_outbox o"
+                " o.source, i.flow_incident_id FROM notification_outbox o"
                 " JOIN monitors m ON m.id = o.monitor_id"
                 " LEFT JOIN incidents i ON i.id = o.incident_id"
+            )
+        ]
+        evidence = [
+            Evidence(r["at"].timestamp(), r["flow_incident_id"], r["source"])
+            for r in await conn.fetch(
+                "SELECT at, flow_incident_id, source FROM flow_incident_evidence"
             )
         ]
         final = {
@@ -633,7 +719,7 @@ async def _observed(url: str, states: dict[str, list[tuple[float, str]]]) -> Obs
         }
     finally:
         await conn.close()
-    return Observed(states, incidents, notices, final)
+    return Observed(states, incidents, notices, final, evidence=evidence)
 
 
 # -- the campaign ---------------------------------------------------------------------------
@@ -666,6 +752,9 @@ async def _keep(rig: Rig, observed: Observed, path: Path) -> None:
         "facts": [asdict(f) for f in rig.facts],
         "incidents": [asdict(i) for i in observed.incidents],
         "notices": [asdict(n) for n in observed.notices],
+        "evidence": [asdict(e) for e in observed.evidence],
+        "bursts": [asdict(b) for b in observed.bursts],
+        "joints": [asdict(j) for j in observed.joints],
         "final_states": observed.final_states,
         "states": observed.states,
         "results": results,
@@ -699,15 +788,29 @@ async def _run(c: Campaign, seed: int, tmp: Path, say: Callable[[str], None]) ->
         await sampler
         end = time.time()
         observed = await _observed(rig.database_url, states)
+        observed.joints = _joints(rig.facts, c.joint)
+        observed.bursts = list(rig.bursts)
         await _api_said(rig, observed)
         if os.environ.get("VERDICTS_KEEP"):
             await _keep(rig, observed, tmp / "said.json")
-        return judge(rig.facts, observed, c.targets, rules(), end, own)
+        return judge(rig.facts, observed, c.targets, rules(), end, own, c.related())
     finally:
         stop.set()
         await rig.close_api()
         await asyncio.to_thread(rig.close)
         await rig.close_oauth2()
+
+
+def _joints(facts: list[Fact], joint: tuple[str, ...]) -> list[Joint]:
+    """The joint outage as the harness made it: from its targets' first server fault to the
+    last of them back (it is each one's first fault)."""
+    mine = [f for f in facts if f.kind == "server" and f.target in joint]
+    down = [f.at for f in mine if f.failing]
+    if not joint or not down:
+        return []
+    at = min(down)
+    back = [min(f.at for f in mine if f.target == t and not f.failing and f.at > at) for t in joint]
+    return [Joint(at, max(back), joint)]
 
 
 def describe(history: list[Step]) -> str:
@@ -725,6 +828,7 @@ def describe(history: list[Step]) -> str:
         f"{counts['apply_same']} unchanged applies" if counts["apply_same"] else "",
         f"{counts['apply_changed']} changed applies" if counts["apply_changed"] else "",
         f"{counts['saturate']} saturations of {SATURATED}" if counts["saturate"] else "",
+        f"{counts['report_burst']} report bursts" if counts["report_burst"] else "",
     ]
     return ", ".join(p for p in parts if p) or "no step"
 
@@ -754,6 +858,8 @@ def report(fig: Figures, seed: int, say: Callable[[str], None] = print) -> bool:
         "check_now_wrong",
         "apply_wrong",
         "saturation_wrong",
+        "split_flows",
+        "report_pages",
     ):
         for line in getattr(fig, name):
             say(f"    {name.replace('_', ' ')}: {line}")
@@ -769,6 +875,16 @@ def _events_line(fig: Figures) -> str:
         )
     if fig.applies:
         parts.append(f"applies {fig.applies}, wrong {len(fig.apply_wrong)}")
+    if fig.joins or fig.joint_flows or fig.split_flows:
+        parts.append(
+            f"joined another target's flow incident {fig.joins}; joint outages told as"
+            f" {fig.joint_flows} flow incidents; split {len(fig.split_flows)}"
+        )
+    if fig.report_bursts or fig.report_pages:
+        parts.append(
+            f"report bursts in an open incident {fig.report_bursts}: evidence attached"
+            f" {fig.reports_attached}, report notices instead {len(fig.report_pages)}"
+        )
     if fig.saturated_rounds or fig.preempted_rounds or fig.saturation_wrong:
         parts.append(
             f"tarpit rounds saturated {fig.saturated_rounds}, preempted {fig.preempted_rounds},"
@@ -807,6 +923,9 @@ def run(argv: list[str]) -> bool:
             restarts=FULL_RESTARTS,
             created=FULL_CREATED,
             replicas=2,
+            events=(*EVENTS, "reports"),
+            depends=SHORT.depends,
+            joint=SHORT.joint,
         )
     )
     discard_logs()

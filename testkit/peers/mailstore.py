@@ -198,14 +198,23 @@ class MailboxImapPeer(LoopbackServer):
         send(f"{tag} OK done")
 
 
+def _uids(messages: list[Stored]) -> set[int]:
+    return {m.uid for m in messages}
+
+
 class MailboxPop3Peer(LoopbackServer):
-    """POP3 over a Mailstore's INBOX for user `probe` / `secret`."""
+    """POP3 over a Mailstore's INBOX for user `probe` / `secret`. A message another session
+    deleted since this one's login is answered as Dovecot does (`-ERR Message N expunged.`);
+    `after_stat` runs after each STAT (a test deletes a message there, as another client may);
+    `capa` is what CAPA lists."""
 
     def __init__(self, store: Mailstore) -> None:
         super().__init__(None)
         self.store = store
         self.users = {"probe": "secret"}
         self.commands: list[str] = []  # the verbs received, in order
+        self.after_stat: Callable[[], None] = lambda: None
+        self.capa = ["USER", "TOP"]
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         def send(line: str) -> None:
@@ -221,7 +230,7 @@ class MailboxPop3Peer(LoopbackServer):
             verb = verb.upper()
             self.commands.append(verb)
             if verb == "CAPA":
-                send("+OK\r\nUSER\r\nTOP\r\n.")
+                send("\r\n".join(["+OK", *self.capa, "."]))
             elif verb == "USER":
                 user = arg
                 send("+OK")
@@ -233,6 +242,11 @@ class MailboxPop3Peer(LoopbackServer):
                     send("-ERR [AUTH] invalid credentials")
             elif verb == "STAT":
                 send(f"+OK {len(snapshot)} {sum(len(m.raw) for m in snapshot)}")
+                self.after_stat()
+            elif verb == "TOP" and "TOP" not in self.capa:
+                send("-ERR Unknown command.")
+            elif verb == "TOP" and snapshot[int(arg.split()[0]) - 1].uid not in _uids(inbox):
+                send(f"-ERR Message {arg.split()[0]} expunged.")
             elif verb == "TOP":
                 m = snapshot[int(arg.split()[0]) - 1]
                 head = m.raw.split(b"\r\n\r\n", 1)[0].decode()

@@ -11,6 +11,7 @@ import contextlib
 import os
 import socket
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -48,14 +49,14 @@ class Unbound:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def _config(self, where: Path) -> str:
+    def _server(self, where: Path) -> str:
+        """The `server:` options every unbound of the tests runs with: loopback, unprivileged,
+        in the foreground from `where`."""
         return f"""server:
     interface: 127.0.0.1
     port: {self.port}
     do-ip6: no
     access-control: 127.0.0.0/8 allow
-    # The test's authoritative server is on loopback, which unbound never asks by default.
-    do-not-query-localhost: no
     username: ""
     chroot: ""
     directory: "{where}"
@@ -65,6 +66,11 @@ class Unbound:
     verbosity: 0
     num-threads: 1
     so-reuseport: no
+"""
+
+    def _config(self, where: Path) -> str:
+        # The test's authoritative server is on loopback, which unbound never asks by default.
+        return f"""{self._server(where)}    do-not-query-localhost: no
     module-config: "validator iterator"
     val-permissive-mode: no
     trust-anchor: "{self.anchor}"
@@ -164,3 +170,44 @@ def _free_port() -> int:
             ):
                 tcp.bind(("127.0.0.1", port))
                 return port
+
+
+class UnboundZone(Unbound):
+    """`async with UnboundZone("test", records) as server:` Debian's unbound serving `records`
+    (testkit.peers.dns's `Records`: (name, type) → presentation texts, every name under
+    `zone`) from a zone file of its own (`auth-zone`), and answering as a resolver from it,
+    at `server.address`: a real DNS server's parsing and answers (TXT strings, truncation and
+    TCP, CNAME chains, NXDOMAIN against NODATA) for what the loopback stand-in serves."""
+
+    def __init__(self, zone: str, records: Mapping[tuple[str, str], Sequence[str]]) -> None:
+        super().__init__(zone, 0, "")
+        self.records = records
+
+    def _zonefile(self) -> str:
+        origin = self.zone.rstrip(".") + "."
+        lines = [
+            f"$ORIGIN {origin}",
+            f"@ 300 IN SOA ns.{origin} hostmaster.{origin} 1 3600 600 86400 300",
+            f"@ 300 IN NS ns.{origin}",
+            f"ns.{origin} 300 IN A 127.0.0.1",
+        ]
+        for (name, rdtype), values in self.records.items():
+            lines += [f"{name.rstrip('.')}. 300 IN {rdtype} {value}" for value in values]
+        return "\n".join(lines) + "\n"
+
+    def _config(self, where: Path) -> str:
+        (where / "zone.db").write_text(self._zonefile())
+        return f"""{self._server(where)}    module-config: "iterator"
+    # Only the zone is answered (from its file); any other name is refused, and no query
+    # leaves loopback.
+    local-zone: "." refuse
+    local-zone: "{self.zone}" transparent
+auth-zone:
+    name: "{self.zone}"
+    zonefile: "{where}/zone.db"
+    for-downstream: yes
+    for-upstream: yes
+    fallback-enabled: no
+remote-control:
+    control-enable: no
+"""

@@ -29,23 +29,27 @@ from agent.sidechecks.readiness import (
     PER_TENANT_MAX,
     QUERIES_MAX,
     ReadinessProbe,
-    dmarc_targets,
     runner,
 )
 from controller.sidechecks.readiness import rules
 from shared.dns_canary import Canary
-from shared.messages import CheckResult
+from shared.messages import AuthResults, CheckResult
+from shared.sidechecks.dmarc_tree import targets
 from shared.sidechecks.readiness import (
     NAME_MAX,
     NAMES_MAX,
     NODES_MAX,
     RECORD_MAX,
+    REPORT_AUTH_MAX,
     SELECTORS_MAX,
+    TEXT_MAX,
     Change,
     DkimKey,
+    Dmarc,
     Kept,
     Readiness,
     ReadinessAsk,
+    ReportAuth,
     Spf,
     SpfNode,
     bounded,
@@ -213,15 +217,26 @@ async def test_a_resolver_that_fails_its_canaries_is_believed_in_nothing() -> No
 
 
 def test_the_rfc_9989_tree_walk_example() -> None:
-    """RFC 9989 4.10's example: five queries for a.b.c.d.e.mail.example.com."""
-    assert dmarc_targets("a.b.c.d.e.mail.example.com") == [
-        "a.b.c.d.e.mail.example.com",
-        "e.mail.example.com",
+    """RFC 9989 4.10's example: eight queries for a.b.c.d.e.f.g.h.i.j.mail.example.com (a
+    name of 8 labels or more is cut to its last 7 after the first query)."""
+    assert targets("a.b.c.d.e.f.g.h.i.j.mail.example.com") == [
+        "a.b.c.d.e.f.g.h.i.j.mail.example.com",
+        "g.h.i.j.mail.example.com",
+        "h.i.j.mail.example.com",
+        "i.j.mail.example.com",
+        "j.mail.example.com",
         "mail.example.com",
         "example.com",
         "com",
     ]
-    assert dmarc_targets("a.mail.example.com") == [
+    eight = targets("a.b.c.d.e.mail.example.com")  # 8 labels: one query per label
+    assert eight[:3] == [
+        "a.b.c.d.e.mail.example.com",
+        "b.c.d.e.mail.example.com",
+        "c.d.e.mail.example.com",
+    ]
+    assert len(eight) == 8 and eight[-1] == "com"
+    assert targets("a.mail.example.com") == [
         "a.mail.example.com",
         "mail.example.com",
         "example.com",
@@ -254,6 +269,96 @@ async def test_dmarc_walk_and_report_authorization_on_the_wire() -> None:
     assert rua is not None and "nope.test" in rua.detail and "ok.test" not in rua.detail
     obsolete = v[("dmarc_obsolete_tags", "DE")]
     assert obsolete is not None and "pct=20" in obsolete.detail
+
+
+async def test_the_destinations_checked_are_every_one_of_the_record_that_applies() -> None:
+    """RFC 9989 4.10.2's first example: a.mail.example.test has no record, mail.example.test
+    and example.test have one, so example.test's applies and it is the Organizational Domain.
+    Every `rua` and `ruf` destination of that record outside it is asked for its
+    authorization at `example.test._report._dmarc.<host>` (RFC 9990, "Verifying External
+    Destinations"), one query per host; mail.example.test's record (the first found) and
+    destinations inside the Organizational Domain are not. An authorization whose `rua`
+    moves the reports to another host authorizes nothing."""
+    records: Records = {
+        ("_dmarc.mail.example.test", "TXT"): [_txt("v=DMARC1; p=reject; rua=mailto:x@first.test")],
+        ("_dmarc.example.test", "TXT"): [
+            _txt(
+                "v=DMARC1; p=none; rua=mailto:a@ok.test,mailto:b@nope.test!10m,"
+                "mailto:d@reports.example.test; ruf=mailto:c@ok.test,mailto:e@moved.test"
+            )
+        ],
+        ("example.test._report._dmarc.ok.test", "TXT"): [_txt("v=DMARC1")],
+        ("example.test._report._dmarc.moved.test", "TXT"): [
+            _txt("v=DMARC1; rua=mailto:other@elsewhere.test")
+        ],
+    }
+    async with DnsPeer(records) as peer:
+        facts = await ReadinessProbe(resolver=peer.address, canaries=()).probe(
+            "a.mail.example.test", (), 5.0
+        )
+        asked = [n for n, t in peer.asked if "._report._dmarc." in n]
+    assert facts.dmarc is not None and facts.dmarc.reports_for == "example.test"
+    got = [(r.uri, r.authorized) for r in facts.dmarc.reports]
+    assert got == [
+        ("mailto:a@ok.test", True),
+        ("mailto:b@nope.test!10m", False),
+        ("mailto:c@ok.test", True),
+        ("mailto:e@moved.test", False),
+    ]
+    assert sorted(asked) == [
+        "example.test._report._dmarc.moved.test",
+        "example.test._report._dmarc.nope.test",
+        "example.test._report._dmarc.ok.test",
+    ]
+    v = rules.readiness(facts, "DE")
+    found = v[("dmarc_external_rua_unauthorized", "DE")]
+    assert found is not None
+    assert found.detail == (
+        "mailto:b@nope.test!10m: no v=DMARC1 record at example.test._report._dmarc.nope.test; "
+        "mailto:e@moved.test: example.test._report._dmarc.moved.test overrides rua with "
+        "another host (mailto:other@elsewhere.test)"
+    )
+
+
+async def test_psd_n_ends_the_walk_and_its_record_applies() -> None:
+    """A `psd=n` record ends the walk (RFC 9989 4.10 step 6): nothing above it is asked,
+    and its destinations are the ones checked; a name past DNS limits authorizes nothing."""
+    far = ".".join(c * 60 for c in "rstu") + ".test"  # a host of 249 characters
+    records: Records = {
+        ("_dmarc.mail.example.test", "TXT"): [
+            _txt(f"v=DMARC1; p=quarantine; psd=n; rua=mailto:a@{far}")
+        ],
+        ("_dmarc.example.test", "TXT"): [_txt("v=DMARC1; p=none; rua=mailto:b@nope.test")],
+    }
+    async with DnsPeer(records) as peer:
+        facts = await ReadinessProbe(resolver=peer.address, canaries=()).probe(
+            "mail.example.test", (), 5.0
+        )
+        asked = [n for n, t in peer.asked if t == "TXT"]
+    assert facts.dmarc is not None
+    assert [w.name for w in facts.dmarc.walk] == ["mail.example.test"]
+    assert "_dmarc.example.test" not in asked
+    assert facts.dmarc.reports_for == "mail.example.test"
+    (auth,) = facts.dmarc.reports
+    assert auth.authorized is False and "past DNS name limits" in auth.why
+    assert not [n for n in asked if "._report._dmarc." in n]
+
+
+async def test_the_order_of_a_names_answers_is_no_change() -> None:
+    """Two SPF records (a permanent error) or two key records at a selector, answered in
+    either order, read as the same record: drift compares them, and an answer's order is
+    the resolver's, not the domain's."""
+    spf_pair = [_txt("v=spf1 -all"), _txt("v=spf1 mx -all")]
+    key_pair = [_txt("v=DKIM1; p="), _txt("v=DKIM1; k=ed25519; p=" + "A" * 43 + "=")]
+    read = []
+    for order in (1, -1):
+        records: Records = {
+            ("example.test", "TXT"): spf_pair[::order],
+            ("s1._domainkey.example.test", "TXT"): key_pair[::order],
+        }
+        read.append(rules.readings(await _probe(records, "example.test", ("s1",))))
+    assert read[0] == read[1]
+    assert read[0]["spf"] == "v=spf1 -all" and read[0]["dkim:s1"].startswith("v=DKIM1; k=ed25519")
 
 
 def _key(public: Any) -> str:
@@ -291,6 +396,40 @@ async def test_dkim_keys_of_real_sizes() -> None:
     weak = v[("dkim_key_weak", "DE")]
     assert weak is not None and "s1._domainkey" in weak.detail and "google" not in weak.detail
     assert v[("dkim_testing", "DE")] is not None
+
+
+PUBLISHED = Path(__file__).parents[1] / "data" / "dkim" / "published_keys.tsv"
+
+
+async def test_dkim_records_real_providers_publish() -> None:
+    """Key records as Gmail, iCloud, Neo, Foxmail and a Google Workspace domain publish them
+    (tests/data/dkim/published_keys.tsv), served under their own names and split into
+    255-character strings as the DNS carries them: the key sizes are the ones they publish,
+    the 1024-bit ones are `dkim_key_weak`, the 2048-bit ones are not."""
+    rows = [
+        line.split("\t")
+        for line in PUBLISHED.read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    records: Records = {(name, "TXT"): [_txt(record)] for name, record in rows}
+    sizes = {}
+    async with DnsPeer(records) as peer:
+        probe = ReadinessProbe(resolver=peer.address, canaries=())
+        for name, record in rows:
+            selector, domain = name.split("._domainkey.")
+            facts = await probe.probe(domain, (selector,), 5.0)
+            (key,) = facts.dkim
+            assert key.record == record and key.key_type == "rsa" and not key.error, key
+            sizes[name] = key.bits
+            weak = rules.readiness(facts, "DE")[("dkim_key_weak", "DE")]
+            assert (weak is not None) is (key.bits == 1024), (name, weak)
+    assert sizes == {
+        "20230601._domainkey.gmail.com": 2048,
+        "1a1hai._domainkey.icloud.com": 2048,
+        "selector1._domainkey.neo.link": 2048,
+        "s201512._domainkey.foxmail.com": 1024,
+        "google._domainkey.vandenhooff.name": 1024,
+    }
 
 
 # The processing-limit tests whose verdict does not hang on where the sender's address
@@ -340,14 +479,8 @@ def _signed(domain: str, selector: str) -> bytes:
     return signature + message
 
 
-async def test_a_round_trips_signature_names_the_selector_whose_revoked_key_is_found() -> None:
-    """The received message's DKIM-Signature (a real one, by dkimpy) names its selector; the
-    round reads that selector's key beside those asked, and a revoked key the message was
-    signed with is `dkim_revoked`."""
-    message = email.message_from_bytes(_signed("example.test", "mar2026"))
-    found = auth_results(message)
-    assert found is not None
-    assert [(s.domain, s.selector) for s in found.signatures] == [("example.test", "mar2026")]
+def _round_trip(found: AuthResults | None) -> Round:
+    """A round trip's round whose received message had `found` as its authentication."""
     job = make_job("roundtrip", 587)
     result = CheckResult(
         job_id=job.job_id,
@@ -361,13 +494,25 @@ async def test_a_round_trips_signature_names_the_selector_whose_revoked_key_is_f
         finished_at=job.scheduled_at,
         auth_results=found,
     )
+    return Round(job=job, result=result, port=587, resolver=None)
+
+
+async def test_a_round_trips_signature_names_the_selector_whose_revoked_key_is_found() -> None:
+    """The received message's DKIM-Signature (a real one, by dkimpy) names its selector; the
+    round reads that selector's key beside those asked, and a revoked key the message was
+    signed with is `dkim_revoked`."""
+    message = email.message_from_bytes(_signed("example.test", "mar2026"))
+    found = auth_results(message)
+    assert found is not None
+    assert [(s.domain, s.selector) for s in found.signatures] == [("example.test", "mar2026")]
+    at = _round_trip(found)
     records: Records = {("mar2026._domainkey.example.test", "TXT"): [_txt("v=DKIM1; k=rsa; p=")]}
     async with DnsPeer(records) as peer:
         probe = ReadinessProbe(resolver=peer.address, canaries=())
         run = runner(probe)
         facts = await run(
             ReadinessAsk(domain="example.test", selectors=["google"]),
-            Round(job=job, result=result, port=587, resolver=None),
+            at,
         )
     assert facts is not None
     keys = {k.selector: k for k in facts.dkim}
@@ -376,6 +521,28 @@ async def test_a_round_trips_signature_names_the_selector_whose_revoked_key_is_f
     finding = rules.readiness(facts, "DE")[("dkim_revoked", "DE")]
     assert finding is not None
     assert finding.detail == "signed with mar2026._domainkey.example.test: revoked (p= empty)"
+
+
+async def test_signing_listed_and_common_selectors_are_read_in_that_order_within_the_cap() -> None:
+    """The round reads the selector its message was signed with first, then those the ask
+    lists (the monitor's own, then the common ones: controller/sidechecks/readiness `ask`),
+    each once whatever its case, what is no selector skipped, at most SELECTORS_MAX."""
+    message = email.message_from_bytes(_signed("example.test", "Mar2026"))
+    found = auth_results(message)
+    at = _round_trip(found)
+    listed = ["listed1", "MAR2026", "bad name", *[f"c{n}" for n in range(SELECTORS_MAX + 2)]]
+    records: Records = {("listed1._domainkey.example.test", "TXT"): [_txt("v=DKIM1; p=")]}
+    async with DnsPeer(records) as peer:
+        run = runner(ReadinessProbe(resolver=peer.address, canaries=()))
+        facts = await run(
+            ReadinessAsk(domain="example.test", selectors=listed),
+            at,
+        )
+    assert facts is not None
+    read = [k.selector for k in facts.dkim]
+    assert read == ["mar2026", "listed1", *[f"c{n}" for n in range(SELECTORS_MAX - 2)]]
+    assert [k.selector for k in facts.dkim if k.signing] == ["mar2026"]
+    assert next(k for k in facts.dkim if k.selector == "listed1").revoked
 
 
 async def test_a_zone_that_never_answers_is_unknown_and_holds_only_its_own_organization() -> None:
@@ -415,10 +582,18 @@ def test_what_an_agent_sends_is_bounded_and_kept_is_the_controllers() -> None:
             void_names=["v.test"] * 1000,
         ),
         dkim=[DkimKey(selector=f"s{i}") for i in range(100)],
+        dmarc=Dmarc(
+            reports=[ReportAuth(uri="mailto:a@b.test", host="b.test", why="w" * 5000)] * 50,
+            reports_for="r" * 1000,
+            unchecked=10**18,
+        ),
         kept=Kept(changes=[Change(what="spf", before="forged", after="forged too")]),
     )
     cut = bounded(hostile)
     assert cut.kept is None
+    assert cut.dmarc is not None and len(cut.dmarc.reports) == REPORT_AUTH_MAX
+    assert len(cut.dmarc.reports[0].why) == TEXT_MAX and len(cut.dmarc.reports_for) == NAME_MAX
+    assert cut.dmarc.unchecked == 1000
     assert cut.spf is not None and len(cut.spf.nodes) == NODES_MAX
     assert len(cut.spf.record or "") == RECORD_MAX and len(cut.spf.void_names) == NAMES_MAX
     assert len(cut.dkim) == SELECTORS_MAX and len(cut.domain) == NAME_MAX

@@ -2,8 +2,6 @@
 confirmation, and bad answers (SERVFAIL, silence, CNAME loops, huge answers) as a clear
 unknown, never a crash."""
 
-import time
-
 import msgspec
 import pytest
 from nats.aio.client import Client as NATS
@@ -85,12 +83,10 @@ async def test_a_failed_ptr_lookup_is_unknown_with_why(
     silent: frozenset[str],
     why: str,
 ) -> None:
-    """Null names (not []: a failure never reads as a missing PTR), why in `error`, within the
-    budget."""
+    """Null names (not []: a failure never reads as a missing PTR), why in `error` (a silent
+    server: `timed out`). How long the budget takes is bench/'s to measure, not a test's."""
     async with DnsPeer(records, servfail=servfail, silent=silent) as peer:
-        started = time.monotonic()
         seen = await _probe(peer).probe(["127.0.0.1"], 1.0)
-    assert time.monotonic() - started < 2.0
     (check,) = seen.addresses
     assert check.names is None and check.confirmed is None
     assert why in check.error

@@ -8,6 +8,8 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from agent.probers.tls import SslContexts
+from shared.streams import jobs_consumer_name
+from shared.subjects import JOBS_STREAM
 from tests.agent.helpers import (
     SmtpLikePeer,
     job_for,
@@ -113,6 +115,12 @@ async def test_jobs_pulled_ahead_are_run_once_or_handed_back_on_stop(
     assert await jobs_left(js, country) == 0
 
 
+async def _pulls(js: JetStreamContext, country: str, n: int) -> bool:
+    """Whether `n` pull requests wait at the country's consumer."""
+    info = await js.consumer_info(JOBS_STREAM, jobs_consumer_name(country))
+    return (info.num_waiting or 0) == n
+
+
 async def test_an_admitted_job_goes_to_the_agent_with_a_free_slot_not_into_a_full_ones_lookahead(
     js: JetStreamContext, nc: NATS, country: str, ssl_contexts: SslContexts
 ) -> None:
@@ -131,8 +139,11 @@ async def test_an_admitted_job_goes_to_the_agent_with_a_free_slot_not_into_a_ful
                 hang.admitted = True
                 await publish_job(js, hang)
             await until(lambda: a.held_by_tenant == {FLOOD: 2}, within=3)
+            # A full: no pull request of A's left open (it pulls for free slots only), then
+            # B's open.
+            await until_async(lambda: _pulls(js, country, 0), within=10)
             run_b = asyncio.create_task(b.run())
-            await asyncio.sleep(0.5)  # both agents' pull requests open
+            await until_async(lambda: _pulls(js, country, 1), within=10)
             for _ in range(4):
                 quick = job_for(country, answering.port, expires_in=3.0, tenant=OTHER)
                 quick.admitted = True

@@ -38,11 +38,17 @@ async def test_two_alerters_and_the_ingester_never_deadlock_and_judge_each_round
         for pool in pools
     ]
     stop = asyncio.Event()
+    stored = asyncio.Event()
+    caught_up = [asyncio.Event() for _ in replicas]
 
-    async def alerting(a: Alerter) -> int:
+    async def alerting(a: Alerter, done: asyncio.Event) -> int:
         n = 0
         while not stop.is_set():
-            n += await a.evaluate_due()
+            after_the_last = stored.is_set()
+            judged = await a.evaluate_due()
+            n += judged
+            if after_the_last and not judged:
+                done.set()  # a pass begun after every round was stored found nothing due
             await asyncio.sleep(0.01)
         return n
 
@@ -58,9 +64,14 @@ async def test_two_alerters_and_the_ingester_never_deadlock_and_judge_each_round
                     await rig.store_round(conn, m, n, {"US": "up"})
 
     try:
-        alerters = [asyncio.create_task(alerting(a)) for a in replicas]
+        alerters = [
+            asyncio.create_task(alerting(a, done))
+            for a, done in zip(replicas, caught_up, strict=True)
+        ]
         await ingesting()
-        await asyncio.sleep(0.5)
+        stored.set()
+        async with asyncio.timeout(30):  # both alerters at it until neither finds work
+            await asyncio.gather(*(done.wait() for done in caught_up))
         stop.set()
         await asyncio.gather(*alerters)
         for a in replicas:

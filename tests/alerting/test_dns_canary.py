@@ -15,8 +15,10 @@ from agent.probers.run import run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from agent.sidechecks.mail_dns import MailDnsProbe
 from controller.ingest import store as results
+from controller.operator_health import store as health_db
+from controller.operator_health.rules import HOLD
 from controller.oracles import store as oracles_db
-from controller.oracles.rules import HOLD, RESOLVER
+from controller.oracles.rules import RESOLVER
 from controller.oracles.watch import OracleWatch
 from shared.messages import SmtpConfig, encode
 from shared.timefmt import iso_ms
@@ -105,7 +107,7 @@ async def test_a_resolver_answering_nxdomain_for_everything_is_never_believed(
             t0 = rig.at(1)
             await watch.run_once(t0)
             async with rig.pool.acquire() as conn:
-                health = await oracles_db.healths(conn)
+                health = await health_db.healths(conn, oracles_db.HEALTH)
             lying = health[(RESOLVER, LYING)]
             assert lying.state == "unhealthy" and "a.root-servers.net A" in lying.reason
             assert health[(RESOLVER, TRUTHFUL)].state == "healthy"
@@ -113,7 +115,7 @@ async def test_a_resolver_answering_nxdomain_for_everything_is_never_believed(
             await watch.run_once(t0 + HOLD)
             await watch.run_once(t0 + HOLD * 2)  # still unhealthy: no second notice
             (told,) = await org_notes(rig)
-            shown = await api.get("/api/oracles", headers=rig.tenant.auth("readonly"))
+            shown = await api.get("/api/oracles", headers=rig.tenant.auth("owner"))
             assert shown.status_code == 200, shown.text
             by = {(o["oracle"], o["country"]): o for o in shown.json()["oracles"]}
             assert by[("dns", LYING)]["state"] == "unhealthy"

@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from controller.operator_health import store as health_db
+from controller.operator_health.rules import HOLD
 from controller.oracles import store as oracles_db
-from controller.oracles.rules import HOLD
 from controller.oracles.watch import OracleWatch
 from shared.timefmt import utcnow
 from testkit.peers.dnsbl import DnsblPeer
@@ -42,7 +43,7 @@ async def test_spamhaus_refusing_a_countrys_resolver_is_told_once_with_what_to_s
     await watch.run_once(t0 + HOLD)
     await watch.run_once(t0 + HOLD * 2)
     async with rig.pool.acquire() as conn:
-        health = await oracles_db.healths(conn)
+        health = await health_db.healths(conn, oracles_db.HEALTH)
     assert health[(ZEN.zone, COUNTRY)].state == "unhealthy"
     assert health[("rbl.example.net", COUNTRY)].state == "healthy"
     notes = await rig.fetch(
@@ -59,7 +60,7 @@ async def test_spamhaus_refusing_a_countrys_resolver_is_told_once_with_what_to_s
     assert "AGENT_SPAMHAUS_DQS_KEY" in zen["body_text"]
     assert "public or open resolver" in zen["body_text"]
     assert len([n for n in notes if "Spamhaus ZEN" in n["subject"]]) == 1
-    shown = await api.get("/api/oracles", headers=rig.tenant.auth("readonly"))
+    shown = await api.get("/api/oracles", headers=rig.tenant.auth("owner"))
     by = {(o["oracle"], o["country"]): o for o in shown.json()["oracles"]}
     assert "AGENT_BLOCKLIST_RESOLVER" in by[(ZEN.zone, COUNTRY)]["whatToSet"]
     listings = await rig.fetch(

@@ -6,17 +6,20 @@ the findings come out of the posture API, the results API and the notification o
 nothing."""
 
 import base64
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from prometheus_client import REGISTRY
 
 from agent.probers.run import run_check
 from agent.probers.tls import build_ssl_contexts
 from agent.sidechecks.readiness import ReadinessProbe
 from controller.ingest import store as results
+from controller.oracles.metrics import World
 from shared.dns_canary import Canary
 from shared.messages import SmtpConfig, encode
 from shared.timefmt import iso_ms
@@ -25,6 +28,7 @@ from testkit.peers.jobs import make_job
 from testkit.peers.smtp import SmtpPeer
 from tests.alerting.conftest import Rig
 from tests.alerting.test_posture import open_codes, posture
+from tests.console.helpers import Browserish
 
 DOMAIN = "example.test"
 CANARIES = (Canary("canary.test", "A", True), Canary("nothing.invalid", "A", False))
@@ -87,6 +91,15 @@ async def test_an_spf_tree_over_budget_is_found_told_once_and_cleared(
         assert found["severity"] == "critical" and "10th" in found["advice"]
         assert found["detail"].startswith("SPF of example.test: 12 DNS lookups (limit 10)")
         assert "example.test (12) → include:i0.test (11) → include:i1.test (9)" in found["detail"]
+        # the same finding on the console's monitor page and findings list, and in the metrics
+        console = Browserish(api, session=rig.tenant.tokens["readonly"])
+        page = (await console.get(f"/console/monitors/{monitor['public_id']}")).text
+        listing = (await console.get("/console/findings")).text
+        for shown in (page, listing):
+            assert shown.count('data-code="spf_lookup_limit"') == 1 and "12 DNS lookups" in shown
+        await World().refresh(rig.pool)
+        labels = {"code": "spf_lookup_limit", "severity": "critical"}
+        assert (REGISTRY.get_sample_value("mailprobe_findings_open", labels) or 0) >= 1
         # the same again is no new notice
         await round_(rig, monitor, 1, smtp.port, {"DE": de, "US": us})
         notes = await rig.outbox_rows(monitor)
@@ -167,3 +180,73 @@ async def test_a_changed_record_is_told_with_old_and_new_and_an_old_key_is_found
         assert ("dkim_key_old", "DE") in open_codes(body)
         aged = next(f for f in body["findings"] if f["code"] == "dkim_key_old")
         assert aged["severity"] == "info" and "s1._domainkey.example.test since" in aged["detail"]
+
+
+async def next_round(
+    rig: Rig, monitor: asyncpg.Record, n: int, port: int, probes: dict[str, ReadinessProbe]
+) -> None:
+    """Round `n`, judged at once: a monitor whose rounds changed nothing comes back to the
+    alerter an interval later (`Alerter._come_back`), so the alerter's clock moves on one."""
+    rig.clock.shift += timedelta(seconds=monitor["check_interval"] + 1)
+    await round_(rig, monitor, n, port, probes)
+
+
+async def test_drift_is_judged_per_country_and_a_real_change_is_one_notice(
+    rig: Rig, api: httpx.AsyncClient
+) -> None:
+    """Each country's agent reads the domain through its own resolver. A record that differs
+    between countries (DE's resolver serves p=reject, US's p=quarantine: a split view or a
+    stale secondary) is no change: each country compares with what it read before, so
+    rounds whose results are stored together raise nothing. When both then read
+    p=none, each country's finding shows its own old record beside the new, and the owner
+    gets one notice with both; the next round, reading the same, clears both and tells no more."""
+    monitor = await rig.monitor(["DE", "US"])
+    async with rig.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE monitors SET mail_domain = $2 WHERE id = $1", monitor["id"], DOMAIN
+        )
+    de_zone, us_zone, relaxed = _zone(1), _zone(1), _zone(1)
+    us_zone[(f"_dmarc.{DOMAIN}", "TXT")] = ['"v=DMARC1; p=quarantine"']
+    relaxed[(f"_dmarc.{DOMAIN}", "TXT")] = ['"v=DMARC1; p=none"']
+    async with (
+        SmtpPeer() as smtp,
+        DnsPeer(de_zone) as de_dns,
+        DnsPeer(us_zone) as us_dns,
+        DnsPeer(relaxed) as new_dns,
+    ):
+        de = ReadinessProbe(resolver=de_dns.address, canaries=CANARIES)
+        us = ReadinessProbe(resolver=us_dns.address, canaries=CANARIES)
+        new = ReadinessProbe(resolver=new_dns.address, canaries=CANARIES)
+        for n in range(3):
+            await next_round(rig, monitor, n, smtp.port, {"DE": de, "US": us})
+        assert open_codes(await posture(api, rig, monitor)) == set()
+        assert await rig.outbox_rows(monitor) == []
+        async with rig.pool.acquire() as conn:
+            kept = await conn.fetch(
+                "SELECT country, value FROM readiness_records"
+                " WHERE monitor_id = $1 AND what = 'dmarc' ORDER BY country",
+                monitor["id"],
+            )
+        assert [(r["country"], r["value"]) for r in kept] == [
+            ("DE", "v=DMARC1; p=reject"),
+            ("US", "v=DMARC1; p=quarantine"),
+        ]
+        await next_round(rig, monitor, 3, smtp.port, {"DE": new, "US": new})
+        body = await posture(api, rig, monitor)
+        assert {("dmarc_changed", "DE"), ("dmarc_changed", "US")} <= open_codes(body)
+        details = {
+            f["country"]: f["detail"] for f in body["findings"] if f["code"] == "dmarc_changed"
+        }
+        assert details == {
+            "DE": "example.test: «v=DMARC1; p=reject» → «v=DMARC1; p=none»",
+            "US": "example.test: «v=DMARC1; p=quarantine» → «v=DMARC1; p=none»",
+        }
+        notes = await rig.outbox_rows(monitor)
+        assert len(notes) == 1, [n["subject"] for n in notes]
+        text = notes[0]["body_text"]
+        assert "«v=DMARC1; p=reject» → «v=DMARC1; p=none»" in text
+        assert "«v=DMARC1; p=quarantine» → «v=DMARC1; p=none»" in text
+        await next_round(rig, monitor, 4, smtp.port, {"DE": new, "US": new})
+        codes = open_codes(await posture(api, rig, monitor))
+        assert not {c for c in codes if c[0] == "dmarc_changed"}
+        assert len(await rig.outbox_rows(monitor)) == 1

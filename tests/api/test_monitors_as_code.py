@@ -611,3 +611,33 @@ async def test_listed_outbound_names_round_trip_through_apply_and_export(
     assert code == 0 and said[0].startswith("~") and "reputation" in said[0], said
     got = (await client.get(SMTP)).json()["items"]
     assert [m.get("reputation") for m in got] == [None]
+
+
+SELECTORS_FILE = """\
+customer: {customer}
+monitors:
+  - type: imap
+    name: Mailbox
+    hostname: imap.example.com
+    mailDomain: example.com
+    dkimSelectors: [Mail2026, s1]
+"""
+
+
+async def test_listed_dkim_selectors_round_trip_through_apply_and_export(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """`dkimSelectors` is applied as the API normalises it, exported, and the export applies
+    as no change; a file that drops it clears it."""
+    customer = tenant.customer_public_id
+    text = SELECTORS_FILE.format(customer=customer)
+    assert (await run(load(text, "m.yaml", {}), client))[0] == 0
+    exported = export_text(customer, await current(client, customer))
+    assert "dkimSelectors:" in exported and "mail2026" in exported
+    code, said = await run(load(exported, "exported.yaml", {}), client)
+    assert code == 0 and all(line.startswith("=") for line in said[:-1]), said
+    without = "\n".join(text.splitlines()[:-1]) + "\n"
+    code, said = await run(load(without, "m.yaml", {}), client)
+    assert code == 0 and said[0].startswith("~") and "dkimSelectors" in said[0], said
+    got = (await client.get(IMAP)).json()["items"]
+    assert [m.get("dkimSelectors") for m in got] == [None]

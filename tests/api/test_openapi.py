@@ -116,6 +116,7 @@ def test_request_schema_uses_seed_field_names(spec: dict[str, Any]) -> None:
         "secretEnv",
         "reputation",  # our extra: outbound names for the blocklists
         "dependsOn",  # our extra: what its incidents depend on
+        "dkimSelectors",  # our extra: DKIM selectors for readiness
     } == set(create["properties"])
 
 

@@ -98,7 +98,8 @@ async def test_a_form_sets_tls_options_sms_mail_domain_and_an_oauth2_login(
     settings: ControllerSettings,
 ) -> None:
     """What the form creates is what the API shows: the CA (normalised), the SNI name, the
-    certificate check off, the SMS number, the mail domain and an OAuth2 grant (its secret
+    certificate check off, the SMS number, the mail domain, its DKIM selectors (a list typed
+    with commas, stored lower case) and an OAuth2 grant (its secret
     stored sealed); the edit form then says the CA and the secret are set without showing
     them, keeps both when left empty, and removes the CA when asked."""
     client.session = tenant.tokens["member"]
@@ -119,6 +120,7 @@ async def test_a_form_sets_tls_options_sms_mail_domain_and_an_oauth2_login(
         "imapPopConfig.oauth2.clientSecret": "Grant-Secret-8",
         "notificationPhoneNumber": "+4915112345678",
         "mailDomain": "contoso.test",
+        "dkimSelectors": "Mail2026, selector1",
     }
     del values["imapPopConfig.tlsOptions.rejectUnauthorized"]  # unticked
     token = await client.csrf("/console/new/imap")
@@ -132,6 +134,7 @@ async def test_a_form_sets_tls_options_sms_mail_domain_and_an_oauth2_login(
     assert config["tlsOptions"]["rejectUnauthorized"] is False
     assert _pem_body(ca) in config["tlsOptions"]["ca"]
     assert (got["notificationPhoneNumber"], got["mailDomain"]) == ("+4915112345678", "contoso.test")
+    assert got["dkimSelectors"] == ["mail2026", "selector1"]
     grant = config["oauth2"]
     assert (grant["grant"], grant["tenant"], grant["clientSecret"]) == (
         "client_credentials",
@@ -149,10 +152,12 @@ async def test_a_form_sets_tls_options_sms_mail_domain_and_an_oauth2_login(
     assert 'data-ca="imapPopConfig.tlsOptions.ca">set: 1 certificate — leave empty to keep' in page
     shown = form_values(page)
     assert shown["mailDomain"] == "contoso.test" and shown["imapPopConfig.oauth2.tenant"]
+    assert shown["dkimSelectors"] == "mail2026, selector1"
     r = await client.post(edit, {**shown, "name": "Contoso mailbox"}, token=token)
     assert r.status_code == 303, r.text[:3000]
     after = (await http.get(url, headers=tenant.auth())).json()
     assert after["imapPopConfig"] == config and after["name"] == "Contoso mailbox"
+    assert after["dkimSelectors"] == ["mail2026", "selector1"]
     again = (await stored_row(pool, public_id))["config"]
     assert opened(box, again["oauth2"]["clientSecret"]) == "Grant-Secret-8"
 
@@ -293,9 +298,15 @@ async def test_a_round_trip_page_shows_its_legs_and_the_phases_of_its_latest_rou
     client.session = org.tokens["readonly"]
     r = await client.get(f"/console/monitors/{monitor['publicId']}")
     assert r.status_code == 200
-    # the port in a span of its own: it never wraps (console.css `.host .port`)
-    assert 'data-leg="send"' in r.text and 'smtp.example.com<span class="port">:587<' in r.text
-    assert 'data-leg="receive"' in r.text and 'imap.example.net<span class="port">:993<' in r.text
+    # the port on the line of the last label: it never wraps (hosts.host, console.css)
+    assert (
+        'data-leg="send"' in r.text
+        and 'smtp.<wbr>example.<wbr><span class="nowrap">com<span class="port">:587<' in r.text
+    )
+    assert (
+        'data-leg="receive"' in r.text
+        and 'imap.<wbr>example.<wbr><span class="nowrap">net<span class="port">:993<' in r.text
+    )
     assert "probe@example.net" in r.text and "password" not in r.text.split('id="legs"')[1][:50]
     assert 'data-country="DE"' in r.text and 'data-phase="delivery">4200 ms' in r.text
     assert "DELIVERY" in r.text  # the phase chart's round-trip lines

@@ -12,7 +12,7 @@ from controller.jobs.rules import JobIds
 from controller.notify import maintenance_store
 from controller.web.console import charts
 from controller.web.console import store as console
-from shared.timefmt import utcnow
+from shared.timefmt import iso_ms, utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant, make_tenant
 from tests.console.helpers import Browserish, store_result
@@ -246,3 +246,27 @@ def test_large_selections_reuse_their_counts_for_a_moment_small_ones_never() -> 
     assert held.get("large") == large
     held._held["large"] = (0.0, large)  # expired
     assert held.get("large") is None
+
+
+async def test_a_young_monitors_uptime_is_time_since_its_first_result(
+    client: Browserish, tenant: Tenant, http: httpx.AsyncClient, pool: asyncpg.Pool, job_ids: JobIds
+) -> None:
+    """20 minutes up, then a 10-minute outage with its confirmation round, then up again: about
+    two thirds of the time up (counting rounds said 2 of 4), in every window, each saying it
+    covers only the time since the first result."""
+    m = await create(http, tenant, "smtp", name="Young relay", allowedCheckCountryCodes=["DE"])
+    first = utcnow().replace(microsecond=0) - timedelta(minutes=30)
+    for minutes, status in ((0, "up"), (20, "down"), (21, "down"), (30, "up")):
+        await store_result(pool, job_ids, m, "DE", status, at=first + timedelta(minutes=minutes))
+    client.session = tenant.tokens["readonly"]
+    page = (await client.get(f"/console/monitors/{m['publicId']}/live")).text
+    table = page[
+        page.index('<table id="uptime"') : page.index("</table>", page.index('id="uptime"'))
+    ]
+    rows = re.findall(
+        r'<td data-label="Window">(\w+)(.*?)</td><td data-label="Overall">([\d.]+) %', table
+    )
+    assert [r[0] for r in rows] == ["day", "week", "month"], table
+    for _, since, share in rows:
+        assert f'since <time datetime="{iso_ms(first)}"' in since, since
+        assert 66.6 < float(share) < 70, share  # 20 of 30 minutes, and the minutes since

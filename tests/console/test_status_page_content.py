@@ -124,10 +124,14 @@ async def test_uptime_updated_refresh_history_and_plain_words(
     client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient, job_ids: object
 ) -> None:
     _, slug, relay, relay_id = await _relay_page(client, pool, http, job_ids, "uptime")
-    for minutes, status in ((9, "up"), (7, "up"), (5, "up"), (3, "down")):
-        await store_result(
-            pool, job_ids, relay, "DE", status, ago=timedelta(minutes=minutes), error_kind="tls"
-        )
+    # Up 6 min, down 2 min (its confirmation round adds no weight), then an inconclusive
+    # round: 75 % of the time up.
+    now = utcnow()
+    plan = ((9, "up"), (7, "up"), (5, "up"), (3, "down"), (2, "down"), (1, "inconclusive"))
+    for minutes, status in plan:
+        kind = "expired" if status == "inconclusive" else "tls"
+        at = now - timedelta(minutes=minutes)
+        await store_result(pool, job_ids, relay, "DE", status, at=at, error_kind=kind)
     async with pool.acquire() as conn:
         old = await incident_db.open_incident(
             conn, relay_id, utcnow() - timedelta(days=30), "tls", "x", ["DE", "FR"]

@@ -3,17 +3,15 @@ in the background while visitors keep getting the one built before, and each pag
 rendered once per build."""
 
 import asyncio
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import asyncpg
 import httpx
 import msgspec
-import pytest
 
 from controller.ingest import retention
 from controller.jobs.rules import JobIds
-from controller.statuspages import cache as status_cache
-from controller.statuspages.cache import PageCache
+from controller.statuspages.cache import PAGE_TTL_S, STALE_S, PageCache
 from shared.timefmt import utcnow
 from tests.api.helpers import create
 from tests.conftest import make_tenant
@@ -31,16 +29,29 @@ async def test_settled_days_are_summed_once_and_kept_no_longer_than_the_rollups(
     client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient, job_ids: JobIds
 ) -> None:
     """Days that ended over an hour ago are read from `result_days` (filled from the hourly
-    rollups the first time a page needs them, zeros for a day without any); today from the
-    rollups. The bars and uptime are what the rollups say; a deleted monitor's days go with it,
-    and retention drops days older than the rollups' history."""
+    rollups and `uptime_day_ms` the first time a page needs them, zeros for a day without
+    any); today from the raw results. The bars and uptime are time up and down; a deleted
+    monitor's days go with it, and retention drops days older than the rollups' history."""
     org = await make_tenant(pool)
     relay = await create(http, org, "smtp", name="Days relay", hostname="days.acme.test")
     relay_id = await _row_id(pool, relay["publicId"])
-    for ago, status in ((3, "up"), (3, "down"), (3, "up"), (3, "up"), (0, "up")):
-        await store_result(
-            pool, job_ids, relay, "DE", status, ago=timedelta(days=ago, minutes=len(status))
-        )
+    # Three days ago: up 6 min, then down 2 min (its confirmation round adds no weight), then an
+    # inconclusive round (time unknown); today: up 2 min, then an inconclusive round.
+    three_ago = (utcnow() - timedelta(days=3)).date()
+    base = datetime.combine(three_ago, time(1), tzinfo=UTC)
+    now = utcnow()
+    for at, status in (
+        (base, "up"),
+        (base + timedelta(minutes=3), "up"),
+        (base + timedelta(minutes=5), "up"),
+        (base + timedelta(minutes=6), "down"),
+        (base + timedelta(minutes=7), "down"),
+        (base + timedelta(minutes=8), "inconclusive"),
+        (now - timedelta(minutes=4), "up"),
+        (now - timedelta(minutes=2), "inconclusive"),
+    ):
+        kind = "expired" if status == "inconclusive" else None
+        await store_result(pool, job_ids, relay, "DE", status, at=at, error_kind=kind)
     slug = f"days-{org.org_id}"
     await _publish(client, org, slug, [relay_id], False)
     for _ in range(100):  # publishing sums them, so the first visitor does not wait
@@ -50,11 +61,10 @@ async def test_settled_days_are_summed_once_and_kept_no_longer_than_the_rollups(
     assert await pool.fetchval(
         "SELECT up FROM result_days WHERE monitor_id = $1 AND day = $2",
         relay_id,
-        (utcnow() - timedelta(days=3, minutes=2)).date(),
+        three_ago,
     )
     summary = msgspec.json.decode((await http.get(f"/status/{slug}/summary.json")).content)
     today = utcnow().date()
-    three_ago = (utcnow() - timedelta(days=3, minutes=2)).date()
     days = _days(summary)
     assert len(days) == 90 and max(days) == today.isoformat()
     assert days[three_ago.isoformat()] == 75.0
@@ -62,21 +72,22 @@ async def test_settled_days_are_summed_once_and_kept_no_longer_than_the_rollups(
     assert summary["services"][0]["uptimePercent"] == 80.0
 
     kept = {
-        r["day"]: (r["up"], r["down"])
+        r["day"]: (r["up"], r["down"], r["up_ms"], r["down_ms"])
         for r in await pool.fetch(
-            "SELECT day, up, down FROM result_days WHERE monitor_id = $1", relay_id
+            "SELECT day, up, down, up_ms, down_ms FROM result_days WHERE monitor_id = $1",
+            relay_id,
         )
     }
     settled = (utcnow() - timedelta(hours=1)).date()
     shown = {today - timedelta(days=n) for n in range(90)}
     assert set(kept) == {d for d in shown if d < settled}
-    assert kept[three_ago] == (3, 1)
-    assert kept[three_ago - timedelta(days=1)] == (0, 0)
+    assert kept[three_ago] == (3, 2, 6 * 60_000, 2 * 60_000)  # rounds, and time in ms
+    assert kept[three_ago - timedelta(days=1)] == (0, 0, 0, 0)
 
     # A settled day is read as kept: another build of the page (a change of what is published)
     # shows the kept sums, not the rollups summed again.
     await pool.execute(
-        "UPDATE result_days SET up = 1, down = 1 WHERE monitor_id = $1 AND day = $2",
+        "UPDATE result_days SET up_ms = 1, down_ms = 1 WHERE monitor_id = $1 AND day = $2",
         relay_id,
         three_ago,
     )
@@ -86,7 +97,10 @@ async def test_settled_days_are_summed_once_and_kept_no_longer_than_the_rollups(
 
     old = date(2000, 1, 1)
     await pool.execute(
-        "INSERT INTO result_days (monitor_id, day, up, down) VALUES ($1, $2, 1, 0)", relay_id, old
+        "INSERT INTO result_days (monitor_id, day, up, down, up_ms, down_ms)"
+        " VALUES ($1, $2, 1, 0, 1, 0)",
+        relay_id,
+        old,
     )
     await retention.one_pass(pool, history_days=90, raw_days=35)
     assert not await pool.fetchval(
@@ -109,8 +123,11 @@ async def test_the_html_bars_are_the_days_bars(
     now = utcnow()
     # Both results on one UTC day: a few minutes back, or yesterday just after midnight.
     back = 9 if now.hour * 60 + now.minute >= 10 else now.hour * 60 + now.minute + 20
-    for minutes, status in ((back, "up"), (back - 2, "down")):
-        await store_result(pool, job_ids, relay, "DE", status, ago=timedelta(minutes=minutes))
+    # Up 2 min, down 2 min, then an inconclusive round: half the time up.
+    for minutes, status in ((back, "up"), (back - 2, "down"), (back - 4, "inconclusive")):
+        kind = "expired" if status == "inconclusive" else None
+        at = now - timedelta(minutes=minutes)
+        await store_result(pool, job_ids, relay, "DE", status, at=at, error_kind=kind)
     slug = f"bars-{org.org_id}"
     await _publish(client, org, slug, [await _row_id(pool, relay["publicId"])], False)
     page = (await http.get(f"/status/{slug}")).text
@@ -123,17 +140,21 @@ async def test_the_html_bars_are_the_days_bars(
     assert (await http.get(f"/status/{slug}")).content == page.encode()
 
 
-@pytest.fixture
-def short_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(status_cache, "PAGE_TTL_S", 0.5)
-    monkeypatch.setattr(status_cache, "STALE_S", 2.0)
+class Clock:
+    """The cache's clock, moved by the test: a page's age is what the test says it is."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
-@pytest.mark.usefixtures("short_ttl")
 async def test_an_expired_page_is_served_while_one_rebuild_runs() -> None:
     """Past its TTL a page is still served at once while one rebuild runs (however many ask);
     a failed rebuild keeps the page and is tried again; past TTL + STALE_S nobody gets it."""
-    cache = PageCache()
+    clock = Clock()
+    cache = PageCache(clock)
     builds: list[int] = []
     gate = asyncio.Event()
 
@@ -147,16 +168,17 @@ async def test_an_expired_page_is_served_while_one_rebuild_runs() -> None:
 
     first = await cache.get("page", build)
     assert first.content == {"n": 1}
-    await asyncio.sleep(0.6)  # expired, within STALE_S
+    clock.now += PAGE_TTL_S + 1  # expired, within STALE_S
+    # Served without waiting for the rebuild, which waits for the gate: never, unless set.
     seen = await asyncio.wait_for(
-        asyncio.gather(*(cache.get("page", build) for _ in range(5))), timeout=0.4
+        asyncio.gather(*(cache.get("page", build) for _ in range(5))), timeout=10
     )
     assert {p.content["n"] for p in seen} == {1} and builds == [1, 2]
     gate.set()
     await asyncio.sleep(0.01)
     assert (await cache.get("page", build)).content == {"n": 2}
 
-    await asyncio.sleep(0.6)  # expired again: this rebuild fails, the page stays
+    clock.now += PAGE_TTL_S + 1  # expired again: this rebuild fails, the page stays
     assert (await cache.get("page", build)).content == {"n": 2}
     await asyncio.sleep(0.01)
     assert builds == [1, 2, 3]
@@ -165,15 +187,15 @@ async def test_an_expired_page_is_served_while_one_rebuild_runs() -> None:
     assert builds == [1, 2, 3, 4]
     assert (await cache.get("page", build)).content == {"n": 4}
 
-    await asyncio.sleep(2.6)  # past TTL + STALE_S: the visitor waits for a new build
+    clock.now += PAGE_TTL_S + STALE_S  # past TTL + STALE_S: the visitor waits for a new build
     assert (await cache.get("page", build)).content == {"n": 5}
 
 
-@pytest.mark.usefixtures("short_ttl")
 async def test_a_page_is_rendered_once_per_build_and_a_rebuild_renders_before_it_is_served() -> (
     None
 ):
-    cache = PageCache()
+    clock = Clock()
+    cache = PageCache(clock)
     renders: list[str] = []
     builds: list[int] = []
 
@@ -189,12 +211,12 @@ async def test_a_page_is_rendered_once_per_build_and_a_rebuild_renders_before_it
         page = await cache.get("page", build)
         assert await page.body("html", render) == b"t1"
     assert renders == ["t1"]
-    await asyncio.sleep(0.6)
+    clock.now += PAGE_TTL_S + 1
     assert await (await cache.get("page", build)).body("html", render) == b"t1"
-    for _ in range(100):
-        if renders == ["t1", "t2"]:
-            break
-        await asyncio.sleep(0.01)
+    # Until the rebuilt page is the one served (the rebuild renders it, then swaps it in).
+    async with asyncio.timeout(10):
+        while (await cache.get("page", build)).content["title"] != "t2":  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
     assert renders == ["t1", "t2"]  # rendered by the rebuild, before any visitor asks
     assert await (await cache.get("page", build)).body("html", render) == b"t2"
     assert renders == ["t1", "t2"]

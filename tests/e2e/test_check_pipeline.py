@@ -23,7 +23,7 @@ from shared.streams import jobs_consumer_name
 from shared.subjects import JOBS_STREAM, RESULTS_STREAM, results_subject
 from shared.timefmt import parse_iso, utcnow
 from testkit.peers.smtp import SmtpPeer
-from tests.agent.helpers import SmtpLikePeer
+from tests.agent.helpers import SmtpLikePeer, until_async
 from tests.api.helpers import SMTP
 from tests.conftest import Tenant
 from tests.e2e.conftest import ABROAD, HOME, KILLED, NOBODY, Agents, Controller
@@ -186,7 +186,9 @@ async def test_an_agent_process_killed_mid_check_leaves_exactly_one_stored_resul
 
             run = asyncio.create_task(survivor.run())
             await wait_results(api, org, pid, count(1))
-            await asyncio.sleep(1.5)  # past the 1 s ack_wait: a second delivery would be here
+            # Until nothing can come any more: the job acked (never delivered again) and every
+            # result published stored.
+            await until_async(lambda: _settled(controller, KILLED), within=15)
             body = await results(api, org, pid)
         # The doomed agent's connection, then the survivor's. On a loaded host the survivor's
         # `in_progress` can come later than the 1 s ack_wait and the job is delivered to it
@@ -205,6 +207,15 @@ async def test_an_agent_process_killed_mid_check_leaves_exactly_one_stored_resul
     assert (item["agentId"], item["status"]) == (survivor.agent_id, "up")
     info = await controller.js.consumer_info(JOBS_STREAM, jobs_consumer_name(KILLED))
     assert (info.num_pending, info.num_ack_pending) == (0, 0), "the job is acked"
+
+
+async def _settled(controller: Controller, country: str) -> bool:
+    """Whether the country's jobs are all acked and the ingester has every result published."""
+    jobs = await controller.js.consumer_info(JOBS_STREAM, jobs_consumer_name(country))
+    ingest = await controller.js.consumer_info(RESULTS_STREAM, controller.pipeline.ingester.durable)
+    return (jobs.num_pending, jobs.num_ack_pending, ingest.num_pending) == (0, 0, 0) and not (
+        ingest.num_ack_pending
+    )
 
 
 async def test_a_result_published_twice_is_stored_once(

@@ -124,6 +124,12 @@ def _totals(text: str) -> dict[str, float]:
     return totals
 
 
+def _landing(counters: list[dict[str, float]]) -> list[tuple[float, ...]]:
+    """What each replica has published, stored and sent so far."""
+    names = ("mailprobe_jobs_published", "mailprobe_results_ingested", "mailprobe_notifications")
+    return [tuple(c.get(name, 0) for name in names) for c in counters]
+
+
 async def _create(http: httpx.AsyncClient, api: str, tenant: Tenant, body: dict[str, Any]) -> None:
     created = await http.post(
         f"{api}/api/smtp-monitors",
@@ -190,16 +196,31 @@ async def test_two_replicas_share_every_role_without_doing_anything_twice(
                 # burst, which whichever replica looks first takes whole: its evaluations are
                 # shared as they ran until then.
                 running = [_totals((await http.get(f"{r.api}/metrics")).text) for r in replicas]
-                # Stop scheduling, let what is in flight land, then count.
+                # Stop scheduling, let what is in flight land, then count: until every job
+                # published is stored and every incident told, those counters the same before
+                # and after the rows are read.
                 async with pool.acquire() as conn:
                     await conn.execute("UPDATE monitors SET status = 'disabled'")
-                await asyncio.sleep(8)
-                counters = [_totals((await http.get(f"{r.api}/metrics")).text) for r in replicas]
-            async with pool.acquire() as conn:
-                rows = await conn.fetch(
-                    "SELECT monitor_public_id AS monitor, country, scheduled_at, status,"
-                    " agent_id, error_kind FROM check_results"
-                )
+                deadline = time.monotonic() + 60
+                while True:
+                    counters = [
+                        _totals((await http.get(f"{r.api}/metrics")).text) for r in replicas
+                    ]
+                    async with pool.acquire() as conn:
+                        rows = await conn.fetch(
+                            "SELECT monitor_public_id AS monitor, country, scheduled_at, status,"
+                            " agent_id, error_kind FROM check_results"
+                        )
+                    again = [_totals((await http.get(f"{r.api}/metrics")).text) for r in replicas]
+                    landed = {
+                        sum(c.get(name, 0) for c in counters)
+                        for name in ("mailprobe_jobs_published", "mailprobe_results_ingested")
+                    } == {sum(r["agent_id"] is not None for r in rows)}
+                    told = sum(c.get("mailprobe_notifications", 0) for c in counters) == DOWN
+                    if _landing(counters) == _landing(again) and landed and told:
+                        break
+                    assert time.monotonic() < deadline, f"still in flight: {counters}"
+                    await asyncio.sleep(0.2)
         finally:
             for w in workers:
                 w.stop()

@@ -19,6 +19,9 @@ to every generated case so the fuzzer's valid requests are valid.
   `customerIds`) of the caller's organization, which only the stored state knows: well-formed
   generated ids become none, so a change of a just-created channel is not a 404 about a made-up
   customer (ids out of the schema's range stay, for the API to refuse).
+- A monitor's `dependsOn` names monitors of the caller's organization by their public ids,
+  which only the stored state knows: a well-formed id becomes a host name (`example.com`), so
+  a create is not a 400 about a made-up monitor (entries of another form stay as generated).
 Each rule is stated in the field's description in the document (openapi_doc._DESCRIPTIONS).
 """
 
@@ -69,6 +72,7 @@ def map_case(ctx: Any, case: Any) -> Any:
         _window_in_order(body)
         if case.method.upper() == "PATCH" and case.path.startswith(CHANNELS):
             _no_unknown_choices(body)
+        _no_unknown_dependencies(body)
         phone = body.get("notificationPhoneNumber")
         if isinstance(phone, str) and re.fullmatch(E164, phone):
             body["notificationPhoneNumber"] = PHONE
@@ -91,6 +95,12 @@ def _no_unknown_choices(body: dict[str, Any]) -> None:
             and all(well_formed(v) for v in value)
         ):
             body[field] = []
+
+
+def _no_unknown_dependencies(body: dict[str, Any]) -> None:
+    depends = body.get("dependsOn")
+    if isinstance(depends, list):
+        body["dependsOn"] = ["example.com" if _is_uuid(v) else v for v in depends]
 
 
 def _is_uuid(value: object) -> bool:

@@ -97,7 +97,14 @@ def test_a_server_without_the_deployments_certificate_cannot_join(
         tmp_path / "intruder", "intruder", users, other_ca, embedded.free_port(), routes
     )
     try:
-        time.sleep(3)  # several route attempts, each way
+        # Until its route to every node has failed its handshake, and every node refused it.
+        log_of = lambda n: (n.store_dir / "data" / "nats.log").read_text()  # noqa: E731
+        deadline = time.monotonic() + 30
+        while log_of(intruder).count("TLS route handshake error") < len(nodes) or not all(
+            "TLS route handshake error" in log_of(n) for n in nodes
+        ):
+            assert time.monotonic() < deadline, log_of(intruder)[-2000:]
+            time.sleep(0.1)
         assert intruder.proc is not None and intruder.proc.poll() is None
         assert all("intruder" not in routed(n) for n in nodes)
         assert routed(intruder) == set()

@@ -258,7 +258,7 @@ async def test_patroni_fails_over_and_the_old_primary_never_comes_back_writable(
         n = 50
         async with asyncio.timeout(60):  # new connections find the promoted node
             while not await write(pool, n):  # noqa: ASYNC110 (polling the database)
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(0.1)
         committed.append(n)
 
         # The old primary's node again: PostgreSQL there must never accept a write.

@@ -13,8 +13,9 @@ import trustme
 from structlog.testing import capture_logs
 
 from agent.probers.run import run_check
-from agent.probers.sasl import describe_challenge, mailbox_login
+from agent.probers.sasl import mailbox_login
 from agent.probers.tls import SslContexts
+from shared.mailclient.sasl import describe_challenge
 from shared.messages import (
     CheckJob,
     CheckResult,

@@ -147,7 +147,8 @@ async def org(pipe_pool: asyncpg.Pool) -> AsyncIterator[Tenant]:
     yield await make_tenant(pipe_pool)
     async with pipe_pool.acquire() as conn:
         await conn.execute(
-            "TRUNCATE result_rows, result_details, result_rollups, monitor_country_state"
+            "TRUNCATE result_rows, result_details, result_rollups, uptime_results,"
+            " monitor_country_state"
         )
         await conn.execute("DELETE FROM monitors")
 

@@ -67,6 +67,10 @@ async def listed(api: httpx.AsyncClient, org: Tenant, pid: str) -> list[dict[str
 OLDER_SIDE_FACTS = {"mailDns": None, "reverseDns": None, "relay": None}
 
 
+def iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def wire(res: CheckResult) -> dict[str, Any]:
     sent = {k: v for k, v in msgspec.to_builtins(res).items() if k != "logins"}
     return sent | OLDER_SIDE_FACTS
@@ -254,7 +258,8 @@ async def test_retention_drops_raw_rows_but_keeps_uptime(
     job_ids: JobIds,
 ) -> None:
     """Results of a day past CHECK_RAW_DAYS leave the results list with their partition; the
-    week's and month's uptime still count them (from the rollups)."""
+    week's and month's uptime still count them: their rounds (from the rollups) and their time
+    (from the results kept for uptime), the same as before, plus the time passed since."""
     (cc,) = countries.take()
     monitor = await create(api, org)
     pid = monitor["publicId"]
@@ -278,11 +283,23 @@ async def test_retention_drops_raw_rows_but_keeps_uptime(
     items = await listed(api, org, pid)
     assert [i["jobId"] for i in items] == [sent[-1].job_id]
     r = await api.get(f"/api/smtp-monitors/{pid}/uptime", headers=org.auth())
-    assert r.json()["windows"] == [
-        {**w, "from": n["from"], "to": n["to"]}
-        for w, n in zip(before, r.json()["windows"], strict=True)
+    after = r.json()["windows"]
+    seconds = ("upSeconds", "downSeconds", "uptimePercent")
+    assert [{k: v for k, v in w["overall"].items() if k not in seconds} for w in after] == [
+        {k: v for k, v in w["overall"].items() if k not in seconds} for w in before
     ]
-    assert [w["overall"]["down"] for w in r.json()["windows"]] == [0, 1, 1]
+    assert [w["overall"]["down"] for w in after] == [0, 1, 1]
+    # The state now (up since the last result) has lasted as much longer as the time passed
+    # between the two answers; the rest of the time is what it was.
+    for w, n in zip(before, after, strict=True):
+        assert n["from"] == w["from"]
+        passed = (iso(n["to"]) - iso(w["to"])).total_seconds()
+        assert n["overall"]["downSeconds"] == w["overall"]["downSeconds"]
+        assert n["overall"]["upSeconds"] - w["overall"]["upSeconds"] == pytest.approx(
+            passed, abs=0.002
+        )
+    week = after[1]["overall"]
+    assert week["upSeconds"] > 180 and week["downSeconds"] > 4.9 * 86400, week
 
 
 async def test_a_result_of_an_unknown_shape_is_refused_not_crashed(

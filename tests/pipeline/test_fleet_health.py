@@ -22,8 +22,8 @@ from controller.ingest import store as results
 from controller.jobs.result_kinds import SATURATED, ResultRow
 from controller.jobs.rules import JobIds
 from controller.monitors import store as monitors
+from controller.operator_health.rules import HOLD
 from controller.oracles.metrics import World
-from controller.oracles.rules import HOLD
 from controller.secrets.box import SecretBox, generate_key
 from controller.web.app import create_app
 from shared.messages import AGENT_FEATURES, AgentHeartbeat, encode
@@ -259,7 +259,7 @@ async def test_an_agent_without_a_feature_is_told_once_and_shown(
     )
     async with serve_app(create_app(settings, fpool)) as url, http_client(base_url=url) as http:
         assert (await http.get("/api/fleet")).status_code == 401
-        got = (await http.get("/api/fleet", headers=org.auth("readonly"))).json()
+        got = (await http.get("/api/fleet", headers=org.auth("owner"))).json()
     [row] = [c for c in got["checks"] if (c["check"], c["country"]) == (FEATURES, "SE")]
     assert row["state"] == "unhealthy"
     assert "se-old lacks preempt" in row["reason"]

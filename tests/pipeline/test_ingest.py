@@ -238,14 +238,21 @@ async def test_results_filters_pages_and_uptime(
     r = await api.get(f"{url}/uptime", headers=org.auth())
     windows = {w["window"]: w for w in r.json()["windows"]}
     assert list(windows) == ["day", "week", "month"]
-    assert windows["day"]["overall"] == {"up": 3, "down": 1, "missed": 0, "uptimePercent": 75.0}
-    assert windows["day"]["countries"][a]["uptimePercent"] == 66.6667
-    assert windows["week"]["countries"][b] == {
-        "up": 1,
-        "down": 0,
-        "missed": 1,
-        "uptimePercent": 100.0,
-    }
+    day = windows["day"]
+    # Rounds are counted; uptime is time: a's one down round lasted 60 s until its next result.
+    assert (day["overall"]["up"], day["overall"]["down"], day["overall"]["missed"]) == (3, 1, 0)
+    assert day["overall"]["downSeconds"] == 60.0
+    assert 99.9 < day["countries"][a]["uptimePercent"] < 100
+    assert day["countries"][b]["uptimePercent"] == 100.0
+    week_b = windows["week"]["countries"][b]
+    assert (week_b["up"], week_b["down"], week_b["missed"], week_b["uptimePercent"]) == (
+        1,
+        0,
+        1,
+        100.0,
+    )
+    # The month really covers from the first result (b's missed round 3 days ago) on.
+    assert windows["month"]["from"] == iso_ms(now - timedelta(days=3))
     assert windows["month"]["overall"]["missed"] == 1
 
 

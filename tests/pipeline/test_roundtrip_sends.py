@@ -5,14 +5,17 @@ controller replicas (`domain_capped`); a message held back is a missed row, neve
 
 import asyncio
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import httpx
+import msgspec
 
 from controller.ingest import store as results
 from controller.ingest.store import decode_result
 from controller.roundtrips import delivery_store as roundtrip_delivery
+from controller.roundtrips import rounds_store as roundtrip_rounds
 from controller.roundtrips import rules
 from controller.runtime.pipeline import Pipeline
 from shared.messages import FEATURE_LOOK_ONLY, CheckJob, CheckResult, Phases, encode
@@ -162,9 +165,9 @@ async def test_a_spaced_login_of_a_round_is_held_back_too(
     assert {r["monitor_public_id"] for r in rows} == {uuid.UUID(m["publicId"])}
 
 
-async def answer(pool: asyncpg.Pool, job: CheckJob, *, accepted: bool) -> None:
+async def answer(pool: asyncpg.Pool, job: CheckJob, *, accepted: bool, found: bool = False) -> None:
     """Store the job's result as the ingester does: the send server refused the connection,
-    or it took the message and the mailbox leg found it missing."""
+    or it took the message and the mailbox leg found it missing (or, `found`, there)."""
     at = iso_ms(utcnow())
     result = CheckResult(
         job_id=job.job_id,
@@ -180,8 +183,24 @@ async def answer(pool: asyncpg.Pool, job: CheckJob, *, accepted: bool) -> None:
         message="not in INBOX" if accepted else "send leg: connection refused by smtp.example.com",
         phases=Phases(submit_ms=5.0 if accepted else None),
     )
+    if found:
+        result = msgspec.structs.replace(
+            result, status="up", error_kind=None, message="delivered to INBOX in 0.4s"
+        )
     async with pool.acquire() as conn, conn.transaction():
         assert await results.store(conn, [decode_result(encode(result))]) == 1
+
+
+async def answer_new(
+    pool: asyncpg.Pool, countries: Countries, ccs: list[str], answered: set[str]
+) -> None:
+    """Answer the jobs sent to `ccs` not answered yet (`not_delivered`): their round is over,
+    so the next round's looks go at once instead of waiting for it."""
+    for cc in ccs:
+        for job, _ in await countries.jobs(cc):
+            if job.job_id not in answered:
+                answered.add(job.job_id)
+                await answer(pool, job, accepted=True)
 
 
 async def test_a_check_now_after_create_sends_a_round_whole_or_not_at_all(
@@ -193,11 +212,12 @@ async def test_a_check_now_after_create_sends_a_round_whole_or_not_at_all(
     settings: ControllerSettings,
     seal_keys: KeyRing,
 ) -> None:
-    """The create's round goes from both countries; a check now right after it would make 4
-    messages of an unconfirmed mailbox's 3: it is held in both countries, each saying why,
-    never sent in one. Once the first round's results say no server took its messages (the
-    send server refused the connection), they count no more: the next check now goes whole.
-    A message a server took counts on."""
+    """The create's round goes from both countries; a check now right after it joins it, still
+    in flight (issue 66): nothing more is sent. Once the first round's results say no server
+    took its messages (the send server refused the connection), they count no more: the next
+    check now goes whole. A message a server took counts on: a round then that would make 4
+    messages of an unconfirmed mailbox's 3 is held in both countries, each saying why, never
+    sent in one."""
     two = countries.take(2)
     for cc in two:
         await countries.live(cc)
@@ -209,9 +229,10 @@ async def test_a_check_now_after_create_sends_a_round_whole_or_not_at_all(
     first = [job for cc in two for job, _ in await countries.jobs(cc)]
     r = await api.post(trigger, headers=org.auth())
     assert r.status_code == 202, r.text
-    assert [j["status"] for j in r.json()["jobs"]] == [rules.UNCONFIRMED] * 2, r.text
-    rows = await held(pipe_pool, rules.UNCONFIRMED)
-    assert len(rows) == 2 and "a round's countries all or none" in rows[0]["message"]
+    assert r.json()["joined"] is True, r.text
+    assert r.json()["scheduledAt"] == first[0].scheduled_at
+    assert sorted(j["jobId"] for j in r.json()["jobs"]) == sorted(j.job_id for j in first)
+    assert await held(pipe_pool, rules.UNCONFIRMED) == []
     assert len([job for cc in two for job, _ in await countries.jobs(cc)]) == 2
     for job in first:
         await answer(pipe_pool, job, accepted=False)
@@ -227,6 +248,9 @@ async def test_a_check_now_after_create_sends_a_round_whole_or_not_at_all(
     assert r.json()["sentLastHour"] == 2
     r = await api.post(trigger, headers=org.auth())
     assert [j["status"] for j in r.json()["jobs"]] == [rules.UNCONFIRMED] * 2, r.text
+    assert r.json()["joined"] is False
+    rows = await held(pipe_pool, rules.UNCONFIRMED)
+    assert len(rows) == 2 and "a round's countries all or none" in rows[0]["message"]
 
 
 async def test_a_held_round_looks_where_every_agent_can_and_is_held_elsewhere(
@@ -249,9 +273,11 @@ async def test_a_held_round_looks_where_every_agent_can_and_is_held_elsewhere(
     s = replica(pipe_pool, pipeline, settings, seal_keys)
     m = await round_trip(api, org, [looking, mixed], f"rt-{uuid.uuid4().hex[:8]}.example")
     sent = []
+    answered: set[str] = set()
     for _ in range(3):
         await make_due(pipe_pool, m["publicId"])
         sent.append(await s.tick())
+        await answer_new(pipe_pool, countries, [looking, mixed], answered)
     assert sent == [2, 1, 1]
     jobs = [job for job, _ in await countries.jobs(looking)]
     assert [getattr(job, "look_only", None) for job in jobs] == ["", *[rules.UNCONFIRMED] * 2]
@@ -284,11 +310,13 @@ async def test_a_later_login_of_a_looking_round_goes_as_a_look(
     s = replica(pipe_pool, pipeline, settings, seal_keys, login_spacing_s=spacing)
     m = await round_trip(api, org, two, f"rt-{uuid.uuid4().hex[:8]}.example")
     sent = []
+    answered: set[str] = set()
     for _ in range(3):
         await make_due(pipe_pool, m["publicId"])
         now = await s.tick()
         await asyncio.sleep(spacing + 0.05)
         sent.append((now, await s.run_deferred()))
+        await answer_new(pipe_pool, countries, two, answered)
     assert sent == [(1, 1), (1, 1), (1, 1)]
     looks = [getattr(job, "look_only", None) for cc in two for job, _ in await countries.jobs(cc)]
     assert sorted(looks) == ["", "", *[rules.UNCONFIRMED] * 4]
@@ -300,3 +328,132 @@ async def test_a_later_login_of_a_looking_round_goes_as_a_look(
     assert mine == []
     r = await api.get(f"{RT}/{m['publicId']}/delivery", headers=org.auth())
     assert r.json()["sentLastHour"] == 2
+
+
+async def test_a_delivered_result_counts_before_its_round_is_judged_and_check_nows_join(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    settings: ControllerSettings,
+    seal_keys: KeyRing,
+) -> None:
+    """Issue 66. Check-nows while a round is in flight join it, however many, and however
+    they race: one round's two messages. Its results showed the message arriving, so before
+    any alerter judged that round the next check now goes whole (a look would find nothing: the
+    round deleted its message), past the unconfirmed cap. A new mailbox starts over: results
+    of rounds before it confirm nothing, so a round then is held."""
+    two = countries.take(2)
+    for cc in two:
+        await countries.live(cc)
+    m = await round_trip(api, org, two, f"rt-{uuid.uuid4().hex[:8]}.example")
+    trigger = f"{RT}/{m['publicId']}/trigger-check"
+
+    async def check_now() -> dict[str, Any]:
+        r = await api.post(trigger, headers=org.auth())
+        assert r.status_code == 202, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    racing = await asyncio.gather(check_now(), check_now(), check_now())
+    assert sorted(b["joined"] for b in racing) == [False, True, True], racing
+    assert len({b["scheduledAt"] for b in racing}) == 1
+    first = [job for cc in two for job, _ in await countries.jobs(cc)]
+    assert len(first) == 2
+    r = await api.post(trigger, headers=org.auth())
+    assert r.status_code == 429, "a check-now that joins is paid for all the same"
+    async with pipe_pool.acquire() as conn:
+        monitor_id = await conn.fetchval(
+            "SELECT id FROM monitors WHERE public_id = $1::uuid", m["publicId"]
+        )
+        assert await roundtrip_rounds.in_flight(conn, monitor_id, utcnow()) is not None
+        await conn.execute(
+            "UPDATE monitors SET config = jsonb_set(config, '{slowAfterSeconds}', '30')"
+            " WHERE id = $1",
+            monitor_id,
+        )
+        assert await roundtrip_rounds.in_flight(conn, monitor_id, utcnow()) is None, (
+            "new settings: a check-now checks them, it joins no round of the old ones"
+        )
+
+    for job in first:
+        await answer(pipe_pool, job, accepted=True, found=True)
+    r = await api.get(f"{RT}/{m['publicId']}/delivery", headers=org.auth())
+    assert (r.json()["state"], r.json()["confirmedAt"]) == ("confirmed", first[0].scheduled_at)
+    async with pipe_pool.acquire() as conn:  # the trigger allowance refilled, as time does
+        await conn.execute(
+            "UPDATE monitors SET trigger_tat = NULL WHERE public_id = $1::uuid", m["publicId"]
+        )
+    again = await check_now()
+    assert (again["joined"], [j["status"] for j in again["jobs"]]) == (False, ["queued"] * 2)
+    second = [job for cc in two for job, _ in await countries.jobs(cc) if job not in first]
+    assert len(second) == 2 and all(not getattr(j, "look_only", "") for j in second)
+
+    for job in second:
+        await answer(pipe_pool, job, accepted=True, found=True)
+    r = await api.patch(
+        f"{RT}/{m['publicId']}",
+        json={
+            "roundtripConfig": {
+                **m["roundtripConfig"],
+                "receive": {
+                    **m["roundtripConfig"]["receive"],
+                    "hostname": "imap2.example.net",
+                    "password": "pw",
+                },
+            }
+        },
+        headers=org.auth(),
+    )
+    assert r.status_code == 200, r.text
+    r = await api.get(f"{RT}/{m['publicId']}/delivery", headers=org.auth())
+    assert r.json()["state"] == "unconfirmed", "a new mailbox: the old one's results count not"
+    held_now = await check_now()
+    assert [j["status"] for j in held_now["jobs"]] == [rules.UNCONFIRMED] * 2, held_now
+
+
+async def test_a_look_planned_while_a_round_is_in_flight_waits_and_is_answered_by_its_finding(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    settings: ControllerSettings,
+    seal_keys: KeyRing,
+) -> None:
+    """Issue 66: a round the unconfirmed mailbox's cap holds, planned while the round before
+    it is in flight, would look at once and find nothing (that round's message is on its
+    way, and that round deletes it). Its looks wait until that round ends: where that round
+    found its message, the look is `up` from that finding, sent nowhere and logging in nowhere;
+    where it did not, the look goes and finds what arrived late."""
+    found_cc, lost_cc = countries.take(2)
+    for cc in (found_cc, lost_cc):
+        await countries.live(cc, features=[FEATURE_LOOK_ONLY])
+    s = replica(pipe_pool, pipeline, settings, seal_keys)
+    m = await round_trip(api, org, [found_cc, lost_cc], f"rt-{uuid.uuid4().hex[:8]}.example")
+    await make_due(pipe_pool, m["publicId"])
+    assert await s.tick() == 2
+    (first_found,) = [job for job, _ in await countries.jobs(found_cc)]
+    (first_lost,) = [job for job, _ in await countries.jobs(lost_cc)]
+    due = await make_due(pipe_pool, m["publicId"])
+    assert await s.tick() == 0, "held by the cap, its looks wait for the round in flight"
+
+    await answer(pipe_pool, first_found, accepted=True, found=True)
+    await answer(pipe_pool, first_lost, accepted=True)
+    ended = utcnow() + timedelta(seconds=m["timeoutSeconds"] + 6)
+    later = replica(pipe_pool, pipeline, settings, seal_keys, clock=lambda: ended)
+    assert await later.run_deferred() == 1
+    assert [job.job_id for job, _ in await countries.jobs(found_cc)] == [first_found.job_id]
+    looks = [job for job, _ in await countries.jobs(lost_cc) if job != first_lost]
+    assert [getattr(job, "look_only", None) for job in looks] == [rules.UNCONFIRMED]
+    rows = await pipe_pool.fetch(
+        "SELECT country, status, error_kind, agent_id, message FROM check_results"
+        " WHERE monitor_public_id = $1::uuid AND scheduled_at = $2",
+        m["publicId"],
+        due,
+    )
+    [row] = rows
+    assert (row["country"], row["status"], row["error_kind"]) == (found_cc, "up", None), row
+    assert row["agent_id"] is None and "this round sent nothing" in row["message"]
+    assert first_found.scheduled_at in row["message"]

@@ -16,10 +16,14 @@ from controller.scheduling import rules as schedule
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
+from controller.sidechecks.readiness import COMMON_SELECTORS
+from controller.sidechecks.readiness.budget import hour_of
 from shared.messages import ImapCheckJob, SmtpCheckJob, SmtpConfig
 from shared.settings import ControllerSettings
 from shared.sidechecks.mail_dns import WIRE as MAIL_DNS
 from shared.sidechecks.mail_dns import MailDnsAsk
+from shared.sidechecks.readiness import WIRE as READINESS
+from shared.sidechecks.readiness import ReadinessAsk
 from shared.timefmt import parse_iso, utcnow
 from testkit.scheduling import wired_scheduler
 from testkit.sealing import KeyRing
@@ -634,7 +638,14 @@ async def test_listed_country_without_agent_is_recorded_no_agent_and_shown_by_th
     r = await api.get(f"/api/smtp-monitors/{pid}/uptime", headers=org.auth())
     day = r.json()["windows"][0]
     assert day["window"] == "day"
-    assert day["countries"][dark] == {"up": 0, "down": 0, "missed": 1, "uptimePercent": None}
+    assert day["countries"][dark] == {
+        "up": 0,
+        "down": 0,
+        "missed": 1,
+        "uptimePercent": None,
+        "upSeconds": 0.0,
+        "downSeconds": 0.0,
+    }
     r = await api.get(f"/api/smtp-monitors/{pid}/countries", headers=org.auth())
     [state] = r.json()["items"]
     assert (state["country"], state["status"], state["errorKind"]) == (dark, "missed", "no_agent")
@@ -890,3 +901,75 @@ async def test_a_pass_behind_its_rounds_ends_after_its_time_and_the_rest_stay_du
     assert len(still_due) == 2
     assert await one_at_a_time.run_due() == 2  # no limit: every round due now
     assert len(await countries.jobs(cc)) == 3
+
+
+async def test_readiness_is_held_past_its_organizations_hourly_budget_and_resumes_by_itself(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    settings: ControllerSettings,
+    seal_keys: KeyRing,
+) -> None:
+    """READINESS_QUERIES_PER_HOUR of 160 (two rounds' most) in a country: of three monitors
+    of one organization due in one pass, two are asked their mail domain's readiness and one
+    is held with why (the domain not sent at all), as the pass reserved; another
+    organization's monitor in the same country is asked. An hour later the held monitor is
+    asked again: nothing of the budget outlives its hour."""
+    (cc,) = countries.take()
+    await countries.live(cc)
+    clock = Clock()
+    scheduler = wired_scheduler(
+        pipe_pool,
+        pipeline.js,
+        pipeline.agents,
+        SecretBox(settings.secrets_key or ""),
+        CountryKeys(str(seal_keys.directory), reload_every_s=0),
+        login_spacing_s=0,
+        readiness_queries=160,
+        clock=clock,
+    )
+    other = await make_tenant(pipe_pool)
+    fields = {"allowedCheckCountryCodes": [cc], "checkInterval": 3600, "port": None}
+    ours = [await create(api, org, mailDomain=f"d{i}.example", **fields) for i in range(3)]
+    theirs = await create(api, other, mailDomain="other.example", **fields)
+    for monitor in [*ours, theirs]:
+        await make_due(pipe_pool, monitor["publicId"])
+    clock.set()
+    assert await scheduler.tick() == 4
+    asks = {j.monitor_id: READINESS.ask_of(j.side_checks) for j, _ in await countries.jobs(cc)}
+    asked = [m["publicId"] for m in ours if asks[m["publicId"]].domain]
+    (held,) = [m["publicId"] for m in ours if m["publicId"] not in asked]
+    until = (hour_of(clock.now) + timedelta(hours=1)).strftime("%H:%M")
+    assert asks[held] == ReadinessAsk(
+        held=f"this organization's DNS budget for readiness in {cc} is spent until {until} UTC"
+        " (160 queries an hour)"
+    )
+    assert asks[theirs["publicId"]].domain == "other.example"
+    async with pipe_pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT organization_id, asked FROM readiness_budget WHERE country = $1"
+            " ORDER BY organization_id",
+            cc,
+        )
+    assert [tuple(r) for r in rows] == [(org.org_id, 2), (other.org_id, 1)]
+    # The next hour: the held monitor is asked again, by itself (the others' rounds are
+    # not due yet).
+    clock.now = hour_of(clock.now) + timedelta(hours=1, minutes=1)
+    async with pipe_pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE monitors SET next_due_at = CASE WHEN public_id = $1"
+            " THEN $2::timestamptz ELSE $3 END WHERE public_id = ANY($4::uuid[])",
+            uuid.UUID(held),
+            clock.now - timedelta(seconds=1),
+            clock.now + timedelta(hours=1),
+            [uuid.UUID(m["publicId"]) for m in [*ours, theirs]],
+        )
+    assert await scheduler.tick() == 1
+    (job, _) = (await countries.jobs(cc))[-1]
+    assert job.monitor_id == held
+    assert READINESS.ask_of(job.side_checks) == ReadinessAsk(
+        domain=f"d{[m['publicId'] for m in ours].index(held)}.example",
+        selectors=list(COMMON_SELECTORS),
+    )

@@ -278,3 +278,24 @@ async def test_an_expired_certificate_is_tls_and_says_expired(
         result = await check(protocol, peer.port, ssl_contexts, tls=True)
     assert result.error_kind == "tls"
     assert "expired" in result.message
+
+
+class _LongCapaPeer(Pop3Peer):
+    """Answers CAPA with 256 KiB of capability lines, as a hostile server could."""
+
+    def capabilities(self, tls: bool) -> list[str]:
+        return [f"X-FILLER-{n:06d} " + "x" * 240 for n in range(1024)]
+
+
+async def test_a_pop3_capa_answer_past_its_bound_is_protocol_and_read_no_further(
+    ssl_contexts: SslContexts,
+) -> None:
+    """CAPA's answer is read up to 64 KiB (the mail client's bound, as the report reader's): a
+    server sending more gets a protocol failure, the connection dropped, no login."""
+    async with _LongCapaPeer() as peer:
+        result = await check(
+            "pop3", peer.port, ssl_contexts, tls=False, user="alice", password="s3cret"
+        )
+    assert (result.status, result.error_kind) == ("down", "protocol"), result.message
+    assert result.message == "an answer longer than 65536 bytes"
+    assert "USER" not in peer.commands

@@ -259,6 +259,33 @@ async def test_pop3_late_arrivals_are_cleaned_up(ssl_contexts: SslContexts) -> N
         assert [h.split()[3] for _, h in r.store.probes()] == ["other"]
 
 
+@pytest.mark.parametrize("top", [True, False], ids=["capa-top", "no-top"])
+async def test_pop3_skips_a_message_another_session_deleted(
+    ssl_contexts: SslContexts, top: bool
+) -> None:
+    """A message deleted by another client (a monitor reading the mailbox over IMAP) after
+    this session's STAT is answered `-ERR ... expunged` by TOP: it is skipped, not a failure of
+    the round, where the server's CAPA lists TOP. A server that does not do TOP fails as
+    before."""
+    async with rig() as r:
+        r.store.deliver(leftover(OTHER_MONITOR, "DE", age_s=1, token="theirs"), "INBOX")
+        inbox = r.store.folders["INBOX"]
+
+        def their_round_took_it() -> None:
+            inbox[:] = [m for m in inbox if b"theirs" not in m.raw]
+
+        r.pop3.after_stat = their_round_took_it
+        if not top:
+            r.pop3.capa = ["USER"]
+        result = await run(r, config(r, "pop3"), ssl_contexts)
+        if top:
+            assert (result.status, result.error_kind) == ("up", None), result.message
+            assert r.store.probes() == []
+        else:
+            assert (result.status, result.error_kind) == ("down", "protocol"), result.message
+            assert "TOP failed: -ERR Unknown command." in result.message
+
+
 async def test_two_monitors_and_two_countries_share_one_mailbox(
     ssl_contexts: SslContexts,
 ) -> None:

@@ -2,7 +2,6 @@
 
 import asyncio
 import socket
-import time
 
 import pytest
 from structlog.testing import capture_logs
@@ -37,14 +36,11 @@ async def test_silent_server_times_out_within_the_deadline(
 ) -> None:
     async with ScriptedPeer(greeting=None) as peer:
         job = make_job(monitor_type, peer.port, timeout=1.0)
-        start = time.monotonic()
         result = await run_check(job, "a", True, ssl_contexts)
-        elapsed = time.monotonic() - start
     assert result.error_kind == "timeout"
-    assert "greeting" in result.message
-    # The check's deadline, kept (not waited out twice, 2 s); the slack above
-    # it is a loaded host's delay in waking the event loop (0.14 s seen at load 9).
-    assert 0.9 <= elapsed <= 1.5
+    # The job's own deadline ended it (not an OS timeout, nor a phase's budget of its own):
+    # one deadline for the whole check, whatever phase it falls in.
+    assert result.message == "no answer within 1s (during greeting)"
     assert result.phases.connect_ms is not None and result.phases.greeting_ms is None
 
 

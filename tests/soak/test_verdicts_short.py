@@ -3,9 +3,12 @@
 sealing keys, `python -m controller serve` (API included), embedded PostgreSQL and NATS, a server
 process per monitor (SMTP plain, SMTPS, IMAP STARTTLS, POP3 plain, a round trip over IMAP; SMTP
 with a login created through the API mid-history and checked at once; a second IMAP monitor
-sharing the IMAP STARTTLS server, so its outages are one mail-flow problem), every monitor made
-by an owner through the API, and a fixed seed's history of outages (killed servers), freezes
-(SIGSTOP), an agent restart and an `apply` of the owner's exported file. Run once for the module;
+sharing the IMAP STARTTLS server, so its outages are one mail-flow problem; the round trip
+declaring it depends on the SMTP and IMAP STARTTLS monitors, POP3 on the servers' host), every
+monitor made by an owner through the API, and a fixed seed's history of a joint outage (the SMTP
+server and the round trip's send side down together, a burst of TLS-RPT reports about the SMTP
+monitor's mail domain arriving meanwhile), outages (killed servers), freezes (SIGSTOP), an agent
+restart and an `apply` of the owner's exported file. Run once for the module;
 each test pins one of the targets against the harness's own log of what it did.
 
 Left out here, and why: blips (an outage of a second or two may or may not be confirmed: the judge
@@ -78,3 +81,18 @@ def test_a_shared_server_outage_is_one_incident_and_one_page(fig: Figures) -> No
     incident, paged once per channel (notices count incidents, not monitors)."""
     assert fig.flow_incidents < fig.monitor_incidents
     assert sum(fig.pages.values()) <= fig.flow_incidents
+
+
+def test_declared_dependencies_join_one_incident_and_a_joint_outage_is_one(fig: Figures) -> None:
+    """The round trip depends on the SMTP monitor, POP3 on the host: their incidents open at the
+    same time are one flow incident, paged once per channel (an agent restart closing and
+    opening them again may make a second one, in turn)."""
+    assert fig.split_flows == []
+    assert len(fig.joint_flows) == 1 and fig.joint_flows[0] >= 1
+    assert fig.joins >= 1
+
+
+def test_a_report_burst_during_the_outage_is_evidence_not_pages(fig: Figures) -> None:
+    assert fig.report_bursts == 1
+    assert fig.reports_attached >= 1
+    assert fig.report_pages == []

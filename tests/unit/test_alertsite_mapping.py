@@ -44,10 +44,10 @@ def body(**fields: Any) -> m.EmailMonitorFields:
         (
             SMTP,
             {"locations": [{"id": 20}, {"id": "jp"}, 5010]},
-            {"allowed_check_country_codes": ["GB", "JP", "US"]},
+            {"allowed_country_codes": ["GB", "JP", "US"]},
             msgspec.UNSET,
         ),
-        (SMTP, {"locations": []}, {"allowed_check_country_codes": None}, msgspec.UNSET),
+        (SMTP, {"locations": []}, {"allowed_country_codes": None}, msgspec.UNSET),
         (SMTP, {"ssl": "yes"}, {}, True),
         (SMTP, {"ipv4": "1.2.3.4", "note": "x"}, {}, msgspec.UNSET),  # accepted, ignored
     ],
@@ -58,9 +58,9 @@ def test_translate(
     """Pins: each AlertSite field's value in mailprobe's terms (a scheme in `hostname` sets
     the TLS and may carry the port; location ids map to countries)."""
     out = m.translate(body(**sent), email, None)
-    if fields.get("allowed_check_country_codes"):
-        assert sorted(out.fields.pop("allowed_check_country_codes")) == fields.pop(
-            "allowed_check_country_codes"
+    if fields.get("allowed_country_codes"):
+        assert sorted(out.fields.pop("allowed_country_codes")) == fields.pop(
+            "allowed_country_codes"
         )
     assert out.fields == fields
     assert out.ssl == ssl

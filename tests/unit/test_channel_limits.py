@@ -10,10 +10,17 @@ import re
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+import msgspec
 import pytest
 
 from controller.notify import channel_kinds
-from controller.notify.channel_kinds import Event, IncidentFacts, MonitorFacts
+from controller.notify.channel_kinds import (
+    Event,
+    FlowFacts,
+    FlowMonitor,
+    IncidentFacts,
+    MonitorFacts,
+)
 from controller.notify.limits import cut, cut_escaped, cut_html, html_units, units
 from testkit.alerting.receivers import Receiver
 
@@ -110,6 +117,54 @@ def test_the_teams_payload_stays_below_28_kb_with_every_text_at_its_longest() ->
         for event_kind in ("down", "credentials"):
             e = _event(name, event_kind)
             assert len(channel_kinds.request("teams", e, "u", None, NOW).body) <= 28_000
+
+
+def _flow(name: str, kind: str) -> Event:
+    """A flow incident's notice with every list at its longest: FLOW_MONITORS monitors with
+    hostile names and long causes, every change, EVIDENCE findings of 300 characters."""
+    monitors = [
+        FlowMonitor(
+            f"7d7a6f1c-0000-4000-8000-{n:012d}",
+            name,
+            "imap",
+            ("h" * 60 + ".") * 4 + "x",
+            993,
+            "down",
+            CAUSE,
+            "refused",
+            ["DE", "FR", "US"],
+        )
+        for n in range(channel_kinds.FLOW_MONITORS)
+    ]
+    flow = FlowFacts(
+        id="7d7a6f1c-0000-4000-8000-000000000009",
+        started_at="2025-03-01T11:00:00.000Z",
+        ended_at=None,
+        countries=["DE", "FR", "US"],
+        causes=[CAUSE] * 5,
+        monitor_count=400,
+        monitors=monitors,
+        changes=["new countries", "new monitor", "new cause"],
+        evidence_count=100,
+        evidence=[_200("TLS-RPT <b>&amp; ") + name[:100]] * channel_kinds.EVIDENCE,
+    )
+    return msgspec.structs.replace(_event(name, kind), flow=flow)
+
+
+@pytest.mark.parametrize("event_kind", ["down", "recovered"])
+@pytest.mark.parametrize("name", list(HOSTILE), ids=list(HOSTILE))
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_flow_incidents_notice_keeps_every_services_limits(
+    kind: str, name: str, event_kind: str
+) -> None:
+    """Every monitor, cause, change and finding of a flow incident as long as they come: each
+    service's limits still hold (Slack's 10 fields a section, Teams' 28 KB, ...)."""
+    event = _flow(HOSTILE[name], event_kind)
+    for status, said in _answers(kind, event):
+        delivered, _ = channel_kinds.verdict(kind, event, status)
+        assert delivered, (status, said)
+    if kind == "teams":
+        assert len(channel_kinds.request("teams", event, "u", None, NOW).body) <= 28_000
 
 
 @pytest.mark.parametrize(

@@ -81,6 +81,36 @@ def test_host_names_break_after_dots_and_hyphens_and_stay_escaped() -> None:
     assert str(hosts.host(None)) == ""
 
 
+@pytest.mark.parametrize(
+    ("name", "port", "shown"),
+    [
+        (
+            "127.0.0.1",
+            54466,
+            '<span class="nowrap">127.0.0.1<span class="port">:54466</span></span>',
+        ),
+        ("81.2.69.170", None, '<span class="nowrap">81.2.69.170</span>'),
+        (
+            "2001:db8::1",
+            993,
+            '<span class="nowrap">2001:db8::1<span class="port">:993</span></span>',
+        ),
+        (
+            "mx1.eu-central.example",
+            25,
+            'mx1.<wbr>eu-<wbr>central.<wbr><span class="nowrap">example'
+            '<span class="port">:25</span></span>',
+        ),
+        ("localhost", 587, '<span class="nowrap">localhost<span class="port">:587</span></span>'),
+        ("<b>.x", 1, '&lt;b&gt;.<wbr><span class="nowrap">x<span class="port">:1</span></span>'),
+    ],
+)
+def test_an_address_and_a_port_are_never_cut(name: str, port: int | None, shown: str) -> None:
+    """An address is one unbreakable run; a port stays on the line of the address or of the
+    name's last label."""
+    assert str(hosts.host(name, port)) == shown
+
+
 def test_history_bars_per_hour_and_per_day() -> None:
     hour = T0
     bars = uptime_bars.hourly({hour: (3, 3), hour - timedelta(hours=1): (10, 0)}, hour, 48)

@@ -12,7 +12,7 @@ from controller.fleet.health import (
     judge,
     saturation_health,
 )
-from controller.oracles.rules import Health
+from controller.operator_health.rules import Health
 
 OK = Health("healthy", "")
 ALL = ("bundles", "preempt")

@@ -42,6 +42,7 @@ LAYERS = (
     "ingest",  # results stored (the results store, the alert queue it marks), packed, kept
     "fleet",  # live agents, their load and self-checks; the fleet's health told to operators
     "oracles",  # resolvers and blocklists checked before they are believed; world metrics
+    "operator_health",  # operator facts per (name, country): the step, the table, the telling
     "sidechecks",  # the side checks' registry, frame, findings, facts and each one's package
     "roundtrips",  # round trips: what may be sent, what was delivered
     "oauth2",  # access tokens of monitors' logins

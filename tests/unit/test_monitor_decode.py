@@ -33,6 +33,7 @@ def row(monitor_type: str, config: dict[str, Any]) -> dict[str, Any]:
         "reputation": None,
         "secret_env": None,
         "depends_on": None,
+        "dkim_selectors": None,
         "next_due_at": None,
         "created_at": now,
         "updated_at": now,

@@ -12,7 +12,7 @@ import pytest
 from controller.monitors import change_rules as rules
 from controller.monitors.kinds import ALL_TYPES, IMAP_POP, PORT_HINTS, ROUNDTRIP, SMTP
 from controller.monitors.store import WRITABLE, decode, stored_values
-from controller.web.api.monitor_schemas import ImapPopSecretEnv, RoundTripSecretEnv, SmtpSecretEnv
+from controller.monitors.write_model import ImapPopSecretEnv, RoundTripSecretEnv, SmtpSecretEnv
 from shared.messages import (
     ImapPopConfig,
     JobConfig,

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.oracles.rules import HOLD, RESOLVER, Health, Stored, fix, resolver_health, step
+from controller.operator_health.rules import HOLD, Stored, step
+from controller.oracles.rules import RESOLVER, Health, fix, resolver_health
 from shared.dns_canary import DEFAULT_CANARIES, Canary, DnsCanary, capped, parse_dns_canaries
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

@@ -17,6 +17,7 @@ from shared.messages import (
     SmtpConfig,
 )
 from shared.secret import Secret
+from shared.sidechecks.dmarc_tree import tree_walk
 from shared.sidechecks.readiness import (
     Change,
     DkimKey,
@@ -24,6 +25,7 @@ from shared.sidechecks.readiness import (
     DmarcLookup,
     Kept,
     Readiness,
+    ReportAuth,
     Spf,
     SpfNode,
 )
@@ -82,7 +84,7 @@ def _walk(found: dict[str, str], failed: str = "") -> list[DmarcLookup]:
 def test_tree_walk(
     found: dict[str, str], org: str, policy_at: str | None, policy: str | None
 ) -> None:
-    walked = rules.tree_walk(A, _walk(found))
+    walked = tree_walk(A, _walk(found))
     assert walked is not None
     assert walked.organizational == org
     if policy_at is not None or not found:
@@ -94,14 +96,14 @@ def test_tree_walk_first_example_takes_the_subdomain_record() -> None:
     """In the first example the subdomain has no record: mail.example.com is not where its
     policy is read (that is the Organizational Domain's, example.com, by sp= or p=)."""
     found = {"mail.example.com": "v=DMARC1; p=reject", "example.com": "v=DMARC1; p=none"}
-    walked = rules.tree_walk(A, _walk(found))
+    walked = tree_walk(A, _walk(found))
     assert walked is not None and walked.policy_at == "example.com" and walked.policy == "none"
 
 
 def test_a_failed_lookup_leaves_the_walk_unknown_unless_psd_decided_before_it() -> None:
-    assert rules.tree_walk(A, _walk({}, failed="example.com")) is None
+    assert tree_walk(A, _walk({}, failed="example.com")) is None
     decided = _walk({"mail.example.com": "v=DMARC1; p=reject; psd=n"}, failed="example.com")
-    walked = rules.tree_walk(A, decided)
+    walked = tree_walk(A, decided)
     assert walked is not None and walked.organizational == "mail.example.com"
 
 
@@ -284,3 +286,107 @@ def test_drift_and_key_age_verdicts() -> None:
     assert rules.readiness(facts, "DE", T0 + timedelta(days=364))[("dkim_key_old", "DE")] is None
     facts.kept = None  # stored before anything was kept: neither is judged
     assert ("dkim_key_changed", "DE") not in rules.readiness(facts, "DE", T0)
+
+
+def _rua(
+    reports: list[ReportAuth], reports_for: str = "example.com", unchecked: int = 0
+) -> Readiness:
+    """a.mail.example.com's walk: the Organizational Domain's record applies."""
+    found = {"example.com": "v=DMARC1; p=reject; rua=mailto:r@vendor.net"}
+    dmarc = Dmarc(walk=_walk(found), reports=reports, reports_for=reports_for, unchecked=unchecked)
+    return Readiness(domain=A, dmarc=dmarc)
+
+
+NO = ReportAuth(uri="mailto:r@vendor.net", host="vendor.net", authorized=False)
+YES = ReportAuth(uri="mailto:s@ok.net", host="ok.net", authorized=True)
+FAILED = ReportAuth(uri="mailto:t@slow.net", host="slow.net", error="timed out")
+MOVED = ReportAuth(
+    uri="mailto:u@moved.net",
+    host="moved.net",
+    authorized=False,
+    why="example.com._report._dmarc.moved.net overrides rua with another host (mailto:x@y.net)",
+)
+
+
+@pytest.mark.parametrize(
+    ("facts", "holds", "detail"),
+    [
+        (_rua([NO, YES]), True, "mailto:r@vendor.net: no example.com._report._dmarc.vendor.net"),
+        (_rua([YES]), False, ""),
+        (_rua([]), False, ""),  # no external destination
+        (_rua([MOVED]), True, f"mailto:u@moved.net: {MOVED.why}"),
+        # a failed lookup: raised for the others, never cleared
+        (_rua([NO, FAILED]), True, "mailto:r@vendor.net: no example.com._report._dmarc.vendor.net"),
+        (_rua([YES, FAILED]), None, None),
+        # past the destinations checked: raised for those, never cleared
+        (_rua([YES], unchecked=2), None, None),
+        (
+            _rua([NO], unchecked=1),
+            True,
+            "mailto:r@vendor.net: no example.com._report._dmarc.vendor.net;"
+            " 1 more external destinations not checked",
+        ),
+        # destinations of another record than the one that applies (an older agent's, which
+        # asked those of the first record found): nothing known
+        (_rua([NO], reports_for=""), None, None),
+        (_rua([NO], reports_for="mail.example.com"), None, None),
+    ],
+)
+def test_external_destinations_of_the_record_that_applies(
+    facts: Readiness, holds: bool | None, detail: str | None
+) -> None:
+    v = rules.readiness(facts, "DE")
+    key = ("dmarc_external_rua_unauthorized", "DE")
+    if holds is None:
+        assert key not in v
+        return
+    found = v[key]
+    assert (found is not None) is holds
+    if found is not None:
+        assert found.detail == detail
+
+
+MS_MX = ["example-com.mail.protection.outlook.com"]
+POSTFIX = "220 relay.example.com ESMTP Postfix"
+
+
+@pytest.mark.parametrize(
+    ("logins", "mx", "banner", "holds"),
+    [
+        # an on-premises relay of a domain whose mail Microsoft hosts: its greeting decides,
+        # and a round that read no greeting (the relay was down) decides nothing
+        ([("SMTP AUTH", "relay.example.com")], MS_MX, POSTFIX, False),
+        ([("SMTP AUTH", "relay.example.com")], MS_MX, None, None),
+        ([("SMTP AUTH", "smtp.office365.com")], None, None, True),  # its name tells
+        # a round trip's mailbox, whose greeting the round does not carry: the domain's MX
+        ([("SMTP AUTH", "relay.example.com"), ("IMAP", "imap.example.com")], MS_MX, POSTFIX, True),
+        ([("SMTP AUTH", "relay.example.com"), ("IMAP", "imap.example.com")], [], POSTFIX, False),
+        # without the MX (the domain not asked: its budget spent, or a resolver not believed)
+        # the mailbox's host is unknown, and a finding the MX raised stays
+        ([("SMTP AUTH", "relay.example.com"), ("IMAP", "imap.example.com")], None, POSTFIX, None),
+        # one of them known to be Microsoft's is raised whatever the other
+        ([("SMTP AUTH", "relay.example.com"), ("IMAP", "imap.gmail.com")], None, None, True),
+    ],
+)
+def test_basic_auth_is_stable_across_a_servers_outages(
+    logins: list[tuple[str, str]], mx: list[str] | None, banner: str | None, holds: bool | None
+) -> None:
+    v = rules.basic_auth(logins, mx, banner, "DE")
+    key = ("basic_auth_retiring", "DE")
+    if holds is None:
+        assert v == {}
+    else:
+        assert (v[key] is not None) is holds
+
+
+def test_the_dmarc_read_for_drift_is_the_record_that_applies() -> None:
+    """A subdomain without a record of its own: its Organizational Domain's record is the one
+    that applies, so relaxing that one is drift for the subdomain's monitor; a walk cut short
+    reads nothing; no record anywhere reads as none."""
+    org = "v=DMARC1; p=reject"
+    facts = Readiness(domain=A, dmarc=Dmarc(walk=_walk({"example.com": org})))
+    assert rules.readings(facts) == {"dmarc": org}
+    facts.dmarc = Dmarc(walk=_walk({"example.com": org}, failed="mail.example.com"))
+    assert rules.readings(facts) == {}
+    facts.dmarc = Dmarc(walk=_walk({}))
+    assert rules.readings(facts) == {"dmarc": ""}

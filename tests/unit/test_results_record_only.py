@@ -1,7 +1,8 @@
 """Every result is recorded through one module (controller/ingest/record.py: `checked`, `missed`,
-`expired`): no other module of the product calls the results store's write (`store`) or writes
-the tables behind `check_results` itself, so what a row replaces and how it moves its
-(monitor, country) state is decided once for the ingester, the scheduler and the alerter alike.
+`answered`, `expired`): no other module of the product calls the results store's write
+(`store`) or writes the tables behind `check_results` itself, so what a row replaces and how
+it moves its (monitor, country) state is decided once for the ingester, the scheduler and the
+alerter alike.
 The tables' upkeep (packing, partitions) stays in the store modules that own it. Read from the
 sources (an AST scan, no import runs); the scan is tried on the writes it must catch."""
 
@@ -116,14 +117,14 @@ def test_the_record_module_is_what_writes() -> None:
     """The scan is not vacuous: the record module calls the store's write, the store's files
     write the tables, and the ingester, the scheduler's publisher and the alerter record."""
     sources = product_sources()
-    assert writes(sources[RECORD]) == ["results.store"] * 3
+    assert writes(sources[RECORD]) == ["results.store"] * 4
     assert all(WRITE.search(sources[f]) for f in OWNERS)
     for writer in (
         "controller/ingest/ingester.py",
         "controller/scheduling/publisher.py",
         "controller/alerting/evaluator.py",
     ):
-        assert re.search(r"\brecord\.(checked|missed|expired)\(", sources[writer]), writer
+        assert re.search(r"\brecord\.(checked|missed|answered|expired)\(", sources[writer]), writer
 
 
 def _row(kind: str, **changed: Any) -> ResultRow:
@@ -142,6 +143,10 @@ def _row(kind: str, **changed: Any) -> ResultRow:
         ("missed", [_row("refused")]),
         ("expired", [_row("no_agent")]),
         ("expired", [_row("saturated"), _row("expired")]),
+        ("answered", [_row("no_agent")]),
+        ("answered", [_row("expired", status="up")]),
+        ("answered", [_row("no_agent", status="up", error_kind=None, agent_id="de-1")]),
+        ("missed", [_row("no_agent", status="up", error_kind=None)]),
     ],
 )
 async def test_each_kind_refuses_rows_not_its_own(kind: str, rows: list[ResultRow]) -> None:

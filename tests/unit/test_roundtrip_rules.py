@@ -198,3 +198,32 @@ def test_a_message_counts_unless_its_result_says_no_server_took_it(
     status: str, message: str, submit_ms: float | None, accepted: bool
 ) -> None:
     assert rules.accepted(status, message, submit_ms) is accepted
+
+
+CONFIRMED = rules.Delivery(confirmed_at=T0)
+BACKED_OFF = rules.Delivery(confirmed_at=T0, not_delivered=3, notified=True)
+
+
+@pytest.mark.parametrize(
+    ("d", "arrived_at", "seen"),
+    [
+        (rules.Delivery(), None, rules.Delivery()),
+        (rules.Delivery(), T0, CONFIRMED),
+        (CONFIRMED, T0, CONFIRMED),
+        (CONFIRMED, T0 - timedelta(minutes=5), CONFIRMED),
+        (CONFIRMED, T0 + timedelta(minutes=5), rules.Delivery(T0 + timedelta(minutes=5))),
+        (BACKED_OFF, T0, BACKED_OFF),
+        (BACKED_OFF, None, BACKED_OFF),
+        (BACKED_OFF, T0 + timedelta(minutes=5), rules.Delivery(T0 + timedelta(minutes=5))),
+    ],
+)
+def test_a_result_ahead_of_the_record(
+    d: rules.Delivery, arrived_at: datetime | None, seen: rules.Delivery
+) -> None:
+    """A result that showed the message arriving, of a round later than the record's
+    confirmation, is that round delivered before the alerter judges it (issue 66): the
+    mailbox is confirmed, a back-off ends; one the record has taken in changes nothing."""
+    assert rules.seen(d, arrived_at) == seen
+    assert rules.may_send(rules.seen(d, arrived_at), 9, 2) == (
+        None if seen.state == "confirmed" else rules.may_send(d, 9, 2)
+    )

@@ -7,9 +7,12 @@ import pytest
 from testkit.campaigns.verdict_history import EVENTS, OWNERS, Shape, draw
 from testkit.campaigns.verdict_truth import (
     Applied,
+    Burst,
     Created,
+    Evidence,
     Fact,
     Incident,
+    Joint,
     Notice,
     Observed,
     Rules,
@@ -434,3 +437,185 @@ def test_notices_count_flow_incidents_not_monitors(
 def test_the_group_wait_is_part_of_the_detection_bound() -> None:
     waiting = Rules(interval=10, timeout=4, countries=("DE", "US"), group_wait=5)
     assert waiting.detect_bound == RULES.detect_bound + 5
+
+
+RELATED = {"a": frozenset({"b"}), "b": frozenset({"a"})}
+APART = [Fact(100, "server", t, None, True) for t in ("a", "b")]
+APART += [Fact(200, "server", t, None, False) for t in ("a", "b")]
+JOINT = [Joint(100, 200, ("a", "b"))]
+
+
+def two(b_opened: float, b_flow: int, joints: list[Joint] | None = None) -> Observed:
+    """`a`'s incident opening flow incident 7 at 115, `b`'s opening at `b_opened` in `b_flow`."""
+    incidents = [
+        Incident(1, "a", 105, 115, 210, flow=7, flow_ended_at=215),
+        Incident(2, "b", b_opened - 10, b_opened, 215, flow=b_flow, flow_ended_at=215),
+    ]
+    notices = [
+        Notice(i.target, i.id, k, 0, i.flow, f"flow:{i.flow}:{k}:email:x")
+        for i in incidents
+        for k in ("down", "recovered")
+        if i.flow != 7 or i.target == "a"
+    ]
+    seen = Observed({"a": [], "b": []}, incidents, notices, {"a": "up", "b": "up"})
+    seen.joints = joints or []
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("seen", "related", "joins", "split", "joint_flows"),
+    [
+        # related, b opening while a's is open, joining it: one flow incident
+        (two(140, 7), RELATED, 1, 0, []),
+        # ... opening one of its own: split
+        (two(140, 8), RELATED, 0, 1, []),
+        # unrelated: a flow incident of its own is right
+        (two(140, 8), {}, 0, 0, []),
+        # opening within SLACK_S of a's: either is right (which opened first is a race)
+        (two(118, 8), RELATED, 0, 0, []),
+        # a joint outage is one flow incident, however close the incidents opened
+        (two(118, 7, JOINT), RELATED, 1, 0, [1]),
+        (two(118, 8, JOINT), RELATED, 0, 1, [2]),
+    ],
+)
+def test_related_outages_join_one_flow_incident(
+    seen: Observed,
+    related: dict[str, frozenset[str]],
+    joins: int,
+    split: int,
+    joint_flows: list[int],
+) -> None:
+    fig = judge(APART, seen, ["a", "b"], RULES, END, related=related)
+    assert (fig.joins, len(fig.split_flows), fig.joint_flows) == (joins, split, joint_flows)
+
+
+def test_a_joint_outage_split_by_a_restart_may_be_two_flow_incidents_in_turn() -> None:
+    """Both incidents closed together (an agent gone: the other country's failure is only
+    `degraded`) and opened again together: two problems in turn, each one flow incident."""
+    incidents = [
+        Incident(1, "a", 105, 115, 140, flow=7, flow_ended_at=141),
+        Incident(2, "b", 106, 116, 141, flow=7, flow_ended_at=141),
+        Incident(3, "a", 150, 155, 210, flow=8, flow_ended_at=215),
+        Incident(4, "b", 151, 156, 215, flow=8, flow_ended_at=215),
+    ]
+    notices = [
+        Notice(i.target, i.id, k, 0, i.flow, f"flow:{i.flow}:{k}:email:x")
+        for i in incidents[::2]
+        for k in ("down", "recovered")
+    ]
+    seen = Observed({"a": [], "b": []}, incidents, notices, {"a": "up", "b": "up"})
+    seen.joints = JOINT
+    fig = judge(APART, seen, ["a", "b"], RULES, END, related=RELATED)
+    assert (fig.joins, fig.split_flows, fig.joint_flows) == (2, [], [2])
+    # ... but one incident of each open together in two flow incidents is a split
+    seen.incidents = [*incidents[:3], Incident(4, "b", 151, 156, 215, flow=9, flow_ended_at=215)]
+    fig = judge(APART, seen, ["a", "b"], RULES, END, related=RELATED)
+    assert len(fig.split_flows) == 1
+
+
+def test_a_joint_target_may_join_an_older_flow_incident_another_relation_opened() -> None:
+    """`b` depends on `a` and on `c`: opening while both are open, in flow incidents of their
+    own already told, it joins the older, `c`'s. Not a split."""
+    incidents = [
+        Incident(9, "c", 80, 90, 210, flow=6, flow_ended_at=215),
+        Incident(1, "a", 105, 115, 210, flow=7, flow_ended_at=215),
+        Incident(2, "b", 106, 118, 215, flow=6, flow_ended_at=215),
+    ]
+    seen = Observed({"a": [], "b": [], "c": []}, incidents, [], {t: "up" for t in "abc"})
+    seen.joints = JOINT
+    related = {"a": frozenset("b"), "b": frozenset("ac"), "c": frozenset("b")}
+    fig = judge(APART, seen, ["a", "b", "c"], RULES, END, related=related)
+    assert (fig.split_flows, fig.joint_flows, fig.joins) == ([], [2], 1)
+
+
+def bursting(notices: list[Notice], evidence: list[Evidence], accepted: int = 4) -> Observed:
+    seen = two(140, 7)
+    seen.notices += notices
+    seen.evidence = evidence
+    seen.bursts = [Burst(150, 152, 4, accepted)]
+    return seen
+
+
+REPORT = Notice("a", None, "finding", 151, source="report")
+
+
+def bursting_with_closing() -> Observed:
+    """A flow incident 5 whose outage ended at 145 (closed up to a recovery later), beside the
+    open flow incident 7: the evidence went to 5, the older."""
+    seen = bursting([], [Evidence(151, 5, "report")])
+    seen.incidents.append(Incident(3, "c", 60, 70, 145, flow=5, flow_ended_at=145))
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("seen", "bursts", "attached", "pages"),
+    [
+        # attached to the open flow incident, nothing sent: right
+        (bursting([], [Evidence(151, 7, "report")] * 2), 1, 2, 0),
+        # a report notice queued as well
+        (bursting([REPORT], [Evidence(151, 7, "report")]), 1, 1, 1),
+        # sent instead of attached
+        (bursting([REPORT], []), 1, 0, 2),
+        # attached to no open one (another flow incident's row)
+        (bursting([], [Evidence(151, 9, "report")]), 1, 0, 1),
+        # attached to one whose outage was over by then but not yet closed (the recovery's
+        # rounds): the oldest open as stored, right
+        (bursting_with_closing(), 1, 1, 0),
+        # refused by the endpoint
+        (bursting([], [Evidence(151, 7, "report")], accepted=3), 1, 1, 1),
+    ],
+)
+def test_a_report_burst_during_an_open_incident_is_its_evidence(
+    seen: Observed, bursts: int, attached: int, pages: int
+) -> None:
+    fig = judge(APART, seen, ["a", "b"], RULES, END, related=RELATED)
+    assert (fig.report_bursts, fig.reports_attached, len(fig.report_pages)) == (
+        bursts,
+        attached,
+        pages,
+    )
+
+
+def test_a_burst_with_no_incident_open_is_not_judged_as_one() -> None:
+    seen = bursting([REPORT], [])
+    seen.bursts = [Burst(500, 502, 4, 4)]
+    fig = judge(APART, seen, ["a", "b"], RULES, END, related=RELATED)
+    assert (fig.report_bursts, fig.report_pages) == (0, [])
+
+
+def test_a_joint_outage_comes_first_and_together_with_its_burst_before_its_end() -> None:
+    shape = Shape(10, 4, 3, events=("reports",))
+    history = draw(
+        5, ["s", "rt", "x"], ("DE", "US"), shape, legs=frozenset({"rt"}), joint=("s", "rt")
+    )
+    first = {t: min(s.at for s in history if s.target == t) for t in ("s", "rt")}
+    assert first["s"] == first["rt"]
+    down = [s for s in history if s.at == first["s"] and s.target in ("s", "rt")]
+    assert {(s.target, s.action, s.leg) for s in down} == {
+        ("s", "kill", ""),
+        ("rt", "leg_down", "send"),
+    }
+    back = [s for s in history if s.target in ("s", "rt") and s.action in ("start", "leg_up")]
+    end = min(s.at for s in back)
+    assert all(s.at == end for s in back[:2])
+    assert end - first["s"] >= shape.fault[0]
+    (burst,) = [s for s in history if s.action == "report_burst"]
+    assert first["s"] + shape.fault[0] - 10 < burst.at < end
+    # each joint target's own faults come after the joint outage is over
+    later = [s for s in history if s.target in ("s", "rt") and s.at > end]
+    assert all(s.at >= end + shape.quiet[0] for s in later)
+    # without it, a history is drawn as before
+    assert draw(5, ["s", "rt", "x"], ("DE", "US"), shape, legs=frozenset({"rt"})) == draw(
+        5, ["s", "rt", "x"], ("DE", "US"), shape, legs=frozenset({"rt"}), joint=()
+    )
+
+
+def test_the_short_campaigns_relations_are_its_shared_server_and_declarations() -> None:
+    from testkit.campaigns.verdicts import SHORT
+
+    related = SHORT.related()
+    assert related["rt-imap"] == {"smtp", "imap-starttls", "pop3"}
+    assert related["imap-starttls-webmail"] == {"imap-starttls", "pop3"}
+    assert related["pop3"] == set(SHORT.targets) - {"pop3"}  # it depends on the host
+    assert related["smtps"] == {"pop3"}
+    assert all(t in related[o] for t, others in related.items() for o in others)

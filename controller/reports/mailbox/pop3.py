@@ -7,13 +7,9 @@ deletes unread what the ledger says was taken or refused (controller/reports/mai
 message.py: each message noted by its UIDL, RFC 1939 §7, or its number and size from a server
 without UIDL) and reads the rest.
 
-Spoken over asyncio streams, as the agent's POP3 prober does, rather than with the standard
-library's poplib in a thread: poplib would need its private methods overridden to connect to
-the checked address while checking the certificate for the host name (`_create_socket`), to
-send AUTH (`_putcmd`), and to read a line longer than its fixed 2048 bytes (`_getline`; else
-one sender's long line stops every later read of the mailbox for good), and a thread is not
-stopped by the worker's timeout. The TLS is the standard library's: `create_connection(ssl=)`
-and `StreamWriter.start_tls`.
+Spoken by the mail client (shared/mailclient/pop3.py, asyncio streams, as the agent's POP3
+prober speaks it), with every answer awaited at most `timeout_s`; the words for its failures are
+this reader's (`_Session.spoken`).
 
 A server that does not offer STLS is an error before anything is sent; so is one that sends
 more in the clear after its +OK to STLS (a man in the middle injecting responses). A message
@@ -26,6 +22,8 @@ import asyncio
 import base64
 import binascii
 import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import asyncpg
 
@@ -44,25 +42,24 @@ from controller.reports.mailbox.base import (
     sendable,
 )
 from controller.reports.mailbox.message import Oversized
+from shared.mailclient.errors import (
+    AnswerTooLong,
+    ConnectionClosed,
+    ConnectionFailed,
+    Injected,
+    LineTooLong,
+    NoAnswer,
+    Refused,
+)
+from shared.mailclient.pop3 import Pop3, SaslRefused
+from shared.mailclient.sasl import oauth2_initial
 
 # RFC 5322 §2.1.1 allows 998 characters a line; a message with a longer line than this is
 # refused like one too large (and deleted unread at the next pass), and the reader's buffer
 # holds at most twice this before it stops reading the socket.
 LINE_MAX = 64 * 1024
-CAPA_MAX = 64 * 1024
 RETR_MAX = MAX_MESSAGE + MAX_MESSAGE // 10  # its lines' ends and dot-stuffing
 UIDL_MAX = 1024 * 1024
-YIELD_LINES = 256  # lines read before the event loop's other tasks get a turn
-
-
-class _Reader(asyncio.StreamReader):
-    """Counts the bytes that arrived, so that what came after the +OK to STLS shows."""
-
-    arrived = 0
-
-    def feed_data(self, data: bytes) -> None:  # type: ignore[override]  # asyncio feeds bytes
-        self.arrived += len(data)
-        super().feed_data(data)
 
 
 class _NoAnswer(MailboxError):
@@ -70,74 +67,44 @@ class _NoAnswer(MailboxError):
 
 
 class _Session:
-    def __init__(self, box: ReportMailbox, reader: _Reader, writer: asyncio.StreamWriter) -> None:
+    """The mail client's session, its failures worded for the mailbox's error."""
+
+    def __init__(self, box: ReportMailbox, pop: Pop3) -> None:
         self.server = f"{box.host}:{box.port}"
         self.timeout_s = box.timeout_s
-        self.reader, self.writer = reader, writer
-        self.taken = 0  # the bytes `line` took
+        self.pop = pop
 
-    async def line(self, over: type[MailboxError] = MailboxError) -> bytes:
+    @contextmanager
+    def spoken(self, over: type[MailboxError] = MailboxError) -> Iterator[None]:
+        """The client's failures as MailboxError; an answer past its bound as `over`."""
         try:
-            async with asyncio.timeout(self.timeout_s):
-                raw = await self.reader.readuntil(b"\n")
-        except asyncio.IncompleteReadError:
+            yield
+        except ConnectionClosed:
             raise MailboxError(f"{self.server} closed the connection") from None
-        except asyncio.LimitOverrunError:
-            self.writer.transport.abort()
-            raise over(f"{self.server} sent a line longer than {LINE_MAX} bytes") from None
-        except TimeoutError:
+        except LineTooLong as exc:
+            raise over(f"{self.server} sent a line longer than {exc.limit} bytes") from None
+        except AnswerTooLong as exc:
+            raise over(f"{self.server} sent more than {exc.limit} bytes in one answer") from None
+        except NoAnswer:
             raise _NoAnswer(f"{self.server} did not answer within {self.timeout_s:g} s") from None
-        except OSError as exc:
-            raise MailboxError(f"the connection to {self.server} failed: {exc}") from None
-        self.taken += len(raw)
-        return raw.removesuffix(b"\n").removesuffix(b"\r")
-
-    async def status(self, what: str) -> bytes:
-        """The next reply line when it is +OK; else MailboxError `what: <the reply>`."""
-        reply = await self.line()
-        if not reply.startswith(b"+OK"):
-            raise MailboxError(f"{what}: {reply.decode(errors='replace')[:200]}")
-        return reply
+        except ConnectionFailed as exc:
+            raise MailboxError(f"the connection to {self.server} failed: {exc.error}") from None
 
     async def command(self, line: str, what: str) -> bytes:
-        self.writer.write(line.encode() + b"\r\n")
-        return await self.status(what)
+        """Send `line`; its +OK reply, else MailboxError `what: <the reply>`."""
+        with self.spoken():
+            try:
+                return await self.pop.command(line)
+            except Refused as refused:
+                raise MailboxError(f"{what}: {refused.said[:200]}") from None
 
-    async def lines(self, limit: int, over: type[MailboxError] = MailboxError) -> list[bytes]:
-        """A multi-line response's lines up to its ".", unstuffed, at most `limit` bytes (else
-        `over`, the connection dropped)."""
-        return (await self.text(limit, over)).split(b"\r\n")[:-1]
+    async def lines(self, limit: int) -> list[bytes]:
+        with self.spoken():
+            return await self.pop.lines(limit)
 
-    async def text(self, limit: int, over: type[MailboxError] = MailboxError) -> bytes:
-        """A multi-line response up to its ".", unstuffed, each line ending in CRLF, at most
-        `limit` bytes (else `over`, the connection dropped)."""
-        out = bytearray()
-        count = 0
-        while (line := await self.line(over)) != b".":
-            count += 1
-            if count % YIELD_LINES == 0:
-                await asyncio.sleep(0)  # lines already arrived are read without a wait
-            out += line[1:] if line.startswith(b".") else line
-            out += b"\r\n"
-            if len(out) > limit:
-                self.writer.transport.abort()
-                raise over(f"{self.server} sent more than {limit} bytes in one answer")
-        return bytes(out)
-
-    async def capa(self) -> set[str]:
-        """CAPA's capability names, and `SASL <mechanism>` for each mechanism; none from a
-        server older than RFC 2449."""
-        self.writer.write(b"CAPA\r\n")
-        if not (await self.line()).startswith(b"+OK"):
-            return set()
-        names: set[str] = set()
-        for line in await self.lines(CAPA_MAX):
-            words = line.decode(errors="replace").upper().split()
-            if words:
-                names.add(words[0])
-                if words[0] == "SASL":
-                    names.update(f"SASL {w}" for w in words[1:])
-        return names
+    async def capa(self) -> frozenset[str]:
+        with self.spoken():
+            return (await self.pop.capa()).names
 
     async def stls(self, ctx: ssl.SSLContext, host: str) -> None:
         if "STLS" not in await self.capa():
@@ -146,45 +113,33 @@ class _Session:
                 " (security tls is POP3 over TLS at once, usually port 995)"
             )
         await self.command("STLS", "STLS refused")
-        if self.reader.arrived != self.taken:
+        try:
+            await self.pop.upgrade(ctx, host)
+        except Injected:
             raise MailboxError(
                 f"{self.server} sent more in the clear after its +OK to STLS (a man in the"
                 " middle injecting responses?): nothing was sent"
-            )
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                await self.writer.start_tls(ctx, server_hostname=host)
+            ) from None
         except (OSError, TimeoutError) as exc:
             said = str(exc) or f"no answer within {self.timeout_s:g} s"
             raise MailboxError(f"TLS after STLS with {self.server} failed: {said}") from None
 
     async def xoauth2(self, user: str, token: str) -> None:
-        """AUTH XOAUTH2, its response after the server's empty continuation (a token does not
-        fit RFC 5034's 255-octet command line); an error challenge is cancelled ("*") and
-        its words are the refusal's."""
-        said = base64.b64encode(f"user={user}\x01auth=Bearer {token}\x01\x01".encode())
-        self.writer.write(b"AUTH XOAUTH2\r\n")
-        reply = await self.line()
-        if reply != b"+" and not reply.startswith(b"+ "):
-            raise MailboxError(f"login refused: {reply.decode(errors='replace')[:200]}")
-        self.writer.write(said + b"\r\n")
-        reply = await self.line()
-        if reply.startswith(b"+OK"):
-            return
-        challenge = ""
-        if reply == b"+" or reply.startswith(b"+ "):
-            challenge = _decoded(reply[1:].strip())
-            self.writer.write(b"*\r\n")
-            reply = await self.line()
-        words = reply.decode(errors="replace")[:200]
-        raise MailboxError(f"login refused: {words} {challenge}".strip())
+        """AUTH XOAUTH2; a refusal's words, and its error challenge's, are the error's."""
+        with self.spoken():
+            try:
+                await self.pop.authenticate("XOAUTH2", oauth2_initial("XOAUTH2", user, token), "")
+            except SaslRefused as refused:
+                challenge = "" if refused.challenge is None else _decoded(refused.challenge)
+                words = refused.said[:200]
+                raise MailboxError(f"login refused: {words} {challenge}".strip()) from None
 
 
-def _decoded(challenge: bytes) -> str:
+def _decoded(challenge: str) -> str:
     try:
         return base64.b64decode(challenge, validate=True).decode(errors="replace")[:200]
     except (binascii.Error, ValueError):
-        return challenge.decode(errors="replace")[:200]
+        return challenge[:200]
 
 
 async def _open(box: ReportMailbox) -> _Session:
@@ -192,37 +147,37 @@ async def _open(box: ReportMailbox) -> _Session:
     where = await address(box)
     ctx = context(box)
     tls = box.security == "tls"
-    loop = asyncio.get_running_loop()
-    reader = _Reader(limit=LINE_MAX)
-    protocol = asyncio.StreamReaderProtocol(reader)
     try:
         async with asyncio.timeout(box.timeout_s):
-            transport, _ = await loop.create_connection(
-                lambda: protocol,
-                where,
-                box.port,
-                ssl=ctx if tls else None,
-                server_hostname=box.host if tls else None,
+            pop = await Pop3.open(
+                (where, box.port),
+                ctx if tls else None,
+                box.host,
+                line_max=LINE_MAX,
+                timeout_s=box.timeout_s,
             )
     except (OSError, TimeoutError) as exc:
         said = str(exc) or f"no answer within {box.timeout_s:g} s"
         raise MailboxError(f"cannot connect to {box.host}:{box.port}: {said}") from None
-    session = _Session(box, reader, asyncio.StreamWriter(transport, protocol, reader, loop))
+    session = _Session(box, pop)
     try:
         await _greeting(session, box)
         if not tls:
             await session.stls(ctx, box.host)
     except BaseException:
-        session.writer.transport.abort()
+        pop.abort()
         raise
     return session
 
 
 async def _greeting(session: _Session, box: ReportMailbox) -> None:
     try:
-        await session.status("bad greeting")
+        with session.spoken():
+            greeting = await session.pop.line()
     except _NoAnswer:
         raise MailboxError(no_greeting(box)) from None
+    if not greeting.startswith(b"+OK"):
+        raise MailboxError(f"bad greeting: {greeting.decode(errors='replace')[:200]}")
 
 
 async def _login(session: _Session, box: ReportMailbox) -> None:
@@ -248,9 +203,10 @@ def _number(reply: bytes, index: int, what: str) -> int:
 
 async def _uidls(session: _Session) -> dict[int, str]:
     """Each message's UIDL by its number; none from a server without UIDL."""
-    session.writer.write(b"UIDL\r\n")
-    if not (await session.line()).startswith(b"+OK"):
-        return {}
+    session.pop.send("UIDL")
+    with session.spoken():
+        if not (await session.pop.line()).startswith(b"+OK"):
+            return {}
     out: dict[int, str] = {}
     for line in await session.lines(UIDL_MAX):
         words = line.decode(errors="replace").split()
@@ -287,7 +243,7 @@ async def read(pool: asyncpg.Pool, box: ReportMailbox, links: Links) -> Pass:
             await ledger.forget(conn, box.organization_id, key, deleted)
         return Pass(len(numbers), stored, rejected)
     finally:
-        session.writer.transport.abort()
+        session.pop.abort()
 
 
 async def _message(
@@ -301,7 +257,8 @@ async def _message(
 ) -> tuple[int, int]:
     async def body() -> bytes:
         await session.command(f"RETR {number}", "RETR failed")
-        return await session.text(RETR_MAX, Oversized)
+        with session.spoken(Oversized):
+            return await session.pop.text(RETR_MAX)
 
     which = f"message {number} of the POP3 maildrop"
     return await message.one(pool, box, noted, which, size, body, links)

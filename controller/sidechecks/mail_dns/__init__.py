@@ -4,9 +4,9 @@ its country saw on the same round (`rules`); its facts kept by job id in `side_m
 
 from typing import TYPE_CHECKING, Final
 
-from controller.sidechecks.dns_canary import resolver_health
+from controller.sidechecks.dns_canary import if_believed
 from controller.sidechecks.findings import Verdicts
-from controller.sidechecks.frame import ControllerSideCheck, Judging, Planning
+from controller.sidechecks.frame import ControllerSideCheck, Judging, on_dns_rounds
 from controller.sidechecks.mail_dns import rules
 from shared.sidechecks.mail_dns import WIRE, MailDns, MailDnsAsk
 from shared.sidechecks.mail_dns_bound import bounded
@@ -19,14 +19,11 @@ def watched(monitor: "Monitor") -> bool:
     return bool(monitor.mail_domain)
 
 
-def ask(p: Planning) -> MailDnsAsk | None:
-    domain = p.monitor.mail_domain
-    return MailDnsAsk(domain=domain) if p.dns_due and domain else None
+def asking(monitor: "Monitor") -> MailDnsAsk:
+    return MailDnsAsk(domain=monitor.mail_domain or "")
 
 
 def judge(j: Judging[MailDns]) -> Verdicts:
-    if not resolver_health(j.facts.canaries).believed:
-        return {}  # the resolver failed its canaries: what it answered is unknown
     return rules.mail_dns(j.monitor.type, j.monitor.hostname, j.facts, j.seen)
 
 
@@ -36,8 +33,8 @@ SIDE_CHECK: Final = ControllerSideCheck(
     codes=rules.CODES,
     watched=watched,
     wire=WIRE,
-    ask=ask,
-    judge=judge,
+    ask=on_dns_rounds(watched, asking),
+    judge=if_believed(judge),
     bound=bounded,
     legacy_job=lambda ask: {"mail_domain": ask.domain},
 )

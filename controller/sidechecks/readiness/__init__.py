@@ -1,21 +1,23 @@
 """Mail-authentication readiness (issue 67): SPF's lookup budget, DMARC by RFC 9989's Tree Walk,
 DKIM keys, and password logins to Microsoft 365 and Google, asked on the DNS cadence from every
 country of a monitor with a mail domain or a password login, judged by `rules`; its facts kept
-by job id in `side_readiness`."""
+by job id in `side_readiness`; each organization's DNS queries for it bounded per hour and
+country by `budget`."""
 
 from typing import TYPE_CHECKING, Final
 
 from controller.sidechecks.findings import Verdicts
 from controller.sidechecks.frame import ControllerSideCheck, Judging, Planning
-from controller.sidechecks.readiness import rules
+from controller.sidechecks.readiness import budget, rules
 from shared.messages import PASSWORD_LOGIN, ImapPopConfig, JobConfig, RoundTripConfig, SmtpConfig
 from shared.sidechecks.readiness import WIRE, Readiness, ReadinessAsk, bounded
 
 if TYPE_CHECKING:
     from controller.monitors.store import Monitor
 
-# The selectors read until a monitor lists its own: those the large providers publish
-# (Google Workspace, Microsoft 365, Mailchimp/Mandrill, and common self-hosted defaults).
+# The selectors read beside those a monitor lists (`dkimSelectors`) and those a round trip's
+# message is signed with (the agent adds them): those the large providers publish (Google
+# Workspace, Microsoft 365, Mailchimp/Mandrill) and common self-hosted defaults.
 COMMON_SELECTORS: Final = ("google", "selector1", "selector2", "k1", "default", "dkim", "s1", "s2")
 
 
@@ -43,10 +45,26 @@ def watched(monitor: "Monitor") -> bool:
 
 
 def ask(p: Planning) -> ReadinessAsk | None:
+    """The round's ask: the mail domain and its selectors, unless the organization's DNS
+    budget for readiness in the country is spent (`budget`: then why, and no domain). Without
+    a batch's `Ledger` (a planner given none) the domain is asked."""
     if not p.dns_due or not watched(p.monitor):
         return None
     domain = p.monitor.mail_domain or ""
-    return ReadinessAsk(domain=domain, selectors=list(COMMON_SELECTORS) if domain else [])
+    if not domain:
+        return ReadinessAsk()  # the round's own facts only: no query
+    ledger = p.options.get(budget.READINESS)
+    if isinstance(ledger, budget.Ledger):
+        why = ledger.take(p.monitor.organization_id, p.country, p.scheduled_at)
+        if why is not None:
+            return ReadinessAsk(held=why)
+    return ReadinessAsk(domain=domain, selectors=selectors(p.monitor))
+
+
+def selectors(monitor: "Monitor") -> list[str]:
+    """The selectors asked: the monitor's listed ones first, then the common ones, each once
+    (the agent reads the signing ones first and at most SELECTORS_MAX in all)."""
+    return list(dict.fromkeys([*(monitor.dkim_selectors or ()), *COMMON_SELECTORS]))
 
 
 def judge(j: Judging[Readiness]) -> Verdicts:

@@ -10,8 +10,10 @@ the monitor logs in → verdicts on what receivers enforce beyond a record being
 - DMARC (RFC 9989): the policy that applies and the Organizational Domain, found by the DNS
   Tree Walk and `psd` (`dmarc_walk`); `p=none` for a domain that sends (`dmarc_policy_none`);
   `pct`, `rf`, `ri`, which RFC 9989 dropped (`dmarc_obsolete_tags`); report destinations
-  outside the Organizational Domain without their `_report._dmarc` authorization (RFC 9990
-  section 3, RFC 7489 7.1: `dmarc_external_rua_unauthorized`).
+  outside the Organizational Domain without their `_report._dmarc` authorization, or whose
+  authorization moves the reports to another host (RFC 9990, "Verifying External
+  Destinations"; RFC 7489 7.1: `dmarc_external_rua_unauthorized`), judged for the record that
+  applies and every one of its `rua` and `ruf` destinations.
 - DKIM keys of the selectors read: RSA under 2048 bits (`dkim_key_weak`; under 1024 receivers
   refuse it, RFC 8301), `t=y` (`dkim_testing`), a revoked or missing key the round trip's own
   message was signed with (`dkim_revoked`).
@@ -24,14 +26,14 @@ resolver failed its canaries judges nothing of DNS (`believed`).
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
 from controller.sidechecks.dns_canary import resolver_health
 from controller.sidechecks.findings import Verdicts, declare, judge
 from shared.dns_canary import DnsCanary
-from shared.sidechecks.readiness import Change, DkimKey, Dmarc, DmarcLookup, Readiness, Spf
+from shared.sidechecks.dmarc_tree import tree_walk
+from shared.sidechecks.readiness import Change, DkimKey, Dmarc, Readiness, Spf
 from shared.sidechecks.readiness import record_tags as tags
 
 LOOKUP_LIMIT: Final = 10
@@ -98,7 +100,7 @@ CODES: Final = declare(
             "warning",
             "A report destination of your DMARC record is outside your organization and has "
             "not authorized your reports (no `<your domain>._report._dmarc.<its domain>` TXT "
-            "record, RFC 9990 section 3), so receivers send it nothing. Ask the report "
+            "record, RFC 9990), so receivers send it nothing. Ask the report "
             "provider to publish it, or remove the address.",
         ),
         "dkim_key_weak": (
@@ -214,68 +216,6 @@ def _sends(facts: Readiness) -> bool:
 # --- DMARC -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Walked:
-    """What the DNS Tree Walk found: the Organizational Domain, and the record that applies to
-    the domain (`policy_at`, where it was found; None for none) and its policy."""
-
-    organizational: str
-    policy_at: str | None
-    policy: str | None
-    record: str | None
-
-
-def _single(w: DmarcLookup) -> str | None:
-    return w.records[0] if w.records is not None and len(w.records) == 1 else None
-
-
-def tree_walk(domain: str, walk: Sequence[DmarcLookup]) -> Walked | None:
-    """The Organizational Domain and applicable policy from the walk's answers (RFC 9989
-    sections 4.10.1 and 4.10.2), None when a lookup it needed failed."""
-    found: list[tuple[str, dict[str, str], str]] = []
-    org: str | None = None
-    for i, w in enumerate(walk):
-        if w.records is None:
-            return None  # a lookup failed before the walk could stop
-        record = _single(w)
-        if record is None:
-            continue
-        t = tags(record)
-        found.append((w.name, t, record))
-        psd = t.get("psd", "u").lower()
-        if psd == "n":
-            org = w.name
-            break
-        if psd == "y" and i > 0:
-            labels = domain.split(".")
-            org = ".".join(labels[-(len(w.name.split(".")) + 1) :])
-            break
-    else:
-        if walk and walk[-1].name.count(".") > 0:
-            return None  # the walk did not reach the top-level label
-    if org is None:
-        org = found[-1][0] if found else domain
-    own = next((f for f in found if f[0] == domain), None)
-    if own is not None:
-        return Walked(org, domain, _policy(own[1], "p"), own[2])
-    # A subdomain without a record of its own: the Organizational Domain's, or the PSD's.
-    parent = next((f for f in found if f[0] == org), None) or next(
-        (f for f in found if f[1].get("psd", "").lower() == "y"), None
-    )
-    if parent is None:
-        return Walked(org, None, None, None)
-    return Walked(org, parent[0], _policy(parent[1], "sp") or _policy(parent[1], "p"), parent[2])
-
-
-def _policy(t: dict[str, str], key: str) -> str | None:
-    value = t.get(key, "").lower()
-    if value in ("none", "quarantine", "reject"):
-        return value
-    if key == "p" and t.get("rua"):
-        return "none"  # RFC 9989 4.10.1: no valid p with a valid rua reads as p=none
-    return None
-
-
 def _dmarc(v: Verdicts, cc: str, domain: str, dmarc: Dmarc, sends: bool) -> None:
     walked = tree_walk(domain, dmarc.walk)
     if walked is None or walked.record is None:
@@ -291,17 +231,16 @@ def _dmarc(v: Verdicts, cc: str, domain: str, dmarc: Dmarc, sends: bool) -> None
     t = tags(walked.record)
     dropped = [f"{k}={t[k]}" for k in ("pct", "rf", "ri") if k in t]
     judge(v, "dmarc_obsolete_tags", cc, bool(dropped), f"{where}: {', '.join(dropped)}")
-    unknown = any(r.authorized is None for r in dmarc.reports)
-    org = walked.organizational
-    outside = [
-        r
-        for r in dmarc.reports
-        if r.authorized is False and r.host != org and not r.host.endswith(f".{org}")
-    ]
+    if dmarc.reports_for != walked.policy_at:
+        return  # destinations of another record (an older agent's): not known for this one
+    unknown = dmarc.unchecked > 0 or any(r.authorized is None for r in dmarc.reports)
+    outside = [r for r in dmarc.reports if r.authorized is False]
     if outside or not unknown:
         detail = "; ".join(
-            f"{r.uri}: no {walked.policy_at}._report._dmarc.{r.host}" for r in outside
+            f"{r.uri}: {r.why or f'no {walked.policy_at}._report._dmarc.{r.host}'}" for r in outside
         )
+        if dmarc.unchecked:
+            detail += f"; {dmarc.unchecked} more external destinations not checked"
         judge(v, "dmarc_external_rua_unauthorized", cc, bool(outside), detail)
 
 
@@ -377,15 +316,27 @@ def basic_auth(
 ) -> Verdicts:
     """The verdict on a monitor's password logins: `logins` (what logs in, its host), e.g.
     ("SMTP AUTH", "smtp.office365.com"); `banner` is the greeting of the first one's host
-    (the one the core check connects to), `mx` the mail domain's MX names."""
+    (the one the core check connects to; None when the round read none), `mx` the mail
+    domain's MX names.
+
+    The first login's server is told by its name or its greeting: a round that read no
+    greeting of a server its name does not tell leaves it unknown (the MX would say the
+    domain's mail host, which an on-premises relay is not, and the finding would come and go
+    with the server's outages). The others (a round trip's mailbox, whose greeting the round
+    does not carry) are told by name or the domain's MX (unknown without it: a round whose
+    domain was not asked, or whose resolver is not believed). Raised when any is theirs,
+    cleared only when every one is known."""
     v: Verdicts = {}
     found = []
+    unknown = False
     for i, (what, host) in enumerate(logins):
-        who = provider(host, mx if i == 0 else None, banner if i == 0 else None)
+        who = provider(host, None, banner) if i == 0 else provider(host, mx, None)
+        unknown |= who is None and (banner is None if i == 0 else mx is None)
         if who is not None:
             date = MICROSOFT_DATE if who == "microsoft" else GOOGLE_DATE
             found.append(f"{what} with a password to {host}: {date}")
-    judge(v, "basic_auth_retiring", cc, bool(found), "; ".join(found))
+    if found or not unknown:
+        judge(v, "basic_auth_retiring", cc, bool(found), "; ".join(found))
     return v
 
 
@@ -424,18 +375,18 @@ DRIFT_CODES: Final = declare(
 
 
 def readings(f: Readiness) -> dict[str, str]:
-    """The records of `f` that were read for sure, by what they are (`spf`, `dmarc`,
-    `dkim:<selector>`; "" for none published): what drift compares. Nothing of a round whose
+    """The records of `f` that were read for sure, by what they are (`spf`, `dmarc`: the one
+    that applies by the Tree Walk, `dkim:<selector>`; "" for none published): what drift
+    compares. Nothing of a round whose
     resolver is not believed, nor of a lookup that failed."""
     out: dict[str, str] = {}
     if not f.domain or not believed(f.canaries):
         return out
     if f.spf is not None and not (f.spf.error and not f.spf.nodes):
         out["spf"] = f.spf.record or ""
-    if f.dmarc is not None and f.dmarc.walk:
-        first = f.dmarc.walk[0]
-        if first.name == f.domain and first.records is not None and len(first.records) <= 1:
-            out["dmarc"] = first.records[0] if first.records else ""
+    walked = tree_walk(f.domain, f.dmarc.walk) if f.dmarc is not None and f.dmarc.walk else None
+    if walked is not None:
+        out["dmarc"] = walked.record or ""  # the record that applies, the domain's or above
     for k in f.dkim:
         if k.record is not None or not k.error:
             out[f"dkim:{k.selector}"] = k.record or ""

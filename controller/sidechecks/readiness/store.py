@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from controller.db.pool import Conn
 from controller.sidechecks.frame import Arrived
-from controller.sidechecks.readiness import rules
+from controller.sidechecks.readiness import budget_store, rules
 from shared.sidechecks.readiness import Kept, Readiness
 
 _READ = """
@@ -35,7 +35,9 @@ WHERE readiness_records.read_at <= EXCLUDED.read_at
 
 
 async def keep(conn: Conn, arrived: Sequence[Arrived[Readiness]]) -> None:
-    """Compare, keep, and add `Kept` to each of `arrived` (oldest round first)."""
+    """Compare, keep, and add `Kept` to each of `arrived` (oldest round first); count their
+    queries against their organizations' budgets (`budget_store.settle`)."""
+    await budget_store.settle(conn, arrived)
     for a in sorted(arrived, key=lambda a: (a.scheduled_at, a.country)):
         read = rules.readings(a.facts)
         if not read:

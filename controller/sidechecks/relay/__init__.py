@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 
 from controller.sidechecks.findings import Verdicts
-from controller.sidechecks.frame import ControllerSideCheck, Judging, Planning
+from controller.sidechecks.frame import ControllerSideCheck, Judging, on_dns_rounds
 from controller.sidechecks.relay import rules
 from shared.messages import JobConfig, SmtpConfig
 from shared.sidechecks.relay import WIRE, RelayAsk, RelayTest
@@ -18,10 +18,6 @@ if TYPE_CHECKING:
 
 def watched(monitor: "Monitor") -> bool:
     return isinstance(monitor.config, SmtpConfig) and monitor.config.relay_check
-
-
-def ask(p: Planning) -> RelayAsk | None:
-    return RelayAsk() if p.dns_due and watched(p.monitor) else None
 
 
 def judge(j: Judging[RelayTest]) -> Verdicts:
@@ -42,7 +38,7 @@ SIDE_CHECK: Final = ControllerSideCheck(
     codes=rules.CODES,
     watched=watched,
     wire=WIRE,
-    ask=ask,
+    ask=on_dns_rounds(watched, lambda _: RelayAsk()),
     judge=judge,
     session_config=session_config,
 )

@@ -4,9 +4,9 @@ to them, asked on the DNS cadence from every country, judged with the banner of 
 
 from typing import TYPE_CHECKING, Final
 
-from controller.sidechecks.dns_canary import resolver_health
+from controller.sidechecks.dns_canary import if_believed
 from controller.sidechecks.findings import Verdicts
-from controller.sidechecks.frame import ControllerSideCheck, Judging, Planning
+from controller.sidechecks.frame import ControllerSideCheck, Judging, on_dns_rounds
 from controller.sidechecks.reverse_dns import rules
 from shared.sidechecks.reverse_dns import WIRE, ReverseDns, ReverseDnsAsk
 
@@ -18,13 +18,7 @@ def watched(monitor: "Monitor") -> bool:
     return monitor.type == "smtp"
 
 
-def ask(p: Planning) -> ReverseDnsAsk | None:
-    return ReverseDnsAsk() if p.dns_due and watched(p.monitor) else None
-
-
 def judge(j: Judging[ReverseDns]) -> Verdicts:
-    if not resolver_health(j.facts.canaries).believed:
-        return {}  # the resolver failed its canaries: what it answered is unknown
     return rules.reverse_dns(j.facts, j.row.banner, j.row.address, j.row.country)
 
 
@@ -34,7 +28,7 @@ SIDE_CHECK: Final = ControllerSideCheck(
     codes=rules.CODES,
     watched=watched,
     wire=WIRE,
-    ask=ask,
-    judge=judge,
+    ask=on_dns_rounds(watched, lambda _: ReverseDnsAsk()),
+    judge=if_believed(judge),
     legacy_job=lambda _: {"reverse_dns": True},
 )

@@ -1,9 +1,9 @@
 """AlertSite's email monitor bodies ↔ mailprobe's monitor fields, pure: no database, no request.
 
-In: an AlertSite POST/PATCH body → a `SmtpMonitorCreate`/`ImapPopMonitorCreate` (or `...Update`)
-that then becomes the write model as a native body does (`monitor_rules.write_of`). Out:
-a stored monitor → the object AlertSite's GET answers. Bad values are 400s naming the AlertSite
-field. What is mapped, and what is accepted but ignored, is in docs/alertsite.md.
+In: an AlertSite POST/PATCH body → the write model's `SmtpMonitorCreate`/`ImapPopMonitorCreate`
+(or `...Update`), as a native body is. Out: a stored monitor → the object AlertSite's GET
+answers. Bad values are 400s naming the AlertSite field. What is mapped, and what is accepted
+but ignored, is in docs/alertsite.md.
 """
 
 import ipaddress
@@ -19,12 +19,9 @@ from msgspec import UNSET, UnsetType
 
 from controller.access.accounts_store import Principal
 from controller.monitors import validation
+from controller.monitors.kinds import IMAP_POP, SMTP, Kind
 from controller.monitors.store import Monitor
-from controller.web.alertsite.locations import COUNTRY_LOCATION, LOCATIONS
-from controller.web.api.errors import ApiError, bad_request, not_found
-from controller.web.api.monitor_rules import IMAP_POP, SMTP, Kind, present
-from controller.web.api.monitor_schemas import (
-    MASK,
+from controller.monitors.write_model import (
     ImapPopConfigIn,
     ImapPopMonitorCreate,
     ImapPopMonitorUpdate,
@@ -32,6 +29,10 @@ from controller.web.api.monitor_schemas import (
     SmtpMonitorCreate,
     SmtpMonitorUpdate,
 )
+from controller.web.alertsite.locations import COUNTRY_LOCATION, LOCATIONS
+from controller.web.api.errors import ApiError, bad_request, not_found
+from controller.web.api.monitor_rules import present
+from controller.web.api.monitor_schemas import MASK
 
 NOT_FOUND = "Record not found"  # AlertSite's 404 message
 INTERVAL_MIN, INTERVAL_MAX = 1, validation.CHECK_INTERVAL_MAX // 60  # minutes
@@ -318,7 +319,7 @@ class MonitorFields(TypedDict, total=False):
     port: int | None
     check_interval: int
     timeout_seconds: int
-    allowed_check_country_codes: list[str] | None
+    allowed_country_codes: list[str] | None
     status: str
 
 
@@ -371,7 +372,7 @@ def translate(
         message = f"timeout must be a whole number of seconds from {low} to {high}"
         out.fields["timeout_seconds"] = whole(body.timeout, "timeout", low, high, message)
     if body.locations is not UNSET:
-        out.fields["allowed_check_country_codes"] = _countries(body.locations)
+        out.fields["allowed_country_codes"] = _countries(body.locations)
     if body.enabled is not UNSET:
         out.enabled = flag(body.enabled, "enabled")
     if body.ssl is not UNSET:
@@ -461,8 +462,8 @@ def _imap_pop_config(
 
 
 def create_body(t: Translated, email: EmailType) -> SmtpMonitorCreate | ImapPopMonitorCreate:
-    # The write leaves customer_id to its caller, which finds the default customer only
-    # once the whole body is known good; 0 stands in until then.
+    # The write path puts it in the organization's default customer (`default_customer`),
+    # found only once the whole body is known good; 0 stands in.
     fields: MonitorFields = {**t.fields, "customer_id": 0}
     if t.enabled is not UNSET:
         fields["status"] = "active" if t.enabled else "disabled"

@@ -5,10 +5,10 @@ only the base URL: `POST /access-tokens`, `POST/PATCH /monitors/email-{smtp,imap
 `GET /monitors[/{id}]`, `DELETE /monitors/{id}`. The monitors are ordinary mailprobe monitors
 (same table, listed by `/api/smtp-monitors` and `/api/imap-pop-monitors`) of the caller's
 organization, in its default customer (created on first use). AlertSite fields are translated
-into a `SmtpMonitorCreate`/`ImapPopMonitorCreate` (or `...Update`), which becomes the write model
-as the native API's bodies do (`monitor_rules.write_of`), and are written by
-`controller.monitors.writes` as every monitor is. Errors take AlertSite's shape
-`{"errors": [{"code", "message"}]}` (chosen by path in `controller.web.api.errors`).
+into the write model's `SmtpMonitorCreate`/`ImapPopMonitorCreate` (or `...Update`), the native
+API's bodies, and are written by `controller.monitors.writes` as every monitor is. Errors take
+AlertSite's shape `{"errors": [{"code", "message"}]}` (chosen by path in
+`controller.web.api.errors`).
 
 This module holds the routes; the mapping is `alertsite_mapping` (pure), the location table
 `alertsite_locations`. What is mapped, and what is accepted but ignored, is in
@@ -24,13 +24,11 @@ from litestar.di import NamedDependency
 from litestar.openapi.spec import Example
 from litestar.params import Body, JSONBody, PathParameter, QueryParameter
 
-from controller.access import customers_store as customers
 from controller.access.accounts_store import Principal
-from controller.db.pool import Conn
 from controller.monitors import store as monitors
 from controller.monitors import validation
-from controller.monitors.store import Monitor
-from controller.monitors.writes import Edit, Lookup, MonitorWrites
+from controller.monitors.errors import SecretMoved, Stale
+from controller.monitors.writes import Lookup, MonitorWrites
 from controller.web.alertsite.mapping import (
     AS_NAMED,
     BUDGET_FIELDS,
@@ -39,6 +37,7 @@ from controller.web.alertsite.mapping import (
     NOT_FOUND,
     EmailMonitorCreate,
     EmailMonitorFields,
+    EmailType,
     alertsite_monitor,
     check_timeout,
     create_body,
@@ -55,7 +54,7 @@ from controller.web.alertsite.mapping import (
 from controller.web.api import guards
 from controller.web.api.auth import Logins, client_address, login_token
 from controller.web.api.errors import ApiError, not_found
-from controller.web.api.monitor_rules import secret_required, strict_body, write_of
+from controller.web.api.monitor_rules import secret_required, strict_body
 from controller.web.authed_request import AuthedRequest
 from controller.web.request_types import AnyRequest
 from controller.web.services import PoolDep, SettingsDep, WritesDep
@@ -111,21 +110,20 @@ async def _create(
     interval = t.fields.get("check_interval", validation.CHECK_INTERVAL_DEFAULT)
     if "timeout_seconds" in t.fields:
         check_timeout(interval, t.fields["timeout_seconds"])
-    write = write_of(email.kind, create_body(t, email))
-    org = principal.organization_id
-
-    async def customer(conn: Conn) -> int:
-        # Only a body known good gets the default customer, in the insert's transaction, so a
-        # refused create leaves nothing behind.
-        return await customers.default_for(conn, org, DEFAULT_CUSTOMER)
-
-    monitor = await writes.create(org, write, customer=customer, budget=BUDGET_FIELDS)
+    # Only a body known good gets the default customer, in the insert's transaction, so a
+    # refused create leaves nothing behind.
+    monitor = await writes.create(
+        principal.organization_id,
+        create_body(t, email),
+        budget=BUDGET_FIELDS,
+        default_customer=DEFAULT_CUSTOMER,
+    )
     return MonitorId(str(monitor.id))
 
 
 def _lookup(principal: Principal, monitor_id: int, types: list[str]) -> Lookup:
     scope = guards.read_scope(principal)
-    return Lookup(monitor_id, types, scope, lambda: not_found(NOT_FOUND))
+    return Lookup(monitor_id, types, scope, NOT_FOUND)
 
 
 async def _update(
@@ -138,26 +136,47 @@ async def _update(
     principal = request.user
     email = EMAIL_TYPES[slug]
     monitor_id = record_id(raw_id)
-
-    async def edit_of(conn: Conn, monitor: Monitor) -> Edit:
-        guards.requires_updater(principal, sent_fields(data))
-        body = await strict_body(request, data)
-        no_nul(body)
-        t = translate(body, email, monitor.check_interval)
-        if monitor.grants:
-            oauth2_password(t)
-        check_timeout(
-            t.fields.get("check_interval", monitor.check_interval),
-            t.fields.get("timeout_seconds", monitor.timeout_seconds),
-        )
-        write = write_of(email.kind, update_body(t, email, monitor))
-        return Edit(write, _secret_refusal, budget=BUDGET_FIELDS)
-
-    await writes.update(_lookup(principal, monitor_id, [email.type]), edit_of)
-    return MonitorId(str(monitor_id))
+    lookup = _lookup(principal, monitor_id, [email.type])
+    # The write is built on the monitor as read (AlertSite's fields change parts of its
+    # config and interval); one it changed under is built again.
+    for _ in range(_ATTEMPTS - 1):
+        try:
+            return await _update_once(email, request, lookup, data, writes)
+        except Stale:
+            continue
+    return await _update_once(email, request, lookup, data, writes)
 
 
-def _secret_refusal(monitor_type: str, moved: Mapping[str, list[str]]) -> ApiError:
+_ATTEMPTS = 3  # times an update is built again on a monitor changed meanwhile
+
+
+async def _update_once(
+    email: EmailType,
+    request: AuthedRequest,
+    lookup: Lookup,
+    data: EmailMonitorFields,
+    writes: MonitorWrites,
+) -> MonitorId:
+    monitor = await writes.get(lookup)  # a 404 before a 403 or 400
+    guards.requires_updater(request.user, sent_fields(data))
+    body = await strict_body(request, data)
+    no_nul(body)
+    t = translate(body, email, monitor.check_interval)
+    if monitor.grants:
+        oauth2_password(t)
+    check_timeout(
+        t.fields.get("check_interval", monitor.check_interval),
+        t.fields.get("timeout_seconds", monitor.timeout_seconds),
+    )
+    write = update_body(t, email, monitor)
+    try:
+        await writes.update(lookup, write, budget=BUDGET_FIELDS, read_at=monitor.updated_at)
+    except SecretMoved as moved:
+        raise _secret_refusal(moved.each) from None
+    return MonitorId(str(monitor.id))
+
+
+def _secret_refusal(moved: Mapping[str, list[str]]) -> ApiError:
     """A change that moves a kept secret: the `password`, named with what moved it, or an
     OAuth2 grant's secrets, which AlertSite's fields cannot send again."""
     grant = [m for path, each in moved.items() if "oauth2" in path.split(".") for m in each]
@@ -322,4 +341,6 @@ class AlertSiteController(Controller):
     ) -> None:
         principal = request.user
         lookup = _lookup(principal, record_id(monitor_id), list(BY_TYPE))
-        await writes.delete(lookup, lambda _: guards.requires_writer(principal))
+        await writes.get(lookup)  # a 404 before a 403
+        guards.requires_writer(principal)
+        await writes.delete(lookup)

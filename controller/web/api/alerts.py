@@ -17,6 +17,7 @@ from controller.alerting.incident_store import ListedIncident
 from controller.logins import backoff_store as backoff_db
 from controller.logins import cap_store as login_caps
 from controller.monitors import thresholds_store as thresholds_db
+from controller.monitors.kinds import Kind
 from controller.monitors.thresholds import Thresholds
 from controller.notify import outbox_store as outbox_db
 from controller.roundtrips import delivery_store as delivery_db
@@ -24,7 +25,7 @@ from controller.roundtrips import sends_store as mail_sends
 from controller.web.api import guards
 from controller.web.api.monitor_kinds import KindApi
 from controller.web.api.monitor_lookup import visible_monitor
-from controller.web.api.monitor_rules import Kind, strict_body
+from controller.web.api.monitor_rules import strict_body
 from controller.web.api.page import Page, published
 from controller.web.authed_request import AuthedRequest
 from controller.web.services import PoolDep
@@ -346,7 +347,7 @@ async def _delivery(
 ) -> MailboxDelivery:
     monitor = await visible_monitor(kind, request, raw_id, pool)
     async with pool.acquire() as conn:
-        d = await delivery_db.get(conn, monitor.id)
+        d = await delivery_db.seen(conn, monitor.id)
         sent = await mail_sends.sent_last_hour(conn, monitor.id)
     return MailboxDelivery(
         str(monitor.public_id),

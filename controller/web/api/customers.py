@@ -11,7 +11,6 @@ from controller.access.customers_store import Customer as StoredCustomer
 from controller.monitors import validation
 from controller.web.api import guards
 from controller.web.api.errors import invalid_customer, not_found
-from controller.web.api.monitor_rules import customer_ident
 from controller.web.api.page import Page, published
 from controller.web.authed_request import AuthedRequest
 from controller.web.services import PoolDep
@@ -90,7 +89,7 @@ class CustomerController(Controller):
         pool: PoolDep,
         customer_id: FromPath[str],
     ) -> Customer:
-        ident = customer_ident(customer_id)
+        ident = customers.parse_ident(customer_id)
         if ident is None:
             raise invalid_customer()
         async with pool.acquire() as conn:

@@ -7,9 +7,11 @@ from litestar import get
 
 from controller.fleet import health_store as db
 from controller.fleet.health import FIXES
+from controller.operator_health import store as health_db
+from controller.web.api import guards
+from controller.web.api.operator_health import health_rows
 from controller.web.authed_request import AuthedRequest
 from controller.web.services import PoolDep
-from shared.timefmt import iso_ms
 
 
 class FleetCheckOut(msgspec.Struct, rename="camel"):
@@ -27,18 +29,11 @@ class FleetOut(msgspec.Struct, rename="camel"):
 
 @get("/api/fleet", tags=["blocklists"], summary="The fleet's health per country")
 async def list_fleet(request: AuthedRequest, pool: PoolDep) -> FleetOut:
+    guards.requires_admin_reader(request.user)
     async with pool.acquire() as conn:
-        stored = await db.healths(conn)
-    return FleetOut(
-        [
-            FleetCheckOut(
-                check,
-                country,
-                s.state,
-                s.reason,
-                iso_ms(s.since),
-                FIXES.get(check, "") if s.state == "unhealthy" else "",
-            )
-            for (check, country), s in sorted(stored.items())
-        ]
-    )
+        stored = await health_db.healths(conn, db.HEALTH)
+    return FleetOut(health_rows(stored, what_to_do, FleetCheckOut))
+
+
+def what_to_do(check: str, state: str) -> str:
+    return FIXES.get(check, "") if state == "unhealthy" else ""

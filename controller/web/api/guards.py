@@ -33,3 +33,13 @@ def requires_admin(principal: Principal) -> None:
         raise forbidden("Forbidden: global supporters may read but not change anything")
     if principal.role not in ("owner", "admin"):
         raise forbidden("Forbidden: only owners and admins may do this")
+
+
+def requires_admin_reader(principal: Principal) -> None:
+    """Reading the deployment's own health (its agents, resolvers and lists: what owners are
+    told of by `fleet` notices): owners and admins of an organization, and global supporters,
+    who read everything."""
+    if principal.is_global_supporter:
+        return
+    if principal.role not in ("owner", "admin"):
+        raise forbidden("Forbidden: only owners and admins may read the fleet's health")

@@ -73,8 +73,8 @@ def _shown(f: flow_db.ListedFlow, evidence: list[evidence_db.Evidence]) -> FlowI
         started_at=iso_ms(f.started_at),
         ended_at=iso_ms_or_none(f.ended_at),
         notified=f.notified,
-        countries=sorted({c for m in f.members for c in m.countries}),
-        cause_kinds=sorted({m.cause_kind for m in f.members}),
+        countries=f.countries,
+        cause_kinds=f.cause_kinds,
         monitors=[
             FlowMonitor(
                 monitor_id=str(m.monitor_public_id),

@@ -26,7 +26,7 @@ from controller.notify import maintenance_store as windows
 from controller.notify.maintenance import StoredWindow
 from controller.web.api import guards
 from controller.web.api.errors import ApiError, bad_request, invalid_customer, not_found
-from controller.web.api.monitor_rules import customer_ident, strict_body
+from controller.web.api.monitor_rules import strict_body
 from controller.web.api.page import Page, published
 from controller.web.authed_request import AuthedRequest
 from controller.web.services import PoolDep, SettingsDep
@@ -156,7 +156,7 @@ async def _scope(conn: Conn, data: MaintenanceWindowCreate, org: int) -> dict[st
             raise ApiError(404, "Monitor not found", code="not_found", fields=["monitorId"])
         return {"monitor_id": monitor.id}
     assert data.customer_id is not None
-    parsed = customer_ident(data.customer_id)
+    parsed = customers.parse_ident(data.customer_id)
     if parsed is None:
         raise invalid_customer()
     found = await customers.find(conn, parsed, org)
@@ -217,7 +217,7 @@ class MaintenanceWindowController(Controller):
                     raise not_found("Monitor not found")
                 monitor = seen.id
             if customer_id is not None:
-                parsed = customer_ident(customer_id)
+                parsed = customers.parse_ident(customer_id)
                 found = None if parsed is None else await customers.find(conn, parsed, scope)
                 if found is None:
                     raise not_found("Customer not found")

@@ -13,22 +13,26 @@ from litestar.openapi.spec import Example
 from litestar.params import Body, PathParameter
 
 from controller.monitors.kinds import IMAP_POP, KINDS, ROUNDTRIP, SMTP, Kind
+from controller.monitors.write_model import (
+    ImapPopMonitorCreate,
+    ImapPopMonitorUpdate,
+    MonitorCreate,
+    MonitorUpdate,
+    RoundTripMonitorCreate,
+    RoundTripMonitorUpdate,
+    SmtpMonitorCreate,
+    SmtpMonitorUpdate,
+)
 from controller.web.api.monitor_schemas import (
     ImapPopMonitor,
-    ImapPopMonitorCreate,
     ImapPopMonitorDetail,
     ImapPopMonitorPage,
-    ImapPopMonitorUpdate,
     RoundTripMonitor,
-    RoundTripMonitorCreate,
     RoundTripMonitorDetail,
     RoundTripMonitorPage,
-    RoundTripMonitorUpdate,
     SmtpMonitor,
-    SmtpMonitorCreate,
     SmtpMonitorDetail,
     SmtpMonitorPage,
-    SmtpMonitorUpdate,
 )
 
 SMTP_EXAMPLE = {
@@ -122,8 +126,8 @@ class KindApi:
     out: type[msgspec.Struct]
     detail: type[msgspec.Struct]
     page: object  # the list answer's annotation: a named Page of `out`
-    create: type[msgspec.Struct]
-    update: type[msgspec.Struct]
+    create: type[MonitorCreate]
+    update: type[MonitorUpdate]
     create_examples: list[Example]
     update_examples: list[Example] | None
     delivery: bool = False  # whether it serves GET …/delivery (round trips)

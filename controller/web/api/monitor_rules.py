@@ -1,42 +1,32 @@
-"""A request body of the monitor API → the write model (`controller.monitors.write_model`),
-and a `Monitor` → the response.
+"""The monitor API's own rules around the write model (`controller.monitors.write_model`, its
+request bodies): strict bodies, public ids, how a moved secret is refused; and a `Monitor` →
+the response.
 
-The API's translation (`write_of`) is the one the console's forms, AlertSite's bodies and
-monitors-as-code files go through too: they are spelt as the API's bodies. What the model's
-values must be is decided in `controller.monitors.write_values`, not here. Shared by every
-kind's resource; `Kind` (controller.monitors.kinds) holds what differs between them.
+What a write's values must be is decided in `controller.monitors.write_values`, not here.
+Shared by every kind's resource; `Kind` (controller.monitors.kinds) holds what differs between
+them.
 """
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import msgspec
-from msgspec import UNSET, UnsetType
+from msgspec import UNSET
 
 from controller.monitors import config as monitor_config
 from controller.monitors import kinds, oauth2_grants
-from controller.monitors.kinds import IMAP_POP, ROUNDTRIP, SMTP, Kind
-from controller.monitors.write_model import (
-    CONFIG_WRITES,
-    ConfigWrite,
-    MonitorWrite,
-    ReputationWrite,
-)
-from controller.web.api.errors import ApiError, bad_request, strict_body_error
+from controller.monitors.errors import SecretMoved
+from controller.monitors.kinds import ROUNDTRIP, SMTP, Kind
+from controller.monitors.model import MonitorCommon
+from controller.monitors.write_model import MonitorUpdate, config_sent
+from controller.web.api.errors import ApiError, strict_body_error
 from controller.web.api.monitor_schemas import (
     MASK,
     ImapPopMonitor,
-    ImapPopMonitorCreate,
-    ImapPopMonitorUpdate,
-    MonitorCreate,
-    MonitorUpdate,
-    ReputationIn,
     ReputationOut,
     RoundTripMonitor,
     SmtpMonitor,
-    SmtpMonitorCreate,
-    SmtpMonitorUpdate,
 )
 from controller.web.request_types import AnyRequest
 from shared.messages import RoundTripConfig
@@ -45,9 +35,6 @@ from shared.timefmt import iso_ms, iso_ms_or_none
 
 if TYPE_CHECKING:  # the type only: these rules read no store
     from controller.monitors.store import Monitor
-
-_CONFIG_ATTR = {SMTP: "smtp_config", IMAP_POP: "imap_pop_config", ROUNDTRIP: "roundtrip_config"}
-
 
 BodyT = TypeVar("BodyT", bound=msgspec.Struct)
 
@@ -88,90 +75,6 @@ def public_id(kind: Kind, raw: str) -> UUID:
         ) from None
 
 
-def customer_ident(ident: int | str) -> int | UUID | None:
-    if isinstance(ident, int):
-        return ident if 0 < ident < 2**63 else None
-    text = ident.strip()
-    if text.isdigit():
-        return customer_ident(int(text))
-    try:
-        return UUID(text)
-    except ValueError:
-        return None
-
-
-def _pick_config(kind: Kind, body: MonitorCreate | MonitorUpdate) -> tuple[str, object] | None:
-    """(field name, value) of the config sent as `smtpConfig`/`imapPopConfig` or `config`."""
-    primary = getattr(body, _CONFIG_ATTR[kind])
-    if primary is not UNSET and body.config is not UNSET and primary != body.config:
-        raise bad_request(
-            kind.config_key, f"send {kind.config_key} or its alias config, not two different ones"
-        )
-    if primary is not UNSET:
-        return kind.config_key, primary
-    if body.config is not UNSET:
-        return "config", body.config
-    return None
-
-
-# nodemailer's spellings (`SmtpLegIn`), and the key each stands for when that one is not sent.
-_NODEMAILER = {"ignoreTLS": "ignoreTls", "requireTLS": "requireTls"}
-
-
-def _smtp_leg(leg: object) -> object:
-    """An SMTP leg as JSON with nodemailer's spellings as the model's keys."""
-    if not isinstance(leg, dict):
-        return leg
-    out = {k: v for k, v in leg.items() if k not in _NODEMAILER}
-    for alias, key in _NODEMAILER.items():
-        if alias in leg:
-            out.setdefault(key, leg[alias])
-    return out
-
-
-def config_write(kind: Kind, config: object) -> ConfigWrite:
-    """The kind's config of the write model from the request's (null: none, `{}`): the same
-    keys (nodemailer's spellings as the model spells them)."""
-    raw: Any = {} if config is None else msgspec.to_builtins(config)
-    if kind is SMTP:
-        raw = _smtp_leg(raw)
-    elif kind is ROUNDTRIP and "send" in raw:
-        raw = {**raw, "send": _smtp_leg(raw["send"])}
-    return msgspec.convert(raw, CONFIG_WRITES[kind.name])
-
-
-def write_of(kind: Kind, body: MonitorCreate | MonitorUpdate) -> MonitorWrite:
-    """The write model of a create or PATCH body (already converted strictly): the API's
-    translation, which the console's forms, AlertSite's bodies and monitors-as-code files go
-    through too. A round trip has no top-level hostname/port: its config holds both servers."""
-    picked = _pick_config(kind, body)
-    listed: ReputationIn | None | UnsetType = getattr(body, "reputation", UNSET)
-    reputation: ReputationWrite | None | UnsetType = (
-        listed
-        if listed is None or isinstance(listed, UnsetType)
-        else ReputationWrite(ips=listed.ips, domains=listed.domains)
-    )
-    env = body.secret_env
-    return MonitorWrite(
-        kind=kind.name,
-        name=body.name,
-        hostname=getattr(body, "hostname", UNSET),
-        port=getattr(body, "port", UNSET),
-        status=body.status,
-        check_interval=body.check_interval,
-        timeout_seconds=body.timeout_seconds,
-        allowed_country_codes=body.allowed_check_country_codes,
-        notification_email=body.notification_email,
-        notification_phone_number=body.notification_phone_number,
-        mail_domain=body.mail_domain,
-        depends_on=body.depends_on,
-        reputation=reputation,
-        secret_env=env if env is None or env is UNSET else msgspec.to_builtins(env),
-        config=UNSET if picked is None else config_write(kind, picked[1]),
-        config_field="" if picked is None else picked[0],
-    )
-
-
 def secret_required(field: str, moved: list[str], *more: tuple[str, list[str]]) -> ApiError:
     """The 400 for a change that moves a kept secret; `more`: other secrets it moves, as
     (field, moved) pairs (a round trip has one per leg), all named in `fields`."""
@@ -188,13 +91,13 @@ def secret_required(field: str, moved: list[str], *more: tuple[str, list[str]]) 
     )
 
 
-def secret_refusal(
-    kind: Kind, write: MonitorWrite, monitor_type: str, each: Mapping[str, list[str]]
-) -> ApiError:
-    """The 400 naming each secret (as this request spells the config) that a change to a
-    monitor of `monitor_type` (its type after the change) moves without sending it again;
-    `each`: secret path → the fields that moved it (`secret_binding.moved_each`)."""
-    key = write.config_field or kind.config_key
+def secret_refusal(write: MonitorUpdate, moved: SecretMoved) -> ApiError:
+    """The 400 naming each secret (as this request spells the config) that a change moves
+    without sending it again (`moved.each`: secret path → the fields that moved it), the
+    password by where the monitor's type after the change keeps it."""
+    kind, monitor_type, each = write.KIND, moved.monitor_type, moved.each
+    sent = config_sent(write)
+    key = kind.config_key if sent is None else sent[0]
     if kind is ROUNDTRIP:
         outside = {"hostname": f"{key}.send.hostname", "port": f"{key}.send.port"}
     else:
@@ -207,62 +110,6 @@ def secret_refusal(
         for path, moved in each.items()
     ]
     return secret_required(*named[0], *named[1:])
-
-
-def sent_fields(body: MonitorUpdate) -> set[str]:
-    """Names of the fields present in a PATCH body (for the readonly rule)."""
-    return {f for f in body.__struct_fields__ if getattr(body, f) is not UNSET}
-
-
-class _Common(TypedDict):
-    """The fields every kind shows (`monitor_schemas._MonitorOut`'s)."""
-
-    id: int
-    public_id: str
-    organization_id: int
-    customer_id: int
-    name: str
-    hostname: str
-    port: int | None
-    status: str
-    check_interval: int
-    timeout_seconds: int
-    allowed_check_country_codes: list[str] | None
-    notification_email: str | None
-    notification_phone_number: str | None
-    mail_domain: str | None
-    depends_on: list[str] | UnsetType
-    secret_env: dict[str, str] | None
-    last_checked_at: str | None
-    created_at: str
-    updated_at: str
-    config: dict[str, object]
-
-
-def _common(monitor: "Monitor", config: dict[str, object]) -> _Common:
-    """The fields every kind shows."""
-    return {
-        "id": monitor.id,
-        "public_id": str(monitor.public_id),
-        "organization_id": monitor.organization_id,
-        "customer_id": monitor.customer_id,
-        "name": monitor.name,
-        "hostname": monitor.hostname,
-        "port": monitor.port,
-        "status": monitor.status,
-        "check_interval": monitor.check_interval,
-        "timeout_seconds": monitor.timeout_seconds,
-        "allowed_check_country_codes": monitor.allowed_country_codes,
-        "notification_email": monitor.notification_email,
-        "notification_phone_number": monitor.notification_phone_number,
-        "mail_domain": monitor.mail_domain,
-        "depends_on": monitor.depends_on or UNSET,
-        "secret_env": monitor.secret_env,
-        "last_checked_at": iso_ms_or_none(monitor.last_checked_at),
-        "created_at": iso_ms(monitor.created_at),
-        "updated_at": iso_ms(monitor.updated_at),
-        "config": config,
-    }
 
 
 def roundtrip_shown(
@@ -299,29 +146,29 @@ def roundtrip_shown(
 MonitorOut = SmtpMonitor | ImapPopMonitor | RoundTripMonitor
 
 
+def _shown(monitor: "Monitor", config: dict[str, object]) -> dict[str, Any]:
+    """What every kind shows: `MonitorCommon`'s fields as stored, then `_MonitorOut`'s own."""
+    return {
+        **{name: getattr(monitor, name) for name in MonitorCommon.__struct_fields__},
+        "secret_env": monitor.secret_env,
+        "last_checked_at": iso_ms_or_none(monitor.last_checked_at),
+        "created_at": iso_ms(monitor.created_at),
+        "updated_at": iso_ms(monitor.updated_at),
+        "config": config,
+    }
+
+
 def present(monitor: "Monitor") -> MonitorOut:
     """The API's response for a monitor, of its kind's shape."""
     kind = kinds.of_type(monitor.type)
     if kind is ROUNDTRIP:
         config = roundtrip_shown(monitor.hostname, monitor.port, monitor.config, monitor.grants)
-        return RoundTripMonitor(**_common(monitor, config), roundtrip_config=config)
+        return RoundTripMonitor(**_shown(monitor, config), roundtrip_config=config)
     # The keys as sent, as the seeds show them: the one reader of `config_as_sent` outside the
     # write path (`monitors.store.Monitor`).
     config = kind.masked(monitor.config_as_sent)
     if kind is SMTP:
         listed = monitor.reputation
         reputation = ReputationOut(listed["ips"], listed["domains"]) if listed else UNSET
-        return SmtpMonitor(**_common(monitor, config), smtp_config=config, reputation=reputation)
-    return ImapPopMonitor(**_common(monitor, config), imap_pop_config=config)
-
-
-__all__ = [
-    "IMAP_POP",
-    "ROUNDTRIP",
-    "SMTP",
-    "ImapPopMonitorCreate",
-    "ImapPopMonitorUpdate",
-    "Kind",
-    "SmtpMonitorCreate",
-    "SmtpMonitorUpdate",
-]
+        return SmtpMonitor(**_shown(monitor, config), smtp_config=config, reputation=reputation)
+    return ImapPopMonitor(**_shown(monitor, config), imap_pop_config=config)

@@ -1,38 +1,34 @@
 """`/api/smtp-monitors`, `/api/imap-pop-monitors` and `/api/roundtrip-monitors`: create, read,
 list, update, delete."""
 
-from collections.abc import Mapping
 from typing import Annotated
 
 import asyncpg
 import msgspec
 from litestar import Router, delete, get, patch, post
 from litestar.params import QueryParameter
-from msgspec import UNSET, UnsetType
 
 from controller.access import customers_store as customers
 from controller.access.accounts_store import Principal
-from controller.db.pool import Conn
 from controller.monitors import store as monitors
 from controller.monitors import validation
+from controller.monitors.errors import SecretMoved
+from controller.monitors.kinds import Kind
 from controller.monitors.latest_store import LatestRound, monitor_with_latest
 from controller.monitors.store import Monitor
-from controller.monitors.writes import Edit, Lookup, MonitorWrites
+from controller.monitors.write_model import MonitorCreate, MonitorUpdate
+from controller.monitors.writes import Lookup, MonitorWrites
 from controller.web.api import guards
-from controller.web.api.errors import ApiError, invalid_customer, not_found
+from controller.web.api.errors import invalid_customer, not_found
 from controller.web.api.monitor_kinds import KindApi, typed
 from controller.web.api.monitor_rules import (
-    Kind,
     MonitorOut,
-    customer_ident,
     present,
     public_id,
     secret_refusal,
-    sent_fields,
     strict_body,
-    write_of,
 )
-from controller.web.api.monitor_schemas import LatestResult, MonitorCreate, MonitorUpdate
+from controller.web.api.monitor_schemas import LatestResult
 from controller.web.api.page import Page
 from controller.web.authed_request import AuthedRequest
 from controller.web.services import PoolDep, WritesDep
@@ -42,18 +38,6 @@ PageParam = Annotated[int, QueryParameter(ge=1, le=1_000_000, description="1-bas
 PerPageParam = Annotated[
     int, QueryParameter(name="perPage", ge=1, le=200, description="items per page")
 ]
-
-
-async def customer_id(conn: Conn, ident: int | str, organization_id: int) -> int:
-    """The internal id of the caller's customer given as number or public UUID."""
-    parsed = customer_ident(ident)
-    if parsed is None:
-        raise invalid_customer()
-    row = await customers.find(conn, parsed, organization_id)
-    if row is None:
-        raise ApiError(404, "Customer not found", code="customer_not_found", fields=["customerId"])
-    found: int = row.id
-    return found
 
 
 # The columns that add checks or slot-seconds → their field names, cited when a budget refuses.
@@ -79,13 +63,7 @@ async def create_checked(
     principal = request.user
     guards.requires_writer(principal)
     validation.no_nul(body, "")
-    write = write_of(kind, body)
-    org = principal.organization_id
-
-    async def customer(conn: Conn) -> int:
-        return await customer_id(conn, body.customer_id, org)
-
-    return await writes.create(org, write, customer=customer, budget=BUDGET_FIELDS)
+    return await writes.create(principal.organization_id, body, budget=BUDGET_FIELDS)
 
 
 def lookup(kind: Kind, principal: Principal, raw_id: str) -> Lookup:
@@ -102,26 +80,18 @@ async def _update(
     *,
     checked: bool = False,
 ) -> Monitor:
-    """`checked`: `body` is already converted strictly (the console's form), else the JSON is."""
+    """`checked`: `body` is already converted strictly (the console's form), else the JSON is.
+    Another organization's monitor is a 404 before the caller's role or body is looked at."""
     principal = request.user
-
-    async def edit_of(conn: Conn, monitor: Monitor) -> Edit:
-        guards.requires_updater(principal, sent_fields(body))
-        strict = body if checked else await strict_body(request, body)
-        validation.no_nul(strict, "")
-        write = write_of(kind, strict)
-
-        def refusal(monitor_type: str, moved: Mapping[str, list[str]]) -> ApiError:
-            return secret_refusal(kind, write, monitor_type, moved)
-
-        async def customer(conn: Conn) -> int:
-            assert not isinstance(strict.customer_id, UnsetType)
-            return await customer_id(conn, strict.customer_id, principal.organization_id)
-
-        sent_customer = strict.customer_id is not UNSET
-        return Edit(write, refusal, customer if sent_customer else None, BUDGET_FIELDS)
-
-    return await writes.update(lookup(kind, principal, raw_id), edit_of)
+    found = lookup(kind, principal, raw_id)
+    await writes.get(found)
+    guards.requires_updater(principal, body.sent())
+    strict = body if checked else await strict_body(request, body)
+    validation.no_nul(strict, "")
+    try:
+        return await writes.update(found, strict, budget=BUDGET_FIELDS)
+    except SecretMoved as moved:
+        raise secret_refusal(strict, moved) from None
 
 
 async def update_checked(
@@ -175,7 +145,7 @@ async def _list(
     async with pool.acquire() as conn:
         customer_row_id: int | None = None
         if customer is not None:
-            ident = customer_ident(customer)
+            ident = customers.parse_ident(customer)
             if ident is None:
                 raise invalid_customer()
             found = await customers.find(conn, ident, scope)
@@ -196,9 +166,10 @@ async def _list(
 
 async def _delete(kind: Kind, request: AuthedRequest, raw_id: str, writes: MonitorWrites) -> None:
     principal = request.user
-    await writes.delete(
-        lookup(kind, principal, raw_id), lambda _: guards.requires_writer(principal)
-    )
+    found = lookup(kind, principal, raw_id)
+    await writes.get(found)  # a 404 before a 403
+    guards.requires_writer(principal)
+    await writes.delete(found)
 
 
 CustomerParam = Annotated[

@@ -116,7 +116,7 @@ _ALERTSITE_ERRORS = Schema(
 )
 
 
-# Rules the handlers enforce beyond the Structs' types (validation.py, customer_ident, the
+# Rules the handlers enforce beyond the Structs' types (validation.py, parse_ident, the
 # AlertSite translation), stated per property of the request bodies and per query parameter so
 # a client (and a fuzzer) knows a valid request before sending it. Where a rule cannot be said
 # exactly, the pattern is the narrower one: what it admits, the server accepts.
@@ -138,6 +138,11 @@ _IPV4 = rf"(?:{_OCTET}\.){{3}}{_OCTET}"
 _UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 _NO_CONTROL = "\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029"
 HOSTNAME = {"pattern": f"^(?:(?:{_LABEL}\\.)*{_TOP}|{_IPV4})$", "maxLength": 253}
+# A monitor's public id or a host name (validation.depends_on), and a DKIM selector
+# (shared.sidechecks.readiness.selector, any case: it is stored lower case).
+DEPENDS_ON = {"pattern": f"^(?:{_UUID}|(?:{_LABEL}\\.)*{_TOP}|{_IPV4})$", "maxLength": 253}
+_SELECTOR_LABEL = "[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+DKIM_SELECTOR = {"pattern": f"^{_SELECTOR_LABEL}(?:\\.{_SELECTOR_LABEL})*$", "maxLength": 63}
 MAIL_DOMAIN = {"pattern": f"^(?:(?:{_LABEL}\\.)+{_TOP})?$", "maxLength": 253}  # "": none
 _EMAIL = f"[A-Za-z0-9_+-]{{1,64}}@(?:{_LABEL}\\.)+{_TOP}"
 EMAIL = {"pattern": f"^{_EMAIL}$", "maxLength": 254}
@@ -158,7 +163,7 @@ CUSTOMER_ID: JsonObject = {
     "anyOf": [{"type": "integer", "minimum": 1, "maximum": 2**63 - 1}, CUSTOMER_ID_TEXT],
 }
 # In a path or a query the id is text, digits or a UUID: an integer there would be sent as its
-# JSON Schema value's text, `1121.0` for the integer 1121.0, which customer_ident refuses.
+# JSON Schema value's text, `1121.0` for the integer 1121.0, which parse_ident refuses.
 CUSTOMER_ID_PARAMETER: JsonObject = {"description": CUSTOMER_ID["description"], **CUSTOMER_ID_TEXT}
 NULL = {"type": "null"}
 ZONES = sorted(available_timezones())
@@ -196,6 +201,8 @@ _STRING_RULES: dict[str, JsonObject] = {
     "hostname": HOSTNAME,
     "email": EMAIL,
     "mailDomain": MAIL_DOMAIN,
+    "dependsOn": DEPENDS_ON,
+    "dkimSelectors": DKIM_SELECTOR,
     "notificationPhoneNumber": {
         "pattern": f"^(?:{E164})?$",  # "": none
         "description": "E.164, a number valid in its country's plan (libphonenumber)",

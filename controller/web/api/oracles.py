@@ -5,11 +5,13 @@ when it is not believed (controller/oracles/rules.py)."""
 import msgspec
 from litestar import get
 
+from controller.operator_health import store as health_db
 from controller.oracles import store as db
 from controller.oracles.rules import fix
+from controller.web.api import guards
+from controller.web.api.operator_health import health_rows
 from controller.web.authed_request import AuthedRequest
 from controller.web.services import PoolDep
-from shared.timefmt import iso_ms
 
 
 class OracleOut(msgspec.Struct, rename="camel"):
@@ -27,18 +29,11 @@ class OraclesOut(msgspec.Struct, rename="camel"):
 
 @get("/api/oracles", tags=["blocklists"], summary="The resolvers' and blocklists' health")
 async def list_oracles(request: AuthedRequest, pool: PoolDep) -> OraclesOut:
+    guards.requires_admin_reader(request.user)
     async with pool.acquire() as conn:
-        stored = await db.healths(conn)
-    return OraclesOut(
-        [
-            OracleOut(
-                oracle,
-                country,
-                s.state,
-                s.reason,
-                iso_ms(s.since),
-                fix(oracle) if s.state in ("unhealthy", "unknown") else "",
-            )
-            for (oracle, country), s in sorted(stored.items())
-        ]
-    )
+        stored = await health_db.healths(conn, db.HEALTH)
+    return OraclesOut(health_rows(stored, what_to_set, OracleOut))
+
+
+def what_to_set(oracle: str, state: str) -> str:
+    return fix(oracle) if state in ("unhealthy", "unknown") else ""

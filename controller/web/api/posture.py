@@ -14,6 +14,7 @@ from litestar import Router, get
 from litestar.params import QueryParameter
 
 from controller.monitors.kinds import Kind
+from controller.operator_health import store as health_db
 from controller.oracles import store as oracles_db
 from controller.oracles.rules import RESOLVER, fix
 from controller.posture import store as db
@@ -102,7 +103,7 @@ async def _posture(
             BaselineOut(r.country, r.facts, iso_ms(r.updated_at))
             for r in await db.baseline_rows(conn, monitor.id)
         ]
-        resolvers = await oracles_db.healths(conn)
+        resolvers = await health_db.healths(conn, oracles_db.HEALTH)
     countries = set(monitor.allowed_country_codes or ()) | {b.country for b in baselines}
     not_believed = [
         OracleOut(oracle, cc, h.state, h.reason, iso_ms(h.since), fix(oracle))

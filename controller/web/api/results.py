@@ -5,6 +5,7 @@ Under `/api/smtp-monitors/{id}/…`, `/api/imap-pop-monitors/{id}/…` and
 endpoints' tenancy: another organization's monitor is a 404.
 """
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Annotated
 
@@ -17,11 +18,11 @@ from controller.db.pool import on_generic_plans
 from controller.fleet.live import LiveAgents
 from controller.ingest import store as results
 from controller.ingest.store import StoredResult
+from controller.monitors.kinds import Kind
 from controller.scheduling.trigger import MonitorTrigger
 from controller.web.api.errors import ApiError, bad_request
 from controller.web.api.monitor_kinds import KindApi
 from controller.web.api.monitor_lookup import visible_monitor
-from controller.web.api.monitor_rules import Kind
 from controller.web.api.page import Page, published
 from controller.web.api.side_checks import SideChecksOut, side_checks_out
 from controller.web.api.side_checks import facts as side_facts
@@ -103,13 +104,18 @@ CheckResultPage = Annotated[Page[CheckResultOut], published("CheckResultPage")]
 
 
 class Counts(msgspec.Struct, rename="camel"):
-    """`uptimePercent` = up / (up + down); missed and inconclusive rounds (both in `missed`)
-    count for neither; null without data."""
+    """`up`, `down`, `missed`: rounds (missed and inconclusive both in `missed`).
+    `uptimePercent` is time, not rounds: `upSeconds` / (`upSeconds` + `downSeconds`), where each
+    state lasts from its result to the country's next result (confirmation rounds add no
+    weight) and time after a missed or inconclusive round counts for neither; null without
+    data."""
 
     up: int
     down: int
     missed: int
     uptime_percent: float | None
+    up_seconds: float = 0.0
+    down_seconds: float = 0.0
 
 
 class UptimeWindow(msgspec.Struct, rename="camel"):
@@ -148,9 +154,13 @@ class TriggeredJob(msgspec.Struct, rename="camel"):
 
 
 class Triggered(msgspec.Struct, rename="camel"):
+    """The round a trigger-check ran: `joined`, a round trip's round already in flight, whose
+    results are its answer (`scheduledAt` and `jobs` are that round's; nothing new was sent)."""
+
     monitor_id: str
     scheduled_at: str
     jobs: list[TriggeredJob]
+    joined: bool = False
 
 
 class AgentOut(msgspec.Struct, rename="camel"):
@@ -251,29 +261,38 @@ async def _results(
     return Page([_result(r) for r in rows], total, page, per_page)
 
 
-def _counts(up: int, down: int, missed: int) -> Counts:
-    share = round(100 * up / (up + down), 4) if up + down else None
-    return Counts(up, down, missed, share)
+def _counts(rounds: Sequence[int], up_ms: int, down_ms: int) -> Counts:
+    share = round(100 * up_ms / (up_ms + down_ms), 4) if up_ms + down_ms else None
+    up, down, missed = rounds
+    return Counts(up, down, missed, share, up_ms / 1000, down_ms / 1000)
 
 
 async def _uptime(kind: Kind, request: AuthedRequest, pool: asyncpg.Pool, raw_id: str) -> Uptime:
+    """Each window's `from` is when its known time really starts (a monitor younger than the
+    window: its first result), `to` now."""
     monitor = await visible_monitor(kind, request, raw_id, pool)
     now = utcnow()
     longest_first = sorted(WINDOWS, key=lambda w: w[1], reverse=True)  # the query's order
     starts = [now - span for _, span in longest_first]
     async with on_generic_plans(pool) as conn:
         rows = await results.counts(conn, monitor.id, starts, now)
+        times = [await results.state_time(conn, monitor.id, start, now) for start in starts]
     windows: dict[str, UptimeWindow] = {}
     for pos, (name, _) in enumerate(longest_first):
-        window = windows[name] = UptimeWindow(name, iso_ms(starts[pos]), iso_ms(now))
-        totals = [0, 0, 0]
-        for row in rows:
-            counted = row.windows[pos]
-            c = [counted.up, counted.down, counted.missed]
-            if any(c):
-                window.countries[row.country] = _counts(*c)
-            totals = [a + b for a, b in zip(totals, c, strict=True)]
-        window.overall = _counts(*totals)
+        rounds = {r.country: r.windows[pos] for r in rows}
+        spent = {t.country: t for t in times[pos]}
+        covered = min((t.covered_from for t in times[pos]), default=starts[pos])
+        window = windows[name] = UptimeWindow(name, iso_ms(covered), iso_ms(now))
+        totals = [0, 0, 0, 0, 0]
+        for country in sorted(rounds.keys() | spent.keys()):
+            counted = rounds.get(country)
+            c = [counted.up, counted.down, counted.missed] if counted else [0, 0, 0]
+            t = spent.get(country)
+            ms = [t.up_ms, t.down_ms] if t else [0, 0]
+            if any(c) or any(ms):
+                window.countries[country] = _counts(c, *ms)
+            totals = [a + b for a, b in zip(totals, c + ms, strict=True)]
+        window.overall = _counts(totals[:3], totals[3], totals[4])
     return Uptime(str(monitor.public_id), [windows[name] for name, _ in WINDOWS])
 
 
@@ -306,6 +325,13 @@ async def _trigger(
 ) -> Triggered:
     monitor = await visible_monitor(kind, request, raw_id, pool)
     plan = await trigger.run(request.user, monitor)
+    if plan.joined is not None:
+        return Triggered(
+            str(monitor.public_id),
+            iso_ms(plan.joined.scheduled_at),
+            [TriggeredJob(job_id, cc, "queued") for cc, job_id in plan.joined.jobs],
+            joined=True,
+        )
     # Logins to one account go out one country after another: the later ones are queued too.
     queued = [*plan.jobs, *(j for _, j in plan.deferred)]
     jobs = [TriggeredJob(j.job_id, j.country, "queued") for j in queued]

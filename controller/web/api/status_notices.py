@@ -13,6 +13,7 @@ from litestar import Controller, get, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from msgspec import Meta
 
+from controller.access import customers_store
 from controller.db.pool import Conn
 from controller.monitors import validation
 from controller.monitors.validation import WHITE_SPACE
@@ -21,7 +22,7 @@ from controller.statuspages import notices_store as notices
 from controller.statuspages.notices_store import Notice
 from controller.web.api import guards
 from controller.web.api.errors import bad_request, not_found
-from controller.web.api.monitor_rules import customer_ident, strict_body
+from controller.web.api.monitor_rules import strict_body
 from controller.web.authed_request import AuthedRequest
 from controller.web.services import BoxDep, PoolDep, SettingsDep
 from shared.timefmt import iso_ms, iso_ms_or_none
@@ -110,7 +111,7 @@ class StatusNoticeController(Controller):
         guards.requires_admin(request.user)
         data = await strict_body(request, data)
         validation.no_nul(data, "")
-        customer = customer_ident(data.customer_id)
+        customer = customers_store.parse_ident(data.customer_id)
         if customer is None:
             raise bad_request("customerId", "customerId: a numeric id or a public UUID")
         title, body = _text(data.title, "title"), _text(data.body, "body")
@@ -140,7 +141,7 @@ class StatusNoticeController(Controller):
             str, QueryParameter(name="customerId", description="numeric id or public UUID")
         ],
     ) -> list[StatusNotice]:
-        customer = customer_ident(customer_id)
+        customer = customers_store.parse_ident(customer_id)
         if customer is None:
             raise bad_request("customerId", "customerId: a numeric id or a public UUID")
         async with pool.acquire() as conn:

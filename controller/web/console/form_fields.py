@@ -82,6 +82,7 @@ LABELS: Final[Mapping[str, str]] = {
     "notificationEmail": "Alert e-mail",
     "notificationPhoneNumber": "Alert SMS number",
     "mailDomain": "Mail domain (DNS posture)",
+    "dkimSelectors": "DKIM selectors",
     "ips": "Outbound IP addresses",
     "domains": "Sending domains",
     "pass": "Password",
@@ -109,6 +110,8 @@ HINTS: Final[Mapping[str, str]] = {
     "allowedCheckCountryCodes": "e.g. DE, US (empty: the default countries)",
     "notificationPhoneNumber": "E.164, e.g. +4915112345678 (optional)",
     "mailDomain": "e.g. example.com: MX, SPF, DMARC, MTA-STS, TLS-RPT, DANE (optional)",
+    "dkimSelectors": "of the mail domain, e.g. mail2026 (at most 6; the common ones and a round"
+    " trip's signing one are read anyway)",
     "ips": "public addresses your mail leaves from, e.g. 81.2.69.160 (at most 8)",
     "domains": "e.g. example.com: the domains your mail names (at most 4)",
     "folders": "INBOX, Junk",

@@ -11,7 +11,7 @@ A form the API refuses comes back with the user's entries, a typed secret as a s
 """
 
 from collections.abc import Callable
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import asyncpg
 import msgspec
@@ -28,7 +28,7 @@ from controller.web.api import guards
 from controller.web.api.errors import ApiError, api_error, strict_body_error
 from controller.web.api.monitor_kinds import api_of
 from controller.web.api.monitor_rules import present
-from controller.web.api.monitor_schemas import MASK, MonitorCreate, MonitorUpdate
+from controller.web.api.monitor_schemas import MASK
 from controller.web.api.monitors import create_checked, update_checked
 from controller.web.console import form_fields
 from controller.web.console import store as console
@@ -149,7 +149,7 @@ async def create(
     try:
         body = form_fields.body_of(kind_form, form, _secret_of(form, kept, None))
         try:
-            checked = cast(MonitorCreate, msgspec.convert(body, api.create, strict=True))
+            checked = msgspec.convert(body, api.create, strict=True)
         except msgspec.ValidationError as exc:
             raise strict_body_error(exc) from None
         monitor = await create_checked(api.kind, request, checked, writes)
@@ -227,7 +227,7 @@ async def edit(
     try:
         body = form_fields.body_of(kind_form, form, _secret_of(form, kept, shown), shown)
         try:
-            checked = cast(MonitorUpdate, msgspec.convert(body, api.update, strict=True))
+            checked = msgspec.convert(body, api.update, strict=True)
         except msgspec.ValidationError as exc:
             raise strict_body_error(exc) from None
         await update_checked(api.kind, request, str(monitor.public_id), checked, writes)

@@ -15,7 +15,7 @@ from controller.alerting import incident_store as incident_db
 from controller.alerting.incident_store import ListedIncident
 from controller.db.pool import Conn
 from controller.ingest import store as results
-from controller.ingest.store import CountryCounts
+from controller.ingest.store import StateTime
 from controller.monitors.kinds import ALL_TYPES
 from controller.monitors.latest_store import monitor_with_latest
 from controller.monitors.store import Monitor
@@ -119,20 +119,32 @@ def maintenance_bands(
     return out
 
 
-def _uptime(rows: Sequence[CountryCounts]) -> list[dict[str, Any]]:
-    """Per window (day, week, month): the share of up among up and down, overall and per
-    country (missed rounds count neither way)."""
+def window_since(times: Sequence[StateTime], start: datetime) -> datetime | None:
+    """When a window's known time really starts, if later than the window's `start` (a monitor
+    younger than the window: its first result), so the page says "since" then; None when the
+    whole window is covered or nothing is known in it."""
+    covered = min((t.covered_from for t in times), default=None)
+    return covered if covered is not None and covered > start else None
+
+
+def _uptime(
+    times: Sequence[Sequence[StateTime]], starts: Sequence[datetime]
+) -> list[dict[str, Any]]:
+    """Per window (day, week, month; `times` and `starts` longest first): the share of time up
+    among time up and down (`uptime_ms`), overall and per country, and when its known time
+    starts if later than the window's start."""
     longest_first = sorted(WINDOWS, key=lambda w: w[1], reverse=True)  # the query's order
     out = []
     for pos, (name, _) in enumerate(longest_first):
         per: dict[str, float | None] = {}
         up_all = down_all = 0
-        for r in rows:
-            up, down = r.windows[pos].up, r.windows[pos].down
+        for t in times[pos]:
+            up, down = t.up_ms, t.down_ms
             up_all, down_all = up_all + up, down_all + down
-            per[r.country] = round(100 * up / (up + down), 3) if up + down else None
+            per[t.country] = round(100 * up / (up + down), 3) if up + down else None
         overall = round(100 * up_all / (up_all + down_all), 3) if up_all + down_all else None
-        out.append({"window": name, "overall": overall, "countries": per})
+        since = window_since(times[pos], starts[pos])
+        out.append({"window": name, "overall": overall, "countries": per, "since": since})
     return list(reversed(out))
 
 
@@ -140,11 +152,13 @@ async def history(conn: Conn, monitor_id: int, now: datetime) -> dict[str, Any]:
     """The hourly bars of the last HOURS and the daily bars of the last DAYS (the status pages'
     rollups and bars)."""
     this_hour = now.replace(minute=0, second=0, microsecond=0)
-    hours = await rollups.hourly(conn, monitor_id, this_hour - timedelta(hours=HOURS - 1))
+    hours = await rollups.hourly(conn, monitor_id, this_hour - timedelta(hours=HOURS - 1), now)
     days = await rollups.daily(conn, [monitor_id], now.date() - timedelta(days=DAYS - 1), now)
     return {
-        "hours": uptime_bars.hourly({r.hour: (r.up, r.down) for r in hours}, this_hour, HOURS),
-        "days": uptime_bars.daily({r.day: (r.up, r.down) for r in days}, now.date(), DAYS),
+        "hours": uptime_bars.hourly(
+            {r.hour: (r.up_ms, r.down_ms) for r in hours}, this_hour, HOURS
+        ),
+        "days": uptime_bars.daily({r.day: (r.up_ms, r.down_ms) for r in days}, now.date(), DAYS),
     }
 
 
@@ -174,7 +188,7 @@ async def live(
     width = span / BUCKETS
     buckets = await console.response_buckets(conn, m.id, start, width)
     starts = [now - s for _, s in sorted(WINDOWS, key=lambda w: w[1], reverse=True)]
-    counts = await results.counts(conn, m.id, starts, now)
+    times = [await results.state_time(conn, m.id, since, now) for since in starts]
     incidents, _ = await incident_db.list_incidents(conn, m.id, 10, 0)
     windows = await maintenance_windows(conn, m)
     bands = [
@@ -191,7 +205,7 @@ async def live(
         "phase_chart": charts.line_chart(_phase_series(buckets), start, now, (), gap),
         "ranges": list(RANGES),
         "range_name": range_name,
-        "uptime": _uptime(counts),
+        "uptime": _uptime(times, starts),
         "incidents": incidents,
         "windows": windows,
         "bars": await history(conn, m.id, now),

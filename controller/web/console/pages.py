@@ -38,7 +38,7 @@ from controller.web.api import guards
 from controller.web.api.auth import Logins, client_address, login_token
 from controller.web.api.errors import ApiError, api_error
 from controller.web.api.monitors import BUDGET_FIELDS
-from controller.web.console import monitor_view
+from controller.web.console import flow_view, monitor_view
 from controller.web.console import store as console
 from controller.web.console.posture_view import listing_counts, monitor_posture
 from controller.web.console.report_view import domain_reports
@@ -61,6 +61,7 @@ log = structlog.get_logger(__name__)
 PER_PAGE = 100
 NOTICES = {
     "triggered": "A check round was queued; results arrive within the monitor's timeout.",
+    "joined": "A round of this round trip is on its way: its results answer this check.",
     "paused": "Paused: the monitor is not checked until resumed.",
     "resumed": "Resumed: the monitor is checked again.",
     "deleted": "The monitor was deleted.",
@@ -220,11 +221,16 @@ async def overview(
         listed = await listing_counts(conn, scope, blocklists_of(settings), LISTINGS_COUNTED)
         for level, n in listed.items():
             open_findings[level] = open_findings.get(level, 0) + n
+        flows, open_flows, evidence = await flow_view.listed(
+            conn, scope, flow_view.OPEN_SHOWN, open_only=True
+        )
     return page(
         request,
         "overview.html",
         notice=notice,
         open_findings=open_findings,
+        open_flows=open_flows,
+        **flow_view.shown(flows, evidence),
         **await _overview(request, pool),
     )
 
@@ -346,10 +352,10 @@ async def trigger(
 ) -> Response[Any]:
     monitor = await _writable(request, pool, monitor_id)
     try:
-        await trigger.run(principal_of(request), monitor)
+        plan = await trigger.run(principal_of(request), monitor)
     except Refused as exc:  # disabled monitor, fair-use limit, no pipeline or agents here
         return await _action_failed(request, (pool, settings), monitor_id, api_error(exc))
-    return _back(monitor, "triggered")
+    return _back(monitor, "triggered" if plan.joined is None else "joined")
 
 
 def _lookup(monitor: Monitor) -> Lookup:
@@ -403,7 +409,7 @@ async def delete(
     pool: PoolDep,
 ) -> Redirect:
     monitor = await _writable(request, pool, monitor_id)
-    await writes.delete(_lookup(monitor), lambda _: None)
+    await writes.delete(_lookup(monitor))
     log.info("console delete", monitor=str(monitor.public_id))
     return Redirect(f"{PREFIX}/?notice=deleted", status_code=303)
 

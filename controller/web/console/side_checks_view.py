@@ -19,7 +19,8 @@ class SideRow:
     title: str
     open: int  # its findings open on the monitor
     section: str | None  # the page's section that shows it, else the answers below
-    seen: list[tuple[str, datetime]] = field(default_factory=list)  # (country, latest answer)
+    # (country, latest answer, why it could not read all it was asked: "" for nothing)
+    seen: list[tuple[str, datetime, str]] = field(default_factory=list)
 
 
 async def side_checks(conn: Conn, monitor: Monitor, open_codes: Iterable[str]) -> list[SideRow]:
@@ -31,5 +32,5 @@ async def side_checks(conn: Conn, monitor: Monitor, open_codes: Iterable[str]) -
     }
     for latest in await facts_store.latest(conn, monitor.id):
         if latest.name in rows:
-            rows[latest.name].seen.append((latest.country, latest.at))
+            rows[latest.name].seen.append((latest.country, latest.at, latest.error))
     return list(rows.values())

@@ -276,7 +276,7 @@ def _content(
 ) -> PageContent:
     per_day: dict[int, dict[date, tuple[int, int]]] = {}
     for d in daily:
-        per_day.setdefault(d.monitor_id, {})[d.day] = (d.up, d.down)
+        per_day.setdefault(d.monitor_id, {})[d.day] = (d.up_ms, d.down_ms)
     names = {m.id: m.name for m in rows}
     shown: list[Service] = []
     for m in rows:

@@ -1,0 +1,63 @@
+"""One pass of an operator health watch, in the caller's transaction: what was judged now moved
+against what is stored (`move`: a stored name not judged now takes `gone`, each stepped by
+`rules.step`, saved when it changed) and each change that held told (`tell_owners`: one `fleet`
+notice to the owners of each organization it touches; the fleet's own budget, never the
+outages')."""
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+from controller.db.pool import Conn
+from controller.notify import budget_store as budget_db
+from controller.notify import recipients
+from controller.notify.entry import Notice, Source, notify
+from controller.notify.texts import Texts
+from controller.operator_health import rules
+from controller.operator_health import store as db
+from controller.operator_health.rules import Change, Health, Stored
+from controller.operator_health.store import Table
+
+# The notification kind owners opt in and out of for these notices.
+KIND = "finding"
+
+
+class Told(NamedTuple):
+    """A change that held: the name, the country, its health now and which way it went."""
+
+    name: str
+    country: str
+    stored: Stored
+    change: Change
+
+
+async def move(
+    conn: Conn,
+    table: Table,
+    stored: Mapping[tuple[str, str], Stored],
+    judged: Mapping[tuple[str, str], Health],
+    at: datetime,
+    *,
+    hold: timedelta,
+    gone: Health,
+) -> list[Told]:
+    """Step every judged name, and every stored one not judged now (as `gone`), to `at`; saved
+    when it changed; the changes to tell, in (name, country) order."""
+    now_health = dict(judged) | {key: gone for key in stored.keys() - judged.keys()}
+    told: list[Told] = []
+    for key in sorted(now_health):
+        before = stored.get(key)
+        after, change = rules.step(before, now_health[key], at, hold)
+        if after != before:
+            await db.save(conn, table, *key, after)
+        if change is not None:
+            told.append(Told(*key, after, change))
+    return told
+
+
+async def tell_owners(conn: Conn, organizations: Iterable[int], texts: Texts, key: str) -> None:
+    """`texts` to the owners of each organization, deduplicated by `key` per organization."""
+    for org in organizations:
+        _, owners = await budget_db.owners(conn, org)
+        notes = recipients.to_owners(KIND, owners, texts, f"{key}:{org}")
+        await notify(conn, Notice(Source.FLEET, org, None, None, notes))

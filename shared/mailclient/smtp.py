@@ -1,0 +1,86 @@
+"""An SMTP session on aiosmtplib, connected on a socket the caller opened: the OAuth2 AUTH
+exchange (XOAUTH2, OAUTHBEARER) that keeps the server's error challenge, and a password login
+that tries a second mechanism only when the server refused the first one itself."""
+
+import socket
+import ssl
+
+import aiosmtplib
+from aiosmtplib import SMTPAuthenticationError, SMTPException, SMTPStatus
+
+# Sent in EHLO/HELO. Computed once: aiosmtplib's default, socket.getfqdn(), may query DNS.
+EHLO_NAME = socket.gethostname() or "mailprobe"
+# RFC 4954 4: an AUTH command with its initial response may be 12288 octets long; a longer
+# one sends the response after the server's empty 334 instead.
+AUTH_LINE_MAX = 12288
+# Replies that say the mechanism is not usable here, not that the credentials are wrong: the
+# next mechanism may be tried (RFC 4954: 504 unrecognised, 534 too weak, 538 needs encryption).
+MECHANISM_REFUSED = frozenset({504, 534, 538})
+
+
+def client(
+    sock: socket.socket, server_name: str, ctx: ssl.SSLContext, implicit_tls: bool
+) -> aiosmtplib.SMTP:
+    """A client for the connected `sock`: `server_name` is only the name for SNI and the
+    certificate check (aiosmtplib passes it as server_hostname); no timeout of its own, the
+    caller owns the deadline. `connect()` reads the greeting (after the handshake with
+    `implicit_tls`)."""
+    return aiosmtplib.SMTP(
+        sock=sock,
+        hostname=server_name,
+        use_tls=implicit_tls,
+        start_tls=False,
+        tls_context=ctx,
+        local_hostname=EHLO_NAME,
+        timeout=None,
+    )
+
+
+class SaslRefused(SMTPAuthenticationError):
+    """AUTH refused: the server's final reply, and the error challenge it sent before it
+    (base64, as sent), which aiosmtplib's own auth_xoauth2 drops."""
+
+    def __init__(self, code: int, message: str, challenge: str | None) -> None:
+        super().__init__(code, message)
+        self.challenge = challenge
+
+
+async def authenticate(smtp: aiosmtplib.SMTP, mechanism: str, initial: str, dummy: str) -> None:
+    """AUTH `mechanism` with the `initial` response (base64) on the command line when it fits,
+    else after the server's empty 334; an error challenge is answered with `dummy`. A refusal
+    raises SaslRefused."""
+    name = mechanism.encode()
+    response = initial.encode()
+    if len(b"AUTH " + name + b" " + response + b"\r\n") <= AUTH_LINE_MAX:
+        reply = await smtp.execute_command(b"AUTH", name, response)
+    else:
+        reply = await smtp.execute_command(b"AUTH", name)
+        if reply.code == SMTPStatus.auth_continue:
+            reply = await smtp.execute_command(response)
+    challenge: str | None = None
+    if reply.code == SMTPStatus.auth_continue:
+        challenge = reply.message
+        reply = await smtp.execute_command(dummy.encode())
+    if reply.code != SMTPStatus.auth_successful:
+        raise SaslRefused(reply.code, reply.message, challenge)
+
+
+async def login_once(smtp: aiosmtplib.SMTP, user: str, password: str) -> None:
+    """Log in with the first mechanism both sides support, moving on only when the server
+    refuses the mechanism itself: aiosmtplib's `login` tries every mechanism after a rejection,
+    so one check with a wrong password would be two or three failed logins, and lockout
+    policies (fail2ban, mailcow) count each."""
+    if not smtp.supports_extension("auth"):
+        await smtp.login(user, password)  # raises its "AUTH not supported" SMTPException
+        return
+    refused: SMTPAuthenticationError | None = None
+    for name in smtp.supported_auth_methods:
+        try:
+            await getattr(smtp, f"auth_{name.replace('-', '')}")(user, password)
+        except SMTPAuthenticationError as exc:
+            if exc.code not in MECHANISM_REFUSED:
+                raise
+            refused = exc
+        else:
+            return
+    raise refused or SMTPException("No suitable authentication method found.")
