@@ -30,7 +30,6 @@ from controller.fleet.live import LiveAgents
 from controller.monitors.validation import COUNTRIES
 from controller.runtime.pipeline import PUBLISH_ASYNC_MAX_PENDING
 from controller.scheduling import rules as schedule
-from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from shared.messages import AgentHeartbeat, encode
@@ -39,6 +38,7 @@ from shared.streams import ensure_jobs_consumers, ensure_streams, jobs_consumer_
 from shared.subjects import JOBS_STREAM, heartbeats_subject
 from shared.timefmt import iso_ms, utcnow
 from testkit.common import Pipes, discard_logs, machine, percentile, seed_monitors, verdict
+from testkit.scheduling import wired_scheduler
 
 MONITORS = 300_000
 INTERVAL = 60
@@ -93,7 +93,7 @@ async def _schedule(database_url: str, nats_url: str, window: tuple[float, float
     agents = LiveAgents(nc, warmup_s=1.5 * BEAT_S)
     await agents.start()
     # No key directory: these monitors have no credentials (bench/seal.py measures sealing).
-    scheduler = Scheduler(pool, js, agents, SecretBox(SECRETS_KEY), CountryKeys(None))
+    scheduler = wired_scheduler(pool, js, agents, SecretBox(SECRETS_KEY), CountryKeys(None))
     stop = asyncio.Event()
     task = asyncio.create_task(scheduler.run(stop))
     await asyncio.sleep(max(0.0, window[0] - time.time()))

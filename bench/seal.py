@@ -1,6 +1,6 @@
 """Sealing: what a monitor with credentials costs the scheduler per job (decrypting its stored
 secret, sealing its config to the country's key) and the agent (opening it), in one process,
-on the scheduler's own code (`Scheduler.rounds`, which plans a claimed batch in a thread).
+on the scheduler's own code (`Planner.rounds`, which plans a claimed batch in a thread).
 
 Targets: the scheduler's rate target (bench/scheduler.py, 5,000 jobs/s from one process) fits in
 one core with every job credentialed, i.e. <= 200 us of CPU a job; planning a batch of 1,000
@@ -17,14 +17,18 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
+from nats.aio.client import Client as NATS
+
+from controller.fleet.live import LiveAgents
 from controller.monitors.store import WatchedMonitor, decode_watched
-from controller.scheduling.scheduler import Scheduler
+from controller.scheduling.planner import Planner
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from shared.messages import CheckJob, encode
 from shared.sealing import OpeningKeys, generate
 from shared.timefmt import utcnow
 from testkit.common import machine, percentile, verdict
+from testkit.scheduling import round_planner
 
 MONITORS = 1000
 COUNTRIES = ("DE", "US")
@@ -62,6 +66,9 @@ def _monitors(box: SecretBox, credentialed: bool) -> list[WatchedMonitor]:
             "notification_email": None,
             "notification_phone_number": None,
             "mail_domain": None,
+            "reputation": None,
+            "secret_env": None,
+            "depends_on": None,
             "next_due_at": now - timedelta(seconds=1),
             "created_at": now,
             "updated_at": now,
@@ -76,10 +83,10 @@ def _monitors(box: SecretBox, credentialed: bool) -> list[WatchedMonitor]:
     return claimed
 
 
-async def _plan(scheduler: Scheduler, rows: list[WatchedMonitor]) -> tuple[list[CheckJob], float]:
+async def _plan(planner: Planner, rows: list[WatchedMonitor]) -> tuple[list[CheckJob], float]:
     """The jobs of one batch (encoded, as publishing does) and the process CPU seconds taken."""
     cpu = time.process_time()
-    rounds = await scheduler.rounds(rows, utcnow(), frozenset(COUNTRIES))
+    rounds = await planner.rounds(rows, utcnow(), frozenset(COUNTRIES))
     # Every job planned, those a round sends later (logins spaced out) included.
     jobs = [job for r in rounds for job in [*r.jobs, *(j for _, j in r.deferred)]]
     for job in jobs:
@@ -114,24 +121,26 @@ async def _measure(keys_dir: Path) -> bool:
     for cc in COUNTRIES:
         privates[cc], public = generate()
         (keys_dir / f"{cc}.pub").write_text(public)
-    none = cast(Any, None)  # `rounds` does no I/O: no pool, stream or live agents needed
-    scheduler = Scheduler(none, none, none, box, CountryKeys(str(keys_dir)))
+    # `rounds` does no I/O: a live agents view on a NATS client never connected (no agent, so
+    # no country where all of them log in with OAuth2) will do.
+    keys = CountryKeys(str(keys_dir))
+    planner = Planner(round_planner(box, keys), LiveAgents(NATS()), keys)
     plain_rows, sealed_rows = _monitors(box, False), _monitors(box, True)
     per_job: dict[str, list[float]] = {"plain": [], "sealed": []}
     for _ in range(ROUNDS):
         for name, rows in (("plain", plain_rows), ("sealed", sealed_rows)):
-            jobs, cpu = await _plan(scheduler, rows)
+            jobs, cpu = await _plan(planner, rows)
             per_job[name].append(cpu / len(jobs) * 1e6)
     plain_us, sealed_us = min(per_job["plain"]), min(per_job["sealed"])
-    jobs, _ = await _plan(scheduler, sealed_rows)
+    jobs, _ = await _plan(planner, sealed_rows)
     opening = {cc: OpeningKeys([key]) for cc, key in privates.items()}
     t0 = time.process_time()
     for job in jobs:
         assert job.sealed_config is not None
         opening[job.country].open(job.sealed_config, job.seal_key_id)
     open_us = (time.process_time() - t0) / len(jobs) * 1e6
-    gaps = await _gaps_while(_plan(scheduler, sealed_rows))
-    plain_size = len(encode((await _plan(scheduler, plain_rows[:1]))[0][0]))
+    gaps = await _gaps_while(_plan(planner, sealed_rows))
+    plain_size = len(encode((await _plan(planner, plain_rows[:1]))[0][0]))
     sealed_size = len(encode(jobs[0]))
 
     rate_ok = sealed_us <= TARGET_JOB_US

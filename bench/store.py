@@ -79,7 +79,7 @@ def _without_rollups(sql: str) -> str:
 
 def _state_unmoved(sql: str) -> str:
     """The statement with the per-country states left as they are (they exist already)."""
-    moved = "AND u.scheduled_at >= s.last_scheduled_at"
+    moved = "AND (country_state_moved(s, u::country_state_move)).moves"
     made = "FROM u WHERE u.fresh"
     assert moved in sql and made in sql
     return sql.replace(moved, f"{moved} AND false").replace(made, f"{made} AND false")

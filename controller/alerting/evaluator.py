@@ -68,7 +68,7 @@ from controller.alerting.rules import (
 )
 from controller.db.pool import Conn, plan_generically
 from controller.ingest import alert_queue_store as alert_queue
-from controller.ingest import store as results
+from controller.ingest import record
 from controller.jobs.result_kinds import ResultRow
 from controller.jobs.rules import JobIds
 from controller.logins import backoff as login_backoff
@@ -518,7 +518,7 @@ class Alerter:
         plan = self._plan(w, s, now, after, read)
         if plan.fills and not fills:
             raise FillsWanted(w.monitor.id)
-        await results.store(conn, plan.fills, self._default_countries)
+        await record.expired(conn, plan.fills, self._default_countries)
         return plan.ready, plan.due, plan.read
 
     @staticmethod

@@ -16,7 +16,7 @@ when any of them must come again (stored again whole: the inserts are idempotent
 short (`INGEST_ACK_WAIT_S`), so a dead ingester's results go to another within seconds; a
 message held longer than a third of it (its batch queued behind others, or a slow commit) is
 kept with `in_progress` every third of it until settled. Concurrent batches are safe
-because every insert is idempotent on the job id and `results.store` locks state rows in one
+because every insert is idempotent on the job id and `record.checked` locks state rows in one
 fixed order; a batch that still fails (a deadlock, a lost connection) is nak'ed and stored
 again later.
 """
@@ -34,6 +34,7 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
+from controller.ingest import record
 from controller.ingest import store as results
 from controller.ingest.store import CheckedResult
 from controller.jobs.rules import JobIds
@@ -317,7 +318,7 @@ class Ingester:
 
     async def _store(self, batch: list[CheckedResult]) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
-            stored = await results.store(conn, batch, self._default_countries)
+            stored = await record.checked(conn, batch, self._default_countries)
             # Each country's resolver canaries, from the DNS side checks' facts.
             await oracles.record_canaries(conn, batch)
             return stored

@@ -271,30 +271,31 @@ WITH r AS (
     FROM x WHERE x.nth = 1
 ), moved AS (
     -- States are locked in (monitor, country) order, as everywhere, so concurrent batches
-    -- cannot deadlock; a state newer than the batch stays.
-    UPDATE monitor_country_state s SET last_status = u.status,
-    last_error_kind = u.error_kind,
-    last_message = u.message,
-    last_scheduled_at = u.scheduled_at,
-    last_job_id = u.job_id,
-    last_checked_at = greatest(s.last_checked_at, u.checked_at),
-    consecutive_failures =
-        CASE WHEN u.reset_fail THEN 0 ELSE s.consecutive_failures END + u.add_fail,
-    consecutive_successes =
-        CASE WHEN u.reset_succ THEN 0 ELSE s.consecutive_successes END + u.add_succ,
-    last_response_time_ms = u.response_time_ms,
-    last_phases_ms = u.phases_ms,
-    last_cert_not_after = u.cert_not_after,
+    -- cannot deadlock; each moves as `country_state_moved` says (migration 0110).
+    UPDATE monitor_country_state s SET last_status = (country_state_moved(s, u::country_state_move)).last_status,
+    last_error_kind = (country_state_moved(s, u::country_state_move)).last_error_kind,
+    last_message = (country_state_moved(s, u::country_state_move)).last_message,
+    last_scheduled_at = (country_state_moved(s, u::country_state_move)).last_scheduled_at,
+    last_job_id = (country_state_moved(s, u::country_state_move)).last_job_id,
+    last_checked_at = (country_state_moved(s, u::country_state_move)).last_checked_at,
+    consecutive_failures = (country_state_moved(s, u::country_state_move)).consecutive_failures,
+    consecutive_successes = (country_state_moved(s, u::country_state_move)).consecutive_successes,
+    last_response_time_ms = (country_state_moved(s, u::country_state_move)).last_response_time_ms,
+    last_phases_ms = (country_state_moved(s, u::country_state_move)).last_phases_ms,
+    last_cert_not_after = (country_state_moved(s, u::country_state_move)).last_cert_not_after,
     updated_at = now(),
-    detail_at = CASE WHEN u.detail_at >= coalesce(s.detail_at, '-infinity')
-        THEN u.detail_at ELSE s.detail_at END,
-    detail_tag = CASE WHEN u.detail_at >= coalesce(s.detail_at, '-infinity')
-        THEN u.detail_tag ELSE s.detail_tag END,
-    detail_facts = CASE WHEN u.detail_at >= coalesce(s.detail_at, '-infinity')
-        THEN u.detail_facts ELSE s.detail_facts END
-    FROM (SELECT * FROM u ORDER BY u.monitor_id, u.country) u
+    detail_at = (country_state_moved(s, u::country_state_move)).detail_at,
+    detail_tag = (country_state_moved(s, u::country_state_move)).detail_tag,
+    detail_facts = (country_state_moved(s, u::country_state_move)).detail_facts
+    -- u: the batch's effect as a `country_state_move`, field by field (the cast makes it one,
+    -- which the planner reads back field by field again: no row is built).
+    FROM (SELECT u.monitor_id, u.country, u.status, u.error_kind, u.message, u.scheduled_at,
+            u.job_id, u.checked_at, u.add_fail, u.reset_fail, u.add_succ, u.reset_succ,
+            u.detail_at, u.detail_tag, u.detail_facts, u.response_time_ms, u.phases_ms,
+            u.cert_not_after
+        FROM u ORDER BY u.monitor_id, u.country) u
     WHERE s.monitor_id = u.monitor_id AND s.country = u.country
-        AND u.scheduled_at >= s.last_scheduled_at
+        AND (country_state_moved(s, u::country_state_move)).moves
 ), made AS (
     -- A state the statement did not find starts with the batch's effect; one another batch
     -- made meanwhile is left to `_move_lost` (the `lost` column below).
@@ -312,25 +313,9 @@ WITH r AS (
 SELECT u.monitor_id, u.country, u.stored, u.revised, u.routine,
     CASE WHEN u.fresh AND NOT EXISTS (SELECT 1 FROM made WHERE made.monitor_id = u.monitor_id
             AND made.country = u.country)
-        THEN json_build_object(
-            'monitor_id', u.monitor_id,
-            'country', u.country,
-            'status', u.status,
-            'error_kind', u.error_kind,
-            'message', u.message,
-            'scheduled_at', u.scheduled_at,
-            'job_id', u.job_id,
-            'checked_at', u.checked_at,
-            'add_fail', u.add_fail,
-            'reset_fail', u.reset_fail,
-            'add_succ', u.add_succ,
-            'reset_succ', u.reset_succ,
-            'detail_at', u.detail_at,
-            'detail_tag', u.detail_tag,
-            'detail_facts', u.detail_facts,
-            'response_time_ms', u.response_time_ms,
-            'phases_ms', u.phases_ms,
-            'cert_not_after', u.cert_not_after
-        )::text
+        THEN to_json(ROW(u.monitor_id, u.country, u.status, u.error_kind, u.message,
+            u.scheduled_at, u.job_id, u.checked_at, u.add_fail, u.reset_fail, u.add_succ,
+            u.reset_succ, u.detail_at, u.detail_tag, u.detail_facts, u.response_time_ms,
+            u.phases_ms, u.cert_not_after)::country_state_move)::text
         END AS lost
 FROM u

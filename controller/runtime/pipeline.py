@@ -20,6 +20,10 @@ from controller.jobs.rules import JobIds
 from controller.notify.links import Links
 from controller.oauth2.fetcher import TokenFetcher
 from controller.oauth2.tokens import TokenService
+from controller.scheduling.admission import Admission
+from controller.scheduling.plan import RoundPlanner
+from controller.scheduling.planner import Planner
+from controller.scheduling.publisher import JobPublisher
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
@@ -152,37 +156,52 @@ async def _agents(
 def _scheduler(
     settings: ControllerSettings, pool: asyncpg.Pool, js: JetStreamContext, agents: LiveAgents
 ) -> tuple[Scheduler, FreshNames | None]:
-    """The scheduler and the names it skips (None: BLOCKLISTS is off)."""
+    """The scheduler's three parts (planner, admission, publisher) and the worker that drives
+    them, each given what it uses; and the names it skips (None: BLOCKLISTS is off)."""
     reputation, scheduling, fair_use = settings.reputation, settings.scheduling, settings.fair_use
     lists = lists_setting(reputation.blocklists)
     fresh = FreshNames(pool, lists, reputation.blocklist_interval_seconds) if lists else None
     box = SecretBox(settings.secrets.secrets_key or "")
+    keys = CountryKeys(settings.secrets.seal_public_keys_dir)
     links = Links.of(settings.notify)
-    scheduler = Scheduler(
-        pool,
-        js,
-        agents,
+    countries = fair_use.default_check_countries
+    rounds = RoundPlanner(
+        JobIds.from_box(box),
         box,
-        CountryKeys(settings.secrets.seal_public_keys_dir),
-        default_countries=fair_use.default_check_countries,
-        batch=scheduling.scheduler_batch,
-        gather_s=scheduling.scheduler_gather_seconds,
+        keys,
+        default_countries=countries,
         dns_interval_s=scheduling.dns_posture_interval_seconds,
         login_spacing_s=scheduling.login_spacing_seconds,
-        login_cap=fair_use.login_cap_per_account,
-        trigger_burst=fair_use.trigger_check_burst,
-        checks_per_minute=fair_use.org_max_checks_per_minute,
-        mails_per_domain=scheduling.roundtrip_mails_per_domain_per_minute,
-        confirm_per_minute=scheduling.confirm_rounds_per_minute,
         result_bundles=scheduling.result_bundles,
         blocklists=lists,
         blocklist_interval_s=reputation.blocklist_interval_seconds,
         fresh=fresh or (lambda cc: ()),
         known=fresh.known if fresh else (lambda monitor_id, cc: ()),
         asked_at=fresh.asked_at if fresh else (lambda monitor_id, cc: None),
-        tokens=token_service(settings.oauth2, pool, box, links),
-        links=links,
-        readiness_queries=scheduling.readiness_queries_per_hour,
+    )
+    tokens = token_service(settings.oauth2, pool, box, links)
+    planner = Planner(
+        rounds, agents, keys, tokens, readiness_queries=scheduling.readiness_queries_per_hour
+    )
+    admission = Admission(
+        agents,
+        links,
+        default_countries=countries,
+        login_cap=fair_use.login_cap_per_account,
+        trigger_burst=fair_use.trigger_check_burst,
+        mails_per_domain=scheduling.roundtrip_mails_per_domain_per_minute,
+    )
+    publisher = JobPublisher(js, agents, keys, default_countries=countries)
+    scheduler = Scheduler(
+        pool,
+        planner,
+        admission,
+        publisher,
+        default_countries=countries,
+        batch=scheduling.scheduler_batch,
+        gather_s=scheduling.scheduler_gather_seconds,
+        checks_per_minute=fair_use.org_max_checks_per_minute,
+        confirm_per_minute=scheduling.confirm_rounds_per_minute,
     )
     return scheduler, fresh
 

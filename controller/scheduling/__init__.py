@@ -1,2 +1,2 @@
-"""Due monitors into check jobs: the grid and job ids (`rules`), the scheduler, and confirmation
-rounds."""
+"""Due monitors into check jobs: the grid and job ids (`rules`), the scheduler (a worker
+driving its planner, admission and publisher), and confirmation rounds."""

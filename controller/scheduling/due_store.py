@@ -19,6 +19,7 @@ import msgspec
 from controller.db.pool import Conn
 from controller.monitors.store import (
     WATCHED_COLUMNS,
+    Monitor,
     MonitorConfigError,
     WatchedMonitor,
     decode_watched,
@@ -26,6 +27,11 @@ from controller.monitors.store import (
 from controller.scheduling.plan import UnfitMonitor
 
 ClaimedMonitor = WatchedMonitor | UnfitMonitor
+
+
+def monitor_of(claimed: ClaimedMonitor) -> Monitor | UnfitMonitor:
+    """The claimed monitor's own fields (id, public id, type, interval), fit or not."""
+    return claimed.monitor if isinstance(claimed, WatchedMonitor) else claimed
 
 
 def _decoded(rows: Sequence[asyncpg.Record]) -> list[ClaimedMonitor]:

@@ -1,5 +1,5 @@
-"""A monitor's round as the scheduler plans it: pure rules, no I/O (the worker,
-controller.scheduling.scheduler, claims the monitors, sends the jobs and stores the rows).
+"""A monitor's round as the scheduler plans it: pure rules, no I/O (the scheduler's planner,
+controller.scheduling.planner, asks it for the monitors its worker claims).
 
 Which countries a round goes to, its jobs (a config with credentials sealed to each job's
 country), the countries where it is recorded missed (`no_agent`, `no_seal_key`, `auth_backoff`,

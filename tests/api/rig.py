@@ -26,7 +26,6 @@ from controller.fleet.live import LiveAgents
 from controller.ingest.ingester import Ingester
 from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import PUBLISH_ASYNC_MAX_PENDING, Pipeline
-from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings
@@ -35,6 +34,7 @@ from shared.messages import AgentHeartbeat, encode
 from shared.streams import ensure_jobs_consumers, ensure_streams, jobs_consumer_name
 from shared.subjects import JOBS_STREAM, heartbeats_subject, jobs_subject
 from shared.timefmt import iso_ms, utcnow
+from testkit.scheduling import wired_scheduler
 from testkit.sealing import KeyRing
 from testkit.serving import serve_app
 
@@ -77,7 +77,7 @@ async def pipeline_api(
     key_dir = tempfile.TemporaryDirectory(prefix="rig-seal-")
     ring = KeyRing(Path(key_dir.name), [country])
     keys = CountryKeys(str(ring.directory), reload_every_s=0)
-    scheduler = Scheduler(
+    scheduler = wired_scheduler(
         pool, js, agents, box, keys, default_countries=settings.fair_use.default_check_countries
     )
     ingester = Ingester(

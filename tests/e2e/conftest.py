@@ -34,7 +34,6 @@ from controller.fleet.live import LiveAgents
 from controller.ingest.ingester import Ingester
 from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import PUBLISH_ASYNC_MAX_PENDING, Pipeline
-from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings
@@ -42,6 +41,7 @@ from controller.web.app import create_app
 from shared.messages import AgentHeartbeat
 from shared.streams import ensure_streams, jobs_consumer_name
 from shared.subjects import JOBS_STREAM, RESULTS_STREAM, jobs_subject
+from testkit.scheduling import wired_scheduler
 from testkit.sealing import KeyRing
 from testkit.serving import http_client, serve_app
 from tests.conftest import Tenant, make_tenant, scratch_database
@@ -130,7 +130,7 @@ async def controller(
     await ensure_streams(js)
     agents = ScopedAgents(e2e_nc, {HOME, ABROAD})
     await agents.start()
-    scheduler = Scheduler(
+    scheduler = wired_scheduler(
         e2e_pool,
         js,
         agents,

@@ -31,7 +31,6 @@ from controller.db.pool import create_pool
 from controller.ingest.ingester import Ingester
 from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import PUBLISH_ASYNC_MAX_PENDING
-from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings
@@ -39,6 +38,7 @@ from shared.streams import ensure_streams
 from shared.subjects import RESULTS_STREAM
 from testkit.campaigns.saturation import Figures, Org, Scenario, Tarpit, figures, seed, table
 from testkit.peers.smtp import SmtpPeer
+from testkit.scheduling import wired_scheduler
 from tests.conftest import scratch_database
 from tests.e2e.conftest import ScopedAgents, remove_country_state
 
@@ -132,7 +132,7 @@ async def _run(
     await ensure_streams(js)
     live = ScopedAgents(nc, set(COUNTRIES))
     await live.start()
-    scheduler = Scheduler(
+    scheduler = wired_scheduler(
         pool, js, live, SecretBox(settings.secrets.secrets_key or ""), CountryKeys(None)
     )
     ingester = Ingester(pool, nc, js, job_ids, durable=f"ingest-sat-{uuid.uuid4().hex[:8]}")

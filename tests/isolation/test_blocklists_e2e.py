@@ -32,7 +32,6 @@ from controller.fleet.live import LiveAgents
 from controller.ingest.ingester import Ingester
 from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import PUBLISH_ASYNC_MAX_PENDING, Pipeline
-from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings
@@ -45,6 +44,7 @@ from shared.streams import ensure_streams
 from testkit.netns import Netns, missing, namespace
 from testkit.peers.dnsbl import DnsblPeer, healthy, label
 from testkit.peers.smtp import SmtpPeer
+from testkit.scheduling import wired_scheduler
 from testkit.sealing import KeyRing
 from testkit.serving import http_client, serve_app
 from tests.api.helpers import SMTP
@@ -173,7 +173,7 @@ async def test_a_list_that_differs_between_countries_is_a_finding_from_the_count
         live = LiveAgents(nc, warmup_s=0)
         await live.start()
         stack.push_async_callback(live.stop)
-        scheduler = Scheduler(
+        scheduler = wired_scheduler(
             pool,
             js,
             live,

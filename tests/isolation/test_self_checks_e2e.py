@@ -36,7 +36,6 @@ from controller.fleet.live import LiveAgents
 from controller.ingest.ingester import Ingester
 from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import PUBLISH_ASYNC_MAX_PENDING, Pipeline
-from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings
@@ -47,6 +46,7 @@ from shared.timefmt import parse_iso
 from testkit.netns import DEAD_RESOLVER, Netns, missing, namespace
 from testkit.peers.dns import DnsPeer
 from testkit.peers.smtp import SmtpPeer
+from testkit.scheduling import wired_scheduler
 from testkit.sealing import KeyRing
 from testkit.serving import http_client, serve_app
 from tests.api.helpers import SMTP
@@ -136,7 +136,7 @@ async def stack(
         await ensure_streams(js)
         live = LiveAgents(nc, warmup_s=0)
         await live.start()
-        scheduler = Scheduler(
+        scheduler = wired_scheduler(
             pool,
             js,
             live,

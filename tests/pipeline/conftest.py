@@ -40,6 +40,7 @@ from shared.messages import AgentHeartbeat, CheckJob, bundle_parts, decode_job, 
 from shared.streams import ensure_streams
 from shared.subjects import JOBS_STREAM, heartbeats_subject, jobs_subject
 from shared.timefmt import iso_ms, utcnow
+from testkit.scheduling import wired_scheduler
 from testkit.sealing import KeyRing
 from testkit.serving import http_client, serve_app
 from tests.conftest import Tenant, make_tenant, scratch_database
@@ -109,7 +110,7 @@ async def pipeline(
 ) -> AsyncIterator[Pipeline]:
     agents = LiveAgents(nc, warmup_s=0, ttl_s=60)
     await agents.start()
-    scheduler = Scheduler(
+    scheduler = wired_scheduler(
         pipe_pool,
         js,
         agents,
@@ -245,7 +246,7 @@ def replica(
 ) -> Scheduler:
     """Another scheduler (a replica) over the pipeline's NATS and live agents; by default it
     sends every login of a round at once. `kw`: the Scheduler's keyword arguments."""
-    return Scheduler(
+    return wired_scheduler(
         pool,
         pipeline.js,
         pipeline.agents,

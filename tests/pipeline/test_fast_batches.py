@@ -18,7 +18,6 @@ from nats.js.api import RetentionPolicy, StreamConfig
 from structlog.testing import capture_logs
 
 from controller.fleet.live import LiveAgents
-from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings
@@ -36,6 +35,7 @@ from shared.publishing import (
 )
 from shared.streams import JOBS_STREAM, stream_configs
 from shared.subjects import jobs_subject
+from testkit.scheduling import wired_scheduler
 from tests.agent.helpers import job_for
 
 
@@ -152,7 +152,7 @@ async def test_the_scheduler_publishes_one_by_one_when_jobs_takes_no_batches(
         [jobs_config] = [c for c in stream_configs() if c.name == JOBS_STREAM]
         assert not jobs_config.allow_batched
         await js.add_stream(jobs_config)
-        scheduler = Scheduler(
+        scheduler = wired_scheduler(
             pipe_pool,
             js,
             LiveAgents(nc),
@@ -160,9 +160,9 @@ async def test_the_scheduler_publishes_one_by_one_when_jobs_takes_no_batches(
             CountryKeys(None),
         )
         jobs = [job_for(cc, 25) for cc in ("DE", "US", "DE")]
-        await scheduler.publish(jobs)
-        await scheduler.publish(jobs[1:])  # again: dedupe by id, one by one too
-        assert not scheduler._publisher.batches
+        await scheduler.publisher.publish(jobs)
+        await scheduler.publisher.publish(jobs[1:])  # again: dedupe by id, one by one too
+        assert not scheduler.publisher._publisher.batches
         info = await js.stream_info(JOBS_STREAM)
         assert info.state.messages == 3
         subjects = {(await js.get_msg(JOBS_STREAM, s)).subject for s in (1, 2, 3)}

@@ -19,7 +19,6 @@ from structlog.testing import capture_logs
 from agent.heartbeat import Heartbeat
 from controller.fleet.live import LOG_EVERY_S, MAX_HEARTBEAT_BYTES, AgentsUnknownError, LiveAgents
 from controller.runtime.pipeline import Pipeline
-from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings
@@ -28,6 +27,7 @@ from shared import embedded
 from shared.messages import AgentHeartbeat, encode
 from shared.subjects import heartbeats_subject
 from shared.timefmt import iso_ms, utcnow
+from testkit.scheduling import wired_scheduler
 from testkit.serving import http_client
 from testkit.serving import serve_app as serve
 from tests.agent.helpers import until
@@ -276,7 +276,7 @@ async def test_no_no_agent_round_while_the_view_warms_up(
     due = await make_due(pipe_pool, pid)
     view = LiveAgents(nc, warmup_s=0.5)
     await view.start()
-    scheduler = Scheduler(
+    scheduler = wired_scheduler(
         pipe_pool,
         pipeline.js,
         view,
@@ -318,7 +318,7 @@ async def test_a_trigger_while_the_live_agents_cannot_be_known_is_a_503(
     (cc,) = countries.take()
     monitor = await create(api, org, allowedCheckCountryCodes=[cc])
     cold = LiveAgents(nc, warmup_s=0.1)
-    scheduler = Scheduler(
+    scheduler = wired_scheduler(
         pipe_pool,
         pipeline.js,
         cold,

@@ -17,12 +17,12 @@ from controller.alerting.evaluator import Alerter
 from controller.ingest import store as results
 from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
-from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings
 from shared.messages import encode
 from testkit.peers.smtp import Lockout, SmtpPeer
+from testkit.scheduling import wired_scheduler
 from testkit.sealing import KeyRing
 from tests.api.helpers import create
 from tests.conftest import Tenant
@@ -46,7 +46,7 @@ async def test_an_hour_of_wrong_logins_from_five_countries_never_gets_the_accoun
     for cc in five:
         await countries.live(cc)
     clock = Clock()
-    scheduler = Scheduler(
+    scheduler = wired_scheduler(
         pipe_pool,
         pipeline.js,
         pipeline.agents,

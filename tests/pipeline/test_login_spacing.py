@@ -17,6 +17,7 @@ from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings
 from shared.timefmt import parse_iso
+from testkit.scheduling import wired_scheduler
 from testkit.sealing import KeyRing
 from tests.api.helpers import create
 from tests.conftest import Tenant
@@ -42,7 +43,7 @@ def spaced(
     """A scheduler on `clock`: the spacing is judged at the steps the test takes, not at the
     real time a loaded machine reaches them (a tick that took a second sent the next login
     within itself)."""
-    return Scheduler(
+    return wired_scheduler(
         pipe_pool,
         pipeline.js,
         pipeline.agents,

@@ -185,9 +185,9 @@ async def test_a_hanging_token_endpoint_delays_no_other_organization(
 
             hanging.down = True  # it answers at last: 503
             held.set()
-            await scheduler.settled()
+            await scheduler.planner.settled()
             await scheduler.run_due()
-            await scheduler.settled()
+            await scheduler.planner.settled()
             await scheduler.run_due()
         finally:
             held.set()  # the server stops only once its requests are answered

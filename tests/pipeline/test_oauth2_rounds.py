@@ -17,7 +17,6 @@ from agent.probers.tls import SslContexts
 from controller.oauth2.fetcher import TokenFetcher
 from controller.oauth2.tokens import TokenService
 from controller.runtime.pipeline import Pipeline
-from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings
@@ -26,6 +25,7 @@ from shared.messages import FEATURE_OAUTH2, ImapPopConfig, encode
 from shared.timefmt import utcnow
 from testkit.oauth2.dovecot import Dovecot
 from testkit.oauth2.token_endpoint import TokenEndpoint, ca_context, serve
+from testkit.scheduling import wired_scheduler
 from testkit.sealing import KeyRing
 from testkit.serving import http_client, serve_app
 from tests.conftest import Tenant
@@ -92,7 +92,7 @@ async def test_a_round_fetches_a_token_and_logs_in_only_where_agents_can(
     box = SecretBox(settings.secrets.secrets_key or "")
     endpoint = TokenEndpoint(imap_pop.issuer, USER, clients={CLIENT: SECRET})
     async with serve(endpoint, ca) as served:
-        scheduler = Scheduler(
+        scheduler = wired_scheduler(
             pipe_pool,
             pipeline.js,
             pipeline.agents,
@@ -125,7 +125,7 @@ async def test_a_round_fetches_a_token_and_logs_in_only_where_agents_can(
                 org.org_id,
             )
         await scheduler.run_due()  # the tokens are fetched in the background, then claimed
-        await scheduler.settled()
+        await scheduler.planner.settled()
         await scheduler.run_due()
         assert len(endpoint.calls) == 2  # one token each; the revoked grant refused
 

@@ -25,6 +25,7 @@ from shared.sidechecks.mail_dns import MailDnsAsk
 from shared.sidechecks.readiness import WIRE as READINESS
 from shared.sidechecks.readiness import ReadinessAsk
 from shared.timefmt import parse_iso, utcnow
+from testkit.scheduling import wired_scheduler
 from testkit.sealing import KeyRing
 from tests.api.helpers import create
 from tests.conftest import Tenant, make_tenant
@@ -144,7 +145,7 @@ async def test_first_rounds_at_once_draw_on_the_organizations_trigger_allowance(
     (cc,) = countries.take()
     await countries.live(cc)
     clock = Clock()
-    scheduler = Scheduler(
+    scheduler = wired_scheduler(
         pipe_pool,
         pipeline.js,
         pipeline.agents,
@@ -244,7 +245,7 @@ async def test_a_replayed_round_or_a_second_replica_publishes_no_duplicates(
     monitor = await create(api, org, allowedCheckCountryCodes=[cc])
     due = await make_due(pipe_pool, monitor["publicId"])
     assert await pipeline.scheduler.tick() == 1
-    replica = Scheduler(
+    replica = wired_scheduler(
         pipe_pool,
         pipeline.js,
         pipeline.agents,
@@ -485,7 +486,7 @@ async def _overdue_monitor(
         await conn.execute(
             "UPDATE monitors SET next_due_at = $2 WHERE public_id = $1", pid, g - down
         )
-    scheduler = Scheduler(
+    scheduler = wired_scheduler(
         pipe_pool,
         pipeline.js,
         pipeline.agents,
@@ -763,7 +764,7 @@ async def test_a_monitor_with_a_mail_domain_gets_it_on_one_round_per_dns_interva
     relay = {"secure": False, "relayCheck": True}
     plain = await create(api, org, allowedCheckCountryCodes=[cc], smtpConfig=relay)
     assert plain["smtpConfig"] == relay
-    scheduler = Scheduler(
+    scheduler = wired_scheduler(
         pipe_pool,
         pipeline.js,
         pipeline.agents,
@@ -786,7 +787,9 @@ async def test_a_monitor_with_a_mail_domain_gets_it_on_one_round_per_dns_interva
                 )
                 claimed = await due.monitor(conn, monitor["id"])
             assert claimed is not None
-            (plan,) = await scheduler.rounds([claimed], at + timedelta(seconds=1), frozenset({cc}))
+            (plan,) = await scheduler.planner.rounds(
+                [claimed], at + timedelta(seconds=1), frozenset({cc})
+            )
             (job,) = plan.jobs
             if plan.mail_dns:  # as sending the round records it
                 async with pipe_pool.acquire() as conn:
@@ -917,7 +920,7 @@ async def test_readiness_is_held_past_its_organizations_hourly_budget_and_resume
     (cc,) = countries.take()
     await countries.live(cc)
     clock = Clock()
-    scheduler = Scheduler(
+    scheduler = wired_scheduler(
         pipe_pool,
         pipeline.js,
         pipeline.agents,

@@ -121,6 +121,21 @@ RESTATED = [
         ),
     ),
     Restated(
+        "how a batch of results moves a (monitor, country) state",
+        ("controller/db/migrations/0110_country_state_move.sql",),
+        (
+            r"CASE WHEN [\w.]*reset_(fail|succ) THEN 0",
+            r"greatest\( ?[\w.]*last_checked_at ?, ?[\w.]*checked_at",
+            r"[\w.]*detail_at ?>= ?coalesce\( ?[\w.]*detail_at ?, ?'-infinity'",
+        ),
+        (
+            "consecutive_failures = CASE WHEN u.reset_fail THEN 0 ELSE s.consecutive_failures END"
+            " + u.add_fail,",
+            "last_checked_at = greatest(s.last_checked_at, u.checked_at),",
+            "detail_at = CASE WHEN u.detail_at >= coalesce(s.detail_at, '-infinity')",
+        ),
+    ),
+    Restated(
         "a monitor's timeout at most its interval",
         ("controller/monitors/validation.py",),
         (
@@ -152,13 +167,13 @@ def normalized(text: str) -> str:
 
 
 def product_files() -> dict[str, str]:
-    """Every source file of the product (controller, shared, agent; the migrations), by path,
-    its text normalized."""
+    """Every source file of the product (controller, shared, agent; the migrations and the
+    statements kept in .sql files), by path, its text normalized."""
     paths = [
         *ROOT.glob("controller/**/*.py"),
         *ROOT.glob("shared/**/*.py"),
         *ROOT.glob("agent/**/*.py"),
-        *MIGRATIONS.glob("*.sql"),
+        *ROOT.glob("controller/**/*.sql"),
     ]
     return {str(p.relative_to(ROOT)): normalized(p.read_text()) for p in paths}
 
@@ -267,5 +282,6 @@ def test_the_scan_reads_the_product() -> None:
     """The scan is not vacuous: it reads the migrations and the modules the rules were in."""
     files = product_files()
     assert ROUND_RULES in files and "controller/ingest/alert_queue_store.py" in files
+    assert "controller/ingest/store_results.sql" in files
     assert len(files) > 200
     assert Path(ROOT / ROUND_RULES).is_file()

@@ -1,0 +1,249 @@
+"""The scheduler's admission: what of the planned jobs may go now.
+
+A job goes when its round trip's mailbox and recipient domain may get a message now
+(controller.roundtrips.sends; or it goes as a look that sends nothing, where its country's
+agents can), when its login is under its organization's cap for the account (controller.logins;
+a capped one is recorded `login_capped`, shown on the monitor and told to the owners), and when
+its country has a slot for it (`admission_ledger.Admissions`, the rules in `admission_rules` and
+`preemption`: it waits for one in memory, takes one back from the organization most over its
+share, or is recorded `saturated`). What is held goes into its round's `missed` rows.
+"""
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import NamedTuple
+
+from controller.db.pool import Conn
+from controller.fleet.live import LiveAgents
+from controller.jobs.result_kinds import ResultRow
+from controller.logins import account_store as account_logins
+from controller.logins import cap as login_cap
+from controller.logins.backoff import CAPPED, HELD
+from controller.notify.links import NO_LINKS, Links
+from controller.roundtrips import rounds_store as roundtrip_rounds
+from controller.roundtrips import sends as roundtrip_sends
+from controller.scheduling import login_cap_notice
+from controller.scheduling import plan as planning
+from controller.scheduling.admission_ledger import Admissions, Taken
+from controller.scheduling.deferred_store import DeferredJob
+from controller.scheduling.plan import PlannedRound
+from controller.sidechecks.readiness import budget_store as readiness_budget
+from shared.messages import FEATURE_LOOK_ONLY, CheckJob, Preempt
+from shared.timefmt import parse_iso
+
+
+class Admitted(NamedTuple):
+    """What goes of the rounds' jobs and of those waiting for a slot: the jobs to publish now,
+    the `saturated` rows of earlier rounds' waiting jobs that can no longer start (to record),
+    the checks to cancel for waiting jobs (sent once the jobs are out), and the round trips'
+    looks moved to their round's later logins to wait for their monitor's round in flight (the
+    awaited round's scheduled time by job id)."""
+
+    jobs: list[CheckJob]
+    earlier: list[ResultRow]
+    preempts: list[Preempt]
+    awaited: dict[str, datetime]
+
+
+class Admission:
+    def __init__(
+        self,
+        agents: LiveAgents,
+        links: Links = NO_LINKS,
+        *,
+        default_countries: int = 2,
+        login_cap: int = 1000,
+        trigger_burst: int = 3,
+        mails_per_domain: int = 60,
+    ) -> None:
+        """`agents`: the live agents view (their slots and features); `links`: where the
+        owners' login cap notice points them; `login_cap`: LOGIN_CAP_PER_ACCOUNT, the ceiling
+        per organization and account; `mails_per_domain`: ROUNDTRIP_MAILS_PER_DOMAIN_PER_MINUTE."""
+        self._agents = agents
+        self._links = links
+        self._default_countries = default_countries
+        self._login_cap = login_cap
+        self._trigger_burst = trigger_burst
+        self._mails_per_domain = mails_per_domain
+        self._ledger = Admissions(agents.load, agents.now)
+
+    def waiting(self) -> int:
+        """Jobs waiting for a slot."""
+        return self._ledger.waiting()
+
+    def retry(self, now: datetime) -> Taken:
+        """Decide every job waiting for a slot again (a pass's first step)."""
+        return self._ledger.retry(now)
+
+    def put_back(self, jobs: Sequence[CheckJob], preempts: Sequence[Preempt]) -> None:
+        """Jobs admitted that could not be published: they wait again (`Admissions.put_back`)."""
+        self._ledger.put_back(jobs, preempts)
+
+    async def admit(self, conn: Conn, rounds: Sequence[PlannedRound], now: datetime) -> Admitted:
+        """In the rounds' transaction: hold what the round-trip caps and the login cap hold
+        (into the round's `missed`), then take the country slots; a job given up is recorded in
+        its round's `missed` (`saturated`), one waiting for a slot goes out with a later pass.
+        A round trip's round is held or sent whole, its later logins with it; a look whose
+        country waits for its monitor's round in flight becomes a later login, due when that
+        round ends. Readiness is reserved for the jobs going out now, waiting for a slot, or
+        logging in later."""
+        awaited = await self._hold_mail(conn, rounds, now)
+        await self._cap_logins(conn, rounds, now)
+        planned = [job for r in rounds for job in [*r.jobs, *(job for _, job in r.deferred)]]
+        await readiness_budget.reserve(conn, planned, now)
+        taken = self._ledger.take([job for r in rounds for job in r.jobs], now)
+        refused = {row.job_id: row for row in taken.refused}
+        for r in rounds:
+            r.missed += [refused.pop(job.job_id) for job in r.jobs if job.job_id in refused]
+        # Every job given up: its round-trip message counts no more.
+        await roundtrip_sends.not_sent(conn, taken.refused_jobs)
+        return Admitted(taken.admitted, list(refused.values()), taken.preempts, awaited)
+
+    async def admit_deferred(
+        self, conn: Conn, claimed: Sequence[DeferredJob], now: datetime
+    ) -> tuple[Admitted, list[ResultRow], list[ResultRow]]:
+        """In their transaction: what goes of the later logins due now (`Admitted`, its
+        `earlier` empty); the rows of those held (to record as missed): one whose round has had
+        a login rejected meanwhile (`auth_backoff`: the account is not tried again), one over
+        the login cap, one whose round trip's message may not go now, one its country refuses;
+        and the looks whose awaited round found their message (each its `up` row from that
+        finding, to record as answered)."""
+        answered = await _answered(conn, claimed)
+        claimed = [d for d in claimed if d.job.job_id not in answered]
+        tried = [d for d in claimed if not d.rejected]
+        caps = await self._caps(conn, [d.monitor_id for d in tried])
+        tried = [d for d in tried if d.monitor_id in caps]
+        allowed = await account_logins.take(
+            conn,
+            [
+                planning.login(d.job, d.account, planning.legs(d.job), caps[d.monitor_id])
+                for d in tried
+            ],
+            now,
+        )
+        mail = [(d.monitor_id, [d.job]) for d, ok in zip(tried, allowed, strict=True) if ok]
+        held_mail, looks, _ = await roundtrip_sends.hold(
+            conn,
+            mail,
+            now,
+            self._mails_per_domain,
+            self._agents.countries_with(FEATURE_LOOK_ONLY),
+        )
+        taken = self._ledger.take(
+            [looks.get(job.job_id, job) for _, (job,) in mail if job.job_id not in held_mail],
+            now,
+        )
+        await roundtrip_sends.not_sent(
+            conn,
+            [d.job for d in claimed if d.rejected]
+            + [d.job for d, ok in zip(tried, allowed, strict=True) if not ok]
+            + taken.refused_jobs,
+        )
+        why = "an earlier login of this round was rejected: not tried again"
+        held = [planning.held(d.job, HELD, why) for d in claimed if d.rejected]
+        for d, ok in zip(tried, allowed, strict=True):
+            if not ok:
+                cap = caps[d.monitor_id][1]
+                held.append(planning.held(d.job, CAPPED, planning.capped_why(cap, self._login_cap)))
+                await login_cap_notice.reached(conn, d.monitor_id, cap, now, self._links)
+        held += held_mail.values()
+        held += taken.refused
+        return Admitted(taken.admitted, [], taken.preempts, {}), held, list(answered.values())
+
+    async def _hold_mail(
+        self, conn: Conn, rounds: Sequence[PlannedRound], now: datetime
+    ) -> dict[str, datetime]:
+        """Hold each round trip's round whose mailbox or recipient domain may not get a message
+        now (its jobs into `missed`), or send it as a look where its country's agents can; a
+        look whose country waits for its monitor's round in flight goes once that round ends
+        (`_await_flights`). Return the awaited rounds' scheduled times by job id."""
+        whole = [(r.monitor_id, [*r.jobs, *(job for _, job in r.deferred)]) for r in rounds]
+        held_mail, looks, waits = await roundtrip_sends.hold(
+            conn,
+            whole,
+            now,
+            self._mails_per_domain,
+            self._agents.countries_with(FEATURE_LOOK_ONLY),
+            wait=True,
+        )
+        awaited: dict[str, datetime] = {}
+        for r, (_, jobs) in zip(rounds, whole, strict=True):
+            r.missed += [held_mail[job.job_id] for job in jobs if job.job_id in held_mail]
+            r.jobs = [looks.get(job.job_id, job) for job in r.jobs if job.job_id not in held_mail]
+            r.deferred = [
+                (d, looks.get(job.job_id, job))
+                for d, job in r.deferred
+                if job.job_id not in held_mail
+            ]
+            if r.account:  # only a round logging in to an account keeps later logins
+                awaited |= _await_flights(r, waits, now)
+        return awaited
+
+    async def _cap_logins(self, conn: Conn, rounds: Sequence[PlannedRound], now: datetime) -> None:
+        """Take each login of the rounds from its account's allowance; one over its
+        organization's cap is not sent but recorded `login_capped` and told to the owners."""
+        wanted = [(r, job) for r in rounds if r.account for job in r.jobs]
+        caps = await self._caps(conn, [r.monitor_id for r, _ in wanted])
+        allowed = await account_logins.take(
+            conn,
+            [planning.login(job, r.account or "", r.legs, caps[r.monitor_id]) for r, job in wanted],
+            now,
+        )
+        await roundtrip_sends.not_sent(
+            conn, [job for (_, job), ok in zip(wanted, allowed, strict=True) if not ok]
+        )
+        for (r, job), ok in zip(wanted, allowed, strict=True):
+            if not ok:
+                r.jobs.remove(job)
+                cap = caps[r.monitor_id][1]
+                r.missed.append(
+                    planning.held(job, CAPPED, planning.capped_why(cap, self._login_cap))
+                )
+                await login_cap_notice.reached(conn, r.monitor_id, cap, now, self._links)
+
+    async def _caps(self, conn: Conn, monitor_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+        """Per monitor: its organization and the cap of its account's logins (login_cap)."""
+        if not monitor_ids:
+            return {}
+        need = await account_logins.need(
+            conn, sorted(set(monitor_ids)), self._default_countries, self._trigger_burst
+        )
+        return {m: (org, login_cap.cap(n, self._login_cap)) for m, (org, _, n) in need.items()}
+
+
+async def _answered(conn: Conn, claimed: Sequence[DeferredJob]) -> dict[str, ResultRow]:
+    """The looks among `claimed` whose awaited round found its message in their country, each
+    as its `up` row from that finding (`roundtrip_sends.answer`): not sent, no login."""
+    looks = [
+        roundtrip_rounds.Awaited(
+            d.job.job_id, d.monitor_id, d.job.country, d.after_round, parse_iso(d.job.scheduled_at)
+        )
+        for d in claimed
+        if d.after_round is not None and not d.rejected
+    ]
+    found = await roundtrip_rounds.found(conn, looks)
+    return {
+        d.job.job_id: roundtrip_sends.answer(d.job, found[d.job.job_id])
+        for d in claimed
+        if d.job.job_id in found
+    }
+
+
+def _await_flights(
+    r: PlannedRound, waits: Mapping[str, roundtrip_rounds.Flight], now: datetime
+) -> dict[str, datetime]:
+    """Move the round's looks that wait for their monitor's round in flight to its later
+    logins, each due when that round ends (or later, as its login was); return the awaited
+    round's scheduled time by job id."""
+
+    def until(job: CheckJob) -> float:
+        return max(0.0, (waits[job.job_id].ends_at - now).total_seconds())
+
+    later = [(until(job), job) for job in r.jobs if job.job_id in waits]
+    r.jobs = [job for job in r.jobs if job.job_id not in waits]
+    r.deferred = [
+        (max(d, until(job)) if job.job_id in waits else d, job) for d, job in r.deferred
+    ] + later
+    return {
+        job.job_id: waits[job.job_id].scheduled_at for _, job in r.deferred if job.job_id in waits
+    }

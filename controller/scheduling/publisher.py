@@ -1,0 +1,110 @@
+"""The scheduler's publisher: what went out and what went nowhere.
+
+Jobs are published on `mon.jobs.CC`, in bundles where the country's agents take them
+(`bundles.outgoing`), with `Nats-Msg-Id` = job id, and their acks awaited
+(`shared.publishing.Publisher`); the checks admission takes back go to their agents once the jobs
+are out; a round trip's round is recorded as it went (its countries' jobs, when it ends); the
+rows of rounds that went nowhere are recorded as results
+(controller.ingest.record, `missed`) and counted, and a country without a sealing key is told
+once per batch.
+"""
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+
+import structlog
+from nats.js import JetStreamContext
+
+from controller.db.pool import Conn
+from controller.fleet.live import LiveAgents
+from controller.ingest import record
+from controller.jobs.result_kinds import NO_SEAL_KEY, ResultRow
+from controller.observability import metrics
+from controller.roundtrips import rounds_store as roundtrip_rounds
+from controller.roundtrips import sends as roundtrip_sends
+from controller.scheduling import bundles
+from controller.scheduling.plan import PlannedRound
+from controller.secrets.seal_keys import CountryKeys
+from shared.messages import FEATURE_BUNDLES, CheckJob, Preempt
+from shared.publishing import Publisher
+
+log = structlog.get_logger(__name__)
+
+PUBLISH_TIMEOUT_S = 10.0
+
+
+class JobPublisher:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        agents: LiveAgents,
+        keys: CountryKeys,
+        *,
+        default_countries: int = 2,
+    ) -> None:
+        """`agents`: the live agents view (who takes bundles, where a preemption goes);
+        `keys`: the sealing keys (where a missing one is looked for, as logged);
+        `default_countries`: DEFAULT_CHECK_COUNTRIES, as the results' record takes it."""
+        self._publisher = Publisher(js, timeout_s=PUBLISH_TIMEOUT_S)
+        self._agents = agents
+        self._keys = keys
+        self._default_countries = default_countries
+
+    async def publish(self, jobs: Sequence[CheckJob]) -> None:
+        """Publish, in bundles where the country's agents take them (`bundles.outgoing`), and
+        return once JOBS stored every message (as one fast-ingest batch where it can,
+        `shared.publishing.Publisher`); raise the first failure."""
+        if not jobs:
+            return
+        outcomes = await self._publisher.publish(
+            bundles.outgoing(jobs, self._agents.countries_with(FEATURE_BUNDLES))
+        )
+        if failed := next((e for e in outcomes if e is not None), None):
+            raise failed
+        metrics.jobs_published(jobs)
+
+    async def went(self, conn: Conn, rounds: Sequence[PlannedRound], now: datetime) -> None:
+        """In the caller's transaction, once their jobs are out: the round trips' rounds as they
+        went (`roundtrip_rounds.sent`)."""
+        await roundtrip_rounds.sent(conn, [s for r in rounds if (s := _went(r, now)) is not None])
+
+    async def preempt(self, preempts: Sequence[Preempt]) -> None:
+        """Ask the agents to cancel these checks (once the jobs they make room for are out)."""
+        if preempts:
+            await self._agents.preempt(preempts)
+
+    async def record(
+        self, conn: Conn, rows: Sequence[ResultRow], answered: Sequence[ResultRow] = ()
+    ) -> None:
+        """In the caller's transaction: the missed rows of rounds that went nowhere, and the
+        `up` rows of looks their awaited round answered (recorded first: each batch moves a
+        state by its rows in time order, so the two batches move it as one would)."""
+        if answered:
+            await record.answered(conn, answered, self._default_countries)
+        if rows:
+            await record.missed(conn, rows, self._default_countries)
+
+    def recorded(self, rows: Sequence[ResultRow]) -> None:
+        """Once their transaction committed: count the missed rows; say once per country
+        which credentialed ones went nowhere."""
+        metrics.missed_rounds(rows)
+        unsealed = Counter(r.country for r in rows if r.error_kind == NO_SEAL_KEY)
+        for cc, n in sorted(unsealed.items()):
+            log.error(
+                "no sealing key: jobs with credentials not sent",
+                country=cc,
+                rounds=n,
+                key_file=str(self._keys.directory / f"{cc}.pub") if self._keys.directory else None,
+            )
+
+
+def _went(r: PlannedRound, now: datetime) -> roundtrip_rounds.SentRound | None:
+    """A round trip's round as it went out: its jobs not recorded missed (held, saturated)."""
+    gone = {row.job_id for row in r.missed}
+    return roundtrip_sends.went(
+        r.monitor_id,
+        [job for job in r.jobs if job.job_id not in gone],
+        [(d, job) for d, job in r.deferred if job.job_id not in gone],
+        now,
+    )
