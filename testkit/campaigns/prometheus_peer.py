@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared import embedded
-from testkit.common import child_env, cpu_s, http_ok
+from testkit.common import busy_line, child_env, cpu_s, http_ok, machine_cpu_s
 
 PROMETHEUS = "/usr/bin/prometheus"
 EXPORTER = "/usr/bin/prometheus-blackbox-exporter"
@@ -181,10 +181,19 @@ def measure(
         time.sleep(warmup_s)
         t0 = time.time()
         prom0, exp0 = sum(cpu_s(p.pid) for p in proms), cpu_s(exporter.pid)
+        responder0, machine0 = cpu_s(procs[0].pid), machine_cpu_s()
         time.sleep(window_s)
         prom = sum(cpu_s(p.pid) for p in proms) - prom0
         exp = cpu_s(exporter.pid) - exp0
+        responder = cpu_s(procs[0].pid) - responder0
         t1 = time.time()
+        print(
+            f"  peer: share of a core over the window: Prometheus {prom / (t1 - t0):.0%},"
+            f" blackbox_exporter {exp / (t1 - t0):.0%}, SMTP responder"
+            f" {responder / (t1 - t0):.0%}; "
+            + busy_line(machine0, machine_cpu_s(), prom + exp + responder),
+            flush=True,
+        )
         for proc in procs:
             if proc.poll() is not None:
                 raise SystemExit(f"{proc.args!r} exited early; logs in {tmp}")

@@ -56,12 +56,14 @@ from shared import embedded
 from testkit.campaigns import prometheus_peer, scale_profile
 from testkit.common import (
     Seeded,
+    busy_line,
     child_env,
     cpu_s,
     discard_logs,
     http_ok,
     loop_seconds,
     machine,
+    machine_cpu_s,
     percentile,
     proc_stat,
     seed,
@@ -510,6 +512,7 @@ def measure(args: argparse.Namespace) -> tuple[bool, float, bool]:
         traffic0 = _nats_traffic(nats_monitors)
         work0 = [_work(a) for a in apis]
         agent0 = [cpu_s(a.pid) for a in agents]
+        responder0, machine0 = cpu_s(procs[0].pid), machine_cpu_s()
         judge_lag = JudgeLag(database_url)
         spies = (
             [
@@ -538,8 +541,30 @@ def measure(args: argparse.Namespace) -> tuple[bool, float, bool]:
             " CPU in the window, left out",
             flush=True,
         )
-        agent_cpu = sum(cpu_s(a.pid) for a in agents) - sum(agent0)
+        agent_cpus = [cpu_s(a.pid) - before for a, before in zip(agents, agent0, strict=True)]
+        agent_cpu = sum(agent_cpus)
+        responder = cpu_s(procs[0].pid) - responder0
         t1 = time.time()
+        # A part near a whole core, or a machine near all of its cores, is why a rig falls behind.
+        print(
+            "  share of a core over the window: "
+            + ", ".join(
+                f"{name} {cpu / (t1 - t0):.0%}"
+                for name, cpu in [
+                    *(
+                        (f"controller ({'+'.join(r)})", c)
+                        for r, c in zip(_role_sets(args), by_roles, strict=True)
+                    ),
+                    ("PostgreSQL (all processes)", postgres),
+                    ("NATS", nats),
+                    *((f"agent {cc}", c) for cc, c in zip(COUNTRIES, agent_cpus, strict=True)),
+                    ("SMTP responder", responder),
+                ]
+            )
+            + "; "
+            + busy_line(machine0, machine_cpu_s(), ctl + postgres + nats + agent_cpu + responder),
+            flush=True,
+        )
         for proc in procs:
             if proc.poll() is not None:
                 raise SystemExit(f"{proc.args!r} exited early; logs in {tmp}")
