@@ -2,7 +2,9 @@
 
 py-spy samples the thread holding the GIL of each controller process over the measured window
 (`record --gil --native --format raw`: one line per distinct stack, frames outermost first, and
-its count), so that threads waiting (the loop's polling, an idle executor) take no samples. A
+its count), so that threads waiting (the loop's polling, an idle executor) take no samples.
+Native frames need py-spy to pause the process for each sample: a profiled run's CPU figures
+are its own, not for comparing with an unprofiled run's. A
 sample goes to the part of the innermost frame in the controller's own code (asyncpg called by
 the results store counts as result writes; the entry point `controller/__main__.py` is not a
 part); a sample with no such frame is the event loop and the libraries it runs by themselves
@@ -67,7 +69,6 @@ def start(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
             "--native",
             "--format",
             "raw",
-            "--nonblocking",
             "--output",
             str(out),
         ],
