@@ -98,6 +98,13 @@ class PeerFigures:
     prometheus_ms: float
     exporter_ms: float
     window_s: float
+    # The scrapes behind the probes: attempted, answered (`up`), and their duration (mean,
+    # max): fewer attempted than due is Prometheus behind; attempted but not up (a timeout) is
+    # the exporter or the target behind.
+    scrapes: int = 0
+    scrapes_up: int = 0
+    scrape_mean_s: float = 0.0
+    scrape_max_s: float = 0.0
 
 
 def _query(port: int, expr: str, at: float) -> float:
@@ -206,6 +213,11 @@ def measure(
         succeeded = round(
             _query(ports[0], f'sum(sum_over_time(probe_success{{job="{JOB}"}}[{span}]))', t1)
         )
+        scrapes = round(_query(ports[0], f'sum(count_over_time(up{{job="{JOB}"}}[{span}]))', t1))
+        scrapes_up = round(_query(ports[0], f'sum(sum_over_time(up{{job="{JOB}"}}[{span}]))', t1))
+        duration = f'scrape_duration_seconds{{job="{JOB}"}}[{span}]'
+        scrape_mean_s = _query(ports[0], f"avg(avg_over_time({duration}))", t1)
+        scrape_max_s = _query(ports[0], f"max(max_over_time({duration}))", t1)
     finally:
         for proc in procs:
             embedded.stop(proc)
@@ -213,5 +225,14 @@ def measure(
         shutil.rmtree(tmp, ignore_errors=True)
     per = max(probes, 1)
     return PeerFigures(
-        servers, probes, succeeded, prom * 1000 / per, exp * 1000 / per / servers, t1 - t0
+        servers,
+        probes,
+        succeeded,
+        prom * 1000 / per,
+        exp * 1000 / per / servers,
+        t1 - t0,
+        scrapes,
+        scrapes_up,
+        scrape_mean_s,
+        scrape_max_s,
     )

@@ -931,6 +931,12 @@ def against_prometheus(args: argparse.Namespace, central: float, kept_up: bool) 
         f" {KEPT_UP:.0%} of each needed): {'kept up' if complete else 'did not keep up'}"
     )
     print(
+        f"  peer's scrapes: {peer.scrapes:,} attempted ({peer.scrapes / max(expected, 1):.0%} of"
+        f" due: fewer is Prometheus behind), {peer.scrapes_up:,} answered (fewer: the exporter or"
+        f" the target timed out); scrape duration mean {peer.scrape_mean_s:.3f} s, max"
+        f" {peer.scrape_max_s:.3f} s"
+    )
+    print(
         f"  CPU ms per probe: Prometheus {peer.prometheus_ms:.3f}"
         f" (blackbox_exporter {peer.exporter_ms:.3f}, the agents' counterpart, not central)"
     )
