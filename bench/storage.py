@@ -158,7 +158,9 @@ async def _bytes_per_result(
     if rebuilt is not None:
         rows_index = (await _sizes(conn))["result_rows"] - before.get("result_rows", 0)
         async with asyncpg.create_pool(rebuilt, min_size=1, max_size=1) as pool:
-            names = await packer.rebuild_pass(pool)
+            names = []
+            while name := await packer.rebuild_pass(pool):
+                names.append(name)
         print(
             f"storage:   rows' index before its day's rebuild: {rows_index / max(stored, 1):.0f}"
             f" bytes per result; rebuilt: {', '.join(names) or 'none'}"

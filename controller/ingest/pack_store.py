@@ -111,8 +111,9 @@ async def try_lock(conn: Conn) -> bool:
 
 @dataclass(frozen=True)
 class RowsDay:
-    """A daily partition of `result_rows`: its name, its indexes' bytes and its rows as last
-    counted by VACUUM or ANALYZE (-1: not counted yet)."""
+    """A daily partition of `result_rows`: its name, its valid indexes' bytes (a rebuild cut
+    short leaves an invalid one beside) and its rows as last counted by VACUUM or ANALYZE (-1:
+    not counted yet)."""
 
     name: str
     index_bytes: int
@@ -122,7 +123,8 @@ class RowsDay:
 async def rows_days_before(conn: Conn, day: date) -> list[RowsDay]:
     """The daily partitions of `result_rows` of days before `day`, oldest first."""
     found = await conn.fetch(
-        "SELECT c.relname, pg_indexes_size(c.oid) AS index_bytes, c.reltuples"
+        "SELECT c.relname, c.reltuples, (SELECT coalesce(sum(pg_relation_size(x.indexrelid)), 0)"
+        "  FROM pg_index x WHERE x.indrelid = c.oid AND x.indisvalid)::int8 AS index_bytes"
         " FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
         " WHERE i.inhparent = 'result_rows'::regclass AND c.relname ~ '^result_rows_p[0-9]{8}$'"
         "  AND to_date(substr(c.relname, 14), 'YYYYMMDD') < $1 AND pg_table_is_visible(c.oid)"

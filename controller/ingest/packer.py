@@ -63,18 +63,16 @@ async def pack_pass(
 
 async def rebuild_pass(
     pool: asyncpg.Pool, now: datetime | None = None, min_bytes: int = REBUILD_MIN_BYTES
-) -> list[str]:
-    """Rebuild the rows' index of each closed day that `rows_index_bloated` names, one at a
-    time; the partitions rebuilt (none while another packer rebuilds)."""
+) -> str | None:
+    """Rebuild the rows' index of the oldest closed day that `rows_index_bloated` names (one a
+    pass, so that a pass after an upgrade does not rebuild a month's days at once); the
+    partition rebuilt, or None (none to rebuild, or another packer rebuilding)."""
     async with pool.acquire() as conn:
         days = await pack_store.rows_days_before(conn, rows_closed_before(now or utcnow()))
-        done = []
         for day in days:
             if rows_index_bloated(day.index_bytes, day.rows, min_bytes):
-                if not await pack_store.rebuild_rows_index(conn, day):
-                    break
-                done.append(day.name)
-    return done
+                return day.name if await pack_store.rebuild_rows_index(conn, day) else None
+    return None
 
 
 async def keep_packing(pool: asyncpg.Pool, stop: asyncio.Event) -> None:
@@ -86,8 +84,9 @@ async def keep_packing(pool: asyncpg.Pool, stop: asyncio.Event) -> None:
             log.info("result hours packed", groups=packed)
         if packed == GROUPS:
             return 0.0
-        for name in await rebuild_pass(pool):
-            log.info("rows' index of a packed day rebuilt", partition=name)
+        rebuilt = await rebuild_pass(pool)
+        if rebuilt is not None:
+            log.info("rows' index of a packed day rebuilt", partition=rebuilt)
         return None
 
     await run_every(PACK_EVERY_S, step, name="result packer", stop=stop)

@@ -251,11 +251,16 @@ async def test_a_closed_days_rows_index_is_rebuilt_and_reads_the_same(
     async with pipe_pool.acquire() as conn:
         await conn.execute("SELECT pg_advisory_lock($1)", REBUILD_LOCK)
         try:
-            assert await packer.rebuild_pass(pipe_pool, min_bytes=0) == []
+            assert await packer.rebuild_pass(pipe_pool, min_bytes=0) is None
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", REBUILD_LOCK)
-    assert partition in await packer.rebuild_pass(pipe_pool, min_bytes=0)
+    # One day a pass, the oldest first (other tests' days may come before this one).
+    rebuilt = []
+    while name := await packer.rebuild_pass(pipe_pool, min_bytes=0):
+        assert name not in rebuilt
+        rebuilt.append(name)
+    assert partition in rebuilt
+    assert rebuilt == sorted(rebuilt)
     assert await rows_index_bytes(pipe_pool, partition) < bloated / 4
-    assert partition not in await packer.rebuild_pass(pipe_pool, min_bytes=0)
     assert await view_rows(pipe_pool, pid) == before_rows
     assert await answers(api, org, pid) == before_api
