@@ -14,7 +14,7 @@ under a sampling profiler (issue 57; bench/results/agent-tls-cpu.md has what it 
     python -m bench.agent_profile where imaps.raw [pop3s.raw ...]
         a table of each file's samples by what they were doing (CATEGORIES), start-up left out.
 
-py-spy is not a dependency of the project: `pip install py-spy` in a virtualenv of its own.
+py-spy comes with the dev extra (`make install`).
 """
 
 import argparse

@@ -7,6 +7,9 @@ leaves them. Counted as the growth of every relation that holds results (heap, i
 free space map, every partition; the per-monitor state is not counted, it does not grow with
 results) divided by the results stored. Results go in through `store` in batches of BATCH, as
 the ingester stores them, for MONITORS monitors from two countries and two agents per country.
+The hours are the last of a day that has closed, so the packer's rebuild of that day's rows'
+index (controller.ingest.packer.rebuild_pass) runs too, as it does once a day; the rows' index
+before it is printed beside.
 
 Printed too, without a target: bytes per changed or failed result (full detail: message,
 banner, TLS facts, capabilities), which stays what it was. Then, on what the routine hours left
@@ -41,7 +44,7 @@ from testkit.common import seed_monitors, smtp_result, verdict
 
 MONITORS = 500
 COUNTRIES = ("DE", "US")
-ROUTINE_HOURS = 2
+ROUTINE_HOURS = 3
 ROUTINE_ROUNDS = 60 * ROUTINE_HOURS
 CHANGED_ROUNDS = 6
 BATCH = 1_000
@@ -132,9 +135,11 @@ async def _bytes_per_result(
     rounds: int,
     changed: bool,
     packed: bool = False,
+    rebuilt: str | None = None,
 ) -> tuple[int, float]:
     """Store `rounds` rounds of every monitor and country, then (`packed`) pack their hours and
-    vacuum; (results stored, bytes each)."""
+    vacuum, then (`rebuilt`: the database's URL) run the packer's rebuild of closed days' rows'
+    indexes; (results stored, bytes each)."""
     rng = random.Random(24)
     before = await _sizes(conn)
     stored = 0
@@ -150,6 +155,16 @@ async def _bytes_per_result(
                 while await packer.pack(conn, first, at + timedelta(minutes=1)):
                     pass
             await conn.execute("VACUUM result_rows, result_packs, result_rollups")
+    if rebuilt is not None:
+        rows_index = (await _sizes(conn))["result_rows"] - before.get("result_rows", 0)
+        async with asyncpg.create_pool(rebuilt, min_size=1, max_size=1) as pool:
+            names = []
+            while name := await packer.rebuild_pass(pool):
+                names.append(name)
+        print(
+            f"storage:   rows' index before its day's rebuild: {rows_index / max(stored, 1):.0f}"
+            f" bytes per result; rebuilt: {', '.join(names) or 'none'}"
+        )
     after = await _sizes(conn)
     grown = {k: (v - before.get(k, 0)) / max(stored, 1) for k, v in after.items()}
     print(
@@ -220,23 +235,22 @@ async def _run() -> bool:
             ids = await seed_monitors(url, MONITORS, countries=list(COUNTRIES))
             conn = await connect(url)
             try:
-                # Rounds of whole UTC hours, well inside today's partition.
+                # Rounds of whole UTC hours of a closed day (the changed ones in its last).
                 now = utcnow()
-                first = now.replace(hour=1, minute=0, second=0, microsecond=0)
+                first = (now - timedelta(days=2)).replace(
+                    hour=23 - ROUTINE_HOURS, minute=0, second=0, microsecond=0
+                )
                 await results.ensure_partitions(conn, first - timedelta(days=1))
                 # The first round of each monitor and country is stored whole: not counted.
                 await _bytes_per_result(conn, ids, first - timedelta(minutes=1), 1, False)
-                # An hour stored and packed first, as a running controller has: the rows'
-                # index then stays at its size, reused hour after hour.
-                await _bytes_per_result(conn, ids, first, 60, False, packed=True)
                 n, routine = await _bytes_per_result(
-                    conn, ids, first + timedelta(hours=1), ROUTINE_ROUNDS, False, packed=True
+                    conn, ids, first, ROUTINE_ROUNDS, False, packed=True, rebuilt=url
                 )
                 indexed = await _plans(conn, ids[len(ids) // 2], first + timedelta(minutes=150))
                 m, changed = await _bytes_per_result(
                     conn,
                     ids,
-                    first + timedelta(minutes=60 + ROUTINE_ROUNDS),
+                    first + timedelta(minutes=ROUTINE_ROUNDS),
                     CHANGED_ROUNDS,
                     True,
                 )

@@ -76,6 +76,27 @@ def proc_stat(pid: int) -> list[str] | None:
     return text[text.rindex(")") + 2 :].split()
 
 
+def machine_cpu_s() -> tuple[float, float]:
+    """(busy, all) CPU seconds of the whole machine since boot, every core (/proc/stat's `cpu`
+    line: busy is all but idle and iowait)."""
+    with open("/proc/stat") as f:
+        ticks = [int(t) for t in f.readline().split()[1:]]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+    return (sum(ticks) - idle) / TICKS, sum(ticks) / TICKS
+
+
+def busy_line(before: tuple[float, float], after: tuple[float, float], rig_s: float) -> str:
+    """How busy the machine was between two `machine_cpu_s`, and the share of it that was the
+    rig's (`rig_s` CPU seconds): whether the rest of the machine left the rig room."""
+    busy, whole = after[0] - before[0], max(after[1] - before[1], 1e-9)
+    cores = os.cpu_count() or 1
+    return (
+        f"machine {busy / whole:.0%} busy over the window ({busy / whole * cores:.2f} of {cores}"
+        f" cores), the rig {rig_s / whole * cores:.2f} cores of it, other work"
+        f" {(busy - rig_s) / whole * cores:.2f}"
+    )
+
+
 def cpu_s(pid: int, *, children: bool = False) -> float:
     """utime + stime of `pid` in seconds, all its threads (+ cutime + cstime with `children`);
     0 when gone."""

@@ -1,11 +1,13 @@
-"""The packer's statement: the compact rows of up to a number of closed (monitor, hour, country)
+"""The packer's statements: the compact rows of up to a number of closed (monitor, hour, country)
 groups deleted and their packs written in one statement (migration 0032, lines of migration
-0035), under PACK_LOCK (controller.ingest.packer runs the passes)."""
+0035), under PACK_LOCK; a closed day's rows' index rebuilt, under REBUILD_LOCK
+(controller.ingest.packer runs the passes)."""
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
 
 from controller.db.pool import Conn
-from controller.ingest.pack_rules import PACK_LOCK
+from controller.ingest.pack_rules import PACK_LOCK, REBUILD_LOCK
 
 GROUPS = 2_000  # (monitor, hour, country) groups per transaction
 _PHASES = ("dns", "connect", "tls", "greeting", "auth")
@@ -105,3 +107,41 @@ async def try_lock(conn: Conn) -> bool:
     """PACK_LOCK for the transaction, unless another holds it."""
     taken: bool = await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", PACK_LOCK)
     return taken
+
+
+@dataclass(frozen=True)
+class RowsDay:
+    """A daily partition of `result_rows`: its name, its valid indexes' bytes (a rebuild cut
+    short leaves an invalid one beside) and its rows as last counted by VACUUM or ANALYZE (-1:
+    not counted yet)."""
+
+    name: str
+    index_bytes: int
+    rows: float
+
+
+async def rows_days_before(conn: Conn, day: date) -> list[RowsDay]:
+    """The daily partitions of `result_rows` of days before `day`, oldest first."""
+    found = await conn.fetch(
+        "SELECT c.relname, c.reltuples, (SELECT coalesce(sum(pg_relation_size(x.indexrelid)), 0)"
+        "  FROM pg_index x WHERE x.indrelid = c.oid AND x.indisvalid)::int8 AS index_bytes"
+        " FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = 'result_rows'::regclass AND c.relname ~ '^result_rows_p[0-9]{8}$'"
+        "  AND to_date(substr(c.relname, 14), 'YYYYMMDD') < $1 AND pg_table_is_visible(c.oid)"
+        " ORDER BY c.relname",
+        day,
+    )
+    return [RowsDay(r["relname"], r["index_bytes"], float(r["reltuples"])) for r in found]
+
+
+async def rebuild_rows_index(conn: Conn, day: RowsDay) -> bool:
+    """Rebuild the indexes of one day's `result_rows` partition without blocking its readers or
+    writers (REINDEX CONCURRENTLY: outside a transaction); False when another packer holds
+    REBUILD_LOCK."""
+    if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", REBUILD_LOCK):
+        return False
+    try:
+        await conn.execute(f'REINDEX TABLE CONCURRENTLY "{day.name}"')
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", REBUILD_LOCK)
+    return True

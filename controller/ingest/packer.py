@@ -8,6 +8,10 @@ and an ingester storing results old enough to fall in a packed hour waits for it
 `store.store`). The rows are deleted and the pack written in one statement: a crash leaves the
 rows or the pack, never both or neither. Rows that arrived for an hour already packed are merged
 into its pack by a later pass.
+
+Once every hour of a day is packed, the day's rows' index is rebuilt (`rebuild_pass`, when
+`rows_index_bloated` says so): packing left it at the size the day's busiest hours needed, while
+what it still indexes is the results stored whole.
 """
 
 import asyncio
@@ -17,12 +21,26 @@ import asyncpg
 import structlog
 
 from controller.ingest import pack_store
-from controller.ingest.pack_rules import PACK_LOCK, pack_horizon
+from controller.ingest.pack_rules import (
+    PACK_LOCK,
+    REBUILD_MIN_BYTES,
+    pack_horizon,
+    rows_closed_before,
+    rows_index_bloated,
+)
 from controller.ingest.pack_store import GROUPS, pack
 from shared.loop import run_every
 from shared.timefmt import utcnow
 
-__all__ = ["GROUPS", "LOOKBACK", "PACK_LOCK", "keep_packing", "pack", "pack_pass"]
+__all__ = [
+    "GROUPS",
+    "LOOKBACK",
+    "PACK_LOCK",
+    "keep_packing",
+    "pack",
+    "pack_pass",
+    "rebuild_pass",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +61,20 @@ async def pack_pass(
         return await pack(conn, until - LOOKBACK, until, groups)
 
 
+async def rebuild_pass(
+    pool: asyncpg.Pool, now: datetime | None = None, min_bytes: int = REBUILD_MIN_BYTES
+) -> str | None:
+    """Rebuild the rows' index of the oldest closed day that `rows_index_bloated` names (one a
+    pass, so that a pass after an upgrade does not rebuild a month's days at once); the
+    partition rebuilt, or None (none to rebuild, or another packer rebuilding)."""
+    async with pool.acquire() as conn:
+        days = await pack_store.rows_days_before(conn, rows_closed_before(now or utcnow()))
+        for day in days:
+            if rows_index_bloated(day.index_bytes, day.rows, min_bytes):
+                return day.name if await pack_store.rebuild_rows_index(conn, day) else None
+    return None
+
+
 async def keep_packing(pool: asyncpg.Pool, stop: asyncio.Event) -> None:
     """`pack_pass` every PACK_EVERY_S, at once again while a pass filled its quota."""
 
@@ -50,6 +82,11 @@ async def keep_packing(pool: asyncpg.Pool, stop: asyncio.Event) -> None:
         packed = await pack_pass(pool)
         if packed:
             log.info("result hours packed", groups=packed)
-        return 0.0 if packed == GROUPS else None
+        if packed == GROUPS:
+            return 0.0
+        rebuilt = await rebuild_pass(pool)
+        if rebuilt is not None:
+            log.info("rows' index of a packed day rebuilt", partition=rebuilt)
+        return None
 
     await run_every(PACK_EVERY_S, step, name="result packer", stop=stop)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared import embedded
-from testkit.common import child_env, cpu_s, http_ok
+from testkit.common import busy_line, child_env, cpu_s, http_ok, machine_cpu_s
 
 PROMETHEUS = "/usr/bin/prometheus"
 EXPORTER = "/usr/bin/prometheus-blackbox-exporter"
@@ -98,6 +98,13 @@ class PeerFigures:
     prometheus_ms: float
     exporter_ms: float
     window_s: float
+    # The scrapes behind the probes: attempted, answered (`up`), and their duration (mean,
+    # max): fewer attempted than due is Prometheus behind; attempted but not up (a timeout) is
+    # the exporter or the target behind.
+    scrapes: int = 0
+    scrapes_up: int = 0
+    scrape_mean_s: float = 0.0
+    scrape_max_s: float = 0.0
 
 
 def _query(port: int, expr: str, at: float) -> float:
@@ -181,10 +188,19 @@ def measure(
         time.sleep(warmup_s)
         t0 = time.time()
         prom0, exp0 = sum(cpu_s(p.pid) for p in proms), cpu_s(exporter.pid)
+        responder0, machine0 = cpu_s(procs[0].pid), machine_cpu_s()
         time.sleep(window_s)
         prom = sum(cpu_s(p.pid) for p in proms) - prom0
         exp = cpu_s(exporter.pid) - exp0
+        responder = cpu_s(procs[0].pid) - responder0
         t1 = time.time()
+        print(
+            f"  peer: share of a core over the window: Prometheus {prom / (t1 - t0):.0%},"
+            f" blackbox_exporter {exp / (t1 - t0):.0%}, SMTP responder"
+            f" {responder / (t1 - t0):.0%}; "
+            + busy_line(machine0, machine_cpu_s(), prom + exp + responder),
+            flush=True,
+        )
         for proc in procs:
             if proc.poll() is not None:
                 raise SystemExit(f"{proc.args!r} exited early; logs in {tmp}")
@@ -197,6 +213,11 @@ def measure(
         succeeded = round(
             _query(ports[0], f'sum(sum_over_time(probe_success{{job="{JOB}"}}[{span}]))', t1)
         )
+        scrapes = round(_query(ports[0], f'sum(count_over_time(up{{job="{JOB}"}}[{span}]))', t1))
+        scrapes_up = round(_query(ports[0], f'sum(sum_over_time(up{{job="{JOB}"}}[{span}]))', t1))
+        duration = f'scrape_duration_seconds{{job="{JOB}"}}[{span}]'
+        scrape_mean_s = _query(ports[0], f"avg(avg_over_time({duration}))", t1)
+        scrape_max_s = _query(ports[0], f"max(max_over_time({duration}))", t1)
     finally:
         for proc in procs:
             embedded.stop(proc)
@@ -204,5 +225,14 @@ def measure(
         shutil.rmtree(tmp, ignore_errors=True)
     per = max(probes, 1)
     return PeerFigures(
-        servers, probes, succeeded, prom * 1000 / per, exp * 1000 / per / servers, t1 - t0
+        servers,
+        probes,
+        succeeded,
+        prom * 1000 / per,
+        exp * 1000 / per / servers,
+        t1 - t0,
+        scrapes,
+        scrapes_up,
+        scrape_mean_s,
+        scrape_max_s,
     )

@@ -9,7 +9,7 @@ import asyncpg
 import httpx
 
 from controller.ingest import packer
-from controller.ingest.pack_rules import PACK_LOCK
+from controller.ingest.pack_rules import PACK_LOCK, REBUILD_LOCK
 from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
 from shared.messages import CheckResult
@@ -204,3 +204,63 @@ async def test_two_packers_at_once_pack_each_hour_once(
         _, compact, packs = await layout(pipe_pool, m["publicId"])
         assert compact == 0 and len(packs) == 1
         assert await view_rows(pipe_pool, m["publicId"]) == rows
+
+
+async def rows_index_bytes(pool: asyncpg.Pool, partition: str) -> int:
+    async with pool.acquire() as conn:
+        size: int = await conn.fetchval("SELECT pg_indexes_size($1::regclass)", partition)
+    return size
+
+
+async def test_a_closed_days_rows_index_is_rebuilt_and_reads_the_same(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    """Once a day is closed, the rows' index that packing left mostly empty is rebuilt once,
+    by one packer at a time, and every reader answers as before."""
+    (cc,) = countries.take()
+    monitor = await create(api, org)
+    pid = monitor["publicId"]
+    hour = (utcnow() - timedelta(days=1)).replace(hour=10, minute=0, second=0, microsecond=0)
+    partition = f"result_rows_p{hour:%Y%m%d}"
+    await sent_hour(pipeline, job_ids, monitor, cc, hour)
+    while await packer.pack_pass(pipe_pool, now=hour + timedelta(hours=2)):
+        pass
+    async with pipe_pool.acquire() as conn:
+        # What an hour of a busy day leaves in the index: entries its packing deleted.
+        await conn.execute(
+            f"INSERT INTO {partition} SELECT (jsonb_populate_record(NULL::{partition},"
+            " to_jsonb(r) || jsonb_build_object('scheduled_at', r.scheduled_at + g * interval"
+            " '1 ms'))).* FROM (SELECT * FROM result_rows WHERE monitor_id = $1 LIMIT 1) r,"
+            " generate_series(1, 5000) AS g",
+            await conn.fetchval("SELECT id FROM monitors WHERE public_id = $1::uuid", pid),
+        )
+        await conn.execute(
+            f"DELETE FROM {partition} r USING monitors m WHERE m.id = r.monitor_id AND"
+            " m.public_id = $1::uuid AND r.scheduled_at <> date_trunc('second', r.scheduled_at)",
+            pid,
+        )
+        await conn.execute(f"VACUUM {partition}")
+    bloated = await rows_index_bytes(pipe_pool, partition)
+    before_rows, before_api = await view_rows(pipe_pool, pid), await answers(api, org, pid)
+
+    async with pipe_pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", REBUILD_LOCK)
+        try:
+            assert await packer.rebuild_pass(pipe_pool, min_bytes=0) is None
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", REBUILD_LOCK)
+    # One day a pass, the oldest first (other tests' days may come before this one).
+    rebuilt = []
+    while name := await packer.rebuild_pass(pipe_pool, min_bytes=0):
+        assert name not in rebuilt
+        rebuilt.append(name)
+    assert partition in rebuilt
+    assert rebuilt == sorted(rebuilt)
+    assert await rows_index_bytes(pipe_pool, partition) < bloated / 4
+    assert await view_rows(pipe_pool, pid) == before_rows
+    assert await answers(api, org, pid) == before_api
