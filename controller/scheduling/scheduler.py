@@ -391,10 +391,14 @@ class Scheduler:
                     planning.held(job, CAPPED, planning.capped_why(cap, self._login_cap))
                 )
                 await login_cap_notice.reached(conn, r.monitor_id, cap, now, self._links)
-        # Readiness asked of the jobs going out now, waiting for a slot, or logging in later.
-        planned = [job for r in rounds for job in [*r.jobs, *(job for _, job in r.deferred)]]
-        await readiness_budget.reserve(conn, planned, now)
         jobs, earlier, refused, preempts = self._admitted(rounds, now)
+        # Readiness reserved for the jobs going out now or logging in later (those refused never
+        # ask); a job the budget has no room for goes out with its readiness held.
+        later = [job for r in rounds for _, job in r.deferred]
+        held = await readiness_budget.reserve(conn, [*jobs, *later], now, self._readiness_queries)
+        jobs = [held.get(job.job_id, job) for job in jobs]
+        for r in rounds:
+            r.deferred = [(d, held.get(job.job_id, job)) for d, job in r.deferred]
         await roundtrip_sends.not_sent(conn, refused)
         await self.publish(jobs)
         await roundtrip_rounds.sent(conn, [s for r in rounds if (s := _went(r, now)) is not None])
