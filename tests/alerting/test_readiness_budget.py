@@ -17,6 +17,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import httpx
@@ -35,10 +36,12 @@ from controller.scheduling.due_store import ClaimedMonitor
 from controller.scheduling.plan import RoundPlanner
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
+from controller.sidechecks.frame import Arrived
 from controller.sidechecks.readiness import budget_store, rules
 from controller.sidechecks.readiness.budget import READINESS, hour_of
 from shared.messages import CheckJob, CheckResult, SmtpConfig, encode
 from shared.sidechecks.readiness import QUERIES_MAX, WIRE, Readiness
+from shared.timefmt import parse_iso
 from testkit.peers.dns import DnsPeer, Records
 from testkit.peers.jobs import make_job
 from testkit.peers.smtp import SmtpPeer
@@ -423,3 +426,39 @@ async def test_two_replicas_planning_at_once_never_ask_more_than_the_budget(
 def _asks(job: CheckJob) -> bool:
     ask = WIRE.ask_of(job.side_checks)
     return ask is not None and bool(ask.domain)
+
+
+async def test_one_result_stored_by_two_controllers_at_once_settles_once(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """Two controllers store the same round's facts in their own transactions at once (neither
+    sees the other's rows yet): the round is settled once, its queries counted once."""
+    org = await make_tenant(rig.pool)
+    history = History(rig, org, _planner(rig, tmp_path), 400)
+    await history.monitors()
+    now = hour_of(datetime.now(UTC))
+    job = (await history.plan(now))[0]
+    arrived = Arrived(
+        job.job_id,
+        UUID(str(job.monitor_id)),
+        job.country,
+        parse_iso(job.scheduled_at),
+        now,
+        Readiness(domain=HOSTILE, queries=30),
+    )
+    async with rig.pool.acquire() as a, rig.pool.acquire() as b:
+        ta, tb = a.transaction(), b.transaction()
+        await ta.start()
+        await tb.start()
+        await budget_store.settle(a, [arrived])
+        second = asyncio.create_task(budget_store.settle(b, [arrived]))
+        await ta.commit()
+        await second
+        await tb.commit()
+    (row,) = await rig.fetch(
+        "SELECT asked, settled, spent FROM readiness_budget WHERE organization_id = $1"
+        " AND hour = $2",
+        rig.tenant.org_id,
+        now,
+    )
+    assert tuple(row) == (3, 1, 30)
