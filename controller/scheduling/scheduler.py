@@ -265,6 +265,7 @@ class Scheduler:
         if taken.refused:
             async with self._pool.acquire() as conn, conn.transaction():
                 await roundtrip_sends.not_sent(conn, taken.refused_jobs)
+                await readiness_budget.release(conn, taken.refused_jobs)
                 await results.store(conn, taken.refused, self._default_countries)
             self._missed(taken.refused)
         return len(taken.admitted)
@@ -391,14 +392,16 @@ class Scheduler:
                     planning.held(job, CAPPED, planning.capped_why(cap, self._login_cap))
                 )
                 await login_cap_notice.reached(conn, r.monitor_id, cap, now, self._links)
-        jobs, earlier, refused, preempts = self._admitted(rounds, now)
-        # Readiness reserved for the jobs going out now or logging in later (those refused never
-        # ask); a job the budget has no room for goes out with its readiness held.
-        later = [job for r in rounds for _, job in r.deferred]
-        held = await readiness_budget.reserve(conn, [*jobs, *later], now, self._readiness_queries)
-        jobs = [held.get(job.job_id, job) for job in jobs]
+        # Readiness asked of the jobs going out now, waiting for a slot, or logging in later
+        # (a job the budget has no room for goes out with its readiness held); those refused
+        # give their reservation back.
+        planned = [job for r in rounds for job in [*r.jobs, *(job for _, job in r.deferred)]]
+        held = await readiness_budget.reserve(conn, planned, now, self._readiness_queries)
         for r in rounds:
+            r.jobs = [held.get(job.job_id, job) for job in r.jobs]
             r.deferred = [(d, held.get(job.job_id, job)) for d, job in r.deferred]
+        jobs, earlier, refused, preempts = self._admitted(rounds, now)
+        await readiness_budget.release(conn, refused)
         await roundtrip_sends.not_sent(conn, refused)
         await self.publish(jobs)
         await roundtrip_rounds.sent(conn, [s for r in rounds if (s := _went(r, now)) is not None])
@@ -479,12 +482,13 @@ class Scheduler:
                     now,
                 )
                 send = taken.admitted
-                await roundtrip_sends.not_sent(
-                    conn,
+                not_sent = (
                     [d.job for d in claimed if d.rejected]
                     + [d.job for d, ok in zip(tried, allowed, strict=True) if not ok]
-                    + taken.refused_jobs,
+                    + taken.refused_jobs
                 )
+                await roundtrip_sends.not_sent(conn, not_sent)
+                await readiness_budget.release(conn, not_sent)
                 await self.publish(send)
                 if taken.preempts:
                     await self._agents.preempt(taken.preempts)

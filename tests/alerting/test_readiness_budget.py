@@ -462,3 +462,20 @@ async def test_one_result_stored_by_two_controllers_at_once_settles_once(
         now,
     )
     assert tuple(row) == (3, 1, 30)
+
+
+async def test_rounds_that_never_run_give_their_reservation_back(rig: Rig, tmp_path: Path) -> None:
+    """A batch that reserved every round its budget allowed (two) and had them refused (no
+    slot in the country) releases them: the next batch of the hour asks two rounds again,
+    where without the release it would hold all."""
+    org = await make_tenant(rig.pool)
+    history = History(rig, org, _planner(rig, tmp_path), 2 * QUERIES_MAX)
+    await history.monitors()
+    now = hour_of(datetime.now(UTC))
+    hostile = {str(m["public_id"]) for m in history.hostile}
+    refused = [j for j in await history.plan(now) if j.monitor_id in hostile and _asks(j)]
+    assert len(refused) == 2
+    async with rig.pool.acquire() as conn:
+        await budget_store.release(conn, refused)
+    again = [j for j in await history.plan(now) if j.monitor_id in hostile and _asks(j)]
+    assert len(again) == 2

@@ -60,6 +60,18 @@ ON CONFLICT (organization_id, country, hour) DO UPDATE
 SET settled = b.settled + EXCLUDED.settled, spent = b.spent + EXCLUDED.spent
 """
 
+# Rounds reserved that will never run give their reservation back (never below what settled).
+_RELEASE = """
+UPDATE readiness_budget b SET asked = GREATEST(b.asked - u.n, b.settled)
+FROM (
+    SELECT m.organization_id, x.country, x.hour, count(*)::int AS n
+    FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS x(public_id, country, hour)
+    JOIN monitors m ON m.public_id = x.public_id
+    GROUP BY 1, 2, 3
+) u
+WHERE b.organization_id = u.organization_id AND b.country = u.country AND b.hour = u.hour
+"""
+
 _FORGET = "DELETE FROM readiness_budget WHERE hour < $1"
 _FORGET_SETTLED = "DELETE FROM readiness_settled WHERE hour < $1"
 
@@ -108,6 +120,20 @@ async def reserve(
     await conn.execute(_FORGET, hour_of(now) - 24 * HOUR)
     await conn.execute(_FORGET_SETTLED, hour_of(now) - 24 * HOUR)
     return out
+
+
+async def release(conn: Conn, jobs: Sequence[CheckJob]) -> None:
+    """Give back the reservations of jobs that will never run (refused by admission): those
+    whose readiness asks a domain, each reserved when its round was planned."""
+    given = [j for j in jobs if _domain(j)]
+    if not given:
+        return
+    await conn.execute(
+        _RELEASE,
+        [j.monitor_id for j in given],
+        [j.country for j in given],
+        [hour_of(parse_iso(j.scheduled_at)) for j in given],
+    )
 
 
 async def settle(conn: Conn, arrived: Sequence[Arrived[Readiness]]) -> None:
