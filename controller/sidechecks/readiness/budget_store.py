@@ -5,6 +5,7 @@ controller.sidechecks.readiness.budget's; what is reserved is decided by the SQL
 `readiness_reserve` under the hour's row lock, so replicas planning at once never ask more
 than the budget between them, and a job settles once by its key in `readiness_settled`."""
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -12,7 +13,7 @@ import msgspec
 
 from controller.db.pool import Conn
 from controller.sidechecks.frame import Arrived
-from controller.sidechecks.readiness.budget import HOUR, Ledger, Spend, hour_of, spent
+from controller.sidechecks.readiness.budget import HOUR, Key, Ledger, Spend, hour_of, spent
 from shared.messages import CheckJob
 from shared.sidechecks.readiness import QUERIES_MAX, WIRE, Readiness, ReadinessAsk
 from shared.timefmt import parse_iso
@@ -23,17 +24,9 @@ FROM readiness_budget
 WHERE organization_id = ANY($1::bigint[]) AND hour >= $2
 """
 
-_RESERVE = """
-SELECT u.organization_id, u.country, u.hour,
-    readiness_reserve(u.organization_id, u.country, u.hour, u.wanted, $4, $5) AS got
-FROM (
-    SELECT m.organization_id, x.country, x.hour, count(*)::int AS wanted
-    FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS x(public_id, country, hour)
-    JOIN monitors m ON m.public_id = x.public_id
-    GROUP BY 1, 2, 3
-) u
-ORDER BY 1, 2, 3
-"""
+# One organization's country and hour at a time, in key order: replicas reserving several
+# lock their rows in one order, never each other's.
+_RESERVE = "SELECT readiness_reserve($1, $2, $3, $4, $5, $6)"
 
 _ORGS = "SELECT public_id, organization_id FROM monitors WHERE public_id = ANY($1::uuid[])"
 
@@ -62,14 +55,8 @@ SET settled = b.settled + EXCLUDED.settled, spent = b.spent + EXCLUDED.spent
 
 # Rounds reserved that will never run give their reservation back (never below what settled).
 _RELEASE = """
-UPDATE readiness_budget b SET asked = GREATEST(b.asked - u.n, b.settled)
-FROM (
-    SELECT m.organization_id, x.country, x.hour, count(*)::int AS n
-    FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS x(public_id, country, hour)
-    JOIN monitors m ON m.public_id = x.public_id
-    GROUP BY 1, 2, 3
-) u
-WHERE b.organization_id = u.organization_id AND b.country = u.country AND b.hour = u.hour
+UPDATE readiness_budget SET asked = GREATEST(asked - $4, settled)
+WHERE organization_id = $1 AND country = $2 AND hour = $3
 """
 
 _FORGET = "DELETE FROM readiness_budget WHERE hour < $1"
@@ -98,24 +85,23 @@ async def reserve(
     conn: Conn, jobs: Sequence[CheckJob], now: datetime, budget: int
 ) -> dict[str, CheckJob]:
     """Reserve the rounds of the jobs whose readiness asks a domain, in their scheduled hour,
-    as far as `budget` leaves room (`readiness_reserve`, in job order); return, by job id, the
-    jobs that found none, their readiness held instead (asked nothing, saying why). The rows
-    of hours a day past are dropped."""
+    as far as `budget` leaves room (`readiness_reserve`, one key at a time in key order, its
+    jobs in order); return, by job id, the jobs that found none, their readiness held instead
+    (asked nothing, saying why). The rows of hours a day past are dropped."""
     asked = [j for j in jobs if _domain(j)]
     if not asked:
         return {}  # no statement: a pass without readiness costs nothing here
-    hours = [hour_of(parse_iso(j.scheduled_at)) for j in asked]
-    ids = [j.monitor_id for j in asked]
-    rows = await conn.fetch(_RESERVE, ids, [j.country for j in asked], hours, QUERIES_MAX, budget)
-    got = {(r["organization_id"], r["country"], r["hour"]): r["got"] for r in rows}
-    orgs = {str(r["public_id"]): r["organization_id"] for r in await conn.fetch(_ORGS, ids)}
+    keys = await _keys(conn, asked)
+    got: dict[Key, int] = {}
+    for key, n in sorted(Counter(k for k in keys if k is not None).items()):
+        got[key] = await conn.fetchval(_RESERVE, *key, n, QUERIES_MAX, budget)
     out: dict[str, CheckJob] = {}
-    for job, hour in zip(asked, hours, strict=True):
-        key = (orgs.get(str(job.monitor_id)), job.country, hour)
-        if got.get(key, 0) > 0:
+    for job, key in zip(asked, keys, strict=True):
+        if key is not None and got.get(key, 0) > 0:
             got[key] -= 1
             continue
-        side = {**job.side_checks, WIRE.name: ReadinessAsk(held=spent(budget, job.country, hour))}
+        why = spent(budget, job.country, parse_iso(job.scheduled_at))
+        side = {**job.side_checks, WIRE.name: ReadinessAsk(held=why)}
         out[job.job_id] = msgspec.structs.replace(job, side_checks=side)
     await conn.execute(_FORGET, hour_of(now) - 24 * HOUR)
     await conn.execute(_FORGET_SETTLED, hour_of(now) - 24 * HOUR)
@@ -128,12 +114,21 @@ async def release(conn: Conn, jobs: Sequence[CheckJob]) -> None:
     given = [j for j in jobs if _domain(j)]
     if not given:
         return
-    await conn.execute(
-        _RELEASE,
-        [j.monitor_id for j in given],
-        [j.country for j in given],
-        [hour_of(parse_iso(j.scheduled_at)) for j in given],
-    )
+    keys = await _keys(conn, given)
+    for key, n in sorted(Counter(k for k in keys if k is not None).items()):
+        await conn.execute(_RELEASE, *key, n)
+
+
+async def _keys(conn: Conn, jobs: Sequence[CheckJob]) -> list[Key | None]:
+    """Each job's organization, country and scheduled hour (None: its monitor is gone)."""
+    ids = [j.monitor_id for j in jobs]
+    orgs = {str(r["public_id"]): r["organization_id"] for r in await conn.fetch(_ORGS, ids)}
+    return [
+        (org, j.country, hour_of(parse_iso(j.scheduled_at)))
+        if (org := orgs.get(str(j.monitor_id))) is not None
+        else None
+        for j in jobs
+    ]
 
 
 async def settle(conn: Conn, arrived: Sequence[Arrived[Readiness]]) -> None:
