@@ -93,8 +93,8 @@ async def reserve(
         return {}  # no statement: a pass without readiness costs nothing here
     keys = await _keys(conn, asked)
     got: dict[Key, int] = {}
-    for key, n in sorted(Counter(k for k in keys if k is not None).items()):
-        got[key] = await conn.fetchval(_RESERVE, *key, n, QUERIES_MAX, budget)
+    for wanted, n in sorted(Counter(k for k in keys if k is not None).items()):
+        got[wanted] = await conn.fetchval(_RESERVE, *wanted, n, QUERIES_MAX, budget)
     out: dict[str, CheckJob] = {}
     for job, key in zip(asked, keys, strict=True):
         if key is not None and got.get(key, 0) > 0:
@@ -115,8 +115,8 @@ async def release(conn: Conn, jobs: Sequence[CheckJob]) -> None:
     if not given:
         return
     keys = await _keys(conn, given)
-    for key, n in sorted(Counter(k for k in keys if k is not None).items()):
-        await conn.execute(_RELEASE, *key, n)
+    for given_back, n in sorted(Counter(k for k in keys if k is not None).items()):
+        await conn.execute(_RELEASE, *given_back, n)
 
 
 async def _keys(conn: Conn, jobs: Sequence[CheckJob]) -> list[Key | None]:
