@@ -83,6 +83,7 @@ def wired_scheduler(
             login_cap=login_cap,
             trigger_burst=trigger_burst,
             mails_per_domain=mails_per_domain,
+            readiness_queries=readiness_queries,
         ),
         JobPublisher(js, agents, keys, default_countries=default_countries),
         default_countries=default_countries,

@@ -190,6 +190,7 @@ def _scheduler(
         login_cap=fair_use.login_cap_per_account,
         trigger_burst=fair_use.trigger_check_burst,
         mails_per_domain=scheduling.roundtrip_mails_per_domain_per_minute,
+        readiness_queries=scheduling.readiness_queries_per_hour,
     )
     publisher = JobPublisher(js, agents, keys, default_countries=countries)
     scheduler = Scheduler(

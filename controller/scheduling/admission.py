@@ -28,6 +28,7 @@ from controller.scheduling.admission_ledger import Admissions, Taken
 from controller.scheduling.deferred_store import DeferredJob
 from controller.scheduling.plan import PlannedRound
 from controller.sidechecks.readiness import budget_store as readiness_budget
+from controller.sidechecks.readiness.budget import QUERIES_PER_HOUR as READINESS_QUERIES_PER_HOUR
 from shared.messages import FEATURE_LOOK_ONLY, CheckJob, Preempt
 from shared.timefmt import parse_iso
 
@@ -55,6 +56,7 @@ class Admission:
         login_cap: int = 1000,
         trigger_burst: int = 3,
         mails_per_domain: int = 60,
+        readiness_queries: int = READINESS_QUERIES_PER_HOUR,
     ) -> None:
         """`agents`: the live agents view (their slots and features); `links`: where the
         owners' login cap notice points them; `login_cap`: LOGIN_CAP_PER_ACCOUNT, the ceiling
@@ -65,6 +67,7 @@ class Admission:
         self._login_cap = login_cap
         self._trigger_burst = trigger_burst
         self._mails_per_domain = mails_per_domain
+        self._readiness_queries = readiness_queries
         self._ledger = Admissions(agents.load, agents.now)
 
     def waiting(self) -> int:
@@ -86,17 +89,23 @@ class Admission:
         A round trip's round is held or sent whole, its later logins with it; a look whose
         country waits for its monitor's round in flight becomes a later login, due when that
         round ends. Readiness is reserved for the jobs going out now, waiting for a slot, or
-        logging in later."""
+        logging in later (a job the budget has no room for goes out with its readiness held);
+        those refused give their reservation back."""
         awaited = await self._hold_mail(conn, rounds, now)
         await self._cap_logins(conn, rounds, now)
         planned = [job for r in rounds for job in [*r.jobs, *(job for _, job in r.deferred)]]
-        await readiness_budget.reserve(conn, planned, now)
+        held = await readiness_budget.reserve(conn, planned, now, self._readiness_queries)
+        for r in rounds:
+            r.jobs = [held.get(job.job_id, job) for job in r.jobs]
+            r.deferred = [(d, held.get(job.job_id, job)) for d, job in r.deferred]
         taken = self._ledger.take([job for r in rounds for job in r.jobs], now)
         refused = {row.job_id: row for row in taken.refused}
         for r in rounds:
             r.missed += [refused.pop(job.job_id) for job in r.jobs if job.job_id in refused]
-        # Every job given up: its round-trip message counts no more.
+        # Every job given up: its round-trip message counts no more, its readiness reservation
+        # is given back.
         await roundtrip_sends.not_sent(conn, taken.refused_jobs)
+        await readiness_budget.release(conn, taken.refused_jobs)
         return Admitted(taken.admitted, list(refused.values()), taken.preempts, awaited)
 
     async def admit_deferred(
@@ -133,12 +142,13 @@ class Admission:
             [looks.get(job.job_id, job) for _, (job,) in mail if job.job_id not in held_mail],
             now,
         )
-        await roundtrip_sends.not_sent(
-            conn,
+        not_sent = (
             [d.job for d in claimed if d.rejected]
             + [d.job for d, ok in zip(tried, allowed, strict=True) if not ok]
-            + taken.refused_jobs,
+            + taken.refused_jobs
         )
+        await roundtrip_sends.not_sent(conn, not_sent)
+        await readiness_budget.release(conn, not_sent)
         why = "an earlier login of this round was rejected: not tried again"
         held = [planning.held(d.job, HELD, why) for d in claimed if d.rejected]
         for d, ok in zip(tried, allowed, strict=True):

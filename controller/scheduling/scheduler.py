@@ -44,6 +44,7 @@ from controller.scheduling.due_store import Unplanned, monitor_of
 from controller.scheduling.plan import PlannedRound
 from controller.scheduling.planner import Planner
 from controller.scheduling.publisher import JobPublisher
+from controller.sidechecks.readiness import budget_store as readiness_budget
 from shared.loop import run_every
 from shared.timefmt import iso_ms, utcnow
 
@@ -194,6 +195,7 @@ class Scheduler:
         if taken.refused:
             async with self._pool.acquire() as conn, conn.transaction():
                 await roundtrip_sends.not_sent(conn, taken.refused_jobs)
+                await readiness_budget.release(conn, taken.refused_jobs)
                 await self.publisher.record(conn, taken.refused)
             self.publisher.recorded(taken.refused)
         return len(taken.admitted)

@@ -11,11 +11,13 @@ they were (no false finding, no drift), the DNS server never sees more than the 
 hour, another organization in the same country is never held, and asking resumes by itself
 when the hour rolls."""
 
+import asyncio
 import functools
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import httpx
@@ -26,6 +28,7 @@ from agent.probers.run import run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from agent.sidechecks.base import Round
 from agent.sidechecks.readiness import ReadinessProbe, runner
+from controller.db.pool import Conn
 from controller.ingest import store as results
 from controller.ingest.ingester import _bound_side
 from controller.scheduling import due_store as due
@@ -33,10 +36,12 @@ from controller.scheduling.due_store import ClaimedMonitor
 from controller.scheduling.plan import RoundPlanner
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
+from controller.sidechecks.frame import Arrived
 from controller.sidechecks.readiness import budget_store, rules
 from controller.sidechecks.readiness.budget import READINESS, hour_of
 from shared.messages import CheckJob, CheckResult, SmtpConfig, encode
 from shared.sidechecks.readiness import QUERIES_MAX, WIRE, Readiness
+from shared.timefmt import parse_iso
 from testkit.peers.dns import DnsPeer, Records
 from testkit.peers.jobs import make_job
 from testkit.peers.smtp import SmtpPeer
@@ -141,22 +146,34 @@ class History:
     async def plan(self, now: datetime) -> list[CheckJob]:
         """One batch: the ledger read at its start, every monitor planned, what was asked
         reserved (as the scheduler's `_run_batch` and `_send` do)."""
-        ids = [m["id"] for m in [*self.hostile, self.fine]]
         async with self.rig.pool.acquire() as conn, conn.transaction():
-            await conn.execute(  # each due now
-                "UPDATE monitors SET next_due_at = $2 WHERE id = ANY($1::bigint[])", ids, now
-            )
-            claimed = [await due.monitor(conn, i) for i in ids]
-            orgs = [self.owners[i].org_id for i in ids]
-            ledger = await budget_store.load(conn, orgs, now, self.budget)
-            plans = [
-                self.planner.round(_watched(c), now, LIVE, side={READINESS: ledger})
-                for c in claimed
-            ]
-            jobs = [job for p in plans for job in p.jobs]
-            await budget_store.reserve(conn, jobs, now)
+            await self.due(conn, now)
+            return await self.reserve(conn, await self.planned(conn, now), now)
+
+    def ids(self) -> list[int]:
+        return [m["id"] for m in [*self.hostile, self.fine]]
+
+    async def due(self, conn: Conn, now: datetime) -> None:
+        await conn.execute(  # each due now
+            "UPDATE monitors SET next_due_at = $2 WHERE id = ANY($1::bigint[])", self.ids(), now
+        )
+
+    async def planned(self, conn: Conn, now: datetime) -> list[CheckJob]:
+        """A batch's rounds as planned from its ledger, nothing reserved yet."""
+        ids = self.ids()
+        claimed = [await due.monitor(conn, i) for i in ids]
+        orgs = [self.owners[i].org_id for i in ids]
+        ledger = await budget_store.load(conn, orgs, now, self.budget)
+        plans = [
+            self.planner.round(_watched(c), now, LIVE, side={READINESS: ledger}) for c in claimed
+        ]
+        jobs = [job for p in plans for job in p.jobs]
         assert len(jobs) == len(ids)
         return jobs
+
+    async def reserve(self, conn: Conn, jobs: list[CheckJob], now: datetime) -> list[CheckJob]:
+        held = await budget_store.reserve(conn, jobs, now, self.budget)
+        return [held.get(j.job_id, j) for j in jobs]
 
     async def step(self, now: datetime, smtp: int, peers: dict[int, DnsPeer]) -> None:
         jobs = await self.plan(now)
@@ -363,3 +380,102 @@ async def test_what_a_round_is_charged_is_its_own_once_and_at_most_its_reservati
         (rig.tenant.org_id, "DE", 3, 1, QUERIES_MAX),
         (org.org_id, "DE", 1, 0, 0),
     ]
+
+
+async def test_two_replicas_planning_at_once_never_ask_more_than_the_budget(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """Two controllers read the same empty ledger on their own connections, each plans every
+    monitor (each alone would ask two of the three hostile rounds), then both reserve, the
+    second while the first holds the hour's row: between them they ask two rounds, and the
+    second's jobs go out held, saying why."""
+    org = await make_tenant(rig.pool)
+    history = History(rig, org, _planner(rig, tmp_path), 2 * QUERIES_MAX)
+    await history.monitors()
+    now = hour_of(datetime.now(UTC))
+    async with rig.pool.acquire() as conn:
+        await history.due(conn, now)
+    hostile = {str(m["public_id"]) for m in history.hostile}
+    async with rig.pool.acquire() as a, rig.pool.acquire() as b:
+        ta, tb = a.transaction(), b.transaction()
+        await ta.start()
+        await tb.start()
+        planned_a = await history.planned(a, now)
+        planned_b = await history.planned(b, now)
+        for planned in (planned_a, planned_b):  # each replica's own ledger asks two
+            assert sum(_asks(j) for j in planned if j.monitor_id in hostile) == 2
+        jobs_a = await history.reserve(a, planned_a, now)
+        second = asyncio.create_task(history.reserve(b, planned_b, now))
+        await ta.commit()
+        jobs_b = await second
+        await tb.commit()
+    asked = [j for j in [*jobs_a, *jobs_b] if j.monitor_id in hostile and _asks(j)]
+    (row,) = await rig.fetch(
+        "SELECT asked FROM readiness_budget WHERE organization_id = $1 AND hour = $2",
+        rig.tenant.org_id,
+        now,
+    )
+    print(f"two replicas: {len(asked)} rounds asked, {row['asked']} reserved, budget 2 rounds")
+    assert len(asked) == row["asked"] == 2
+    assert sum(_asks(j) for j in jobs_b if j.monitor_id in hostile) == 0
+    held_b = [WIRE.ask_of(j.side_checks) for j in jobs_b if j.monitor_id in hostile]
+    assert all(h is not None and "spent until" in h.held for h in held_b)
+    assert sum(_asks(j) for j in [*jobs_a, *jobs_b] if j.monitor_id not in hostile) == 2
+
+
+def _asks(job: CheckJob) -> bool:
+    ask = WIRE.ask_of(job.side_checks)
+    return ask is not None and bool(ask.domain)
+
+
+async def test_one_result_stored_by_two_controllers_at_once_settles_once(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """Two controllers store the same round's facts in their own transactions at once (neither
+    sees the other's rows yet): the round is settled once, its queries counted once."""
+    org = await make_tenant(rig.pool)
+    history = History(rig, org, _planner(rig, tmp_path), 400)
+    await history.monitors()
+    now = hour_of(datetime.now(UTC))
+    job = (await history.plan(now))[0]
+    arrived = Arrived(
+        job.job_id,
+        UUID(str(job.monitor_id)),
+        job.country,
+        parse_iso(job.scheduled_at),
+        now,
+        Readiness(domain=HOSTILE, queries=30),
+    )
+    async with rig.pool.acquire() as a, rig.pool.acquire() as b:
+        ta, tb = a.transaction(), b.transaction()
+        await ta.start()
+        await tb.start()
+        await budget_store.settle(a, [arrived])
+        second = asyncio.create_task(budget_store.settle(b, [arrived]))
+        await ta.commit()
+        await second
+        await tb.commit()
+    (row,) = await rig.fetch(
+        "SELECT asked, settled, spent FROM readiness_budget WHERE organization_id = $1"
+        " AND hour = $2",
+        rig.tenant.org_id,
+        now,
+    )
+    assert tuple(row) == (3, 1, 30)
+
+
+async def test_rounds_that_never_run_give_their_reservation_back(rig: Rig, tmp_path: Path) -> None:
+    """A batch that reserved every round its budget allowed (two) and had them refused (no
+    slot in the country) releases them: the next batch of the hour asks two rounds again,
+    where without the release it would hold all."""
+    org = await make_tenant(rig.pool)
+    history = History(rig, org, _planner(rig, tmp_path), 2 * QUERIES_MAX)
+    await history.monitors()
+    now = hour_of(datetime.now(UTC))
+    hostile = {str(m["public_id"]) for m in history.hostile}
+    refused = [j for j in await history.plan(now) if j.monitor_id in hostile and _asks(j)]
+    assert len(refused) == 2
+    async with rig.pool.acquire() as conn:
+        await budget_store.release(conn, refused)
+    again = [j for j in await history.plan(now) if j.monitor_id in hostile and _asks(j)]
+    assert len(again) == 2

@@ -19,7 +19,13 @@ from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings
 from controller.sidechecks.readiness import COMMON_SELECTORS
 from controller.sidechecks.readiness.budget import hour_of
-from shared.messages import ImapCheckJob, SmtpCheckJob, SmtpConfig
+from shared.messages import (
+    FEATURE_TENANT_LOADS,
+    ImapCheckJob,
+    SmtpCheckJob,
+    SmtpConfig,
+    TenantLoad,
+)
 from shared.sidechecks.mail_dns import WIRE as MAIL_DNS
 from shared.sidechecks.mail_dns import MailDnsAsk
 from shared.sidechecks.readiness import WIRE as READINESS
@@ -973,3 +979,55 @@ async def test_readiness_is_held_past_its_organizations_hourly_budget_and_resume
         domain=f"d{[m['publicId'] for m in ours].index(held)}.example",
         selectors=list(COMMON_SELECTORS),
     )
+
+
+async def test_readiness_rounds_admission_refuses_give_their_budget_reservation_back(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    settings: ControllerSettings,
+    seal_keys: KeyRing,
+) -> None:
+    """A country whose one slot another organization holds: the pass reserves its two rounds'
+    readiness and they wait for a slot; once they can no longer start, the pass that refuses
+    them (`saturated`) gives their reservation back, so the hour's budget is whole again."""
+    (cc,) = countries.take()
+    await countries.live(
+        cc,
+        features=[FEATURE_TENANT_LOADS],
+        capacity=1,
+        in_flight=1,
+        tenants=[TenantLoad("someone else", held=1)],
+    )
+    clock = Clock()
+    scheduler = wired_scheduler(
+        pipe_pool,
+        pipeline.js,
+        pipeline.agents,
+        SecretBox(settings.secrets.secrets_key or ""),
+        CountryKeys(str(seal_keys.directory), reload_every_s=0),
+        login_spacing_s=0,
+        readiness_queries=160,
+        clock=clock,
+    )
+    fields = {"allowedCheckCountryCodes": [cc], "checkInterval": 3600, "port": None}
+    ours = [await create(api, org, mailDomain=f"d{i}.example", **fields) for i in range(2)]
+    for monitor in ours:
+        await make_due(pipe_pool, monitor["publicId"])
+    clock.set()
+    assert await scheduler.tick() == 0  # both wait for the slot
+
+    async def asked() -> list[int]:
+        rows = await pipe_pool.fetch(
+            "SELECT asked FROM readiness_budget WHERE organization_id = $1 AND country = $2",
+            org.org_id,
+            cc,
+        )
+        return [r["asked"] for r in rows]
+
+    assert await asked() == [2]
+    clock.now += timedelta(hours=2)  # past their start window: refused
+    assert await scheduler.run_waiting() == 0
+    assert await asked() == [0]

@@ -10,7 +10,11 @@ not asked carry why (`ReadinessAsk.held`), and judge nothing. The next hour star
 nothing: a monitor is held at most until the hour rolls.
 
 `Ledger` is what one planning batch reads (`budget_store.load`) and takes from, so rounds
-planned in one batch count against each other before any is reserved in the database.
+planned in one batch count against each other before any is reserved in the database. What is
+reserved is decided in PostgreSQL (`budget_store.reserve`, the SQL function
+`readiness_reserve`, same rule), under the hour's row lock, so the rounds of any number of
+controller replicas never reserve more than the budget between them: a round the `Ledger`
+asked but the database has no room for goes out held.
 """
 
 from collections.abc import Mapping
@@ -50,6 +54,11 @@ def held(s: Spend, budget: int, country: str, at: datetime) -> str | None:
     the budget."""
     if charged(s) + QUERIES_MAX <= budget:
         return None
+    return spent(budget, country, at)
+
+
+def spent(budget: int, country: str, at: datetime) -> str:
+    """Why a round scheduled `at` is held: its hour's budget is spent."""
     until = hour_of(at) + HOUR
     return (
         f"this organization's DNS budget for readiness in {country} is spent until"
