@@ -279,6 +279,8 @@ async def test_held_rounds_keep_the_findings_and_tell_nothing(
     history = History(rig, await make_tenant(rig.pool), _planner(rig, tmp_path), 200)
     await history.monitors()
     first = rig.at(0).replace(second=0, microsecond=0)
+    if first.minute >= 50:  # the three rounds within one clock hour, the budget's
+        first = hour_of(first) + timedelta(hours=1)
     async with SmtpPeer() as smtp, DnsPeer(_hostile()) as dns_a, DnsPeer(FINE_ZONE) as dns_b:
         peers = {rig.tenant.org_id: dns_a, history.org.org_id: dns_b}
         for i in range(3):
