@@ -30,6 +30,7 @@ import msgspec
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
 
 from shared.json_value import Json, JsonObject
 from shared.subjects import EVENTS_STREAM, JOBS_STREAM, RESULTS_STREAM
@@ -43,6 +44,7 @@ CHUNK_BYTES = 256 * 1024
 # last restore request waits for the server to unpack the whole snapshot and place it, which
 # takes longer the larger the stream (RESTORE_DONE_TIMEOUT_S).
 API_TIMEOUT_S = 30.0
+NO_RESPONDERS_RETRY_S = 0.25
 RESTORE_DONE_TIMEOUT_S = 3600.0
 # How long a cluster may take to place a restored stream's consumers.
 CONSUMERS_PLACED_S = 30.0
@@ -155,11 +157,23 @@ def _decoded(data: bytes, into: type[A]) -> A:
     return msgspec.json.decode(data or b"{}", type=into)
 
 
+async def _ask(nc: NATS, subject: str, payload: bytes) -> Msg:
+    """A JetStream API request. A cluster's JetStream answers no one for a moment while it
+    elects its leader (no responders): the request is sent again until API_TIMEOUT_S."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + API_TIMEOUT_S
+    while True:
+        try:
+            return await nc.request(subject, payload, timeout=API_TIMEOUT_S)
+        except NoRespondersError:
+            if loop.time() >= deadline:
+                raise
+            await asyncio.sleep(NO_RESPONDERS_RETRY_S)
+
+
 async def _api(nc: NATS, subject: str, into: type[A], body: JsonObject | None = None) -> A:
     """One JetStream API request; its answer, StreamMoveError for an error answer."""
-    msg = await nc.request(
-        subject, json.dumps(body).encode() if body is not None else b"", timeout=API_TIMEOUT_S
-    )
+    msg = await _ask(nc, subject, json.dumps(body).encode() if body is not None else b"")
     answer = _decoded(msg.data, into)
     if error := answer.error:
         raise StreamMoveError(f"{subject}: {_described(error)} (err_code {error.err_code})")
@@ -172,7 +186,7 @@ def _described(error: _ApiError) -> str:
 
 async def stream_info(nc: NATS, stream: str) -> StreamInfo | None:
     """The stream's info as JetStream sends it; None when there is no such stream."""
-    msg = await nc.request(f"$JS.API.STREAM.INFO.{stream}", b"", timeout=API_TIMEOUT_S)
+    msg = await _ask(nc, f"$JS.API.STREAM.INFO.{stream}", b"")
     answer = _decoded(msg.data, StreamInfo)
     if error := answer.error:
         if error.code == 404:
