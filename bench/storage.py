@@ -6,7 +6,9 @@ interval), stored, then packed (controller.ingest.packer) and vacuumed, as a run
 leaves them. Counted as the growth of every relation that holds results (heap, indexes, TOAST,
 free space map, every partition; the per-monitor state is not counted, it does not grow with
 results) divided by the results stored. Results go in through `store` in batches of BATCH, as
-the ingester stores them, for MONITORS monitors from two countries and two agents per country.
+the ingester stores them, for MONITORS monitors from two countries and two agents per country,
+under seeded job ids (what schedulers make once every controller accepts them: a pack keeps a
+seed, not the ids; controller/jobs/rules.py).
 The hours are the last of a day that has closed, so the packer's rebuild of that day's rows'
 index (controller.ingest.packer.rebuild_pass) runs too, as it does once a day; the rows' index
 before it is printed beside.
@@ -40,7 +42,7 @@ from controller.monitors.latest_store import monitor_with_latest
 from shared import embedded
 from shared.messages import CheckResult, Phases, TlsInfo, encode
 from shared.timefmt import iso_ms, utcnow
-from testkit.common import seed_monitors, smtp_result, verdict
+from testkit.common import SEEDED_JOB_IDS, seed_monitors, smtp_result, verdict
 
 MONITORS = 500
 COUNTRIES = ("DE", "US")
@@ -76,6 +78,7 @@ def _result(
         cc,
         at,
         agent_id=f"{cc.lower()}-agent-{rng.randint(1, 2)}",
+        job_ids=SEEDED_JOB_IDS,
         started_at=iso_ms(at + timedelta(milliseconds=rng.randint(1, 40))),
         finished_at=iso_ms(at + timedelta(milliseconds=45 + response)),
         status="up" if up else "down",
@@ -152,7 +155,7 @@ async def _bytes_per_result(
         if packed and (n + 1) % 60 == 0:
             # The packer's pass once an hour closed, then autovacuum's.
             async with conn.transaction():
-                while await packer.pack(conn, first, at + timedelta(minutes=1)):
+                while await packer.pack(conn, SEEDED_JOB_IDS, first, at + timedelta(minutes=1)):
                     pass
             await conn.execute("VACUUM result_rows, result_packs, result_rollups")
     if rebuilt is not None:

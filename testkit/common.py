@@ -34,8 +34,11 @@ from shared import embedded
 from shared.messages import CheckResult
 from shared.timefmt import iso_ms, utcnow
 
-# The job ids of the benchmarks' own rounds (their ingesters check results against them).
-JOB_IDS = JobIds([b"mailprobe bench job ids key....."])
+# The job ids of the benchmarks' own rounds (their ingesters check results against them):
+# keyed, and seeded as schedulers make them once every controller accepts them.
+JOB_IDS_KEY = b"mailprobe bench job ids key....."
+JOB_IDS = JobIds([JOB_IDS_KEY])
+SEEDED_JOB_IDS = JobIds([JOB_IDS_KEY], lambda: True)
 
 
 def smtp_result(
@@ -46,13 +49,14 @@ def smtp_result(
     agent_id: str | None = None,
     started_at: str | None = None,
     finished_at: str | None = None,
+    job_ids: JobIds = JOB_IDS,
     **facts: Any,
 ) -> CheckResult:
     """The result of an SMTP monitor's round scheduled at `at`, from `cc`'s bench agent (or
     `agent_id`): started 3 ms and finished 60 ms after `at` (or at `started_at`,
-    `finished_at`), saying `facts`."""
+    `finished_at`), saying `facts`; its job id made by `job_ids`."""
     return CheckResult(
-        job_id=JOB_IDS.make(public_id, cc, at),
+        job_id=job_ids.make(public_id, cc, at),
         monitor_id=public_id,
         monitor_type="smtp",
         country=cc,

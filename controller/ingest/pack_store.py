@@ -1,13 +1,14 @@
 """The packer's statements: the compact rows of up to a number of closed (monitor, hour, country)
 groups deleted and their packs written in one statement (migration 0032, lines of migration
-0035), under PACK_LOCK; a closed day's rows' index rebuilt, under REBUILD_LOCK
-(controller.ingest.packer runs the passes)."""
+0035, seeds of migration 0122), under PACK_LOCK; a closed day's rows' index rebuilt, under
+REBUILD_LOCK (controller.ingest.packer runs the passes)."""
 
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from controller.db.pool import Conn
 from controller.ingest.pack_rules import PACK_LOCK, REBUILD_LOCK
+from controller.jobs.rules import JobIds
 
 GROUPS = 2_000  # (monitor, hour, country) groups per transaction
 _PHASES = ("dns", "connect", "tls", "greeting", "auth")
@@ -51,10 +52,8 @@ _FITS = """r.detail_ms IS NOT NULL AND r.status = 0
 _ORDER = "ORDER BY at_ms, tag, job"
 _PACK = f"""
 WITH g AS (
-    SELECT DISTINCT r.monitor_id, date_trunc('hour', r.scheduled_at, 'UTC') AS hour, r.country
-    FROM result_rows r
-    WHERE r.scheduled_at >= $1 AND r.scheduled_at < $2 AND {_FITS}
-    ORDER BY 1, 2, 3 LIMIT $3
+    SELECT * FROM unnest($1::int8[], $2::timestamptz[], $3::int2[], $4::bytea[])
+        AS g(monitor_id, hour, country, seed)
 ), moved AS (
     DELETE FROM result_rows r USING g
     WHERE r.monitor_id = g.monitor_id AND r.country = g.country
@@ -75,16 +74,25 @@ WITH g AS (
 ), e AS (
     SELECT * FROM moved
     UNION ALL
-    SELECT o.monitor_id, o.hour, o.country, x.job, result_tag(x.job),
+    SELECT o.monitor_id, o.hour, o.country, y.job, result_tag(y.job),
         {", ".join(f"x.{f}::int" for f in _FIELDS)}
     FROM old o CROSS JOIN LATERAL unnest(o.jobs, {_decoded("o")}) AS x(job, {", ".join(_FIELDS)})
+    CROSS JOIN LATERAL (SELECT result_pack_job(x.job, o.seed, o.hour + x.at_ms::int * interval
+        '1 ms') AS job) AS y
 ), s AS (
     SELECT e.*, at_ms - coalesce(lag(at_ms) OVER w, 0) AS at_delta,
-        stored_at_ms - coalesce(lag(stored_at_ms) OVER w, 0) AS stored_delta
-    FROM e WINDOW w AS (PARTITION BY monitor_id, hour, country {_ORDER})
+        stored_at_ms - coalesce(lag(stored_at_ms) OVER w, 0) AS stored_delta,
+        row_number() OVER w AS i, g.seed,
+        -- NULL: the seeded id of its time, which the pack does not keep
+        nullif(e.job, result_seeded_job(g.seed, e.hour + e.at_ms * interval '1 ms')) AS kept
+    FROM e JOIN g USING (monitor_id, hour, country)
+    WINDOW w AS (PARTITION BY monitor_id, hour, country {_ORDER})
 ), ins AS (
-    INSERT INTO result_packs (hour, monitor_id, country, results, jobs, lines)
-    SELECT hour, monitor_id, country, count(*), array_agg(job {_ORDER}),
+    INSERT INTO result_packs (hour, monitor_id, country, results, jobs, seed, lines)
+    SELECT hour, monitor_id, country, count(*),
+        -- up to the last id kept: the NULLs after it are left off
+        (array_agg(kept {_ORDER}))[1:coalesce(max(i) FILTER (WHERE kept IS NOT NULL), 0)],
+        CASE WHEN bool_or(kept IS NULL) THEN min(seed) END,
         ARRAY[{", ".join(f"result_pack_encode(array_agg({line} {_ORDER}))" for line in _LINES)}]
     FROM s GROUP BY monitor_id, hour, country ORDER BY monitor_id, hour, country
     RETURNING results AS n
@@ -93,11 +101,42 @@ SELECT count(*)::int AS packs, coalesce(sum(n), 0)::int AS results FROM ins
 """
 
 
-async def pack(conn: Conn, since: datetime, until: datetime, groups: int = GROUPS) -> int:
+# The groups a pass packs, with what their seeds are made of (the monitor's public id, the
+# country's code; NULL when the monitor is gone).
+_GROUPS = f"""
+SELECT g.monitor_id, g.hour, g.country, m.public_id::text AS public_id,
+    result_country(g.country) AS cc
+FROM (
+    SELECT DISTINCT r.monitor_id, date_trunc('hour', r.scheduled_at, 'UTC') AS hour, r.country
+    FROM result_rows r
+    WHERE r.scheduled_at >= $1 AND r.scheduled_at < $2 AND {_FITS}
+    ORDER BY 1, 2, 3 LIMIT $3
+) g LEFT JOIN monitors m ON m.id = g.monitor_id
+ORDER BY 1, 2, 3
+"""
+
+
+async def pack(
+    conn: Conn, ids: JobIds, since: datetime, until: datetime, groups: int = GROUPS
+) -> int:
     """Pack up to `groups` (monitor, hour, country) groups of compact rows scheduled in
-    [`since`, `until`), whole hours; return how many groups. The caller owns the transaction
-    and holds PACK_LOCK."""
-    row = await conn.fetchrow(_PACK, since, until, groups)
+    [`since`, `until`), whole hours, each pack with its seed under `ids` (which leaves out the
+    ids it derives); return how many groups. The caller owns the transaction and holds
+    PACK_LOCK."""
+    found = await conn.fetch(_GROUPS, since, until, groups)
+    if not found:
+        return 0
+    seeds = [
+        None if g["public_id"] is None else ids.seed(g["public_id"], g["cc"], g["hour"])
+        for g in found
+    ]
+    row = await conn.fetchrow(
+        _PACK,
+        [g["monitor_id"] for g in found],
+        [g["hour"] for g in found],
+        [g["country"] for g in found],
+        seeds,
+    )
     assert row is not None
     packs: int = row["packs"]
     return packs

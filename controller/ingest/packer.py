@@ -6,8 +6,10 @@ A pass moves a bounded number of (monitor, hour, country) groups per transaction
 exclusive advisory lock (PACK_LOCK): a second controller's packer skips its pass while one runs,
 and an ingester storing results old enough to fall in a packed hour waits for it (see
 `store.store`). The rows are deleted and the pack written in one statement: a crash leaves the
-rows or the pack, never both or neither. Rows that arrived for an hour already packed are merged
-into its pack by a later pass.
+rows or the pack, never both or neither. A pack keeps the seed of its monitor, country and hour
+(`JobIds.seed`: the packer runs in the ingester's role, which holds SECRETS_KEY) and only the
+job ids that are not that seed's (controller/jobs/rules.py, migration 0122). Rows that arrived
+for an hour already packed are merged into its pack by a later pass.
 
 Once every hour of a day is packed, the day's rows' index is rebuilt (`rebuild_pass`, when
 `rows_index_bloated` says so): packing left it at the size the day's busiest hours needed, while
@@ -29,6 +31,7 @@ from controller.ingest.pack_rules import (
     rows_index_bloated,
 )
 from controller.ingest.pack_store import GROUPS, pack
+from controller.jobs.rules import JobIds
 from shared.loop import run_every
 from shared.timefmt import utcnow
 
@@ -50,15 +53,15 @@ LOOKBACK = timedelta(days=1)
 
 
 async def pack_pass(
-    pool: asyncpg.Pool, now: datetime | None = None, groups: int = GROUPS
+    pool: asyncpg.Pool, ids: JobIds, now: datetime | None = None, groups: int = GROUPS
 ) -> int | None:
-    """One transaction's worth of packing of the closed hours; the groups packed, or None when
-    another packer holds the lock."""
+    """One transaction's worth of packing of the closed hours (seeds under `ids`); the groups
+    packed, or None when another packer holds the lock."""
     until = pack_horizon(now or utcnow())
     async with pool.acquire() as conn, conn.transaction():
         if not await pack_store.try_lock(conn):
             return None
-        return await pack(conn, until - LOOKBACK, until, groups)
+        return await pack(conn, ids, until - LOOKBACK, until, groups)
 
 
 async def rebuild_pass(
@@ -75,11 +78,11 @@ async def rebuild_pass(
     return None
 
 
-async def keep_packing(pool: asyncpg.Pool, stop: asyncio.Event) -> None:
+async def keep_packing(pool: asyncpg.Pool, ids: JobIds, stop: asyncio.Event) -> None:
     """`pack_pass` every PACK_EVERY_S, at once again while a pass filled its quota."""
 
     async def step() -> float | None:
-        packed = await pack_pass(pool)
+        packed = await pack_pass(pool, ids)
         if packed:
             log.info("result hours packed", groups=packed)
         if packed == GROUPS:

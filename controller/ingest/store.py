@@ -130,14 +130,16 @@ assert re.findall(r'e->>?(\d+)[^"\n]* AS "(\w+)"', _FIELDS) == [
 ], "store_results.sql reads the batch elsewhere than BATCH puts it"
 assert f"k.status NOT IN ({', '.join(repr(s) for s in sorted(UNCOUNTED))})" in _INSERT
 # The statement for a batch holding a result old enough to be in a pack already: such a result
-# is stored unless its pack has it. Only such batches read `result_packs`, whose partitions a
+# is stored unless its pack has it (`result_pack_holds`, migration 0122: an id it keeps, or the
+# seeded id of a time it holds). Only such batches read `result_packs`, whose partitions a
 # statement reading it locks and opens each time it runs (one a day of CHECK_RAW_DAYS).
 _INSERT_OLD = _INSERT.replace(
     """WHERE r."scheduledAt" >= $2
 """,
     """WHERE r."scheduledAt" >= $2 OR NOT EXISTS (SELECT 1 FROM result_packs p
         WHERE p.monitor_id = m.id AND p.hour = date_trunc('hour', r."scheduledAt", 'UTC')
-        AND p.country = result_country_code(r.country) AND r."jobId"::uuid = ANY(p.jobs))
+        AND p.country = result_country_code(r.country) AND result_pack_holds(p.jobs, p.seed,
+            p.hour, p.lines[1], p.results, r."jobId"::uuid, r."scheduledAt"))
 """,
 )
 assert _INSERT_OLD != _INSERT

@@ -1,11 +1,11 @@
 """A check job's id and how long it may live: pure, no I/O. The scheduler makes ids, the
-ingester checks them (`JobIds.matches`), the alert queue and the scheduler's expiry read
-`JOB_EXPIRY_MAX`.
+ingester checks them (`JobIds.matches`), the packer keeps a seed per pack instead of the ids
+it derives (`JobIds.seed`), the alert queue and the scheduler's expiry read `JOB_EXPIRY_MAX`.
 """
 
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
@@ -22,6 +22,38 @@ def _ms(at: datetime) -> int:
 JOB_ID_PURPOSE: Final = "mailprobe job ids"
 # A job no agent took for this long is gone from JOBS (its max age), so it never runs later.
 JOB_EXPIRY_MAX: Final = timedelta(seconds=JOBS_MAX_AGE_S - 60)
+# The UUID version nibble of a seeded id (RFC 9562's version 8, "custom"); keyed ids are shaped
+# as version 4.
+SEEDED_VERSION: Final = 8
+KEYED_VERSION: Final = 4
+
+
+def _never() -> bool:
+    return False
+
+
+def _uuid(digest: bytes, version: int, variant: int) -> str:
+    """The first 16 bytes of `digest` shaped as a UUID of `version`, its variant digit's top
+    bits 10 (RFC 9562) and the rest of it `variant`'s."""
+    h = bytearray(digest[:16])
+    h[6] = h[6] & 0x0F | version << 4
+    h[8] = h[8] & variant | 0x80
+    x = h.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+
+def seeded_id(seed: bytes, scheduled_at: datetime) -> str:
+    """A scheduled round's id from its pack's seed: the first 16 bytes of SHA-256(seed ||
+    scheduled ms, 8 bytes big-endian), its version digit and variant digit made 8 (a version 8
+    UUID, 120 bits of the hash). PostgreSQL computes the same (`result_seeded_job`, migration
+    0122) in one expression, so a pack keeps the seed instead of the ids."""
+    digest = hashlib.sha256(seed + _ms(scheduled_at).to_bytes(8, "big", signed=True)).digest()
+    return _uuid(digest, SEEDED_VERSION, 0x0F)
+
+
+def hour_of(at: datetime) -> datetime:
+    """The UTC hour `at` falls in (a pack's hour)."""
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 class JobIds:
@@ -29,44 +61,72 @@ class JobIds:
     and after a restart, so `Nats-Msg-Id` = job id makes a repeated publish a no-op; a triggered
     round is marked so it never equals a scheduled one.
 
-    An id is a keyed hash (BLAKE2b, a MAC, with a key derived from SECRETS_KEY, shaped as a UUID, a
-    valid subject token): an agent cannot compute another country's ids, so it can neither
-    pre-empt that country's result through the stream's duplicate window nor make up a round
-    that was never sent to it (`matches`, checked by the ingester).
+    Two schemes, both keyed with a key derived from SECRETS_KEY and shaped as a UUID (a valid
+    subject token):
+
+    - keyed (version 4): BLAKE2b, a MAC, over (monitor, country, scheduled ms, scheduled or
+      triggered). Triggered rounds always; scheduled ones while `seeded()` is False.
+    - seeded (version 8), scheduled rounds while `seeded()` is True: SHA-256 of the round's
+      seed and its scheduled ms, the seed a MAC (BLAKE2b, 16 bytes) over (monitor, country, UTC
+      hour). A pack keeps the seed (16 bytes an hour) and PostgreSQL recomputes its ids.
+
+    Either way an agent cannot compute another round's id: it would need the key, or the seed
+    of that monitor, country and hour, which no job carries (an id does not give its seed away:
+    SHA-256 is one-way). So it can neither pre-empt another country's result through the
+    stream's duplicate window nor make up a round that was never sent to it (`matches`, checked
+    by the ingester, which accepts both schemes under every key).
     """
 
-    def __init__(self, keys: Sequence[bytes]) -> None:
+    def __init__(self, keys: Sequence[bytes], seeded: Callable[[], bool] = _never) -> None:
         if not keys or any(not 16 <= len(k) <= 64 for k in keys):
             raise ValueError("JobIds needs keys of 16 to 64 bytes")
         self._keys = list(keys)
+        self._seeded = seeded
 
     @classmethod
-    def from_box(cls, box: SecretBox) -> "JobIds":
-        return cls(box.subkeys(JOB_ID_PURPOSE))
+    def from_box(cls, box: SecretBox, seeded: Callable[[], bool] = _never) -> "JobIds":
+        return cls(box.subkeys(JOB_ID_PURPOSE), seeded)
 
     def make(
         self, monitor_public_id: str, country: str, scheduled_at: datetime, trigger: bool = False
     ) -> str:
+        if not trigger and self._seeded():
+            return seeded_id(self.seed(monitor_public_id, country, scheduled_at), scheduled_at)
         return self._id(self._keys[0], monitor_public_id, country, _ms(scheduled_at), trigger)
+
+    def seed(self, monitor_public_id: str, country: str, at: datetime) -> bytes:
+        """The seed of the scheduled rounds of that monitor and country in the UTC hour of `at`
+        (under the newest key)."""
+        return self._seed(self._keys[0], monitor_public_id, country, hour_of(at))
 
     def matches(
         self, job_id: str, monitor_public_id: str, country: str, scheduled_at: datetime
     ) -> bool:
-        """Whether `job_id` is the id of that round (scheduled or triggered), under any key."""
+        """Whether `job_id` is the id of that round (scheduled or triggered) under either
+        scheme and any key."""
         ms = _ms(scheduled_at)
         given = job_id.encode()
+        # The version nibble says the scheme (it is no secret): one hash or two per key.
+        seeded = job_id[14:15] == str(SEEDED_VERSION)
+        hour = hour_of(scheduled_at)
         for key in self._keys:
-            for trigger in (False, True):
-                made = self._id(key, monitor_public_id, country, ms, trigger).encode()
-                if hmac.compare_digest(made, given):  # in constant time, as a MAC's check
+            if seeded:
+                made = [seeded_id(self._seed(key, monitor_public_id, country, hour), scheduled_at)]
+            else:
+                made = [self._id(key, monitor_public_id, country, ms, t) for t in (False, True)]
+            for one in made:
+                if hmac.compare_digest(one.encode(), given):  # in constant time, as a MAC's check
                     return True
         return False
 
     @staticmethod
     def _id(key: bytes, monitor_public_id: str, country: str, ms: int, trigger: bool) -> str:
         name = f"{monitor_public_id}|{country}|{ms}|{'t' if trigger else 's'}"
-        h = bytearray(hashlib.blake2b(name.encode(), key=key, digest_size=16).digest())
-        h[6] = h[6] & 0x0F | 0x40  # shaped as a version 4 UUID (what str(uuid.UUID) gives)
-        h[8] = h[8] & 0x3F | 0x80
-        x = h.hex()
-        return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+        digest = hashlib.blake2b(name.encode(), key=key, digest_size=16).digest()
+        return _uuid(digest, KEYED_VERSION, 0x3F)
+
+    @staticmethod
+    def _seed(key: bytes, monitor_public_id: str, country: str, hour: datetime) -> bytes:
+        # `h`: a name no keyed id has (those end in `s` or `t`), so a seed is never an id.
+        name = f"{monitor_public_id}|{country}|{_ms(hour)}|h"
+        return hashlib.blake2b(name.encode(), key=key, digest_size=16).digest()

@@ -7,7 +7,7 @@ import contextlib
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 import structlog
@@ -17,6 +17,7 @@ from nats.js import JetStreamContext
 from controller.fleet.live import LiveAgents
 from controller.ingest.ingester import Ingester
 from controller.jobs.rules import JobIds
+from controller.jobs.scheme import SeededGate
 from controller.notify.links import Links
 from controller.oauth2.fetcher import TokenFetcher
 from controller.oauth2.tokens import TokenService
@@ -58,6 +59,9 @@ class Pipeline:
     ingester: Ingester | None
     # The names answered lately per country, which rounds skip (None: BLOCKLISTS is off).
     fresh: FreshNames | None = None
+    # Whether scheduled rounds get seeded ids (controller.jobs.scheme): the scheduler's and the
+    # alerter's, opened by `serve`'s look at the live controllers; closed unless it runs.
+    seeded: SeededGate = field(default_factory=SeededGate)
 
 
 async def _reconnected() -> None:
@@ -114,6 +118,7 @@ async def open_pipeline(
             events_max_bytes=streams.events_max_mib * MIB,
             replicas=streams.stream_replicas,
         )
+        seeded = SeededGate(allowed=settings.scheduling.job_ids_seeded)
         async with contextlib.AsyncExitStack() as stack:
             agents = (
                 await _agents(stack, settings.fleet, conn, js) if roles & AGENTS_ROLES else None
@@ -121,7 +126,7 @@ async def open_pipeline(
             scheduler, fresh = None, None
             if roles & SCHEDULER_ROLES:
                 assert agents is not None  # SCHEDULER_ROLES is within AGENTS_ROLES
-                scheduler, fresh = _scheduler(settings, pool, js, agents)
+                scheduler, fresh = _scheduler(settings, pool, js, agents, seeded)
             ingester = None
             if roles & INGESTER_ROLES:
                 ingester = Ingester(
@@ -132,7 +137,7 @@ async def open_pipeline(
                     default_countries=settings.fair_use.default_check_countries,
                 )
                 stack.push_async_callback(ingester.close)
-            yield Pipeline(conn, js, agents, scheduler, ingester, fresh)
+            yield Pipeline(conn, js, agents, scheduler, ingester, fresh, seeded)
     finally:
         if owned:
             await conn.drain()
@@ -154,7 +159,11 @@ async def _agents(
 
 
 def _scheduler(
-    settings: ControllerSettings, pool: asyncpg.Pool, js: JetStreamContext, agents: LiveAgents
+    settings: ControllerSettings,
+    pool: asyncpg.Pool,
+    js: JetStreamContext,
+    agents: LiveAgents,
+    seeded: SeededGate,
 ) -> tuple[Scheduler, FreshNames | None]:
     """The scheduler's three parts (planner, admission, publisher) and the worker that drives
     them, each given what it uses; and the names it skips (None: BLOCKLISTS is off)."""
@@ -166,7 +175,7 @@ def _scheduler(
     links = Links.of(settings.notify)
     countries = fair_use.default_check_countries
     rounds = RoundPlanner(
-        JobIds.from_box(box),
+        JobIds.from_box(box, seeded),
         box,
         keys,
         default_countries=countries,

@@ -31,12 +31,16 @@ from controller.fleet.live import LiveAgents
 from controller.fleet.watch import FleetWatch
 from controller.ingest.packer import keep_packing
 from controller.ingest.retention import keep_partitions
+from controller.jobs import scheme, scheme_store
+from controller.jobs.rules import JobIds
+from controller.jobs.scheme import SeededGate
 from controller.notify import channels, outbox_store
 from controller.notify.channel_send import channel_sender
 from controller.notify.outbox import OutboxWorker
 from controller.observability import metrics
 from controller.oracles.watch import OracleWatch
 from controller.runtime.pipeline import Pipeline, open_pipeline
+from controller.secrets.box import SecretBox
 from controller.settings import ApiSettings, ControllerSettings, NotifySettings, RuntimeSettings
 from controller.sidechecks.blocklists.rules import lists_setting
 from controller.sidechecks.blocklists.watch import BlocklistWatch, FreshNames
@@ -108,9 +112,10 @@ async def announce_grants(notify: NotifySettings, pool: asyncpg.Pool) -> None:
 
 
 def application_name(roles: frozenset[str]) -> str:
-    """What the controller's PostgreSQL sessions are called: `mailprobe controller` and its
-    roles, so an operator (and `bench scale`) tells which role's sessions spend what."""
-    return f"mailprobe controller {','.join(sorted(roles))}"
+    """What the controller's PostgreSQL sessions are called: `mailprobe controller`, its roles
+    (so an operator, and `bench scale`, tells which role's sessions spend what) and that it
+    accepts seeded job ids (controller.jobs.scheme: what the schedulers' gate looks for)."""
+    return scheme.session_name(roles)
 
 
 async def _start(
@@ -165,10 +170,14 @@ def _workers(
         work += [
             pipeline.ingester.run(stop),
             keep_partitions(pool, stop, retention.check_history_days, retention.check_raw_days),
-            keep_packing(pool, stop),
+            keep_packing(
+                pool, JobIds.from_box(SecretBox(settings.secrets.secrets_key or "")), stop
+            ),
         ]
     if "alerter" in roles and pipeline.agents is not None:
-        work += _alerter(settings, pool, pipeline.js, pipeline.agents, stop)
+        work += _alerter(settings, pool, pipeline.js, pipeline.agents, pipeline.seeded, stop)
+    if roles & {"scheduler", "alerter"}:
+        work.append(_watch_scheme(pool, pipeline.seeded, stop))
     work.append(metrics.sample_every(stop, _probes(roles, pool, pipeline)))
     return work
 
@@ -178,14 +187,14 @@ def _alerter(
     pool: asyncpg.Pool,
     js: JetStreamContext,
     agents: LiveAgents,
+    seeded: SeededGate,
     stop: asyncio.Event,
 ) -> list[Worker]:
     """The evaluation loop and the outbox worker (which warns of each channel not configured
-    here). The alerter makes the scheduler's job ids for the rounds nobody ran."""
-    from controller.jobs.rules import JobIds
+    here). The alerter makes the scheduler's job ids for the rounds nobody ran (under the
+    scheme `seeded` says, as the scheduler's)."""
     from controller.notify.budget import Budget
     from controller.notify.links import Links
-    from controller.secrets.box import SecretBox
 
     alerting, notify, fair_use = settings.alerting, settings.notify, settings.fair_use
     box = SecretBox(settings.secrets.secrets_key or "")
@@ -194,7 +203,7 @@ def _alerter(
     alerter = Alerter(
         pool,
         js,
-        JobIds.from_box(box),
+        JobIds.from_box(box, seeded),
         default_countries=fair_use.default_check_countries,
         reminder_minutes=alerting.notify_reminder_minutes,
         confirm_per_minute=settings.scheduling.confirm_rounds_per_minute,
@@ -251,6 +260,19 @@ def _alerter(
         )
         work.append(run_every(WATCH_S, watch.run_once, name="blocklist findings", stop=stop))
     return work
+
+
+async def _watch_scheme(pool: asyncpg.Pool, seeded: SeededGate, stop: asyncio.Event) -> None:
+    """Look at the live controllers every LOOK_EVERY_S (controller.jobs.scheme); a line when
+    the scheme of scheduled rounds' ids changes."""
+
+    async def step() -> None:
+        was = seeded()
+        now = await scheme_store.look(pool, seeded)
+        if now != was:
+            log.info("scheduled rounds' job ids", scheme="seeded" if now else "keyed")
+
+    await run_every(scheme.LOOK_EVERY_S, step, name="job id scheme", stop=stop)
 
 
 def _probes(roles: frozenset[str], pool: asyncpg.Pool, pipeline: Pipeline) -> list[metrics.Probe]:

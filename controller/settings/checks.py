@@ -122,6 +122,16 @@ class SchedulingSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=Tr
             " setting publish one result per message",
         ),
     ] = False
+    job_ids_seeded: Annotated[
+        bool,
+        Meta(
+            description="give scheduled rounds seeded job ids (a stored routine result then"
+            " keeps no id of its own: 16 bytes less) once every live controller accepts them"
+            " (their sessions' `application_name` says so) and has for 5 minutes; `false`:"
+            " keyed ids always, as releases before it made (set it, and wait 15 minutes, before"
+            " rolling a controller back to such a release: docs/operating.md)",
+        ),
+    ] = True
     confirm_rounds_per_minute: Annotated[
         int,
         Meta(

@@ -263,7 +263,7 @@ async def test_a_latest_result_in_a_packed_hour_keeps_its_series(
             cert_days_left=17,
         )
     async with pool.acquire() as conn:
-        assert await packer.pack(conn, hour, hour + timedelta(hours=1)) > 0
+        assert await packer.pack(conn, job_ids, hour, hour + timedelta(hours=1)) > 0
         assert (
             await conn.fetchval(
                 "SELECT count(*) FROM result_rows r JOIN monitors m ON m.id = r.monitor_id"

@@ -22,10 +22,11 @@ from tests.conftest import scratch_database
 from tests.ops.controller_process import controller_serving
 
 # What each role builds: the pipeline's parts, and its workers by their coroutines' names
-# (`sample_every`, the metrics, runs in every process).
+# (`sample_every`, the metrics, runs in every process; `_watch_scheme`, the job id scheme's
+# gate, in those that make scheduled rounds' ids).
 BUILT = {
     "api": ({"agents", "scheduler"}, {"housekeeping", "sample_every"}),
-    "scheduler": ({"agents", "scheduler"}, {"Scheduler.run", "sample_every"}),
+    "scheduler": ({"agents", "scheduler"}, {"Scheduler.run", "_watch_scheme", "sample_every"}),
     "ingester": (
         {"ingester"},
         {"Ingester.run", "keep_partitions", "keep_packing", "sample_every"},
@@ -33,7 +34,7 @@ BUILT = {
     "alerter": (
         {"agents"},
         {"Alerter.run", "OutboxWorker.run", "keep_reports", "read_mailboxes", "run_every"}
-        | {"sample_every"},
+        | {"_watch_scheme", "sample_every"},
     ),
 }
 

@@ -16,6 +16,7 @@ from controller.ingest import packer
 from controller.ingest import store as results
 from controller.ingest.store import CheckedResult
 from controller.jobs.result_kinds import ResultRow
+from controller.jobs.rules import JobIds
 from shared.timefmt import iso_ms, utcnow
 from tests.conftest import scratch_database
 
@@ -130,7 +131,8 @@ async def _check(conn: asyncpg.Connection) -> None:
             assert await results.store(conn, batch)
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", packer.PACK_LOCK)
-        assert await packer.pack(conn, packed_hour, packed_hour + timedelta(hours=1)) == 1
+        ids = JobIds([b"k" * 32])
+        assert await packer.pack(conn, ids, packed_hour, packed_hour + timedelta(hours=1)) == 1
     await conn.execute(
         "DELETE FROM result_rows WHERE country = result_country_code('FR');"
         "DELETE FROM result_details WHERE country = result_country_code('FR')"

@@ -1,5 +1,6 @@
 """Packed hours (issue 24, migration 0032): the compact rows of a closed hour become one pack
-per monitor, country and hour, and every reader answers what it answered before."""
+per monitor, country and hour, and every reader answers what it answered before, under either
+job id scheme (migration 0122: a pack of seeded ids keeps their seed, not the ids)."""
 
 import asyncio
 from datetime import datetime, timedelta
@@ -7,11 +8,14 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from controller.ingest import packer
 from controller.ingest.pack_rules import PACK_LOCK, REBUILD_LOCK
 from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
+from controller.secrets.box import SecretBox
+from controller.settings import ControllerSettings
 from shared.messages import CheckResult
 from shared.timefmt import utcnow
 from tests.api.helpers import create
@@ -19,6 +23,26 @@ from tests.conftest import Tenant
 from tests.pipeline.conftest import Countries
 from tests.pipeline.test_compact_results import listed, routine
 from tests.pipeline.test_ingest import publish, result
+
+
+@pytest.fixture(params=["keyed", "seeded"])
+def made_ids(request: pytest.FixtureRequest, settings: ControllerSettings) -> JobIds:
+    """The ids a scheduler makes (with the tests' key): keyed, as before seeded ids, or seeded,
+    as once every controller accepts them."""
+    seeded = request.param == "seeded"
+    return JobIds.from_box(SecretBox(settings.secrets.secrets_key or ""), lambda: seeded)
+
+
+async def kept_ids(pool: asyncpg.Pool, public_id: str) -> list[tuple[int, bool]]:
+    """Per pack of the monitor: the job ids it keeps (not NULL), and whether it has a seed."""
+    async with pool.acquire() as conn:
+        found = await conn.fetch(
+            "SELECT (SELECT count(*) FROM unnest(p.jobs) AS j WHERE j IS NOT NULL) AS kept,"
+            " p.seed IS NOT NULL AS seeded FROM result_packs p JOIN monitors m"
+            " ON m.id = p.monitor_id WHERE m.public_id = $1::uuid ORDER BY p.hour",
+            public_id,
+        )
+    return [(r["kept"], r["seeded"]) for r in found]
 
 
 def closed_hour() -> datetime:
@@ -43,7 +67,7 @@ async def layout(pool: asyncpg.Pool, public_id: str) -> tuple[int, int, list[int
             "SELECT (SELECT count(*) FROM result_rows WHERE monitor_id = m.id) AS rows,"
             " (SELECT count(*) FROM result_rows WHERE monitor_id = m.id"
             "   AND detail_ms IS NOT NULL) AS compact,"
-            " (SELECT coalesce(array_agg(cardinality(jobs) ORDER BY hour), '{}')"
+            " (SELECT coalesce(array_agg(results ORDER BY hour), '{}')"
             "   FROM result_packs WHERE monitor_id = m.id) AS packs"
             " FROM monitors m WHERE m.public_id = $1::uuid",
             public_id,
@@ -83,19 +107,25 @@ async def test_a_packed_hour_reads_back_as_it_was_stored(
     pipeline: Pipeline,
     countries: Countries,
     job_ids: JobIds,
+    made_ids: JobIds,
 ) -> None:
+    """Ground truth: every result read back through the view and the API as it was stored (its
+    jobId, its numbers), the ingester's ids and the packer's seeds under the controllers' key."""
     (cc,) = countries.take()
     monitor = await create(api, org)
     pid = monitor["publicId"]
-    await sent_hour(pipeline, job_ids, monitor, cc, closed_hour())
+    sent = await sent_hour(pipeline, made_ids, monitor, cc, closed_hour())
     rows, compact, packs = await layout(pipe_pool, pid)
     assert (rows, packs) == (8, []) and compact >= 5
     before_rows, before_api = await view_rows(pipe_pool, pid), await answers(api, org, pid)
+    assert [r["job_id"] for r in before_rows] == [r.job_id for r in sent]
 
-    while await packer.pack_pass(pipe_pool):
+    while await packer.pack_pass(pipe_pool, job_ids):
         pass
 
     assert await layout(pipe_pool, pid) == (rows - compact, 0, [compact])
+    seeded = made_ids.make(pid, cc, closed_hour()) != job_ids.make(pid, cc, closed_hour())
+    assert await kept_ids(pipe_pool, pid) == ([(0, True)] if seeded else [(compact, False)])
     assert await view_rows(pipe_pool, pid) == before_rows
     assert await answers(api, org, pid) == before_api
 
@@ -107,20 +137,21 @@ async def test_a_late_result_in_a_packed_hour_lands_once_and_is_merged(
     pipeline: Pipeline,
     countries: Countries,
     job_ids: JobIds,
+    made_ids: JobIds,
 ) -> None:
     (cc,) = countries.take()
     monitor = await create(api, org)
     pid = monitor["publicId"]
     hour = closed_hour()
-    sent = await sent_hour(pipeline, job_ids, monitor, cc, hour)
-    while await packer.pack_pass(pipe_pool):
+    sent = await sent_hour(pipeline, made_ids, monitor, cc, hour)
+    while await packer.pack_pass(pipe_pool, job_ids):
         pass
     rows, _, packs = await layout(pipe_pool, pid)
 
     # A redelivery of a packed result stores nothing; a late one lands as a row and is read.
     await publish(pipeline.js, sent[6])
     assert await pipeline.ingester.burst() == 0
-    late = routine(job_ids, monitor, cc, hour + timedelta(minutes=30), 30)
+    late = routine(made_ids, monitor, cc, hour + timedelta(minutes=30), 30)
     await publish(pipeline.js, late)
     assert await pipeline.ingester.burst() == 1
     assert await layout(pipe_pool, pid) == (rows + 1, 1, packs)
@@ -129,7 +160,7 @@ async def test_a_late_result_in_a_packed_hour_lands_once_and_is_merged(
     before_rows, before_api = await view_rows(pipe_pool, pid), await answers(api, org, pid)
 
     # The next pass merges it into the hour's pack, in time order.
-    while await packer.pack_pass(pipe_pool):
+    while await packer.pack_pass(pipe_pool, job_ids):
         pass
     assert await layout(pipe_pool, pid) == (rows, 0, [packs[0] + 1])
     assert await view_rows(pipe_pool, pid) == before_rows
@@ -160,7 +191,9 @@ async def test_a_pack_cut_short_leaves_the_rows(
         await conn.execute("BEGIN")
         await conn.execute("SELECT pg_advisory_xact_lock($1)", PACK_LOCK)
         now = utcnow()
-        assert await packer.pack(conn, now - timedelta(days=1), closed_hour() + timedelta(hours=1))
+        assert await packer.pack(
+            conn, job_ids, now - timedelta(days=1), closed_hour() + timedelta(hours=1)
+        )
         killed = conn.get_server_pid()
         async with pipe_pool.acquire() as other:
             # With a timeout, it returns once the backend has exited (and so let go of its
@@ -170,7 +203,7 @@ async def test_a_pack_cut_short_leaves_the_rows(
         conn.terminate()
     assert await layout(pipe_pool, pid) == rows
     assert await view_rows(pipe_pool, pid) == before
-    while await packer.pack_pass(pipe_pool):
+    while await packer.pack_pass(pipe_pool, job_ids):
         pass
     assert (await layout(pipe_pool, pid))[2] == [rows[1]]
     assert await view_rows(pipe_pool, pid) == before
@@ -194,11 +227,13 @@ async def test_two_packers_at_once_pack_each_hour_once(
 
     async with pipe_pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", PACK_LOCK)
-        assert await packer.pack_pass(pipe_pool) is None
+        assert await packer.pack_pass(pipe_pool, job_ids) is None
     for _ in range(3):
-        done = await asyncio.gather(*(packer.pack_pass(pipe_pool, groups=1) for _ in range(4)))
+        done = await asyncio.gather(
+            *(packer.pack_pass(pipe_pool, job_ids, groups=1) for _ in range(4))
+        )
         assert all(n is None or n <= 1 for n in done)
-    while await packer.pack_pass(pipe_pool):
+    while await packer.pack_pass(pipe_pool, job_ids):
         pass
     for m, rows in zip(monitors, before, strict=True):
         _, compact, packs = await layout(pipe_pool, m["publicId"])
@@ -228,7 +263,7 @@ async def test_a_closed_days_rows_index_is_rebuilt_and_reads_the_same(
     hour = (utcnow() - timedelta(days=1)).replace(hour=10, minute=0, second=0, microsecond=0)
     partition = f"result_rows_p{hour:%Y%m%d}"
     await sent_hour(pipeline, job_ids, monitor, cc, hour)
-    while await packer.pack_pass(pipe_pool, now=hour + timedelta(hours=2)):
+    while await packer.pack_pass(pipe_pool, job_ids, now=hour + timedelta(hours=2)):
         pass
     async with pipe_pool.acquire() as conn:
         # What an hour of a busy day leaves in the index: entries its packing deleted.

@@ -258,7 +258,7 @@ async def test_packing_an_hour_leaves_its_time_as_it_was(
             "SELECT id FROM monitors WHERE public_id = $1::uuid", monitor["publicId"]
         )
         before = await results.state_time(conn, monitor_id, hour, hour + timedelta(hours=1))
-    while await packer.pack_pass(pipe_pool):
+    while await packer.pack_pass(pipe_pool, job_ids):
         pass
     async with pipe_pool.acquire() as conn:
         rows = await conn.fetchval(

@@ -1,0 +1,131 @@
+-- Seeded job ids (issue 70): a pack keeps a 16-byte seed instead of the ids of its scheduled
+-- rounds, and PostgreSQL recomputes them.
+--
+-- A scheduled round's id may be seeded (controller/jobs/rules.py, `seeded_id`): the first 16
+-- bytes of SHA-256(seed || scheduled ms as int8, big-endian), shaped as a version 8 UUID, the
+-- seed a MAC of the monitor, country and UTC hour under a key derived from SECRETS_KEY (which
+-- the database never holds). The packer (controller/ingest/pack_store.py) gives each pack its
+-- seed and keeps in `jobs` only the ids it does not derive: `jobs[i]` is result i's id, NULL
+-- (or past the array's end) when it is the seeded id of its scheduled time. A pack whose ids
+-- are all keyed (made before seeded ids, triggered rounds, an older key) has `seed` NULL and
+-- every id in `jobs`, as before this migration.
+
+ALTER TABLE result_packs ADD COLUMN seed bytea;
+
+-- The seeded id of the round scheduled at `at` (whole ms), as `seeded_id` makes it: the hex of
+-- the hash's first 16 bytes, its 13th and 17th digits made 8 (version 8, variant 10). One
+-- expression, so that PostgreSQL inlines it where it is called.
+CREATE FUNCTION result_seeded_job(seed bytea, at timestamptz) RETURNS uuid
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT overlay(overlay(encode(substring(sha256(seed || int8send(round(extract(epoch FROM
+        at - timestamptz '1970-01-01 00:00:00+00') * 1000)::int8)) FROM 1 FOR 16), 'hex')
+        PLACING '8' FROM 13 FOR 1) PLACING '8' FROM 17 FOR 1)::uuid
+$$;
+
+-- Result i's id in a pack: `job` (its `jobs[i]`) when kept, else the seeded id of its time.
+CREATE FUNCTION result_pack_job(job uuid, seed bytea, at timestamptz) RETURNS uuid
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce(job, result_seeded_job(seed, at))
+$$;
+
+-- Whether a pack (its jobs, seed, hour, line 1 and results) holds the result `job` scheduled
+-- at `at`: the ingester's check that a late result is not stored twice.
+CREATE FUNCTION result_pack_holds(jobs uuid[], seed bytea, hour timestamptz, at_line bytea,
+    n integer, job uuid, at timestamptz) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT job = ANY(jobs) OR (seed IS NOT NULL AND job = result_seeded_job(seed, at)
+        AND EXISTS (SELECT 1 FROM unnest(jobs, result_running_sum(result_pack_decode(at_line, n)))
+            AS x(j, at_ms) WHERE x.j IS NULL AND hour + x.at_ms * interval '1 ms' = at))
+$$;
+
+-- check_results as in 0083, a pack's ids recomputed where it keeps none.
+CREATE OR REPLACE VIEW check_results AS
+SELECT
+    r.job::text AS job_id,
+    r.scheduled_at,
+    r.monitor_id,
+    d.monitor_public_id,
+    d.monitor_type,
+    result_country(r.country) AS country,
+    (SELECT a.name FROM result_agents a WHERE a.id = r.agent) AS agent_id,
+    result_status(r.status) AS status,
+    d.error_kind,
+    d.message,
+    d.banner,
+    r.response_time_ms,
+    CASE WHEN r.detail_ms IS NULL THEN d.phases ELSE jsonb_strip_nulls(jsonb_build_object(
+        'dnsMs', result_phase_ms(r.dns_us), 'connectMs', result_phase_ms(r.connect_us),
+        'tlsMs', result_phase_ms(r.tls_us), 'greetingMs', result_phase_ms(r.greeting_us),
+        'authMs', result_phase_ms(r.auth_us))) END AS phases,
+    d.tls,
+    d.address,
+    CASE WHEN r.detail_ms IS NULL THEN d.started_at
+        ELSE r.scheduled_at + r.started_ms * interval '1 ms' END AS started_at,
+    CASE WHEN r.detail_ms IS NULL THEN d.finished_at
+        ELSE r.scheduled_at + r.finished_ms * interval '1 ms' END AS finished_at,
+    CASE WHEN r.detail_ms IS NULL THEN d.stored_at
+        ELSE r.scheduled_at + r.stored_ms * interval '1 ms' END AS stored_at,
+    d.folder,
+    d.hops,
+    d.auth_results,
+    d.capabilities,
+    d.capabilities_before_tls,
+    date_trunc('hour', r.scheduled_at, 'UTC') AS hour,
+    d.scheduled_at AS detail_at
+FROM result_rows r
+JOIN result_details d ON d.monitor_id = r.monitor_id AND d.country = r.country
+    AND d.scheduled_at = r.scheduled_at - coalesce(r.detail_ms, 0) * interval '1 ms'
+    AND d.tag = CASE WHEN r.detail_ms IS NULL THEN r.tag ELSE r.ref_tag END
+UNION ALL
+SELECT
+    result_pack_job(u.job, p.seed, u.scheduled_at)::text,
+    u.scheduled_at,
+    p.monitor_id,
+    d.monitor_public_id,
+    d.monitor_type,
+    result_country(p.country),
+    (SELECT a.name FROM result_agents a WHERE a.id = u.agent),
+    'up',
+    d.error_kind,
+    d.message,
+    d.banner,
+    result_us_ms(u.response_us),
+    jsonb_strip_nulls(jsonb_build_object(
+        'dnsMs', result_phase_ms(u.dns_us), 'connectMs', result_phase_ms(u.connect_us),
+        'tlsMs', result_phase_ms(u.tls_us), 'greetingMs', result_phase_ms(u.greeting_us),
+        'authMs', result_phase_ms(u.auth_us))),
+    d.tls,
+    d.address,
+    u.scheduled_at + u.started_ms * interval '1 ms',
+    u.scheduled_at + u.finished_ms * interval '1 ms',
+    u.scheduled_at + u.stored_ms * interval '1 ms',
+    d.folder,
+    d.hops,
+    d.auth_results,
+    d.capabilities,
+    d.capabilities_before_tls,
+    p.hour,
+    d.scheduled_at
+FROM result_packs p
+CROSS JOIN LATERAL (
+    SELECT x.job, p.hour + x.at_ms * interval '1 ms' AS scheduled_at, x.started_ms,
+        x.finished_ms, x.stored_ms - x.at_ms AS stored_ms, x.response_us, x.dns_us, x.connect_us,
+        x.tls_us, x.greeting_us, x.auth_us, x.agent, x.ref_ms, x.ref_tag
+    FROM unnest(p.jobs, result_running_sum(result_pack_decode(p.lines[1], p.results)),
+        result_pack_decode(p.lines[2], p.results),
+        result_pack_decode(p.lines[3], p.results),
+        result_running_sum(result_pack_decode(p.lines[4], p.results)),
+        result_pack_decode(p.lines[5], p.results),
+        result_pack_decode(p.lines[6], p.results),
+        result_pack_decode(p.lines[7], p.results),
+        result_pack_decode(p.lines[8], p.results),
+        result_pack_decode(p.lines[9], p.results),
+        result_pack_decode(p.lines[10], p.results),
+        result_pack_decode(p.lines[11], p.results),
+        result_pack_decode(p.lines[12], p.results),
+        result_pack_decode(p.lines[13], p.results))
+        AS x(job, at_ms, started_ms, finished_ms, stored_ms, response_us, dns_us, connect_us,
+            tls_us, greeting_us, auth_us, agent, ref_ms, ref_tag)
+) u
+JOIN result_details d ON d.monitor_id = p.monitor_id AND d.country = p.country
+    AND d.scheduled_at = p.hour + u.ref_ms * interval '1 ms' AND d.tag = u.ref_tag;
