@@ -70,7 +70,7 @@ from controller.db.pool import Conn, plan_generically
 from controller.ingest import alert_queue_store as alert_queue
 from controller.ingest import record
 from controller.jobs.result_kinds import ResultRow
-from controller.jobs.rules import JobIds
+from controller.jobs.rules import JobIds, is_seeded
 from controller.logins import backoff as login_backoff
 from controller.logins import backoff_store as backoff_db
 from controller.monitors.store import Monitor, MonitorConfigError, WatchedMonitor
@@ -762,10 +762,13 @@ class Alerter:
             self._job_ids.make(public_id, cc, r.at, trigger=True) == job
             for cc, job in r.jobs.items()
         )
+        # Under the scheme the round was sent with, as its other countries' ids say (the gate
+        # may have moved since); the gate's when none came back.
+        seeded = any(is_seeded(job) for job in r.jobs.values()) if r.jobs else None
         message = f"no result by {iso_ms(closes)}: the check did not run in time"
         fills = []
         for cc in sorted(set(expected) - set(r.jobs)):
-            job_id = self._job_ids.make(public_id, cc, r.at, trigger=triggered)
+            job_id = self._job_ids.make(public_id, cc, r.at, trigger=triggered, seeded=seeded)
             fills.append(
                 ResultRow.missed(
                     monitor.public_id, monitor.type, cc, job_id, r.at, "expired", message

@@ -51,6 +51,11 @@ def seeded_id(seed: bytes, scheduled_at: datetime) -> str:
     return _uuid(digest, SEEDED_VERSION, 0x0F)
 
 
+def is_seeded(job_id: str) -> bool:
+    """Whether `job_id` is shaped as a seeded id (its version digit)."""
+    return job_id[14:15] == str(SEEDED_VERSION)
+
+
 def hour_of(at: datetime) -> datetime:
     """The UTC hour `at` falls in (a pack's hour)."""
     return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
@@ -88,9 +93,16 @@ class JobIds:
         return cls(box.subkeys(JOB_ID_PURPOSE), seeded)
 
     def make(
-        self, monitor_public_id: str, country: str, scheduled_at: datetime, trigger: bool = False
+        self,
+        monitor_public_id: str,
+        country: str,
+        scheduled_at: datetime,
+        trigger: bool = False,
+        seeded: bool | None = None,
     ) -> str:
-        if not trigger and self._seeded():
+        """The round's id; a scheduled round's seeded when `seeded` says so (None: when the
+        gate `seeded()` given at construction says so)."""
+        if not trigger and (self._seeded() if seeded is None else seeded):
             return seeded_id(self.seed(monitor_public_id, country, scheduled_at), scheduled_at)
         return self._id(self._keys[0], monitor_public_id, country, _ms(scheduled_at), trigger)
 
@@ -106,8 +118,8 @@ class JobIds:
         scheme and any key."""
         ms = _ms(scheduled_at)
         given = job_id.encode()
-        # The version nibble says the scheme (it is no secret): one hash or two per key.
-        seeded = job_id[14:15] == str(SEEDED_VERSION)
+        # The version digit says the scheme (it is no secret): one hash or two per key.
+        seeded = is_seeded(job_id)
         hour = hour_of(scheduled_at)
         for key in self._keys:
             if seeded:

@@ -13,7 +13,10 @@ from structlog.testing import capture_logs
 from controller.alerting.evaluator import Alerter
 from controller.ingest import store as results
 from controller.jobs.result_kinds import ResultRow
+from controller.jobs.rules import JobIds
 from controller.notify import events_store as events_db
+from controller.secrets.box import SecretBox
+from controller.settings import ControllerSettings
 from tests.alerting.conftest import DOWN, UP, Rig
 
 
@@ -93,6 +96,39 @@ async def test_a_closed_round_gets_expired_results_under_its_real_job_ids(rig: R
     assert await expired_rows(rig, m) == []
     assert await rig.incidents(m) == []  # still one failing round: not down yet
     assert (await rig.state(m))["consecutive_down_rounds"] == 1
+
+
+async def test_a_seeded_round_gets_expired_results_under_its_seeded_ids(
+    rig: Rig, settings: ControllerSettings
+) -> None:
+    """A round the scheduler sent with seeded ids, closed by an alerter whose own gate is still
+    closed (or was closed since): the missing country's `expired` row carries the id that
+    country was sent, as the countries that reported say, so its late result replaces it."""
+    m = await rig.monitor()
+    keyed = rig.job_ids
+    rig.job_ids = JobIds.from_box(SecretBox(settings.secrets.secrets_key or ""), lambda: True)
+    try:
+        await rig.rounds(m, 0, [{"DE": "refused", "FR": "refused"}])  # US never reports
+    finally:
+        rig.job_ids = keyed
+    (row,) = await expired_rows(rig, m)
+    sent = JobIds.from_box(SecretBox(settings.secrets.secrets_key or ""), lambda: True)
+    job_id = sent.make(str(m["public_id"]), "US", rig.at(0))
+    assert row["job_id"] == job_id != keyed.make(str(m["public_id"]), "US", rig.at(0))
+    late = ResultRow(
+        job_id=job_id,
+        scheduled_at=rig.at(0),
+        monitor_id=m["public_id"],
+        monitor_type="smtp",
+        country="US",
+        agent_id="US-agent",
+        status="down",
+        error_kind="refused",
+        message="connection refused",
+    )
+    async with rig.pool.acquire() as conn, conn.transaction():
+        assert await results.store(conn, [late]) == 1
+    assert await expired_rows(rig, m) == []
 
 
 async def test_a_late_real_result_is_judged_again_and_opens_the_incident_it_proves(
