@@ -3,28 +3,32 @@ recomputes a seeded id exactly as the scheduler made it; a database holding pack
 schemes, and a pack of both (a triggered round, a round of a scheduler before its gate opened),
 reads back every result through the view and the API with the jobId it was stored under, its
 numbers and its side facts; a redelivered result of a packed hour is recognised under either
-scheme, a late one lands once and is merged."""
+scheme, a late one lands once and is merged; an agent cannot pass a seeded id off as another
+round's."""
 
 import random
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import httpx
 from msgspec.structs import replace
+from structlog.testing import capture_logs
 
 from controller.ingest import packer
-from controller.jobs.rules import JobIds, seeded_id
+from controller.jobs.rules import JobIds, is_seeded, seeded_id
 from controller.runtime.pipeline import Pipeline
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
 from shared.messages import CheckResult
 from shared.sidechecks.reverse_dns import PtrCheck, ReverseDns
+from shared.timefmt import utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant
 from tests.pipeline.conftest import Countries
 from tests.pipeline.test_compact_results import listed, routine
-from tests.pipeline.test_ingest import publish
+from tests.pipeline.test_ingest import publish, result
 from tests.pipeline.test_packed_results import answers, closed_hour, kept_ids, view_rows
 
 FACTS = ReverseDns(addresses=[PtrCheck(address="192.0.2.1", names=["mx.test"], confirmed=[])])
@@ -138,3 +142,46 @@ def _json(facts: ReverseDns) -> dict[str, Any]:
         "truncated": False,
         "canaries": None,
     }
+
+
+async def test_an_agent_cannot_pass_off_a_seeded_id_as_another_round_s(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    settings: ControllerSettings,
+) -> None:
+    """An agent of `mine` has its own rounds' seeded ids and nothing else: another country's id
+    of the same round (had it seen one), its own id moved to another time, or any version 8
+    UUID is moved aside; the genuine result is stored."""
+    mine, theirs = countries.take(2)
+    monitor = await create(api, org)
+    pid, at = monitor["publicId"], utcnow()
+    seeded = ids_of(settings, True)
+    genuine = result(seeded, monitor, mine, "up", at)
+    forged = [
+        replace(genuine, status="down", job_id=seeded.make(pid, theirs, at)),
+        replace(
+            result(seeded, monitor, mine, "down", at + timedelta(minutes=1)), job_id=genuine.job_id
+        ),
+        replace(
+            genuine,
+            status="down",
+            job_id=str(uuid.UUID(genuine.job_id[:14] + "8" + uuid.uuid4().hex[13:])),
+        ),
+    ]
+    assert all(is_seeded(f.job_id) for f in forged)
+    for res in [*forged, genuine]:
+        await publish(pipeline.js, res)
+    with capture_logs() as logs:
+        assert await pipeline.ingester.burst() == 1
+    errors = [e["error"] for e in logs if e["event"] == "malformed result moved aside"]
+    assert errors == ["its jobId is not the id of a round sent to its country"] * 3
+    async with pipe_pool.acquire() as conn:
+        stored = await conn.fetch(
+            "SELECT r.job_id, r.status FROM check_results r JOIN monitors m ON m.id = r.monitor_id"
+            " WHERE m.public_id = $1::uuid",
+            pid,
+        )
+    assert [(r["job_id"], r["status"]) for r in stored] == [(genuine.job_id, "up")]
