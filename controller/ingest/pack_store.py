@@ -77,14 +77,13 @@ WITH g AS (
     SELECT o.monitor_id, o.hour, o.country, y.job, result_tag(y.job),
         {", ".join(f"x.{f}::int" for f in _FIELDS)}
     FROM old o CROSS JOIN LATERAL unnest(o.jobs, {_decoded("o")}) AS x(job, {", ".join(_FIELDS)})
-    CROSS JOIN LATERAL (SELECT result_pack_job(x.job, o.seed, o.hour + x.at_ms::int * interval
-        '1 ms') AS job) AS y
+    CROSS JOIN LATERAL (SELECT result_pack_job(x.job, o.seed, x.at_ms::int) AS job) AS y
 ), s AS (
     SELECT e.*, at_ms - coalesce(lag(at_ms) OVER w, 0) AS at_delta,
         stored_at_ms - coalesce(lag(stored_at_ms) OVER w, 0) AS stored_delta,
         row_number() OVER w AS i, g.seed,
         -- NULL: the seeded id of its time, which the pack does not keep
-        nullif(e.job, result_seeded_job(g.seed, e.hour + e.at_ms * interval '1 ms')) AS kept
+        nullif(e.job, result_seeded_job(g.seed, e.at_ms)) AS kept
     FROM e JOIN g USING (monitor_id, hour, country)
     WINDOW w AS (PARTITION BY monitor_id, hour, country {_ORDER})
 ), ins AS (

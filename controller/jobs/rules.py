@@ -43,11 +43,13 @@ def _uuid(digest: bytes, version: int, variant: int) -> str:
 
 
 def seeded_id(seed: bytes, scheduled_at: datetime) -> str:
-    """A scheduled round's id from its pack's seed: the first 16 bytes of SHA-256(seed ||
-    scheduled ms, 8 bytes big-endian), its version digit and variant digit made 8 (a version 8
-    UUID, 120 bits of the hash). PostgreSQL computes the same (`result_seeded_job`, migration
-    0122) in one expression, so a pack keeps the seed instead of the ids."""
-    digest = hashlib.sha256(seed + _ms(scheduled_at).to_bytes(8, "big", signed=True)).digest()
+    """A scheduled round's id from the seed of its UTC hour: the first 16 bytes of
+    SHA-256(seed || its ms after the hour, 4 bytes big-endian), its version digit and variant
+    digit made 8 (a version 8 UUID, 120 bits of the hash). PostgreSQL computes the same from a
+    pack's seed and line of times (`result_seeded_job`, migration 0122), so a pack keeps the
+    seed instead of the ids."""
+    ms = _ms(scheduled_at) - _ms(hour_of(scheduled_at))
+    digest = hashlib.sha256(seed + ms.to_bytes(4, "big")).digest()
     return _uuid(digest, SEEDED_VERSION, 0x0F)
 
 
@@ -72,8 +74,9 @@ class JobIds:
     - keyed (version 4): BLAKE2b, a MAC, over (monitor, country, scheduled ms, scheduled or
       triggered). Triggered rounds always; scheduled ones while `seeded()` is False.
     - seeded (version 8), scheduled rounds while `seeded()` is True: SHA-256 of the round's
-      seed and its scheduled ms, the seed a MAC (BLAKE2b, 16 bytes) over (monitor, country, UTC
-      hour). A pack keeps the seed (16 bytes an hour) and PostgreSQL recomputes its ids.
+      seed and its ms after its UTC hour, the seed a MAC (BLAKE2b, 16 bytes) over (monitor,
+      country, UTC hour). A pack keeps the seed (16 bytes an hour) and PostgreSQL recomputes
+      its ids.
 
     Either way an agent cannot compute another round's id: it would need the key, or the seed
     of that monitor, country and hour, which no job carries (an id does not give its seed away:

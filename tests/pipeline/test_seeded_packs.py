@@ -48,8 +48,9 @@ async def test_postgresql_recomputes_the_seeded_ids_python_makes(pipe_pool: asyn
     seeds = [rng.randbytes(16) for _ in times]
     async with pipe_pool.acquire() as conn:
         made = await conn.fetch(
-            "SELECT result_seeded_job(s, t)::text AS id FROM unnest($1::bytea[], $2::timestamptz[])"
-            " WITH ORDINALITY AS u(s, t, i) ORDER BY i",
+            "SELECT result_seeded_job(s, (extract(epoch FROM t - date_trunc('hour', t, 'UTC'))"
+            " * 1000)::int)::text AS id"
+            " FROM unnest($1::bytea[], $2::timestamptz[]) WITH ORDINALITY AS u(s, t, i) ORDER BY i",
             seeds,
             times,
         )

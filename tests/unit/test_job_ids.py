@@ -20,10 +20,10 @@ SEEDED = JobIds([KEY], lambda: True)
 MID = "6f1d7a52-2f43-4c2b-9b7e-0c1b2f6f5b11"
 
 
-def test_a_seeded_id_is_sha256_of_the_seed_and_the_ms_shaped_as_a_version_8_uuid() -> None:
+def test_a_seeded_id_is_sha256_of_the_seed_and_the_ms_after_the_hour_as_a_version_8_uuid() -> None:
     seed = SEEDED.seed(MID, "DE", T0)
-    ms = int(T0.timestamp() * 1000)
-    digest = bytearray(hashlib.sha256(seed + ms.to_bytes(8, "big")).digest()[:16])
+    ms = 250  # after the hour
+    digest = bytearray(hashlib.sha256(seed + ms.to_bytes(4, "big")).digest()[:16])
     digest[6] = digest[6] & 0x0F | 0x80
     digest[8] = digest[8] & 0x0F | 0x80  # variant 10, the digit 8
     made = SEEDED.make(MID, "DE", T0)

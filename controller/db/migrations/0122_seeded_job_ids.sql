@@ -2,7 +2,7 @@
 -- rounds, and PostgreSQL recomputes them.
 --
 -- A scheduled round's id may be seeded (controller/jobs/rules.py, `seeded_id`): the first 16
--- bytes of SHA-256(seed || scheduled ms as int8, big-endian), shaped as a version 8 UUID, the
+-- bytes of SHA-256(seed || its ms after the UTC hour as int4), shaped as a version 8 UUID, the
 -- seed a MAC of the monitor, country and UTC hour under a key derived from SECRETS_KEY (which
 -- the database never holds). The packer (controller/ingest/pack_store.py) gives each pack its
 -- seed and keeps in `jobs` only the ids it does not derive: `jobs[i]` is result i's id, NULL
@@ -12,30 +12,32 @@
 
 ALTER TABLE result_packs ADD COLUMN seed bytea;
 
--- The seeded id of the round scheduled at `at` (whole ms), as `seeded_id` makes it: the hex of
--- the hash's first 16 bytes, its 13th and 17th digits made 8 (version 8, variant 10). One
--- expression, so that PostgreSQL inlines it where it is called.
-CREATE FUNCTION result_seeded_job(seed bytea, at timestamptz) RETURNS uuid
+-- The seeded id of the round scheduled `at_ms` after its pack's hour, as `seeded_id` makes it:
+-- the hex of the first 16 bytes of SHA-256(seed || at_ms as int4), its 13th and 17th digits
+-- made 8 (version 8, variant 10). One expression, so that PostgreSQL inlines it where it is
+-- called, on the pack's line of times as it is (no time arithmetic per result).
+CREATE FUNCTION result_seeded_job(seed bytea, at_ms integer) RETURNS uuid
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT overlay(overlay(encode(substring(sha256(seed || int8send(round(extract(epoch FROM
-        at - timestamptz '1970-01-01 00:00:00+00') * 1000)::int8)) FROM 1 FOR 16), 'hex')
+    SELECT overlay(overlay(encode(substring(sha256(seed || int4send(at_ms)) FROM 1 FOR 16), 'hex')
         PLACING '8' FROM 13 FOR 1) PLACING '8' FROM 17 FOR 1)::uuid
 $$;
 
 -- Result i's id in a pack: `job` (its `jobs[i]`) when kept, else the seeded id of its time.
-CREATE FUNCTION result_pack_job(job uuid, seed bytea, at timestamptz) RETURNS uuid
+CREATE FUNCTION result_pack_job(job uuid, seed bytea, at_ms integer) RETURNS uuid
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT coalesce(job, result_seeded_job(seed, at))
+    SELECT coalesce(job, result_seeded_job(seed, at_ms))
 $$;
 
 -- Whether a pack (its jobs, seed, hour, line 1 and results) holds the result `job` scheduled
 -- at `at`: the ingester's check that a late result is not stored twice.
 CREATE FUNCTION result_pack_holds(jobs uuid[], seed bytea, hour timestamptz, at_line bytea,
     n integer, job uuid, at timestamptz) RETURNS boolean
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT job = ANY(jobs) OR (seed IS NOT NULL AND job = result_seeded_job(seed, at)
-        AND EXISTS (SELECT 1 FROM unnest(jobs, result_running_sum(result_pack_decode(at_line, n)))
-            AS x(j, at_ms) WHERE x.j IS NULL AND hour + x.at_ms * interval '1 ms' = at))
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT job = ANY(jobs) OR (seed IS NOT NULL AND EXISTS (
+        SELECT 1 FROM unnest(jobs, result_running_sum(result_pack_decode(at_line, n)))
+            AS x(j, at_ms)
+        WHERE x.j IS NULL AND hour + x.at_ms * interval '1 ms' = at
+            AND result_seeded_job(seed, x.at_ms::integer) = job))
 $$;
 
 -- check_results as in 0083, a pack's ids recomputed where it keeps none.
@@ -78,7 +80,7 @@ JOIN result_details d ON d.monitor_id = r.monitor_id AND d.country = r.country
     AND d.tag = CASE WHEN r.detail_ms IS NULL THEN r.tag ELSE r.ref_tag END
 UNION ALL
 SELECT
-    result_pack_job(u.job, p.seed, u.scheduled_at)::text,
+    result_pack_job(u.job, p.seed, u.at_ms)::text,
     u.scheduled_at,
     p.monitor_id,
     d.monitor_public_id,
@@ -108,7 +110,8 @@ SELECT
     d.scheduled_at
 FROM result_packs p
 CROSS JOIN LATERAL (
-    SELECT x.job, p.hour + x.at_ms * interval '1 ms' AS scheduled_at, x.started_ms,
+    SELECT x.job, x.at_ms::integer AS at_ms, p.hour + x.at_ms * interval '1 ms' AS scheduled_at,
+        x.started_ms,
         x.finished_ms, x.stored_ms - x.at_ms AS stored_ms, x.response_us, x.dns_us, x.connect_us,
         x.tls_us, x.greeting_us, x.auth_us, x.agent, x.ref_ms, x.ref_tag
     FROM unnest(p.jobs, result_running_sum(result_pack_decode(p.lines[1], p.results)),
