@@ -56,12 +56,17 @@ class SeededGate:
     def look(self, all_accept: bool, now: float) -> bool:
         """Take in one look at `now` (monotonic seconds); whether the gate is open after it."""
         if not (self._allowed and all_accept):
-            self._since, self._open = None, False
+            self.close()
         else:
             if self._since is None:
                 self._since = now
             self._open = now - self._since >= self._open_after_s
         return self._open
+
+    def close(self) -> None:
+        """Closed until a look says otherwise for OPEN_AFTER_S again (a look that failed: the
+        controllers were not seen)."""
+        self._since, self._open = None, False
 
     def __call__(self) -> bool:
         return self._open

@@ -264,11 +264,15 @@ def _alerter(
 
 async def _watch_scheme(pool: asyncpg.Pool, seeded: SeededGate, stop: asyncio.Event) -> None:
     """Look at the live controllers every LOOK_EVERY_S (controller.jobs.scheme); a line when
-    the scheme of scheduled rounds' ids changes."""
+    the scheme of scheduled rounds' ids changes. A look that fails closes the gate."""
 
     async def step() -> None:
         was = seeded()
-        now = await scheme_store.look(pool, seeded)
+        try:
+            now = await scheme_store.look(pool, seeded)
+        except BaseException:
+            seeded.close()  # the controllers unseen: keyed ids until a look sees them again
+            raise
         if now != was:
             log.info("scheduled rounds' job ids", scheme="seeded" if now else "keyed")
 

@@ -186,3 +186,11 @@ def test_the_gate_opens_after_five_minutes_of_all_accepting_and_closes_at_once(
 def test_the_setting_off_keeps_the_gate_closed() -> None:
     gate = scheme.SeededGate(allowed=False)
     assert not any(gate.look(True, at) for at in (0, 300, 3600))
+
+
+def test_a_failed_look_closes_the_gate_until_five_more_minutes_of_looks() -> None:
+    gate = scheme.SeededGate()
+    assert gate.look(True, 0) is False and gate.look(True, 300) is True
+    gate.close()
+    assert gate() is False
+    assert gate.look(True, 310) is False and gate.look(True, 610) is True
