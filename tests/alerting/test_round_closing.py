@@ -28,6 +28,23 @@ async def expired_rows(rig: Rig, monitor: asyncpg.Record) -> list[asyncpg.Record
     )
 
 
+async def store_late_refused(rig: Rig, monitor: asyncpg.Record, job_id: str) -> None:
+    """US's genuine result of round 0, later than its close: refused."""
+    late = ResultRow(
+        job_id=job_id,
+        scheduled_at=rig.at(0),
+        monitor_id=monitor["public_id"],
+        monitor_type="smtp",
+        country="US",
+        agent_id="US-agent",
+        status="down",
+        error_kind="refused",
+        message="connection refused",
+    )
+    async with rig.pool.acquire() as conn, conn.transaction():
+        assert await results.store(conn, [late]) == 1
+
+
 async def test_one_failing_country_beside_two_dead_agents_is_degraded_never_down(
     rig: Rig,
 ) -> None:
@@ -79,19 +96,7 @@ async def test_a_closed_round_gets_expired_results_under_its_real_job_ids(rig: R
     state = await rig.state(m)  # no country passed: down, before any incident
     assert (state["state"], state["consecutive_down_rounds"]) == ("down", 1)
 
-    late = ResultRow(  # the genuine result, later still: it replaces the expired row
-        job_id=job_id,
-        scheduled_at=rig.at(0),
-        monitor_id=m["public_id"],
-        monitor_type="smtp",
-        country="US",
-        agent_id="US-agent",
-        status="down",
-        error_kind="refused",
-        message="connection refused",
-    )
-    async with rig.pool.acquire() as conn, conn.transaction():
-        assert await results.store(conn, [late]) == 1
+    await store_late_refused(rig, m, job_id)  # the genuine result: it replaces the expired row
     await rig.alerter.burst()
     assert await expired_rows(rig, m) == []
     assert await rig.incidents(m) == []  # still one failing round: not down yet
@@ -115,19 +120,7 @@ async def test_a_seeded_round_gets_expired_results_under_its_seeded_ids(
     sent = JobIds.from_box(SecretBox(settings.secrets.secrets_key or ""), lambda: True)
     job_id = sent.make(str(m["public_id"]), "US", rig.at(0))
     assert row["job_id"] == job_id != keyed.make(str(m["public_id"]), "US", rig.at(0))
-    late = ResultRow(
-        job_id=job_id,
-        scheduled_at=rig.at(0),
-        monitor_id=m["public_id"],
-        monitor_type="smtp",
-        country="US",
-        agent_id="US-agent",
-        status="down",
-        error_kind="refused",
-        message="connection refused",
-    )
-    async with rig.pool.acquire() as conn, conn.transaction():
-        assert await results.store(conn, [late]) == 1
+    await store_late_refused(rig, m, job_id)
     assert await expired_rows(rig, m) == []
 
 
