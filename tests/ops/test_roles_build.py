@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from controller.db.pool import create_pool
+from controller.jobs.scheme import OPEN_AFTER_S
 from controller.runtime.pipeline import open_pipeline
 from controller.runtime.serve import _workers
 from controller.settings import ControllerSettings
@@ -138,5 +139,27 @@ async def test_the_scheduler_role_alone_makes_no_ingest_consumer(
             assert HEARTBEATS_SUBJECTS in await _subscriptions(monitor)
             assert pipeline.ingester is None
             assert INGEST_CONSUMER not in (await _consumers(monitor)).get(RESULTS_STREAM, set())
+    finally:
+        await pool.close()
+
+
+@pytest.mark.parametrize("allowed", [True, False])
+async def test_job_ids_seeded_false_keeps_the_scheduler_s_gate_closed(
+    allowed: bool, settings: ControllerSettings, scratch: str, own_nats: tuple[str, int]
+) -> None:
+    """`JOB_IDS_SEEDED` reaches the gate the scheduler's and the alerter's ids read: with
+    `false` five minutes of every controller accepting seeded ids do not open it."""
+    one = settings.replace(
+        controller_roles="scheduler",
+        database_url=scratch,
+        nats_url=own_nats[0],
+        job_ids_seeded=allowed,
+    )
+    pool = await create_pool(scratch, 4)
+    try:
+        async with open_pipeline(one, pool) as pipeline:
+            assert pipeline.seeded.look(True, 0.0) is False
+            assert pipeline.seeded.look(True, OPEN_AFTER_S) is allowed
+            assert pipeline.seeded() is allowed
     finally:
         await pool.close()
