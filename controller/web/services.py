@@ -1,7 +1,10 @@
 """What the web surfaces use, built once per app and handed to handlers by Litestar's dependency
-injection: a handler names what it needs as a parameter (`pool`, `settings`, `box`, `logins`,
-`sender`, `writes`, `trigger`, `agents`, `nats_up`, `page_cache`, `background`, `world`), and
-`DEPENDENCIES` provides it.
+injection: a handler names what it needs as a parameter (`pool`, `box`, `logins`, `sender`,
+`writes`, `trigger`, `agents`, `nats_up`, `page_cache`, `background`, `world`, and the settings
+groups it reads: `access_settings`, `api_settings`, `budget_settings`, `fair_use_settings`,
+`notify_settings`, `oauth2_settings`, `reports_settings`, `reputation_settings`,
+`status_page_settings`), and `DEPENDENCIES` provides it. No handler takes the whole
+`ControllerSettings` (tests/unit/test_wiring.py).
 
 `Services.open` builds them when the app starts (the pool and the pipeline are the caller's,
 opened and closed by the composition root, controller.runtime.serve) and closes what it made when
@@ -26,7 +29,18 @@ from controller.notify.egress import Egress
 from controller.oracles.metrics import World
 from controller.scheduling.trigger import MonitorTrigger, RoundNow
 from controller.secrets.box import SecretBox
-from controller.settings import ControllerSettings
+from controller.settings import (
+    AccessSettings,
+    ApiSettings,
+    BlocklistSettings,
+    ControllerSettings,
+    FairUseSettings,
+    NoticeBudgetSettings,
+    NotifySettings,
+    OAuth2Settings,
+    ReportsSettings,
+    StatusPageSettings,
+)
 from controller.sidechecks.blocklists.rules import lists_setting
 from controller.statuspages.cache import PageCache
 from controller.web.api.auth import Logins
@@ -101,7 +115,6 @@ class Services:
 
 # A handler's parameters that Litestar injects by their names (`DEPENDENCIES`).
 PoolDep: TypeAlias = NamedDependency[asyncpg.Pool]
-SettingsDep: TypeAlias = NamedDependency[ControllerSettings]
 BoxDep: TypeAlias = NamedDependency[SecretBox]
 SenderDep: TypeAlias = NamedDependency[ChannelSender]
 WritesDep: TypeAlias = NamedDependency[MonitorWrites]
@@ -111,6 +124,16 @@ NatsUpDep: TypeAlias = NamedDependency[NatsUp | None]
 PageCacheDep: TypeAlias = NamedDependency[PageCache]
 BackgroundDep: TypeAlias = NamedDependency[Background]
 WorldDep: TypeAlias = NamedDependency[World]
+# The settings groups the web surfaces read, each its own dependency.
+AccessSettingsDep: TypeAlias = NamedDependency[AccessSettings]
+ApiSettingsDep: TypeAlias = NamedDependency[ApiSettings]
+BudgetSettingsDep: TypeAlias = NamedDependency[NoticeBudgetSettings]
+FairUseSettingsDep: TypeAlias = NamedDependency[FairUseSettings]
+NotifySettingsDep: TypeAlias = NamedDependency[NotifySettings]
+OAuth2SettingsDep: TypeAlias = NamedDependency[OAuth2Settings]
+ReportsSettingsDep: TypeAlias = NamedDependency[ReportsSettings]
+ReputationSettingsDep: TypeAlias = NamedDependency[BlocklistSettings]
+StatusPageSettingsDep: TypeAlias = NamedDependency[StatusPageSettings]
 
 
 def _round_now(pipeline: "Pipeline | None") -> RoundNow | None:
@@ -129,8 +152,40 @@ def _services(state: State) -> Services:
     return services
 
 
-def provide_settings(state: State) -> ControllerSettings:
-    return _services(state).settings
+def provide_access_settings(state: State) -> AccessSettings:
+    return _services(state).settings.access
+
+
+def provide_api_settings(state: State) -> ApiSettings:
+    return _services(state).settings.api
+
+
+def provide_budget_settings(state: State) -> NoticeBudgetSettings:
+    return _services(state).settings.budget
+
+
+def provide_fair_use_settings(state: State) -> FairUseSettings:
+    return _services(state).settings.fair_use
+
+
+def provide_notify_settings(state: State) -> NotifySettings:
+    return _services(state).settings.notify
+
+
+def provide_oauth2_settings(state: State) -> OAuth2Settings:
+    return _services(state).settings.oauth2
+
+
+def provide_reports_settings(state: State) -> ReportsSettings:
+    return _services(state).settings.reports
+
+
+def provide_reputation_settings(state: State) -> BlocklistSettings:
+    return _services(state).settings.reputation
+
+
+def provide_status_page_settings(state: State) -> StatusPageSettings:
+    return _services(state).settings.status_pages
 
 
 def provide_pool(state: State) -> asyncpg.Pool:
@@ -180,7 +235,6 @@ def provide_world(state: State) -> World:
 DEPENDENCIES = {
     name: Provide(provider, sync_to_thread=False)
     for name, provider in (
-        ("settings", provide_settings),
         ("pool", provide_pool),
         ("box", provide_box),
         ("logins", provide_logins),
@@ -192,5 +246,14 @@ DEPENDENCIES = {
         ("page_cache", provide_page_cache),
         ("background", provide_background),
         ("world", provide_world),
+        ("access_settings", provide_access_settings),
+        ("api_settings", provide_api_settings),
+        ("budget_settings", provide_budget_settings),
+        ("fair_use_settings", provide_fair_use_settings),
+        ("notify_settings", provide_notify_settings),
+        ("oauth2_settings", provide_oauth2_settings),
+        ("reports_settings", provide_reports_settings),
+        ("reputation_settings", provide_reputation_settings),
+        ("status_page_settings", provide_status_page_settings),
     )
 }
