@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 import asyncpg
 from litestar.datastructures import State
@@ -49,6 +49,8 @@ if TYPE_CHECKING:
     # What the composition root hands the app: a type only, so web/ does not depend on the
     # runtime package above it.
     from controller.runtime.pipeline import Pipeline
+
+T = TypeVar("T")
 
 THROTTLE_PURPOSE = "login-throttle"
 # Whether this process's NATS connection is up (None: the pipeline does not run here).
@@ -152,42 +154,6 @@ def _services(state: State) -> Services:
     return services
 
 
-def provide_access_settings(state: State) -> AccessSettings:
-    return _services(state).settings.access
-
-
-def provide_api_settings(state: State) -> ApiSettings:
-    return _services(state).settings.api
-
-
-def provide_budget_settings(state: State) -> NoticeBudgetSettings:
-    return _services(state).settings.budget
-
-
-def provide_fair_use_settings(state: State) -> FairUseSettings:
-    return _services(state).settings.fair_use
-
-
-def provide_notify_settings(state: State) -> NotifySettings:
-    return _services(state).settings.notify
-
-
-def provide_oauth2_settings(state: State) -> OAuth2Settings:
-    return _services(state).settings.oauth2
-
-
-def provide_reports_settings(state: State) -> ReportsSettings:
-    return _services(state).settings.reports
-
-
-def provide_reputation_settings(state: State) -> BlocklistSettings:
-    return _services(state).settings.reputation
-
-
-def provide_status_page_settings(state: State) -> StatusPageSettings:
-    return _services(state).settings.status_pages
-
-
 def provide_pool(state: State) -> asyncpg.Pool:
     return _services(state).pool
 
@@ -232,6 +198,15 @@ def provide_world(state: State) -> World:
     return _services(state).world
 
 
+def provide_group(group: Callable[[ControllerSettings], T]) -> Callable[[State], T]:
+    """The provider of one settings group, `group` of the app's settings."""
+
+    def provide(state: State) -> T:
+        return group(_services(state).settings)
+
+    return provide
+
+
 DEPENDENCIES = {
     name: Provide(provider, sync_to_thread=False)
     for name, provider in (
@@ -246,14 +221,15 @@ DEPENDENCIES = {
         ("page_cache", provide_page_cache),
         ("background", provide_background),
         ("world", provide_world),
-        ("access_settings", provide_access_settings),
-        ("api_settings", provide_api_settings),
-        ("budget_settings", provide_budget_settings),
-        ("fair_use_settings", provide_fair_use_settings),
-        ("notify_settings", provide_notify_settings),
-        ("oauth2_settings", provide_oauth2_settings),
-        ("reports_settings", provide_reports_settings),
-        ("reputation_settings", provide_reputation_settings),
-        ("status_page_settings", provide_status_page_settings),
+        # the settings groups the handlers read, each its own
+        ("access_settings", provide_group(lambda s: s.access)),
+        ("api_settings", provide_group(lambda s: s.api)),
+        ("budget_settings", provide_group(lambda s: s.budget)),
+        ("fair_use_settings", provide_group(lambda s: s.fair_use)),
+        ("notify_settings", provide_group(lambda s: s.notify)),
+        ("oauth2_settings", provide_group(lambda s: s.oauth2)),
+        ("reports_settings", provide_group(lambda s: s.reports)),
+        ("reputation_settings", provide_group(lambda s: s.reputation)),
+        ("status_page_settings", provide_group(lambda s: s.status_pages)),
     )
 }
