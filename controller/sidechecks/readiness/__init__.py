@@ -2,7 +2,7 @@
 DKIM keys, and password logins to Microsoft 365 and Google, asked on the DNS cadence from every
 country of a monitor with a mail domain or a password login, judged by `rules`; its facts kept
 by job id in `side_readiness`; each organization's DNS queries for it bounded per hour and
-country by `budget`."""
+country as admission reserves its rounds, in turn (`budget`)."""
 
 from typing import TYPE_CHECKING, Final
 
