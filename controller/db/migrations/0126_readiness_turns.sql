@@ -19,26 +19,11 @@ CREATE INDEX readiness_turns_seen ON readiness_turns (seen_at);
 
 DROP FUNCTION readiness_reserve(bigint, text, timestamptz, integer, integer, integer);
 
--- `readiness_reserve` decides, for one pass's readiness rounds (job, monitor's public id,
--- country, scheduled time), which are asked: `asked`, or held because the hour's budget has no
--- room (`spent`) or because its room is kept for monitors waiting longer (`turn`).
---
--- The rule: an organization's rounds in a country and clock hour (UTC) each reserve
--- `per_round` queries until their facts arrive (then what they spent counts), and what is
--- spent plus reserved never exceeds `budget`. The hour's room goes in turn order: first the
--- monitors waiting since the earliest hour (then those asked longest ago, then by id), then
--- the others (never asked first, then asked longest ago). A waiting monitor not in the pass
--- whose next round is due in the hour (its latest round plus its cadence, the larger of
--- `dns_window` and its check interval, within a check interval) keeps its place: the rounds
--- behind it are held while the room left is its own. So a monitor held one hour goes before
--- those asked since, and none is held longer than the monitors ahead of it take to be asked.
---
--- It locks the budget rows of the pass's hours in key order first (replicas reserving at once
--- are counted one after the other, never deadlocked), and drops what is a day past `now_at`.
-CREATE FUNCTION readiness_reserve(
-    job_ids uuid[], monitor_ids uuid[], ccs text[], ats timestamptz[],
-    per_round integer, budget_queries integer, dns_window interval, now_at timestamptz
-) RETURNS TABLE (job_id uuid, outcome text) LANGUAGE plpgsql AS $$
+-- The budget rows of the hours of rounds (monitor's public id, country, scheduled time), made
+-- if missing and locked in key order: replicas reserving at once are counted one after the
+-- other, never deadlocked.
+CREATE FUNCTION readiness_lock(monitor_ids uuid[], ccs text[], ats timestamptz[])
+RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO readiness_budget (organization_id, country, hour)
     SELECT DISTINCT m.organization_id, u.cc, date_trunc('hour', u.at, 'UTC')
@@ -54,6 +39,30 @@ BEGIN
     )
     ORDER BY rb.organization_id, rb.country, rb.hour
     FOR UPDATE;
+END $$;
+
+-- `readiness_reserve` decides, for one pass's readiness rounds (job, monitor's public id,
+-- country, scheduled time), which are asked: `asked`, or held because the hour's budget has no
+-- room (`spent`) or because its room is kept for monitors waiting longer (`turn`).
+--
+-- The rule: an organization's rounds in a country and clock hour (UTC) each reserve
+-- `per_round` queries until their facts arrive (then what they spent counts), and what is
+-- spent plus reserved never exceeds `budget`. The hour's room goes in turn order: first the
+-- monitors waiting since the earliest hour (then those asked longest ago, then by id), then
+-- the others (never asked first, then asked longest ago). A waiting monitor not in the pass
+-- whose next round is due in the hour (its latest round plus its cadence, the larger of
+-- `dns_window` and its check interval, within a check interval) keeps its place: the rounds
+-- behind it are held while the room left is its own. So a monitor held one hour goes before
+-- those asked since, and none is held longer than the monitors ahead of it take to be asked.
+--
+-- It locks the budget rows of the pass's hours first (`readiness_lock`), and drops what is a
+-- day before `now_at`.
+CREATE FUNCTION readiness_reserve(
+    job_ids uuid[], monitor_ids uuid[], ccs text[], ats timestamptz[],
+    per_round integer, budget_queries integer, dns_window interval, now_at timestamptz
+) RETURNS TABLE (job_id uuid, outcome text) LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM readiness_lock(monitor_ids, ccs, ats);
 
     RETURN QUERY
     WITH x AS (
@@ -151,14 +160,7 @@ END $$;
 CREATE FUNCTION readiness_release(monitor_ids uuid[], ccs text[], ats timestamptz[])
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM 1 FROM readiness_budget rb
-    WHERE (rb.organization_id, rb.country, rb.hour) IN (
-        SELECT m.organization_id, u.cc, date_trunc('hour', u.at, 'UTC')
-        FROM unnest(monitor_ids, ccs, ats) AS u (public_id, cc, at)
-        JOIN monitors m ON m.public_id = u.public_id
-    )
-    ORDER BY rb.organization_id, rb.country, rb.hour
-    FOR UPDATE;
+    PERFORM readiness_lock(monitor_ids, ccs, ats);
     UPDATE readiness_budget rb SET asked = GREATEST(rb.asked - g.n, rb.settled)
     FROM (
         SELECT m.organization_id AS org, u.cc, date_trunc('hour', u.at, 'UTC') AS h,
