@@ -75,7 +75,7 @@ def wired_scheduler(
     rounds = round_planner(box, keys, default_countries=default_countries, **planning)
     return Scheduler(
         pool,
-        Planner(rounds, agents, keys, tokens, readiness_queries=readiness_queries),
+        Planner(rounds, agents, keys, tokens),
         Admission(
             agents,
             links,
@@ -84,6 +84,7 @@ def wired_scheduler(
             trigger_burst=trigger_burst,
             mails_per_domain=mails_per_domain,
             readiness_queries=readiness_queries,
+            readiness_window_s=planning.get("dns_interval_s", 3600),
         ),
         JobPublisher(js, agents, keys, default_countries=default_countries),
         default_countries=default_countries,

@@ -180,9 +180,7 @@ def _scheduler(
         asked_at=fresh.asked_at if fresh else (lambda monitor_id, cc: None),
     )
     tokens = token_service(settings.oauth2, pool, box, links)
-    planner = Planner(
-        rounds, agents, keys, tokens, readiness_queries=scheduling.readiness_queries_per_hour
-    )
+    planner = Planner(rounds, agents, keys, tokens)
     admission = Admission(
         agents,
         links,
@@ -191,6 +189,7 @@ def _scheduler(
         trigger_burst=fair_use.trigger_check_burst,
         mails_per_domain=scheduling.roundtrip_mails_per_domain_per_minute,
         readiness_queries=scheduling.readiness_queries_per_hour,
+        readiness_window_s=scheduling.dns_posture_interval_seconds,
     )
     publisher = JobPublisher(js, agents, keys, default_countries=countries)
     scheduler = Scheduler(

@@ -288,7 +288,6 @@ class RoundPlanner:
         avoid: Mapping[str, list[str]] | None = None,
         tokens: Mapping[str, Secret] | TokenFailure | None = None,
         oauth2_live: frozenset[str] = frozenset(),
-        side: Mapping[str, object] | None = None,
     ) -> PlannedRound:
         """The monitor's round now: one job per country with a live agent (and a key when the
         job carries credentials), a missed row per country without, and an `overdue` row per
@@ -298,9 +297,7 @@ class RoundPlanner:
 
         A monitor with OAuth2 logins logs in with `tokens` (an access token per grant, or why
         there is none: its countries are then recorded `oauth2_token`), and only from
-        countries in `oauth2_live` (every live agent there logs in with OAuth2). `side`: what
-        side checks read of the caller's batch (`Planning.options`, by name, over
-        `side_options`)."""
+        countries in `oauth2_live` (every live agent there logs in with OAuth2)."""
         base: Monitor | UnfitMonitor
         if isinstance(target, UnfitMonitor):
             base = target
@@ -325,7 +322,7 @@ class RoundPlanner:
             try:
                 if isinstance(target, UnfitMonitor):
                     raise JobConfigError(target.error)
-                self._jobs(plan, target, now, live, trigger, avoid or {}, tokens, oauth2_live, side)
+                self._jobs(plan, target, now, live, trigger, avoid or {}, tokens, oauth2_live)
             except JobConfigError as exc:
                 plan.unusable = str(exc)
                 return plan
@@ -357,7 +354,6 @@ class RoundPlanner:
         avoid: Mapping[str, list[str]],
         tokens: Mapping[str, Secret] | TokenFailure | None = None,
         oauth2_live: frozenset[str] = frozenset(),
-        side: Mapping[str, object] | None = None,
     ) -> None:
         """The round's jobs (asking the agents in `avoid` of each country to leave them to
         another) and the countries it cannot go to."""
@@ -408,20 +404,16 @@ class RoundPlanner:
         due = bool(self._blocklists) and schedule.blocklists_due(
             public_id, scheduled, m.check_interval, self._blocklist_interval_s
         )
-        options = (
-            self._side_options
-            | dict(side or {})
-            | {
-                "blocklists": ListsRound(
-                    self._blocklists,
-                    due,
-                    self._fresh,
-                    self._known,
-                    self._asked_at,
-                    self._blocklist_interval_s,
-                )
-            }
-        )
+        options = self._side_options | {
+            "blocklists": ListsRound(
+                self._blocklists,
+                due,
+                self._fresh,
+                self._known,
+                self._asked_at,
+                self._blocklist_interval_s,
+            )
+        }
         org = self._tenants.get(m.organization_id)
         if org is None:
             org = self._tenants[m.organization_id] = tenant(self._tenant_key, m.organization_id)

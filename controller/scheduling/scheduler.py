@@ -333,8 +333,7 @@ class Scheduler:
                 return 0, False
             tokens, waiting = await self.planner.ready_tokens(conn, claimed, now)
             planned = [m for m in claimed if monitor_of(m).id not in waiting]
-            side = await self.planner.side_of(conn, planned, now)
-            rounds = await self.planner.rounds(planned, now, tokens=tokens, side=side)
+            rounds = await self.planner.rounds(planned, now, tokens=tokens)
             jobs = await self._send(conn, rounds, now)
             await due.set_next_due(
                 conn,
@@ -372,9 +371,8 @@ class Scheduler:
             claimed = await due.monitor(conn, monitor_id)
             if claimed is None:
                 return None
-            side = await self.planner.side_of(conn, [claimed], self._clock())
         now = self._clock()
-        plan = await self.planner.triggered_round(claimed, now, side)
+        plan = await self.planner.triggered_round(claimed, now)
         monitor = monitor_of(claimed)
         async with self._pool.acquire() as conn:
             # Off its grid: the settled monitor's routine rounds no longer move its due time
