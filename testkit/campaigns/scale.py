@@ -1019,8 +1019,9 @@ def side_by_side(args: argparse.Namespace, argv: list[str]) -> bool:
     not run every due check, or when a run of this tree missed the CPU target."""
     same = without_options(argv, ("--against", "--pairs", "--prometheus"))
     trees = {"this": Path.cwd(), "against": args.against.resolve()}
-    # turns of the product only: an older tree does not know the peer's flag
-    own = {"this": ["--prometheus", "0"], "against": []}
+    # turns of the product only (a tree older than the peer's flag runs no peer)
+    knows_peer = "--prometheus" in (trees["against"] / "testkit/campaigns/scale.py").read_text()
+    own = {"this": ["--prometheus", "0"], "against": ["--prometheus", "0"] if knows_peer else []}
     ratios: list[float] = []
     ok = True
     for n in range(1, args.pairs + 1):
