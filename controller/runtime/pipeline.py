@@ -1,19 +1,29 @@
 """The controller's side of the check pipeline on one NATS connection: streams, live agents
 (from heartbeats), scheduler and ingester, each built only for the roles that use it. `serve`
 opens it and hands it to the API, whose services (controller.web.services) take what they need
-of it."""
+of it; it builds the alerter's parts with `build_alerter`."""
 
 import contextlib
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 import structlog
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
+from controller.alerting import flows
+from controller.alerting.alerter import Alerter
+from controller.alerting.effects import Effects
+from controller.alerting.evaluator import BATCH as ALERT_BATCH
+from controller.alerting.evaluator import Evaluator
+from controller.alerting.event_publisher import EventPublisher
+from controller.alerting.ready_rounds import ReadyRounds
+from controller.alerting.rules import Policy
+from controller.alerting.telling import Teller
 from controller.fleet.live import LiveAgents
 from controller.ingest.ingester import Ingester
 from controller.jobs.rules import JobIds
@@ -32,6 +42,7 @@ from controller.sidechecks.blocklists.rules import lists_setting
 from controller.sidechecks.blocklists.watch import FreshNames
 from shared.settings import nats_tls_context
 from shared.streams import MIB, JobsConsumers, ensure_streams
+from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -219,3 +230,31 @@ def token_service(
         fetches=oauth2.oauth2_token_fetches,
         links=links,
     )
+
+
+def build_alerter(
+    settings: ControllerSettings,
+    pool: asyncpg.Pool,
+    js: JetStreamContext,
+    job_ids: JobIds,
+    links: Links,
+    *,
+    batch: int = ALERT_BATCH,
+    clock: Callable[[], datetime] = utcnow,
+) -> Alerter:
+    """The alerter's parts (the evaluator, the teller of its notices, the events' publisher),
+    each given what it uses of the alerting, fair use and scheduling settings; `job_ids`: the
+    scheduler's, for the `expired` results of rounds nobody ran; `links`: PUBLIC_URL's."""
+    alerting, fair_use = settings.alerting, settings.fair_use
+    policy = Policy.of(alerting, settings.scheduling.confirm_rounds_per_minute)
+    teller = Teller(pool, links, policy, flows.Timing.of(alerting), batch=batch, clock=clock)
+    evaluator = Evaluator(
+        pool,
+        ReadyRounds(job_ids, fair_use.default_check_countries),
+        Effects(teller, links, fair_use),
+        policy,
+        batch=batch,
+        clock=clock,
+    )
+    events = EventPublisher(pool, js, batch=batch)
+    return Alerter(evaluator, teller, events, interval_s=alerting.alert_eval_interval_seconds)

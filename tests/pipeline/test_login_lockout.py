@@ -13,7 +13,6 @@ import httpx
 
 from agent.probers.run import run_check
 from agent.probers.tls import build_ssl_contexts
-from controller.alerting.evaluator import Alerter
 from controller.ingest import store as results
 from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
@@ -21,6 +20,7 @@ from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings
 from shared.messages import encode
+from testkit.alerting.wired import wired_alerter
 from testkit.peers.smtp import Lockout, SmtpPeer
 from testkit.scheduling import wired_scheduler
 from testkit.sealing import KeyRing
@@ -55,7 +55,7 @@ async def test_an_hour_of_wrong_logins_from_five_countries_never_gets_the_accoun
         login_spacing_s=SPACING,
         clock=clock,
     )
-    alerter = Alerter(pipe_pool, pipeline.js, job_ids, clock=clock)
+    alerter = wired_alerter(pipe_pool, pipeline.js, job_ids, clock=clock)
     lockout = Lockout(clock, max_failures=5)
     contexts = build_ssl_contexts()
     ran: set[str] = set()
