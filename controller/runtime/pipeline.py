@@ -132,7 +132,7 @@ async def open_pipeline(
             scheduler, fresh = None, None
             if roles & SCHEDULER_ROLES:
                 assert agents is not None  # SCHEDULER_ROLES is within AGENTS_ROLES
-                scheduler, fresh = _scheduler(settings, pool, js, agents)
+                scheduler, fresh = build_scheduler(settings, pool, js, agents)
             ingester = None
             if roles & INGESTER_ROLES:
                 ingester = Ingester(
@@ -164,7 +164,7 @@ async def _agents(
     return agents
 
 
-def _scheduler(
+def build_scheduler(
     settings: ControllerSettings, pool: asyncpg.Pool, js: JetStreamContext, agents: LiveAgents
 ) -> tuple[Scheduler, FreshNames | None]:
     """The scheduler's three parts (planner, admission, publisher) and the worker that drives
@@ -177,18 +177,7 @@ def _scheduler(
     links = Links.of(settings.notify)
     countries = fair_use.default_check_countries
     rounds = RoundPlanner(
-        JobIds.from_box(box),
-        box,
-        keys,
-        default_countries=countries,
-        dns_interval_s=scheduling.dns_posture_interval_seconds,
-        login_spacing_s=scheduling.login_spacing_seconds,
-        result_bundles=scheduling.result_bundles,
-        blocklists=lists,
-        blocklist_interval_s=reputation.blocklist_interval_seconds,
-        fresh=fresh or (lambda cc: ()),
-        known=fresh.known if fresh else (lambda monitor_id, cc: ()),
-        asked_at=fresh.asked_at if fresh else (lambda monitor_id, cc: None),
+        JobIds.from_box(box), box, keys, scheduling, default_countries=countries, blocklists=fresh
     )
     tokens = token_service(settings.oauth2, pool, box, links)
     planner = Planner(
@@ -204,17 +193,7 @@ def _scheduler(
         readiness_queries=scheduling.readiness_queries_per_hour,
     )
     publisher = JobPublisher(js, agents, keys, default_countries=countries)
-    scheduler = Scheduler(
-        pool,
-        planner,
-        admission,
-        publisher,
-        default_countries=countries,
-        batch=scheduling.scheduler_batch,
-        gather_s=scheduling.scheduler_gather_seconds,
-        checks_per_minute=fair_use.org_max_checks_per_minute,
-        confirm_per_minute=scheduling.confirm_rounds_per_minute,
-    )
+    scheduler = Scheduler(pool, planner, admission, publisher, scheduling, fair_use)
     return scheduler, fresh
 
 
