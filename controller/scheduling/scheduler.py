@@ -44,6 +44,7 @@ from controller.scheduling.due_store import Unplanned, monitor_of
 from controller.scheduling.plan import PlannedRound
 from controller.scheduling.planner import Planner
 from controller.scheduling.publisher import JobPublisher
+from controller.settings import FairUseSettings, SchedulingSettings
 from controller.sidechecks.readiness import budget_store as readiness_budget
 from shared.loop import run_every
 from shared.timefmt import iso_ms, utcnow
@@ -76,27 +77,24 @@ class Scheduler:
         planner: Planner,
         admission: Admission,
         publisher: JobPublisher,
+        scheduling: SchedulingSettings,
+        fair_use: FairUseSettings,
         *,
-        default_countries: int = 2,
-        batch: int = 1000,
-        gather_s: float = 0.5,
-        checks_per_minute: int = 2000,
-        confirm_per_minute: int = 600,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        """`batch`: SCHEDULER_BATCH, monitors claimed at once; `gather_s`:
-        SCHEDULER_GATHER_SECONDS; `checks_per_minute`: ORG_MAX_CHECKS_PER_MINUTE, the trigger
-        allowance a new monitor's first round draws on; `confirm_per_minute`:
-        CONFIRM_ROUNDS_PER_MINUTE."""
+        """`scheduling`: SCHEDULER_BATCH (monitors claimed at once), SCHEDULER_GATHER_SECONDS,
+        CONFIRM_ROUNDS_PER_MINUTE; `fair_use`: DEFAULT_CHECK_COUNTRIES and
+        ORG_MAX_CHECKS_PER_MINUTE, the trigger allowance a new monitor's first round draws
+        on."""
         self._pool = pool
         self.planner = planner
         self.admission = admission
         self.publisher = publisher
-        self._default_countries = default_countries
-        self._batch = batch
-        self._gather_s = gather_s
-        self._checks_per_minute = checks_per_minute
-        self._confirm_per_minute = confirm_per_minute
+        self._default_countries = fair_use.default_check_countries
+        self._batch = scheduling.scheduler_batch
+        self._gather_s = scheduling.scheduler_gather_seconds
+        self._checks_per_minute = fair_use.org_max_checks_per_minute
+        self._confirm_per_minute = scheduling.confirm_rounds_per_minute
         self._clock = clock
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -19,7 +19,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from controller.alerting.evaluator import Alerter
+from controller.alerting.alerter import Alerter
 from controller.db.pool import Conn, create_pool
 from controller.ingest import store as results
 from controller.jobs.result_kinds import ResultRow
@@ -39,6 +39,7 @@ from shared.streams import ensure_streams
 from shared.subjects import EVENTS_STREAM, events_subject
 from shared.timefmt import utcnow
 from testkit.alerting.peers import Relay, SmsGateway
+from testkit.alerting.wired import wired_alerter
 from testkit.serving import http_client, serve_app
 from tests.conftest import Tenant, make_tenant, scratch_database
 
@@ -328,7 +329,9 @@ def rig(
         }
         return OutboxWorker(alert_pool, channels, clock=clock, **{"backoff_s": 0, **kwargs})
 
-    alerter = Alerter(alert_pool, events_js, job_ids, reminder_minutes=30, links=LINKS, clock=clock)
+    alerter = wired_alerter(
+        alert_pool, events_js, job_ids, notify_reminder_minutes=30, links=LINKS, clock=clock
+    )
     yield Rig(alert_pool, events_js, org, relay, sms, clock, alerter, outbox, job_ids)
 
 

@@ -329,9 +329,7 @@ LIVE = frozenset({"DE"})
 
 
 def _planner(rig: Rig, tmp_path: Path) -> RoundPlanner:
-    return RoundPlanner(
-        rig.job_ids, SecretBox(_secrets_key()), CountryKeys(str(tmp_path)), dns_interval_s=3600
-    )
+    return RoundPlanner(rig.job_ids, SecretBox(_secrets_key()), CountryKeys(str(tmp_path)))
 
 
 @functools.cache

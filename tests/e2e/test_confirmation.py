@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from controller.alerting.evaluator import Alerter
+from controller.alerting.alerter import Alerter
 from shared.timefmt import parse_iso
 from testkit.peers.smtp import SmtpPeer
 from tests.api.helpers import SMTP

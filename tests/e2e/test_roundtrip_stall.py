@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from controller.alerting.evaluator import Alerter
+from controller.alerting.alerter import Alerter
 from tests.conftest import make_tenant
 from tests.e2e.conftest import ABROAD, HOME, Agents, Controller
 from tests.e2e.helpers import since, wait_results

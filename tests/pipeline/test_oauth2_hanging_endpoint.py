@@ -30,11 +30,10 @@ from controller.web.app import create_app
 from shared.messages import FEATURE_OAUTH2
 from testkit.oauth2.issuer import TokenIssuer
 from testkit.oauth2.token_endpoint import TokenEndpoint, ca_context, serve
-from testkit.sealing import KeyRing
 from testkit.serving import http_client, serve_app
 from tests.agent.helpers import until
 from tests.conftest import Tenant, make_tenant
-from tests.pipeline.conftest import Countries, replica
+from tests.pipeline.conftest import Countries, SchedulerWith
 
 USER = "probe@example.com"
 # A pass that waited for a hanging endpoint would wait until the test ends; one that does not
@@ -113,8 +112,8 @@ async def test_a_hanging_token_endpoint_delays_no_other_organization(
     pipeline: Pipeline,
     countries: Countries,
     settings: ControllerSettings,
-    seal_keys: KeyRing,
     tmp_path: Path,
+    scheduler_with: SchedulerWith,
 ) -> None:
     (cc,) = countries.take(1)
     await countries.live(cc, features=[FEATURE_OAUTH2])
@@ -127,11 +126,7 @@ async def test_a_hanging_token_endpoint_delays_no_other_organization(
     working = TokenEndpoint(issuer, USER, clients={CLIENT: SECRET})
     async with serve(hanging, ca), serve(working, ca):
         try:
-            scheduler = replica(
-                pipe_pool,
-                pipeline,
-                settings,
-                seal_keys,
+            scheduler = scheduler_with(
                 tokens=TokenService(
                     pipe_pool, box, TokenFetcher(verify=ca_context(ca), allow_private=True)
                 ),
@@ -241,8 +236,8 @@ async def test_organizations_whose_endpoints_hang_hold_no_more_than_their_share(
     pipeline: Pipeline,
     countries: Countries,
     settings: ControllerSettings,
-    seal_keys: KeyRing,
     tmp_path: Path,
+    scheduler_with: SchedulerWith,
 ) -> None:
     """As many organizations as the replica has fetch slots, each with more monitors than it may
     fetch for at once, all hanging on their endpoints, then one organization whose endpoint
@@ -270,7 +265,7 @@ async def test_organizations_whose_endpoints_hang_hold_no_more_than_their_share(
                     TokenFetcher(verify=ca_context(ca), allow_private=True, timeout_s=timeout_s),
                     fetches=fetches,
                 )
-                scheduler = replica(pipe_pool, pipeline, settings, seal_keys, tokens=service)
+                scheduler = scheduler_with(tokens=service)
                 stuck = [
                     (await _monitor(oauth_api, tenant, cc, grant))[0]
                     for n, tenant in enumerate(attackers)
