@@ -170,6 +170,14 @@ BEGIN
         GROUP BY 1, 2, 3
     ) g
     WHERE (rb.organization_id, rb.country, rb.hour) = (g.org, g.cc, g.h);
+    PERFORM 1 FROM readiness_turns t
+    WHERE (t.monitor_id, t.country) IN (
+        SELECT m.id, u.cc
+        FROM unnest(monitor_ids, ccs) AS u (public_id, cc)
+        JOIN monitors m ON m.public_id = u.public_id
+    )
+    ORDER BY t.monitor_id, t.country
+    FOR UPDATE;
     UPDATE readiness_turns t SET waiting_since = COALESCE(t.waiting_since, g.h)
     FROM (
         SELECT m.id AS monitor_id, u.cc, min(date_trunc('hour', u.at, 'UTC')) AS h
