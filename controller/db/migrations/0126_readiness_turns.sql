@@ -1,5 +1,5 @@
--- Readiness rounds take turns within an organization's DNS budget (issue 67): the rule of which
--- rounds an hour's budget asks is these two functions alone.
+-- Readiness rounds take turns within an organization's DNS budget (issue 67): which rounds an
+-- hour's budget asks is `readiness_reserve`'s rule alone.
 --
 -- `readiness_turns`, per monitor and country: `seen_at` the scheduled time of its latest
 -- readiness round (asked or held), `served_hour` the hour of its latest round asked, and
@@ -49,12 +49,12 @@ END $$;
 --
 -- The rule: an organization's rounds in a country and clock hour (UTC) each reserve
 -- `per_round` queries until their facts arrive (then what they spent counts), and what is
--- spent plus reserved never exceeds `budget`. The hour's room goes in turn order: first the
+-- spent plus reserved never exceeds `budget_queries`. The hour's room goes in turn order: the
 -- monitors waiting since the earliest hour (then those asked longest ago, then by id), then
 -- the others (never asked first, then asked longest ago). A waiting monitor not in the pass
 -- whose next round is due in the hour (its latest round plus its cadence, the larger of
--- `dns_window` and its check interval, within a check interval) keeps its place: the rounds
--- behind it are held while the room left is its own. So a monitor held one hour goes before
+-- `dns_window` and its check interval, within a check interval; not disabled, with a mail
+-- domain) keeps its place: the rounds behind it are held while the room left is its own. So a monitor held one hour goes before
 -- those asked since, and none is held longer than the monitors ahead of it take to be asked.
 --
 -- It locks the budget rows of the pass's hours first (`readiness_lock`), and drops what is a
