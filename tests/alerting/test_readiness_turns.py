@@ -352,3 +352,35 @@ def _check(o: Org, hours: int) -> None:
         f" {len(COUNTRIES)} countries: {o.asked} rounds asked, {o.held} held, longest wait"
         f" {longest} h (bound {o.bound} h)"
     )
+
+
+async def test_a_monitor_that_stops_coming_keeps_no_place_past_its_due_hour(
+    pool: asyncpg.Pool,
+) -> None:
+    """A budget of one round. `late`, held in the first hour, then disabled: the next hour
+    keeps no room for it (`early` is asked). Enabled again and held, then never coming again
+    (its country gone): the hour its round was due keeps its room (`early` held), the hour
+    after does not."""
+    _, (early, late) = await _monitors(pool, 2)
+    start = hour_of(datetime.now(UTC)) - 5 * HOUR
+    rng = random.Random(SEED)
+
+    async def one(monitor: str, h: int, minute: int) -> bool:
+        at = start + h * HOUR + timedelta(minutes=minute)
+        (job,) = await _reserve(pool, [_job(rng, monitor, "DE", at)], at, QUERIES_MAX)
+        return _asked(job)
+
+    assert await one(early, 0, 5) and not await one(late, 0, 50)
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE monitors SET status = 'disabled' WHERE public_id = $1", uuid.UUID(late)
+        )
+    assert await one(early, 1, 5)  # nothing kept for a disabled monitor
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE monitors SET status = 'active' WHERE public_id = $1", uuid.UUID(late)
+        )
+    assert not await one(late, 1, 50)  # back, held: waiting again, due at 2:50
+    assert not await one(early, 2, 5)  # its room kept for `late`, due this hour
+    # `late` does not come at 2:50 (its country gone): 3:05 keeps nothing for it
+    assert await one(early, 3, 5)

@@ -1,5 +1,5 @@
--- Readiness rounds take turns within an organization's DNS budget (issue 67): the rule of which
--- rounds an hour's budget asks is these two functions alone.
+-- Readiness rounds take turns within an organization's DNS budget (issue 67): which rounds an
+-- hour's budget asks is `readiness_reserve`'s rule alone.
 --
 -- `readiness_turns`, per monitor and country: `seen_at` the scheduled time of its latest
 -- readiness round (asked or held), `served_hour` the hour of its latest round asked, and
@@ -13,7 +13,9 @@ CREATE TABLE readiness_turns (
     waiting_since timestamptz,
     PRIMARY KEY (monitor_id, country)
 );
-CREATE INDEX readiness_turns_waiting ON readiness_turns (organization_id, country)
+-- The turn order of an organization's waiting monitors in a country.
+CREATE INDEX readiness_turns_queue
+ON readiness_turns (organization_id, country, waiting_since, served_hour NULLS FIRST, monitor_id)
 WHERE waiting_since IS NOT NULL;
 CREATE INDEX readiness_turns_seen ON readiness_turns (seen_at);
 
@@ -47,12 +49,12 @@ END $$;
 --
 -- The rule: an organization's rounds in a country and clock hour (UTC) each reserve
 -- `per_round` queries until their facts arrive (then what they spent counts), and what is
--- spent plus reserved never exceeds `budget`. The hour's room goes in turn order: first the
+-- spent plus reserved never exceeds `budget_queries`. The hour's room goes in turn order: the
 -- monitors waiting since the earliest hour (then those asked longest ago, then by id), then
 -- the others (never asked first, then asked longest ago). A waiting monitor not in the pass
 -- whose next round is due in the hour (its latest round plus its cadence, the larger of
--- `dns_window` and its check interval, within a check interval) keeps its place: the rounds
--- behind it are held while the room left is its own. So a monitor held one hour goes before
+-- `dns_window` and its check interval, within a check interval; not disabled, with a mail
+-- domain) keeps its place: the rounds behind it are held while the room left is its own. So a monitor held one hour goes before
 -- those asked since, and none is held longer than the monitors ahead of it take to be asked.
 --
 -- It locks the budget rows of the pass's hours first (`readiness_lock`), and drops what is a
@@ -80,49 +82,65 @@ BEGIN
         FROM readiness_budget rb
         WHERE (rb.organization_id, rb.country, rb.hour) IN (SELECT x.org, x.cc, x.h FROM x)
     ), pass AS (
-        SELECT x.*, t.waiting_since, t.served_hour,
-            row_number() OVER (PARTITION BY x.monitor_id, x.cc, x.h ORDER BY x.at, x.job) AS nth
+        SELECT x.*, t.waiting_since IS NOT NULL AND row_number() OVER (
+                PARTITION BY x.monitor_id, x.cc, x.h ORDER BY x.at, x.job
+            ) = 1 AS waiting,
+            t.waiting_since, t.served_hour
         FROM x
         LEFT JOIN readiness_turns t ON t.monitor_id = x.monitor_id AND t.country = x.cc
-    ), kept AS (
-        SELECT b.org, b.cc, b.h, t.monitor_id, t.waiting_since, t.served_hour
-        FROM b
-        JOIN readiness_turns t ON t.organization_id = b.org AND t.country = b.cc
-        JOIN monitors m ON m.id = t.monitor_id
-        CROSS JOIN LATERAL (
-            SELECT t.seen_at + GREATEST(dns_window, make_interval(secs => m.check_interval))
-                AS due,
-                LEAST(dns_window, make_interval(secs => m.check_interval)) AS jitter
-        ) n
-        WHERE t.waiting_since IS NOT NULL AND m.status <> 'disabled' AND m.mail_domain IS NOT NULL
-            AND n.due - n.jitter < b.h + interval '1 hour'
-            AND n.due + n.jitter >= b.h
-            AND NOT EXISTS (
-                SELECT 1 FROM x WHERE x.monitor_id = t.monitor_id AND x.cc = b.cc AND x.h = b.h
-            )
-    ), queue AS (
-        SELECT p.org, p.cc, p.h, p.job, p.at, p.monitor_id, p.nth,
-            p.nth = 1 AND p.waiting_since IS NOT NULL AS waiting, p.waiting_since, p.served_hour
-        FROM pass p
-        UNION ALL
-        SELECT k.org, k.cc, k.h, NULL, NULL, k.monitor_id, 1, true, k.waiting_since,
-            k.served_hour
-        FROM kept k
     ), ranked AS (
-        SELECT q.*, row_number() OVER w AS place,
-            count(*) FILTER (WHERE q.job IS NULL) OVER w AS kept_ahead
-        FROM queue q
-        WINDOW w AS (
-            PARTITION BY q.org, q.cc, q.h
-            ORDER BY q.waiting DESC, q.waiting_since, q.nth, q.served_hour NULLS FIRST,
-                q.monitor_id, q.job
-            ROWS UNBOUNDED PRECEDING
-        )
+        SELECT p.*,
+            row_number() OVER (
+                PARTITION BY p.org, p.cc, p.h
+                ORDER BY p.waiting DESC, p.waiting_since, p.served_hour NULLS FIRST,
+                    p.monitor_id, p.at, p.job
+            ) AS pass_place,
+            row_number() OVER (
+                PARTITION BY p.org, p.cc, p.h, p.waiting
+                ORDER BY p.served_hour NULLS FIRST, p.monitor_id, p.at, p.job
+            ) AS others_place
+        FROM pass p
+    ), front AS (
+        -- The first `room` waiting monitors in turn order, of those in the pass or due in the
+        -- hour: the hour's room is theirs.
+        SELECT b.org, b.cc, b.h, f.monitor_id
+        FROM b
+        CROSS JOIN LATERAL (
+            SELECT t.monitor_id
+            FROM readiness_turns t
+            JOIN monitors m ON m.id = t.monitor_id
+            CROSS JOIN LATERAL (
+                SELECT t.seen_at + GREATEST(dns_window, make_interval(secs => m.check_interval))
+                    AS due,
+                    LEAST(dns_window, make_interval(secs => m.check_interval)) AS jitter
+            ) n
+            WHERE t.organization_id = b.org AND t.country = b.cc
+                AND t.waiting_since IS NOT NULL
+                AND (
+                    EXISTS (
+                        SELECT 1 FROM x
+                        WHERE x.monitor_id = t.monitor_id AND x.cc = b.cc AND x.h = b.h
+                    )
+                    OR m.status <> 'disabled' AND m.mail_domain IS NOT NULL
+                        AND n.due - n.jitter < b.h + interval '1 hour'
+                        AND n.due + n.jitter >= b.h
+                )
+            ORDER BY t.waiting_since, t.served_hour NULLS FIRST, t.monitor_id
+            LIMIT b.room
+        ) f
     ), decided AS (
-        SELECT r.job, r.at, r.monitor_id, r.org, r.cc, r.h, r.place <= b.room AS granted,
-            r.place - r.kept_ahead <= b.room AS room_but_turn
+        SELECT r.job, r.at, r.monitor_id, r.org, r.cc, r.h,
+            CASE
+                WHEN r.waiting THEN EXISTS (
+                    SELECT 1 FROM front f
+                    WHERE (f.org, f.cc, f.h, f.monitor_id) = (r.org, r.cc, r.h, r.monitor_id)
+                )
+                ELSE r.others_place <= b.room - (
+                    SELECT count(*) FROM front f WHERE (f.org, f.cc, f.h) = (r.org, r.cc, r.h)
+                )
+            END AS granted,
+            r.pass_place <= b.room AS room_but_turn
         FROM ranked r JOIN b ON (b.org, b.cc, b.h) = (r.org, r.cc, r.h)
-        WHERE r.job IS NOT NULL
     ), asked AS (
         UPDATE readiness_budget rb SET asked = rb.asked + d.n
         FROM (
@@ -170,6 +188,14 @@ BEGIN
         GROUP BY 1, 2, 3
     ) g
     WHERE (rb.organization_id, rb.country, rb.hour) = (g.org, g.cc, g.h);
+    PERFORM 1 FROM readiness_turns t
+    WHERE (t.monitor_id, t.country) IN (
+        SELECT m.id, u.cc
+        FROM unnest(monitor_ids, ccs) AS u (public_id, cc)
+        JOIN monitors m ON m.public_id = u.public_id
+    )
+    ORDER BY t.monitor_id, t.country
+    FOR UPDATE;
     UPDATE readiness_turns t SET waiting_since = COALESCE(t.waiting_since, g.h)
     FROM (
         SELECT m.id AS monitor_id, u.cc, min(date_trunc('hour', u.at, 'UTC')) AS h
