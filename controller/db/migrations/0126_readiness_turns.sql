@@ -19,7 +19,9 @@ ON readiness_turns (organization_id, country, waiting_since, served_hour NULLS F
 WHERE waiting_since IS NOT NULL;
 CREATE INDEX readiness_turns_seen ON readiness_turns (seen_at);
 
-DROP FUNCTION readiness_reserve(bigint, text, timestamptz, integer, integer, integer);
+-- 0117's `readiness_reserve(org, cc, hour, wanted, per_round, budget)` stays for one release: a
+-- scheduler of the previous release reserves through it during a rolling upgrade, against the same
+-- budget rows (its rounds take no turns). The next release drops it.
 
 -- The budget rows of the hours of rounds (monitor's public id, country, scheduled time), made
 -- if missing and locked in key order: replicas reserving at once are counted one after the
