@@ -212,4 +212,4 @@ def test_settings_accept_a_ca_alone(pki: Pki) -> None:
     """Server verification without a client certificate: the common case."""
     loaded = load(AgentSettings, {"AGENT_COUNTRY": "DE", "NATS_TLS_CA_FILE": str(pki.ca)})
     assert loaded.process.nats_tls_ca_file == str(pki.ca)
-    assert msgspec.structs.asdict(loaded)["nats_tls_cert_file"] is None
+    assert msgspec.structs.asdict(loaded.process)["nats_tls_cert_file"] is None
