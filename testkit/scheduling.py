@@ -70,7 +70,7 @@ def round_planner(
         JobIds.from_box(box),
         box,
         keys,
-        scheduling,
+        scheduling=scheduling,
         default_countries=default_countries,
         blocklists=blocklists,
     )
@@ -113,12 +113,12 @@ def wired_scheduler(
             readiness_window_s=planning.get("dns_interval_s", 3600),
         ),
         JobPublisher(js, agents, keys, default_countries=default_countries),
-        SchedulingSettings(
+        scheduling=SchedulingSettings(
             scheduler_batch=batch,
             scheduler_gather_seconds=gather_s,
             confirm_rounds_per_minute=confirm_per_minute,
         ),
-        FairUseSettings(
+        fair_use=FairUseSettings(
             default_check_countries=default_countries, org_max_checks_per_minute=checks_per_minute
         ),
         clock=clock,

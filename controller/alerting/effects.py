@@ -52,7 +52,7 @@ class Effects:
     to and the organization's allowance for triggered checks, which confirmation rounds draw
     on."""
 
-    def __init__(self, teller: Teller, links: Links, fair_use: FairUseSettings) -> None:
+    def __init__(self, teller: Teller, links: Links, *, fair_use: FairUseSettings) -> None:
         self._teller = teller
         self._links = links
         self._default_countries = fair_use.default_check_countries

@@ -118,8 +118,8 @@ class Evaluator:
         pool: asyncpg.Pool,
         rounds: ReadyRounds,
         effects: Effects,
-        policy: Policy,
         *,
+        policy: Policy,
         batch: int = BATCH,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:

@@ -96,7 +96,7 @@ class ReadyRounds:
     nobody ran) and DEFAULT_CHECK_COUNTRIES (how many countries a round without a list
     expects)."""
 
-    def __init__(self, job_ids: JobIds, default_countries: int = 2) -> None:
+    def __init__(self, job_ids: JobIds, *, default_countries: int = 2) -> None:
         self._job_ids = job_ids
         self.default_countries = default_countries
 

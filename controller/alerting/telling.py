@@ -57,9 +57,9 @@ class Teller:
         self,
         pool: asyncpg.Pool,
         links: Links,
+        *,
         policy: Policy,
         timing: flows.Timing,
-        *,
         batch: int = BATCH,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:

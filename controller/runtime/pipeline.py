@@ -177,7 +177,12 @@ def build_scheduler(
     links = Links.of(settings.notify)
     countries = fair_use.default_check_countries
     rounds = RoundPlanner(
-        JobIds.from_box(box), box, keys, scheduling, default_countries=countries, blocklists=fresh
+        JobIds.from_box(box),
+        box,
+        keys,
+        scheduling=scheduling,
+        default_countries=countries,
+        blocklists=fresh,
     )
     tokens = token_service(settings.oauth2, pool, box, links)
     planner = Planner(rounds, agents, keys, tokens)
@@ -192,7 +197,9 @@ def build_scheduler(
         readiness_window_s=scheduling.dns_posture_interval_seconds,
     )
     publisher = JobPublisher(js, agents, keys, default_countries=countries)
-    scheduler = Scheduler(pool, planner, admission, publisher, scheduling, fair_use)
+    scheduler = Scheduler(
+        pool, planner, admission, publisher, scheduling=scheduling, fair_use=fair_use
+    )
     return scheduler, fresh
 
 
@@ -225,12 +232,13 @@ def build_alerter(
     scheduler's, for the `expired` results of rounds nobody ran; `links`: PUBLIC_URL's."""
     alerting, fair_use = settings.alerting, settings.fair_use
     policy = Policy.of(alerting, settings.scheduling.confirm_rounds_per_minute)
-    teller = Teller(pool, links, policy, flows.Timing.of(alerting), batch=batch, clock=clock)
+    timing = flows.Timing.of(alerting)
+    teller = Teller(pool, links, policy=policy, timing=timing, batch=batch, clock=clock)
     evaluator = Evaluator(
         pool,
-        ReadyRounds(job_ids, fair_use.default_check_countries),
-        Effects(teller, links, fair_use),
-        policy,
+        ReadyRounds(job_ids, default_countries=fair_use.default_check_countries),
+        Effects(teller, links, fair_use=fair_use),
+        policy=policy,
         batch=batch,
         clock=clock,
     )

@@ -77,9 +77,9 @@ class Scheduler:
         planner: Planner,
         admission: Admission,
         publisher: JobPublisher,
+        *,
         scheduling: SchedulingSettings,
         fair_use: FairUseSettings,
-        *,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         """`scheduling`: SCHEDULER_BATCH (monitors claimed at once), SCHEDULER_GATHER_SECONDS,
