@@ -136,7 +136,7 @@ class Evaluator:
         how many. A failed evaluation is logged and retried when its lease ends; it never stops
         the others."""
         now = self._clock()
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire() as conn:  # one statement: its own transaction
             leased = await alert_queue.claim(conn, now, self.batch, LEASE_S)
         count = min(LANES, -(-len(leased) // LANE_MIN))
         lanes = [leased[n::count] for n in range(count)]
