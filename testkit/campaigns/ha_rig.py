@@ -28,7 +28,16 @@ NODES = 3
 
 
 class HaRig(Rig):
-    def __init__(self, tmp: Path, *, concurrency: int, result_bundles: bool = False) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        concurrency: int,
+        result_bundles: bool = False,
+        group_wait_s: int | None = None,
+    ) -> None:
+        """`group_wait_s`: the controllers' INCIDENT_GROUP_WAIT_SECONDS (None: the default)."""
+        self.group_wait_s = group_wait_s
         self.sink = NoticeSink()
         self.sink.start()
         self.made = 2  # PostgreSQL data folders
@@ -50,7 +59,10 @@ class HaRig(Rig):
         return url, nats_url
 
     def controller_env(self) -> dict[str, str]:
-        return {"NOTIFY_SMTP_URL": self.sink.url, "NOTIFY_FROM": "mailprobe@soak.test"}
+        env = {"NOTIFY_SMTP_URL": self.sink.url, "NOTIFY_FROM": "mailprobe@soak.test"}
+        if self.group_wait_s is not None:
+            env["INCIDENT_GROUP_WAIT_SECONDS"] = str(self.group_wait_s)
+        return env
 
     def stop_servers(self) -> None:
         self.sink.stop()
