@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from nats.errors import Error as NatsError
@@ -49,10 +50,20 @@ class HaRig(Rig):
         self.outage_up()
 
     def start_servers(self) -> tuple[str, str]:
-        self.nodes, nats_url = embedded.start_nats_cluster(self.tmp / "nats", NODES)
-        self.primary = postgres.primary(self.tmp / "pg-1", embedded.free_port())
-        self.standby = postgres.standby(self.primary, self.tmp / "pg-2", embedded.free_port())
-        self.primary.synchronous()
+        """The NATS cluster starts while the PostgreSQL pair is made."""
+        with ThreadPoolExecutor(1) as pool:
+            cluster = pool.submit(embedded.start_nats_cluster, self.tmp / "nats", NODES)
+            try:
+                self.primary = postgres.primary(self.tmp / "pg-1", embedded.free_port())
+                self.standby = postgres.standby(
+                    self.primary, self.tmp / "pg-2", embedded.free_port()
+                )
+                self.primary.synchronous()
+            except BaseException:
+                for node in cluster.result()[0]:
+                    node.kill()
+                raise
+            self.nodes, nats_url = cluster.result()
         self.whole = True
         hosts = ",".join(f"127.0.0.1:{node.port}" for node in (self.primary, self.standby))
         url = f"postgresql://postgres@{hosts}/postgres?target_session_attrs=read-write"

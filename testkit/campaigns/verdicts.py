@@ -346,14 +346,10 @@ class Rig:
         for kind in servers:
             pair = KINDS.get(kind, ("",))[0] == "roundtrip"
             self.ports[kind] = tuple(embedded.free_port(self.host) for _ in range(1 + pair))
-            await self.start_server(kind)
-        await self.seed()
         self.api_ports = [embedded.free_port() for _ in range(self.campaign.replicas)]
         self.api = Api(f"http://127.0.0.1:{self.api_ports[0]}")
-        for n in range(self.campaign.replicas):
-            await self.start_controller(n)
-        for cc in COUNTRIES:
-            await self.start_agent(cc)
+        # the servers, the controllers and the agents start together
+        await asyncio.gather(*(self.start_server(kind) for kind in servers), self._central())
         await self.api.customer(self.ours, "verdicts")
         if self.saturating:
             await self.api.customer(self.noisy, "noisy")
@@ -361,6 +357,14 @@ class Rig:
             await self.create(kind)
         for alias, server in self.campaign.shared:
             await self.create(alias, server)
+
+    async def _central(self) -> None:
+        """The database seeded, then the controller replicas and an agent per country."""
+        await self.seed()
+        await asyncio.gather(
+            *(self.start_controller(n) for n in range(self.campaign.replicas)),
+            *(self.start_agent(cc) for cc in COUNTRIES),
+        )
 
     async def oauth2(self, ca: trustme.CA) -> None:
         """Dovecot with its OAuth2 passdb and the token endpoint issuing its tokens (client
