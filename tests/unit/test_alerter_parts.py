@@ -4,10 +4,9 @@ the keyword-only settings values), know nothing of each other (the evaluator's e
 through the teller they are given), and meet only in the worker, which takes the three. Read
 from the sources (an AST scan, no import runs)."""
 
-import ast
 from pathlib import Path
 
-from tests.unit.test_scheduler_parts import HANDFUL, collaborators
+from tests.unit.test_scheduler_parts import HANDFUL, collaborators, imported
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTING = ROOT / "controller/alerting"
@@ -18,15 +17,7 @@ WORKER = ("alerter", "Alerter")
 
 
 def alerting_imports(source: str) -> set[str]:
-    """The modules of controller.alerting that `source` imports."""
-    found = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            if node.module == "controller.alerting":
-                found |= {a.name for a in node.names}
-            elif node.module.startswith("controller.alerting."):
-                found.add(node.module.rsplit(".", 1)[1])
-    return found
+    return imported(source, "controller.alerting")
 
 
 def test_each_part_takes_a_handful_and_none_knows_another() -> None:
