@@ -42,15 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    configure(settings.log_format, settings.log_level)
+    configure(settings.process.log_format, settings.process.log_level)
     run_loop(serve(settings))
     return 0
 
 
 async def serve(settings: AgentSettings) -> None:
-    agent_id = settings.agent_id or default_agent_id(settings.agent_country)
+    country = settings.identity.agent_country
+    agent_id = settings.identity.agent_id or default_agent_id(country)
     # Bound before the signal handlers exist, so their log lines carry it too.
-    structlog.contextvars.bind_contextvars(country=settings.agent_country, agent_id=agent_id)
+    structlog.contextvars.bind_contextvars(country=country, agent_id=agent_id)
     stop = asyncio.Event()
     worker: Worker | None = None
 
@@ -68,10 +69,10 @@ async def serve(settings: AgentSettings) -> None:
         return "connecting to NATS" if worker is None else worker.readiness()
 
     server = None
-    if settings.agent_metrics_port:
+    if settings.metrics.agent_metrics_port:
         server = await ops.start(
-            settings.agent_metrics_host,
-            settings.agent_metrics_port,
+            settings.metrics.agent_metrics_host,
+            settings.metrics.agent_metrics_port,
             readiness,
             setting="AGENT_METRICS_PORT",
         )
@@ -115,10 +116,10 @@ async def _connect(settings: AgentSettings, agent_id: str, stop: asyncio.Event) 
 
     connecting = asyncio.ensure_future(
         nats.connect(
-            servers=[url.strip() for url in settings.nats_url.split(",")],
+            servers=[url.strip() for url in settings.process.nats_url.split(",")],
             name=agent_id,
-            inbox_prefix=agent_inbox_prefix(settings.agent_country),
-            tls=nats_tls_context(settings),
+            inbox_prefix=agent_inbox_prefix(settings.identity.agent_country),
+            tls=nats_tls_context(settings.process),
             max_reconnect_attempts=-1,
             reconnect_time_wait=RECONNECT_WAIT_S,
             error_cb=on_error,

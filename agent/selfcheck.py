@@ -23,7 +23,7 @@ import structlog
 from agent import metrics
 from agent.resolver import TargetResolver
 from agent.selfcheck_rules import PORT, RESOLVER, blocked_ports, canary_port, resolver_ok
-from agent.settings import AgentSettings, parse_canaries
+from agent.settings import SelfCheckSettings, parse_canaries
 from shared.loop import run_every
 from shared.messages import CanaryState, SelfCheck
 from shared.timefmt import iso_ms, utcnow
@@ -77,12 +77,13 @@ class SelfChecks:
         self._resolver_ok: bool | None = None
 
     @classmethod
-    def from_settings(cls, settings: AgentSettings) -> "SelfChecks | None":
-        """None when neither AGENT_CANARIES nor AGENT_CANARY_RESOLVE is set."""
+    def from_settings(cls, settings: SelfCheckSettings, country: str) -> "SelfChecks | None":
+        """The self-checks of `country`'s agent; None when neither AGENT_CANARIES nor
+        AGENT_CANARY_RESOLVE is set."""
         if settings.agent_canaries is None and settings.agent_canary_resolve is None:
             return None
         return cls(
-            settings.agent_country,
+            country,
             parse_canaries(settings.agent_canaries) if settings.agent_canaries else [],
             settings.agent_canary_resolve,
             interval=settings.agent_canary_interval_seconds,

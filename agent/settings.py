@@ -1,6 +1,15 @@
-"""The agent's settings: what it reads besides the NATS and logging settings every process
-shares (shared.settings.ProcessSettings). `python -m agent.settings` prints the table of
-docs/settings.md."""
+"""The agent's settings, one group per concern, each a Struct of the environment variables it
+reads (a field's encoded name is its variable) and the checks of those alone: who the agent is
+(identity), how it reaches NATS and logs (process, shared.settings.ProcessSettings, as every
+process), its sealing keys, which targets it may reach, how it runs checks (work), its side
+checks' resolvers and bounds, its self-checks and its metrics endpoint.
+
+`AgentSettings` holds the groups and `shared.settings.load` fills each from the environment, so
+a missing or malformed variable still stops the agent at start with one line naming it. The
+composition root (agent.__main__, and `Worker.from_settings` for the worker's own parts) hands
+each part its group, never the whole. `python -m agent.settings` prints the table of
+docs/settings.md.
+"""
 
 import re
 import ssl
@@ -8,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import msgspec
 from msgspec import Meta
 
 from shared.dns_canary import DEFAULT_CANARIES, parse_dns_canaries
@@ -23,13 +33,26 @@ def _check_country(name: str, value: str) -> None:
         raise ValueError(f"{name} must be an upper-case ISO 3166-1 alpha-2 code like DE")
 
 
-class AgentSettings(ProcessSettings, rename="upper", frozen=True, kw_only=True):
+class IdentitySettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True):
+    """Which country this agent serves and its name in results and heartbeats."""
+
     agent_country: Annotated[
         str, Meta(description="ISO 3166-1 alpha-2 country this agent serves (or `--country`)")
     ]
-    agent_allow_private_targets: Annotated[
-        bool, Meta(description="allow private, loopback and link-local targets (tests, labs)")
-    ] = False
+    agent_id: Annotated[
+        str | None,
+        Meta(description="this agent's id in results and heartbeats; default `CC-hostname-pid`"),
+    ] = None
+
+    def __post_init__(self) -> None:
+        _check_country("AGENT_COUNTRY", self.agent_country)
+        if self.agent_id is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.agent_id):
+            raise ValueError("AGENT_ID must be 1 to 64 letters, digits, `-` or `_`")
+
+
+class SealingSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True):
+    """The country's private sealing keys, which open the jobs that carry credentials."""
+
     agent_seal_keys_file: Annotated[
         str | None,
         Meta(
@@ -42,10 +65,72 @@ class AgentSettings(ProcessSettings, rename="upper", frozen=True, kw_only=True):
         str | None,
         Meta(description="the same keys comma-separated, instead of or beside the file"),
     ] = None
-    agent_id: Annotated[
-        str | None,
-        Meta(description="this agent's id in results and heartbeats; default `CC-hostname-pid`"),
-    ] = None
+
+    def __post_init__(self) -> None:
+        for name, keys in _seal_key_sources(self):
+            if not keys:
+                raise ValueError(f"{name} holds no key")
+            for n, key in enumerate(keys, 1):
+                try:
+                    OpeningKeys([key])
+                except SealingError as exc:  # says what is wrong, never the key
+                    raise ValueError(f"{name}: key {n} of {len(keys)}: {exc}") from None
+
+
+class TargetSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True):
+    """Which addresses the checks and the side checks may reach."""
+
+    agent_allow_private_targets: Annotated[
+        bool, Meta(description="allow private, loopback and link-local targets (tests, labs)")
+    ] = False
+
+
+class WorkSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True):
+    """How the worker runs checks: how many at once, each organization's share, its target
+    lookups, and how long in-flight checks may finish at a stop."""
+
+    agent_concurrency: Annotated[
+        int, Meta(ge=1, le=100_000, description="checks one agent process runs at once")
+    ] = 200
+    agent_tenant_slot_share: Annotated[
+        float,
+        Meta(
+            gt=0,
+            le=1,
+            description="share of `AGENT_CONCURRENCY` one organization's checks may hold while "
+            "another organization's jobs wait for a slot (rounded down, at least one); a lone "
+            "organization may use every slot. Waiting jobs are served one organization at a "
+            "time, round robin, and the agent takes up to `AGENT_CONCURRENCY` jobs beyond its "
+            "free slots to see them; `1`: no cap",
+        ),
+    ] = 0.5
+    agent_dns_lookups_per_tenant: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=10_000,
+            description="DNS lookups of check targets one organization may have in flight on"
+            " this agent; past it its checks wait within their own timeout, others do not",
+        ),
+    ] = DNS_LOOKUPS_PER_TENANT_DEFAULT
+    agent_shutdown_grace_seconds: Annotated[
+        float,
+        Meta(
+            ge=0,
+            description="on SIGTERM, how long in-flight checks may finish before they are "
+            "handed back to other agents",
+        ),
+    ] = 30.0
+
+
+_HOST_PORT = r"(\[[0-9A-Fa-f:.]+\]|[0-9A-Za-z.:-]+)(:\d{1,5})?"
+
+
+class SideCheckSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True):
+    """What the side checks (agent.sidechecks) ask and how much: the resolvers of the mail DNS,
+    reverse DNS, readiness and blocklist probes, their canaries, the Spamhaus key, the MTA-STS
+    policy hosts' CA and port, and each organization's probes in flight."""
+
     agent_dns_resolver: Annotated[
         str | None,
         Meta(
@@ -90,30 +175,6 @@ class AgentSettings(ProcessSettings, rename="upper", frozen=True, kw_only=True):
         int,
         Meta(ge=1, le=65535, description="port of MTA-STS policy hosts (443; tests, labs)"),
     ] = 443
-    agent_concurrency: Annotated[
-        int, Meta(ge=1, le=100_000, description="checks one agent process runs at once")
-    ] = 200
-    agent_tenant_slot_share: Annotated[
-        float,
-        Meta(
-            gt=0,
-            le=1,
-            description="share of `AGENT_CONCURRENCY` one organization's checks may hold while "
-            "another organization's jobs wait for a slot (rounded down, at least one); a lone "
-            "organization may use every slot. Waiting jobs are served one organization at a "
-            "time, round robin, and the agent takes up to `AGENT_CONCURRENCY` jobs beyond its "
-            "free slots to see them; `1`: no cap",
-        ),
-    ] = 0.5
-    agent_dns_lookups_per_tenant: Annotated[
-        int,
-        Meta(
-            ge=1,
-            le=10_000,
-            description="DNS lookups of check targets one organization may have in flight on"
-            " this agent; past it its checks wait within their own timeout, others do not",
-        ),
-    ] = DNS_LOOKUPS_PER_TENANT_DEFAULT
     agent_dns_probes_per_tenant: Annotated[
         int,
         Meta(
@@ -124,25 +185,35 @@ class AgentSettings(ProcessSettings, rename="upper", frozen=True, kw_only=True):
             " within their own budget and answer `unknown` when it runs out, others do not",
         ),
     ] = 8
-    agent_shutdown_grace_seconds: Annotated[
-        float,
-        Meta(
-            ge=0,
-            description="on SIGTERM, how long in-flight checks may finish before they are "
-            "handed back to other agents",
-        ),
-    ] = 30.0
-    agent_metrics_host: Annotated[
-        str, Meta(description="address of the agent's `/metrics`, `/health` and `/ready`")
-    ] = "0.0.0.0"
-    agent_metrics_port: Annotated[
-        int,
-        Meta(
-            ge=0,
-            le=65535,
-            description="port of the agent's `/metrics`, `/health` and `/ready`; `0`: none",
-        ),
-    ] = 9464
+
+    def __post_init__(self) -> None:
+        if self.agent_mta_sts_ca_file is not None:
+            try:
+                ssl.create_default_context(cafile=self.agent_mta_sts_ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"AGENT_MTA_STS_CA_FILE cannot be loaded: {exc}") from None
+        if self.agent_dns_resolver is not None and not re.fullmatch(
+            _HOST_PORT, self.agent_dns_resolver
+        ):
+            raise ValueError("AGENT_DNS_RESOLVER must be `host` or `host:port`")
+        if self.agent_blocklist_resolver is not None and not re.fullmatch(
+            _HOST_PORT, self.agent_blocklist_resolver
+        ):
+            raise ValueError("AGENT_BLOCKLIST_RESOLVER must be `host` or `host:port`")
+        try:
+            parse_dns_canaries(self.agent_dns_canaries)
+        except ValueError as exc:
+            raise ValueError(f"AGENT_DNS_CANARIES: {exc}") from None
+        # One DNS label: a key with a dot or other text could rewrite the query name.
+        if self.agent_spamhaus_dqs_key is not None and not re.fullmatch(
+            r"[A-Za-z0-9]{8,63}", self.agent_spamhaus_dqs_key
+        ):
+            raise ValueError("AGENT_SPAMHAUS_DQS_KEY must be 8 to 63 letters and digits")
+
+
+class SelfCheckSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True):
+    """The agent's checks of its own path (agent.selfcheck): its canaries and how often."""
+
     agent_canaries: Annotated[
         str | None,
         Meta(
@@ -175,46 +246,42 @@ class AgentSettings(ProcessSettings, rename="upper", frozen=True, kw_only=True):
     ] = 5.0
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_country("AGENT_COUNTRY", self.agent_country)
         if self.agent_canaries is not None:
             parse_canaries(self.agent_canaries)
         if self.agent_canary_resolve is not None and not _HOSTNAME.fullmatch(
             self.agent_canary_resolve
         ):
             raise ValueError("AGENT_CANARY_RESOLVE must be a host name like example.org")
-        if self.agent_mta_sts_ca_file is not None:
-            try:
-                ssl.create_default_context(cafile=self.agent_mta_sts_ca_file)
-            except (OSError, ssl.SSLError) as exc:
-                raise ValueError(f"AGENT_MTA_STS_CA_FILE cannot be loaded: {exc}") from None
-        if self.agent_dns_resolver is not None and not re.fullmatch(
-            r"(\[[0-9A-Fa-f:.]+\]|[0-9A-Za-z.:-]+)(:\d{1,5})?", self.agent_dns_resolver
-        ):
-            raise ValueError("AGENT_DNS_RESOLVER must be `host` or `host:port`")
-        if self.agent_blocklist_resolver is not None and not re.fullmatch(
-            r"(\[[0-9A-Fa-f:.]+\]|[0-9A-Za-z.:-]+)(:\d{1,5})?", self.agent_blocklist_resolver
-        ):
-            raise ValueError("AGENT_BLOCKLIST_RESOLVER must be `host` or `host:port`")
-        # One DNS label: a key with a dot or other text could rewrite the query name.
-        try:
-            parse_dns_canaries(self.agent_dns_canaries)
-        except ValueError as exc:
-            raise ValueError(f"AGENT_DNS_CANARIES: {exc}") from None
-        if self.agent_spamhaus_dqs_key is not None and not re.fullmatch(
-            r"[A-Za-z0-9]{8,63}", self.agent_spamhaus_dqs_key
-        ):
-            raise ValueError("AGENT_SPAMHAUS_DQS_KEY must be 8 to 63 letters and digits")
-        if self.agent_id is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.agent_id):
-            raise ValueError("AGENT_ID must be 1 to 64 letters, digits, `-` or `_`")
-        for name, keys in _seal_key_sources(self):
-            if not keys:
-                raise ValueError(f"{name} holds no key")
-            for n, key in enumerate(keys, 1):
-                try:
-                    OpeningKeys([key])
-                except SealingError as exc:  # says what is wrong, never the key
-                    raise ValueError(f"{name}: key {n} of {len(keys)}: {exc}") from None
+
+
+class MetricsSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True):
+    """Where the agent answers `/metrics`, `/health` and `/ready` (agent.ops)."""
+
+    agent_metrics_host: Annotated[
+        str, Meta(description="address of the agent's `/metrics`, `/health` and `/ready`")
+    ] = "0.0.0.0"
+    agent_metrics_port: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=65535,
+            description="port of the agent's `/metrics`, `/health` and `/ready`; `0`: none",
+        ),
+    ] = 9464
+
+
+class AgentSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Every group of the agent's settings; `shared.settings.load` fills each from the
+    environment (its overrides by the variables' names in lower case)."""
+
+    identity: IdentitySettings
+    process: ProcessSettings
+    sealing: SealingSettings
+    targets: TargetSettings
+    work: WorkSettings
+    side_checks: SideCheckSettings
+    self_checks: SelfCheckSettings
+    metrics: MetricsSettings
 
 
 # A host name or IPv4 address: dot-separated labels of letters, digits, `-` and `_`, each of
@@ -252,7 +319,7 @@ def parse_canaries(value: str) -> list[tuple[str, int]]:
     return list(found)
 
 
-def _seal_key_sources(settings: AgentSettings) -> list[tuple[str, list[str]]]:
+def _seal_key_sources(settings: SealingSettings) -> list[tuple[str, list[str]]]:
     """The private keys each seal key setting gives, by setting name: the file's lines (blank
     ones skipped), AGENT_SEAL_KEYS's comma-separated values."""
     found = []
@@ -269,7 +336,7 @@ def _seal_key_sources(settings: AgentSettings) -> list[tuple[str, list[str]]]:
     return found
 
 
-def opening_keys(settings: AgentSettings) -> OpeningKeys:
+def opening_keys(settings: SealingSettings) -> OpeningKeys:
     """The agent's private sealing keys from both settings (none: it runs unsealed jobs only)."""
     return OpeningKeys(key for _, keys in _seal_key_sources(settings) for key in keys)
 

@@ -81,7 +81,7 @@ from agent.selfcheck_rules import (
     not_run_message,
     path_failure,
 )
-from agent.settings import AgentSettings, opening_keys
+from agent.settings import AgentSettings, SideCheckSettings, TargetSettings, opening_keys
 from agent.sidechecks import SIDE_CHECKS, AnyRunner, AnySideCheck, Round
 from agent.tenant_loads import TenantUsage
 from shared.loop import run_every
@@ -203,9 +203,10 @@ class Worker:
         # The side checks' runners by name (the registry's order); those not given are built
         # from the settings an agent has without any.
         runners = dict(side_checks or {})
-        defaults = AgentSettings(agent_country=country, agent_allow_private_targets=allow_private)
+        defaults = SideCheckSettings()
+        targets = TargetSettings(agent_allow_private_targets=allow_private)
         self._side_checks: list[tuple[AnySideCheck, AnyRunner]] = [
-            (check, runners.get(name) or check.build(defaults))
+            (check, runners.get(name) or check.build(defaults, targets))
             for name, check in SIDE_CHECKS.items()
         ]
         self._side_check_grace = side_check_grace
@@ -251,19 +252,25 @@ class Worker:
 
     @classmethod
     def from_settings(cls, nc: NATS, settings: AgentSettings, **overrides: Any) -> Self:
+        """The worker and its parts, each built from its own group of `settings`."""
+        country, work = settings.identity.agent_country, settings.work
+        targets = settings.targets
         options: dict[str, Any] = {
-            "agent_id": settings.agent_id,
-            "concurrency": settings.agent_concurrency,
-            "allow_private": settings.agent_allow_private_targets,
-            "shutdown_grace": settings.agent_shutdown_grace_seconds,
-            "seal_keys": opening_keys(settings),
-            "side_checks": {name: check.build(settings) for name, check in SIDE_CHECKS.items()},
-            "self_checks": SelfChecks.from_settings(settings),
-            "tenant_share": settings.agent_tenant_slot_share,
-            "resolver": TargetResolver(per_tenant=settings.agent_dns_lookups_per_tenant),
+            "agent_id": settings.identity.agent_id,
+            "concurrency": work.agent_concurrency,
+            "allow_private": targets.agent_allow_private_targets,
+            "shutdown_grace": work.agent_shutdown_grace_seconds,
+            "seal_keys": opening_keys(settings.sealing),
+            "side_checks": {
+                name: check.build(settings.side_checks, targets)
+                for name, check in SIDE_CHECKS.items()
+            },
+            "self_checks": SelfChecks.from_settings(settings.self_checks, country),
+            "tenant_share": work.agent_tenant_slot_share,
+            "resolver": TargetResolver(per_tenant=work.agent_dns_lookups_per_tenant),
             **overrides,
         }
-        return cls(nc, settings.agent_country, **options)
+        return cls(nc, country, **options)
 
     @property
     def in_flight(self) -> int:

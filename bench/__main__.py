@@ -4,7 +4,7 @@
 e2e, login, agents-scale, roundtrip, confirm, console, metrics, lists, blocklists, exporter,
 storage,
 store, runs, reads, jobs, reports, saturation, scale, verdicts, ha-soak, ha-idle,
-ha-move, report-rows, notice-failover, uptime-keep);
+ha-move, report-rows, notice-failover, uptime-keep, readiness-turns);
 `python -m bench scale --help` lists the scale benchmark's flags (monitors, interval, window,
 ...), which follow its name; so do the saturation benchmark's (`python -m bench saturation
 --help`), the verdict campaign's (`python -m bench verdicts --seed N --minutes M`) and the HA
@@ -32,6 +32,7 @@ from bench import (
     login,
     metrics,
     probers,
+    readiness_turns,
     reads,
     report_rows,
     reports,
@@ -78,6 +79,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "report-rows": report_rows.run,
     "notice-failover": lambda: notice_failover.run([]),
     "uptime-keep": uptime_keep.run,
+    "readiness-turns": readiness_turns.run,
 }
 
 

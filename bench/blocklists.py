@@ -31,16 +31,15 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from controller.jobs import rules as job_rules
 from controller.monitors.store import Monitor, RoundState, WatchedMonitor, decode_config
 from controller.scheduling import rules as schedule
-from controller.scheduling.plan import RoundPlanner
 from controller.secrets.box import SecretBox, generate_key
 from controller.secrets.seal_keys import CountryKeys
 from controller.sidechecks.blocklists.rules import DEFAULT_LISTS, BlockList
 from controller.sidechecks.blocklists.watch import FreshNames
 from shared.sidechecks.blocklists import WIRE as BLOCKLISTS
 from testkit.common import machine
+from testkit.scheduling import Answered, round_planner
 
 MONITORS = 10_000
 ORGS = 20
@@ -129,23 +128,10 @@ def simulate(distinct: int, lists: tuple[BlockList, ...] = DEFAULT_LISTS) -> Fig
     seen: dict[tuple[int, str], frozenset[str]] = {}
     refreshed = [T0 - timedelta(days=1)]
 
-    def fresh(cc: str) -> frozenset[str]:
-        return view.get(cc, frozenset())
-
-    def known(monitor_id: int, cc: str) -> frozenset[str]:
-        return seen.get((monitor_id, cc), frozenset())
-
     with tempfile.TemporaryDirectory() as keys:
-        planner = RoundPlanner(
-            job_rules.JobIds.from_box(box),
-            box,
-            CountryKeys(keys),
-            default_countries=2,
-            blocklists=lists,
-            blocklist_interval_s=LIST_INTERVAL_S,
-            fresh=fresh,
-            known=known,
-        )
+        # The planner reads `view` and `seen` as they are refreshed below.
+        answers = Answered(lists, LIST_INTERVAL_S, names=view, found=seen)
+        planner = round_planner(box, CountryKeys(keys), default_countries=2, blocklists=answers)
     # Every round of the simulated hours, in time order.
     start, end = T0, T0 + timedelta(hours=WARM_H + COUNTED_H)
     due: list[tuple[datetime, int]] = []
@@ -166,11 +152,13 @@ def simulate(distinct: int, lists: tuple[BlockList, ...] = DEFAULT_LISTS) -> Fig
     for at, n in due:
         if (at - refreshed[0]).total_seconds() >= FreshNames.REFRESH_S:
             since = at - timedelta(seconds=LIST_INTERVAL_S)
-            view = {
-                cc: frozenset(name for name, t in got.items() if t >= since)
+            view.clear()
+            view.update(
+                (cc, frozenset(name for name, t in got.items() if t >= since))
                 for cc, got in answered.items()
-            }
-            seen = dict(found)
+            )
+            seen.clear()
+            seen.update(found)
             refreshed[0] = at
         w = watched[n]
         target = WatchedMonitor(msgspec.structs.replace(w.monitor, next_due_at=at), w.rounds)

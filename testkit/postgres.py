@@ -24,14 +24,16 @@ def _user() -> str | None:
 
 
 def _run(*args: str, check: bool = True) -> None:
-    subprocess.run(
+    done = subprocess.run(
         [str(POSTGRES_BIN_PATH / args[0]), *args[1:]],
-        check=check,
         user=_user(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         timeout=60,
     )
+    if check and done.returncode != 0:
+        said = done.stderr.decode(errors="replace")[-2000:]
+        raise RuntimeError(f"{args[0]} exited with {done.returncode}: {said}")
 
 
 def _owned_folder(path: Path) -> None:

@@ -1,7 +1,8 @@
 """A scheduler wired as the composition root wires one (controller.runtime.pipeline,
 `build_scheduler`), from the values a test or a benchmark sets instead of settings."""
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,9 +20,33 @@ from controller.scheduling.publisher import JobPublisher
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
+from controller.settings import FairUseSettings, SchedulingSettings
+from controller.sidechecks.blocklists import Answers
 from controller.sidechecks.blocklists.rules import BlockList
 from controller.sidechecks.readiness.budget import QUERIES_PER_HOUR as READINESS_QUERIES_PER_HOUR
 from shared.timefmt import utcnow
+
+
+@dataclass(frozen=True)
+class Answered:
+    """The lists' answers as a test or a benchmark gives them (`Answers`; the controller's
+    are read from the store): the names answered per country (`names`), those a monitor's last
+    round in a country found (`found`) and when it asked (`asked`), by (monitor id, country)."""
+
+    lists: tuple[BlockList, ...]
+    interval_s: int = 6 * 3600
+    names: Mapping[str, Collection[str]] = field(default_factory=dict)
+    found: Mapping[tuple[int, str], Collection[str]] = field(default_factory=dict)
+    asked: Mapping[tuple[int, str], datetime] = field(default_factory=dict)
+
+    def fresh(self, country: str) -> Collection[str]:
+        return self.names.get(country, ())
+
+    def known(self, monitor_id: int, country: str) -> Collection[str]:
+        return self.found.get((monitor_id, country), ())
+
+    def asked_at(self, monitor_id: int, country: str) -> datetime | None:
+        return self.asked.get((monitor_id, country))
 
 
 def round_planner(
@@ -32,21 +57,22 @@ def round_planner(
     dns_interval_s: int = 3600,
     login_spacing_s: float = 5.0,
     result_bundles: bool = False,
-    blocklists: tuple[BlockList, ...] = (),
-    blocklist_interval_s: int = 6 * 3600,
-    fresh: Callable[[str], Collection[str]] = lambda cc: (),
+    blocklists: Answers | None = None,
 ) -> RoundPlanner:
+    """A round planner of the scheduling settings given (DNS_POSTURE_INTERVAL_SECONDS,
+    LOGIN_SPACING_SECONDS, RESULT_BUNDLES), the defaults for the rest."""
+    scheduling = SchedulingSettings(
+        dns_posture_interval_seconds=dns_interval_s,
+        login_spacing_seconds=login_spacing_s,
+        result_bundles=result_bundles,
+    )
     return RoundPlanner(
         JobIds.from_box(box),
         box,
         keys,
+        scheduling=scheduling,
         default_countries=default_countries,
-        dns_interval_s=dns_interval_s,
-        login_spacing_s=login_spacing_s,
-        result_bundles=result_bundles,
         blocklists=blocklists,
-        blocklist_interval_s=blocklist_interval_s,
-        fresh=fresh,
     )
 
 
@@ -75,7 +101,7 @@ def wired_scheduler(
     rounds = round_planner(box, keys, default_countries=default_countries, **planning)
     return Scheduler(
         pool,
-        Planner(rounds, agents, keys, tokens, readiness_queries=readiness_queries),
+        Planner(rounds, agents, keys, tokens),
         Admission(
             agents,
             links,
@@ -84,12 +110,16 @@ def wired_scheduler(
             trigger_burst=trigger_burst,
             mails_per_domain=mails_per_domain,
             readiness_queries=readiness_queries,
+            readiness_window_s=planning.get("dns_interval_s", 3600),
         ),
         JobPublisher(js, agents, keys, default_countries=default_countries),
-        default_countries=default_countries,
-        batch=batch,
-        gather_s=gather_s,
-        checks_per_minute=checks_per_minute,
-        confirm_per_minute=confirm_per_minute,
+        scheduling=SchedulingSettings(
+            scheduler_batch=batch,
+            scheduler_gather_seconds=gather_s,
+            confirm_rounds_per_minute=confirm_per_minute,
+        ),
+        fair_use=FairUseSettings(
+            default_check_countries=default_countries, org_max_checks_per_minute=checks_per_minute
+        ),
         clock=clock,
     )

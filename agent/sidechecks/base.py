@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Generic
 
 from agent.resolver import TargetResolver
-from agent.settings import AgentSettings
+from agent.settings import SideCheckSettings, TargetSettings
 from shared.messages import CheckJob, CheckResult
 from shared.sidechecks import AskT, FactsT, SideCheckWire
 
@@ -38,12 +38,12 @@ Runner = Callable[[AskT, Round], Awaitable[FactsT | None]]
 @dataclass(frozen=True, slots=True)
 class AgentSideCheck(Generic[AskT, FactsT]):
     """One side check as the agent registers it: `wire`, and `build`, its runner from the
-    agent's settings. `prepare`: only for a side check that runs inside the core check's own
-    session (the open relay test): the job as the prober must see it, asked (its ask) or not
-    (None)."""
+    agent's side check settings and the targets it may reach. `prepare`: only for a side check
+    that runs inside the core check's own session (the open relay test): the job as the prober
+    must see it, asked (its ask) or not (None)."""
 
     wire: SideCheckWire[AskT, FactsT]
-    build: Callable[[AgentSettings], Runner[AskT, FactsT]]
+    build: Callable[[SideCheckSettings, TargetSettings], Runner[AskT, FactsT]]
     prepare: Callable[[CheckJob, AskT | None], CheckJob] | None = None
 
 

@@ -28,7 +28,7 @@ import dns.message
 import dns.name
 import dns.resolver
 
-from agent.settings import AgentSettings
+from agent.settings import SideCheckSettings, TargetSettings
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
 from agent.tenant_bound import BOUND_BUSY, TenantBound
 from shared.addresses import is_blocked
@@ -297,12 +297,12 @@ def runner(probe: BlocklistProbe) -> Runner[BlocklistAsk, Reputation]:
     return partial(_run, probe)
 
 
-def build(settings: AgentSettings) -> Runner[BlocklistAsk, Reputation]:
+def build(settings: SideCheckSettings, targets: TargetSettings) -> Runner[BlocklistAsk, Reputation]:
     return runner(
         BlocklistProbe(
             resolver=settings.agent_blocklist_resolver or settings.agent_dns_resolver,
             dqs_key=settings.agent_spamhaus_dqs_key,
-            allow_private=settings.agent_allow_private_targets,
+            allow_private=targets.agent_allow_private_targets,
             bound=TenantBound(settings.agent_dns_probes_per_tenant),
         )
     )

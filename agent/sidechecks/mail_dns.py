@@ -29,7 +29,7 @@ import dns.resolver
 
 from agent.dns_errors import why
 from agent.dns_resolver import CanaryResolver
-from agent.settings import AgentSettings
+from agent.settings import SideCheckSettings, TargetSettings
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
 from agent.tenant_bound import BOUND_BUSY, TenantBound
 from shared.addresses import is_blocked
@@ -262,7 +262,7 @@ def runner(probe: MailDnsProbe) -> Runner[MailDnsAsk, MailDns]:
     return partial(_run, probe)
 
 
-def build(settings: AgentSettings) -> Runner[MailDnsAsk, MailDns]:
+def build(settings: SideCheckSettings, targets: TargetSettings) -> Runner[MailDnsAsk, MailDns]:
     context = ssl.create_default_context()
     if settings.agent_mta_sts_ca_file is not None:
         context.load_verify_locations(settings.agent_mta_sts_ca_file)
@@ -271,7 +271,7 @@ def build(settings: AgentSettings) -> Runner[MailDnsAsk, MailDns]:
             resolver=settings.agent_dns_resolver,
             policy_context=context,
             policy_port=settings.agent_mta_sts_port,
-            allow_private=settings.agent_allow_private_targets,
+            allow_private=targets.agent_allow_private_targets,
             bound=TenantBound(settings.agent_dns_probes_per_tenant),
             canaries=parse_dns_canaries(settings.agent_dns_canaries),
         )

@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from agent.dns_errors import why
 from agent.dns_resolver import CanaryResolver
-from agent.settings import AgentSettings
+from agent.settings import SideCheckSettings, TargetSettings
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
 from agent.tenant_bound import TenantBound
 from shared.dns_canary import Canary
@@ -522,7 +522,7 @@ def runner(probe: ReadinessProbe) -> Runner[ReadinessAsk, Readiness]:
     return partial(_run, probe)
 
 
-def build(settings: AgentSettings) -> Runner[ReadinessAsk, Readiness]:
+def build(settings: SideCheckSettings, targets: TargetSettings) -> Runner[ReadinessAsk, Readiness]:
     return runner(ReadinessProbe(resolver=settings.agent_dns_resolver))
 
 

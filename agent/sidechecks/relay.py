@@ -6,7 +6,7 @@ from typing import Final
 
 import msgspec
 
-from agent.settings import AgentSettings
+from agent.settings import SideCheckSettings, TargetSettings
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
 from shared.messages import CheckJob, SmtpCheckJob
 from shared.sidechecks.relay import WIRE, RelayAsk, RelayTest
@@ -26,7 +26,7 @@ async def _run(ask: RelayAsk, at: Round) -> RelayTest | None:
     return None
 
 
-def build(settings: AgentSettings) -> Runner[RelayAsk, RelayTest]:
+def build(settings: SideCheckSettings, targets: TargetSettings) -> Runner[RelayAsk, RelayTest]:
     return _run
 
 

@@ -24,7 +24,7 @@ import dns.reversename
 from agent.dns_errors import why
 from agent.dns_resolver import CanaryResolver
 from agent.probers.run import default_resolver
-from agent.settings import AgentSettings
+from agent.settings import SideCheckSettings, TargetSettings
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
 from agent.tenant_bound import BOUND_BUSY, TenantBound
 from shared.addresses import is_blocked
@@ -219,7 +219,9 @@ def runner(probe: ReverseDnsProbe) -> Runner[ReverseDnsAsk, ReverseDns]:
     return partial(_run, probe)
 
 
-def build(settings: AgentSettings) -> Runner[ReverseDnsAsk, ReverseDns]:
+def build(
+    settings: SideCheckSettings, targets: TargetSettings
+) -> Runner[ReverseDnsAsk, ReverseDns]:
     # Never private addresses, whatever AGENT_ALLOW_PRIVATE_TARGETS says: receivers only
     # ever see public ones, so a private address's PTR says nothing.
     return runner(

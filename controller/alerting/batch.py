@@ -3,7 +3,7 @@ the rule, pure.
 
 A **routine** monitor is judged with the batch's reads and written with the batch's few
 statements: its evaluation would write nothing but its state, its lease's release and its
-posture cursor. Everything else takes the evaluator's full path (`Alerter.evaluate`), either in
+posture cursor. Everything else takes the evaluator's full path (`Evaluator.evaluate`), either in
 a savepoint of the batch's transaction or, when it stores `expired` results (or creates its
 state row), alone after the batch has committed: an `expired` row can wait on an ingester
 storing the same job's real result while that ingester waits on the queue rows the batch

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Literal
 from uuid import UUID
 
 from controller.notify.texts import Kind
+from controller.settings import AlertingSettings
 from shared.messages import RoundTripConfig, SmtpConfig, default_port
 
 if TYPE_CHECKING:  # the type only: the rules read no store
@@ -238,6 +239,13 @@ class Timing:
 
     group_wait: timedelta = timedelta()
     group_interval: timedelta = timedelta()
+
+    @classmethod
+    def of(cls, alerting: AlertingSettings) -> "Timing":
+        return cls(
+            timedelta(seconds=alerting.incident_group_wait_seconds),
+            timedelta(seconds=alerting.incident_group_interval_seconds),
+        )
 
 
 def due(

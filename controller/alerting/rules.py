@@ -48,6 +48,7 @@ from controller.notify import causes
 from controller.notify.texts import Kind
 from controller.scheduling import confirm
 from controller.scheduling import rules as schedule
+from controller.settings import AlertingSettings
 
 if TYPE_CHECKING:  # the types only: the rules read no store
     from controller.monitors.store import Monitor, RoundState
@@ -280,6 +281,21 @@ class Policy:
     no_data_after: timedelta | None = timedelta(minutes=60)  # INCIDENT_NO_DATA_CLOSE_MINUTES
     login_backoff_max: timedelta = timedelta(minutes=360)  # LOGIN_BACKOFF_MAX_MINUTES
     confirm: bool = True  # CONFIRM_ROUNDS_PER_MINUTE > 0
+
+    @classmethod
+    def of(cls, alerting: AlertingSettings, confirm_rounds_per_minute: int) -> "Policy":
+        """The policy the alerter's settings and CONFIRM_ROUNDS_PER_MINUTE set (0 minutes:
+        no reminders, no closing for lack of data; 0 a minute: no confirmation rounds)."""
+        reminder, no_data_after = (
+            alerting.notify_reminder_minutes,
+            alerting.incident_no_data_close_minutes,
+        )
+        return cls(
+            reminder=timedelta(minutes=reminder) if reminder else None,
+            no_data_after=timedelta(minutes=no_data_after) if no_data_after else None,
+            login_backoff_max=timedelta(minutes=alerting.login_backoff_max_minutes),
+            confirm=confirm_rounds_per_minute > 0,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,8 +88,8 @@ class Lease(NamedTuple):
 
 async def claim(conn: Conn, now: datetime, limit: int, lease_s: float) -> list[Lease]:
     """Lease due monitors, with due_at moved to the lease's end, so other replicas
-    skip them and a crashed evaluation is retried. Commit at once: the ingester's `mark` waits
-    on these rows only for this short transaction."""
+    skip them and a crashed evaluation is retried. Run it alone, outside a transaction (it is
+    its own, committed at once): the ingester's `mark` waits on these rows only for it."""
     rows = await conn.fetch(
         "UPDATE alert_queue SET due_at = $1 + make_interval(secs => $3)"
         " WHERE monitor_id IN (SELECT monitor_id FROM alert_queue WHERE due_at <= $1"

@@ -76,25 +76,19 @@ class Ingester:
         js: JetStreamContext,
         job_ids: JobIds,
         *,
-        batch: int = BATCH,
-        workers: int = WORKERS,
-        linger_s: float = LINGER_S,
         durable: str = INGEST_CONSUMER,
         subject: str = RESULTS_SUBJECTS,
         default_countries: int = 2,
         ack_wait_s: float = INGEST_ACK_WAIT_S,
     ) -> None:
         """`durable` and `subject` name the consumer and what it reads (all results by default);
-        `workers` is how many batches `run()` stores at once; `linger_s` how long it waits to
-        top up a short batch (0: never); `default_countries`: DEFAULT_CHECK_COUNTRIES;
-        `ack_wait_s`: the consumer's ack wait, which it is created or updated with."""
+        `default_countries`: DEFAULT_CHECK_COUNTRIES; `ack_wait_s`: the consumer's ack wait,
+        which it is created or updated with. `run()` stores up to WORKERS batches of BATCH at
+        once, a short batch topped up for LINGER_S."""
         self._pool = pool
         self._nc = nc
         self._js = js
         self._job_ids = job_ids
-        self._batch = batch
-        self._workers = workers
-        self._linger_s = linger_s
         self.durable = durable
         self._subject = subject
         self._default_countries = default_countries
@@ -138,9 +132,9 @@ class Ingester:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Ingest until `stop` is set; errors are logged and retried, never fatal."""
-        log.info("ingester started", batch=self._batch, workers=self._workers)
-        batches: asyncio.Queue[list[Msg] | None] = asyncio.Queue(self._workers)
-        storers = [asyncio.create_task(self._store_batches(batches)) for _ in range(self._workers)]
+        log.info("ingester started", batch=BATCH, workers=WORKERS)
+        batches: asyncio.Queue[list[Msg] | None] = asyncio.Queue(WORKERS)
+        storers = [asyncio.create_task(self._store_batches(batches)) for _ in range(WORKERS)]
         keeper = asyncio.create_task(self._keep_in_progress())
         try:
             await asyncio.gather(*(self._fetch_batches(stop, batches, n) for n in range(LANES)))
@@ -178,7 +172,7 @@ class Ingester:
             started = loop.time()
             try:
                 msgs = await (await self._pull(lane)).take(
-                    self._batch, FETCH_TIMEOUT_S, linger_s=self._linger_s
+                    BATCH, FETCH_TIMEOUT_S, linger_s=LINGER_S
                 )
             except Exception as exc:
                 log.error(
@@ -225,7 +219,7 @@ class Ingester:
         return await self.handle(msgs)
 
     async def fetch(self, timeout_s: float, lane: int = 0) -> list[Msg]:
-        return await (await self._pull(lane)).take(self._batch, timeout_s)
+        return await (await self._pull(lane)).take(BATCH, timeout_s)
 
     async def handle(self, msgs: list[Msg]) -> int:
         """Store the results `msgs` carry, `batch` at a time, each batch in a transaction, and
@@ -239,8 +233,8 @@ class Ingester:
             if not carried:
                 await msg.term()
         settle = _Settling()
-        for first in range(0, len(decoded), self._batch):
-            batch = decoded[first : first + self._batch]
+        for first in range(0, len(decoded), BATCH):
+            batch = decoded[first : first + BATCH]
             try:
                 settle.stored += await self._store([result for _, result in batch])
             except _REFUSED:

@@ -92,11 +92,14 @@ async def take_trigger(
     is when the allowance would be whole again. A take moves it `cost_s` later and is allowed
     while that stays within `window_s` from now, so a `window_s / cost_s` burst is followed by
     one take per `cost_s`; a whole allowance admits any one take, however costly. One
-    statement, so replicas share the allowance without racing."""
+    statement, so replicas share the allowance without racing; its time is the clock's when
+    the row is read (`clock_timestamp()`, read again after a wait for the row's lock), not the
+    transaction's start, so a take is judged at the moment it is counted."""
     taken = await conn.fetchval(
-        f"UPDATE {table} SET trigger_tat = greatest(trigger_tat, now()) + $2 * interval '1 s'"
-        " WHERE id = $1 AND (trigger_tat IS NULL OR trigger_tat <= now()"
-        "  OR trigger_tat + $2 * interval '1 s' <= now() + $3 * interval '1 s')"
+        f"UPDATE {table}"
+        " SET trigger_tat = greatest(trigger_tat, clock_timestamp()) + $2 * interval '1 s'"
+        " WHERE id = $1 AND (trigger_tat IS NULL OR trigger_tat <= clock_timestamp()"
+        "  OR trigger_tat + $2 * interval '1 s' <= clock_timestamp() + $3 * interval '1 s')"
         " RETURNING true",
         row_id,
         cost_s,
@@ -106,7 +109,7 @@ async def take_trigger(
         return 0.0
     wait: float = await conn.fetchval(
         "SELECT extract(epoch FROM trigger_tat + $2 * interval '1 s'"
-        f" - now() - $3 * interval '1 s')::float8 FROM {table} WHERE id = $1",
+        f" - clock_timestamp() - $3 * interval '1 s')::float8 FROM {table} WHERE id = $1",
         row_id,
         cost_s,
         window_s,

@@ -1,19 +1,29 @@
 """The controller's side of the check pipeline on one NATS connection: streams, live agents
 (from heartbeats), scheduler and ingester, each built only for the roles that use it. `serve`
 opens it and hands it to the API, whose services (controller.web.services) take what they need
-of it."""
+of it; it builds the alerter's parts with `build_alerter`."""
 
 import contextlib
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import asyncpg
 import structlog
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
+from controller.alerting import flows
+from controller.alerting.alerter import Alerter
+from controller.alerting.effects import Effects
+from controller.alerting.evaluator import BATCH as ALERT_BATCH
+from controller.alerting.evaluator import Evaluator
+from controller.alerting.event_publisher import EventPublisher
+from controller.alerting.ready_rounds import ReadyRounds
+from controller.alerting.rules import Policy
+from controller.alerting.telling import Teller
 from controller.fleet.live import LiveAgents
 from controller.ingest.ingester import Ingester
 from controller.jobs.rules import JobIds
@@ -33,6 +43,7 @@ from controller.sidechecks.blocklists.rules import lists_setting
 from controller.sidechecks.blocklists.watch import FreshNames
 from shared.settings import nats_tls_context
 from shared.streams import MIB, JobsConsumers, ensure_streams
+from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -126,7 +137,7 @@ async def open_pipeline(
             scheduler, fresh = None, None
             if roles & SCHEDULER_ROLES:
                 assert agents is not None  # SCHEDULER_ROLES is within AGENTS_ROLES
-                scheduler, fresh = _scheduler(settings, pool, js, agents, seeded)
+                scheduler, fresh = build_scheduler(settings, pool, js, agents, seeded)
             ingester = None
             if roles & INGESTER_ROLES:
                 ingester = Ingester(
@@ -158,7 +169,7 @@ async def _agents(
     return agents
 
 
-def _scheduler(
+def build_scheduler(
     settings: ControllerSettings,
     pool: asyncpg.Pool,
     js: JetStreamContext,
@@ -166,7 +177,8 @@ def _scheduler(
     seeded: SeededGate,
 ) -> tuple[Scheduler, FreshNames | None]:
     """The scheduler's three parts (planner, admission, publisher) and the worker that drives
-    them, each given what it uses; and the names it skips (None: BLOCKLISTS is off)."""
+    them, each given what it uses; and the names it skips (None: BLOCKLISTS is off). `seeded`:
+    whether its rounds get seeded job ids (controller.jobs.scheme)."""
     reputation, scheduling, fair_use = settings.reputation, settings.scheduling, settings.fair_use
     lists = lists_setting(reputation.blocklists)
     fresh = FreshNames(pool, lists, reputation.blocklist_interval_seconds) if lists else None
@@ -178,20 +190,12 @@ def _scheduler(
         JobIds.from_box(box, seeded),
         box,
         keys,
+        scheduling=scheduling,
         default_countries=countries,
-        dns_interval_s=scheduling.dns_posture_interval_seconds,
-        login_spacing_s=scheduling.login_spacing_seconds,
-        result_bundles=scheduling.result_bundles,
-        blocklists=lists,
-        blocklist_interval_s=reputation.blocklist_interval_seconds,
-        fresh=fresh or (lambda cc: ()),
-        known=fresh.known if fresh else (lambda monitor_id, cc: ()),
-        asked_at=fresh.asked_at if fresh else (lambda monitor_id, cc: None),
+        blocklists=fresh,
     )
     tokens = token_service(settings.oauth2, pool, box, links)
-    planner = Planner(
-        rounds, agents, keys, tokens, readiness_queries=scheduling.readiness_queries_per_hour
-    )
+    planner = Planner(rounds, agents, keys, tokens)
     admission = Admission(
         agents,
         links,
@@ -200,18 +204,11 @@ def _scheduler(
         trigger_burst=fair_use.trigger_check_burst,
         mails_per_domain=scheduling.roundtrip_mails_per_domain_per_minute,
         readiness_queries=scheduling.readiness_queries_per_hour,
+        readiness_window_s=scheduling.dns_posture_interval_seconds,
     )
     publisher = JobPublisher(js, agents, keys, default_countries=countries)
     scheduler = Scheduler(
-        pool,
-        planner,
-        admission,
-        publisher,
-        default_countries=countries,
-        batch=scheduling.scheduler_batch,
-        gather_s=scheduling.scheduler_gather_seconds,
-        checks_per_minute=fair_use.org_max_checks_per_minute,
-        confirm_per_minute=scheduling.confirm_rounds_per_minute,
+        pool, planner, admission, publisher, scheduling=scheduling, fair_use=fair_use
     )
     return scheduler, fresh
 
@@ -228,3 +225,32 @@ def token_service(
         fetches=oauth2.oauth2_token_fetches,
         links=links,
     )
+
+
+def build_alerter(
+    settings: ControllerSettings,
+    pool: asyncpg.Pool,
+    js: JetStreamContext,
+    job_ids: JobIds,
+    links: Links,
+    *,
+    batch: int = ALERT_BATCH,
+    clock: Callable[[], datetime] = utcnow,
+) -> Alerter:
+    """The alerter's parts (the evaluator, the teller of its notices, the events' publisher),
+    each given what it uses of the alerting, fair use and scheduling settings; `job_ids`: the
+    scheduler's, for the `expired` results of rounds nobody ran; `links`: PUBLIC_URL's."""
+    alerting, fair_use = settings.alerting, settings.fair_use
+    policy = Policy.of(alerting, settings.scheduling.confirm_rounds_per_minute)
+    timing = flows.Timing.of(alerting)
+    teller = Teller(pool, links, policy=policy, timing=timing, batch=batch, clock=clock)
+    evaluator = Evaluator(
+        pool,
+        ReadyRounds(job_ids, default_countries=fair_use.default_check_countries),
+        Effects(teller, links, fair_use=fair_use),
+        policy=policy,
+        batch=batch,
+        clock=clock,
+    )
+    events = EventPublisher(pool, js, batch=batch)
+    return Alerter(evaluator, teller, events, interval_s=alerting.alert_eval_interval_seconds)

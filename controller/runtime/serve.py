@@ -25,7 +25,6 @@ from nats.js import JetStreamContext
 
 from controller.access import accounts_store as accounts
 from controller.access.housekeeping import housekeeping
-from controller.alerting.evaluator import Alerter
 from controller.db.pool import create_pool
 from controller.fleet.live import LiveAgents
 from controller.fleet.watch import FleetWatch
@@ -39,7 +38,7 @@ from controller.notify.channel_send import channel_sender
 from controller.notify.outbox import OutboxWorker
 from controller.observability import metrics
 from controller.oracles.watch import OracleWatch
-from controller.runtime.pipeline import Pipeline, open_pipeline
+from controller.runtime.pipeline import Pipeline, build_alerter, open_pipeline
 from controller.secrets.box import SecretBox
 from controller.settings import ApiSettings, ControllerSettings, NotifySettings, RuntimeSettings
 from controller.sidechecks.blocklists.rules import lists_setting
@@ -196,25 +195,11 @@ def _alerter(
     from controller.notify.budget import Budget
     from controller.notify.links import Links
 
-    alerting, notify, fair_use = settings.alerting, settings.notify, settings.fair_use
+    alerting, notify = settings.alerting, settings.notify
     box = SecretBox(settings.secrets.secrets_key or "")
     links = Links.of(notify)
     found = channels(notify) | channel_sender(notify, pool, box).channels()
-    alerter = Alerter(
-        pool,
-        js,
-        JobIds.from_box(box, seeded),
-        default_countries=fair_use.default_check_countries,
-        reminder_minutes=alerting.notify_reminder_minutes,
-        confirm_per_minute=settings.scheduling.confirm_rounds_per_minute,
-        checks_per_minute=fair_use.org_max_checks_per_minute,
-        login_backoff_max_minutes=alerting.login_backoff_max_minutes,
-        no_data_close_minutes=alerting.incident_no_data_close_minutes,
-        group_wait_s=alerting.incident_group_wait_seconds,
-        group_interval_s=alerting.incident_group_interval_seconds,
-        interval_s=alerting.alert_eval_interval_seconds,
-        links=links,
-    )
+    alerter = build_alerter(settings, pool, js, JobIds.from_box(box, seeded), links)
     worker = OutboxWorker(
         pool,
         found,

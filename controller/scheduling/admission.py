@@ -10,7 +10,7 @@ share, or is recorded `saturated`). What is held goes into its round's `missed` 
 """
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from controller.db.pool import Conn
@@ -57,10 +57,13 @@ class Admission:
         trigger_burst: int = 3,
         mails_per_domain: int = 60,
         readiness_queries: int = READINESS_QUERIES_PER_HOUR,
+        readiness_window_s: int = 3600,
     ) -> None:
         """`agents`: the live agents view (their slots and features); `links`: where the
         owners' login cap notice points them; `login_cap`: LOGIN_CAP_PER_ACCOUNT, the ceiling
-        per organization and account; `mails_per_domain`: ROUNDTRIP_MAILS_PER_DOMAIN_PER_MINUTE."""
+        per organization and account; `mails_per_domain`: ROUNDTRIP_MAILS_PER_DOMAIN_PER_MINUTE;
+        `readiness_queries`: READINESS_QUERIES_PER_HOUR; `readiness_window_s`:
+        DNS_POSTURE_INTERVAL_SECONDS (a monitor's readiness cadence, its turn's due time)."""
         self._agents = agents
         self._links = links
         self._default_countries = default_countries
@@ -68,6 +71,7 @@ class Admission:
         self._trigger_burst = trigger_burst
         self._mails_per_domain = mails_per_domain
         self._readiness_queries = readiness_queries
+        self._readiness_window = timedelta(seconds=readiness_window_s)
         self._ledger = Admissions(agents.load, agents.now)
 
     def waiting(self) -> int:
@@ -94,7 +98,9 @@ class Admission:
         awaited = await self._hold_mail(conn, rounds, now)
         await self._cap_logins(conn, rounds, now)
         planned = [job for r in rounds for job in [*r.jobs, *(job for _, job in r.deferred)]]
-        held = await readiness_budget.reserve(conn, planned, now, self._readiness_queries)
+        held = await readiness_budget.reserve(
+            conn, planned, now, self._readiness_queries, self._readiness_window
+        )
         for r in rounds:
             r.jobs = [held.get(job.job_id, job) for job in r.jobs]
             r.deferred = [(d, held.get(job.job_id, job)) for d, job in r.deferred]

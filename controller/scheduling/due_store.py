@@ -138,16 +138,10 @@ async def take_first_round(
     return bool(taken)
 
 
-_EARLIEST = (
-    "least((SELECT min(next_due_at) FROM monitors WHERE status <> 'disabled'"
-    " AND id <> ALL($1::bigint[])), (SELECT min(publish_at) FROM deferred_jobs))"
-)
-
-
 async def earliest_work(conn: Conn, skip: Sequence[int] = ()) -> datetime | None:
     """The earliest due time of a monitor not in `skip` or of a deferred login: when the
-    scheduler's next pass has something to send."""
-    at: datetime | None = await conn.fetchval(f"SELECT {_EARLIEST}", list(skip))
+    scheduler's next pass has something to send (`scheduler_earliest`, migration 0118)."""
+    at: datetime | None = await conn.fetchval("SELECT scheduler_earliest($1)", list(skip))
     return at
 
 
@@ -166,13 +160,30 @@ class Waiting(NamedTuple):
 
 async def waiting(conn: Conn, now: datetime, skip: Sequence[int] = ()) -> Waiting:
     """What else than due rounds there is to do `now`, and when the next pass is due, in one
-    statement (each part through an index): a pass claims confirmations and deferred logins,
-    and plans new monitors, only when there are some, so a routine pass is one transaction
-    and this statement."""
+    statement (`scheduler_waiting`, migration 0118, each part through an index): a pass claims
+    confirmations and deferred logins, and plans new monitors, only when there are some."""
+    row = await conn.fetchrow("SELECT * FROM scheduler_waiting($1, $2)", list(skip), now)
+    assert row is not None
+    return Waiting(row[0], row[1], row[2], row[3])
+
+
+async def moved(
+    conn: Conn,
+    ids: Sequence[int],
+    due: Sequence[datetime | None],
+    countries: Sequence[str | None],
+    now: datetime,
+    skip: Sequence[int] = (),
+) -> Waiting:
+    """A batch of due rounds done, in one round trip (`scheduler_moved`, migration 0118): move
+    each monitor's next due time and record where its round went (`countries`: comma-joined
+    codes, or None to keep the stored ones), as `set_next_due` does; then what `waiting` says
+    after that move. So a routine pass is its due rounds' transaction, nothing after it."""
     row = await conn.fetchrow(
-        "SELECT EXISTS (SELECT 1 FROM confirmation_rounds WHERE sent_at IS NULL),"
-        f" EXISTS (SELECT 1 FROM deferred_jobs WHERE publish_at <= $2), {_EARLIEST},"
-        " EXISTS (SELECT 1 FROM monitors WHERE status <> 'disabled' AND next_due_at IS NULL)",
+        "SELECT * FROM scheduler_moved($1::bigint[], $2::timestamptz[], $3::text[], $4, $5)",
+        list(ids),
+        list(due),
+        list(countries),
         list(skip),
         now,
     )

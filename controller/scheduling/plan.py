@@ -9,7 +9,7 @@ job avoids (`second_opinions`) and the keyed hashes a job carries (`tenant`, `ac
 
 import hashlib
 import hmac
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -28,8 +28,8 @@ from controller.scheduling.job_config import JobConfigError, opened
 from controller.scheduling.rules import LOOKBACK
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys, carries_credentials
-from controller.sidechecks.blocklists import ListsRound
-from controller.sidechecks.blocklists.rules import BlockList
+from controller.settings import SchedulingSettings
+from controller.sidechecks.blocklists import Answers, ListsRound
 from controller.sidechecks.frame import Planning
 from controller.sidechecks.registry import WIRED
 from shared.messages import (
@@ -53,6 +53,7 @@ if TYPE_CHECKING:  # the types only: planning reads no store
     from controller.roundtrips.rounds_store import InFlight
 
 ACCOUNT_PURPOSE = "mailprobe login accounts"
+DEFAULT_SCHEDULING = SchedulingSettings()
 TENANT_PURPOSE = "mailprobe job tenants"
 
 
@@ -244,36 +245,24 @@ class RoundPlanner:
         box: SecretBox,
         keys: CountryKeys,
         *,
+        scheduling: SchedulingSettings = DEFAULT_SCHEDULING,
         default_countries: int = 2,
-        dns_interval_s: int = 3600,
-        login_spacing_s: float = 5.0,
-        result_bundles: bool = False,
-        blocklists: tuple[BlockList, ...] = (),
-        blocklist_interval_s: int = 6 * 3600,
-        fresh: Callable[[str], Collection[str]] = lambda cc: (),
-        known: Callable[[int, str], Collection[str]] = lambda monitor_id, cc: (),
-        asked_at: Callable[[int, str], datetime | None] = lambda monitor_id, cc: None,
+        blocklists: Answers | None = None,
         side_options: Mapping[str, object] | None = None,
     ) -> None:
-        """`blocklists`: the lists a round asks about at `blocklist_interval_s` (none: no
-        round does); `fresh(cc)`: the names answered in `cc` within that interval, skipped;
-        `known(monitor_id, cc)`: the names the monitor's last round in `cc` found;
-        `asked_at(monitor_id, cc)`: when that round asked (a triggered round asks again only
-        after `schedule.trigger_lists`' floor); `side_options`: what side checks read when
-        asked (`Planning.options`), by name."""
+        """`scheduling`: the DNS window (DNS_POSTURE_INTERVAL_SECONDS), the logins' spacing
+        (LOGIN_SPACING_SECONDS) and RESULT_BUNDLES; `blocklists`: what the scheduler knows of
+        the lists' answers (None: no round asks a list); `side_options`: what side checks read
+        when asked (`Planning.options`), by name."""
         self._side_options = dict(side_options or {})
         self._blocklists = blocklists
-        self._blocklist_interval_s = blocklist_interval_s
-        self._fresh = fresh
-        self._known = known
-        self._asked_at = asked_at
         self._job_ids = job_ids
-        self._result_bundles = result_bundles  # RESULT_BUNDLES, on every job
+        self._result_bundles = scheduling.result_bundles  # on every job
         self._box = box
         self._keys = keys
         self._default_countries = default_countries
-        self._dns_interval_s = dns_interval_s
-        self._login_spacing = login_spacing_s
+        self._dns_interval_s = scheduling.dns_posture_interval_seconds
+        self._login_spacing = scheduling.login_spacing_seconds
         self._account_key = box.subkeys(ACCOUNT_PURPOSE)[0]
         self._tenant_key = box.subkeys(TENANT_PURPOSE)[0]
         self._tenants: dict[int, str] = {}  # organization id: `tenant`, a keyed hash of it
@@ -288,7 +277,6 @@ class RoundPlanner:
         avoid: Mapping[str, list[str]] | None = None,
         tokens: Mapping[str, Secret] | TokenFailure | None = None,
         oauth2_live: frozenset[str] = frozenset(),
-        side: Mapping[str, object] | None = None,
     ) -> PlannedRound:
         """The monitor's round now: one job per country with a live agent (and a key when the
         job carries credentials), a missed row per country without, and an `overdue` row per
@@ -298,9 +286,7 @@ class RoundPlanner:
 
         A monitor with OAuth2 logins logs in with `tokens` (an access token per grant, or why
         there is none: its countries are then recorded `oauth2_token`), and only from
-        countries in `oauth2_live` (every live agent there logs in with OAuth2). `side`: what
-        side checks read of the caller's batch (`Planning.options`, by name, over
-        `side_options`)."""
+        countries in `oauth2_live` (every live agent there logs in with OAuth2)."""
         base: Monitor | UnfitMonitor
         if isinstance(target, UnfitMonitor):
             base = target
@@ -325,7 +311,7 @@ class RoundPlanner:
             try:
                 if isinstance(target, UnfitMonitor):
                     raise JobConfigError(target.error)
-                self._jobs(plan, target, now, live, trigger, avoid or {}, tokens, oauth2_live, side)
+                self._jobs(plan, target, now, live, trigger, avoid or {}, tokens, oauth2_live)
             except JobConfigError as exc:
                 plan.unusable = str(exc)
                 return plan
@@ -357,7 +343,6 @@ class RoundPlanner:
         avoid: Mapping[str, list[str]],
         tokens: Mapping[str, Secret] | TokenFailure | None = None,
         oauth2_live: frozenset[str] = frozenset(),
-        side: Mapping[str, object] | None = None,
     ) -> None:
         """The round's jobs (asking the agents in `avoid` of each country to leave them to
         another) and the countries it cannot go to."""
@@ -405,23 +390,12 @@ class RoundPlanner:
         expires_iso = iso_ms(schedule.expires_at(scheduled, m.check_interval))
         job_type = JOB_TYPES[m.type]
         # The blocklists' own cadence: the first round of each window of the monitor's.
-        due = bool(self._blocklists) and schedule.blocklists_due(
-            public_id, scheduled, m.check_interval, self._blocklist_interval_s
-        )
-        options = (
-            self._side_options
-            | dict(side or {})
-            | {
-                "blocklists": ListsRound(
-                    self._blocklists,
-                    due,
-                    self._fresh,
-                    self._known,
-                    self._asked_at,
-                    self._blocklist_interval_s,
-                )
-            }
-        )
+        options = dict(self._side_options)
+        if self._blocklists is not None:
+            due = bool(self._blocklists.lists) and schedule.blocklists_due(
+                public_id, scheduled, m.check_interval, self._blocklists.interval_s
+            )
+            options["blocklists"] = ListsRound(self._blocklists, due)
         org = self._tenants.get(m.organization_id)
         if org is None:
             org = self._tenants[m.organization_id] = tenant(self._tenant_key, m.organization_id)

@@ -25,9 +25,6 @@ from controller.scheduling import rules as schedule
 from controller.scheduling.due_store import ClaimedMonitor, monitor_of
 from controller.scheduling.plan import PlannedRound, RoundPlanner
 from controller.secrets.seal_keys import CountryKeys
-from controller.sidechecks.readiness import budget_store as readiness_budget
-from controller.sidechecks.readiness.budget import QUERIES_PER_HOUR as READINESS_QUERIES_PER_HOUR
-from controller.sidechecks.readiness.budget import READINESS
 from shared.messages import FEATURE_OAUTH2
 from shared.secret import Secret
 
@@ -43,15 +40,10 @@ class Planner:
         agents: LiveAgents,
         keys: CountryKeys,
         tokens: TokenService | None = None,
-        *,
-        readiness_queries: int = READINESS_QUERIES_PER_HOUR,
     ) -> None:
         """`rounds`: the pure plan of one monitor's round; `agents`: the live agents view
         (which countries a round goes to); `keys`: the countries' sealing keys, refreshed before
-        each claim; `tokens`: OAuth2 access tokens (None: OAuth2 logins are never sent);
-        `readiness_queries`: each organization's readiness DNS queries per hour and country
-        (READINESS_QUERIES_PER_HOUR, controller.sidechecks.readiness.budget)."""
-        self._readiness_queries = readiness_queries
+        each claim; `tokens`: OAuth2 access tokens (None: OAuth2 logins are never sent)."""
         self._rounds = rounds
         self._agents = agents
         self._keys = keys
@@ -92,33 +84,19 @@ class Planner:
                 ready[w.monitor.id] = got
         return ready, waiting
 
-    async def side_of(
-        self, conn: Conn, claimed: Sequence[ClaimedMonitor], now: datetime
-    ) -> dict[str, object]:
-        """What side checks read of a batch of rounds as they are planned: the readiness DNS
-        budgets of its organizations (a `Ledger` of this batch alone)."""
-        orgs = [
-            m.monitor.organization_id
-            for m in claimed
-            if isinstance(m, WatchedMonitor) and m.monitor.mail_domain
-        ]
-        ledger = await readiness_budget.load(conn, orgs, now, self._readiness_queries)
-        return {READINESS: ledger}
-
     async def rounds(
         self,
         claimed: Sequence[ClaimedMonitor],
         now: datetime,
         live: frozenset[str] | None = None,
         tokens: Tokens | None = None,
-        side: Mapping[str, object] | None = None,
     ) -> list[PlannedRound]:
         """The rounds of claimed monitors, planned in a thread. Decrypting and sealing cost
         0.1-0.2 ms a credentialed job: a batch of them inline would stall the loop (API,
         ingester, alerter) for hundreds of milliseconds, in a thread it does not, as OpenSSL and
         libsodium release the GIL (bench/seal.py). `live`: the countries with live agents
         (None: the view's now); `tokens`: the OAuth2 logins' access tokens (or why there are
-        none), by monitor id; `side`: what side checks read of the batch (`side_of`)."""
+        none), by monitor id."""
         got = tokens or {}
         countries = self._agents.countries() if live is None else live
         oauth2_live = self._agents.countries_with(FEATURE_OAUTH2)
@@ -130,7 +108,6 @@ class Planner:
                     countries,
                     tokens=got.get(monitor_of(m).id),
                     oauth2_live=oauth2_live,
-                    side=side,
                 )
                 for m in claimed
             ]
@@ -153,7 +130,6 @@ class Planner:
         )
         live = self._agents.countries()
         oauth2_live = self._agents.countries_with(FEATURE_OAUTH2)
-        side = await self.side_of(conn, monitors, now)
         return await asyncio.to_thread(
             lambda: [
                 self._round(
@@ -164,18 +140,15 @@ class Planner:
                     avoid=avoid.get(monitor_of(m).id, {}),
                     tokens=tokens.get(monitor_of(m).id),
                     oauth2_live=oauth2_live,
-                    side=side,
                 )
                 for m in monitors
             ]
         )
 
-    async def triggered_round(
-        self, claimed: ClaimedMonitor, now: datetime, side: Mapping[str, object]
-    ) -> PlannedRound:
-        """A round now from all the monitor's countries (a "Check now"; `side`: `side_of`
-        it). Its access tokens are got holding no connection: many triggers at once must not
-        hold the pool while the token service needs it."""
+    async def triggered_round(self, claimed: ClaimedMonitor, now: datetime) -> PlannedRound:
+        """A round now from all the monitor's countries (a "Check now"). Its access tokens are
+        got holding no connection: many triggers at once must not hold the pool while the token
+        service needs it."""
         tokens = await self._access_tokens([claimed], now)
         return self._round(
             claimed,
@@ -184,7 +157,6 @@ class Planner:
             trigger=True,
             tokens=tokens.get(monitor_of(claimed).id),
             oauth2_live=self._agents.countries_with(FEATURE_OAUTH2),
-            side=side,
         )
 
     async def settled(self) -> None:
@@ -236,13 +208,11 @@ class Planner:
         avoid: Mapping[str, list[str]] | None = None,
         tokens: Mapping[str, Secret] | TokenFailure | None = None,
         oauth2_live: frozenset[str],
-        side: Mapping[str, object] | None = None,
     ) -> PlannedRound:
         """The monitor's round (`RoundPlanner.round`). A monitor that cannot become jobs is
         logged and skipped (its next due time still moves), so one bad monitor never stops the
         scheduler. `oauth2_live`: the countries whose every live agent logs in with OAuth2,
-        read once for the caller's whole batch; `side`: what side checks read of the batch
-        (`side_of`)."""
+        read once for the caller's whole batch."""
         plan = self._rounds.round(
             claimed,
             now,
@@ -251,7 +221,6 @@ class Planner:
             avoid=avoid,
             tokens=tokens,
             oauth2_live=oauth2_live,
-            side=side,
         )
         if plan.unusable is None and plan.countries:
             return plan

@@ -44,6 +44,7 @@ from controller.scheduling.due_store import Unplanned, monitor_of
 from controller.scheduling.plan import PlannedRound
 from controller.scheduling.planner import Planner
 from controller.scheduling.publisher import JobPublisher
+from controller.settings import FairUseSettings, SchedulingSettings
 from controller.sidechecks.readiness import budget_store as readiness_budget
 from shared.loop import run_every
 from shared.timefmt import iso_ms, utcnow
@@ -77,26 +78,23 @@ class Scheduler:
         admission: Admission,
         publisher: JobPublisher,
         *,
-        default_countries: int = 2,
-        batch: int = 1000,
-        gather_s: float = 0.5,
-        checks_per_minute: int = 2000,
-        confirm_per_minute: int = 600,
+        scheduling: SchedulingSettings,
+        fair_use: FairUseSettings,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        """`batch`: SCHEDULER_BATCH, monitors claimed at once; `gather_s`:
-        SCHEDULER_GATHER_SECONDS; `checks_per_minute`: ORG_MAX_CHECKS_PER_MINUTE, the trigger
-        allowance a new monitor's first round draws on; `confirm_per_minute`:
-        CONFIRM_ROUNDS_PER_MINUTE."""
+        """`scheduling`: SCHEDULER_BATCH (monitors claimed at once), SCHEDULER_GATHER_SECONDS,
+        CONFIRM_ROUNDS_PER_MINUTE; `fair_use`: DEFAULT_CHECK_COUNTRIES and
+        ORG_MAX_CHECKS_PER_MINUTE, the trigger allowance a new monitor's first round draws
+        on."""
         self._pool = pool
         self.planner = planner
         self.admission = admission
         self.publisher = publisher
-        self._default_countries = default_countries
-        self._batch = batch
-        self._gather_s = gather_s
-        self._checks_per_minute = checks_per_minute
-        self._confirm_per_minute = confirm_per_minute
+        self._default_countries = fair_use.default_check_countries
+        self._batch = scheduling.scheduler_batch
+        self._gather_s = scheduling.scheduler_gather_seconds
+        self._checks_per_minute = fair_use.org_max_checks_per_minute
+        self._confirm_per_minute = scheduling.confirm_rounds_per_minute
         self._clock = clock
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -114,27 +112,33 @@ class Scheduler:
         and 1.5 times it), on a clock of their own (a pass follows at once when one was planned):
         neither may keep a replica's phase, which would give it a fixed share of what falls due
         (and of new monitors' first rounds). A pass claims confirmation
-        rounds and deferred logins only when the statement after its due rounds says some wait
-        (`due.waiting`), which also says when the next pass is due: a routine pass is its due
-        rounds' transaction and that statement.
+        rounds and deferred logins only when the statement closing its due rounds says some
+        wait (`due.moved`, or `due.waiting` when it claimed none), which also says when the
+        next pass is due: a routine pass is its due rounds' transaction. A pass before the
+        earliest due time the last one saw claims nothing (none can be due: due times move
+        earlier only by planning, which forces a full pass) and only asks that statement again.
         """
         log.info("scheduler started", batch=self._batch, gather_s=self._gather_s)
         loop = asyncio.get_running_loop()
         plan_at = pass_at = loop.time()
         last_start: float | None = None
         unplanned = True  # until a pass's closing statement says
+        earliest: datetime | None = None  # the last pass's earliest due time; None: unknown
 
         async def one_pass() -> float:
-            nonlocal plan_at, pass_at, last_start, unplanned
+            nonlocal plan_at, pass_at, last_start, unplanned, earliest
             started = loop.time()
             if unplanned and started >= plan_at:
                 plan_at = started + PLAN_EVERY_S * random.uniform(0.5, 1.5)
                 unplanned = False
                 if await self.plan_new():
                     pass_at = started  # a new monitor's first round goes at once
+                    earliest = None
             if started >= pass_at:
-                done = await self.run_pass()
-                unplanned = done.unplanned
+                done = await self.run_pass(
+                    nothing_due=earliest is not None and earliest > self._clock()
+                )
+                unplanned, earliest = done.unplanned, done.earliest
                 since = 0.0 if last_start is None else started - last_start
                 last_start = started
                 spacing = schedule.pass_spacing(done.jobs, since, self._gather_s, random.random())
@@ -147,14 +151,21 @@ class Scheduler:
         finally:
             await self.planner.close()
 
-    async def run_pass(self) -> PassDone:
+    async def run_pass(self, *, nothing_due: bool = False) -> PassDone:
         """A pass's work after planning new monitors: every due round, then the confirmation
-        rounds and deferred logins, each only when the statement after the due rounds says some
-        wait. Jobs waiting for a slot are asked again first: a country with no round falling due
-        would otherwise never publish them, nor record them `saturated` once too late."""
-        sent = await self.run_waiting() + await self.run_due(PASS_MAX_S)
-        async with self._pool.acquire() as conn:
-            waiting = await due.waiting(conn, self._clock(), self.planner.fetching())
+        rounds and deferred logins, each only when the statement closing the due rounds says
+        some wait. Jobs waiting for a slot are asked again first: a country with no round
+        falling due would otherwise never publish them, nor record them `saturated` once too
+        late. `nothing_due`: no monitor can be due yet (the caller knows the earliest due time),
+        so none is claimed; only what waits, and when, is asked."""
+        sent = await self.run_waiting()
+        waiting = None
+        if not nothing_due:
+            count, waiting = await self._due_rounds(PASS_MAX_S)
+            sent += count
+        if waiting is None:
+            async with self._pool.acquire() as conn:
+                waiting = await due.waiting(conn, self._clock(), self.planner.fetching())
         if not (waiting.confirmations or waiting.deferred):
             return PassDone(sent, waiting.earliest, waiting.unplanned)
         if waiting.confirmations:
@@ -205,18 +216,24 @@ class Scheduler:
         reach; return jobs sent. Nothing while the live agents view is warming up: a country
         missing from it may have agents, so its rounds stay due until the view is complete
         instead of being recorded `no_agent`."""
+        sent, _ = await self._due_rounds(max_s)
+        return sent
+
+    async def _due_rounds(self, max_s: float | None) -> tuple[int, due.Waiting | None]:
+        """`run_due`, and what the last batch's closing statement said waits (`due.moved`;
+        None when no batch claimed a monitor)."""
         if not self.planner.is_warm():
-            return 0
+            return 0, None
         loop = asyncio.get_running_loop()
         until = None if max_s is None else loop.time() + max_s
         sent = 0
         while True:
             # Each batch's own time: after an outage a pass takes long, and a round planned
             # with a stale clock could be sent already over.
-            count, full = await self._run_batch(self._clock())
+            count, full, waiting = await self._run_batch(self._clock())
             sent += count
             if not full or (until is not None and loop.time() >= until):
-                return sent
+                return sent, waiting
 
     async def run_confirmations(self) -> int:
         """Send the confirmation rounds the alerter asked for (`controller.scheduling.confirm`):
@@ -325,27 +342,30 @@ class Scheduler:
             conn, "organizations", monitor.organization_id, cost, 60.0
         )
 
-    async def _run_batch(self, now: datetime) -> tuple[int, bool]:
+    async def _run_batch(self, now: datetime) -> tuple[int, bool, due.Waiting | None]:
+        """One claim's rounds: jobs sent, whether the claim was full, and what waits after it
+        (None: nothing was claimed)."""
         await self.planner.refresh_keys()
         async with self._pool.acquire() as conn, conn.transaction():
             claimed = await due.claim_due(conn, now, self._batch, self.planner.fetching())
             if not claimed:
-                return 0, False
+                return 0, False, None
             tokens, waiting = await self.planner.ready_tokens(conn, claimed, now)
             planned = [m for m in claimed if monitor_of(m).id not in waiting]
-            side = await self.planner.side_of(conn, planned, now)
-            rounds = await self.planner.rounds(planned, now, tokens=tokens, side=side)
+            rounds = await self.planner.rounds(planned, now, tokens=tokens)
             jobs = await self._send(conn, rounds, now)
-            await due.set_next_due(
+            after = await due.moved(
                 conn,
                 [r.monitor_id for r in rounds],
                 [r.next_due for r in rounds],
                 [",".join(r.countries) if r.countries else None for r in rounds],
+                self._clock(),
+                self.planner.fetching(),
             )
             missed = [row for r in rounds for row in r.missed]
             await self.publisher.record(conn, missed)
         if not rounds:
-            return 0, len(claimed) == self._batch
+            return 0, len(claimed) == self._batch, after
         late = (self._clock() - min(r.scheduled_at for r in rounds)).total_seconds()
         metrics.rounds_scheduled([r.scheduled_at for r in rounds], self._clock())
         self.publisher.recorded(missed)
@@ -356,7 +376,7 @@ class Scheduler:
             missed=len(missed),
             oldest_late_s=round(late, 3),
         )
-        return jobs, len(claimed) == self._batch
+        return jobs, len(claimed) == self._batch, after
 
     async def trigger(self, monitor_id: int) -> PlannedRound | None:
         """A round now from all the monitor's countries; None when the monitor is gone. A
@@ -372,9 +392,8 @@ class Scheduler:
             claimed = await due.monitor(conn, monitor_id)
             if claimed is None:
                 return None
-            side = await self.planner.side_of(conn, [claimed], self._clock())
         now = self._clock()
-        plan = await self.planner.triggered_round(claimed, now, side)
+        plan = await self.planner.triggered_round(claimed, now)
         monitor = monitor_of(claimed)
         async with self._pool.acquire() as conn:
             # Off its grid: the settled monitor's routine rounds no longer move its due time

@@ -183,8 +183,9 @@ class SchedulingSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=Tr
             description="DNS queries one organization's readiness rounds (SPF include tree,"
             " DMARC Tree Walk, DKIM keys of a `mailDomain`) may spend per clock hour in one"
             " country; each round asked reserves 80 (its most) until its agent reports what it"
-            " spent. Past it the organization's rounds there are not asked until the hour ends"
-            " and their readiness findings stay unknown with why",
+            " spent. A round that does not fit is not asked (its readiness findings stay"
+            " unknown with why); the organization's monitors there take turns, those held"
+            " longest first",
         ),
     ] = 10_000
 

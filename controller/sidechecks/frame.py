@@ -38,8 +38,7 @@ class Planning:
     """A round being planned, as a side check's `ask` sees it, for one of its countries:
     `config` is the monitor's opened config (credentials included: read, never put in an ask),
     `dns_due` whether the round is on the DNS cadence, `options` what the scheduler holds for
-    side checks by name (the blocklists' lists and fresh names; readiness's `Ledger` of the
-    batch being planned, which its `ask` takes from)."""
+    side checks by name (the blocklists' lists and fresh names)."""
 
     monitor: "Monitor"
     config: JobConfig

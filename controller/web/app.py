@@ -48,11 +48,11 @@ from controller.web.api.status_notices import StatusNoticeController
 from controller.web.api.users import UserController
 from controller.web.services import (
     DEPENDENCIES,
+    ApiSettingsDep,
     NatsUp,
     NatsUpDep,
     PoolDep,
     Services,
-    SettingsDep,
     WorldDep,
 )
 from shared import __version__
@@ -152,16 +152,16 @@ async def ready(pool: PoolDep, nats_up: NatsUpDep) -> Response[dict[str, str]]:
 
 @get(PROOF_PATH, include_in_schema=False, media_type=MediaType.JSON)
 async def instance_proof(
-    settings: SettingsDep,
+    api_settings: ApiSettingsDep,
     challenge: Annotated[str, QueryParameter(max_length=256)] = "",
 ) -> Response[dict[str, str]]:
     """The proof that this controller holds INSTANCE_KEY (controller.access.instance_proof);
     404 when it has none."""
-    if settings.api.instance_key is None:
+    if api_settings.instance_key is None:
         return Response({"detail": "not found"}, status_code=404)
     if not CHALLENGE.fullmatch(challenge):
         return Response({"detail": "challenge: 32 to 128 lower-case hex digits"}, status_code=400)
-    return Response({"proof": proof(settings.api.instance_key, challenge, settings.api.api_port)})
+    return Response({"proof": proof(api_settings.instance_key, challenge, api_settings.api_port)})
 
 
 @get(

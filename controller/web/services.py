@@ -1,7 +1,10 @@
 """What the web surfaces use, built once per app and handed to handlers by Litestar's dependency
-injection: a handler names what it needs as a parameter (`pool`, `settings`, `box`, `logins`,
-`sender`, `writes`, `trigger`, `agents`, `nats_up`, `page_cache`, `background`, `world`), and
-`DEPENDENCIES` provides it.
+injection: a handler names what it needs as a parameter (`pool`, `box`, `logins`, `sender`,
+`writes`, `trigger`, `agents`, `nats_up`, `page_cache`, `background`, `world`, and the settings
+groups it reads: `access_settings`, `api_settings`, `budget_settings`, `fair_use_settings`,
+`notify_settings`, `oauth2_settings`, `reports_settings`, `reputation_settings`,
+`status_page_settings`), and `DEPENDENCIES` provides it. No handler takes the whole
+`ControllerSettings` (tests/unit/test_wiring.py).
 
 `Services.open` builds them when the app starts (the pool and the pipeline are the caller's,
 opened and closed by the composition root, controller.runtime.serve) and closes what it made when
@@ -12,7 +15,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 import asyncpg
 from litestar.datastructures import State
@@ -26,7 +29,18 @@ from controller.notify.egress import Egress
 from controller.oracles.metrics import World
 from controller.scheduling.trigger import MonitorTrigger, RoundNow
 from controller.secrets.box import SecretBox
-from controller.settings import ControllerSettings
+from controller.settings import (
+    AccessSettings,
+    ApiSettings,
+    BlocklistSettings,
+    ControllerSettings,
+    FairUseSettings,
+    NoticeBudgetSettings,
+    NotifySettings,
+    OAuth2Settings,
+    ReportsSettings,
+    StatusPageSettings,
+)
 from controller.sidechecks.blocklists.rules import lists_setting
 from controller.statuspages.cache import PageCache
 from controller.web.api.auth import Logins
@@ -35,6 +49,8 @@ if TYPE_CHECKING:
     # What the composition root hands the app: a type only, so web/ does not depend on the
     # runtime package above it.
     from controller.runtime.pipeline import Pipeline
+
+T = TypeVar("T")
 
 THROTTLE_PURPOSE = "login-throttle"
 # Whether this process's NATS connection is up (None: the pipeline does not run here).
@@ -101,7 +117,6 @@ class Services:
 
 # A handler's parameters that Litestar injects by their names (`DEPENDENCIES`).
 PoolDep: TypeAlias = NamedDependency[asyncpg.Pool]
-SettingsDep: TypeAlias = NamedDependency[ControllerSettings]
 BoxDep: TypeAlias = NamedDependency[SecretBox]
 SenderDep: TypeAlias = NamedDependency[ChannelSender]
 WritesDep: TypeAlias = NamedDependency[MonitorWrites]
@@ -111,6 +126,16 @@ NatsUpDep: TypeAlias = NamedDependency[NatsUp | None]
 PageCacheDep: TypeAlias = NamedDependency[PageCache]
 BackgroundDep: TypeAlias = NamedDependency[Background]
 WorldDep: TypeAlias = NamedDependency[World]
+# The settings groups the web surfaces read, each its own dependency.
+AccessSettingsDep: TypeAlias = NamedDependency[AccessSettings]
+ApiSettingsDep: TypeAlias = NamedDependency[ApiSettings]
+BudgetSettingsDep: TypeAlias = NamedDependency[NoticeBudgetSettings]
+FairUseSettingsDep: TypeAlias = NamedDependency[FairUseSettings]
+NotifySettingsDep: TypeAlias = NamedDependency[NotifySettings]
+OAuth2SettingsDep: TypeAlias = NamedDependency[OAuth2Settings]
+ReportsSettingsDep: TypeAlias = NamedDependency[ReportsSettings]
+ReputationSettingsDep: TypeAlias = NamedDependency[BlocklistSettings]
+StatusPageSettingsDep: TypeAlias = NamedDependency[StatusPageSettings]
 
 
 def _round_now(pipeline: "Pipeline | None") -> RoundNow | None:
@@ -127,10 +152,6 @@ def _connected(pipeline: "Pipeline") -> NatsUp:
 def _services(state: State) -> Services:
     services: Services = state.services
     return services
-
-
-def provide_settings(state: State) -> ControllerSettings:
-    return _services(state).settings
 
 
 def provide_pool(state: State) -> asyncpg.Pool:
@@ -177,10 +198,18 @@ def provide_world(state: State) -> World:
     return _services(state).world
 
 
+def provide_group(group: Callable[[ControllerSettings], T]) -> Callable[[State], T]:
+    """The provider of one settings group, `group` of the app's settings."""
+
+    def provide(state: State) -> T:
+        return group(_services(state).settings)
+
+    return provide
+
+
 DEPENDENCIES = {
     name: Provide(provider, sync_to_thread=False)
     for name, provider in (
-        ("settings", provide_settings),
         ("pool", provide_pool),
         ("box", provide_box),
         ("logins", provide_logins),
@@ -192,5 +221,15 @@ DEPENDENCIES = {
         ("page_cache", provide_page_cache),
         ("background", provide_background),
         ("world", provide_world),
+        # the settings groups the handlers read, each its own
+        ("access_settings", provide_group(lambda s: s.access)),
+        ("api_settings", provide_group(lambda s: s.api)),
+        ("budget_settings", provide_group(lambda s: s.budget)),
+        ("fair_use_settings", provide_group(lambda s: s.fair_use)),
+        ("notify_settings", provide_group(lambda s: s.notify)),
+        ("oauth2_settings", provide_group(lambda s: s.oauth2)),
+        ("reports_settings", provide_group(lambda s: s.reports)),
+        ("reputation_settings", provide_group(lambda s: s.reputation)),
+        ("status_page_settings", provide_group(lambda s: s.status_pages)),
     )
 }

@@ -45,15 +45,25 @@ def stops(index: int, record: str | None) -> bool:
     return psd == "n" or (psd == "y" and index > 0)
 
 
+# The policies a record may ask, weakest first (RFC 9989 4.7 `p`, `sp`, `np`).
+POLICIES: Final = ("none", "quarantine", "reject")
+
+
 @dataclass(frozen=True, slots=True)
 class Walked:
     """What a walk found: the Organizational Domain, and the record that applies to the
-    domain (`policy_at`, where it was found; None for none), its text and its policy."""
+    domain (`policy_at`, where it was found; None for none), its text and its policy; and the
+    record that applies to the Organizational Domain's subdomains (`parent_at`: its own, else a
+    PSD's; None for none) with the policy it asks for those that do not exist (`np`, else
+    `sp`, else `p`) and for the others (`sp`, else `p`)."""
 
     organizational: str
     policy_at: str | None
     policy: str | None
     record: str | None
+    parent_at: str | None = None
+    nonexistent: str | None = None
+    subdomains: str | None = None
 
 
 def tree_walk(domain: str, walk: Sequence[DmarcLookup]) -> Walked | None:
@@ -78,23 +88,29 @@ def tree_walk(domain: str, walk: Sequence[DmarcLookup]) -> Walked | None:
             return None  # the walk did not reach the top-level label
     if org is None:
         org = found[-1][0] if found else domain
-    own = next((f for f in found if f[0] == domain), None)
-    if own is not None:
-        return Walked(org, domain, policy(own[1], "p"), own[2])
-    # A subdomain without a record of its own: the Organizational Domain's, or the PSD's.
+    # The record for the Organizational Domain's subdomains: its own, else the PSD's.
     parent = next((f for f in found if f[0] == org), None) or next(
         (f for f in found if f[1].get("psd", "").lower() == "y"), None
     )
+    below = applied(parent[1]) if parent is not None else None
+    subdomains = (below.get("sp") or below.get("p")) if below is not None else None
+    nonexistent = (below.get("np") or subdomains) if below is not None else None
+    under = (parent[0] if parent is not None else None, nonexistent, subdomains)
+    own = next((f for f in found if f[0] == domain), None)
+    if own is not None:
+        mine = applied(own[1])
+        return Walked(org, domain, mine.get("p") if mine else None, own[2], *under)
+    # A subdomain without a record of its own: the Organizational Domain's, or the PSD's.
     if parent is None:
         return Walked(org, None, None, None)
-    return Walked(org, parent[0], policy(parent[1], "sp") or policy(parent[1], "p"), parent[2])
+    return Walked(org, parent[0], subdomains, parent[2], *under)
 
 
-def policy(t: dict[str, str], key: str) -> str | None:
-    """The policy a record's tag `key` (`p`, `sp`) says; None for none or an invalid one."""
-    value = t.get(key, "").lower()
-    if value in ("none", "quarantine", "reject"):
-        return value
-    if key == "p" and t.get("rua"):
-        return "none"  # RFC 9989 4.10.1: no valid p with a valid rua reads as p=none
-    return None
+def applied(t: dict[str, str]) -> dict[str, str] | None:
+    """The policy tags (`p`, `sp`, `np`) a record's tags are applied with (RFC 9989 4.10.1):
+    its own when `p` is a policy and `sp` and `np` are policies or absent; else `p=none` alone
+    when it asks for aggregate reports (`rua`); else None (no DMARC processing)."""
+    said: dict[str, str] = {k: t[k].lower() for k in ("p", "sp", "np") if k in t}
+    if said.get("p") in POLICIES and all(v in POLICIES for v in said.values()):
+        return said
+    return {"p": "none"} if t.get("rua") else None

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from nats.errors import Error as NatsError
@@ -28,7 +29,16 @@ NODES = 3
 
 
 class HaRig(Rig):
-    def __init__(self, tmp: Path, *, concurrency: int, result_bundles: bool = False) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        concurrency: int,
+        result_bundles: bool = False,
+        group_wait_s: int | None = None,
+    ) -> None:
+        """`group_wait_s`: the controllers' INCIDENT_GROUP_WAIT_SECONDS (None: the default)."""
+        self.group_wait_s = group_wait_s
         self.sink = NoticeSink()
         self.sink.start()
         self.made = 2  # PostgreSQL data folders
@@ -40,17 +50,30 @@ class HaRig(Rig):
         self.outage_up()
 
     def start_servers(self) -> tuple[str, str]:
-        self.nodes, nats_url = embedded.start_nats_cluster(self.tmp / "nats", NODES)
-        self.primary = postgres.primary(self.tmp / "pg-1", embedded.free_port())
-        self.standby = postgres.standby(self.primary, self.tmp / "pg-2", embedded.free_port())
-        self.primary.synchronous()
+        """The NATS cluster starts while the PostgreSQL pair is made."""
+        with ThreadPoolExecutor(1) as pool:
+            cluster = pool.submit(embedded.start_nats_cluster, self.tmp / "nats", NODES)
+            try:
+                self.primary = postgres.primary(self.tmp / "pg-1", embedded.free_port())
+                self.standby = postgres.standby(
+                    self.primary, self.tmp / "pg-2", embedded.free_port()
+                )
+                self.primary.synchronous()
+            except BaseException:
+                for node in cluster.result()[0]:
+                    node.kill()
+                raise
+            self.nodes, nats_url = cluster.result()
         self.whole = True
         hosts = ",".join(f"127.0.0.1:{node.port}" for node in (self.primary, self.standby))
         url = f"postgresql://postgres@{hosts}/postgres?target_session_attrs=read-write"
         return url, nats_url
 
     def controller_env(self) -> dict[str, str]:
-        return {"NOTIFY_SMTP_URL": self.sink.url, "NOTIFY_FROM": "mailprobe@soak.test"}
+        env = {"NOTIFY_SMTP_URL": self.sink.url, "NOTIFY_FROM": "mailprobe@soak.test"}
+        if self.group_wait_s is not None:
+            env["INCIDENT_GROUP_WAIT_SECONDS"] = str(self.group_wait_s)
+        return env
 
     def stop_servers(self) -> None:
         self.sink.stop()

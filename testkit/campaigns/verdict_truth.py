@@ -8,7 +8,8 @@ as not failing. The judge holds what the product said (states sampled, incidents
 queued) against it:
 
 - false down: an incident opened, or a `down` state seen, with no truthful outage to explain it;
-- missed recovery: an outage over, the truth up for long enough, its incident still open;
+- missed recovery: an outage over, the truth up for long enough, its incident still open (a
+  late recovery: closed, but later than the bound below);
 - stuck: at the end, after a quiet spell, a state other than `up` or an incident open;
 - duplicate or missing notices: one `down` and one `recovered` notice per incident, one incident
   per outage long enough to be confirmed (shorter ones may have one or none). A monitor's
@@ -229,7 +230,8 @@ class Figures:
     outages: int = 0  # truthful outages long enough to be confirmed
     blips: int = 0  # shorter ones: an incident allowed, not required
     false_down: list[str] = field(default_factory=list)
-    missed_recoveries: list[str] = field(default_factory=list)
+    missed_recoveries: list[str] = field(default_factory=list)  # never closed
+    late_recoveries: list[str] = field(default_factory=list)  # closed past recover_bound
     stuck: list[str] = field(default_factory=list)
     duplicate_notices: list[str] = field(default_factory=list)
     missing_notices: list[str] = field(default_factory=list)
@@ -243,6 +245,7 @@ class Figures:
     check_now_s: list[float] = field(default_factory=list)
     check_now_bound_s: float = 0.0
     check_now_wrong: list[str] = field(default_factory=list)
+    check_now_late: list[str] = field(default_factory=list)  # right, but past its bound
     applies: int = 0
     apply_wrong: list[str] = field(default_factory=list)
     saturated_rounds: int = 0  # the noisy organization's rounds recorded `saturated`
@@ -265,7 +268,12 @@ class Figures:
     report_pages: list[str] = field(default_factory=list)
 
     def misses(self) -> list[str]:
-        found = [
+        """Every target missed: the verdicts (`wrong`) and the bounds in seconds (`late`)."""
+        return self.wrong() + self.late()
+
+    def wrong(self) -> list[str]:
+        """The verdicts held against the truth that are wrong, whatever the machine's speed."""
+        return [
             f"{name} {len(items)}"
             for name, items in (
                 ("false down", self.false_down),
@@ -278,6 +286,17 @@ class Figures:
                 ("wrong saturation", self.saturation_wrong),
                 ("split flow incidents", self.split_flows),
                 ("report pages", self.report_pages),
+            )
+            if items
+        ]
+
+    def late(self) -> list[str]:
+        """The timing targets missed: seconds past a bound the rules promise (`make soak`'s)."""
+        found = [
+            f"{name} {len(items)}"
+            for name, items in (
+                ("late recoveries", self.late_recoveries),
+                ("late check-now", self.check_now_late),
             )
             if items
         ]
@@ -604,7 +623,13 @@ def _add(fig: Figures, seen: Figures, extra_s: float) -> None:
     """`seen` (one target's figures) into `fig`, detection less `extra_s`."""
     fig.outages += seen.outages
     fig.blips += seen.blips
-    for name in ("false_down", "missed_recoveries", "stuck", "duplicate_notices"):
+    for name in (
+        "false_down",
+        "missed_recoveries",
+        "late_recoveries",
+        "stuck",
+        "duplicate_notices",
+    ):
         getattr(fig, name).extend(getattr(seen, name))
     fig.missing_notices += seen.missing_notices
     fig.detection_s += [d - extra_s for d in seen.detection_s]
@@ -631,7 +656,7 @@ def _judge_created(
             if status != "up":
                 fig.check_now_wrong.append(f"{c.target}: first round in {cc} {status}")
             elif at - c.at - extra > fig.check_now_bound_s:
-                fig.check_now_wrong.append(
+                fig.check_now_late.append(
                     f"{c.target}: first round in {cc} {at - c.at:.1f} s after the create"
                 )
 
@@ -759,9 +784,12 @@ def _judge_incidents(
         if following < owed_by:
             continue  # the next outage came too soon for a recovery to be owed
         for inc in during:
-            if inc.ended_at is None or inc.ended_at > owed_by:
-                when = "never" if inc.ended_at is None else f"{inc.ended_at - span.end:.0f} s after"
-                fig.missed_recoveries.append(f"{label}: incident {inc.id} closed {when}")
+            if inc.ended_at is None:
+                fig.missed_recoveries.append(f"{label}: incident {inc.id} never closed")
+            elif inc.ended_at > owed_by:
+                fig.late_recoveries.append(
+                    f"{label}: incident {inc.id} closed {inc.ended_at - span.end:.0f} s after"
+                )
 
 
 def _judge_states(

@@ -76,7 +76,15 @@ from testkit.campaigns.verdict_api import (
     private_key_file,
     with_timeout,
 )
-from testkit.campaigns.verdict_history import EVENTS, FAULTS, Shape, Step, draw
+from testkit.campaigns.verdict_history import (
+    BURST_BEFORE_END,
+    EVENTS,
+    FAULTS,
+    Shape,
+    Step,
+    draw,
+    draw_once,
+)
 from testkit.campaigns.verdict_server import FORWARDED, PASSWORD
 from testkit.campaigns.verdict_truth import (
     Applied,
@@ -126,6 +134,9 @@ HOST = "host"
 # for its MX, each a new report (a finding's news), posted one after another.
 REPORT_DOMAIN = "verdicts.test"
 BURST = 4
+# The burst waits this long at most for the joint outage's incident, which ends
+# BURST_BEFORE_END after the burst's turn.
+BURST_WAIT_S = BURST_BEFORE_END - 2
 
 
 @dataclass(frozen=True)
@@ -146,6 +157,13 @@ class Campaign:
     # Targets going down together first (a round trip by its send side); `reports` among the
     # events posts a report burst while they are down.
     joint: tuple[str, ...] = ()
+    # Every case once and at once (verdict_history.draw_once), each of these targets with its
+    # one fault; empty: a history of `minutes` drawn from the seed (draw).
+    once: tuple[tuple[str, str], ...] = ()
+    # The history ends with a quiet spell as long as the last recoveries' bound; False: as soon
+    # as every verdict owed is in (every monitor up, no incident open, every notice queued),
+    # that bound at the latest.
+    quiet_end: bool = True
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -177,13 +195,15 @@ FULL_KINDS += ("imap-starttls", "imaps", "pop3", "pop3s", "rt-imap", "imap-oauth
 FULL_RESTARTS = ("agent", "controller", "nats", "replica")
 FULL_CREATED = ("imap-auth", "pop3-auth", "rt-pop3")
 SHORT = Campaign(
-    minutes=1.5,
+    minutes=1.0,
     kinds=("smtp", "smtps", "imap-starttls", "pop3", "rt-imap"),
     faults=("outage", "freeze", "country"),
     restarts=("agent",),
     created=("smtp-auth",),
     events=("apply", "reports"),
-    warmup_s=15.0,
+    warmup_s=0.0,
+    once=(("imap-starttls", "outage"), ("pop3", "freeze"), ("smtps", "country")),
+    quiet_end=False,
     shared=(("imap-starttls-webmail", "imap-starttls"),),
     depends=(("rt-imap", ("smtp", "imap-starttls")), ("pop3", (HOST,))),
     joint=("smtp", "rt-imap"),
@@ -222,6 +242,16 @@ def shape(c: Campaign) -> Shape:
 
 
 def history_of(c: Campaign, seed: int) -> list[Step]:
+    if c.once:
+        return draw_once(
+            seed,
+            c.once,
+            COUNTRIES,
+            shape(c),
+            legs=frozenset(c.targets) & LEGGED,
+            created=c.created,
+            joint=c.joint,
+        )
     return draw(
         seed,
         list(c.kinds),
@@ -316,14 +346,10 @@ class Rig:
         for kind in servers:
             pair = KINDS.get(kind, ("",))[0] == "roundtrip"
             self.ports[kind] = tuple(embedded.free_port(self.host) for _ in range(1 + pair))
-            await self.start_server(kind)
-        await self.seed()
         self.api_ports = [embedded.free_port() for _ in range(self.campaign.replicas)]
         self.api = Api(f"http://127.0.0.1:{self.api_ports[0]}")
-        for n in range(self.campaign.replicas):
-            await self.start_controller(n)
-        for cc in COUNTRIES:
-            await self.start_agent(cc)
+        # the servers, the controllers and the agents start together
+        await asyncio.gather(*(self.start_server(kind) for kind in servers), self._central())
         await self.api.customer(self.ours, "verdicts")
         if self.saturating:
             await self.api.customer(self.noisy, "noisy")
@@ -331,6 +357,14 @@ class Rig:
             await self.create(kind)
         for alias, server in self.campaign.shared:
             await self.create(alias, server)
+
+    async def _central(self) -> None:
+        """The database seeded, then the controller replicas and an agent per country."""
+        await self.seed()
+        await asyncio.gather(
+            *(self.start_controller(n) for n in range(self.campaign.replicas)),
+            *(self.start_agent(cc) for cc in COUNTRIES),
+        )
 
     async def oauth2(self, ca: trustme.CA) -> None:
         """Dovecot with its OAuth2 passdb and the token endpoint issuing its tokens (client
@@ -381,9 +415,12 @@ class Rig:
             monitor["mailDomain"] = REPORT_DOMAIN
         await self.api.create(self.ours, KINDS[kind][0], monitor)
 
-    async def report_burst(self) -> None:
-        """BURST TLS-RPT reports about REPORT_DOMAIN with failures, posted to its address."""
+    async def report_burst(self, target: str) -> None:
+        """BURST TLS-RPT reports about REPORT_DOMAIN with failures, posted to its address once
+        `target`'s incident is open (BURST_WAIT_S at the most: the outage is over a little
+        later)."""
         assert self.api is not None
+        await self._incident_open(target, BURST_WAIT_S)
         r = await self.api.call(self.ours, "GET", "/api/report-domains")
         r.raise_for_status()
         (shown,) = [d for d in r.json() if d["domain"] == REPORT_DOMAIN]
@@ -568,7 +605,7 @@ class Rig:
                     await self.api.disable(self.noisy, name)
                 self.fact("busy", "", SATURATED, False)
             case "report_burst":
-                await self.report_burst()
+                await self.report_burst(step.target)
 
     async def apply_file(self, target: str) -> None:
         """An exported file applied as it is, or with `target`'s timeout changed; which
@@ -592,6 +629,21 @@ class Rig:
         )
         lost = tuple(sorted(confirmed - still))
         self.applied.append(Applied(at, target, code, summary, changed, lost))
+
+    async def _incident_open(self, target: str, within: float) -> None:
+        deadline = time.monotonic() + within
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            while time.monotonic() < deadline:
+                if await conn.fetchval(
+                    "SELECT count(*) FROM incidents i JOIN monitors m ON m.id = i.monitor_id"
+                    " WHERE m.name = $1 AND i.ended_at IS NULL",
+                    target,
+                ):
+                    return
+                await asyncio.sleep(0.5)
+        finally:
+            await conn.close()
 
     async def _rows(self) -> dict[str, dict[str, object]]:
         """Our monitors' rows as the owner's writes leave them (the scheduler's columns out)."""
@@ -773,7 +825,8 @@ async def _run(c: Campaign, seed: int, tmp: Path, say: Callable[[str], None]) ->
     stop = asyncio.Event()
     try:
         await rig.up()
-        say(f"  rig up ({tmp}); warming up {c.warmup_s:.0f} s")
+        await _all_up(rig.database_url, len(c.kinds) + len(c.shared))
+        say(f"  rig up ({tmp}), every monitor up; warming up {c.warmup_s:.0f} s")
         await asyncio.sleep(c.warmup_s)
         sampler = asyncio.create_task(_sample(rig.database_url, states, stop))
         t0 = time.time()
@@ -782,8 +835,12 @@ async def _run(c: Campaign, seed: int, tmp: Path, say: Callable[[str], None]) ->
             await rig.apply(step)
         own = per_target(c, history)
         settle = max(r.recover_bound for r in own.values()) + 2 * INTERVAL
-        say(f"  history done; {settle:.0f} s of quiet for the last recoveries")
-        await asyncio.sleep(settle)
+        if c.quiet_end:
+            say(f"  history done; {settle:.0f} s of quiet for the last recoveries")
+            await asyncio.sleep(settle)
+        else:
+            say(f"  history done; until every verdict owed is in (at most {settle:.0f} s)")
+            await _verdicts_in(rig, c, states, own, time.time() + settle)
         stop.set()
         await sampler
         end = time.time()
@@ -799,6 +856,44 @@ async def _run(c: Campaign, seed: int, tmp: Path, say: Callable[[str], None]) ->
         await rig.close_api()
         await asyncio.to_thread(rig.close)
         await rig.close_oauth2()
+
+
+async def _all_up(url: str, monitors: int, within: float = 60.0) -> None:
+    """Until our organization's `monitors` monitors are all `up`: their first rounds passed."""
+    deadline = time.monotonic() + within
+    conn = await asyncpg.connect(url)
+    try:
+        while True:
+            up = await conn.fetchval(
+                "SELECT count(*) FROM monitors m JOIN monitor_alert_state s"
+                " ON s.monitor_id = m.id JOIN organizations o ON o.id = m.organization_id"
+                " WHERE o.name = 'verdicts' AND s.state = 'up'"
+            )
+            if up >= monitors:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{up} of {monitors} monitors up within {within:.0f} s")
+            await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
+
+
+async def _verdicts_in(
+    rig: Rig,
+    c: Campaign,
+    states: dict[str, list[tuple[float, str]]],
+    own: dict[str, Rules],
+    deadline: float,
+) -> None:
+    """Until nothing the judge owes is still to come: no monitor stuck (every one up, no
+    incident open) and no notice missing; `deadline` at the latest (what is judged then is the
+    answer)."""
+    while time.time() < deadline:
+        observed = await _observed(rig.database_url, states)
+        fig = judge(rig.facts, observed, c.targets, rules(), time.time(), own, c.related())
+        if not fig.stuck and not fig.missing_notices:
+            return
+        await asyncio.sleep(1)
 
 
 def _joints(facts: list[Fact], joint: tuple[str, ...]) -> list[Joint]:
@@ -838,7 +933,8 @@ def report(fig: Figures, seed: int, say: Callable[[str], None] = print) -> bool:
     near = ", ".join(f"{s:.1f}" for s in fig.detection_near_restart_s) or "none"
     say(
         f"  seed {seed}: outages {fig.outages} (owed an incident), blips {fig.blips}\n"
-        f"    false down {len(fig.false_down)}, missed recoveries {len(fig.missed_recoveries)},"
+        f"    false down {len(fig.false_down)}, missed recoveries {len(fig.missed_recoveries)}"
+        f" (late: {len(fig.late_recoveries)}),"
         f" stuck {len(fig.stuck)}, duplicate notices {len(fig.duplicate_notices)},"
         f" missing notices {len(fig.missing_notices)}\n"
         f"    detection p99 {fig.detection_p99_s:.1f} s over {len(fig.detection_s)} outages"
@@ -852,10 +948,12 @@ def report(fig: Figures, seed: int, say: Callable[[str], None] = print) -> bool:
     for name in (
         "false_down",
         "missed_recoveries",
+        "late_recoveries",
         "stuck",
         "duplicate_notices",
         "missing_notices",
         "check_now_wrong",
+        "check_now_late",
         "apply_wrong",
         "saturation_wrong",
         "split_flows",
@@ -935,7 +1033,8 @@ def run(argv: list[str]) -> bool:
         f" created during the history: {', '.join(c.created) or 'none'})"
         f" every {INTERVAL} s, timeout {TIMEOUT} s, from {' and '.join(COUNTRIES)};"
         f" {c.replicas} controller replica{'s' if c.replicas > 1 else ''};"
-        f" {c.minutes:g} min of history: {describe(history)})",
+        f" {max((s.at for s in history), default=0) / 60:.1f} min of history:"
+        f" {describe(history)})",
         flush=True,
     )
     ok = report(run_campaign(c, seed, lambda s: print(s, flush=True)), seed)

@@ -12,7 +12,7 @@ import json
 import secrets
 import ssl
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +44,8 @@ class TokenEndpoint:
     held: asyncio.Event | None = None  # set: answers; clear: every token request waits
     waiting: int = 0  # token requests waiting for `held`
     waiting_by_client: Counter[str] = field(default_factory=Counter)  # the same, by client id
+    gone: int = 0  # token requests whose client went away while they waited for `held`
+    on_answer: Callable[[], None] = lambda: None  # called as each token request is answered
     calls: list[dict[str, str]] = field(default_factory=list)
     url: str = ""
     devices: dict[str, bool] = field(default_factory=dict)  # device code → signed in
@@ -142,10 +144,12 @@ class TokenEndpoint:
                 self.waiting_by_client[client] += 1
                 try:
                     if not await _answers(self.held, receive):
+                        self.gone += 1
                         return  # the client went away
                 finally:
                     self.waiting -= 1
                     self.waiting_by_client[client] -= 1
+            self.on_answer()
             status, answer = self._answer(form)
         data = json.dumps(answer).encode()
         await send(

@@ -1,31 +1,41 @@
-"""Debian's Postfix on a loopback port as a plain SMTP server (no TLS, no SASL), configured as
-an open relay (a `mynetworks` of 0.0.0.0/0) or as a normal one, for the open relay test. Run
-in the foreground (`master -d`) from a temporary directory, as testkit/oauth2/postfix.py runs
-its own: its master starts as root (it drops to `postfix` for its services), elsewhere the
-tests skip and say why. Nothing leaves the machine: it has no relayhost, resolves no DNS
-(`disable_dns_lookups`, `smtp_host_lookup = native`) and its smtp client is not running, so
-even mail it accepted would stay queued; and the tests never send DATA. It logs to `maillog`
-in its directory: each session's `disconnect from` line counts the commands it received
+"""Debian's Postfix on loopback ports, run by the tests in the foreground (`master -d`) from a
+temporary directory: one lifecycle (`PostfixServer`: its folder, queue, start, readiness, log,
+stop) under each configuration the tests need. Postfix's master must start as root (it drops to
+`mail_owner` for every service); elsewhere these tests skip and say why. It logs to `maillog`
+in its directory (postlogd).
+
+`RelayPostfix` here is a plain SMTP server (no TLS, no SASL), an open relay (a `mynetworks` of
+0.0.0.0/0) or a normal one, for the open relay test. Nothing leaves the machine: it has no
+relayhost, resolves no DNS (`disable_dns_lookups`, `smtp_host_lookup = native`) and its smtp
+client is not running, so even mail it accepted would stay queued; and the tests never send
+DATA. Each session's `disconnect from` line counts the commands it received
 (`ehlo=1 mail=1 rcpt=0/1 rset=1 quit=1 commands=4/5`), which is how a test sees that no DATA
-was sent.
+was sent. testkit/oauth2/postfix.py's `Postfix` is the submission server.
 """
 
 import asyncio
+import atexit
+import contextlib
 import os
 import shutil
 import tempfile
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from shared.embedded import free_port
-from testkit.oauth2.postfix import missing, start_master, stop_master, until_listening
 
+MASTER = "/usr/lib/postfix/sbin/master"
 START_S = 10.0
-_SERVICES = """\
-smtp_test inet n - n - - smtpd
+# The services an smtpd that authenticates, takes mail or hangs up talks to; each instance
+# adds its `inet` listeners. Unix services start on demand: one an instance never uses costs
+# nothing.
+SERVICES = """\
 cleanup unix n - n - 0 cleanup
 qmgr unix n - n 300 1 qmgr
+tlsmgr unix - - n 1000? 1 tlsmgr
 rewrite unix - - n - - trivial-rewrite
 bounce unix - - n - 0 bounce
 defer unix - - n - 0 bounce
@@ -37,28 +47,145 @@ retry unix - - n - - error
 discard unix - - n - - discard
 anvil unix - - n - 1 anvil
 scache unix - - n - 1 scache
+virtual unix - n n - - virtual
 postlog unix-dgram n - n - 1 postlogd
 """
 
-__all__ = ["RelayPostfix", "missing"]
+__all__ = ["MASTER", "PostfixServer", "RelayPostfix", "missing"]
 
 
-class RelayPostfix:
-    """`async with RelayPostfix(open_relay=True) as pf:` listens on `pf.port`, greeting as
-    `mail.mailprobe.test`."""
+def missing() -> str | None:
+    if not os.access(MASTER, os.X_OK):
+        return f"{MASTER} is missing: `make dovecot` installs Debian's postfix"
+    if os.geteuid() != 0:
+        return "Postfix's master starts only as root"
+    return None
 
-    def __init__(self, *, open_relay: bool) -> None:
-        self.open_relay = open_relay
-        self.port = 0
+
+def settled(*files: Path) -> None:
+    """Date `files` a minute back: Postfix reads a configuration file or table changed within
+    the last second again and again, 300 ms apart, until it is older (one being edited), which
+    would cost each start about two seconds."""
+    past = time.time() - 60
+    for f in files:
+        os.utime(f, (past, past))
+
+
+_QUEUE: Path | None = None  # the process's queue and data directories as Postfix lays them out
+
+
+async def _queue_layout() -> Path:
+    """A queue and data directory laid out by Postfix's own `set-permissions` (subdirectories,
+    owners, modes), made once a process and copied for each instance: the script also checks
+    every file the package installed, some seconds of work that come out the same each time."""
+    global _QUEUE
+    if _QUEUE is None:
+        d = Path(tempfile.mkdtemp(prefix="postfix-layout-"))
+        atexit.register(shutil.rmtree, d, ignore_errors=True)
+        os.chmod(d, 0o755)
+        for sub in ("etc", "queue", "data"):
+            (d / sub).mkdir()
+        (d / "etc" / "main.cf").write_text(
+            f"compatibility_level = 3.6\nqueue_directory = {d}/queue\n"
+            f"data_directory = {d}/data\nmail_owner = postfix\nsetgid_group = postdrop\n"
+        )
+        (d / "etc" / "master.cf").write_text(SERVICES)
+        settled(*(d / "etc").iterdir())
+        setup = await asyncio.create_subprocess_exec(
+            "/usr/sbin/postfix",
+            "-c",
+            str(d / "etc"),
+            "set-permissions",
+            "create-missing",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await setup.communicate()
+        if setup.returncode != 0:
+            said = out.decode(errors="replace")
+            raise RuntimeError(f"postfix set-permissions failed ({setup.returncode}): {said}")
+        _QUEUE = d
+    return _QUEUE
+
+
+async def start_master(d: Path) -> asyncio.subprocess.Process:
+    """Postfix's master in the foreground for the configuration in `d`/etc, its queue and data
+    directories in `d` as Postfix lays them out, its log in `d`/maillog."""
+    layout = await _queue_layout()
+    for sub in ("queue", "data"):
+        # `cp -a`: the owners and modes too (as root)
+        copy = await asyncio.create_subprocess_exec(
+            "cp", "-a", str(layout / sub), str(d / sub), stderr=asyncio.subprocess.PIPE
+        )
+        _, said = await copy.communicate()
+        if copy.returncode != 0:
+            raise RuntimeError(f"copying the queue layout failed: {said.decode(errors='replace')}")
+    # Logging to a file of its own.
+    with (d / "etc" / "main.cf").open("a") as f:
+        f.write(f"maillog_file_prefixes = {d}\nmaillog_file = {d}/maillog\n")
+    settled(*(d / "etc").iterdir())
+    return await asyncio.create_subprocess_exec(
+        MASTER,
+        "-d",
+        "-c",
+        str(d / "etc"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        # Its own process group: on SIGTERM the master ends every process of its group, then
+        # itself (outside a group of its own that fails, and it exits a second later, fatally).
+        start_new_session=True,
+    )
+
+
+async def until_listening(
+    process: asyncio.subprocess.Process, ports: Iterable[int], log: Callable[[], str]
+) -> None:
+    """Return once every one of `ports` takes a connection; else stop `process` and raise with
+    what it and its `log` said."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + START_S
+    waiting = set(ports)
+    while loop.time() < deadline and process.returncode is None:
+        for port in list(waiting):
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                waiting.discard(port)
+        if not waiting:
+            return
+        await asyncio.sleep(0.05)
+    await stop_master(process)
+    assert process.stderr is not None
+    said = (await process.stderr.read()).decode(errors="replace")
+    raise RuntimeError(f"postfix did not start: {said[-2000:]} {log()[-2000:]}")
+
+
+async def stop_master(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+class PostfixServer:
+    """`async with` one: a folder of its own (`where`), its `main_cf()` and an `inet` listener
+    for each of `ports` (name: port, with the `inet_services()` line of each), up once every
+    port takes a connection, stopped and removed at the end."""
+
+    prefix = "postfix-"
+
+    def __init__(self) -> None:
+        self.ports: dict[str, int] = {}
         self.where = Path()
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._process: asyncio.subprocess.Process | None = None
 
-    def _main_cf(self) -> str:
+    def main_cf(self) -> str:
+        """What every instance has; subclasses add theirs."""
         d = self.where
-        # Postfix's default rules, relaying for `mynetworks` only; open is the classic mistake
-        # of a `mynetworks` that takes in the world, closed one that does not take this client.
-        trusted = "0.0.0.0/0" if self.open_relay else "192.0.2.0/24"
         return f"""compatibility_level = 3.6
 queue_directory = {d}/queue
 data_directory = {d}/data
@@ -70,32 +197,80 @@ myhostname = mail.mailprobe.test
 mydestination =
 relayhost =
 relay_domains =
-mynetworks = {trusted}
-disable_dns_lookups = yes
-smtp_host_lookup = native
-smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
-smtpd_recipient_restrictions =
 """
 
+    def listeners(self) -> dict[str, str]:
+        """Name of each port: the rest of its master.cf `inet` line after the address."""
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Files of the instance's own in `where` (certificates, tables), before it starts."""
+
     async def __aenter__(self) -> Self:
-        self._dir = tempfile.TemporaryDirectory(prefix="postfix-relay-")
+        self._dir = tempfile.TemporaryDirectory(prefix=self.prefix)
         self.where = d = Path(self._dir.name)
         os.chmod(d, 0o755)
-        for sub in ("etc", "queue", "data"):
-            (d / sub).mkdir()
-        shutil.chown(d / "data", "postfix")
-        self.port = free_port()
-        (d / "etc" / "main.cf").write_text(self._main_cf())
-        (d / "etc" / "master.cf").write_text(
-            _SERVICES.replace("smtp_test inet", f"127.0.0.1:{self.port} inet")
+        (d / "etc").mkdir()
+        listeners = self.listeners()
+        self.ports = {name: free_port() for name in listeners}
+        self.prepare()
+        (d / "etc" / "main.cf").write_text(self.main_cf())
+        inet = "".join(
+            f"127.0.0.1:{self.ports[name]} inet {rest}\n" for name, rest in listeners.items()
         )
-        self._process = await start_master(d)
-        await until_listening(self._process, [self.port], self.log)
+        (d / "etc" / "master.cf").write_text(inet + SERVICES)
+        try:
+            self._process = await start_master(d)
+            await until_listening(self._process, self.ports.values(), self.log)
+        except BaseException:
+            self._dir.cleanup()
+            raise
         return self
 
     def log(self) -> str:
         path = self.where / "maillog"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._process is not None:
+            await stop_master(self._process)
+        if self._dir is not None:
+            self._dir.cleanup()
+
+
+class RelayPostfix(PostfixServer):
+    """`async with RelayPostfix(open_relay=True) as pf:` listens on `pf.port`, greeting as
+    `mail.mailprobe.test`."""
+
+    prefix = "postfix-relay-"
+
+    def __init__(self, *, open_relay: bool) -> None:
+        super().__init__()
+        self.open_relay = open_relay
+
+    @property
+    def port(self) -> int:
+        return self.ports["smtp"]
+
+    def listeners(self) -> dict[str, str]:
+        return {"smtp": "n - n - - smtpd"}
+
+    def main_cf(self) -> str:
+        # Postfix's default rules, relaying for `mynetworks` only; open is the classic mistake
+        # of a `mynetworks` that takes in the world, closed one that does not take this client.
+        trusted = "0.0.0.0/0" if self.open_relay else "192.0.2.0/24"
+        return super().main_cf() + (
+            f"mynetworks = {trusted}\n"
+            "disable_dns_lookups = yes\n"
+            "smtp_host_lookup = native\n"
+            "smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n"
+            "smtpd_recipient_restrictions =\n"
+        )
 
     async def sessions(self, count: int) -> list[str]:
         """The `disconnect from` lines of the first `count` sessions, once all are logged."""
@@ -111,17 +286,3 @@ smtpd_recipient_restrictions =
             if len(lines) >= count or loop.time() > deadline:
                 return lines
             await asyncio.sleep(0.05)
-
-    async def _stop(self) -> None:
-        assert self._process is not None
-        await stop_master(self._process)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._stop()
-        if self._dir is not None:
-            self._dir.cleanup()

@@ -21,6 +21,7 @@ from agent.probers.tls import SslContexts
 from agent.settings import AgentSettings
 from shared import embedded
 from shared.messages import decode_heartbeat
+from shared.settings import load
 from shared.streams import ensure_streams
 from shared.subjects import heartbeats_subject
 from tests.agent.helpers import until, worker
@@ -225,7 +226,7 @@ async def test_the_nats_user_and_password_in_nats_url_never_reach_a_log_line(
 ) -> None:
     port, user, password = nats_with_password
     url = f"nats://{user}:{password}@127.0.0.1:{port}"
-    settings = AgentSettings(agent_country="DE", nats_url=url)
+    settings = load(AgentSettings, {}, agent_country="DE", nats_url=url)
     with capture_logs() as logs:
         nc = await _connect(settings, "DE-secret-test", asyncio.Event())
         assert nc is not None
@@ -240,7 +241,8 @@ async def test_a_refused_nats_password_is_not_logged_either(
 ) -> None:
     port, user, _ = nats_with_password
     wrong = f"Wrong-{uuid.uuid4().hex}"
-    settings = AgentSettings(agent_country="DE", nats_url=f"nats://{user}:{wrong}@127.0.0.1:{port}")
+    url = f"nats://{user}:{wrong}@127.0.0.1:{port}"
+    settings = load(AgentSettings, {}, agent_country="DE", nats_url=url)
     stop = asyncio.Event()
     with capture_logs() as logs:
         connecting = asyncio.create_task(_connect(settings, "DE-secret-test", stop))

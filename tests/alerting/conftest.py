@@ -5,6 +5,7 @@ Rounds are written through `controller.ingest.store.store`, the ingester's own w
 evaluation queue is marked exactly as in production.
 """
 
+import ipaddress
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,17 +16,19 @@ import asyncpg
 import httpx
 import nats
 import pytest
+from litestar import Litestar
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from controller.alerting.evaluator import Alerter
+from controller.alerting.alerter import Alerter
 from controller.db.pool import Conn, create_pool
 from controller.ingest import store as results
 from controller.jobs.result_kinds import ResultRow
 from controller.jobs.rules import JobIds
 from controller.monitors import store as monitors
 from controller.notify import Channel
+from controller.notify.egress import Egress
 from controller.notify.email import EmailChannel
 from controller.notify.links import Links
 from controller.notify.outbox import OutboxWorker
@@ -39,6 +42,8 @@ from shared.streams import ensure_streams
 from shared.subjects import EVENTS_STREAM, events_subject
 from shared.timefmt import utcnow
 from testkit.alerting.peers import Relay, SmsGateway
+from testkit.alerting.receivers import client_context
+from testkit.alerting.wired import wired_alerter
 from testkit.serving import http_client, serve_app
 from tests.conftest import Tenant, make_tenant, scratch_database
 
@@ -85,6 +90,41 @@ async def alert_api_url(
 @pytest.fixture
 async def api(alert_api_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with http_client(base_url=alert_api_url, timeout=10) as client:
+        yield client
+
+
+LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
+PUBLIC_URL = "https://mailprobe.example.test"
+
+
+def loopback_egress() -> Egress:
+    """Loopback granted to every organization (`*`): the receivers of tests not about grants."""
+    return Egress({"*": LOOPBACK}, ssl_context=client_context(), timeout_s=5)
+
+
+def channel_app(
+    settings: ControllerSettings, pool: asyncpg.Pool, egress: Egress | None = None
+) -> Litestar:
+    """The API with the receivers' CA trusted and loopback granted to every organization, or
+    the grants of `egress`."""
+    return create_app(
+        settings.replace(public_url=PUBLIC_URL), pool, egress=egress or loopback_egress()
+    )
+
+
+@pytest.fixture(scope="session")
+async def channel_api_url(
+    settings: ControllerSettings, alert_pool: asyncpg.Pool
+) -> AsyncIterator[str]:
+    """`channel_app` served once for the session's channel tests (an app's start builds its
+    OpenAPI document: about a second of CPU, and more of waiting on a loaded machine)."""
+    async with serve_app(channel_app(settings, alert_pool)) as url:
+        yield url
+
+
+@pytest.fixture
+async def channel_api(channel_api_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with http_client(base_url=channel_api_url, timeout=20) as client:
         yield client
 
 
@@ -328,7 +368,9 @@ def rig(
         }
         return OutboxWorker(alert_pool, channels, clock=clock, **{"backoff_s": 0, **kwargs})
 
-    alerter = Alerter(alert_pool, events_js, job_ids, reminder_minutes=30, links=LINKS, clock=clock)
+    alerter = wired_alerter(
+        alert_pool, events_js, job_ids, notify_reminder_minutes=30, links=LINKS, clock=clock
+    )
     yield Rig(alert_pool, events_js, org, relay, sms, clock, alerter, outbox, job_ids)
 
 

@@ -9,8 +9,9 @@ from datetime import datetime
 import asyncpg
 from nats.js import JetStreamContext
 
-from controller.alerting.evaluator import Alerter
+from controller.alerting.alerter import Alerter
 from controller.db.pool import create_pool
+from testkit.alerting.wired import wired_alerter
 from tests.alerting.conftest import Rig
 
 MONITORS = 24
@@ -34,7 +35,7 @@ async def test_two_alerters_and_the_ingester_never_deadlock_and_judge_each_round
     before = await _deadlocks(rig)
     pools: list[asyncpg.Pool] = [await create_pool(alert_database_url, 6) for _ in range(2)]
     replicas = [
-        Alerter(pool, events_js, rig.job_ids, reminder_minutes=30, clock=rig.clock)
+        wired_alerter(pool, events_js, rig.job_ids, notify_reminder_minutes=30, clock=rig.clock)
         for pool in pools
     ]
     stop = asyncio.Event()
@@ -45,7 +46,7 @@ async def test_two_alerters_and_the_ingester_never_deadlock_and_judge_each_round
         n = 0
         while not stop.is_set():
             after_the_last = stored.is_set()
-            judged = await a.evaluate_due()
+            judged = await a.evaluator.evaluate_due()
             n += judged
             if after_the_last and not judged:
                 done.set()  # a pass begun after every round was stored found nothing due

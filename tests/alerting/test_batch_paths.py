@@ -1,6 +1,6 @@
 """Which way each leased monitor goes in a batch pass (controller.alerting.batch): routine
 ones are written by the batch's statements; every other case takes the evaluator's full path
-(`Alerter.evaluate`), in a savepoint of the batch's transaction, or alone after it when it
+(`Evaluator.evaluate`), in a savepoint of the batch's transaction, or alone after it when it
 stores `expired` results or creates its state row; and what it produces is what the full path
 produces."""
 
@@ -136,7 +136,7 @@ CASES: list[tuple[Case, str]] = [
 async def _pass(rig: Rig, lease: alert_queue.Lease, now: datetime) -> str:
     """One batch pass over the leased monitor as the alerter's lane runs it; the way it went."""
     ways: list[str] = []
-    evaluate = rig.alerter.evaluate
+    evaluate = rig.alerter.evaluator.evaluate
 
     async def traced(*args: Any, **kwargs: Any) -> datetime | None:
         try:
@@ -147,11 +147,11 @@ async def _pass(rig: Rig, lease: alert_queue.Lease, now: datetime) -> str:
         ways.append("savepoint" if kwargs.get("fills") is False else "alone")
         return due
 
-    rig.alerter.evaluate = traced  # type: ignore[method-assign]
+    rig.alerter.evaluator.evaluate = traced  # type: ignore[method-assign]
     try:
-        await rig.alerter._evaluate_lane([lease], now)
+        await rig.alerter.evaluator._evaluate_lane([lease], now)
     finally:
-        del rig.alerter.evaluate
+        del rig.alerter.evaluator.evaluate
     return ways[-1] if ways else "batch"
 
 
@@ -173,7 +173,9 @@ async def test_each_case_goes_its_way_and_ends_where_the_full_path_ends(
     went = await _pass(rig, leases[batched["id"]], now)
     lease = leases[alone["id"]]
     async with rig.pool.acquire() as conn, conn.transaction():
-        await rig.alerter.evaluate(conn, alone["id"], now, lease.revised_from, lease=lease.lease)
+        await rig.alerter.evaluator.evaluate(
+            conn, alone["id"], now, lease.revised_from, lease=lease.lease
+        )
 
     assert went == way
     assert await _outcome(rig, batched) == await _outcome(rig, alone)

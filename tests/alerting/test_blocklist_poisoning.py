@@ -94,7 +94,7 @@ async def test_a_round_that_spends_its_budget_poisons_no_other_organizations_ans
     assert not await rig.fetch("SELECT * FROM blocklist_failures WHERE zone = $1", RBL.zone)
     fresh = FreshNames(rig.pool, LISTS, 6 * 3600)
     await fresh.refresh(t1 + timedelta(minutes=1))
-    assert VICTIM_IP in fresh("DE") and "127.0.0.2" in fresh("DE")
+    assert VICTIM_IP in fresh.fresh("DE") and "127.0.0.2" in fresh.fresh("DE")
     # The victim's listing stays raised, nothing more is told; the list stays healthy.
     await watch.run_once(t1 + timedelta(minutes=1))
     (listing,) = await rig.fetch(

@@ -175,7 +175,7 @@ async def test_an_address_answered_for_one_monitor_is_not_asked_again_for_anothe
         asked = len(de.asked)
         view = FreshNames(rig.pool, LISTS, 6 * 3600)
         await view.refresh(t0 + timedelta(minutes=1))
-        assert IP in view("DE") and "127.0.0.2" in view("DE")
+        assert IP in view.fresh("DE") and "127.0.0.2" in view.fresh("DE")
         assert IP in view.known(first["id"], "DE") and not view.known(second["id"], "DE")
         listed = {"ips": [IP], "domains": []}
         (result,) = await lookups(rig, second, {"DE": de}, t0 + timedelta(minutes=1), listed=listed)

@@ -5,7 +5,6 @@ severities chosen and the budget, "send a test" that pages no one, and Slack/Tea
 which a monitor's name cannot become a link or a mention."""
 
 import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -46,14 +45,6 @@ from tests.alerting.test_posture import contexts, round_  # noqa: F401  # the fi
 from tests.conftest import make_tenant
 
 REJECTED = {"DE": "auth", "FR": "auth", "US": "auth"}
-
-
-@pytest.fixture
-async def channel_api(
-    settings: ControllerSettings, alert_pool: asyncpg.Pool
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with loopback_api(settings, alert_pool) as client:
-        yield client
 
 
 @pytest.fixture(autouse=True)

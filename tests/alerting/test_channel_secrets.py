@@ -7,7 +7,6 @@ a 400 naming `url` on create and change, and a stored URL the sender cannot send
 "not delivered" that takes none of the budget."""
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
@@ -23,7 +22,7 @@ from controller.settings import ControllerSettings
 from shared.secret import SECRET_MASK
 from shared.timefmt import utcnow
 from testkit.alerting.receivers import Receiver, verify_signature
-from tests.alerting.test_channels import PUBLIC_URL, loopback_api, loopback_egress
+from tests.alerting.conftest import PUBLIC_URL, loopback_egress
 from tests.conftest import Tenant
 
 PATH = "/api/notification-channels"
@@ -61,14 +60,6 @@ ODD_URLS = [
     "https://h.example:99999/x",
     "https://[::1/x",
 ]
-
-
-@pytest.fixture
-async def channel_api(
-    settings: ControllerSettings, alert_pool: asyncpg.Pool
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with loopback_api(settings, alert_pool) as client:
-        yield client
 
 
 def _body(kind: str, url: str, secret: str) -> dict[str, Any]:

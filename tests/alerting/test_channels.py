@@ -28,7 +28,6 @@ from controller.notify.outbox import OutboxWorker
 from controller.runtime.serve import announce_grants
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
-from controller.web.app import create_app
 from shared.secret import SECRET_MASK
 from testkit.alerting.receivers import (
     ALERTMANAGER,
@@ -38,11 +37,16 @@ from testkit.alerting.receivers import (
     verify_signature,
 )
 from testkit.serving import http_client, serve_app
-from tests.alerting.conftest import DOWN, UP, Rig
+from tests.alerting.conftest import (
+    DOWN,
+    PUBLIC_URL,
+    UP,
+    Rig,
+    channel_app,
+    loopback_egress,
+)
 from tests.conftest import Tenant, make_tenant
 
-LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
-PUBLIC_URL = "https://mailprobe.example.test"
 SECRETS = {
     "webhook": "whsec-signing-k3y-never-logged",
     "pagerduty": "R0UTINGKEY0000000000000000000000",
@@ -51,31 +55,14 @@ SECRETS = {
 }
 
 
-def loopback_egress() -> Egress:
-    """Loopback granted to every organization (`*`): the receivers of tests not about grants."""
-    return Egress({"*": LOOPBACK}, ssl_context=client_context(), timeout_s=5)
-
-
 @asynccontextmanager
 async def loopback_api(
     settings: ControllerSettings, pool: asyncpg.Pool, egress: Egress | None = None
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The API with the receivers' CA trusted and loopback granted to every organization, or
-    the grants of `egress`."""
-    app = create_app(
-        settings.replace(public_url=PUBLIC_URL),
-        pool,
-        egress=egress or loopback_egress(),
-    )
+    """`channel_app` served for the block: for the grants of `egress` (the `channel_api`
+    fixture serves the default one once)."""
+    app = channel_app(settings, pool, egress)
     async with serve_app(app) as url, http_client(base_url=url, timeout=20) as client:
-        yield client
-
-
-@pytest.fixture
-async def channel_api(
-    settings: ControllerSettings, alert_pool: asyncpg.Pool
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with loopback_api(settings, alert_pool) as client:
         yield client
 
 

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 import asyncpg
 import httpx
 
-from controller.alerting.evaluator import Alerter
 from controller.scheduling import confirm_store as confirmations
+from testkit.alerting.wired import wired_alerter
 from tests.alerting.conftest import DOWN, ONE, UP, Rig
 from tests.conftest import make_tenant
 
@@ -131,7 +131,9 @@ async def test_confirmations_past_the_rate_are_not_sent_and_expire_with_the_inte
 
 async def test_confirmations_switched_off_by_a_zero_rate_are_not_asked_for(rig: Rig) -> None:
     """Pins `CONFIRM_ROUNDS_PER_MINUTE=0`: no request waits for a budget that never comes."""
-    none = Alerter(rig.pool, rig.js, rig.job_ids, confirm_per_minute=0, clock=rig.clock)
+    none = wired_alerter(
+        rig.pool, rig.js, rig.job_ids, confirm_rounds_per_minute=0, clock=rig.clock
+    )
     m = await rig.monitor()
     await rig.round(m, 0, DOWN, at=rig.clock() - timedelta(seconds=3))
     await none.burst()
@@ -143,7 +145,9 @@ async def test_confirmations_draw_on_the_organizations_trigger_allowance(rig: Ri
     (ORG_MAX_CHECKS_PER_MINUTE a minute): here 6 checks, two rounds of three countries. The
     first organization's third failing monitor gets no confirmation; another organization's
     allowance is its own."""
-    alerter = Alerter(rig.pool, rig.js, rig.job_ids, checks_per_minute=6, clock=rig.clock)
+    alerter = wired_alerter(
+        rig.pool, rig.js, rig.job_ids, org_max_checks_per_minute=6, clock=rig.clock
+    )
     mine = [await rig.monitor(name=f"Mine {i}") for i in range(3)]
     theirs = await rig.monitor(name="Theirs", tenant=await make_tenant(rig.pool))
     first = rig.clock() - timedelta(seconds=3)

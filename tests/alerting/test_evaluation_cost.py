@@ -35,7 +35,7 @@ async def _evaluate_logged(rig: Rig, monitor_id: int) -> tuple[list[str], dateti
         conn.add_query_logger(logged)
         try:
             async with conn.transaction():
-                await rig.alerter.evaluate(conn, monitor_id, now, lease=lease.lease)
+                await rig.alerter.evaluator.evaluate(conn, monitor_id, now, lease=lease.lease)
             await asyncio.sleep(0)  # loggers are called soon after
         finally:
             conn.remove_query_logger(logged)
@@ -101,7 +101,7 @@ async def _batch_logged(rig: Rig, ids: list[int]) -> tuple[list[str], list[str],
         conn.add_query_logger(logged)
         try:
             async with conn.transaction():
-                alone = await rig.alerter.evaluate_batch(conn, leases, now)
+                alone = await rig.alerter.evaluator.evaluate_batch(conn, leases, now)
             await asyncio.sleep(0)
         finally:
             conn.remove_query_logger(logged)

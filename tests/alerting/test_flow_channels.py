@@ -22,7 +22,6 @@ import httpx
 import pytest
 from nats.js import JetStreamContext
 
-from controller.alerting.evaluator import Alerter
 from controller.jobs.rules import JobIds
 from controller.notify import Channel
 from controller.notify.outbox import OutboxWorker
@@ -31,6 +30,7 @@ from controller.settings import ControllerSettings
 from shared import embedded
 from testkit.alerting.peers import Relay, SmsGateway
 from testkit.alerting.receivers import CA, Alertmanager, Receiver
+from testkit.alerting.wired import wired_alerter
 from testkit.serving import http_client
 from tests.alerting.conftest import (
     LINKS,
@@ -90,13 +90,13 @@ async def told(
     receivers = {k: Receiver(k, SECRETS.get(k, "")) for k in KINDS}
     for r in receivers.values():
         await r.__aenter__()
-    alerter = Alerter(
+    alerter = wired_alerter(
         alert_pool,
         events_js,
         job_ids,
-        reminder_minutes=30,
-        group_wait_s=30,
-        group_interval_s=0,
+        notify_reminder_minutes=30,
+        incident_group_wait_seconds=30,
+        incident_group_interval_seconds=0,
         links=LINKS,
         clock=clock,
     )

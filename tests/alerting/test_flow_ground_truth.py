@@ -15,7 +15,6 @@ import trustme
 
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
-from controller.alerting.evaluator import Alerter
 from controller.ingest import store as results
 from controller.jobs.result_kinds import ResultRow
 from shared.messages import (
@@ -30,6 +29,7 @@ from shared.messages import (
     TlsOptions,
 )
 from shared.secret import Secret
+from testkit.alerting.wired import wired_alerter
 from testkit.oauth2 import dovecot, postfix
 from testkit.oauth2.dovecot import Dovecot
 from testkit.oauth2.postfix import Postfix
@@ -156,8 +156,8 @@ async def test_dovecot_down_under_four_monitors_pages_once_and_recovers_once(
     rig: Rig, servers: tuple[Dovecot, Postfix, SslContexts]
 ) -> None:
     dc, pf, contexts = servers
-    rig.alerter = Alerter(
-        rig.pool, rig.js, rig.job_ids, group_wait_s=30, links=LINKS, clock=rig.clock
+    rig.alerter = wired_alerter(
+        rig.pool, rig.js, rig.job_ids, incident_group_wait_seconds=30, links=LINKS, clock=rig.clock
     )
     ms = await monitors(rig, dc, pf)
     js = jobs(dc, pf)

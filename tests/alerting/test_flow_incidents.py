@@ -11,7 +11,8 @@ from typing import Any
 import asyncpg
 import httpx
 
-from controller.alerting.evaluator import Alerter
+from controller.alerting.alerter import Alerter
+from testkit.alerting.wired import wired_alerter
 from tests.alerting.conftest import LINKS, MONITOR_SECRET, Rig
 from tests.conftest import make_tenant
 
@@ -23,14 +24,14 @@ def failing(kind: str) -> dict[str, str]:
     return {"DE": kind, "FR": kind, "US": "up"}
 
 
-def grouping(rig: Rig, wait_s: float = 30, interval_s: float = 0) -> Alerter:
-    rig.alerter = Alerter(
+def grouping(rig: Rig, wait_s: int = 30, interval_s: int = 0) -> Alerter:
+    rig.alerter = wired_alerter(
         rig.pool,
         rig.js,
         rig.job_ids,
-        reminder_minutes=30,
-        group_wait_s=wait_s,
-        group_interval_s=interval_s,
+        notify_reminder_minutes=30,
+        incident_group_wait_seconds=wait_s,
+        incident_group_interval_seconds=interval_s,
         links=LINKS,
         clock=rig.clock,
     )
@@ -211,8 +212,14 @@ async def test_two_alerters_at_once_make_one_flow_incident_and_one_page(rig: Rig
     """Eight monitors of one server, judged by two alerters (lanes and replicas) at once: one
     flow incident, and its first notice queued once per recipient."""
     one = grouping(rig)
-    other = Alerter(
-        rig.pool, rig.js, rig.job_ids, group_wait_s=30, links=LINKS, clock=rig.clock, batch=1
+    other = wired_alerter(
+        rig.pool,
+        rig.js,
+        rig.job_ids,
+        incident_group_wait_seconds=30,
+        links=LINKS,
+        clock=rig.clock,
+        batch=1,
     )
     ms = {
         f"m{i}": await rig.monitor(name=f"Relay {i}", hostname=HOST, port=587, phone=None)
@@ -278,7 +285,7 @@ async def test_a_flow_incident_whose_monitors_are_deleted_before_its_notice_ends
     async with rig.pool.acquire() as conn:
         await conn.execute("DELETE FROM monitors WHERE id = $1", m["id"])
     rig.clock.shift += timedelta(seconds=31)
-    assert await rig.alerter.send_due_flows() == 0
+    assert await rig.alerter.teller.send_due() == 0
     (flow,) = await flows(rig)
     assert flow["ended_at"] is not None and not flow["notified"]
-    assert await rig.alerter.send_due_flows() == 0
+    assert await rig.alerter.teller.send_due() == 0

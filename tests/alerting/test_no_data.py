@@ -4,7 +4,7 @@ have all been missed for INCIDENT_NO_DATA_CLOSE_MINUTES (and at least 3 rounds) 
 lack of data, with an end reason, an event, a notice saying it did not recover, and the state
 `missed`. Before the rule such an incident stayed open and the monitor `down`."""
 
-from controller.alerting.evaluator import Alerter
+from testkit.alerting.wired import wired_alerter
 from tests.alerting.conftest import DOWN, GONE, UP, Rig
 
 CAPPED = {"DE": "login_capped", "FR": "login_capped", "US": "login_capped"}
@@ -13,12 +13,12 @@ BACKED_OFF = {"DE": "auth_backoff", "FR": "auth_backoff", "US": "auth_backoff"}
 
 
 def closing_after(rig: Rig, minutes: int) -> None:
-    rig.alerter = Alerter(
+    rig.alerter = wired_alerter(
         rig.pool,
         rig.js,
         rig.job_ids,
-        reminder_minutes=30,
-        no_data_close_minutes=minutes,
+        notify_reminder_minutes=30,
+        incident_no_data_close_minutes=minutes,
         clock=rig.clock,
     )
 

@@ -11,7 +11,6 @@ import asyncpg
 import trustme
 from structlog.testing import capture_logs
 
-from controller.alerting.evaluator import Alerter
 from controller.db.pool import create_pool
 from controller.monitors import store as monitors
 from controller.notify import Notification
@@ -25,6 +24,7 @@ from controller.notify.recipients import Outgoing
 from controller.notify.sms import SmsChannel
 from shared import embedded
 from testkit.alerting.peers import Relay
+from testkit.alerting.wired import wired_alerter
 from tests.alerting.conftest import (
     DOWN,
     RELAY_PASSWORD,
@@ -293,13 +293,13 @@ async def test_passes_with_nothing_due_open_no_transaction_and_a_due_row_is_stil
     try:
         channels = {"email": email_channel(rig.relay)}
         worker = OutboxWorker(pool, channels, clock=rig.clock, backoff_s=0)
-        publisher = Alerter(pool, rig.js, rig.job_ids, clock=rig.clock)
+        publisher = wired_alerter(pool, rig.js, rig.job_ids, clock=rig.clock)
         assert await rig.outbox().burst() == 0  # what other tests of this database left
-        await rig.alerter.publish_events()
+        await rig.alerter.events.publish()
 
         for _ in range(3):
             assert await worker.deliver() == 0
-            assert await publisher.publish_events() == 0
+            assert await publisher.events.publish() == 0
         await asyncio.sleep(0.1)  # loggers are called soon after
         assert sorted(set(sent)) == [
             "SELECT EXISTS (SELECT 1 FROM event_outbox)",
@@ -317,7 +317,7 @@ async def test_passes_with_nothing_due_open_no_transaction_and_a_due_row_is_stil
         got = await rig.js.subscribe("mon.events.test-outbox-poll", ordered_consumer=True)
         async with rig.pool.acquire() as conn:
             await events_db.add_event(conn, "mon.events.test-outbox-poll", "poll-1", b"{}")
-        assert await publisher.publish_events() == 1
+        assert await publisher.events.publish() == 1
         assert (await got.next_msg(timeout=5)).data == b"{}"
     finally:
         await pool.close()

@@ -186,7 +186,7 @@ async def next_round(
     rig: Rig, monitor: asyncpg.Record, n: int, port: int, probes: dict[str, ReadinessProbe]
 ) -> None:
     """Round `n`, judged at once: a monitor whose rounds changed nothing comes back to the
-    alerter an interval later (`Alerter._come_back`), so the alerter's clock moves on one."""
+    alerter an interval later (`ready_rounds.come_back`), so the alerter's clock moves on one."""
     rig.clock.shift += timedelta(seconds=monitor["check_interval"] + 1)
     await round_(rig, monitor, n, port, probes)
 

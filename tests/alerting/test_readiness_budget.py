@@ -1,15 +1,15 @@
 """Each organization's hourly readiness DNS budget per country, on real parts (issue 67): the
-scheduler's planner asks (or holds) each round's readiness from a batch's `Ledger` read from
-PostgreSQL and reserves what it asked as `_send` does; the agent's readiness side check walks
+scheduler's planner asks each round's readiness and admission reserves it in PostgreSQL (or
+holds it) as `Admission.admit` does; the agent's readiness side check walks
 each domain through a loopback DNS server that counts what it is asked; the results go through
 the ingester's bound and store (which settles the queries reported) and the alerter judges them.
 
 A seeded history of rounds over three clock hours (some results lost on the way) is checked
-round by round against a harness that knows when the budget is spent: every round is asked or
-held as the harness says, a held round's facts say why and until when, its findings stay as
-they were (no false finding, no drift), the DNS server never sees more than the budget in an
-hour, another organization in the same country is never held, and asking resumes by itself
-when the hour rolls."""
+round by round against a harness that knows when the budget is spent and whose turn it is:
+every round is asked or held as the harness says, a held round's facts say why and until
+when, its findings stay as they were (no false finding, no drift), the DNS server never sees
+more than the budget in an hour, another organization in the same country is never held, and
+asking resumes by itself when the hour rolls."""
 
 import asyncio
 import functools
@@ -38,7 +38,7 @@ from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.sidechecks.frame import Arrived
 from controller.sidechecks.readiness import budget_store, rules
-from controller.sidechecks.readiness.budget import READINESS, hour_of
+from controller.sidechecks.readiness.budget import hour_of
 from shared.messages import CheckJob, CheckResult, SmtpConfig, encode
 from shared.sidechecks.readiness import QUERIES_MAX, WIRE, Readiness
 from shared.timefmt import parse_iso
@@ -99,18 +99,40 @@ async def _open(api: httpx.AsyncClient, tenant: Tenant, monitor: asyncpg.Record)
 class Harness:
     """What the budget is, as the harness counts it: per organization and hour, the queries
     the DNS server answered for rounds that came back and QUERIES_MAX for each asked one that
-    did not (yet)."""
+    did not (yet); and whose turn it is: a batch's room goes first to the monitors held since
+    the earliest hour, then to those asked longest ago (never asked first), then by id."""
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
         self.charged: dict[tuple[int, datetime], int] = {}
+        self.waiting: dict[int, datetime] = {}  # monitor → the hour it is held since
+        self.served: dict[int, datetime] = {}  # monitor → the hour it was last asked
 
-    def asks(self, org: int, at: datetime) -> bool:
-        key = (org, hour_of(at))
-        if self.charged.get(key, 0) + QUERIES_MAX > self.budget:
-            return False
-        self.charged[key] = self.charged.get(key, 0) + QUERIES_MAX
-        return True
+    def batch(self, rounds: list[tuple[int, int]], at: datetime) -> list[bool]:
+        """Whether each of a batch's rounds (organization, monitor) is asked."""
+        far = datetime.max.replace(tzinfo=UTC)
+        asked: set[int] = set()
+        for org in {o for o, _ in rounds}:
+            key = (org, hour_of(at))
+            room = (self.budget - self.charged.get(key, 0)) // QUERIES_MAX
+            ours = sorted(
+                (m for o, m in rounds if o == org),
+                key=lambda m: (
+                    m not in self.waiting,
+                    self.waiting.get(m, far),
+                    m in self.served,
+                    self.served.get(m, far),
+                    m,
+                ),
+            )
+            for m in ours[: max(room, 0)]:
+                asked.add(m)
+                self.charged[key] = self.charged.get(key, 0) + QUERIES_MAX
+                self.served[m] = hour_of(at)
+                self.waiting.pop(m, None)
+            for m in ours[max(room, 0) :]:
+                self.waiting.setdefault(m, hour_of(at))
+        return [m in asked for _, m in rounds]
 
     def arrived(self, org: int, at: datetime, queries: int) -> None:
         key = (org, hour_of(at))
@@ -144,8 +166,8 @@ class History:
         self.owners[self.fine["id"]] = self.org
 
     async def plan(self, now: datetime) -> list[CheckJob]:
-        """One batch: the ledger read at its start, every monitor planned, what was asked
-        reserved (as the scheduler's `_run_batch` and `_send` do)."""
+        """One batch: every monitor planned, its readiness reserved or held (as the scheduler's
+        `_run_batch` and `Admission.admit` do)."""
         async with self.rig.pool.acquire() as conn, conn.transaction():
             await self.due(conn, now)
             return await self.reserve(conn, await self.planned(conn, now), now)
@@ -159,27 +181,25 @@ class History:
         )
 
     async def planned(self, conn: Conn, now: datetime) -> list[CheckJob]:
-        """A batch's rounds as planned from its ledger, nothing reserved yet."""
+        """A batch's rounds as planned, nothing reserved yet."""
         ids = self.ids()
         claimed = [await due.monitor(conn, i) for i in ids]
-        orgs = [self.owners[i].org_id for i in ids]
-        ledger = await budget_store.load(conn, orgs, now, self.budget)
-        plans = [
-            self.planner.round(_watched(c), now, LIVE, side={READINESS: ledger}) for c in claimed
-        ]
+        plans = [self.planner.round(_watched(c), now, LIVE) for c in claimed]
         jobs = [job for p in plans for job in p.jobs]
         assert len(jobs) == len(ids)
         return jobs
 
     async def reserve(self, conn: Conn, jobs: list[CheckJob], now: datetime) -> list[CheckJob]:
-        held = await budget_store.reserve(conn, jobs, now, self.budget)
+        held = await budget_store.reserve(conn, jobs, now, self.budget, timedelta(hours=1))
         return [held.get(j.job_id, j) for j in jobs]
 
     async def step(self, now: datetime, smtp: int, peers: dict[int, DnsPeer]) -> None:
         jobs = await self.plan(now)
         monitors = [*self.hostile, self.fine]
         # What the harness says of each round, in the batch's order, before any comes back.
-        expected = [self.harness.asks(self.owners[m["id"]].org_id, now) for m in monitors]
+        expected = self.harness.batch(
+            [(self.owners[m["id"]].org_id, m["id"]) for m in monitors], now
+        )
         self.batches[now] = expected
         rows = []
         for monitor, job, asked in zip(monitors, jobs, expected, strict=True):
@@ -309,9 +329,7 @@ LIVE = frozenset({"DE"})
 
 
 def _planner(rig: Rig, tmp_path: Path) -> RoundPlanner:
-    return RoundPlanner(
-        rig.job_ids, SecretBox(_secrets_key()), CountryKeys(str(tmp_path)), dns_interval_s=3600
-    )
+    return RoundPlanner(rig.job_ids, SecretBox(_secrets_key()), CountryKeys(str(tmp_path)))
 
 
 @functools.cache
@@ -387,10 +405,9 @@ async def test_what_a_round_is_charged_is_its_own_once_and_at_most_its_reservati
 async def test_two_replicas_planning_at_once_never_ask_more_than_the_budget(
     rig: Rig, tmp_path: Path
 ) -> None:
-    """Two controllers read the same empty ledger on their own connections, each plans every
-    monitor (each alone would ask two of the three hostile rounds), then both reserve, the
-    second while the first holds the hour's row: between them they ask two rounds, and the
-    second's jobs go out held, saying why."""
+    """Two controllers plan every monitor on their own connections (each asking all), then both
+    reserve, the second while the first holds the hour's row: between them they ask two rounds
+    of the three hostile ones (the budget), and the second's jobs go out held, saying why."""
     org = await make_tenant(rig.pool)
     history = History(rig, org, _planner(rig, tmp_path), 2 * QUERIES_MAX)
     await history.monitors()
@@ -404,8 +421,8 @@ async def test_two_replicas_planning_at_once_never_ask_more_than_the_budget(
         await tb.start()
         planned_a = await history.planned(a, now)
         planned_b = await history.planned(b, now)
-        for planned in (planned_a, planned_b):  # each replica's own ledger asks two
-            assert sum(_asks(j) for j in planned if j.monitor_id in hostile) == 2
+        for planned in (planned_a, planned_b):  # planned: every round asks its domain
+            assert sum(_asks(j) for j in planned if j.monitor_id in hostile) == 3
         jobs_a = await history.reserve(a, planned_a, now)
         second = asyncio.create_task(history.reserve(b, planned_b, now))
         await ta.commit()

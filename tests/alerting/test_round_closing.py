@@ -10,13 +10,14 @@ import asyncpg
 import httpx
 from structlog.testing import capture_logs
 
-from controller.alerting.evaluator import Alerter
+from controller.alerting.alerter import Alerter
 from controller.ingest import store as results
 from controller.jobs.result_kinds import ResultRow
 from controller.jobs.rules import JobIds
 from controller.notify import events_store as events_db
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
+from testkit.alerting.wired import wired_alerter
 from tests.alerting.conftest import DOWN, UP, Rig
 
 
@@ -307,7 +308,9 @@ async def test_a_monitor_failing_every_evaluation_never_stops_the_others(rig: Ri
 
 
 async def test_two_alerters_at_once_open_one_incident_and_queue_once(rig: Rig) -> None:
-    other = Alerter(rig.pool, rig.js, rig.job_ids, reminder_minutes=30, clock=rig.clock)
+    other = wired_alerter(
+        rig.pool, rig.js, rig.job_ids, notify_reminder_minutes=30, clock=rig.clock
+    )
     many = [
         await rig.monitor(name=f"Relay {i}", hostname=f"relay{i}.customer.test") for i in range(8)
     ]
@@ -325,13 +328,13 @@ async def test_two_alerters_at_once_open_one_incident_and_queue_once(rig: Rig) -
 
     async def evaluate(alerter: Alerter) -> None:
         async with rig.pool.acquire() as conn, conn.transaction():
-            await alerter.evaluate(conn, m["id"], rig.clock())
+            await alerter.evaluator.evaluate(conn, m["id"], rig.clock())
 
     await asyncio.gather(evaluate(rig.alerter), evaluate(other))
     assert len(await rig.incidents(m)) == 1
     assert len(await rig.outbox_rows(m)) == 2
     assert [e.state for e in await rig.events(m)] == []  # written, not published yet
-    await other.publish_events()
+    await other.events.publish()
     assert [e.state for e in await rig.events(m)] == ["degraded", "down"]
 
 
@@ -340,11 +343,11 @@ async def test_events_leave_one_publisher_at_a_time_in_the_order_written(rig: Ri
     for n, outcome in enumerate([DOWN, DOWN, UP, UP, DOWN, UP]):
         await rig.round(m, n, outcome)
         async with rig.pool.acquire() as conn, conn.transaction():
-            await rig.alerter.evaluate(conn, m["id"], rig.clock())
-    other = Alerter(rig.pool, rig.js, rig.job_ids, batch=1, clock=rig.clock)
+            await rig.alerter.evaluator.evaluate(conn, m["id"], rig.clock())
+    other = wired_alerter(rig.pool, rig.js, rig.job_ids, batch=1, clock=rig.clock)
     async with rig.pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", events_db.EVENTS_LOCK)
-        assert await other.publish_events() == 0  # another replica is publishing
-    one, two = (Alerter(rig.pool, rig.js, rig.job_ids, batch=1) for _ in range(2))
-    await asyncio.gather(one.publish_events(), two.publish_events(), other.publish_events())
+        assert await other.events.publish() == 0  # another replica is publishing
+    one, two = (wired_alerter(rig.pool, rig.js, rig.job_ids, batch=1) for _ in range(2))
+    await asyncio.gather(one.events.publish(), two.events.publish(), other.events.publish())
     assert [e.state for e in await rig.events(m)] == ["degraded", "down", "up", "degraded", "up"]

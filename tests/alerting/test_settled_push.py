@@ -32,7 +32,7 @@ async def _store(rig: Rig, m: asyncpg.Record, n: int, countries: tuple[str, ...]
 
 
 def _closes(m: asyncpg.Record, at: datetime) -> datetime:
-    """`Alerter._closes` of a round of the rig's monitors (60 s interval, under 14 min)."""
+    """`ready_rounds.closes` of a round of the rig's monitors (60 s interval, under 14 min)."""
     return at + timedelta(seconds=m["check_interval"] + m["timeout_seconds"]) + CLOSE_GRACE
 
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from controller.monitors import fair_use
-from controller.monitors.limits_store import Cost
+from controller.monitors.limits_store import Cost, take_trigger
 from controller.monitors.validation import COUNTRIES
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
@@ -520,3 +520,21 @@ async def test_alertsite_monitor_list_has_a_default_and_a_maximum_limit(
     assert "limit" in as_error(r, 400)
     r = await http.get(SMTP, params={"perPage": 201}, headers=tenant.auth())
     assert_error(r, 400, fields=["perPage"])
+
+
+async def test_a_take_is_judged_when_it_is_counted_not_when_its_transaction_began(
+    pool: asyncpg.Pool,
+) -> None:
+    """Two takes of a two-take allowance: the one whose transaction began first but reaches
+    the row second is still within the allowance (it was refused while the take's time was
+    its transaction's start)."""
+    org = await make_tenant(pool)
+    async with pool.acquire() as early, pool.acquire() as late:
+        async with early.transaction():
+            await early.execute("SELECT now()")  # this transaction's time is now fixed
+            await asyncio.sleep(0.3)
+            async with late.transaction():
+                assert await take_trigger(late, "organizations", org.org_id, 1.0, 2.0) == 0.0
+            assert await take_trigger(early, "organizations", org.org_id, 1.0, 2.0) == 0.0
+        async with late.transaction():
+            assert await take_trigger(late, "organizations", org.org_id, 1.0, 2.0) > 0.0

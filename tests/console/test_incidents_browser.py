@@ -22,7 +22,6 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
-from controller.alerting.evaluator import Alerter
 from controller.db.pool import create_pool
 from controller.jobs.rules import JobIds
 from controller.monitors import store as monitors
@@ -33,6 +32,7 @@ from controller.notify.recipients import Outgoing
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared.streams import ensure_streams
+from testkit.alerting.wired import wired_alerter
 from testkit.serving import http_client, serve_app
 from tests.alerting.conftest import Clock, Rig
 from tests.conftest import PASSWORD, Tenant, make_tenant, scratch_database
@@ -85,7 +85,7 @@ async def _seed(pool: asyncpg.Pool, url: str, nats_url: str, job_ids: JobIds) ->
         js = nc.jetstream()
         await ensure_streams(js)
         clock = Clock()
-        alerter = Alerter(
+        alerter = wired_alerter(
             pool, js, job_ids, links=Links("https://mailprobe.example.test"), clock=clock
         )
         rig = Rig(pool, js, tenant, None, None, clock, alerter, _no_outbox, job_ids)  # type: ignore[arg-type]

@@ -166,7 +166,7 @@ def test_compose_pins_the_tested_nats_and_checks_every_service() -> None:
     services = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
     assert services["nats"]["image"] == f"nats:{nats_server_version()}-alpine"
     assert "http://127.0.0.1:8222/healthz" in services["nats"]["healthcheck"]["test"]
-    agent_port = load(AgentSettings, {}, agent_country="DE").agent_metrics_port
+    agent_port = load(AgentSettings, {}, agent_country="DE").metrics.agent_metrics_port
     for name, service in services.items():
         if service.get("image") != IMAGE or name == "migrate":
             continue
@@ -247,7 +247,7 @@ def test_kubernetes_probes_ask_the_ports_the_processes_serve() -> None:
     docs = k8s_documents()
     configmaps = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap"}
     deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
-    agent_port = load(AgentSettings, {}, agent_country="DE").agent_metrics_port
+    agent_port = load(AgentSettings, {}, agent_country="DE").metrics.agent_metrics_port
     api_port = int(configmaps["mailprobe-controller-config"]["API_PORT"])
     for name, port in (("mailprobe-agent-de", agent_port), ("mailprobe-controller", api_port)):
         [container] = deployments[name]["spec"]["template"]["spec"]["containers"]
@@ -324,8 +324,8 @@ def test_systemd_runs_several_agents_of_one_country_on_one_host(
         load(AgentSettings, systemd_env(unit, "DE-1", example, etc))
     example = example.replace("CHANGE-ME", "a-minted-password")
     second = load(AgentSettings, systemd_env(unit, "DE-1", example, etc))
-    assert (first.agent_country, second.agent_country) == ("DE", "DE")
-    assert first.agent_metrics_port != second.agent_metrics_port
+    assert (first.identity.agent_country, second.identity.agent_country) == ("DE", "DE")
+    assert first.metrics.agent_metrics_port != second.metrics.agent_metrics_port
     for env in (plain, systemd_env(unit, "DE-1", example, etc)):
         assert env["AGENT_SEAL_KEYS_FILE"] == f"{etc}/seal/agent-DE.keys"
         assert Path(env["NATS_TLS_CA_FILE"]).is_file()

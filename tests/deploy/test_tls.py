@@ -211,5 +211,5 @@ def test_tls_settings_are_checked_at_start(pki: Pki, env: dict[str, str], messag
 def test_settings_accept_a_ca_alone(pki: Pki) -> None:
     """Server verification without a client certificate: the common case."""
     loaded = load(AgentSettings, {"AGENT_COUNTRY": "DE", "NATS_TLS_CA_FILE": str(pki.ca)})
-    assert loaded.nats_tls_ca_file == str(pki.ca)
-    assert msgspec.structs.asdict(loaded)["nats_tls_cert_file"] is None
+    assert loaded.process.nats_tls_ca_file == str(pki.ca)
+    assert msgspec.structs.asdict(loaded.process)["nats_tls_cert_file"] is None

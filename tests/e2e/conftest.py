@@ -28,7 +28,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from agent.worker import Worker
-from controller.alerting.evaluator import Alerter
+from controller.alerting.alerter import Alerter
 from controller.db.pool import create_pool
 from controller.fleet.live import LiveAgents
 from controller.ingest.ingester import Ingester
@@ -41,6 +41,7 @@ from controller.web.app import create_app
 from shared.messages import AgentHeartbeat
 from shared.streams import ensure_streams, jobs_consumer_name
 from shared.subjects import JOBS_STREAM, RESULTS_STREAM, jobs_subject
+from testkit.alerting.wired import wired_alerter
 from testkit.scheduling import wired_scheduler
 from testkit.sealing import KeyRing
 from testkit.serving import http_client, serve_app
@@ -201,7 +202,9 @@ async def org(controller: Controller) -> AsyncIterator[Tenant]:
 @pytest.fixture
 async def alerter(controller: Controller, job_ids: JobIds) -> AsyncIterator[Alerter]:
     """The alerter role beside the running scheduler and ingester, as `serve` runs it."""
-    running = Alerter(controller.pool, controller.js, job_ids, interval_s=0.05)
+    running = wired_alerter(
+        controller.pool, controller.js, job_ids, alert_eval_interval_seconds=0.05
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(running.run(stop))
     yield running

@@ -18,7 +18,7 @@ import asyncpg
 import httpx
 import pytest
 
-from controller.alerting.evaluator import Alerter
+from controller.alerting.alerter import Alerter
 from shared.timefmt import parse_iso
 from testkit.peers.base import LoopbackServer
 from testkit.peers.mailstore import DeliveringHandler, MailboxImapPeer, MailboxPop3Peer, Mailstore

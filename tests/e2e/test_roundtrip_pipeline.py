@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from controller.alerting.evaluator import Alerter
 from controller.jobs.rules import JobIds
+from testkit.alerting.wired import wired_alerter
 from testkit.peers.mailstore import DeliveringHandler, MailboxImapPeer, MailboxPop3Peer, Mailstore
 from testkit.peers.smtp import SmtpPeer
 from tests.conftest import Tenant
@@ -141,7 +141,7 @@ async def until_confirmed(
 ) -> None:
     """Until the alerter (a role this controller does not run) has judged a delivered round:
     the monitor's mailbox is confirmed."""
-    alerter = Alerter(controller.pool, controller.js, job_ids)
+    alerter = wired_alerter(controller.pool, controller.js, job_ids)
     deadline = asyncio.get_running_loop().time() + within
     while True:
         await alerter.burst()

@@ -26,7 +26,6 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from agent.worker import Worker
-from controller.alerting.evaluator import Alerter
 from controller.db.pool import create_pool
 from controller.ingest.ingester import Ingester
 from controller.jobs.rules import JobIds
@@ -36,6 +35,7 @@ from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings
 from shared.streams import ensure_streams
 from shared.subjects import RESULTS_STREAM
+from testkit.alerting.wired import wired_alerter
 from testkit.campaigns.saturation import Figures, Org, Scenario, Tarpit, figures, seed, table
 from testkit.peers.smtp import SmtpPeer
 from testkit.scheduling import wired_scheduler
@@ -136,7 +136,7 @@ async def _run(
         pool, js, live, SecretBox(settings.secrets.secrets_key or ""), CountryKeys(None)
     )
     ingester = Ingester(pool, nc, js, job_ids, durable=f"ingest-sat-{uuid.uuid4().hex[:8]}")
-    alerter = Alerter(pool, js, job_ids, interval_s=0.5)
+    alerter = wired_alerter(pool, js, job_ids, alert_eval_interval_seconds=0.5)
     stop = asyncio.Event()
     roles = [asyncio.create_task(r.run(stop)) for r in (scheduler, ingester, alerter)]
     conns: list[NATS] = []

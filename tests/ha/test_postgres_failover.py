@@ -7,7 +7,7 @@ write committed before the kill is there."""
 import asyncio
 import contextlib
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -21,36 +21,34 @@ from testkit import postgres
 
 
 @pytest.fixture
-def pair(tmp_path: Path) -> Iterator[tuple[postgres.PgNode, postgres.PgNode]]:
-    first = postgres.primary(tmp_path / "a", embedded.free_port())
+async def pair(tmp_path: Path) -> AsyncIterator[tuple[postgres.PgNode, postgres.PgNode]]:
+    """A migrated primary and its synchronous standby: a commit returns once the standby has
+    its WAL (`synchronous_commit = on`, the default), so a promoted standby holds every commit a
+    client saw succeed. Without fsync (the base backup copies the setting to the standby): the
+    test kills processes, never the machine, and the kernel keeps what a killed server wrote;
+    each commit would otherwise wait on two disks, which on a loaded machine made the set-up
+    and the writes outlast the test's time."""
+    first = await asyncio.to_thread(postgres.primary, tmp_path / "a", embedded.free_port())
+    nodes = [first]
     try:
-        second = postgres.standby(first, tmp_path / "b", embedded.free_port())
-    except BaseException:
-        first.stop()
-        raise
-    try:
+        first.configure(fsync="off")
+        await asyncio.to_thread(first.sql, "SELECT pg_reload_conf()")
+        # Migrated before the standby exists: it gets the schema in its base backup instead of
+        # waiting on it commit by commit.
+        conn = await connect(first.url)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+        second = await asyncio.to_thread(
+            postgres.standby, first, tmp_path / "b", embedded.free_port()
+        )
+        nodes.append(second)
+        await asyncio.to_thread(first.synchronous)
         yield first, second
     finally:
-        for node in (first, second):
-            node.stop()
-
-
-async def synchronous(primary: postgres.PgNode) -> None:
-    """Make the standby synchronous: a commit returns once the standby has its WAL on disk
-    (`synchronous_commit = on`, the default), so a promoted standby holds every commit a
-    client saw succeed."""
-    conn = await asyncpg.connect(primary.url)
-    try:
-        await conn.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
-        await conn.execute("SELECT pg_reload_conf()")
-        for _ in range(100):
-            state = await conn.fetchval("SELECT sync_state FROM pg_stat_replication")
-            if state == "sync":
-                return
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"the standby is not synchronous: {state}")
-    finally:
-        await conn.close()
+        for node in nodes:
+            await asyncio.to_thread(node.stop)
 
 
 async def promote_later(node: postgres.PgNode, after_s: float = 1.0) -> None:
@@ -64,10 +62,6 @@ async def test_pool_follows_the_promoted_standby_and_loses_no_commit(
     pair: tuple[postgres.PgNode, postgres.PgNode],
 ) -> None:
     first, second = pair
-    await synchronous(first)
-    conn = await connect(first.url)
-    await migrate(conn)
-    await conn.close()
     url = (
         f"postgresql://postgres@127.0.0.1:{first.port},127.0.0.1:{second.port}/postgres"
         "?target_session_attrs=read-write"
@@ -113,14 +107,16 @@ async def test_a_host_that_never_answers_is_passed_over(tmp_path: Path) -> None:
     """The old primary's address now takes connections and never answers (its machine gone
     dark, listed first in DATABASE_URL): each host gets `connect_timeout` of its own, as with
     libpq, so the pool reaches the writable host after it, and later connections start there."""
-    node = postgres.primary(tmp_path / "a", embedded.free_port())
+    node = await asyncio.to_thread(postgres.primary, tmp_path / "a", embedded.free_port())
     dark = socket.socket()
     try:
         dark.bind(("127.0.0.1", 0))
         dark.listen(16)  # the kernel completes handshakes; nobody ever reads
+        # Long enough for a loaded machine's server to take a connection: the writable host has
+        # the same timeout of its own.
         url = (
             f"postgresql://postgres@127.0.0.1:{dark.getsockname()[1]},127.0.0.1:{node.port}"
-            "/postgres?target_session_attrs=read-write&connect_timeout=1"
+            "/postgres?target_session_attrs=read-write&connect_timeout=3"
         )
         pool = await create_pool(url, 4)  # two connections at start
         try:
@@ -137,4 +133,4 @@ async def test_a_host_that_never_answers_is_passed_over(tmp_path: Path) -> None:
             await pool.close()
     finally:
         dark.close()
-        node.stop()
+        await asyncio.to_thread(node.stop)

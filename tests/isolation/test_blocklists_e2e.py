@@ -44,7 +44,7 @@ from shared.streams import ensure_streams
 from testkit.netns import Netns, missing, namespace
 from testkit.peers.dnsbl import DnsblPeer, healthy, label
 from testkit.peers.smtp import SmtpPeer
-from testkit.scheduling import wired_scheduler
+from testkit.scheduling import Answered, wired_scheduler
 from testkit.sealing import KeyRing
 from testkit.serving import http_client, serve_app
 from tests.api.helpers import SMTP
@@ -180,8 +180,7 @@ async def test_a_list_that_differs_between_countries_is_a_finding_from_the_count
             SecretBox(lists_on.secrets.secrets_key or ""),
             CountryKeys(str(keys.directory)),
             default_countries=2,
-            blocklists=lists,
-            blocklist_interval_s=lists_on.reputation.blocklist_interval_seconds,
+            blocklists=Answered(lists, lists_on.reputation.blocklist_interval_seconds),
         )
         ingester = Ingester(pool, nc, js, job_ids, durable="ingest-blocklists")
         stack.push_async_callback(ingester.close)

@@ -30,7 +30,6 @@ import nats
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.alerting.evaluator import Alerter
 from controller.db.pool import create_pool
 from controller.fleet.live import LiveAgents
 from controller.ingest.ingester import Ingester
@@ -43,6 +42,7 @@ from controller.web.app import create_app
 from shared import embedded
 from shared.streams import ensure_streams
 from shared.timefmt import parse_iso
+from testkit.alerting.wired import wired_alerter
 from testkit.netns import DEAD_RESOLVER, Netns, missing, namespace
 from testkit.peers.dns import DnsPeer
 from testkit.peers.smtp import SmtpPeer
@@ -145,7 +145,7 @@ async def stack(
             default_countries=2,
         )
         ingester = Ingester(pool, nc, js, job_ids, durable="ingest-selfcheck")
-        alerter = Alerter(pool, js, job_ids, interval_s=0.05)
+        alerter = wired_alerter(pool, js, job_ids, alert_eval_interval_seconds=0.05)
         stop = asyncio.Event()
         tasks = [asyncio.create_task(r.run(stop)) for r in (scheduler, ingester, alerter)]
         try:

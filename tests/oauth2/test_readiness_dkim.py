@@ -44,8 +44,8 @@ class SigningPostfix(Postfix):
         super().__init__(*args, **kw)  # type: ignore[arg-type]
         self.milter = milter
 
-    def _main_cf(self) -> str:
-        return super()._main_cf() + (
+    def main_cf(self) -> str:
+        return super().main_cf() + (
             f"smtpd_milters = inet:127.0.0.1:{self.milter}\nmilter_default_action = tempfail\n"
         )
 

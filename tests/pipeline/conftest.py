@@ -13,7 +13,7 @@ may change its own country's key.
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -237,20 +237,23 @@ async def countries(js: JetStreamContext, nc: NATS, pipeline: Pipeline) -> Async
     await c.cleanup()
 
 
-def replica(
-    pool: asyncpg.Pool,
-    pipeline: Pipeline,
-    settings: ControllerSettings,
-    keys: KeyRing,
-    **kw: Any,
-) -> Scheduler:
-    """Another scheduler (a replica) over the pipeline's NATS and live agents; by default it
-    sends every login of a round at once. `kw`: the Scheduler's keyword arguments."""
-    return wired_scheduler(
-        pool,
-        pipeline.js,
-        pipeline.agents,
-        SecretBox(settings.secrets.secrets_key or ""),
-        CountryKeys(str(keys.directory), reload_every_s=0),
-        **{"login_spacing_s": 0, **kw},
-    )
+# `scheduler_with(**kw)`: a scheduler (a replica) over the pipeline's pool, NATS and live
+# agents; `kw`: `wired_scheduler`'s keywords, over sending every login of a round at once.
+SchedulerWith = Callable[..., Scheduler]
+
+
+@pytest.fixture
+def scheduler_with(
+    pipe_pool: asyncpg.Pool, pipeline: Pipeline, settings: ControllerSettings, seal_keys: KeyRing
+) -> SchedulerWith:
+    def made(**kw: Any) -> Scheduler:
+        return wired_scheduler(
+            pipe_pool,
+            pipeline.js,
+            pipeline.agents,
+            SecretBox(settings.secrets.secrets_key or ""),
+            CountryKeys(str(seal_keys.directory), reload_every_s=0),
+            **{"login_spacing_s": 0, **kw},
+        )
+
+    return made

@@ -10,11 +10,10 @@ from controller.ingest import store as results
 from controller.runtime.pipeline import Pipeline
 from controller.settings import ControllerSettings
 from shared.timefmt import parse_iso
-from testkit.sealing import KeyRing
 from tests.alertsite.helpers import MINIMAL, V3, as_error
 from tests.api.helpers import PATHS, assert_error, create, seed_body
 from tests.conftest import Tenant, make_tenant
-from tests.pipeline.conftest import Countries, replica
+from tests.pipeline.conftest import Countries, SchedulerWith
 from tests.pipeline.test_scheduler import make_due
 
 ALICE = {"auth": {"user": "alice", "pass": "pw"}}
@@ -35,14 +34,13 @@ async def test_another_organizations_monitors_never_cap_the_victim(
     pipe_pool: asyncpg.Pool,
     pipeline: Pipeline,
     countries: Countries,
-    settings: ControllerSettings,
-    seal_keys: KeyRing,
+    scheduler_with: SchedulerWith,
 ) -> None:
     """Pins: five monitors of another organization naming the victim's user and host use up
     only their own organization's logins; the victim's monitor of that account still logs in
     (before, the cap was shared by every organization and the victim's round went
     `login_capped`). Their checks on a closed port attempt no login and count nothing."""
-    sched = replica(pipe_pool, pipeline, settings, seal_keys, login_cap=4)
+    sched = scheduler_with(login_cap=4)
     [cc] = countries.take(1)
     await countries.live(cc)
     attacker = await make_tenant(pipe_pool)
@@ -126,13 +124,12 @@ async def test_reaching_the_cap_tells_the_owners_once_and_shows_on_the_monitor(
     pipe_pool: asyncpg.Pool,
     pipeline: Pipeline,
     countries: Countries,
-    settings: ControllerSettings,
-    seal_keys: KeyRing,
+    scheduler_with: SchedulerWith,
 ) -> None:
     """Pins: a capped login queues one `login_cap` notice to the organization's owner (not one
     per capped job) and the monitor's `/login-backoff` shows the cap reached (before, the
     round was only recorded `login_capped`, nobody was told)."""
-    sched = replica(pipe_pool, pipeline, settings, seal_keys, login_cap=1)
+    sched = scheduler_with(login_cap=1)
     two = countries.take(2)
     for cc in two:
         await countries.live(cc)

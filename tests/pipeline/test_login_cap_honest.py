@@ -14,13 +14,11 @@ import httpx
 
 from controller.ingest import store as results
 from controller.runtime.pipeline import Pipeline
-from controller.settings import ControllerSettings
 from shared.messages import CheckResult, encode
 from shared.timefmt import iso_ms
-from testkit.sealing import KeyRing
 from tests.api.helpers import create
 from tests.conftest import Tenant
-from tests.pipeline.conftest import Clock, Countries, replica
+from tests.pipeline.conftest import Clock, Countries, SchedulerWith
 
 MINUTES = 15
 HOST, USER = "mail.example.net", "probe@example.net"
@@ -32,8 +30,7 @@ async def test_one_account_over_smtp_imap_pop3_and_a_round_trip_never_caps(
     pipe_pool: asyncpg.Pool,
     pipeline: Pipeline,
     countries: Countries,
-    settings: ControllerSettings,
-    seal_keys: KeyRing,
+    scheduler_with: SchedulerWith,
 ) -> None:
     three = sorted(countries.take(3))
     for cc in three:
@@ -74,7 +71,7 @@ async def test_one_account_over_smtp_imap_pop3_and_a_round_trip_never_caps(
     monitors.append(r.json())
     ids = [m["publicId"] for m in monitors]
     clock = Clock()
-    scheduler = replica(pipe_pool, pipeline, settings, seal_keys, clock=clock)
+    scheduler = scheduler_with(clock=clock)
     async with pipe_pool.acquire() as conn:
         await conn.execute(
             "UPDATE monitors SET next_due_at = $2 WHERE public_id = ANY($1::uuid[])", ids, clock.now

@@ -13,20 +13,16 @@ import httpx
 
 from agent.probers.run import run_check
 from agent.probers.tls import build_ssl_contexts
-from controller.alerting.evaluator import Alerter
 from controller.ingest import store as results
 from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
-from controller.secrets.box import SecretBox
-from controller.secrets.seal_keys import CountryKeys
-from controller.settings import ControllerSettings
 from shared.messages import encode
+from testkit.alerting.wired import wired_alerter
 from testkit.peers.smtp import Lockout, SmtpPeer
-from testkit.scheduling import wired_scheduler
 from testkit.sealing import KeyRing
 from tests.api.helpers import create
 from tests.conftest import Tenant
-from tests.pipeline.conftest import Clock, Countries
+from tests.pipeline.conftest import Clock, Countries, SchedulerWith
 
 ROUNDS = 60  # an hour at the one-minute interval
 SPACING = 5.0  # LOGIN_SPACING_SECONDS' default
@@ -38,24 +34,19 @@ async def test_an_hour_of_wrong_logins_from_five_countries_never_gets_the_accoun
     pipe_pool: asyncpg.Pool,
     pipeline: Pipeline,
     countries: Countries,
-    settings: ControllerSettings,
     seal_keys: KeyRing,
     job_ids: JobIds,
+    scheduler_with: SchedulerWith,
 ) -> None:
     five = sorted(countries.take(5))
     for cc in five:
         await countries.live(cc)
     clock = Clock()
-    scheduler = wired_scheduler(
-        pipe_pool,
-        pipeline.js,
-        pipeline.agents,
-        SecretBox(settings.secrets.secrets_key or ""),
-        CountryKeys(str(seal_keys.directory), reload_every_s=0),
+    scheduler = scheduler_with(
         login_spacing_s=SPACING,
         clock=clock,
     )
-    alerter = Alerter(pipe_pool, pipeline.js, job_ids, clock=clock)
+    alerter = wired_alerter(pipe_pool, pipeline.js, job_ids, clock=clock)
     lockout = Lockout(clock, max_failures=5)
     contexts = build_ssl_contexts()
     ran: set[str] = set()

@@ -13,15 +13,10 @@ from controller.ingest import store as results
 from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
 from controller.scheduling.scheduler import Scheduler
-from controller.secrets.box import SecretBox
-from controller.secrets.seal_keys import CountryKeys
-from controller.settings import ControllerSettings
 from shared.timefmt import parse_iso
-from testkit.scheduling import wired_scheduler
-from testkit.sealing import KeyRing
 from tests.api.helpers import create
 from tests.conftest import Tenant
-from tests.pipeline.conftest import Clock, Countries, replica
+from tests.pipeline.conftest import Clock, Countries, SchedulerWith
 from tests.pipeline.test_scheduler import make_due
 
 SPACING = 1.0
@@ -34,21 +29,12 @@ def clock() -> Clock:
 
 @pytest.fixture
 def spaced(
-    pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
-    settings: ControllerSettings,
-    seal_keys: KeyRing,
-    clock: Clock,
+    pipe_pool: asyncpg.Pool, pipeline: Pipeline, clock: Clock, scheduler_with: SchedulerWith
 ) -> Scheduler:
     """A scheduler on `clock`: the spacing is judged at the steps the test takes, not at the
     real time a loaded machine reaches them (a tick that took a second sent the next login
     within itself)."""
-    return wired_scheduler(
-        pipe_pool,
-        pipeline.js,
-        pipeline.agents,
-        SecretBox(settings.secrets.secrets_key or ""),
-        CountryKeys(str(seal_keys.directory), reload_every_s=0),
+    return scheduler_with(
         login_spacing_s=SPACING,
         clock=clock,
     )
@@ -165,13 +151,12 @@ async def test_logins_to_one_account_are_capped_across_monitors_and_countries(
     pipe_pool: asyncpg.Pool,
     pipeline: Pipeline,
     countries: Countries,
-    settings: ControllerSettings,
-    seal_keys: KeyRing,
+    scheduler_with: SchedulerWith,
 ) -> None:
     """Two monitors of one mailbox (same user at the same host, written differently) from two
     countries each: 4 logins to the account, a cap of 3; a third monitor of another user is
     not held back by them."""
-    capped = replica(pipe_pool, pipeline, settings, seal_keys, login_cap=3)
+    capped = scheduler_with(login_cap=3)
     two = countries.take(2)
     for cc in two:
         await countries.live(cc)

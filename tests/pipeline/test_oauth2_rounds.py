@@ -18,19 +18,17 @@ from controller.oauth2.fetcher import TokenFetcher
 from controller.oauth2.tokens import TokenService
 from controller.runtime.pipeline import Pipeline
 from controller.secrets.box import SecretBox
-from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared.messages import FEATURE_OAUTH2, ImapPopConfig, encode
 from shared.timefmt import utcnow
 from testkit.oauth2.dovecot import Dovecot
 from testkit.oauth2.token_endpoint import TokenEndpoint, ca_context, serve
-from testkit.scheduling import wired_scheduler
 from testkit.sealing import KeyRing
 from testkit.serving import http_client, serve_app
 from tests.conftest import Tenant
 from tests.oauth2.conftest import ca, imap_pop, ssl_contexts  # noqa: F401  # fixtures
-from tests.pipeline.conftest import Countries
+from tests.pipeline.conftest import Countries, SchedulerWith
 
 USER = "alice@example.com"
 CLIENT, SECRET = "mailprobe-app", "round-secret-4711"
@@ -82,6 +80,7 @@ async def test_a_round_fetches_a_token_and_logs_in_only_where_agents_can(
     countries: Countries,
     settings: ControllerSettings,
     seal_keys: KeyRing,
+    scheduler_with: SchedulerWith,
     imap_pop: Dovecot,  # noqa: F811
     ca: trustme.CA,  # noqa: F811
     ssl_contexts: SslContexts,  # noqa: F811
@@ -92,13 +91,7 @@ async def test_a_round_fetches_a_token_and_logs_in_only_where_agents_can(
     box = SecretBox(settings.secrets.secrets_key or "")
     endpoint = TokenEndpoint(imap_pop.issuer, USER, clients={CLIENT: SECRET})
     async with serve(endpoint, ca) as served:
-        scheduler = wired_scheduler(
-            pipe_pool,
-            pipeline.js,
-            pipeline.agents,
-            box,
-            CountryKeys(str(seal_keys.directory), reload_every_s=0),
-            login_spacing_s=0,
+        scheduler = scheduler_with(
             tokens=TokenService(
                 pipe_pool, box, TokenFetcher(verify=ca_context(ca), allow_private=True)
             ),

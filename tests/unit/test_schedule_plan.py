@@ -11,7 +11,6 @@ from typing import Any, cast
 import msgspec
 import pytest
 
-from controller.jobs import rules as job_rules
 from controller.jobs.result_kinds import NO_SEAL_KEY, OVERDUE
 from controller.logins.backoff import CAPPED, HELD
 from controller.monitors.store import Monitor, RoundState, WatchedMonitor, decode_config
@@ -24,6 +23,7 @@ from controller.sidechecks.blocklists.rules import DEFAULT_LISTS, trigger_lists
 from shared.messages import ImapPopConfig, MonitorType, RoundTripConfig, SmtpConfig
 from shared.sealing import OpeningKeys, SealingError, generate
 from testkit.peers.jobs import make_job
+from testkit.scheduling import Answered, round_planner
 
 PUBLIC_ID = uuid.UUID("0b9f3c1e-8a42-4d55-9a1b-2f6c7d8e9f01")
 INTERVAL = 60
@@ -103,13 +103,7 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> tuple[CountryKeys, dict[s
 
 
 def planner(keys: CountryKeys, spacing_s: float = 0) -> RoundPlanner:
-    return RoundPlanner(
-        job_rules.JobIds.from_box(BOX),
-        BOX,
-        keys,
-        default_countries=2,
-        login_spacing_s=spacing_s,
-    )
+    return round_planner(BOX, keys, default_countries=2, login_spacing_s=spacing_s)
 
 
 def outcome(p: PlannedRound) -> dict[str, str]:
@@ -308,7 +302,7 @@ def test_every_job_says_whether_its_result_may_go_in_a_bundle(
 ) -> None:
     """RESULT_BUNDLES, on every job of every round (the agent decides by it)."""
     keys, _ = keyed
-    p = RoundPlanner(job_rules.JobIds.from_box(BOX), BOX, keys, result_bundles=bundles)
+    p = round_planner(BOX, keys, result_bundles=bundles)
     logs_in = p.round(watched(stored=CREDENTIALS, listed=["DE", "FR"]), ON_TIME, LIVE3)
     jobs = [*logs_in.jobs, *(job for _, job in logs_in.deferred)]
     jobs += p.round(watched(), ON_TIME, LIVE3).jobs
@@ -417,14 +411,8 @@ def test_a_monitors_listed_outbound_names_go_into_its_blocklist_asks(
     target = WatchedMonitor(
         msgspec.structs.replace(target.monitor, reputation=listed), target.rounds
     )
-    lists_planner = RoundPlanner(
-        job_rules.JobIds.from_box(BOX),
-        BOX,
-        keyed[0],
-        blocklists=DEFAULT_LISTS,
-        blocklist_interval_s=INTERVAL,  # every round asks
-        fresh=lambda cc: {"81.2.69.160"} if cc == "FR" else set(),
-    )
+    answers = Answered(DEFAULT_LISTS, INTERVAL, names={"FR": {"81.2.69.160"}})  # every round asks
+    lists_planner = round_planner(BOX, keyed[0], blocklists=answers)
     jobs = lists_planner.round(target, ON_TIME, frozenset({"DE", "FR"})).jobs
     asks = {j.country: j.blocklists for j in jobs}
     assert asks["DE"] is not None and asks["FR"] is not None
@@ -441,16 +429,10 @@ def test_a_triggered_round_asks_the_lists_at_once_unless_its_monitor_just_did(
     country its monitor never asked from lately (a new monitor's first round), else only on
     its phase."""
     target = watched(listed=["DE", "FR"])
-    asked = {("FR"): ON_TIME - timedelta(minutes=1)}
-    planner = RoundPlanner(
-        job_rules.JobIds.from_box(BOX),
-        BOX,
-        keyed[0],
-        blocklists=DEFAULT_LISTS,
-        blocklist_interval_s=6 * 3600,
-        fresh=lambda cc: {"127.0.0.2"},
-        asked_at=lambda monitor_id, cc: asked.get(cc),
-    )
+    asked = {(target.monitor.id, "FR"): ON_TIME - timedelta(minutes=1)}  # read as it changes
+    fresh = {cc: {"127.0.0.2"} for cc in ("DE", "FR")}
+    answers = Answered(DEFAULT_LISTS, 6 * 3600, names=fresh, asked=asked)
+    planner = round_planner(BOX, keyed[0], blocklists=answers)
     live = frozenset({"DE", "FR"})
     triggered = planner.round(target, ON_TIME, live, trigger=True).jobs
     asks = {j.country: j.blocklists for j in triggered}
@@ -462,7 +444,7 @@ def test_a_triggered_round_asks_the_lists_at_once_unless_its_monitor_just_did(
     # phase only.
     first = planner.round(target, ON_TIME + timedelta(minutes=1), live).jobs
     assert {j.country for j in first if j.blocklists is not None} == {"DE"}
-    asked["DE"] = ON_TIME
+    asked[target.monitor.id, "DE"] = ON_TIME
     scheduled = [planner.round(target, ON_TIME + timedelta(minutes=n), live).jobs for n in range(3)]
     asking = sum(j.blocklists is not None for jobs in scheduled for j in jobs)
     assert asking in (0, 2)  # at most its phase's round, from both countries

@@ -23,14 +23,14 @@ def collaborators(source: str, cls: str) -> list[str]:
     raise AssertionError(f"no {cls}.__init__")
 
 
-def imported(source: str) -> set[str]:
-    """The modules of controller.scheduling that `source` imports."""
+def imported(source: str, package: str = "controller.scheduling") -> set[str]:
+    """The modules of `package` that `source` imports."""
     found = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom) and node.module:
-            if node.module == "controller.scheduling":
+            if node.module == package:
                 found |= {a.name for a in node.names}
-            elif node.module.startswith("controller.scheduling."):
+            elif node.module.startswith(f"{package}."):
                 found.add(node.module.rsplit(".", 1)[1])
     return found
 

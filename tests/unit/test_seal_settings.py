@@ -53,8 +53,8 @@ def test_the_agent_holds_the_keys_of_its_file_and_of_its_variable(tmp_path: Path
     keys_file = tmp_path / "DE.keys"
     keys_file.write_text(f"{old}\n\n{new}\n")
     settings = agent(AGENT_SEAL_KEYS_FILE=str(keys_file), AGENT_SEAL_KEYS=f" {extra} ,")
-    assert len(opening_keys(settings).ids) == 3
-    assert opening_keys(agent()).ids == frozenset()  # no keys: unsealed jobs only
+    assert len(opening_keys(settings.sealing).ids) == 3
+    assert opening_keys(agent().sealing).ids == frozenset()  # no keys: unsealed jobs only
 
 
 @pytest.mark.parametrize(

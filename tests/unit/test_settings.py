@@ -100,8 +100,8 @@ def test_agent_country_must_be_upper_iso_shape() -> None:
     with pytest.raises(SettingsError, match="AGENT_COUNTRY must be an upper-case"):
         load(AgentSettings, {"AGENT_COUNTRY": "germany"})
     agent = load(AgentSettings, {"AGENT_ALLOW_PRIVATE_TARGETS": "true"}, agent_country="DE")
-    assert agent.agent_allow_private_targets is True
-    assert agent.agent_country == "DE"
+    assert agent.targets.agent_allow_private_targets is True
+    assert agent.identity.agent_country == "DE"
 
 
 @pytest.mark.parametrize(
@@ -177,13 +177,13 @@ def test_a_canary_entry_with_credentials_is_refused_without_repeating_them() -> 
 def test_canaries_may_be_private_loopback_or_ipv6_and_repeats_count_once() -> None:
     env = {"AGENT_CANARIES": "127.0.0.1:25, 10.0.0.5:993,[::1]:110,127.0.0.1:25"}
     settings = load(AgentSettings, env, agent_country="DE")
-    assert parse_canaries(settings.agent_canaries or "") == [
+    assert parse_canaries(settings.self_checks.agent_canaries or "") == [
         ("127.0.0.1", 25),
         ("10.0.0.5", 993),
         ("::1", 110),
     ]
-    assert settings.agent_canary_interval_seconds == 60
-    assert settings.agent_canary_timeout_seconds == 5
+    assert settings.self_checks.agent_canary_interval_seconds == 60
+    assert settings.self_checks.agent_canary_timeout_seconds == 5
 
 
 @pytest.mark.parametrize("cls", [ControllerSettings, AgentSettings])
@@ -191,9 +191,9 @@ def test_shared_settings_are_declared_once_for_both_processes(
     cls: type[ControllerSettings] | type[AgentSettings],
 ) -> None:
     """Pins the shared base: both processes take NATS_URL, the NATS TLS files and LOG_* from
-    ProcessSettings (one declaration: same env names, defaults and checks; the controller's
-    `process` group, the agent's base), and a required setting still leads its table (the
-    agent's) or its group's rows (the controller's DATABASE_URL)."""
+    ProcessSettings (one declaration: same env names, defaults and checks; each process's
+    `process` group), and a required setting leads its group's rows (the agent's AGENT_COUNTRY,
+    the controller's DATABASE_URL)."""
     env = {"DATABASE_URL": "postgresql://u@localhost/db", "AGENT_COUNTRY": "DE"}
     shared = {f.encode_name: f.default for f in msgspec.structs.fields(ProcessSettings)}
     assert shared == {
@@ -205,7 +205,7 @@ def test_shared_settings_are_declared_once_for_both_processes(
         "LOG_LEVEL": "INFO",
     }
     loaded = load(cls, env)
-    settings = loaded.process if isinstance(loaded, ControllerSettings) else loaded
+    settings = loaded.process
     assert isinstance(settings, ProcessSettings)
     assert (settings.nats_url, settings.log_format, settings.log_level) == (
         "nats://127.0.0.1:4222",
@@ -222,8 +222,8 @@ def test_shared_settings_are_declared_once_for_both_processes(
             load(cls, {**env, **bad})
     rows = table(cls).splitlines()[2:]
     if cls is AgentSettings:
-        assert rows[0].startswith("| `AGENT_COUNTRY` |  |")
-        assert rows[1].startswith("| `NATS_URL` |")
+        assert rows[0].startswith("| `AGENT_COUNTRY` | identity |  |")
+        assert rows[2].startswith("| `NATS_URL` | process |")
     else:
         assert rows[0].startswith("| `NATS_URL` | process |")
         assert "| `DATABASE_URL` | database |  |" in rows[len(shared)]

@@ -110,11 +110,11 @@ def observed(
             observed([Incident(1, "t", 105, 115, None)], GOOD_NOTICES[:1], final="down"),
             {"missed_recoveries": 1, "stuck": 2},
         ),
-        # closed much later than two rounds after the outage
+        # closed much later than two rounds after the outage: late, a timing target
         (
             OUTAGE,
             observed([Incident(1, "t", 105, 115, 400)], GOOD_NOTICES),
-            {"missed_recoveries": 1},
+            {"late_recoveries": 1},
         ),
         # two down notices for one incident
         (
@@ -172,6 +172,7 @@ def test_the_judge_counts_each_verdict_against_the_truth(
         for name in (
             "false_down",
             "missed_recoveries",
+            "late_recoveries",
             "stuck",
             "duplicate_notices",
             "missing_notices",
@@ -180,6 +181,7 @@ def test_the_judge_counts_each_verdict_against_the_truth(
     }
     assert found == bad
     assert (fig.misses() == []) == (bad == {})
+    assert (fig.wrong() == []) == (set(bad) <= {"late_recoveries"})
 
 
 def test_detection_is_outage_start_to_down_notice_and_its_p99_has_a_bound() -> None:
@@ -188,6 +190,7 @@ def test_detection_is_outage_start_to_down_notice_and_its_p99_has_a_bound() -> N
     assert fig.detection_s == [30]
     assert fig.detect_bound_s == 10 + 2 * 4 + 5
     assert fig.misses() == ["detection p99 30.0 s > 23.0 s"]
+    assert fig.wrong() == []  # a bound in seconds: make soak's, not make test's
 
 
 @pytest.mark.parametrize(
@@ -238,22 +241,22 @@ def created(trigger: int, first: dict[str, tuple[float, str]]) -> Observed:
 
 
 @pytest.mark.parametrize(
-    ("seen", "wrong"),
+    ("seen", "wrong", "late"),
     [
-        (created(202, {"DE": (101.5, "up"), "US": (102, "up")}), 0),
-        (created(429, {"DE": (101.5, "up"), "US": (102, "up")}), 1),
+        (created(202, {"DE": (101.5, "up"), "US": (102, "up")}), 0, 0),
+        (created(429, {"DE": (101.5, "up"), "US": (102, "up")}), 1, 0),
         # a country that never checked, or only a round later
-        (created(202, {"DE": (101.5, "up")}), 1),
-        (created(202, {"DE": (101.5, "up"), "US": (111, "up")}), 1),
+        (created(202, {"DE": (101.5, "up")}), 1, 0),
+        (created(202, {"DE": (101.5, "up"), "US": (111, "up")}), 0, 1),
         # the server was up: a first round that saw anything else is wrong
-        (created(202, {"DE": (101.5, "down"), "US": (102, "missed")}), 2),
+        (created(202, {"DE": (101.5, "down"), "US": (102, "missed")}), 2, 0),
     ],
 )
 def test_check_now_after_create_is_a_round_at_once_in_every_country(
-    seen: Observed, wrong: int
+    seen: Observed, wrong: int, late: int
 ) -> None:
     fig = judge([], seen, ["t"], RULES, END)
-    assert len(fig.check_now_wrong) == wrong
+    assert (len(fig.check_now_wrong), len(fig.check_now_late)) == (wrong, late)
     assert fig.check_now_bound_s == 4 + 5
 
 

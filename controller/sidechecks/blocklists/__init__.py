@@ -8,10 +8,10 @@ monitor (its own cadence); its facts go to its own store (answers per list, name
 names per monitor: `store`, named in controller/sidechecks/stores.py), and its `blocklisted`
 findings are raised by its watch every minute (`watch`), not by posture's pass."""
 
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 from controller.sidechecks.blocklists import rules
 from controller.sidechecks.blocklists.rules import BlockList
@@ -23,20 +23,34 @@ if TYPE_CHECKING:
     from controller.monitors.store import Monitor
 
 
+class Answers(Protocol):
+    """What the scheduler knows of the lists' answers when it plans a round: the operator's
+    lists (`lists`, none: no round asks) and their interval (`interval_s`), the names answered
+    in a country within it (`fresh`, skipped), those the monitor's last asking round in a
+    country found (`known`) and when that round asked (`asked_at`). `watch.FreshNames` reads
+    them from the store."""
+
+    @property
+    def lists(self) -> tuple[BlockList, ...]: ...
+
+    @property
+    def interval_s(self) -> int: ...
+
+    def fresh(self, country: str) -> Collection[str]: ...
+
+    def known(self, monitor_id: int, country: str) -> Collection[str]: ...
+
+    def asked_at(self, monitor_id: int, country: str) -> datetime | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ListsRound:
     """What the scheduler holds for a round's blocklists (`Planning.options["blocklists"]`):
-    the operator's lists, whether the round is the first of the monitor's window (`due`),
-    the names answered per country within the interval (`fresh`) and those the monitor's last
-    round in a country found (`known`), when that round asked (`asked_at`), the interval
-    (`interval_s`)."""
+    what it knows of the answers, and whether the round is the first of the monitor's window
+    (`due`)."""
 
-    lists: tuple[BlockList, ...]
+    answers: Answers
     due: bool
-    fresh: Callable[[str], Collection[str]]
-    known: Callable[[int, str], Collection[str]]
-    asked_at: Callable[[int, str], datetime | None] = lambda monitor_id, cc: None
-    interval_s: int = 6 * 3600
 
 
 def watched(monitor: "Monitor") -> bool:
@@ -45,21 +59,20 @@ def watched(monitor: "Monitor") -> bool:
 
 def ask(p: Planning) -> BlocklistAsk | None:
     held = p.options.get(WIRE.name)
-    if not isinstance(held, ListsRound) or not held.lists:
+    if not isinstance(held, ListsRound) or not held.answers.lists:
         return None
-    m = p.monitor
+    m, answers = p.monitor, held.answers
     # A check-now, or a round whose monitor never asked from the country lately (a new
     # monitor's first): at once, unless its last asking round is within the floor; else on
     # the monitor's own phase.
-    last = held.asked_at(m.id, p.country)
+    last = answers.asked_at(m.id, p.country)
     if p.trigger or last is None:
-        if not rules.trigger_lists(p.scheduled_at, last, held.interval_s):
+        if not rules.trigger_lists(p.scheduled_at, last, answers.interval_s):
             return None
     elif not held.due:
         return None
-    return rules.ask(
-        held.lists, m.mail_domain, held.fresh(p.country), m.reputation, held.known(m.id, p.country)
-    )
+    fresh, known = answers.fresh(p.country), answers.known(m.id, p.country)
+    return rules.ask(answers.lists, m.mail_domain, fresh, m.reputation, known)
 
 
 SIDE_CHECK: Final = ControllerSideCheck(

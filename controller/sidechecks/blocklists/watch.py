@@ -253,21 +253,23 @@ async def _event(conn: Conn, monitor: Monitor, note: PostureNote, at: datetime) 
 
 
 class FreshNames:
-    """The scheduler's view of the names answered in each country within the interval (read
-    every `REFRESH_S`), so a round skips them: a popular address is one query per list per
-    interval, however many monitors depend on it (give or take a refresh)."""
+    """The scheduler's view of the lists' answers (`Answers`): the names answered in each
+    country within the interval (read every `REFRESH_S`), so a round skips them: a popular
+    address is one query per list per interval, however many monitors depend on it (give or
+    take a refresh)."""
 
     REFRESH_S = 60.0
 
     def __init__(self, pool: asyncpg.Pool, lists: tuple[BlockList, ...], interval_s: int) -> None:
         self._pool = pool
-        self._lists = lists
+        self.lists = lists
+        self.interval_s = interval_s
         self._interval = timedelta(seconds=interval_s)
         self._names: dict[str, frozenset[str]] = {}
         self._known: dict[tuple[int, str], frozenset[str]] = {}
         self._asked: dict[tuple[int, str], datetime] = {}
 
-    def __call__(self, country: str) -> frozenset[str]:
+    def fresh(self, country: str) -> frozenset[str]:
         return self._names.get(country, frozenset())
 
     def known(self, monitor_id: int, country: str) -> frozenset[str]:
@@ -284,7 +286,7 @@ class FreshNames:
     async def refresh(self, now: datetime | None = None) -> None:
         at = now or utcnow()
         async with self._pool.acquire() as conn:
-            self._names = await db.fresh(conn, at - self._interval, self._lists)
+            self._names = await db.fresh(conn, at - self._interval, self.lists)
             found = await db.watched(conn, at - 2 * self._interval)
         self._known = {
             (w.monitor_id, cc): frozenset(names) for w in found for cc, names in w.names.items()

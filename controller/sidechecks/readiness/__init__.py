@@ -2,13 +2,13 @@
 DKIM keys, and password logins to Microsoft 365 and Google, asked on the DNS cadence from every
 country of a monitor with a mail domain or a password login, judged by `rules`; its facts kept
 by job id in `side_readiness`; each organization's DNS queries for it bounded per hour and
-country by `budget`."""
+country as admission reserves its rounds, in turn (`budget`)."""
 
 from typing import TYPE_CHECKING, Final
 
 from controller.sidechecks.findings import Verdicts
 from controller.sidechecks.frame import ControllerSideCheck, Judging, Planning
-from controller.sidechecks.readiness import budget, rules
+from controller.sidechecks.readiness import rules
 from shared.messages import PASSWORD_LOGIN, ImapPopConfig, JobConfig, RoundTripConfig, SmtpConfig
 from shared.sidechecks.readiness import WIRE, Readiness, ReadinessAsk, bounded
 
@@ -45,19 +45,12 @@ def watched(monitor: "Monitor") -> bool:
 
 
 def ask(p: Planning) -> ReadinessAsk | None:
-    """The round's ask: the mail domain and its selectors, unless the organization's DNS
-    budget for readiness in the country is spent (`budget`: then why, and no domain). Without
-    a batch's `Ledger` (a planner given none) the domain is asked."""
+    """The round's ask: the mail domain and its selectors (admission may hold it: `budget`)."""
     if not p.dns_due or not watched(p.monitor):
         return None
     domain = p.monitor.mail_domain or ""
     if not domain:
         return ReadinessAsk()  # the round's own facts only: no query
-    ledger = p.options.get(budget.READINESS)
-    if isinstance(ledger, budget.Ledger):
-        why = ledger.take(p.monitor.organization_id, p.country, p.scheduled_at)
-        if why is not None:
-            return ReadinessAsk(held=why)
     return ReadinessAsk(domain=domain, selectors=selectors(p.monitor))
 
 

@@ -8,7 +8,9 @@ the monitor logs in → verdicts on what receivers enforce beyond a record being
   (`spf_ptr`, RFC 7208 5.5: do not use); an include of a domain without an SPF record
   (`spf_include_broken`).
 - DMARC (RFC 9989): the policy that applies and the Organizational Domain, found by the DNS
-  Tree Walk and `psd` (`dmarc_walk`); `p=none` for a domain that sends (`dmarc_policy_none`);
+  Tree Walk and `psd` (`dmarc_walk`); `p=none` for a domain that sends, or a record RFC 9989
+  4.10.1 reads as none (a `p`, `sp` or `np` that is not a policy; `dmarc_policy_none`); `np`
+  weaker than `sp` or `p` for the Organizational Domain's subdomains (`dmarc_np_weaker`);
   `pct`, `rf`, `ri`, which RFC 9989 dropped (`dmarc_obsolete_tags`); report destinations
   outside the Organizational Domain without their `_report._dmarc` authorization, or whose
   authorization moves the reports to another host (RFC 9990, "Verifying External
@@ -32,7 +34,7 @@ from typing import Final
 from controller.sidechecks.dns_canary import resolver_health
 from controller.sidechecks.findings import Verdicts, declare, judge
 from shared.dns_canary import DnsCanary
-from shared.sidechecks.dmarc_tree import tree_walk
+from shared.sidechecks.dmarc_tree import POLICIES, Walked, tree_walk
 from shared.sidechecks.readiness import Change, DkimKey, Dmarc, Readiness, Spf
 from shared.sidechecks.readiness import record_tags as tags
 
@@ -89,6 +91,13 @@ CODES: Final = declare(
             "mail: receivers take no action on mail forged in your name, and Gmail and Yahoo "
             "ask bulk senders for enforcement. Once your reports show your own mail aligned, "
             "move to p=quarantine, then p=reject.",
+        ),
+        "dmarc_np_weaker": (
+            "warning",
+            "Your Organizational Domain's DMARC record asks less for subdomains that do not "
+            "exist (np=) than for those that do: mail forged from a made-up subdomain "
+            "(anything.example.com) is treated more leniently than the rest (RFC 9989). Set "
+            "np= to at least the sp= or p= policy, or remove it.",
         ),
         "dmarc_obsolete_tags": (
             "warning",
@@ -221,13 +230,15 @@ def _dmarc(v: Verdicts, cc: str, domain: str, dmarc: Dmarc, sends: bool) -> None
     if walked is None or walked.record is None:
         return  # not known, or no record: the mail DNS side check tells a missing one
     where = f"_dmarc.{walked.policy_at} (Organizational Domain {walked.organizational})"
+    said = f"p={walked.policy}" if walked.policy else "no policy (p, sp or np not a policy)"
     judge(
         v,
         "dmarc_policy_none",
         cc,
-        sends and walked.policy == "none",
-        f"the policy that applies to {domain} is p={walked.policy}, from {where}",
+        sends and walked.policy in ("none", None),
+        f"the policy that applies to {domain} is {said}, from {where}",
     )
+    _nonexistent(v, cc, walked)
     t = tags(walked.record)
     dropped = [f"{k}={t[k]}" for k in ("pct", "rf", "ri") if k in t]
     judge(v, "dmarc_obsolete_tags", cc, bool(dropped), f"{where}: {', '.join(dropped)}")
@@ -242,6 +253,17 @@ def _dmarc(v: Verdicts, cc: str, domain: str, dmarc: Dmarc, sends: bool) -> None
         if dmarc.unchecked:
             detail += f"; {dmarc.unchecked} more external destinations not checked"
         judge(v, "dmarc_external_rua_unauthorized", cc, bool(outside), detail)
+
+
+def _nonexistent(v: Verdicts, cc: str, walked: Walked) -> None:
+    """`np`, the policy for the Organizational Domain's subdomains that do not exist, weaker
+    than the one for those that do (`sp`, else `p`)."""
+    np, sp = walked.nonexistent, walked.subdomains
+    weaker = np is not None and sp is not None and POLICIES.index(np) < POLICIES.index(sp)
+    detail = (
+        f"_dmarc.{walked.parent_at}: np={np} for subdomains that do not exist, {sp} for the others"
+    )
+    judge(v, "dmarc_np_weaker", cc, weaker, detail if weaker else "")
 
 
 # --- DKIM --------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ from controller.web.api.errors import ApiError, not_found
 from controller.web.api.monitor_rules import secret_required, strict_body
 from controller.web.authed_request import AuthedRequest
 from controller.web.request_types import AnyRequest
-from controller.web.services import PoolDep, SettingsDep, WritesDep
+from controller.web.services import AccessSettingsDep, PoolDep, WritesDep
 
 DEFAULT_CUSTOMER = "AlertSite import"
 TOKEN_TTL_SECONDS = 3600  # AlertSite: "Access tokens expire after 1 hour"
@@ -210,10 +210,10 @@ class AlertSiteController(Controller):
         data: JSONBody[AccessTokenRequest],
         pool: PoolDep,
         logins: NamedDependency[Logins],
-        settings: SettingsDep,
+        access_settings: AccessSettingsDep,
     ) -> AccessToken:
         validation.no_nul(data, "")
-        ttl = min(TOKEN_TTL_SECONDS, settings.access.token_ttl_seconds)
+        ttl = min(TOKEN_TTL_SECONDS, access_settings.token_ttl_seconds)
         credentials = (data.username, data.password)
         issued = await login_token(pool, logins, client_address(request), credentials, ttl)
         if issued is None:

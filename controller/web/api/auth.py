@@ -26,7 +26,7 @@ from controller.access.accounts_store import Principal
 from controller.access.credentials import PasswordPool, PasswordsBusy, new_token, token_digest
 from controller.access.throttle import Keys, Policy, retry_after_seconds
 from controller.monitors import validation
-from controller.settings import AccessSettings, ControllerSettings
+from controller.settings import AccessSettings
 from controller.web.api.errors import ApiError
 from controller.web.authed_request import AuthedRequest
 from controller.web.request_types import AnyConnection, AnyRequest
@@ -190,7 +190,7 @@ class AuthController(Controller):
         data: JSONBody[LoginRequest],
         pool: NamedDependency[asyncpg.Pool],
         logins: NamedDependency[Logins],
-        settings: NamedDependency[ControllerSettings],
+        access_settings: NamedDependency[AccessSettings],
     ) -> LoginResponse:
         validation.no_nul(data, "")
         issued = await login_token(
@@ -198,7 +198,7 @@ class AuthController(Controller):
             logins,
             client_address(request),
             (data.email, data.password),
-            settings.access.token_ttl_seconds,
+            access_settings.token_ttl_seconds,
         )
         if issued is None:
             raise ApiError(401, "Unauthorized: wrong e-mail or password", code="bad_credentials")

@@ -7,7 +7,7 @@ from litestar import get
 
 from controller.sidechecks.blocklists.rules import lists_setting
 from controller.sidechecks.blocklists.view import lists_health
-from controller.web.services import PoolDep, SettingsDep
+from controller.web.services import PoolDep, ReputationSettingsDep
 from shared.timefmt import iso_ms_or_none, utcnow
 
 
@@ -38,9 +38,11 @@ class BlocklistsOut(msgspec.Struct, rename="camel"):
 
 
 @get("/api/blocklists", tags=["blocklists"], summary="The blocklists asked and their health")
-async def list_blocklists(pool: PoolDep, settings: SettingsDep) -> BlocklistsOut:
-    lists = lists_setting(settings.reputation.blocklists)
-    interval = settings.reputation.blocklist_interval_seconds
+async def list_blocklists(
+    pool: PoolDep, reputation_settings: ReputationSettingsDep
+) -> BlocklistsOut:
+    lists = lists_setting(reputation_settings.blocklists)
+    interval = reputation_settings.blocklist_interval_seconds
     async with pool.acquire() as conn:
         seen = await lists_health(conn, lists, interval, utcnow())
     out = []
@@ -54,4 +56,4 @@ async def list_blocklists(pool: PoolDep, settings: SettingsDep) -> BlocklistsOut
         out.append(
             BlocklistOut(b.zone, b.kind, b.label, severity, b.delist, list(b.tests), countries)
         )
-    return BlocklistsOut(bool(lists), interval, settings.reputation.blocklist_hold_seconds, out)
+    return BlocklistsOut(bool(lists), interval, reputation_settings.blocklist_hold_seconds, out)

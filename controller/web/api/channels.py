@@ -39,13 +39,13 @@ from controller.notify.channel_store import StoredChannel
 from controller.notify.egress import OrgEgress
 from controller.notify.sources import Source
 from controller.secrets.box import SecretBox
-from controller.settings import ControllerSettings
+from controller.settings import NoticeBudgetSettings
 from controller.web.api import guards
 from controller.web.api.errors import ApiError, bad_request, not_found
 from controller.web.api.monitor_rules import strict_body
 from controller.web.api.page import Page, published
 from controller.web.authed_request import AuthedRequest
-from controller.web.services import BoxDep, PoolDep, SenderDep, SettingsDep
+from controller.web.services import BoxDep, BudgetSettingsDep, PoolDep, SenderDep
 from shared.secret import SECRET_MASK
 from shared.timefmt import iso_ms, utcnow
 
@@ -368,7 +368,7 @@ class NotificationChannelController(Controller):
         channel_id: ChannelId,
         pool: PoolDep,
         sender: SenderDep,
-        settings: SettingsDep,
+        budget_settings: BudgetSettingsDep,
     ) -> ChannelTestResult:
         async with pool.acquire() as conn:
             row = await channel_store.get(
@@ -377,11 +377,14 @@ class NotificationChannelController(Controller):
             if row is None:
                 raise not_found()
             guards.requires_admin(request.user)
-        return await send_test(pool, sender, settings, row)
+        return await send_test(pool, sender, budget_settings, row)
 
 
 async def send_test(
-    pool: asyncpg.Pool, sender: ChannelSender, settings: ControllerSettings, row: StoredChannel
+    pool: asyncpg.Pool,
+    sender: ChannelSender,
+    budget_settings: NoticeBudgetSettings,
+    row: StoredChannel,
 ) -> ChannelTestResult:
     """Tell the channel of `row` a test notice now, from the organization's channel budget
     (429 past it); the API's and the console's "send a test". An endpoint the sender could not
@@ -389,7 +392,7 @@ async def send_test(
     if problem := sender.endpoint_problem(row):
         return ChannelTestResult(False, f"not sent: {problem} (not retried)")
     pot = notify_budget.budget_of(Source.ACCOUNT, row.kind)
-    per_hour = Budget.of(settings.budget).per_hour(pot)
+    per_hour = Budget.of(budget_settings).per_hour(pot)
     start = notify_budget.window(utcnow())
     async with pool.acquire() as conn, conn.transaction():
         taken, _ = await budget_db.take(conn, row.organization_id, pot, start, per_hour, 1)

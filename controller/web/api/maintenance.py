@@ -29,7 +29,7 @@ from controller.web.api.errors import ApiError, bad_request, invalid_customer, n
 from controller.web.api.monitor_rules import strict_body
 from controller.web.api.page import Page, published
 from controller.web.authed_request import AuthedRequest
-from controller.web.services import PoolDep, SettingsDep
+from controller.web.services import FairUseSettingsDep, PoolDep
 from shared.timefmt import iso_ms, iso_ms_or_none, parse_iso, utcnow
 
 WindowId = Annotated[str, PathParameter(name="windowId", description="public UUID")]
@@ -174,7 +174,7 @@ class MaintenanceWindowController(Controller):
         self,
         request: AuthedRequest,
         pool: PoolDep,
-        settings: SettingsDep,
+        fair_use_settings: FairUseSettingsDep,
         data: JSONBody[MaintenanceWindowCreate],
     ) -> MaintenanceWindow:
         guards.requires_writer(request.user)
@@ -184,7 +184,7 @@ class MaintenanceWindowController(Controller):
         async with pool.acquire() as conn, conn.transaction():
             values = await _scope(conn, data, org)
             values |= _schedule(data) | {"note": data.note}
-            await fair_use.admit_new_window(conn, fair_use.Limits.of(settings.fair_use), org)
+            await fair_use.admit_new_window(conn, fair_use.Limits.of(fair_use_settings), org)
             row = await windows.insert(conn, org, values)
         return _present(row, utcnow())
 

@@ -9,14 +9,14 @@ import msgspec
 from litestar import Router, get
 
 from controller.monitors.kinds import Kind
-from controller.settings import ControllerSettings
+from controller.settings import BlocklistSettings
 from controller.sidechecks.blocklists import rules
 from controller.sidechecks.blocklists.rules import lists_setting
 from controller.sidechecks.blocklists.view import monitor_standing
 from controller.web.api.monitor_kinds import KindApi
 from controller.web.api.monitor_lookup import visible_monitor
 from controller.web.authed_request import AuthedRequest
-from controller.web.services import PoolDep, SettingsDep
+from controller.web.services import PoolDep, ReputationSettingsDep
 from shared.timefmt import iso_ms, iso_ms_or_none
 
 
@@ -75,11 +75,11 @@ async def _blocklists(
     request: AuthedRequest,
     raw_id: str,
     pool: asyncpg.Pool,
-    settings: ControllerSettings,
+    reputation_settings: BlocklistSettings,
 ) -> MonitorBlocklists:
     monitor = await visible_monitor(kind, request, raw_id, pool)
-    lists = lists_setting(settings.reputation.blocklists)
-    interval = settings.reputation.blocklist_interval_seconds
+    lists = lists_setting(reputation_settings.blocklists)
+    interval = reputation_settings.blocklist_interval_seconds
     async with pool.acquire() as conn:
         seen = await monitor_standing(conn, monitor, lists, interval)
     known = {b.zone: b for b in lists}
@@ -133,7 +133,7 @@ async def _blocklists(
         str(monitor.public_id),
         bool(lists),
         interval,
-        settings.reputation.blocklist_hold_seconds,
+        reputation_settings.blocklist_hold_seconds,
         names,
         listings,
     )
@@ -147,9 +147,9 @@ def router(api: KindApi) -> Router:
         request: AuthedRequest,
         monitor_id: str,
         pool: PoolDep,
-        settings: SettingsDep,
+        reputation_settings: ReputationSettingsDep,
     ) -> MonitorBlocklists:
-        return await _blocklists(kind, request, monitor_id, pool, settings)
+        return await _blocklists(kind, request, monitor_id, pool, reputation_settings)
 
     summary = f"{api.label} blocklist standing: each name per list and country, listings"
     handler = get("/blocklists", summary=summary)(api.by_id(blocklists))

@@ -36,7 +36,7 @@ from controller.web.api.errors import ApiError, api_error, bad_request, not_foun
 from controller.web.api.monitor_rules import strict_body
 from controller.web.api.monitor_schemas import MASK
 from controller.web.authed_request import AuthedRequest
-from controller.web.services import BoxDep, PoolDep, SettingsDep
+from controller.web.services import BoxDep, OAuth2SettingsDep, PoolDep, ReportsSettingsDep
 from shared.timefmt import iso_ms
 
 Folder = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f\"\\]+$")]
@@ -220,7 +220,8 @@ class ReportMailboxController(Controller):
         request: AuthedRequest,
         pool: PoolDep,
         box: BoxDep,
-        settings: SettingsDep,
+        oauth2_settings: OAuth2SettingsDep,
+        reports_settings: ReportsSettingsDep,
         data: JSONBody[ReportMailboxIn],
     ) -> ReportMailbox:
         guards.requires_admin(request.user)
@@ -230,7 +231,7 @@ class ReportMailboxController(Controller):
         except Refused as exc:
             raise api_error(exc) from None
         port = body.port or DEFAULT_PORTS[(body.protocol, body.security)]
-        allow = settings.reports.reports_mailbox_allow_private
+        allow = reports_settings.reports_mailbox_allow_private
         if why := await mailbox_host.problem(host, port, allow_private=allow):
             raise bad_request("host", f"host {why}")
         body = msgspec.structs.replace(body, host=host, port=port, ca_pem=_ca(body.ca_pem))
@@ -247,7 +248,7 @@ class ReportMailboxController(Controller):
         async with pool.acquire() as conn, conn.transaction():
             was = await db.get(conn, org)
             if body.oauth2 is not None:
-                login = _grant(body.oauth2, was, box, settings.oauth2.token_hosts)
+                login = _grant(body.oauth2, was, box, oauth2_settings.token_hosts)
             else:
                 login = _password(body, was, box)
             if login.kept is not None and was is not None:

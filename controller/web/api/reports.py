@@ -34,7 +34,7 @@ from controller.reports import store as db
 from controller.reports.addresses import TLS_PATH
 from controller.reports.parse import MAX_PACKED
 from controller.secrets.box import SecretBox
-from controller.settings import ControllerSettings, ReportsSettings
+from controller.settings import NotifySettings, ReportsSettings
 from controller.sidechecks.reports.rules import ReportSettings
 from controller.web.api import guards
 from controller.web.api.auth import client_address
@@ -42,7 +42,7 @@ from controller.web.api.errors import ApiError, bad_request, not_found
 from controller.web.api.monitor_rules import strict_body
 from controller.web.authed_request import AuthedRequest
 from controller.web.request_types import AnyRequest
-from controller.web.services import BoxDep, PoolDep, SettingsDep
+from controller.web.services import BoxDep, NotifySettingsDep, PoolDep, ReportsSettingsDep
 from shared.timefmt import iso_ms, utcnow
 
 TLS_TYPES = ("application/tlsrpt+gzip", "application/tlsrpt+json")
@@ -87,7 +87,8 @@ def _unknown() -> ApiError:
 async def receive_tls(
     request: AnyRequest,
     pool: PoolDep,
-    settings: SettingsDep,
+    notify_settings: NotifySettingsDep,
+    reports_settings: ReportsSettingsDep,
     box: BoxDep,
     domain: FromPath[str],
     token: FromPath[str],
@@ -132,10 +133,10 @@ async def receive_tls(
         data,
         "https",
         source,
-        Links.of(settings.notify),
+        Links.of(notify_settings),
         name,
         kind="tls",
-        limits=intake.Limits.of(settings.reports),
+        limits=intake.Limits.of(reports_settings),
     )
     if taken.stored:
         return Response(Taken(True, "tls"))
@@ -248,7 +249,7 @@ class ReportsController(Controller):
         self,
         request: AuthedRequest,
         pool: PoolDep,
-        settings: SettingsDep,
+        notify_settings: NotifySettingsDep,
         box: BoxDep,
     ) -> list[ReportDomain]:
         org = request.user.organization_id
@@ -257,7 +258,9 @@ class ReportsController(Controller):
             generations = await db.generations(conn, org)
         none = db.Generation(0, None, None)
         return [
-            _domain(settings, box, org, r.domain, r.monitors, generations.get(r.domain, none))
+            _domain(
+                notify_settings, box, org, r.domain, r.monitors, generations.get(r.domain, none)
+            )
             for r in rows
         ]
 
@@ -272,19 +275,20 @@ class ReportsController(Controller):
         request: AuthedRequest,
         domain: FromPath[str],
         pool: PoolDep,
-        settings: SettingsDep,
+        notify_settings: NotifySettingsDep,
+        reports_settings: ReportsSettingsDep,
         box: BoxDep,
     ) -> ReportDomain:
         guards.requires_admin(request.user)
         org = request.user.organization_id
         name = _monitored_name(domain)
-        grace = timedelta(hours=settings.reports.report_token_grace_hours)
+        grace = timedelta(hours=reports_settings.report_token_grace_hours)
         async with pool.acquire() as conn, conn.transaction():
             monitored = {d.domain: d.monitors for d in await db.domains_monitored(conn, org)}
             if name not in monitored:
                 raise not_found("No such domain")
             generation = await db.rotate(conn, org, name, utcnow(), grace)
-        return _domain(settings, box, org, name, monitored[name], generation)
+        return _domain(notify_settings, box, org, name, monitored[name], generation)
 
     @get(
         "/report-domains/{domain:str}/totals",
@@ -382,7 +386,7 @@ def _monitored_name(domain: str) -> str:
 
 
 def _domain(
-    settings: ControllerSettings,
+    notify_settings: NotifySettings,
     box: SecretBox,
     org: int,
     domain: str,
@@ -390,7 +394,7 @@ def _domain(
     generation: db.Generation,
 ) -> ReportDomain:
     key = box.subkeys(tokens.PURPOSE)[0]
-    shown = addresses.tls_rpt(Links.of(settings.notify), key, org, domain, generation.generation)
+    shown = addresses.tls_rpt(Links.of(notify_settings), key, org, domain, generation.generation)
     now = utcnow()
     grace = generation.grace_until
     return ReportDomain(

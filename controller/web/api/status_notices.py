@@ -24,7 +24,7 @@ from controller.web.api import guards
 from controller.web.api.errors import bad_request, not_found
 from controller.web.api.monitor_rules import strict_body
 from controller.web.authed_request import AuthedRequest
-from controller.web.services import BoxDep, PoolDep, SettingsDep
+from controller.web.services import BoxDep, NotifySettingsDep, PoolDep
 from shared.timefmt import iso_ms, iso_ms_or_none
 
 NoticeId = Annotated[str, PathParameter(name="noticeId", description="public UUID")]
@@ -104,7 +104,7 @@ class StatusNoticeController(Controller):
         self,
         request: AuthedRequest,
         pool: PoolDep,
-        settings: SettingsDep,
+        notify_settings: NotifySettingsDep,
         box: BoxDep,
         data: JSONBody[StatusNoticeCreate],
     ) -> StatusNotice:
@@ -122,7 +122,7 @@ class StatusNoticeController(Controller):
             row = await service.create(
                 conn,
                 box,
-                settings.notify.public_url,
+                notify_settings.public_url,
                 page.id,
                 title,
                 data.impact,
@@ -168,7 +168,7 @@ class StatusNoticeController(Controller):
         self,
         request: AuthedRequest,
         pool: PoolDep,
-        settings: SettingsDep,
+        notify_settings: NotifySettingsDep,
         box: BoxDep,
         notice_id: NoticeId,
         data: JSONBody[StatusNoticeUpdateIn],
@@ -181,7 +181,7 @@ class StatusNoticeController(Controller):
             row = await service.update(
                 conn,
                 box,
-                settings.notify.public_url,
+                notify_settings.public_url,
                 _notice_id(notice_id),
                 request.user.organization_id,
                 data.state,

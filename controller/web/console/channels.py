@@ -25,7 +25,7 @@ from controller.web.console import store as console_store
 from controller.web.console.pages import page
 from controller.web.console.session import PREFIX, principal_of
 from controller.web.request_types import AnyRequest
-from controller.web.services import BoxDep, PoolDep, SenderDep, SettingsDep
+from controller.web.services import BoxDep, BudgetSettingsDep, PoolDep, SenderDep
 
 log = structlog.get_logger(__name__)
 
@@ -129,12 +129,12 @@ async def test_channel(
     channel_id: PathStr,
     pool: PoolDep,
     sender: SenderDep,
-    settings: SettingsDep,
+    budget_settings: BudgetSettingsDep,
 ) -> Template:
     row = await _own(request, pool, channel_id)
     guards.requires_admin(principal_of(request))
     try:
-        result = await send_test(pool, sender, settings, row)
+        result = await send_test(pool, sender, budget_settings, row)
     except ApiError as exc:
         return await _page(request, pool, error=exc.message, status_code=exc.status)
     if result.delivered:

@@ -13,7 +13,7 @@ from controller.web.console.pages import blocklists_of, page
 from controller.web.console.posture_view import grouped, listing_counts, listing_rows, worst_first
 from controller.web.console.session import principal_of
 from controller.web.request_types import AnyRequest
-from controller.web.services import PoolDep, SettingsDep
+from controller.web.services import PoolDep, ReputationSettingsDep
 
 ORG_OPEN = 2000  # open findings read for the page, at most
 
@@ -22,13 +22,13 @@ ORG_OPEN = 2000  # open findings read for the page, at most
 async def findings_page(
     request: AnyRequest,
     pool: PoolDep,
-    settings: SettingsDep,
+    reputation_settings: ReputationSettingsDep,
 ) -> Template:
     """Every open finding of the organization's monitors, worst first; `?severity=` narrows."""
     wanted = request.query_params.get("severity", "")
     severity = wanted if wanted in SEVERITIES else ""
     scope = guards.read_scope(principal_of(request))
-    lists = blocklists_of(settings)
+    lists = blocklists_of(reputation_settings)
     async with pool.acquire() as conn:
         rows = await db.open_in(conn, scope, ORG_OPEN)
         by_severity = await db.open_counts(conn, scope)

@@ -32,7 +32,7 @@ from controller.monitors.store import Monitor
 from controller.monitors.writes import Lookup, MonitorWrites
 from controller.notify import outbox_store as outbox_db
 from controller.posture import store as posture_db
-from controller.settings import ControllerSettings
+from controller.settings import BlocklistSettings
 from controller.sidechecks.blocklists.rules import BlockList, lists_setting
 from controller.sidechecks.blocklists.view import monitor_standing
 from controller.web.api import guards
@@ -53,7 +53,14 @@ from controller.web.console.session import (
 )
 from controller.web.console.side_checks_view import side_checks
 from controller.web.request_types import AnyRequest
-from controller.web.services import AgentsDep, PoolDep, SettingsDep, TriggerDep, WritesDep
+from controller.web.services import (
+    AccessSettingsDep,
+    AgentsDep,
+    PoolDep,
+    ReputationSettingsDep,
+    TriggerDep,
+    WritesDep,
+)
 from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
@@ -103,7 +110,7 @@ async def login(
     request: AnyRequest,
     pool: PoolDep,
     logins: NamedDependency[Logins],
-    settings: SettingsDep,
+    access_settings: AccessSettingsDep,
 ) -> Response[Any]:
     form = await request.form()
     email, password = str(form.get("email", "")), str(form.get("password", ""))
@@ -113,7 +120,7 @@ async def login(
             logins,
             client_address(request),
             (email, password),
-            settings.access.token_ttl_seconds,
+            access_settings.token_ttl_seconds,
         )
     except ApiError as exc:  # throttled (429) or the password threads are busy (503)
         return Template(
@@ -133,7 +140,7 @@ async def login(
     return Redirect(
         f"{PREFIX}/",
         status_code=303,
-        cookies=[session_cookie(token, settings.access.token_ttl_seconds)],
+        cookies=[session_cookie(token, access_settings.token_ttl_seconds)],
     )
 
 
@@ -214,13 +221,15 @@ async def _overview(request: AnyRequest, pool: asyncpg.Pool) -> dict[str, Any]:
 async def overview(
     request: AnyRequest,
     pool: PoolDep,
-    settings: SettingsDep,
+    reputation_settings: ReputationSettingsDep,
 ) -> Template:
     notice = NOTICES.get(request.query_params.get("notice", ""))
     async with pool.acquire() as conn:
         scope = guards.read_scope(principal_of(request))
         open_findings = await posture_db.open_counts(conn, scope)
-        listed = await listing_counts(conn, scope, blocklists_of(settings), LISTINGS_COUNTED)
+        listed = await listing_counts(
+            conn, scope, blocklists_of(reputation_settings), LISTINGS_COUNTED
+        )
         for level, n in listed.items():
             open_findings[level] = open_findings.get(level, 0) + n
         flows, open_flows, evidence = await flow_view.listed(
@@ -246,9 +255,9 @@ async def overview_part(request: AnyRequest, pool: PoolDep) -> Template:
 LISTINGS_COUNTED = 2000  # raised listings counted for the overview, at most
 
 
-def blocklists_of(settings: ControllerSettings) -> tuple[BlockList, ...]:
+def blocklists_of(reputation_settings: BlocklistSettings) -> tuple[BlockList, ...]:
     """The lists the operator's `BLOCKLISTS` asks (none: off)."""
-    return lists_setting(settings.reputation.blocklists)
+    return lists_setting(reputation_settings.blocklists)
 
 
 # --- one monitor ------------------------------------------------------------------------------
@@ -288,7 +297,7 @@ async def monitor_page(
     request: AnyRequest,
     monitor_id: PathStr,
     pool: PoolDep,
-    settings: SettingsDep,
+    reputation_settings: ReputationSettingsDep,
 ) -> Template:
     m, live = await _monitor(request, pool, monitor_id)
     now = utcnow()
@@ -296,11 +305,11 @@ async def monitor_page(
         tls = await console.latest_tls(conn, m.id, now - timedelta(days=2))
         history, _ = await outbox_db.list_history(conn, m.id, 10, 0)
         capped = await login_caps.get(conn, m.id, now)
-        lists = blocklists_of(settings)
+        lists = blocklists_of(reputation_settings)
         posture = await monitor_posture(conn, m.id, lists)
         sides = await side_checks(conn, m, (f.code for f in posture["open_findings"]))
         blocklists = await monitor_standing(
-            conn, m, lists, settings.reputation.blocklist_interval_seconds, now
+            conn, m, lists, reputation_settings.blocklist_interval_seconds, now
         )
         roundtrip = await roundtrip_view(conn, m, now)
         reports = {}
@@ -318,8 +327,8 @@ async def monitor_page(
         blocklists=blocklists,
         side_checks=sides,
         lists=lists,
-        interval_s=settings.reputation.blocklist_interval_seconds,
-        hold_s=settings.reputation.blocklist_hold_seconds,
+        interval_s=reputation_settings.blocklist_interval_seconds,
+        hold_s=reputation_settings.blocklist_hold_seconds,
         **reports,
         notice=NOTICES.get(request.query_params.get("notice", "")),
         error=None,
@@ -350,13 +359,15 @@ async def trigger(
     monitor_id: PathStr,
     trigger: TriggerDep,
     pool: PoolDep,
-    settings: SettingsDep,
+    reputation_settings: ReputationSettingsDep,
 ) -> Response[Any]:
     monitor = await _writable(request, pool, monitor_id)
     try:
         plan = await trigger.run(principal_of(request), monitor)
     except Refused as exc:  # disabled monitor, fair-use limit, no pipeline or agents here
-        return await _action_failed(request, (pool, settings), monitor_id, api_error(exc))
+        return await _action_failed(
+            request, (pool, reputation_settings), monitor_id, api_error(exc)
+        )
     return _back(monitor, "triggered" if plan.joined is None else "joined")
 
 
@@ -366,17 +377,19 @@ def _lookup(monitor: Monitor) -> Lookup:
 
 async def _set_status(
     request: AnyRequest,
-    deps: tuple[asyncpg.Pool, ControllerSettings, MonitorWrites],
+    deps: tuple[asyncpg.Pool, BlocklistSettings, MonitorWrites],
     monitor_id: str,
     status: str,
 ) -> Response[Any]:
     """Pause (`disabled`) or resume (`active`), as the API's PATCH of `status` does."""
-    pool, settings, writes = deps
+    pool, reputation_settings, writes = deps
     monitor = await _writable(request, pool, monitor_id)
     try:
         await writes.set_status(_lookup(monitor), status, BUDGET_FIELDS)
     except (ApiError, Refused) as exc:
-        return await _action_failed(request, (pool, settings), monitor_id, api_error(exc))
+        return await _action_failed(
+            request, (pool, reputation_settings), monitor_id, api_error(exc)
+        )
     log.info("console status change", monitor=str(monitor.public_id), status=status)
     return _back(monitor, "paused" if status == "disabled" else "resumed")
 
@@ -386,10 +399,10 @@ async def pause(
     request: AnyRequest,
     monitor_id: PathStr,
     pool: PoolDep,
-    settings: SettingsDep,
+    reputation_settings: ReputationSettingsDep,
     writes: WritesDep,
 ) -> Response[Any]:
-    return await _set_status(request, (pool, settings, writes), monitor_id, "disabled")
+    return await _set_status(request, (pool, reputation_settings, writes), monitor_id, "disabled")
 
 
 @post("/monitors/{monitor_id:str}/resume", status_code=303)
@@ -397,10 +410,10 @@ async def resume(
     request: AnyRequest,
     monitor_id: PathStr,
     pool: PoolDep,
-    settings: SettingsDep,
+    reputation_settings: ReputationSettingsDep,
     writes: WritesDep,
 ) -> Response[Any]:
-    return await _set_status(request, (pool, settings, writes), monitor_id, "active")
+    return await _set_status(request, (pool, reputation_settings, writes), monitor_id, "active")
 
 
 @post("/monitors/{monitor_id:str}/delete", status_code=303)
@@ -418,13 +431,13 @@ async def delete(
 
 async def _action_failed(
     request: AnyRequest,
-    deps: tuple[asyncpg.Pool, ControllerSettings],
+    deps: tuple[asyncpg.Pool, BlocklistSettings],
     monitor_id: str,
     exc: ApiError,
 ) -> Response[Any]:
     """The monitor page again, with the API's message for the refused action and its status."""
-    pool, settings = deps
-    shown: Template = await monitor_page.fn(request, monitor_id, pool, settings)
+    pool, reputation_settings = deps
+    shown: Template = await monitor_page.fn(request, monitor_id, pool, reputation_settings)
     shown.context["error"] = exc.message
     shown.status_code = exc.status
     return shown

@@ -25,7 +25,7 @@ from controller.web.console.pages import page
 from controller.web.console.report_view import domain_reports
 from controller.web.console.session import principal_of
 from controller.web.request_types import AnyRequest
-from controller.web.services import BoxDep, PoolDep, SettingsDep
+from controller.web.services import BoxDep, NotifySettingsDep, PoolDep, ReportsSettingsDep
 from shared.timefmt import utcnow
 
 PathStr = Annotated[str, PathParameter()]
@@ -51,7 +51,7 @@ def _name(domain: str) -> str:
 async def domain_page(
     request: AnyRequest,
     pool: PoolDep,
-    settings: SettingsDep,
+    notify_settings: NotifySettingsDep,
     box: BoxDep,
     domain: PathStr,
 ) -> Template:
@@ -65,7 +65,7 @@ async def domain_page(
         shown = await domain_reports(conn, org, name, utcnow().date())
         generation = await reports.generation(conn, org, name)
     key = box.subkeys(tokens.PURPOSE)[0]
-    address = addresses.tls_rpt(Links.of(settings.notify), key, org, name, generation.generation)
+    address = addresses.tls_rpt(Links.of(notify_settings), key, org, name, generation.generation)
     grace = generation.grace_until
     return page(
         request,
@@ -82,13 +82,13 @@ async def domain_page(
 async def rotate_token(
     request: AnyRequest,
     pool: PoolDep,
-    settings: SettingsDep,
+    reports_settings: ReportsSettingsDep,
     domain: PathStr,
 ) -> Redirect:
     me = principal_of(request)
     guards.requires_admin(me)
     name = _name(domain)
-    grace = timedelta(hours=settings.reports.report_token_grace_hours)
+    grace = timedelta(hours=reports_settings.report_token_grace_hours)
     async with pool.acquire() as conn, conn.transaction():
         if not await reports.domain_monitors(conn, me.organization_id, name):
             raise NotFoundException()

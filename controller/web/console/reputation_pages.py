@@ -9,14 +9,16 @@ from litestar.response import Template
 from controller.sidechecks.blocklists.view import lists_health
 from controller.web.console.pages import blocklists_of, page
 from controller.web.request_types import AnyRequest
-from controller.web.services import PoolDep, SettingsDep
+from controller.web.services import PoolDep, ReputationSettingsDep
 from shared.timefmt import utcnow
 
 
 @get("/reputation", name="console-reputation")
-async def reputation_page(request: AnyRequest, pool: PoolDep, settings: SettingsDep) -> Template:
-    lists = blocklists_of(settings)
-    interval = settings.reputation.blocklist_interval_seconds
+async def reputation_page(
+    request: AnyRequest, pool: PoolDep, reputation_settings: ReputationSettingsDep
+) -> Template:
+    lists = blocklists_of(reputation_settings)
+    interval = reputation_settings.blocklist_interval_seconds
     async with pool.acquire() as conn:
         seen = await lists_health(conn, lists, interval, utcnow())
     rows = [

@@ -11,11 +11,11 @@ import msgspec
 from litestar import MediaType, Response, get, head
 from litestar.datastructures import ResponseHeader
 
-from controller.settings import ControllerSettings
+from controller.settings import NotifySettings
 from controller.statuspages.content import PageContent
 from controller.web.console.status import PathStr, published
 from controller.web.request_types import AnyRequest
-from controller.web.services import PageCacheDep, PoolDep, SettingsDep
+from controller.web.services import NotifySettingsDep, PageCacheDep, PoolDep
 from shared.timefmt import iso_ms
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -42,10 +42,10 @@ def _xml_text(text: str) -> str:
     return _NOT_XML.sub("\ufffd", text)
 
 
-def public_url(settings: ControllerSettings) -> str:
+def public_url(notify_settings: NotifySettings) -> str:
     """PUBLIC_URL without its trailing slash; "" when unset (links are then relative: never
     built from the request's Host, which the client chooses)."""
-    return (settings.notify.public_url or "").rstrip("/")
+    return (notify_settings.public_url or "").rstrip("/")
 
 
 def _day(day: date | None) -> str | None:
@@ -84,11 +84,11 @@ def summary_of(page: PageContent, url: str) -> dict[str, object]:
 async def summary(
     slug: PathStr,
     request: AnyRequest,
-    settings: SettingsDep,
+    notify_settings: NotifySettingsDep,
     pool: PoolDep,
     page_cache: PageCacheDep,
 ) -> Response[bytes]:
-    url = f"{public_url(settings)}/status/{slug}"
+    url = f"{public_url(notify_settings)}/status/{slug}"
     found = await published(pool, page_cache, slug)
     body = await found.body(("json", url), lambda page: msgspec.json.encode(summary_of(page, url)))
     return Response(body, media_type=MediaType.JSON)
@@ -200,11 +200,11 @@ def rss_of(page: PageContent, url: str) -> bytes:
 async def atom(
     slug: PathStr,
     request: AnyRequest,
-    settings: SettingsDep,
+    notify_settings: NotifySettingsDep,
     pool: PoolDep,
     page_cache: PageCacheDep,
 ) -> Response[bytes]:
-    url = f"{public_url(settings)}/status/{slug}"
+    url = f"{public_url(notify_settings)}/status/{slug}"
     body = await (await published(pool, page_cache, slug)).body(
         ("atom", url), lambda page: atom_of(page, url)
     )
@@ -215,11 +215,11 @@ async def atom(
 async def rss(
     slug: PathStr,
     request: AnyRequest,
-    settings: SettingsDep,
+    notify_settings: NotifySettingsDep,
     pool: PoolDep,
     page_cache: PageCacheDep,
 ) -> Response[bytes]:
-    url = f"{public_url(settings)}/status/{slug}"
+    url = f"{public_url(notify_settings)}/status/{slug}"
     body = await (await published(pool, page_cache, slug)).body(
         ("rss", url), lambda page: rss_of(page, url)
     )

@@ -15,7 +15,7 @@ from controller.web.api import guards
 from controller.web.console.session import PREFIX, principal_of
 from controller.web.console.status import PathStr, admin_page
 from controller.web.request_types import AnyRequest
-from controller.web.services import BoxDep, PoolDep, SettingsDep
+from controller.web.services import BoxDep, NotifySettingsDep, PoolDep
 
 DONE = f"{PREFIX}/status-pages?saved=1"
 
@@ -44,7 +44,7 @@ def _invalid(form: Mapping[str, object]) -> str | None:
 async def create(
     request: AnyRequest,
     pool: PoolDep,
-    settings: SettingsDep,
+    notify_settings: NotifySettingsDep,
     box: BoxDep,
     customer: PathStr,
 ) -> Response[Any]:
@@ -66,7 +66,7 @@ async def create(
         await service.create(
             conn,
             box,
-            settings.notify.public_url,
+            notify_settings.public_url,
             page.id,
             title,
             _field(form, "impact", 20),
@@ -81,7 +81,7 @@ async def create(
 async def add_update(
     request: AnyRequest,
     pool: PoolDep,
-    settings: SettingsDep,
+    notify_settings: NotifySettingsDep,
     box: BoxDep,
     notice: PathStr,
 ) -> Response[Any]:
@@ -95,7 +95,7 @@ async def add_update(
         row = await service.update(
             conn,
             box,
-            settings.notify.public_url,
+            notify_settings.public_url,
             _uuid(notice),
             me.organization_id,
             _field(form, "state", 20),

@@ -22,7 +22,7 @@ from controller.web.api.errors import ApiError
 from controller.web.console.status import SLUG, PathStr
 from controller.web.console.status_feeds import public_url
 from controller.web.request_types import AnyRequest
-from controller.web.services import BoxDep, PoolDep, SettingsDep
+from controller.web.services import BoxDep, NotifySettingsDep, PoolDep, StatusPageSettingsDep
 from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
@@ -73,10 +73,11 @@ async def subscribe(
     slug: PathStr,
     request: AnyRequest,
     pool: PoolDep,
-    settings: SettingsDep,
+    notify_settings: NotifySettingsDep,
+    status_page_settings: StatusPageSettingsDep,
 ) -> Template:
     page = await _page(request, pool, slug)
-    if settings.notify.public_url is None:
+    if notify_settings.public_url is None:
         return _message(
             page,
             "This status page takes no subscriptions: its operator has not set PUBLIC_URL.",
@@ -101,11 +102,11 @@ async def subscribe(
             kept,
             now,
             rules.CONFIRM_TTL,
-            settings.status_pages.status_subscribe_per_page_per_hour,
-            settings.status_pages.status_subscribe_per_address_per_day,
+            status_page_settings.status_subscribe_per_page_per_hour,
+            status_page_settings.status_subscribe_per_address_per_day,
         )
         if asked is subscribers.Asked.MAIL:
-            url = f"{public_url(settings)}/status/{slug}"
+            url = f"{public_url(notify_settings)}/status/{slug}"
             note = rules.confirmation(
                 address,
                 f"{url}/confirm?token={token}",
