@@ -13,12 +13,16 @@ from asyncpg.connection import LoggedQuery
 from controller.db.pool import create_pool
 from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
+from controller.scheduling.scheduler import Scheduler
+from controller.secrets.box import SecretBox
+from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings
 from shared.timefmt import parse_iso
+from testkit.scheduling import wired_scheduler
 from testkit.sealing import KeyRing
 from tests.api.helpers import create
 from tests.conftest import Tenant
-from tests.pipeline.conftest import Countries, replica
+from tests.pipeline.conftest import Countries
 from tests.pipeline.test_confirmation_rounds import ask
 
 # BEGIN, the claim, the monitors' next due times and what waits and when the next pass is due
@@ -28,6 +32,22 @@ ROUTINE_STATEMENTS = 5
 # The statements that close a pass: what waits, and when the next pass is due.
 CLOSING = ("SELECT * FROM scheduler_moved(", "SELECT * FROM scheduler_waiting(")
 CLAIM = "FOR NO KEY UPDATE SKIP LOCKED"
+
+
+def replica(
+    pool: asyncpg.Pool, pipeline: Pipeline, settings: ControllerSettings, keys: KeyRing
+) -> Scheduler:
+    """A scheduler (a replica) over `pool` (the `scheduler_with` fixture's is the pipeline's)
+    and the pipeline's NATS and live agents, sending every login of a round at once."""
+    assert pipeline.agents is not None
+    return wired_scheduler(
+        pool,
+        pipeline.js,
+        pipeline.agents,
+        SecretBox(settings.secrets.secrets_key or ""),
+        CountryKeys(str(keys.directory), reload_every_s=0),
+        login_spacing_s=0,
+    )
 
 
 async def logging_pool(database_url: str, sent: list[str]) -> asyncpg.Pool:
