@@ -315,16 +315,30 @@ class Rig:
         self._sampling.set()
         if self._sampler is not None:
             self._sampler.join(5)
-        for c in self.controllers.values():
-            if c.proc is not None:
-                embedded.stop(c.proc)
+        procs = [c.proc for c in self.controllers.values() if c.proc is not None]
         for a in self.agents.values():
             if a.proc is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(a.proc.pid, signal.SIGCONT)
-                embedded.stop(a.proc)
-        embedded.stop(self.smtp)
+                procs.append(a.proc)
+        stop_together([*procs, self.smtp])
         self.stop_servers()
+
+
+def stop_together(procs: Sequence[subprocess.Popen[bytes]], timeout: float = 10) -> None:
+    """SIGTERM every process at once, then wait for each; SIGKILL what is left after
+    `timeout`."""
+    running = [p for p in procs if p.poll() is None]
+    for proc in running:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+    deadline = time.monotonic() + timeout
+    for proc in running:
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 async def connect_nats(url: str) -> NATS:

@@ -58,6 +58,7 @@ from shared import embedded
 from shared.streams import ensure_streams
 from shared.subjects import HEARTBEATS_SUBJECTS
 from testkit import netns
+from testkit.campaigns.soak_rig import stop_together
 from testkit.campaigns.verdict_api import (
     CREDENTIALED,
     INTERVAL,
@@ -333,7 +334,6 @@ class Rig:
         leaf.cert_chain_pems[0].write_to_path(str(self.tmp / "cert.pem"))
         leaf.private_key_pem.write_to_path(str(self.tmp / "key.pem"))
         self.keys = KeyRing(self.tmp / "seal", COUNTRIES)
-        self.pg, self.database_url = embedded.start_postgres(self.tmp / "pg", throwaway=True)
         self.nats_port = embedded.free_port(self.host)
         self.start_nats()
         nc = await nats.connect(self.nats_url)
@@ -348,8 +348,12 @@ class Rig:
             self.ports[kind] = tuple(embedded.free_port(self.host) for _ in range(1 + pair))
         self.api_ports = [embedded.free_port() for _ in range(self.campaign.replicas)]
         self.api = Api(f"http://127.0.0.1:{self.api_ports[0]}")
-        # the servers, the controllers and the agents start together
-        await asyncio.gather(*(self.start_server(kind) for kind in servers), self._central())
+        # the servers, the agents (which need only NATS) and the central parts start together
+        await asyncio.gather(
+            *(self.start_server(kind) for kind in servers),
+            *(self.start_agent(cc) for cc in COUNTRIES),
+            self._central(),
+        )
         await self.api.customer(self.ours, "verdicts")
         if self.saturating:
             await self.api.customer(self.noisy, "noisy")
@@ -359,12 +363,12 @@ class Rig:
             await self.create(alias, server)
 
     async def _central(self) -> None:
-        """The database seeded, then the controller replicas and an agent per country."""
-        await self.seed()
-        await asyncio.gather(
-            *(self.start_controller(n) for n in range(self.campaign.replicas)),
-            *(self.start_agent(cc) for cc in COUNTRIES),
+        """PostgreSQL started and seeded, then the controller replicas."""
+        self.pg, self.database_url = await asyncio.to_thread(
+            embedded.start_postgres, self.tmp / "pg", throwaway=True
         )
+        await self.seed()
+        await asyncio.gather(*(self.start_controller(n) for n in range(self.campaign.replicas)))
 
     async def oauth2(self, ca: trustme.CA) -> None:
         """Dovecot with its OAuth2 passdb and the token endpoint issuing its tokens (client
@@ -667,11 +671,10 @@ class Rig:
         await self.stack.aclose()
 
     def close(self) -> None:
-        for key, proc in self.procs.items():
+        for proc in self.procs.values():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGCONT)
-            if key != "nats":
-                embedded.stop(proc)
+        stop_together([proc for key, proc in self.procs.items() if key != "nats"])
         if "nats" in self.procs:
             embedded.stop(self.procs["nats"])
         for ns in self.ns.values():
