@@ -15,7 +15,7 @@ from tests.alerting.test_notice_sources import budgets, statuses
 from tests.alerting.test_notification_budget import MidHour, sent_to, worker
 
 DOMAINS = 10  # monitors, each naming its own domain
-ROUNDS = 10  # reports about each domain, each naming NEW MX not reported before
+ROUNDS = 4  # reports about each domain, each naming NEW MX not reported before
 NEW = 10
 
 

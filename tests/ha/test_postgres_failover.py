@@ -7,7 +7,8 @@ write committed before the kill is there."""
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -21,14 +22,24 @@ from testkit import postgres
 
 
 @pytest.fixture
-async def pair(tmp_path: Path) -> AsyncIterator[tuple[postgres.PgNode, postgres.PgNode]]:
+def folder() -> Iterator[Path]:
+    """The servers' data, in a folder of its own under /tmp, not pytest's: every pytest run on
+    the machine makes that private again at its start (`pytest-of-<user>`), shutting out the
+    servers' user mid-run (`initdb: ... Permission denied`, a server that cannot read its
+    pg_control), as tests/ha/test_postgres_tls.py's servers are kept out of it."""
+    with tempfile.TemporaryDirectory(prefix="mailprobe-failover-") as d:
+        yield Path(d)
+
+
+@pytest.fixture
+async def pair(folder: Path) -> AsyncIterator[tuple[postgres.PgNode, postgres.PgNode]]:
     """A migrated primary and its synchronous standby: a commit returns once the standby has
     its WAL (`synchronous_commit = on`, the default), so a promoted standby holds every commit a
     client saw succeed. Without fsync (the base backup copies the setting to the standby): the
     test kills processes, never the machine, and the kernel keeps what a killed server wrote;
     each commit would otherwise wait on two disks, which on a loaded machine made the set-up
     and the writes outlast the test's time."""
-    first = await asyncio.to_thread(postgres.primary, tmp_path / "a", embedded.free_port())
+    first = await asyncio.to_thread(postgres.primary, folder / "a", embedded.free_port())
     nodes = [first]
     try:
         first.configure(fsync="off")
@@ -41,7 +52,7 @@ async def pair(tmp_path: Path) -> AsyncIterator[tuple[postgres.PgNode, postgres.
         finally:
             await conn.close()
         second = await asyncio.to_thread(
-            postgres.standby, first, tmp_path / "b", embedded.free_port()
+            postgres.standby, first, folder / "b", embedded.free_port()
         )
         nodes.append(second)
         await asyncio.to_thread(first.synchronous)
@@ -103,11 +114,11 @@ async def test_pool_follows_the_promoted_standby_and_loses_no_commit(
     assert set(committed) <= names  # no commit the client saw succeed is lost
 
 
-async def test_a_host_that_never_answers_is_passed_over(tmp_path: Path) -> None:
+async def test_a_host_that_never_answers_is_passed_over(folder: Path) -> None:
     """The old primary's address now takes connections and never answers (its machine gone
     dark, listed first in DATABASE_URL): each host gets `connect_timeout` of its own, as with
     libpq, so the pool reaches the writable host after it, and later connections start there."""
-    node = await asyncio.to_thread(postgres.primary, tmp_path / "a", embedded.free_port())
+    node = await asyncio.to_thread(postgres.primary, folder / "a", embedded.free_port())
     dark = socket.socket()
     try:
         dark.bind(("127.0.0.1", 0))
