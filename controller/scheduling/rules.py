@@ -137,6 +137,13 @@ def pass_spacing(jobs: int, since_last_s: float, gather_s: float, draw: float = 
     return max(MIN_PASS_S, full * (0.5 + 0.5 * draw))
 
 
+def nothing_due(earliest: datetime | None, now: datetime) -> bool:
+    """Whether no monitor can be due `now`, given the earliest due time of a monitor or a
+    deferred login that the last pass saw (None: it saw none). A due time moves earlier only
+    when a monitor is planned, after which the caller knows nothing until a pass says."""
+    return earliest is None or earliest > now
+
+
 def can_run(scheduled_at: datetime, interval_s: int, now: datetime) -> bool:
     """Whether a job of the round scheduled at `scheduled_at`, sent `now`, can still run."""
     return can_start(scheduled_at, expires_at(scheduled_at, interval_s), now)

@@ -115,30 +115,33 @@ class Scheduler:
         rounds and deferred logins only when the statement closing its due rounds says some
         wait (`due.moved`, or `due.waiting` when it claimed none), which also says when the
         next pass is due: a routine pass is its due rounds' transaction. A pass before the
-        earliest due time the last one saw claims nothing (none can be due: due times move
-        earlier only by planning, which forces a full pass) and only asks that statement again.
+        earliest due time the last one saw, or after one that saw none, claims nothing
+        (`schedule.nothing_due`: due times move earlier only by planning, which forces a full
+        pass) and only asks that statement again.
         """
         log.info("scheduler started", batch=self._batch, gather_s=self._gather_s)
         loop = asyncio.get_running_loop()
         plan_at = pass_at = loop.time()
         last_start: float | None = None
         unplanned = True  # until a pass's closing statement says
-        earliest: datetime | None = None  # the last pass's earliest due time; None: unknown
+        # What the last pass saw waiting; None: nothing known (no pass yet, or planning since).
+        seen: PassDone | None = None
 
         async def one_pass() -> float:
-            nonlocal plan_at, pass_at, last_start, unplanned, earliest
+            nonlocal plan_at, pass_at, last_start, unplanned, seen
             started = loop.time()
             if unplanned and started >= plan_at:
                 plan_at = started + PLAN_EVERY_S * random.uniform(0.5, 1.5)
                 unplanned = False
                 if await self.plan_new():
                     pass_at = started  # a new monitor's first round goes at once
-                    earliest = None
+                    seen = None
             if started >= pass_at:
                 done = await self.run_pass(
-                    nothing_due=earliest is not None and earliest > self._clock()
+                    nothing_due=seen is not None
+                    and schedule.nothing_due(seen.earliest, self._clock())
                 )
-                unplanned, earliest = done.unplanned, done.earliest
+                unplanned, seen = done.unplanned, done
                 since = 0.0 if last_start is None else started - last_start
                 last_start = started
                 spacing = schedule.pass_spacing(done.jobs, since, self._gather_s, random.random())

@@ -210,3 +210,18 @@ def test_a_pass_spacing_is_drawn_between_half_and_all_of_it(
 @pytest.mark.parametrize("given", ["", "é" * 36, "x" * 10_000, "\x00"])
 def test_a_job_id_of_any_text_is_refused_not_raised(given: str) -> None:
     assert not IDS.matches(given, str(uuid.uuid4()), "DE", T0)
+
+
+@pytest.mark.parametrize(
+    ("earliest", "now", "nothing"),
+    [
+        (None, T0, True),  # the last pass saw no due time at all
+        (T0 + timedelta(milliseconds=1), T0, True),  # before the earliest due time
+        (T0, T0, False),  # due now
+        (T0 - timedelta(seconds=5), T0, False),  # overdue
+    ],
+)
+def test_a_pass_claims_only_once_something_can_be_due(
+    earliest: datetime | None, now: datetime, nothing: bool
+) -> None:
+    assert schedule.nothing_due(earliest, now) is nothing
