@@ -319,7 +319,7 @@ class Campaign:
 CAMPAIGNS = {
     "full": Campaign(1000, FULL, warmup_s=30),
     "short": Campaign(
-        50, SHORT, warmup_s=4, agents=(("DE-1", "DE"), ("US-1", "US")), group_wait_s=5
+        50, SHORT, warmup_s=2, agents=(("DE-1", "DE"), ("US-1", "US")), group_wait_s=5
     ),
 }
 
