@@ -165,7 +165,7 @@ CAMPAIGNS = {
     "full": Campaign(1000, FULL, warmup_s=30),
     # A low concurrency, so the jobs a NATS outage piles up overrun it at this small scale too
     # when the agent lets them (issue 13 #1): 6 checks/s per country need far less.
-    "short": Campaign(60, SHORT, warmup_s=4, concurrency=10),
+    "short": Campaign(60, SHORT, warmup_s=2, concurrency=10),
 }
 
 

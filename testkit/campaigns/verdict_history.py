@@ -24,10 +24,10 @@ TLS-RPT reports about their mail domain (`report_burst`) arrives while it lasts,
 incident is open.
 
 `draw_once` is the short history of `make test`: every case once and at once. The joint outage
-and one named fault per target all begin in the first seconds, each long enough to be
-confirmed; the created targets are created at the start, an `apply` follows a few seconds
-later, each restart comes once the outages are confirmed and before they end. The seed draws
-the instants, the lengths and the countries.
+and one named fault per target all begin in the first seconds and end within a few seconds of
+each other, each long enough to be confirmed; the created targets are created at the start,
+an `apply` follows a few seconds later, each restart comes once the outages are confirmed and
+before they end. The seed draws the instants and the countries.
 """
 
 import random
@@ -192,11 +192,11 @@ def draw_once(
     low = shape.fault[0]
     steps = [Step(rng.uniform(0, 1), "create", target) for target in created]
     if joint:
-        length = rng.uniform(low, low + shape.interval / 2)
-        steps += _joint(rng, joint, shape, legs, rng.uniform(0, 2), length)
+        at = rng.uniform(0, 2)
+        steps += _joint(rng, joint, shape, legs, at, rng.uniform(low, low + 3) - at)
     for target, fault in once:
         at = rng.uniform(0, shape.interval / 2)
-        length = rng.uniform(low, low + shape.interval / 2)
+        length = rng.uniform(low, low + 3) - at
         country = rng.choice(countries) if fault == "country" else ""
         leg = fault if fault in LEGS else ""
         on, off = UNDO[fault]

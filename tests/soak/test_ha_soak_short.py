@@ -1,10 +1,10 @@
 """The short HA fault campaign of `make soak` (testkit.campaigns.ha_soak SHORT): three nats-servers
 at STREAM_REPLICAS=3, a PostgreSQL primary with a synchronous standby behind a multi-host
 DATABASE_URL, two `python -m controller serve` replicas and an agent per country as real
-processes on loopback, 50 healthy monitors and one whose server the harness takes down. While
-that outage's incident is being confirmed the node leading RESULTS is killed, then controller
-A holding results it has not acked; the PostgreSQL primary dies at the instant the `down`
-e-mail reaches the harness's sink, the standby promoted by the harness. Run once for the
+processes on loopback, 50 healthy monitors and one whose server the harness takes down.
+Controller A is killed holding results it has not acked; then, while that outage's incident is
+being confirmed, the node leading RESULTS; the PostgreSQL primary dies at the instant the
+`down` e-mail reaches the harness's sink, the standby promoted by the harness. Run once for the
 module; each test pins one of issue 57's or 69's correctness targets over every fault window.
 
 The timing targets (store lag p99, e-mails within 30 s, rounds on time again within 10 s) are
