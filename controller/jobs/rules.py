@@ -109,6 +109,11 @@ class JobIds:
             return seeded_id(self.seed(monitor_public_id, country, scheduled_at), scheduled_at)
         return self._id(self._keys[0], monitor_public_id, country, _ms(scheduled_at), trigger)
 
+    def seeded_now(self) -> bool:
+        """Whether scheduled rounds get seeded ids now (the gate `seeded()`); a round reads it
+        once and gives it to `make` for each of its ids, so they are all of one scheme."""
+        return self._seeded()
+
     def seed(self, monitor_public_id: str, country: str, at: datetime) -> bytes:
         """The seed of the scheduled rounds of that monitor and country in the UTC hour of `at`
         (under the newest key)."""

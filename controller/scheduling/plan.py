@@ -295,6 +295,8 @@ class RoundPlanner:
             base = target.monitor
             listed, went = target.monitor.allowed_country_codes, target.rounds.countries
         public_id = str(base.public_id)
+        # Every id of the round under one scheme, read once: the gate may move meanwhile.
+        seeded = self._job_ids.seeded_now()
         over, run, next_at = round_times(
             public_id, base.check_interval, base.next_due_at, now, trigger
         )
@@ -311,7 +313,9 @@ class RoundPlanner:
             try:
                 if isinstance(target, UnfitMonitor):
                     raise JobConfigError(target.error)
-                self._jobs(plan, target, now, live, trigger, avoid or {}, tokens, oauth2_live)
+                self._jobs(
+                    plan, target, now, live, trigger, avoid or {}, tokens, oauth2_live, seeded
+                )
             except JobConfigError as exc:
                 plan.unusable = str(exc)
                 return plan
@@ -323,7 +327,7 @@ class RoundPlanner:
                 base.public_id,
                 base.type,
                 cc,
-                self._job_ids.make(public_id, cc, at),
+                self._job_ids.make(public_id, cc, at, seeded=seeded),
                 at,
                 OVERDUE,
                 why,
@@ -343,9 +347,10 @@ class RoundPlanner:
         avoid: Mapping[str, list[str]],
         tokens: Mapping[str, Secret] | TokenFailure | None = None,
         oauth2_live: frozenset[str] = frozenset(),
+        seeded: bool = False,
     ) -> None:
         """The round's jobs (asking the agents in `avoid` of each country to leave them to
-        another) and the countries it cannot go to."""
+        another) and the countries it cannot go to; `seeded`: its ids' scheme."""
         m, rounds = watched.monitor, watched.rounds
         public_id = str(m.public_id)
         config = opened(m.config, self._box)
@@ -400,7 +405,7 @@ class RoundPlanner:
         if org is None:
             org = self._tenants[m.organization_id] = tenant(self._tenant_key, m.organization_id)
         for cc in plan.countries:
-            jid = self._job_ids.make(public_id, cc, scheduled, trigger)
+            jid = self._job_ids.make(public_id, cc, scheduled, trigger, seeded)
 
             def missed(kind: str, why: str, cc: str = cc, jid: str = jid) -> None:
                 plan.missed.append(

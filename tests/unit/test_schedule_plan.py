@@ -3,6 +3,7 @@ countries a round goes to, which of them get a job and which a missed row, and w
 whose config does not fit; the agents a confirmation job avoids; the keyed hashes a job
 carries."""
 
+import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +13,7 @@ import msgspec
 import pytest
 
 from controller.jobs.result_kinds import NO_SEAL_KEY, OVERDUE
+from controller.jobs.rules import JobIds, is_seeded
 from controller.logins.backoff import CAPPED, HELD
 from controller.monitors.store import Monitor, RoundState, WatchedMonitor, decode_config
 from controller.scheduling import due_store, plan
@@ -19,6 +21,7 @@ from controller.scheduling import rules as schedule
 from controller.scheduling.plan import PlannedRound, RoundPlanner, UnfitMonitor
 from controller.secrets.box import SecretBox, generate_key
 from controller.secrets.seal_keys import CountryKeys
+from controller.settings import SchedulingSettings
 from controller.sidechecks.blocklists.rules import DEFAULT_LISTS, trigger_lists
 from shared.messages import ImapPopConfig, MonitorType, RoundTripConfig, SmtpConfig
 from shared.sealing import OpeningKeys, SealingError, generate
@@ -219,6 +222,29 @@ def test_rounds_over_are_recorded_overdue_in_every_country(
         (cc, DUE + timedelta(seconds=INTERVAL * n)) for cc in ("DE", "FR") for n in range(2)
     ]
     assert {j.country for j in p.jobs} == {"DE", "FR"}
+
+
+def test_a_round_s_ids_are_all_of_one_scheme_while_the_gate_moves(
+    keyed: tuple[CountryKeys, dict[str, str]],
+) -> None:
+    """The gate may move while a round is planned (rounds are planned in a thread, the gate is
+    moved on the event loop): each round's ids, its jobs' and its `overdue` rows', are all of
+    the scheme read once for it, so the alerter's expired rows (which follow a round's other
+    ids) are of the scheme the round went out with."""
+    flips = itertools.cycle([True, False])
+    rounds = RoundPlanner(
+        JobIds.from_box(BOX, lambda: next(flips)),
+        BOX,
+        keyed[0],
+        scheduling=SchedulingSettings(),
+        default_countries=2,
+    )
+    now = DUE + timedelta(seconds=INTERVAL * 2 + 1)
+    for _ in range(2):  # whichever the gate says first
+        p = rounds.round(watched(listed=["DE", "FR", "US"]), now, LIVE3)
+        ids = [j.job_id for j in p.jobs] + [r.job_id for r in p.missed]
+        assert len(ids) == 9, ids  # 3 jobs, 2 rounds over in each of 3 countries
+        assert len({is_seeded(i) for i in ids}) == 1, ids
 
 
 @pytest.mark.parametrize(
