@@ -15,10 +15,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from controller.sidechecks.readiness import budget_store
-from controller.sidechecks.readiness.budget import QUERIES_PER_HOUR, hour_of
+from controller.sidechecks.readiness.budget import QUERIES_PER_HOUR
 from shared.messages import CheckJob
 from shared.sidechecks.readiness import WIRE, ReadinessAsk
-from shared.timefmt import iso_ms
+from shared.timefmt import iso_ms, utc_hour
 from testkit.common import cpu_s, discard_logs, machine, steady_database
 from testkit.peers.jobs import make_job
 
@@ -46,7 +46,7 @@ async def _measure() -> tuple[float, float, int, int]:
         await conn.execute("UPDATE monitors SET mail_domain = 'd' || id || '.customer.test'")
         minute = {m: rng.randrange(60) for m in ids}
         backend: int = await conn.fetchval("SELECT pg_backend_pid()")
-        start = hour_of(datetime.now(UTC)) - HOURS * timedelta(hours=1)
+        start = utc_hour(datetime.now(UTC)) - HOURS * timedelta(hours=1)
         costs: list[float] = []
         asked = held = 0
         for h in range(HOURS):

@@ -7,6 +7,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def utc_hour(at: datetime) -> datetime:
+    """The UTC clock hour `at` falls in."""
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
 def iso_ms(value: datetime) -> str:
     """Format an aware datetime as UTC with exactly three fractional digits and a `Z`."""
     if value.tzinfo is not UTC:

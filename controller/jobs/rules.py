@@ -11,6 +11,7 @@ from typing import Final
 
 from controller.secrets.box import SecretBox
 from shared.streams import JOBS_MAX_AGE_S
+from shared.timefmt import utc_hour
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -48,7 +49,7 @@ def seeded_id(seed: bytes, scheduled_at: datetime) -> str:
     digit made 8 (a version 8 UUID, 120 bits of the hash). PostgreSQL computes the same from a
     pack's seed and line of times (`result_seeded_job`, migration 0122), so a pack keeps the
     seed instead of the ids."""
-    ms = _ms(scheduled_at) - _ms(hour_of(scheduled_at))
+    ms = _ms(scheduled_at) - _ms(utc_hour(scheduled_at))
     digest = hashlib.sha256(seed + ms.to_bytes(4, "big")).digest()
     return _uuid(digest, SEEDED_VERSION, 0x0F)
 
@@ -56,11 +57,6 @@ def seeded_id(seed: bytes, scheduled_at: datetime) -> str:
 def is_seeded(job_id: str) -> bool:
     """Whether `job_id` is shaped as a seeded id (its version digit)."""
     return job_id[14:15] == str(SEEDED_VERSION)
-
-
-def hour_of(at: datetime) -> datetime:
-    """The UTC hour `at` falls in (a pack's hour)."""
-    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 class JobIds:
@@ -117,7 +113,7 @@ class JobIds:
     def seed(self, monitor_public_id: str, country: str, at: datetime) -> bytes:
         """The seed of the scheduled rounds of that monitor and country in the UTC hour of `at`
         (under the newest key)."""
-        return self._seed(self._keys[0], monitor_public_id, country, hour_of(at))
+        return self._seed(self._keys[0], monitor_public_id, country, utc_hour(at))
 
     def matches(
         self, job_id: str, monitor_public_id: str, country: str, scheduled_at: datetime
@@ -128,7 +124,7 @@ class JobIds:
         given = job_id.encode()
         # The version digit says the scheme (it is no secret): one hash or two per key.
         seeded = is_seeded(job_id)
-        hour = hour_of(scheduled_at)
+        hour = utc_hour(scheduled_at)
         for key in self._keys:
             if seeded:
                 made = [seeded_id(self._seed(key, monitor_public_id, country, hour), scheduled_at)]

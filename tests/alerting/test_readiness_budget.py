@@ -38,10 +38,9 @@ from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.sidechecks.frame import Arrived
 from controller.sidechecks.readiness import budget_store, rules
-from controller.sidechecks.readiness.budget import hour_of
 from shared.messages import CheckJob, CheckResult, SmtpConfig, encode
 from shared.sidechecks.readiness import QUERIES_MAX, WIRE, Readiness
-from shared.timefmt import parse_iso
+from shared.timefmt import parse_iso, utc_hour
 from testkit.peers.dns import DnsPeer, Records
 from testkit.peers.jobs import make_job
 from testkit.peers.smtp import SmtpPeer
@@ -113,7 +112,7 @@ class Harness:
         far = datetime.max.replace(tzinfo=UTC)
         asked: set[int] = set()
         for org in {o for o, _ in rounds}:
-            key = (org, hour_of(at))
+            key = (org, utc_hour(at))
             room = (self.budget - self.charged.get(key, 0)) // QUERIES_MAX
             ours = sorted(
                 (m for o, m in rounds if o == org),
@@ -128,14 +127,14 @@ class Harness:
             for m in ours[: max(room, 0)]:
                 asked.add(m)
                 self.charged[key] = self.charged.get(key, 0) + QUERIES_MAX
-                self.served[m] = hour_of(at)
+                self.served[m] = utc_hour(at)
                 self.waiting.pop(m, None)
             for m in ours[max(room, 0) :]:
-                self.waiting.setdefault(m, hour_of(at))
+                self.waiting.setdefault(m, utc_hour(at))
         return [m in asked for _, m in rounds]
 
     def arrived(self, org: int, at: datetime, queries: int) -> None:
-        key = (org, hour_of(at))
+        key = (org, utc_hour(at))
         self.charged[key] += queries - QUERIES_MAX
 
 
@@ -215,10 +214,10 @@ class History:
             checked, facts = await _agent(probe, job, smtp)
             spent = len(peer.asked) - before
             assert facts.queries == spent  # what the agent reports is what it asked
-            key = (monitor["name"][:4], hour_of(now))
+            key = (monitor["name"][:4], utc_hour(now))
             self.per_hour[key] = self.per_hour.get(key, 0) + spent
             if not asked:
-                until = (hour_of(now) + timedelta(hours=1)).strftime("%H:%M")
+                until = (utc_hour(now) + timedelta(hours=1)).strftime("%H:%M")
                 assert facts.error == (
                     "this organization's DNS budget for readiness in DE is spent until"
                     f" {until} UTC ({self.budget} queries an hour)"
@@ -252,7 +251,7 @@ async def test_a_seeded_history_over_three_hours_is_asked_and_held_as_the_budget
     full hours, asked again by itself when each hour rolls."""
     history = History(rig, await make_tenant(rig.pool), _planner(rig, tmp_path), 400)
     await history.monitors()
-    start = hour_of(datetime.now(UTC)) - timedelta(hours=2)
+    start = utc_hour(datetime.now(UTC)) - timedelta(hours=2)
     # Four batches an hour for two hours, then the first of the third.
     steps = [start + timedelta(minutes=15 * i) for i in range(9)]
     async with SmtpPeer() as smtp, DnsPeer(_hostile()) as dns_a, DnsPeer(FINE_ZONE) as dns_b:
@@ -278,9 +277,9 @@ async def test_a_seeded_history_over_three_hours_is_asked_and_held_as_the_budget
             assert verdicts == {}  # unknown: nothing raised, nothing cleared
             assert facts.kept is not None and facts.kept.changes == []
     history.figures()
-    hours = [hour_of(steps[0]) + timedelta(hours=h) for h in range(4)]
+    hours = [utc_hour(steps[0]) + timedelta(hours=h) for h in range(4)]
     for h in range(2):  # both full hours: held once spent
-        batches = [v for at, v in history.batches.items() if hour_of(at) == hours[h]]
+        batches = [v for at, v in history.batches.items() if utc_hour(at) == hours[h]]
         assert not all(all(b) for b in batches), f"nothing held in {hours[h]:%H:%M}"
     for at in (steps[0], steps[4], steps[8]):  # each hour's first batch asks every monitor
         assert all(history.batches[at]), f"held at {at:%H:%M}, the hour's first batch"
@@ -300,7 +299,7 @@ async def test_held_rounds_keep_the_findings_and_tell_nothing(
     await history.monitors()
     first = rig.at(0).replace(second=0, microsecond=0)
     if first.minute >= 50:  # the three rounds within one clock hour, the budget's
-        first = hour_of(first) + timedelta(hours=1)
+        first = utc_hour(first) + timedelta(hours=1)
     async with SmtpPeer() as smtp, DnsPeer(_hostile()) as dns_a, DnsPeer(FINE_ZONE) as dns_b:
         peers = {rig.tenant.org_id: dns_a, history.org.org_id: dns_b}
         for i in range(3):
@@ -379,7 +378,7 @@ async def test_what_a_round_is_charged_is_its_own_once_and_at_most_its_reservati
     org = await make_tenant(rig.pool)
     history = History(rig, org, _planner(rig, tmp_path), 400)
     await history.monitors()
-    now = hour_of(datetime.now(UTC))
+    now = utc_hour(datetime.now(UTC))
     jobs = await history.plan(now)
     lying = jobs[0]
     facts = Readiness(domain=HOSTILE, queries=10**9)
@@ -411,7 +410,7 @@ async def test_two_replicas_planning_at_once_never_ask_more_than_the_budget(
     org = await make_tenant(rig.pool)
     history = History(rig, org, _planner(rig, tmp_path), 2 * QUERIES_MAX)
     await history.monitors()
-    now = hour_of(datetime.now(UTC))
+    now = utc_hour(datetime.now(UTC))
     async with rig.pool.acquire() as conn:
         await history.due(conn, now)
     hostile = {str(m["public_id"]) for m in history.hostile}
@@ -455,7 +454,7 @@ async def test_one_result_stored_by_two_controllers_at_once_settles_once(
     org = await make_tenant(rig.pool)
     history = History(rig, org, _planner(rig, tmp_path), 400)
     await history.monitors()
-    now = hour_of(datetime.now(UTC))
+    now = utc_hour(datetime.now(UTC))
     job = (await history.plan(now))[0]
     arrived = Arrived(
         job.job_id,
@@ -490,7 +489,7 @@ async def test_rounds_that_never_run_give_their_reservation_back(rig: Rig, tmp_p
     org = await make_tenant(rig.pool)
     history = History(rig, org, _planner(rig, tmp_path), 2 * QUERIES_MAX)
     await history.monitors()
-    now = hour_of(datetime.now(UTC))
+    now = utc_hour(datetime.now(UTC))
     hostile = {str(m["public_id"]) for m in history.hostile}
     refused = [j for j in await history.plan(now) if j.monitor_id in hostile and _asks(j)]
     assert len(refused) == 2

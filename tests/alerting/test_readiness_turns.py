@@ -22,10 +22,10 @@ from agent.sidechecks.readiness import ReadinessProbe, runner
 from controller.monitors import store as monitors
 from controller.sidechecks.frame import Arrived
 from controller.sidechecks.readiness import budget_store, rules
-from controller.sidechecks.readiness.budget import hour_of, why_held
+from controller.sidechecks.readiness.budget import why_held
 from shared.messages import CheckJob, CheckResult
 from shared.sidechecks.readiness import QUERIES_MAX, WIRE, Readiness, ReadinessAsk
-from shared.timefmt import iso_ms, parse_iso
+from shared.timefmt import iso_ms, parse_iso, utc_hour
 from testkit.peers.jobs import make_job
 from tests.conftest import make_tenant
 
@@ -119,19 +119,19 @@ async def test_a_round_is_asked_while_one_more_fits(
 ) -> None:
     """What is spent plus reserved (QUERIES_MAX a round not back) never passes the budget."""
     org, ids = await _monitors(pool, wanted)
-    at = hour_of(datetime.now(UTC)) + timedelta(minutes=7)
+    at = utc_hour(datetime.now(UTC)) + timedelta(minutes=7)
     async with pool.acquire() as conn:
         await conn.execute(
             "INSERT INTO readiness_budget (organization_id, country, hour, asked, settled, spent)"
             " VALUES ($1, 'DE', $2, $3, $4, $5)",
             org,
-            hour_of(at),
+            utc_hour(at),
             *stored,
         )
     rng = random.Random(SEED)
     jobs = await _reserve(pool, [_job(rng, m, "DE", at) for m in ids], at, budget)
     assert sum(map(_asked, jobs)) == asked
-    assert (await _budget_row(pool, org, "DE", hour_of(at)))[0] == stored[0] + asked
+    assert (await _budget_row(pool, org, "DE", utc_hour(at)))[0] == stored[0] + asked
     for job in jobs:
         ask = WIRE.ask_of(job.side_checks)
         assert ask is not None
@@ -144,7 +144,7 @@ async def test_the_monitor_held_last_hour_goes_first(pool: asyncpg.Pool) -> None
     has room (it is kept for `late`, waiting longer: its reason says so) and asks `late`; the
     hour after, `early` (now waiting) is asked again. Another country keeps its own turns."""
     _, (early, late) = await _monitors(pool, 2)
-    start = hour_of(datetime.now(UTC)) - 4 * HOUR
+    start = utc_hour(datetime.now(UTC)) - 4 * HOUR
     rng = random.Random(SEED)
     seen: list[tuple[str, str, str]] = []
     for h in range(3):
@@ -253,7 +253,7 @@ async def test_a_seeded_history_gives_every_monitor_its_turn(pool: asyncpg.Pool)
     rng = random.Random(SEED)
     orgs = [await _history_org(pool, rng, times) for times in (5, 2, None, None, None)]
     hours = 2 * max(o.bound for o in orgs) + 1
-    start = hour_of(datetime.now(UTC)) - (hours + 1) * HOUR
+    start = utc_hour(datetime.now(UTC)) - (hours + 1) * HOUR
     by_id = {m: o for o in orgs for m in o.monitors}
     for h in range(hours):
         for batch in range(12):  # a batch every five minutes
@@ -362,7 +362,7 @@ async def test_a_monitor_that_stops_coming_keeps_no_place_past_its_due_hour(
     (its country gone): the hour its round was due keeps its room (`early` held), the hour
     after does not."""
     _, (early, late) = await _monitors(pool, 2)
-    start = hour_of(datetime.now(UTC)) - 5 * HOUR
+    start = utc_hour(datetime.now(UTC)) - 5 * HOUR
     rng = random.Random(SEED)
 
     async def one(monitor: str, h: int, minute: int) -> bool:

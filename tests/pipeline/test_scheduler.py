@@ -15,7 +15,6 @@ from controller.scheduling import due_store as due
 from controller.scheduling import rules as schedule
 from controller.scheduling.scheduler import Scheduler
 from controller.sidechecks.readiness import COMMON_SELECTORS
-from controller.sidechecks.readiness.budget import hour_of
 from shared.messages import (
     FEATURE_TENANT_LOADS,
     ImapCheckJob,
@@ -27,7 +26,7 @@ from shared.sidechecks.mail_dns import WIRE as MAIL_DNS
 from shared.sidechecks.mail_dns import MailDnsAsk
 from shared.sidechecks.readiness import WIRE as READINESS
 from shared.sidechecks.readiness import ReadinessAsk
-from shared.timefmt import parse_iso, utcnow
+from shared.timefmt import parse_iso, utc_hour, utcnow
 from testkit.sealing import KeyRing
 from tests.api.helpers import create
 from tests.conftest import Tenant, make_tenant
@@ -903,7 +902,7 @@ async def test_readiness_is_held_past_its_organizations_hourly_budget_and_resume
     asks = {j.monitor_id: READINESS.ask_of(j.side_checks) for j, _ in await countries.jobs(cc)}
     asked = [m["publicId"] for m in ours if asks[m["publicId"]].domain]
     (held,) = [m["publicId"] for m in ours if m["publicId"] not in asked]
-    until = (hour_of(clock.now) + timedelta(hours=1)).strftime("%H:%M")
+    until = (utc_hour(clock.now) + timedelta(hours=1)).strftime("%H:%M")
     assert asks[held] == ReadinessAsk(
         held=f"this organization's DNS budget for readiness in {cc} is spent until {until} UTC"
         " (160 queries an hour)"
@@ -918,7 +917,7 @@ async def test_readiness_is_held_past_its_organizations_hourly_budget_and_resume
     assert [tuple(r) for r in rows] == [(org.org_id, 2), (other.org_id, 1)]
     # The next hour: the held monitor is asked again, by itself (the others' rounds are
     # not due yet).
-    clock.now = hour_of(clock.now) + timedelta(hours=1, minutes=1)
+    clock.now = utc_hour(clock.now) + timedelta(hours=1, minutes=1)
     async with pipe_pool.acquire() as conn:
         await conn.execute(
             "UPDATE monitors SET next_due_at = CASE WHEN public_id = $1"

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from controller.sidechecks.readiness.budget import Outcome, hour_of, why_held
+from controller.sidechecks.readiness.budget import Outcome, why_held
 from shared.sidechecks.readiness import QUERIES_MAX, Readiness, bounded
+from shared.timefmt import utc_hour
 
 AT = datetime(2026, 11, 27, 10, 41, 7, tzinfo=UTC)
 
@@ -42,7 +43,7 @@ def test_why_a_round_is_held_and_until_when(outcome: Outcome, at: datetime, why:
 
 
 def test_the_hour_is_the_clock_hour_in_utc() -> None:
-    assert hour_of(AT) == datetime(2026, 11, 27, 10, tzinfo=UTC)
+    assert utc_hour(AT) == datetime(2026, 11, 27, 10, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(("said", "kept"), [(10**9, QUERIES_MAX), (-5, 0), (44, 44)])

@@ -11,8 +11,10 @@ first), so a budget smaller than the demand holds each monitor in turn, never th
 every hour. A round held carries why (`ReadinessAsk.held`) and judges nothing.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Final, Literal
+
+from shared.timefmt import utc_hour
 
 HOUR: Final = timedelta(hours=1)
 QUERIES_PER_HOUR: Final = 10_000  # READINESS_QUERIES_PER_HOUR's default
@@ -22,14 +24,9 @@ QUERIES_PER_HOUR: Final = 10_000  # READINESS_QUERIES_PER_HOUR's default
 Outcome = Literal["asked", "spent", "turn"]
 
 
-def hour_of(at: datetime) -> datetime:
-    """The clock hour (UTC) a round scheduled `at` is counted in."""
-    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
 def why_held(outcome: Outcome, budget: int, country: str, at: datetime) -> str | None:
     """Why a round scheduled `at` is held (None: it is asked)."""
-    until = f"{hour_of(at) + HOUR:%H:%M} UTC"
+    until = f"{utc_hour(at) + HOUR:%H:%M} UTC"
     if outcome == "asked":
         return None
     if outcome == "turn":

@@ -15,10 +15,10 @@ import msgspec
 
 from controller.db.pool import Conn
 from controller.sidechecks.frame import Arrived
-from controller.sidechecks.readiness.budget import Outcome, hour_of, why_held
+from controller.sidechecks.readiness.budget import Outcome, why_held
 from shared.messages import CheckJob
 from shared.sidechecks.readiness import QUERIES_MAX, WIRE, Readiness, ReadinessAsk
-from shared.timefmt import parse_iso
+from shared.timefmt import parse_iso, utc_hour
 
 _RESERVE = """
 SELECT job_id, outcome
@@ -115,6 +115,6 @@ async def settle(conn: Conn, arrived: Sequence[Arrived[Readiness]]) -> None:
         [a.job_id for a in asked],
         [a.monitor_id for a in asked],
         [a.country for a in asked],
-        [hour_of(a.scheduled_at) for a in asked],
+        [utc_hour(a.scheduled_at) for a in asked],
         [a.facts.queries for a in asked],
     )
