@@ -116,8 +116,10 @@ class Scheduler:
         wait (`due.moved`, or `due.waiting` when it claimed none), which also says when the
         next pass is due: a routine pass is its due rounds' transaction. A pass before the
         earliest due time the last one saw, or after one that saw none, claims nothing
-        (`schedule.nothing_due`: due times move earlier only by planning, which forces a full
-        pass) and only asks that statement again.
+        (`schedule.nothing_due`) and only asks that statement again, which sees any due time
+        moved earlier since (planning forces a full pass at once; a finished token fetch or a
+        due time set elsewhere is claimed by the pass after, at most one pass's spacing
+        later).
         """
         log.info("scheduler started", batch=self._batch, gather_s=self._gather_s)
         loop = asyncio.get_running_loop()
