@@ -19,7 +19,7 @@ _BYTES_ACKED_AT = 120
 
 @dataclass(frozen=True)
 class Upload:
-    status: int
+    status: int  # 0: no answer (the connection closed, or none within 30 s)
     headers: dict[str, str]
     acked: int  # bytes of request (head and body) the server's side acknowledged
     sent: int  # body bytes the client's socket accepted
@@ -66,6 +66,8 @@ def upload(
         info = conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 232)
         acked = struct.unpack_from("Q", info, _BYTES_ACKED_AT)[0]
         answer = _answer(conn)
+    if not answer:
+        return Upload(0, {}, acked, sent)
     status_line, *lines = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
     return Upload(
         int(status_line.split()[1]),
