@@ -12,6 +12,7 @@ import asyncpg
 import httpx
 import pytest
 import trustme
+from prometheus_client import REGISTRY
 
 from controller.reports.parse import MAX_PACKED
 from controller.settings import ControllerSettings
@@ -100,10 +101,19 @@ async def impatient_url(settings: ControllerSettings, pool: asyncpg.Pool) -> Asy
         yield url
 
 
-async def test_a_body_that_trickles_is_cut_at_its_deadline_with_408(impatient_url: str) -> None:
-    headers = {"Content-Type": "application/json", "Content-Length": "100"}
-    up = await asyncio.to_thread(upload, impatient_url + "/api/auth/login", None, headers, [b"{"])
-    assert (up.status, up.headers.get("connection")) == (408, "close")
+async def test_a_body_that_trickles_is_cut_at_its_deadline_with_408(
+    https: httpx.AsyncClient, impatient_url: str, tenant: Tenant, domain: str
+) -> None:
+    """API_BODY_SECONDS=1: one byte of a declared 100, then nothing; the login and a report
+    alike (the report counted as refused, `too_slow`)."""
+    labels = {"kind": "unknown", "via": "https", "outcome": "too_slow"}
+    was = REGISTRY.get_sample_value("mailprobe_reports_total", labels) or 0.0
+    report = await _report_path(https, tenant, domain)
+    for path, kind in (("/api/auth/login", "application/json"), (report, GZIP["Content-Type"])):
+        headers = {"Content-Type": kind, "Content-Length": "100"}
+        up = await asyncio.to_thread(upload, impatient_url + path, None, headers, [b"{"])
+        assert (up.status, up.headers.get("connection")) == (408, "close"), path
+    assert REGISTRY.get_sample_value("mailprobe_reports_total", labels) == was + 1
 
 
 async def test_a_body_read_to_its_end_keeps_the_connection(https: httpx.AsyncClient) -> None:
