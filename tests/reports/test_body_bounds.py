@@ -2,7 +2,8 @@
 past its limit, declared or streamed in chunks, or sent where nothing reads it, is answered and
 its connection closed, so the server's side takes at most the limit plus what its socket buffers
 (measured: the bytes its kernel acknowledged); a body that trickles is cut at API_BODY_SECONDS
-(408); a body read to its end keeps the connection alive."""
+(408); a head past MAX_HEAD_BYTES is refused (400); a body read to its end keeps the
+connection alive."""
 
 import asyncio
 import ssl
@@ -15,6 +16,7 @@ import trustme
 from prometheus_client import REGISTRY
 
 from controller.reports.parse import MAX_PACKED
+from controller.runtime.serve import MAX_HEAD_BYTES
 from controller.settings import ControllerSettings
 from controller.web.app import MAX_BODY_BYTES, create_app
 from testkit.serving import serve_app
@@ -93,6 +95,19 @@ async def test_a_2_gib_chunked_body_nobody_reads_or_past_64_kib_costs_the_server
     print(f"{where}, 2 GiB chunked: {up.acked / MIB:.1f} MiB taken")
     assert up.acked <= MAX_BODY_BYTES + buffer_slack(), up
     assert (up.status, up.headers.get("connection")) == (status, "close")
+
+
+async def test_a_head_that_never_ends_is_refused_past_32_kib(
+    https_url: str, ctx: ssl.SSLContext
+) -> None:
+    """A header line of 2 GiB: 400 and the connection closed once the head passes
+    MAX_HEAD_BYTES (h11's bound; uvicorn's httptools kept it all in memory)."""
+    up = await asyncio.to_thread(
+        upload, https_url + "/health", ctx, {}, blocks(TWO_GIB, b"a"), unended="X-Padding"
+    )
+    print(f"2 GiB header: {up.acked / MIB:.1f} MiB taken")
+    assert up.acked <= MAX_HEAD_BYTES + buffer_slack(), up
+    assert (up.status, up.headers.get("connection", "").lower()) == (400, "close")
 
 
 @pytest.fixture

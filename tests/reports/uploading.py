@@ -25,8 +25,8 @@ class Upload:
     sent: int  # body bytes the client's socket accepted
 
 
-def blocks(mib: int) -> Iterable[bytes]:
-    block = b"\0" * MIB
+def blocks(mib: int, byte: bytes = b"\0") -> Iterable[bytes]:
+    block = byte * MIB
     return (block for _ in range(mib))
 
 
@@ -43,8 +43,10 @@ def upload(
     body: Iterable[bytes],
     *,
     chunked: bool = False,
+    unended: str | None = None,
 ) -> Upload:
-    """POST `body` to `url` (Content-Length as `headers` say, or chunks when `chunked`)."""
+    """POST `body` to `url` (Content-Length as `headers` say, or chunks when `chunked`); with
+    `unended`, the head never ends: `body` is the value of a header of that name."""
     parts = urlsplit(url)
     raw = socket.create_connection((parts.hostname or "", parts.port or 443), timeout=30)
     conn = ctx.wrap_socket(raw, server_hostname=parts.hostname) if ctx else raw
@@ -53,7 +55,8 @@ def upload(
         if chunked:
             fields["Transfer-Encoding"] = "chunked"
         head = "".join(f"{k}: {v}\r\n" for k, v in fields.items())
-        conn.sendall(f"POST {parts.path} HTTP/1.1\r\n{head}\r\n".encode())
+        end = f"{unended}: " if unended else "\r\n"
+        conn.sendall(f"POST {parts.path} HTTP/1.1\r\n{head}{end}".encode())
         sent = 0
         try:
             for block in body:
