@@ -1,14 +1,13 @@
 """What a request body may cost the server before it stops reading: bytes and time.
 
 - Bytes: Litestar's `request_max_body_size` stops the app reading at the limit (413 before
-  reading when Content-Length already says too much), but uvicorn then reads and discards the
-  rest of the body to keep the connection alive. So every response to a request whose body was
-  not read to its end says `Connection: close`, and uvicorn closes the connection once the
-  response is sent: at most the limit (plus what the sockets buffer) is read, whatever the
-  client sends or declares.
-- Time: a body must arrive whole within `API_BODY_SECONDS` of its request's
-  headers; past that the
-  handler reading it gets a 408 (`body_timeout`), and the connection closes as above.
+  reading when Content-Length already says too much), but uvicorn, to keep the connection
+  alive, reads and discards whatever the client still sends of a body the app left unread. So
+  every response to a request whose body was not read to its end says `Connection: close`, and
+  uvicorn closes the connection once the response is sent: at most the limit (plus what the
+  sockets buffer) is read, whatever the client sends or declares.
+- Time: a body must arrive whole within `API_BODY_SECONDS` of its request's headers; past that
+  the handler reading it gets a 408 (`body_timeout`), and the connection closes as above.
 
 It wraps the whole application (`bounded`), so requests no route takes (404, 405) are cut too.
 """
