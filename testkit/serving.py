@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from controller.runtime.serve import KEEP_ALIVE_S
+from controller.runtime.serve import HTTP_PARSER, KEEP_ALIVE_S, MAX_HEAD_BYTES
 from shared import embedded
 
 # One TLS context for every client the tests make: httpx builds a new one for each client it
@@ -33,7 +33,10 @@ async def serve_app(app: Any, port: int | None = None, **tls: Any) -> AsyncItera
             port=port,
             log_config=None,
             access_log=False,
-            timeout_keep_alive=KEEP_ALIVE_S,  # as the product's (api_server)
+            # as the product's (api_server)
+            timeout_keep_alive=KEEP_ALIVE_S,
+            http=HTTP_PARSER,
+            h11_max_incomplete_event_size=MAX_HEAD_BYTES,
             **tls,
         )
     )

@@ -299,6 +299,11 @@ async def _serve_ops(
 # load balancers 60 s), so a client never reuses a connection the server is closing that
 # instant (a reset, not an answer). uvicorn's default, 5 s, is httpx's own expiry.
 KEEP_ALIVE_S = 75
+# The API's HTTP/1.1 parser is h11, which refuses a request head (request line and headers)
+# over MAX_HEAD_BYTES with a 400 and closes the connection; uvicorn's httptools parser keeps a
+# head of any size in memory.
+HTTP_PARSER = "h11"
+MAX_HEAD_BYTES = 32 * 1024
 
 
 def api_server(api: ApiSettings, app: Litestar) -> uvicorn.Server:
@@ -314,6 +319,8 @@ def api_server(api: ApiSettings, app: Litestar) -> uvicorn.Server:
         lifespan="on",
         server_header=False,
         timeout_keep_alive=KEEP_ALIVE_S,
+        http=HTTP_PARSER,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         # The client address (login throttling, logs) is the socket peer unless it is one of
         # API_TRUSTED_PROXIES; uvicorn's default would trust X-Forwarded-For from loopback.
         proxy_headers=bool(api.trusted_proxies),

@@ -34,6 +34,15 @@ class ApiSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True):
     api_tls_key_file: Annotated[
         str | None, Meta(description="PEM private key file of `API_TLS_CERT_FILE`")
     ] = None
+    api_body_seconds: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=3600,
+            description="a request body must arrive whole within this many seconds of its "
+            "headers; past it 408 and the connection is closed",
+        ),
+    ] = 60
     api_trusted_proxies: Annotated[
         str,
         Meta(

@@ -21,7 +21,7 @@ from controller.notify.egress import Egress
 from controller.observability import metrics
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
-from controller.web import console
+from controller.web import body_bounds, console
 from controller.web.alertsite.routes import AlertSiteController
 from controller.web.api import openapi_doc
 from controller.web.api.alerts import AlertSettingsController
@@ -197,7 +197,7 @@ def create_app(
             app.state.services = services
             yield
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             AuthController,
             AlertSiteController,
@@ -271,3 +271,7 @@ def create_app(
         logging_config=None,
         debug=False,
     )
+    # Around Litestar's own handler, not in `middleware=` (which runs for matched routes only):
+    # bodies sent to a path no route takes are cut as well.
+    app.asgi_handler = body_bounds.bounded(app.asgi_handler, settings.api.api_body_seconds)
+    return app

@@ -4,7 +4,7 @@
   §3, `application/tlsrpt+gzip` or `application/tlsrpt+json`); no login, the token routes it.
   An unknown domain and a wrong token get the same 404, so the endpoint never tells whether a
   domain is monitored; each client address may post `REPORTS_POSTS_PER_MINUTE` a minute. A
-  report of the wrong content type (415) or too large to read (413) is counted in
+  report of the wrong content type (415), too large to read (413) or too slow (408) is counted in
   `mailprobe_reports` like every refused report (it is not listed: nothing of it was read).
 - `/api/report-domains` (the domains and the addresses to publish, with a warning when
   reporters cannot use them), `.../{domain}/totals` (counts per day and the largest failures,
@@ -41,6 +41,7 @@ from controller.web.api.auth import client_address
 from controller.web.api.errors import ApiError, bad_request, not_found
 from controller.web.api.monitor_rules import strict_body
 from controller.web.authed_request import AuthedRequest
+from controller.web.body_bounds import BodyTimeout
 from controller.web.request_types import AnyRequest
 from controller.web.services import BoxDep, NotifySettingsDep, PoolDep, ReportsSettingsDep
 from shared.timefmt import iso_ms, utcnow
@@ -125,6 +126,9 @@ async def receive_tls(
         data = await request.body()
     except RequestEntityTooLarge:
         metrics.report_taken("unknown", "https", "too_large")
+        raise
+    except BodyTimeout:
+        metrics.report_taken("unknown", "https", "too_slow")
         raise
     source = f"{client_address(request)} POST for {name}"
     taken = await intake.take(
