@@ -125,13 +125,17 @@ class SchedulingSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=Tr
     job_ids_seeded: Annotated[
         bool,
         Meta(
-            description="give scheduled rounds seeded job ids (a stored routine result then"
-            " keeps no id of its own: 16 bytes less) once every live controller accepts them"
-            " (their sessions' `application_name` says so) and has for 5 minutes; `false`:"
+            description="opt-in: give scheduled rounds seeded job ids (a stored routine result"
+            " then keeps no id of its own: 16 bytes less) once every live controller accepts"
+            " them (their sessions' `application_name` says so) and has for 5 minutes. Each"
+            " process decides that on its own, so for minutes at a time (a restart, a failed"
+            " look) two processes may name the same round differently: a round re-published"
+            " after a scheduler died mid-pass can run twice, and a late result can be stored"
+            " beside the alerter's `expired` row for its round (docs/operating.md). `false`:"
             " keyed ids always, as releases before it made (set it, and wait 15 minutes, before"
-            " rolling a controller back to such a release: docs/operating.md)",
+            " rolling a controller back to such a release)",
         ),
-    ] = True
+    ] = False
     confirm_rounds_per_minute: Annotated[
         int,
         Meta(
