@@ -5,7 +5,8 @@ A round is ready once complete (every expected country has a result) or **closed
 expiry plus the timeout and a grace have passed: what has not come by then never will). A round
 that closes with countries missing gets an `expired` result for each (`ReadyRounds.plan`'s
 `fills`, stored by the evaluator), under the round's real job id (of the scheme, keyed or
-seeded, its other countries' ids were made with), so a result arriving even later is a
+seeded, its other countries' ids were made with, else the one `seeded_from` gives its time:
+controller.jobs.scheme), so a result arriving even later is a
 duplicate; a round of the monitor's grid that the scheduler sent and nobody reported on at all
 is found from the grid (`grid_rounds`) and gets them too. Rounds are ready in order, up to the
 first still open one, whose close is when to come back.
@@ -170,8 +171,9 @@ class ReadyRounds:
             self._job_ids.make(public_id, cc, r.at, trigger=True) == job
             for cc, job in r.jobs.items()
         )
-        # Under the scheme the round was sent with, as its other countries' ids say (the gate
-        # may have moved since); the gate's when none came back.
+        # Under the scheme the round was sent with, as its other countries' ids say
+        # (`seeded_from` may have been cleared since); when none came back, as `seeded_from`
+        # says for its time, as the scheduler's did.
         seeded = any(is_seeded(job) for job in r.jobs.values()) if r.jobs else None
         message = f"no result by {iso_ms(closing)}: the check did not run in time"
         fills = []

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from controller.jobs.scheme import seeded_round
 from controller.secrets.box import SecretBox
 from shared.streams import JOBS_MAX_AGE_S
 from shared.timefmt import utc_hour
@@ -29,8 +30,8 @@ SEEDED_VERSION: Final = 8
 KEYED_VERSION: Final = 4
 
 
-def _never() -> bool:
-    return False
+def _never() -> datetime | None:
+    return None
 
 
 def _uuid(digest: bytes, version: int, variant: int) -> str:
@@ -68,8 +69,10 @@ class JobIds:
     subject token):
 
     - keyed (version 4): BLAKE2b, a MAC, over (monitor, country, scheduled ms, scheduled or
-      triggered). Triggered rounds always; scheduled ones while `seeded()` is False.
-    - seeded (version 8), scheduled rounds while `seeded()` is True: SHA-256 of the round's
+      triggered). Triggered rounds always; scheduled ones before `seeded_from()` (or while it
+      is None).
+    - seeded (version 8), scheduled rounds at or after `seeded_from()` (the database-wide
+      fact every process reads, controller/jobs/scheme.py `seeded_round`): SHA-256 of the round's
       seed and its ms after its UTC hour, the seed a MAC (BLAKE2b, 16 bytes) over (monitor,
       country, UTC hour). A pack keeps the seed (16 bytes an hour) and PostgreSQL recomputes
       its ids.
@@ -81,15 +84,19 @@ class JobIds:
     by the ingester, which accepts both schemes under every key).
     """
 
-    def __init__(self, keys: Sequence[bytes], seeded: Callable[[], bool] = _never) -> None:
+    def __init__(
+        self, keys: Sequence[bytes], seeded_from: Callable[[], datetime | None] = _never
+    ) -> None:
         if not keys or any(not 16 <= len(k) <= 64 for k in keys):
             raise ValueError("JobIds needs keys of 16 to 64 bytes")
         self._keys = list(keys)
-        self._seeded = seeded
+        self._seeded_from = seeded_from
 
     @classmethod
-    def from_box(cls, box: SecretBox, seeded: Callable[[], bool] = _never) -> "JobIds":
-        return cls(box.subkeys(JOB_ID_PURPOSE), seeded)
+    def from_box(
+        cls, box: SecretBox, seeded_from: Callable[[], datetime | None] = _never
+    ) -> "JobIds":
+        return cls(box.subkeys(JOB_ID_PURPOSE), seeded_from)
 
     def make(
         self,
@@ -99,16 +106,19 @@ class JobIds:
         trigger: bool = False,
         seeded: bool | None = None,
     ) -> str:
-        """The round's id; a scheduled round's seeded when `seeded` says so (None: when the
-        gate `seeded()` given at construction says so)."""
-        if not trigger and (self._seeded() if seeded is None else seeded):
+        """The round's id; a scheduled round's seeded when `seeded` says so (None: as
+        `seeded_round` says for its time and `seeded_from()` given at construction)."""
+        if seeded is None:
+            seeded = seeded_round(self._seeded_from(), scheduled_at)
+        if not trigger and seeded:
             return seeded_id(self.seed(monitor_public_id, country, scheduled_at), scheduled_at)
         return self._id(self._keys[0], monitor_public_id, country, _ms(scheduled_at), trigger)
 
-    def seeded_now(self) -> bool:
-        """Whether scheduled rounds get seeded ids now (the gate `seeded()`); a round reads it
-        once and gives it to `make` for each of its ids, so they are all of one scheme."""
-        return self._seeded()
+    def seeded_from(self) -> datetime | None:
+        """When seeded ids start (None: not at all), as last read; a planner reads it once a
+        round and gives `seeded_round`'s answer to `make` for each of its ids, so they are all
+        of one scheme even when it moves meanwhile."""
+        return self._seeded_from()
 
     def seed(self, monitor_public_id: str, country: str, at: datetime) -> bytes:
         """The seed of the scheduled rounds of that monitor and country in the UTC hour of `at`

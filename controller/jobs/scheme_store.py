@@ -1,12 +1,14 @@
-"""The look at the live controllers for the job id scheme (controller/jobs/scheme.py): the
-names of the database's sessions, as PostgreSQL shows them to every session."""
+"""The job id scheme's looks and row (controller/jobs/scheme.py): the names of the database's
+sessions, as PostgreSQL shows them to every session, and `job_id_scheme.seeded_from`
+(migration 0123), the one fact every process's ids follow."""
 
 import time
+from datetime import datetime
 
 import asyncpg
 
 from controller.db.pool import Conn
-from controller.jobs.scheme import CONTROLLER_PREFIX, SeededGate, all_accept_seeded
+from controller.jobs.scheme import CONTROLLER_PREFIX, LEAD_S, Move, SeededGate, all_accept_seeded
 
 
 async def session_names(conn: Conn) -> tuple[list[str], str]:
@@ -21,8 +23,36 @@ async def session_names(conn: Conn) -> tuple[list[str], str]:
     return [r["application_name"] for r in found], own
 
 
-async def look(pool: asyncpg.Pool, gate: SeededGate) -> bool:
-    """One look at the live controllers, taken in by `gate`; whether it is open."""
+async def seeded_from(conn: Conn, move: Move = None) -> datetime | None:
+    """`seeded_from` after `move`: "open" sets it to the database's now plus LEAD_S when it is
+    NULL (a value already set stays, so rounds already seeded stay so), "close" clears it."""
+    if move == "open":
+        await conn.execute(
+            "UPDATE job_id_scheme SET seeded_from = now() + make_interval(secs => $1)"
+            " WHERE seeded_from IS NULL",
+            LEAD_S,
+        )
+    elif move == "close":
+        await conn.execute(
+            "UPDATE job_id_scheme SET seeded_from = NULL WHERE seeded_from IS NOT NULL"
+        )
+    found: datetime | None = await conn.fetchval("SELECT seeded_from FROM job_id_scheme")
+    return found
+
+
+async def read(pool: asyncpg.Pool, gate: SeededGate) -> datetime | None:
+    """`gate` given `seeded_from` as it stands (a process's start: no look yet); a process that
+    may not make seeded ids (`allowed` False) clears it first."""
+    async with pool.acquire() as conn:
+        gate.seeded_from = await seeded_from(conn, None if gate.allowed else "close")
+    return gate.seeded_from
+
+
+async def look(pool: asyncpg.Pool, gate: SeededGate) -> datetime | None:
+    """One look at the live controllers, taken in by `gate`, and the row moved as it asks;
+    `seeded_from` as it then stands (also kept in `gate`)."""
     async with pool.acquire() as conn:
         names, own = await session_names(conn)
-    return gate.look(all_accept_seeded(names, own), time.monotonic())
+        move = gate.look(all_accept_seeded(names, own), time.monotonic())
+        gate.seeded_from = await seeded_from(conn, move)
+    return gate.seeded_from

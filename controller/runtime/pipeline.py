@@ -26,6 +26,7 @@ from controller.alerting.rules import Policy
 from controller.alerting.telling import Teller
 from controller.fleet.live import LiveAgents
 from controller.ingest.ingester import Ingester
+from controller.jobs import scheme_store
 from controller.jobs.rules import JobIds
 from controller.jobs.scheme import SeededGate
 from controller.notify.links import Links
@@ -70,8 +71,9 @@ class Pipeline:
     ingester: Ingester | None
     # The names answered lately per country, which rounds skip (None: BLOCKLISTS is off).
     fresh: FreshNames | None = None
-    # Whether scheduled rounds get seeded ids (controller.jobs.scheme): the scheduler's and the
-    # alerter's, opened by `serve`'s look at the live controllers; closed unless it runs.
+    # From when scheduled rounds get seeded ids (controller.jobs.scheme): the scheduler's and
+    # the alerter's view of the database-wide `seeded_from`, read at start and by `serve`'s
+    # watch.
     seeded: SeededGate = field(default_factory=SeededGate)
 
 
@@ -129,7 +131,9 @@ async def open_pipeline(
             events_max_bytes=streams.events_max_mib * MIB,
             replicas=streams.stream_replicas,
         )
+        # `seeded_from` read before any round is planned or closed (no closed start).
         seeded = SeededGate(allowed=settings.scheduling.job_ids_seeded)
+        await scheme_store.read(pool, seeded)
         async with contextlib.AsyncExitStack() as stack:
             agents = (
                 await _agents(stack, settings.fleet, conn, js) if roles & AGENTS_ROLES else None

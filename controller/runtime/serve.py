@@ -46,6 +46,7 @@ from controller.sidechecks.blocklists.watch import BlocklistWatch, FreshNames
 from controller.web.app import create_app, readiness
 from shared import ops
 from shared.loop import run_every
+from shared.timefmt import iso_ms
 
 log = structlog.get_logger(__name__)
 
@@ -110,11 +111,12 @@ async def announce_grants(notify: NotifySettings, pool: asyncpg.Pool) -> None:
             )
 
 
-def application_name(roles: frozenset[str]) -> str:
+def application_name(roles: frozenset[str], seeded: bool = True) -> str:
     """What the controller's PostgreSQL sessions are called: `mailprobe controller`, its roles
     (so an operator, and `bench scale`, tells which role's sessions spend what) and that it
-    accepts seeded job ids (controller.jobs.scheme: what the schedulers' gate looks for)."""
-    return scheme.session_name(roles)
+    lets scheduled rounds be seeded (JOB_IDS_SEEDED; controller.jobs.scheme: what the
+    controllers' watches look for)."""
+    return scheme.session_name(roles, seeded)
 
 
 async def _start(
@@ -124,7 +126,7 @@ async def _start(
     pool = await create_pool(
         settings.database.database_url,
         settings.database.db_pool_max,
-        application_name=application_name(settings.roles),
+        application_name=application_name(settings.roles, settings.scheduling.job_ids_seeded),
     )
     stack.push_async_callback(pool.close)
     pipeline = await stack.enter_async_context(open_pipeline(settings, pool))
@@ -248,18 +250,23 @@ def _alerter(
 
 
 async def _watch_scheme(pool: asyncpg.Pool, seeded: SeededGate, stop: asyncio.Event) -> None:
-    """Look at the live controllers every LOOK_EVERY_S (controller.jobs.scheme); a line when
-    the scheme of scheduled rounds' ids changes. A look that fails closes the gate."""
+    """Look at the live controllers every LOOK_EVERY_S, moving and reading `seeded_from`
+    (controller.jobs.scheme); a line when it changes. A look that fails keeps the value last
+    read (every process applies the same one) and starts the wait for a switch again."""
 
     async def step() -> None:
         was = seeded()
         try:
             now = await scheme_store.look(pool, seeded)
         except BaseException:
-            seeded.close()  # the controllers unseen: keyed ids until a look sees them again
+            seeded.unseen()
             raise
         if now != was:
-            log.info("scheduled rounds' job ids", scheme="seeded" if now else "keyed")
+            log.info(
+                "scheduled rounds' job ids",
+                scheme="seeded" if now else "keyed",
+                seeded_from=iso_ms(now) if now else None,
+            )
 
     await run_every(scheme.LOOK_EVERY_S, step, name="job id scheme", stop=stop)
 

@@ -19,6 +19,7 @@ import msgspec
 
 from controller.jobs import rules as job_rules
 from controller.jobs.result_kinds import NO_SEAL_KEY, OVERDUE, ResultRow
+from controller.jobs.scheme import seeded_round
 from controller.logins import cap as login_cap
 from controller.logins.backoff import HELD, logins
 from controller.logins.cap import Login
@@ -295,8 +296,9 @@ class RoundPlanner:
             base = target.monitor
             listed, went = target.monitor.allowed_country_codes, target.rounds.countries
         public_id = str(base.public_id)
-        # Every id of the round under one scheme, read once: the gate may move meanwhile.
-        seeded = self._job_ids.seeded_now()
+        # Every id of a round under one scheme, from `seeded_from` read once: it may move
+        # meanwhile.
+        seeded_from = self._job_ids.seeded_from()
         over, run, next_at = round_times(
             public_id, base.check_interval, base.next_due_at, now, trigger
         )
@@ -313,6 +315,7 @@ class RoundPlanner:
             try:
                 if isinstance(target, UnfitMonitor):
                     raise JobConfigError(target.error)
+                seeded = seeded_round(seeded_from, plan.scheduled_at)
                 self._jobs(
                     plan, target, now, live, trigger, avoid or {}, tokens, oauth2_live, seeded
                 )
@@ -327,7 +330,7 @@ class RoundPlanner:
                 base.public_id,
                 base.type,
                 cc,
-                self._job_ids.make(public_id, cc, at, seeded=seeded),
+                self._job_ids.make(public_id, cc, at, seeded=seeded_round(seeded_from, at)),
                 at,
                 OVERDUE,
                 why,

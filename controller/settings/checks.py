@@ -126,10 +126,12 @@ class SchedulingSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=Tr
         bool,
         Meta(
             description="give scheduled rounds seeded job ids (a stored routine result then"
-            " keeps no id of its own: 16 bytes less) once every live controller accepts them"
-            " (their sessions' `application_name` says so) and has for 5 minutes; `false`:"
-            " keyed ids always, as releases before it made (set it, and wait 15 minutes, before"
-            " rolling a controller back to such a release: docs/operating.md)",
+            " keeps no id of its own: 16 bytes less) from a time every process reads"
+            " (`job_id_scheme.seeded_from`), set a minute ahead once every live controller has"
+            " let them (their sessions' `application_name` ends in `ids2`) for 5 minutes;"
+            " `false`: this controller's sessions lack `ids2`, so every controller makes keyed"
+            " ids, as releases before it did (set it, and wait 15 minutes, before rolling a"
+            " controller back to such a release: docs/operating.md)",
         ),
     ] = True
     confirm_rounds_per_minute: Annotated[

@@ -75,9 +75,10 @@ class DatabaseSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True
         Meta(
             description="PostgreSQL URL, `postgresql://user:pass@host:5432/db` (required); the"
             " sessions are named `mailprobe controller`, the process's roles and `ids2`"
-            " (`application_name`, seen in `pg_stat_activity`; `ids2`: it accepts seeded job"
-            " ids, JOB_IDS_SEEDED) unless the URL names them (its scheduler then makes keyed"
-            " ids, and other controllers cannot tell its version). With a"
+            " (`application_name`, seen in `pg_stat_activity`; `ids2`: it lets scheduled rounds"
+            " have seeded job ids, JOB_IDS_SEEDED) unless the URL names them (its watch then"
+            " switches every controller to keyed ids, and other controllers cannot tell its"
+            " version). With a"
             " standby, list both hosts and ask for the writable one, libpq's way:"
             " `postgresql://user:pass@db1:5432,db2:5432/db?target_session_attrs=read-write`:"
             " every new connection goes to whichever host is primary then"

@@ -12,8 +12,10 @@ from structlog.testing import capture_logs
 
 from controller.alerting.alerter import Alerter
 from controller.ingest import store as results
+from controller.jobs import scheme_store
 from controller.jobs.result_kinds import ResultRow
-from controller.jobs.rules import JobIds
+from controller.jobs.rules import JobIds, is_seeded
+from controller.jobs.scheme import SeededGate
 from controller.notify import events_store as events_db
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
@@ -112,17 +114,75 @@ async def test_a_seeded_round_gets_expired_results_under_its_seeded_ids(
     country was sent, as the countries that reported say, so its late result replaces it."""
     m = await rig.monitor()
     keyed = rig.job_ids
-    rig.job_ids = JobIds.from_box(SecretBox(settings.secrets.secrets_key or ""), lambda: True)
+    rig.job_ids = JobIds.from_box(
+        SecretBox(settings.secrets.secrets_key or ""), lambda: datetime(2000, 1, 1, tzinfo=UTC)
+    )
     try:
         await rig.rounds(m, 0, [{"DE": "refused", "FR": "refused"}])  # US never reports
     finally:
         rig.job_ids = keyed
     (row,) = await expired_rows(rig, m)
-    sent = JobIds.from_box(SecretBox(settings.secrets.secrets_key or ""), lambda: True)
+    sent = JobIds.from_box(
+        SecretBox(settings.secrets.secrets_key or ""), lambda: datetime(2000, 1, 1, tzinfo=UTC)
+    )
     job_id = sent.make(str(m["public_id"]), "US", rig.at(0))
     assert row["job_id"] == job_id != keyed.make(str(m["public_id"]), "US", rig.at(0))
     await store_late_refused(rig, m, job_id)
     assert await expired_rows(rig, m) == []
+
+
+async def test_an_expired_row_and_its_late_seeded_result_are_one_row_after_a_restart(
+    rig: Rig, settings: ControllerSettings
+) -> None:
+    """A round nobody reported on, sent with seeded ids, closed by an alerter that has just
+    started (its watch's five minutes not over): its `expired` row carries the seeded id, as it
+    reads `seeded_from` like the scheduler, so the late result replaces it (one row). With
+    each process's own gate (before `seeded_from`) the row was keyed and the late result
+    was stored beside it: two rows for one round and country."""
+    box = SecretBox(settings.secrets.secrets_key or "")
+    async with rig.pool.acquire() as conn:
+        since = await conn.fetchval(
+            "UPDATE job_id_scheme SET seeded_from = now() - interval '1 hour' RETURNING seeded_from"
+        )
+    try:
+        scheduler, restarted = SeededGate(open_after_s=0), SeededGate()
+        for gate in (scheduler, restarted):
+            assert await scheme_store.read(rig.pool, gate) == since
+        rig.job_ids = JobIds.from_box(box, scheduler)
+        rig.alerter = wired_alerter(
+            rig.pool, rig.js, JobIds.from_box(box, restarted), clock=rig.clock
+        )
+        m = await rig.monitor(["US"])
+        await rig.on_grid(m, rig.clock() - timedelta(seconds=120), sent=2)
+        await rig.rounds(m, 0, [{"US": "up"}])  # round 1 was sent, and no result comes in time
+        rig.clock.shift = timedelta(minutes=3)
+        await rig.alerter.burst()
+        (row,) = await expired_rows(rig, m)
+        job_id = rig.job_ids.make(str(m["public_id"]), "US", rig.at(1))
+        assert row["job_id"] == job_id and is_seeded(job_id)
+
+        late = ResultRow(
+            job_id=job_id,
+            scheduled_at=rig.at(1),
+            monitor_id=m["public_id"],
+            monitor_type="smtp",
+            country="US",
+            agent_id="US-agent",
+            status="down",
+            error_kind="refused",
+            message="connection refused",
+        )
+        async with rig.pool.acquire() as conn, conn.transaction():
+            await results.store(conn, [late])
+        stored = await rig.fetch(
+            "SELECT job_id, status FROM check_results WHERE monitor_id = $1 AND scheduled_at = $2",
+            m["id"],
+            rig.at(1),
+        )
+        assert [(r["job_id"], r["status"]) for r in stored] == [(job_id, "down")]
+    finally:
+        async with rig.pool.acquire() as conn:
+            await conn.execute("UPDATE job_id_scheme SET seeded_from = NULL")
 
 
 async def test_a_late_real_result_is_judged_again_and_opens_the_incident_it_proves(

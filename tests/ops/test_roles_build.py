@@ -144,11 +144,12 @@ async def test_the_scheduler_role_alone_makes_no_ingest_consumer(
 
 
 @pytest.mark.parametrize("allowed", [True, False])
-async def test_job_ids_seeded_false_keeps_the_scheduler_s_gate_closed(
+async def test_a_pipeline_reads_seeded_from_at_start_and_job_ids_seeded_false_clears_it(
     allowed: bool, settings: ControllerSettings, scratch: str, own_nats: tuple[str, int]
 ) -> None:
-    """`JOB_IDS_SEEDED` reaches the gate the scheduler's and the alerter's ids read: with
-    `false` five minutes of every controller accepting seeded ids do not open it."""
+    """The scheduler's and the alerter's ids follow `seeded_from` as the pipeline read it at
+    start (no closed start); with `JOB_IDS_SEEDED=false` the start clears it, and its watch
+    never asks to set it."""
     one = settings.replace(
         controller_roles="scheduler",
         database_url=scratch,
@@ -157,9 +158,16 @@ async def test_job_ids_seeded_false_keeps_the_scheduler_s_gate_closed(
     )
     pool = await create_pool(scratch, 4)
     try:
+        async with pool.acquire() as conn:
+            since = await conn.fetchval(
+                "UPDATE job_id_scheme SET seeded_from = now() RETURNING seeded_from"
+            )
         async with open_pipeline(one, pool) as pipeline:
-            assert pipeline.seeded.look(True, 0.0) is False
-            assert pipeline.seeded.look(True, OPEN_AFTER_S) is allowed
-            assert pipeline.seeded() is allowed
+            assert pipeline.seeded() == (since if allowed else None)
+            assert pipeline.seeded.look(True, OPEN_AFTER_S) == (None if allowed else "close")
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT seeded_from FROM job_id_scheme") == (
+                since if allowed else None
+            )
     finally:
         await pool.close()

@@ -3,7 +3,7 @@ per monitor, country and hour, and every reader answers what it answered before,
 job id scheme (migration 0122: a pack of seeded ids keeps their seed, not the ids)."""
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -30,7 +30,10 @@ def made_ids(request: pytest.FixtureRequest, settings: ControllerSettings) -> Jo
     """The ids a scheduler makes (with the tests' key): keyed, as before seeded ids, or seeded,
     as once every controller accepts them."""
     seeded = request.param == "seeded"
-    return JobIds.from_box(SecretBox(settings.secrets.secrets_key or ""), lambda: seeded)
+    return JobIds.from_box(
+        SecretBox(settings.secrets.secrets_key or ""),
+        lambda: datetime(2000, 1, 1, tzinfo=UTC) if seeded else None,
+    )
 
 
 async def kept_ids(pool: asyncpg.Pool, public_id: str) -> list[tuple[int, bool]]:

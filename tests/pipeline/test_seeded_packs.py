@@ -58,7 +58,10 @@ async def test_postgresql_recomputes_the_seeded_ids_python_makes(pipe_pool: asyn
 
 
 def ids_of(settings: ControllerSettings, seeded: bool) -> JobIds:
-    return JobIds.from_box(SecretBox(settings.secrets.secrets_key or ""), lambda: seeded)
+    return JobIds.from_box(
+        SecretBox(settings.secrets.secrets_key or ""),
+        lambda: datetime(2000, 1, 1, tzinfo=UTC) if seeded else None,
+    )
 
 
 async def sent(

@@ -5,7 +5,7 @@ cannot do with the ids it is sent."""
 import hashlib
 import re
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -16,7 +16,7 @@ _TOKEN = re.compile(r"[A-Za-z0-9_-]+")  # a NATS subject token, as the jobs' ids
 T0 = datetime(2026, 11, 27, 13, 0, 0, 250_000, tzinfo=UTC)
 KEY = b"k" * 32
 KEYED = JobIds([KEY])
-SEEDED = JobIds([KEY], lambda: True)
+SEEDED = JobIds([KEY], lambda: T0 - timedelta(days=1))  # seeded from the day before
 MID = "6f1d7a52-2f43-4c2b-9b7e-0c1b2f6f5b11"
 
 
@@ -74,7 +74,12 @@ CASES = [
         False,
     ),
     ("another country's seeded id", SEEDED.make(MID, "US", T0), ROUND, False),
-    ("seeded under another key", JobIds([b"x" * 32], lambda: True).make(*ROUND), ROUND, False),
+    (
+        "seeded under another key",
+        JobIds([b"x" * 32], lambda: T0 - timedelta(days=1)).make(*ROUND),
+        ROUND,
+        False,
+    ),
     (
         "keyed id with its version made 8",
         KEYED.make(*ROUND)[:14] + "8" + KEYED.make(*ROUND)[15:],
@@ -113,7 +118,7 @@ def test_the_ingester_accepts_a_round_s_own_id_under_either_scheme_only(
 
 
 def test_ids_of_an_older_key_match_after_a_rotation_under_both_schemes() -> None:
-    rotated = JobIds([b"n" * 32, KEY], lambda: True)
+    rotated = JobIds([b"n" * 32, KEY], lambda: T0 - timedelta(days=1))
     for old in (SEEDED.make(*ROUND), KEYED.make(*ROUND), KEYED.make(*ROUND, trigger=True)):
         assert rotated.matches(old, *ROUND)
     assert rotated.make(*ROUND) != SEEDED.make(*ROUND)
@@ -163,34 +168,63 @@ def test_the_longest_session_name_is_not_cut_by_postgresql() -> None:
     assert len(NEW_ALL.encode()) <= 63 and NEW_ALL.endswith(scheme.SEEDED_MARK)
 
 
+def test_a_controller_with_seeded_ids_off_names_its_sessions_without_the_mark() -> None:
+    name = scheme.session_name(["ingester"], seeded=False)
+    assert name == f"{C} ingester"
+    assert scheme.all_accept_seeded([name], NEW_ALL) is False
+
+
+SWITCH = datetime(2026, 11, 27, 14, 0, 30, tzinfo=UTC)
+
+
 @pytest.mark.parametrize(
-    ("looks", "open_after"),
+    ("seeded_from", "scheduled_at", "seeded"),
     [
-        # (seconds, all accept) -> whether open after each look
-        ([(0, True), (299, True), (300, True), (301, True)], [False, False, True, True]),
-        ([(0, True), (200, False), (300, True), (599, True), (600, True)], [False] * 4 + [True]),
-        ([(0, True), (300, True), (315, False), (330, True)], [False, True, False, False]),
+        (None, T0, False),  # never switched, or switched back: keyed
+        (SWITCH, SWITCH - timedelta(milliseconds=1), False),  # before it: keyed
+        (SWITCH, SWITCH, True),  # at it: seeded
+        (SWITCH, SWITCH + timedelta(hours=3), True),
+        (SWITCH, SWITCH - timedelta(hours=3), False),  # an old round closed or claimed late
+        (SWITCH.astimezone(timezone(timedelta(hours=2))), SWITCH, True),  # any zone, one instant
     ],
 )
-def test_the_gate_opens_after_five_minutes_of_all_accepting_and_closes_at_once(
-    looks: list[tuple[float, bool]], open_after: list[bool]
+def test_a_round_s_scheme_follows_its_scheduled_time_and_seeded_from(
+    seeded_from: datetime | None, scheduled_at: datetime, seeded: bool
+) -> None:
+    assert scheme.seeded_round(seeded_from, scheduled_at) is seeded
+    ids = JobIds([KEY], lambda: seeded_from)
+    assert rules.is_seeded(ids.make(MID, "DE", scheduled_at)) is seeded
+    assert not rules.is_seeded(ids.make(MID, "DE", scheduled_at, trigger=True))  # never
+
+
+@pytest.mark.parametrize(
+    ("looks", "moves"),
+    [
+        # (seconds, all accept) -> what each look asks of seeded_from
+        ([(0, True), (299, True), (300, True), (301, True)], [None, None, "open", "open"]),
+        (
+            [(0, True), (200, False), (300, True), (599, True), (600, True)],
+            [None, "close", None, None, "open"],
+        ),
+        ([(0, True), (300, True), (315, False), (330, True)], [None, "open", "close", None]),
+    ],
+)
+def test_the_watch_asks_to_switch_after_five_minutes_of_all_accepting_and_back_at_once(
+    looks: list[tuple[float, bool]], moves: list[scheme.Move]
 ) -> None:
     gate = scheme.SeededGate()
-    said = []
-    for at, all_accept in looks:
-        said.append(gate.look(all_accept, at))
-        assert gate() is said[-1]
-    assert said == open_after
+    assert [gate.look(all_accept, at) for at, all_accept in looks] == moves
 
 
-def test_the_setting_off_keeps_the_gate_closed() -> None:
+def test_the_setting_off_always_asks_to_switch_back() -> None:
     gate = scheme.SeededGate(allowed=False)
-    assert not any(gate.look(True, at) for at in (0, 300, 3600))
+    assert [gate.look(True, at) for at in (0, 300, 3600)] == ["close"] * 3
 
 
-def test_a_failed_look_closes_the_gate_until_five_more_minutes_of_looks() -> None:
+def test_a_failed_look_waits_five_more_minutes_and_keeps_the_value_read() -> None:
     gate = scheme.SeededGate()
-    assert gate.look(True, 0) is False and gate.look(True, 300) is True
-    gate.close()
-    assert gate() is False
-    assert gate.look(True, 310) is False and gate.look(True, 610) is True
+    gate.seeded_from = SWITCH
+    assert gate.look(True, 0) is None and gate.look(True, 300) == "open"
+    gate.unseen()
+    assert gate() == SWITCH  # every process keeps applying the same value
+    assert gate.look(True, 310) is None and gate.look(True, 610) == "open"

@@ -231,7 +231,7 @@ def test_a_round_s_ids_are_all_of_one_scheme_while_the_gate_moves(
     moved on the event loop): each round's ids, its jobs' and its `overdue` rows', are all of
     the scheme read once for it, so the alerter's expired rows (which follow a round's other
     ids) are of the scheme the round went out with."""
-    flips = itertools.cycle([True, False])
+    flips = itertools.cycle([DUE - timedelta(days=1), None])
     rounds = RoundPlanner(
         JobIds.from_box(BOX, lambda: next(flips)),
         BOX,
