@@ -9,7 +9,8 @@ receiver holds the first send (`send`: the outcome cannot be written back), a fe
 after it answered (`commit`: the write-back's commit), or at a moment of the worker's passes
 (`claim`). The standby is promoted 1-5 s later, as a failover manager would, and the
 `recovered` notices are queued on the new primary at once (behind the unrecorded `down`
-notices). A fresh standby of the new primary serves the next seed.
+notices). A fresh standby of the new primary serves the next seed. `--lanes N` runs N seeds at
+once, each lane on a cluster and receivers of its own.
 
 Every notice is counted at the receivers by its idempotency key (the e-mail's Message-ID, the
 webhook's event id): lost (never arrived within a minute), late (first arrived more than
@@ -351,16 +352,26 @@ async def run_seed(
         figures.worst_after_s = max(figures.worst_after_s, first - max(q.at, promoted))
         figures.late += first - q.at > LATE_S
         figures.repeated += arrivals.count[q.key] - 1
-    await asyncio.to_thread(cluster.renew)
     return figures
 
 
 async def run_campaign(
-    seeds: Iterable[int], say: Callable[[str], None] = print
+    seeds: Iterable[int], say: Callable[[str], None] = print, lanes: int = 1
 ) -> list[SeedFigures]:
+    """The seeds' failovers, `lanes` at once (seeds dealt round-robin): each lane has its own
+    cluster, receivers and monitor, and runs its seeds one after another. The figures in seed
+    order."""
+    order = list(seeds)
+    lanes = max(1, min(lanes, len(order)))
+    box = SecretBox(generate_key())
+    async with asyncio.TaskGroup() as group:  # one lane failing stops the others
+        runs = [group.create_task(_lane(order[i::lanes], box, say)) for i in range(lanes)]
+    return sorted((f for run in runs for f in run.result()), key=lambda f: f.seed)
+
+
+async def _lane(seeds: list[int], box: SecretBox, say: Callable[[str], None]) -> list[SeedFigures]:
     tmp = Path(tempfile.mkdtemp(prefix="mailprobe-notice-failover-"))
     arrivals = Arrivals()
-    box = SecretBox(generate_key())
     relay = Relay(embedded.free_port())
     relay.keep = MailSink(arrivals)  # type: ignore[assignment]  # its handler, not _Keep
     cluster = await asyncio.to_thread(Cluster, tmp)
@@ -370,7 +381,9 @@ async def run_campaign(
         async with WebhookSink("webhook", SECRET, arrivals=arrivals) as hook:
             site = await _site(cluster.url, box, hook.url)
             email = EmailChannel(f"smtp://127.0.0.1:{relay.port}", SENDER, timeout_s=5)
-            for seed in seeds:
+            for n, seed in enumerate(seeds):
+                if n:  # a standby of the primary the last seed promoted
+                    await asyncio.to_thread(cluster.renew)
                 f = await run_seed(cluster, site, {"email": email}, arrivals, box, seed)
                 say(_line(f))
                 found.append(f)
@@ -412,6 +425,7 @@ def run(argv: list[str] | None = None) -> bool:
     parser = argparse.ArgumentParser(prog="python -m bench notice-failover", description=__doc__)
     parser.add_argument("--seeds", type=int, default=30, help="failovers, 30 by default")
     parser.add_argument("--first", type=int, default=0, help="the first seed")
+    parser.add_argument("--lanes", type=int, default=1, help="seeds at once, 1 by default")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     discard_logs()
     # asyncpg's pool logs each connection it cannot remake while there is no primary: expected.
@@ -424,7 +438,7 @@ def run(argv: list[str] | None = None) -> bool:
         flush=True,
     )
     seeds = range(args.first, args.first + args.seeds)
-    found = asyncio.run(run_campaign(seeds, lambda s: print(s, flush=True)))
+    found = asyncio.run(run_campaign(seeds, lambda s: print(s, flush=True), args.lanes))
     return report(found)
 
 

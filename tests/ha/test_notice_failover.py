@@ -2,7 +2,8 @@
 on real engines: a primary with a synchronous standby, the outbox worker, an e-mail sink and a
 webhook receiver counting every notice by its idempotency key (testkit.campaigns.notice_failover).
 One failover per instant of the kill: while a receiver holds the send, as the write-back commits,
-during the worker's claims; `make soak` runs many seeds of each."""
+during the worker's claims, the three at once, each on its own cluster and receivers; `make soak`
+runs many seeds of each."""
 
 import pytest
 
@@ -13,7 +14,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 @pytest.fixture(scope="module")
 async def seeds() -> list[SeedFigures]:
-    found = await run_campaign(range(len(INSTANTS)), say=lambda _: None)
+    found = await run_campaign(range(len(INSTANTS)), say=lambda _: None, lanes=len(INSTANTS))
     report(found)  # every figure in the output of a failing run
     return found
 
