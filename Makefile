@@ -144,7 +144,7 @@ endif
 # HA_SOAK_ARGS: `--monitors N --observe S`.
 VERDICTS_ARGS ?= --minutes 6
 HA_SOAK_ARGS ?=
-# NOTICE_FAILOVER_ARGS: `--seeds N`.
+# NOTICE_FAILOVER_ARGS: `--seeds N`, `--lanes N` (seeds at once).
 NOTICE_FAILOVER_ARGS ?=
 soak: $(STAMP) netns ## the fault campaign of issue 13 (~15 min), the verdict campaign of issue 60 (~8 min, namespaces, root), the HA campaign of issues 57 and 69 (~10 min), then 30 PostgreSQL failovers at the instant of sending (~6 min), then every variant of the saturated-country test and Patroni's failover of real engines (~3 min); exits 1 when a target is missed
 	$(BIN)/python -m testkit.campaigns.soak; soak=$$?; \
