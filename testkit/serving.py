@@ -8,7 +8,9 @@ from typing import Any
 import httpx
 import uvicorn
 
-from controller.runtime.serve import HTTP_PARSER, KEEP_ALIVE_S, MAX_HEAD_BYTES
+from controller.runtime.serve import KEEP_ALIVE_S, MAX_HEAD_BYTES
+from controller.settings import ApiSettings
+from controller.web.head_deadline import head_deadline
 from shared import embedded
 
 # One TLS context for every client the tests make: httpx builds a new one for each client it
@@ -22,9 +24,15 @@ def http_client(**kwargs: Any) -> httpx.AsyncClient:
 
 
 @asynccontextmanager
-async def serve_app(app: Any, port: int | None = None, **tls: Any) -> AsyncIterator[str]:
+async def serve_app(
+    app: Any,
+    port: int | None = None,
+    head_seconds: float = ApiSettings().api_head_seconds,
+    **tls: Any,
+) -> AsyncIterator[str]:
     """Serve `app` until the block ends (on `port`, else a free one); yields its base URL.
-    `tls`: uvicorn's `ssl_certfile` and `ssl_keyfile`, for an https:// one."""
+    `head_seconds`: API_HEAD_SECONDS. `tls`: uvicorn's `ssl_certfile` and `ssl_keyfile`, for an
+    https:// one."""
     port = port or embedded.free_port()
     server = uvicorn.Server(
         uvicorn.Config(
@@ -35,7 +43,7 @@ async def serve_app(app: Any, port: int | None = None, **tls: Any) -> AsyncItera
             access_log=False,
             # as the product's (api_server)
             timeout_keep_alive=KEEP_ALIVE_S,
-            http=HTTP_PARSER,
+            http=head_deadline(head_seconds),
             h11_max_incomplete_event_size=MAX_HEAD_BYTES,
             **tls,
         )

@@ -44,6 +44,7 @@ from controller.settings import ApiSettings, ControllerSettings, NotifySettings,
 from controller.sidechecks.blocklists.rules import lists_setting
 from controller.sidechecks.blocklists.watch import BlocklistWatch, FreshNames
 from controller.web.app import create_app, readiness
+from controller.web.head_deadline import head_deadline
 from shared import ops
 from shared.loop import run_every
 from shared.timefmt import iso_ms
@@ -308,8 +309,8 @@ async def _serve_ops(
 KEEP_ALIVE_S = 75
 # The API's HTTP/1.1 parser is h11, which refuses a request head (request line and headers)
 # over MAX_HEAD_BYTES with a 400 and closes the connection; uvicorn's httptools parser keeps a
-# head of any size in memory.
-HTTP_PARSER = "h11"
+# head of any size in memory. Its protocol (head_deadline) closes a connection whose head is not
+# whole within API_HEAD_SECONDS.
 MAX_HEAD_BYTES = 32 * 1024
 
 
@@ -326,7 +327,7 @@ def api_server(api: ApiSettings, app: Litestar) -> uvicorn.Server:
         lifespan="on",
         server_header=False,
         timeout_keep_alive=KEEP_ALIVE_S,
-        http=HTTP_PARSER,
+        http=head_deadline(api.api_head_seconds),
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         # The client address (login throttling, logs) is the socket peer unless it is one of
         # API_TRUSTED_PROXIES; uvicorn's default would trust X-Forwarded-For from loopback.

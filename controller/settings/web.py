@@ -43,6 +43,16 @@ class ApiSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True):
             "headers; past it 408 and the connection is closed",
         ),
     ] = 60
+    api_head_seconds: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=3600,
+            description="a request head (request line and headers) must arrive whole within this"
+            " many seconds of the connection's start, or of its first byte on a kept-alive"
+            " connection; past it 408 and the connection is closed",
+        ),
+    ] = 10
     api_trusted_proxies: Annotated[
         str,
         Meta(

@@ -5,6 +5,7 @@ import ssl
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TypedDict
 
 import asyncpg
 import httpx
@@ -29,13 +30,22 @@ def report_ca() -> trustme.CA:
 async def https_url(
     settings: ControllerSettings, pool: asyncpg.Pool, report_ca: trustme.CA, tmp_root: Path
 ) -> AsyncIterator[str]:
+    async with serve_app(create_app(settings, pool), **tls_files(report_ca, tmp_root)) as url:
+        yield url
+
+
+class TlsFiles(TypedDict):
+    ssl_certfile: str
+    ssl_keyfile: str
+
+
+def tls_files(report_ca: trustme.CA, where: Path) -> TlsFiles:
+    """uvicorn's `ssl_certfile` and `ssl_keyfile` of a certificate for 127.0.0.1, in `where`."""
     cert = report_ca.issue_cert("127.0.0.1", "localhost")
-    certfile, keyfile = tmp_root / "reports-api.pem", tmp_root / "reports-api.key"
+    certfile, keyfile = where / "reports-api.pem", where / "reports-api.key"
     cert.private_key_and_cert_chain_pem.write_to_path(str(certfile))
     cert.private_key_pem.write_to_path(str(keyfile))
-    app = create_app(settings, pool)
-    async with serve_app(app, ssl_certfile=str(certfile), ssl_keyfile=str(keyfile)) as url:
-        yield url
+    return {"ssl_certfile": str(certfile), "ssl_keyfile": str(keyfile)}
 
 
 @pytest.fixture

@@ -2,12 +2,15 @@
 past its limit, declared or streamed in chunks, or sent where nothing reads it, is answered and
 its connection closed, so the server's side takes at most the limit plus what its socket buffers
 (measured: the bytes its kernel acknowledged); a body that trickles is cut at API_BODY_SECONDS
-(408); a head past MAX_HEAD_BYTES is refused (400); a body read to its end keeps the
-connection alive."""
+(408); a head past MAX_HEAD_BYTES is refused (400); a head that trickles is cut at
+API_HEAD_SECONDS; a body read to its end keeps the connection alive."""
 
 import asyncio
+import http.client
 import ssl
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -22,7 +25,8 @@ from controller.web.app import MAX_BODY_BYTES, create_app
 from testkit.serving import serve_app
 from tests.api.helpers import create
 from tests.conftest import Tenant
-from tests.reports.uploading import MIB, blocks, buffer_slack, upload
+from tests.reports.conftest import tls_files
+from tests.reports.uploading import MIB, blocks, buffer_slack, trickle, upload
 
 GZIP = {"Content-Type": "application/tlsrpt+gzip"}
 TWO_GIB = 2048
@@ -135,3 +139,70 @@ async def test_a_body_read_to_its_end_keeps_the_connection(https: httpx.AsyncCli
     r = await https.post("/api/auth/login", json={"email": "nobody@example.com", "password": "x"})
     assert r.status_code == 401, r.text
     assert "connection" not in r.headers
+
+
+HEAD_S = 1  # API_HEAD_SECONDS of `hasty_url`
+EVERY_S = 0.2  # a byte of the trickled head every so often
+MOST = 100  # bytes trickled at most: 20 s, twenty times the deadline
+
+
+@pytest.fixture
+async def hasty_url(
+    settings: ControllerSettings, pool: asyncpg.Pool, report_ca: trustme.CA, tmp_path: Path
+) -> AsyncIterator[str]:
+    app = create_app(settings, pool)
+    async with serve_app(app, head_seconds=HEAD_S, **tls_files(report_ca, tmp_path)) as url:
+        yield url
+
+
+@pytest.mark.parametrize("after", [0, 2], ids=["new_connection", "kept_alive"])
+async def test_a_head_that_trickles_is_cut_at_its_deadline(
+    hasty_url: str, ctx: ssl.SSLContext, after: int
+) -> None:
+    """API_HEAD_SECONDS=1: a head sent a byte every 0.2 s (slowloris) on a new connection, and
+    after two requests on a kept-alive one, is answered 408 and closed after about 5 bytes, not
+    held while the client keeps sending."""
+    got = await asyncio.to_thread(trickle, hasty_url + "/health", ctx, EVERY_S, MOST, after=after)
+    state = "closed" if got.closed else "still open"
+    print(f"head trickled a byte every {EVERY_S} s: {state} after {got.sent} bytes ({got})")
+    assert got.closed, got
+    assert got.sent < MOST // 2, got
+    assert got.status == 408, got
+
+
+async def test_a_connection_that_sends_nothing_is_cut_at_the_head_deadline(
+    hasty_url: str, ctx: ssl.SSLContext
+) -> None:
+    """Connected (TLS done) and silent: answered 408 and closed, not held until the server stops
+    (the client waits at most 30 s)."""
+    got = await asyncio.to_thread(trickle, hasty_url + "/health", ctx, 30, 1, after=0, silent=True)
+    assert (got.closed, got.status, got.sent) == (True, 408, 0), got
+
+
+async def test_a_kept_alive_client_is_not_cut_by_the_head_deadline(
+    hasty_url: str, ctx: ssl.SSLContext
+) -> None:
+    """Five requests in a row on one connection, idle past API_HEAD_SECONDS between two of them
+    (idle is the keep-alive timeout's to bound): each answered, on the same socket."""
+
+    def requests() -> list[tuple[int, int]]:
+        host, port = hasty_url.removeprefix("https://").split(":")
+        conn = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=30)
+        done = []
+        try:
+            for i in range(5):
+                conn.request("GET", "/health")
+                r = conn.getresponse()
+                r.read()
+                assert conn.sock is not None
+                done.append((r.status, conn.sock.getsockname()[1]))
+                if i == 2:
+                    # idle, past the head deadline (the guard's own clock: no event to wait on)
+                    time.sleep(HEAD_S * 1.5)
+        finally:
+            conn.close()
+        return done
+
+    done = await asyncio.to_thread(requests)
+    assert [status for status, _ in done] == [200] * 5, done
+    assert len({port for _, port in done}) == 1, done  # one connection: one client port

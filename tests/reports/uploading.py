@@ -80,8 +80,7 @@ def upload(
     )
 
 
-def _answer(conn: socket.socket) -> bytes:
-    got = b""
+def _answer(conn: socket.socket, got: bytes = b"") -> bytes:
     while b"\r\n\r\n" not in got:
         try:
             data = conn.recv(65536)
@@ -91,3 +90,74 @@ def _answer(conn: socket.socket) -> bytes:
             break
         got += data
     return got
+
+
+@dataclass(frozen=True)
+class Trickle:
+    status: int  # 0: the connection closed unanswered (or still open when the trickle ended)
+    sent: int  # bytes of the trickled head the client sent
+    closed: bool  # whether the server closed the connection before the trickle ended
+
+
+def trickle(
+    url: str,
+    ctx: ssl.SSLContext | None,
+    every_s: float,
+    most: int,
+    *,
+    after: int,
+    silent: bool = False,
+) -> Trickle:
+    """On one connection, `after` whole GET requests (each answer read whole), then a head that
+    never ends sent a byte every `every_s` (each wait one for the server's answer or close), at
+    most `most` bytes; `silent`: none of them sent (one wait, for the answer or close)."""
+    parts = urlsplit(url)
+    raw = socket.create_connection((parts.hostname or "", parts.port or 443), timeout=30)
+    conn = ctx.wrap_socket(raw, server_hostname=parts.hostname) if ctx else raw
+    with conn:
+        got = b""
+        for _ in range(after):
+            conn.sendall(f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode())
+            got = _whole_answer(conn, got)
+        head = f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nX-Padding: ".encode()
+        head += b"a" * most
+        sent, answer = 0, b""
+        conn.settimeout(every_s)
+        for byte in (head[i : i + 1] for i in range(min(most, len(head)))):
+            try:
+                if not silent:
+                    conn.sendall(byte)
+                    sent += 1
+                answer = conn.recv(65536)  # the wait between two bytes: for an answer or a close
+            except TimeoutError:
+                continue
+            except OSError:
+                pass  # reset
+            break
+        else:
+            return Trickle(0, sent, False)
+        conn.settimeout(30)
+        answer = _answer(conn, got + answer)
+    status = int(answer.split()[1]) if answer else 0
+    return Trickle(status, sent, True)
+
+
+def _whole_answer(conn: socket.socket, got: bytes) -> bytes:
+    """Read one answer whole (its head and its Content-Length body); what follows it is returned."""
+    while b"\r\n\r\n" not in got:
+        data = conn.recv(65536)
+        if not data:
+            raise ConnectionError("closed before an answer")
+        got += data
+    head, rest = got.split(b"\r\n\r\n", 1)
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.lower().split(b"\r\n")
+        if line.startswith(b"content-length:")
+    )
+    while len(rest) < length:
+        data = conn.recv(65536)
+        if not data:
+            raise ConnectionError("closed within an answer")
+        rest += data
+    return rest[length:]
