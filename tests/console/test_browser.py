@@ -5,7 +5,7 @@ another organization's monitor is a 404, a status page shows only what was publi
 API docs render offline. Screenshots of the main pages go to test-output/console/."""
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, Self, TypeVar
 
 import asyncpg
@@ -57,15 +57,6 @@ async def rig(
         finally:
             stop.set()
             await ingesting
-
-
-@pytest.fixture(scope="module")
-def driver() -> Iterator[webdriver.Chrome]:
-    problem = browser.missing()
-    if problem is not None:
-        pytest.fail(problem)
-    with browser.chromium() as d:
-        yield d
 
 
 @pytest.fixture

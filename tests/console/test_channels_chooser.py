@@ -4,7 +4,7 @@ clears it. Another organization's monitor or customer posted to the form is a 40
 nothing; a member may not choose."""
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -21,15 +21,6 @@ from tests.api.helpers import create
 from tests.conftest import PASSWORD, make_tenant
 from tests.console import browser
 from tests.console.helpers import Browserish
-
-
-@pytest.fixture(scope="module")
-def driver() -> Iterator[webdriver.Chrome]:
-    problem = browser.missing()
-    if problem is not None:
-        pytest.fail(problem)
-    with browser.chromium() as d:
-        yield d
 
 
 @pytest.fixture

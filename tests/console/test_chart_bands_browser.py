@@ -3,13 +3,11 @@ each band and its legend say what happened in its time bucket. A bucket in which
 failed reads "every country failed" though a passing round shares it; one in which one country
 failed, "some countries failed"; all passing and a missed round draw no band."""
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import httpx
-import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
@@ -32,15 +30,6 @@ LEGEND = """
 return [...document.querySelectorAll('figure.chart [data-legend]')].map(
   k => [k.dataset.legend, k.textContent.trim()]);
 """
-
-
-@pytest.fixture(scope="module")
-def driver() -> Iterator[webdriver.Chrome]:
-    problem = browser.missing()
-    if problem is not None:
-        pytest.fail(problem)
-    with browser.chromium() as d:
-        yield d
 
 
 async def test_each_band_says_what_its_bucket_saw(

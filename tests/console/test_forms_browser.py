@@ -3,11 +3,9 @@ comes back filled in, its passwords empty in the page and kept sealed), its page
 legs, and its edit form saying which secrets are stored. Screenshots go to test-output/console/."""
 
 import asyncio
-from collections.abc import Iterator
 
 import asyncpg
 import httpx
-import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
@@ -17,15 +15,6 @@ from tests.conftest import PASSWORD, make_tenant
 from tests.console import browser
 
 SECRETS = ("Send-Secret-3", "Box-Secret-4")
-
-
-@pytest.fixture(scope="module")
-def driver() -> Iterator[webdriver.Chrome]:
-    problem = browser.missing()
-    if problem is not None:
-        pytest.fail(problem)
-    with browser.chromium() as d:
-        yield d
 
 
 def _text(driver: webdriver.Chrome) -> str:

@@ -12,7 +12,7 @@ real HTTP, then in Chromium, which also measures that `127.0.0.1:54466` stays on
 narrow widths (screenshots in test-output/console/)."""
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -250,15 +250,6 @@ async def test_readonly_is_offered_nothing_to_change_and_cannot_post_there(seede
         assert r.status_code in (404, 405)
         r = await client.post(f"/console/monitors/{seeded.members['IMAPS']}/pause", token=token)
         assert r.status_code == 403
-
-
-@pytest.fixture(scope="module")
-def driver() -> Iterator[webdriver.Chrome]:
-    problem = browser.missing()
-    if problem is not None:
-        pytest.fail(problem)
-    with browser.chromium() as d:
-        yield d
 
 
 # The lines each `host:port` on the page takes: the tops of its text's boxes, told apart by

@@ -3,12 +3,10 @@ live part is fetched every 5 s), and at a phone's width (390 px) no main page sc
 tables included, and host names wrap at their labels, not a character per line. Screenshots go
 to test-output/console/."""
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import asyncpg
 import httpx
-import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
@@ -35,15 +33,6 @@ return [...document.querySelectorAll('.host')].filter(e => e.offsetParent !== nu
   return Math.round(e.getBoundingClientRect().height / parseFloat(style.lineHeight));
 });
 """
-
-
-@pytest.fixture(scope="module")
-def driver() -> Iterator[webdriver.Chrome]:
-    problem = browser.missing()
-    if problem is not None:
-        pytest.fail(problem)
-    with browser.chromium() as d:
-        yield d
 
 
 def state(driver: webdriver.Chrome) -> str:

@@ -5,13 +5,11 @@ reports section for a monitor without a `mailDomain`, no page for another organi
 domain."""
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import httpx
-import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
@@ -33,15 +31,6 @@ return {
     p => [p.querySelector('title').textContent, p.getAttribute('points')]),
 };
 """
-
-
-@pytest.fixture(scope="module")
-def driver() -> Iterator[webdriver.Chrome]:
-    problem = browser.missing()
-    if problem is not None:
-        pytest.fail(problem)
-    with browser.chromium() as d:
-        yield d
 
 
 async def _take(pool: asyncpg.Pool, org: Tenant, data: bytes) -> None:

@@ -5,7 +5,7 @@ listing seeded as the agents' answers are stored and raised by the watch itself 
 ever asked); over real HTTP, then in Chromium (screenshots in test-output/console/)."""
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -152,15 +152,6 @@ async def test_the_reputation_page_says_when_no_list_is_asked(
     client.session = tenant.tokens["readonly"]
     page = (await client.get("/console/reputation")).text
     assert 'id="no-lists"' in page and "BLOCKLISTS" in page
-
-
-@pytest.fixture(scope="module")
-def driver() -> Iterator[webdriver.Chrome]:
-    problem = browser.missing()
-    if problem is not None:
-        pytest.fail(problem)
-    with browser.chromium() as d:
-        yield d
 
 
 def text(driver: webdriver.Chrome) -> str:

@@ -3,12 +3,10 @@ wide enough to see and tap (at 90 a row they were 2 px), nothing scrolls sideway
 subscription form is there. Screenshots go to test-output/console/."""
 
 import asyncio
-from collections.abc import Iterator
 from datetime import timedelta
 
 import asyncpg
 import httpx
-import pytest
 from selenium import webdriver
 
 from tests.api.helpers import create
@@ -16,15 +14,6 @@ from tests.conftest import make_tenant
 from tests.console import browser
 from tests.console.helpers import Browserish, store_result
 from tests.console.test_status_pages import _publish, _row_id
-
-
-@pytest.fixture(scope="module")
-def driver() -> Iterator[webdriver.Chrome]:
-    problem = browser.missing()
-    if problem is not None:
-        pytest.fail(problem)
-    with browser.chromium() as d:
-        yield d
 
 
 async def test_bars_are_visible_at_390_px(
