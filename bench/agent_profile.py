@@ -11,6 +11,8 @@ under a sampling profiler (issue 57; bench/results/agent-tls-cpu.md has what it 
         instructions, which the machine's load does not move: at concurrency 2 (callgrind runs
         ~50x slower; at 50 the checks time out), the difference between a run of N checks and
         one of N + 100, divided by 100, is a check's (start-up and the trust store fall out).
+    python -m bench.agent_profile run IMAPS --floor
+        the same exchanges by the floor's client (bench/floor.py) instead of the agent's path.
     python -m bench.agent_profile where imaps.raw [pop3s.raw ...]
         a table of each file's samples by what they were doing (CATEGORIES), start-up left out.
 
@@ -28,7 +30,7 @@ from pathlib import Path
 import trustme
 
 from agent.probers.tls import build_ssl_contexts
-from bench import mailservers
+from bench import floor, mailservers
 from bench.exporter import CONCURRENCY, MODULES, WARMUP, _agent_checks
 from shared import logging as shared_logging
 from shared.loop import run_loop
@@ -87,19 +89,27 @@ async def _checks(
     rounds: int,
     concurrency: int,
     warmup: int,
+    on_floor: bool,
 ) -> None:
     contexts = build_ssl_contexts(cadata=ca_pem)
     module = next(m for m in MODULES if m.name == name)
     port = ports[module.server]
     job = make_job(module.monitor_type, port, module.config, hostname="localhost", timeout=10)
-    await _agent_checks(job, contexts, warmup, concurrency)
+
+    async def checks_of(n: int) -> list[str]:
+        if on_floor:
+            return floor.run(module.floor, contexts.verified, port, "localhost", n, concurrency)
+        return await _agent_checks(job, contexts, n, concurrency)
+
+    await checks_of(warmup)
     for _ in range(rounds):
         cpu0 = _cpu_s()
-        failed = await _agent_checks(job, contexts, checks, concurrency)
+        failed = await checks_of(checks)
         per_check = (_cpu_s() - cpu0) / checks * 1000
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        side = " (floor)" if on_floor else ""
         print(
-            f"{name}: {per_check:.3f} ms CPU per check ({checks:,} checks at concurrency"
+            f"{name}{side}: {per_check:.3f} ms CPU per check ({checks:,} checks at concurrency"
             f" {concurrency}), peak RSS {peak_mb:.0f} MB, {len(failed)} failed {failed[:1]}",
             file=sys.__stdout__,
             flush=True,
@@ -107,7 +117,12 @@ async def _checks(
 
 
 def run(
-    name: str, checks: int, rounds: int, concurrency: int = CONCURRENCY, warmup: int = WARMUP
+    name: str,
+    checks: int,
+    rounds: int,
+    concurrency: int = CONCURRENCY,
+    warmup: int = WARMUP,
+    on_floor: bool = False,
 ) -> None:
     if (why := mailservers.available()) is not None:
         sys.exit(f"agent_profile: {why}")
@@ -128,6 +143,7 @@ def run(
                 rounds,
                 concurrency,
                 warmup,
+                on_floor,
             )
         )
 
@@ -180,11 +196,12 @@ def main() -> None:
     running.add_argument("--rounds", type=int, default=3)
     running.add_argument("--concurrency", type=int, default=CONCURRENCY)
     running.add_argument("--warmup", type=int, default=WARMUP)
+    running.add_argument("--floor", action="store_true", help="the floor's client instead")
     tabling = commands.add_parser("where", help="py-spy raw files as a table by category")
     tabling.add_argument("files", nargs="+", type=Path)
     args = parser.parse_args()
     if args.command == "run":
-        run(args.module, args.checks, args.rounds, args.concurrency, args.warmup)
+        run(args.module, args.checks, args.rounds, args.concurrency, args.warmup, args.floor)
     else:
         print(table(args.files))
 

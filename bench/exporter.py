@@ -20,6 +20,7 @@ benchmark says so and is skipped: `make bench` installs them (`make blackbox`).
 """
 
 import asyncio
+import functools
 import multiprocessing
 import os
 import shutil
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -38,7 +40,7 @@ import trustme
 
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
-from bench import mailservers
+from bench import floor, mailservers
 from shared import embedded
 from shared import logging as shared_logging
 from shared.loop import run_loop
@@ -62,6 +64,7 @@ class Module:
     monitor_type: MonitorType
     config: SmtpConfig | ImapPopConfig
     exporter: str  # the exporter module's tcp section (YAML), the same dialogue as the agent's
+    floor: floor.Dialogue  # the same again, for the floor's client
 
 
 def _dialogue(*steps: tuple[str, str]) -> str:
@@ -73,6 +76,11 @@ _QUIT = (("send", "QUIT\\r"), ("expect", "^221 "))
 _CAPABILITY = (("send", "c CAPABILITY\\r"), ("expect", "^c OK"))
 _LOGOUT = (("send", "l LOGOUT\\r"), ("expect", "^l OK"))
 _CAPA = (("send", "CAPA\\r"), ("expect", "^\\\\.\\r?$"))
+# The floor's steps: a command (b"": none) and the line that ends its reply.
+_F_EHLO = (b"EHLO mailprobe\r\n", b"250 ")
+_F_CAPABILITY = (b"c CAPABILITY\r\n", b"c OK")
+_F_LOGOUT = (b"l LOGOUT\r\n", b"l OK")
+_F_CAPA = (b"CAPA\r\n", b".\r\n")
 
 MODULES = (
     Module(
@@ -88,6 +96,11 @@ MODULES = (
         )
         + "\n        - starttls: true\n"
         + _dialogue(*_EHLO, *_QUIT),
+        floor.Dialogue(
+            ((b"", b"220 "), _F_EHLO, (b"STARTTLS\r\n", b"220 ")),
+            tls=True,
+            secured=(_F_EHLO, (b"QUIT\r\n", b"221 ")),
+        ),
     ),
     Module(
         "SMTPS",
@@ -95,6 +108,9 @@ MODULES = (
         "smtp",
         SmtpConfig(secure=True),
         _dialogue(("expect", "^220 "), *_EHLO, *_QUIT),
+        floor.Dialogue(
+            tls=True, implicit=True, secured=((b"", b"220 "), _F_EHLO, (b"QUIT\r\n", b"221 "))
+        ),
     ),
     Module(
         "SMTP plain",
@@ -102,6 +118,7 @@ MODULES = (
         "smtp",
         SmtpConfig(ignore_tls=True),
         _dialogue(("expect", "^220 "), *_EHLO, *_QUIT),
+        floor.Dialogue(((b"", b"220 "), _F_EHLO, (b"QUIT\r\n", b"221 "))),
     ),
     Module(
         "IMAPS",
@@ -109,6 +126,7 @@ MODULES = (
         "imap",
         ImapPopConfig(protocol="imap", tls=True),
         _dialogue(("expect", "^\\\\* OK"), *_CAPABILITY, *_LOGOUT),
+        floor.Dialogue(tls=True, implicit=True, secured=((b"", b"* OK"), _F_CAPABILITY, _F_LOGOUT)),
     ),
     Module(
         "IMAP STARTTLS",
@@ -123,6 +141,11 @@ MODULES = (
         )
         + "\n        - starttls: true\n"
         + _dialogue(*_CAPABILITY, *_LOGOUT),
+        floor.Dialogue(
+            ((b"", b"* OK"), _F_CAPABILITY, (b"s STARTTLS\r\n", b"s OK")),
+            tls=True,
+            secured=(_F_CAPABILITY, _F_LOGOUT),
+        ),
     ),
     Module(
         "POP3 STLS",
@@ -132,6 +155,11 @@ MODULES = (
         _dialogue(("expect", "^\\\\+OK"), *_CAPA, ("send", "STLS\\r"), ("expect", "^\\\\+OK"))
         + "\n        - starttls: true\n"
         + _dialogue(*_CAPA, ("send", "QUIT\\r"), ("expect", "^\\\\+OK")),
+        floor.Dialogue(
+            ((b"", b"+OK"), _F_CAPA, (b"STLS\r\n", b"+OK")),
+            tls=True,
+            secured=(_F_CAPA, (b"QUIT\r\n", b"+OK")),
+        ),
     ),
     Module(
         "POP3S",
@@ -139,6 +167,7 @@ MODULES = (
         "pop3",
         ImapPopConfig(protocol="pop3", tls=True),
         _dialogue(("expect", "^\\\\+OK"), ("send", "QUIT\\r"), ("expect", "^\\\\+OK")),
+        floor.Dialogue(tls=True, implicit=True, secured=((b"", b"+OK"), (b"QUIT\r\n", b"+OK"))),
     ),
 )
 _IMPLICIT_TLS = {"smtps", "imaps", "pop3s"}
@@ -220,6 +249,21 @@ async def _agent_checks(
     return failed
 
 
+# The floor side: a process of its own, as the agent's.
+
+# A name the servers' certificate does not hold: the floor's client must refuse it.
+_WRONG_NAME = "wrong.invalid"
+
+
+def _floor_main(conn: Connection, ca_pem: str) -> None:
+    ctx = build_ssl_contexts(cadata=ca_pem).verified  # the agent's context, built as it does
+    modules = {m.name: m for m in MODULES}
+    while (request := conn.recv()) is not None:
+        name, port, checks, server_name = request
+        dialogue = modules[name].floor
+        conn.send(floor.run(dialogue, ctx, port, server_name, checks, CONCURRENCY))
+
+
 # The exporter side: probed over HTTP from here.
 
 
@@ -244,17 +288,23 @@ async def _exporter_checks(
 class Figures:
     exporter: dict[str, list[float]]
     agent: dict[str, list[float]]
+    floor: dict[str, list[float]]
     failures: list[str]
 
 
 async def _measure(
     exporter: subprocess.Popen[bytes],
     exporter_url: str,
-    agent_pid: int,
-    agent_conn: Connection,
+    agent: tuple[int, Connection],
+    floor_side: tuple[int, Connection],
     ports: dict[str, int],
 ) -> Figures:
-    figures = Figures({m.name: [] for m in MODULES}, {m.name: [] for m in MODULES}, [])
+    def per_module() -> dict[str, list[float]]:
+        return {m.name: [] for m in MODULES}
+
+    figures = Figures(per_module(), per_module(), per_module(), [])
+    agent_pid, agent_conn = agent
+    floor_pid, floor_conn = floor_side
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
     async with httpx.AsyncClient(base_url=exporter_url, limits=limits, timeout=30) as client:
 
@@ -273,23 +323,43 @@ async def _measure(
             figures.failures += [f"agent {module.name}: {f}" for f in failed[:3]]
             return cpu
 
+        def floor_run(module: Module, n: int, server_name: str = "localhost") -> float:
+            cpu0 = cpu_s(floor_pid)
+            floor_conn.send((module.name, ports[module.server], n, server_name))
+            failed: list[str] = floor_conn.recv()
+            cpu = cpu_s(floor_pid) - cpu0
+            figures.failures += [f"floor {module.name}: {f}" for f in failed[:3]]
+            return cpu
+
         for module in MODULES:  # warm-up: imports, caches, connection pools
             await exporter_run(module, WARMUP)
             await asyncio.to_thread(agent_run, module, WARMUP)
+            await asyncio.to_thread(floor_run, module, WARMUP)
         figures.failures.clear()
+        for module in MODULES:  # a floor that does not verify is not a floor
+            if module.floor.tls:
+                await asyncio.to_thread(floor_run, module, 1, _WRONG_NAME)
+                refused = figures.failures.pop() if figures.failures else ""
+                if "CERTIFICATE_VERIFY_FAILED" not in refused:
+                    figures.failures.append(
+                        f"floor {module.name}: the certificate for another name was not refused"
+                    )
         for run in range(RUNS):
             for module in MODULES:
-                # Which prober goes first alternates, so neither always meets warmer servers.
-                if run % 2 == 0:
-                    figures.exporter[module.name].append(await exporter_run(module, CHECKS))
-                    figures.agent[module.name].append(
-                        await asyncio.to_thread(agent_run, module, CHECKS)
-                    )
-                else:
-                    figures.agent[module.name].append(
-                        await asyncio.to_thread(agent_run, module, CHECKS)
-                    )
-                    figures.exporter[module.name].append(await exporter_run(module, CHECKS))
+                # The probers' order alternates, so none always meets warmer servers.
+                sides: list[tuple[dict[str, list[float]], Callable[[], Awaitable[float]]]] = [
+                    (figures.exporter, functools.partial(exporter_run, module, CHECKS)),
+                    (
+                        figures.agent,
+                        functools.partial(asyncio.to_thread, agent_run, module, CHECKS),
+                    ),
+                    (
+                        figures.floor,
+                        functools.partial(asyncio.to_thread, floor_run, module, CHECKS),
+                    ),
+                ]
+                for figure, measure in sides if run % 2 == 0 else reversed(sides):
+                    figure[module.name].append(await measure())
     return figures
 
 
@@ -328,20 +398,32 @@ def run() -> bool:
                 stderr=(tmp / "exporter.log").open("wb"),
             )
             ctx = multiprocessing.get_context("spawn")
-            parent, child = ctx.Pipe()
-            agent = ctx.Process(target=_agent_main, args=(child, ca.cert_pem.bytes().decode()))
-            agent.start()
+            ca_pem = ca.cert_pem.bytes().decode()
+            sides = []
+            for main in (_agent_main, _floor_main):
+                parent, child = ctx.Pipe()
+                process = ctx.Process(target=main, args=(child, ca_pem))
+                process.start()
+                sides.append((process, parent))
             try:
                 mailservers.wait_port(port, "the exporter")
-                assert agent.pid is not None
+                (agent, agent_conn), (floor_process, floor_conn) = sides
+                assert agent.pid is not None and floor_process.pid is not None
                 figures = asyncio.run(
-                    _measure(exporter, f"http://127.0.0.1:{port}", agent.pid, parent, servers.ports)
+                    _measure(
+                        exporter,
+                        f"http://127.0.0.1:{port}",
+                        (agent.pid, agent_conn),
+                        (floor_process.pid, floor_conn),
+                        servers.ports,
+                    )
                 )
             finally:
-                parent.send(None)
-                agent.join(10)
-                if agent.is_alive():
-                    agent.terminate()
+                for process, parent in sides:
+                    parent.send(None)
+                    process.join(10)
+                    if process.is_alive():
+                        process.terminate()
                 embedded.stop(exporter)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # after the servers stopped
@@ -354,32 +436,45 @@ def _report(
 ) -> bool:
     print(
         f"exporter: CPU ms per check, {EXPORTER.rsplit('/', 1)[1]} vs the agent's check path"
-        f" (run_check + encode + log line; no NATS), {CHECKS:,} checks x {RUNS} interleaved runs"
+        f" (run_check + encode + log line; no NATS) and the floor (bench/floor.py: the same"
+        f" exchange and verification, nothing else), {CHECKS:,} checks x {RUNS} interleaved runs"
         f" per module at concurrency {CONCURRENCY}, Debian Postfix/Dovecot on loopback"
         f" ({machine()}; load average {load0[0]:.2f} before, {load1[0]:.2f} after)"
     )
     print(f"  this machine counts to 10 M in a Python loop in {loop_seconds():.2f} s of CPU")
-    print("  | module        | exporter | agent | ratio | runs' ratios      | target      |")
+    print(
+        "  | module        | exporter | agent | ratio | runs' ratios      | target      |"
+        " floor | floor ratio | agent / floor |"
+    )
     ok = not figures.failures
     for m in MODULES:
-        exp, agt = figures.exporter[m.name], figures.agent[m.name]
+        exp, agt, flr = figures.exporter[m.name], figures.agent[m.name], figures.floor[m.name]
         ratio = sum(agt) / sum(exp)
         runs = " ".join(f"{a / e:.2f}" for a, e in zip(agt, exp, strict=True))
         target = TARGET_PLAIN_RATIO if m.name == "SMTP plain" else TARGET_RATIO
         met = ratio <= target
         ok = ok and met
         print(
-            f"  | {m.name:<13} | {sum(exp) / len(exp) / CHECKS * 1000:8.2f} |"
-            f" {sum(agt) / len(agt) / CHECKS * 1000:5.2f} | {ratio:5.2f} | {runs:<17} |"
-            f" <= {target}: {verdict(met):<4} |"
+            f"  | {m.name:<13} | {_ms(exp):8.2f} | {_ms(agt):5.2f} | {ratio:5.2f} | {runs:<17} |"
+            f" <= {target}: {verdict(met):<4} | {_ms(flr):5.2f} | {sum(flr) / sum(exp):11.2f} |"
+            f" {sum(agt) / sum(flr):13.2f} |"
         )
     spread = [statistics.pstdev(v) / statistics.mean(v) for v in figures.exporter.values()]
     print(f"  exporter run-to-run spread (stdev/mean): up to {max(spread):.0%}")
+    print(
+        "  floor: the cheapest client Python's ssl allows for the row's exchange; a target"
+        " below a row's floor ratio cannot be met with this Python and OpenSSL"
+    )
     for failure in figures.failures[:10]:
         print(f"  failed check: {failure}")
     if figures.failures:
         print(f"  {len(figures.failures)} failed checks: FAIL")
     return ok
+
+
+def _ms(cpu_s: list[float]) -> float:
+    """CPU ms per check of one side's runs."""
+    return sum(cpu_s) / len(cpu_s) / CHECKS * 1000
 
 
 if __name__ == "__main__":
