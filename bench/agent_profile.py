@@ -76,9 +76,10 @@ OTHER = "other (interpreter, allocator)"
 STARTUP = ("_call_with_frames_removed", "MailServers", "build_ssl_contexts", "wait_port")
 
 
-def _cpu_s() -> float:
+def _cpu_s() -> tuple[float, float]:
+    """This process's CPU seconds: in user space, in the kernel."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime, usage.ru_stime
 
 
 async def _checks(
@@ -103,13 +104,15 @@ async def _checks(
 
     await checks_of(warmup)
     for _ in range(rounds):
-        cpu0 = _cpu_s()
+        user0, system0 = _cpu_s()
         failed = await checks_of(checks)
-        per_check = (_cpu_s() - cpu0) / checks * 1000
+        user1, system1 = _cpu_s()
+        user, system = (user1 - user0) / checks * 1000, (system1 - system0) / checks * 1000
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         side = " (floor)" if on_floor else ""
         print(
-            f"{name}{side}: {per_check:.3f} ms CPU per check ({checks:,} checks at concurrency"
+            f"{name}{side}: {user + system:.3f} ms CPU per check ({user:.3f} user,"
+            f" {system:.3f} kernel; {checks:,} checks at concurrency"
             f" {concurrency}), peak RSS {peak_mb:.0f} MB, {len(failed)} failed {failed[:1]}",
             file=sys.__stdout__,
             flush=True,

@@ -82,7 +82,7 @@ class Recorder:
     def advertised(self, capabilities: Iterable[str]) -> None:
         """What the server advertised last: upper-cased (all three protocols compare them
         without case), sorted, bounded."""
-        found = {c.strip().upper()[:CAPABILITY_MAX] for c in capabilities if c.strip()}
+        found = {c[:CAPABILITY_MAX] for c in map(str.upper, map(str.strip, capabilities)) if c}
         self.capabilities = sorted(found)[:CAPABILITIES_MAX]
 
     def upgrading(self) -> None:
@@ -145,8 +145,7 @@ async def _connect_one(address: str, port: int) -> socket.socket:
     `loop.sock_connect`: uvloop's resolves the address again in its thread pool, a thread
     hop per check for an address that is already numeric."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setblocking(False)
+    sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
     try:
         err = sock.connect_ex((address, port))
         if err in _IN_PROGRESS:

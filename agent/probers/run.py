@@ -106,6 +106,8 @@ def build_result(
     def advertised(capabilities: list[str] | None) -> list[str] | None:
         if capabilities is None:
             return None
+        if not secrets and "".join(capabilities).isascii():  # publishable as they are
+            return list(capabilities)
         return [publishable(c, secrets) for c in capabilities]
 
     return CheckResult(

@@ -1,0 +1,65 @@
+"""What a server advertised, as a result carries it: upper-cased, stripped, unique, sorted and
+bounded (Recorder.advertised), then valid UTF-8 and without a secret (build_result)."""
+
+import pytest
+
+from agent.probers.base import CAPABILITIES_MAX, CAPABILITY_MAX, Recorder
+from agent.probers.run import build_result
+from shared.messages import SECRET_MASK, SmtpAuth, SmtpConfig
+from shared.timefmt import utcnow
+from testkit.peers.jobs import make_job
+
+
+@pytest.mark.parametrize(
+    ("advertised", "kept"),
+    [
+        (
+            ["pipelining ", " SIZE 10240000", "starttls"],
+            ["PIPELINING", "SIZE 10240000", "STARTTLS"],
+        ),
+        # blank entries dropped, the same capability in two spellings kept once
+        (["", "   ", "8bitmime", "8BITMIME "], ["8BITMIME"]),
+        # upper-cased before it is cut: "ß" becomes "SS"
+        (["x" * (CAPABILITY_MAX - 1) + "ß"], ["X" * (CAPABILITY_MAX - 1) + "S"]),
+        ([f"cap{i:03d}" for i in range(CAPABILITIES_MAX + 5)], None),
+        ([], []),
+    ],
+)
+def test_advertised_is_stripped_upper_cased_unique_sorted_and_bounded(
+    advertised: list[str], kept: list[str] | None
+) -> None:
+    rec = Recorder()
+    rec.advertised(iter(advertised))
+    if kept is None:  # too many: the first CAPABILITIES_MAX in sorted order
+        kept = sorted(c.upper() for c in advertised)[:CAPABILITIES_MAX]
+    assert rec.capabilities == kept
+
+
+def _capabilities(config: SmtpConfig, advertised: list[str]) -> list[str] | None:
+    rec = Recorder()
+    rec.capabilities = advertised
+    rec.capabilities_before_tls = advertised
+    job = make_job("smtp", 25, config)
+    result = build_result(job, "agent-1", None, "ok", utcnow(), rec)
+    assert result.capabilities_before_tls == result.capabilities
+    return result.capabilities
+
+
+@pytest.mark.parametrize(
+    ("config", "advertised", "carried"),
+    [
+        (SmtpConfig(), ["AUTH PLAIN", "SIZE 100"], ["AUTH PLAIN", "SIZE 100"]),
+        (SmtpConfig(), ["X-GR\udcfc\udcdfE", "SIZE"], ["X-GR\ufffd\ufffdE", "SIZE"]),
+        (SmtpConfig(), ["X-GRÜSSE"], ["X-GRÜSSE"]),
+        (
+            SmtpConfig(auth=SmtpAuth(user="alice", password="pw-1")),
+            ["X-ECHO pw-1", "SIZE"],
+            [f"X-ECHO {SECRET_MASK}", "SIZE"],
+        ),
+        (SmtpConfig(auth=SmtpAuth(user="alice", password="pw-1")), [], []),
+    ],
+)
+def test_a_result_carries_capabilities_as_valid_utf8_and_without_secrets(
+    config: SmtpConfig, advertised: list[str], carried: list[str]
+) -> None:
+    assert _capabilities(config, advertised) == carried
