@@ -12,7 +12,7 @@ under a sampling profiler (issue 57; bench/results/agent-tls-cpu.md has what it 
         ~50x slower; at 50 the checks time out), the difference between a run of N checks and
         one of N + 100, divided by 100, is a check's (start-up and the trust store fall out).
     python -m bench.agent_profile run IMAPS --floor
-        the same exchanges by the floor's client (bench/floor.py) instead of the agent's path.
+        the same exchanges by the floor's client (testkit/floor.py) instead of the agent's path.
     python -m bench.agent_profile where imaps.raw [pop3s.raw ...]
         a table of each file's samples by what they were doing (CATEGORIES), start-up left out.
 
@@ -30,10 +30,11 @@ from pathlib import Path
 import trustme
 
 from agent.probers.tls import build_ssl_contexts
-from bench import floor, mailservers
+from bench import mailservers
 from bench.exporter import CONCURRENCY, MODULES, WARMUP, _agent_checks
 from shared import logging as shared_logging
 from shared.loop import run_loop
+from testkit import floor
 from testkit.peers.jobs import make_job
 
 # A sample goes to the first category one of whose markers names a frame, looking from the

@@ -40,11 +40,12 @@ import trustme
 
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
-from bench import floor, mailservers
+from bench import mailservers
 from shared import embedded
 from shared import logging as shared_logging
 from shared.loop import run_loop
 from shared.messages import CheckJob, ImapPopConfig, MonitorType, SmtpConfig, encode
+from testkit import floor
 from testkit.common import cpu_s, loop_seconds, machine, verdict
 from testkit.peers.jobs import make_job
 
@@ -436,7 +437,7 @@ def _report(
 ) -> bool:
     print(
         f"exporter: CPU ms per check, {EXPORTER.rsplit('/', 1)[1]} vs the agent's check path"
-        f" (run_check + encode + log line; no NATS) and the floor (bench/floor.py: the same"
+        f" (run_check + encode + log line; no NATS) and the floor (testkit/floor.py: the same"
         f" exchange and verification, nothing else), {CHECKS:,} checks x {RUNS} interleaved runs"
         f" per module at concurrency {CONCURRENCY}, Debian Postfix/Dovecot on loopback"
         f" ({machine()}; load average {load0[0]:.2f} before, {load1[0]:.2f} after)"

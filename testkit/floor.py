@@ -69,14 +69,19 @@ def session(
 def _handshake(
     ctx: ssl.SSLContext, sock: socket.socket, server_name: str
 ) -> Generator[None, None, ssl.SSLSocket]:
+    """The TLS socket, which now holds the descriptor: closed here when the handshake fails."""
     tls = ctx.wrap_socket(sock, server_hostname=server_name, do_handshake_on_connect=False)
-    while True:
-        try:
-            tls.do_handshake()
-        except _WOULD_BLOCK:
-            yield
-        else:
-            return tls
+    try:
+        while True:
+            try:
+                tls.do_handshake()
+            except _WOULD_BLOCK:
+                yield
+            else:
+                return tls
+    except BaseException:
+        tls.close()
+        raise
 
 
 def _step(conn: socket.socket, step: Step) -> Session:
