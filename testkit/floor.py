@@ -23,6 +23,8 @@ Step = tuple[bytes, bytes]  # a command to send (b"": none), then the line its r
 _WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 _EVENTS = select.EPOLLIN | select.EPOLLOUT | select.EPOLLET
 _READ_MAX = 65536
+REPLY_MAX = 1 << 20  # bytes of one reply before the session fails
+SILENCE_S = 10.0  # seconds without an event on any session before all left fail
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,8 @@ def _step(conn: socket.socket, step: Step) -> Session:
         if not data:
             raise Refused(f"closed before {last!r}: {reply[-200:]!r}")
         reply += data
+        if len(reply) > REPLY_MAX:
+            raise Refused(f"no {last!r} in the first {REPLY_MAX:,} bytes")
 
 
 def run(
@@ -113,7 +117,8 @@ def run(
     checks: int,
     concurrency: int,
 ) -> list[str]:
-    """`checks` sessions with 127.0.0.1:`port`, `concurrency` at a time; what failed."""
+    """`checks` sessions with 127.0.0.1:`port`, `concurrency` at a time; what failed (when
+    nothing happens for SILENCE_S, every session left fails and no more start)."""
     poll = select.epoll()
     live: dict[int, Session] = {}
     failed: list[str] = []
@@ -122,8 +127,7 @@ def run(
     def start() -> None:
         nonlocal started
         started += 1
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setblocking(False)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
         sock.connect_ex(("127.0.0.1", port))
         gen = session(sock, dialogue, ctx, server_name)
         next(gen)
@@ -134,7 +138,11 @@ def run(
         while started < min(checks, concurrency):
             start()
         while live:
-            for fd, _ in poll.poll():
+            events = poll.poll(SILENCE_S)
+            if not events:
+                failed += [f"no answer within {SILENCE_S:g} s"] * len(live)
+                break
+            for fd, _ in events:
                 try:
                     next(live[fd])
                     continue

@@ -3,7 +3,10 @@ loopback: it completes each exchange, verifies as the agent's context does, and 
 session that fails instead of hanging on it."""
 
 import asyncio
+import socket
 import ssl
+
+import pytest
 
 from agent.probers.tls import SslContexts
 from testkit import floor
@@ -61,3 +64,14 @@ async def test_a_refused_connection_is_a_failure(ssl_contexts: SslContexts) -> N
         port = peer.port
     failed = await _run(PLAIN, ssl_contexts.verified, port)
     assert len(failed) == 30 and all(f.startswith("ConnectionRefusedError") for f in failed)
+
+
+async def test_a_server_that_says_nothing_fails_every_session_left_after_the_silence(
+    ssl_contexts: SslContexts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(floor, "SILENCE_S", 0.3)
+    listener = socket.create_server(("127.0.0.1", 0), backlog=64)  # accepts, never answers
+    with listener:
+        port = listener.getsockname()[1]
+        failed = await _run(PLAIN, ssl_contexts.verified, port)
+    assert failed == ["no answer within 0.3 s"] * 7
