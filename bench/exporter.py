@@ -2,8 +2,9 @@
 each prober's own process, in one run, against the same Debian Postfix and Dovecot on loopback,
 both doing the same dialogue with the same TLS upgrade and verification.
 
-Each module runs CHECKS checks at CONCURRENCY in flight, RUNS times, the exporter's and the
-agent's runs interleaved; a prober's CPU is its process's utime + stime from /proc over its run.
+Each module runs CHECKS checks at CONCURRENCY in flight, RUNS times, the exporter's, the
+agent's and the floor's runs interleaved; a prober's CPU is its process's utime + stime from
+/proc over its run.
 
 - The exporter is probed over HTTP (`/probe?module=...`) by this process, whose CPU is not
   counted; its HTTP serving and metrics rendering are in its figure.
@@ -12,10 +13,15 @@ agent's runs interleaved; a prober's CPU is its process's utime + stime from /pr
   for the wire, and the worker's per-check log line at INFO (the agent's JSON logging, to
   /dev/null). The NATS fetch, publish and ack are not in it (bench/agent.py measures an agent
   with them): the exporter has no queue either.
+- The floor (issue 70) is a process running testkit/floor.py, the cheapest client Python's `ssl`
+  allows for the module's exchange: the same dialogue and a verified handshake on the agent's
+  own verifying context, nothing else. Its ratio to the exporter is the lowest any Python client
+  can reach on this host's Python and OpenSSL; before the runs it must refuse the servers'
+  certificate for another name.
 
 Targets (issue 70, a margin that survives the CPU): the agent's CPU per check <= 0.5x the
-exporter's on every TLS module, <= 0.3x on SMTP plain. A check that does not
-succeed on either side fails the run. Absent the exporter, Postfix or Dovecot (or not root), the
+exporter's on every TLS module, <= 0.3x on SMTP plain (the floor has none: it is printed). A
+check that does not succeed on any side fails the run. Absent the exporter, Postfix or Dovecot (or not root), the
 benchmark says so and is skipped: `make bench` installs them (`make blackbox`).
 """
 
