@@ -21,8 +21,9 @@ agent's and the floor's runs interleaved; a prober's CPU is its process's utime 
 
 Targets (issue 70, a margin that survives the CPU): the agent's CPU per check <= 0.5x the
 exporter's on every TLS module, <= 0.3x on SMTP plain (the floor has none: it is printed). A
-check that does not succeed on any side fails the run. Absent the exporter, Postfix or Dovecot (or not root), the
-benchmark says so and is skipped: `make bench` installs them (`make blackbox`).
+check that does not succeed on any side fails the run. Absent the exporter, Postfix or Dovecot
+(or not root), the benchmark says so and is skipped: `make bench` installs them
+(`make blackbox`).
 """
 
 import asyncio
