@@ -149,8 +149,8 @@ def _once(sql: str) -> str:
     )
     sql = _cut(sql, "SELECT DISTINCT ON (", "\n        m.id AS monitor_id", "SELECT")
     sql = _cut(sql, '    ORDER BY m.id, r."scheduledAt"', "), f AS (", "")
-    sql = _cut(sql, "), b AS (\n    -- once: k", "), ins AS (", k)
-    return _cut(sql, "), w AS (\n    -- once: u", "), moved AS (", u)
+    sql = _cut(sql, "), b AS (\n    -- once: b, g, h and k are k", "), ins AS (", k)
+    return _cut(sql, "), w AS (\n    -- once: w, x and u are u", "), moved AS (", u)
 
 
 # The statement for a batch holding a result old enough to be in a pack already: such a result

@@ -11,7 +11,8 @@
 -- evaluates its argument as often as its body names it).
 --
 -- A batch holding each (monitor, country) once, as a routine batch does, takes the same
--- statement with the CTEs marked "once" below in their one-row forms (store_once.sql).
+-- statement without r's DISTINCT ON and with the CTEs marked "once" below (b to k, w to u) in
+-- their one-row forms (store_once.sql: k, u).
 WITH r AS (
     SELECT DISTINCT ON (m.id, r."scheduledAt", r.country_code, r.tag)
         m.id AS monitor_id, r.job, r."scheduledAt" AS scheduled_at,
@@ -97,7 +98,7 @@ WITH r AS (
         FROM monitor_country_state s WHERE s.monitor_id = f.monitor_id AND s.country = f.cc
         OFFSET 0) s ON true
 ), b AS (
-    -- once: k (store_once.sql)
+    -- once: b, g, h and k are k (store_once.sql)
     SELECT c.*, (lag(c.facts) OVER (PARTITION BY c.monitor_id, c.country, c.day
         ORDER BY c.scheduled_at, c.tag) IS DISTINCT FROM c.facts)::int AS breaks
     FROM c
@@ -247,7 +248,7 @@ WITH r AS (
         k.fresh
     FROM ins i JOIN k USING (monitor_id, scheduled_at, country, tag)
 ), w AS (
-    -- once: u (store_once.sql)
+    -- once: w, x and u are u (store_once.sql)
     SELECT v.*,
         count(*) FILTER (WHERE v.counted AND v.status = 'up') OVER later AS ups_later,
         count(*) FILTER (WHERE v.counted AND v.status <> 'up') OVER later AS fails_later,
