@@ -99,12 +99,24 @@ def _left_out(owner: object, name: str, value: object) -> Iterator[None]:
         setattr(owner, name, kept)
 
 
+@contextmanager
+def _statement(sql: str) -> Iterator[None]:
+    """The rounds' batches (each monitor and country once, recent) take `sql` for the while."""
+    key = (True, False)
+    kept = results._STATEMENTS[key]
+    results._STATEMENTS[key] = sql
+    try:
+        yield
+    finally:
+        results._STATEMENTS[key] = kept
+
+
 PARTS: dict[str, Callable[[], AbstractContextManager[None]]] = {
-    "all": lambda: _left_out(results, "_INSERT", results._INSERT),
-    "state move": lambda: _left_out(results, "_INSERT", _state_unmoved(results._INSERT)),
+    "all": lambda: _statement(results._ONCE),
+    "state move": lambda: _statement(_state_unmoved(results._ONCE)),
     "queue marks": lambda: _left_out(alert_queue, "mark", _nothing),
     "login count": lambda: _left_out(results, "_count_logins", _nothing),
-    "rollups": lambda: _left_out(results, "_INSERT", _without_rollups(results._INSERT)),
+    "rollups": lambda: _statement(_without_rollups(results._ONCE)),
     "facts hash": lambda: _left_out(results, "facts_of", _facts_unhashed),
 }
 

@@ -129,25 +129,63 @@ assert re.findall(r'e->>?(\d+)[^"\n]* AS "(\w+)"', _FIELDS) == [
     (str(n), wire) for n, (wire, _, _) in enumerate(BATCH, start=1)
 ], "store_results.sql reads the batch elsewhere than BATCH puts it"
 assert f"k.status NOT IN ({', '.join(repr(s) for s in sorted(UNCOUNTED))})" in _INSERT
+
+
+def _cut(sql: str, start: str, end: str, form: str) -> str:
+    """`sql` with the text from `start` (found once) to the next `end` replaced by `form`."""
+    assert sql.count(start) == 1, start
+    at = sql.index(start)
+    return sql[:at] + form + sql[sql.index(end, at) :]
+
+
+def _once(sql: str) -> str:
+    """The statement for a batch holding each (monitor, country) once: `r` without DISTINCT ON
+    (no two results share a key) and the CTEs store_results.sql marks "once" in their one-row
+    forms (store_once.sql), without the window functions that fold several rows."""
+    forms = Path(__file__).with_name("store_once.sql").read_text()
+    k, u = (
+        forms[forms.index("), k AS (") : forms.index("), u AS (")],
+        forms[forms.index("), u AS (") :],
+    )
+    sql = _cut(sql, "SELECT DISTINCT ON (", "\n        m.id AS monitor_id", "SELECT")
+    sql = _cut(sql, '    ORDER BY m.id, r."scheduledAt"', "), f AS (", "")
+    sql = _cut(sql, "), b AS (\n    -- once: b, g, h and k are k", "), ins AS (", k)
+    return _cut(sql, "), w AS (\n    -- once: w, x and u are u", "), moved AS (", u)
+
+
 # The statement for a batch holding a result old enough to be in a pack already: such a result
 # is stored unless its pack has it (`result_pack_holds`, migration 0122: an id it keeps, or the
 # seeded id of a time it holds). Only such batches read `result_packs`, whose partitions a
 # statement reading it locks and opens each time it runs (one a day of CHECK_RAW_DAYS).
-_INSERT_OLD = _INSERT.replace(
-    """WHERE r."scheduledAt" >= $2
-""",
-    """WHERE r."scheduledAt" >= $2 OR NOT EXISTS (SELECT 1 FROM result_packs p
+def _old(sql: str) -> str:
+    return _cut(
+        sql,
+        'WHERE r."scheduledAt" >= $2\n',
+        "\n",
+        """WHERE r."scheduledAt" >= $2 OR NOT EXISTS (SELECT 1 FROM result_packs p
         WHERE p.monitor_id = m.id AND p.hour = date_trunc('hour', r."scheduledAt", 'UTC')
-        AND p.country = result_country_code(r.country) AND result_pack_holds(p.jobs, p.seed,
-            p.hour, p.lines[1], p.results, r."jobId"::uuid, r."scheduledAt"))
-""",
-)
-assert _INSERT_OLD != _INSERT
+        AND p.country = r.country_code AND result_pack_holds(p.jobs, p.seed, p.hour,
+            p.lines[1], p.results, r.job, r."scheduledAt"))""",
+    )
+
+
+# The statements by batch: (each (monitor, country) once, old enough to be packed).
+_STATEMENTS = {
+    (False, False): _INSERT,
+    (False, True): _old(_INSERT),
+    (True, False): _once(_INSERT),
+    (True, True): _old(_once(_INSERT)),
+}
+_INSERT_OLD = _STATEMENTS[False, True]
+_ONCE = _STATEMENTS[True, False]
 # Agent ids new to `result_agents`, in a statement of their own so that the batch's statement
-# sees them (the sequence moves only for a name not there yet).
+# sees them (the sequence moves only for a name not there yet). The names come as a JSON array:
+# PostgreSQL estimates `unnest` of an array parameter by the array's length, which a generic
+# plan cannot know, so it planned that form again for every batch (~0.1 ms); the rows of
+# `jsonb_array_elements_text` are estimated alike either way, and its plan is made once.
 _AGENTS = """
 INSERT INTO result_agents (name)
-SELECT DISTINCT n FROM unnest($1::text[]) AS n
+SELECT DISTINCT n FROM jsonb_array_elements_text($1::text::jsonb) AS n
 WHERE NOT EXISTS (SELECT 1 FROM result_agents a WHERE md5(a.name) = md5(n))
 ON CONFLICT DO NOTHING
 """
@@ -207,15 +245,15 @@ async def store(
     await _count_mail(conn, rows)
     agents = sorted({r.agent_id for r in rows if r.agent_id is not None})
     if agents:
-        await conn.execute(_AGENTS, agents)
+        await conn.execute(_AGENTS, _encode(agents).decode())
     # Results old enough to fall in an hour a packer may be packing wait for it (or it for
     # them), so that the statement sees the pack and stores none of them twice.
     old = packed_before(utcnow())
-    statement = _INSERT
-    if any(r.scheduled_at < old for r in rows):
+    packed = any(r.scheduled_at < old for r in rows)
+    if packed:
         await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", PACK_LOCK)
-        statement = _INSERT_OLD
-    moved = await conn.fetch(statement, _encode_rows(rows), old)
+    once = len({(r.monitor_id, r.country) for r in rows}) == len(rows)
+    moved = await conn.fetch(_STATEMENTS[once, packed], _encode_rows(rows), old)
     await _store_side(conn, [r for r in rows if isinstance(r, CheckedResult) and r.side_checks])
     if not moved:
         return 0

@@ -4,19 +4,29 @@
 -- may be in a pack already (`_INSERT_OLD` looks there). Plain SQL: the rules it spells out that
 -- Python holds too (the missed kinds, `inconclusive`, the uncounted statuses, the phases, the
 -- latency buckets, the state's fold) are checked against those when the module loads.
+--
+-- Each value a result's row is made of is computed once, in a subquery that OFFSET 0 keeps
+-- apart (r's fields, then f's columns): an expression the planner pulls up into the query
+-- above it is evaluated again wherever that query names its column (an inlined function
+-- evaluates its argument as often as its body names it).
+--
+-- A batch holding each (monitor, country) once, as a routine batch does, takes the same
+-- statement without r's DISTINCT ON and with the CTEs marked "once" below (b to k, w to u) in
+-- their one-row forms (store_once.sql: k, u).
 WITH r AS (
-    SELECT DISTINCT ON (m.id, r."scheduledAt", result_country_code(r.country),
-            result_tag(r."jobId"::uuid))
-        m.id AS monitor_id, r."jobId"::uuid AS job, r."scheduledAt" AS scheduled_at,
+    SELECT DISTINCT ON (m.id, r."scheduledAt", r.country_code, r.tag)
+        m.id AS monitor_id, r.job, r."scheduledAt" AS scheduled_at,
         r."monitorId" AS public_id, r."monitorType" AS monitor_type, r.facts, r.country AS cc,
-        result_country_code(r.country) AS country, r."agentId" AS agent_id,
+        r.country_code AS country, r."agentId" AS agent_id, r.tag,
         r.stored AS status,
         CASE WHEN r.status = 'up' THEN NULL WHEN r.stored = 'inconclusive' THEN 'inconclusive'
             ELSE r."errorKind" END AS error_kind,
         coalesce(r.message, '') AS message, r.banner, r."responseTimeMs" AS response_time_ms,
         r.phases, r.tls, r.address, r."startedAt" AS started_at, r."finishedAt" AS finished_at,
         r.folder, r.hops, r."authResults" AS auth_results, r.capabilities,
-        r."capabilitiesBeforeTls" AS capabilities_before_tls
+        r."capabilitiesBeforeTls" AS capabilities_before_tls,
+        r.dns_ms, r.connect_ms, r.tls_ms, r.greeting_ms, r.auth_ms
+    FROM (SELECT j.*, result_country_code(j.country) AS country_code, result_tag(j.job) AS tag
     FROM (SELECT (e->>0)::uuid AS facts,
         e->>1 AS "jobId",
         (e->>2)::timestamptz AS "scheduledAt",
@@ -39,9 +49,14 @@ WITH r AS (
         nullif(e->19, 'null') AS "authResults",
         nullif(e->20, 'null') AS "capabilities",
         nullif(e->21, 'null') AS "capabilitiesBeforeTls",
-        -- the status as stored (migration 0083): once per result
-        result_stored_status(e->>7, e->>8) AS stored
-        FROM jsonb_array_elements($1::text::jsonb) AS e OFFSET 0) AS r
+        (e->>1)::uuid AS job,
+        -- the status as stored (migration 0083)
+        result_stored_status(e->>7, e->>8) AS stored,
+        -- the phases a compact row keeps (`result_phase_us` of each, in f)
+        (e->12->>'dnsMs')::float8 AS dns_ms, (e->12->>'connectMs')::float8 AS connect_ms,
+        (e->12->>'tlsMs')::float8 AS tls_ms, (e->12->>'greetingMs')::float8 AS greeting_ms,
+        (e->12->>'authMs')::float8 AS auth_ms
+        FROM jsonb_array_elements($1::text::jsonb) AS e OFFSET 0) AS j OFFSET 0) AS r
     -- Each result's monitor and (in c) its per-country state are looked up by key, in
     -- subqueries OFFSET 0 keeps apart: a plain join may be planned as a hash of the whole
     -- table, and every batch then costs as much as the table is large.
@@ -49,36 +64,41 @@ WITH r AS (
     -- A result scheduled before $2 may be in a pack already (controller.ingest.packer):
     -- `_INSERT_OLD` looks there; `_INSERT` stores none of them.
     WHERE r."scheduledAt" >= $2
-    ORDER BY m.id, r."scheduledAt", result_country_code(r.country), result_tag(r."jobId"::uuid),
+    ORDER BY m.id, r."scheduledAt", r.country_code, r.tag,
         r."agentId" IS NULL, r.stored = 'missed', r.stored = 'inconclusive'
 ), f AS (
-    SELECT r.*, result_tag(r.job) AS tag, a.id AS agent,
+    SELECT r.*, a.id AS agent, x.*,
+        coalesce(r.status = 'up' AND a.id IS NOT NULL AND r.response_time_ms IS NOT NULL
+            AND r.scheduled_at + x.started_ms * interval '1 ms' = r.started_at
+            AND r.scheduled_at + x.finished_ms * interval '1 ms' = r.finished_at
+            AND greatest(abs(x.started_ms), abs(x.finished_ms), abs(x.stored_ms)) < 2000000000
+            AND x.dns_us IS NOT NULL AND x.connect_us IS NOT NULL AND x.tls_us IS NOT NULL
+            AND x.greeting_us IS NOT NULL AND x.auth_us IS NOT NULL
+            AND jsonb_strip_nulls(r.phases)
+                - ARRAY['dnsMs', 'connectMs', 'tlsMs', 'greetingMs', 'authMs']
+                = '{}'::jsonb, false) AS fits
+    FROM r LEFT JOIN result_agents a ON md5(a.name) = md5(r.agent_id)
+    CROSS JOIN LATERAL (SELECT
         round(extract(epoch FROM r.started_at - r.scheduled_at) * 1000) AS started_ms,
         round(extract(epoch FROM r.finished_at - r.scheduled_at) * 1000) AS finished_ms,
         round(extract(epoch FROM now() - r.scheduled_at) * 1000) AS stored_ms,
-        result_phase_us((r.phases->>'dnsMs')::float8) AS dns_us,
-        result_phase_us((r.phases->>'connectMs')::float8) AS connect_us,
-        result_phase_us((r.phases->>'tlsMs')::float8) AS tls_us,
-        result_phase_us((r.phases->>'greetingMs')::float8) AS greeting_us,
-        result_phase_us((r.phases->>'authMs')::float8) AS auth_us
-    FROM r LEFT JOIN result_agents a ON md5(a.name) = md5(r.agent_id)
+        result_phase_us(r.dns_ms) AS dns_us, result_phase_us(r.connect_ms) AS connect_us,
+        result_phase_us(r.tls_ms) AS tls_us, result_phase_us(r.greeting_ms) AS greeting_us,
+        result_phase_us(r.auth_ms) AS auth_us OFFSET 0) x
+    OFFSET 0
 ), c AS (
     SELECT f.*, s.detail_at, s.detail_tag, s.detail_facts,
         s.monitor_id IS NULL AS fresh,
         date_trunc('day', f.scheduled_at, 'UTC') AS day,
-        coalesce(f.status = 'up' AND f.agent IS NOT NULL AND f.response_time_ms IS NOT NULL
-            AND f.scheduled_at + f.started_ms * interval '1 ms' = f.started_at
-            AND f.scheduled_at + f.finished_ms * interval '1 ms' = f.finished_at
-            AND greatest(abs(f.started_ms), abs(f.finished_ms), abs(f.stored_ms)) < 2000000000
-            AND f.dns_us IS NOT NULL AND f.connect_us IS NOT NULL AND f.tls_us IS NOT NULL
-            AND f.greeting_us IS NOT NULL AND f.auth_us IS NOT NULL
-            AND jsonb_strip_nulls(f.phases)
-                - ARRAY['dnsMs', 'connectMs', 'tlsMs', 'greetingMs', 'authMs']
-                = '{}'::jsonb, false) AS fits
+        -- whether the result says what the state's latest full row (of its UTC day) said
+        coalesce(f.fits AND s.detail_facts = f.facts AND s.detail_at <= f.scheduled_at
+            AND date_trunc('day', s.detail_at, 'UTC') = date_trunc('day', f.scheduled_at, 'UTC'),
+            false) AS follows_state
     FROM f LEFT JOIN LATERAL (SELECT s.monitor_id, s.detail_at, s.detail_tag, s.detail_facts
         FROM monitor_country_state s WHERE s.monitor_id = f.monitor_id AND s.country = f.cc
         OFFSET 0) s ON true
 ), b AS (
+    -- once: b, g, h and k are k (store_once.sql)
     SELECT c.*, (lag(c.facts) OVER (PARTITION BY c.monitor_id, c.country, c.day
         ORDER BY c.scheduled_at, c.tag) IS DISTINCT FROM c.facts)::int AS breaks
     FROM c
@@ -87,9 +107,7 @@ WITH r AS (
         ORDER BY b.scheduled_at, b.tag) AS run
     FROM b
 ), h AS (
-    SELECT g.*, coalesce(g.fits AND g.detail_facts = g.facts AND g.detail_at <= g.scheduled_at
-            AND date_trunc('day', g.detail_at, 'UTC') = g.day, false) AS follows_state,
-        row_number() OVER run = 1 AS starts,
+    SELECT g.*, row_number() OVER run = 1 AS starts,
         first_value(g.scheduled_at) OVER run AS start_at, first_value(g.tag) OVER run AS start_tag
     FROM g WINDOW run AS (PARTITION BY g.monitor_id, g.country, g.day, g.run
         ORDER BY g.scheduled_at, g.tag)
@@ -230,6 +248,7 @@ WITH r AS (
         k.fresh
     FROM ins i JOIN k USING (monitor_id, scheduled_at, country, tag)
 ), w AS (
+    -- once: w, x and u are u (store_once.sql)
     SELECT v.*,
         count(*) FILTER (WHERE v.counted AND v.status = 'up') OVER later AS ups_later,
         count(*) FILTER (WHERE v.counted AND v.status <> 'up') OVER later AS fails_later,

@@ -695,20 +695,53 @@ async def test_the_batch_statement_stays_prepared_on_its_connection(
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
-    """The ingester's statement is kept prepared (it is longer than asyncpg's default bound for
-    that, 15 KiB): one that is not is parsed and planned again for every batch."""
+    """The ingester's statements are kept prepared (they are longer than asyncpg's default
+    bound for that, 15 KiB): one that is not is parsed and planned again for every batch. A
+    batch holding each (monitor, country) once takes `_ONCE`, one holding two rounds of one
+    `_INSERT`."""
     (cc,) = countries.take()
     monitor = await create(api, org)
-    t0 = utcnow() - timedelta(hours=1)
+    t0 = utcnow() - timedelta(minutes=10)  # recent: no batch looks in the packs
     async with pipe_pool.acquire() as conn:
-        for m in range(2):
-            batch = [result(job_ids, monitor, cc, "up", t0 + timedelta(minutes=m))]
+        for m in range(0, 6, 2):
+            for batch in (
+                [result(job_ids, monitor, cc, "up", t0 + timedelta(minutes=m))],
+                [result(job_ids, monitor, cc, "up", t0 + timedelta(minutes=m + n)) for n in (1, 2)],
+            ):
+                async with conn.transaction():
+                    await results.store(conn, [results.decode_result(encode(r)) for r in batch])
+        prepared = await conn.fetch(
+            "SELECT statement FROM pg_prepared_statements WHERE statement = ANY($1::text[])",
+            [results._INSERT, results._ONCE],
+        )
+    assert sorted(r["statement"] == results._ONCE for r in prepared) == [False, True]
+
+
+async def test_a_batch_statements_are_planned_once(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    """After its first batches a connection runs the store's statements on their generic plans:
+    a statement PostgreSQL prefers to plan for each call's values (a custom plan) costs its
+    planning again for every batch (the agents' names as an array parameter did: ~0.1 ms)."""
+    (cc,) = countries.take()
+    monitor = await create(api, org)
+    t0 = utcnow() - timedelta(minutes=10)
+    async with pipe_pool.acquire() as conn:
+        for m in range(8):
+            batch = [result(job_ids, monitor, cc, "up", t0 + timedelta(seconds=m))]
             async with conn.transaction():
                 await results.store(conn, [results.decode_result(encode(r)) for r in batch])
-        prepared = await conn.fetchval(
-            "SELECT count(*) FROM pg_prepared_statements WHERE statement = $1", results._INSERT
+        plans = await conn.fetch(
+            "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+            " WHERE statement = ANY($1::text[])",
+            [results._AGENTS, results._ONCE],
         )
-    assert prepared == 1
+    assert len(plans) == 2
+    assert all(p["custom_plans"] <= 5 and p["generic_plans"] >= 3 for p in plans), plans
 
 
 # What a batch finds by key: each result's monitor, its per-country state, its queue row and
@@ -728,6 +761,7 @@ def _scans(plan: dict[str, Any]) -> list[dict[str, Any]]:
     ("statement", "tables"),
     [
         ("ingest", {"monitors", "monitor_country_state"}),
+        ("ingest once", {"monitors", "monitor_country_state"}),
         ("mark", {"monitors", "monitor_country_state", "alert_queue"}),
         ("save", {"monitor_alert_state", "alert_queue"}),
     ],
@@ -742,6 +776,7 @@ async def test_a_batch_finds_its_monitors_states_and_queue_rows_by_key(
     one whole."""
     sql, args = {
         "ingest": (results._INSERT, 2),
+        "ingest once": (results._ONCE, 2),
         "mark": (alert_queue._MARK, 4),
         "save": (alert_state._SAVE_BATCH, 7),
     }[statement]
@@ -788,6 +823,8 @@ async def test_a_batch_opens_only_the_days_of_results_it_needs(pipe_database_url
             for name, sql, args in [
                 ("fresh", results._INSERT, "NULL, NULL"),
                 ("old", results._INSERT_OLD, "NULL, NULL"),
+                ("fresh_once", results._ONCE, "NULL, NULL"),
+                ("old_once", results._STATEMENTS[True, True], "NULL, NULL"),
                 ("push", alert_queue._PUSH, "ARRAY[1]::bigint[], 6, 86400, 2, 300"),
             ]:
                 await conn.execute(f"PREPARE {name} AS {sql}")
@@ -795,9 +832,10 @@ async def test_a_batch_opens_only_the_days_of_results_it_needs(pipe_database_url
                 plans[name] = _relations(msgspec.json.decode(plan)[0]["Plan"])
     finally:
         await conn.close()
-    packs = {r for r in plans["old"] if r.startswith("result_packs")}
-    assert len(packs) >= 30  # a pack may be in any day: all are looked in
-    assert not {r for r in plans["fresh"] if r.startswith("result_packs")}
+    for fresh, old in (("fresh", "old"), ("fresh_once", "old_once")):
+        packs = {r for r in plans[old] if r.startswith("result_packs")}
+        assert len(packs) >= 30  # a pack may be in any day: all are looked in
+        assert not {r for r in plans[fresh] if r.startswith("result_packs")}
     days = {r for r in plans["push"] if r.startswith("result_rows_p")}
     yesterday = f"result_rows_p{(utcnow() - timedelta(days=1)).date():%Y%m%d}"
     assert days and min(days) >= yesterday, days

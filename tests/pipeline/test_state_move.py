@@ -153,6 +153,7 @@ def _statements() -> list[tuple[str, str, list[str]]]:
     """Both statements that move a state, with their parameters' types and values."""
     return [
         ("batch", results._INSERT, ["text", "timestamptz"]),
+        ("batch once", results._ONCE, ["text", "timestamptz"]),
         ("lost", results._UPDATE_STATE, ["text"]),
     ]
 
