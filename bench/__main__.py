@@ -87,6 +87,7 @@ def main(argv: list[str]) -> int:
     names = argv
     flagged: dict[str, Callable[[list[str]], bool]] = {
         "scale": scale.run,
+        "scheduler": scheduler.run,
         "saturation": saturation.run,
         "verdicts": verdicts.run,
         "ha-soak": ha_soak.run,

@@ -304,14 +304,16 @@ async def seed_monitors(
     port: int | None = None,
     timeout_seconds: int = 30,
     config: dict[str, object] | None = None,
+    organization: str = "bench",
 ) -> list[str]:
-    """Migrate, then insert `count` active SMTP monitors in one statement; their public ids.
+    """Migrate, then insert `count` active SMTP monitors of `organization` in one statement;
+    their public ids.
 
     `{n}` in `hostname` becomes the monitor's number."""
     conn = await connect(database_url)
     try:
         await migrate(conn)
-        org_id = await accounts.ensure_organization(conn, "bench")
+        org_id = await accounts.ensure_organization(conn, organization)
         customer = await customers.create(conn, org_id, "bench")
         rows = await conn.fetch(
             "INSERT INTO monitors (organization_id, customer_id, type, name, hostname, port,"

@@ -299,9 +299,10 @@ class LiveAgents:
         except (ValueError, msgspec.DecodeError) as exc:
             self._quiet.warn("heartbeat_malformed", cc, subject=subject, error=str(exc))
             return
+        # Kept with this controller's seen time, in the one copy made of the decoded beat.
         beat = AgentHeartbeat(
             **msgspec.structs.asdict(lenient)
-            | {"self_check": self._self_check(cc, subject, lenient)}
+            | {"self_check": self._self_check(cc, subject, lenient), "seen_at": iso_ms(utcnow())}
         )
         agent_id = parts[3]
         if (beat.country, beat.agent_id) != (cc, agent_id):
@@ -327,7 +328,7 @@ class LiveAgents:
             self._quiet.warn(
                 "agent_blocked_ports_changed", cc, agent_id=agent_id, blocked_ports=blocked
             )
-        agents[agent_id] = _Seen(msgspec.structs.replace(beat, seen_at=iso_ms(utcnow())), now)
+        agents[agent_id] = _Seen(beat, now)
 
     def _self_check(self, cc: str, subject: str, beat: _Beat) -> SelfCheck | None:
         """The beat's self-check, capped; None when it has none, or one that does not decode

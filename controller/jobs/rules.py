@@ -17,8 +17,14 @@ from shared.timefmt import utc_hour
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+_HOUR_MS: Final = 3_600_000
+
+
 def _ms(at: datetime) -> int:
-    return (at - _EPOCH) // timedelta(milliseconds=1)
+    """Milliseconds since the epoch, rounded down (`timedelta`'s fields: whole days, seconds
+    within the day, microseconds within the second, each exact, in integers)."""
+    since = at - _EPOCH
+    return (since.days * 86_400 + since.seconds) * 1000 + since.microseconds // 1000
 
 
 JOB_ID_PURPOSE: Final = "mailprobe job ids"
@@ -50,7 +56,7 @@ def seeded_id(seed: bytes, scheduled_at: datetime) -> str:
     digit made 8 (a version 8 UUID, 120 bits of the hash). PostgreSQL computes the same from a
     pack's seed and line of times (`result_seeded_job`, migration 0122), so a pack keeps the
     seed instead of the ids."""
-    ms = _ms(scheduled_at) - _ms(utc_hour(scheduled_at))
+    ms = _ms(scheduled_at) % _HOUR_MS  # after its UTC hour (an epoch hour: no leap seconds)
     digest = hashlib.sha256(seed + ms.to_bytes(4, "big")).digest()
     return _uuid(digest, SEEDED_VERSION, 0x0F)
 

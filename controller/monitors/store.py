@@ -82,9 +82,9 @@ def decode(row: asyncpg.Record) -> Monitor:
 # Every field of `Monitor` is the column of its name but these, which `decode` derives.
 _DERIVED = ("config_as_sent", "grants", "last_checked_at")
 # `last_checked_at`: the latest over the monitor's countries (the ingester keeps it per country).
+_STORED = ", ".join(name for name in Monitor.__struct_fields__ if name not in _DERIVED)
 COLUMNS = (
-    ", ".join(name for name in Monitor.__struct_fields__ if name not in _DERIVED)
-    + ", (SELECT max(s.last_checked_at) FROM monitor_country_state s"
+    f"{_STORED}, (SELECT max(s.last_checked_at) FROM monitor_country_state s"
     "  WHERE s.monitor_id = monitors.id) AS last_checked_at"
 )
 
@@ -115,6 +115,9 @@ ROUND_COLUMNS = (
 )
 # Selected `FROM monitors` (unaliased: the subqueries name it).
 WATCHED_COLUMNS = f"{COLUMNS}, {ROUND_COLUMNS}"
+# `WATCHED_COLUMNS` with `last_checked_at` null: what the scheduler's claims read, as no round's
+# plan reads it (it is a subquery per monitor).
+PLANNED_COLUMNS = f"{_STORED}, NULL::timestamptz AS last_checked_at, {ROUND_COLUMNS}"
 
 
 def decode_watched(row: asyncpg.Record) -> WatchedMonitor:

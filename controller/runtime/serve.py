@@ -45,6 +45,7 @@ from controller.sidechecks.blocklists.rules import lists_setting
 from controller.sidechecks.blocklists.watch import BlocklistWatch, FreshNames
 from controller.web.app import create_app, readiness
 from controller.web.head_deadline import head_deadline
+from controller.web.server_ticks import TickingServer
 from shared import ops
 from shared.loop import run_every
 from shared.timefmt import iso_ms
@@ -334,7 +335,7 @@ def api_server(api: ApiSettings, app: Litestar) -> uvicorn.Server:
         proxy_headers=bool(api.trusted_proxies),
         forwarded_allow_ips=api.trusted_proxies,
     )
-    return uvicorn.Server(config)
+    return TickingServer(config)
 
 
 def _port_taken(host: str, port: int) -> bool:

@@ -101,13 +101,15 @@ class Admission:
         held = await readiness_budget.reserve(
             conn, planned, now, self._readiness_queries, self._readiness_window
         )
-        for r in rounds:
-            r.jobs = [held.get(job.job_id, job) for job in r.jobs]
-            r.deferred = [(d, held.get(job.job_id, job)) for d, job in r.deferred]
+        if held:
+            for r in rounds:
+                r.jobs = [held.get(job.job_id, job) for job in r.jobs]
+                r.deferred = [(d, held.get(job.job_id, job)) for d, job in r.deferred]
         taken = self._ledger.take([job for r in rounds for job in r.jobs], now)
         refused = {row.job_id: row for row in taken.refused}
-        for r in rounds:
-            r.missed += [refused.pop(job.job_id) for job in r.jobs if job.job_id in refused]
+        if refused:
+            for r in rounds:
+                r.missed += [refused.pop(job.job_id) for job in r.jobs if job.job_id in refused]
         # Every job given up: its round-trip message counts no more, its readiness reservation
         # is given back.
         await roundtrip_sends.not_sent(conn, taken.refused_jobs)
@@ -172,18 +174,26 @@ class Admission:
         """Hold each round trip's round whose mailbox or recipient domain may not get a message
         now (its jobs into `missed`), or send it as a look where its country's agents can; a
         look whose country waits for its monitor's round in flight goes once that round ends
-        (`_await_flights`). Return the awaited rounds' scheduled times by job id."""
-        whole = [(r.monitor_id, [*r.jobs, *(job for _, job in r.deferred)]) for r in rounds]
+        (`_await_flights`). Return the awaited rounds' scheduled times by job id. Rounds
+        without a round trip's job are neither held nor looked at."""
+        mailing = [
+            (r, jobs)
+            for r in rounds
+            if (jobs := [*r.jobs, *(job for _, job in r.deferred)])
+            and any(job.monitor_type == "roundtrip" for job in jobs)
+        ]
+        if not mailing:
+            return {}
         held_mail, looks, waits = await roundtrip_sends.hold(
             conn,
-            whole,
+            [(r.monitor_id, jobs) for r, jobs in mailing],
             now,
             self._mails_per_domain,
             self._agents.countries_with(FEATURE_LOOK_ONLY),
             wait=True,
         )
         awaited: dict[str, datetime] = {}
-        for r, (_, jobs) in zip(rounds, whole, strict=True):
+        for r, jobs in mailing:
             r.missed += [held_mail[job.job_id] for job in jobs if job.job_id in held_mail]
             r.jobs = [looks.get(job.job_id, job) for job in r.jobs if job.job_id not in held_mail]
             r.deferred = [

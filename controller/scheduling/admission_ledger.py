@@ -127,6 +127,11 @@ class Admissions:
                 taken.admitted += asking
                 continue
             load = self._with_own(cc, load)
+            if admission_rules.fits_all(load, len(asking)):
+                now = self._now()
+                for job in asking:
+                    self._admit(cc, load, job, taken, now)
+                continue
             decisions = admission_rules.decide(
                 load, [job.tenant for job in asking], [job.timeout_seconds for job in asking]
             )
@@ -241,9 +246,11 @@ class Admissions:
         if not own and not gone:
             return load
         held = dict(load.held)
-        holders = {t: dict(agents) for t, agents in load.holders.items()}
         for _, tenant, _ in own:
             held[tenant] = held.get(tenant, 0) + 1
+        if not gone:
+            return msgspec.structs.replace(load, held=held)
+        holders = {t: dict(agents) for t, agents in load.holders.items()}
         for _, tenant, _, agent in gone:
             held[tenant] = max(0, held.get(tenant, 0) - 1)
             agents = holders.get(tenant, {})

@@ -31,8 +31,9 @@ Two rules decide each job:
   back: docs/architecture.md says what that leaves unguaranteed.
 """
 
+import heapq
 import math
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from enum import Enum
 
@@ -104,6 +105,14 @@ def weights(
     return out
 
 
+def fits_all(load: CountryLoad, asking: int) -> bool:
+    """Whether `decide` admits every one of `asking` jobs, whoever asks: when they all fit with
+    the reserve still free after them, no tenant's turn ever finds the free slots down to its
+    reserve (each job is then admitted, in the order asked, and nothing waits)."""
+    busy = sum(n for n in load.held.values() if n > 0)
+    return load.capacity - busy - asking >= reserve(load.capacity)
+
+
 def decide(
     load: CountryLoad, asking: Sequence[str], timeouts: Sequence[float] | None = None
 ) -> list[Decision]:
@@ -123,26 +132,32 @@ def decide(
 
     keep = reserve(load.capacity)
     busy = sum(held.values())
-    lanes: dict[str, list[int]] = {}
+    lanes: dict[str, deque[int]] = {}
     for i, tenant in enumerate(asking):
-        lanes.setdefault(tenant, []).append(i)
+        lanes.setdefault(tenant, deque()).append(i)
     out: list[Decision | None] = [None] * len(asking)
     # Fewest held first, then the lightest: one job per turn, so slots go round the tenants.
-    # Once no slot is free, every job left waits: decided at once, not turn by turn.
-    while lanes and load.capacity - busy > 0:
-        tenant = min(lanes, key=lambda t: (held[t], rank[t]))
+    # Once no slot is free, every job left waits: decided at once, not turn by turn. The turns
+    # are a heap of (held, rank): ranks are distinct, so its least is the one tenant due.
+    turns = [(held[t], rank[t], t) for t in lanes]
+    heapq.heapify(turns)
+    while turns and load.capacity - busy > 0:
+        _, _, tenant = heapq.heappop(turns)
         share = round(shares.get(tenant, 0.0), 2)
         if load.capacity - busy <= min(rank[tenant], keep):
             # Nothing it holds or asks changes before the next pass: its whole lane waits.
             for i in lanes.pop(tenant):
                 out[i] = Decision(Admission.WAIT, held[tenant], share, busy, load.capacity)
             continue
-        i = lanes[tenant].pop(0)
-        if not lanes[tenant]:
-            del lanes[tenant]
+        lane = lanes[tenant]
+        i = lane.popleft()
         out[i] = Decision(Admission.ADMIT, held[tenant], share, busy, load.capacity)
         held[tenant] += 1
         busy += 1
+        if lane:
+            heapq.heappush(turns, (held[tenant], rank[tenant], tenant))
+        else:
+            del lanes[tenant]
     for tenant, left in lanes.items():
         share = round(shares.get(tenant, 0.0), 2)
         for i in left:

@@ -7,6 +7,7 @@ country), the countries where it is recorded missed (`no_agent`, `no_seal_key`, 
 job avoids (`second_opinions`) and the keyed hashes a job carries (`tenant`, `account`).
 """
 
+import functools
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,7 +32,7 @@ from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys, carries_credentials
 from controller.settings import SchedulingSettings
 from controller.sidechecks.blocklists import Answers, ListsRound
-from controller.sidechecks.frame import Planning
+from controller.sidechecks.frame import AnySideCheck, Planning
 from controller.sidechecks.registry import WIRED
 from shared.messages import (
     JOB_TYPES,
@@ -93,6 +94,21 @@ class PlannedRound:
     unusable: str | None = None
     # A check-now's: the round trip's round in flight it joined (this round sent nothing).
     joined: "InFlight | None" = None
+
+
+# Rounds planned on the loop, at most, when none carries credentials: some 30 us a monitor, so
+# about 2 ms there; a thread's hop (a wake-up of the loop and of a worker) costs as much as
+# a couple of monitors.
+PLAN_INLINE_MAX = 64
+
+
+def light(claimed: Sequence["WatchedMonitor | UnfitMonitor"]) -> bool:
+    """Whether planning `claimed` is quick enough for the event loop: few monitors, none of
+    whose config is opened or sealed (`carries_credentials`, read on the stored config, its
+    secrets still sealed)."""
+    return len(claimed) <= PLAN_INLINE_MAX and not any(
+        not isinstance(m, UnfitMonitor) and carries_credentials(m.monitor.config) for m in claimed
+    )
 
 
 def round_times(
@@ -404,6 +420,7 @@ class RoundPlanner:
                 public_id, scheduled, m.check_interval, self._blocklists.interval_s
             )
             options["blocklists"] = ListsRound(self._blocklists, due)
+        checks = asking(m, dns)
         org = self._tenants.get(m.organization_id)
         if org is None:
             org = self._tenants[m.organization_id] = tenant(self._tenant_key, m.organization_id)
@@ -447,7 +464,9 @@ class RoundPlanner:
                     continue
                 # The config stays the type's default: no secret, no user name in clear.
                 fields = {"sealed_config": key.seal(plain), "seal_key_id": key.id}
-            side, older = side_asks(Planning(m, config, scheduled, trigger, dns, cc, options))
+            side, older = side_asks(
+                Planning(m, config, scheduled, trigger, dns, cc, options), checks
+            )
             job = job_type(
                 job_id=jid,
                 monitor_id=public_id,
@@ -469,16 +488,26 @@ class RoundPlanner:
             space_logins(plan, m.check_interval, self._login_spacing)
 
 
-def side_asks(p: Planning) -> tuple[dict[str, object], dict[str, object]]:
+def asking(monitor: "Monitor", dns_due: bool) -> list[AnySideCheck]:
+    """The side checks a round of `monitor` may ask something of: those that ride jobs, watch
+    it, and, on the `dns` cadence, only on a round that resolves DNS (`dns_due`)."""
+    return [
+        check
+        for check in WIRED.values()
+        if check.ask is not None and (check.cadence != "dns" or dns_due) and check.watched(monitor)
+    ]
+
+
+def side_asks(
+    p: Planning, checks: Sequence[AnySideCheck] | None = None
+) -> tuple[dict[str, object], dict[str, object]]:
     """What a job asks of the side checks (`sideChecks`, by name), and the fields that ask the
-    same of an agent that predates `sideChecks` (the side checks older than the frame)."""
+    same of an agent that predates `sideChecks` (the side checks older than the frame);
+    `checks`: `asking(p.monitor, p.dns_due)`, when the caller has it for the round's jobs."""
     side: dict[str, object] = {}
     older: dict[str, object] = {}
-    for check in WIRED.values():
-        if check.ask is None or not check.watched(p.monitor):
-            continue
-        if check.cadence == "dns" and not p.dns_due:
-            continue
+    for check in asking(p.monitor, p.dns_due) if checks is None else checks:
+        assert check.ask is not None
         ask = check.ask(p)
         if ask is None:
             continue
@@ -488,6 +517,7 @@ def side_asks(p: Planning) -> tuple[dict[str, object], dict[str, object]]:
     return side, older
 
 
+@functools.lru_cache(maxsize=1024)
 def _valid_country(cc: str) -> bool:
     try:
         jobs_subject(cc)

@@ -101,6 +101,10 @@ class JobPublisher:
 
 def _went(r: PlannedRound, now: datetime) -> roundtrip_rounds.SentRound | None:
     """A round trip's round as it went out: its jobs not recorded missed (held, saturated)."""
+    if not any(job.monitor_type == "roundtrip" for job in r.jobs) and not any(
+        job.monitor_type == "roundtrip" for _, job in r.deferred
+    ):
+        return None  # another kind's round
     gone = {row.job_id for row in r.missed}
     return roundtrip_sends.went(
         r.monitor_id,

@@ -22,7 +22,9 @@ def _hash64(*parts: str) -> int:
 
 
 def _ms(at: datetime) -> int:
-    return (at - _EPOCH) // timedelta(milliseconds=1)
+    """Milliseconds since the epoch, rounded down (`timedelta`'s fields, in integers)."""
+    since = at - _EPOCH
+    return (since.days * 86_400 + since.seconds) * 1000 + since.microseconds // 1000
 
 
 def _at(ms: int) -> datetime:
