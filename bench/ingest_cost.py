@@ -40,6 +40,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from controller.alerting.alerter import Alerter
 from controller.db.pool import create_pool
 from controller.ingest.ingester import Ingester
 from shared.loop import run_loop
@@ -47,6 +48,7 @@ from shared.messages import Phases, encode
 from shared.streams import INGEST_CONSUMER, ensure_streams
 from shared.subjects import results_subject
 from shared.timefmt import utcnow
+from testkit.alerting.wired import wired_alerter
 from testkit.common import (
     JOB_IDS,
     Pipes,
@@ -67,9 +69,12 @@ PASS_S = 0.5
 SPREAD_S = 0.1
 
 
-def _messages(ids: list[str], count: int, first: int) -> list[tuple[str, bytes, str]]:
+def _messages(
+    ids: list[str], count: int, first: int, down: bool = True
+) -> list[tuple[str, bytes, str]]:
     """Results `first`..`first + count`, every monitor and country in turn, round after round
-    (a round every 10 s, the latest rounds a few minutes ago)."""
+    (a round every 10 s, the latest rounds a few minutes ago); one in ten down unless not
+    `down`."""
     out = []
     per_round = len(ids) * len(COUNTRIES)
     base = utcnow().replace(microsecond=0) - timedelta(minutes=20)
@@ -77,7 +82,7 @@ def _messages(ids: list[str], count: int, first: int) -> list[tuple[str, bytes, 
         public_id = ids[i % len(ids)]
         cc = COUNTRIES[(i // len(ids)) % len(COUNTRIES)]
         at = base + timedelta(seconds=10 * (i // per_round))
-        up = (i // per_round + i) % 10 != 0
+        up = not down or (i // per_round + i) % 10 != 0
         res = smtp_result(
             public_id,
             cc,
@@ -129,7 +134,7 @@ async def _spy(prefix: str | None, tag: str) -> subprocess.Popen[bytes] | None:
     if prefix is None:
         return None
     spy = subprocess.Popen(  # noqa: ASYNC220 (started once, before what it measures)
-        [*("py-spy", "record", "--pid", str(os.getpid()), "--rate", "250", "--native"),
+        [*("py-spy", "record", "--pid", str(os.getpid()), "--rate", "500", "--gil"),
          *("--format", "raw", "--output", f"{prefix}.{tag}.{time.monotonic_ns()}")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -253,6 +258,15 @@ async def _live(
     return cpu, ingester.batches, ingester.handling, server
 
 
+async def _judge(alerter: Alerter) -> tuple[float, int]:
+    """Evaluate every queued monitor (`Alerter.burst`): this process's CPU seconds, and how
+    many evaluations."""
+    gc.collect()
+    cpu = time.process_time()
+    evaluated = await alerter.burst()
+    return time.process_time() - cpu, evaluated
+
+
 async def _count(pool: asyncpg.Pool) -> int:
     async with pool.acquire() as conn:
         n: int = await conn.fetchval("SELECT count(*) FROM check_results")
@@ -262,6 +276,7 @@ async def _count(pool: asyncpg.Pool) -> int:
 async def _run(args: argparse.Namespace) -> None:
     pipes = Pipes()
     live: list[tuple[float, int, float, float]] = []
+    judged: list[tuple[float, int, int]] = []
     cpu: dict[tuple[int, int], list[float]] = {}
     counts = [args.results, 2 * args.results] if args.callgrind else [args.results]
     sizes = [int(b) for b in args.batches.split(",")]
@@ -274,9 +289,19 @@ async def _run(args: argparse.Namespace) -> None:
         await ensure_streams(js)
         # A first drain (not counted) fills each monitor's state, as a running deployment has.
         first = len(ids) * len(COUNTRIES)
-        await _publish(js, _messages(ids, first, 0))
+        await _publish(js, _messages(ids, first, 0, not args.alerter))
         await _drain(js, pool, nc, 1000, False)
         sent = first
+        if args.alerter:
+            alerter = wired_alerter(pool, js, JOB_IDS)
+            await _judge(alerter)  # each monitor's first evaluation: its state and cursors
+            for _ in range(args.rounds):
+                await _publish(js, _messages(ids, args.results, sent, down=False))
+                sent += args.results
+                await _drain(js, pool, nc, 1000, False)
+                spy = await _spy(args.py_spy, "alerter")
+                judged.append((*await _judge(alerter), args.results))
+                await _unspy(spy)
         if args.live:
             n = round(args.live * args.seconds)
             for _ in range(args.rounds):
@@ -287,7 +312,7 @@ async def _run(args: argparse.Namespace) -> None:
                         js, pool, nc, pipes.nats_url, msgs, args.live, args.py_spy, pipes.nats.pid
                     )
                 )
-        for _ in range(0 if args.live else 1 if args.callgrind else args.rounds):
+        for _ in range(0 if args.live or args.alerter else 1 if args.callgrind else args.rounds):
             for size in sizes:
                 for n in counts:
                     await _publish(js, _messages(ids, n, sent))
@@ -312,7 +337,12 @@ async def _run(args: argparse.Namespace) -> None:
             f" {batches} batches ({n / batches:.1f} results a batch); NATS server"
             f" {server / n * 1e6:.1f} µs/result"
         )
-    for size in [] if args.live else sizes:
+    for used, evaluated, n in judged:
+        print(
+            f"  alerter, {n:,} results of rounds complete: CPU {used / n * 1e6:.1f} µs/result,"
+            f" {evaluated:,} evaluations"
+        )
+    for size in [] if args.live or args.alerter else sizes:
         for n in counts:
             runs = cpu[(size, n)]
             print(
@@ -334,6 +364,12 @@ def run(argv: list[str] | None = None) -> bool:
         "--live", type=float, metavar="RATE", help="results published at RATE/s meanwhile"
     )
     parser.add_argument("--seconds", type=float, default=20.0, help="with --live")
+    parser.add_argument(
+        "--alerter",
+        action="store_true",
+        help="the alerter's CPU per result instead: RESULTS stored (every one up, as most are),"
+        " then every queued monitor evaluated (`Alerter.burst`)",
+    )
     parser.add_argument(
         "--py-spy", metavar="PREFIX", help="py-spy each drain (raw) into PREFIX.BATCH.N"
     )

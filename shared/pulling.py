@@ -26,6 +26,7 @@ status of a past request cannot end the current one. No request is sent while di
 
 import asyncio
 import json
+from collections import deque
 from dataclasses import dataclass
 
 from nats.aio.client import Client as NATS
@@ -62,7 +63,11 @@ class StandingPull:
         self._subject = f"{api.DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.{stream}.{durable}"
         self._inbox = nc.new_inbox()
         self._expires_s = expires_s
-        self._queue: asyncio.Queue[Msg] = asyncio.Queue()
+        # What arrived and was not taken yet; `_waiter` is resolved when a message arrives
+        # while `_next` waits (a deque and one future: an asyncio.Queue's bookkeeping per
+        # message cost more than the rest of the hand-over).
+        self._queue: deque[Msg] = deque()
+        self._waiter: asyncio.Future[None] | None = None
         self._sub: Subscription | None = None
         self._sent = 0
         self._open: _Request | None = None
@@ -74,7 +79,9 @@ class StandingPull:
         return self._sent
 
     async def _arrived(self, msg: Msg) -> None:
-        self._queue.put_nowait(msg)
+        self._queue.append(msg)
+        if (waiter := self._waiter) is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def take(self, batch: int, wait_s: float, *, linger_s: float = 0.0) -> list[Msg]:
         """What has arrived; else the first message within `wait_s`; then, with `linger_s`,
@@ -153,11 +160,16 @@ class StandingPull:
     async def _next(self, until: float) -> Msg | None:
         """The next message to arrive by `until` (loop time), else None. A timeout scope, not
         `wait_for`, which runs the wait as a task of its own per message."""
-        try:
-            async with asyncio.timeout_at(until):
-                return await self._queue.get()
-        except TimeoutError:
-            return None
+        if not self._queue:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout_at(until):
+                    await self._waiter
+            except TimeoutError:
+                return None
+            finally:
+                self._waiter = None
+        return self._queue.popleft()
 
     async def _keep_open(self, batch: int) -> None:
         """Send a request for `batch` unless one is open."""
@@ -178,8 +190,8 @@ class StandingPull:
         await self._nc.publish(self._subject, json.dumps(request).encode(), reply)
 
     def _take_arrived(self, msgs: list[Msg]) -> None:
-        while not self._queue.empty():
-            self._handle(self._queue.get_nowait(), msgs)
+        while self._queue:
+            self._handle(self._queue.popleft(), msgs)
 
     def _handle(self, msg: Msg, msgs: list[Msg]) -> None:
         status = msg.headers.get(api.Header.STATUS) if msg.headers else None
@@ -232,8 +244,8 @@ class StandingPull:
             await sub.unsubscribe()
         self._open = None
         msgs, self._kept = self._kept, []
-        while not self._queue.empty():
-            msg = self._queue.get_nowait()
+        while self._queue:
+            msg = self._queue.popleft()
             if not (msg.headers and msg.headers.get(api.Header.STATUS)):
                 msgs.append(msg)
         return msgs
