@@ -293,12 +293,16 @@ async def _run(args: argparse.Namespace) -> None:
         await _drain(js, pool, nc, 1000, False)
         sent = first
         if args.alerter:
-            alerter = wired_alerter(pool, js, JOB_IDS)
+            # Settled monitors come back an interval (60 s) after their evaluation: the
+            # alerter's clock moves on by more than that before each pass.
+            ahead = timedelta()
+            alerter = wired_alerter(pool, js, JOB_IDS, clock=lambda: utcnow() + ahead)
             await _judge(alerter)  # each monitor's first evaluation: its state and cursors
             for _ in range(args.rounds):
                 await _publish(js, _messages(ids, args.results, sent, down=False))
                 sent += args.results
                 await _drain(js, pool, nc, 1000, False)
+                ahead += timedelta(seconds=61)
                 spy = await _spy(args.py_spy, "alerter")
                 judged.append((*await _judge(alerter), args.results))
                 await _unspy(spy)
