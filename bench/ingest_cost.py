@@ -14,9 +14,10 @@ their CPU is not counted). Each batch size is run ROUNDS times in turns, the min
 `python -m bench ingest-cost [--results N] [--batches 50,1000] [--rounds 3] [--callgrind]
 [--cprofile SORT] [--py-spy PREFIX]`: `--cprofile` and `--py-spy` profile the drains only;
 `--callgrind` is for a run under `valgrind --tool=callgrind --instr-atstart=no`: the drains
-alone are counted (instrumentation switched on and off around each with callgrind_control),
-and the instructions per result are the difference of two drains (RESULTS and twice that) over
-RESULTS, so start-up falls out. No target: it prints figures for bench/results.
+(with `--alerter`: the alerter's passes) alone are counted (instrumentation switched on and off
+around each with callgrind_control); for the drains, the instructions per result are the
+difference of two drains (RESULTS and twice that) over RESULTS, so start-up falls out. No
+target: it prints figures for bench/results.
 """
 
 import argparse
@@ -42,6 +43,7 @@ from nats.js.errors import NotFoundError
 
 from controller.alerting.alerter import Alerter
 from controller.db.pool import create_pool
+from controller.ingest import ingester as ingest_worker
 from controller.ingest.ingester import Ingester
 from shared.loop import run_loop
 from shared.messages import Phases, encode
@@ -258,13 +260,18 @@ async def _live(
     return cpu, ingester.batches, ingester.handling, server
 
 
-async def _judge(alerter: Alerter) -> tuple[float, int]:
+async def _judge(alerter: Alerter, callgrind: bool = False) -> tuple[float, int]:
     """Evaluate every queued monitor (`Alerter.burst`): this process's CPU seconds, and how
     many evaluations."""
     gc.collect()
+    if callgrind:
+        _callgrind(True)
     cpu = time.process_time()
     evaluated = await alerter.burst()
-    return time.process_time() - cpu, evaluated
+    cpu = time.process_time() - cpu
+    if callgrind:
+        _callgrind(False)
+    return cpu, evaluated
 
 
 async def _count(pool: asyncpg.Pool) -> int:
@@ -304,7 +311,7 @@ async def _run(args: argparse.Namespace) -> None:
                 await _drain(js, pool, nc, 1000, False)
                 ahead += timedelta(seconds=61)
                 spy = await _spy(args.py_spy, "alerter")
-                judged.append((*await _judge(alerter), args.results))
+                judged.append((*await _judge(alerter, args.callgrind), args.results))
                 await _unspy(spy)
         if args.live:
             n = round(args.live * args.seconds)
@@ -369,6 +376,9 @@ def run(argv: list[str] | None = None) -> bool:
     )
     parser.add_argument("--seconds", type=float, default=20.0, help="with --live")
     parser.add_argument(
+        "--linger", type=float, help="the ingester's LINGER_S instead of its own (with --live)"
+    )
+    parser.add_argument(
         "--alerter",
         action="store_true",
         help="the alerter's CPU per result instead: RESULTS stored (every one up, as most are),"
@@ -381,6 +391,8 @@ def run(argv: list[str] | None = None) -> bool:
         "--cprofile", metavar="SORT", help="cProfile the drains; print by SORT (tottime, ...)"
     )
     args = parser.parse_args(sys.argv[2:] if argv is None else argv)
+    if args.linger is not None:
+        ingest_worker.LINGER_S = args.linger
     discard_logs()
     run_loop(_run(args))
     return True

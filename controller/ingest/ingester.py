@@ -62,11 +62,14 @@ LANES = 1
 # A lane's standing pull request lasts this long when results do not fill it first: the
 # idle cost of a lane is one request and its 408 per this many seconds.
 PULL_EXPIRES_S = 10.0
-# A batch that came short is topped up with what arrives this long after it: every batch costs
-# a transaction and a handful of statements whatever its size, so a trickle of results stored
-# a few at a time cost several times the CPU per result of full batches. Bounds the store lag
-# it adds; a full batch never waits.
-LINGER_S = 0.1
+# A batch that came short is topped up with what arrives this long after its first result:
+# every batch costs a transaction and a handful of statements whatever its size, so a trickle
+# of results stored a few at a time cost several times the CPU per result of full batches.
+# What arrives meanwhile waits in the stream and comes in one delivery (shared.pulling), so a
+# longer linger costs nothing per result; half a second takes in a scheduler's pass or two of
+# results (200 results/s: ~40 us of the ingester's CPU a result at 0.1 s, ~30 at 0.5 s:
+# bench/results/ingest-cost.md). Bounds the store lag it adds; a full batch never waits.
+LINGER_S = 0.5
 
 
 class Ingester:
