@@ -65,11 +65,11 @@ PULL_EXPIRES_S = 10.0
 # A batch that came short is topped up with what arrives this long after its first result:
 # every batch costs a transaction and a handful of statements whatever its size, so a trickle
 # of results stored a few at a time cost several times the CPU per result of full batches.
-# What arrives meanwhile waits in the stream and comes in one delivery (shared.pulling), so a
-# longer linger costs nothing per result; half a second takes in a scheduler's pass or two of
-# results (200 results/s: ~40 us of the ingester's CPU a result at 0.1 s, ~30 at 0.5 s:
-# bench/results/ingest-cost.md). Bounds the store lag it adds; a full batch never waits.
-LINGER_S = 0.5
+# What arrives meanwhile waits in the stream and comes in one delivery (shared.pulling): a
+# linger costs no wake-ups, only store lag. It takes in a scheduler's pass of results (they
+# come within ~0.1 s of it). Bounds the store lag it adds; a batch the consumer already holds
+# whole never waits.
+LINGER_S = 0.1
 
 
 class Ingester:
