@@ -319,8 +319,9 @@ class Ingester:
     async def _store(self, batch: list[CheckedResult]) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
             stored = await record.checked(conn, batch, self._default_countries)
-            # Each country's resolver canaries, from the DNS side checks' facts.
-            await oracles.record_canaries(conn, batch)
+            # Each country's resolver canaries, from the DNS side checks' facts (a result
+            # without side facts has none).
+            await oracles.record_canaries(conn, [r for r in batch if r.side_checks])
             return stored
 
     async def _store_one_by_one(
