@@ -1,9 +1,8 @@
 """`make bench`: every benchmark with its target; exits 1 when a target is missed.
 
 `python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, seal, ingest,
-e2e, login, agents-scale, roundtrip, confirm, console, metrics, lists, blocklists, exporter,
-storage,
-store, runs, reads, jobs, reports, saturation, scale, verdicts, ha-soak, ha-idle,
+ingest-cost, e2e, login, agents-scale, roundtrip, confirm, console, metrics, lists, blocklists,
+exporter, storage, store, runs, reads, jobs, reports, saturation, scale, verdicts, ha-soak, ha-idle,
 ha-move, report-rows, notice-failover, uptime-keep, readiness-turns);
 `python -m bench scale --help` lists the scale benchmark's flags (monitors, interval, window,
 ...), which follow its name; so do the saturation benchmark's (`python -m bench saturation
@@ -27,6 +26,7 @@ from bench import (
     exporter,
     ha_idle,
     ingest,
+    ingest_cost,
     jobs,
     lists,
     login,
@@ -55,6 +55,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "scheduler": scheduler.run,
     "seal": seal.run,
     "ingest": ingest.run,
+    "ingest-cost": lambda: ingest_cost.run([]),
     "e2e": e2e.run,
     "login": login.run,
     "agents-scale": agents_scale.run,
@@ -88,6 +89,7 @@ def main(argv: list[str]) -> int:
     flagged: dict[str, Callable[[list[str]], bool]] = {
         "scale": scale.run,
         "scheduler": scheduler.run,
+        "ingest-cost": ingest_cost.run,
         "saturation": saturation.run,
         "verdicts": verdicts.run,
         "ha-soak": ha_soak.run,

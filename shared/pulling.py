@@ -8,6 +8,14 @@ next request is sent only once it has ended (all its messages delivered, or the 
 for it: 408 expired, 404, 409), or when its expiry is past or the connection was re-established
 (the server forgets a request whose client went away, without a word).
 
+A take that lingers (the ingester's: a short batch topped up with what arrives within
+`linger_s`) waits for its first message with a standing request for one, and gathers the rest
+with `no_wait` requests: at once when the consumer already holds the batch (the first
+message's `num_pending` says so; a full batch never waits), else when the linger is over, so
+that what comes meanwhile waits in the stream and arrives in one delivery instead of waking
+the client's loop once per message (a wake-up cost more CPU than a message's parsing). That is
+two requests and at most one status per batch.
+
 Never more than one request is open, and each asks for at most what the caller can take when
 it is sent, so what arrives never exceeds that, except after a reconnect, when a request the
 server still held may deliver beside the new one: callers bound what they keep (the agent's
@@ -18,6 +26,7 @@ status of a past request cannot end the current one. No request is sent while di
 
 import asyncio
 import json
+from collections import deque
 from dataclasses import dataclass
 
 from nats.aio.client import Client as NATS
@@ -54,7 +63,11 @@ class StandingPull:
         self._subject = f"{api.DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.{stream}.{durable}"
         self._inbox = nc.new_inbox()
         self._expires_s = expires_s
-        self._queue: asyncio.Queue[Msg] = asyncio.Queue()
+        # What arrived and was not taken yet; `_waiter` is resolved when a message arrives
+        # while `_next` waits (a deque and one future: an asyncio.Queue's bookkeeping per
+        # message cost more than the rest of the hand-over).
+        self._queue: deque[Msg] = deque()
+        self._waiter: asyncio.Future[None] | None = None
         self._sub: Subscription | None = None
         self._sent = 0
         self._open: _Request | None = None
@@ -66,13 +79,16 @@ class StandingPull:
         return self._sent
 
     async def _arrived(self, msg: Msg) -> None:
-        self._queue.put_nowait(msg)
+        self._queue.append(msg)
+        if (waiter := self._waiter) is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def take(self, batch: int, wait_s: float, *, linger_s: float = 0.0) -> list[Msg]:
         """What has arrived; else the first message within `wait_s`; then, with `linger_s`,
-        what else arrives within `linger_s` until there are `batch`. A request, when one is
-        needed, asks for `batch` (less what is in hand). What arrived is returned whole (more
-        than `batch` only after a reconnect, see above)."""
+        the rest of `batch` gathered (`_gather`). A request, when one is needed, asks for
+        `batch` (less what is in hand), or for one message when it will be gathered after.
+        What arrived is returned whole (more than `batch` only after a reconnect, see
+        above)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         msgs: list[Msg] = []
@@ -87,28 +103,56 @@ class StandingPull:
             if not self._nc.is_connected:
                 await asyncio.sleep(min(left, 0.1))
                 continue
-            await self._keep_open(batch)
+            await self._keep_open(1 if linger_s > 0 else batch)
             assert self._open is not None
             if (msg := await self._next(min(deadline, self._open.deadline))) is None:
                 continue
             self._handle(msg, msgs)
             self._take_arrived(msgs)
         if linger_s > 0:
-            await self._linger(batch, loop.time() + linger_s, msgs)
+            await self._gather(batch, loop.time() + linger_s, msgs)
         return msgs
 
-    async def _linger(self, batch: int, until: float, msgs: list[Msg]) -> None:
-        """Add to `msgs` what arrives until `until`, or until it holds `batch`; a request that
-        ended meanwhile is followed by one for the rest (a backlog flows on, a full batch
-        never waits)."""
+    async def _gather(self, batch: int, until: float, msgs: list[Msg]) -> None:
+        """Add to `msgs` up to `batch` in all: what the consumer holds now when that fills the
+        batch (as the last message delivered counts it: a full batch never waits), else what
+        it holds at `until`, each asked for by one `no_wait` request, so that what arrives
+        meanwhile waits in the stream and comes in one delivery, not a wake-up of this loop
+        per message."""
         loop = asyncio.get_running_loop()
-        while len(msgs) < batch and self._error is None and until > loop.time():
-            if self._open is None and self._nc.is_connected:
-                try:
-                    await self._keep_open(batch - len(msgs))
-                except NatsError:
-                    return  # what is in hand is taken; the next take asks again
-            if (msg := await self._next(until)) is None:
+        waited = False
+        while len(msgs) < batch and self._error is None and self._nc.is_connected:
+            if self._open is not None:
+                return  # a request is still open (after a reconnect): what it brings is taken next
+            wanted = batch - len(msgs)
+            if msgs[-1].metadata.num_pending < wanted and not waited:
+                waited = True
+                await asyncio.sleep(max(0.0, until - loop.time()))
+                continue
+            before = len(msgs)
+            try:
+                await self._ask_now(wanted, msgs)
+            except NatsError:
+                return  # what is in hand is taken; the next take asks again
+            if waited or len(msgs) == before:
+                return
+
+    async def _ask_now(self, batch: int, msgs: list[Msg]) -> None:
+        """One `no_wait` request for `batch`: what the consumer holds, up to that, added to
+        `msgs` once the request has ended (its status, or all it asked for delivered)."""
+        loop = asyncio.get_running_loop()
+        if self._sub is None:
+            self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._arrived)
+        self._sent += 1
+        reply = f"{self._inbox}.{self._sent}"
+        deadline = loop.time() + _GRACE_S
+        request = _Request(reply, batch, deadline, int(self._nc.stats["reconnects"]))
+        self._open = request
+        # no `expires`: with it the server would keep the request open instead
+        await self._nc.publish(self._subject, b'{"batch":%d,"no_wait":true}' % batch, reply)
+        while self._open is request:
+            if (msg := await self._next(deadline)) is None:
+                self._open = None  # no answer (the connection was lost): the next asks again
                 return
             self._handle(msg, msgs)
             self._take_arrived(msgs)
@@ -116,11 +160,16 @@ class StandingPull:
     async def _next(self, until: float) -> Msg | None:
         """The next message to arrive by `until` (loop time), else None. A timeout scope, not
         `wait_for`, which runs the wait as a task of its own per message."""
-        try:
-            async with asyncio.timeout_at(until):
-                return await self._queue.get()
-        except TimeoutError:
-            return None
+        if not self._queue:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout_at(until):
+                    await self._waiter
+            except TimeoutError:
+                return None
+            finally:
+                self._waiter = None
+        return self._queue.popleft()
 
     async def _keep_open(self, batch: int) -> None:
         """Send a request for `batch` unless one is open."""
@@ -141,8 +190,8 @@ class StandingPull:
         await self._nc.publish(self._subject, json.dumps(request).encode(), reply)
 
     def _take_arrived(self, msgs: list[Msg]) -> None:
-        while not self._queue.empty():
-            self._handle(self._queue.get_nowait(), msgs)
+        while self._queue:
+            self._handle(self._queue.popleft(), msgs)
 
     def _handle(self, msg: Msg, msgs: list[Msg]) -> None:
         status = msg.headers.get(api.Header.STATUS) if msg.headers else None
@@ -195,8 +244,8 @@ class StandingPull:
             await sub.unsubscribe()
         self._open = None
         msgs, self._kept = self._kept, []
-        while not self._queue.empty():
-            msg = self._queue.get_nowait()
+        while self._queue:
+            msg = self._queue.popleft()
             if not (msg.headers and msg.headers.get(api.Header.STATUS)):
                 msgs.append(msg)
         return msgs

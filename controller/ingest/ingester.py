@@ -11,7 +11,8 @@ under the controller's `RESULT_BUNDLES`): each result of a bundle is checked alo
 result is moved aside by itself; the message is acked once its results are stored, `nak`ed
 when any of them must come again (stored again whole: the inserts are idempotent).
 
-`run()` pipelines: one task pulls batches (through one standing pull request) while up to
+`run()` pipelines: one task pulls batches (a standing pull request for a batch's first result,
+what else comes within LINGER_S gathered at its end: shared.pulling) while up to
 `workers` others store earlier ones, each in its own transaction. The consumer's ack wait is
 short (`INGEST_ACK_WAIT_S`), so a dead ingester's results go to another within seconds; a
 message held longer than a third of it (its batch queued behind others, or a slow commit) is
@@ -61,10 +62,13 @@ LANES = 1
 # A lane's standing pull request lasts this long when results do not fill it first: the
 # idle cost of a lane is one request and its 408 per this many seconds.
 PULL_EXPIRES_S = 10.0
-# A batch that came short is topped up with what arrives this long after it: every batch costs
-# a transaction and a handful of statements whatever its size, so a trickle of results stored
-# a few at a time cost several times the CPU per result of full batches. Bounds the store lag
-# it adds; a full batch never waits.
+# A batch that came short is topped up with what arrives this long after its first result:
+# every batch costs a transaction and a handful of statements whatever its size, so a trickle
+# of results stored a few at a time cost several times the CPU per result of full batches.
+# What arrives meanwhile waits in the stream and comes in one delivery (shared.pulling): a
+# linger costs no wake-ups, only store lag. It takes in a scheduler's pass of results (they
+# come within ~0.1 s of it). Bounds the store lag it adds; a batch the consumer already holds
+# whole never waits.
 LINGER_S = 0.1
 
 
@@ -80,11 +84,12 @@ class Ingester:
         subject: str = RESULTS_SUBJECTS,
         default_countries: int = 2,
         ack_wait_s: float = INGEST_ACK_WAIT_S,
+        batch: int = BATCH,
     ) -> None:
         """`durable` and `subject` name the consumer and what it reads (all results by default);
         `default_countries`: DEFAULT_CHECK_COUNTRIES; `ack_wait_s`: the consumer's ack wait,
-        which it is created or updated with. `run()` stores up to WORKERS batches of BATCH at
-        once, a short batch topped up for LINGER_S."""
+        which it is created or updated with; `batch`: results a batch holds at most. `run()`
+        stores up to WORKERS batches at once, a short batch topped up for LINGER_S."""
         self._pool = pool
         self._nc = nc
         self._js = js
@@ -95,6 +100,7 @@ class Ingester:
         self._pullers: dict[int, StandingPull] = {}
         self._consumer_ready = False
         self._ack_wait_s = ack_wait_s
+        self._batch = batch
         # Messages taken and not yet settled, in the order they were taken, with that time.
         self._held: dict[int, tuple[Msg, float]] = {}
 
@@ -132,7 +138,7 @@ class Ingester:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Ingest until `stop` is set; errors are logged and retried, never fatal."""
-        log.info("ingester started", batch=BATCH, workers=WORKERS)
+        log.info("ingester started", batch=self._batch, workers=WORKERS)
         batches: asyncio.Queue[list[Msg] | None] = asyncio.Queue(WORKERS)
         storers = [asyncio.create_task(self._store_batches(batches)) for _ in range(WORKERS)]
         keeper = asyncio.create_task(self._keep_in_progress())
@@ -172,7 +178,7 @@ class Ingester:
             started = loop.time()
             try:
                 msgs = await (await self._pull(lane)).take(
-                    BATCH, FETCH_TIMEOUT_S, linger_s=LINGER_S
+                    self._batch, FETCH_TIMEOUT_S, linger_s=LINGER_S
                 )
             except Exception as exc:
                 log.error(
@@ -219,7 +225,7 @@ class Ingester:
         return await self.handle(msgs)
 
     async def fetch(self, timeout_s: float, lane: int = 0) -> list[Msg]:
-        return await (await self._pull(lane)).take(BATCH, timeout_s)
+        return await (await self._pull(lane)).take(self._batch, timeout_s)
 
     async def handle(self, msgs: list[Msg]) -> int:
         """Store the results `msgs` carry, `batch` at a time, each batch in a transaction, and
@@ -233,8 +239,8 @@ class Ingester:
             if not carried:
                 await msg.term()
         settle = _Settling()
-        for first in range(0, len(decoded), BATCH):
-            batch = decoded[first : first + BATCH]
+        for first in range(0, len(decoded), self._batch):
+            batch = decoded[first : first + self._batch]
             try:
                 settle.stored += await self._store([result for _, result in batch])
             except _REFUSED:
@@ -313,8 +319,9 @@ class Ingester:
     async def _store(self, batch: list[CheckedResult]) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
             stored = await record.checked(conn, batch, self._default_countries)
-            # Each country's resolver canaries, from the DNS side checks' facts.
-            await oracles.record_canaries(conn, batch)
+            # Each country's resolver canaries, from the DNS side checks' facts (a result
+            # without side facts has none).
+            await oracles.record_canaries(conn, [r for r in batch if r.side_checks])
             return stored
 
     async def _store_one_by_one(

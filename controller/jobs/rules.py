@@ -135,21 +135,29 @@ class JobIds:
         self, job_id: str, monitor_public_id: str, country: str, scheduled_at: datetime
     ) -> bool:
         """Whether `job_id` is the id of that round (scheduled or triggered) under either
-        scheme and any key."""
-        ms = _ms(scheduled_at)
+        scheme and any key. The version digit says the scheme (it is no secret): one hash or
+        two per key, the ids made one at a time until one is `job_id`, each compared in
+        constant time, as a MAC's check."""
         given = job_id.encode()
-        # The version digit says the scheme (it is no secret): one hash or two per key.
-        seeded = is_seeded(job_id)
-        hour = utc_hour(scheduled_at)
-        for key in self._keys:
-            if seeded:
-                made = [seeded_id(self._seed(key, monitor_public_id, country, hour), scheduled_at)]
-            else:
-                made = [self._id(key, monitor_public_id, country, ms, t) for t in (False, True)]
-            for one in made:
-                if hmac.compare_digest(one.encode(), given):  # in constant time, as a MAC's check
-                    return True
-        return False
+        if is_seeded(job_id):
+            hour = utc_hour(scheduled_at)
+            return any(
+                hmac.compare_digest(
+                    seeded_id(
+                        self._seed(key, monitor_public_id, country, hour), scheduled_at
+                    ).encode(),
+                    given,
+                )
+                for key in self._keys
+            )
+        ms = _ms(scheduled_at)
+        return any(
+            hmac.compare_digest(
+                self._id(key, monitor_public_id, country, ms, trigger).encode(), given
+            )
+            for key in self._keys
+            for trigger in (False, True)
+        )
 
     @staticmethod
     def _id(key: bytes, monitor_public_id: str, country: str, ms: int, trigger: bool) -> str:

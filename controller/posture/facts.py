@@ -5,7 +5,6 @@ Built from a stored result as posture reads it (`StoredFacts`, from `check_resul
 agent, without these fields, simply has fewer facts (None: not known).
 """
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -35,8 +34,11 @@ class StoredFacts(msgspec.Struct, kw_only=True, frozen=True):
 COLUMNS = StoredFacts.__struct_fields__
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
+class Observation(msgspec.Struct, frozen=True):
+    """What posture observed of one stored result (`observe`). A Struct, not a dataclass: one
+    is made per result judged, and a frozen dataclass's construction cost several times as
+    much."""
+
     country: str
     starttls: bool | None = None  # offered on the plain connection; None: implicit TLS or unread
     auth: frozenset[str] | None = None  # SASL mechanisms on the connection the check used

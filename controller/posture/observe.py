@@ -172,11 +172,28 @@ def cursor_move(
     tracker = Tracker(open={}, streaks=dict(start.streaks))
     base = start.baselines
     days = t.cert_expiry_days
-    for _, group in groupby(rows, key=lambda r: r.scheduled_at):
-        seen, verdicts = _round_verdicts(monitor, list(group), base, days)
+    before: _Judged | None = None
+    for _, grouped in groupby(rows, key=lambda r: r.scheduled_at):
+        group = list(grouped)
+        said = [_said(r) for r in group]
+        if before is not None and before.said == said and before.base == base:
+            # What the round before said, judged against the same baselines: the same
+            # observations and core verdicts, no baseline moved and no expiry notice due.
+            seen, verdicts = before.seen, dict(before.core)
+            for o, row in zip(seen, group, strict=True):
+                verdicts |= _side_verdicts(monitor, row, o)
+            appeared, cleared = tracker.step(verdicts)
+            if appeared or cleared or tracker.open:
+                return None
+            continue
+        seen, core = _core_verdicts(monitor, group, base, days)
+        verdicts = dict(core)
+        for o, row in zip(seen, group, strict=True):
+            verdicts |= _side_verdicts(monitor, row, o)
         appeared, cleared = tracker.step(verdicts)
         if appeared or cleared or tracker.open:
             return None
+        before = _Judged(said, base, seen, core)
         base, changes = baseline_moves(seen, base)
         if changes:
             return None
@@ -191,15 +208,39 @@ def cursor_move(
     return CursorMove(judged_until, tracker.streaks)
 
 
-def _round_verdicts(
+class _Judged(NamedTuple):
+    """A round `cursor_move` judged: what its results said of the core check's facts
+    (`_said`), the baselines it was judged against, its observations and core verdicts."""
+
+    said: list[tuple[object, ...]]
+    base: Mapping[str, Baseline]
+    seen: list[Observation]
+    core: Verdicts
+
+
+def _said(row: StoredFacts) -> tuple[object, ...]:
+    """What the core check's verdicts of a stored result are made of (`facts_of`'s inputs)."""
+    return (row.country, row.tls, row.capabilities, row.capabilities_before_tls)
+
+
+def _core_verdicts(
     monitor: Monitor, group: list[StoredFacts], base: Mapping[str, Baseline], days: Sequence[int]
 ) -> tuple[list[Observation], Verdicts]:
-    """One round's observations and what posture's rules say of them: drift from `base`,
-    each result's quality against the expiry warning `days`, its mail DNS."""
+    """One round's observations and the core check's verdicts on them: drift from `base`, each
+    result's quality against the expiry warning `days`."""
     seen = [facts_of(monitor.type, r) for r in group]
     verdicts = drift(seen, base)
     for o in seen:
         verdicts |= quality(o, days)
+    return seen, verdicts
+
+
+def _round_verdicts(
+    monitor: Monitor, group: list[StoredFacts], base: Mapping[str, Baseline], days: Sequence[int]
+) -> tuple[list[Observation], Verdicts]:
+    """One round's observations and what posture's rules say of them: drift from `base`,
+    each result's quality against the expiry warning `days`, its side checks' verdicts."""
+    seen, verdicts = _core_verdicts(monitor, group, base, days)
     for o, row in zip(seen, group, strict=True):
         verdicts |= _side_verdicts(monitor, row, o)
     return seen, verdicts
@@ -210,6 +251,8 @@ def _side_verdicts(monitor: Monitor, row: StoredFacts, seen: Observation) -> Ver
     result (none on a round that did not ask it). Facts that do not fit their side check's
     types judge nothing (logged)."""
     verdicts: Verdicts = {}
+    if not row.side:
+        return verdicts  # no side check's facts: none judges anything
     for check in WIRED.values():
         if check.wire is None or check.judge is None or not check.watched(monitor):
             continue

@@ -14,7 +14,6 @@ import pytest
 from nats.aio.msg import Msg
 from structlog.testing import capture_logs
 
-from controller.ingest import ingester as ingest_worker
 from controller.ingest.store import CheckedResult
 from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
@@ -153,7 +152,7 @@ async def test_a_handful_of_bundles_is_stored_a_batch_at_a_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A transaction holds at most the ingester's batch of results, whatever the messages
-    carry: here batches of 4 over bundles of 3 (on the session's ingester, BATCH set back
+    carry: here batches of 4 over bundles of 3 (on the session's ingester, its batch set back
     after)."""
     (cc,) = countries.take()
     monitors = [await create(api, org) for _ in range(9)]
@@ -168,7 +167,7 @@ async def test_a_handful_of_bundles_is_stored_a_batch_at_a_time(
         return await store(batch)
 
     monkeypatch.setattr(pipeline.ingester, "_store", counted)
-    monkeypatch.setattr(ingest_worker, "BATCH", 4)
+    monkeypatch.setattr(pipeline.ingester, "_batch", 4)
     assert await pipeline.ingester.burst() == 9
     assert max(stores) <= 4 and sum(stores) == 9
     for monitor in monitors:

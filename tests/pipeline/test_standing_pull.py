@@ -1,5 +1,6 @@
 """shared.pulling.StandingPull on the real NATS: one request open at a time, never asking for
-more than the caller can take, a backlog drained in full batches without lingering."""
+more than the caller can take, a backlog drained in full batches without lingering, what comes
+within a linger gathered in one delivery."""
 
 import asyncio
 import uuid
@@ -46,25 +47,46 @@ async def test_a_backlog_comes_in_full_batches_at_once_and_idle_takes_reuse_one_
     for _ in range(3):  # idle: the first request stays open across takes
         assert await pull.take(1000, 0.3, linger_s=0.1) == []
     assert pull.requests_sent == 1
-
-    async def flow() -> None:  # a backlog building up while it is taken
-        for _ in range(30):
-            await _publish(js, name, 100)
-            await asyncio.sleep(0.01)
-
-    publishing = asyncio.create_task(flow())
+    await _publish(js, name, 3000)
     sizes = []
-    while sum(sizes) < 3000:
+    for _ in range(3):
         msgs = await pull.take(1000, 2.0, linger_s=LINGER_S)
         sizes.append(len(msgs))
         for msg in msgs:
             await msg.ack()
-    await publishing
-    # A batch fills as messages come and, full, never waits out the linger (LINGER_S, longer
-    # than the test may take); a batch is never cut short by a request that ended: the next
-    # request asks for the rest.
+    # The consumer holds each batch whole when it is taken: it comes at once, never waiting
+    # out the linger (LINGER_S, longer than the test may take): the standing request's one
+    # message, then one `no_wait` request for the rest.
     assert sizes == [1000, 1000, 1000], sizes
-    assert pull.requests_sent <= 4
+    assert pull.requests_sent == 6
+    assert await pull.close() == []
+
+
+async def test_what_comes_within_the_linger_waits_in_the_stream_and_comes_at_once(
+    stream: tuple[NATS, JetStreamContext, str],
+) -> None:
+    nc, js, name = stream
+    pull = StandingPull(nc, name, "c", expires_s=10)
+    waiting: list[tuple[int, int]] = []
+
+    async def trickle() -> None:
+        await _publish(js, name, 1)
+        for _ in range(20):
+            await asyncio.sleep(0.02)
+            await _publish(js, name, 1)
+        info = await js.consumer_info(name, "c")
+        waiting.append((info.num_pending, info.num_ack_pending))
+
+    publishing = asyncio.create_task(trickle())
+    msgs = await pull.take(1000, 5.0, linger_s=3.0)
+    await publishing
+    # The first message woke the take (delivered: ack pending); the other 20 waited in the
+    # stream, not delivered one by one, and came with the one request the linger's end sent.
+    assert waiting == [(20, 1)]
+    assert len(msgs) == 21
+    assert pull.requests_sent == 2
+    for msg in msgs:
+        await msg.ack()
     assert await pull.close() == []
 
 
