@@ -142,7 +142,8 @@ PUSH_ROUNDS = 6
 # due time is still the watched round's close under the monitor's interval and timeout now,
 # not yet due, with no revision, and at most $2 rounds past the alerter's cursor. The close is
 # `round_closes_after` (migration 0053; `rules.closes_at`), the countries `round_expected` ($4:
-# DEFAULT_CHECK_COUNTRIES).
+# DEFAULT_CHECK_COUNTRIES). The queue rows are found by their keys (`= ANY`), so that no join
+# reads the queue whole (a hash join over all of it was the generic plan's choice).
 _PUSH = """
 WITH m AS (
     SELECT m.id, make_interval(secs => m.check_interval) AS step,
@@ -154,7 +155,8 @@ WITH m AS (
 UPDATE alert_queue q
 SET due_at = q.watch_at + m.step + m.closes_after, watch_at = q.watch_at + m.step
 FROM m JOIN monitor_alert_state a ON a.monitor_id = m.id
-WHERE q.monitor_id = m.id AND q.settled AND q.revised_from IS NULL
+WHERE q.monitor_id = m.id AND q.monitor_id = ANY($1::bigint[])
+    AND q.settled AND q.revised_from IS NULL
     AND q.watch_step = m.check_interval AND q.due_at = q.watch_at + m.closes_after
     AND q.due_at > now() AND q.watch_at + m.step <= a.last_round_at + $2 * m.step
     AND (SELECT count(DISTINCT r.country) FROM result_rows r
