@@ -13,6 +13,7 @@ import asyncpg
 from controller.alerting.rules import STATE_FIELDS, AlertState, CountryResult
 from controller.db.pool import Conn
 from controller.ingest.alert_queue_store import _release
+from controller.ingest.pack_rules import packed_before
 from controller.jobs.result_kinds import UNCOUNTED, scheduled_since
 from controller.logins.backoff import Backoff
 from controller.monitors.store import (
@@ -26,6 +27,7 @@ from controller.monitors.thresholds_store import _ORG_COLUMNS, _OVERRIDES, _merg
 from controller.posture.facts import COLUMNS as FACT_COLUMNS
 from controller.posture.facts import StoredFacts
 from controller.sidechecks.facts_store import side_of
+from shared.timefmt import utcnow
 
 STATE_COLUMNS = ", ".join(STATE_FIELDS)
 
@@ -190,10 +192,17 @@ class ResultsAfter(NamedTuple):
     facts: list[StoredFacts]
 
 
+def results_view(after: datetime) -> str:
+    """The view results scheduled after `after` are read from: `check_results_unpacked` when
+    none of them may sit in a pack (`after` not before `packed_before` now; migration 0127),
+    so the packs are not looked up for each monitor; else `check_results`."""
+    return "check_results_unpacked" if after >= packed_before(utcnow()) else "check_results"
+
+
 async def results_after(conn: Conn, monitor_id: int, after: datetime, limit: int) -> ResultsAfter:
     """Results scheduled after `after`, oldest round first."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        f"SELECT {_RESULT_COLUMNS}, {_FACT_COLUMNS} FROM check_results"
+        f"SELECT {_RESULT_COLUMNS}, {_FACT_COLUMNS} FROM {results_view(after)}"
         " WHERE monitor_id = $1 AND scheduled_at > $2"
         f" AND {scheduled_since('$2::timestamptz')}"
         " ORDER BY scheduled_at, country LIMIT $3",
@@ -220,10 +229,11 @@ async def batch_results_after(
     if not afters:
         return {}
     ids = sorted(afters)
+    earliest = min(afters.values())
     rows: list[asyncpg.Record] = await conn.fetch(
         f"SELECT u.id AS for_monitor, r.* FROM unnest($1::bigint[], $2::timestamptz[])"
         " AS u(id, after) CROSS JOIN LATERAL ("
-        f"  SELECT {_RESULT_COLUMNS}, {_FACT_COLUMNS} FROM check_results"
+        f"  SELECT {_RESULT_COLUMNS}, {_FACT_COLUMNS} FROM {results_view(earliest)}"
         "  WHERE monitor_id = u.id AND scheduled_at > u.after"
         "  AND hour >= date_trunc('hour', u.after, 'UTC')"
         # The earliest cursor ($4) bounds the days every monitor's read may open, so that the
@@ -233,7 +243,7 @@ async def batch_results_after(
         ids,
         [afters[i] for i in ids],
         limit,
-        min(afters.values()),
+        earliest,
     )
     found = {i: ResultsAfter([], []) for i in ids}
     n = len(CountryResult._fields)

@@ -366,7 +366,7 @@ async def _statements(database_url: str, *, reset: bool, checks: int = 0) -> Non
             return
         rows = await conn.fetch(
             f"SELECT {_COLUMNS} FROM pg_stat_statements"
-            " ORDER BY total_exec_time + total_plan_time DESC LIMIT 15"
+            " ORDER BY total_exec_time + total_plan_time DESC LIMIT 40"
         )
         frequent = await conn.fetch(
             f"SELECT {_COLUMNS} FROM pg_stat_statements ORDER BY calls DESC LIMIT 15"

@@ -726,7 +726,9 @@ async def test_a_batch_statements_are_planned_once(
 ) -> None:
     """After its first batches a connection runs the store's statements on their generic plans:
     a statement PostgreSQL prefers to plan for each call's values (a custom plan) costs its
-    planning again for every batch (the agents' names as an array parameter did: ~0.1 ms)."""
+    planning again for every batch (the agents' names as an array parameter did: ~0.1 ms; the
+    alert queue's lock and mark, their monitors an array parameter, did at batches of a few
+    monitors: ~0.2 ms)."""
     (cc,) = countries.take()
     monitor = await create(api, org)
     t0 = utcnow() - timedelta(minutes=10)
@@ -738,9 +740,9 @@ async def test_a_batch_statements_are_planned_once(
         plans = await conn.fetch(
             "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
             " WHERE statement = ANY($1::text[])",
-            [results._AGENTS, results._ONCE],
+            [results._AGENTS, results._ONCE, alert_queue._LOCK_QUEUED, alert_queue._MARK],
         )
-    assert len(plans) == 2
+    assert len(plans) == 4
     assert all(p["custom_plans"] <= 5 and p["generic_plans"] >= 3 for p in plans), plans
 
 
@@ -763,6 +765,7 @@ def _scans(plan: dict[str, Any]) -> list[dict[str, Any]]:
         ("ingest", {"monitors", "monitor_country_state"}),
         ("ingest once", {"monitors", "monitor_country_state"}),
         ("mark", {"monitors", "monitor_country_state", "alert_queue"}),
+        ("push", {"monitors", "alert_queue", "monitor_alert_state"}),
         ("save", {"monitor_alert_state", "alert_queue"}),
     ],
 )
@@ -778,6 +781,7 @@ async def test_a_batch_finds_its_monitors_states_and_queue_rows_by_key(
         "ingest": (results._INSERT, 2),
         "ingest once": (results._ONCE, 2),
         "mark": (alert_queue._MARK, 4),
+        "push": (alert_queue._PUSH, 5),
         "save": (alert_state._SAVE_BATCH, 7),
     }[statement]
     conn = await asyncpg.connect(pipe_database_url)  # its settings and statement die with it

@@ -10,6 +10,7 @@ import asyncpg
 import httpx
 import pytest
 
+from controller.alerting import state_store as alert_state
 from controller.ingest import packer
 from controller.ingest.pack_rules import PACK_LOCK, REBUILD_LOCK
 from controller.jobs.rules import JobIds
@@ -302,3 +303,62 @@ async def test_a_closed_days_rows_index_is_rebuilt_and_reads_the_same(
     assert await rows_index_bytes(pipe_pool, partition) < bloated / 4
     assert await view_rows(pipe_pool, pid) == before_rows
     assert await answers(api, org, pid) == before_api
+
+
+async def alerter_reads(
+    pool: asyncpg.Pool, public_id: str, after: datetime
+) -> tuple[alert_state.ResultsAfter, alert_state.ResultsAfter]:
+    """The alerter's two reads of the monitor's results after `after` (its batch's, its own)."""
+    async with pool.acquire() as conn:
+        monitor_id = await conn.fetchval(
+            "SELECT id FROM monitors WHERE public_id = $1::uuid", public_id
+        )
+        batch = await alert_state.batch_results_after(conn, {monitor_id: after}, 50)
+        alone = await alert_state.results_after(conn, monitor_id, after, 50)
+    return batch[monitor_id], alone
+
+
+async def test_the_alerters_reads_find_packed_and_recent_results_alike(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    """After a cursor old enough for packs the alerter reads `check_results` and finds an hour's
+    results as it did before the hour was packed; after a recent cursor it reads the unpacked
+    rows' view (migration 0127), and finds there what `check_results` holds."""
+    (cc,) = countries.take()
+    monitor = await create(api, org)
+    pid = monitor["publicId"]
+    hour = closed_hour()
+    sent = await sent_hour(pipeline, job_ids, monitor, cc, hour)
+    old = hour - timedelta(minutes=1)
+    assert alert_state.results_view(old) == "check_results"
+    before = await alerter_reads(pipe_pool, pid, old)
+    assert [r.job_id for r in before[0].rows] == [r.job_id for r in sent]
+    while await packer.pack_pass(pipe_pool, job_ids):
+        pass
+    assert (await layout(pipe_pool, pid))[2] != []
+    assert await alerter_reads(pipe_pool, pid, old) == before
+
+    recent = utcnow().replace(microsecond=0) - timedelta(minutes=5)
+    assert alert_state.results_view(recent) == "check_results_unpacked"
+    fresh = [routine(job_ids, monitor, cc, recent + timedelta(seconds=20 * n), n) for n in range(4)]
+    fresh[2] = result(job_ids, monitor, cc, "down", recent + timedelta(seconds=40))
+    for res in fresh:
+        await publish(pipeline.js, res)
+    assert await pipeline.ingester.burst() == len(fresh)
+    batch, alone = await alerter_reads(pipe_pool, pid, recent - timedelta(seconds=1))
+    async with pipe_pool.acquire() as conn:
+        held = await conn.fetch(
+            f"SELECT {alert_state._RESULT_COLUMNS} FROM check_results WHERE monitor_id ="
+            " (SELECT id FROM monitors WHERE public_id = $1::uuid) AND scheduled_at >= $2"
+            " ORDER BY scheduled_at, country",
+            pid,
+            recent,
+        )
+    assert [r.job_id for r in batch.rows] == [r.job_id for r in fresh]
+    assert batch.rows == alone.rows == [tuple(r.values()) for r in held]
+    assert batch == alone
