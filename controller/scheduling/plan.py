@@ -96,19 +96,49 @@ class PlannedRound:
     joined: "InFlight | None" = None
 
 
-# Rounds planned on the loop, at most, when none carries credentials: some 30 us a monitor, so
-# about 2 ms there; a thread's hop (a wake-up of the loop and of a worker) costs as much as
-# a couple of monitors.
+# A batch planned on the loop, when none of its monitors carries credentials, holds at most
+# PLAN_INLINE_MAX monitors and makes at most PLAN_INLINE_ROWS rows (jobs and missed rows): some
+# 30 us a monitor and 4-8 us a row (its id's hash, its struct), so about 2 ms there; a thread's
+# hop (a wake-up of the loop and of a worker) costs as much as a couple of monitors. A round's
+# rows are its countries (a list may name every one) times its rounds (the one it runs and each
+# over since it was due: an hour of them after an outage), so monitors alone do not bound them.
 PLAN_INLINE_MAX = 64
+PLAN_INLINE_ROWS = 256
 
 
-def light(claimed: Sequence["WatchedMonitor | UnfitMonitor"]) -> bool:
-    """Whether planning `claimed` is quick enough for the event loop: few monitors, none of
-    whose config is opened or sealed (`carries_credentials`, read on the stored config, its
-    secrets still sealed)."""
-    return len(claimed) <= PLAN_INLINE_MAX and not any(
-        not isinstance(m, UnfitMonitor) and carries_credentials(m.monitor.config) for m in claimed
-    )
+def rows_of(
+    target: "WatchedMonitor | UnfitMonitor", now: datetime, default_countries: int
+) -> float:
+    """At least the rows (jobs and missed rows) `target`'s round planned `now` makes: a row per
+    country (its list, else DEFAULT_CHECK_COUNTRIES or where its latest round went) and round
+    (the one it runs, and one per interval it is late)."""
+    if isinstance(target, UnfitMonitor):
+        base: Monitor | UnfitMonitor = target
+        listed, went = target.allowed_country_codes, target.round_countries
+    else:
+        base = target.monitor
+        listed, went = target.monitor.allowed_country_codes, target.rounds.countries
+    places = len(listed) if listed is not None else max(default_countries, len(went or ()))
+    late = 0.0 if base.next_due_at is None else (now - base.next_due_at).total_seconds()
+    return places * (1 + max(0.0, late) / base.check_interval)
+
+
+def light(
+    claimed: Sequence["WatchedMonitor | UnfitMonitor"], now: datetime, default_countries: int
+) -> bool:
+    """Whether planning `claimed` `now` is quick enough for the event loop: few monitors, few
+    rows (`rows_of`), none whose config is opened or sealed (`carries_credentials`, read on
+    the stored config, its secrets still sealed)."""
+    if len(claimed) > PLAN_INLINE_MAX:
+        return False
+    rows = 0.0
+    for m in claimed:
+        if not isinstance(m, UnfitMonitor) and carries_credentials(m.monitor.config):
+            return False
+        rows += rows_of(m, now, default_countries)
+        if rows > PLAN_INLINE_ROWS:
+            return False
+    return True
 
 
 def round_times(
@@ -283,6 +313,10 @@ class RoundPlanner:
         self._account_key = box.subkeys(ACCOUNT_PURPOSE)[0]
         self._tenant_key = box.subkeys(TENANT_PURPOSE)[0]
         self._tenants: dict[int, str] = {}  # organization id: `tenant`, a keyed hash of it
+
+    def light(self, claimed: Sequence["WatchedMonitor | UnfitMonitor"], now: datetime) -> bool:
+        """`light` with this planner's DEFAULT_CHECK_COUNTRIES."""
+        return light(claimed, now, self._default_countries)
 
     def round(
         self,

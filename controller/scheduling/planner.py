@@ -92,11 +92,12 @@ class Planner:
         tokens: Tokens | None = None,
     ) -> list[PlannedRound]:
         """The rounds of claimed monitors, planned in a thread unless the batch is light
-        (`planning.light`). Decrypting and sealing cost 0.1-0.2 ms a credentialed job: a batch
-        of them inline would stall the loop (API, ingester, alerter) for hundreds of
-        milliseconds, in a thread it does not, as OpenSSL and libsodium release the GIL
-        (bench/seal.py). `live`: the countries with live agents (None: the view's now);
-        `tokens`: the OAuth2 logins' access tokens (or why there are none), by monitor id."""
+        (`planning.light`: few monitors and rows, no credentials). Decrypting and sealing cost
+        0.1-0.2 ms a credentialed job: a batch of them inline would stall the loop (API,
+        ingester, alerter) for hundreds of milliseconds, in a thread it does not, as OpenSSL
+        and libsodium release the GIL (bench/seal.py). `live`: the countries with live agents
+        (None: the view's now); `tokens`: the OAuth2 logins' access tokens (or why there are
+        none), by monitor id."""
         got = tokens or {}
         countries = self._agents.countries() if live is None else live
         oauth2_live = self._agents.countries_with(FEATURE_OAUTH2)
@@ -109,7 +110,7 @@ class Planner:
                 for m in claimed
             ]
 
-        return plan() if planning.light(claimed) else await asyncio.to_thread(plan)
+        return plan() if self._rounds.light(claimed, now) else await asyncio.to_thread(plan)
 
     async def confirmation_rounds(
         self,

@@ -16,6 +16,7 @@ from controller.jobs.result_kinds import NO_SEAL_KEY, OVERDUE
 from controller.jobs.rules import JobIds, is_seeded
 from controller.logins.backoff import CAPPED, HELD
 from controller.monitors.store import Monitor, RoundState, WatchedMonitor, decode_config
+from controller.monitors.validation import COUNTRIES
 from controller.scheduling import due_store, plan
 from controller.scheduling import rules as schedule
 from controller.scheduling.plan import PlannedRound, RoundPlanner, UnfitMonitor
@@ -483,3 +484,47 @@ def test_a_triggered_round_asks_the_lists_at_once_unless_its_monitor_just_did(
 def test_trigger_lists(last: timedelta | None, asks: bool) -> None:
     at = ON_TIME
     assert trigger_lists(at, None if last is None else at - last, 6 * 3600) == asks
+
+
+def _late(target: WatchedMonitor, interval: int, late: timedelta) -> WatchedMonitor:
+    """`target` checked every `interval` seconds, due `late` before ON_TIME."""
+    monitor = msgspec.structs.replace(
+        target.monitor, check_interval=interval, next_due_at=ON_TIME - late
+    )
+    return msgspec.structs.replace(target, monitor=monitor)
+
+
+EVERY_COUNTRY = sorted(COUNTRIES)
+
+
+@pytest.mark.parametrize(
+    ("monitors", "target", "light"),
+    [
+        (64, watched(), True),  # a routine batch: on time, the default countries
+        (65, watched(), False),  # more monitors than the loop's share
+        (1, watched("imap", {"user": "u", "password": "p"}), False),  # a secret to open
+        (1, _late(watched(), 60, timedelta(minutes=1)), True),  # a round over: 2 rounds
+        (64, watched(listed=["DE", "FR", "NL"]), True),
+        # A round's rows are its countries times its rounds, whatever the monitor count:
+        (1, watched(listed=EVERY_COUNTRY), True),  # every country listed: 249 jobs
+        (2, watched(listed=EVERY_COUNTRY), False),
+        (1, _late(watched(), 10, timedelta(hours=2)), False),  # an hour of rounds over
+        (1, _late(watched(listed=EVERY_COUNTRY), 10, timedelta(hours=2)), False),
+    ],
+)
+def test_a_batch_is_planned_on_the_loop_only_when_its_rows_are_few(
+    monitors: int, target: WatchedMonitor, light: bool
+) -> None:
+    """`plan.light` decides by the rows (jobs and missed rows) a batch makes, not only by its
+    monitors: a monitor's round is a row per country and round, and a monitor listing every
+    country, or late by an hour of 10-second rounds (after an outage), makes thousands (tens
+    of thousands of hashed ids, hundreds of milliseconds of the loop's CPU). Its bound holds
+    for what the planner really makes of each batch it calls light."""
+    claimed = [target] * monitors
+    assert plan.light(claimed, ON_TIME, 2) is light
+    planner = round_planner(BOX, CountryKeys(None), default_countries=2)
+    rounds = [planner.round(m, ON_TIME, frozenset(EVERY_COUNTRY)) for m in claimed]
+    rows = sum(len(r.jobs) + len(r.missed) + len(r.deferred) for r in rounds)
+    print(f"{monitors} monitors: {rows} rows planned, light {light}")
+    if light:
+        assert rows <= plan.PLAN_INLINE_ROWS, rows
