@@ -90,7 +90,9 @@ VARIANTS = {
         Variant("memory", "RESULTS in memory", storage=StorageType.MEMORY),
         Variant("no-ack", "ingest acks nothing (AckNone)", ack=False),
         Variant("one-by-one", "agents publish one by one (a PubAck each)", batches=False),
-        Variant("linger-100ms", "agents gather results for 100 ms, not 20", linger_s=0.1),
+        Variant("linger-50ms", "agents gather results for 50 ms", linger_s=0.05),
+        Variant("linger-100ms", "agents gather results for 100 ms", linger_s=0.1),
+        Variant("linger-250ms", "agents gather results for 250 ms", linger_s=0.25),
         Variant(
             "pull-every",
             "ingest asks every 0.1 s for what is there (no_wait), no standing request",
