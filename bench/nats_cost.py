@@ -2,21 +2,21 @@
 
 The result path alone, on embedded nats-servers (one, or a cluster of three at R3), with the
 product's own code on both ends: two "agents" (one connection each, a country each) publish
-results through `shared.publishing.Outbox` (as agent.worker does: a `Nats-Msg-Id`, 20 ms
-linger, fast-ingest batches) on `mon.results.CC.smtp.MONITOR`, in groups of JOB_BUNDLE that
-finish within GROUP_SPREAD_S of each other (a bundle of jobs run together); an "ingester" pulls
-from the durable `ingest` through `shared.pulling.StandingPull` (batch, linger and expiry of
-controller.ingest.ingester) and acks each message. RESULTS and `ingest` are made from
-`shared.streams` (`stream_configs`, `ingest_consumer_config`), and each variant changes one
+results through `shared.publishing.Outbox` (as agent.worker does: a `Nats-Msg-Id`, its
+`RESULT_LINGER_S`, fast-ingest batches) on `mon.results.CC.smtp.MONITOR`, in groups of
+JOB_BUNDLE that finish within GROUP_SPREAD_S of each other (a bundle of jobs run together); an
+"ingester" pulls from the durable `ingest` through `shared.pulling.StandingPull` (batch, linger
+and expiry of controller.ingest.ingester) and acks each message. RESULTS and `ingest` are made
+from `shared.streams` (`stream_configs`, `ingest_consumer_config`), and each variant changes one
 thing of them (or of the publishing or the acking), so its figure beside the product's says what
 that thing costs the server per result.
 
 Variants are measured in turns, each on a RESULTS made anew: WARMUP_S of load, then the server
 processes' CPU (/proc/PID/task/*/schedstat, in ns) over `--window` seconds, divided by the
 results acked in it, in µs; the order of the variants turns every round, so the machine's load
-falls on each alike. /varz gives
-messages in and out per result. `--pprof DIR` saves each server's Go CPU profile of every window
-there (nats-server `--profile`; read with `go tool pprof -top FILE`).
+falls on each alike. /varz gives messages in and out per result (a cluster's routes included).
+`--pprof DIR` saves each server's Go CPU profile of every window there (nats-server
+`--profile`; read with `go tool pprof -top FILE`).
 
 `python -m bench nats-cost [--replicas 1|3] [--rate N] [--window S] [--rounds N] [--variants
 a,b] [--pprof DIR]`. No target: it measures (bench/results/nats-cost.md).
@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import statistics
 import threading
@@ -44,6 +45,7 @@ from nats.js import api
 from nats.js.api import AckPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
+from agent.worker import RESULT_LINGER_S
 from shared import embedded
 from shared.publishing import Outbox, ReplyInbox, _Replies, takes_batches
 from shared.pulling import StandingPull
@@ -55,7 +57,6 @@ COUNTRIES = ("DE", "US")
 MONITORS = 1000
 JOB_BUNDLE = 50
 GROUP_SPREAD_S = 0.05
-RESULT_LINGER_S = 0.02  # agent.worker's
 WARMUP_S = 5.0
 # About a routine SMTP result as an agent publishes it (bench scale: ~700 bytes in per check).
 PAYLOAD = json.dumps({"v": 1, "status": "up", "pad": "x" * 560}).encode()
@@ -75,6 +76,7 @@ class Variant:
     batches: bool = True
     sub_per_batch: bool = False
     pull_every_s: float | None = None
+    burst_pull: bool = False
     linger_s: float = RESULT_LINGER_S
     duplicate_window_s: float | None = None
 
@@ -83,6 +85,20 @@ VARIANTS = {
     v.name: v
     for v in (
         Variant("product", "as the product does"),
+        Variant(
+            "before",
+            "as at 7be49fb: 20 ms linger, a reply subscription per batch",
+            linger_s=0.02,
+            sub_per_batch=True,
+        ),
+        Variant("linger-20ms", "agents gather results for 20 ms", linger_s=0.02),
+        Variant("linger-50ms", "agents gather results for 50 ms", linger_s=0.05),
+        Variant("linger-250ms", "agents gather results for 250 ms", linger_s=0.25),
+        Variant(
+            "sub-per-batch",
+            "a reply subscription made and removed per batch",
+            sub_per_batch=True,
+        ),
         Variant("no-msg-id", "an empty Nats-Msg-Id (no duplicate tracked)", msg_id=False),
         Variant("window-30s", "duplicate window 30 s instead of 5 min", duplicate_window_s=30.0),
         Variant("no-republish", "RESULTS republishes nothing to live.results.>", republish=False),
@@ -90,18 +106,16 @@ VARIANTS = {
         Variant("memory", "RESULTS in memory", storage=StorageType.MEMORY),
         Variant("no-ack", "ingest acks nothing (AckNone)", ack=False),
         Variant("one-by-one", "agents publish one by one (a PubAck each)", batches=False),
-        Variant("linger-50ms", "agents gather results for 50 ms", linger_s=0.05),
-        Variant("linger-100ms", "agents gather results for 100 ms", linger_s=0.1),
-        Variant("linger-250ms", "agents gather results for 250 ms", linger_s=0.25),
         Variant(
             "pull-every",
             "ingest asks every 0.1 s for what is there (no_wait), no standing request",
             pull_every_s=0.1,
         ),
         Variant(
-            "sub-per-batch",
-            "a reply subscription made and removed per batch (before 2026-11-27)",
-            sub_per_batch=True,
+            "burst-pull",
+            "ingest waits for one result with a standing request, then after 0.1 s asks for"
+            " the rest (no_wait): delivered together",
+            burst_pull=True,
         ),
     )
 }
@@ -235,6 +249,9 @@ class _Load:
         if self._variant.pull_every_s is not None:
             await self._ingest_every(self._variant.pull_every_s)
             return
+        if self._variant.burst_pull:
+            await self._ingest_burst()
+            return
         pull = StandingPull(self._ingester, RESULTS_STREAM, INGEST_CONSUMER, expires_s=10.0)
         while not self._stop.is_set():
             msgs = await pull.take(1000, 0.5, linger_s=0.1)
@@ -261,6 +278,50 @@ class _Load:
             await asyncio.sleep(every_s)
             msgs = [m for m in arrived if not (m.headers and m.headers.get(api.Header.STATUS))]
             arrived.clear()
+            if self._variant.ack:
+                for msg in msgs:
+                    await msg.ack()
+            self.acked += len(msgs)
+        await sub.unsubscribe()
+
+    async def _ingest_burst(self, linger_s: float = 0.1) -> None:
+        """A standing request for one result; once it came, after `linger_s`, a request for
+        what is there (no_wait), delivered together and ended by a status."""
+        nc = self._ingester
+        inbox = nc.new_inbox()
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
+
+        async def cb(msg: Msg) -> None:
+            queue.put_nowait(msg)
+
+        sub = await nc.subscribe(f"{inbox}.*", cb=cb)
+        subject = f"$JS.API.CONSUMER.MSG.NEXT.{RESULTS_STREAM}.{INGEST_CONSUMER}"
+        n = 0
+
+        async def request(body: dict[str, object]) -> list[Msg]:
+            """Send one request, return its messages once its end (all, or a status) came."""
+            nonlocal n
+            n += 1
+            reply = f"{inbox}.{n}"
+            await nc.publish(subject, json.dumps(body).encode(), reply)
+            got: list[Msg] = []
+            while len(got) < int(str(body["batch"])):
+                try:
+                    msg = await asyncio.wait_for(queue.get(), 2.0)
+                except TimeoutError:
+                    return got
+                if msg.subject != reply:
+                    continue
+                if msg.headers and msg.headers.get(api.Header.STATUS):
+                    return got
+                got.append(msg)
+            return got
+
+        while not self._stop.is_set():
+            msgs = await request({"batch": 1, "expires": int(1e9)})
+            if msgs:
+                await asyncio.sleep(linger_s)
+                msgs += await request({"batch": 999, "no_wait": True})
             if self._variant.ack:
                 for msg in msgs:
                     await msg.ack()
@@ -363,7 +424,7 @@ def run(argv: list[str] | None = None) -> bool:
     print(
         f"nats-cost ({machine()}): R{args.replicas}, {args.rate:.0f} results/s,"
         f" {args.window:.0f} s windows, {args.rounds} rounds;"
-        f" load average {' '.join(f'{x:.1f}' for x in __import__('os').getloadavg())}",
+        f" load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}",
         flush=True,
     )
     phases: list[Phase] = []
@@ -404,7 +465,10 @@ def run(argv: list[str] | None = None) -> bool:
                 for proc in procs:
                     embedded.stop(proc)  # type: ignore[arg-type]
     base = statistics.median(p.us_per_result for p in phases if p.variant == names[0])
-    print(f"\nnats-server CPU per result, median of {args.rounds} (each value; beside {names[0]}):")
+    print(
+        f"\nnats-server CPU per result, median of {args.rounds} (each value; beside {names[0]});"
+        f" load average now {' '.join(f'{x:.1f}' for x in os.getloadavg())}:"
+    )
     for name in names:
         values = [p.us_per_result for p in phases if p.variant == name]
         mine = [p for p in phases if p.variant == name]
