@@ -310,11 +310,10 @@ class _Load:
                     msg = await asyncio.wait_for(queue.get(), 2.0)
                 except TimeoutError:
                     return got
-                if msg.subject != reply:
-                    continue
-                if msg.headers and msg.headers.get(api.Header.STATUS):
-                    return got
-                got.append(msg)
+                if not (msg.headers and msg.headers.get(api.Header.STATUS)):
+                    got.append(msg)  # a result comes on its own subject, through the inbox
+                elif msg.subject == reply:
+                    return got  # this request's end (an earlier one's status is skipped)
             return got
 
         while not self._stop.is_set():
