@@ -3,7 +3,7 @@
 `python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, seal, ingest,
 ingest-cost, e2e, login, agents-scale, roundtrip, confirm, console, metrics, lists, blocklists,
 exporter, storage, store, runs, reads, jobs, reports, saturation, scale, verdicts, ha-soak, ha-idle,
-ha-move, report-rows, notice-failover, uptime-keep, readiness-turns);
+ha-move, report-rows, notice-failover, uptime-keep, readiness-turns, nats-cost);
 `python -m bench scale --help` lists the scale benchmark's flags (monitors, interval, window,
 ...), which follow its name; so do the saturation benchmark's (`python -m bench saturation
 --help`), the verdict campaign's (`python -m bench verdicts --seed N --minutes M`) and the HA
@@ -31,6 +31,7 @@ from bench import (
     lists,
     login,
     metrics,
+    nats_cost,
     probers,
     readiness_turns,
     reads,
@@ -81,6 +82,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "notice-failover": lambda: notice_failover.run([]),
     "uptime-keep": uptime_keep.run,
     "readiness-turns": readiness_turns.run,
+    "nats-cost": lambda: nats_cost.run([]),
 }
 
 
@@ -96,6 +98,7 @@ def main(argv: list[str]) -> int:
         "ha-idle": ha_idle.run,
         "ha-move": ha_idle.run_move,
         "notice-failover": notice_failover.run,
+        "nats-cost": nats_cost.run,
     }
     if argv[:1] and argv[0] in flagged and len(argv) > 1:
         # its flags follow its name
@@ -109,8 +112,9 @@ def main(argv: list[str]) -> int:
     discard_logs()
     print(f"machine: {machine()}", flush=True)
     results: dict[str, bool] = {}
-    # the verdict and HA campaigns are `make soak`'s (minutes): run by name only
-    soaks = ("verdicts", "ha-soak", "notice-failover")
+    # the verdict and HA campaigns are `make soak`'s (minutes), nats-cost a study of settings
+    # (ten minutes, no target): run by name only
+    soaks = ("verdicts", "ha-soak", "notice-failover", "nats-cost")
     for name in names or [n for n in BENCHMARKS if n not in soaks]:
         started = time.monotonic()
         results[name] = BENCHMARKS[name]()

@@ -211,6 +211,7 @@ class NatsNode:
     monitor_port: int
     routes: str
     proc: subprocess.Popen[bytes] | None = None
+    profile_port: int | None = None  # Go's pprof over HTTP (`--profile`), when set
 
     @property
     def url(self) -> str:
@@ -226,6 +227,7 @@ class NatsNode:
             extra_args=[
                 *("--name", self.name, "--cluster_name", CLUSTER_NAME),
                 *("--cluster", f"nats://127.0.0.1:{self.cluster_port}", "--routes", self.routes),
+                *(("--profile", str(self.profile_port)) if self.profile_port else ()),
             ],
         )
         return self.proc
@@ -241,16 +243,30 @@ CLUSTER_NAME = "mailprobe"
 
 
 def start_nats_cluster(
-    store_root: Path, nodes: int = 3, *, own_session: bool = False, timeout: float = 30
+    store_root: Path,
+    nodes: int = 3,
+    *,
+    own_session: bool = False,
+    timeout: float = 30,
+    profile: bool = False,
 ) -> tuple[list[NatsNode], str]:
     """Start `nodes` nats-servers on loopback as one JetStream cluster (each its own client,
     route and monitoring port and store under `store_root/nN`, routes to every node); return
     them, once every node reports JetStream ready, and the comma-separated URL of all of them
-    (NATS_URL: a client reconnects to another node when its own goes)."""
+    (NATS_URL: a client reconnects to another node when its own goes). `profile`: each node
+    serves Go's pprof on a port of its own (`profile_port`)."""
     ports = [(free_port(), free_port(), free_port()) for _ in range(nodes)]
     routes = ",".join(f"nats://127.0.0.1:{cluster}" for _, cluster, _ in ports)
     started = [
-        NatsNode(f"n{i}", store_root / f"n{i}", port, cluster, monitor, routes)
+        NatsNode(
+            f"n{i}",
+            store_root / f"n{i}",
+            port,
+            cluster,
+            monitor,
+            routes,
+            profile_port=free_port() if profile else None,
+        )
         for i, (port, cluster, monitor) in enumerate(ports, start=1)
     ]
     try:

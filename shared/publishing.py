@@ -11,6 +11,9 @@ anything else is an error for the caller, who publishes again (each message carr
 `Nats-Msg-Id`, which the stream's duplicate window honours inside a batch too: a message
 already stored is dropped and still counted).
 
+The replies to every batch a `Publisher` sends come through one subscription of its own
+(`ReplyInbox`), each batch's told apart by its id in the reply subject.
+
 The first message of a batch waits for its reply (the server may lower the flow, or say the
 stream does not take batches); after it, at most `OUTSTANDING` flow windows go unanswered
 before publishing waits. A stalled wait pings the batch (op 4), which makes the server send
@@ -29,6 +32,7 @@ import msgspec
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
@@ -90,11 +94,48 @@ class _Replies:
     def __init__(self) -> None:
         self.queue: asyncio.Queue[_Reply] = asyncio.Queue()
 
-    async def arrived(self, msg: Msg) -> None:
+    def arrived(self, msg: Msg) -> None:
         try:
             self.queue.put_nowait(_decode(msg.data))
         except msgspec.DecodeError:
             self.queue.put_nowait(_Reply(error=_ApiError(description="undecodable reply")))
+
+
+class ReplyInbox:
+    """One subscription for the replies to every batch published through it, each batch's told
+    apart by its id (the reply subject's first token after the inbox). A subscription made and
+    removed per batch costs the server a SUB and an UNSUB, each of which also clears what its
+    subject-interest cache holds for the stream's subjects (bench/results/nats-cost.md)."""
+
+    def __init__(self, nc: NATS) -> None:
+        self._nc = nc
+        self.prefix = nc.new_inbox()
+        self._sub: Subscription | None = None
+        self._subscribing = asyncio.Lock()
+        self._batches: dict[str, _Replies] = {}
+
+    async def open(self, batch: str) -> _Replies:
+        """The replies to `batch`, from now until `done(batch)`."""
+        async with self._subscribing:  # batches published at once share the one subscription
+            if self._sub is None:
+                self._sub = await self._nc.subscribe(f"{self.prefix}.>", cb=self.arrived)
+        replies = self._batches[batch] = _Replies()
+        return replies
+
+    async def done(self, batch: str) -> None:
+        """What comes for `batch` from now on is dropped."""
+        self._batches.pop(batch, None)
+
+    async def close(self) -> None:
+        if self._sub is not None:
+            sub, self._sub = self._sub, None
+            await sub.unsubscribe()
+
+    async def arrived(self, msg: Msg) -> None:
+        """A reply: to its batch's, when that batch is still open."""
+        batch = msg.subject[len(self.prefix) + 1 :].split(".", 1)[0]
+        if (replies := self._batches.get(batch)) is not None:
+            replies.arrived(msg)
 
 
 def _connection(js: JetStreamContext) -> NATS:
@@ -114,9 +155,11 @@ async def publish_batch(
     *,
     timeout_s: float,
     flow: int = FLOW,
+    inbox: ReplyInbox | None = None,
 ) -> int:
     """Publish `messages` as one fast-ingest batch and return once the server has stored them
-    all (its commit PubAck's `count` is their number): the stream sequence of the last.
+    all (its commit PubAck's `count` is their number): the stream sequence of the last. The
+    replies come to `inbox` (one of the batch's own when None, removed after it).
     Raises `BatchesUnsupported` when the first message was not taken as a batch (nothing is
     known stored then beyond that message, which a plain publish of it again dedupes),
     `BatchError` when the server reports an error or a gap, TimeoutError after `timeout_s`."""
@@ -125,22 +168,23 @@ async def publish_batch(
     nc = _connection(js)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    inbox = nc.new_inbox()
+    own = inbox is None
+    replies_to = ReplyInbox(nc) if inbox is None else inbox
     batch = secrets.token_hex(_ID_BYTES)
-    replies = _Replies()
-    sub = await nc.subscribe(f"{inbox}.>", cb=replies.arrived)
+    replies = await replies_to.open(batch)
+    prefix = replies_to.prefix
 
     async def send(seq: int, op: int, out: Outgoing) -> None:
         await nc.publish(
             out.subject,
             out.payload,
-            reply=f"{inbox}.{batch}.{flow}.fail.{seq}.{op}.$FI",
+            reply=f"{prefix}.{batch}.{flow}.fail.{seq}.{op}.$FI",
             headers={"Nats-Msg-Id": out.msg_id},
         )
 
     async def ping(seq: int) -> None:
         await nc.publish(
-            messages[0].subject, b"", reply=f"{inbox}.{batch}.{flow}.fail.{seq}.{_PING}.$FI"
+            messages[0].subject, b"", reply=f"{prefix}.{batch}.{flow}.fail.{seq}.{_PING}.$FI"
         )
 
     async def next_reply(sent: int) -> _Reply:
@@ -178,7 +222,9 @@ async def publish_batch(
             await send(seq, _COMMIT if seq == n else _APPEND, messages[seq - 1])
         return _committed(await _final(next_reply, n), batch, n)
     finally:
-        await sub.unsubscribe()
+        await replies_to.done(batch)
+        if own:
+            await replies_to.close()
 
 
 # "batch publish is disabled": the stream was not made with `allow_batched`.
@@ -226,6 +272,7 @@ class Publisher:
         self._timeout_s = timeout_s
         self._clock = clock
         self._refused_at: float | None = None  # when the stream last said it takes no batches
+        self._inbox = ReplyInbox(_connection(js))
 
     @property
     def batches(self) -> bool:
@@ -239,7 +286,9 @@ class Publisher:
         Raises TimeoutError when a batch got no answer within the timeout."""
         if len(messages) >= BATCH_MIN and self.batches:
             try:
-                await publish_batch(self._js, messages, timeout_s=self._timeout_s)
+                await publish_batch(
+                    self._js, messages, timeout_s=self._timeout_s, inbox=self._inbox
+                )
                 return [None] * len(messages)
             except BatchesUnsupported as e:
                 self._refused_at = self._clock()

@@ -4,6 +4,8 @@ per flow window instead of a PubAck per message; ids dedupe inside a batch; a st
 the agents' outbox gathers results into batches and tells each caller its own outcome."""
 
 import asyncio
+import json
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -296,3 +298,40 @@ async def test_a_stream_that_took_no_batches_is_asked_again_later(js: JetStreamC
     # goes one by one.
     assert logs == [] and publisher.batches
     assert len(await _stored(js, name)) == 6
+
+
+async def test_a_publishers_batches_share_one_reply_subscription(tmp_path: Path) -> None:
+    """Batches published at once through one Publisher are each stored whole, each told its
+    own outcome, and their replies come through one subscription of the publisher's: the
+    server counts one subscription more after eight batches than before (one made and removed
+    per batch is a SUB and an UNSUB for the server, each clearing its subject-interest cache).
+    A reply to a batch no longer waited for is dropped."""
+    monitor = embedded.free_port()
+    proc, url = embedded.start_nats(tmp_path / "nats", monitor_port=monitor)
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        name = await _stream(js, batched=True)
+        publisher = Publisher(js, timeout_s=10)
+        before = await asyncio.to_thread(_subscriptions, monitor)
+        groups = [_messages(name, 5, tag=f"g{i}-") for i in range(8)]
+        with capture_logs() as logs:
+            outcomes = await asyncio.gather(*(publisher.publish(g) for g in groups))
+        assert logs == []  # each went as a batch: none refused, none published one by one
+        assert outcomes == [[None] * 5] * 8
+        assert await asyncio.to_thread(_subscriptions, monitor) == before + 1
+        stored = await _stored(js, name)
+        assert sorted(stored) == sorted((m.subject, m.payload, m.msg_id) for g in groups for m in g)
+        # A late reply to a batch that is over reaches no one.
+        inbox = publisher._inbox
+        await nc.publish(f"{inbox.prefix}.gone.100.fail.1.0.$FI", b'{"type":"ack","seq":1}')
+        await nc.flush()
+        assert await publisher.publish(_messages(name, 3, tag="after")) == [None] * 3
+    finally:
+        await nc.close()
+        embedded.stop(proc)
+
+
+def _subscriptions(monitor_port: int) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{monitor_port}/varz", timeout=5) as resp:
+        return int(json.load(resp)["subscriptions"])
