@@ -107,11 +107,16 @@ PLAN_INLINE_ROWS = 256
 
 
 def rows_of(
-    target: "WatchedMonitor | UnfitMonitor", now: datetime, default_countries: int
+    target: "WatchedMonitor | UnfitMonitor",
+    now: datetime,
+    default_countries: int,
+    *,
+    trigger: bool = False,
 ) -> float:
     """At least the rows (jobs and missed rows) `target`'s round planned `now` makes: a row per
     country (its list, else DEFAULT_CHECK_COUNTRIES or where its latest round went) and round
-    (the one it runs, and one per interval it is late)."""
+    (the one it runs, and one per interval it is late; a triggered round only the one it
+    runs, `round_times`)."""
     if isinstance(target, UnfitMonitor):
         base: Monitor | UnfitMonitor = target
         listed, went = target.allowed_country_codes, target.round_countries
@@ -119,23 +124,28 @@ def rows_of(
         base = target.monitor
         listed, went = target.monitor.allowed_country_codes, target.rounds.countries
     places = len(listed) if listed is not None else max(default_countries, len(went or ()))
-    late = 0.0 if base.next_due_at is None else (now - base.next_due_at).total_seconds()
+    late = 0.0 if trigger or base.next_due_at is None else (now - base.next_due_at).total_seconds()
     return places * (1 + max(0.0, late) / base.check_interval)
 
 
 def light(
-    claimed: Sequence["WatchedMonitor | UnfitMonitor"], now: datetime, default_countries: int
+    claimed: Sequence["WatchedMonitor | UnfitMonitor"],
+    now: datetime,
+    default_countries: int,
+    *,
+    trigger: bool = False,
 ) -> bool:
-    """Whether planning `claimed` `now` is quick enough for the event loop: few monitors, few
-    rows (`rows_of`), none whose config is opened or sealed (`carries_credentials`, read on
-    the stored config, its secrets still sealed)."""
+    """Whether planning `claimed` `now` (as triggered rounds when `trigger`: a "Check now", a
+    confirmation) is quick enough for the event loop: few monitors, few rows (`rows_of`), none
+    whose config is opened or sealed (`carries_credentials`, read on the stored config, its
+    secrets still sealed)."""
     if len(claimed) > PLAN_INLINE_MAX:
         return False
     rows = 0.0
     for m in claimed:
         if not isinstance(m, UnfitMonitor) and carries_credentials(m.monitor.config):
             return False
-        rows += rows_of(m, now, default_countries)
+        rows += rows_of(m, now, default_countries, trigger=trigger)
         if rows > PLAN_INLINE_ROWS:
             return False
     return True
@@ -314,9 +324,15 @@ class RoundPlanner:
         self._tenant_key = box.subkeys(TENANT_PURPOSE)[0]
         self._tenants: dict[int, str] = {}  # organization id: `tenant`, a keyed hash of it
 
-    def light(self, claimed: Sequence["WatchedMonitor | UnfitMonitor"], now: datetime) -> bool:
+    def light(
+        self,
+        claimed: Sequence["WatchedMonitor | UnfitMonitor"],
+        now: datetime,
+        *,
+        trigger: bool = False,
+    ) -> bool:
         """`light` with this planner's DEFAULT_CHECK_COUNTRIES."""
-        return light(claimed, now, self._default_countries)
+        return light(claimed, now, self._default_countries, trigger=trigger)
 
     def round(
         self,

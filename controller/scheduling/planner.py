@@ -10,7 +10,7 @@ organization's rounds.
 """
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 import structlog
@@ -101,16 +101,13 @@ class Planner:
         got = tokens or {}
         countries = self._agents.countries() if live is None else live
         oauth2_live = self._agents.countries_with(FEATURE_OAUTH2)
-
-        def plan() -> list[PlannedRound]:
-            return [
-                self._round(
-                    m, now, countries, tokens=got.get(monitor_of(m).id), oauth2_live=oauth2_live
-                )
-                for m in claimed
-            ]
-
-        return plan() if self._rounds.light(claimed, now) else await asyncio.to_thread(plan)
+        return await self._planned(
+            claimed,
+            now,
+            lambda m: self._round(
+                m, now, countries, tokens=got.get(monitor_of(m).id), oauth2_live=oauth2_live
+            ),
+        )
 
     async def confirmation_rounds(
         self,
@@ -122,41 +119,51 @@ class Planner:
     ) -> list[PlannedRound]:
         """The confirmation rounds the alerter asked for (`asked`: monitor and round), each as
         a triggered round from all its countries, asking another agent than the one that
-        failed where its country has one (`plan.second_opinions`)."""
+        failed where its country has one (`plan.second_opinions`); planned in a thread unless
+        light, as routine batches are."""
         live_agents = [(beat.country, beat.agent_id) for beat in self._agents.agents()]
         avoid = planning.second_opinions(
             await confirmations.failed_agents(conn, asked), live_agents
         )
         live = self._agents.countries()
         oauth2_live = self._agents.countries_with(FEATURE_OAUTH2)
-        return await asyncio.to_thread(
-            lambda: [
-                self._round(
-                    m,
-                    now,
-                    live,
-                    trigger=True,
-                    avoid=avoid.get(monitor_of(m).id, {}),
-                    tokens=tokens.get(monitor_of(m).id),
-                    oauth2_live=oauth2_live,
-                )
-                for m in monitors
-            ]
+        return await self._planned(
+            monitors,
+            now,
+            lambda m: self._round(
+                m,
+                now,
+                live,
+                trigger=True,
+                avoid=avoid.get(monitor_of(m).id, {}),
+                tokens=tokens.get(monitor_of(m).id),
+                oauth2_live=oauth2_live,
+            ),
+            trigger=True,
         )
 
     async def triggered_round(self, claimed: ClaimedMonitor, now: datetime) -> PlannedRound:
-        """A round now from all the monitor's countries (a "Check now"). Its access tokens are
-        got holding no connection: many triggers at once must not hold the pool while the token
-        service needs it."""
+        """A round now from all the monitor's countries (a "Check now"), planned in a thread
+        unless light, as routine batches are: a credentialed monitor listing every country
+        decrypts and seals a job per country. Its access tokens are got holding no connection:
+        many triggers at once must not hold the pool while the token service needs it."""
         tokens = await self._access_tokens([claimed], now)
-        return self._round(
-            claimed,
+        live = self._agents.countries()
+        oauth2_live = self._agents.countries_with(FEATURE_OAUTH2)
+        [planned] = await self._planned(
+            [claimed],
             now,
-            self._agents.countries(),
+            lambda m: self._round(
+                m,
+                now,
+                live,
+                trigger=True,
+                tokens=tokens.get(monitor_of(m).id),
+                oauth2_live=oauth2_live,
+            ),
             trigger=True,
-            tokens=tokens.get(monitor_of(claimed).id),
-            oauth2_live=self._agents.countries_with(FEATURE_OAUTH2),
         )
+        return planned
 
     async def settled(self) -> None:
         """Wait for the OAuth2 token fetches started so far (tests, shutdown)."""
@@ -166,6 +173,25 @@ class Planner:
     async def close(self) -> None:
         if self._tokens is not None:
             await self._tokens.close()
+
+    async def _planned(
+        self,
+        claimed: Sequence[ClaimedMonitor],
+        now: datetime,
+        round_of: Callable[[ClaimedMonitor], PlannedRound],
+        *,
+        trigger: bool = False,
+    ) -> list[PlannedRound]:
+        """`round_of` each claimed monitor: on the loop when the batch is light
+        (`RoundPlanner.light`), else in a thread, so no batch, routine or triggered, decrypts,
+        seals or hashes many rows on the loop."""
+
+        def plan() -> list[PlannedRound]:
+            return [round_of(m) for m in claimed]
+
+        if self._rounds.light(claimed, now, trigger=trigger):
+            return plan()
+        return await asyncio.to_thread(plan)
 
     def _token_logins(
         self, claimed: Sequence[ClaimedMonitor], now: datetime

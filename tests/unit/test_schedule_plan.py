@@ -4,6 +4,7 @@ whose config does not fit; the agents a confirmation job avoids; the keyed hashe
 carries."""
 
 import itertools
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,7 +12,9 @@ from typing import Any, cast
 
 import msgspec
 import pytest
+from nats.aio.client import Client as NATS
 
+from controller.fleet.live import LiveAgents
 from controller.jobs.result_kinds import NO_SEAL_KEY, OVERDUE
 from controller.jobs.rules import JobIds, is_seeded
 from controller.logins.backoff import CAPPED, HELD
@@ -20,6 +23,7 @@ from controller.monitors.validation import COUNTRIES
 from controller.scheduling import due_store, plan
 from controller.scheduling import rules as schedule
 from controller.scheduling.plan import PlannedRound, RoundPlanner, UnfitMonitor
+from controller.scheduling.planner import Planner
 from controller.secrets.box import SecretBox, generate_key
 from controller.secrets.seal_keys import CountryKeys
 from controller.settings import SchedulingSettings
@@ -528,3 +532,68 @@ def test_a_batch_is_planned_on_the_loop_only_when_its_rows_are_few(
     print(f"{monitors} monitors: {rows} rows planned, light {light}")
     if light:
         assert rows <= plan.PLAN_INLINE_ROWS, rows
+
+
+@pytest.mark.parametrize(
+    ("target", "light"),
+    [
+        (watched(), True),  # a "Check now" of a routine monitor
+        (watched(listed=EVERY_COUNTRY), True),  # 249 jobs, nothing to open
+        (watched("smtp", CREDENTIALS, listed=["DE"]), False),  # a secret to open and seal
+        (watched("smtp", CREDENTIALS, listed=EVERY_COUNTRY), False),
+        # A triggered round runs once, however late its monitor: no round over is planned
+        (_late(watched(), 10, timedelta(hours=2)), True),
+        (_late(watched(listed=EVERY_COUNTRY), 10, timedelta(minutes=1)), True),
+    ],
+)
+def test_a_triggered_round_is_light_by_the_same_rule(target: WatchedMonitor, light: bool) -> None:
+    """`plan.light` with `trigger`: a triggered round's rows are its countries, once."""
+    assert plan.light([target], ON_TIME, 2, trigger=True) is light
+    planner = round_planner(BOX, CountryKeys(None), default_countries=2)
+    r = planner.round(target, ON_TIME, frozenset(EVERY_COUNTRY), trigger=True)
+    rows = len(r.jobs) + len(r.missed) + len(r.deferred)
+    print(f"triggered: {rows} rows planned, light {light}")
+    if light:
+        assert rows <= plan.PLAN_INLINE_ROWS, rows
+
+
+class _Placed(RoundPlanner):
+    """The real round planner, noting whether each round was planned on the event loop's
+    thread."""
+
+    on_loop: list[bool]
+
+    def round(
+        self,
+        target: WatchedMonitor | UnfitMonitor,
+        now: datetime,
+        live: frozenset[str],
+        **how: Any,
+    ) -> PlannedRound:
+        self.on_loop.append(threading.get_ident() == self.loop_thread)
+        return super().round(target, now, live, **how)
+
+    loop_thread: int
+
+
+@pytest.mark.parametrize(
+    ("target", "on_loop"),
+    [
+        (watched(listed=["DE", "FR"]), True),
+        (watched("smtp", CREDENTIALS, listed=EVERY_COUNTRY), False),
+    ],
+)
+async def test_a_check_now_is_planned_off_the_loop_unless_light(
+    keyed: tuple[CountryKeys, dict[str, str]], target: WatchedMonitor, on_loop: bool
+) -> None:
+    """`Planner.triggered_round` plans where a routine batch of the same monitor would: a
+    credentialed monitor listing every country (a decryption and a sealing per country) in a
+    thread, a light one on the loop."""
+    rounds = _Placed(
+        JobIds.from_box(BOX), BOX, keyed[0], scheduling=SchedulingSettings(), default_countries=2
+    )
+    rounds.on_loop, rounds.loop_thread = [], threading.get_ident()
+    planner = Planner(rounds, LiveAgents(NATS()), keyed[0])
+    got = await planner.triggered_round(target, ON_TIME)
+    assert rounds.on_loop == [on_loop]
+    assert got.countries == target.monitor.allowed_country_codes
