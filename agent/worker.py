@@ -136,11 +136,10 @@ LAST_REQUEST_WAIT_MAX_S = 2.0
 Outcome = Literal["acked", "nak"]
 # Results finished within this of the first of them go to RESULTS together
 # (shared.publishing.Outbox): one write, one batch acknowledged together, and their jobs acked
-# together after it. The jobs of a bundle finish within tens of ms of each other; 0.1 s gathers
-# them into one batch where 20 ms made three, each with its own replies (and on a cluster its own
-# replication round): nats-server's CPU per result 0.85x at R1, 0.7x at R3
-# (bench/results/nats-cost.md), for at most 0.1 s more between a check's end and its store.
-RESULT_LINGER_S = 0.1
+# together after it. A check holds its slot and its tenant's share until its result is stored,
+# so the linger is paid in slots: 20 ms, not the 0.1 s that would save NATS more
+# (bench/results/nats-cost.md).
+RESULT_LINGER_S = 0.02
 # How much a take with fewer jobs per message than the average moves it down (`per_message`).
 JOBS_PER_MESSAGE_WEIGHT = 0.3
 
