@@ -107,7 +107,8 @@ def test_a_short_run_prints_every_figure() -> None:
     for figure in (
         "CPU ms per check: controller",
         # PostgreSQL's share by whose session spent it.
-        "by process: mailprobe controller alerter,api,ingester,scheduler",
+        "PostgreSQL CPU ms per check by process:",
+        "mailprobe controller alerter,api,ingester,scheduler",  # in any place: sorted by CPU
         "central total",
         "stored per result:",
         "store lag",
