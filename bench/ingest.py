@@ -96,7 +96,8 @@ def _messages(
     return out
 
 
-async def _publish(js: JetStreamContext, msgs: list[Message], *, msg_ids: bool = True) -> None:
+async def publish(js: JetStreamContext, msgs: list[Message], *, msg_ids: bool = True) -> None:
+    """Publish `msgs` to RESULTS, 10,000 acks in flight at most."""
     for start in range(0, len(msgs), 10_000):
         futures = [
             await js.publish_async(s, p, headers={"Nats-Msg-Id": j} if msg_ids else None)
@@ -105,7 +106,8 @@ async def _publish(js: JetStreamContext, msgs: list[Message], *, msg_ids: bool =
         await asyncio.gather(*futures)
 
 
-async def _drained(js: JetStreamContext) -> None:
+async def drained(js: JetStreamContext) -> None:
+    """Until the ingest consumer has nothing pending or unacked."""
     while True:
         try:
             info = await js.consumer_info("RESULTS", INGEST_CONSUMER)
@@ -128,7 +130,7 @@ async def _drain(js: JetStreamContext, ingester: Ingester) -> tuple[float, float
     stop = asyncio.Event()
     cpu0, t0 = time.process_time(), time.perf_counter()
     task = asyncio.create_task(ingester.run(stop))
-    await _drained(js)
+    await drained(js)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     stop.set()
     await task
@@ -171,7 +173,7 @@ async def _steady(
     await asyncio.gather(*futures)
     info = await js.consumer_info("RESULTS", INGEST_CONSUMER)
     backlog = info.num_pending + info.num_ack_pending
-    await _drained(js)
+    await drained(js)
     stop.set()
     await task
     async with pool.acquire() as conn:
@@ -195,7 +197,7 @@ async def _run() -> bool:
             await ensure_streams(js)
             backlog = _messages(ids, BACKLOG)
             t0 = time.perf_counter()
-            await _publish(js, backlog)
+            await publish(js, backlog)
             published_s = time.perf_counter() - t0
             # The backlog is the publisher's, not the ingester's: keep the garbage collector
             # from walking its 200,000 messages over and over while the ingester is measured.
@@ -203,7 +205,7 @@ async def _run() -> bool:
             ingester = Ingester(pool, nc, js, JOB_IDS)
             drain_s, drain_cpu = await _drain(js, ingester)
             stored = await _count(pool)
-            await _publish(js, backlog[:DUPLICATES], msg_ids=False)
+            await publish(js, backlog[:DUPLICATES], msg_ids=False)
             dup_s, _ = await _drain(js, ingester)
             after_dups = await _count(pool)
             steady = await _steady(js, pool, ingester, ids)

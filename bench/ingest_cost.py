@@ -39,15 +39,15 @@ import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 
+from bench.ingest import drained, publish
 from controller.alerting.alerter import Alerter
 from controller.db.pool import create_pool
 from controller.ingest import ingester as ingest_worker
 from controller.ingest.ingester import Ingester
 from shared.loop import run_loop
 from shared.messages import Phases, encode
-from shared.streams import INGEST_CONSUMER, ensure_streams
+from shared.streams import ensure_streams
 from shared.subjects import results_subject
 from shared.timefmt import utcnow
 from testkit.alerting.wired import wired_alerter
@@ -102,27 +102,6 @@ def _messages(
     return out
 
 
-async def _publish(js: JetStreamContext, msgs: list[tuple[str, bytes, str]]) -> None:
-    for start in range(0, len(msgs), 5000):
-        futures = [
-            await js.publish_async(s, p, headers={"Nats-Msg-Id": j})
-            for s, p, j in msgs[start : start + 5000]
-        ]
-        await asyncio.gather(*futures)
-
-
-async def _drained(js: JetStreamContext) -> None:
-    while True:
-        try:
-            info = await js.consumer_info("RESULTS", INGEST_CONSUMER)
-        except NotFoundError:  # the ingester creates it when it starts
-            await asyncio.sleep(0.01)
-            continue
-        if not info.num_pending and not info.num_ack_pending:
-            return
-        await asyncio.sleep(0.01)
-
-
 def _callgrind(on: bool) -> None:
     subprocess.run(
         ["callgrind_control", "-i", "on" if on else "off", str(os.getpid())],
@@ -171,7 +150,7 @@ async def _drain(
     spy = await _spy(py_spy, str(batch))
     cpu = time.process_time()
     task = asyncio.create_task(ingester.run(stop))
-    await _drained(js)
+    await drained(js)
     cpu = time.process_time() - cpu
     await _unspy(spy)
     if profile is not None:
@@ -251,7 +230,7 @@ async def _live(
     gc.collect()
     cpu, server = time.process_time(), cpu_s(nats_pid)
     await asyncio.to_thread(child.join)
-    await _drained(js)
+    await drained(js)
     cpu, server = time.process_time() - cpu, cpu_s(nats_pid) - server
     await _unspy(spy)
     stop.set()
@@ -296,7 +275,7 @@ async def _run(args: argparse.Namespace) -> None:
         await ensure_streams(js)
         # A first drain (not counted) fills each monitor's state, as a running deployment has.
         first = len(ids) * len(COUNTRIES)
-        await _publish(js, _messages(ids, first, 0, not args.alerter))
+        await publish(js, _messages(ids, first, 0, not args.alerter))
         await _drain(js, pool, nc, 1000, False)
         sent = first
         if args.alerter:
@@ -306,7 +285,7 @@ async def _run(args: argparse.Namespace) -> None:
             alerter = wired_alerter(pool, js, JOB_IDS, clock=lambda: utcnow() + ahead)
             await _judge(alerter)  # each monitor's first evaluation: its state and cursors
             for _ in range(args.rounds):
-                await _publish(js, _messages(ids, args.results, sent, down=False))
+                await publish(js, _messages(ids, args.results, sent, down=False))
                 sent += args.results
                 await _drain(js, pool, nc, 1000, False)
                 ahead += timedelta(seconds=61)
@@ -326,7 +305,7 @@ async def _run(args: argparse.Namespace) -> None:
         for _ in range(0 if args.live or args.alerter else 1 if args.callgrind else args.rounds):
             for size in sizes:
                 for n in counts:
-                    await _publish(js, _messages(ids, n, sent))
+                    await publish(js, _messages(ids, n, sent))
                     sent += n
                     cpu.setdefault((size, n), []).append(
                         await _drain(
