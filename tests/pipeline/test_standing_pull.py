@@ -43,9 +43,14 @@ async def test_a_backlog_comes_in_full_batches_at_once_and_idle_takes_reuse_one_
     stream: tuple[NATS, JetStreamContext, str],
 ) -> None:
     nc, js, name = stream
-    pull = StandingPull(nc, name, "c", expires_s=10)
+    pull = StandingPull(nc, name, "c", expires_s=2)
     for _ in range(3):  # idle: the first request stays open across takes
         assert await pull.take(1000, 0.3, linger_s=0.1) == []
+    assert pull.requests_sent == 1
+    # Its end (the server's 408) before the backlog: a request open while the backlog is
+    # published is answered with its first message, whose count of what follows is whatever
+    # the stream held then, and the take would rightly linger for the rest.
+    await pull.end(bound_s=5.0)
     assert pull.requests_sent == 1
     await _publish(js, name, 3000)
     sizes = []
@@ -58,7 +63,7 @@ async def test_a_backlog_comes_in_full_batches_at_once_and_idle_takes_reuse_one_
     # out the linger (LINGER_S, longer than the test may take): the standing request's one
     # message, then one `no_wait` request for the rest.
     assert sizes == [1000, 1000, 1000], sizes
-    assert pull.requests_sent == 6
+    assert pull.requests_sent == 7
     assert await pull.close() == []
 
 
