@@ -2,11 +2,16 @@
 loopback, run by each layer of the agent's path alone, so the difference of two layers is what
 the upper one adds.
 
-    python -m bench.tls_layers cpu IMAPS [--checks N] [--rounds R]
+    valgrind --tool=callgrind --dump-before=getppid --callgrind-out-file=DIR/cg.out \
+            -- python -m bench.tls_layers marks IMAPS --checks 30
+        every layer in one process at concurrency 2 (callgrind runs ~50x slower): each warmed
+        up, then its checks between two dumps, so start-up and warm-up fall out;
+    python -m bench.tls_layers parts DIR/cg.out --checks 30
+        then prints each layer's instructions per check from those dumps.
+    python -m bench.tls_layers cpu IMAPS [--checks N] [--rounds R] [--concurrency C]
         interleaved rounds of every layer in one process; CPU ms per check of each.
-    valgrind --tool=callgrind -- python -m bench.tls_layers one IMAPS LAYER --checks N
-        one layer, N checks after the warm-up, at concurrency 2 (callgrind runs ~50x slower):
-        the difference of a run of N and one of N + M, over M, is a check's instructions.
+    strace -c -- python -m bench.tls_layers one IMAPS LAYER --checks N
+        one layer alone (its system calls, say).
 
 Layers, cheapest first (`LAYERS`): the floor (testkit/floor.py); a bare protocol on the event
 loop's TLS transport (`create_connection(ssl=)`, `start_tls`); the mail library alone
@@ -38,7 +43,6 @@ from shared.loop import run_loop
 from shared.mailclient import imap as imap_client
 from shared.mailclient import smtp as smtp_client
 from shared.mailclient.pop3 import Pop3
-from shared.mailclient.socket_transport import open_transport
 from shared.messages import ImapPopConfig, SmtpConfig
 from testkit import floor
 from testkit.peers.jobs import make_job
@@ -111,26 +115,6 @@ async def _bare(module: Module, target: Target, ctx: ssl.SSLContext) -> None:
         tr.close()
 
 
-async def _bare_socket(module: Module, target: Target, ctx: ssl.SSLContext) -> None:
-    """The bare protocol on shared/mailclient/socket_transport.py's transport."""
-    loop = asyncio.get_running_loop()
-    d = module.floor
-    sock = await connect_socket(target, Recorder())
-    done: asyncio.Future[None] = loop.create_future()
-    proto = _Lines(list(d.secured) if d.implicit else list(d.clear), done)
-    tr = await open_transport(proto, sock, ctx if d.implicit else None, NAME)
-    try:
-        await done
-        if d.tls and not d.implicit:
-            done = loop.create_future()
-            proto.steps, proto.done = list(d.secured), done
-            await tr.start_tls(ctx, NAME)
-            proto._send()
-            await done
-    finally:
-        tr.close()
-
-
 async def _library(module: Module, target: Target, ctx: ssl.SSLContext) -> None:
     """The mail library alone, as the probers drive it (no Recorder facts, no results)."""
     config = module.config
@@ -174,7 +158,7 @@ async def _library(module: Module, target: Target, ctx: ssl.SSLContext) -> None:
 
 
 def _checks(
-    module: Module, port: int, contexts: SslContexts
+    module: Module, port: int, contexts: SslContexts, concurrency: int
 ) -> dict[str, Callable[[int], Awaitable[list[str]]]]:
     job = make_job(
         module.monitor_type, port, module.config, hostname=NAME, timeout=10, expires_in=86400
@@ -183,7 +167,7 @@ def _checks(
     target = Target(NAME, ("127.0.0.1",), port, ctx, NAME)
     prober = PROBERS[module.monitor_type]
 
-    async def many(one: Check, n: int, concurrency: int) -> list[str]:
+    async def many(one: Check, n: int) -> list[str]:
         failed: list[str] = []
         queue = iter(range(n))
 
@@ -204,30 +188,23 @@ def _checks(
 
     layers: dict[str, Check] = {
         "bare": lambda: _bare(module, target, ctx),
-        "bare_socket": lambda: _bare_socket(module, target, ctx),
         "library": lambda: _library(module, target, ctx),
         "prober": lambda: prober(target, job, Recorder()),
         "run_check": run_one,
     }
-    out: dict[str, Callable[[int], Awaitable[list[str]]]] = {}
-    out["floor"] = _floor_of(module, port, ctx)
+
+    async def on_floor(n: int) -> list[str]:
+        return floor.run(module.floor, ctx, port, NAME, n, concurrency)
+
+    out: dict[str, Callable[[int], Awaitable[list[str]]]] = {"floor": on_floor}
     for name, one in layers.items():
-        out[name] = lambda n, one=one: many(one, n, _concurrency)  # type: ignore[misc]
-    out["worker"] = lambda n: _agent_checks(job, contexts, n, _concurrency)
+        out[name] = lambda n, one=one: many(one, n)  # type: ignore[misc]
+    out["worker"] = lambda n: _agent_checks(job, contexts, n, concurrency)
     return out
 
 
-def _floor_of(
-    module: Module, port: int, ctx: ssl.SSLContext
-) -> Callable[[int], Awaitable[list[str]]]:
-    async def run(n: int) -> list[str]:
-        return floor.run(module.floor, ctx, port, NAME, n, _concurrency)
-
-    return run
-
-
-LAYERS = ("floor", "bare", "bare_socket", "library", "prober", "run_check", "worker")
-_concurrency = 2
+LAYERS = ("floor", "bare", "library", "prober", "run_check", "worker")
+WARMUP = 10
 
 
 def _cpu() -> float:
@@ -236,9 +213,13 @@ def _cpu() -> float:
 
 
 async def _cpu_rounds(
-    module: Module, port: int, contexts: SslContexts, checks: int, rounds: int, layers: list[str]
+    runs: dict[str, Callable[[int], Awaitable[list[str]]]],
+    name_: str,
+    checks: int,
+    rounds: int,
+    layers: list[str],
+    concurrency: int,
 ) -> None:
-    runs = _checks(module, port, contexts)
     for name in layers:
         await runs[name](50)
     figures: dict[str, list[float]] = {n: [] for n in layers}
@@ -251,7 +232,7 @@ async def _cpu_rounds(
                 print(f"{name}: {len(failed)} failed {failed[:1]}", file=sys.__stdout__)
     load = os.getloadavg()[0]
     print(
-        f"{module.name}, concurrency {_concurrency}, {checks} x {rounds}, load {load:.1f}",
+        f"{name_}, concurrency {concurrency}, {checks} x {rounds}, load {load:.1f}",
         file=sys.__stdout__,
     )
     base = min(figures["floor"]) if "floor" in figures else None
@@ -261,51 +242,63 @@ async def _cpu_rounds(
         print(f"  {name:10} {' '.join(f'{x:.3f}' for x in f)} ms{rel}", file=sys.__stdout__)
 
 
-async def _one(module: Module, port: int, contexts: SslContexts, layer: str, checks: int) -> None:
-    runs = _checks(module, port, contexts)
-    await runs[layer](50)
-    failed = await runs[layer](checks)
-    print(
-        f"{module.name} {layer}: {checks} checks, {len(failed)} failed {failed[:1]}",
-        file=sys.__stdout__,
-    )
-
-
 async def _marks(
-    module: Module, port: int, contexts: SslContexts, layers: list[str], checks: int
+    runs: dict[str, Callable[[int], Awaitable[list[str]]]],
+    name: str,
+    layers: list[str],
+    checks: int,
 ) -> None:
     """Under `valgrind --tool=callgrind --dump-before=getppid`: each layer warmed up, then a
     dump, its checks, a dump, so that every even part from the second is one layer's checks."""
-    runs = _checks(module, port, contexts)
     for layer in layers:
         await runs[layer](WARMUP)
         os.getppid()
         failed = await runs[layer](checks)
         os.getppid()
         print(
-            f"{module.name} {layer}: {checks} checks, {len(failed)} failed {failed[:1]}",
+            f"{name} {layer}: {checks} checks, {len(failed)} failed {failed[:1]}",
             file=sys.__stdout__,
         )
 
 
-WARMUP = 10
+def parts(out: Path, checks: int, layers: list[str]) -> str:
+    """Instructions per check of each layer, from the dumps of a `marks` run (`out`.1, ...)."""
+    totals: dict[int, int] = {}
+    for path in out.parent.glob(out.name + ".*"):
+        for line in path.read_text().splitlines():
+            if line.startswith(("summary:", "totals:")):
+                totals[int(path.suffix[1:])] = int(line.split()[1])
+                break
+    lines, first = [], None
+    for i, layer in enumerate(layers):
+        total = totals.get(2 * (i + 1))
+        if total is None:
+            continue
+        per = total / checks
+        first = first or per
+        lines.append(f"  {layer:10} {per / 1e6:7.3f} M instructions per check  x{per / first:.3f}")
+    return "\n".join(lines)
 
 
 def main() -> None:
-    global _concurrency
     parser = argparse.ArgumentParser(prog="python -m bench.tls_layers")
-    parser.add_argument("mode", choices=("cpu", "one", "marks"))
-    parser.add_argument("module", choices=[m.name for m in MODULES])
+    parser.add_argument("mode", choices=("cpu", "one", "marks", "parts"))
+    parser.add_argument("module", help="a module of bench.exporter, or parts' dump file")
     parser.add_argument("layer", nargs="?", default=None)
     parser.add_argument("--checks", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--layers", default=",".join(LAYERS))
     args = parser.parse_args()
-    _concurrency = args.concurrency
+    layers = args.layers.split(",")
+    if args.mode == "parts":
+        print(parts(Path(args.module), args.checks, layers))
+        return
     if (why := mailservers.available()) is not None:
         sys.exit(f"tls_layers: {why}")
-    module = next(m for m in MODULES if m.name == args.module)
+    module = next((m for m in MODULES if m.name == args.module), None)
+    if module is None:
+        sys.exit(f"tls_layers: no module {args.module!r} in bench.exporter")
     ca = trustme.CA()
     cert = ca.issue_cert(NAME, common_name=NAME)
     root = Path(f"/tmp/mailprobe-tls-layers-{uuid.uuid4().hex[:8]}")
@@ -314,17 +307,14 @@ def main() -> None:
         shared_logging.configure("json", "INFO")
         sys.stderr = stderr
         contexts = build_ssl_contexts(cadata=ca.cert_pem.bytes().decode())
-        port = servers.ports[module.server]
+        runs = _checks(module, servers.ports[module.server], contexts, args.concurrency)
         if args.mode == "cpu":
-            run_loop(
-                _cpu_rounds(
-                    module, port, contexts, args.checks, args.rounds, args.layers.split(",")
-                )
-            )
+            cpu = _cpu_rounds(runs, module.name, args.checks, args.rounds, layers, args.concurrency)
+            run_loop(cpu)
         elif args.mode == "marks":
-            run_loop(_marks(module, port, contexts, args.layers.split(","), args.checks))
+            run_loop(_marks(runs, module.name, layers, args.checks))
         else:
-            run_loop(_one(module, port, contexts, args.layer, args.checks))
+            run_loop(_marks(runs, module.name, [args.layer], args.checks))
 
 
 if __name__ == "__main__":

@@ -101,7 +101,7 @@ async def _greeting(smtp: aiosmtplib.SMTP, config: SmtpConfig, rec: Recorder) ->
     if config.secure:
         ssl_object = smtp.get_transport_info("ssl_object")
         # aiosmtplib does the handshake and reads the greeting in one call; split it there.
-        done = handshake_done_at(smtp.transport) or handshake_done_at(ssl_object) or start
+        done = handshake_done_at(ssl_object) or start
         rec.record("tls", done - start)
         rec.record("greeting", end - done)
         rec.tls = tls_info(ssl_object, "implicit")

@@ -14,7 +14,6 @@ from typing import Literal
 
 from agent.probers.base import ProbeFailure
 from agent.probers.certs import CertCache
-from shared.mailclient.socket_transport import SocketTransport
 from shared.messages import TlsInfo, TlsOptions
 from shared.timefmt import utcnow
 
@@ -90,11 +89,7 @@ def build_ssl_contexts(cadata: str | None = None) -> SslContexts:
 
 
 def handshake_done_at(obj: object) -> float | None:
-    """When the TLS handshake of `obj` (a transport on a socket, or an SSL object over
-    memory BIOs) finished, by `time.perf_counter()`; None when unknown."""
-    if isinstance(obj, TimedSSLObject | SocketTransport):
-        return obj.handshake_done_at
-    return None
+    return obj.handshake_done_at if isinstance(obj, TimedSSLObject) else None
 
 
 TlsMode = Literal["implicit", "starttls"]

@@ -19,7 +19,7 @@ from typing import Any
 
 from aioimaplib import Command, IMAP4ClientProtocol, Response, quoted
 
-from shared.mailclient.connect import Where, transport, upgrade
+from shared.mailclient.connect import Where, transport
 from shared.mailclient.errors import AnswerTooLong, Injected, Refused
 
 
@@ -139,7 +139,7 @@ async def starttls(proto: ImapProtocol, ctx: ssl.SSLContext, server_name: str) -
         raise Refused(text(response), response.result)
     if proto.injected or proto.incomplete_line:
         raise Injected("more was sent in the clear after the OK to STARTTLS")
-    proto.transport = await upgrade(proto.transport, proto, ctx, server_name)
+    proto.transport = await loop.start_tls(proto.transport, proto, ctx, server_hostname=server_name)
     proto.starttls_ok, proto.cleartext_over = None, False
 
 

@@ -23,7 +23,6 @@ from shared.mailclient.errors import (
     NoAnswer,
     Refused,
 )
-from shared.mailclient.socket_transport import SocketTransport
 
 CAPA_MAX = 64 * 1024  # bytes of a CAPA answer
 YIELD_LINES = 256  # lines of one answer read before the event loop's other tasks get a turn
@@ -175,16 +174,9 @@ class Pop3:
         if self.reader.arrived != self.taken:
             raise Injected("more was sent in the clear after the +OK to STLS")
         if self.timeout_s is None:
-            await self._start_tls(ctx, server_name)
+            await self.writer.start_tls(ctx, server_hostname=server_name)
             return
         async with asyncio.timeout(self.timeout_s):
-            await self._start_tls(ctx, server_name)
-
-    async def _start_tls(self, ctx: ssl.SSLContext, server_name: str) -> None:
-        transport = self.writer.transport
-        if isinstance(transport, SocketTransport):  # upgraded in place: the writer keeps it
-            await transport.start_tls(ctx, server_name)
-        else:
             await self.writer.start_tls(ctx, server_hostname=server_name)
 
     async def authenticate(self, mechanism: str, initial: str, dummy: str) -> None:

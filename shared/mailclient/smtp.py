@@ -1,23 +1,12 @@
 """An SMTP session on aiosmtplib, connected on a socket the caller opened: the OAuth2 AUTH
 exchange (XOAUTH2, OAUTHBEARER) that keeps the server's error challenge, and a password login
-that tries a second mechanism only when the server refused the first one itself.
+that tries a second mechanism only when the server refused the first one itself."""
 
-The session's transport is shared/mailclient/socket_transport.py's, as IMAP's and POP3's:
-aiosmtplib asks its event loop to open it (`create_connection(sock=...)`) and to upgrade it
-(`start_tls`), so the client is given a loop that does both on the socket transport and hands
-everything else to the running loop (`_OnSocket`).
-"""
-
-import asyncio
 import socket
 import ssl
-from collections.abc import Callable
-from typing import Any
 
 import aiosmtplib
 from aiosmtplib import SMTPAuthenticationError, SMTPException, SMTPStatus
-
-from shared.mailclient.socket_transport import SocketTransport, open_transport
 
 # Sent in EHLO/HELO. Computed once: aiosmtplib's default, socket.getfqdn(), may query DNS.
 EHLO_NAME = socket.gethostname() or "mailprobe"
@@ -36,7 +25,7 @@ def client(
     certificate check (aiosmtplib passes it as server_hostname); no timeout of its own, the
     caller owns the deadline. `connect()` reads the greeting (after the handshake with
     `implicit_tls`)."""
-    return _SocketSMTP(
+    return aiosmtplib.SMTP(
         sock=sock,
         hostname=server_name,
         use_tls=implicit_tls,
@@ -45,54 +34,6 @@ def client(
         local_hostname=EHLO_NAME,
         timeout=None,
     )
-
-
-class _OnSocket:
-    """The event loop as aiosmtplib's client and protocol see it: its connection and its
-    STARTTLS on the socket transport, the rest the running loop's."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._loop, name)
-
-    async def create_connection(
-        self,
-        factory: Callable[[], asyncio.Protocol],
-        *,
-        sock: socket.socket,
-        ssl: ssl.SSLContext | None = None,
-        server_hostname: str | None = None,
-        **_: object,
-    ) -> tuple[SocketTransport, asyncio.Protocol]:
-        protocol = factory()
-        transport = await open_transport(protocol, sock, ssl, server_hostname or "")
-        return transport, protocol
-
-    async def start_tls(
-        self,
-        transport: asyncio.BaseTransport,
-        protocol: asyncio.BaseProtocol,
-        sslcontext: ssl.SSLContext,
-        *,
-        server_hostname: str | None = None,
-        **_: object,
-    ) -> asyncio.BaseTransport:
-        assert isinstance(transport, SocketTransport)
-        await transport.start_tls(sslcontext, server_hostname or "")
-        return transport
-
-
-class _SocketSMTP(aiosmtplib.SMTP):
-    """aiosmtplib's client with its connection on the socket transport (`_OnSocket`)."""
-
-    async def _create_connection(self, timeout: float | None) -> aiosmtplib.SMTPResponse:  # noqa: ASYNC109  # aiosmtplib's signature
-        assert self.loop is not None and self.sock is not None
-        if not isinstance(self.loop, _OnSocket):
-            self.loop = _OnSocket(self.loop)  # type: ignore[assignment]
-        response: aiosmtplib.SMTPResponse = await super()._create_connection(timeout)
-        return response
 
 
 class SaslRefused(SMTPAuthenticationError):
