@@ -34,7 +34,7 @@ def _agents(objects: list[object]) -> list[str]:
             if callable(obj) and not isinstance(obj, type)
             else type(obj).__module__
         )
-        if isinstance(module, str) and module.startswith("agent."):
+        if isinstance(module, str) and module.startswith(("agent.", "shared.mailclient.")):
             found.append(f"{type(obj).__qualname__} {getattr(obj, '__qualname__', '')}".strip())
     return found
 
