@@ -11,10 +11,11 @@ import asyncpg
 import httpx
 import pytest
 
-from controller.db.pool import Conn
+from controller.db.pool import Conn, connect
 from controller.monitors.store import DUE_AT
 from controller.scheduling import due_store
 from shared.timefmt import utcnow
+from testkit.common import seed_monitors
 from tests.api.helpers import create
 from tests.conftest import Tenant
 
@@ -177,3 +178,31 @@ async def test_a_cleared_due_time_is_planned_anew_by_this_release(
         assert [u.id for u in unplanned] == [monitor]
         assert waiting.unplanned
         assert await _due(conn, monitor) is None
+
+
+async def test_the_claim_runs_on_its_generic_plan(org: Tenant, pipe_database_url: str) -> None:
+    """A claim's values (a time a few dozen of 2,000 monitors are due by, a batch's size) made
+    a plan for them look cheaper than the generic one, so the join was planned again at every
+    claim; through scalar subqueries both are estimated alike, and PostgreSQL keeps the generic
+    plan after its first five."""
+    await seed_monitors(pipe_database_url, 2_000, interval=10, organization=org.org_name + "-due")
+    conn = await connect(pipe_database_url)  # its own statements: none planned before
+    try:
+        await conn.execute(
+            "UPDATE monitor_due SET next_due_at = $1::timestamptz + monitor_id * interval '5 ms'",
+            T0,
+        )
+        await conn.execute("ANALYZE monitor_due")
+        first = await conn.fetchval("SELECT min(next_due_at) FROM monitor_due")
+        for _ in range(12):
+            async with conn.transaction():
+                claimed = await due_store.claim_due(conn, first + timedelta(milliseconds=295), 60)
+                assert len(claimed) == 60
+        plans = await conn.fetchrow(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1",
+            due_store.CLAIM,
+        )
+        assert plans is not None
+        assert plans["custom_plans"] <= 5 and plans["generic_plans"] >= 7, dict(plans)
+    finally:
+        await conn.close()
