@@ -1,7 +1,7 @@
 """Due moves: PostgreSQL's CPU per monitor in a scheduler pass's statements, the due times on
 `monitors` (the code before migration 0128) against `monitor_due` (issue 70).
 
-Embedded PostgreSQL (crash-safe) with two databases of MONITORS SMTP monitors each (checked
+Embedded PostgreSQL (crash-safe) with databases of MONITORS SMTP monitors each (checked
 from DE and US, on a deployment's daily partitions): `base`, migrated up to 0127, and `this`,
 migrated. A pass is the scheduler's routine transaction on one connection: BEGIN, the claim of
 BATCH due monitors (its statement as each tree writes it), `scheduler_moved` moving each one
@@ -10,8 +10,10 @@ take turns pass by pass (the order swapped every round), so a slow moment of the
 on both; the first round is not counted. The figures are the backend's CPU
 (/proc/PID/schedstat, ns) per moved monitor, for the whole pass and for `scheduler_moved`
 alone, and the WAL it wrote (`pg_current_wal_lsn()` around the pass). `this, kept` is `this`
-while a previous release may run (`seeded_from` NULL: `monitors.next_due_at` kept too).
-Background work (autovacuum of what the moves leave dead) is not counted.
+while a previous release may run (`seeded_from` NULL: `monitors.next_due_at` kept too);
+`this, due lock` a claim locking the due row alone (what the monitor's row lock costs). Each
+variant has a database of its own. Background work (autovacuum of what the moves leave dead)
+is not counted.
 
 `python -m bench due-moves`. No target: it measures (bench/results/pg-cost.md).
 """
@@ -106,6 +108,7 @@ class Variant:
         self.name, self.conn, self.claim, self.kept = name, conn, claim, kept
         self.pid = 0
         self.clock = utcnow()
+        self.plans: tuple[int, ...] = (0, 0)  # the claim's generic and custom plans
         # (pass ns, moved ns, WAL B, monitors, claim ns, commit ns)
         self.passes: list[tuple[int, int, int, int, int, int]] = []
 
@@ -167,11 +170,14 @@ async def _measure() -> list[Variant]:
                     for v in order:
                         await v.one_pass(count=n > 0)
             for v in variants:
-                plans = await v.conn.fetch(
-                    "SELECT generic_plans, custom_plans, left(statement, 60) AS s"
-                    " FROM pg_prepared_statements ORDER BY 1 + 2 DESC"
+                v.plans = tuple(
+                    await v.conn.fetchrow(
+                        "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                        " WHERE statement = $1",
+                        v.claim,
+                    )
+                    or (0, 0)
                 )
-                print(v.name, [tuple(p) for p in plans])
                 await v.conn.close()
             return variants
         finally:
@@ -198,7 +204,8 @@ def run() -> bool:
             f" ({per(v, 0) / per(base, 0):.2f} of base; spread {min(by_round):.1f}-"
             f"{max(by_round):.1f}), scheduler_moved {per(v, 1) / 1000:5.1f} us"
             f" ({per(v, 1) / per(base, 1):.2f}), claim {per(v, 4) / 1000:4.1f} us, commit"
-            f" {per(v, 5) / 1000:4.1f} us, WAL {per(v, 2):5.0f} B a monitor;"
+            f" {per(v, 5) / 1000:4.1f} us, WAL {per(v, 2):5.0f} B a monitor; claim's plans"
+            f" {v.plans[0]} generic, {v.plans[1]} custom;"
             f" median pass {statistics.median(p[0] for p in v.passes) / 1000:.0f} us"
         )
     took = time.monotonic() - started
