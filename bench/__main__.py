@@ -3,7 +3,8 @@
 `python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, seal, ingest,
 ingest-cost, e2e, login, agents-scale, roundtrip, confirm, console, metrics, lists, blocklists,
 exporter, storage, store, runs, reads, jobs, reports, saturation, scale, verdicts, ha-soak, ha-idle,
-ha-move, report-rows, notice-failover, uptime-keep, readiness-turns, nats-cost);
+ha-move, report-rows, notice-failover, uptime-keep, readiness-turns, nats-cost,
+due-moves);
 `python -m bench scale --help` lists the scale benchmark's flags (monitors, interval, window,
 ...), which follow its name; so do the saturation benchmark's (`python -m bench saturation
 --help`), the verdict campaign's (`python -m bench verdicts --seed N --minutes M`) and the HA
@@ -22,6 +23,7 @@ from bench import (
     blocklists,
     confirm,
     console,
+    due_moves,
     e2e,
     exporter,
     ha_idle,
@@ -82,6 +84,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "notice-failover": lambda: notice_failover.run([]),
     "uptime-keep": uptime_keep.run,
     "readiness-turns": readiness_turns.run,
+    "due-moves": due_moves.run,
     "nats-cost": lambda: nats_cost.run([]),
 }
 

@@ -80,11 +80,15 @@ def decode(row: asyncpg.Record) -> Monitor:
 
 
 # Every field of `Monitor` is the column of its name but these, which `decode` derives.
-_DERIVED = ("config_as_sent", "grants", "last_checked_at")
-# `last_checked_at`: the latest over the monitor's countries (the ingester keeps it per country).
+_DERIVED = ("config_as_sent", "grants", "last_checked_at", "next_due_at")
+# `next_due_at`: the due time the scheduler moves every round, in `monitor_due` (migration 0128;
+# `monitors.next_due_at` is only a previous release's copy), read here and by the claims
+# (`controller.scheduling.due_store`); `last_checked_at`: the latest over the monitor's
+# countries (the ingester keeps it per country).
 _STORED = ", ".join(name for name in Monitor.__struct_fields__ if name not in _DERIVED)
+DUE_AT = "(SELECT d.next_due_at FROM monitor_due d WHERE d.monitor_id = monitors.id) AS next_due_at"
 COLUMNS = (
-    f"{_STORED}, (SELECT max(s.last_checked_at) FROM monitor_country_state s"
+    f"{_STORED}, {DUE_AT}, (SELECT max(s.last_checked_at) FROM monitor_country_state s"
     "  WHERE s.monitor_id = monitors.id) AS last_checked_at"
 )
 
@@ -115,9 +119,11 @@ ROUND_COLUMNS = (
 )
 # Selected `FROM monitors` (unaliased: the subqueries name it).
 WATCHED_COLUMNS = f"{COLUMNS}, {ROUND_COLUMNS}"
-# `WATCHED_COLUMNS` with `last_checked_at` null: what the scheduler's claims read, as no round's
-# plan reads it (it is a subquery per monitor).
-PLANNED_COLUMNS = f"{_STORED}, NULL::timestamptz AS last_checked_at, {ROUND_COLUMNS}"
+# `WATCHED_COLUMNS` with `last_checked_at` null, as no round's plan reads it (it is a subquery per
+# monitor), and the due time from `monitor_due` joined as `due`: what the scheduler's claims read.
+PLANNED_COLUMNS = (
+    f"{_STORED}, due.next_due_at, NULL::timestamptz AS last_checked_at, {ROUND_COLUMNS}"
+)
 
 
 def decode_watched(row: asyncpg.Record) -> WatchedMonitor:

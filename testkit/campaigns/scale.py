@@ -330,6 +330,18 @@ def _create_monitors(api: str, tenants: list[Seeded], count: int, interval: int,
         list(pool.map(create, range(count)))
 
 
+async def _steady_scheme(database_url: str) -> None:
+    """A deployment's steady state: every controller has run this release for longer than the
+    look's five minutes (controller/jobs/scheme.py `OPEN_AFTER_S`), so `job_id_scheme.seeded_from`
+    is set (scheduled rounds have seeded ids; due times are kept in `monitor_due` alone, migration
+    0128), where a run shorter than that would measure a rolling upgrade's state instead."""
+    conn = await connect(database_url)
+    try:
+        await conn.execute("UPDATE job_id_scheme SET seeded_from = now()")
+    finally:
+        await conn.close()
+
+
 def _restart(pg: Any) -> None:
     """Restart PostgreSQL on the same data (a preloaded library needs it)."""
     pg_ctl = _commands.pg_ctl  # type: ignore[attr-defined]  # made at import time
@@ -354,7 +366,7 @@ async def _enable_statements(database_url: str) -> bool:
     return True
 
 
-_COLUMNS = "calls, total_exec_time, total_plan_time, rows, query"
+_COLUMNS = "calls, total_exec_time, total_plan_time, rows, wal_bytes, query"
 
 
 async def _statements(database_url: str, *, reset: bool, checks: int = 0) -> None:
@@ -363,6 +375,7 @@ async def _statements(database_url: str, *, reset: bool, checks: int = 0) -> Non
         await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         if reset:
             await conn.execute("SELECT pg_stat_statements_reset()")
+            await conn.execute("SELECT pg_stat_reset_shared('wal')")
             return
         rows = await conn.fetch(
             f"SELECT {_COLUMNS} FROM pg_stat_statements"
@@ -375,6 +388,7 @@ async def _statements(database_url: str, *, reset: bool, checks: int = 0) -> Non
             "SELECT coalesce(sum(calls), 0), coalesce(sum(total_exec_time), 0),"
             " coalesce(sum(total_plan_time), 0) FROM pg_stat_statements"
         ) or (0, 0.0, 0.0)
+        wal = await conn.fetchrow("SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal")
     finally:
         await conn.close()
     per = max(checks, 1)
@@ -382,6 +396,11 @@ async def _statements(database_url: str, *, reset: bool, checks: int = 0) -> Non
         f"  statements per stored result: {calls / per:.2f} calls, {ms / per:.3f} ms executing,"
         f" {planning / per:.3f} ms planning"
     )
+    if wal is not None:
+        print(
+            f"  WAL per stored result (pg_stat_wal, every process): {wal[0] / per:.2f} records,"
+            f" {wal[1] / per:.3f} full pages, {float(wal[2]) / per:,.0f} bytes"
+        )
     for title, listed in (("execution time", rows), ("calls", frequent)):
         _print_statements(title, listed, per)
 
@@ -393,7 +412,7 @@ def _print_statements(title: str, rows: list[Any], per: int) -> None:
         print(
             f"    {r['calls'] / per:7.3f} calls  {r['total_exec_time'] / per:7.3f} ms"
             f" {r['total_plan_time'] / per:7.3f} ms planning"
-            f"  {r['rows'] / per:7.2f} rows  {query}"
+            f"  {r['rows'] / per:7.2f} rows {float(r['wal_bytes']) / per:6.0f} B WAL  {query}"
         )
 
 
@@ -439,6 +458,7 @@ def measure(args: argparse.Namespace) -> tuple[bool, float, bool]:
         )
         tenants = asyncio.run(_tenants(database_url, -(-args.monitors // PER_ORGANIZATION)))
         partitions = asyncio.run(steady_partitions(database_url))
+        asyncio.run(_steady_scheme(database_url))
         controllers: list[subprocess.Popen[bytes]] = []
         apis: list[str] = []
         for roles in _role_sets(args):

@@ -31,7 +31,7 @@ from tests.pipeline.test_confirmation_rounds import ask
 ROUTINE_STATEMENTS = 5
 # The statements that close a pass: what waits, and when the next pass is due.
 CLOSING = ("SELECT * FROM scheduler_moved(", "SELECT * FROM scheduler_waiting(")
-CLAIM = "FOR NO KEY UPDATE SKIP LOCKED"
+CLAIM = "FOR NO KEY UPDATE OF due, monitors SKIP LOCKED"
 
 
 def replica(
