@@ -26,8 +26,11 @@ from typing import Final, Literal
 
 CONTROLLER_PREFIX: Final = "mailprobe controller"
 # What a controller that accepts seeded ids adds to its sessions' name (PostgreSQL keeps 63
-# bytes of it: "mailprobe controller alerter,api,ingester,scheduler ids2" is 56).
-SEEDED_MARK: Final = "ids2"
+# bytes of it: "mailprobe controller alerter,api,ingester,scheduler ids3" is 56). The mark also
+# says that the controller keeps due times in `monitor_due` alone once `seeded_from` is set
+# (migration 0128), so a release that still reads `monitors.next_due_at` (its mark was `ids2`)
+# counts as unmarked: while one runs, `seeded_from` is NULL and due times are kept in both.
+SEEDED_MARK: Final = "ids3"
 LOOK_EVERY_S: Final = 15.0
 OPEN_AFTER_S: Final = 300.0
 # How long after the watch sets `seeded_from` the first round it applies to is scheduled: more

@@ -128,8 +128,8 @@ class SchedulingSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=Tr
             description="give scheduled rounds seeded job ids (a stored routine result then"
             " keeps no id of its own: 16 bytes less) from a time every process reads"
             " (`job_id_scheme.seeded_from`), set a minute ahead once every live controller has"
-            " let them (their sessions' `application_name` ends in `ids2`) for 5 minutes;"
-            " `false`: this controller's sessions lack `ids2`, so every controller makes keyed"
+            " let them (their sessions' `application_name` ends in `ids3`) for 5 minutes;"
+            " `false`: this controller's sessions lack `ids3`, so every controller makes keyed"
             " ids, as releases before it did (set it, and wait 15 minutes, before rolling a"
             " controller back to such a release: docs/operating.md)",
         ),

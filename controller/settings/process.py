@@ -74,8 +74,8 @@ class DatabaseSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True
         str,
         Meta(
             description="PostgreSQL URL, `postgresql://user:pass@host:5432/db` (required); the"
-            " sessions are named `mailprobe controller`, the process's roles and `ids2`"
-            " (`application_name`, seen in `pg_stat_activity`; `ids2`: it lets scheduled rounds"
+            " sessions are named `mailprobe controller`, the process's roles and `ids3`"
+            " (`application_name`, seen in `pg_stat_activity`; `ids3`: it lets scheduled rounds"
             " have seeded job ids, JOB_IDS_SEEDED) unless the URL names them (its watch then"
             " switches every controller to keyed ids, and other controllers cannot tell its"
             " version). With a"

@@ -154,7 +154,7 @@ async def test_serve_runs_all_roles_and_stops_cleanly(
                     " AND backend_type = 'client backend'"
                 )
                 assert [r[0] for r in names] == [
-                    "mailprobe controller alerter,api,ingester,scheduler ids2"
+                    "mailprobe controller alerter,api,ingester,scheduler ids3"
                 ]
             finally:
                 await db.close()

@@ -40,7 +40,7 @@ async def _session_names(database_url: str, url: str) -> set[str]:
 
 async def test_the_pool_names_its_sessions_by_the_roles(database_url: str) -> None:
     assert await _session_names(database_url, database_url) == {
-        "mailprobe controller ingester ids2"
+        "mailprobe controller ingester ids3"
     }
 
 

@@ -154,6 +154,8 @@ NEW_INGESTER = scheme.session_name(["ingester"])
         ([f"{C} alerter,api,ingester,scheduler"], NEW_ALL, False),
         ([NEW_INGESTER, f"{C} api"], NEW_ALL, False),  # an older API replica, too
         ([f"{C} ingester ids2x"], NEW_ALL, False),
+        # the release before monitor_due: seeded ids, but it reads monitors.next_due_at
+        ([f"{C} alerter,api,ingester,scheduler ids2"], NEW_ALL, False),
         ([], "ops-replica-7", False),  # the URL names the sessions: controllers unknown
         ([], f"{C} scheduler", False),
     ],
