@@ -1008,6 +1008,7 @@ class Worker:
     async def _stored_and_settled(
         self, msg: Delivery, subject: str, payload: bytes, job_id: str, job: CheckJob
     ) -> Outcome:
+        """Publish the result, then ack its job; nak it when the result was not stored."""
         started = time.perf_counter()
         try:
             await self._results.publish(subject, payload, job_id, bundle=job.result_bundles)
