@@ -510,7 +510,8 @@ class Worker:
                 return
 
     def _room(self) -> int:
-        """How many more jobs this agent may hold: running and waiting ones count alike. While
+        """How many more jobs this agent may hold: running and waiting ones count alike, those
+        whose results wait in the hand-off not at all (bounded there, holding no slot). While
         the controller admits this country's jobs (they came `admitted` lately), for the free
         slots only: each was published for a free slot of the country, maybe another agent's."""
         lookahead = self._lookahead
@@ -1085,7 +1086,8 @@ def per_message(average: float, seen: float) -> float:
 def within_room(
     msgs: list[Msg], room: int, sizes: Sequence[int] | None = None
 ) -> tuple[list[Msg], list[Msg]]:
-    """(kept, handed back): an agent holds at most capacity + lookahead jobs, so of what a fetch
+    """(kept, handed back): an agent holds at most capacity + lookahead jobs running or waiting
+    to run (besides those whose results wait in its hand-off, agent.handoff), so of what a fetch
     brought it keeps messages, in arrival order, while what it keeps holds fewer than `room`
     jobs (a message of `sizes[i]` jobs, one each by default: a bundle kept whole may pass room
     by less than its size), and hands the rest back (nak) for any agent of the country. A take

@@ -48,11 +48,15 @@ class Link:
             return
         self._writers |= {writer, up_writer}
         try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            await asyncio.gather(self._forward(reader, up_writer), _pipe(up_reader, writer))
         finally:
             self._writers -= {writer, up_writer}
             writer.transport.abort()
             up_writer.transport.abort()
+
+    async def _forward(self, reader: asyncio.StreamReader, up: asyncio.StreamWriter) -> None:
+        """The client's bytes to the server."""
+        await _pipe(reader, up)
 
     async def __aenter__(self) -> Self:
         await self.restore()
@@ -100,24 +104,17 @@ class LimitedSmtpPeer(ScriptedPeer):
             self.open -= 1
 
 
-class ResultsGate:
+class ResultsGate(Link):
     """A NATS client's way to the server on loopback that, while `closed`, holds the client's
     publishes to subjects starting with `prefix` (RESULTS', by default) and lets everything
     else through: RESULTS unable to store while the client's pulls, acks and replies flow.
     `open()` sends what it held, in order, and lets the rest through from then on."""
 
     def __init__(self, upstream_port: int, prefix: bytes = b"mon.results.") -> None:
-        self.upstream_port = upstream_port
-        self.port = 0
+        super().__init__(upstream_port)
         self.closed = False
         self._prefix = prefix
         self._held: list[tuple[asyncio.StreamWriter, bytes]] = []
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
 
     @property
     def held(self) -> int:
@@ -134,21 +131,7 @@ class ResultsGate:
                 up.write(data)
         self.closed = False
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._writers |= {writer, up_writer}
-        try:
-            await asyncio.gather(self._commands(reader, up_writer), _pipe(up_reader, writer))
-        finally:
-            self._writers -= {writer, up_writer}
-            writer.transport.abort()
-            up_writer.transport.abort()
-
-    async def _commands(self, reader: asyncio.StreamReader, up: asyncio.StreamWriter) -> None:
+    async def _forward(self, reader: asyncio.StreamReader, up: asyncio.StreamWriter) -> None:
         """The client's protocol, a command at a time: `PUB`/`HPUB` with their payloads."""
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while True:
@@ -162,19 +145,3 @@ class ResultsGate:
                 up.write(data)
                 await up.drain()
         up.transport.abort()
-
-    async def __aenter__(self) -> Self:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._server is not None:
-            self._server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
