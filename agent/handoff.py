@@ -143,7 +143,7 @@ class HandOff:
         self._tenants[tenant] = self._tenants.get(tenant, Held()).plus(size)
 
     def _waiters_for(self, tenant: str) -> bool:
-        return any(t == tenant for t, _, _ in self._waiters)
+        return any(t == tenant and not entered.done() for t, _, entered in self._waiters)
 
     def _admit_waiting(self) -> None:
         blocked: set[str] = set()  # an organization's later results wait behind its first
