@@ -1,6 +1,6 @@
 """The results a finished check has handed to the result Outbox, waiting for RESULTS to store
 them (and their jobs to be acked): bounded per agent, in results and in bytes, and per
-organization, to its share of both, so one organization's flood of tiny checks cannot take the
+organization, to half of both, so one organization's flood of tiny checks cannot take the
 whole hand-off from the others.
 
 A check gives back its slot and its organization's share of the slots once its result is in
@@ -19,13 +19,17 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-# Bytes of results one agent's hand-off holds at most (a result is at most the server's
-# max_payload, 1 MiB by default).
-HANDOFF_MAX_BYTES = 8 * 1024 * 1024
-# Results one agent's hand-off holds at most: its concurrency, and never fewer than this.
+# An agent's hand-off holds at most twice its concurrency in results (at least
+# `HANDOFF_MIN_RESULTS`), and one organization at most half of them: so an organization alone
+# has as many places there as the agent has slots, and is never held back more than when a
+# check kept its slot until its result was stored.
+HANDOFF_SLOTS = 2
 HANDOFF_MIN_RESULTS = 50
-# The most of the hand-off one organization may hold, whatever its share of the slots.
-HANDOFF_SHARE_MAX = 0.5
+HANDOFF_SHARE = 0.5
+# Bytes: this much a result on average, and never less than `HANDOFF_MIN_BYTES` (a result is
+# at most the server's max_payload, 1 MiB by default).
+HANDOFF_BYTES_PER_RESULT = 8 * 1024
+HANDOFF_MIN_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,19 +49,16 @@ class Held:
 @dataclass(frozen=True, slots=True)
 class Limits:
     """An agent's hand-off: at most `results` results and `bytes` bytes, one organization at
-    most `share` of each (its slot share, at most `HANDOFF_SHARE_MAX`; at least one result)."""
+    most `share` of each (at least one result)."""
 
     results: int
     bytes: int
-    share: float
+    share: float = HANDOFF_SHARE
 
     @classmethod
-    def for_agent(cls, capacity: int, slot_share: float) -> "Limits":
-        return cls(
-            max(capacity, HANDOFF_MIN_RESULTS),
-            HANDOFF_MAX_BYTES,
-            min(slot_share, HANDOFF_SHARE_MAX),
-        )
+    def for_agent(cls, capacity: int) -> "Limits":
+        results = max(HANDOFF_SLOTS * capacity, HANDOFF_MIN_RESULTS)
+        return cls(results, max(results * HANDOFF_BYTES_PER_RESULT, HANDOFF_MIN_BYTES))
 
     @property
     def tenant_results(self) -> int:

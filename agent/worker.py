@@ -243,7 +243,7 @@ class Worker:
         self._held: dict[str, int] = {}  # running checks by tenant
         # Results of checks that are over, waiting to be stored (agent.handoff), and the tasks
         # that wait for their store, each with its job and when that arrived: held, no slot.
-        self._handoff = HandOff(handoff or Limits.for_agent(concurrency, tenant_share))
+        self._handoff = HandOff(handoff or Limits.for_agent(concurrency))
         self._storing: dict[asyncio.Task[None], tuple[Delivery, float]] = {}
         self._usage = TenantUsage()  # slot-seconds by tenant, for the heartbeat
         self._started: dict[asyncio.Task[None], float] = {}  # loop time each check started

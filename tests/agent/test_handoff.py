@@ -6,7 +6,7 @@ import asyncio
 import pytest
 
 from agent.handoff import (
-    HANDOFF_MAX_BYTES,
+    HANDOFF_MIN_BYTES,
     HANDOFF_MIN_RESULTS,
     HandOff,
     Held,
@@ -39,21 +39,23 @@ def test_which_result_enters(held: Held, tenant: Held, size: int, enters: bool) 
 
 
 @pytest.mark.parametrize(
-    ("capacity", "slot_share", "limits", "tenant_results"),
+    ("capacity", "limits", "tenant_results"),
     [
-        (200, 0.5, Limits(200, HANDOFF_MAX_BYTES, 0.5), 100),
-        (4, 0.5, Limits(HANDOFF_MIN_RESULTS, HANDOFF_MAX_BYTES, 0.5), 25),
-        (1000, 0.25, Limits(1000, HANDOFF_MAX_BYTES, 0.25), 250),
-        # a slot share of 1 (no cap on slots) still leaves the others half of the hand-off
-        (200, 1.0, Limits(200, HANDOFF_MAX_BYTES, 0.5), 100),
-        (1, 0.001, Limits(HANDOFF_MIN_RESULTS, HANDOFF_MAX_BYTES, 0.001), 1),
+        (200, Limits(400, HANDOFF_MIN_BYTES), 200),
+        (500, Limits(1000, HANDOFF_MIN_BYTES), 500),
+        (4, Limits(HANDOFF_MIN_RESULTS, HANDOFF_MIN_BYTES), 25),
+        (1, Limits(HANDOFF_MIN_RESULTS, HANDOFF_MIN_BYTES), 25),
+        (10_000, Limits(20_000, 20_000 * 8 * 1024), 10_000),
     ],
 )
-def test_an_agents_handoff_follows_its_concurrency_and_slot_share(
-    capacity: int, slot_share: float, limits: Limits, tenant_results: int
+def test_an_organization_alone_has_as_many_places_as_the_agent_has_slots(
+    capacity: int, limits: Limits, tenant_results: int
 ) -> None:
-    assert Limits.for_agent(capacity, slot_share) == limits
+    """Twice the concurrency, half to one organization at most: alone, it is held back no
+    more than when a check kept its slot until its store."""
+    assert Limits.for_agent(capacity) == limits
     assert limits.tenant_results == tenant_results
+    assert limits.tenant_bytes == limits.bytes // 2
 
 
 async def test_results_waiting_for_room_enter_as_room_comes_back_each_organization_in_order() -> (

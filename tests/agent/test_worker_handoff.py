@@ -11,7 +11,7 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from agent.handoff import HANDOFF_MAX_BYTES, Held, Limits
+from agent.handoff import HANDOFF_MIN_BYTES, Held, Limits
 from agent.probers.tls import SslContexts
 from agent.worker import Worker
 from shared.streams import jobs_consumer_name
@@ -120,7 +120,7 @@ async def test_with_results_unable_to_store_the_handoff_bound_stops_intake_and_n
             concurrency=2,
             lookahead=2,
             publish_timeout=PUBLISH_TIMEOUT_S,
-            handoff=Limits(3, HANDOFF_MAX_BYTES, 1.0),
+            handoff=Limits(3, HANDOFF_MIN_BYTES, 1.0),
         )
         run = asyncio.create_task(w.run())
         try:
@@ -169,7 +169,7 @@ async def test_one_organization_cannot_fill_the_handoff(
             ssl_contexts,
             concurrency=4,
             publish_timeout=PUBLISH_TIMEOUT_S,
-            handoff=Limits(4, HANDOFF_MAX_BYTES, 0.5),
+            handoff=Limits(4, HANDOFF_MIN_BYTES, 0.5),
         )
         run = asyncio.create_task(w.run())
         most_of_flood = 0
