@@ -3,8 +3,15 @@
 A job is acked only after RESULTS has stored its result (its PubAck, or the PubAck of the batch
 it went in: results finished within `RESULT_LINGER_S` of each other are published together,
 shared.publishing.Outbox; when their jobs say `resultBundles`, as one message, a JSON array on
-`mon.results.CC.bundle`), so an agent that dies mid-check leaves the job to be redelivered to
-another agent of its country after `ack_wait`; `Nats-Msg-Id` = job id (a bundle's: a hash of its
+`mon.results.CC.bundle`), so an agent that dies mid-check, or before its result is stored,
+leaves the job to be redelivered to another agent of its country after `ack_wait`; a result
+not stored (the publish failed or timed out) hands its job back (`nak`) for a run again.
+A check is over, and gives back its slot and its tenant's share of the slots (and stops
+counting in the heartbeat's loads), once its result is in the hand-off (agent.handoff):
+results waiting for RESULTS, bounded per agent in results and bytes and per tenant to its
+share of them; a check whose result finds no room there keeps its slot until there is
+(back-pressure). Its job is still held, kept with `in_progress` like the others, until it is
+acked or handed back; `Nats-Msg-Id` = job id (a bundle's: a hash of its
 results' job ids) makes a repeated publish of the same result a no-op within the stream's
 duplicate window, and the ingester stores a job's result once whatever carried it. `ack_wait` is
 short (a job expires one interval after it is scheduled, often 60 s, and a redelivered job must
@@ -21,8 +28,9 @@ ahead of its free slots, up to `lookahead` jobs more, into per-tenant lanes serv
 and a tenant at its share of the slots (`tenant_share`) waits while another tenant's job does.
 Pulled-ahead jobs are held with `in_progress` like running ones, so none is redelivered while
 this agent has it, and a job whose life ends while it waits still ends `expired` (run_check).
-It never holds more than capacity + lookahead: what a fetch brings beyond that goes straight
-back (`within_room`).
+It never holds more than capacity + lookahead jobs running or waiting to run: what a fetch
+brings beyond that goes straight back (`within_room`); with the jobs whose results wait in the
+hand-off, at most capacity + lookahead + the hand-off's results.
 
 A JOBS message may be a bundle of jobs (agent.bundles): each of its jobs is taken, run and
 settled as a job of its own, and the message is settled once all of them are; a bundle with a
@@ -67,6 +75,7 @@ from agent.backoff import Backoff
 from agent.bundles import Delivery, jobs_of
 from agent.carried import CarriedJob
 from agent.fair_queue import FairQueue
+from agent.handoff import HandOff, Limits
 from agent.heartbeat import HEARTBEAT_INTERVAL_S, Heartbeat
 from agent.probers.run import build_result, run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
@@ -136,10 +145,9 @@ LAST_REQUEST_WAIT_MAX_S = 2.0
 Outcome = Literal["acked", "nak"]
 # Results finished within this of the first of them go to RESULTS together
 # (shared.publishing.Outbox): one write, one batch acknowledged together, and their jobs acked
-# together after it. A check holds its slot and its tenant's share until its result is stored,
-# so the linger is paid in slots: 20 ms, not the 0.1 s that would save NATS more
-# (bench/results/nats-cost.md).
-RESULT_LINGER_S = 0.02
+# together after it. A check gives back its slot when its result is handed to the Outbox, so
+# the linger costs no slot, only the time until the job's ack (bench/results/slot-linger.md).
+RESULT_LINGER_S = 0.1
 # How much a take with fewer jobs per message than the average moves it down (`per_message`).
 JOBS_PER_MESSAGE_WEIGHT = 0.3
 
@@ -183,6 +191,7 @@ class Worker:
         tenant_share: float = 0.5,
         lookahead: int | None = None,
         resolver: TargetResolver | None = None,
+        handoff: Limits | None = None,
     ) -> None:
         jobs_subject(country)  # validates the code
         if concurrency < 1:
@@ -232,6 +241,10 @@ class Worker:
         self._tasks: dict[asyncio.Task[None], tuple[Delivery, float, str]] = {}
         self._waiting: FairQueue[tuple[Delivery, float]] = FairQueue(concurrency, tenant_share)
         self._held: dict[str, int] = {}  # running checks by tenant
+        # Results of checks that are over, waiting to be stored (agent.handoff), and the tasks
+        # that wait for their store, each with its job and when that arrived: held, no slot.
+        self._handoff = HandOff(handoff or Limits.for_agent(concurrency))
+        self._storing: dict[asyncio.Task[None], tuple[Delivery, float]] = {}
         self._usage = TenantUsage()  # slot-seconds by tenant, for the heartbeat
         self._started: dict[asyncio.Task[None], float] = {}  # loop time each check started
         # Tasks in their check (after the hand-back rules, before the result is published),
@@ -284,6 +297,16 @@ class Worker:
     def waiting(self) -> int:
         """Jobs taken but not started, for lack of a free slot."""
         return len(self._waiting)
+
+    @property
+    def storing(self) -> int:
+        """Jobs whose check is over and whose result is in the hand-off, not stored yet: held,
+        in no slot."""
+        return len(self._storing)
+
+    @property
+    def handoff(self) -> HandOff:
+        return self._handoff
 
     @property
     def held_by_tenant(self) -> dict[str, int]:
@@ -348,7 +371,7 @@ class Worker:
                 await self._finish_in_flight()
             finally:
                 self._bound = False
-                for task in self._tasks:
+                for task in (*self._tasks, *self._storing):
                     task.cancel()  # only left when run() itself is cancelled: a hard kill
                 keeper.cancel()
                 self._stopping.set()
@@ -477,11 +500,18 @@ class Worker:
                     self._admitted_at = now
                 self._waiting.push(tenant, (job, now))
             self._start_waiting()
-            if burst and not msgs and not self._tasks and await self._drained():
+            if (
+                burst
+                and not msgs
+                and not self._tasks
+                and not self._storing
+                and await self._drained()
+            ):
                 return
 
     def _room(self) -> int:
-        """How many more jobs this agent may hold: running and waiting ones count alike. While
+        """How many more jobs this agent may hold: running and waiting ones count alike, those
+        whose results wait in the hand-off not at all (bounded there, holding no slot). While
         the controller admits this country's jobs (they came `admitted` lately), for the free
         slots only: each was published for a free slot of the country, maybe another agent's."""
         lookahead = self._lookahead
@@ -632,18 +662,27 @@ class Worker:
         return not info.num_pending and not info.num_ack_pending
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        if (taken := self._tasks.pop(task, None)) is not None:
-            tenant = taken[2]
-            self._held[tenant] -= 1
-            if not self._held[tenant]:
-                del self._held[tenant]
-            started = self._started.pop(task)
-            self._usage.ended(tenant, started, asyncio.get_running_loop().time())
+        self._free_slot(task)
+        self._storing.pop(task, None)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("check_task_crashed", error=repr(exc))
+
+    def _free_slot(self, task: asyncio.Task[None], *, storing: bool = False) -> None:
+        """`task`'s check is over: its slot and its tenant's share go back and the next
+        waiting job starts. With `storing`, its job stays held until its result is stored."""
+        if (taken := self._tasks.pop(task, None)) is None:
+            return
+        msg, arrived, tenant = taken
+        if storing:
+            self._storing[task] = (msg, arrived)
+        self._held[tenant] -= 1
+        if not self._held[tenant]:
+            del self._held[tenant]
+        started = self._started.pop(task)
+        self._usage.ended(tenant, started, asyncio.get_running_loop().time())
         self._metrics.in_flight.dec()
         self._start_waiting()
         self._wake.set()
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("check_task_crashed", error=repr(exc))
 
     async def _finish_in_flight(self) -> None:
         for msg, _, _ in self._carried:  # never started: no stream to hand them back to
@@ -654,15 +693,22 @@ class Worker:
             for msg in waiting:  # never started: another agent takes them now
                 await _settle(msg.nak)
             log.info("waiting_jobs_handed_back", handed_back=len(waiting))
-        if not self._tasks:
+        tasks = {*self._tasks, *self._storing}
+        if not tasks:
             return
+        self._results.flush()  # results in the hand-off go now, not after the linger
         # Without a connection no result can be published: do not wait for any.
         grace = 0 if self._nc.is_closed else self._grace
-        log.info("waiting_for_in_flight", in_flight=len(self._tasks), grace_s=grace)
-        _, late = await asyncio.wait(self._tasks, timeout=grace)
+        log.info(
+            "waiting_for_in_flight",
+            in_flight=len(self._tasks),
+            storing=len(self._storing),
+            grace_s=grace,
+        )
+        _, late = await asyncio.wait(tasks, timeout=grace)
         if not late:
             return
-        late_msgs = [self._tasks[task][0] for task in late if task in self._tasks]
+        late_msgs = [self._job_of(task) for task in late]
         for task in late:
             task.cancel()
         await asyncio.wait(late)
@@ -670,11 +716,18 @@ class Worker:
             await _settle(msg.nak)  # another agent takes it now, not after ack_wait
         log.warning("shutdown_grace_exceeded", handed_back=len(late_msgs), grace_s=grace)
 
+    def _job_of(self, task: asyncio.Task[None]) -> Delivery:
+        """The job `task` runs (in a slot) or waits to settle (its result in the hand-off)."""
+        if (taken := self._tasks.get(task)) is not None:
+            return taken[0]
+        return self._storing[task][0]
+
     async def _keep_in_progress(self) -> None:
         """Every ack_wait / 3, tell JetStream that the jobs held for longer than that (running,
-        or waiting for a slot) are still being worked on, so that none is redelivered while
-        this agent has it. One task for all jobs; the running ones and each lane of waiting
-        ones are in arrival order, so only the old ones are visited."""
+        waiting for a slot, or waiting for their result's store) are still being worked on, so
+        that none is redelivered while this agent has it. One task for all jobs; the running
+        ones and each lane of waiting ones are in arrival order, so only the old ones are
+        visited; those storing are few (the hand-off's bound) and visited all."""
         period = self._ack_wait / 3
         loop = asyncio.get_running_loop()
 
@@ -687,6 +740,7 @@ class Worker:
                     if arrived > cutoff:
                         break
                     held.append(msg)
+            held += [msg for msg, arrived in self._storing.values() if arrived <= cutoff]
             for msg in held:  # a copy: checks end while this awaits
                 await _settle(msg.in_progress)
 
@@ -756,7 +810,7 @@ class Worker:
             subject = results_subject(job.country, job.monitor_type, job.monitor_id)
             message = f"the agent failed on this job ({type(exc).__name__}); see its log"
             result = build_result(job, self.agent_id, "internal", message, utcnow())
-            outcome = await self._publish_and_ack(msg, subject, result, job.result_bundles)
+            outcome = await self._publish_and_ack(msg, job, subject, result)
         except Exception as second:
             then = repr(second)
             await _settle(msg.nak, self._nak_delay)
@@ -922,7 +976,7 @@ class Worker:
         """Publish the result, ack the job, and write the check's one log line."""
         seconds = time.perf_counter() - started
         self._metrics.check(job.monitor_type, result.status, result.error_kind, seconds)
-        outcome = await self._publish_and_ack(msg, subject, result, job.result_bundles)
+        outcome = await self._publish_and_ack(msg, job, subject, result)
         log.info(
             "check",
             type=job.monitor_type,
@@ -935,13 +989,30 @@ class Worker:
         )
 
     async def _publish_and_ack(
-        self, msg: Delivery, subject: str, result: CheckResult, bundle: bool
+        self, msg: Delivery, job: CheckJob, subject: str, result: CheckResult
     ) -> Outcome:
-        """Publish `result` (in a bundle with others when its job allows, `bundle`), then ack
-        its job, or nak it when the result was not stored."""
+        """Hand `result` to the Outbox (in a bundle with others when its job allows) once the
+        hand-off has room for it, the slot held until then; then the check is over, its slot
+        free; ack its job once the result is stored, or nak it when it was not."""
+        payload = encode(result)
+        if not self._handoff.fits(job.tenant, len(payload)):
+            self._results.flush()  # what waits goes now: room comes back with its store
+        await self._handoff.enter(job.tenant, len(payload))
+        try:
+            task = asyncio.current_task()
+            assert task is not None
+            self._free_slot(task, storing=True)
+            return await self._stored_and_settled(msg, subject, payload, result.job_id, job)
+        finally:
+            self._handoff.leave(job.tenant, len(payload))
+
+    async def _stored_and_settled(
+        self, msg: Delivery, subject: str, payload: bytes, job_id: str, job: CheckJob
+    ) -> Outcome:
+        """Publish the result, then ack its job; nak it when the result was not stored."""
         started = time.perf_counter()
         try:
-            await self._results.publish(subject, encode(result), result.job_id, bundle=bundle)
+            await self._results.publish(subject, payload, job_id, bundle=job.result_bundles)
         except NATS_ERRORS as exc:
             log.warning(
                 "result_publish_failed",
@@ -1015,7 +1086,8 @@ def per_message(average: float, seen: float) -> float:
 def within_room(
     msgs: list[Msg], room: int, sizes: Sequence[int] | None = None
 ) -> tuple[list[Msg], list[Msg]]:
-    """(kept, handed back): an agent holds at most capacity + lookahead jobs, so of what a fetch
+    """(kept, handed back): an agent holds at most capacity + lookahead jobs running or waiting
+    to run (besides those whose results wait in its hand-off, agent.handoff), so of what a fetch
     brought it keeps messages, in arrival order, while what it keeps holds fewer than `room`
     jobs (a message of `sizes[i]` jobs, one each by default: a bundle kept whole may pass room
     by less than its size), and hands the rest back (nak) for any agent of the country. A take

@@ -48,11 +48,15 @@ class Link:
             return
         self._writers |= {writer, up_writer}
         try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            await asyncio.gather(self._forward(reader, up_writer), _pipe(up_reader, writer))
         finally:
             self._writers -= {writer, up_writer}
             writer.transport.abort()
             up_writer.transport.abort()
+
+    async def _forward(self, reader: asyncio.StreamReader, up: asyncio.StreamWriter) -> None:
+        """The client's bytes to the server."""
+        await _pipe(reader, up)
 
     async def __aenter__(self) -> Self:
         await self.restore()
@@ -98,3 +102,46 @@ class LimitedSmtpPeer(ScriptedPeer):
                 await super().handle(reader, writer)
         finally:
             self.open -= 1
+
+
+class ResultsGate(Link):
+    """A NATS client's way to the server on loopback that, while `closed`, holds the client's
+    publishes to subjects starting with `prefix` (RESULTS', by default) and lets everything
+    else through: RESULTS unable to store while the client's pulls, acks and replies flow.
+    `open()` sends what it held, in order, and lets the rest through from then on."""
+
+    def __init__(self, upstream_port: int, prefix: bytes = b"mon.results.") -> None:
+        super().__init__(upstream_port)
+        self.closed = False
+        self._prefix = prefix
+        self._held: list[tuple[asyncio.StreamWriter, bytes]] = []
+
+    @property
+    def held(self) -> int:
+        """Publishes held now."""
+        return len(self._held)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def open(self) -> None:
+        held, self._held = self._held, []
+        for up, data in held:
+            if not up.is_closing():
+                up.write(data)
+        self.closed = False
+
+    async def _forward(self, reader: asyncio.StreamReader, up: asyncio.StreamWriter) -> None:
+        """The client's protocol, a command at a time: `PUB`/`HPUB` with their payloads."""
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while True:
+                data = await reader.readuntil(b"\r\n")
+                words = data.split()
+                if words and words[0].upper() in (b"PUB", b"HPUB"):
+                    data += await reader.readexactly(int(words[-1]) + 2)
+                    if self.closed and words[1].startswith(self._prefix):
+                        self._held.append((up, data))
+                        continue
+                up.write(data)
+                await up.drain()
+        up.transport.abort()

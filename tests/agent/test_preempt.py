@@ -4,6 +4,7 @@ result `down` / `preempted` with the readable message is published, its job acke
 is free for the next job. Real NATS, a real server that accepts and never greets."""
 
 import asyncio
+import re
 
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -62,7 +63,8 @@ async def test_a_preempt_request_cancels_the_named_tenants_longest_running_check
                 "preempted",
                 w.agent_id,
             )
-            assert result.message.startswith("cancelled after 0 s so another organization could")
+            # how long it ran is the machine's business (0 s when quiet, more under load)
+            assert re.match(r"cancelled after \d+ s so another organization could", result.message)
             assert f"fair share of {country}'s slots: your organization held 2, its share 1.5" in (
                 result.message
             )

@@ -1,0 +1,160 @@
+"""The results a finished check has handed to the result Outbox, waiting for RESULTS to store
+them (and their jobs to be acked): bounded per agent, in results and in bytes, and per
+organization, to half of both, so one organization's flood of tiny checks cannot take the
+whole hand-off from the others.
+
+A check gives back its slot and its organization's share of the slots once its result is in
+the hand-off (agent.worker): the check is over, only the store is awaited. When the hand-off
+has no room for a result, its check waits for room holding its slot: back-pressure, nothing
+dropped; with RESULTS unable to store, the agent's slots fill with such checks and it takes
+no more jobs. A result enters as soon as it fits (those waiting longest first among those that
+fit); an empty hand-off takes any one result, and an organization holding none of it any one
+that fits the agent's bounds, so no result waits for room that can never come.
+
+`admits` is the rule (pure, table-tested); `HandOff` keeps the counts and the waiters.
+"""
+
+import asyncio
+import math
+from collections import deque
+from dataclasses import dataclass
+
+# An agent's hand-off holds at most twice its concurrency in results (at least
+# `HANDOFF_MIN_RESULTS`), and one organization at most half of them: so an organization alone
+# has as many places there as the agent has slots, and is never held back more than when a
+# check kept its slot until its result was stored.
+HANDOFF_SLOTS = 2
+HANDOFF_MIN_RESULTS = 50
+HANDOFF_SHARE = 0.5
+# Bytes: this much a result on average, and never less than `HANDOFF_MIN_BYTES` (a result is
+# at most the server's max_payload, 1 MiB by default).
+HANDOFF_BYTES_PER_RESULT = 8 * 1024
+HANDOFF_MIN_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """Results in the hand-off and their bytes."""
+
+    results: int = 0
+    bytes: int = 0
+
+    def plus(self, size: int) -> "Held":
+        return Held(self.results + 1, self.bytes + size)
+
+    def minus(self, size: int) -> "Held":
+        return Held(self.results - 1, self.bytes - size)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """An agent's hand-off: at most `results` results and `bytes` bytes, one organization at
+    most `share` of each (at least one result)."""
+
+    results: int
+    bytes: int
+    share: float = HANDOFF_SHARE
+
+    @classmethod
+    def for_agent(cls, capacity: int) -> "Limits":
+        results = max(HANDOFF_SLOTS * capacity, HANDOFF_MIN_RESULTS)
+        return cls(results, max(results * HANDOFF_BYTES_PER_RESULT, HANDOFF_MIN_BYTES))
+
+    @property
+    def tenant_results(self) -> int:
+        return max(1, math.floor(self.results * self.share))
+
+    @property
+    def tenant_bytes(self) -> int:
+        return math.floor(self.bytes * self.share)
+
+
+def admits(limits: Limits, held: Held, tenant: Held, size: int) -> bool:
+    """Whether a result of `size` bytes of an organization holding `tenant` of a hand-off
+    holding `held` enters now: within the agent's bounds and its organization's share of them.
+    An empty hand-off takes any one result; an organization holding none of it, any one that
+    fits the agent's bounds."""
+    if held.results == 0:
+        return True
+    if held.results >= limits.results or held.bytes + size > limits.bytes:
+        return False
+    if tenant.results == 0:
+        return True
+    return tenant.results < limits.tenant_results and tenant.bytes + size <= limits.tenant_bytes
+
+
+class HandOff:
+    """The hand-off's counts, by organization, and the results waiting for room."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._held = Held()
+        self._tenants: dict[str, Held] = {}
+        self._waiters: deque[tuple[str, int, asyncio.Future[None]]] = deque()
+
+    @property
+    def held(self) -> Held:
+        return self._held
+
+    @property
+    def waiting(self) -> int:
+        """Results of finished checks waiting for room (each holding its slot)."""
+        return len(self._waiters)
+
+    def held_by_tenant(self) -> dict[str, Held]:
+        return dict(self._tenants)
+
+    def fits(self, tenant: str, size: int) -> bool:
+        """Whether a result of `tenant`'s of `size` bytes would enter now."""
+        return not self._waiters_for(tenant) and admits(
+            self.limits, self._held, self._tenants.get(tenant, Held()), size
+        )
+
+    async def enter(self, tenant: str, size: int) -> None:
+        """Wait until `tenant`'s result of `size` bytes fits, and count it; `leave` takes it
+        out. An organization's results enter in the order they came."""
+        if self.fits(tenant, size):
+            self._add(tenant, size)
+            return
+        entered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter = (tenant, size, entered)
+        self._waiters.append(waiter)
+        try:
+            await entered
+        except asyncio.CancelledError:
+            if entered.done() and not entered.cancelled():
+                self.leave(tenant, size)  # entered as it was cancelled: give the room back
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    def leave(self, tenant: str, size: int) -> None:
+        """`tenant`'s result of `size` bytes is stored or given up; results waiting that now
+        fit enter."""
+        left = self._tenants[tenant].minus(size)
+        if left.results:
+            self._tenants[tenant] = left
+        else:
+            del self._tenants[tenant]
+        self._held = self._held.minus(size)
+        self._admit_waiting()
+
+    def _add(self, tenant: str, size: int) -> None:
+        self._held = self._held.plus(size)
+        self._tenants[tenant] = self._tenants.get(tenant, Held()).plus(size)
+
+    def _waiters_for(self, tenant: str) -> bool:
+        return any(t == tenant and not entered.done() for t, _, entered in self._waiters)
+
+    def _admit_waiting(self) -> None:
+        blocked: set[str] = set()  # an organization's later results wait behind its first
+        for waiter in list(self._waiters):
+            tenant, size, entered = waiter
+            if tenant in blocked or entered.done():  # done: cancelled, leaving the queue
+                continue
+            if admits(self.limits, self._held, self._tenants.get(tenant, Held()), size):
+                self._waiters.remove(waiter)
+                self._add(tenant, size)
+                entered.set_result(None)
+            else:
+                blocked.add(tenant)

@@ -1,0 +1,114 @@
+"""The hand-off's bound (agent.handoff), as tables: which result enters, and in what order
+results waiting for room enter when room comes back."""
+
+import asyncio
+
+import pytest
+
+from agent.handoff import (
+    HANDOFF_MIN_BYTES,
+    HANDOFF_MIN_RESULTS,
+    HandOff,
+    Held,
+    Limits,
+    admits,
+)
+
+# 4 results, 1,000 bytes; an organization at most 2 results and 500 bytes.
+LIMITS = Limits(4, 1000, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("held", "tenant", "size", "enters"),
+    [
+        (Held(), Held(), 10, True),
+        (Held(), Held(), 5000, True),  # an empty hand-off takes any one result
+        (Held(1, 10), Held(), 990, True),  # an organization's first, within the agent's bytes
+        (Held(1, 10), Held(), 991, False),  # beyond the agent's bytes
+        (Held(4, 40), Held(), 10, False),  # the agent's results are full
+        (Held(3, 30), Held(1, 10), 10, True),
+        (Held(3, 30), Held(2, 20), 10, False),  # at its share of the results: 2 of 4
+        (Held(2, 420), Held(1, 400), 100, True),  # 500 bytes, its share
+        (Held(2, 420), Held(1, 400), 101, False),  # beyond its share of the bytes
+        (Held(1, 600), Held(1, 600), 10, False),  # one result over its share holds the rest
+        (Held(3, 600), Held(), 400, True),
+    ],
+)
+def test_which_result_enters(held: Held, tenant: Held, size: int, enters: bool) -> None:
+    assert admits(LIMITS, held, tenant, size) is enters
+
+
+@pytest.mark.parametrize(
+    ("capacity", "limits", "tenant_results"),
+    [
+        (200, Limits(400, HANDOFF_MIN_BYTES), 200),
+        (500, Limits(1000, HANDOFF_MIN_BYTES), 500),
+        (4, Limits(HANDOFF_MIN_RESULTS, HANDOFF_MIN_BYTES), 25),
+        (1, Limits(HANDOFF_MIN_RESULTS, HANDOFF_MIN_BYTES), 25),
+        (10_000, Limits(20_000, 20_000 * 8 * 1024), 10_000),
+    ],
+)
+def test_an_organization_alone_has_as_many_places_as_the_agent_has_slots(
+    capacity: int, limits: Limits, tenant_results: int
+) -> None:
+    """Twice the concurrency, half to one organization at most: alone, it is held back no
+    more than when a check kept its slot until its store."""
+    assert Limits.for_agent(capacity) == limits
+    assert limits.tenant_results == tenant_results
+    assert limits.tenant_bytes == limits.bytes // 2
+
+
+async def test_results_waiting_for_room_enter_as_room_comes_back_each_organization_in_order() -> (
+    None
+):
+    """a holds its 2 of 4, b 1: a's third waits; b's second and third and c's first fill the
+    rest, c's second waits. When b's first leaves, c's second (the first to fit) enters before
+    a's, which still waits for one of a's own to leave; an organization's results never pass
+    each other."""
+    handoff = HandOff(LIMITS)
+    for tenant in ("a", "a", "b"):
+        await handoff.enter(tenant, 10)
+    entered: list[str] = []
+
+    async def enter(tenant: str, n: int) -> None:
+        await handoff.enter(tenant, 10)
+        entered.append(f"{tenant}{n}")
+
+    waiters = [
+        asyncio.create_task(enter(tenant, n))
+        for tenant, n in (("a", 3), ("b", 2), ("c", 1), ("c", 2))
+    ]
+    await asyncio.sleep(0)
+    assert entered == ["b2"]
+    assert handoff.waiting == 3  # a3, c1, c2: the hand-off is full
+    handoff.leave("b", 10)
+    await asyncio.sleep(0)
+    assert entered == ["b2", "c1"]
+    handoff.leave("b", 10)
+    await asyncio.sleep(0)
+    assert entered == ["b2", "c1", "c2"]
+    handoff.leave("a", 10)
+    await asyncio.sleep(0)
+    assert entered == ["b2", "c1", "c2", "a3"]
+    await asyncio.gather(*waiters)
+    assert handoff.held == Held(4, 40)
+    assert {t: h.results for t, h in handoff.held_by_tenant().items()} == {"a": 2, "c": 2}
+
+
+@pytest.mark.parametrize("room_first", [False, True])
+async def test_a_result_cancelled_while_waiting_leaves_no_count_behind(room_first: bool) -> None:
+    """Cancelled while waiting (a stopping agent), before or after room came for it: it holds
+    nothing of the hand-off."""
+    handoff = HandOff(Limits(1, 1000, 1.0))
+    await handoff.enter("a", 10)
+    waiter = asyncio.create_task(handoff.enter("b", 10))
+    await asyncio.sleep(0)
+    if room_first:
+        handoff.leave("a", 10)
+        waiter.cancel()
+    else:
+        waiter.cancel()
+        handoff.leave("a", 10)
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert (handoff.held, handoff.waiting, handoff.held_by_tenant()) == (Held(), 0, {})
