@@ -23,11 +23,12 @@ SMTP server on loopback. Variants run one after the other, each in a country of 
 
 Per organization it prints the rounds due in the window, real results (B's: checks that ran),
 `saturated` and `preempted` rows, `expired` and missing rounds, and its share of the
-slot-seconds real checks held. Target: Victim (and B) have a real result in ≥ 90 % of their
-rounds in every variant, Victim none `saturated` nor `preempted` (B may be, while it holds
-more than its share); the noisy
-organizations' rounds are real, `saturated` or `preempted` (with a message, stored `missed`)
-or still waiting when the window ends, never `expired`.
+slot-seconds real checks held. Target: Victim has a real result in ≥ 90 % of its rounds in
+every variant, none `saturated` nor `preempted`; so has B, counting as its own the rounds
+cancelled while it held more than its share (`preempted`: its checks hang to their timeout,
+and those a full country delayed may start together); the noisy organizations' rounds are
+real, `saturated` or `preempted` (with a message, stored `missed`) or still waiting when the
+window ends, never `expired`.
 `python -m bench saturation --window 60` shortens it, `--variants one` picks variants.
 
 The scenario's parts (seeding, the tarpit, the figures) are shared with
