@@ -23,11 +23,12 @@ SMTP server on loopback. Variants run one after the other, each in a country of 
 
 Per organization it prints the rounds due in the window, real results (B's: checks that ran),
 `saturated` and `preempted` rows, `expired` and missing rounds, and its share of the
-slot-seconds real checks held. Target: Victim (and B) have a real result in ≥ 90 % of their
-rounds in every variant, Victim none `saturated` nor `preempted` (B may be, while it holds
-more than its share); the noisy
-organizations' rounds are real, `saturated` or `preempted` (with a message, stored `missed`)
-or still waiting when the window ends, never `expired`.
+slot-seconds real checks held. Target: Victim has a real result in ≥ 90 % of its rounds in
+every variant, none `saturated` nor `preempted`; so has B, counting as its own the rounds
+cancelled while it held more than its share (`preempted`: its checks hang to their timeout,
+and those a full country delayed may start together); the noisy organizations' rounds are
+real, `saturated` or `preempted` (with a message, stored `missed`) or still waiting when the
+window ends, never `expired`.
 `python -m bench saturation --window 60` shortens it, `--variants one` picks variants.
 
 The scenario's parts (seeding, the tarpit, the figures) are shared with
@@ -116,7 +117,7 @@ class Figures:
     messages: list[str] = field(default_factory=list)  # its `saturated` messages, a few
     preempted: int = 0  # rounds whose check was cancelled for another's share (`preempted`)
     # The same over every round (a check of a round before the window may be cancelled in
-    # it), a few of their messages, and how many were stored as anything but `missed` (none).
+    # it), their messages, and how many were stored as anything but `missed` (none).
     preempted_all: int = 0
     preempt_messages: list[str] = field(default_factory=list)
     preempted_not_missed: int = 0
@@ -126,6 +127,20 @@ class Figures:
     @property
     def real_share(self) -> float:
         return self.real / self.due if self.due else 0.0
+
+    @property
+    def served_share(self) -> float:
+        """Of its rounds, those that ran or whose check was cancelled while it held more than
+        its share (`preempted`: its own excess, as each such message says)."""
+        return (self.real + self.preempted) / self.due if self.due else 0.0
+
+    @property
+    def owed_share(self) -> float:
+        """What the target is judged on: Victim's real rounds; B's served ones, since B's checks
+        hang to their timeout, and those delayed by a full country start together and may hold
+        more than its share for a moment, which preemption takes back (controller.scheduling.
+        preemption)."""
+        return self.served_share if self.label == "B" else self.real_share
 
 
 class Tarpit:
@@ -284,7 +299,7 @@ async def figures(
                 messages=sorted({r["message"] for r in saturated})[:2],
                 preempted=len(preempted),
                 preempted_all=len(cut),
-                preempt_messages=sorted({r["message"] for r in cut})[:3],
+                preempt_messages=sorted({r["message"] for r in cut}),
                 preempted_not_missed=sum(r["status"] != "missed" for r in cut),
                 incidents=incidents,
                 label=org.label,
@@ -331,7 +346,7 @@ def met(rows: Sequence[Figures]) -> bool:
     noisy = [f for f in rows if not f.victim]
     light = [f for f in owed if f.label != "B"]
     return (
-        all(f.real_share >= TARGET for f in owed)
+        all(f.owed_share >= TARGET for f in owed)
         and all(f.saturated == 0 for f in light)
         and sum(f.expired for f in noisy) == 0
         and all(m for f in noisy for m in f.messages)

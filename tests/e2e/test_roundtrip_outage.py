@@ -26,9 +26,11 @@ from testkit.peers.smtp import SmtpPeer
 from tests.conftest import Tenant, make_tenant
 from tests.console.helpers import Browserish, form_values
 from tests.e2e.conftest import ABROAD, HOME, Agents, Controller
-from tests.e2e.helpers import make_due_now, since, wait_results
+from tests.e2e.helpers import since, wait_results
 
-pytestmark = pytest.mark.slow
+# Real 10 s rounds, and whichever test runs first on a worker sets up the e2e package's
+# controller, agents and migrated database: past the suite's 60 s on a loaded machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
 RT = "/api/roundtrip-monitors"
 BOX = "probe@mail.test"
@@ -320,7 +322,6 @@ async def _cap_between_rounds(
     return None
 
 
-@pytest.mark.timeout(150)
 async def test_after_an_outage_of_either_side_the_round_trip_is_up_again_notified_once(
     api: httpx.AsyncClient, controller: Controller, agents: Agents, alerter: Alerter
 ) -> None:
@@ -392,15 +393,25 @@ async def test_a_console_save_of_an_unchanged_round_trip_keeps_its_delivery_conf
         token = await console.csrf(edit)
         r = await console.post(edit, form_values(page.text), token=token)
         assert r.status_code == 303, r.text[:3000]
+        saved = datetime.now(UTC)
         after = await delivery(api, org, public_id)
         assert (after["state"], after["confirmedAt"]) == ("confirmed", before["confirmedAt"])
-        due = await make_due_now(controller.pool, public_id)
+        # The monitor's own next round on its grid (within an interval), both countries' logins
+        # (the second a spacing later): a due time set off the grid could be passed by a grid
+        # point before the scheduler claims it, and be recorded `overdue`, as the rules say.
         items = await wait_results(
             api,
             org,
             public_id,
-            lambda items: len(since(due, items)) >= 2,
+            lambda items: len(_first_round(since(saved, items))) == 2,
             within=INTERVAL + SPACING + 3,
             path=RT,
         )
-        assert {(i["status"], i["errorKind"]) for i in since(due, items)} == {("up", None)}, items
+        first = _first_round(since(saved, items))
+        assert {(i["status"], i["errorKind"]) for i in first} == {("up", None)}, items
+
+
+def _first_round(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The results of the earliest round among `items`."""
+    earliest = min((i["scheduledAt"] for i in items), key=parse_iso, default=None)
+    return [i for i in items if i["scheduledAt"] == earliest]

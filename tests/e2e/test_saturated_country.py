@@ -168,8 +168,11 @@ async def _run(
             counted = start + timedelta(seconds=WARM_S)
             end = counted + timedelta(seconds=WINDOW_S)
             await asyncio.sleep((end - datetime.now(UTC)).total_seconds() + CLOSE_S)
-        async with pool.acquire() as conn:
-            out = {v.country: await figures(conn, orgs[v.country], counted, end) for v in VARIANTS}
+            # Before the tarpit closes: the checks it still holds would end with a verdict.
+            async with pool.acquire() as conn:
+                out = {
+                    v.country: await figures(conn, orgs[v.country], counted, end) for v in VARIANTS
+                }
     finally:
         for w in workers:
             w.stop()
@@ -216,13 +219,14 @@ def test_a_slot_taken_is_taken_back_for_an_organization_below_its_share(
 ) -> None:
     """Where admission alone leaves an organization short (a country of one slot; B, whose
     checks hang too and which is not the lightest), preemption gives it its share: ≥ 90 % of
-    its rounds ran. Noisy's cancelled checks are its own `missed` / `preempted`, saying why
-    with the figures, never a verdict."""
+    its rounds ran (B's: or were cancelled while it held more than its share, as its delayed
+    checks may for a moment). Noisy's cancelled checks are its own `missed` / `preempted`,
+    saying why with the figures, never a verdict."""
     rows = campaign[variant.country]
     owed = [f for f in rows if f.victim]
     noisy = [f for f in rows if not f.victim]
     for f in owed:
-        assert f.real_share >= 0.9, f
+        assert f.owed_share >= 0.9, f
     (victim,) = [f for f in owed if f.label != "B"]
     assert victim.preempted_all == 0, victim  # quick checks: never over their share long
     assert sum(f.preempted_all for f in noisy) > 0, noisy

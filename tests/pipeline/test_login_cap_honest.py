@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import asyncpg
 import httpx
+import pytest
 
 from controller.ingest import store as results
 from controller.runtime.pipeline import Pipeline
@@ -19,6 +20,10 @@ from shared.timefmt import iso_ms
 from tests.api.helpers import create
 from tests.conftest import Tenant
 from tests.pipeline.conftest import Clock, Countries, SchedulerWith
+
+# 90 scheduler passes, each storing its results: 12-25 s at a load of 10-15, past the
+# suite's 60 s on a loaded one (with a worker's server start-up when it runs first there).
+pytestmark = pytest.mark.timeout(150)
 
 MINUTES = 15
 HOST, USER = "mail.example.net", "probe@example.net"
