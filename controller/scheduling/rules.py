@@ -165,12 +165,24 @@ def start_window(scheduled_at: datetime, expires: datetime) -> timedelta:
 
 
 def overdue_rounds(
-    phase: int, interval_s: int, due: datetime, now: datetime, since: datetime
+    phase: int, interval_s: int, due: datetime, now: datetime, lookback: timedelta = LOOKBACK
 ) -> tuple[list[datetime], datetime | None, datetime]:
     """(rounds that are over before they were sent, the round to send now or None, next due
     time) for a monitor due at `due`, claimed `now` (late after an outage). Each grid point from
     `due` to `now` is one round: the latest is sent when it can still run, every other is over;
-    those before `since` (a bound on how far back rows are written) are left out."""
+    those more than `lookback` (at least 3 intervals) before `now` (a bound on how far back rows
+    are written) are left out. A monitor claimed before its grid's next point after `due` (the
+    routine case) has one round, `due`: worked out in integer milliseconds alone."""
+    period = interval_s * 1000
+    t = _ms(now)
+    last = t - (t - phase) % period  # `last_due(now)`, in ms
+    if _ms(due) >= last:
+        # `due` is the latest round (`round_times`: max(due, last_due)), none is over
+        next_at = _at(last + period)  # `next_due(now)`
+        if can_run(due, interval_s, now):
+            return [], due, next_at
+        return [due], None, next_at
+    since = now - max(lookback, timedelta(seconds=3 * interval_s))
     scheduled, next_at = round_times(phase, interval_s, due, now)
     over = []
     at = due if due >= since else next_due(phase, interval_s, since - timedelta(milliseconds=1))
@@ -207,6 +219,10 @@ def planned_countries(allowed: Sequence[str] | None, default: int) -> int:
 
 def pick_countries(monitor_public_id: str, live: Iterable[str], count: int) -> list[str]:
     """`count` of the live countries, stable per monitor (rendezvous hashing): a country that
-    comes or goes moves only the monitors that ranked it among their top `count`."""
+    comes or goes moves only the monitors that ranked it among their top `count`. When `count`
+    takes every live country the ranking is not needed (nor hashed)."""
+    live = tuple(live)
+    if count >= len(live):
+        return sorted(live)
     ranked = sorted(live, key=lambda cc: (_hash64("country", monitor_public_id, cc), cc))
     return sorted(ranked[-count:] if count > 0 else [])
