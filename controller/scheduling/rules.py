@@ -6,6 +6,7 @@ t ≡ phase (mod I·1000). The phase comes from a hash of the monitor's public i
 together still spread evenly over the interval, and every replica computes the same grid.
 """
 
+import functools
 import hashlib
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -147,8 +148,9 @@ def nothing_due(earliest: datetime | None, now: datetime) -> bool:
 
 
 def can_run(scheduled_at: datetime, interval_s: int, now: datetime) -> bool:
-    """Whether a job of the round scheduled at `scheduled_at`, sent `now`, can still run."""
-    return can_start(scheduled_at, expires_at(scheduled_at, interval_s), now)
+    """Whether a job of the round scheduled at `scheduled_at`, sent `now`, can still run:
+    `can_start` with the round's expiry (`expires_at`), i.e. sent within `start_window` of it."""
+    return now - scheduled_at <= _start_window_of(interval_s)
 
 
 def can_start(scheduled_at: datetime, expires: datetime, now: datetime) -> bool:
@@ -196,7 +198,19 @@ def overdue_rounds(
 
 def expires_at(scheduled_at: datetime, interval_s: int) -> datetime:
     """When a round's job goes stale: at the next round, or before JOBS drops it unrun."""
-    return scheduled_at + min(timedelta(seconds=interval_s), JOB_EXPIRY_MAX)
+    return scheduled_at + _expiry_of(interval_s)
+
+
+# Per interval (a few distinct values): what every round of that interval has the same of.
+@functools.lru_cache(maxsize=1024)
+def _expiry_of(interval_s: int) -> timedelta:
+    return min(timedelta(seconds=interval_s), JOB_EXPIRY_MAX)
+
+
+@functools.lru_cache(maxsize=1024)
+def _start_window_of(interval_s: int) -> timedelta:
+    window = _expiry_of(interval_s)
+    return window - max(MIN_LEFT, window * MIN_LEFT_SHARE)
 
 
 def settles_at(scheduled_at: datetime, interval_s: int, timeout_s: float) -> datetime:

@@ -244,9 +244,36 @@ def _overdue_taken_literally(
     while at < scheduled:
         over.append(at)
         at = schedule.next_due(phase, interval_s, at)
-    if schedule.can_run(scheduled, interval_s, now):
+    if _can_run_taken_literally(scheduled, interval_s, now):
         return over, scheduled, next_at
     return [*over, scheduled], None, next_at
+
+
+def _can_run_taken_literally(scheduled: datetime, interval_s: int, now: datetime) -> bool:
+    expires = scheduled + min(timedelta(seconds=interval_s), job_rules.JOB_EXPIRY_MAX)
+    return schedule.can_start(scheduled, expires, now)
+
+
+def test_can_run_is_can_start_at_the_round_s_expiry() -> None:
+    """50,000 random sends (seed 71) around the last moment a round can start, to the
+    microsecond, for intervals from a second to a day."""
+    rng = random.Random(71)
+    sent: Counter[bool] = Counter()
+    for _ in range(50_000):
+        interval = rng.choice(
+            [1, 2, 5, 10, 59, 60, 61, 300, 3599, 3600, 86_400, rng.randrange(1, 90_000)]
+        )
+        at = T0 + timedelta(microseconds=rng.randrange(10**9))
+        edge = schedule.start_window(at, schedule.expires_at(at, interval))
+        now = (
+            at
+            + edge
+            + timedelta(microseconds=rng.choice([-2, -1, 0, 1, 2, rng.randrange(-(10**7), 10**7)]))
+        )
+        got = schedule.can_run(at, interval, now)
+        assert got == _can_run_taken_literally(at, interval, now), (at, interval, now)
+        sent[got] += 1
+    assert min(sent.values()) > 10_000, sent
 
 
 def test_overdue_rounds_is_the_rule_taken_literally() -> None:
