@@ -300,8 +300,9 @@ class Ingester:
         except msgspec.DecodeError as exc:
             _moved_aside(msg, str(exc), part)
             return None
+        monitor_id = str(result.monitor_id)
         if bundled_in is None:
-            subject = f"mon.results.{result.country}.{result.monitor_type}.{result.monitor_id}"
+            subject = f"mon.results.{result.country}.{result.monitor_type}.{monitor_id}"
             if msg.subject != subject:
                 _moved_aside(msg, f"its body belongs on {subject[:200]}")
                 return None
@@ -309,7 +310,7 @@ class Ingester:
             _moved_aside(msg, f"its body is of country {result.country[:20]!r}", part)
             return None
         if not self._job_ids.matches(
-            result.job_id, str(result.monitor_id), result.country, result.scheduled_at
+            result.job_id, monitor_id, result.country, result.scheduled_at
         ):
             _moved_aside(msg, "its jobId is not the id of a round sent to its country", part)
             return None

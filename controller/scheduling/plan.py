@@ -12,7 +12,7 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -160,8 +160,7 @@ def round_times(
     if trigger or next_due_at is None:
         return [], now, next_due_at
     phase = schedule.phase_ms(public_id, interval)
-    since = now - max(LOOKBACK, 3 * timedelta(seconds=interval))
-    return schedule.overdue_rounds(phase, interval, next_due_at, now, since)
+    return schedule.overdue_rounds(phase, interval, next_due_at, now, LOOKBACK)
 
 
 def grid_after(public_id: str, interval: int, now: datetime) -> datetime:

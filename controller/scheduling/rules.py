@@ -6,6 +6,7 @@ t ≡ phase (mod I·1000). The phase comes from a hash of the monitor's public i
 together still spread evenly over the interval, and every replica computes the same grid.
 """
 
+import functools
 import hashlib
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -147,8 +148,9 @@ def nothing_due(earliest: datetime | None, now: datetime) -> bool:
 
 
 def can_run(scheduled_at: datetime, interval_s: int, now: datetime) -> bool:
-    """Whether a job of the round scheduled at `scheduled_at`, sent `now`, can still run."""
-    return can_start(scheduled_at, expires_at(scheduled_at, interval_s), now)
+    """Whether a job of the round scheduled at `scheduled_at`, sent `now`, can still run:
+    `can_start` with the round's expiry (`expires_at`), i.e. sent within `start_window` of it."""
+    return now - scheduled_at <= _start_window_of(interval_s)
 
 
 def can_start(scheduled_at: datetime, expires: datetime, now: datetime) -> bool:
@@ -165,12 +167,24 @@ def start_window(scheduled_at: datetime, expires: datetime) -> timedelta:
 
 
 def overdue_rounds(
-    phase: int, interval_s: int, due: datetime, now: datetime, since: datetime
+    phase: int, interval_s: int, due: datetime, now: datetime, lookback: timedelta = LOOKBACK
 ) -> tuple[list[datetime], datetime | None, datetime]:
     """(rounds that are over before they were sent, the round to send now or None, next due
     time) for a monitor due at `due`, claimed `now` (late after an outage). Each grid point from
     `due` to `now` is one round: the latest is sent when it can still run, every other is over;
-    those before `since` (a bound on how far back rows are written) are left out."""
+    those more than `lookback` (at least 3 intervals) before `now` (a bound on how far back rows
+    are written) are left out. A monitor claimed before its grid's next point after `due` (the
+    routine case) has one round, `due`: worked out in integer milliseconds alone."""
+    period = interval_s * 1000
+    t = _ms(now)
+    last = t - (t - phase) % period  # `last_due(now)`, in ms
+    if _ms(due) >= last:
+        # `due` is the latest round (`round_times`: max(due, last_due)), none is over
+        next_at = _at(last + period)  # `next_due(now)`
+        if can_run(due, interval_s, now):
+            return [], due, next_at
+        return [due], None, next_at
+    since = now - max(lookback, timedelta(seconds=3 * interval_s))
     scheduled, next_at = round_times(phase, interval_s, due, now)
     over = []
     at = due if due >= since else next_due(phase, interval_s, since - timedelta(milliseconds=1))
@@ -184,7 +198,19 @@ def overdue_rounds(
 
 def expires_at(scheduled_at: datetime, interval_s: int) -> datetime:
     """When a round's job goes stale: at the next round, or before JOBS drops it unrun."""
-    return scheduled_at + min(timedelta(seconds=interval_s), JOB_EXPIRY_MAX)
+    return scheduled_at + _expiry_of(interval_s)
+
+
+# Per interval (a few distinct values): what every round of that interval has the same of.
+@functools.lru_cache(maxsize=1024)
+def _expiry_of(interval_s: int) -> timedelta:
+    return min(timedelta(seconds=interval_s), JOB_EXPIRY_MAX)
+
+
+@functools.lru_cache(maxsize=1024)
+def _start_window_of(interval_s: int) -> timedelta:
+    window = _expiry_of(interval_s)
+    return window - max(MIN_LEFT, window * MIN_LEFT_SHARE)
 
 
 def settles_at(scheduled_at: datetime, interval_s: int, timeout_s: float) -> datetime:
@@ -207,6 +233,10 @@ def planned_countries(allowed: Sequence[str] | None, default: int) -> int:
 
 def pick_countries(monitor_public_id: str, live: Iterable[str], count: int) -> list[str]:
     """`count` of the live countries, stable per monitor (rendezvous hashing): a country that
-    comes or goes moves only the monitors that ranked it among their top `count`."""
+    comes or goes moves only the monitors that ranked it among their top `count`. When `count`
+    takes every live country the ranking is not needed (nor hashed)."""
+    live = tuple(live)
+    if count >= len(live):
+        return sorted(live)
     ranked = sorted(live, key=lambda cc: (_hash64("country", monitor_public_id, cc), cc))
     return sorted(ranked[-count:] if count > 0 else [])

@@ -230,3 +230,25 @@ def test_a_failed_look_waits_five_more_minutes_and_keeps_the_value_read() -> Non
     gate.unseen()
     assert gate() == SWITCH  # every process keeps applying the same value
     assert gate.look(True, 310) is None and gate.look(True, 610) == "open"
+
+
+@pytest.mark.parametrize("key", [b"a" * 16, b"k" * 32, bytes(range(64))])
+@pytest.mark.parametrize("trigger", [False, True])
+def test_keyed_ids_and_seeds_are_blake2b_macs_under_the_key_taken_literally(
+    key: bytes, trigger: bool
+) -> None:
+    """The MACs are BLAKE2b with `key=` and 16 bytes of digest, whatever state is reused to make
+    them: ids stored before, by another replica or by PostgreSQL's packs stay the same."""
+    ids = JobIds([key])
+    at = T0 + timedelta(milliseconds=1_234)
+    ms = int((at - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() * 1000)
+    name = f"{MID}|DE|{ms}|{'t' if trigger else 's'}".encode()
+    digest = bytearray(hashlib.blake2b(name, key=key, digest_size=16).digest())
+    digest[6] = digest[6] & 0x0F | 0x40
+    digest[8] = digest[8] & 0x3F | 0x80
+    assert ids.make(MID, "DE", at, trigger, seeded=False) == str(uuid.UUID(bytes=bytes(digest)))
+    hour_ms = int((T0.replace(minute=0, second=0, microsecond=0).timestamp()) * 1000)
+    seed = hashlib.blake2b(f"{MID}|US|{hour_ms}|h".encode(), key=key, digest_size=16).digest()
+    assert ids.seed(MID, "US", at) == seed
+    # a state reused many times gives the same MAC each time
+    assert ids.make(MID, "DE", at, trigger, seeded=False) == ids.make(MID, "DE", at, trigger, False)

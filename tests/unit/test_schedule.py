@@ -1,6 +1,7 @@
 """The scheduling grid, job ids and country picks (controller.scheduling.rules)."""
 
 import itertools
+import random
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -225,3 +226,82 @@ def test_a_pass_claims_only_once_something_can_be_due(
     earliest: datetime | None, now: datetime, nothing: bool
 ) -> None:
     assert schedule.nothing_due(earliest, now) is nothing
+
+
+def _overdue_taken_literally(
+    phase: int, interval_s: int, due: datetime, now: datetime
+) -> tuple[list[datetime], datetime | None, datetime]:
+    """`overdue_rounds` as the rule says it, on datetimes only, for every case."""
+    since = now - max(schedule.LOOKBACK, timedelta(seconds=3 * interval_s))
+    scheduled = max(due, schedule.last_due(phase, interval_s, now))
+    next_at = schedule.next_due(phase, interval_s, now)
+    over = []
+    at = (
+        due
+        if due >= since
+        else schedule.next_due(phase, interval_s, since - timedelta(milliseconds=1))
+    )
+    while at < scheduled:
+        over.append(at)
+        at = schedule.next_due(phase, interval_s, at)
+    if _can_run_taken_literally(scheduled, interval_s, now):
+        return over, scheduled, next_at
+    return [*over, scheduled], None, next_at
+
+
+def _can_run_taken_literally(scheduled: datetime, interval_s: int, now: datetime) -> bool:
+    expires = scheduled + min(timedelta(seconds=interval_s), job_rules.JOB_EXPIRY_MAX)
+    return schedule.can_start(scheduled, expires, now)
+
+
+def test_can_run_is_can_start_at_the_round_s_expiry() -> None:
+    """50,000 random sends (seed 71) around the last moment a round can start, to the
+    microsecond, for intervals from a second to a day."""
+    rng = random.Random(71)
+    sent: Counter[bool] = Counter()
+    for _ in range(50_000):
+        interval = rng.choice(
+            [1, 2, 5, 10, 59, 60, 61, 300, 3599, 3600, 86_400, rng.randrange(1, 90_000)]
+        )
+        at = T0 + timedelta(microseconds=rng.randrange(10**9))
+        edge = schedule.start_window(at, schedule.expires_at(at, interval))
+        now = (
+            at
+            + edge
+            + timedelta(microseconds=rng.choice([-2, -1, 0, 1, 2, rng.randrange(-(10**7), 10**7)]))
+        )
+        got = schedule.can_run(at, interval, now)
+        assert got == _can_run_taken_literally(at, interval, now), (at, interval, now)
+        sent[got] += 1
+    assert min(sent.values()) > 10_000, sent
+
+
+def test_overdue_rounds_is_the_rule_taken_literally() -> None:
+    """20,000 random claims (seed 70): on the grid or off it (a first round sent at once), on
+    time, a little late (the round still runs or not), rounds over after an outage, claimed
+    early; the integer path for the routine case agrees with the rule on datetimes."""
+    rng = random.Random(70)
+    kinds: Counter[str] = Counter()
+    for _ in range(20_000):
+        interval = rng.choice([10, 30, 60, 300, 3600, 86_400])
+        phase = rng.randrange(interval * 1000)
+        grid = schedule.next_due(phase, interval, T0 + timedelta(seconds=rng.randrange(86_400)))
+        due = grid if rng.random() < 0.8 else grid + timedelta(microseconds=rng.randrange(10**6))
+        late = rng.choice([0.0, 0.001, 0.5, 0.79, 0.81, 0.99, 1.0, 1.5, 3.2, 50.0, -0.3])
+        now = due + timedelta(seconds=interval * late, microseconds=rng.randrange(1000))
+        got = schedule.overdue_rounds(phase, interval, due, now)
+        assert got == _overdue_taken_literally(phase, interval, due, now), (
+            phase,
+            interval,
+            due,
+            now,
+        )
+        kinds["over" if got[0] else "sent" if got[1] else "none runs"] += 1
+    assert min(kinds.values()) > 1_000, kinds
+
+
+@pytest.mark.parametrize("live", [set(), {"DE"}, {"DE", "US"}, {"US", "DE", "JP"}])
+def test_country_pick_of_every_live_country_is_them_all(live: set[str]) -> None:
+    """A count that takes every live country picks them all, sorted: no ranking needed."""
+    for count in range(len(live), len(live) + 3):
+        assert schedule.pick_countries("m", live, count) == sorted(live)
