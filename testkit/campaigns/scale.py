@@ -366,7 +366,15 @@ async def _enable_statements(database_url: str) -> bool:
     return True
 
 
-_COLUMNS = "calls, total_exec_time, total_plan_time, rows, wal_bytes, query"
+_COLUMNS = "calls, plans, total_exec_time, total_plan_time, rows, wal_bytes, query"
+
+# What throws cached plans away during the window: autovacuum's and autoanalyze's passes (each
+# invalidates every cached plan naming the table, and a result partition's every plan naming
+# its partitioned table) and sessions opened (each plans its statements afresh).
+_MAINTENANCE = (
+    "SELECT relname, autovacuum_count AS v, autoanalyze_count AS a FROM pg_stat_user_tables"
+    " WHERE autovacuum_count + autoanalyze_count > 0 ORDER BY relname"
+)
 
 
 async def _statements(database_url: str, *, reset: bool, checks: int = 0) -> None:
@@ -376,6 +384,7 @@ async def _statements(database_url: str, *, reset: bool, checks: int = 0) -> Non
         if reset:
             await conn.execute("SELECT pg_stat_statements_reset()")
             await conn.execute("SELECT pg_stat_reset_shared('wal')")
+            await conn.execute("SELECT pg_stat_reset()")
             return
         rows = await conn.fetch(
             f"SELECT {_COLUMNS} FROM pg_stat_statements"
@@ -389,6 +398,15 @@ async def _statements(database_url: str, *, reset: bool, checks: int = 0) -> Non
             " coalesce(sum(total_plan_time), 0) FROM pg_stat_statements"
         ) or (0, 0.0, 0.0)
         wal = await conn.fetchrow("SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal")
+        maintained = await conn.fetch(_MAINTENANCE)
+        sessions = await conn.fetchval(
+            "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+        )
+        opened = await conn.fetch(
+            "SELECT application_name, count(*) AS n FROM pg_stat_activity"
+            " WHERE datname = current_database() AND backend_start >="
+            " (SELECT stats_reset FROM pg_stat_statements_info) GROUP BY 1 ORDER BY 1"
+        )
     finally:
         await conn.close()
     per = max(checks, 1)
@@ -401,6 +419,12 @@ async def _statements(database_url: str, *, reset: bool, checks: int = 0) -> Non
             f"  WAL per stored result (pg_stat_wal, every process): {wal[0] / per:.2f} records,"
             f" {wal[1] / per:.3f} full pages, {float(wal[2]) / per:,.0f} bytes"
         )
+    print(
+        "  in the window, autovacuums/autoanalyzes: "
+        + (", ".join(f"{r['relname']} {r['v']}/{r['a']}" for r in maintained) or "none")
+        + f"; {sessions} sessions opened, of which open at the end: "
+        + (", ".join(f"{r['application_name'] or '-'} {r['n']}" for r in opened) or "none")
+    )
     for title, listed in (("execution time", rows), ("calls", frequent)):
         _print_statements(title, listed, per)
 
@@ -410,7 +434,8 @@ def _print_statements(title: str, rows: list[Any], per: int) -> None:
     for r in rows:
         query = " ".join(r["query"].split())[:150]
         print(
-            f"    {r['calls'] / per:7.3f} calls  {r['total_exec_time'] / per:7.3f} ms"
+            f"    {r['calls'] / per:7.3f} calls {r['plans']:5d} plans in {r['calls']:6d}"
+            f"  {r['total_exec_time'] / per:7.3f} ms"
             f" {r['total_plan_time'] / per:7.3f} ms planning"
             f"  {r['rows'] / per:7.2f} rows {float(r['wal_bytes']) / per:6.0f} B WAL  {query}"
         )
