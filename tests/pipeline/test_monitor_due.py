@@ -206,3 +206,31 @@ async def test_the_claim_runs_on_its_generic_plan(org: Tenant, pipe_database_url
         assert plans["custom_plans"] <= 5 and plans["generic_plans"] >= 7, dict(plans)
     finally:
         await conn.close()
+
+
+async def test_clearing_seeded_from_brings_the_previous_release_s_copy_up_to_date(
+    api: httpx.AsyncClient, org: Tenant, pipe_pool: asyncpg.Pool
+) -> None:
+    """A due time moved while `monitors.next_due_at` was not kept is copied there when
+    `seeded_from` is cleared (a rollback's `JOB_IDS_SEEDED=false`, an older controller seen):
+    a previous release's scheduler and alerter then read every monitor's due time, not only
+    those moved since (a daily monitor's copy would otherwise be a day, or weeks, old)."""
+    async with pipe_pool.acquire() as conn:
+        moved, other = await _ids(api, org, conn, 2)
+        async with conn.transaction():
+            await _unmirrored(conn, False)
+            await due_store.set_next_due(conn, [moved, other], [T0, T0])
+            await due_store.set_next_due(conn, [moved], [T0 + timedelta(days=1)])
+            assert (
+                await conn.fetchval("SELECT next_due_at FROM monitors WHERE id = $1", moved) is None
+            )
+            await conn.execute(
+                "UPDATE job_id_scheme SET seeded_from = NULL WHERE seeded_from IS NOT NULL"
+            )
+            copies = await conn.fetch(
+                "SELECT id, next_due_at FROM monitors WHERE id = ANY($1::bigint[]) ORDER BY id",
+                [moved, other],
+            )
+        assert [tuple(r) for r in copies] == sorted([(moved, T0 + timedelta(days=1)), (other, T0)])
+        assert await _due(conn, moved) == T0 + timedelta(days=1)
+        assert await _due(conn, other) == T0
