@@ -29,3 +29,16 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+-- A previous release calls `scheduler_moved` (migration 0118's, redefined by 0128) too, and
+-- claims by `monitors.next_due_at`: its own moves are kept there whatever `seeded_from` says
+-- (it may still be set from that release: `migrate` runs before the first controller of this
+-- one, whose look clears it; that release's watch may even set it again). This release's
+-- sessions end in its mark (`controller/jobs/scheme.py` `SEEDED_MARK`); any other session's
+-- move, of an older release, a controller with `JOB_IDS_SEEDED=false` or one whose URL names
+-- its sessions, is kept in both.
+CREATE OR REPLACE FUNCTION due_mirrored() RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce((SELECT seeded_from IS NULL FROM job_id_scheme), true)
+        OR NOT (current_setting('application_name') LIKE 'mailprobe controller % ids3')
+$$;
