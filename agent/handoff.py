@@ -9,9 +9,13 @@ has no room for a result, its check waits for room holding its slot: back-pressu
 dropped; with RESULTS unable to store, the agent's slots fill with such checks and it takes
 no more jobs. A result enters as soon as it fits (those waiting longest first among those that
 fit); an empty hand-off takes any one result, and an organization holding none of it any one
-that fits the agent's bounds, so no result waits for room that can never come.
+that fits the agent's bounds, so no result waits for room that can never come. A result waiting
+for room within the agent's bounds (not its organization's share) holds that room for itself:
+no result that came after it enters before it, or smaller ones, fitting sooner, would take the
+bytes it waits for as long as they kept coming.
 
-`admits` is the rule (pure, table-tested); `HandOff` keeps the counts and the waiters.
+`admits` and `within_agent` are the rule (pure, table-tested); `HandOff` keeps the counts and
+the waiters.
 """
 
 import asyncio
@@ -69,6 +73,14 @@ class Limits:
         return math.floor(self.bytes * self.share)
 
 
+def within_agent(limits: Limits, held: Held, size: int) -> bool:
+    """Whether a result of `size` bytes fits the agent's bounds of a hand-off holding `held`
+    (an empty one takes any one result)."""
+    return held.results == 0 or (
+        held.results < limits.results and held.bytes + size <= limits.bytes
+    )
+
+
 def admits(limits: Limits, held: Held, tenant: Held, size: int) -> bool:
     """Whether a result of `size` bytes of an organization holding `tenant` of a hand-off
     holding `held` enters now: within the agent's bounds and its organization's share of them.
@@ -76,7 +88,7 @@ def admits(limits: Limits, held: Held, tenant: Held, size: int) -> bool:
     fits the agent's bounds."""
     if held.results == 0:
         return True
-    if held.results >= limits.results or held.bytes + size > limits.bytes:
+    if not within_agent(limits, held, size):
         return False
     if tenant.results == 0:
         return True
@@ -105,9 +117,12 @@ class HandOff:
         return dict(self._tenants)
 
     def fits(self, tenant: str, size: int) -> bool:
-        """Whether a result of `tenant`'s of `size` bytes would enter now."""
-        return not self._waiters_for(tenant) and admits(
-            self.limits, self._held, self._tenants.get(tenant, Held()), size
+        """Whether a result of `tenant`'s of `size` bytes would enter now: none of `tenant`'s
+        waits, nor any result for room within the agent's bounds."""
+        return (
+            not self._waiters_for(tenant)
+            and not self._waiting_for_agent()
+            and admits(self.limits, self._held, self._tenants.get(tenant, Held()), size)
         )
 
     async def enter(self, tenant: str, size: int) -> None:
@@ -146,12 +161,20 @@ class HandOff:
     def _waiters_for(self, tenant: str) -> bool:
         return any(t == tenant and not entered.done() for t, _, entered in self._waiters)
 
+    def _waiting_for_agent(self) -> bool:
+        return any(
+            not entered.done() and not within_agent(self.limits, self._held, size)
+            for _, size, entered in self._waiters
+        )
+
     def _admit_waiting(self) -> None:
         blocked: set[str] = set()  # an organization's later results wait behind its first
         for waiter in list(self._waiters):
             tenant, size, entered = waiter
             if tenant in blocked or entered.done():  # done: cancelled, leaving the queue
                 continue
+            if not within_agent(self.limits, self._held, size):
+                return  # the room that comes back is this one's first
             if admits(self.limits, self._held, self._tenants.get(tenant, Held()), size):
                 self._waiters.remove(waiter)
                 self._add(tenant, size)

@@ -33,6 +33,7 @@ import asyncpg
 
 import controller.db.migrate as migrate_module
 from controller.db.pool import connect
+from controller.jobs.scheme import session_name
 from controller.monitors.store import ROUND_COLUMNS, Monitor
 from controller.scheduling.due_store import CLAIM, CLAIM_LOCK
 from shared import embedded
@@ -118,6 +119,10 @@ class Variant:
         await self.conn.execute(
             "UPDATE job_id_scheme SET seeded_from = CASE WHEN $1 THEN NULL ELSE now() END",
             self.kept,
+        )
+        # named as a scheduler of this release: another session's moves are kept in both
+        await self.conn.execute(
+            "SELECT set_config('application_name', $1, false)", session_name(["scheduler"])
         )
 
     async def one_pass(self, count: bool) -> None:

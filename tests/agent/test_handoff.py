@@ -2,6 +2,7 @@
 results waiting for room enter when room comes back."""
 
 import asyncio
+from collections import deque
 
 import pytest
 
@@ -12,6 +13,7 @@ from agent.handoff import (
     Held,
     Limits,
     admits,
+    within_agent,
 )
 
 # 4 results, 1,000 bytes; an organization at most 2 results and 500 bytes.
@@ -36,6 +38,20 @@ LIMITS = Limits(4, 1000, 0.5)
 )
 def test_which_result_enters(held: Held, tenant: Held, size: int, enters: bool) -> None:
     assert admits(LIMITS, held, tenant, size) is enters
+
+
+@pytest.mark.parametrize(
+    ("held", "size", "fits"),
+    [
+        (Held(), 5000, True),  # an empty hand-off takes any one result
+        (Held(3, 600), 400, True),
+        (Held(3, 600), 401, False),  # beyond the agent's bytes
+        (Held(4, 40), 10, False),  # the agent's results are full
+        (Held(1, 990), 10, True),  # an organization's share is not the agent's bound
+    ],
+)
+def test_which_result_fits_the_agent_s_bounds(held: Held, size: int, fits: bool) -> None:
+    assert within_agent(LIMITS, held, size) is fits
 
 
 @pytest.mark.parametrize(
@@ -112,3 +128,33 @@ async def test_a_result_cancelled_while_waiting_leaves_no_count_behind(room_firs
     with pytest.raises(asyncio.CancelledError):
         await waiter
     assert (handoff.held, handoff.waiting, handoff.held_by_tenant()) == (Held(), 0, {})
+
+
+async def test_a_large_result_waiting_for_the_agent_s_bytes_is_not_passed_for_ever() -> None:
+    """b and c keep the hand-off's bytes near full with results of 100 bytes (each at most its
+    share, 500), a's one of 400 waits for room: as theirs are stored one by one, their next
+    ones (smaller, fitting sooner) must not take the room a's is waiting for, or it waits as
+    long as they go on. Room that comes back goes to the results waiting longest first."""
+    handoff = HandOff(Limits(100, 1000, 0.5))
+    for tenant in ("b", "c") * 4:
+        await handoff.enter(tenant, 100)  # 800 bytes held
+    large = asyncio.create_task(handoff.enter("a", 400))
+    await asyncio.sleep(0)
+    assert handoff.waiting == 1
+    held = deque(("b", "c") * 4)  # in the order they are stored
+    coming: list[tuple[str, asyncio.Task[None]]] = []
+    stored = 0
+    while not large.done() and stored < 100:
+        tenant = held.popleft()
+        handoff.leave(tenant, 100)
+        stored += 1
+        coming.append((tenant, asyncio.create_task(handoff.enter(tenant, 100))))  # its next
+        await asyncio.sleep(0)
+        for entered in [c for c in coming if c[1].done()]:
+            coming.remove(entered)
+            held.append(entered[0])
+    assert large.done(), f"a's result still waits after {stored} of b's and c's were stored"
+    assert stored == 2, stored  # 600 bytes held by then: a's 400 fit
+    handoff.leave("a", 400)  # the room goes to b's and c's waiting since, in order
+    await asyncio.gather(*(task for _, task in coming))
+    assert handoff.held == Held(8, 800)

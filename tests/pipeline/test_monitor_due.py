@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from controller.db.pool import Conn, connect
+from controller.jobs.scheme import session_name
 from controller.monitors.store import DUE_AT
 from controller.scheduling import due_store
 from shared.timefmt import utcnow
@@ -71,10 +72,13 @@ async def _ids(api: httpx.AsyncClient, org: Tenant, conn: Conn, n: int) -> list[
 
 
 async def _unmirrored(conn: Conn, mirrored: bool) -> None:
-    """Inside a transaction: every controller runs this release (`seeded_from` set), seen by no
-    other session, unless `mirrored`."""
+    """Inside a transaction: every controller runs this release (`seeded_from` set, the session
+    named as one of its controllers), seen by no other session, unless `mirrored`."""
     if not mirrored:
         await conn.execute("UPDATE job_id_scheme SET seeded_from = now()")
+        await conn.execute(
+            "SELECT set_config('application_name', $1, true)", session_name(["scheduler"])
+        )
 
 
 @pytest.mark.parametrize("mirrored", [False, True])
@@ -206,3 +210,61 @@ async def test_the_claim_runs_on_its_generic_plan(org: Tenant, pipe_database_url
         assert plans["custom_plans"] <= 5 and plans["generic_plans"] >= 7, dict(plans)
     finally:
         await conn.close()
+
+
+async def test_clearing_seeded_from_brings_the_previous_release_s_copy_up_to_date(
+    api: httpx.AsyncClient, org: Tenant, pipe_pool: asyncpg.Pool
+) -> None:
+    """A due time moved while `monitors.next_due_at` was not kept is copied there when
+    `seeded_from` is cleared (a rollback's `JOB_IDS_SEEDED=false`, an older controller seen):
+    a previous release's scheduler and alerter then read every monitor's due time, not only
+    those moved since (a daily monitor's copy would otherwise be a day, or weeks, old)."""
+    async with pipe_pool.acquire() as conn:
+        moved, other = await _ids(api, org, conn, 2)
+        async with conn.transaction():
+            await _unmirrored(conn, False)
+            await due_store.set_next_due(conn, [moved, other], [T0, T0])
+            await due_store.set_next_due(conn, [moved], [T0 + timedelta(days=1)])
+            assert (
+                await conn.fetchval("SELECT next_due_at FROM monitors WHERE id = $1", moved) is None
+            )
+            await conn.execute(
+                "UPDATE job_id_scheme SET seeded_from = NULL WHERE seeded_from IS NOT NULL"
+            )
+            copies = await conn.fetch(
+                "SELECT id, next_due_at FROM monitors WHERE id = ANY($1::bigint[]) ORDER BY id",
+                [moved, other],
+            )
+        assert [tuple(r) for r in copies] == sorted([(moved, T0 + timedelta(days=1)), (other, T0)])
+        assert await _due(conn, moved) == T0 + timedelta(days=1)
+        assert await _due(conn, other) == T0
+
+
+@pytest.mark.parametrize(
+    ("session", "kept"),
+    [
+        (session_name(["scheduler"]), False),  # this release, every controller of it
+        ("mailprobe controller scheduler ids2", True),  # the release before monitor_due
+        ("mailprobe controller scheduler", True),  # an older one, or JOB_IDS_SEEDED=false
+        ("my-app", True),  # a URL naming the sessions: whose, nobody can tell
+    ],
+)
+async def test_a_previous_release_s_moves_are_kept_where_it_reads_them(
+    api: httpx.AsyncClient, org: Tenant, pipe_pool: asyncpg.Pool, session: str, kept: bool
+) -> None:
+    """A previous release calls `scheduler_moved` too (migration 0118's, redefined by 0128):
+    with `seeded_from` set (the state it left: `migrate` runs before the first controller of
+    this release, whose look clears it), a move of its must still reach the
+    `monitors.next_due_at` it claims by, or it claims the same monitor again at every pass
+    and records the rounds that ran meanwhile `overdue`."""
+    async with pipe_pool.acquire() as conn:
+        (monitor,) = await _ids(api, org, conn, 1)
+        async with conn.transaction():
+            await _unmirrored(conn, False)
+            await conn.execute("SELECT set_config('application_name', $1, true)", session)
+            await conn.execute(OLD_MOVE, [monitor], [T0], [None])  # its first plan, copied
+            await due_store.moved(conn, [monitor], [T0 + timedelta(seconds=10)], ["DE"], T0)
+            copy = await conn.fetchval("SELECT next_due_at FROM monitors WHERE id = $1", monitor)
+            await conn.execute("UPDATE job_id_scheme SET seeded_from = NULL")
+        assert await _due(conn, monitor) == T0 + timedelta(seconds=10)
+        assert copy == (T0 + timedelta(seconds=10) if kept else T0)
