@@ -86,8 +86,6 @@ def admits(limits: Limits, held: Held, tenant: Held, size: int) -> bool:
     holding `held` enters now: within the agent's bounds and its organization's share of them.
     An empty hand-off takes any one result; an organization holding none of it, any one that
     fits the agent's bounds."""
-    if held.results == 0:
-        return True
     if not within_agent(limits, held, size):
         return False
     if tenant.results == 0:

@@ -89,18 +89,19 @@ def trigger_dns(
     return last is None or scheduled_at - last >= floor
 
 
+def _last_due_ms(phase: int, interval_s: int, t: int) -> int:
+    """The latest grid point at or before `t`, both in ms since the epoch."""
+    return t - (t - phase) % (interval_s * 1000)
+
+
 def next_due(phase: int, interval_s: int, after: datetime) -> datetime:
     """The first grid point strictly after `after`."""
-    period = interval_s * 1000
-    t = _ms(after)
-    return _at(t + period - (t - phase) % period)
+    return _at(_last_due_ms(phase, interval_s, _ms(after)) + interval_s * 1000)
 
 
 def last_due(phase: int, interval_s: int, at_or_before: datetime) -> datetime:
     """The latest grid point at or before `at_or_before`."""
-    period = interval_s * 1000
-    t = _ms(at_or_before)
-    return _at(t - (t - phase) % period)
+    return _at(_last_due_ms(phase, interval_s, _ms(at_or_before)))
 
 
 def round_times(
@@ -175,12 +176,10 @@ def overdue_rounds(
     those more than `lookback` (at least 3 intervals) before `now` (a bound on how far back rows
     are written) are left out. A monitor claimed before its grid's next point after `due` (the
     routine case) has one round, `due`: worked out in integer milliseconds alone."""
-    period = interval_s * 1000
-    t = _ms(now)
-    last = t - (t - phase) % period  # `last_due(now)`, in ms
+    last = _last_due_ms(phase, interval_s, _ms(now))
     if _ms(due) >= last:
         # `due` is the latest round (`round_times`: max(due, last_due)), none is over
-        next_at = _at(last + period)  # `next_due(now)`
+        next_at = _at(last + interval_s * 1000)  # `next_due(now)`
         if can_run(due, interval_s, now):
             return [], due, next_at
         return [due], None, next_at
@@ -209,8 +208,7 @@ def _expiry_of(interval_s: int) -> timedelta:
 
 @functools.lru_cache(maxsize=1024)
 def _start_window_of(interval_s: int) -> timedelta:
-    window = _expiry_of(interval_s)
-    return window - max(MIN_LEFT, window * MIN_LEFT_SHARE)
+    return start_window(_EPOCH, _EPOCH + _expiry_of(interval_s))
 
 
 def settles_at(scheduled_at: datetime, interval_s: int, timeout_s: float) -> datetime:
