@@ -82,7 +82,8 @@ class ControllerSideCheck(Generic[AskT, FactsT]):
     (declared by its package: `findings.declare`); `watched`: whether it applies to a monitor. With
     a `wire`: `ask`, what a job asks of it (None: nothing this round), on its `cadence`; `judge`, a
     stored result's verdicts (None: its findings are raised otherwise); `bound`, its facts cut to
-    their bounds (an agent is a stranger: the ingester applies it before storing); `legacy_job`, the
+    their bounds (an agent is a stranger: the ingester applies it before storing), the facts
+    themselves when nothing was cut (any other answer is logged as a cut); `legacy_job`, the
     job fields that ask the same of an agent that predates `sideChecks` (only the side checks older
     than the frame have one); `session_config`, for a side check run inside the core check's session
     (the open relay test), the job's config as such an agent must see it, asked or not."""

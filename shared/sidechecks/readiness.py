@@ -207,7 +207,8 @@ def _cut(text: str, size: int) -> str:
 
 
 def bounded(f: Readiness) -> Readiness:
-    """`f` within its bounds: what the controller keeps of any agent's facts."""
+    """`f` within its bounds: what the controller keeps of any agent's facts (`f` itself when
+    nothing was cut, as the ingester flags any other answer as a cut)."""
     spf = f.spf
     if spf is not None:
         spf = msgspec.structs.replace(
@@ -256,7 +257,7 @@ def bounded(f: Readiness) -> Readiness:
             reports_for=_cut(dmarc.reports_for, NAME_MAX),
             unchecked=min(max(dmarc.unchecked, 0), 1000),
         )
-    return Readiness(
+    out = Readiness(
         domain=_cut(f.domain, NAME_MAX),
         spf=spf,
         dmarc=dmarc,
@@ -276,6 +277,7 @@ def bounded(f: Readiness) -> Readiness:
         error=_cut(f.error, TEXT_MAX),
         canaries=capped(f.canaries),
     )
+    return f if out == f else out
 
 
 WIRE: Final = SideCheckWire("readiness", ReadinessAsk, Readiness)

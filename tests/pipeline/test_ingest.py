@@ -21,6 +21,7 @@ from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
 from shared.messages import CheckResult, Phases, TlsInfo, encode
 from shared.sidechecks.mail_dns import MailDns
+from shared.sidechecks.readiness import Readiness, Spf, SpfNode
 from shared.subjects import RESULTS_STREAM, results_subject
 from shared.timefmt import iso_ms, utcnow
 from tests.api.helpers import create
@@ -571,6 +572,46 @@ async def test_an_oversized_mail_dns_is_cut_to_its_bound_and_flagged_and_the_res
     assert stored.spf and stored.tlsa and stored.dmarc == ["v=DMARC1; p=reject"]
     cut = [e["side_check"] for e in logs if e["event"] == "side facts over their bound: cut"]
     assert cut == ["mail_dns"]
+
+
+async def test_side_facts_within_their_bounds_are_stored_as_sent_and_no_cut_is_logged(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    """Facts an agent keeps within their bounds (every side check's, readiness's without a
+    domain as every round of a monitor without `mailDomain` sends them) raise no "cut" line:
+    a warning for each would bury `make run`'s banner and mean nothing."""
+    (cc,) = countries.take()
+    monitor = await create(api, org)
+    readiness = Readiness(
+        domain="customer.test",
+        spf=Spf(record="v=spf1 -all", nodes=[SpfNode(domain="customer.test")]),
+        mx=["mx.customer.test"],
+        queries=3,
+    )
+    sides = [
+        {"readiness": Readiness()},
+        {"readiness": readiness, "mail_dns": MailDns(domain="customer.test", spf=["v=spf1 -all"])},
+    ]
+    sent = [
+        result(job_ids, monitor, cc, at=utcnow() - timedelta(minutes=i), side_checks=side)
+        for i, side in enumerate(sides)
+    ]
+    for one in sent:
+        await publish(pipeline.js, one)
+    with capture_logs() as logs:
+        assert await pipeline.ingester.burst() == len(sent)
+    assert [e for e in logs if e["event"].startswith("side facts")] == []
+    async with pipe_pool.acquire() as conn:
+        facts = await conn.fetchval(
+            "SELECT facts FROM side_readiness WHERE job = $1", sent[1].job_id
+        )
+    stored = msgspec.convert(facts, Readiness)
+    assert msgspec.structs.replace(stored, kept=None) == readiness  # `kept`: the keeper's
 
 
 # Batches of one country's rounds, one a minute, and the counters (failures, successes) after
