@@ -193,6 +193,13 @@ async def wait_agents(url: str, countries: list[str], within: float = 20) -> set
         await nc.close()
 
 
+# What a run on one machine may reach that a deployment may not (each a default the
+# environment can override): its own loopback and private mail servers, as the agents' targets
+# and as the organization's report mailbox.
+LAB_AGENT = {"AGENT_ALLOW_PRIVATE_TARGETS": "true"}
+LAB_CONTROLLER = {"REPORTS_MAILBOX_ALLOW_PRIVATE": "true"}
+
+
 SINK_FROM = "mailprobe <alerts@mailprobe.localhost>"
 
 
@@ -334,6 +341,7 @@ def main() -> int:
     env.setdefault("SECRETS_KEY", persistent("secrets.key", generate_key()))
     env.setdefault("LOG_FORMAT", "console")
     env.setdefault("LOG_LEVEL", "WARNING")  # the banner stays in sight; LOG_LEVEL=INFO for all
+    env = {**LAB_CONTROLLER, **env}
     own_logging(env["LOG_LEVEL"])
     password = persistent("admin-password", secrets.token_urlsafe(12))
     countries = [c.strip().upper() for c in env.get("DEV_COUNTRIES", "DE,US").split(",") if c]
@@ -370,8 +378,7 @@ def main() -> int:
     try:
         if importlib.util.find_spec("agent.__main__") is not None:
             asyncio.run(prepare_nats(env["NATS_URL"], int(env.get("STREAM_REPLICAS") or 1)))
-            # Loopback and private targets allowed: local test servers are the point of a dev run.
-            agent_env = {"AGENT_ALLOW_PRIVATE_TARGETS": "true", **env}
+            agent_env = {**LAB_AGENT, **env}  # local test servers are the point of a dev run
             # One metrics port each (9464, 9465, ...), as several agents share this host.
             for i, country in enumerate(countries):
                 port = str(chosen_port(env, "AGENT_METRICS_PORT", 9464, i))

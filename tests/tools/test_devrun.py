@@ -14,15 +14,25 @@ import asyncpg
 import nats
 import pytest
 
+from agent.settings import AgentSettings
 from controller.access import accounts_store as accounts
 from controller.access.credentials import new_token
+from controller.settings import ControllerSettings
 from shared import embedded
+from shared.settings import load
 from shared.subjects import JOBS_STREAM
 from tests.api.test_cli import ROOT
 from tests.conftest import _with_database, scratch_database
 from tools import devrun
 from tools.alertsink import Running, Sink
-from tools.devrun import TOKEN_FILE, admin_token, port_or_free, save_token
+from tools.devrun import (
+    LAB_AGENT,
+    LAB_CONTROLLER,
+    TOKEN_FILE,
+    admin_token,
+    port_or_free,
+    save_token,
+)
 
 
 def _time_wait_on(port: int) -> None:
@@ -57,6 +67,15 @@ def test_the_sink_keeps_its_port_across_a_restart() -> None:
         assert again.http_port == port
     finally:
         again.stop()
+
+
+def test_a_run_reaches_its_own_loopback_servers_as_targets_and_as_report_mailbox() -> None:
+    """The settings `make run` adds are the ones the agent and the controller read: its
+    monitors may watch a loopback server, and its report mailbox may be one."""
+    agent = load(AgentSettings, {**LAB_AGENT, "AGENT_COUNTRY": "DE"})
+    assert agent.targets.agent_allow_private_targets
+    controller = load(ControllerSettings, {**LAB_CONTROLLER, "DATABASE_URL": "postgresql://h/d"})
+    assert controller.reports.reports_mailbox_allow_private
 
 
 def test_a_port_someone_listens_on_is_not_free() -> None:
