@@ -1,6 +1,7 @@
 """The docs' generated parts (settings table, result schema) are what the code generates, and
 their links lead somewhere."""
 
+import argparse
 import json
 import re
 from pathlib import Path
@@ -8,6 +9,8 @@ from pathlib import Path
 import msgspec
 
 from agent.settings import AgentSettings
+from agent.sidechecks import SIDE_CHECKS
+from controller.cli import parser
 from controller.settings import ControllerSettings
 from shared.messages import CheckResult
 from shared.settings import table
@@ -145,6 +148,24 @@ def test_readme_is_the_front_door() -> None:
     assert len(text.splitlines()) <= README_MAX_LINES, "move reference material to docs/"
     unlinked = [p.name for p in DOCS.glob("*.md") if f"](docs/{p.name})" not in text]
     assert not unlinked, unlinked
+
+
+def test_the_readme_lists_every_command_and_the_stream_every_side_check() -> None:
+    """Each `python -m controller` command is a row of the README's Commands, and each side
+    check an agent runs is named where docs/stream.md lists a result's `sideChecks`."""
+    text = README.read_text()
+    commands = next(
+        a for a in parser()._actions if isinstance(a, argparse._SubParsersAction)
+    ).choices
+    listed = set(re.findall(r"`python -m controller (?:[^`]*· `)?([a-z0-9-]+)", text))
+    listed |= set(re.findall(r"· `([a-z0-9-]+) ", text))
+    assert set(commands) <= listed, sorted(set(commands) - listed)
+    stream = " ".join((DOCS / "stream.md").read_text().split())
+    names = re.search(
+        r"`sideChecks` holds each side check's facts of the round .*?: (.*?), each", stream
+    )
+    assert names is not None
+    assert set(re.findall(r"`(\w+)`", names[1])) == set(SIDE_CHECKS)
 
 
 def decided_rows() -> list[tuple[str, str, list[str]]]:
