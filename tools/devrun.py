@@ -14,7 +14,8 @@ While it runs, `.run/endpoints.json` names the API and NATS URLs it chose (a def
 was busy is moved to a free one unless its setting was given) and `.run/instance.key` (0600)
 the controller's INSTANCE_KEY: the command-line tools read both (controller.ascode.run_dir) and
 send a token only to a controller that proves it holds that key. Both are removed at exit. A
-port given in a setting that is busy stops the run with a line naming the setting.
+port given in a setting that is busy stops the run with a line naming the setting, and a second
+run of the same directory stops at once (`.run/make-run.lock`), both before anything starts.
 
 The processes log at WARNING on the console unless LOG_LEVEL says otherwise (routine INFO lines
 would bury the banner, which is printed once the API is ready, last).
@@ -28,6 +29,7 @@ PostgreSQL, which pg_ctl already detaches, stops last, when this script exits).
 
 import asyncio
 import contextlib
+import fcntl
 import importlib.util
 import json
 import os
@@ -40,6 +42,7 @@ import time
 import urllib.request
 from datetime import timedelta
 from pathlib import Path
+from typing import IO
 
 import asyncpg
 import nats
@@ -281,6 +284,34 @@ def port_or_free(wanted: int) -> int:
     return wanted if embedded.port_is_free(wanted) else embedded.free_port()
 
 
+RUN_LOCK = "make-run.lock"
+
+
+class AlreadyRunning(SystemExit):
+    """Another `make run` holds this directory's `.run/`; the text names its pid."""
+
+
+def hold_run(run: Path) -> IO[str]:
+    """This run's hold on `run`, kept while the returned file is open (the kernel lets go at
+    the process's exit, a kill included). A second run of the same directory would start a
+    second NATS on the same store and, stopping, remove the first run's endpoints: refused."""
+    holder = open(run / RUN_LOCK, "a+")  # noqa: SIM115 (held for the run's life)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder.seek(0)
+        pid = holder.read().strip() or "?"
+        holder.close()
+        raise AlreadyRunning(
+            f"[make run] a make run of this directory is running already (pid {pid}): stop it"
+            " (Ctrl-C in its terminal), or start this one from another clone"
+        ) from None
+    holder.truncate(0)
+    holder.write(f"{os.getpid()}\n")
+    holder.flush()
+    return holder
+
+
 class PortBusy(SystemExit):
     """A port the user chose is held by another program; the text names the setting."""
 
@@ -336,6 +367,11 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> 
 
 def main() -> int:
     RUN.mkdir(exist_ok=True)
+    with hold_run(RUN):  # before anything is started or removed
+        return run()
+
+
+def run() -> int:
     children: list[subprocess.Popen[bytes]] = []
     env = dict(os.environ)
     env.setdefault("SECRETS_KEY", persistent("secrets.key", generate_key()))
@@ -345,7 +381,9 @@ def main() -> int:
     own_logging(env["LOG_LEVEL"])
     password = persistent("admin-password", secrets.token_urlsafe(12))
     countries = [c.strip().upper() for c in env.get("DEV_COUNTRIES", "DE,US").split(",") if c]
-    env["API_PORT"] = str(chosen_port(env, "API_PORT", 8080))  # before anything is started
+    # The ports, before anything is started: a busy one given in a setting stops the run here.
+    env["API_PORT"] = str(chosen_port(env, "API_PORT", 8080))
+    metrics_ports = [chosen_port(env, "AGENT_METRICS_PORT", 9464, i) for i in range(len(countries))]
     env.setdefault("SEAL_PUBLIC_KEYS_DIR", str(seal_keys(countries)))
 
     if not env.get("DATABASE_URL"):
@@ -380,8 +418,7 @@ def main() -> int:
             asyncio.run(prepare_nats(env["NATS_URL"], int(env.get("STREAM_REPLICAS") or 1)))
             agent_env = {**LAB_AGENT, **env}  # local test servers are the point of a dev run
             # One metrics port each (9464, 9465, ...), as several agents share this host.
-            for i, country in enumerate(countries):
-                port = str(chosen_port(env, "AGENT_METRICS_PORT", 9464, i))
+            for country, port in zip(countries, map(str, metrics_ports), strict=True):
                 keys = str(SEAL / f"{country}.keys")
                 children.append(
                     subprocess.Popen(

@@ -4,6 +4,7 @@ file beside the admin password, readable by its owner only; the migrations it ap
 nothing at its default WARNING."""
 
 import asyncio
+import os
 import socket
 import stat
 import sys
@@ -29,7 +30,9 @@ from tools.devrun import (
     LAB_AGENT,
     LAB_CONTROLLER,
     TOKEN_FILE,
+    AlreadyRunning,
     admin_token,
+    hold_run,
     port_or_free,
     save_token,
 )
@@ -76,6 +79,44 @@ def test_a_run_reaches_its_own_loopback_servers_as_targets_and_as_report_mailbox
     assert agent.targets.agent_allow_private_targets
     controller = load(ControllerSettings, {**LAB_CONTROLLER, "DATABASE_URL": "postgresql://h/d"})
     assert controller.reports.reports_mailbox_allow_private
+
+
+def test_a_second_run_of_the_same_directory_is_refused_before_it_starts_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a run holds `.run/`, another `make run` there stops at once, naming the first
+    one's pid, and leaves the first run's endpoints alone (it would start a second NATS on
+    the same store, and remove them as it stops); once the first is gone, a run starts."""
+    first = hold_run(tmp_path)
+    endpoints = tmp_path / "endpoints.json"
+    endpoints.write_text("{}")
+    monkeypatch.setattr(devrun, "RUN", tmp_path)
+    with socket.socket() as busy:  # were the refusal missed, the run would stop at this port
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        monkeypatch.setenv("API_PORT", str(busy.getsockname()[1]))
+        with pytest.raises(AlreadyRunning, match=rf"running already \(pid {os.getpid()}\)"):
+            devrun.main()
+    assert endpoints.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["endpoints.json", "make-run.lock"]
+    first.close()
+    hold_run(tmp_path).close()
+
+
+def test_a_busy_agent_metrics_port_stops_the_run_before_it_starts_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agents' metrics ports are chosen with the API's, so a busy one given in
+    AGENT_METRICS_PORT stops the run naming it before PostgreSQL, NATS or the sink start."""
+    monkeypatch.setattr(devrun, "RUN", tmp_path)
+    monkeypatch.delenv("API_PORT", raising=False)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        monkeypatch.setenv("AGENT_METRICS_PORT", str(busy.getsockname()[1]))
+        with pytest.raises(devrun.PortBusy, match="AGENT_METRICS_PORT="):
+            devrun.main()
+    assert not {"pg", "nats", "seal"} & {p.name for p in tmp_path.iterdir()}
 
 
 def test_a_port_someone_listens_on_is_not_free() -> None:
