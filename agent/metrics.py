@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.metrics import Counter as CounterT
 from prometheus_client.metrics import Gauge as GaugeT
+from prometheus_client.metrics import Histogram as HistogramT
 
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -54,6 +55,70 @@ PORT_BLOCKED = Gauge(
     "1 while every canary of the port fails (its jobs go to other agents of the country)",
     ["country", "port"],
 )
+# The hand-off (agent.handoff): results of finished checks waiting for RESULTS to store them.
+HANDOFF_RESULTS = Gauge(
+    "mailprobe_agent_handoff_results",
+    "results of finished checks in the hand-off, waiting for RESULTS to store them",
+    ["country"],
+)
+HANDOFF_BYTES = Gauge(
+    "mailprobe_agent_handoff_bytes", "bytes of the results in the hand-off", ["country"]
+)
+HANDOFF_MAX_RESULTS = Gauge(
+    "mailprobe_agent_handoff_max_results", "the hand-off's bound in results", ["country"]
+)
+HANDOFF_MAX_BYTES = Gauge(
+    "mailprobe_agent_handoff_max_bytes", "the hand-off's bound in bytes", ["country"]
+)
+HANDOFF_ENTERED = Counter(
+    "mailprobe_agent_handoff_entered", "results that entered the hand-off", ["country"]
+)
+HANDOFF_WAITING = Gauge(
+    "mailprobe_agent_handoff_waiting",
+    "finished checks waiting for room in the hand-off, each holding its slot (back-pressure)",
+    ["country"],
+)
+HANDOFF_WAIT_SECONDS = Histogram(
+    "mailprobe_agent_handoff_wait_seconds",
+    "how long a finished check waited for room in the hand-off, observed as its wait ends"
+    " (its result entered, or the check was cancelled)",
+    ["country"],
+    buckets=DURATION_BUCKETS,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HandOffMetrics:
+    """One country's hand-off series, updated by agent.handoff at its events: a result enters
+    or leaves, a check begins or ends waiting for room."""
+
+    results: GaugeT
+    bytes: GaugeT
+    max_results: GaugeT
+    max_bytes: GaugeT
+    entered_total: CounterT
+    waiting: GaugeT
+    wait_seconds: HistogramT
+
+    def bounds(self, results: int, size: int) -> None:
+        self.max_results.set(results)
+        self.max_bytes.set(size)
+
+    def entered(self, size: int) -> None:
+        self.results.inc()
+        self.bytes.inc(size)
+        self.entered_total.inc()
+
+    def left(self, size: int) -> None:
+        self.results.dec()
+        self.bytes.dec(size)
+
+    def wait_began(self) -> None:
+        self.waiting.inc()
+
+    def wait_ended(self, seconds: float) -> None:
+        self.waiting.dec()
+        self.wait_seconds.observe(seconds)
 
 
 @dataclass(frozen=True)
@@ -65,6 +130,7 @@ class AgentMetrics:
     fetched: CounterT
     published: CounterT
     publish_failed: CounterT
+    handoff: HandOffMetrics
 
     def check(self, monitor_type: str, status: str, error_kind: str | None, seconds: float) -> None:
         CHECKS.labels(self.country, monitor_type, status, error_kind or "none").inc()
@@ -87,4 +153,13 @@ def for_country(country: str) -> AgentMetrics:
         JOBS_FETCHED.labels(country),
         RESULTS_PUBLISHED.labels(country),
         PUBLISH_FAILURES.labels(country),
+        HandOffMetrics(
+            HANDOFF_RESULTS.labels(country),
+            HANDOFF_BYTES.labels(country),
+            HANDOFF_MAX_RESULTS.labels(country),
+            HANDOFF_MAX_BYTES.labels(country),
+            HANDOFF_ENTERED.labels(country),
+            HANDOFF_WAITING.labels(country),
+            HANDOFF_WAIT_SECONDS.labels(country),
+        ),
     )
