@@ -16,9 +16,9 @@ bytes it waits for as long as they kept coming.
 
 Operators see the hand-off in the agent's metrics (agent.metrics: its results and bytes, the
 checks waiting for room and how long they waited), updated here as results enter and leave and
-as checks begin and end waiting; and in `/ready` (agent.worker) when checks have waited for
-room for longer than `HANDOFF_STALLED_S`, breaks shorter than `HANDOFF_WAIT_GAP_S` included
-(`wait_began`, `waited_s`): RESULTS does not store in time.
+as checks begin and end waiting; and in `/ready` (agent.worker) while checks wait for room and
+have for longer than `HANDOFF_STALLED_S`, breaks shorter than `HANDOFF_WAIT_GAP_S` included
+(`wait_began`): RESULTS does not store in time.
 
 `admits` and `within_agent` are the rule (pure, table-tested); `HandOff` keeps the counts and
 the waiters.
@@ -44,8 +44,8 @@ HANDOFF_BYTES_PER_RESULT = 8 * 1024
 HANDOFF_MIN_BYTES = 8 * 1024 * 1024
 # Checks waiting for room this long say the agent is not ready: RESULTS does not store in time.
 # A break shorter than the gap does not end their wait: with RESULTS timing out, the results
-# given up leave together, let every waiting check in, and new ones wait again after their
-# checks.
+# given up leave together and may let every waiting check in, and new ones wait again once
+# their checks end.
 HANDOFF_STALLED_S = 60.0
 HANDOFF_WAIT_GAP_S = 10.0
 
@@ -116,16 +116,6 @@ def wait_began(since: float | None, emptied_at: float | None, now: float, gap: f
     return since
 
 
-def waited_s(
-    since: float | None, emptied_at: float | None, waiting: int, now: float, gap: float
-) -> float:
-    """How long checks have waited for room by `now`, since `since` (`wait_began`), breaks
-    shorter than `gap` included; 0 when none waits and none has for `gap`."""
-    if since is None or (not waiting and emptied_at is not None and now - emptied_at >= gap):
-        return 0.0
-    return now - since
-
-
 Waiter = tuple[str, int, asyncio.Future[None], float]  # tenant, size, entered, since (loop time)
 
 
@@ -157,10 +147,12 @@ class HandOff:
     def held_by_tenant(self) -> dict[str, Held]:
         return dict(self._tenants)
 
-    def waited_s(self, now: float, gap: float = HANDOFF_WAIT_GAP_S) -> float:
+    def waited_s(self, now: float) -> float:
         """How long checks have waited for room by `now` (loop time), breaks shorter than
-        `gap` included; 0 when none waits and none has for `gap`."""
-        return waited_s(self._since, self._emptied_at, len(self._waiters), now, gap)
+        `HANDOFF_WAIT_GAP_S` included (`wait_began`); 0 while none waits."""
+        if not self._waiters or self._since is None:
+            return 0.0
+        return now - self._since
 
     def fits(self, tenant: str, size: int) -> bool:
         """Whether a result of `tenant`'s of `size` bytes would enter now: none of `tenant`'s
