@@ -15,10 +15,10 @@ no result that came after it enters before it, or smaller ones, fitting sooner, 
 bytes it waits for as long as they kept coming.
 
 Operators see the hand-off in the agent's metrics (agent.metrics: its results and bytes, the
-checks waiting for room and how long they waited), updated here as results enter and leave and
-as checks begin and end waiting; and in `/ready` (agent.worker) while checks wait for room and
-have for longer than `HANDOFF_STALLED_S`, breaks shorter than `HANDOFF_WAIT_GAP_S` included
-(`wait_began`): RESULTS does not store in time.
+results that entered, the checks waiting for room and how long they waited), its counts kept
+here as results enter and leave and as checks begin and end waiting; and in `/ready`
+(agent.worker) while checks wait for room and have for longer than `HANDOFF_STALLED_S`, breaks
+shorter than `HANDOFF_WAIT_GAP_S` included (`wait_began`): RESULTS does not store in time.
 
 `admits` and `within_agent` are the rule (pure, table-tested); `HandOff` keeps the counts and
 the waiters.
@@ -29,7 +29,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-from agent.metrics import HandOffMetrics
+from agent.metrics import HandOffMetrics, HandOffReading
 
 # An agent's hand-off holds at most twice its concurrency in results (at least
 # `HANDOFF_MIN_RESULTS`), and one organization at most half of them: so an organization alone
@@ -121,19 +121,20 @@ Waiter = tuple[str, int, asyncio.Future[None], float]  # tenant, size, entered, 
 
 class HandOff:
     """The hand-off's counts, by organization, and the results waiting for room; `metrics`,
-    when given, follows them."""
+    when given, reads them (`reading`) and is told how long each check waited."""
 
     def __init__(self, limits: Limits, metrics: HandOffMetrics | None = None) -> None:
         self.limits = limits
         self._held = Held()
         self._tenants: dict[str, Held] = {}
         self._waiters: deque[Waiter] = deque()
+        self._entered = 0
         self._metrics = metrics
         # The checks' wait for room: when it began, and when the last waiting one left.
         self._since: float | None = None
         self._emptied_at: float | None = None
         if metrics is not None:
-            metrics.bounds(limits.results, limits.bytes)
+            metrics.watch(self.reading)
 
     @property
     def held(self) -> Held:
@@ -146,6 +147,17 @@ class HandOff:
 
     def held_by_tenant(self) -> dict[str, Held]:
         return dict(self._tenants)
+
+    def reading(self) -> HandOffReading:
+        """The counts as the agent's metrics show them: results entered since the start."""
+        return HandOffReading(
+            self._held.results,
+            self._held.bytes,
+            self.limits.results,
+            self.limits.bytes,
+            self._entered,
+            len(self._waiters),
+        )
 
     def waited_s(self, now: float) -> float:
         """How long checks have waited for room by `now` (loop time), breaks shorter than
@@ -191,16 +203,13 @@ class HandOff:
         else:
             del self._tenants[tenant]
         self._held = self._held.minus(size)
-        if self._metrics is not None:
-            self._metrics.left(size)
         if self._waiters:
             self._admit_waiting()
 
     def _add(self, tenant: str, size: int) -> None:
         self._held = self._held.plus(size)
         self._tenants[tenant] = self._tenants.get(tenant, Held()).plus(size)
-        if self._metrics is not None:
-            self._metrics.entered(size)
+        self._entered += 1
 
     def _wait(self, waiter: Waiter) -> None:
         """`waiter`'s check begins waiting for room."""
@@ -208,8 +217,6 @@ class HandOff:
         if not self._waiters:
             self._since = wait_began(self._since, self._emptied_at, now, HANDOFF_WAIT_GAP_S)
         self._waiters.append(waiter)
-        if self._metrics is not None:
-            self._metrics.wait_began()
 
     def _unwait(self, waiter: Waiter, now: float) -> None:
         """`waiter`'s check ends waiting for room: its result entered, or it was cancelled."""
@@ -217,7 +224,7 @@ class HandOff:
         if not self._waiters:
             self._emptied_at = now
         if self._metrics is not None:
-            self._metrics.wait_ended(now - waiter[3])
+            self._metrics.waited(now - waiter[3])
 
     def _waiters_for(self, tenant: str) -> bool:
         return any(t == tenant and not entered.done() for t, _, entered, _ in self._waiters)

@@ -5,7 +5,7 @@ import asyncio
 from collections import deque
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Histogram
 
 from agent.handoff import (
     HANDOFF_MIN_BYTES,
@@ -18,7 +18,7 @@ from agent.handoff import (
     wait_began,
     within_agent,
 )
-from agent.metrics import HandOffMetrics
+from agent.metrics import HandOffCollector, HandOffMetrics
 
 # 4 results, 1,000 bytes; an organization at most 2 results and 500 bytes.
 LIMITS = Limits(4, 1000, 0.5)
@@ -205,22 +205,15 @@ def test_when_a_wait_for_room_began(
 
 
 def _metrics(registry: CollectorRegistry) -> HandOffMetrics:
-    def gauge(name: str) -> Gauge:
-        return Gauge(name, name, registry=registry)
-
-    return HandOffMetrics(
-        gauge("results"),
-        gauge("bytes"),
-        gauge("max_results"),
-        gauge("max_bytes"),
-        Counter("entered", "entered", registry=registry),
-        gauge("waiting"),
-        Histogram("wait_seconds", "wait", registry=registry),
-    )
+    """The agent's series of one country, in a registry of the test's own."""
+    collector = HandOffCollector()
+    registry.register(collector)
+    wait = Histogram("mailprobe_agent_handoff_wait_seconds", "", ["country"], registry=registry)
+    return HandOffMetrics("XX", wait.labels("XX"), collector)
 
 
 def _sample(registry: CollectorRegistry, name: str) -> float:
-    value = registry.get_sample_value(name)
+    value = registry.get_sample_value(f"mailprobe_agent_handoff_{name}", {"country": "XX"})
     assert value is not None, name
     return value
 
