@@ -107,8 +107,8 @@ def run() -> bool:
             shares.append(added / (check_ms * 1000))
             print(
                 f"  round {n}: SMTP plain check {check_ms:.3f} ms CPU; enter + leave"
-                f" {bare:.2f} us bare, {watched:.2f} us with metrics: +{added:.2f} us ="
-                f" {shares[-1]:.2%} of a check (target < {TARGET_SHARE:.0%})"
+                f" {bare:.2f} us bare, {watched:.2f} us with metrics: {added:+.2f} us ="
+                f" {shares[-1]:+.2%} of a check (target < {TARGET_SHARE:.0%})"
             )
         return max(shares) < TARGET_SHARE
 
