@@ -136,9 +136,11 @@ async def test_the_gauges_rise_while_results_is_held_and_fall_to_zero_once_it_st
             def ended() -> int:
                 return peer.connections - peer.open
 
-            await until(lambda: (ended(), held(country)[0], held(country)[2]) == (5, 3, 2))
+            await until(
+                lambda: (ended(), held(country)[0], held(country)[2]) == (5, 3, 2), within=10
+            )
             seen_waiting = loop.time()
-            await until(lambda: w.readiness() is not None)
+            await until(lambda: w.readiness() is not None, within=10)
             assert "waited for room in the hand-off" in str(w.readiness())
             assert (ended(), peer.connections) == (5, 5)  # no job taken meanwhile
             results_in, bytes_in, waiting = held(country)
@@ -161,7 +163,7 @@ async def test_the_gauges_rise_while_results_is_held_and_fall_to_zero_once_it_st
             gate.open()
             await until_async(lambda: result_count(js, country, 7), within=20)
             await until_async(lambda: _settled(js, country), within=10)
-            await until(lambda: w.readiness() is None)
+            await until(lambda: w.readiness() is None, within=10)
         finally:
             w.stop()
             await asyncio.wait_for(run, 10)
@@ -201,7 +203,8 @@ async def test_checks_cancelled_while_waiting_for_room_leave_the_gauges_at_zero(
         w = gated_worker(gated_nc, country, ssl_contexts, results_held=1, shutdown_grace=0.2)
         run = asyncio.create_task(w.run())
         await until(
-            lambda: (peer.connections - peer.open, held(country)[0], held(country)[2]) == (3, 1, 2)
+            lambda: (peer.connections - peer.open, held(country)[0], held(country)[2]) == (3, 1, 2),
+            within=10,
         )
         if how == "stop":
             w.stop()
@@ -211,7 +214,7 @@ async def test_checks_cancelled_while_waiting_for_room_leave_the_gauges_at_zero(
             run.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await run
-            await until(lambda: held(country) == (0, 0, 0))
+            await until(lambda: held(country) == (0, 0, 0), within=10)
     assert held(country) == (0, 0, 0)
     entered, waits, _ = counted_since(before, country)
     assert (entered, waits) == (1, 2)
@@ -240,14 +243,16 @@ async def test_a_preempted_check_waits_for_room_like_any_and_a_later_preempt_fin
         run = asyncio.create_task(w.run())
         try:
             await publish_job(js, fast)
-            await until(lambda: held(country)[0] == 1 and peer.connections - peer.open == 1)
+            await until(
+                lambda: held(country)[0] == 1 and peer.connections - peer.open == 1, within=10
+            )
             await publish_job(js, slow)
-            await until(lambda: len(tarpit._held) == 1)
+            await until(lambda: len(tarpit._held) == 1, within=10)
             request = Preempt(
                 country=country, agent_id=w.agent_id, tenant=TENANT, held=1, share=0.5
             )
             assert w.preempt(request)
-            await until(lambda: not tarpit._held and held(country)[2] == 1)
+            await until(lambda: not tarpit._held and held(country)[2] == 1, within=10)
             assert not w.preempt(request)
             assert (held(country)[0], held(country)[2], len(tarpit._held)) == (1, 1, 0)
             gate.open()
