@@ -56,8 +56,8 @@ async def gated_nc(gate: ResultsGate, streams: None) -> AsyncIterator[NATS]:
     await conn.close()
 
 
-def sample(name: str, country: str) -> float:
-    return REGISTRY.get_sample_value(name, {"country": country}) or 0.0
+def sample(name: str, country: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, {"country": country, **labels}) or 0.0
 
 
 def held(country: str) -> tuple[float, float, float]:
@@ -86,17 +86,14 @@ def gated_worker(
     nc: NATS, country: str, contexts: SslContexts, results_held: int, **options: Any
 ) -> Worker:
     """Two slots, no job pulled beyond them, room for `results_held` results."""
-    return worker(
-        nc,
-        country,
-        contexts,
-        concurrency=2,
-        lookahead=0,
-        publish_timeout=PUBLISH_TIMEOUT_S,
-        handoff=Limits(results_held, HANDOFF_MIN_BYTES, 1.0),
-        handoff_stalled_after=STALLED_AFTER_S,
-        **options,
-    )
+    defaults: dict[str, Any] = {
+        "concurrency": 2,
+        "lookahead": 0,
+        "publish_timeout": PUBLISH_TIMEOUT_S,
+        "handoff": Limits(results_held, HANDOFF_MIN_BYTES, 1.0),
+        "handoff_stalled_after": STALLED_AFTER_S,
+    }
+    return worker(nc, country, contexts, **{**defaults, **options})
 
 
 async def stored_sizes(js: JetStreamContext, country: str) -> list[int]:
@@ -140,7 +137,7 @@ async def test_the_gauges_rise_while_results_is_held_and_fall_to_zero_once_it_st
                 lambda: (ended(), held(country)[0], held(country)[2]) == (5, 3, 2), within=10
             )
             seen_waiting = loop.time()
-            await until(lambda: w.readiness() is not None, within=10)
+            await until(lambda: "hand-off" in (w.readiness() or ""), within=10)
             assert "waited for room in the hand-off" in str(w.readiness())
             assert (ended(), peer.connections) == (5, 5)  # no job taken meanwhile
             results_in, bytes_in, waiting = held(country)
@@ -180,6 +177,46 @@ async def test_the_gauges_rise_while_results_is_held_and_fall_to_zero_once_it_st
         sample("mailprobe_agent_handoff_max_bytes", country),
     )
     assert bounds == (3, HANDOFF_MIN_BYTES)
+
+
+async def test_a_stall_whose_stores_time_out_makes_the_agent_not_ready_though_no_wait_is_long(
+    js: JetStreamContext,
+    gated_nc: NATS,
+    gate: ResultsGate,
+    country: str,
+    ssl_contexts: SslContexts,
+) -> None:
+    """RESULTS takes nothing and the agent gives each store up after 0.3 s: the results leave
+    together, let the waiting checks in, and the next checks wait again, so no check waits
+    long (every wait ended within 1 s) and none is stored. Their waits, one after the other,
+    still make the agent not ready after 2 s."""
+    gate.close()
+    before = counted(country)
+    async with LimitedSmtpPeer(slots=10, hold=0) as peer:
+        for _ in range(30):
+            await publish_job(js, job_for(country, peer.port, tenant=TENANT))
+        w = gated_worker(
+            gated_nc,
+            country,
+            ssl_contexts,
+            results_held=2,
+            publish_timeout=0.3,
+            handoff_stalled_after=2.0,
+        )
+        run = asyncio.create_task(w.run())
+        try:
+            await until(lambda: "hand-off" in (w.readiness() or ""), within=20)
+            _, waits, _ = counted_since(before, country)
+            quick = sample("mailprobe_agent_handoff_wait_seconds_bucket", country, le="1.0")
+            checks = peer.connections
+        finally:
+            w.stop()
+            await asyncio.wait_for(run, 10)
+    assert waits >= 2 and quick == waits  # earlier waits ended, each within 1 s
+    assert checks > 4  # more than 2 slots and 2 places: results left without a store
+    assert await results(js, country) == []
+    assert await jobs_left(js, country) == 30  # none acked
+    assert held(country) == (0, 0, 0)
 
 
 @pytest.mark.parametrize("how", ["stop", "cancel"])
