@@ -6,10 +6,8 @@ peer saw end, results and their sizes as RESULTS stored them, jobs left on JOBS.
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator
 from typing import Any
 
-import nats
 import pytest
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -30,6 +28,7 @@ from tests.agent.helpers import (
     publish_job,
     result_count,
     results,
+    settled,
     unacked,
     until,
     until_async,
@@ -41,19 +40,6 @@ TENANT = "tenant-one"
 PUBLISH_TIMEOUT_S = 60.0
 # Checks waiting for room this long make the agent not ready (HANDOFF_STALLED_S in production).
 STALLED_AFTER_S = 0.3
-
-
-@pytest.fixture
-async def gate(nats_url: str) -> AsyncIterator[ResultsGate]:
-    async with ResultsGate(int(nats_url.rpartition(":")[2])) as gated:
-        yield gated
-
-
-@pytest.fixture
-async def gated_nc(gate: ResultsGate, streams: None) -> AsyncIterator[NATS]:
-    conn = await nats.connect(gate.url)
-    yield conn
-    await conn.close()
 
 
 def sample(name: str, country: str, **labels: str) -> float:
@@ -159,7 +145,7 @@ async def test_the_gauges_rise_while_results_is_held_and_fall_to_zero_once_it_st
             opened = loop.time()
             gate.open()
             await until_async(lambda: result_count(js, country, 7), within=20)
-            await until_async(lambda: _settled(js, country), within=10)
+            await until_async(lambda: settled(js, country), within=10)
             await until(lambda: w.readiness() is None, within=10)
         finally:
             w.stop()
@@ -294,7 +280,7 @@ async def test_a_preempted_check_waits_for_room_like_any_and_a_later_preempt_fin
             assert (held(country)[0], held(country)[2], len(tarpit._held)) == (1, 1, 0)
             gate.open()
             await until_async(lambda: result_count(js, country, 2), within=20)
-            await until_async(lambda: _settled(js, country), within=10)
+            await until_async(lambda: settled(js, country), within=10)
         finally:
             w.stop()
             await asyncio.wait_for(run, 10)
@@ -303,7 +289,3 @@ async def test_a_preempted_check_waits_for_room_like_any_and_a_later_preempt_fin
     assert held(country) == (0, 0, 0)
     entered, waits, _ = counted_since(before, country)
     assert (entered, waits) == (2, 1)
-
-
-async def _settled(js: JetStreamContext, country: str) -> bool:
-    return await unacked(js, country) == (0, 0)
