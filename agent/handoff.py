@@ -14,6 +14,12 @@ for room within the agent's bounds (not its organization's share) holds that roo
 no result that came after it enters before it, or smaller ones, fitting sooner, would take the
 bytes it waits for as long as they kept coming.
 
+Operators see the hand-off in the agent's metrics (agent.metrics: its results and bytes, the
+results that entered, the checks waiting for room and how long they waited), its counts kept
+here as results enter and leave and as checks begin and end waiting; and in `/ready`
+(agent.worker) while checks wait for room and have for longer than `HANDOFF_STALLED_S`, breaks
+shorter than `HANDOFF_WAIT_GAP_S` included (`wait_began`): RESULTS does not store in time.
+
 `admits` and `within_agent` are the rule (pure, table-tested); `HandOff` keeps the counts and
 the waiters.
 """
@@ -22,6 +28,8 @@ import asyncio
 import math
 from collections import deque
 from dataclasses import dataclass
+
+from agent.metrics import HandOffMetrics, HandOffReading
 
 # An agent's hand-off holds at most twice its concurrency in results (at least
 # `HANDOFF_MIN_RESULTS`), and one organization at most half of them: so an organization alone
@@ -34,6 +42,12 @@ HANDOFF_SHARE = 0.5
 # at most the server's max_payload, 1 MiB by default).
 HANDOFF_BYTES_PER_RESULT = 8 * 1024
 HANDOFF_MIN_BYTES = 8 * 1024 * 1024
+# Checks waiting for room this long say the agent is not ready: RESULTS does not store in time.
+# A break shorter than the gap does not end their wait: with RESULTS timing out, the results
+# given up leave together and may let every waiting check in, and new ones wait again once
+# their checks end.
+HANDOFF_STALLED_S = 60.0
+HANDOFF_WAIT_GAP_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,14 +107,34 @@ def admits(limits: Limits, held: Held, tenant: Held, size: int) -> bool:
     return tenant.results < limits.tenant_results and tenant.bytes + size <= limits.tenant_bytes
 
 
-class HandOff:
-    """The hand-off's counts, by organization, and the results waiting for room."""
+def wait_began(since: float | None, emptied_at: float | None, now: float, gap: float) -> float:
+    """When the wait for room that a check beginning to wait at `now`, none waiting before it,
+    belongs to began: `since`, that of the last checks that waited, unless none did (None) or
+    none has for `gap` since they all entered or were cancelled (at `emptied_at`)."""
+    if since is None or (emptied_at is not None and now - emptied_at >= gap):
+        return now
+    return since
 
-    def __init__(self, limits: Limits) -> None:
+
+Waiter = tuple[str, int, asyncio.Future[None], float]  # tenant, size, entered, since (loop time)
+
+
+class HandOff:
+    """The hand-off's counts, by organization, and the results waiting for room; `metrics`,
+    when given, reads them (`reading`) and is told how long each check waited."""
+
+    def __init__(self, limits: Limits, metrics: HandOffMetrics | None = None) -> None:
         self.limits = limits
         self._held = Held()
         self._tenants: dict[str, Held] = {}
-        self._waiters: deque[tuple[str, int, asyncio.Future[None]]] = deque()
+        self._waiters: deque[Waiter] = deque()
+        self._entered = 0
+        self._metrics = metrics
+        # The checks' wait for room: when it began, and when the last waiting one left.
+        self._since: float | None = None
+        self._emptied_at: float | None = None
+        if metrics is not None:
+            metrics.watch(self.reading)
 
     @property
     def held(self) -> Held:
@@ -113,6 +147,24 @@ class HandOff:
 
     def held_by_tenant(self) -> dict[str, Held]:
         return dict(self._tenants)
+
+    def reading(self) -> HandOffReading:
+        """The counts as the agent's metrics show them: results entered since the start."""
+        return HandOffReading(
+            self._held.results,
+            self._held.bytes,
+            self.limits.results,
+            self.limits.bytes,
+            self._entered,
+            len(self._waiters),
+        )
+
+    def waited_s(self, now: float) -> float:
+        """How long checks have waited for room by `now` (loop time), breaks shorter than
+        `HANDOFF_WAIT_GAP_S` included (`wait_began`); 0 while none waits."""
+        if not self._waiters or self._since is None:
+            return 0.0
+        return now - self._since
 
     def fits(self, tenant: str, size: int) -> bool:
         """Whether a result of `tenant`'s of `size` bytes would enter now: none of `tenant`'s
@@ -129,16 +181,17 @@ class HandOff:
         if self.fits(tenant, size):
             self._add(tenant, size)
             return
-        entered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiter = (tenant, size, entered)
-        self._waiters.append(waiter)
+        loop = asyncio.get_running_loop()
+        entered: asyncio.Future[None] = loop.create_future()
+        waiter = (tenant, size, entered, loop.time())
+        self._wait(waiter)
         try:
             await entered
         except asyncio.CancelledError:
             if entered.done() and not entered.cancelled():
                 self.leave(tenant, size)  # entered as it was cancelled: give the room back
             else:
-                self._waiters.remove(waiter)
+                self._unwait(waiter, loop.time())
             raise
 
     def leave(self, tenant: str, size: int) -> None:
@@ -150,31 +203,49 @@ class HandOff:
         else:
             del self._tenants[tenant]
         self._held = self._held.minus(size)
-        self._admit_waiting()
+        if self._waiters:
+            self._admit_waiting()
 
     def _add(self, tenant: str, size: int) -> None:
         self._held = self._held.plus(size)
         self._tenants[tenant] = self._tenants.get(tenant, Held()).plus(size)
+        self._entered += 1
+
+    def _wait(self, waiter: Waiter) -> None:
+        """`waiter`'s check begins waiting for room."""
+        now = waiter[3]
+        if not self._waiters:
+            self._since = wait_began(self._since, self._emptied_at, now, HANDOFF_WAIT_GAP_S)
+        self._waiters.append(waiter)
+
+    def _unwait(self, waiter: Waiter, now: float) -> None:
+        """`waiter`'s check ends waiting for room: its result entered, or it was cancelled."""
+        self._waiters.remove(waiter)
+        if not self._waiters:
+            self._emptied_at = now
+        if self._metrics is not None:
+            self._metrics.waited(now - waiter[3])
 
     def _waiters_for(self, tenant: str) -> bool:
-        return any(t == tenant and not entered.done() for t, _, entered in self._waiters)
+        return any(t == tenant and not entered.done() for t, _, entered, _ in self._waiters)
 
     def _waiting_for_agent(self) -> bool:
         return any(
             not entered.done() and not within_agent(self.limits, self._held, size)
-            for _, size, entered in self._waiters
+            for _, size, entered, _ in self._waiters
         )
 
     def _admit_waiting(self) -> None:
         blocked: set[str] = set()  # an organization's later results wait behind its first
+        now = asyncio.get_running_loop().time()
         for waiter in list(self._waiters):
-            tenant, size, entered = waiter
+            tenant, size, entered, _ = waiter
             if tenant in blocked or entered.done():  # done: cancelled, leaving the queue
                 continue
             if not within_agent(self.limits, self._held, size):
                 return  # the room that comes back is this one's first
             if admits(self.limits, self._held, self._tenants.get(tenant, Held()), size):
-                self._waiters.remove(waiter)
+                self._unwait(waiter, now)
                 self._add(tenant, size)
                 entered.set_result(None)
             else:

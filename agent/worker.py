@@ -75,7 +75,7 @@ from agent.backoff import Backoff
 from agent.bundles import Delivery, jobs_of
 from agent.carried import CarriedJob
 from agent.fair_queue import FairQueue
-from agent.handoff import HandOff, Limits
+from agent.handoff import HANDOFF_STALLED_S, HandOff, Limits
 from agent.heartbeat import HEARTBEAT_INTERVAL_S, Heartbeat
 from agent.probers.run import build_result, run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
@@ -192,6 +192,7 @@ class Worker:
         lookahead: int | None = None,
         resolver: TargetResolver | None = None,
         handoff: Limits | None = None,
+        handoff_stalled_after: float = HANDOFF_STALLED_S,
     ) -> None:
         jobs_subject(country)  # validates the code
         if concurrency < 1:
@@ -243,7 +244,9 @@ class Worker:
         self._held: dict[str, int] = {}  # running checks by tenant
         # Results of checks that are over, waiting to be stored (agent.handoff), and the tasks
         # that wait for their store, each with its job and when that arrived: held, no slot.
-        self._handoff = HandOff(handoff or Limits.for_agent(concurrency))
+        self._metrics = metrics.for_country(country)
+        self._handoff = HandOff(handoff or Limits.for_agent(concurrency), self._metrics.handoff)
+        self._handoff_stalled_after = handoff_stalled_after
         self._storing: dict[asyncio.Task[None], tuple[Delivery, float]] = {}
         self._usage = TenantUsage()  # slot-seconds by tenant, for the heartbeat
         self._started: dict[asyncio.Task[None], float] = {}  # loop time each check started
@@ -264,7 +267,6 @@ class Worker:
         self._pull = StandingPull(
             nc, JOBS_STREAM, jobs_consumer_name(country), expires_s=fetch_timeout
         )
-        self._metrics = metrics.for_country(country)
 
     @classmethod
     def from_settings(cls, nc: NATS, settings: AgentSettings, **overrides: Any) -> Self:
@@ -330,12 +332,23 @@ class Worker:
         return self._usage.loads(held)
 
     def readiness(self) -> str | None:
-        """None when this agent takes jobs (for `/ready`), else why it does not."""
+        """None when this agent takes jobs (for `/ready`), else why it does not: also while
+        finished checks have waited for room in the hand-off for longer than
+        `handoff_stalled_after` (agent.handoff), their slots held and no job taken for them."""
         if self._stopping.is_set():
             return "stopping"
         if not self._nc.is_connected:
             return "NATS is not connected"
-        return None if self._bound else "the jobs consumer is not bound yet"
+        if not self._bound:
+            return "the jobs consumer is not bound yet"
+        waited = self._handoff.waited_s(asyncio.get_running_loop().time())
+        if waited > self._handoff_stalled_after:
+            return (
+                f"RESULTS does not store this agent's results in time: finished checks have"
+                f" waited for room in the hand-off for {waited:.0f} s"
+                f" ({self._handoff.waiting} now, each holding its slot)"
+            )
+        return None
 
     def stop(self) -> None:
         """Stop fetching; `run()` returns once in-flight checks are done or handed back."""

@@ -4,7 +4,7 @@
 ingest-cost, e2e, login, agents-scale, roundtrip, confirm, console, metrics, lists, blocklists,
 exporter, storage, store, runs, reads, jobs, reports, saturation, scale, verdicts, ha-soak, ha-idle,
 ha-move, report-rows, notice-failover, uptime-keep, readiness-turns, nats-cost,
-due-moves);
+due-moves, handoff-cost);
 `python -m bench scale --help` lists the scale benchmark's flags (monitors, interval, window,
 ...), which follow its name; so do the saturation benchmark's (`python -m bench saturation
 --help`), the verdict campaign's (`python -m bench verdicts --seed N --minutes M`) and the HA
@@ -27,6 +27,7 @@ from bench import (
     e2e,
     exporter,
     ha_idle,
+    handoff_cost,
     ingest,
     ingest_cost,
     jobs,
@@ -86,6 +87,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "readiness-turns": readiness_turns.run,
     "due-moves": due_moves.run,
     "nats-cost": lambda: nats_cost.run([]),
+    "handoff-cost": handoff_cost.run,
 }
 
 

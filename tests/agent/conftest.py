@@ -12,6 +12,7 @@ from agent.probers.tls import SslContexts, build_ssl_contexts
 from shared import embedded
 from shared.streams import ensure_streams
 from testkit.netns import netns as netns
+from tests.agent.faults import ResultsGate
 from tests.countries import AGENT, handout
 
 # One country per test (tests/countries.py).
@@ -51,6 +52,21 @@ def js(nc: NATS) -> JetStreamContext:
 @pytest.fixture(scope="session")
 def ssl_contexts() -> Iterator[SslContexts]:
     yield build_ssl_contexts()
+
+
+@pytest.fixture
+async def gate(nats_url: str) -> AsyncIterator[ResultsGate]:
+    """The way to the session's NATS that holds publishes to RESULTS while closed."""
+    async with ResultsGate(int(nats_url.rpartition(":")[2])) as gated:
+        yield gated
+
+
+@pytest.fixture
+async def gated_nc(gate: ResultsGate, streams: None) -> AsyncIterator[NATS]:
+    """A connection through `gate`."""
+    conn = await nats.connect(gate.url)
+    yield conn
+    await conn.close()
 
 
 @pytest.fixture

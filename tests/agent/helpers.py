@@ -113,6 +113,11 @@ async def unacked(js: JetStreamContext, country: str) -> tuple[int, int]:
     return info.num_pending, info.num_ack_pending
 
 
+async def settled(js: JetStreamContext, country: str) -> bool:
+    """Whether every job of the country's consumer is settled: none pending, none unacked."""
+    return await unacked(js, country) == (0, 0)
+
+
 async def result_count(js: JetStreamContext, country: str, count: int) -> bool:
     return len(await results(js, country)) == count
 

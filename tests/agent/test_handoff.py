@@ -5,16 +5,20 @@ import asyncio
 from collections import deque
 
 import pytest
+from prometheus_client import CollectorRegistry, Histogram
 
 from agent.handoff import (
     HANDOFF_MIN_BYTES,
     HANDOFF_MIN_RESULTS,
+    HANDOFF_WAIT_GAP_S,
     HandOff,
     Held,
     Limits,
     admits,
+    wait_began,
     within_agent,
 )
+from agent.metrics import HandOffCollector, HandOffMetrics
 
 # 4 results, 1,000 bytes; an organization at most 2 results and 500 bytes.
 LIMITS = Limits(4, 1000, 0.5)
@@ -114,11 +118,13 @@ async def test_results_waiting_for_room_enter_as_room_comes_back_each_organizati
 @pytest.mark.parametrize("room_first", [False, True])
 async def test_a_result_cancelled_while_waiting_leaves_no_count_behind(room_first: bool) -> None:
     """Cancelled while waiting (a stopping agent), before or after room came for it: it holds
-    nothing of the hand-off."""
-    handoff = HandOff(Limits(1, 1000, 1.0))
+    nothing of the hand-off, nor of its metrics; its wait is counted once."""
+    registry = CollectorRegistry()
+    handoff = HandOff(Limits(1, 1000, 1.0), _metrics(registry))
     await handoff.enter("a", 10)
     waiter = asyncio.create_task(handoff.enter("b", 10))
     await asyncio.sleep(0)
+    assert _values(registry) == (1, 10, 1, 1, 0)
     if room_first:
         handoff.leave("a", 10)
         waiter.cancel()
@@ -128,6 +134,94 @@ async def test_a_result_cancelled_while_waiting_leaves_no_count_behind(room_firs
     with pytest.raises(asyncio.CancelledError):
         await waiter
     assert (handoff.held, handoff.waiting, handoff.held_by_tenant()) == (Held(), 0, {})
+    entered = 2 if room_first else 1  # b's entered as it was cancelled, and left
+    assert _values(registry) == (0, 0, entered, 0, 1)
+
+
+async def test_the_metrics_follow_each_result_and_each_check_waiting_for_room() -> None:
+    """Counted by the test, step by step: results and bytes held, results entered, checks
+    waiting for room now and those whose wait ended; the bounds as given."""
+    registry = CollectorRegistry()
+    handoff = HandOff(LIMITS, _metrics(registry))
+    assert (_sample(registry, "max_results"), _sample(registry, "max_bytes")) == (4, 1000)
+    for tenant, size in (("a", 100), ("a", 200), ("b", 300)):
+        await handoff.enter(tenant, size)
+    assert _values(registry) == (3, 600, 3, 0, 0)
+    waiters = [asyncio.create_task(handoff.enter("a", 50)) for _ in range(3)]  # a at its 2
+    await asyncio.sleep(0)
+    assert _values(registry) == (3, 600, 3, 3, 0)
+    handoff.leave("a", 100)
+    await asyncio.sleep(0)
+    assert _values(registry) == (3, 550, 4, 2, 1)
+    handoff.leave("b", 300)
+    handoff.leave("a", 200)
+    await asyncio.sleep(0)
+    assert _values(registry) == (2, 100, 5, 1, 2)
+    handoff.leave("a", 50)
+    await asyncio.gather(*waiters)
+    assert _values(registry) == (2, 100, 6, 0, 3)
+    for _ in range(2):
+        handoff.leave("a", 50)
+    assert _values(registry) == (0, 0, 6, 0, 3)
+
+
+async def test_waited_counts_from_the_first_check_waiting_and_is_zero_when_none_waits() -> None:
+    loop = asyncio.get_running_loop()
+    handoff = HandOff(Limits(1, 1000, 1.0))
+    now = loop.time()
+    assert handoff.waited_s(now + 100) == 0
+    await handoff.enter("a", 10)
+    first = asyncio.create_task(handoff.enter("a", 10))
+    await asyncio.sleep(0)
+    began = loop.time()
+    second = asyncio.create_task(handoff.enter("a", 10))  # the same wait
+    await asyncio.sleep(0)
+    assert now <= began - handoff.waited_s(began) <= began  # since the first one's
+    assert handoff.waited_s(began + 100) >= 100
+    handoff.leave("a", 10)
+    await first
+    assert handoff.waited_s(began + 100) >= 100  # the second still waits
+    handoff.leave("a", 10)
+    await second
+    assert handoff.waited_s(began + 100) == 0
+
+
+GAP = HANDOFF_WAIT_GAP_S
+
+
+@pytest.mark.parametrize(
+    ("since", "emptied_at", "now", "began"),
+    [
+        (None, None, 5.0, 5.0),  # the first wait
+        (1.0, 3.0, 3.0 + GAP - 0.001, 1.0),  # a break shorter than the gap: the same wait
+        (1.0, 3.0, 3.0 + GAP, 3.0 + GAP),  # none waited for the gap: a new wait
+        (1.0, 3.0, 100.0, 100.0),
+    ],
+)
+def test_when_a_wait_for_room_began(
+    since: float | None, emptied_at: float | None, now: float, began: float
+) -> None:
+    assert wait_began(since, emptied_at, now, GAP) == began
+
+
+def _metrics(registry: CollectorRegistry) -> HandOffMetrics:
+    """The agent's series of one country, in a registry of the test's own."""
+    collector = HandOffCollector()
+    registry.register(collector)
+    wait = Histogram("mailprobe_agent_handoff_wait_seconds", "", ["country"], registry=registry)
+    return HandOffMetrics("XX", wait.labels("XX"), collector)
+
+
+def _sample(registry: CollectorRegistry, name: str) -> float:
+    value = registry.get_sample_value(f"mailprobe_agent_handoff_{name}", {"country": "XX"})
+    assert value is not None, name
+    return value
+
+
+def _values(registry: CollectorRegistry) -> tuple[float, ...]:
+    """(results held, bytes held, results entered, checks waiting, waits ended)."""
+    names = ("results", "bytes", "entered_total", "waiting", "wait_seconds_count")
+    return tuple(_sample(registry, name) for name in names)
 
 
 async def test_a_large_result_waiting_for_the_agent_s_bytes_is_not_passed_for_ever() -> None:

@@ -4,10 +4,7 @@ connection going through `ResultsGate`, which holds its publishes to RESULTS whi
 unable to store) and lets its pulls, acks and `in_progress` through."""
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import nats
-import pytest
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
@@ -25,6 +22,7 @@ from tests.agent.helpers import (
     publish_job,
     result_count,
     results,
+    settled,
     unacked,
     until,
     until_async,
@@ -34,19 +32,6 @@ from tests.agent.helpers import (
 TENANT, FLOOD, VICTIM = "tenant-one", "tenant-flood", "tenant-victim"
 # Long enough that a result held at the gate is waited for, not given up, in these tests.
 PUBLISH_TIMEOUT_S = 60.0
-
-
-@pytest.fixture
-async def gate(nats_url: str) -> AsyncIterator[ResultsGate]:
-    async with ResultsGate(int(nats_url.rpartition(":")[2])) as gated:
-        yield gated
-
-
-@pytest.fixture
-async def gated_nc(gate: ResultsGate, streams: None) -> AsyncIterator[NATS]:
-    conn = await nats.connect(gate.url)
-    yield conn
-    await conn.close()
 
 
 async def stopped(w: Worker, run: asyncio.Task[None]) -> None:
@@ -91,7 +76,7 @@ async def test_a_check_waiting_for_its_store_holds_no_slot_nor_load_and_its_job_
             assert await results(js, country) == []
             gate.open()
             await until_async(lambda: result_count(js, country, 2), within=10)
-            await until_async(lambda: _settled(js, country), within=10)
+            await until_async(lambda: settled(js, country), within=10)
         finally:
             await stopped(w, run)
     assert {r.job_id for r in await results(js, country)} == {first.job_id, second.job_id}
@@ -136,7 +121,7 @@ async def test_with_results_unable_to_store_the_handoff_bound_stops_intake_and_n
             assert peer.connections == 5
             gate.open()
             await until_async(lambda: result_count(js, country, 20), within=20)
-            await until_async(lambda: _settled(js, country), within=10)
+            await until_async(lambda: settled(js, country), within=10)
         finally:
             await stopped(w, run)
     found = await results(js, country)
@@ -186,7 +171,7 @@ async def test_one_organization_cannot_fill_the_handoff(
             assert w.handoff.held.results == 4
             gate.open()
             await until_async(lambda: result_count(js, country, 14), within=20)
-            await until_async(lambda: _settled(js, country), within=10)
+            await until_async(lambda: settled(js, country), within=10)
         finally:
             await stopped(w, run)
     found = await results(js, country)
@@ -215,7 +200,7 @@ async def test_a_job_waiting_for_its_store_is_kept_in_progress_past_the_ack_wait
             assert (info.num_redelivered, info.num_ack_pending, peer.connections) == (0, 1, 1)
             gate.open()
             await until_async(lambda: result_count(js, country, 1), within=10)
-            await until_async(lambda: _settled(js, country), within=10)
+            await until_async(lambda: settled(js, country), within=10)
         finally:
             await stopped(w, run)
     assert [r.job_id for r in await results(js, country)] == [job.job_id]
@@ -248,7 +233,3 @@ async def test_a_stop_hands_back_a_job_whose_result_was_not_stored_within_the_gr
         await asyncio.wait_for(other.run(burst=True), 20)
     assert [r.job_id for r in await results(js, country)] == [job.job_id]
     assert peer.connections == 2
-
-
-async def _settled(js: JetStreamContext, country: str) -> bool:
-    return await unacked(js, country) == (0, 0)

@@ -230,6 +230,10 @@ async def test_agent_process_serves_ready_and_metrics_with_nats(
         text = (await client.get("/metrics")).text
         assert f'mailprobe_agent_checks_in_flight{{country="{country}"}} 0.0' in text
         assert "# TYPE mailprobe_agent_check_duration_seconds histogram" in text
+        # The hand-off's bound for the default AGENT_CONCURRENCY of 200: twice it.
+        assert f'mailprobe_agent_handoff_max_results{{country="{country}"}} 400.0' in text
+        assert f'mailprobe_agent_handoff_waiting{{country="{country}"}} 0.0' in text
+        assert f'mailprobe_agent_handoff_entered_total{{country="{country}"}} 0.0' in text
 
 
 async def test_ops_servers_racing_for_one_port_never_crash_and_one_wins() -> None:
