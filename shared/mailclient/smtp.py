@@ -76,7 +76,7 @@ class Client(aiosmtplib.SMTP):
                     _EHLO_MEMO.popitem(last=False)
         else:
             _EHLO_MEMO.move_to_end(text)
-            self._last_ehlo_response = response
+            self._last_ehlo_response = response  # what aiosmtplib's getter reads (5.1)
             self.esmtp_extensions = dict(found.pairs)
             self.server_auth_methods = list(found.auth_methods)
             self.supports_esmtp = True
