@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import errno
+import functools
 import math
 import socket
 import ssl
@@ -26,6 +27,10 @@ PHASES = ("dns", "connect", "tls", "greeting", "auth")
 BANNER_MAX = 512
 CAPABILITIES_MAX = 64  # entries kept of what a server advertises
 CAPABILITY_MAX = 200  # characters kept of each
+# A server advertises the same list on every session, so its normal form is kept for the last
+# lists met, each at most this many characters long (a real list is a few hundred).
+CAPABILITIES_MEMO_MAX = 256
+CAPABILITIES_MEMO_TEXT_MAX = 2048
 # QUIT/LOGOUT come after everything that matters was answered: a server that hangs there costs
 # at most this, and the goodbye stops this long before the check's deadline so that deadline
 # never fires during it.
@@ -80,10 +85,12 @@ class Recorder:
     note: str | None = None  # what a passing check says instead of "ok"
 
     def advertised(self, capabilities: Iterable[str]) -> None:
-        """What the server advertised last: upper-cased (all three protocols compare them
-        without case), sorted, bounded."""
-        found = {c[:CAPABILITY_MAX] for c in map(str.upper, map(str.strip, capabilities)) if c}
-        self.capabilities = sorted(found)[:CAPABILITIES_MAX]
+        """What the server advertised last, in `capabilities_kept`'s form."""
+        said = tuple(capabilities)
+        if sum(map(len, said)) <= CAPABILITIES_MEMO_TEXT_MAX:
+            self.capabilities = list(_kept_memo(said))
+        else:
+            self.capabilities = capabilities_kept(said)
 
     def upgrading(self) -> None:
         """TLS is about to start on a plain connection: what was advertised so far was said in
@@ -119,6 +126,18 @@ class Recorder:
             delivery_ms=p.get("delivery"),
             fetch_ms=p.get("fetch"),
         )
+
+
+def capabilities_kept(capabilities: Iterable[str]) -> list[str]:
+    """Capabilities as a result carries them: stripped, upper-cased (all three protocols
+    compare them without case), unique, sorted, bounded."""
+    found = {c[:CAPABILITY_MAX] for c in map(str.upper, map(str.strip, capabilities)) if c}
+    return sorted(found)[:CAPABILITIES_MAX]
+
+
+@functools.lru_cache(maxsize=CAPABILITIES_MEMO_MAX)
+def _kept_memo(capabilities: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(capabilities_kept(capabilities))
 
 
 ProbeFn = Callable[[Target, CheckJob, Recorder], Awaitable[None]]

@@ -2,10 +2,11 @@
 
 A certificate says the same every time it is served, so parsing it, hashing its key and matching
 a name against it is done on the first check that meets it; later checks find the facts by the
-SHA-256 of the DER form (its fingerprint, which the result reports anyway). A server that
-changes its certificate serves different bytes, so it gets new facts. The cache is a bounded
-LRU: a server handing out a fresh certificate on every connection costs the CPU of the facts,
-never more memory than the bound.
+DER form itself (a dict's hash of ~1 KB costs a tenth of its SHA-256), or one larger than
+KEY_DER_MAX by its SHA-256, so that a key never holds more than that. A server that changes its
+certificate serves different bytes, so it gets new facts. The cache is a bounded LRU: a server
+handing out a fresh certificate on every connection costs the CPU of the facts, never more
+memory than the bound.
 """
 
 import hashlib
@@ -27,6 +28,8 @@ SANS_MAX = 100  # a certificate may list thousands; the first hundred say enough
 CERTS_MAX = 2048
 # Names matched per certificate and kept (a wildcard certificate may serve many monitors).
 NAMES_MAX = 64
+# The largest DER form that is its own key in the cache (a leaf is 0.5-3 KB).
+KEY_DER_MAX = 4096
 
 
 @dataclass(slots=True)
@@ -55,21 +58,22 @@ class CertFacts:
 
 
 class CertCache:
-    """CertFacts by the SHA-256 of the certificate's DER form, the `maxsize` last met."""
+    """CertFacts by the certificate's DER form (a larger one: by the hex SHA-256 of it, a
+    `str`, so never equal to a DER key), the `maxsize` last met."""
 
     def __init__(self, maxsize: int = CERTS_MAX) -> None:
         self.maxsize = maxsize
-        self._facts: OrderedDict[bytes, CertFacts] = OrderedDict()
+        self._facts: OrderedDict[bytes | str, CertFacts] = OrderedDict()
 
     def facts(self, der: bytes) -> CertFacts:
         """The facts of the certificate `der`; raises what parsing it raises (ValueError)."""
-        digest = hashlib.sha256(der).digest()
-        found = self._facts.get(digest)
+        key = der if len(der) <= KEY_DER_MAX else hashlib.sha256(der).hexdigest()
+        found = self._facts.get(key)
         if found is not None:
-            self._facts.move_to_end(digest)
+            self._facts.move_to_end(key)
             return found
-        found = cert_facts(der, digest.hex())
-        self._facts[digest] = found
+        found = cert_facts(der, key if isinstance(key, str) else None)
+        self._facts[key] = found
         if len(self._facts) > self.maxsize:
             self._facts.popitem(last=False)
         return found

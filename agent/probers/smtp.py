@@ -68,7 +68,7 @@ def _failed(exc: BaseException) -> str:
     return f"no session for the test: {exc}"[:BANNER_MAX]
 
 
-async def open_smtp(target: Target, config: SmtpConfig, rec: Recorder) -> aiosmtplib.SMTP:
+async def open_smtp(target: Target, config: SmtpConfig, rec: Recorder) -> client.Client:
     """A session greeted, upgraded to TLS as `config` says and logged in when it has
     credentials (only over TLS unless `allowPlaintextAuth`). The caller closes it."""
     sock = await connect_socket(target, rec)
@@ -110,7 +110,7 @@ async def _greeting(smtp: aiosmtplib.SMTP, config: SmtpConfig, rec: Recorder) ->
     rec.set_banner(greeting.message)
 
 
-async def _hello(smtp: aiosmtplib.SMTP, rec: Recorder) -> None:
+async def _hello(smtp: client.Client, rec: Recorder) -> None:
     """EHLO, falling back to HELO for servers that only speak RFC 821."""
     rec.current = "ehlo"
     try:
@@ -119,7 +119,8 @@ async def _hello(smtp: aiosmtplib.SMTP, rec: Recorder) -> None:
         if 400 <= exc.code < 500:
             raise ProbeFailure("temporary", f"EHLO refused: {exc.code} {exc.message}") from exc
     else:
-        rec.advertised(f"{k} {v}" for k, v in smtp.esmtp_extensions.items())
+        extensions = smtp.extensions
+        rec.advertised(extensions.advertised if extensions is not None else ())
         return
     try:
         await smtp.helo()
@@ -128,7 +129,7 @@ async def _hello(smtp: aiosmtplib.SMTP, rec: Recorder) -> None:
     rec.advertised(())  # an RFC 821 server advertises nothing
 
 
-async def _maybe_starttls(smtp: aiosmtplib.SMTP, config: SmtpConfig, rec: Recorder) -> None:
+async def _maybe_starttls(smtp: client.Client, config: SmtpConfig, rec: Recorder) -> None:
     if config.secure:
         return
     if config.ignore_tls or not smtp.supports_extension("starttls"):

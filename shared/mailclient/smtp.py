@@ -1,12 +1,16 @@
 """An SMTP session on aiosmtplib, connected on a socket the caller opened: the OAuth2 AUTH
-exchange (XOAUTH2, OAUTHBEARER) that keeps the server's error challenge, and a password login
-that tries a second mechanism only when the server refused the first one itself."""
+exchange (XOAUTH2, OAUTHBEARER) that keeps the server's error challenge, a password login
+that tries a second mechanism only when the server refused the first one itself, and an EHLO
+reply parsed once per distinct list of extensions."""
 
 import socket
 import ssl
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import aiosmtplib
-from aiosmtplib import SMTPAuthenticationError, SMTPException, SMTPStatus
+from aiosmtplib import SMTPAuthenticationError, SMTPException, SMTPResponse, SMTPStatus
 
 # Sent in EHLO/HELO. Computed once: aiosmtplib's default, socket.getfqdn(), may query DNS.
 EHLO_NAME = socket.gethostname() or "mailprobe"
@@ -18,14 +22,81 @@ AUTH_LINE_MAX = 12288
 MECHANISM_REFUSED = frozenset({504, 534, 538})
 
 
+# EHLO replies whose parse is kept, and the longest list of extensions kept (a real one is a
+# few hundred characters; aiosmtplib bounds a reply at 32 KiB): a server that varies its reply
+# on every session costs the parse it costs without the memo, and at most this much memory.
+EHLO_MEMO_MAX = 256
+EHLO_MEMO_TEXT_MAX = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class Extensions:
+    """What an EHLO reply's lines after the first say, as aiosmtplib parses them."""
+
+    pairs: tuple[tuple[str, str], ...]  # (keyword in lower case, parameters), as advertised
+    auth_methods: tuple[str, ...]
+    advertised: tuple[str, ...]  # "keyword parameters" of each pair
+
+
+class Client(aiosmtplib.SMTP):
+    """aiosmtplib's SMTP whose EHLO reply is parsed by aiosmtplib once per distinct list of
+    extensions (a server advertises the same list on every session; the first line, which
+    may name the client, is not part of it): the session's state after an EHLO is what
+    aiosmtplib's own `last_ehlo_response` leaves (tests/unit/test_smtp_ehlo_memo.py)."""
+
+    _parsed: tuple[SMTPResponse, Extensions] | None = None
+
+    @property
+    def extensions(self) -> Extensions | None:
+        """The extensions of the EHLO reply in force (None after a reset, as aiosmtplib's
+        `esmtp_extensions` is then empty)."""
+        parsed = self._parsed
+        if parsed is None or parsed[0] is not self.last_ehlo_response:
+            return None
+        return parsed[1]
+
+    @property
+    def last_ehlo_response(self) -> SMTPResponse | None:
+        return self._last_ehlo_response
+
+    @last_ehlo_response.setter
+    def last_ehlo_response(self, response: SMTPResponse) -> None:
+        text = response.message.partition("\n")[2]
+        found = _EHLO_MEMO.get(text)
+        if found is None:
+            _LIBRARY_SETTER(self, response)  # aiosmtplib's own parse
+            found = Extensions(
+                pairs=tuple(self.esmtp_extensions.items()),
+                auth_methods=tuple(self.server_auth_methods),
+                advertised=tuple(f"{k} {v}" for k, v in self.esmtp_extensions.items()),
+            )
+            if len(text) <= EHLO_MEMO_TEXT_MAX:
+                _EHLO_MEMO[text] = found
+                if len(_EHLO_MEMO) > EHLO_MEMO_MAX:
+                    _EHLO_MEMO.popitem(last=False)
+        else:
+            _EHLO_MEMO.move_to_end(text)
+            self._last_ehlo_response = response  # what aiosmtplib's getter reads (5.1)
+            self.esmtp_extensions = dict(found.pairs)
+            self.server_auth_methods = list(found.auth_methods)
+            self.supports_esmtp = True
+        self._parsed = (response, found)
+
+
+_LIBRARY_SETTER: Callable[[aiosmtplib.SMTP, SMTPResponse], None] = vars(aiosmtplib.SMTP)[
+    "last_ehlo_response"
+].fset
+_EHLO_MEMO: OrderedDict[str, Extensions] = OrderedDict()
+
+
 def client(
     sock: socket.socket, server_name: str, ctx: ssl.SSLContext, implicit_tls: bool
-) -> aiosmtplib.SMTP:
+) -> Client:
     """A client for the connected `sock`: `server_name` is only the name for SNI and the
     certificate check (aiosmtplib passes it as server_hostname); no timeout of its own, the
     caller owns the deadline. `connect()` reads the greeting (after the handshake with
     `implicit_tls`)."""
-    return aiosmtplib.SMTP(
+    return Client(
         sock=sock,
         hostname=server_name,
         use_tls=implicit_tls,

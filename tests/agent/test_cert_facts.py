@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from agent.probers import tls
-from agent.probers.certs import SANS_MAX, CertCache, CertFacts, cert_facts
+from agent.probers.certs import KEY_DER_MAX, SANS_MAX, CertCache, CertFacts, cert_facts
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from shared.messages import CheckResult, SmtpConfig, TlsInfo, TlsOptions
@@ -46,7 +46,21 @@ CERTS = {
     ),
     "ip and wildcard": CA.issue_cert("*.example.org", "127.0.0.1", "::1"),
     "many names": CA.issue_cert(*(f"n{i}.example" for i in range(SANS_MAX + 20))),
+    "larger than a key": CA.issue_cert(*(f"name-{i:04d}.example.org" for i in range(300))),
 }
+
+
+def test_a_certificate_is_its_own_key_up_to_key_der_max_and_its_digest_beyond() -> None:
+    """The cache never keeps a key longer than KEY_DER_MAX, however large the certificates."""
+    cache = CertCache()
+    sizes = {name: len(_der(leaf)) for name, leaf in CERTS.items()}
+    assert sizes["ec"] <= KEY_DER_MAX < sizes["larger than a key"]
+    for leaf in CERTS.values():
+        der = _der(leaf)
+        assert cache.facts(der) is cache.facts(bytes(der))  # found again from equal bytes
+    keys = list(cache._facts)
+    assert max(len(k) for k in keys) <= KEY_DER_MAX
+    assert _der(CERTS["larger than a key"]) not in keys
 
 
 @pytest.mark.parametrize("name", CERTS)

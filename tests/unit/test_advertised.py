@@ -3,7 +3,8 @@ bounded (Recorder.advertised), then valid UTF-8 and without a secret (build_resu
 
 import pytest
 
-from agent.probers.base import CAPABILITIES_MAX, CAPABILITY_MAX, Recorder
+from agent.probers import base
+from agent.probers.base import CAPABILITIES_MAX, CAPABILITY_MAX, Recorder, capabilities_kept
 from agent.probers.run import build_result
 from shared.messages import SECRET_MASK, SmtpAuth, SmtpConfig
 from shared.timefmt import utcnow
@@ -33,6 +34,24 @@ def test_advertised_is_stripped_upper_cased_unique_sorted_and_bounded(
     if kept is None:  # too many: the first CAPABILITIES_MAX in sorted order
         kept = sorted(c.upper() for c in advertised)[:CAPABILITIES_MAX]
     assert rec.capabilities == kept
+
+
+def test_a_list_met_again_is_kept_the_same_and_a_long_one_is_not_memoised() -> None:
+    """The normal form is kept per distinct short list: a second session gets an equal list of
+    its own; a list past CAPABILITIES_MEMO_TEXT_MAX is worked out afresh and not kept."""
+    said = ("pipelining", "SIZE 100", "auth plain")
+    one, two = Recorder(), Recorder()
+    one.advertised(said)
+    assert one.capabilities is not None
+    one.capabilities.append("X-MINE")
+    two.advertised(list(said))
+    assert two.capabilities == capabilities_kept(said) == ["AUTH PLAIN", "PIPELINING", "SIZE 100"]
+    long = tuple(f"x-{i:04d}" for i in range(base.CAPABILITIES_MEMO_TEXT_MAX // 6 + 1))
+    before = base._kept_memo.cache_info().currsize
+    three = Recorder()
+    three.advertised(long)
+    assert three.capabilities == capabilities_kept(long)
+    assert base._kept_memo.cache_info().currsize == before
 
 
 def _capabilities(config: SmtpConfig, advertised: list[str]) -> list[str] | None:
