@@ -9,7 +9,8 @@ def _pool(codes: str) -> tuple[str, ...]:
     return tuple(codes.split())
 
 
-# tests/agent (about 90 in one test process); DE is kept for the `python -m agent --country DE` test.
+# tests/agent (about 90 in one test process); DE is kept for the `python -m agent --country DE`
+# test.
 AGENT = _pool(
     "FR IT ES NL BE AT CH PL SE NO DK FI PT IE CZ HU RO GR BG HR SI SK LT LV EE LU MT CY IS GB "
     "CA MX BR AR CL CO PE JP KR CN IN AU NZ ZA EG NG KE MA TN TR IL AE SA UA RS MK AL UZ GH SN "
