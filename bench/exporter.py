@@ -20,8 +20,9 @@ agent's and the floor's runs interleaved; a prober's CPU is its process's utime 
   certificate for another name.
 - With BENCH_OPENSSL=DIR (a build of testkit/openssl.py, `make bench-openssl`), the agent's and
   the floor's processes run twice more in the same runs, on that OpenSSL (LD_LIBRARY_PATH):
-  with its default groups (OpenSSL 3.5 sends X25519MLKEM768 and X25519 key shares), and with
-  deploy/openssl-agent.cnf as OPENSSL_CONF (one X25519 share, X25519MLKEM768 still offered).
+  with its default groups (OpenSSL 3.5 sends X25519MLKEM768 and X25519 key shares), and with an
+  OPENSSL_CONF that sends one X25519 share and still offers X25519MLKEM768 first
+  (testkit.openssl.ONE_SHARE_GROUPS; the image ships no such file: bench/results/ossl35.md).
   The exporter and the mail servers stay on this host's. Targets are judged on this host's
   OpenSSL; the other rows are printed beside them.
 
@@ -71,8 +72,6 @@ CONCURRENCY = 50
 WARMUP = 100
 TARGET_RATIO = 0.5  # TLS modules
 TARGET_PLAIN_RATIO = 0.3  # the module without TLS
-# The agent's OpenSSL configuration in the shipped image: one X25519 key share.
-ONE_SHARE_CONF = Path(__file__).resolve().parents[1] / "deploy" / "openssl-agent.cnf"
 
 
 @dataclass(frozen=True)
@@ -84,14 +83,16 @@ class Build:
     variables: dict[str, str] = field(default_factory=dict)
 
 
-def builds() -> list[Build]:
-    """This host's OpenSSL, and BENCH_OPENSSL's build twice when it is set."""
+def builds(directory: Path) -> list[Build]:
+    """This host's OpenSSL, and BENCH_OPENSSL's build twice when it is set (its configuration
+    files written in `directory`)."""
     out = [Build("this host")]
     named = os.environ.get(openssl.ENV_VAR)
     if named:
         where = Path(named).expanduser()
+        one_share = openssl.groups_conf(directory / "one-share.cnf", openssl.ONE_SHARE_GROUPS)
         out.append(Build("default groups", openssl.env(where)))
-        out.append(Build("one X25519 share", openssl.env(where, ONE_SHARE_CONF)))
+        out.append(Build("one X25519 share", openssl.env(where, one_share)))
     return out
 
 
@@ -461,7 +462,7 @@ def run() -> bool:
             processes: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
             sides: list[Side] = []
             try:
-                for build in builds():
+                for build in builds(tmp):
                     started = []
                     for main in (_agent_main, _floor_main):
                         parent, child = ctx.Pipe()
