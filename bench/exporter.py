@@ -370,7 +370,9 @@ async def _measure(
             conn.send((module.name, ports[module.server], n))
             failed: list[str] = conn.recv()
             cpu = cpu_s(pid) - cpu0
-            figures.failures += [f"agent {module.name}: {f}" for f in failed[:3]]
+            figures.failures += [
+                f"agent {module.name}, {side.build.label}: {f}" for f in failed[:3]
+            ]
             return cpu
 
         def floor_run(side: Side, module: Module, n: int, server_name: str = "localhost") -> float:
@@ -379,7 +381,9 @@ async def _measure(
             conn.send((module.name, ports[module.server], n, server_name))
             failed: list[str] = conn.recv()
             cpu = cpu_s(pid) - cpu0
-            figures.failures += [f"floor {module.name}: {f}" for f in failed[:3]]
+            figures.failures += [
+                f"floor {module.name}, {side.build.label}: {f}" for f in failed[:3]
+            ]
             return cpu
 
         for module in MODULES:  # warm-up: imports, caches, connection pools
