@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock browser unbound netns dovecot blackbox alertmanager prometheus opendkim test-debs run test lint bench soak fuzz clean
+.PHONY: help install lock browser unbound netns dovecot blackbox alertmanager prometheus opendkim test-debs run test lint bench bench-openssl soak fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -130,6 +130,13 @@ lint: $(STAMP) ## ruff (format and lint) and mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/mypy tools bench testkit deploy
+
+# Debian 13's OpenSSL (the shipped image's), built from Debian's source into ~/.cache/mailprobe
+# (testkit/openssl.py; ~10-15 minutes on 2 cores, once): `BENCH_OPENSSL=<the printed dir> make
+# bench exporter` then runs the agent's and the floor's rows on it too, and bench.tls_groups
+# measures its key shares. Nothing else needs it.
+bench-openssl: $(STAMP) ## download (SHA-256 checked), build and cache Debian 13's OpenSSL for the benchmarks
+	$(BIN)/python -m testkit.openssl build $(OPENSSL_ARGS)
 
 # `make bench scale` runs the named benchmarks only; BENCH_ARGS go after the names
 # (`make bench scale BENCH_ARGS='--window 60'`).

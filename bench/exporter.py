@@ -18,6 +18,13 @@ agent's and the floor's runs interleaved; a prober's CPU is its process's utime 
   own verifying context, nothing else. Its ratio to the exporter is the lowest any Python client
   can reach on this host's Python and OpenSSL; before the runs it must refuse the servers'
   certificate for another name.
+- With BENCH_OPENSSL=DIR (a build of testkit/openssl.py, `make bench-openssl`), the agent's and
+  the floor's processes run twice more in the same runs, on that OpenSSL (LD_LIBRARY_PATH):
+  with its default groups (OpenSSL 3.5 sends X25519MLKEM768 and X25519 key shares), and with an
+  OPENSSL_CONF that sends one X25519 share and still offers X25519MLKEM768 first
+  (testkit.openssl.ONE_SHARE_GROUPS; the image ships no such file: bench/results/ossl35.md).
+  The exporter and the mail servers stay on this host's. Targets are judged on this host's
+  OpenSSL; the other rows are printed beside them.
 
 Targets (issue 70, a margin that survives the CPU): the agent's CPU per check <= 0.5x the
 exporter's on every TLS module, <= 0.3x on SMTP plain (the floor has none: it is printed). A
@@ -27,17 +34,19 @@ check that does not succeed on any side fails the run. Absent the exporter, Post
 """
 
 import asyncio
+import contextlib
 import functools
 import multiprocessing
 import os
 import shutil
+import ssl
 import statistics
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -52,7 +61,7 @@ from shared import embedded
 from shared import logging as shared_logging
 from shared.loop import run_loop
 from shared.messages import CheckJob, ImapPopConfig, MonitorType, SmtpConfig, encode
-from testkit import floor
+from testkit import floor, openssl
 from testkit.common import cpu_s, loop_seconds, machine, verdict
 from testkit.peers.jobs import make_job
 
@@ -63,6 +72,28 @@ CONCURRENCY = 50
 WARMUP = 100
 TARGET_RATIO = 0.5  # TLS modules
 TARGET_PLAIN_RATIO = 0.3  # the module without TLS
+
+
+@dataclass(frozen=True)
+class Build:
+    """The OpenSSL an agent and a floor process run on: this host's (no variables), or another
+    build (LD_LIBRARY_PATH) with its default configuration or another (OPENSSL_CONF)."""
+
+    label: str
+    variables: dict[str, str] = field(default_factory=dict)
+
+
+def builds(directory: Path) -> list[Build]:
+    """This host's OpenSSL, and BENCH_OPENSSL's build twice when it is set (its configuration
+    files written in `directory`)."""
+    out = [Build("this host")]
+    named = os.environ.get(openssl.ENV_VAR)
+    if named:
+        where = Path(named).expanduser()
+        one_share = openssl.groups_conf(directory / "one-share.cnf", openssl.ONE_SHARE_GROUPS)
+        out.append(Build("default groups", openssl.env(where)))
+        out.append(Build("one X25519 share", openssl.env(where, one_share)))
+    return out
 
 
 @dataclass(frozen=True)
@@ -208,6 +239,7 @@ def exporter_config(ca_file: str) -> str:
 
 
 def _agent_main(conn: Connection, ca_pem: str) -> None:
+    conn.send(ssl.OPENSSL_VERSION)
     # The agent's own logging set-up (JSON lines at INFO), writing to /dev/null; a traceback of
     # this process still reaches the terminal.
     stderr, sys.stderr = sys.stderr, open(os.devnull, "w")  # noqa: SIM115  # for the process
@@ -264,6 +296,7 @@ _WRONG_NAME = "wrong.invalid"
 
 
 def _floor_main(conn: Connection, ca_pem: str) -> None:
+    conn.send(ssl.OPENSSL_VERSION)
     ctx = build_ssl_contexts(cadata=ca_pem).verified  # the agent's context, built as it does
     modules = {m.name: m for m in MODULES}
     while (request := conn.recv()) is not None:
@@ -293,26 +326,34 @@ async def _exporter_checks(
 
 
 @dataclass
+class Side:
+    """An agent's and a floor's process on one OpenSSL, and their CPU seconds per module's run."""
+
+    build: Build
+    openssl: str  # the processes' ssl.OPENSSL_VERSION
+    agent: tuple[int, Connection]
+    floor: tuple[int, Connection]
+    agent_cpu: dict[str, list[float]] = field(default_factory=dict)
+    floor_cpu: dict[str, list[float]] = field(default_factory=dict)
+
+
+@dataclass
 class Figures:
     exporter: dict[str, list[float]]
-    agent: dict[str, list[float]]
-    floor: dict[str, list[float]]
+    sides: list[Side]
     failures: list[str]
 
 
 async def _measure(
     exporter: subprocess.Popen[bytes],
     exporter_url: str,
-    agent: tuple[int, Connection],
-    floor_side: tuple[int, Connection],
+    sides: list[Side],
     ports: dict[str, int],
 ) -> Figures:
-    def per_module() -> dict[str, list[float]]:
-        return {m.name: [] for m in MODULES}
-
-    figures = Figures(per_module(), per_module(), per_module(), [])
-    agent_pid, agent_conn = agent
-    floor_pid, floor_conn = floor_side
+    figures = Figures({m.name: [] for m in MODULES}, sides, [])
+    for side in sides:
+        side.agent_cpu = {m.name: [] for m in MODULES}
+        side.floor_cpu = {m.name: [] for m in MODULES}
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
     async with httpx.AsyncClient(base_url=exporter_url, limits=limits, timeout=30) as client:
 
@@ -323,51 +364,66 @@ async def _measure(
             figures.failures += [f"exporter {module.name}: {f}" for f in failed[:3]]
             return cpu
 
-        def agent_run(module: Module, n: int) -> float:
-            cpu0 = cpu_s(agent_pid)
-            agent_conn.send((module.name, ports[module.server], n))
-            failed: list[str] = agent_conn.recv()
-            cpu = cpu_s(agent_pid) - cpu0
-            figures.failures += [f"agent {module.name}: {f}" for f in failed[:3]]
+        def agent_run(side: Side, module: Module, n: int) -> float:
+            pid, conn = side.agent
+            cpu0 = cpu_s(pid)
+            conn.send((module.name, ports[module.server], n))
+            failed: list[str] = conn.recv()
+            cpu = cpu_s(pid) - cpu0
+            figures.failures += [
+                f"agent {module.name}, {side.build.label}: {f}" for f in failed[:3]
+            ]
             return cpu
 
-        def floor_run(module: Module, n: int, server_name: str = "localhost") -> float:
-            cpu0 = cpu_s(floor_pid)
-            floor_conn.send((module.name, ports[module.server], n, server_name))
-            failed: list[str] = floor_conn.recv()
-            cpu = cpu_s(floor_pid) - cpu0
-            figures.failures += [f"floor {module.name}: {f}" for f in failed[:3]]
+        def floor_run(side: Side, module: Module, n: int, server_name: str = "localhost") -> float:
+            pid, conn = side.floor
+            cpu0 = cpu_s(pid)
+            conn.send((module.name, ports[module.server], n, server_name))
+            failed: list[str] = conn.recv()
+            cpu = cpu_s(pid) - cpu0
+            figures.failures += [
+                f"floor {module.name}, {side.build.label}: {f}" for f in failed[:3]
+            ]
             return cpu
 
         for module in MODULES:  # warm-up: imports, caches, connection pools
             await exporter_run(module, WARMUP)
-            await asyncio.to_thread(agent_run, module, WARMUP)
-            await asyncio.to_thread(floor_run, module, WARMUP)
+            for side in sides:
+                await asyncio.to_thread(agent_run, side, module, WARMUP)
+                await asyncio.to_thread(floor_run, side, module, WARMUP)
         figures.failures.clear()
-        for module in MODULES:  # a floor that does not verify is not a floor
-            if module.floor.tls:
-                await asyncio.to_thread(floor_run, module, 1, _WRONG_NAME)
-                refused = figures.failures.pop() if figures.failures else ""
-                if "CERTIFICATE_VERIFY_FAILED" not in refused:
-                    figures.failures.append(
-                        f"floor {module.name}: the certificate for another name was not refused"
-                    )
+        for side in sides:  # a floor that does not verify is not a floor
+            for module in MODULES:
+                if module.floor.tls:
+                    await asyncio.to_thread(floor_run, side, module, 1, _WRONG_NAME)
+                    refused = figures.failures.pop() if figures.failures else ""
+                    if "CERTIFICATE_VERIFY_FAILED" not in refused:
+                        figures.failures.append(
+                            f"floor {module.name} on {side.openssl}: the certificate for"
+                            " another name was not refused"
+                        )
         for run in range(RUNS):
             for module in MODULES:
                 # The probers' order alternates, so none always meets warmer servers.
-                sides: list[tuple[dict[str, list[float]], Callable[[], Awaitable[float]]]] = [
-                    (figures.exporter, functools.partial(exporter_run, module, CHECKS)),
+                measures: list[tuple[list[float], Callable[[], Awaitable[float]]]] = [
                     (
-                        figures.agent,
-                        functools.partial(asyncio.to_thread, agent_run, module, CHECKS),
-                    ),
-                    (
-                        figures.floor,
-                        functools.partial(asyncio.to_thread, floor_run, module, CHECKS),
-                    ),
+                        figures.exporter[module.name],
+                        functools.partial(exporter_run, module, CHECKS),
+                    )
                 ]
-                for figure, measure in sides if run % 2 == 0 else reversed(sides):
-                    figure[module.name].append(await measure())
+                for side in sides:
+                    measures += [
+                        (
+                            side.agent_cpu[module.name],
+                            functools.partial(asyncio.to_thread, agent_run, side, module, CHECKS),
+                        ),
+                        (
+                            side.floor_cpu[module.name],
+                            functools.partial(asyncio.to_thread, floor_run, side, module, CHECKS),
+                        ),
+                    ]
+                for figure, measure in measures if run % 2 == 0 else reversed(measures):
+                    figure.append(await measure())
     return figures
 
 
@@ -407,31 +463,35 @@ def run() -> bool:
             )
             ctx = multiprocessing.get_context("spawn")
             ca_pem = ca.cert_pem.bytes().decode()
-            sides = []
-            for main in (_agent_main, _floor_main):
-                parent, child = ctx.Pipe()
-                process = ctx.Process(target=main, args=(child, ca_pem))
-                process.start()
-                sides.append((process, parent))
+            processes: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
+            sides: list[Side] = []
             try:
+                for build in builds(tmp):
+                    started = []
+                    for main in (_agent_main, _floor_main):
+                        parent, child = ctx.Pipe()
+                        process = ctx.Process(target=main, args=(child, ca_pem))
+                        with openssl.environment(build.variables):
+                            process.start()
+                        processes.append((process, parent))
+                        assert process.pid is not None
+                        started.append((process.pid, parent))
+                    versions = {conn.recv() for _, conn in started}
+                    assert len(versions) == 1, versions
+                    if build.variables and ssl.OPENSSL_VERSION in versions:
+                        raise SystemExit(f"{build.variables}: still on {ssl.OPENSSL_VERSION}")
+                    sides.append(Side(build, versions.pop(), started[0], started[1]))
                 mailservers.wait_port(port, "the exporter")
-                (agent, agent_conn), (floor_process, floor_conn) = sides
-                assert agent.pid is not None and floor_process.pid is not None
                 figures = asyncio.run(
-                    _measure(
-                        exporter,
-                        f"http://127.0.0.1:{port}",
-                        (agent.pid, agent_conn),
-                        (floor_process.pid, floor_conn),
-                        servers.ports,
-                    )
+                    _measure(exporter, f"http://127.0.0.1:{port}", sides, servers.ports)
                 )
             finally:
-                for process, parent in sides:
-                    parent.send(None)
-                    process.join(10)
-                    if process.is_alive():
-                        process.terminate()
+                for child_process, parent in processes:
+                    with contextlib.suppress(OSError):
+                        parent.send(None)
+                    child_process.join(10)
+                    if child_process.is_alive():
+                        child_process.terminate()
                 embedded.stop(exporter)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # after the servers stopped
@@ -450,23 +510,31 @@ def _report(
         f" ({machine()}; load average {load0[0]:.2f} before, {load1[0]:.2f} after)"
     )
     print(f"  this machine counts to 10 M in a Python loop in {loop_seconds():.2f} s of CPU")
-    print(
-        "  | module        | exporter | agent | ratio | runs' ratios      | target      |"
-        " floor | floor ratio | agent / floor |"
-    )
     ok = not figures.failures
-    for m in MODULES:
-        exp, agt, flr = figures.exporter[m.name], figures.agent[m.name], figures.floor[m.name]
-        ratio = sum(agt) / sum(exp)
-        runs = " ".join(f"{a / e:.2f}" for a, e in zip(agt, exp, strict=True))
-        target = TARGET_PLAIN_RATIO if m.name == "SMTP plain" else TARGET_RATIO
-        met = ratio <= target
-        ok = ok and met
+    for side in figures.sides:
+        judged = side.build.variables == {}
         print(
-            f"  | {m.name:<13} | {_ms(exp):8.2f} | {_ms(agt):5.2f} | {ratio:5.2f} | {runs:<17} |"
-            f" <= {target}: {verdict(met):<4} | {_ms(flr):5.2f} | {sum(flr) / sum(exp):11.2f} |"
-            f" {sum(agt) / sum(flr):13.2f} |"
+            f"  the agent and the floor on {side.openssl}, {side.build.label}"
+            + ("" if judged else " (printed beside, not judged)")
+            + ":"
         )
+        print(
+            "  | module        | exporter | agent | ratio | runs' ratios      | target      |"
+            " floor | floor ratio | agent / floor |"
+        )
+        for m in MODULES:
+            exp, agt = figures.exporter[m.name], side.agent_cpu[m.name]
+            flr = side.floor_cpu[m.name]
+            ratio = sum(agt) / sum(exp)
+            runs = " ".join(f"{a / e:.2f}" for a, e in zip(agt, exp, strict=True))
+            target = TARGET_PLAIN_RATIO if m.name == "SMTP plain" else TARGET_RATIO
+            met = ratio <= target
+            ok = ok and (met or not judged)
+            print(
+                f"  | {m.name:<13} | {_ms(exp):8.2f} | {_ms(agt):5.2f} | {ratio:5.2f} |"
+                f" {runs:<17} | <= {target}: {verdict(met):<4} | {_ms(flr):5.2f} |"
+                f" {sum(flr) / sum(exp):11.2f} | {sum(agt) / sum(flr):13.2f} |"
+            )
     spread = [statistics.pstdev(v) / statistics.mean(v) for v in figures.exporter.values()]
     print(f"  exporter run-to-run spread (stdev/mean): up to {max(spread):.0%}")
     print(

@@ -21,6 +21,13 @@ from shared import embedded
 POSTFIX = "/usr/sbin/postfix"
 DOVECOT = "/usr/sbin/dovecot"
 START_S = 30.0
+# The servers run on the system's OpenSSL and configuration whatever a benchmark that starts
+# them runs on (bench.tls_layers under another OpenSSL's LD_LIBRARY_PATH, say).
+_CLIENT_ONLY = ("LD_LIBRARY_PATH", "OPENSSL_CONF")
+
+
+def _server_env() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items() if name not in _CLIENT_ONLY}
 
 
 def available() -> str | None:
@@ -72,6 +79,7 @@ class MailServers:
             master = _pid(self.root / "postfix-queue" / "pid" / "master.pid")
             subprocess.run(
                 [POSTFIX, "-c", str(self.root / "postfix"), "stop"],
+                env=_server_env(),
                 capture_output=True,
                 check=False,
             )
@@ -120,6 +128,7 @@ class MailServers:
         (conf / "master.cf").write_text(listeners + _POSTFIX_SERVICES)
         return subprocess.Popen(
             [POSTFIX, "-c", str(conf), "start-fg"],
+            env=_server_env(),
             stdout=subprocess.DEVNULL,
             stderr=(self.root / "postfix.stderr").open("wb"),
         )
@@ -178,6 +187,7 @@ service pop3-login {{
         )
         return subprocess.Popen(
             [DOVECOT, "-F", "-c", str(conf)],
+            env=_server_env(),
             stdout=subprocess.DEVNULL,
             stderr=(self.root / "dovecot.stderr").open("wb"),
         )

@@ -256,7 +256,8 @@ async def _marks(
         failed = await runs[layer](checks)
         os.getppid()
         print(
-            f"{name} {layer}: {checks} checks, {len(failed)} failed {failed[:1]}",
+            f"{name} {layer} on {ssl.OPENSSL_VERSION}: {checks} checks, {len(failed)} failed"
+            f" {failed[:1]}",
             file=sys.__stdout__,
         )
 
