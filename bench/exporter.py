@@ -36,6 +36,7 @@ check that does not succeed on any side fails the run. Absent the exporter, Post
 import asyncio
 import contextlib
 import functools
+import math
 import multiprocessing
 import os
 import shutil
@@ -533,7 +534,7 @@ def _report(
             print(
                 f"  | {m.name:<13} | {_ms(exp):8.2f} | {_ms(agt):5.2f} | {ratio:5.2f} |"
                 f" {runs:<17} | <= {target}: {verdict(met):<4} | {_ms(flr):5.2f} |"
-                f" {sum(flr) / sum(exp):11.2f} | {sum(agt) / sum(flr):13.2f} |"
+                f" {_over(flr, exp):11.2f} | {_over(agt, flr):13.2f} |"
             )
     spread = [statistics.pstdev(v) / statistics.mean(v) for v in figures.exporter.values()]
     print(f"  exporter run-to-run spread (stdev/mean): up to {max(spread):.0%}")
@@ -546,6 +547,12 @@ def _report(
     if figures.failures:
         print(f"  {len(figures.failures)} failed checks: FAIL")
     return ok
+
+
+def _over(a: list[float], b: list[float]) -> float:
+    """The ratio of two sides' CPU; NaN (printed `nan`) when the second read no CPU at all (a
+    run too short for the clock's ticks)."""
+    return sum(a) / sum(b) if sum(b) > 0 else math.nan
 
 
 def _ms(cpu_s: list[float]) -> float:
