@@ -28,7 +28,9 @@ BANNER_MAX = 512
 CAPABILITIES_MAX = 64  # entries kept of what a server advertises
 CAPABILITY_MAX = 200  # characters kept of each
 # A server advertises the same list on every session, so its normal form is kept for the last
-# lists met, each at most this many characters long (a real list is a few hundred).
+# lists met, each of at most CAPABILITIES_MAX entries and this many characters (a real list is
+# a few dozen entries, a few hundred characters): a server varying its list on every session
+# holds at most ~7 MB here (tests/unit/test_advertised.py).
 CAPABILITIES_MEMO_MAX = 256
 CAPABILITIES_MEMO_TEXT_MAX = 2048
 # QUIT/LOGOUT come after everything that matters was answered: a server that hangs there costs
@@ -87,7 +89,7 @@ class Recorder:
     def advertised(self, capabilities: Iterable[str]) -> None:
         """What the server advertised last, in `capabilities_kept`'s form."""
         said = tuple(capabilities)
-        if sum(map(len, said)) <= CAPABILITIES_MEMO_TEXT_MAX:
+        if len(said) <= CAPABILITIES_MAX and sum(map(len, said)) <= CAPABILITIES_MEMO_TEXT_MAX:
             self.capabilities = list(_kept_memo(said))
         else:
             self.capabilities = capabilities_kept(said)

@@ -22,11 +22,13 @@ AUTH_LINE_MAX = 12288
 MECHANISM_REFUSED = frozenset({504, 534, 538})
 
 
-# EHLO replies whose parse is kept, and the longest list of extensions kept (a real one is a
-# few hundred characters; aiosmtplib bounds a reply at 32 KiB): a server that varies its reply
-# on every session costs the parse it costs without the memo, and at most this much memory.
+# EHLO replies whose parse is kept, and the longest list of extensions kept, in characters and
+# in lines (a real one is a few hundred characters on a dozen lines; aiosmtplib bounds a reply
+# at 32 KiB): a server that varies its reply on every session costs the parse it costs without
+# the memo, and holds at most ~10 MB here (tests/unit/test_smtp_ehlo_memo.py).
 EHLO_MEMO_MAX = 256
 EHLO_MEMO_TEXT_MAX = 2048
+EHLO_MEMO_LINES_MAX = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +72,7 @@ class Client(aiosmtplib.SMTP):
                 auth_methods=tuple(self.server_auth_methods),
                 advertised=tuple(f"{k} {v}" for k, v in self.esmtp_extensions.items()),
             )
-            if len(text) <= EHLO_MEMO_TEXT_MAX:
+            if len(text) <= EHLO_MEMO_TEXT_MAX and text.count("\n") < EHLO_MEMO_LINES_MAX:
                 _EHLO_MEMO[text] = found
                 if len(_EHLO_MEMO) > EHLO_MEMO_MAX:
                     _EHLO_MEMO.popitem(last=False)

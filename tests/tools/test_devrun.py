@@ -7,6 +7,7 @@ import asyncio
 import os
 import socket
 import stat
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -100,6 +101,32 @@ def test_a_second_run_of_the_same_directory_is_refused_before_it_starts_anything
     assert endpoints.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["endpoints.json", "make-run.lock"]
     first.close()
+    hold_run(tmp_path).close()
+
+
+def test_a_run_killed_outright_does_not_hold_the_directory(tmp_path: Path) -> None:
+    """A run killed with SIGKILL (no cleanup) lets the next one start: the kernel lets go of
+    the hold with the process, whatever the lock file still says."""
+    code = (
+        "import sys, pathlib; from tools.devrun import hold_run;"
+        f" held = hold_run(pathlib.Path({str(tmp_path)!r})); print('held', flush=True);"
+        " sys.stdin.read()"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+            with pytest.raises(AlreadyRunning, match=rf"\(pid {holder.pid}\)"):
+                hold_run(tmp_path)
+        finally:
+            holder.kill()
+            holder.wait()
+    assert (tmp_path / devrun.RUN_LOCK).read_text() == f"{holder.pid}\n"  # stale, not in force
     hold_run(tmp_path).close()
 
 

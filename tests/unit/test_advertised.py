@@ -1,6 +1,10 @@
 """What a server advertised, as a result carries it: upper-cased, stripped, unique, sorted and
 bounded (Recorder.advertised), then valid UTF-8 and without a secret (build_result)."""
 
+import gc
+import tracemalloc
+from collections.abc import Callable
+
 import pytest
 
 from agent.probers import base
@@ -52,6 +56,37 @@ def test_a_list_met_again_is_kept_the_same_and_a_long_one_is_not_memoised() -> N
     three.advertised(long)
     assert three.capabilities == capabilities_kept(long)
     assert base._kept_memo.cache_info().currsize == before
+
+
+def test_a_server_varying_its_list_holds_a_few_megabytes_at_most() -> None:
+    """A hostile server varies what it advertises on every session (a POP3 CAPA may be 64 KiB
+    of empty lines, an EHLO reply a thousand keywords): the memo keeps lists of at most
+    CAPABILITIES_MAX entries and CAPABILITIES_MEMO_TEXT_MAX characters, ~7 MB for its last
+    CAPABILITIES_MEMO_MAX lists at most, whatever they say."""
+    most, entries = base.CAPABILITIES_MEMO_MAX, CAPABILITIES_MAX
+    width = base.CAPABILITIES_MEMO_TEXT_MAX // entries
+    hostile: dict[str, Callable[[int], tuple[str, ...]]] = {
+        "empty lines": lambda i: (f"X{i}", *[""] * 32_000),
+        "short entries": lambda i: tuple(chr(0x4E00 + i * 1000 + j) for j in range(1000)),
+        "the longest kept": lambda i: tuple(
+            chr(0x10000 + i) + chr(0x10000 + j) * (width - 1) for j in range(entries)
+        ),
+    }
+    held = {}
+    for name, said in hostile.items():
+        base._kept_memo.cache_clear()
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for i in range(most):
+                Recorder().advertised(said(i))
+            gc.collect()
+            held[name] = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+    print({name: f"{size / 1e6:.1f} MB" for name, size in held.items()})
+    assert max(held.values()) < 10_000_000
 
 
 def _capabilities(config: SmtpConfig, advertised: list[str]) -> list[str] | None:

@@ -2,6 +2,10 @@
 state after an EHLO is what aiosmtplib's own parse leaves, whether the list was met before or
 not, and the memo is bounded (entries, and the length of a list it keeps)."""
 
+import gc
+import tracemalloc
+from collections.abc import Iterable
+
 import aiosmtplib
 import pytest
 from aiosmtplib import SMTPResponse
@@ -94,3 +98,39 @@ def test_the_memo_is_bounded_in_entries_and_in_the_length_of_a_list() -> None:
     smtp.last_ehlo_response = SMTPResponse(250, long)
     assert long.partition("\n")[2] not in client._EHLO_MEMO
     assert len(smtp.esmtp_extensions) == client.EHLO_MEMO_TEXT_MAX // 4
+
+
+def _held_by_memo(replies: Iterable[str]) -> int:
+    """Bytes the memo holds once `replies` were met, each by a session of its own."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for reply in replies:
+            client.Client().last_ehlo_response = SMTPResponse(250, reply)
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+def _hostile(i: int, lines: int, width: int) -> str:
+    """A list of `lines` distinct keywords `width` characters long, 4 bytes each in memory,
+    different for every `i`."""
+    return "x\n" + "\n".join(
+        chr(0x10000 + i) + chr(0x10000 + j) * (width - 1) for j in range(lines)
+    )
+
+
+def test_a_server_varying_its_list_holds_a_few_megabytes_at_most() -> None:
+    """A hostile server varies its EHLO list on every session: the memo holds its last
+    EHLO_MEMO_MAX lists, and their size is bounded in characters and in lines, so what they
+    hold stays ~10 MB whether the list is many short keywords or a few long ones."""
+    most = client.EHLO_MEMO_MAX
+    text = client.EHLO_MEMO_TEXT_MAX
+    many_short = _held_by_memo(_hostile(i, text // 2, 1) for i in range(most))
+    client._EHLO_MEMO.clear()
+    lines = client.EHLO_MEMO_LINES_MAX - 1
+    longest = _held_by_memo(_hostile(i, lines, (text - lines) // lines) for i in range(most))
+    print(f"memo of {most} lists: {many_short / 1e6:.1f} MB short, {longest / 1e6:.1f} MB long")
+    assert max(many_short, longest) < 16_000_000
