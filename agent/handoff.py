@@ -17,8 +17,8 @@ bytes it waits for as long as they kept coming.
 Operators see the hand-off in the agent's metrics (agent.metrics: its results and bytes, the
 results that entered, the checks waiting for room and how long they waited), its counts kept
 here as results enter and leave and as checks begin and end waiting; and in `/ready`
-(agent.worker) while checks wait for room and have for longer than `HANDOFF_STALLED_S`, breaks
-shorter than `HANDOFF_WAIT_GAP_S` included (`wait_began`): RESULTS does not store in time.
+(agent.worker) while checks wait for room and RESULTS has stored none of this agent's results
+for longer than `HANDOFF_STALLED_S` since they began waiting (`HandOff.waited_s`).
 
 `admits` and `within_agent` are the rule (pure, table-tested); `HandOff` keeps the counts and
 the waiters.
@@ -27,6 +27,7 @@ the waiters.
 import asyncio
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.metrics import HandOffMetrics, HandOffReading
@@ -42,12 +43,11 @@ HANDOFF_SHARE = 0.5
 # at most the server's max_payload, 1 MiB by default).
 HANDOFF_BYTES_PER_RESULT = 8 * 1024
 HANDOFF_MIN_BYTES = 8 * 1024 * 1024
-# Checks waiting for room this long say the agent is not ready: RESULTS does not store in time.
-# A break shorter than the gap does not end their wait: with RESULTS timing out, the results
-# given up leave together and may let every waiting check in, and new ones wait again once
-# their checks end.
+# Checks waiting for room with no result stored for this long say the agent is not ready:
+# RESULTS does not store in time. A store ends the wait as the agent's readiness counts it, and
+# nothing else does: results given up (RESULTS timing out) leave room too, and let the waiting
+# checks in, without RESULTS storing anything.
 HANDOFF_STALLED_S = 60.0
-HANDOFF_WAIT_GAP_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,15 +107,6 @@ def admits(limits: Limits, held: Held, tenant: Held, size: int) -> bool:
     return tenant.results < limits.tenant_results and tenant.bytes + size <= limits.tenant_bytes
 
 
-def wait_began(since: float | None, emptied_at: float | None, now: float, gap: float) -> float:
-    """When the wait for room that a check beginning to wait at `now`, none waiting before it,
-    belongs to began: `since`, that of the last checks that waited, unless none did (None) or
-    none has for `gap` since they all entered or were cancelled (at `emptied_at`)."""
-    if since is None or (emptied_at is not None and now - emptied_at >= gap):
-        return now
-    return since
-
-
 Waiter = tuple[str, int, asyncio.Future[None], float]  # tenant, size, entered, since (loop time)
 
 
@@ -123,16 +114,22 @@ class HandOff:
     """The hand-off's counts, by organization, and the results waiting for room; `metrics`,
     when given, reads them (`reading`) and is told how long each check waited."""
 
-    def __init__(self, limits: Limits, metrics: HandOffMetrics | None = None) -> None:
+    def __init__(
+        self,
+        limits: Limits,
+        metrics: HandOffMetrics | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self.limits = limits
         self._held = Held()
         self._tenants: dict[str, Held] = {}
         self._waiters: deque[Waiter] = deque()
         self._entered = 0
         self._metrics = metrics
-        # The checks' wait for room: when it began, and when the last waiting one left.
+        # When checks began waiting for room since a result was last stored (None: none has);
+        # `clock` the loop's time unless given.
         self._since: float | None = None
-        self._emptied_at: float | None = None
+        self._clock = clock
         if metrics is not None:
             metrics.watch(self.reading)
 
@@ -160,8 +157,9 @@ class HandOff:
         )
 
     def waited_s(self, now: float) -> float:
-        """How long checks have waited for room by `now` (loop time), breaks shorter than
-        `HANDOFF_WAIT_GAP_S` included (`wait_began`); 0 while none waits."""
+        """How long checks have waited for room by `now` (loop time) with no result stored:
+        since the first check that began waiting after the last store (or since that store,
+        for checks still waiting then); 0 while none waits."""
         if not self._waiters or self._since is None:
             return 0.0
         return now - self._since
@@ -183,7 +181,7 @@ class HandOff:
             return
         loop = asyncio.get_running_loop()
         entered: asyncio.Future[None] = loop.create_future()
-        waiter = (tenant, size, entered, loop.time())
+        waiter = (tenant, size, entered, self._now())
         self._wait(waiter)
         try:
             await entered
@@ -191,12 +189,13 @@ class HandOff:
             if entered.done() and not entered.cancelled():
                 self.leave(tenant, size)  # entered as it was cancelled: give the room back
             else:
-                self._unwait(waiter, loop.time())
+                self._unwait(waiter, self._now())
             raise
 
-    def leave(self, tenant: str, size: int) -> None:
-        """`tenant`'s result of `size` bytes is stored or given up; results waiting that now
-        fit enter."""
+    def leave(self, tenant: str, size: int, stored: bool = False) -> None:
+        """`tenant`'s result of `size` bytes is stored (`stored`) or given up; results waiting
+        that now fit enter. A store ends the wait `waited_s` counts: checks still waiting
+        have waited since it."""
         left = self._tenants[tenant].minus(size)
         if left.results:
             self._tenants[tenant] = left
@@ -205,6 +204,8 @@ class HandOff:
         self._held = self._held.minus(size)
         if self._waiters:
             self._admit_waiting()
+        if stored:
+            self._since = self._now() if self._waiters else None
 
     def _add(self, tenant: str, size: int) -> None:
         self._held = self._held.plus(size)
@@ -213,16 +214,13 @@ class HandOff:
 
     def _wait(self, waiter: Waiter) -> None:
         """`waiter`'s check begins waiting for room."""
-        now = waiter[3]
-        if not self._waiters:
-            self._since = wait_began(self._since, self._emptied_at, now, HANDOFF_WAIT_GAP_S)
+        if self._since is None:
+            self._since = waiter[3]
         self._waiters.append(waiter)
 
     def _unwait(self, waiter: Waiter, now: float) -> None:
         """`waiter`'s check ends waiting for room: its result entered, or it was cancelled."""
         self._waiters.remove(waiter)
-        if not self._waiters:
-            self._emptied_at = now
         if self._metrics is not None:
             self._metrics.waited(now - waiter[3])
 
@@ -237,7 +235,7 @@ class HandOff:
 
     def _admit_waiting(self) -> None:
         blocked: set[str] = set()  # an organization's later results wait behind its first
-        now = asyncio.get_running_loop().time()
+        now = self._now()
         for waiter in list(self._waiters):
             tenant, size, entered, _ = waiter
             if tenant in blocked or entered.done():  # done: cancelled, leaving the queue
@@ -250,3 +248,6 @@ class HandOff:
                 entered.set_result(None)
             else:
                 blocked.add(tenant)
+
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()

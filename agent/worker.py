@@ -333,8 +333,9 @@ class Worker:
 
     def readiness(self) -> str | None:
         """None when this agent takes jobs (for `/ready`), else why it does not: also while
-        finished checks have waited for room in the hand-off for longer than
-        `handoff_stalled_after` (agent.handoff), their slots held and no job taken for them."""
+        finished checks have waited for room in the hand-off, with none of its results stored,
+        for longer than `handoff_stalled_after` (agent.handoff `HandOff.waited_s`), their slots
+        held and no job taken for them."""
         if self._stopping.is_set():
             return "stopping"
         if not self._nc.is_connected:
@@ -345,7 +346,8 @@ class Worker:
         if waited > self._handoff_stalled_after:
             return (
                 f"RESULTS does not store this agent's results in time: finished checks have"
-                f" waited for room in the hand-off for {waited:.0f} s"
+                f" waited for room in the hand-off, none of its results stored, for"
+                f" {waited:.0f} s"
                 f" ({self._handoff.waiting} now, each holding its slot)"
             )
         return None
@@ -1011,13 +1013,15 @@ class Worker:
         if not self._handoff.fits(job.tenant, len(payload)):
             self._results.flush()  # what waits goes now: room comes back with its store
         await self._handoff.enter(job.tenant, len(payload))
+        outcome: Outcome = "nak"
         try:
             task = asyncio.current_task()
             assert task is not None
             self._free_slot(task, storing=True)
-            return await self._stored_and_settled(msg, subject, payload, result.job_id, job)
+            outcome = await self._stored_and_settled(msg, subject, payload, result.job_id, job)
+            return outcome
         finally:
-            self._handoff.leave(job.tenant, len(payload))
+            self._handoff.leave(job.tenant, len(payload), stored=outcome == "acked")
 
     async def _stored_and_settled(
         self, msg: Delivery, subject: str, payload: bytes, job_id: str, job: CheckJob

@@ -10,12 +10,10 @@ from prometheus_client import CollectorRegistry, Histogram
 from agent.handoff import (
     HANDOFF_MIN_BYTES,
     HANDOFF_MIN_RESULTS,
-    HANDOFF_WAIT_GAP_S,
     HandOff,
     Held,
     Limits,
     admits,
-    wait_began,
     within_agent,
 )
 from agent.metrics import HandOffCollector, HandOffMetrics
@@ -186,22 +184,73 @@ async def test_waited_counts_from_the_first_check_waiting_and_is_zero_when_none_
     assert handoff.waited_s(began + 100) == 0
 
 
-GAP = HANDOFF_WAIT_GAP_S
+class Clock:
+    """The hand-off's clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
+# Events on a hand-off of one result: ("enter", t) a result enters or begins waiting at t;
+# ("stored", t) / ("given up", t) the oldest result in it leaves at t, stored or not; then how
+# long `waited_s` says checks have waited with no result stored, at the last event's time.
 @pytest.mark.parametrize(
-    ("since", "emptied_at", "now", "began"),
+    ("events", "waited"),
     [
-        (None, None, 5.0, 5.0),  # the first wait
-        (1.0, 3.0, 3.0 + GAP - 0.001, 1.0),  # a break shorter than the gap: the same wait
-        (1.0, 3.0, 3.0 + GAP, 3.0 + GAP),  # none waited for the gap: a new wait
-        (1.0, 3.0, 100.0, 100.0),
+        ([("enter", 0)], 0),  # nobody waits
+        ([("enter", 0), ("enter", 1)], 0),  # the wait just began
+        ([("enter", 0), ("enter", 1), ("enter", 5)], 4),  # since the first waiting check
+        # A store lets the first waiting check in; the one still waiting has waited since then.
+        ([("enter", 0), ("enter", 1), ("enter", 2), ("stored", 30)], 0),
+        # A busy, healthy agent: brief waits, each ended by a store, never add up.
+        (
+            [
+                ("enter", 0),
+                *((e, 3 * n + d) for n in range(20) for e, d in (("enter", 1), ("stored", 2))),
+                ("enter", 61),
+            ],
+            0,
+        ),
+        # RESULTS timing out: results given up let the waiting checks in without any store,
+        # and the checks that wait again afterwards have waited since the first one.
+        (
+            [
+                *(("enter", 0), ("enter", 1), ("given up", 6), ("enter", 30), ("given up", 36)),
+                *(("enter", 70), ("enter", 71)),
+            ],
+            70,
+        ),
+        # ... until a result is stored.
+        (
+            [
+                *(("enter", 0), ("enter", 1), ("given up", 6), ("enter", 30), ("stored", 36)),
+                *(("enter", 70), ("enter", 71)),
+            ],
+            1,
+        ),
     ],
 )
-def test_when_a_wait_for_room_began(
-    since: float | None, emptied_at: float | None, now: float, began: float
+async def test_how_long_checks_have_waited_with_no_result_stored(
+    events: list[tuple[str, int]], waited: float
 ) -> None:
-    assert wait_began(since, emptied_at, now, GAP) == began
+    clock = Clock()
+    handoff = HandOff(Limits(1, 1000, 1.0), clock=clock)
+    entering: deque[asyncio.Task[None]] = deque()
+    for event, at in events:
+        clock.now = float(at)
+        if event == "enter":
+            entering.append(asyncio.create_task(handoff.enter("a", 10)))
+        else:
+            await entering.popleft()  # the oldest result entered before it leaves
+            handoff.leave("a", 10, stored=event == "stored")
+        await asyncio.sleep(0)
+    assert handoff.waited_s(clock.now) == waited
+    while entering:
+        await entering.popleft()
+        handoff.leave("a", 10)
 
 
 def _metrics(registry: CollectorRegistry) -> HandOffMetrics:
