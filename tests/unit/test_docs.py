@@ -231,3 +231,13 @@ def test_the_code_layout_names_every_controller_module() -> None:
             if module.stem != "__init__" and not re.search(rf"\b{module.stem}\b", said):
                 missing.append(f"{package.name}/{module.name}")
     assert not missing, missing
+
+
+def test_the_one_key_share_configuration_operators_are_given_is_the_one_measured() -> None:
+    """docs/operating.md's OPENSSL_CONF for one X25519 share sets the groups bench/results/
+    ossl35.md measured (testkit.openssl.ONE_SHARE_GROUPS, tested in tests/probers)."""
+    from testkit.openssl import ONE_SHARE_GROUPS
+
+    text = (DOCS / "operating.md").read_text()
+    given = re.findall(r"^\s*Groups = (.+)$", text, flags=re.M)
+    assert given == [ONE_SHARE_GROUPS]
