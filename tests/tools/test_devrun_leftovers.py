@@ -7,6 +7,8 @@ command line names the run's directory, as `make run`'s children do."""
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -171,3 +173,39 @@ def test_a_run_dir_of_another_user_stops_the_run_with_one_line(tmp_path: Path) -
         " of your own"
     ]
     assert list(run.iterdir()) == []
+
+
+def test_make_run_stops_the_leftovers_before_it_starts_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make run` itself stops a killed run's child (as soon as it holds the directory, before
+    a busy port given in a setting stops it) and says so."""
+    leftover = _sleeper(str(tmp_path))
+    try:
+        Record(tmp_path).add("the controller", leftover.pid)
+        monkeypatch.setattr(devrun, "RUN", tmp_path)
+        monkeypatch.delenv("API_PORT", raising=False)
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            monkeypatch.setenv("AGENT_METRICS_PORT", str(busy.getsockname()[1]))
+            with pytest.raises(devrun.PortBusy):
+                devrun.main()
+        assert leftover.wait(5) == -signal.SIGTERM
+        assert f"stopped the controller (pid {leftover.pid})" in capsys.readouterr().out
+    finally:
+        leftover.kill()
+        leftover.wait()
+
+
+def test_the_embedded_servers_users_lose_the_pids_of_processes_gone(tmp_path: Path) -> None:
+    """The library stops PostgreSQL at the exit of the last process in its list: a killed
+    run's pid left there would keep the server of every later run up after Ctrl-C."""
+    gone = _sleeper()
+    gone.kill()
+    gone.wait()
+    handles = tmp_path / ".handle_pids.json"
+    handles.write_text(json.dumps([gone.pid, os.getpid()]))
+    devrun.forget_dead_handles(tmp_path)
+    assert json.loads(handles.read_text()) == [os.getpid()]
+    devrun.forget_dead_handles(tmp_path / "none")  # no server there yet: nothing to do
