@@ -209,3 +209,46 @@ def test_the_embedded_servers_users_lose_the_pids_of_processes_gone(tmp_path: Pa
     devrun.forget_dead_handles(tmp_path)
     assert json.loads(handles.read_text()) == [os.getpid()]
     devrun.forget_dead_handles(tmp_path / "none")  # no server there yet: nothing to do
+
+
+def test_a_leftover_this_user_may_not_stop_is_named_with_the_command_to_stop_it(
+    tmp_path: Path,
+) -> None:
+    """A killed run's process that this run may not signal (another user's: `nobody`'s here,
+    stopped by a run without root's CAP_KILL) stops the run with one line naming it and the
+    command that stops it; the process is left as it was."""
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        pytest.skip("needs root and setpriv (util-linux) to make a process of another user")
+    as_nobody = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    with subprocess.Popen(
+        [*as_nobody, "sh", "-c", "echo ready; read x", str(tmp_path)],  # names the run's dir
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as theirs:
+        try:
+            assert theirs.stdout is not None and theirs.stdout.readline() == "ready\n"
+            Record(tmp_path).add("NATS", theirs.pid)
+            code = (
+                "import pathlib, sys; from tools import devrun;"
+                " devrun.stop_leftovers(pathlib.Path(sys.argv[1]))"
+            )
+            without_kill = [setpriv, "--inh-caps=-kill", "--bounding-set=-kill"]
+            done = subprocess.run(
+                [*without_kill, sys.executable, "-c", code, str(tmp_path)],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == 1
+            assert done.stderr.splitlines() == [
+                f"[make run] NATS (pid {theirs.pid}) of a killed make run of this directory is"
+                f" still running and not this user's to stop: stop it (sudo kill {theirs.pid})"
+                " and run again"
+            ]
+            assert theirs.poll() is None
+        finally:
+            theirs.kill()
+            theirs.wait()
