@@ -357,11 +357,12 @@ class Started:
 
 
 def started(what: str, pid: int) -> Started | None:
-    """`pid` as /proc shows it now; None when it is gone (or a zombie)."""
+    """`pid` as /proc shows it now; None when it is gone (or a zombie), or hidden from this
+    user (/proc mounted with hidepid: then it is not this user's either)."""
     try:
         stat_line = Path(f"/proc/{pid}/stat").read_text()
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (FileNotFoundError, ProcessLookupError):
+    except OSError:
         return None
     fields = stat_line.rpartition(")")[2].split()  # the name in parentheses may hold spaces
     if fields[0] in ("Z", "X"):
@@ -373,7 +374,9 @@ def started(what: str, pid: int) -> Started | None:
 class Record:
     """The processes this run started, in `run`/make-run.children.json, rewritten as each
     starts (the file is replaced, so a killed earlier run's entries go once this one starts
-    its first): what the next run stops if this one is killed before it could."""
+    its first): what the next run stops if this one is killed before it could. It stays after
+    a clean exit (PostgreSQL stops only as this script exits): its pids are then gone, and the
+    next run finds nothing of them to stop."""
 
     def __init__(self, run: Path) -> None:
         self.path = run / CHILDREN
