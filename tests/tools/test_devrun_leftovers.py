@@ -81,18 +81,22 @@ def test_a_run_killed_outright_leaves_nothing_running_for_the_next(tmp_path: Pat
         finally:
             killed.kill()
             killed.wait()
-    assert _alive(nats_pid) and _alive(stubborn_pid)  # what the kill left behind
-
-    with hold_run(tmp_path):
-        said = stop_leftovers(tmp_path, timeout=0.5)
-        assert said == [
-            f"stopped the controller (pid {stubborn_pid}), left running by a killed make run",
-            f"stopped NATS (pid {nats_pid}), left running by a killed make run",
-        ]
-        assert not _alive(nats_pid) and not _alive(stubborn_pid)
-        again, _ = embedded.start_nats(tmp_path / "nats")
-        embedded.stop(again)
-        assert stop_leftovers(tmp_path) == []  # once stopped, a later run has nothing to do
+    try:
+        assert _alive(nats_pid) and _alive(stubborn_pid)  # what the kill left behind
+        with hold_run(tmp_path):
+            said = stop_leftovers(tmp_path, timeout=0.5)
+            assert said == [
+                f"stopped the controller (pid {stubborn_pid}), left running by a killed make run",
+                f"stopped NATS (pid {nats_pid}), left running by a killed make run",
+            ]
+            assert not _alive(nats_pid) and not _alive(stubborn_pid)
+            again, _ = embedded.start_nats(tmp_path / "nats")
+            embedded.stop(again)
+            assert stop_leftovers(tmp_path) == []  # once stopped, a later run has nothing to do
+    finally:  # a failure above leaves no server of this test running on the shared machine
+        for pid in (nats_pid, stubborn_pid):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_a_recorded_pid_now_another_processes_is_left_alone(tmp_path: Path) -> None:
