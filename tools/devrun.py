@@ -389,26 +389,49 @@ class Record:
         self.entries.append(found)
         text = json.dumps([asdict(e) for e in self.entries], indent=1) + "\n"
         part = self.path.with_suffix(".part")
-        part.write_text(text)
+        part.unlink(missing_ok=True)
+        # A new file only this user may write (`recorded` reads no other), never through a link.
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
         part.replace(self.path)
 
 
 def recorded(run: Path) -> list[Started]:
-    """The entries a run left in `run`; none from a missing or unreadable file."""
+    """The entries a run of this user left in `run`; none from a missing or unreadable file,
+    a link, or one another user owns or may write (what it names would be signalled)."""
     try:
-        return [Started(**e) for e in json.loads((run / CHILDREN).read_text())]
+        fd = os.open(run / CHILDREN, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd) as record:
+            found = os.fstat(record.fileno())
+            if found.st_uid != os.geteuid() or found.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                return []
+            return [Started(**e) for e in json.loads(record.read())]
     except (OSError, ValueError, TypeError):
         return []
 
 
+def names(arg: str, run: Path) -> bool:
+    """Whether a command-line argument is `run` or a path in it (not merely holds its text)."""
+    return arg == str(run) or arg.startswith(f"{run}/")
+
+
+def owner(pid: int) -> int | None:
+    """The user id `pid` runs as; None when it is gone."""
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
 def is_ours(run: Path, entry: Started, now: Started | None) -> bool:
     """Whether the process now at `entry.pid` is the one recorded: the same start time and
-    command line, a command line naming `run` or this interpreter. A pid reused by any other
-    process fails this, and is never signalled."""
+    command line, a command line naming `run` (an argument that is it or a path in it) or this
+    interpreter. A pid reused by any other process fails this, and is never signalled."""
     return (
         now is not None
         and (now.since, now.cmdline) == (entry.since, entry.cmdline)
-        and (any(str(run) in a for a in now.cmdline) or now.cmdline[:1] == [sys.executable])
+        and (any(names(a, run) for a in now.cmdline) or now.cmdline[:1] == [sys.executable])
     )
 
 
@@ -431,8 +454,9 @@ def stop_leftovers(run: Path, timeout: float = 10) -> list[str]:
     """Stop what a killed run of `run` left running (its record's processes still alive and
     really its own), last started first, each as a Ctrl-C would have: a signal, `timeout`
     seconds, then SIGKILL. Returns a line for each stopped; refuses naming one that will not
-    stop. Stopping rather than refusing: the user asked for a run of this directory, and these
-    processes hold its data and ports for a run that is gone; nothing else can use them."""
+    stop, or another user's (never signalled, even by root). Stopping rather than refusing: the
+    user asked for a run of this directory, and these processes hold its data and ports for a
+    run that is gone; nothing else can use them."""
     said = []
     for entry in reversed(recorded(run)):
         try:
@@ -442,6 +466,8 @@ def stop_leftovers(run: Path, timeout: float = 10) -> list[str]:
         try:
             if not is_ours(run, entry, started(entry.what, entry.pid)):
                 continue
+            if owner(entry.pid) != os.geteuid():  # root's run never signals another user's
+                raise PermissionError
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(fd, _STOP_SIGNAL.get(entry.what, signal.SIGTERM))
             if not _exits(fd, timeout):

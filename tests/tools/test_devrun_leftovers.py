@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -113,6 +114,7 @@ def test_a_recorded_pid_now_another_processes_is_left_alone(tmp_path: Path) -> N
             Started(mine.what, mine.pid, mine.since - 1, mine.cmdline),
         ]
         (tmp_path / CHILDREN).write_text(json.dumps([e.__dict__ for e in entries]))
+        (tmp_path / CHILDREN).chmod(0o600)  # a record it reads
         assert stop_leftovers(tmp_path, timeout=0.5) == []
         assert unrelated.poll() is None and look_alike.poll() is None
     finally:
@@ -256,3 +258,95 @@ def test_a_leftover_this_user_may_not_stop_is_named_with_the_command_to_stop_it(
         finally:
             theirs.kill()
             theirs.wait()
+
+
+def _reader(*args: str, user: list[str] | None = None) -> subprocess.Popen[str]:
+    """A process of `user` (a command prefix; this one's by default), not this interpreter,
+    with `args` on its command line, up once it has said so."""
+    proc = subprocess.Popen(
+        [*(user or []), "sh", "-c", "echo ready; read x", "sh", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    return proc
+
+
+def _end(*procs: subprocess.Popen[str]) -> None:
+    for proc in procs:
+        proc.kill()
+        proc.communicate()  # waits, and closes its pipes
+
+
+def test_an_argument_holding_the_runs_path_as_text_does_not_name_it(tmp_path: Path) -> None:
+    """Another checkout's process whose paths hold this run's as text (`/copy/<run>/pg`, a
+    `<run>.old`) is not this run's, though a record names it with its true start and command
+    line (a `.run/` copied with a checkout still running): never signalled."""
+    run = tmp_path / ".run"
+    run.mkdir()
+    others = [_reader(f"/copy{run}/pg"), _reader(f"{run}.old/pg")]
+    try:
+        record = Record(run)
+        for proc in others:
+            record.add("PostgreSQL", proc.pid)
+        assert len(devrun.recorded(run)) == 2
+        assert stop_leftovers(run, timeout=0.5) == []
+        assert [proc.poll() for proc in others] == [None, None]
+        mine = _reader(f"{run}/pg")  # a path in the run's directory: its own
+        try:
+            Record(run).add("PostgreSQL", mine.pid)
+            assert stop_leftovers(run, timeout=0.5) == [
+                f"stopped PostgreSQL (pid {mine.pid}), left running by a killed make run"
+            ]
+        finally:
+            _end(mine)
+    finally:
+        _end(*others)
+
+
+def test_a_record_another_user_could_have_written_is_not_read(tmp_path: Path) -> None:
+    """The record says what to signal: one that others may write, another user's, or a link
+    is not read (its processes are left alone); the record a run writes is read."""
+    leftover = _sleeper(str(tmp_path))
+    record = tmp_path / CHILDREN
+    try:
+        Record(tmp_path).add("the controller", leftover.pid)
+        assert stat.S_IMODE(record.stat().st_mode) == 0o600
+        for mode in (0o620, 0o602):
+            record.chmod(mode)
+            assert devrun.recorded(tmp_path) == []
+        record.chmod(0o600)
+        record.rename(tmp_path / "elsewhere.json")
+        record.symlink_to(tmp_path / "elsewhere.json")
+        assert devrun.recorded(tmp_path) == []
+        record.unlink()
+        (tmp_path / "elsewhere.json").rename(record)
+        if os.geteuid() == 0:
+            os.chown(record, 65534, 65534)
+            assert devrun.recorded(tmp_path) == []
+            os.chown(record, 0, 0)
+        assert stop_leftovers(tmp_path, timeout=0.5) == [
+            f"stopped the controller (pid {leftover.pid}), left running by a killed make run"
+        ]
+    finally:
+        leftover.kill()
+        leftover.wait()
+
+
+def test_a_run_as_root_never_signals_another_users_leftover(tmp_path: Path) -> None:
+    """Root may signal anyone: a recorded process now another user's (`nobody`'s here) stops
+    the run with the line naming it, as for a user who may not, and is left as it was."""
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        pytest.skip("needs root and setpriv (util-linux) to make a process of another user")
+    theirs = _reader(
+        str(tmp_path), user=[setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    )
+    try:
+        Record(tmp_path).add("NATS", theirs.pid)
+        with pytest.raises(devrun.LeftoverRunning, match="not this user's to stop"):
+            stop_leftovers(tmp_path, timeout=0.5)
+        assert theirs.poll() is None
+    finally:
+        _end(theirs)
