@@ -460,7 +460,9 @@ def stop_leftovers(run: Path, timeout: float = 10) -> list[str]:
     said = []
     for entry in reversed(recorded(run)):
         try:
-            fd = os.pidfd_open(entry.pid)  # pins the process: its pid is not reused while open
+            # Signals sent through it reach this process only, even should it exit and its pid
+            # be taken by another as this runs.
+            fd = os.pidfd_open(entry.pid)
         except ProcessLookupError:
             continue
         try:
