@@ -181,24 +181,33 @@ def test_a_run_dir_of_another_user_stops_the_run_with_one_line(tmp_path: Path) -
     assert list(run.iterdir()) == []
 
 
-def test_make_run_stops_the_leftovers_before_it_starts_anything(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_make_run_stops_the_leftovers_before_it_starts_anything(tmp_path: Path) -> None:
     """`make run` itself stops a killed run's child (as soon as it holds the directory, before
-    a busy port given in a setting stops it) and says so."""
+    a busy port given in a setting stops it) and says so. It runs in a process of its own: it
+    sets up logging for the whole process, on the streams of the moment."""
     leftover = _sleeper(str(tmp_path))
+    code = (
+        "import pathlib, sys; from tools import devrun;"
+        " devrun.RUN = pathlib.Path(sys.argv[1]); sys.exit(devrun.main())"
+    )
     try:
         Record(tmp_path).add("the controller", leftover.pid)
-        monkeypatch.setattr(devrun, "RUN", tmp_path)
-        monkeypatch.delenv("API_PORT", raising=False)
         with socket.socket() as busy:
             busy.bind(("127.0.0.1", 0))
             busy.listen()
-            monkeypatch.setenv("AGENT_METRICS_PORT", str(busy.getsockname()[1]))
-            with pytest.raises(devrun.PortBusy):
-                devrun.main()
+            env = {k: v for k, v in os.environ.items() if k != "API_PORT"}
+            env["AGENT_METRICS_PORT"] = str(busy.getsockname()[1])
+            done = subprocess.run(
+                [sys.executable, "-c", code, str(tmp_path)],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        assert done.returncode == 1 and "AGENT_METRICS_PORT=" in done.stderr, done.stderr
         assert leftover.wait(5) == -signal.SIGTERM
-        assert f"stopped the controller (pid {leftover.pid})" in capsys.readouterr().out
+        assert f"stopped the controller (pid {leftover.pid})" in done.stdout
     finally:
         leftover.kill()
         leftover.wait()
