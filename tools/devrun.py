@@ -450,6 +450,14 @@ def _exits(fd: int, timeout: float) -> bool:
     return bool(poller.poll(timeout * 1000))
 
 
+def _not_this_users(entry: Started) -> LeftoverRunning:
+    return LeftoverRunning(
+        f"[make run] {entry.what} (pid {entry.pid}) of a killed make run of this"
+        f" directory is still running and not this user's to stop: stop it"
+        f" (sudo kill {entry.pid}) and run again"
+    )
+
+
 def stop_leftovers(run: Path, timeout: float = 10) -> list[str]:
     """Stop what a killed run of `run` left running (its record's processes still alive and
     really its own), last started first, each as a Ctrl-C would have: a signal, `timeout`
@@ -469,7 +477,7 @@ def stop_leftovers(run: Path, timeout: float = 10) -> list[str]:
             if not is_ours(run, entry, started(entry.what, entry.pid)):
                 continue
             if owner(entry.pid) != os.geteuid():  # root's run never signals another user's
-                raise PermissionError
+                raise _not_this_users(entry)
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(fd, _STOP_SIGNAL.get(entry.what, signal.SIGTERM))
             if not _exits(fd, timeout):
@@ -480,12 +488,8 @@ def stop_leftovers(run: Path, timeout: float = 10) -> list[str]:
                         f"[make run] {entry.what} (pid {entry.pid}) of a killed make run of this"
                         f" directory does not stop: stop it (kill -9 {entry.pid}) and run again"
                     )
-        except PermissionError:
-            raise LeftoverRunning(
-                f"[make run] {entry.what} (pid {entry.pid}) of a killed make run of this"
-                f" directory is still running and not this user's to stop: stop it"
-                f" (sudo kill {entry.pid}) and run again"
-            ) from None
+        except PermissionError:  # the signal refused
+            raise _not_this_users(entry) from None
         finally:
             os.close(fd)
         said.append(f"stopped {entry.what} (pid {entry.pid}), left running by a killed make run")

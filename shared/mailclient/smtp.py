@@ -6,11 +6,11 @@ reply parsed once per distinct list of extensions."""
 import socket
 import ssl
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiosmtplib
 from aiosmtplib import SMTPAuthenticationError, SMTPException, SMTPResponse, SMTPStatus
+from aiosmtplib.esmtp import parse_esmtp_extensions
 
 # Sent in EHLO/HELO. Computed once: aiosmtplib's default, socket.getfqdn(), may query DNS.
 EHLO_NAME = socket.gethostname() or "mailprobe"
@@ -63,32 +63,37 @@ class Client(aiosmtplib.SMTP):
 
     @last_ehlo_response.setter
     def last_ehlo_response(self, response: SMTPResponse) -> None:
-        text = response.message.partition("\n")[2]
-        found = _EHLO_MEMO.get(text)
-        if found is None:
-            _LIBRARY_SETTER(self, response)  # aiosmtplib's own parse
-            found = Extensions(
-                pairs=tuple(self.esmtp_extensions.items()),
-                auth_methods=tuple(self.server_auth_methods),
-                advertised=tuple(f"{k} {v}" for k, v in self.esmtp_extensions.items()),
-            )
-            if len(text) <= EHLO_MEMO_TEXT_MAX and text.count("\n") < EHLO_MEMO_LINES_MAX:
-                _EHLO_MEMO[text] = found
-                if len(_EHLO_MEMO) > EHLO_MEMO_MAX:
-                    _EHLO_MEMO.popitem(last=False)
-        else:
-            _EHLO_MEMO.move_to_end(text)
-            self._last_ehlo_response = response  # what aiosmtplib's getter reads (5.1)
-            self.esmtp_extensions = dict(found.pairs)
-            self.server_auth_methods = list(found.auth_methods)
-            self.supports_esmtp = True
+        found = _extensions(response.message)
+        # The state aiosmtplib's own setter leaves (5.1), from its parse.
+        self._last_ehlo_response = response
+        self.esmtp_extensions = dict(found.pairs)
+        self.server_auth_methods = list(found.auth_methods)
+        self.supports_esmtp = True
         self._parsed = (response, found)
 
 
-_LIBRARY_SETTER: Callable[[aiosmtplib.SMTP, SMTPResponse], None] = vars(aiosmtplib.SMTP)[
-    "last_ehlo_response"
-].fset
 _EHLO_MEMO: OrderedDict[str, Extensions] = OrderedDict()
+
+
+def _extensions(message: str) -> Extensions:
+    """aiosmtplib's parse of the EHLO reply `message`, kept by its lines after the first
+    (which the parse skips) while they are within the memo's bounds."""
+    text = message.partition("\n")[2]
+    found = _EHLO_MEMO.get(text)
+    if found is not None:
+        _EHLO_MEMO.move_to_end(text)
+        return found
+    extensions, auth_methods = parse_esmtp_extensions(message)
+    found = Extensions(
+        pairs=tuple(extensions.items()),
+        auth_methods=tuple(auth_methods),
+        advertised=tuple(f"{k} {v}" for k, v in extensions.items()),
+    )
+    if len(text) <= EHLO_MEMO_TEXT_MAX and text.count("\n") < EHLO_MEMO_LINES_MAX:
+        _EHLO_MEMO[text] = found
+        if len(_EHLO_MEMO) > EHLO_MEMO_MAX:
+            _EHLO_MEMO.popitem(last=False)
+    return found
 
 
 def client(
