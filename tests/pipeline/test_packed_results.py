@@ -12,7 +12,7 @@ import pytest
 
 from controller.alerting import state_store as alert_state
 from controller.ingest import packer
-from controller.ingest.pack_rules import PACK_LOCK, REBUILD_LOCK
+from controller.ingest.pack_rules import PACK_DELAY, PACK_LOCK, REBUILD_LOCK
 from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
 from controller.secrets.box import SecretBox
@@ -286,16 +286,18 @@ async def test_a_closed_days_rows_index_is_rebuilt_and_reads_the_same(
         await conn.execute(f"VACUUM {partition}")
     bloated = await rows_index_bytes(pipe_pool, partition)
     before_rows, before_api = await view_rows(pipe_pool, pid), await answers(api, org, pid)
+    # Yesterday is closed once the packers' horizon has passed midnight, PACK_DELAY after it.
+    now = max(utcnow(), hour.replace(hour=0) + timedelta(days=1) + PACK_DELAY)
 
     async with pipe_pool.acquire() as conn:
         await conn.execute("SELECT pg_advisory_lock($1)", REBUILD_LOCK)
         try:
-            assert await packer.rebuild_pass(pipe_pool, min_bytes=0) is None
+            assert await packer.rebuild_pass(pipe_pool, now, min_bytes=0) is None
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", REBUILD_LOCK)
     # One day a pass, the oldest first (other tests' days may come before this one).
     rebuilt = []
-    while name := await packer.rebuild_pass(pipe_pool, min_bytes=0):
+    while name := await packer.rebuild_pass(pipe_pool, now, min_bytes=0):
         assert name not in rebuilt
         rebuilt.append(name)
     assert partition in rebuilt
