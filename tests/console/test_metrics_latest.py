@@ -177,10 +177,11 @@ async def test_compact_rows_keep_their_values(
     each one's own response time and phases."""
     org = await make_tenant(pool)
     mine = await create(http, org, "smtp")
-    for n, ms in enumerate((30.0, 31.25, 32.5)):
-        assert await _store(
-            pool, _result(job_ids, mine, _minute(5 - n), response_ms=ms, greeting_ms=20 + n)
-        )
+    rounds = [_minute(5 - n) for n in range(3)]
+    if rounds[0].date() != rounds[-1].date():  # the first result of a UTC day is stored whole
+        rounds = [at - timedelta(minutes=5) for at in rounds]
+    for n, (at, ms) in enumerate(zip(rounds, (30.0, 31.25, 32.5), strict=True)):
+        assert await _store(pool, _result(job_ids, mine, at, response_ms=ms, greeting_ms=20 + n))
     async with pool.acquire() as conn:
         compact = await conn.fetchval(
             "SELECT count(*) FROM result_rows r JOIN monitors m ON m.id = r.monitor_id"
