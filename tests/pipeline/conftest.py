@@ -3,14 +3,15 @@
 Isolation on session-wide servers: a database of its own (the scheduler claims every due monitor in
 its database, so other tests' monitors must not be there), an ingest consumer of its own (it drops
 other tests' results: their monitors are not in its database), and per test country codes that no
-other suite's pool holds (tests/countries.py), whose jobs are purged and whose agents are said to
-stop afterwards. Live agents come from heartbeats on the real NATS, as agents publish them; the
-view here needs no warm-up (tests of the warm-up make their own). Every one of those countries has
-a sealing key pair (`seal_keys`); the scheduler re-reads the key directory at every use, so a test
-may change its own country's key.
+other suite's pool holds (tests/countries.py), whose jobs and results are purged and whose agents
+are said to stop afterwards, before the codes go back to the pool. Live agents come from
+heartbeats on the real NATS, as agents publish them; the view here needs no warm-up (tests of the
+warm-up make their own). Every one of those countries has a sealing key pair (`seal_keys`); the
+scheduler re-reads the key directory at every use, so a test may change its own country's key.
 """
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -37,16 +38,22 @@ from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared.messages import AgentHeartbeat, CheckJob, bundle_parts, decode_job, encode
-from shared.streams import ensure_streams
-from shared.subjects import JOBS_STREAM, heartbeats_subject, jobs_subject
+from shared.streams import ensure_streams, jobs_consumer_name
+from shared.subjects import (
+    JOBS_STREAM,
+    RESULTS_STREAM,
+    heartbeats_subject,
+    jobs_subject,
+    results_country_filter,
+)
 from shared.timefmt import iso_ms, utcnow
 from testkit.scheduling import wired_scheduler
 from testkit.sealing import KeyRing
 from testkit.serving import http_client, serve_app
 from tests.conftest import Tenant, make_tenant, scratch_database
-from tests.countries import PIPELINE, handout
+from tests.countries import PIPELINE, Pool
 
-_COUNTRIES = handout(PIPELINE)
+_COUNTRIES = Pool(PIPELINE)
 
 
 class Clock:
@@ -154,15 +161,18 @@ async def org(pipe_pool: asyncpg.Pool) -> AsyncIterator[Tenant]:
 
 
 class Countries:
-    """Fresh country codes for one test; their jobs and agents are gone afterwards."""
+    """Country codes for one test; afterwards their jobs, results, consumer and agents are gone,
+    their sealing key is back, and the codes return to the pool."""
 
-    def __init__(self, js: JetStreamContext, nc: NATS, agents: LiveAgents) -> None:
-        self.js, self.nc, self.agents = js, nc, agents
+    def __init__(
+        self, js: JetStreamContext, nc: NATS, agents: LiveAgents, seal_keys: KeyRing
+    ) -> None:
+        self.js, self.nc, self.agents, self.seal_keys = js, nc, agents, seal_keys
         self.used: list[str] = []
         self.beats: list[AgentHeartbeat] = []
 
     def take(self, n: int = 1) -> list[str]:
-        got = [next(_COUNTRIES) for _ in range(n)]
+        got = [_COUNTRIES.take() for _ in range(n)]
         self.used += got
         return got
 
@@ -224,15 +234,23 @@ class Countries:
     async def cleanup(self) -> None:
         for cc in self.used:
             await self.js.purge_stream(JOBS_STREAM, subject=jobs_subject(cc))
+            await self.js.purge_stream(RESULTS_STREAM, subject=results_country_filter(cc))
+            with contextlib.suppress(NotFoundError):
+                await self.js.delete_consumer(JOBS_STREAM, jobs_consumer_name(cc))
+            if not (self.seal_keys.directory / f"{cc}.pub").exists():
+                self.seal_keys.add(cc)
         for beat in self.beats:
             beat.stopping = True
             await self.nc.publish(heartbeats_subject(beat.country, beat.agent_id), encode(beat))
         await self.nc.flush()
+        _COUNTRIES.give_back(self.used)
 
 
 @pytest.fixture
-async def countries(js: JetStreamContext, nc: NATS, pipeline: Pipeline) -> AsyncIterator[Countries]:
-    c = Countries(js, nc, pipeline.agents)
+async def countries(
+    js: JetStreamContext, nc: NATS, pipeline: Pipeline, seal_keys: KeyRing
+) -> AsyncIterator[Countries]:
+    c = Countries(js, nc, pipeline.agents, seal_keys)
     yield c
     await c.cleanup()
 

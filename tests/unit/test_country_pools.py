@@ -5,7 +5,7 @@ from itertools import combinations
 import pytest
 
 from controller.monitors.validation import COUNTRIES
-from tests.countries import AGENT, OPS, PIPELINE, handout
+from tests.countries import AGENT, OPS, PIPELINE, Pool, handout
 
 POOLS = {"agent": AGENT, "ops": OPS, "pipeline": PIPELINE}
 
@@ -24,3 +24,12 @@ def test_a_pool_run_dry_says_so() -> None:
     assert [next(codes), next(codes)] == ["AA", "BB"]
     with pytest.raises(RuntimeError, match="all 2 country codes"):
         next(codes)
+
+
+def test_a_pool_gives_the_longest_unused_code_first() -> None:
+    pool = Pool(("AA", "BB", "CC"))
+    first, second = pool.take(), pool.take()
+    pool.give_back([second, first])
+    assert [pool.take() for _ in range(3)] == ["CC", "BB", "AA"]
+    with pytest.raises(RuntimeError, match="all 3 country codes of this suite's pool are held"):
+        pool.take()
