@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock browser unbound netns dovecot blackbox alertmanager prometheus opendkim test-debs run test lint bench bench-openssl soak fuzz clean
+.PHONY: help install lock browser unbound netns dovecot blackbox alertmanager prometheus opendkim test-debs run test clock-sweep lint bench bench-openssl soak fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -73,6 +73,8 @@ PATRONI_DEBS := /usr/bin/patroni=patroni,python3-etcd /usr/bin/etcd=etcd-server
 # A round trip's DKIM selector is read from mail Debian's OpenDKIM signed as Postfix's milter,
 # started by the test itself on a loopback port (no service is enabled).
 OPENDKIM_DEBS := /usr/sbin/opendkim=opendkim /usr/sbin/opendkim-genkey=opendkim-tools
+# libfaketime, for `make clock-sweep` only.
+FAKETIME_DEBS := /usr/bin/faketime=faketime
 TEST_DEBS := $(BROWSER_DEBS) $(UNBOUND_DEBS) $(NETNS_DEBS) $(DOVECOT_DEBS) $(ALERTMANAGER_DEBS) $(PROMETHEUS_DEBS) $(POSTGRES_DEBS) $(HAPROXY_DEBS) $(PATRONI_DEBS) $(OPENDKIM_DEBS)
 
 # $(1): `binary=package,...` pairs.
@@ -120,6 +122,10 @@ PURE_WORKERS ?= 2
 test: $(STAMP) test-debs ## run the pure tier (tests/unit, no server), then the rest against real PostgreSQL, NATS, mail servers, Chromium, unbound, Dovecot, Postfix, Alertmanager, Prometheus and network namespaces
 	$(BIN)/pytest -n $(PURE_WORKERS) tests/unit $(PURE_ARGS)
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --ignore=tests/unit $(PYTEST_ARGS)
+
+clock-sweep: $(STAMP) test-debs ## the suites that read the date, under libfaketime at five times of day (around UTC midnight, early morning, midday; ~25 min)
+	$(call apt_when_missing,$(FAKETIME_DEBS))
+	$(BIN)/python tools/clock_sweep.py $(CLOCK_SWEEP_ARGS)
 
 fuzz: $(STAMP) ## schemathesis, longer than make test's run: a drawn seed too, coverage phase, FUZZ_EXAMPLES (100) per operation
 	FUZZ_RANDOM=$${FUZZ_RANDOM:-1} FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} FUZZ_PHASES=$${FUZZ_PHASES:-examples,coverage,fuzzing,stateful} \
