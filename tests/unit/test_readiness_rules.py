@@ -183,6 +183,30 @@ def test_a_resolver_that_fails_its_canaries_judges_nothing() -> None:
         ("mail.example.com", ["aspmx.l.google.com", "alt1.aspmx.l.google.com"], None, "google"),
         ("mail.example.com", ["mx.example.com"], "220 mail.example.com ESMTP Postfix", None),
         ("notoffice365.com.evil.test", None, None, None),
+        # Exchange Server on premises greets as Exchange Online does (the product's default
+        # banners); only a greeting naming Microsoft's own host is Microsoft 365's
+        (
+            "mail.contoso.test",
+            None,
+            "220 mail.contoso.test Microsoft ESMTP MAIL Service ready at Tue, 1 Dec 2026 10:00:00"
+            " +0000",
+            None,
+        ),
+        ("mail.contoso.test", None, "* OK The Microsoft Exchange IMAP4 service is ready.", None),
+        ("mail.contoso.test", None, "+OK The Microsoft Exchange POP3 service is ready.", None),
+        (
+            "mail.contoso.test",
+            ["contoso-test.mail.protection.outlook.com"],
+            "220 ex01.contoso.test Microsoft ESMTP MAIL Service ready",
+            None,
+        ),
+        (
+            "mail.example.com",
+            None,
+            "220 PH7P220CA0001.NAMP220.PROD.OUTLOOK.COM Microsoft ESMTP MAIL Service ready",
+            "microsoft",
+        ),
+        ("mail.example.com", None, "220 outlook.office365.com.evil.test ESMTP", None),
         # an on-premises relay of a domain whose MX is Microsoft's: its own greeting decides
         (
             "relay.example.com",

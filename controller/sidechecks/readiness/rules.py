@@ -303,9 +303,12 @@ def _dkim(v: Verdicts, cc: str, domain: str, keys: Sequence[DkimKey]) -> None:
 
 MICROSOFT_HOSTS: Final = ("office365.com", "outlook.com", "office.com", "microsoft.com")
 MICROSOFT_MX: Final = ("mail.protection.outlook.com",)
-MICROSOFT_GREETING: Final = re.compile(
-    r"Microsoft ESMTP MAIL Service|\.outlook\.com|Microsoft Exchange", re.IGNORECASE
-)
+# Exchange Online's servers greet with their own names (`….outlook.office365.com`,
+# `….prod.outlook.com`); the product's words ("Microsoft ESMTP MAIL Service", "The Microsoft
+# Exchange IMAP4 service is ready") are Exchange Server's defaults, on premises too, where
+# password logins stay.
+MICROSOFT_GREETING_HOSTS: Final = ("outlook.com", "office365.com")
+_GREETING_HOST: Final = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)+", re.IGNORECASE)
 GOOGLE_HOSTS: Final = ("gmail.com", "googlemail.com", "google.com")
 GOOGLE_MX: Final = ("google.com", "googlemail.com")
 GOOGLE_GREETING: Final = re.compile(r"\bgsmtp\b|Gimap ready|\bgpop\b", re.IGNORECASE)
@@ -318,9 +321,11 @@ def _under(name: str, suffixes: Sequence[str]) -> bool:
 
 def provider(hostname: str, mx: Sequence[str] | None, banner: str | None) -> str | None:
     """ "microsoft" or "google" when the server logged in to is theirs, by its name, the mail
-    domain's MX names, or its greeting; None otherwise."""
+    domain's MX names, or its greeting (Google's servers' own words; a Microsoft host it
+    names); None otherwise."""
     greeting = banner or ""
-    if _under(hostname, MICROSOFT_HOSTS) or MICROSOFT_GREETING.search(greeting):
+    named = _GREETING_HOST.findall(greeting)
+    if _under(hostname, MICROSOFT_HOSTS) or any(_under(n, MICROSOFT_GREETING_HOSTS) for n in named):
         return "microsoft"
     if _under(hostname, GOOGLE_HOSTS) or GOOGLE_GREETING.search(greeting):
         return "google"
