@@ -226,6 +226,12 @@ def test_basic_auth_only_for_password_logins() -> None:
     logins = password_logins(password, "smtp.office365.com")
     finding = rules.basic_auth(logins, None, None, "DE")[("basic_auth_retiring", "DE")]
     assert finding is not None and "December 2026" in finding.detail
+    # MC786329 as updated on 27 January 2026: off by default for existing tenants at the end of
+    # December 2026, administrators may turn it back on, and the final removal date is to be
+    # announced in the second half of 2027 (not a removal in 2027)
+    assert "turn it back on" in finding.detail
+    assert "removal date Microsoft will announce in the second half of 2027" in finding.detail
+    assert "removal to come in 2027" not in finding.detail
     assert rules.basic_auth(password_logins(oauth, "smtp.office365.com"), None, None, "DE") == {
         ("basic_auth_retiring", "DE"): None
     }

@@ -45,8 +45,9 @@ RSA_STRONG: Final = 2048  # RFC 8301 3.2: signers SHOULD use at least 2048 bits
 
 MICROSOFT_DATE: Final = (
     "Microsoft turns SMTP AUTH Basic authentication off by default for existing Microsoft 365"
-    " tenants from the end of December 2026 (message center MC786329), with final removal to"
-    " come in 2027; IMAP and POP password logins are already off"
+    " tenants from the end of December 2026 (message center MC786329, updated 27 January 2026):"
+    " administrators can turn it back on until a final removal date Microsoft will announce in"
+    " the second half of 2027; IMAP and POP password logins are already off"
 )
 GOOGLE_DATE: Final = (
     "Google Workspace has turned off password sign-in for third-party mail apps (less secure"
