@@ -469,6 +469,12 @@ SENDS = Spf(record="v=spf1 ip4:192.0.2.1 -all")
             False,
             "_dmarc.com: np=none for subdomains that do not exist, quarantine for the others",
         ),
+        # t=y (RFC 9989 4.7): receivers apply one level below the policy asked, so a
+        # quarantine under test is none, a reject under test is quarantine
+        ({"example.com": "v=DMARC1; p=quarantine; t=y"}, "quarantine", True, ""),
+        ({"example.com": "v=DMARC1; p=reject; sp=quarantine; t=y"}, "quarantine", True, ""),
+        ({"example.com": "v=DMARC1; p=reject; t=y"}, "reject", False, ""),
+        ({"example.com": "v=DMARC1; p=quarantine; t=n"}, "quarantine", False, ""),
         ({}, None, None, None),  # no record: the mail DNS side check tells it
     ],
 )
@@ -486,3 +492,15 @@ def test_dmarcbis_np_and_policies_that_do_not_parse(
     assert (v[("dmarc_policy_none", "DE")] is not None) is none
     found_np = v[("dmarc_np_weaker", "DE")]
     assert (found_np.detail if found_np is not None else "") == weaker
+
+
+def test_a_policy_under_test_says_what_receivers_apply() -> None:
+    """`t=y` beside `p=quarantine`: the finding says the policy asked and the one applied."""
+    found = {"example.com": "v=DMARC1; p=quarantine; t=y"}
+    v = rules.readiness(Readiness(domain=A, spf=SENDS, dmarc=Dmarc(walk=_walk(found))), "DE", T0)
+    finding = v[("dmarc_policy_none", "DE")]
+    assert finding is not None
+    assert finding.detail == (
+        f"the policy that applies to {A} is p=quarantine with t=y (a policy under test:"
+        " receivers apply none), from _dmarc.example.com (Organizational Domain example.com)"
+    )

@@ -9,7 +9,8 @@ the monitor logs in → verdicts on what receivers enforce beyond a record being
   (`spf_include_broken`).
 - DMARC (RFC 9989): the policy that applies and the Organizational Domain, found by the DNS
   Tree Walk and `psd` (`dmarc_walk`); `p=none` for a domain that sends, or a record RFC 9989
-  4.10.1 reads as none (a `p`, `sp` or `np` that is not a policy; `dmarc_policy_none`); `np`
+  4.10.1 reads as none (a `p`, `sp` or `np` that is not a policy), or `p=quarantine` with
+  `t=y`, which receivers apply one level below (`dmarc_policy_none`); `np`
   weaker than `sp` or `p` for the Organizational Domain's subdomains (`dmarc_np_weaker`);
   `pct`, `rf`, `ri`, which RFC 9989 dropped (`dmarc_obsolete_tags`); report destinations
   outside the Organizational Domain without their `_report._dmarc` authorization, or whose
@@ -88,10 +89,11 @@ CODES: Final = declare(
         ),
         "dmarc_policy_none": (
             "warning",
-            "The DMARC policy that applies to your domain is p=none while the domain sends "
-            "mail: receivers take no action on mail forged in your name, and Gmail and Yahoo "
-            "ask bulk senders for enforcement. Once your reports show your own mail aligned, "
-            "move to p=quarantine, then p=reject.",
+            "The DMARC policy that applies to your domain is p=none (or p=quarantine with "
+            "t=y, which receivers apply as none) while the domain sends mail: receivers take "
+            "no action on mail forged in your name, and Gmail and Yahoo ask bulk senders for "
+            "enforcement. Once your reports show your own mail aligned, move to "
+            "p=quarantine, then p=reject, without t=y.",
         ),
         "dmarc_np_weaker": (
             "warning",
@@ -231,16 +233,19 @@ def _dmarc(v: Verdicts, cc: str, domain: str, dmarc: Dmarc, sends: bool) -> None
     if walked is None or walked.record is None:
         return  # not known, or no record: the mail DNS side check tells a missing one
     where = f"_dmarc.{walked.policy_at} (Organizational Domain {walked.organizational})"
+    t = tags(walked.record)
+    applied = under_test(walked.policy, t)
     said = f"p={walked.policy}" if walked.policy else "no policy (p, sp or np not a policy)"
+    if applied != walked.policy:
+        said += f" with t=y (a policy under test: receivers apply {applied})"
     judge(
         v,
         "dmarc_policy_none",
         cc,
-        sends and walked.policy in ("none", None),
+        sends and applied in ("none", None),
         f"the policy that applies to {domain} is {said}, from {where}",
     )
     _nonexistent(v, cc, walked)
-    t = tags(walked.record)
     dropped = [f"{k}={t[k]}" for k in ("pct", "rf", "ri") if k in t]
     judge(v, "dmarc_obsolete_tags", cc, bool(dropped), f"{where}: {', '.join(dropped)}")
     if dmarc.reports_for != walked.policy_at:
@@ -254,6 +259,14 @@ def _dmarc(v: Verdicts, cc: str, domain: str, dmarc: Dmarc, sends: bool) -> None
         if dmarc.unchecked:
             detail += f"; {dmarc.unchecked} more external destinations not checked"
         judge(v, "dmarc_external_rua_unauthorized", cc, bool(outside), detail)
+
+
+def under_test(policy: str | None, t: Mapping[str, str]) -> str | None:
+    """The policy receivers apply for `policy` asked by a record of tags `t`: with `t=y` (the
+    Domain Owner is testing it, RFC 9989 4.7) one level below, reject → quarantine → none."""
+    if policy not in POLICIES or t.get("t", "n").lower() != "y":
+        return policy
+    return POLICIES[max(0, POLICIES.index(policy) - 1)]
 
 
 def _nonexistent(v: Verdicts, cc: str, walked: Walked) -> None:
