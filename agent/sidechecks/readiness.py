@@ -4,7 +4,8 @@ agent's resolver answers from its country.
 
 The agent gathers and counts; the controller judges (controller/sidechecks/readiness). SPF terms
 are parsed by pyspf (the reference implementation's `validate_mechanism`: syntax, CIDR lengths,
-macro expansion); tag-value records (DMARC, DKIM) by dkimpy's `parse_tag_value`; key sizes by
+macro expansion; every term of a record, before it is evaluated, as RFC 7208 4.6 says);
+tag-value records (DMARC, DKIM) by dkimpy's `parse_tag_value`; key sizes by
 cryptography. The counting follows RFC 7208 section 4.6.4 for a sender that no term matches,
 the worst case a receiver evaluates: `include`, `a`, `mx`, `ptr`, `exists` and `redirect` each
 count one; `ip4`, `ip6`, `all` and `exp` none; terms after `all` are never evaluated, and
@@ -198,23 +199,23 @@ async def _visit(
         raise Spent(f"more than {SPF_RECORDS_MAX} SPF records in the include tree")
     index = walk.node(domain, via, parent, record)
     query = _Parser(i=NO_SENDER, s=f"postmaster@{domain}", h=domain, strict=True)
+    terms = [t for t in record.split(" ")[1:] if t]
+    try:
+        _parse(query, terms)
+    except spf.PermError as exc:
+        walk.out.broken = walk.out.broken or f"{domain}: {exc}"
+        return ""
+    except spf.TempError as exc:
+        raise Failed(f"{domain}: {exc}") from None
     redirect: str | None = None
     ended = ""
-    for term in record.split(" ")[1:]:
-        if not term:
-            continue
+    for term in terms:
         modifier = spf.RE_MODIFIER.split(term)[1:]
         if len(modifier) == 2:
             if modifier[0].lower() == "redirect":
                 redirect = modifier[1]
             continue  # exp= and unknown modifiers cost no lookup
-        try:
-            _, kind, target, _, result = query.validate_mechanism(term)
-        except spf.PermError as exc:
-            walk.out.broken = walk.out.broken or f"{domain}: {exc}"
-            return ""
-        except spf.TempError as exc:
-            raise Failed(f"{domain}: {exc}") from None
+        _, kind, target, _, result = query.validate_mechanism(term)  # parsed above
         if kind == "all":
             ended = {"pass": "+", "neutral": "?", "softfail": "~", "fail": "-"}[result] + "all"
             break  # what follows is never evaluated, and redirect is ignored
@@ -251,6 +252,27 @@ async def _visit(
         return ""
     target = query.expand_domain(redirect).lower().rstrip(".")
     return await _include(look, walk, target, "redirect", index, chain)
+
+
+def _parse(query: _Parser, terms: Sequence[str]) -> None:
+    """Raise spf.PermError for a syntax error anywhere in the record, terms after `all`
+    included (RFC 7208 4.6: the record is parsed before it is evaluated), and for `redirect`
+    or `exp` given twice (6), as pyspf's own evaluation parses it."""
+    seen: set[str] = set()
+    for term in terms:
+        modifier = spf.RE_MODIFIER.split(term)[1:]
+        if len(modifier) != 2:
+            query.validate_mechanism(term)
+            continue
+        name, arg = modifier[0].lower(), modifier[1]
+        if name not in ("redirect", "exp"):
+            query.expand(arg)  # an unknown modifier is ignored, but its macros must parse
+            continue
+        if name in seen:
+            raise spf.PermError(f"{name}= MUST appear at most once", term)
+        seen.add(name)
+        if not arg or not query.expand_domain(arg):
+            raise spf.PermError(f"{name}= has an empty domain", term)
 
 
 async def _include(

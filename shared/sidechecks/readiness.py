@@ -83,7 +83,8 @@ class Spf(msgspec.Struct, kw_only=True, rename="camel"):
     "" for none); `loop`: the chain of domains of an include or redirect loop; `macros`:
     targets that depend on the sender (not followed); `nodes`: the tree (at most NODES_MAX);
     `broken`: a permanent error receivers return whatever the sender (more than one SPF record,
-    an include of a domain without one, a term that does not parse)."""
+    an include of a domain without one, a term or modifier that does not parse anywhere in a
+    record, `redirect` or `exp` twice)."""
 
     record: str | None = None
     lookups: int = 0

@@ -719,6 +719,49 @@ async def test_lookup_counts_agree_with_pyspf_over_the_whole_suite() -> None:
     assert differ == list(PYSPF_DIFFERS)
 
 
+# pyspf 2.0.14 asks through dnspython's deprecated `dns.resolver.query`.
+@pytest.mark.filterwarnings("ignore:please use dns.resolver.resolve:DeprecationWarning")
+async def test_permanent_errors_agree_with_pyspf_over_the_whole_suite() -> None:
+    """Every scenario of the RFC 7208 suite whose tree we read whole and whose terms do not
+    name the sender: we find a permanent error (a term or modifier that does not parse
+    anywhere in a record, RFC 7208 4.6, even after `all`; `redirect` or `exp` twice, 6; the
+    lookup, void or MX limits; a loop) exactly when pyspf (the reference implementation,
+    strict) returns permerror for a sender that no term matches."""
+    sections = list(yaml.safe_load_all(SUITE.read_text()))
+    compared = 0
+    differ: list[str] = []
+    saved = dns.resolver.default_resolver
+    try:
+        for section in sections:
+            records, silent = _all_zones(section)
+            async with DnsPeer(records, servfail=silent) as peer:
+                local = dns.resolver.Resolver(configure=False)
+                local.nameservers, local.port = ["127.0.0.1"], peer.port
+                dns.resolver.default_resolver = local
+                probe = ReadinessProbe(resolver=peer.address, canaries=())
+                for name, test in section["tests"].items():
+                    mailfrom = str(test.get("mailfrom", ""))
+                    helo = str(test.get("helo", ""))
+                    domain = (mailfrom.split("@")[-1] if "@" in mailfrom else helo).lower()
+                    if not domain or ".." in domain or domain.endswith("."):
+                        continue
+                    facts = await probe.probe(domain, (), 2.0)
+                    s = facts.spf
+                    if s is None or s.record is None or not s.complete or s.error or s.macros:
+                        continue
+                    _, result = await asyncio.to_thread(_pyspf, domain, mailfrom, helo)
+                    compared += 1
+                    ours = bool(s.broken or s.loop or s.lookups > 10 or s.void > 2 or s.mx_over)
+                    if ours != (result == "permerror"):
+                        differ.append(name)
+                        print(f"{name}: pyspf {result}, we {s.broken!r} ({s.record})")
+    finally:
+        dns.resolver.default_resolver = saved
+    print(f"permanent errors vs pyspf: {compared} scenarios compared; differ: {differ}")
+    assert compared >= 100
+    assert differ == []
+
+
 async def test_the_p_macro_never_makes_the_parser_look_names_up() -> None:
     """`%{p}` expands through a PTR lookup in pyspf; the walk's parser never asks DNS (it
     would be synchronous, through the system's resolver, holding the event loop): the term is
