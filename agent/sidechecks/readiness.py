@@ -234,8 +234,11 @@ async def _visit(
         target = target.lower().rstrip(".")
         if kind == "include":
             await _include(look, walk, target, "include", index, chain)
-        elif kind in ("a", "exists"):
+        elif kind == "a":
             if await _addresses(look, target) is None:
+                walk.void(target)
+        elif kind == "exists":
+            if await look.ask(target, "A") is None:  # RFC 7208 5.7: A, whatever the sender
                 walk.void(target)
         elif kind == "mx":
             names = await look.ask(target, "MX")
@@ -295,7 +298,8 @@ async def _include(
 
 
 async def _addresses(look: _Lookups, name: str) -> list[str] | None:
-    """Whether `name` has A or AAAA records (an `a` or `exists` term's lookup)."""
+    """Whether `name` has A or AAAA records (an `a` term's lookup: a sender of either
+    family)."""
     found = await look.ask(name, "A") or await look.ask(name, "AAAA")
     return None if not found else [r.to_text() for r in found]
 

@@ -155,6 +155,59 @@ async def test_void_lookups_and_macros() -> None:
     assert verdicts[("spf_too_permissive", "DE")] is not None
 
 
+def _mx(names: int) -> Records:
+    """example.test's SPF is one `mx` term; its MX has `names` names."""
+    return {
+        ("example.test", "TXT"): [_txt("v=spf1 mx -all")],
+        ("example.test", "MX"): [f"10 mx{i}.example.test." for i in range(names)],
+    }
+
+
+def _voids(names: int) -> Records:
+    """example.test's SPF names `names` domains that do not exist."""
+    terms = " ".join(f"a:gone{i}.test" for i in range(names))
+    return {("example.test", "TXT"): [_txt(f"v=spf1 {terms} ip4:192.0.2.1 -all")]}
+
+
+@pytest.mark.parametrize(
+    ("records", "code", "detail"),
+    [
+        # RFC 7208 4.6.4: at most 10 MX names per `mx` term, at most 2 void lookups
+        (_mx(10), "spf_lookup_limit", None),
+        (_mx(11), "spf_lookup_limit", "more than 10 MX names for mx:example.test"),
+        (_voids(2), "spf_void_lookups", None),
+        (_voids(3), "spf_void_lookups", "3 void lookups (limit 2): gone0.test, gone1.test"),
+    ],
+)
+async def test_each_limit_on_the_wire_exactly_on_it_and_one_past(
+    records: Records, code: str, detail: str | None
+) -> None:
+    facts = await _probe(records, "example.test")
+    assert facts.spf is not None and facts.spf.complete and not facts.spf.error, facts.spf
+    finding = rules.readiness(facts, "DE")[(code, "DE")]
+    assert (finding is None) is (detail is None)
+    if finding is not None and detail is not None:
+        assert detail in finding.detail, finding.detail
+
+
+async def test_exists_asks_for_an_a_record_only() -> None:
+    """RFC 7208 5.7: `exists` looks up an A record even for an IPv6 sender, so a name with
+    AAAA records alone is a void lookup for it; three are a permanent error."""
+    terms = " ".join(f"exists:v6only{i}.test" for i in range(3))
+    records: Records = {("example.test", "TXT"): [_txt(f"v=spf1 {terms} -all")]}
+    for i in range(3):
+        records[(f"v6only{i}.test", "AAAA")] = ["2001:db8::1"]
+    async with DnsPeer(records) as peer:
+        facts = await ReadinessProbe(resolver=peer.address, canaries=()).probe(
+            "example.test", (), 5.0
+        )
+        asked = [(name, kind) for name, kind in peer.asked if name.startswith("v6only")]
+    assert facts.spf is not None and facts.spf.complete
+    assert facts.spf.void == 3, facts.spf
+    assert all(kind == "A" for _, kind in asked), asked
+    assert rules.readiness(facts, "DE")[("spf_void_lookups", "DE")] is not None
+
+
 async def test_an_include_loop_is_over_the_limit_and_says_the_loop() -> None:
     records: Records = {
         ("example.test", "TXT"): [_txt("v=spf1 include:a.test -all")],
