@@ -451,6 +451,25 @@ async def test_dkim_keys_of_real_sizes() -> None:
     assert v[("dkim_testing", "DE")] is not None
 
 
+async def test_a_2048_bit_key_that_allows_sha1_alone_is_weak_on_the_wire() -> None:
+    """A 2048-bit key whose `h=sha1` (its record split over strings) allows only the hash
+    receivers refuse (RFC 8301 3.1): `dkim_key_weak`; the same key without `h=` is not."""
+    key = _key(rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key())
+    records: Records = {
+        ("sha1._domainkey.example.test", "TXT"): [_txt(f"v=DKIM1; k=rsa; h=sha1; p={key}")],
+        ("any._domainkey.example.test", "TXT"): [_txt(f"v=DKIM1; k=rsa; p={key}")],
+    }
+    both = await _probe(records, "example.test", ("sha1", "any"))
+    assert [k.bits for k in both.dkim] == [2048, 2048]
+    weak = rules.readiness(both, "DE")[("dkim_key_weak", "DE")]
+    assert weak is not None
+    assert weak.detail == (
+        "sha1._domainkey.example.test: h=sha1 allows no SHA-256 (receivers refuse rsa-sha1)"
+    )
+    alone = await _probe(records, "example.test", ("any",))
+    assert rules.readiness(alone, "DE")[("dkim_key_weak", "DE")] is None
+
+
 PUBLISHED = Path(__file__).parents[1] / "data" / "dkim" / "published_keys.tsv"
 
 

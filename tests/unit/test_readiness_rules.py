@@ -504,3 +504,28 @@ def test_a_policy_under_test_says_what_receivers_apply() -> None:
         f"the policy that applies to {A} is p=quarantine with t=y (a policy under test:"
         " receivers apply none), from _dmarc.example.com (Organizational Domain example.com)"
     )
+
+
+@pytest.mark.parametrize(
+    ("record", "detail"),
+    [
+        ("v=DKIM1; k=rsa; p=AAAA", None),
+        ("v=DKIM1; k=rsa; h=sha256; p=AAAA", None),
+        ("v=DKIM1; k=rsa; h=sha1:sha256; p=AAAA", None),
+        # RFC 8301 3.1: rsa-sha1 MUST NOT be used for verifying; a key that allows SHA-1
+        # alone (RFC 6376 3.6.1 `h=`) verifies no signature receivers accept
+        (
+            "v=DKIM1; k=rsa; h=sha1; p=AAAA",
+            "s1._domainkey.example.com: h=sha1 allows no SHA-256 (receivers refuse rsa-sha1)",
+        ),
+        (
+            "v=DKIM1; k=rsa; h = SHA1 ; p=AAAA",
+            "s1._domainkey.example.com: h=SHA1 allows no SHA-256 (receivers refuse rsa-sha1)",
+        ),
+    ],
+)
+def test_a_key_that_allows_sha1_alone_is_weak(record: str, detail: str | None) -> None:
+    key = DkimKey(selector="s1", record=record, key_type="rsa", bits=2048, sha256="x")
+    v = rules.readiness(Readiness(domain="example.com", dkim=[key]), "DE")
+    finding = v[("dkim_key_weak", "DE")]
+    assert (finding.detail if finding is not None else None) == detail

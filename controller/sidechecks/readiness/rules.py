@@ -18,7 +18,8 @@ the monitor logs in → verdicts on what receivers enforce beyond a record being
   Destinations"; RFC 7489 7.1: `dmarc_external_rua_unauthorized`), judged for the record that
   applies and every one of its `rua` and `ruf` destinations.
 - DKIM keys of the selectors read: RSA under 2048 bits (`dkim_key_weak`; under 1024 receivers
-  refuse it, RFC 8301), `t=y` (`dkim_testing`), a revoked or missing key the round trip's own
+  refuse it, RFC 8301), or an `h=` that leaves out sha256 (`dkim_key_weak`: RFC 8301 refuses
+  rsa-sha1), `t=y` (`dkim_testing`), a revoked or missing key the round trip's own
   message was signed with (`dkim_revoked`).
 - A password login to Microsoft 365 or Google (`basic_auth_retiring`), told by the host's name,
   the domain's MX names or the server's greeting.
@@ -117,9 +118,10 @@ CODES: Final = declare(
         ),
         "dkim_key_weak": (
             "warning",
-            "A DKIM key is an RSA key under 2048 bits: receivers refuse signatures by keys "
-            "under 1024 bits (RFC 8301) and rate 1024-bit ones as weak. Publish a 2048-bit "
-            "key under a new selector, sign with it, then revoke the old one.",
+            "A DKIM key is an RSA key under 2048 bits, or allows SHA-1 alone (h=sha1): "
+            "receivers refuse signatures by keys under 1024 bits and rsa-sha1 signatures "
+            "(RFC 8301), and rate 1024-bit keys as weak. Publish a 2048-bit key without h= "
+            "(or with h=sha256) under a new selector, sign with it, then revoke the old one.",
         ),
         "dkim_testing": (
             "warning",
@@ -291,13 +293,21 @@ def _dkim(v: Verdicts, cc: str, domain: str, keys: Sequence[DkimKey]) -> None:
         for k in read
         if k.key_type == "rsa" and k.bits is not None and k.bits < RSA_STRONG and not k.revoked
     ]
-    if weak or not unknown:
+    sha1 = [(k, h) for k in read if not k.revoked and (h := _sha1_only(k)) is not None]
+    if weak or sha1 or not unknown:
         detail = "; ".join(
-            f"{k.selector}._domainkey.{domain}: RSA {k.bits} bits"
-            + (" (refused by receivers)" if k.bits is not None and k.bits < RSA_REFUSED else "")
-            for k in weak
+            [
+                f"{k.selector}._domainkey.{domain}: RSA {k.bits} bits"
+                + (" (refused by receivers)" if k.bits is not None and k.bits < RSA_REFUSED else "")
+                for k in weak
+            ]
+            + [
+                f"{k.selector}._domainkey.{domain}: h={h} allows no SHA-256 (receivers refuse"
+                " rsa-sha1)"
+                for k, h in sha1
+            ]
         )
-        judge(v, "dkim_key_weak", cc, bool(weak), detail)
+        judge(v, "dkim_key_weak", cc, bool(weak or sha1), detail)
     signing = [k for k in keys if k.signing]
     dead = [k for k in signing if k.revoked or (k.record is None and not k.error)]
     if dead or (signing and not any(k.error and k.record is None for k in signing)):
@@ -311,6 +321,16 @@ def _dkim(v: Verdicts, cc: str, domain: str, keys: Sequence[DkimKey]) -> None:
     if testing or not unknown:
         detail = ", ".join(f"{k.selector}._domainkey.{domain}" for k in testing)
         judge(v, "dkim_testing", cc, bool(testing), f"t=y at {detail}")
+
+
+def _sha1_only(key: DkimKey) -> str | None:
+    """The key's `h=` (the hash algorithms it may verify, RFC 6376 3.6.1) when it leaves out
+    sha256, the one receivers accept (RFC 8301 3.1: rsa-sha1 MUST NOT be used for verifying);
+    None when it allows sha256 or says nothing (all allowed)."""
+    h = tags(key.record or "").get("h")
+    if h is None or "sha256" in [a.strip().lower() for a in h.split(":")]:
+        return None
+    return h
 
 
 # --- The Basic-auth cliff ----------------------------------------------------------------
