@@ -16,6 +16,7 @@ import dkim
 import dns.exception
 import dns.rdata
 import dns.resolver
+import msgspec
 import pytest
 import spf
 import yaml
@@ -236,6 +237,32 @@ async def test_a_tree_of_a_thousand_includes_is_bounded() -> None:
     assert "more than" in facts.spf.error
     assert facts.queries <= QUERIES_MAX
     print(f"1,000 includes: {facts.queries} queries, {facts.spf.lookups} lookups counted")
+    finding = rules.readiness(facts, "DE")[("spf_lookup_limit", "DE")]
+    assert finding is not None and "at least" in finding.detail
+
+
+async def test_an_include_tree_fanning_out_to_10000_names_is_bounded() -> None:
+    """400 includes of 25 includes each (10,000 names, every record under TXT_MAX): the walk
+    stops within its bounds (records, queries) and says why; what it counted is already past
+    10, so the finding holds; what is kept of it is bounded."""
+    fan = [f"f{i}.test" for i in range(400)]
+    records: Records = {
+        ("example.test", "TXT"): [_txt(f"v=spf1 {' '.join(f'include:{n}' for n in fan)} -all")]
+    }
+    for i, name in enumerate(fan):
+        leaves = " ".join(f"include:l{i}-{j}.test" for j in range(25))
+        records[(name, "TXT")] = [_txt(f"v=spf1 {leaves} -all")]
+    async with DnsPeer(records) as peer:
+        facts = await ReadinessProbe(resolver=peer.address, canaries=()).probe(
+            "example.test", (), 5.0
+        )
+        asked = len(peer.asked)
+    assert facts.spf is not None and not facts.spf.complete and "more than" in facts.spf.error
+    assert facts.queries <= QUERIES_MAX and asked <= QUERIES_MAX
+    assert len(facts.spf.nodes) <= NODES_MAX
+    size = len(msgspec.json.encode(facts))
+    print(f"10,000-name fan-out: {asked} queries, {facts.spf.lookups} lookups, {size} bytes")
+    assert size < 80_000
     finding = rules.readiness(facts, "DE")[("spf_lookup_limit", "DE")]
     assert finding is not None and "at least" in finding.detail
 
