@@ -861,6 +861,55 @@ async def test_permanent_errors_agree_with_pyspf_over_the_whole_suite() -> None:
     assert differ == []
 
 
+# A term these match the suite's sender 192.0.2.0 by (a CIDR length of 0), so pyspf passes it
+# before the record's end.
+MATCHED_BY_A_TERM = ["a-cidr4-0", "a-cidr4-0-ip6", "mx-cidr4-0", "mx-cidr4-0-ip6", "cidr4-0"]
+
+
+# pyspf 2.0.14 asks through dnspython's deprecated `dns.resolver.query`.
+@pytest.mark.filterwarnings("ignore:please use dns.resolver.resolve:DeprecationWarning")
+async def test_too_permissive_agrees_with_pyspf_over_the_whole_suite() -> None:
+    """Every scenario of the RFC 7208 suite whose tree we read whole, that is no permanent
+    error and whose terms do not name the sender: `spf_too_permissive` holds exactly when
+    pyspf's result for a sender no term matches is pass or neutral (`+all`, `?all`, or no
+    `all`: RFC 7208 4.7), but where a term matches that sender."""
+    sections = list(yaml.safe_load_all(SUITE.read_text()))
+    compared = 0
+    differ: list[str] = []
+    saved = dns.resolver.default_resolver
+    try:
+        for section in sections:
+            records, silent = _all_zones(section)
+            async with DnsPeer(records, servfail=silent) as peer:
+                local = dns.resolver.Resolver(configure=False)
+                local.nameservers, local.port = ["127.0.0.1"], peer.port
+                dns.resolver.default_resolver = local
+                probe = ReadinessProbe(resolver=peer.address, canaries=())
+                for name, test in section["tests"].items():
+                    mailfrom = str(test.get("mailfrom", ""))
+                    helo = str(test.get("helo", ""))
+                    domain = (mailfrom.split("@")[-1] if "@" in mailfrom else helo).lower()
+                    if not domain or ".." in domain or domain.endswith("."):
+                        continue
+                    facts = await probe.probe(domain, (), 2.0)
+                    s = facts.spf
+                    if s is None or s.record is None or not s.complete or s.error or s.macros:
+                        continue
+                    if s.broken or s.loop or s.lookups > 10 or s.void > 2 or s.mx_over:
+                        continue
+                    _, result = await asyncio.to_thread(_pyspf, domain, mailfrom, helo)
+                    compared += 1
+                    ours = rules.readiness(facts, "DE")[("spf_too_permissive", "DE")] is not None
+                    if ours != (result in ("pass", "neutral")):
+                        differ.append(name)
+                        print(f"{name}: pyspf {result}, we {s.all!r} ({s.record})")
+    finally:
+        dns.resolver.default_resolver = saved
+    print(f"too permissive vs pyspf: {compared} scenarios compared; differ: {differ}")
+    assert compared >= 100
+    assert differ == MATCHED_BY_A_TERM
+
+
 async def test_the_p_macro_never_makes_the_parser_look_names_up() -> None:
     """`%{p}` expands through a PTR lookup in pyspf; the walk's parser never asks DNS (it
     would be synchronous, through the system's resolver, holding the event loop): the term is

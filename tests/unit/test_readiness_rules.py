@@ -124,6 +124,11 @@ def _spf(**kw: object) -> Readiness:
         (_spf(all="?all"), "spf_too_permissive", True),
         (_spf(all="+all"), "spf_too_permissive", True),
         (_spf(all="~all"), "spf_too_permissive", False),
+        # no `all` and no redirect: neutral for every sender no term matches, as `?all` (RFC
+        # 7208 4.7); unknown when the tree was not read whole or is a permanent error
+        (_spf(all=""), "spf_too_permissive", True),
+        (_spf(all="", complete=False, error="timed out"), "spf_too_permissive", None),
+        (_spf(all="", broken="example.com has 2 SPF records"), "spf_too_permissive", False),
         (_spf(ptr=True), "spf_ptr", True),
         (_spf(broken="include:x has no SPF record"), "spf_include_broken", True),
     ],

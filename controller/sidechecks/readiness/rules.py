@@ -4,7 +4,8 @@ the monitor logs in → verdicts on what receivers enforce beyond a record being
 - SPF (RFC 7208 4.6.4): more than 10 DNS-querying terms over the include tree, an include or
   redirect loop, or an `mx` of more than 10 names is a permanent error (`spf_lookup_limit`,
   with the count and the path through the tree that spends most); more than 2 void lookups
-  (`spf_void_lookups`); `+all` or `?all` ending evaluation (`spf_too_permissive`); `ptr`
+  (`spf_void_lookups`); `+all` or `?all` ending evaluation, or no `all` at all, which ends it
+  as `?all` does (`spf_too_permissive`); `ptr`
   (`spf_ptr`, RFC 7208 5.5: do not use); an include of a domain without an SPF record
   (`spf_include_broken`).
 - DMARC (RFC 9989): the policy that applies and the Organizational Domain, found by the DNS
@@ -74,8 +75,9 @@ CODES: Final = declare(
         ),
         "spf_too_permissive": (
             "warning",
-            "Your SPF record ends with `+all` or `?all`, so it authorizes (or says nothing "
-            "against) every sender on the Internet. End it with `~all` or `-all`.",
+            "Your SPF record ends with `+all` or `?all` (or with no `all`, which receivers "
+            "read as `?all`), so it authorizes (or says nothing against) every sender on the "
+            "Internet. End it with `~all` or `-all`.",
         ),
         "spf_ptr": (
             "info",
@@ -209,9 +211,15 @@ def _spf(v: Verdicts, cc: str, domain: str, spf: Spf) -> None:
         names = ", ".join(spf.void_names)
         detail = f"SPF of {domain}: {spf.void} void lookups (limit {VOID_LIMIT}): {names}"
         judge(v, "spf_void_lookups", cc, spf.void > VOID_LIMIT, detail)
+    # No `all` and no redirect ends a record that is no permanent error as `?all` would
+    # (RFC 7208 4.7: neutral).
+    neutral = spf.complete and not spf.all and not spf.broken and not spf.loop
     if spf.complete or spf.all in ("+all", "?all"):
-        detail = f"the SPF of {domain} ends with {spf.all or 'no all term'}"
-        judge(v, "spf_too_permissive", cc, spf.all in ("+all", "?all"), detail)
+        ends = spf.all or "no all term"
+        if neutral:
+            ends += " (neutral for every other sender, as ?all: RFC 7208 4.7)"
+        detail = f"the SPF of {domain} ends with {ends}"
+        judge(v, "spf_too_permissive", cc, neutral or spf.all in ("+all", "?all"), detail)
     if spf.complete or spf.ptr:
         judge(v, "spf_ptr", cc, spf.ptr, f"the SPF tree of {domain} uses ptr")
     if spf.complete or spf.broken:
