@@ -41,6 +41,7 @@ import msgspec
 import spf
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from dns.rdtypes.ANY.MX import MX
 
 from agent.dns_errors import why
 from agent.dns_resolver import CanaryResolver
@@ -215,11 +216,13 @@ async def _visit(
             if modifier[0].lower() == "redirect":
                 redirect = modifier[1]
             continue  # exp= and unknown modifiers cost no lookup
-        _, kind, target, _, result = query.validate_mechanism(term)  # parsed above
+        _, kind, target, cidr, result = query.validate_mechanism(term)  # parsed above
         if kind == "all":
             ended = {"pass": "+", "neutral": "?", "softfail": "~", "fail": "-"}[result] + "all"
             break  # what follows is never evaluated, and redirect is ignored
         if kind in ("ip4", "ip6"):
+            if cidr == 0:
+                walk.out.everyone.append(term)
             continue
         walk.count(index)
         raw = spf.parse_mechanism(term.lstrip("+-~?"), domain)[1] or ""
@@ -235,8 +238,11 @@ async def _visit(
         if kind == "include":
             await _include(look, walk, target, "include", index, chain)
         elif kind == "a":
-            if await _addresses(look, target) is None:
+            found = await _addresses(look, target)
+            if found is None:
                 walk.void(target)
+            elif cidr == 0 and any("." in a for a in found):  # an IPv4 length of 0
+                walk.out.everyone.append(term)
         elif kind == "exists":
             if await look.ask(target, "A") is None:  # RFC 7208 5.7: A, whatever the sender
                 walk.void(target)
@@ -246,6 +252,8 @@ async def _visit(
                 walk.void(target)
             elif len(names) > MX_NAMES_MAX:
                 walk.out.mx_over.append(target)
+            elif cidr == 0 and await _any_address(look, names):
+                walk.out.everyone.append(term)  # an IPv4 length of 0 and an address
     if ended or redirect is None:
         return ended
     walk.count(index)
@@ -302,6 +310,16 @@ async def _addresses(look: _Lookups, name: str) -> list[str] | None:
     family)."""
     found = await look.ask(name, "A") or await look.ask(name, "AAAA")
     return None if not found else [r.to_text() for r in found]
+
+
+async def _any_address(look: _Lookups, mx: Sequence[dns.rdata.Rdata]) -> bool:
+    """Whether a name of `mx` has an A record (RFC 7208 5.4: an `mx` term matches the
+    addresses of its names); asked in preference order, until one has."""
+    names = sorted((r for r in mx if isinstance(r, MX)), key=lambda r: (r.preference, str(r)))
+    for r in names:
+        if await look.ask(r.exchange.to_text(omit_final_dot=True), "A"):
+            return True
+    return False
 
 
 async def _dmarc(look: _Lookups, domain: str) -> Dmarc:

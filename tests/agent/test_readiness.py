@@ -861,18 +861,13 @@ async def test_permanent_errors_agree_with_pyspf_over_the_whole_suite() -> None:
     assert differ == []
 
 
-# A term these match the suite's sender 192.0.2.0 by (a CIDR length of 0), so pyspf passes it
-# before the record's end.
-MATCHED_BY_A_TERM = ["a-cidr4-0", "a-cidr4-0-ip6", "mx-cidr4-0", "mx-cidr4-0-ip6", "cidr4-0"]
-
-
 # pyspf 2.0.14 asks through dnspython's deprecated `dns.resolver.query`.
 @pytest.mark.filterwarnings("ignore:please use dns.resolver.resolve:DeprecationWarning")
 async def test_too_permissive_agrees_with_pyspf_over_the_whole_suite() -> None:
     """Every scenario of the RFC 7208 suite whose tree we read whole, that is no permanent
     error and whose terms do not name the sender: `spf_too_permissive` holds exactly when
     pyspf's result for a sender no term matches is pass or neutral (`+all`, `?all`, or no
-    `all`: RFC 7208 4.7), but where a term matches that sender."""
+    `all`: RFC 7208 4.7), or a term with a CIDR length of 0 matches every sender."""
     sections = list(yaml.safe_load_all(SUITE.read_text()))
     compared = 0
     differ: list[str] = []
@@ -907,7 +902,33 @@ async def test_too_permissive_agrees_with_pyspf_over_the_whole_suite() -> None:
         dns.resolver.default_resolver = saved
     print(f"too permissive vs pyspf: {compared} scenarios compared; differ: {differ}")
     assert compared >= 100
-    assert differ == MATCHED_BY_A_TERM
+    assert differ == []
+
+
+async def test_a_term_that_matches_every_sender_is_too_permissive() -> None:
+    """`ip4:0.0.0.0/0`, `ip6:::/0`, and `a/0` or `mx/0` of a name that resolves match every
+    sender of their family, as `+all` does; `-ip4:0.0.0.0/0` and a CIDR of 1 do not."""
+    cases = {
+        "v=spf1 ip4:192.0.2.1 ip4:0.0.0.0/0 -all": ["ip4:0.0.0.0/0"],
+        "v=spf1 ?ip6:::/0 -all": ["?ip6:::/0"],
+        "v=spf1 a/0 -all": ["a/0"],
+        "v=spf1 mx:example.test/0 -all": ["mx:example.test/0"],
+        "v=spf1 a:gone.test/0 ip4:0.0.0.0/1 -ip4:0.0.0.0/0 ~all": [],
+    }
+    for record, wide in cases.items():
+        records: Records = {
+            ("example.test", "TXT"): [_txt(record)],
+            ("example.test", "A"): ["192.0.2.1"],
+            ("example.test", "MX"): ["10 example.test."],
+        }
+        facts = await _probe(records, "example.test")
+        assert facts.spf is not None and facts.spf.complete, facts.spf
+        finding = rules.readiness(facts, "DE")[("spf_too_permissive", "DE")]
+        assert (finding is not None) is bool(wide), record
+        if finding is not None:
+            assert finding.detail == (
+                f"the SPF of example.test matches every sender with {', '.join(wide)}"
+            )
 
 
 async def test_the_p_macro_never_makes_the_parser_look_names_up() -> None:

@@ -4,8 +4,8 @@ the monitor logs in → verdicts on what receivers enforce beyond a record being
 - SPF (RFC 7208 4.6.4): more than 10 DNS-querying terms over the include tree, an include or
   redirect loop, or an `mx` of more than 10 names is a permanent error (`spf_lookup_limit`,
   with the count and the path through the tree that spends most); more than 2 void lookups
-  (`spf_void_lookups`); `+all` or `?all` ending evaluation, or no `all` at all, which ends it
-  as `?all` does (`spf_too_permissive`); `ptr`
+  (`spf_void_lookups`); `+all` or `?all` ending evaluation, no `all` at all, which ends it
+  as `?all` does, or a term of CIDR length 0 matching every sender (`spf_too_permissive`); `ptr`
   (`spf_ptr`, RFC 7208 5.5: do not use); an include of a domain without an SPF record
   (`spf_include_broken`).
 - DMARC (RFC 9989): the policy that applies and the Organizational Domain, found by the DNS
@@ -214,12 +214,18 @@ def _spf(v: Verdicts, cc: str, domain: str, spf: Spf) -> None:
     # No `all` and no redirect ends a record that is no permanent error as `?all` would
     # (RFC 7208 4.7: neutral).
     neutral = spf.complete and not spf.all and not spf.broken and not spf.loop
-    if spf.complete or spf.all in ("+all", "?all"):
+    # A term of CIDR length 0 matches every sender of its family, as `+all` (or `?all`) does
+    # unless its qualifier fails them.
+    wide = [t for t in spf.everyone if t[:1] not in ("-", "~")]
+    if spf.complete or spf.all in ("+all", "?all") or wide:
         ends = spf.all or "no all term"
         if neutral:
             ends += " (neutral for every other sender, as ?all: RFC 7208 4.7)"
         detail = f"the SPF of {domain} ends with {ends}"
-        judge(v, "spf_too_permissive", cc, neutral or spf.all in ("+all", "?all"), detail)
+        if wide:
+            detail = f"the SPF of {domain} matches every sender with {', '.join(wide)}"
+        permissive = neutral or spf.all in ("+all", "?all") or bool(wide)
+        judge(v, "spf_too_permissive", cc, permissive, detail)
     if spf.complete or spf.ptr:
         judge(v, "spf_ptr", cc, spf.ptr, f"the SPF tree of {domain} uses ptr")
     if spf.complete or spf.broken:
