@@ -191,6 +191,29 @@ async def test_each_limit_on_the_wire_exactly_on_it_and_one_past(
         assert detail in finding.detail, finding.detail
 
 
+@pytest.mark.parametrize("size", [255, 700, 4000])
+async def test_a_long_record_is_read_whole_across_its_strings(size: int) -> None:
+    """A record past 512 bytes (RFC 7208 3.4 advises against it; it is no error) and one of
+    thousands of 2-byte strings (3.3: joined without spaces) arrive whole, over TCP once UDP
+    truncates, and count what they hold."""
+    terms, i = [], 0
+    while len(" ".join(["v=spf1", *terms, "include:x.test -all"])) < size:
+        terms.append(f"ip4:198.51.{i // 250}.{i % 250}")
+        i += 1
+    record = " ".join(["v=spf1", *terms, "include:x.test -all"])
+    width = 2 if size > 1000 else 255
+    strings = " ".join(f'"{record[j : j + width]}"' for j in range(0, len(record), width))
+    records: Records = {
+        ("example.test", "TXT"): [strings],
+        ("x.test", "TXT"): [_txt("v=spf1 -all")],
+    }
+    facts = await _probe(records, "example.test")
+    assert facts.spf is not None and facts.spf.complete and not facts.spf.broken, facts.spf
+    assert facts.spf.record == record[:RECORD_MAX] and facts.spf.lookups == 1
+    assert [n.domain for n in facts.spf.nodes] == ["example.test", "x.test"]
+    assert not [k for k, f in rules.readiness(facts, "DE").items() if f is not None]
+
+
 async def test_exists_asks_for_an_a_record_only() -> None:
     """RFC 7208 5.7: `exists` looks up an A record even for an IPv6 sender, so a name with
     AAAA records alone is a void lookup for it; three are a permanent error."""
