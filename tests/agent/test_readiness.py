@@ -501,6 +501,29 @@ async def test_dkim_keys_of_real_sizes() -> None:
     assert v[("dkim_testing", "DE")] is not None
 
 
+@pytest.mark.parametrize(
+    ("bits", "detail"),
+    [
+        (1023, "s._domainkey.example.test: RSA 1023 bits (refused by receivers)"),
+        (1024, "s._domainkey.example.test: RSA 1024 bits"),
+        (2047, "s._domainkey.example.test: RSA 2047 bits"),
+        (2048, None),
+    ],
+)
+async def test_rsa_key_sizes_exactly_on_each_limit_and_one_below(
+    bits: int, detail: str | None
+) -> None:
+    """RFC 8301 3.2: verifiers MUST NOT accept keys under 1024 bits, signers SHOULD use at
+    least 2048. A public key of exactly `bits` (its modulus with the top bit set)."""
+    modulus = (1 << (bits - 1)) | 1 | (0x5A5A5A5A << (bits // 2))
+    key = _key(rsa.RSAPublicNumbers(65537, modulus).public_key())
+    records: Records = {("s._domainkey.example.test", "TXT"): [_txt(f"v=DKIM1; k=rsa; p={key}")]}
+    facts = await _probe(records, "example.test", ("s",))
+    assert [k.bits for k in facts.dkim] == [bits]
+    weak = rules.readiness(facts, "DE")[("dkim_key_weak", "DE")]
+    assert (weak.detail if weak is not None else None) == detail
+
+
 async def test_a_2048_bit_key_that_allows_sha1_alone_is_weak_on_the_wire() -> None:
     """A 2048-bit key whose `h=sha1` (its record split over strings) allows only the hash
     receivers refuse (RFC 8301 3.1): `dkim_key_weak`; the same key without `h=` is not."""
