@@ -182,6 +182,9 @@ def test_a_resolver_that_fails_its_canaries_judges_nothing() -> None:
             "microsoft",
         ),
         ("mail.example.com", ["example-com.mail.protection.outlook.com"], None, "microsoft"),
+        # Exchange Online's DNSSEC MX namespace, where new accepted domains are provisioned
+        ("mail.example.com", ["example-com.o-v1.mx.microsoft"], None, "microsoft"),
+        ("mail.example.com", ["mx.microsoft.evil.test"], None, None),
         ("smtp.gmail.com", None, None, "google"),
         ("mail.example.com", None, "220 smtp.gmail.com ESMTP a1-20020a05 - gsmtp", "google"),
         ("mail.example.com", None, "* OK Gimap ready for requests from 192.0.2.1", "google"),

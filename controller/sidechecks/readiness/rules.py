@@ -350,7 +350,9 @@ def _sha1_only(key: DkimKey) -> str | None:
 # --- The Basic-auth cliff ----------------------------------------------------------------
 
 MICROSOFT_HOSTS: Final = ("office365.com", "outlook.com", "office.com", "microsoft.com")
-MICROSOFT_MX: Final = ("mail.protection.outlook.com",)
+# Exchange Online's MX names: the older namespace, and the DNSSEC-signed one new accepted
+# domains are provisioned in (`<domain>.<zone>.mx.microsoft`).
+MICROSOFT_MX: Final = ("mail.protection.outlook.com", "mx.microsoft")
 # Exchange Online's servers greet with their own names (`….outlook.office365.com`,
 # `….prod.outlook.com`); the product's words ("Microsoft ESMTP MAIL Service", "The Microsoft
 # Exchange IMAP4 service is ready") are Exchange Server's defaults, on premises too, where
