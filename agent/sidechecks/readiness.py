@@ -440,6 +440,9 @@ async def _dkim(look: _Lookups, domain: str, name: str) -> DkimKey:
         return key
     key.record = min(records)  # DNS answers come in any order, which is no change
     tags = record_tags(key.record)
+    if not tags:
+        key.error = "the key record does not parse as a tag-list (RFC 6376 3.2)"
+        return key
     key.key_type = tags.get("k", "rsa").strip().lower()
     key.testing = "y" in [f.strip() for f in tags.get("t", "").split(":")]
     data = re.sub(r"\s+", "", tags.get("p", ""))

@@ -668,6 +668,36 @@ async def test_a_round_trips_signature_names_the_selector_whose_revoked_key_is_f
     assert finding.detail == "signed with mar2026._domainkey.example.test: revoked (p= empty)"
 
 
+@pytest.mark.parametrize(
+    "tail",
+    [
+        ";;",  # an empty tag-spec
+        "; k=rsa",  # a tag given twice
+        "; junk",  # a tag-spec without `=`
+    ],
+)
+async def test_a_signing_key_record_that_does_not_parse_is_never_called_revoked(tail: str) -> None:
+    """A key record with a `p=` holding a real key, but not a valid tag-list (RFC 6376 3.2):
+    the round says so (`error`); `dkim_revoked` ("p= empty", which it is not) is not judged,
+    and the key is not weak."""
+    message = email.message_from_bytes(_signed("example.test", "mar2026"))
+    found = auth_results(message)
+    assert found is not None
+    key = _key(rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key())
+    records: Records = {
+        ("mar2026._domainkey.example.test", "TXT"): [_txt(f"v=DKIM1; k=rsa; p={key}{tail}")]
+    }
+    async with DnsPeer(records) as peer:
+        run = runner(ReadinessProbe(resolver=peer.address, canaries=()))
+        facts = await run(ReadinessAsk(domain="example.test"), _round_trip(found))
+    assert facts is not None
+    [read] = facts.dkim
+    assert read.signing and not read.revoked and read.record is not None
+    assert "does not parse" in read.error
+    v = rules.readiness(facts, "DE")
+    assert ("dkim_revoked", "DE") not in v and v.get(("dkim_key_weak", "DE")) is None, v
+
+
 async def test_signing_listed_and_common_selectors_are_read_in_that_order_within_the_cap() -> None:
     """The round reads the selector its message was signed with first, then those the ask
     lists (the monitor's own, then the common ones: controller/sidechecks/readiness `ask`),

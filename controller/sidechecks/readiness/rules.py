@@ -324,7 +324,8 @@ def _dkim(v: Verdicts, cc: str, domain: str, keys: Sequence[DkimKey]) -> None:
         judge(v, "dkim_key_weak", cc, bool(weak or sha1), detail)
     signing = [k for k in keys if k.signing]
     dead = [k for k in signing if k.revoked or (k.record is None and not k.error)]
-    if dead or (signing and not any(k.error and k.record is None for k in signing)):
+    # a signing key not read, or read but not understood (`error`), leaves it unknown
+    if dead or (signing and not any(k.error for k in signing)):
         detail = "; ".join(
             f"{k.selector}._domainkey.{domain}: "
             + ("revoked (p= empty)" if k.revoked else "no key published")
