@@ -64,6 +64,7 @@ from shared.sidechecks.readiness import (
     Spf,
     SpfNode,
     bounded,
+    dmarc_tags,
     record_tags,
     selector,
 )
@@ -354,7 +355,7 @@ def report_destinations(record: str, org: str) -> list[tuple[str, str]]:
     Domain `org`, each once, in the record's order, with their host (A-label, lower case; its
     own Organizational Domain taken as `org` when it is `org` or under it). A URI that is no
     mailto address is left out: receivers ignore it (RFC 9990, "Report Delivery")."""
-    tags = record_tags(record)
+    tags = dmarc_tags(record)
     uris = [u.strip() for key in ("rua", "ruf") for u in tags.get(key, "").split(",") if u.strip()]
     out: list[tuple[str, str]] = []
     for uri in dict.fromkeys(uris):
@@ -418,7 +419,7 @@ async def _authorization(look: _Lookups, policy_at: str, host: str) -> ReportAut
     elsewhere = [
         u
         for r in records
-        for u in record_tags(r).get("rua", "").split(",")
+        for u in dmarc_tags(r).get("rua", "").split(",")
         if u.strip() and _mailto_host(u.strip()) != host
     ]
     if elsewhere:

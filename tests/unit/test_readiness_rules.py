@@ -537,3 +537,24 @@ def test_a_key_that_allows_sha1_alone_is_weak(record: str, detail: str | None) -
     v = rules.readiness(Readiness(domain="example.com", dkim=[key]), "DE")
     finding = v[("dkim_key_weak", "DE")]
     assert (finding.detail if finding is not None else None) == detail
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        "v=DMARC1; p=reject;; pct=50; rua=mailto:d@example.com",
+        "v=DMARC1; p=reject; junk; pct=50",
+        "v=DMARC1; p=reject; pct=50; =x",
+    ],
+)
+def test_a_dmarc_syntax_error_past_v_is_ignored_not_the_record(record: str) -> None:
+    """RFC 9989 4.7: syntax errors in the rest of a record are discarded or ignored, and
+    unknown tags ignored: `p=reject` still applies (no `dmarc_policy_none`), `pct` is still
+    named."""
+    walk = _walk({"example.com": record})
+    walked = tree_walk(A, walk)
+    assert walked is not None and walked.policy == "reject"
+    v = rules.readiness(Readiness(domain=A, spf=SENDS, dmarc=Dmarc(walk=walk)), "DE", T0)
+    assert v[("dmarc_policy_none", "DE")] is None
+    obsolete = v[("dmarc_obsolete_tags", "DE")]
+    assert obsolete is not None and "pct=50" in obsolete.detail
