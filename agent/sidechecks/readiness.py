@@ -238,15 +238,13 @@ async def _visit(
         target = target.lower().rstrip(".")
         if kind == "include":
             await _include(look, walk, target, "include", index, chain)
-        elif kind == "a":
-            found = await _addresses(look, target)
-            if found is None:
+        elif kind in ("a", "exists"):
+            # RFC 7208 5.3: `a` asks the sender's address type (the walk's is IPv4, NO_SENDER);
+            # 5.7: `exists` asks A whatever the sender
+            if await look.ask(target, "A") is None:
                 walk.void(target)
-            elif cidr == 0 and any("." in a for a in found):  # an IPv4 length of 0
+            elif kind == "a" and cidr == 0:  # an IPv4 length of 0
                 walk.out.everyone.append(term)
-        elif kind == "exists":
-            if await look.ask(target, "A") is None:  # RFC 7208 5.7: A, whatever the sender
-                walk.void(target)
         elif kind == "mx":
             names = await look.ask(target, "MX")
             if names is None:
@@ -304,13 +302,6 @@ async def _include(
         walk.out.broken = walk.out.broken or f"{via}:{target} has {missing}"
         return ""
     return await _visit(look, walk, target, found[0], via, parent, [*chain, target])
-
-
-async def _addresses(look: _Lookups, name: str) -> list[str] | None:
-    """Whether `name` has A or AAAA records (an `a` term's lookup: a sender of either
-    family)."""
-    found = await look.ask(name, "A") or await look.ask(name, "AAAA")
-    return None if not found else [r.to_text() for r in found]
 
 
 async def _any_address(look: _Lookups, mx: Sequence[dns.rdata.Rdata]) -> bool:

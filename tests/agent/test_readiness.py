@@ -214,6 +214,25 @@ async def test_a_long_record_is_read_whole_across_its_strings(size: int) -> None
     assert not [k for k, f in rules.readiness(facts, "DE").items() if f is not None]
 
 
+async def test_an_a_term_of_a_name_with_aaaa_alone_is_void_for_the_ipv4_sender() -> None:
+    """RFC 7208 5.3: `a` looks up the address type of the connection; the walk's sender (no
+    term matches it) is IPv4, as pyspf's evaluation of it is, so a name with AAAA records
+    alone is a void lookup; three are a permanent error for every IPv4 sender."""
+    terms = " ".join(f"a:v6only{i}.test" for i in range(3))
+    records: Records = {("example.test", "TXT"): [_txt(f"v=spf1 {terms} -all")]}
+    for i in range(3):
+        records[(f"v6only{i}.test", "AAAA")] = ["2001:db8::1"]
+    async with DnsPeer(records) as peer:
+        facts = await ReadinessProbe(resolver=peer.address, canaries=()).probe(
+            "example.test", (), 5.0
+        )
+        asked = [kind for name, kind in peer.asked if name.startswith("v6only")]
+    assert facts.spf is not None and facts.spf.complete
+    assert facts.spf.void == 3 and asked == ["A", "A", "A"], (facts.spf, asked)
+    finding = rules.readiness(facts, "DE")[("spf_void_lookups", "DE")]
+    assert finding is not None and "v6only0.test" in finding.detail
+
+
 async def test_exists_asks_for_an_a_record_only() -> None:
     """RFC 7208 5.7: `exists` looks up an A record even for an IPv6 sender, so a name with
     AAAA records alone is a void lookup for it; three are a permanent error."""
