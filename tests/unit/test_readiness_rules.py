@@ -558,3 +558,18 @@ def test_a_dmarc_syntax_error_past_v_is_ignored_not_the_record(record: str) -> N
     assert v[("dmarc_policy_none", "DE")] is None
     obsolete = v[("dmarc_obsolete_tags", "DE")]
     assert obsolete is not None and "pct=50" in obsolete.detail
+
+
+def test_a_google_password_login_is_not_said_to_start_failing() -> None:
+    """A password login that works against Google is an app password (account passwords are
+    refused to mail apps already), which still works: the finding says so and says nothing
+    will start failing there; Microsoft's SMTP AUTH is the one with a date."""
+    google = rules.basic_auth([("IMAP", "imap.gmail.com")], None, None, "DE")
+    finding = google[("basic_auth_retiring", "DE")]
+    assert finding is not None and "app password" in finding.detail
+    _, advice = rules.CODES["basic_auth_retiring"]
+    assert "Google" in advice and "app password" in advice
+    assert "will start failing" not in advice.split("Google", 1)[1].split(".")[0]
+    microsoft = rules.basic_auth([("SMTP AUTH", "smtp.office365.com")], None, None, "DE")
+    found = microsoft[("basic_auth_retiring", "DE")]
+    assert found is not None and "end of December 2026" in found.detail

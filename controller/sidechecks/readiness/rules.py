@@ -138,10 +138,12 @@ CODES: Final = declare(
         ),
         "basic_auth_retiring": (
             "warning",
-            "This monitor logs in with a password to a Microsoft 365 or Google server, which "
-            "are turning password logins off: the check will start failing. Switch the "
-            "monitor to an OAuth2 login (mailprobe's `mechanism: XOAUTH2` with a device-code "
-            "grant, docs/oauth2.md).",
+            "This monitor logs in with a password to a Microsoft 365 or Google server. "
+            "Microsoft is turning SMTP AUTH password logins off (the date is in the detail), "
+            "and the check will start failing then. Google refuses account passwords from "
+            "mail apps already; a login that works there uses an app password, which Google "
+            "discourages. Switch the monitor to an OAuth2 login (mailprobe's `mechanism: "
+            "XOAUTH2` with a device-code grant, docs/oauth2.md).",
         ),
     }
 )
