@@ -215,6 +215,27 @@ def test_a_resolver_that_fails_its_canaries_judges_nothing() -> None:
             "microsoft",
         ),
         ("mail.example.com", None, "220 outlook.office365.com.evil.test ESMTP", None),
+        # Exchange's IMAP and POP greetings name their server in base64 of UTF-16LE
+        (
+            "mail.example.com",
+            None,
+            "* OK The Microsoft Exchange IMAP4 service is ready."
+            " [UwBDADEAUABSADgAMABDAEEAMAAwADUAOAAuAGwAYQBtAHAAcgBkADgAMAAuAHAAcgBvAGQALgBvAHUAdABs"
+            "AG8AbwBrAC4AYwBvAG0A]",
+            "microsoft",
+        ),
+        (
+            "mail.example.com",
+            None,
+            "* OK The Microsoft Exchange IMAP4 service is ready. [TQBOADIAUABSADAAMQBDAEEAMAAwADAANwA=]",
+            None,
+        ),
+        (
+            "mail.contoso.test",
+            None,
+            "+OK The Microsoft Exchange POP3 service is ready. [RQBYADAAMQAuAGMAbwBuAHQAbwBzAG8ALgBsAG8AYwBhAGwA]",
+            None,
+        ),
         # an on-premises relay of a domain whose MX is Microsoft's: its own greeting decides
         (
             "relay.example.com",

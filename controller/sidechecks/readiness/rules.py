@@ -29,6 +29,9 @@ A part the agent could not read (`error`, a walk cut short) judges nothing; a ro
 resolver failed its canaries judges nothing of DNS (`believed`).
 """
 
+import base64
+import binascii
+import contextlib
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -362,6 +365,19 @@ MICROSOFT_MX: Final = ("mail.protection.outlook.com", "mx.microsoft")
 # password logins stay.
 MICROSOFT_GREETING_HOSTS: Final = ("outlook.com", "office365.com")
 _GREETING_HOST: Final = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)+", re.IGNORECASE)
+# Exchange's IMAP and POP greetings name their server as base64 of UTF-16LE, in brackets.
+_GREETING_B64: Final = re.compile(r"\[([A-Za-z0-9+/]{4,340}={0,2})\]")
+
+
+def _greeting_hosts(greeting: str) -> list[str]:
+    """The host names a server's greeting names: as written, or base64-encoded (Exchange)."""
+    named = _GREETING_HOST.findall(greeting)
+    for token in _GREETING_B64.findall(greeting):
+        with contextlib.suppress(binascii.Error, UnicodeDecodeError):
+            named += _GREETING_HOST.findall(base64.b64decode(token).decode("utf-16-le"))
+    return named
+
+
 GOOGLE_HOSTS: Final = ("gmail.com", "googlemail.com", "google.com")
 GOOGLE_MX: Final = ("google.com", "googlemail.com")
 GOOGLE_GREETING: Final = re.compile(r"\bgsmtp\b|Gimap ready|\bgpop\b", re.IGNORECASE)
@@ -377,7 +393,7 @@ def provider(hostname: str, mx: Sequence[str] | None, banner: str | None) -> str
     domain's MX names, or its greeting (Google's servers' own words; a Microsoft host it
     names); None otherwise."""
     greeting = banner or ""
-    named = _GREETING_HOST.findall(greeting)
+    named = _greeting_hosts(greeting)
     if _under(hostname, MICROSOFT_HOSTS) or any(_under(n, MICROSOFT_GREETING_HOSTS) for n in named):
         return "microsoft"
     if _under(hostname, GOOGLE_HOSTS) or GOOGLE_GREETING.search(greeting):
