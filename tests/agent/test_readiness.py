@@ -9,6 +9,7 @@ bounds."""
 import asyncio
 import base64
 import email
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -196,7 +197,8 @@ async def test_a_long_record_is_read_whole_across_its_strings(size: int) -> None
     """A record past 512 bytes (RFC 7208 3.4 advises against it; it is no error) and one of
     thousands of 2-byte strings (3.3: joined without spaces) arrive whole, over TCP once UDP
     truncates, and count what they hold."""
-    terms, i = [], 0
+    terms: list[str] = []
+    i = 0
     while len(" ".join(["v=spf1", *terms, "include:x.test -all"])) < size:
         terms.append(f"ip4:198.51.{i // 250}.{i % 250}")
         i += 1
@@ -214,11 +216,13 @@ async def test_a_long_record_is_read_whole_across_its_strings(size: int) -> None
     assert not [k for k, f in rules.readiness(facts, "DE").items() if f is not None]
 
 
-async def test_an_a_term_of_a_name_with_aaaa_alone_is_void_for_the_ipv4_sender() -> None:
-    """RFC 7208 5.3: `a` looks up the address type of the connection; the walk's sender (no
-    term matches it) is IPv4, as pyspf's evaluation of it is, so a name with AAAA records
-    alone is a void lookup; three are a permanent error for every IPv4 sender."""
-    terms = " ".join(f"a:v6only{i}.test" for i in range(3))
+@pytest.mark.parametrize("kind", ["a", "exists"])
+async def test_a_name_with_aaaa_alone_is_void_for_a_and_exists(kind: str) -> None:
+    """RFC 7208 5.7: `exists` looks up an A record whatever the sender; 5.3: `a` looks up the
+    connection's address type, and the walk's sender (no term matches it) is IPv4, as in
+    pyspf's evaluation. So a name with AAAA records alone is a void lookup for both; three
+    are a permanent error (for every IPv4 sender, for `a`)."""
+    terms = " ".join(f"{kind}:v6only{i}.test" for i in range(3))
     records: Records = {("example.test", "TXT"): [_txt(f"v=spf1 {terms} -all")]}
     for i in range(3):
         records[(f"v6only{i}.test", "AAAA")] = ["2001:db8::1"]
@@ -226,29 +230,11 @@ async def test_an_a_term_of_a_name_with_aaaa_alone_is_void_for_the_ipv4_sender()
         facts = await ReadinessProbe(resolver=peer.address, canaries=()).probe(
             "example.test", (), 5.0
         )
-        asked = [kind for name, kind in peer.asked if name.startswith("v6only")]
+        asked = [rdtype for name, rdtype in peer.asked if name.startswith("v6only")]
     assert facts.spf is not None and facts.spf.complete
     assert facts.spf.void == 3 and asked == ["A", "A", "A"], (facts.spf, asked)
     finding = rules.readiness(facts, "DE")[("spf_void_lookups", "DE")]
     assert finding is not None and "v6only0.test" in finding.detail
-
-
-async def test_exists_asks_for_an_a_record_only() -> None:
-    """RFC 7208 5.7: `exists` looks up an A record even for an IPv6 sender, so a name with
-    AAAA records alone is a void lookup for it; three are a permanent error."""
-    terms = " ".join(f"exists:v6only{i}.test" for i in range(3))
-    records: Records = {("example.test", "TXT"): [_txt(f"v=spf1 {terms} -all")]}
-    for i in range(3):
-        records[(f"v6only{i}.test", "AAAA")] = ["2001:db8::1"]
-    async with DnsPeer(records) as peer:
-        facts = await ReadinessProbe(resolver=peer.address, canaries=()).probe(
-            "example.test", (), 5.0
-        )
-        asked = [(name, kind) for name, kind in peer.asked if name.startswith("v6only")]
-    assert facts.spf is not None and facts.spf.complete
-    assert facts.spf.void == 3, facts.spf
-    assert all(kind == "A" for _, kind in asked), asked
-    assert rules.readiness(facts, "DE")[("spf_void_lookups", "DE")] is not None
 
 
 async def test_an_include_loop_is_over_the_limit_and_says_the_loop() -> None:
@@ -872,61 +858,32 @@ async def test_lookup_counts_agree_with_pyspf_over_the_whole_suite() -> None:
     counts are compared up to 11; scenarios it ends early for another reason (a syntax
     error, a void lookup past the limit, a timeout) or whose include we cannot follow (the
     target names the sender) are left out and counted."""
-    sections = list(yaml.safe_load_all(SUITE.read_text()))
     agreed = compared = 0
     differ: list[str] = []
-    saved = dns.resolver.default_resolver
-    try:
-        for section in sections:
-            records, silent = _all_zones(section)
-            # names that time out in the suite fail at once here (SERVFAIL): both sides then
-            # end early, and the scenario is left out
-            async with DnsPeer(records, servfail=silent) as peer:
-                local = dns.resolver.Resolver(configure=False)
-                local.nameservers, local.port = ["127.0.0.1"], peer.port
-                dns.resolver.default_resolver = local
-                probe = ReadinessProbe(resolver=peer.address, canaries=())
-                for name, test in section["tests"].items():
-                    mailfrom = str(test.get("mailfrom", ""))
-                    helo = str(test.get("helo", ""))
-                    domain = (mailfrom.split("@")[-1] if "@" in mailfrom else helo).lower()
-                    if not domain or ".." in domain or domain.endswith("."):
-                        continue
-                    counted, result = await asyncio.to_thread(_pyspf, domain, mailfrom, helo)
-                    facts = await probe.probe(domain, (), 2.0)
-                    spf_ = facts.spf
-                    if spf_ is None or not spf_.complete or spf_.broken or spf_.error:
-                        continue
-                    if result in ("permerror", "temperror") and counted <= 10:
-                        continue  # ended early for another reason than the count
-                    compared += 1
-                    ours = 11 if spf_.loop else min(spf_.lookups, 11)  # a loop never ends
-                    if ours == min(counted, 11):
-                        agreed += 1
-                    else:
-                        differ.append(name)
-                        print(f"{name}: pyspf {counted} ({result}), we {spf_.lookups}")
-    finally:
-        dns.resolver.default_resolver = saved
+    async for name, spf_, counted, result in _suite_walks():
+        if not spf_.complete or spf_.broken or spf_.error:
+            continue
+        if result in ("permerror", "temperror") and counted <= 10:
+            continue  # ended early for another reason than the count
+        compared += 1
+        ours = 11 if spf_.loop else min(spf_.lookups, 11)  # a loop never ends
+        if ours == min(counted, 11):
+            agreed += 1
+        else:
+            differ.append(name)
+            print(f"{name}: pyspf {counted} ({result}), we {spf_.lookups}")
     print(f"lookup counts vs pyspf: {agreed} of {compared} compared agree; differ: {differ}")
     assert compared >= 100
     assert differ == list(PYSPF_DIFFERS)
 
 
-# pyspf 2.0.14 asks through dnspython's deprecated `dns.resolver.query`.
-@pytest.mark.filterwarnings("ignore:please use dns.resolver.resolve:DeprecationWarning")
-async def test_permanent_errors_agree_with_pyspf_over_the_whole_suite() -> None:
-    """Every scenario of the RFC 7208 suite whose tree we read whole and whose terms do not
-    name the sender: we find a permanent error (a term or modifier that does not parse
-    anywhere in a record, RFC 7208 4.6, even after `all`; `redirect` or `exp` twice, 6; the
-    lookup, void or MX limits; a loop) exactly when pyspf (the reference implementation,
-    strict) returns permerror for a sender that no term matches."""
-    sections = list(yaml.safe_load_all(SUITE.read_text()))
-    compared = 0
-    differ: list[str] = []
+async def _suite_walks() -> AsyncIterator[tuple[str, Spf, int, str]]:
+    """Every scenario of the RFC 7208 suite, served on loopback: its name, the SPF we walked,
+    and the lookups pyspf (the reference implementation, strict) counted and its result for a
+    sender no term matches."""
     saved = dns.resolver.default_resolver
     try:
-        for section in sections:
+        for section in yaml.safe_load_all(SUITE.read_text()):
             records, silent = _all_zones(section)
             async with DnsPeer(records, servfail=silent) as peer:
                 local = dns.resolver.Resolver(configure=False)
@@ -940,17 +897,37 @@ async def test_permanent_errors_agree_with_pyspf_over_the_whole_suite() -> None:
                     if not domain or ".." in domain or domain.endswith("."):
                         continue
                     facts = await probe.probe(domain, (), 2.0)
-                    s = facts.spf
-                    if s is None or s.record is None or not s.complete or s.error or s.macros:
+                    if facts.spf is None:
                         continue
-                    _, result = await asyncio.to_thread(_pyspf, domain, mailfrom, helo)
-                    compared += 1
-                    ours = bool(s.broken or s.loop or s.lookups > 10 or s.void > 2 or s.mx_over)
-                    if ours != (result == "permerror"):
-                        differ.append(name)
-                        print(f"{name}: pyspf {result}, we {s.broken!r} ({s.record})")
+                    counted, result = await asyncio.to_thread(_pyspf, domain, mailfrom, helo)
+                    yield name, facts.spf, counted, result
     finally:
         dns.resolver.default_resolver = saved
+
+
+def _whole(s: Spf) -> bool:
+    """The tree was read whole, with no error, and no term names the sender."""
+    return s.record is not None and s.complete and not s.error and not s.macros
+
+
+def _permanent(s: Spf) -> bool:
+    return bool(s.broken or s.loop or s.lookups > 10 or s.void > 2 or s.mx_over)
+
+
+# pyspf 2.0.14 asks through dnspython's deprecated `dns.resolver.query`.
+@pytest.mark.filterwarnings("ignore:please use dns.resolver.resolve:DeprecationWarning")
+async def test_permanent_errors_agree_with_pyspf_over_the_whole_suite() -> None:
+    """We find a permanent error (a term or modifier that does not parse anywhere in a
+    record, RFC 7208 4.6, even after `all`; `redirect` or `exp` twice, 6; the lookup, void or
+    MX limits; a loop) exactly when pyspf returns permerror, over the suite (`_suite_walks`)."""
+    compared, differ = 0, []
+    async for name, s, _, result in _suite_walks():
+        if not _whole(s):
+            continue
+        compared += 1
+        if _permanent(s) != (result == "permerror"):
+            differ.append(name)
+            print(f"{name}: pyspf {result}, we {s.broken!r} ({s.record})")
     print(f"permanent errors vs pyspf: {compared} scenarios compared; differ: {differ}")
     assert compared >= 100
     assert differ == []
@@ -959,42 +936,20 @@ async def test_permanent_errors_agree_with_pyspf_over_the_whole_suite() -> None:
 # pyspf 2.0.14 asks through dnspython's deprecated `dns.resolver.query`.
 @pytest.mark.filterwarnings("ignore:please use dns.resolver.resolve:DeprecationWarning")
 async def test_too_permissive_agrees_with_pyspf_over_the_whole_suite() -> None:
-    """Every scenario of the RFC 7208 suite whose tree we read whole, that is no permanent
-    error and whose terms do not name the sender: `spf_too_permissive` holds exactly when
-    pyspf's result for a sender no term matches is pass or neutral (`+all`, `?all`, or no
-    `all`: RFC 7208 4.7), or a term with a CIDR length of 0 matches every sender."""
-    sections = list(yaml.safe_load_all(SUITE.read_text()))
-    compared = 0
-    differ: list[str] = []
-    saved = dns.resolver.default_resolver
-    try:
-        for section in sections:
-            records, silent = _all_zones(section)
-            async with DnsPeer(records, servfail=silent) as peer:
-                local = dns.resolver.Resolver(configure=False)
-                local.nameservers, local.port = ["127.0.0.1"], peer.port
-                dns.resolver.default_resolver = local
-                probe = ReadinessProbe(resolver=peer.address, canaries=())
-                for name, test in section["tests"].items():
-                    mailfrom = str(test.get("mailfrom", ""))
-                    helo = str(test.get("helo", ""))
-                    domain = (mailfrom.split("@")[-1] if "@" in mailfrom else helo).lower()
-                    if not domain or ".." in domain or domain.endswith("."):
-                        continue
-                    facts = await probe.probe(domain, (), 2.0)
-                    s = facts.spf
-                    if s is None or s.record is None or not s.complete or s.error or s.macros:
-                        continue
-                    if s.broken or s.loop or s.lookups > 10 or s.void > 2 or s.mx_over:
-                        continue
-                    _, result = await asyncio.to_thread(_pyspf, domain, mailfrom, helo)
-                    compared += 1
-                    ours = rules.readiness(facts, "DE")[("spf_too_permissive", "DE")] is not None
-                    if ours != (result in ("pass", "neutral")):
-                        differ.append(name)
-                        print(f"{name}: pyspf {result}, we {s.all!r} ({s.record})")
-    finally:
-        dns.resolver.default_resolver = saved
+    """Over the suite's scenarios that are no permanent error (`_suite_walks`):
+    `spf_too_permissive` holds exactly when pyspf's result for a sender no term matches is
+    pass or neutral (`+all`, `?all`, or no `all`: RFC 7208 4.7), or a term with a CIDR length
+    of 0 matches every sender."""
+    compared, differ = 0, []
+    async for name, s, _, result in _suite_walks():
+        if not _whole(s) or _permanent(s):
+            continue
+        compared += 1
+        facts = Readiness(domain="example.test", spf=s)
+        ours = rules.readiness(facts, "DE")[("spf_too_permissive", "DE")] is not None
+        if ours != (result in ("pass", "neutral")):
+            differ.append(name)
+            print(f"{name}: pyspf {result}, we {s.all!r} ({s.record})")
     print(f"too permissive vs pyspf: {compared} scenarios compared; differ: {differ}")
     assert compared >= 100
     assert differ == []
