@@ -227,13 +227,15 @@ def test_a_resolver_that_fails_its_canaries_judges_nothing() -> None:
         (
             "mail.example.com",
             None,
-            "* OK The Microsoft Exchange IMAP4 service is ready. [TQBOADIAUABSADAAMQBDAEEAMAAwADAANwA=]",
+            "* OK The Microsoft Exchange IMAP4 service is ready."
+            " [TQBOADIAUABSADAAMQBDAEEAMAAwADAANwA=]",
             None,
         ),
         (
             "mail.contoso.test",
             None,
-            "+OK The Microsoft Exchange POP3 service is ready. [RQBYADAAMQAuAGMAbwBuAHQAbwBzAG8ALgBsAG8AYwBhAGwA]",
+            "+OK The Microsoft Exchange POP3 service is ready."
+            " [RQBYADAAMQAuAGMAbwBuAHQAbwBzAG8ALgBsAG8AYwBhAGwA]",
             None,
         ),
         # an on-premises relay of a domain whose MX is Microsoft's: its own greeting decides
