@@ -4,7 +4,8 @@ agent's resolver answers from its country.
 
 The agent gathers and counts; the controller judges (controller/sidechecks/readiness). SPF terms
 are parsed by pyspf (the reference implementation's `validate_mechanism`: syntax, CIDR lengths,
-macro expansion); tag-value records (DMARC, DKIM) by dkimpy's `parse_tag_value`; key sizes by
+macro expansion; every term of a record, before it is evaluated, as RFC 7208 4.6 says);
+tag-value records (DMARC, DKIM) by dkimpy's `parse_tag_value`; key sizes by
 cryptography. The counting follows RFC 7208 section 4.6.4 for a sender that no term matches,
 the worst case a receiver evaluates: `include`, `a`, `mx`, `ptr`, `exists` and `redirect` each
 count one; `ip4`, `ip6`, `all` and `exp` none; terms after `all` are never evaluated, and
@@ -40,6 +41,7 @@ import msgspec
 import spf
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from dns.rdtypes.ANY.MX import MX
 
 from agent.dns_errors import why
 from agent.dns_resolver import CanaryResolver
@@ -62,6 +64,7 @@ from shared.sidechecks.readiness import (
     Spf,
     SpfNode,
     bounded,
+    dmarc_tags,
     record_tags,
     selector,
 )
@@ -198,27 +201,29 @@ async def _visit(
         raise Spent(f"more than {SPF_RECORDS_MAX} SPF records in the include tree")
     index = walk.node(domain, via, parent, record)
     query = _Parser(i=NO_SENDER, s=f"postmaster@{domain}", h=domain, strict=True)
+    terms = [t for t in record.split(" ")[1:] if t]
+    try:
+        _parse(query, terms)
+    except spf.PermError as exc:
+        walk.out.broken = walk.out.broken or f"{domain}: {exc}"
+        return ""
+    except spf.TempError as exc:
+        raise Failed(f"{domain}: {exc}") from None
     redirect: str | None = None
     ended = ""
-    for term in record.split(" ")[1:]:
-        if not term:
-            continue
+    for term in terms:
         modifier = spf.RE_MODIFIER.split(term)[1:]
         if len(modifier) == 2:
             if modifier[0].lower() == "redirect":
                 redirect = modifier[1]
             continue  # exp= and unknown modifiers cost no lookup
-        try:
-            _, kind, target, _, result = query.validate_mechanism(term)
-        except spf.PermError as exc:
-            walk.out.broken = walk.out.broken or f"{domain}: {exc}"
-            return ""
-        except spf.TempError as exc:
-            raise Failed(f"{domain}: {exc}") from None
+        _, kind, target, cidr, result = query.validate_mechanism(term)  # parsed above
         if kind == "all":
             ended = {"pass": "+", "neutral": "?", "softfail": "~", "fail": "-"}[result] + "all"
             break  # what follows is never evaluated, and redirect is ignored
         if kind in ("ip4", "ip6"):
+            if cidr == 0:
+                walk.out.everyone.append(term)
             continue
         walk.count(index)
         raw = spf.parse_mechanism(term.lstrip("+-~?"), domain)[1] or ""
@@ -234,14 +239,20 @@ async def _visit(
         if kind == "include":
             await _include(look, walk, target, "include", index, chain)
         elif kind in ("a", "exists"):
-            if await _addresses(look, target) is None:
+            # RFC 7208 5.3: `a` asks the sender's address type (the walk's is IPv4, NO_SENDER);
+            # 5.7: `exists` asks A whatever the sender
+            if await look.ask(target, "A") is None:
                 walk.void(target)
+            elif kind == "a" and cidr == 0:  # an IPv4 length of 0
+                walk.out.everyone.append(term)
         elif kind == "mx":
             names = await look.ask(target, "MX")
             if names is None:
                 walk.void(target)
             elif len(names) > MX_NAMES_MAX:
                 walk.out.mx_over.append(target)
+            elif cidr == 0 and await _any_address(look, names):
+                walk.out.everyone.append(term)  # an IPv4 length of 0 and an address
     if ended or redirect is None:
         return ended
     walk.count(index)
@@ -251,6 +262,27 @@ async def _visit(
         return ""
     target = query.expand_domain(redirect).lower().rstrip(".")
     return await _include(look, walk, target, "redirect", index, chain)
+
+
+def _parse(query: _Parser, terms: Sequence[str]) -> None:
+    """Raise spf.PermError for a syntax error anywhere in the record, terms after `all`
+    included (RFC 7208 4.6: the record is parsed before it is evaluated), and for `redirect`
+    or `exp` given twice (6), as pyspf's own evaluation parses it."""
+    seen: set[str] = set()
+    for term in terms:
+        modifier = spf.RE_MODIFIER.split(term)[1:]
+        if len(modifier) != 2:
+            query.validate_mechanism(term)
+            continue
+        name, arg = modifier[0].lower(), modifier[1]
+        if name not in ("redirect", "exp"):
+            query.expand(arg)  # an unknown modifier is ignored, but its macros must parse
+            continue
+        if name in seen:
+            raise spf.PermError(f"{name}= MUST appear at most once", term)
+        seen.add(name)
+        if not arg or not query.expand_domain(arg):
+            raise spf.PermError(f"{name}= has an empty domain", term)
 
 
 async def _include(
@@ -272,10 +304,14 @@ async def _include(
     return await _visit(look, walk, target, found[0], via, parent, [*chain, target])
 
 
-async def _addresses(look: _Lookups, name: str) -> list[str] | None:
-    """Whether `name` has A or AAAA records (an `a` or `exists` term's lookup)."""
-    found = await look.ask(name, "A") or await look.ask(name, "AAAA")
-    return None if not found else [r.to_text() for r in found]
+async def _any_address(look: _Lookups, mx: Sequence[dns.rdata.Rdata]) -> bool:
+    """Whether a name of `mx` has an A record (RFC 7208 5.4: an `mx` term matches the
+    addresses of its names); asked in preference order, until one has."""
+    names = sorted((r for r in mx if isinstance(r, MX)), key=lambda r: (r.preference, str(r)))
+    for r in names:
+        if await look.ask(r.exchange.to_text(omit_final_dot=True), "A"):
+            return True
+    return False
 
 
 async def _dmarc(look: _Lookups, domain: str) -> Dmarc:
@@ -310,7 +346,7 @@ def report_destinations(record: str, org: str) -> list[tuple[str, str]]:
     Domain `org`, each once, in the record's order, with their host (A-label, lower case; its
     own Organizational Domain taken as `org` when it is `org` or under it). A URI that is no
     mailto address is left out: receivers ignore it (RFC 9990, "Report Delivery")."""
-    tags = record_tags(record)
+    tags = dmarc_tags(record)
     uris = [u.strip() for key in ("rua", "ruf") for u in tags.get(key, "").split(",") if u.strip()]
     out: list[tuple[str, str]] = []
     for uri in dict.fromkeys(uris):
@@ -374,7 +410,7 @@ async def _authorization(look: _Lookups, policy_at: str, host: str) -> ReportAut
     elsewhere = [
         u
         for r in records
-        for u in record_tags(r).get("rua", "").split(",")
+        for u in dmarc_tags(r).get("rua", "").split(",")
         if u.strip() and _mailto_host(u.strip()) != host
     ]
     if elsewhere:
@@ -396,6 +432,9 @@ async def _dkim(look: _Lookups, domain: str, name: str) -> DkimKey:
         return key
     key.record = min(records)  # DNS answers come in any order, which is no change
     tags = record_tags(key.record)
+    if not tags:
+        key.error = "the key record does not parse as a tag-list (RFC 6376 3.2)"
+        return key
     key.key_type = tags.get("k", "rsa").strip().lower()
     key.testing = "y" in [f.strip() for f in tags.get("t", "").split(":")]
     data = re.sub(r"\s+", "", tags.get("p", ""))

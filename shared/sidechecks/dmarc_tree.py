@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from shared.sidechecks.readiness import DmarcLookup, record_tags
+from shared.sidechecks.readiness import DmarcLookup, dmarc_tags
 
 # RFC 9989 4.10 step 4: a name of 8 labels or more is cut to its last 7 after the first query,
 # so a walk asks at most 8 names.
@@ -41,7 +41,7 @@ def stops(index: int, record: str | None) -> bool:
     the starting domain decides nothing)."""
     if record is None:
         return False
-    psd = record_tags(record).get("psd", "u").lower()
+    psd = dmarc_tags(record).get("psd", "u").lower()
     return psd == "n" or (psd == "y" and index > 0)
 
 
@@ -77,7 +77,7 @@ def tree_walk(domain: str, walk: Sequence[DmarcLookup]) -> Walked | None:
         record = single(w)
         if record is None:
             continue
-        t = record_tags(record)
+        t = dmarc_tags(record)
         found.append((w.name, t, record))
         if stops(i, record):
             psd_n = t.get("psd", "").lower() == "n"

@@ -80,10 +80,13 @@ class Spf(msgspec.Struct, kw_only=True, rename="camel"):
     bound: `error` says why). `void`: lookups that found nothing (NXDOMAIN or no records),
     named in `voidNames`; `mxOver`: `mx` targets with more than 10 MX names; `ptr`: a `ptr`
     term is used; `all`: the `all` term that ends evaluation (`+all`, `?all`, `~all`, `-all`;
-    "" for none); `loop`: the chain of domains of an include or redirect loop; `macros`:
-    targets that depend on the sender (not followed); `nodes`: the tree (at most NODES_MAX);
-    `broken`: a permanent error receivers return whatever the sender (more than one SPF record,
-    an include of a domain without one, a term that does not parse)."""
+    "" for none); `everyone`: terms that match every sender of an address family as written
+    (a CIDR length of 0: `ip4:0.0.0.0/0`, `a/0` of a name with A records); `loop`: the chain
+    of domains of an include or redirect loop; `macros`: targets that depend on the sender
+    (not followed); `nodes`: the tree (at most NODES_MAX); `broken`: a permanent error
+    receivers return whatever the sender (more than one SPF record, an include of a domain
+    without one, a term or modifier that does not parse anywhere in a record, `redirect` or
+    `exp` twice)."""
 
     record: str | None = None
     lookups: int = 0
@@ -93,6 +96,7 @@ class Spf(msgspec.Struct, kw_only=True, rename="camel"):
     mx_over: list[str] = msgspec.field(default_factory=list)
     ptr: bool = False
     all: str = ""
+    everyone: list[str] = msgspec.field(default_factory=list)
     loop: list[str] = msgspec.field(default_factory=list)
     macros: list[str] = msgspec.field(default_factory=list)
     nodes: list[SpfNode] = msgspec.field(default_factory=list)
@@ -193,13 +197,26 @@ class Readiness(msgspec.Struct, kw_only=True, rename="camel"):
 
 
 def record_tags(record: str) -> dict[str, str]:
-    """A tag-value record's tags (RFC 6376 3.2, the syntax of DKIM key records and of DMARC
-    records, RFC 9989), by lower-case name, values stripped; {} when it does not parse."""
+    """A tag-value record's tags (RFC 6376 3.2, the syntax of DKIM key records), by lower-case
+    name, values stripped; {} when it does not parse (the whole tag-list is then invalid;
+    DMARC records are read more leniently: `dmarc_tags`)."""
     try:
         parsed = dkim.util.parse_tag_value(record.encode("ascii", "replace"))
     except dkim.util.InvalidTagValueList:
         return {}
     return {k.decode().lower(): v.decode("ascii", "replace").strip() for k, v in parsed.items()}
+
+
+def dmarc_tags(record: str) -> dict[str, str]:
+    """A DMARC record's tags, by lower-case name, values stripped. RFC 9989 4.7: syntax errors
+    past `v` are discarded or ignored, not the record, so each `;`-separated tag is parsed
+    alone (`record_tags`); one that does not parse is left out, and a tag given twice keeps
+    its first value."""
+    out: dict[str, str] = {}
+    for part in record.split(";"):
+        for name, value in record_tags(part).items():
+            out.setdefault(name, value)
+    return out
 
 
 def _cut(text: str, size: int) -> str:
@@ -217,6 +234,7 @@ def bounded(f: Readiness) -> Readiness:
             void_names=[_cut(n, NAME_MAX) for n in spf.void_names[:NAMES_MAX]],
             mx_over=[_cut(n, NAME_MAX) for n in spf.mx_over[:NAMES_MAX]],
             all=_cut(spf.all, 8),
+            everyone=[_cut(n, NAME_MAX) for n in spf.everyone[:NAMES_MAX]],
             loop=[_cut(n, NAME_MAX) for n in spf.loop[:NAMES_MAX]],
             macros=[_cut(n, NAME_MAX) for n in spf.macros[:NAMES_MAX]],
             nodes=[

@@ -9,6 +9,7 @@ bounds."""
 import asyncio
 import base64
 import email
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import dkim
 import dns.exception
 import dns.rdata
 import dns.resolver
+import msgspec
 import pytest
 import spf
 import yaml
@@ -155,6 +157,86 @@ async def test_void_lookups_and_macros() -> None:
     assert verdicts[("spf_too_permissive", "DE")] is not None
 
 
+def _mx(names: int) -> Records:
+    """example.test's SPF is one `mx` term; its MX has `names` names."""
+    return {
+        ("example.test", "TXT"): [_txt("v=spf1 mx -all")],
+        ("example.test", "MX"): [f"10 mx{i}.example.test." for i in range(names)],
+    }
+
+
+def _voids(names: int) -> Records:
+    """example.test's SPF names `names` domains that do not exist."""
+    terms = " ".join(f"a:gone{i}.test" for i in range(names))
+    return {("example.test", "TXT"): [_txt(f"v=spf1 {terms} ip4:192.0.2.1 -all")]}
+
+
+@pytest.mark.parametrize(
+    ("records", "code", "detail"),
+    [
+        # RFC 7208 4.6.4: at most 10 MX names per `mx` term, at most 2 void lookups
+        (_mx(10), "spf_lookup_limit", None),
+        (_mx(11), "spf_lookup_limit", "more than 10 MX names for mx:example.test"),
+        (_voids(2), "spf_void_lookups", None),
+        (_voids(3), "spf_void_lookups", "3 void lookups (limit 2): gone0.test, gone1.test"),
+    ],
+)
+async def test_each_limit_on_the_wire_exactly_on_it_and_one_past(
+    records: Records, code: str, detail: str | None
+) -> None:
+    facts = await _probe(records, "example.test")
+    assert facts.spf is not None and facts.spf.complete and not facts.spf.error, facts.spf
+    finding = rules.readiness(facts, "DE")[(code, "DE")]
+    assert (finding is None) is (detail is None)
+    if finding is not None and detail is not None:
+        assert detail in finding.detail, finding.detail
+
+
+@pytest.mark.parametrize("size", [255, 700, 4000])
+async def test_a_long_record_is_read_whole_across_its_strings(size: int) -> None:
+    """A record past 512 bytes (RFC 7208 3.4 advises against it; it is no error) and one of
+    thousands of 2-byte strings (3.3: joined without spaces) arrive whole, over TCP once UDP
+    truncates, and count what they hold."""
+    terms: list[str] = []
+    i = 0
+    while len(" ".join(["v=spf1", *terms, "include:x.test -all"])) < size:
+        terms.append(f"ip4:198.51.{i // 250}.{i % 250}")
+        i += 1
+    record = " ".join(["v=spf1", *terms, "include:x.test -all"])
+    width = 2 if size > 1000 else 255
+    strings = " ".join(f'"{record[j : j + width]}"' for j in range(0, len(record), width))
+    records: Records = {
+        ("example.test", "TXT"): [strings],
+        ("x.test", "TXT"): [_txt("v=spf1 -all")],
+    }
+    facts = await _probe(records, "example.test")
+    assert facts.spf is not None and facts.spf.complete and not facts.spf.broken, facts.spf
+    assert facts.spf.record == record[:RECORD_MAX] and facts.spf.lookups == 1
+    assert [n.domain for n in facts.spf.nodes] == ["example.test", "x.test"]
+    assert not [k for k, f in rules.readiness(facts, "DE").items() if f is not None]
+
+
+@pytest.mark.parametrize("kind", ["a", "exists"])
+async def test_a_name_with_aaaa_alone_is_void_for_a_and_exists(kind: str) -> None:
+    """RFC 7208 5.7: `exists` looks up an A record whatever the sender; 5.3: `a` looks up the
+    connection's address type, and the walk's sender (no term matches it) is IPv4, as in
+    pyspf's evaluation. So a name with AAAA records alone is a void lookup for both; three
+    are a permanent error (for every IPv4 sender, for `a`)."""
+    terms = " ".join(f"{kind}:v6only{i}.test" for i in range(3))
+    records: Records = {("example.test", "TXT"): [_txt(f"v=spf1 {terms} -all")]}
+    for i in range(3):
+        records[(f"v6only{i}.test", "AAAA")] = ["2001:db8::1"]
+    async with DnsPeer(records) as peer:
+        facts = await ReadinessProbe(resolver=peer.address, canaries=()).probe(
+            "example.test", (), 5.0
+        )
+        asked = [rdtype for name, rdtype in peer.asked if name.startswith("v6only")]
+    assert facts.spf is not None and facts.spf.complete
+    assert facts.spf.void == 3 and asked == ["A", "A", "A"], (facts.spf, asked)
+    finding = rules.readiness(facts, "DE")[("spf_void_lookups", "DE")]
+    assert finding is not None and "v6only0.test" in finding.detail
+
+
 async def test_an_include_loop_is_over_the_limit_and_says_the_loop() -> None:
     records: Records = {
         ("example.test", "TXT"): [_txt("v=spf1 include:a.test -all")],
@@ -183,6 +265,32 @@ async def test_a_tree_of_a_thousand_includes_is_bounded() -> None:
     assert "more than" in facts.spf.error
     assert facts.queries <= QUERIES_MAX
     print(f"1,000 includes: {facts.queries} queries, {facts.spf.lookups} lookups counted")
+    finding = rules.readiness(facts, "DE")[("spf_lookup_limit", "DE")]
+    assert finding is not None and "at least" in finding.detail
+
+
+async def test_an_include_tree_fanning_out_to_10000_names_is_bounded() -> None:
+    """400 includes of 25 includes each (10,000 names, every record under TXT_MAX): the walk
+    stops within its bounds (records, queries) and says why; what it counted is already past
+    10, so the finding holds; what is kept of it is bounded."""
+    fan = [f"f{i}.test" for i in range(400)]
+    records: Records = {
+        ("example.test", "TXT"): [_txt(f"v=spf1 {' '.join(f'include:{n}' for n in fan)} -all")]
+    }
+    for i, name in enumerate(fan):
+        leaves = " ".join(f"include:l{i}-{j}.test" for j in range(25))
+        records[(name, "TXT")] = [_txt(f"v=spf1 {leaves} -all")]
+    async with DnsPeer(records) as peer:
+        facts = await ReadinessProbe(resolver=peer.address, canaries=()).probe(
+            "example.test", (), 5.0
+        )
+        asked = len(peer.asked)
+    assert facts.spf is not None and not facts.spf.complete and "more than" in facts.spf.error
+    assert facts.queries <= QUERIES_MAX and asked <= QUERIES_MAX
+    assert len(facts.spf.nodes) <= NODES_MAX
+    size = len(msgspec.json.encode(facts))
+    print(f"10,000-name fan-out: {asked} queries, {facts.spf.lookups} lookups, {size} bytes")
+    assert size < 80_000
     finding = rules.readiness(facts, "DE")[("spf_lookup_limit", "DE")]
     assert finding is not None and "at least" in finding.detail
 
@@ -398,6 +506,48 @@ async def test_dkim_keys_of_real_sizes() -> None:
     assert v[("dkim_testing", "DE")] is not None
 
 
+@pytest.mark.parametrize(
+    ("bits", "detail"),
+    [
+        (1023, "s._domainkey.example.test: RSA 1023 bits (refused by receivers)"),
+        (1024, "s._domainkey.example.test: RSA 1024 bits"),
+        (2047, "s._domainkey.example.test: RSA 2047 bits"),
+        (2048, None),
+    ],
+)
+async def test_rsa_key_sizes_exactly_on_each_limit_and_one_below(
+    bits: int, detail: str | None
+) -> None:
+    """RFC 8301 3.2: verifiers MUST NOT accept keys under 1024 bits, signers SHOULD use at
+    least 2048. A public key of exactly `bits` (its modulus with the top bit set)."""
+    modulus = (1 << (bits - 1)) | 1 | (0x5A5A5A5A << (bits // 2))
+    key = _key(rsa.RSAPublicNumbers(65537, modulus).public_key())
+    records: Records = {("s._domainkey.example.test", "TXT"): [_txt(f"v=DKIM1; k=rsa; p={key}")]}
+    facts = await _probe(records, "example.test", ("s",))
+    assert [k.bits for k in facts.dkim] == [bits]
+    weak = rules.readiness(facts, "DE")[("dkim_key_weak", "DE")]
+    assert (weak.detail if weak is not None else None) == detail
+
+
+async def test_a_2048_bit_key_that_allows_sha1_alone_is_weak_on_the_wire() -> None:
+    """A 2048-bit key whose `h=sha1` (its record split over strings) allows only the hash
+    receivers refuse (RFC 8301 3.1): `dkim_key_weak`; the same key without `h=` is not."""
+    key = _key(rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key())
+    records: Records = {
+        ("sha1._domainkey.example.test", "TXT"): [_txt(f"v=DKIM1; k=rsa; h=sha1; p={key}")],
+        ("any._domainkey.example.test", "TXT"): [_txt(f"v=DKIM1; k=rsa; p={key}")],
+    }
+    both = await _probe(records, "example.test", ("sha1", "any"))
+    assert [k.bits for k in both.dkim] == [2048, 2048]
+    weak = rules.readiness(both, "DE")[("dkim_key_weak", "DE")]
+    assert weak is not None
+    assert weak.detail == (
+        "sha1._domainkey.example.test: h=sha1 allows no SHA-256 (receivers refuse rsa-sha1)"
+    )
+    alone = await _probe(records, "example.test", ("any",))
+    assert rules.readiness(alone, "DE")[("dkim_key_weak", "DE")] is None
+
+
 PUBLISHED = Path(__file__).parents[1] / "data" / "dkim" / "published_keys.tsv"
 
 
@@ -521,6 +671,36 @@ async def test_a_round_trips_signature_names_the_selector_whose_revoked_key_is_f
     finding = rules.readiness(facts, "DE")[("dkim_revoked", "DE")]
     assert finding is not None
     assert finding.detail == "signed with mar2026._domainkey.example.test: revoked (p= empty)"
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        ";;",  # an empty tag-spec
+        "; k=rsa",  # a tag given twice
+        "; junk",  # a tag-spec without `=`
+    ],
+)
+async def test_a_signing_key_record_that_does_not_parse_is_never_called_revoked(tail: str) -> None:
+    """A key record with a `p=` holding a real key, but not a valid tag-list (RFC 6376 3.2):
+    the round says so (`error`); `dkim_revoked` ("p= empty", which it is not) is not judged,
+    and the key is not weak."""
+    message = email.message_from_bytes(_signed("example.test", "mar2026"))
+    found = auth_results(message)
+    assert found is not None
+    key = _key(rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key())
+    records: Records = {
+        ("mar2026._domainkey.example.test", "TXT"): [_txt(f"v=DKIM1; k=rsa; p={key}{tail}")]
+    }
+    async with DnsPeer(records) as peer:
+        run = runner(ReadinessProbe(resolver=peer.address, canaries=()))
+        facts = await run(ReadinessAsk(domain="example.test"), _round_trip(found))
+    assert facts is not None
+    [read] = facts.dkim
+    assert read.signing and not read.revoked and read.record is not None
+    assert "does not parse" in read.error
+    v = rules.readiness(facts, "DE")
+    assert ("dkim_revoked", "DE") not in v and v.get(("dkim_key_weak", "DE")) is None, v
 
 
 async def test_signing_listed_and_common_selectors_are_read_in_that_order_within_the_cap() -> None:
@@ -669,24 +849,14 @@ def _pyspf(q_domain: str, mailfrom: str, helo: str) -> tuple[int, str]:
 PYSPF_DIFFERS = {"redirect-after-mechanisms1": "v=spf1 redirect=t5.example.com ~all"}
 
 
-# pyspf 2.0.14 asks through dnspython's deprecated `dns.resolver.query`.
-@pytest.mark.filterwarnings("ignore:please use dns.resolver.resolve:DeprecationWarning")
-async def test_lookup_counts_agree_with_pyspf_over_the_whole_suite() -> None:
-    """Every scenario of the RFC 7208 suite, served on loopback: the lookups we count against
-    those pyspf (the reference implementation, not ours) counts evaluating a sender that no
-    term matches, which evaluates every term. pyspf stops at the 11th (a permanent error), so
-    counts are compared up to 11; scenarios it ends early for another reason (a syntax
-    error, a void lookup past the limit, a timeout) or whose include we cannot follow (the
-    target names the sender) are left out and counted."""
-    sections = list(yaml.safe_load_all(SUITE.read_text()))
-    agreed = compared = 0
-    differ: list[str] = []
+async def _suite_walks() -> AsyncIterator[tuple[str, Spf, int, str]]:
+    """Every scenario of the RFC 7208 suite, served on loopback: its name, the SPF we walked,
+    and the lookups pyspf (the reference implementation, strict) counted and its result for a
+    sender no term matches."""
     saved = dns.resolver.default_resolver
     try:
-        for section in sections:
+        for section in yaml.safe_load_all(SUITE.read_text()):
             records, silent = _all_zones(section)
-            # names that time out in the suite fail at once here (SERVFAIL): both sides then
-            # end early, and the scenario is left out
             async with DnsPeer(records, servfail=silent) as peer:
                 local = dns.resolver.Resolver(configure=False)
                 local.nameservers, local.port = ["127.0.0.1"], peer.port
@@ -698,25 +868,99 @@ async def test_lookup_counts_agree_with_pyspf_over_the_whole_suite() -> None:
                     domain = (mailfrom.split("@")[-1] if "@" in mailfrom else helo).lower()
                     if not domain or ".." in domain or domain.endswith("."):
                         continue
-                    counted, result = await asyncio.to_thread(_pyspf, domain, mailfrom, helo)
                     facts = await probe.probe(domain, (), 2.0)
-                    spf_ = facts.spf
-                    if spf_ is None or not spf_.complete or spf_.broken or spf_.error:
+                    if facts.spf is None:
                         continue
-                    if result in ("permerror", "temperror") and counted <= 10:
-                        continue  # ended early for another reason than the count
-                    compared += 1
-                    ours = 11 if spf_.loop else min(spf_.lookups, 11)  # a loop never ends
-                    if ours == min(counted, 11):
-                        agreed += 1
-                    else:
-                        differ.append(name)
-                        print(f"{name}: pyspf {counted} ({result}), we {spf_.lookups}")
+                    counted, result = await asyncio.to_thread(_pyspf, domain, mailfrom, helo)
+                    yield name, facts.spf, counted, result
     finally:
         dns.resolver.default_resolver = saved
-    print(f"lookup counts vs pyspf: {agreed} of {compared} compared agree; differ: {differ}")
-    assert compared >= 100
-    assert differ == list(PYSPF_DIFFERS)
+
+
+def _whole(s: Spf) -> bool:
+    """The tree was read whole, with no error, and no term names the sender."""
+    return s.record is not None and s.complete and not s.error and not s.macros
+
+
+def _permanent(s: Spf) -> bool:
+    return bool(s.broken or s.loop or s.lookups > 10 or s.void > 2 or s.mx_over)
+
+
+# pyspf 2.0.14 asks through dnspython's deprecated `dns.resolver.query`.
+@pytest.mark.filterwarnings("ignore:please use dns.resolver.resolve:DeprecationWarning")
+async def test_the_whole_suite_agrees_with_pyspf() -> None:
+    """Every scenario of the RFC 7208 suite, served on loopback, walked once, against pyspf
+    (the reference implementation, not ours) evaluating a sender that no term matches, which
+    evaluates every term:
+
+    - the lookups counted. pyspf stops at the 11th (a permanent error), so counts are
+      compared up to 11; scenarios it ends early for another reason (a syntax error, a void
+      lookup past the limit, a timeout) or whose include we cannot follow (the target names
+      the sender) are left out.
+    - of trees read whole whose terms do not name the sender: a permanent error (a term or
+      modifier that does not parse anywhere in a record, 4.6, even after `all`; `redirect`
+      or `exp` twice, 6; the lookup, void or MX limits; a loop) exactly when pyspf returns
+      permerror;
+    - of those that are none: `spf_too_permissive` exactly when pyspf's result is pass or
+      neutral (`+all`, `?all`, no `all`: 4.7, or a term of CIDR length 0)."""
+    agreed = counts = permanent = permissive = 0
+    differ: dict[str, list[str]] = {"count": [], "permanent": [], "permissive": []}
+    async for name, s, counted, result in _suite_walks():
+        # a permanent or temporary error within 10 lookups ended pyspf early for another reason
+        early = result in ("permerror", "temperror") and counted <= 10
+        if s.complete and not s.broken and not s.error and not early:
+            counts += 1
+            ours = 11 if s.loop else min(s.lookups, 11)  # a loop never ends
+            agreed += ours == min(counted, 11)
+            if ours != min(counted, 11):
+                differ["count"].append(name)
+                print(f"{name}: pyspf counted {counted} ({result}), we {s.lookups}")
+        if not _whole(s):
+            continue
+        permanent += 1
+        if _permanent(s) != (result == "permerror"):
+            differ["permanent"].append(name)
+            print(f"{name}: pyspf {result}, we {s.broken!r} ({s.record})")
+        if _permanent(s):
+            continue
+        permissive += 1
+        facts = Readiness(domain="example.test", spf=s)
+        wide = rules.readiness(facts, "DE")[("spf_too_permissive", "DE")] is not None
+        if wide != (result in ("pass", "neutral")):
+            differ["permissive"].append(name)
+            print(f"{name}: pyspf {result}, we {s.all!r} ({s.record})")
+    print(
+        f"vs pyspf: lookup counts {agreed} of {counts} agree; permanent errors {permanent}"
+        f" compared, too permissive {permissive} compared; differ: {differ}"
+    )
+    assert min(counts, permanent, permissive) >= 100
+    assert differ == {"count": list(PYSPF_DIFFERS), "permanent": [], "permissive": []}
+
+
+async def test_a_term_that_matches_every_sender_is_too_permissive() -> None:
+    """`ip4:0.0.0.0/0`, `ip6:::/0`, and `a/0` or `mx/0` of a name that resolves match every
+    sender of their family, as `+all` does; `-ip4:0.0.0.0/0` and a CIDR of 1 do not."""
+    cases = {
+        "v=spf1 ip4:192.0.2.1 ip4:0.0.0.0/0 -all": ["ip4:0.0.0.0/0"],
+        "v=spf1 ?ip6:::/0 -all": ["?ip6:::/0"],
+        "v=spf1 a/0 -all": ["a/0"],
+        "v=spf1 mx:example.test/0 -all": ["mx:example.test/0"],
+        "v=spf1 a:gone.test/0 ip4:0.0.0.0/1 -ip4:0.0.0.0/0 ~all": [],
+    }
+    for record, wide in cases.items():
+        records: Records = {
+            ("example.test", "TXT"): [_txt(record)],
+            ("example.test", "A"): ["192.0.2.1"],
+            ("example.test", "MX"): ["10 example.test."],
+        }
+        facts = await _probe(records, "example.test")
+        assert facts.spf is not None and facts.spf.complete, facts.spf
+        finding = rules.readiness(facts, "DE")[("spf_too_permissive", "DE")]
+        assert (finding is not None) is bool(wide), record
+        if finding is not None:
+            assert finding.detail == (
+                f"the SPF of example.test matches every sender with {', '.join(wide)}"
+            )
 
 
 async def test_the_p_macro_never_makes_the_parser_look_names_up() -> None:

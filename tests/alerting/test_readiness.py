@@ -250,3 +250,35 @@ async def test_drift_is_judged_per_country_and_a_real_change_is_one_notice(
         codes = open_codes(await posture(api, rig, monitor))
         assert not {c for c in codes if c[0] == "dmarc_changed"}
         assert len(await rig.outbox_rows(monitor)) == 1
+
+
+async def test_a_record_without_all_is_told_once_and_cleared_when_it_ends(
+    rig: Rig, api: httpx.AsyncClient
+) -> None:
+    """An SPF record with no `all` (RFC 7208 4.7: neutral, as `?all`): `spf_too_permissive`
+    with why, one notice over two rounds; once the record ends with `~all` it clears, and the
+    only notice more is the record's change (drift, old and new side by side)."""
+    monitor = await rig.monitor(["DE"])
+    async with rig.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE monitors SET mail_domain = $2 WHERE id = $1", monitor["id"], DOMAIN
+        )
+    open_ended = {**_zone(1), (DOMAIN, "TXT"): ['"v=spf1 include:i0.test"']}
+    async with SmtpPeer() as smtp, DnsPeer(open_ended) as before, DnsPeer(_zone(1)) as after:
+        de = ReadinessProbe(resolver=before.address, canaries=CANARIES)
+        for n in (0, 1):
+            await round_(rig, monitor, n, smtp.port, {"DE": de})
+        body = await posture(api, rig, monitor)
+        assert open_codes(body) == {("spf_too_permissive", "DE")}
+        found = next(f for f in body["findings"] if f["code"] == "spf_too_permissive")
+        assert "no all term (neutral for every other sender, as ?all" in found["detail"]
+        notes = await rig.outbox_rows(monitor)
+        assert [(n["kind"], n["source"]) for n in notes] == [("finding", "finding")]
+        fixed = ReadinessProbe(resolver=after.address, canaries=CANARIES)
+        await round_(rig, monitor, 2, smtp.port, {"DE": fixed})
+        body = await posture(api, rig, monitor)
+        assert open_codes(body) == {("spf_changed", "DE")}
+        changed = next(f for f in body["findings"] if f["code"] == "spf_changed")
+        assert "«v=spf1 include:i0.test» → «v=spf1 include:i0.test ~all»" in changed["detail"]
+    subjects = [n["subject"] for n in await rig.outbox_rows(monitor)]
+    assert len(subjects) == 2 and "changed" in subjects[1].lower(), subjects

@@ -124,6 +124,11 @@ def _spf(**kw: object) -> Readiness:
         (_spf(all="?all"), "spf_too_permissive", True),
         (_spf(all="+all"), "spf_too_permissive", True),
         (_spf(all="~all"), "spf_too_permissive", False),
+        # no `all` and no redirect: neutral for every sender no term matches, as `?all` (RFC
+        # 7208 4.7); unknown when the tree was not read whole or is a permanent error
+        (_spf(all=""), "spf_too_permissive", True),
+        (_spf(all="", complete=False, error="timed out"), "spf_too_permissive", None),
+        (_spf(all="", broken="example.com has 2 SPF records"), "spf_too_permissive", False),
         (_spf(ptr=True), "spf_ptr", True),
         (_spf(broken="include:x has no SPF record"), "spf_include_broken", True),
     ],
@@ -177,12 +182,62 @@ def test_a_resolver_that_fails_its_canaries_judges_nothing() -> None:
             "microsoft",
         ),
         ("mail.example.com", ["example-com.mail.protection.outlook.com"], None, "microsoft"),
+        # Exchange Online's DNSSEC MX namespace, where new accepted domains are provisioned
+        ("mail.example.com", ["example-com.o-v1.mx.microsoft"], None, "microsoft"),
+        ("mail.example.com", ["mx.microsoft.evil.test"], None, None),
         ("smtp.gmail.com", None, None, "google"),
         ("mail.example.com", None, "220 smtp.gmail.com ESMTP a1-20020a05 - gsmtp", "google"),
         ("mail.example.com", None, "* OK Gimap ready for requests from 192.0.2.1", "google"),
         ("mail.example.com", ["aspmx.l.google.com", "alt1.aspmx.l.google.com"], None, "google"),
         ("mail.example.com", ["mx.example.com"], "220 mail.example.com ESMTP Postfix", None),
         ("notoffice365.com.evil.test", None, None, None),
+        # Exchange Server on premises greets as Exchange Online does (the product's default
+        # banners); only a greeting naming Microsoft's own host is Microsoft 365's
+        (
+            "mail.contoso.test",
+            None,
+            "220 mail.contoso.test Microsoft ESMTP MAIL Service ready at Tue, 1 Dec 2026 10:00:00"
+            " +0000",
+            None,
+        ),
+        ("mail.contoso.test", None, "* OK The Microsoft Exchange IMAP4 service is ready.", None),
+        ("mail.contoso.test", None, "+OK The Microsoft Exchange POP3 service is ready.", None),
+        (
+            "mail.contoso.test",
+            ["contoso-test.mail.protection.outlook.com"],
+            "220 ex01.contoso.test Microsoft ESMTP MAIL Service ready",
+            None,
+        ),
+        (
+            "mail.example.com",
+            None,
+            "220 PH7P220CA0001.NAMP220.PROD.OUTLOOK.COM Microsoft ESMTP MAIL Service ready",
+            "microsoft",
+        ),
+        ("mail.example.com", None, "220 outlook.office365.com.evil.test ESMTP", None),
+        # Exchange's IMAP and POP greetings name their server in base64 of UTF-16LE
+        (
+            "mail.example.com",
+            None,
+            "* OK The Microsoft Exchange IMAP4 service is ready."
+            " [UwBDADEAUABSADgAMABDAEEAMAAwADUAOAAuAGwAYQBtAHAAcgBkADgAMAAuAHAAcgBvAGQALgBvAHUAdABs"
+            "AG8AbwBrAC4AYwBvAG0A]",
+            "microsoft",
+        ),
+        (
+            "mail.example.com",
+            None,
+            "* OK The Microsoft Exchange IMAP4 service is ready."
+            " [TQBOADIAUABSADAAMQBDAEEAMAAwADAANwA=]",
+            None,
+        ),
+        (
+            "mail.contoso.test",
+            None,
+            "+OK The Microsoft Exchange POP3 service is ready."
+            " [RQBYADAAMQAuAGMAbwBuAHQAbwBzAG8ALgBsAG8AYwBhAGwA]",
+            None,
+        ),
         # an on-premises relay of a domain whose MX is Microsoft's: its own greeting decides
         (
             "relay.example.com",
@@ -202,6 +257,12 @@ def test_basic_auth_only_for_password_logins() -> None:
     logins = password_logins(password, "smtp.office365.com")
     finding = rules.basic_auth(logins, None, None, "DE")[("basic_auth_retiring", "DE")]
     assert finding is not None and "December 2026" in finding.detail
+    # MC786329 as updated on 27 January 2026: off by default for existing tenants at the end of
+    # December 2026, administrators may turn it back on, and the final removal date is to be
+    # announced in the second half of 2027 (not a removal in 2027)
+    assert "turn it back on" in finding.detail
+    assert "removal date Microsoft will announce in the second half of 2027" in finding.detail
+    assert "removal to come in 2027" not in finding.detail
     assert rules.basic_auth(password_logins(oauth, "smtp.office365.com"), None, None, "DE") == {
         ("basic_auth_retiring", "DE"): None
     }
@@ -439,6 +500,12 @@ SENDS = Spf(record="v=spf1 ip4:192.0.2.1 -all")
             False,
             "_dmarc.com: np=none for subdomains that do not exist, quarantine for the others",
         ),
+        # t=y (RFC 9989 4.7): receivers apply one level below the policy asked, so a
+        # quarantine under test is none, a reject under test is quarantine
+        ({"example.com": "v=DMARC1; p=quarantine; t=y"}, "quarantine", True, ""),
+        ({"example.com": "v=DMARC1; p=reject; sp=quarantine; t=y"}, "quarantine", True, ""),
+        ({"example.com": "v=DMARC1; p=reject; t=y"}, "reject", False, ""),
+        ({"example.com": "v=DMARC1; p=quarantine; t=n"}, "quarantine", False, ""),
         ({}, None, None, None),  # no record: the mail DNS side check tells it
     ],
 )
@@ -456,3 +523,76 @@ def test_dmarcbis_np_and_policies_that_do_not_parse(
     assert (v[("dmarc_policy_none", "DE")] is not None) is none
     found_np = v[("dmarc_np_weaker", "DE")]
     assert (found_np.detail if found_np is not None else "") == weaker
+
+
+def test_a_policy_under_test_says_what_receivers_apply() -> None:
+    """`t=y` beside `p=quarantine`: the finding says the policy asked and the one applied."""
+    found = {"example.com": "v=DMARC1; p=quarantine; t=y"}
+    v = rules.readiness(Readiness(domain=A, spf=SENDS, dmarc=Dmarc(walk=_walk(found))), "DE", T0)
+    finding = v[("dmarc_policy_none", "DE")]
+    assert finding is not None
+    assert finding.detail == (
+        f"the policy that applies to {A} is p=quarantine with t=y (a policy under test:"
+        " receivers apply none), from _dmarc.example.com (Organizational Domain example.com)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("record", "detail"),
+    [
+        ("v=DKIM1; k=rsa; p=AAAA", None),
+        ("v=DKIM1; k=rsa; h=sha256; p=AAAA", None),
+        ("v=DKIM1; k=rsa; h=sha1:sha256; p=AAAA", None),
+        # RFC 8301 3.1: rsa-sha1 MUST NOT be used for verifying; a key that allows SHA-1
+        # alone (RFC 6376 3.6.1 `h=`) verifies no signature receivers accept
+        (
+            "v=DKIM1; k=rsa; h=sha1; p=AAAA",
+            "s1._domainkey.example.com: h=sha1 allows no SHA-256 (receivers refuse rsa-sha1)",
+        ),
+        (
+            "v=DKIM1; k=rsa; h = SHA1 ; p=AAAA",
+            "s1._domainkey.example.com: h=SHA1 allows no SHA-256 (receivers refuse rsa-sha1)",
+        ),
+    ],
+)
+def test_a_key_that_allows_sha1_alone_is_weak(record: str, detail: str | None) -> None:
+    key = DkimKey(selector="s1", record=record, key_type="rsa", bits=2048, sha256="x")
+    v = rules.readiness(Readiness(domain="example.com", dkim=[key]), "DE")
+    finding = v[("dkim_key_weak", "DE")]
+    assert (finding.detail if finding is not None else None) == detail
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        "v=DMARC1; p=reject;; pct=50; rua=mailto:d@example.com",
+        "v=DMARC1; p=reject; junk; pct=50",
+        "v=DMARC1; p=reject; pct=50; =x",
+    ],
+)
+def test_a_dmarc_syntax_error_past_v_is_ignored_not_the_record(record: str) -> None:
+    """RFC 9989 4.7: syntax errors in the rest of a record are discarded or ignored, and
+    unknown tags ignored: `p=reject` still applies (no `dmarc_policy_none`), `pct` is still
+    named."""
+    walk = _walk({"example.com": record})
+    walked = tree_walk(A, walk)
+    assert walked is not None and walked.policy == "reject"
+    v = rules.readiness(Readiness(domain=A, spf=SENDS, dmarc=Dmarc(walk=walk)), "DE", T0)
+    assert v[("dmarc_policy_none", "DE")] is None
+    obsolete = v[("dmarc_obsolete_tags", "DE")]
+    assert obsolete is not None and "pct=50" in obsolete.detail
+
+
+def test_a_google_password_login_is_not_said_to_start_failing() -> None:
+    """A password login that works against Google is an app password (account passwords are
+    refused to mail apps already), which still works: the finding says so and says nothing
+    will start failing there; Microsoft's SMTP AUTH is the one with a date."""
+    google = rules.basic_auth([("IMAP", "imap.gmail.com")], None, None, "DE")
+    finding = google[("basic_auth_retiring", "DE")]
+    assert finding is not None and "app password" in finding.detail
+    _, advice = rules.CODES["basic_auth_retiring"]
+    assert "Google" in advice and "app password" in advice
+    assert "will start failing" not in advice.split("Google", 1)[1].split(".")[0]
+    microsoft = rules.basic_auth([("SMTP AUTH", "smtp.office365.com")], None, None, "DE")
+    found = microsoft[("basic_auth_retiring", "DE")]
+    assert found is not None and "end of December 2026" in found.detail

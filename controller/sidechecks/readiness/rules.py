@@ -4,12 +4,14 @@ the monitor logs in → verdicts on what receivers enforce beyond a record being
 - SPF (RFC 7208 4.6.4): more than 10 DNS-querying terms over the include tree, an include or
   redirect loop, or an `mx` of more than 10 names is a permanent error (`spf_lookup_limit`,
   with the count and the path through the tree that spends most); more than 2 void lookups
-  (`spf_void_lookups`); `+all` or `?all` ending evaluation (`spf_too_permissive`); `ptr`
+  (`spf_void_lookups`); `+all` or `?all` ending evaluation, no `all` at all, which ends it
+  as `?all` does, or a term of CIDR length 0 matching every sender (`spf_too_permissive`); `ptr`
   (`spf_ptr`, RFC 7208 5.5: do not use); an include of a domain without an SPF record
   (`spf_include_broken`).
 - DMARC (RFC 9989): the policy that applies and the Organizational Domain, found by the DNS
   Tree Walk and `psd` (`dmarc_walk`); `p=none` for a domain that sends, or a record RFC 9989
-  4.10.1 reads as none (a `p`, `sp` or `np` that is not a policy; `dmarc_policy_none`); `np`
+  4.10.1 reads as none (a `p`, `sp` or `np` that is not a policy), or `p=quarantine` with
+  `t=y`, which receivers apply one level below (`dmarc_policy_none`); `np`
   weaker than `sp` or `p` for the Organizational Domain's subdomains (`dmarc_np_weaker`);
   `pct`, `rf`, `ri`, which RFC 9989 dropped (`dmarc_obsolete_tags`); report destinations
   outside the Organizational Domain without their `_report._dmarc` authorization, or whose
@@ -17,7 +19,8 @@ the monitor logs in → verdicts on what receivers enforce beyond a record being
   Destinations"; RFC 7489 7.1: `dmarc_external_rua_unauthorized`), judged for the record that
   applies and every one of its `rua` and `ruf` destinations.
 - DKIM keys of the selectors read: RSA under 2048 bits (`dkim_key_weak`; under 1024 receivers
-  refuse it, RFC 8301), `t=y` (`dkim_testing`), a revoked or missing key the round trip's own
+  refuse it, RFC 8301), or an `h=` that leaves out sha256 (`dkim_key_weak`: RFC 8301 refuses
+  rsa-sha1), `t=y` (`dkim_testing`), a revoked or missing key the round trip's own
   message was signed with (`dkim_revoked`).
 - A password login to Microsoft 365 or Google (`basic_auth_retiring`), told by the host's name,
   the domain's MX names or the server's greeting.
@@ -26,6 +29,9 @@ A part the agent could not read (`error`, a walk cut short) judges nothing; a ro
 resolver failed its canaries judges nothing of DNS (`believed`).
 """
 
+import base64
+import binascii
+import contextlib
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -35,7 +41,7 @@ from controller.sidechecks.dns_canary import resolver_health
 from controller.sidechecks.findings import Verdicts, declare, judge
 from shared.dns_canary import DnsCanary
 from shared.sidechecks.dmarc_tree import POLICIES, Walked, tree_walk
-from shared.sidechecks.readiness import Change, DkimKey, Dmarc, Readiness, Spf
+from shared.sidechecks.readiness import Change, DkimKey, Dmarc, Readiness, Spf, dmarc_tags
 from shared.sidechecks.readiness import record_tags as tags
 
 LOOKUP_LIMIT: Final = 10
@@ -45,8 +51,9 @@ RSA_STRONG: Final = 2048  # RFC 8301 3.2: signers SHOULD use at least 2048 bits
 
 MICROSOFT_DATE: Final = (
     "Microsoft turns SMTP AUTH Basic authentication off by default for existing Microsoft 365"
-    " tenants from the end of December 2026 (message center MC786329), with final removal to"
-    " come in 2027; IMAP and POP password logins are already off"
+    " tenants from the end of December 2026 (message center MC786329, updated 27 January 2026):"
+    " administrators can turn it back on until a final removal date Microsoft will announce in"
+    " the second half of 2027; IMAP and POP password logins are already off"
 )
 GOOGLE_DATE: Final = (
     "Google Workspace has turned off password sign-in for third-party mail apps (less secure"
@@ -71,8 +78,9 @@ CODES: Final = declare(
         ),
         "spf_too_permissive": (
             "warning",
-            "Your SPF record ends with `+all` or `?all`, so it authorizes (or says nothing "
-            "against) every sender on the Internet. End it with `~all` or `-all`.",
+            "Your SPF record ends with `+all` or `?all` (or with no `all`, which receivers "
+            "read as `?all`), so it authorizes (or says nothing against) every sender on the "
+            "Internet. End it with `~all` or `-all`.",
         ),
         "spf_ptr": (
             "info",
@@ -87,10 +95,11 @@ CODES: Final = declare(
         ),
         "dmarc_policy_none": (
             "warning",
-            "The DMARC policy that applies to your domain is p=none while the domain sends "
-            "mail: receivers take no action on mail forged in your name, and Gmail and Yahoo "
-            "ask bulk senders for enforcement. Once your reports show your own mail aligned, "
-            "move to p=quarantine, then p=reject.",
+            "The DMARC policy that applies to your domain is p=none (or p=quarantine with "
+            "t=y, which receivers apply as none) while the domain sends mail: receivers take "
+            "no action on mail forged in your name, and Gmail and Yahoo ask bulk senders for "
+            "enforcement. Once your reports show your own mail aligned, move to "
+            "p=quarantine, then p=reject, without t=y.",
         ),
         "dmarc_np_weaker": (
             "warning",
@@ -114,9 +123,10 @@ CODES: Final = declare(
         ),
         "dkim_key_weak": (
             "warning",
-            "A DKIM key is an RSA key under 2048 bits: receivers refuse signatures by keys "
-            "under 1024 bits (RFC 8301) and rate 1024-bit ones as weak. Publish a 2048-bit "
-            "key under a new selector, sign with it, then revoke the old one.",
+            "A DKIM key is an RSA key under 2048 bits, or allows SHA-1 alone (h=sha1): "
+            "receivers refuse signatures by keys under 1024 bits and rsa-sha1 signatures "
+            "(RFC 8301), and rate 1024-bit keys as weak. Publish a 2048-bit key without h= "
+            "(or with h=sha256) under a new selector, sign with it, then revoke the old one.",
         ),
         "dkim_testing": (
             "warning",
@@ -131,10 +141,12 @@ CODES: Final = declare(
         ),
         "basic_auth_retiring": (
             "warning",
-            "This monitor logs in with a password to a Microsoft 365 or Google server, which "
-            "are turning password logins off: the check will start failing. Switch the "
-            "monitor to an OAuth2 login (mailprobe's `mechanism: XOAUTH2` with a device-code "
-            "grant, docs/oauth2.md).",
+            "This monitor logs in with a password to a Microsoft 365 or Google server. "
+            "Microsoft is turning SMTP AUTH password logins off (the date is in the detail), "
+            "and the check will start failing then. Google refuses account passwords from "
+            "mail apps already; a login that works there uses an app password, which Google "
+            "discourages. Switch the monitor to an OAuth2 login (mailprobe's `mechanism: "
+            "XOAUTH2` with a device-code grant, docs/oauth2.md).",
         ),
     }
 )
@@ -204,9 +216,21 @@ def _spf(v: Verdicts, cc: str, domain: str, spf: Spf) -> None:
         names = ", ".join(spf.void_names)
         detail = f"SPF of {domain}: {spf.void} void lookups (limit {VOID_LIMIT}): {names}"
         judge(v, "spf_void_lookups", cc, spf.void > VOID_LIMIT, detail)
-    if spf.complete or spf.all in ("+all", "?all"):
-        detail = f"the SPF of {domain} ends with {spf.all or 'no all term'}"
-        judge(v, "spf_too_permissive", cc, spf.all in ("+all", "?all"), detail)
+    # No `all` and no redirect ends a record that is no permanent error as `?all` would
+    # (RFC 7208 4.7: neutral).
+    neutral = spf.complete and not spf.all and not spf.broken and not spf.loop
+    # A term of CIDR length 0 matches every sender of its family, as `+all` (or `?all`) does
+    # unless its qualifier fails them.
+    wide = [t for t in spf.everyone if t[:1] not in ("-", "~")]
+    if spf.complete or spf.all in ("+all", "?all") or wide:
+        ends = spf.all or "no all term"
+        if neutral:
+            ends += " (neutral for every other sender, as ?all: RFC 7208 4.7)"
+        detail = f"the SPF of {domain} ends with {ends}"
+        if wide:
+            detail = f"the SPF of {domain} matches every sender with {', '.join(wide)}"
+        permissive = neutral or spf.all in ("+all", "?all") or bool(wide)
+        judge(v, "spf_too_permissive", cc, permissive, detail)
     if spf.complete or spf.ptr:
         judge(v, "spf_ptr", cc, spf.ptr, f"the SPF tree of {domain} uses ptr")
     if spf.complete or spf.broken:
@@ -230,16 +254,19 @@ def _dmarc(v: Verdicts, cc: str, domain: str, dmarc: Dmarc, sends: bool) -> None
     if walked is None or walked.record is None:
         return  # not known, or no record: the mail DNS side check tells a missing one
     where = f"_dmarc.{walked.policy_at} (Organizational Domain {walked.organizational})"
+    t = dmarc_tags(walked.record)
+    applied = under_test(walked.policy, t)
     said = f"p={walked.policy}" if walked.policy else "no policy (p, sp or np not a policy)"
+    if applied != walked.policy:
+        said += f" with t=y (a policy under test: receivers apply {applied})"
     judge(
         v,
         "dmarc_policy_none",
         cc,
-        sends and walked.policy in ("none", None),
+        sends and applied in ("none", None),
         f"the policy that applies to {domain} is {said}, from {where}",
     )
     _nonexistent(v, cc, walked)
-    t = tags(walked.record)
     dropped = [f"{k}={t[k]}" for k in ("pct", "rf", "ri") if k in t]
     judge(v, "dmarc_obsolete_tags", cc, bool(dropped), f"{where}: {', '.join(dropped)}")
     if dmarc.reports_for != walked.policy_at:
@@ -253,6 +280,14 @@ def _dmarc(v: Verdicts, cc: str, domain: str, dmarc: Dmarc, sends: bool) -> None
         if dmarc.unchecked:
             detail += f"; {dmarc.unchecked} more external destinations not checked"
         judge(v, "dmarc_external_rua_unauthorized", cc, bool(outside), detail)
+
+
+def under_test(policy: str | None, t: Mapping[str, str]) -> str | None:
+    """The policy receivers apply for `policy` asked by a record of tags `t`: with `t=y` (the
+    Domain Owner is testing it, RFC 9989 4.7) one level below, reject → quarantine → none."""
+    if policy not in POLICIES or t.get("t", "n").lower() != "y":
+        return policy
+    return POLICIES[max(0, POLICIES.index(policy) - 1)]
 
 
 def _nonexistent(v: Verdicts, cc: str, walked: Walked) -> None:
@@ -277,16 +312,25 @@ def _dkim(v: Verdicts, cc: str, domain: str, keys: Sequence[DkimKey]) -> None:
         for k in read
         if k.key_type == "rsa" and k.bits is not None and k.bits < RSA_STRONG and not k.revoked
     ]
-    if weak or not unknown:
+    sha1 = [(k, h) for k in read if not k.revoked and (h := _sha1_only(k)) is not None]
+    if weak or sha1 or not unknown:
         detail = "; ".join(
-            f"{k.selector}._domainkey.{domain}: RSA {k.bits} bits"
-            + (" (refused by receivers)" if k.bits is not None and k.bits < RSA_REFUSED else "")
-            for k in weak
+            [
+                f"{k.selector}._domainkey.{domain}: RSA {k.bits} bits"
+                + (" (refused by receivers)" if k.bits is not None and k.bits < RSA_REFUSED else "")
+                for k in weak
+            ]
+            + [
+                f"{k.selector}._domainkey.{domain}: h={h} allows no SHA-256 (receivers refuse"
+                " rsa-sha1)"
+                for k, h in sha1
+            ]
         )
-        judge(v, "dkim_key_weak", cc, bool(weak), detail)
+        judge(v, "dkim_key_weak", cc, bool(weak or sha1), detail)
     signing = [k for k in keys if k.signing]
     dead = [k for k in signing if k.revoked or (k.record is None and not k.error)]
-    if dead or (signing and not any(k.error and k.record is None for k in signing)):
+    # a signing key not read, or read but not understood (`error`), leaves it unknown
+    if dead or (signing and not any(k.error for k in signing)):
         detail = "; ".join(
             f"{k.selector}._domainkey.{domain}: "
             + ("revoked (p= empty)" if k.revoked else "no key published")
@@ -299,13 +343,41 @@ def _dkim(v: Verdicts, cc: str, domain: str, keys: Sequence[DkimKey]) -> None:
         judge(v, "dkim_testing", cc, bool(testing), f"t=y at {detail}")
 
 
+def _sha1_only(key: DkimKey) -> str | None:
+    """The key's `h=` (the hash algorithms it may verify, RFC 6376 3.6.1) when it leaves out
+    sha256, the one receivers accept (RFC 8301 3.1: rsa-sha1 MUST NOT be used for verifying);
+    None when it allows sha256 or says nothing (all allowed)."""
+    h = tags(key.record or "").get("h")
+    if h is None or "sha256" in [a.strip().lower() for a in h.split(":")]:
+        return None
+    return h
+
+
 # --- The Basic-auth cliff ----------------------------------------------------------------
 
 MICROSOFT_HOSTS: Final = ("office365.com", "outlook.com", "office.com", "microsoft.com")
-MICROSOFT_MX: Final = ("mail.protection.outlook.com",)
-MICROSOFT_GREETING: Final = re.compile(
-    r"Microsoft ESMTP MAIL Service|\.outlook\.com|Microsoft Exchange", re.IGNORECASE
-)
+# Exchange Online's MX names: the older namespace, and the DNSSEC-signed one new accepted
+# domains are provisioned in (`<domain>.<zone>.mx.microsoft`).
+MICROSOFT_MX: Final = ("mail.protection.outlook.com", "mx.microsoft")
+# Exchange Online's servers greet with their own names (`….outlook.office365.com`,
+# `….prod.outlook.com`); the product's words ("Microsoft ESMTP MAIL Service", "The Microsoft
+# Exchange IMAP4 service is ready") are Exchange Server's defaults, on premises too, where
+# password logins stay.
+MICROSOFT_GREETING_HOSTS: Final = ("outlook.com", "office365.com")
+_GREETING_HOST: Final = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)+", re.IGNORECASE)
+# Exchange's IMAP and POP greetings name their server as base64 of UTF-16LE, in brackets.
+_GREETING_B64: Final = re.compile(r"\[([A-Za-z0-9+/]{4,340}={0,2})\]")
+
+
+def _greeting_hosts(greeting: str) -> list[str]:
+    """The host names a server's greeting names: as written, or base64-encoded (Exchange)."""
+    named = _GREETING_HOST.findall(greeting)
+    for token in _GREETING_B64.findall(greeting):
+        with contextlib.suppress(binascii.Error, UnicodeDecodeError):
+            named += _GREETING_HOST.findall(base64.b64decode(token).decode("utf-16-le"))
+    return named
+
+
 GOOGLE_HOSTS: Final = ("gmail.com", "googlemail.com", "google.com")
 GOOGLE_MX: Final = ("google.com", "googlemail.com")
 GOOGLE_GREETING: Final = re.compile(r"\bgsmtp\b|Gimap ready|\bgpop\b", re.IGNORECASE)
@@ -318,9 +390,11 @@ def _under(name: str, suffixes: Sequence[str]) -> bool:
 
 def provider(hostname: str, mx: Sequence[str] | None, banner: str | None) -> str | None:
     """ "microsoft" or "google" when the server logged in to is theirs, by its name, the mail
-    domain's MX names, or its greeting; None otherwise."""
+    domain's MX names, or its greeting (Google's servers' own words; a Microsoft host it
+    names); None otherwise."""
     greeting = banner or ""
-    if _under(hostname, MICROSOFT_HOSTS) or MICROSOFT_GREETING.search(greeting):
+    named = _greeting_hosts(greeting)
+    if _under(hostname, MICROSOFT_HOSTS) or any(_under(n, MICROSOFT_GREETING_HOSTS) for n in named):
         return "microsoft"
     if _under(hostname, GOOGLE_HOSTS) or GOOGLE_GREETING.search(greeting):
         return "google"
