@@ -20,11 +20,12 @@ bad input, and nothing grows past the limits below. It runs in the parsing worke
   the rest goes through msgspec into typed Structs;
 - at most `MAX_ROWS` counted rows (TLS failure details, DMARC records) a report;
 - a zip holds one report: one member named `.xml` or `.json`, stored or deflate;
+- every count, and their sum, at most `MAX_COUNT`;
 - a date range must be ordered, at most `MAX_RANGE` long and not in the future.
 """
 
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -61,6 +62,10 @@ MAX_ELEMENTS = 25 * MAX_ROWS  # a record as Google writes it is 19 elements
 MAX_DEPTH = 12  # DMARC's deepest is 5 (feedback, record, auth_results, dkim, domain)
 MAX_SUBTREE = 1_000  # elements in one child of <feedback> (a record is ~20)
 MAX_OTHERS = 100  # children of <feedback> other than records (RFC 7489 has 3)
+# Sessions (TLS) or messages (DMARC) one report counts in all. Every sum PostgreSQL makes of
+# a domain's counts stays a bigint by it: at most REPORTS_PER_HOUR's ceiling (10,000) reports an
+# hour over the 400 days the totals reach, 10,000 * 24 * 400 * 2**36 < 2**63.
+MAX_COUNT = 2**36
 MAX_RANGE = timedelta(days=31)
 FUTURE_SLACK = timedelta(hours=1)
 MAX_TEXT = 255  # any name or id kept
@@ -183,6 +188,7 @@ def tls_report(data: bytes, now: datetime) -> Report:
             raise Rejected("too_large", f"more than {MAX_ROWS} failure details")
     if not domains:
         raise Rejected("malformed", "a TLS-RPT report without policies")
+    _total(rows)
     reporter = _text(raw.organization_name, "organization-name")
     report_id = _text(raw.report_id, "report-id")
     return Report("tls", reporter, report_id, begins, ends, _unique(domains), tuple(rows))
@@ -215,8 +221,17 @@ def _check_range(begins: datetime, ends: datetime, now: datetime) -> None:
 
 
 def _count(n: int, name: str) -> None:
-    if n < 0 or n > 2**53:
+    if n < 0 or n > MAX_COUNT:
         raise Rejected("malformed", f"{name} is not a count: {n}")
+
+
+def _total(rows: Sequence[tuple[str, Row]]) -> None:
+    """Refuse a report whose counts sum past `MAX_COUNT`."""
+    total = sum(row.count for _, row in rows)
+    if total > MAX_COUNT:
+        raise Rejected(
+            "malformed", f"its counts sum to {total}: a report counts at most {MAX_COUNT}"
+        )
 
 
 def _text(value: str, name: str) -> str:
@@ -354,6 +369,7 @@ def dmarc_report(chunks: Iterator[bytes], now: datetime) -> Report:
     _check_range(begins, ends, now)
     domain = _domain(_field(meta, "domain", "policy_published"))
     rows = tuple((domain, row) for row in feedback.rows)
+    _total(rows)
     return Report("dmarc", reporter, report_id, begins, ends, (domain,), rows)
 
 

@@ -332,7 +332,7 @@ class ReportsSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True)
         int,
         Meta(
             ge=1,
-            le=1_000_000,
+            le=10_000,  # with parse.MAX_COUNT, what keeps a domain's summed counts a bigint
             description="reports an organization may have taken about one domain per clock hour "
             "(HTTPS and mail together); past it a report is refused `too_many_reports`",
         ),
