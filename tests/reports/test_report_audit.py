@@ -2,19 +2,28 @@
 would (real uvicorn with TLS, real PostgreSQL): what one report may make the controller add up,
 and what one organization's reports may do to another's or to the domain's later reports."""
 
+import asyncio
 import json
+import sys
 import typing
+from asyncio.subprocess import PIPE
+from pathlib import Path
 
 import asyncpg
 import httpx
+import trustme
 
-from controller.reports import parse
+from controller.reports import inflight, parse
+from controller.reports.parse import MAX_PACKED
 from controller.settings import ReportsSettings
 from testkit.reports import made
-from tests.conftest import Tenant
+from testkit.reports.watching import watch
+from tests.conftest import Tenant, make_tenant
 from tests.reports.test_tls_endpoint import JSON, _address, _monitor
 
 BIGINT = 2**63 - 1
+HELD = 30
+RSS_MB = 100
 
 
 def _report(domain: str, reporter: str, counts: list[int]) -> bytes:
@@ -70,3 +79,55 @@ def test_a_domains_counts_summed_over_the_longest_totals_stay_a_bigint() -> None
     summed = most * 24 * days * parse.MAX_COUNT
     print(f"{most} reports/h * 24 h * {days} days * {parse.MAX_COUNT} = {summed}")
     assert summed <= BIGINT
+
+
+async def test_bodies_held_by_many_connections_are_bounded_and_leave_other_organizations_room(
+    https: httpx.AsyncClient,
+    pool: asyncpg.Pool,
+    report_ca: trustme.CA,
+    tenant: Tenant,
+    domain: str,
+    tmp_path: Path,
+) -> None:
+    """One address (within its rate limit) opens 30 connections to a domain's address, each
+    sending a 10 MiB body all but its last byte (tests/reports/holding.py); the controller
+    held every one of them whole until its deadline."""
+    await _monitor(https, tenant, domain)
+    path = await _address(https, tenant, domain, str(https.base_url))
+    other = await make_tenant(pool)
+    theirs = f"other-{domain}"
+    await _monitor(https, other, theirs)
+    their_path = await _address(https, other, theirs, str(https.base_url))
+    ca = tmp_path / "ca.pem"
+    report_ca.cert_pem.write_to_path(str(ca))
+    args = [f"{https.base_url}{path}", str(ca), "127.0.0.9", str(HELD), str(MAX_PACKED)]
+    async with watch() as watched:
+        holding = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.reports.holding", *args, stdin=PIPE, stdout=PIPE
+        )
+        assert holding.stdout is not None and holding.stdin is not None
+        assert await holding.stdout.readline() == b"sent\n"
+        # Another organization's reporter is taken meanwhile.
+        report = json.dumps(made.tls_json(theirs)).encode()
+        r = await https.post(their_path, content=report, headers=JSON)
+        assert r.status_code == 200 and r.json()["stored"] is True, r.text
+        holding.stdin.close()
+        statuses = json.loads(await holding.stdout.read())
+        assert await holding.wait() == 0
+    print(f"{HELD} connections holding 10 MiB bodies: {watched.said()}; answers {statuses}")
+    assert watched.growth_mb <= RSS_MB, watched.said()
+    read = [s for s in statuses if s == 400]  # read whole, then refused as not a report
+    assert 1 <= len(read) <= inflight.PER_ORGANIZATION // MAX_PACKED, statuses
+    assert set(statuses) <= {400, 503, 0}, statuses
+    # The bound is not left tripped: the domain's next report is taken.
+    report = json.dumps(made.tls_json(domain)).encode()
+    r = await https.post(path, content=report, headers=JSON)
+    assert r.status_code == 200 and r.json()["stored"] is True, r.text
+    assert inflight.BODIES.held == 0
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0

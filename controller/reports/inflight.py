@@ -1,0 +1,57 @@
+"""The bytes of report bodies the HTTPS address holds at once, bounded overall and per
+organization; pure (one event loop's bookkeeping, no I/O).
+
+A report posted to a domain's TLS-RPT address is held in memory from its first byte until it
+is taken or refused: while it arrives (up to `API_BODY_SECONDS`), waits for a parser and is
+parsed. The address is public (it is published in DNS), and the rate limit is per client
+address, so without a bound many connections, each holding a body all but its last byte, would
+hold as many bodies. Each request reserves what it may hold before its body is read (its
+Content-Length, or `MAX_PACKED` when it comes in chunks) and gives it back when it is answered;
+a request past `MOST` overall or `PER_ORGANIZATION` for its domain's organization is refused
+unread (503 `reports_busy` with `Retry-After`), so one organization's flood leaves the rest of
+the room to the others."""
+
+from dataclasses import dataclass, field
+
+from controller.reports.unpacking import MAX_PACKED
+
+MOST = 3 * MAX_PACKED  # report bodies held at once, overall (30 MiB)
+PER_ORGANIZATION = 2 * MAX_PACKED  # ... and for one organization's domains (20 MiB)
+
+
+@dataclass
+class InFlight:
+    most: int = MOST
+    per_organization: int = PER_ORGANIZATION
+    held: int = 0
+    by_organization: dict[int, int] = field(default_factory=dict)
+
+    def reserve(self, organization_id: int, size: int) -> bool:
+        """Hold `size` bytes for one of the organization's reports; False past a bound."""
+        mine = self.by_organization.get(organization_id, 0)
+        if self.held + size > self.most or mine + size > self.per_organization:
+            return False
+        self.held += size
+        self.by_organization[organization_id] = mine + size
+        return True
+
+    def release(self, organization_id: int, size: int) -> None:
+        self.held -= size
+        left = self.by_organization[organization_id] - size
+        if left:
+            self.by_organization[organization_id] = left
+        else:
+            del self.by_organization[organization_id]
+
+
+def reserved(content_length: str | None) -> int:
+    """What a request reserves: its declared length, at most `MAX_PACKED` (a larger one is
+    refused unread by the body limit), or `MAX_PACKED` when none is declared (chunks)."""
+    try:
+        declared = int(content_length) if content_length is not None else MAX_PACKED
+    except ValueError:
+        declared = MAX_PACKED
+    return min(max(declared, 0), MAX_PACKED)
+
+
+BODIES = InFlight()

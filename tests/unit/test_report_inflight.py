@@ -1,0 +1,38 @@
+"""The report bodies held at once (controller/reports/inflight.py), as tables."""
+
+import pytest
+
+from controller.reports.inflight import InFlight, reserved
+from controller.reports.unpacking import MAX_PACKED
+
+
+@pytest.mark.parametrize(
+    ("header", "size"),
+    [
+        ("1234", 1234),
+        (str(MAX_PACKED), MAX_PACKED),
+        (str(MAX_PACKED + 1), MAX_PACKED),
+        (None, MAX_PACKED),  # chunks
+        ("not a number", MAX_PACKED),
+        ("-5", 0),
+    ],
+)
+def test_a_request_reserves_its_declared_length_at_most_the_body_limit(
+    header: str | None, size: int
+) -> None:
+    assert reserved(header) == size
+
+
+def test_one_organization_fills_its_share_and_leaves_the_rest_to_others() -> None:
+    held = InFlight(most=30, per_organization=20)
+    # (organization, size, reserved?)
+    steps = [(1, 10, True), (1, 10, True), (1, 1, False), (2, 10, True), (2, 1, False)]
+    for org, size, ok in steps:
+        assert held.reserve(org, size) is ok, (org, size)
+    assert (held.held, held.by_organization) == (30, {1: 20, 2: 10})
+    held.release(1, 10)
+    assert held.reserve(2, 10) is True
+    assert held.reserve(3, 1) is False  # overall at its bound
+    for org, size in [(1, 10), (2, 10), (2, 10)]:
+        held.release(org, size)
+    assert (held.held, held.by_organization) == (0, {})  # nothing left tripped
