@@ -49,7 +49,7 @@ from controller.observability import metrics
 from controller.posture import store as posture
 from controller.posture.observe import WAYS
 from controller.posture.rules import Finding
-from controller.reports import content, notices
+from controller.reports import content, notices, strangers
 from controller.reports import store as db
 from controller.reports.parse import Kind, Rejected, Report, known_domains
 from controller.reports.sandbox import SANDBOX
@@ -227,9 +227,11 @@ async def refuse(
     exc: Rejected,
     report: Report | None = None,
 ) -> Taken:
-    """Record and count a refused report (or message): one `rejected_reports` row."""
+    """Record and count a refused report (or message): one `rejected_reports` row, its
+    detail and source kept as a stranger's text is."""
+    detail, source = strangers.kept(exc.message, 500), strangers.kept(source, 300)
     async with pool.acquire() as conn:
-        await db.reject(conn, organization_id, via, exc.reason, exc.message, source, size)
+        await db.reject(conn, organization_id, via, exc.reason, detail, source, size)
     kind = report.kind if report is not None else ""
     metrics.report_taken(kind or "unknown", via, exc.reason)
     log.info(
@@ -237,7 +239,7 @@ async def refuse(
         organization_id=organization_id,
         via=via,
         reason=exc.reason,
-        detail=exc.message,
+        detail=detail,
     )
     return Taken(False, exc.reason, exc.message, kind)
 

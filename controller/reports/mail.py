@@ -5,6 +5,8 @@
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
+from controller.reports.strangers import kept
+
 MAX_PARTS = 5  # reports taken from one message; reporters send one
 
 REPORT_TYPES = frozenset(
@@ -31,8 +33,8 @@ def opened(raw: bytes) -> tuple[str, list[bytes]]:
 def source(raw: bytes) -> str:
     """Who sent it and about what, as the rejected-reports list shows it."""
     message = message_from_bytes(raw, policy=policy.default)
-    said = " ".join(str(message.get("Subject", "")).split())[:200]
-    return f"mail from {str(message.get('From', ''))[:80]}: {said}"
+    said = kept(str(message.get("Subject", "")), 200)
+    return f"mail from {kept(str(message.get('From', '')), 80)}: {said}"
 
 
 def attachments(raw: bytes) -> list[bytes]:

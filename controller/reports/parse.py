@@ -15,6 +15,8 @@ bad input, and nothing grows past the limits below. It runs in the parsing worke
   `MAX_SUBTREE` in one child of the root and `MAX_OTHERS` children of it that are not records,
   counted as they start; only the leaves a report needs are kept (each at most 1,024
   characters), and each record becomes a row as it ends, counted then;
+- names and ids are kept as controller/reports/strangers.py keeps a stranger's text (no control
+  or format characters), and a domain holding one is refused;
 - JSON of more than `MAX_JSON_VALUES` values (told by counting its `{`, `[` and `,` before
   decoding, so an overcount only refuses early) or nested deeper than msgspec goes is refused;
   the rest goes through msgspec into typed Structs;
@@ -38,6 +40,7 @@ from defusedxml.expatreader import DefusedExpatParser
 
 from controller.reports import unpacking
 from controller.reports.rejected import Rejected
+from controller.reports.strangers import hidden, kept
 from controller.reports.unpacking import MAX_PACKED, MAX_RATIO
 
 __all__ = [
@@ -197,7 +200,7 @@ def tls_report(data: bytes, now: datetime) -> Report:
 def _failure(f: _Failure) -> Row:
     _count(f.failed_session_count, "failed-session-count")
     result = _text(f.result_type, "result-type").lower()
-    mx = (f.receiving_mx_hostname or "").strip().rstrip(".").lower()[:MAX_TEXT]
+    mx = kept(f.receiving_mx_hostname or "", MAX_TEXT).rstrip(".").lower()
     return Row(result, f.failed_session_count, mx, _ip(f.receiving_ip))
 
 
@@ -235,7 +238,7 @@ def _total(rows: Sequence[tuple[str, Row]]) -> None:
 
 
 def _text(value: str, name: str) -> str:
-    text = " ".join(value.split())[:MAX_TEXT]
+    text = kept(value, MAX_TEXT)
     if not text:
         raise Rejected("malformed", f"{name} is empty")
     return text
@@ -243,7 +246,7 @@ def _text(value: str, name: str) -> str:
 
 def _domain(value: str) -> str:
     domain = value.strip().rstrip(".").lower()
-    if not domain or len(domain) > 253 or any(c.isspace() for c in domain):
+    if not domain or len(domain) > 253 or any(c.isspace() for c in domain) or hidden(domain):
         raise Rejected("malformed", f"not a domain name: {value[:60]!r}")
     try:
         return domain.encode("idna").decode("ascii")

@@ -13,7 +13,8 @@ import asyncpg
 import httpx
 import trustme
 
-from controller.reports import inflight, parse
+from controller.notify.links import Links
+from controller.reports import inflight, intake, parse, strangers
 from controller.reports.parse import MAX_PACKED
 from controller.settings import ReportsSettings
 from testkit.reports import made
@@ -131,3 +132,78 @@ def _rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+HIDDEN = "\x00\x1b[31m\u202e\x85\x9b"  # NUL, an escape sequence, a bidi override, C1 controls
+
+
+async def test_a_strangers_control_characters_are_never_a_500_nor_kept(
+    https: httpx.AsyncClient, pool: asyncpg.Pool, tenant: Tenant, domain: str
+) -> None:
+    await _monitor(https, tenant, domain)
+    path = await _address(https, tenant, domain, str(https.base_url))
+    edits: list[tuple[str, typing.Callable[[dict[str, typing.Any]], None], int]] = [
+        ("organization-name", lambda b: b.update({"organization-name": f"Evil{HIDDEN}Corp"}), 200),
+        ("report-id", lambda b: b.update({"report-id": f"id{HIDDEN}1"}), 200),
+        ("mx", lambda b: _failure(b).update({"receiving-mx-hostname": f"mx{HIDDEN}.x"}), 200),
+        ("result", lambda b: _failure(b).update({"result-type": f"bad{HIDDEN}type"}), 200),
+        (
+            "domain",
+            lambda b: b["policies"][1]["policy"].update({"policy-domain": f"{domain}\x00"}),
+            400,
+        ),
+    ]
+    for what, edit, status in edits:
+        body = made.tls_json(domain, reporter=f"Reporter {what}")
+        edit(body)
+        r = await https.post(path, content=json.dumps(body).encode(), headers=JSON)
+        assert r.status_code == status, (what, r.text)
+    # A refusal's source (a mailed message's sender) is kept the same way.
+    taken = await intake.take(
+        pool, tenant.org_id, b"not a report", "mail", f"mail from a{HIDDEN}b: hi", Links()
+    )
+    assert taken.reason == "malformed", taken
+    async with pool.acquire() as conn:
+        texts = await conn.fetch(
+            "SELECT reporter || report_id AS t FROM reports WHERE organization_id = $1"
+            " UNION ALL SELECT reporter || result || mx FROM report_items"
+            " WHERE organization_id = $1"
+            " UNION ALL SELECT detail || source FROM rejected_reports WHERE organization_id = $1",
+            tenant.org_id,
+        )
+    assert len(texts) > 5
+    assert not any(strangers.hidden(r["t"]) for r in texts), [r["t"] for r in texts]
+    r = await https.get("/api/reports", headers=tenant.auth("readonly"))
+    assert "Evil[31m Corp" in {x["reporter"] for x in r.json()}, r.json()  # NEL: a space
+
+
+def _failure(body: dict[str, typing.Any]) -> dict[str, typing.Any]:
+    failure: dict[str, typing.Any] = body["policies"][0]["failure-details"][0]
+    return failure
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def test_probe_nul(
+    https: httpx.AsyncClient, pool: asyncpg.Pool, tenant: Tenant, domain: str
+) -> None:
+    await _monitor(https, tenant, domain)
+    path = await _address(https, tenant, domain, str(https.base_url))
+    for field in ("organization-name", "report-id"):
+        body = made.tls_json(domain)
+        body[field] = "Evil\x00Corp\x1b[31m"
+        r = await https.post(path, content=json.dumps(body).encode(), headers=JSON)
+        print(field, r.status_code, r.text[:200])
+    body = made.tls_json(domain)
+    body["policies"][0]["failure-details"][0]["receiving-mx-hostname"] = "mx\x00.x"
+    r = await https.post(path, content=json.dumps(body).encode(), headers=JSON)
+    print("mx", r.status_code, r.text[:200])
+    body = made.tls_json(domain)
+    body["policies"][0]["failure-details"][0]["result-type"] = "bad\x00type"
+    r = await https.post(path, content=json.dumps(body).encode(), headers=JSON)
+    print("result", r.status_code, r.text[:200])
