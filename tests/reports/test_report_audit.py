@@ -127,13 +127,6 @@ async def test_bodies_held_by_many_connections_are_bounded_and_leave_other_organ
     assert inflight.BODIES.held == 0
 
 
-def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 HIDDEN = "\x00\x1b[31m\u202e\x85\x9b"  # NUL, an escape sequence, a bidi override, C1 controls
 
 
@@ -180,13 +173,6 @@ async def test_a_strangers_control_characters_are_never_a_500_nor_kept(
 def _failure(body: dict[str, typing.Any]) -> dict[str, typing.Any]:
     failure: dict[str, typing.Any] = body["policies"][0]["failure-details"][0]
     return failure
-
-
-def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 async def test_probe_nul(
