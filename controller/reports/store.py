@@ -230,6 +230,36 @@ async def take_hour(
     return Taken(row["reports"], row["rows"], row["stored"])
 
 
+async def stored_days(conn: Conn, organization_id: int, domain: str) -> list[tuple[date, int]]:
+    """Each day the domain stores aggregate rows of, with how many (from its day totals)."""
+    rows = await conn.fetch(
+        "SELECT day, sum(items)::bigint AS n FROM report_day_totals"
+        " WHERE organization_id = $1 AND domain = $2 GROUP BY day",
+        organization_id,
+        domain,
+    )
+    return [(r["day"], r["n"]) for r in rows]
+
+
+async def drop_days(conn: Conn, organization_id: int, domain: str, days: Sequence[date]) -> int:
+    """The domain's aggregates of `days` deleted (its stored rows counted down); how many rows
+    went."""
+    gone: int = await conn.fetchval(
+        "WITH gone AS (DELETE FROM report_items WHERE organization_id = $1 AND domain = $2"
+        "  AND day = ANY($3::date[]) RETURNING 1),"
+        " totals AS (DELETE FROM report_day_totals WHERE organization_id = $1 AND domain = $2"
+        "  AND day = ANY($3::date[])),"
+        " n AS (SELECT count(*) AS n FROM gone),"
+        " down AS (UPDATE report_domain_rows r SET rows = greatest(r.rows - n.n, 0) FROM n"
+        "  WHERE r.organization_id = $1 AND r.domain = $2)"
+        " SELECT n FROM n",
+        organization_id,
+        domain,
+        list(days),
+    )
+    return gone
+
+
 async def reject(
     conn: Conn, organization_id: int, via: str, reason: str, detail: str, source: str, size: int
 ) -> None:

@@ -7,6 +7,7 @@ import json
 import sys
 import typing
 from asyncio.subprocess import PIPE
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -27,7 +28,7 @@ HELD = 30
 RSS_MB = 100
 
 
-def _report(domain: str, reporter: str, counts: list[int]) -> bytes:
+def _report(domain: str, reporter: str, counts: list[int], begins: datetime | None = None) -> bytes:
     """A TLS-RPT report whose failure details (one per MX) count `counts`."""
     failures = [
         {
@@ -38,7 +39,7 @@ def _report(domain: str, reporter: str, counts: list[int]) -> bytes:
         }
         for i, n in enumerate(counts)
     ]
-    body = made.tls_json(domain, reporter=reporter, failures=failures, successes=1)
+    body = made.tls_json(domain, reporter=reporter, failures=failures, successes=1, begins=begins)
     body["policies"][0]["summary"]["total-failure-session-count"] = 1  # not what is summed
     return json.dumps(body).encode()
 
@@ -193,3 +194,44 @@ async def test_probe_nul(
     body["policies"][0]["failure-details"][0]["result-type"] = "bad\x00type"
     r = await https.post(path, content=json.dumps(body).encode(), headers=JSON)
     print("result", r.status_code, r.text[:200])
+
+
+async def test_a_flood_of_rows_leaves_the_stored_bound_as_soon_as_a_newer_day_comes(
+    https: httpx.AsyncClient, pool: asyncpg.Pool, tenant: Tenant, domain: str
+) -> None:
+    """A stranger fills what the domain may store (REPORT_ROWS_KEPT) with rows of three days
+    ago; the real reporter's report of yesterday is taken, the flood's day dropped for it,
+    rather than refused until the flood's day leaves the retention (400 days)."""
+    await _monitor(https, tenant, domain)
+    kept = intake.Limits(rows_kept=20)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    flood_day = today - timedelta(days=3)
+
+    async def take(data: bytes) -> intake.Taken:
+        return await intake.take(
+            pool, tenant.org_id, data, "https", "t", Links(), domain, "tls", kept
+        )
+
+    # 18 failure rows, the TLSA policy's failure and the summed successes: 20 rows.
+    assert (await take(_report(domain, "Forger 1", [1] * 18, flood_day))).stored
+    more = await take(_report(domain, "Forger 2", [1] * 18, flood_day))
+    assert (more.stored, more.reason) == (False, "rows_kept_full"), more
+    real = await take(json.dumps(made.tls_json(domain)).encode())  # yesterday's
+    assert real.stored, real
+    async with pool.acquire() as conn:
+        stored = await conn.fetchval(
+            "SELECT rows FROM report_domain_rows WHERE organization_id = $1 AND domain = $2",
+            tenant.org_id,
+            domain,
+        )
+        items = await conn.fetchval(
+            "SELECT count(*) FROM report_items WHERE organization_id = $1 AND domain = $2",
+            tenant.org_id,
+            domain,
+        )
+    assert stored == items == 4  # the real report's rows alone
+    r = await https.get(f"/api/report-domains/{domain}/totals", headers=tenant.auth("readonly"))
+    assert {d["day"] for d in r.json()["days"]} == {(today - timedelta(days=1)).date().isoformat()}
+    # Newer days never go for an older day's report.
+    late = await take(_report(domain, "Forger 3", [1] * 18, flood_day))
+    assert (late.stored, late.reason) == (False, "rows_kept_full"), late
