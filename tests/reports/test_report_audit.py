@@ -5,6 +5,7 @@ and what one organization's reports may do to another's or to the domain's later
 import asyncio
 import json
 import sys
+import time
 import typing
 from asyncio.subprocess import PIPE
 from datetime import UTC, datetime, timedelta
@@ -12,15 +13,19 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import pytest
 import trustme
 
 from controller.notify.links import Links
-from controller.reports import inflight, intake, parse, strangers
+from controller.reports import inflight, intake, mail, parse, strangers
 from controller.reports.parse import MAX_PACKED
+from controller.reports.rejected import Rejected
+from controller.reports.sandbox import SANDBOX
 from controller.settings import ReportsSettings
 from testkit.reports import made
 from testkit.reports.watching import watch
 from tests.conftest import Tenant, make_tenant
+from tests.reports import mailing
 from tests.reports.test_tls_endpoint import JSON, _address, _monitor
 
 BIGINT = 2**63 - 1
@@ -235,3 +240,59 @@ async def test_a_flood_of_rows_leaves_the_stored_bound_as_soon_as_a_newer_day_co
     # Newer days never go for an older day's report.
     late = await take(_report(domain, "Forger 3", [1] * 18, flood_day))
     assert (late.stored, late.reason) == (False, "rows_kept_full"), late
+
+
+def _nested(depth: int, kind: bytes = b"multipart/mixed") -> bytes:
+    out = b"From: a@b.example\r\nSubject: deep\r\n"
+    for i in range(depth):
+        if kind == b"message/rfc822":
+            out += b"Content-Type: message/rfc822\r\n\r\nFrom: a@b.example\r\n"
+        else:
+            out += b"Content-Type: %s; boundary=b%d\r\n\r\n--b%d\r\n" % (kind, i, i)
+    out += b"Content-Type: text/plain\r\n\r\nx\r\n"
+    if kind != b"message/rfc822":
+        out += b"".join(b"--b%d--\r\n" % i for i in reversed(range(depth)))
+    return out
+
+
+def _parts(n: int) -> bytes:
+    head = (
+        b"From: a@b.example\r\nSubject: many\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n"
+    )
+    return head + b"--B\r\nContent-Type: text/plain\r\n\r\nx\r\n" * n + b"--B--\r\n"
+
+
+def _headers(n: int) -> bytes:
+    return b"From: a@b.example\r\n" + b"X-A: b\r\n" * n + b"\r\nbody"
+
+
+MIME_BOMBS = {
+    # name: (message, reason); before their bounds, the first took 10 s of a parser's CPU.
+    "multiparts nested 900 deep (59 KB)": (_nested(900), "too_deep"),
+    "multiparts nested 5,000 deep": (_nested(5_000), "too_deep"),
+    "messages nested 3,000 deep": (_nested(3_000, b"message/rfc822"), "too_deep"),
+    "20,000 parts": (_parts(20_000), "too_large"),
+    "50,000 header lines": (_headers(50_000), "too_large"),
+}
+
+
+@pytest.mark.parametrize("name", list(MIME_BOMBS))
+async def test_a_mime_bomb_is_refused_by_the_parsing_worker_before_it_is_parsed(name: str) -> None:
+    raw, reason = MIME_BOMBS[name]
+    started = time.monotonic()
+    with pytest.raises(Rejected) as refused:
+        await SANDBOX.run(mail.opened, raw)
+    print(
+        f"{name} ({len(raw)} bytes): {refused.value.reason} in {time.monotonic() - started:.2f} s"
+    )
+    assert refused.value.reason == reason, refused.value.message
+
+
+async def test_a_reporters_message_is_within_the_mime_bounds() -> None:
+    report = made.zipped("google.com!example.com!1!2.xml", made.dmarc_xml("example.com"))
+    message = mailing.message(
+        "Report domain: example.com",
+        [(report, "application/zip", "google.com!example.com!1!2.zip")],
+    )
+    where, parts = await SANDBOX.run(mail.opened, bytes(message))
+    assert parts == [report] and where.startswith("mail from"), where
