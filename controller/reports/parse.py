@@ -207,11 +207,11 @@ def _failure(f: _Failure) -> Row:
 def _iso(text: str, name: str) -> datetime:
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        if value.tzinfo is None:
+            raise Rejected("bad_date_range", f"{name} has no time zone: {text[:40]!r}")
+        return value.astimezone(UTC)
+    except (ValueError, OverflowError):  # not a time, or one outside years 1 to 9999 in UTC
         raise Rejected("bad_date_range", f"{name} is not an RFC 3339 time: {text[:40]!r}") from None
-    if value.tzinfo is None:
-        raise Rejected("bad_date_range", f"{name} has no time zone: {text[:40]!r}")
-    return value.astimezone(UTC)
 
 
 def _check_range(begins: datetime, ends: datetime, now: datetime) -> None:
