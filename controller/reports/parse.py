@@ -364,6 +364,8 @@ def dmarc_report(chunks: Iterator[bytes], now: datetime) -> Report:
         raise Rejected("xml_forbidden", f"XML with a DTD or entities is refused ({exc})") from None
     except SAXException as exc:
         raise Rejected("malformed", f"not well-formed XML ({exc})") from None
+    except (LookupError, ValueError) as exc:  # the declared encoding: unknown, or multi-byte
+        raise Rejected("malformed", f"XML in an encoding this reader cannot read ({exc})") from None
     meta = feedback.meta
     reporter = _text(_field(meta, "org_name", "report_metadata"), "org_name")
     report_id = _text(_field(meta, "report_id", "report_metadata"), "report_id")
