@@ -49,11 +49,12 @@ class InFlight:
             self.by_organization[organization_id] = (mine - size, requests - 1)
 
 
-def reserved(content_length: str | None) -> int:
+def reserved(content_length: str | None, chunked: bool) -> int:
     """What a request reserves: its declared length, at most `MAX_PACKED` (a larger one is
-    refused unread by the body limit), or `MAX_PACKED` when none is declared (chunks)."""
+    refused unread by the body limit), or `MAX_PACKED` when it comes in chunks (a
+    Transfer-Encoding frames the body whatever Content-Length says, RFC 9112 6.3)."""
     try:
-        declared = int(content_length) if content_length is not None else MAX_PACKED
+        declared = MAX_PACKED if chunked or content_length is None else int(content_length)
     except ValueError:
         declared = MAX_PACKED
     return min(max(declared, 0), MAX_PACKED)

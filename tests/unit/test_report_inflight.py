@@ -7,20 +7,22 @@ from controller.reports.unpacking import MAX_PACKED
 
 
 @pytest.mark.parametrize(
-    ("header", "size"),
+    ("header", "chunked", "size"),
     [
-        ("1234", 1234),
-        (str(MAX_PACKED), MAX_PACKED),
-        (str(MAX_PACKED + 1), MAX_PACKED),
-        (None, MAX_PACKED),  # chunks
-        ("not a number", MAX_PACKED),
-        ("-5", 0),
+        ("1234", False, 1234),
+        (str(MAX_PACKED), False, MAX_PACKED),
+        (str(MAX_PACKED + 1), False, MAX_PACKED),
+        (None, True, MAX_PACKED),  # chunks
+        ("1", True, MAX_PACKED),  # chunks framed the body, whatever the length said
+        (None, False, MAX_PACKED),
+        ("not a number", False, MAX_PACKED),
+        ("-5", False, 0),
     ],
 )
 def test_a_request_reserves_its_declared_length_at_most_the_body_limit(
-    header: str | None, size: int
+    header: str | None, chunked: bool, size: int
 ) -> None:
-    assert reserved(header) == size
+    assert reserved(header, chunked) == size
 
 
 def test_one_organization_fills_its_share_and_leaves_the_rest_to_others() -> None:

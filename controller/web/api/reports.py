@@ -125,7 +125,9 @@ async def receive_tls(
         raise ApiError(
             415, f"Content-Type must be one of {', '.join(TLS_TYPES)}", code="unsupported_type"
         )
-    size = inflight.reserved(request.headers.get("content-length"))
+    size = inflight.reserved(
+        request.headers.get("content-length"), "transfer-encoding" in request.headers
+    )
     if not inflight.BODIES.reserve(owner, size):
         metrics.report_taken("unknown", "https", "busy")
         raise ApiError(
