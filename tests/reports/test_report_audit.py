@@ -308,3 +308,29 @@ async def test_a_reporters_message_is_within_the_mime_bounds() -> None:
     )
     where, parts = await SANDBOX.run(mail.opened, bytes(message))
     assert parts == [report] and where.startswith("mail from"), where
+
+
+async def test_readers_change_nothing_and_another_organization_reads_nothing(
+    https: httpx.AsyncClient, pool: asyncpg.Pool, tenant: Tenant, domain: str
+) -> None:
+    await _monitor(https, tenant, domain)
+    path = await _address(https, tenant, domain, str(https.base_url))
+    assert path  # the domain has its address
+    other = await make_tenant(pool)
+    change = {"windowDays": 9}  # the default is 7
+    for who in ("member", "readonly"):
+        r = await https.put("/api/report-settings", json=change, headers=tenant.auth(who))
+        assert r.status_code == 403, (who, r.text)
+        r = await https.delete("/api/report-mailbox", headers=tenant.auth(who))
+        assert r.status_code == 403, (who, r.text)
+    r = await https.put("/api/report-settings", json=change, headers=tenant.auth("admin"))
+    assert r.status_code == 200 and r.json()["windowDays"] == 9, r.text
+    r = await https.get("/api/report-settings", headers=other.auth("readonly"))
+    assert r.json()["windowDays"] == 7  # the other organization's own, the default
+    # The other organization, which monitors no such domain, reads nothing of it.
+    r = await https.get(f"/api/report-domains/{domain}/totals", headers=other.auth())
+    assert r.status_code == 404, r.text
+    r = await https.post(f"/api/report-domains/{domain}/rotate-token", headers=other.auth())
+    assert r.status_code == 404, r.text
+    r = await https.get("/api/report-domains", headers=other.auth())
+    assert domain not in {d["domain"] for d in r.json()}
