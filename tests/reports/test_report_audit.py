@@ -31,7 +31,7 @@ from tests.reports import mailing
 from tests.reports.test_tls_endpoint import JSON, _address, _monitor
 
 BIGINT = 2**63 - 1
-HELD = 30
+HELD = 12
 RSS_MB = 100
 STRANGER = "127.0.0.8"  # the reports these tests post count against this address's rate limit
 
@@ -123,7 +123,7 @@ async def test_bodies_held_by_many_connections_are_bounded_and_leave_other_organ
     size: int,
     most: int,
 ) -> None:
-    """One address (within its rate limit) opens 30 connections to a domain's address, each
+    """One address (within its rate limit) opens 12 connections to a domain's address, each
     sending a body all but its last byte (tests/reports/holding.py); without a bound the
     controller held every one of them (30 of 10 MiB: 476 MB) and, once whole, queued them all
     for the parsers ahead of other organizations' reports."""
