@@ -24,6 +24,9 @@ from controller.sidechecks.reports.rules import (
 )
 
 REJECTED_KEPT = 1000  # newest rejected reports kept per organization
+# Items an open report finding of a monitor remembers it was told with, the newest: an item
+# forgotten and reported again is news once more (one more item in a digest), never a row more.
+TOLD_KEPT = 10_000
 
 
 async def settings(conn: Conn, organization_id: int) -> ReportSettings:
@@ -398,12 +401,21 @@ async def told(conn: Conn, monitor_id: int, code: str, items: Sequence[str]) -> 
 
 
 async def save_told(conn: Conn, monitor_id: int, code: str, items: Sequence[str]) -> None:
+    """Remember `items` as told (now), and only the newest `TOLD_KEPT` of the finding's."""
     await conn.execute(
         "INSERT INTO report_told (monitor_id, code, item) SELECT $1, $2, unnest($3::text[])"
-        " ON CONFLICT DO NOTHING",
+        " ON CONFLICT (monitor_id, code, item) DO UPDATE SET told_at = now()",
         monitor_id,
         code,
         list(items),
+    )
+    await conn.execute(
+        "DELETE FROM report_told WHERE monitor_id = $1 AND code = $2 AND (told_at, item) < ("
+        " SELECT told_at, item FROM report_told WHERE monitor_id = $1 AND code = $2"
+        " ORDER BY told_at DESC, item DESC OFFSET $3 LIMIT 1)",
+        monitor_id,
+        code,
+        TOLD_KEPT - 1,
     )
 
 

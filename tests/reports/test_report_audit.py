@@ -20,6 +20,7 @@ import trustme
 
 from controller.notify.links import Links
 from controller.reports import inflight, intake, mail, parse, strangers
+from controller.reports import store as db
 from controller.reports.parse import MAX_PACKED
 from controller.reports.rejected import Rejected
 from controller.reports.sandbox import SANDBOX
@@ -334,3 +335,27 @@ async def test_readers_change_nothing_and_another_organization_reads_nothing(
     assert r.status_code == 404, r.text
     r = await https.get("/api/report-domains", headers=other.auth())
     assert domain not in {d["domain"] for d in r.json()}
+
+
+async def test_what_an_open_finding_was_told_with_is_bounded_the_newest_kept(
+    https: httpx.AsyncClient, pool: asyncpg.Pool, tenant: Tenant, domain: str
+) -> None:
+    """A flood naming a new MX in every row keeps a report finding open and its items new: the
+    items it was told with stay within `TOLD_KEPT` (older days' rows make room for newer ones,
+    so nothing else stops them), the newest kept."""
+    monitor = await _monitor(https, tenant, domain)
+    batches = db.TOLD_KEPT // 1000 + 2
+    async with pool.acquire() as conn:
+        monitor_id = await conn.fetchval(
+            "SELECT id FROM monitors WHERE public_id = $1::uuid", monitor["publicId"]
+        )
+        for n in range(batches):
+            items = [f"certificate-expired|mx{n}-{i}.{domain}" for i in range(1000)]
+            await db.save_told(conn, monitor_id, "tls_failures_reported", items)
+        kept = await conn.fetchval(
+            "SELECT count(*) FROM report_told WHERE monitor_id = $1", monitor_id
+        )
+        newest = await db.told(conn, monitor_id, "tls_failures_reported", items)
+    print(f"{batches * 1000} items told in {batches} notices: {kept} kept")
+    assert kept <= db.TOLD_KEPT
+    assert len(newest) == 1000  # the last notice's items are all remembered
