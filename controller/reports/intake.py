@@ -10,7 +10,9 @@ domains' locks (`store.lock_domain`, so two reports of a domain judge one after 
   organization's window (`too_old`: it could change no total and no finding), one past its
   domain's hourly bounds (`too_many_reports`, `too_many_rows`: REPORTS_PER_HOUR,
   REPORT_ROWS_PER_HOUR per organization and domain) or past what the domain may store
-  (`rows_kept_full`: REPORT_ROWS_KEPT aggregate rows), and one whose content was taken already
+  (REPORT_ROWS_KEPT aggregate rows: the domain's oldest days before the report's go to make
+  room, controller/reports/room.py, else `rows_kept_full`), and one whose content was taken
+  already
   (`duplicate`, decided on content, controller.reports.content);
 - adds its rows to the running aggregates (store.insert), and judges its domains from them:
   what judging reads is bounded (totals, the largest failures, the failing networks), never
@@ -49,7 +51,7 @@ from controller.observability import metrics
 from controller.posture import store as posture
 from controller.posture.observe import WAYS
 from controller.posture.rules import Finding
-from controller.reports import content, notices
+from controller.reports import content, notices, room, strangers
 from controller.reports import store as db
 from controller.reports.parse import Kind, Rejected, Report, known_domains
 from controller.reports.sandbox import SANDBOX
@@ -132,7 +134,7 @@ async def take(
             for d in sorted(report.domains):
                 await db.lock_domain(conn, organization_id, d)
             for d in sorted(report.domains):
-                await _within(conn, organization_id, d, now, summed.rows(d), limits)
+                await _within(conn, organization_id, d, now, report, summed.rows(d), limits)
             stored = await db.insert(conn, organization_id, report, summed, digest, via, len(data))
             if stored is None:
                 raise Rejected(
@@ -197,9 +199,16 @@ def _too_many_reports(domain: str, limits: Limits) -> Rejected:
 
 
 async def _within(
-    conn: Conn, organization_id: int, domain: str, now: datetime, rows: int, limits: Limits
+    conn: Conn,
+    organization_id: int,
+    domain: str,
+    now: datetime,
+    report: Report,
+    rows: int,
+    limits: Limits,
 ) -> None:
-    """Count the report against its domain's hour; refuse it past the domain's bounds."""
+    """Count the report against its domain's hour; refuse it past the domain's bounds, or make
+    room for its rows among what the domain stores (controller/reports/room.py)."""
     hour = now.replace(minute=0, second=0, microsecond=0)
     taken = await db.take_hour(conn, organization_id, domain, hour, rows)
     if taken.reports > limits.reports_per_hour:
@@ -210,12 +219,26 @@ async def _within(
             f"more than {limits.rows_per_hour} report rows about {domain} this hour"
             " (REPORT_ROWS_PER_HOUR)",
         )
-    if taken.stored + rows > limits.rows_kept:
+    need = taken.stored + rows - limits.rows_kept
+    if need <= 0:
+        return
+    day = report.begins_at.date()
+    dropped = room.days_to_drop(await db.stored_days(conn, organization_id, domain), day, need)
+    if dropped is None:
         raise Rejected(
             "rows_kept_full",
             f"{domain} stores {taken.stored} report rows; {rows} more would pass"
-            f" {limits.rows_kept} (REPORT_ROWS_KEPT) until older days leave the retention",
+            f" {limits.rows_kept} (REPORT_ROWS_KEPT), and its days before {day} hold too few"
+            " to make room (a report of a newer day makes room: the oldest days go)",
         )
+    gone = await db.drop_days(conn, organization_id, domain, dropped)
+    log.info(
+        "report days dropped for room",
+        organization_id=organization_id,
+        domain=domain,
+        days=[d.isoformat() for d in dropped],
+        rows=gone,
+    )
 
 
 async def refuse(
@@ -227,9 +250,11 @@ async def refuse(
     exc: Rejected,
     report: Report | None = None,
 ) -> Taken:
-    """Record and count a refused report (or message): one `rejected_reports` row."""
+    """Record and count a refused report (or message): one `rejected_reports` row, its
+    detail and source kept as a stranger's text is."""
+    detail, source = strangers.kept(exc.message, 500), strangers.kept(source, 300)
     async with pool.acquire() as conn:
-        await db.reject(conn, organization_id, via, exc.reason, exc.message, source, size)
+        await db.reject(conn, organization_id, via, exc.reason, detail, source, size)
     kind = report.kind if report is not None else ""
     metrics.report_taken(kind or "unknown", via, exc.reason)
     log.info(
@@ -237,7 +262,7 @@ async def refuse(
         organization_id=organization_id,
         via=via,
         reason=exc.reason,
-        detail=exc.message,
+        detail=detail,
     )
     return Taken(False, exc.reason, exc.message, kind)
 

@@ -15,16 +15,19 @@ bad input, and nothing grows past the limits below. It runs in the parsing worke
   `MAX_SUBTREE` in one child of the root and `MAX_OTHERS` children of it that are not records,
   counted as they start; only the leaves a report needs are kept (each at most 1,024
   characters), and each record becomes a row as it ends, counted then;
+- names and ids are kept as controller/reports/strangers.py keeps a stranger's text (no control
+  or format characters), and a domain holding one is refused;
 - JSON of more than `MAX_JSON_VALUES` values (told by counting its `{`, `[` and `,` before
   decoding, so an overcount only refuses early) or nested deeper than msgspec goes is refused;
   the rest goes through msgspec into typed Structs;
 - at most `MAX_ROWS` counted rows (TLS failure details, DMARC records) a report;
 - a zip holds one report: one member named `.xml` or `.json`, stored or deflate;
+- every count, and their sum, at most `MAX_COUNT`;
 - a date range must be ordered, at most `MAX_RANGE` long and not in the future.
 """
 
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -37,6 +40,7 @@ from defusedxml.expatreader import DefusedExpatParser
 
 from controller.reports import unpacking
 from controller.reports.rejected import Rejected
+from controller.reports.strangers import hidden, kept
 from controller.reports.unpacking import MAX_PACKED, MAX_RATIO
 
 __all__ = [
@@ -61,6 +65,10 @@ MAX_ELEMENTS = 25 * MAX_ROWS  # a record as Google writes it is 19 elements
 MAX_DEPTH = 12  # DMARC's deepest is 5 (feedback, record, auth_results, dkim, domain)
 MAX_SUBTREE = 1_000  # elements in one child of <feedback> (a record is ~20)
 MAX_OTHERS = 100  # children of <feedback> other than records (RFC 7489 has 3)
+# Sessions (TLS) or messages (DMARC) one report counts in all. Every sum PostgreSQL makes of
+# a domain's counts stays a bigint by it: at most REPORTS_PER_HOUR's ceiling (10,000) reports an
+# hour over the 400 days the totals reach, 10,000 * 24 * 400 * 2**36 < 2**63.
+MAX_COUNT = 2**36
 MAX_RANGE = timedelta(days=31)
 FUTURE_SLACK = timedelta(hours=1)
 MAX_TEXT = 255  # any name or id kept
@@ -183,6 +191,7 @@ def tls_report(data: bytes, now: datetime) -> Report:
             raise Rejected("too_large", f"more than {MAX_ROWS} failure details")
     if not domains:
         raise Rejected("malformed", "a TLS-RPT report without policies")
+    _total(rows)
     reporter = _text(raw.organization_name, "organization-name")
     report_id = _text(raw.report_id, "report-id")
     return Report("tls", reporter, report_id, begins, ends, _unique(domains), tuple(rows))
@@ -191,18 +200,18 @@ def tls_report(data: bytes, now: datetime) -> Report:
 def _failure(f: _Failure) -> Row:
     _count(f.failed_session_count, "failed-session-count")
     result = _text(f.result_type, "result-type").lower()
-    mx = (f.receiving_mx_hostname or "").strip().rstrip(".").lower()[:MAX_TEXT]
+    mx = kept(f.receiving_mx_hostname or "", MAX_TEXT).rstrip(".").lower()
     return Row(result, f.failed_session_count, mx, _ip(f.receiving_ip))
 
 
 def _iso(text: str, name: str) -> datetime:
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        if value.tzinfo is None:
+            raise Rejected("bad_date_range", f"{name} has no time zone: {text[:40]!r}")
+        return value.astimezone(UTC)
+    except (ValueError, OverflowError):  # not a time, or one outside years 1 to 9999 in UTC
         raise Rejected("bad_date_range", f"{name} is not an RFC 3339 time: {text[:40]!r}") from None
-    if value.tzinfo is None:
-        raise Rejected("bad_date_range", f"{name} has no time zone: {text[:40]!r}")
-    return value.astimezone(UTC)
 
 
 def _check_range(begins: datetime, ends: datetime, now: datetime) -> None:
@@ -215,12 +224,21 @@ def _check_range(begins: datetime, ends: datetime, now: datetime) -> None:
 
 
 def _count(n: int, name: str) -> None:
-    if n < 0 or n > 2**53:
+    if n < 0 or n > MAX_COUNT:
         raise Rejected("malformed", f"{name} is not a count: {n}")
 
 
+def _total(rows: Sequence[tuple[str, Row]]) -> None:
+    """Refuse a report whose counts sum past `MAX_COUNT`."""
+    total = sum(row.count for _, row in rows)
+    if total > MAX_COUNT:
+        raise Rejected(
+            "malformed", f"its counts sum to {total}: a report counts at most {MAX_COUNT}"
+        )
+
+
 def _text(value: str, name: str) -> str:
-    text = " ".join(value.split())[:MAX_TEXT]
+    text = kept(value, MAX_TEXT)
     if not text:
         raise Rejected("malformed", f"{name} is empty")
     return text
@@ -228,7 +246,7 @@ def _text(value: str, name: str) -> str:
 
 def _domain(value: str) -> str:
     domain = value.strip().rstrip(".").lower()
-    if not domain or len(domain) > 253 or any(c.isspace() for c in domain):
+    if not domain or len(domain) > 253 or any(c.isspace() for c in domain) or hidden(domain):
         raise Rejected("malformed", f"not a domain name: {value[:60]!r}")
     try:
         return domain.encode("idna").decode("ascii")
@@ -346,6 +364,8 @@ def dmarc_report(chunks: Iterator[bytes], now: datetime) -> Report:
         raise Rejected("xml_forbidden", f"XML with a DTD or entities is refused ({exc})") from None
     except SAXException as exc:
         raise Rejected("malformed", f"not well-formed XML ({exc})") from None
+    except (LookupError, ValueError) as exc:  # the declared encoding: unknown, or multi-byte
+        raise Rejected("malformed", f"XML in an encoding this reader cannot read ({exc})") from None
     meta = feedback.meta
     reporter = _text(_field(meta, "org_name", "report_metadata"), "org_name")
     report_id = _text(_field(meta, "report_id", "report_metadata"), "report_id")
@@ -354,6 +374,7 @@ def dmarc_report(chunks: Iterator[bytes], now: datetime) -> Report:
     _check_range(begins, ends, now)
     domain = _domain(_field(meta, "domain", "policy_published"))
     rows = tuple((domain, row) for row in feedback.rows)
+    _total(rows)
     return Report("dmarc", reporter, report_id, begins, ends, (domain,), rows)
 
 

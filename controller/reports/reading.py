@@ -28,6 +28,7 @@ from controller.oauth2.fetcher import TokenError, TokenFetcher
 from controller.reports import intake, mailbox
 from controller.reports import mailbox_store as db
 from controller.reports.mailbox import MailboxError, ReportMailbox
+from controller.reports.strangers import kept
 from controller.secrets.box import SealedSecret, SecretBox, SecretBoxError
 from shared.loop import run_every
 from shared.secret import Secret
@@ -98,6 +99,8 @@ async def _read(pool: asyncpg.Pool, reader: Reader, stored: db.StoredMailbox) ->
         error = f"the connection failed: {exc or type(exc).__name__}"
     if error is not None and box is not None:
         error = _scrubbed(error, box.password.reveal())
+    if error is not None:  # a server's words: kept as a stranger's text is
+        error = kept(error, ERROR_MAX)
     now = utcnow()
     async with pool.acquire() as conn:
         await db.read_done(
@@ -105,7 +108,7 @@ async def _read(pool: asyncpg.Pool, reader: Reader, stored: db.StoredMailbox) ->
             org,
             now,
             now + timedelta(seconds=reader.interval_s),
-            None if error is None else error[:ERROR_MAX],
+            error,
             counts,
         )
     if error is None:

@@ -193,6 +193,8 @@ def _child(
         answer = ("rejected", exc)
     except MemoryError:
         answer = ("rejected", _too_much(limits))
+    except RecursionError:
+        answer = ("rejected", Rejected("too_deep", "nested deeper than its parser goes"))
     try:
         sending.send(answer)
     except MemoryError:

@@ -24,6 +24,9 @@ from controller.sidechecks.reports.rules import (
 )
 
 REJECTED_KEPT = 1000  # newest rejected reports kept per organization
+# Items an open report finding of a monitor remembers it was told with, the newest: an item
+# forgotten and reported again is news once more (one more item in a digest), never a row more.
+TOLD_KEPT = 10_000
 
 
 async def settings(conn: Conn, organization_id: int) -> ReportSettings:
@@ -230,6 +233,36 @@ async def take_hour(
     return Taken(row["reports"], row["rows"], row["stored"])
 
 
+async def stored_days(conn: Conn, organization_id: int, domain: str) -> list[tuple[date, int]]:
+    """Each day the domain stores aggregate rows of, with how many (from its day totals)."""
+    rows = await conn.fetch(
+        "SELECT day, sum(items)::bigint AS n FROM report_day_totals"
+        " WHERE organization_id = $1 AND domain = $2 GROUP BY day",
+        organization_id,
+        domain,
+    )
+    return [(r["day"], r["n"]) for r in rows]
+
+
+async def drop_days(conn: Conn, organization_id: int, domain: str, days: Sequence[date]) -> int:
+    """The domain's aggregates of `days` deleted (its stored rows counted down); how many rows
+    went."""
+    gone: int = await conn.fetchval(
+        "WITH gone AS (DELETE FROM report_items WHERE organization_id = $1 AND domain = $2"
+        "  AND day = ANY($3::date[]) RETURNING 1),"
+        " totals AS (DELETE FROM report_day_totals WHERE organization_id = $1 AND domain = $2"
+        "  AND day = ANY($3::date[])),"
+        " n AS (SELECT count(*) AS n FROM gone),"
+        " down AS (UPDATE report_domain_rows r SET rows = greatest(r.rows - n.n, 0) FROM n"
+        "  WHERE r.organization_id = $1 AND r.domain = $2)"
+        " SELECT n FROM n",
+        organization_id,
+        domain,
+        list(days),
+    )
+    return gone
+
+
 async def reject(
     conn: Conn, organization_id: int, via: str, reason: str, detail: str, source: str, size: int
 ) -> None:
@@ -368,12 +401,21 @@ async def told(conn: Conn, monitor_id: int, code: str, items: Sequence[str]) -> 
 
 
 async def save_told(conn: Conn, monitor_id: int, code: str, items: Sequence[str]) -> None:
+    """Remember `items` as told (now), and only the newest `TOLD_KEPT` of the finding's."""
     await conn.execute(
         "INSERT INTO report_told (monitor_id, code, item) SELECT $1, $2, unnest($3::text[])"
-        " ON CONFLICT DO NOTHING",
+        " ON CONFLICT (monitor_id, code, item) DO UPDATE SET told_at = now()",
         monitor_id,
         code,
         list(items),
+    )
+    await conn.execute(
+        "DELETE FROM report_told WHERE monitor_id = $1 AND code = $2 AND (told_at, item) < ("
+        " SELECT told_at, item FROM report_told WHERE monitor_id = $1 AND code = $2"
+        " ORDER BY told_at DESC, item DESC OFFSET $3 LIMIT 1)",
+        monitor_id,
+        code,
+        TOLD_KEPT - 1,
     )
 
 

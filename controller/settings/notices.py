@@ -332,7 +332,7 @@ class ReportsSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True)
         int,
         Meta(
             ge=1,
-            le=1_000_000,
+            le=10_000,  # with parse.MAX_COUNT, what keeps a domain's summed counts a bigint
             description="reports an organization may have taken about one domain per clock hour "
             "(HTTPS and mail together); past it a report is refused `too_many_reports`",
         ),
@@ -353,8 +353,8 @@ class ReportsSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True)
             ge=1,
             le=1_000_000_000,
             description="aggregate rows (per day, reporter, result, MX and IP) an organization "
-            "may store about one domain; past it a report is refused `rows_kept_full` until "
-            "days leave REPORTS_RETENTION_DAYS",
+            "may store about one domain; past it the domain's oldest days before the report's "
+            "are dropped to make room, else the report is refused `rows_kept_full`",
         ),
     ] = 1_000_000
     report_token_grace_hours: Annotated[

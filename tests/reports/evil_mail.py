@@ -2,7 +2,8 @@
 and the reader send, UIDs, a literal per body) and a POP3 server (RFC 1939, with UIDL), both over
 TLS, each holding `Held` messages: a real one, one whose body is far larger than the size the
 server declared (sent lazily, as fast as the reader takes it, and counted), or one whose
-connection drops halfway through its body. They record what was fetched, moved and deleted."""
+connection drops halfway through its body; the POP3 server may refuse every login with a text of
+its choosing. They record what was fetched, moved and deleted."""
 
 import asyncio
 import ssl
@@ -37,6 +38,7 @@ class _Evil(LoopbackServer):
         super().__init__(ctx)
         self.held: dict[int, Held] = dict(enumerate(held, start=1))  # by UID
         self.seen = Seen()
+        self.refusal: str | None = None  # POP3: what PASS is answered after `-ERR`, if refused
 
     async def flood(self, writer: asyncio.StreamWriter, n: int, line: bytes) -> None:
         """`n` bytes of `line`s, as fast as the client reads them, until it hangs up."""
@@ -133,6 +135,8 @@ class EvilPop3(_Evil):
             elif verb == "RETR":
                 if not await self._retr(writer, uid):
                     return
+            elif verb == "PASS" and self.refusal is not None:
+                send(f"-ERR {self.refusal}")
             elif verb == "DELE":
                 deleted.add(uid)
                 send("+OK deleted")

@@ -28,6 +28,7 @@ from testkit.peers.pop3 import Pop3Peer
 from testkit.reports import made
 from testkit.serving import http_client, serve_app
 from tests.conftest import Tenant, make_tenant
+from tests.reports.evil_mail import EvilPop3
 from tests.reports.mailing import PASSWORD, USER, delivered, message, send
 from tests.reports.test_tls_endpoint import _monitor
 
@@ -416,3 +417,34 @@ async def test_a_refusal_repeating_the_password_is_kept_without_it(
     assert any(PASSWORD in line for tls, line in careless.heard if tls)
     shown = (await client.get(PATH, headers=owner.auth("readonly"))).json()
     assert shown["lastError"] == f"login refused: -ERR [AUTH] invalid password {MASK}", shown
+
+
+async def test_a_servers_refusal_is_kept_on_the_mailbox_without_its_hidden_characters(
+    client: httpx.AsyncClient,
+    pool: asyncpg.Pool,
+    settings: ControllerSettings,
+    owner: Tenant,
+    mail_ca: trustme.CA,
+) -> None:
+    """A mailbox server answers the login with a NUL (which PostgreSQL's text cannot hold) and
+    an escape sequence: the read's error is kept and shown, as plain text."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    mail_ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    async with EvilPop3(ctx, []) as server:
+        server.refusal = "no\x00pe\x1b[2J"
+        body = {
+            "host": "127.0.0.1",
+            "port": server.port,
+            "user": USER,
+            "password": "not-the-password",
+            "caPem": mail_ca.cert_pem.bytes().decode(),
+            "protocol": "pop3",
+            "security": "tls",
+        }
+        r = await client.put(PATH, json=body, headers=owner.auth("owner"))
+        assert r.status_code == 200, r.text
+        await reading.one_pass(pool, reader(settings, mail_ca))
+    shown = (await client.get(PATH, headers=owner.auth("readonly"))).json()
+    assert shown["lastReadAt"] is not None and shown["lastError"], shown
+    assert "nope[2J" in shown["lastError"], shown
+    assert shown["nextReadAt"] > shown["lastReadAt"]  # not read again at every pass

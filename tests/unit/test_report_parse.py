@@ -82,6 +82,26 @@ BAD = [
         lambda: made.dmarc_xml(DOMAIN, begin=4_000_000_000, end=4_000_086_400),
         "bad_date_range",
     ),
+    (
+        "a TLS date before year 1 in UTC",
+        lambda: _tls(range_text=("0001-01-01T00:00:00+14:00", "0001-01-01T10:00:00+14:00")),
+        "bad_date_range",
+    ),
+    (
+        "a TLS date after year 9999 in UTC",
+        lambda: _tls(range_text=("9999-12-31T00:00:00Z", "9999-12-31T23:59:59-14:00")),
+        "bad_date_range",
+    ),
+    (
+        "XML in an encoding no codec knows",
+        lambda: made.dmarc_xml(DOMAIN).replace(b'encoding="UTF-8"', b'encoding="x-nope"'),
+        "malformed",
+    ),
+    (
+        "XML in a multi-byte encoding expat does not read",
+        lambda: made.dmarc_xml(DOMAIN).replace(b'encoding="UTF-8"', b'encoding="big5"'),
+        "malformed",
+    ),
     ("a DMARC time that is no number", lambda: made.dmarc_xml(DOMAIN, begin="x"), "bad_date_range"),  # type: ignore[arg-type]
     ("bzip2 zip member", lambda: _bzip2_bomb(), "bad_packing"),
     ("LZMA zip member", lambda: made.zip_bomb(zipfile.ZIP_LZMA, mib=16), "bad_packing"),

@@ -5,7 +5,9 @@
   An unknown domain and a wrong token get the same 404, so the endpoint never tells whether a
   domain is monitored; each client address may post `REPORTS_POSTS_PER_MINUTE` a minute. A
   report of the wrong content type (415), too large to read (413) or too slow (408) is counted in
-  `mailprobe_reports` like every refused report (it is not listed: nothing of it was read).
+  `mailprobe_reports` like every refused report (it is not listed: nothing of it was read), and
+  so is one refused unread because the bodies held at once are at their bound (503
+  `reports_busy`, controller/reports/inflight.py).
 - `/api/report-domains` (the domains and the addresses to publish, with a warning when
   reporters cannot use them), `.../{domain}/totals` (counts per day and the largest failures,
   read from the running aggregates), `.../{domain}/rotate-token` (owners and admins: a new
@@ -29,7 +31,7 @@ from controller.monitors import validation
 from controller.monitors.errors import Invalid
 from controller.notify.links import Links
 from controller.observability import metrics
-from controller.reports import addresses, intake, tokens
+from controller.reports import addresses, inflight, intake, tokens
 from controller.reports import store as db
 from controller.reports.addresses import TLS_PATH
 from controller.reports.parse import MAX_PACKED
@@ -47,6 +49,7 @@ from controller.web.services import BoxDep, NotifySettingsDep, PoolDep, ReportsS
 from shared.timefmt import iso_ms, utcnow
 
 TLS_TYPES = ("application/tlsrpt+gzip", "application/tlsrpt+json")
+BUSY_RETRY_S = 60
 LimitParam = Annotated[int, QueryParameter(ge=1, le=1000, description="rows listed, at most")]
 DaysParam = Annotated[int, QueryParameter(ge=1, le=400, description="days back from today")]
 
@@ -122,6 +125,36 @@ async def receive_tls(
         raise ApiError(
             415, f"Content-Type must be one of {', '.join(TLS_TYPES)}", code="unsupported_type"
         )
+    size = inflight.reserved(
+        request.headers.get("content-length"), "transfer-encoding" in request.headers
+    )
+    if not inflight.BODIES.reserve(owner, size):
+        metrics.report_taken("unknown", "https", "busy")
+        raise ApiError(
+            503,
+            "Too many reports are being received for this domain's organization; retry later",
+            code="reports_busy",
+            headers={"Retry-After": str(BUSY_RETRY_S)},
+        )
+    try:
+        taken = await _take(request, pool, owner, name, notify_settings, reports_settings)
+    finally:
+        inflight.BODIES.release(owner, size)
+    if taken.stored:
+        return Response(Taken(True, "tls"))
+    if taken.reason == "duplicate":
+        return Response(Taken(False, "tls", "duplicate"))
+    raise ApiError(400, f"Report rejected: {taken.message}", code=taken.reason)
+
+
+async def _take(
+    request: AnyRequest,
+    pool: PoolDep,
+    owner: int,
+    name: str,
+    notify_settings: NotifySettings,
+    reports_settings: ReportsSettings,
+) -> intake.Taken:
     try:
         data = await request.body()
     except RequestEntityTooLarge:
@@ -131,7 +164,7 @@ async def receive_tls(
         metrics.report_taken("unknown", "https", "too_slow")
         raise
     source = f"{client_address(request)} POST for {name}"
-    taken = await intake.take(
+    return await intake.take(
         pool,
         owner,
         data,
@@ -142,11 +175,6 @@ async def receive_tls(
         kind="tls",
         limits=intake.Limits.of(reports_settings),
     )
-    if taken.stored:
-        return Response(Taken(True, "tls"))
-    if taken.reason == "duplicate":
-        return Response(Taken(False, "tls", "duplicate"))
-    raise ApiError(400, f"Report rejected: {taken.message}", code=taken.reason)
 
 
 class ReportDomain(msgspec.Struct, rename="camel"):
