@@ -212,6 +212,23 @@ async def test_domains_on_domain_lists_only_and_skipped_names_not_asked() -> Non
     assert not any(name.startswith(label(HOST_IP)) for name, _ in peer.asked)
 
 
+async def test_a_list_asked_about_a_name_is_asked_its_test_entries_even_when_skipped() -> None:
+    """The test entries travel beside the round's other answers on that list (so they vouch
+    for them); a list asked about nothing (every name skipped) is asked nothing."""
+    rbl = BlocklistZone(zone="rbl.example.net", kind="ip", tests=["127.0.0.2", "127.0.0.1"])
+    tests = ["127.0.0.2", "127.0.0.1"]
+    zones = {"rbl.example.net": healthy()}
+    async with DnsblPeer(zones, records=RECORDS) as peer:
+        probe = BlocklistProbe(resolver=peer.address)
+        got = await probe.probe(ask(rbl, host=True, ips=tests, skip=tests), HOST, 5)
+        everything_fresh = await probe.probe(
+            ask(rbl, host=True, ips=tests, skip=[*tests, HOST_IP, HOST_IP6]), HOST, 5
+        )
+    assert {a.name for a in got.answers} == {*tests, HOST_IP, HOST_IP6}
+    assert answer(got, "rbl.example.net", "127.0.0.2").a == ["127.0.0.2"]
+    assert everything_fresh.answers == []
+
+
 async def test_a_dqs_key_is_used_and_never_shown() -> None:
     key = "s3cr3tdqskey"
     zones = {f"{key}.zen.dq.spamhaus.net": healthy(**{label(HOST_IP): ["127.0.0.4"]})}

@@ -18,6 +18,7 @@ from controller.sidechecks.blocklists.rules import (
     lists_setting,
     parse_lists,
     read,
+    vouch,
 )
 
 ZEN = KNOWN["zen.spamhaus.org"]
@@ -129,6 +130,25 @@ def test_health_from_the_rfc5782_test_entries(
     h = health(ZEN, listed_test, clean_test)
     assert h.state == state
     assert says in h.reason
+
+
+@pytest.mark.parametrize(
+    ("tests", "state", "says"),
+    [
+        ({"127.0.0.2": ["127.0.0.2"], "127.0.0.1": []}, "healthy", ""),
+        ({"127.0.0.2": ["127.0.0.2"], "127.0.0.1": ["127.0.0.2"]}, "unhealthy", "everything"),
+        ({"127.0.0.2": [], "127.0.0.1": []}, "unhealthy", "says nothing"),
+        ({"127.0.0.2": ["127.255.255.254"], "127.0.0.1": []}, "unhealthy", "public or open"),
+        ({"127.0.0.2": ["127.0.0.2"]}, "unknown", "not answered beside"),  # one failed
+        ({}, "unknown", "not answered beside"),
+        (None, "unknown", "not answered beside"),  # skipped (an older agent's round)
+    ],
+)
+def test_an_answer_is_vouched_for_by_its_own_rounds_test_entries(
+    tests: dict[str, list[str]] | None, state: str, says: str
+) -> None:
+    h = vouch(ZEN, tests)
+    assert (h.state, says in h.reason) == (state, True)
 
 
 def test_test_entries_per_kind() -> None:

@@ -280,6 +280,24 @@ def health(bl: BlockList, listed_test: Verdict | None, clean_test: Verdict | Non
     return ListHealth("healthy")
 
 
+# The names that are some list's RFC 5782 test entries: the defaults and the known lists' own.
+TEST_NAMES: Final = frozenset(
+    {"127.0.0.2", "127.0.0.1", "test", "invalid"} | {t for b in KNOWN.values() for t in b.tests}
+)
+NOT_VOUCHED: Final = "its test entries were not answered beside this answer"
+
+
+def vouch(bl: BlockList, tests: Mapping[str, list[str]] | None) -> ListHealth:
+    """The list's health when it gave one answer, from its test entries' answers of the same
+    round (`tests`: name → A records; None or a test entry missing: not vouched, `unknown`).
+    An answer is believed only when its own round's test entries were right: a list that died
+    since its test entries were last asked lists everything or nothing on its own word."""
+    listed, clean = (None if tests is None else tests.get(t) for t in bl.tests)
+    if listed is None or clean is None:
+        return ListHealth("unknown", NOT_VOUCHED)
+    return health(bl, read(bl, listed), read(bl, clean))
+
+
 def severity(bl: BlockList) -> str:
     return "critical" if bl.major else "warning"
 
@@ -374,7 +392,9 @@ def ask(
     ips, domains = list(dict.fromkeys(ips)), list(dict.fromkeys(domains))
     met = {*ips, *domains, *known}
     return BlocklistAsk(
-        zones=[BlocklistZone(zone=b.zone, kind=b.kind, dqs=b.dqs) for b in chosen],
+        zones=[
+            BlocklistZone(zone=b.zone, kind=b.kind, dqs=b.dqs, tests=list(b.tests)) for b in chosen
+        ],
         host=True,
         mx_domain=mail_domain or None,
         ips=ips,
