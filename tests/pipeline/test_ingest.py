@@ -12,6 +12,7 @@ import httpx
 import msgspec
 import pytest
 from nats.js import JetStreamContext
+from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
 from controller.alerting import state_store as alert_state
@@ -331,7 +332,10 @@ async def test_an_agent_cannot_store_results_for_another_country_or_an_unsent_ro
     made_up = result(job_ids, monitor, mine, "down", at, job_id=str(uuid.uuid4()))
     await publish(pipeline.js, made_up)
     genuine = result(job_ids, monitor, mine, "up", at)
+    # Its side facts: one side check this controller does not know, one that does not fit.
+    genuine.side_checks = {"made_up": {"x": 1}, "mail_dns": {"domain": 7}}
     await publish(pipeline.js, genuine)
+    before = {k: refused(*k) for k in COUNTED}
     with capture_logs() as logs:
         assert await pipeline.ingester.burst() == 1
     errors = [e["error"] for e in logs if e["event"] == "malformed result moved aside"]
@@ -339,6 +343,31 @@ async def test_an_agent_cannot_store_results_for_another_country_or_an_unsent_ro
     assert sum("its body belongs on" in e for e in errors) == 2
     assert sum("not the id of a round sent to its country" in e for e in errors) == 1
     assert [(r["country"], r["status"]) for r in await rows(pipe_pool, pid)] == [(mine, "up")]
+    # Each refusal counted by why, on /metrics.
+    assert {k: refused(*k) - before[k] for k in COUNTED} == {
+        ("mailprobe_results_refused_total", "reason", "wrong_subject"): 2,
+        ("mailprobe_results_refused_total", "reason", "unsent_round"): 1,
+        ("mailprobe_side_check_facts_dropped_total", "side_check", "unknown"): 1,
+        ("mailprobe_side_check_facts_dropped_total", "side_check", "mail_dns"): 1,
+    }
+
+
+COUNTED = (
+    ("mailprobe_results_refused_total", "reason", "wrong_subject"),
+    ("mailprobe_results_refused_total", "reason", "unsent_round"),
+    ("mailprobe_side_check_facts_dropped_total", "side_check", "unknown"),
+    ("mailprobe_side_check_facts_dropped_total", "side_check", "mail_dns"),
+)
+
+
+def refused(metric: str, label: str, value: str) -> float:
+    """A counter's value summed over its other labels (this process's)."""
+    return sum(
+        sample.value
+        for family in REGISTRY.collect()
+        for sample in family.samples
+        if sample.name == metric and sample.labels.get(label) == value
+    )
 
 
 async def test_a_country_the_monitor_moved_away_from_is_no_longer_shown_as_latest(
