@@ -151,6 +151,26 @@ def test_an_answer_is_vouched_for_by_its_own_rounds_test_entries(
     assert (h.state, says in h.reason) == (state, True)
 
 
+@pytest.mark.parametrize(
+    ("entry", "a", "state"),
+    [
+        ("sbl.spamhaus.org:ip", ["127.255.255.255"], "error"),  # excessive queries
+        ("sbl.spamhaus.org:ip", ["127.255.255.254"], "error"),  # a public resolver
+        ("xbl.spamhaus.org:ip:major", ["127.255.255.252"], "error"),
+        ("pbl.spamhaus.org:ip", ["127.0.0.77"], "unknown"),  # undocumented
+        ("pbl.spamhaus.org:ip", ["127.0.0.10"], "listed"),
+        ("zrd.spamhaus.org:domain", ["127.255.255.254"], "error"),
+        ("zrd.spamhaus.org:domain", ["127.0.1.255"], "error"),
+    ],
+)
+def test_any_spamhaus_zone_reads_spamhaus_codes(entry: str, a: list[str], state: str) -> None:
+    """A Spamhaus zone the operator names beside the known two reads Spamhaus's codes too: its
+    error codes (rate limit, public resolver) are never a listing, nor an undocumented code."""
+    (bl,) = parse_lists(entry)
+    assert read(bl, a).state == state
+    assert bl.dqs
+
+
 def test_test_entries_per_kind() -> None:
     assert ZEN.tests == ("127.0.0.2", "127.0.0.1")
     assert DBL.tests == ("dbltest.com", "invalid")

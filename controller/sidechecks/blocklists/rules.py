@@ -161,6 +161,26 @@ KNOWN: Final[Mapping[str, BlockList]] = {
     )
 }
 DEFAULT_LISTS: Final = tuple(KNOWN.values())
+
+
+def spamhaus(zone: str, kind: Kind, major: bool) -> BlockList:
+    """Another Spamhaus zone (SBL, XBL, PBL, ZRD...): Spamhaus's codes of its kind (ZEN's for
+    an IP zone, DBL's for a domain zone, with their errors, which hold for every Spamhaus zone),
+    only those read as listings, asked through a DQS key where an agent holds one."""
+    ip = kind == "ip"
+    return BlockList(
+        zone,
+        kind,
+        zone,
+        major=major,
+        delist=SPAMHAUS_CHECK,
+        codes=ZEN_CODES if ip else DBL_CODES,
+        documented_only=True,
+        test_listed="" if ip else "dbltest.com",
+        dqs=True,
+    )
+
+
 # Lists people still configure that are gone: refused by `parse_lists`, naming why.
 GONE: Final[Mapping[str, str]] = {
     "sorbs.net": "SORBS shut down in June 2024",
@@ -193,10 +213,12 @@ def parse_lists(text: str) -> tuple[BlockList, ...]:
         if len(kinds) != 1 or rest:
             raise ValueError(f"{entry}: say zone:ip or zone:domain (and :major)")
         known = KNOWN.get(zone)
+        kind: Kind = "ip" if kinds[0] == "ip" else "domain"
         if known is not None:
             out.append(replace(known, major="major" in opts or known.major))
+        elif zone.endswith(".spamhaus.org"):
+            out.append(spamhaus(zone, kind, major="major" in opts))
         else:
-            kind: Kind = "ip" if kinds[0] == "ip" else "domain"
             out.append(BlockList(zone, kind, zone, major="major" in opts))
     if len({b.zone for b in out}) != len(out):
         raise ValueError("a zone is named twice")
