@@ -20,9 +20,12 @@ from controller.ingest import alert_queue_store as alert_queue
 from controller.ingest import store as results
 from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
+from shared.dns_canary import DnsCanary
 from shared.messages import CheckResult, Phases, TlsInfo, encode
 from shared.sidechecks.mail_dns import MailDns
 from shared.sidechecks.readiness import Readiness, Spf, SpfNode
+from shared.sidechecks.relay import RelayTest
+from shared.sidechecks.reverse_dns import PTR_ADDRESSES_MAX, PTR_NAMES_MAX, PtrCheck, ReverseDns
 from shared.subjects import RESULTS_STREAM, results_subject
 from shared.timefmt import iso_ms, utcnow
 from tests.api.helpers import create
@@ -603,6 +606,50 @@ async def test_an_oversized_mail_dns_is_cut_to_its_bound_and_flagged_and_the_res
     assert cut == ["mail_dns"]
 
 
+async def test_oversized_reverse_dns_and_relay_facts_are_cut_to_their_bounds(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    """An agent is a stranger: reverse DNS facts of 20 addresses with 20 names of 253
+    characters each (about 300 KB) and a relay test's replies of 100 KB are stored within the
+    bounds an agent's own code keeps (4 addresses, 5 names each; replies of 512 characters),
+    flagged `truncated` where the wire says so, with a log line per side check cut."""
+    (cc,) = countries.take()
+    monitor = await create(api, org)
+    names = [f"{n:03d}" + "a" * 250 for n in range(20)]
+    ptr = [
+        PtrCheck(address=f"192.0.2.{n}", names=names, confirmed=names, error="e" * 5000)
+        for n in range(20)
+    ]
+    reverse = ReverseDns(addresses=ptr)
+    relay = RelayTest(sender="s" * 5000, recipient="r" * 5000, mail_from="2" * 100_000)
+    sent = result(job_ids, monitor, cc, side_checks={"reverse_dns": reverse, "relay": relay})
+    assert len(msgspec.json.encode(sent)) > 300_000
+    await publish(pipeline.js, sent)
+    with capture_logs() as logs:
+        assert await pipeline.ingester.burst() == 1
+    async with pipe_pool.acquire() as conn:
+        got = {
+            name: await conn.fetchval(f"SELECT facts FROM side_{name} WHERE job = $1", sent.job_id)
+            for name in ("reverse_dns", "relay")
+        }
+    stored = msgspec.convert(got["reverse_dns"], ReverseDns)
+    assert stored.truncated and len(stored.addresses) == PTR_ADDRESSES_MAX
+    for check in stored.addresses:
+        assert check.names is not None and len(check.names) == PTR_NAMES_MAX
+        assert check.confirmed == check.names and len(check.error) <= 200
+    tested = msgspec.convert(got["relay"], RelayTest)
+    assert tested.mail_from is not None and len(tested.mail_from) <= 512
+    assert len(tested.sender) <= 254 and len(tested.recipient) <= 254
+    assert len(msgspec.json.encode(got)) < 16 * 1024
+    cut = sorted(e["side_check"] for e in logs if e["event"] == "side facts over their bound: cut")
+    assert cut == ["relay", "reverse_dns"]
+
+
 async def test_side_facts_within_their_bounds_are_stored_as_sent_and_no_cut_is_logged(
     api: httpx.AsyncClient,
     org: Tenant,
@@ -622,9 +669,15 @@ async def test_side_facts_within_their_bounds_are_stored_as_sent_and_no_cut_is_l
         mx=["mx.customer.test"],
         queries=3,
     )
+    ptr = PtrCheck(address="192.0.2.1", names=["mx.customer.test"], confirmed=["mx.customer.test"])
+    canary = DnsCanary(name="a.root-servers.net", type="A", exists=True, found=True)
     sides = [
         {"readiness": Readiness()},
         {"readiness": readiness, "mail_dns": MailDns(domain="customer.test", spf=["v=spf1 -all"])},
+        {
+            "reverse_dns": ReverseDns(addresses=[ptr], canaries=[canary]),
+            "relay": RelayTest(sender="a@example.com", recipient="b@example.net", rcpt_to="554 no"),
+        },
     ]
     sent = [
         result(job_ids, monitor, cc, at=utcnow() - timedelta(minutes=i), side_checks=side)
