@@ -2,8 +2,8 @@
 shared/sidechecks, an agent module of agent/sidechecks and a controller package of
 controller/sidechecks are in their registries, the same names on both sides with the same wire;
 each is in the results API's schema, on the console's monitor page, in the metrics, bounded at
-ingest, and its finding kinds declared. A side check added on one side only, or left out of a surface, fails
-here (docs/architecture.md, "Adding a side check")."""
+ingest, and its finding kinds declared. A side check added on one side only, or left out of a
+surface, fails here (docs/architecture.md, "Adding a side check")."""
 
 import importlib
 import pkgutil
