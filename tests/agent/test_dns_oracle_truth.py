@@ -64,6 +64,7 @@ JUDGED = {
 }
 SEEDS = (11, 12)
 BUDGET_S = 0.5
+TRUTHFUL_BUDGET_S = 8.0
 ROUNDS = 2
 
 
@@ -183,11 +184,11 @@ def _reverse(j: Judging[Any]) -> Verdicts:
     return reverse_dns(j.facts, BANNER, ADDRESS, "DE")
 
 
-async def one_round(peer: DnsPeer) -> tuple[Any, Any]:
+async def one_round(peer: DnsPeer, budget: float = BUDGET_S) -> tuple[Any, Any]:
     mail = MailDnsProbe(resolver=peer.address)
     reverse = ReverseDnsProbe(resolver=peer.address)
     return await asyncio.gather(
-        mail.probe(DOMAIN, HOST, 25, BUDGET_S), reverse.probe([ADDRESS], BUDGET_S)
+        mail.probe(DOMAIN, HOST, 25, budget), reverse.probe([ADDRESS], budget)
     )
 
 
@@ -202,7 +203,9 @@ async def test_every_verdict_against_the_truth_behind_lying_resolvers(seed: int)
         health = ""
         async with make() as peer:
             for _ in range(ROUNDS):
-                mail, reverse = await one_round(peer)
+                # The truthful one with room to answer on a loaded machine; the others are
+                # judged on what they answer within a short budget.
+                mail, reverse = await one_round(peer, TRUTHFUL_BUDGET_S if vouched else BUDGET_S)
                 assert len(msgspec.json.encode(mail)) <= ENCODED_MAX
                 verdicts = _judged(mail, _mail) | _judged(reverse, _reverse)
                 health = resolver_health(mail.canaries).state
