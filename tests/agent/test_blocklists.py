@@ -275,7 +275,7 @@ async def test_the_names_lookups_keep_to_the_rounds_budget() -> None:
         probe = BlocklistProbe(resolver=peer.address)
         started = asyncio.get_running_loop().time()
         got = await probe.probe(ask(RBL, host=False, mx_domain="mail.example"), HOST, budget)
-    late = [t - started for t in peer.times if t - started > 1.5 * budget]
+    late = [t - started for t in peer.times if t - started > 3 * budget]
     assert late == [], f"{len(late)} queries after the budget, the last at {max(late):.1f} s"
     assert got.errors["mx"].endswith("timed out"), got.errors
 
