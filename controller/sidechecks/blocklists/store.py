@@ -47,7 +47,9 @@ async def record(conn: Conn, arrived: Sequence[Arrived[Reputation]]) -> None:
             " SET a = EXCLUDED.a, txt = EXCLUDED.txt, tests = EXCLUDED.tests, error = '',"
             " answered_at = EXCLUDED.answered_at"
             " WHERE blocklist_answers.answered_at < EXCLUDED.answered_at",
-            answers,
+            # In key order, as every batch writes them: rows every round shares (the lists'
+            # test entries) are locked in one order, so two batches wait, never deadlock.
+            sorted(answers, key=lambda a: (str(a[0]), str(a[1]), str(a[2]))),
         )
     if failures:
         await conn.executemany(
@@ -64,7 +66,7 @@ async def record(conn: Conn, arrived: Sequence[Arrived[Reputation]]) -> None:
             " ON CONFLICT (monitor_id, country) DO UPDATE SET names = EXCLUDED.names,"
             " errors = EXCLUDED.errors, seen_at = EXCLUDED.seen_at"
             " WHERE blocklist_names.seen_at < EXCLUDED.seen_at",
-            names,
+            sorted(names, key=lambda n: (str(n[0]), str(n[1]))),
         )
 
 
