@@ -6,10 +6,12 @@ and a 64 KiB TXT; UDP answers truncated), side by side with a truthful resolver,
 alternating runs. Each run is `ROUNDS` rounds at once, each of its own organization (so the
 per-organization bound holds none back); measured: the agent process's RSS growth at its peak
 (sampled every 5 ms) and the event loop's lag (a 5 ms ticker's overshoot), and the largest
-facts a round sends. The machine's load is printed beside.
+facts a round sends. The machine's load is printed beside. On the controller's side, a rogue
+agent's results (each side check's facts as large as a 1 MiB message carries) decoded and cut to
+their bounds as the ingester does.
 
-Target: the hostile runs' facts within each side check's bound (mail DNS 16 KiB, the lists' 512
-answers, readiness's own), their peak RSS growth at most `RSS_RATIO_MAX` times the truthful
+Target: the hostile runs' facts within 64 KiB (each side check's own bound), a rogue agent's
+cut to `KEPT_MAX`, the hostile runs' peak RSS growth at most `RSS_RATIO_MAX` times the truthful
 runs' plus `RSS_SLACK_MB`, their loop lag p99 at most `LAG_RATIO_MAX` times the truthful runs'
 plus `LAG_SLACK_MS`: a hostile server costs the agent what parsing 64 KiB answers costs, never
 unbounded growth nor a stall.
@@ -20,7 +22,6 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable
-from typing import Any
 
 import dns.flags
 import dns.message
@@ -30,7 +31,9 @@ import msgspec
 
 from agent.settings import SideCheckSettings, TargetSettings
 from agent.sidechecks import SIDE_CHECKS, Round
+from controller.ingest.store import decode_result
 from controller.sidechecks.blocklists.rules import DEFAULT_LISTS, ask
+from controller.sidechecks.registry import WIRED
 from shared.messages import CheckResult
 from shared.sidechecks import blocklists, mail_dns, readiness, reverse_dns
 from testkit.common import machine, percentile
@@ -45,6 +48,10 @@ HOST = "mx.bench-customer.com"
 ADDRESS = "93.184.216.34"  # a query name only: answered by the loopback resolver
 RSS_RATIO_MAX, RSS_SLACK_MB = 3.0, 64.0
 LAG_RATIO_MAX, LAG_SLACK_MS = 3.0, 100.0
+# What a rogue agent's facts may keep after the ingester's bound, per side check (the lists':
+# 512 answers of 8 A records, as the bound allows).
+KEPT_MAX = {"mail_dns": 16 * 1024, "reverse_dns": 16 * 1024, "readiness": 64 * 1024}
+KEPT_MAX["blocklists"] = 128 * 1024
 TRUTH = {
     (DOMAIN, "MX"): [f"10 {HOST}."],
     (DOMAIN, "TXT"): ['"v=spf1 mx -all"'],
@@ -98,12 +105,14 @@ def _huge(rdtype: int, name: str) -> list[str]:
     return []
 
 
-def _serve(hostile: bool, port: "multiprocessing.Queue[int]", stop: Any) -> None:
+def _serve(hostile: bool, port: "multiprocessing.Queue[int]") -> None:
+    """Serve until terminated."""
+
     async def main() -> None:
         peer = Hostile(TRUTH) if hostile else DnsPeer(TRUTH)
         async with peer:
             port.put(peer.port)
-            await asyncio.to_thread(stop.wait)
+            await asyncio.Event().wait()
 
     asyncio.run(main())
 
@@ -189,10 +198,9 @@ async def _measure() -> dict[bool, list[Run]]:
     ctx = multiprocessing.get_context("spawn")
     out: dict[bool, list[Run]] = {False: [], True: []}
     servers = {}
-    stop = ctx.Event()
     for hostile in (False, True):
         port: multiprocessing.Queue[int] = ctx.Queue()
-        proc = ctx.Process(target=_serve, args=(hostile, port, stop), daemon=True)
+        proc = ctx.Process(target=_serve, args=(hostile, port), daemon=True)
         proc.start()
         servers[hostile] = (proc, f"127.0.0.1:{port.get(timeout=30)}")
     try:
@@ -200,9 +208,53 @@ async def _measure() -> dict[bool, list[Run]]:
             for hostile in (False, True):
                 out[hostile].append(await _run(servers[hostile][1]))
     finally:
-        stop.set()
+        # Ended outright: the server's sessions still open (clients that gave up) need no
+        # goodbye, and an asyncio teardown would log each one's cancellation.
         for proc, _ in servers.values():
+            proc.terminate()
             proc.join(timeout=10)
+    return out
+
+
+def _rogue(name: str) -> object:
+    """A side check's facts as large as a 1 MiB result carries, as a rogue agent sends them."""
+    long = "a" * 250
+    if name == mail_dns.WIRE.name:
+        return {"domain": DOMAIN, "spf": [long] * 1500, "mx": [long] * 1500}
+    if name == reverse_dns.WIRE.name:
+        checks = [{"address": ADDRESS, "names": [long] * 100} for _ in range(30)]
+        return {"addresses": checks}
+    if name == readiness.WIRE.name:
+        return {"domain": DOMAIN, "mx": [long] * 3000}
+    answers = [{"zone": "zen.spamhaus.org", "name": ADDRESS, "a": ["127.0.0.2"] * 8}] * 6000
+    return {"answers": answers}
+
+
+def _controller() -> list[tuple[str, int, int, float]]:
+    """Each side check's rogue result decoded and cut to its bound as the ingester does
+    (controller/ingest: decode, then `bound`): bytes in, bytes kept, ms each."""
+    out = []
+    for name in ASKS:
+        check = WIRED[name]
+        assert check.wire is not None and check.bound is not None
+        job = make_job("smtp", 25)
+        result = CheckResult(
+            job_id=job.job_id,
+            monitor_id=job.monitor_id,
+            monitor_type="smtp",
+            country="DE",
+            agent_id="DE-1",
+            status="up",
+            scheduled_at=job.scheduled_at,
+            started_at=job.scheduled_at,
+            finished_at=job.scheduled_at,
+            side_checks={name: _rogue(name)},
+        )
+        data = msgspec.json.encode(result)
+        started = time.perf_counter()
+        facts = check.wire.facts_of(decode_result(data).side_checks)
+        kept = len(msgspec.json.encode(check.bound(facts)))
+        out.append((name, len(data), kept, (time.perf_counter() - started) * 1000))
     return out
 
 
@@ -229,11 +281,19 @@ def run() -> bool:
             f" largest facts (B): {sizes}",
             flush=True,
         )
+    rogue = _controller()
+    for name, sent, kept, ms in rogue:
+        print(
+            f"  controller, a rogue agent's {name}: {sent:,} B sent, {kept:,} B kept after its"
+            f" bound, {ms:.0f} ms to decode and cut",
+            flush=True,
+        )
     (rss0, lag0, _), (rss1, lag1, biggest) = figures[False], figures[True]
     ok = (
         rss1 <= RSS_RATIO_MAX * rss0 + RSS_SLACK_MB
         and lag1 <= LAG_RATIO_MAX * lag0 + LAG_SLACK_MS
         and biggest <= 64 * 1024
+        and all(sent <= 1024 * 1024 and kept <= KEPT_MAX[name] for name, sent, kept, _ in rogue)
     )
     print(
         f"  hostile/truthful: RSS growth {rss1:.1f}/{rss0:.1f} MB, lag p99 {lag1:.1f}/{lag0:.1f}"
