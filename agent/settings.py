@@ -151,7 +151,8 @@ class SideCheckSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=Tru
     agent_dns_canaries: Annotated[
         str,
         Meta(
-            description="resolver canaries asked beside every mail DNS and reverse DNS probe:"
+            description="resolver canaries asked beside every mail DNS, reverse DNS and"
+            " readiness probe:"
             " comma-separated `name TYPE` that must exist, `!name TYPE` that must not (at most"
             " 4); a resolver that answers one wrong makes that round's answers `unknown`"
             ' (never a finding) and is reported unhealthy; "": none'

@@ -10,9 +10,11 @@ rules: `blocklists_due` picks the rounds that ask, and the real `RoundPlanner.ro
 (countries, jobs, `BlocklistAsk` with the names fresh in each country skipped). What a job makes the
 agent ask is counted as the agent asks it (agent/sidechecks/blocklists.py): each name of the ask
 (its ips and domains, with the lists' RFC 5782 test entries, and the host's address) not in `skip`,
-on every list of its kind. The answers feed a view of fresh names that refreshes every
-`FreshNames.REFRESH_S`, as the scheduler's does, so names asked twice within a refresh are counted
-twice.
+on every list of its kind; the lists' test entries, asked beside every other answer, are counted as
+the agent's shared ask makes them (agent.blocklist_tests: at most once per `TTL_S` per list, one
+agent per country), beside the figures of the agents before (test entries only when not fresh).
+The answers feed a view of fresh names that refreshes every `FreshNames.REFRESH_S`, as the
+scheduler's does, so names asked twice within a refresh are counted twice.
 
 Twelve hours warm the shared answers up from none, then six hours are counted: the figure is
 their mean per hour (and the busiest hour), beside what the same rounds would ask without the
@@ -31,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
+from agent.blocklist_tests import TTL_S
 from controller.monitors.store import Monitor, RoundState, WatchedMonitor, decode_config
 from controller.scheduling import rules as schedule
 from controller.secrets.box import SecretBox, generate_key
@@ -119,7 +122,31 @@ def _queries(names: list[str], lists: tuple[BlockList, ...]) -> int:
     return sum(per_kind[_kind(n)] for n in names)
 
 
-def simulate(distinct: int, lists: tuple[BlockList, ...] = DEFAULT_LISTS) -> Figures:
+def _tests_beside(
+    asked: list[str],
+    country: str,
+    at: datetime,
+    lists: tuple[BlockList, ...],
+    last: dict[str, datetime],
+) -> int:
+    """The test entries a country's agent asks beside its other names (agent.blocklist_tests):
+    each list asked about anything has them, asked at most once per `TTL_S` (`last`: zone →
+    when, one agent per country)."""
+    kinds = {_kind(n) for n in asked}
+    spent = 0
+    for b in lists:
+        key = f"{country}:{b.zone}"
+        if b.kind in kinds and (at - last.get(key, T0 - timedelta(days=1))).total_seconds() > TTL_S:
+            last[key] = at
+            spent += len(b.tests)
+    return spent
+
+
+def simulate(
+    distinct: int, lists: tuple[BlockList, ...] = DEFAULT_LISTS, beside: bool = True
+) -> Figures:
+    """`beside`: the agent asks the lists' test entries beside any other name (this version);
+    False: as the agents before it did (test entries only when not fresh)."""
     watched = _monitors(distinct)
     box = SecretBox(generate_key())
     answered: dict[str, dict[str, datetime]] = defaultdict(dict)  # country → name → when
@@ -149,6 +176,8 @@ def simulate(distinct: int, lists: tuple[BlockList, ...] = DEFAULT_LISTS) -> Fig
     rounds = MONITORS * COUNTED_H * 3600 // CHECK_INTERVAL_S
     per_hour = [0] * COUNTED_H
     uncached = asking = skipped = jobs = 0
+    tested: dict[str, datetime] = {}  # country:zone → when its test entries were last asked
+    tests = {t for b in lists for t in b.tests}
     for at, n in due:
         if (at - refreshed[0]).total_seconds() >= FreshNames.REFRESH_S:
             since = at - timedelta(seconds=LIST_INTERVAL_S)
@@ -175,7 +204,14 @@ def simulate(distinct: int, lists: tuple[BlockList, ...] = DEFAULT_LISTS) -> Fig
                 answered[job.country][name] = at
             found[(w.monitor.id, job.country)] = frozenset(names)
             if counting:
-                per_hour[int((at - counted_from).total_seconds() // 3600)] += _queries(asked, lists)
+                if beside:  # the test entries come from the agent's shared ask
+                    real = [name for name in asked if name not in tests]
+                    spent = _queries(real, lists) + _tests_beside(
+                        asked, job.country, at, lists, tested
+                    )
+                else:
+                    spent = _queries(asked, lists)
+                per_hour[int((at - counted_from).total_seconds() // 3600)] += spent
                 uncached += _queries(names, lists)
                 skipped += len(ask.skip)
                 jobs += 1
@@ -211,16 +247,18 @@ def run() -> bool:
         flush=True,
     )
     for distinct in DISTINCT:
-        started = time.perf_counter()
-        f = simulate(distinct)
-        print(
-            f"  {f.distinct:>8,}  {f.orgs_per_address:>9.1f}  {f.rounds // COUNTED_H:>8,}"
-            f"  {f.asking // COUNTED_H:>8,}  {f.mean:>10,.0f} {max(f.per_hour):>8,}"
-            f"  {f.uncached_per_hour:>15,.0f}  {f.mean / f.distinct:>22.2f}"
-            f"  {f.skip_per_job:>8.1f}"
-            f"   ({time.perf_counter() - started:.0f} s)",
-            flush=True,
-        )
+        for beside in (True, False):
+            started = time.perf_counter()
+            f = simulate(distinct, beside=beside)
+            print(
+                f"  {f.distinct:>8,}  {f.orgs_per_address:>9.1f}  {f.rounds // COUNTED_H:>8,}"
+                f"  {f.asking // COUNTED_H:>8,}  {f.mean:>10,.0f} {max(f.per_hour):>8,}"
+                f"  {f.uncached_per_hour:>15,.0f}  {f.mean / f.distinct:>22.2f}"
+                f"  {f.skip_per_job:>8.1f}"
+                f"   ({time.perf_counter() - started:.0f} s)"
+                + ("" if beside else "  <- test entries only when not fresh (agents before)"),
+                flush=True,
+            )
     print(
         "  queries: names x lists of their kind the agents ask, the lists' RFC 5782 test entries"
         " included; no target",

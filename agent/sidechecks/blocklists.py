@@ -6,8 +6,10 @@ records and first TXT as answered); the controller reads the codes
 (controller/sidechecks/blocklists/rules.py), so a list's documented codes change without an
 agent upgrade. Every lookup runs within one budget,
 at most `PARALLEL` at once; a slow or dead list costs its own lookups a timeout, never the
-others' answers. dnspython parses every answer: a CNAME loop, a truncated UDP answer (retried
-over TCP) or a 64 KiB TXT record is an error or a bounded text, never a crash.
+others' answers. A list asked about anything has its RFC 5782 test entries' answers beside
+(agent.blocklist_tests: asked at most once a minute, shared by the rounds), which vouch for it.
+dnspython parses every answer: a CNAME loop, a truncated UDP answer (retried over TCP) or a 64
+KiB TXT record is an error or a bounded text, never a crash.
 
 Spamhaus refuses queries that come through public resolvers (127.255.255.254): point
 `AGENT_BLOCKLIST_RESOLVER` (else `AGENT_DNS_RESOLVER`, else the system's) at a resolver of
@@ -19,6 +21,7 @@ then asked as `<key>.<list>.dq.spamhaus.net`. The key is a secret: it never leav
 import asyncio
 import ipaddress
 import time
+from collections.abc import Awaitable
 from functools import partial
 from typing import Final
 
@@ -28,6 +31,7 @@ import dns.message
 import dns.name
 import dns.resolver
 
+from agent.blocklist_tests import ListTests
 from agent.settings import SideCheckSettings, TargetSettings
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
 from agent.tenant_bound import BOUND_BUSY, TenantBound
@@ -102,6 +106,7 @@ class BlocklistProbe:
         self._resolver: dns.asyncresolver.Resolver | None = None
         self._key = dqs_key or None
         self._allow_private = allow_private
+        self._tests = ListTests()
 
     def _resolver_now(self) -> dns.asyncresolver.Resolver:
         if self._resolver is None:
@@ -143,7 +148,7 @@ class BlocklistProbe:
             out.errors["resolver"] = f"no resolver: {exc}"[:200]
             return out
         deadline = time.monotonic() + budget
-        await self._names(resolver, ask, hostname, out, budget)
+        await self._names(resolver, ask, hostname, out, deadline)
         zones = [z for z in ask.zones[:ZONES_MAX] if z.kind in ("ip", "domain")]
         skip = set(ask.skip)
         wanted = [
@@ -153,6 +158,11 @@ class BlocklistProbe:
             for zone in zones
             if query_name(name, zone.kind) is not None
         ]
+        # A list asked about anything has its test entries beside (skipped or not), as
+        # answered lately (`ListTests`): they vouch for its answers.
+        tested = [z for z in zones if z.tests and any(w.zone == z.zone for w, _ in wanted)]
+        tests = {(z.zone, t) for z in tested for t in self._tests.names(z)}
+        wanted = [(z, n) for z, n in wanted if (z.zone, n) not in tests]
         gate = asyncio.Semaphore(PARALLEL)
 
         async def one(zone: BlocklistZone, name: str) -> BlocklistAnswer:
@@ -160,7 +170,15 @@ class BlocklistProbe:
                 left = deadline - time.monotonic()
                 return await self._ask(resolver, zone, name, left)
 
-        out.answers = list(await asyncio.gather(*(one(z, n) for z, n in wanted)))
+        def asking(zone: BlocklistZone, name: str, lifetime: float) -> Awaitable[BlocklistAnswer]:
+            return self._ask(resolver, zone, name, lifetime)
+
+        vouching = asyncio.gather(
+            *(self._tests.answers(z, asking, deadline - time.monotonic()) for z in tested)
+        )
+        answered = asyncio.gather(*(one(z, n) for z, n in wanted))
+        beside, found = await asyncio.gather(vouching, answered)
+        out.answers = [*(a for answers in beside for a in answers), *found]
         return bounded(out)
 
     async def _names(
@@ -169,9 +187,11 @@ class BlocklistProbe:
         ask: BlocklistAsk,
         hostname: str,
         out: Reputation,
-        budget: float,
+        deadline: float,
     ) -> None:
-        """`out.names`: what the mail depends on, each with where it came from."""
+        """`out.names`: what the mail depends on, each with where it came from, resolved
+        within what is left of the round's budget at `deadline` (the MX, then every host's
+        addresses at once)."""
         for ip in ask.ips:
             out.names.setdefault(ip, "listed")
         for domain in ask.domains:
@@ -182,31 +202,46 @@ class BlocklistProbe:
         if ask.mx_domain:
             try:
                 answer = await resolver.resolve(
-                    ask.mx_domain, "MX", lifetime=budget, search=False, raise_on_no_answer=False
+                    ask.mx_domain,
+                    "MX",
+                    lifetime=_left(deadline),
+                    search=False,
+                    raise_on_no_answer=False,
                 )
                 mx = sorted(answer.rrset or [], key=lambda r: r.preference)
                 hosts = [r.exchange.to_text(omit_final_dot=True).lower() for r in mx]
                 sources += [(h, f"mx:{h}") for h in dict.fromkeys(hosts[:MX_HOSTS_MAX])]
             except dns.exception.DNSException as exc:
                 out.errors["mx"] = _why(exc, self._key)
-        for host, source in sources:
-            if literal := _address(host):
+        named = [(h, s, _address(h)) for h, s in sources]
+        looked = [(h, s, t) for h, s, literal in named if literal is None for t in ("A", "AAAA")]
+        found = await asyncio.gather(
+            *(
+                resolver.resolve(
+                    h, t, lifetime=_left(deadline), search=False, raise_on_no_answer=False
+                )
+                for h, _, t in looked
+            ),
+            return_exceptions=True,
+        )
+        answers = dict(zip(((h, t) for h, _, t in looked), found, strict=True))
+        for host, source, literal in named:
+            if literal is not None:
                 # The monitored name is an address: it is what the lists are asked about.
                 if self._allow_private or not is_blocked(literal):
                     out.names.setdefault(literal, source)
                 continue
             for rdtype in ("A", "AAAA"):
-                try:
-                    answer = await resolver.resolve(
-                        host, rdtype, lifetime=budget, search=False, raise_on_no_answer=False
-                    )
-                except dns.resolver.NXDOMAIN:
+                got = answers[(host, rdtype)]
+                if isinstance(got, dns.resolver.NXDOMAIN):
                     out.errors.setdefault(source.split(":")[0], f"{host} does not exist")
                     continue
-                except dns.exception.DNSException as exc:
-                    out.errors.setdefault(source.split(":")[0], f"{host}: {_why(exc, self._key)}")
+                if isinstance(got, dns.exception.DNSException):
+                    out.errors.setdefault(source.split(":")[0], f"{host}: {_why(got, self._key)}")
                     continue
-                for r in answer.rrset or []:
+                if isinstance(got, BaseException):
+                    raise got
+                for r in got.rrset or []:
                     address = r.to_text()
                     # A private address is the agent's network's: not told to a public list.
                     if self._allow_private or not is_blocked(address):
@@ -260,6 +295,12 @@ class BlocklistProbe:
             text = b"".join(r.strings)[: TXT_CHARS_MAX * 4].decode("utf-8", "replace")
             return text[:TXT_CHARS_MAX]
         return None
+
+
+def _left(deadline: float) -> float:
+    """What is left of a round's budget (`time.monotonic()` deadline); a lookup given none
+    times out at once."""
+    return max(deadline - time.monotonic(), 0.0)
 
 
 def _address(host: str) -> str | None:

@@ -48,7 +48,7 @@ from agent.dns_resolver import CanaryResolver
 from agent.settings import SideCheckSettings, TargetSettings
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
 from agent.tenant_bound import TenantBound
-from shared.dns_canary import Canary
+from shared.dns_canary import Canary, parse_dns_canaries
 from shared.sidechecks import dmarc_tree
 from shared.sidechecks.readiness import (
     QUERIES_MAX,
@@ -562,7 +562,12 @@ def runner(probe: ReadinessProbe) -> Runner[ReadinessAsk, Readiness]:
 
 
 def build(settings: SideCheckSettings, targets: TargetSettings) -> Runner[ReadinessAsk, Readiness]:
-    return runner(ReadinessProbe(resolver=settings.agent_dns_resolver))
+    return runner(
+        ReadinessProbe(
+            resolver=settings.agent_dns_resolver,
+            canaries=parse_dns_canaries(settings.agent_dns_canaries),
+        )
+    )
 
 
 SIDE_CHECK: Final = AgentSideCheck(WIRE, build)

@@ -285,7 +285,7 @@ class Ingester:
         try:
             parts = result_parts(msg.subject, data)
         except msgspec.DecodeError as exc:
-            _moved_aside(msg, str(exc))
+            _moved_aside(msg, "undecodable", str(exc))
             return []
         checked = (self._checked(msg, part, country, n) for n, part in enumerate(parts))
         return [result for result in checked if result is not None]
@@ -298,21 +298,23 @@ class Ingester:
         try:
             result = results.decode_result(data)
         except msgspec.DecodeError as exc:
-            _moved_aside(msg, str(exc), part)
+            _moved_aside(msg, "undecodable", str(exc), part)
             return None
         monitor_id = str(result.monitor_id)
         if bundled_in is None:
             subject = f"mon.results.{result.country}.{result.monitor_type}.{monitor_id}"
             if msg.subject != subject:
-                _moved_aside(msg, f"its body belongs on {subject[:200]}")
+                _moved_aside(msg, "wrong_subject", f"its body belongs on {subject[:200]}")
                 return None
         elif result.country != bundled_in:
-            _moved_aside(msg, f"its body is of country {result.country[:20]!r}", part)
+            why = f"its body is of country {result.country[:20]!r}"
+            _moved_aside(msg, "wrong_subject", why, part)
             return None
         if not self._job_ids.matches(
             result.job_id, monitor_id, result.country, result.scheduled_at
         ):
-            _moved_aside(msg, "its jobId is not the id of a round sent to its country", part)
+            why = "its jobId is not the id of a round sent to its country"
+            _moved_aside(msg, "unsent_round", why, part)
             return None
         _bound_side(result)
         return result
@@ -332,7 +334,8 @@ class Ingester:
             try:
                 settle.stored += await self._store([result])
             except _REFUSED as exc:
-                _moved_aside(msg, f"PostgreSQL refused it: {exc}", job_id=result.job_id)
+                why = f"PostgreSQL refused it: {exc}"
+                _moved_aside(msg, "refused_value", why, job_id=result.job_id)
             except _UNAVAILABLE as exc:
                 log.error("storing a result failed; redelivering", error=str(exc))
                 settle.again.add(id(msg))
@@ -372,9 +375,12 @@ async def _hand_back(msgs: list[Msg]) -> None:
             await msg.nak()
 
 
-def _moved_aside(msg: Msg, error: str, part: int | None = None, **context: object) -> None:
+def _moved_aside(
+    msg: Msg, reason: str, error: str, part: int | None = None, **context: object
+) -> None:
     """It stays in RESULTS (days of history); the log line says where to find it (`part`: its
-    place in a bundle)."""
+    place in a bundle), and it is counted by `reason` (metrics.REFUSAL_REASONS)."""
+    metrics.result_refused(reason)
     if part is not None:
         context["part"] = part
     log.error(
@@ -400,7 +406,11 @@ def _bound_side(result: CheckedResult) -> None:
             )
         except SideCheckError as exc:
             log.warning("side facts malformed: dropped", job_id=result.job_id, error=str(exc)[:200])
+            metrics.side_facts_dropped(name, "malformed")
             facts = None
+        if check is None:
+            log.warning("side facts of no known side check: dropped", job_id=result.job_id)
+            metrics.side_facts_dropped("unknown", "unknown")
         if facts is None or check is None:
             del result.side_checks[name]
             continue

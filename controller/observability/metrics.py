@@ -61,6 +61,19 @@ RESULTS_INGESTED = Counter(
     "results taken from RESULTS and committed (repeats included); error_kind none when up",
     ["country", "status", "error_kind"],
 )
+RESULTS_REFUSED = Counter(
+    "mailprobe_results_refused",
+    "results the ingester moved aside unstored, by why: undecodable, wrong_subject (its body"
+    " names another subject or country), unsent_round (its job id is not of a round sent to"
+    " its country), refused_value (PostgreSQL refused a value)",
+    ["reason"],
+)
+SIDE_FACTS_DROPPED = Counter(
+    "mailprobe_side_check_facts_dropped",
+    "side facts the ingester dropped from a result it kept, by side check (`unknown`: a name"
+    " this controller does not know) and why (`malformed`: they do not fit its types)",
+    ["side_check", "reason"],
+)
 INGEST_BATCH = Histogram(
     "mailprobe_ingest_batch_seconds",
     "time to store and ack one batch of results",
@@ -134,13 +147,28 @@ SIDE_CHECK_FACTS = Counter(
 
 
 def side_checks_known(names: Iterable[str]) -> None:
-    """Each side check's series, at 0 until its first facts."""
+    """Each side check's series, at 0 until its first facts (and the refusals')."""
     for name in names:
         SIDE_CHECK_FACTS.labels(name)
+    for reason in REFUSAL_REASONS:
+        RESULTS_REFUSED.labels(reason)
 
 
 def side_check_facts(name: str, n: int = 1) -> None:
     SIDE_CHECK_FACTS.labels(name).inc(n)
+
+
+# Why the ingester moves a result aside (`mailprobe_results_refused_total{reason}`).
+REFUSAL_REASONS = ("undecodable", "wrong_subject", "unsent_round", "refused_value")
+
+
+def result_refused(reason: str) -> None:
+    RESULTS_REFUSED.labels(reason).inc()
+
+
+def side_facts_dropped(side_check: str, reason: str) -> None:
+    """`side_check`: a registered name, else `unknown` (an agent's name is no label)."""
+    SIDE_FACTS_DROPPED.labels(side_check, reason).inc()
 
 
 def exposition() -> tuple[bytes, str]:

@@ -29,13 +29,15 @@ def step(
     before: Stored | None, now: Health, at: datetime, hold: timedelta = HOLD
 ) -> tuple[Stored, Change | None]:
     """Move one name in one country to `now` at `at`: the state and reason as judged, `since`
-    kept while the state stays; told (`unhealthy`: it is not healthy any more, `recovered`:
-    healthy again) once the new state has held `hold`, and only when the organizations were
-    told otherwise: one notice per change, none for a flap shorter than `hold`. `unknown`
-    counts as not healthy (nothing it says is believed); `unchecked` is never told."""
+    kept while the state stays, or stays not healthy (unhealthy and unknown in turns are one
+    bad spell); told (`unhealthy`: it is not healthy any more, `recovered`: healthy again) once
+    the new state has held `hold`, and only when the organizations were told otherwise: one
+    notice per change, none for a flap shorter than `hold`. `unknown` counts as not healthy
+    (nothing it says is believed); `unchecked` is never told."""
     if before is None:
         before = Stored("healthy", "", at, "healthy")
-    since = before.since if before.state == now.state else at
+    same = before.state == now.state or (_bad(before.state) and _bad(now.state))
+    since = before.since if same else at
     stored = Stored(now.state, now.reason, since, before.told)
     if now.state == "unchecked" or at - since < hold:
         return stored, None
@@ -45,6 +47,10 @@ def step(
     if not bad and before.told != "healthy":
         return Stored(now.state, now.reason, since, "healthy"), "recovered"
     return stored, None
+
+
+def _bad(state: str) -> bool:
+    return state not in ("healthy", "unchecked")
 
 
 __all__ = ["HOLD", "Change", "Health", "Stored", "step"]

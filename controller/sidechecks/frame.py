@@ -115,6 +115,14 @@ class ControllerSideCheck(Generic[AskT, FactsT]):
 AnySideCheck = ControllerSideCheck[Any, Any]
 
 
+def of_mail_domain(monitor: "Monitor", domain: str) -> bool:
+    """Whether facts about `domain` are about the monitor's mail domain now (DNS names: case
+    and a final dot aside): facts of a round planned before `mailDomain` changed, or of an
+    agent's own choosing, are about another domain and judge nothing."""
+    now = (monitor.mail_domain or "").lower().rstrip(".")
+    return bool(now) and domain.lower().rstrip(".") == now
+
+
 def on_dns_rounds(
     watched: Callable[["Monitor"], bool], asking: Callable[["Monitor"], AskT]
 ) -> Callable[[Planning], AskT | None]:

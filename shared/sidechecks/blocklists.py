@@ -14,12 +14,16 @@ class BlocklistZone(msgspec.Struct, kw_only=True, rename="camel"):
     """One blocklist to ask: its public `zone`; `kind` "ip" (RFC 5782 section 2.1: reversed
     octets, section 2.4: reversed nibbles for IPv6) or "domain" (section 2.2: the name itself);
     `dqs`: a Spamhaus zone that an agent holding a DQS key (`AGENT_SPAMHAUS_DQS_KEY`) asks as
-    `<key>.<list>.dq.spamhaus.net` instead, so the key never travels. Plain strs: a newer
+    `<key>.<list>.dq.spamhaus.net` instead, so the key never travels; `tests`: its RFC 5782
+    test entries (section 5: the one it must list, the one it must not), asked beside anything
+    else the round asks of it, even when `skip` names them, so each answer comes with the
+    same round's proof of the list's health ([] from older controllers). Plain strs: a newer
     controller's kinds still decode (an agent skips a kind it does not know)."""
 
     zone: str
     kind: str = "ip"
     dqs: bool = False
+    tests: list[str] = msgspec.field(default_factory=list)
 
 
 class BlocklistAsk(msgspec.Struct, kw_only=True, rename="camel"):

@@ -30,3 +30,20 @@ class RelayTest(msgspec.Struct, kw_only=True, rename="camel"):
 
 
 WIRE: Final = SideCheckWire("relay", RelayAsk, RelayTest)
+
+REPLY_CHARS_MAX: Final = 512  # agent.probers.base.BANNER_MAX
+ADDRESS_CHARS_MAX: Final = 254  # RFC 5321 4.5.3.1.3: a path's address
+
+
+def bounded(t: RelayTest) -> RelayTest:
+    """`t` within the bounds an agent keeps (applied again by the controller at ingest: an agent
+    could send more): each reply and the error at most REPLY_CHARS_MAX characters, the
+    addresses ADDRESS_CHARS_MAX (`t` itself when nothing was cut)."""
+    out = RelayTest(
+        sender=t.sender[:ADDRESS_CHARS_MAX],
+        recipient=t.recipient[:ADDRESS_CHARS_MAX],
+        mail_from=None if t.mail_from is None else t.mail_from[:REPLY_CHARS_MAX],
+        rcpt_to=None if t.rcpt_to is None else t.rcpt_to[:REPLY_CHARS_MAX],
+        error=t.error[:REPLY_CHARS_MAX],
+    )
+    return t if out == t else out

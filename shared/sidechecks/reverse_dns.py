@@ -7,11 +7,14 @@ from typing import Final
 
 import msgspec
 
-from shared.dns_canary import DnsCanary
+from shared.dns_canary import DnsCanary, capped
 from shared.sidechecks import SideCheckWire
 
 PTR_NAMES_MAX: Final = 5
 PTR_ADDRESSES_MAX: Final = 4
+NAME_CHARS_MAX: Final = 253
+ADDRESS_CHARS_MAX: Final = 45  # the longest IPv6 address as text
+ERROR_CHARS_MAX: Final = 200
 
 
 class ReverseDnsAsk(msgspec.Struct, kw_only=True, rename="camel"):
@@ -45,3 +48,26 @@ class ReverseDns(msgspec.Struct, kw_only=True, rename="camel"):
 
 
 WIRE: Final = SideCheckWire("reverse_dns", ReverseDnsAsk, ReverseDns)
+
+
+def _names(names: list[str] | None) -> list[str] | None:
+    return None if names is None else [n[:NAME_CHARS_MAX] for n in names[:PTR_NAMES_MAX]]
+
+
+def bounded(r: ReverseDns) -> ReverseDns:
+    """`r` within the bounds an agent keeps (applied again by the controller at ingest: an
+    agent could send more): at most PTR_ADDRESSES_MAX addresses, PTR_NAMES_MAX names each,
+    texts cut; `truncated` set when anything was cut (`r` itself when nothing was)."""
+    addresses = [
+        PtrCheck(
+            address=c.address[:ADDRESS_CHARS_MAX],
+            names=_names(c.names),
+            confirmed=_names(c.confirmed),
+            error=c.error[:ERROR_CHARS_MAX],
+        )
+        for c in r.addresses[:PTR_ADDRESSES_MAX]
+    ]
+    canaries = capped(r.canaries)
+    if addresses == r.addresses and canaries == r.canaries:
+        return r
+    return ReverseDns(addresses=addresses, truncated=True, canaries=canaries)

@@ -4,6 +4,7 @@ that differ between two "countries" (two resolvers), and bad answers (a CNAME lo
 TXT record, answers outside 127/8), read by the controller's rules as they would be."""
 
 import asyncio
+from typing import Any
 
 import msgspec
 from nats.aio.client import Client as NATS
@@ -210,6 +211,73 @@ async def test_domains_on_domain_lists_only_and_skipped_names_not_asked() -> Non
     }
     assert HOST_IP in got.names  # still named: the controller reads its cached answer
     assert not any(name.startswith(label(HOST_IP)) for name, _ in peer.asked)
+
+
+async def test_a_list_asked_about_a_name_is_asked_its_test_entries_even_when_skipped() -> None:
+    """The test entries travel beside the round's other answers on that list (so they vouch
+    for them); a list asked about nothing (every name skipped) is asked nothing."""
+    rbl = BlocklistZone(zone="rbl.example.net", kind="ip", tests=["127.0.0.2", "127.0.0.1"])
+    tests = ["127.0.0.2", "127.0.0.1"]
+    zones = {"rbl.example.net": healthy()}
+    async with DnsblPeer(zones, records=RECORDS) as peer:
+        probe = BlocklistProbe(resolver=peer.address)
+        got = await probe.probe(ask(rbl, host=True, ips=tests, skip=tests), HOST, 5)
+        everything_fresh = await probe.probe(
+            ask(rbl, host=True, ips=tests, skip=[*tests, HOST_IP, HOST_IP6]), HOST, 5
+        )
+    assert {a.name for a in got.answers} == {*tests, HOST_IP, HOST_IP6}
+    assert answer(got, "rbl.example.net", "127.0.0.2").a == ["127.0.0.2"]
+    assert everything_fresh.answers == []
+
+
+async def test_a_wave_of_rounds_shares_one_ask_of_a_lists_test_entries() -> None:
+    """Twenty rounds at once, each about its own address: each result carries the test
+    entries' answers, asked of the list once (agent.blocklist_tests.TTL_S)."""
+    rbl = BlocklistZone(zone="rbl.example.net", kind="ip", tests=["127.0.0.2", "127.0.0.1"])
+    ips = [f"93.184.216.{n}" for n in range(100, 120)]
+    async with DnsblPeer({"rbl.example.net": healthy()}) as peer:
+        probe = BlocklistProbe(resolver=peer.address)
+        rounds = await asyncio.gather(
+            *(probe.probe(ask(rbl, ips=[ip], skip=rbl.tests), HOST, 5) for ip in ips)
+        )
+    for ip, got in zip(ips, rounds, strict=True):
+        assert {a.name: a.a for a in got.answers} == {
+            "127.0.0.2": ["127.0.0.2"],
+            "127.0.0.1": [],
+            ip: [],
+        }
+    assert peer.asked.count(("2.0.0.127.rbl.example.net", "A")) == 1
+    assert peer.asked.count(("1.0.0.127.rbl.example.net", "A")) == 1
+
+
+class Clocked(DnsblPeer):
+    """Records when (the loop's clock) each query arrived."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.times: list[float] = []
+
+    def answer(self, wire: bytes, tcp: bool = False) -> bytes | None:
+        self.times.append(asyncio.get_running_loop().time())
+        return super().answer(wire, tcp)
+
+
+async def test_the_names_lookups_keep_to_the_rounds_budget() -> None:
+    """A mail domain whose MX hosts' DNS never answers (a member's own zone): the hosts'
+    address lookups share the round's budget, so no query goes out after it (one at a time,
+    each with the whole budget, they went on for 11 budgets and the worker cut the round's
+    facts off whole)."""
+    hosts = [f"mx{n}.silent.example" for n in range(5)]
+    records = {("mail.example", "MX"): [f"{n} {h}." for n, h in enumerate(hosts)]}
+    budget = 1.0
+    async with Clocked({}, records=records) as peer:
+        peer.silent = ("silent.example",)
+        probe = BlocklistProbe(resolver=peer.address)
+        started = asyncio.get_running_loop().time()
+        got = await probe.probe(ask(RBL, host=False, mx_domain="mail.example"), HOST, budget)
+    late = [t - started for t in peer.times if t - started > 3 * budget]
+    assert late == [], f"{len(late)} queries after the budget, the last at {max(late):.1f} s"
+    assert got.errors["mx"].endswith("timed out"), got.errors
 
 
 async def test_a_dqs_key_is_used_and_never_shown() -> None:

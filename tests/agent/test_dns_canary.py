@@ -9,10 +9,15 @@ import asyncio
 import dns.message
 import dns.rrset
 
+from agent.settings import SideCheckSettings, TargetSettings
+from agent.sidechecks import SIDE_CHECKS, Round
 from agent.sidechecks.mail_dns import MailDnsProbe
 from agent.sidechecks.reverse_dns import ReverseDnsProbe
 from controller.oracles.rules import resolver_health
+from shared.messages import CheckResult
+from shared.sidechecks import mail_dns, readiness, reverse_dns
 from testkit.peers.dns import DnsPeer
+from testkit.peers.jobs import make_job
 
 DOMAIN = "customer.example.com"
 RECORDS = {
@@ -96,3 +101,44 @@ async def test_a_wave_of_rounds_shares_one_ask_of_the_canaries() -> None:
         await asyncio.gather(*(probe.probe(DOMAIN, "mx." + DOMAIN, 25, 2.0) for _ in range(20)))
     assert peer.asked.count(("a.root-servers.net", "A")) == 1
     assert peer.asked.count((DOMAIN, "TXT")) == 20
+
+
+async def test_every_dns_side_check_built_from_settings_asks_the_operators_canaries() -> None:
+    """`AGENT_DNS_CANARIES` names the canaries of mail DNS, reverse DNS and readiness alike (a
+    resolver of the operator's own that cannot reach the root servers, say): built from the
+    agent's settings, each asks those and not the defaults, and "" asks none."""
+    own = "ns1.lab.example A, !gone.lab.example A"
+    records = {**RECORDS, ("ns1.lab.example", "A"): ["192.0.2.53"]}
+    job = make_job("roundtrip", 587)
+    result = CheckResult(
+        job_id=job.job_id,
+        monitor_id=job.monitor_id,
+        monitor_type="smtp",
+        country="DE",
+        agent_id="DE-1",
+        status="up",
+        scheduled_at=job.scheduled_at,
+        started_at=job.scheduled_at,
+        finished_at=job.scheduled_at,
+        address="93.184.216.34",  # a query name only
+    )
+    at = Round(job=job, result=result, port=25, resolver=None)
+    targets = TargetSettings(agent_allow_private_targets=True)
+    asks = {
+        mail_dns.WIRE.name: mail_dns.WIRE.ask(domain=DOMAIN),
+        reverse_dns.WIRE.name: reverse_dns.WIRE.ask(),
+        readiness.WIRE.name: readiness.WIRE.ask(domain=DOMAIN),
+    }
+    for setting, wanted in ((own, {"ns1.lab.example", "gone.lab.example"}), ("", set())):
+        async with DnsPeer(records, canaries=False) as peer:
+            settings = SideCheckSettings(
+                agent_dns_resolver=peer.address, agent_dns_canaries=setting
+            )
+            for name, asked in asks.items():
+                run = SIDE_CHECKS[name].build(settings, targets)
+                facts = await run(asked, at)
+                assert facts is not None, name
+                got = {c.name for c in facts.canaries or []}
+                assert got == wanted, (name, setting, got)
+                if wanted:
+                    assert resolver_health(facts.canaries).state == "healthy", name

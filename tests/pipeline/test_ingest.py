@@ -12,6 +12,7 @@ import httpx
 import msgspec
 import pytest
 from nats.js import JetStreamContext
+from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
 from controller.alerting import state_store as alert_state
@@ -19,9 +20,12 @@ from controller.ingest import alert_queue_store as alert_queue
 from controller.ingest import store as results
 from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
+from shared.dns_canary import DnsCanary
 from shared.messages import CheckResult, Phases, TlsInfo, encode
 from shared.sidechecks.mail_dns import MailDns
 from shared.sidechecks.readiness import Readiness, Spf, SpfNode
+from shared.sidechecks.relay import RelayTest
+from shared.sidechecks.reverse_dns import PTR_ADDRESSES_MAX, PTR_NAMES_MAX, PtrCheck, ReverseDns
 from shared.subjects import RESULTS_STREAM, results_subject
 from shared.timefmt import iso_ms, utcnow
 from tests.api.helpers import create
@@ -331,7 +335,10 @@ async def test_an_agent_cannot_store_results_for_another_country_or_an_unsent_ro
     made_up = result(job_ids, monitor, mine, "down", at, job_id=str(uuid.uuid4()))
     await publish(pipeline.js, made_up)
     genuine = result(job_ids, monitor, mine, "up", at)
+    # Its side facts: one side check this controller does not know, one that does not fit.
+    genuine.side_checks = {"made_up": {"x": 1}, "mail_dns": {"domain": 7}}
     await publish(pipeline.js, genuine)
+    before = {k: refused(*k) for k in COUNTED}
     with capture_logs() as logs:
         assert await pipeline.ingester.burst() == 1
     errors = [e["error"] for e in logs if e["event"] == "malformed result moved aside"]
@@ -339,6 +346,31 @@ async def test_an_agent_cannot_store_results_for_another_country_or_an_unsent_ro
     assert sum("its body belongs on" in e for e in errors) == 2
     assert sum("not the id of a round sent to its country" in e for e in errors) == 1
     assert [(r["country"], r["status"]) for r in await rows(pipe_pool, pid)] == [(mine, "up")]
+    # Each refusal counted by why, on /metrics.
+    assert {k: refused(*k) - before[k] for k in COUNTED} == {
+        ("mailprobe_results_refused_total", "reason", "wrong_subject"): 2,
+        ("mailprobe_results_refused_total", "reason", "unsent_round"): 1,
+        ("mailprobe_side_check_facts_dropped_total", "side_check", "unknown"): 1,
+        ("mailprobe_side_check_facts_dropped_total", "side_check", "mail_dns"): 1,
+    }
+
+
+COUNTED = (
+    ("mailprobe_results_refused_total", "reason", "wrong_subject"),
+    ("mailprobe_results_refused_total", "reason", "unsent_round"),
+    ("mailprobe_side_check_facts_dropped_total", "side_check", "unknown"),
+    ("mailprobe_side_check_facts_dropped_total", "side_check", "mail_dns"),
+)
+
+
+def refused(metric: str, label: str, value: str) -> float:
+    """A counter's value summed over its other labels (this process's)."""
+    return sum(
+        sample.value
+        for family in REGISTRY.collect()
+        for sample in family.samples
+        if sample.name == metric and sample.labels.get(label) == value
+    )
 
 
 async def test_a_country_the_monitor_moved_away_from_is_no_longer_shown_as_latest(
@@ -574,6 +606,50 @@ async def test_an_oversized_mail_dns_is_cut_to_its_bound_and_flagged_and_the_res
     assert cut == ["mail_dns"]
 
 
+async def test_oversized_reverse_dns_and_relay_facts_are_cut_to_their_bounds(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    """An agent is a stranger: reverse DNS facts of 20 addresses with 20 names of 253
+    characters each (about 300 KB) and a relay test's replies of 100 KB are stored within the
+    bounds an agent's own code keeps (4 addresses, 5 names each; replies of 512 characters),
+    flagged `truncated` where the wire says so, with a log line per side check cut."""
+    (cc,) = countries.take()
+    monitor = await create(api, org)
+    names = [f"{n:03d}" + "a" * 250 for n in range(20)]
+    ptr = [
+        PtrCheck(address=f"192.0.2.{n}", names=names, confirmed=names, error="e" * 5000)
+        for n in range(20)
+    ]
+    reverse = ReverseDns(addresses=ptr)
+    relay = RelayTest(sender="s" * 5000, recipient="r" * 5000, mail_from="2" * 100_000)
+    sent = result(job_ids, monitor, cc, side_checks={"reverse_dns": reverse, "relay": relay})
+    assert len(msgspec.json.encode(sent)) > 300_000
+    await publish(pipeline.js, sent)
+    with capture_logs() as logs:
+        assert await pipeline.ingester.burst() == 1
+    async with pipe_pool.acquire() as conn:
+        got = {
+            name: await conn.fetchval(f"SELECT facts FROM side_{name} WHERE job = $1", sent.job_id)
+            for name in ("reverse_dns", "relay")
+        }
+    stored = msgspec.convert(got["reverse_dns"], ReverseDns)
+    assert stored.truncated and len(stored.addresses) == PTR_ADDRESSES_MAX
+    for check in stored.addresses:
+        assert check.names is not None and len(check.names) == PTR_NAMES_MAX
+        assert check.confirmed == check.names and len(check.error) <= 200
+    tested = msgspec.convert(got["relay"], RelayTest)
+    assert tested.mail_from is not None and len(tested.mail_from) <= 512
+    assert len(tested.sender) <= 254 and len(tested.recipient) <= 254
+    assert len(msgspec.json.encode(got)) < 16 * 1024
+    cut = sorted(e["side_check"] for e in logs if e["event"] == "side facts over their bound: cut")
+    assert cut == ["relay", "reverse_dns"]
+
+
 async def test_side_facts_within_their_bounds_are_stored_as_sent_and_no_cut_is_logged(
     api: httpx.AsyncClient,
     org: Tenant,
@@ -593,9 +669,15 @@ async def test_side_facts_within_their_bounds_are_stored_as_sent_and_no_cut_is_l
         mx=["mx.customer.test"],
         queries=3,
     )
+    ptr = PtrCheck(address="192.0.2.1", names=["mx.customer.test"], confirmed=["mx.customer.test"])
+    canary = DnsCanary(name="a.root-servers.net", type="A", exists=True, found=True)
     sides = [
         {"readiness": Readiness()},
         {"readiness": readiness, "mail_dns": MailDns(domain="customer.test", spf=["v=spf1 -all"])},
+        {
+            "reverse_dns": ReverseDns(addresses=[ptr], canaries=[canary]),
+            "relay": RelayTest(sender="a@example.com", recipient="b@example.net", rcpt_to="554 no"),
+        },
     ]
     sent = [
         result(job_ids, monitor, cc, at=utcnow() - timedelta(minutes=i), side_checks=side)
@@ -884,3 +966,38 @@ async def test_a_batch_opens_only_the_days_of_results_it_needs(pipe_database_url
     days = {r for r in plans["push"] if r.startswith("result_rows_p")}
     yesterday = f"result_rows_p{(utcnow() - timedelta(days=1)).date():%Y%m%d}"
     assert days and min(days) >= yesterday, days
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="not done: the ingester does not know what a job asked of the side checks (no record"
+    " of the asks, none bound to the job id), so a country's agent can add facts of a side check"
+    " its job did not ask, on any round of a monitor it was sent (stored and judged)",
+)
+async def test_side_facts_a_job_did_not_ask_are_refused(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    """A round sent to the country (a valid job id) that asked no side check: an agent adds an
+    open relay test's facts (the server took RCPT TO for a stranger). The result is stored; the
+    facts are not."""
+    (cc,) = countries.take(1)
+    monitor = await create(api, org)
+    relay = {
+        "sender": "probe@example.com",
+        "recipient": "x@example.net",
+        "mailFrom": "250 ok",
+        "rcptTo": "250 ok",
+    }
+    forged = result(job_ids, monitor, cc, "up", side_checks={"relay": relay})
+    await publish(pipeline.js, forged)
+    assert await pipeline.ingester.burst() == 1
+    async with pipe_pool.acquire() as conn:
+        stored = await conn.fetchval(
+            "SELECT count(*) FROM side_relay WHERE job = $1::uuid", forged.job_id
+        )
+    assert stored == 0

@@ -329,8 +329,11 @@ def test_blocklists_and_reputation_are_defaulted_additions() -> None:
     )
     wire = json.loads(encode(job))
     assert wire["blocklists"]["mxDomain"] == "e.com"
-    assert wire["blocklists"]["zones"] == [{"zone": "zen.spamhaus.org", "kind": "ip", "dqs": True}]
+    zone = {"zone": "zen.spamhaus.org", "kind": "ip", "dqs": True, "tests": []}
+    assert wire["blocklists"]["zones"] == [zone]
     assert decode_job(encode(job)) == job
+    del wire["blocklists"]["zones"][0]["tests"]  # an older controller's: no test entries named
+    assert decode_job(json.dumps(wire).encode()) == job
     r = result()
     facts = Reputation(
         names={"192.0.2.1": "host"},

@@ -85,6 +85,19 @@ def test_a_change_is_told_once_after_the_hold_and_a_flap_never() -> None:
     assert told is None and told2 is None and back.told == "healthy"
 
 
+def test_an_oracle_bad_in_turns_of_two_ways_is_told_once_it_held_bad() -> None:
+    """Unhealthy one minute, unknown the next (a dead list that also times out), for three
+    holds: not believed all along, so told once, a hold after it went bad, and not again."""
+    s: Stored | None = None
+    told = []
+    for minute in range(int(3 * HOLD / timedelta(minutes=1)) + 1):
+        now = BAD if minute % 2 == 0 else Health("unknown", "timed out")
+        s, change = step(s, now, T0 + timedelta(minutes=minute))
+        if change is not None:
+            told.append((minute, change))
+    assert told == [(int(HOLD / timedelta(minutes=1)), "unhealthy")]
+
+
 def test_unchecked_is_never_told() -> None:
     s, told = step(None, Health("unchecked"), T0)
     s, told = step(s, Health("unchecked"), T0 + HOLD * 3)

@@ -18,6 +18,7 @@ from controller.sidechecks.blocklists.rules import (
     lists_setting,
     parse_lists,
     read,
+    vouch,
 )
 
 ZEN = KNOWN["zen.spamhaus.org"]
@@ -129,6 +130,45 @@ def test_health_from_the_rfc5782_test_entries(
     h = health(ZEN, listed_test, clean_test)
     assert h.state == state
     assert says in h.reason
+
+
+@pytest.mark.parametrize(
+    ("tests", "state", "says"),
+    [
+        ({"127.0.0.2": ["127.0.0.2"], "127.0.0.1": []}, "healthy", ""),
+        ({"127.0.0.2": ["127.0.0.2"], "127.0.0.1": ["127.0.0.2"]}, "unhealthy", "everything"),
+        ({"127.0.0.2": [], "127.0.0.1": []}, "unhealthy", "says nothing"),
+        ({"127.0.0.2": ["127.255.255.254"], "127.0.0.1": []}, "unhealthy", "public or open"),
+        ({"127.0.0.2": ["127.0.0.2"]}, "unknown", "not answered beside"),  # one failed
+        ({}, "unknown", "not answered beside"),
+        (None, "unknown", "not answered beside"),  # skipped (an older agent's round)
+    ],
+)
+def test_an_answer_is_vouched_for_by_its_own_rounds_test_entries(
+    tests: dict[str, list[str]] | None, state: str, says: str
+) -> None:
+    h = vouch(ZEN, tests)
+    assert (h.state, says in h.reason) == (state, True)
+
+
+@pytest.mark.parametrize(
+    ("entry", "a", "state"),
+    [
+        ("sbl.spamhaus.org:ip", ["127.255.255.255"], "error"),  # excessive queries
+        ("sbl.spamhaus.org:ip", ["127.255.255.254"], "error"),  # a public resolver
+        ("xbl.spamhaus.org:ip:major", ["127.255.255.252"], "error"),
+        ("pbl.spamhaus.org:ip", ["127.0.0.77"], "unknown"),  # undocumented
+        ("pbl.spamhaus.org:ip", ["127.0.0.10"], "listed"),
+        ("zrd.spamhaus.org:domain", ["127.255.255.254"], "error"),
+        ("zrd.spamhaus.org:domain", ["127.0.1.255"], "error"),
+    ],
+)
+def test_any_spamhaus_zone_reads_spamhaus_codes(entry: str, a: list[str], state: str) -> None:
+    """A Spamhaus zone the operator names beside the known two reads Spamhaus's codes too: its
+    error codes (rate limit, public resolver) are never a listing, nor an undocumented code."""
+    (bl,) = parse_lists(entry)
+    assert read(bl, a).state == state
+    assert bl.dqs
 
 
 def test_test_entries_per_kind() -> None:

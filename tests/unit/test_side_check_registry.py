@@ -1,9 +1,9 @@
 """Every side check is registered everywhere it must be (issue 65): a wire module of
 shared/sidechecks, an agent module of agent/sidechecks and a controller package of
 controller/sidechecks are in their registries, the same names on both sides with the same wire;
-each is in the results API's schema, on the console's monitor page, in the metrics, and its
-finding kinds declared. A side check added on one side only, or left out of a surface, fails
-here (docs/architecture.md, "Adding a side check")."""
+each is in the results API's schema, on the console's monitor page, in the metrics, bounded at
+ingest, and its finding kinds declared. A side check added on one side only, or left out of a
+surface, fails here (docs/architecture.md, "Adding a side check")."""
 
 import importlib
 import pkgutil
@@ -90,6 +90,11 @@ def test_every_side_check_is_on_the_console_monitor_page() -> None:
             assert check.console in ids, (check.name, check.console)
         else:
             assert facts_store.keeps_rows(check), check.name
+
+
+def test_every_side_check_that_rides_results_is_bounded_at_ingest() -> None:
+    """An agent is a stranger: the ingester cuts every side check's facts to its bound."""
+    assert [name for name, check in WIRED.items() if check.bound is None] == []
 
 
 def test_every_side_check_has_its_series_in_the_metrics() -> None:

@@ -161,6 +161,26 @@ KNOWN: Final[Mapping[str, BlockList]] = {
     )
 }
 DEFAULT_LISTS: Final = tuple(KNOWN.values())
+
+
+def spamhaus(zone: str, kind: Kind, major: bool) -> BlockList:
+    """Another Spamhaus zone (SBL, XBL, PBL, ZRD...): Spamhaus's codes of its kind (ZEN's for
+    an IP zone, DBL's for a domain zone, with their errors, which hold for every Spamhaus zone),
+    only those read as listings, asked through a DQS key where an agent holds one."""
+    ip = kind == "ip"
+    return BlockList(
+        zone,
+        kind,
+        zone,
+        major=major,
+        delist=SPAMHAUS_CHECK,
+        codes=ZEN_CODES if ip else DBL_CODES,
+        documented_only=True,
+        test_listed="" if ip else "dbltest.com",
+        dqs=True,
+    )
+
+
 # Lists people still configure that are gone: refused by `parse_lists`, naming why.
 GONE: Final[Mapping[str, str]] = {
     "sorbs.net": "SORBS shut down in June 2024",
@@ -193,10 +213,12 @@ def parse_lists(text: str) -> tuple[BlockList, ...]:
         if len(kinds) != 1 or rest:
             raise ValueError(f"{entry}: say zone:ip or zone:domain (and :major)")
         known = KNOWN.get(zone)
+        kind: Kind = "ip" if kinds[0] == "ip" else "domain"
         if known is not None:
             out.append(replace(known, major="major" in opts or known.major))
+        elif zone.endswith(".spamhaus.org"):
+            out.append(spamhaus(zone, kind, major="major" in opts))
         else:
-            kind: Kind = "ip" if kinds[0] == "ip" else "domain"
             out.append(BlockList(zone, kind, zone, major="major" in opts))
     if len({b.zone for b in out}) != len(out):
         raise ValueError("a zone is named twice")
@@ -278,6 +300,24 @@ def health(bl: BlockList, listed_test: Verdict | None, clean_test: Verdict | Non
             "unhealthy", f"says nothing: its test entry {bl.test_listed} is not listed"
         )
     return ListHealth("healthy")
+
+
+# The names that are some list's RFC 5782 test entries: the defaults and the known lists' own.
+TEST_NAMES: Final = frozenset(
+    {"127.0.0.2", "127.0.0.1", "test", "invalid"} | {t for b in KNOWN.values() for t in b.tests}
+)
+NOT_VOUCHED: Final = "its test entries were not answered beside this answer"
+
+
+def vouch(bl: BlockList, tests: Mapping[str, list[str]] | None) -> ListHealth:
+    """The list's health when it gave one answer, from its test entries' answers of the same
+    round (`tests`: name → A records; None or a test entry missing: not vouched, `unknown`).
+    An answer is believed only when its own round's test entries were right: a list that died
+    since its test entries were last asked lists everything or nothing on its own word."""
+    listed, clean = (None if tests is None else tests.get(t) for t in bl.tests)
+    if listed is None or clean is None:
+        return ListHealth("unknown", NOT_VOUCHED)
+    return health(bl, read(bl, listed), read(bl, clean))
 
 
 def severity(bl: BlockList) -> str:
@@ -374,7 +414,9 @@ def ask(
     ips, domains = list(dict.fromkeys(ips)), list(dict.fromkeys(domains))
     met = {*ips, *domains, *known}
     return BlocklistAsk(
-        zones=[BlocklistZone(zone=b.zone, kind=b.kind, dqs=b.dqs) for b in chosen],
+        zones=[
+            BlocklistZone(zone=b.zone, kind=b.kind, dqs=b.dqs, tests=list(b.tests)) for b in chosen
+        ],
         host=True,
         mx_domain=mail_domain or None,
         ips=ips,

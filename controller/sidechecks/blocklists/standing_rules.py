@@ -3,9 +3,10 @@
 
 A cell is `listed` (a healthy list says so there: since the monitor's listing opened, else since
 that answer), `not_listed` (a healthy list does not list it there), `list_unhealthy` (the list
-lists everything, says nothing or answers errors there: its answers say nothing about the name)
-or `unknown` (no usable answer within two intervals, or the list's health there is not known;
-the monitor's own round's failed lookup says why).
+lists everything, says nothing or answers errors there, now or in the round that answered: its
+answers say nothing about the name) or `unknown` (no usable answer within two intervals, the
+list's health there is not known, or the answer's own round did not answer the list's test
+entries; the monitor's own round's failed lookup says why).
 
 What is shown reveals nothing about who else asked or when: an answer is shared by every
 monitor that meets its name, so a cell is dated by the monitor's own round there (`checked_at`,
@@ -25,10 +26,12 @@ Standing = Literal["listed", "not_listed", "list_unhealthy", "unknown"]
 
 @dataclass(frozen=True, slots=True)
 class Seen:
-    """One list's stored (real) answer about one name in one country, and its TXT text."""
+    """One list's stored (real) answer about one name in one country, its TXT text, and the
+    list's health as its own round's test entries showed it (`rules.vouch`)."""
 
     a: list[str]
     txt: str | None = None
+    vouch: ListHealth = field(default_factory=lambda: ListHealth("healthy"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +90,11 @@ def cell(
         return Cell(country, "unknown", "not asked from here within two intervals")
     if health.state != "healthy":
         return Cell(country, "unknown", health.reason, checked_at=at)
+    if seen.vouch.state == "unhealthy":
+        why = f"when it answered, the list {seen.vouch.reason}"
+        return Cell(country, "list_unhealthy", why, checked_at=at)
+    if seen.vouch.state != "healthy":
+        return Cell(country, "unknown", seen.vouch.reason, checked_at=at)
     verdict = read(b, seen.a)
     if verdict.state == "listed":
         since = listing.since if listing is not None else at

@@ -11,7 +11,7 @@ import msgspec
 
 from controller.db import rows as typed
 from controller.db.pool import Conn
-from controller.sidechecks.blocklists.rules import BlockList, Listing
+from controller.sidechecks.blocklists.rules import TEST_NAMES, BlockList, Listing
 from controller.sidechecks.frame import Arrived
 from shared.sidechecks.blocklists import Reputation
 from shared.sidechecks.blocklists_bound import BUDGET_SPENT
@@ -31,9 +31,10 @@ async def record(conn: Conn, arrived: Sequence[Arrived[Reputation]]) -> None:
     for r in arrived:
         at = r.finished_at
         errors: dict[str, dict[str, str]] = {}
+        tests = _tests(r.facts)
         for a in r.facts.answers:
             if a.a is not None:
-                answers.append((a.zone, a.name, r.country, a.a, a.txt, at))
+                answers.append((a.zone, a.name, r.country, a.a, a.txt, tests.get(a.zone), at))
                 continue
             errors.setdefault(a.name, {})[a.zone] = a.error or "no answer"
             if a.error != BUDGET_SPENT:
@@ -41,12 +42,14 @@ async def record(conn: Conn, arrived: Sequence[Arrived[Reputation]]) -> None:
         names.append((str(r.monitor_id), r.country, r.facts.names, errors, at))
     if answers:
         await conn.executemany(
-            "INSERT INTO blocklist_answers (zone, name, country, a, txt, answered_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (zone, name, country) DO UPDATE"
-            " SET a = EXCLUDED.a, txt = EXCLUDED.txt, error = '',"
+            "INSERT INTO blocklist_answers (zone, name, country, a, txt, tests, answered_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (zone, name, country) DO UPDATE"
+            " SET a = EXCLUDED.a, txt = EXCLUDED.txt, tests = EXCLUDED.tests, error = '',"
             " answered_at = EXCLUDED.answered_at"
             " WHERE blocklist_answers.answered_at < EXCLUDED.answered_at",
-            answers,
+            # In key order, as every batch writes them: rows every round shares (the lists'
+            # test entries) are locked in one order, so two batches wait, never deadlock.
+            sorted(answers, key=lambda a: (str(a[0]), str(a[1]), str(a[2]))),
         )
     if failures:
         await conn.executemany(
@@ -63,20 +66,31 @@ async def record(conn: Conn, arrived: Sequence[Arrived[Reputation]]) -> None:
             " ON CONFLICT (monitor_id, country) DO UPDATE SET names = EXCLUDED.names,"
             " errors = EXCLUDED.errors, seen_at = EXCLUDED.seen_at"
             " WHERE blocklist_names.seen_at < EXCLUDED.seen_at",
-            names,
+            sorted(names, key=lambda n: (str(n[0]), str(n[1]))),
         )
+
+
+def _tests(facts: Reputation) -> dict[str, dict[str, list[str]]]:
+    """Zone → its test entries' real answers in this round (`rules.TEST_NAMES`), for the zones
+    that had both answered: what vouches for the round's other answers on that list."""
+    by_zone: dict[str, dict[str, list[str]]] = {}
+    for a in facts.answers:
+        if a.a is not None and a.name in TEST_NAMES:
+            by_zone.setdefault(a.zone, {})[a.name] = a.a
+    return {zone: tests for zone, tests in by_zone.items() if len(tests) >= 2}
 
 
 async def fresh(
     conn: Conn, since: datetime, lists: Collection[BlockList]
 ) -> dict[str, frozenset[str]]:
-    """Per country, the names answered on every list of their kind since `since`: a round
-    need not ask about them again."""
+    """Per country, the names answered on every list of their kind since `since`, each beside
+    its list's test entries (`tests`): a round need not ask about them again. One answered
+    without them is asked again, to be vouched for."""
     by_kind = {kind: {b.zone for b in lists if b.kind == kind} for kind in ("ip", "domain")}
     rows = await conn.fetch(
         "SELECT country, name, array_agg(zone) AS zones FROM blocklist_answers"
         " WHERE answered_at >= $1 AND zone = ANY($2::text[]) AND a IS NOT NULL"
-        " GROUP BY country, name",
+        " AND tests IS NOT NULL GROUP BY country, name",
         since,
         [b.zone for b in lists],
     )
@@ -103,12 +117,14 @@ class Answer(NamedTuple):
     txt: str | None
     error: str
     answered_at: datetime
+    # The list's test entries' answers of the same round (None: not both answered then).
+    tests: dict[str, list[str]] | None = None
 
 
 async def answers(conn: Conn, names: Collection[str], since: datetime) -> list[Answer]:
     """The answers about `names` given since `since`, every list and country."""
     rows = await conn.fetch(
-        "SELECT zone, name, country, a, txt, error, answered_at FROM blocklist_answers"
+        "SELECT zone, name, country, a, txt, error, answered_at, tests FROM blocklist_answers"
         " WHERE name = ANY($1::text[]) AND answered_at >= $2",
         list(names),
         since,

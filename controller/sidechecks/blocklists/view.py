@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from controller.db.pool import Conn
 from controller.monitors.store import Monitor
 from controller.sidechecks.blocklists import store as db
-from controller.sidechecks.blocklists.rules import BlockList, ListHealth
+from controller.sidechecks.blocklists.rules import BlockList, ListHealth, vouch
 from controller.sidechecks.blocklists.standing_rules import Name, Own, Seen, standing
 from controller.sidechecks.blocklists.store import ListingEntry
 from controller.sidechecks.blocklists.watch import healths
@@ -43,11 +43,11 @@ async def monitor_standing(
     wanted = {n for found in names.values() for n in found} | set(listed)
     tests = {t for b in lists for t in b.tests}
     answers = await db.answers(conn, wanted | tests, since) if lists else []
-    zones = {b.zone for b in lists}
+    by_zone = {b.zone: b for b in lists}
     seen = {
-        (a.zone, a.name, a.country): Seen(a.a or [], a.txt)
+        (a.zone, a.name, a.country): Seen(a.a or [], a.txt, vouch(by_zone[a.zone], a.tests))
         for a in answers
-        if a.zone in zones and a.a is not None
+        if a.zone in by_zone and a.a is not None
     }
     failed = await db.failures(conn, since) if lists else {}
     health = healths(lists, [a for a in answers if a.name in tests], failed)

@@ -122,6 +122,8 @@ class BlocklistWatch:
                 continue
             if health.get((a.zone, a.country), ListHealth("unknown")).state != "healthy":
                 continue  # an unhealthy list's answers are no findings
+            if rules.vouch(b, a.tests).state != "healthy":
+                continue  # nor those its own round's test entries do not vouch for
             verdict = rules.read(b, a.a, a.error)
             listed, clean = seen.setdefault((a.zone, a.name), ({}, set()))
             if verdict.state == "listed":

@@ -6,7 +6,12 @@ from typing import TYPE_CHECKING, Final
 
 from controller.sidechecks.dns_canary import if_believed
 from controller.sidechecks.findings import Verdicts
-from controller.sidechecks.frame import ControllerSideCheck, Judging, on_dns_rounds
+from controller.sidechecks.frame import (
+    ControllerSideCheck,
+    Judging,
+    of_mail_domain,
+    on_dns_rounds,
+)
 from controller.sidechecks.mail_dns import rules
 from shared.sidechecks.mail_dns import WIRE, MailDns, MailDnsAsk
 from shared.sidechecks.mail_dns_bound import bounded
@@ -24,6 +29,8 @@ def asking(monitor: "Monitor") -> MailDnsAsk:
 
 
 def judge(j: Judging[MailDns]) -> Verdicts:
+    if not of_mail_domain(j.monitor, j.facts.domain):
+        return {}
     return rules.mail_dns(j.monitor.type, j.monitor.hostname, j.facts, j.seen)
 
 

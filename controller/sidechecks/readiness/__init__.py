@@ -7,7 +7,7 @@ country as admission reserves its rounds, in turn (`budget`)."""
 from typing import TYPE_CHECKING, Final
 
 from controller.sidechecks.findings import Verdicts
-from controller.sidechecks.frame import ControllerSideCheck, Judging, Planning
+from controller.sidechecks.frame import ControllerSideCheck, Judging, Planning, of_mail_domain
 from controller.sidechecks.readiness import rules
 from shared.messages import PASSWORD_LOGIN, ImapPopConfig, JobConfig, RoundTripConfig, SmtpConfig
 from shared.sidechecks.readiness import WIRE, Readiness, ReadinessAsk, bounded
@@ -62,8 +62,13 @@ def selectors(monitor: "Monitor") -> list[str]:
 
 def judge(j: Judging[Readiness]) -> Verdicts:
     m, facts, cc = j.monitor, j.facts, j.row.country
-    verdicts = rules.readiness(facts, cc, j.row.scheduled_at)
-    mx = facts.mx if rules.believed(facts.canaries) else None
+    verdicts: Verdicts = {}
+    mx = None
+    # The DNS verdicts only of facts about the monitor's mail domain now (the round's own
+    # facts, its banner and login, whatever the domain).
+    if of_mail_domain(m, facts.domain):
+        verdicts = rules.readiness(facts, cc, j.row.scheduled_at)
+        mx = facts.mx if rules.believed(facts.canaries) else None
     verdicts |= rules.basic_auth(password_logins(m.config, m.hostname), mx, j.row.banner, cc)
     return verdicts
 

@@ -10,7 +10,7 @@ from controller.sidechecks.findings import Verdicts
 from controller.sidechecks.frame import ControllerSideCheck, Judging, on_dns_rounds
 from controller.sidechecks.relay import rules
 from shared.messages import JobConfig, SmtpConfig
-from shared.sidechecks.relay import WIRE, RelayAsk, RelayTest
+from shared.sidechecks.relay import WIRE, RelayAsk, RelayTest, bounded
 
 if TYPE_CHECKING:
     from controller.monitors.store import Monitor
@@ -40,5 +40,6 @@ SIDE_CHECK: Final = ControllerSideCheck(
     wire=WIRE,
     ask=on_dns_rounds(watched, lambda _: RelayAsk()),
     judge=judge,
+    bound=bounded,
     session_config=session_config,
 )

@@ -8,7 +8,7 @@ from controller.sidechecks.dns_canary import if_believed
 from controller.sidechecks.findings import Verdicts
 from controller.sidechecks.frame import ControllerSideCheck, Judging, on_dns_rounds
 from controller.sidechecks.reverse_dns import rules
-from shared.sidechecks.reverse_dns import WIRE, ReverseDns, ReverseDnsAsk
+from shared.sidechecks.reverse_dns import WIRE, ReverseDns, ReverseDnsAsk, bounded
 
 if TYPE_CHECKING:
     from controller.monitors.store import Monitor
@@ -30,5 +30,6 @@ SIDE_CHECK: Final = ControllerSideCheck(
     wire=WIRE,
     ask=on_dns_rounds(watched, lambda _: ReverseDnsAsk()),
     judge=if_believed(judge),
+    bound=bounded,
     legacy_job=lambda _: {"reverse_dns": True},
 )
