@@ -139,7 +139,7 @@ async def build(http: httpx.AsyncClient, pool: asyncpg.Pool) -> World:
             json={
                 "name": "on call",
                 "kind": "webhook",
-                "url": "https://hooks.example.com/in",
+                "url": "https://127.0.0.1:9/in",
                 "secret": s["webhook"],
                 "monitorIds": [smtp["publicId"]],
             },
