@@ -16,10 +16,8 @@ import asyncpg
 import httpx
 import pytest
 
-from controller.settings import ControllerSettings
-from controller.web.app import create_app
-from testkit.serving import http_client, serve_app
-from tests.api.access_world import CALLERS, World, build, routes
+from testkit.serving import http_client
+from tests.api.access_world import CALLERS, World, build
 from tests.api.helpers import seed_body
 from tests.conftest import PASSWORD
 
@@ -355,20 +353,6 @@ def _url(key: str, route: Route, world: World) -> str:
         return world.ids[name]
 
     return _PARAM.sub(fill, path) + route.query.format(customer=world.org.customer_public_id)
-
-
-@pytest.fixture(scope="module")
-async def matrix_app(
-    settings: ControllerSettings, pool: asyncpg.Pool
-) -> AsyncIterator[tuple[str, list[str]]]:
-    """The API with private addresses granted for channels and report mailboxes (the world's
-    endpoints are on loopback, refused at once: no request leaves the machine)."""
-    allowing = settings.replace(
-        notify_private_network_grants="*=127.0.0.0/8", reports_mailbox_allow_private=True
-    )
-    app = create_app(allowing, pool)
-    async with serve_app(app) as url:
-        yield url, routes(app)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ round trip), an OAuth2 grant's client secret and the report mailbox's password.
 
 import asyncio
 import base64
+import copy
 import sys
 import tempfile
 import urllib.parse
@@ -24,7 +25,8 @@ import httpx
 import pytest
 
 from controller.settings import ControllerSettings
-from testkit.serving import http_client
+from controller.web.app import create_app
+from testkit.serving import http_client, serve_app
 from tests.api.access_world import World, build, secret
 from tests.api.helpers import MASK, seed_body
 from tests.api.test_access_matrix import ROUTES, call
@@ -83,13 +85,15 @@ def forms(value: str) -> list[str]:
     ]
 
 
-async def _grant_monitor(http: httpx.AsyncClient, world: World) -> None:
+async def _grant_monitor(http: httpx.AsyncClient, world: World) -> str:
     body = seed_body("imap", world.org, hostname="127.0.0.1")
     body["imapPopConfig"].pop("password")
     body["imapPopConfig"]["oauth2"] = {**GRANT, "clientSecret": world.secrets["grant"]}
     r = await http.post("/api/imap-pop-monitors", json=body, headers=world.bearer("owner"))
     assert r.status_code == 201, r.text
     assert r.json()["imapPopConfig"]["oauth2"]["clientSecret"] == MASK
+    public_id: str = r.json()["publicId"]
+    return public_id
 
 
 def refused_bodies(world: World) -> list[tuple[str, str, dict[str, Any]]]:
@@ -316,3 +320,132 @@ async def test_the_openapi_answers_show_secrets_only_as_the_mask(http: httpx.Asy
             if value not in (MASK, None):
                 shown.append((where, value))
     assert shown == [], shown
+
+
+@pytest.fixture(scope="module")
+async def binding_api(settings: ControllerSettings, pool: asyncpg.Pool) -> AsyncIterator[str]:
+    """The API allowing loopback endpoints (channels, mailboxes, token endpoints)."""
+    allowing = settings.replace(
+        notify_private_network_grants="*=127.0.0.0/8",
+        reports_mailbox_allow_private=True,
+        oauth2_token_hosts="127.0.0.1",
+    )
+    async with serve_app(create_app(allowing, pool)) as url:
+        yield url
+
+
+# Each way a stored secret could be made to follow a new destination without being sent again:
+# (name, method, path template, the body moving it, the field the refusal names, the body that
+# sends the secret again and is accepted). `{id}`: the world's ids; `MASK`: the mask sent back.
+MOVES: list[tuple[str, str, str, dict[str, Any], str, dict[str, Any]]] = [
+    (
+        "smtp hostname",
+        "PATCH",
+        "/api/smtp-monitors/{smtpMonitorPublicId}",
+        {"hostname": "evil.example.net"},
+        "smtpConfig.auth.pass",
+        {"hostname": "evil.example.net", "smtpConfig": {"auth": {"user": "username", "pass": "n"}}},
+    ),
+    (
+        "smtp port with the mask",
+        "PATCH",
+        "/api/smtp-monitors/{smtpMonitorPublicId}",
+        {"port": 2525, "smtpConfig": {"auth": {"user": "username", "pass": MASK}}},
+        "smtpConfig.auth.pass",
+        {"port": 2525, "smtpConfig": {"auth": {"user": "username", "pass": "n"}}},
+    ),
+    (
+        "imap hostname",
+        "PATCH",
+        "/api/imap-pop-monitors/{imapPopMonitorPublicId}",
+        {"hostname": "evil.example.net"},
+        "imapPopConfig.password",
+        {
+            "hostname": "evil.example.net",
+            "imapPopConfig": {"protocol": "imap", "user": "monitor@example.com", "password": "n"},
+        },
+    ),
+    (
+        "round trip mailbox host",
+        "PATCH",
+        "/api/roundtrip-monitors/{roundtripMonitorPublicId}",
+        {"roundtripConfig": {"receive": {"hostname": "evil.example.net"}}},
+        "roundtripConfig.receive.password",
+        {"roundtripConfig": {"receive": {"hostname": "evil.example.net", "password": "n"}}},
+    ),
+    (
+        "oauth2 token endpoint",
+        "PATCH",
+        "/api/imap-pop-monitors/{grant}",
+        {"imapPopConfig": {"oauth2": {**GRANT, "tokenUrl": "https://127.0.0.1:10/token"}}},
+        "imapPopConfig.oauth2.clientSecret",
+        {
+            "imapPopConfig": {
+                "oauth2": {**GRANT, "tokenUrl": "https://127.0.0.1:10/token", "clientSecret": "n"}
+            }
+        },
+    ),
+    (
+        "AlertSite hostname",
+        "PATCH",
+        "/api/v3/monitors/email-smtp/{v3smtp}",
+        {"hostname": "evil.example.net"},
+        "password",
+        {"hostname": "evil.example.net", "password": "n"},
+    ),
+    (
+        "channel URL",
+        "PATCH",
+        "/api/notification-channels/{channelId}",
+        {"url": "https://127.0.0.2:9/in", "secret": MASK},
+        "secret",
+        {"url": "https://127.0.0.2:9/in", "secret": "n"},
+    ),
+    (
+        "report mailbox host",
+        "PUT",
+        "/api/report-mailbox",
+        {"host": "127.0.0.2", "port": 993, "user": "dmarc", "password": MASK},
+        "password",
+        {"host": "127.0.0.2", "port": 993, "user": "dmarc", "password": "n"},
+    ),
+]
+
+
+def _patched(body: dict[str, Any], merge: dict[str, Any]) -> dict[str, Any]:
+    """A round trip's PATCH sends its whole config (the stored one with the change)."""
+    out = copy.deepcopy(body)
+    for k, v in merge.items():
+        out[k] = _patched(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+@pytest.mark.parametrize("move", MOVES, ids=[m[0] for m in MOVES])
+async def test_a_secret_never_follows_a_changed_destination(
+    binding_api: str,
+    pool: asyncpg.Pool,
+    move: tuple[str, str, str, dict[str, Any], str, dict[str, Any]],
+) -> None:
+    _, method, template, moving, field, again = move
+    async with http_client(base_url=binding_api, timeout=30) as http:
+        world = await build(http, pool)
+        world.secrets["grant"] = secret("grant")
+        world.ids["grant"] = await _grant_monitor(http, world)
+        path = template.format(**world.ids)
+        owner = world.bearer("owner")
+        before = await http.get(path.replace("/email-smtp", ""), headers=owner)
+        if "roundtrip" in path:
+            stored = before.json()["roundtripConfig"]
+            moving = {"roundtripConfig": _patched(stored, moving["roundtripConfig"])}
+            again = {"roundtripConfig": _patched(stored, again["roundtripConfig"])}
+        writers = ("member", "admin", "owner") if "/api/notification" not in path else ("admin",)
+        for who in writers if "report-mailbox" not in path else ("owner",):
+            r = await http.request(method, path, json=moving, headers=world.bearer(who))
+            assert r.status_code == 400, (who, r.text)
+            said = r.json()
+            named = said.get("fields") or [e.get("field") for e in said.get("errors", [])]
+            assert field in named or field in r.text, (who, said)
+        after = await http.get(path.replace("/email-smtp", ""), headers=owner)
+        assert after.json() == before.json()  # nothing moved
+        r = await http.request(method, path, json=again, headers=owner)
+        assert r.status_code == 200, r.text

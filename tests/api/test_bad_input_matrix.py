@@ -1,0 +1,222 @@
+"""Bad input on every route the access matrix lists (tests/api/test_access_matrix.ROUTES), sent
+by the organization's owner, who passes every role check so the input itself is judged:
+
+- bad ids in every path parameter naming a row (not an id, a number past bigint, SQL, NUL, 300
+  characters, an unknown UUID): a 4xx, never a 500;
+- every JSON body replaced by the wrong JSON type, broken JSON, an unknown field, each of its
+  fields given a value of the wrong type, and a body over the size limit: a 4xx; a field
+  refused is named in the answer's `fields` (or AlertSite's `errors`);
+- every query parameter the OpenAPI document declares, given a wrong value: a 4xx naming it;
+- every console form given over-long and control-character values: no 500."""
+
+import copy
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from testkit.serving import http_client
+from tests.api.access_world import World, build
+from tests.api.test_access_matrix import _PARAM, ROUTES, Route, call
+
+BAD_IDS = [
+    "not-an-id",
+    "99999999999999999999999",
+    "-1",
+    "0",
+    "1' OR '1'='1",
+    "%00",
+    "%25",
+    "%FF%FE",
+    "x" * 300,
+    "00000000-0000-4000-8000-000000000000",
+]
+
+
+@pytest.fixture(scope="module")
+async def world(matrix_app: tuple[str, list[str]], pool: asyncpg.Pool) -> AsyncIterator[World]:
+    async with http_client(base_url=matrix_app[0], timeout=30) as http:
+        yield await build(http, pool)
+
+
+@pytest.fixture
+async def client(matrix_app: tuple[str, list[str]]) -> AsyncIterator[httpx.AsyncClient]:
+    async with http_client(base_url=matrix_app[0], timeout=30) as c:
+        yield c
+
+
+def _named(r: httpx.Response) -> list[str]:
+    """The fields an error answer names: ours (`fields`) or AlertSite's (`errors[].field`)."""
+    body = r.json()
+    if "fields" in body:
+        return [str(f) for f in body["fields"]]
+    return [str(e.get("field", "")) + " " + str(e.get("message", "")) for e in body["errors"]]
+
+
+def _ok(r: httpx.Response, what: str, bad: list[str]) -> None:
+    if r.status_code >= 500 or r.status_code < 400:
+        bad.append(f"{what}: {r.status_code} {r.text[:200]!r}")
+
+
+def _mutations(body: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(field, a value of another JSON type) for each top-level field of `body`."""
+    out: list[tuple[str, Any]] = []
+    for key, value in body.items():
+        if isinstance(value, bool):
+            wrong: Any = "yes please"
+        elif isinstance(value, int | float):
+            wrong = "many"
+        elif isinstance(value, str):
+            wrong = {"nested": [1]}
+        elif isinstance(value, list):
+            wrong = 17
+        elif isinstance(value, dict):
+            wrong = ["not", "an", "object"]
+        else:
+            wrong = [None]
+        out.append((key, wrong))
+    return out
+
+
+async def test_bad_ids_in_every_path_are_a_4xx(client: httpx.AsyncClient, world: World) -> None:
+    bad: list[str] = []
+    for key, route in ROUTES.items():
+        method, path = key.split(" ", 1)
+        params = [p for p in _PARAM.findall(path) if (route.params or {}).get(p, p) in world.ids]
+        if not params or method == "DELETE" or "logout" in path:
+            continue
+        for param in params:
+            for value in BAD_IDS:
+                broken = Route(
+                    route.who,
+                    route.ok,
+                    route.json,
+                    route.form,
+                    params={**(route.params or {}), param: value},
+                    query=route.query,
+                )
+                r = await call(client, world, key, broken, "owner")
+                # a 4xx, or the redirect of a delete that deleted nothing
+                if r.status_code >= 500 or r.status_code < 300:
+                    bad.append(f"{key} {param}={value[:20]}: {r.status_code} {r.text[:200]!r}")
+    assert bad == [], "\n".join(bad)
+
+
+async def test_bad_json_bodies_are_a_4xx_naming_the_field(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    bad: list[str] = []
+    unnamed: list[str] = []
+    for key, route in ROUTES.items():
+        method, path = key.split(" ", 1)
+        if route.json is None or route.who == "public":
+            continue
+        url = path
+        for p in _PARAM.findall(path):
+            value = (route.params or {}).get(p, p)
+            url = _PARAM.sub(world.ids.get(value, value), url, count=1)
+        url += route.query.format(customer=world.org.customer_public_id)
+        headers = world.bearer("owner")
+        valid = route.json(world)
+        for what, content in (
+            ("an array", b"[]"),
+            ("a string", b'"x"'),
+            ("null", b"null"),
+            ("broken JSON", b'{"name": '),
+            ("not UTF-8", b'{"name": "\xff\xfe"}'),
+            ("over the limit", b'{"name": "' + b"x" * 70_000 + b'"}'),
+        ):
+            r = await client.request(
+                method,
+                url,
+                content=content,
+                headers={**headers, "content-type": "application/json"},
+            )
+            _ok(r, f"{key} with {what}", bad)
+        r = await client.request(method, url, json={**valid, "zzUnknown": 1}, headers=headers)
+        _ok(r, f"{key} with an unknown field", bad)
+        if r.status_code == 400 and not any("zzUnknown" in f for f in _named(r)):
+            unnamed.append(f"{key} unknown field: {r.text[:200]}")
+        for field, wrong in _mutations(valid):
+            body = copy.deepcopy(valid)
+            body[field] = wrong
+            r = await client.request(method, url, json=body, headers=headers)
+            _ok(r, f"{key} {field}={wrong!r}", bad)
+            if r.status_code == 400 and not any(field in f for f in _named(r)):
+                unnamed.append(f"{key} {field}={wrong!r}: {r.text[:200]}")
+    assert bad == [], "\n".join(bad)
+    assert unnamed == [], "\n".join(unnamed)
+
+
+async def test_wrong_query_values_are_a_4xx_naming_the_parameter(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    doc = (await client.get("/schema/openapi.json")).json()
+    bad: list[str] = []
+    unnamed: list[str] = []
+    checked = 0
+    for key, route in ROUTES.items():
+        method, path = key.split(" ", 1)
+        plain = _PARAM.sub(lambda m: "{" + m.group(1) + "}", path)
+        op = doc["paths"].get(plain, {}).get(method.lower())
+        if op is None or method != "GET":
+            continue
+        for parameter in op.get("parameters", []):
+            if parameter["in"] != "query":
+                continue
+            name, schema = parameter["name"], parameter.get("schema", {})
+            kinds = {schema.get("type")} | {s.get("type") for s in schema.get("oneOf", [])}
+            numeric = kinds & {"integer", "number"}
+            wrongs = ["many", "-5", "9" * 30] if numeric else ["%01", "%FF%FE", "z" * 5000]
+            for wrong in wrongs:
+                broken = Route(route.who, route.ok, params=route.params, query=f"?{name}={wrong}")
+                r = await call(client, world, key, broken, "owner")
+                checked += 1
+                if r.status_code >= 500:
+                    bad.append(f"{key}?{name}={wrong[:10]}: {r.status_code} {r.text[:200]}")
+                elif r.status_code == 400 and not any(name in f for f in _named(r)):
+                    unnamed.append(f"{key}?{name}={wrong[:10]}: {r.text[:200]}")
+    assert checked > 50, checked
+    assert bad == [], "\n".join(bad)
+    assert unnamed == [], "\n".join(unnamed)
+
+
+async def test_console_forms_with_hostile_values_never_answer_500(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    bad: list[str] = []
+    for key, route in ROUTES.items():
+        method, path = key.split(" ", 1)
+        if method != "POST" or route.form is None or "logout" in path or "delete" in path:
+            continue
+        if path == "/console/login":
+            continue  # throttled per address: its bad input is tests/api/test_login_throttle.py
+        base = route.form(world)
+        for hostile in ("x" * 100_000, "\x00\x01\x1b[31m", "<script>alert(1)</script>", "é" * 3000):
+            form = {k: hostile for k in base} | {"zz": hostile}
+            hostile_route = Route(
+                route.who, route.ok, form=lambda w, f=form: dict(f), params=route.params
+            )
+            r = await call(client, world, key, hostile_route, "owner")
+            if r.status_code >= 500 and r.status_code != route.ok:
+                bad.append(f"{key} {hostile[:12]!r}: {r.status_code} {r.text[:200]}")
+            # the same form with bytes that are not UTF-8
+            names = {p: (route.params or {}).get(p, p) for p in _PARAM.findall(path)}
+            url = _PARAM.sub(lambda m, n=names: world.ids.get(n[m[1]], n[m[1]]), path)
+            raw = b"&".join(k.encode() + b"=%FF%FE" for k in [*base, "_csrf_token"])
+            raw += b"&_csrf_token=" + world.csrf["owner"][1].encode()
+            r = await client.post(
+                url,
+                content=raw,
+                headers={
+                    **world.cookies("owner"),
+                    "content-type": "application/x-www-form-urlencoded",
+                },
+            )
+            if r.status_code >= 500 and r.status_code != route.ok:
+                bad.append(f"{key} {hostile[:12]!r}: {r.status_code} {r.text[:200]}")
+            if "<script>alert(1)</script>" in r.text:
+                bad.append(f"{key}: the form's value is in the page unescaped")
+    assert bad == [], "\n".join(bad)
