@@ -48,6 +48,7 @@ class World:
     ids: dict[str, str]  # path parameter -> a value naming this organization's row
     secrets: dict[str, str]  # what -> the secret stored for it
     tokens: dict[str, str | None] = field(default_factory=dict)  # caller -> bearer token
+    foreign: list[str] = field(default_factory=list)  # the ids of the stranger's own rows
     csrf: dict[str, tuple[str, str]] = field(default_factory=dict)  # caller -> (cookie, token)
 
     def bearer(self, caller: str) -> dict[str, str]:
@@ -246,6 +247,38 @@ async def build(http: httpx.AsyncClient, pool: asyncpg.Pool) -> World:
     (domain,) = [d for d in r.json() if d["domain"] == "example.com"]
     world.ids["token"] = domain["tlsRptHttps"].rstrip("/").rsplit("/", 1)[1]
     return world
+
+
+async def stranger_rows(http: httpx.AsyncClient, world: World) -> None:
+    """Rows of the stranger's own (a monitor naming the same mail domain, a channel, a window),
+    which no answer to the organization's callers may show."""
+    auth = world.stranger.auth("owner")
+    body = seed_body("smtp", world.stranger, mailDomain="example.com", name="Stranger SMTP")
+    monitor = await _expect(await http.post("/api/smtp-monitors", json=body, headers=auth))
+    channel = await _expect(
+        await http.post(
+            "/api/notification-channels",
+            json={
+                "name": "theirs",
+                "kind": "webhook",
+                "url": "https://127.0.0.1:9/",
+                "secret": "k",
+            },
+            headers=auth,
+        )
+    )
+    window = await _expect(
+        await http.post(
+            "/api/maintenance-windows",
+            json={
+                "monitorId": monitor["publicId"],
+                "startsAt": "2030-01-01T00:00:00Z",
+                "endsAt": "2030-01-01T01:00:00Z",
+            },
+            headers=auth,
+        )
+    )
+    world.foreign += [monitor["publicId"], channel["id"], str(window["id"])]
 
 
 async def csrf(http: httpx.AsyncClient, world: World, caller: str) -> None:

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from testkit.serving import http_client
-from tests.api.access_world import CALLERS, World, build
+from tests.api.access_world import CALLERS, World, build, stranger_rows
 from tests.api.helpers import seed_body
 from tests.conftest import PASSWORD
 
@@ -178,8 +178,10 @@ ROUTES: dict[str, Route] = {
     "POST /api/status-notices/{noticeId:str}/updates": Route("admin", 201, json=NOTICE_UPDATE),
     # --- reports
     "GET /api/report-domains": Route("any", 200),
-    "POST /api/report-domains/{domain:str}/rotate-token": Route("admin", 200),
-    "GET /api/report-domains/{domain:str}/totals": Route("any", 200),
+    # a domain is named, not owned: the stranger monitors example.com too and gets its own
+    # totals and token (the snapshot shows this organization's unchanged)
+    "POST /api/report-domains/{domain:str}/rotate-token": Route("admin", 200, stranger=200),
+    "GET /api/report-domains/{domain:str}/totals": Route("any", 200, stranger=200),
     "GET /api/report-settings": Route("any", 200),
     "PUT /api/report-settings": Route("admin", 200, json=lambda w: {"windowDays": 7}),
     "GET /api/reports": Route("any", 200),
@@ -255,8 +257,10 @@ ROUTES: dict[str, Route] = {
     ),
     "GET /console/findings": Route("any", 200),
     "GET /console/reports": Route("any", 200),
-    "GET /console/reports/{domain:str}": Route("any", 200),
-    "POST /console/reports/{domain:str}/rotate-token": Route("admin", 303, form=EMPTY),
+    "GET /console/reports/{domain:str}": Route("any", 200, stranger=200),
+    "POST /console/reports/{domain:str}/rotate-token": Route(
+        "admin", 303, form=EMPTY, stranger=303
+    ),
     "GET /console/reputation": Route("any", 200),
     "GET /console/status-pages": Route("admin", 200),
     "POST /console/status-pages/{customer:str}": Route(
@@ -391,6 +395,7 @@ def _foreign_marks(world: World) -> list[str]:
         world.stranger.org_name,
         world.stranger.customer_public_id,
         *world.stranger.emails.values(),
+        *world.foreign,
     ]
 
 
@@ -447,9 +452,7 @@ async def test_each_caller_gets_what_the_table_says(
 ) -> None:
     world = await build(client, pool)
     # the stranger's own rows, which lists must not show this organization's callers
-    await client.post(
-        "/api/smtp-monitors", json=seed_body("smtp", world.stranger), headers=world.stranger.auth()
-    )
+    await stranger_rows(client, world)
     before = await snapshot(client, pool, world)
     wrong: list[str] = []
     leaks: list[str] = []
