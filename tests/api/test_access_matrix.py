@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from testkit.serving import http_client
-from tests.api.access_world import CALLERS, World, build, stranger_rows
+from tests.api.access_world import CALLERS, World, build, csrf, stranger_rows
 from tests.api.helpers import seed_body
 from tests.conftest import PASSWORD
 
@@ -471,3 +471,72 @@ async def test_each_caller_gets_what_the_table_says(
     if caller in ("anonymous", "revoked", "expired", "stranger"):
         # nothing of the organization changed: every write was refused or went to its own org
         assert await snapshot(client, pool, world) == before
+
+
+async def test_no_body_can_reach_another_organizations_rows(
+    client: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """The stranger's own rows, written with ids of this organization's monitors and customer
+    in their bodies and forms: refused (a 4xx, 404 where the API names an id), and nothing of
+    this organization is attached to, shown on or changed by the stranger's rows."""
+    world = await build(client, pool)
+    await stranger_rows(client, world)
+    theirs_monitor, theirs_channel, _ = world.foreign
+    before = await snapshot(client, pool, world)
+    ours, our_customer = world.ids["smtpMonitorPublicId"], world.org.customer_public_id
+    async with pool.acquire() as conn:
+        our_numeric = await conn.fetchval(
+            "SELECT id FROM monitors WHERE public_id = $1::uuid", ours
+        )
+        our_customer_numeric = world.org.customer_id
+    auth = world.stranger.auth("owner")
+    channel = {"name": "x", "kind": "webhook", "url": "https://127.0.0.1:9/", "secret": "k"}
+    refusals = [
+        ("POST", "/api/notification-channels", {**channel, "monitorIds": [ours]}, 404),
+        (
+            "POST",
+            "/api/notification-channels",
+            {**channel, "customerIds": [our_customer_numeric]},
+            404,
+        ),
+        ("PATCH", f"/api/notification-channels/{theirs_channel}", {"monitorIds": [ours]}, 404),
+        (
+            "PATCH",
+            f"/api/notification-channels/{theirs_channel}",
+            {"customerIds": [our_customer_numeric]},
+            404,
+        ),
+        ("PATCH", f"/api/smtp-monitors/{theirs_monitor}", {"dependsOn": [ours]}, 400),
+        ("PATCH", f"/api/smtp-monitors/{theirs_monitor}", {"customerId": our_customer}, 404),
+    ]
+    wrong = []
+    for method, path, body, status in refusals:
+        r = await client.request(method, path, json=body, headers=auth)
+        if r.status_code != status:
+            wrong.append(f"{method} {path} {body}: {r.status_code} {r.text[:200]}")
+    stranger = World(world.stranger, world.org, world.ids, {}, dict(world.tokens))
+    stranger.tokens["owner"] = world.stranger.tokens["owner"]
+    await csrf(client, stranger, "owner")
+    form = {"monitor": ours, "customer": str(our_customer_numeric)}
+    form["_csrf_token"] = stranger.csrf["owner"][1]
+    r = await client.post(
+        f"/console/channels/{theirs_channel}/choose", data=form, headers=stranger.cookies("owner")
+    )
+    if not 400 <= r.status_code < 500:
+        wrong.append(f"choose: {r.status_code} {r.text[:200]}")
+    # a page's monitors not of its customer are left out (a number says nothing of whose it is)
+    slug = f"theirs-{world.stranger.org_id}"
+    form = {"slug": slug, "title": "t", "monitor": str(our_numeric)}
+    form["_csrf_token"] = stranger.csrf["owner"][1]
+    r = await client.post(
+        f"/console/status-pages/{world.stranger.customer_public_id}",
+        data=form,
+        headers=stranger.cookies("owner"),
+    )
+    assert r.status_code == 303, r.text
+    page = (await client.get(f"/status/{slug}/summary.json")).json()
+    assert page["services"] == [], page
+    assert wrong == [], "\n".join(wrong)
+    assert await snapshot(client, pool, world) == before
+    r = await client.get(f"/api/notification-channels/{theirs_channel}", headers=auth)
+    assert r.json()["monitorIds"] == [] and r.json()["customerIds"] == [], r.json()
