@@ -543,3 +543,30 @@ async def test_no_body_can_reach_another_organizations_rows(
     assert await snapshot(client, pool, world) == before
     r = await client.get(f"/api/notification-channels/{theirs_channel}", headers=auth)
     assert r.json()["monitorIds"] == [] and r.json()["customerIds"] == [], r.json()
+
+
+async def test_every_console_post_without_its_csrf_token_is_refused(
+    client: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """A form posted from another site carries the session cookie but not the form's token:
+    every POST under /console is then a 403 and changes nothing."""
+    world = await build(client, pool)
+    before = await snapshot(client, pool, world)
+    wrong = []
+    posts = [k for k in ROUTES if k.startswith("POST /console")]
+    assert len(posts) > 15
+    for key in posts:
+        route = ROUTES[key]
+        form = route.form(world) if route.form is not None else {}
+        headers = {"Cookie": f"mp_session={world.tokens['owner']}"}
+        r = await client.post(_url(key, route, world), data=form, headers=headers)
+        if r.status_code != 403:
+            wrong.append(f"{key}: {r.status_code}")
+        # a token of another session's cookie does not do either
+        headers["Cookie"] += f"; mp_csrf={world.csrf['admin'][0]}"
+        form["_csrf_token"] = world.csrf["readonly"][1]
+        r = await client.post(_url(key, route, world), data=form, headers=headers)
+        if r.status_code != 403:
+            wrong.append(f"{key} with another session's token: {r.status_code}")
+    assert wrong == [], wrong
+    assert await snapshot(client, pool, world) == before
