@@ -220,3 +220,32 @@ async def test_console_forms_with_hostile_values_never_answer_500(
             if "<script>alert(1)</script>" in r.text:
                 bad.append(f"{key}: the form's value is in the page unescaped")
     assert bad == [], "\n".join(bad)
+
+
+BAD_CREDENTIALS: list[bytes] = [
+    b"Bearer",
+    b"Bearer  \t x",
+    b"Basic dXNlcjpwYXNz",
+    b"Bearer \xff\xfe\x80",
+    b"Bearer " + b"A" * 16_000,
+    b"bearer a b c",
+    b"Bearer \x7f",
+]
+
+
+async def test_bad_credentials_are_a_401_or_the_login_form_never_a_500(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    """Broken Authorization headers on the API and broken session cookies on the console."""
+    bad: list[str] = []
+    for path in ("/api/auth/me", "/api/smtp-monitors", "/api/v3/monitors", "/metrics/monitors"):
+        for value in BAD_CREDENTIALS:
+            r = await client.get(path, headers=[(b"authorization", value)])
+            if r.status_code not in (400, 401):
+                bad.append(f"{path} {value[:20]!r}: {r.status_code} {r.text[:100]}")
+    for path in ("/console", "/console/monitors.part"):
+        for value in (b"mp_session=\xff\xfe", b"mp_session=" + b"x" * 16_000, b"mp_session"):
+            r = await client.get(path, headers=[(b"cookie", value)])
+            if r.status_code not in (303, 401):
+                bad.append(f"{path} {value[:20]!r}: {r.status_code} {r.text[:100]}")
+    assert bad == [], "\n".join(bad)
