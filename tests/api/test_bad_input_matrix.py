@@ -249,3 +249,33 @@ async def test_bad_credentials_are_a_401_or_the_login_form_never_a_500(
             if r.status_code not in (303, 401):
                 bad.append(f"{path} {value[:20]!r}: {r.status_code} {r.text[:100]}")
     assert bad == [], "\n".join(bad)
+
+
+HOSTILE_FILES = [
+    "%00",
+    "x%00.css",
+    "a" * 5000,
+    "console.css/x",
+    "swagger-ui.css/x",
+    "..%2F..%2F__init__.py",
+    "%2e%2e/%2e%2e/__init__.py",
+    "%FF%FE",
+    "/etc/passwd",
+]
+
+
+async def test_hostile_file_names_under_static_routes_are_a_404(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    """The routes serving files (read from the table: a `:path` parameter) with names that
+    are no file of theirs, asked by nobody logged in: a 404, never a 500 nor a file."""
+    served = [k for k in ROUTES if k.startswith("GET ") and ":path}" in k]
+    assert len(served) >= 2, served
+    bad = []
+    for key in served:
+        for name in HOSTILE_FILES:
+            url = _PARAM.sub(name, key.split(" ", 1)[1])
+            r = await client.get(url)
+            if r.status_code != 404:
+                bad.append(f"{url[:80]}: {r.status_code} {r.text[:100]!r}")
+    assert bad == [], "\n".join(bad)
