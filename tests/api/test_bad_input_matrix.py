@@ -84,7 +84,8 @@ async def test_bad_ids_in_every_path_are_a_4xx(client: httpx.AsyncClient, world:
     bad: list[str] = []
     for key, route in ROUTES.items():
         method, path = key.split(" ", 1)
-        params = [p for p in _PARAM.findall(path) if (route.params or {}).get(p, p) in world.ids]
+        # every parameter but a file's path (test_hostile_file_names_...)
+        params = [p for p in _PARAM.findall(path) if ":path}" not in path]
         if not params or method == "DELETE" or "logout" in path:
             continue
         for param in params:
