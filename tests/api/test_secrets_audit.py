@@ -13,6 +13,7 @@ round trip), an OAuth2 grant's client secret and the report mailbox's password.
 import asyncio
 import base64
 import copy
+import re
 import sys
 import tempfile
 import urllib.parse
@@ -30,6 +31,7 @@ from testkit.serving import http_client, serve_app
 from tests.api.access_world import World, build, secret
 from tests.api.helpers import MASK, seed_body
 from tests.api.test_access_matrix import ROUTES, call
+from tests.console.helpers import form_values
 
 GRANT = {
     "mechanism": "XOAUTH2",
@@ -478,3 +480,45 @@ async def test_a_webhook_urls_token_is_not_shown_to_readers(
         )
         page = await http.get("/console/channels", headers=world.cookies("readonly"))
     assert token not in shown.text and token not in page.text
+
+
+@pytest.mark.parametrize(
+    ("monitor", "moved", "secret_field"),
+    [
+        ("smtpMonitorPublicId", {"hostname": "evil.example.net"}, "smtpConfig.auth.pass"),
+        ("imapPopMonitorPublicId", {"port": "143"}, "imapPopConfig.password"),
+        (
+            "roundtripMonitorPublicId",
+            {"roundtripConfig.receive.hostname": "evil.example.net"},
+            "roundtripConfig.receive.password",
+        ),
+    ],
+)
+async def test_the_console_edit_form_never_moves_a_kept_secret(
+    binding_api: str, pool: asyncpg.Pool, monitor: str, moved: dict[str, str], secret_field: str
+) -> None:
+    """The edit form as the page fills it (the secret left empty: "leave empty to keep"), with
+    the destination changed: a 400 at the secret's field, nothing stored; typed again, saved."""
+    async with http_client(base_url=binding_api, timeout=30) as http:
+        world = await build(http, pool)
+        edit = f"/console/monitors/{world.ids[monitor]}/edit"
+        page = await http.get(edit, headers=world.cookies("member"))
+        assert page.status_code == 200, page.text[:300]
+        token = re.search(r'name="_csrf_token" value="([^"]+)"', page.text)
+        assert token is not None
+        shown = form_values(page.text)
+        assert shown.get(secret_field, "") == ""  # never put into the page
+        before = await http.get(
+            f"/api/{'imap-pop' if 'imap' in monitor else monitor[:-15]}-monitors/"
+            f"{world.ids[monitor]}",
+            headers=world.bearer("owner"),
+        )
+        form = {**shown, **moved, "_csrf_token": world.csrf["member"][1]}
+        r = await http.post(edit, data=form, headers=world.cookies("member"))
+        assert r.status_code == 400, r.text[:300]
+        assert f'id="err-{secret_field.replace(".", "-")}"' in r.text, r.text[-2000:]
+        after = await http.get(str(before.url), headers=world.bearer("owner"))
+        assert after.json() == before.json()
+        form[secret_field] = "typed again"
+        r = await http.post(edit, data=form, headers=world.cookies("member"))
+        assert r.status_code == 303, r.text[-2000:]
