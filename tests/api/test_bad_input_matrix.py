@@ -280,3 +280,28 @@ async def test_hostile_file_names_under_static_routes_are_a_404(
             if r.status_code != 404:
                 bad.append(f"{url[:80]}: {r.status_code} {r.text[:100]!r}")
     assert bad == [], "\n".join(bad)
+
+
+CONSOLE_QUERY = ["search", "status", "page", "perPage", "days", "country", "from", "to", "range"]
+CONSOLE_QUERY += ["saved", "error", "notice", "token", "customer", "kind", "tab", "next", "email"]
+
+
+async def test_console_pages_with_hostile_queries_never_answer_500_nor_echo_markup(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    """Every page under /console and /status (read from the table) with the query names the
+    pages use given markup, huge, negative and undecodable values: no 500, no markup echoed."""
+    bad = []
+    for key, route in ROUTES.items():
+        method, path = key.split(" ", 1)
+        if method != "GET" or not path.startswith(("/console", "/status")) or ":path}" in path:
+            continue
+        for value in ("%3Cscript%3Ealert(1)%3C%2Fscript%3E", "-1", "9" * 40, "%FF%FE", "z" * 3000):
+            query = "?" + "&".join(f"{name}={value}" for name in CONSOLE_QUERY)
+            hostile = Route(route.who, route.ok, params=route.params, query=query)
+            r = await call(client, world, key, hostile, "owner")
+            if r.status_code >= 500 and r.status_code != route.ok:
+                bad.append(f"{key} {value[:12]}: {r.status_code} {r.text[:200]}")
+            if "<script>alert(1)</script>" in r.text:
+                bad.append(f"{key}: the query's markup is in the page unescaped")
+    assert bad == [], "\n".join(bad)
