@@ -4,7 +4,11 @@ table (`ROUTES`: what docs/api.md, docs/console.md and the OpenAPI document say 
 do). A route missing from the table fails the test, as does a table row no route serves.
 
 For every caller: no 500; another organization's ids are a 404 (never a 403 that says they exist);
-nothing another organization owns (its ids, names, e-mails) appears in any answer."""
+nothing another organization owns (its ids, names, e-mails) appears in any answer, nor anything
+of an organization in what anyone reads without a token; a refused caller changes nothing. And:
+every role of another organization gets for this one's ids the very answer a made-up id gets;
+ids of this organization inside another's bodies reach nothing; every console POST needs its
+CSRF token."""
 
 import re
 import uuid
@@ -19,6 +23,7 @@ import pytest
 from testkit.serving import http_client
 from tests.api.access_world import CALLERS, World, build, csrf, stranger_rows
 from tests.api.helpers import seed_body
+from tests.api.test_roundtrip_monitors import body as roundtrip_body
 from tests.conftest import PASSWORD
 
 Body = Callable[[World], dict[str, Any]]
@@ -73,8 +78,11 @@ NOTICE: Body = lambda w: {  # noqa: E731
     "body": "Looking",
 }
 EMPTY: Body = lambda w: {}  # noqa: E731
-KINDS = {"smtp": "smtpMonitorPublicId", "imap-pop": "imapPopMonitorPublicId"}
-KINDS["roundtrip"] = "roundtripMonitorPublicId"
+KINDS = {
+    "smtp": "smtpMonitorPublicId",
+    "imap-pop": "imapPopMonitorPublicId",
+    "roundtrip": "roundtripMonitorPublicId",
+}
 
 
 def _monitor_routes() -> dict[str, Route]:
@@ -82,13 +90,11 @@ def _monitor_routes() -> dict[str, Route]:
     for kind, param in KINDS.items():
         base = f"/api/{kind}-monitors"
         one = f"{base}/{{{param}:str}}"
-        seed = "imap" if kind == "imap-pop" else kind
-        if kind == "roundtrip":
-            from tests.api.test_roundtrip_monitors import body as roundtrip_body
-
-            create: Body = lambda w: roundtrip_body(w.org)  # noqa: E731
-        else:
-            create = _seed(seed)
+        create: Body = {
+            "smtp": _seed("smtp"),
+            "imap-pop": _seed("imap"),
+            "roundtrip": lambda w: roundtrip_body(w.org),
+        }[kind]
         table |= {
             f"GET {base}": Route("any", 200),
             # the stranger names this organization's customer: 404 naming customerId

@@ -8,7 +8,9 @@ round trip), an OAuth2 grant's client secret and the report mailbox's password.
   would show it): no answer and no log line holds any of them.
 - The OpenAPI document's examples show a secret only as the mask.
 - A secret never follows a changed destination: each way of moving one without sending it again
-  is refused naming the secret's field."""
+  (the native and AlertSite PATCHes, a channel's URL, the report mailbox's PUT, the console's
+  edit form) is refused naming the secret's field, and changes nothing.
+- Known gap (xfail): a generic webhook URL's own token is shown to every role."""
 
 import asyncio
 import base64
