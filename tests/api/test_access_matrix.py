@@ -621,3 +621,34 @@ async def test_another_organizations_id_answers_as_a_made_up_one(
         if (real.status_code, real.text) != (fake.status_code, fake.text):
             differ.append(f"{key}: {real.status_code} {real.text[-200:]!r} / {fake.status_code}")
     assert differ == [], "\n".join(differ)
+
+
+async def test_ids_in_query_filters_answer_as_made_up_ones_for_another_organization(
+    client: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """Every list's id filter the OpenAPI document declares (`customerId`, `monitorId`, ...),
+    given this organization's id by another's user: the answer a made-up id gets."""
+    world = await build(client, pool)
+    doc = (await client.get("/schema/openapi.json")).json()
+    ours = {
+        "monitorId": world.ids["smtpMonitorPublicId"],
+        "customerId": world.org.customer_public_id,
+    }
+    checked, differ = 0, []
+    for path, ops in doc["paths"].items():
+        op = ops.get("get")
+        if op is None or "{" in path:
+            continue
+        for parameter in op.get("parameters", []):
+            name = parameter["name"]
+            if parameter["in"] != "query" or name not in ours:
+                continue
+            answers = []
+            for value in (ours[name], str(uuid.uuid4())):
+                r = await client.get(path, params={name: value}, headers=world.stranger.auth())
+                answers.append((r.status_code, r.text))
+            checked += 1
+            if answers[0] != answers[1]:
+                differ.append(f"{path}?{name}: {answers[0][0]} / {answers[1][0]}")
+    assert checked >= 4, checked
+    assert differ == [], differ
