@@ -80,6 +80,17 @@ def _mutations(body: dict[str, Any]) -> list[tuple[str, Any]]:
     return out
 
 
+def _strings(node: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """The path (keys and indexes) to every string in `node`."""
+    if isinstance(node, str):
+        return [at]
+    if isinstance(node, dict):
+        return [p for k, v in node.items() for p in _strings(v, (*at, k))]
+    if isinstance(node, list):
+        return [p for i, v in enumerate(node) for p in _strings(v, (*at, i))]
+    return []
+
+
 async def test_bad_ids_in_every_path_are_a_4xx(client: httpx.AsyncClient, world: World) -> None:
     bad: list[str] = []
     for key, route in ROUTES.items():
@@ -128,6 +139,10 @@ async def test_bad_json_bodies_are_a_4xx_naming_the_field(
             ("broken JSON", b'{"name": '),
             ("not UTF-8", b'{"name": "\xff\xfe"}'),
             ("over the limit", b'{"name": "' + b"x" * 70_000 + b'"}'),
+            ("nested 5000 deep", b'{"name": ' + b"[" * 5000 + b"]" * 5000 + b"}"),
+            ("a number past float", b'{"name": 1e999, "port": 1e999}'),
+            ("a lone surrogate", b'{"name": "\\ud800"}'),
+            ("NUL in a string", b'{"name": "a\\u0000b"}'),
         ):
             r = await client.request(
                 method,
@@ -147,6 +162,16 @@ async def test_bad_json_bodies_are_a_4xx_naming_the_field(
             _ok(r, f"{key} {field}={wrong!r}", bad)
             if r.status_code == 400 and not any(field in f for f in _named(r)):
                 unnamed.append(f"{key} {field}={wrong!r}: {r.text[:200]}")
+        # every string, however deep, with a NUL (PostgreSQL stores none), alone in the body
+        for where in _strings(valid):
+            body = copy.deepcopy(valid)
+            node = body
+            for step in where[:-1]:
+                node = node[step]
+            node[where[-1]] += "\x00"
+            r = await client.request(method, url, json=body, headers=headers)
+            if r.status_code >= 500:
+                bad.append(f"{key} NUL in {where}: {r.status_code} {r.text[:200]}")
     assert bad == [], "\n".join(bad)
     assert unnamed == [], "\n".join(unnamed)
 
@@ -304,4 +329,26 @@ async def test_console_pages_with_hostile_queries_never_answer_500_nor_echo_mark
                 bad.append(f"{key} {value[:12]}: {r.status_code} {r.text[:200]}")
             if "<script>alert(1)</script>" in r.text:
                 bad.append(f"{key}: the query's markup is in the page unescaped")
+    assert bad == [], "\n".join(bad)
+
+
+async def test_every_method_on_every_path_is_answered_without_a_500(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    """HEAD, OPTIONS and the methods a path does not serve (405), with and without a token."""
+    paths: dict[str, Route] = {}
+    for key, route in ROUTES.items():
+        paths.setdefault(key.split(" ", 1)[1], route)
+    bad = []
+    for path, route in paths.items():
+        if ":path}" in path or "logout" in path:
+            continue
+        for method in ("HEAD", "OPTIONS", "GET", "POST", "PUT", "PATCH", "DELETE", "TRACE"):
+            if f"{method} {path}" in ROUTES:
+                continue  # what it serves: the access matrix's
+            for caller in ("anonymous", "readonly"):
+                probe = Route(route.who, route.ok, params=route.params, query=route.query)
+                r = await call(client, world, f"{method} {path}", probe, caller)
+                if r.status_code >= 500:
+                    bad.append(f"{method} {path} as {caller}: {r.status_code} {r.text[:100]}")
     assert bad == [], "\n".join(bad)
