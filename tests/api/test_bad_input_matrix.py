@@ -20,6 +20,7 @@ import pytest
 from testkit.serving import http_client
 from tests.api.access_world import World, build
 from tests.api.test_access_matrix import _PARAM, ROUTES, Route, call
+from tests.console.helpers import form_values
 
 BAD_IDS = [
     "not-an-id",
@@ -220,6 +221,16 @@ async def test_console_forms_with_hostile_values_never_answer_500(
         if path == "/console/login":
             continue  # throttled per address: its bad input is tests/api/test_login_throttle.py
         base = route.form(world)
+        for field in base:  # a NUL in one field of a form that is otherwise good
+            nul_route = Route(
+                route.who,
+                route.ok,
+                form=lambda w, f=field, b=base: {**b, f: b[f] + "\x00"},
+                params=route.params,
+            )
+            r = await call(client, world, key, nul_route, "owner")
+            if r.status_code >= 500 and r.status_code != route.ok:
+                bad.append(f"{key} NUL in {field}: {r.status_code} {r.text[:200]}")
         for hostile in ("x" * 100_000, "\x00\x01\x1b[31m", "<script>alert(1)</script>", "é" * 3000):
             form = {k: hostile for k in [*base, "token", "email"]} | {"zz": hostile}
             hostile_route = Route(
@@ -351,4 +362,29 @@ async def test_every_method_on_every_path_is_answered_without_a_500(
                 r = await call(client, world, f"{method} {path}", probe, caller)
                 if r.status_code >= 500:
                     bad.append(f"{method} {path} as {caller}: {r.status_code} {r.text[:100]}")
+    assert bad == [], "\n".join(bad)
+
+
+@pytest.mark.parametrize(
+    "monitor", ["smtpMonitorPublicId", "imapPopMonitorPublicId", "roundtripMonitorPublicId"]
+)
+async def test_a_nul_or_markup_in_any_field_of_a_filled_edit_form_is_no_500(
+    client: httpx.AsyncClient, world: World, monitor: str
+) -> None:
+    """The console's edit form as the page fills it, one field at a time given a NUL, then
+    markup: a 4xx (or the saved redirect), never a 500, the markup never unescaped."""
+    edit = f"/console/monitors/{world.ids[monitor]}/edit"
+    page = await client.get(edit, headers=world.cookies("owner"))
+    assert page.status_code == 200
+    shown = form_values(page.text)
+    assert len(shown) > 10, shown
+    bad = []
+    for field in shown:
+        for value in ("\x00", "<script>alert(1)</script>"):
+            form = {**shown, field: shown[field] + value, "_csrf_token": world.csrf["owner"][1]}
+            r = await client.post(edit, data=form, headers=world.cookies("owner"))
+            if r.status_code >= 500:
+                bad.append(f"{field} {value!r}: {r.status_code} {r.text[:200]}")
+            if "<script>alert(1)</script>" in r.text:
+                bad.append(f"{field}: markup unescaped")
     assert bad == [], "\n".join(bad)
