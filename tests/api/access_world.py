@@ -78,6 +78,16 @@ async def _expect(r: httpx.Response, status: int = 201) -> dict[str, Any]:
     return body
 
 
+async def _window(http: httpx.AsyncClient, auth: dict[str, str], monitor: str) -> dict[str, Any]:
+    """A maintenance window of `monitor`, in 2030."""
+    body = {
+        "monitorId": monitor,
+        "startsAt": "2030-01-01T00:00:00Z",
+        "endsAt": "2030-01-01T01:00:00Z",
+    }
+    return await _expect(await http.post("/api/maintenance-windows", json=body, headers=auth))
+
+
 async def _user(pool: asyncpg.Pool, org_id: int, role: str, ttl: int) -> tuple[str, str]:
     """A new user of `org_id` with a token of `ttl` seconds: (token, public id)."""
     async with pool.acquire() as conn:
@@ -154,17 +164,7 @@ async def build(http: httpx.AsyncClient, pool: asyncpg.Pool) -> World:
             headers=auth,
         )
     )
-    window = await _expect(
-        await http.post(
-            "/api/maintenance-windows",
-            json={
-                "monitorId": smtp["publicId"],
-                "startsAt": "2030-01-01T00:00:00Z",
-                "endsAt": "2030-01-01T01:00:00Z",
-            },
-            headers=auth,
-        )
-    )
+    window = await _window(http, auth, smtp["publicId"])
     await _expect(
         await http.put(
             "/api/report-mailbox",
@@ -267,17 +267,7 @@ async def stranger_rows(http: httpx.AsyncClient, world: World) -> None:
             headers=auth,
         )
     )
-    window = await _expect(
-        await http.post(
-            "/api/maintenance-windows",
-            json={
-                "monitorId": monitor["publicId"],
-                "startsAt": "2030-01-01T00:00:00Z",
-                "endsAt": "2030-01-01T01:00:00Z",
-            },
-            headers=auth,
-        )
-    )
+    window = await _window(http, auth, monitor["publicId"])
     world.foreign += [monitor["publicId"], channel["id"], str(window["id"])]
 
 
