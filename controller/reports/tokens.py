@@ -43,9 +43,13 @@ def matches(
     generations: Sequence[int] = (0,),
 ) -> bool:
     """Whether `given` is the domain's token of one of `generations` under any key (compared in
-    constant time, every one compared)."""
+    constant time, every one compared). Compared as bytes: `given` is whatever the path held,
+    and a token is ASCII, so anything else (which `hmac.compare_digest` refuses as a `str`)
+    simply differs."""
+    typed = given.encode("utf-8", "replace")
     found = False
     for key in keys:
         for generation in generations:
-            found |= hmac.compare_digest(token(key, organization_id, domain, generation), given)
+            made = token(key, organization_id, domain, generation).encode()
+            found |= hmac.compare_digest(made, typed)
     return found

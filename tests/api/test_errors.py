@@ -34,6 +34,7 @@ def raw(tenant: Tenant, content: bytes, content_type: str = "application/json") 
         b"true",
         b"1e999",
         b"\xff\xfe{\x00}",
+        b'{"name": "\xff\xfe"}',  # not UTF-8 inside a string (msgspec: UnicodeDecodeError)
         b'{"name": "\\ud800"}',
         b"[" * 5000 + b"]" * 5000,
         b'{"a":' * 3000 + b"1" + b"}" * 3000,

@@ -232,6 +232,16 @@ def handle_too_deep(
     )
 
 
+def handle_not_utf8(
+    request: AnyRequest, exc: UnicodeDecodeError
+) -> Response[ErrorBody | AlertSiteErrors]:
+    """msgspec raises `UnicodeDecodeError` (not its `DecodeError`, which Litestar turns into a
+    400) for bytes that are not UTF-8 inside a JSON string: a client error."""
+    return _respond(
+        request, 400, "invalid_json", "Invalid request body: JSON must be UTF-8 text", []
+    )
+
+
 def handle_unexpected(request: AnyRequest, exc: Exception) -> Response[ErrorBody | AlertSiteErrors]:
     log.exception("unhandled error", error=type(exc).__name__)
     return _respond(
@@ -245,5 +255,6 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ValidationException: handle_validation,
     HTTPException: handle_http,
     RecursionError: handle_too_deep,
+    UnicodeDecodeError: handle_not_utf8,
     Exception: handle_unexpected,
 }

@@ -34,6 +34,7 @@ from controller.web.console import (
     status_subscribe,
 )
 from controller.web.console.session import PREFIX, csrf_middleware, session_auth
+from controller.web.console.static_files import StaticFileSystem
 
 HERE = Path(__file__).parent
 DOCS_ASSETS = "/schema-assets"
@@ -114,7 +115,9 @@ def routers(box: SecretBox, pool: asyncpg.Pool) -> list[Router]:
             channels.test_channel,
             channels.choose_channel,
             channels.delete_channel,
-            create_static_files_router(path="/static", directories=[HERE / "static"]),
+            create_static_files_router(
+                path="/static", directories=[HERE / "static"], file_system=StaticFileSystem()
+            ),
         ],
         middleware=[session_auth(pool), csrf_middleware(box)],
         exception_handlers={
@@ -144,7 +147,10 @@ def routers(box: SecretBox, pool: asyncpg.Pool) -> list[Router]:
             scrape.monitor_metrics,
             scrape.report_metrics,
             create_static_files_router(
-                path=DOCS_ASSETS, directories=[swagger_ui.static_path], name="docs-assets"
+                path=DOCS_ASSETS,
+                directories=[swagger_ui.static_path],
+                name="docs-assets",
+                file_system=StaticFileSystem(),
             ),
         ],
         exception_handlers={NotFoundException: pages.public_error_page},
