@@ -4,9 +4,9 @@ does not exist, so its answer is the 404 of any other unknown name. Litestar's l
 raises those as `ValueError` or `OSError`, which it answers with a 500."""
 
 import errno
-from typing import Any
 
 from litestar.file_system import BaseLocalFileSystem
+from litestar.types.composite_types import PathType
 from litestar.types.file_types import FileInfo
 
 # Errors of a name, not of the disk: the name names nothing.
@@ -14,7 +14,7 @@ _NAME_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.ENOTDIR, errno.ELOOP, errno.
 
 
 class StaticFileSystem(BaseLocalFileSystem):
-    async def info(self, path: Any, **kwargs: Any) -> FileInfo:
+    async def info(self, path: PathType, **kwargs: object) -> FileInfo:
         try:
             return await super().info(path, **kwargs)
         except ValueError as exc:  # `embedded null byte`
