@@ -38,8 +38,9 @@ async def _monitors(conn: Conn, ids: Collection[int]) -> dict[int, Monitor]:
 
 
 async def open_flows(conn: Conn, organization_id: int) -> list[Flow]:
-    """The organization's open flow incidents with their open outages; one whose outages have
-    all gone (their monitors deleted) is ended now instead."""
+    """The organization's open flow incidents with their open outages; those whose outages
+    have all gone (their monitors deleted) are ended now instead (`end_gone`)."""
+    await end_gone(conn, organization_id)
     flows = await conn.fetch(
         "SELECT id, opened_at, monitors, countries, cause_kinds, notified FROM flow_incidents"
         " WHERE organization_id = $1 AND ended_at IS NULL",
@@ -64,29 +65,26 @@ async def open_flows(conn: Conn, organization_id: int) -> list[Flow]:
                 tuple(r["messages"]),
             )
             by_flow.setdefault(r["flow_incident_id"], []).append(outage)
-    still = {r["flow_incident_id"] for r in rows}
-    found, gone = [], []
-    for f in flows:
-        open_ = by_flow.get(f["id"], [])
-        if f["id"] not in still:
-            gone.append(f["id"])
-            continue
-        found.append(
-            Flow(
-                f["id"],
-                f["opened_at"],
-                tuple(open_),
-                frozenset(f["monitors"]),
-                frozenset(f["countries"]),
-                frozenset(f["cause_kinds"]),
-                f["notified"],
-            )
+    return [
+        Flow(
+            f["id"],
+            f["opened_at"],
+            tuple(by_flow.get(f["id"], [])),
+            frozenset(f["monitors"]),
+            frozenset(f["countries"]),
+            frozenset(f["cause_kinds"]),
+            f["notified"],
         )
-    if gone:
-        await conn.execute(
-            "UPDATE flow_incidents SET ended_at = now() WHERE id = ANY($1::bigint[])", gone
-        )
-    return found
+        for f in flows
+    ]
+
+
+async def end_gone(conn: Conn, organization_id: int) -> int:
+    """End the organization's open flow incidents none of whose outages is open (their
+    monitors were deleted while down), under its flow incident lock; return how many (the SQL
+    function `flow_incidents_end_gone`, migration 0133)."""
+    ended: int = await conn.fetchval("SELECT flow_incidents_end_gone($1)", organization_id)
+    return ended
 
 
 async def start(conn: Conn, organization_id: int, incident_id: int, started_at: datetime) -> int:
