@@ -13,6 +13,7 @@ from controller.alerting.flows import Dependent, Flow, Outage
 from controller.db.pool import Conn
 from controller.monitors import store as monitors
 from controller.monitors.store import Monitor, MonitorConfigError
+from controller.notify.evidence_store import EVIDENCE_MAX
 
 
 async def lock(conn: Conn, organization_id: int) -> None:
@@ -105,12 +106,26 @@ async def join(conn: Conn, flow_id: int, incident_id: int) -> None:
 
 
 async def merge(conn: Conn, into: int, merged: Sequence[int]) -> None:
-    """The outages of the flow incidents `merged` (nobody told of them) join `into`; they are
-    gone."""
+    """The outages of the flow incidents `merged` (nobody told of them) join `into`, and so
+    does their evidence (findings never sent on their own: the oldest `EVIDENCE_MAX` kept);
+    they are gone."""
     await conn.execute(
         "UPDATE incidents SET flow_incident_id = $1 WHERE flow_incident_id = ANY($2::bigint[])",
         into,
         list(merged),
+    )
+    await conn.execute(
+        "UPDATE flow_incident_evidence SET flow_incident_id = $1"
+        " WHERE flow_incident_id = ANY($2::bigint[])",
+        into,
+        list(merged),
+    )
+    await conn.execute(
+        "DELETE FROM flow_incident_evidence WHERE flow_incident_id = $1 AND id NOT IN"
+        " (SELECT id FROM flow_incident_evidence WHERE flow_incident_id = $1"
+        "  ORDER BY at, id LIMIT $2)",
+        into,
+        EVIDENCE_MAX,
     )
     await conn.execute(
         "UPDATE flow_incidents f SET started_at = least(f.started_at,"

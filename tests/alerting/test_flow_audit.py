@@ -8,6 +8,10 @@ import asyncpg
 import httpx
 
 from controller.alerting.alerter import Alerter
+from controller.monitors import store as monitors
+from controller.notify.entry import Notice, Source, notify
+from controller.notify.recipients import to_recipients
+from controller.notify.texts import Texts
 from testkit.alerting.wired import wired_alerter
 from tests.alerting.conftest import LINKS, Rig
 from tests.conftest import make_tenant
@@ -160,3 +164,56 @@ async def test_pausing_the_last_monitor_down_closes_its_incident(
     print("after the pause:", incident["state"], [m["state"] for m in incident["monitors"]])
     assert [m["state"] for m in incident["monitors"]] == ["closed", "closed"]
     assert incident["state"] == "closed"
+
+
+async def test_evidence_of_a_flow_incident_merged_into_another_is_kept(rig: Rig) -> None:
+    """Two untold flow incidents merge when an outage bridges them (a monitor declaring both
+    servers' monitors): the finding attached as evidence to the younger one (never sent on
+    its own) moves with its outages instead of being deleted with it."""
+    grouping(rig, wait_s=60)
+    one = await rig.monitor(name="MX one", hostname="mx1.example.test", port=25, config={})
+    two = await rig.monitor(name="MX two", hostname="mx2.example.test", port=25, config={})
+    both = await rig.monitor(name="Gateway", hostname="gw.example.test", port=25, config={})
+    async with rig.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE monitors SET depends_on = $2 WHERE id = $1",
+            both["id"],
+            [str(one["public_id"]), str(two["public_id"])],
+        )
+    await rig.rounds(one, 0, [DOWN3, DOWN3])
+    await rig.rounds(two, 0, [DOWN3, DOWN3])
+    assert len(await open_flows(rig)) == 2
+    assert not await finding(rig, two, "listed on zen.spamhaus.org")  # evidence: not sent
+    await rig.rounds(both, 0, [DOWN3, DOWN3])
+    (flow,) = await open_flows(rig)
+    evidence = await rig.fetch(
+        "SELECT flow_incident_id, summary FROM flow_incident_evidence e"
+        " JOIN flow_incidents f ON f.id = e.flow_incident_id WHERE f.organization_id = $1",
+        rig.tenant.org_id,
+    )
+    print("evidence after the merge:", [(e["flow_incident_id"], e["summary"]) for e in evidence])
+    assert [e["flow_incident_id"] for e in evidence] == [flow["id"]]
+    rig.clock.shift += timedelta(seconds=61)
+    await rig.alerter.burst()
+    assert await rig.outbox().burst() == 2
+    body = rig.relay.messages[0].get_body(("plain",))
+    assert body is not None and "zen.spamhaus.org" in body.get_content()
+
+
+async def open_flows(rig: Rig) -> list[asyncpg.Record]:
+    return await rig.fetch(
+        "SELECT * FROM flow_incidents WHERE organization_id = $1 AND ended_at IS NULL",
+        rig.tenant.org_id,
+    )
+
+
+async def finding(rig: Rig, m: asyncpg.Record, what: str) -> bool:
+    """A posture finding about `m` through the one entry; True when queued."""
+    async with rig.pool.acquire() as conn, conn.transaction():
+        monitor = await monitors.get(conn, m["id"], [m["type"]], None)
+        assert monitor is not None
+        texts = Texts(f"[mailprobe] Finding: {what}", f"{what}\n", f"<p>{what}</p>", what)
+        notes = to_recipients("finding", monitor, texts, f"finding:{m['id']}:{what}")
+        return await notify(
+            conn, Notice(Source.FINDING, monitor.organization_id, monitor, None, notes)
+        )
