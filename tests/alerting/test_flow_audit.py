@@ -2,11 +2,13 @@
 rig's relay and SMS gateway: reminders of a flow incident still open reach its recipients,
 whichever of its monitors has recovered."""
 
+import dataclasses
 from datetime import timedelta
 
 import asyncpg
 import httpx
 
+from controller.access import customers_store as customers
 from controller.alerting.alerter import Alerter
 from controller.monitors import store as monitors
 from controller.notify.entry import Notice, Source, notify
@@ -217,3 +219,62 @@ async def finding(rig: Rig, m: asyncpg.Record, what: str) -> bool:
         return await notify(
             conn, Notice(Source.FINDING, monitor.organization_id, monitor, None, notes)
         )
+
+
+async def test_two_customers_on_one_mx_are_told_of_their_own_monitors_only(rig: Rig) -> None:
+    """An organization's two customers (each with its own addresses, channels and status
+    page) have monitors on one shared MX: its outage is an incident of each customer, told
+    to each customer's recipients with its own monitors only (names, hosts, counts); a
+    finding about one customer's monitor is never the evidence of the other's incident."""
+    grouping(rig, wait_s=30)
+    async with rig.pool.acquire() as conn:
+        second = await customers.create(conn, rig.tenant.org_id, "Second customer")
+    tenant2 = dataclasses.replace(rig.tenant, customer_id=second.id)
+    ours = await rig.monitor(name="Alpha inbound", hostname=HOST, port=25, config={}, phone=None)
+    theirs = await rig.monitor(
+        name="Beta inbound",
+        hostname=HOST,
+        port=25,
+        config={},
+        email="noc@beta.test",
+        phone=None,
+        tenant=tenant2,
+    )
+    beta_web = await rig.monitor(
+        name="Beta web relay",
+        hostname=HOST,
+        port=587,
+        config={},
+        email="noc@beta.test",
+        phone=None,
+        tenant=tenant2,
+    )
+    for n in (0, 1):
+        await rig.round(ours, n, DOWN3)
+        await rig.round(theirs, n, DOWN3)
+        await rig.alerter.burst()
+    # Beta's relay on the same host is up: a finding about it is evidence of Beta's incident.
+    assert not await finding(rig, beta_web, "STARTTLS missing on mail.example.test:587")
+    (evidence,) = await rig.fetch(
+        "SELECT array_agg(DISTINCT i.monitor_id) AS ms FROM flow_incident_evidence e"
+        " JOIN incidents i ON i.flow_incident_id = e.flow_incident_id"
+        " JOIN flow_incidents f ON f.id = e.flow_incident_id WHERE f.organization_id = $1",
+        rig.tenant.org_id,
+    )
+    assert evidence["ms"] == [theirs["id"]]
+    rig.clock.shift += timedelta(seconds=31)
+    await rig.alerter.burst()
+    await rig.outbox().burst()
+    by_to: dict[str, list[str]] = {}
+    for m in rig.relay.messages:
+        body = m.get_body(("plain",))
+        assert body is not None
+        by_to.setdefault(m["To"], []).append(f"{m['Subject']}\n{body.get_content()}")
+    print({to: [t.splitlines()[0] for t in texts] for to, texts in by_to.items()})
+    alpha = "\n".join(by_to["oncall@customer.test"])
+    beta = "\n".join(by_to["noc@beta.test"])
+    assert "Beta" not in alpha and "Alpha" not in beta
+    assert "DOWN: Alpha inbound" in alpha and "DOWN: Beta inbound" in beta
+    assert "STARTTLS" not in alpha
+    flows = await open_flows(rig)
+    assert len(flows) == 2
