@@ -61,7 +61,7 @@ async def test_a_flow_reminder_is_sent_while_its_first_monitor_has_recovered(rig
     assert await rig.outbox().burst() == 2  # one page: e-mail and SMS, for both monitors
     await rig.rounds(first, 2, [UP3, UP3])
     await rig.rounds(second, 2, [DOWN3, DOWN3])
-    (flow,) = await rig.fetch("SELECT * FROM flow_incidents ORDER BY id")
+    (flow,) = await open_flows(rig)
     assert flow["ended_at"] is None
     rig.clock.shift += timedelta(minutes=31)
     await rig.rounds(second, 4, [DOWN3])
@@ -278,3 +278,20 @@ async def test_two_customers_on_one_mx_are_told_of_their_own_monitors_only(rig: 
     assert "STARTTLS" not in alpha
     flows = await open_flows(rig)
     assert len(flows) == 2
+
+
+async def test_late_results_of_two_countries_do_not_recover_an_open_incident(rig: Rig) -> None:
+    """The server answers one round (a flap) in a long outage; of the next round only DE's
+    failure is in when it closes, FR's and US's failures come late: nobody saw it recover."""
+    m = await rig.monitor(name="Relay", hostname=HOST, port=587, config={})
+    await rig.rounds(m, 0, [DOWN3, DOWN3, UP3])
+    await rig.round(m, 3, {"DE": "refused"})
+    await rig.rounds(m, 4, [DOWN3])  # round 3 is judged closed, with DE's result alone
+    await rig.round(m, 3, {"FR": "refused", "US": "refused"})
+    await rig.alerter.burst()
+    await rig.rounds(m, 5, [DOWN3, DOWN3])
+    found = await rig.incidents(m)
+    kinds = [r["kind"] for r in await rig.outbox_rows(m)]
+    print("incidents:", [(i["started_at"], i["ended_at"]) for i in found], "notices:", kinds)
+    assert len(found) == 1 and found[0]["ended_at"] is None
+    assert "recovered" not in kinds
