@@ -190,6 +190,12 @@ async def want(conn: Conn, flow_id: int, due_at: datetime, changes: Sequence[str
     )
 
 
+async def hold(conn: Conn, flow_id: int) -> None:
+    """Its due notice is not sent now (every monitor in maintenance): none is due until an
+    outage wants one again; the changes wanted so far stay to be told."""
+    await conn.execute("UPDATE flow_incidents SET due_at = NULL WHERE id = $1", flow_id)
+
+
 async def told(conn: Conn, flow_id: int, kind: str, now: datetime) -> None:
     """Its notice of `kind` went out, telling of every outage that joined it so far."""
     await conn.execute(

@@ -163,6 +163,15 @@ class Teller:
         if not found:  # its monitors are gone: nobody left to tell
             await flow_db.end(conn, flow.id, now)
             return 0
+        if not flow.notified and await self._all_in_maintenance(conn, found, now):
+            # Nobody may hear of it yet: it stays untold, and each open outage's `down` is
+            # wanted again once its maintenance is over (the evaluator's `remind`), as an
+            # outage that opened in maintenance is.
+            await flow_db.hold(conn, flow.id)
+            for m in found:
+                if m.ended_at is None:
+                    await incident_db.set_incident_unnotified(conn, m.incident_id)
+            return 0
         told = flows.when_due(members=flow.members, notified=flow.notified)
         if told.say == "as_monitor":
             member = found[0]
@@ -176,6 +185,15 @@ class Teller:
             kind = told.kind
         await flow_db.told(conn, flow.id, kind, now)
         return 1
+
+    @staticmethod
+    async def _all_in_maintenance(
+        conn: Conn, found: Sequence[flow_db.Member], now: datetime
+    ) -> bool:
+        for m in found:
+            if not await notify_entry.in_maintenance(conn, m.monitor, now):
+                return False
+        return True
 
     async def flow(
         self,

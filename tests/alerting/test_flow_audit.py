@@ -295,3 +295,31 @@ async def test_late_results_of_two_countries_do_not_recover_an_open_incident(rig
     print("incidents:", [(i["started_at"], i["ended_at"]) for i in found], "notices:", kinds)
     assert len(found) == 1 and found[0]["ended_at"] is None
     assert "recovered" not in kinds
+
+
+async def test_an_outage_whose_first_notice_fell_in_maintenance_is_told_after_it(
+    rig: Rig,
+) -> None:
+    """The monitor goes into maintenance during its flow incident's group wait: the first
+    notice, due then, is held; still down once the maintenance is over, people hear of it (as
+    a monitor that opened in maintenance always did)."""
+    grouping(rig, wait_s=30)
+    m = await rig.monitor(name="Relay", hostname=HOST, port=587, config={})
+    await rig.rounds(m, 0, [DOWN3, DOWN3])
+    assert await rig.outbox_rows(m) == []  # the group wait
+    await set_status(rig, m, "maintenance")
+    rig.clock.shift += timedelta(seconds=31)
+    await rig.rounds(m, 2, [DOWN3])
+    assert await rig.outbox_rows(m) == []  # held: in maintenance
+    await set_status(rig, m, "active")
+    await rig.rounds(m, 3, [DOWN3])
+    rig.clock.shift += timedelta(seconds=31)
+    await rig.rounds(m, 4, [DOWN3])
+    kinds = [r["kind"] for r in await rig.outbox_rows(m)]
+    print("after the maintenance:", kinds)
+    assert kinds == ["down", "down"]  # e-mail and SMS
+
+
+async def set_status(rig: Rig, m: asyncpg.Record, status: str) -> None:
+    async with rig.pool.acquire() as conn:
+        await conn.execute("UPDATE monitors SET status = $2 WHERE id = $1", m["id"], status)
