@@ -1,6 +1,10 @@
 """Audited claims of issue 66 about flow incidents, each reproduced on real PostgreSQL and the
-rig's relay and SMS gateway: reminders of a flow incident still open reach its recipients,
-whichever of its monitors has recovered."""
+rig's relay and SMS gateway: a flow incident's reminder reaches its recipients whichever of its
+monitors recovered; the incidents API is read-only and one organization's; deleting or pausing
+the last monitor down ends its incident; evidence survives a merge; two customers' monitors are
+never one incident; a round no country passed does not recover an incident; a first notice
+falling in maintenance is told after it (and, not yet, a monitor in maintenance in an incident
+told meanwhile: xfail)."""
 
 import dataclasses
 from datetime import timedelta
