@@ -160,13 +160,14 @@ class FlowState(msgspec.Struct, frozen=True, kw_only=True):
     pending: list[str]
     members: int
     open: int
+    held: list[int]
 
 
 async def state(conn: Conn, flow_id: int) -> FlowState | None:
     row = await conn.fetchrow(
         "SELECT f.id, f.public_id, f.organization_id, f.started_at, f.ended_at, f.monitors,"
         " f.countries, f.cause_kinds, f.notified, f.changes, f.reminders, f.last_notified_at,"
-        " f.due_at, f.pending,"
+        " f.due_at, f.pending, f.held,"
         " (SELECT count(DISTINCT i.monitor_id) FROM incidents i"
         "  WHERE i.flow_incident_id = f.id) AS members,"
         " (SELECT count(*) FROM incidents i"
@@ -194,6 +195,25 @@ async def hold(conn: Conn, flow_id: int) -> None:
     """Its due notice is not sent now (every monitor in maintenance): none is due until an
     outage wants one again; the changes wanted so far stay to be told."""
     await conn.execute("UPDATE flow_incidents SET due_at = NULL WHERE id = $1", flow_id)
+
+
+async def held_back(conn: Conn, flow_id: int, monitor_ids: Collection[int]) -> None:
+    """Its notice skipped these monitors' recipients (maintenance): they are told later."""
+    await conn.execute(
+        "UPDATE flow_incidents SET held = ARRAY(SELECT DISTINCT unnest(held || $2::bigint[])"
+        " ORDER BY 1) WHERE id = $1",
+        flow_id,
+        list(monitor_ids),
+    )
+
+
+async def told_late(conn: Conn, flow_id: int, monitor_id: int) -> None:
+    """The monitor's recipients, held back, were told of it now."""
+    await conn.execute(
+        "UPDATE flow_incidents SET held = array_remove(held, $2) WHERE id = $1",
+        flow_id,
+        monitor_id,
+    )
 
 
 async def told(conn: Conn, flow_id: int, kind: str, now: datetime) -> None:

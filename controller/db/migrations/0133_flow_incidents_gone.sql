@@ -18,3 +18,8 @@ BEGIN
     RETURN ended;
 END
 $$;
+
+-- The monitors of a flow incident whose recipients its first notice (or a change) skipped
+-- because they were in maintenance, and that nobody has told of it since: each is told the
+-- flow incident when its outage is wanted `down` again after the maintenance.
+ALTER TABLE flow_incidents ADD COLUMN held bigint[] NOT NULL DEFAULT '{}';
