@@ -12,31 +12,17 @@ import asyncpg
 import httpx
 
 from controller.access import customers_store as customers
-from controller.alerting.alerter import Alerter
 from controller.monitors import store as monitors
 from controller.notify.entry import Notice, Source, notify
 from controller.notify.recipients import to_recipients
 from controller.notify.texts import Texts
-from testkit.alerting.wired import wired_alerter
-from tests.alerting.conftest import LINKS, Rig
+from tests.alerting.conftest import Rig
+from tests.alerting.test_flow_incidents import grouping
 from tests.conftest import make_tenant
 
 HOST = "mail.example.test"
 UP3 = {"DE": "up", "FR": "up", "US": "up"}
 DOWN3 = {"DE": "refused", "FR": "refused", "US": "refused"}
-
-
-def grouping(rig: Rig, wait_s: int = 0) -> Alerter:
-    rig.alerter = wired_alerter(
-        rig.pool,
-        rig.js,
-        rig.job_ids,
-        notify_reminder_minutes=30,
-        incident_group_wait_seconds=wait_s,
-        links=LINKS,
-        clock=rig.clock,
-    )
-    return rig.alerter
 
 
 async def statuses(rig: Rig, kind: str) -> list[tuple[str, str, str]]:
@@ -48,21 +34,27 @@ async def statuses(rig: Rig, kind: str) -> list[tuple[str, str, str]]:
     return [(r["channel"], r["status"], r["error"]) for r in rows]
 
 
-async def test_a_flow_reminder_is_sent_while_its_first_monitor_has_recovered(rig: Rig) -> None:
-    """Two monitors of one server page once; the older recovers, the other stays down: the
-    flow incident is still open, so its reminder goes out (it is not dropped as the reminder
-    of a closed incident)."""
-    grouping(rig, wait_s=30)
+async def first_recovered(rig: Rig) -> tuple[asyncpg.Record, asyncpg.Record]:
+    """Two monitors of one server down together (one flow incident); the first recovers."""
     first = await rig.monitor(name="Relay one", hostname=HOST, port=587, config={})
     second = await rig.monitor(name="Relay two", hostname=HOST, port=587, config={})
     for n in (0, 1):
         await rig.round(first, n, DOWN3)
         await rig.round(second, n, DOWN3)
         await rig.alerter.burst()
-    rig.clock.shift += timedelta(seconds=31)
+    rig.clock.shift += timedelta(seconds=31)  # the group wait
     await rig.alerter.burst()
-    assert await rig.outbox().burst() == 2  # one page: e-mail and SMS, for both monitors
     await rig.rounds(first, 2, [UP3, UP3])
+    return first, second
+
+
+async def test_a_flow_reminder_is_sent_while_its_first_monitor_has_recovered(rig: Rig) -> None:
+    """Two monitors of one server page once; the older recovers, the other stays down: the
+    flow incident is still open, so its reminder goes out (it is not dropped as the reminder
+    of a closed incident)."""
+    grouping(rig, wait_s=30)
+    _, second = await first_recovered(rig)
+    assert await rig.outbox().burst() == 2  # one page: e-mail and SMS, for both monitors
     await rig.rounds(second, 2, [DOWN3, DOWN3])
     (flow,) = await open_flows(rig)
     assert flow["ended_at"] is None
@@ -122,13 +114,7 @@ async def test_deleting_the_last_monitor_down_closes_its_incident(
     """A flow incident whose last open outage's monitor is deleted ends: it is not listed
     open (with nothing down) until some other outage of the organization happens to open."""
     grouping(rig, wait_s=0)
-    first = await rig.monitor(name="Relay one", hostname=HOST, port=587, config={})
-    second = await rig.monitor(name="Relay two", hostname=HOST, port=587, config={})
-    for n in (0, 1):
-        await rig.round(first, n, DOWN3)
-        await rig.round(second, n, DOWN3)
-        await rig.alerter.burst()
-    await rig.rounds(first, 2, [UP3, UP3])
+    _, second = await first_recovered(rig)
     r = await api.delete(
         f"/api/smtp-monitors/{second['public_id']}", headers=rig.tenant.auth("admin")
     )
@@ -149,13 +135,7 @@ async def test_pausing_the_last_monitor_down_closes_its_incident(
     """Pausing a monitor closes its open incident (silently) at the alerter's next pass, and
     with it the flow incident it was the last open outage of."""
     grouping(rig, wait_s=0)
-    first = await rig.monitor(name="Relay one", hostname=HOST, port=587, config={})
-    second = await rig.monitor(name="Relay two", hostname=HOST, port=587, config={})
-    for n in (0, 1):
-        await rig.round(first, n, DOWN3)
-        await rig.round(second, n, DOWN3)
-        await rig.alerter.burst()
-    await rig.rounds(first, 2, [UP3, UP3])
+    _, second = await first_recovered(rig)
     r = await api.patch(
         f"/api/smtp-monitors/{second['public_id']}",
         headers=rig.tenant.auth("admin"),
