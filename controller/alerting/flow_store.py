@@ -13,6 +13,7 @@ from controller.alerting.flows import Dependent, Flow, Outage
 from controller.db.pool import Conn
 from controller.monitors import store as monitors
 from controller.monitors.store import Monitor, MonitorConfigError
+from controller.notify.evidence_store import EVIDENCE_MAX
 
 
 async def lock(conn: Conn, organization_id: int) -> None:
@@ -38,8 +39,9 @@ async def _monitors(conn: Conn, ids: Collection[int]) -> dict[int, Monitor]:
 
 
 async def open_flows(conn: Conn, organization_id: int) -> list[Flow]:
-    """The organization's open flow incidents with their open outages; one whose outages have
-    all gone (their monitors deleted) is ended now instead."""
+    """The organization's open flow incidents with their open outages; those whose outages
+    have all gone (their monitors deleted) are ended now instead (`end_gone`)."""
+    await end_gone(conn, organization_id)
     flows = await conn.fetch(
         "SELECT id, opened_at, monitors, countries, cause_kinds, notified FROM flow_incidents"
         " WHERE organization_id = $1 AND ended_at IS NULL",
@@ -64,29 +66,26 @@ async def open_flows(conn: Conn, organization_id: int) -> list[Flow]:
                 tuple(r["messages"]),
             )
             by_flow.setdefault(r["flow_incident_id"], []).append(outage)
-    still = {r["flow_incident_id"] for r in rows}
-    found, gone = [], []
-    for f in flows:
-        open_ = by_flow.get(f["id"], [])
-        if f["id"] not in still:
-            gone.append(f["id"])
-            continue
-        found.append(
-            Flow(
-                f["id"],
-                f["opened_at"],
-                tuple(open_),
-                frozenset(f["monitors"]),
-                frozenset(f["countries"]),
-                frozenset(f["cause_kinds"]),
-                f["notified"],
-            )
+    return [
+        Flow(
+            f["id"],
+            f["opened_at"],
+            tuple(by_flow.get(f["id"], [])),
+            frozenset(f["monitors"]),
+            frozenset(f["countries"]),
+            frozenset(f["cause_kinds"]),
+            f["notified"],
         )
-    if gone:
-        await conn.execute(
-            "UPDATE flow_incidents SET ended_at = now() WHERE id = ANY($1::bigint[])", gone
-        )
-    return found
+        for f in flows
+    ]
+
+
+async def end_gone(conn: Conn, organization_id: int) -> int:
+    """End the organization's open flow incidents none of whose outages is open (their
+    monitors were deleted while down), under its flow incident lock; return how many (the SQL
+    function `flow_incidents_end_gone`, migration 0133)."""
+    ended: int = await conn.fetchval("SELECT flow_incidents_end_gone($1)", organization_id)
+    return ended
 
 
 async def start(conn: Conn, organization_id: int, incident_id: int, started_at: datetime) -> int:
@@ -107,12 +106,26 @@ async def join(conn: Conn, flow_id: int, incident_id: int) -> None:
 
 
 async def merge(conn: Conn, into: int, merged: Sequence[int]) -> None:
-    """The outages of the flow incidents `merged` (nobody told of them) join `into`; they are
-    gone."""
+    """The outages of the flow incidents `merged` (nobody told of them) join `into`, and so
+    does their evidence (findings never sent on their own: the oldest `EVIDENCE_MAX` kept);
+    they are gone."""
     await conn.execute(
         "UPDATE incidents SET flow_incident_id = $1 WHERE flow_incident_id = ANY($2::bigint[])",
         into,
         list(merged),
+    )
+    await conn.execute(
+        "UPDATE flow_incident_evidence SET flow_incident_id = $1"
+        " WHERE flow_incident_id = ANY($2::bigint[])",
+        into,
+        list(merged),
+    )
+    await conn.execute(
+        "DELETE FROM flow_incident_evidence WHERE flow_incident_id = $1 AND id NOT IN"
+        " (SELECT id FROM flow_incident_evidence WHERE flow_incident_id = $1"
+        "  ORDER BY at, id LIMIT $2)",
+        into,
+        EVIDENCE_MAX,
     )
     await conn.execute(
         "UPDATE flow_incidents f SET started_at = least(f.started_at,"
@@ -147,13 +160,14 @@ class FlowState(msgspec.Struct, frozen=True, kw_only=True):
     pending: list[str]
     members: int
     open: int
+    held: list[int]
 
 
 async def state(conn: Conn, flow_id: int) -> FlowState | None:
     row = await conn.fetchrow(
         "SELECT f.id, f.public_id, f.organization_id, f.started_at, f.ended_at, f.monitors,"
         " f.countries, f.cause_kinds, f.notified, f.changes, f.reminders, f.last_notified_at,"
-        " f.due_at, f.pending,"
+        " f.due_at, f.pending, f.held,"
         " (SELECT count(DISTINCT i.monitor_id) FROM incidents i"
         "  WHERE i.flow_incident_id = f.id) AS members,"
         " (SELECT count(*) FROM incidents i"
@@ -174,6 +188,31 @@ async def want(conn: Conn, flow_id: int, due_at: datetime, changes: Sequence[str
         flow_id,
         due_at,
         list(changes),
+    )
+
+
+async def hold(conn: Conn, flow_id: int) -> None:
+    """Its due notice is not sent now (every monitor in maintenance): none is due until an
+    outage wants one again; the changes wanted so far stay to be told."""
+    await conn.execute("UPDATE flow_incidents SET due_at = NULL WHERE id = $1", flow_id)
+
+
+async def held_back(conn: Conn, flow_id: int, monitor_ids: Collection[int]) -> None:
+    """Its notice skipped these monitors' recipients (maintenance): they are told later."""
+    await conn.execute(
+        "UPDATE flow_incidents SET held = ARRAY(SELECT DISTINCT unnest(held || $2::bigint[])"
+        " ORDER BY 1) WHERE id = $1",
+        flow_id,
+        list(monitor_ids),
+    )
+
+
+async def told_late(conn: Conn, flow_id: int, monitor_id: int) -> None:
+    """The monitor's recipients, held back, were told of it now."""
+    await conn.execute(
+        "UPDATE flow_incidents SET held = array_remove(held, $2) WHERE id = $1",
+        flow_id,
+        monitor_id,
     )
 
 

@@ -4,8 +4,10 @@ people told of it hear. Pure rules, no I/O (the store is controller.alerting.flo
 A monitor's own outage (a row of `incidents`: its history, uptime and status page) joins one
 **flow incident** of its organization, the problem people are told of. An outage that opens
 **joins** the oldest open flow incident it is related to, else opens one of its own; younger related
-flow incidents nobody was told of yet merge into that one (the outage bridged them). Two
-outages are related (`related`) when:
+flow incidents nobody was told of yet merge into that one (the outage bridged them). Outages of
+two customers of the organization are never related: each customer's addresses, channels and
+status page hear of its own monitors only. Two outages of one customer are related (`related`)
+when:
 
 - **same server**: a server (host and port) one's failures point to is one the other's point
   to. A round trip's failures point to the leg that failed (`send leg:` / `mailbox leg:` in
@@ -72,6 +74,7 @@ class Dependent:
     logs_in: bool = False  # an SMTP monitor with a login, or a round trip (its send leg)
     on_monitors: frozenset[str] = frozenset()  # `dependsOn`: monitor public ids
     on_hosts: frozenset[str] = frozenset()  # `dependsOn`: host names (`host`)
+    customer_id: int = 0  # the organization's customer it belongs to
 
     @classmethod
     def of(cls, monitor: "Monitor") -> "Dependent":
@@ -92,6 +95,7 @@ class Dependent:
                 True,
                 on_monitors,
                 on_hosts,
+                monitor.customer_id,
             )
         logs_in = isinstance(config, SmtpConfig) and config.auth is not None
         return cls(
@@ -103,6 +107,7 @@ class Dependent:
             logs_in,
             on_monitors,
             on_hosts,
+            monitor.customer_id,
         )
 
 
@@ -153,7 +158,9 @@ def _declares(a: Outage, b: Outage) -> bool:
 
 
 def related(a: Outage, b: Outage) -> Relation | None:
-    """Why `a` and `b` are one mail-flow problem, or None."""
+    """Why `a` and `b` are one mail-flow problem, or None (always for two customers')."""
+    if a.monitor.customer_id != b.monitor.customer_id:
+        return None
     if a.servers & b.servers:
         return "same server"
     if _declares(a, b) or _declares(b, a):

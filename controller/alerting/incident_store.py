@@ -90,6 +90,11 @@ async def held_recoveries(conn: Conn, monitor_id: int) -> list[Incident]:
     return sorted((_incident(r) for r in rows), key=lambda i: i.id)
 
 
+async def set_incident_unnotified(conn: Conn, incident_id: int) -> None:
+    """Its `down` was not told after all (held by maintenance): wanted again after it."""
+    await conn.execute("UPDATE incidents SET notified = false WHERE id = $1", incident_id)
+
+
 async def set_incident_notified(conn: Conn, incident_id: int, reminders: int) -> None:
     await conn.execute(
         "UPDATE incidents SET notified = true, reminders = $2 WHERE id = $1",

@@ -16,7 +16,8 @@ dead agent counts as not failing): more than `failureThreshold` of them failed �
 some failed → **degraded**; none → **up** (both passing); none ran it → **missed**. An
 inconclusive country (its agent's own path explains the failure) counts like a missed one:
 never failing, never passing. `downAfterRounds` failing rounds in a row open an incident;
-`recoverAfterRounds` passing rounds in a row close it; before that no one is notified, so a
+`recoverAfterRounds` passing rounds in a row close it (a round no country passed is not one
+while the incident is open: `AlertState.counted`); before that no one is notified, so a
 flapping server never notifies anyone, and the state says what the round saw: `down` when no
 country passed it (every one that answered failed), else `degraded`; missed rounds move neither
 counter (`AlertState.step`).
@@ -150,8 +151,18 @@ class AlertState:
         `no_data.closes`) when the incident should change. `data`: the round's `no_data.kind`
         (by default `no_data` when missed); `no_data_after`: INCIDENT_NO_DATA_CLOSE_MINUTES;
         `none_passed`: no country passed the round."""
+        verdict = self.counted(verdict, none_passed)
         self.count(verdict, at, data)
         return self.decide(verdict, at, t, no_data_after, none_passed=none_passed)
+
+    def counted(self, verdict: str, none_passed: bool) -> str:
+        """The verdict a round counts as: while an incident is open, a round no country passed
+        (its failures too few of the expected countries to fail it: the others' results
+        missing, or late past its close) counts as neither failing nor passing, like a missed
+        round with data: nobody saw the server recover, so it never closes the incident."""
+        if verdict == "degraded" and none_passed and self.open_incident_id is not None:
+            return "missed"
+        return verdict
 
     def count(self, verdict: str, at: datetime, data: no_data.Kind | None = None) -> None:
         """The counters after one round: the run of failing or passing rounds it extends or
@@ -529,7 +540,8 @@ class _Judging:
         s.down_since = s.up_since = None
         s.missed_rounds, s.missed_since = 0, None
         for r, v in judged:
-            s.count(v, r.at, no_data.kind(v, [k for _, k, _ in r.missed], r.held_kinds))
+            data = no_data.kind(v, [k for _, k, _ in r.missed], r.held_kinds)
+            s.count(s.counted(v, not r.up), r.at, data)
         last, verdict = ran[-1]
         failing = verdict == "failing"
         run = s.consecutive_down_rounds if failing else s.consecutive_up_rounds

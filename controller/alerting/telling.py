@@ -82,6 +82,12 @@ class Teller:
         if flow is None:
             await self.monitor(conn, monitor, incident, kind, now)
             return
+        if kind == "down" and flow.notified and monitor.id in flow.held:
+            # Its recipients were skipped for maintenance: they hear of the flow incident now.
+            await incident_db.set_incident_notified(conn, incident.id, incident.reminders)
+            await self.flow(conn, flow, "down", (), now, only=monitor.id)
+            await flow_db.told_late(conn, flow.id, monitor.id)
+            return
         changes = flows.material(
             outage(monitor, incident), flow.monitors, flow.countries, flow.cause_kinds
         )
@@ -163,6 +169,15 @@ class Teller:
         if not found:  # its monitors are gone: nobody left to tell
             await flow_db.end(conn, flow.id, now)
             return 0
+        if not flow.notified and await self._all_in_maintenance(conn, found, now):
+            # Nobody may hear of it yet: it stays untold, and each open outage's `down` is
+            # wanted again once its maintenance is over (the evaluator's `remind`), as an
+            # outage that opened in maintenance is.
+            await flow_db.hold(conn, flow.id)
+            for m in found:
+                if m.ended_at is None:
+                    await incident_db.set_incident_unnotified(conn, m.incident_id)
+            return 0
         told = flows.when_due(members=flow.members, notified=flow.notified)
         if told.say == "as_monitor":
             member = found[0]
@@ -172,10 +187,23 @@ class Teller:
             kind = "down"
         else:
             changes = flow.pending if told.kind == "changed" else ()  # a first notice: all new
-            await self.flow(conn, flow, told.kind, changes, now)
+            held = await self.flow(conn, flow, told.kind, changes, now)
             kind = told.kind
+            if held:  # told once their maintenance is over (`outage`)
+                await flow_db.held_back(conn, flow.id, [m.monitor.id for m in held])
+                for m in held:
+                    await incident_db.set_incident_unnotified(conn, m.incident_id)
         await flow_db.told(conn, flow.id, kind, now)
         return 1
+
+    @staticmethod
+    async def _all_in_maintenance(
+        conn: Conn, found: Sequence[flow_db.Member], now: datetime
+    ) -> bool:
+        for m in found:
+            if not await notify_entry.in_maintenance(conn, m.monitor, now):
+                return False
+        return True
 
     async def flow(
         self,
@@ -184,12 +212,17 @@ class Teller:
         kind: str,
         changes: Sequence[str],
         now: datetime,
-    ) -> None:
+        *,
+        only: int | None = None,
+    ) -> list[flow_db.Member]:
         """Queue the flow incident's notice of `kind` to every recipient of its monitors, each
-        once (the dedupe key is the flow incident's, made per address and channel)."""
+        once (the dedupe key is the flow incident's, made per address and channel), or of the
+        monitor `only`. A monitor held back (`FlowState.held`: never told it began) hears of
+        no later notice but its `down`. Return the members whose open outage's recipients a
+        `down` or a change skipped for maintenance (the notify entry holds theirs)."""
         members = await flow_db.members(conn, flow.id)
         if not members:
-            return
+            return []
         parts = [
             Part(m.monitor, m.started_at, m.ended_at, m.cause_kind, m.cause, m.countries)
             for m in members
@@ -215,7 +248,18 @@ class Teller:
         }.get(kind, kind)
         key = f"flow:{flow.id}:{tag}"
         outbox_kind = "down" if kind == "changed" else kind
+        held: list[flow_db.Member] = []
         for m in members:
+            if only is not None and m.monitor.id != only:
+                continue
+            if outbox_kind != "down" and m.monitor.id in flow.held:
+                continue
+            if (
+                outbox_kind == "down"
+                and m.ended_at is None
+                and await notify_entry.in_maintenance(conn, m.monitor, now)
+            ):
+                held.append(m)
             notes = recipients.to_recipients(
                 outbox_kind, m.monitor, texts, key, by_target=True, flow=facts
             )
@@ -228,7 +272,9 @@ class Teller:
             kind=kind,
             monitors=len(members),
             changes=list(changes),
+            held=len(held),
         )
+        return held
 
     async def monitor(
         self,

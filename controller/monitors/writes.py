@@ -173,10 +173,13 @@ class MonitorWrites:
         return updated
 
     async def delete(self, lookup: Lookup) -> None:
-        """Delete the monitor."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            monitor = await _get(conn, lookup, for_update=True)
-            await monitors.delete(conn, monitor.id)
+        """Delete the monitor; a flow incident it was the last open outage of ends."""
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                monitor = await _get(conn, lookup, for_update=True)
+                await monitors.delete(conn, monitor.id)
+            async with conn.transaction():
+                await monitors.end_flows_gone(conn, monitor.organization_id)
         log.info("monitor deleted", monitor=str(monitor.public_id))
 
 

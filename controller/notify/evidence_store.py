@@ -1,8 +1,8 @@
 """Evidence of an open mail-flow problem (`flow_incident_evidence`): a finding about a monitor
 (posture, a listing, a report finding) while a flow incident touching it is open, on its own
-outage or one of the same host or mail domain, is attached to that flow incident instead of
-being sent on its own (controller.notify.entry); outside an incident it stays a finding. The
-caller owns the transaction."""
+outage or one of its customer's on the same host or mail domain, is attached to that flow
+incident instead of being sent on its own (controller.notify.entry); outside an incident it
+stays a finding. The caller owns the transaction."""
 
 from collections.abc import Sequence
 from datetime import datetime
@@ -22,15 +22,15 @@ EVIDENCE_MAX = 100
 
 async def attach(conn: Conn, monitor: Monitor, source: Source, notes: Sequence[Outgoing]) -> bool:
     """Attach the finding `notes` tell as evidence to the oldest open flow incident with an
-    open outage of `monitor`, or of a monitor on its host or of its mail domain; False when
-    there is none (the finding is sent as it is)."""
+    open outage of `monitor`, or of a monitor of its customer on its host or of its mail
+    domain; False when there is none (the finding is sent as it is)."""
     if source not in EVIDENCE_SOURCES or not notes:
         return False
     flow_id: int | None = await conn.fetchval(
         "SELECT f.id FROM flow_incidents f"
         " JOIN incidents i ON i.flow_incident_id = f.id AND i.ended_at IS NULL"
         " JOIN monitors m ON m.id = i.monitor_id"
-        " WHERE f.organization_id = $1 AND f.ended_at IS NULL"
+        " WHERE f.organization_id = $1 AND f.ended_at IS NULL AND m.customer_id = $5"
         " AND (m.id = $2 OR lower(m.hostname) = lower($3)"
         "      OR (m.mail_domain IS NOT NULL AND m.mail_domain = $4))"
         " ORDER BY f.started_at, f.id LIMIT 1",
@@ -38,6 +38,7 @@ async def attach(conn: Conn, monitor: Monitor, source: Source, notes: Sequence[O
         monitor.id,
         monitor.hostname,
         monitor.mail_domain,
+        monitor.customer_id,
     )
     if flow_id is None:
         return False

@@ -141,6 +141,8 @@ WITH settled AS (
     FROM incidents i
     WHERE o.status = 'pending' AND o.next_attempt_at <= $1 AND o.kind = 'reminder'
       AND i.id = o.incident_id AND i.ended_at IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM flow_incidents f
+                      WHERE f.id = i.flow_incident_id AND f.ended_at IS NULL)
     RETURNING {", ".join(f"o.{c}" for c in OUTBOX_COLUMNS.split(", "))}, o.status, o.last_error
 )
 {_HISTORY} SELECT id, monitor_id, incident_id, kind, channel, target, attempts, status, last_error
@@ -176,8 +178,10 @@ async def outbox_due(conn: Conn, now: datetime) -> bool:
 
 async def settle_outbox(conn: Conn, now: datetime, max_attempts: int) -> None:
     """Before a claim: a row out of attempts (its last worker died before writing the outcome
-    back) fails with its last error; a reminder whose incident has closed is dropped, never
-    sent. Each gets its line in the history."""
+    back) fails with its last error; a reminder whose problem has ended (its incident closed,
+    and the flow incident it joined too: a flow incident's reminder goes out while any of its
+    outages is open, whichever monitor's row carries it) is dropped, never sent. Each gets its
+    line in the history."""
     await conn.execute(_GIVE_UP, now, max_attempts)
     await conn.execute(_DROP_REMINDERS, now, REMINDER_DROPPED)
 

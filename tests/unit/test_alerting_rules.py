@@ -57,7 +57,8 @@ def judged(code: str, i: int) -> JudgedRound:
     """A round at `at(i)` of the three countries: `F` all refused, `D` one refused (degraded),
     `B` two refused and one up (failing, yet one passed), `U` all up, `M` no agent anywhere,
     `I` all inconclusive, `A` credentials rejected everywhere, `H` logins held everywhere after
-    rejected credentials."""
+    rejected credentials, `L` one refused and the others' results missing (late past its
+    close: expired)."""
     r = JudgedRound(at(i), {cc: f"job-{cc}-{i}" for cc in COUNTRIES})
     for n, cc in enumerate(COUNTRIES):
         if code == "U" or (code == "D" and n > 0) or (code == "B" and n == 0):
@@ -66,8 +67,10 @@ def judged(code: str, i: int) -> JudgedRound:
             r.failures.append((cc, "refused", "connection refused"))
         elif code == "A":
             r.failures.append((cc, "auth", "535 authentication failed"))
-        elif code == "M":
+        elif code == "M" or (code == "L" and n > 0):
             r.missed.append((cc, "no_agent", "no live agent"))
+        elif code == "L":
+            r.failures.append((cc, "refused", "connection refused"))
         elif code == "I":
             r.missed.append((cc, "inconclusive", "canary failed too"))
         elif code == "H":
@@ -200,6 +203,19 @@ def run(
             ["close:recovered#7", "notice:recovered#7", "state:degraded"],
             "degraded rounds are passing rounds",
         ),
+        (OPEN, "UL", T, NOTIFIED, POLICY, "down", [], "nobody passed a round: no recovery"),
+        (OPEN, "LLLL", T, NOTIFIED, POLICY, "down", [], "one country failing, the others late"),
+        (
+            OPEN,
+            "ULU",
+            T,
+            NOTIFIED,
+            POLICY,
+            "up",
+            ["close:recovered#7", "notice:recovered#7", "state:up"],
+            "a round nobody passed breaks no passing run either",
+        ),
+        (FRESH, "LL", T, NOTHING, POLICY, "degraded", ["state:degraded"], "no incident: passing"),
         (OPEN, "IIII", T, NOTIFIED, POLICY, "down", [], "inconclusive never closes it"),
         (OPEN, "MMMM", T, NOTIFIED, POLICY, "down", [], "missed, but not for an hour yet"),
         (

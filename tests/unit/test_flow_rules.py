@@ -2,6 +2,7 @@
 joins), what telling of one changes (material) and what a monitor's notice becomes (tell):
 tables."""
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -53,6 +54,12 @@ ELSEWHERE = dep(6, "imap", OTHER)
 SUBMIT_ELSEWHERE = dep(7, "smtp", ("smtp.other.test", 587), logs_in=True)
 DECLARES_TRIP = dep(8, "imap", ("imap.third.test", 993), on=("#4",))
 DECLARES_HOST = dep(9, "smtp", ("relay.third.test", 25), on=("mail.other.test",))
+
+
+def other_customer(d: Dependent) -> Dependent:
+    return dataclasses.replace(d, customer_id=d.customer_id + 1)
+
+
 MAILBOX_LEG = ("mailbox leg: connection refused by mail.example.com",)
 SEND_LEG = ("send leg: 454 4.7.0 Temporary authentication failure",)
 
@@ -99,6 +106,10 @@ SEND_LEG = ("send leg: 454 4.7.0 Temporary authentication failure",)
         # other servers
         (out(IMAPS), out(ELSEWHERE), None),
         (out(MXD), out(IMAPS), None),
+        # another customer of the organization: never, by the server, a declaration or a login
+        (out(IMAPS), out(other_customer(dep(0, "imap", IMAP))), None),
+        (out(other_customer(DECLARES_TRIP)), out(TRIP), None),
+        (out(SUBMIT, "temporary"), out(other_customer(SUBMIT_ELSEWHERE), "temporary"), None),
     ],
 )
 def test_related(a: Outage, b: Outage, why: str | None) -> None:
