@@ -27,7 +27,9 @@ import yaml
 
 from controller.ascode import secret_env, yaml_text
 from controller.ascode.spec import Problem, SpecError, YamlLines
+from controller.notify import apprise_channel
 from controller.notify.channel_kinds import SECRET_URL
+from controller.notify.channel_shown import shown_url
 from controller.web.api.channels import ChannelCreate
 
 PATH = "/api/notification-channels"
@@ -184,10 +186,7 @@ async def apply(
             body.setdefault("monitorIds", [])
             body.setdefault("customerIds", [])
             changed = any(
-                k in body
-                and body[k] != have.get(k)
-                and not (k == "url" and want.kind in SECRET_URL)
-                for k in _SHOWN
+                k in body and _shown(want.kind, k, body[k]) != have.get(k) for k in _SHOWN
             )
             verb = "update" if changed else "keep"
             request = ("PATCH", f"{PATH}/{have['id']}", body)
@@ -218,6 +217,14 @@ async def apply(
     )
     say(f"{file}: {summary}" + (" (dry run: nothing changed)" if dry_run else ""))
     return 1 if failed else 0
+
+
+def _shown(kind: str, key: str, value: object) -> object:
+    """The file's `value` of `key` as the API would show it back: a URL as the channel shows
+    it (masked when it may hold a token), so a masked one compares equal to its own export."""
+    if key != "url" or not isinstance(value, str):
+        return value
+    return apprise_channel.shown(value) if kind == "apprise" else shown_url(kind, value)
 
 
 def _env_name(channel: str, what: str) -> str:

@@ -12,6 +12,7 @@ from controller.db import rows as typed
 from controller.db.pool import Conn
 from controller.notify import channel_kinds
 from controller.notify.channel_kinds import Event, FlowFacts, IncidentFacts, MonitorFacts
+from controller.notify.channel_shown import shown_url
 from controller.notify.recipients import Outgoing
 from shared.timefmt import iso_ms, iso_ms_or_none
 
@@ -28,8 +29,8 @@ _COLUMNS = (
 
 class StoredChannel(msgspec.Struct, frozen=True, kw_only=True):
     """A notification channel: `url` as stored (sealed when it is the credential), `url_shown`
-    what responses show of it, `secret` sealed; the monitors (public ids) and customers that
-    chose it."""
+    what responses show of it (`channel_shown`, from `url` as it is read where it is not
+    sealed), `secret` sealed; the monitors (public ids) and customers that chose it."""
 
     id: int
     public_id: UUID
@@ -44,6 +45,13 @@ class StoredChannel(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: datetime
     monitor_ids: list[str]
     customer_ids: list[int]
+
+
+def _read(channel: StoredChannel) -> StoredChannel:
+    """`channel` as read: its URL shown by the rule of now (a sealed one as it was stored)."""
+    if channel.kind in channel_kinds.SECRET_URL:
+        return channel
+    return msgspec.structs.replace(channel, url_shown=shown_url(channel.kind, channel.url))
 
 
 class MonitorChoice(msgspec.Struct, frozen=True):
@@ -62,14 +70,16 @@ async def get(conn: Conn, public_id: UUID, organization_id: int | None) -> Store
         public_id,
         organization_id,
     )
-    return typed.maybe(StoredChannel, row)
+    found = typed.maybe(StoredChannel, row)
+    return None if found is None else _read(found)
 
 
 async def by_id(conn: Conn, channel_id: int) -> StoredChannel | None:
     row = await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM notification_channels c WHERE c.id = $1", channel_id
     )
-    return typed.maybe(StoredChannel, row)
+    found = typed.maybe(StoredChannel, row)
+    return None if found is None else _read(found)
 
 
 async def list_page(
@@ -87,7 +97,7 @@ async def list_page(
         " OR organization_id = $1",
         organization_id,
     )
-    return typed.many(StoredChannel, rows), total
+    return [_read(c) for c in typed.many(StoredChannel, rows)], total
 
 
 async def monitor_choices(conn: Conn, organization_id: int, limit: int) -> list[MonitorChoice]:

@@ -16,6 +16,7 @@ import pytest
 
 from controller.notify import DeliveryError, channel_kinds, channel_store
 from controller.notify.channel_send import ChannelSender
+from controller.notify.channel_shown import shown_url
 from controller.notify.links import Links
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
@@ -112,13 +113,22 @@ async def test_a_new_url_needs_the_secret_again_and_the_recorder_hears_nothing_w
                 assert r.status_code == 400, (sent, r.text)
                 assert r.json()["code"] == "secret_required"
                 assert r.json()["fields"] == ["secret"]
-        assert (await channel_api.get(at, headers=org.auth("admin"))).json()["url"] == owners.url
+        shown = (await channel_api.get(at, headers=org.auth("admin"))).json()["url"]
+        assert shown == made["url"] == shown_url(kind, owners.url)
         assert await _test(channel_api, org, made["id"]) == {"delivered": True, "error": None}
         assert theirs.requests == [] and owners.delivered
-        # The very same URL, with the mask or without, keeps the secret.
-        for sent in ({"url": owners.url}, {"url": owners.url, "secret": SECRET_MASK}):
+        # The very same URL or the URL as shown, with the mask or without, keeps the secret.
+        for sent in (
+            {"url": owners.url},
+            {"url": owners.url, "secret": SECRET_MASK},
+            {"url": shown},
+            {"url": shown, "secret": SECRET_MASK},
+        ):
             r = await channel_api.patch(at, json=sent, headers=org.auth("admin"))
             assert r.status_code == 200, r.text
+        told = len(owners.delivered)
+        assert await _test(channel_api, org, made["id"]) == {"delivered": True, "error": None}
+        assert len(owners.delivered) > told and theirs.requests == []
         # With a secret of their own, the new URL is theirs and hears only that secret.
         r = await channel_api.patch(
             at, json={"url": theirs.url, "secret": THEIRS[kind]}, headers=org.auth("admin")

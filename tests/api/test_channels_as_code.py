@@ -5,6 +5,7 @@ applies as no change."""
 
 from collections.abc import AsyncIterator
 
+import asyncpg
 import httpx
 import pytest
 import yaml
@@ -17,6 +18,8 @@ from tests.conftest import Tenant
 ENV = {
     "MAILPROBE_SECRET_PD": "pd-routing-key-0001",
     "MAILPROBE_SECRET_SLACK": "https://hooks.slack.test/services/T0/B0/sEcReT",
+    "MAILPROBE_SECRET_HOOK_URL": "https://hooks.example.test/in?token=hOoKtOkEn",
+    "MAILPROBE_SECRET_HOOK": "hook-signing-key",
 }
 
 
@@ -33,6 +36,10 @@ channels:
   - name: Ops chat
     kind: slack
     url: {env: MAILPROBE_SECRET_SLACK}
+  - name: Receiver
+    kind: webhook
+    url: {env: MAILPROBE_SECRET_HOOK_URL}
+    secret: {env: MAILPROBE_SECRET_HOOK}
 """
     return text
 
@@ -44,16 +51,19 @@ async def client(api_url: str, tenant: Tenant) -> AsyncIterator[httpx.AsyncClien
 
 
 async def test_apply_creates_keeps_and_prunes_channels_and_export_round_trips(
-    client: httpx.AsyncClient, tenant: Tenant
+    client: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool
 ) -> None:
+    """A webhook URL holding a token is exported masked, as the API shows it, and that export
+    applies as no change: the stored URL stays."""
     said: list[str] = []
     wanted = channel_file.load(channels_file(tenant.customer_id), "ch.yaml", ENV)
     kw = {"prune": True, "dry_run": False, "say": said.append}
     assert await channel_file.apply(wanted, "ch.yaml", client, **kw) == 0
-    assert said[-1] == "ch.yaml: 2 created, 0 updated, 0 deleted"
+    assert said[-1] == "ch.yaml: 3 created, 0 updated, 0 deleted"
     items = {c["name"]: c for c in await channel_file.current(client)}
     assert items["On-call pager"]["customerIds"] == [tenant.customer_id]
     assert items["Ops chat"]["url"] == "https://hooks.slack.test/********"
+    assert items["Receiver"]["url"] == "https://hooks.example.test/********"
 
     said.clear()
     assert await channel_file.apply(wanted, "ch.yaml", client, **kw) == 0
@@ -61,20 +71,31 @@ async def test_apply_creates_keeps_and_prunes_channels_and_export_round_trips(
 
     exported = channel_file.export_text(await channel_file.current(client))
     assert "sEcReT" not in exported and "pd-routing-key" not in exported
+    assert "hOoKtOkEn" not in exported and "hook-signing-key" not in exported
     doc = yaml.safe_load(exported)
     names = {c["name"]: c for c in doc["channels"]}
     assert names["Ops chat"]["url"] == {"env": "MAILPROBE_SECRET_OPS_CHAT_URL"}
+    assert names["Receiver"]["url"] == "https://hooks.example.test/********"
     env = {"MAILPROBE_SECRET_OPS_CHAT_URL": ENV["MAILPROBE_SECRET_SLACK"]}
     env["MAILPROBE_SECRET_ON_CALL_PAGER_SECRET"] = ENV["MAILPROBE_SECRET_PD"]
+    env["MAILPROBE_SECRET_RECEIVER_SECRET"] = ENV["MAILPROBE_SECRET_HOOK"]
     said.clear()
     again = channel_file.load(exported, "exported.yaml", env)
     assert await channel_file.apply(again, "exported.yaml", client, **kw) == 0
     assert said[-1] == "exported.yaml: 0 created, 0 updated, 0 deleted"
+    assert (
+        await pool.fetchval(
+            "SELECT url FROM notification_channels WHERE organization_id = $1"
+            " AND name = 'Receiver'",
+            tenant.org_id,
+        )
+        == ENV["MAILPROBE_SECRET_HOOK_URL"]
+    )
 
     said.clear()
     fewer = channel_file.load(channels_file(tenant.customer_id, slack=False), "ch.yaml", ENV)
     assert await channel_file.apply(fewer, "ch.yaml", client, **kw) == 0
-    assert said[-1] == "ch.yaml: 0 created, 0 updated, 1 deleted"
+    assert said[-1] == "ch.yaml: 0 created, 0 updated, 2 deleted"
     assert [c["name"] for c in await channel_file.current(client)] == ["On-call pager"]
 
 

@@ -10,7 +10,8 @@ round trip), an OAuth2 grant's client secret and the report mailbox's password.
 - A secret never follows a changed destination: each way of moving one without sending it again
   (the native and AlertSite PATCHes, a channel's URL, the report mailbox's PUT, the console's
   edit form) is refused naming the secret's field, and changes nothing.
-- Known gap (xfail): a generic webhook URL's own token is shown to every role."""
+- A receiver URL's own token (a webhook's `?token=`, a path token, Alertmanager's user info) is
+  shown to no role, on no page and in no export; the mask sent back keeps it."""
 
 import asyncio
 import base64
@@ -27,6 +28,7 @@ import asyncpg
 import httpx
 import pytest
 
+from controller.ascode import channels as channel_file
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from testkit.serving import http_client, serve_app
@@ -455,33 +457,133 @@ async def test_a_secret_never_follows_a_changed_destination(
         assert r.status_code == 200, r.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a generic webhook's (and Alertmanager's, PagerDuty's, Opsgenie's) URL is shown whole"
-    " to every role: a receiver whose URL carries its token (`?token=`, Discord's"
-    " `/api/webhooks/{id}/{token}`) has it read by readonly users. Only Slack, Teams and Apprise"
-    " URLs are treated as credentials (channel_kinds.SECRET_URL); masking the others needs the"
-    " mask-keeps-it rule of those kinds for them too (API, console, apply/export, docs).",
-)
-async def test_a_webhook_urls_token_is_not_shown_to_readers(
-    binding_api: str, pool: asyncpg.Pool
+# A channel whose URL carries its own token: (kind, URL with `{token}`, stored by hand (the API
+# refuses user info: a row stored before that check), what every role is shown).
+TOKEN_URLS = [
+    ("webhook", "https://127.0.0.1:9/hooks?token={token}", False, f"https://127.0.0.1:9/{MASK}"),
+    ("webhook", "https://127.0.0.1:9/api/webhooks/1/{token}", False, f"https://127.0.0.1:9/{MASK}"),
+    ("alertmanager", "https://am:{token}@127.0.0.1:9093/", True, f"https://127.0.0.1:9093/{MASK}"),
+    ("opsgenie", "https://127.0.0.1:9/v2/{token}", False, f"https://127.0.0.1:9/{MASK}"),
+]
+
+
+async def _channel(http: httpx.AsyncClient, world: World, body: dict[str, Any]) -> str:
+    r = await http.post("/api/notification-channels", json=body, headers=world.bearer("owner"))
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+async def _everything_shown(http: httpx.AsyncClient, world: World, channel: str) -> str:
+    """What readers see of the organization's channels: the API's answers to every role, the
+    console page and the `export` of the list."""
+    seen = []
+    for role in ("readonly", "member", "admin", "owner"):
+        one = await http.get(f"/api/notification-channels/{channel}", headers=world.bearer(role))
+        listed = await http.get("/api/notification-channels", headers=world.bearer(role))
+        page = await http.get("/console/channels", headers=world.cookies(role))
+        assert one.status_code == listed.status_code == page.status_code == 200, role
+        seen += [one.text, listed.text, page.text]
+    seen.append(channel_file.export_text(listed.json()["items"]))
+    return "\n".join(seen)
+
+
+@pytest.mark.parametrize(("kind", "template", "by_hand", "shown"), TOKEN_URLS)
+async def test_a_receiver_urls_token_is_shown_to_no_one(
+    binding_api: str, pool: asyncpg.Pool, kind: str, template: str, by_hand: bool, shown: str
 ) -> None:
+    """A URL that may carry a token (a query, a path, user info) is shown as its scheme, host
+    and port and the mask: by the API to every role, on the console page, in `export`. What is
+    stored, and so sent to, stays the whole URL."""
     token = secret("hook")
+    url = template.format(token=token)
     async with http_client(base_url=binding_api, timeout=30) as http:
         world = await build(http, pool)
-        body = {
-            "name": "receiver",
-            "kind": "webhook",
-            "url": f"https://127.0.0.1:9/hooks?token={token}",
-            "secret": "signing-key",
-        }
-        r = await http.post("/api/notification-channels", json=body, headers=world.bearer("owner"))
-        assert r.status_code == 201, r.text
-        shown = await http.get(
-            f"/api/notification-channels/{r.json()['id']}", headers=world.bearer("readonly")
+        body = {"name": "receiver", "kind": kind, "url": "https://127.0.0.1:9093/"}
+        body["secret"] = "signing-key"
+        if not by_hand:
+            body["url"] = url
+        channel = await _channel(http, world, body)
+        if by_hand:
+            await pool.execute(
+                "UPDATE notification_channels SET url = $2, url_shown = $2 WHERE public_id = $1",
+                channel,
+                url,
+            )
+        seen = await _everything_shown(http, world, channel)
+        one = await http.get(f"/api/notification-channels/{channel}", headers=world.bearer("owner"))
+    assert token not in seen
+    assert one.json()["url"] == shown
+    assert (
+        await pool.fetchval("SELECT url FROM notification_channels WHERE public_id = $1", channel)
+        == url
+    )
+
+
+async def test_a_kinds_default_url_and_a_bare_host_are_shown_whole(
+    binding_api: str, pool: asyncpg.Pool
+) -> None:
+    async with http_client(base_url=binding_api, timeout=30) as http:
+        world = await build(http, pool)
+        pager = await _channel(http, world, {"name": "p", "kind": "pagerduty", "secret": "rk"})
+        bare = await _channel(
+            http, world, {"name": "a", "kind": "alertmanager", "url": "https://127.0.0.1:9093"}
         )
-        page = await http.get("/console/channels", headers=world.cookies("readonly"))
-    assert token not in shown.text and token not in page.text
+        shown = [
+            (
+                await http.get(f"/api/notification-channels/{c}", headers=world.bearer("readonly"))
+            ).json()["url"]
+            for c in (pager, bare)
+        ]
+    assert shown == ["https://events.pagerduty.com/v2/enqueue", "https://127.0.0.1:9093"]
+
+
+async def test_a_masked_url_keeps_the_stored_one_and_its_secret(
+    binding_api: str, pool: asyncpg.Pool
+) -> None:
+    """The shown (masked) URL sent back keeps the stored URL, as Slack's mask does; another URL
+    is a change, which needs the secret bound to the URL sent again; a URL ending in the mask
+    is never stored."""
+    token = secret("hook")
+    url = f"https://127.0.0.1:9/hooks?token={token}"
+    masked = f"https://127.0.0.1:9/{MASK}"
+    async with http_client(base_url=binding_api, timeout=30) as http:
+        world = await build(http, pool)
+        body = {"name": "receiver", "kind": "webhook", "url": url, "secret": "signing-key"}
+        channel = await _channel(http, world, body)
+        path, admin = f"/api/notification-channels/{channel}", world.bearer("admin")
+
+        async def stored() -> tuple[str, str]:
+            row = await pool.fetchrow(
+                "SELECT url, secret FROM notification_channels WHERE public_id = $1", channel
+            )
+            assert row is not None
+            return row["url"], row["secret"]
+
+        before = await stored()
+        kept = await http.patch(path, json={"url": masked, "name": "renamed"}, headers=admin)
+        assert kept.status_code == 200, kept.text
+        assert kept.json()["url"] == masked and await stored() == before
+        same = await http.patch(path, json={"url": url}, headers=admin)
+        assert same.status_code == 200, same.text
+        assert await stored() == before
+        for to in (f"https://127.0.0.1:9/hooks?token={token}x", "https://127.0.0.2:9/"):
+            refused = await http.patch(path, json={"url": to, "secret": MASK}, headers=admin)
+            assert refused.status_code == 400, refused.text
+            assert refused.json()["code"] == "secret_required"
+            assert await stored() == before
+        elsewhere = await http.patch(
+            path, json={"url": f"https://127.0.0.2:9/{MASK}", "secret": "new-key"}, headers=admin
+        )
+        assert elsewhere.status_code == 400, elsewhere.text
+        assert "url" in elsewhere.json()["fields"] and await stored() == before
+        moved = await http.patch(
+            path, json={"url": "https://127.0.0.2:9/new", "secret": "new-key"}, headers=admin
+        )
+        assert moved.status_code == 200, moved.text
+        assert moved.json()["url"] == f"https://127.0.0.2:9/{MASK}"
+        after = await stored()
+    assert after[0] == "https://127.0.0.2:9/new" and after[1] != before[1]
+    assert token not in kept.text + same.text + refused.text + moved.text
 
 
 @pytest.mark.parametrize(

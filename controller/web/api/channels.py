@@ -4,15 +4,16 @@ e-mail and phone (docs/alerts.md, "Notification channels").
 Owners and admins create, change, delete and test channels; every user of the organization may
 list and read them; another organization's channel is not found (404). `secret` (and the URL of
 Slack and Teams, which is its own credential) is write-only: sealed at rest with SECRETS_KEY and
-shown as the mask; sending the mask back keeps it. An Apprise URL (`apprise`) is its own
-credential too, of the schemes `controller.notify.apprise_channel.SCHEMES` allows.
+shown as the mask; sending the mask back keeps it. Any other kind's URL that may hold a token
+(a path, a query, user info) is shown masked too (`channel_shown`), and kept the same way. An
+Apprise URL (`apprise`) is its own credential too, of the schemes
+`controller.notify.apprise_channel.SCHEMES` allows.
 `monitorIds` (public UUIDs) and `customerIds` choose who is told: a monitor's own choice, else
 its customer's default.
 """
 
 import re
 from typing import Annotated
-from urllib.parse import urlsplit
 from uuid import UUID
 
 import asyncpg
@@ -35,6 +36,7 @@ from controller.notify import budget as notify_budget
 from controller.notify import budget_store as budget_db
 from controller.notify.budget import Budget
 from controller.notify.channel_send import ChannelSender
+from controller.notify.channel_shown import shown_url
 from controller.notify.channel_store import StoredChannel
 from controller.notify.egress import OrgEgress
 from controller.notify.sources import Source
@@ -91,7 +93,7 @@ class NotificationChannel(msgspec.Struct, rename="camel"):
     organization_id: int
     name: str
     kind: str
-    url: str  # Slack's and Teams' shown masked: the URL is the credential
+    url: str  # as controller.notify.channel_shown shows it: masked when it may hold a token
     secret: str | None  # the mask when one is set, never the secret
     chat_id: str | None  # Telegram's chat
     monitor_ids: list[str]
@@ -141,8 +143,9 @@ def stored(
     for `apprise`)."""
     values: dict[str, object] = {"name": name}
     sent = secret is not None and secret != SECRET_MASK
+    plain = None if before is None or kind in channel_kinds.SECRET_URL else before.url
     if before is not None and channel_binding.moves_secret(
-        kind, before.secret is not None, before.url_shown, url, sent
+        kind, before.secret is not None, before.url_shown, plain, url, sent
     ):
         raise secret_required()
     if url is None or (before is not None and url == before.url_shown):
@@ -153,6 +156,12 @@ def stored(
         else:
             raise bad_request("url", f"a {kind} channel needs url")
     if url is not None and "url" not in values:
+        if url.endswith("/" + SECRET_MASK):
+            raise bad_request(
+                "url",
+                f"url ends in the mask {SECRET_MASK!r}: it keeps a channel's stored URL only as"
+                " the channel shows it; send the whole URL",
+            )
         if kind == "apprise":
             problem = apprise_channel.url_problem(url, egress.networks)
         else:
@@ -162,13 +171,9 @@ def stored(
         if kind == "apprise":
             values |= {"url": box.seal(url), "url_shown": apprise_channel.shown(url)}
         elif kind in channel_kinds.SECRET_URL:
-            parts = urlsplit(url)
-            values |= {
-                "url": box.seal(url),
-                "url_shown": f"{parts.scheme}://{parts.hostname}/{SECRET_MASK}",
-            }
+            values |= {"url": box.seal(url), "url_shown": shown_url(kind, url)}
         else:
-            values |= {"url": url, "url_shown": url}
+            values |= {"url": url, "url_shown": shown_url(kind, url)}
     if secret is None or not sent:
         values["secret"] = None if before is None else before.secret
     else:

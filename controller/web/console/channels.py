@@ -1,8 +1,9 @@
 """The console's notification channels page: every user of the organization sees its channels
-(secrets and Slack/Teams/Apprise URLs masked) and which monitors and customers they serve;
-owners and admins add one, choose the monitors it serves and the customers whose default it is
-(the API's `monitorIds` and `customerIds`), send it a test and delete it. The rules are the
-API's (controller.web.api.channels).
+(secrets, Slack/Teams/Apprise URLs and any URL that may hold a token masked, by
+`channel_shown`) and which monitors and customers they serve; owners and admins add one,
+choose the monitors it serves and the customers whose default it is (the API's `monitorIds`
+and `customerIds`), send it a test and delete it. The rules are the API's
+(controller.web.api.channels).
 """
 
 from collections.abc import Mapping
