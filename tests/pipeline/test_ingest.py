@@ -28,7 +28,7 @@ from shared.sidechecks.relay import RelayTest
 from shared.sidechecks.reverse_dns import PTR_ADDRESSES_MAX, PTR_NAMES_MAX, PtrCheck, ReverseDns
 from shared.subjects import RESULTS_STREAM, results_subject
 from shared.timefmt import iso_ms, utcnow
-from tests.api.helpers import SEED_000, create
+from tests.api.helpers import create
 from tests.conftest import Tenant
 from tests.pipeline.conftest import Countries
 
@@ -63,7 +63,7 @@ def result(
 async def asking_all(api: httpx.AsyncClient, org: Tenant) -> dict[str, Any]:
     """An SMTP monitor every side check riding jobs is asked for (a mail domain, a password
     login, the open relay test opted in): its results may carry each one's facts."""
-    smtp = {**SEED_000["smtpConfig"], "relayCheck": True}
+    smtp = {"auth": {"user": "username", "pass": "password"}, "relayCheck": True}
     return await create(api, org, mailDomain="customer.test", smtpConfig=smtp)
 
 
@@ -368,6 +368,9 @@ COUNTED = (
     ("mailprobe_side_check_facts_dropped_total", "side_check", "unknown"),
     ("mailprobe_side_check_facts_dropped_total", "side_check", "mail_dns"),
 )
+
+
+DROPPED = "mailprobe_side_check_facts_dropped_total"
 
 
 def refused(metric: str, label: str, value: str) -> float:
@@ -975,6 +978,14 @@ async def test_a_batch_opens_only_the_days_of_results_it_needs(pipe_database_url
     assert days and min(days) >= yesterday, days
 
 
+RELAY_TAKEN = {  # an open relay test's facts: the server took RCPT TO for a stranger
+    "sender": "probe@example.com",
+    "recipient": "x@example.net",
+    "mailFrom": "250 ok",
+    "rcptTo": "250 ok",
+}
+
+
 async def test_side_facts_a_job_did_not_ask_are_refused(
     api: httpx.AsyncClient,
     org: Tenant,
@@ -983,22 +994,62 @@ async def test_side_facts_a_job_did_not_ask_are_refused(
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
-    """A round sent to the country (a valid job id) that asked no side check: an agent adds an
-    open relay test's facts (the server took RCPT TO for a stranger). The result is stored; the
-    facts are not."""
+    """A round sent to the country (a valid job id) of a monitor that never opted in to the
+    open relay test nor has a mail domain: an agent adds an open relay test's and a mail DNS's
+    facts. The result is stored; the facts are not (one log line naming the monitor and both
+    side checks, each counted `unasked`); the reverse DNS its rounds do ask is kept."""
     (cc,) = countries.take(1)
     monitor = await create(api, org)
-    relay = {
-        "sender": "probe@example.com",
-        "recipient": "x@example.net",
-        "mailFrom": "250 ok",
-        "rcptTo": "250 ok",
-    }
-    forged = result(job_ids, monitor, cc, "up", side_checks={"relay": relay})
+    mail_dns = MailDns(domain="customer.test", spf=["v=spf1 +all"])
+    reverse = ReverseDns(addresses=[PtrCheck(address="192.0.2.1", names=["mx.test"])])
+    side = {"relay": RELAY_TAKEN, "mail_dns": mail_dns, "reverse_dns": reverse}
+    forged = result(job_ids, monitor, cc, "up", side_checks=side)
+    before = {n: refused(DROPPED, "side_check", n) for n in ("relay", "mail_dns")}
     await publish(pipeline.js, forged)
-    assert await pipeline.ingester.burst() == 1
-    async with pipe_pool.acquire() as conn:
-        stored = await conn.fetchval(
-            "SELECT count(*) FROM side_relay WHERE job = $1::uuid", forged.job_id
-        )
-    assert stored == 0
+    with capture_logs() as logs:
+        assert await pipeline.ingester.burst() == 1
+    assert await side_rows(pipe_pool, forged.job_id) == {"reverse_dns": 1}
+    assert [r["status"] for r in await rows(pipe_pool, monitor["publicId"])] == ["up"]
+    [line] = [
+        e for e in logs if e["event"] == "side facts its monitor's rounds do not ask: dropped"
+    ]
+    assert line["monitor_id"] == monitor["publicId"] and line["job_id"] == forged.job_id
+    assert sorted(line["side_checks"]) == ["mail_dns", "relay"]
+    assert {n: refused(DROPPED, "side_check", n) - c for n, c in before.items()} == {
+        "relay": 1,
+        "mail_dns": 1,
+    }
+
+
+async def test_side_facts_of_side_checks_the_monitor_is_asked_for_are_stored(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    """No false refusal: the same facts of a monitor whose rounds ask every side check (the
+    open relay test opted in, a mail domain) are stored, and nothing is logged dropped."""
+    (cc,) = countries.take(1)
+    monitor = await asking_all(api, org)
+    mail_dns = MailDns(domain="customer.test", spf=["v=spf1 +all"])
+    sent = result(job_ids, monitor, cc, side_checks={"relay": RELAY_TAKEN, "mail_dns": mail_dns})
+    await publish(pipeline.js, sent)
+    with capture_logs() as logs:
+        assert await pipeline.ingester.burst() == 1
+    assert await side_rows(pipe_pool, sent.job_id) == {"relay": 1, "mail_dns": 1}
+    assert [e for e in logs if "dropped" in e["event"]] == []
+
+
+async def side_rows(pool: asyncpg.Pool, job_id: str) -> dict[str, int]:
+    """The side tables holding a row of `job_id`, and how many (one at most)."""
+    found = {}
+    async with pool.acquire() as conn:
+        for name in ("relay", "mail_dns", "reverse_dns", "readiness"):
+            n = await conn.fetchval(
+                f"SELECT count(*) FROM side_{name} WHERE job = $1::uuid", job_id
+            )
+            if n:
+                found[name] = n
+    return found
