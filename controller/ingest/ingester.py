@@ -35,12 +35,15 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
+from controller.db.pool import Conn
 from controller.ingest import record
 from controller.ingest import store as results
 from controller.ingest.store import CheckedResult
 from controller.jobs.rules import JobIds
+from controller.monitors import store as monitors
 from controller.observability import metrics
 from controller.oracles import store as oracles
+from controller.sidechecks.asks import unasked
 from controller.sidechecks.registry import WIRED
 from shared.loop import run_every
 from shared.messages import result_parts
@@ -321,6 +324,7 @@ class Ingester:
 
     async def _store(self, batch: list[CheckedResult]) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
+            await _drop_unasked(conn, batch)
             stored = await record.checked(conn, batch, self._default_countries)
             # Each country's resolver canaries, from the DNS side checks' facts (a result
             # without side facts has none).
@@ -419,3 +423,28 @@ def _bound_side(result: CheckedResult) -> None:
             # An agent could send more than the bound its own code keeps: cut and flag it.
             log.warning("side facts over their bound: cut", job_id=result.job_id, side_check=name)
         result.side_checks[name] = fitted
+
+
+async def _drop_unasked(conn: Conn, batch: list[CheckedResult]) -> None:
+    """Drop from `batch`'s results the facts of side checks their monitors' rounds do not ask
+    (`asks.unasked`, the planner's rule: an agent cannot add a side check its job did not ask,
+    which would be stored and judged as the monitor's), one log line per result, counted by
+    side check; the results themselves are kept (their core check is the agent's to report)."""
+    carrying = [r for r in batch if r.side_checks]
+    if not carrying:
+        return
+    found = await monitors.by_public_ids(conn, [r.monitor_id for r in carrying])
+    for result in carrying:
+        refused = unasked(found.get(result.monitor_id), result.side_checks)
+        if not refused:
+            continue
+        for name in refused:
+            del result.side_checks[name]
+            metrics.side_facts_dropped(name, "unasked")
+        log.warning(
+            "side facts its monitor's rounds do not ask: dropped",
+            job_id=result.job_id,
+            monitor_id=str(result.monitor_id),
+            country=result.country,
+            side_checks=refused,
+        )

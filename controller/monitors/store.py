@@ -195,6 +195,24 @@ async def get(
     return None if row is None else decode(row)
 
 
+async def by_public_ids(conn: Conn, public_ids: Sequence[UUID]) -> dict[UUID, Monitor]:
+    """The monitors of `public_ids` that are there, by public id, but those whose config does
+    not fit (`MonitorConfigError`: their rounds send nothing); their due and last checked
+    times are left None (not read)."""
+    rows = await conn.fetch(
+        f"SELECT {_STORED}, NULL::timestamptz AS next_due_at,"
+        " NULL::timestamptz AS last_checked_at FROM monitors WHERE public_id = ANY($1::uuid[])",
+        sorted(set(public_ids)),
+    )
+    found: dict[UUID, Monitor] = {}
+    for row in rows:
+        try:
+            found[row["public_id"]] = decode(row)
+        except MonitorConfigError:
+            continue
+    return found
+
+
 def searched(pattern: str, column: str = "id", organization: str | None = None) -> str:
     """The filter "name or hostname holds the ILIKE `pattern`" (a placeholder such as `$4`,
     any case) on the monitor id `column`, within the organization `organization` (a

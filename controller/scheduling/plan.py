@@ -31,6 +31,7 @@ from controller.scheduling.rules import LOOKBACK
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys, carries_credentials
 from controller.settings import SchedulingSettings
+from controller.sidechecks.asks import asking
 from controller.sidechecks.blocklists import Answers, ListsRound
 from controller.sidechecks.frame import AnySideCheck, Planning
 from controller.sidechecks.registry import WIRED
@@ -535,16 +536,6 @@ class RoundPlanner:
             plan.jobs.append(msgspec.structs.replace(job, **older) if older else job)
         if plain is not None:
             space_logins(plan, m.check_interval, self._login_spacing)
-
-
-def asking(monitor: "Monitor", dns_due: bool) -> list[AnySideCheck]:
-    """The side checks a round of `monitor` may ask something of: those that ride jobs, watch
-    it, and, on the `dns` cadence, only on a round that resolves DNS (`dns_due`)."""
-    return [
-        check
-        for check in WIRED.values()
-        if check.ask is not None and (check.cadence != "dns" or dns_due) and check.watched(monitor)
-    ]
 
 
 def side_asks(

@@ -60,6 +60,13 @@ def result(
     return CheckResult(**fields)
 
 
+async def asking_all(api: httpx.AsyncClient, org: Tenant) -> dict[str, Any]:
+    """An SMTP monitor every side check riding jobs is asked for (a mail domain, a password
+    login, the open relay test opted in): its results may carry each one's facts."""
+    smtp = {"auth": {"user": "username", "pass": "password"}, "relayCheck": True}
+    return await create(api, org, mailDomain="customer.test", smtpConfig=smtp)
+
+
 async def publish(js: JetStreamContext, res: CheckResult) -> None:
     await js.publish(results_subject(res.country, res.monitor_type, res.monitor_id), encode(res))
 
@@ -363,6 +370,9 @@ COUNTED = (
 )
 
 
+DROPPED = "mailprobe_side_check_facts_dropped_total"
+
+
 def refused(metric: str, label: str, value: str) -> float:
     """A counter's value summed over its other labels (this process's)."""
     return sum(
@@ -582,7 +592,7 @@ async def test_an_oversized_mail_dns_is_cut_to_its_bound_and_flagged_and_the_res
     4,000 characters, 14 TLSA records, a 64 KiB policy) has its result stored, the facts cut to
     16 KiB with the cut parts named in `truncated`, and a log line saying so."""
     (cc,) = countries.take()
-    monitor = await create(api, org)
+    monitor = await asking_all(api, org)
     big = MailDns(
         domain="customer.test",
         spf=[f"v=spf1 {'a' * 4000}" for _ in range(14)],
@@ -619,7 +629,7 @@ async def test_oversized_reverse_dns_and_relay_facts_are_cut_to_their_bounds(
     bounds an agent's own code keeps (4 addresses, 5 names each; replies of 512 characters),
     flagged `truncated` where the wire says so, with a log line per side check cut."""
     (cc,) = countries.take()
-    monitor = await create(api, org)
+    monitor = await asking_all(api, org)
     names = [f"{n:03d}" + "a" * 250 for n in range(20)]
     ptr = [
         PtrCheck(address=f"192.0.2.{n}", names=names, confirmed=names, error="e" * 5000)
@@ -662,7 +672,7 @@ async def test_side_facts_within_their_bounds_are_stored_as_sent_and_no_cut_is_l
     domain as every round of a monitor without `mailDomain` sends them) raise no "cut" line:
     a warning for each would bury `make run`'s banner and mean nothing."""
     (cc,) = countries.take()
-    monitor = await create(api, org)
+    monitor = await asking_all(api, org)
     readiness = Readiness(
         domain="customer.test",
         spf=Spf(record="v=spf1 -all", nodes=[SpfNode(domain="customer.test")]),
@@ -968,12 +978,14 @@ async def test_a_batch_opens_only_the_days_of_results_it_needs(pipe_database_url
     assert days and min(days) >= yesterday, days
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not done: the ingester does not know what a job asked of the side checks (no record"
-    " of the asks, none bound to the job id), so a country's agent can add facts of a side check"
-    " its job did not ask, on any round of a monitor it was sent (stored and judged)",
-)
+RELAY_TAKEN = {  # an open relay test's facts: the server took RCPT TO for a stranger
+    "sender": "probe@example.com",
+    "recipient": "x@example.net",
+    "mailFrom": "250 ok",
+    "rcptTo": "250 ok",
+}
+
+
 async def test_side_facts_a_job_did_not_ask_are_refused(
     api: httpx.AsyncClient,
     org: Tenant,
@@ -982,22 +994,62 @@ async def test_side_facts_a_job_did_not_ask_are_refused(
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
-    """A round sent to the country (a valid job id) that asked no side check: an agent adds an
-    open relay test's facts (the server took RCPT TO for a stranger). The result is stored; the
-    facts are not."""
+    """A round sent to the country (a valid job id) of a monitor that never opted in to the
+    open relay test nor has a mail domain: an agent adds an open relay test's and a mail DNS's
+    facts. The result is stored; the facts are not (one log line naming the monitor and both
+    side checks, each counted `unasked`); the reverse DNS its rounds do ask is kept."""
     (cc,) = countries.take(1)
     monitor = await create(api, org)
-    relay = {
-        "sender": "probe@example.com",
-        "recipient": "x@example.net",
-        "mailFrom": "250 ok",
-        "rcptTo": "250 ok",
-    }
-    forged = result(job_ids, monitor, cc, "up", side_checks={"relay": relay})
+    mail_dns = MailDns(domain="customer.test", spf=["v=spf1 +all"])
+    reverse = ReverseDns(addresses=[PtrCheck(address="192.0.2.1", names=["mx.test"])])
+    side = {"relay": RELAY_TAKEN, "mail_dns": mail_dns, "reverse_dns": reverse}
+    forged = result(job_ids, monitor, cc, "up", side_checks=side)
+    before = {n: refused(DROPPED, "side_check", n) for n in ("relay", "mail_dns")}
     await publish(pipeline.js, forged)
-    assert await pipeline.ingester.burst() == 1
-    async with pipe_pool.acquire() as conn:
-        stored = await conn.fetchval(
-            "SELECT count(*) FROM side_relay WHERE job = $1::uuid", forged.job_id
-        )
-    assert stored == 0
+    with capture_logs() as logs:
+        assert await pipeline.ingester.burst() == 1
+    assert await side_rows(pipe_pool, forged.job_id) == {"reverse_dns": 1}
+    assert [r["status"] for r in await rows(pipe_pool, monitor["publicId"])] == ["up"]
+    [line] = [
+        e for e in logs if e["event"] == "side facts its monitor's rounds do not ask: dropped"
+    ]
+    assert line["monitor_id"] == monitor["publicId"] and line["job_id"] == forged.job_id
+    assert sorted(line["side_checks"]) == ["mail_dns", "relay"]
+    assert {n: refused(DROPPED, "side_check", n) - c for n, c in before.items()} == {
+        "relay": 1,
+        "mail_dns": 1,
+    }
+
+
+async def test_side_facts_of_side_checks_the_monitor_is_asked_for_are_stored(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    """No false refusal: the same facts of a monitor whose rounds ask every side check (the
+    open relay test opted in, a mail domain) are stored, and nothing is logged dropped."""
+    (cc,) = countries.take(1)
+    monitor = await asking_all(api, org)
+    mail_dns = MailDns(domain="customer.test", spf=["v=spf1 +all"])
+    sent = result(job_ids, monitor, cc, side_checks={"relay": RELAY_TAKEN, "mail_dns": mail_dns})
+    await publish(pipeline.js, sent)
+    with capture_logs() as logs:
+        assert await pipeline.ingester.burst() == 1
+    assert await side_rows(pipe_pool, sent.job_id) == {"relay": 1, "mail_dns": 1}
+    assert [e for e in logs if "dropped" in e["event"]] == []
+
+
+async def side_rows(pool: asyncpg.Pool, job_id: str) -> dict[str, int]:
+    """The side tables holding a row of `job_id`, and how many (one at most)."""
+    found = {}
+    async with pool.acquire() as conn:
+        for name in ("relay", "mail_dns", "reverse_dns", "readiness"):
+            n = await conn.fetchval(
+                f"SELECT count(*) FROM side_{name} WHERE job = $1::uuid", job_id
+            )
+            if n:
+                found[name] = n
+    return found

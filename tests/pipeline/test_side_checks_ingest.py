@@ -137,3 +137,50 @@ async def test_the_stored_status_rule_is_pythons_missed_kinds(pipe_pool: asyncpg
             [k for _, k, _ in cases],
         )
     assert [r["stored"] for r in got] == [want for _, _, want in cases]
+
+
+RELAY_TAKEN = {
+    "sender": "probe@example.com",
+    "recipient": "x@example.net",
+    "mailFrom": "250 ok",
+    "rcptTo": "250 ok",
+}
+
+
+async def test_an_older_agents_side_facts_are_held_to_what_the_monitors_rounds_ask(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    """An agent of the previous version answers the open relay test in the result's `relay`:
+    stored for a monitor that opted in to it (its DNS rounds ask it, by `relayCheck` too),
+    dropped for one that did not, as a newer agent's `sideChecks.relay` is; both results kept."""
+    (cc,) = countries.take()
+    smtp = {"auth": {"user": "username", "pass": "password"}}
+    opted_in = await create(api, org, smtpConfig={**smtp, "relayCheck": True})
+    never = await create(api, org, smtpConfig=smtp)
+    sent = []
+    for monitor in (opted_in, never):
+        payload = json.loads(encode(result(job_ids, monitor, cc)))
+        del payload["sideChecks"]
+        payload |= {"mailDns": None, "reputation": None, "reverseDns": None, "relay": RELAY_TAKEN}
+        await _publish(pipeline, payload)
+        sent.append(payload["jobId"])
+    with capture_logs() as logs:
+        assert await pipeline.ingester.burst() == 2
+    async with pipe_pool.acquire() as conn:
+        kept = await conn.fetch(
+            "SELECT job::text FROM side_relay WHERE job = ANY($1::uuid[])", sent
+        )
+    assert [r["job"] for r in kept] == [sent[0]]
+    [line] = [
+        e for e in logs if e["event"] == "side facts its monitor's rounds do not ask: dropped"
+    ]
+    assert (line["monitor_id"], line["side_checks"]) == (never["publicId"], ["relay"])
+    for monitor in (opted_in, never):
+        item = await _api_result(api, org, monitor["publicId"])
+        assert item["status"] == "up"
+    assert (await _api_result(api, org, never["publicId"]))["sideChecks"] == {}
