@@ -19,6 +19,8 @@ to every generated case so the fuzzer's valid requests are valid.
   `customerIds`) of the caller's organization, which only the stored state knows: well-formed
   generated ids become none, so a change of a just-created channel is not a 404 about a made-up
   customer (ids out of the schema's range stay, for the API to refuse).
+- A channel's `url` ends in the mask `/********` only to keep the stored one as the channel
+  shows it, which only the stored state knows: a generated one loses the mask.
 - A monitor's `dependsOn` names monitors of the caller's organization by their public ids,
   which only the stored state knows: a well-formed id becomes a host name (`example.com`), so
   a create is not a 400 about a made-up monitor (entries of another form stay as generated).
@@ -39,6 +41,7 @@ from shared.timefmt import parse_iso
 E164 = r"\+[1-9][0-9]{6,14}"  # openapi_doc.E164 (this runs in schemathesis's own process)
 PHONE = "+4915112345678"
 CHANNELS = "/api/notification-channels/"
+URL_MASK = "/********"  # shared.secret.SECRET_MASK after a URL's host
 UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 MAX_CHOSEN = 1000  # channels.MAX_CHOSEN: a longer id list is invalid on purpose
 FOLDER = r"(?=.*[^ ])[ !#-\[\]-~]{1,200}"  # openapi_doc's folder name
@@ -72,6 +75,8 @@ def map_case(ctx: Any, case: Any) -> Any:
         _window_in_order(body)
         if case.method.upper() == "PATCH" and case.path.startswith(CHANNELS):
             _no_unknown_choices(body)
+        if case.path.startswith(CHANNELS.rstrip("/")):
+            _no_mask_in_url(body)
         _no_unknown_dependencies(body)
         phone = body.get("notificationPhoneNumber")
         if isinstance(phone, str) and re.fullmatch(E164, phone):
@@ -81,6 +86,12 @@ def map_case(ctx: Any, case: Any) -> Any:
                 _mailbox_folders(config["receive"])
                 _own_addresses(config)
     return case
+
+
+def _no_mask_in_url(body: dict[str, Any]) -> None:
+    url = body.get("url")
+    if isinstance(url, str) and url.endswith(URL_MASK):
+        body["url"] = url[: -len(URL_MASK)] + "/hook"
 
 
 def _no_unknown_choices(body: dict[str, Any]) -> None:

@@ -354,6 +354,10 @@ _DESCRIPTIONS = {
     "else in `to`'s domain; empty: `to`",
     "monitorIds": "public ids of monitors of the caller's organization (another one: 404)",
     "customerIds": "ids of customers of the caller's organization (another one: 404)",
+    "ChannelCreate.url": "not ending in the mask `/********`, which a change sends only to keep"
+    " the stored URL as the channel shows it",
+    "ChannelUpdate.url": "ending in the mask `/********` only as the channel shows it (keeps the"
+    " stored URL); any other such URL is refused",
 }
 _INTEGER_RULES: dict[str, JsonObject] = {
     "locations": {"enum": _LOCATION_IDS},
