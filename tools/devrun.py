@@ -343,6 +343,7 @@ def hold_run(run: Path) -> IO[str]:
 
 
 CHILDREN = "make-run.children.json"
+EXEC_WAIT_S = 2.0  # how long a child just started may take to exec its program
 
 
 @dataclass(frozen=True)
@@ -384,6 +385,13 @@ class Record:
 
     def add(self, what: str, pid: int | None) -> None:
         found = started(what, pid) if pid else None
+        # A child forked but not yet exec'd shows this process's command line, which it will
+        # not have when the next run compares: its own is waited for (a bounded wait).
+        own = started("this run", os.getpid())
+        deadline = time.monotonic() + EXEC_WAIT_S
+        while found and own and found.cmdline == own.cmdline and time.monotonic() < deadline:
+            time.sleep(0.005)
+            found = started(what, found.pid)
         if found is None:
             return  # exited already: nothing to leave behind
         self.entries.append(found)

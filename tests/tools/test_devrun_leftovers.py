@@ -4,6 +4,7 @@ recorded pid, and ignores a record whose processes are gone. A `.run/` it cannot
 it with one line, not a traceback. Real processes throughout: NATS, and Python processes whose
 command line names the run's directory, as `make run`'s children do."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -359,3 +361,23 @@ def test_a_run_as_root_never_signals_another_users_leftover(tmp_path: Path) -> N
         assert theirs.poll() is None
     finally:
         _end(theirs)
+
+
+def test_a_child_recorded_before_it_execs_is_recorded_as_its_program(tmp_path: Path) -> None:
+    """A child forked but not yet exec'd shows the run's own command line: the record waits
+    for the program's, so the next run knows the process and stops it."""
+    pid = os.fork()
+    if pid == 0:  # the child: exec late, as a loaded machine may
+        time.sleep(0.3)
+        os.execv(sys.executable, [sys.executable, "-c", "import signal; signal.pause()"])
+    try:
+        Record(tmp_path).add("the controller", pid)
+        [entry] = devrun.recorded(tmp_path)
+        assert entry.cmdline[1:] == ["-c", "import signal; signal.pause()"]
+        assert stop_leftovers(tmp_path, timeout=0.5) == [
+            f"stopped the controller (pid {pid}), left running by a killed make run"
+        ]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
