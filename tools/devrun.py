@@ -385,11 +385,13 @@ class Record:
 
     def add(self, what: str, pid: int | None) -> None:
         found = started(what, pid) if pid else None
-        # A child forked but not yet exec'd shows this process's command line, which it will
-        # not have when the next run compares: its own is waited for (a bounded wait).
+        # A child forked but not yet exec'd shows this process's command line, and one in the
+        # middle of its exec none: neither is what the next run will compare, so the program's
+        # own is waited for (a bounded wait).
         own = started("this run", os.getpid())
+        shown_before_exec: tuple[list[str], ...] = ([], own.cmdline if own else [])
         deadline = time.monotonic() + EXEC_WAIT_S
-        while found and own and found.cmdline == own.cmdline and time.monotonic() < deadline:
+        while found and found.cmdline in shown_before_exec and time.monotonic() < deadline:
             time.sleep(0.005)
             found = started(what, found.pid)
         if found is None:
