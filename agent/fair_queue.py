@@ -1,19 +1,22 @@
 """Which waiting job an agent starts next: per-tenant lanes, served fairly.
 
 A job's `tenant` is an opaque per-organization key (`""` from a controller that predates it:
-one lane for all). Jobs wait in their tenant's lane in arrival order; lanes are served round
-robin, one job a turn, so one organization's flood of jobs is never ahead of another's whole
-round. A tenant holding `cap` slots or more (`tenant_cap`: its share of the agent's slots)
-starts a job only when no tenant under its cap has one waiting: a lone tenant may use every
-slot, and a tenant with long checks cannot fill the slots others are waiting for. Slots held
-are never taken back; the cap binds on the next start.
+one lane for all). Jobs wait in their tenant's lane in arrival order, one job a turn: the
+tenant holding fewest slots goes first, then the one whose checks held the agent's slots least
+lately (its decayed slot-seconds, agent.tenant_loads), then round robin, so one organization's
+flood of jobs is never ahead of another's whole round, and where the cap cannot bind (one
+slot, or a share of 1) an organization whose checks hold their slot long still gets only the
+slot time the others leave. A tenant holding `cap` slots or more (`tenant_cap`: its share of
+the agent's slots) starts a job only when no tenant under its cap has one waiting: a lone
+tenant may use every slot, and a tenant with long checks cannot fill the slots others are
+waiting for. Slots held are never taken back; the cap binds on the next start.
 
 Pure: no I/O, no clock. The worker owns the slots and counts what each tenant holds.
 """
 
 import math
 from collections import OrderedDict, deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -25,17 +28,22 @@ def tenant_cap(capacity: int, share: float) -> int:
     return max(1, math.floor(capacity * share))
 
 
-def choose(order: Sequence[str], held: Mapping[str, int], cap: int) -> str | None:
+def choose(
+    order: Sequence[str],
+    held: Mapping[str, int],
+    cap: int,
+    used: Callable[[str], float] = lambda tenant: 0.0,
+) -> str | None:
     """The tenant whose job starts next, of those with jobs waiting, in `order` (round robin:
-    the one served longest ago first): the first holding fewer than `cap` slots; when every
-    one holds `cap` or more, the one holding fewest (the first of them in `order`), so a free
-    slot never stays idle while jobs wait. None when nothing waits."""
-    under = [t for t in order if held.get(t, 0) < cap]
-    if under:
-        return under[0]
-    if not order:
+    the one served longest ago first): of those holding fewer than `cap` slots (when every one
+    holds `cap` or more, of all: a free slot never stays idle while jobs wait), the one holding
+    fewest, then the one whose checks `used` the slots least lately, then the first in
+    `order`. None when nothing waits."""
+    under = [t for t in order if held.get(t, 0) < cap] or list(order)
+    if not under:
         return None
-    return min(order, key=lambda t: held.get(t, 0))
+    turn = {t: i for i, t in enumerate(under)}
+    return min(under, key=lambda t: (held.get(t, 0), used(t), turn[t]))
 
 
 class FairQueue(Generic[T]):
@@ -56,10 +64,12 @@ class FairQueue(Generic[T]):
         self._lanes.setdefault(tenant, deque()).append(item)
         self._count += 1
 
-    def pop(self, held: Mapping[str, int]) -> tuple[str, T] | None:
-        """The next job to start, given the slots each tenant `held`, and its tenant; its lane
-        goes to the back of the round."""
-        tenant = choose(list(self._lanes), held, self.cap)
+    def pop(
+        self, held: Mapping[str, int], used: Callable[[str], float] = lambda tenant: 0.0
+    ) -> tuple[str, T] | None:
+        """The next job to start, given the slots each tenant `held` and its slot-seconds
+        lately (`used`), and its tenant; its lane goes to the back of the round."""
+        tenant = choose(list(self._lanes), held, self.cap, used)
         if tenant is None:
             return None
         lane = self._lanes.pop(tenant)

@@ -100,8 +100,9 @@ class WorkSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True):
             description="share of `AGENT_CONCURRENCY` one organization's checks may hold while "
             "another organization's jobs wait for a slot (rounded down, at least one); a lone "
             "organization may use every slot. Waiting jobs are served one organization at a "
-            "time, round robin, and the agent takes up to `AGENT_CONCURRENCY` jobs beyond its "
-            "free slots to see them; `1`: no cap",
+            "time, the one holding fewest slots first, then the one whose checks held them "
+            "least lately, then round robin, and the agent takes up to `AGENT_CONCURRENCY` jobs "
+            "beyond its free slots to see them; `1`: no cap",
         ),
     ] = 0.5
     agent_dns_lookups_per_tenant: Annotated[

@@ -24,7 +24,8 @@ in memory, just before its check; one this agent cannot open (another key, corru
 `internal` result naming the key it needed and the keys the agent holds.
 
 Jobs of several organizations share the slots fairly (agent.fair_queue): the agent pulls
-ahead of its free slots, up to `lookahead` jobs more, into per-tenant lanes served round robin,
+ahead of its free slots, up to `lookahead` jobs more, into per-tenant lanes (the tenant holding
+fewest slots served first, then the one whose checks held them least lately, then round robin),
 and a tenant at its share of the slots (`tenant_share`) waits while another tenant's job does.
 Pulled-ahead jobs are held with `in_progress` like running ones, so none is redelivered while
 this agent has it, and a job whose life ends while it waits still ends `expired` (run_check).
@@ -616,7 +617,7 @@ class Worker:
                 return  # handed back by _finish_in_flight
             if self._carried:
                 msg, arrived, tenant = self._carried.pop(0)
-            elif (picked := self._waiting.pop(self._held)) is not None:
+            elif (picked := self._waiting.pop(self._held, self._usage.usage)) is not None:
                 tenant, (msg, arrived) = picked
             else:
                 return

@@ -416,7 +416,8 @@ class TenantLoad(msgspec.Struct, array_like=True, frozen=True):
 # A tenant's usage halves every minute: long enough that a tenant with long checks stays heavy
 # between them, short enough that a tenant that stopped is light again within minutes.
 TENANT_USAGE_HALF_LIFE_S = 60.0
-# A heartbeat carries the heaviest tenants at most: one left out counts as light, never heavy.
+# A heartbeat carries this many tenants at most (those holding most first): one left out counts
+# as light, never heavy, and the slots it holds as busy (the beat's `inFlight` past the listed).
 TENANT_LOADS_MAX = 128
 
 

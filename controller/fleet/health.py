@@ -56,9 +56,12 @@ def agents_health(country: str, expected: bool, live: frozenset[str]) -> Health 
 
 
 def saturation_health(rounds: Rounds | None, ratio_max: float) -> Health | None:
-    """`unhealthy` when more than `ratio_max` of the window's rounds were `saturated`; None
-    (not judged) with fewer than SATURATION_MIN_ROUNDS rounds."""
-    if rounds is None or rounds.total < SATURATION_MIN_ROUNDS:
+    """`unhealthy` when more than `ratio_max` of the window's rounds were `saturated`;
+    `healthy` when none was, however few (no round waited: a saturation told is over once its
+    country is quiet); None (not judged) when some were, of fewer than SATURATION_MIN_ROUNDS."""
+    if rounds is None or not rounds.saturated:
+        return Health("healthy", "")
+    if rounds.total < SATURATION_MIN_ROUNDS:
         return None
     share = rounds.saturated / rounds.total
     if share > ratio_max:

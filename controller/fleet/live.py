@@ -236,6 +236,7 @@ class LiveAgents:
         checks: defaultdict[str, float] = defaultdict(float)
         holders: defaultdict[str, dict[str, int]] = defaultdict(dict)
         carriers: set[str] = set()
+        unlisted = 0
         for seen in live.values():
             preempts = FEATURE_PREEMPT in seen.beat.features
             if preempts and FEATURE_PREEMPT_CARRY in seen.beat.features:
@@ -246,6 +247,9 @@ class LiveAgents:
                 checks[t.tenant] += t.checks
                 if preempts and t.held > 0:
                     holders[t.tenant][seen.beat.agent_id] = t.held
+            # A beat lists TENANT_LOADS_MAX tenants at most: checks running beyond what the
+            # listed ones hold are other tenants', and their slots are held all the same.
+            unlisted += max(0, seen.beat.in_flight - sum(t.held for t in seen.beat.tenants))
         capacity = sum(s.beat.capacity for s in live.values())
         heard_at = min(s.at for s in live.values())
         return CountryLoad(
@@ -256,6 +260,7 @@ class LiveAgents:
             dict(checks),
             dict(holders),
             frozenset(carriers),
+            unlisted,
         )
 
     def now(self) -> float:

@@ -4,7 +4,9 @@ A round whose credentials were rejected (`auth`, or `basic_auth_disabled`: the a
 password at all, from some country, and no country logged in)
 starts or extends a back-off: no check logs in before `retry_at`, `interval · 2^failures` after
 the round (so 2, 4, 8, … intervals), at most `cap` apart; then one country logs in (a different
-one each time), the others are recorded `auth_backoff` (missed, and not counted by the alerter).
+one each time, and each round while none has logged in or been rejected: a country that cannot
+reach the server never strands the back-off), the others are recorded `auth_backoff` (missed,
+and not counted by the alerter).
 A round in which any country logged in ends it; so do new credentials (a trigger on `monitors`).
 From N countries at one login each a round, a wrong password costs N logins once, then one per
 growing gap, where lockout policies (fail2ban, mailcow, Dovecot's penalty) count failures per
@@ -53,12 +55,20 @@ def after_round(
 
 
 def logins(
-    failures: int, retry_at: datetime | None, scheduled_at: datetime, countries: Sequence[str]
+    failures: int,
+    retry_at: datetime | None,
+    scheduled_at: datetime,
+    countries: Sequence[str],
+    interval: timedelta,
 ) -> list[str]:
     """The countries whose check of the round scheduled `scheduled_at` may log in, under a
-    back-off of `failures` rounds until `retry_at` (None: no back-off)."""
+    back-off of `failures` rounds until `retry_at` (None: no back-off), the monitor checked
+    every `interval`: one, the next country each rejected round and each round since the
+    retry was due, so a country whose check cannot reach the server (no verdict: the back-off
+    neither ends nor grows) never keeps the others from logging in."""
     if retry_at is None:
         return list(countries)
     if scheduled_at < retry_at or not countries:
         return []
-    return [countries[failures % len(countries)]]
+    since = int((scheduled_at - retry_at) / interval)
+    return [countries[(failures + since) % len(countries)]]

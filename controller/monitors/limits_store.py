@@ -86,7 +86,7 @@ async def take_trigger(
     window_s: float,
 ) -> float:
     """Take `cost_s` from the row's trigger allowance: 0.0 when taken, else the seconds until
-    it could be.
+    it could be (the sooner of room within the window and the allowance whole again).
 
     GCRA (the generic cell rate algorithm, as in ATM networks and redis-cell): `trigger_tat`
     is when the allowance would be whole again. A take moves it `cost_s` later and is allowed
@@ -107,9 +107,12 @@ async def take_trigger(
     )
     if taken:
         return 0.0
+    # The sooner of the two ways in: room for `cost_s` within the window, or whole again (the
+    # later one only when a take costs more than the whole window).
     wait: float = await conn.fetchval(
-        "SELECT extract(epoch FROM trigger_tat + $2 * interval '1 s'"
-        f" - clock_timestamp() - $3 * interval '1 s')::float8 FROM {table} WHERE id = $1",
+        "SELECT extract(epoch FROM least(trigger_tat + $2 * interval '1 s'"
+        "  - $3 * interval '1 s', trigger_tat) - clock_timestamp())::float8"
+        f" FROM {table} WHERE id = $1",
         row_id,
         cost_s,
         window_s,

@@ -109,8 +109,7 @@ def fits_all(load: CountryLoad, asking: int) -> bool:
     """Whether `decide` admits every one of `asking` jobs, whoever asks: when they all fit with
     the reserve still free after them, no tenant's turn ever finds the free slots down to its
     reserve (each job is then admitted, in the order asked, and nothing waits)."""
-    busy = sum(n for n in load.held.values() if n > 0)
-    return load.capacity - busy - asking >= reserve(load.capacity)
+    return load.capacity - load.busy - asking >= reserve(load.capacity)
 
 
 def decide(
@@ -121,7 +120,7 @@ def decide(
     held = Counter({t: n for t, n in load.held.items() if n > 0})
     wants = Counter(asking)
     demand = {t: float(held[t] + wants[t]) for t in set(held) | set(wants)}
-    shares = water_fill(load.capacity, demand)
+    shares = water_fill(load.listed_capacity, demand)
     weight = weights(load, asking, timeouts or [0.0] * len(asking))
     first: dict[str, int] = {}
     for i, tenant in enumerate(asking):
@@ -131,7 +130,7 @@ def decide(
     rank = {t: k for k, t in enumerate(lightest)}
 
     keep = reserve(load.capacity)
-    busy = sum(held.values())
+    busy = load.busy
     lanes: dict[str, deque[int]] = {}
     for i, tenant in enumerate(asking):
         lanes.setdefault(tenant, deque()).append(i)

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -459,7 +459,13 @@ class RoundPlanner:
                 monitor_id=public_id, hostname=m.hostname, port=port, config=config
             )
             plain = encode_sealed(bound)
-        may_log_in = logins(rounds.login_failures, rounds.login_retry_at, scheduled, plan.countries)
+        may_log_in = logins(
+            rounds.login_failures,
+            rounds.login_retry_at,
+            scheduled,
+            plan.countries,
+            timedelta(seconds=m.check_interval),
+        )
         scheduled_iso = iso_ms(scheduled)
         expires_iso = iso_ms(schedule.expires_at(scheduled, m.check_interval))
         job_type = JOB_TYPES[m.type]

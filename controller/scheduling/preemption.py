@@ -75,7 +75,7 @@ def preemptions(load: CountryLoad, waiters: Sequence[Waiter]) -> list[Preemption
     `load.held` counts the jobs this scheduler admitted too (`admission_ledger.Admissions)."""
     held = Counter({t: n for t, n in load.held.items() if n > 0})
     wants = Counter(w.tenant for w in waiters)
-    shares = water_fill(load.capacity, {t: float(held[t] + wants[t]) for t in held | wants})
+    shares = water_fill(load.listed_capacity, {t: float(held[t] + wants[t]) for t in held | wants})
     weight = weights(load, [w.tenant for w in waiters], [w.timeout_s for w in waiters])
     holders = {t: {a: n for a, n in agents.items() if n > 0} for t, agents in load.holders.items()}
     lanes: dict[str, list[int]] = {}

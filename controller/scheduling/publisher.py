@@ -57,9 +57,12 @@ class JobPublisher:
         `shared.publishing.Publisher`); raise the first failure."""
         if not jobs:
             return
-        outcomes = await self._publisher.publish(
-            bundles.outgoing(jobs, self._agents.countries_with(FEATURE_BUNDLES))
-        )
+        capacities: dict[str, list[int]] = {}
+        for beat in self._agents.agents():
+            capacities.setdefault(beat.country, []).append(beat.capacity)
+        sizes = {cc: bundles.bundle_size(c) for cc, c in capacities.items()}
+        bundling = self._agents.countries_with(FEATURE_BUNDLES)
+        outcomes = await self._publisher.publish(bundles.outgoing(jobs, bundling, sizes=sizes))
         if failed := next((e for e in outcomes if e is not None), None):
             raise failed
         metrics.jobs_published(jobs)

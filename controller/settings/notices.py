@@ -39,7 +39,8 @@ class AlertingSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True
             le=10_080,
             description="after a round whose credentials were rejected (`auth`), checks that "
             "log in wait 2, 4, 8, … intervals, at most this many minutes, then one country "
-            "logs in; a successful login or new credentials end it",
+            "logs in (the next one each round that neither logs in nor is rejected); a "
+            "successful login or new credentials end it",
         ),
     ] = 360
     incident_no_data_close_minutes: Annotated[

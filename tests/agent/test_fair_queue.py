@@ -84,3 +84,26 @@ def test_clear_returns_every_waiting_job() -> None:
 def test_a_share_outside_0_to_1_is_refused(share: float) -> None:
     with pytest.raises(ValueError, match="share"):
         FairQueue(capacity=4, share=share)
+
+
+@pytest.mark.parametrize(
+    ("order", "held", "used", "chosen"),
+    [
+        # one slot: nobody holds one when it frees; the one that held it least lately first
+        (["greedy", "quiet"], {}, {"greedy": 90.0, "quiet": 0.5}, "quiet"),
+        (["quiet", "greedy"], {}, {"greedy": 90.0, "quiet": 0.5}, "quiet"),
+        # fewest held before the lightest
+        (["a", "b"], {"b": 1}, {"a": 50.0, "b": 0.1}, "a"),
+        # equals: round robin
+        (["b", "a"], {}, {"a": 1.0, "b": 1.0}, "b"),
+        # no cap left to the others (share 1, cap 2 of 2): the lighter one takes the free slot
+        (["greedy", "quiet"], {"greedy": 1}, {"greedy": 90.0}, "quiet"),
+    ],
+)
+def test_the_tenant_that_held_the_slots_least_lately_goes_first(
+    order: list[str], held: dict[str, int], used: dict[str, float], chosen: str
+) -> None:
+    """AGENT_CONCURRENCY 1 (or a share of 1): the cap cannot keep a slot for the others, and
+    round robin alone gave an organization whose checks hold the slot ten times longer ten
+    elevenths of it."""
+    assert choose(order, held, 2, lambda t: used.get(t, 0.0)) == chosen

@@ -44,3 +44,24 @@ async def test_a_pass_bundles_the_jobs_of_countries_whose_every_agent_takes_bund
     assert sorted(msg_id for _, msg_id in alone) == sorted(
         job.job_id for job, _ in await countries.jobs(mixed)
     )
+
+
+async def test_no_bundle_carries_more_jobs_than_the_smallest_agent_of_its_country_has_slots(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipeline: Pipeline,
+    countries: Countries,
+) -> None:
+    """An agent keeps a bundle whole, however few its free slots: a bundle of more jobs than
+    an agent's AGENT_CONCURRENCY leaves them waiting there, one slot's checks after another
+    (past their window when checks are slow), while the country's other agents stand idle."""
+    [cc] = countries.take(1)
+    for agent_id, capacity in (("a", 4), ("b", 2), ("c", 8)):
+        await countries.live(cc, agent_id, features=[FEATURE_BUNDLES], capacity=capacity)
+    plain = {"secure": False, "ignoreTls": True}
+    for _ in range(5):
+        await create(api, org, allowedCheckCountryCodes=[cc], smtpConfig=plain)
+    assert await pipeline.scheduler.tick() == 5
+    sizes = [len(bundle_parts(data) or [data]) for data, _ in await countries.messages(cc)]
+    print(f"capacities=4,2,8 jobs=5 messages={sizes}")
+    assert sum(sizes) == 5 and max(sizes) <= 2, sizes

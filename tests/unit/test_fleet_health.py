@@ -1,5 +1,7 @@
 """The fleet's checks per country, pure (controller.fleet.health), as tables."""
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from controller.fleet.health import (
@@ -12,7 +14,7 @@ from controller.fleet.health import (
     judge,
     saturation_health,
 )
-from controller.operator_health.rules import Health
+from controller.operator_health.rules import Health, Stored, step
 
 OK = Health("healthy", "")
 ALL = ("bundles", "preempt")
@@ -37,7 +39,8 @@ def test_a_country_needs_a_live_agent_where_monitors_run(
 @pytest.mark.parametrize(
     ("rounds", "ratio_max", "state"),
     [
-        (None, 0.05, None),
+        (None, 0.05, "healthy"),  # no round: none waited
+        (Rounds(3, 0), 0.05, "healthy"),  # few rounds, none saturated: none waited
         (Rounds(9, 9), 0.05, None),  # too few rounds to judge
         (Rounds(10, 0), 0.05, "healthy"),
         (Rounds(100, 5), 0.05, "healthy"),  # at the threshold: not beyond it
@@ -97,7 +100,42 @@ def test_judge_covers_every_country_and_leaves_out_what_it_cannot_judge() -> Non
         (SATURATION, "DE"): "healthy",
         (FEATURES, "DE"): "healthy",
         (AGENTS, "FR"): "unhealthy",  # listed, nobody serves it
+        (SATURATION, "FR"): "healthy",  # no round, none waited
+        (SATURATION, "US"): "healthy",
         (AGENTS, "US"): "healthy",
         (FEATURES, "US"): "unhealthy",
         (SATURATION, "JP"): "unhealthy",  # rounds, no agent now and no monitor listing it
     }
+
+
+@pytest.mark.parametrize("quiet_rounds", [0, 1, 5, 9, 10, 40])
+@pytest.mark.parametrize("ratio_max", [0.0, 0.05, 0.5])
+def test_a_saturation_told_is_told_over_once_no_round_waits_however_few_rounds_run(
+    quiet_rounds: int, ratio_max: float
+) -> None:
+    """The saturation flag releases once its condition ends: a country saturated for a while
+    (its rounds `saturated` past FLEET_SATURATED_RATIO_MAX), then quiet (its busiest
+    organization's monitors disabled: `quiet_rounds` rounds a window, none saturated), is
+    told `recovered`, as FleetWatch steps it (controller.operator_health.watch.move: a check
+    not judged goes `unchecked`)."""
+    t0 = datetime(2026, 11, 28, 2, tzinfo=UTC)
+    stored: Stored | None = None
+    told: list[str] = []
+    for minute in range(0, 240, 1):
+        busy = minute < 60
+        rounds = Rounds(40, 40) if busy else Rounds(quiet_rounds, 0)
+        judged = judge(
+            expected=frozenset({"DE"}),
+            agents={"DE": {"a": list(ALL)}},
+            rounds={"DE": rounds} if rounds.total else {},
+            ratio_max=ratio_max,
+            needed=ALL,
+        )
+        now = judged.get((SATURATION, "DE"), Health("unchecked", "not judged now"))
+        if stored is None and now.state == "unchecked":
+            continue
+        stored, change = step(stored, now, t0 + timedelta(minutes=minute))
+        if change:
+            told.append(change)
+    print(f"ratio_max={ratio_max} quiet_rounds={quiet_rounds} told={told}")
+    assert told == ["unhealthy", "recovered"], told

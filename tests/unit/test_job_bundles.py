@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from agent.worker import messages_to_ask, per_message
-from controller.scheduling.bundles import may_bundle, outgoing
+from controller.scheduling.bundles import bundle_size, may_bundle, outgoing
 from shared.messages import CheckJob, bundle_parts, decode_job, encode
 from shared.subjects import jobs_subject
 from testkit.peers.jobs import make_job
@@ -111,3 +111,17 @@ def test_a_pull_request_asks_for_the_room_in_messages(
     free: int, jobs_per_message: float, asked: int
 ) -> None:
     assert messages_to_ask(free, jobs_per_message) == asked
+
+
+@pytest.mark.parametrize(
+    ("capacities", "size"),
+    [([], 50), ([200], 50), ([4, 2, 8], 2), ([1, 1000], 1), ([0], 50), ([0, 3], 3)],
+)
+def test_a_bundle_is_never_larger_than_the_smallest_agents_slots(
+    capacities: list[int], size: int
+) -> None:
+    """0: an agent that does not say its capacity."""
+    assert bundle_size(capacities) == size
+    jobs = [job(n) for n in range(60)]
+    shaped = outgoing(jobs, frozenset({"DE"}), sizes={"DE": size})
+    assert max(len(bundle_parts(o.payload) or [o.payload]) for o in shaped) == size

@@ -1,0 +1,75 @@
+"""The trigger allowance (controller.monitors.limits_store.take_trigger, GCRA in one SQL
+statement on real PostgreSQL) over seeded histories and a grid of what an operator sets
+(TRIGGER_CHECK_BURST 1..1000, TRIGGER_CHECK_INTERVAL_SECONDS from a second to a day, and an
+organization's trigger costing less or more than its whole minute): once takes stop, the
+allowance is whole again after what it was run down by, never later (no organization or
+monitor stranded), and within it no more than the burst is ever taken. Time passes by moving
+the row's `trigger_tat` back, as the clock would have."""
+
+import random
+
+import asyncpg
+import pytest
+
+from controller.db.pool import Conn
+from controller.monitors.limits_store import take_trigger
+from tests.conftest import Tenant
+
+
+async def _pass(conn: Conn, org: int, seconds: float) -> None:
+    """`seconds` go by for the organization's allowance."""
+    await conn.execute(
+        "UPDATE organizations SET trigger_tat = trigger_tat - $2 * interval '1 s' WHERE id = $1",
+        org,
+        seconds,
+    )
+
+
+@pytest.mark.parametrize(
+    ("cost_s", "window_s"),
+    [
+        (1.0, 1.0),
+        (30.0, 90.0),
+        (60.0, 60.0 * 1000),
+        (86_400.0, 86_400.0 * 3),
+        (0.5, 60.0),
+        (900.0, 60.0),
+    ],
+)
+async def test_an_allowance_run_down_is_whole_again_once_takes_stop(
+    pool: asyncpg.Pool, tenant: Tenant, cost_s: float, window_s: float
+) -> None:
+    burst = max(1, int(window_s // cost_s))
+    async with pool.acquire() as conn:
+        for seed in range(3 if burst <= 100 else 1):  # TRIGGER_CHECK_BURST's edge: once
+            rng = random.Random(seed)
+            await conn.execute(
+                "UPDATE organizations SET trigger_tat = NULL WHERE id = $1", tenant.org_id
+            )
+            taken = 0
+            for _ in range(burst + 3):  # back to back: the burst, then refusals
+                wait = await take_trigger(conn, "organizations", tenant.org_id, cost_s, window_s)
+                if wait == 0:
+                    taken += 1
+                else:
+                    assert 0 < wait <= cost_s + 1, f"seed {seed}: {wait} s to wait"
+            assert taken == burst, f"seed {seed}: {taken} taken back to back, burst {burst}"
+            # A random history of takes and pauses, then quiet: whole after what was owed.
+            for _ in range(rng.randint(0, 20)):
+                await _pass(conn, tenant.org_id, rng.uniform(0, 2 * cost_s))
+                await take_trigger(conn, "organizations", tenant.org_id, cost_s, window_s)
+            owed = await conn.fetchval(
+                "SELECT greatest(0, extract(epoch FROM trigger_tat - clock_timestamp()))::float8"
+                " FROM organizations WHERE id = $1",
+                tenant.org_id,
+            )
+            print(
+                f"seed={seed} cost_s={cost_s} window_s={window_s} burst={burst} owed_s={owed:.1f}"
+            )
+            assert owed <= window_s + cost_s, f"seed {seed}: {owed} s owed"
+            await _pass(conn, tenant.org_id, owed + 0.01)
+            again = 0
+            while await take_trigger(conn, "organizations", tenant.org_id, cost_s, window_s) == 0:
+                again += 1
+                assert again <= burst, f"seed {seed}: more than the burst"
+            assert again == burst, f"seed {seed}: {again} of {burst} after the quiet"
