@@ -25,7 +25,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
-TIMES = ("23:59:00", "00:00:20", "00:28:00", "01:05:00", "09:30:00")
+TIMES = ("23:59:00", "00:00:20", "00:28:00", "01:05:00", "02:10:00", "09:30:00")
 SUITES = ("tests/pipeline", "tests/reports", "tests/alerting", "tests/console")
 LEFT_OUT = "not mailbox and not alertmanager and not browser and not oauth"
 LIBRARY = "/usr/lib/*/faketime/libfaketimeMT.so.1"
