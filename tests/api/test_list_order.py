@@ -40,11 +40,22 @@ async def channel(http: httpx.AsyncClient, tenant: Tenant, n: int) -> str:
     return await _created(r, "id")
 
 
+async def maintenance_window(http: httpx.AsyncClient, tenant: Tenant, n: int) -> str:
+    body = {
+        "customerId": tenant.customer_public_id,
+        "startsAt": f"2030-01-0{n + 1}T00:00:00Z",
+        "endsAt": f"2030-01-0{n + 1}T01:00:00Z",
+    }
+    r = await http.post("/api/maintenance-windows", json=body, headers=tenant.auth())
+    return await _created(r, "id")
+
+
 LISTS: list[tuple[str, Make, str]] = [
     ("/api/smtp-monitors", smtp_monitor, "publicId"),
     ("/api/customers", customer, "publicId"),
     ("/api/users", user, "publicId"),
     ("/api/notification-channels", channel, "id"),
+    ("/api/maintenance-windows", maintenance_window, "id"),
 ]
 
 
