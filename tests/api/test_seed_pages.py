@@ -7,16 +7,14 @@ extras docs/api.md states (`publicId`, `allowedCheckCountryCodes`; secrets maske
 keys beyond the page's, and each answer is checked against the OpenAPI document too."""
 
 import copy
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import jsonschema_rs
 import pytest
 
-from tests.api.helpers import ERROR_KEYS, ISO_MS, MASK
+from tests.api.helpers import ERROR_KEYS, ISO_MS, MASK, assert_documented
 from tests.conftest import Tenant, make_tenant
 
 SMTP, IMAP = "/api/smtp-monitors", "/api/imap-pop-monitors"
@@ -121,24 +119,7 @@ class World:
         return created
 
     def documented(self, r: httpx.Response) -> None:
-        """The answer is one the OpenAPI document states: its status, and its body's schema."""
-        path = r.request.url.path
-        item = next(
-            (
-                item
-                for template, item in self.spec["paths"].items()
-                if re.fullmatch(re.sub(r"\{[^}]+\}", "[^/]+", template), path)
-            ),
-            None,
-        )
-        assert item is not None, f"{path} is not in /schema"
-        responses = item[r.request.method.lower()]["responses"]
-        assert str(r.status_code) in responses, (path, r.status_code, sorted(responses))
-        content = responses[str(r.status_code)].get("content")
-        if not r.content:
-            return
-        schema = {"components": self.spec["components"], **content["application/json"]["schema"]}
-        jsonschema_rs.Draft202012Validator(schema).validate(r.json())
+        assert_documented(self.spec, r)
 
 
 def error(r: httpx.Response, status: int, message: str | None = None) -> dict[str, Any]:
