@@ -100,7 +100,7 @@ async def list_users(
 ) -> tuple[list[User], int]:
     rows = await conn.fetch(
         f"SELECT {_USER_COLUMNS}, count(*) OVER () AS total FROM users u"
-        " WHERE u.organization_id = $1 ORDER BY u.id LIMIT $2 OFFSET $3",
+        " WHERE u.organization_id = $1 ORDER BY u.created_at DESC, u.id DESC LIMIT $2 OFFSET $3",
         organization_id,
         limit,
         offset,

@@ -89,7 +89,8 @@ async def list_page(
     where = "($1::bigint IS NULL OR organization_id = $1) AND ($2::text IS NULL OR name ILIKE $2)"
     pattern = like_pattern(search)
     rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM customers WHERE {where} ORDER BY id LIMIT $3 OFFSET $4",
+        f"SELECT {_COLUMNS} FROM customers WHERE {where}"
+        " ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4",
         organization_id,
         pattern,
         limit,

@@ -31,8 +31,8 @@ class MonitorCommon(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
     allowed_country_codes: list[str] | None = field(name="allowedCheckCountryCodes")
     notification_email: str | None
     notification_phone_number: str | None
-    mail_domain: str | None
     # Shown only when they hold something (the seeds' shape otherwise); None: none.
+    mail_domain: str | None = None  # the domain whose mail DNS the agents check
     depends_on: list[str] | None = None  # monitor public ids and host names (alerting.flows)
     dkim_selectors: list[str] | None = None  # for the readiness side check
 

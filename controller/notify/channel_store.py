@@ -87,7 +87,8 @@ async def list_page(
 ) -> tuple[list[StoredChannel], int]:
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} FROM notification_channels c"
-        " WHERE $1::bigint IS NULL OR c.organization_id = $1 ORDER BY c.id LIMIT $2 OFFSET $3",
+        " WHERE $1::bigint IS NULL OR c.organization_id = $1"
+        " ORDER BY c.created_at DESC, c.id DESC LIMIT $2 OFFSET $3",
         organization_id,
         limit,
         offset,

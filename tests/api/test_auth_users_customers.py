@@ -287,7 +287,7 @@ async def test_customer_create_get_list(http: httpx.AsyncClient, tenant: Tenant)
         r = await http.get(f"/api/customers/{ident}", headers=tenant.auth("readonly"))
         assert r.status_code == 200 and r.json() == customer
     r = await http.get("/api/customers", headers=tenant.auth("member"))
-    assert r.json()["total"] == 2 and r.json()["items"][-1] == customer
+    assert r.json()["total"] == 2 and r.json()["items"][0] == customer  # newest first
     assert (r.json()["page"], r.json()["perPage"]) == (1, 50)
     r = await http.get("/api/customers", params={"search": "acme"}, headers=tenant.auth())
     assert r.json()["items"] == [customer]

@@ -52,11 +52,21 @@ async def test_malformed_bodies_are_400_in_our_shape(
     assert_error(r, 400)
 
 
+@pytest.mark.parametrize(
+    "content", [b"{bad", b"{", b'{"name": "x"', b"[", b"nul", b'"abc'], ids=repr
+)
 async def test_malformed_json_has_code_invalid_json(
-    http: httpx.AsyncClient, tenant: Tenant
+    http: httpx.AsyncClient, tenant: Tenant, content: bytes
 ) -> None:
-    body = assert_error(await http.post(SMTP, **raw(tenant, b"{bad")), 400, code="invalid_json")
-    assert body["message"].startswith("Invalid request body")
+    """Broken JSON, cut short or not, is one error: `invalid_json`, "Invalid request body: JSON
+    is malformed: ..." (the seeds' 400 "invalid request body"), AlertSite's layer the same text."""
+    for path in (SMTP, "/api/customers"):
+        body = assert_error(await http.post(path, **raw(tenant, content)), 400, code="invalid_json")
+        assert body["message"].startswith("Invalid request body: JSON is malformed"), body
+    r = await http.post("/api/v3/monitors/email-smtp", **raw(tenant, content))
+    assert r.status_code == 400, r.text
+    (error,) = r.json()["errors"]
+    assert error["message"].startswith("Invalid request body: JSON is malformed"), error
 
 
 async def test_array_body_is_invalid_body(http: httpx.AsyncClient, tenant: Tenant) -> None:

@@ -14,7 +14,7 @@ import re
 import msgspec
 import structlog
 from litestar import MediaType, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
@@ -212,8 +212,14 @@ def handle_http(request: AnyRequest, exc: HTTPException) -> Response[ErrorBody |
         log.error("http error", status=status, detail=exc.detail)
         return _respond(request, status, "internal", "Internal server error", [])
     detail = exc.detail
-    if status == 400 and detail.startswith("JSON is malformed"):
-        return _respond(request, 400, "invalid_json", f"Invalid request body: {detail}", [])
+    if status == 400 and isinstance(exc.__cause__, SerializationException):
+        # msgspec could not decode the body: "JSON is malformed: ...", or cut short ("Input
+        # data was truncated"), one error either way
+        said = detail.removeprefix("JSON is malformed: ")
+        said = said[:1].lower() + said[1:]
+        return _respond(
+            request, 400, "invalid_json", f"Invalid request body: JSON is malformed: {said}", []
+        )
     headers = dict(exc.headers or {})
     if status == 429 and request.scope["path"].startswith(TLS_PATH + "/"):
         metrics.report_taken("unknown", "https", "rate_limited")  # refused before its handler

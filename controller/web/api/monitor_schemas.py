@@ -18,9 +18,10 @@ MASK = SECRET_MASK  # what responses show for a stored secret, and requests send
 
 class _MonitorOut(MonitorCommon, kw_only=True, frozen=True, omit_defaults=True):
     """A monitor as every kind shows it: `MonitorCommon`'s fields as stored, then these; a
-    field at its default (UNSET, a common field's None) is left out."""
+    field at its default (UNSET, a common field's None, `secretEnv`'s None) is left out, so a
+    body of the seeds' fields is answered with the seeds' keys."""
 
-    secret_env: dict[str, str] | None
+    secret_env: dict[str, str] | None = None  # monitors as code's variable names
     last_checked_at: str | None
     created_at: str
     updated_at: str

@@ -5,8 +5,8 @@ what the new resource's id opens.
 
 Litestar documents every error as its own default body (`status_code`, `detail`, `extra`) and
 only 400; the API answers `errors.ErrorBody` (AlertSite's `{"errors": [...]}` under `/api/v3`)
-with 401, 403, 404, 409, 413 and 429 too. `document` rewrites the generated document once, at
-startup, before the first request renders it.
+with 401, 403, 404, 408, 409, 413, 415, 429 and 503 too, each where it happens. `document`
+rewrites the generated document once, at startup, before the first request renders it.
 """
 
 import re
@@ -68,10 +68,43 @@ ERROR_STATUSES = {
     "401": "no token, or an expired or revoked one",
     "403": "the token's role may not do this",
     "404": "no such resource in the caller's organization",
+    "408": "the request body did not arrive whole within `API_BODY_SECONDS` (`body_timeout`)",
     "409": "the request conflicts with the resource's state",
     "413": "the request body is larger than the API accepts",
     "429": "too many requests: wait `Retry-After` seconds",
+    "503": "not now, here: wait `Retry-After` seconds if sent, or ask another replica",
 }
+# The error statuses only some operations answer, and why: the password threads full (`busy`,
+# with `Retry-After: 1`: auth.busy); the check pipeline not in this process (`unavailable`:
+# results._running, scheduling.trigger); a report's body not of a report's type, or the report
+# bodies being read at their bound (`reports_busy`: reports), or sent too slowly (a raw body:
+# body_bounds). Every operation with a JSON body may answer 408 (body_bounds).
+_BUSY = "the password threads are all busy (`busy`): wait `Retry-After` seconds"
+_NO_PIPELINE = "the check pipeline is not running in this process (`unavailable`)"
+SOME_STATUSES: dict[tuple[str, str], dict[str, str]] = {
+    ("post", "/api/auth/login"): {"503": _BUSY},
+    ("post", "/api/v3/access-tokens"): {"503": _BUSY},
+    ("post", "/api/users"): {"503": _BUSY},
+    ("get", "/api/agents"): {"503": _NO_PIPELINE},
+    ("post", "/reports/tls/{domain}/{token}"): {
+        "408": ERROR_STATUSES["408"],
+        "415": "the Content-Type is not a TLS-RPT report's (`unsupported_type`)",
+        "503": "the report bodies being read at once are at their bound (`reports_busy`):"
+        " wait `Retry-After` seconds",
+    },
+}
+_TRIGGER = {
+    "503": "the check pipeline is not running in this process, or could not take the round now"
+    " (`unavailable`)"
+}
+_NOT_READY = Schema(
+    type=OpenAPIType.OBJECT,
+    required=["status", "reason"],
+    properties={
+        "status": Schema(type=OpenAPIType.STRING, enum=["not ready"]),
+        "reason": Schema(type=OpenAPIType.STRING),
+    },
+)
 # The logins' answers to wrong credentials: ours a 401; AlertSite's, which its API pages document
 # as a 400 `invalid_request - User authentication failed.`, a 400 to a well-formed request.
 CREDENTIAL_ERRORS = {
@@ -519,10 +552,16 @@ def rewrite(spec: OpenAPI) -> None:
             operation = getattr(item, method)
             if operation is not None:
                 operation.operation_id = operation_id(method, path)
-                _operation(path, operation)
+                _operation(path, operation, method)
     for path, item in paths.items():
         if item.post is not None:
             _links(path, item.post, paths)
+    ready = paths.get("/ready")
+    if ready is not None and ready.get is not None and ready.get.responses is not None:
+        ready.get.responses["503"] = OpenAPIResponse(
+            description="not ready: PostgreSQL does not answer, or NATS is not connected",
+            content={"application/json": OpenAPIMediaType(schema=_NOT_READY)},
+        )
 
 
 def _links(collection: str, create: Operation, paths: dict[str, PathItem]) -> None:
@@ -548,7 +587,7 @@ def _links(collection: str, create: Operation, paths: dict[str, PathItem]) -> No
             response.links = links
 
 
-def _operation(path: str, operation: Operation) -> None:
+def _operation(path: str, operation: Operation, method: str) -> None:
     body = "AlertSiteErrors" if path.startswith(ALERTSITE_PREFIX) else "ErrorBody"
     content = {
         "application/json": OpenAPIMediaType(schema=Reference(f"#/components/schemas/{body}"))
@@ -561,14 +600,17 @@ def _operation(path: str, operation: Operation) -> None:
         # 404 also without an id in the path: a body can name another organization's customer
         statuses |= {"401", "403", "404"}
     if operation.request_body is not None:
-        statuses.add("413")
+        statuses |= {"408", "413"}
     if path.endswith("/trigger-check") or path.startswith("/api/users"):
         statuses.add("409")
     if path == "/api/auth/login":
         statuses.add("401")
+    some = _TRIGGER if path.endswith("/trigger-check") else SOME_STATUSES.get((method, path), {})
+    statuses |= set(some)
     responses = operation.responses if operation.responses is not None else {}
     for status in sorted(statuses):
-        description = CREDENTIAL_ERRORS.get((path, status), ERROR_STATUSES[status])
+        description = some.get(status) or CREDENTIAL_ERRORS.get((path, status))
+        description = description or ERROR_STATUSES[status]
         responses[status] = OpenAPIResponse(description=description, content=content)
     operation.responses = responses
     params = [p for p in operation.parameters or [] if isinstance(p, Parameter)]
