@@ -31,9 +31,14 @@ from agent.probers.sasl import (
 )
 from agent.probers.tls import tls_info
 from shared.mailclient import imap as client
-from shared.mailclient.errors import Injected, Refused
-from shared.mailclient.imap import ImapProtocol
+from shared.mailclient.errors import Injected, MailClientError, Refused
+from shared.mailclient.imap import Bounds, ImapProtocol
 from shared.messages import CheckJob, ErrorKind, ImapCheckJob, ImapPopConfig
+
+# What one answer of a server may hold (shared.mailclient.imap.Bounds): a real one is a few
+# KB; a round trip's FETCH of headers at most ~IMAP_NEWEST of them (agent/probers/roundtrip.py);
+# a SEARCH of a mailbox of 100,000 messages one line of ~800 KB.
+BOUNDS = Bounds(line_max=1024 * 1024, answer_max=8 * 1024 * 1024, answer_lines_max=4096)
 
 
 async def probe_imap(target: Target, job: CheckJob, rec: Recorder) -> None:
@@ -54,7 +59,7 @@ async def open_imap(target: Target, config: ImapPopConfig, rec: Recorder) -> Ima
     rec.current = "tls" if config.tls else "greeting"
     start = time.perf_counter()
     ctx = target.ssl_context if config.tls else None
-    proto = await client.open_imap(sock, ctx, target.server_name)
+    proto = await client.open_imap(sock, ctx, target.server_name, BOUNDS)
     try:
         if config.tls:
             rec.record("tls", time.perf_counter() - start)
@@ -68,8 +73,8 @@ async def open_imap(target: Target, config: ImapPopConfig, rec: Recorder) -> Ima
 
 async def logout(proto: ImapProtocol, rec: Recorder) -> None:
     rec.current = "logout"
-    # The server may also hang up right after its BYE.
-    await goodbye(rec, proto.logout, asyncio.IncompleteReadError)
+    # The server may also hang up right after its BYE, or say more than an answer holds.
+    await goodbye(rec, proto.logout, asyncio.IncompleteReadError, MailClientError)
 
 
 async def _converse(

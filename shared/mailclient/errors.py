@@ -40,10 +40,11 @@ class LineTooLong(MailClientError):
 
 
 class AnswerTooLong(MailClientError):
-    """A multi-line answer or a fetched body larger than allowed; the connection was dropped."""
+    """A multi-line answer or a fetched body larger than allowed (in bytes, or in `unit`); the
+    connection was dropped."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"more than {limit} bytes in one answer")
+    def __init__(self, limit: int, unit: str = "bytes") -> None:
+        super().__init__(f"more than {limit} {unit} in one answer")
         self.limit = limit
 
 

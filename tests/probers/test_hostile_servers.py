@@ -1,0 +1,315 @@
+"""Probers against hostile servers on loopback: answers without end (a line, a literal, lines
+forever), answers the session cannot parse, refusals echoing a secret at a cut's edge. Each
+check ends with a result carrying an error kind, the bytes the agent took stay bounded (counted
+at the server: what it managed to write before the agent hung up), and the result's message is
+at most MESSAGE_MAX characters."""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from agent.probers.imap import BOUNDS
+from agent.probers.roundtrip import IMAP_NEWEST
+from agent.probers.run import MESSAGE_MAX, run_check
+from agent.probers.tls import SslContexts
+from shared.mailclient.sasl import oauth2_initial
+from shared.messages import (
+    CheckResult,
+    ImapPopConfig,
+    MonitorType,
+    RoundTripConfig,
+    RoundTripReceive,
+    SmtpAuth,
+    SmtpConfig,
+)
+from shared.secret import SECRET_MASK, Secret
+from testkit.peers.base import LoopbackServer
+from testkit.peers.jobs import make_job
+
+Talk = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+CHUNK = b"A" * 65536
+# What the kernel's socket buffers on both sides hold beyond what the agent read.
+SOCKET_SLACK = 8 * 1024 * 1024
+
+
+class Hostile(LoopbackServer):
+    """Runs `talk` on each connection; `sent` counts the bytes it wrote."""
+
+    def __init__(
+        self,
+        talk: Callable[["Hostile", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    ) -> None:
+        super().__init__()
+        self.talk = talk
+        self.sent = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self.talk(self, reader, writer)
+
+    async def say(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        writer.write(data)
+        self.sent += len(data)
+        await writer.drain()
+
+    async def forever(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        while True:
+            await self.say(writer, data)
+
+
+async def _check(
+    protocol: MonitorType, port: int, contexts: SslContexts, seconds: float = 20.0, **config: object
+) -> CheckResult:
+    job = make_job(
+        protocol,
+        port,
+        ImapPopConfig(protocol=protocol, **config),  # type: ignore[arg-type]
+        timeout=seconds,
+    )
+    return await run_check(job, "agent-t", True, contexts)
+
+
+async def _endless_greeting(
+    peer: Hostile, _: asyncio.StreamReader, w: asyncio.StreamWriter
+) -> None:
+    await peer.say(w, b"* OK ")
+    await peer.forever(w, CHUNK)
+
+
+async def _endless_literal(peer: Hostile, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    await peer.say(w, b"* OK hi\r\n")
+    await r.readline()  # CAPABILITY
+    await peer.say(w, b"* CAPABILITY {4294967295}\r\n")
+    await peer.forever(w, CHUNK)
+
+
+async def _endless_lines(peer: Hostile, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    await peer.say(w, b"* OK hi\r\n")
+    await r.readline()  # CAPABILITY
+    await peer.forever(w, b"* OK x\r\n" * 8192)
+
+
+@pytest.mark.parametrize(
+    "talk", [_endless_greeting, _endless_literal, _endless_lines], ids=lambda t: t.__name__[1:]
+)
+async def test_an_imap_answer_without_end_is_cut_at_the_session_budget(
+    talk: Callable[[Hostile, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    ssl_contexts: SslContexts,
+) -> None:
+    """A greeting line without CRLF, a literal of 4 GiB, untagged lines that never end: the
+    agent drops the connection past BOUNDS.answer_max bytes, a `protocol` failure, long before the
+    deadline, instead of buffering what the server sends until then."""
+    async with Hostile(talk) as peer:
+        result = await _check("imap", peer.port, ssl_contexts, tls=False)
+    print(f"\n{talk.__name__}: server wrote {peer.sent} bytes; {result.message!r}")
+    assert result.error_kind == "protocol", result.message
+    assert " than " in result.message  # "a line longer than", "more than ... in one answer"
+    assert peer.sent <= BOUNDS.answer_max + SOCKET_SLACK
+
+
+async def _imap_login(
+    peer: Hostile, r: asyncio.StreamReader, w: asyncio.StreamWriter
+) -> bytes | None:
+    """Greets with its capabilities, answers CAPABILITY; the tag of the LOGIN that follows."""
+    await peer.say(w, b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n")
+    while line := await r.readline():
+        tag, verb = line.split()[:2]
+        if verb.upper() == b"LOGIN":
+            return bytes(tag)
+        await peer.say(w, b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n" + tag + b" OK done\r\n")
+    return None
+
+
+async def test_imap_a_fin_in_the_middle_of_an_answer_is_a_protocol_failure(
+    ssl_contexts: SslContexts,
+) -> None:
+    """The server hangs up in the middle of its answer to LOGIN: the check says so at once,
+    not `timeout` at its deadline."""
+
+    async def talk(peer: Hostile, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await _imap_login(peer, r, w)
+        await peer.say(w, b"* OK half")
+        w.close()
+
+    async with Hostile(talk) as peer:
+        result = await _check(
+            "imap",
+            peer.port,
+            ssl_contexts,
+            seconds=60,
+            tls=False,
+            user="alice",
+            password=Secret("s3cret"),
+            allow_plaintext_auth=True,
+        )
+    assert result.error_kind == "protocol", result.message
+    assert (result.response_time_ms or 0) < 60_000
+
+
+async def test_imap_a_refusal_of_megabytes_gives_a_message_of_at_most_message_max(
+    ssl_contexts: SslContexts,
+) -> None:
+    """Untagged lines of bidi overrides and escapes, then a NO of 100 KB: the message is cut
+    at MESSAGE_MAX characters."""
+
+    async def talk(peer: Hostile, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        tag = await _imap_login(peer, r, w)
+        assert tag is not None
+        for _ in range(16):
+            await peer.say(w, b"* NO " + b"\xe2\x80\xae\x1b[31m\x00" * 4000 + b"\r\n")
+        await peer.say(w, tag + b" NO " + b"x" * 100_000 + b"\r\n")
+        await r.readline()
+
+    async with Hostile(talk) as peer:
+        result = await _check(
+            "imap",
+            peer.port,
+            ssl_contexts,
+            tls=False,
+            user="alice",
+            password=Secret("s3cret"),
+            allow_plaintext_auth=True,
+        )
+    assert result.error_kind == "auth", result.message[:200]
+    assert len(result.message) <= MESSAGE_MAX
+
+
+@pytest.mark.parametrize("stat", [b"+OK", b"+OK " + b"9" * 5000 + b" 1", b"+OK many"])
+async def test_pop3_a_stat_reply_without_a_count_fails_the_mailbox_leg_as_protocol(
+    stat: bytes, ssl_contexts: SslContexts
+) -> None:
+    """A round trip's look reads STAT's count: `+OK` with none, a count of 5,000 digits or a
+    word are the server's fault (`protocol`), not the agent's (`internal`)."""
+
+    async def talk(peer: Hostile, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await peer.say(w, b"+OK hi\r\n")
+        while line := await r.readline():
+            verb = line.split()[0].upper()
+            if verb == b"CAPA":
+                await peer.say(w, b"-ERR no\r\n")
+            elif verb == b"STAT":
+                await peer.say(w, stat + b"\r\n")
+            else:
+                await peer.say(w, b"+OK\r\n")
+
+    async with Hostile(talk) as peer:
+        receive = RoundTripReceive(
+            protocol="pop3",
+            hostname="127.0.0.1",
+            port=peer.port,
+            user="probe",
+            password=Secret("s3cret"),
+            allow_plaintext_auth=True,
+        )
+        cfg = RoundTripConfig(to="probe@mail.test", receive=receive)
+        job = make_job("roundtrip", peer.port, cfg, timeout=10, look_only="delivery_backoff")
+        result = await run_check(job, "agent-t", True, ssl_contexts)
+    assert result.error_kind == "protocol", result.message[:200]
+    assert result.message.startswith("mailbox leg: STAT"), result.message[:200]
+
+
+async def test_pop3_a_refusal_echoing_the_password_across_a_cut_shows_none_of_it(
+    ssl_contexts: SslContexts,
+) -> None:
+    """The password echoed where the message used to be cut before masking: no part of it."""
+    password = "Zq7-unguessable-Wx9"
+
+    async def talk(peer: Hostile, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await peer.say(w, b"+OK hi\r\n")
+        while line := await r.readline():
+            verb = line.split()[0].upper()
+            if verb == b"CAPA":
+                await peer.say(w, b"-ERR no\r\n")
+            elif verb == b"PASS":
+                await peer.say(w, b"-ERR " + b"p" * 190 + b" " + line.split()[1] + b"\r\n")
+            else:
+                await peer.say(w, b"+OK\r\n")
+
+    async with Hostile(talk) as peer:
+        result = await _check(
+            "pop3",
+            peer.port,
+            ssl_contexts,
+            tls=False,
+            user="alice",
+            password=Secret(password),
+            allow_plaintext_auth=True,
+        )
+    assert result.error_kind == "auth", result.message
+    assert password[:4] not in result.message, result.message
+
+
+async def test_smtp_an_error_challenge_echoing_the_xoauth2_response_shows_none_of_the_token(
+    ssl_contexts: SslContexts,
+) -> None:
+    """The server sends back the client's XOAUTH2 initial response (base64 of the user and the
+    token) as its error challenge: the result shows no part of it, masked whole before any
+    cut (it was cut to 120 characters first, leaving the token's first ~60 bytes readable)."""
+    token = "ya29." + "Tk3n" * 60
+    initial = oauth2_initial("XOAUTH2", "alice@example.test", token)
+
+    async def talk(peer: Hostile, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await peer.say(w, b"220 hostile ESMTP\r\n")
+        while line := await r.readline():
+            verb = line.split()[0].upper() if line.split() else b""
+            if verb == b"EHLO":
+                await peer.say(w, b"250-hostile\r\n250 AUTH XOAUTH2\r\n")
+            elif verb == b"AUTH":
+                await peer.say(w, b"334 " + line.split()[2] + b"\r\n")
+                await r.readline()
+                await peer.say(w, b"535 5.7.8 no\r\n")
+            else:
+                await peer.say(w, b"221 bye\r\n")
+                return
+
+    auth = SmtpAuth(user="alice@example.test", mechanism="XOAUTH2", access_token=Secret(token))
+    config = SmtpConfig(auth=auth, allow_plaintext_auth=True)
+    async with Hostile(talk) as peer:
+        job = make_job("smtp", peer.port, config, timeout=10)
+        result = await run_check(job, "agent-t", True, ssl_contexts)
+    assert result.error_kind == "auth", result.message
+    assert SECRET_MASK in result.message, result.message
+    assert initial[40:56] not in result.message, result.message
+    assert token[5:21] not in result.message
+
+
+async def test_imap_a_search_finding_100000_messages_fetches_the_newest_imap_newest(
+    ssl_contexts: SslContexts,
+) -> None:
+    """A round trip's look whose SEARCH answers 100,000 UIDs fetches the headers of the newest
+    IMAP_NEWEST only."""
+    fetched: list[bytes] = []
+
+    async def talk(peer: Hostile, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await peer.say(w, b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n")
+        while line := await r.readline():
+            tag, verb = line.split()[:2]
+            verb = verb.upper()
+            if verb == b"UID" and line.split()[2].upper() == b"SEARCH":
+                uids = " ".join(str(u) for u in range(1, 100_001)).encode()
+                await peer.say(w, b"* SEARCH " + uids + b"\r\n")
+            elif verb == b"UID":
+                fetched.append(line.split()[3])
+            elif verb == b"LOGOUT":
+                await peer.say(w, b"* BYE\r\n" + tag + b" OK bye\r\n")
+                return
+            elif verb == b"CAPABILITY":
+                await peer.say(w, b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n")
+            await peer.say(w, tag + b" OK done\r\n")
+
+    async with Hostile(talk) as peer:
+        receive = RoundTripReceive(
+            protocol="imap",
+            hostname="127.0.0.1",
+            port=peer.port,
+            user="probe",
+            password=Secret("s3cret"),
+            allow_plaintext_auth=True,
+        )
+        cfg = RoundTripConfig(to="probe@mail.test", receive=receive)
+        job = make_job("roundtrip", peer.port, cfg, timeout=10, look_only="delivery_backoff")
+        result = await run_check(job, "agent-t", True, ssl_contexts)
+    assert result.error_kind == "delivery_backoff", result.message
+    assert len(fetched) == 1, fetched
+    uids = fetched[0].split(b",")
+    assert len(uids) == IMAP_NEWEST and uids[-1] == b"100000", uids[:3]
