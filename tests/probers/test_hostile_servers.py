@@ -5,6 +5,7 @@ at the server: what it managed to write before the agent hung up), and the resul
 at most MESSAGE_MAX characters."""
 
 import asyncio
+import ssl
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -39,10 +40,12 @@ class Hostile(LoopbackServer):
     def __init__(
         self,
         talk: Callable[["Hostile", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(ssl_context)
         self.talk = talk
         self.sent = 0
+        self.protocol = "imap"
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await self.talk(self, reader, writer)
@@ -313,3 +316,59 @@ async def test_imap_a_search_finding_100000_messages_fetches_the_newest_imap_new
     assert len(fetched) == 1, fetched
     uids = fetched[0].split(b",")
     assert len(uids) == IMAP_NEWEST and uids[-1] == b"100000", uids[:3]
+
+
+GREETINGS = {"smtp": b"220 slow.test ESMTP\r\n", "imap": b"* OK slow\r\n", "pop3": b"+OK slow\r\n"}
+
+
+async def _silent(peer: Hostile, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    await r.read()  # accepts, reads, never speaks
+
+
+async def _fin_in_greeting(peer: Hostile, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    await peer.say(w, GREETINGS[peer.protocol][:5])
+    w.close()
+
+
+async def _drip(peer: Hostile, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    """One byte of a greeting at a time, within any read's time, never done by the deadline."""
+    for byte in GREETINGS[peer.protocol][:-2] + b"x" * 1000:
+        await peer.say(w, bytes([byte]))
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "implicit-tls"])
+@pytest.mark.parametrize(
+    ("talk", "kind"),
+    [(_silent, "timeout"), (_drip, "timeout"), (_fin_in_greeting, None)],
+    ids=["silent", "slowloris", "fin"],
+)
+@pytest.mark.parametrize("protocol", ["smtp", "imap", "pop3"])
+async def test_a_server_silent_slow_or_hanging_up_ends_the_check_with_a_kind(
+    protocol: MonitorType,
+    talk: Callable[[Hostile, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    kind: str | None,
+    tls: bool,
+    ssl_contexts: SslContexts,
+    server_tls: ssl.SSLContext,
+) -> None:
+    """Accepting and never speaking (with implicit TLS: a handshake never finished, the server
+    never answering the ClientHello), a greeting one byte at a time past the deadline, a FIN
+    in the middle of the greeting: a result with an error kind by the deadline."""
+    over = server_tls if tls and talk is not _silent else None
+    async with Hostile(talk, over) as peer:
+        peer.protocol = protocol
+        if protocol == "smtp":
+            job = make_job(
+                "smtp", peer.port, SmtpConfig(secure=tls), hostname="localhost", timeout=1.0
+            )
+        else:
+            config = ImapPopConfig(protocol=protocol, tls=tls)  # type: ignore[arg-type]
+            job = make_job(protocol, peer.port, config, hostname="localhost", timeout=0.5)
+        result = await run_check(job, "agent-t", True, ssl_contexts)
+    expected = kind or "protocol"
+    if protocol == "smtp" and tls and kind is None:
+        # aiosmtplib does the handshake and reads the greeting in one call: a FIN there is
+        # told as the phase "tls handshake or greeting" (tls), whichever of the two it cut.
+        expected = "tls"
+    assert result.error_kind == expected, (result.error_kind, result.message)
