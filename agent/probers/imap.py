@@ -35,10 +35,12 @@ from shared.mailclient.errors import Injected, MailClientError, Refused
 from shared.mailclient.imap import Bounds, ImapProtocol
 from shared.messages import CheckJob, ErrorKind, ImapCheckJob, ImapPopConfig
 
-# What one answer of a server may hold (shared.mailclient.imap.Bounds): a real one is a few
-# KB; a round trip's FETCH of headers at most ~IMAP_NEWEST of them (agent/probers/roundtrip.py);
-# a SEARCH of a mailbox of 100,000 messages one line of ~800 KB.
-BOUNDS = Bounds(line_max=1024 * 1024, answer_max=8 * 1024 * 1024, answer_lines_max=4096)
+# What one answer of a server may hold (shared.mailclient.imap.Bounds): a check's (greeting,
+# CAPABILITY, LOGIN) is a few hundred bytes on a few lines; a round trip's mailbox also
+# answers a FETCH of the headers of at most IMAP_NEWEST messages (agent/probers/roundtrip.py),
+# as much as one POP3 TOP may be (TOP_MAX).
+BOUNDS = Bounds(line_max=64 * 1024, answer_max=256 * 1024, answer_lines_max=128)
+MAILBOX_BOUNDS = Bounds(line_max=64 * 1024, answer_max=4 * 1024 * 1024, answer_lines_max=256)
 
 
 async def probe_imap(target: Target, job: CheckJob, rec: Recorder) -> None:
@@ -51,15 +53,17 @@ async def probe_imap(target: Target, job: CheckJob, rec: Recorder) -> None:
         client.close(proto)
 
 
-async def open_imap(target: Target, config: ImapPopConfig, rec: Recorder) -> ImapProtocol:
+async def open_imap(
+    target: Target, config: ImapPopConfig, rec: Recorder, bounds: Bounds = BOUNDS
+) -> ImapProtocol:
     """A session past the greeting, upgraded by STARTTLS when offered on a plain connection,
-    and logged in when `config` has credentials (only over TLS unless `allowPlaintextAuth`).
-    The caller closes it with `shared.mailclient.imap.close`."""
+    and logged in when `config` has credentials (only over TLS unless `allowPlaintextAuth`),
+    each answer within `bounds`. The caller closes it with `shared.mailclient.imap.close`."""
     sock = await connect_socket(target, rec)
     rec.current = "tls" if config.tls else "greeting"
     start = time.perf_counter()
     ctx = target.ssl_context if config.tls else None
-    proto = await client.open_imap(sock, ctx, target.server_name, BOUNDS)
+    proto = await client.open_imap(sock, ctx, target.server_name, bounds)
     try:
         if config.tls:
             rec.record("tls", time.perf_counter() - start)

@@ -267,7 +267,7 @@ async def _watch_imap(
     rec: Recorder,
     once: bool,
 ) -> tuple[list[Found], float]:
-    proto = await imap.open_imap(target, config, rec)
+    proto = await imap.open_imap(target, config, rec, imap.MAILBOX_BOUNDS)
     try:
         found: list[Found] = []
         attempt = 0
