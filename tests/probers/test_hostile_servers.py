@@ -1,19 +1,25 @@
 """Probers against hostile servers on loopback: answers without end (a line, a literal, lines
-forever), answers the session cannot parse, refusals echoing a secret at a cut's edge. Each
-check ends with a result carrying an error kind, the bytes the agent took stay bounded (counted
-at the server: what it managed to write before the agent hung up), and the result's message is
-at most MESSAGE_MAX characters."""
+forever), answers the session cannot parse, refusals echoing a secret at a cut's edge, servers
+silent, dripping a byte at a time, hanging up or stalling after STARTTLS, a chain of hundreds of
+certificates. Each check ends by its deadline with a result carrying an error kind, the bytes
+the agent took stay bounded (counted at the server: what it managed to write before the agent
+hung up), and the result's message is at most MESSAGE_MAX characters. RSS and event-loop lag
+beside normal servers: `python -m bench hostile-mail`."""
 
 import asyncio
 import ssl
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
+import msgspec
 import pytest
+import trustme
 
+from agent.probers.certs import SANS_MAX
 from agent.probers.imap import BOUNDS
 from agent.probers.roundtrip import IMAP_NEWEST
 from agent.probers.run import MESSAGE_MAX, run_check
-from agent.probers.tls import SslContexts
+from agent.probers.tls import SslContexts, build_ssl_contexts
 from shared.mailclient.sasl import oauth2_initial
 from shared.messages import (
     CheckResult,
@@ -26,6 +32,7 @@ from shared.messages import (
 )
 from shared.secret import SECRET_MASK, Secret
 from testkit.peers.base import LoopbackServer
+from testkit.peers.imap import ImapPeer
 from testkit.peers.jobs import make_job
 
 Talk = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -372,3 +379,67 @@ async def test_a_server_silent_slow_or_hanging_up_ends_the_check_with_a_kind(
         # told as the phase "tls handshake or greeting" (tls), whichever of the two it cut.
         expected = "tls"
     assert result.error_kind == expected, (result.error_kind, result.message)
+
+
+@pytest.mark.parametrize("protocol", ["imap", "pop3"])
+async def test_a_stall_after_the_ok_to_starttls_ends_the_check_at_its_deadline(
+    protocol: MonitorType, ssl_contexts: SslContexts
+) -> None:
+    """The server agrees to STARTTLS / STLS and then never answers the ClientHello."""
+
+    async def talk(peer: Hostile, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        if protocol == "imap":
+            await peer.say(w, b"* OK [CAPABILITY IMAP4rev1 STARTTLS] hi\r\n")
+        else:
+            await peer.say(w, b"+OK hi\r\n")
+        while line := await r.readline():
+            words = line.split()
+            if protocol == "pop3" and words[0].upper() == b"CAPA":
+                await peer.say(w, b"+OK\r\nSTLS\r\nUSER\r\n.\r\n")
+            elif protocol == "pop3" and words[0].upper() == b"STLS":
+                await peer.say(w, b"+OK go\r\n")
+                await r.read()
+            elif words[1].upper() == b"CAPABILITY":
+                await peer.say(w, b"* CAPABILITY IMAP4rev1 STARTTLS\r\n" + words[0] + b" OK\r\n")
+            elif words[1].upper() == b"STARTTLS":
+                await peer.say(w, words[0] + b" OK go\r\n")
+                await r.read()
+
+    async with Hostile(talk) as peer:
+        config = ImapPopConfig(protocol=protocol, tls=False)  # type: ignore[arg-type]
+        job = make_job(protocol, peer.port, config, hostname="localhost", timeout=0.5)
+        result = await run_check(job, "agent-t", True, ssl_contexts)
+    assert result.error_kind == "timeout", result.message
+    assert "(during tls)" in result.message
+
+
+def _chain_context(tmp_path: Path, names: int, junk: int) -> tuple[ssl.SSLContext, str]:
+    """A server context whose certificate lists `names` names, its chain followed by `junk`
+    unrelated CA certificates; and the root to trust."""
+    root = trustme.CA()
+    leaf = root.issue_cert("localhost", *(f"n{i}.example.test" for i in range(names)))
+    chain = b"".join(pem.bytes() for pem in leaf.cert_chain_pems)
+    chain += b"".join(trustme.CA().cert_pem.bytes() for _ in range(junk))
+    (tmp_path / "chain.pem").write_bytes(chain)
+    (tmp_path / "key.pem").write_bytes(leaf.private_key_pem.bytes())
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(tmp_path / "chain.pem", tmp_path / "key.pem")
+    return ctx, root.cert_pem.bytes().decode()
+
+
+@pytest.mark.parametrize(("names", "junk", "kind"), [(2000, 60, None), (10, 400, "tls")])
+async def test_a_chain_of_hundreds_of_certificates_or_thousands_of_names_is_bounded(
+    names: int, junk: int, kind: str | None, tmp_path: Path
+) -> None:
+    """2,000 names and 60 certificates more (100 KB): the result keeps SANS_MAX names; a chain
+    of 400 certificates (400 KB): OpenSSL refuses it past its 100 KB (`tls`). Either way the
+    encoded result stays small."""
+    ctx, root = _chain_context(tmp_path, names, junk)
+    async with ImapPeer(ssl_context=ctx) as peer:
+        config = ImapPopConfig(protocol="imap", tls=True)
+        job = make_job("imap", peer.port, config, hostname="localhost", timeout=5)
+        result = await run_check(job, "agent-t", True, build_ssl_contexts(cadata=root))
+    assert result.error_kind == kind, result.message
+    if kind is None:
+        assert result.tls is not None and len(result.tls.cert_sans or []) == SANS_MAX
+    assert len(msgspec.json.encode(result)) < 8 * 1024
