@@ -16,8 +16,8 @@ import pytest
 import trustme
 
 from agent.probers.certs import SANS_MAX
-from agent.probers.imap import BOUNDS
-from agent.probers.roundtrip import IMAP_NEWEST
+from agent.probers.imap import BOUNDS, MAILBOX_BOUNDS
+from agent.probers.roundtrip import IMAP_NEWEST, TOP_MAX
 from agent.probers.run import MESSAGE_MAX, run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from shared.mailclient.sasl import oauth2_initial
@@ -37,8 +37,9 @@ from testkit.peers.jobs import make_job
 
 Talk = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 CHUNK = b"A" * 65536
-# What the kernel's socket buffers on both sides hold beyond what the agent read.
-SOCKET_SLACK = 8 * 1024 * 1024
+# What the kernel's socket buffers on both sides hold beyond what the agent read (loopback
+# autotuning: up to tcp_rmem's and tcp_wmem's maxima, 6 and 4 MiB).
+SOCKET_SLACK = 16 * 1024 * 1024
 
 
 class Hostile(LoopbackServer):
@@ -443,3 +444,73 @@ async def test_a_chain_of_hundreds_of_certificates_or_thousands_of_names_is_boun
     if kind is None:
         assert result.tls is not None and len(result.tls.cert_sans or []) == SANS_MAX
     assert len(msgspec.json.encode(result)) < 8 * 1024
+
+
+async def _pop3_top_forever(
+    peer: Hostile, r: asyncio.StreamReader, w: asyncio.StreamWriter
+) -> None:
+    """A mailbox of 100,000 messages whose TOP answer has no final "."."""
+    await peer.say(w, b"+OK hi\r\n")
+    while line := await r.readline():
+        verb = line.split()[0].upper()
+        if verb == b"CAPA":
+            await peer.say(w, b"-ERR no\r\n")
+        elif verb == b"STAT":
+            await peer.say(w, b"+OK 100000 999999999\r\n")
+        elif verb == b"TOP":
+            await peer.say(w, b"+OK\r\n")
+            await peer.forever(w, b"X-Header: " + b"h" * 100 + b"\r\n")
+        else:
+            await peer.say(w, b"+OK\r\n")
+
+
+async def _imap_fetch_forever(
+    peer: Hostile, r: asyncio.StreamReader, w: asyncio.StreamWriter
+) -> None:
+    """A SEARCH finding one message, whose FETCH answer is a literal of 4 GiB."""
+    await peer.say(w, b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n")
+    while line := await r.readline():
+        tag, verb = line.split()[:2]
+        command = line.split()[2].upper() if verb.upper() == b"UID" else verb.upper()
+        if command == b"SEARCH":
+            await peer.say(w, b"* SEARCH 7\r\n")
+        elif command == b"FETCH":
+            await peer.say(w, b"* 1 FETCH (UID 7 BODY[HEADER] {4294967295}\r\n")
+            await peer.forever(w, CHUNK)
+        elif command == b"CAPABILITY":
+            await peer.say(w, b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n")
+        await peer.say(w, tag + b" OK done\r\n")
+
+
+@pytest.mark.parametrize(
+    ("protocol", "talk", "bound"),
+    [
+        ("pop3", _pop3_top_forever, TOP_MAX),
+        ("imap", _imap_fetch_forever, MAILBOX_BOUNDS.answer_max),
+    ],
+    ids=["pop3-top-without-end", "imap-fetch-literal-4gib"],
+)
+async def test_a_round_trips_mailbox_answer_without_end_is_cut(
+    protocol: str,
+    talk: Callable[[Hostile, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    bound: int,
+    ssl_contexts: SslContexts,
+) -> None:
+    """The mailbox leg reads a message's header: an answer without end is cut at its bound,
+    the leg a `protocol` failure, the bytes taken bounded."""
+    async with Hostile(talk) as peer:
+        receive = RoundTripReceive(
+            protocol=protocol,  # type: ignore[arg-type]
+            hostname="127.0.0.1",
+            port=peer.port,
+            user="probe",
+            password=Secret("s3cret"),
+            allow_plaintext_auth=True,
+        )
+        cfg = RoundTripConfig(to="probe@mail.test", receive=receive)
+        job = make_job("roundtrip", peer.port, cfg, timeout=20, look_only="delivery_backoff")
+        result = await run_check(job, "agent-t", True, ssl_contexts)
+    print(f"\n{protocol}: server wrote {peer.sent} bytes; {result.message!r}")
+    assert result.error_kind == "protocol", result.message
+    assert result.message.startswith("mailbox leg: "), result.message
+    assert peer.sent <= bound + SOCKET_SLACK
