@@ -37,9 +37,19 @@ from testkit.peers.jobs import make_job
 
 Talk = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 CHUNK = b"A" * 65536
-# What the kernel's socket buffers on both sides hold beyond what the agent read (loopback
-# autotuning: up to tcp_rmem's and tcp_wmem's maxima, 6 and 4 MiB).
-SOCKET_SLACK = 16 * 1024 * 1024
+
+
+def _socket_slack() -> int:
+    """What the kernel's socket buffers may hold beyond what the agent read: the agent's
+    receive buffer and the server's send buffer at their autotuning maxima."""
+    most = [
+        int(Path(f"/proc/sys/net/ipv4/{name}").read_text().split()[2])
+        for name in ("tcp_rmem", "tcp_wmem")
+    ]
+    return sum(most)
+
+
+SOCKET_SLACK = _socket_slack()
 
 
 class Hostile(LoopbackServer):
