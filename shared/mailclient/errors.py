@@ -48,6 +48,16 @@ class AnswerTooLong(MailClientError):
         self.limit = limit
 
 
+class Unfollowable(MailClientError, ConnectionResetError):
+    """An answer the protocol has no place for (IMAP: a tagged response for no command sent);
+    the connection was dropped, so it is also a connection reset to a caller that handles
+    those. What the library said of it is not kept: it names the command waiting, a LOGIN's
+    password with it."""
+
+    def __init__(self) -> None:
+        super().__init__("an answer out of the protocol (a response to no command sent)")
+
+
 class Injected(MailClientError):
     """The server sent more in the clear after it agreed to the TLS upgrade, where a man in
     the middle would inject responses; the upgrade did not start."""

@@ -11,7 +11,9 @@ exchange aioimaplib runs in a background task, as futures; anything the server s
 clear after its OK to STARTTLS (a man in the middle's); the answers to an AUTHENTICATE's
 continuations; a byte budget for a fetched body, past which the connection is dropped and
 every command waiting fails (`AnswerTooLong`) whatever size the server declared; `Bounds` on
-every answer (a line, bytes, lines), which the agent's probers set; and a connection lost
+every answer (a line, bytes, lines), which the agent's probers set; an answer aioimaplib
+cannot follow ending the session (`Unfollowable`) instead of raising out of `data_received`,
+where asyncio logs it, the LOGIN waiting and its password named; and a connection lost
 failing every command waiting (aioimaplib's would wait for ever).
 """
 
@@ -24,7 +26,13 @@ from aioimaplib import Command, IMAP4ClientProtocol, Response, quoted
 from aioimaplib.aioimaplib import tagged_status_response_re
 
 from shared.mailclient.connect import Where, transport
-from shared.mailclient.errors import AnswerTooLong, Injected, LineTooLong, Refused
+from shared.mailclient.errors import (
+    AnswerTooLong,
+    Injected,
+    LineTooLong,
+    Refused,
+    Unfollowable,
+)
 
 # aioimaplib parses one line per recursive call: a chunk of data is handed over at most this
 # many lines at a time, so a burst of short lines never nears the recursion limit.
@@ -92,7 +100,11 @@ class ImapProtocol(IMAP4ClientProtocol):  # type: ignore[misc]
             if self.answer_bytes > bounds.answer_max:
                 self._drop(AnswerTooLong(bounds.answer_max))
                 return
-        super().data_received(piece)
+        try:
+            super().data_received(piece)
+        except Exception:  # aioimaplib's Abort or Error: else asyncio would log it, and its
+            self._drop(Unfollowable())  # text names the command waiting, password and all
+            return
         if bounds is not None and len(self.incomplete_line) > bounds.line_max:
             self._drop(LineTooLong(bounds.line_max))
 

@@ -7,6 +7,7 @@ hung up), and the result's message is at most MESSAGE_MAX characters. RSS and ev
 beside normal servers: `python -m bench hostile-mail`."""
 
 import asyncio
+import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -520,3 +521,33 @@ async def test_a_round_trips_mailbox_answer_without_end_is_cut(
     assert result.error_kind == "protocol", result.message
     assert result.message.startswith("mailbox leg: "), result.message
     assert peer.sent <= bound + SOCKET_SLACK
+
+
+async def test_imap_an_answer_tagged_for_no_command_logs_no_password(
+    ssl_contexts: SslContexts, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server answering LOGIN with another tag: aioimaplib raised from data_received an
+    Abort naming the command waiting (the LOGIN, password and all), which asyncio logged at
+    ERROR with its traceback. The check ends `protocol`, and no log line holds the password."""
+    password = "Zq7-unguessable-Wx9"
+
+    async def talk(peer: Hostile, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await _imap_login(peer, r, w)
+        await peer.say(w, b"ZZZ9 NO nope\r\n")
+        await r.read()
+
+    with caplog.at_level(logging.DEBUG):
+        async with Hostile(talk) as peer:
+            result = await _check(
+                "imap",
+                peer.port,
+                ssl_contexts,
+                seconds=10,
+                tls=False,
+                user="alice",
+                password=Secret(password),
+                allow_plaintext_auth=True,
+            )
+    logged = caplog.text + " ".join(str(r.exc_info) for r in caplog.records)
+    assert password not in logged, logged[:2000]
+    assert result.error_kind == "protocol", result.message
