@@ -91,6 +91,39 @@ async def _check(
     return await run_check(job, "agent-t", True, contexts)
 
 
+HostileTalk = Callable[["Hostile", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def _pop3(reply: Callable[[bytes], bytes | None]) -> HostileTalk:
+    """A POP3 server: greets, answers each line with `reply(line)`, else CAPA with -ERR and
+    anything else with +OK."""
+
+    async def talk(peer: Hostile, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await peer.say(w, b"+OK hi\r\n")
+        while line := await r.readline():
+            said = reply(line)
+            if said is None:
+                said = b"-ERR no\r\n" if line.upper().startswith(b"CAPA") else b"+OK\r\n"
+            await peer.say(w, said)
+
+    return talk
+
+
+async def _look(protocol: str, port: int, contexts: SslContexts, seconds: float) -> CheckResult:
+    """A round trip's look (`lookOnly`: nothing sent) in the mailbox at `port`."""
+    receive = RoundTripReceive(
+        protocol=protocol,  # type: ignore[arg-type]
+        hostname="127.0.0.1",
+        port=port,
+        user="probe",
+        password=Secret("s3cret"),
+        allow_plaintext_auth=True,
+    )
+    cfg = RoundTripConfig(to="probe@mail.test", receive=receive)
+    job = make_job("roundtrip", port, cfg, timeout=seconds, look_only="delivery_backoff")
+    return await run_check(job, "agent-t", True, contexts)
+
+
 async def _endless_greeting(
     peer: Hostile, _: asyncio.StreamReader, w: asyncio.StreamWriter
 ) -> None:
@@ -203,29 +236,9 @@ async def test_pop3_a_stat_reply_without_a_count_fails_the_mailbox_leg_as_protoc
     """A round trip's look reads STAT's count: `+OK` with none, a count of 5,000 digits or a
     word are the server's fault (`protocol`), not the agent's (`internal`)."""
 
-    async def talk(peer: Hostile, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        await peer.say(w, b"+OK hi\r\n")
-        while line := await r.readline():
-            verb = line.split()[0].upper()
-            if verb == b"CAPA":
-                await peer.say(w, b"-ERR no\r\n")
-            elif verb == b"STAT":
-                await peer.say(w, stat + b"\r\n")
-            else:
-                await peer.say(w, b"+OK\r\n")
-
+    talk = _pop3(lambda line: stat + b"\r\n" if line.upper().startswith(b"STAT") else None)
     async with Hostile(talk) as peer:
-        receive = RoundTripReceive(
-            protocol="pop3",
-            hostname="127.0.0.1",
-            port=peer.port,
-            user="probe",
-            password=Secret("s3cret"),
-            allow_plaintext_auth=True,
-        )
-        cfg = RoundTripConfig(to="probe@mail.test", receive=receive)
-        job = make_job("roundtrip", peer.port, cfg, timeout=10, look_only="delivery_backoff")
-        result = await run_check(job, "agent-t", True, ssl_contexts)
+        result = await _look("pop3", peer.port, ssl_contexts, 10)
     assert result.error_kind == "protocol", result.message[:200]
     assert result.message.startswith("mailbox leg: STAT"), result.message[:200]
 
@@ -236,17 +249,12 @@ async def test_pop3_a_refusal_echoing_the_password_across_a_cut_shows_none_of_it
     """The password echoed where the message used to be cut before masking: no part of it."""
     password = "Zq7-unguessable-Wx9"
 
-    async def talk(peer: Hostile, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        await peer.say(w, b"+OK hi\r\n")
-        while line := await r.readline():
-            verb = line.split()[0].upper()
-            if verb == b"CAPA":
-                await peer.say(w, b"-ERR no\r\n")
-            elif verb == b"PASS":
-                await peer.say(w, b"-ERR " + b"p" * 190 + b" " + line.split()[1] + b"\r\n")
-            else:
-                await peer.say(w, b"+OK\r\n")
+    def echo(line: bytes) -> bytes | None:
+        if not line.upper().startswith(b"PASS"):
+            return None
+        return b"-ERR " + b"p" * 190 + b" " + line.split()[1] + b"\r\n"
 
+    talk = _pop3(echo)
     async with Hostile(talk) as peer:
         result = await _check(
             "pop3",
@@ -320,17 +328,7 @@ async def test_imap_a_search_finding_5000_messages_fetches_the_newest_imap_newes
             await peer.say(w, tag + b" OK done\r\n")
 
     async with Hostile(talk) as peer:
-        receive = RoundTripReceive(
-            protocol="imap",
-            hostname="127.0.0.1",
-            port=peer.port,
-            user="probe",
-            password=Secret("s3cret"),
-            allow_plaintext_auth=True,
-        )
-        cfg = RoundTripConfig(to="probe@mail.test", receive=receive)
-        job = make_job("roundtrip", peer.port, cfg, timeout=10, look_only="delivery_backoff")
-        result = await run_check(job, "agent-t", True, ssl_contexts)
+        result = await _look("imap", peer.port, ssl_contexts, 10)
     assert result.error_kind == "delivery_backoff", result.message
     assert len(fetched) == 1, fetched
     uids = fetched[0].split(b",")
@@ -506,17 +504,7 @@ async def test_a_round_trips_mailbox_answer_without_end_is_cut(
     """The mailbox leg reads a message's header: an answer without end is cut at its bound,
     the leg a `protocol` failure, the bytes taken bounded."""
     async with Hostile(talk) as peer:
-        receive = RoundTripReceive(
-            protocol=protocol,  # type: ignore[arg-type]
-            hostname="127.0.0.1",
-            port=peer.port,
-            user="probe",
-            password=Secret("s3cret"),
-            allow_plaintext_auth=True,
-        )
-        cfg = RoundTripConfig(to="probe@mail.test", receive=receive)
-        job = make_job("roundtrip", peer.port, cfg, timeout=20, look_only="delivery_backoff")
-        result = await run_check(job, "agent-t", True, ssl_contexts)
+        result = await _look(protocol, peer.port, ssl_contexts, 20)
     print(f"\n{protocol}: server wrote {peer.sent} bytes; {result.message!r}")
     assert result.error_kind == "protocol", result.message
     assert result.message.startswith("mailbox leg: "), result.message
