@@ -78,7 +78,7 @@ from agent.carried import CarriedJob
 from agent.fair_queue import FairQueue
 from agent.handoff import HANDOFF_STALLED_S, HandOff, Limits
 from agent.heartbeat import HEARTBEAT_INTERVAL_S, Heartbeat
-from agent.probers.run import build_result, run_check
+from agent.probers.run import MESSAGE_MAX, build_result, run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from agent.resolver import TargetResolver
 from agent.selfcheck import SelfChecks
@@ -983,7 +983,9 @@ class Worker:
             result,
             status="inconclusive",
             error_kind="inconclusive",
-            message=f"inconclusive: {why}; the check saw: {result.error_kind}: {result.message}",
+            message=f"inconclusive: {why}; the check saw: {result.error_kind}: {result.message}"[
+                :MESSAGE_MAX
+            ],
         )
 
     async def _finish(

@@ -4,7 +4,7 @@
 ingest-cost, e2e, login, agents-scale, roundtrip, confirm, console, metrics, lists, blocklists,
 exporter, storage, store, runs, reads, jobs, reports, saturation, scale, verdicts, ha-soak, ha-idle,
 ha-move, report-rows, notice-failover, uptime-keep, readiness-turns, nats-cost,
-due-moves, handoff-cost, hostile-dns);
+due-moves, handoff-cost, hostile-dns, hostile-mail);
 `python -m bench scale --help` lists the scale benchmark's flags (monitors, interval, window,
 ...), which follow its name; so do the saturation benchmark's (`python -m bench saturation
 --help`), the verdict campaign's (`python -m bench verdicts --seed N --minutes M`) and the HA
@@ -29,6 +29,7 @@ from bench import (
     ha_idle,
     handoff_cost,
     hostile_dns,
+    hostile_mail,
     ingest,
     ingest_cost,
     jobs,
@@ -90,6 +91,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "nats-cost": lambda: nats_cost.run([]),
     "handoff-cost": handoff_cost.run,
     "hostile-dns": hostile_dns.run,
+    "hostile-mail": hostile_mail.run,
 }
 
 

@@ -23,6 +23,8 @@ from cryptography.x509.oid import NameOID
 from shared.timefmt import iso_ms
 
 SANS_MAX = 100  # a certificate may list thousands; the first hundred say enough
+SAN_MAX = 255  # characters of each (a DNS name is at most 253)
+NAME_TEXT_MAX = 1024  # characters of a subject and of an issuer (RFC 4514)
 # Certificates whose facts are kept (a few KB each, the parsed certificate included): past it
 # the least recently met one is parsed again when met.
 CERTS_MAX = 2048
@@ -100,10 +102,10 @@ def cert_facts(der: bytes, sha256: str | None = None) -> CertFacts:
     oid = cert.signature_algorithm_oid
     return CertFacts(
         sha256=sha256 or hashlib.sha256(der).hexdigest(),
-        subject=subject if isinstance(subject, str) else subject.decode(),
+        subject=(subject if isinstance(subject, str) else subject.decode())[:NAME_TEXT_MAX],
         not_after=not_after,
         not_after_iso=iso_ms(not_after),
-        issuer=cert.issuer.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string()[:NAME_TEXT_MAX],
         sans=_sans(cert),
         key_type=key_type,
         key_bits=key_bits,
@@ -120,7 +122,7 @@ def _sans(cert: x509.Certificate) -> tuple[str, ...]:
         return ()
     dns = san.get_values_for_type(x509.DNSName)
     ips = [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
-    return tuple([*dns, *ips][:SANS_MAX])
+    return tuple(name[:SAN_MAX] for name in [*dns, *ips][:SANS_MAX])
 
 
 def _key(key: object) -> tuple[str | None, int | None]:

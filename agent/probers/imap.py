@@ -31,9 +31,16 @@ from agent.probers.sasl import (
 )
 from agent.probers.tls import tls_info
 from shared.mailclient import imap as client
-from shared.mailclient.errors import Injected, Refused
-from shared.mailclient.imap import ImapProtocol
+from shared.mailclient.errors import Injected, MailClientError, Refused
+from shared.mailclient.imap import Bounds, ImapProtocol
 from shared.messages import CheckJob, ErrorKind, ImapCheckJob, ImapPopConfig
+
+# What one answer of a server may hold (shared.mailclient.imap.Bounds): a check's (greeting,
+# CAPABILITY, LOGIN) is a few hundred bytes on a few lines; a round trip's mailbox also
+# answers a FETCH of the headers of at most IMAP_NEWEST messages (agent/probers/roundtrip.py),
+# as much as one POP3 TOP may be (TOP_MAX).
+BOUNDS = Bounds(line_max=64 * 1024, answer_max=256 * 1024, answer_lines_max=128)
+MAILBOX_BOUNDS = Bounds(line_max=64 * 1024, answer_max=4 * 1024 * 1024, answer_lines_max=256)
 
 
 async def probe_imap(target: Target, job: CheckJob, rec: Recorder) -> None:
@@ -46,15 +53,17 @@ async def probe_imap(target: Target, job: CheckJob, rec: Recorder) -> None:
         client.close(proto)
 
 
-async def open_imap(target: Target, config: ImapPopConfig, rec: Recorder) -> ImapProtocol:
+async def open_imap(
+    target: Target, config: ImapPopConfig, rec: Recorder, bounds: Bounds = BOUNDS
+) -> ImapProtocol:
     """A session past the greeting, upgraded by STARTTLS when offered on a plain connection,
-    and logged in when `config` has credentials (only over TLS unless `allowPlaintextAuth`).
-    The caller closes it with `shared.mailclient.imap.close`."""
+    and logged in when `config` has credentials (only over TLS unless `allowPlaintextAuth`),
+    each answer within `bounds`. The caller closes it with `shared.mailclient.imap.close`."""
     sock = await connect_socket(target, rec)
     rec.current = "tls" if config.tls else "greeting"
     start = time.perf_counter()
     ctx = target.ssl_context if config.tls else None
-    proto = await client.open_imap(sock, ctx, target.server_name)
+    proto = await client.open_imap(sock, ctx, target.server_name, bounds)
     try:
         if config.tls:
             rec.record("tls", time.perf_counter() - start)
@@ -68,8 +77,8 @@ async def open_imap(target: Target, config: ImapPopConfig, rec: Recorder) -> Ima
 
 async def logout(proto: ImapProtocol, rec: Recorder) -> None:
     rec.current = "logout"
-    # The server may also hang up right after its BYE.
-    await goodbye(rec, proto.logout, asyncio.IncompleteReadError)
+    # The server may also hang up right after its BYE, or say more than an answer holds.
+    await goodbye(rec, proto.logout, asyncio.IncompleteReadError, MailClientError)
 
 
 async def _converse(

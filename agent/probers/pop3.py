@@ -152,7 +152,7 @@ async def _auth(pop: Pop3, login: Login) -> None:
         try:
             await pop.authenticate(login.mechanism, initial_response(login), dummy_response(login))
         except SaslRefused as refused:
-            reply = f"AUTH {refused.said[:200]}"
+            reply = f"AUTH {refused.said}"
             raise ProbeFailure("auth", refusal(login, reply, refused.challenge)) from None
 
 
@@ -196,7 +196,7 @@ async def command(pop: Pop3, line: str, name: str, kind_on_err: ErrorKind) -> st
         try:
             return said(await pop.command(line))
         except Refused as refused:
-            raise ProbeFailure(kind_on_err, f"{name} failed: {refused.said[:200]}") from None
+            raise ProbeFailure(kind_on_err, f"{name} failed: {refused.said}") from None
 
 
 async def read_line(pop: Pop3) -> str:

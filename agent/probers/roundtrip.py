@@ -42,7 +42,7 @@ from agent.probers.delivery import (
 from agent.probers.smtp import close_smtp, open_smtp
 from agent.probers.tls import describe_ssl_error
 from shared.mailclient import imap as mailclient_imap
-from shared.mailclient.errors import Refused
+from shared.mailclient.errors import MailClientError, Refused
 from shared.mailclient.imap import ImapProtocol
 from shared.mailclient.pop3 import Pop3
 from shared.messages import (
@@ -62,6 +62,9 @@ POLL_MAX_S = 5.0
 CLEANUP_S = 1.0
 # POP3 reads the headers of at most this many of the newest messages a poll.
 POP3_NEWEST = 50
+# IMAP fetches the headers of at most this many of the newest messages a search found.
+IMAP_NEWEST = 50
+STAT_DIGITS_MAX = 9  # a message count of STAT beyond a billion is not a mailbox's
 TOP_MAX = 4 * 1024 * 1024  # bytes of one message's header
 _UID = re.compile(rb"UID (\d+)")
 _parse_headers = BytesHeaderParser().parsebytes
@@ -237,6 +240,8 @@ def _leg(name: str, hostname: str, rec: Recorder) -> Iterator[None]:
         raise ProbeFailure(failure.kind, f"{name} leg: {failure.message}") from failure
     except ssl.SSLError as exc:
         raise ProbeFailure("tls", f"{name} leg: {describe_ssl_error(exc)}") from exc
+    except MailClientError as exc:  # an answer the session cannot go on with (too long, say)
+        raise ProbeFailure("protocol", f"{name} leg: {exc} (during {rec.current})") from exc
     except socket.gaierror as exc:
         raise ProbeFailure("dns", f"{name} leg: cannot resolve {hostname}") from exc
     except ConnectionRefusedError as exc:
@@ -262,7 +267,7 @@ async def _watch_imap(
     rec: Recorder,
     once: bool,
 ) -> tuple[list[Found], float]:
-    proto = await imap.open_imap(target, config, rec)
+    proto = await imap.open_imap(target, config, rec, imap.MAILBOX_BOUNDS)
     try:
         found: list[Found] = []
         attempt = 0
@@ -287,7 +292,7 @@ def _imap_ok(response: object, what: str) -> None:
     result = getattr(response, "result", "")
     if result != "OK":
         lines = b" ".join(getattr(response, "lines", [])).decode("utf-8", "replace")
-        raise ProbeFailure("protocol", f"{what} failed: {result} {lines}"[:300])
+        raise ProbeFailure("protocol", f"{what} failed: {result} {lines}")
 
 
 async def _imap_folder(
@@ -305,9 +310,8 @@ async def _imap_folder(
     seen_at = time.perf_counter()
     # aioimaplib hands the untagged `* SEARCH 1 2` over as `1 2` (or `SEARCH 1 2`), and the
     # tagged line's text last.
-    uids = [
-        word.decode() for line in response.lines[:-1] for word in line.split() if word.isdigit()
-    ]
+    words = {word for line in response.lines[:-1] for word in line.split() if word.isdigit()}
+    uids = sorted((w.decode() for w in words), key=lambda uid: (len(uid), uid))[-IMAP_NEWEST:]
     if not uids:
         return []
     rec.current = "fetch"
@@ -413,7 +417,7 @@ async def _pop3_look(
     pop = await pop3.open_pop3(target, config, rec)
     try:
         rec.current = "stat"
-        count = int((await pop3.command(pop, "STAT", "STAT", "protocol")).split()[1])
+        count = _stat_count(await pop3.command(pop, "STAT", "STAT", "protocol"))
         seen_at = time.perf_counter()
         found: list[Found] = []
         for number in range(count, max(0, count - POP3_NEWEST), -1):
@@ -439,6 +443,16 @@ async def _pop3_look(
     return found
 
 
+def _stat_count(reply: str) -> int:
+    """The message count of a STAT reply (`+OK 2 320`, RFC 1939 5); a reply without one the
+    look cannot go on with."""
+    words = reply.split()
+    count = words[1] if len(words) > 1 else ""
+    if not (count.isascii() and count.isdigit() and len(count) <= STAT_DIGITS_MAX):
+        raise ProbeFailure("protocol", f"STAT answered without a message count: {reply}")
+    return int(count)
+
+
 async def _headers(pop: Pop3, number: int) -> bytes | None:
     """A message's header (TOP n 0, RFC 1939 7), dot-unstuffed, as text (UTF-8 or replaced);
     None when the server no longer has it: it answers TOP with -ERR while its CAPA lists TOP
@@ -450,6 +464,6 @@ async def _headers(pop: Pop3, number: int) -> bytes | None:
         except Refused as refused:
             if "TOP" in (await pop.capa()).names:
                 return None
-            raise ProbeFailure("protocol", f"TOP failed: {refused.said[:200]}") from None
+            raise ProbeFailure("protocol", f"TOP failed: {refused.said}") from None
         raw = await pop.text(TOP_MAX)
     return raw.decode("utf-8", "replace").encode()

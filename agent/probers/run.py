@@ -19,6 +19,7 @@ from agent.probers.tls import SslContexts, describe_ssl_error
 from agent.resolver import TargetResolver
 from agent.settings import DNS_LOOKUPS_PER_TENANT_DEFAULT
 from shared.addresses import is_blocked as is_blocked
+from shared.mailclient.errors import MailClientError, NoAnswer
 from shared.messages import (
     CheckJob,
     CheckResult,
@@ -36,6 +37,8 @@ from shared.timefmt import iso_ms, parse_iso, utcnow
 log = structlog.get_logger(__name__)
 
 TLS_PHASES = ("tls", "tls handshake or greeting")
+# Characters of a result's message: what a server said in it is cut there, after masking.
+MESSAGE_MAX = 2048
 _default_resolver: TargetResolver | None = None
 
 
@@ -121,7 +124,7 @@ def build_result(
         finished_at=iso_ms(utcnow()),
         status="up" if kind is None else "inconclusive" if kind == "inconclusive" else "down",
         error_kind=kind,
-        message=publishable(message, secrets),
+        message=publishable(message, secrets)[:MESSAGE_MAX],
         banner=None if rec.banner is None else publishable(rec.banner, secrets),
         response_time_ms=response_ms,
         phases=rec.to_phases(),
@@ -293,6 +296,10 @@ def _classify(exc: Exception, job: CheckJob, rec: Recorder) -> tuple[ErrorKind, 
             return "dns", f"cannot resolve {job.hostname}: {err.strerror or err}"
         if isinstance(err, ConnectionRefusedError):
             return "refused", f"connection refused by {job.hostname} port {job.port or 'default'}"
+        if isinstance(err, NoAnswer):
+            return "timeout", f"{err} (during {rec.current})"
+        if isinstance(err, MailClientError):  # a server's answer the session cannot go on with
+            return "protocol", f"{err} (during {rec.current})"
     if isinstance(exc, OSError | EOFError):
         if rec.current == "connect":
             return "refused", f"cannot connect to {job.hostname}: {exc}"

@@ -5,7 +5,13 @@ import time
 
 import aiosmtplib
 import msgspec
-from aiosmtplib import SMTPAuthenticationError, SMTPException, SMTPResponseException
+from aiosmtplib import (
+    SMTPAuthenticationError,
+    SMTPConnectError,
+    SMTPException,
+    SMTPResponseException,
+    SMTPServerDisconnected,
+)
 
 from agent.probers.base import (
     BANNER_MAX,
@@ -97,6 +103,12 @@ async def _greeting(smtp: aiosmtplib.SMTP, config: SmtpConfig, rec: Recorder) ->
     except SMTPResponseException as exc:
         rec.set_banner(f"{exc.code} {exc.message}" if exc.code > 0 else exc.message)
         raise ProbeFailure(reply_kind(exc.code), f"bad greeting: {rec.banner}") from exc
+    except SMTPConnectError as exc:
+        # aiosmtplib reads the greeting once the handshake is done: a server that hung up
+        # then cut the greeting, not the handshake.
+        if isinstance(exc.__cause__, SMTPServerDisconnected):
+            rec.current = "greeting"
+        raise
     end = time.perf_counter()
     if config.secure:
         ssl_object = smtp.get_transport_info("ssl_object")

@@ -4,6 +4,8 @@ acts on, from the agents' error kinds."""
 from collections import Counter
 from collections.abc import Sequence
 
+from shared.strangers import kept
+
 # error kind → (short label for SMS, sentence for e-mail and the API)
 CAUSES: dict[str, tuple[str, str]] = {
     "auth": (
@@ -111,8 +113,10 @@ def describe(failures: Sequence[tuple[str, str | None, str]]) -> tuple[str, str]
     kinds = Counter(kind or "internal" for _, kind, _ in failures)
     kind = max(kinds, key=lambda k: kinds[k]) if kinds else "internal"
     sentence = CAUSES.get(kind, _UNKNOWN)[1]
+    # An agent's message holds a server's words: strangers' text, shown without the control
+    # and format characters (an escape sequence, a bidirectional override) it may carry.
     seen = [f"{cc}: {msg}" for cc, k, msg in failures if (k or "internal") == kind and msg]
     if seen:
-        sentence += " (" + "; ".join(m[:200] for m in seen[:3]) + ")"
+        sentence += " (" + "; ".join(kept(m, 200) for m in seen[:3]) + ")"
     countries = sorted(cc for cc, _, _ in failures)
     return kind, f"{sentence} Seen from {', '.join(countries)}."

@@ -51,13 +51,14 @@ from controller.observability import metrics
 from controller.posture import store as posture
 from controller.posture.observe import WAYS
 from controller.posture.rules import Finding
-from controller.reports import content, notices, room, strangers
+from controller.reports import content, notices, room
 from controller.reports import store as db
 from controller.reports.parse import Kind, Rejected, Report, known_domains
 from controller.reports.sandbox import SANDBOX
 from controller.settings import ReportsSettings
 from controller.sidechecks.reports import SIDE_CHECK as REPORTS
 from controller.sidechecks.reports import rules
+from shared import strangers
 from shared.messages import MonitorEvent, PostureNote, encode
 from shared.subjects import events_subject
 from shared.timefmt import iso_ms, utcnow

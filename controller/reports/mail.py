@@ -14,7 +14,7 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 from controller.reports.rejected import Rejected
-from controller.reports.strangers import kept
+from shared.strangers import kept
 
 MAX_PARTS = 5  # reports taken from one message; reporters send one
 MAX_BOUNDARIES = 1_000

@@ -15,7 +15,7 @@ bad input, and nothing grows past the limits below. It runs in the parsing worke
   `MAX_SUBTREE` in one child of the root and `MAX_OTHERS` children of it that are not records,
   counted as they start; only the leaves a report needs are kept (each at most 1,024
   characters), and each record becomes a row as it ends, counted then;
-- names and ids are kept as controller/reports/strangers.py keeps a stranger's text (no control
+- names and ids are kept as shared/strangers.py keeps a stranger's text (no control
   or format characters), and a domain holding one is refused;
 - JSON of more than `MAX_JSON_VALUES` values (told by counting its `{`, `[` and `,` before
   decoding, so an overcount only refuses early) or nested deeper than msgspec goes is refused;
@@ -40,8 +40,8 @@ from defusedxml.expatreader import DefusedExpatParser
 
 from controller.reports import unpacking
 from controller.reports.rejected import Rejected
-from controller.reports.strangers import hidden, kept
 from controller.reports.unpacking import MAX_PACKED, MAX_RATIO
+from shared.strangers import hidden, kept
 
 __all__ = [
     "MAX_PACKED",

@@ -28,10 +28,10 @@ from controller.oauth2.fetcher import TokenError, TokenFetcher
 from controller.reports import intake, mailbox
 from controller.reports import mailbox_store as db
 from controller.reports.mailbox import MailboxError, ReportMailbox
-from controller.reports.strangers import kept
 from controller.secrets.box import SealedSecret, SecretBox, SecretBoxError
 from shared.loop import run_every
 from shared.secret import Secret
+from shared.strangers import kept
 from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)

@@ -40,11 +40,22 @@ class LineTooLong(MailClientError):
 
 
 class AnswerTooLong(MailClientError):
-    """A multi-line answer or a fetched body larger than allowed; the connection was dropped."""
+    """A multi-line answer or a fetched body larger than allowed (in bytes, or in `unit`); the
+    connection was dropped."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"more than {limit} bytes in one answer")
+    def __init__(self, limit: int, unit: str = "bytes") -> None:
+        super().__init__(f"more than {limit} {unit} in one answer")
         self.limit = limit
+
+
+class Unfollowable(MailClientError, ConnectionResetError):
+    """An answer the protocol has no place for (IMAP: a tagged response for no command sent);
+    the connection was dropped, so it is also a connection reset to a caller that handles
+    those. What the library said of it is not kept: it names the command waiting, a LOGIN's
+    password with it."""
+
+    def __init__(self) -> None:
+        super().__init__("an answer out of the protocol (a response to no command sent)")
 
 
 class Injected(MailClientError):

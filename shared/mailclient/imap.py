@@ -9,22 +9,50 @@ is then the caller's to ask again (RFC 3501 6.2.1), after it noted the upgrade.
 The protocol adds to aioimaplib's: the greeting and the outcome of the greeting + CAPABILITY
 exchange aioimaplib runs in a background task, as futures; anything the server sends in the
 clear after its OK to STARTTLS (a man in the middle's); the answers to an AUTHENTICATE's
-continuations; and a byte budget for a fetched body, past which the connection is dropped and
-every command waiting fails (`AnswerTooLong`) whatever size the server declared.
+continuations; a byte budget for a fetched body, past which the connection is dropped and
+every command waiting fails (`AnswerTooLong`) whatever size the server declared; `Bounds` on
+every answer (a line, bytes, lines), which the agent's probers set; an answer aioimaplib
+cannot follow ending the session (`Unfollowable`) instead of raising out of `data_received`,
+where asyncio logs it, the LOGIN waiting and its password named; and a connection lost
+failing every command waiting (aioimaplib's would wait for ever).
 """
 
 import asyncio
 import ssl
+from dataclasses import dataclass
 from typing import Any
 
 from aioimaplib import Command, IMAP4ClientProtocol, Response, quoted
+from aioimaplib.aioimaplib import tagged_status_response_re
 
 from shared.mailclient.connect import Where, transport
-from shared.mailclient.errors import AnswerTooLong, Injected, Refused
+from shared.mailclient.errors import (
+    AnswerTooLong,
+    Injected,
+    LineTooLong,
+    Refused,
+    Unfollowable,
+)
+
+# aioimaplib parses one line per recursive call: a chunk of data is handed over at most this
+# many lines at a time, so a burst of short lines never nears the recursion limit.
+PIECE_LINES = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """What one answer may hold: a line (outside a literal), bytes (a literal's too, whatever
+    size the server declared) and lines, from the end of the last tagged response on. Past
+    any, the connection is dropped and every command waiting fails (LineTooLong,
+    AnswerTooLong)."""
+
+    line_max: int
+    answer_max: int
+    answer_lines_max: int
 
 
 class ImapProtocol(IMAP4ClientProtocol):  # type: ignore[misc]
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, bounds: Bounds | None = None) -> None:
         # No `conn_lost_cb`: a bound method of its own would make the protocol (and the TLS
         # session it holds) a reference cycle, freed only by the cyclic garbage collector.
         super().__init__(loop)
@@ -41,24 +69,64 @@ class ImapProtocol(IMAP4ClientProtocol):  # type: ignore[misc]
         self.budget: int | None = None  # bytes the server may still send (a body fetched)
         self.limit = 0  # the budget as it was set
         self.overflowed = False
+        self.bounds = bounds
+        self.answer_bytes = 0  # of the answer in progress
+        self.answer_lines = 0
 
     def data_received(self, d: bytes) -> None:
+        if self.overflowed:
+            return
         if self.budget is not None:
             self.budget -= len(d)
             if self.budget < 0:
-                self._overflow()
+                self._drop(AnswerTooLong(self.limit))
                 return
-        super().data_received(d)
+        start = 0
+        while start < len(d) and not self.overflowed:
+            end = start
+            for _ in range(PIECE_LINES):
+                found = d.find(b"\n", end)
+                if found < 0:
+                    end = len(d)
+                    break
+                end = found + 1
+            self._piece(d[start:end])
+            start = end
 
-    def _overflow(self) -> None:
+    def _piece(self, piece: bytes) -> None:
+        bounds = self.bounds
+        if bounds is not None:
+            self.answer_bytes += len(piece)
+            if self.answer_bytes > bounds.answer_max:
+                self._drop(AnswerTooLong(bounds.answer_max))
+                return
+        try:
+            super().data_received(piece)
+        except Exception:  # aioimaplib's Abort or Error: else asyncio would log it, and its
+            self._drop(Unfollowable())  # text names the command waiting, password and all
+            return
+        if bounds is not None and len(self.incomplete_line) > bounds.line_max:
+            self._drop(LineTooLong(bounds.line_max))
+
+    def _drop(self, error: Exception) -> None:
+        """Drop the connection: every command waiting, the greeting and `ready` fail with
+        `error`."""
         if self.overflowed:
             return
         self.overflowed = True
         self.transport.abort()
+        self._fail_waiting(error)
+
+    def _fail_waiting(self, error: Exception) -> None:
         for command in [self.pending_sync_command, *self.pending_async_commands.values()]:
-            if command is not None:
-                command._exception = AnswerTooLong(self.limit)
+            if command is not None and not command._event.is_set():
+                command._exception = error
                 command.close(b"", "NO")
+        if not self.greeting.done():
+            self.greeting.set_exception(error)
+            self.greeting.exception()  # mark retrieved: the caller may be past this point
+        if not self.ready.done():
+            self.ready.set_result(error)
 
     def bound(self, limit: int | None) -> None:
         """Take at most `limit` bytes more (None: no bound) before dropping the connection."""
@@ -66,10 +134,7 @@ class ImapProtocol(IMAP4ClientProtocol):  # type: ignore[misc]
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        for fut in (self.greeting, self.ready):
-            if not fut.done():
-                fut.set_exception(exc or ConnectionResetError("connection closed by the server"))
-                fut.exception()  # mark retrieved: the caller may be past this point
+        self._fail_waiting(exc or ConnectionResetError("connection closed by the server"))
 
     async def welcome(self, command: bytes) -> None:
         if not self.greeting.done():
@@ -84,6 +149,15 @@ class ImapProtocol(IMAP4ClientProtocol):  # type: ignore[misc]
                 self.ready.set_result(None)
 
     def _handle_line(self, line: bytes, current_cmd: Any) -> Any:
+        if self.overflowed:
+            return None
+        if self.bounds is not None:
+            self.answer_lines += 1
+            if self.answer_lines > self.bounds.answer_lines_max:
+                self._drop(AnswerTooLong(self.bounds.answer_lines_max, "lines"))
+                return None
+            if tagged_status_response_re.match(line):
+                self.answer_bytes = self.answer_lines = 0
         # aioimaplib's hook for each line received. After the OK to STARTTLS a server sends
         # nothing until the handshake: more is a man in the middle's (RFC 3501 6.2.1).
         if self.cleartext_over:
@@ -110,10 +184,13 @@ class ImapProtocol(IMAP4ClientProtocol):  # type: ignore[misc]
         self.transport.write(answer.encode("ascii") + b"\r\n")
 
 
-async def open_imap(where: Where, ctx: ssl.SSLContext | None, server_name: str) -> ImapProtocol:
-    """A connection to `where` (over TLS at once with `ctx`); its greeting is `greeting`, and
-    `ready` says when aioimaplib is through with it and CAPABILITY."""
-    proto = ImapProtocol(asyncio.get_running_loop())
+async def open_imap(
+    where: Where, ctx: ssl.SSLContext | None, server_name: str, bounds: Bounds | None = None
+) -> ImapProtocol:
+    """A connection to `where` (over TLS at once with `ctx`), each answer within `bounds`;
+    its greeting is `greeting`, and `ready` says when aioimaplib is through with it and
+    CAPABILITY."""
+    proto = ImapProtocol(asyncio.get_running_loop(), bounds)
     await transport(lambda: proto, where, ctx, server_name)
     return proto
 

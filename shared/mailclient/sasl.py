@@ -24,16 +24,17 @@ def oauth2_dummy(mechanism: str) -> str:
 
 def describe_challenge(challenge: str) -> str:
     """What a server's error challenge says (`status 401, scope mail`), from its base64 JSON;
-    the text as sent, cut short, when it is not that."""
+    the text as sent when it is not that. Not cut here: a server may echo a secret in it, which
+    the caller masks whole before it cuts what it shows."""
     text = challenge.strip()
     try:
         decoded = json.loads(base64.b64decode(text, validate=True))
     except (binascii.Error, ValueError):
-        return f"challenge {text[:120]!r}" if text else ""
+        return f"challenge {text!r}" if text else ""
     if not isinstance(decoded, dict):
-        return f"challenge {str(decoded)[:120]!r}"
+        return f"challenge {str(decoded)!r}"
     parts = [
-        f"{name} {str(decoded[key])[:200]}"
+        f"{name} {decoded[key]}"
         for key, name in (
             ("status", "status"),
             ("scope", "scope"),

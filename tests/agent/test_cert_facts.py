@@ -9,10 +9,21 @@ from datetime import timedelta
 import pytest
 import trustme
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.x509.oid import NameOID
 
 from agent.probers import tls
-from agent.probers.certs import KEY_DER_MAX, SANS_MAX, CertCache, CertFacts, cert_facts
+from agent.probers.certs import (
+    KEY_DER_MAX,
+    NAME_TEXT_MAX,
+    SAN_MAX,
+    SANS_MAX,
+    CertCache,
+    CertFacts,
+    cert_facts,
+)
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from shared.messages import CheckResult, SmtpConfig, TlsInfo, TlsOptions
@@ -197,3 +208,40 @@ async def test_an_unverified_check_matches_its_own_hostname_on_a_cached_certific
     assert other.tls is not None and other.tls.name_matched is False
     assert named.tls is not None and named.tls.name_matched is True
     assert other.tls.cert_sha256 == named.tls.cert_sha256
+
+
+def _sprawling_cert() -> bytes:
+    """A self-signed certificate of ~90 KB: a subject and issuer of 600 attributes (no common
+    name, so the whole subject is its name) and 12 names of 5,000 characters each."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, f"unit-{i:03d}" + "u" * 50)
+            for i in range(600)
+        ]
+    )
+    sans = [x509.DNSName(f"n{i}." + "d" * 5000 + ".example") for i in range(12)]
+    now = utcnow()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(Encoding.DER)
+
+
+def test_a_certificates_names_are_bounded_however_long_the_server_made_them() -> None:
+    """Subject and issuer at most NAME_TEXT_MAX characters, each SAN at most SAN_MAX: a result
+    carries at most ~28 KB of a certificate's names, whatever the ~100 KB OpenSSL takes."""
+    der = _sprawling_cert()
+    facts = cert_facts(der)
+    assert len(der) > 60_000
+    assert len(facts.subject) <= NAME_TEXT_MAX and len(facts.issuer) <= NAME_TEXT_MAX
+    assert facts.subject.startswith("OU=unit-")
+    assert len(facts.sans) == 12 and all(len(san) <= SAN_MAX for san in facts.sans)

@@ -36,3 +36,13 @@ def test_the_most_common_kind_wins_and_an_unknown_one_still_reads() -> None:
 def test_one_line_turns_line_breaks_and_controls_into_spaces() -> None:
     assert one_line("a\r\nb\tc\u2028d\x7f") == "a  b c d "
     assert one_line("Zürich MX (primary)") == "Zürich MX (primary)"
+
+
+def test_an_agents_message_is_shown_as_strangers_text() -> None:
+    """A server's words in an agent's message (a bidirectional override that reorders what a
+    reader sees, an escape sequence, a NUL) reach the cause, and so every notice, without
+    them."""
+    said = "535 \u202egnp.exe\u202c \x1b[31mred\x00 \u2066x\u2069 Zürich"
+    _, text = describe([("DE", "auth", said)])
+    assert "DE: 535 gnp.exe [31mred x Zürich" in text
+    assert not any(ch in text for ch in "\u202e\u202c\u2066\u2069\x1b\x00")

@@ -19,12 +19,13 @@ import pytest
 import trustme
 
 from controller.notify.links import Links
-from controller.reports import inflight, intake, mail, parse, strangers
+from controller.reports import inflight, intake, mail, parse
 from controller.reports import store as db
 from controller.reports.parse import MAX_PACKED
 from controller.reports.rejected import Rejected
 from controller.reports.sandbox import SANDBOX
 from controller.settings import ReportsSettings
+from shared import strangers
 from testkit.reports import made
 from testkit.reports.watching import watch
 from tests.conftest import Tenant, make_tenant

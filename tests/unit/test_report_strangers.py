@@ -1,10 +1,10 @@
-"""A stranger's text as reports keep it (controller/reports/strangers.py), and a mailed
+"""A stranger's text as reports keep it (shared/strangers.py), and a mailed
 message's source, as tables."""
 
 import pytest
 
 from controller.reports import mail
-from controller.reports.strangers import hidden, kept
+from shared.strangers import hidden, kept
 
 
 @pytest.mark.parametrize(

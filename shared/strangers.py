@@ -1,5 +1,6 @@
-"""Strangers' text as reports keep, show and log it: a reporter's name, a report id, an MX, a
-mailed message's sender and subject, a refusal's detail. Pure.
+"""Strangers' text as the controller keeps, shows and logs it: a reporter's name, a report id,
+an MX, a mailed message's sender and subject, a refusal's detail, a mail server's words in an
+agent's message as an incident's cause tells them. Pure.
 
 White space runs become one space; control characters (a NUL, which PostgreSQL's text cannot
 hold, an escape sequence a terminal would act on), format characters (bidirectional overrides
