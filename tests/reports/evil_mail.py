@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from testkit.peers.base import LoopbackServer
 
 CHUNK = 64 * 1024
+ENDLESS = 300 * 1024 * 1024  # an answer without end: bytes sent until the client hangs up
 
 
 @dataclass
@@ -52,11 +53,19 @@ class _Evil(LoopbackServer):
 
 
 class EvilImap(_Evil):
+    # An answer without end instead of the one asked: "greeting" (a line that never ends),
+    # "search" (untagged lines forever), `ENDLESS` bytes of it.
+    endless: str | None = None
+
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         def send(line: str) -> None:
             writer.write(line.encode() + b"\r\n")
 
         deleted: set[int] = set()
+        if self.endless == "greeting":
+            writer.write(b"* OK ")
+            await self.flood(writer, ENDLESS, b"x" * 78)
+            return
         send("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] evil IMAP ready")
         while (line := await self.hear(reader, writer)) is not None:
             tag, _, rest = line.partition(" ")
@@ -68,6 +77,9 @@ class EvilImap(_Evil):
             elif verb == "SELECT":
                 send(f"* {len(self.held)} EXISTS")
                 send("* OK [UIDVALIDITY 42] UIDs valid")
+            elif verb == "UID SEARCH" and self.endless == "search":
+                await self.flood(writer, ENDLESS, b"* OK still searching\r\n")
+                return
             elif verb == "UID SEARCH":
                 send("* SEARCH " + " ".join(str(u) for u in self.held))
             elif verb == "UID FETCH" and "RFC822.SIZE" in rest.upper():

@@ -5,6 +5,8 @@ memory asserted, its loop's lag printed):
 - a server declaring a 100-byte message and sending 300 MB: the reader takes at most
   `MAX_MESSAGE` of it, drops the connection, records the refusal; the next read moves the
   message aside unread and reads the rest;
+- an IMAP greeting without end, or untagged lines forever after SEARCH: the reader drops the
+  connection at its bound (`BOUNDS`) and the read fails saying so;
 - a message whose reads never finish (the connection drops mid-body, as it would for a
   controller killed mid-parse: the ledger is left the same): read twice, then refused unread
   (`reader_failed`) and moved aside, never read forever."""
@@ -21,6 +23,7 @@ from controller.notify.links import Links
 from controller.reports import mailbox
 from controller.reports.mailbox import MAX_MESSAGE, MailboxError, ReportMailbox
 from controller.reports.mailbox.base import TIMEOUT_S
+from controller.reports.mailbox.imap import BOUNDS
 from controller.settings import ControllerSettings
 from shared.secret import Secret
 from testkit.reports import made
@@ -155,3 +158,27 @@ async def test_a_message_whose_reads_never_finish_is_refused_unread_after_two(
         assert not server.held
     assert await _rejections(pool, tenant) == ["reader_failed"]
     assert await _ledger(pool, tenant) == 0
+
+
+@pytest.mark.parametrize("endless", ["greeting", "search"])
+async def test_an_imap_answer_without_end_is_cut_at_its_bound(
+    http: httpx.AsyncClient,
+    pool: asyncpg.Pool,
+    settings: ControllerSettings,
+    tenant: Tenant,
+    domain: str,
+    mail_ca: trustme.CA,
+    evil_tls: ssl.SSLContext,
+    endless: str,
+) -> None:
+    await _monitor(http, tenant, domain)
+    async with EvilImap(evil_tls, [Held(_report_mail(domain))]) as server:
+        server.endless = endless
+        box = _box(tenant, server.port, mail_ca, "imap", TIMEOUT_S)
+        async with watch() as watched:
+            with pytest.raises(MailboxError, match="the connection was dropped"):
+                await mailbox.read(pool, box, Links.of(settings.notify))
+        print(f"imap {endless} without end, {server.seen.flooded} sent: {watched.said()}")
+        assert server.seen.flooded <= max(BOUNDS.line_max, BOUNDS.answer_max) + SLACK
+        assert watched.growth_mb <= 100, watched.said()
+    assert await _stored(pool, tenant) == 0

@@ -13,7 +13,9 @@ A message larger than `MAX_MESSAGE` is moved unread and recorded as rejected (`t
 its size is asked first (RFC822.SIZE), so a 2 GB message is never fetched; and while a body is
 fetched, the protocol counts the bytes that arrive and drops the connection past
 `MAX_MESSAGE` and `SLACK` (a server declaring 100 bytes and sending a 300 MB literal costs at
-most that).
+most that). Every other answer is bounded too (`BOUNDS`: a line, its lines, its bytes), so a
+greeting without end or untagged lines forever cost at most that before the connection is
+dropped and the read fails saying so.
 Each message is noted in the ledger before its body is fetched (controller/reports/mailbox/
 message.py), its id the folder's UIDVALIDITY and its UID. At most `MAX_MESSAGES` messages a
 pass.
@@ -45,13 +47,16 @@ from controller.reports.mailbox.base import (
 )
 from controller.reports.mailbox.message import Oversized
 from shared.mailclient import imap as client
-from shared.mailclient.errors import AnswerTooLong, Injected, Refused
-from shared.mailclient.imap import ImapProtocol
+from shared.mailclient.errors import AnswerTooLong, Injected, LineTooLong, Refused
+from shared.mailclient.imap import Bounds, ImapProtocol
 from shared.mailclient.sasl import oauth2_initial
 
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 _UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
 SLACK = 64 * 1024  # the FETCH response's own lines around the literal
+# One answer: a SEARCH's line of every UID (half a million of 8 bytes), a few hundred lines, and
+# a body over its own budget (`bound`), which is cut first.
+BOUNDS = Bounds(line_max=4 * 1024 * 1024, answer_max=MAX_MESSAGE + 2 * SLACK, answer_lines_max=1024)
 
 T = TypeVar("T")
 
@@ -77,7 +82,9 @@ async def _connect(box: ReportMailbox) -> ImapProtocol:
     try:
         proto = await _within(
             box,
-            client.open_imap((where, box.port), ctx if box.security == "tls" else None, box.host),
+            client.open_imap(
+                (where, box.port), ctx if box.security == "tls" else None, box.host, BOUNDS
+            ),
         )
     except (OSError, TimeoutError) as exc:
         said = str(exc) or f"no answer within {box.timeout_s:g} s"
@@ -87,6 +94,8 @@ async def _connect(box: ReportMailbox) -> ImapProtocol:
             failure = await _within(box, proto.ready)
         except (TimeoutError, OSError):
             raise MailboxError(no_greeting(box)) from None
+        if isinstance(failure, LineTooLong | AnswerTooLong):
+            raise MailboxError(f"{server} greeted with {failure}: the connection was dropped")
         if failure is not None:
             greeting = proto.greeting.result().decode(errors="replace")[:200]
             raise MailboxError(f"{box.host} greeted with {greeting}")
@@ -97,6 +106,9 @@ async def _connect(box: ReportMailbox) -> ImapProtocol:
                 raise MailboxError(
                     f"{server} did not finish STARTTLS within {box.timeout_s:g} s"
                 ) from None
+    except (LineTooLong, AnswerTooLong) as exc:
+        client.close(proto)
+        raise MailboxError(f"{server} sent {exc}: the connection was dropped") from None
     except BaseException:
         client.close(proto)
         raise
@@ -165,6 +177,9 @@ async def read(pool: asyncpg.Pool, box: ReportMailbox, links: Links) -> Pass:
                 moved = [ids[uid] for uid in uids]
                 await ledger.forget(conn, box.organization_id, message.mailbox_key(box), moved)
         return Pass(len(uids), stored, rejected)
+    except (LineTooLong, AnswerTooLong) as exc:
+        server = f"{box.host}:{box.port}"
+        raise MailboxError(f"{server} sent {exc}: the connection was dropped") from None
     finally:
         if not proto.overflowed:
             with contextlib.suppress(OSError, TimeoutError, aioimaplib.Abort):
