@@ -37,6 +37,7 @@ import apprise
 import urllib3.util.connection
 
 from controller.notify import DeliveryError
+from controller.notify.channel_shown import secret_parts
 from controller.notify.egress import GRANTS, literal_problem
 from shared.addresses import is_blocked
 from shared.secret import SECRET_MASK
@@ -206,20 +207,8 @@ def shown(url: str) -> str:
     return f"{scheme(url)}://{SECRET_MASK}"
 
 
-def _secret_parts(url: str) -> list[str]:
-    """The pieces of `url` a message must not repeat: the whole of it and every token of it
-    but the scheme and the host."""
-    parts = urlsplit(url)
-    hidden = [url, url.split("://", 1)[-1]]
-    for sep in "/:@?&=#":
-        url = url.replace(sep, " ")
-    keep = {parts.scheme.lower(), (parts.hostname or "").lower()}
-    hidden += [t for t in url.split() if len(t) >= 4 and t.lower() not in keep]
-    return sorted(set(hidden), key=len, reverse=True)
-
-
 def _mask(text: str, url: str) -> str:
-    for piece in _secret_parts(url):
+    for piece in secret_parts(url):
         text = text.replace(piece, SECRET_MASK)
     return text
 

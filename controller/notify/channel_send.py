@@ -27,6 +27,7 @@ from controller.notify import (
     channel_store,
 )
 from controller.notify.channel_kinds import Event
+from controller.notify.channel_shown import secret_parts, shown_url
 from controller.notify.channel_store import StoredChannel
 from controller.notify.egress import Egress, OrgEgress
 from controller.notify.links import NO_LINKS, Links
@@ -157,9 +158,11 @@ class ChannelSender:
         if delivered:
             return
         said = _printable(answer.body.decode("utf-8", "replace"))
-        for hidden in (secret, url, request.url):
-            if hidden:
-                said = said.replace(hidden, SECRET_MASK)
+        hidden = [secret, url, request.url]
+        if shown_url(kind, url) != url:  # the URL may hold a token: none of its parts
+            hidden += secret_parts(url)
+        for piece in sorted(filter(None, hidden), key=len, reverse=True):
+            said = said.replace(piece, SECRET_MASK)
         host = urlsplit(request.url).hostname or "?"
         suffix = " (not retried)" if permanent else ""
         raise DeliveryError(

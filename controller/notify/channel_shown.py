@@ -9,6 +9,9 @@ URL is the credential) show `scheme://host/` and the mask whatever they hold; Ap
 only their scheme (`apprise_channel.shown`). A URL that does not parse as one with a plain
 host shows only the mask.
 
+What an endpoint answers may repeat its URL (a 404 page naming the path, a query value): a
+message about a URL shown masked repeats none of its `secret_parts`.
+
 The mask keeps the stored URL: a request that sends back what is shown changes nothing
 (`channel_binding`). A shown URL shows itself, so an exported file applies as no change.
 Pure: the standard library's URL parser only.
@@ -16,7 +19,7 @@ Pure: the standard library's URL parser only.
 
 import re
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from controller.notify.channel_kinds import DEFAULT_URL, SECRET_URL
 from shared.secret import SECRET_MASK
@@ -44,3 +47,17 @@ def shown_url(kind: str, url: str) -> str:
         return url
     where = f"[{host}]" if ":" in host else host
     return f"{parts.scheme}://{where}{'' if port is None else f':{port}'}/{SECRET_MASK}"
+
+
+def secret_parts(url: str) -> list[str]:
+    """The pieces of `url` a message must not repeat, longest first: the whole of it, all but
+    its scheme, and every token of it (as written and percent-decoded) but the scheme and the
+    host."""
+    parts = urlsplit(url)
+    hidden = [url, url.split("://", 1)[-1]]
+    for sep in "/:@?&=#;,+":
+        url = url.replace(sep, " ")
+    keep = {parts.scheme.lower(), (parts.hostname or "").lower()}
+    tokens = [t for t in url.split() if t.lower() not in keep]
+    hidden += [piece for t in tokens for piece in {t, unquote(t)} if len(piece) >= 4]
+    return sorted(set(hidden), key=len, reverse=True)

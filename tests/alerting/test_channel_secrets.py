@@ -6,13 +6,16 @@ that secret, never the owner's. And a URL is checked by the parser that sends it
 a 400 naming `url` on create and change, and a stored URL the sender cannot send is a clean
 "not delivered" that takes none of the budget."""
 
+import re
 import time
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import asyncpg
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
 from controller.notify import DeliveryError, channel_kinds, channel_store
 from controller.notify.channel_send import ChannelSender
@@ -236,3 +239,41 @@ async def test_a_stored_url_the_sender_cannot_send_fails_for_good_and_spends_no_
     with pytest.raises(DeliveryError) as refused:
         await sender.deliver(row, event)
     assert refused.value.permanent and "not a valid URL" in str(refused.value)
+
+
+class _EchoingServer(Receiver):
+    """A web server answering every request 404 with the path and query it was asked for, as
+    Apache's and many frameworks' error pages do."""
+
+    def answer(
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, bytes]:
+        parts = urlsplit(target)
+        said = f"<p>The requested URL {parts.path} was not found.</p> query {parts.query}"
+        return 404, said.encode()
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        "/api/webhooks/1234/Pa7hT0ken-9c1e",  # a token in the path (Discord's shape)
+        "/hooks/in?token=Qu3ryT0ken-44ab",  # a token in the query
+    ],
+)
+async def test_a_delivery_error_never_repeats_the_masked_part_of_the_url(
+    tail: str, org: Tenant, channel_api: httpx.AsyncClient
+) -> None:
+    """A URL that may hold a token is masked to every role (`channel_shown`): an endpoint that
+    echoes what it was asked for (a 404 page naming the path, a query value) must not show it
+    back through the test's error, the alert history's error or the log."""
+    token = re.split(r"[/=]", tail)[-1]
+    async with _EchoingServer("webhook", OWNERS["webhook"]) as server:
+        url = server.url.split("/hooks/")[0] + tail
+        made = await _make(channel_api, org, "webhook", url)
+        assert token not in made["url"]
+        with capture_logs() as logs:
+            said = await _test(channel_api, org, made["id"])
+        assert server.requests, "the endpoint was asked"
+    assert said["delivered"] is False and "HTTP 404" in said["error"], said
+    assert token not in said["error"], said["error"]
+    assert token not in repr(logs)

@@ -7,7 +7,7 @@ import pytest
 
 from controller.notify import channel_kinds
 from controller.notify.channel_binding import moves_secret
-from controller.notify.channel_shown import shown_url
+from controller.notify.channel_shown import secret_parts, shown_url
 
 M = "********"
 
@@ -82,3 +82,18 @@ def test_a_masked_url_keeps_the_secret_where_it_is(
     stored = "https://h.example.test/hooks?token=tok-1"
     shown = shown_url("webhook", stored)
     assert moves_secret("webhook", True, shown, stored, url, secret_sent) is moves
+
+
+@pytest.mark.parametrize(
+    ("url", "hidden", "kept"),
+    [
+        ("https://h.example.test/api/webhooks/12345/tok-1", ["tok-1", "12345"], ["h.example.test"]),
+        ("https://h.example.test/in?token=tok-1&x=y", ["tok-1", "token"], ["h.example.test"]),
+        ("https://u:pass-1@h.example.test:8443/", ["pass-1"], ["https", "h.example.test"]),
+        ("https://h.example.test/a%2Ftok-1", ["a%2Ftok-1", "a/tok-1"], ["h.example.test"]),
+    ],
+)
+def test_a_masked_urls_secret_parts(url: str, hidden: list[str], kept: list[str]) -> None:
+    parts = secret_parts(url)
+    assert url in parts and parts == sorted(parts, key=len, reverse=True)
+    assert set(hidden) <= set(parts) and not set(kept) & set(parts)
