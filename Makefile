@@ -123,7 +123,7 @@ test: $(STAMP) test-debs ## run the pure tier (tests/unit, no server), then the 
 	$(BIN)/pytest -n $(PURE_WORKERS) tests/unit $(PURE_ARGS)
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --ignore=tests/unit $(PYTEST_ARGS)
 
-clock-sweep: $(STAMP) test-debs ## the suites that read the date, under libfaketime at six times of day (around UTC midnight, early morning, midday; ~30 min)
+clock-sweep: $(STAMP) test-debs ## the suites that read the date, under libfaketime at six times of day (around UTC midnight, early morning, midday; ~15 min on a quiet machine)
 	$(call apt_when_missing,$(FAKETIME_DEBS))
 	$(BIN)/python tools/clock_sweep.py $(CLOCK_SWEEP_ARGS)
 
