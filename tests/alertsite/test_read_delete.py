@@ -4,6 +4,7 @@ import asyncpg
 import httpx
 
 from tests.alertsite.helpers import CONSTANT_FIELDS, MONITOR_KEYS, V3, as_error, create, native
+from tests.api.test_roundtrip_monitors import body as roundtrip_body
 from tests.conftest import Tenant, make_tenant
 
 
@@ -207,3 +208,28 @@ async def test_global_supporters_read_everywhere(
         headers=watcher.auth("supporter"),
     )
     as_error(r, 403)
+
+
+async def test_a_round_trip_monitor_is_not_served_here(
+    http: httpx.AsyncClient, pool: asyncpg.Pool, tenant: Tenant
+) -> None:
+    """This layer serves AlertSite's POP, IMAP and SMTP monitors (docs/alertsite.md): a
+    round-trip monitor made natively is not listed, not matched by `email-round-trip`, and its
+    id answers 404, as an unknown id does."""
+    smtp = await create(http, tenant)
+    r = await http.post(
+        "/api/roundtrip-monitors", json=roundtrip_body(tenant), headers=tenant.auth()
+    )
+    assert r.status_code == 201, r.text
+    async with pool.acquire() as conn:
+        rt_id = await conn.fetchval(
+            "SELECT id FROM monitors WHERE public_id = $1::uuid", r.json()["publicId"]
+        )
+    listed = await http.get(f"{V3}/monitors", headers=tenant.auth())
+    assert [m["id"] for m in listed.json()["results"]] == [smtp]
+    typed = await http.get(f"{V3}/monitors?type=email-round-trip", headers=tenant.auth())
+    assert typed.status_code == 200 and typed.json()["results"] == []
+    one = await http.get(f"{V3}/monitors/{rt_id}", headers=tenant.auth())
+    made_up = await http.get(f"{V3}/monitors/{rt_id + 10**9}", headers=tenant.auth())
+    assert one.status_code == made_up.status_code == 404
+    assert one.json() == made_up.json()
