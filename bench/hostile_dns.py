@@ -34,11 +34,10 @@ from agent.sidechecks import SIDE_CHECKS, Round
 from controller.ingest.store import decode_result
 from controller.sidechecks.blocklists.rules import DEFAULT_LISTS, ask
 from controller.sidechecks.registry import WIRED
-from shared.messages import CheckResult
 from shared.sidechecks import blocklists, mail_dns, readiness, reverse_dns
 from testkit.common import machine, percentile
 from testkit.peers.dns import CANARY_RECORDS, DnsPeer
-from testkit.peers.jobs import make_job
+from testkit.peers.jobs import make_job, up_result
 
 ROUNDS = 40
 RUNS = 3  # of each, alternating
@@ -150,18 +149,7 @@ class Watch:
 def _round(n: int) -> Round:
     job = make_job("smtp", 25)
     job = msgspec.structs.replace(job, hostname=HOST, tenant=f"org-{n}")
-    result = CheckResult(
-        job_id=job.job_id,
-        monitor_id=job.monitor_id,
-        monitor_type="smtp",
-        country="DE",
-        agent_id="DE-1",
-        status="up",
-        scheduled_at=job.scheduled_at,
-        started_at=job.scheduled_at,
-        finished_at=job.scheduled_at,
-        address=ADDRESS,
-    )
+    result = up_result(job, address=ADDRESS)
     return Round(job=job, result=result, port=25, resolver=None)
 
 
@@ -238,18 +226,7 @@ def _controller() -> list[tuple[str, int, int, float]]:
         check = WIRED[name]
         assert check.wire is not None and check.bound is not None
         job = make_job("smtp", 25)
-        result = CheckResult(
-            job_id=job.job_id,
-            monitor_id=job.monitor_id,
-            monitor_type="smtp",
-            country="DE",
-            agent_id="DE-1",
-            status="up",
-            scheduled_at=job.scheduled_at,
-            started_at=job.scheduled_at,
-            finished_at=job.scheduled_at,
-            side_checks={name: _rogue(name)},
-        )
+        result = up_result(job, side_checks={name: _rogue(name)})
         data = msgspec.json.encode(result)
         started = time.perf_counter()
         facts = check.wire.facts_of(decode_result(data).side_checks)

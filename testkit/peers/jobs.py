@@ -10,6 +10,7 @@ from typing import Any
 from shared.messages import (
     JOB_TYPES,
     CheckJob,
+    CheckResult,
     ImapPopConfig,
     JobConfig,
     MonitorType,
@@ -51,3 +52,21 @@ def make_job(
     if timeout is not None:
         fields["timeout_seconds"] = timeout
     return JOB_TYPES[monitor_type](**fields)
+
+
+def up_result(job: CheckJob, monitor_type: MonitorType = "smtp", **fields: Any) -> CheckResult:
+    """An `up` result of `job` from agent `CC-1` of its country, started and finished at its
+    scheduled time; `fields` add to it or replace what it says."""
+    values: dict[str, Any] = {
+        "job_id": job.job_id,
+        "monitor_id": job.monitor_id,
+        "monitor_type": monitor_type,
+        "country": job.country,
+        "agent_id": f"{job.country}-1",
+        "status": "up",
+        "scheduled_at": job.scheduled_at,
+        "started_at": job.scheduled_at,
+        "finished_at": job.scheduled_at,
+        **fields,
+    }
+    return CheckResult(**values)

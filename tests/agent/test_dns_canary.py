@@ -14,10 +14,9 @@ from agent.sidechecks import SIDE_CHECKS, Round
 from agent.sidechecks.mail_dns import MailDnsProbe
 from agent.sidechecks.reverse_dns import ReverseDnsProbe
 from controller.oracles.rules import resolver_health
-from shared.messages import CheckResult
 from shared.sidechecks import mail_dns, readiness, reverse_dns
 from testkit.peers.dns import DnsPeer
-from testkit.peers.jobs import make_job
+from testkit.peers.jobs import make_job, up_result
 
 DOMAIN = "customer.example.com"
 RECORDS = {
@@ -110,18 +109,7 @@ async def test_every_dns_side_check_built_from_settings_asks_the_operators_canar
     own = "ns1.lab.example A, !gone.lab.example A"
     records = {**RECORDS, ("ns1.lab.example", "A"): ["192.0.2.53"]}
     job = make_job("roundtrip", 587)
-    result = CheckResult(
-        job_id=job.job_id,
-        monitor_id=job.monitor_id,
-        monitor_type="smtp",
-        country="DE",
-        agent_id="DE-1",
-        status="up",
-        scheduled_at=job.scheduled_at,
-        started_at=job.scheduled_at,
-        finished_at=job.scheduled_at,
-        address="93.184.216.34",  # a query name only
-    )
+    result = up_result(job, address="93.184.216.34")  # the address: a query name only
     at = Round(job=job, result=result, port=25, resolver=None)
     targets = TargetSettings(agent_allow_private_targets=True)
     asks = {

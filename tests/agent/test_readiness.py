@@ -35,7 +35,7 @@ from agent.sidechecks.readiness import (
 )
 from controller.sidechecks.readiness import rules
 from shared.dns_canary import Canary
-from shared.messages import AuthResults, CheckResult
+from shared.messages import AuthResults
 from shared.sidechecks.dmarc_tree import targets
 from shared.sidechecks.readiness import (
     NAME_MAX,
@@ -57,7 +57,7 @@ from shared.sidechecks.readiness import (
     bounded,
 )
 from testkit.peers.dns import DnsPeer, Records
-from testkit.peers.jobs import make_job
+from testkit.peers.jobs import make_job, up_result
 
 SUITE = Path(__file__).parents[1] / "data" / "rfc7208" / "rfc7208-tests.yml"
 
@@ -632,18 +632,7 @@ def _signed(domain: str, selector: str) -> bytes:
 def _round_trip(found: AuthResults | None) -> Round:
     """A round trip's round whose received message had `found` as its authentication."""
     job = make_job("roundtrip", 587)
-    result = CheckResult(
-        job_id=job.job_id,
-        monitor_id=job.monitor_id,
-        monitor_type="roundtrip",
-        country="DE",
-        agent_id="DE-1",
-        status="up",
-        scheduled_at=job.scheduled_at,
-        started_at=job.scheduled_at,
-        finished_at=job.scheduled_at,
-        auth_results=found,
-    )
+    result = up_result(job, "roundtrip", auth_results=found)
     return Round(job=job, result=result, port=587, resolver=None)
 
 
