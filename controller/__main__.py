@@ -1,4 +1,4 @@
-"""`python -m controller migrate | create-admin | create-user | serve | gen-key | apply |
+"""`python -m controller migrate | create-admin | create-user | operator | serve | gen-key | apply |
 export | oauth2-device | tail |
 streams-move`."""
 
@@ -34,20 +34,38 @@ async def _migrate(settings: ControllerSettings) -> None:
 
 
 async def _create_user(
-    settings: ControllerSettings, args: argparse.Namespace, role: str, global_supporter: bool
+    settings: ControllerSettings,
+    args: argparse.Namespace,
+    role: str,
+    global_supporter: bool,
+    operator: bool,
 ) -> str:
     conn = await connect(settings.database.database_url)
     try:
         async with conn.transaction():
             org_id = await accounts.ensure_organization(conn, args.org)
             user = await accounts.create_user(
-                conn, org_id, args.email, hash_password(args.password), role, global_supporter
+                conn,
+                org_id,
+                args.email,
+                hash_password(args.password),
+                role,
+                global_supporter,
+                operator,
             )
             token, digest = new_token()
             await accounts.issue_token(conn, user.id, digest, settings.access.token_ttl_seconds)
     finally:
         await conn.close()
     return token
+
+
+async def _set_operator(settings: ControllerSettings, email: str, operator: bool) -> bool:
+    conn = await connect(settings.database.database_url)
+    try:
+        return await accounts.set_operator(conn, email, operator) is not None
+    finally:
+        await conn.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,7 +108,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command in ("create-admin", "create-user"):
             role = "admin" if args.command == "create-admin" else args.role
             supporter = bool(getattr(args, "global_supporter", False))
-            print(asyncio.run(_create_user(settings, args, role, supporter)))
+            operator = bool(getattr(args, "operator", False))
+            print(asyncio.run(_create_user(settings, args, role, supporter, operator)))
+        elif args.command == "operator":
+            if not asyncio.run(_set_operator(settings, args.email, not args.revoke)):
+                print(f"error: no user has e-mail {args.email}", file=sys.stderr)
+                return 1
+            now = "no longer an operator" if args.revoke else "an operator"
+            print(f"{args.email} is {now} of this deployment")
         elif args.command == "serve":
             from controller.runtime.serve import serve
 

@@ -32,6 +32,16 @@ def parser() -> argparse.ArgumentParser:
         if name == "create-user":
             cmd.add_argument("--role", required=True, choices=ROLES)
             cmd.add_argument("--global-supporter", action="store_true")
+            cmd.add_argument(
+                "--operator", action="store_true", help="one of the deployment's operators"
+            )
+    op = sub.add_parser(
+        "operator",
+        help="make a user one of the deployment's operators (agents, fleet, oracles and their"
+        " notices), or no longer one with --revoke",
+    )
+    op.add_argument("--email", required=True)
+    op.add_argument("--revoke", action="store_true")
     serve = sub.add_parser("serve", help="API + scheduler + ingester + alerter")
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)

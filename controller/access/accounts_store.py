@@ -21,6 +21,9 @@ class Principal(msgspec.Struct, frozen=True):
     email: str
     role: str
     is_global_supporter: bool
+    # One of the deployment's operators (`python -m controller operator`): reads the agents',
+    # the fleet's and the oracles' health of every country and gets their notices.
+    is_operator: bool = False
 
 
 class User(msgspec.Struct, frozen=True, kw_only=True):
@@ -35,6 +38,7 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     updated_at: datetime
     disabled_at: datetime | None
+    is_operator: bool = False
 
 
 class LoginUser(msgspec.Struct, frozen=True):
@@ -47,7 +51,7 @@ class LoginUser(msgspec.Struct, frozen=True):
 
 _USER_COLUMNS = (
     "u.id, u.public_id, u.organization_id, u.email, u.role, u.is_global_supporter,"
-    " u.created_at, u.updated_at, u.disabled_at"
+    " u.created_at, u.updated_at, u.disabled_at, u.is_operator"
 )
 
 
@@ -73,16 +77,19 @@ async def create_user(
     password_hash: str,
     role: str,
     is_global_supporter: bool = False,
+    is_operator: bool = False,
 ) -> User:
     """Insert a user; raises asyncpg.UniqueViolationError when the e-mail is taken."""
     row = await conn.fetchrow(
-        "INSERT INTO users AS u (organization_id, email, password_hash, role, is_global_supporter)"
-        f" VALUES ($1, $2, $3, $4, $5) RETURNING {_USER_COLUMNS}",
+        "INSERT INTO users AS u"
+        " (organization_id, email, password_hash, role, is_global_supporter, is_operator)"
+        f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_USER_COLUMNS}",
         organization_id,
         email,
         password_hash,
         role,
         is_global_supporter,
+        is_operator,
     )
     assert row is not None
     return typed.one(User, row)
@@ -140,8 +147,8 @@ async def token_expiry(conn: Conn, user_id: int, digest: bytes) -> datetime | No
 
 async def principal_for_token(conn: Conn, digest: bytes) -> Principal | None:
     row = await conn.fetchrow(
-        "SELECT u.id, u.public_id, u.organization_id, u.email, u.role, u.is_global_supporter"
-        " FROM api_tokens t JOIN users u ON u.id = t.user_id"
+        "SELECT u.id, u.public_id, u.organization_id, u.email, u.role, u.is_global_supporter,"
+        " u.is_operator FROM api_tokens t JOIN users u ON u.id = t.user_id"
         " WHERE t.token_hash = $1 AND t.expires_at > now() AND u.disabled_at IS NULL",
         digest,
     )
@@ -154,7 +161,37 @@ async def principal_for_token(conn: Conn, digest: bytes) -> Principal | None:
         email=row["email"],
         role=row["role"],
         is_global_supporter=row["is_global_supporter"],
+        is_operator=row["is_operator"],
     )
+
+
+async def set_operator(conn: Conn, email: str, operator: bool) -> User | None:
+    """Make the user of `email` one of the deployment's operators, or no longer one; None when
+    no user has that address. The command line's alone: no API route reaches it."""
+    row = await conn.fetchrow(
+        f"UPDATE users u SET is_operator = $2, updated_at = now() WHERE lower(u.email) = lower($1)"
+        f" RETURNING {_USER_COLUMNS}",
+        email,
+        operator,
+    )
+    return typed.maybe(User, row)
+
+
+class Operator(msgspec.Struct, frozen=True):
+    """An operator who may be told: their user id, address and organization."""
+
+    id: int
+    email: str
+    organization_id: int
+
+
+async def operators(conn: Conn) -> list[Operator]:
+    """The deployment's operators who may log in, by organization, oldest first."""
+    rows = await conn.fetch(
+        "SELECT id, email, organization_id FROM users WHERE is_operator AND disabled_at IS NULL"
+        " ORDER BY organization_id, id"
+    )
+    return typed.many(Operator, rows)
 
 
 async def delete_expired_tokens(conn: Conn) -> None:

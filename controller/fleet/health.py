@@ -14,9 +14,10 @@ never told.
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Final
 
-from controller.operator_health.rules import Health
+from controller.operator_health.rules import Health, Stored
 
 AGENTS: Final = "agents"
 SATURATION: Final = "saturation"
@@ -26,6 +27,8 @@ CHECKS: Final = (AGENTS, SATURATION, FEATURES)
 SATURATION_MIN_ROUNDS: Final = 10
 # Agents named in a `features` reason at most (the rest counted).
 NAMED_MAX: Final = 5
+# A country served once stays the fleet's this long after its last agent went.
+FORGET: Final = timedelta(days=7)
 
 # What the operator does, by check (docs/operating.md).
 FIXES: Final = {
@@ -35,6 +38,18 @@ FIXES: Final = {
     " rounds over more countries",
     FEATURES: "upgrade that country's agents to this controller's version",
 }
+
+
+def served(stored: Mapping[tuple[str, str], Stored], at: datetime) -> frozenset[str]:
+    """The countries the fleet serves: those with a live agent now or within FORGET before
+    `at`. A `features` health is judged only where agents beat (`features_health`) and is
+    `unchecked` since they went, so its stored row says it; a country a monitor lists and no
+    agent ever served has none, whatever its `agents` health."""
+    return frozenset(
+        cc
+        for (check, cc), s in stored.items()
+        if check == FEATURES and (s.state != "unchecked" or at - s.since < FORGET)
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,13 +35,33 @@ async def listed_countries(conn: Conn) -> frozenset[str]:
     return frozenset(r["cc"] for r in rows)
 
 
-async def affected_organizations(conn: Conn, country: str) -> list[int]:
-    """The organizations with enabled monitors that may run in `country` (those listing it, and
-    those listing none), as the oracles' resolver notices."""
+async def affected_organizations(conn: Conn, country: str, served: bool) -> list[int]:
+    """The organizations told of `country`'s fleet: those whose enabled monitors list it, and,
+    when the fleet serves it (`served`: `health.served`), those whose monitors list no country
+    (they run wherever an agent is). A country only a tenant lists is told to no one else."""
     rows = await conn.fetch(
         "SELECT DISTINCT organization_id FROM monitors WHERE status <> 'disabled'"
-        " AND (allowed_country_codes IS NULL OR $1 = ANY(allowed_country_codes))"
+        " AND ($1 = ANY(allowed_country_codes) OR ($2 AND allowed_country_codes IS NULL))"
         " ORDER BY organization_id",
         country,
+        served,
     )
     return [r["organization_id"] for r in rows]
+
+
+async def organization_countries(
+    conn: Conn, organization_id: int, served: frozenset[str]
+) -> frozenset[str]:
+    """The countries whose fleet `organization_id` is told of (`affected_organizations`'
+    rule from the other side): those its enabled monitors list, and every `served` one when
+    one of them lists none."""
+    row = await conn.fetchrow(
+        "SELECT coalesce(array_agg(DISTINCT cc) FILTER (WHERE cc IS NOT NULL), '{}') AS listed,"
+        " bool_or(allowed_country_codes IS NULL) AS everywhere"
+        " FROM monitors LEFT JOIN LATERAL unnest(allowed_country_codes) AS cc ON true"
+        " WHERE organization_id = $1 AND status <> 'disabled'",
+        organization_id,
+    )
+    listed = frozenset(row["listed"]) if row is not None else frozenset()
+    everywhere = bool(row is not None and row["everywhere"])
+    return listed | served if everywhere else listed

@@ -3,12 +3,15 @@ country's live agents and their features from this controller's live view
 (controller.fleet.live), its `saturated` rounds from PostgreSQL, judged by
 controller.fleet.health and stepped by the operator health rule (controller.operator_health);
 a change that held is one `fleet` notice (what is wrong, where, what the operator does; the
-fleet's own budget, never the outages') to the owners of each organization whose monitors may
-run in that country, and a log line. Nothing is judged while the live view is not warm (NATS
-away or just back): an incomplete view is no outage of the fleet.
+fleet's own budget, never the outages') to the owners of each organization whose monitors list
+that country, and, where the fleet serves it (`health.served`), to the owners of those whose
+monitors run everywhere and to the deployment's operators; and a log line. A country only a
+tenant lists is that tenant's own notice: no other organization, and no operator, hears of it.
+Nothing is judged while the live view is not warm (NATS away or just back): an incomplete view
+is no outage of the fleet.
 
-A country once served stays expected for `FORGET` after its agents went (then `unchecked`,
-never told again), beside the countries monitors list.
+A country once served stays expected for `health.FORGET` after its agents went (then
+`unchecked`, never told again), beside the countries monitors list.
 """
 
 from collections.abc import Sequence
@@ -25,13 +28,12 @@ from controller.fleet.live import LiveAgents
 from controller.notify.texts import Texts, with_facts
 from controller.operator_health import store as health_db
 from controller.operator_health.rules import HOLD, Change, Health, Stored
-from controller.operator_health.watch import move, tell_owners
+from controller.operator_health.watch import move, tell_operators, tell_owners
 from shared.messages import AGENT_FEATURES
 from shared.timefmt import iso_ms, utcnow
 
 log = structlog.get_logger(__name__)
 
-FORGET: Final = timedelta(days=7)
 WINDOW: Final = timedelta(minutes=15)  # the rounds whose saturated share is judged
 
 
@@ -62,11 +64,7 @@ class FleetWatch:
             live.setdefault(beat.country, {})[beat.agent_id] = beat.features
         async with self._pool.acquire() as conn, conn.transaction():
             stored = await health_db.healths(conn, db.HEALTH, lock=True)
-            served = {
-                cc
-                for (check, cc), s in stored.items()
-                if check == health.AGENTS and (s.state == "healthy" or at - s.since < FORGET)
-            }
+            served = health.served(stored, at)
             now_health = health.judge(
                 expected=await db.listed_countries(conn) | served,
                 agents=live,
@@ -77,13 +75,18 @@ class FleetWatch:
             gone = Health("unchecked", "not judged now")
             told = await move(conn, db.HEALTH, stored, now_health, at, hold=self._hold, gone=gone)
             for t in told:
-                await self._tell(conn, *t)
+                await self._tell(conn, *t, t.country in served)
 
-    async def _tell(self, conn: Conn, check: str, country: str, s: Stored, change: Change) -> None:
+    async def _tell(
+        self, conn: Conn, check: str, country: str, s: Stored, change: Change, served: bool
+    ) -> None:
         log.warning("fleet " + change, check=check, country=country, reason=s.reason)
         texts = notice(check, country, s, change)
         key = f"fleet:{check}:{country}:{change}:{iso_ms(s.since)}"
-        await tell_owners(conn, await db.affected_organizations(conn, country), texts, key)
+        orgs = await db.affected_organizations(conn, country, served)
+        await tell_owners(conn, orgs, texts, key)
+        if served:
+            await tell_operators(conn, texts, key)
 
 
 LABELS: Final = {

@@ -1,13 +1,14 @@
 """One pass of an operator health watch, in the caller's transaction: what was judged now moved
 against what is stored (`move`: a stored name not judged now takes `gone`, each stepped by
 `rules.step`, saved when it changed) and each change that held told (`tell_owners`: one `fleet`
-notice to the owners of each organization it touches; the fleet's own budget, never the
-outages')."""
+notice to the owners of each organization it touches; `tell_operators`: one to the deployment's
+operators; the fleet's own budget, never the outages')."""
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
+from controller.access import accounts_store as accounts
 from controller.db.pool import Conn
 from controller.notify import budget_store as budget_db
 from controller.notify import recipients
@@ -60,4 +61,15 @@ async def tell_owners(conn: Conn, organizations: Iterable[int], texts: Texts, ke
     for org in organizations:
         _, owners = await budget_db.owners(conn, org)
         notes = recipients.to_owners(KIND, owners, texts, f"{key}:{org}")
+        await notify(conn, Notice(Source.FLEET, org, None, None, notes))
+
+
+async def tell_operators(conn: Conn, texts: Texts, key: str) -> None:
+    """`texts` to each of the deployment's operators (`accounts.operators`), one notice per
+    organization they belong to, charged to that organization's fleet budget."""
+    by_org: dict[int, list[recipients.Owner]] = {}
+    for op in await accounts.operators(conn):
+        by_org.setdefault(op.organization_id, []).append(recipients.Owner(op.id, op.email))
+    for org, ops in by_org.items():
+        notes = recipients.to_owners(KIND, ops, texts, f"{key}:operators:{org}")
         await notify(conn, Notice(Source.FLEET, org, None, None, notes))

@@ -3,7 +3,8 @@ country's resolver from its canaries' newest real answers, each list from its RF
 entries' (controller.sidechecks.blocklists.watch.healths), stepped and told by
 controller.operator_health: a change that held is one `fleet` notice (what is wrong, where,
 what the operator sets; the fleet's own budget, never the outages') to the owners of each
-organization whose monitors that oracle decides there, and a log line. An oracle no round asked
+organization whose monitors that oracle decides there and to the deployment's operators, and a
+log line. An oracle no round asked
 lately (a country without agents now) is `unchecked`: never told. The metric
 `mailprobe_oracle_state` is read from the stored states (controller/oracles/metrics.py).
 """
@@ -17,7 +18,7 @@ from controller.db.pool import Conn
 from controller.notify.texts import Texts, with_facts
 from controller.operator_health import store as health_db
 from controller.operator_health.rules import HOLD, Change, Health, Stored
-from controller.operator_health.watch import move, tell_owners
+from controller.operator_health.watch import move, tell_operators, tell_owners
 from controller.oracles import rules
 from controller.oracles import store as db
 from controller.oracles.rules import RESOLVER
@@ -72,6 +73,7 @@ class OracleWatch:
         key = f"oracle:{oracle}:{country}:{change}:{iso_ms(s.since)}"
         orgs = await db.affected_organizations(conn, oracle, country, since)
         await tell_owners(conn, orgs, texts, key)
+        await tell_operators(conn, texts, key)
 
     def _label(self, oracle: str) -> str:
         if oracle == RESOLVER:

@@ -14,6 +14,7 @@ import pytest
 from nats.aio.client import Client as NATS
 from prometheus_client import REGISTRY
 
+from controller.access import accounts_store as accounts
 from controller.db.pool import create_pool
 from controller.fleet.health import AGENTS, FEATURES, SATURATION
 from controller.fleet.live import LiveAgents
@@ -264,3 +265,68 @@ async def test_an_agent_without_a_feature_is_told_once_and_shown(
     assert row["state"] == "unhealthy"
     assert "se-old lacks preempt" in row["reason"]
     assert row["whatToDo"].startswith("upgrade")
+
+
+async def test_a_member_listing_countries_without_agents_tells_no_other_organization(
+    fpool: asyncpg.Pool,
+    conn_nats: NATS,
+    view: tuple[LiveAgents, Clock],
+    org: Tenant,
+) -> None:
+    """An attacker tenant's monitor lists countries no agent serves: only the attacker's own
+    owners hear of them; an organization whose monitors run everywhere (no country listed), and
+    the deployment's operators, are told of the countries the fleet serves (PT, whose agent
+    stops), never of a tenant's wish list."""
+    live, clock = view
+    victim = org
+    async with fpool.acquire() as conn:
+        await monitors.insert(
+            conn,
+            victim.org_id,
+            {
+                "customer_id": victim.customer_id,
+                "type": "smtp",
+                "name": "everywhere",
+                "hostname": "smtp.victim.test",
+                "port": 587,
+                "status": "active",
+                "check_interval": 60,
+                "timeout_seconds": 10,
+                "allowed_country_codes": None,
+                "config": {},
+            },
+        )
+    attacker = await make_tenant(fpool)
+    # the deployment's own people: an operator in an organization of their own, no monitors
+    operators = await make_tenant(fpool)
+    async with fpool.acquire() as conn:
+        await accounts.create_user(
+            conn,
+            operators.org_id,
+            f"operator@{operators.org_name}.test",
+            "x",
+            "member",
+            is_operator=True,
+        )
+    for cc in ("AU", "BR"):
+        await monitor(fpool, attacker, cc)
+    await beat(conn_nats, live, "PT", "pt-1", list(AGENT_FEATURES))
+    watch = FleetWatch(fpool, live, saturated_ratio_max=0.05)
+    t = utcnow()
+    for k in range(4):
+        await watch.run_once(t + k * HOLD / 2)
+    for cc in ("AU", "BR"):
+        assert await told(fpool, victim, AGENTS, cc) == []
+        assert await told(fpool, attacker, AGENTS, cc) == [f"[mailprobe] No live agent in {cc}"]
+        assert await told(fpool, operators, AGENTS, cc) == []
+    clock.now += TTL_S + 1  # PT's agent stops
+    stop = t + 3 * HOLD
+    for k in range(4):
+        await watch.run_once(stop + k * HOLD / 2)
+    assert await told(fpool, victim, AGENTS, "PT") == ["[mailprobe] No live agent in PT"]
+    assert await told(fpool, attacker, AGENTS, "PT") == []
+    assert await told(fpool, operators, AGENTS, "PT") == ["[mailprobe] No live agent in PT"]
+    to = await fpool.fetchval(
+        "SELECT target FROM notification_outbox WHERE organization_id = $1", operators.org_id
+    )
+    assert to == "operator@" + operators.org_name + ".test"
