@@ -139,7 +139,8 @@ async def http(api_url: str) -> AsyncIterator[httpx.AsyncClient]:
 
 @dataclass
 class Tenant:
-    """A fresh organization with one user per role, a customer, and their tokens."""
+    """A fresh organization with one user per role (and `operator`: a member who is one of the
+    deployment's operators), a customer, and their tokens."""
 
     org_id: int
     org_name: str
@@ -171,7 +172,8 @@ async def make_tenant(pool: asyncpg.Pool, *, supporter: bool = False) -> Tenant:
     emails: dict[str, str] = {}
     async with pool.acquire() as conn:
         org_id = await accounts.ensure_organization(conn, f"org-{tag}")
-        roles = [*accounts.ROLES, "supporter"] if supporter else list(accounts.ROLES)
+        # `operator`: a member who is one of the deployment's operators
+        roles = [*accounts.ROLES, "operator", *(["supporter"] if supporter else [])]
         for role in roles:
             email = f"{role}-{tag}@example.com"
             user = await accounts.create_user(
@@ -179,8 +181,9 @@ async def make_tenant(pool: asyncpg.Pool, *, supporter: bool = False) -> Tenant:
                 org_id,
                 email,
                 _PASSWORD_HASH,
-                "readonly" if role == "supporter" else role,
+                {"supporter": "readonly", "operator": "member"}.get(role, role),
                 role == "supporter",
+                role == "operator",
             )
             token, digest = new_token()
             await accounts.issue_token(conn, user.id, digest, 3600)

@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Final
 
 from controller.db.pool import Conn
-from controller.fleet.health import Rounds
+from controller.fleet.health import Rounds, served
 from controller.jobs.result_kinds import SATURATED, scheduled_since
-from controller.operator_health.store import Table
+from controller.operator_health.store import Table, healths
 
 HEALTH: Final = Table("fleet_health", "check_name")
 
@@ -65,3 +65,11 @@ async def organization_countries(
     listed = frozenset(row["listed"]) if row is not None else frozenset()
     everywhere = bool(row is not None and row["everywhere"])
     return listed | served if everywhere else listed
+
+
+async def countries_of(conn: Conn, organization_id: int, at: datetime) -> frozenset[str]:
+    """The countries an organization's owners are told of, and so read, of the fleet and the
+    oracles (`organization_countries`, with the countries the fleet serves at `at`)."""
+    return await organization_countries(
+        conn, organization_id, served(await healths(conn, HEALTH), at)
+    )

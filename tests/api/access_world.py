@@ -25,7 +25,17 @@ _CSRF_FIELD = re.compile(r'name="_csrf_token" value="([^"]+)"')
 
 # Who calls: no token; a token revoked by logout; a token past its expiry; the organization's
 # readonly, member and admin users; the admin of another organization (naming this one's ids).
-CALLERS = ("anonymous", "revoked", "expired", "readonly", "member", "admin", "stranger")
+# `operator`: a member of the organization who is one of the deployment's operators
+CALLERS = (
+    "anonymous",
+    "revoked",
+    "expired",
+    "readonly",
+    "member",
+    "operator",
+    "admin",
+    "stranger",
+)
 
 
 def routes(app: Litestar) -> list[str]:
@@ -208,6 +218,7 @@ async def build(http: httpx.AsyncClient, pool: asyncpg.Pool) -> World:
             "expired": expired,
             "readonly": org.tokens["readonly"],
             "member": org.tokens["member"],
+            "operator": org.tokens["operator"],
             "admin": org.tokens["admin"],
             "stranger": stranger.tokens["admin"],
             "owner": org.tokens["owner"],

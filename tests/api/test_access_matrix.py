@@ -35,7 +35,9 @@ class Route:
 
     `who`: `public` (anyone, no token needed: every caller gets `ok`), `any` (every role of the
     organization), `writer` (member and admin; readonly 403), `admin` (owner and admin; member
-    and readonly 403). Callers without a valid token get 401 under /api, a redirect to the login
+    and readonly 403), `fleet` (the deployment's operators, whatever their role, and owners and
+    admins, who read their own countries; member and readonly 403). The operator caller is a
+    member otherwise. Callers without a valid token get 401 under /api, a redirect to the login
     form (303) under /console. `stranger`: what the other organization's admin gets, naming this
     organization's rows (default: 404 when the path names one, else `ok` in its own org)."""
 
@@ -201,8 +203,8 @@ ROUTES: dict[str, Route] = {
     # --- the deployment
     "GET /api/agents": Route("any", 503),
     "GET /api/blocklists": Route("any", 200),
-    "GET /api/oracles": Route("admin", 200),
-    "GET /api/fleet": Route("admin", 200),
+    "GET /api/oracles": Route("fleet", 200),
+    "GET /api/fleet": Route("fleet", 200),
     "GET /health": Route("public", 200),
     "GET /ready": Route("public", 200),
     "GET /instance-proof": Route("public", 404),  # no INSTANCE_KEY here
@@ -345,9 +347,10 @@ def expected(key: str, route: Route, caller: str, world: World) -> int:
             return route.stranger
         return 404 if _names_a_row(path, route, world) else route.ok
     allowed = {
-        "any": ("readonly", "member", "admin"),
-        "writer": ("member", "admin"),
+        "any": ("readonly", "member", "operator", "admin"),
+        "writer": ("member", "operator", "admin"),
         "admin": ("admin",),
+        "fleet": ("operator", "admin"),
     }[route.who]
     return route.ok if caller in allowed else 403
 

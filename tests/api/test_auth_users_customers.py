@@ -18,6 +18,7 @@ USER_KEYS = {
     "email",
     "role",
     "isGlobalSupporter",
+    "isOperator",
     "createdAt",
     "disabled",
 }
@@ -165,6 +166,9 @@ async def test_me_describes_the_caller(http: httpx.AsyncClient, pool: asyncpg.Po
     t = await make_tenant(pool, supporter=True)
     r = await http.get("/api/auth/me", headers=t.auth("supporter"))
     assert r.json()["isGlobalSupporter"] is True and r.json()["role"] == "readonly"
+    assert r.json()["isOperator"] is False
+    r = await http.get("/api/auth/me", headers=t.auth("operator"))
+    assert (r.json()["isOperator"], r.json()["role"]) == (True, "member")
 
 
 # users ----------------------------------------------------------------------------------------
@@ -187,7 +191,7 @@ async def test_admin_creates_member_who_can_log_in(http: httpx.AsyncClient, tena
     assert r.status_code == 200
     listing = await http.get("/api/users", headers=tenant.auth("owner"))
     assert email in {u["email"] for u in listing.json()["items"]}
-    assert listing.json()["total"] == 5
+    assert listing.json()["total"] == 6  # make_tenant's five (tests.conftest) and this one
 
 
 async def test_role_defaults_to_member(http: httpx.AsyncClient, tenant: Tenant) -> None:

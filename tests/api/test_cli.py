@@ -264,3 +264,37 @@ async def test_a_command_imports_only_what_it_runs(
     )
     out, _ = await asyncio.wait_for(proc.communicate(), 30)
     assert tuple(last_line(out.decode()).split()) == ("imported:", *imported)
+
+
+async def test_operator_is_granted_and_revoked_from_the_command_line_only(
+    http: httpx.AsyncClient, database_url: str, tenant: Tenant
+) -> None:
+    """`operator --email` makes an existing user one of the deployment's operators (every
+    country's fleet health), `--revoke` undoes it, an unknown address is a clear error; no API
+    route sets it (a user's update takes `disabled` only)."""
+    email = tenant.emails["owner"]
+    headers = tenant.auth("owner")
+    assert (await http.get("/api/auth/me", headers=headers)).json()["isOperator"] is False
+    run = await cli("operator", "--email", email.upper(), database_url=database_url)
+    assert run.code == 0, run.err
+    assert (await http.get("/api/auth/me", headers=headers)).json()["isOperator"] is True
+    run = await cli("operator", "--email", email, "--revoke", database_url=database_url)
+    assert run.code == 0, run.err
+    assert (await http.get("/api/auth/me", headers=headers)).json()["isOperator"] is False
+    nobody = await cli("operator", "--email", "nobody@example.invalid", database_url=database_url)
+    assert nobody.code == 1 and "no user" in nobody.err and "Traceback" not in nobody.err
+    me = (await http.get("/api/auth/me", headers=headers)).json()
+    r = await http.patch(f"/api/users/{me['publicId']}", json={"isOperator": True}, headers=headers)
+    assert r.status_code == 400
+    assert (await http.get("/api/auth/me", headers=headers)).json()["isOperator"] is False
+
+
+async def test_create_user_operator(http: httpx.AsyncClient, database_url: str) -> None:
+    email = f"op-{uuid.uuid4().hex[:8]}@example.com"
+    args = ["--org", "ops", "--email", email, "--password", "pw", "--role", "member"]
+    run = await cli("create-user", *args, "--operator", database_url=database_url)
+    assert run.code == 0, run.err
+    headers = {"Authorization": f"Bearer {last_line(run.out)}"}
+    me = (await http.get("/api/auth/me", headers=headers)).json()
+    assert (me["role"], me["isOperator"]) == ("member", True)
+    assert (await http.get("/api/fleet", headers=headers)).status_code == 200

@@ -138,7 +138,7 @@ async def test_log_in_and_watch_a_down_monitor_turn_up_live(
 
     def scenario(loop: Loop) -> None:
         loop.run(trigger(api, org, pid))  # nothing listens on the port yet: refused
-        log_in(driver, rig, org.emails["member"])
+        log_in(driver, rig, org.emails["operator"])  # a member who operates the deployment
         until_state(driver, pid, "down")
         browser.screenshot(driver, "overview-down")
         driver.execute_script("window.notReloaded = true;")

@@ -281,6 +281,6 @@ async def test_a_list_that_differs_between_countries_is_a_finding_from_the_count
 
 
 async def both_live(api: httpx.AsyncClient, org: Tenant) -> bool:
-    r = await api.get("/api/agents", headers=org.auth("readonly"))
+    r = await api.get("/api/agents", headers=org.auth("operator"))
     assert r.status_code == 200, r.text
     return {c["country"] for c in r.json()["countries"] if c["agents"]} >= {DE, US}

@@ -237,7 +237,7 @@ async def self_checked(agents: Agents, stack: Stack, org: Tenant) -> dict[str, d
     async with http_client(base_url=stack.url, timeout=10) as api:
 
         async def listed() -> dict[str, dict[str, Any]] | None:
-            r = await api.get("/api/agents", headers=org.auth("readonly"))
+            r = await api.get("/api/agents", headers=org.auth("operator"))
             assert r.status_code == 200, r.text
             seen = {a["id"]: a for c in r.json()["countries"] for a in c["agents"]}
             ids = [a.id for a in (agents.blocked, agents.healthy, agents.lone, agents.deaf)]

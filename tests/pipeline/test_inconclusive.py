@@ -1,7 +1,8 @@
 """Inconclusive results and agents' self-checks on the controller, against real NATS and
 PostgreSQL: results an agent publishes as `inconclusive` are stored and shown as such (counted
 like missed), a conclusive result of the same job replaces one (never the reverse); a heartbeat's
-`selfCheck` shows in GET /api/agents (any role) and /metrics, capped, and a malformed one is
+`selfCheck` shows in GET /api/agents (the deployment's operators; a tenant's roles see only that
+the country is served) and /metrics, capped, and a malformed one is
 dropped with a log line while its agent stays live."""
 
 import uuid
@@ -134,7 +135,7 @@ def metric_samples(text: str, agent: str) -> dict[tuple[str, tuple[tuple[str, st
     }
 
 
-async def test_a_heartbeats_self_check_shows_in_the_agents_api_for_every_role_and_in_metrics(
+async def test_a_heartbeats_self_check_shows_in_the_agents_api_to_operators_and_in_metrics(
     api: httpx.AsyncClient, org: Tenant, countries: Countries
 ) -> None:
     (cc,) = countries.take()
@@ -150,11 +151,18 @@ async def test_a_heartbeats_self_check_shows_in_the_agents_api_for_every_role_an
         resolver_ok=True,
     )
     await countries.live(cc, agent, self_check=check)
+    r = await api.get("/api/agents", headers=org.auth("operator"))
+    assert r.status_code == 200
+    (mine,) = [a for c in r.json()["countries"] if c["country"] == cc for a in c["agents"]]
+    assert mine["selfCheck"] == msgspec.to_builtins(check)
+    # A tenant's roles: whether the country is served, nothing of its agents (hosts, load,
+    # self-check targets are the deployment's).
     for role in ("owner", "admin", "member", "readonly"):
         r = await api.get("/api/agents", headers=org.auth(role))
         assert r.status_code == 200, role
-        (mine,) = [a for c in r.json()["countries"] if c["country"] == cc for a in c["agents"]]
-        assert mine["selfCheck"] == msgspec.to_builtins(check), role
+        seen = [c for c in r.json()["countries"] if c["country"] == cc]
+        assert seen == [{"country": cc, "agents": [], "live": True}], role
+        assert agent not in r.text and "canary.test" not in r.text, role
     r = await api.get("/metrics")
     assert r.status_code == 200
     samples = metric_samples(r.text, agent)
@@ -201,7 +209,7 @@ async def test_a_malformed_self_check_is_dropped_and_an_oversized_one_capped_nev
         await nc.publish(heartbeats_subject(cc, "odd"), malformed)
         await countries.live(cc, "huge", self_check=huge)
         await until(lambda: ("odd", cc) in {(a.agent_id, a.country) for a in view.agents()})
-    r = await api.get("/api/agents", headers=org.auth("readonly"))
+    r = await api.get("/api/agents", headers=org.auth("operator"))
     assert r.status_code == 200
     agents = {a["id"]: a for c in r.json()["countries"] if c["country"] == cc for a in c["agents"]}
     assert (agents["odd"]["version"], agents["odd"]["selfCheck"]) == ("odd-1", None)
@@ -239,9 +247,15 @@ async def test_the_consoles_agents_page_shows_blocked_ports_and_failing_canaries
     healthy = CanaryState(kind="port", target="mx.canary.test:587", ok=True)
     check = SelfCheck(canaries=[failing, healthy], blocked_ports=[25], resolver_ok=False)
     await countries.live(cc, agent, self_check=check)
-    r = await Browserish(api, session=org.tokens["readonly"]).get("/console/agents")
+    r = await Browserish(api, session=org.tokens["operator"]).get("/console/agents")
     assert r.status_code == 200
     (row,) = [line for line in r.text.split("<tr>") if f">{agent}</td>" in line]
     assert "blocked: 25" in row and "resolver failing" in row
     assert "port mx.canary.test:25 failing" in row and "mx.canary.test:587" not in row
     assert 'title="&lt;timed out&gt;"' in row  # the agent's text, escaped
+    # a tenant's readonly user: the country served, nothing of its agents
+    r = await Browserish(api, session=org.tokens["readonly"]).get("/console/agents")
+    assert r.status_code == 200
+    (row,) = [line for line in r.text.split("<tr>") if f">{cc}</td>" in line]
+    assert "a live agent" in row
+    assert agent not in r.text and "canary.test" not in r.text

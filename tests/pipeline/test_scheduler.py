@@ -698,7 +698,7 @@ async def test_agents_lists_live_agents_per_country(
     await countries.live(a, "agent-1", version="1.2.3", in_flight=3, capacity=100)
     await countries.live(a, "agent-2")
     await countries.live(b, "agent-3")
-    r = await api.get("/api/agents", headers=org.auth("readonly"))
+    r = await api.get("/api/agents", headers=org.auth("operator"))
     assert r.status_code == 200, r.text
     by_country = {c["country"]: c["agents"] for c in r.json()["countries"]}
     assert [x["id"] for x in by_country[a]] == ["agent-1", "agent-2"]

@@ -177,6 +177,8 @@ class Me(msgspec.Struct, rename="camel"):
     organization_id: int
     role: str
     is_global_supporter: bool
+    # One of the deployment's operators: reads every country's agents and health.
+    is_operator: bool = False
 
 
 class AuthController(Controller):
@@ -222,4 +224,5 @@ class AuthController(Controller):
             organization_id=p.organization_id,
             role=p.role,
             is_global_supporter=p.is_global_supporter,
+            is_operator=p.is_operator,
         )

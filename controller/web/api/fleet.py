@@ -9,7 +9,7 @@ from controller.fleet import health_store as db
 from controller.fleet.health import FIXES
 from controller.operator_health import store as health_db
 from controller.web.api import guards
-from controller.web.api.operator_health import health_rows
+from controller.web.api.operator_health import health_rows, readable
 from controller.web.authed_request import AuthedRequest
 from controller.web.services import PoolDep
 
@@ -31,7 +31,7 @@ class FleetOut(msgspec.Struct, rename="camel"):
 async def list_fleet(request: AuthedRequest, pool: PoolDep) -> FleetOut:
     guards.requires_admin_reader(request.user)
     async with pool.acquire() as conn:
-        stored = await health_db.healths(conn, db.HEALTH)
+        stored = await readable(conn, request.user, await health_db.healths(conn, db.HEALTH))
     return FleetOut(health_rows(stored, what_to_do, FleetCheckOut))
 
 

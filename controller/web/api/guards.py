@@ -35,11 +35,18 @@ def requires_admin(principal: Principal) -> None:
         raise forbidden("Forbidden: only owners and admins may do this")
 
 
+def sees_every_country(principal: Principal) -> bool:
+    """Whether the caller reads the agents and the fleet's and oracles' health of every country:
+    the deployment's operators, and global supporters, who read everything; anyone else reads
+    only their organization's countries (`fleet.health_store.countries_of`)."""
+    return principal.is_operator or principal.is_global_supporter
+
+
 def requires_admin_reader(principal: Principal) -> None:
     """Reading the deployment's own health (its agents, resolvers and lists: what owners are
-    told of by `fleet` notices): owners and admins of an organization, and global supporters,
-    who read everything."""
-    if principal.is_global_supporter:
+    told of by `fleet` notices): the deployment's operators and global supporters (every
+    country), owners and admins of an organization (its own countries)."""
+    if sees_every_country(principal):
         return
     if principal.role not in ("owner", "admin"):
         raise forbidden("Forbidden: only owners and admins may read the fleet's health")

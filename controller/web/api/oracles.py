@@ -9,7 +9,7 @@ from controller.operator_health import store as health_db
 from controller.oracles import store as db
 from controller.oracles.rules import fix
 from controller.web.api import guards
-from controller.web.api.operator_health import health_rows
+from controller.web.api.operator_health import health_rows, readable
 from controller.web.authed_request import AuthedRequest
 from controller.web.services import PoolDep
 
@@ -31,7 +31,7 @@ class OraclesOut(msgspec.Struct, rename="camel"):
 async def list_oracles(request: AuthedRequest, pool: PoolDep) -> OraclesOut:
     guards.requires_admin_reader(request.user)
     async with pool.acquire() as conn:
-        stored = await health_db.healths(conn, db.HEALTH)
+        stored = await readable(conn, request.user, await health_db.healths(conn, db.HEALTH))
     return OraclesOut(health_rows(stored, what_to_set, OracleOut))
 
 

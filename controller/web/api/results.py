@@ -20,6 +20,7 @@ from controller.ingest import store as results
 from controller.ingest.store import StoredResult
 from controller.monitors.kinds import Kind
 from controller.scheduling.trigger import MonitorTrigger
+from controller.web.agents_view import agents_view
 from controller.web.api.errors import ApiError, bad_request
 from controller.web.api.monitor_kinds import KindApi
 from controller.web.api.monitor_lookup import visible_monitor
@@ -180,8 +181,12 @@ class AgentOut(msgspec.Struct, rename="camel"):
 
 
 class CountryAgents(msgspec.Struct, rename="camel"):
+    """A country: its live agents (the deployment's operators only: `[]` for anyone else) and
+    whether an agent serves it now (`live`)."""
+
     country: str
     agents: list[AgentOut]
+    live: bool = True
 
 
 class AgentsOut(msgspec.Struct, rename="camel"):
@@ -391,20 +396,29 @@ def router(api: KindApi) -> Router:
 
 
 @get("/api/agents", tags=["agents"], summary="Live agents per country")
-async def list_agents(agents: AgentsDep) -> AgentsOut:
-    beats = _running(agents).agents()
-    by_country: dict[str, list[AgentOut]] = {}
-    for b in beats:
-        by_country.setdefault(b.country, []).append(
-            AgentOut(
-                b.agent_id,
-                b.country,
-                b.version,
-                b.seen_at,
-                b.started_at,
-                b.in_flight,
-                b.capacity,
-                b.self_check,
-            )
+async def list_agents(request: AuthedRequest, pool: PoolDep, agents: AgentsDep) -> AgentsOut:
+    """Every live agent for the deployment's operators; for anyone else whether an agent
+    serves each of the countries served now and those their monitors list
+    (controller/web/agents_view.py); `total`: the agents listed."""
+    seen = await agents_view(pool, request.user, _running(agents))
+    countries = [
+        CountryAgents(
+            c.country,
+            [
+                AgentOut(
+                    b.agent_id,
+                    b.country,
+                    b.version,
+                    b.seen_at,
+                    b.started_at,
+                    b.in_flight,
+                    b.capacity,
+                    b.self_check,
+                )
+                for b in c.agents
+            ],
+            c.live,
         )
-    return AgentsOut([CountryAgents(cc, a) for cc, a in sorted(by_country.items())], len(beats))
+        for c in seen
+    ]
+    return AgentsOut(countries, sum(len(c.agents) for c in countries))

@@ -54,6 +54,8 @@ class User(msgspec.Struct, rename="camel"):
     is_global_supporter: bool
     created_at: str
     disabled: bool
+    # One of the deployment's operators (set only by `python -m controller operator`).
+    is_operator: bool = False
 
 
 UserPage = Annotated[Page[User], published("UserPage")]
@@ -68,6 +70,7 @@ def _present(row: StoredUser) -> User:
         is_global_supporter=row.is_global_supporter,
         created_at=iso_ms(row.created_at),
         disabled=row.disabled_at is not None,
+        is_operator=row.is_operator,
     )
 
 

@@ -35,9 +35,11 @@ from controller.posture import store as posture_db
 from controller.settings import BlocklistSettings
 from controller.sidechecks.blocklists.rules import BlockList, lists_setting
 from controller.sidechecks.blocklists.view import monitor_standing
+from controller.web.agents_view import agents_view
 from controller.web.api import guards
 from controller.web.api.auth import Logins, client_address, login_token
 from controller.web.api.errors import ApiError, api_error
+from controller.web.api.guards import sees_every_country
 from controller.web.api.monitors import BUDGET_FIELDS
 from controller.web.console import flow_view, monitor_view
 from controller.web.console import store as console
@@ -447,17 +449,19 @@ async def _action_failed(
 
 
 @get("/agents", name="console-agents")
-async def agents_page(request: AnyRequest, agents: AgentsDep) -> Template:
-    beats = agents.agents() if agents is not None else None
-    by_country: dict[str, list[Any]] = {}
-    for b in beats or ():
-        by_country.setdefault(b.country, []).append(b)
+async def agents_page(request: AnyRequest, pool: PoolDep, agents: AgentsDep) -> Template:
+    """Every live agent for the deployment's operators, whether each country is served for
+    anyone else (controller/web/agents_view.py)."""
+    me = principal_of(request)
+    seen = await agents_view(pool, me, agents) if agents is not None else []
     return page(
         request,
         "agents.html",
         running=agents is not None,
-        countries=sorted(by_country.items()),
-        total=len(beats or ()),
+        every=sees_every_country(me),
+        countries=[(c.country, c.agents) for c in seen],
+        served=[(c.country, c.live) for c in seen],
+        total=sum(len(c.agents) for c in seen),
     )
 
 
