@@ -1011,7 +1011,11 @@ class Worker:
     ) -> Outcome:
         """Hand `result` to the Outbox (in a bundle with others when its job allows) once the
         hand-off has room for it, the slot held until then; then the check is over, its slot
-        free; ack its job once the result is stored, or nak it when it was not."""
+        free; ack its job once the result is stored, or nak it when it was not. A result with
+        side facts of a sealed job carries the job's asks and seal back (`asks`, `asksSeal`):
+        the controller takes facts only for what the job asked."""
+        if result.side_checks and job.asks_seal:
+            result = msgspec.structs.replace(result, asks=job.side_checks, asks_seal=job.asks_seal)
         payload = encode(result)
         if not self._handoff.fits(job.tenant, len(payload)):
             self._results.flush()  # what waits goes now: room comes back with its store

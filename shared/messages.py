@@ -209,6 +209,10 @@ class _CheckJobBase(msgspec.Struct, kw_only=True, rename="camel", tag_field="mon
     # the agent runs those it knows and answers in the result's `sideChecks`. {} from a
     # controller that predates them; an agent that predates them ignores it.
     side_checks: SideChecks = msgspec.field(default_factory=dict)
+    # The controller's seal of `sideChecks` with the job id (a MAC; "" from older
+    # controllers): an agent echoes both in its result (`asks`, `asksSeal`), so the ingester
+    # takes side facts only for what this job asked.
+    asks_seal: str = ""
 
 
 class SmtpCheckJob(_CheckJobBase, tag="smtp"):
@@ -374,6 +378,10 @@ class CheckResult(msgspec.Struct, kw_only=True, rename="camel"):
     # What each side check the job asked for found, by name (shared/sidechecks); a side check
     # that did not run (the check reached no server, its path failed) is left out.
     side_checks: SideChecks = msgspec.field(default_factory=dict)
+    # The job's `sideChecks` and `asksSeal` as the agent got them, when it sends side facts
+    # and the job was sealed ({} and "" otherwise, and from older agents).
+    asks: SideChecks = msgspec.field(default_factory=dict)
+    asks_seal: str = ""
 
 
 class CanaryState(msgspec.Struct, kw_only=True, rename="camel"):

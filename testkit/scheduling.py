@@ -112,7 +112,9 @@ def wired_scheduler(
             readiness_queries=readiness_queries,
             readiness_window_s=planning.get("dns_interval_s", 3600),
         ),
-        JobPublisher(js, agents, keys, default_countries=default_countries),
+        JobPublisher(
+            js, agents, keys, JobIds.from_box(box).asks, default_countries=default_countries
+        ),
         scheduling=SchedulingSettings(
             scheduler_batch=batch,
             scheduler_gather_seconds=gather_s,

@@ -36,7 +36,7 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
 from controller.db.pool import Conn
-from controller.ingest import record
+from controller.ingest import job_window, record
 from controller.ingest import store as results
 from controller.ingest.store import CheckedResult
 from controller.jobs.rules import JobIds
@@ -88,11 +88,14 @@ class Ingester:
         default_countries: int = 2,
         ack_wait_s: float = INGEST_ACK_WAIT_S,
         batch: int = BATCH,
+        accept_unsealed: bool = True,
     ) -> None:
         """`durable` and `subject` name the consumer and what it reads (all results by default);
         `default_countries`: DEFAULT_CHECK_COUNTRIES; `ack_wait_s`: the consumer's ack wait,
-        which it is created or updated with; `batch`: results a batch holds at most. `run()`
-        stores up to WORKERS batches at once, a short batch topped up for LINGER_S."""
+        which it is created or updated with; `batch`: results a batch holds at most;
+        `accept_unsealed`: ACCEPT_UNSEALED_SIDE_FACTS (side facts of a result without its job's
+        sealed asks, from an older agent, taken as before). `run()` stores up to WORKERS
+        batches at once, a short batch topped up for LINGER_S."""
         self._pool = pool
         self._nc = nc
         self._js = js
@@ -104,6 +107,7 @@ class Ingester:
         self._consumer_ready = False
         self._ack_wait_s = ack_wait_s
         self._batch = batch
+        self._accept_unsealed = accept_unsealed
         # Messages taken and not yet settled, in the order they were taken, with that time.
         self._held: dict[int, tuple[Msg, float]] = {}
 
@@ -319,8 +323,54 @@ class Ingester:
             why = "its jobId is not the id of a round sent to its country"
             _moved_aside(msg, "unsent_round", why, part)
             return None
+        _within_window(result)
         _bound_side(result)
+        self._within_asks(result)
         return result
+
+    def _within_asks(self, result: CheckedResult) -> None:
+        """`result`'s side facts cut to what its job asked: with the job's asks sealed with it
+        (`asksSeal` opens for `asks`: controller.jobs.asks_seal), those of a side check it did
+        not ask dropped (`unasked`) and each cut to its ask (`within_ask`, `unasked_names`);
+        with a seal that does not open, all dropped (`unsealed`); without one (an older
+        agent), all dropped unless ACCEPT_UNSEALED_SIDE_FACTS, then each cut to what the
+        facts themselves name. The result itself is kept; one log line per result."""
+        if not result.side_checks:
+            return
+        sealed = bool(result.asks_seal)
+        if sealed and not self._job_ids.asks.opens(result.job_id, result.asks, result.asks_seal):
+            _drop_side(result, list(result.side_checks), "unsealed", "its asksSeal does not open")
+            return
+        if not sealed and not self._accept_unsealed:
+            _drop_side(result, list(result.side_checks), "unsealed", "its job's asks not echoed")
+            return
+        asks = result.asks if sealed else None
+        if asks is not None:
+            _drop_side(
+                result,
+                [name for name in result.side_checks if asks.get(name) is None],
+                "unasked",
+                "its job did not ask",
+            )
+        for name, facts in list(result.side_checks.items()):
+            check = WIRED.get(name)
+            if check is None or check.within_ask is None or check.wire is None:
+                continue
+            try:
+                ask = None if asks is None else check.wire.ask_of(asks)
+            except SideCheckError:
+                _drop_side(result, [name], "unsealed", "its echoed ask does not decode")
+                continue
+            fitted = check.within_ask(ask, facts)
+            if fitted is not facts:
+                metrics.side_facts_dropped(name, "unasked_names")
+                log.warning(
+                    "side facts about what its job did not ask: cut",
+                    job_id=result.job_id,
+                    country=result.country,
+                    side_check=name,
+                )
+                result.side_checks[name] = fitted
 
     async def _store(self, batch: list[CheckedResult]) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -423,6 +473,45 @@ def _bound_side(result: CheckedResult) -> None:
             # An agent could send more than the bound its own code keeps: cut and flag it.
             log.warning("side facts over their bound: cut", job_id=result.job_id, side_check=name)
         result.side_checks[name] = fitted
+
+
+def _within_window(result: CheckedResult) -> None:
+    """`result`'s started and finished times moved into its job's window
+    (controller.ingest.job_window): an agent's clock a little off, or an agent dating its facts
+    where no check of that job ran (the future, to keep an answer fresh for ever). Counted and
+    logged; the result is kept."""
+    times = job_window.clamp(result.scheduled_at, result.started_at, result.finished_at)
+    if not times.clamped:
+        return
+    log.warning(
+        "result times outside its job's window: clamped",
+        job_id=result.job_id,
+        country=result.country,
+        agent_id=result.agent_id[:64],
+        fields=list(times.clamped),
+        started_at=result.started_at.isoformat(),
+        finished_at=result.finished_at.isoformat(),
+    )
+    for name in times.clamped:
+        metrics.result_clamped(name)
+    result.started_at, result.finished_at = times.started_at, times.finished_at
+
+
+def _drop_side(result: CheckedResult, names: list[str], reason: str, why: str) -> None:
+    """Drop `names` from `result`'s side facts, counted by `reason`, in one log line."""
+    if not names:
+        return
+    for name in names:
+        del result.side_checks[name]
+        metrics.side_facts_dropped(name if name in WIRED else "unknown", reason)
+    log.warning(
+        "side facts dropped: " + why,
+        job_id=result.job_id,
+        monitor_id=str(result.monitor_id),
+        country=result.country,
+        side_checks=names,
+        reason=reason,
+    )
 
 
 async def _drop_unasked(conn: Conn, batch: list[CheckedResult]) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from controller.jobs.asks_seal import AskSeals
 from controller.jobs.scheme import seeded_round
 from controller.secrets.box import SecretBox
 from shared.streams import JOBS_MAX_AGE_S
@@ -99,6 +100,8 @@ class JobIds:
         # digest as hashing with `key=`, without compressing the key block every time.
         self._keys = [hashlib.blake2b(key=k, digest_size=16) for k in keys]
         self._seeded_from = seeded_from
+        # The seals of jobs' side check asks, under the same keys (controller.jobs.asks_seal).
+        self.asks = AskSeals(keys)
 
     @classmethod
     def from_box(

@@ -72,8 +72,16 @@ SIDE_FACTS_DROPPED = Counter(
     "mailprobe_side_check_facts_dropped",
     "side facts the ingester dropped from a result it kept, by side check (`unknown`: a name"
     " this controller does not know) and why (`malformed`: they do not fit its types;"
-    " `unasked`: no round of the result's monitor asks that side check)",
+    " `unasked`: no round of the result's monitor asks that side check, or its job did not;"
+    " `unsealed`: the job's sealed asks were not echoed, or do not open;"
+    " `unasked_names`: cut to the names its job asked)",
     ["side_check", "reason"],
+)
+RESULTS_CLAMPED = Counter(
+    "mailprobe_results_clamped",
+    "results whose startedAt or finishedAt (`field`) lay outside their job's window and were"
+    " moved into it (controller/ingest/job_window.py)",
+    ["field"],
 )
 INGEST_BATCH = Histogram(
     "mailprobe_ingest_batch_seconds",
@@ -165,6 +173,10 @@ REFUSAL_REASONS = ("undecodable", "wrong_subject", "unsent_round", "refused_valu
 
 def result_refused(reason: str) -> None:
     RESULTS_REFUSED.labels(reason).inc()
+
+
+def result_clamped(field: str) -> None:
+    RESULTS_CLAMPED.labels(field).inc()
 
 
 def side_facts_dropped(side_check: str, reason: str) -> None:

@@ -150,6 +150,7 @@ async def open_pipeline(
                     js,
                     JobIds.from_box(SecretBox(settings.secrets.secrets_key or "")),
                     default_countries=settings.fair_use.default_check_countries,
+                    accept_unsealed=settings.fleet.accept_unsealed_side_facts,
                 )
                 stack.push_async_callback(ingester.close)
             yield Pipeline(conn, js, agents, scheduler, ingester, fresh, seeded)
@@ -190,8 +191,9 @@ def build_scheduler(
     keys = CountryKeys(settings.secrets.seal_public_keys_dir)
     links = Links.of(settings.notify)
     countries = fair_use.default_check_countries
+    job_ids = JobIds.from_box(box, seeded)
     rounds = RoundPlanner(
-        JobIds.from_box(box, seeded),
+        job_ids,
         box,
         keys,
         scheduling=scheduling,
@@ -210,7 +212,7 @@ def build_scheduler(
         readiness_queries=scheduling.readiness_queries_per_hour,
         readiness_window_s=scheduling.dns_posture_interval_seconds,
     )
-    publisher = JobPublisher(js, agents, keys, default_countries=countries)
+    publisher = JobPublisher(js, agents, keys, job_ids.asks, default_countries=countries)
     scheduler = Scheduler(
         pool, planner, admission, publisher, scheduling=scheduling, fair_use=fair_use
     )

@@ -1,7 +1,8 @@
 """The scheduler's publisher: what went out and what went nowhere.
 
 Jobs are published on `mon.jobs.CC`, in bundles where the country's agents take them
-(`bundles.outgoing`), with `Nats-Msg-Id` = job id, and their acks awaited
+(`bundles.outgoing`), with `Nats-Msg-Id` = job id, each job's side check asks sealed with its
+id (controller.jobs.asks_seal, a carried preemption's job too), and their acks awaited
 (`shared.publishing.Publisher`); the checks admission takes back go to their agents once the jobs
 are out; a round trip's round is recorded as it went (its countries' jobs, when it ends); the
 rows of rounds that went nowhere are recorded as results
@@ -13,12 +14,14 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 
+import msgspec
 import structlog
 from nats.js import JetStreamContext
 
 from controller.db.pool import Conn
 from controller.fleet.live import LiveAgents
 from controller.ingest import record
+from controller.jobs.asks_seal import AskSeals
 from controller.jobs.result_kinds import NO_SEAL_KEY, ResultRow
 from controller.observability import metrics
 from controller.roundtrips import rounds_store as roundtrip_rounds
@@ -40,16 +43,24 @@ class JobPublisher:
         js: JetStreamContext,
         agents: LiveAgents,
         keys: CountryKeys,
+        asks: AskSeals,
         *,
         default_countries: int = 2,
     ) -> None:
         """`agents`: the live agents view (who takes bundles, where a preemption goes);
-        `keys`: the sealing keys (where a missing one is looked for, as logged);
-        `default_countries`: DEFAULT_CHECK_COUNTRIES, as the results' record takes it."""
+        `keys`: the sealing keys (where a missing one is looked for, as logged); `asks`: what
+        seals each job's side check asks; `default_countries`: DEFAULT_CHECK_COUNTRIES, as the
+        results' record takes it."""
         self._publisher = Publisher(js, timeout_s=PUBLISH_TIMEOUT_S)
         self._agents = agents
         self._keys = keys
+        self._asks = asks
         self._default_countries = default_countries
+
+    def _sealed(self, job: CheckJob) -> CheckJob:
+        """`job` with its side check asks sealed with its id (`asksSeal`), as it goes out: after
+        every change admission makes to them."""
+        return msgspec.structs.replace(job, asks_seal=self._asks.seal(job.job_id, job.side_checks))
 
     async def publish(self, jobs: Sequence[CheckJob]) -> None:
         """Publish, in bundles where the country's agents take them (`bundles.outgoing`), and
@@ -62,7 +73,8 @@ class JobPublisher:
             capacities.setdefault(beat.country, []).append(beat.capacity)
         sizes = {cc: bundles.bundle_size(c) for cc, c in capacities.items()}
         bundling = self._agents.countries_with(FEATURE_BUNDLES)
-        outcomes = await self._publisher.publish(bundles.outgoing(jobs, bundling, sizes=sizes))
+        sealed = [self._sealed(job) for job in jobs]
+        outcomes = await self._publisher.publish(bundles.outgoing(sealed, bundling, sizes=sizes))
         if failed := next((e for e in outcomes if e is not None), None):
             raise failed
         metrics.jobs_published(jobs)
@@ -75,7 +87,12 @@ class JobPublisher:
     async def preempt(self, preempts: Sequence[Preempt]) -> None:
         """Ask the agents to cancel these checks (once the jobs they make room for are out)."""
         if preempts:
-            await self._agents.preempt(preempts)
+            await self._agents.preempt(
+                [
+                    p if p.job is None else msgspec.structs.replace(p, job=self._sealed(p.job))
+                    for p in preempts
+                ]
+            )
 
     async def record(
         self, conn: Conn, rows: Sequence[ResultRow], answered: Sequence[ResultRow] = ()

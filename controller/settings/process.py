@@ -170,3 +170,11 @@ class FleetSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True):
             " `saturated` before it is a `saturation` fleet finding (docs/operating.md)",
         ),
     ] = 0.05
+    accept_unsealed_side_facts: Annotated[
+        bool,
+        Meta(
+            description="take the side facts of results that do not echo their job's sealed"
+            " asks (agents older than sealed asks), cut to what they name; false once every"
+            " agent is of this version: such facts are then dropped (docs/operating.md)",
+        ),
+    ] = True

@@ -102,6 +102,10 @@ class ControllerSideCheck(Generic[AskT, FactsT]):
     # rows of facts (the console shows those itself: the last answer per country).
     console: str | None = None
     session_config: Callable[[JobConfig, bool], JobConfig] | None = None
+    # Its facts cut to what the job asked (the job's ask, sealed with it; None from an agent
+    # older than sealed asks), the facts themselves when all was asked: for a side check whose
+    # facts other organizations read (the blocklists' shared answers).
+    within_ask: Callable[[AskT | None, FactsT], FactsT] | None = None
 
     def __post_init__(self) -> None:
         if self.wire is not None and self.wire.name != self.name:

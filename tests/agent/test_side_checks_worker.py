@@ -5,6 +5,7 @@ is skipped."""
 
 import asyncio
 
+import msgspec
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from structlog.testing import capture_logs
@@ -67,3 +68,41 @@ async def test_a_side_check_that_hangs_raises_or_does_not_fit_is_left_out(
         ("side_check_failed", "mail_dns"),
         ("side_check_ask_malformed", "blocklists"),
     }
+
+
+async def _found(ask: ReverseDnsAsk, at: Round) -> ReverseDns | None:
+    return ReverseDns()
+
+
+async def test_side_facts_of_a_sealed_job_carry_its_asks_and_seal_back(
+    js: JetStreamContext, nc: NATS, country: str, ssl_contexts: SslContexts
+) -> None:
+    """Issue 78: the agent echoes a sealed job's `sideChecks` and `asksSeal` as it got them in
+    a result with side facts (the controller takes facts only for what they ask); a job
+    without a seal (an older controller's), or a result without side facts, echoes nothing."""
+    asks = {"reverse_dns": ReverseDnsAsk(), "dkim": {"selectors": ["s1"]}}
+    async with SmtpLikePeer() as smtp:
+        sealed = job_for(country, smtp.port, side_checks=asks, asks_seal="c2VhbGVk")
+        plain = job_for(country, smtp.port, side_checks=asks)
+        bare = job_for(country, smtp.port, asks_seal="c2VhbGVk")
+        for job in (sealed, plain, bare):
+            await publish_job(js, job)
+        settings = load(
+            AgentSettings, {"AGENT_ALLOW_PRIVATE_TARGETS": "true"}, agent_country=country
+        )
+        w = Worker.from_settings(
+            nc,
+            settings,
+            ssl_contexts=ssl_contexts,
+            fetch_timeout=0.2,
+            heartbeat_interval=None,
+            side_checks={"reverse_dns": _found},
+        )
+        await w.run(burst=True)
+    got = {r.job_id: r for r in await results(js, country)}
+    echoed = got[sealed.job_id]
+    assert set(echoed.side_checks) == {"reverse_dns"}
+    assert echoed.asks == msgspec.to_builtins(asks)  # as sent, a newer side check's too
+    assert echoed.asks_seal == "c2VhbGVk"
+    for job in (plain, bare):
+        assert (got[job.job_id].asks, got[job.job_id].asks_seal) == ({}, "")

@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import msgspec
 from structlog.testing import capture_logs
 
 from controller.jobs.rules import JobIds
@@ -878,10 +879,12 @@ async def test_readiness_is_held_past_its_organizations_hourly_budget_and_resume
     pipeline: Pipeline,
     countries: Countries,
     scheduler_with: SchedulerWith,
+    job_ids: JobIds,
 ) -> None:
     """READINESS_QUERIES_PER_HOUR of 160 (two rounds' most) in a country: of three monitors
     of one organization due in one pass, two are asked their mail domain's readiness and one
-    is held with why (the domain not sent at all), as the pass reserved; another
+    is held with why (the domain not sent at all), as the pass reserved; each job's asks, the
+    held one's as admission changed them, are sealed with its id as sent (issue 78); another
     organization's monitor in the same country is asked. An hour later the held monitor is
     asked again: nothing of the budget outlives its hour."""
     (cc,) = countries.take()
@@ -899,7 +902,12 @@ async def test_readiness_is_held_past_its_organizations_hourly_budget_and_resume
         await make_due(pipe_pool, monitor["publicId"])
     clock.set()
     assert await scheduler.tick() == 4
-    asks = {j.monitor_id: READINESS.ask_of(j.side_checks) for j, _ in await countries.jobs(cc)}
+    sent = [j for j, _ in await countries.jobs(cc)]
+    for j in sent:  # as the agent echoes them: the JSON values it decoded
+        echoed = msgspec.json.decode(msgspec.json.encode(j.side_checks))
+        assert j.asks_seal and job_ids.asks.opens(j.job_id, echoed, j.asks_seal)
+        assert not job_ids.asks.opens(j.job_id, {}, j.asks_seal)
+    asks = {j.monitor_id: READINESS.ask_of(j.side_checks) for j in sent}
     asked = [m["publicId"] for m in ours if asks[m["publicId"]].domain]
     (held,) = [m["publicId"] for m in ours if m["publicId"] not in asked]
     until = (utc_hour(clock.now) + timedelta(hours=1)).strftime("%H:%M")

@@ -1,6 +1,7 @@
 """Wire messages: round trips, schema evolution, and rejection of malformed payloads."""
 
 import json
+from typing import Any
 
 import msgspec
 import pytest
@@ -28,6 +29,7 @@ from shared.messages import (
     default_port,
     encode,
 )
+from shared.secret import dec_hook
 from shared.sidechecks import SideCheckError
 from shared.sidechecks.blocklists import WIRE as BLOCKLISTS
 from shared.sidechecks.blocklists import BlocklistAnswer, BlocklistAsk, BlocklistZone, Reputation
@@ -214,6 +216,9 @@ def test_result_fields_are_exactly_the_contract() -> None:
         "capabilitiesBeforeTls",
         "logins",  # null from agents that predate it
         "sideChecks",  # each side check's facts by name (issue 65); {} without any
+        # the job's asks and their seal, echoed with side facts of a sealed job (issue 78)
+        "asks",
+        "asksSeal",
     }
 
 
@@ -426,3 +431,40 @@ def test_look_only_is_a_defaulted_addition_and_a_feature() -> None:
     older = msgspec.json.decode(encode(job), type=OlderRoundTripJob)
     assert (older.job_id, older.monitor_id) == ("j", "m")
     assert FEATURE_LOOK_ONLY in AGENT_FEATURES
+
+
+def _older(kind: type[msgspec.Struct], without: set[str], **config: Any) -> type[msgspec.Struct]:
+    """`kind` as the release before `without` were added declared it."""
+    fields = [
+        (f.name, f.type, msgspec.field(default=f.default, default_factory=f.default_factory))
+        for f in msgspec.structs.fields(kind)
+        if f.name not in without
+    ]
+    return msgspec.defstruct(
+        f"Older{kind.__name__}", fields, rename="camel", kw_only=True, **config
+    )
+
+
+def test_sealed_asks_are_a_defaulted_addition_both_ways() -> None:
+    """Issue 78: a job's `asksSeal` and a result's `asks` and `asksSeal` are new, defaulted
+    fields. The previous release's agent decodes a sealed job (and ignores the seal); its
+    controller decodes a result that echoes them; a job or result without them (from the
+    previous release) decodes with none."""
+    job = smtp_job()
+    job.side_checks = {"blocklists": {"ips": ["192.0.2.1"]}}
+    job.asks_seal = "c2VhbA"
+    older_job = _older(SmtpCheckJob, {"asks_seal"}, tag_field="monitorType", tag="smtp")
+    old = msgspec.json.decode(encode(job), type=older_job, dec_hook=dec_hook)
+    assert (old.job_id, old.side_checks) == ("j1", job.side_checks)  # type: ignore[attr-defined]
+    r = result()
+    r.asks, r.asks_seal = job.side_checks, job.asks_seal
+    older_result = _older(CheckResult, {"asks", "asks_seal"})
+    old_r = msgspec.json.decode(encode(r), type=older_result)
+    assert (old_r.job_id, old_r.status) == ("j1", "down")  # type: ignore[attr-defined]
+    wire = json.loads(encode(job))
+    del wire["asksSeal"]
+    assert decode_job(json.dumps(wire).encode()).asks_seal == ""
+    wire = json.loads(encode(r))
+    assert (wire["asks"], wire["asksSeal"]) == (job.side_checks, "c2VhbA")
+    del wire["asks"], wire["asksSeal"]
+    assert (decode_result(json.dumps(wire).encode()).asks, result().asks_seal) == ({}, "")

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Final, Protocol
 
 from controller.sidechecks.blocklists import rules
+from controller.sidechecks.blocklists.asked import within_ask
 from controller.sidechecks.blocklists.rules import BlockList
 from controller.sidechecks.frame import ControllerSideCheck, Planning
 from shared.sidechecks.blocklists import WIRE, BlocklistAsk
@@ -85,6 +86,7 @@ SIDE_CHECK: Final = ControllerSideCheck(
     ask=ask,
     cadence="own",
     bound=bounded,
+    within_ask=within_ask,
     legacy_job=lambda ask: {"blocklists": ask},
     console="reputation",
 )
