@@ -468,6 +468,9 @@ FEATURE_LOOK_ONLY = "look_only"
 FEATURE_PREEMPT = "preempt"
 # The agent runs the job a `Preempt` carries (`Preempt.job`) in the slot it frees.
 FEATURE_PREEMPT_CARRY = "preempt_carry"
+# The agent sends a sealed job's asks back with its side facts (`CheckResult.asks`): the
+# operator turns ACCEPT_UNSEALED_SIDE_FACTS off once every agent has it.
+FEATURE_SEALED_ASKS = "sealed_asks"
 AGENT_FEATURES = (
     FEATURE_OAUTH2,
     FEATURE_BUNDLES,
@@ -475,6 +478,7 @@ AGENT_FEATURES = (
     FEATURE_LOOK_ONLY,
     FEATURE_PREEMPT,
     FEATURE_PREEMPT_CARRY,
+    FEATURE_SEALED_ASKS,
 )
 
 

@@ -14,6 +14,7 @@ from agent.probers.tls import SslContexts
 from agent.settings import AgentSettings
 from agent.sidechecks import Round
 from agent.worker import Worker
+from shared.messages import AGENT_FEATURES, FEATURE_SEALED_ASKS
 from shared.settings import load
 from shared.sidechecks.mail_dns import MailDns, MailDnsAsk
 from shared.sidechecks.relay import WIRE as RELAY
@@ -106,3 +107,4 @@ async def test_side_facts_of_a_sealed_job_carry_its_asks_and_seal_back(
     assert echoed.asks_seal == "c2VhbGVk"
     for job in (plain, bare):
         assert (got[job.job_id].asks, got[job.job_id].asks_seal) == ({}, "")
+    assert FEATURE_SEALED_ASKS in AGENT_FEATURES  # what the heartbeat announces

@@ -74,7 +74,8 @@ async def org_notes(rig: Rig) -> list[asyncpg.Record]:
     return await rig.fetch(
         "SELECT subject, body_text, target FROM notification_outbox"
         " WHERE organization_id = $1 AND monitor_id IS NULL AND dedupe_key LIKE 'oracle:%'"
-        " ORDER BY id",
+        # the owners' (make_tenant's `operator` user, an operator, gets its own)
+        " AND dedupe_key NOT LIKE '%:operators:%' ORDER BY id",
         rig.tenant.org_id,
     )
 
