@@ -6,6 +6,7 @@ result within the job's window, so the name is neither listed nor kept fresh (ne
 again) by it; a seal that does not open, or none while ACCEPT_UNSEALED_SIDE_FACTS is off,
 keeps no side facts at all. The results themselves are kept."""
 
+import asyncio
 import json
 import uuid
 from datetime import datetime, timedelta
@@ -15,6 +16,7 @@ import asyncpg
 import httpx
 import msgspec
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
@@ -25,9 +27,9 @@ from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
 from controller.sidechecks.blocklists import store as lists_db
 from controller.sidechecks.blocklists.rules import BlockList
-from shared.messages import encode
+from shared.messages import Preempt, SmtpCheckJob, encode
 from shared.sidechecks.blocklists import BlocklistAnswer, BlocklistAsk, BlocklistZone, Reputation
-from shared.subjects import results_subject
+from shared.subjects import control_subject, results_subject
 from shared.timefmt import utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant
@@ -178,3 +180,30 @@ def test_the_window_is_the_jobs_life() -> None:
     """JOBS keeps a job 15 minutes, a check runs at most TIMEOUT_MAX (300 s) and the side
     checks' grace; a minute either way for the agent's clock."""
     assert timedelta(minutes=20) < LATE <= timedelta(minutes=25)
+
+
+async def test_a_carried_preemptions_job_goes_out_sealed(
+    nc: NATS, pipeline: Pipeline, countries: Countries, job_ids: JobIds
+) -> None:
+    """A job a preemption carries to an agent (never through JOBS) is sealed as a published
+    one: its agent's side facts are held to its asks too."""
+    (cc,) = countries.take()
+    asks = {"reverse_dns": {}}
+    job = SmtpCheckJob(
+        job_id=str(uuid.uuid4()), monitor_id=str(uuid.uuid4()), hostname="mx.test",
+        country=cc, scheduled_at=FUTURE, expires_at=FUTURE, side_checks=asks,
+    )  # fmt: skip
+    got: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def heard(msg: Msg) -> None:
+        await got.put(msg.data)
+
+    sub = await nc.subscribe(control_subject(cc, "a1"), cb=heard)
+    try:
+        request = Preempt(country=cc, agent_id="a1", tenant="t", job=job)
+        await pipeline.scheduler.publisher.preempt([request])
+        sent = msgspec.json.decode(await asyncio.wait_for(got.get(), 5), type=Preempt)
+    finally:
+        await sub.unsubscribe()
+    assert sent.job is not None and sent.job.asks_seal
+    assert job_ids.asks.opens(job.job_id, asks, sent.job.asks_seal)
