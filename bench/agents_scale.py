@@ -1,6 +1,6 @@
 """Live agents at scale (issue 13): AGENTS agents in COUNTRIES countries heartbeating (light
 publishers of real AgentHeartbeat messages on their subjects, every HEARTBEAT_INTERVAL_S), two
-`python -m controller serve` replicas (API role), and a readonly user polling `GET /api/agents`
+`python -m controller serve` replicas (API role), and a readonly operator polling `GET /api/agents`
 on both as hard as WORKERS connections go for POLL_S seconds.
 
 Targets: the server's JetStream consumer count does not grow over the polling, no poll answers
@@ -44,7 +44,12 @@ async def _readonly_token(database_url: str) -> str:
         await migrate(conn)
         org_id = await accounts.ensure_organization(conn, "bench")
         user = await accounts.create_user(
-            conn, org_id, "watcher@example.com", hash_password("x" * 12), "readonly"
+            conn,
+            org_id,
+            "watcher@example.com",
+            hash_password("x" * 12),
+            "readonly",
+            is_operator=True,  # a tenant's view lists no agents
         )
         token, digest = new_token()
         await accounts.issue_token(conn, user.id, digest, 3600)
@@ -160,7 +165,7 @@ def run() -> bool:
     discard_logs()
     print(
         f"live agents at scale ({machine()}; {AGENTS} agents in {COUNTRIES} countries"
-        f" heartbeating, 2 controller replicas, a readonly user polling GET /api/agents from"
+        f" heartbeating, 2 controller replicas, a readonly operator polling GET /api/agents from"
         f" {WORKERS} connections for {POLL_S:.0f} s)"
     )
     pipes = Pipes()

@@ -107,7 +107,7 @@ async def _agents_seen(http: httpx.AsyncClient, replica: Replica, tenant: Tenant
     """Until the replica sees an agent in every country."""
     deadline = time.monotonic() + 30
     while True:
-        got = await http.get(f"{replica.api}/api/agents", headers=tenant.auth())
+        got = await http.get(f"{replica.api}/api/agents", headers=tenant.auth("operator"))
         if got.status_code == 200 and got.json()["total"] >= len(COUNTRIES):
             return
         assert time.monotonic() < deadline, f"replica sees no agents: {got.text}"
