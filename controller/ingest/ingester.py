@@ -334,7 +334,7 @@ class Ingester:
         not ask dropped (`unasked`) and each cut to its ask (`within_ask`, `unasked_names`);
         with a seal that does not open, all dropped (`unsealed`); without one (an older
         agent), all dropped unless ACCEPT_UNSEALED_SIDE_FACTS, then each cut to what the
-        facts themselves name. The result itself is kept; one log line per result."""
+        facts themselves name. The result itself is kept; a log line for each cut."""
         if not result.side_checks:
             return
         sealed = bool(result.asks_seal)
