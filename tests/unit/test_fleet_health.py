@@ -7,12 +7,14 @@ import pytest
 from controller.fleet.health import (
     AGENTS,
     FEATURES,
+    FORGET,
     SATURATION,
     Rounds,
     agents_health,
     features_health,
     judge,
     saturation_health,
+    served,
 )
 from controller.operator_health.rules import Health, Stored, step
 
@@ -139,3 +141,28 @@ def test_a_saturation_told_is_told_over_once_no_round_waits_however_few_rounds_r
             told.append(change)
     print(f"ratio_max={ratio_max} quiet_rounds={quiet_rounds} told={told}")
     assert told == ["unhealthy", "recovered"], told
+
+
+AT = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("stored", "want"),
+    [
+        # agents beat there: its `features` health is judged
+        ({(FEATURES, "DE"): "healthy", (AGENTS, "DE"): "healthy"}, {"DE"}),
+        ({(FEATURES, "DE"): "unhealthy"}, {"DE"}),
+        # its agents went a day ago: still the fleet's for FORGET
+        ({(FEATURES, "DE"): ("unchecked", timedelta(days=1)), (AGENTS, "DE"): "unhealthy"}, {"DE"}),
+        ({(FEATURES, "DE"): ("unchecked", FORGET)}, set()),
+        # only a monitor lists it, no agent ever beat there: never the fleet's (issue 78)
+        ({(AGENTS, "AU"): "unhealthy"}, set()),
+        ({(AGENTS, "AU"): ("unhealthy", timedelta(minutes=1))}, set()),
+    ],
+)
+def test_served(stored: dict[tuple[str, str], object], want: set[str]) -> None:
+    rows = {}
+    for key, value in stored.items():
+        state, ago = value if isinstance(value, tuple) else (value, timedelta(hours=1))
+        rows[key] = Stored(str(state), "", AT - ago, "healthy")
+    assert served(rows, AT) == want
