@@ -17,6 +17,7 @@ from controller.db.migrate import migrate
 from controller.db.pool import connect
 from controller.secrets.box import generate_key
 from controller.settings import ControllerSettings
+from shared.clock import WALL
 from shared.logging import configure
 from shared.loop import run_loop
 from shared.settings import SettingsError, load
@@ -44,7 +45,8 @@ async def _create_user(
                 conn, org_id, args.email, hash_password(args.password), role, global_supporter
             )
             token, digest = new_token()
-            await accounts.issue_token(conn, user.id, digest, settings.access.token_ttl_seconds)
+            ttl = settings.access.token_ttl_seconds
+            await accounts.issue_token(conn, user.id, digest, ttl, WALL.now())
     finally:
         await conn.close()
     return token

@@ -44,6 +44,7 @@ from controller.settings import (
 from controller.sidechecks.blocklists.rules import lists_setting
 from controller.statuspages.cache import PageCache
 from controller.web.api.auth import Logins
+from shared.clock import WALL
 
 if TYPE_CHECKING:
     # What the composition root hands the app: a type only, so web/ does not depend on the
@@ -95,7 +96,8 @@ class Services:
         egress: Egress | None,
     ) -> AsyncIterator["Services"]:
         limits = fair_use.Limits.of(settings.fair_use)
-        logins = Logins.from_settings(settings.access, box.subkeys(THROTTLE_PURPOSE)[0])
+        clock = WALL if pipeline is None else pipeline.clock
+        logins = Logins.from_settings(settings.access, box.subkeys(THROTTLE_PURPOSE)[0], clock)
         try:
             yield cls(
                 settings=settings,
