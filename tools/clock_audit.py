@@ -8,8 +8,10 @@ wall is counted here, in four groups:
   `localtimestamp`, `statement_timestamp()` or `transaction_timestamp()`;
 - `sql-functions`: the same inside a migration's dollar-quoted bodies (functions, triggers,
   `DO` blocks);
-- `python`: calls of `utcnow()`, `datetime.now()` or `time.time()` there;
-- `python-monotonic`: calls of `time.monotonic()` (or `monotonic` imported from `time`).
+- `python`: calls of `utcnow()`, `datetime.now()`, `time.time()` or `WALL.now()` there (the
+  real clock read where it stands, not handed down);
+- `python-monotonic`: calls of `time.monotonic()` (or `monotonic` imported from `time`) or
+  `WALL.monotonic()`.
 
 A line counts once per group; comments and docstrings do not count, nor column defaults
 outside function bodies (they stamp a row, they decide nothing), nor shared/clock.py itself
@@ -57,9 +59,11 @@ def _called(node: ast.Call, monotonic_imported: bool) -> str | None:
         return None
     owner = func.value
     owner_name = owner.id if isinstance(owner, ast.Name) else getattr(owner, "attr", "")
-    if func.attr == "utcnow" or (func.attr, owner_name) in (("now", "datetime"), ("time", "time")):
+    wall = (("now", "datetime"), ("time", "time"), ("now", "WALL"))
+    if func.attr == "utcnow" or (func.attr, owner_name) in wall:
         return "python"
-    return "python-monotonic" if (func.attr, owner_name) == ("monotonic", "time") else None
+    monotonic = (("monotonic", "time"), ("monotonic", "WALL"))
+    return "python-monotonic" if (func.attr, owner_name) in monotonic else None
 
 
 def _docstring_lines(tree: ast.Module) -> set[int]:

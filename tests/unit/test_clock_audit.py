@@ -51,13 +51,16 @@ def f() -> None:
     e = monotonic()
     g = loop.time()
     h = datetime.fromisoformat("2026-01-01")
+    i = WALL.now()
+    j = WALL.monotonic()
+    k = clock.now()
 '''
 
 
 def test_python_lines_are_the_sql_strings_and_the_calls_not_comments_or_docstrings() -> None:
     sql, calls = python_lines(PYTHON)
     assert sql == {6, 9}
-    assert calls == {"python": {16, 17, 18}, "python-monotonic": {19, 20}}
+    assert calls == {"python": {16, 17, 18, 23}, "python-monotonic": {19, 20, 24}}
 
 
 SQL = """CREATE TABLE t (at timestamptz NOT NULL DEFAULT now());
