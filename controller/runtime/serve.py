@@ -245,6 +245,7 @@ def _alerter(
         lists_setting(reputation.blocklists),
         list_interval_s=reputation.blocklist_interval_seconds,
         dns_window_s=2 * settings.scheduling.dns_posture_interval_seconds,
+        clock=clock,
     )
     work.append(run_every(WATCH_S, oracles.run_once, name="oracle health", stop=stop))
     fleet = FleetWatch(
