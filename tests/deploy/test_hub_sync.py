@@ -1,6 +1,6 @@
 """The shipped hub fsyncs every JetStream write before acknowledging it (`sync_interval: always`,
 docs/operating.md, "Power loss and the stream"): a job or result acknowledged survives every
-server losing power at once. The cluster's configuration includes the hub's, so it does too."""
+server losing power at once (the cluster's nodes: tests/ha/test_hub_cluster_conf.py)."""
 
 from pathlib import Path
 
@@ -8,7 +8,7 @@ import httpx
 
 from deploy.nats_conf import CONTROLLER_USER
 from shared import embedded
-from tests.deploy.natsdeploy import DEPLOY, make_pki, mint, start_hub
+from tests.deploy.natsdeploy import make_pki, mint, start_hub
 
 
 def test_the_shipped_hub_syncs_every_write(tmp_path: Path) -> None:
@@ -19,9 +19,3 @@ def test_the_shipped_hub_syncs_every_write(tmp_path: Path) -> None:
     finally:
         embedded.stop(hub.proc)
     assert config["sync_always"] is True
-
-
-def test_the_cluster_configuration_takes_the_hubs_jetstream_block() -> None:
-    cluster = (DEPLOY / "hub-cluster.conf").read_text()
-    assert 'include "hub.conf"' in cluster
-    assert "jetstream" not in cluster.split('include "hub.conf"', 1)[1]
