@@ -13,8 +13,10 @@ PAYLOAD_BYTES messages:
 - `batches`: SERIES results in fast-ingest batches of BATCH (`shared.publishing.Publisher`, as
   the agents' outbox), results a second.
 
-The variants take turns for `--rounds` rounds so the machine's load falls on each alike; the
-figures are the medians of the rounds. `--replicas 3` runs a cluster of three at R3 instead.
+Beside them, the servers' CPU (all nodes', /proc/PID/task/*/schedstat) per message over the
+three loads, in µs. The variants take turns for `--rounds` rounds so the machine's load falls
+on each alike; the figures are the medians of the rounds. `--replicas 3` runs a cluster of
+three at R3 instead.
 
     python -m bench nats-sync [--rounds N] [--replicas 1|3] [--variants 2m,1s,always]
 """
@@ -31,6 +33,7 @@ from tempfile import TemporaryDirectory
 import nats
 from nats.js import JetStreamContext
 
+from bench.nats_cost import _cpu_s
 from shared import embedded
 from shared.publishing import Outgoing, Publisher
 from shared.streams import ensure_streams
@@ -102,17 +105,28 @@ async def _loads(url: str, replicas: int) -> tuple[list[float], float, float]:
         await nc.close()
 
 
-def _one_variant(root: Path, sync: str, replicas: int) -> tuple[list[float], float, float]:
+Seen = tuple[list[float], float, float, float]  # latencies, two rates, server µs a message
+
+
+def _measured(url: str, replicas: int, pids: list[int]) -> Seen:
+    before = sum(_cpu_s(pid) for pid in pids)
+    latencies, pipelined, batches = asyncio.run(_loads(url, replicas))
+    spent = sum(_cpu_s(pid) for pid in pids) - before
+    messages = LATENCY_N + SERIES + SERIES // BATCH * BATCH
+    return latencies, pipelined, batches, spent / messages * 1e6
+
+
+def _one_variant(root: Path, sync: str, replicas: int) -> Seen:
     conf = _config(root, sync)
     if replicas == 1:
         proc, url = embedded.start_nats(root / "nats", config=conf)
         try:
-            return asyncio.run(_loads(url, 1))
+            return _measured(url, 1, [proc.pid])
         finally:
             embedded.stop(proc)
     nodes, url = embedded.start_nats_cluster(root / "cluster", replicas, config=conf)
     try:
-        return asyncio.run(_loads(url, replicas))
+        return _measured(url, replicas, [n.proc.pid for n in nodes if n.proc is not None])
     finally:
         for node in nodes:
             node.kill()
@@ -126,7 +140,7 @@ def run(argv: list[str] | None = None) -> bool:
     args = parser.parse_args(argv or [])
     variants = args.variants.split(",")
     discard_logs()
-    seen: dict[str, list[tuple[list[float], float, float]]] = {v: [] for v in variants}
+    seen: dict[str, list[Seen]] = {v: [] for v in variants}
     before = machine_cpu_s()
     load_before = os.getloadavg()[0]
     for turn in range(args.rounds):
@@ -140,14 +154,18 @@ def run(argv: list[str] | None = None) -> bool:
         f"nats-sync: {machine()}; R{args.replicas}; {args.rounds} rounds;"
         f" machine {busy:.0%} busy, load {load_before:.1f} -> {os.getloadavg()[0]:.1f}"
     )
-    print(f"  {'sync_interval':<14}{'p50 ms':>8}{'p99 ms':>8}{'pipelined/s':>13}{'batches/s':>11}")
+    print(
+        f"  {'sync_interval':<14}{'p50 ms':>8}{'p99 ms':>8}{'pipelined/s':>13}{'batches/s':>11}"
+        f"{'server µs/msg':>15}"
+    )
     for sync in variants:
         rounds = seen[sync]
         lat = sorted(x for r in rounds for x in r[0])
         p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99)]
         pipe = statistics.median(r[1] for r in rounds)
         batch = statistics.median(r[2] for r in rounds)
-        print(f"  {sync:<14}{p50:>8.2f}{p99:>8.2f}{pipe:>13.0f}{batch:>11.0f}")
+        cpu = statistics.median(r[3] for r in rounds)
+        print(f"  {sync:<14}{p50:>8.2f}{p99:>8.2f}{pipe:>13.0f}{batch:>11.0f}{cpu:>15.1f}")
     return True
 
 
