@@ -4,6 +4,7 @@ Settings come from the environment (`python -m shared.settings` lists them); a m
 stops the agent at start with `error: <one line>` and exit code 2. SIGTERM or SIGINT stops
 fetching, lets in-flight checks finish (AGENT_SHUTDOWN_GRACE_SECONDS), then drains NATS.
 `/metrics`, `/health` and `/ready` answer on AGENT_METRICS_PORT from the start (`agent.ops`).
+The process's clock (shared.clock's `WALL`) is composed here, once, and given to the worker.
 """
 
 import argparse
@@ -18,6 +19,7 @@ from nats.aio.client import Client as NATS
 from agent import ops
 from agent.settings import AgentSettings
 from agent.worker import NATS_ERRORS, Worker, default_agent_id
+from shared.clock import WALL
 from shared.logging import configure
 from shared.loop import run_loop
 from shared.settings import SettingsError, load, nats_tls_context
@@ -80,7 +82,7 @@ async def serve(settings: AgentSettings) -> None:
         nc = await _connect(settings, agent_id, stop)
         if nc is None:
             return
-        worker = Worker.from_settings(nc, settings, agent_id=agent_id)
+        worker = Worker.from_settings(nc, settings, agent_id=agent_id, clock=WALL)
         if stop.is_set():
             worker.stop()
         try:

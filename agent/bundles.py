@@ -9,12 +9,13 @@ parts already done included: the controller bundles only jobs that may run twice
 `in_progress` keeps the one message held; one call a second reaches the server.
 """
 
-import asyncio
+from collections.abc import Callable
 from typing import Literal, Protocol
 
 import msgspec
 from nats.aio.msg import Msg
 
+from shared.clock import WALL, Clock
 from shared.messages import bundle_parts
 
 # A bundle's in_progress reaches the server at most this often, however many parts ask.
@@ -46,8 +47,10 @@ class Delivery(Protocol):
 class Bundle:
     """A JOBS message of `size` jobs, settled once all of them are."""
 
-    def __init__(self, msg: Msg, size: int) -> None:
+    def __init__(self, msg: Msg, size: int, monotonic: Callable[[], float]) -> None:
+        """`monotonic`: the clock progress reports are spaced by."""
         self.msg = msg
+        self._monotonic = monotonic
         self._open = size
         self._acked = 0
         self._nak: float | None = None  # the longest delay a handed-back part asked; 0: now
@@ -69,7 +72,7 @@ class Bundle:
             await self.msg.term()
 
     async def in_progress(self) -> None:
-        now = asyncio.get_running_loop().time()
+        now = self._monotonic()
         if now - self._progress_at >= PROGRESS_EVERY_S and self._open:
             self._progress_at = now
             await self.msg.in_progress()
@@ -112,15 +115,16 @@ class Part:
             await self._bundle.in_progress()
 
 
-def jobs_of(msg: Msg) -> list[Delivery]:
+def jobs_of(msg: Msg, clock: Clock = WALL) -> list[Delivery]:
     """The jobs `msg` carries: itself when it is not a bundle (one job, or a message the
-    worker rejects as no job), else a part per job. A bundle that is no JSON array, or an empty
-    one, is the message itself: the worker rejects it as a malformed job."""
+    worker rejects as no job), else a part per job (their progress reports spaced by `clock`).
+    A bundle that is no JSON array, or an empty one, is the message itself: the worker rejects
+    it as a malformed job."""
     try:
         parts = bundle_parts(msg.data)
     except msgspec.DecodeError:
         parts = None
     if not parts:
         return [msg]
-    bundle = Bundle(msg, len(parts))
+    bundle = Bundle(msg, len(parts), clock.monotonic)
     return [Part(bundle, data) for data in parts]

@@ -14,11 +14,12 @@ import structlog
 from nats.aio.client import Client as NATS
 
 from shared import __version__
+from shared.clock import WALL, Clock
 from shared.heartbeats import HEARTBEAT_INTERVAL_S
 from shared.loop import run_every
 from shared.messages import AGENT_FEATURES, AgentHeartbeat, SelfCheck, TenantLoad, encode
 from shared.subjects import heartbeats_subject
-from shared.timefmt import iso_ms, utcnow
+from shared.timefmt import iso_ms
 
 log = structlog.get_logger(__name__)
 
@@ -43,7 +44,10 @@ class Heartbeat:
         interval: float = HEARTBEAT_INTERVAL_S,
         self_check: Callable[[], SelfCheck] | None = None,
         tenants: Callable[[], list[TenantLoad]] | None = None,
+        clock: Clock = WALL,
     ) -> None:
+        """`clock`: the instant each beat says it was sent at (`seen_at`)."""
+        self._clock = clock
         self.subject = heartbeats_subject(country, agent_id)
         self._nc = nc
         self._in_flight = in_flight
@@ -66,7 +70,7 @@ class Heartbeat:
 
     async def beat(self, *, stopping: bool = False) -> None:
         self._beat.in_flight = self._in_flight()
-        self._beat.seen_at = iso_ms(utcnow())
+        self._beat.seen_at = iso_ms(self._clock.now())
         self._beat.stopping = stopping
         self._beat.self_check = self._self_check() if self._self_check else None
         self._beat.tenants = self._tenants() if self._tenants else []

@@ -60,6 +60,7 @@ import re
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Literal, Self
 
 import msgspec
@@ -94,6 +95,7 @@ from agent.selfcheck_rules import (
 from agent.settings import AgentSettings, SideCheckSettings, TargetSettings, opening_keys
 from agent.sidechecks import SIDE_CHECKS, AnyRunner, AnySideCheck, Round
 from agent.tenant_loads import TenantUsage
+from shared.clock import WALL, Clock
 from shared.loop import run_every
 from shared.messages import (
     CheckJob,
@@ -124,7 +126,7 @@ from shared.subjects import (
     results_bundle_subject,
     results_subject,
 )
-from shared.timefmt import parse_iso, utcnow
+from shared.timefmt import parse_iso
 
 log = structlog.get_logger(__name__)
 # How long a side check may run beyond its job's timeout before the worker leaves it out: its
@@ -194,8 +196,12 @@ class Worker:
         resolver: TargetResolver | None = None,
         handoff: Limits | None = None,
         handoff_stalled_after: float = HANDOFF_STALLED_S,
+        clock: Clock = WALL,
     ) -> None:
+        """`clock`: the instant results and heartbeats carry and the monotonic seconds jobs,
+        slots and the hand-off are timed by (agent.__main__ passes the process's)."""
         jobs_subject(country)  # validates the code
+        self._clock = clock
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if lookahead is not None and lookahead < 0:
@@ -236,7 +242,7 @@ class Worker:
         self._resolver = resolver
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()  # a slot freed up, or stop() was called
-        # Jobs taken and not settled, each with when it arrived (loop time), in arrival order
+        # Jobs taken and not settled, each with when it arrived (monotonic time), in arrival order
         # (which _keep_in_progress relies on): those running (at most `capacity`, with their
         # tenant) and those waiting for a slot, un-started, in their tenant's lane. Only
         # _start_waiting() moves a job from one to the other.
@@ -246,11 +252,13 @@ class Worker:
         # Results of checks that are over, waiting to be stored (agent.handoff), and the tasks
         # that wait for their store, each with its job and when that arrived: held, no slot.
         self._metrics = metrics.for_country(country)
-        self._handoff = HandOff(handoff or Limits.for_agent(concurrency), self._metrics.handoff)
+        self._handoff = HandOff(
+            handoff or Limits.for_agent(concurrency), self._metrics.handoff, clock.monotonic
+        )
         self._handoff_stalled_after = handoff_stalled_after
         self._storing: dict[asyncio.Task[None], tuple[Delivery, float]] = {}
         self._usage = TenantUsage()  # slot-seconds by tenant, for the heartbeat
-        self._started: dict[asyncio.Task[None], float] = {}  # loop time each check started
+        self._started: dict[asyncio.Task[None], float] = {}  # monotonic time each check started
         # Tasks in their check (after the hand-back rules, before the result is published),
         # with their tenant and when the check started: what `preempt` may cancel.
         self._checking: dict[asyncio.Task[Any], tuple[str, float]] = {}
@@ -261,7 +269,7 @@ class Worker:
         # Jobs taken beyond the free slots, so that other tenants' jobs behind one tenant's
         # flood are seen: taken from the other agents of the country, so bounded.
         self._lookahead = concurrency if lookahead is None else lookahead
-        self._admitted_at: float | None = None  # loop time an `admitted` job last came
+        self._admitted_at: float | None = None  # monotonic time an `admitted` job last came
         self._jobs_per_message = 1.0  # lately, so that a pull request asks for its room
         self._bound = False  # to the country's consumer, between _subscribe() and the end
         # One pull request open at a time, lasting `fetch_timeout` unless jobs fill it first.
@@ -324,7 +332,7 @@ class Worker:
     def tenant_loads(self) -> list[TenantLoad]:
         """Each tenant's jobs held here (running or waiting) and its recent slot-seconds, for
         the heartbeat (agent.tenant_loads)."""
-        self._usage.sample(asyncio.get_running_loop().time())
+        self._usage.sample(self._clock.monotonic())
         held = self._waiting.counts()
         for _, _, tenant in self._carried:
             held[tenant] = held.get(tenant, 0) + 1
@@ -343,7 +351,7 @@ class Worker:
             return "NATS is not connected"
         if not self._bound:
             return "the jobs consumer is not bound yet"
-        waited = self._handoff.waited_s(asyncio.get_running_loop().time())
+        waited = self._handoff.waited_s(self._clock.monotonic())
         if waited > self._handoff_stalled_after:
             return (
                 f"RESULTS does not store this agent's results in time: finished checks have"
@@ -483,9 +491,10 @@ class Worker:
             capacity=self.capacity,
             in_flight=lambda: self.in_flight,
             tenants=self.tenant_loads,
-            started_at=utcnow(),
+            started_at=self._clock.now(),
             interval=self._heartbeat_interval,
             self_check=self._self_checks.snapshot if self._self_checks else None,
+            clock=self._clock,
         )
         return asyncio.create_task(beat.run(self._stopping))
 
@@ -502,14 +511,14 @@ class Worker:
                 await self._sleep(RECONNECT_POLL_S)
                 continue
             msgs = await self._fetch(self._asking(free))
-            carried = {id(msg): jobs_of(msg) for msg in msgs}
+            carried = {id(msg): jobs_of(msg, self._clock) for msg in msgs}
             self._metrics.fetched.inc(sum(map(len, carried.values())))
             if self._stopping.is_set():
                 for msg in msgs:  # fetched while stopping: give them straight back
                     await _settle(msg.nak)
                 return
             jobs = await self._within_room(msgs, carried)
-            now = asyncio.get_running_loop().time()
+            now = self._clock.monotonic()
             for job in jobs:
                 tenant, admitted = _lane_of(job)
                 if admitted:
@@ -533,7 +542,7 @@ class Worker:
         lookahead = self._lookahead
         if (
             self._admitted_at is not None
-            and asyncio.get_running_loop().time() - self._admitted_at < ADMITTED_FRESH_S
+            and self._clock.monotonic() - self._admitted_at < ADMITTED_FRESH_S
         ):
             lookahead = 0
         return (
@@ -583,7 +592,7 @@ class Worker:
         for part in parts:
             try:
                 job = decode_job(part.data)
-                seconds_left = _seconds_left(job)
+                seconds_left = _seconds_left(job, self._clock.now())
             except (msgspec.DecodeError, ValueError):
                 continue  # rejected when its turn comes
             jobs.append(job)
@@ -624,7 +633,7 @@ class Worker:
             task = asyncio.create_task(self._handle(msg))
             self._tasks[task] = (msg, arrived, tenant)
             self._held[tenant] = self._held.get(tenant, 0) + 1
-            now = asyncio.get_running_loop().time()
+            now = self._clock.monotonic()
             self._started[task] = now
             self._usage.started(tenant, now)
             self._metrics.in_flight.inc()
@@ -695,7 +704,7 @@ class Worker:
         if not self._held[tenant]:
             del self._held[tenant]
         started = self._started.pop(task)
-        self._usage.ended(tenant, started, asyncio.get_running_loop().time())
+        self._usage.ended(tenant, started, self._clock.monotonic())
         self._metrics.in_flight.dec()
         self._start_waiting()
         self._wake.set()
@@ -745,10 +754,9 @@ class Worker:
         ones and each lane of waiting ones are in arrival order, so only the old ones are
         visited; those storing are few (the hand-off's bound) and visited all."""
         period = self._ack_wait / 3
-        loop = asyncio.get_running_loop()
 
         async def one_pass() -> None:
-            cutoff = loop.time() - period
+            cutoff = self._clock.monotonic() - period
             held: list[Delivery] = []
             running = ((msg, arrived) for msg, arrived, _ in self._tasks.values())
             for jobs in (running, *self._waiting.lanes()):
@@ -792,7 +800,7 @@ class Worker:
             blocked=bool(blocked),
             avoided=self.agent_id in job.avoid_agents,
             delivered=msg.metadata.num_delivered,
-            seconds_left=_seconds_left(job),
+            seconds_left=_seconds_left(job, self._clock.now()),
         )
         if verdict == "hand_back":
             if blocked:
@@ -805,7 +813,7 @@ class Worker:
         elif verdict == "inconclusive":
             assert self._self_checks is not None  # only they block a port
             why = not_run_message(blocked, self._self_checks.states, self.country)
-            result = build_result(job, self.agent_id, "inconclusive", why, utcnow())
+            result = build_result(job, self.agent_id, "inconclusive", why, self._clock.now())
             await self._finish(msg, job, subject, result, time.perf_counter())
         else:
             await self._check(msg, job, subject)
@@ -825,7 +833,7 @@ class Worker:
         try:
             subject = results_subject(job.country, job.monitor_type, job.monitor_id)
             message = f"the agent failed on this job ({type(exc).__name__}); see its log"
-            result = build_result(job, self.agent_id, "internal", message, utcnow())
+            result = build_result(job, self.agent_id, "internal", message, self._clock.now())
             outcome = await self._publish_and_ack(msg, job, subject, result)
         except Exception as second:
             then = repr(second)
@@ -839,8 +847,8 @@ class Worker:
         started = time.perf_counter()
         task = asyncio.current_task()
         assert task is not None
-        since = utcnow()
-        self._checking[task] = (job.tenant, asyncio.get_running_loop().time())
+        since = self._clock.now()
+        self._checking[task] = (job.tenant, self._clock.monotonic())
         try:
             result = await self._checked(job)
         except asyncio.CancelledError:
@@ -849,7 +857,7 @@ class Worker:
                 raise
             task.uncancel()
             request, at = asked
-            seconds = asyncio.get_running_loop().time() - at
+            seconds = self._clock.monotonic() - at
             why = preempted_message(request, seconds)
             result = build_result(job, self.agent_id, "preempted", why, since)
             log.info("check_preempted", tenant=job.tenant, after_s=round(seconds, 3))
@@ -874,7 +882,7 @@ class Worker:
         if self._stopping.is_set() or len(self._carried) >= self.capacity:
             log.warning("carried_job_dropped", job_id=job.job_id, tenant=job.tenant)
             return
-        now = asyncio.get_running_loop().time()
+        now = self._clock.monotonic()
         self._carried.append((CarriedJob(job, self.country), now, job.tenant))
         log.info("carried_job_queued", job_id=job.job_id, tenant=job.tenant, cancelled=cancelled)
         self._start_waiting()
@@ -912,7 +920,7 @@ class Worker:
             opened = open_sealed(job, self._seal_keys)
         except SealingError as exc:
             log.error("job_not_opened", error=str(exc))
-            result = build_result(job, self.agent_id, "internal", str(exc), utcnow())
+            result = build_result(job, self.agent_id, "internal", str(exc), self._clock.now())
         else:
             result = await run_check(
                 self._prepared(opened),
@@ -1139,9 +1147,10 @@ def _lane_of(msg: Delivery) -> tuple[str, bool]:
     return job.tenant, job.admitted
 
 
-def _seconds_left(job: CheckJob) -> float:
-    """Until the job expires; raises ValueError when expiresAt is not an ISO time."""
-    return (parse_iso(job.expires_at) - utcnow()).total_seconds()
+def _seconds_left(job: CheckJob, now: datetime) -> float:
+    """From `now` until the job expires; raises ValueError when expiresAt is not an ISO
+    time."""
+    return (parse_iso(job.expires_at) - now).total_seconds()
 
 
 def _parse_times(job: CheckJob) -> None:

@@ -37,6 +37,7 @@ from bench import (
     login,
     metrics,
     nats_cost,
+    nats_sync,
     probers,
     readiness_turns,
     reads,
@@ -89,6 +90,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "readiness-turns": readiness_turns.run,
     "due-moves": due_moves.run,
     "nats-cost": lambda: nats_cost.run([]),
+    "nats-sync": lambda: nats_sync.run([]),
     "handoff-cost": handoff_cost.run,
     "hostile-dns": hostile_dns.run,
     "hostile-mail": hostile_mail.run,
@@ -108,6 +110,7 @@ def main(argv: list[str]) -> int:
         "ha-move": ha_idle.run_move,
         "notice-failover": notice_failover.run,
         "nats-cost": nats_cost.run,
+        "nats-sync": nats_sync.run,
     }
     if argv[:1] and argv[0] in flagged and len(argv) > 1:
         # its flags follow its name

@@ -23,6 +23,7 @@ from controller.access.credentials import hash_password, new_token
 from controller.db.migrate import migrate
 from controller.db.pool import connect
 from shared import embedded
+from shared.clock import WALL
 from shared.heartbeats import HEARTBEAT_INTERVAL_S, WARMUP_S
 from shared.messages import AgentHeartbeat, encode
 from shared.streams import ensure_streams
@@ -52,7 +53,7 @@ async def _readonly_token(database_url: str) -> str:
             is_operator=True,  # a tenant's view lists no agents
         )
         token, digest = new_token()
-        await accounts.issue_token(conn, user.id, digest, 3600)
+        await accounts.issue_token(conn, user.id, digest, 3600, WALL.now())
         return token
     finally:
         await conn.close()

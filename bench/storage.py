@@ -40,6 +40,7 @@ from controller.ingest import store as results
 from controller.ingest.store import CheckedResult
 from controller.monitors.latest_store import monitor_with_latest
 from shared import embedded
+from shared.clock import WALL
 from shared.messages import CheckResult, Phases, TlsInfo, encode
 from shared.timefmt import iso_ms, utcnow
 from testkit.common import SEEDED_JOB_IDS, seed_monitors, smtp_result, verdict
@@ -162,7 +163,7 @@ async def _bytes_per_result(
         rows_index = (await _sizes(conn))["result_rows"] - before.get("result_rows", 0)
         async with asyncpg.create_pool(rebuilt, min_size=1, max_size=1) as pool:
             names = []
-            while name := await packer.rebuild_pass(pool):
+            while name := await packer.rebuild_pass(pool, WALL.now()):
                 names.append(name)
         print(
             f"storage:   rows' index before its day's rebuild: {rows_index / max(stored, 1):.0f}"

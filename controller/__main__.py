@@ -17,6 +17,7 @@ from controller.db.migrate import migrate
 from controller.db.pool import connect
 from controller.secrets.box import generate_key
 from controller.settings import ControllerSettings
+from shared.clock import WALL, Clock
 from shared.logging import configure
 from shared.loop import run_loop
 from shared.settings import SettingsError, load
@@ -39,6 +40,7 @@ async def _create_user(
     role: str,
     global_supporter: bool,
     operator: bool,
+    clock: Clock,
 ) -> str:
     conn = await connect(settings.database.database_url)
     try:
@@ -54,16 +56,19 @@ async def _create_user(
                 operator,
             )
             token, digest = new_token()
-            await accounts.issue_token(conn, user.id, digest, settings.access.token_ttl_seconds)
+            ttl = settings.access.token_ttl_seconds
+            await accounts.issue_token(conn, user.id, digest, ttl, clock.now())
     finally:
         await conn.close()
     return token
 
 
-async def _set_operator(settings: ControllerSettings, email: str, operator: bool) -> bool:
+async def _set_operator(
+    settings: ControllerSettings, email: str, operator: bool, clock: Clock
+) -> bool:
     conn = await connect(settings.database.database_url)
     try:
-        return await accounts.set_operator(conn, email, operator) is not None
+        return await accounts.set_operator(conn, email, operator, clock.now()) is not None
     finally:
         await conn.close()
 
@@ -109,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
             role = "admin" if args.command == "create-admin" else args.role
             supporter = bool(getattr(args, "global_supporter", False))
             operator = bool(getattr(args, "operator", False))
-            print(asyncio.run(_create_user(settings, args, role, supporter, operator)))
+            print(asyncio.run(_create_user(settings, args, role, supporter, operator, WALL)))
         elif args.command == "operator":
-            if not asyncio.run(_set_operator(settings, args.email, not args.revoke)):
+            if not asyncio.run(_set_operator(settings, args.email, not args.revoke, WALL)):
                 print(f"error: no user has e-mail {args.email}", file=sys.stderr)
                 return 1
             now = "no longer an operator" if args.revoke else "an operator"

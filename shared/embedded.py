@@ -212,6 +212,7 @@ class NatsNode:
     routes: str
     proc: subprocess.Popen[bytes] | None = None
     profile_port: int | None = None  # Go's pprof over HTTP (`--profile`), when set
+    config: Path | None = None  # a config file the node reads too (`-c`)
 
     @property
     def url(self) -> str:
@@ -222,6 +223,7 @@ class NatsNode:
         self.proc, _ = start_nats(
             self.store_dir,
             self.port,
+            config=self.config,
             own_session=own_session,
             monitor_port=self.monitor_port,
             extra_args=[
@@ -249,12 +251,14 @@ def start_nats_cluster(
     own_session: bool = False,
     timeout: float = 30,
     profile: bool = False,
+    config: Path | None = None,
 ) -> tuple[list[NatsNode], str]:
     """Start `nodes` nats-servers on loopback as one JetStream cluster (each its own client,
     route and monitoring port and store under `store_root/nN`, routes to every node); return
     them, once every node reports JetStream ready, and the comma-separated URL of all of them
     (NATS_URL: a client reconnects to another node when its own goes). `profile`: each node
-    serves Go's pprof on a port of its own (`profile_port`)."""
+    serves Go's pprof on a port of its own (`profile_port`); `config`: a file every node reads
+    too (`-c`)."""
     ports = [(free_port(), free_port(), free_port()) for _ in range(nodes)]
     routes = ",".join(f"nats://127.0.0.1:{cluster}" for _, cluster, _ in ports)
     started = [
@@ -266,6 +270,7 @@ def start_nats_cluster(
             monitor,
             routes,
             profile_port=free_port() if profile else None,
+            config=config,
         )
         for i, (port, cluster, monitor) in enumerate(ports, start=1)
     ]

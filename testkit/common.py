@@ -31,6 +31,7 @@ from controller.ingest import retention
 from controller.ingest import store as results
 from controller.jobs.rules import JobIds
 from shared import embedded
+from shared.clock import WALL
 from shared.messages import CheckResult
 from shared.timefmt import iso_ms, utcnow
 
@@ -211,7 +212,7 @@ async def seed(database_url: str, monitors: int, *, organization: str = "bench")
             conn, org_id, f"bench-{time.time_ns()}@example.com", hash_password("x" * 12), "admin"
         )
         token, digest = new_token()
-        await accounts.issue_token(conn, user.id, digest, 3600)
+        await accounts.issue_token(conn, user.id, digest, 3600, WALL.now())
         customer = await customers.create(conn, org_id, "bench")
         rows = await conn.fetch(
             "INSERT INTO monitors (organization_id, customer_id, type, name, hostname, status,"

@@ -24,6 +24,7 @@ from controller.secrets.box import SecretBox, generate_key
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared import embedded
+from shared.clock import WALL
 from testkit.serving import http_client, serve_app
 
 # The command-line tools run by tests must not find a developer's `make run` in .run/ (its API
@@ -186,7 +187,7 @@ async def make_tenant(pool: asyncpg.Pool, *, supporter: bool = False) -> Tenant:
                 role == "operator",
             )
             token, digest = new_token()
-            await accounts.issue_token(conn, user.id, digest, 3600)
+            await accounts.issue_token(conn, user.id, digest, 3600, WALL.now())
             tokens[role], emails[role] = token, email
         customer = await customers.create(conn, org_id, f"Customer {tag}")
     return Tenant(org_id, f"org-{tag}", customer.id, str(customer.public_id), tokens, emails)

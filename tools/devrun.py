@@ -61,6 +61,7 @@ from controller.db.migrate import migrate
 from controller.db.pool import connect
 from controller.secrets.box import generate_key
 from shared import embedded
+from shared.clock import WALL
 from shared.logging import configure
 from shared.sealing import generate
 from shared.streams import ensure_streams
@@ -167,7 +168,7 @@ async def admin_token(database_url: str, password: str, kept: str | None = None)
                 ):
                     return kept
             token, digest = new_token()
-            await accounts.issue_token(conn, user_id, digest, TOKEN_TTL_S)
+            await accounts.issue_token(conn, user_id, digest, TOKEN_TTL_S, WALL.now())
         return token
     finally:
         await conn.close()

@@ -7,7 +7,6 @@ import msgspec
 
 from controller.db import rows as typed
 from controller.db.pool import Conn
-from shared.timefmt import utcnow
 
 ROLES = ("owner", "admin", "member", "readonly")
 
@@ -123,8 +122,11 @@ async def _count_users(conn: Conn, organization_id: int) -> int:
     return total
 
 
-async def issue_token(conn: Conn, user_id: int, digest: bytes, ttl_seconds: int) -> datetime:
-    expires_at = utcnow() + timedelta(seconds=ttl_seconds)
+async def issue_token(
+    conn: Conn, user_id: int, digest: bytes, ttl_seconds: int, now: datetime
+) -> datetime:
+    """A token of `digest` for the user, expiring `ttl_seconds` after `now`."""
+    expires_at = now + timedelta(seconds=ttl_seconds)
     await conn.execute(
         "INSERT INTO api_tokens (user_id, token_hash, expires_at) VALUES ($1, $2, $3)",
         user_id,
@@ -165,14 +167,15 @@ async def principal_for_token(conn: Conn, digest: bytes) -> Principal | None:
     )
 
 
-async def set_operator(conn: Conn, email: str, operator: bool) -> User | None:
+async def set_operator(conn: Conn, email: str, operator: bool, now: datetime) -> User | None:
     """Make the user of `email` one of the deployment's operators, or no longer one; None when
     no user has that address. The command line's alone: no API route reaches it."""
     row = await conn.fetchrow(
-        f"UPDATE users u SET is_operator = $2, updated_at = now() WHERE lower(u.email) = lower($1)"
+        f"UPDATE users u SET is_operator = $2, updated_at = $3 WHERE lower(u.email) = lower($1)"
         f" RETURNING {_USER_COLUMNS}",
         email,
         operator,
+        now,
     )
     return typed.maybe(User, row)
 
@@ -194,8 +197,8 @@ async def operators(conn: Conn) -> list[Operator]:
     return typed.many(Operator, rows)
 
 
-async def delete_expired_tokens(conn: Conn) -> None:
-    await conn.execute("DELETE FROM api_tokens WHERE expires_at < now()")
+async def delete_expired_tokens(conn: Conn, now: datetime) -> None:
+    await conn.execute("DELETE FROM api_tokens WHERE expires_at < $1", now)
 
 
 async def revoke_token(conn: Conn, digest: bytes) -> None:

@@ -1,7 +1,7 @@
 """Login throttle counts (`login_throttle`) and the addresses users logged in from
 (`login_addresses`); the rules are controller.access.throttle's."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 
@@ -15,10 +15,11 @@ def _count(row: asyncpg.Record) -> Count:
 
 
 async def take(
-    conn: Conn, address_key: bytes, account_key: bytes, policy: Policy
+    conn: Conn, address_key: bytes, account_key: bytes, policy: Policy, now: datetime
 ) -> timedelta | None:
-    """Count one attempt against the client address, then the account; None when it may go
-    ahead, else how long to wait (the account is not counted when the address is refused).
+    """Count one attempt at `now` against the client address, then the account; None when it
+    may go ahead, else how long to wait (the account is not counted when the address is
+    refused).
 
     Both rows are made if missing (as already expired: a fresh count) and locked, in key order,
     by one upsert for the transaction, so concurrent attempts on any replica see each other's
@@ -27,12 +28,12 @@ async def take(
     async with conn.transaction():
         rows = await conn.fetch(
             "INSERT INTO login_throttle AS t (key, attempts, expires_at)"
-            " SELECT k, 0, now() FROM unnest($1::bytea[]) AS k ORDER BY k"
+            " SELECT k, 0, $2::timestamptz FROM unnest($1::bytea[]) AS k ORDER BY k"
             " ON CONFLICT (key) DO UPDATE SET attempts = t.attempts"
-            " RETURNING key, attempts, locked_until, expires_at, now() AS now",
+            " RETURNING key, attempts, locked_until, expires_at",
             [address_key, account_key],
+            now,
         )
-        now = rows[0]["now"]
         counts = {bytes(r["key"]): _count(r) for r in rows}
         verdict = throttle.address_attempt(counts[address_key], now, policy)
         updates = {address_key: verdict.count}
@@ -52,17 +53,18 @@ async def take(
     return verdict.retry_after
 
 
-async def failed(conn: Conn, account_key: bytes, policy: Policy) -> timedelta | None:
-    """The password check of a counted attempt failed; the account's lockout from now, if any."""
+async def failed(conn: Conn, account_key: bytes, policy: Policy, now: datetime) -> timedelta | None:
+    """The password check of a counted attempt failed at `now`; the account's lockout from
+    then, if any."""
     async with conn.transaction():
         row = await conn.fetchrow(
-            "SELECT attempts, locked_until, expires_at, now() AS now FROM login_throttle"
+            "SELECT attempts, locked_until, expires_at FROM login_throttle"
             " WHERE key = $1 FOR UPDATE",
             account_key,
         )
         if row is None or row["locked_until"] is None:
             return None
-        count = throttle.account_failure(_count(row), row["now"], policy)
+        count = throttle.account_failure(_count(row), now, policy)
         await conn.execute(
             "UPDATE login_throttle SET locked_until = $2, expires_at = $3 WHERE key = $1",
             account_key,
@@ -70,45 +72,51 @@ async def failed(conn: Conn, account_key: bytes, policy: Policy) -> timedelta | 
             count.expires_at,
         )
     assert count.locked_until is not None
-    wait: timedelta = count.locked_until - row["now"]
+    wait: timedelta = count.locked_until - now
     return wait
 
 
-async def succeeded(conn: Conn, address_key: bytes, account_key: bytes) -> None:
-    """A login went through: the account's count starts over and the address's attempt is
-    uncounted."""
+async def succeeded(conn: Conn, address_key: bytes, account_key: bytes, now: datetime) -> None:
+    """A login went through at `now`: the account's count starts over and the address's
+    attempt is uncounted."""
     await conn.execute("DELETE FROM login_throttle WHERE key = $1", account_key)
     await conn.execute(
         "UPDATE login_throttle SET attempts = greatest(attempts - 1, 0)"
-        " WHERE key = $1 AND expires_at > now()",
+        " WHERE key = $1 AND expires_at > $2",
         address_key,
+        now,
     )
 
 
-async def is_known_address(conn: Conn, user_id: int, address: str) -> bool:
+async def is_known_address(conn: Conn, user_id: int, address: str, now: datetime) -> bool:
     known: bool = await conn.fetchval(
         "SELECT EXISTS (SELECT 1 FROM login_addresses WHERE user_id = $1 AND address = $2"
-        " AND last_login_at > now() - make_interval(days => $3))",
+        " AND last_login_at > $4::timestamptz - make_interval(days => $3))",
         user_id,
         address,
         throttle.KNOWN_ADDRESS_DAYS,
+        now,
     )
     return known
 
 
-async def remember_address(conn: Conn, user_id: int, address: str) -> None:
+async def remember_address(conn: Conn, user_id: int, address: str, now: datetime) -> None:
     await conn.execute(
-        "INSERT INTO login_addresses (user_id, address, last_login_at) VALUES ($1, $2, now())"
-        " ON CONFLICT (user_id, address) DO UPDATE SET last_login_at = now()",
+        "INSERT INTO login_addresses (user_id, address, last_login_at) VALUES ($1, $2, $3)"
+        " ON CONFLICT (user_id, address) DO UPDATE SET last_login_at = $3",
         user_id,
         address,
+        now,
     )
 
 
-async def forget_old(conn: Conn) -> None:
-    """Throttle counts past their time and addresses not used for KNOWN_ADDRESS_DAYS."""
-    await conn.execute("DELETE FROM login_throttle WHERE expires_at < now()")
+async def forget_old(conn: Conn, now: datetime) -> None:
+    """Throttle counts past their time at `now` and addresses not used for
+    KNOWN_ADDRESS_DAYS."""
+    await conn.execute("DELETE FROM login_throttle WHERE expires_at < $1", now)
     await conn.execute(
-        "DELETE FROM login_addresses WHERE last_login_at < now() - make_interval(days => $1)",
+        "DELETE FROM login_addresses"
+        " WHERE last_login_at < $2::timestamptz - make_interval(days => $1)",
         throttle.KNOWN_ADDRESS_DAYS,
+        now,
     )

@@ -40,6 +40,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import msgspec
 import nats.errors
@@ -123,8 +124,12 @@ class LiveAgents:
         ttl_s: float = HEARTBEAT_TTL_S,
         warmup_s: float = WARMUP_S,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = utcnow,
     ) -> None:
+        """`clock`: the monotonic seconds beats are aged by; `wall`: the instant a beat is seen
+        at (its `seen_at`)."""
         self._nc = nc
+        self._wall = wall
         self._max = per_country_max
         self._ttl_s = ttl_s
         self._warmup_s = warmup_s
@@ -307,7 +312,10 @@ class LiveAgents:
         # Kept with this controller's seen time, in the one copy made of the decoded beat.
         beat = AgentHeartbeat(
             **msgspec.structs.asdict(lenient)
-            | {"self_check": self._self_check(cc, subject, lenient), "seen_at": iso_ms(utcnow())}
+            | {
+                "self_check": self._self_check(cc, subject, lenient),
+                "seen_at": iso_ms(self._wall()),
+            }
         )
         agent_id = parts[3]
         if (beat.country, beat.agent_id) != (cc, agent_id):

@@ -29,8 +29,9 @@ from controller.notify.texts import Texts, with_facts
 from controller.operator_health import store as health_db
 from controller.operator_health.rules import HOLD, Change, Health, Stored
 from controller.operator_health.watch import move, tell_operators, tell_owners
+from shared.clock import WALL, Clock
 from shared.messages import AGENT_FEATURES
-from shared.timefmt import iso_ms, utcnow
+from shared.timefmt import iso_ms
 
 log = structlog.get_logger(__name__)
 
@@ -47,8 +48,11 @@ class FleetWatch:
         hold: timedelta = HOLD,
         window: timedelta = WINDOW,
         needed: Sequence[str] = AGENT_FEATURES,
+        clock: Clock = WALL,
     ) -> None:
+        """`clock`: the instant health is judged at when a pass is not given one."""
         self._pool = pool
+        self._clock = clock
         self._agents = agents
         self._ratio_max = saturated_ratio_max
         self._hold = hold
@@ -58,7 +62,7 @@ class FleetWatch:
     async def run_once(self, now: datetime | None = None) -> None:
         if not self._agents.is_warm():
             return
-        at = now or utcnow()
+        at = now or self._clock.now()
         live: dict[str, dict[str, list[str]]] = {}
         for beat in self._agents.agents():
             live.setdefault(beat.country, {})[beat.agent_id] = beat.features

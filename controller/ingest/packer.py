@@ -32,8 +32,8 @@ from controller.ingest.pack_rules import (
 )
 from controller.ingest.pack_store import GROUPS, pack
 from controller.jobs.rules import JobIds
+from shared.clock import Clock
 from shared.loop import run_every
-from shared.timefmt import utcnow
 
 __all__ = [
     "GROUPS",
@@ -53,11 +53,11 @@ LOOKBACK = timedelta(days=1)
 
 
 async def pack_pass(
-    pool: asyncpg.Pool, ids: JobIds, now: datetime | None = None, groups: int = GROUPS
+    pool: asyncpg.Pool, ids: JobIds, now: datetime, groups: int = GROUPS
 ) -> int | None:
-    """One transaction's worth of packing of the closed hours (seeds under `ids`); the groups
-    packed, or None when another packer holds the lock."""
-    until = pack_horizon(now or utcnow())
+    """One transaction's worth of packing of the hours closed at `now` (seeds under `ids`);
+    the groups packed, or None when another packer holds the lock."""
+    until = pack_horizon(now)
     async with pool.acquire() as conn, conn.transaction():
         if not await pack_store.try_lock(conn):
             return None
@@ -65,29 +65,30 @@ async def pack_pass(
 
 
 async def rebuild_pass(
-    pool: asyncpg.Pool, now: datetime | None = None, min_bytes: int = REBUILD_MIN_BYTES
+    pool: asyncpg.Pool, now: datetime, min_bytes: int = REBUILD_MIN_BYTES
 ) -> str | None:
     """Rebuild the rows' index of the oldest closed day that `rows_index_bloated` names (one a
     pass, so that a pass after an upgrade does not rebuild a month's days at once); the
     partition rebuilt, or None (none to rebuild, or another packer rebuilding)."""
     async with pool.acquire() as conn:
-        days = await pack_store.rows_days_before(conn, rows_closed_before(now or utcnow()))
+        days = await pack_store.rows_days_before(conn, rows_closed_before(now))
         for day in days:
             if rows_index_bloated(day.index_bytes, day.rows, min_bytes):
                 return day.name if await pack_store.rebuild_rows_index(conn, day) else None
     return None
 
 
-async def keep_packing(pool: asyncpg.Pool, ids: JobIds, stop: asyncio.Event) -> None:
-    """`pack_pass` every PACK_EVERY_S, at once again while a pass filled its quota."""
+async def keep_packing(pool: asyncpg.Pool, ids: JobIds, clock: Clock, stop: asyncio.Event) -> None:
+    """`pack_pass` every PACK_EVERY_S, at once again while a pass filled its quota; the hours
+    closed by `clock`."""
 
     async def step() -> float | None:
-        packed = await pack_pass(pool, ids)
+        packed = await pack_pass(pool, ids, clock.now())
         if packed:
             log.info("result hours packed", groups=packed)
         if packed == GROUPS:
             return 0.0
-        rebuilt = await rebuild_pass(pool)
+        rebuilt = await rebuild_pass(pool, clock.now())
         if rebuilt is not None:
             log.info("rows' index of a packed day rebuilt", partition=rebuilt)
         return None

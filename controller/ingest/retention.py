@@ -15,8 +15,8 @@ from controller.ingest import retention_store
 from controller.ingest import store as results
 from controller.sidechecks import facts_store
 from controller.sidechecks.registry import WIRED
+from shared.clock import Clock
 from shared.loop import run_every
-from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -25,14 +25,16 @@ HISTORY_DAYS = 90  # CHECK_HISTORY_DAYS' default
 RAW_DAYS = 35  # CHECK_RAW_DAYS' default
 
 
-async def one_pass(pool: asyncpg.Pool, history_days: int, raw_days: int) -> list[str]:
-    """Create the partitions from yesterday to three days ahead; keep what uptime needs of the
+async def one_pass(
+    pool: asyncpg.Pool, history_days: int, raw_days: int, now: datetime
+) -> list[str]:
+    """Create the partitions from the day before `now` to three days ahead; keep what uptime
+    needs of the
     raw partitions older than `raw_days`, then drop them, and rollup partitions older than
     `history_days`; return the dropped (none when another replica's pass is under way)."""
     async with pool.acquire() as conn, turns.turn(conn, turns.PARTITIONS) as mine:
         if not mine:
             return []
-        now = utcnow()
         created = await results.ensure_partitions(conn, now - timedelta(days=1))
         raw_before = (now - timedelta(days=raw_days)).date()
         history_before = (now - timedelta(days=history_days)).date()
@@ -67,13 +69,14 @@ async def one_pass(pool: asyncpg.Pool, history_days: int, raw_days: int) -> list
 
 async def keep_partitions(
     pool: asyncpg.Pool,
+    clock: Clock,
     stop: asyncio.Event,
     history_days: int = HISTORY_DAYS,
     raw_days: int = RAW_DAYS,
 ) -> None:
-    """`one_pass` hourly until `stop` is set."""
+    """`one_pass` hourly until `stop` is set, at `clock`'s time."""
 
     async def run() -> None:
-        await one_pass(pool, history_days, raw_days)
+        await one_pass(pool, history_days, raw_days, clock.now())
 
     await run_every(PARTITION_EVERY_S, run, name="result partitions", stop=stop)

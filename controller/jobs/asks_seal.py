@@ -13,7 +13,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Final
 
 import msgspec
 
@@ -22,7 +22,7 @@ _PERSON: Final = b"mailprobe asks"
 _encode = msgspec.json.Encoder(order="sorted").encode
 
 
-def canonical(asks: Mapping[str, Any]) -> bytes:
+def canonical(asks: Mapping[str, object]) -> bytes:
     """`asks` as JSON, every object's keys sorted: the same bytes for a job's typed asks and for
     an agent's echo of them decoded as JSON values."""
     return _encode(msgspec.json.decode(msgspec.json.encode(asks)))
@@ -36,11 +36,11 @@ class AskSeals:
             raise ValueError("AskSeals needs keys of 16 to 64 bytes")
         self._keys = [hashlib.blake2b(key=k, digest_size=16, person=_PERSON) for k in keys]
 
-    def seal(self, job_id: str, asks: Mapping[str, Any]) -> str:
+    def seal(self, job_id: str, asks: Mapping[str, object]) -> str:
         """The seal of `asks` for the job `job_id`, under the newest key."""
         return self._mac(self._keys[0], job_id, canonical(asks))
 
-    def opens(self, job_id: str, asks: Mapping[str, Any], seal: str) -> bool:
+    def opens(self, job_id: str, asks: Mapping[str, object], seal: str) -> bool:
         """Whether `seal` is the seal of `asks` for `job_id` under any key (constant time)."""
         body = canonical(asks)
         return any(

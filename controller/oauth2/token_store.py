@@ -45,19 +45,23 @@ async def issued(
     access_token: str,
     expires_at: datetime,
     refresh_token: str | None,
+    now: datetime,
 ) -> None:
-    """A token the endpoint issued (sealed), and the refresh token it rotated to, if any."""
+    """A token the endpoint issued (sealed), and the refresh token it rotated to, if any, at
+    `now`."""
     await conn.execute(
         "INSERT INTO oauth2_tokens AS t (grant_key, monitor_id, access_token, expires_at,"
-        " refresh_token) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (grant_key) DO UPDATE SET"
+        " refresh_token, updated_at) VALUES ($1, $2, $3, $4, $5, $6)"
+        " ON CONFLICT (grant_key) DO UPDATE SET"
         " access_token = $3, expires_at = $4,"
         " refresh_token = coalesce($5, t.refresh_token), error = NULL, error_message = NULL,"
-        " retry_at = NULL, told = false, updated_at = now()",
+        " retry_at = NULL, told = false, updated_at = $6",
         grant_key,
         monitor_id,
         access_token,
         expires_at,
         refresh_token,
+        now,
     )
 
 
@@ -69,18 +73,21 @@ async def failed(
     message: str,
     retry_at: datetime,
     told: bool,
+    now: datetime,
 ) -> None:
     await conn.execute(
         "INSERT INTO oauth2_tokens AS t (grant_key, monitor_id, error, error_message, retry_at,"
-        " told) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (grant_key) DO UPDATE SET"
+        " told, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        " ON CONFLICT (grant_key) DO UPDATE SET"
         " access_token = NULL, expires_at = NULL, error = $3, error_message = $4,"
-        " retry_at = $5, told = $6, updated_at = now()",
+        " retry_at = $5, told = $6, updated_at = $7",
         grant_key,
         monitor_id,
         error,
         message,
         retry_at,
         told,
+        now,
     )
 
 

@@ -43,8 +43,8 @@ from controller.oauth2.fetcher import TokenError, TokenFetcher
 from controller.oauth2.rules import TokenFailure as TokenFailure
 from controller.oauth2.slots import FairSlots
 from controller.secrets.box import SealedSecret, SecretBox, SecretBoxError
+from shared.clock import WALL, Clock
 from shared.secret import Secret
-from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -63,10 +63,13 @@ class TokenService:
         calls_per_hour: int = 600,
         fetches: int = 8,
         links: Links = NO_LINKS,
+        clock: Clock = WALL,
     ) -> None:
         """`fetches`: grants asked at once (each holds a connection of `pool` meanwhile);
-        `links`: where the owners' notice points them."""
+        `links`: where the owners' notice points them; `clock`: what tokens' expiry, retries and
+        the hour's calls are judged by."""
         self._pool = pool
+        self._clock = clock
         self._links = links
         self._box = box
         self._fetcher = fetcher
@@ -99,7 +102,7 @@ class TokenService:
         done = self._fetched.pop(monitor.id, None)
         if done is not None and done[0] == keys:
             return done[1]
-        now = utcnow()
+        now = self._clock.now()
         out: dict[str, Secret] = {}
         for (path, _), key in zip(monitor.grants.items(), keys, strict=True):
             cached = self._memory.get(key)
@@ -200,7 +203,7 @@ class TokenService:
         """Holding the grant's lock: the cached token, or one from the endpoint (asked with no
         transaction open), or why there is none."""
         bound = log.bind(monitor_id=str(monitor.public_id), login=path, grant=grant.grant)
-        now = utcnow()
+        now = self._clock.now()
         try:
             async with conn.transaction():
                 row = await store.get(conn, key)
@@ -222,13 +225,12 @@ class TokenService:
             async with conn.transaction():
                 await self._failed(conn, monitor, grant, key, row, failure, refused=exc.refused)
             return failure
-        expires = rules.expires_at(utcnow(), issued.expires_in)
+        expires = rules.expires_at(self._clock.now(), issued.expires_in)
         rotated = None
         if issued.refresh_token and issued.refresh_token != opened.refresh_token.reveal():
             rotated = self._box.seal(issued.refresh_token)
-        await store.issued(
-            conn, key, monitor.id, self._box.seal(issued.access_token), expires, rotated
-        )
+        sealed = self._box.seal(issued.access_token)
+        await store.issued(conn, key, monitor.id, sealed, expires, rotated, self._clock.now())
         bound.info("OAuth2 token issued", rotated=rotated is not None, expires_at=expires)
         token = Secret(issued.access_token)
         self._remember(key, token, expires)
@@ -274,7 +276,7 @@ class TokenService:
     def _remember(self, key: str, token: Secret, expires: datetime) -> None:
         """Keep a token in memory; past MEMORY_MAX the expired ones go, then the oldest."""
         if len(self._memory) >= MEMORY_MAX:
-            now = utcnow()
+            now = self._clock.now()
             for old in [k for k, (_, at) in self._memory.items() if at <= now]:
                 del self._memory[old]
             while len(self._memory) >= MEMORY_MAX:
@@ -322,7 +324,7 @@ class TokenService:
         """Record the failure; tell the owners once, until a token comes or the grant changes.
         The caller holds a transaction."""
         told = row is not None and row.told and row.error is not None
-        now = utcnow()
+        now = self._clock.now()
         if not told:
             _, owners = await budget_db.owners(conn, monitor.organization_id)
             texts = render_oauth2_token(
@@ -341,5 +343,6 @@ class TokenService:
             failure.message,
             rules.retry_at(now, refused),
             True,
+            now,
         )
         self._memory.pop(key, None)

@@ -25,7 +25,8 @@ from controller.oracles.rules import RESOLVER
 from controller.sidechecks.blocklists import store as lists_db
 from controller.sidechecks.blocklists.rules import BlockList
 from controller.sidechecks.blocklists.watch import healths as list_healths
-from shared.timefmt import iso_ms, utcnow
+from shared.clock import WALL, Clock
+from shared.timefmt import iso_ms
 
 log = structlog.get_logger(__name__)
 
@@ -39,15 +40,18 @@ class OracleWatch:
         list_interval_s: int,
         dns_window_s: int,
         hold: timedelta = HOLD,
+        clock: Clock = WALL,
     ) -> None:
+        """`clock`: the instant health is judged at when a pass is not given one."""
         self._pool = pool
+        self._clock = clock
         self._lists = lists
         self._list_window = timedelta(seconds=2 * list_interval_s)
         self._dns_window = timedelta(seconds=dns_window_s)
         self._hold = hold
 
     async def run_once(self, now: datetime | None = None) -> None:
-        at = now or utcnow()
+        at = now or self._clock.now()
         list_since = at - self._list_window
         async with self._pool.acquire() as conn, conn.transaction():
             canaries = await db.canaries(conn, at - self._dns_window)

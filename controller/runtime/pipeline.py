@@ -42,6 +42,7 @@ from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings, FleetSettings, OAuth2Settings
 from controller.sidechecks.blocklists.rules import lists_setting
 from controller.sidechecks.blocklists.watch import FreshNames
+from shared.clock import WALL, Clock
 from shared.settings import nats_tls_context
 from shared.streams import MIB, JobsConsumers, ensure_streams
 from shared.timefmt import utcnow
@@ -75,6 +76,8 @@ class Pipeline:
     # the alerter's view of the database-wide `seeded_from`, read at start and by `serve`'s
     # watch.
     seeded: SeededGate = field(default_factory=SeededGate)
+    # The process's clock (shared.clock), which the parts above were given.
+    clock: Clock = WALL
 
 
 async def _reconnected() -> None:
@@ -115,9 +118,10 @@ async def open_pipeline(
     settings: ControllerSettings,
     pool: asyncpg.Pool,
     nc: NATS | None = None,
+    clock: Clock = WALL,
 ) -> AsyncIterator[Pipeline]:
     """Connect (unless `nc` is given), create the streams, build the parts CONTROLLER_ROLES
-    use; drain at exit."""
+    use, each given `clock`; drain at exit."""
     roles = settings.roles
     owned = nc is None
     conn = nc or await connect_nats(settings.process.nats_url, nats_tls_context(settings.process))
@@ -136,12 +140,14 @@ async def open_pipeline(
         await scheme_store.read(pool, seeded)
         async with contextlib.AsyncExitStack() as stack:
             agents = (
-                await _agents(stack, settings.fleet, conn, js) if roles & AGENTS_ROLES else None
+                await _agents(stack, settings.fleet, conn, js, clock)
+                if roles & AGENTS_ROLES
+                else None
             )
             scheduler, fresh = None, None
             if roles & SCHEDULER_ROLES:
                 assert agents is not None  # SCHEDULER_ROLES is within AGENTS_ROLES
-                scheduler, fresh = build_scheduler(settings, pool, js, agents, seeded)
+                scheduler, fresh = build_scheduler(settings, pool, js, agents, seeded, clock)
             ingester = None
             if roles & INGESTER_ROLES:
                 ingester = Ingester(
@@ -153,19 +159,25 @@ async def open_pipeline(
                     accept_unsealed=settings.fleet.accept_unsealed_side_facts,
                 )
                 stack.push_async_callback(ingester.close)
-            yield Pipeline(conn, js, agents, scheduler, ingester, fresh, seeded)
+            yield Pipeline(conn, js, agents, scheduler, ingester, fresh, seeded, clock)
     finally:
         if owned:
             await conn.drain()
 
 
 async def _agents(
-    stack: contextlib.AsyncExitStack, fleet: FleetSettings, nc: NATS, js: JetStreamContext
+    stack: contextlib.AsyncExitStack,
+    fleet: FleetSettings,
+    nc: NATS,
+    js: JetStreamContext,
+    clock: Clock,
 ) -> LiveAgents:
     """The live agents, and `jobs-CC` for each country with one (agents may not create or
     change their consumer, deploy/nats_conf.py: they wait for it), removed by JetStream when
     unused; both stopped by `stack`."""
-    agents = LiveAgents(nc, per_country_max=fleet.agents_per_country_max)
+    agents = LiveAgents(
+        nc, per_country_max=fleet.agents_per_country_max, clock=clock.monotonic, wall=clock.now
+    )
     await agents.start()
     stack.push_async_callback(agents.stop)
     consumers = JobsConsumers(js, agents.countries)
@@ -180,10 +192,12 @@ def build_scheduler(
     js: JetStreamContext,
     agents: LiveAgents,
     seeded: SeededGate,
+    clock: Clock = WALL,
 ) -> tuple[Scheduler, FreshNames | None]:
     """The scheduler's three parts (planner, admission, publisher) and the worker that drives
     them, each given what it uses; and the names it skips (None: BLOCKLISTS is off). `seeded`:
-    whether its rounds get seeded job ids (controller.jobs.scheme)."""
+    whether its rounds get seeded job ids (controller.jobs.scheme); `clock`: the instant the
+    scheduler and the OAuth2 tokens judge by."""
     reputation, scheduling, fair_use = settings.reputation, settings.scheduling, settings.fair_use
     lists = lists_setting(reputation.blocklists)
     fresh = FreshNames(pool, lists, reputation.blocklist_interval_seconds) if lists else None
@@ -200,7 +214,7 @@ def build_scheduler(
         default_countries=countries,
         blocklists=fresh,
     )
-    tokens = token_service(settings.oauth2, pool, box, links)
+    tokens = token_service(settings.oauth2, pool, box, links, clock)
     planner = Planner(rounds, agents, keys, tokens)
     admission = Admission(
         agents,
@@ -214,13 +228,19 @@ def build_scheduler(
     )
     publisher = JobPublisher(js, agents, keys, job_ids.asks, default_countries=countries)
     scheduler = Scheduler(
-        pool, planner, admission, publisher, scheduling=scheduling, fair_use=fair_use
+        pool,
+        planner,
+        admission,
+        publisher,
+        scheduling=scheduling,
+        fair_use=fair_use,
+        clock=clock.now,
     )
     return scheduler, fresh
 
 
 def token_service(
-    oauth2: OAuth2Settings, pool: asyncpg.Pool, box: SecretBox, links: Links
+    oauth2: OAuth2Settings, pool: asyncpg.Pool, box: SecretBox, links: Links, clock: Clock = WALL
 ) -> TokenService:
     """The OAuth2 access tokens of monitors' logins, as OAUTH2_* allow."""
     return TokenService(
@@ -230,6 +250,7 @@ def token_service(
         calls_per_hour=oauth2.oauth2_token_calls_per_hour,
         fetches=oauth2.oauth2_token_fetches,
         links=links,
+        clock=clock,
     )
 
 

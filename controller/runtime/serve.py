@@ -7,7 +7,10 @@ The roles of CONTROLLER_ROLES run as asyncio tasks sharing that pool and connect
 (uvicorn, and the tokens' and login throttle's housekeeping), `scheduler`, `ingester` (which also
 keeps the result partitions), `alerter` (evaluation, events, and the outbox worker sending
 notifications). Without `api`, `/metrics`, `/health` and `/ready` are served on
-CONTROLLER_METRICS_PORT instead."""
+CONTROLLER_METRICS_PORT instead.
+
+The process's clock (shared.clock's `WALL`) is composed here, once: the pipeline's parts, the
+housekeeping, retention and packing, and the alerter's parts take "now" from it."""
 
 import asyncio
 import contextlib
@@ -21,7 +24,6 @@ import asyncpg
 import structlog
 import uvicorn
 from litestar import Litestar
-from nats.js import JetStreamContext
 
 from controller.access import accounts_store as accounts
 from controller.access.housekeeping import housekeeping
@@ -47,6 +49,7 @@ from controller.web.app import create_app, readiness
 from controller.web.head_deadline import head_deadline
 from controller.web.server_ticks import TickingServer
 from shared import ops
+from shared.clock import WALL
 from shared.loop import run_every
 from shared.timefmt import iso_ms
 
@@ -131,7 +134,7 @@ async def _start(
         application_name=application_name(settings.roles, settings.scheduling.job_ids_seeded),
     )
     stack.push_async_callback(pool.close)
-    pipeline = await stack.enter_async_context(open_pipeline(settings, pool))
+    pipeline = await stack.enter_async_context(open_pipeline(settings, pool, clock=WALL))
     return pool, pipeline
 
 
@@ -161,8 +164,9 @@ def _workers(
     """Every background worker of the roles this process runs, each ending once `stop` is set
     (the pipeline holds the parts of these roles only)."""
     work: list[Worker] = []
+    clock = pipeline.clock
     if "api" in roles:
-        work.append(housekeeping(pool, stop))
+        work.append(housekeeping(pool, clock, stop))
     if "scheduler" in roles and pipeline.scheduler is not None:
         work.append(pipeline.scheduler.run(stop))
         if pipeline.fresh is not None:
@@ -172,13 +176,15 @@ def _workers(
         retention = settings.retention
         work += [
             pipeline.ingester.run(stop),
-            keep_partitions(pool, stop, retention.check_history_days, retention.check_raw_days),
+            keep_partitions(
+                pool, clock, stop, retention.check_history_days, retention.check_raw_days
+            ),
             keep_packing(
-                pool, JobIds.from_box(SecretBox(settings.secrets.secrets_key or "")), stop
+                pool, JobIds.from_box(SecretBox(settings.secrets.secrets_key or "")), clock, stop
             ),
         ]
     if "alerter" in roles and pipeline.agents is not None:
-        work += _alerter(settings, pool, pipeline.js, pipeline.agents, pipeline.seeded, stop)
+        work += _alerter(settings, pool, pipeline, pipeline.agents, stop)
     if roles & {"scheduler", "alerter"}:
         work.append(_watch_scheme(pool, pipeline.seeded, stop))
     work.append(metrics.sample_every(stop, _probes(roles, pool, pipeline)))
@@ -188,14 +194,14 @@ def _workers(
 def _alerter(
     settings: ControllerSettings,
     pool: asyncpg.Pool,
-    js: JetStreamContext,
+    pipeline: Pipeline,
     agents: LiveAgents,
-    seeded: SeededGate,
     stop: asyncio.Event,
 ) -> list[Worker]:
     """The evaluation loop and the outbox worker (which warns of each channel not configured
     here). The alerter makes the scheduler's job ids for the rounds nobody ran (under the
-    scheme `seeded` says, as the scheduler's)."""
+    scheme the pipeline's `seeded` says, as the scheduler's); its parts take the pipeline's
+    clock."""
     from controller.notify.budget import Budget
     from controller.notify.links import Links
 
@@ -203,7 +209,10 @@ def _alerter(
     box = SecretBox(settings.secrets.secrets_key or "")
     links = Links.of(notify)
     found = channels(notify) | channel_sender(notify, pool, box).channels()
-    alerter = build_alerter(settings, pool, js, JobIds.from_box(box, seeded), links)
+    js, seeded, clock = pipeline.js, pipeline.seeded, pipeline.clock
+    alerter = build_alerter(
+        settings, pool, js, JobIds.from_box(box, seeded), links, clock=clock.now
+    )
     worker = OutboxWorker(
         pool,
         found,
@@ -211,6 +220,7 @@ def _alerter(
         interval_s=alerting.alert_eval_interval_seconds,
         budget=Budget.of(settings.budget),
         links=links,
+        clock=clock.now,
     )
     from controller.oauth2.fetcher import TokenFetcher
     from controller.reports.intake import Limits
@@ -235,9 +245,12 @@ def _alerter(
         lists_setting(reputation.blocklists),
         list_interval_s=reputation.blocklist_interval_seconds,
         dns_window_s=2 * settings.scheduling.dns_posture_interval_seconds,
+        clock=clock,
     )
     work.append(run_every(WATCH_S, oracles.run_once, name="oracle health", stop=stop))
-    fleet = FleetWatch(pool, agents, saturated_ratio_max=settings.fleet.fleet_saturated_ratio_max)
+    fleet = FleetWatch(
+        pool, agents, saturated_ratio_max=settings.fleet.fleet_saturated_ratio_max, clock=clock
+    )
     work.append(run_every(WATCH_S, fleet.run_once, name="fleet health", stop=stop))
     if lists := lists_setting(reputation.blocklists):
         watch = BlocklistWatch(

@@ -15,7 +15,8 @@ consumer's ack taken by the source after its snapshot would not reach the cluste
 checks it: each source stream and consumer is read again once its copy is restored, and a
 difference fails the move (its copies on the target removed, so it may run again) with nothing
 changed on the source. A stream the target already has is refused unless it is empty (a
-controller started on the cluster before the move made it), which is replaced.
+controller started on the cluster before the move made it), which is replaced. A cluster
+electing a new leader meanwhile (a node starved on a loaded host) is waited for (`_ask`).
 """
 
 import asyncio
@@ -44,7 +45,13 @@ CHUNK_BYTES = 256 * 1024
 # last restore request waits for the server to unpack the whole snapshot and place it, which
 # takes longer the larger the stream (RESTORE_DONE_TIMEOUT_S).
 API_TIMEOUT_S = 30.0
-NO_RESPONDERS_RETRY_S = 0.25
+# A cluster without a leader: how long the move waits for one (an election takes 4-9 s, and
+# rounds may repeat on a starved host), asking again every RETRY_S; a request that only reads
+# is asked again when unanswered for READ_TIMEOUT_S. JetStream's "temporarily unavailable".
+LEADER_WAIT_S = 60.0
+RETRY_S = 0.25
+READ_TIMEOUT_S = 5.0
+UNAVAILABLE = 10008
 RESTORE_DONE_TIMEOUT_S = 3600.0
 # How long a cluster may take to place a restored stream's consumers.
 CONSUMERS_PLACED_S = 30.0
@@ -157,23 +164,41 @@ def _decoded(data: bytes, into: type[A]) -> A:
     return msgspec.json.decode(data or b"{}", type=into)
 
 
-async def _ask(nc: NATS, subject: str, payload: bytes) -> Msg:
-    """A JetStream API request. A cluster's JetStream answers no one for a moment while it
-    elects its leader (no responders): the request is sent again until API_TIMEOUT_S."""
+async def _ask(nc: NATS, subject: str, payload: bytes, *, reads: bool = False) -> Msg:
+    """A JetStream API request. A cluster electing a leader (a node lost, or starved for
+    seconds on a loaded host) answers no one for a moment (no responders), then answers
+    `temporarily unavailable` (UNAVAILABLE, the request not acted on) until a new leader is
+    elected: the request is sent again until LEADER_WAIT_S. A request that `reads` only is
+    also sent again when nobody answered it within READ_TIMEOUT_S (its server still waiting
+    for a leader that is gone); any other waits API_TIMEOUT_S for its answer."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + API_TIMEOUT_S
+    deadline = loop.time() + LEADER_WAIT_S
     while True:
+        left = deadline - loop.time()
         try:
-            return await nc.request(subject, payload, timeout=API_TIMEOUT_S)
+            msg = await nc.request(
+                subject, payload, timeout=min(READ_TIMEOUT_S, left) if reads else API_TIMEOUT_S
+            )
         except NoRespondersError:
             if loop.time() >= deadline:
                 raise
-            await asyncio.sleep(NO_RESPONDERS_RETRY_S)
+        except TimeoutError:
+            if not reads or loop.time() >= deadline:
+                raise
+        else:
+            error = _decoded(msg.data, _Answer).error
+            if error is None or error.err_code != UNAVAILABLE or loop.time() >= deadline:
+                return msg
+            log.info("jetstream_leaderless_waiting", subject=subject)
+        await asyncio.sleep(RETRY_S)
 
 
-async def _api(nc: NATS, subject: str, into: type[A], body: JsonObject | None = None) -> A:
+async def _api(
+    nc: NATS, subject: str, into: type[A], body: JsonObject | None = None, *, reads: bool = False
+) -> A:
     """One JetStream API request; its answer, StreamMoveError for an error answer."""
-    msg = await _ask(nc, subject, json.dumps(body).encode() if body is not None else b"")
+    payload = json.dumps(body).encode() if body is not None else b""
+    msg = await _ask(nc, subject, payload, reads=reads)
     answer = _decoded(msg.data, into)
     if error := answer.error:
         raise StreamMoveError(f"{subject}: {_described(error)} (err_code {error.err_code})")
@@ -186,7 +211,7 @@ def _described(error: _ApiError) -> str:
 
 async def stream_info(nc: NATS, stream: str) -> StreamInfo | None:
     """The stream's info as JetStream sends it; None when there is no such stream."""
-    msg = await _ask(nc, f"$JS.API.STREAM.INFO.{stream}", b"")
+    msg = await _ask(nc, f"$JS.API.STREAM.INFO.{stream}", b"", reads=True)
     answer = _decoded(msg.data, StreamInfo)
     if error := answer.error:
         if error.code == 404:
@@ -200,7 +225,11 @@ async def consumer_states(nc: NATS, stream: str) -> dict[str, tuple[int, int, in
     states: dict[str, tuple[int, int, int]] = {}
     while True:
         page = await _api(
-            nc, f"$JS.API.CONSUMER.LIST.{stream}", _ConsumerPage, {"offset": len(states)}
+            nc,
+            f"$JS.API.CONSUMER.LIST.{stream}",
+            _ConsumerPage,
+            {"offset": len(states)},
+            reads=True,
         )
         infos = page.consumers or []
         for info in infos:

@@ -4,6 +4,7 @@ self-check); anyone else, per country, only whether a live agent serves it, for 
 agents serve now and those their organization's monitors list (`fleet_db.countries_of`)."""
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import asyncpg
 
@@ -12,7 +13,6 @@ from controller.fleet import health_store as fleet_db
 from controller.fleet.live import LiveAgents
 from controller.web.api.guards import sees_every_country
 from shared.messages import AgentHeartbeat
-from shared.timefmt import utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,9 +26,9 @@ class CountryView:
 
 
 async def agents_view(
-    pool: asyncpg.Pool, principal: Principal, agents: LiveAgents
+    pool: asyncpg.Pool, principal: Principal, agents: LiveAgents, now: datetime
 ) -> list[CountryView]:
-    """The countries the caller reads, in code order."""
+    """The countries the caller reads at `now`, in code order."""
     beats = agents.agents()
     if sees_every_country(principal):
         by_country: dict[str, list[AgentHeartbeat]] = {}
@@ -37,5 +37,5 @@ async def agents_view(
         return [CountryView(cc, True, a) for cc, a in sorted(by_country.items())]
     live = {b.country for b in beats}
     async with pool.acquire() as conn:
-        theirs = await fleet_db.countries_of(conn, principal.organization_id, utcnow())
+        theirs = await fleet_db.countries_of(conn, principal.organization_id, now)
     return [CountryView(cc, cc in live) for cc in sorted(live | theirs)]

@@ -44,6 +44,7 @@ from controller.settings import (
 from controller.sidechecks.blocklists.rules import lists_setting
 from controller.statuspages.cache import PageCache
 from controller.web.api.auth import Logins
+from shared.clock import WALL, Clock
 
 if TYPE_CHECKING:
     # What the composition root hands the app: a type only, so web/ does not depend on the
@@ -83,6 +84,7 @@ class Services:
     page_cache: PageCache  # the public status pages, built at most once a while each
     background: Background
     world: World  # the gauges read from PostgreSQL at a scrape (findings, oracles, reports)
+    clock: Clock  # the instant the handlers' reads are taken at
 
     @classmethod
     @asynccontextmanager
@@ -95,7 +97,8 @@ class Services:
         egress: Egress | None,
     ) -> AsyncIterator["Services"]:
         limits = fair_use.Limits.of(settings.fair_use)
-        logins = Logins.from_settings(settings.access, box.subkeys(THROTTLE_PURPOSE)[0])
+        clock = WALL if pipeline is None else pipeline.clock
+        logins = Logins.from_settings(settings.access, box.subkeys(THROTTLE_PURPOSE)[0], clock)
         try:
             yield cls(
                 settings=settings,
@@ -110,6 +113,7 @@ class Services:
                 page_cache=PageCache(),
                 background=Background(),
                 world=World(lists_setting(settings.reputation.blocklists)),
+                clock=clock,
             )
         finally:
             logins.passwords.close()
@@ -126,6 +130,7 @@ NatsUpDep: TypeAlias = NamedDependency[NatsUp | None]
 PageCacheDep: TypeAlias = NamedDependency[PageCache]
 BackgroundDep: TypeAlias = NamedDependency[Background]
 WorldDep: TypeAlias = NamedDependency[World]
+ClockDep: TypeAlias = NamedDependency[Clock]
 # The settings groups the web surfaces read, each its own dependency.
 AccessSettingsDep: TypeAlias = NamedDependency[AccessSettings]
 ApiSettingsDep: TypeAlias = NamedDependency[ApiSettings]
@@ -198,6 +203,10 @@ def provide_world(state: State) -> World:
     return _services(state).world
 
 
+def provide_clock(state: State) -> Clock:
+    return _services(state).clock
+
+
 def provide_group(group: Callable[[ControllerSettings], T]) -> Callable[[State], T]:
     """The provider of one settings group, `group` of the app's settings."""
 
@@ -221,6 +230,7 @@ DEPENDENCIES = {
         ("page_cache", provide_page_cache),
         ("background", provide_background),
         ("world", provide_world),
+        ("clock", provide_clock),
         # the settings groups the handlers read, each its own
         ("access_settings", provide_group(lambda s: s.access)),
         ("api_settings", provide_group(lambda s: s.api)),

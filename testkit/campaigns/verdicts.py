@@ -55,6 +55,7 @@ from controller.access.credentials import hash_password, new_token
 from controller.db.migrate import migrate
 from controller.db.pool import connect
 from shared import embedded
+from shared.clock import WALL
 from shared.streams import ensure_streams
 from shared.subjects import HEARTBEATS_SUBJECTS
 from testkit import netns
@@ -393,7 +394,7 @@ class Rig:
                     conn, org_id, f"owner@{org}.test", hash_password("unused-pw-1"), "owner"
                 )
                 owner.token, digest = new_token()
-                await accounts.issue_token(conn, user.id, digest, 24 * 3600)
+                await accounts.issue_token(conn, user.id, digest, 24 * 3600, WALL.now())
         finally:
             await conn.close()
 

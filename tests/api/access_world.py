@@ -17,6 +17,7 @@ from litestar.routes import HTTPRoute
 
 from controller.access import accounts_store as accounts
 from controller.access.credentials import new_token
+from shared.clock import WALL
 from tests.api.helpers import seed_body
 from tests.api.test_roundtrip_monitors import body as roundtrip_body
 from tests.conftest import Tenant, make_tenant
@@ -105,7 +106,7 @@ async def _user(pool: asyncpg.Pool, org_id: int, role: str, ttl: int) -> tuple[s
             conn, org_id, f"{role}-{uuid.uuid4().hex[:8]}@example.com", "x", role, False
         )
         token, digest = new_token()
-        await accounts.issue_token(conn, user.id, digest, ttl)
+        await accounts.issue_token(conn, user.id, digest, ttl, WALL.now())
     return token, str(user.public_id)
 
 

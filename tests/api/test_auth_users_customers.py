@@ -9,6 +9,7 @@ import pytest
 
 from controller.access import accounts_store as accounts
 from controller.access.credentials import new_token
+from shared.clock import WALL
 from tests.api.helpers import ISO_MS, SMTP, assert_error, create, minimal_body
 from tests.conftest import PASSWORD, Tenant, make_tenant
 
@@ -75,7 +76,7 @@ async def test_expired_token_is_401(
         user_id = await conn.fetchval(
             "SELECT id FROM users WHERE email = $1", tenant.emails["admin"]
         )
-        await accounts.issue_token(conn, user_id, digest, -1)
+        await accounts.issue_token(conn, user_id, digest, -1, WALL.now())
     r = await http.get(SMTP, headers={"Authorization": f"Bearer {token}"})
     body = assert_error(r, 401, code="unauthorized")
     assert "expired" in body["message"]

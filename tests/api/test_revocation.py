@@ -10,6 +10,7 @@ import pytest
 
 from controller.access import accounts_store as accounts
 from controller.access.credentials import new_token
+from shared.clock import WALL
 from tests.api.helpers import SMTP, assert_error
 from tests.conftest import PASSWORD, Tenant, make_tenant
 
@@ -28,7 +29,7 @@ async def _another_token(pool: asyncpg.Pool, tenant: Tenant, role: str) -> dict[
     token, digest = new_token()
     async with pool.acquire() as conn:
         user_id = await conn.fetchval("SELECT id FROM users WHERE email = $1", tenant.emails[role])
-        await accounts.issue_token(conn, user_id, digest, 3600)
+        await accounts.issue_token(conn, user_id, digest, 3600, WALL.now())
     return {"Authorization": f"Bearer {token}"}
 
 

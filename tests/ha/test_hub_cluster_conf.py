@@ -76,6 +76,18 @@ def routed(node: embedded.NatsNode) -> set[str]:
         return {r.get("remote_name", "") for r in json.load(resp)["routes"]}
 
 
+def test_every_node_of_the_shipped_cluster_syncs_every_write(
+    hub: tuple[list[embedded.NatsNode], Pki, dict[str, str]],
+) -> None:
+    """hub-cluster.conf takes hub.conf's `sync_interval: always` (docs/operating.md, "Power
+    loss and the stream"): no node acknowledges a write its disk does not have."""
+    nodes, _, _ = hub
+    for node in nodes:
+        url = f"http://127.0.0.1:{node.monitor_port}/varz"
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            assert json.load(resp)["jetstream"]["config"]["sync_always"] is True, node.name
+
+
 def test_a_server_without_the_deployments_certificate_cannot_join(
     hub: tuple[list[embedded.NatsNode], Pki, dict[str, str]], tmp_path: Path
 ) -> None:

@@ -11,8 +11,11 @@ with its copy removed; a target stream holding messages is refused."""
 
 import asyncio
 import contextlib
+import json
 import os
+import signal
 import sys
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -33,6 +36,7 @@ from shared.subjects import EVENTS_STREAM, JOBS_STREAM, RESULTS_STREAM
 from tests.ha.test_nats_cluster import consumer_replicas, settled
 
 N = 200
+PAUSE_S = 12.0  # past the followers' election timeout (4-9 s)
 STREAMS = (JOBS_STREAM, RESULTS_STREAM, EVENTS_STREAM)
 
 
@@ -215,3 +219,51 @@ async def test_a_server_out_of_reach_is_one_line_and_exit_1() -> None:
     assert err.decode().splitlines() == [
         "error: NATS: NoServersError: nats: no servers available for connection"
     ]
+
+
+def meta_leader(nodes: list[embedded.NatsNode]) -> embedded.NatsNode:
+    """The node that leads the cluster's meta group (JetStream's API), by any node's /jsz."""
+    for node in nodes:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            url = f"http://127.0.0.1:{node.monitor_port}/jsz"
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                leader = json.load(answer)["meta_cluster"]["leader"]
+            return next(n for n in nodes if n.name == leader)
+    raise AssertionError("no node names a meta leader")
+
+
+async def test_a_cluster_electing_a_new_leader_during_the_move_gets_every_stream(
+    single: str, tmp_path: Path
+) -> None:
+    """A loaded machine starves a node for seconds, and the cluster elects another leader:
+    meanwhile JetStream's API answers `temporarily unavailable` (503, err_code 10008) or not at
+    all. The move waits for the new leader instead of failing. Here the meta leader is stopped
+    (SIGSTOP) as the move starts and resumed PAUSE_S later, with the mover connected to
+    another node."""
+    nodes, _ = embedded.start_nats_cluster(tmp_path / "cluster")
+    try:
+        async with connected(single) as (source, old):
+            await old_deployment(old)
+            before = {s: await contents(old, s) for s in STREAMS}
+        leader = meta_leader(nodes)
+        other = next(n for n in nodes if n is not leader)
+        assert leader.proc is not None
+        async with connected(single) as (source, _), connected(other.url) as (target, js):
+            leader.proc.send_signal(signal.SIGSTOP)
+            resume = asyncio.get_running_loop().call_later(
+                PAUSE_S, leader.proc.send_signal, signal.SIGCONT
+            )
+            try:
+                moved = await move_streams(source, target, 3, STREAMS, tmp_path / "w")
+            finally:
+                resume.cancel()
+                leader.proc.send_signal(signal.SIGCONT)
+            assert [(m.stream, m.messages, m.replicas) for m in moved] == [
+                (s, N, 3) for s in STREAMS
+            ]
+            for stream in STREAMS:
+                await settled(js, stream, 3, within=60)
+                assert await contents(js, stream) == before[stream], stream
+    finally:
+        for node in nodes:
+            node.kill()

@@ -15,7 +15,7 @@ import uuid
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
+from shared.clock import ManualClock
 from shared.messages import ImapPopConfig, encode
 from shared.secret import SECRET_MASK, Secret
 from shared.timefmt import utcnow
@@ -713,3 +714,53 @@ async def test_the_device_code_flow_stores_a_refresh_token_on_the_monitor(
     assert not monitor.config_as_sent.get("password")
     tokens = await TokenService(pool, box, fetcher(ca)).tokens(monitor, later())
     assert isinstance(tokens, dict), tokens
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        datetime(2026, 12, 31, 23, 30, tzinfo=UTC),  # the token outlives the year
+        datetime(2027, 2, 28, 23, 30, tzinfo=UTC),  # and the month
+        datetime(2028, 2, 28, 23, 30, tzinfo=UTC),  # a leap February
+    ],
+    ids=["year-end", "february-end", "leap-february"],
+)
+async def test_a_token_is_kept_until_its_expiry_by_the_clock_given(
+    client: httpx.AsyncClient,
+    endpoint: TokenEndpoint,
+    tenant: Tenant,
+    pool: asyncpg.Pool,
+    box: SecretBox,
+    ca: trustme.CA,
+    start: datetime,
+) -> None:
+    """The service judges a token's expiry by the clock it is given, across midnight and a
+    month's end, without sleeping: a token lives `expires_in` (3600 s) from its fetch, is
+    served while it outlives a job's end by a minute (rules.MARGIN), and is fetched anew one
+    second past that; its row stores the instants the clock gave."""
+    r = await create_imap(
+        client, tenant, grant_of(endpoint, "client_credentials", clientSecret=CLIENT_SECRET)
+    )
+    assert r.status_code == 201, r.text
+    monitor = (await watched(pool, r.json()["id"])).monitor
+    clock = ManualClock(start)
+    service = TokenService(pool, box, fetcher(ca), clock=clock)
+    job = timedelta(minutes=5)  # how long after "now" the job may run
+    first = await service.tokens(monitor, clock.now() + job)
+    assert isinstance(first, dict) and len(endpoint.calls) == 1
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT expires_at, updated_at FROM oauth2_tokens WHERE monitor_id = $1", monitor.id
+        )
+    assert (row["expires_at"], row["updated_at"]) == (start + timedelta(hours=1), start)
+    clock.advance(3600 - 300 - 60 - 1)  # the token outlives the job by a minute and a second
+    assert await service.tokens(monitor, clock.now() + job) == first
+    assert (
+        await TokenService(pool, box, fetcher(ca), clock=clock).tokens(monitor, clock.now() + job)
+        == first
+    )  # another replica, from the stored row
+    assert len(endpoint.calls) == 1
+    clock.advance(2)  # past the margin, on the other side of midnight
+    assert clock.now().date() > start.date()
+    again = await service.tokens(monitor, clock.now() + job)
+    assert isinstance(again, dict) and again != first and len(endpoint.calls) == 2

@@ -16,6 +16,7 @@ from controller.ingest import retention
 from controller.ingest import store as results
 from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
+from shared.clock import WALL
 from shared.messages import CheckResult, Phases, TlsInfo, encode
 from shared.timefmt import utcnow
 from tests.api.helpers import create
@@ -276,7 +277,7 @@ async def test_retention_drops_raw_rows_but_keeps_uptime(
     before = r.json()["windows"]
     assert [w["overall"]["up"] for w in before] == [1, 4, 4]
 
-    dropped = await retention.one_pass(pipe_pool, history_days=90, raw_days=3)
+    dropped = await retention.one_pass(pipe_pool, history_days=90, raw_days=3, now=WALL.now())
     assert f"result_rows_p{old:%Y%m%d}" in dropped
     assert f"result_details_p{old:%Y%m%d}" in dropped
     assert f"result_rollups_p{old:%Y%m%d}" not in dropped

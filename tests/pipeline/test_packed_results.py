@@ -17,6 +17,7 @@ from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
+from shared.clock import WALL
 from shared.messages import CheckResult
 from shared.timefmt import utcnow
 from tests.api.helpers import create
@@ -124,7 +125,7 @@ async def test_a_packed_hour_reads_back_as_it_was_stored(
     before_rows, before_api = await view_rows(pipe_pool, pid), await answers(api, org, pid)
     assert [r["job_id"] for r in before_rows] == [r.job_id for r in sent]
 
-    while await packer.pack_pass(pipe_pool, job_ids):
+    while await packer.pack_pass(pipe_pool, job_ids, WALL.now()):
         pass
 
     assert await layout(pipe_pool, pid) == (rows - compact, 0, [compact])
@@ -148,7 +149,7 @@ async def test_a_late_result_in_a_packed_hour_lands_once_and_is_merged(
     pid = monitor["publicId"]
     hour = closed_hour()
     sent = await sent_hour(pipeline, made_ids, monitor, cc, hour)
-    while await packer.pack_pass(pipe_pool, job_ids):
+    while await packer.pack_pass(pipe_pool, job_ids, WALL.now()):
         pass
     rows, _, packs = await layout(pipe_pool, pid)
 
@@ -164,7 +165,7 @@ async def test_a_late_result_in_a_packed_hour_lands_once_and_is_merged(
     before_rows, before_api = await view_rows(pipe_pool, pid), await answers(api, org, pid)
 
     # The next pass merges it into the hour's pack, in time order.
-    while await packer.pack_pass(pipe_pool, job_ids):
+    while await packer.pack_pass(pipe_pool, job_ids, WALL.now()):
         pass
     assert await layout(pipe_pool, pid) == (rows, 0, [packs[0] + 1])
     assert await view_rows(pipe_pool, pid) == before_rows
@@ -207,7 +208,7 @@ async def test_a_pack_cut_short_leaves_the_rows(
         conn.terminate()
     assert await layout(pipe_pool, pid) == rows
     assert await view_rows(pipe_pool, pid) == before
-    while await packer.pack_pass(pipe_pool, job_ids):
+    while await packer.pack_pass(pipe_pool, job_ids, WALL.now()):
         pass
     assert (await layout(pipe_pool, pid))[2] == [rows[1]]
     assert await view_rows(pipe_pool, pid) == before
@@ -231,13 +232,13 @@ async def test_two_packers_at_once_pack_each_hour_once(
 
     async with pipe_pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", PACK_LOCK)
-        assert await packer.pack_pass(pipe_pool, job_ids) is None
+        assert await packer.pack_pass(pipe_pool, job_ids, WALL.now()) is None
     for _ in range(3):
         done = await asyncio.gather(
-            *(packer.pack_pass(pipe_pool, job_ids, groups=1) for _ in range(4))
+            *(packer.pack_pass(pipe_pool, job_ids, WALL.now(), groups=1) for _ in range(4))
         )
         assert all(n is None or n <= 1 for n in done)
-    while await packer.pack_pass(pipe_pool, job_ids):
+    while await packer.pack_pass(pipe_pool, job_ids, WALL.now()):
         pass
     for m, rows in zip(monitors, before, strict=True):
         _, compact, packs = await layout(pipe_pool, m["publicId"])
@@ -340,7 +341,7 @@ async def test_the_alerters_reads_find_packed_and_recent_results_alike(
     assert alert_state.results_view(old) == "check_results"
     before = await alerter_reads(pipe_pool, pid, old)
     assert [r.job_id for r in before[0].rows] == [r.job_id for r in sent]
-    while await packer.pack_pass(pipe_pool, job_ids):
+    while await packer.pack_pass(pipe_pool, job_ids, WALL.now()):
         pass
     assert (await layout(pipe_pool, pid))[2] != []
     assert await alerter_reads(pipe_pool, pid, old) == before

@@ -21,6 +21,7 @@ from controller.jobs.rules import JobIds, is_seeded, seeded_id
 from controller.runtime.pipeline import Pipeline
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
+from shared.clock import WALL
 from shared.messages import CheckResult
 from shared.sidechecks.reverse_dns import PtrCheck, ReverseDns
 from shared.timefmt import utcnow
@@ -106,7 +107,7 @@ async def test_packs_of_both_schemes_read_back_with_their_job_ids(
     before_rows, before_api = await view_rows(pipe_pool, pid), await answers(api, org, pid)
     assert [r["job_id"] for r in before_rows] == [r.job_id for r in first + second]
 
-    while await packer.pack_pass(pipe_pool, job_ids):
+    while await packer.pack_pass(pipe_pool, job_ids, WALL.now()):
         pass
 
     # The first result stays a row (the full one, every other says what it said); the packs keep
@@ -131,7 +132,7 @@ async def test_packs_of_both_schemes_read_back_with_their_job_ids(
     late = routine(seeded, monitor, cc, newer + timedelta(minutes=30), 30)
     await sent(pipeline, [late])
     await sent(pipeline, [late], stored=0)
-    while await packer.pack_pass(pipe_pool, job_ids):
+    while await packer.pack_pass(pipe_pool, job_ids, WALL.now()):
         pass
     assert await kept_ids(pipe_pool, pid) == [(5, False), (2, True)]
     assert [i["jobId"] for i in await listed(api, org, pid)] == [

@@ -20,6 +20,7 @@ from controller.ingest import store as results
 from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
 from controller.statuspages import pages_store
+from shared.clock import WALL
 from shared.timefmt import utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant
@@ -143,7 +144,9 @@ async def _one_history(
     assert r.status_code == 200, r.text
     before = compare(r.json()["windows"], told, countries)
 
-    dropped = await retention.one_pass(pipe_pool, history_days=90, raw_days=RAW_DAYS)
+    dropped = await retention.one_pass(
+        pipe_pool, history_days=90, raw_days=RAW_DAYS, now=WALL.now()
+    )
     async with pipe_pool.acquire() as conn:
         raw = await conn.fetchval(
             "SELECT count(*) FROM result_rows WHERE monitor_id = $1", monitor_id
@@ -258,7 +261,7 @@ async def test_packing_an_hour_leaves_its_time_as_it_was(
             "SELECT id FROM monitors WHERE public_id = $1::uuid", monitor["publicId"]
         )
         before = await results.state_time(conn, monitor_id, hour, hour + timedelta(hours=1))
-    while await packer.pack_pass(pipe_pool, job_ids):
+    while await packer.pack_pass(pipe_pool, job_ids, WALL.now()):
         pass
     async with pipe_pool.acquire() as conn:
         rows = await conn.fetchval(

@@ -21,6 +21,7 @@ from controller.access import accounts_store as accounts
 from controller.access.credentials import new_token
 from controller.settings import ControllerSettings
 from shared import embedded
+from shared.clock import WALL
 from shared.settings import load
 from shared.subjects import JOBS_STREAM
 from tests.api.test_cli import ROOT
@@ -214,9 +215,9 @@ async def test_the_token_outlives_a_restart_while_it_has_a_day_left(database_url
             other = await accounts.create_user(conn, org, "x@example.com", "-", "owner")
             ending, ending_digest = new_token()
             assert admin is not None
-            await accounts.issue_token(conn, admin.id, ending_digest, 3600)
+            await accounts.issue_token(conn, admin.id, ending_digest, 3600, WALL.now())
             theirs, theirs_digest = new_token()
-            await accounts.issue_token(conn, other.id, theirs_digest, 30 * 24 * 3600)
+            await accounts.issue_token(conn, other.id, theirs_digest, 30 * 24 * 3600, WALL.now())
         finally:
             await conn.close()
         assert await admin_token(url, "a-dev-password", ending) != ending

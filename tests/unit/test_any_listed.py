@@ -25,7 +25,7 @@ LISTED: dict[str, int] = {
     "controller/ascode/spec.py": 11,
     # Jinja contexts, splatted into `page(**context)`; litestar's Response[Any] (invariant in its
     # content: a Template or a Redirect)
-    "controller/web/console/pages.py": 11,
+    "controller/web/console/pages.py": 10,
     # the API's JSON answers compared key by key; configs rewritten (secrets as refs, defaults out)
     "controller/ascode/plan.py": 6,
     # a mailbox's OAuth2 grant as JSON (stored sealed, shown masked) in the API's Structs: any JSON

@@ -30,6 +30,7 @@ from controller.settings import AccessSettings
 from controller.web.api.errors import ApiError
 from controller.web.authed_request import AuthedRequest
 from controller.web.request_types import AnyConnection, AnyRequest
+from shared.clock import Clock
 from shared.timefmt import iso_ms
 
 log = structlog.get_logger(__name__)
@@ -66,9 +67,10 @@ class Logins:
     passwords: PasswordPool
     keys: Keys
     policy: Policy
+    clock: Clock  # the instant attempts, lockouts and tokens count from
 
     @classmethod
-    def from_settings(cls, access: AccessSettings, secret: bytes) -> "Logins":
+    def from_settings(cls, access: AccessSettings, secret: bytes, clock: Clock) -> "Logins":
         policy = Policy(
             address_per_minute=access.login_address_per_minute,
             account_failures=access.login_account_failures,
@@ -76,7 +78,7 @@ class Logins:
             lockout_max=timedelta(seconds=access.login_lockout_max_seconds),
         )
         pool = PasswordPool(access.password_hash_workers, access.password_hash_queue)
-        return cls(pool, Keys(secret), policy)
+        return cls(pool, Keys(secret), policy, clock)
 
 
 def client_address(connection: AnyConnection) -> str:
@@ -137,9 +139,13 @@ async def login_token(
         with login.passwords.reserve() as hashing:
             async with pool.acquire() as conn:
                 user = await accounts.user_for_login(conn, email.strip())
-                known = user is not None and await logins.is_known_address(conn, user.id, address)
+                known = user is not None and await logins.is_known_address(
+                    conn, user.id, address, login.clock.now()
+                )
                 account_key = login.keys.account(email, address if known else None)
-                wait = await logins.take(conn, address_key, account_key, login.policy)
+                wait = await logins.take(
+                    conn, address_key, account_key, login.policy, login.clock.now()
+                )
             if wait is not None:
                 log.info("login throttled", address=address, retry_after_s=_seconds(wait))
                 raise _too_many(wait)
@@ -150,14 +156,15 @@ async def login_token(
         raise busy() from None
     if not ok or user is None or user.disabled_at is not None:
         async with pool.acquire() as conn:
-            locked_for = await logins.failed(conn, account_key, login.policy)
+            locked_for = await logins.failed(conn, account_key, login.policy, login.clock.now())
         log.info("login failed", address=address, locked_for_s=_seconds(locked_for))
         return None
     token, digest = new_token()
     async with pool.acquire() as conn, conn.transaction():
-        await logins.succeeded(conn, address_key, account_key)
-        await logins.remember_address(conn, user.id, address)
-        expires_at = await accounts.issue_token(conn, user.id, digest, ttl_seconds)
+        now = login.clock.now()
+        await logins.succeeded(conn, address_key, account_key, now)
+        await logins.remember_address(conn, user.id, address, now)
+        expires_at = await accounts.issue_token(conn, user.id, digest, ttl_seconds, now)
     return token, expires_at
 
 

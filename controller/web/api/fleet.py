@@ -11,7 +11,7 @@ from controller.operator_health import store as health_db
 from controller.web.api import guards
 from controller.web.api.operator_health import health_rows, readable
 from controller.web.authed_request import AuthedRequest
-from controller.web.services import PoolDep
+from controller.web.services import ClockDep, PoolDep
 
 
 class FleetCheckOut(msgspec.Struct, rename="camel"):
@@ -28,10 +28,12 @@ class FleetOut(msgspec.Struct, rename="camel"):
 
 
 @get("/api/fleet", tags=["blocklists"], summary="The fleet's health per country")
-async def list_fleet(request: AuthedRequest, pool: PoolDep) -> FleetOut:
+async def list_fleet(request: AuthedRequest, pool: PoolDep, clock: ClockDep) -> FleetOut:
     guards.requires_admin_reader(request.user)
     async with pool.acquire() as conn:
-        stored = await readable(conn, request.user, await health_db.healths(conn, db.HEALTH))
+        stored = await readable(
+            conn, request.user, await health_db.healths(conn, db.HEALTH), clock.now()
+        )
     return FleetOut(health_rows(stored, what_to_do, FleetCheckOut))
 
 

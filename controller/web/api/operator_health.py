@@ -4,6 +4,7 @@ gives for its state; every country's for the deployment's operators, the caller'
 organization's countries for its owners and admins (`readable`)."""
 
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import TypeVar
 
 from controller.access.accounts_store import Principal
@@ -11,7 +12,7 @@ from controller.db.pool import Conn
 from controller.fleet import health_store as fleet_db
 from controller.operator_health.rules import Stored
 from controller.web.api.guards import sees_every_country
-from shared.timefmt import iso_ms, utcnow
+from shared.timefmt import iso_ms
 
 Row = TypeVar("Row")
 
@@ -29,7 +30,7 @@ def health_rows(
 
 
 async def readable(
-    conn: Conn, principal: Principal, stored: Mapping[tuple[str, str], Stored]
+    conn: Conn, principal: Principal, stored: Mapping[tuple[str, str], Stored], now: datetime
 ) -> Mapping[tuple[str, str], Stored]:
     """Those of `stored` the caller reads: all for the deployment's operators and global
     supporters; for anyone else those of the countries their organization is told of
@@ -37,5 +38,5 @@ async def readable(
     another lists."""
     if sees_every_country(principal):
         return stored
-    theirs = await fleet_db.countries_of(conn, principal.organization_id, utcnow())
+    theirs = await fleet_db.countries_of(conn, principal.organization_id, now)
     return {key: s for key, s in stored.items() if key[1] in theirs}

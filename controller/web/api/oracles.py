@@ -11,7 +11,7 @@ from controller.oracles.rules import fix
 from controller.web.api import guards
 from controller.web.api.operator_health import health_rows, readable
 from controller.web.authed_request import AuthedRequest
-from controller.web.services import PoolDep
+from controller.web.services import ClockDep, PoolDep
 
 
 class OracleOut(msgspec.Struct, rename="camel"):
@@ -28,10 +28,12 @@ class OraclesOut(msgspec.Struct, rename="camel"):
 
 
 @get("/api/oracles", tags=["blocklists"], summary="The resolvers' and blocklists' health")
-async def list_oracles(request: AuthedRequest, pool: PoolDep) -> OraclesOut:
+async def list_oracles(request: AuthedRequest, pool: PoolDep, clock: ClockDep) -> OraclesOut:
     guards.requires_admin_reader(request.user)
     async with pool.acquire() as conn:
-        stored = await readable(conn, request.user, await health_db.healths(conn, db.HEALTH))
+        stored = await readable(
+            conn, request.user, await health_db.healths(conn, db.HEALTH), clock.now()
+        )
     return OraclesOut(health_rows(stored, what_to_set, OracleOut))
 
 

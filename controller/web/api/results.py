@@ -28,7 +28,7 @@ from controller.web.api.page import Page, published
 from controller.web.api.side_checks import SideChecksOut, side_checks_out
 from controller.web.api.side_checks import facts as side_facts
 from controller.web.authed_request import AuthedRequest
-from controller.web.services import AgentsDep, PoolDep, TriggerDep
+from controller.web.services import AgentsDep, ClockDep, PoolDep, TriggerDep
 from shared.messages import (
     AuthResults,
     Hop,
@@ -396,11 +396,13 @@ def router(api: KindApi) -> Router:
 
 
 @get("/api/agents", tags=["agents"], summary="Live agents per country")
-async def list_agents(request: AuthedRequest, pool: PoolDep, agents: AgentsDep) -> AgentsOut:
+async def list_agents(
+    request: AuthedRequest, pool: PoolDep, agents: AgentsDep, clock: ClockDep
+) -> AgentsOut:
     """Every live agent for the deployment's operators; for anyone else whether an agent
     serves each of the countries served now and those their monitors list
     (controller/web/agents_view.py); `total`: the agents listed."""
-    seen = await agents_view(pool, request.user, _running(agents))
+    seen = await agents_view(pool, request.user, _running(agents), clock.now())
     countries = [
         CountryAgents(
             c.country,

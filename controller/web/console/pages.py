@@ -58,6 +58,7 @@ from controller.web.request_types import AnyRequest
 from controller.web.services import (
     AccessSettingsDep,
     AgentsDep,
+    ClockDep,
     PoolDep,
     ReputationSettingsDep,
     TriggerDep,
@@ -449,11 +450,13 @@ async def _action_failed(
 
 
 @get("/agents", name="console-agents")
-async def agents_page(request: AnyRequest, pool: PoolDep, agents: AgentsDep) -> Template:
+async def agents_page(
+    request: AnyRequest, pool: PoolDep, agents: AgentsDep, clock: ClockDep
+) -> Template:
     """Every live agent for the deployment's operators, whether each country is served for
     anyone else (controller/web/agents_view.py)."""
     me = principal_of(request)
-    seen = await agents_view(pool, me, agents) if agents is not None else []
+    seen = await agents_view(pool, me, agents, clock.now()) if agents is not None else []
     return page(
         request,
         "agents.html",
