@@ -1,6 +1,9 @@
 """The mail DNS of a monitored domain, resolved from the agent's country: MX, SPF, DMARC,
 MTA-STS (its TXT and its HTTPS policy), TLS-RPT and the TLSA records of the monitored service.
 
+When `_dmarc.<domain>` holds no one DMARC record, the DMARC Tree Walk (RFC 9989 4.10) goes on
+above it (`dmarcWalk`), so the controller judges from the record that applies.
+
 The agent only gathers what is served (`shared.sidechecks.mail_dns.MailDns`); the controller
 judges it (controller/sidechecks/mail_dns), so a rule changes without an agent upgrade. What it
 sends is bounded (`shared.sidechecks.mail_dns_bound`: 16 KiB at most, cut parts named in
@@ -34,8 +37,10 @@ from agent.sidechecks.base import AgentSideCheck, Round, Runner
 from agent.tenant_bound import BOUND_BUSY, TenantBound
 from shared.addresses import is_blocked
 from shared.dns_canary import Canary, parse_dns_canaries
+from shared.sidechecks import dmarc_tree
 from shared.sidechecks.mail_dns import WIRE, MailDns, MailDnsAsk
 from shared.sidechecks.mail_dns_bound import bounded
+from shared.sidechecks.readiness import DmarcLookup
 from shared.tls import system_trust
 
 POLICY_BYTES_MAX: Final = 64 * 1024  # RFC 8461 section 3.3 lets a sender stop reading here
@@ -144,6 +149,11 @@ class MailDnsProbe:
                 out.errors[_WIRE.get(name, name)] = _why(value)
             else:
                 setattr(out, name, value)
+        if (
+            out.dmarc is not None
+            and dmarc_tree.single(DmarcLookup(name=domain, records=out.dmarc)) is None
+        ):
+            out.dmarc_walk = await self._walk(resolver, domain, deadline)
         out.canaries = await canaries
         if out.mta_sts:
             try:
@@ -154,6 +164,27 @@ class MailDnsProbe:
             except dns.exception.DNSException as exc:
                 out.errors["mtaStsPolicy"] = f"mta-sts.{domain}: {_why(exc)}"
         return out
+
+    async def _walk(
+        self, resolver: dns.asyncresolver.Resolver, domain: str, deadline: float
+    ) -> list[DmarcLookup]:
+        """The DMARC Tree Walk above `domain`, whose own `_dmarc` holds no one record (RFC
+        9989 4.10): each name it asks in turn, until one stops it or a lookup fails."""
+        walk: list[DmarcLookup] = []
+        for i, name in enumerate(dmarc_tree.targets(domain)[1:], start=1):
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                walk.append(DmarcLookup(name=name, error="the budget ran out"))
+                break
+            try:
+                texts = await self._txt(resolver, f"_dmarc.{name}", "v=DMARC1", left)
+            except (dns.exception.DNSException, OSError) as exc:
+                walk.append(DmarcLookup(name=name, error=_why(exc)))
+                break
+            walk.append(DmarcLookup(name=name, records=texts))
+            if dmarc_tree.stops(i, dmarc_tree.single(walk[-1])):
+                break
+        return walk
 
     async def _answer(
         self, resolver: dns.asyncresolver.Resolver, name: str, rdtype: str, budget: float
