@@ -327,10 +327,8 @@ def _why(exc: BaseException, key: str | None) -> str:
 
 async def _run(probe: BlocklistProbe, ask: BlocklistAsk, at: Round) -> Reputation | None:
     """The lists are asked whatever the check found (a server that is down may be down because
-    it was listed, and its addresses are still what its mail depends on), but not when the
-    agent's own path failed the check."""
-    if at.result.error_kind == "inconclusive":
-        return None
+    it was listed, and its addresses are still what its mail depends on); the worker runs no
+    side check of a round whose agent's own path failed."""
     return await probe.probe(ask, at.job.hostname, at.job.timeout_seconds, at.job.tenant)
 
 

@@ -280,9 +280,8 @@ def _why(exc: BaseException) -> str:
 
 async def _run(probe: MailDnsProbe, ask: MailDnsAsk, at: Round) -> MailDns | None:
     """The mail domain's DNS, and the TLSA records of the checked host and port: not for a host
-    the agent refused (its TLSA records are the agent's network's), nor when the agent's own
-    path failed the check."""
-    if at.result.error_kind in ("blocked_target", "inconclusive"):
+    the agent refused (its TLSA records are the agent's network's)."""
+    if at.result.error_kind == "blocked_target":
         return None
     return await probe.probe(
         ask.domain, at.job.hostname, at.port, at.job.timeout_seconds, at.job.tenant

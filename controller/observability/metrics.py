@@ -72,7 +72,8 @@ SIDE_FACTS_DROPPED = Counter(
     "mailprobe_side_check_facts_dropped",
     "side facts the ingester dropped from a result it kept, by side check (`unknown`: a name"
     " this controller does not know) and why (`malformed`: they do not fit its types;"
-    " `unasked`: no round of the result's monitor asks that side check)",
+    " `unasked`: no round of the result's monitor asks that side check; `inconclusive`: the"
+    " result's agent's own path failed)",
     ["side_check", "reason"],
 )
 INGEST_BATCH = Histogram(
