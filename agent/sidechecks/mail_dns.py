@@ -49,7 +49,6 @@ POLICY_PATH: Final = "/.well-known/mta-sts.txt"
 # list name → (record name prefix, TXT version tag): only TXT records of that kind are kept.
 TXT_LOOKUPS: Final = {
     "spf": ("", "v=spf1"),
-    "dmarc": ("_dmarc.", "v=DMARC1"),
     "mta_sts": ("_mta-sts.", "v=STSv1"),
     "tls_rpt": ("_smtp._tls.", "v=TLSRPTv1"),
 }
@@ -141,6 +140,7 @@ class MailDnsProbe:
         }
         for name, (prefix, tag) in TXT_LOOKUPS.items():
             lookups[name] = self._txt(resolver, prefix + domain, tag, budget)
+        lookups["dmarc"] = self._dmarc(resolver, f"_dmarc.{domain}", budget)
         found = await asyncio.gather(*lookups.values(), return_exceptions=True)
         for name, value in zip(lookups, found, strict=True):
             if isinstance(value, BaseException):
@@ -169,22 +169,29 @@ class MailDnsProbe:
         self, resolver: dns.asyncresolver.Resolver, domain: str, deadline: float
     ) -> list[DmarcLookup]:
         """The DMARC Tree Walk above `domain`, whose own `_dmarc` holds no one record (RFC
-        9989 4.10): each name it asks in turn, until one stops it or a lookup fails."""
-        walk: list[DmarcLookup] = []
-        for i, name in enumerate(dmarc_tree.targets(domain)[1:], start=1):
+        9989 4.10), each lookup within what is left of the budget."""
+
+        async def lookup(name: str) -> DmarcLookup:
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
-                walk.append(DmarcLookup(name=name, error="the budget ran out"))
-                break
+                return DmarcLookup(name=name, error="the budget ran out")
             try:
-                texts = await self._txt(resolver, f"_dmarc.{name}", "v=DMARC1", left)
+                texts = await self._dmarc(resolver, f"_dmarc.{name}", left)
             except (dns.exception.DNSException, OSError) as exc:
-                walk.append(DmarcLookup(name=name, error=_why(exc)))
-                break
-            walk.append(DmarcLookup(name=name, records=texts))
-            if dmarc_tree.stops(i, dmarc_tree.single(walk[-1])):
-                break
-        return walk
+                return DmarcLookup(name=name, error=_why(exc))
+            return DmarcLookup(name=name, records=texts)
+
+        return await dmarc_tree.walk(domain, lookup, above=True)
+
+    async def _dmarc(
+        self, resolver: dns.asyncresolver.Resolver, name: str, budget: float
+    ) -> list[str]:
+        """The DMARC records at `name` (`dmarc_tree.is_record`: as readiness reads them)."""
+        answer = await self._answer(resolver, name, "TXT", budget)
+        if answer is None or answer.rrset is None:
+            return []
+        texts = [b"".join(r.strings).decode("utf-8", "replace") for r in answer.rrset]
+        return sorted(t for t in texts if dmarc_tree.is_record(t))
 
     async def _answer(
         self, resolver: dns.asyncresolver.Resolver, name: str, rdtype: str, budget: float

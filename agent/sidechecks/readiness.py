@@ -81,7 +81,6 @@ BUSY: Final = (
 MX_NAMES_MAX: Final = 10  # RFC 7208 4.6.4: at most 10 MX names per `mx` term
 # A macro naming the sender (anything but the domain, `%{d}`): its target is not known.
 _SENDER_MACRO = re.compile(r"%\{[^dD]")
-_DMARC = re.compile(r"^v\s*=\s*DMARC1\s*(;|$)")
 
 
 class Spent(Exception):
@@ -277,16 +276,15 @@ async def _dmarc(look: _Lookups, domain: str) -> Dmarc:
     every external report destination of the record that applies (RFC 9990, "Verifying
     External Destinations")."""
     out = Dmarc()
-    for i, name in enumerate(dmarc_tree.targets(domain)):
+
+    async def lookup(name: str) -> DmarcLookup:
         try:
             texts = await look.txt(f"_dmarc.{name}")
         except (Spent, Failed) as exc:
-            out.walk.append(DmarcLookup(name=name, error=str(exc)))
-            break
-        found = DmarcLookup(name=name, records=[t for t in texts or [] if _DMARC.match(t)])
-        out.walk.append(found)
-        if dmarc_tree.stops(i, dmarc_tree.single(found)):
-            break
+            return DmarcLookup(name=name, error=str(exc))
+        return DmarcLookup(name=name, records=[t for t in texts or [] if dmarc_tree.is_record(t)])
+
+    out.walk = await dmarc_tree.walk(domain, lookup)
     walked = dmarc_tree.tree_walk(domain, out.walk)
     if walked is not None and walked.policy_at is not None and walked.record is not None:
         out.reports_for = walked.policy_at
@@ -361,7 +359,7 @@ async def _authorization(look: _Lookups, policy_at: str, host: str) -> ReportAut
     except (Spent, Failed) as exc:
         auth.authorized, auth.error = None, str(exc)
         return auth
-    records = [t for t in texts or [] if _DMARC.match(t)]
+    records = [t for t in texts or [] if dmarc_tree.is_record(t)]
     if not records:
         auth.why = f"no v=DMARC1 record at {name}"
         return auth

@@ -57,6 +57,15 @@ ZONES: dict[str, tuple[str, Records]] = {
             example_test=["v=DMARC1; p=quarantine"],
         ),
     ),
+    # RFC 7489 6.4's ABNF: "v" *WSP "=" *WSP "DMARC1" (the "v" of any case, DMARC1 exactly)
+    "a DMARC record written with spaces around =": (
+        "example.test",
+        _zone("example.test", example_test=["v = DMARC1; p=reject"]),
+    ),
+    "a DMARC record whose version is not DMARC1 exactly": (
+        "example.test",
+        _zone("example.test", example_test=["v=dmarc1; p=reject"]),
+    ),
     "two SPF records": ("example.test", _zone("example.test", [SENDS, "v=spf1 -all"], **REJECT)),
     "an SPF term that does not parse": (
         "example.test",
@@ -127,6 +136,8 @@ async def test_mail_dns_and_readiness_agree_on_every_fact_they_both_read(zone: s
         ("the domain's own p=none", {"dmarc_policy_none"}),
         ("a PSD's record above an Organizational Domain without one", set()),
         ("two DMARC records of its own, the Organizational Domain's above", {"dmarc_invalid"}),
+        ("a DMARC record written with spaces around =", set()),
+        ("a DMARC record whose version is not DMARC1 exactly", {"dmarc_missing"}),
         ("two SPF records", {"spf_invalid"}),
         ("an SPF term that does not parse", {"spf_invalid"}),
         ("no SPF record", {"spf_missing"}),
