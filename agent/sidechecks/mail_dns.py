@@ -37,7 +37,7 @@ from agent.sidechecks.base import AgentSideCheck, Round, Runner
 from agent.tenant_bound import BOUND_BUSY, TenantBound
 from shared.addresses import is_blocked
 from shared.dns_canary import Canary, parse_dns_canaries
-from shared.sidechecks import dmarc_tree
+from shared.sidechecks import dmarc_tree, spf_syntax
 from shared.sidechecks.mail_dns import WIRE, MailDns, MailDnsAsk
 from shared.sidechecks.mail_dns_bound import bounded
 from shared.sidechecks.readiness import DmarcLookup
@@ -48,7 +48,6 @@ BUDGET_MAX_S: Final = 10.0
 POLICY_PATH: Final = "/.well-known/mta-sts.txt"
 # list name → (record name prefix, TXT version tag): only TXT records of that kind are kept.
 TXT_LOOKUPS: Final = {
-    "spf": ("", "v=spf1"),
     "mta_sts": ("_mta-sts.", "v=STSv1"),
     "tls_rpt": ("_smtp._tls.", "v=TLSRPTv1"),
 }
@@ -140,6 +139,7 @@ class MailDnsProbe:
         }
         for name, (prefix, tag) in TXT_LOOKUPS.items():
             lookups[name] = self._txt(resolver, prefix + domain, tag, budget)
+        lookups["spf"] = self._spf(resolver, domain, budget)
         lookups["dmarc"] = self._dmarc(resolver, f"_dmarc.{domain}", budget)
         found = await asyncio.gather(*lookups.values(), return_exceptions=True)
         for name, value in zip(lookups, found, strict=True):
@@ -187,11 +187,22 @@ class MailDnsProbe:
         self, resolver: dns.asyncresolver.Resolver, name: str, budget: float
     ) -> list[str]:
         """The DMARC records at `name` (`dmarc_tree.is_record`: as readiness reads them)."""
+        texts = await self._texts(resolver, name, budget)
+        return sorted(t for t in texts if dmarc_tree.is_record(t))
+
+    async def _spf(
+        self, resolver: dns.asyncresolver.Resolver, name: str, budget: float
+    ) -> list[str]:
+        """The SPF records at `name` (`spf_syntax.records`: as readiness reads them)."""
+        return sorted(spf_syntax.records(await self._texts(resolver, name, budget)))
+
+    async def _texts(
+        self, resolver: dns.asyncresolver.Resolver, name: str, budget: float
+    ) -> list[str]:
         answer = await self._answer(resolver, name, "TXT", budget)
         if answer is None or answer.rrset is None:
             return []
-        texts = [b"".join(r.strings).decode("utf-8", "replace") for r in answer.rrset]
-        return sorted(t for t in texts if dmarc_tree.is_record(t))
+        return [b"".join(r.strings).decode("utf-8", "replace") for r in answer.rrset]
 
     async def _answer(
         self, resolver: dns.asyncresolver.Resolver, name: str, rdtype: str, budget: float

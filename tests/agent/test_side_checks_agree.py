@@ -66,6 +66,11 @@ ZONES: dict[str, tuple[str, Records]] = {
         "example.test",
         _zone("example.test", example_test=["v=dmarc1; p=reject"]),
     ),
+    # RFC 7208 4.5: "v=spf1" followed by a space or the record's end, of any case
+    "a TXT record that only looks like SPF": (
+        "example.test",
+        _zone("example.test", ["v=spf1;-all", "V=SPF1 ip4:192.0.2.1 -all"], **REJECT),
+    ),
     "two SPF records": ("example.test", _zone("example.test", [SENDS, "v=spf1 -all"], **REJECT)),
     "an SPF term that does not parse": (
         "example.test",
@@ -138,6 +143,7 @@ async def test_mail_dns_and_readiness_agree_on_every_fact_they_both_read(zone: s
         ("two DMARC records of its own, the Organizational Domain's above", {"dmarc_invalid"}),
         ("a DMARC record written with spaces around =", set()),
         ("a DMARC record whose version is not DMARC1 exactly", {"dmarc_missing"}),
+        ("a TXT record that only looks like SPF", set()),
         ("two SPF records", {"spf_invalid"}),
         ("an SPF term that does not parse", {"spf_invalid"}),
         ("no SPF record", {"spf_missing"}),
