@@ -28,9 +28,9 @@ DOMAIN = "frame.example.net"
 
 
 def _result(
-    public_id: str, cc: str, job: str, status: str, agent: str, **side: Any
+    public_id: str, cc: str, job: str, status: str, agent: str, ago: int = 5, **side: Any
 ) -> CheckedResult:
-    at = utcnow().replace(microsecond=0) - timedelta(minutes=5)
+    at = utcnow().replace(microsecond=0) - timedelta(minutes=ago)
     sent = CheckResult(
         job_id=job,
         monitor_id=public_id,
@@ -94,7 +94,8 @@ async def test_readinesss_canaries_move_the_resolvers_health_too(
     lying.found = False
     facts = Readiness(domain=DOMAIN, canaries=[lying])
     await _store(
-        pipe_pool, _result(monitor["publicId"], cc, str(uuid.uuid4()), "up", "a", readiness=facts)
+        pipe_pool,
+        _result(monitor["publicId"], cc, str(uuid.uuid4()), "up", "a", ago=0, readiness=facts),
     )
     async with pipe_pool.acquire() as conn:
         found = await conn.fetchval(
