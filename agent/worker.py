@@ -953,8 +953,12 @@ class Worker:
         `sideChecks`, each within the job's timeout and `side_check_grace` more (a runner keeps
         to its own budget; this bounds one that does not). One whose ask does not decode, that
         overstays or that raises is logged and left out: a side check never spoils, nor holds
-        back, the core check's result."""
+        back, the core check's result. A round whose agent's own path failed (`inconclusive`)
+        runs none: what they would gather is that path's (the controller keeps no side facts of
+        such a result either)."""
         job, result = at.job, at.result
+        if result.status == "inconclusive":
+            return
         for check, run in self._side_checks:
             name = check.wire.name
             try:

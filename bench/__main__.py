@@ -2,6 +2,7 @@
 
 `python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, seal, ingest,
 ingest-cost, e2e, login, agents-scale, roundtrip, confirm, console, metrics, lists, blocklists,
+dead-list,
 exporter, storage, store, runs, reads, jobs, reports, saturation, scale, verdicts, ha-soak, ha-idle,
 ha-move, report-rows, notice-failover, uptime-keep, readiness-turns, nats-cost,
 due-moves, handoff-cost, hostile-dns, hostile-mail);
@@ -23,6 +24,7 @@ from bench import (
     blocklists,
     confirm,
     console,
+    dead_list,
     due_moves,
     e2e,
     exporter,
@@ -72,6 +74,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "metrics": metrics.run,
     "lists": lists.run,
     "blocklists": blocklists.run,
+    "dead-list": dead_list.run,
     "storage": storage.run,
     "store": store.run,
     "runs": runs.run,

@@ -32,7 +32,7 @@ import msgspec
 from agent.settings import SideCheckSettings, TargetSettings
 from agent.sidechecks import SIDE_CHECKS, Round
 from controller.ingest.store import decode_result
-from controller.sidechecks.blocklists.rules import DEFAULT_LISTS, ask
+from controller.sidechecks.blocklists.rules import DEFAULT_LISTS, Fresh, ask
 from controller.sidechecks.registry import WIRED
 from shared.sidechecks import blocklists, mail_dns, readiness, reverse_dns
 from testkit.common import machine, percentile
@@ -157,7 +157,7 @@ ASKS: dict[str, Callable[[], object]] = {
     mail_dns.WIRE.name: lambda: mail_dns.WIRE.ask(domain=DOMAIN),
     reverse_dns.WIRE.name: lambda: reverse_dns.WIRE.ask(),
     readiness.WIRE.name: lambda: readiness.WIRE.ask(domain=DOMAIN, selectors=["s1", "s2"]),
-    blocklists.WIRE.name: lambda: ask(DEFAULT_LISTS, DOMAIN, ()),
+    blocklists.WIRE.name: lambda: ask(DEFAULT_LISTS, DOMAIN, Fresh()),
 }
 
 

@@ -22,7 +22,7 @@ from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.settings import FairUseSettings, SchedulingSettings
 from controller.sidechecks.blocklists import Answers
-from controller.sidechecks.blocklists.rules import BlockList
+from controller.sidechecks.blocklists.rules import BlockList, Fresh
 from controller.sidechecks.readiness.budget import QUERIES_PER_HOUR as READINESS_QUERIES_PER_HOUR
 from shared.timefmt import utcnow
 
@@ -30,7 +30,8 @@ from shared.timefmt import utcnow
 @dataclass(frozen=True)
 class Answered:
     """The lists' answers as a test or a benchmark gives them (`Answers`; the controller's
-    are read from the store): the names answered per country (`names`), those a monitor's last
+    are read from the store): the names answered on every list per country (`names`), on one
+    list (`on`), the dead lists (`dead`), those a monitor's last
     round in a country found (`found`) and when it asked (`asked`), by (monitor id, country)."""
 
     lists: tuple[BlockList, ...]
@@ -38,9 +39,17 @@ class Answered:
     names: Mapping[str, Collection[str]] = field(default_factory=dict)
     found: Mapping[tuple[int, str], Collection[str]] = field(default_factory=dict)
     asked: Mapping[tuple[int, str], datetime] = field(default_factory=dict)
+    # Per country: what each list answered (zone → names) beside `names`, and the dead lists.
+    on: Mapping[str, Mapping[str, Collection[str]]] = field(default_factory=dict)
+    dead: Mapping[str, Collection[str]] = field(default_factory=dict)
 
-    def fresh(self, country: str) -> Collection[str]:
-        return self.names.get(country, ())
+    def fresh(self, country: str) -> Fresh:
+        everywhere = set(self.names.get(country, ()))
+        own = self.on.get(country, {})
+        return Fresh(
+            {b.zone: frozenset({*everywhere, *own.get(b.zone, ())}) for b in self.lists},
+            frozenset(self.dead.get(country, ())),
+        )
 
     def known(self, monitor_id: int, country: str) -> Collection[str]:
         return self.found.get((monitor_id, country), ())

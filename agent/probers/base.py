@@ -85,6 +85,10 @@ class Recorder:
     logins: int = 0  # times the check reached the AUTH/LOGIN/USER-PASS step
     relay: RelayTest | None = None  # the open relay test's answers (SMTP, `relayCheck`)
     note: str | None = None  # what a passing check says instead of "ok"
+    # The server being dialled, as failures name it (`dialled`), and the name its certificate
+    # is checked against when that is not the hostname.
+    dialled: str | None = None
+    name_checked: str | None = None
 
     def advertised(self, capabilities: Iterable[str]) -> None:
         """What the server advertised last, in `capabilities_kept`'s form."""
@@ -148,8 +152,10 @@ ProbeFn = Callable[[Target, CheckJob, Recorder], Awaitable[None]]
 async def connect_socket(target: Target, rec: Recorder) -> socket.socket:
     """A non-blocking TCP socket connected to the first address that accepts (timed as
     `connect`); the last error is raised when none does."""
+    rec.name_checked = target.server_name if target.server_name != target.hostname else None
     with rec.phase("connect"):
         for i, address in enumerate(target.addresses):
+            rec.dialled = dialled(target.hostname, target.port, address)
             try:
                 sock = await _connect_one(address, target.port)
             except OSError:
@@ -159,6 +165,11 @@ async def connect_socket(target: Target, rec: Recorder) -> socket.socket:
             rec.address = address
             return sock
     raise ProbeFailure("dns", f"{target.hostname} has no address")
+
+
+def dialled(hostname: str, port: int, address: str) -> str:
+    """A server as error texts name it: the host, its port and the address dialled."""
+    return f"{hostname} port {port}" + (f" ({address})" if address != hostname else "")
 
 
 async def _connect_one(address: str, port: int) -> socket.socket:

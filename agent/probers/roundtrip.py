@@ -245,10 +245,12 @@ def _leg(name: str, hostname: str, rec: Recorder) -> Iterator[None]:
     except socket.gaierror as exc:
         raise ProbeFailure("dns", f"{name} leg: cannot resolve {hostname}") from exc
     except ConnectionRefusedError as exc:
-        raise ProbeFailure("refused", f"{name} leg: connection refused by {hostname}") from exc
+        where = rec.dialled or hostname
+        raise ProbeFailure("refused", f"{name} leg: connection refused by {where}") from exc
     except (OSError, EOFError) as exc:
         kind: ErrorKind = "refused" if rec.current == "connect" else "protocol"
-        raise ProbeFailure(kind, f"{name} leg: connection lost during {rec.current}") from exc
+        lost = f"connection lost during {rec.current} with {rec.dialled or hostname}"
+        raise ProbeFailure(kind, f"{name} leg: {lost}") from exc
 
 
 def _wait_s(attempt: int) -> float:

@@ -11,6 +11,7 @@ from datetime import datetime
 
 import msgspec
 import structlog
+from aiosmtplib import SMTPConnectError
 
 from agent.probers import PROBERS
 from agent.probers.base import GOODBYE_MARGIN_S, GOODBYE_PHASES, ProbeFailure, Recorder, Target
@@ -288,22 +289,37 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 
 def _classify(exc: Exception, job: CheckJob, rec: Recorder) -> tuple[ErrorKind, str]:
-    """Map an exception a library raised to an errorKind and a message for a person."""
+    """Map an exception a library raised to an errorKind and a message for a person; a
+    connection's failure names the server dialled (and the name its certificate is checked
+    against, when that is another and the failure came after connecting)."""
+    where = rec.dialled or f"{job.hostname} port {job.port or 'default'}"
+    if rec.name_checked is not None and rec.current != "connect":
+        where += f", certificate name {rec.name_checked}"
     for err in _chain(exc):
         if isinstance(err, ssl.SSLError):
             return "tls", describe_ssl_error(err)
         if isinstance(err, socket.gaierror):
             return "dns", f"cannot resolve {job.hostname}: {err.strerror or err}"
         if isinstance(err, ConnectionRefusedError):
-            return "refused", f"connection refused by {job.hostname} port {job.port or 'default'}"
+            return "refused", f"connection refused by {where}"
         if isinstance(err, NoAnswer):
             return "timeout", f"{err} (during {rec.current})"
         if isinstance(err, MailClientError):  # a server's answer the session cannot go on with
             return "protocol", f"{err} (during {rec.current})"
     if isinstance(exc, OSError | EOFError):
+        why = _why(exc)
         if rec.current == "connect":
-            return "refused", f"cannot connect to {job.hostname}: {exc}"
+            return "refused", f"cannot connect to {where}: {why}"
         if rec.current in TLS_PHASES:
-            return "tls", f"connection lost during the TLS handshake: {exc}"
-        return "protocol", f"connection lost during {rec.current}: {exc}"
+            return "tls", f"connection lost during the TLS handshake with {where}: {why}"
+        return "protocol", f"connection lost during {rec.current} with {where}: {why}"
     return "internal", f"unexpected {type(exc).__name__} during {rec.current}: {exc}"
+
+
+def _why(exc: BaseException) -> str:
+    """What went wrong, in the words of whoever saw it: aiosmtplib's SMTPConnectError names
+    the host and port it was handed (the certificate's name, and no port: the socket was
+    connected here), so its cause's words are taken instead."""
+    if isinstance(exc, SMTPConnectError) and exc.__cause__ is not None:
+        return str(exc.__cause__) or type(exc.__cause__).__name__
+    return str(exc) or type(exc).__name__

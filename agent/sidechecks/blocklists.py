@@ -4,10 +4,12 @@ depends on, asked of each IP list, and its domains of each domain list.
 The agent only gathers what is served (`shared.sidechecks.blocklists.Reputation`: each list's A
 records and first TXT as answered); the controller reads the codes
 (controller/sidechecks/blocklists/rules.py), so a list's documented codes change without an
-agent upgrade. Every lookup runs within one budget,
-at most `PARALLEL` at once; a slow or dead list costs its own lookups a timeout, never the
-others' answers. A list asked about anything has its RFC 5782 test entries' answers beside
-(agent.blocklist_tests: asked at most once a minute, shared by the rounds), which vouch for it.
+agent upgrade. Every lookup runs within one budget, each at most `QUERY_MAX_S`, at most
+`PARALLEL` at once; a slow or dead list costs its own lookups a timeout, never the others'
+answers. A name a list answered lately (its zone's `skip`, or this agent's `Recent`) is not
+asked of it again, nor a list that just timed out. A list
+asked about anything has its RFC 5782 test entries' answers beside (agent.blocklist_tests:
+asked at most once a minute, shared by the rounds), which vouch for it.
 dnspython parses every answer: a CNAME loop, a truncated UDP answer (retried over TCP) or a 64
 KiB TXT record is an error or a bounded text, never a crash.
 
@@ -21,7 +23,7 @@ then asked as `<key>.<list>.dq.spamhaus.net`. The key is a secret: it never leav
 import asyncio
 import ipaddress
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from functools import partial
 from typing import Final
 
@@ -31,11 +33,12 @@ import dns.message
 import dns.name
 import dns.resolver
 
-from agent.blocklist_tests import ListTests
+from agent.blocklist_tests import TIMEOUT_S, ListTests
 from agent.settings import SideCheckSettings, TargetSettings
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
 from agent.tenant_bound import BOUND_BUSY, TenantBound
 from shared.addresses import is_blocked
+from shared.clock import WALL, Clock
 from shared.sidechecks.blocklists import (
     WIRE,
     BlocklistAnswer,
@@ -53,7 +56,13 @@ from shared.sidechecks.blocklists_bound import (
 )
 
 BUDGET_MAX_S: Final = 10.0
+# One lookup's most: a list that never answers costs a round this, not its whole budget, and
+# with it one of its organization's DNS probes.
+QUERY_MAX_S: Final = TIMEOUT_S
 PARALLEL: Final = 16
+RECENT_S: Final = 60.0
+RECENT_MAX: Final = 100_000
+TIMED_OUT: Final = "timed out"
 MX_HOSTS_MAX: Final = 5
 SPAMHAUS_ZONES: Final = ("spamhaus.org",)
 MASK: Final = "<dqs-key>"
@@ -100,6 +109,7 @@ class BlocklistProbe:
         dqs_key: str | None = None,
         allow_private: bool = False,
         bound: TenantBound | None = None,
+        clock: Clock = WALL,
     ) -> None:
         self._setting = resolver
         self._bound = bound
@@ -107,6 +117,7 @@ class BlocklistProbe:
         self._key = dqs_key or None
         self._allow_private = allow_private
         self._tests = ListTests()
+        self._recent = Recent(clock)
 
     def _resolver_now(self) -> dns.asyncresolver.Resolver:
         if self._resolver is None:
@@ -151,12 +162,15 @@ class BlocklistProbe:
         await self._names(resolver, ask, hostname, out, deadline)
         zones = [z for z in ask.zones[:ZONES_MAX] if z.kind in ("ip", "domain")]
         skip = set(ask.skip)
+        recent = self._recent.now()
         wanted = [
             (zone, name)
             for name in out.names
             if name not in skip
             for zone in zones
             if query_name(name, zone.kind) is not None
+            and name not in zone.skip
+            and not recent.held(zone.zone, name)
         ]
         # A list asked about anything has its test entries beside (skipped or not), as
         # answered lately (`ListTests`): they vouch for its answers.
@@ -167,7 +181,7 @@ class BlocklistProbe:
 
         async def one(zone: BlocklistZone, name: str) -> BlocklistAnswer:
             async with gate:
-                left = deadline - time.monotonic()
+                left = min(deadline - time.monotonic(), QUERY_MAX_S)
                 return await self._ask(resolver, zone, name, left)
 
         def asking(zone: BlocklistZone, name: str, lifetime: float) -> Awaitable[BlocklistAnswer]:
@@ -178,6 +192,7 @@ class BlocklistProbe:
         )
         answered = asyncio.gather(*(one(z, n) for z, n in wanted))
         beside, found = await asyncio.gather(vouching, answered)
+        self._recent.saw(found)
         out.answers = [*(a for answers in beside for a in answers), *found]
         return bounded(out)
 
@@ -297,6 +312,42 @@ class BlocklistProbe:
         return None
 
 
+class Recent:
+    """What this agent's lists answered within the last `RECENT_S` (a list and name answered;
+    a list one of whose lookups timed out after a whole `QUERY_MAX_S`): not asked again
+    meanwhile, by any round. The
+    controller's view of the answers, which makes the rounds skip them for the interval,
+    lags by up to a refresh (`FreshNames.REFRESH_S`): this covers that gap, so a list is asked
+    about a name, or a dead list at all, about once per interval from an agent. At most
+    `RECENT_MAX` entries (the oldest go first), aged on `clock`'s monotonic seconds."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._answered: dict[tuple[str, str], float] = {}
+        self._dead: dict[str, float] = {}
+
+    def now(self) -> "Recent":
+        """Itself, past entries dropped."""
+        since = self._clock.monotonic() - RECENT_S
+        self._answered = {k: t for k, t in self._answered.items() if t >= since}
+        self._dead = {k: t for k, t in self._dead.items() if t >= since}
+        return self
+
+    def held(self, zone: str, name: str) -> bool:
+        return zone in self._dead or (zone, name) in self._answered
+
+    def saw(self, answers: Sequence[BlocklistAnswer]) -> None:
+        at = self._clock.monotonic()
+        for a in answers:
+            if a.a is not None:
+                self._answered[(a.zone, a.name)] = at
+            elif a.error == TIMED_OUT and (a.ms or 0.0) >= QUERY_MAX_S * 900:
+                # Given a whole lookup's time: a round's budget run short proves nothing.
+                self._dead[a.zone] = at
+        while len(self._answered) > RECENT_MAX:
+            del self._answered[next(iter(self._answered))]
+
+
 def _left(deadline: float) -> float:
     """What is left of a round's budget (`time.monotonic()` deadline); a lookup given none
     times out at once."""
@@ -313,7 +364,7 @@ def _address(host: str) -> str | None:
 
 def _why(exc: BaseException, key: str | None) -> str:
     if isinstance(exc, dns.exception.Timeout):
-        text = "timed out"
+        text = TIMED_OUT
     elif isinstance(exc, dns.resolver.NoNameservers):
         text = "no resolver answered (SERVFAIL or refused)"
     elif isinstance(exc, dns.message.ChainTooLong):
@@ -327,10 +378,8 @@ def _why(exc: BaseException, key: str | None) -> str:
 
 async def _run(probe: BlocklistProbe, ask: BlocklistAsk, at: Round) -> Reputation | None:
     """The lists are asked whatever the check found (a server that is down may be down because
-    it was listed, and its addresses are still what its mail depends on), but not when the
-    agent's own path failed the check."""
-    if at.result.error_kind == "inconclusive":
-        return None
+    it was listed, and its addresses are still what its mail depends on); the worker runs no
+    side check of a round whose agent's own path failed."""
     return await probe.probe(ask, at.job.hostname, at.job.timeout_seconds, at.job.tenant)
 
 

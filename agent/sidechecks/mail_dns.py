@@ -1,6 +1,9 @@
 """The mail DNS of a monitored domain, resolved from the agent's country: MX, SPF, DMARC,
 MTA-STS (its TXT and its HTTPS policy), TLS-RPT and the TLSA records of the monitored service.
 
+When `_dmarc.<domain>` holds no one DMARC record, the DMARC Tree Walk (RFC 9989 4.10) goes on
+above it (`dmarcWalk`), so the controller judges from the record that applies.
+
 The agent only gathers what is served (`shared.sidechecks.mail_dns.MailDns`); the controller
 judges it (controller/sidechecks/mail_dns), so a rule changes without an agent upgrade. What it
 sends is bounded (`shared.sidechecks.mail_dns_bound`: 16 KiB at most, cut parts named in
@@ -34,8 +37,10 @@ from agent.sidechecks.base import AgentSideCheck, Round, Runner
 from agent.tenant_bound import BOUND_BUSY, TenantBound
 from shared.addresses import is_blocked
 from shared.dns_canary import Canary, parse_dns_canaries
+from shared.sidechecks import dmarc_tree, spf_syntax
 from shared.sidechecks.mail_dns import WIRE, MailDns, MailDnsAsk
 from shared.sidechecks.mail_dns_bound import bounded
+from shared.sidechecks.readiness import DmarcLookup
 from shared.tls import system_trust
 
 POLICY_BYTES_MAX: Final = 64 * 1024  # RFC 8461 section 3.3 lets a sender stop reading here
@@ -43,8 +48,6 @@ BUDGET_MAX_S: Final = 10.0
 POLICY_PATH: Final = "/.well-known/mta-sts.txt"
 # list name → (record name prefix, TXT version tag): only TXT records of that kind are kept.
 TXT_LOOKUPS: Final = {
-    "spf": ("", "v=spf1"),
-    "dmarc": ("_dmarc.", "v=DMARC1"),
     "mta_sts": ("_mta-sts.", "v=STSv1"),
     "tls_rpt": ("_smtp._tls.", "v=TLSRPTv1"),
 }
@@ -136,6 +139,8 @@ class MailDnsProbe:
         }
         for name, (prefix, tag) in TXT_LOOKUPS.items():
             lookups[name] = self._txt(resolver, prefix + domain, tag, budget)
+        lookups["spf"] = self._spf(resolver, domain, budget)
+        lookups["dmarc"] = self._dmarc(resolver, f"_dmarc.{domain}", budget)
         found = await asyncio.gather(*lookups.values(), return_exceptions=True)
         for name, value in zip(lookups, found, strict=True):
             if isinstance(value, BaseException):
@@ -144,6 +149,11 @@ class MailDnsProbe:
                 out.errors[_WIRE.get(name, name)] = _why(value)
             else:
                 setattr(out, name, value)
+        if (
+            out.dmarc is not None
+            and dmarc_tree.single(DmarcLookup(name=domain, records=out.dmarc)) is None
+        ):
+            out.dmarc_walk = await self._walk(resolver, domain, deadline)
         out.canaries = await canaries
         if out.mta_sts:
             try:
@@ -154,6 +164,45 @@ class MailDnsProbe:
             except dns.exception.DNSException as exc:
                 out.errors["mtaStsPolicy"] = f"mta-sts.{domain}: {_why(exc)}"
         return out
+
+    async def _walk(
+        self, resolver: dns.asyncresolver.Resolver, domain: str, deadline: float
+    ) -> list[DmarcLookup]:
+        """The DMARC Tree Walk above `domain`, whose own `_dmarc` holds no one record (RFC
+        9989 4.10), each lookup within what is left of the budget."""
+
+        async def lookup(name: str) -> DmarcLookup:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return DmarcLookup(name=name, error="the budget ran out")
+            try:
+                texts = await self._dmarc(resolver, f"_dmarc.{name}", left)
+            except (dns.exception.DNSException, OSError) as exc:
+                return DmarcLookup(name=name, error=_why(exc))
+            return DmarcLookup(name=name, records=texts)
+
+        return await dmarc_tree.walk(domain, lookup, above=True)
+
+    async def _dmarc(
+        self, resolver: dns.asyncresolver.Resolver, name: str, budget: float
+    ) -> list[str]:
+        """The DMARC records at `name` (`dmarc_tree.is_record`: as readiness reads them)."""
+        texts = await self._texts(resolver, name, budget)
+        return sorted(t for t in texts if dmarc_tree.is_record(t))
+
+    async def _spf(
+        self, resolver: dns.asyncresolver.Resolver, name: str, budget: float
+    ) -> list[str]:
+        """The SPF records at `name` (`spf_syntax.records`: as readiness reads them)."""
+        return sorted(spf_syntax.records(await self._texts(resolver, name, budget)))
+
+    async def _texts(
+        self, resolver: dns.asyncresolver.Resolver, name: str, budget: float
+    ) -> list[str]:
+        answer = await self._answer(resolver, name, "TXT", budget)
+        if answer is None or answer.rrset is None:
+            return []
+        return [b"".join(r.strings).decode("utf-8", "replace") for r in answer.rrset]
 
     async def _answer(
         self, resolver: dns.asyncresolver.Resolver, name: str, rdtype: str, budget: float
@@ -249,9 +298,8 @@ def _why(exc: BaseException) -> str:
 
 async def _run(probe: MailDnsProbe, ask: MailDnsAsk, at: Round) -> MailDns | None:
     """The mail domain's DNS, and the TLSA records of the checked host and port: not for a host
-    the agent refused (its TLSA records are the agent's network's), nor when the agent's own
-    path failed the check."""
-    if at.result.error_kind in ("blocked_target", "inconclusive"):
+    the agent refused (its TLSA records are the agent's network's)."""
+    if at.result.error_kind == "blocked_target":
         return None
     return await probe.probe(
         ask.domain, at.job.hostname, at.port, at.job.timeout_seconds, at.job.tenant

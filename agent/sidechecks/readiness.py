@@ -49,7 +49,7 @@ from agent.settings import SideCheckSettings, TargetSettings
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
 from agent.tenant_bound import TenantBound
 from shared.dns_canary import Canary, parse_dns_canaries
-from shared.sidechecks import dmarc_tree
+from shared.sidechecks import dmarc_tree, spf_syntax
 from shared.sidechecks.readiness import (
     QUERIES_MAX,
     REPORT_AUTH_MAX,
@@ -79,24 +79,8 @@ BUSY: Final = (
     f" ({PER_TENANT_MAX} at once) held it for the whole budget"
 )
 MX_NAMES_MAX: Final = 10  # RFC 7208 4.6.4: at most 10 MX names per `mx` term
-# The address parsed records are expanded for: TEST-NET-1 (RFC 5737), which no sender has.
-NO_SENDER: Final = "192.0.2.0"
 # A macro naming the sender (anything but the domain, `%{d}`): its target is not known.
 _SENDER_MACRO = re.compile(r"%\{[^dD]")
-_DMARC = re.compile(r"^v\s*=\s*DMARC1\s*(;|$)")
-
-
-class _Parser(spf.query):  # type: ignore[misc]
-    """pyspf's query as a parser only: it never asks DNS itself (its lookups are synchronous,
-    through the system's resolver, and would hold the event loop), so the `%{p}` macro, the
-    one whose expansion looks names up, expands to "unknown" as RFC 7208 7.3 allows."""
-
-    def __init__(self, **kw: str | bool) -> None:
-        super().__init__(**kw)
-        self.p = "unknown"
-
-    def dns(self, name: str, qtype: str, *_: object, **__: object) -> list[object]:
-        raise spf.TempError(f"not asked: the parser looks nothing up ({name} {qtype})")
 
 
 class Spent(Exception):
@@ -166,17 +150,11 @@ class _Walk:
         self.out.void_names.append(name)
 
 
-def _spf_records(texts: Sequence[str]) -> list[str]:
-    """The SPF records among a name's TXT records (RFC 7208 4.5: `v=spf1` alone or followed
-    by a space, case-insensitive)."""
-    return [t for t in texts if t.lower() == "v=spf1" or t.lower().startswith("v=spf1 ")]
-
-
 async def _spf(look: _Lookups, domain: str) -> Spf:
     walk = _Walk()
     try:
         texts = await look.txt(domain)
-        found = _spf_records(texts or [])
+        found = spf_syntax.records(texts or [])
         if not found:
             return walk.out  # no record: the mail DNS side check tells that
         if len(found) > 1:
@@ -200,10 +178,10 @@ async def _visit(
     if len(walk.out.nodes) >= SPF_RECORDS_MAX:
         raise Spent(f"more than {SPF_RECORDS_MAX} SPF records in the include tree")
     index = walk.node(domain, via, parent, record)
-    query = _Parser(i=NO_SENDER, s=f"postmaster@{domain}", h=domain, strict=True)
-    terms = [t for t in record.split(" ")[1:] if t]
+    query = spf_syntax.parser(domain)
+    terms = spf_syntax.terms(record)
     try:
-        _parse(query, terms)
+        spf_syntax.parse(query, terms)
     except spf.PermError as exc:
         walk.out.broken = walk.out.broken or f"{domain}: {exc}"
         return ""
@@ -264,27 +242,6 @@ async def _visit(
     return await _include(look, walk, target, "redirect", index, chain)
 
 
-def _parse(query: _Parser, terms: Sequence[str]) -> None:
-    """Raise spf.PermError for a syntax error anywhere in the record, terms after `all`
-    included (RFC 7208 4.6: the record is parsed before it is evaluated), and for `redirect`
-    or `exp` given twice (6), as pyspf's own evaluation parses it."""
-    seen: set[str] = set()
-    for term in terms:
-        modifier = spf.RE_MODIFIER.split(term)[1:]
-        if len(modifier) != 2:
-            query.validate_mechanism(term)
-            continue
-        name, arg = modifier[0].lower(), modifier[1]
-        if name not in ("redirect", "exp"):
-            query.expand(arg)  # an unknown modifier is ignored, but its macros must parse
-            continue
-        if name in seen:
-            raise spf.PermError(f"{name}= MUST appear at most once", term)
-        seen.add(name)
-        if not arg or not query.expand_domain(arg):
-            raise spf.PermError(f"{name}= has an empty domain", term)
-
-
 async def _include(
     look: _Lookups, walk: _Walk, target: str, via: str, parent: int, chain: list[str]
 ) -> str:
@@ -293,7 +250,7 @@ async def _include(
         walk.out.loop = [*chain, target]
         return ""
     texts = await look.txt(target)
-    found = _spf_records(texts or [])
+    found = spf_syntax.records(texts or [])
     if texts is None:
         walk.void(target)
     if len(found) != 1:
@@ -319,16 +276,15 @@ async def _dmarc(look: _Lookups, domain: str) -> Dmarc:
     every external report destination of the record that applies (RFC 9990, "Verifying
     External Destinations")."""
     out = Dmarc()
-    for i, name in enumerate(dmarc_tree.targets(domain)):
+
+    async def lookup(name: str) -> DmarcLookup:
         try:
             texts = await look.txt(f"_dmarc.{name}")
         except (Spent, Failed) as exc:
-            out.walk.append(DmarcLookup(name=name, error=str(exc)))
-            break
-        found = DmarcLookup(name=name, records=[t for t in texts or [] if _DMARC.match(t)])
-        out.walk.append(found)
-        if dmarc_tree.stops(i, dmarc_tree.single(found)):
-            break
+            return DmarcLookup(name=name, error=str(exc))
+        return DmarcLookup(name=name, records=[t for t in texts or [] if dmarc_tree.is_record(t)])
+
+    out.walk = await dmarc_tree.walk(domain, lookup)
     walked = dmarc_tree.tree_walk(domain, out.walk)
     if walked is not None and walked.policy_at is not None and walked.record is not None:
         out.reports_for = walked.policy_at
@@ -403,7 +359,7 @@ async def _authorization(look: _Lookups, policy_at: str, host: str) -> ReportAut
     except (Spent, Failed) as exc:
         auth.authorized, auth.error = None, str(exc)
         return auth
-    records = [t for t in texts or [] if _DMARC.match(t)]
+    records = [t for t in texts or [] if dmarc_tree.is_record(t)]
     if not records:
         auth.why = f"no v=DMARC1 record at {name}"
         return auth

@@ -193,10 +193,9 @@ def _same(a: str, b: str) -> bool:
 
 async def _run(probe: ReverseDnsProbe, ask: ReverseDnsAsk, at: Round) -> ReverseDns | None:
     """The reverse DNS of the monitored host's addresses: not for a host the agent refused
-    (its PTR names would be the agent's network's), nor when the check reached no server or
-    the agent's own path failed it."""
+    (its PTR names would be the agent's network's), nor when the check reached no server."""
     result = at.result
-    if result.address is None or result.error_kind in ("blocked_target", "inconclusive"):
+    if result.address is None or result.error_kind == "blocked_target":
         return None
     addresses = await _addresses(at, result.address)
     return await probe.probe(addresses, at.job.timeout_seconds, at.job.tenant)

@@ -38,7 +38,7 @@ from controller.roundtrips import rules as roundtrip_rules
 from controller.roundtrips import sends_store as mail_sends
 from controller.sidechecks import facts_store, legacy
 from controller.sidechecks.facts_store import side_of
-from controller.sidechecks.frame import Arrived
+from controller.sidechecks.frame import Arrived, keeps_facts
 from controller.sidechecks.registry import WIRED
 from controller.sidechecks.stores import KEEPERS, STORES
 from shared.messages import (
@@ -288,12 +288,18 @@ async def _move_lost(conn: Conn, lost: list[asyncpg.Record]) -> None:
 
 
 async def _store_side(conn: Conn, rows: Sequence[CheckedResult]) -> None:
-    """Each side check's facts of `rows`, by its store (the ingester has bounded them). Facts
-    that do not fit their side check's types are dropped (logged), the result kept."""
+    """Each side check's facts of `rows`, by its store (the ingester has bounded them), as the
+    frame keeps them (`keeps_facts`: none of an `inconclusive` result; a job's first, which,
+    that kept, are those of the result that stands). Facts that do not fit their side check's
+    types are dropped (logged), the result kept. Counted: the facts stored."""
     for check in WIRED.values():
         assert check.wire is not None
         arrived: list[Arrived[msgspec.Struct]] = []
         for r in rows:
+            if not keeps_facts(r.status):
+                if check.name in r.side_checks:
+                    metrics.side_facts_dropped(check.name, "inconclusive")
+                continue
             try:
                 facts = check.wire.facts_of(r.side_checks)
             except SideCheckError as exc:
@@ -304,16 +310,19 @@ async def _store_side(conn: Conn, rows: Sequence[CheckedResult]) -> None:
                     r.job_id, r.monitor_id, r.country, r.scheduled_at, r.finished_at, facts
                 )
                 arrived.append(at)
-        if not arrived:
-            continue
-        metrics.side_check_facts(check.name, len(arrived))
-        if (keeper := KEEPERS.get(check.name)) is not None:
-            await keeper(conn, arrived)
         own = STORES.get(check.name)
         if own is None:
-            await facts_store.record(conn, check.name, arrived)
+            arrived = await facts_store.unseen(conn, check.name, arrived)
+        if not arrived:
+            continue
+        if (keeper := KEEPERS.get(check.name)) is not None:
+            await keeper(conn, arrived)
+        if own is None:
+            stored = await facts_store.record(conn, check.name, arrived)
         else:
             await own(conn, arrived)
+            stored = len(arrived)
+        metrics.side_check_facts(check.name, stored)
 
 
 async def _count_logins(conn: Conn, rows: Sequence[ResultRow | CheckedResult]) -> None:

@@ -74,7 +74,8 @@ SIDE_FACTS_DROPPED = Counter(
     " this controller does not know) and why (`malformed`: they do not fit its types;"
     " `unasked`: no round of the result's monitor asks that side check, or its job did not;"
     " `unsealed`: the job's sealed asks were not echoed, or do not open;"
-    " `unasked_names`: cut to the names its job asked)",
+    " `unasked_names`: cut to the names its job asked; `inconclusive`: the result's agent's own"
+    " path failed)",
     ["side_check", "reason"],
 )
 RESULTS_CLAMPED = Counter(

@@ -9,30 +9,33 @@ from typing import Final, NamedTuple
 
 from controller.db.pool import Conn
 from controller.operator_health.store import Table
+from controller.sidechecks.registry import WIRED
 from shared.dns_canary import DnsCanary, capped
 from shared.messages import CheckResult
-from shared.sidechecks import SideCheckError, mail_dns, reverse_dns
+from shared.sidechecks import SideCheckError
 from shared.timefmt import parse_iso
 
 HEALTH: Final = Table("oracle_health", "oracle")
 
 
 async def record_canaries(conn: Conn, results: Sequence[CheckResult]) -> None:
-    """The canaries answered beside `results`' mail DNS and reverse DNS lookups (their side
-    checks' facts), in the
-    caller's transaction: only real answers (a lookup that failed says nothing of the
-    resolver's truth), each replacing an older one of the same country, name and type."""
+    """The canaries answered beside `results`' DNS side checks' lookups (each side check
+    whose facts carry them: `ControllerSideCheck.canaries`), in the caller's transaction: only
+    real answers (a lookup that failed says nothing of the resolver's truth), each replacing
+    an older one of the same country, name and type."""
     rows: dict[tuple[str, str, str], tuple[object, ...]] = {}
     for r in results:
         done: str | datetime = r.finished_at
         at = done if isinstance(done, datetime) else parse_iso(done)
         seen: list[DnsCanary] = []
-        for wire in (mail_dns.WIRE, reverse_dns.WIRE):
+        for check in WIRED.values():
+            if check.canaries is None or check.wire is None:
+                continue
             try:
-                facts = wire.facts_of(r.side_checks)
+                facts = check.wire.facts_of(r.side_checks)
             except SideCheckError:
                 continue  # facts that do not fit their types: the ingester logs them
-            seen += capped(facts.canaries if facts is not None else None) or []
+            seen += capped(check.canaries(facts) if facts is not None else None) or []
         for c in seen:
             if c.found is None:
                 continue

@@ -215,7 +215,7 @@ def _iso(text: str, name: str) -> datetime:
 
 
 def _check_range(begins: datetime, ends: datetime, now: datetime) -> None:
-    if ends <= begins:
+    if ends < begins:  # one instant (begin = end) is a range some reporters send
         raise Rejected("bad_date_range", "the date range ends before it begins")
     if ends - begins > MAX_RANGE:
         raise Rejected("bad_date_range", f"the date range is longer than {MAX_RANGE.days} days")
@@ -270,6 +270,7 @@ def _unique(domains: list[str]) -> tuple[str, ...]:
 # The leaves read, by their path below <feedback>; every other text is dropped unread.
 _META = {
     ("report_metadata", "org_name"): "org_name",
+    ("report_metadata", "email"): "email",
     ("report_metadata", "report_id"): "report_id",
     ("report_metadata", "date_range", "begin"): "begin",
     ("report_metadata", "date_range", "end"): "end",
@@ -367,7 +368,7 @@ def dmarc_report(chunks: Iterator[bytes], now: datetime) -> Report:
     except (LookupError, ValueError) as exc:  # the declared encoding: unknown, or multi-byte
         raise Rejected("malformed", f"XML in an encoding this reader cannot read ({exc})") from None
     meta = feedback.meta
-    reporter = _text(_field(meta, "org_name", "report_metadata"), "org_name")
+    reporter = _reporter(meta)
     report_id = _text(_field(meta, "report_id", "report_metadata"), "report_id")
     begins = _epoch(_field(meta, "begin", "date_range"), "begin")
     ends = _epoch(_field(meta, "end", "date_range"), "end")
@@ -376,6 +377,13 @@ def dmarc_report(chunks: Iterator[bytes], now: datetime) -> Report:
     rows = tuple((domain, row) for row in feedback.rows)
     _total(rows)
     return Report("dmarc", reporter, report_id, begins, ends, (domain,), rows)
+
+
+def _reporter(meta: dict[str, str]) -> str:
+    """The report's org_name, or the domain of its contact `email` when the org_name is empty
+    (as some reporters' software sends it)."""
+    named = kept(_field(meta, "org_name", "report_metadata"), MAX_TEXT)
+    return named or _text(meta.get("email", "").rpartition("@")[2], "org_name")
 
 
 def _field(read: dict[str, str], name: str, within: str) -> str:

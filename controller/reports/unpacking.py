@@ -2,7 +2,8 @@
 by construction; pure (no store, no I/O).
 
 What comes in is told by its magic bytes, not by what the sender says: gzip (one member or
-several concatenated, RFC 1952 §2.2), zip (one member, stored or deflate), or the report itself.
+several concatenated, RFC 1952 §2.2; bytes after the last that are no member ignored), zip
+(one member, stored or deflate), or the report itself.
 A container may hold one more container (a zip in a gzip, a gzip in a zip, ...): `NESTING`
 levels at most. Every level's output is counted against one limit, `limit(packed)`:
 `MAX_RATIO` times the bytes that arrived, at most `unpacked` (the caller's), and no decompressor
@@ -131,15 +132,21 @@ def whole(head: bytes, rest: Iterator[bytes], most: int, what: str) -> bytes:
 
 
 def _gunzip(source: Iterator[bytes], budget: _Budget) -> Iterator[bytes]:
-    """Every member of a gzip stream, one after the other."""
+    """Every member of a gzip stream, one after the other. Bytes after a member that do not
+    begin another (a reporter's CRLF, NUL padding) end the stream and are ignored, as
+    gzip(1) ignores "trailing garbage"."""
     inflate = zlib.decompressobj(_GZIP_WBITS)
+    carry = b""  # the first byte of a magic a chunk's end split
     try:
         for data in source:
-            pending = data
+            pending, carry = carry + data, b""
             while pending:
                 if inflate.eof:
-                    if not pending.strip(b"\0"):  # padding after the last member
+                    if len(pending) < len(GZIP_MAGIC) and GZIP_MAGIC.startswith(pending):
+                        carry = pending
                         break
+                    if not pending.startswith(GZIP_MAGIC):
+                        return
                     inflate = zlib.decompressobj(_GZIP_WBITS)
                 out = inflate.decompress(pending, budget.room())
                 if out:

@@ -2,12 +2,13 @@
 `SELECT side_check_table('<name>')`, migration 0080): the job, its monitor, country and
 scheduled time, and the facts as the agent sent them (bounded by the ingester). Written in the
 results' transaction, so whoever reads a stored result finds its side facts with it; a
-redelivered result changes nothing (the job id is the key). Kept as long as raw results
-(CHECK_RAW_DAYS)."""
+redelivered result changes nothing (the job id is the key) and is not counted. Kept as long as
+raw results (CHECK_RAW_DAYS)."""
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import NamedTuple
+from uuid import UUID
 
 import msgspec
 
@@ -35,12 +36,27 @@ def keeps_rows(check: AnySideCheck) -> bool:
     return check.wire is not None and check.name not in STORES
 
 
-async def record(conn: Conn, name: str, arrived: Sequence[Arrived[msgspec.Struct]]) -> None:
-    """Store `arrived` facts of side check `name`; those of a monitor that is gone are
-    dropped, as its results are."""
+async def unseen(
+    conn: Conn, name: str, arrived: Sequence[Arrived[msgspec.Struct]]
+) -> list[Arrived[msgspec.Struct]]:
+    """Those of `arrived` whose job has no facts of side check `name` yet (a redelivered
+    result's are the stored ones)."""
     if not arrived:
-        return
-    await conn.execute(
+        return []
+    rows = await conn.fetch(
+        f"SELECT job::text FROM {table(name)} WHERE job = ANY($1::uuid[])",
+        [a.job_id for a in arrived],
+    )
+    stored = {r["job"] for r in rows}
+    return [a for a in arrived if str(UUID(a.job_id)) not in stored]
+
+
+async def record(conn: Conn, name: str, arrived: Sequence[Arrived[msgspec.Struct]]) -> int:
+    """Store `arrived` facts of side check `name`; those of a monitor that is gone, and those
+    of a job that has its facts already, are dropped. Returns how many were stored."""
+    if not arrived:
+        return 0
+    status = await conn.execute(
         f"INSERT INTO {table(name)} (job, monitor_id, country, scheduled_at, facts)"
         " SELECT u.job, m.id, u.country, u.scheduled_at, u.facts::jsonb"
         " FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[])"
@@ -53,6 +69,7 @@ async def record(conn: Conn, name: str, arrived: Sequence[Arrived[msgspec.Struct
         [a.scheduled_at for a in arrived],
         [_encode(a.facts).decode() for a in arrived],
     )
+    return int(status.rsplit(" ", 1)[-1])
 
 
 def side_of(job: str) -> str:

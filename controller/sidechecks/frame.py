@@ -9,6 +9,11 @@ controller.sidechecks.stores names a store of its own), and posture judges them 
 findings of the codes it declared (`codes`). A side check of the controller alone (the report
 findings) has no wire: it raises its findings itself.
 
+Every side check's facts are kept the same way (`keeps_facts`, controller/ingest/store.py
+`_store_side`): none of an `inconclusive` result, those of the result that stands for its job
+(a redelivered one stores and counts nothing); a DNS side check's canaries (`canaries`) move
+the resolver's health whichever side check carried them.
+
 Every part is pure (the registry is read by the planner's pure rules). None of them is called
 for a monitor the side check does not `watch`: its open findings then clear.
 """
@@ -19,7 +24,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, Literal
 from uuid import UUID
 
+from controller.jobs.result_kinds import INCONCLUSIVE
 from controller.sidechecks.findings import KINDS, Kind, Verdicts
+from shared.dns_canary import DnsCanary
 from shared.messages import JobConfig
 from shared.sidechecks import AskT, FactsT, SideCheckWire
 
@@ -106,6 +113,9 @@ class ControllerSideCheck(Generic[AskT, FactsT]):
     # older than sealed asks), the facts themselves when all was asked: for a side check whose
     # facts other organizations read (the blocklists' shared answers).
     within_ask: Callable[[AskT | None, FactsT], FactsT] | None = None
+    # For a side check whose lookups the resolver canaries vouch for (shared.dns_canary): the
+    # canaries its facts carry, which move the country's resolver health (controller/oracles).
+    canaries: Callable[[FactsT], list[DnsCanary] | None] | None = None
 
     def __post_init__(self) -> None:
         if self.wire is not None and self.wire.name != self.name:
@@ -117,6 +127,13 @@ class ControllerSideCheck(Generic[AskT, FactsT]):
 
 
 AnySideCheck = ControllerSideCheck[Any, Any]
+
+
+def keeps_facts(status: str) -> bool:
+    """Whether a result's side facts are kept (stored, judged): not those of a result whose
+    agent's own path failed (`inconclusive`), which are that path's; the job's conclusive
+    result, which replaces its core row, brings its own, and those stand."""
+    return status != INCONCLUSIVE
 
 
 def of_mail_domain(monitor: "Monitor", domain: str) -> bool:

@@ -17,22 +17,26 @@ class BlocklistZone(msgspec.Struct, kw_only=True, rename="camel"):
     `<key>.<list>.dq.spamhaus.net` instead, so the key never travels; `tests`: its RFC 5782
     test entries (section 5: the one it must list, the one it must not), asked beside anything
     else the round asks of it, even when `skip` names them, so each answer comes with the
-    same round's proof of the list's health ([] from older controllers). Plain strs: a newer
-    controller's kinds still decode (an agent skips a kind it does not know)."""
+    same round's proof of the list's health ([] from older controllers); `skip`: names this
+    list answered in the agent's country within the interval, which this round may meet: not
+    asked of it again, whatever another list answered ([] from older controllers). Plain strs:
+    a newer controller's kinds still decode (an agent skips a kind it does not know)."""
 
     zone: str
     kind: str = "ip"
     dqs: bool = False
     tests: list[str] = msgspec.field(default_factory=list)
+    skip: list[str] = msgspec.field(default_factory=list)
 
 
 class BlocklistAsk(msgspec.Struct, kw_only=True, rename="camel"):
     """What a round asks of the blocklists from the agent's country: the addresses of the job's
     `hostname` (A and AAAA) when `host`, those of the MX hosts of `mxDomain`, and the `ips`
     and `domains` listed, each on the `zones` of its kind. `skip`: names the controller had
-    answered in this country within the interval (another monitor asked) that this round may
-    meet (its own, and those its monitor's last round there found): the agent still names them
-    in `Reputation.names` but does not ask the lists again."""
+    answered in this country within the interval on every list of their kind (another monitor
+    asked) that this round may meet (its own, and those its monitor's last round there found):
+    the agent still names them in `Reputation.names` but asks no list about them (a list's own
+    `skip` says which names that list answered)."""
 
     zones: list[BlocklistZone] = msgspec.field(default_factory=list)
     host: bool = False

@@ -1,13 +1,15 @@
 """DMARC's DNS Tree Walk (RFC 9989 section 4.10), pure: the names a walk asks, where it stops,
 and from its answers the Organizational Domain and the DMARC Policy Record that applies.
 
-The agent walks and asks the report destinations of the record that applies for their
-authorization (agent/sidechecks/readiness.py); the controller judges the same walk
-(controller/sidechecks/readiness/rules.py): both read it here, so they agree on which record
-that is.
+The agent walks (`walk`, for readiness and mail DNS alike) and asks the report destinations of
+the record that applies for their authorization (agent/sidechecks/readiness.py); the controller
+judges the same walk (controller/sidechecks/readiness/rules.py and mail_dns/rules.py): all read
+it here, so they agree on which record that is, and on which TXT records are DMARC records
+(`is_record`).
 """
 
-from collections.abc import Sequence
+import re
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -27,6 +29,33 @@ def targets(domain: str) -> list[str]:
     while rest:
         out.append(".".join(rest))
         rest = rest[1:]
+    return out
+
+
+# RFC 7489 6.4: dmarc-version = "v" *WSP "=" *WSP %x44.4d.41.52.43.31 (the "v" of any case,
+# "DMARC1" exactly), then a ";" or the record's end.
+_VERSION: Final = re.compile(r"^[vV][ \t]*=[ \t]*DMARC1[ \t]*(;|$)")
+
+
+def is_record(text: str) -> bool:
+    """Whether a TXT record at a `_dmarc` name is a DMARC record (all others there are not)."""
+    return bool(_VERSION.match(text))
+
+
+async def walk(
+    domain: str, lookup: Callable[[str], Awaitable[DmarcLookup]], above: bool = False
+) -> list[DmarcLookup]:
+    """The Tree Walk's lookups from `domain` (from the name above it, `above`), in order:
+    `lookup(name)` of each name it asks (the `_dmarc.<name>` DMARC records, or why they could
+    not be had), until one stops the walk or fails."""
+    out: list[DmarcLookup] = []
+    names = targets(domain)
+    start = 1 if above else 0
+    for i, name in enumerate(names[start:], start=start):
+        found = await lookup(name)
+        out.append(found)
+        if found.records is None or stops(i, single(found)):
+            break
     return out
 
 

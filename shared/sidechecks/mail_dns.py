@@ -9,6 +9,7 @@ import msgspec
 
 from shared.dns_canary import DnsCanary
 from shared.sidechecks import SideCheckWire
+from shared.sidechecks.readiness import DmarcLookup
 
 
 class MailDnsAsk(msgspec.Struct, kw_only=True, rename="camel"):
@@ -46,6 +47,10 @@ class MailDns(msgspec.Struct, kw_only=True, rename="camel"):
     # The resolver canaries asked beside these lookups (shared.dns_canary); null from older
     # agents and from one with no canaries configured.
     canaries: list[DnsCanary] | None = None
+    # The DMARC Tree Walk above the domain (RFC 9989 4.10: `_dmarc.<name>` of each name it
+    # asks after the domain's own, in order, until it stops), walked when `_dmarc.<domain>`
+    # holds no one DMARC record; null when not walked, and from older agents.
+    dmarc_walk: list[DmarcLookup] | None = None
 
 
 WIRE: Final = SideCheckWire("mail_dns", MailDnsAsk, MailDns)

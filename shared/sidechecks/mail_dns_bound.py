@@ -16,6 +16,7 @@ import msgspec
 
 from shared.dns_canary import capped
 from shared.sidechecks.mail_dns import MailDns
+from shared.sidechecks.readiness import DmarcLookup
 
 ENCODED_MAX: Final = 16 * 1024
 RECORDS_MAX: Final = 10  # per list: enough for any sane domain, bounded for a hostile one
@@ -34,6 +35,12 @@ LISTS: Final = {
     "tlsa": "tlsa",
 }
 POLICY: Final = "mtaStsPolicy"
+WALK: Final = "dmarcWalk"
+WALK_MAX: Final = 8  # RFC 9989 4.10: a walk asks at most 8 names
+# Per name the walk asks: more than one record is as good as two (all are discarded), and a
+# DMARC record is far shorter than this.
+WALK_RECORDS_MAX: Final = 2
+WALK_RECORD_CHARS_MAX: Final = 512
 
 
 def size(d: MailDns) -> int:
@@ -63,11 +70,20 @@ def bounded(d: MailDns) -> MailDns:
     domain = d.domain[:DOMAIN_CHARS_MAX]
     if domain != d.domain:
         cut.add("domain")
+    walk = _walk(d.dmarc_walk)
+    if walk != d.dmarc_walk:
+        cut.add(WALK)
     canaries = capped(d.canaries)
     if canaries != d.canaries:
         cut.add("canaries")
     out = msgspec.structs.replace(
-        d, domain=domain, mta_sts_policy=policy, errors=errors, canaries=canaries, **lists
+        d,
+        domain=domain,
+        mta_sts_policy=policy,
+        errors=errors,
+        canaries=canaries,
+        dmarc_walk=walk,
+        **lists,
     )
     while size(out) > ENCODED_MAX:
         parts: dict[str, int] = {
@@ -95,3 +111,18 @@ def bounded(d: MailDns) -> MailDns:
         return d
     out.truncated = sorted(cut)
     return out
+
+
+def _walk(walk: list[DmarcLookup] | None) -> list[DmarcLookup] | None:
+    if walk is None:
+        return None
+    return [
+        DmarcLookup(
+            name=w.name[:DOMAIN_CHARS_MAX],
+            records=None
+            if w.records is None
+            else [r[:WALK_RECORD_CHARS_MAX] for r in w.records[:WALK_RECORDS_MAX]],
+            error=w.error[:ERROR_CHARS_MAX],
+        )
+        for w in walk[:WALK_MAX]
+    ]

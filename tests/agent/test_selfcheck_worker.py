@@ -16,8 +16,10 @@ from nats.js import JetStreamContext
 from agent.probers.tls import SslContexts
 from agent.selfcheck import SelfChecks
 from agent.selfcheck_rules import HAND_OVER_TRIES
+from agent.sidechecks import Round
 from agent.worker import Worker
 from shared.messages import decode_heartbeat, encode
+from shared.sidechecks.readiness import Readiness, ReadinessAsk
 from shared.subjects import heartbeats_subject
 from tests.agent.helpers import (
     SmtpLikePeer,
@@ -131,17 +133,27 @@ async def test_a_connect_failure_the_recheck_explains_is_inconclusive_with_timin
 ) -> None:
     """The path worked at the last canary run and broke since (here: the server the canary and
     the check share goes away): the failed check re-runs the canaries, which fail too, so its
-    result is `inconclusive`, says what the canary and the check saw, and keeps its timings."""
+    result is `inconclusive`, says what the canary and the check saw, and keeps its timings.
+    No side check it asks is run: what it would gather is the broken path's."""
     peer = SmtpLikePeer()
     await peer.__aenter__()
-    w = with_canaries(nc, country, ssl_contexts, [("127.0.0.1", peer.port)])
+    asked: list[Round] = []
+
+    async def readiness(ask: ReadinessAsk, at: Round) -> Readiness | None:
+        asked.append(at)
+        return Readiness(domain=ask.domain)
+
+    w = with_canaries(
+        nc, country, ssl_contexts, [("127.0.0.1", peer.port)], side_checks={"readiness": readiness}
+    )
     with capture() as logs:
         run = asyncio.create_task(w.run())
         try:
             await canaries_ran(w)
             assert checks_of(w).blocked == []
             await peer.__aexit__(None, None, None)
-            job = job_for(country, peer.port)
+            ask = {"readiness": ReadinessAsk(domain="example.test")}
+            job = job_for(country, peer.port, side_checks=ask)
             await publish_job(js, job)
             await until_async(lambda: result_count(js, country, 1), within=10)
         finally:
@@ -154,6 +166,7 @@ async def test_a_connect_failure_the_recheck_explains_is_inconclusive_with_timin
         f" (127.0.0.1:{peer.port} refused); the check saw: refused: "
     )
     assert result.response_time_ms is not None and result.phases.dns_ms is not None
+    assert (asked, result.side_checks) == ([], {})
     assert [e["status"] for e in logs if e["event"] == "check"] == ["inconclusive"]
     # The agent's news, bound to the agent, not to the job whose failure started the run.
     (blocked,) = [e for e in logs if e["event"] == "port_blocked"]

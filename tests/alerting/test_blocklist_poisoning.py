@@ -15,7 +15,7 @@ from controller.monitors import store as monitors
 from controller.monitors.kinds import ALL_TYPES
 from controller.monitors.store import Monitor
 from controller.sidechecks.blocklists import store as db
-from controller.sidechecks.blocklists.rules import ask
+from controller.sidechecks.blocklists.rules import Fresh, ask
 from controller.sidechecks.blocklists.view import monitor_standing
 from controller.sidechecks.blocklists.watch import BlocklistWatch, FreshNames
 from shared.messages import CheckResult
@@ -74,7 +74,7 @@ async def test_a_round_that_spends_its_budget_poisons_no_other_organizations_ans
         de.silent = (SILENT,)
         listed = {"ips": [VICTIM_IP], "domains": []}
         probe = BlocklistProbe(resolver=de.address)
-        spent = await probe.probe(ask(LISTS, SILENT, (), listed), HOST, 0.3)
+        spent = await probe.probe(ask(LISTS, SILENT, Fresh(), listed), HOST, 0.3)
     errors = {a.error for a in spent.answers}
     assert errors == {BUDGET_SPENT}, errors  # every answer is the round's own unknown
     assert {a.name for a in spent.answers} >= {VICTIM_IP, "127.0.0.2", "127.0.0.1"}
@@ -94,7 +94,8 @@ async def test_a_round_that_spends_its_budget_poisons_no_other_organizations_ans
     assert not await rig.fetch("SELECT * FROM blocklist_failures WHERE zone = $1", RBL.zone)
     fresh = FreshNames(rig.pool, LISTS, 6 * 3600)
     await fresh.refresh(t1 + timedelta(minutes=1))
-    assert VICTIM_IP in fresh.fresh("DE") and "127.0.0.2" in fresh.fresh("DE")
+    answered = fresh.fresh("DE").on[RBL.zone]
+    assert VICTIM_IP in answered and "127.0.0.2" in answered
     # The victim's listing stays raised, nothing more is told; the list stays healthy.
     await watch.run_once(t1 + timedelta(minutes=1))
     (listing,) = await rig.fetch(
@@ -142,7 +143,7 @@ async def test_a_lists_real_failure_explains_its_health_only_without_a_real_answ
         fr.servfail = {f"{n}.{RBL.zone}" for n in ("2.0.0.127", "1.0.0.127")}
         fr.servfail |= {".".join(reversed(VICTIM_IP.split("."))) + f".{RBL.zone}"}
         probe = BlocklistProbe(resolver=fr.address)
-        failed = await probe.probe(ask(watch_lists, None, ()), HOST, 5)
+        failed = await probe.probe(ask(watch_lists, None, Fresh()), HOST, 5)
     assert any(a.zone == RBL.zone and a.a is None for a in failed.answers)
     later = t0 + timedelta(hours=1)
     decoded = decode_result(

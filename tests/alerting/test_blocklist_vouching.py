@@ -17,7 +17,7 @@ from controller.ingest.store import decode_result
 from controller.monitors import store as monitors
 from controller.monitors.kinds import ALL_TYPES
 from controller.sidechecks.blocklists import store as db
-from controller.sidechecks.blocklists.rules import BlockList, ask
+from controller.sidechecks.blocklists.rules import BlockList, Fresh, ask
 from controller.sidechecks.blocklists.view import monitor_standing
 from controller.sidechecks.blocklists.watch import BlocklistWatch
 from shared.messages import CheckResult
@@ -57,7 +57,7 @@ async def round_of(
         fresh = await db.fresh(conn, at - EVERY, LISTS)
     async with DnsblPeer({VOUCH.zone: zone}, records={(HOST, "A"): [ip]}) as de:
         seen = await BlocklistProbe(resolver=de.address).probe(
-            ask(LISTS, None, fresh.get(cc, ())), HOST, 5
+            ask(LISTS, None, fresh.get(cc, Fresh())), HOST, 5
         )
         asked = [n for n, _ in de.asked if n.endswith(VOUCH.zone)]
     result = CheckResult(

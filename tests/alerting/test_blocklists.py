@@ -14,7 +14,7 @@ from agent.sidechecks.blocklists import BlocklistProbe
 from controller.ingest.store import CheckedResult, decode_result
 from controller.settings import ControllerSettings
 from controller.sidechecks.blocklists import store as db
-from controller.sidechecks.blocklists.rules import KNOWN, BlockList, ask
+from controller.sidechecks.blocklists.rules import KNOWN, BlockList, Fresh, ask
 from controller.sidechecks.blocklists.watch import BlocklistWatch, FreshNames
 from controller.sidechecks.frame import Arrived
 from controller.web.app import create_app
@@ -70,7 +70,7 @@ async def lookups(
         async with rig.pool.acquire() as conn:
             fresh = await db.fresh(conn, at - every, LISTS)
         probe = BlocklistProbe(resolver=peer.address)
-        reputation = await probe.probe(ask(LISTS, None, fresh.get(cc, ()), listed), HOST, 5)
+        reputation = await probe.probe(ask(LISTS, None, fresh.get(cc, Fresh()), listed), HOST, 5)
         out.append(
             CheckResult(
                 job_id=f"job-{cc}-{at.timestamp()}",
@@ -175,7 +175,7 @@ async def test_an_address_answered_for_one_monitor_is_not_asked_again_for_anothe
         asked = len(de.asked)
         view = FreshNames(rig.pool, LISTS, 6 * 3600)
         await view.refresh(t0 + timedelta(minutes=1))
-        assert IP in view.fresh("DE") and "127.0.0.2" in view.fresh("DE")
+        assert IP in view.fresh("DE").on[RBL.zone] and "127.0.0.2" in view.fresh("DE").on[RBL.zone]
         assert IP in view.known(first["id"], "DE") and not view.known(second["id"], "DE")
         listed = {"ips": [IP], "domains": []}
         (result,) = await lookups(rig, second, {"DE": de}, t0 + timedelta(minutes=1), listed=listed)

@@ -26,7 +26,7 @@ from controller.ingest.job_window import LATE
 from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
 from controller.sidechecks.blocklists import store as lists_db
-from controller.sidechecks.blocklists.rules import BlockList
+from controller.sidechecks.blocklists.rules import BlockList, Fresh
 from shared.messages import Preempt, SmtpCheckJob, encode
 from shared.sidechecks.blocklists import BlocklistAnswer, BlocklistAsk, BlocklistZone, Reputation
 from shared.subjects import control_subject, results_subject
@@ -110,7 +110,9 @@ async def test_a_taken_over_agent_writes_no_answer_about_an_unasked_name_nor_dat
         )
         fresh = await lists_db.fresh(conn, at, [BlockList(ZONE, "Bounds", "ip", TESTS)])
     assert at <= stored <= at + LATE
-    assert VICTIM not in fresh.get(cc, frozenset())  # still asked by the victim's rounds
+    assert VICTIM not in fresh.get(cc, Fresh()).on.get(
+        ZONE, ()
+    )  # still asked by the victim's rounds
     assert (
         REGISTRY.get_sample_value("mailprobe_results_clamped_total", {"field": "finishedAt"})
         == clamped + 1

@@ -2,6 +2,7 @@
 into a mailbox that the IMAP and POP3 peers serve (testkit/peers/mailstore.py)."""
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -231,6 +232,18 @@ async def test_receive_leg_failing_is_named(ssl_contexts: SslContexts) -> None:
         assert (result.status, result.error_kind) == ("down", "auth"), result.message
         assert result.message.startswith("mailbox leg:")
         assert r.handler.accepted == 1
+
+
+async def test_a_mailbox_leg_refused_names_the_server_and_port_dialled(
+    ssl_contexts: SslContexts,
+) -> None:
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    async with rig() as r:
+        result = await run(r, config(r, receive={"port": port}), ssl_contexts)
+    assert (result.status, result.error_kind) == ("down", "refused"), result.message
+    assert result.message == f"mailbox leg: connection refused by 127.0.0.1 port {port}"
 
 
 async def test_late_arrivals_of_this_monitor_and_country_are_cleaned_up(

@@ -25,9 +25,15 @@ def free_port() -> int:
 
 @pytest.mark.parametrize("monitor_type", TYPES)
 async def test_closed_port_is_refused(monitor_type: MonitorType, ssl_contexts: SslContexts) -> None:
-    result = await run_check(make_job(monitor_type, free_port()), "a", True, ssl_contexts)
+    """The message names the host and the port dialled (and the address, for a name)."""
+    port = free_port()
+    result = await run_check(make_job(monitor_type, port), "a", True, ssl_contexts)
     assert (result.status, result.error_kind) == ("down", "refused"), result.message
     assert result.phases.dns_ms is not None and result.phases.connect_ms is None
+    assert result.message == f"connection refused by 127.0.0.1 port {port}"
+    named = make_job(monitor_type, port, hostname="localhost")
+    result = await run_check(named, "a", True, ssl_contexts)
+    assert result.message.startswith(f"connection refused by localhost port {port} (")
 
 
 @pytest.mark.parametrize("monitor_type", TYPES)

@@ -8,13 +8,14 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable
 
+import pytest
 import trustme
 
 from agent.probers.base import CAPABILITIES_MAX
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
 from shared.mailclient import smtp as client
-from shared.messages import CheckResult, SmtpConfig
+from shared.messages import CheckResult, SmtpConfig, TlsOptions
 from testkit.peers.base import LoopbackServer
 from testkit.peers.jobs import make_job
 
@@ -156,7 +157,8 @@ async def test_a_server_that_hangs_up_mid_handshake_fails_the_check_at_once(
         result = await _check(peer.port, ssl_contexts, seconds=30)
     assert (result.error_kind, result.message) == (
         "tls",
-        "connection lost during the TLS handshake: Connection reset while upgrading transport",
+        f"connection lost during the TLS handshake with 127.0.0.1 port {peer.port}:"
+        " Connection reset while upgrading transport",
     )
     assert result.tls is None and result.phases.tls_ms is None
 
@@ -204,3 +206,57 @@ async def test_a_server_that_changes_its_extensions_is_reported_anew(
     assert first.capabilities == renamed.capabilities == ["SIZE 10"]
     assert changed.capabilities_before_tls == ["8BITMIME", "SIZE 20", "STARTTLS"]
     assert changed.capabilities == ["AUTH PLAIN", "SIZE 20"]
+
+
+class _Secured(LoopbackServer):
+    """TLS from the first byte (a certificate for `mail.example.test`); then runs `talk`."""
+
+    def __init__(self, ctx: ssl.SSLContext, talk: Talk) -> None:
+        super().__init__(ctx)
+        self.talk = talk
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self.talk(reader, writer)
+
+
+async def _hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.transport.abort()
+
+
+@pytest.mark.parametrize(
+    ("how", "talk", "phase"),
+    [
+        ("hangs up after the handshake", _hang_up, "greeting"),
+        ("refuses the connection", None, "connect"),
+    ],
+)
+async def test_an_smtps_failure_names_the_host_and_port_dialled_and_the_name_checked(
+    how: str, talk: Talk | None, phase: str, ca: trustme.CA, ssl_contexts: SslContexts
+) -> None:
+    """The server's certificate is checked for `mail.example.test` (tlsOptions.servername)
+    while 127.0.0.1 is dialled: a failure names both, and the port, never aiosmtplib's
+    "Error connecting to <the name checked> on port None" (it is handed a connected socket)."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("mail.example.test").configure_cert(ctx)
+    config = SmtpConfig(secure=True, tls_options=TlsOptions(servername="mail.example.test"))
+    if talk is None:
+        with socket.socket() as closed:  # a port nobody listens on: connections refused
+            closed.bind(("127.0.0.1", 0))
+            port = closed.getsockname()[1]
+        result = await _run(port, config, ssl_contexts)
+    else:
+        async with _Secured(ctx, talk) as peer:
+            port = peer.port
+            result = await _run(port, config, ssl_contexts)
+    assert result.status == "down", how
+    assert "None" not in result.message and "Error connecting" not in result.message
+    assert f"127.0.0.1 port {port}" in result.message, result.message
+    # The name checked is named once a connection stands (none was checked on a refusal).
+    named = "certificate name mail.example.test" in result.message
+    assert named == (phase != "connect"), result.message
+    assert phase in result.message or result.error_kind == "refused", result.message
+
+
+async def _run(port: int, config: SmtpConfig, contexts: SslContexts) -> CheckResult:
+    job = make_job("smtp", port, config, hostname="127.0.0.1", timeout=5)
+    return await run_check(job, "agent-t", True, contexts)

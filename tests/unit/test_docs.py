@@ -241,3 +241,19 @@ def test_the_one_key_share_configuration_operators_are_given_is_the_one_measured
     text = (DOCS / "operating.md").read_text()
     given = re.findall(r"^\s*Groups = (.+)$", text, flags=re.M)
     assert given == [ONE_SHARE_GROUPS]
+
+
+def test_the_report_refusals_counted_unread_are_the_ones_docs_api_md_lists() -> None:
+    """Every outcome the HTTPS endpoint counts before a report is read (`kind="unknown"`) is in
+    the table of docs/api.md, and the table names no other."""
+    counted = {
+        m.group(1)
+        for path in (ROOT / "controller" / "web").rglob("*.py")
+        for m in re.finditer(r'report_taken\("unknown", "https", "(\w+)"\)', path.read_text())
+    }
+    text = (DOCS / "api.md").read_text()
+    table = text[text.index("| answer | `outcome` counted |") :].split("\n\n")[0]
+    listed = set(re.findall(r"\| `(\w+)` \|", table))
+    assert (
+        counted == listed == {"too_large", "unsupported_type", "too_slow", "rate_limited", "busy"}
+    )

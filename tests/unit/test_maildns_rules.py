@@ -1,6 +1,7 @@
 """Mail DNS rules as tables: what one country resolved → which findings hold, which are
 judged absent, and what is not judged at all."""
 
+import re
 from typing import Any
 
 import pytest
@@ -9,7 +10,10 @@ from controller.posture.facts import Observation
 from controller.posture.rules import CODES
 from controller.sidechecks.mail_dns import rules
 from controller.sidechecks.mail_dns.rules import mail_dns, mx_allowed, parse_policy, tlsa_matches
+from controller.sidechecks.readiness import rules as readiness_rules
+from shared.sidechecks.dmarc_tree import stops, targets
 from shared.sidechecks.mail_dns import MailDns
+from shared.sidechecks.readiness import DkimKey, Dmarc, DmarcLookup, Readiness
 
 MAIL_DNS_CODES = frozenset(rules.CODES)
 
@@ -62,7 +66,7 @@ def test_a_well_configured_domain_judges_every_code_and_raises_none() -> None:
         ({"spf": ["v=spf1 ip4:2001:db8::1 -all"]}, {"spf_invalid"}),
         ({"spf": ["v=spf1 redirect=a.test redirect=b.test"]}, {"spf_invalid"}),
         ({"spf": ["v=spf1 a:mail.%{d}/24 mx//64 ~all exp=explain.%{d}"]}, set()),
-        ({"dmarc": []}, {"dmarc_missing"}),
+        ({"dmarc": [], "dmarc_walk": [DmarcLookup(name="test", records=[])]}, {"dmarc_missing"}),
         ({"dmarc": ["v=DMARC1; rua=mailto:d@example.test"]}, {"dmarc_invalid"}),
         ({"dmarc": ["v=DMARC1; p=block"]}, {"dmarc_invalid"}),
         ({"dmarc": ["v=DMARC1; p=none; pct=150"]}, {"dmarc_invalid"}),
@@ -190,3 +194,103 @@ def test_a_truncated_list_is_never_missing_and_what_it_lacks_is_not_judged(
     assert holding(verdicts) == codes, why
     assert not unjudged & {code for code, _ in verdicts}, why
     assert not {c for c in holding(verdicts) if c.endswith("_missing")}
+
+
+def _walked(domain: str, found: dict[str, str], failed: str = "") -> MailDns:
+    """`domain`'s facts with no DMARC record of its own and the Tree Walk above it: `found`
+    maps a name asked to its one record; a lookup of `failed` failed (and ended the walk)."""
+    walk: list[DmarcLookup] = []
+    for name in targets(domain)[1:]:
+        if name == failed:
+            walk.append(DmarcLookup(name=name, error="timed out"))
+            break
+        record = found.get(name)
+        walk.append(DmarcLookup(name=name, records=[record] if record else []))
+        if record is not None and stops(len(walk), record):
+            break
+    return good(domain=domain, dmarc=[], dmarc_walk=walk)
+
+
+ORG_REJECT = {"example.test": "v=DMARC1; p=reject"}
+
+
+@pytest.mark.parametrize(
+    ("facts", "verdict"),
+    [
+        # a subdomain under its Organizational Domain's p=reject: a record applies
+        (_walked("a.b.example.test", ORG_REJECT), False),
+        (_walked("b.example.test", {"example.test": "v=DMARC1; p=none; sp=reject"}), False),
+        # a PSD's record (psd=y) applies to an Organizational Domain without its own
+        (_walked("example.test", {"test": "v=DMARC1; p=reject; psd=y"}), False),
+        # nothing anywhere the walk asks
+        (_walked("a.b.example.test", {}), True),
+        # two records above (both discarded), none else: nothing applies
+        (
+            good(
+                domain="b.example.test",
+                dmarc=[],
+                dmarc_walk=[
+                    DmarcLookup(name="example.test", records=["v=DMARC1; p=reject"] * 2),
+                    DmarcLookup(name="test", records=[]),
+                ],
+            ),
+            True,
+        ),
+        # a lookup of the walk failed: not known
+        (_walked("a.b.example.test", ORG_REJECT, failed="b.example.test"), None),
+        # an older agent's facts (no walk): not known
+        (good(domain="a.b.example.test", dmarc=[]), None),
+    ],
+)
+def test_dmarc_is_missing_only_when_no_record_applies_by_the_tree_walk(
+    facts: MailDns, verdict: bool | None
+) -> None:
+    """RFC 9989 4.10: the record that applies to a domain without its own is found by the Tree
+    Walk, as readiness finds it; `dmarc_missing` (whose advice is p=none) is raised only when
+    none applies, never under an Organizational Domain's p=reject."""
+    verdicts = mail_dns("smtp", HOST, facts, seen_tls())
+    key = ("dmarc_missing", "DE")
+    if verdict is None:
+        assert key not in verdicts
+    else:
+        assert key in verdicts and (verdicts[key] is not None) is verdict
+
+
+_STRENGTH = {None: -1, "none": 0, "quarantine": 1, "reject": 2}
+
+
+def _advised(advice: str) -> str | None:
+    """The weakest DMARC policy an advice tells to publish, or None when it names none."""
+    said = re.findall(r"\bp=(none|quarantine|reject)\b", advice)
+    return min(said, key=_STRENGTH.__getitem__) if said else None
+
+
+@pytest.mark.parametrize(
+    "facts",
+    [
+        _walked("a.b.example.test", ORG_REJECT),
+        _walked("b.example.test", {"example.test": "v=DMARC1; p=quarantine"}),
+        _walked("example.test", {"test": "v=DMARC1; p=reject; psd=y"}),
+        _walked("a.b.example.test", {}),
+        good(dmarc=["v=DMARC1; p=reject; pct=150"]),
+        good(dmarc=["v=DMARC1; p=quarantine", "v=DMARC1; p=reject"]),
+    ],
+)
+def test_no_finding_advises_a_policy_weaker_than_the_record_that_applies(facts: MailDns) -> None:
+    """Every finding raised over these zones, of mail DNS and readiness alike: the policy its
+    advice tells to publish is never weaker than the one receivers already apply (by the Tree
+    Walk: RFC 9989 4.10)."""
+    walked = rules.applying(facts)
+    applied = walked.policy if walked is not None else None
+    own = DmarcLookup(name=facts.domain, records=facts.dmarc)
+    ready = Readiness(
+        domain=facts.domain,
+        dmarc=Dmarc(walk=[own, *(facts.dmarc_walk or [])]),
+        dkim=[DkimKey(selector="s1", record="v=DKIM1; p=AAAA")],  # the domain sends
+    )
+    raised = holding(mail_dns("smtp", HOST, facts, seen_tls()))
+    raised |= holding(readiness_rules.readiness(ready, "DE"))
+    for code in raised:
+        advised = _advised(CODES[code][1])
+        if advised is not None:
+            assert _STRENGTH[advised] >= _STRENGTH[applied], (code, advised, applied)

@@ -319,6 +319,10 @@ def test_mail_domain_and_mail_dns_are_defaulted_additions() -> None:
     assert wire["sideChecks"]["mail_dns"]["tlsRpt"] == []
     assert wire["sideChecks"]["mail_dns"]["tlsaDnssec"] is False
     assert MAIL_DNS.facts_of(decode_result(encode(r)).side_checks) == facts
+    # An older agent's facts have no Tree Walk above the domain: none, not judged as one.
+    assert wire["sideChecks"]["mail_dns"]["dmarcWalk"] is None
+    del wire["sideChecks"]["mail_dns"]["dmarcWalk"]
+    assert MAIL_DNS.facts_of(decode_result(json.dumps(wire).encode()).side_checks) == facts
 
 
 def test_blocklists_and_reputation_are_defaulted_additions() -> None:
@@ -334,10 +338,11 @@ def test_blocklists_and_reputation_are_defaulted_additions() -> None:
     )
     wire = json.loads(encode(job))
     assert wire["blocklists"]["mxDomain"] == "e.com"
-    zone = {"zone": "zen.spamhaus.org", "kind": "ip", "dqs": True, "tests": []}
+    zone = {"zone": "zen.spamhaus.org", "kind": "ip", "dqs": True, "tests": [], "skip": []}
     assert wire["blocklists"]["zones"] == [zone]
     assert decode_job(encode(job)) == job
     del wire["blocklists"]["zones"][0]["tests"]  # an older controller's: no test entries named
+    del wire["blocklists"]["zones"][0]["skip"]  # nor what each list answered lately
     assert decode_job(json.dumps(wire).encode()) == job
     r = result()
     facts = Reputation(

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from controller.reports.parse import MAX_PACKED, Rejected, Row, known_domains, parse
+from controller.reports.unpacking import CHUNK
 from testkit.reports import made
 
 NOW = datetime.now(UTC)
@@ -58,6 +59,12 @@ BAD = [
     ("XML external entity", lambda: made.EXTERNAL_ENTITY, "xml_forbidden"),
     ("a zip of two files", lambda: _two_files(), "bad_packing"),
     ("a gzip cut short", lambda: made.tls_gzip(made.tls_json(DOMAIN))[:-20], "bad_packing"),
+    (
+        "a gzip member, then a broken one",
+        lambda: _gzip_of(made.dmarc_xml(DOMAIN)) + b"\x1f\x8b\x08\x00broken",
+        "bad_packing",
+    ),
+    ("a gzip of zeros (not a report from its first bytes)", lambda: _zeros(), "malformed"),
     ("neither JSON nor XML", lambda: b"hello", "malformed"),
     ("JSON that is no TLS-RPT report", lambda: b'{"policies": 3}', "malformed"),
     ("XML that is no feedback", lambda: b"<html/>", "malformed"),
@@ -144,6 +151,22 @@ def _members(*parts: bytes) -> bytes:
     return b"".join(_gzip_of(p) for p in parts)
 
 
+def _chunk_end(xml: bytes, after: bytes = b"") -> bytes:
+    """A stored (level 0) gzip member, padded with spaces to end one byte before the
+    unpacker's first chunk does; then `after`, or a second member whose magic that chunk's end
+    splits."""
+    pad = CHUNK - len(gzip.compress(xml, compresslevel=0))
+    while len(member := gzip.compress(xml + b" " * pad, compresslevel=0)) != CHUNK - 1:
+        pad += CHUNK - 1 - len(member)
+    return member + (after or _gzip_of(b"\n"))
+
+
+def _zeros() -> bytes:
+    """100 MiB of NUL bytes gzip'd: not a report from its first unpacked byte, so refused for
+    that before it unpacks past the ratio (a bomb that begins as a report is `bomb`)."""
+    return _gzip_of(b"\0" * (100 << 20))
+
+
 def _bzip2_bomb() -> bytes:
     """As the issue's: a zip whose .xml member is bzip2 of 32 MiB of spaces, a few hundred bytes
     packed (the issue's unpacked to 3.28 GB from 1,287 bytes)."""
@@ -211,6 +234,16 @@ def test_a_zip_member_of_a_method_not_read_is_refused_by_name_unopened() -> None
         ("gzip members", lambda x: _members(x[:200], x[200:])),
         ("a zip in a gzip", lambda x: _gzip_of(made.zipped("r.xml", x))),
         ("a gzip in a zip", lambda x: made.zipped("r.xml.gz", _gzip_of(x))),
+        ("a gzip member and CRLF (Mimecast)", lambda x: _gzip_of(x) + b"\r\n"),
+        ("a gzip member and NUL padding", lambda x: _gzip_of(x) + b"\0" * 512),
+        ("gzip members and bytes that are no member", lambda x: _members(x[:9], x[9:]) + b"\n"),
+        ("a gzip member and one byte of a magic", lambda x: _gzip_of(x) + b"\x1f"),
+        ("a second gzip member whose magic a chunk's end splits", lambda x: _chunk_end(x)),
+        ("a gzip member, then text a chunk's end splits", lambda x: _chunk_end(x, b"end\r\n")),
+        (
+            "a gzip in a zip, CRLF after it",
+            lambda x: made.zipped("r.xml.gz", _gzip_of(x) + b"\r\n"),
+        ),
         ("a byte order mark and white space", lambda x: b"\xef\xbb\xbf \n\t" + x.lstrip()),
         ("a namespace", lambda x: x.replace(b"<feedback>", b'<feedback xmlns="urn:x">', 1)),
     ],

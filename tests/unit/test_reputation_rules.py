@@ -10,6 +10,7 @@ from controller.sidechecks.blocklists.rules import (
     DEFAULT_LISTS,
     KNOWN,
     BlockList,
+    Fresh,
     Listing,
     Verdict,
     ask,
@@ -303,7 +304,8 @@ def test_one_round_per_window_asks_the_lists() -> None:
 
 
 def test_a_round_asks_the_test_entries_and_skips_fresh_names() -> None:
-    fresh = {"93.184.216.34", "127.0.0.2", "198.18.0.9"}
+    names = {"93.184.216.34", "127.0.0.2", "198.18.0.9"}
+    fresh = Fresh({b.zone: names for b in DEFAULT_LISTS})
     asked = ask(DEFAULT_LISTS, "Example.com", fresh, known={"93.184.216.34"})
     assert asked.host and asked.mx_domain == "Example.com"
     assert asked.ips == ["127.0.0.2", "127.0.0.1"]
@@ -317,8 +319,32 @@ def test_a_round_asks_the_test_entries_and_skips_fresh_names() -> None:
 
 def test_a_round_asks_the_listed_outbound_names_on_lists_of_their_kind() -> None:
     listed = {"ips": ["81.2.69.160", "127.0.0.2"], "domains": ["mail.example"]}
-    asked = ask(DEFAULT_LISTS, None, (), listed)
+    asked = ask(DEFAULT_LISTS, None, Fresh(), listed)
     assert asked.ips == ["127.0.0.2", "127.0.0.1", "81.2.69.160"]
     assert asked.domains == ["dbltest.com", "invalid", "mail.example"]
-    ip_only = ask(tuple(b for b in DEFAULT_LISTS if b.kind == "ip"), "e.com", (), listed)
+    ip_only = ask(tuple(b for b in DEFAULT_LISTS if b.kind == "ip"), "e.com", Fresh(), listed)
     assert ip_only.domains == [] and "81.2.69.160" in ip_only.ips
+
+
+def test_a_list_that_answered_a_name_is_not_asked_again_whatever_another_list_does() -> None:
+    """Freshness is per list and name: a name ZEN answered within the interval is skipped on
+    ZEN alone (its zone's `skip`), even while another list never answered it; the ask's own
+    `skip` (read by agents that read no list's) names only what every list of its kind
+    answered."""
+    ip = "93.184.216.34"
+    zen = "zen.spamhaus.org"
+    asked = ask(DEFAULT_LISTS, None, Fresh({zen: {ip}}), {"ips": [ip], "domains": []})
+    skips = {z.zone: z.skip for z in asked.zones}
+    assert skips[zen] == [ip]
+    assert all(skip == [] for zone, skip in skips.items() if zone != zen)
+    assert asked.skip == []
+    ips = [b.zone for b in DEFAULT_LISTS if b.kind == "ip"]
+    everywhere = ask(DEFAULT_LISTS, None, Fresh({z: {ip} for z in ips}), {"ips": [ip]})
+    assert everywhere.skip == [ip]
+
+
+def test_a_dead_list_is_not_asked_until_its_failure_is_older_than_the_interval() -> None:
+    dead = next(b.zone for b in DEFAULT_LISTS if b.kind == "ip" and not b.dqs)
+    asked = ask(DEFAULT_LISTS, "example.com", Fresh(dead=frozenset({dead})))
+    assert dead not in {z.zone for z in asked.zones}
+    assert {z.zone for z in asked.zones} == {b.zone for b in DEFAULT_LISTS} - {dead}

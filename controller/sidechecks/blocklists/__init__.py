@@ -26,10 +26,10 @@ if TYPE_CHECKING:
 
 class Answers(Protocol):
     """What the scheduler knows of the lists' answers when it plans a round: the operator's
-    lists (`lists`, none: no round asks) and their interval (`interval_s`), the names answered
-    in a country within it (`fresh`, skipped), those the monitor's last asking round in a
-    country found (`known`) and when that round asked (`asked_at`). `watch.FreshNames` reads
-    them from the store."""
+    lists (`lists`, none: no round asks) and their interval (`interval_s`), what each list
+    answered in a country within it and the lists dead there (`fresh`, skipped), those the
+    monitor's last asking round in a country found (`known`) and when that round asked
+    (`asked_at`). `watch.FreshNames` reads them from the store."""
 
     @property
     def lists(self) -> tuple[BlockList, ...]: ...
@@ -37,7 +37,7 @@ class Answers(Protocol):
     @property
     def interval_s(self) -> int: ...
 
-    def fresh(self, country: str) -> Collection[str]: ...
+    def fresh(self, country: str) -> rules.Fresh: ...
 
     def known(self, monitor_id: int, country: str) -> Collection[str]: ...
 

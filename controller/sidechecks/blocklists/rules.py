@@ -386,21 +386,35 @@ def lists_setting(text: str) -> tuple[BlockList, ...]:
     return parse_lists(text)
 
 
+@dataclass(frozen=True, slots=True)
+class Fresh:
+    """What the lists answered in one country within the interval: per list (its zone), the
+    names it answered beside its test entries (`on`), which it is not asked about again
+    whatever another list does; and the lists that are dead there (`dead`: a lookup failed
+    after their last answer), not asked again until that failure is older than the interval,
+    so a list that never answers costs one round's lookups per interval."""
+
+    on: Mapping[str, Collection[str]] = field(default_factory=dict)
+    dead: frozenset[str] = frozenset()
+
+
 def ask(
     lists: Iterable[BlockList],
     mail_domain: str | None,
-    fresh: Collection[str],
+    fresh: Fresh,
     listed: Mapping[str, Iterable[str]] | None = None,
     known: Collection[str] = (),
 ) -> BlocklistAsk:
     """What a round asks from one country: the monitored host's addresses, the MX hosts' of
     `mail_domain` and the domain itself, the outbound addresses and domains the user `listed`
     (a monitor's `reputation`: `ips`, `domains`), and every list's RFC 5782 test entries (its
-    health there), skipping the names `fresh` there (answered on every list within the
-    interval). A name is asked only where a list of its kind is. `skip` names only the fresh
-    names this round may meet: its own and those its monitor's last round there found (`known`:
-    its host's and MX hosts' addresses), so a job stays small however many names are fresh."""
-    chosen = tuple(lists)
+    health there), of every list not dead there. A name is asked only where a list of its
+    kind is, and not of a list that answered it within the interval (`fresh`). Each list's
+    `skip` names only the fresh names this round may meet: its own and those its monitor's last
+    round there found (`known`: its host's and MX hosts' addresses), so a job stays small
+    however many names are fresh; the ask's `skip`, for agents that read no list's, those fresh
+    on every list of their kind."""
+    chosen = tuple(b for b in lists if b.zone not in fresh.dead)
     kinds = {b.kind for b in chosen}
     ips = [t for b in chosen if b.kind == "ip" for t in b.tests]
     domains = [t for b in chosen if b.kind == "domain" for t in b.tests]
@@ -413,16 +427,33 @@ def ask(
             domains += listed.get("domains", ())
     ips, domains = list(dict.fromkeys(ips)), list(dict.fromkeys(domains))
     met = {*ips, *domains, *known}
+    skips = {b.zone: sorted(n for n in met if n in fresh.on.get(b.zone, ())) for b in chosen}
+    everywhere = [
+        n
+        for n in sorted(met)
+        if (of := [b for b in chosen if b.kind == _kind(n)]) and all(n in skips[b.zone] for b in of)
+    ]
     return BlocklistAsk(
         zones=[
-            BlocklistZone(zone=b.zone, kind=b.kind, dqs=b.dqs, tests=list(b.tests)) for b in chosen
+            BlocklistZone(
+                zone=b.zone, kind=b.kind, dqs=b.dqs, tests=list(b.tests), skip=skips[b.zone]
+            )
+            for b in chosen
         ],
         host=True,
         mx_domain=mail_domain or None,
         ips=ips,
         domains=domains,
-        skip=sorted(n for n in met if n in fresh),
+        skip=everywhere,
     )
+
+
+def _kind(name: str) -> Kind:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return "domain"
+    return "ip"
 
 
 # A check-now or a monitor's first round asks the lists only when its monitor's last asking

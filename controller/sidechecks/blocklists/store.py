@@ -1,7 +1,6 @@
 """Blocklist storage: answers per list, name and country (one row for every organization that
 depends on the name), the names each monitor depends on per country, and its listings."""
 
-import ipaddress
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import NamedTuple
@@ -11,7 +10,7 @@ import msgspec
 
 from controller.db import rows as typed
 from controller.db.pool import Conn
-from controller.sidechecks.blocklists.rules import TEST_NAMES, BlockList, Listing
+from controller.sidechecks.blocklists.rules import TEST_NAMES, BlockList, Fresh, Listing
 from controller.sidechecks.frame import Arrived
 from shared.sidechecks.blocklists import Reputation
 from shared.sidechecks.blocklists_bound import BUDGET_SPENT
@@ -80,33 +79,34 @@ def _tests(facts: Reputation) -> dict[str, dict[str, list[str]]]:
     return {zone: tests for zone, tests in by_zone.items() if len(tests) >= 2}
 
 
-async def fresh(
-    conn: Conn, since: datetime, lists: Collection[BlockList]
-) -> dict[str, frozenset[str]]:
-    """Per country, the names answered on every list of their kind since `since`, each beside
-    its list's test entries (`tests`): a round need not ask about them again. One answered
-    without them is asked again, to be vouched for."""
-    by_kind = {kind: {b.zone for b in lists if b.kind == kind} for kind in ("ip", "domain")}
+async def fresh(conn: Conn, since: datetime, lists: Collection[BlockList]) -> dict[str, Fresh]:
+    """Per country, what each list answered since `since` (`Fresh.on`: the names it answered
+    beside its test entries; one answered without them is asked again, to be vouched for) and
+    the lists dead there (`Fresh.dead`: a lookup failed since `since`, after their last real
+    answer)."""
+    zones = [b.zone for b in lists]
     rows = await conn.fetch(
-        "SELECT country, name, array_agg(zone) AS zones FROM blocklist_answers"
+        "SELECT country, zone, array_agg(name) AS names FROM blocklist_answers"
         " WHERE answered_at >= $1 AND zone = ANY($2::text[]) AND a IS NOT NULL"
-        " AND tests IS NOT NULL GROUP BY country, name",
+        " AND tests IS NOT NULL GROUP BY country, zone",
         since,
-        [b.zone for b in lists],
+        zones,
     )
-    out: dict[str, set[str]] = {}
+    dead = await conn.fetch(
+        "SELECT f.country, f.zone FROM blocklist_failures f WHERE f.failed_at >= $1"
+        " AND f.zone = ANY($2::text[]) AND NOT EXISTS (SELECT 1 FROM blocklist_answers a"
+        "  WHERE a.zone = f.zone AND a.country = f.country AND a.a IS NOT NULL"
+        "  AND a.answered_at >= f.failed_at)",
+        since,
+        zones,
+    )
+    on: dict[str, dict[str, frozenset[str]]] = {}
     for row in rows:
-        if by_kind[_kind(row["name"])] <= set(row["zones"]):
-            out.setdefault(row["country"], set()).add(row["name"])
-    return {cc: frozenset(names) for cc, names in out.items()}
-
-
-def _kind(name: str) -> str:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return "domain"
-    return "ip"
+        on.setdefault(row["country"], {})[row["zone"]] = frozenset(row["names"])
+    gone: dict[str, set[str]] = {}
+    for row in dead:
+        gone.setdefault(row["country"], set()).add(row["zone"])
+    return {cc: Fresh(on.get(cc, {}), frozenset(gone.get(cc, ()))) for cc in sorted({*on, *gone})}
 
 
 class Answer(NamedTuple):

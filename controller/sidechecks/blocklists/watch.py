@@ -24,7 +24,7 @@ from controller.notify.links import NO_LINKS, Links
 from controller.notify.texts import Texts, monitor_facts, one_line, target, with_facts, with_link
 from controller.sidechecks.blocklists import rules
 from controller.sidechecks.blocklists import store as db
-from controller.sidechecks.blocklists.rules import BlockList, Change, ListHealth, Listing
+from controller.sidechecks.blocklists.rules import BlockList, Change, Fresh, ListHealth, Listing
 from controller.sidechecks.blocklists.standing_rules import reason
 from shared.messages import MonitorEvent, PostureNote, encode
 from shared.subjects import events_subject
@@ -255,10 +255,10 @@ async def _event(conn: Conn, monitor: Monitor, note: PostureNote, at: datetime) 
 
 
 class FreshNames:
-    """The scheduler's view of the lists' answers (`Answers`): the names answered in each
-    country within the interval (read every `REFRESH_S`), so a round skips them: a popular
-    address is one query per list per interval, however many monitors depend on it (give or
-    take a refresh)."""
+    """The scheduler's view of the lists' answers (`Answers`): what each list answered in each
+    country within the interval and the lists dead there (`Fresh`, read every `REFRESH_S`), so
+    a round skips them: a popular address is one query per list per interval, however many
+    monitors depend on it and whatever another list does (give or take a refresh)."""
 
     REFRESH_S = 60.0
 
@@ -267,12 +267,12 @@ class FreshNames:
         self.lists = lists
         self.interval_s = interval_s
         self._interval = timedelta(seconds=interval_s)
-        self._names: dict[str, frozenset[str]] = {}
+        self._fresh: dict[str, Fresh] = {}
         self._known: dict[tuple[int, str], frozenset[str]] = {}
         self._asked: dict[tuple[int, str], datetime] = {}
 
-    def fresh(self, country: str) -> frozenset[str]:
-        return self._names.get(country, frozenset())
+    def fresh(self, country: str) -> Fresh:
+        return self._fresh.get(country, Fresh())
 
     def known(self, monitor_id: int, country: str) -> frozenset[str]:
         """The names the monitor's last asking round in `country` found (within two
@@ -288,7 +288,7 @@ class FreshNames:
     async def refresh(self, now: datetime | None = None) -> None:
         at = now or utcnow()
         async with self._pool.acquire() as conn:
-            self._names = await db.fresh(conn, at - self._interval, self.lists)
+            self._fresh = await db.fresh(conn, at - self._interval, self.lists)
             found = await db.watched(conn, at - 2 * self._interval)
         self._known = {
             (w.monitor_id, cc): frozenset(names) for w in found for cc, names in w.names.items()

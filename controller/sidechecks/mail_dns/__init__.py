@@ -44,4 +44,5 @@ SIDE_CHECK: Final = ControllerSideCheck(
     judge=if_believed(judge),
     bound=bounded,
     legacy_job=lambda ask: {"mail_domain": ask.domain},
+    canaries=lambda facts: facts.canaries,
 )

@@ -5,16 +5,20 @@ A list the agent could not resolve (null) judges nothing, so a resolver outage n
 nor clears a finding; only what was answered is judged. MX and MTA-STS are about where mail for
 the domain goes, so they are judged for SMTP monitors only. TLSA records are judged only when
 the agent's resolver vouched for them (the AD bit): unsigned records prove nothing, so they are
-"unverified", never a finding.
+"unverified", never a finding. DMARC is missing only when no record applies by the Tree Walk
+(RFC 9989 4.10, shared/sidechecks/dmarc_tree.py, as readiness judges it): a subdomain under
+its Organizational Domain's record has one.
 """
 
-import ipaddress
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from controller.sidechecks.findings import Verdicts, declare, judge
+from shared.sidechecks import dmarc_tree, spf_syntax
+from shared.sidechecks.dmarc_tree import Walked
 from shared.sidechecks.mail_dns import MailDns
+from shared.sidechecks.readiness import DmarcLookup, dmarc_tags
 
 if TYPE_CHECKING:  # read, never made, here
     from controller.posture.facts import Observation
@@ -79,15 +83,6 @@ STS_MAX_AGE = 31_557_600  # RFC 8461 section 3.2: at most a year
 _NAME = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})?"
 _HOST = re.compile(rf"{_NAME}(\.{_NAME})*\.?")
 _STS_ID = re.compile(r"[A-Za-z0-9]{1,32}")
-# RFC 7208 section 12: a domain-spec (macros allowed) and the CIDR lengths of a and mx.
-_DOMAIN_SPEC = r"[!-~]+?"
-_SPF_MECHANISM = re.compile(
-    rf"[+\-~?]?(all|include:{_DOMAIN_SPEC}|exists:{_DOMAIN_SPEC}|ptr(:{_DOMAIN_SPEC})?"
-    rf"|(a|mx)(:{_DOMAIN_SPEC})?(/\d{{1,2}})?(//\d{{1,3}})?|(?P<ip>ip[46]):(?P<addr>[^/]+)"
-    r"(/(?P<len>\d{1,3}))?)",
-    re.IGNORECASE,
-)
-_SPF_MODIFIER = re.compile(r"(?P<name>[A-Za-z][A-Za-z0-9_.-]*)=[!-~]*")
 _DMARC_POLICIES = ("none", "quarantine", "reject")
 
 
@@ -108,12 +103,16 @@ def mail_dns(monitor_type: str, hostname: str, seen: MailDns, tls: "Observation"
         judge(v, "mx_mismatch", cc, host not in seen.mx, detail)
     if seen.spf is not None:
         judge(v, "spf_missing", cc, not seen.spf, f"no SPF record (v=spf1) at {seen.domain}")
-        why = _spf_problem(seen.spf) if seen.spf else None
+        why = spf_syntax.problem(seen.domain, seen.spf)
         if "spf" not in cut or len(seen.spf) > 1:
             judge(v, "spf_invalid", cc, why is not None, f"SPF of {seen.domain}: {why}")
     if seen.dmarc is not None:
         name = f"_dmarc.{seen.domain}"
-        judge(v, "dmarc_missing", cc, not seen.dmarc, f"no DMARC record at {name}")
+        if seen.dmarc:
+            judge(v, "dmarc_missing", cc, False, "")
+        elif (walked := applying(seen)) is not None:
+            detail = f"no DMARC record at {name} nor above it (RFC 9989 Tree Walk)"
+            judge(v, "dmarc_missing", cc, walked.record is None, detail)
         why = _dmarc_problem(seen.dmarc) if seen.dmarc else None
         if "dmarc" not in cut or len(seen.dmarc) > 1:
             judge(v, "dmarc_invalid", cc, why is not None, f"DMARC at {name}: {why}")
@@ -132,33 +131,20 @@ def mail_dns(monitor_type: str, hostname: str, seen: MailDns, tls: "Observation"
     return v
 
 
-def _spf_problem(records: list[str]) -> str | None:
-    """Why the SPF records are not one valid record (RFC 7208), or None."""
-    if len(records) > 1:
-        return f"{len(records)} SPF records; receivers treat that as a permanent error"
-    seen: set[str] = set()
-    for term in records[0].split()[1:]:
-        mechanism = _SPF_MECHANISM.fullmatch(term)
-        if mechanism is not None:
-            if mechanism["ip"] and not _ip_ok(mechanism["ip"], mechanism["addr"], mechanism["len"]):
-                return f"{term!r} is not a valid {mechanism['ip']} network"
-            continue
-        modifier = _SPF_MODIFIER.fullmatch(term)
-        if modifier is None:
-            return f"{term!r} is neither a mechanism nor a modifier"
-        name = modifier["name"].lower()
-        if name in seen and name in ("redirect", "exp"):
-            return f"{name}= appears twice"
-        seen.add(name)
-    return None
-
-
-def _ip_ok(kind: str, address: str, length: str | None) -> bool:
-    try:
-        net = ipaddress.ip_network(f"{address}/{length or (32 if kind == 'ip4' else 128)}", False)
-    except ValueError:
-        return False
-    return net.version == (4 if kind.lower() == "ip4" else 6)
+def applying(seen: MailDns) -> Walked | None:
+    """The DMARC record that applies to the domain, by the Tree Walk (RFC 9989 4.10): its own
+    one record (the walk's Organizational Domain, "", then not asked for), else what the walk
+    above it found; None when not known (no walk: an older agent's facts, or a lookup it
+    needed failed)."""
+    if seen.dmarc is None:
+        return None
+    own = DmarcLookup(name=seen.domain, records=seen.dmarc)
+    if (record := dmarc_tree.single(own)) is not None:
+        mine = dmarc_tree.applied(dmarc_tags(record))
+        return Walked("", seen.domain, mine.get("p") if mine else None, record)
+    if seen.dmarc_walk is None:
+        return None
+    return dmarc_tree.tree_walk(seen.domain, [own, *seen.dmarc_walk])
 
 
 def _dmarc_problem(records: list[str]) -> str | None:

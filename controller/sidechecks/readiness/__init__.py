@@ -82,4 +82,5 @@ SIDE_CHECK: Final = ControllerSideCheck(
     ask=ask,
     judge=judge,
     bound=bounded,
+    canaries=lambda facts: facts.canaries,
 )

@@ -6,8 +6,9 @@ the monitor logs in → verdicts on what receivers enforce beyond a record being
   with the count and the path through the tree that spends most); more than 2 void lookups
   (`spf_void_lookups`); `+all` or `?all` ending evaluation, no `all` at all, which ends it
   as `?all` does, or a term of CIDR length 0 matching every sender (`spf_too_permissive`); `ptr`
-  (`spf_ptr`, RFC 7208 5.5: do not use); an include of a domain without an SPF record
-  (`spf_include_broken`).
+  (`spf_ptr`, RFC 7208 5.5: do not use); an include of a domain without an SPF record, or
+  a record below the domain's that does not parse (`spf_include_broken`; the domain's own
+  record is the mail DNS side check's `spf_invalid`).
 - DMARC (RFC 9989): the policy that applies and the Organizational Domain, found by the DNS
   Tree Walk and `psd` (`dmarc_walk`); `p=none` for a domain that sends, or a record RFC 9989
   4.10.1 reads as none (a `p`, `sp` or `np` that is not a policy), or `p=quarantine` with
@@ -233,6 +234,10 @@ def _spf(v: Verdicts, cc: str, domain: str, spf: Spf) -> None:
         judge(v, "spf_too_permissive", cc, permissive, detail)
     if spf.complete or spf.ptr:
         judge(v, "spf_ptr", cc, spf.ptr, f"the SPF tree of {domain} uses ptr")
+    # The domain's own record (two of them, or one that does not parse) is judged once, by
+    # the mail DNS side check (`spf_invalid`); the walk stops there, so nothing below is known.
+    if spf.broken.startswith((f"{domain} has ", f"{domain}: ")):
+        return
     if spf.complete or spf.broken:
         judge(v, "spf_include_broken", cc, bool(spf.broken), f"SPF of {domain}: {spf.broken}")
 

@@ -32,4 +32,5 @@ SIDE_CHECK: Final = ControllerSideCheck(
     judge=if_believed(judge),
     bound=bounded,
     legacy_job=lambda _: {"reverse_dns": True},
+    canaries=lambda facts: facts.canaries,
 )
