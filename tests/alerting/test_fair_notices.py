@@ -1,0 +1,44 @@
+"""Notices are fair between organizations (issue 78): one organization's outage notices to
+100 channels that never answer (loopback listeners that accept and stay silent) do not hold
+another organization's outage page, on real PostgreSQL and real HTTP endpoints. Deadlines are
+shortened here (a channel's answer within DEADLINE_S, not the shipped 10 s) and the target
+with them; `python -m bench fair-notices` measures the shipped defaults."""
+
+import asyncpg
+
+from controller.notify.egress import Egress
+from controller.notify.outbox import OutboxWorker
+from controller.secrets.box import SecretBox
+from controller.settings import ControllerSettings
+from testkit.alerting.receivers import Receiver, client_context
+from testkit.alerting.silent_channels import (
+    SECRET,
+    SilentListener,
+    page_latency,
+    sender_channels,
+    site,
+)
+from tests.alerting.conftest import LOOPBACK
+
+DEADLINE_S = 1.0  # a channel's answer (shipped: 10 s)
+BACKOFF_S = 3.0  # the first retry's wait (shipped: 30 s)
+TARGET_S = 3.0  # the victim's page after its incident (shipped: 30 s)
+
+
+async def test_an_outage_page_is_not_held_by_another_organizations_silent_channels(
+    alert_pool: asyncpg.Pool, settings: ControllerSettings
+) -> None:
+    assert settings.secrets.secrets_key is not None
+    box = SecretBox(settings.secrets.secrets_key)
+    egress = Egress({"*": LOOPBACK}, ssl_context=client_context(), timeout_s=DEADLINE_S)
+    async with SilentListener() as silent, Receiver("webhook", SECRET) as working:
+        where = await site(alert_pool, box, silent.url, working.url)
+        worker = OutboxWorker(
+            alert_pool, sender_channels(alert_pool, box, egress), backoff_s=BACKOFF_S
+        )
+        latency = await page_latency(
+            alert_pool, worker, where, working, silent, busy_s=DEADLINE_S, within_s=60
+        )
+        print(f"victim page latency {latency}")
+        assert latency is not None and latency < TARGET_S, latency
+        assert silent.accepted >= 10  # the attacker's channels were being tried meanwhile
