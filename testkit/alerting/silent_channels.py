@@ -48,6 +48,7 @@ class SilentListener:
 
     accepted: int = 0
     port: int = 0
+    most: int = 0  # connections held at once, at most
     first: asyncio.Event = field(default_factory=asyncio.Event)  # set at the first connection
     _server: asyncio.Server | None = None
     _held: set[asyncio.StreamWriter] = field(default_factory=set)
@@ -60,6 +61,7 @@ class SilentListener:
         self.accepted += 1
         self.first.set()
         self._held.add(writer)
+        self.most = max(self.most, len(self._held))
         try:
             while await reader.read(65536):
                 pass

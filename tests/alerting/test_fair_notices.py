@@ -2,12 +2,19 @@
 100 channels that never answer (loopback listeners that accept and stay silent) do not hold
 another organization's outage page, on real PostgreSQL and real HTTP endpoints. Deadlines are
 shortened here (a channel's answer within DEADLINE_S, not the shipped 10 s) and the target
-with them; `python -m bench fair-notices` measures the shipped defaults."""
+with them; `python -m bench fair-notices` measures the shipped defaults. A sender out of file
+descriptors says so, and does not blame the channel."""
+
+import contextlib
+import os
+import resource
 
 import asyncpg
+import pytest
 
+from controller.notify import DeliveryError
 from controller.notify.egress import Egress
-from controller.notify.outbox import OutboxWorker
+from controller.notify.outbox import SENDERS, OutboxWorker
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
 from testkit.alerting.receivers import Receiver, client_context
@@ -39,6 +46,35 @@ async def test_an_outage_page_is_not_held_by_another_organizations_silent_channe
         latency = await page_latency(
             alert_pool, worker, where, working, silent, busy_s=DEADLINE_S, within_s=60
         )
-        print(f"victim page latency {latency}")
         assert latency is not None and latency < TARGET_S, latency
-        assert silent.accepted >= 10  # the attacker's channels were being tried meanwhile
+        assert silent.accepted >= SENDERS  # the attacker's channels were being tried meanwhile
+        assert silent.most <= SENDERS  # the worker's own connections bounded
+
+
+async def test_a_sender_out_of_file_descriptors_says_so_and_blames_no_channel() -> None:
+    """At the process's file descriptor limit a working channel's send fails for a cause of
+    mailprobe's own: retried soon (`soon`), not the channel's "unreachable" (which would
+    count against its breaker and back off as the receiver's fault)."""
+    egress = Egress({"*": LOOPBACK}, ssl_context=client_context(), timeout_s=DEADLINE_S)
+    async with Receiver("webhook", SECRET, tls=False) as working:
+        url = working.url
+        answer = await egress.of(1).post(url, b"{}", {})  # the channel answers
+        assert answer.status == 401, answer
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        held: list[int] = []
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 4096), hard))
+            with contextlib.suppress(OSError):
+                while len(held) < 4096:
+                    held.append(os.open("/dev/null", os.O_RDONLY))
+            with pytest.raises(DeliveryError) as caught:
+                await egress.of(1).post(url, b"{}", {})
+        finally:
+            for fd in held:
+                os.close(fd)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        assert caught.value.soon and not caught.value.permanent, str(caught.value)
+        assert str(caught.value) == (
+            "not sent: this controller has no file descriptor to spare (EMFILE);"
+            " 127.0.0.1 was not tried"
+        )

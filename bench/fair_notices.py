@@ -1,0 +1,91 @@
+"""One organization's outage page while another's outage notices go to 100 channels that never
+answer (issue 78), at the shipped defaults: a channel's answer within 10 s
+(`controller.notify.egress.TIMEOUT_S`), retries from 30 s, SENDERS senders, an organization's
+share ORG_SHARE of them.
+
+Embedded PostgreSQL, the outbox worker with the notification channels' sender, a loopback
+listener that accepts and never answers (the attacker's 100 webhook channels) and a working
+webhook receiver (the victim's one channel); testkit/alerting/silent_channels.py plays it.
+The attacker's outage first; BUSY_S later, while the worker holds silent connections, the
+victim's. Target: the victim's page within TARGET_S of its incident, each of ROUNDS times."""
+
+import asyncio
+import ipaddress
+import tempfile
+from pathlib import Path
+
+from controller.db.migrate import migrate
+from controller.db.pool import connect, create_pool
+from controller.notify.egress import TIMEOUT_S, Egress
+from controller.notify.outbox import ORG_SHARE, SENDERS, OutboxWorker
+from controller.secrets.box import SecretBox, generate_key
+from shared import embedded
+from testkit.alerting.receivers import Receiver, client_context
+from testkit.alerting.silent_channels import (
+    SECRET,
+    SILENT,
+    SilentListener,
+    page_latency,
+    sender_channels,
+    site,
+)
+from testkit.common import discard_logs, machine, verdict
+
+TARGET_S = 30.0
+BUSY_S = 25.0  # the attacker's sends under way: every sender held by a silent channel
+ROUNDS = 3
+WITHIN_S = 600.0  # a page later than this is reported as missing
+
+
+async def _measure() -> tuple[list[float | None], int]:
+    with tempfile.TemporaryDirectory(prefix="mailprobe-bench-fair-notices-") as tmp:
+        pg, url = embedded.start_postgres(Path(tmp) / "pg", throwaway=True)
+        try:
+            conn = await connect(url)
+            try:
+                await migrate(conn)
+            finally:
+                await conn.close()
+            pool = await create_pool(url, 12)
+            box = SecretBox(generate_key())
+            loopback = [ipaddress.ip_network("127.0.0.0/8")]
+            egress = Egress({"*": loopback}, ssl_context=client_context())
+            figures: list[float | None] = []
+            most = 0
+            try:
+                for _ in range(ROUNDS):
+                    async with SilentListener() as silent, Receiver("webhook", SECRET) as working:
+                        where = await site(pool, box, silent.url, working.url)
+                        worker = OutboxWorker(pool, sender_channels(pool, box, egress))
+                        figures.append(
+                            await page_latency(
+                                pool,
+                                worker,
+                                where,
+                                working,
+                                silent,
+                                busy_s=BUSY_S,
+                                within_s=WITHIN_S,
+                            )
+                        )
+                        most = max(most, silent.most)
+            finally:
+                await pool.close()
+            return figures, most
+        finally:
+            pg.cleanup()
+
+
+def run() -> bool:
+    discard_logs()
+    figures, most = asyncio.run(_measure())
+    ok = all(f is not None and f < TARGET_S for f in figures)
+    shown = ", ".join(f"{f:.1f} s" if f is not None else f"> {WITHIN_S:.0f} s" for f in figures)
+    print(f"fair notices ({machine()}):")
+    print(
+        f"  the victim's outage page after its incident, while {SILENT} attacker channels never"
+        f" answer (deadline {TIMEOUT_S:g} s, {SENDERS} senders, share {ORG_SHARE:g}): {shown}"
+        f" (target < {TARGET_S:.0f} s) {verdict(ok)}"
+    )
+    print(f"  silent connections the worker held at once: at most {most} (senders {SENDERS})")
+    return ok
