@@ -266,6 +266,13 @@ class OutboxWorker:
                 self._breakers.delivered(row.channel_id)
             else:
                 self._breakers.failed(row.channel_id, ended)
+                if row.channel_id in self._breakers.open(ended):
+                    log.warning(
+                        "notification channel not taking notices: they wait a while untried",
+                        channel_id=row.channel_id,
+                        organization_id=organization_id,
+                        error=outcome.error,
+                    )
         await self._write_back([row], [(outcome, self.retry_at(row, outcome, now))])
         metrics.notifications([row.channel], [outcome.error])
         return outcome.error is None

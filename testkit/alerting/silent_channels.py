@@ -151,6 +151,39 @@ async def site(
     return Site(attacker, victim)
 
 
+async def more_monitors(pool: asyncpg.Pool, tenant: Tenant, n: int) -> list[Tenant]:
+    """`n` more monitors of `tenant`'s organization, each told on the channels its first
+    monitor chose."""
+    found = []
+    async with pool.acquire() as conn, conn.transaction():
+        for i in range(n):
+            first = tenant.monitor
+            monitor = await monitors.insert(
+                conn,
+                tenant.organization_id,
+                {
+                    "customer_id": first.customer_id,
+                    "type": "smtp",
+                    "name": f"{first.name} {i}",
+                    "hostname": f"{i}.{first.hostname}",
+                    "port": 587,
+                    "status": "active",
+                    "check_interval": 60,
+                    "timeout_seconds": 10,
+                    "allowed_country_codes": ["DE"],
+                    "config": {},
+                },
+            )
+            await conn.execute(
+                "INSERT INTO monitor_notification_channels (monitor_id, channel_id)"
+                " SELECT $1, channel_id FROM monitor_notification_channels WHERE monitor_id = $2",
+                monitor.id,
+                first.id,
+            )
+            found.append(Tenant(tenant.organization_id, monitor))
+    return found
+
+
 async def outage(pool: asyncpg.Pool, tenant: Tenant) -> None:
     """The monitor's incident opens and its outage notice is queued, as the alerter does: one
     row per channel of the monitor."""

@@ -21,6 +21,8 @@ from testkit.alerting.receivers import Receiver, client_context
 from testkit.alerting.silent_channels import (
     SECRET,
     SilentListener,
+    more_monitors,
+    outage,
     page_latency,
     sender_channels,
     site,
@@ -78,3 +80,29 @@ async def test_a_sender_out_of_file_descriptors_says_so_and_blames_no_channel() 
             "not sent: this controller has no file descriptor to spare (EMFILE);"
             " 127.0.0.1 was not tried"
         )
+
+
+async def test_a_silent_channel_is_tried_once_at_a_time_and_rests_after_three_failures(
+    alert_pool: asyncpg.Pool, settings: ControllerSettings
+) -> None:
+    """Five monitors' outages told on one channel that never answers: one send at a time (one
+    connection), and after three failures in a row its breaker opens: the other two notices
+    wait untried, their attempts kept."""
+    assert settings.secrets.secrets_key is not None
+    box = SecretBox(settings.secrets.secrets_key)
+    egress = Egress({"*": LOOPBACK}, ssl_context=client_context(), timeout_s=DEADLINE_S)
+    async with SilentListener() as silent, Receiver("webhook", SECRET) as working:
+        where = await site(alert_pool, box, silent.url, working.url, silent=1)
+        for tenant in [where.attacker, *await more_monitors(alert_pool, where.attacker, 4)]:
+            await outage(alert_pool, tenant)
+        worker = OutboxWorker(alert_pool, sender_channels(alert_pool, box, egress), backoff_s=600)
+        await worker.burst()
+        rows = await alert_pool.fetch(
+            "SELECT o.attempts, o.status FROM notification_outbox o JOIN monitors m"
+            " ON m.id = o.monitor_id WHERE m.organization_id = $1 ORDER BY o.id",
+            where.attacker.organization_id,
+        )
+        assert [(r["attempts"], r["status"]) for r in rows] == [(1, "pending")] * 3 + [
+            (0, "pending")
+        ] * 2
+        assert (silent.accepted, silent.most) == (3, 1)
