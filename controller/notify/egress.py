@@ -16,7 +16,6 @@ typed in, so it must not become a way into the operator's network.
 """
 
 import asyncio
-import errno
 import ipaddress
 import socket
 import ssl
@@ -30,20 +29,13 @@ import httpcore
 import httpx
 
 from controller.notify import DeliveryError, endpoint_url
+from controller.notify.shortage import not_sent, own_shortage
 from shared.addresses import is_blocked
 from shared.tls import system_trust
 
 MAX_BODY = 64 * 1024
 TIMEOUT_S = 10.0
 GRANTS = "NOTIFY_PRIVATE_NETWORK_GRANTS"
-
-# This process's own resources running out: no endpoint was reached.
-OWN = {
-    errno.EMFILE: "no file descriptor to spare",
-    errno.ENFILE: "no file descriptor to spare (the system's)",
-    errno.ENOBUFS: "no socket buffer to spare",
-    errno.ENOMEM: "no memory to spare",
-}
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # Networks by organization id; `*` for every organization.
@@ -62,19 +54,6 @@ class Answer:
     @property
     def ok(self) -> bool:
         return 200 <= self.status < 300
-
-
-def own_shortage(exc: BaseException) -> OSError | None:
-    """The error of this process's own resources running out behind `exc` (its causes and
-    contexts followed), or None."""
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if isinstance(cause, OSError) and cause.errno in OWN:
-            return cause
-        cause = cause.__cause__ or cause.__context__
-    return None
 
 
 def _allowed(address: str, networks: Sequence[Network]) -> bool:
@@ -254,12 +233,7 @@ class OrgEgress:
             raise DeliveryError(f"{host} did not answer within {self._timeout_s:g} s") from None
         except httpx.HTTPError as exc:
             if (own := own_shortage(exc)) is not None:
-                code = errno.errorcode.get(own.errno or 0, "?")
-                raise DeliveryError(
-                    f"not sent: this controller has {OWN[own.errno or 0]} ({code}); {host} was"
-                    " not tried",
-                    soon=True,
-                ) from None
+                raise DeliveryError(not_sent(own, host), soon=True) from None
             raise DeliveryError(f"{host} unreachable: {type(exc).__name__}") from None
         except ssl.SSLError as exc:
             raise DeliveryError(f"TLS with {host} failed: {exc.reason or 'error'}") from None

@@ -59,6 +59,7 @@ from controller.notify.budget import HELD_BACK, Budget, Pot
 from controller.notify.entry import Notice, notify
 from controller.notify.links import NO_LINKS, Links
 from controller.notify.outbox_store import Claimed
+from controller.notify.shortage import not_sent, own_shortage
 from controller.notify.sources import Source
 from controller.notify.texts import render_held_back
 from controller.observability import metrics
@@ -92,6 +93,19 @@ class Outcome(NamedTuple):
     error: str | None  # None: delivered
     permanent: bool = False
     soon: bool = False
+
+
+def failure(exc: Exception, channel: str) -> Outcome:
+    """The outcome of a send that raised `exc` on `channel`: a cause of the controller's own
+    (its file descriptors used up: `shortage`) is retried soon and blames no endpoint, whatever
+    the channel made of it."""
+    if isinstance(exc, DeliveryError) and exc.soon:
+        return Outcome(str(exc), soon=True)
+    if (own := own_shortage(exc)) is not None:
+        return Outcome(not_sent(own, f"the {channel} endpoint"), soon=True)
+    if isinstance(exc, DeliveryError):
+        return Outcome(str(exc), exc.permanent, exc.soon)
+    return Outcome(f"internal error: {type(exc).__name__}: {exc}"[:300])
 
 
 class _Flight(NamedTuple):
@@ -430,12 +444,15 @@ class OutboxWorker:
         try:
             await asyncio.wait_for(self._channels[row.channel].send(note), SEND_TIMEOUT_S)
         except DeliveryError as exc:
-            error, permanent, soon = str(exc), exc.permanent, exc.soon
+            error, permanent, soon = failure(exc, row.channel)
         except TimeoutError:
             error = f"no answer within {SEND_TIMEOUT_S:.0f} s"
         except Exception as exc:
-            error = f"internal error: {type(exc).__name__}: {exc}"[:300]
-            log.error("notification send raised", outbox_id=row.id, exc_info=True)
+            if own_shortage(exc) is not None:
+                error, permanent, soon = failure(exc, row.channel)
+            else:
+                error = f"internal error: {type(exc).__name__}: {exc}"[:300]
+                log.error("notification send raised", outbox_id=row.id, exc_info=True)
         else:
             return Outcome(None)
         log.warning(

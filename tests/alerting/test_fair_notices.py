@@ -8,15 +8,18 @@ descriptors says so, and does not blame the channel."""
 import contextlib
 import os
 import resource
+from collections.abc import Iterator
 
 import asyncpg
 import pytest
 
-from controller.notify import DeliveryError
+from controller.notify import DeliveryError, Notification
 from controller.notify.egress import Egress
-from controller.notify.outbox import SENDERS, OutboxWorker
+from controller.notify.outbox import SENDERS, OutboxWorker, Outcome, failure
+from controller.notify.sms import SmsChannel
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
+from testkit.alerting.peers import SmsGateway
 from testkit.alerting.receivers import Receiver, client_context
 from testkit.alerting.silent_channels import (
     SECRET,
@@ -53,33 +56,53 @@ async def test_an_outage_page_is_not_held_by_another_organizations_silent_channe
         assert silent.most <= SENDERS  # the worker's own connections bounded
 
 
-async def test_a_sender_out_of_file_descriptors_says_so_and_blames_no_channel() -> None:
+@contextlib.contextmanager
+def no_file_descriptor_to_spare() -> Iterator[None]:
+    """This process at its file descriptor limit (lowered to 4,096 at most, then filled)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    held: list[int] = []
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 4096), hard))
+        with contextlib.suppress(OSError):
+            while len(held) < 4096:
+                held.append(os.open("/dev/null", os.O_RDONLY))
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_a_sender_out_of_file_descriptors_says_so_and_blames_no_channel(
+    sms: SmsGateway,
+) -> None:
     """At the process's file descriptor limit a working channel's send fails for a cause of
     mailprobe's own: retried soon (`soon`), not the channel's "unreachable" (which would
-    count against its breaker and back off as the receiver's fault)."""
+    count against its breaker and back off as the receiver's fault). The same for the SMS
+    webhook, whose own error says only "unreachable": the outbox tells the cause."""
     egress = Egress({"*": LOOPBACK}, ssl_context=client_context(), timeout_s=DEADLINE_S)
+    gateway = SmsChannel(sms.url, timeout_s=DEADLINE_S)
+    note = Notification("+4915112345678", "", "DOWN", None, "fd-limit")
     async with Receiver("webhook", SECRET, tls=False) as working:
-        url = working.url
-        answer = await egress.of(1).post(url, b"{}", {})  # the channel answers
+        answer = await egress.of(1).post(working.url, b"{}", {})  # the channel answers
         assert answer.status == 401, answer
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        held: list[int] = []
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 4096), hard))
-            with contextlib.suppress(OSError):
-                while len(held) < 4096:
-                    held.append(os.open("/dev/null", os.O_RDONLY))
-            with pytest.raises(DeliveryError) as caught:
-                await egress.of(1).post(url, b"{}", {})
-        finally:
-            for fd in held:
-                os.close(fd)
-            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-        assert caught.value.soon and not caught.value.permanent, str(caught.value)
-        assert str(caught.value) == (
-            "not sent: this controller has no file descriptor to spare (EMFILE);"
-            " 127.0.0.1 was not tried"
-        )
+        await gateway.send(note)  # and so does the gateway
+        with no_file_descriptor_to_spare():
+            with pytest.raises(DeliveryError) as posted:
+                await egress.of(1).post(working.url, b"{}", {})
+            with pytest.raises(DeliveryError) as texted:
+                await gateway.send(note)
+    assert posted.value.soon and not posted.value.permanent, str(posted.value)
+    assert str(posted.value) == (
+        "not sent: this controller has no file descriptor to spare (EMFILE);"
+        " 127.0.0.1 was not tried"
+    )
+    assert failure(posted.value, "webhook") == Outcome(str(posted.value), soon=True)
+    assert failure(texted.value, "sms") == Outcome(
+        "not sent: this controller has no file descriptor to spare (EMFILE);"
+        " the sms endpoint was not tried",
+        soon=True,
+    )
 
 
 async def test_a_silent_channel_is_tried_once_at_a_time_and_rests_after_three_failures(
