@@ -205,13 +205,14 @@ WITH eligible AS (
         AND p.monitor_id = o.monitor_id AND p.channel = o.channel
         AND p.target = o.target AND p.source = o.source AND p.id < o.id)
 ), firsts AS (
-    SELECT *, row_number() OVER (PARTITION BY channel_id
-                                 ORDER BY later, next_attempt_at, id) AS nth
-    FROM eligible
+    SELECT * FROM eligible WHERE channel_id IS NULL
+    UNION ALL
+    (SELECT DISTINCT ON (channel_id) * FROM eligible WHERE channel_id IS NOT NULL
+     ORDER BY channel_id, later, next_attempt_at, id)
 ), ranked AS (
     SELECT *, row_number() OVER (PARTITION BY organization_id
                                  ORDER BY later, next_attempt_at, id) AS turn
-    FROM firsts WHERE channel_id IS NULL OR nth = 1
+    FROM firsts
 )
 SELECT id, organization_id, channel_id FROM ranked WHERE turn <= $4
 ORDER BY turn, later, next_attempt_at, id

@@ -95,7 +95,7 @@ class Tenant:
     monitor: Monitor
 
 
-async def _tenant(conn: Conn, name: str) -> Tenant:
+async def tenant(conn: Conn, name: str) -> Tenant:
     org = await accounts.ensure_organization(conn, f"{name}-{uuid.uuid4().hex[:8]}")
     customer = await customers.create(conn, org, name)
     monitor = await monitors.insert(
@@ -144,8 +144,8 @@ async def site(
     pool: asyncpg.Pool, box: SecretBox, silent_url: str, working_url: str, silent: int = SILENT
 ) -> Site:
     async with pool.acquire() as conn, conn.transaction():
-        attacker = await _tenant(conn, "attacker")
-        victim = await _tenant(conn, "victim")
+        attacker = await tenant(conn, "attacker")
+        victim = await tenant(conn, "victim")
         await _webhooks(conn, box, attacker, silent_url, silent)
         await _webhooks(conn, box, victim, working_url, 1)
     return Site(attacker, victim)
