@@ -14,11 +14,13 @@ import asyncpg
 import pytest
 
 from controller.notify import DeliveryError, Notification
+from controller.notify import outbox_store as outbox_db
 from controller.notify.egress import Egress
 from controller.notify.outbox import SENDERS, OutboxWorker, Outcome, failure
 from controller.notify.sms import SmsChannel
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
+from shared.timefmt import utcnow
 from testkit.alerting.peers import SmsGateway
 from testkit.alerting.receivers import Receiver, client_context
 from testkit.alerting.silent_channels import (
@@ -129,3 +131,57 @@ async def test_a_silent_channel_is_tried_once_at_a_time_and_rests_after_three_fa
             (0, "pending")
         ] * 2
         assert (silent.accepted, silent.most) == (3, 1)
+
+
+async def test_the_claims_candidates_are_each_organizations_first_in_its_order(
+    alert_pool: asyncpg.Pool, settings: ControllerSettings
+) -> None:
+    """`due` offers each organization's first notifications (outage notices first, then the
+    oldest), the organizations in turn, and one row per notification channel."""
+    assert settings.secrets.secrets_key is not None
+    box = SecretBox(settings.secrets.secrets_key)
+    where = await site(alert_pool, box, "http://127.0.0.1:9/a", "http://127.0.0.1:9/v", silent=2)
+    b, a = where.attacker, where.victim
+    hooks = [
+        r["channel_id"]
+        for r in await alert_pool.fetch(
+            "SELECT channel_id FROM monitor_notification_channels WHERE monitor_id = $1"
+            " ORDER BY channel_id",
+            b.monitor.id,
+        )
+    ]
+    queued: dict[str, int] = {}
+    for name, t, channel, channel_id, source in [
+        ("b-finding", b, "email", None, "finding"),
+        ("b-hook0-1", b, "webhook", hooks[0], "outage"),
+        ("b-hook0-2", b, "webhook", hooks[0], "outage"),
+        ("b-hook1", b, "webhook", hooks[1], "outage"),
+        ("a-mail", a, "email", None, "outage"),
+    ]:
+        queued[name] = await alert_pool.fetchval(
+            "INSERT INTO notification_outbox (monitor_id, kind, channel, target, subject,"
+            " body_text, dedupe_key, channel_id, source)"
+            " VALUES ($1, 'down', $2, $3, 's', 't', $4, $5, $6) RETURNING id",
+            t.monitor.id,
+            channel,
+            f"{name}@customer.test",
+            f"due:{name}:{t.monitor.id}",
+            channel_id,
+            source,
+        )
+    try:
+        async with alert_pool.acquire() as conn:
+            offered = await outbox_db.due(conn, utcnow(), ["email", "webhook"], 40, 2)
+            held_back = await outbox_db.due(conn, utcnow(), ["email", "webhook"], 40, 2, hooks)
+        mine = set(queued.values())
+        names = {v: k for k, v in queued.items()}
+        assert [names[d.id] for d in offered if d.id in mine] == [
+            "b-hook0-1",
+            "a-mail",
+            "b-hook1",
+        ]
+        assert [names[d.id] for d in held_back if d.id in mine] == ["a-mail", "b-finding"]
+    finally:
+        await alert_pool.execute(
+            "DELETE FROM notification_outbox WHERE id = ANY($1::bigint[])", list(queued.values())
+        )
