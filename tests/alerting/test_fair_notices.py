@@ -2,8 +2,10 @@
 100 channels that never answer (loopback listeners that accept and stay silent) do not hold
 another organization's outage page, on real PostgreSQL and real HTTP endpoints. Deadlines are
 shortened here (a channel's answer within DEADLINE_S, not the shipped 10 s) and the target
-with them; `python -m bench fair-notices` measures the shipped defaults. A sender out of file
-descriptors says so, and does not blame the channel."""
+with them; `python -m bench fair-notices` measures the shipped defaults. A channel that never
+answers gets one send at a time and rests after three failures; a sender out of file
+descriptors says so, and does not blame the channel; the claim's candidates are each
+organization's first, in its order."""
 
 import contextlib
 import os
