@@ -75,14 +75,15 @@ SENDERS = 10
 # The share of the senders one organization holds while another organization's notices wait.
 ORG_SHARE = 0.5
 # How long a claimed row stays hidden from other workers without news of its worker: renewed
-# every third of it while the batch is sent, so it bounds how long a dead worker's notices
+# every third of it while it is sent, so it bounds how long a dead worker's notices
 # (and those queued behind them) wait to be sent again, not how long a send may take.
 LEASE_S = 10.0
 # A write-back that failed is tried again this often, for at most this long: past that the
 # lease has long run out and the row is sent again anyway.
 WRITE_BACK_RETRY_S = 0.5
 WRITE_BACK_WITHIN_S = 120.0
-# A send that reached no receiver because the database was away is tried again this soon.
+# A send that reached no receiver for a cause of mailprobe's own (its database away, its file
+# descriptors used up) is tried again this soon.
 SOON_S = 2.0
 MAX_BACKOFF_S = 3600.0
 # Replicas' idle polls drift apart, so each claims about half the sends.
@@ -97,8 +98,8 @@ class Outcome(NamedTuple):
 
 def failure(exc: Exception, channel: str) -> Outcome:
     """The outcome of a send that raised `exc` on `channel`: a cause of the controller's own
-    (its file descriptors used up: `shortage`) is retried soon and blames no endpoint, whatever
-    the channel made of it."""
+    (its file descriptors used up: controller.notify.shortage) is retried soon and blames no
+    endpoint, whatever the channel made of it."""
     if isinstance(exc, DeliveryError) and exc.soon:
         return Outcome(str(exc), soon=True)
     if (own := own_shortage(exc)) is not None:
@@ -251,6 +252,8 @@ class OutboxWorker:
                 conn, now, list(self._channels), self._max_attempts, most, waiting
             )
             chosen = fair_share.choose(offered, most, held, self._cap, self._usage.all(at), waiting)
+            if not chosen:
+                return 0, []
             rows = await outbox_db.claim_outbox(
                 conn, now, [d.id for d in chosen], self._lease_s, self._max_attempts
             )
