@@ -1,11 +1,14 @@
 """The outbox's fair share of its senders (controller.notify.fair_share) and a channel's breaker
 (controller.notify.breaker), as tables: which due notifications take the free senders, and
-when a channel's notifications wait."""
+when a channel's notifications wait; the settings that size them."""
 
 import pytest
 
 from controller.notify.breaker import Breakers
 from controller.notify.fair_share import Due, Usage, choose, org_cap
+from controller.notify.outbox import ORG_SHARE, SENDERS
+from controller.settings import ControllerSettings
+from shared.settings import SettingsError, load
 
 A, B, C = 1, 2, 3
 
@@ -111,3 +114,24 @@ def test_a_breaker_stays_open_at_most_max_open_s() -> None:
         at += 1000
     assert breakers.open(at - 1000 + 899) == [7]
     assert breakers.open(at - 1000 + 901) == []
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"NOTIFY_SENDERS": "0"}, "NOTIFY_SENDERS"),
+        ({"NOTIFY_ORG_SENDER_SHARE": "0"}, "NOTIFY_ORG_SENDER_SHARE"),
+        ({"NOTIFY_ORG_SENDER_SHARE": "1.5"}, "NOTIFY_ORG_SENDER_SHARE"),
+    ],
+)
+def test_the_sender_settings_refuse_what_cannot_share_naming_the_setting(
+    env: dict[str, str], named: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load(ControllerSettings, {"DATABASE_URL": "postgresql://u@localhost/db", **env})
+    assert str(caught.value).startswith(f"setting {named}"), str(caught.value)
+
+
+def test_the_sender_settings_default_to_the_workers_own() -> None:
+    notify = load(ControllerSettings, {"DATABASE_URL": "postgresql://u@localhost/db"}).notify
+    assert (notify.notify_senders, notify.notify_org_sender_share) == (SENDERS, ORG_SHARE)
