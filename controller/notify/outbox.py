@@ -88,6 +88,9 @@ SOON_S = 2.0
 MAX_BACKOFF_S = 3600.0
 # Replicas' idle polls drift apart, so each claims about half the sends.
 JITTER = 0.5
+# A sender freed while most are busy waits this long for others to free before they claim
+# together (one claim per send would cost a transaction each).
+GATHER_S = 0.05
 
 
 class Outcome(NamedTuple):
@@ -152,10 +155,14 @@ class OutboxWorker:
         self._renewing = asyncio.Lock()
         self._usage = fair_share.Usage()
         self._breakers = Breakers()
+        # Outcomes waiting for their write-back, and the task writing them.
+        self._to_write: list[tuple[Claimed, Outcome, datetime | None, asyncio.Future[None]]] = []
+        self._writing: asyncio.Task[None] | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Send until `stop` is set: a free sender claims the next due notification at once,
-        an idle worker looks every `interval_s` (with jitter). Sends under way when `stop` is
+        """Send until `stop` is set: free senders claim the next due notifications at once
+        (within GATHER_S, while most are busy), an idle worker looks every `interval_s` (with
+        jitter). Sends under way when `stop` is
         set end (each bounded by its deadline) and are written back."""
         log.info("outbox worker started", channels=sorted(self._channels))
         for name in NAMES:
@@ -165,21 +172,29 @@ class OutboxWorker:
                     " controller that has it",
                     channel=name,
                 )
+        loop = asyncio.get_running_loop()
         sending: set[asyncio.Task[bool]] = set()
         stopping = asyncio.create_task(stop.wait())
         renewing = asyncio.create_task(self._renew())
+        freed_at: float | None = None  # when a sender became free since the last claim
         try:
             while not stop.is_set():
+                wait = self._interval_s * random.uniform(1 - JITTER, 1 + JITTER)
                 if free := self._senders - len(sending):
-                    try:
-                        _, rows = await self._claim(free)
-                    except Exception:  # never the loop's end, as any periodic pass
-                        log.exception("outbox claim failed")
-                        rows = []
-                    sending.update(asyncio.create_task(self._one(*r)) for r in rows)
-                idle = self._interval_s * random.uniform(1 - JITTER, 1 + JITTER)
+                    freed_at = loop.time() if freed_at is None else freed_at
+                    gathered = loop.time() - freed_at
+                    if 2 * free >= self._senders or gathered >= GATHER_S:
+                        freed_at = None
+                        try:
+                            _, rows = await self._claim(free)
+                        except Exception:  # never the loop's end, as any periodic pass
+                            log.exception("outbox claim failed")
+                            rows = []
+                        sending.update(asyncio.create_task(self._one(*r)) for r in rows)
+                    else:
+                        wait = GATHER_S - gathered
                 done, _ = await asyncio.wait(
-                    [*sending, stopping], timeout=idle, return_when=asyncio.FIRST_COMPLETED
+                    [*sending, stopping], timeout=wait, return_when=asyncio.FIRST_COMPLETED
                 )
                 sending -= done
             if sending:
@@ -290,9 +305,30 @@ class OutboxWorker:
                         organization_id=organization_id,
                         error=outcome.error,
                     )
-        await self._write_back([row], [(outcome, self.retry_at(row, outcome, now))])
+        await self._written(row, outcome, self.retry_at(row, outcome, now))
         metrics.notifications([row.channel], [outcome.error])
         return outcome.error is None
+
+    async def _written(self, row: Claimed, outcome: Outcome, retry_at: datetime | None) -> None:
+        """Write `row`'s outcome back, with those of the sends that ended meanwhile (one
+        transaction for them all); return once it is written (or given up)."""
+        landed = asyncio.get_running_loop().create_future()
+        self._to_write.append((row, outcome, retry_at, landed))
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.create_task(self._write_pending())
+        await asyncio.shield(landed)
+
+    async def _write_pending(self) -> None:
+        while self._to_write:
+            batch, self._to_write = self._to_write, []
+            try:
+                await self._write_back([b[0] for b in batch], [(b[1], b[2]) for b in batch])
+            except Exception:  # never a sender's end: its row is sent again after its lease
+                log.exception("outcomes not written back")
+            finally:
+                for *_, landed in batch:
+                    if not landed.done():
+                        landed.set_result(None)
 
     async def _renew(self) -> None:
         """Every third of the lease, extend the leases of the rows this worker holds: a send
