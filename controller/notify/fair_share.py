@@ -17,14 +17,14 @@ Pure: no I/O, no clock; the worker owns the senders and gives the time.
 import math
 from collections import OrderedDict, deque
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+
+import msgspec
 
 # Sender-seconds an organization used are halved this often.
 USAGE_HALF_LIFE_S = 300.0
 
 
-@dataclass(frozen=True, slots=True)
-class Due:
+class Due(msgspec.Struct, frozen=True):
     """A notification due to be sent."""
 
     id: int
