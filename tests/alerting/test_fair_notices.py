@@ -25,7 +25,7 @@ from controller.notify.sms import SmsChannel
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
 from shared.timefmt import utcnow
-from testkit.alerting.peers import SmsGateway
+from testkit.alerting.peers import Relay, SmsGateway
 from testkit.alerting.receivers import Receiver, client_context
 from testkit.alerting.silent_channels import (
     SECRET,
@@ -36,7 +36,7 @@ from testkit.alerting.silent_channels import (
     sender_channels,
     site,
 )
-from tests.alerting.conftest import LOOPBACK
+from tests.alerting.conftest import LOOPBACK, email_channel
 
 DEADLINE_S = 1.0  # a channel's answer (shipped: 10 s)
 BACKOFF_S = 3.0  # the first retry's wait (shipped: 30 s)
@@ -103,30 +103,41 @@ def no_file_descriptor_to_spare() -> Iterator[None]:
 
 
 async def test_a_sender_out_of_file_descriptors_says_so_and_blames_no_channel(
-    sms: SmsGateway,
+    sms: SmsGateway, relay: Relay
 ) -> None:
     """At the process's file descriptor limit a working channel's send fails for a cause of
     mailprobe's own: retried soon (`soon`), not the channel's "unreachable" (which would
     count against its breaker and back off as the receiver's fault). The same for the SMS
-    webhook, whose own error says only "unreachable": the outbox tells the cause."""
+    webhook and the relay, whose own errors say only "unreachable": the outbox tells the
+    cause."""
     egress = Egress({"*": LOOPBACK}, ssl_context=client_context(), timeout_s=DEADLINE_S)
     gateway = SmsChannel(sms.url, timeout_s=DEADLINE_S)
+    mail = email_channel(relay)
     note = Notification("+4915112345678", "", "DOWN", None, "fd-limit")
     async with Receiver("webhook", SECRET, tls=False) as working:
         answer = await egress.of(1).post(working.url, b"{}", {})  # the channel answers
         assert answer.status == 401, answer
-        await gateway.send(note)  # and so does the gateway
+        await gateway.send(note)  # and so do the gateway and the relay
+        await mail.send(Notification("oncall@customer.test", "DOWN", "DOWN", None, "fd-mail"))
+        await asyncio.sleep(0.5)  # the peers (in this process) close their ends first
         with no_file_descriptor_to_spare():
             with pytest.raises(DeliveryError) as posted:
                 await egress.of(1).post(working.url, b"{}", {})
             with pytest.raises(DeliveryError) as texted:
                 await gateway.send(note)
+            with pytest.raises(DeliveryError) as mailed:
+                await mail.send(Notification("oncall@customer.test", "DOWN", "DOWN", None, "fd"))
     assert posted.value.soon and not posted.value.permanent, str(posted.value)
     assert str(posted.value) == (
         "not sent: this controller has no file descriptor to spare (EMFILE);"
         " 127.0.0.1 was not tried"
     )
     assert failure(posted.value, "webhook") == Outcome(str(posted.value), soon=True)
+    assert failure(mailed.value, "email") == Outcome(
+        "not sent: this controller has no file descriptor to spare (EMFILE);"
+        " the email endpoint was not tried",
+        soon=True,
+    )
     assert failure(texted.value, "sms") == Outcome(
         "not sent: this controller has no file descriptor to spare (EMFILE);"
         " the sms endpoint was not tried",
