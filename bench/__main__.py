@@ -5,7 +5,7 @@ ingest-cost, e2e, login, agents-scale, roundtrip, confirm, console, metrics, lis
 dead-list,
 exporter, storage, store, runs, reads, jobs, reports, saturation, scale, verdicts, ha-soak, ha-idle,
 ha-move, report-rows, notice-failover, uptime-keep, readiness-turns, nats-cost,
-due-moves, handoff-cost, hostile-dns, hostile-mail);
+due-moves, handoff-cost, hostile-dns, hostile-mail, fair-notices);
 `python -m bench scale --help` lists the scale benchmark's flags (monitors, interval, window,
 ...), which follow its name; so do the saturation benchmark's (`python -m bench saturation
 --help`), the verdict campaign's (`python -m bench verdicts --seed N --minutes M`) and the HA
@@ -28,6 +28,7 @@ from bench import (
     due_moves,
     e2e,
     exporter,
+    fair_notices,
     ha_idle,
     handoff_cost,
     hostile_dns,
@@ -97,6 +98,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "handoff-cost": handoff_cost.run,
     "hostile-dns": hostile_dns.run,
     "hostile-mail": hostile_mail.run,
+    "fair-notices": fair_notices.run,
 }
 
 

@@ -10,7 +10,9 @@ typed in, so it must not become a way into the operator's network.
 - No redirects, no proxies from the environment, a timeout per request, and at most
   `MAX_BODY` bytes of an answer read.
 - Errors name the host and what failed, never the URL's path or query (a Slack or Teams URL is
-  its own credential) nor a header.
+  its own credential) nor a header. A send that failed for want of this process's own
+  resources (file descriptors, buffers, memory) says so and is retried soon: the endpoint was
+  never tried, so it is not its fault.
 """
 
 import asyncio
@@ -27,6 +29,7 @@ import httpcore
 import httpx
 
 from controller.notify import DeliveryError, endpoint_url
+from controller.notify.shortage import not_sent, own_shortage
 from shared.addresses import is_blocked
 from shared.tls import system_trust
 
@@ -229,6 +232,8 @@ class OrgEgress:
         except (httpx.TimeoutException, TimeoutError):
             raise DeliveryError(f"{host} did not answer within {self._timeout_s:g} s") from None
         except httpx.HTTPError as exc:
+            if (own := own_shortage(exc)) is not None:
+                raise DeliveryError(not_sent(own, host), soon=True) from None
             raise DeliveryError(f"{host} unreachable: {type(exc).__name__}") from None
         except ssl.SSLError as exc:
             raise DeliveryError(f"TLS with {host} failed: {exc.reason or 'error'}") from None

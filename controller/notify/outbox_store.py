@@ -16,6 +16,7 @@ import msgspec
 from controller.db import rows as typed
 from controller.db.pool import Conn
 from controller.notify import channel_store
+from controller.notify.fair_share import Due
 from controller.notify.recipients import CHANNELS, Outgoing
 from controller.notify.sources import Source
 from shared.timefmt import utcnow
@@ -186,36 +187,72 @@ async def settle_outbox(conn: Conn, now: datetime, max_attempts: int) -> None:
     await conn.execute(_DROP_REMINDERS, now, REMINDER_DROPPED)
 
 
-async def claim_outbox(
+# Pending notifications due now on one of the worker's channels ($2) with attempts left ($3),
+# none of a channel it is sending to or whose breaker is open ($5), each organization's first
+# $4 in its order: outage notices first, then the oldest due. A row waits while an older one of
+# its source to the same recipient about the same monitor is pending (sending, or backing off),
+# so a source's notices arrive in the order written; of a notification channel's rows only its
+# first is offered (one send at a time per channel).
+_DUE = """
+WITH eligible AS (
+    SELECT o.id, coalesce(o.organization_id, m.organization_id) AS organization_id,
+           o.channel_id, o.source <> 'outage' AS later, o.next_attempt_at
+    FROM notification_outbox o LEFT JOIN monitors m ON m.id = o.monitor_id
+    WHERE o.status = 'pending' AND o.next_attempt_at <= $1
+      AND o.channel = ANY($2::text[]) AND o.attempts < $3
+      AND (o.channel_id IS NULL OR o.channel_id <> ALL($5::bigint[]))
+      AND NOT EXISTS (SELECT 1 FROM notification_outbox p WHERE p.status = 'pending'
+        AND p.monitor_id = o.monitor_id AND p.channel = o.channel
+        AND p.target = o.target AND p.source = o.source AND p.id < o.id)
+), firsts AS (
+    SELECT * FROM eligible WHERE channel_id IS NULL
+    UNION ALL
+    (SELECT DISTINCT ON (channel_id) * FROM eligible WHERE channel_id IS NOT NULL
+     ORDER BY channel_id, later, next_attempt_at, id)
+), ranked AS (
+    SELECT *, row_number() OVER (PARTITION BY organization_id
+                                 ORDER BY later, next_attempt_at, id) AS turn
+    FROM firsts
+)
+SELECT id, organization_id, channel_id FROM ranked WHERE turn <= $4
+ORDER BY turn, later, next_attempt_at, id
+"""
+
+
+async def due(
     conn: Conn,
     now: datetime,
-    limit: int,
-    lease_s: float,
     channels: Sequence[str],
     max_attempts: int,
+    per_organization: int,
+    waiting_channels: Sequence[int] = (),
+) -> list[Due]:
+    """The notifications that may be sent `now` (`_DUE`): each organization's first
+    `per_organization`, in its order (outage notices first, then the oldest due), none of the
+    notification channels `waiting_channels`. Which of them go is
+    `controller.notify.fair_share.choose`'s to say."""
+    rows = await conn.fetch(
+        _DUE, now, list(channels), max_attempts, per_organization, list(waiting_channels)
+    )
+    return [Due(r["id"], r["organization_id"], r["channel_id"]) for r in rows]
+
+
+async def claim_outbox(
+    conn: Conn, now: datetime, ids: Sequence[int], lease_s: float, max_attempts: int
 ) -> list[Claimed]:
-    """Pending notifications now due on one of `channels` with attempts left, leased to the
-    caller: attempts counted, and hidden from other workers for `lease_s` (the caller renews
-    it while it sends: `renew`). Outage notices first, then the oldest due: a flood of other
-    notices (findings, reports) never makes an outage notice wait behind it. A row waits while
-    an older one of its source to the same recipient about the same monitor is pending
-    (sending, or backing off), so a source's notices arrive in the order written."""
+    """The notifications `ids` that are still due (no other worker claimed them since), leased
+    to the caller: attempts counted, and hidden from other workers for `lease_s` (the caller
+    renews it while it sends: `renew`). Rows another transaction holds are skipped."""
     rows: list[asyncpg.Record] = await conn.fetch(
         "UPDATE notification_outbox SET attempts = attempts + 1,"
         " next_attempt_at = $1 + make_interval(secs => $3)"
-        " WHERE id IN (SELECT o.id FROM notification_outbox o"
-        "   WHERE o.status = 'pending' AND o.next_attempt_at <= $1"
-        "     AND o.channel = ANY($4::text[]) AND o.attempts < $5"
-        "     AND NOT EXISTS (SELECT 1 FROM notification_outbox p WHERE p.status = 'pending'"
-        "       AND p.monitor_id = o.monitor_id AND p.channel = o.channel"
-        "       AND p.target = o.target AND p.source = o.source AND p.id < o.id)"
-        "   ORDER BY o.source <> 'outage', o.next_attempt_at, o.id"
-        "   LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        " WHERE id IN (SELECT id FROM notification_outbox"
+        "   WHERE id = ANY($2::bigint[]) AND status = 'pending' AND next_attempt_at <= $1"
+        "     AND attempts < $4 FOR UPDATE SKIP LOCKED)"
         f" RETURNING {OUTBOX_COLUMNS}",
         now,
-        limit,
+        list(ids),
         lease_s,
-        list(channels),
         max_attempts,
     )
     return [Claimed(*r.values()) for r in rows]

@@ -218,6 +218,8 @@ def _alerter(
         found,
         max_attempts=notify.notify_max_attempts,
         interval_s=alerting.alert_eval_interval_seconds,
+        senders=notify.notify_senders,
+        org_share=notify.notify_org_sender_share,
         budget=Budget.of(settings.budget),
         links=links,
         clock=clock.now,

@@ -144,6 +144,27 @@ class NotifySettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True):
             "hour apart) before it is marked failed",
         ),
     ] = 40
+    notify_senders: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=1000,
+            description="notifications one controller's outbox worker sends at once (each one "
+            "connection: relays limit connections per client, and the worker's own connections "
+            "never pass it)",
+        ),
+    ] = 10
+    notify_org_sender_share: Annotated[
+        float,
+        Meta(
+            gt=0,
+            le=1,
+            description="share of `NOTIFY_SENDERS` one organization's notifications may hold "
+            "while another organization's wait (at least one; alone, an organization may use "
+            "them all): one organization's notices, however many and however slow their "
+            "channels, never hold another's",
+        ),
+    ] = 0.5
 
     @property
     def notify_private_grants(self) -> dict[int | Literal["*"], list[Network]]:

@@ -334,7 +334,8 @@ async def test_a_write_back_written_again_lands_once(rig: Rig) -> None:
     for m in (sent, retried, failed):
         await rig.rounds(m, 0, [DOWN, DOWN])
     async with rig.pool.acquire() as conn:
-        rows = await outbox_db.claim_outbox(conn, rig.clock(), 10, 10.0, ["email"], 40)
+        offered = await outbox_db.due(conn, rig.clock(), ["email"], 40, 10)
+        rows = await outbox_db.claim_outbox(conn, rig.clock(), [d.id for d in offered], 10.0, 40)
     by_monitor = {r.monitor_id: r for r in rows}
     later = rig.clock() + timedelta(minutes=5)
     outcomes = {

@@ -1,0 +1,225 @@
+"""Notices are fair between organizations (issue 78): one organization's outage notices to
+100 channels that never answer (loopback listeners that accept and stay silent) do not hold
+another organization's outage page, on real PostgreSQL and real HTTP endpoints. Deadlines are
+shortened here (a channel's answer within DEADLINE_S, not the shipped 10 s) and the target
+with them; `python -m bench fair-notices` measures the shipped defaults. A channel that never
+answers gets one send at a time and rests after three failures; a sender out of file
+descriptors says so, and does not blame the channel; the claim's candidates are each
+organization's first, in its order."""
+
+import asyncio
+import contextlib
+import os
+import resource
+from collections.abc import Iterator
+
+import asyncpg
+import pytest
+
+from controller.db.pool import create_pool
+from controller.notify import DeliveryError, Notification
+from controller.notify import outbox_store as outbox_db
+from controller.notify.egress import Egress
+from controller.notify.outbox import SENDERS, OutboxWorker, Outcome, failure
+from controller.notify.sms import SmsChannel
+from controller.secrets.box import SecretBox
+from controller.settings import ControllerSettings
+from shared.timefmt import utcnow
+from testkit.alerting.peers import Relay, SmsGateway
+from testkit.alerting.receivers import Receiver, client_context
+from testkit.alerting.silent_channels import (
+    SECRET,
+    SilentListener,
+    more_monitors,
+    outage,
+    page_latency,
+    sender_channels,
+    site,
+)
+from tests.alerting.conftest import LOOPBACK, email_channel
+
+DEADLINE_S = 1.0  # a channel's answer (shipped: 10 s)
+BACKOFF_S = 3.0  # the first retry's wait (shipped: 30 s)
+TARGET_S = 3.0  # the victim's page after its incident (shipped: 30 s)
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+async def test_an_outage_page_is_not_held_by_another_organizations_silent_channels(
+    alert_pool: asyncpg.Pool,
+    alert_database_url: str,
+    settings: ControllerSettings,
+    replicas: int,
+) -> None:
+    """With one controller, or two sharing the outbox (each its own pool and senders)."""
+    assert settings.secrets.secrets_key is not None
+    box = SecretBox(settings.secrets.secrets_key)
+    egress = Egress({"*": LOOPBACK}, ssl_context=client_context(), timeout_s=DEADLINE_S)
+    others = [await create_pool(alert_database_url, 4) for _ in range(replicas - 1)]
+    stop = asyncio.Event()
+    try:
+        async with SilentListener() as silent, Receiver("webhook", SECRET) as working:
+            where = await site(alert_pool, box, silent.url, working.url)
+            running = [
+                asyncio.create_task(
+                    OutboxWorker(pool, sender_channels(pool, box, egress), backoff_s=BACKOFF_S).run(
+                        stop
+                    )
+                )
+                for pool in others
+            ]
+            worker = OutboxWorker(
+                alert_pool, sender_channels(alert_pool, box, egress), backoff_s=BACKOFF_S
+            )
+            latency = await page_latency(
+                alert_pool, worker, where, working, silent, busy_s=1.5 * DEADLINE_S, within_s=60
+            )
+            stop.set()
+            await asyncio.gather(*running)
+            assert latency is not None and latency < TARGET_S, latency
+            # the attacker's channels were being tried meanwhile, by every replica
+            assert silent.accepted >= SENDERS * replicas
+            assert silent.most <= SENDERS * replicas  # each worker's own connections bounded
+            assert len(working.delivered) == 1  # the victim's page once, whoever sent it
+    finally:
+        for pool in others:
+            await pool.close()
+
+
+@contextlib.contextmanager
+def no_file_descriptor_to_spare() -> Iterator[None]:
+    """This process at its file descriptor limit (lowered to 4,096 at most, then filled)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    held: list[int] = []
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 4096), hard))
+        with contextlib.suppress(OSError):
+            while len(held) < 4096:
+                held.append(os.open("/dev/null", os.O_RDONLY))
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_a_sender_out_of_file_descriptors_says_so_and_blames_no_channel(
+    sms: SmsGateway, relay: Relay
+) -> None:
+    """At the process's file descriptor limit a working channel's send fails for a cause of
+    mailprobe's own: retried soon (`soon`), not the channel's "unreachable" (which would
+    count against its breaker and back off as the receiver's fault). The same for the SMS
+    webhook and the relay, whose own errors say only "unreachable": the outbox tells the
+    cause."""
+    egress = Egress({"*": LOOPBACK}, ssl_context=client_context(), timeout_s=DEADLINE_S)
+    gateway = SmsChannel(sms.url, timeout_s=DEADLINE_S)
+    mail = email_channel(relay)
+    note = Notification("+4915112345678", "", "DOWN", None, "fd-limit")
+    async with Receiver("webhook", SECRET, tls=False) as working:
+        answer = await egress.of(1).post(working.url, b"{}", {})  # the channel answers
+        assert answer.status == 401, answer
+        await gateway.send(note)  # and so do the gateway and the relay
+        await mail.send(Notification("oncall@customer.test", "DOWN", "DOWN", None, "fd-mail"))
+        await asyncio.sleep(0.5)  # the peers (in this process) close their ends first
+        with no_file_descriptor_to_spare():
+            with pytest.raises(DeliveryError) as posted:
+                await egress.of(1).post(working.url, b"{}", {})
+            with pytest.raises(DeliveryError) as texted:
+                await gateway.send(note)
+            with pytest.raises(DeliveryError) as mailed:
+                await mail.send(Notification("oncall@customer.test", "DOWN", "DOWN", None, "fd"))
+    assert posted.value.soon and not posted.value.permanent, str(posted.value)
+    assert str(posted.value) == (
+        "not sent: this controller has no file descriptor to spare (EMFILE);"
+        " 127.0.0.1 was not tried"
+    )
+    assert failure(posted.value, "webhook") == Outcome(str(posted.value), soon=True)
+    assert failure(mailed.value, "email") == Outcome(
+        "not sent: this controller has no file descriptor to spare (EMFILE);"
+        " the email endpoint was not tried",
+        soon=True,
+    )
+    assert failure(texted.value, "sms") == Outcome(
+        "not sent: this controller has no file descriptor to spare (EMFILE);"
+        " the sms endpoint was not tried",
+        soon=True,
+    )
+
+
+async def test_a_silent_channel_is_tried_once_at_a_time_and_rests_after_three_failures(
+    alert_pool: asyncpg.Pool, settings: ControllerSettings
+) -> None:
+    """Five monitors' outages told on one channel that never answers: one send at a time (one
+    connection), and after three failures in a row its breaker opens: the other two notices
+    wait untried, their attempts kept."""
+    assert settings.secrets.secrets_key is not None
+    box = SecretBox(settings.secrets.secrets_key)
+    egress = Egress({"*": LOOPBACK}, ssl_context=client_context(), timeout_s=DEADLINE_S)
+    async with SilentListener() as silent, Receiver("webhook", SECRET) as working:
+        where = await site(alert_pool, box, silent.url, working.url, silent=1)
+        for tenant in [where.attacker, *await more_monitors(alert_pool, where.attacker, 4)]:
+            await outage(alert_pool, tenant)
+        worker = OutboxWorker(alert_pool, sender_channels(alert_pool, box, egress), backoff_s=600)
+        await worker.burst()
+        rows = await alert_pool.fetch(
+            "SELECT o.attempts, o.status FROM notification_outbox o JOIN monitors m"
+            " ON m.id = o.monitor_id WHERE m.organization_id = $1 ORDER BY o.id",
+            where.attacker.organization_id,
+        )
+        assert [(r["attempts"], r["status"]) for r in rows] == [(1, "pending")] * 3 + [
+            (0, "pending")
+        ] * 2
+        assert (silent.accepted, silent.most) == (3, 1)
+
+
+async def test_the_claims_candidates_are_each_organizations_first_in_its_order(
+    alert_pool: asyncpg.Pool, settings: ControllerSettings
+) -> None:
+    """`due` offers each organization's first notifications (outage notices first, then the
+    oldest), the organizations in turn, and one row per notification channel."""
+    assert settings.secrets.secrets_key is not None
+    box = SecretBox(settings.secrets.secrets_key)
+    where = await site(alert_pool, box, "http://127.0.0.1:9/a", "http://127.0.0.1:9/v", silent=2)
+    b, a = where.attacker, where.victim
+    hooks = [
+        r["channel_id"]
+        for r in await alert_pool.fetch(
+            "SELECT channel_id FROM monitor_notification_channels WHERE monitor_id = $1"
+            " ORDER BY channel_id",
+            b.monitor.id,
+        )
+    ]
+    queued: dict[str, int] = {}
+    for name, t, channel, channel_id, source in [
+        ("b-finding", b, "email", None, "finding"),
+        ("b-hook0-1", b, "webhook", hooks[0], "outage"),
+        ("b-hook0-2", b, "webhook", hooks[0], "outage"),
+        ("b-hook1", b, "webhook", hooks[1], "outage"),
+        ("a-mail", a, "email", None, "outage"),
+    ]:
+        queued[name] = await alert_pool.fetchval(
+            "INSERT INTO notification_outbox (monitor_id, kind, channel, target, subject,"
+            " body_text, dedupe_key, channel_id, source)"
+            " VALUES ($1, 'down', $2, $3, 's', 't', $4, $5, $6) RETURNING id",
+            t.monitor.id,
+            channel,
+            f"{name}@customer.test",
+            f"due:{name}:{t.monitor.id}",
+            channel_id,
+            source,
+        )
+    try:
+        async with alert_pool.acquire() as conn:
+            offered = await outbox_db.due(conn, utcnow(), ["email", "webhook"], 40, 2)
+            held_back = await outbox_db.due(conn, utcnow(), ["email", "webhook"], 40, 2, hooks)
+        mine = set(queued.values())
+        names = {v: k for k, v in queued.items()}
+        assert [names[d.id] for d in offered if d.id in mine] == [
+            "b-hook0-1",
+            "a-mail",
+            "b-hook1",
+        ]
+        assert [names[d.id] for d in held_back if d.id in mine] == ["a-mail", "b-finding"]
+    finally:
+        await alert_pool.execute(
+            "DELETE FROM notification_outbox WHERE id = ANY($1::bigint[])", list(queued.values())
+        )
