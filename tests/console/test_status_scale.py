@@ -12,6 +12,7 @@ import msgspec
 from controller.ingest import retention
 from controller.jobs.rules import JobIds
 from controller.statuspages.cache import PAGE_TTL_S, STALE_S, PageCache
+from shared.clock import WALL
 from shared.timefmt import utcnow
 from tests.api.helpers import create
 from tests.conftest import make_tenant
@@ -102,7 +103,7 @@ async def test_settled_days_are_summed_once_and_kept_no_longer_than_the_rollups(
         relay_id,
         old,
     )
-    await retention.one_pass(pool, history_days=90, raw_days=35)
+    await retention.one_pass(pool, history_days=90, raw_days=35, now=WALL.now())
     assert not await pool.fetchval(
         "SELECT count(*) FROM result_days WHERE monitor_id = $1 AND day = $2", relay_id, old
     )

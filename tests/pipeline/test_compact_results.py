@@ -72,8 +72,13 @@ def iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+# What the agent sends for the controller alone, never answered by the API: its logins and the
+# side checks' asks it echoes with their seal.
+_UNANSWERED = frozenset({"logins", "asks", "asksSeal"})
+
+
 def wire(res: CheckResult) -> dict[str, Any]:
-    sent = {k: v for k, v in msgspec.to_builtins(res).items() if k != "logins"}
+    sent = {k: v for k, v in msgspec.to_builtins(res).items() if k not in _UNANSWERED}
     return sent | OLDER_SIDE_FACTS
 
 
