@@ -119,7 +119,7 @@ async def take(
     if domain is not None and (spent := await _spent(pool, organization_id, domain, now, limits)):
         return await refuse(pool, organization_id, via, source, len(data), spent)
     try:
-        report = await SANDBOX.parse(data, now, kind)
+        report = await SANDBOX.parse(data, now, kind, organization_id=organization_id)
     except Rejected as exc:
         await _charge(pool, organization_id, domain, now)
         return await refuse(pool, organization_id, via, source, len(data), exc)
