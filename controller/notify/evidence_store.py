@@ -16,14 +16,16 @@ from controller.notify.sources import Source
 
 # Findings that join an open incident as evidence instead of paging.
 EVIDENCE_SOURCES = frozenset({Source.FINDING, Source.REPORT})
-# Rows one flow incident keeps (reports are written by strangers: bounded).
+# Rows one flow incident keeps of each source, apart: reports are written by strangers, and
+# their evidence never takes the room of the monitor's own findings.
 EVIDENCE_MAX = 100
 
 
 async def attach(conn: Conn, monitor: Monitor, source: Source, notes: Sequence[Outgoing]) -> bool:
     """Attach the finding `notes` tell as evidence to the oldest open flow incident with an
     open outage of `monitor`, or of a monitor of its customer on its host or of its mail
-    domain; False when there is none (the finding is sent as it is)."""
+    domain; False when there is none, or when that incident keeps `EVIDENCE_MAX` rows of
+    `source` already (the finding is sent as it is: its notice never depends on room)."""
     if source not in EVIDENCE_SOURCES or not notes:
         return False
     flow_id: int | None = await conn.fetchval(
@@ -43,10 +45,12 @@ async def attach(conn: Conn, monitor: Monitor, source: Source, notes: Sequence[O
     if flow_id is None:
         return False
     first = notes[0]
-    await conn.execute(
+    kept: int | None = await conn.fetchval(
         "INSERT INTO flow_incident_evidence (flow_incident_id, monitor_id, source, kind, summary)"
         " SELECT $1, $2, $3, $4, $5"
-        " WHERE (SELECT count(*) FROM flow_incident_evidence WHERE flow_incident_id = $1) < $6",
+        " WHERE (SELECT count(*) FROM flow_incident_evidence"
+        "        WHERE flow_incident_id = $1 AND source = $3) < $6"
+        " RETURNING id",
         flow_id,
         monitor.id,
         str(source),
@@ -54,7 +58,7 @@ async def attach(conn: Conn, monitor: Monitor, source: Source, notes: Sequence[O
         (first.subject or first.text)[:300],
         EVIDENCE_MAX,
     )
-    return True
+    return kept is not None
 
 
 class Evidence(msgspec.Struct, frozen=True, kw_only=True):

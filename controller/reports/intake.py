@@ -2,8 +2,9 @@
 place reports become rows and findings, and the one place a refusal is recorded and counted.
 
 `take` parses outside any transaction, in a process of its own (controller/reports/sandbox.py;
-at the HTTPS address, a domain whose reports this hour
-are spent is refused before its report is parsed), then, in one transaction holding each of its
+at the HTTPS address, a domain whose reports this hour are spent is refused before its report
+is parsed, and a report refused by its parser or after it counts against the hour as a taken
+one does), then, in one transaction holding each of its
 domains' locks (`store.lock_domain`, so two reports of a domain judge one after the other):
 
 - refuses a report about a domain not monitored here, one whose range ended before the
@@ -118,8 +119,9 @@ async def take(
     if domain is not None and (spent := await _spent(pool, organization_id, domain, now, limits)):
         return await refuse(pool, organization_id, via, source, len(data), spent)
     try:
-        report = await SANDBOX.parse(data, now, kind)
+        report = await SANDBOX.parse(data, now, kind, organization_id=organization_id)
     except Rejected as exc:
+        await _charge(pool, organization_id, domain, now)
         return await refuse(pool, organization_id, via, source, len(data), exc)
     # A report's rows (up to 100,000) hashed, summed and ranked in a thread: the event loop
     # runs between the interpreter's thread switches instead of waiting for all of it.
@@ -145,6 +147,7 @@ async def take(
             for d in sorted(report.domains):
                 await judge_domain(conn, organization_id, d, links, now, limits, new)
     except Rejected as exc:
+        await _charge(pool, organization_id, domain, now)
         return await refuse(pool, organization_id, via, source, len(data), exc, report)
     metrics.report_taken(report.kind, via, "stored")
     metrics.side_check_facts(REPORTS.name)
@@ -190,6 +193,19 @@ async def _spent(
     if taken < limits.reports_per_hour:
         return None
     return _too_many_reports(domain, limits)
+
+
+async def _charge(
+    pool: asyncpg.Pool, organization_id: int, domain: str | None, now: datetime
+) -> None:
+    """Count a report refused once parsed (or by its parser) against its HTTPS domain's hour,
+    as a taken one is: a parser's time is spent either way, so a sender of reports that are
+    refused spends the domain's REPORTS_PER_HOUR like one whose reports are taken."""
+    if domain is None:
+        return
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    async with pool.acquire() as conn:
+        await db.take_hour(conn, organization_id, domain, hour, 0)
 
 
 def _too_many_reports(domain: str, limits: Limits) -> Rejected:

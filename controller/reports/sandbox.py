@@ -5,7 +5,8 @@ costs the controller's process more than its bytes.
 A process per report, forked from the standard library's fork server (started once, with the
 parser imported; a fork costs ~15 ms), and gone when its report is: a bomb or a flood cannot
 leave memory behind, nor make another report fail with it. At most `PARSERS` at once (a thread
-each waits for its process; the others queue). In each: `RLIMIT_AS` of `memory_mb` (a
+each waits for its process; the others queue, taken in turn by organization,
+controller/reports/turns.py). In each: `RLIMIT_AS` of `memory_mb` (a
 `MemoryError` past it), `RLIMIT_CPU` of `cpu_s` (the kernel's SIGXCPU past it), no core
 file, and a nice of `NICE`, so the controller's loop comes first when both want a core. One
 still running after `wall_s` is killed, and so is one whose caller was cancelled. A report
@@ -35,6 +36,7 @@ import structlog
 
 from controller.reports.parse import Kind, Report, Row, parse
 from controller.reports.rejected import Rejected
+from controller.reports.turns import Turns
 
 log = structlog.get_logger(__name__)
 
@@ -61,14 +63,22 @@ class Sandbox:
     def __init__(self, limits: Limits = Limits(), parsers: int = PARSERS) -> None:
         self.limits = limits
         self._threads = ThreadPoolExecutor(parsers, thread_name_prefix="report-parser")
+        self.turns = Turns(parsers)
 
-    async def parse(self, data: bytes, now: datetime, wanted: Kind | None = None) -> Report:
-        """controller.reports.parse.parse, in a process of its own."""
-        packed = await self.run(_parsed, data, now, wanted)
+    async def parse(
+        self, data: bytes, now: datetime, wanted: Kind | None = None, *, organization_id: int = 0
+    ) -> Report:
+        """controller.reports.parse.parse, in a process of its own, in the organization's turn."""
+        packed = await self.run(_parsed, data, now, wanted, organization_id=organization_id)
         return await asyncio.to_thread(_unpacked, packed)
 
-    async def run(self, fn: Callable[..., T], *args: object) -> T:
-        """`fn(*args)`'s result, or the Rejected it raised or its process's end caused."""
+    async def run(self, fn: Callable[..., T], *args: object, organization_id: int = 0) -> T:
+        """`fn(*args)`'s result, or the Rejected it raised or its process's end caused, run when
+        a parser is free and the organization's turn has come (controller/reports/turns.py)."""
+        async with self.turns.turn(organization_id):
+            return await self._run(fn, *args)
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
         receiving, sending = _context.Pipe(duplex=False)
         process = _context.Process(target=_child, args=(sending, self.limits, fn, args))
         process.daemon = True

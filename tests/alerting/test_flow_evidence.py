@@ -18,6 +18,7 @@ from tests.alerting.conftest import MONITOR_SECRET, Rig
 HOST = "mail.example.test"
 FAILING = {"DE": "refused", "FR": "refused", "US": "up"}
 UP3 = {"DE": "up", "FR": "up", "US": "up"}
+CHANNELS = 2  # a rig monitor's notes: e-mail and SMS
 
 
 async def finding(rig: Rig, m: asyncpg.Record, what: str, source: Source = Source.FINDING) -> None:
@@ -81,4 +82,35 @@ async def test_evidence_of_one_incident_is_bounded(rig: Rig) -> None:
         await finding(rig, imap, f"report {n}", Source.REPORT)
     count = await rig.fetch("SELECT count(*) AS n FROM flow_incident_evidence")
     assert count[0]["n"] == EVIDENCE_MAX
-    assert [k for k in await kinds(rig, imap) if k == "finding"] == []
+    # Past its room a report finding is not attached, and is sent as it is (its own budget).
+    assert [k for k in await kinds(rig, imap) if k == "finding"] == ["finding"] * 5 * CHANNELS
+
+
+async def test_reports_filling_the_evidence_never_drop_a_genuine_findings_notice(rig: Rig) -> None:
+    """110 anonymous report findings during an outage, then the monitor's own posture finding
+    (`auth_in_clear`): reports' evidence is bounded apart from the findings', and a finding
+    with no room is sent, never neither kept nor sent."""
+    imap = await rig.monitor(kind="imap", name="IMAPS", hostname=HOST, port=993, config={})
+    await rig.rounds(imap, 0, [FAILING, FAILING])
+    for n in range(EVIDENCE_MAX + 10):
+        await finding(rig, imap, f"TLS-RPT: forged report {n}", Source.REPORT)
+    await finding(rig, imap, "auth_in_clear: the server offers login before TLS")
+    kept = await rig.fetch(
+        "SELECT summary FROM flow_incident_evidence WHERE source = 'finding' ORDER BY id"
+    )
+    sent = [r for r in await rig.outbox_rows(imap) if r["kind"] == "finding"]
+    print(f"{EVIDENCE_MAX + 10} report findings: {len(kept)} findings kept, {len(sent)} sent")
+    assert [r["summary"] for r in kept] == [
+        "[mailprobe] Finding: auth_in_clear: the server offers login before TLS"
+    ]
+    # Each finding's room apart: its own fills only its own, and past it the finding is sent.
+    for n in range(EVIDENCE_MAX):
+        await finding(rig, imap, f"posture {n}")
+    counted = await rig.fetch(
+        "SELECT source, count(*) AS n FROM flow_incident_evidence GROUP BY source ORDER BY source"
+    )
+    assert [(r["source"], r["n"]) for r in counted] == [
+        ("finding", EVIDENCE_MAX),
+        ("report", EVIDENCE_MAX),
+    ]
+    assert len([k for k in await kinds(rig, imap) if k == "finding"]) == (10 + 1) * CHANNELS

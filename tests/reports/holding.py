@@ -1,7 +1,8 @@
 """Reporters that send all of a report's body but its last byte and hold it there, in a process
-of their own: `python -m tests.reports.holding URL CA ADDRESS N BYTES` opens N connections from
-ADDRESS (a loopback address), on each POSTs a TLS-RPT body of BYTES bytes (its Content-Length
-said whole) all but its last byte, prints one line `sent`, then waits for its standard input to
+of their own: `python -m tests.reports.holding URL CA ADDRESS N BYTES [SENT]` opens N connections
+from ADDRESS (a loopback address), on each POSTs a TLS-RPT body of BYTES bytes (its
+Content-Length said whole) all but its last byte (or only its first SENT bytes: a slow sender),
+prints one line `sent`, then waits for its standard input to
 close; then it sends each body's last byte and prints each connection's answer's status as
 JSON (an answer that came before the body was sent counts as that answer; 0: none). CA is the
 PEM file the server's certificate chains to, `-` for plain HTTP."""
@@ -24,7 +25,7 @@ class Held:
     status: int = 0  # an answer that came before the body was sent
 
 
-def _open(url: str, ctx: ssl.SSLContext | None, address: str, size: int) -> Held:
+def _open(url: str, ctx: ssl.SSLContext | None, address: str, size: int, sent: int) -> Held:
     parts = urlsplit(url)
     try:
         raw = socket.create_connection(
@@ -39,7 +40,7 @@ def _open(url: str, ctx: ssl.SSLContext | None, address: str, size: int) -> Held
     )
     try:
         conn.sendall(head.encode())
-        left = size - 1
+        left = sent
         while left:
             n = min(BLOCK, left)
             conn.sendall(b" " * n)
@@ -72,12 +73,12 @@ def _status(held: Held) -> int:
     return _answer(held.conn)
 
 
-def main(url: str, ca: str, address: str, n: int, size: int) -> None:
+def main(url: str, ca: str, address: str, n: int, size: int, sent: int) -> None:
     ctx = ssl.create_default_context(cafile=ca) if ca != "-" else None
     conns: list[Held] = [Held(None)] * n
 
     def opened(i: int) -> None:
-        conns[i] = _open(url, ctx, address, size)
+        conns[i] = _open(url, ctx, address, size, sent)
 
     threads = [threading.Thread(target=opened, args=(i,)) for i in range(n)]
     for t in threads:
@@ -90,4 +91,6 @@ def main(url: str, ca: str, address: str, n: int, size: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+    size = int(sys.argv[5])
+    sent = int(sys.argv[6]) if len(sys.argv) > 6 else size - 1
+    main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), size, sent)

@@ -395,3 +395,32 @@ async def test_past_its_hourly_reports_a_domains_report_is_refused_unread(
     r = await https.post(path, content=b"{not json", headers=GZIP)
     assert r.status_code == 400 and r.json()["code"] == "too_many_reports", r.text
     assert await _rejected(https, tenant) == ["too_many_reports"]
+
+
+async def test_reports_refused_once_parsed_count_against_the_domains_hour(
+    https: httpx.AsyncClient, pool: asyncpg.Pool, tenant: Tenant, domain: str
+) -> None:
+    """A sender of reports its parser refuses (`malformed`) or refused after parsing
+    (`too_old`) spends the domain's REPORTS_PER_HOUR as one whose reports are taken: once it is
+    spent, the next is refused before any parser is used (unfixed, all of them were parsed and
+    the domain's next report taken)."""
+    await _monitor(https, tenant, domain)
+    few = intake.Limits(reports_per_hour=4)
+    old = utcnow() - timedelta(days=400)
+
+    async def take(data: bytes) -> intake.Taken:
+        return await intake.take(
+            pool, tenant.org_id, data, "https", "t", Links(), domain, kind="tls", limits=few
+        )
+
+    refused = [await take(b"{not json") for _ in range(2)]
+    refused += [await take(_tls(domain, begins=old, report_id=f"old-{i}")) for i in range(2)]
+    reasons = [t.reason for t in refused]
+    assert reasons == ["malformed", "malformed", "too_old", "too_old"], reasons
+    began = time.perf_counter()
+    after = await take(_tls(domain))
+    spent_ms = 1000 * (time.perf_counter() - began)
+    print(
+        f"after {len(refused)} refused reports ({reasons}): {after.reason!r} in {spent_ms:.0f} ms"
+    )
+    assert (after.stored, after.reason) == (False, "too_many_reports"), after

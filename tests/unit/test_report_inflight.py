@@ -1,49 +1,38 @@
 """The report bodies held at once (controller/reports/inflight.py), as tables."""
 
-import pytest
-
-from controller.reports.inflight import InFlight, reserved
-from controller.reports.unpacking import MAX_PACKED
+from controller.reports.inflight import InFlight
 
 
-@pytest.mark.parametrize(
-    ("header", "chunked", "size"),
-    [
-        ("1234", False, 1234),
-        (str(MAX_PACKED), False, MAX_PACKED),
-        (str(MAX_PACKED + 1), False, MAX_PACKED),
-        (None, True, MAX_PACKED),  # chunks
-        ("1", True, MAX_PACKED),  # chunks framed the body, whatever the length said
-        (None, False, MAX_PACKED),
-        ("not a number", False, MAX_PACKED),
-        ("-5", False, 0),
-    ],
-)
-def test_a_request_reserves_its_declared_length_at_most_the_body_limit(
-    header: str | None, chunked: bool, size: int
-) -> None:
-    assert reserved(header, chunked) == size
-
-
-def test_one_organization_fills_its_share_and_leaves_the_rest_to_others() -> None:
+def test_one_organization_fills_its_share_of_bytes_received_and_leaves_the_rest_to_others() -> None:
     held = InFlight(most=30, per_organization=20, requests_per_organization=8)
-    # (organization, size, reserved?)
+    for org, source in [(1, "a"), (1, "b"), (2, "c")]:
+        assert held.admit(org, source)
+    # (organization, bytes received, held?)
     steps = [(1, 10, True), (1, 10, True), (1, 1, False), (2, 10, True), (2, 1, False)]
     for org, size, ok in steps:
-        assert held.reserve(org, size) is ok, (org, size)
+        assert held.grow(org, size) is ok, (org, size)
     assert (held.held, held.by_organization) == (30, {1: (20, 2), 2: (10, 1)})
-    held.release(1, 10)
-    assert held.reserve(2, 10) is True
-    assert held.reserve(3, 1) is False  # overall at its bound
-    for org, size in [(1, 10), (2, 10), (2, 10)]:
-        held.release(org, size)
-    assert (held.held, held.by_organization) == (0, {})  # nothing left tripped
+    held.leave(1, "b", 10)
+    assert held.grow(2, 10) is True
+    assert held.admit(3, "d") is True  # a slot is no bytes
+    assert held.grow(3, 1) is False  # overall at its bound
+    for org, source, size in [(1, "a", 10), (2, "c", 20), (3, "d", 0)]:
+        held.leave(org, source, size)
+    assert (held.held, held.by_organization, held.by_source) == (0, {}, {})  # nothing tripped
 
 
-def test_one_organization_holds_so_many_requests_at_most_whatever_their_size() -> None:
-    held = InFlight(most=30, per_organization=20, requests_per_organization=3)
-    assert [held.reserve(1, 0) for _ in range(4)] == [True, True, True, False]
-    assert held.reserve(2, 0) is True
-    for org in (1, 1, 1, 2):
-        held.release(org, 0)  # requests of no bytes (Content-Length: 0) counted all the same
-    assert (held.held, held.by_organization) == (0, {})
+def test_slow_senders_that_declared_much_hold_only_what_arrived() -> None:
+    held = InFlight(most=30, per_organization=20)
+    for org, source in [(1, "a"), (1, "b"), (3, "c")]:  # each declared 10, sent 1
+        assert held.admit(org, source) and held.grow(org, 1)
+    assert held.admit(2, "d") and held.grow(2, 10)  # another organization's whole report
+
+
+def test_requests_are_bounded_per_organization_and_per_source_whatever_their_size() -> None:
+    held = InFlight(requests_per_organization=3, requests_per_source=2)
+    assert [held.admit(1, s) for s in "aaabc"] == [True, True, False, True, False]
+    assert held.admit(2, "a") is False  # the source's slots, whichever organization
+    assert held.admit(2, "c") is True
+    for org, source in [(1, "a"), (1, "a"), (1, "b"), (2, "c")]:
+        held.leave(org, source, 0)
+    assert (held.held, held.by_organization, held.by_source) == (0, {}, {})

@@ -117,7 +117,7 @@ async def _take(
     """(stored, rejected) of one whole message: each report attachment taken in; none is a
     rejection (`no_report`)."""
     try:
-        where, parts = await SANDBOX.run(mail.opened, raw)
+        where, parts = await SANDBOX.run(mail.opened, raw, organization_id=box.organization_id)
     except Rejected as exc:
         await refuse(pool, box, exc.reason, exc.message, f"a message of {size} bytes", size)
         return 0, 1

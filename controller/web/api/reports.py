@@ -6,8 +6,9 @@
   domain is monitored; each client address may post `REPORTS_POSTS_PER_MINUTE` a minute. A
   report of the wrong content type (415), too large to read (413) or too slow (408) is counted in
   `mailprobe_reports` like every refused report (it is not listed: nothing of it was read), and
-  so is one refused unread because the bodies held at once are at their bound (503
-  `reports_busy`, controller/reports/inflight.py).
+  so is one refused because the bodies held at once, counted as they arrive, or the requests
+  of its organization or its client address are at their bound (503 `reports_busy`,
+  controller/reports/inflight.py).
 - `/api/report-domains` (the domains and the addresses to publish, with a warning when
   reporters cannot use them), `.../{domain}/totals` (counts per day and the largest failures,
   read from the running aggregates), `.../{domain}/rotate-token` (owners and admins: a new
@@ -125,21 +126,16 @@ async def receive_tls(
         raise ApiError(
             415, f"Content-Type must be one of {', '.join(TLS_TYPES)}", code="unsupported_type"
         )
-    size = inflight.reserved(
-        request.headers.get("content-length"), "transfer-encoding" in request.headers
-    )
-    if not inflight.BODIES.reserve(owner, size):
-        metrics.report_taken("unknown", "https", "busy")
-        raise ApiError(
-            503,
-            "Too many reports are being received for this domain's organization; retry later",
-            code="reports_busy",
-            headers={"Retry-After": str(BUSY_RETRY_S)},
-        )
+    source = client_address(request)
+    if not inflight.BODIES.admit(owner, source):
+        raise _busy()
+    held = [0]
     try:
-        taken = await _take(request, pool, owner, name, notify_settings, reports_settings)
+        taken = await _take(
+            request, pool, owner, name, source, held, notify_settings, reports_settings
+        )
     finally:
-        inflight.BODIES.release(owner, size)
+        inflight.BODIES.leave(owner, source, held[0])
     if taken.stored:
         return Response(Taken(True, "tls"))
     if taken.reason == "duplicate":
@@ -147,29 +143,52 @@ async def receive_tls(
     raise ApiError(400, f"Report rejected: {taken.message}", code=taken.reason)
 
 
-async def _take(
-    request: AnyRequest,
-    pool: PoolDep,
-    owner: int,
-    name: str,
-    notify_settings: NotifySettings,
-    reports_settings: ReportsSettings,
-) -> intake.Taken:
+def _busy() -> ApiError:
+    metrics.report_taken("unknown", "https", "busy")
+    return ApiError(
+        503,
+        "Too many reports are being received for this domain's organization; retry later",
+        code="reports_busy",
+        headers={"Retry-After": str(BUSY_RETRY_S)},
+    )
+
+
+async def _body(request: AnyRequest, owner: int, held: list[int]) -> bytes:
+    """The request's body, each piece counted in the bodies held (`held[0]`: what it holds) as
+    it arrives; 503 `reports_busy` when a piece would pass their bound."""
+    pieces: list[bytes] = []
     try:
-        data = await request.body()
+        async for piece in request.stream():
+            if not inflight.BODIES.grow(owner, len(piece)):
+                raise _busy()
+            held[0] += len(piece)
+            pieces.append(piece)
     except RequestEntityTooLarge:
         metrics.report_taken("unknown", "https", "too_large")
         raise
     except BodyTimeout:
         metrics.report_taken("unknown", "https", "too_slow")
         raise
-    source = f"{client_address(request)} POST for {name}"
+    return b"".join(pieces)
+
+
+async def _take(
+    request: AnyRequest,
+    pool: PoolDep,
+    owner: int,
+    name: str,
+    address: str,
+    held: list[int],
+    notify_settings: NotifySettings,
+    reports_settings: ReportsSettings,
+) -> intake.Taken:
+    data = await _body(request, owner, held)
     return await intake.take(
         pool,
         owner,
         data,
         "https",
-        source,
+        f"{address} POST for {name}",
         Links.of(notify_settings),
         name,
         kind="tls",
