@@ -66,5 +66,7 @@ async def test_one_organizations_queue_of_large_reports_does_not_hold_anothers_r
         f" {per_parse:.1f} s, the last in {max(flood_s):.1f} s): another organization's one-row"
         f" report in {theirs_s:.2f} s; /health {health_ms:.0f} ms; {watched.said()}"
     )
-    # It waits at most for the parses under way, never for the flood's queue.
-    assert theirs_s < 1.5 * per_parse + 0.5, (theirs_s, per_parse)
+    # It waits at most for the parses under way, never for the flood's queue: measured against
+    # the flood's own time, so a loaded machine slows both sides alike (first-come, it ended
+    # with the flood's last).
+    assert theirs_s < 0.4 * max(flood_s), (theirs_s, per_parse, max(flood_s))
