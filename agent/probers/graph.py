@@ -51,6 +51,9 @@ JUNK: Final = "junkemail"
 _WELL_KNOWN: Final = {"inbox": "inbox", "junk": JUNK, "junk email": JUNK, "spam": JUNK}
 _SELECT: Final = "id,subject,internetMessageId,internetMessageHeaders"
 CLEANUPS: Final = frozenset({"", "move", "delete"})
+# Graph serves at most 4 concurrent requests per app and mailbox (Outlook's limit); the agent's
+# checks share that many calls per server and mailbox, and wait for a free one.
+MAILBOX_CALLS: Final = 4
 
 
 class _Header(msgspec.Struct):
@@ -129,6 +132,33 @@ class _PinnedBackend(httpcore.AsyncNetworkBackend):
 
 
 @dataclass(slots=True)
+class _Slots:
+    calls: asyncio.Semaphore
+    holders: int = 0  # calls waiting or running: the entry goes when none is left
+
+
+_mailboxes: dict[tuple[str, str], _Slots] = {}
+
+
+@asynccontextmanager
+async def _mailbox_call(base: str, user: str) -> AsyncIterator[None]:
+    """One of the MAILBOX_CALLS calls of this agent to a server's mailbox. The table holds only
+    mailboxes with calls waiting or running, so it is bounded by the checks running."""
+    key = (base, user.lower())
+    slots = _mailboxes.get(key) or _mailboxes.setdefault(
+        key, _Slots(asyncio.Semaphore(MAILBOX_CALLS))
+    )
+    slots.holders += 1
+    try:
+        async with slots.calls:
+            yield
+    finally:
+        slots.holders -= 1
+        if slots.holders == 0:
+            del _mailboxes[key]
+
+
+@dataclass(slots=True)
 class Session:
     """Graph calls to one server as one mailbox, with one token."""
 
@@ -144,7 +174,10 @@ class Session:
         content = None if body is None else msgspec.json.encode(body)
         headers = {"content-type": "application/json"} if content is not None else {}
         try:
-            async with self.client.stream(method, url, content=content, headers=headers) as answer:
+            async with (
+                _mailbox_call(self.base, self.user),
+                self.client.stream(method, url, content=content, headers=headers) as answer,
+            ):
                 data = await _capped(answer, what)
         except httpx.TimeoutException as exc:
             raise ProbeFailure("timeout", f"Graph gave no answer to {what} in time") from exc

@@ -98,6 +98,8 @@ class GraphPeer:
     tokens: set[str] = field(default_factory=set)
     calls: list[str] = field(default_factory=list)  # "GET /v1.0/…" as received
     sent: int = 0
+    in_flight: dict[str, int] = field(default_factory=dict)  # requests being answered, by mailbox
+    most_in_flight: dict[str, int] = field(default_factory=dict)  # the most at once, by mailbox
     url: str = ""  # https://127.0.0.1:port
     port: int = 0
     mail: dict[str, dict[str, list[GraphMessage]]] = field(default_factory=dict)
@@ -158,9 +160,18 @@ class GraphPeer:
         method, path = scope["method"], scope["path"]
         query = scope.get("query_string", b"").decode()
         self.calls.append(f"{method} {path}" + (f"?{query}" if query else ""))
-        if self.slow_s:
-            await asyncio.sleep(self.slow_s)
-        status, headers, payload = self._answer(method, path, query, body, scope)
+        parts = path.split("/")
+        mailbox = unquote(parts[3]).lower() if len(parts) > 3 and parts[2] == "users" else ""
+        self.in_flight[mailbox] = self.in_flight.get(mailbox, 0) + 1
+        self.most_in_flight[mailbox] = max(
+            self.most_in_flight.get(mailbox, 0), self.in_flight[mailbox]
+        )
+        try:
+            if self.slow_s:
+                await asyncio.sleep(self.slow_s)
+            status, headers, payload = self._answer(method, path, query, body, scope)
+        finally:
+            self.in_flight[mailbox] -= 1
         await send(
             {
                 "type": "http.response.start",

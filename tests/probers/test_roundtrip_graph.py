@@ -1,6 +1,7 @@
 """A round trip over Microsoft Graph (issue 82): the real prober against the Graph peer on
 loopback over HTTPS (testkit/peers/graph.py), never a tenant."""
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
@@ -9,7 +10,8 @@ from typing import Any
 import pytest
 import trustme
 
-from agent.probers.graph import MESSAGES_MAX, PAGE_SIZE
+from agent.probers import graph as graph_module
+from agent.probers.graph import MAILBOX_CALLS, MESSAGES_MAX, PAGE_SIZE
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
 from shared.messages import (
@@ -281,3 +283,19 @@ async def test_an_api_the_agent_does_not_know_is_named(
     assert (result.status, result.error_kind) == ("down", "protocol"), result
     assert "api 'ews' is not one this agent knows" in result.message
     assert graph.calls == []
+
+
+async def test_an_agents_calls_to_one_mailbox_are_at_most_four_at_once(
+    graph: GraphPeer, ssl_contexts: SslContexts
+) -> None:
+    """Graph's limit of 4 concurrent requests per mailbox: six round trips of six monitors on
+    one mailbox at once, each call slow, never have more than 4 calls in flight to it."""
+    graph.slow_s = 0.2
+    monitors = [f"0b7e8d3a-6f0e-4a43-9c55-2f1d8e0f6a{n:02d}" for n in range(6)]
+    results = await asyncio.gather(
+        *(run(graph, config(graph), ssl_contexts, timeout_s=10, monitor_id=m) for m in monitors)
+    )
+    assert [r.status for r in results] == ["up"] * 6, [r.message for r in results]
+    assert graph.most_in_flight[PROBE] == MAILBOX_CALLS
+    assert graph.most_in_flight[SENDER] == MAILBOX_CALLS
+    assert not graph_module._mailboxes  # nothing kept once the checks are done
