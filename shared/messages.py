@@ -134,6 +134,11 @@ class RoundTripSend(SmtpConfig, kw_only=True):
     The API stores the send server's name and port as the monitor's `hostname` and `port`."""
 
     sender: str = msgspec.field(default="", name="from")
+    # How the message is sent: "" over SMTP (the default, and from an older controller);
+    # `graph`: Microsoft Graph `POST /v1.0/users/{auth.user or from}/sendMail` at the job's
+    # `hostname`/`port` over HTTPS, with `auth.accessToken` (app-only). A plain str: a newer
+    # API still decodes, and an agent that does not know it fails the leg as `protocol`.
+    api: str = ""
 
 
 class RoundTripReceive(ImapPopConfig, kw_only=True):
@@ -144,6 +149,12 @@ class RoundTripReceive(ImapPopConfig, kw_only=True):
     port: int | None = None
     folders: list[str] = msgspec.field(default_factory=lambda: ["INBOX"])
     spam_folders: list[str] = msgspec.field(default_factory=list)
+    # How the mailbox is read: "" by `protocol` (the default, and from an older controller);
+    # `graph`: Microsoft Graph at `hostname`/`port` over HTTPS as `user` with `accessToken`
+    # (folders are well-known names; `junkemail` is always read and is a spam folder).
+    api: str = ""
+    # How a found message is removed over an API: "" or `move` (to Deleted Items), `delete`.
+    cleanup: str = ""
 
 
 class RoundTripConfig(msgspec.Struct, kw_only=True, rename="camel"):
@@ -341,6 +352,16 @@ class AuthResults(msgspec.Struct, kw_only=True, rename="camel"):
     signatures: list[DkimSignature] = msgspec.field(default_factory=list)
 
 
+class ArcResults(msgspec.Struct, kw_only=True, rename="camel"):
+    """The message's ARC chain as found: how many sets (`instances`, the highest `i=`), the
+    topmost `ARC-Seal`'s chain validation `cv` (`none`, `pass`, `fail`) and the topmost
+    `ARC-Authentication-Results` (at most 512 characters), null when a header is missing."""
+
+    instances: int = 0
+    cv: str | None = None
+    authentication_results: str | None = None
+
+
 class CheckResult(msgspec.Struct, kw_only=True, rename="camel"):
     v: int = 1
     job_id: str
@@ -366,6 +387,9 @@ class CheckResult(msgspec.Struct, kw_only=True, rename="camel"):
     folder: str | None = None
     hops: list[Hop] | None = None
     auth_results: AuthResults | None = None
+    # Round trip only: the ARC sets (RFC 8617) on the message as found; null when it had none,
+    # and from agents that predate it.
+    arc: ArcResults | None = None
     # What the server advertised (SMTP EHLO keywords with their parameters, IMAP CAPABILITY
     # atoms, POP3 CAPA lines), upper-cased and sorted: the last list it sent, over TLS once TLS
     # was reached; null when none was asked for or read.
@@ -471,8 +495,13 @@ FEATURE_PREEMPT_CARRY = "preempt_carry"
 # The agent sends a sealed job's asks back with its side facts (`CheckResult.asks`): the
 # operator turns ACCEPT_UNSEALED_SIDE_FACTS off once every agent has it.
 FEATURE_SEALED_ASKS = "sealed_asks"
+# An agent that runs a round trip's legs over Microsoft Graph (`api` `graph` in `send` and
+# `receive`); an agent without it would speak SMTP/IMAP to the Graph host, so the controller
+# sends such jobs only to countries whose every live agent has it.
+FEATURE_GRAPH = "graph"
 AGENT_FEATURES = (
     FEATURE_OAUTH2,
+    FEATURE_GRAPH,
     FEATURE_BUNDLES,
     FEATURE_TENANT_LOADS,
     FEATURE_LOOK_ONLY,

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from shared.messages import (
+    ArcResults,
     AuthResults,
     CheckJob,
     ErrorKind,
@@ -80,6 +81,7 @@ class Recorder:
     folder: str | None = None
     hops: list[Hop] | None = None
     auth_results: AuthResults | None = None
+    arc: ArcResults | None = None
     capabilities: list[str] | None = None
     capabilities_before_tls: list[str] | None = None
     logins: int = 0  # times the check reached the AUTH/LOGIN/USER-PASS step

@@ -10,7 +10,7 @@ from email.utils import parsedate_to_datetime
 import dkim.util
 
 from agent.probers.redact import valid_utf8
-from shared.messages import AuthResults, DkimSignature, ErrorKind, Hop
+from shared.messages import ArcResults, AuthResults, DkimSignature, ErrorKind, Hop
 from shared.timefmt import iso_ms
 
 # `<monitor public id> <country> <sent at, ms since the epoch> <token>`: the monitor and the
@@ -24,6 +24,11 @@ _METHOD = re.compile(r"\b(spf|dkim|dmarc)\s*=\s*([A-Za-z]+)", re.IGNORECASE)
 MAX_HOPS = 30
 SIGNATURES_MAX = 4
 NAME_MAX = 255
+ARC_TEXT_MAX = 512
+ARC_INSTANCES_MAX = 50  # RFC 8617 5.1.1.5: a chain of more than 50 sets is invalid
+_ARC_TAG = re.compile(r"(?:^|;)\s*(i|cv)\s*=\s*([A-Za-z0-9]+)", re.IGNORECASE)
+# What the round trip's probe messages are called: a mailbox API's listing filters on it.
+SUBJECT_PREFIX = "mailprobe round trip"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +125,33 @@ def auth_results(message: Message) -> AuthResults | None:
         dmarc=found.get("dmarc"),
         signatures=signed,
     )
+
+
+def _arc_tags(raw: object) -> dict[str, str]:
+    return {k.lower(): v.lower()[:16] for k, v in _ARC_TAG.findall(_text(raw))}
+
+
+def _instance(tags: dict[str, str]) -> int:
+    number = tags.get("i", "")
+    return int(number) if number.isdigit() and len(number) <= 3 else 0
+
+
+def arc_results(message: Message) -> ArcResults | None:
+    """The message's ARC chain (RFC 8617): the highest instance among its ARC-Seal headers,
+    that seal's `cv`, and the `ARC-Authentication-Results` of that instance; None without an
+    ARC header."""
+    seals = [_arc_tags(raw) for raw in message.get_all("ARC-Seal") or []]
+    results = message.get_all("ARC-Authentication-Results") or []
+    if not seals and not results:
+        return None
+    top = max(seals, key=_instance, default={})
+    instances = min(max((_instance(s) for s in seals), default=0), ARC_INSTANCES_MAX)
+    said = None
+    for raw in results:
+        text = _text(raw)
+        if _instance(_arc_tags(text.split(";", 1)[0])) == instances or said is None:
+            said = text[:ARC_TEXT_MAX]
+    return ArcResults(instances=instances, cv=top.get("cv"), authentication_results=said)
 
 
 def signatures(message: Message) -> list[DkimSignature]:

@@ -28,11 +28,13 @@ from email.utils import formatdate, getaddresses, make_msgid
 import aiosmtplib
 from aioimaplib import quoted
 
-from agent.probers import imap, pop3
+from agent.probers import graph, imap, pop3
 from agent.probers.base import ProbeFailure, Recorder, Target, reply_kind
 from agent.probers.delivery import (
     PROBE_HEADER,
+    SUBJECT_PREFIX,
     Probe,
+    arc_results,
     auth_results,
     grade,
     hops,
@@ -108,9 +110,10 @@ async def probe_roundtrip(target: Target, job: CheckJob, rec: Recorder) -> None:
     rec.folder = found.folder
     rec.hops = hops(found.headers)
     rec.auth_results = auth_results(found.headers)
+    rec.arc = arc_results(found.headers)
     kind, why = grade(
         found.folder,
-        receive.spam_folders,
+        _spam_folders(receive),
         delivery_s,
         config.slow_after_seconds,
         config.spam_is_failure,
@@ -130,10 +133,18 @@ async def _mailbox_leg(
     try:
         with _leg("mailbox", receive.hostname, mailbox):
             assert target.reach is not None, "run_check gives every target a reach"
-            port = receive.port or default_port(receive.protocol, receive)
+            if receive.api not in ("", graph.API_GRAPH):
+                raise ProbeFailure(
+                    "protocol", f"api {receive.api[:20]!r} is not one this agent knows"
+                )
+            if receive.api == graph.API_GRAPH:
+                port = receive.port or graph.GRAPH_PORT
+                watch = _watch_graph
+            else:
+                port = receive.port or default_port(receive.protocol, receive)
+                watch = _watch_imap if receive.protocol == "imap" else _watch_pop3
             box = await target.reach(receive.hostname, port, receive.tls_options)
             timeout_ms = int(job.timeout_seconds * 1000)
-            watch = _watch_imap if receive.protocol == "imap" else _watch_pop3
             return await watch(box, receive, probe, timeout_ms, mailbox, once)
     finally:
         # The result's count is the check's: the mailbox leg's logins (each POP3 look's) too.
@@ -176,9 +187,10 @@ async def _look(target: Target, job: RoundTripCheckJob, probe: Probe, rec: Recor
     rec.folder = newest.folder
     rec.hops = hops(newest.headers)
     rec.auth_results = auth_results(newest.headers)
+    rec.arc = arc_results(newest.headers)
     kind, _ = grade(
         newest.folder,
-        config.receive.spam_folders,
+        _spam_folders(config.receive),
         age_s,
         config.slow_after_seconds,
         config.spam_is_failure,
@@ -199,7 +211,7 @@ async def _submit(target: Target, config: RoundTripConfig, probe: Probe, rec: Re
     sender = config.send.sender or config.to
     message["From"] = sender
     message["To"] = config.to
-    message["Subject"] = f"mailprobe round trip {probe.token[:8]}"
+    message["Subject"] = _subject(probe)
     message["Date"] = formatdate(probe.sent_ms / 1000, usegmt=True)
     message["Message-ID"] = make_msgid("mailprobe")
     message[PROBE_HEADER] = probe.header()
@@ -207,6 +219,14 @@ async def _submit(target: Target, config: RoundTripConfig, probe: Probe, rec: Re
         "A mailprobe round-trip check: it deletes this message once it has found it.\n"
         f"token: {probe.token}\n"
     )
+    if config.send.api not in ("", graph.API_GRAPH):
+        raise ProbeFailure(
+            "protocol", f"send leg: api {config.send.api[:20]!r} is not one this agent knows"
+        )
+    if config.send.api == graph.API_GRAPH:
+        rec.current = "sendMail"
+        with _leg("send", target.hostname, rec):
+            return await graph.send_mail(target, config, probe, _subject(probe), rec)
     with _leg("send", target.hostname, rec):
         smtp = await open_smtp(target, config.send, rec)
         try:
@@ -228,6 +248,16 @@ async def _submit(target: Target, config: RoundTripConfig, probe: Probe, rec: Re
         finally:
             smtp.close()
     return accepted
+
+
+def _subject(probe: Probe) -> str:
+    return f"{SUBJECT_PREFIX} {probe.token[:8]}"
+
+
+def _spam_folders(receive: RoundTripReceive) -> list[str]:
+    if receive.api == graph.API_GRAPH:
+        return sorted(graph.folders(receive)[1])
+    return receive.spam_folders
 
 
 @contextlib.contextmanager
@@ -409,6 +439,32 @@ async def _watch_pop3(
         rec.current = "poll wait"
         await asyncio.sleep(min(_wait_s(attempt), left))
         attempt += 1
+
+
+async def _watch_graph(
+    target: Target,
+    config: RoundTripReceive,
+    probe: Probe,
+    timeout_ms: int,
+    rec: Recorder,
+    once: bool,
+) -> tuple[list[Found], float]:
+    """Graph: a look (every folder, every page) per poll, with the same backoff as POP3."""
+    attempt = 0
+    found: list[Found] = []
+    async with graph.session(target, config.user, config.access_token.reveal(), rec) as api:
+        while True:
+            seen = await graph.look(api, config, probe, timeout_ms)
+            seen_at = time.perf_counter()
+            found += [Found(s.folder, s.headers, seen_at, s.probe) for s in seen]
+            if (mine := _own(found, probe)) is not None:
+                return found, (time.perf_counter() - mine.seen_at) * 1000
+            left = _left_s(rec)
+            if once or left <= 0:
+                return found, 0.0
+            rec.current = "poll wait"
+            await asyncio.sleep(min(_wait_s(attempt), left))
+            attempt += 1
 
 
 async def _pop3_look(

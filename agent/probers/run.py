@@ -134,6 +134,7 @@ def build_result(
         folder=rec.folder,
         hops=rec.hops,
         auth_results=rec.auth_results,
+        arc=rec.arc,
         capabilities=advertised(rec.capabilities),
         capabilities_before_tls=advertised(rec.capabilities_before_tls),
         side_checks={} if rec.relay is None else {RELAY.name: _relay(rec.relay, secrets)},

@@ -8,15 +8,18 @@ import msgspec
 import pytest
 
 from agent.probers.delivery import (
+    ARC_INSTANCES_MAX,
+    ARC_TEXT_MAX,
     MAX_HOPS,
     Probe,
+    arc_results,
     auth_results,
     grade,
     hops,
     is_leftover,
     parse_probe,
 )
-from shared.messages import AuthResults, Hop
+from shared.messages import ArcResults, AuthResults, Hop
 
 MINE = Probe("m-1", "DE", 1_000_000, "tok")
 
@@ -141,3 +144,39 @@ def test_hostile_headers_give_valid_utf8_and_bounded_hops() -> None:
     assert results is not None and results.authserv_id == "m\ufffdx"
     encode_result = msgspec.json.encode((found, results))
     assert b"\\ud" not in encode_result
+
+
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [
+        (b"Subject: x\r\n\r\n", None),
+        (
+            b"ARC-Seal: i=1; a=rsa-sha256; cv=none; d=a.test; s=s; b=x\r\n"
+            b"ARC-Authentication-Results: i=1; mx.a.test; spf=pass\r\n\r\n",
+            ArcResults(instances=1, cv="none", authentication_results="i=1; mx.a.test; spf=pass"),
+        ),
+        (  # the topmost set is the highest instance, wherever it stands
+            b"ARC-Authentication-Results: i=1; mx.a.test; spf=pass\r\n"
+            b"ARC-Seal: i=1; cv=none; b=x\r\n"
+            b"ARC-Seal: i=2; cv=pass; b=y\r\n"
+            b"ARC-Authentication-Results: i=2; mx.b.test; dkim=pass\r\n\r\n",
+            ArcResults(instances=2, cv="pass", authentication_results="i=2; mx.b.test; dkim=pass"),
+        ),
+        (  # a seal without results, an instance out of range
+            b"ARC-Seal: i=99999; cv=fail\r\n\r\n",
+            ArcResults(instances=0, cv="fail", authentication_results=None),
+        ),
+        (
+            b"ARC-Seal: i=70; cv=pass\r\n\r\n",
+            ArcResults(instances=ARC_INSTANCES_MAX, cv="pass", authentication_results=None),
+        ),
+    ],
+)
+def test_arc_results(raw: bytes, want: ArcResults | None) -> None:
+    assert arc_results(BytesHeaderParser().parsebytes(raw)) == want
+
+
+def test_arc_results_are_bounded() -> None:
+    raw = b"ARC-Authentication-Results: i=1; " + b"x" * 10_000 + b"\r\n\r\n"
+    found = arc_results(BytesHeaderParser().parsebytes(raw))
+    assert found is not None and len(found.authentication_results or "") == ARC_TEXT_MAX

@@ -8,8 +8,10 @@ import pytest
 
 from shared.messages import (
     AGENT_FEATURES,
+    FEATURE_GRAPH,
     FEATURE_LOOK_ONLY,
     AgentHeartbeat,
+    ArcResults,
     CheckResult,
     ImapCheckJob,
     ImapPopConfig,
@@ -17,6 +19,9 @@ from shared.messages import (
     Phases,
     Pop3CheckJob,
     RoundTripCheckJob,
+    RoundTripConfig,
+    RoundTripReceive,
+    RoundTripSend,
     SmtpAuth,
     SmtpCheckJob,
     SmtpConfig,
@@ -212,6 +217,7 @@ def test_result_fields_are_exactly_the_contract() -> None:
         "folder",
         "hops",
         "authResults",
+        "arc",  # the message's ARC chain (issue 82), null without one
         "capabilities",
         "capabilitiesBeforeTls",
         "logins",  # null from agents that predate it
@@ -473,3 +479,51 @@ def test_sealed_asks_are_a_defaulted_addition_both_ways() -> None:
     assert (wire["asks"], wire["asksSeal"]) == (job.side_checks, "c2VhbA")
     del wire["asks"], wire["asksSeal"]
     assert (decode_result(json.dumps(wire).encode()).asks, result().asks_seal) == ({}, "")
+
+
+def test_graph_legs_are_defaulted_additions_and_a_feature() -> None:
+    """Issue 82: a round trip's `send.api`, `receive.api` and `receive.cleanup`, and a result's
+    `arc`, are new, defaulted fields. A job without them (the previous release's controller)
+    speaks SMTP and IMAP as always; the previous release's agent type decodes a Graph job (and
+    would speak SMTP/IMAP to it: hence the `graph` feature), its controller a result with
+    `arc`."""
+    job = RoundTripCheckJob(
+        job_id="j", monitor_id="m", hostname="graph.microsoft.com", country="DE",
+        scheduled_at="2026-01-01T00:00:00.000Z", expires_at="2026-01-01T00:01:00.000Z",
+        config=RoundTripConfig(
+            send=RoundTripSend(api="graph"),
+            receive=RoundTripReceive(api="graph", cleanup="delete"),
+        ),
+    )  # fmt: skip
+    wire = json.loads(encode(job))
+    assert (wire["config"]["send"]["api"], wire["config"]["receive"]["api"]) == ("graph", "graph")
+    assert wire["config"]["receive"]["cleanup"] == "delete"
+    assert decode_job(encode(job)) == job
+    older_receive = _older(RoundTripReceive, {"api", "cleanup"})
+    older_send = _older(RoundTripSend, {"api"})
+    older_config = msgspec.defstruct(
+        "OlderRoundTripConfig",
+        [("send", older_send), ("receive", older_receive), ("to", str, "")],
+        rename="camel",
+        kw_only=True,
+    )
+    old = msgspec.json.decode(
+        json.dumps(wire["config"]).encode(), type=older_config, dec_hook=dec_hook
+    )
+    assert old.receive.protocol == "imap"  # type: ignore[attr-defined]
+    for leg in ("send", "receive"):
+        del wire["config"][leg]["api"]
+    del wire["config"]["receive"]["cleanup"]
+    decoded = decode_job(json.dumps(wire).encode())
+    assert isinstance(decoded, RoundTripCheckJob)
+    assert (decoded.config.send.api, decoded.config.receive.api) == ("", "")
+    assert decoded.config.receive.cleanup == ""
+    r = result()
+    r.arc = ArcResults(instances=2, cv="pass", authentication_results="i=2; mx; spf=pass")
+    old_r = msgspec.json.decode(encode(r), type=_older(CheckResult, {"arc"}))
+    assert old_r.job_id == "j1"  # type: ignore[attr-defined]
+    assert decode_result(encode(r)).arc == r.arc
+    res = json.loads(encode(r))
+    del res["arc"]
+    assert decode_result(json.dumps(res).encode()).arc is None
+    assert FEATURE_GRAPH in AGENT_FEATURES
