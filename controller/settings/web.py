@@ -53,6 +53,34 @@ class ApiSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True):
             " connection; past it 408 and the connection is closed",
         ),
     ] = 10
+    api_write_seconds: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=3600,
+            description="an answer must be taken by its client within this many seconds of the"
+            " server's last write of it (or of the client last taking enough for writing to"
+            " resume); past it the connection is closed and its buffers freed",
+        ),
+    ] = 30
+    api_max_connections: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="connections the API holds open (lowered to leave 128 of the process's"
+            " open-files limit to its own work); at it a new connection takes the place of the"
+            " one that has waited longest for a request, or is answered 503",
+        ),
+    ] = 1000
+    api_max_connections_per_address: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="connections the API holds open from one source address (the socket's"
+            " peer; one in `API_TRUSTED_PROXIES` is held to `API_MAX_CONNECTIONS` only); past it"
+            " 503 and the connection is closed",
+        ),
+    ] = 64
     api_trusted_proxies: Annotated[
         str,
         Meta(

@@ -265,7 +265,7 @@ def create_app(
             title="mailprobe API",
             version=__version__,
             path="/schema",
-            render_plugins=[console.docs_plugin()],
+            render_plugins=[console.docs_plugin(), openapi_doc.KeptJson()],
         ),
         template_config=console.template_config(),
         logging_config=None,
