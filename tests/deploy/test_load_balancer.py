@@ -95,7 +95,9 @@ async def test_requests_go_only_to_ready_controllers_and_none_fails_when_one_sto
                 return ""
             answer = r.json()["proof"]
             return next(
-                n for n, k in keys.items() if proof(k, challenge, settings.api.api_port) == answer
+                n
+                for n, k in keys.items()
+                if proof(k, challenge, "127.0.0.1", settings.api.api_port) == answer
             )
 
         async def until(wanted: set[str], within_s: float = 30) -> Counter[str]:
