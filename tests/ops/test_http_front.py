@@ -96,7 +96,7 @@ def _judge(watch: Watch, base: tuple[int, int], what: str) -> None:
 
 async def test_one_byte_chunks_are_refused_before_they_cost_the_loop(serve: Serve) -> None:
     """Two clients sending 1.8 MB bodies of 1-byte chunks to a path no route takes, 3.5 MB/s
-    in all, for 8 s: each body refused with 400 and its connection closed."""
+    in all, for 8 s: each body refused (400) and its connection closed before its end."""
     async with serve() as served:
         base = served.baseline()
         with served.watch().running() as watch:
@@ -108,8 +108,9 @@ async def test_one_byte_chunks_are_refused_before_they_cost_the_loop(serve: Serv
         statuses = [s for got in found for s in got]  # type: ignore[attr-defined]
         print(f"1-byte chunks: answered {sorted(set(statuses))} to {len(statuses)} bodies")
         _judge(watch, base, "1-byte chunks")
+        # 0: closed mid-body (the 400 is lost when the server resets what it did not read);
+        # none read to its end and answered by the application (404)
         assert statuses and set(statuses) <= {400, 0}, statuses
-        assert 400 in statuses
 
 
 async def test_a_wide_head_in_one_piece_is_refused(serve: Serve) -> None:
