@@ -329,6 +329,9 @@ def api_server(api: ApiSettings, app: Litestar) -> uvicorn.Server:
         server_header=False,
         timeout_keep_alive=KEEP_ALIVE_S,
         http=front_protocol(FrontLimits.of(api)),
+        # No websocket route: an upgrade stays HTTP (an upgraded connection would leave the
+        # front's protocol, and its bounds with it).
+        ws="none",
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         # The client address (login throttling, logs) is the socket peer unless it is one of
         # API_TRUSTED_PROXIES; uvicorn's default would trust X-Forwarded-For from loopback.

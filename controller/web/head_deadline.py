@@ -79,4 +79,3 @@ class HeadDeadline(H11Protocol):
                 + self.conn.send(h11.EndOfMessage())
             )
         self.transport.close()
-

@@ -27,6 +27,7 @@ from shared import embedded
 from testkit.front_attacks import (
     MIB,
     Watch,
+    answer_status,
     closed_within,
     connect,
     get,
@@ -192,3 +193,27 @@ async def test_health_gets_in_at_the_open_files_limit(serve: Serve) -> None:
             for sock in held:
                 sock.close()
         _judge(watch, base, "at the open-files limit")
+
+
+async def test_websocket_upgrades_hold_no_slot_of_the_caps(serve: Serve) -> None:
+    """The API serves no websocket: 100 upgrade requests from one address, each closed by its
+    client, leave the address's slots free (an upgraded connection would leave uvicorn's
+    protocol, and its slot with it)."""
+    upgrade = (
+        b"GET /health HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+
+    def upgrades() -> list[int]:
+        statuses = []
+        for _ in range(100):
+            with connect(served.port, ATTACKERS[0]) as sock:
+                sock.sendall(upgrade)
+                statuses.append(answer_status(sock))
+        return statuses
+
+    async with serve() as served:
+        statuses = await asyncio.to_thread(upgrades)
+        await asyncio.sleep(0.5)
+        print(f"upgrades: answered {sorted(set(statuses))}")
+        assert await asyncio.to_thread(get, served.port, "/health", ATTACKERS[0]) == 200
