@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import os
 import ssl
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,7 +164,8 @@ async def test_answers_nobody_reads_are_cut_and_their_connections_capped(
 
 async def test_a_tls_handshake_is_inside_the_head_deadline(serve: Serve, tmp_path: Path) -> None:
     """API_HEAD_SECONDS=1 on HTTPS: a connection that never starts its handshake is closed
-    within about a second, not held for asyncio's 60 s."""
+    within about a second, not held for asyncio's 60 s; one whose handshake ends at 0.6 s has
+    the rest of that second for its head."""
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1")
     certfile, keyfile = tmp_path / "api.pem", tmp_path / "api.key"
@@ -172,11 +174,25 @@ async def test_a_tls_handshake_is_inside_the_head_deadline(serve: Serve, tmp_pat
     ctx = ssl.create_default_context()
     ca.configure_trust(ctx)
     tls = {"API_TLS_CERT_FILE": str(certfile), "API_TLS_KEY_FILE": str(keyfile)}
+
+    def slow_handshake() -> float | None:
+        """A handshake begun 0.6 s after the connect, then nothing: closed at about 1 s from
+        the connect (the head's deadline counts the handshake), not 1.6 s."""
+        raw = connect(served.port, ATTACKERS[1])
+        began = time.monotonic()
+        time.sleep(0.6)
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+            took = closed_within(sock, 15)
+        return None if took is None else time.monotonic() - began
+
     async with serve(ctx=ctx, API_HEAD_SECONDS="1", **tls) as served:
         with connect(served.port, ATTACKERS[0]) as sock:
             took = await asyncio.to_thread(closed_within, sock, 15)
         print(f"a handshake never begun: closed after {took} s")
         assert took is not None and took < 3, took
+        took = await asyncio.to_thread(slow_handshake)
+        print(f"a handshake done at 0.6 s, then no head: closed {took} s after the connect")
+        assert took is not None and took < 1.4, took
         assert await asyncio.to_thread(get, served.port, "/health", "127.0.0.1", ctx) == 200
 
 
