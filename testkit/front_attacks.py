@@ -227,10 +227,12 @@ def wide_heads(port: int, source: str, seconds: float, fields: int) -> list[int]
 
 
 def unread_answers(
-    port: int, sources: list[str], count: int, path: str, per_s: float
+    port: int, sources: list[str], count: int, path: str, per_s: float, closing: bool = False
 ) -> list[socket.socket]:
     """`count` connections (spread over `sources`, `per_s` a second) each asking for `path` and
-    never reading the answer (a 4 KiB receive buffer); the caller closes them."""
+    never reading the answer (a 4 KiB receive buffer); `closing`: asking the server to close
+    once it has answered (`Connection: close`). The caller closes them."""
+    close = "Connection: close\r\n" if closing else ""
     held = []
     began = time.monotonic()
     for i in range(count):
@@ -240,7 +242,7 @@ def unread_answers(
         except OSError:
             continue
         with contextlib.suppress(OSError):
-            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: a\r\n{close}\r\n".encode())
         held.append(sock)
     return held
 
@@ -267,3 +269,23 @@ def closed_within(sock: socket.socket, seconds: float) -> float | None:
     except OSError:
         pass
     return time.monotonic() - began
+
+
+def read_slowly(port: int, source: str, path: str, per_s: int, seconds: float) -> int:
+    """GET `path` and read its answer at about `per_s` bytes a second (a 4 KiB receive buffer)
+    for at most `seconds`: the bytes read before the server closed or the answer ended."""
+    got = 0
+    step = 4 * KIB
+    with connect(port, source, rcvbuf=step, timeout=5) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode())
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                more = sock.recv(step)
+            except OSError:
+                break
+            if not more:
+                break
+            got += len(more)
+            time.sleep(len(more) / per_s)
+    return got

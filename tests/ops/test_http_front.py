@@ -36,6 +36,7 @@ from testkit.front_attacks import (
     one_byte_chunks,
     open_fds,
     queued_bytes,
+    read_slowly,
     rss_bytes,
     silent,
     unread_answers,
@@ -130,14 +131,19 @@ async def test_a_wide_head_in_one_piece_is_refused(serve: Serve) -> None:
         assert statuses and set(statuses) == {400}, sorted(set(statuses))
 
 
-@pytest.mark.parametrize("sources", [1, 8], ids=["one_address", "eight_addresses"])
+@pytest.mark.parametrize(
+    ("sources", "closing"),
+    [(1, False), (8, False), (1, True)],
+    ids=["one_address", "eight_addresses", "one_address_closing"],
+)
 async def test_answers_nobody_reads_are_cut_and_their_connections_capped(
-    serve: Serve, sources: int
+    serve: Serve, sources: int, closing: bool
 ) -> None:
     """400 connections (200 a second) asking for the OpenAPI document (326 KB) and never reading
-    it, from one source address or from eight (API_MAX_CONNECTIONS=100): the server holds at
-    most its caps' worth, and frees them all API_WRITE_SECONDS later while the clients still
-    hold theirs."""
+    it, from one source address or from eight (API_MAX_CONNECTIONS=100), or asking the server
+    to close once it has answered: the server holds at most its caps' worth, and frees them all
+    API_WRITE_SECONDS later (its kernel's send queues too) while the clients still hold
+    theirs."""
     async with serve(API_MAX_CONNECTIONS="100") as served:
         # made once a process (its first request encodes it): the attack's is what it costs after
         assert await asyncio.to_thread(get, served.port, "/schema/openapi.json", "127.0.0.1") == 200
@@ -150,16 +156,40 @@ async def test_answers_nobody_reads_are_cut_and_their_connections_capped(
                 400,
                 "/schema/openapi.json",
                 per_s=200,
+                closing=closing,
             )
             try:
                 await asyncio.sleep(WRITE_S + 2)
                 after = open_fds(served.pid)
+                queued = queued_bytes(served.port)
             finally:
                 for sock in held:
                     sock.close()
-        _judge(watch, base, f"unread answers from {sources} address(es)")
+        _judge(watch, base, f"unread answers from {sources} address(es), closing: {closing}")
         assert max(watch.fds) - base[1] <= 100 + 10, watch.line(*base)
         assert after - base[1] <= 10, f"fds +{after - base[1]} once the clients stopped reading"
+        assert queued < MIB, f"{queued} bytes still queued once the clients stopped reading"
+
+
+async def test_a_client_reading_slowly_but_steadily_gets_its_whole_answer(serve: Serve) -> None:
+    """The OpenAPI document read at 40 KB/s (8 s, four times API_WRITE_SECONDS): the client
+    takes more than MIN_TAKEN each deadline, so its connection is kept to the answer's end."""
+    async with serve() as served:
+        whole = len(await asyncio.to_thread(_document, served.port))
+        got = await asyncio.to_thread(
+            read_slowly, served.port, ATTACKERS[0], "/schema/openapi.json", 40_000, 30
+        )
+        print(f"read at 40 KB/s: {got} of {whole} bytes")
+        assert got >= whole, (got, whole)
+
+
+def _document(port: int) -> bytes:
+    with connect(port, "127.0.0.1") as sock:
+        sock.sendall(b"GET /schema/openapi.json HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        got = b""
+        while more := sock.recv(65536):
+            got += more
+        return got
 
 
 async def test_a_tls_handshake_is_inside_the_head_deadline(serve: Serve, tmp_path: Path) -> None:
