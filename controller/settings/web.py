@@ -58,9 +58,10 @@ class ApiSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True):
         Meta(
             ge=1,
             le=3600,
-            description="an answer must be taken by its client within this many seconds of the"
-            " server's last write of it (or of the client last taking enough for writing to"
-            " resume); past it the connection is closed and its buffers freed",
+            description="while an answer is not all taken by its client, the client must take"
+            " 16 KiB more of it (or all that waits) every this many seconds; else the"
+            " connection is reset and its buffers freed (also the kernel's own deadline,"
+            " TCP_USER_TIMEOUT, for the tail of a closed connection)",
         ),
     ] = 30
     api_max_connections: Annotated[
