@@ -6,11 +6,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-import uvicorn
 
-from controller.runtime.serve import KEEP_ALIVE_S, MAX_HEAD_BYTES
+from controller.runtime.serve import api_server
 from controller.settings import ApiSettings
-from controller.web.head_deadline import head_deadline
 from shared import embedded
 
 # One TLS context for every client the tests make: httpx builds a new one for each client it
@@ -27,27 +25,21 @@ def http_client(**kwargs: Any) -> httpx.AsyncClient:
 async def serve_app(
     app: Any,
     port: int | None = None,
-    head_seconds: float = ApiSettings().api_head_seconds,
+    head_seconds: int = ApiSettings().api_head_seconds,
     **tls: Any,
 ) -> AsyncIterator[str]:
     """Serve `app` until the block ends (on `port`, else a free one); yields its base URL.
     `head_seconds`: API_HEAD_SECONDS. `tls`: uvicorn's `ssl_certfile` and `ssl_keyfile`, for an
     https:// one."""
     port = port or embedded.free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            log_config=None,
-            access_log=False,
-            # as the product's (api_server)
-            timeout_keep_alive=KEEP_ALIVE_S,
-            http=head_deadline(head_seconds),
-            h11_max_incomplete_event_size=MAX_HEAD_BYTES,
-            **tls,
-        )
+    api = ApiSettings(
+        api_host="127.0.0.1",
+        api_port=port,
+        api_head_seconds=head_seconds,
+        api_tls_cert_file=tls.get("ssl_certfile"),
+        api_tls_key_file=tls.get("ssl_keyfile"),
     )
+    server = api_server(api, app)  # as the product's
     task = asyncio.create_task(server.serve())
     try:
         while not server.started:

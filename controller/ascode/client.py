@@ -1,17 +1,23 @@
 """The HTTP client the command-line tools (`apply`, `export`, `tail`, `oauth2-device`) reach the
 API with: the token from the environment, never the command line, sent only once the server
-has proved what `api_url.target` asks of it, and the CAs an https:// API is checked against.
+has proved what `api_url.target` asks of it (at the one address its name is pinned to), and the
+CAs an https:// API is checked against.
 Kept apart from `apply`'s planning so that `tail` starts without loading it."""
 
+import ipaddress
 import secrets
+import socket
 import ssl
 from collections.abc import Generator, Mapping
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from controller.access import instance_proof
 from controller.ascode import secret_env
 from controller.ascode.api_url import Target
+
+PIN_TIMEOUT_S = 2.0  # to find which of a name's addresses takes a connection
 
 
 class ProvenBearer(httpx.Auth):
@@ -41,7 +47,7 @@ class ProvenBearer(httpx.Auth):
             given = body.get("proof") if isinstance(body, dict) else None
             port = url.port or (443 if url.scheme == "https" else 80)
             if not isinstance(given, str) or not instance_proof.holds(
-                self._key, challenge, port, given
+                self._key, challenge, url.host, port, given
             ):
                 raise SystemExit(
                     f"error: the API at {url.scheme}://{url.netloc.decode()} is not the controller"
@@ -63,12 +69,40 @@ def api_client(api: Target, env: Mapping[str, str]) -> httpx.AsyncClient:
             f"error: set {secret_env.TOKEN_ENV} to an API token (kept out of the command line)"
         )
     return httpx.AsyncClient(
-        base_url=api.url,
+        base_url=pinned(api.url) if api.proof_key else api.url,
         auth=ProvenBearer(token, api.proof_key),
         timeout=30,
         trust_env=False,
         verify=trust(env),
     )
+
+
+def pinned(url: str) -> str:
+    """`url` with its host name replaced by the address it is reached at: the first of the
+    name's addresses (in the resolver's order) that takes a connection, so that the proof and
+    every request after it go to the one address proved; `url` unchanged when none does (the
+    request then fails as it would have)."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        ipaddress.ip_address(host)
+        return url
+    except ValueError:
+        pass
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return url
+    for family, kind, proto, _, where in found:
+        with socket.socket(family, kind, proto) as sock:
+            sock.settimeout(PIN_TIMEOUT_S)
+            try:
+                sock.connect(where)
+            except OSError:
+                continue
+        literal = f"[{where[0]}]" if family == socket.AF_INET6 else where[0]
+        return urlunsplit(parts._replace(netloc=f"{literal}:{port}"))
+    return url
 
 
 def trust(env: Mapping[str, str]) -> ssl.SSLContext | bool:

@@ -147,6 +147,13 @@ API_REQUESTS = Histogram(
     ["method", "route", "status"],
     buckets=LATENCY_BUCKETS,
 )
+API_CONNECTIONS_CUT = Counter(
+    "mailprobe_api_connections_cut",
+    "API connections refused or closed by the front's bounds: address_full, replica_full"
+    " (refused at a cap), gave_way (idle, closed for a new one at the replica's cap), unread"
+    " (an answer not taken within API_WRITE_SECONDS)",
+    ["reason"],
+)
 
 
 SIDE_CHECK_FACTS = Counter(
@@ -318,6 +325,10 @@ def notifications_dropped(source: str, channel: str, n: int) -> None:
 
 def report_taken(kind: str, via: str, outcome: str) -> None:
     REPORTS.labels(kind, via, outcome).inc()
+
+
+def api_connection_cut(reason: str) -> None:
+    API_CONNECTIONS_CUT.labels(reason).inc()
 
 
 def api_request(method: str, route: str, status: int, seconds: float) -> None:

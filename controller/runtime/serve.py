@@ -45,9 +45,10 @@ from controller.secrets.box import SecretBox
 from controller.settings import ApiSettings, ControllerSettings, NotifySettings, RuntimeSettings
 from controller.sidechecks.blocklists.rules import lists_setting
 from controller.sidechecks.blocklists.watch import BlocklistWatch, FreshNames
+from controller.web import h11_bounds
 from controller.web.app import create_app, readiness
-from controller.web.head_deadline import head_deadline
-from controller.web.server_ticks import TickingServer
+from controller.web.front_protocol import FrontLimits, front_protocol
+from controller.web.front_server import FrontServer
 from shared import ops
 from shared.clock import WALL
 from shared.loop import run_every
@@ -323,11 +324,10 @@ async def _serve_ops(
 # load balancers 60 s), so a client never reuses a connection the server is closing that
 # instant (a reset, not an answer). uvicorn's default, 5 s, is httpx's own expiry.
 KEEP_ALIVE_S = 75
-# The API's HTTP/1.1 parser is h11, which refuses a request head (request line and headers)
-# over MAX_HEAD_BYTES with a 400 and closes the connection; uvicorn's httptools parser keeps a
-# head of any size in memory. Its protocol (head_deadline) closes a connection whose head is not
-# whole within API_HEAD_SECONDS.
-MAX_HEAD_BYTES = 32 * 1024
+# The API's HTTP/1.1 parser is h11 (uvicorn's httptools parser keeps a head of any size in
+# memory), under the bounds of its protocol (controller.web.front_protocol): a head past
+# MAX_HEAD_BYTES is refused with 400 and the connection closed, whole or in pieces.
+MAX_HEAD_BYTES = h11_bounds.MAX_HEAD_BYTES
 
 
 def api_server(api: ApiSettings, app: Litestar) -> uvicorn.Server:
@@ -343,14 +343,17 @@ def api_server(api: ApiSettings, app: Litestar) -> uvicorn.Server:
         lifespan="on",
         server_header=False,
         timeout_keep_alive=KEEP_ALIVE_S,
-        http=head_deadline(api.api_head_seconds),
+        http=front_protocol(FrontLimits.of(api)),
+        # No websocket route: an upgrade stays HTTP (an upgraded connection would leave the
+        # front's protocol, and its bounds with it).
+        ws="none",
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         # The client address (login throttling, logs) is the socket peer unless it is one of
         # API_TRUSTED_PROXIES; uvicorn's default would trust X-Forwarded-For from loopback.
         proxy_headers=bool(api.trusted_proxies),
         forwarded_allow_ips=api.trusted_proxies,
     )
-    return TickingServer(config)
+    return FrontServer(config, handshake_seconds=api.api_head_seconds)
 
 
 def _port_taken(host: str, port: int) -> bool:

@@ -53,6 +53,35 @@ class ApiSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True):
             " connection; past it 408 and the connection is closed",
         ),
     ] = 10
+    api_write_seconds: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=3600,
+            description="while an answer is not all taken by its client, the client must take"
+            " 16 KiB more of it (or all that waits) every this many seconds; else the"
+            " connection is reset and its buffers freed (also the kernel's own deadline,"
+            " TCP_USER_TIMEOUT, for the tail of a closed connection)",
+        ),
+    ] = 30
+    api_max_connections: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="connections the API holds open (lowered to leave 128 of the process's"
+            " open-files limit to its own work); at it a new connection takes the place of the"
+            " one that has waited longest for a request, or is answered 503",
+        ),
+    ] = 1000
+    api_max_connections_per_address: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="connections the API holds open from one source address (the socket's"
+            " peer; one in `API_TRUSTED_PROXIES` is held to `API_MAX_CONNECTIONS` only); past it"
+            " 503 and the connection is closed",
+        ),
+    ] = 64
     api_trusted_proxies: Annotated[
         str,
         Meta(

@@ -46,6 +46,7 @@ from controller.web.api.results import list_agents
 from controller.web.api.results import router as results_router
 from controller.web.api.status_notices import StatusNoticeController
 from controller.web.api.users import UserController
+from controller.web.request_types import AnyRequest
 from controller.web.services import (
     DEPENDENCIES,
     ApiSettingsDep,
@@ -152,16 +153,19 @@ async def ready(pool: PoolDep, nats_up: NatsUpDep) -> Response[dict[str, str]]:
 
 @get(PROOF_PATH, include_in_schema=False, media_type=MediaType.JSON)
 async def instance_proof(
+    request: AnyRequest,
     api_settings: ApiSettingsDep,
     challenge: Annotated[str, QueryParameter(max_length=256)] = "",
 ) -> Response[dict[str, str]]:
-    """The proof that this controller holds INSTANCE_KEY (controller.access.instance_proof);
-    404 when it has none."""
+    """The proof that this controller holds INSTANCE_KEY (controller.access.instance_proof),
+    for the address its socket was reached at; 404 when it has none."""
     if api_settings.instance_key is None:
         return Response({"detail": "not found"}, status_code=404)
     if not CHALLENGE.fullmatch(challenge):
         return Response({"detail": "challenge: 32 to 128 lower-case hex digits"}, status_code=400)
-    return Response({"proof": proof(api_settings.instance_key, challenge, api_settings.api_port)})
+    server = request.scope.get("server") or ("", 0)
+    key, port = api_settings.instance_key, api_settings.api_port
+    return Response({"proof": proof(key, challenge, server[0], port)})
 
 
 @get(
@@ -265,7 +269,7 @@ def create_app(
             title="mailprobe API",
             version=__version__,
             path="/schema",
-            render_plugins=[console.docs_plugin()],
+            render_plugins=[console.docs_plugin(), openapi_doc.KeptJson()],
         ),
         template_config=console.template_config(),
         logging_config=None,

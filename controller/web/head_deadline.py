@@ -1,6 +1,7 @@
 """How long a request head (request line and headers) may take to arrive: `API_HEAD_SECONDS`.
 
-The clock starts when the connection is made and, on a kept-alive connection, at the first byte
+The clock starts when the connection is accepted (so an HTTPS connection's TLS handshake is inside
+it) and, on a kept-alive connection, at the first byte
 of the next head (until then the connection is idle, which uvicorn's keep-alive timeout bounds);
 it stops once h11 has the whole head. Past the deadline the connection is answered 408 and
 closed, before any of the application runs. uvicorn and h11 bound a head's size
@@ -10,7 +11,7 @@ head a byte at a time holds its connection for as long as it keeps sending.
 
 import asyncio
 import contextlib
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -22,9 +23,14 @@ class HeadDeadline(H11Protocol):
     seconds: ClassVar[float]
     _head_late: asyncio.TimerHandle | None = None  # the deadline of the head awaited, if one is
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # made at the accept, before a TLS handshake (uvicorn's protocol factory)
+        super().__init__(*args, **kwargs)
+        self._accepted = self.loop.time()
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._await_head()
+        self._await_head(self.seconds - (self.loop.time() - self._accepted))
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -49,9 +55,10 @@ class HeadDeadline(H11Protocol):
         """Whether part of the next request's head, and only that, is here."""
         return self.conn.their_state is h11.IDLE and bool(self.conn.trailing_data[0])
 
-    def _await_head(self) -> None:
+    def _await_head(self, seconds: float | None = None) -> None:
         self._head_done()
-        self._head_late = self.loop.call_later(self.seconds, self._close_late)
+        wait = self.seconds if seconds is None else max(0.0, seconds)
+        self._head_late = self.loop.call_later(wait, self._close_late)
 
     def _head_done(self) -> None:
         if self._head_late is not None:
@@ -72,8 +79,3 @@ class HeadDeadline(H11Protocol):
                 + self.conn.send(h11.EndOfMessage())
             )
         self.transport.close()
-
-
-def head_deadline(seconds: float) -> type[H11Protocol]:
-    """The protocol class for uvicorn's `http=`: its connections' heads due within `seconds`."""
-    return type("HeadDeadline", (HeadDeadline,), {"seconds": seconds})

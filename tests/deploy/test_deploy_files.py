@@ -22,7 +22,7 @@ import pytest
 import yaml  # type: ignore[import-untyped]  # PyYAML, no stubs installed
 
 from agent.settings import AgentSettings
-from controller.settings import ControllerSettings
+from controller.settings import ApiSettings, ControllerSettings
 from deploy import make_certs, mint_country
 from deploy.nats_conf import parse_users_conf, render_users_conf
 from shared import embedded
@@ -217,6 +217,25 @@ def test_kubernetes_manifests() -> None:
                     assert ref["key"] == env["name"]
                     assert ref["key"] in secrets[ref["name"]], f"{where}: {ref} not in secrets"
             check_env(process, names, where)
+
+
+def test_the_kubernetes_ingress_bounds_each_client_and_reaches_the_api() -> None:
+    """deploy/k8s/ingress.yaml: ingress-nginx's per-address connection cap, the reports' body
+    limit, the body taken whole before the controller sees it; routed to the API's Service."""
+    docs = k8s_documents()
+    [ingress] = [d for d in docs if d["kind"] == "Ingress"]
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    bounds = ingress["metadata"]["annotations"]
+    assert bounds["nginx.ingress.kubernetes.io/limit-connections"] == str(
+        ApiSettings().api_max_connections_per_address
+    )
+    assert bounds["nginx.ingress.kubernetes.io/proxy-body-size"] == "10m"
+    assert bounds["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "on"
+    [rule] = ingress["spec"]["rules"]
+    [path] = rule["http"]["paths"]
+    backend = path["backend"]["service"]
+    ports = [p["name"] for p in services[backend["name"]]["spec"]["ports"]]
+    assert backend["port"]["name"] in ports
 
 
 def test_kubernetes_mounts_the_files_its_settings_name() -> None:

@@ -22,6 +22,7 @@ from controller.db.pool import create_pool
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared import embedded
+from testkit.front_attacks import answer_status, closed_within, connect, get, silent, wide_head
 from testkit.serving import serve_app
 from tests.deploy.test_deploy_files import DEPLOY
 
@@ -95,7 +96,9 @@ async def test_requests_go_only_to_ready_controllers_and_none_fails_when_one_sto
                 return ""
             answer = r.json()["proof"]
             return next(
-                n for n, k in keys.items() if proof(k, challenge, settings.api.api_port) == answer
+                n
+                for n, k in keys.items()
+                if proof(k, challenge, "127.0.0.1", settings.api.api_port) == answer
             )
 
         async def until(wanted: set[str], within_s: float = 30) -> Counter[str]:
@@ -128,3 +131,44 @@ async def test_requests_go_only_to_ready_controllers_and_none_fails_when_one_sto
 def _haproxy_installed() -> None:
     if not HAPROXY.exists():
         pytest.fail("Debian's haproxy is missing: make test-debs installs it")
+
+
+async def test_the_shipped_balancer_bounds_each_anonymous_client(
+    settings: ControllerSettings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Through the shipped file to a real controller: 80 connections from one address, those
+    past its 64 closed at once while `/health` from another address is answered; a head of
+    11,111 fields answered 400."""
+    async with serve_app(create_app(settings, pool)) as url, AsyncExitStack() as stack:
+        port = embedded.free_port()
+        config = local_config(port, {"controller": int(url.rsplit(":", 1)[1])})
+        config = re.sub(r"^  server controller-2 .*\n", "", config, flags=re.M)
+        (tmp_path / "haproxy.cfg").write_text(config)
+        proc = await asyncio.create_subprocess_exec(
+            str(HAPROXY), "-db", "-f", str(tmp_path / "haproxy.cfg"),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+
+        async def stop_haproxy() -> None:
+            proc.kill()
+            await proc.wait()
+
+        stack.push_async_callback(stop_haproxy)
+        for _ in range(500):
+            if await asyncio.to_thread(get, port, "/health", "127.0.0.11") == 200:
+                break
+            await asyncio.sleep(0.02)
+        held = await asyncio.to_thread(silent, port, ["127.0.0.10"], 80)
+        try:
+            await asyncio.sleep(0.5)
+            closed = await asyncio.to_thread(
+                lambda: sum(closed_within(s, 0.01) is not None for s in held)
+            )
+            assert await asyncio.to_thread(get, port, "/health", "127.0.0.11") == 200
+        finally:
+            for sock in held:
+                sock.close()
+        assert len(held) - closed == 64, (len(held), closed)  # a refused one may fail to connect
+        with connect(port, "127.0.0.12") as sock:
+            sock.sendall(wide_head(11_111))
+            assert answer_status(sock) == 400

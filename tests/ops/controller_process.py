@@ -3,7 +3,9 @@ roles does: started with the roles and ports given, stopped with SIGTERM, which 
 cleanly (exit 0)."""
 
 import asyncio
+import collections
 import os
+import resource
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -11,13 +13,25 @@ from contextlib import asynccontextmanager
 
 from controller.secrets.box import generate_key
 
+TAIL_LINES = 200  # of the process's log kept for the failure message
+
 
 @asynccontextmanager
 async def controller_serving(
-    database_url: str, nats_url: str, roles: str, ops_port: int, **env: str
+    database_url: str,
+    nats_url: str,
+    roles: str,
+    ops_port: int,
+    nofile: int | None = None,
+    **env: str,
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """The controller serving `roles`, its ops endpoints on 127.0.0.1:`ops_port`; `env`: more
-    settings."""
+    """The controller serving `roles`, its ops endpoints on 127.0.0.1:`ops_port`; `nofile`: its
+    limit of open files (RLIMIT_NOFILE); `env`: more settings."""
+
+    def limits() -> None:
+        if nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -36,11 +50,22 @@ async def controller_serving(
         },
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=limits,
     )
+    # read as it comes (its last lines kept), so a chatty process never blocks on a full pipe
+    tail: collections.deque[bytes] = collections.deque(maxlen=TAIL_LINES)
+    reading = asyncio.create_task(_read_into(proc, tail))
     try:
         yield proc
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(proc.communicate(), 20)
-    assert proc.returncode == 0, err.decode()
+        await asyncio.wait_for(proc.wait(), 20)
+        await reading
+    assert proc.returncode == 0, b"".join(tail).decode()
+
+
+async def _read_into(proc: asyncio.subprocess.Process, tail: collections.deque[bytes]) -> None:
+    assert proc.stderr is not None
+    async for line in proc.stderr:
+        tail.append(line)

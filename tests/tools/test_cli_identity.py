@@ -37,7 +37,9 @@ class Impostor:
     """Whatever else listens on a port: answers everything (by default the proof path with a
     made-up proof), keeps every header it was sent."""
 
-    def __init__(self, answer: Callable[[str], bytes] | None = None) -> None:
+    def __init__(
+        self, answer: Callable[[str], bytes] | None = None, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self.headers: list[dict[str, str]] = []
         seen = self.headers
 
@@ -59,8 +61,12 @@ class Impostor:
             def log_message(self, *_: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        class Server(ThreadingHTTPServer):
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        self.server = Server((host, port), Handler)
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def tokens_seen(self) -> list[str]:
@@ -132,20 +138,28 @@ async def cli_process(*args: str, env: dict[str, str]) -> tuple[int, str]:
     return proc.returncode, out.decode() + err.decode()
 
 
-def test_the_proof_is_an_hmac_of_the_challenge_and_port_under_the_key() -> None:
+def test_the_proof_is_an_hmac_of_the_challenge_address_and_port_under_the_key() -> None:
     challenge = secrets.token_hex(32)
     assert CHALLENGE.fullmatch(challenge)
-    assert holds(KEY, challenge, 8081, proof(KEY, challenge, 8081))
-    assert not holds(secrets.token_hex(32), challenge, 8081, proof(KEY, challenge, 8081))
-    assert not holds(KEY, secrets.token_hex(32), 8081, proof(KEY, challenge, 8081))
-    assert not holds(KEY, challenge, 8080, proof(KEY, challenge, 8081))
+    made = proof(KEY, challenge, "127.0.0.1", 8081)
+    assert holds(KEY, challenge, "127.0.0.1", 8081, made)
+    assert holds(KEY, challenge, "::ffff:127.0.0.1", 8081, made)  # the same address
+    assert not holds(secrets.token_hex(32), challenge, "127.0.0.1", 8081, made)
+    assert not holds(KEY, secrets.token_hex(32), "127.0.0.1", 8081, made)
+    assert not holds(KEY, challenge, "127.0.0.1", 8080, made)
+    for elsewhere in ("127.0.0.2", "::1", "localhost"):
+        assert not holds(KEY, challenge, elsewhere, 8081, made), elsewhere
 
 
+@pytest.mark.parametrize("named", [None, "localhost"])
 async def test_the_run_s_own_controller_gets_the_token(
-    keyed_api: str, tenant: Tenant, tmp_path: Path
+    keyed_api: str, tenant: Tenant, tmp_path: Path, named: str | None
 ) -> None:
+    """From `.run/`, or named `localhost` (pinned to the address that answers, and proved)."""
     run = make_run(tmp_path / "run", keyed_api, KEY)
     env = {"MAILPROBE_RUN_DIR": str(run), "MAILPROBE_TOKEN": tenant.tokens["admin"]}
+    if named:
+        env["MAILPROBE_API"] = keyed_api.replace("127.0.0.1", named)
     code, said = await cli("export", "--customer", tenant.customer_public_id, env=env)
     assert code == 0, said
     assert "monitors:" in said
@@ -158,7 +172,7 @@ async def test_the_served_proof_path_answers_only_a_sane_challenge(keyed_api: st
         challenge = secrets.token_hex(32)
         r = await client.get("/instance-proof", params={"challenge": challenge})
         port = int(keyed_api.rsplit(":", 1)[1])
-        assert r.status_code == 200 and holds(KEY, challenge, port, r.json()["proof"])
+        assert r.status_code == 200 and holds(KEY, challenge, "127.0.0.1", port, r.json()["proof"])
         for bad in ("", "zz" * 32, "ab", "a" * 129):
             r = await client.get("/instance-proof", params={"challenge": bad})
             assert r.status_code == 400, bad
@@ -307,3 +321,27 @@ async def test_any_other_answer_to_the_challenge_is_refused_cleanly(
         other.server.server_close()
     assert code != 0 and "the token was not sent" in said and "Traceback" not in said
     assert other.tokens_seen() == []
+
+
+@pytest.mark.parametrize("host", ["127.0.0.2", "::1"])
+async def test_a_relay_on_the_controller_s_port_at_another_address_gets_no_token(
+    keyed_api: str, tenant: Tenant, tmp_path: Path, host: str
+) -> None:
+    """Another program on the controller's port at another loopback address (what `localhost`
+    may name first), relaying the challenge to the real controller: the proof is for the
+    address the controller was reached at, and refused."""
+    port = int(keyed_api.rsplit(":", 1)[1])
+    relay = Impostor(relayed_to(keyed_api), host, port)
+    try:
+        run = make_run(tmp_path / "run", keyed_api, KEY)
+        env = {
+            "MAILPROBE_RUN_DIR": str(run),
+            "MAILPROBE_TOKEN": tenant.tokens["admin"],
+            "MAILPROBE_API": relay.url,
+        }
+        code, said = await cli("export", "--customer", tenant.customer_public_id, env=env)
+    finally:
+        relay.server.shutdown()
+        relay.server.server_close()
+    assert code != 0 and "the token was not sent" in said, said
+    assert len(relay.headers) == 1 and relay.tokens_seen() == []

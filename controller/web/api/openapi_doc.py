@@ -14,7 +14,8 @@ from typing import Any, cast
 from zoneinfo import available_timezones
 
 import msgspec
-from litestar import Litestar
+from litestar import Litestar, Request
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import (
     Components,
     Link,
@@ -625,3 +626,17 @@ def _operation(path: str, operation: Operation, method: str) -> None:
             for schema in (parameter.schema, *(parameter.schema.one_of or [])):
                 if isinstance(schema, Schema) and schema.type == OpenAPIType.STRING:
                     schema.pattern = schema.pattern or NO_NUL
+
+
+class KeptJson(JsonRenderPlugin):
+    """`/schema/openapi.json`, encoded once: the document does not change once the app has
+    started, and encoding its 326 KB for each anonymous request is what a flood of them costs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rendered: bytes | None = None
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        if self._rendered is None:
+            self._rendered = super().render(request, openapi_schema)
+        return self._rendered

@@ -1,0 +1,67 @@
+"""How many connections the API holds open: `API_MAX_CONNECTIONS` per replica (kept below the
+process's open-files limit) and `API_MAX_CONNECTIONS_PER_ADDRESS` per source address.
+
+The source is the socket's peer. A peer in API_TRUSTED_PROXIES carries many clients' requests,
+so it is held to the replica's cap only: the proxy bounds each client (deploy/haproxy, the
+ingress). At the replica's cap a new connection takes the place of the connection that has
+waited longest for a request (idle, or its head not yet whole); with none waiting it is refused.
+"""
+
+import ipaddress
+import resource
+from collections import Counter
+from enum import Enum
+
+# Open files the process keeps for its own work (PostgreSQL and NATS connections, notices
+# sent, mailboxes read, logs): the replica's cap stays this far below RLIMIT_NOFILE.
+FD_RESERVE = 128
+
+
+class Admit(Enum):
+    YES = "yes"
+    ADDRESS_FULL = "address_full"  # its source holds its cap: refused
+    REPLICA_FULL = "replica_full"  # the replica holds its cap: another gives way, or refused
+
+
+def replica_cap(wanted: int, nofile: int | None = None) -> int:
+    """API_MAX_CONNECTIONS, lowered to leave FD_RESERVE of the open-files limit (`nofile`:
+    RLIMIT_NOFILE's soft limit, read when not given) to the process."""
+    if nofile is None:
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if nofile == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, nofile - FD_RESERVE))
+
+
+class ConnectionCaps:
+    """The connections open per source address and in all, for one server."""
+
+    def __init__(self, replica: int, per_address: int, trusted: list[str]) -> None:
+        self.replica = replica
+        self.per_address = per_address
+        self._trusted = [ipaddress.ip_network(net) for net in trusted]
+        self._open: Counter[str] = Counter()
+        self.total = 0
+
+    def admit(self, source: str) -> Admit:
+        """Whether a connection from `source` is taken (counted when it is: `release` it)."""
+        if self._open[source] >= self.per_address and not self._trusted_proxy(source):
+            return Admit.ADDRESS_FULL
+        if self.total >= self.replica:
+            return Admit.REPLICA_FULL
+        self._open[source] += 1
+        self.total += 1
+        return Admit.YES
+
+    def release(self, source: str) -> None:
+        self._open[source] -= 1
+        if self._open[source] <= 0:
+            del self._open[source]
+        self.total -= 1
+
+    def _trusted_proxy(self, source: str) -> bool:
+        try:
+            address = ipaddress.ip_address(source)
+        except ValueError:
+            return False
+        return any(address in net for net in self._trusted)

@@ -1,0 +1,265 @@
+"""The API's HTTP front against anonymous clients, on `controller serve` (the `api` role) run as
+a process of its own on loopback, as production starts it: each attack is bounded in count and
+time, and while it runs `/health` (fresh connections from another source address) answers
+with p99 under 100 ms and the server's RSS, with the kernel's send queues of its connections,
+grows by less than 100 MiB (/proc of the server).
+
+- 1-byte chunks: refused (400, closed) once a body's chunks are too many for its bytes.
+- A wide head sent in one piece: refused past MAX_HEAD_BYTES or MAX_HEAD_FIELDS (400).
+- Answers nobody reads: cut at API_WRITE_SECONDS; connections capped per source address
+  (API_MAX_CONNECTIONS_PER_ADDRESS) and per replica (API_MAX_CONNECTIONS).
+- The TLS handshake: inside API_HEAD_SECONDS.
+- The open-files limit: the replica's cap stays below it, so `/health` still gets in.
+"""
+
+import asyncio
+import contextlib
+import os
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trustme
+
+from shared import embedded
+from testkit.front_attacks import (
+    MIB,
+    Watch,
+    answer_status,
+    closed_within,
+    connect,
+    get,
+    in_threads,
+    one_byte_chunks,
+    open_fds,
+    queued_bytes,
+    read_slowly,
+    rss_bytes,
+    silent,
+    unread_answers,
+    wide_heads,
+)
+from tests.ops.controller_process import controller_serving
+
+P99_S = 0.1
+RSS_GROWTH = 100 * MIB
+WRITE_S = 2  # API_WRITE_SECONDS of the servers here
+ATTACKERS = [f"127.0.0.{i}" for i in range(10, 18)]  # eight source addresses
+
+
+@dataclass
+class Served:
+    pid: int
+    port: int
+    ctx: ssl.SSLContext | None = None
+
+    def baseline(self) -> tuple[int, int]:
+        return rss_bytes(self.pid) + queued_bytes(self.port), open_fds(self.pid)
+
+    def watch(self) -> Watch:
+        return Watch(self.pid, self.port, ctx=self.ctx)
+
+
+Serve = Callable[..., contextlib.AbstractAsyncContextManager[Served]]
+
+
+@pytest.fixture
+def serve(database_url: str, nats_url: str) -> Serve:
+    @contextlib.asynccontextmanager
+    async def serving(
+        nofile: int | None = None, ctx: ssl.SSLContext | None = None, **env: str
+    ) -> AsyncIterator[Served]:
+        port = embedded.free_port()
+        settings = {"API_PORT": str(port), "API_WRITE_SECONDS": str(WRITE_S), **env}
+        async with controller_serving(
+            database_url, nats_url, "api", embedded.free_port(), nofile, **settings
+        ) as proc:
+            for _ in range(1500):  # the interpreter starting, the streams made
+                if await asyncio.to_thread(get, port, "/health", "127.0.0.1", ctx) == 200:
+                    break
+                assert proc.returncode is None, "the controller exited"
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError("the API never answered /health")
+            yield Served(proc.pid, port, ctx)
+
+    return serving
+
+
+def _judge(watch: Watch, base: tuple[int, int], what: str) -> None:
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"{what}: {watch.line(*base)}; load average {load}")
+    assert watch.health, "no /health probe ran"
+    assert watch.p(0.99) < P99_S, watch.line(*base)
+    assert max(watch.rss) - base[0] < RSS_GROWTH, watch.line(*base)
+
+
+async def test_one_byte_chunks_are_refused_before_they_cost_the_loop(serve: Serve) -> None:
+    """Two clients sending 1.8 MB bodies of 1-byte chunks to a path no route takes, 3.5 MB/s
+    in all, for 8 s: each body refused (400) and its connection closed before its end."""
+    async with serve() as served:
+        base = served.baseline()
+        with served.watch().running() as watch:
+            found = await asyncio.to_thread(
+                in_threads,
+                lambda i: one_byte_chunks(served.port, ATTACKERS[i], 8, 1.75 * MIB, 1_800_000),
+                2,
+            )
+        statuses = [s for got in found for s in got]  # type: ignore[attr-defined]
+        print(f"1-byte chunks: answered {sorted(set(statuses))} to {len(statuses)} bodies")
+        _judge(watch, base, "1-byte chunks")
+        # 0: closed mid-body (the 400 is lost when the server resets what it did not read);
+        # none read to its end and answered by the application (404)
+        assert statuses and set(statuses) <= {400, 0}, statuses
+
+
+async def test_a_wide_head_in_one_piece_is_refused(serve: Serve) -> None:
+    """Eight clients sending, for 6 s, heads of 11,111 fields (111 KB) each in one piece: each
+    answered 400, none reaches the application."""
+    async with serve() as served:
+        base = served.baseline()
+        with served.watch().running() as watch:
+            found = await asyncio.to_thread(
+                in_threads, lambda i: wide_heads(served.port, ATTACKERS[i], 6, 11_111), 8
+            )
+        statuses = [s for got in found for s in got]  # type: ignore[attr-defined]
+        print(f"wide heads: answered {sorted(set(statuses))} to {len(statuses)} heads")
+        _judge(watch, base, "wide heads")
+        assert statuses and set(statuses) == {400}, sorted(set(statuses))
+
+
+@pytest.mark.parametrize(
+    ("sources", "closing"),
+    [(1, False), (8, False), (1, True)],
+    ids=["one_address", "eight_addresses", "one_address_closing"],
+)
+async def test_answers_nobody_reads_are_cut_and_their_connections_capped(
+    serve: Serve, sources: int, closing: bool
+) -> None:
+    """400 connections (200 a second) asking for the OpenAPI document (326 KB) and never reading
+    it, from one source address or from eight (API_MAX_CONNECTIONS=100), or asking the server
+    to close once it has answered: the server holds at most its caps' worth, and frees them all
+    API_WRITE_SECONDS later (its kernel's send queues too) while the clients still hold
+    theirs."""
+    async with serve(API_MAX_CONNECTIONS="100") as served:
+        # made once a process (its first request encodes it): the attack's is what it costs after
+        assert await asyncio.to_thread(get, served.port, "/schema/openapi.json", "127.0.0.1") == 200
+        base = served.baseline()
+        with served.watch().running() as watch:
+            held = await asyncio.to_thread(
+                unread_answers,
+                served.port,
+                ATTACKERS[:sources],
+                400,
+                "/schema/openapi.json",
+                per_s=200,
+                closing=closing,
+            )
+            try:
+                await asyncio.sleep(WRITE_S + 2)
+                after = open_fds(served.pid)
+                queued = queued_bytes(served.port)
+            finally:
+                for sock in held:
+                    sock.close()
+        _judge(watch, base, f"unread answers from {sources} address(es), closing: {closing}")
+        assert max(watch.fds) - base[1] <= 100 + 10, watch.line(*base)
+        assert after - base[1] <= 10, f"fds +{after - base[1]} once the clients stopped reading"
+        assert queued < MIB, f"{queued} bytes still queued once the clients stopped reading"
+
+
+async def test_a_client_reading_slowly_but_steadily_gets_its_whole_answer(serve: Serve) -> None:
+    """The OpenAPI document read at 40 KB/s (8 s, four times API_WRITE_SECONDS): the client
+    takes more than MIN_TAKEN each deadline, so its connection is kept to the answer's end."""
+    async with serve() as served:
+        whole = len(await asyncio.to_thread(_document, served.port))
+        got = await asyncio.to_thread(
+            read_slowly, served.port, ATTACKERS[0], "/schema/openapi.json", 40_000, 30
+        )
+        print(f"read at 40 KB/s: {got} of {whole} bytes")
+        assert got >= whole, (got, whole)
+
+
+def _document(port: int) -> bytes:
+    with connect(port, "127.0.0.1") as sock:
+        sock.sendall(b"GET /schema/openapi.json HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        got = b""
+        while more := sock.recv(65536):
+            got += more
+        return got
+
+
+async def test_a_tls_handshake_is_inside_the_head_deadline(serve: Serve, tmp_path: Path) -> None:
+    """API_HEAD_SECONDS=1 on HTTPS: a connection that never starts its handshake is closed
+    within about a second, not held for asyncio's 60 s; one whose handshake ends at 0.6 s has
+    the rest of that second for its head."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    certfile, keyfile = tmp_path / "api.pem", tmp_path / "api.key"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(certfile))
+    cert.private_key_pem.write_to_path(str(keyfile))
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    tls = {"API_TLS_CERT_FILE": str(certfile), "API_TLS_KEY_FILE": str(keyfile)}
+
+    def slow_handshake() -> float | None:
+        """A handshake begun 0.6 s after the connect, then nothing: closed at about 1 s from
+        the connect (the head's deadline counts the handshake), not 1.6 s."""
+        raw = connect(served.port, ATTACKERS[1])
+        began = time.monotonic()
+        time.sleep(0.6)
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+            took = closed_within(sock, 15)
+        return None if took is None else time.monotonic() - began
+
+    async with serve(ctx=ctx, API_HEAD_SECONDS="1", **tls) as served:
+        with connect(served.port, ATTACKERS[0]) as sock:
+            took = await asyncio.to_thread(closed_within, sock, 15)
+        print(f"a handshake never begun: closed after {took} s")
+        assert took is not None and took < 3, took
+        took = await asyncio.to_thread(slow_handshake)
+        print(f"a handshake done at 0.6 s, then no head: closed {took} s after the connect")
+        assert took is not None and took < 1.4, took
+        assert await asyncio.to_thread(get, served.port, "/health", "127.0.0.1", ctx) == 200
+
+
+async def test_health_gets_in_at_the_open_files_limit(serve: Serve) -> None:
+    """RLIMIT_NOFILE 256 and 320 silent connections from eight addresses (each under the
+    per-address cap): the replica's cap stays below the limit, so `/health` is answered."""
+    async with serve(nofile=256) as served:
+        base = served.baseline()
+        held = await asyncio.to_thread(silent, served.port, ATTACKERS, 320)
+        try:
+            with served.watch().running() as watch:
+                await asyncio.sleep(3)
+        finally:
+            for sock in held:
+                sock.close()
+        _judge(watch, base, "at the open-files limit")
+
+
+async def test_websocket_upgrades_hold_no_slot_of_the_caps(serve: Serve) -> None:
+    """The API serves no websocket: 100 upgrade requests from one address, each closed by its
+    client, leave the address's slots free (an upgraded connection would leave uvicorn's
+    protocol, and its slot with it)."""
+    upgrade = (
+        b"GET /health HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+
+    def upgrades() -> list[int]:
+        statuses = []
+        for _ in range(100):
+            with connect(served.port, ATTACKERS[0]) as sock:
+                sock.sendall(upgrade)
+                statuses.append(answer_status(sock))
+        return statuses
+
+    async with serve() as served:
+        statuses = await asyncio.to_thread(upgrades)
+        await asyncio.sleep(0.5)
+        print(f"upgrades: answered {sorted(set(statuses))}")
+        assert await asyncio.to_thread(get, served.port, "/health", ATTACKERS[0]) == 200
