@@ -100,8 +100,13 @@ LISTED: dict[str, int] = {
     "controller/web/api/alerts.py": 1,
     # a litestar handler of any signature (Callable[..., Any])
     "controller/web/api/monitor_kinds.py": 1,
-    # the OpenAPI document as JSON, walked and patched
-    "controller/web/api/openapi_doc.py": 1,
+    # the OpenAPI document as JSON, walked and patched; the render plugin's signature, litestar's
+    # Request[Any, Any, Any] and the schema as litestar hands it (encoded once per process)
+    "controller/web/api/openapi_doc.py": 5,
+    # uvicorn's protocol classes subclassed: their constructors' arguments passed through as
+    # given, and the proxied transport's attributes
+    "controller/web/front_protocol.py": 3,
+    "controller/web/head_deadline.py": 2,
     # a Jinja context
     "controller/web/console/posture_view.py": 1,
     # a Jinja context
