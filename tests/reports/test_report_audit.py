@@ -484,3 +484,40 @@ async def test_a_strangers_reports_of_today_never_push_out_genuine_reporters_day
             domain,
         )
     assert stored <= 20
+
+
+async def test_a_flood_under_many_names_leaves_a_genuine_reporter_its_share(
+    https: httpx.AsyncClient, pool: asyncpg.Pool, tenant: Tenant, domain: str
+) -> None:
+    """A stranger floods reports of today, each under a new name: every new name lowers every
+    share, but the genuine reporter keeps at least `kept // reporters` rows, its newest day
+    among them, and its next report is stored."""
+    await _monitor(https, tenant, domain)
+    kept = intake.Limits(rows_kept=40)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+    async def take(reporter: str, counts: list[int], day: datetime) -> intake.Taken:
+        data = _report(domain, reporter, counts, day)
+        return await intake.take(
+            pool, tenant.org_id, data, "https", "t", Links(), domain, "tls", kept
+        )
+
+    async def held() -> dict[str, int]:
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT reporter, count(*) AS n FROM report_items"
+                " WHERE organization_id = $1 AND domain = $2 GROUP BY reporter",
+                tenant.org_id,
+                domain,
+            )
+        return {r["reporter"]: r["n"] for r in rows}
+
+    for back in (5, 4, 3, 2):  # 4 days of 4 rows
+        assert (await take("Google LLC", [1, 1], today - timedelta(days=back))).stored
+    for i in range(12):  # 4 rows each, under a new name each time
+        await take(f"Forger {i}", [1, 1], today)
+        now = await held()
+        assert now.get("Google LLC", 0) >= min(16, kept.rows_kept // len(now)), (i, now)
+        assert sum(now.values()) <= kept.rows_kept
+    nxt = await take("Google LLC", [1, 1], today - timedelta(days=1))
+    assert nxt.stored, nxt
