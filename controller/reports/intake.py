@@ -11,10 +11,10 @@ domains' locks (`store.lock_domain`, so two reports of a domain judge one after 
   organization's window (`too_old`: it could change no total and no finding), one past its
   domain's hourly bounds (`too_many_reports`, `too_many_rows`: REPORTS_PER_HOUR,
   REPORT_ROWS_PER_HOUR per organization and domain) or past what the domain may store
-  (REPORT_ROWS_KEPT aggregate rows: the domain's oldest days before the report's go to make
-  room, controller/reports/room.py, else `rows_kept_full`), and one whose content was taken
-  already
-  (`duplicate`, decided on content, controller.reports.content);
+  (REPORT_ROWS_KEPT aggregate rows, each reporter's share bounded: the reporter holding the
+  most rows loses its oldest days first, controller/reports/room.py, else `rows_kept_full`),
+  and one whose content was taken already (`duplicate`, decided on content,
+  controller.reports.content);
 - adds its rows to the running aggregates (store.insert), and judges its domains from them:
   what judging reads is bounded (totals, the largest failures, the failing networks), never
   the window's rows.
@@ -236,24 +236,25 @@ async def _within(
             f"more than {limits.rows_per_hour} report rows about {domain} this hour"
             " (REPORT_ROWS_PER_HOUR)",
         )
-    need = taken.stored + rows - limits.rows_kept
-    if need <= 0:
+    if taken.stored + rows <= limits.rows_kept:
         return
-    day = report.begins_at.date()
-    dropped = room.days_to_drop(await db.stored_days(conn, organization_id, domain), day, need)
+    day, reporter = report.begins_at.date(), report.reporter
+    held = await db.stored_days(conn, organization_id, domain)
+    dropped = room.rows_to_drop(held, reporter, day, rows, limits.rows_kept)
     if dropped is None:
         raise Rejected(
             "rows_kept_full",
             f"{domain} stores {taken.stored} report rows; {rows} more would pass"
-            f" {limits.rows_kept} (REPORT_ROWS_KEPT), and its days before {day} hold too few"
-            " to make room (a report of a newer day makes room: the oldest days go)",
+            f" {limits.rows_kept} (REPORT_ROWS_KEPT), and no reporter holds more than its share"
+            f" to make room for {reporter!r} of {day} (each reporter's share bounded: the"
+            " reporter holding the most rows loses its oldest days first)",
         )
     gone = await db.drop_days(conn, organization_id, domain, dropped)
     log.info(
         "report days dropped for room",
         organization_id=organization_id,
         domain=domain,
-        days=[d.isoformat() for d in dropped],
+        days=[f"{r}/{d.isoformat()}" for r, d in dropped],
         rows=gone,
     )
 

@@ -233,32 +233,37 @@ async def take_hour(
     return Taken(row["reports"], row["rows"], row["stored"])
 
 
-async def stored_days(conn: Conn, organization_id: int, domain: str) -> list[tuple[date, int]]:
-    """Each day the domain stores aggregate rows of, with how many (from its day totals)."""
+async def stored_days(conn: Conn, organization_id: int, domain: str) -> list[tuple[str, date, int]]:
+    """Each reporter and day the domain stores aggregate rows of, with how many (from its day
+    totals)."""
     rows = await conn.fetch(
-        "SELECT day, sum(items)::bigint AS n FROM report_day_totals"
-        " WHERE organization_id = $1 AND domain = $2 GROUP BY day",
+        "SELECT reporter, day, sum(items)::bigint AS n FROM report_day_totals"
+        " WHERE organization_id = $1 AND domain = $2 GROUP BY reporter, day",
         organization_id,
         domain,
     )
-    return [(r["day"], r["n"]) for r in rows]
+    return [(r["reporter"], r["day"], r["n"]) for r in rows]
 
 
-async def drop_days(conn: Conn, organization_id: int, domain: str, days: Sequence[date]) -> int:
-    """The domain's aggregates of `days` deleted (its stored rows counted down); how many rows
-    went."""
+async def drop_days(
+    conn: Conn, organization_id: int, domain: str, days: Sequence[tuple[str, date]]
+) -> int:
+    """The domain's aggregates of each (reporter, day) of `days` deleted (its stored rows
+    counted down); how many rows went."""
     gone: int = await conn.fetchval(
-        "WITH gone AS (DELETE FROM report_items WHERE organization_id = $1 AND domain = $2"
-        "  AND day = ANY($3::date[]) RETURNING 1),"
-        " totals AS (DELETE FROM report_day_totals WHERE organization_id = $1 AND domain = $2"
-        "  AND day = ANY($3::date[])),"
+        "WITH d AS (SELECT * FROM unnest($3::text[], $4::date[]) AS d(reporter, day)),"
+        " gone AS (DELETE FROM report_items i USING d WHERE i.organization_id = $1"
+        "  AND i.domain = $2 AND i.reporter = d.reporter AND i.day = d.day RETURNING 1),"
+        " totals AS (DELETE FROM report_day_totals t USING d WHERE t.organization_id = $1"
+        "  AND t.domain = $2 AND t.reporter = d.reporter AND t.day = d.day),"
         " n AS (SELECT count(*) AS n FROM gone),"
         " down AS (UPDATE report_domain_rows r SET rows = greatest(r.rows - n.n, 0) FROM n"
         "  WHERE r.organization_id = $1 AND r.domain = $2)"
         " SELECT n FROM n",
         organization_id,
         domain,
-        list(days),
+        [r for r, _ in days],
+        [d for _, d in days],
     )
     return gone
 

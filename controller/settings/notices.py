@@ -375,8 +375,9 @@ class ReportsSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True)
             ge=1,
             le=1_000_000_000,
             description="aggregate rows (per day, reporter, result, MX and IP) an organization "
-            "may store about one domain; past it the domain's oldest days before the report's "
-            "are dropped to make room, else the report is refused `rows_kept_full`",
+            "may store about one domain; past it the reporter holding the most rows loses its "
+            "oldest days first (each reporter's share bounded, docs/api.md), else the report is "
+            "refused `rows_kept_full`",
         ),
     ] = 1_000_000
     report_token_grace_hours: Annotated[

@@ -431,3 +431,93 @@ async def test_what_an_open_finding_was_told_with_is_bounded_the_newest_kept(
     print(f"{batches * 1000} items told in {batches} notices: {kept} kept")
     assert kept <= db.TOLD_KEPT
     assert len(newest) == 1000  # the last notice's items are all remembered
+
+
+async def test_a_strangers_reports_of_today_never_push_out_genuine_reporters_days(
+    https: httpx.AsyncClient, pool: asyncpg.Pool, tenant: Tenant, domain: str
+) -> None:
+    """Two genuine reporters hold older days; a stranger floods reports dated today under one
+    name. Each reporter's share is bounded (controller/reports/room.py): the stranger pushes out
+    only its own rows, the genuine days survive, and the next genuine report is stored."""
+    await _monitor(https, tenant, domain)
+    kept = intake.Limits(rows_kept=20)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+    async def take(reporter: str, counts: list[int], day: datetime) -> intake.Taken:
+        data = _report(domain, reporter, counts, day)
+        return await intake.take(
+            pool, tenant.org_id, data, "https", "t", Links(), domain, "tls", kept
+        )
+
+    async def days() -> set[tuple[str, str]]:
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT DISTINCT reporter, day::text FROM report_items"
+                " WHERE organization_id = $1 AND domain = $2",
+                tenant.org_id,
+                domain,
+            )
+        return {(r["reporter"], r["day"]) for r in rows}
+
+    old, older = today - timedelta(days=2), today - timedelta(days=3)
+    assert (await take("Google LLC", [1, 1], older)).stored  # 4 rows each
+    assert (await take("Microsoft", [1, 1], old)).stored
+    genuine = {("Google LLC", older.date().isoformat()), ("Microsoft", old.date().isoformat())}
+    # One report past its share while others hold rows: refused, never pushing them out.
+    big = await take("Forger", [1] * 16, today)
+    assert (big.stored, big.reason) == (False, "rows_kept_full"), big
+    refused = 0
+    for i in range(8):  # a flood of small reports of today under one name
+        taken = await take("Forger", [1] * (i + 1), today)
+        refused += not taken.stored
+        assert genuine <= await days(), i
+    assert refused > 0
+    nxt = await take("Google LLC", [1, 1], today - timedelta(days=1))
+    assert nxt.stored, nxt
+    assert (
+        genuine | {("Google LLC", (today - timedelta(days=1)).date().isoformat())} <= await days()
+    )
+    async with pool.acquire() as conn:
+        stored = await conn.fetchval(
+            "SELECT rows FROM report_domain_rows WHERE organization_id = $1 AND domain = $2",
+            tenant.org_id,
+            domain,
+        )
+    assert stored <= 20
+
+
+async def test_a_flood_under_many_names_leaves_a_genuine_reporter_its_share(
+    https: httpx.AsyncClient, pool: asyncpg.Pool, tenant: Tenant, domain: str
+) -> None:
+    """A stranger floods reports of today, each under a new name: every new name lowers every
+    share, but the genuine reporter keeps at least `kept // reporters` rows, its newest day
+    among them, and its next report is stored."""
+    await _monitor(https, tenant, domain)
+    kept = intake.Limits(rows_kept=40)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+    async def take(reporter: str, counts: list[int], day: datetime) -> intake.Taken:
+        data = _report(domain, reporter, counts, day)
+        return await intake.take(
+            pool, tenant.org_id, data, "https", "t", Links(), domain, "tls", kept
+        )
+
+    async def held() -> dict[str, int]:
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT reporter, count(*) AS n FROM report_items"
+                " WHERE organization_id = $1 AND domain = $2 GROUP BY reporter",
+                tenant.org_id,
+                domain,
+            )
+        return {r["reporter"]: r["n"] for r in rows}
+
+    for back in (5, 4, 3, 2):  # 4 days of 4 rows
+        assert (await take("Google LLC", [1, 1], today - timedelta(days=back))).stored
+    for i in range(12):  # 4 rows each, under a new name each time
+        await take(f"Forger {i}", [1, 1], today)
+        now = await held()
+        assert now.get("Google LLC", 0) >= min(16, kept.rows_kept // len(now)), (i, now)
+        assert sum(now.values()) <= kept.rows_kept
+    nxt = await take("Google LLC", [1, 1], today - timedelta(days=1))
+    assert nxt.stored, nxt
