@@ -949,35 +949,51 @@ class Worker:
         return job
 
     async def _side(self, at: Round) -> None:
-        """Run the side checks the job asks for, in the registry's order, into the result's
-        `sideChecks`, each within the job's timeout and `side_check_grace` more (a runner keeps
-        to its own budget; this bounds one that does not). One whose ask does not decode, that
-        overstays or that raises is logged and left out: a side check never spoils, nor holds
-        back, the core check's result. A round whose agent's own path failed (`inconclusive`)
-        runs none: what they would gather is that path's (the controller keeps no side facts of
-        such a result either)."""
+        """Run the side checks the job asks for, concurrently, into the result's `sideChecks`
+        (in the registry's order), all under one deadline: the job's timeout and
+        `side_check_grace` more from when they start (a runner keeps to its own budget; this
+        bounds one that does not), so a slot is held for the longest, not the sum. One whose ask
+        does not decode, that overstays or that raises is logged and left out, alone: a side
+        check never spoils, nor holds back, the core check's result or another side check's. A
+        round whose agent's own path failed (`inconclusive`) runs none: what they would gather
+        is that path's (the controller keeps no side facts of such a result either)."""
         job, result = at.job, at.result
         if result.status == "inconclusive":
             return
+        asked: list[tuple[str, AnyRunner, object]] = []
         for check, run in self._side_checks:
             name = check.wire.name
             try:
                 ask = check.wire.ask_of(job.side_checks)
-                if ask is None:
-                    continue
-                async with asyncio.timeout(job.timeout_seconds + self._side_check_grace):
-                    facts = await run(ask, at)
             except SideCheckError as exc:
                 log.warning("side_check_ask_malformed", side_check=name, error=str(exc)[:200])
                 continue
-            except TimeoutError:
-                log.error("side_check_overstayed", side_check=name, s=job.timeout_seconds)
-                continue
-            except Exception as exc:  # a side check's bug: the core result still goes out
-                log.error("side_check_failed", side_check=name, error=repr(exc)[:200])
-                continue
+            if ask is not None:
+                asked.append((name, run, ask))
+        if not asked:
+            return
+        deadline = asyncio.get_running_loop().time() + job.timeout_seconds
+        deadline += self._side_check_grace
+        found = await asyncio.gather(
+            *(self._side_one(name, run, ask, at, deadline) for name, run, ask in asked)
+        )
+        for (name, _, _), facts in zip(asked, found, strict=True):
             if facts is not None:
                 result.side_checks[name] = facts
+
+    async def _side_one(
+        self, name: str, run: AnyRunner, ask: object, at: Round, deadline: float
+    ) -> object:
+        """One side check's facts by `deadline` (the loop's clock), or None when it overstays
+        or raises (logged under its own name)."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await run(ask, at)
+        except TimeoutError:
+            log.error("side_check_overstayed", side_check=name, s=at.job.timeout_seconds)
+        except Exception as exc:  # a side check's bug: the core result still goes out
+            log.error("side_check_failed", side_check=name, error=repr(exc)[:200])
+        return None
 
     async def _explained(self, job: CheckJob, result: CheckResult) -> CheckResult:
         """`result`, or, when it failed before a server answered and a fresh self-check fails
