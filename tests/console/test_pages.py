@@ -81,6 +81,28 @@ async def test_owner_pauses_and_resumes_a_monitor(
     assert await pool.fetchval(status, monitor["publicId"]) is None
 
 
+async def test_a_paused_monitor_is_shown_paused_never_up(
+    client: Browserish, tenant: Tenant, http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """A paused monitor whose alerter state says up is grey `paused` on the overview and its
+    page, with no "as of now": nothing checks it while it is paused."""
+    monitor = await create(http, tenant, "smtp", name="Paused relay")
+    await pool.execute(
+        "INSERT INTO monitor_alert_state (monitor_id, state)"
+        " SELECT id, 'up' FROM monitors WHERE public_id = $1::uuid",
+        monitor["publicId"],
+    )
+    page = f"/console/monitors/{monitor['publicId']}"
+    client.session = tenant.tokens["member"]
+    assert 'data-state="up">up<' in (await client.get(page)).text
+    await client.post(f"{page}/pause", token=await client.csrf(page))
+    shown = (await client.get(page)).text
+    assert 'data-state="paused">paused<' in shown and 'data-state="up"' not in shown
+    assert "not checked while paused" in shown
+    overview = (await client.get("/console/")).text
+    assert 'data-state="paused">paused<' in overview and 'data-state="up"' not in overview
+
+
 async def test_resuming_past_the_slot_budget_is_refused_on_the_page(
     client: Browserish, tenant: Tenant, http: httpx.AsyncClient, pool: asyncpg.Pool
 ) -> None:

@@ -199,7 +199,7 @@ async def live(
     gap = width * 1.5
     return m, {
         "m": m,
-        "state": shown[0].state if shown else "unknown",
+        "state": shown[0].shown_state if shown else "unknown",
         "latest": latest,
         "response_chart": charts.line_chart(_series(buckets), start, now, bands, gap),
         "phase_chart": charts.line_chart(_phase_series(buckets), start, now, (), gap),

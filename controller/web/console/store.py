@@ -159,6 +159,11 @@ class MonitorSummary(msgspec.Struct, kw_only=True, frozen=True):
     state: str
     dots: list[tuple[str, str]]
 
+    @property
+    def shown_state(self) -> str:
+        """The console's word: `paused` for a paused monitor, whatever its last state was."""
+        return "paused" if self.status == "disabled" else self.state
+
 
 def _summary(row: asyncpg.Record) -> MonitorSummary:
     fields = {n: row[n] for n in MonitorSummary.__struct_fields__ if n != "dots"}
