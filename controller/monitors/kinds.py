@@ -109,8 +109,10 @@ class Kind:
     config: type[JobConfig]
     logins: tuple[Login, ...]
     hostname: bool = True  # its own `hostname`/`port` fields (a round trip's are in its config)
-    # Config paths its Struct has from another kind's that the kind does not use (a round
-    # trip's send leg is an SMTP config, without the SMTP monitor's relay test).
+    # Config paths its Struct has that the API neither takes nor shows: another kind's that the
+    # kind does not use (a round trip's send leg is an SMTP config, without the SMTP monitor's
+    # relay test), and the legs' Graph settings (`api`, `cleanup`), which agents run but the API
+    # does not take yet.
     unused: tuple[str, ...] = ()
 
     @property
@@ -227,7 +229,7 @@ ROUNDTRIP: Final = Kind(
         Login("receive.user", "receive.password", IMAP_POP_BINDING),
     ),
     hostname=False,
-    unused=("send.relayCheck",),
+    unused=("send.relayCheck", "send.api", "receive.api", "receive.cleanup"),
 )
 
 KINDS: Final[tuple[Kind, ...]] = (SMTP, IMAP_POP, ROUNDTRIP)

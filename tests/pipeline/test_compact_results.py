@@ -72,9 +72,9 @@ def iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-# What the agent sends for the controller alone, never answered by the API: its logins and the
-# side checks' asks it echoes with their seal.
-_UNANSWERED = frozenset({"logins", "asks", "asksSeal"})
+# What the agent sends that the API does not answer: its logins and the side checks' asks it
+# echoes with their seal (the controller's alone), and a round trip's ARC chain, not stored yet.
+_UNANSWERED = frozenset({"logins", "asks", "asksSeal", "arc"})
 
 
 def wire(res: CheckResult) -> dict[str, Any]:
