@@ -13,6 +13,7 @@ Two rules keep credentials out of every line, whatever LOG_LEVEL says:
 """
 
 import logging
+import os
 import re
 import sys
 from typing import Final, Literal
@@ -79,6 +80,12 @@ class _OwnOrWarning(logging.Filter):
         return record.levelno >= logging.WARNING or record.name in BELOW_WARNING
 
 
+def colours_wanted() -> bool:
+    """Colour codes only for a terminal, and never when NO_COLOR is set (no-color.org): a log
+    piped or written to a file stays plain text."""
+    return sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+
+
 def configure(fmt: LogFormat = "auto", level: str = "INFO") -> None:
     """Configure structlog and route stdlib logging (uvicorn, asyncio) through the same renderer."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
@@ -90,7 +97,7 @@ def configure(fmt: LogFormat = "auto", level: str = "INFO") -> None:
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer(serializer=_dumps)
         if use_json
-        else structlog.dev.ConsoleRenderer()
+        else structlog.dev.ConsoleRenderer(colors=colours_wanted())
     )
     numeric = logging.getLevelNamesMapping()[level]
     structlog.configure(
