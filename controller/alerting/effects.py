@@ -188,35 +188,64 @@ class Effects:
     async def _confirm(
         self, conn: Conn, monitor: Monitor, e: ConfirmationWanted, now: datetime
     ) -> None:
-        """Ask the scheduler for a confirmation round of the failing round `e.round_at`, within
-        the organization's allowance for triggered checks (as a trigger-check draws on it); the
-        scheduler sends it when the global budget has a slot for its organization."""
+        """Ask the scheduler for a confirmation round of the round `e.round_at` (failing, or
+        passing while the incident is open), and when `e.siblings` of each other monitor on the
+        same host (`confirm_store.same_host`), each within its organization's allowance for
+        triggered checks (as a trigger-check draws on it); the scheduler sends them when the
+        global budget has a slot for their organization."""
+        own = confirmations.Sibling(
+            monitor.id, monitor.organization_id, monitor.allowed_country_codes
+        )
         public_id = str(monitor.public_id)
-        countries = schedule.planned_countries(
-            monitor.allowed_country_codes, self._default_countries
-        )
-        cost_s = countries * 60.0 / self._checks_per_minute
-        outcome = await confirmations.request(
-            conn, monitor.id, e.round_at, now, monitor.organization_id, cost_s
-        )
-        if outcome == "asked":
-            return
-        metrics.confirmation(outcome)
+        outcome = await self._ask(conn, own, e, now)
         if outcome == "requested":
             log.info(
                 "confirmation round requested",
                 monitor_id=public_id,
                 failing_round=iso_ms(e.round_at),
                 countries=list(e.countries),
+                recovering=e.recovering,
             )
-        else:
+        if outcome == "org_capped" or not e.siblings:
+            return
+        found = await confirmations.same_host(conn, monitor.id, now, recovering=e.recovering)
+        asked = 0
+        for sibling in found:
+            outcome = await self._ask(conn, sibling, e, now)
+            if outcome == "org_capped":
+                break
+            asked += outcome == "requested"
+        if found:
+            log.info(
+                "confirmation rounds of the same host's monitors requested",
+                monitor_id=public_id,
+                recovering=e.recovering,
+                monitors=asked,
+                found=len(found),
+            )
+
+    async def _ask(
+        self, conn: Conn, m: confirmations.Sibling, e: ConfirmationWanted, now: datetime
+    ) -> str:
+        """Request one confirmation round of `e.round_at` for the monitor `m`; the outcome
+        (`confirm_store.request`), counted and, when over the allowance, logged."""
+        countries = schedule.planned_countries(m.allowed_country_codes, self._default_countries)
+        cost_s = countries * 60.0 / self._checks_per_minute
+        outcome = await confirmations.request(
+            conn, m.monitor_id, e.round_at, now, m.organization_id, cost_s
+        )
+        if outcome == "asked":
+            return outcome
+        metrics.confirmation(outcome)
+        if outcome == "org_capped":
             log.warning(
                 "confirmation round not sent: the organization's triggered checks"
                 " (ORG_MAX_CHECKS_PER_MINUTE) are used up",
-                monitor_id=public_id,
+                monitor=m.monitor_id,
                 failing_round=iso_ms(e.round_at),
                 per_minute=self._checks_per_minute,
             )
+        return outcome
 
     @staticmethod
     async def _event(

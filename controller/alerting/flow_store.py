@@ -247,6 +247,20 @@ async def due(conn: Conn, now: datetime, limit: int) -> list[tuple[int, int]]:
     return [(r["id"], r["organization_id"]) for r in rows]
 
 
+async def first_waiting(conn: Conn, now: datetime, limit: int) -> list[tuple[int, int, list[int]]]:
+    """Open flow incidents whose first notice waits (due after `now`), soonest due first:
+    (id, organization id, the monitors of its open outages)."""
+    rows = await conn.fetch(
+        "SELECT f.id, f.organization_id, ARRAY(SELECT i.monitor_id FROM incidents i"
+        "  WHERE i.flow_incident_id = f.id AND i.ended_at IS NULL) AS monitors"
+        " FROM flow_incidents f WHERE f.due_at > $1 AND NOT f.notified AND f.ended_at IS NULL"
+        " ORDER BY f.due_at LIMIT $2",
+        now,
+        limit,
+    )
+    return [(r["id"], r["organization_id"], list(r["monitors"])) for r in rows]
+
+
 async def end(conn: Conn, flow_id: int, ended_at: datetime) -> None:
     await conn.execute(
         "UPDATE flow_incidents SET ended_at = $2, due_at = NULL, pending = '{}'"

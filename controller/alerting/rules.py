@@ -375,6 +375,8 @@ class BackoffChanged:
 class ConfirmationWanted:
     round_at: datetime
     countries: tuple[str, ...]  # the failing ones
+    siblings: bool = False  # the host's other monitors are checked too (`confirm.with_siblings`)
+    recovering: bool = False  # of a passing round while the incident is open
 
 
 # A judged round as the round-trip delivery record needs it (controller.roundtrips.delivery).
@@ -521,7 +523,27 @@ class _Judging:
                 self.monitor.interval,
             )
         ):
-            self.effects.append(ConfirmationWanted(last.at, _failing(last)))
+            run = s.consecutive_down_rounds
+            self.effects.append(
+                ConfirmationWanted(last.at, _failing(last), confirm.with_siblings(run))
+            )
+        elif (
+            backoff is None
+            and self.policy.confirm
+            and confirm.wanted_back(
+                verdict,
+                s.consecutive_up_rounds,
+                s.open_incident_id is not None,
+                self.t,
+                last.at,
+                self.now,
+                self.monitor.interval,
+            )
+        ):
+            run = s.consecutive_up_rounds
+            self.effects.append(
+                ConfirmationWanted(last.at, _failing(last), confirm.with_siblings(run), True)
+            )
 
     def replay(self, window: Sequence[JudgedRound]) -> None:
         """A revision: the window's rounds counted again (`AlertState.count`) from empty

@@ -13,6 +13,14 @@ to the organization that has had the fewest of its waiting requests served (`fai
 round-robin = max-min fairness). An organization alone gets the whole rate; while several wait,
 none gets more than its share, so one organization's failures delay another's confirmation by
 one slot at most, however many it asks for.
+
+**The same server's other monitors.** A monitor's first failing round of a streak also asks a
+confirmation round of each other monitor on the same host name (`confirm_store.same_host`, at most
+`SIBLINGS_MAX`, each within its organization's allowance and the global budget as above): an
+outage of the server is seen on all its ports and protocols within seconds, so the incident's
+first notice can say which are down (`controller.alerting.flows.first_now`). A passing round of a
+monitor whose incident is open is confirmed too (`wanted_back`), and asks the same of the host's
+other monitors with an incident open: a server's return is told within one round of it.
 """
 
 import math
@@ -49,6 +57,41 @@ def wanted(
         and consecutive_down_rounds <= PER_STREAK
         and now - round_at < interval
     )
+
+
+def wanted_back(
+    verdict: str,
+    consecutive_up_rounds: int,
+    incident_open: bool,
+    t: Thresholds,
+    round_at: datetime,
+    now: datetime,
+    interval: timedelta,
+) -> bool:
+    """Whether the round just judged asks for a confirmation round of its recovery: it passed
+    (`up` or `degraded`) while the monitor's incident is open, the run of passing rounds is
+    short of closing it and has had fewer than `PER_STREAK` confirmations, and the round is
+    recent."""
+    return (
+        t.confirm_failures
+        and verdict in ("up", "degraded")
+        and incident_open
+        and 0 < consecutive_up_rounds < t.recover_after_rounds
+        and consecutive_up_rounds <= PER_STREAK
+        and now - round_at < interval
+    )
+
+
+# The other monitors on a host checked at once when one of them starts failing (or passing
+# again) at most: a host carries a handful of services, never hundreds.
+SIBLINGS_MAX = 20
+
+
+def with_siblings(run: int) -> bool:
+    """Whether a confirmation asked after the `run`-th failing (or passing) round in a row
+    checks the host's other monitors too: only the first round of a run, so a streak asks for
+    them once, and a sibling's own streak (started by that check) does not ask again."""
+    return run == 1
 
 
 # The global budget's burst: at most this many seconds' worth of confirmation rounds go at once,
