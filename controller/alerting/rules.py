@@ -531,7 +531,7 @@ class _Judging:
             backoff is None
             and self.policy.confirm
             and confirm.wanted_back(
-                verdict,
+                s.counted(verdict, not last.up),
                 s.consecutive_up_rounds,
                 s.open_incident_id is not None,
                 self.t,

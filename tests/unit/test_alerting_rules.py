@@ -182,7 +182,8 @@ def run(
             ["state:down", "state:missed", "open", "notice:down", "state:down"],
             "a missed round neither ends nor extends a run",
         ),
-        (OPEN, "U", T, NOTIFIED, POLICY, "down", [], "one passing round: not yet"),
+        (OPEN, "U", T, NOTIFIED, POLICY, "down", ["confirm"], "one passing round: confirmed"),
+        (OPEN, "U", NO_CONFIRM, NOTIFIED, POLICY, "down", [], "one passing round: not yet"),
         (
             OPEN,
             "UU",
