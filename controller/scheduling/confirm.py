@@ -87,6 +87,12 @@ def wanted_back(
 SIBLINGS_MAX = 20
 
 
+# A monitor whose `alert_queue` row is due within this long is still being judged: results
+# waiting, leased by an alerter (`controller.alerting.evaluator.LEASE_S`), or a round of its
+# closing.
+JUDGING = timedelta(seconds=30)
+
+
 def with_siblings(run: int) -> bool:
     """Whether a confirmation asked after the `run`-th failing (or passing) round in a row
     checks the host's other monitors too: only the first round of a run, so a streak asks for

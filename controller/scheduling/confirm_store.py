@@ -212,16 +212,20 @@ async def same_host(
 
 async def unsettled(conn: Conn, monitor_ids: Sequence[int], now: datetime) -> int:
     """How many other monitors on the host names of `monitor_ids` (`_SAME_HOST`) are still
-    being checked: in a failing run with no incident open yet, or with a confirmation round
-    asked within `confirm.RECENT` whose round is not judged yet (`_UNJUDGED`)."""
+    being checked: in a failing run with no incident open yet, with a confirmation round
+    asked within `confirm.RECENT` whose round is not judged yet (`_UNJUDGED`), or whose
+    results the alerter has to judge within `confirm.JUDGING` (its `alert_queue` row: waiting,
+    leased, or a round of its closing)."""
     found: int = await conn.fetchval(
         "SELECT count(DISTINCT s.id)"
         f" FROM monitors m JOIN monitors s ON {_SAME_HOST} AND s.id <> ALL($1::bigint[])"
         " LEFT JOIN monitor_alert_state a ON a.monitor_id = s.id"
         " WHERE m.id = ANY($1::bigint[])"
         " AND ((a.consecutive_down_rounds > 0 AND a.open_incident_id IS NULL)"
-        f"  OR {_UNJUDGED})",
+        f"  OR {_UNJUDGED}"
+        "  OR EXISTS (SELECT 1 FROM alert_queue q WHERE q.monitor_id = s.id AND q.due_at <= $3))",
         list(monitor_ids),
         now - confirm.RECENT,
+        now + confirm.JUDGING,
     )
     return found
