@@ -5,7 +5,7 @@ ingest-cost, e2e, login, agents-scale, roundtrip, confirm, console, metrics, lis
 dead-list,
 exporter, storage, store, runs, reads, jobs, reports, saturation, scale, verdicts, ha-soak, ha-idle,
 ha-move, report-rows, notice-failover, uptime-keep, readiness-turns, nats-cost,
-due-moves, handoff-cost, hostile-dns, hostile-mail, fair-notices);
+due-moves, handoff-cost, hostile-dns, hostile-mail, fair-notices, first-page);
 `python -m bench scale --help` lists the scale benchmark's flags (monitors, interval, window,
 ...), which follow its name; so do the saturation benchmark's (`python -m bench saturation
 --help`), the verdict campaign's (`python -m bench verdicts --seed N --minutes M`) and the HA
@@ -29,6 +29,7 @@ from bench import (
     e2e,
     exporter,
     fair_notices,
+    first_page,
     ha_idle,
     handoff_cost,
     hostile_dns,
@@ -71,6 +72,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "agents-scale": agents_scale.run,
     "roundtrip": roundtrip.run,
     "confirm": confirm.run,
+    "first-page": first_page.run,
     "console": console.run,
     "metrics": metrics.run,
     "lists": lists.run,
