@@ -193,10 +193,10 @@ class Effects:
         same host (`confirm_store.same_host`), each within its organization's allowance for
         triggered checks (as a trigger-check draws on it); the scheduler sends them when the
         global budget has a slot for their organization."""
-        own = confirmations.Sibling(
-            monitor.id, monitor.organization_id, monitor.allowed_country_codes
-        )
         public_id = str(monitor.public_id)
+        own = confirmations.Sibling(
+            monitor.id, public_id, monitor.organization_id, monitor.allowed_country_codes
+        )
         outcome = await self._ask(conn, own, e, now)
         if outcome == "requested":
             log.info(
@@ -241,7 +241,7 @@ class Effects:
             log.warning(
                 "confirmation round not sent: the organization's triggered checks"
                 " (ORG_MAX_CHECKS_PER_MINUTE) are used up",
-                monitor=m.monitor_id,
+                monitor_id=m.public_id,
                 failing_round=iso_ms(e.round_at),
                 per_minute=self._checks_per_minute,
             )

@@ -173,6 +173,7 @@ class Sibling(msgspec.Struct, frozen=True):
     """Another monitor on a failing (or recovering) monitor's host, to be checked at once."""
 
     monitor_id: int
+    public_id: str
     organization_id: int
     allowed_country_codes: list[str] | None
 
@@ -192,7 +193,7 @@ async def same_host(
     round asked within `confirm.RECENT` and not judged yet (`_UNJUDGED`: monitors of one host
     failing together ask once each); the first `limit` by id."""
     rows = await conn.fetch(
-        "SELECT s.id AS monitor_id, s.organization_id, s.allowed_country_codes"
+        "SELECT s.id AS monitor_id, s.public_id::text, s.organization_id, s.allowed_country_codes"
         f" FROM monitors m JOIN monitors s ON {_SAME_HOST} AND s.id <> m.id"
         " LEFT JOIN monitor_alert_state a ON a.monitor_id = s.id"
         " LEFT JOIN monitor_alert_settings ms ON ms.monitor_id = s.id"
