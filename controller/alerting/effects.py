@@ -197,7 +197,7 @@ class Effects:
         own = confirmations.Sibling(
             monitor.id, public_id, monitor.organization_id, monitor.allowed_country_codes
         )
-        outcome = await self._ask(conn, own, e, now)
+        outcome = await self._ask(conn, own, e, now) if e.own else "asked"
         if outcome == "requested":
             log.info(
                 "confirmation round requested",

@@ -93,11 +93,20 @@ SIBLINGS_MAX = 20
 JUDGING = timedelta(seconds=30)
 
 
-def with_siblings(run: int) -> bool:
-    """Whether a confirmation asked after the `run`-th failing (or passing) round in a row
-    checks the host's other monitors too: only the first round of a run, so a streak asks for
-    them once, and a sibling's own streak (started by that check) does not ask again."""
-    return run == 1
+def with_siblings(
+    verdict: str,
+    run: int,
+    t: Thresholds,
+    round_at: datetime,
+    now: datetime,
+    interval: timedelta,
+) -> bool:
+    """Whether the round just judged (`verdict`, the `run` of failing or passing rounds it
+    ends) checks the host's other monitors too: confirmations on, a round that ran, the first
+    round of its run (so a run asks for them once, and a sibling's run started by that check
+    does not ask again), and recent. The caller asks it of a failing round, or of a passing
+    round whose own confirmation is wanted (`wanted_back`)."""
+    return t.confirm_failures and verdict != "missed" and run == 1 and now - round_at < interval
 
 
 # The global budget's burst: at most this many seconds' worth of confirmation rounds go at once,

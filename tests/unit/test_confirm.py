@@ -89,18 +89,22 @@ def test_a_recovery_is_confirmed_at_once_while_the_incident_is_open(
 
 
 @pytest.mark.parametrize(
-    ("run", "expected", "why"),
+    ("verdict", "run", "t", "age", "expected", "why"),
     [
-        (1, True, "the first round of a run checks the host's other monitors"),
-        (2, False, "its confirmation does not ask again"),
-        (3, False, "nor a later one"),
-        (0, False, "no run"),
+        ("failing", 1, ON, timedelta(seconds=2), True, "a failing run starts: the host's others"),
+        ("failing", 2, ON, timedelta(seconds=2), False, "its confirmation does not ask again"),
+        ("failing", 3, ON, timedelta(seconds=2), False, "nor a later round"),
+        ("up", 1, ON, timedelta(seconds=2), True, "a passing run starts (incident open: caller)"),
+        ("failing", 1, OFF, timedelta(seconds=2), False, "confirmation switched off"),
+        ("missed", 1, ON, timedelta(seconds=2), False, "nobody ran it"),
+        ("failing", 0, ON, timedelta(seconds=2), False, "no run"),
+        ("failing", 1, ON, MINUTE, False, "an old round judged late: leave to schedule"),
     ],
 )
 def test_the_hosts_other_monitors_are_checked_once_a_run(
-    run: int, expected: bool, why: str
+    verdict: str, run: int, t: Thresholds, age: timedelta, expected: bool, why: str
 ) -> None:
-    assert with_siblings(run) is expected, why
+    assert with_siblings(verdict, run, t, NOW - age, NOW, MINUTE) is expected, why
 
 
 S = timedelta(seconds=1)
