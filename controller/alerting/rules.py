@@ -518,7 +518,7 @@ class _Judging:
         """The confirmation rounds the last round asks for (`controller.scheduling.confirm`):
         its own, of a failing round or of a passing one while the incident is open, and the
         same host's other monitors' at the first round of a run (also when its own is not
-        wanted: `downAfterRounds` 1 opened the incident already)."""
+        wanted: `downAfterRounds` 1 opened the incident, `recoverAfterRounds` 1 closed it)."""
         s, t, interval = self.s, self.t, self.monitor.interval
         incident_open = s.open_incident_id is not None
         if verdict == "failing":
@@ -530,7 +530,13 @@ class _Judging:
             counted = s.counted(verdict, not last.up)
             own = confirm.wanted_back(counted, run, incident_open, t, last.at, self.now, interval)
             recovering = True
-        siblings = (own or not recovering) and confirm.with_siblings(
+        # A recovery this round closed (`recoverAfterRounds` 1) asks for no confirmation of its
+        # own, but the host's other monitors are checked as when it is confirmed.
+        closed = any(
+            isinstance(e, IncidentClosed) and e.why == "recovered" and e.ended_at == last.at
+            for e in self.effects
+        )
+        siblings = (own or not recovering or closed) and confirm.with_siblings(
             verdict, run, t, last.at, self.now, interval
         )
         if own or siblings:

@@ -480,6 +480,7 @@ def test_a_revision_is_a_replay_of_the_window(
         (FRESH, "F", T, True, True, False, "a failing run starts: its own and the host's"),
         (FRESH, "F", Thresholds(down_after_rounds=1), False, True, False, "open at once: others"),
         (OPEN, "U", T, True, True, True, "a passing run starts: its own and the host's"),
+        (OPEN, "U", Thresholds(recover_after_rounds=1), False, True, True, "closed: others"),
     ],
 )
 def test_the_confirmation_asked_of_a_run_start(
