@@ -10,9 +10,10 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from controller.access import customers_store as customers
-from controller.scheduling import confirm
+from controller.scheduling import confirm, confirm_store
 from testkit.alerting.wired import wired_alerter
 from tests.alerting.conftest import DOWN, LINKS, UP, Rig
+from tests.conftest import make_tenant
 
 HOST = "mail.customer.test"
 
@@ -135,3 +136,29 @@ async def test_a_recovery_confirms_itself_and_the_hosts_monitors_that_are_down(
     assert await requested(rig, a) == [*before[a["id"]], back], "its own recovery confirmed"
     assert await requested(rig, b) == [*before[b["id"]], back], "the host's monitor that is down"
     assert await requested(rig, up_elsewhere) == before[up_elsewhere["id"]], "up: nothing new"
+
+
+async def test_one_organizations_siblings_do_not_push_anothers_confirmation_back(
+    rig: Rig,
+) -> None:
+    """Twenty-one monitors of one organization on a host that fails ask 21 confirmations at
+    once; another organization's one failing monitor asks one, a moment later. The global
+    budget's first slots (5 of them at 60 a minute) go turn by turn: the other organization's
+    is among them."""
+    crowd = [
+        await rig.monitor(name=f"Port {p}", hostname=HOST, port=p, phone=None)
+        for p in range(2000, 2000 + confirm.SIBLINGS_MAX + 1)
+    ]
+    other = await make_tenant(rig.pool)
+    theirs = await rig.monitor(name="Theirs", hostname="mx.theirs.test", tenant=other)
+    failed = rig.clock() - timedelta(seconds=3)
+    await rig.round(crowd[0], 0, DOWN, at=failed)
+    await rig.alerter.burst()
+    await rig.round(theirs, 0, DOWN, at=failed + timedelta(seconds=1))
+    await rig.alerter.burst()
+    async with rig.pool.acquire() as conn, conn.transaction():
+        await conn.execute("UPDATE confirmation_budget SET tat = NULL")
+        claimed = await confirm_store.claim(conn, rig.clock(), 60, 100)
+    sent = [m for m, _ in claimed.rounds]
+    assert len(sent) == 5
+    assert theirs["id"] in sent[:2], "the other organization's turn comes at once"
