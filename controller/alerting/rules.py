@@ -530,13 +530,18 @@ class _Judging:
             counted = s.counted(verdict, not last.up)
             own = confirm.wanted_back(counted, run, incident_open, t, last.at, self.now, interval)
             recovering = True
-        # A recovery this round closed (`recoverAfterRounds` 1) asks for no confirmation of its
-        # own, but the host's other monitors are checked as when it is confirmed.
-        closed = any(
-            isinstance(e, IncidentClosed) and e.why == "recovered" and e.ended_at == last.at
-            for e in self.effects
-        )
-        siblings = (own or not recovering or closed) and confirm.with_siblings(
+        # The host's other monitors are checked when a failing run starts outside an incident
+        # (or opens one at once, `downAfterRounds` 1), and when a recovery is confirmed (or
+        # closes the incident at once, `recoverAfterRounds` 1); not when a monitor flaps
+        # within its open incident.
+        if recovering:
+            now_too = any(
+                isinstance(e, IncidentClosed) and e.why == "recovered" and e.ended_at == last.at
+                for e in self.effects
+            )
+        else:
+            now_too = any(isinstance(e, IncidentOpened) for e in self.effects)
+        siblings = (own or now_too or not (recovering or incident_open)) and confirm.with_siblings(
             verdict, run, t, last.at, self.now, interval
         )
         if own or siblings:

@@ -104,8 +104,9 @@ def with_siblings(
     """Whether the round just judged (`verdict`, the `run` of failing or passing rounds it
     ends) checks the host's other monitors too: confirmations on, a round that ran, the first
     round of its run (so a run asks for them once, and a sibling's run started by that check
-    does not ask again), and recent. The caller asks it of a failing round, or of a passing
-    round whose own confirmation is wanted (`wanted_back`)."""
+    does not ask again), and recent. The caller asks it of a failing round outside an incident
+    (or one opening it), and of a passing round whose recovery is confirmed (`wanted_back`) or
+    closed the incident."""
     return t.confirm_failures and verdict != "missed" and run == 1 and now - round_at < interval
 
 

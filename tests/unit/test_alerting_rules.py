@@ -474,6 +474,12 @@ def test_a_revision_is_a_replay_of_the_window(
     assert [brief(e) for e in j.effects] == effects, why
 
 
+def test_a_monitor_flapping_within_its_incident_asks_no_siblings() -> None:
+    rounds = series("UF")
+    j = judge(MONITOR, OPEN, rounds, T, rounds[-1].at + timedelta(seconds=10), NOTHING, POLICY)
+    assert [e for e in j.effects if isinstance(e, ConfirmationWanted)] == []
+
+
 @pytest.mark.parametrize(
     ("before", "codes", "t", "own", "siblings", "recovering", "why"),
     [
