@@ -189,10 +189,10 @@ class Effects:
         self, conn: Conn, monitor: Monitor, e: ConfirmationWanted, now: datetime
     ) -> None:
         """Ask the scheduler for a confirmation round of the round `e.round_at` (failing, or
-        passing while the incident is open), and when `e.siblings` of each other monitor on the
-        same host (`confirm_store.same_host`), each within its organization's allowance for
-        triggered checks (as a trigger-check draws on it); the scheduler sends them when the
-        global budget has a slot for their organization."""
+        passing while the incident is open), and when `e.siblings` of each of its siblings
+        (`confirm_store.siblings`: the same host name, or `dependsOn`), each within its
+        organization's allowance for triggered checks (as a trigger-check draws on it); the
+        scheduler sends them when the global budget has a slot for their organization."""
         public_id = str(monitor.public_id)
         own = confirmations.Sibling(
             monitor.id, public_id, monitor.organization_id, monitor.allowed_country_codes
@@ -208,7 +208,7 @@ class Effects:
             )
         if outcome == "org_capped" or not e.siblings:
             return
-        found = await confirmations.same_host(conn, monitor.id, now, recovering=e.recovering)
+        found = await confirmations.siblings(conn, monitor.id, now, recovering=e.recovering)
         asked = 0
         for sibling in found:
             outcome = await self._ask(conn, sibling, e, now)
@@ -217,7 +217,7 @@ class Effects:
             asked += outcome == "requested"
         if found:
             log.info(
-                "confirmation rounds of the same host's monitors requested",
+                "confirmation rounds of the monitor's siblings requested",
                 monitor_id=public_id,
                 recovering=e.recovering,
                 monitors=asked,

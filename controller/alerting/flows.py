@@ -22,11 +22,11 @@ when:
   down under its Postfix).
 
 Notices (`tell`, `when_due`, `due`, `first_now`): an outage opening wants the flow incident's
-next notice, its first as soon as the other monitors on its monitors' hosts are judged (each
-checked at once by a confirmation round, `controller.scheduling.confirm`), at most `group_wait`
-after the first outage (so the others join it), or, for a material change (a monitor, countries
-or a cause nobody was told of), `group_interval` after the notice before; the alerter's pass
-sends it when due. Its first notice is the monitor's own (its texts and dedupe
+next notice, its first as soon as its monitors' siblings (the same host name, `dependsOn`) are
+judged (each checked at once by a confirmation round, `controller.scheduling.confirm`), at
+most `group_wait` after the first outage (so the others join it), or, for a material change (a
+monitor, countries or a cause nobody was told of), `group_interval` after the notice before;
+the alerter's pass sends it when due. Its first notice is the monitor's own (its texts and dedupe
 keys) while it has one monitor, else the flow incident's for all of them; changes meanwhile are
 told together. Reminders once per reminder period whatever the number of outages; one
 `recovered` (or `no_data`) when its last open outage ends, none when nobody was told it began.
@@ -277,9 +277,10 @@ def due(
 
 
 def first_now(*, notified: bool, due_at: datetime | None, now: datetime, unsettled: int) -> bool:
-    """Whether a flow incident's first notice goes `now`, before its `group_wait` is over: the
-    other monitors on its monitors' hosts are all judged (`unsettled`: how many are still being
-    checked, `controller.scheduling.confirm_store.unsettled`), so it says which are down. The
+    """Whether a flow incident's first notice goes `now`, before its `group_wait` is over: its
+    monitors' siblings (the same host name, `dependsOn`) are all judged (`unsettled`: how many
+    are still being checked, `controller.scheduling.confirm_store.unsettled`), so it says which
+    are down. The
     `group_wait` bounds the wait for them; a change after it waits `group_interval`."""
     return not notified and due_at is not None and now < due_at and unsettled == 0
 

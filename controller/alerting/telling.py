@@ -163,7 +163,7 @@ class Teller:
 
     async def _send_settled(self, conn: Conn, now: datetime) -> int:
         """Send the first notices that wait for their group wait while nothing is left to wait
-        for (`flows.first_now`: the other monitors on their hosts are judged); return how many."""
+        for (`flows.first_now`: their monitors' siblings are judged); return how many."""
         sent = 0
         for flow_id, organization_id, monitors in await flow_db.first_waiting(
             conn, now, self._batch
@@ -183,7 +183,7 @@ class Teller:
         self, conn: Conn, flow_id: int, now: datetime, *, settled: bool = False
     ) -> int:
         """The flow incident's due notice (`flows.when_due`), under its organization's lock;
-        1 when one went out. `settled`: the other monitors on its hosts are judged, so a first
+        1 when one went out. `settled`: its monitors' siblings are judged, so a first
         notice goes before its group wait is over (`flows.first_now`)."""
         flow = await flow_db.state(conn, flow_id)
         if flow is None or flow.ended_at is not None or flow.due_at is None:

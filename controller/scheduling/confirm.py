@@ -14,13 +14,14 @@ round-robin = max-min fairness). An organization alone gets the whole rate; whil
 none gets more than its share, so one organization's failures delay another's confirmation by
 one slot at most, however many it asks for.
 
-**The same server's other monitors.** A monitor's first failing round of a streak also asks a
-confirmation round of each other monitor on the same host name (`confirm_store.same_host`, at most
+**The same server's other monitors.** A monitor's first failing round of a run also asks a
+confirmation round of each of its siblings (`confirm_store.siblings`: its customer's monitors on
+the same host name, any port or protocol, or declaring one another in `dependsOn`; at most
 `SIBLINGS_MAX`, each within its organization's allowance and the global budget as above): an
-outage of the server is seen on all its ports and protocols within seconds, so the incident's
-first notice can say which are down (`controller.alerting.flows.first_now`). A passing round of a
-monitor whose incident is open is confirmed too (`wanted_back`), and asks the same of the host's
-other monitors with an incident open: a server's return is told within one round of it.
+outage of the server is seen on all its services within seconds, so the incident's first notice
+can say which are down (`controller.alerting.flows.first_now`). A passing round of a monitor
+whose incident is open is confirmed too (`wanted_back`), and asks the same of its siblings with
+an incident open: a server's return is told within one round of it.
 """
 
 import math

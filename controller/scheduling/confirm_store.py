@@ -152,13 +152,20 @@ async def give_back(conn: Conn, rounds: Sequence[tuple[int, datetime]]) -> None:
         )
 
 
-# The monitors `s` on the same host as `m`: one customer's (two customers' are never checked or
-# told together), the host names compared as the flow rules compare them
-# (`controller.alerting.flows.host`: trimmed, lower case, no trailing dot), not disabled.
-_SAME_HOST = (
+# A host name as the flow rules compare it (`controller.alerting.flows.host`): trimmed, lower
+# case, no trailing dot.
+_HOST = "lower(rtrim(btrim({}), '.'))"
+# The monitors `s` checked with `m` (its siblings): one customer's (two customers' are never
+# checked or told together), not disabled, on the same host name (any port or protocol), or
+# one declaring the other in `dependsOn` (by public id or host name).
+_SIBLING = (
     "s.organization_id = m.organization_id AND s.customer_id IS NOT DISTINCT FROM m.customer_id"
-    " AND lower(rtrim(btrim(s.hostname), '.')) = lower(rtrim(btrim(m.hostname), '.'))"
     " AND s.status <> 'disabled'"
+    f" AND ({_HOST.format('s.hostname')} = {_HOST.format('m.hostname')}"
+    f"  OR EXISTS (SELECT 1 FROM unnest(s.depends_on) d WHERE {_HOST.format('d')}"
+    f"   IN (m.public_id::text, {_HOST.format('m.hostname')}))"
+    f"  OR EXISTS (SELECT 1 FROM unnest(m.depends_on) d WHERE {_HOST.format('d')}"
+    f"   IN (s.public_id::text, {_HOST.format('s.hostname')})))"
 )
 # A confirmation round of the monitor `s` (its alert state `a`) asked since $2 whose round is
 # not judged yet: unsent, or sent after the last round the alerter judged.
@@ -170,7 +177,7 @@ _UNJUDGED = (
 
 
 class Sibling(msgspec.Struct, frozen=True):
-    """Another monitor on a failing (or recovering) monitor's host, to be checked at once."""
+    """A monitor checked at once with a failing (or recovering) one (`_SIBLING`)."""
 
     monitor_id: int
     public_id: str
@@ -178,7 +185,7 @@ class Sibling(msgspec.Struct, frozen=True):
     allowed_country_codes: list[str] | None
 
 
-async def same_host(
+async def siblings(
     conn: Conn,
     monitor_id: int,
     now: datetime,
@@ -186,15 +193,15 @@ async def same_host(
     recovering: bool,
     limit: int = confirm.SIBLINGS_MAX,
 ) -> list[Sibling]:
-    """The other monitors on the host name of `monitor_id` (`_SAME_HOST`) a confirmation round
-    of theirs would tell something new: with no incident open and no failing run when the
-    monitor started failing; with an incident open and no passing run when it recovers. Not
-    those whose confirmations are off, whose logins are backed off, or with a confirmation
-    round asked within `confirm.RECENT` and not judged yet (`_UNJUDGED`: monitors of one host
-    failing together ask once each); the first `limit` by id."""
+    """The siblings of `monitor_id` (`_SIBLING`: the same host name, or `dependsOn` either way)
+    a confirmation round of theirs would tell something new: with no incident open and no
+    failing run when the monitor started failing; with an incident open and no passing run
+    when it recovers. Not those whose confirmations are off, whose logins are backed off, or
+    with a confirmation round asked within `confirm.RECENT` and not judged yet (`_UNJUDGED`:
+    monitors of one host failing together ask once each); the first `limit` by id."""
     rows = await conn.fetch(
         "SELECT s.id AS monitor_id, s.public_id::text, s.organization_id, s.allowed_country_codes"
-        f" FROM monitors m JOIN monitors s ON {_SAME_HOST} AND s.id <> m.id"
+        f" FROM monitors m JOIN monitors s ON {_SIBLING} AND s.id <> m.id"
         " LEFT JOIN monitor_alert_state a ON a.monitor_id = s.id"
         " LEFT JOIN monitor_alert_settings ms ON ms.monitor_id = s.id"
         " LEFT JOIN organization_alert_settings os ON os.organization_id = s.organization_id"
@@ -212,14 +219,14 @@ async def same_host(
 
 
 async def unsettled(conn: Conn, monitor_ids: Sequence[int], now: datetime) -> int:
-    """How many other monitors on the host names of `monitor_ids` (`_SAME_HOST`) are still
-    being checked: in a failing run with no incident open yet, with a confirmation round
-    asked within `confirm.RECENT` whose round is not judged yet (`_UNJUDGED`), or whose
-    results the alerter has to judge within `confirm.JUDGING` (its `alert_queue` row: waiting,
-    leased, or a round of its closing)."""
+    """How many siblings of `monitor_ids` (`_SIBLING`), not among them, are still being
+    checked: in a failing run with no incident open yet, with a confirmation round asked within
+    `confirm.RECENT` whose round is not judged yet (`_UNJUDGED`), or whose results the alerter
+    has to judge within `confirm.JUDGING` (its `alert_queue` row: waiting, leased, or a round of
+    its closing)."""
     found: int = await conn.fetchval(
         "SELECT count(DISTINCT s.id)"
-        f" FROM monitors m JOIN monitors s ON {_SAME_HOST} AND s.id <> ALL($1::bigint[])"
+        f" FROM monitors m JOIN monitors s ON {_SIBLING} AND s.id <> ALL($1::bigint[])"
         " LEFT JOIN monitor_alert_state a ON a.monitor_id = s.id"
         " WHERE m.id = ANY($1::bigint[])"
         " AND ((a.consecutive_down_rounds > 0 AND a.open_incident_id IS NULL)"

@@ -61,8 +61,8 @@ class AlertingSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True
             le=3600,
             description="an incident's first notice waits at most this long for other "
             "monitors failing on the same server or dependency to join it (one notice for one "
-            "mail-flow problem); it goes sooner, as soon as the other monitors on its monitors' "
-            "host names (each checked at once by a confirmation round) are judged",
+            "mail-flow problem); it goes sooner, as soon as its monitors' siblings (the same "
+            "host name, `dependsOn`; each checked at once by a confirmation round) are judged",
         ),
     ] = 10
     incident_group_interval_seconds: Annotated[

@@ -53,6 +53,40 @@ async def test_a_first_failure_asks_the_same_hosts_other_monitors_once(rig: Rig)
     assert await requested(rig, first_m) == [failed]
 
 
+async def test_a_declared_dependency_is_a_sibling_either_way(rig: Rig) -> None:
+    mx = await rig.monitor(name="MX", hostname="mx.customer.test", port=25)
+    gateway = await rig.monitor(name="Gateway", hostname="gw.customer.test", port=25)
+    by_host = await rig.monitor(name="Webmail", hostname="web.customer.test", port=443)
+    async with rig.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE monitors SET depends_on = $2 WHERE id = $1",
+            gateway["id"],
+            [str(mx["public_id"])],
+        )
+        await conn.execute(
+            "UPDATE monitors SET depends_on = $2 WHERE id = $1",
+            by_host["id"],
+            ["MX.customer.test."],
+        )
+    failed = rig.clock() - timedelta(seconds=3)
+    await rig.round(mx, 0, DOWN, at=failed)
+    await rig.alerter.burst()
+    assert await requested(rig, gateway) == [failed], "it declares the failing monitor"
+    assert await requested(rig, by_host) == [failed], "it declares the failing monitor's host"
+
+    # And the other way: the declaring monitor fails first, the declared one is checked.
+    later = rig.clock() - timedelta(seconds=1)
+    other = await rig.monitor(name="Relay", hostname="relay.customer.test", port=587)
+    async with rig.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE monitors SET depends_on = $2 WHERE id = $1", other["id"], ["db.customer.test"]
+        )
+    db = await rig.monitor(name="DB", hostname="db.customer.test", port=5432)
+    await rig.round(other, 0, DOWN, at=later)
+    await rig.alerter.burst()
+    assert await requested(rig, db) == [later]
+
+
 async def test_siblings_stay_within_the_organizations_allowance(rig: Rig) -> None:
     # Each monitor is checked from 3 countries: an allowance of 4 checks a minute pays for the
     # failing monitor's own confirmation and no sibling's.
