@@ -2,15 +2,17 @@
 each monitor's outage joined): read, opened, joined, told, ended. The caller owns the
 transaction; the alerter is their only writer, one organization's at a time (`lock`)."""
 
-from collections.abc import Collection, Sequence
-from datetime import datetime
+from collections.abc import Collection, Iterable, Sequence
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import asyncpg
 import msgspec
 
+from controller.alerting import flows
 from controller.alerting.flows import Dependent, Flow, Outage
 from controller.db.pool import Conn
+from controller.ingest import store as results
 from controller.monitors import store as monitors
 from controller.monitors.store import Monitor, MonitorConfigError
 from controller.notify.evidence_store import EVIDENCE_MAX
@@ -78,6 +80,23 @@ async def open_flows(conn: Conn, organization_id: int) -> list[Flow]:
         )
         for f in flows
     ]
+
+
+# How far back before an outage the addresses its monitors connected to are read: the
+# server's addresses while it answered (a down server's checks often connect to none).
+ADDRESSES_SINCE = timedelta(days=1)
+
+
+async def addresses(conn: Conn, outages: Iterable[Outage]) -> flows.Addresses:
+    """The addresses the outages' monitors' results connected to from `ADDRESSES_SINCE`
+    before the oldest of them started, by host name (`flows.by_host`)."""
+    found = list(outages)
+    if not found:
+        return flows.NO_ADDRESSES
+    since = min(o.started_at for o in found) - ADDRESSES_SINCE
+    deps = {o.monitor.monitor_id: o.monitor for o in found}
+    seen = await results.recent_addresses(conn, list(deps), since)
+    return flows.by_host((d, seen.get(i, ())) for i, d in deps.items())
 
 
 async def end_gone(conn: Conn, organization_id: int) -> int:

@@ -163,6 +163,16 @@ def same_server(a: Dependent, b: Dependent, addresses: Addresses = NO_ADDRESSES)
     return a.customer_id == b.customer_id and _any_same(a.servers, b.servers, addresses)
 
 
+def by_host(found: Iterable[tuple[Dependent, Collection[str]]]) -> dict[Server, set[str]]:
+    """`Addresses` from the addresses each monitor's recent results connected to: a round
+    trip's are left out (its result names one address for two legs)."""
+    hosts: dict[Server, set[str]] = {}
+    for d, seen in found:
+        if d.mailbox is None:
+            hosts.setdefault(d.send, set()).update(seen)
+    return hosts
+
+
 def _is_id(declared: str) -> bool:
     """A `dependsOn` entry naming a monitor (its public id, a UUID) rather than a host."""
     try:

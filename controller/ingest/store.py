@@ -11,7 +11,7 @@ redelivered result changes nothing. Readers read the view `check_results`, which
 import hashlib
 import operator
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Final
@@ -658,6 +658,30 @@ class CountryState(msgspec.Struct, frozen=True):
     last_job_id: str
     consecutive_failures: int
     consecutive_successes: int
+
+
+# Addresses read a monitor at most: a host name has a few.
+ADDRESSES_MAX = 16
+
+
+async def recent_addresses(
+    conn: Conn, monitor_ids: Collection[int], since: datetime
+) -> dict[int, set[str]]:
+    """The addresses the monitors' results scheduled since `since` connected to (their full
+    rows', whatever their status: a down server's checks often connected to none), at most
+    `ADDRESSES_MAX` a monitor."""
+    rows = await conn.fetch(
+        "SELECT m.id, a.address FROM unnest($1::bigint[]) AS m(id) CROSS JOIN LATERAL"
+        " (SELECT DISTINCT d.address FROM result_details d WHERE d.monitor_id = m.id"
+        "  AND d.scheduled_at >= $2 AND d.address IS NOT NULL LIMIT $3) a",
+        list(monitor_ids),
+        since,
+        ADDRESSES_MAX,
+    )
+    found: dict[int, set[str]] = {}
+    for r in rows:
+        found.setdefault(r["id"], set()).add(r["address"])
+    return found
 
 
 async def country_states(conn: Conn, monitor_id: int) -> list[CountryState]:
