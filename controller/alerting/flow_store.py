@@ -255,6 +255,19 @@ async def told(conn: Conn, flow_id: int, kind: str, now: datetime) -> None:
     )
 
 
+async def named(conn: Conn, key: str, incident_ids: Collection[int]) -> None:
+    """The outbox rows of the flow incident's notice `key` (its dedupe key, made per address
+    and channel) name the outages `incident_ids`, whichever member's they were queued for."""
+    await conn.execute(
+        "INSERT INTO notice_incidents (incident_id, outbox_id)"
+        " SELECT n.id, o.id FROM notification_outbox o, unnest($2::bigint[]) AS n(id)"
+        " WHERE o.incident_id = ANY($2::bigint[]) AND starts_with(o.dedupe_key, $1)"
+        " ON CONFLICT DO NOTHING",
+        key + ":",
+        list(incident_ids),
+    )
+
+
 async def due(conn: Conn, now: datetime, limit: int) -> list[tuple[int, int]]:
     """Open flow incidents whose next notice is due, oldest first: (id, organization id)."""
     rows = await conn.fetch(
