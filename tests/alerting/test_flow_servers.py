@@ -5,7 +5,8 @@ Dovecot is stopped: IMAPS and POP3S fail first, Postfix notices the missing SASL
 minutes later (later than `flows.SAME_TIME`, whatever cause word its prober gives). What the
 probers really saw, their connected address included, is stored for three countries and
 judged by the alerter: one flow incident of the four monitors, one notice per channel at
-open, one when Postfix's monitors join, one at recovery; every monitor's incidents say a
+open, one when Postfix's monitors join, one at recovery (the e-mails one thread: each
+follow-up's In-Reply-To names the first page's Message-ID); every monitor's incidents say a
 notice about it was delivered."""
 
 from collections.abc import AsyncIterator
@@ -215,5 +216,10 @@ async def test_dovecot_down_is_one_incident_across_names_ports_and_protocols(
     print("notices:", subjects, len(rig.sms.requests), "SMS")
     assert subjects[2].startswith("[mailprobe] Recovered: IMAPS and 3 more after")
     assert len(subjects) == 3 and len(rig.sms.requests) == 3
+    # one thread in the mail client: the change and the recovery follow up the first page
+    first, *later = rig.relay.messages
+    assert "In-Reply-To" not in first
+    for m in later:
+        assert m["In-Reply-To"] == m["References"] == first["Message-ID"], m["Subject"]
     for name, m in ms.items():
         assert await notified(api, rig, m) == [("closed", True, "sent")], name

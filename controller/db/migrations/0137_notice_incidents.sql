@@ -9,3 +9,9 @@ CREATE TABLE notice_incidents (
     PRIMARY KEY (incident_id, outbox_id)
 );
 CREATE INDEX notice_incidents_outbox ON notice_incidents (outbox_id);
+
+-- The dedupe key of the first notice an incident's e-mail follows up (the first `down` e-mail
+-- to that address about the incident or its flow incident): its `In-Reply-To` and `References`
+-- name that notice's Message-ID, so a mail client shows one thread per incident. NULL for the
+-- first notice and for other channels.
+ALTER TABLE notification_outbox ADD COLUMN thread_key text;
