@@ -94,7 +94,17 @@ async def addresses(conn: Conn, outages: Iterable[Outage]) -> flows.Addresses:
     if not found:
         return flows.NO_ADDRESSES
     since = min(o.started_at for o in found) - ADDRESSES_SINCE
-    deps = {o.monitor.monitor_id: o.monitor for o in found}
+    return await addresses_of(conn, [o.monitor for o in found], since)
+
+
+async def addresses_of(
+    conn: Conn, monitors: Iterable[Dependent], since: datetime
+) -> flows.Addresses:
+    """The addresses the monitors' results scheduled since `since` connected to, by host name
+    (`flows.by_host`): what `flows.same_server` reads."""
+    deps = {d.monitor_id: d for d in monitors}
+    if not deps:
+        return flows.NO_ADDRESSES
     seen = await results.recent_addresses(conn, list(deps), since)
     return flows.by_host((d, seen.get(i, ())) for i, d in deps.items())
 
