@@ -9,8 +9,9 @@ happened and checks what the alerter made of them:
 - every monitor's incidents are exactly its outages (opened after `DOWN_AFTER` failing rounds,
   closed after `RECOVER_AFTER` passing ones): none stranded open;
 - each problem's outages are one flow incident, and one flow incident never holds outages of
-  unrelated problems (problems are related when they share a monitor or a declared
-  dependency) nor of two organizations;
+  unrelated problems (problems are related when they share a monitor, one organization's
+  server (a host, whatever the port: Postfix's submission beside Dovecot's IMAPS and POP3S)
+  or a declared dependency) nor of two organizations;
 - per flow incident and recipient: one opening notice, one end notice when it was told, a
   reminder at most once per reminder period; nothing else pages;
 - a finding while an outage of its monitor (or of its host, in its organization) is open is
@@ -76,6 +77,8 @@ SPECS: dict[str, Spec] = {
     "a-trip": Spec("a", "roundtrip", "relay.a.test", 587, "oncall@a.test"),
     "a-web": Spec("a", "smtp", "web.a.test", 25, "oncall@a.test", ("a-mx",)),
     "a-lone": Spec("a", "smtp", "lone.a.test", 25, "oncall@a.test"),
+    # Postfix's submission on Dovecot's host: one server with IMAPS and POP3S, other ports
+    "a-submit": Spec("a", "smtp", "box.a.test", 587, "oncall@a.test"),
     "b-mx": Spec("b", "smtp", "mx.shared.test", 25, "ops@b.test"),
     "b-imap": Spec("b", "imap", "box.b.test", 993, "ops@b.test"),
     "b-dep": Spec("b", "smtp", "dep.b.test", 25, "ops@b.test", ("mx.shared.test",)),
@@ -90,17 +93,37 @@ DOMAINS: dict[str, dict[str, str]] = {
     "dovecot-a": {"a-imap": "", "a-pop3": "", "a-trip": "mailbox leg: "},
     "web-a": {"a-web": ""},
     "lone-a": {"a-lone": ""},
+    "postfix-a": {"a-submit": ""},
     "box-b": {"b-imap": ""},
 }
 
 
+MAILBOX_HOST = "box.a.test"  # the round trip's mailbox leg (monitor_config)
+
+
+def _hosts(name: str, leg: str) -> set[str]:
+    """The hosts a monitor's failure points to in a domain (a round trip's by its leg)."""
+    spec = SPECS[name]
+    if spec.kind != "roundtrip":
+        return {spec.hostname}
+    return {
+        "send leg: ": {spec.hostname},
+        "mailbox leg: ": {MAILBOX_HOST},
+    }.get(leg, {spec.hostname, MAILBOX_HOST})
+
+
 def _related_domains() -> set[frozenset[str]]:
-    """Domains whose outages may be one problem: they share a monitor, or one's monitor
-    declares a monitor or a host of the other's."""
+    """Domains whose outages may be one problem: they share a monitor, one organization's
+    failures point to one host (any port: one server), or one's monitor declares a monitor or
+    a host of the other's."""
     pairs: set[frozenset[str]] = set()
     for d1, ms1 in DOMAINS.items():
         for d2, ms2 in DOMAINS.items():
-            shared = set(ms1) & set(ms2)
+            shared = set(ms1) & set(ms2) or any(
+                SPECS[m1].org == SPECS[m2].org and _hosts(m1, l1) & _hosts(m2, l2)
+                for m1, l1 in ms1.items()
+                for m2, l2 in ms2.items()
+            )
             declared = any(
                 dep == m2 or dep == SPECS[m2].hostname
                 for m1 in ms1
