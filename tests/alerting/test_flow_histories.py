@@ -90,7 +90,8 @@ DOMAINS: dict[str, dict[str, str]] = {
     "mx": {"a-mx": "", "b-mx": "", "a-web": "", "b-dep": ""},
     "mx-a": {"a-mx": ""},
     "relay-a": {"a-relay": "", "a-trip": "send leg: "},
-    "dovecot-a": {"a-imap": "", "a-pop3": "", "a-trip": "mailbox leg: "},
+    # Dovecot down fails the submission beside it too (its SASL logins)
+    "dovecot-a": {"a-imap": "", "a-pop3": "", "a-trip": "mailbox leg: ", "a-submit": ""},
     "web-a": {"a-web": ""},
     "lone-a": {"a-lone": ""},
     "postfix-a": {"a-submit": ""},
@@ -446,6 +447,29 @@ async def check(rig: Rig, h: History, ms: dict[str, asyncpg.Record], seen: dict[
         }
         assert len(alone) == len({o for o, _ in alone}), (h.seed, domain, a, b, alone)
 
+    # An outage opening while a directly related one (its server, whatever the port, or a
+    # declared dependency) has been open for rounds joins a flow incident: it opens none.
+    opener = {f["id"]: min(i["id"] for i in members[f["id"]]) for f in flows}
+    spans = [
+        (
+            i,
+            by_id[i["monitor_id"]],
+            round_of[i["started_at"]],
+            i["ended_at"] and round_of[i["ended_at"]],
+        )
+        for i in incidents
+    ]
+    for x, name_x, sx, _ in spans:
+        if opener[x["flow_incident_id"]] != x["id"]:
+            continue
+        opened = sx + DOWN_AFTER - 1
+        for _, name_y, sy, ey in spans:
+            closes = ROUNDS + 9 if ey is None else ey + RECOVER_AFTER - 1
+            if name_y == name_x or not (sy + DOWN_AFTER + 1 <= opened < closes - 2):
+                continue
+            if directly_related(h, name_x, sx, name_y, sy):
+                raise AssertionError((h.seed, "opened its own", name_x, sx, "while", name_y, sy))
+
     # Notices: per flow incident and address, one opening, one end once told, reminders paced.
     outbox = await rig.fetch(
         "SELECT o.*, i.flow_incident_id FROM notification_outbox o"
@@ -523,6 +547,27 @@ async def check(rig: Rig, h: History, ms: dict[str, asyncpg.Record], seen: dict[
         ),
         "dropped": Counter(r["source"] for r in dropped),
     }
+
+
+def directly_related(h: History, a: str, sa: int, b: str, sb: int) -> bool:
+    """Whether the alerter relates the outages of `a` (first failing in round `sa`) and `b`
+    for certain: one organization's, and a host each one's failures point to (its leg then)
+    in common, or a declaration either way."""
+    spec_a, spec_b = SPECS[a], SPECS[b]
+    if spec_a.org != spec_b.org:
+        return False
+    if b in spec_a.depends_on or a in spec_b.depends_on:
+        return True
+    # A round trip's outage points to the leg its opening round names: only when the legs of
+    # its first failing rounds agree is the relation certain.
+    for da in range(DOWN_AFTER):
+        for db in range(DOWN_AFTER):
+            hosts_a = _hosts(a, h.failing(a, sa + da) or "")
+            hosts_b = _hosts(b, h.failing(b, sb + db) or "")
+            declared = set(spec_a.depends_on) & hosts_b or set(spec_b.depends_on) & hosts_a
+            if not (hosts_a & hosts_b or declared):
+                return False
+    return True
 
 
 def connected(domains: set[str]) -> bool:
