@@ -11,7 +11,8 @@ happened and checks what the alerter made of them:
 - each problem's outages are one flow incident, and one flow incident never holds outages of
   unrelated problems (problems are related when they share a monitor, one organization's
   server (a host, whatever the port: Postfix's submission beside Dovecot's IMAPS and POP3S)
-  or a declared dependency) nor of two organizations;
+  or a declared dependency) nor of two organizations; an outage opening while a directly
+  related one (its server, a declaration) has been open for rounds joins, never opens its own;
 - per flow incident and recipient: one opening notice, one end notice when it was told, a
   reminder at most once per reminder period; nothing else pages;
 - a finding while an outage of its monitor (or of its host, in its organization) is open is
