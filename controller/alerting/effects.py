@@ -147,8 +147,8 @@ class Effects:
         mine = outage(monitor, incident)
         open_flows = await flow_db.open_flows(conn, monitor.organization_id)
         seen = flows.NO_ADDRESSES
-        if open_flows:  # nothing to join otherwise
-            seen = await flow_db.addresses(conn, [mine, *(o for f in open_flows for o in f.open)])
+        if others := flows.by_address(mine, open_flows):
+            seen = await flow_db.addresses(conn, [mine, *others])
         found = flows.joins(mine, open_flows, seen)
         if found is None:
             flow_id = await flow_db.start(

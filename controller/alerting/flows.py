@@ -259,6 +259,13 @@ def _relation(outage: Outage, flow: Flow, addresses: Addresses) -> Relation | No
     return None
 
 
+def by_address(outage: Outage, flows: Iterable[Flow]) -> list[Outage]:
+    """The open outages of `flows` whose flow incident `outage` is not related to by the host
+    names alone: those only the addresses their names were found at could relate (none: no
+    address needs reading)."""
+    return [o for f in flows if _relation(outage, f, NO_ADDRESSES) is None for o in f.open]
+
+
 @dataclass(frozen=True, slots=True)
 class Joined:
     """The flow incident an outage joins, why, and the younger ones it is related to that

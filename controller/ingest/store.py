@@ -668,12 +668,14 @@ async def recent_addresses(
     conn: Conn, monitor_ids: Collection[int], since: datetime
 ) -> dict[int, set[str]]:
     """The addresses the monitors' results scheduled since `since` connected to (their full
-    rows', whatever their status: a down server's checks often connected to none), at most
-    `ADDRESSES_MAX` a monitor."""
+    rows', whatever their status: a down server's checks often connected to none): those of
+    each monitor's latest `ADDRESSES_MAX` rows that name one (read newest first along the
+    key, so a monitor costs a few rows while its checks connect)."""
     rows = await conn.fetch(
-        "SELECT m.id, a.address FROM unnest($1::bigint[]) AS m(id) CROSS JOIN LATERAL"
-        " (SELECT DISTINCT d.address FROM result_details d WHERE d.monitor_id = m.id"
-        "  AND d.scheduled_at >= $2 AND d.address IS NOT NULL LIMIT $3) a",
+        "SELECT DISTINCT m.id, a.address FROM unnest($1::bigint[]) AS m(id) CROSS JOIN LATERAL"
+        " (SELECT d.address FROM result_details d WHERE d.monitor_id = m.id"
+        "  AND d.scheduled_at >= $2 AND d.address IS NOT NULL"
+        "  ORDER BY d.scheduled_at DESC LIMIT $3) a",
         list(monitor_ids),
         since,
         ADDRESSES_MAX,

@@ -302,3 +302,13 @@ def test_dovecot_down_is_one_problem() -> None:
         assert found is not None and not found.merged, later
         open_ = [Flow(1, T0, (*open_[0].open, later))]
     assert len(open_[0].open) == 4
+
+
+def test_addresses_are_read_only_for_flow_incidents_the_names_do_not_relate() -> None:
+    """An outage on mail.example.com needs no address to join IMAPS's flow incident; only
+    the other servers' outages (whose names differ) could be related by an address."""
+    imaps = flow(1, out(IMAPS), minutes=-2)
+    other = flow(2, out(SECOND_NAME), out(ELSEWHERE), minutes=-1)
+    assert flows.by_address(out(POP3S), [imaps]) == []
+    assert flows.by_address(out(POP3S), [imaps, other]) == list(other.open)
+    assert flows.by_address(out(POP3S), []) == []
