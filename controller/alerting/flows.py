@@ -23,9 +23,9 @@ when:
   other's failing servers are on (`dependsOn`: a host name, compared as above): what the server
   rule cannot see (a relay in front of the MX, a SASL backend on another address);
 - **a login failing the same way at the same time**: two submissions on other servers whose
-  logins fail (`auth` or `temporary` on an SMTP monitor that logs in, or a round trip's send
-  leg) with a temporary error both (a SASL backend they share, down), starting within
-  `SAME_TIME` of each other.
+  logins both fail with a temporary error (`temporary` on an SMTP monitor that logs in, or on
+  a round trip's send leg: a SASL backend they share, down), starting within `SAME_TIME` of
+  each other.
 
 Notices (`tell`, `when_due`, `due`): an outage opening wants the flow incident's next notice,
 due `group_wait` after the first (so the others join it) or, for a material change (a monitor,
