@@ -141,8 +141,8 @@ async def list_incidents(
         "   count(*) FILTER (WHERE o.status = 'sent') AS delivered,"
         "   count(*) FILTER (WHERE o.status = 'pending') AS waiting"
         "   FROM notification_outbox o"
-        "   WHERE (o.incident_id = i.id OR o.id IN"
-        "    (SELECT n.outbox_id FROM notice_incidents n WHERE n.incident_id = i.id))"
+        "   WHERE o.id IN (SELECT x.id FROM notification_outbox x WHERE x.incident_id = i.id"
+        "    UNION SELECT n.outbox_id FROM notice_incidents n WHERE n.incident_id = i.id)"
         "   AND o.kind NOT IN ('recovered', 'no_data')) d"
         " WHERE i.monitor_id = $1"
         " ORDER BY i.started_at DESC, i.id DESC LIMIT $2 OFFSET $3",
