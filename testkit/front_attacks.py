@@ -204,6 +204,29 @@ def one_byte_chunks(port: int, source: str, seconds: float, rate: float, body: i
     return statuses
 
 
+def half_body(port: int, source: str, path: str, declared: int) -> int:
+    """POST `path` declaring a JSON body of `declared` bytes, send half of it, wait, and close
+    (the rest never sent): the status answered before the close, 0 for none."""
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {declared}\r\n\r\n"
+    ).encode()
+    with connect(port, source) as sock:
+        sock.sendall(head + b"{" + b" " * (declared // 2))
+        sock.settimeout(0.5)
+        return answer_status(sock)
+
+
+def fetch(port: int, path: str, source: str = "127.0.0.1") -> bytes:
+    """GET `path` on a fresh connection: the whole answer, head and body."""
+    with connect(port, source) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode())
+        got = b""
+        while more := sock.recv(65536):
+            got += more
+        return got
+
+
 def wide_head(fields: int) -> bytes:
     """A GET /health whose head carries `fields` header fields, sent in one piece."""
     lines = b"".join(b"X-%d: v\r\n" % i for i in range(fields))

@@ -14,11 +14,12 @@ grows by less than 100 MiB (/proc of the server).
 
 import asyncio
 import contextlib
+import json
 import os
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,9 @@ from testkit.front_attacks import (
     answer_status,
     closed_within,
     connect,
+    fetch,
     get,
+    half_body,
     in_threads,
     one_byte_chunks,
     open_fds,
@@ -55,6 +58,7 @@ class Served:
     pid: int
     port: int
     ctx: ssl.SSLContext | None = None
+    log: list[bytes] = field(default_factory=list)  # the lines it has logged so far
 
     def baseline(self) -> tuple[int, int]:
         return rss_bytes(self.pid) + queued_bytes(self.port), open_fds(self.pid)
@@ -74,8 +78,9 @@ def serve(database_url: str, nats_url: str) -> Serve:
     ) -> AsyncIterator[Served]:
         port = embedded.free_port()
         settings = {"API_PORT": str(port), "API_WRITE_SECONDS": str(WRITE_S), **env}
+        log: list[bytes] = []
         async with controller_serving(
-            database_url, nats_url, "api", embedded.free_port(), nofile, **settings
+            database_url, nats_url, "api", embedded.free_port(), nofile, log, **settings
         ) as proc:
             for _ in range(1500):  # the interpreter starting, the streams made
                 if await asyncio.to_thread(get, port, "/health", "127.0.0.1", ctx) == 200:
@@ -84,7 +89,7 @@ def serve(database_url: str, nats_url: str) -> Serve:
                 await asyncio.sleep(0.02)
             else:
                 raise AssertionError("the API never answered /health")
-            yield Served(proc.pid, port, ctx)
+            yield Served(proc.pid, port, ctx, log)
 
     return serving
 
@@ -184,12 +189,7 @@ async def test_a_client_reading_slowly_but_steadily_gets_its_whole_answer(serve:
 
 
 def _document(port: int) -> bytes:
-    with connect(port, "127.0.0.1") as sock:
-        sock.sendall(b"GET /schema/openapi.json HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-        got = b""
-        while more := sock.recv(65536):
-            got += more
-        return got
+    return fetch(port, "/schema/openapi.json")
 
 
 async def test_a_tls_handshake_is_inside_the_head_deadline(serve: Serve, tmp_path: Path) -> None:
@@ -263,3 +263,28 @@ async def test_websocket_upgrades_hold_no_slot_of_the_caps(serve: Serve) -> None
         await asyncio.sleep(0.5)
         print(f"upgrades: answered {sorted(set(statuses))}")
         assert await asyncio.to_thread(get, served.port, "/health", ATTACKERS[0]) == 200
+
+
+async def test_a_client_gone_mid_body_is_its_abort_not_a_server_error(serve: Serve) -> None:
+    """Five clients each send half of a declared 2,000-byte login body and close: each request
+    is logged as the client's abort (status 499, at info), nothing is logged as an error, and
+    /metrics counts no 5xx for the route."""
+    async with serve() as served:
+        await asyncio.to_thread(
+            in_threads,
+            lambda i: half_body(served.port, ATTACKERS[i], "/api/auth/login", 2000),
+            5,
+        )
+        await asyncio.sleep(0.5)
+        exposed = await asyncio.to_thread(fetch, served.port, "/metrics")
+    lines = [json.loads(line) for line in served.log if line.startswith(b"{")]
+    logins = [e for e in lines if e.get("event") == "request" and e["path"] == "/api/auth/login"]
+    print(f"a client gone mid-body: {[(e['status'], e['level']) for e in logins]}")
+    assert [(e["status"], e["level"]) for e in logins] == [(499, "info")] * 5, logins
+    assert not [e for e in lines if e.get("level") in ("error", "critical")], lines
+    series = [
+        line
+        for line in exposed.decode().splitlines()
+        if line.startswith("mailprobe_api_request_seconds_count") and "/api/auth/login" in line
+    ]
+    assert series and not [line for line in series if 'status="5xx"' in line], series
