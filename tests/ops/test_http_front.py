@@ -192,10 +192,9 @@ def _document(port: int) -> bytes:
     return fetch(port, "/schema/openapi.json")
 
 
-async def test_a_tls_handshake_is_inside_the_head_deadline(serve: Serve, tmp_path: Path) -> None:
-    """API_HEAD_SECONDS=1 on HTTPS: a connection that never starts its handshake is closed
-    within about a second, not held for asyncio's 60 s; one whose handshake ends at 0.6 s has
-    the rest of that second for its head."""
+def _tls(tmp_path: Path) -> tuple[ssl.SSLContext, dict[str, str]]:
+    """A client context trusting a throwaway CA, and the API_TLS_* settings of a server
+    certificate it signed for 127.0.0.1."""
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1")
     certfile, keyfile = tmp_path / "api.pem", tmp_path / "api.key"
@@ -203,7 +202,14 @@ async def test_a_tls_handshake_is_inside_the_head_deadline(serve: Serve, tmp_pat
     cert.private_key_pem.write_to_path(str(keyfile))
     ctx = ssl.create_default_context()
     ca.configure_trust(ctx)
-    tls = {"API_TLS_CERT_FILE": str(certfile), "API_TLS_KEY_FILE": str(keyfile)}
+    return ctx, {"API_TLS_CERT_FILE": str(certfile), "API_TLS_KEY_FILE": str(keyfile)}
+
+
+async def test_a_tls_handshake_is_inside_the_head_deadline(serve: Serve, tmp_path: Path) -> None:
+    """API_HEAD_SECONDS=1 on HTTPS: a connection that never starts its handshake is closed
+    within about a second, not held for asyncio's 60 s; one whose handshake ends at 0.6 s has
+    the rest of that second for its head."""
+    ctx, tls = _tls(tmp_path)
 
     def slow_handshake() -> float | None:
         """A handshake begun 0.6 s after the connect, then nothing: closed at about 1 s from
@@ -224,6 +230,33 @@ async def test_a_tls_handshake_is_inside_the_head_deadline(serve: Serve, tmp_pat
         print(f"a handshake done at 0.6 s, then no head: closed {took} s after the connect")
         assert took is not None and took < 1.4, took
         assert await asyncio.to_thread(get, served.port, "/health", "127.0.0.1", ctx) == 200
+
+
+async def test_tls_handshakes_are_counted_in_the_connection_caps(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """HTTPS with 8 connections per address and 24 per replica: 40 connections from one address
+    that never begin their handshake hold 8 of the server's fds, not 40, for the head's
+    10 s; then 64 more from eight addresses hold the replica's 24, and `/health` over TLS
+    still gets in (a new connection takes the place of a handshake waiting longest)."""
+    ctx, tls = _tls(tmp_path)
+    caps = {"API_MAX_CONNECTIONS": "24", "API_MAX_CONNECTIONS_PER_ADDRESS": "8"}
+    async with serve(ctx=ctx, **caps, **tls) as served:
+        base = served.baseline()
+        held = await asyncio.to_thread(silent, served.port, ATTACKERS[:1], 40)
+        try:
+            await asyncio.sleep(1)
+            one = open_fds(served.pid) - base[1]
+            with served.watch().running() as watch:
+                held += await asyncio.to_thread(silent, served.port, ATTACKERS, 64)
+                await asyncio.sleep(3)
+        finally:
+            for sock in held:
+                sock.close()
+        print(f"handshakes never begun: fds +{one} from one address")
+        _judge(watch, base, "handshakes never begun from eight addresses")
+        assert one <= 8 + 2, f"fds +{one} for 40 handshakes from one address (cap 8)"
+        assert max(watch.fds) - base[1] <= 24 + 4, watch.line(*base)
 
 
 async def test_health_gets_in_at_the_open_files_limit(serve: Serve) -> None:
