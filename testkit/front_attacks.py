@@ -7,6 +7,7 @@ Each client may take its own loopback source address (127.0.0.N), so a test tell
 from many without any network of its own."""
 
 import contextlib
+import http.client
 import os
 import socket
 import ssl
@@ -225,6 +226,35 @@ def fetch(port: int, path: str, source: str = "127.0.0.1") -> bytes:
         while more := sock.recv(65536):
             got += more
         return got
+
+
+def requests_from(
+    port: int, source: str, path: str, seconds: float
+) -> list[tuple[int, str | None]]:
+    """GET `path` over and over on one kept-alive connection from `source` for `seconds`
+    (a new connection when the server closes one): each answer's status and Retry-After."""
+    answers: list[tuple[int, str | None]] = []
+    end = time.monotonic() + seconds
+    conn: http.client.HTTPConnection | None = None
+    while time.monotonic() < end:
+        try:
+            if conn is None:
+                conn = http.client.HTTPConnection("127.0.0.1", port, 5, (source, 0))
+            conn.request("GET", path)
+            got = conn.getresponse()
+            got.read()
+            answers.append((got.status, got.getheader("retry-after")))
+            if got.will_close:
+                conn.close()
+                conn = None
+        except OSError:
+            answers.append((0, None))
+            if conn is not None:
+                conn.close()
+            conn = None
+    if conn is not None:
+        conn.close()
+    return answers
 
 
 def wide_head(fields: int) -> bytes:

@@ -40,6 +40,7 @@ from testkit.front_attacks import (
     open_fds,
     queued_bytes,
     read_slowly,
+    requests_from,
     rss_bytes,
     silent,
     unread_answers,
@@ -77,7 +78,13 @@ def serve(database_url: str, nats_url: str) -> Serve:
         nofile: int | None = None, ctx: ssl.SSLContext | None = None, **env: str
     ) -> AsyncIterator[Served]:
         port = embedded.free_port()
-        settings = {"API_PORT": str(port), "API_WRITE_SECONDS": str(WRITE_S), **env}
+        settings = {
+            "API_PORT": str(port),
+            "API_WRITE_SECONDS": str(WRITE_S),
+            # the other bounds measured alone, unless a test sets the rate
+            "API_REQUESTS_PER_SECOND_PER_ADDRESS": "0",
+            **env,
+        }
         log: list[bytes] = []
         async with controller_serving(
             database_url, nats_url, "api", embedded.free_port(), nofile, log, **settings
@@ -321,3 +328,45 @@ async def test_a_client_gone_mid_body_is_its_abort_not_a_server_error(serve: Ser
         if line.startswith("mailprobe_api_request_seconds_count") and "/api/auth/login" in line
     ]
     assert series and not [line for line in series if 'status="5xx"' in line], series
+
+
+async def test_requests_from_one_address_are_held_to_its_rate(serve: Serve) -> None:
+    """API_REQUESTS_PER_SECOND_PER_ADDRESS=10 in bursts of 20: one address asking as fast as it
+    can for 4 s on a kept-alive connection (a 404 path, then the OpenAPI document) gets about
+    20 + 4 x 10 answers, the rest 429 with Retry-After; another address asking meanwhile,
+    and /health, are answered as before."""
+    rate = {"API_REQUESTS_PER_SECOND_PER_ADDRESS": "10", "API_REQUEST_BURST_PER_ADDRESS": "20"}
+    async with serve(**rate) as served:
+        base = served.baseline()
+        watch = Watch(served.pid, served.port, every_s=0.2)  # 5 a second, under the rate
+        with watch.running():
+            flood, other = await asyncio.gather(
+                asyncio.to_thread(requests_from, served.port, ATTACKERS[0], "/no/such", 4),
+                asyncio.to_thread(_paced, served.port, ATTACKERS[1], 4),
+            )
+        exposed = (await asyncio.to_thread(fetch, served.port, "/metrics")).decode()
+    answered = [s for s, _ in flood if s != 429]
+    refused = [after for s, after in flood if s == 429]
+    print(
+        f"one address flooding: {len(answered)} answered, {len(refused)} refused 429 of"
+        f" {len(flood)} in 4 s; the other address: {sorted(set(other))}"
+    )
+    _judge(watch, base, "one address flooding at its rate")
+    assert set(answered) == {404}, sorted(set(answered))
+    assert 20 <= len(answered) <= 20 + 4 * 10 + 5, len(answered)
+    assert refused and all(after is not None and int(after) >= 1 for after in refused)
+    assert set(other) == {404}, other
+    throttled = [
+        line for line in exposed.splitlines() if line.startswith("mailprobe_api_throttled")
+    ]
+    assert any(float(line.split()[-1]) == len(refused) for line in throttled), throttled
+
+
+def _paced(port: int, source: str, seconds: float) -> list[int]:
+    """GET a 404 path from `source` 4 times a second, each on a fresh connection."""
+    statuses = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        statuses.append(get(port, "/no/such", source))
+        time.sleep(0.25)
+    return statuses
