@@ -375,40 +375,50 @@ def _paced(port: int, source: str, seconds: float) -> list[int]:
     return statuses
 
 
+@contextlib.asynccontextmanager
+async def _haproxy(backend: int, tmp_path: Path) -> AsyncIterator[tuple[int, int]]:
+    """deploy/haproxy/haproxy.cfg, its addresses on loopback, in front of the controller on
+    port `backend` alone: its port and pid, once it answers `/health`."""
+    if not HAPROXY.exists():
+        pytest.fail("Debian's haproxy is missing: make test-debs installs it")
+    port = embedded.free_port()
+    config = local_config(port, {"controller": backend})
+    config = re.sub(r"^  server controller-2 .*\n", "", config, flags=re.M)
+    (tmp_path / "haproxy.cfg").write_text(config)
+    proc = await asyncio.create_subprocess_exec(
+        str(HAPROXY), "-db", "-f", str(tmp_path / "haproxy.cfg"),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(500):
+            if await asyncio.to_thread(get, port, "/health", "127.0.0.11") == 200:
+                break
+            await asyncio.sleep(0.02)
+        yield port, proc.pid
+    finally:
+        proc.kill()
+        await proc.wait()
+
+
 async def test_one_byte_chunks_through_the_shipped_haproxy(serve: Serve, tmp_path: Path) -> None:
     """deploy/haproxy/haproxy.cfg (its addresses on loopback) in front of a served controller
     that trusts it: two clients sending 1.8 MB bodies of 1-byte chunks through it, 3.5 MB/s in
     all, for 8 s. `/health` asked through HAProxy stays under 100 ms at p99 and the
     controller's RSS grows under 100 MiB: HAProxy re-frames the chunks, the controller's own
     bound refuses what still comes in small pieces."""
-    if not HAPROXY.exists():
-        pytest.fail("Debian's haproxy is missing: make test-debs installs it")
-    async with serve(API_TRUSTED_PROXIES="127.0.0.1") as served:
-        port = embedded.free_port()
-        config = local_config(port, {"controller": served.port})
-        config = re.sub(r"^  server controller-2 .*\n", "", config, flags=re.M)
-        (tmp_path / "haproxy.cfg").write_text(config)
-        proc = await asyncio.create_subprocess_exec(
-            str(HAPROXY), "-db", "-f", str(tmp_path / "haproxy.cfg"),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            for _ in range(500):
-                if await asyncio.to_thread(get, port, "/health", "127.0.0.11") == 200:
-                    break
-                await asyncio.sleep(0.02)
-            base = served.baseline()
-            haproxy_cpu = cpu_s(proc.pid)
-            with Watch(served.pid, port).running() as watch:
-                found = await asyncio.to_thread(
-                    in_threads,
-                    lambda i: one_byte_chunks(port, ATTACKERS[i], 8, 1.75 * MIB, 1_800_000),
-                    2,
-                )
-            haproxy_cpu = cpu_s(proc.pid) - haproxy_cpu
-        finally:
-            proc.kill()
-            await proc.wait()
+    async with (
+        serve(API_TRUSTED_PROXIES="127.0.0.1") as served,
+        _haproxy(served.port, tmp_path) as (port, haproxy),
+    ):
+        base = served.baseline()
+        haproxy_cpu = cpu_s(haproxy)
+        with Watch(served.pid, port).running() as watch:
+            found = await asyncio.to_thread(
+                in_threads,
+                lambda i: one_byte_chunks(port, ATTACKERS[i], 8, 1.75 * MIB, 1_800_000),
+                2,
+            )
+        haproxy_cpu = cpu_s(haproxy) - haproxy_cpu
     statuses = [s for got in found for s in got]  # type: ignore[attr-defined]
     print(
         f"1-byte chunks through HAProxy: answered {sorted(set(statuses))} to {len(statuses)}"
@@ -416,3 +426,25 @@ async def test_one_byte_chunks_through_the_shipped_haproxy(serve: Serve, tmp_pat
     )
     _judge(watch, base, "1-byte chunks through HAProxy")
     assert statuses, "no body was sent"
+
+
+async def test_behind_the_shipped_haproxy_each_client_has_its_own_rate(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """A controller trusting the shipped HAProxy (rate 10/s, burst 20): one client flooding
+    through it for 3 s is refused 429 past its bound, while another client through the same
+    HAProxy, 4 requests a second, is answered every time (each counted by the address HAProxy
+    forwards, not HAProxy's own)."""
+    rate = {"API_REQUESTS_PER_SECOND_PER_ADDRESS": "10", "API_REQUEST_BURST_PER_ADDRESS": "20"}
+    async with (
+        serve(API_TRUSTED_PROXIES="127.0.0.1", **rate) as served,
+        _haproxy(served.port, tmp_path) as (port, _),
+    ):
+        flood, other = await asyncio.gather(
+            asyncio.to_thread(requests_from, port, ATTACKERS[0], "/no/such", 3),
+            asyncio.to_thread(_paced, port, ATTACKERS[1], 3),
+        )
+    answered = [s for s, _ in flood if s != 429]
+    print(f"through HAProxy: the flood {len(answered)} of {len(flood)} answered; other {other}")
+    assert set(answered) == {404} and 20 <= len(answered) <= 20 + 3 * 10 + 5, len(answered)
+    assert set(other) == {404}, other
