@@ -13,7 +13,8 @@ frees its slot.
 import asyncio
 import asyncio.sslproto
 import ssl
-from typing import Any, cast
+from collections.abc import Callable
+from typing import cast
 
 from controller.web.front_protocol import FrontProtocol
 
@@ -61,8 +62,8 @@ class TlsAccept(asyncio.Protocol):
             self._app.let_go()
 
 
-def _tls_protocol(loop: asyncio.AbstractEventLoop) -> Any:
+def _tls_protocol(loop: asyncio.AbstractEventLoop) -> Callable[..., asyncio.BaseProtocol]:
     """The class of `loop`'s own TLS protocol (uvloop's or asyncio's: their arguments agree)."""
     if uvloop is not None and isinstance(loop, uvloop.Loop):
-        return UvSSLProtocol
+        return cast(Callable[..., asyncio.BaseProtocol], UvSSLProtocol)
     return asyncio.sslproto.SSLProtocol
