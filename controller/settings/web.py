@@ -95,8 +95,8 @@ class ApiSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True):
         Meta(
             ge=1,
             description="connections the API holds open from one source address (the socket's"
-            " peer; one in `API_TRUSTED_PROXIES` is held to `API_MAX_CONNECTIONS` only); past it"
-            " 503 and the connection is closed",
+            " peer, an IPv6 peer by its /64; one in `API_TRUSTED_PROXIES` is held to"
+            " `API_MAX_CONNECTIONS` only); past it 503 and the connection is closed",
         ),
     ] = 64
     api_trusted_proxies: Annotated[

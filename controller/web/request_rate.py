@@ -6,8 +6,8 @@
   the bound is on what an address costs before anyone knows who it is.
 - The address is the client's (behind `API_TRUSTED_PROXIES`, the forwarded one uvicorn puts in
   the scope); a request whose address is still a trusted proxy's (it forwarded none) is not
-  held here: the proxy bounds its clients. An IPv6 address counts by its /64, the block one
-  subscriber gets, so one client cannot take a fresh bucket per address.
+  held here: the proxy bounds its clients. An IPv6 address counts by its /64
+  (controller.web.client_block), so one client cannot take a fresh bucket per address.
 - Memory is bounded by construction: at most `ADDRESSES` buckets, the address seen least
   recently forgotten first (it comes back with a full bucket, as a new address does).
 """
@@ -24,9 +24,9 @@ from litestar.types import ASGIApp, HTTPResponseStartEvent, Receive, Scope, Send
 
 from controller.observability import metrics
 from controller.web.body_bounds import declares_body
+from controller.web.client_block import client_block
 
 ADDRESSES = 65_536  # buckets kept at most: about 18 MiB
-IPV6_PREFIX = 64
 
 
 @dataclass(slots=True)
@@ -60,7 +60,7 @@ class RequestRate:
         seconds until it would be."""
         if self._trusted and _within(address, self._trusted):
             return 0.0
-        key = _key(address)
+        key = client_block(address)
         bucket = self._buckets.get(key)
         if bucket is None:
             if len(self._buckets) >= self.addresses:
@@ -83,21 +83,6 @@ def _within(address: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6N
     except ValueError:
         return False
     return any(ip in net for net in networks)
-
-
-def _key(address: str) -> str:
-    """The bucket of `address`: itself, or its /64 for an IPv6 address."""
-    if ":" not in address:  # IPv4 (or no address)
-        return address
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{ip}/{IPV6_PREFIX}", strict=False))
-    return str(ip)
 
 
 class _TooMany(msgspec.Struct, rename="camel"):
