@@ -3,8 +3,9 @@ process's open-files limit) and `API_MAX_CONNECTIONS_PER_ADDRESS` per source add
 
 The source is the socket's peer, an IPv6 peer counted by its /64 (controller.web.client_block).
 A peer in API_TRUSTED_PROXIES carries many clients' requests, so it is held to the replica's cap
-only: the proxy bounds each client (deploy/haproxy, the ingress). At the replica's cap a new connection takes the place of the connection that has
-waited longest for a request (idle, or its head not yet whole); with none waiting it is refused.
+only: the proxy bounds each client (deploy/haproxy, the ingress). At the replica's cap a new
+connection takes the place of the connection that has waited longest for a request (idle, or
+its head not yet whole); with none waiting it is refused.
 """
 
 import ipaddress
