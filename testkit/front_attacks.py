@@ -7,6 +7,7 @@ Each client may take its own loopback source address (127.0.0.N), so a test tell
 from many without any network of its own."""
 
 import contextlib
+import http.client
 import os
 import socket
 import ssl
@@ -202,6 +203,58 @@ def one_byte_chunks(port: int, source: str, seconds: float, rate: float, body: i
             statuses.append(0)  # refused mid-body: the server closed, the send failed
             time.sleep(0.05)
     return statuses
+
+
+def half_body(port: int, source: str, path: str, declared: int) -> int:
+    """POST `path` declaring a JSON body of `declared` bytes, send half of it, wait, and close
+    (the rest never sent): the status answered before the close, 0 for none."""
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {declared}\r\n\r\n"
+    ).encode()
+    with connect(port, source) as sock:
+        sock.sendall(head + b"{" + b" " * (declared // 2))
+        sock.settimeout(0.5)
+        return answer_status(sock)
+
+
+def fetch(port: int, path: str, source: str = "127.0.0.1") -> bytes:
+    """GET `path` on a fresh connection: the whole answer, head and body."""
+    with connect(port, source) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode())
+        got = b""
+        while more := sock.recv(65536):
+            got += more
+        return got
+
+
+def requests_from(
+    port: int, source: str, path: str, seconds: float
+) -> list[tuple[int, str | None]]:
+    """GET `path` over and over on one kept-alive connection from `source` for `seconds`
+    (a new connection when the server closes one): each answer's status and Retry-After."""
+    answers: list[tuple[int, str | None]] = []
+    end = time.monotonic() + seconds
+    conn: http.client.HTTPConnection | None = None
+    while time.monotonic() < end:
+        try:
+            if conn is None:
+                conn = http.client.HTTPConnection("127.0.0.1", port, 5, (source, 0))
+            conn.request("GET", path)
+            got = conn.getresponse()
+            got.read()
+            answers.append((got.status, got.getheader("retry-after")))
+            if got.will_close:
+                conn.close()
+                conn = None
+        except OSError:
+            answers.append((0, None))
+            if conn is not None:
+                conn.close()
+            conn = None
+    if conn is not None:
+        conn.close()
+    return answers
 
 
 def wide_head(fields: int) -> bytes:
