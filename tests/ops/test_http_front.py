@@ -2,8 +2,9 @@
 a process of its own on loopback, as production starts it: each attack is bounded in count and
 time, and while it runs `/health` (fresh connections from another source address) answers
 with p99 under 100 ms (each probe less the time the kernel kept the prober or the server's loop
-waiting for a CPU: tests/ops/test_front_watch.py checks that measure) and the server's RSS, with the kernel's send queues of its connections,
-grows by less than 100 MiB (/proc of the server).
+waiting for a CPU: tests/ops/test_front_watch.py checks that measure) and the server's RSS,
+with the kernel's send queues of its connections, grows by less than 100 MiB (/proc of the
+server).
 
 - 1-byte chunks: refused (400, closed) once a body's chunks are too many for its bytes.
 - A wide head sent in one piece: refused past MAX_HEAD_BYTES or MAX_HEAD_FIELDS (400).
