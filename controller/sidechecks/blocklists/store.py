@@ -38,7 +38,8 @@ async def record(conn: Conn, arrived: Sequence[Arrived[Reputation]]) -> int:
             errors.setdefault(a.name, {})[a.zone] = a.error or "no answer"
             if a.error != BUDGET_SPENT:
                 failures[(a.zone, r.country)] = (a.zone, r.country, a.error or "no answer", at)
-        names.append(_Names(str(r.monitor_id), r.country, r.facts.names, errors, at))
+        facts = r.facts
+        names.append(_Names(str(r.monitor_id), r.country, facts.names, errors, at, facts.resolver))
     if answers:
         await conn.executemany(
             "INSERT INTO blocklist_answers (zone, name, country, a, txt, tests, answered_at)"
@@ -67,6 +68,7 @@ class _Names(NamedTuple):
     names: dict[str, str]
     errors: dict[str, dict[str, str]]
     at: datetime
+    resolver: str
 
 
 async def _record_names(conn: Conn, names: Sequence[_Names]) -> int:
@@ -82,21 +84,33 @@ async def _record_names(conn: Conn, names: Sequence[_Names]) -> int:
         return 0
     rows = [newest[k] for k in sorted(newest)]
     written = await conn.fetch(
-        "INSERT INTO blocklist_names (monitor_id, country, names, errors, seen_at)"
-        " SELECT m.id, u.country, u.names::jsonb, u.errors::jsonb, u.seen_at"
-        " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])"
-        "  WITH ORDINALITY AS u(public_id, country, names, errors, seen_at, i)"
+        "INSERT INTO blocklist_names (monitor_id, country, names, errors, seen_at, resolver)"
+        " SELECT m.id, u.country, u.names::jsonb, u.errors::jsonb, u.seen_at, u.resolver"
+        " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],"
+        "  $6::text[])"
+        "  WITH ORDINALITY AS u(public_id, country, names, errors, seen_at, resolver, i)"
         " JOIN monitors m ON m.public_id = u.public_id ORDER BY u.i"
         " ON CONFLICT (monitor_id, country) DO UPDATE SET names = EXCLUDED.names,"
-        " errors = EXCLUDED.errors, seen_at = EXCLUDED.seen_at"
+        " errors = EXCLUDED.errors, seen_at = EXCLUDED.seen_at, resolver = EXCLUDED.resolver"
         " WHERE blocklist_names.seen_at < EXCLUDED.seen_at RETURNING 1",
         [n.public_id for n in rows],
         [n.country for n in rows],
         [_encode(n.names).decode() for n in rows],
         [_encode(n.errors).decode() for n in rows],
         [n.at for n in rows],
+        [n.resolver for n in rows],
     )
     return len(written)
+
+
+async def through_resolver(conn: Conn, since: datetime) -> frozenset[str]:
+    """The countries whose rounds since `since` asked the lists through the resolver mail DNS
+    and reverse DNS ask (`Reputation.resolver` "dns"): its canaries vouch for the lists there."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT country FROM blocklist_names WHERE seen_at >= $1 AND resolver = 'dns'",
+        since,
+    )
+    return frozenset(r["country"] for r in rows)
 
 
 _encode = msgspec.json.Encoder().encode

@@ -1,0 +1,4 @@
+-- Which resolver a round asked the lists through (`Reputation.resolver`, issue 80): `dns`, the
+-- one whose canaries vouch for mail DNS and reverse DNS, so the lists' answers in that country
+-- are believed only while it is; `own`, AGENT_BLOCKLIST_RESOLVER; '' not known (older agents).
+ALTER TABLE blocklist_names ADD COLUMN resolver text NOT NULL DEFAULT '';
