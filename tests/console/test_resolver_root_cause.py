@@ -160,6 +160,8 @@ async def test_a_broken_resolver_is_one_notice_and_every_page_says_not_believed(
         assert "a.root-servers.net" in box and "blocklist standing" in box
         assert f'data-not-believed="{TRUTHFUL}"' not in box
     assert f"not believed in {BROKEN}" in overview
+    clean = page[page.index('id="posture-clean"') :]
+    assert f"not believed in {BROKEN}" in clean[: clean.index("</p>")]
     for side in ("mail_dns", "blocklists"):
         row = page[page.index(f'data-side-check="{side}"') :]
         row = row[: row.index("</tr>")]
@@ -194,7 +196,9 @@ async def test_a_broken_resolver_read_in_chromium(
         browser.wait(driver, lambda d: d.find_elements(By.ID, "side-checks"))
         table = driver.find_element(By.ID, "side-checks").text
         assert f"not believed in {BROKEN}" in table, table
-        assert "AGENT_DNS_RESOLVER" in driver.find_element(By.ID, "not-believed").text
+        box = driver.find_element(By.ID, "not-believed")
+        assert "AGENT_DNS_RESOLVER" in box.text
+        box.location_once_scrolled_into_view  # noqa: B018
         browser.screenshot(driver, "monitor-not-believed")
         driver.get(f"{console_url}/console/reputation")
         browser.wait(driver, lambda d: d.find_elements(By.ID, "blocklists"))
