@@ -1,6 +1,6 @@
 """The oracles' health, moved every pass (the alerter role, `OracleWatch.run_once`): each
-country's resolver from its canaries' newest real answers, each list from its RFC 5782 test
-entries' (controller.sidechecks.blocklists.watch.healths), stepped and told by
+country's resolver from its canaries' newest answers (none coming: `unknown`), each list from
+its RFC 5782 test entries' (controller.sidechecks.blocklists.watch.healths), stepped and told by
 controller.operator_health: a change that held is one `fleet` notice (what is wrong, where,
 what the operator sets; the fleet's own budget, never the outages') to the owners of each
 organization whose monitors that oracle decides there and to the deployment's operators, and a

@@ -240,7 +240,8 @@ async def overview(
         flows, open_flows, evidence = await flow_view.listed(
             conn, scope, flow_view.OPEN_SHOWN, open_only=True
         )
-        dark = await not_believed(conn, principal_of(request), clock.now())
+        interval = reputation_settings.blocklist_interval_seconds
+        dark = await not_believed(conn, principal_of(request), clock.now(), interval)
     return page(
         request,
         "overview.html",
@@ -314,7 +315,10 @@ async def monitor_page(
         capped = await login_caps.get(conn, m.id, now)
         lists = blocklists_of(reputation_settings)
         posture = await monitor_posture(conn, m.id, lists)
-        dark = await not_believed(conn, principal_of(request), now, m.allowed_country_codes)
+        interval = reputation_settings.blocklist_interval_seconds
+        dark = await not_believed(
+            conn, principal_of(request), now, interval, m.allowed_country_codes
+        )
         sides = await side_checks(conn, m, (f.code for f in posture["open_findings"]), dark)
         blocklists = await monitor_standing(
             conn, m, lists, reputation_settings.blocklist_interval_seconds, now

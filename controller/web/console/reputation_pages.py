@@ -26,7 +26,7 @@ async def reputation_page(
     now = clock.now()
     async with pool.acquire() as conn:
         seen = await lists_health(conn, lists, interval, now)
-        dark = await not_believed(conn, principal_of(request), now)
+        dark = await not_believed(conn, principal_of(request), now, interval)
     rows = [
         {
             "zone": b.zone,
