@@ -40,6 +40,8 @@ async def not_believed(
     given), in country order; `lists`: the country's rounds within two list intervals asked
     the lists through it, or a list there is unknown for that reason."""
     stored = await readable(conn, principal, await health_db.healths(conn, oracles_db.HEALTH), now)
+    if not any(oracle == RESOLVER and s.state in _BAD for (oracle, _), s in stored.items()):
+        return []
     since = now - timedelta(seconds=2 * list_interval_s)
     behind = set(await lists_db.through_resolver(conn, since)) | {
         cc
