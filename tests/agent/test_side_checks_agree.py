@@ -95,6 +95,19 @@ ZONES: dict[str, tuple[str, Records]] = {
         _zone("example.test", ["v=spf1 ip4:300.1.1.1 -all"], **REJECT),
     ),
     "no SPF record": ("example.test", _zone("example.test", [], **REJECT)),
+    # RFC 7208 4.6.4: at most 10 terms that cause DNS lookups
+    "an SPF tree past ten lookups": (
+        "example.test",
+        {
+            **_zone("example.test", **REJECT),
+            # one record of two strings (a string holds at most 255 characters)
+            ("example.test", "TXT"): [
+                '"v=spf1 ' + " ".join(f"include:i{n}.example.test" for n in range(6)) + ' "'
+                + '"' + " ".join(f"include:i{n}.example.test" for n in range(6, 11)) + ' -all"'
+            ],
+            **{(f"i{n}.example.test", "TXT"): ['"v=spf1 -all"'] for n in range(11)},
+        },
+    ),
     "an include of a domain without SPF": (
         "example.test",
         {
@@ -176,6 +189,7 @@ async def test_mail_dns_and_readiness_agree_on_every_fact_they_both_read(zone: s
         ("an SPF term that does not parse", {"spf_invalid"}),
         ("no SPF record", {"spf_missing"}),
         ("an include of a domain without SPF", {"spf_include_broken"}),
+        ("an SPF tree past ten lookups", {"spf_lookup_limit"}),
     ],
 )
 async def test_each_zone_raises_its_own_findings_once(zone: str, raised: set[str]) -> None:
@@ -187,7 +201,15 @@ async def test_each_zone_raises_its_own_findings_once(zone: str, raised: set[str
 
 
 SPF_CODES = frozenset(
-    {"spf_missing", "spf_invalid", "spf_include_broken", "spf_too_permissive", "spf_ptr"}
+    {
+        "spf_missing",
+        "spf_invalid",
+        "spf_include_broken",
+        "spf_too_permissive",
+        "spf_ptr",
+        "spf_lookup_limit",
+        "spf_void_lookups",
+    }
 )
 DMARC_CODES = frozenset(
     {
