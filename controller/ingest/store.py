@@ -289,9 +289,10 @@ async def _move_lost(conn: Conn, lost: list[asyncpg.Record]) -> None:
 
 async def _store_side(conn: Conn, rows: Sequence[CheckedResult]) -> None:
     """Each side check's facts of `rows`, by its store (the ingester has bounded them), as the
-    frame keeps them (`keeps_facts`: none of an `inconclusive` result; a job's first, which,
-    that kept, are those of the result that stands). Facts that do not fit their side check's
-    types are dropped (logged), the result kept. Counted: the facts stored."""
+        frame keeps them (`keeps_facts`: none of an `inconclusive` result; a job's first, which,
+        that kept, are those of the result that stands). Facts that do not fit their side check's
+        types are dropped (logged), the result kept. Counted: the facts taken (a redelivered
+    result's, whichever store keeps them, are not)."""
     for check in WIRED.values():
         assert check.wire is not None
         arrived: list[Arrived[msgspec.Struct]] = []
@@ -320,8 +321,7 @@ async def _store_side(conn: Conn, rows: Sequence[CheckedResult]) -> None:
         if own is None:
             stored = await facts_store.record(conn, check.name, arrived)
         else:
-            await own(conn, arrived)
-            stored = len(arrived)
+            stored = await own(conn, arrived)
         metrics.side_check_facts(check.name, stored)
 
 
