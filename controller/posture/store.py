@@ -15,6 +15,7 @@ from controller.jobs.result_kinds import scheduled_since
 from controller.posture.facts import COLUMNS, StoredFacts
 from controller.posture.rules import Baseline, Change, Finding, Key
 from controller.sidechecks.facts_store import side_of
+from controller.sidechecks.findings import DOMAIN_FACTS
 
 # StoredFacts' columns of `check_results`, with each result's side facts.
 FACT_SELECT = ", ".join(side_of("job_id") + " AS side" if c == "side" else c for c in COLUMNS)
@@ -372,12 +373,18 @@ async def open_in(conn: Conn, organization_id: int | None, limit: int) -> list[O
 
 async def open_counts(conn: Conn, organization_id: int | None) -> dict[str, int]:
     """Open findings by severity, over the organization's monitors (every one's: None), a
-    finding several countries see counted once, as the console lists it."""
+    finding several countries see counted once, as the console lists it; a fact of a mail
+    domain (`DOMAIN_FACTS`) counted once per customer and domain, however many monitors show
+    it."""
     rows = await conn.fetch(
-        "SELECT f.severity, count(DISTINCT (f.monitor_id, f.code)) AS n FROM posture_findings f"
-        " JOIN monitors m ON m.id = f.monitor_id"
+        "SELECT f.severity, count(DISTINCT CASE"
+        "  WHEN f.code = ANY($2::text[]) AND m.mail_domain IS NOT NULL"
+        "  THEN concat_ws(' ', 'domain', m.customer_id, m.mail_domain, f.code)"
+        "  ELSE concat_ws(' ', 'monitor', f.monitor_id, f.code) END) AS n"
+        " FROM posture_findings f JOIN monitors m ON m.id = f.monitor_id"
         " WHERE f.cleared_at IS NULL AND ($1::bigint IS NULL OR m.organization_id = $1)"
         " GROUP BY f.severity",
         organization_id,
+        sorted(DOMAIN_FACTS),
     )
     return {r["severity"]: r["n"] for r in rows}

@@ -1,6 +1,7 @@
 """The report rules (controller/sidechecks/reports/rules.py) as tables: a window's counts and an
 organization's thresholds → the verdict on each report finding, its detail and the items it was
-raised for; when a verdict is news; which network a source address counts in."""
+raised for; when a verdict is news; which network a source address counts in; which monitors a
+domain's finding is shown on."""
 
 import pytest
 
@@ -15,6 +16,7 @@ from controller.sidechecks.reports.rules import (
     ReportSettings,
     Verdict,
     Verdicts,
+    concerns,
     fresh,
     judge,
     network,
@@ -317,3 +319,25 @@ def test_a_reports_items_that_may_be_news_are_its_largest_failures() -> None:
     assert len(new.tls) == FRESH
     assert "certificate-expired|mx0.example.com" in new.tls
     assert "certificate-expired|mx1499.example.com" not in new.tls
+
+
+@pytest.mark.parametrize(
+    ("code", "monitor_type", "shown"),
+    [
+        (TLS_FAILURES, "smtp", True),
+        (TLS_FAILURES, "roundtrip", True),
+        (TLS_FAILURES, "imap", False),
+        (TLS_FAILURES, "pop3", False),
+        (DMARC_FAILURES, "smtp", True),
+        (DMARC_FAILURES, "roundtrip", True),
+        (DMARC_FAILURES, "imap", False),
+        (DMARC_UNKNOWN, "smtp", True),
+        (DMARC_UNKNOWN, "roundtrip", True),
+        (DMARC_UNKNOWN, "pop3", False),
+        ("certificate_expired", "smtp", False),  # not a report finding
+    ],
+)
+def test_a_report_finding_concerns_smtp_monitors_and_round_trips(
+    code: str, monitor_type: str, shown: bool
+) -> None:
+    assert concerns(code, monitor_type) is shown
