@@ -11,29 +11,32 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
         SELECT m.id, m.created_at FROM monitors m
         WHERE m.id = ANY(monitors)
           AND EXISTS (SELECT 1 FROM monitor_country_state s WHERE s.monitor_id = m.id)
+    ), merged AS (
+        -- Each monitor's incidents over the window as one multirange, merged once.
+        SELECT i.monitor_id AS id,
+            range_agg(tstzrange(i.started_at, coalesce(i.ended_at, until))) AS down
+        FROM incidents i
+        WHERE i.monitor_id = ANY(monitors) AND i.started_at < until
+          AND (i.ended_at IS NULL OR i.ended_at > first::timestamp AT TIME ZONE 'UTC')
+          AND coalesce(i.ended_at, until) > i.started_at
+        GROUP BY i.monitor_id
     ), spans AS (
         SELECT w.id, g.d::date AS day,
-            tstzrange(greatest(g.d::timestamp AT TIME ZONE 'UTC', w.created_at),
-                      least((g.d::date + 1)::timestamp AT TIME ZONE 'UTC', until)) AS span
+            tstzrange(greatest(g.d AT TIME ZONE 'UTC', w.created_at),
+                      least((g.d + interval '1 day') AT TIME ZONE 'UTC', until)) AS span
         FROM watched w,
             generate_series(first::timestamp, (until AT TIME ZONE 'UTC')::date::timestamp,
                             interval '1 day') g(d)
-        WHERE greatest(g.d::timestamp AT TIME ZONE 'UTC', w.created_at)
-            < least((g.d::date + 1)::timestamp AT TIME ZONE 'UTC', until)
-    ), down AS (
-        SELECT s.id, s.day, coalesce(sum(extract(epoch FROM upper(r) - lower(r)) * 1000), 0) AS ms
-        FROM spans s
-        LEFT JOIN LATERAL (
-            SELECT range_agg(tstzrange(i.started_at, coalesce(i.ended_at, until)) * s.span) AS rs
-            FROM incidents i
-            WHERE i.monitor_id = s.id AND i.started_at < upper(s.span)
-              AND (i.ended_at IS NULL OR i.ended_at > lower(s.span))
-        ) o ON true
-        LEFT JOIN LATERAL unnest(o.rs) r ON true
-        GROUP BY s.id, s.day
+        WHERE greatest(g.d AT TIME ZONE 'UTC', w.created_at)
+            < least((g.d + interval '1 day') AT TIME ZONE 'UTC', until)
     )
-    SELECT s.id, s.day,
-        (extract(epoch FROM upper(s.span) - lower(s.span)) * 1000 - d.ms)::bigint,
-        d.ms::bigint
-    FROM spans s JOIN down d ON d.id = s.id AND d.day = s.day
+    SELECT t.id, t.day, (t.span_ms - t.down_ms)::bigint, t.down_ms::bigint
+    FROM (
+        SELECT s.id, s.day, extract(epoch FROM upper(s.span) - lower(s.span)) * 1000 AS span_ms,
+            CASE WHEN m.down && s.span THEN (
+                SELECT sum(extract(epoch FROM upper(r) - lower(r)) * 1000)
+                FROM unnest(m.down * tstzmultirange(s.span)) r
+            ) ELSE 0 END AS down_ms
+        FROM spans s LEFT JOIN merged m ON m.id = s.id
+    ) t
 $$;
