@@ -12,6 +12,9 @@ import msgspec
 from controller.db import rows as typed
 from controller.db.pool import Conn
 from controller.jobs.result_kinds import scheduled_since
+from controller.monitors.store import COLUMNS as MONITOR_COLUMNS
+from controller.monitors.store import Monitor
+from controller.monitors.store import decode as decode_monitor
 from controller.posture.facts import COLUMNS, StoredFacts
 from controller.posture.rules import Baseline, Change, Finding, Key
 from controller.sidechecks.facts_store import side_of
@@ -388,3 +391,31 @@ async def open_counts(conn: Conn, organization_id: int | None) -> dict[str, int]
         sorted(DOMAIN_FACTS),
     )
     return {r["severity"]: r["n"] for r in rows}
+
+
+async def open_elsewhere(
+    conn: Conn, monitor_id: int, customer_id: int, domain: str, codes: Sequence[str]
+) -> set[str]:
+    """Which of `codes` (facts of the mail domain) another monitor of the customer naming
+    `domain` has open: told already, not news."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT f.code FROM posture_findings f JOIN monitors m ON m.id = f.monitor_id"
+        " WHERE m.customer_id = $1 AND m.mail_domain = $2 AND m.id <> $3"
+        " AND f.cleared_at IS NULL AND f.code = ANY($4::text[])",
+        customer_id,
+        domain,
+        monitor_id,
+        list(codes),
+    )
+    return {r["code"] for r in rows}
+
+
+async def domain_monitors(conn: Conn, customer_id: int, domain: str) -> list[Monitor]:
+    """The customer's monitors naming `domain` as their mail domain, oldest first."""
+    rows = await conn.fetch(
+        f"SELECT {MONITOR_COLUMNS} FROM monitors WHERE customer_id = $1 AND mail_domain = $2"
+        " ORDER BY id",
+        customer_id,
+        domain,
+    )
+    return [decode_monitor(r) for r in rows]

@@ -7,7 +7,7 @@ judge it and it does not hold. A key the round could not judge is absent, so a c
 check failed neither raises nor clears anything.
 """
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -42,6 +42,16 @@ def declare(
     if domain:
         DOMAIN_FACTS.update(kinds)
     return kinds
+
+
+def domain_facts(codes: Collection[str]) -> frozenset[str]:
+    """Mark declared `codes` as facts of the monitor's mail domain (`DOMAIN_FACTS`): what
+    every monitor naming the domain reads alike (its records), not its own server's."""
+    unknown = set(codes) - set(KINDS)
+    if unknown:
+        raise ValueError(f"domain facts not declared: {sorted(unknown)}")
+    DOMAIN_FACTS.update(codes)
+    return frozenset(codes)
 
 
 @dataclass(frozen=True, slots=True)
