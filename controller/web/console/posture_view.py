@@ -120,11 +120,15 @@ def worst_first(rows: list[Row]) -> list[Row]:
 async def listing_counts(
     conn: Conn, organization_id: int | None, lists: tuple[BlockList, ...], limit: int
 ) -> dict[str, int]:
-    """The raised open listings of the organization by severity."""
+    """The raised open listings of the organization by severity, a listing several monitors
+    of a customer hold counted once."""
+    raised = await reputation.raised_open(conn, organization_id, None, limit)
     counts: dict[str, int] = {}
-    for row in listing_rows(
-        await reputation.raised_open(conn, organization_id, None, limit), lists
-    ):
+    seen: set[tuple[int, str, str]] = set()
+    for r, row in zip(raised, listing_rows(raised, lists), strict=True):
+        if (r.customer_id, r.zone, r.name) in seen:
+            continue
+        seen.add((r.customer_id, r.zone, r.name))
         counts[row.severity] = counts.get(row.severity, 0) + 1
     return counts
 
