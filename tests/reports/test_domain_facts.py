@@ -130,3 +130,23 @@ async def test_one_tls_report_for_a_domain_of_five_monitors_is_one_notice_per_ch
             tenant.org_id,
         )
     assert n == 2
+
+
+async def test_a_report_finding_an_earlier_release_put_on_imap_clears_at_the_sweep(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, tenant: Tenant, domain: str
+) -> None:
+    monitors = await _five(api, tenant, domain)
+    report = made.tls_gzip(made.tls_json(domain, report_id="one"))
+    assert (await intake.take(pool, tenant.org_id, report, "https", "test", Links())).stored
+    imap = await pool.fetchval(
+        "SELECT id FROM monitors WHERE public_id = $1::uuid", monitors["imap"]["publicId"]
+    )
+    await pool.execute(  # as a release that put report findings on every monitor left it
+        "INSERT INTO posture_findings (monitor_id, code, country, severity, detail, appeared_at,"
+        " last_seen_at) VALUES ($1, 'tls_failures_reported', '', 'warning', 'old', now(), now())",
+        imap,
+    )
+    assert await _open(api, tenant, PATHS["imap"], monitors["imap"]) == {"tls_failures_reported"}
+    await intake.sweep(pool, Links())
+    assert await _open(api, tenant, PATHS["imap"], monitors["imap"]) == set()
+    assert await _open(api, tenant, PATHS["mx"], monitors["mx"]) == {"tls_failures_reported"}
