@@ -322,6 +322,8 @@ class OpenFinding(msgspec.Struct, frozen=True, kw_only=True):
     detail: str
     appeared_at: datetime
     last_seen_at: datetime
+    customer_id: int = 0
+    mail_domain: str | None = None
 
 
 async def findings_page(conn: Conn, monitor_id: int, limit: int) -> list[ListedFinding]:
@@ -364,7 +366,7 @@ async def open_in(conn: Conn, organization_id: int | None, limit: int) -> list[O
     first, then by monitor name, code and country; with what names the monitor."""
     rows = await conn.fetch(
         "SELECT m.public_id, m.name, m.type, m.hostname, m.port, f.code, f.country,"
-        " f.severity, f.detail, f.appeared_at, f.last_seen_at"
+        " f.severity, f.detail, f.appeared_at, f.last_seen_at, m.customer_id, m.mail_domain"
         " FROM posture_findings f JOIN monitors m ON m.id = f.monitor_id"
         " WHERE f.cleared_at IS NULL AND ($1::bigint IS NULL OR m.organization_id = $1)"
         f" ORDER BY {_WORST_FIRST}, lower(m.name), m.public_id, f.code, f.country LIMIT $2",

@@ -20,6 +20,7 @@ from tests.alerting.conftest import channel_app
 from tests.api.helpers import create
 from tests.api.test_roundtrip_monitors import make as make_roundtrip
 from tests.conftest import Tenant
+from tests.console.helpers import Browserish
 
 PATHS = {
     "mx": "/api/smtp-monitors",
@@ -119,6 +120,11 @@ async def test_one_tls_report_for_a_domain_of_five_monitors_is_one_notice_per_ch
     async with pool.acquire() as conn:
         counts = await posture.open_counts(conn, tenant.org_id)
     assert counts == {"warning": 1}
+    # The console's findings page: one row for the fact, naming the three monitors showing it.
+    console = Browserish(api, session=tenant.tokens["member"])
+    page = (await console.get("/console/findings")).text
+    assert page.count('data-code="tls_failures_reported"') == 1
+    assert "all (1)" in page and "1 open findings on 3 monitors" in page
 
     # The same report again from another reporter with nothing new tells nobody.
     again = made.tls_gzip(made.tls_json(domain, report_id="two", reporter="Other Reporter"))
