@@ -32,6 +32,7 @@ async def test_a_paused_monitor_is_paused_in_counts_status_pages_and_the_scrape(
     client.session = tenant.tokens["member"]
     overview = (await client.get("/console/")).text
     assert 'data-count="paused">1<' in overview and 'data-count="up">0<' in overview
+    assert 'data-country="DE" data-status="paused"' in overview
 
     slug = f"paused-{tenant.org_id}"
     r = await _publish(client, tenant, slug, [await _row_id(pool, monitor["publicId"])], False)
@@ -43,6 +44,7 @@ async def test_a_paused_monitor_is_paused_in_counts_status_pages_and_the_scrape(
     assert "Operational" not in page and "operating normally" not in page
     (service,) = summary["services"]
     assert service["state"] == "paused"
+    assert service["countries"] == [{"country": "DE", "state": "paused"}]  # not its last "up"
     assert summary["status"]["description"] == "Every service on this page is paused."
 
     scraper = {"Authorization": f"Bearer {await scrape_token(client, tenant.tokens['admin'])}"}

@@ -169,8 +169,13 @@ class MonitorSummary(msgspec.Struct, kw_only=True, frozen=True):
 
 
 def _summary(row: asyncpg.Record) -> MonitorSummary:
+    """A row as the overview and status pages show it: a paused monitor's countries are grey
+    `paused` too, never their last statuses."""
     fields = {n: row[n] for n in MonitorSummary.__struct_fields__ if n != "dots"}
-    return MonitorSummary(**fields, dots=dots(row["dots"]))
+    shown = dots(row["dots"])
+    if row["status"] == "disabled":
+        shown = [(cc, "paused") for cc, _ in shown]
+    return MonitorSummary(**fields, dots=shown)
 
 
 class _Counted:
