@@ -137,6 +137,29 @@ async def test_one_tls_report_for_a_domain_of_five_monitors_is_one_notice_per_ch
         )
     assert n == 2
 
+    # A DMARC report: two facts more (a known sender failing, unknown sources), shown on the
+    # domain's senders only, held for the domain's digest (its last notice went just now),
+    # three facts counted three times, not fifteen.
+    dmarc = made.dmarc_xml(domain, report_id="dmarc-1")
+    assert (await intake.take(pool, tenant.org_id, dmarc, "https", "test", Links())).stored
+    reported = {"tls_failures_reported", "dmarc_failures_reported", "dmarc_unknown_source"}
+    shown = {name: await _open(api, tenant, PATHS[name], m) for name, m in monitors.items()}
+    assert shown == {
+        "mx": reported,
+        "submission": reported,
+        "roundtrip": reported,
+        "imap": set(),
+        "pop3": set(),
+    }
+    async with pool.acquire() as conn:
+        assert await posture.open_counts(conn, tenant.org_id) == {"warning": 3}
+        held = await conn.fetchrow(
+            "SELECT codes, due_at FROM report_fact_notices WHERE organization_id = $1",
+            tenant.org_id,
+        )
+    assert held is not None and held["due_at"] is not None
+    assert set(held["codes"]) == {"dmarc_failures_reported", "dmarc_unknown_source"}
+
 
 async def test_a_report_finding_an_earlier_release_put_on_imap_clears_at_the_sweep(
     api: httpx.AsyncClient, pool: asyncpg.Pool, tenant: Tenant, domain: str
