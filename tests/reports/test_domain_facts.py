@@ -4,6 +4,7 @@ one webhook notice to the customer's channel), shown on the monitors it concerns
 round trip, never IMAP or POP3), and counted once. Real PostgreSQL, the real intake and API."""
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -159,6 +160,19 @@ async def test_one_tls_report_for_a_domain_of_five_monitors_is_one_notice_per_ch
         )
     assert held is not None and held["due_at"] is not None
     assert set(held["codes"]) == {"dmarc_failures_reported", "dmarc_unknown_source"}
+    # The digest is one notice per recipient too: one e-mail, one webhook notice.
+    assert await intake.send_digests(pool, Links(), held["due_at"] + timedelta(seconds=1)) == 1
+    async with pool.acquire() as conn:
+        digests = await conn.fetch(
+            "SELECT o.channel, o.subject FROM notification_outbox o"
+            " JOIN monitors m ON m.id = o.monitor_id"
+            " WHERE m.organization_id = $1 AND o.kind = 'finding' ORDER BY o.id OFFSET 2",
+            tenant.org_id,
+        )
+    assert sorted(d["channel"] for d in digests) == ["email", "webhook"]
+    assert all(d["subject"].startswith("[mailprobe] Digest: 3 findings") for d in digests), [
+        d["subject"] for d in digests
+    ]
 
 
 async def test_a_report_finding_an_earlier_release_put_on_imap_clears_at_the_sweep(
