@@ -25,7 +25,8 @@ else (`refuse`, which the mailbox readers call too). `judge_domain` is also run 
 
 A domain's findings are facts of each customer naming it (organization, customer, domain):
 they go on that customer's monitors whose `mailDomain` is the domain and whom they concern
-(`rules.concerns`: SMTP monitors and round trips, never IMAP or POP3), as posture findings
+(`rules.shown_on`: SMTP monitors and round trips, never IMAP or POP3; TLS failures those at
+an MX the failures name, when one is), as posture findings
 (country ""), their appearance and clearing `MonitorEvent`s like the agents' own. Their notices
 are `Source.REPORT` notices (their own hourly budget: strangers' reports can never use up an
 outage notice's), one per recipient of those monitors (an address or a notification channel
@@ -37,7 +38,7 @@ time is one notice per interval.
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -308,14 +309,17 @@ async def judge_domain(
         by_customer.setdefault(monitor.customer_id, []).append(monitor)
     for customer_id, monitors in by_customer.items():
         fact = _Fact(db.Fact(organization_id, customer_id, domain), links, now, limits)
+        shown = _shown(monitors, seen)
         news: dict[str, tuple[Finding, int]] = {}
         for monitor in monitors:
-            for f, n in await _judge_monitor(conn, monitor, now, seen, settings, new):
+            codes = shown.get(monitor.id, frozenset())
+            for f, n in await _judge_monitor(conn, monitor, codes, now, seen, settings, new):
                 # The fact's words are its first monitor's; its news, the most any held.
                 first = news.setdefault(f.code, (f, n))
                 news[f.code] = (first[0], max(first[1], n))
         if news:
-            await _tell(conn, fact, _concerned(monitors), list(news.values()))
+            told = [m for m in monitors if shown.get(m.id)]
+            await _tell(conn, fact, told, shown, list(news.values()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,27 +330,31 @@ class _Fact:
     limits: Limits
 
 
-def _concerned(monitors: Sequence[Monitor]) -> list[Monitor]:
-    """The monitors any report finding concerns (`rules.concerns`)."""
-    return [m for m in monitors if any(rules.concerns(code, m.type) for code in rules.CODES)]
+def _shown(monitors: Sequence[Monitor], seen: rules.Window) -> dict[int, frozenset[str]]:
+    """The report codes each monitor shows (`rules.shown_on`), by monitor id."""
+    named = [(m.id, m.type, m.hostname) for m in monitors]
+    on = {code: rules.shown_on(code, named, seen) for code in rules.CODES}
+    return {m.id: frozenset(c for c in rules.CODES if m.id in on[c]) for m in monitors}
 
 
 async def _judge_monitor(
     conn: Conn,
     monitor: Monitor,
+    shown: frozenset[str],
     now: datetime,
     seen: rules.Window,
     settings: rules.ReportSettings,
     new: rules.Fresh | None,
 ) -> list[tuple[Finding, int]]:
-    """Move the monitor's report findings (none on a monitor they do not concern); the news:
-    each finding that appeared or names items not told before, with how many."""
+    """Move the monitor's report findings (only the `shown` codes: none on a monitor they do
+    not concern); the news: each finding that appeared or names items not told before, with
+    how many."""
     own = await posture.open_findings(conn, monitor.id)
     verdicts = rules.judge(seen, settings, monitor.hostname, own, new)
     state = await db.alert_state(conn, monitor.id)
     news: list[tuple[Finding, int]] = []
     for code in rules.CODES:
-        verdict = verdicts.get(code) if rules.concerns(code, monitor.type) else None
+        verdict = verdicts.get(code) if code in shown else None
         open_ = own.get((code, ""))
         if verdict is None:
             if open_ is not None:
@@ -369,7 +377,11 @@ async def _judge_monitor(
 
 
 async def _tell(
-    conn: Conn, fact: _Fact, monitors: Sequence[Monitor], news: list[tuple[Finding, int]]
+    conn: Conn,
+    fact: _Fact,
+    monitors: Sequence[Monitor],
+    shown: Mapping[int, frozenset[str]],
+    news: list[tuple[Finding, int]],
 ) -> None:
     """The first news at once; within `limits.digest` of the fact's last notice, held for the
     digest."""
@@ -382,7 +394,7 @@ async def _tell(
         log.info("report finding news held", domain=fact.fact.domain, codes=codes)
         return
     found = [f for f, _ in news]
-    if await _send(conn, fact.fact, monitors, found, fact.links, now, None):
+    if await _send(conn, fact.fact, monitors, shown, found, fact.links, now, None):
         await db.notice_sent(conn, fact.fact, now)
 
 
@@ -390,15 +402,16 @@ async def _send(
     conn: Conn,
     fact: db.Fact,
     monitors: Sequence[Monitor],
+    shown: Mapping[int, frozenset[str]],
     found: Sequence[Finding],
     links: Links,
     now: datetime,
     digest: tuple[int, datetime] | None,
 ) -> bool:
     """One notice of `found` about the fact's domain, to each recipient of the `monitors` once
-    (the same dedupe key for all, made per address and per notification channel), on the ways
-    each monitor chose for each finding's severity; True when any was queued (not taken as an
-    open incident's evidence)."""
+    (the same dedupe key for all, made per address and per notification channel), each told
+    the findings it shows (`shown`, by monitor id) on the ways it chose for their severity;
+    True when any was queued (not taken as an open incident's evidence)."""
     window = (await db.settings(conn, fact.organization_id)).window_days
     since = (now - timedelta(days=window)).date()
     reporters = await db.reporters(conn, fact.organization_id, fact.domain, since)
@@ -407,10 +420,10 @@ async def _send(
     key = f"report:{fact.customer_id}:{fact.domain}:{digested}"
     queued = False
     for monitor in monitors:
-        shown = [f for f in found if rules.concerns(f.code, monitor.type)]
+        own = [f for f in found if f.code in shown.get(monitor.id, frozenset())]
         t = await thresholds_db.thresholds(conn, monitor.id, monitor.organization_id)
         for way in WAYS:
-            chosen = [f for f in shown if way in t.finding_channels(f.severity)]
+            chosen = [f for f in own if way in t.finding_channels(f.severity)]
             if not chosen:
                 continue
             texts = notices.report_findings(monitors, fact.domain, chosen, reporters, links, digest)
@@ -457,16 +470,23 @@ async def send_digests(pool: asyncpg.Pool, links: Links, now: datetime | None = 
     sent = 0
     async with pool.acquire() as conn, conn.transaction():
         for due in await db.digests_due(conn, now, DIGESTS_PER_PASS):
-            monitors = _concerned(await db.fact_monitors(conn, due.fact))
             found: dict[str, Finding] = {}
-            for monitor in monitors:
+            shown: dict[int, frozenset[str]] = {}
+            monitors: list[Monitor] = []
+            for monitor in await db.fact_monitors(conn, due.fact):
                 own = await posture.open_findings(conn, monitor.id)
+                codes = frozenset(code for code, _ in own if code in rules.CODES)
+                if not codes:
+                    continue
+                monitors.append(monitor)
+                shown[monitor.id] = codes
                 for (code, _), f in own.items():
-                    if code in rules.CODES:
+                    if code in codes:
                         found.setdefault(code, f)
             if found:
                 digest = (due.news, due.told_at)
-                await _send(conn, due.fact, monitors, list(found.values()), links, now, digest)
+                said = list(found.values())
+                await _send(conn, due.fact, monitors, shown, said, links, now, digest)
                 sent += 1
             await db.notice_sent(conn, due.fact, now)
     return sent

@@ -14,10 +14,11 @@ verdicts on three findings (country ""):
   failing messages in the domain's name: a forgotten service, or someone forging it.
 
 A domain's finding is one fact of the customer's domain, shown on the monitors it concerns
-(`concerns`): TLS-RPT is about sessions to the domain's MX, DMARC about mail sent in the
-domain's name, so both concern the domain's SMTP monitors and round trips (which send through
-SMTP), never its IMAP or POP3 monitors. Its notice is one per recipient
-(controller/reports/intake.py).
+(`shown_on`): DMARC is about mail sent in the domain's name, so it concerns the domain's SMTP
+monitors and round trips (which send through SMTP), never its IMAP or POP3 monitors; TLS-RPT is
+about sessions to the domain's MX, so it concerns those of them at an MX the failures name (a
+round trip by its send leg), or all of them when no monitor watches one. Its notice is one per
+recipient (controller/reports/intake.py).
 
 Each finding carries the items it was raised for (`Verdict.items`): a notice goes out when it
 appears and again only when an item is new, so a report a day saying the same is one notice.
@@ -245,6 +246,19 @@ def _host(name: str) -> str:
 def concerns(code: str, monitor_type: str) -> bool:
     """Whether the report finding `code` is shown on a monitor of `monitor_type`."""
     return monitor_type in CONCERNS.get(code, frozenset())
+
+
+def shown_on(code: str, monitors: Sequence[tuple[int, str, str]], seen: Window) -> frozenset[int]:
+    """The monitors, of `monitors` (id, type, host: a round trip's is its send leg's), a report
+    finding of their domain is shown on: those of the types it concerns (`CONCERNS`); for TLS
+    failures, of those, the ones whose host is an MX the window's largest failures name, or all
+    of them when none is (the failures name an MX no monitor watches, or none)."""
+    typed = [(i, host) for i, kind, host in monitors if concerns(code, kind)]
+    if code != TLS_FAILURES:
+        return frozenset(i for i, _ in typed)
+    named = {_host(f.mx) for f in seen.largest if f.mx}
+    at_mx = frozenset(i for i, host in typed if _host(host) in named)
+    return at_mx or frozenset(i for i, _ in typed)
 
 
 def judge(
