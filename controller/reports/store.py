@@ -743,45 +743,69 @@ async def rotate(
     return typed.one(Generation, row)
 
 
-class Notices(msgspec.Struct, frozen=True):
-    """A monitor's report notices: when the last went; the findings with news since (`codes`),
-    how many items are new, and when their digest is due."""
+class Fact(msgspec.Struct, frozen=True):
+    """What a domain's report findings are facts of: one customer's domain."""
 
-    monitor_id: int
+    organization_id: int
+    customer_id: int
+    domain: str
+
+
+class Notices(msgspec.Struct, frozen=True):
+    """A customer's domain's report notices: when the last went; the findings with news since
+    (`codes`), how many items are new, and when their digest is due."""
+
+    organization_id: int
+    customer_id: int
+    domain: str
     told_at: datetime
     codes: list[str]
     news: int
     due_at: datetime | None
 
+    @property
+    def fact(self) -> Fact:
+        return Fact(self.organization_id, self.customer_id, self.domain)
 
-_NOTICES = "SELECT monitor_id, told_at, codes, news, due_at FROM report_notices"
+
+_NOTICES = (
+    "SELECT organization_id, customer_id, domain, told_at, codes, news, due_at"
+    " FROM report_fact_notices"
+)
+_FACT = "organization_id = $1 AND customer_id = $2 AND domain = $3"
 
 
-async def notices(conn: Conn, monitor_id: int) -> Notices | None:
-    row = await conn.fetchrow(f"{_NOTICES} WHERE monitor_id = $1 FOR UPDATE", monitor_id)
+async def notices(conn: Conn, fact: Fact) -> Notices | None:
+    row = await conn.fetchrow(
+        f"{_NOTICES} WHERE {_FACT} FOR UPDATE", fact.organization_id, fact.customer_id, fact.domain
+    )
     return typed.maybe(Notices, row)
 
 
-async def notice_sent(conn: Conn, monitor_id: int, at: datetime) -> None:
+async def notice_sent(conn: Conn, fact: Fact, at: datetime) -> None:
     """A notice went at `at`: nothing waits."""
     await conn.execute(
-        "INSERT INTO report_notices (monitor_id, told_at) VALUES ($1, $2)"
-        " ON CONFLICT (monitor_id) DO UPDATE SET told_at = $2, codes = '{}', news = 0,"
-        " due_at = NULL",
-        monitor_id,
+        "INSERT INTO report_fact_notices (organization_id, customer_id, domain, told_at)"
+        " VALUES ($1, $2, $3, $4) ON CONFLICT (organization_id, customer_id, domain)"
+        " DO UPDATE SET told_at = $4, codes = '{}', news = 0, due_at = NULL",
+        fact.organization_id,
+        fact.customer_id,
+        fact.domain,
         at,
     )
 
 
 async def notice_held(
-    conn: Conn, monitor_id: int, codes: Sequence[str], news: int, due: datetime
+    conn: Conn, fact: Fact, codes: Sequence[str], news: int, due: datetime
 ) -> None:
     """News of `codes` (`news` new items) held for the digest due at `due` (or earlier)."""
     await conn.execute(
-        "UPDATE report_notices SET due_at = least(coalesce(due_at, $4), $4), news = news + $3,"
-        " codes = ARRAY(SELECT DISTINCT unnest(codes || $2::text[]) ORDER BY 1)"
-        " WHERE monitor_id = $1",
-        monitor_id,
+        "UPDATE report_fact_notices SET due_at = least(coalesce(due_at, $6), $6),"
+        " news = news + $5, codes = ARRAY(SELECT DISTINCT unnest(codes || $4::text[]) ORDER BY 1)"
+        f" WHERE {_FACT}",
+        fact.organization_id,
+        fact.customer_id,
+        fact.domain,
         list(codes),
         news,
         due,
@@ -789,7 +813,8 @@ async def notice_held(
 
 
 async def digests_due(conn: Conn, now: datetime, limit: int) -> list[Notices]:
-    """Monitors whose digest is due, the longest waiting first (locked: one sender each)."""
+    """Customers' domains whose digest is due, the longest waiting first (locked: one sender
+    each)."""
     rows = await conn.fetch(
         f"{_NOTICES} WHERE due_at <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
         now,
@@ -798,6 +823,13 @@ async def digests_due(conn: Conn, now: datetime, limit: int) -> list[Notices]:
     return typed.many(Notices, rows)
 
 
-async def monitor(conn: Conn, monitor_id: int) -> Monitor | None:
-    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM monitors WHERE id = $1", monitor_id)
-    return None if row is None else decode(row)
+async def fact_monitors(conn: Conn, fact: Fact) -> list[Monitor]:
+    """The monitors of the customer naming the domain as their `mailDomain`."""
+    rows = await conn.fetch(
+        f"SELECT {COLUMNS} FROM monitors WHERE organization_id = $1 AND customer_id = $2"
+        " AND mail_domain = $3 ORDER BY id",
+        fact.organization_id,
+        fact.customer_id,
+        fact.domain,
+    )
+    return [decode(r) for r in rows]

@@ -222,6 +222,21 @@ async def open_listings(
     }
 
 
+async def held_elsewhere(conn: Conn, monitor_id: int, zone: str, name: str) -> list[int]:
+    """The other monitors of the monitor's customer holding the same listing raised and open
+    (the same fact: one notice, counted once), by id."""
+    rows = await conn.fetch(
+        "SELECT l.monitor_id FROM blocklist_listings l JOIN monitors m ON m.id = l.monitor_id"
+        " WHERE m.customer_id = (SELECT customer_id FROM monitors WHERE id = $1)"
+        " AND l.monitor_id <> $1 AND l.zone = $2 AND l.name = $3"
+        " AND l.cleared_at IS NULL AND l.raised_at IS NOT NULL ORDER BY l.monitor_id",
+        monitor_id,
+        zone,
+        name,
+    )
+    return [r["monitor_id"] for r in rows]
+
+
 async def save_listing(
     conn: Conn, monitor_id: int, before: Listing | None, after: Listing | None, at: datetime
 ) -> None:
@@ -280,6 +295,7 @@ class RaisedListing(msgspec.Struct, frozen=True, kw_only=True):
     countries: list[str]
     reason: str
     raised_at: datetime
+    customer_id: int  # a listing several monitors of a customer hold is one fact
 
 
 async def listings(conn: Conn, monitor_id: int, limit: int = 200) -> list[ListingEntry]:
@@ -341,7 +357,7 @@ async def raised_open(
     organization's monitors (every organization's: None), with what names the monitor."""
     rows = await conn.fetch(
         "SELECT m.public_id, m.name AS monitor_name, m.type, m.hostname, m.port, l.zone,"
-        " l.name, l.since, l.countries, l.reason, l.raised_at"
+        " l.name, l.since, l.countries, l.reason, l.raised_at, m.customer_id"
         " FROM blocklist_listings l JOIN monitors m ON m.id = l.monitor_id"
         " WHERE l.cleared_at IS NULL AND l.raised_at IS NOT NULL"
         " AND ($1::bigint IS NULL OR m.organization_id = $1)"

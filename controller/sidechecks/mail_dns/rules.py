@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from controller.sidechecks.findings import Verdicts, declare, judge
+from controller.sidechecks.findings import Verdicts, declare, domain_facts, judge
 from shared.sidechecks import dmarc_record, dmarc_tree, spf_syntax
 from shared.sidechecks.dmarc_tree import Walked
 from shared.sidechecks.mail_dns import MailDns
@@ -78,6 +78,18 @@ CODES: Final = declare(
             "The domain publishes no TLS-RPT record at `_smtp._tls`, so senders cannot report "
             "failed TLS deliveries to it. Publish `v=TLSRPTv1; rua=mailto:...`.",
         ),
+    }
+)
+# The domain's records, read alike by every monitor naming it (issue 80: one fact, one notice
+# per recipient); the MX, MTA-STS and TLSA findings compare them with the monitor's own host.
+DOMAIN_FACTS: Final = domain_facts(
+    {
+        "spf_missing",
+        "spf_invalid",
+        "dmarc_missing",
+        "dmarc_invalid",
+        "mta_sts_invalid",
+        "tls_rpt_missing",
     }
 )
 
