@@ -9,6 +9,7 @@ organization's first, in its order."""
 
 import asyncio
 import contextlib
+import ipaddress
 import os
 import resource
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import asyncpg
 import pytest
 
 from controller.db.pool import create_pool
-from controller.notify import DeliveryError, Notification
+from controller.notify import DeliveryError, Notification, apprise_channel
 from controller.notify import outbox_store as outbox_db
 from controller.notify.egress import Egress
 from controller.notify.outbox import SENDERS, OutboxWorker, Outcome, failure
@@ -143,6 +144,26 @@ async def test_a_sender_out_of_file_descriptors_says_so_and_blames_no_channel(
         " the sms endpoint was not tried",
         soon=True,
     )
+
+
+async def test_an_apprise_send_out_of_file_descriptors_says_so_and_blames_no_channel() -> None:
+    """Apprise's plugins catch their connection errors and answer only "not delivered": at the
+    process's file descriptor limit the channel's send is told as mailprobe's own shortage,
+    retried soon, never the endpoint's failure (its breaker untouched)."""
+    granted = [ipaddress.ip_network("127.0.0.0/8")]
+    async with Receiver("apprise", tls=False) as working:
+        await apprise_channel.send(working.url, "DOWN", "DOWN", granted)  # the channel answers
+        assert len(working.requests) == 1
+        await asyncio.sleep(0.5)  # the receiver (in this process) closes its end first
+        with no_file_descriptor_to_spare(), pytest.raises(DeliveryError) as sent:
+            await apprise_channel.send(working.url, "DOWN", "DOWN", granted)
+    assert sent.value.soon and not sent.value.permanent, str(sent.value)
+    assert str(sent.value) == (
+        "not sent: this controller has no file descriptor to spare (EMFILE);"
+        " the apprise json:// endpoint was not tried"
+    )
+    assert failure(sent.value, "apprise") == Outcome(str(sent.value), soon=True)
+    assert len(working.requests) == 1
 
 
 async def test_a_silent_channel_is_tried_once_at_a_time_and_rests_after_three_failures(
