@@ -192,6 +192,51 @@ async def test_a_silent_channel_is_tried_once_at_a_time_and_rests_after_three_fa
         assert (silent.accepted, silent.most) == (3, 1)
 
 
+async def test_two_controllers_send_to_a_silent_channel_once_at_a_time_and_share_its_breaker(
+    alert_pool: asyncpg.Pool, alert_database_url: str, settings: ControllerSettings
+) -> None:
+    """Two controllers' outbox workers (each its own pool) on one PostgreSQL: five monitors'
+    outages told on one channel that never answers get one send at a time between them (one
+    connection at once), and three failures in a row, whichever controller saw them, open the
+    channel's breaker for both: the other two notices wait untried. The leases are shorter
+    than a send here, so the channel's is held by its renewals."""
+    assert settings.secrets.secrets_key is not None
+    box = SecretBox(settings.secrets.secrets_key)
+    egress = Egress({"*": LOOPBACK}, ssl_context=client_context(), timeout_s=DEADLINE_S)
+    other = await create_pool(alert_database_url, 4)
+    stop = asyncio.Event()
+    try:
+        async with SilentListener() as silent, Receiver("webhook", SECRET) as working:
+            where = await site(alert_pool, box, silent.url, working.url, silent=1)
+            for tenant in [where.attacker, *await more_monitors(alert_pool, where.attacker, 4)]:
+                await outage(alert_pool, tenant)
+            running = [
+                asyncio.create_task(
+                    OutboxWorker(
+                        pool,
+                        sender_channels(pool, box, egress),
+                        backoff_s=600,
+                        interval_s=0.1,
+                        lease_s=0.6,  # shorter than a send: held while renewed
+                    ).run(stop)
+                )
+                for pool in (alert_pool, other)
+            ]
+            await asyncio.sleep(6 * DEADLINE_S)  # three sends end, then two more could
+            stop.set()
+            await asyncio.gather(*running)
+            rows = await alert_pool.fetch(
+                "SELECT o.attempts FROM notification_outbox o JOIN monitors m"
+                " ON m.id = o.monitor_id WHERE m.organization_id = $1 ORDER BY o.id",
+                where.attacker.organization_id,
+            )
+            assert silent.most == 1, silent.most
+            assert silent.accepted == 3, silent.accepted
+            assert sorted(r["attempts"] for r in rows) == [0, 0, 1, 1, 1]
+    finally:
+        await other.close()
+
+
 async def test_the_claims_candidates_are_each_organizations_first_in_its_order(
     alert_pool: asyncpg.Pool, settings: ControllerSettings
 ) -> None:
