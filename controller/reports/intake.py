@@ -113,12 +113,15 @@ async def take(
     kind: Kind | None = None,
     limits: Limits = DEFAULT_LIMITS,
     named: str = "",
+    sender: str = "",
+    now: datetime | None = None,
 ) -> Taken:
     """Parse `data` and store it for the organization (`domain`: the only domain it may be
     about, the HTTPS endpoint's; `kind`: the only kind it may be, told from its first bytes;
     `named`: the domain a mailed report's message names, unverified); judge its domains.
-    `source` says where it came from."""
-    now = utcnow()
+    `source` says where it came from, `sender` who sent it (controller.reports.senders),
+    `now` when it was received."""
+    now = now or utcnow()
     counted = await _counted(pool, organization_id, domain, named)
     for d in counted:
         if spent := await _spent(pool, organization_id, d, now, limits):
@@ -142,8 +145,11 @@ async def take(
             for d in sorted(report.domains):
                 await db.lock_domain(conn, organization_id, d)
             for d in sorted(report.domains):
-                await _within(conn, organization_id, d, now, report, summed.rows(d), limits)
-            stored = await db.insert(conn, organization_id, report, summed, digest, via, len(data))
+                within = _About(organization_id, d, now, sender)
+                await _within(conn, within, report, summed.rows(d), limits)
+            stored = await db.insert(
+                conn, organization_id, report, summed, digest, via, len(data), sender, now
+            )
             if stored is None:
                 raise Rejected(
                     "duplicate",
@@ -242,17 +248,21 @@ def _too_many_reports(domain: str, limits: Limits) -> Rejected:
     )
 
 
-async def _within(
-    conn: Conn,
-    organization_id: int,
-    domain: str,
-    now: datetime,
-    report: Report,
-    rows: int,
-    limits: Limits,
-) -> None:
+@dataclass(frozen=True, slots=True)
+class _About:
+    """A report's organization and one of its domains, when it came and from whom."""
+
+    organization_id: int
+    domain: str
+    now: datetime
+    sender: str
+
+
+async def _within(conn: Conn, about: _About, report: Report, rows: int, limits: Limits) -> None:
     """Count the report against its domain's hour; refuse it past the domain's bounds, or make
-    room for its rows among what the domain stores (controller/reports/room.py)."""
+    room for its rows among what the domain stores (controller/reports/room.py: established
+    reporters' days kept)."""
+    organization_id, domain, now = about.organization_id, about.domain, about.now
     hour = now.replace(minute=0, second=0, microsecond=0)
     taken = await db.take_hour(conn, organization_id, domain, hour, rows)
     if taken.reports > limits.reports_per_hour:
@@ -267,14 +277,18 @@ async def _within(
         return
     day, reporter = report.begins_at.date(), report.reporter
     held = await db.stored_days(conn, organization_id, domain)
-    dropped = room.rows_to_drop(held, reporter, day, rows, limits.rows_kept)
+    pairs = await db.established(conn, organization_id, domain, room.ESTABLISHED_DAYS)
+    names = {name for name, _ in pairs}
+    own = (reporter, about.sender) in pairs
+    dropped = room.rows_to_drop(held, reporter, day, rows, limits.rows_kept, names, own)
     if dropped is None:
         raise Rejected(
             "rows_kept_full",
             f"{domain} stores {taken.stored} report rows; {rows} more would pass"
             f" {limits.rows_kept} (REPORT_ROWS_KEPT), and no reporter holds more than its share"
             f" to make room for {reporter!r} of {day} (each reporter's share bounded: the"
-            " reporter holding the most rows loses its oldest days first)",
+            " reporter holding the most rows loses its oldest days first; a reporter that has"
+            f" sent on {room.ESTABLISHED_DAYS} days keeps its days until their own age)",
         )
     gone = await db.drop_days(conn, organization_id, domain, dropped)
     log.info(

@@ -45,15 +45,17 @@ REPORT_NAMES = (".gz", ".zip", ".xml", ".json")
 
 class Opened(NamedTuple):
     source: str  # who sent it and about what, as the rejected-reports list shows it
-    domain: str  # the domain its subject says its reports are about (unverified); "": none
     attachments: list[bytes]
+    domain: str  # the domain its subject says its reports are about (unverified); "": none
+    sender: str  # its From address's domain, lower case; "": none
 
 
 def opened(raw: bytes) -> Opened:
-    """Who sent `raw` (a whole message) and about what, the domain it names, and its report
-    attachments; Rejected (`too_large`, `too_deep`) unparsed past the bounds above."""
+    """Who sent `raw` (a whole message) and about what, the domain it names, its report
+    attachments and its From domain; Rejected (`too_large`, `too_deep`) unparsed past the
+    bounds above."""
     measured(raw)
-    return Opened(source(raw), named_domain(raw), attachments(raw))
+    return Opened(source(raw), attachments(raw), named_domain(raw), from_domain(raw))
 
 
 def measured(raw: bytes) -> None:
@@ -76,6 +78,16 @@ def source(raw: bytes) -> str:
     message = message_from_bytes(raw, policy=policy.default)
     said = kept(str(message.get("Subject", "")), 200)
     return f"mail from {kept(str(message.get('From', '')), 80)}: {said}"
+
+
+def from_domain(raw: bytes) -> str:
+    """The domain of the message's From address, lower case; "" when it has none."""
+    message = message_from_bytes(raw, policy=policy.default)
+    try:
+        addresses = message["From"].addresses if message["From"] is not None else ()
+    except (AttributeError, IndexError, ValueError):  # a From header the parser could not read
+        return ""
+    return addresses[0].domain.lower().strip(".")[:253] if addresses else ""
 
 
 def named_domain(raw: bytes) -> str:

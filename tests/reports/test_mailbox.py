@@ -96,6 +96,11 @@ async def test_reports_mailed_through_postfix_are_read_from_dovecot_and_moved(
     r = await http.get("/api/rejected-reports", headers=tenant.auth("readonly"))
     assert sorted(x["reason"] for x in r.json()) == ["bomb", "domain_not_monitored", "no_report"]
     assert all(x["via"] == "mail" for x in r.json())
+    # a mailed report's sender: its From domain (controller/reports/senders.py)
+    senders = await pool.fetch(
+        "SELECT sender FROM reports WHERE organization_id = $1", tenant.org_id
+    )
+    assert [s["sender"] for s in senders] == ["mail google.example"] * 2
 
 
 async def test_a_wrong_login_is_a_mailbox_error_naming_it(
