@@ -122,16 +122,6 @@ class _Flight(NamedTuple):
     organization_id: int
 
 
-class _Ended(NamedTuple):
-    """A send's outcome waiting for its write-back."""
-
-    row: Claimed
-    outcome: Outcome
-    retry_at: datetime | None
-    at: datetime  # when the send ended
-    landed: "asyncio.Future[None]"
-
-
 class OutboxWorker:
     def __init__(
         self,
@@ -168,9 +158,8 @@ class OutboxWorker:
         self._renewing = asyncio.Lock()
         self._usage = fair_share.Usage()
         self._breaker = Breaker()
-        # Outcomes waiting for their write-back (with when their sends ended), and the task
-        # writing them.
-        self._to_write: list[_Ended] = []
+        # Outcomes waiting for their write-back, and the task writing them.
+        self._to_write: list[tuple[Claimed, Outcome, datetime | None, asyncio.Future[None]]] = []
         self._writing: asyncio.Task[None] | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -310,18 +299,15 @@ class OutboxWorker:
         now = self._clock()
         ended = now.timestamp()
         self._usage.charge(organization_id, ended - started, ended)
-        await self._written(row, outcome, self.retry_at(row, outcome, now), now)
+        await self._written(row, outcome, self.retry_at(row, outcome, now))
         metrics.notifications([row.channel], [outcome.error])
         return outcome.error is None
 
-    async def _written(
-        self, row: Claimed, outcome: Outcome, retry_at: datetime | None, at: datetime
-    ) -> None:
-        """Write `row`'s outcome (its send ended `at`) back, with those of the sends that
-        ended meanwhile (one transaction for them all); return once it is written (or given
-        up)."""
+    async def _written(self, row: Claimed, outcome: Outcome, retry_at: datetime | None) -> None:
+        """Write `row`'s outcome back, with those of the sends that ended meanwhile (one
+        transaction for them all); return once it is written (or given up)."""
         landed = asyncio.get_running_loop().create_future()
-        self._to_write.append(_Ended(row, outcome, retry_at, at, landed))
+        self._to_write.append((row, outcome, retry_at, landed))
         if self._writing is None or self._writing.done():
             self._writing = asyncio.create_task(self._write_pending())
         await asyncio.shield(landed)
@@ -330,13 +316,13 @@ class OutboxWorker:
         while self._to_write:
             batch, self._to_write = self._to_write, []
             try:
-                await self._write_back(batch)
+                await self._write_back([b[0] for b in batch], [(b[1], b[2]) for b in batch])
             except Exception:  # never a sender's end: its row is sent again after its lease
                 log.exception("outcomes not written back")
             finally:
-                for ended in batch:
-                    if not ended.landed.done():
-                        ended.landed.set_result(None)
+                for *_, landed in batch:
+                    if not landed.done():
+                        landed.set_result(None)
 
     async def _renew(self) -> None:
         """Every third of the lease, extend the leases of the rows this worker holds: a send
@@ -357,7 +343,9 @@ class OutboxWorker:
                 except Exception as exc:  # never the sends' end: they go on
                     log.warning("notification leases not renewed", error=repr(exc))
 
-    async def _write_back(self, batch: list[_Ended]) -> None:
+    async def _write_back(
+        self, rows: list[Claimed], settled: list[tuple[Outcome, datetime | None]]
+    ) -> None:
         """Record each outcome, and give back its channel's lease and move its breaker, in one
         transaction; while the database is away, again every WRITE_BACK_RETRY_S for up to
         WRITE_BACK_WITHIN_S (each write lands once however often it is tried:
@@ -368,20 +356,20 @@ class OutboxWorker:
             try:
                 async with self._pool.acquire() as conn, conn.transaction():
                     lost = [
-                        e.row
-                        for e in batch
+                        row
+                        for row, (outcome, retry_at) in zip(rows, settled, strict=True)
                         if not await outbox_db.record_attempt(
-                            conn, e.row, e.outcome.error, retry_at=e.retry_at
+                            conn, row, outcome.error, retry_at=retry_at
                         )
                     ]
-                    await self._channels_ended(conn, batch)
+                    await self._channels_ended(conn, rows, [o for o, _ in settled])
                 break
             except DB_AWAY as exc:
                 if loop.time() > give_up:
                     log.error(
                         "outcomes not written back: the database stayed away; the rows are"
                         " sent again once their leases run out",
-                        count=len(batch),
+                        count=len(rows),
                         error=repr(exc),
                     )
                     return
@@ -394,30 +382,33 @@ class OutboxWorker:
                 attempt=row.attempts,
             )
 
-    async def _channels_ended(self, conn: Conn, batch: list[_Ended]) -> None:
-        """Each notification channel's send of `batch` gives its lease back and moves the
-        channel's breaker (in channel order, as claims lock them)."""
+    async def _channels_ended(
+        self, conn: Conn, rows: list[Claimed], outcomes: list[Outcome]
+    ) -> None:
+        """Each notification channel's send of `rows` gives its lease back and moves the
+        channel's breaker, as of its write-back (in channel order, as claims lock them)."""
+        now = self._clock()
         ends = sorted(
-            ((e.row.channel_id, e) for e in batch if e.row.channel_id is not None),
+            ((r.channel_id, r, o) for r, o in zip(rows, outcomes, strict=True) if r.channel_id),
             key=lambda end: end[0],
         )
-        for channel_id, e in ends:
+        for channel_id, row, outcome in ends:
             was = await channel_state.state(conn, channel_id)
             if was is None:  # the channel deleted since
                 continue
             after = was
-            if e.outcome.error is None:
+            if outcome.error is None:
                 after = CLOSED
-            elif not e.outcome.permanent and not e.outcome.soon:
-                after = self._breaker.failed(was, e.at)
-                if is_open(after, e.at):
+            elif not outcome.permanent and not outcome.soon:
+                after = self._breaker.failed(was, now)
+                if is_open(after, now):
                     log.warning(
                         "notification channel not taking notices: they wait a while untried",
                         channel_id=channel_id,
                         until=after.open_until.isoformat() if after.open_until else None,
-                        error=e.outcome.error,
+                        error=outcome.error,
                     )
-            await channel_state.ended(conn, channel_id, e.row.id, e.row.attempts, after)
+            await channel_state.ended(conn, channel_id, row.id, row.attempts, after)
 
     async def _within_budget(self, conn: Conn, rows: list[Claimed], now: datetime) -> list[Claimed]:
         """The claimed rows their budgets let through; the others are dropped, and the owners
