@@ -12,6 +12,7 @@ import contextlib
 import ipaddress
 import os
 import resource
+import time
 from collections.abc import Iterator
 
 import asyncpg
@@ -233,6 +234,46 @@ async def test_two_controllers_send_to_a_silent_channel_once_at_a_time_and_share
             assert silent.most == 1, silent.most
             assert silent.accepted == 3, silent.accepted
             assert sorted(r["attempts"] for r in rows) == [0, 0, 1, 1, 1]
+    finally:
+        await other.close()
+
+
+async def test_a_channels_send_lease_of_a_controller_that_died_runs_out(
+    alert_pool: asyncpg.Pool, alert_database_url: str, settings: ControllerSettings
+) -> None:
+    """A controller that dies mid-send (its worker cancelled, nothing written back) leaves its
+    channel's lease to run out: another controller sends to the channel once it has, not
+    before and not never."""
+    assert settings.secrets.secrets_key is not None
+    box = SecretBox(settings.secrets.secrets_key)
+    egress = Egress({"*": LOOPBACK}, ssl_context=client_context(), timeout_s=30)
+    other = await create_pool(alert_database_url, 4)
+    try:
+        async with SilentListener() as silent, Receiver("webhook", SECRET) as working:
+            where = await site(alert_pool, box, silent.url, working.url, silent=1)
+            await outage(alert_pool, where.attacker)
+
+            def worker(pool: asyncpg.Pool) -> OutboxWorker:
+                channels = sender_channels(pool, box, egress)
+                return OutboxWorker(pool, channels, interval_s=0.1, lease_s=1.5)
+
+            stop = asyncio.Event()
+            dying = asyncio.create_task(worker(alert_pool).run(stop))
+            await asyncio.wait_for(silent.first.wait(), 10)
+            dying.cancel()  # dies mid-send: no outcome written, no lease given back
+            await asyncio.gather(dying, return_exceptions=True)
+            died = time.monotonic()
+            running = asyncio.create_task(worker(other).run(stop))
+            while silent.accepted < 2:
+                if time.monotonic() - died > 10:
+                    break
+                await asyncio.sleep(0.05)
+            took = time.monotonic() - died
+            stop.set()
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+            assert silent.accepted == 2, silent.accepted
+            assert 1.0 < took < 4.0, took  # the lease (1.5 s from its last renewal) ran out
     finally:
         await other.close()
 
