@@ -19,7 +19,9 @@ it fits:
 - another reporter loses rows only while it holds more than its share, `kept // reporters`
   (the report's own reporter counted);
 - the report's own reporter loses only days before the report's (its own day and newer days
-  never go for it), and an established name's only for a report of its established sender;
+  never go for it);
+- a report under an established name from another sender makes no room at all (its rows
+  would be kept as the established reporter's): it is stored only in the room there is;
 - otherwise the report is refused (`rows_kept_full`): it would take more than its share while
   others hold rows.
 """
@@ -54,7 +56,8 @@ def rows_to_drop(
     need = sum(total.values()) + rows - kept
     total[reporter] = total.get(reporter, 0) + rows
     share = kept // len(total)
-    kept_own = reporter in established and not own_established
+    if need > 0 and reporter in established and not own_established:
+        return None  # rows it would store as an established reporter's: only in free room
     dropped: list[tuple[str, date]] = []
     while need > 0:
         others = [name for name in total if name != reporter and name not in established]
@@ -67,7 +70,7 @@ def rows_to_drop(
         else:
             largest = reporter
         own = days.get(largest, [])
-        if largest == reporter and (kept_own or not own or own[0][0] >= day):
+        if largest == reporter and (not own or own[0][0] >= day):
             return None
         d, n = own.pop(0)
         dropped.append((largest, d))

@@ -56,8 +56,11 @@ F1, F2, F3 = "Forger 1", "Forger 2", "Forger 3"
         ([(G, D[0], 12), (F1, D[6], 2), (F2, D[6], 2)], F3, D[6], 4, 16, {G}, False, None),
         # ... where G, not established, would lose its day as the largest holder.
         ([(G, D[0], 8), (F1, D[6], 6), (F2, D[6], 2)], F3, D[6], 4, 16, (), False, [(G, D[0])]),
-        # A stranger claiming G's name from another sender cannot drop G's older days.
+        # A stranger claiming G's name from another sender cannot drop G's older days, nor
+        # make room at all: its rows would stay as G's.
         ([(G, D[0], 12), (M, D[1], 4)], G, D[6], 4, 16, {G}, False, None),
+        ([(G, D[0], 4), (F1, D[6], 12)], G, D[6], 4, 16, {G}, False, None),
+        ([(G, D[0], 4), (F1, D[6], 12)], G, D[6], 4, 16, {G}, True, [(F1, D[6])]),
         ([(G, D[0], 12), (M, D[1], 4)], G, D[6], 4, 16, (), False, [(G, D[0])]),
         # G's own established sender may: its oldest day goes for its newer one.
         ([(G, D[0], 6), (G, D[1], 6), (M, D[1], 4)], G, D[6], 4, 16, {G}, True, [(G, D[0])]),
