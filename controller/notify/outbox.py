@@ -505,6 +505,7 @@ class OutboxWorker:
             list_unsubscribe=row.list_unsubscribe,
             channel_id=row.channel_id,
             payload=row.payload,
+            thread=row.thread_key,
         )
         permanent = soon = False
         try:

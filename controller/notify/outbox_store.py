@@ -21,6 +21,18 @@ from controller.notify.recipients import CHANNELS, Outgoing
 from controller.notify.sources import Source
 from shared.timefmt import utcnow
 
+# The notice an incident's e-mail ($2: its incident, $4: its channel, $5: its address)
+# follows up: the first `down` e-mail to that address about the incident or another outage of
+# its flow incident (`thread_key`, migration 0137); NULL for another channel or no incident.
+_THREAD = (
+    "CASE WHEN $4 = 'email' AND $2::bigint IS NOT NULL THEN (SELECT t.dedupe_key"
+    " FROM notification_outbox t WHERE t.channel = 'email' AND lower(t.target) = lower($5)"
+    " AND t.kind = 'down' AND t.incident_id IN (SELECT j.id FROM incidents j WHERE j.id = $2"
+    "  UNION ALL SELECT j.id FROM incidents j, incidents i WHERE i.id = $2"
+    "  AND j.flow_incident_id = i.flow_incident_id)"
+    " ORDER BY t.id LIMIT 1) END"
+)
+
 
 async def enqueue(
     conn: Conn,
@@ -52,8 +64,8 @@ async def enqueue(
     for n in expanded:
         await conn.execute(
             "INSERT INTO notification_outbox (monitor_id, incident_id, kind, channel, target,"
-            " subject, body_text, body_html, dedupe_key, channel_id, payload, source)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            " subject, body_text, body_html, dedupe_key, channel_id, payload, source, thread_key)"
+            f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, {_THREAD})"
             " ON CONFLICT (dedupe_key) DO NOTHING",
             monitor_id,
             incident_id,
@@ -113,6 +125,7 @@ class Claimed(NamedTuple):
     channel_id: int | None = None
     payload: dict[str, Any] | None = None  # a channel's event (channel_kinds.Event), decoded
     source: str = Source.OUTAGE  # the budget it draws on (controller.notify.sources.Source)
+    thread_key: str | None = None  # the notice an e-mail follows up (its dedupe key)
 
 
 OUTBOX_COLUMNS = ", ".join(Claimed._fields)

@@ -226,16 +226,41 @@ def test_the_kubernetes_ingress_bounds_each_client_and_reaches_the_api() -> None
     [ingress] = [d for d in docs if d["kind"] == "Ingress"]
     services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
     bounds = ingress["metadata"]["annotations"]
+    api = ApiSettings()
     assert bounds["nginx.ingress.kubernetes.io/limit-connections"] == str(
-        ApiSettings().api_max_connections_per_address
+        api.api_max_connections_per_address
     )
+    rps = int(bounds["nginx.ingress.kubernetes.io/limit-rps"])
+    assert rps == api.api_requests_per_second_per_address
+    burst = rps * int(bounds["nginx.ingress.kubernetes.io/limit-burst-multiplier"])
+    assert burst == api.api_request_burst_per_address
     assert bounds["nginx.ingress.kubernetes.io/proxy-body-size"] == "10m"
     assert bounds["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "on"
+    assert bounds["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "60"
+    assert bounds["nginx.ingress.kubernetes.io/proxy-send-timeout"] == "60"
     [rule] = ingress["spec"]["rules"]
     [path] = rule["http"]["paths"]
     backend = path["backend"]["service"]
     ports = [p["name"] for p in services[backend["name"]]["spec"]["ports"]]
     assert backend["port"]["name"] in ports
+
+
+def test_operating_md_names_each_bound_the_ingress_carries() -> None:
+    """docs/operating.md's table of the ingress's settings lists every annotation the shipped
+    Ingress carries, with its value, and the ConfigMap settings its comments ask for."""
+    [ingress] = [d for d in k8s_documents() if d["kind"] == "Ingress"]
+    text = (DEPLOY.parent / "docs" / "operating.md").read_text()
+    section = text[text.index("### The Kubernetes ingress") :]
+    rows = {
+        cells[0].strip("` "): cells[2].strip()
+        for line in section.splitlines()
+        if line.startswith("| `") and len(cells := line.strip("|").split("|")) >= 4
+    }
+    for name, value in ingress["metadata"]["annotations"].items():
+        assert rows.get(name) == value, f"{name}: {value} in the manifest, {rows.get(name)} in docs"
+    manifest = (DEPLOY / "k8s" / "ingress.yaml").read_text()
+    for name in ("client-header-timeout", "client-body-timeout", "limit-req-status-code"):
+        assert re.search(rf'^#\s+{name}: "{rows[name]}"', manifest, re.M), name
 
 
 def test_kubernetes_mounts_the_files_its_settings_name() -> None:

@@ -41,8 +41,10 @@ from typing import Final
 from controller.sidechecks.dns_canary import resolver_health
 from controller.sidechecks.findings import Verdicts, declare, judge
 from shared.dns_canary import DnsCanary
-from shared.sidechecks.dmarc_tree import POLICIES, Walked, tree_walk
-from shared.sidechecks.readiness import Change, DkimKey, Dmarc, Readiness, Spf, dmarc_tags
+from shared.sidechecks import dmarc_record
+from shared.sidechecks.dmarc_record import POLICIES
+from shared.sidechecks.dmarc_tree import Walked, tree_walk
+from shared.sidechecks.readiness import Change, DkimKey, Dmarc, Readiness, Spf
 from shared.sidechecks.readiness import record_tags as tags
 
 LOOKUP_LIMIT: Final = 10
@@ -259,7 +261,7 @@ def _dmarc(v: Verdicts, cc: str, domain: str, dmarc: Dmarc, sends: bool) -> None
     if walked is None or walked.record is None:
         return  # not known, or no record: the mail DNS side check tells a missing one
     where = f"_dmarc.{walked.policy_at} (Organizational Domain {walked.organizational})"
-    t = dmarc_tags(walked.record)
+    t = dmarc_record.tags(walked.record)
     applied = under_test(walked.policy, t)
     said = f"p={walked.policy}" if walked.policy else "no policy (p, sp or np not a policy)"
     if applied != walked.policy:
