@@ -2,9 +2,10 @@
 place reports become rows and findings, and the one place a refusal is recorded and counted.
 
 `take` parses outside any transaction, in a process of its own (controller/reports/sandbox.py;
-at the HTTPS address, a domain whose reports this hour are spent is refused before its report
-is parsed, and a report refused by its parser or after it counts against the hour as a taken
-one does), then, in one transaction holding each of its
+a domain whose reports this hour are spent is refused before its report is parsed, and a
+report refused by its parser or after it counts against the hour as a taken one does: the
+HTTPS address's domain, or for a mailed report the monitored domains it is about, else the one
+its message's subject names, `_counted`), then, in one transaction holding each of its
 domains' locks (`store.lock_domain`, so two reports of a domain judge one after the other):
 
 - refuses a report about a domain not monitored here, one whose range ended before the
@@ -115,17 +116,24 @@ async def take(
     domain: str | None = None,
     kind: Kind | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    named: str = "",
+    sender: str = "",
+    now: datetime | None = None,
 ) -> Taken:
     """Parse `data` and store it for the organization (`domain`: the only domain it may be
-    about, the HTTPS endpoint's; `kind`: the only kind it may be, told from its first bytes);
-    judge its domains. `source` says where it came from."""
-    now = utcnow()
-    if domain is not None and (spent := await _spent(pool, organization_id, domain, now, limits)):
-        return await refuse(pool, organization_id, via, source, len(data), spent)
+    about, the HTTPS endpoint's; `kind`: the only kind it may be, told from its first bytes;
+    `named`: the domain a mailed report's message names, unverified); judge its domains.
+    `source` says where it came from, `sender` who sent it (controller.reports.senders),
+    `now` when it was received."""
+    now = now or utcnow()
+    counted = await _counted(pool, organization_id, domain, named)
+    for d in counted:
+        if spent := await _spent(pool, organization_id, d, now, limits):
+            return await refuse(pool, organization_id, via, source, len(data), spent)
     try:
         report = await SANDBOX.parse(data, now, kind, organization_id=organization_id)
     except Rejected as exc:
-        await _charge(pool, organization_id, domain, now)
+        await _charge(pool, organization_id, counted, now)
         return await refuse(pool, organization_id, via, source, len(data), exc)
     # A report's rows (up to 100,000) hashed, summed and ranked in a thread: the event loop
     # runs between the interpreter's thread switches instead of waiting for all of it.
@@ -141,8 +149,11 @@ async def take(
             for d in sorted(report.domains):
                 await db.lock_domain(conn, organization_id, d)
             for d in sorted(report.domains):
-                await _within(conn, organization_id, d, now, report, summed.rows(d), limits)
-            stored = await db.insert(conn, organization_id, report, summed, digest, via, len(data))
+                within = _About(organization_id, d, now, sender)
+                await _within(conn, within, report, summed.rows(d), limits)
+            stored = await db.insert(
+                conn, organization_id, report, summed, digest, via, len(data), sender, now
+            )
             if stored is None:
                 raise Rejected(
                     "duplicate",
@@ -151,7 +162,8 @@ async def take(
             for d in sorted(report.domains):
                 await judge_domain(conn, organization_id, d, links, now, limits, new)
     except Rejected as exc:
-        await _charge(pool, organization_id, domain, now)
+        about = await _counted(pool, organization_id, domain, named, report)
+        await _charge(pool, organization_id, about, now)
         return await refuse(pool, organization_id, via, source, len(data), exc, report)
     metrics.report_taken(report.kind, via, "stored")
     metrics.side_check_facts(REPORTS.name)
@@ -199,17 +211,38 @@ async def _spent(
     return _too_many_reports(domain, limits)
 
 
+async def _counted(
+    pool: asyncpg.Pool,
+    organization_id: int,
+    domain: str | None,
+    named: str,
+    report: Report | None = None,
+) -> list[str]:
+    """The domains whose hour a report refused counts against: the HTTPS address's; for a
+    mailed one, the domains of the organization's monitors it is about (once parsed), else the
+    one its message names if the organization monitors it. Never a domain nobody here
+    monitors: a stranger names those freely."""
+    if domain is not None:
+        return [domain]
+    if not named and report is None:
+        return []
+    async with pool.acquire() as conn:
+        monitored = await db.monitored_domains(conn, organization_id)
+    about = sorted(d for d in (report.domains if report else ()) if d in monitored)
+    return about or ([named] if named in monitored else [])
+
+
 async def _charge(
-    pool: asyncpg.Pool, organization_id: int, domain: str | None, now: datetime
+    pool: asyncpg.Pool, organization_id: int, domains: Sequence[str], now: datetime
 ) -> None:
-    """Count a report refused once parsed (or by its parser) against its HTTPS domain's hour,
-    as a taken one is: a parser's time is spent either way, so a sender of reports that are
-    refused spends the domain's REPORTS_PER_HOUR like one whose reports are taken."""
-    if domain is None:
-        return
+    """Count a report refused once parsed (or by its parser) against its domains' hour
+    (`_counted`), as a taken one is: a parser's time is spent either way, so a sender of
+    reports that are refused spends the domain's REPORTS_PER_HOUR like one whose reports are
+    taken, by HTTPS or by mail."""
     hour = now.replace(minute=0, second=0, microsecond=0)
     async with pool.acquire() as conn:
-        await db.take_hour(conn, organization_id, domain, hour, 0)
+        for d in sorted(domains):
+            await db.take_hour(conn, organization_id, d, hour, 0)
 
 
 def _too_many_reports(domain: str, limits: Limits) -> Rejected:
@@ -219,17 +252,21 @@ def _too_many_reports(domain: str, limits: Limits) -> Rejected:
     )
 
 
-async def _within(
-    conn: Conn,
-    organization_id: int,
-    domain: str,
-    now: datetime,
-    report: Report,
-    rows: int,
-    limits: Limits,
-) -> None:
+@dataclass(frozen=True, slots=True)
+class _About:
+    """A report's organization and one of its domains, when it came and from whom."""
+
+    organization_id: int
+    domain: str
+    now: datetime
+    sender: str
+
+
+async def _within(conn: Conn, about: _About, report: Report, rows: int, limits: Limits) -> None:
     """Count the report against its domain's hour; refuse it past the domain's bounds, or make
-    room for its rows among what the domain stores (controller/reports/room.py)."""
+    room for its rows among what the domain stores (controller/reports/room.py: established
+    reporters' days kept)."""
+    organization_id, domain, now = about.organization_id, about.domain, about.now
     hour = now.replace(minute=0, second=0, microsecond=0)
     taken = await db.take_hour(conn, organization_id, domain, hour, rows)
     if taken.reports > limits.reports_per_hour:
@@ -244,14 +281,18 @@ async def _within(
         return
     day, reporter = report.begins_at.date(), report.reporter
     held = await db.stored_days(conn, organization_id, domain)
-    dropped = room.rows_to_drop(held, reporter, day, rows, limits.rows_kept)
+    pairs = await db.established(conn, organization_id, domain, room.ESTABLISHED_DAYS)
+    names = {name for name, _ in pairs}
+    own = (reporter, about.sender) in pairs
+    dropped = room.rows_to_drop(held, reporter, day, rows, limits.rows_kept, names, own)
     if dropped is None:
         raise Rejected(
             "rows_kept_full",
             f"{domain} stores {taken.stored} report rows; {rows} more would pass"
             f" {limits.rows_kept} (REPORT_ROWS_KEPT), and no reporter holds more than its share"
             f" to make room for {reporter!r} of {day} (each reporter's share bounded: the"
-            " reporter holding the most rows loses its oldest days first)",
+            " reporter holding the most rows loses its oldest days first; a reporter that has"
+            f" sent on {room.ESTABLISHED_DAYS} days keeps its days until their own age)",
         )
     gone = await db.drop_days(conn, organization_id, domain, dropped)
     log.info(

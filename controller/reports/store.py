@@ -137,12 +137,16 @@ async def insert(
     digest: bytes,
     via: str,
     size: int,
+    sender: str,
+    received_at: datetime,
 ) -> int | None:
-    """The report's id, its rows (`summed(report)`) added to the running aggregates; None when
-    this organization has a report of the same content (`digest`) already."""
+    """The report's id (from `sender`, received at `received_at`), its rows
+    (`summed(report)`) added to the running aggregates; None when this organization has a
+    report of the same content (`digest`) already."""
     report_key: int | None = await conn.fetchval(
         "INSERT INTO reports (organization_id, kind, reporter, report_id, domains, begins_at,"
-        " ends_at, via, bytes, digest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        " ends_at, via, bytes, digest, sender, received_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         " ON CONFLICT (organization_id, kind, digest) DO NOTHING RETURNING id",
         organization_id,
         report.kind,
@@ -154,6 +158,8 @@ async def insert(
         via,
         size,
         digest,
+        sender,
+        received_at,
     )
     if report_key is None:
         return None
@@ -231,6 +237,23 @@ async def take_hour(
     )
     assert row is not None
     return Taken(row["reports"], row["rows"], row["stored"])
+
+
+async def established(
+    conn: Conn, organization_id: int, domain: str, days: int
+) -> set[tuple[str, str]]:
+    """The (reporter, sender) pairs whose reports about `domain` were received on at least
+    `days` different days (UTC) among the reports kept."""
+    rows = await conn.fetch(
+        "SELECT reporter, sender FROM reports"
+        " WHERE organization_id = $1 AND $2 = ANY(domains) AND sender <> ''"
+        " GROUP BY reporter, sender"
+        " HAVING count(DISTINCT (received_at AT TIME ZONE 'UTC')::date) >= $3",
+        organization_id,
+        domain,
+        days,
+    )
+    return {(r["reporter"], r["sender"]) for r in rows}
 
 
 async def stored_days(conn: Conn, organization_id: int, domain: str) -> list[tuple[str, date, int]]:
