@@ -23,7 +23,7 @@ README = (ROOT / "README.md").read_text()
 EXAMPLE = ROOT / "docs" / "examples" / "monitors.yaml"
 # The shell splices $SINK_SMTP_PORT into the alert sink's body: here its default stands for it.
 BLOCKS = [
-    b.replace("\\\n", " ").replace('\'"$SINK_SMTP_PORT"\'', "2525")
+    b.replace("\\\n", " ").replace("'\"$SINK_SMTP_PORT\"'", "2525")
     for b in re.findall(r"```sh\n(.*?)```", README, re.S)
 ]
 CURLS = [
