@@ -10,12 +10,12 @@ pairs too (`.run/seal/`: the public keys for the controller, `CC.keys` for each 
 admin's password is `.run/admin-password`, its API token `.run/admin-token` (both 0600; the
 token is reused by the next run while it has a day left).
 
-The ports it listens on (API, NATS, the alert sink's SMTP and web page, the agents' metrics)
-are kept in `.run/ports.json` and taken again at the next run while free (`Ports`), so a restart
-changes no URL; a default port that was busy is moved to a free one unless its setting was
-given, and a kept port another program took is moved with a line saying so. PostgreSQL listens
-on a Unix socket in `.run/pg` only. Once the API is ready, `.run/env` (0600) holds what the
-README's walkthrough uses: `source .run/env` sets $API, $CONSOLE, $TOKEN, $SINK and
+The ports it listens on (API, NATS or each node of its cluster, the alert sink's SMTP and web page,
+the agents' metrics) are kept in `.run/ports.json` and taken again at the next run while free
+(`Ports`), so a restart changes no URL; a default port that was busy is moved to a free one unless
+its setting was given, and a kept port another program took is moved with a line saying so.
+PostgreSQL listens on a Unix socket in `.run/pg` only. Once the API is ready, `.run/env` (0600)
+holds what the README's walkthrough uses: `source .run/env` sets $API, $CONSOLE, $TOKEN, $SINK and
 $SINK_SMTP_PORT. MAILPROBE_RUN_DIR names another run directory than `.run/`.
 
 While it runs, `.run/endpoints.json` names the API and NATS URLs it chose and `.run/instance.key`
@@ -277,11 +277,11 @@ def try_it(url: str, token_file: str, sink: dict[str, str], smtp_port: int) -> s
 
 
 def start_nats(
-    env: dict[str, str], run: Path = RUN, port: int | None = None
+    env: dict[str, str], run: Path = RUN, port: int | None = None, kept: "Ports | None" = None
 ) -> list[subprocess.Popen[bytes]]:
     """Embedded NATS, one server (on `port`, else 4222 while free) or DEV_NATS_NODES of them as
-    a cluster (the streams then on all of them unless STREAM_REPLICAS says otherwise); sets
-    NATS_URL (every node's)."""
+    a cluster (the streams then on all of them unless STREAM_REPLICAS says otherwise; each
+    node's ports those `kept` holds for it, when given); sets NATS_URL (every node's)."""
     nodes = int(env.get("DEV_NATS_NODES") or 1)
     if nodes == 1:
         say("starting embedded NATS with JetStream (data in .run/nats)")
@@ -289,8 +289,21 @@ def start_nats(
         proc, env["NATS_URL"] = embedded.start_nats(run / "nats", nats_port, own_session=True)
         return [proc]
     say(f"starting embedded NATS as a cluster of {nodes} (data in .run/nats-cluster)")
+    ports = None
+    if kept is not None:
+        said = len(kept.moved)
+        ports = [
+            (
+                kept.take(f"NATS n{i}", embedded.free_port()),
+                kept.take(f"NATS n{i} routes", embedded.free_port()),
+                kept.take(f"NATS n{i} monitoring", embedded.free_port()),
+            )
+            for i in range(1, nodes + 1)
+        ]
+        for line in kept.moved[said:]:
+            say(line)
     cluster, env["NATS_URL"] = embedded.start_nats_cluster(
-        run / "nats-cluster", nodes, own_session=True
+        run / "nats-cluster", nodes, own_session=True, ports=ports
     )
     env.setdefault("STREAM_REPLICAS", "3" if nodes >= 3 else "1")
     for node in cluster:
@@ -730,7 +743,7 @@ def run() -> int:
         record.add("PostgreSQL", server.get_pid())
         env["DATABASE_URL"] = asyncio.run(prepare_database(server_url))
     if not env.get("NATS_URL"):
-        children += start_nats(env, RUN, nats_port)
+        children += start_nats(env, RUN, nats_port, None if one_nats else kept)
         for proc in children:
             record.add("NATS", proc.pid)
 

@@ -228,9 +228,19 @@ async def test_the_token_outlives_a_restart_while_it_has_a_day_left(database_url
 async def test_dev_nats_nodes_starts_a_cluster_holding_the_streams_on_every_node(
     tmp_path: Path,
 ) -> None:
-    """DEV_NATS_NODES=3 make run: three servers, NATS_URL naming each, the streams R3."""
+    """DEV_NATS_NODES=3 make run: three servers, NATS_URL naming each, the streams R3; a
+    restart takes the same ports again (kept in .run/ports.json)."""
     env = {"DEV_NATS_NODES": "3"}
-    procs = await asyncio.to_thread(devrun.start_nats, env, tmp_path)
+    kept = devrun.Ports.load(tmp_path)
+    procs = await asyncio.to_thread(devrun.start_nats, env, tmp_path, None, kept)
+    assert len(kept.picked) == 9
+    for proc in procs:
+        embedded.stop(proc)
+    first = env.pop("NATS_URL")
+    procs = await asyncio.to_thread(
+        devrun.start_nats, env, tmp_path, None, devrun.Ports.load(tmp_path)
+    )
+    assert env["NATS_URL"] == first
     try:
         assert len(procs) == 3 and len(env["NATS_URL"].split(",")) == 3
         assert env["STREAM_REPLICAS"] == "3"
