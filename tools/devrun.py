@@ -683,6 +683,15 @@ def remove_endpoints(run: Path) -> None:
         (run / name).unlink(missing_ok=True)
 
 
+def moved(kept: Ports) -> str:
+    """The banner's word on ports that had to move this run (each said at start too)."""
+    if not kept.moved:
+        return ""
+    return "\n  Moved this run, as another program held the kept port:\n" + "\n".join(
+        f"    {line}" for line in kept.moved
+    )
+
+
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -799,7 +808,7 @@ def run() -> int:
         print(
             f"""
   mailprobe is running. In another terminal: source .run/env (sets $API, $CONSOLE, $TOKEN,
-  and $SINK, $SINK_SMTP_PORT for the alert sink; its ports are kept in .run/ports.json).
+  and $SINK, $SINK_SMTP_PORT for the alert sink; the ports stay: .run/ports.json).{moved(kept)}
     console    {url}/console/   (log in as the admin below)
     API        {url}          (OpenAPI: {url}/schema)
     admin      {ADMIN_EMAIL} / {password}   (organization "{ORG}"; also in .run/admin-password)

@@ -300,6 +300,9 @@ def test_a_kept_port_another_program_took_moves_and_the_run_says_so(tmp_path: Pa
         f" {moved}; whatever names {api} must change"
     ]
     assert devrun.Ports.load(tmp_path).kept["API"] == moved
+    banner = devrun.moved(again)  # said again in the banner, which stays on screen
+    assert banner.startswith("\n  Moved this run") and again.moved[0] in banner
+    assert devrun.moved(devrun.Ports.load(tmp_path)) == ""
 
 
 def test_an_unreadable_ports_file_keeps_nothing(tmp_path: Path) -> None:
