@@ -1,7 +1,8 @@
 """The README's walkthrough, its commands run by bash as written, against `make run`
 (tools/devrun.py) on a host where other programs hold every default port (8080, 4222, 2525,
 8025, 9464): each step reaches this run, not the program on the default port, and answers as the
-README says; a restart keeps every port, so `.run/env` and the sink's monitor stay right.
+README says; a restart keeps every port, so `.run/env` stays right and the sink's monitor is up
+again.
 
 Only the README's monitors of loopback servers are created here: its example.com requests
 would send this run's agents to resolve names beyond loopback (tests/api/test_walkthrough.py
@@ -220,6 +221,9 @@ async def test_the_walkthrough_as_written_with_every_default_port_taken(
                 )
                 [sink] = [m for m in listed["items"] if m["name"] == "Alert sink"]
                 assert sink["port"] == first_ports["alert sink SMTP"]
+                # The same monitor, unchanged, is up again after the restart (its sink kept
+                # its port): the README's command as written, in a shell sourced before it.
+                _first_up(run, inline('tail --monitor "Alert sink"'))
             finally:
                 run.stop()
 
