@@ -7,9 +7,12 @@ secret template.
 Not run here: a real `docker build`/`push` (no daemon; only `make -n` is checked) and
 `kubectl apply` (no cluster; the files it would read are checked instead)."""
 
+import os
 import re
+import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -178,3 +181,60 @@ def test_a_directory_apply_takes_no_secret_template() -> None:
     example = DEPLOY / "k8s" / "examples" / "secrets.example.yaml"
     names = [d["metadata"]["name"] for d in yaml.safe_load_all(example.read_text()) if d]
     assert "mailprobe-db-app" in names
+
+
+def _operating_steps() -> str:
+    text = (ROOT / "docs" / "operating.md").read_text()
+    return text.split("## One host with compose\n", 1)[1].split("\n## ", 1)[0]
+
+
+@pytest.mark.timeout(180)
+def test_the_single_host_steps_run_as_written(tmp_path: Path) -> None:
+    """docs/operating.md's "One host with compose", its deploy commands run as written in a copy
+    of deploy/ (all but `chown`, which needs root, and `docker compose up`, which needs a
+    daemon): the offline check then passes, and it fails when a step is left out."""
+    steps = _operating_steps()
+    numbered = re.findall(r"^(\d+)\. ", steps, re.M)
+    assert numbered == [str(n) for n in range(1, len(numbered) + 1)] and len(numbered) >= 7
+    commands = [
+        re.sub(r",<[^>]+>", "", " ".join(c.split()))
+        for c in re.findall(r"`(python -m deploy\.[^`]+)`", steps)
+    ]
+    then = re.search(
+        r"`python -m deploy\.mint_country controller`, then `(\w+)` and `(\w+)`", steps
+    )
+    assert then is not None
+    at = commands.index("python -m deploy.mint_country controller") + 1
+    commands[at:at] = [f"python -m deploy.mint_country {cc}" for cc in then.groups()]
+    assert commands[-1] == "python -m deploy.check_env"
+    assert "docker compose -f deploy/compose.yaml --env-file deploy/.env up -d" in steps
+
+    kept_out = shutil.ignore_patterns(".env", "pki", "seal", "tls", "leaf-*", "__pycache__")
+    shutil.copytree(DEPLOY, tmp_path / "deploy", ignore=kept_out)
+    (tmp_path / "deploy" / "nats" / "agents.conf").unlink(missing_ok=True)
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+
+    def run(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, *command.split()[1:]],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    for command in commands[:-1]:
+        done = run(command)
+        assert done.returncode == 0, (command, done.stderr)
+    assert (tmp_path / "deploy" / "nats" / "agents.conf").exists()
+    checked = run(commands[-1])
+    assert checked.returncode == 0, checked.stderr
+    assert "docker compose config accepts it" in checked.stdout
+
+    (tmp_path / "deploy" / ".env").write_text(
+        (tmp_path / "deploy" / ".env").read_text().replace("AGENT_US_NATS_URL=", "#")
+    )
+    left_out = run(commands[-1])
+    assert left_out.returncode == 1 and "AGENT_US_NATS_URL is missing" in left_out.stderr
