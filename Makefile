@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock browser unbound netns dovecot blackbox alertmanager prometheus opendkim test-debs run test clock-sweep lint bench bench-openssl soak fuzz clean
+.PHONY: help install lock browser unbound netns dovecot blackbox alertmanager prometheus opendkim test-debs run test clock-sweep lint bench bench-openssl soak fuzz image image-push clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -166,6 +166,22 @@ soak: $(STAMP) netns ## the fault campaign of issue 13 (~15 min), the verdict ca
 	  $(BIN)/python -m bench notice-failover $(NOTICE_FAILOVER_ARGS); notices=$$?; \
 	  SOAK_FULL=1 $(BIN)/pytest -n 0 tests/e2e/test_saturated_country.py tests/ha/test_patroni_failover.py; saturated=$$?; \
 	  [ $$soak = 0 ] && [ $$verdicts = 0 ] && [ $$ha = 0 ] && [ $$notices = 0 ] && [ $$saturated = 0 ]
+
+# The one image every process runs (deploy/Dockerfile), built by docker or podman, whichever is
+# installed (CONTAINER_TOOL= picks). IMAGE names it as your registry will: `make image
+# image-push IMAGE=registry.example.net/ops/mailprobe:0.1.0`. Its default is the name compose and
+# deploy/k8s use, mailprobe:VERSION.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE ?= mailprobe:$(VERSION)
+CONTAINER_TOOL ?= $(shell command -v docker || command -v podman)
+
+image: ## build the container image IMAGE (default mailprobe:VERSION) with docker or podman
+	@test -n "$(CONTAINER_TOOL)" || { echo "make image: install docker or podman (or set CONTAINER_TOOL)"; exit 1; }
+	$(CONTAINER_TOOL) build -f deploy/Dockerfile -t $(IMAGE) .
+
+image-push: ## push IMAGE (IMAGE=registry.example.net/ops/mailprobe:VERSION) to its registry
+	@test -n "$(CONTAINER_TOOL)" || { echo "make image-push: install docker or podman (or set CONTAINER_TOOL)"; exit 1; }
+	$(CONTAINER_TOOL) push $(IMAGE)
 
 clean: ## remove the virtual environment and local run data
 	rm -rf $(VENV) .run

@@ -12,13 +12,19 @@ that the server is out of reach and once that it is back (`connect`).
 
 `--monitor` takes a public id, or a name: a name is looked up through the API (MAILPROBE_API, a
 token in MAILPROBE_TOKEN, as `apply`), refused when no monitor or several have it.
+
+Each line shows the monitor's name beside its id, quoted as a JSON string (a name is a user's
+text: its control characters are escaped, never sent to the terminal). Names are asked of the
+API with MAILPROBE_TOKEN, once per monitor (`Names`); without a token, or with an API that does
+not answer at start, the lines show ids only and stderr says why once.
 """
 
 import argparse
 import asyncio
+import json
 import ssl
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from uuid import UUID
 
 import httpx
@@ -81,13 +87,62 @@ def bundles_subject(country: str | None) -> str:
     return f"mon.results.{country or '*'}.{RESULTS_BUNDLE_TOKEN}"
 
 
-def line(result: CheckResult) -> str:
+def line(result: CheckResult, name: str | None = None) -> str:
     ms = "-" if result.response_time_ms is None else f"{result.response_time_ms:.0f}ms"
     status = result.status if result.error_kind is None else f"{result.status}/{result.error_kind}"
+    named = "" if name is None else f" {json.dumps(name, ensure_ascii=False)}"
     return (
         f"{result.finished_at} {result.country} {result.monitor_type:<4} {result.monitor_id}"
-        f" {status} {ms} {result.message}"
+        f"{named} {status} {ms} {result.message}"
     )
+
+
+NAMES_KEPT = 10_000  # names remembered at most; past it the memory starts again
+
+
+class Names:
+    """Monitor names by public id, each asked once (a monitor that has none for this token,
+    or whose asking failed, is remembered as such)."""
+
+    def __init__(self, ask: Callable[[str, str], Awaitable[str | None]]) -> None:
+        self._ask = ask  # (stored monitor type, public id) → its name
+        self._known: dict[str, str | None] = {}
+
+    async def of(self, monitor_type: str, public_id: str) -> str | None:
+        if public_id in self._known:
+            return self._known[public_id]
+        try:
+            name = await self._ask(monitor_type, public_id)
+        except (httpx.HTTPError, ValueError):
+            name = None
+        if len(self._known) >= NAMES_KEPT:
+            self._known.clear()
+        self._known[public_id] = name
+        return name
+
+
+async def api_names(
+    args: argparse.Namespace, env: Mapping[str, str]
+) -> tuple[Names, httpx.AsyncClient] | str:
+    """Names asked of the API with MAILPROBE_TOKEN, and the client to close; or why there are
+    none: no token, or an API that does not answer a first listing."""
+    if not env.get(secret_env.TOKEN_ENV):
+        return f"set {secret_env.TOKEN_ENV} to an API token to see them"
+    api = api_url.target(args.api, env, insecure_http=args.insecure_http)
+    if isinstance(api, str):
+        return api
+    client = api_client(api, env)
+    try:
+        r = await client.get(find_monitor.FIRST_LIST, params={"perPage": 1})
+        r.raise_for_status()
+    except (httpx.HTTPError, SystemExit) as exc:  # SystemExit: the API did not prove its key
+        await client.aclose()
+        return f"cannot list monitors at {api.url}: {exc}"
+
+    async def ask(monitor_type: str, public_id: str) -> str | None:
+        return await find_monitor.name_of(client, monitor_type, public_id)
+
+    return Names(ask), client
 
 
 async def follow(
@@ -97,9 +152,10 @@ async def follow(
     status: str | None,
     say: Callable[[str], None],
     stop: asyncio.Event,
+    names: Names | None = None,
 ) -> None:
-    """Print each matching result until `stop`; a message that is no result is reported on
-    stderr and skipped."""
+    """Print each matching result (its monitor's name beside its id, when `names` knows it)
+    until `stop`; a message that is no result is reported on stderr and skipped."""
 
     async def on_result(msg: Msg) -> None:
         try:
@@ -111,7 +167,8 @@ async def follow(
             if monitor is not None and str(result.monitor_id) != monitor:
                 continue
             if status is None or result.status == status:
-                say(line(result))
+                named = await names.of(result.monitor_type, result.monitor_id) if names else None
+                say(line(result, named))
 
     subs = [
         await nc.subscribe(subject(country, monitor), cb=on_result),
@@ -181,8 +238,19 @@ def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     ca = env.get("NATS_TLS_CA_FILE")
     tls = ssl.create_default_context(cafile=ca) if ca else None
 
+    def warn(text: str) -> None:
+        print(redact(text), file=sys.stderr, flush=True)
+
     async def run() -> None:
-        nc = await connect(url, tls, lambda text: print(redact(text), file=sys.stderr, flush=True))
+        found = await api_names(args, env)
+        try:
+            await follow_all(found)
+        finally:
+            if not isinstance(found, str):
+                await found[1].aclose()
+
+    async def follow_all(found: tuple[Names, httpx.AsyncClient] | str) -> None:
+        nc = await connect(url, tls, warn)
         # A result may be minutes away (the check interval): say at once that it is listening.
         print(
             f"following {subject(args.country, monitor)} on {shown}: one line per check as it"
@@ -190,8 +258,11 @@ def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             file=sys.stderr,
             flush=True,
         )
+        if isinstance(found, str):
+            warn(f"monitor names are not shown: {found}")
+        names = None if isinstance(found, str) else found[0]
         try:
-            await follow(nc, args.country, monitor, args.status, print, asyncio.Event())
+            await follow(nc, args.country, monitor, args.status, print, asyncio.Event(), names)
         finally:
             await nc.close()
 

@@ -4,11 +4,16 @@ For a country: a random password whose bcrypt hash goes into the user `agent-CC`
 `AGENT_CC` in deploy/nats/agents.conf (every other user is kept, and every file is written again
 with the current accounts and permissions), and the country's sealing key pair
 (shared.sealing): the private key for the agents (`deploy/seal/agent-CC.keys`, mode 0600, one
-base64 key per line) and the public key for the controllers (`deploy/seal/public/CC.pub`). It
-prints, once, the settings the country's agents need. The same command mints the service users
-(`controller`, `subscriber`) and the logins of a regional leaf server at the hub
-(`leaf-REGION --countries DE,FR`: one login per country, `leaf-REGION-CC`), and writes that
-leaf server's own `deploy/nats/leaf-REGION/agents.conf`.
+base64 key per line) and the public key for the controllers (`deploy/seal/public/CC.pub`). The
+user's NATS_URL, with its password, goes into `deploy/.env` (mode 0600) as compose reads it
+(`AGENT_CC_NATS_URL`, `CONTROLLER_NATS_URL`, `SUBSCRIBER_NATS_URL`); a password is never
+printed. The same command mints the service users (`controller`, `subscriber`) and the logins
+of a regional leaf server at the hub (`leaf-REGION --countries DE,FR`: one login per country,
+`leaf-REGION-CC`), and writes that leaf server's own `deploy/nats/leaf-REGION/agents.conf` and
+`leaf.env` (its NATS_HUB_LEAF_URL_CC variables, mode 0600).
+
+Every file it writes is git-ignored (deploy/.gitignore): agents.conf holds password hashes, and
+the others passwords and keys.
 
     python -m deploy.mint_country DE --nats-url tls://nats.example.net:4222
     python -m deploy.mint_country DE --rotate           # new NATS password for an existing country
@@ -27,6 +32,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from deploy.gen_env import ENV_FILE, put, write_private
 from deploy.nats_conf import (
     CONTROLLER_USER,
     SUBSCRIBER_INBOX_PREFIX,
@@ -58,6 +64,7 @@ DEFAULT_SEAL_DIR = DEPLOY / "seal"
 # Key pairs an agent keeps: the current one and the one before, so jobs sealed just before a
 # rotation still open.
 SEAL_KEYS_KEPT = 2
+LEAF_ENV = "leaf.env"
 RELOAD = "reload the NATS servers that include it: nats-server --signal reload (or kill -HUP <pid>)"
 
 
@@ -73,6 +80,12 @@ def parser() -> argparse.ArgumentParser:
         help=f"country code like DE, leaf-REGION, {CONTROLLER_USER} or {SUBSCRIBER_USER}",
     )
     p.add_argument("--conf", type=Path, default=DEFAULT_CONF, help="the hub's agents.conf")
+    p.add_argument(
+        "--env",
+        type=Path,
+        default=ENV_FILE,
+        help="the env file the minted NATS URLs are written to (made readable by its owner only)",
+    )
     p.add_argument(
         "--seal-dir",
         type=Path,
@@ -202,14 +215,20 @@ def _mint_leaf(args: argparse.Namespace, users: dict[str, StoredUser]) -> int:
         f"{region} carries {','.join(countries)}: {args.conf} and {leaf_conf}; {RELOAD}",
         file=sys.stderr,
     )
-    print(f"# {region}: the leaf server's settings; passwords shown once, only hashes are stored")
-    for cc, password in minted.items():
-        url = credentials_url(args.hub_leaf_url, leaf_login(region, cc), password)
-        print(f"{leaf_url_variable(cc)}={url}")
+    leaf_env = leaf_conf.parent / LEAF_ENV
+    values = {
+        leaf_url_variable(cc): credentials_url(args.hub_leaf_url, leaf_login(region, cc), password)
+        for cc, password in minted.items()
+    }
+    carried = {leaf[1] for name in users if (leaf := leaf_of(name)) and leaf[0] == region}
+    dropped = frozenset(leaf_url_variable(cc) for cc in carried - set(countries))
+    put(leaf_env, {**values, "NATS_SERVER_NAME": f"{region}-1"}, template=None, drop=dropped)
+    print(f"# {region}: the leaf server's settings are in {leaf_env} (mode 0600)")
+    print(f"# wrote {', '.join(values) or 'no new login'}; only the hashes are kept elsewhere")
     if len(minted) < len(countries):
         print("# the variables of its other countries stay as they are")
-    print(f"NATS_SERVER_NAME={region}-1")
-    print(f"# copy {leaf_conf} beside leaf.conf; agents there keep their agent-CC users")
+    print(f"# copy {leaf_conf} beside leaf.conf and give the server {leaf_env}'s variables;")
+    print("# agents there keep their agent-CC users")
     return 0
 
 
@@ -259,15 +278,21 @@ def _seal_keys(seal_dir: Path, cc: str, *, rotate: bool) -> None:
 def _write_secret(path: Path, text: str) -> None:
     """Write `text` to `path` readable by its owner only, from the first byte on."""
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+    write_private(tmp, text)
     os.replace(tmp, path)
 
 
+def env_variable(user: str) -> str:
+    """The variable of deploy/.env (what compose reads) holding `user`'s NATS_URL."""
+    return f"{user.upper().replace('-', '_')}_NATS_URL"
+
+
 def _print_settings(args: argparse.Namespace, user: str, password: str) -> None:
-    print(f"# {user}: shown once, only the bcrypt hash is stored")
-    print(f"NATS_URL={credentials_url(args.nats_url, user, password)}")
+    variable = env_variable(user)
+    put(args.env, {variable: credentials_url(args.nats_url, user, password)})
+    print(f"# {user}: its NATS_URL, with the password, is {variable} in {args.env} (mode 0600);")
+    print("# only the bcrypt hash is kept in agents.conf. Elsewhere than compose, set:")
+    print(f"NATS_URL=<{variable} of {args.env}>")
     print("NATS_TLS_CA_FILE=/etc/mailprobe/tls/ca.pem  # the CA of the hub's certificate")
     if user.startswith("agent-"):
         cc = user.removeprefix("agent-")

@@ -252,14 +252,15 @@ def start_nats_cluster(
     timeout: float = 30,
     profile: bool = False,
     config: Path | None = None,
+    ports: list[tuple[int, int, int]] | None = None,
 ) -> tuple[list[NatsNode], str]:
     """Start `nodes` nats-servers on loopback as one JetStream cluster (each its own client,
     route and monitoring port and store under `store_root/nN`, routes to every node); return
     them, once every node reports JetStream ready, and the comma-separated URL of all of them
     (NATS_URL: a client reconnects to another node when its own goes). `profile`: each node
     serves Go's pprof on a port of its own (`profile_port`); `config`: a file every node reads
-    too (`-c`)."""
-    ports = [(free_port(), free_port(), free_port()) for _ in range(nodes)]
+    too (`-c`); `ports`: each node's (client, route, monitoring) ports, else free ones."""
+    ports = ports or [(free_port(), free_port(), free_port()) for _ in range(nodes)]
     routes = ",".join(f"nats://127.0.0.1:{cluster}" for _, cluster, _ in ports)
     started = [
         NatsNode(

@@ -7,6 +7,7 @@ Each client may take its own loopback source address (127.0.0.N), so a test tell
 from many without any network of its own."""
 
 import contextlib
+import http.client
 import os
 import socket
 import ssl
@@ -97,6 +98,20 @@ def get(port: int, path: str, source: str, ctx: ssl.SSLContext | None = None) ->
         return 0
 
 
+def run_delay_s(task: str) -> float:
+    """Seconds the kernel kept a task (`/proc/<task>/schedstat`: "thread-self", or
+    "PID/task/TID") runnable but waiting for a CPU; 0 when it is gone."""
+    try:
+        return int(Path(f"/proc/{task}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ranked = sorted(values)
+    return ranked[min(len(ranked) - 1, int(q * len(ranked)))] if ranked else float("inf")
+
+
 @dataclass
 class Watch:
     """`/health` latencies (seconds; a failed probe is infinite) and the server's RSS and fds
@@ -107,7 +122,11 @@ class Watch:
     source: str = "127.0.0.250"
     every_s: float = 0.05
     ctx: ssl.SSLContext | None = None
+    # Each probe's time less the time the kernel kept the probing thread or the server's event
+    # loop runnable but off a CPU (schedstat's run delay): what the server's own work cost,
+    # whatever else the machine runs. `raw` keeps the times as measured.
     health: list[float] = field(default_factory=list)
+    raw: list[float] = field(default_factory=list)
     rss: list[int] = field(default_factory=list)  # RSS and the send queues of its connections
     queued: list[int] = field(default_factory=list)  # the send queues alone
     fds: list[int] = field(default_factory=list)
@@ -117,9 +136,15 @@ class Watch:
 
     def _probe(self) -> None:
         while not self._stop.is_set():
+            waited = run_delay_s("thread-self") + run_delay_s(f"{self.pid}/task/{self.pid}")
             began = time.perf_counter()
             ok = get(self.port, "/health", self.source, self.ctx) == 200
-            self.health.append(time.perf_counter() - began if ok else float("inf"))
+            took = time.perf_counter() - began
+            waited = (
+                run_delay_s("thread-self") + run_delay_s(f"{self.pid}/task/{self.pid}") - waited
+            )
+            self.raw.append(took if ok else float("inf"))
+            self.health.append(max(0.0, took - waited) if ok else float("inf"))
             self._stop.wait(self.every_s)
 
     def _sample(self) -> None:
@@ -146,13 +171,13 @@ class Watch:
 
     def p(self, q: float) -> float:
         """The `q` quantile of the `/health` latencies."""
-        ranked = sorted(self.health)
-        return ranked[min(len(ranked) - 1, int(q * len(ranked)))] if ranked else float("inf")
+        return _quantile(self.health, q)
 
     def line(self, base_rss: int, base_fds: int) -> str:
         return (
             f"/health p50 {self.p(0.5) * 1000:.0f} ms p99 {self.p(0.99) * 1000:.0f} ms"
-            f" max {max(self.health, default=0) * 1000:.0f} ms ({len(self.health)} probes,"
+            f" max {max(self.health, default=0) * 1000:.0f} ms (as measured: p99"
+            f" {_quantile(self.raw, 0.99) * 1000:.0f} ms; {len(self.health)} probes,"
             f" {sum(h == float('inf') for h in self.health)} failed);"
             f" RSS and send queues +{(max(self.rss, default=base_rss) - base_rss) / MIB:.0f} MiB"
             f" (queues at most {max(self.queued, default=0) / MIB:.0f} MiB);"
@@ -202,6 +227,58 @@ def one_byte_chunks(port: int, source: str, seconds: float, rate: float, body: i
             statuses.append(0)  # refused mid-body: the server closed, the send failed
             time.sleep(0.05)
     return statuses
+
+
+def half_body(port: int, source: str, path: str, declared: int) -> int:
+    """POST `path` declaring a JSON body of `declared` bytes, send half of it, wait, and close
+    (the rest never sent): the status answered before the close, 0 for none."""
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {declared}\r\n\r\n"
+    ).encode()
+    with connect(port, source) as sock:
+        sock.sendall(head + b"{" + b" " * (declared // 2))
+        sock.settimeout(0.5)
+        return answer_status(sock)
+
+
+def fetch(port: int, path: str, source: str = "127.0.0.1") -> bytes:
+    """GET `path` on a fresh connection: the whole answer, head and body."""
+    with connect(port, source) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode())
+        got = b""
+        while more := sock.recv(65536):
+            got += more
+        return got
+
+
+def requests_from(
+    port: int, source: str, path: str, seconds: float
+) -> list[tuple[int, str | None]]:
+    """GET `path` over and over on one kept-alive connection from `source` for `seconds`
+    (a new connection when the server closes one): each answer's status and Retry-After."""
+    answers: list[tuple[int, str | None]] = []
+    end = time.monotonic() + seconds
+    conn: http.client.HTTPConnection | None = None
+    while time.monotonic() < end:
+        try:
+            if conn is None:
+                conn = http.client.HTTPConnection("127.0.0.1", port, 5, (source, 0))
+            conn.request("GET", path)
+            got = conn.getresponse()
+            got.read()
+            answers.append((got.status, got.getheader("retry-after")))
+            if got.will_close:
+                conn.close()
+                conn = None
+        except OSError:
+            answers.append((0, None))
+            if conn is not None:
+                conn.close()
+            conn = None
+    if conn is not None:
+        conn.close()
+    return answers
 
 
 def wide_head(fields: int) -> bytes:

@@ -10,15 +10,22 @@ pairs too (`.run/seal/`: the public keys for the controller, `CC.keys` for each 
 admin's password is `.run/admin-password`, its API token `.run/admin-token` (both 0600; the
 token is reused by the next run while it has a day left).
 
-While it runs, `.run/endpoints.json` names the API and NATS URLs it chose (a default port that
-was busy is moved to a free one unless its setting was given) and `.run/instance.key` (0600)
-the controller's INSTANCE_KEY: the command-line tools read both (controller.ascode.run_dir) and
-send a token only to a controller that proves it holds that key. Both are removed at exit. A
-port given in a setting that is busy stops the run with a line naming the setting, and a second
-run of the same directory stops at once (`.run/make-run.lock`), both before anything starts.
-Each process it starts is recorded in `.run/make-run.children.json` (pid, start time, command
-line): a run killed outright (SIGKILL, a closed terminal) leaves them running, and the next run
-stops those still alive and really that run's, a line for each, before it starts its own.
+The ports it listens on (API, NATS or each node of its cluster, the alert sink's SMTP and web page,
+the agents' metrics) are kept in `.run/ports.json` and taken again at the next run while free
+(`Ports`), so a restart changes no URL; a default port that was busy is moved to a free one unless
+its setting was given, and a kept port another program took is moved with a line saying so.
+PostgreSQL listens on a Unix socket in `.run/pg` only. Once the API is ready, `.run/env` (0600)
+holds what the README's walkthrough uses: `source .run/env` sets $API, $CONSOLE, $TOKEN, $SINK and
+$SINK_SMTP_PORT. MAILPROBE_RUN_DIR names another run directory than `.run/`.
+
+While it runs, `.run/endpoints.json` names the API and NATS URLs it chose and `.run/instance.key`
+(0600) the controller's INSTANCE_KEY: the command-line tools read both (controller.ascode.run_dir)
+and send a token only to a controller that proves it holds that key. Both are removed at exit. A
+port given in a setting that is busy stops the run with a line naming the setting, and a second run
+of the same directory stops at once (`.run/make-run.lock`), both before anything starts. Each
+process it starts is recorded in `.run/make-run.children.json` (pid, start time, command line): a
+run killed outright (SIGKILL, a closed terminal) leaves them running, and the next run stops those
+still alive and really that run's, a line for each, before it starts its own.
 
 The processes log at WARNING on the console unless LOG_LEVEL says otherwise (routine INFO lines
 would bury the banner, which is printed once the API is ready, last).
@@ -39,13 +46,14 @@ import os
 import re
 import secrets
 import select
+import shlex
 import signal
 import stat
 import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import IO
@@ -69,7 +77,7 @@ from shared.subjects import HEARTBEATS_SUBJECTS
 from shared.timefmt import utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
-RUN = ROOT / ".run"
+RUN = Path(os.environ.get(run_dir.RUN_DIR_ENV) or ROOT / run_dir.DEFAULT_RUN_DIR).resolve()
 SEAL = RUN / "seal"
 ADMIN_EMAIL = "admin@example.com"
 ORG = "dev"
@@ -268,18 +276,34 @@ def try_it(url: str, token_file: str, sink: dict[str, str], smtp_port: int) -> s
     curl -s {url}/api/smtp-monitors -H "Authorization: Bearer $TOKEN\""""
 
 
-def start_nats(env: dict[str, str], run: Path = RUN) -> list[subprocess.Popen[bytes]]:
-    """Embedded NATS, one server or DEV_NATS_NODES of them as a cluster (the streams then on
-    all of them unless STREAM_REPLICAS says otherwise); sets NATS_URL (every node's)."""
+def start_nats(
+    env: dict[str, str], run: Path = RUN, port: int | None = None, kept: "Ports | None" = None
+) -> list[subprocess.Popen[bytes]]:
+    """Embedded NATS, one server (on `port`, else 4222 while free) or DEV_NATS_NODES of them as
+    a cluster (the streams then on all of them unless STREAM_REPLICAS says otherwise; each
+    node's ports those `kept` holds for it, when given); sets NATS_URL (every node's)."""
     nodes = int(env.get("DEV_NATS_NODES") or 1)
     if nodes == 1:
         say("starting embedded NATS with JetStream (data in .run/nats)")
-        nats_port = 4222 if embedded.port_is_free(4222) else None
+        nats_port = port or (4222 if embedded.port_is_free(4222) else None)
         proc, env["NATS_URL"] = embedded.start_nats(run / "nats", nats_port, own_session=True)
         return [proc]
     say(f"starting embedded NATS as a cluster of {nodes} (data in .run/nats-cluster)")
+    ports = None
+    if kept is not None:
+        said = len(kept.moved)
+        ports = [
+            (
+                kept.take(f"NATS n{i}", embedded.free_port()),
+                kept.take(f"NATS n{i} routes", embedded.free_port()),
+                kept.take(f"NATS n{i} monitoring", embedded.free_port()),
+            )
+            for i in range(1, nodes + 1)
+        ]
+        for line in kept.moved[said:]:
+            say(line)
     cluster, env["NATS_URL"] = embedded.start_nats_cluster(
-        run / "nats-cluster", nodes, own_session=True
+        run / "nats-cluster", nodes, own_session=True, ports=ports
     )
     env.setdefault("STREAM_REPLICAS", "3" if nodes >= 3 else "1")
     for node in cluster:
@@ -517,15 +541,96 @@ def forget_dead_handles(pgdata: Path) -> None:
         handles.write_text(json.dumps([p for p in pids if started("", p) is not None]))
 
 
+# The ports `make run` listens on, kept in `.run/ports.json` so that a restart changes no URL.
+# A part's port is, in order: the one the last run kept, while it is free; else its default
+# (8080, 2525, ...), while free; else a free port. Every port picked is kept at once, before
+# anything listens on it. A kept port another program now holds is moved, and the move is said:
+# monitors, the TLS-RPT address and links in notices already sent still name the old one.
+# A port given in a setting is checked by chosen_port, and not kept.
+PORTS = "ports.json"
+
+
+@dataclass
+class Ports:
+    """The kept ports of one run directory, and this run's picks."""
+
+    path: Path
+    kept: dict[str, int] = field(default_factory=dict)
+    picked: dict[str, int] = field(default_factory=dict)
+    moved: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, run: Path) -> "Ports":
+        """The ports `run` kept; none from a missing or unreadable file."""
+        path = run / PORTS
+        try:
+            found = json.loads(path.read_text())
+        except (OSError, ValueError):
+            found = {}
+        kept = {
+            str(name): port
+            for name, port in (found.items() if isinstance(found, dict) else ())
+            if isinstance(port, int) and 0 < port < 65536
+        }
+        return cls(path, kept)
+
+    def take(self, name: str, default: int) -> int:
+        """The port of part `name` (a person's words: "API"), kept for the next run."""
+        kept = self.kept.get(name)
+        if kept is not None and self._free(kept, name):
+            port = kept
+        else:
+            port = default if self._free(default, name) else self._another(name)
+            if kept is not None:
+                self.moved.append(
+                    f"{name}: port {kept} (kept in .run/{PORTS}) is in use by another program,"
+                    f" so moved to {port}; whatever names {kept} must change"
+                )
+        self.picked[name] = port
+        self._save()
+        return port
+
+    def _free(self, port: int, name: str) -> bool:
+        """Free now, and not this run's or promised to another part by the last run."""
+        promised = {p for n, p in self.kept.items() if n != name}
+        return (
+            port not in self.picked.values()
+            and port not in promised
+            and embedded.port_is_free(port)
+        )
+
+    def _another(self, name: str) -> int:
+        while True:
+            port = embedded.free_port()
+            if self._free(port, name):
+                return port
+
+    def _save(self) -> None:
+        part = self.path.with_suffix(".part")
+        part.write_text(json.dumps({**self.kept, **self.picked}, indent=1, sort_keys=True) + "\n")
+        os.replace(part, self.path)
+
+
 class PortBusy(SystemExit):
     """A port the user chose is held by another program; the text names the setting."""
 
 
-def chosen_port(env: dict[str, str], setting: str, default: int, offset: int = 0) -> int:
+def chosen_port(
+    env: dict[str, str],
+    setting: str,
+    default: int,
+    offset: int = 0,
+    *,
+    kept: Ports | None = None,
+    name: str = "",
+) -> int:
     """`setting`'s port (plus `offset`) when given, refused naming the setting when busy; else
-    `default` (plus `offset`), or a free port when another program holds it."""
+    the port `kept` holds for part `name` (Ports: the last run's while free, else
+    `default` plus `offset` while free, else a free one)."""
     given = env.get(setting)
     if not given:
+        if kept is not None:
+            return kept.take(name, default + offset)
         return port_or_free(default + offset)
     if int(given) == 0:
         return 0  # none
@@ -551,9 +656,40 @@ def write_endpoints(run: Path, api: str, nats_url: str, instance_key: str) -> No
     private_file(run / run_dir.ENDPOINTS, json.dumps(found) + "\n")
 
 
+SHELL_ENV = "env"
+
+
+def write_shell_env(
+    run: Path, api: str, token: str, sink: dict[str, str], smtp_port: int, http_port: int
+) -> Path:
+    """`.run/env` (0600), for `source .run/env`: the variables the README's walkthrough uses
+    ($API, $CONSOLE, $TOKEN; $SINK and $SINK_SMTP_PORT while this run has an alert sink). The
+    ports are kept between runs, so a shell that sourced it stays right after a restart."""
+    found = {"API": api, "CONSOLE": f"{api}/console/", "TOKEN": token}
+    if "NOTIFY_SMTP_URL" in sink:
+        found["SINK_SMTP_PORT"] = str(smtp_port)
+    if sink:
+        found["SINK"] = f"http://127.0.0.1:{http_port}"
+    lines = [f"export {name}={shlex.quote(value)}" for name, value in found.items()]
+    path = run / SHELL_ENV
+    private_file(
+        path, "# make run's addresses and token: source .run/env\n" + "\n".join(lines) + "\n"
+    )
+    return path
+
+
 def remove_endpoints(run: Path) -> None:
     for name in (run_dir.ENDPOINTS, run_dir.INSTANCE_KEY):
         (run / name).unlink(missing_ok=True)
+
+
+def moved(kept: Ports) -> str:
+    """The banner's word on ports that had to move this run (each said at start too)."""
+    if not kept.moved:
+        return ""
+    return "\n  Moved this run, as another program held the kept port:\n" + "\n".join(
+        f"    {line}" for line in kept.moved
+    )
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -593,9 +729,21 @@ def run() -> int:
     own_logging(env["LOG_LEVEL"])
     password = persistent("admin-password", secrets.token_urlsafe(12))
     countries = [c.strip().upper() for c in env.get("DEV_COUNTRIES", "DE,US").split(",") if c]
-    # The ports, before anything is started: a busy one given in a setting stops the run here.
-    env["API_PORT"] = str(chosen_port(env, "API_PORT", 8080))
-    metrics_ports = [chosen_port(env, "AGENT_METRICS_PORT", 9464, i) for i in range(len(countries))]
+    # The ports, before anything is started: a busy one given in a setting stops the run here;
+    # the others are the last run's while free (Ports), so a restart changes no URL.
+    kept = Ports.load(RUN)
+    env["API_PORT"] = str(chosen_port(env, "API_PORT", 8080, kept=kept, name="API"))
+    metrics_ports = [
+        chosen_port(env, "AGENT_METRICS_PORT", 9464, i, kept=kept, name=f"agent {cc} metrics")
+        for i, cc in enumerate(countries)
+    ]
+    one_nats = not env.get("NATS_URL") and int(env.get("DEV_NATS_NODES") or 1) == 1
+    nats_port = kept.take("NATS", 4222) if one_nats else None
+    smtp_port = http_port = 0
+    if not (env.get("NOTIFY_SMTP_URL") and env.get("NOTIFY_SMS_WEBHOOK_URL")):
+        smtp_port, http_port = kept.take("alert sink SMTP", 2525), kept.take("alert sink web", 8025)
+    for line in kept.moved:
+        say(line)
     env.setdefault("SEAL_PUBLIC_KEYS_DIR", str(seal_keys(countries)))
 
     if not env.get("DATABASE_URL"):
@@ -604,11 +752,10 @@ def run() -> int:
         record.add("PostgreSQL", server.get_pid())
         env["DATABASE_URL"] = asyncio.run(prepare_database(server_url))
     if not env.get("NATS_URL"):
-        children += start_nats(env)
+        children += start_nats(env, RUN, nats_port, None if one_nats else kept)
         for proc in children:
             record.add("NATS", proc.pid)
 
-    smtp_port, http_port = port_or_free(2525), port_or_free(8025)
     sink = sink_env(env, smtp_port, http_port)
     if sink:
         # Alerts must be seen, not dropped: with no relay, a sink on loopback catches them.
@@ -657,9 +804,11 @@ def run() -> int:
         record.add("the controller", controller.pid)
         wait_ready(url, controller)
         write_endpoints(RUN, url, env["NATS_URL"], env["INSTANCE_KEY"])
+        write_shell_env(RUN, url, token, sink, smtp_port, http_port)
         print(
             f"""
-  mailprobe is running.
+  mailprobe is running. In another terminal: source .run/env (sets $API, $CONSOLE, $TOKEN,
+  and $SINK, $SINK_SMTP_PORT for the alert sink; the ports stay: .run/ports.json).{moved(kept)}
     console    {url}/console/   (log in as the admin below)
     API        {url}          (OpenAPI: {url}/schema)
     admin      {ADMIN_EMAIL} / {password}   (organization "{ORG}"; also in .run/admin-password)

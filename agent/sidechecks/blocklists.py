@@ -100,7 +100,8 @@ def dqs_zone(zone: str, key: str) -> str:
 
 class BlocklistProbe:
     """`resolver`: `host` or `host:port` of the resolver to ask (None: the system's);
-    `dqs_key`: a Spamhaus DQS key (None: Spamhaus's public mirrors)."""
+    `dqs_key`: a Spamhaus DQS key (None: Spamhaus's public mirrors); `shared`: whether that
+    resolver is the one mail DNS and reverse DNS ask (`Reputation.resolver`)."""
 
     def __init__(
         self,
@@ -110,8 +111,10 @@ class BlocklistProbe:
         allow_private: bool = False,
         bound: TenantBound | None = None,
         clock: Clock = WALL,
+        shared: bool | None = None,
     ) -> None:
         self._setting = resolver
+        self._through = "" if shared is None else "dns" if shared else "own"
         self._bound = bound
         self._resolver: dns.asyncresolver.Resolver | None = None
         self._key = dqs_key or None
@@ -149,10 +152,10 @@ class BlocklistProbe:
         except TimeoutError:
             if held:
                 raise
-            return Reputation(errors={"resolver": BOUND_BUSY})
+            return Reputation(errors={"resolver": BOUND_BUSY}, resolver=self._through)
 
     async def _probe(self, ask: BlocklistAsk, hostname: str, budget: float) -> Reputation:
-        out = Reputation()
+        out = Reputation(resolver=self._through)
         try:
             resolver = self._resolver_now()
         except dns.exception.DNSException as exc:
@@ -394,6 +397,7 @@ def build(settings: SideCheckSettings, targets: TargetSettings) -> Runner[Blockl
             dqs_key=settings.agent_spamhaus_dqs_key,
             allow_private=targets.agent_allow_private_targets,
             bound=TenantBound(settings.agent_dns_probes_per_tenant),
+            shared=settings.agent_blocklist_resolver in (None, "", settings.agent_dns_resolver),
         )
     )
 

@@ -37,7 +37,7 @@ from agent.sidechecks.base import AgentSideCheck, Round, Runner
 from agent.tenant_bound import BOUND_BUSY, TenantBound
 from shared.addresses import is_blocked
 from shared.dns_canary import Canary, parse_dns_canaries
-from shared.sidechecks import dmarc_tree, spf_syntax
+from shared.sidechecks import dmarc_record, dmarc_tree, spf_syntax
 from shared.sidechecks.mail_dns import WIRE, MailDns, MailDnsAsk
 from shared.sidechecks.mail_dns_bound import bounded
 from shared.sidechecks.readiness import DmarcLookup
@@ -186,9 +186,9 @@ class MailDnsProbe:
     async def _dmarc(
         self, resolver: dns.asyncresolver.Resolver, name: str, budget: float
     ) -> list[str]:
-        """The DMARC records at `name` (`dmarc_tree.is_record`: as readiness reads them)."""
+        """The DMARC records at `name` (`dmarc_record.is_record`: as readiness reads them)."""
         texts = await self._texts(resolver, name, budget)
-        return sorted(t for t in texts if dmarc_tree.is_record(t))
+        return sorted(t for t in texts if dmarc_record.is_record(t))
 
     async def _spf(
         self, resolver: dns.asyncresolver.Resolver, name: str, budget: float

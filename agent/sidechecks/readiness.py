@@ -49,7 +49,7 @@ from agent.settings import SideCheckSettings, TargetSettings
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
 from agent.tenant_bound import TenantBound
 from shared.dns_canary import Canary, parse_dns_canaries
-from shared.sidechecks import dmarc_tree, spf_syntax
+from shared.sidechecks import dmarc_record, dmarc_tree, spf_syntax
 from shared.sidechecks.readiness import (
     QUERIES_MAX,
     REPORT_AUTH_MAX,
@@ -64,7 +64,6 @@ from shared.sidechecks.readiness import (
     Spf,
     SpfNode,
     bounded,
-    dmarc_tags,
     record_tags,
     selector,
 )
@@ -282,7 +281,7 @@ async def _dmarc(look: _Lookups, domain: str) -> Dmarc:
             texts = await look.txt(f"_dmarc.{name}")
         except (Spent, Failed) as exc:
             return DmarcLookup(name=name, error=str(exc))
-        return DmarcLookup(name=name, records=[t for t in texts or [] if dmarc_tree.is_record(t)])
+        return DmarcLookup(name=name, records=[t for t in texts or [] if dmarc_record.is_record(t)])
 
     out.walk = await dmarc_tree.walk(domain, lookup)
     walked = dmarc_tree.tree_walk(domain, out.walk)
@@ -302,7 +301,7 @@ def report_destinations(record: str, org: str) -> list[tuple[str, str]]:
     Domain `org`, each once, in the record's order, with their host (A-label, lower case; its
     own Organizational Domain taken as `org` when it is `org` or under it). A URI that is no
     mailto address is left out: receivers ignore it (RFC 9990, "Report Delivery")."""
-    tags = dmarc_tags(record)
+    tags = dmarc_record.tags(record)
     uris = [u.strip() for key in ("rua", "ruf") for u in tags.get(key, "").split(",") if u.strip()]
     out: list[tuple[str, str]] = []
     for uri in dict.fromkeys(uris):
@@ -359,14 +358,14 @@ async def _authorization(look: _Lookups, policy_at: str, host: str) -> ReportAut
     except (Spent, Failed) as exc:
         auth.authorized, auth.error = None, str(exc)
         return auth
-    records = [t for t in texts or [] if dmarc_tree.is_record(t)]
+    records = [t for t in texts or [] if dmarc_record.is_record(t)]
     if not records:
         auth.why = f"no v=DMARC1 record at {name}"
         return auth
     elsewhere = [
         u
         for r in records
-        for u in dmarc_tags(r).get("rua", "").split(",")
+        for u in dmarc_record.tags(r).get("rua", "").split(",")
         if u.strip() and _mailto_host(u.strip()) != host
     ]
     if elsewhere:

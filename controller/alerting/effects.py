@@ -144,9 +144,12 @@ class Effects:
         """The outage `incident` joins the open flow incident it is related to
         (`flows.joins`), else opens one of its own; return it with its flow incident."""
         await flow_db.lock(conn, monitor.organization_id)
-        found = flows.joins(
-            outage(monitor, incident), await flow_db.open_flows(conn, monitor.organization_id)
-        )
+        mine = outage(monitor, incident)
+        open_flows = await flow_db.open_flows(conn, monitor.organization_id)
+        seen = flows.NO_ADDRESSES
+        if others := flows.by_address(mine, open_flows):
+            seen = await flow_db.addresses(conn, [mine, *others])
+        found = flows.joins(mine, open_flows, seen)
         if found is None:
             flow_id = await flow_db.start(
                 conn, monitor.organization_id, incident.id, incident.started_at

@@ -2,15 +2,17 @@
 each monitor's outage joined): read, opened, joined, told, ended. The caller owns the
 transaction; the alerter is their only writer, one organization's at a time (`lock`)."""
 
-from collections.abc import Collection, Sequence
-from datetime import datetime
+from collections.abc import Collection, Iterable, Sequence
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import asyncpg
 import msgspec
 
+from controller.alerting import flows
 from controller.alerting.flows import Dependent, Flow, Outage
 from controller.db.pool import Conn
+from controller.ingest import store as results
 from controller.monitors import store as monitors
 from controller.monitors.store import Monitor, MonitorConfigError
 from controller.notify.evidence_store import EVIDENCE_MAX
@@ -78,6 +80,33 @@ async def open_flows(conn: Conn, organization_id: int) -> list[Flow]:
         )
         for f in flows
     ]
+
+
+# How far back before an outage the addresses its monitors connected to are read: the
+# server's addresses while it answered (a down server's checks often connect to none).
+ADDRESSES_SINCE = timedelta(days=1)
+
+
+async def addresses(conn: Conn, outages: Iterable[Outage]) -> flows.Addresses:
+    """The addresses the outages' monitors' results connected to from `ADDRESSES_SINCE`
+    before the oldest of them started, by host name (`flows.by_host`)."""
+    found = list(outages)
+    if not found:
+        return flows.NO_ADDRESSES
+    since = min(o.started_at for o in found) - ADDRESSES_SINCE
+    return await addresses_of(conn, [o.monitor for o in found], since)
+
+
+async def addresses_of(
+    conn: Conn, monitors: Iterable[Dependent], since: datetime
+) -> flows.Addresses:
+    """The addresses the monitors' results scheduled since `since` connected to, by host name
+    (`flows.by_host`): what `flows.same_server` reads."""
+    deps = {d.monitor_id: d for d in monitors}
+    if not deps:
+        return flows.NO_ADDRESSES
+    seen = await results.recent_addresses(conn, list(deps), since)
+    return flows.by_host((d, seen.get(i, ())) for i, d in deps.items())
 
 
 async def end_gone(conn: Conn, organization_id: int) -> int:
@@ -233,6 +262,19 @@ async def told(conn: Conn, flow_id: int, kind: str, now: datetime) -> None:
         flow_id,
         kind,
         now,
+    )
+
+
+async def named(conn: Conn, key: str, incident_ids: Collection[int]) -> None:
+    """The outbox rows of the flow incident's notice `key` (its dedupe key, made per address
+    and channel) name the outages `incident_ids`, whichever member's they were queued for."""
+    await conn.execute(
+        "INSERT INTO notice_incidents (incident_id, outbox_id)"
+        " SELECT n.id, o.id FROM notification_outbox o, unnest($2::bigint[]) AS n(id)"
+        " WHERE o.incident_id = ANY($2::bigint[]) AND starts_with(o.dedupe_key, $1)"
+        " ON CONFLICT DO NOTHING",
+        key + ":",
+        list(incident_ids),
     )
 
 

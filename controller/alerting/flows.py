@@ -9,17 +9,23 @@ two customers of the organization are never related: each customer's addresses, 
 status page hear of its own monitors only. Two outages of one customer are related (`related`)
 when:
 
-- **same server**: a server (host and port) one's failures point to is one the other's point
-  to. A round trip's failures point to the leg that failed (`send leg:` / `mailbox leg:` in
-  the agents' messages), or to both servers when the message names none (not delivered);
-  any other monitor's to its own host and port;
+- **same server** (`same_server`, `same_host`): a host one's failures point to is one the other's
+  point to, whatever the ports and protocols (Dovecot's IMAPS and POP3S, Postfix's submission
+  and SMTPS on one host are one server), or two host names the agents connected to at one
+  address (`Addresses`: the addresses the monitors' recent results connected to, by host name;
+  a host name that is an IP address is its own). A round trip's failures point to the leg that
+  failed (`send leg:` / `mailbox leg:` in the agents' messages), or to both hosts when the
+  message names none (not delivered); any other monitor's to its own host. While a flow
+  incident holds an open outage of a server, any outage on that server joins it, whatever its
+  cause and however late in the outage it starts (a submission whose SASL login fails 80 s
+  after Dovecot stopped, with a `protocol` cause);
 - **declared**: one monitor declares the other (`dependsOn`: a monitor id), or a host the
-  other's failing servers are on (`dependsOn`: a host name);
-- **a login failing the same way at the same time**: a submission's login fails (`auth` or
-  `temporary` on an SMTP monitor that logs in, or a round trip's send leg), both outages
-  starting within `SAME_TIME` of each other, and the other is on the same host, or is a
-  submission whose login fails with a temporary error too (a SASL backend such as Dovecot,
-  down under its Postfix).
+  other's failing servers are on (`dependsOn`: a host name, compared as above): what the server
+  rule cannot see (a relay in front of the MX, a SASL backend on another address);
+- **a login failing the same way at the same time**: two submissions on other servers whose
+  logins both fail with a temporary error (`temporary` on an SMTP monitor that logs in, or on
+  a round trip's send leg: a SASL backend they share, down), starting within `SAME_TIME` of
+  each other.
 
 Notices (`tell`, `when_due`, `due`, `first_now`): an outage opening wants the flow incident's
 next notice, its first as soon as its monitors' siblings (the same host name, `dependsOn`) are
@@ -34,7 +40,8 @@ Each goes to every recipient of its monitors once (the dedupe key is the flow in
 per address and channel).
 """
 
-from collections.abc import Collection, Iterable, Sequence
+import ipaddress
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
@@ -42,7 +49,7 @@ from uuid import UUID
 
 from controller.notify.texts import Kind
 from controller.settings import AlertingSettings
-from shared.messages import RoundTripConfig, SmtpConfig, default_port
+from shared.messages import RoundTripConfig, SmtpConfig
 
 if TYPE_CHECKING:  # the type only: the rules read no store
     from controller.monitors.store import Monitor
@@ -50,18 +57,52 @@ if TYPE_CHECKING:  # the type only: the rules read no store
 SAME_TIME = timedelta(minutes=5)
 # The error kinds of a submission whose login failed (a SASL backend down answers 4xx).
 LOGIN_KINDS = frozenset({"auth", "temporary"})
-# The way two submissions on other hosts fail at once when they share a SASL backend that is
+# The way two submissions on other servers fail at once when they share a SASL backend that is
 # down (a rejected password is the account's own: no shared cause).
 BACKEND_DOWN = "temporary"
 SEND_LEG, MAILBOX_LEG = "send leg:", "mailbox leg:"
 
-Server = tuple[str, int]  # host name (lower case) and port
+Server = str  # a host name (`host`): every port and protocol on it is one server
 Relation = Literal["same server", "declared", "login at the same time"]
+# The addresses (`address`) the agents connected to for each host name (`host`), from the
+# monitors' recent results: two names sharing one are one server.
+Addresses = Mapping[str, Collection[str]]
+NO_ADDRESSES: Addresses = {}
 
 
 def host(name: str) -> str:
     """A host name as compared: lower case, no trailing dot."""
     return name.strip().rstrip(".").lower()
+
+
+def address(text: str) -> str | None:
+    """An IP address as compared (its compressed form, an IPv4-mapped IPv6 address as IPv4),
+    None when `text` is none."""
+    try:
+        ip = ipaddress.ip_address(text.strip().strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def _addresses(name: Server, addresses: Addresses) -> set[str]:
+    found = {a for a in map(address, addresses.get(name, ())) if a is not None}
+    if (own := address(name)) is not None:
+        found.add(own)
+    return found
+
+
+def same_host(a: Server, b: Server, addresses: Addresses = NO_ADDRESSES) -> bool:
+    """Whether the host names `a` and `b` (`host`) are one server: the same name, or names the
+    agents connected to at one address."""
+    return a == b or not _addresses(a, addresses).isdisjoint(_addresses(b, addresses))
+
+
+def _any_same(a: Iterable[Server], b: Iterable[Server], addresses: Addresses) -> bool:
+    others = tuple(b)
+    return any(same_host(x, y, addresses) for x in a for y in others)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +112,7 @@ class Dependent:
     monitor_id: int
     public_id: str
     kind: str  # the monitor type
-    send: Server  # its host and port (a round trip's send leg)
+    send: Server  # its host (a round trip's send leg)
     mailbox: Server | None = None  # a round trip's mailbox leg
     logs_in: bool = False  # an SMTP monitor with a login, or a round trip (its send leg)
     on_monitors: frozenset[str] = frozenset()  # `dependsOn`: monitor public ids
@@ -81,13 +122,12 @@ class Dependent:
     @classmethod
     def of(cls, monitor: "Monitor") -> "Dependent":
         config = monitor.config
-        send = (host(monitor.hostname), monitor.port or default_port(monitor.type, config))
+        send = host(monitor.hostname)
         declared = monitor.depends_on or []
         on_hosts = frozenset(host(d) for d in declared if not _is_id(d))
         on_monitors = frozenset(d.lower() for d in declared if _is_id(d))
         if isinstance(config, RoundTripConfig):
-            r = config.receive
-            mailbox = (host(r.hostname), r.port or default_port(r.protocol, r))
+            mailbox = host(config.receive.hostname)
             return cls(
                 monitor.id,
                 str(monitor.public_id),
@@ -111,6 +151,28 @@ class Dependent:
             on_hosts,
             monitor.customer_id,
         )
+
+    @property
+    def servers(self) -> frozenset[Server]:
+        """Every server it checks (a round trip's two legs)."""
+        return frozenset({self.send} if self.mailbox is None else {self.send, self.mailbox})
+
+
+def same_server(a: Dependent, b: Dependent, addresses: Addresses = NO_ADDRESSES) -> bool:
+    """Whether `a` and `b` check one server (`same_host`: any port and protocol, a round trip
+    by either leg), and are one customer's (another customer's monitors are never grouped with
+    them): the monitors an outage of one may be grouped with."""
+    return a.customer_id == b.customer_id and _any_same(a.servers, b.servers, addresses)
+
+
+def by_host(found: Iterable[tuple[Dependent, Collection[str]]]) -> dict[Server, set[str]]:
+    """`Addresses` from the addresses each monitor's recent results connected to: a round
+    trip's are left out (its result names one address for two legs)."""
+    hosts: dict[Server, set[str]] = {}
+    for d, seen in found:
+        if d.mailbox is None:
+            hosts.setdefault(d.send, set()).update(seen)
+    return hosts
 
 
 def _is_id(declared: str) -> bool:
@@ -154,24 +216,26 @@ class Outage:
         return m.kind == "smtp" and m.logs_in
 
 
-def _declares(a: Outage, b: Outage) -> bool:
+def _declares(a: Outage, b: Outage, addresses: Addresses) -> bool:
     on = a.monitor
-    return b.monitor.public_id in on.on_monitors or any(h in on.on_hosts for h, _ in b.servers)
+    return b.monitor.public_id in on.on_monitors or _any_same(on.on_hosts, b.servers, addresses)
 
 
-def related(a: Outage, b: Outage) -> Relation | None:
+def related(a: Outage, b: Outage, addresses: Addresses = NO_ADDRESSES) -> Relation | None:
     """Why `a` and `b` are one mail-flow problem, or None (always for two customers')."""
     if a.monitor.customer_id != b.monitor.customer_id:
         return None
-    if a.servers & b.servers:
+    if _any_same(a.servers, b.servers, addresses):
         return "same server"
-    if _declares(a, b) or _declares(b, a):
+    if _declares(a, b, addresses) or _declares(b, a, addresses):
         return "declared"
-    if abs(a.started_at - b.started_at) <= SAME_TIME and (a.login_failed or b.login_failed):
-        hosts = {h for h, _ in a.servers} & {h for h, _ in b.servers}
-        both = a.login_failed and b.login_failed
-        if hosts or (both and a.cause_kind == b.cause_kind == BACKEND_DOWN):
-            return "login at the same time"
+    if (
+        abs(a.started_at - b.started_at) <= SAME_TIME
+        and a.login_failed
+        and b.login_failed
+        and a.cause_kind == b.cause_kind == BACKEND_DOWN
+    ):
+        return "login at the same time"
     return None
 
 
@@ -188,13 +252,20 @@ class Flow:
     notified: bool = False  # its first notice went out
 
 
-def _relation(outage: Outage, flow: Flow) -> Relation | None:
+def _relation(outage: Outage, flow: Flow, addresses: Addresses) -> Relation | None:
     for other in flow.open:
         if other.monitor.monitor_id != outage.monitor.monitor_id:
-            why = related(outage, other)
+            why = related(outage, other, addresses)
             if why is not None:
                 return why
     return None
+
+
+def by_address(outage: Outage, flows: Iterable[Flow]) -> list[Outage]:
+    """The open outages of `flows` whose flow incident `outage` is not related to by the host
+    names alone: those only the addresses their names were found at could relate (none: no
+    address needs reading)."""
+    return [o for f in flows if _relation(outage, f, NO_ADDRESSES) is None for o in f.open]
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,13 +278,15 @@ class Joined:
     merged: tuple[Flow, ...] = ()
 
 
-def joins(outage: Outage, flows: Iterable[Flow]) -> Joined | None:
+def joins(
+    outage: Outage, flows: Iterable[Flow], addresses: Addresses = NO_ADDRESSES
+) -> Joined | None:
     """The oldest open flow incident `outage` is related to (to one of its open outages), and
     why; None: it opens one of its own."""
     found = [
         (f, why)
         for f in sorted(flows, key=lambda f: (f.opened_at, f.id))
-        if (why := _relation(outage, f)) is not None
+        if (why := _relation(outage, f, addresses)) is not None
     ]
     if not found:
         return None

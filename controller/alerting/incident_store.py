@@ -128,7 +128,8 @@ async def list_incidents(
     conn: Conn, monitor_id: int, limit: int, offset: int
 ) -> tuple[list[ListedIncident], int]:
     """A page of the monitor's incidents, newest first, each with the counts of its notices
-    (the recovery's left out) `queued`, `delivered` and still `waiting` to go out."""
+    (the recovery's left out) `queued`, `delivered` and still `waiting` to go out: its own,
+    and its flow incident's that named it (`notice_incidents`)."""
     rows = await conn.fetch(
         f"SELECT {INCIDENT_COLUMNS}, d.queued, d.delivered, d.waiting,"
         " (SELECT f.public_id FROM flow_incidents f WHERE f.id = i.flow_incident_id)"
@@ -140,7 +141,9 @@ async def list_incidents(
         "   count(*) FILTER (WHERE o.status = 'sent') AS delivered,"
         "   count(*) FILTER (WHERE o.status = 'pending') AS waiting"
         "   FROM notification_outbox o"
-        "   WHERE o.incident_id = i.id AND o.kind NOT IN ('recovered', 'no_data')) d"
+        "   WHERE o.id IN (SELECT x.id FROM notification_outbox x WHERE x.incident_id = i.id"
+        "    UNION SELECT n.outbox_id FROM notice_incidents n WHERE n.incident_id = i.id)"
+        "   AND o.kind NOT IN ('recovered', 'no_data')) d"
         " WHERE i.monitor_id = $1"
         " ORDER BY i.started_at DESC, i.id DESC LIMIT $2 OFFSET $3",
         monitor_id,

@@ -276,6 +276,7 @@ class Teller:
         key = f"flow:{flow.id}:{tag}"
         outbox_kind = "down" if kind == "changed" else kind
         held: list[flow_db.Member] = []
+        told: list[int] = []
         for m in members:
             if only is not None and m.monitor.id != only:
                 continue
@@ -287,12 +288,15 @@ class Teller:
                 and await notify_entry.in_maintenance(conn, m.monitor, now)
             ):
                 held.append(m)
+            else:
+                told.append(m.incident_id)
             notes = recipients.to_recipients(
                 outbox_kind, m.monitor, texts, key, by_target=True, flow=facts
             )
             org = m.monitor.organization_id
             notice = notify_entry.Notice(Source.OUTAGE, org, m.monitor, m.incident_id, notes)
             await notify(conn, notice)
+        await flow_db.named(conn, key, told)
         log.info(
             "flow incident notice queued",
             flow_incident=str(flow.public_id),

@@ -4,7 +4,8 @@ read.
 
 A name is matched exactly among the monitors of every kind, else without regard to case; more
 than one match is refused with each candidate listed (its public id, type, host and customer),
-as a name is unique only within a customer."""
+as a name is unique only within a customer. `name_of` is the other way: the name `tail` prints
+beside a result's monitor id."""
 
 from dataclasses import dataclass
 
@@ -75,3 +76,23 @@ async def public_id_of(client: httpx.AsyncClient, name: str) -> str:
     raise NotFound(
         f"{len(matches)} monitors are named {name!r}; give one's public id to --monitor:\n{listed}"
     )
+
+
+PATHS_BY_TYPE: dict[str, str] = {t: api.path for api in APIS for t in api.kind.types}
+FIRST_LIST = APIS[0].path  # a listing every token may ask
+
+
+NAME_TIMEOUT_S = 5.0
+
+
+async def name_of(client: httpx.AsyncClient, monitor_type: str, public_id: str) -> str | None:
+    """The name of the monitor `public_id` of stored type `monitor_type` (a result's), or None
+    when the token may not read it, it is gone, or the type is unknown."""
+    path = PATHS_BY_TYPE.get(monitor_type)
+    if path is None:
+        return None
+    r = await client.get(f"{path}/{public_id}", timeout=NAME_TIMEOUT_S)
+    if r.status_code != 200:
+        return None
+    name = r.json().get("name")
+    return name if isinstance(name, str) else None

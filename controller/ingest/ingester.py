@@ -88,14 +88,14 @@ class Ingester:
         default_countries: int = 2,
         ack_wait_s: float = INGEST_ACK_WAIT_S,
         batch: int = BATCH,
-        accept_unsealed: bool = True,
+        accept_unsealed: bool = False,
     ) -> None:
         """`durable` and `subject` name the consumer and what it reads (all results by default);
         `default_countries`: DEFAULT_CHECK_COUNTRIES; `ack_wait_s`: the consumer's ack wait,
         which it is created or updated with; `batch`: results a batch holds at most;
         `accept_unsealed`: ACCEPT_UNSEALED_SIDE_FACTS (side facts of a result without its job's
-        sealed asks, from an older agent, taken as before). `run()` stores up to WORKERS
-        batches at once, a short batch topped up for LINGER_S."""
+        sealed asks, from an older agent, taken cut to what they name; off: dropped). `run()`
+        stores up to WORKERS batches at once, a short batch topped up for LINGER_S."""
         self._pool = pool
         self._nc = nc
         self._js = js

@@ -11,7 +11,7 @@ redelivered result changes nothing. Readers read the view `check_results`, which
 import hashlib
 import operator
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Final
@@ -289,9 +289,10 @@ async def _move_lost(conn: Conn, lost: list[asyncpg.Record]) -> None:
 
 async def _store_side(conn: Conn, rows: Sequence[CheckedResult]) -> None:
     """Each side check's facts of `rows`, by its store (the ingester has bounded them), as the
-    frame keeps them (`keeps_facts`: none of an `inconclusive` result; a job's first, which,
-    that kept, are those of the result that stands). Facts that do not fit their side check's
-    types are dropped (logged), the result kept. Counted: the facts stored."""
+        frame keeps them (`keeps_facts`: none of an `inconclusive` result; a job's first, which,
+        that kept, are those of the result that stands). Facts that do not fit their side check's
+        types are dropped (logged), the result kept. Counted: the facts taken (a redelivered
+    result's, whichever store keeps them, are not)."""
     for check in WIRED.values():
         assert check.wire is not None
         arrived: list[Arrived[msgspec.Struct]] = []
@@ -320,8 +321,7 @@ async def _store_side(conn: Conn, rows: Sequence[CheckedResult]) -> None:
         if own is None:
             stored = await facts_store.record(conn, check.name, arrived)
         else:
-            await own(conn, arrived)
-            stored = len(arrived)
+            stored = await own(conn, arrived)
         metrics.side_check_facts(check.name, stored)
 
 
@@ -658,6 +658,32 @@ class CountryState(msgspec.Struct, frozen=True):
     last_job_id: str
     consecutive_failures: int
     consecutive_successes: int
+
+
+# Addresses read a monitor at most: a host name has a few.
+ADDRESSES_MAX = 16
+
+
+async def recent_addresses(
+    conn: Conn, monitor_ids: Collection[int], since: datetime
+) -> dict[int, set[str]]:
+    """The addresses the monitors' results scheduled since `since` connected to (their full
+    rows', whatever their status: a down server's checks often connected to none): those of
+    each monitor's latest `ADDRESSES_MAX` rows that name one (read newest first along the
+    key, so a monitor costs a few rows while its checks connect)."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT m.id, a.address FROM unnest($1::bigint[]) AS m(id) CROSS JOIN LATERAL"
+        " (SELECT d.address FROM result_details d WHERE d.monitor_id = m.id"
+        "  AND d.scheduled_at >= $2 AND d.address IS NOT NULL"
+        "  ORDER BY d.scheduled_at DESC LIMIT $3) a",
+        list(monitor_ids),
+        since,
+        ADDRESSES_MAX,
+    )
+    found: dict[int, set[str]] = {}
+    for r in rows:
+        found.setdefault(r["id"], set()).add(r["address"])
+    return found
 
 
 async def country_states(conn: Conn, monitor_id: int) -> list[CountryState]:

@@ -39,6 +39,9 @@ class Notification:
     # event (controller.notify.channel_kinds.Event, decoded); None for e-mail and SMS.
     channel_id: int | None = None
     payload: dict[str, Any] | None = None
+    # E-mail: the dedupe key of the notice it follows up (its incident's first), whose
+    # Message-ID its In-Reply-To and References name; None for a first notice.
+    thread: str | None = None
 
 
 class Channel(Protocol):

@@ -19,6 +19,9 @@ endpoints...), under the same egress rules as the other channels.
 - Apprise is synchronous: a send runs in a worker thread (`asyncio.to_thread`), off the event
   loop. Apprise's own log lines never reach the process's logs (they can name URLs); its
   warnings of the send at hand are kept, masked, for the delivery error.
+- A connection the controller could not open for want of its own resources (its file
+  descriptors used up: `controller.notify.shortage`) makes the send fail as mailprobe's own,
+  retried soon, whatever the plugin answered: the service was never reached.
 """
 
 import asyncio
@@ -39,6 +42,7 @@ import urllib3.util.connection
 from controller.notify import DeliveryError
 from controller.notify.channel_shown import secret_parts
 from controller.notify.egress import GRANTS, literal_problem
+from controller.notify.shortage import not_sent, own_shortage
 from shared.addresses import is_blocked
 from shared.secret import SECRET_MASK
 
@@ -93,6 +97,9 @@ class _Send:
     plain: bool
     refused: list[str] = field(default_factory=list)
     said: list[str] = field(default_factory=list)
+    # The controller's own shortage (controller.notify.shortage) that stopped a connection:
+    # the plugin catches it and answers only "not delivered".
+    short: OSError | None = None
 
     def permitted(self, address: str) -> bool:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
@@ -132,6 +139,7 @@ def _guarded_create_connection(
         try:
             return _create_connection((a, port), timeout, source_address, socket_options)
         except OSError as exc:
+            send.short = send.short or own_shortage(exc)
             last = exc
     assert last is not None
     raise last
@@ -248,11 +256,17 @@ async def send(url: str, title: str, body: str, networks: Sequence[Network]) -> 
     except TimeoutError:
         raise DeliveryError(f"apprise {s}:// did not finish within {SEND_TIMEOUT_S:g} s") from None
     except Exception as exc:  # a plugin's own failure: named, never its message (may hold URLs)
+        if (short := work.short or own_shortage(exc)) is not None:
+            raise DeliveryError(
+                not_sent(short, f"the apprise {s}:// endpoint"), soon=True
+            ) from None
         if work.refused:
             raise DeliveryError(f"apprise {s}:// {work.refused[0]}", permanent=True) from None
         raise DeliveryError(f"apprise {s}:// failed: {type(exc).__name__}") from None
     if ok:
         return
+    if work.short is not None:
+        raise DeliveryError(not_sent(work.short, f"the apprise {s}:// endpoint"), soon=True)
     if work.refused:
         raise DeliveryError(f"apprise {s}:// {work.refused[0]}", permanent=True)
     said = _mask(" ".join(work.said), url)[:_SAID_CHARS] or "not delivered"

@@ -290,11 +290,13 @@ _FACTS = (
 # The incident `$2` of the monitor `$1`.
 _OWN = _FACTS + " WHERE m.id = $1 AND i.id = $2"
 # The outage that opened the flow incident the monitor `$1`'s incident `$2` is part of (its
-# first, by start): every notice of the flow incident names the same one.
+# first written: an outage joining later names it though it started earlier, and the flow
+# incidents merged into it are younger): every notice of the flow incident names the same one,
+# the one a first notice told alone as its own named too.
 _FLOW_OPENING = (
     _FACTS + " WHERE i.flow_incident_id = (SELECT o.flow_incident_id FROM incidents o"
     "  WHERE o.id = $2 AND o.monitor_id = $1)"
-    " ORDER BY i.started_at, i.id LIMIT 1"
+    " ORDER BY i.id LIMIT 1"
 )
 
 

@@ -51,13 +51,17 @@ class EmailChannel:
             raise ValueError("NOTIFY_FROM must hold an e-mail address")
 
     def message(self, note: Notification) -> EmailMessage:
-        """Plain text and, when given, an HTML alternative; a Message-ID stable across retries."""
+        """Plain text and, when given, an HTML alternative; a Message-ID stable across retries;
+        a follow-up's `In-Reply-To` and `References` naming its first notice's."""
         msg = EmailMessage()
         msg["From"] = self._sender
         msg["To"] = one_recipient(note.target)
         msg["Subject"] = note.subject
         msg["Date"] = formatdate(usegmt=True)
         msg["Message-ID"] = message_id(note.key)
+        if note.thread is not None and note.thread != note.key:
+            # A follow-up of the incident's first notice: one thread in the mail client.
+            msg["In-Reply-To"] = msg["References"] = message_id(note.thread)
         if note.list_unsubscribe is not None:
             # Mail clients offer an unsubscribe button that POSTs to the URL (RFC 8058).
             msg["List-Unsubscribe"] = f"<{note.list_unsubscribe}>"

@@ -24,8 +24,9 @@ EVIDENCE_MAX = 100
 async def attach(conn: Conn, monitor: Monitor, source: Source, notes: Sequence[Outgoing]) -> bool:
     """Attach the finding `notes` tell as evidence to the oldest open flow incident with an
     open outage of `monitor`, or of a monitor of its customer on its host or of its mail
-    domain; False when there is none, or when that incident keeps `EVIDENCE_MAX` rows of
-    `source` already (the finding is sent as it is: its notice never depends on room)."""
+    domain (once: the same notice attached again is the row kept already); False when there
+    is none, or when that incident keeps `EVIDENCE_MAX` rows of `source` already (the finding
+    is sent as it is: its notice never depends on room)."""
     if source not in EVIDENCE_SOURCES or not notes:
         return False
     flow_id: int | None = await conn.fetchval(
@@ -45,12 +46,17 @@ async def attach(conn: Conn, monitor: Monitor, source: Source, notes: Sequence[O
     if flow_id is None:
         return False
     first = notes[0]
-    kept: int | None = await conn.fetchval(
-        "INSERT INTO flow_incident_evidence (flow_incident_id, monitor_id, source, kind, summary)"
-        " SELECT $1, $2, $3, $4, $5"
-        " WHERE (SELECT count(*) FROM flow_incident_evidence"
-        "        WHERE flow_incident_id = $1 AND source = $3) < $6"
-        " RETURNING id",
+    # One fact is one row: the same notice attached again (another way it goes, another
+    # monitor showing the same domain's fact) is the evidence already kept.
+    kept: bool = await conn.fetchval(
+        "WITH same AS (SELECT 1 FROM flow_incident_evidence WHERE flow_incident_id = $1"
+        "  AND source = $3 AND kind = $4 AND summary = $5 LIMIT 1),"
+        " added AS (INSERT INTO flow_incident_evidence (flow_incident_id, monitor_id, source,"
+        "  kind, summary) SELECT $1, $2, $3, $4, $5"
+        "  WHERE NOT EXISTS (SELECT 1 FROM same) AND (SELECT count(*) FROM flow_incident_evidence"
+        "   WHERE flow_incident_id = $1 AND source = $3) < $6"
+        "  RETURNING id)"
+        " SELECT EXISTS (SELECT 1 FROM same) OR EXISTS (SELECT 1 FROM added)",
         flow_id,
         monitor.id,
         str(source),
@@ -58,7 +64,7 @@ async def attach(conn: Conn, monitor: Monitor, source: Source, notes: Sequence[O
         (first.subject or first.text)[:300],
         EVIDENCE_MAX,
     )
-    return kept is not None
+    return kept
 
 
 class Evidence(msgspec.Struct, frozen=True, kw_only=True):

@@ -6,9 +6,11 @@ notification: which one is fair between organizations (`controller.notify.fair_s
 organization's share of the senders, its notifications in its own order (outage notices
 first, then the oldest due), the organization that held senders least lately first, so one
 organization's notices, however many and however slow their channels, never hold another's.
-A notification channel has one send at a time and a breaker (`controller.notify.breaker`): a
-channel that never answers holds one sender until its deadline, and after a few failures in a
-row none while it is open. There is no batch to wait for: each send is written back as it ends.
+A notification channel has one send at a time and a breaker (`controller.notify.breaker`),
+both across the controllers (`notification_channel_state`: the send's lease taken in the claim,
+the breaker moved in its outcome's write-back): a channel that never answers holds one sender
+of one controller until its deadline, and after a few failures in a row, whoever saw them, none
+while it is open. There is no batch to wait for: each send is written back as it ends.
 
 A claim leases its rows in one short transaction with FOR UPDATE SKIP LOCKED (attempts
 counted, hidden from other workers for `LEASE_S`, renewed every third of it while they are
@@ -53,8 +55,9 @@ from controller.monitors import store as monitors
 from controller.notify import NAMES, Channel, DeliveryError, Notification, fair_share, recipients
 from controller.notify import budget as notify_budget
 from controller.notify import budget_store as budget_db
+from controller.notify import channel_state_store as channel_state
 from controller.notify import outbox_store as outbox_db
-from controller.notify.breaker import Breakers
+from controller.notify.breaker import CLOSED, Breaker, is_open
 from controller.notify.budget import HELD_BACK, Budget, Pot
 from controller.notify.entry import Notice, notify
 from controller.notify.links import NO_LINKS, Links
@@ -154,7 +157,7 @@ class OutboxWorker:
         # after its outcome is written.
         self._renewing = asyncio.Lock()
         self._usage = fair_share.Usage()
-        self._breakers = Breakers()
+        self._breaker = Breaker()
         # Outcomes waiting for their write-back, and the task writing them.
         self._to_write: list[tuple[Claimed, Outcome, datetime | None, asyncio.Future[None]]] = []
         self._writing: asyncio.Task[None] | None = None
@@ -259,8 +262,11 @@ class OutboxWorker:
                 return 0, []
         at = now.timestamp()
         held = Counter(f.organization_id for f in self._flight.values())
-        busy = {f.row.channel_id for f in self._flight.values() if f.row.channel_id is not None}
-        waiting = sorted(busy | set(self._breakers.open(at)))
+        # its own sends' channels; the claim skips those of other controllers' sends and those
+        # whose breaker is open
+        waiting = sorted(
+            {f.row.channel_id for f in self._flight.values() if f.row.channel_id is not None}
+        )
         async with self._pool.acquire() as conn, conn.transaction():
             await outbox_db.settle_outbox(conn, now, self._max_attempts)
             offered = await outbox_db.due(
@@ -283,7 +289,7 @@ class OutboxWorker:
     async def _one(self, row: Claimed, organization_id: int) -> bool:
         """Send one claimed row and write its outcome back; whether it was delivered. The
         time it held a sender counts against its organization; a channel's outcome moves its
-        breaker."""
+        breaker (in the write-back)."""
         try:
             started = self._clock().timestamp()
             outcome = await self._send(row)
@@ -293,18 +299,6 @@ class OutboxWorker:
         now = self._clock()
         ended = now.timestamp()
         self._usage.charge(organization_id, ended - started, ended)
-        if row.channel_id is not None and not outcome.permanent and not outcome.soon:
-            if outcome.error is None:
-                self._breakers.delivered(row.channel_id)
-            else:
-                self._breakers.failed(row.channel_id, ended)
-                if row.channel_id in self._breakers.open(ended):
-                    log.warning(
-                        "notification channel not taking notices: they wait a while untried",
-                        channel_id=row.channel_id,
-                        organization_id=organization_id,
-                        error=outcome.error,
-                    )
         await self._written(row, outcome, self.retry_at(row, outcome, now))
         metrics.notifications([row.channel], [outcome.error])
         return outcome.error is None
@@ -352,9 +346,10 @@ class OutboxWorker:
     async def _write_back(
         self, rows: list[Claimed], settled: list[tuple[Outcome, datetime | None]]
     ) -> None:
-        """Record each outcome, in one transaction; while the database is away, again every
-        WRITE_BACK_RETRY_S for up to WRITE_BACK_WITHIN_S (each write lands once however often
-        it is tried: `record_attempt`)."""
+        """Record each outcome, and give back its channel's lease and move its breaker, in one
+        transaction; while the database is away, again every WRITE_BACK_RETRY_S for up to
+        WRITE_BACK_WITHIN_S (each write lands once however often it is tried:
+        `record_attempt`)."""
         loop = asyncio.get_running_loop()
         give_up = loop.time() + WRITE_BACK_WITHIN_S
         while True:
@@ -367,6 +362,7 @@ class OutboxWorker:
                             conn, row, outcome.error, retry_at=retry_at
                         )
                     ]
+                    await self._channels_ended(conn, rows, [o for o, _ in settled])
                 break
             except DB_AWAY as exc:
                 if loop.time() > give_up:
@@ -385,6 +381,34 @@ class OutboxWorker:
                 outbox_id=row.id,
                 attempt=row.attempts,
             )
+
+    async def _channels_ended(
+        self, conn: Conn, rows: list[Claimed], outcomes: list[Outcome]
+    ) -> None:
+        """Each notification channel's send of `rows` gives its lease back and moves the
+        channel's breaker, as of its write-back (in channel order, as claims lock them)."""
+        now = self._clock()
+        ends = sorted(
+            ((r.channel_id, r, o) for r, o in zip(rows, outcomes, strict=True) if r.channel_id),
+            key=lambda end: end[0],
+        )
+        for channel_id, row, outcome in ends:
+            was = await channel_state.state(conn, channel_id)
+            if was is None:  # the channel deleted since
+                continue
+            after = was
+            if outcome.error is None:
+                after = CLOSED
+            elif not outcome.permanent and not outcome.soon:
+                after = self._breaker.failed(was, now)
+                if is_open(after, now):
+                    log.warning(
+                        "notification channel not taking notices: they wait a while untried",
+                        channel_id=channel_id,
+                        until=after.open_until.isoformat() if after.open_until else None,
+                        error=outcome.error,
+                    )
+            await channel_state.ended(conn, channel_id, row.id, row.attempts, after)
 
     async def _within_budget(self, conn: Conn, rows: list[Claimed], now: datetime) -> list[Claimed]:
         """The claimed rows their budgets let through; the others are dropped, and the owners
@@ -412,6 +436,9 @@ class OutboxWorker:
                 continue
             await outbox_db.drop_claimed(
                 conn, [r.id for r in over], notify_budget.dropped_reason(pot, per_hour, start)
+            )
+            await channel_state.give_back(
+                conn, [(r.channel_id, r.id, r.attempts) for r in over if r.channel_id is not None]
             )
             dropped.update(r.id for r in over)
             metrics.notifications_dropped(pot.source, pot.family, len(over))
@@ -478,6 +505,7 @@ class OutboxWorker:
             list_unsubscribe=row.list_unsubscribe,
             channel_id=row.channel_id,
             payload=row.payload,
+            thread=row.thread_key,
         )
         permanent = soon = False
         try:

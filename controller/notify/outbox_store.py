@@ -21,6 +21,18 @@ from controller.notify.recipients import CHANNELS, Outgoing
 from controller.notify.sources import Source
 from shared.timefmt import utcnow
 
+# The notice an incident's e-mail ($2: its incident, $4: its channel, $5: its address)
+# follows up: the first `down` e-mail to that address about the incident or another outage of
+# its flow incident (`thread_key`, migration 0137); NULL for another channel or no incident.
+_THREAD = (
+    "CASE WHEN $4 = 'email' AND $2::bigint IS NOT NULL THEN (SELECT t.dedupe_key"
+    " FROM notification_outbox t WHERE t.channel = 'email' AND lower(t.target) = lower($5)"
+    " AND t.kind = 'down' AND t.incident_id IN (SELECT j.id FROM incidents j WHERE j.id = $2"
+    "  UNION ALL SELECT j.id FROM incidents j, incidents i WHERE i.id = $2"
+    "  AND j.flow_incident_id = i.flow_incident_id)"
+    " ORDER BY t.id LIMIT 1) END"
+)
+
 
 async def enqueue(
     conn: Conn,
@@ -52,8 +64,8 @@ async def enqueue(
     for n in expanded:
         await conn.execute(
             "INSERT INTO notification_outbox (monitor_id, incident_id, kind, channel, target,"
-            " subject, body_text, body_html, dedupe_key, channel_id, payload, source)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            " subject, body_text, body_html, dedupe_key, channel_id, payload, source, thread_key)"
+            f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, {_THREAD})"
             " ON CONFLICT (dedupe_key) DO NOTHING",
             monitor_id,
             incident_id,
@@ -113,6 +125,7 @@ class Claimed(NamedTuple):
     channel_id: int | None = None
     payload: dict[str, Any] | None = None  # a channel's event (channel_kinds.Event), decoded
     source: str = Source.OUTAGE  # the budget it draws on (controller.notify.sources.Source)
+    thread_key: str | None = None  # the notice an e-mail follows up (its dedupe key)
 
 
 OUTBOX_COLUMNS = ", ".join(Claimed._fields)
@@ -188,7 +201,8 @@ async def settle_outbox(conn: Conn, now: datetime, max_attempts: int) -> None:
 
 
 # Pending notifications due now on one of the worker's channels ($2) with attempts left ($3),
-# none of a channel it is sending to or whose breaker is open ($5), each organization's first
+# none of a channel it is sending to ($5) or that any controller is, or whose breaker is open
+# (`notification_channel_state`), each organization's first
 # $4 in its order: outage notices first, then the oldest due. A row waits while an older one of
 # its source to the same recipient about the same monitor is pending (sending, or backing off),
 # so a source's notices arrive in the order written; of a notification channel's rows only its
@@ -200,7 +214,9 @@ WITH eligible AS (
     FROM notification_outbox o LEFT JOIN monitors m ON m.id = o.monitor_id
     WHERE o.status = 'pending' AND o.next_attempt_at <= $1
       AND o.channel = ANY($2::text[]) AND o.attempts < $3
-      AND (o.channel_id IS NULL OR o.channel_id <> ALL($5::bigint[]))
+      AND (o.channel_id IS NULL OR o.channel_id <> ALL($5::bigint[])
+           AND o.channel_id NOT IN (SELECT channel_id FROM notification_channel_state
+                                    WHERE until > $1 OR open_until > $1))
       AND NOT EXISTS (SELECT 1 FROM notification_outbox p WHERE p.status = 'pending'
         AND p.monitor_id = o.monitor_id AND p.channel = o.channel
         AND p.target = o.target AND p.source = o.source AND p.id < o.id)
@@ -242,13 +258,28 @@ async def claim_outbox(
 ) -> list[Claimed]:
     """The notifications `ids` that are still due (no other worker claimed them since), leased
     to the caller: attempts counted, and hidden from other workers for `lease_s` (the caller
-    renews it while it sends: `renew`). Rows another transaction holds are skipped."""
+    renews it while it sends: `renew`). Rows another transaction holds are skipped. A
+    notification channel's row also takes its channel's lease for as long
+    (`notification_channel_state`, in channel order): only while no other send to the channel
+    holds it and its breaker is closed, else the row is not claimed."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        "UPDATE notification_outbox SET attempts = attempts + 1,"
-        " next_attempt_at = $1 + make_interval(secs => $3)"
-        " WHERE id IN (SELECT id FROM notification_outbox"
+        "WITH due AS (SELECT id, channel_id, attempts FROM notification_outbox"
         "   WHERE id = ANY($2::bigint[]) AND status = 'pending' AND next_attempt_at <= $1"
-        "     AND attempts < $4 FOR UPDATE SKIP LOCKED)"
+        "     AND attempts < $4 FOR UPDATE SKIP LOCKED),"
+        " leased AS (INSERT INTO notification_channel_state AS s"
+        "   (channel_id, outbox_id, attempt, until)"
+        "   SELECT DISTINCT ON (channel_id) channel_id, id, attempts + 1,"
+        "     $1 + make_interval(secs => $3)"
+        "   FROM due WHERE channel_id IS NOT NULL ORDER BY channel_id, id"
+        "   ON CONFLICT (channel_id) DO UPDATE SET outbox_id = excluded.outbox_id,"
+        "     attempt = excluded.attempt, until = excluded.until"
+        "   WHERE (s.until IS NULL OR s.until <= $1)"
+        "     AND (s.open_until IS NULL OR s.open_until <= $1)"
+        "   RETURNING outbox_id)"
+        " UPDATE notification_outbox SET attempts = attempts + 1,"
+        " next_attempt_at = $1 + make_interval(secs => $3)"
+        " WHERE id IN (SELECT id FROM due WHERE channel_id IS NULL"
+        "   UNION ALL SELECT outbox_id FROM leased)"
         f" RETURNING {OUTBOX_COLUMNS}",
         now,
         list(ids),
@@ -260,7 +291,16 @@ async def claim_outbox(
 
 async def renew(conn: Conn, rows: Sequence[Claimed], until: datetime) -> int:
     """Extend the caller's leases on `rows` to `until` (those it still holds: same attempt,
-    still pending); how many it still held."""
+    still pending), their channels' with them (in channel order); how many it still held."""
+    await conn.execute(
+        "UPDATE notification_channel_state SET until = $3"
+        " WHERE channel_id IN (SELECT channel_id FROM notification_channel_state"
+        "   WHERE (outbox_id, attempt) IN (SELECT * FROM unnest($1::bigint[], $2::int[]))"
+        "   ORDER BY channel_id FOR UPDATE)",
+        [r.id for r in rows if r.channel_id is not None],
+        [r.attempts for r in rows if r.channel_id is not None],
+        until,
+    )
     held: int = await conn.fetchval(
         "WITH renewed AS (UPDATE notification_outbox SET next_attempt_at = $3"
         " WHERE (id, attempts) IN (SELECT * FROM unnest($1::bigint[], $2::int[]))"

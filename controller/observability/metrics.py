@@ -154,6 +154,11 @@ API_CONNECTIONS_CUT = Counter(
     " (an answer not taken within API_WRITE_SECONDS)",
     ["reason"],
 )
+API_THROTTLED = Counter(
+    "mailprobe_api_throttled",
+    "API requests answered 429 because their source address was past"
+    " API_REQUESTS_PER_SECOND_PER_ADDRESS (its burst spent)",
+)
 
 
 SIDE_CHECK_FACTS = Counter(
@@ -329,6 +334,10 @@ def report_taken(kind: str, via: str, outcome: str) -> None:
 
 def api_connection_cut(reason: str) -> None:
     API_CONNECTIONS_CUT.labels(reason).inc()
+
+
+def api_throttled() -> None:
+    API_THROTTLED.inc()
 
 
 def api_request(method: str, route: str, status: int, seconds: float) -> None:

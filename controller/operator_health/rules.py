@@ -26,20 +26,22 @@ Change = Literal["unhealthy", "recovered"]
 
 
 def step(
-    before: Stored | None, now: Health, at: datetime, hold: timedelta = HOLD
+    before: Stored | None, now: Health, at: datetime, hold: timedelta = HOLD, quiet: bool = False
 ) -> tuple[Stored, Change | None]:
     """Move one name in one country to `now` at `at`: the state and reason as judged, `since`
     kept while the state stays, or stays not healthy (unhealthy and unknown in turns are one
     bad spell); told (`unhealthy`: it is not healthy any more, `recovered`: healthy again) once
     the new state has held `hold`, and only when the organizations were told otherwise: one
     notice per change, none for a flap shorter than `hold`. `unknown` counts as not healthy
-    (nothing it says is believed); `unchecked` is never told."""
+    (nothing it says is believed); `unchecked` is never told. `quiet`: a change not told now
+    (its root cause is told instead), what was told kept, so one that outlasts the root cause
+    is told then."""
     if before is None:
         before = Stored("healthy", "", at, "healthy")
     same = before.state == now.state or (_bad(before.state) and _bad(now.state))
     since = before.since if same else at
     stored = Stored(now.state, now.reason, since, before.told)
-    if now.state == "unchecked" or at - since < hold:
+    if quiet or now.state == "unchecked" or at - since < hold:
         return stored, None
     bad = now.state != "healthy"
     if bad and before.told == "healthy":

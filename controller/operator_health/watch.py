@@ -4,7 +4,7 @@ against what is stored (`move`: a stored name not judged now takes `gone`, each 
 notice to the owners of each organization it touches; `tell_operators`: one to the deployment's
 operators; the fleet's own budget, never the outages')."""
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -41,14 +41,15 @@ async def move(
     *,
     hold: timedelta,
     gone: Health,
+    quiet: Collection[tuple[str, str]] = (),
 ) -> list[Told]:
     """Step every judged name, and every stored one not judged now (as `gone`), to `at`; saved
-    when it changed; the changes to tell, in (name, country) order."""
+    when it changed; the changes to tell, in (name, country) order, none of `quiet`'s."""
     now_health = dict(judged) | {key: gone for key in stored.keys() - judged.keys()}
     told: list[Told] = []
     for key in sorted(now_health):
         before = stored.get(key)
-        after, change = rules.step(before, now_health[key], at, hold)
+        after, change = rules.step(before, now_health[key], at, hold, key in quiet)
         if after != before:
             await db.save(conn, table, *key, after)
         if change is not None:

@@ -1,5 +1,5 @@
-"""Oracle storage: the agents' resolver canaries per country (their newest real answers,
-`dns_canary_answers`), the table of each oracle's health per country as last judged
+"""Oracle storage: the agents' resolver canaries per country (their newest answers, or
+that none came: `dns_canary_answers`), the table of each oracle's health per country as last judged
 (`oracle_health`, read and written by controller.operator_health.store), and whom a change is
 told."""
 
@@ -20,9 +20,9 @@ HEALTH: Final = Table("oracle_health", "oracle")
 
 async def record_canaries(conn: Conn, results: Sequence[CheckResult]) -> None:
     """The canaries answered beside `results`' DNS side checks' lookups (each side check
-    whose facts carry them: `ControllerSideCheck.canaries`), in the caller's transaction: only
-    real answers (a lookup that failed says nothing of the resolver's truth), each replacing
-    an older one of the same country, name and type."""
+    whose facts carry them: `ControllerSideCheck.canaries`), in the caller's transaction, each
+    replacing an older one of the same country, name and type: a real answer, or none (`found`
+    null, `error` why: a resolver that answers nothing is not believed either)."""
     rows: dict[tuple[str, str, str], tuple[object, ...]] = {}
     for r in results:
         done: str | datetime = r.finished_at
@@ -37,16 +37,16 @@ async def record_canaries(conn: Conn, results: Sequence[CheckResult]) -> None:
                 continue  # facts that do not fit their types: the ingester logs them
             seen += capped(check.canaries(facts) if facts is not None else None) or []
         for c in seen:
-            if c.found is None:
-                continue
             want = "exists" if c.exists else "absent"
             key = (r.country, c.name, c.type)
-            rows[key] = (r.country, c.name, c.type, want, c.found, at)
+            error = "" if c.found is not None else c.error[:200]
+            rows[key] = (r.country, c.name, c.type, want, c.found, error, at)
     if rows:
         await conn.executemany(
-            "INSERT INTO dns_canary_answers (country, name, rdtype, want, found, answered_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (country, name, rdtype) DO UPDATE"
-            " SET want = EXCLUDED.want, found = EXCLUDED.found,"
+            "INSERT INTO dns_canary_answers"
+            " (country, name, rdtype, want, found, error, answered_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (country, name, rdtype) DO UPDATE"
+            " SET want = EXCLUDED.want, found = EXCLUDED.found, error = EXCLUDED.error,"
             " answered_at = EXCLUDED.answered_at"
             " WHERE dns_canary_answers.answered_at < EXCLUDED.answered_at",
             [rows[k] for k in sorted(rows)],
@@ -54,9 +54,9 @@ async def record_canaries(conn: Conn, results: Sequence[CheckResult]) -> None:
 
 
 async def canaries(conn: Conn, since: datetime) -> dict[str, list[DnsCanary]]:
-    """Country → its canaries' newest real answers since `since`."""
+    """Country → its canaries' newest answers since `since` (`found` null: none came)."""
     rows = await conn.fetch(
-        "SELECT country, name, rdtype, want, found FROM dns_canary_answers"
+        "SELECT country, name, rdtype, want, found, error FROM dns_canary_answers"
         " WHERE answered_at >= $1 ORDER BY country, name, rdtype",
         since,
     )
@@ -64,6 +64,7 @@ async def canaries(conn: Conn, since: datetime) -> dict[str, list[DnsCanary]]:
     for r in rows:
         c = DnsCanary(name=r["name"], type=r["rdtype"], exists=r["want"] == "exists")
         c.found = r["found"]
+        c.error = r["error"]
         out.setdefault(r["country"], []).append(c)
     return out
 

@@ -1,6 +1,6 @@
 """The oracles' health, moved every pass (the alerter role, `OracleWatch.run_once`): each
-country's resolver from its canaries' newest real answers, each list from its RFC 5782 test
-entries' (controller.sidechecks.blocklists.watch.healths), stepped and told by
+country's resolver from its canaries' newest answers (none coming: `unknown`), each list from
+its RFC 5782 test entries' (controller.sidechecks.blocklists.watch.healths), stepped and told by
 controller.operator_health: a change that held is one `fleet` notice (what is wrong, where,
 what the operator sets; the fleet's own budget, never the outages') to the owners of each
 organization whose monitors that oracle decides there and to the deployment's operators, and a
@@ -61,19 +61,31 @@ class OracleWatch:
             by_list = list_healths(self._lists, answers, failed)
             now_health = {(RESOLVER, cc): rules.resolver_health(c) for cc, c in canaries.items()}
             now_health |= {key: Health(h.state, h.reason) for key, h in by_list.items()}
+            through = await lists_db.through_resolver(conn, list_since) if self._lists else ()
+            now_health, quiet = rules.root_cause(now_health, through)
             stored = await health_db.healths(conn, db.HEALTH, lock=True)
             gone = Health("unchecked", "not asked lately")
-            told = await move(conn, db.HEALTH, stored, now_health, at, hold=self._hold, gone=gone)
+            told = await move(
+                conn, db.HEALTH, stored, now_health, at, hold=self._hold, gone=gone, quiet=quiet
+            )
             for t in told:
-                await self._tell(conn, *t, list_since)
+                await self._tell(conn, *t, list_since, lists=t.country in through)
 
     async def _tell(
-        self, conn: Conn, oracle: str, country: str, s: Stored, change: Change, since: datetime
+        self,
+        conn: Conn,
+        oracle: str,
+        country: str,
+        s: Stored,
+        change: Change,
+        since: datetime,
+        *,
+        lists: bool,
     ) -> None:
         log.warning(
             "oracle " + change, oracle=oracle, country=country, state=s.state, reason=s.reason
         )
-        texts = notice(oracle, country, s, change, self._label(oracle))
+        texts = notice(oracle, country, s, change, self._label(oracle), lists=lists)
         key = f"oracle:{oracle}:{country}:{change}:{iso_ms(s.since)}"
         orgs = await db.affected_organizations(conn, oracle, country, since)
         await tell_owners(conn, orgs, texts, key)
@@ -86,10 +98,16 @@ class OracleWatch:
         return f"the blocklist {b.label} ({b.zone})" if b is not None else oracle
 
 
-def notice(oracle: str, country: str, s: Stored, change: Change, label: str) -> Texts:
+def notice(
+    oracle: str, country: str, s: Stored, change: Change, label: str, *, lists: bool = False
+) -> Texts:
     """An oracle that became unhealthy (or unknown) in a country, or recovered, in words: what
-    its answers mean for the monitors there, and what the operator sets."""
+    its answers mean for the monitors there, and what the operator sets. `lists`: the
+    country's blocklists are asked through the resolver (`rules.root_cause`): its notice says
+    so, and none goes about them."""
     what = "mail DNS and reverse DNS" if oracle == RESOLVER else "blocklist standing"
+    if oracle == RESOLVER and lists:
+        what = "mail DNS, reverse DNS and blocklist standing (the lists are asked through it)"
     if change == "unhealthy":
         subject = f"[mailprobe] Not believed in {country}: {label}"
         lead = (
@@ -102,7 +120,7 @@ def notice(oracle: str, country: str, s: Stored, change: Change, label: str) -> 
             ("Country", country),
             ("State", s.state),
             ("Why", s.reason or "-"),
-            ("What to set", rules.fix(oracle)),
+            ("What to set", rules.fix(oracle, s.reason)),
         ]
     else:
         subject = f"[mailprobe] Believed again in {country}: {label}"

@@ -47,6 +47,7 @@ from controller.posture.rules import (
     expiry_notice,
     quality,
 )
+from controller.sidechecks.findings import DOMAIN_FACTS
 from controller.sidechecks.frame import Judging
 from controller.sidechecks.registry import SIDE_CHECKS, WIRED
 from shared.messages import (
@@ -325,16 +326,26 @@ class _Pass:
 
     async def tell(self) -> None:
         """The call's one finding notice and one expiry notice, each on the channels chosen
-        for the severities it holds, each channel telling only those."""
-        if self.found:
-            first = min(finding_id for finding_id, _ in self.found)
-            found = [f for _, f in self.found]
+        for the severities it holds, each channel telling only those. The new facts of a mail
+        domain several monitors of the customer name go apart, once to each of their
+        recipients (`_tell_domain`)."""
+        own, of_domain = await self._facts()
+        domain, peers = self.monitor.mail_domain, list[Monitor]()
+        if of_domain and domain is not None:
+            peers = await db.domain_monitors(self.conn, self.monitor.customer_id, domain)
+        if len(peers) <= 1:  # the domain's only monitor: its facts go in its one notice
+            own, of_domain = sorted(own + of_domain, key=lambda x: x[0]), []
+        if own:
+            first = min(finding_id for finding_id, _ in own)
+            found = [f for _, f in own]
             for channel in WAYS:
                 chosen = [f for f in found if self._goes_by(channel, f.severity)]
                 if chosen:
                     texts = notices.findings(self.monitor, chosen, self.links)
                     worst = _worst(f.severity for f in chosen)
                     await self.notify("finding", texts, f"finding:{first}", channel, worst)
+        if of_domain and domain is not None:
+            await self._tell_domain(domain, peers, of_domain)
         if self.expiring:
             # Each certificate's threshold is told once, so the first one names the notice.
             c = self.expiring[0]
@@ -348,6 +359,64 @@ class _Pass:
 
     def _goes_by(self, channel: str, severity: str) -> bool:
         return channel in self.thresholds.finding_channels(severity)
+
+    async def _facts(self) -> tuple[list[tuple[int, Finding]], list[tuple[int, Finding]]]:
+        """The findings to tell: the monitor's own, and the news among the facts of its mail
+        domain (`DOMAIN_FACTS`): a fact another monitor of the customer naming the domain has
+        open was told already."""
+        domain = self.monitor.mail_domain
+        if domain is None:
+            return self.found, []
+        own = [(i, f) for i, f in self.found if f.code not in DOMAIN_FACTS]
+        facts = [(i, f) for i, f in self.found if f.code in DOMAIN_FACTS]
+        if not facts:
+            return own, []
+        m = self.monitor
+        told = await db.open_elsewhere(
+            self.conn, m.id, m.customer_id, domain, sorted({f.code for _, f in facts})
+        )
+        return own, [(i, f) for i, f in facts if f.code not in told]
+
+    async def _tell_domain(
+        self, domain: str, peers: Sequence[Monitor], facts: list[tuple[int, Finding]]
+    ) -> None:
+        """One notice of the domain's new facts to each recipient of the customer's monitors
+        naming the domain (`peers`; an address or notification channel they share told once),
+        on the ways each monitor chose for their severities."""
+        first = min(finding_id for finding_id, _ in facts)
+        found = [f for _, f in facts]
+        key = f"finding:{first}:domain"
+        texts_of: dict[tuple[str, ...], Texts] = {}
+        m = self.monitor
+        for peer in peers:
+            t = self.thresholds
+            if peer.id != m.id:
+                t = await thresholds_db.thresholds(self.conn, peer.id, peer.organization_id)
+            for channel in WAYS:
+                chosen = [f for f in found if channel in t.finding_channels(f.severity)]
+                if not chosen:
+                    continue
+                codes = tuple(f"{f.code}:{f.country}" for f in chosen)
+                texts = texts_of.get(codes) or notices.findings(m, chosen, self.links)
+                texts_of[codes] = texts
+                notes = recipients.to_recipients(
+                    "finding",
+                    peer,
+                    texts,
+                    key,
+                    (channel,),
+                    _worst(f.severity for f in chosen),
+                    by_target=True,
+                )
+                await notify(
+                    self.conn, Notice(Source.FINDING, peer.organization_id, peer, None, notes)
+                )
+        log.info(
+            "posture domain notice queued",
+            monitor_id=self.public_id,
+            domain=domain,
+            codes=sorted({f.code for f in found}),
+        )
 
     async def notify(
         self, kind: str, texts: Texts, key: str, channel: str, severity: str | None = None

@@ -12,9 +12,13 @@ import msgspec
 from controller.db import rows as typed
 from controller.db.pool import Conn
 from controller.jobs.result_kinds import scheduled_since
+from controller.monitors.store import COLUMNS as MONITOR_COLUMNS
+from controller.monitors.store import Monitor
+from controller.monitors.store import decode as decode_monitor
 from controller.posture.facts import COLUMNS, StoredFacts
 from controller.posture.rules import Baseline, Change, Finding, Key
 from controller.sidechecks.facts_store import side_of
+from controller.sidechecks.findings import DOMAIN_FACTS
 
 # StoredFacts' columns of `check_results`, with each result's side facts.
 FACT_SELECT = ", ".join(side_of("job_id") + " AS side" if c == "side" else c for c in COLUMNS)
@@ -318,6 +322,8 @@ class OpenFinding(msgspec.Struct, frozen=True, kw_only=True):
     detail: str
     appeared_at: datetime
     last_seen_at: datetime
+    customer_id: int = 0
+    mail_domain: str | None = None
 
 
 async def findings_page(conn: Conn, monitor_id: int, limit: int) -> list[ListedFinding]:
@@ -360,7 +366,7 @@ async def open_in(conn: Conn, organization_id: int | None, limit: int) -> list[O
     first, then by monitor name, code and country; with what names the monitor."""
     rows = await conn.fetch(
         "SELECT m.public_id, m.name, m.type, m.hostname, m.port, f.code, f.country,"
-        " f.severity, f.detail, f.appeared_at, f.last_seen_at"
+        " f.severity, f.detail, f.appeared_at, f.last_seen_at, m.customer_id, m.mail_domain"
         " FROM posture_findings f JOIN monitors m ON m.id = f.monitor_id"
         " WHERE f.cleared_at IS NULL AND ($1::bigint IS NULL OR m.organization_id = $1)"
         f" ORDER BY {_WORST_FIRST}, lower(m.name), m.public_id, f.code, f.country LIMIT $2",
@@ -372,12 +378,46 @@ async def open_in(conn: Conn, organization_id: int | None, limit: int) -> list[O
 
 async def open_counts(conn: Conn, organization_id: int | None) -> dict[str, int]:
     """Open findings by severity, over the organization's monitors (every one's: None), a
-    finding several countries see counted once, as the console lists it."""
+    finding several countries see counted once, as the console lists it; a fact of a mail
+    domain (`DOMAIN_FACTS`) counted once per customer and domain, however many monitors show
+    it."""
     rows = await conn.fetch(
-        "SELECT f.severity, count(DISTINCT (f.monitor_id, f.code)) AS n FROM posture_findings f"
-        " JOIN monitors m ON m.id = f.monitor_id"
+        "SELECT f.severity, count(DISTINCT CASE"
+        "  WHEN f.code = ANY($2::text[]) AND m.mail_domain IS NOT NULL"
+        "  THEN concat_ws(' ', 'domain', m.customer_id, m.mail_domain, f.code)"
+        "  ELSE concat_ws(' ', 'monitor', f.monitor_id, f.code) END) AS n"
+        " FROM posture_findings f JOIN monitors m ON m.id = f.monitor_id"
         " WHERE f.cleared_at IS NULL AND ($1::bigint IS NULL OR m.organization_id = $1)"
         " GROUP BY f.severity",
         organization_id,
+        sorted(DOMAIN_FACTS),
     )
     return {r["severity"]: r["n"] for r in rows}
+
+
+async def open_elsewhere(
+    conn: Conn, monitor_id: int, customer_id: int, domain: str, codes: Sequence[str]
+) -> set[str]:
+    """Which of `codes` (facts of the mail domain) another monitor of the customer naming
+    `domain` has open: told already, not news."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT f.code FROM posture_findings f JOIN monitors m ON m.id = f.monitor_id"
+        " WHERE m.customer_id = $1 AND m.mail_domain = $2 AND m.id <> $3"
+        " AND f.cleared_at IS NULL AND f.code = ANY($4::text[])",
+        customer_id,
+        domain,
+        monitor_id,
+        list(codes),
+    )
+    return {r["code"] for r in rows}
+
+
+async def domain_monitors(conn: Conn, customer_id: int, domain: str) -> list[Monitor]:
+    """The customer's monitors naming `domain` as their mail domain, oldest first."""
+    rows = await conn.fetch(
+        f"SELECT {MONITOR_COLUMNS} FROM monitors WHERE customer_id = $1 AND mail_domain = $2"
+        " ORDER BY id",
+        customer_id,
+        domain,
+    )
+    return [decode_monitor(r) for r in rows]

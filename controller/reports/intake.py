@@ -2,9 +2,10 @@
 place reports become rows and findings, and the one place a refusal is recorded and counted.
 
 `take` parses outside any transaction, in a process of its own (controller/reports/sandbox.py;
-at the HTTPS address, a domain whose reports this hour are spent is refused before its report
-is parsed, and a report refused by its parser or after it counts against the hour as a taken
-one does), then, in one transaction holding each of its
+a domain whose reports this hour are spent is refused before its report is parsed, and a
+report refused by its parser or after it counts against the hour as a taken one does: the
+HTTPS address's domain, or for a mailed report the monitored domains it is about, else the one
+its message's subject names, `_counted`), then, in one transaction holding each of its
 domains' locks (`store.lock_domain`, so two reports of a domain judge one after the other):
 
 - refuses a report about a domain not monitored here, one whose range ended before the
@@ -23,18 +24,22 @@ A refused report is one `rejected_reports` row and one count in `mailprobe_repor
 else (`refuse`, which the mailbox readers call too). `judge_domain` is also run on its own
 (`sweep`), so findings clear once their reports fall out of the organization's window.
 
-Findings go on every monitor of the organization whose `mailDomain` is the domain, as posture
-findings (country ""), their appearance and clearing `MonitorEvent`s like the agents' own.
-Their notices are `Source.REPORT` notices (their own hourly budget: strangers' reports can
-never use up an outage notice's) on the ways chosen for their severity: the first at once,
-then, for `REPORT_DIGEST_MINUTES` after each, news is held and goes as one digest per monitor
-(`send_digests`), so a flood of reports naming something new each time is one notice per
-interval.
+A domain's findings are facts of each customer naming it (organization, customer, domain):
+they go on that customer's monitors whose `mailDomain` is the domain and whom they concern
+(`rules.shown_on`: SMTP monitors and round trips, never IMAP or POP3; TLS failures those at
+an MX the failures name, when one is), as posture findings
+(country ""), their appearance and clearing `MonitorEvent`s like the agents' own. Their notices
+are `Source.REPORT` notices (their own hourly budget: strangers' reports can never use up an
+outage notice's), one per recipient of those monitors (an address or a notification channel
+several of them share is told once), on the ways each monitor chose for their severity: the
+first at once, then, for `REPORT_DIGEST_MINUTES` after each, news is held and goes as one
+digest per customer's domain (`send_digests`), so a flood of reports naming something new each
+time is one notice per interval.
 """
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -111,17 +116,24 @@ async def take(
     domain: str | None = None,
     kind: Kind | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    named: str = "",
+    sender: str = "",
+    now: datetime | None = None,
 ) -> Taken:
     """Parse `data` and store it for the organization (`domain`: the only domain it may be
-    about, the HTTPS endpoint's; `kind`: the only kind it may be, told from its first bytes);
-    judge its domains. `source` says where it came from."""
-    now = utcnow()
-    if domain is not None and (spent := await _spent(pool, organization_id, domain, now, limits)):
-        return await refuse(pool, organization_id, via, source, len(data), spent)
+    about, the HTTPS endpoint's; `kind`: the only kind it may be, told from its first bytes;
+    `named`: the domain a mailed report's message names, unverified); judge its domains.
+    `source` says where it came from, `sender` who sent it (controller.reports.senders),
+    `now` when it was received."""
+    now = now or utcnow()
+    counted = await _counted(pool, organization_id, domain, named)
+    for d in counted:
+        if spent := await _spent(pool, organization_id, d, now, limits):
+            return await refuse(pool, organization_id, via, source, len(data), spent)
     try:
         report = await SANDBOX.parse(data, now, kind, organization_id=organization_id)
     except Rejected as exc:
-        await _charge(pool, organization_id, domain, now)
+        await _charge(pool, organization_id, counted, now)
         return await refuse(pool, organization_id, via, source, len(data), exc)
     # A report's rows (up to 100,000) hashed, summed and ranked in a thread: the event loop
     # runs between the interpreter's thread switches instead of waiting for all of it.
@@ -137,8 +149,11 @@ async def take(
             for d in sorted(report.domains):
                 await db.lock_domain(conn, organization_id, d)
             for d in sorted(report.domains):
-                await _within(conn, organization_id, d, now, report, summed.rows(d), limits)
-            stored = await db.insert(conn, organization_id, report, summed, digest, via, len(data))
+                within = _About(organization_id, d, now, sender)
+                await _within(conn, within, report, summed.rows(d), limits)
+            stored = await db.insert(
+                conn, organization_id, report, summed, digest, via, len(data), sender, now
+            )
             if stored is None:
                 raise Rejected(
                     "duplicate",
@@ -147,7 +162,8 @@ async def take(
             for d in sorted(report.domains):
                 await judge_domain(conn, organization_id, d, links, now, limits, new)
     except Rejected as exc:
-        await _charge(pool, organization_id, domain, now)
+        about = await _counted(pool, organization_id, domain, named, report)
+        await _charge(pool, organization_id, about, now)
         return await refuse(pool, organization_id, via, source, len(data), exc, report)
     metrics.report_taken(report.kind, via, "stored")
     metrics.side_check_facts(REPORTS.name)
@@ -195,17 +211,38 @@ async def _spent(
     return _too_many_reports(domain, limits)
 
 
+async def _counted(
+    pool: asyncpg.Pool,
+    organization_id: int,
+    domain: str | None,
+    named: str,
+    report: Report | None = None,
+) -> list[str]:
+    """The domains whose hour a report refused counts against: the HTTPS address's; for a
+    mailed one, the domains of the organization's monitors it is about (once parsed), else the
+    one its message names if the organization monitors it. Never a domain nobody here
+    monitors: a stranger names those freely."""
+    if domain is not None:
+        return [domain]
+    if not named and report is None:
+        return []
+    async with pool.acquire() as conn:
+        monitored = await db.monitored_domains(conn, organization_id)
+    about = sorted(d for d in (report.domains if report else ()) if d in monitored)
+    return about or ([named] if named in monitored else [])
+
+
 async def _charge(
-    pool: asyncpg.Pool, organization_id: int, domain: str | None, now: datetime
+    pool: asyncpg.Pool, organization_id: int, domains: Sequence[str], now: datetime
 ) -> None:
-    """Count a report refused once parsed (or by its parser) against its HTTPS domain's hour,
-    as a taken one is: a parser's time is spent either way, so a sender of reports that are
-    refused spends the domain's REPORTS_PER_HOUR like one whose reports are taken."""
-    if domain is None:
-        return
+    """Count a report refused once parsed (or by its parser) against its domains' hour
+    (`_counted`), as a taken one is: a parser's time is spent either way, so a sender of
+    reports that are refused spends the domain's REPORTS_PER_HOUR like one whose reports are
+    taken, by HTTPS or by mail."""
     hour = now.replace(minute=0, second=0, microsecond=0)
     async with pool.acquire() as conn:
-        await db.take_hour(conn, organization_id, domain, hour, 0)
+        for d in sorted(domains):
+            await db.take_hour(conn, organization_id, d, hour, 0)
 
 
 def _too_many_reports(domain: str, limits: Limits) -> Rejected:
@@ -215,17 +252,21 @@ def _too_many_reports(domain: str, limits: Limits) -> Rejected:
     )
 
 
-async def _within(
-    conn: Conn,
-    organization_id: int,
-    domain: str,
-    now: datetime,
-    report: Report,
-    rows: int,
-    limits: Limits,
-) -> None:
+@dataclass(frozen=True, slots=True)
+class _About:
+    """A report's organization and one of its domains, when it came and from whom."""
+
+    organization_id: int
+    domain: str
+    now: datetime
+    sender: str
+
+
+async def _within(conn: Conn, about: _About, report: Report, rows: int, limits: Limits) -> None:
     """Count the report against its domain's hour; refuse it past the domain's bounds, or make
-    room for its rows among what the domain stores (controller/reports/room.py)."""
+    room for its rows among what the domain stores (controller/reports/room.py: established
+    reporters' days kept)."""
+    organization_id, domain, now = about.organization_id, about.domain, about.now
     hour = now.replace(minute=0, second=0, microsecond=0)
     taken = await db.take_hour(conn, organization_id, domain, hour, rows)
     if taken.reports > limits.reports_per_hour:
@@ -240,14 +281,18 @@ async def _within(
         return
     day, reporter = report.begins_at.date(), report.reporter
     held = await db.stored_days(conn, organization_id, domain)
-    dropped = room.rows_to_drop(held, reporter, day, rows, limits.rows_kept)
+    pairs = await db.established(conn, organization_id, domain, room.ESTABLISHED_DAYS)
+    names = {name for name, _ in pairs}
+    own = (reporter, about.sender) in pairs
+    dropped = room.rows_to_drop(held, reporter, day, rows, limits.rows_kept, names, own)
     if dropped is None:
         raise Rejected(
             "rows_kept_full",
             f"{domain} stores {taken.stored} report rows; {rows} more would pass"
             f" {limits.rows_kept} (REPORT_ROWS_KEPT), and no reporter holds more than its share"
             f" to make room for {reporter!r} of {day} (each reporter's share bounded: the"
-            " reporter holding the most rows loses its oldest days first)",
+            " reporter holding the most rows loses its oldest days first; a reporter that has"
+            f" sent on {room.ESTABLISHED_DAYS} days keeps its days until their own age)",
         )
     gone = await db.drop_days(conn, organization_id, domain, dropped)
     log.info(
@@ -295,38 +340,63 @@ async def judge_domain(
     new: rules.Fresh | None = None,
 ) -> None:
     """Move the report findings of the domain's monitors to what its window's aggregates say
-    (`new`: what the report just taken holds)."""
+    (`new`: what the report just taken holds): per customer naming the domain, one fact,
+    shown on the monitors it concerns and told once."""
     settings = await db.settings(conn, organization_id)
     since = (now - timedelta(days=settings.window_days)).date()
     seen = await db.window(conn, organization_id, domain, since)
+    by_customer: dict[int, list[Monitor]] = {}
     for monitor in await db.domain_monitors(conn, organization_id, domain):
-        judged = _Judged(monitor, domain, links, now, limits)
-        await _judge_monitor(conn, judged, seen, settings, new)
+        by_customer.setdefault(monitor.customer_id, []).append(monitor)
+    for customer_id, monitors in by_customer.items():
+        fact = _Fact(db.Fact(organization_id, customer_id, domain), links, now, limits)
+        shown = _shown(monitors, seen)
+        news: dict[str, tuple[Finding, int]] = {}
+        for monitor in monitors:
+            codes = shown.get(monitor.id, frozenset())
+            for f, n in await _judge_monitor(conn, monitor, codes, now, seen, settings, new):
+                # The fact's words are its first monitor's; its news, the most any held.
+                first = news.setdefault(f.code, (f, n))
+                news[f.code] = (first[0], max(first[1], n))
+        if news:
+            told = [m for m in monitors if shown.get(m.id)]
+            await _tell(conn, fact, told, shown, list(news.values()))
 
 
 @dataclass(frozen=True, slots=True)
-class _Judged:
-    monitor: Monitor
-    domain: str
+class _Fact:
+    fact: db.Fact
     links: Links
     now: datetime
     limits: Limits
 
 
+def _shown(monitors: Sequence[Monitor], seen: rules.Window) -> dict[int, frozenset[str]]:
+    """The report codes each monitor shows (`rules.shown_on`), by monitor id."""
+    named = [(m.id, m.type, m.hostname) for m in monitors]
+    on = {code: rules.shown_on(code, named, seen) for code in rules.CODES}
+    return {m.id: frozenset(c for c in rules.CODES if m.id in on[c]) for m in monitors}
+
+
 async def _judge_monitor(
     conn: Conn,
-    judged: _Judged,
+    monitor: Monitor,
+    shown: frozenset[str],
+    now: datetime,
     seen: rules.Window,
     settings: rules.ReportSettings,
     new: rules.Fresh | None,
-) -> None:
-    monitor, now = judged.monitor, judged.now
+) -> list[tuple[Finding, int]]:
+    """Move the monitor's report findings (only the `shown` codes: none on a monitor they do
+    not concern); the news: each finding that appeared or names items not told before, with
+    how many."""
     own = await posture.open_findings(conn, monitor.id)
     verdicts = rules.judge(seen, settings, monitor.hostname, own, new)
     state = await db.alert_state(conn, monitor.id)
     news: list[tuple[Finding, int]] = []
     for code in rules.CODES:
-        verdict, open_ = verdicts.get(code), own.get((code, ""))
+        verdict = verdicts.get(code) if code in shown else None
+        open_ = own.get((code, ""))
         if verdict is None:
             if open_ is not None:
                 await posture.clear(conn, monitor.id, open_, now)
@@ -344,55 +414,70 @@ async def _judge_monitor(
             unsaid = sorted(set(verdict.items) - set(before or ()))
             await db.save_told(conn, monitor.id, code, unsaid)
             news.append((verdict.finding, len(unsaid)))
-    if news:
-        await _tell(conn, judged, news)
+    return news
 
 
-async def _tell(conn: Conn, judged: _Judged, news: list[tuple[Finding, int]]) -> None:
-    """The first news at once; within `limits.digest` of the last notice, held for the
+async def _tell(
+    conn: Conn,
+    fact: _Fact,
+    monitors: Sequence[Monitor],
+    shown: Mapping[int, frozenset[str]],
+    news: list[tuple[Finding, int]],
+) -> None:
+    """The first news at once; within `limits.digest` of the fact's last notice, held for the
     digest."""
-    monitor, now = judged.monitor, judged.now
-    last = await db.notices(conn, monitor.id)
-    if last is not None and now < last.told_at + judged.limits.digest:
+    now = fact.now
+    last = await db.notices(conn, fact.fact)
+    if last is not None and now < last.told_at + fact.limits.digest:
         codes = [f.code for f, _ in news]
-        due = last.told_at + judged.limits.digest
-        await db.notice_held(conn, monitor.id, codes, sum(n for _, n in news), due)
-        log.info("report finding news held", monitor_id=str(monitor.public_id), codes=codes)
+        due = last.told_at + fact.limits.digest
+        await db.notice_held(conn, fact.fact, codes, sum(n for _, n in news), due)
+        log.info("report finding news held", domain=fact.fact.domain, codes=codes)
         return
-    if await _send(conn, monitor, judged.domain, [f for f, _ in news], judged.links, now, None):
-        await db.notice_sent(conn, monitor.id, now)
+    found = [f for f, _ in news]
+    if await _send(conn, fact.fact, monitors, shown, found, fact.links, now, None):
+        await db.notice_sent(conn, fact.fact, now)
 
 
 async def _send(
     conn: Conn,
-    monitor: Monitor,
-    domain: str,
+    fact: db.Fact,
+    monitors: Sequence[Monitor],
+    shown: Mapping[int, frozenset[str]],
     found: Sequence[Finding],
     links: Links,
     now: datetime,
     digest: tuple[int, datetime] | None,
 ) -> bool:
-    """One notice of `found`, on the ways chosen for each finding's severity; True when any
-    was queued (not taken as an open incident's evidence)."""
-    t = await thresholds_db.thresholds(conn, monitor.id, monitor.organization_id)
-    window = (await db.settings(conn, monitor.organization_id)).window_days
+    """One notice of `found` about the fact's domain, to each recipient of the `monitors` once
+    (the same dedupe key for all, made per address and per notification channel), each told
+    the findings it shows (`shown`, by monitor id) on the ways it chose for their severity;
+    True when any was queued (not taken as an open incident's evidence)."""
+    window = (await db.settings(conn, fact.organization_id)).window_days
     since = (now - timedelta(days=window)).date()
-    reporters = await db.reporters(conn, monitor.organization_id, domain, since)
+    reporters = await db.reporters(conn, fact.organization_id, fact.domain, since)
     said = "|".join(f"{f.code}:{f.detail}" for f in found) + (f"|{iso_ms(now)}" if digest else "")
-    key = f"report:{monitor.id}:{hashlib.blake2b(said.encode(), digest_size=8).hexdigest()}"
+    digested = hashlib.blake2b(said.encode(), digest_size=8).hexdigest()
+    key = f"report:{fact.customer_id}:{fact.domain}:{digested}"
     queued = False
-    for way in WAYS:
-        chosen = [f for f in found if way in t.finding_channels(f.severity)]
-        if not chosen:
-            continue
-        texts = notices.report_findings(monitor, domain, chosen, reporters, links, digest)
-        worst = min(chosen, key=lambda f: ("critical", "warning", "info").index(f.severity))
-        notes = recipients.to_recipients("finding", monitor, texts, key, (way,), worst.severity)
-        notice = Notice(Source.REPORT, monitor.organization_id, monitor, None, notes)
-        queued = await notify(conn, notice) or queued
+    for monitor in monitors:
+        own = [f for f in found if f.code in shown.get(monitor.id, frozenset())]
+        t = await thresholds_db.thresholds(conn, monitor.id, monitor.organization_id)
+        for way in WAYS:
+            chosen = [f for f in own if way in t.finding_channels(f.severity)]
+            if not chosen:
+                continue
+            texts = notices.report_findings(monitors, fact.domain, chosen, reporters, links, digest)
+            worst = min(chosen, key=lambda f: ("critical", "warning", "info").index(f.severity))
+            notes = recipients.to_recipients(
+                "finding", monitor, texts, key, (way,), worst.severity, by_target=True
+            )
+            notice = Notice(Source.REPORT, monitor.organization_id, monitor, None, notes)
+            queued = await notify(conn, notice) or queued
     log.info(
         "report finding notice",
-        monitor_id=str(monitor.public_id),
+        domain=fact.domain,
+        monitors=[str(m.public_id) for m in monitors],
         codes=[f.code for f in found],
         digest=digest is not None,
         queued=queued,
@@ -420,20 +505,31 @@ async def _event(
 
 
 async def send_digests(pool: asyncpg.Pool, links: Links, now: datetime | None = None) -> int:
-    """Send every digest that is due: one notice per monitor of its open report findings and
-    how much news they gathered. How many went."""
+    """Send every digest that is due: one notice per customer's domain of its open report
+    findings and how much news they gathered. How many went."""
     now = now or utcnow()
     sent = 0
     async with pool.acquire() as conn, conn.transaction():
         for due in await db.digests_due(conn, now, DIGESTS_PER_PASS):
-            monitor = await db.monitor(conn, due.monitor_id)
-            own = await posture.open_findings(conn, due.monitor_id)
-            found = [f for (code, _), f in own.items() if code in rules.CODES]
-            if monitor is not None and monitor.mail_domain and found:
+            found: dict[str, Finding] = {}
+            shown: dict[int, frozenset[str]] = {}
+            monitors: list[Monitor] = []
+            for monitor in await db.fact_monitors(conn, due.fact):
+                own = await posture.open_findings(conn, monitor.id)
+                codes = frozenset(code for code, _ in own if code in rules.CODES)
+                if not codes:
+                    continue
+                monitors.append(monitor)
+                shown[monitor.id] = codes
+                for (code, _), f in own.items():
+                    if code in codes:
+                        found.setdefault(code, f)
+            if found:
                 digest = (due.news, due.told_at)
-                await _send(conn, monitor, monitor.mail_domain, found, links, now, digest)
+                said = list(found.values())
+                await _send(conn, due.fact, monitors, shown, said, links, now, digest)
                 sent += 1
-            await db.notice_sent(conn, due.monitor_id, now)
+            await db.notice_sent(conn, due.fact, now)
     return sent
 
 

@@ -12,6 +12,7 @@ header field. A reporter's message has a few of each."""
 import re
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from typing import NamedTuple
 
 from controller.reports.rejected import Rejected
 from shared.strangers import kept
@@ -23,6 +24,8 @@ MAX_HEADER_LINES = 10_000
 _BOUNDARY = re.compile(rb"^--", re.MULTILINE)
 _MULTIPART = re.compile(rb"multipart/", re.IGNORECASE)
 _HEADER_LINE = re.compile(rb"^[!-9;-~]+:", re.MULTILINE)  # RFC 5322 2.2: a field name, a colon
+# RFC 7489 7.2.1.1 and RFC 8460 5.3: "Report Domain: example.com Submitter: ..."
+_REPORT_DOMAIN = re.compile(r"\breport\s+domain:\s*([a-z0-9.-]{1,253})", re.IGNORECASE)
 
 REPORT_TYPES = frozenset(
     {
@@ -40,11 +43,19 @@ REPORT_TYPES = frozenset(
 REPORT_NAMES = (".gz", ".zip", ".xml", ".json")
 
 
-def opened(raw: bytes) -> tuple[str, list[bytes]]:
-    """Who sent `raw` (a whole message) and about what, and its report attachments; Rejected
-    (`too_large`, `too_deep`) unparsed past the bounds above."""
+class Opened(NamedTuple):
+    source: str  # who sent it and about what, as the rejected-reports list shows it
+    attachments: list[bytes]
+    domain: str  # the domain its subject says its reports are about (unverified); "": none
+    sender: str  # its From address's domain, lower case; "": none
+
+
+def opened(raw: bytes) -> Opened:
+    """Who sent `raw` (a whole message) and about what, the domain it names, its report
+    attachments and its From domain; Rejected (`too_large`, `too_deep`) unparsed past the
+    bounds above."""
     measured(raw)
-    return source(raw), attachments(raw)
+    return Opened(source(raw), attachments(raw), named_domain(raw), from_domain(raw))
 
 
 def measured(raw: bytes) -> None:
@@ -67,6 +78,25 @@ def source(raw: bytes) -> str:
     message = message_from_bytes(raw, policy=policy.default)
     said = kept(str(message.get("Subject", "")), 200)
     return f"mail from {kept(str(message.get('From', '')), 80)}: {said}"
+
+
+def from_domain(raw: bytes) -> str:
+    """The domain of the message's From address, lower case; "" when it has none."""
+    message = message_from_bytes(raw, policy=policy.default)
+    try:
+        addresses = message["From"].addresses if message["From"] is not None else ()
+    except (AttributeError, IndexError, ValueError):  # a From header the parser could not read
+        return ""
+    return addresses[0].domain.lower().strip(".")[:253] if addresses else ""
+
+
+def named_domain(raw: bytes) -> str:
+    """The domain the message's subject names its reports about (`Report Domain: d`, as
+    reporters write it), lower case; "" when it names none. A stranger's claim: it only says
+    which domain's hour a report the parser refuses counts against."""
+    message = message_from_bytes(raw, policy=policy.default)
+    found = _REPORT_DOMAIN.search(str(message.get("Subject", "")))
+    return found.group(1).lower().strip(".") if found else ""
 
 
 def attachments(raw: bytes) -> list[bytes]:

@@ -1,7 +1,8 @@
 """What a report finding's notice says: the domain the reports are about and who sent them
 (reporters are strangers: what they say is theirs, not something mailprobe's agents saw), each
-finding's title, severity and detail, and, for a digest, how much news it gathers. Built only
-from the monitor's name, type, host and port and the findings, never a secret. Pure."""
+finding's title, severity and detail, the monitors it is shown on, and, for a digest, how much
+news it gathers. Built only from the monitors' names, types, hosts and ports and the findings,
+never a secret. Pure."""
 
 from collections.abc import Sequence
 from datetime import datetime
@@ -14,6 +15,7 @@ from controller.posture.rules import CODES, Finding
 from shared.timefmt import iso_ms
 
 SHOWN_REPORTERS = 5
+SHOWN_MONITORS = 5
 _ORDER = ("critical", "warning", "info")
 
 
@@ -25,20 +27,30 @@ def _reporters(reporters: Sequence[str]) -> str:
     return ", ".join(named) + more if named else "no reporter named"
 
 
+def _monitors(monitors: Sequence[Monitor]) -> str:
+    named = [one_line(m.name) for m in monitors[:SHOWN_MONITORS]]
+    more = len(monitors) - SHOWN_MONITORS
+    return ", ".join(named) + (f" and {more} more" if more > 0 else "")
+
+
 def report_findings(
-    monitor: Monitor,
+    monitors: Sequence[Monitor],
     domain: str,
     found: Sequence[Finding],
     reporters: Sequence[str],
     links: Links,
     digest: tuple[int, datetime] | None = None,
 ) -> Texts:
-    """The one notice of `found` (not empty) about `domain`, reported by `reporters`;
-    `digest`: the new items gathered since the last notice, and when it went."""
+    """The one notice of `found` (not empty) about `domain`, reported by `reporters`, shown on
+    `monitors` (not empty; the first named in full); `digest`: the new items gathered since
+    the last notice, and when it went."""
+    monitor = monitors[0]
     ordered = sorted(found, key=lambda f: (_ORDER.index(CODES[f.code][0]), f.code))
     worst = CODES[ordered[0].code][0]
     titles = [title(f.code) for f in ordered]
     name = one_line(monitor.name)
+    if len(monitors) > 1:
+        name += f" and {len(monitors) - 1} more"
     who = _reporters(reporters)
     said = titles[0] if len(titles) == 1 else f"{len(titles)} findings ({worst})"
     subject = f"[mailprobe] {said} for {domain}: {name}"
@@ -54,6 +66,8 @@ def report_findings(
             ("Reported", one_line(f.detail)),
             ("What to do", CODES[f.code][1]),
         ]
+    if len(monitors) > 1:
+        facts.append(("Shown on", _monitors(monitors)))
     facts += monitor_facts(monitor, links)
     sms = f"mailprobe {worst}: reports about {domain} from {who}: {', '.join(titles)}"
     return with_facts(subject, lead, facts, with_link(sms, links.monitor(monitor.public_id)))

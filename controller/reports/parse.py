@@ -11,7 +11,11 @@ bad input, and nothing grows past the limits below. It runs in the parsing worke
 - the kind is told from the first unpacked bytes (`{` JSON, `<` XML), and a kind not wanted
   there (`wanted`) is refused before anything is parsed (`wrong_kind`);
 - XML is parsed as it streams (defusedxml's expat SAX reader: no DTD, no entity declared, no
-  external entity), at most `MAX_ELEMENTS` elements and `MAX_DEPTH` deep, at most
+  external entity); the report is its first `<feedback>` (the root, or the one child of an
+  `<xs:schema>` root some reporters wrap it in), and nothing after its end is read, as gzip(1)
+  ignores bytes after a member; bytes that are not UTF-8 in a document of that encoding (declared
+  or by default) are read as U+FFFD, so one stray byte in a leaf costs that leaf, not the report;
+  at most `MAX_ELEMENTS` elements and `MAX_DEPTH` deep, at most
   `MAX_SUBTREE` in one child of the root and `MAX_OTHERS` children of it that are not records,
   counted as they start; only the leaves a report needs are kept (each at most 1,024
   characters), and each record becomes a row as it ends, counted then;
@@ -26,7 +30,10 @@ bad input, and nothing grows past the limits below. It runs in the parsing worke
 - a date range must be ordered, at most `MAX_RANGE` long and not in the future.
 """
 
+import codecs
 import ipaddress
+import itertools
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -301,13 +308,20 @@ class _Feedback(ContentHandler):
         self.meta: dict[str, str] = {}
         self.record: dict[str, str] = {}
         self.rows: list[Row] = []
+        self.wrapped = False  # the root is an <xs:schema> around <feedback>
+        self.done = False  # <feedback> has ended: the report is read
 
     def startElement(self, name: str, attrs: object) -> None:  # SAX's names
         local = name.rpartition(":")[2]
+        if self.done:
+            raise _Ended
         self.elements += 1
         if self.elements > MAX_ELEMENTS:
             raise Rejected("too_large", f"XML of more than {MAX_ELEMENTS} elements")
-        if self.elements == 1:
+        if self.elements == 1 and local == "schema":
+            self.wrapped = True
+            return
+        if self.elements == 1 + self.wrapped:
             if local != "feedback":
                 raise Rejected("malformed", "not a DMARC aggregate report (no <feedback>)")
             return
@@ -339,6 +353,7 @@ class _Feedback(ContentHandler):
 
     def endElement(self, name: str) -> None:
         if not self.path:
+            self.done = True
             return
         if self.leaf is not None:
             value = "".join(self.text)[:_LEAF_MAX].strip()
@@ -352,19 +367,26 @@ class _Feedback(ContentHandler):
         self.path.pop()
 
 
+class _Ended(Exception):
+    """An element after <feedback> ended: the report is read, the rest is not."""
+
+
 def dmarc_report(chunks: Iterator[bytes], now: datetime) -> Report:
     """An RFC 7489 appendix C aggregate report (XML, unpacked, as a stream of chunks)."""
     feedback = _Feedback()
     reader = DefusedExpatParser(forbid_dtd=True)
     reader.setContentHandler(feedback)
     try:
-        for chunk in chunks:
+        for chunk in _utf8(chunks):
             reader.feed(chunk)
         reader.close()
+    except _Ended:
+        pass
     except DefusedXmlException as exc:
         raise Rejected("xml_forbidden", f"XML with a DTD or entities is refused ({exc})") from None
     except SAXException as exc:
-        raise Rejected("malformed", f"not well-formed XML ({exc})") from None
+        if not feedback.done:
+            raise Rejected("malformed", f"not well-formed XML ({exc})") from None
     except (LookupError, ValueError) as exc:  # the declared encoding: unknown, or multi-byte
         raise Rejected("malformed", f"XML in an encoding this reader cannot read ({exc})") from None
     meta = feedback.meta
@@ -377,6 +399,27 @@ def dmarc_report(chunks: Iterator[bytes], now: datetime) -> Report:
     rows = tuple((domain, row) for row in feedback.rows)
     _total(rows)
     return Report("dmarc", reporter, report_id, begins, ends, (domain,), rows)
+
+
+# An XML declaration's encoding (XML 1.0 section 4.3.3), read from the document's first bytes.
+_DECLARED = re.compile(rb"""<\?xml\s[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]{1,40})["']""")
+
+
+def _utf8(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """The document's chunks, with what is not UTF-8 in a UTF-8 document (declared so, or by
+    default) read as U+FFFD; a document declared in another encoding as it is."""
+    first = next(chunks, b"")
+    declared = _DECLARED.match(first[:256])
+    if declared is not None and declared[1].lower() not in (b"utf-8", b"utf8"):
+        yield first
+        yield from chunks
+        return
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    for chunk in itertools.chain((first,), chunks):
+        if text := decoder.decode(chunk):
+            yield text.encode()
+    if tail := decoder.decode(b"", final=True):
+        yield tail.encode()
 
 
 def _reporter(meta: dict[str, str]) -> str:

@@ -137,12 +137,16 @@ async def insert(
     digest: bytes,
     via: str,
     size: int,
+    sender: str,
+    received_at: datetime,
 ) -> int | None:
-    """The report's id, its rows (`summed(report)`) added to the running aggregates; None when
-    this organization has a report of the same content (`digest`) already."""
+    """The report's id (from `sender`, received at `received_at`), its rows
+    (`summed(report)`) added to the running aggregates; None when this organization has a
+    report of the same content (`digest`) already."""
     report_key: int | None = await conn.fetchval(
         "INSERT INTO reports (organization_id, kind, reporter, report_id, domains, begins_at,"
-        " ends_at, via, bytes, digest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        " ends_at, via, bytes, digest, sender, received_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         " ON CONFLICT (organization_id, kind, digest) DO NOTHING RETURNING id",
         organization_id,
         report.kind,
@@ -154,6 +158,8 @@ async def insert(
         via,
         size,
         digest,
+        sender,
+        received_at,
     )
     if report_key is None:
         return None
@@ -231,6 +237,23 @@ async def take_hour(
     )
     assert row is not None
     return Taken(row["reports"], row["rows"], row["stored"])
+
+
+async def established(
+    conn: Conn, organization_id: int, domain: str, days: int
+) -> set[tuple[str, str]]:
+    """The (reporter, sender) pairs whose reports about `domain` were received on at least
+    `days` different days (UTC) among the reports kept."""
+    rows = await conn.fetch(
+        "SELECT reporter, sender FROM reports"
+        " WHERE organization_id = $1 AND $2 = ANY(domains) AND sender <> ''"
+        " GROUP BY reporter, sender"
+        " HAVING count(DISTINCT (received_at AT TIME ZONE 'UTC')::date) >= $3",
+        organization_id,
+        domain,
+        days,
+    )
+    return {(r["reporter"], r["sender"]) for r in rows}
 
 
 async def stored_days(conn: Conn, organization_id: int, domain: str) -> list[tuple[str, date, int]]:
@@ -743,45 +766,69 @@ async def rotate(
     return typed.one(Generation, row)
 
 
-class Notices(msgspec.Struct, frozen=True):
-    """A monitor's report notices: when the last went; the findings with news since (`codes`),
-    how many items are new, and when their digest is due."""
+class Fact(msgspec.Struct, frozen=True):
+    """What a domain's report findings are facts of: one customer's domain."""
 
-    monitor_id: int
+    organization_id: int
+    customer_id: int
+    domain: str
+
+
+class Notices(msgspec.Struct, frozen=True):
+    """A customer's domain's report notices: when the last went; the findings with news since
+    (`codes`), how many items are new, and when their digest is due."""
+
+    organization_id: int
+    customer_id: int
+    domain: str
     told_at: datetime
     codes: list[str]
     news: int
     due_at: datetime | None
 
+    @property
+    def fact(self) -> Fact:
+        return Fact(self.organization_id, self.customer_id, self.domain)
 
-_NOTICES = "SELECT monitor_id, told_at, codes, news, due_at FROM report_notices"
+
+_NOTICES = (
+    "SELECT organization_id, customer_id, domain, told_at, codes, news, due_at"
+    " FROM report_fact_notices"
+)
+_FACT = "organization_id = $1 AND customer_id = $2 AND domain = $3"
 
 
-async def notices(conn: Conn, monitor_id: int) -> Notices | None:
-    row = await conn.fetchrow(f"{_NOTICES} WHERE monitor_id = $1 FOR UPDATE", monitor_id)
+async def notices(conn: Conn, fact: Fact) -> Notices | None:
+    row = await conn.fetchrow(
+        f"{_NOTICES} WHERE {_FACT} FOR UPDATE", fact.organization_id, fact.customer_id, fact.domain
+    )
     return typed.maybe(Notices, row)
 
 
-async def notice_sent(conn: Conn, monitor_id: int, at: datetime) -> None:
+async def notice_sent(conn: Conn, fact: Fact, at: datetime) -> None:
     """A notice went at `at`: nothing waits."""
     await conn.execute(
-        "INSERT INTO report_notices (monitor_id, told_at) VALUES ($1, $2)"
-        " ON CONFLICT (monitor_id) DO UPDATE SET told_at = $2, codes = '{}', news = 0,"
-        " due_at = NULL",
-        monitor_id,
+        "INSERT INTO report_fact_notices (organization_id, customer_id, domain, told_at)"
+        " VALUES ($1, $2, $3, $4) ON CONFLICT (organization_id, customer_id, domain)"
+        " DO UPDATE SET told_at = $4, codes = '{}', news = 0, due_at = NULL",
+        fact.organization_id,
+        fact.customer_id,
+        fact.domain,
         at,
     )
 
 
 async def notice_held(
-    conn: Conn, monitor_id: int, codes: Sequence[str], news: int, due: datetime
+    conn: Conn, fact: Fact, codes: Sequence[str], news: int, due: datetime
 ) -> None:
     """News of `codes` (`news` new items) held for the digest due at `due` (or earlier)."""
     await conn.execute(
-        "UPDATE report_notices SET due_at = least(coalesce(due_at, $4), $4), news = news + $3,"
-        " codes = ARRAY(SELECT DISTINCT unnest(codes || $2::text[]) ORDER BY 1)"
-        " WHERE monitor_id = $1",
-        monitor_id,
+        "UPDATE report_fact_notices SET due_at = least(coalesce(due_at, $6), $6),"
+        " news = news + $5, codes = ARRAY(SELECT DISTINCT unnest(codes || $4::text[]) ORDER BY 1)"
+        f" WHERE {_FACT}",
+        fact.organization_id,
+        fact.customer_id,
+        fact.domain,
         list(codes),
         news,
         due,
@@ -789,7 +836,8 @@ async def notice_held(
 
 
 async def digests_due(conn: Conn, now: datetime, limit: int) -> list[Notices]:
-    """Monitors whose digest is due, the longest waiting first (locked: one sender each)."""
+    """Customers' domains whose digest is due, the longest waiting first (locked: one sender
+    each)."""
     rows = await conn.fetch(
         f"{_NOTICES} WHERE due_at <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
         now,
@@ -798,6 +846,13 @@ async def digests_due(conn: Conn, now: datetime, limit: int) -> list[Notices]:
     return typed.many(Notices, rows)
 
 
-async def monitor(conn: Conn, monitor_id: int) -> Monitor | None:
-    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM monitors WHERE id = $1", monitor_id)
-    return None if row is None else decode(row)
+async def fact_monitors(conn: Conn, fact: Fact) -> list[Monitor]:
+    """The monitors of the customer naming the domain as their `mailDomain`."""
+    rows = await conn.fetch(
+        f"SELECT {COLUMNS} FROM monitors WHERE organization_id = $1 AND customer_id = $2"
+        " AND mail_domain = $3 ORDER BY id",
+        fact.organization_id,
+        fact.customer_id,
+        fact.domain,
+    )
+    return [decode(r) for r in rows]

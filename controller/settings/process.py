@@ -174,7 +174,8 @@ class FleetSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True):
         bool,
         Meta(
             description="take the side facts of results that do not echo their job's sealed"
-            " asks (agents older than sealed asks), cut to what they name; false once every"
-            " agent is of this version: such facts are then dropped (docs/operating.md)",
+            " asks (agents older than sealed asks), cut to what they name: true only while"
+            " such agents drain during an upgrade; false (the default): such facts are dropped,"
+            " logged and counted (docs/operating.md)",
         ),
-    ] = True
+    ] = False

@@ -73,13 +73,30 @@ class ApiSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True):
             " one that has waited longest for a request, or is answered 503",
         ),
     ] = 1000
+    api_requests_per_second_per_address: Annotated[
+        float,
+        Meta(
+            ge=0,
+            description="requests a second the API takes from one source address (an IPv6"
+            " address: its /64), in bursts of `API_REQUEST_BURST_PER_ADDRESS`; past it 429 with"
+            " Retry-After. 0: no bound",
+        ),
+    ] = 50.0
+    api_request_burst_per_address: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="requests one source address may make at once before"
+            " `API_REQUESTS_PER_SECOND_PER_ADDRESS` holds it",
+        ),
+    ] = 200
     api_max_connections_per_address: Annotated[
         int,
         Meta(
             ge=1,
             description="connections the API holds open from one source address (the socket's"
-            " peer; one in `API_TRUSTED_PROXIES` is held to `API_MAX_CONNECTIONS` only); past it"
-            " 503 and the connection is closed",
+            " peer, an IPv6 peer by its /64; one in `API_TRUSTED_PROXIES` is held to"
+            " `API_MAX_CONNECTIONS` only); past it 503 and the connection is closed",
         ),
     ] = 64
     api_trusted_proxies: Annotated[

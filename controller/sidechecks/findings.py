@@ -7,7 +7,7 @@ judge it and it does not hold. A key the round could not judge is absent, so a c
 check failed neither raises nor clears anything.
 """
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -20,19 +20,38 @@ Kind = tuple[Severity, str]
 # Every finding kind declared, by code: `declare` fills it as the declaring modules load
 # (controller.sidechecks.registry loads every side check; posture.rules loads the registry).
 KINDS: Final[dict[str, Kind]] = {}
+# Facts about the monitor's mail domain rather than its server: one finding of the customer's
+# domain, however many of its monitors show it, counted once (controller.posture.store
+# `open_counts`).
+DOMAIN_FACTS: Final[set[str]] = set()
 # Told by their own notices (`cert_expiry`, once per threshold), not as a finding.
 QUIET: Final[set[str]] = set()
 
 
-def declare(kinds: Mapping[str, Kind], quiet: frozenset[str] = frozenset()) -> Mapping[str, Kind]:
-    """Declare finding kinds; returns them. A code declared twice (by two side checks, or a
-    side check and the core) is a programming error: each kind is declared in one place."""
+def declare(
+    kinds: Mapping[str, Kind], quiet: frozenset[str] = frozenset(), *, domain: bool = False
+) -> Mapping[str, Kind]:
+    """Declare finding kinds (`domain`: facts of the monitor's mail domain, `DOMAIN_FACTS`);
+    returns them. A code declared twice (by two side checks, or a side check and the core) is a
+    programming error: each kind is declared in one place."""
     for code, kind in kinds.items():
         if KINDS.get(code, kind) != kind:
             raise ValueError(f"finding code {code!r} is declared twice")
         KINDS[code] = kind
     QUIET.update(quiet)
+    if domain:
+        DOMAIN_FACTS.update(kinds)
     return kinds
+
+
+def domain_facts(codes: Collection[str]) -> frozenset[str]:
+    """Mark declared `codes` as facts of the monitor's mail domain (`DOMAIN_FACTS`): what
+    every monitor naming the domain reads alike (its records), not its own server's."""
+    unknown = set(codes) - set(KINDS)
+    if unknown:
+        raise ValueError(f"domain facts not declared: {sorted(unknown)}")
+    DOMAIN_FACTS.update(codes)
+    return frozenset(codes)
 
 
 @dataclass(frozen=True, slots=True)

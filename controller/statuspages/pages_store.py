@@ -242,6 +242,22 @@ async def daily(conn: Conn, ids: Sequence[int], first: date, now: datetime) -> l
     return typed.in_order(DayCounts, rows)
 
 
+async def public_daily(
+    conn: Conn, ids: Sequence[int], first: date, until: datetime
+) -> list[DayCounts]:
+    """Per monitor and UTC day from `first` to the day of `until`, as a public status page
+    counts them (SQL `public_uptime_days`, migration 0139): time inside the monitor's down
+    incidents is down, the rest of the time since it was added is up; no row for a day before
+    it was added, nor for a monitor never checked."""
+    rows = await conn.fetch(
+        "SELECT monitor_id, day, up_ms, down_ms FROM public_uptime_days($1::bigint[], $2, $3)",
+        list(ids),
+        first,
+        until,
+    )
+    return typed.in_order(DayCounts, rows)
+
+
 async def hourly(conn: Conn, monitor_id: int, since: datetime, until: datetime) -> list[HourCounts]:
     """Per hour from the hour of `since` to `until`: the monitor's time up and down over its
     countries (`uptime_ms`), from the raw results."""

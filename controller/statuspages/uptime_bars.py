@@ -1,7 +1,8 @@
 """Up/down history bars, as the status pages and a monitor's console page draw them: one bar per
-period (an hour or a UTC day) from its time up and down (SQL `uptime_ms`: each state lasts from
-its result to the next; time after a missed round counts neither way), coloured by the share of
-time up."""
+period (an hour or a UTC day) from its time up and down, coloured by the share of time up. A
+monitor's console page times it by its countries' results (SQL `uptime_ms`: each state lasts
+from its result to the next; time after a missed round counts neither way); a public status
+page by the monitor's incidents (SQL `public_uptime_days`)."""
 
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta

@@ -21,7 +21,7 @@ from controller.notify.egress import Egress
 from controller.observability import metrics
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
-from controller.web import body_bounds, console
+from controller.web import body_bounds, console, request_rate
 from controller.web.alertsite.routes import AlertSiteController
 from controller.web.api import openapi_doc
 from controller.web.api.alerts import AlertSettingsController
@@ -278,4 +278,11 @@ def create_app(
     # Around Litestar's own handler, not in `middleware=` (which runs for matched routes only):
     # bodies sent to a path no route takes are cut as well.
     app.asgi_handler = body_bounds.bounded(app.asgi_handler, settings.api.api_body_seconds)
+    # Outermost: a request past its address's rate costs no more than its answer.
+    rate = request_rate.RequestRate(
+        settings.api.api_requests_per_second_per_address,
+        settings.api.api_request_burst_per_address,
+        trusted=settings.api.trusted_proxies,
+    )
+    app.asgi_handler = request_rate.bounded(app.asgi_handler, rate)
     return app

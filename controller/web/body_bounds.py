@@ -8,6 +8,8 @@
   sockets buffer) is read, whatever the client sends or declares.
 - Time: a body must arrive whole within `API_BODY_SECONDS` of its request's headers; past that
   the handler reading it gets a 408 (`body_timeout`), and the connection closes as above.
+- A client that goes before its body is whole: the handler reading it gets `ClientGone`, which
+  the request's log line and metrics record as 499 (the client's own abort), not a 500.
 
 It wraps the whole application (`bounded`), so requests no route takes (404, 405) are cut too.
 """
@@ -27,6 +29,14 @@ class BodyTimeout(ApiError):
         super().__init__(
             408, f"The request body did not arrive within {seconds:g} s", code="body_timeout"
         )
+
+
+class ClientGone(ApiError):
+    """The client closed its connection before its request's body was whole: answered (to
+    nobody) and logged as 499, nginx's "client closed request"."""
+
+    def __init__(self) -> None:
+        super().__init__(499, "The client closed the connection mid-body", code="client_gone")
 
 
 def declares_body(scope: Scope) -> bool:
@@ -59,7 +69,9 @@ def bounded(app: ASGIApp, seconds: float) -> ASGIApp:
                     message = await receive()
             except TimeoutError:
                 raise BodyTimeout(seconds) from None
-            read = message["type"] != "http.request" or not message.get("more_body", False)
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            read = not message.get("more_body", False)
             return message
 
         async def send_closing(message: Message) -> None:

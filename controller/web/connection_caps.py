@@ -1,16 +1,19 @@
 """How many connections the API holds open: `API_MAX_CONNECTIONS` per replica (kept below the
 process's open-files limit) and `API_MAX_CONNECTIONS_PER_ADDRESS` per source address.
 
-The source is the socket's peer. A peer in API_TRUSTED_PROXIES carries many clients' requests,
-so it is held to the replica's cap only: the proxy bounds each client (deploy/haproxy, the
-ingress). At the replica's cap a new connection takes the place of the connection that has
-waited longest for a request (idle, or its head not yet whole); with none waiting it is refused.
+The source is the socket's peer, an IPv6 peer counted by its /64 (controller.web.client_block).
+A peer in API_TRUSTED_PROXIES carries many clients' requests, so it is held to the replica's cap
+only: the proxy bounds each client (deploy/haproxy, the ingress). At the replica's cap a new
+connection takes the place of the connection that has waited longest for a request (idle, or
+its head not yet whole); with none waiting it is refused.
 """
 
 import ipaddress
 import resource
 from collections import Counter
 from enum import Enum
+
+from controller.web.client_block import client_block
 
 # Open files the process keeps for its own work (PostgreSQL and NATS connections, notices
 # sent, mailboxes read, logs): the replica's cap stays this far below RLIMIT_NOFILE.
@@ -45,18 +48,20 @@ class ConnectionCaps:
 
     def admit(self, source: str) -> Admit:
         """Whether a connection from `source` is taken (counted when it is: `release` it)."""
-        if self._open[source] >= self.per_address and not self._trusted_proxy(source):
+        block = client_block(source)
+        if self._open[block] >= self.per_address and not self._trusted_proxy(source):
             return Admit.ADDRESS_FULL
         if self.total >= self.replica:
             return Admit.REPLICA_FULL
-        self._open[source] += 1
+        self._open[block] += 1
         self.total += 1
         return Admit.YES
 
     def release(self, source: str) -> None:
-        self._open[source] -= 1
-        if self._open[source] <= 0:
-            del self._open[source]
+        block = client_block(source)
+        self._open[block] -= 1
+        if self._open[block] <= 0:
+            del self._open[block]
         self.total -= 1
 
     def _trusted_proxy(self, source: str) -> bool:

@@ -3,7 +3,8 @@
 - Its head due within API_HEAD_SECONDS of its accept, the TLS handshake included
   (controller.web.head_deadline; the handshake's own timeout is the same, front_server).
 - A head and a chunked body's framing bounded before h11 parses them (controller.web.h11_bounds).
-- Connections capped per source address and per replica (controller.web.connection_caps).
+- Connections capped per source address and per replica (controller.web.connection_caps),
+  an HTTPS connection from its accept, its TLS handshake included (controller.web.tls_accept).
 - An answer must be taken by the peer: while some of it is not, each API_WRITE_SECONDS the
   peer must have taken (acknowledged) `MIN_TAKEN` more of it, or all that was waiting, else the
   connection is reset and its buffers freed. The kernel's send queue counts: on Linux it takes
@@ -23,6 +24,7 @@ from typing import Any, ClassVar, cast
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.utils import get_remote_addr
 
 from controller.observability import metrics
 from controller.settings import ApiSettings
@@ -77,30 +79,46 @@ class FrontProtocol(HeadDeadline):
         super().__init__(*args, **kwargs)
         self.conn = BoundedConnection(h11.SERVER, MAX_HEAD_BYTES)
         self._source: str | None = None  # counted in `caps` under this address
+        self._raw: asyncio.Transport | None = None  # the TCP connection admitted
+        self.made = False  # whether it has its transport (HTTPS: its handshake done)
         self._write_late: asyncio.TimerHandle | None = None
         self._taken = 0  # bytes the peer had acknowledged when the write deadline was set
         self._waiting_bytes = 0  # and the bytes it had not
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self.made = True
         super().connection_made(cast(asyncio.Transport, _HeldOpen(transport, self)))
-        source = self.client[0] if self.client else ""
+        if self._raw is None and not self.admit(transport):  # HTTPS: admitted at the accept
+            self._head_done()
+
+    def admit(self, transport: asyncio.Transport, tls: bool = False) -> bool:
+        """Whether the accepted connection `transport` is taken by the caps (its slot held until
+        `let_go`); refused, it is answered 503 (plain HTTP only) and closed."""
+        addr = get_remote_addr(transport)
+        source = addr[0] if addr else ""
         admitted = self.caps.admit(source)
         if admitted is Admit.REPLICA_FULL and self._make_room():
             admitted = self.caps.admit(source)
         if admitted is not Admit.YES:
             metrics.api_connection_cut(admitted.value)
-            self._head_done()
-            transport.write(_BUSY)
+            if not tls:
+                transport.write(_BUSY)
             transport.close()
-            return
-        self._source = source
+            return False
+        self._source, self._raw = source, transport
         self.waiting[self] = None
         _user_timeout(transport, self.limits.write_seconds)
+        return True
+
+    def waited(self) -> float:
+        """Seconds since the connection was accepted."""
+        return self.loop.time() - self._accepted
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._let_go()
+        self.let_go()
         self._write_done()
-        super().connection_lost(exc)
+        if self.made:  # a TLS protocol may report a loss mid-handshake: nothing began here
+            super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self.transport.is_closing():
@@ -162,13 +180,17 @@ class FrontProtocol(HeadDeadline):
     def _cut(self) -> None:
         """Close at once, what the peer has not taken discarded: a reset (SO_LINGER 0), not a
         close, which leaves the kernel holding the unsent bytes for as long as it retries."""
-        self._let_go()
-        sock = self.transport.get_extra_info("socket")
+        raw = self._raw
+        self.let_go()
+        if raw is None:
+            return
+        sock = raw.get_extra_info("socket")
         with contextlib.suppress(OSError, AttributeError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.transport.abort()
+        raw.abort()
 
-    def _let_go(self) -> None:
+    def let_go(self) -> None:
+        """Free the connection's slot in the caps (again: nothing)."""
         self.waiting.pop(self, None)
         if self._source is not None:
             self.caps.release(self._source)

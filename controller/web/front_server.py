@@ -1,7 +1,9 @@
-"""The API's uvicorn server: its own clock (server_ticks) and its listening socket made with a TLS
-handshake timeout of API_HEAD_SECONDS, where asyncio's and uvloop's default is 60 s. The head
-deadline (controller.web.head_deadline) counts from the accept, so the handshake and the head
-together take at most API_HEAD_SECONDS."""
+"""The API's uvicorn server: its own clock (server_ticks) and its listening socket. With TLS the
+socket is plain TCP and each connection is admitted by the connection caps at its accept, then
+upgraded (controller.web.tls_accept) with a handshake timeout of what is left of
+API_HEAD_SECONDS, where asyncio's and uvloop's default is 60 s. The head deadline
+(controller.web.head_deadline) counts from the accept, so the handshake and the head together
+take at most API_HEAD_SECONDS."""
 
 import asyncio
 import sys
@@ -10,7 +12,9 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.server import logger
 
+from controller.web.front_protocol import FrontProtocol
 from controller.web.server_ticks import TickingServer
+from controller.web.tls_accept import TlsAccept
 
 
 class FrontServer(TickingServer):
@@ -28,12 +32,17 @@ class FrontServer(TickingServer):
         config = self.config
 
         def create_protocol(_loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Protocol:
-            return config.http_protocol_class(  # type: ignore[call-arg]
+            app: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
                 config=config,
                 server_state=self.server_state,
                 app_state=self.lifespan.state,
                 _loop=_loop,
             )
+            if config.ssl is None:
+                return app
+            if not isinstance(app, FrontProtocol):
+                raise TypeError("an HTTPS API needs the front's protocol (front_protocol)")
+            return TlsAccept(app, config.ssl, self.handshake_seconds)
 
         loop = asyncio.get_running_loop()
         try:
@@ -41,9 +50,7 @@ class FrontServer(TickingServer):
                 create_protocol,
                 host=config.host,
                 port=config.port,
-                ssl=config.ssl,
                 backlog=config.backlog,
-                ssl_handshake_timeout=self.handshake_seconds if config.ssl else None,
             )
         except OSError as exc:
             logger.error(exc)

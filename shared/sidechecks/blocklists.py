@@ -67,12 +67,19 @@ class Reputation(msgspec.Struct, kw_only=True, rename="camel"):
     depends on to where it came from (`host`, `mx:<mx host>`, `listed`), `answers` one per list
     and name asked (none for a name in `skip`), `errors` why a source could not be resolved
     (`host`, `mx`); `truncated`: answers or names were cut to the bound
-    (`shared.sidechecks.blocklists_bound`)."""
+    (`shared.sidechecks.blocklists_bound`). `resolver`: which resolver the lists were asked
+    through: `dns`, the one mail DNS and reverse DNS ask (AGENT_DNS_RESOLVER, else the
+    system's), whose canaries then vouch for the lists' answers too; `own`, the agent's
+    AGENT_BLOCKLIST_RESOLVER; "" from older agents (not known)."""
 
     names: dict[str, str] = msgspec.field(default_factory=dict)
     answers: list[BlocklistAnswer] = msgspec.field(default_factory=list)
     errors: dict[str, str] = msgspec.field(default_factory=dict)
     truncated: bool = False
+    resolver: str = ""
 
+
+# `Reputation.resolver`'s values (any other is kept as "": not known).
+RESOLVERS: Final = ("dns", "own")
 
 WIRE: Final = SideCheckWire("blocklists", BlocklistAsk, Reputation)

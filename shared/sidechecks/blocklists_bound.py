@@ -11,7 +11,7 @@ from typing import Final
 
 import msgspec
 
-from shared.sidechecks.blocklists import BlocklistAnswer, Reputation
+from shared.sidechecks.blocklists import RESOLVERS, BlocklistAnswer, Reputation
 
 A_MAX: Final = 8
 TXT_CHARS_MAX: Final = 256
@@ -44,6 +44,14 @@ def bounded(r: Reputation) -> Reputation:
     }
     answers = [_answer(a) for a in r.answers[:ANSWERS_MAX]]
     errors = {k[:32]: v[:ERROR_CHARS_MAX] for k, v in list(r.errors.items())[:4]}
-    if names == r.names and answers == r.answers and errors == r.errors:
+    resolver = r.resolver if r.resolver in RESOLVERS else ""
+    kept = names == r.names and answers == r.answers and errors == r.errors
+    if kept and resolver == r.resolver:
         return r
-    return Reputation(names=names, answers=answers, errors=errors, truncated=True)
+    return Reputation(
+        names=names,
+        answers=answers,
+        errors=errors,
+        truncated=r.truncated or not kept,
+        resolver=resolver,
+    )

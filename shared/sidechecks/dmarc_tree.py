@@ -4,16 +4,16 @@ and from its answers the Organizational Domain and the DMARC Policy Record that 
 The agent walks (`walk`, for readiness and mail DNS alike) and asks the report destinations of
 the record that applies for their authorization (agent/sidechecks/readiness.py); the controller
 judges the same walk (controller/sidechecks/readiness/rules.py and mail_dns/rules.py): all read
-it here, so they agree on which record that is, and on which TXT records are DMARC records
-(`is_record`).
+it here, so they agree on which record that is; each record is read by
+shared/sidechecks/dmarc_record.py.
 """
 
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from shared.sidechecks.readiness import DmarcLookup, dmarc_tags
+from shared.sidechecks.dmarc_record import applied, tags
+from shared.sidechecks.readiness import DmarcLookup
 
 # RFC 9989 4.10 step 4: a name of 8 labels or more is cut to its last 7 after the first query,
 # so a walk asks at most 8 names.
@@ -30,16 +30,6 @@ def targets(domain: str) -> list[str]:
         out.append(".".join(rest))
         rest = rest[1:]
     return out
-
-
-# RFC 7489 6.4: dmarc-version = "v" *WSP "=" *WSP %x44.4d.41.52.43.31 (the "v" of any case,
-# "DMARC1" exactly), then a ";" or the record's end.
-_VERSION: Final = re.compile(r"^[vV][ \t]*=[ \t]*DMARC1[ \t]*(;|$)")
-
-
-def is_record(text: str) -> bool:
-    """Whether a TXT record at a `_dmarc` name is a DMARC record (all others there are not)."""
-    return bool(_VERSION.match(text))
 
 
 async def walk(
@@ -70,12 +60,8 @@ def stops(index: int, record: str | None) -> bool:
     the starting domain decides nothing)."""
     if record is None:
         return False
-    psd = dmarc_tags(record).get("psd", "u").lower()
+    psd = tags(record).get("psd", "u").lower()
     return psd == "n" or (psd == "y" and index > 0)
-
-
-# The policies a record may ask, weakest first (RFC 9989 4.7 `p`, `sp`, `np`).
-POLICIES: Final = ("none", "quarantine", "reject")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +92,7 @@ def tree_walk(domain: str, walk: Sequence[DmarcLookup]) -> Walked | None:
         record = single(w)
         if record is None:
             continue
-        t = dmarc_tags(record)
+        t = tags(record)
         found.append((w.name, t, record))
         if stops(i, record):
             psd_n = t.get("psd", "").lower() == "n"
@@ -133,13 +119,3 @@ def tree_walk(domain: str, walk: Sequence[DmarcLookup]) -> Walked | None:
     if parent is None:
         return Walked(org, None, None, None)
     return Walked(org, parent[0], subdomains, parent[2], *under)
-
-
-def applied(t: dict[str, str]) -> dict[str, str] | None:
-    """The policy tags (`p`, `sp`, `np`) a record's tags are applied with (RFC 9989 4.10.1):
-    its own when `p` is a policy and `sp` and `np` are policies or absent; else `p=none` alone
-    when it asks for aggregate reports (`rua`); else None (no DMARC processing)."""
-    said: dict[str, str] = {k: t[k].lower() for k in ("p", "sp", "np") if k in t}
-    if said.get("p") in POLICIES and all(v in POLICIES for v in said.values()):
-        return said
-    return {"p": "none"} if t.get("rua") else None

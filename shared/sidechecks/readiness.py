@@ -199,24 +199,12 @@ class Readiness(msgspec.Struct, kw_only=True, rename="camel"):
 def record_tags(record: str) -> dict[str, str]:
     """A tag-value record's tags (RFC 6376 3.2, the syntax of DKIM key records), by lower-case
     name, values stripped; {} when it does not parse (the whole tag-list is then invalid;
-    DMARC records are read more leniently: `dmarc_tags`)."""
+    DMARC records are read more leniently: shared/sidechecks/dmarc_record.py `tags`)."""
     try:
         parsed = dkim.util.parse_tag_value(record.encode("ascii", "replace"))
     except dkim.util.InvalidTagValueList:
         return {}
     return {k.decode().lower(): v.decode("ascii", "replace").strip() for k, v in parsed.items()}
-
-
-def dmarc_tags(record: str) -> dict[str, str]:
-    """A DMARC record's tags, by lower-case name, values stripped. RFC 9989 4.7: syntax errors
-    past `v` are discarded or ignored, not the record, so each `;`-separated tag is parsed
-    alone (`record_tags`); one that does not parse is left out, and a tag given twice keeps
-    its first value."""
-    out: dict[str, str] = {}
-    for part in record.split(";"):
-        for name, value in record_tags(part).items():
-            out.setdefault(name, value)
-    return out
 
 
 def _cut(text: str, size: int) -> str:

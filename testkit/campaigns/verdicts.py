@@ -177,14 +177,10 @@ class Campaign:
 
     def related(self) -> dict[str, frozenset[str]]:
         """Each target's related ones, whose outages are one mail-flow problem with its own:
-        those on its server, those it depends on or that depend on it (HOST: every target,
-        all being on one host)."""
-        pairs = {
-            (a, b)
-            for a in self.targets
-            for b in self.targets
-            if a != b and self.server_of(a) == self.server_of(b)
-        }
+        every other target, their servers all listening at the campaign's one address (one
+        server whatever the ports: controller.alerting.flows `same_server`), and so those it
+        depends on or that depend on it (HOST) too."""
+        pairs = {(a, b) for a in self.targets for b in self.targets if a != b}
         for target, on in self.depends:
             named = self.targets if HOST in on else on
             pairs |= {(target, b) for b in named if b != target}

@@ -14,7 +14,8 @@ from agent.sidechecks import SIDE_CHECKS, Round
 from agent.sidechecks.mail_dns import MailDnsProbe
 from agent.sidechecks.reverse_dns import ReverseDnsProbe
 from controller.oracles.rules import resolver_health
-from shared.sidechecks import mail_dns, readiness, reverse_dns
+from shared.sidechecks import blocklists, mail_dns, readiness, reverse_dns
+from shared.sidechecks.blocklists import BlocklistZone
 from testkit.peers.dns import DnsPeer
 from testkit.peers.jobs import make_job, up_result
 
@@ -130,3 +131,20 @@ async def test_every_dns_side_check_built_from_settings_asks_the_operators_canar
                 assert got == wanted, (name, setting, got)
                 if wanted:
                     assert resolver_health(facts.canaries).state == "healthy", name
+
+
+async def test_the_blocklists_say_which_resolver_they_were_asked_through() -> None:
+    """Built from the agent's settings, the blocklist side check says whether its lists were
+    asked through the resolver the canaries vouch for (`dns`: no AGENT_BLOCKLIST_RESOLVER of
+    its own, or the same one) or through a resolver of its own (`own`)."""
+    job = make_job("smtp", 25)
+    at = Round(job=job, result=up_result(job), port=25, resolver=None)
+    targets = TargetSettings(agent_allow_private_targets=True)
+    asked = blocklists.WIRE.ask(zones=[BlocklistZone(zone="rbl.example.net")], host=False)
+    async with DnsPeer(RECORDS) as dns, DnsPeer(RECORDS) as lists:
+        for own, through in ((None, "dns"), (dns.address, "dns"), (lists.address, "own")):
+            settings = SideCheckSettings(
+                agent_dns_resolver=dns.address, agent_blocklist_resolver=own
+            )
+            facts = await SIDE_CHECKS["blocklists"].build(settings, targets)(asked, at)
+            assert facts is not None and facts.resolver == through, own

@@ -15,6 +15,7 @@ from controller.posture.facts import Observation
 from controller.sidechecks.findings import Verdicts
 from controller.sidechecks.mail_dns import rules as mail_dns_rules
 from controller.sidechecks.readiness import rules as readiness_rules
+from shared.sidechecks.dmarc_tree import tree_walk
 from shared.sidechecks.mail_dns import MailDns
 from shared.sidechecks.readiness import Readiness
 from testkit.peers.dns import DnsPeer, Records
@@ -66,6 +67,23 @@ ZONES: dict[str, tuple[str, Records]] = {
         "example.test",
         _zone("example.test", example_test=["v=dmarc1; p=reject"]),
     ),
+    # RFC 9989 4.7: a tag that does not parse is discarded, not the record; pct is no tag now
+    "an obsolete pct out of its old range": (
+        "example.test",
+        _zone("example.test", example_test=["v=DMARC1; p=reject; pct=150"]),
+    ),
+    "a part that is no tag=value, p=reject beside it": (
+        "example.test",
+        _zone("example.test", example_test=["v=DMARC1; p=reject; strict"]),
+    ),
+    "a misspelt policy, reports asked": (
+        "example.test",
+        _zone("example.test", example_test=["v=DMARC1; p=rejct; rua=mailto:d@example.test"]),
+    ),
+    "a bad np, p=reject beside it": (
+        "example.test",
+        _zone("example.test", example_test=["v=DMARC1; p=reject; np=block"]),
+    ),
     # RFC 7208 4.5: "v=spf1" followed by a space or the record's end, of any case
     "a TXT record that only looks like SPF": (
         "example.test",
@@ -77,6 +95,19 @@ ZONES: dict[str, tuple[str, Records]] = {
         _zone("example.test", ["v=spf1 ip4:300.1.1.1 -all"], **REJECT),
     ),
     "no SPF record": ("example.test", _zone("example.test", [], **REJECT)),
+    # RFC 7208 4.6.4: at most 10 terms that cause DNS lookups
+    "an SPF tree past ten lookups": (
+        "example.test",
+        {
+            **_zone("example.test", **REJECT),
+            # one record of two strings (a string holds at most 255 characters)
+            ("example.test", "TXT"): [
+                '"v=spf1 ' + " ".join(f"include:i{n}.example.test" for n in range(6)) + ' "'
+                + '"' + " ".join(f"include:i{n}.example.test" for n in range(6, 11)) + ' -all"'
+            ],
+            **{(f"i{n}.example.test", "TXT"): ['"v=spf1 -all"'] for n in range(11)},
+        },
+    ),
     "an include of a domain without SPF": (
         "example.test",
         {
@@ -123,6 +154,12 @@ async def test_mail_dns_and_readiness_agree_on_every_fact_they_both_read(zone: s
     assert _raised(j.verdicts, "dmarc_missing") is (not applies), zone
     walked = mail_dns_rules.applying(j.mail_dns)
     assert walked is not None and (walked.record is not None) is applies, zone
+    # A faulty record: mail DNS names the policy receivers apply, the one readiness judges.
+    invalid = j.verdicts.get(("dmarc_invalid", "DE"))
+    ready = tree_walk(domain, j.readiness.dmarc.walk) if j.readiness.dmarc else None
+    if invalid is not None and ready is not None and ready.record is not None:
+        said = f"p={ready.policy}" if ready.policy else "no DMARC policy"
+        assert f"receivers apply {said}" in invalid.detail, (zone, invalid.detail)
 
     # SPF: published or not; the domain's own record broken is one finding.
     published = j.readiness.spf is not None and j.readiness.spf.record is not None
@@ -141,6 +178,10 @@ async def test_mail_dns_and_readiness_agree_on_every_fact_they_both_read(zone: s
         ("the domain's own p=none", {"dmarc_policy_none"}),
         ("a PSD's record above an Organizational Domain without one", set()),
         ("two DMARC records of its own, the Organizational Domain's above", {"dmarc_invalid"}),
+        ("an obsolete pct out of its old range", {"dmarc_obsolete_tags"}),
+        ("a part that is no tag=value, p=reject beside it", {"dmarc_invalid"}),
+        ("a misspelt policy, reports asked", {"dmarc_invalid", "dmarc_policy_none"}),
+        ("a bad np, p=reject beside it", {"dmarc_invalid", "dmarc_policy_none"}),
         ("a DMARC record written with spaces around =", set()),
         ("a DMARC record whose version is not DMARC1 exactly", {"dmarc_missing"}),
         ("a TXT record that only looks like SPF", set()),
@@ -148,6 +189,7 @@ async def test_mail_dns_and_readiness_agree_on_every_fact_they_both_read(zone: s
         ("an SPF term that does not parse", {"spf_invalid"}),
         ("no SPF record", {"spf_missing"}),
         ("an include of a domain without SPF", {"spf_include_broken"}),
+        ("an SPF tree past ten lookups", {"spf_lookup_limit"}),
     ],
 )
 async def test_each_zone_raises_its_own_findings_once(zone: str, raised: set[str]) -> None:
@@ -159,7 +201,15 @@ async def test_each_zone_raises_its_own_findings_once(zone: str, raised: set[str
 
 
 SPF_CODES = frozenset(
-    {"spf_missing", "spf_invalid", "spf_include_broken", "spf_too_permissive", "spf_ptr"}
+    {
+        "spf_missing",
+        "spf_invalid",
+        "spf_include_broken",
+        "spf_too_permissive",
+        "spf_ptr",
+        "spf_lookup_limit",
+        "spf_void_lookups",
+    }
 )
 DMARC_CODES = frozenset(
     {

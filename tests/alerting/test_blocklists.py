@@ -18,6 +18,7 @@ from controller.sidechecks.blocklists.rules import KNOWN, BlockList, Fresh, ask
 from controller.sidechecks.blocklists.watch import BlocklistWatch, FreshNames
 from controller.sidechecks.frame import Arrived
 from controller.web.app import create_app
+from controller.web.console.posture_view import listing_counts
 from shared.messages import CheckResult, decode_event
 from shared.sidechecks.blocklists import WIRE, Reputation
 from shared.timefmt import iso_ms, utcnow
@@ -379,3 +380,35 @@ async def test_a_raised_listing_seen_from_another_country_is_one_notice_and_a_re
         ("changed", "blocklisted", "critical"),
     ]
     assert "seen from DE, US:" in notes[1].detail and "seen from DE:" in notes[2].detail
+
+
+async def test_a_listing_two_monitors_share_is_told_once_and_counted_once(rig: Rig) -> None:
+    """Two monitors of one customer depend on one listed address (issue 80): the listing is
+    shown on both, raised and cleared with one notice each, counted once."""
+    IP = next(IPS)
+    first, second = await rig.monitor(["DE"]), await rig.monitor(["DE"])
+    watch = BlocklistWatch(rig.pool, LISTS, interval_s=6 * 3600, hold_s=0, links=LINKS)
+    t0 = utcnow() - timedelta(hours=8)
+    async with DnsblPeer(views(IP, listed_in_rbl=True), records={(HOST, "A"): [IP]}) as de:
+        await lookups(rig, first, {"DE": de}, t0)
+        await lookups(rig, second, {"DE": de}, t0)
+        await watch.run_once(t0)
+    raised = await rig.fetch(
+        "SELECT monitor_id FROM blocklist_listings WHERE raised_at IS NOT NULL"
+        " AND cleared_at IS NULL AND monitor_id = ANY($1::bigint[])",
+        [first["id"], second["id"]],
+    )
+    assert len(raised) == 2
+    mails = [*await rig.outbox_rows(first), *await rig.outbox_rows(second)]
+    assert [m["channel"] for m in mails] == ["email"], [m["subject"] for m in mails]
+    async with rig.pool.acquire() as conn:
+        counted = await listing_counts(conn, rig.tenant.org_id, LISTS, 100)
+    assert counted == {"critical": 1}
+    later = t0 + timedelta(hours=7)
+    async with DnsblPeer(views(IP, listed_in_rbl=False), records={(HOST, "A"): [IP]}) as de:
+        await lookups(rig, first, {"DE": de}, later)
+        await lookups(rig, second, {"DE": de}, later)
+        await watch.run_once(later)
+    mails = [*await rig.outbox_rows(first), *await rig.outbox_rows(second)]
+    subjects = [m["subject"] for m in mails]
+    assert len(subjects) == 2 and "No longer on Example RBL" in subjects[-1], subjects

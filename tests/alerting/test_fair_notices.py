@@ -9,15 +9,17 @@ organization's first, in its order."""
 
 import asyncio
 import contextlib
+import ipaddress
 import os
 import resource
+import time
 from collections.abc import Iterator
 
 import asyncpg
 import pytest
 
 from controller.db.pool import create_pool
-from controller.notify import DeliveryError, Notification
+from controller.notify import DeliveryError, Notification, apprise_channel
 from controller.notify import outbox_store as outbox_db
 from controller.notify.egress import Egress
 from controller.notify.outbox import SENDERS, OutboxWorker, Outcome, failure
@@ -145,6 +147,26 @@ async def test_a_sender_out_of_file_descriptors_says_so_and_blames_no_channel(
     )
 
 
+async def test_an_apprise_send_out_of_file_descriptors_says_so_and_blames_no_channel() -> None:
+    """Apprise's plugins catch their connection errors and answer only "not delivered": at the
+    process's file descriptor limit the channel's send is told as mailprobe's own shortage,
+    retried soon, never the endpoint's failure (its breaker untouched)."""
+    granted = [ipaddress.ip_network("127.0.0.0/8")]
+    async with Receiver("apprise", tls=False) as working:
+        await apprise_channel.send(working.url, "DOWN", "DOWN", granted)  # the channel answers
+        assert len(working.requests) == 1
+        await asyncio.sleep(0.5)  # the receiver (in this process) closes its end first
+        with no_file_descriptor_to_spare(), pytest.raises(DeliveryError) as sent:
+            await apprise_channel.send(working.url, "DOWN", "DOWN", granted)
+    assert sent.value.soon and not sent.value.permanent, str(sent.value)
+    assert str(sent.value) == (
+        "not sent: this controller has no file descriptor to spare (EMFILE);"
+        " the apprise json:// endpoint was not tried"
+    )
+    assert failure(sent.value, "apprise") == Outcome(str(sent.value), soon=True)
+    assert len(working.requests) == 1
+
+
 async def test_a_silent_channel_is_tried_once_at_a_time_and_rests_after_three_failures(
     alert_pool: asyncpg.Pool, settings: ControllerSettings
 ) -> None:
@@ -169,6 +191,91 @@ async def test_a_silent_channel_is_tried_once_at_a_time_and_rests_after_three_fa
             (0, "pending")
         ] * 2
         assert (silent.accepted, silent.most) == (3, 1)
+
+
+async def test_two_controllers_send_to_a_silent_channel_once_at_a_time_and_share_its_breaker(
+    alert_pool: asyncpg.Pool, alert_database_url: str, settings: ControllerSettings
+) -> None:
+    """Two controllers' outbox workers (each its own pool) on one PostgreSQL: five monitors'
+    outages told on one channel that never answers get one send at a time between them (one
+    connection at once), and three failures in a row, whichever controller saw them, open the
+    channel's breaker for both: the other two notices wait untried. The leases are shorter
+    than a send here, so the channel's is held by its renewals."""
+    assert settings.secrets.secrets_key is not None
+    box = SecretBox(settings.secrets.secrets_key)
+    egress = Egress({"*": LOOPBACK}, ssl_context=client_context(), timeout_s=DEADLINE_S)
+    other = await create_pool(alert_database_url, 4)
+    stop = asyncio.Event()
+    try:
+        async with SilentListener() as silent, Receiver("webhook", SECRET) as working:
+            where = await site(alert_pool, box, silent.url, working.url, silent=1)
+            for tenant in [where.attacker, *await more_monitors(alert_pool, where.attacker, 4)]:
+                await outage(alert_pool, tenant)
+            running = [
+                asyncio.create_task(
+                    OutboxWorker(
+                        pool,
+                        sender_channels(pool, box, egress),
+                        backoff_s=600,
+                        interval_s=0.1,
+                        lease_s=0.6,  # shorter than a send: held while renewed
+                    ).run(stop)
+                )
+                for pool in (alert_pool, other)
+            ]
+            await asyncio.sleep(6 * DEADLINE_S)  # three sends end, then two more could
+            stop.set()
+            await asyncio.gather(*running)
+            rows = await alert_pool.fetch(
+                "SELECT o.attempts FROM notification_outbox o JOIN monitors m"
+                " ON m.id = o.monitor_id WHERE m.organization_id = $1 ORDER BY o.id",
+                where.attacker.organization_id,
+            )
+            assert silent.most == 1, silent.most
+            assert silent.accepted == 3, silent.accepted
+            assert sorted(r["attempts"] for r in rows) == [0, 0, 1, 1, 1]
+    finally:
+        await other.close()
+
+
+async def test_a_channels_send_lease_of_a_controller_that_died_runs_out(
+    alert_pool: asyncpg.Pool, alert_database_url: str, settings: ControllerSettings
+) -> None:
+    """A controller that dies mid-send (its worker cancelled, nothing written back) leaves its
+    channel's lease to run out: another controller sends to the channel once it has, not
+    before and not never."""
+    assert settings.secrets.secrets_key is not None
+    box = SecretBox(settings.secrets.secrets_key)
+    egress = Egress({"*": LOOPBACK}, ssl_context=client_context(), timeout_s=30)
+    other = await create_pool(alert_database_url, 4)
+    try:
+        async with SilentListener() as silent, Receiver("webhook", SECRET) as working:
+            where = await site(alert_pool, box, silent.url, working.url, silent=1)
+            await outage(alert_pool, where.attacker)
+
+            def worker(pool: asyncpg.Pool) -> OutboxWorker:
+                channels = sender_channels(pool, box, egress)
+                return OutboxWorker(pool, channels, interval_s=0.1, lease_s=1.5)
+
+            stop = asyncio.Event()
+            dying = asyncio.create_task(worker(alert_pool).run(stop))
+            await asyncio.wait_for(silent.first.wait(), 10)
+            dying.cancel()  # dies mid-send: no outcome written, no lease given back
+            await asyncio.gather(dying, return_exceptions=True)
+            died = time.monotonic()
+            running = asyncio.create_task(worker(other).run(stop))
+            while silent.accepted < 2:
+                if time.monotonic() - died > 10:
+                    break
+                await asyncio.sleep(0.05)
+            took = time.monotonic() - died
+            stop.set()
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+            assert silent.accepted == 2, silent.accepted
+            assert 1.0 < took < 4.0, took  # the lease (1.5 s from its last renewal) ran out
+    finally:
+        await other.close()
 
 
 async def test_the_claims_candidates_are_each_organizations_first_in_its_order(

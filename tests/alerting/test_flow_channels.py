@@ -182,7 +182,7 @@ async def _history(
     (opening,) = await rig.fetch(
         "SELECT m.public_id AS monitor, i.public_id AS incident FROM incidents i"
         " JOIN monitors m ON m.id = i.monitor_id WHERE i.flow_incident_id = $1"
-        " ORDER BY i.started_at, i.id LIMIT 1",
+        " ORDER BY i.id LIMIT 1",
         flow["id"],
     )
     return Told(

@@ -9,8 +9,10 @@ happened and checks what the alerter made of them:
 - every monitor's incidents are exactly its outages (opened after `DOWN_AFTER` failing rounds,
   closed after `RECOVER_AFTER` passing ones): none stranded open;
 - each problem's outages are one flow incident, and one flow incident never holds outages of
-  unrelated problems (problems are related when they share a monitor or a declared
-  dependency) nor of two organizations;
+  unrelated problems (problems are related when they share a monitor, one organization's
+  server (a host, whatever the port: Postfix's submission beside Dovecot's IMAPS and POP3S)
+  or a declared dependency) nor of two organizations; an outage opening while a directly
+  related one (its server, a declaration) has been open for rounds joins, never opens its own;
 - per flow incident and recipient: one opening notice, one end notice when it was told, a
   reminder at most once per reminder period; nothing else pages;
 - a finding while an outage of its monitor (or of its host, in its organization) is open is
@@ -76,6 +78,8 @@ SPECS: dict[str, Spec] = {
     "a-trip": Spec("a", "roundtrip", "relay.a.test", 587, "oncall@a.test"),
     "a-web": Spec("a", "smtp", "web.a.test", 25, "oncall@a.test", ("a-mx",)),
     "a-lone": Spec("a", "smtp", "lone.a.test", 25, "oncall@a.test"),
+    # Postfix's submission on Dovecot's host: one server with IMAPS and POP3S, other ports
+    "a-submit": Spec("a", "smtp", "box.a.test", 587, "oncall@a.test"),
     "b-mx": Spec("b", "smtp", "mx.shared.test", 25, "ops@b.test"),
     "b-imap": Spec("b", "imap", "box.b.test", 993, "ops@b.test"),
     "b-dep": Spec("b", "smtp", "dep.b.test", 25, "ops@b.test", ("mx.shared.test",)),
@@ -87,20 +91,41 @@ DOMAINS: dict[str, dict[str, str]] = {
     "mx": {"a-mx": "", "b-mx": "", "a-web": "", "b-dep": ""},
     "mx-a": {"a-mx": ""},
     "relay-a": {"a-relay": "", "a-trip": "send leg: "},
-    "dovecot-a": {"a-imap": "", "a-pop3": "", "a-trip": "mailbox leg: "},
+    # Dovecot down fails the submission beside it too (its SASL logins)
+    "dovecot-a": {"a-imap": "", "a-pop3": "", "a-trip": "mailbox leg: ", "a-submit": ""},
     "web-a": {"a-web": ""},
     "lone-a": {"a-lone": ""},
+    "postfix-a": {"a-submit": ""},
     "box-b": {"b-imap": ""},
 }
 
 
+MAILBOX_HOST = "box.a.test"  # the round trip's mailbox leg (monitor_config)
+
+
+def _hosts(name: str, leg: str) -> set[str]:
+    """The hosts a monitor's failure points to in a domain (a round trip's by its leg)."""
+    spec = SPECS[name]
+    if spec.kind != "roundtrip":
+        return {spec.hostname}
+    return {
+        "send leg: ": {spec.hostname},
+        "mailbox leg: ": {MAILBOX_HOST},
+    }.get(leg, {spec.hostname, MAILBOX_HOST})
+
+
 def _related_domains() -> set[frozenset[str]]:
-    """Domains whose outages may be one problem: they share a monitor, or one's monitor
-    declares a monitor or a host of the other's."""
+    """Domains whose outages may be one problem: they share a monitor, one organization's
+    failures point to one host (any port: one server), or one's monitor declares a monitor or
+    a host of the other's."""
     pairs: set[frozenset[str]] = set()
     for d1, ms1 in DOMAINS.items():
         for d2, ms2 in DOMAINS.items():
-            shared = set(ms1) & set(ms2)
+            shared = set(ms1) & set(ms2) or any(
+                SPECS[m1].org == SPECS[m2].org and _hosts(m1, l1) & _hosts(m2, l2)
+                for m1, l1 in ms1.items()
+                for m2, l2 in ms2.items()
+            )
             declared = any(
                 dep == m2 or dep == SPECS[m2].hostname
                 for m1 in ms1
@@ -423,6 +448,29 @@ async def check(rig: Rig, h: History, ms: dict[str, asyncpg.Record], seen: dict[
         }
         assert len(alone) == len({o for o, _ in alone}), (h.seed, domain, a, b, alone)
 
+    # An outage opening while a directly related one (its server, whatever the port, or a
+    # declared dependency) has been open for rounds joins a flow incident: it opens none.
+    opener = {f["id"]: min(i["id"] for i in members[f["id"]]) for f in flows}
+    spans = [
+        (
+            i,
+            by_id[i["monitor_id"]],
+            round_of[i["started_at"]],
+            i["ended_at"] and round_of[i["ended_at"]],
+        )
+        for i in incidents
+    ]
+    for x, name_x, sx, _ in spans:
+        if opener[x["flow_incident_id"]] != x["id"]:
+            continue
+        opened = sx + DOWN_AFTER - 1
+        for _, name_y, sy, ey in spans:
+            closes = ROUNDS + 9 if ey is None else ey + RECOVER_AFTER - 1
+            if name_y == name_x or not (sy + DOWN_AFTER + 1 <= opened < closes - 2):
+                continue
+            if directly_related(h, name_x, sx, name_y, sy):
+                raise AssertionError((h.seed, "opened its own", name_x, sx, "while", name_y, sy))
+
     # Notices: per flow incident and address, one opening, one end once told, reminders paced.
     outbox = await rig.fetch(
         "SELECT o.*, i.flow_incident_id FROM notification_outbox o"
@@ -500,6 +548,27 @@ async def check(rig: Rig, h: History, ms: dict[str, asyncpg.Record], seen: dict[
         ),
         "dropped": Counter(r["source"] for r in dropped),
     }
+
+
+def directly_related(h: History, a: str, sa: int, b: str, sb: int) -> bool:
+    """Whether the alerter relates the outages of `a` (first failing in round `sa`) and `b`
+    for certain: one organization's, and a host each one's failures point to (its leg then)
+    in common, or a declaration either way."""
+    spec_a, spec_b = SPECS[a], SPECS[b]
+    if spec_a.org != spec_b.org:
+        return False
+    if b in spec_a.depends_on or a in spec_b.depends_on:
+        return True
+    # A round trip's outage points to the leg its opening round names: only when the legs of
+    # its first failing rounds agree is the relation certain.
+    for da in range(DOWN_AFTER):
+        for db in range(DOWN_AFTER):
+            hosts_a = _hosts(a, h.failing(a, sa + da) or "")
+            hosts_b = _hosts(b, h.failing(b, sb + db) or "")
+            declared = set(spec_a.depends_on) & hosts_b or set(spec_b.depends_on) & hosts_a
+            if not (hosts_a & hosts_b or declared):
+                return False
+    return True
 
 
 def connected(domains: set[str]) -> bool:

@@ -18,6 +18,7 @@ from agent.probers.run import run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from agent.sidechecks.mail_dns import MailDnsProbe
 from controller.ingest import store as results
+from controller.posture import store as posture_db
 from shared.messages import SmtpConfig, encode
 from shared.timefmt import iso_ms
 from testkit.peers.dns import DnsPeer, PolicyHost
@@ -225,3 +226,35 @@ async def test_unsigned_tlsa_is_never_a_finding_and_an_unwatched_domain_clears(
                 )
             await round_(rig, monitor, 1, smtp.port, contexts, None)
     assert open_codes(await posture(api, rig, monitor)) == set()
+
+
+async def test_a_domain_record_three_monitors_see_is_one_notice_per_recipient(
+    rig: Rig, api: httpx.AsyncClient, contexts: SslContexts
+) -> None:
+    """Three monitors of one customer name the domain (issue 80): its missing SPF and bad DMARC
+    are facts of the domain, shown on each monitor that read them, told once to the address
+    the monitors share, and counted once."""
+    monitors = [await watched(rig) for _ in range(3)]
+    starttls, spki = served()
+    async with SmtpPeer(starttls=starttls) as smtp:
+        records = zone(smtp.port, spki, good=True)
+        del records[(DOMAIN, "TXT")]  # no SPF
+        records[(f"_dmarc.{DOMAIN}", "TXT")] = ['"v=DMARC1; p=block"']
+        del records[(f"_mta-sts.{DOMAIN}", "TXT")]  # no MTA-STS: nothing to fetch
+        async with DnsPeer(records, ad=True) as bad:
+            probes = {"DE": probe(bad, 1), "US": probe(bad, 1)}
+            for m in monitors:
+                await round_(rig, m, 0, smtp.port, contexts, probes)
+    for m in monitors:
+        codes = {code for code, _ in open_codes(await posture(api, rig, m))}
+        assert {"spf_missing", "dmarc_invalid"} <= codes, codes
+    notes = await rig.fetch(
+        "SELECT o.channel, o.target, o.body_text FROM notification_outbox o"
+        " WHERE o.monitor_id = ANY($1::bigint[]) AND o.kind = 'finding' ORDER BY o.id",
+        [m["id"] for m in monitors],
+    )
+    assert [(n["channel"], n["target"]) for n in notes] == [("email", "oncall@customer.test")]
+    assert "SPF missing" in notes[0]["body_text"] and "DMARC invalid" in notes[0]["body_text"]
+    async with rig.pool.acquire() as conn:
+        counts = await posture_db.open_counts(conn, rig.tenant.org_id)
+    assert counts.get("warning") == 2, counts

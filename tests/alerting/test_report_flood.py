@@ -52,11 +52,10 @@ async def test_an_outage_during_a_report_finding_flood_is_sent_first_and_the_flo
     news = DOMAINS * ROUNDS * NEW
     got = await statuses(rig, rig.tenant.org_id)
     print(f"\n{DOMAINS * ROUNDS} reports naming {news} new MX: outbox {sorted(got.items())}")
-    # One notice per monitor went; the rest of the news waits for its digest.
+    # One notice per domain went; the rest of the news waits for its digest.
     assert got == {("outage", "sent"): 1, ("report", "sent"): DOMAINS}
     held = await rig.fetch(
-        "SELECT n.news, n.codes FROM report_notices n JOIN monitors m ON m.id = n.monitor_id"
-        " WHERE m.organization_id = $1",
+        "SELECT news, codes FROM report_fact_notices WHERE organization_id = $1",
         rig.tenant.org_id,
     )
     assert (

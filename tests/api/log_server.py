@@ -36,6 +36,7 @@ async def main(database_url: str, secrets_key: str) -> None:
         notify_private_network_grants="*=127.0.0.0/8",
         reports_mailbox_allow_private=True,
         oauth2_token_hosts="127.0.0.1",
+        api_requests_per_second_per_address=0,  # every request is 127.0.0.1's
     )
     pool = await create_pool(database_url, 4)
     loop = asyncio.get_running_loop()

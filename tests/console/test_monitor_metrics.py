@@ -91,6 +91,7 @@ async def test_series_of_one_organization_behind_its_scrape_token(
         "recovering": 0,
         "missed": 0,
         "unknown": 0,
+        "paused": 0,
     }
     # the free-text name only in the info series: a rename starts no new series elsewhere
     info = [

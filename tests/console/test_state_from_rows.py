@@ -27,4 +27,6 @@ async def test_the_python_rule_is_the_sql_rule(pool: asyncpg.Pool) -> None:
                 all_up = bool(statuses) and all(s == "up" for s in statuses)
                 held = console.state_from_rows("down", list(statuses))
                 assert held == ("recovering" if all_up else "down"), statuses
-    assert seen | {"recovering"} == set(console.STATES)
+                # A paused monitor (the scrape reads it as judged `paused`) is paused.
+                assert console.state_from_rows("paused", list(statuses)) == "paused"
+    assert seen | {"recovering", "paused"} == set(console.STATES)

@@ -9,8 +9,10 @@ import asyncpg
 import httpx
 import msgspec
 
+from controller.alerting import incident_store as incident_db
 from controller.ingest import retention
 from controller.jobs.rules import JobIds
+from controller.statuspages import pages_store, uptime_bars
 from controller.statuspages.cache import PAGE_TTL_S, STALE_S, PageCache
 from shared.clock import WALL
 from shared.timefmt import utcnow
@@ -26,12 +28,23 @@ def _days(summary: dict[str, object]) -> dict[str, float | None]:
     return {d["day"]: d["uptimePercent"] for d in services[0]["days"]}
 
 
+async def _console_days(
+    pool: asyncpg.Pool, monitor_id: int, today: date
+) -> dict[date, float | None]:
+    """A monitor page's days (`pages_store.daily`, its countries' time up and down) as bars."""
+    async with pool.acquire() as conn:
+        got = await pages_store.daily(conn, [monitor_id], today - timedelta(days=89), utcnow())
+    by_day = {d.day: (d.up_ms, d.down_ms) for d in got}
+    return {date.fromisoformat(b["day"]): b["share"] for b in uptime_bars.daily(by_day, today, 90)}
+
+
 async def test_settled_days_are_summed_once_and_kept_no_longer_than_the_rollups(
     client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient, job_ids: JobIds
 ) -> None:
     """Days that ended over an hour ago are read from `result_days` (filled from the hourly
     rollups and `uptime_day_ms` the first time a page needs them, zeros for a day without
-    any); today from the raw results. The bars and uptime are time up and down; a deleted
+    any); today from the raw results. A monitor page's bars are its countries' time up and
+    down (a public page's are its incidents', tests/console/test_public_uptime.py); a deleted
     monitor's days go with it, and retention drops days older than the rollups' history."""
     org = await make_tenant(pool)
     relay = await create(http, org, "smtp", name="Days relay", hostname="days.acme.test")
@@ -64,13 +77,11 @@ async def test_settled_days_are_summed_once_and_kept_no_longer_than_the_rollups(
         relay_id,
         three_ago,
     )
-    summary = msgspec.json.decode((await http.get(f"/status/{slug}/summary.json")).content)
     today = utcnow().date()
-    days = _days(summary)
-    assert len(days) == 90 and max(days) == today.isoformat()
-    assert days[three_ago.isoformat()] == 75.0
-    assert days[today.isoformat()] == 100.0
-    assert summary["services"][0]["uptimePercent"] == 80.0
+    days = await _console_days(pool, relay_id, today)
+    assert len(days) == 90 and max(days) == today
+    assert days[three_ago] == 75.0
+    assert days[today] == 100.0
 
     kept = {
         r["day"]: (r["up"], r["down"], r["up_ms"], r["down_ms"])
@@ -92,9 +103,7 @@ async def test_settled_days_are_summed_once_and_kept_no_longer_than_the_rollups(
         relay_id,
         three_ago,
     )
-    await _publish(client, org, slug, [relay_id], True)
-    summary = msgspec.json.decode((await http.get(f"/status/{slug}/summary.json")).content)
-    assert _days(summary)[three_ago.isoformat()] == 50.0
+    assert (await _console_days(pool, relay_id, today))[three_ago] == 50.0
 
     old = date(2000, 1, 1)
     await pool.execute(
@@ -121,22 +130,26 @@ async def test_the_html_bars_are_the_days_bars(
     looks like markup stays text."""
     org = await make_tenant(pool)
     relay = await create(http, org, "smtp", name='<b id="x">Bars</b>', hostname="bars.acme.test")
+    relay_id = await _row_id(pool, relay["publicId"])
     now = utcnow()
-    # Both results on one UTC day: a few minutes back, or yesterday just after midnight.
-    back = 9 if now.hour * 60 + now.minute >= 10 else now.hour * 60 + now.minute + 20
-    # Up 2 min, down 2 min, then an inconclusive round: half the time up.
-    for minutes, status in ((back, "up"), (back - 2, "down"), (back - 4, "inconclusive")):
-        kind = "expired" if status == "inconclusive" else None
-        at = now - timedelta(minutes=minutes)
-        await store_result(pool, job_ids, relay, "DE", status, at=at, error_kind=kind)
+    # Added at yesterday's start, checked, half of yesterday inside an incident.
+    yesterday = now.date() - timedelta(days=1)
+    start = datetime.combine(yesterday, time(0), tzinfo=UTC)
+    await store_result(pool, job_ids, relay, "DE", "up", at=now - timedelta(minutes=1))
+    await pool.execute("UPDATE monitors SET created_at = $2 WHERE id = $1", relay_id, start)
+    async with pool.acquire() as conn:
+        down = await incident_db.open_incident(conn, relay_id, start, "tls", "x", ["DE"])
+        await incident_db.close_incident(conn, down.id, start + timedelta(hours=12))
     slug = f"bars-{org.org_id}"
-    await _publish(client, org, slug, [await _row_id(pool, relay["publicId"])], False)
+    await _publish(client, org, slug, [relay_id], False)
     page = (await http.get(f"/status/{slug}")).text
-    today = (now - timedelta(minutes=back)).date()
+    summary = msgspec.json.decode((await http.get(f"/status/{slug}/summary.json")).content)
     assert page.count('class="bar ') == 90
-    assert f'<span class="bar down" title="{today.isoformat()}: 50.0 % up"></span>' in page
-    yesterday = (today - timedelta(days=1)).isoformat()
-    assert f'<span class="bar none" title="{yesterday}: no data"></span>' in page
+    assert f'<span class="bar down" title="{yesterday.isoformat()}: 50.0 % up"></span>' in page
+    before = (yesterday - timedelta(days=1)).isoformat()
+    assert f'<span class="bar none" title="{before}: no data"></span>' in page
+    days = _days(summary)
+    assert (days[yesterday.isoformat()], days[before]) == (50.0, None)
     assert '<b id="x">' not in page and "&lt;b id=&#34;x&#34;&gt;Bars&lt;/b&gt;" in page
     assert (await http.get(f"/status/{slug}")).content == page.encode()
 

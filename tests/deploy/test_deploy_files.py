@@ -181,7 +181,7 @@ def test_compose_pins_the_tested_nats_and_checks_every_service() -> None:
 
 def k8s_documents() -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = []
-    for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
+    for path in sorted((DEPLOY / "k8s").rglob("*.yaml")):
         text = Template(path.read_text()).substitute(CC="DE", cc="de")
         docs += [d for d in yaml.safe_load_all(text) if d]
     return docs
@@ -226,16 +226,41 @@ def test_the_kubernetes_ingress_bounds_each_client_and_reaches_the_api() -> None
     [ingress] = [d for d in docs if d["kind"] == "Ingress"]
     services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
     bounds = ingress["metadata"]["annotations"]
+    api = ApiSettings()
     assert bounds["nginx.ingress.kubernetes.io/limit-connections"] == str(
-        ApiSettings().api_max_connections_per_address
+        api.api_max_connections_per_address
     )
+    rps = int(bounds["nginx.ingress.kubernetes.io/limit-rps"])
+    assert rps == api.api_requests_per_second_per_address
+    burst = rps * int(bounds["nginx.ingress.kubernetes.io/limit-burst-multiplier"])
+    assert burst == api.api_request_burst_per_address
     assert bounds["nginx.ingress.kubernetes.io/proxy-body-size"] == "10m"
     assert bounds["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "on"
+    assert bounds["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "60"
+    assert bounds["nginx.ingress.kubernetes.io/proxy-send-timeout"] == "60"
     [rule] = ingress["spec"]["rules"]
     [path] = rule["http"]["paths"]
     backend = path["backend"]["service"]
     ports = [p["name"] for p in services[backend["name"]]["spec"]["ports"]]
     assert backend["port"]["name"] in ports
+
+
+def test_operating_md_names_each_bound_the_ingress_carries() -> None:
+    """docs/operating.md's table of the ingress's settings lists every annotation the shipped
+    Ingress carries, with its value, and the ConfigMap settings its comments ask for."""
+    [ingress] = [d for d in k8s_documents() if d["kind"] == "Ingress"]
+    text = (DEPLOY.parent / "docs" / "operating.md").read_text()
+    section = text[text.index("### The Kubernetes ingress") :]
+    rows = {
+        cells[0].strip("` "): cells[2].strip()
+        for line in section.splitlines()
+        if line.startswith("| `") and len(cells := line.strip("|").split("|")) >= 4
+    }
+    for name, value in ingress["metadata"]["annotations"].items():
+        assert rows.get(name) == value, f"{name}: {value} in the manifest, {rows.get(name)} in docs"
+    manifest = (DEPLOY / "k8s" / "ingress.yaml").read_text()
+    for name in ("client-header-timeout", "client-body-timeout", "limit-req-status-code"):
+        assert re.search(rf'^#\s+{name}: "{rows[name]}"', manifest, re.M), name
 
 
 def test_kubernetes_mounts_the_files_its_settings_name() -> None:
@@ -324,6 +349,7 @@ def etc_mailprobe(folder: Path) -> Path:
     certs = ["--hosts", "nats", "--ca-dir", str(folder / "pki"), "--out", str(folder / "tls")]
     assert make_certs.main(certs) == 0
     mint = ["DE", "--conf", str(folder / "agents.conf"), "--seal-dir", str(folder / "seal")]
+    mint += ["--env", str(folder / ".env")]
     assert mint_country.main(mint) == 0
     return folder
 
@@ -392,11 +418,11 @@ def test_nats_configs_are_valid_with_tls_on_and_monitoring_on_loopback(tmp_path:
         assert 'include "agents.conf"' in text
     hub_text = (DEPLOY / "nats" / "hub.conf").read_text()
     assert re.search(r"^leafnodes \{\n  listen: .+\n  tls \{\n", hub_text, re.M)
-    shutil.copy(DEPLOY / "nats" / "agents.conf", tmp_path / "agents.conf")
+    # agents.conf is mint_country's (never committed): as `--refresh` writes it with no user.
+    assert mint_country.main(["--refresh", "--conf", str(tmp_path / "agents.conf")]) == 0
     hub = nats_test(shipped(tmp_path, "hub.conf"))
     assert hub.returncode == 0, hub.stderr
-    # The checked-in agents.conf is exactly what the generator writes for its users.
-    text = (DEPLOY / "nats" / "agents.conf").read_text()
+    text = (tmp_path / "agents.conf").read_text()
     assert render_users_conf(parse_users_conf(text).values()) == text
 
 
@@ -436,18 +462,23 @@ def test_mint_country_writes_a_config_the_server_accepts(
     conf.write_text(render_users_conf([]))
     seal = tmp_path / "seal"
     url = "tls://nats-a:4222,tls://nats-b:4222"
-    common = ["--conf", str(conf), "--seal-dir", str(seal)]
+    env_file = tmp_path / ".env"
+    common = ["--conf", str(conf), "--seal-dir", str(seal), "--env", str(env_file)]
     for name in ("DE", "controller", "us", "subscriber"):
         assert mint_country.main([name, *common, "--nats-url", url]) == 0
     out = capsys.readouterr().out
     users = parse_users_conf(conf.read_text())
     assert list(users) == ["controller", "agent-DE", "agent-US", "subscriber"]  # by account
     assert all(u.password_hash.startswith("$2") and u.minted for u in users.values())
-    urls = re.findall(r"^NATS_URL=(.+)$", out, re.M)
-    assert len(urls) == 4
+    urls = dict(re.findall(r"^(\w+_NATS_URL)=(.+)$", env_file.read_text(), re.M))
+    assert set(urls) == {
+        "AGENT_DE_NATS_URL", "CONTROLLER_NATS_URL", "AGENT_US_NATS_URL", "SUBSCRIBER_NATS_URL"
+    }  # fmt: skip
     assert re.fullmatch(
-        r"tls://agent-DE:[\w-]{40,}@nats-a:4222,tls://agent-DE:[\w-]+@nats-b:4222", urls[0]
+        r"tls://agent-DE:[\w-]{40,}@nats-a:4222,tls://agent-DE:[\w-]+@nats-b:4222",
+        urls["AGENT_DE_NATS_URL"],
     )
+    assert not any(u.split(":")[2].split("@")[0] in out for u in urls.values())  # not printed
     assert "AGENT_COUNTRY=DE" in out
     assert "AGENT_SEAL_KEYS_FILE=/etc/mailprobe/seal/agent-DE.keys" in out
     # The subscriber may create no consumer: it is told what it may do instead.
@@ -478,6 +509,7 @@ def test_mint_country_makes_and_rotates_a_countrys_sealing_keys(
     new key first and keeps the previous one (jobs sealed before it still open), at most two."""
     seal = tmp_path / "seal"
     common = ["--conf", str(tmp_path / "agents.conf"), "--seal-dir", str(seal)]
+    common += ["--env", str(tmp_path / ".env")]
     assert mint_country.main(["FR", *common]) == 0
     private, public = seal / "agent-FR.keys", seal / "public" / "FR.pub"
     assert private.stat().st_mode & 0o777 == 0o600
@@ -496,7 +528,7 @@ def test_mint_country_makes_and_rotates_a_countrys_sealing_keys(
     assert OpeningKeys(after[:1]).ids == {current.id} and len(OpeningKeys(after).ids) == 2
     assert current.id != first.id
     assert parse_users_conf((tmp_path / "agents.conf").read_text())["agent-FR"] == hash_before
-    assert "NATS_URL" not in capsys.readouterr().out  # the password stayed: nothing to show
+    assert "NATS_URL" not in capsys.readouterr().out  # the password stayed: nothing to say
 
     # A country minted before sealing existed gets its key pair, keeping its password.
     private.unlink()
@@ -512,6 +544,7 @@ def test_mint_country_mints_leaf_logins_and_the_leafs_own_config(
     conf = tmp_path / "agents.conf"
     conf.write_text(render_users_conf([]))
     common = ["--conf", str(conf), "--seal-dir", str(tmp_path / "seal")]
+    common += ["--env", str(tmp_path / ".env")]
     assert mint_country.main(["leaf-eu", *common]) == 2
     assert "--countries DE,FR" in capsys.readouterr().err
     assert mint_country.main(["DE", "--countries", "DE", *common]) == 2
@@ -522,13 +555,17 @@ def test_mint_country_mints_leaf_logins_and_the_leafs_own_config(
     url = "nats-leaf://hub.example.net:7422"
     args = [*common, "--hub-leaf-url", url]
     assert mint_country.main(["leaf-eu", "--countries", "fr,de", *args]) == 0
-    out = capsys.readouterr().out
+    leaf_env = tmp_path / "leaf-eu" / "leaf.env"
+    assert leaf_env.stat().st_mode & 0o777 == 0o600
+    out, written = capsys.readouterr().out, leaf_env.read_text()
     for cc in ("DE", "FR"):
-        assert re.search(
-            rf"^NATS_HUB_LEAF_URL_{cc}=nats-leaf://leaf-eu-{cc}:[\w-]{{40,}}@hub.example.net:7422$",
-            out,
+        login = re.search(
+            rf"^NATS_HUB_LEAF_URL_{cc}=nats-leaf://leaf-eu-{cc}:([\w-]{{40,}})@hub.example.net:7422$",
+            written,
             re.M,
         )
+        assert login is not None and login[1] not in out
+    assert "NATS_SERVER_NAME=leaf-eu-1" in written
     users = parse_users_conf(conf.read_text())
     assert {"leaf-eu-DE", "leaf-eu-FR"} <= set(users)
     leaf_text = (tmp_path / "leaf-eu" / "agents.conf").read_text()
@@ -538,8 +575,11 @@ def test_mint_country_mints_leaf_logins_and_the_leafs_own_config(
     assert users["agent-DE"].password_hash in leaf_text  # the agents log in there alike
 
     assert mint_country.main(["leaf-eu", "--countries", "DE,NL", *args]) == 0
-    out = capsys.readouterr().out
-    assert "NATS_HUB_LEAF_URL_NL=" in out and "NATS_HUB_LEAF_URL_DE" not in out
+    out, again = capsys.readouterr().out, leaf_env.read_text()
+    assert "wrote NATS_HUB_LEAF_URL_NL;" in out  # DE's login is kept, and its line; FR's goes
+    de = re.search(r"^NATS_HUB_LEAF_URL_DE=.+$", written, re.M)
+    assert de is not None and de[0] in again.splitlines()
+    assert "NATS_HUB_LEAF_URL_FR" not in again and "NATS_HUB_LEAF_URL_NL=" in again
     changed = parse_users_conf(conf.read_text())
     leaf_text = (tmp_path / "leaf-eu" / "agents.conf").read_text()
     assert "leaf-eu-FR" not in changed and "AGENT_FR" not in leaf_text

@@ -71,7 +71,7 @@ def every_node(port: int) -> list[tuple[str, int]]:
 
 
 def test_every_manifest_parses_and_names_its_kind() -> None:
-    for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
+    for path in sorted((DEPLOY / "k8s").rglob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
             if doc:
                 assert {"apiVersion", "kind", "metadata"} <= doc.keys(), path.name

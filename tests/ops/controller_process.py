@@ -23,10 +23,12 @@ async def controller_serving(
     roles: str,
     ops_port: int,
     nofile: int | None = None,
+    log: list[bytes] | None = None,
     **env: str,
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """The controller serving `roles`, its ops endpoints on 127.0.0.1:`ops_port`; `nofile`: its
-    limit of open files (RLIMIT_NOFILE); `env`: more settings."""
+    limit of open files (RLIMIT_NOFILE); `log`: given, every line it logs is added to it;
+    `env`: more settings."""
 
     def limits() -> None:
         if nofile is not None:
@@ -54,7 +56,7 @@ async def controller_serving(
     )
     # read as it comes (its last lines kept), so a chatty process never blocks on a full pipe
     tail: collections.deque[bytes] = collections.deque(maxlen=TAIL_LINES)
-    reading = asyncio.create_task(_read_into(proc, tail))
+    reading = asyncio.create_task(_read_into(proc, tail, log))
     try:
         yield proc
     finally:
@@ -65,7 +67,11 @@ async def controller_serving(
     assert proc.returncode == 0, b"".join(tail).decode()
 
 
-async def _read_into(proc: asyncio.subprocess.Process, tail: collections.deque[bytes]) -> None:
+async def _read_into(
+    proc: asyncio.subprocess.Process, tail: collections.deque[bytes], log: list[bytes] | None
+) -> None:
     assert proc.stderr is not None
     async for line in proc.stderr:
         tail.append(line)
+        if log is not None:
+            log.append(line)

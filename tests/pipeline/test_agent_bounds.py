@@ -25,6 +25,7 @@ from controller.ingest.ingester import Ingester
 from controller.ingest.job_window import LATE
 from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
+from controller.settings import FleetSettings
 from controller.sidechecks.blocklists import store as lists_db
 from controller.sidechecks.blocklists.rules import BlockList, Fresh
 from shared.messages import Preempt, SmtpCheckJob, encode
@@ -148,7 +149,13 @@ async def test_asks_the_job_did_not_make_do_not_open_its_seal(
     assert status == "up"  # the result itself is kept
 
 
-async def test_without_accept_unsealed_a_result_that_echoes_no_seal_keeps_no_side_facts(
+def test_unsealed_side_facts_are_refused_by_default() -> None:
+    """ACCEPT_UNSEALED_SIDE_FACTS is off unless an operator turns it on (while older agents
+    drain): the serving pipeline's ingester is built from it."""
+    assert msgspec.convert({}, FleetSettings).accept_unsealed_side_facts is False
+
+
+async def test_by_default_a_result_that_echoes_no_seal_keeps_no_side_facts(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
@@ -157,6 +164,9 @@ async def test_without_accept_unsealed_a_result_that_echoes_no_seal_keeps_no_sid
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
+    """An ingester as `serve` builds it by default: a result without its job's sealed asks
+    (an older agent, or one hiding its job) keeps its status but none of its side facts; the
+    drop is logged with its reason (`unsealed`) and counted, never silent."""
     (cc,) = countries.take()
     monitor = await create(api, org)
     payload = forged(job_ids, monitor, cc, utcnow())
@@ -168,14 +178,25 @@ async def test_without_accept_unsealed_a_result_that_echoes_no_seal_keeps_no_sid
         job_ids,
         durable=f"ingest-strict-{uuid.uuid4().hex[:8]}",
         subject=results_subject(cc, "smtp", monitor["publicId"]),
-        accept_unsealed=False,
     )
+    labels = {"side_check": "blocklists", "reason": "unsealed"}
+    before = REGISTRY.get_sample_value("mailprobe_side_check_facts_dropped_total", labels) or 0.0
     try:
         await _publish(js, payload)
-        assert await strict.burst() == 1
+        with capture_logs() as logs:
+            assert await strict.burst() == 1
     finally:
         await strict.close()
     assert await _answers(pipe_pool, cc) == {}
+    after = REGISTRY.get_sample_value("mailprobe_side_check_facts_dropped_total", labels)
+    assert after == before + 1
+    [line] = [e for e in logs if e["event"].startswith("side facts dropped")]
+    assert (line["reason"], line["side_checks"]) == ("unsealed", ["blocklists"])
+    assert line["log_level"] == "warning" and line["job_id"] == payload["jobId"]
+    status = await pipe_pool.fetchval(
+        "SELECT status FROM check_results WHERE job_id = $1", payload["jobId"]
+    )
+    assert status == "up"  # the result itself is kept
 
 
 def test_the_window_is_the_jobs_life() -> None:

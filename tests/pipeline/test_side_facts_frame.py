@@ -17,6 +17,7 @@ from controller.ingest.store import CheckedResult
 from controller.oracles import store as oracles_db
 from shared.dns_canary import DnsCanary
 from shared.messages import CheckResult, encode
+from shared.sidechecks.blocklists import BlocklistAnswer, Reputation
 from shared.sidechecks.mail_dns import MailDns
 from shared.sidechecks.readiness import Readiness
 from shared.timefmt import iso_ms, utcnow
@@ -102,3 +103,19 @@ async def test_readinesss_canaries_move_the_resolvers_health_too(
             "SELECT found FROM dns_canary_answers WHERE country = $1 AND name = $2", cc, lying.name
         )
     assert found is False
+
+
+async def test_a_redelivered_blocklist_result_is_not_counted_again(
+    api: httpx.AsyncClient, org: Tenant, pipe_pool: asyncpg.Pool, countries: Countries
+) -> None:
+    """The blocklists keep their facts their own way (answers per list and name, names per
+    monitor and country): a redelivered result writes nothing there, and is counted once."""
+    (cc,) = countries.take(1)
+    monitor = await create(api, org, mailDomain=DOMAIN)
+    asked = BlocklistAnswer(zone="zen.spamhaus.org", name="192.0.2.7", a=[])
+    facts = Reputation(names={"192.0.2.7": "host"}, answers=[asked])
+    sent = _result(monitor["publicId"], cc, str(uuid.uuid4()), "up", "a", blocklists=facts)
+    before = _counted("blocklists")
+    await _store(pipe_pool, sent)
+    await _store(pipe_pool, sent)  # redelivered
+    assert _counted("blocklists") == before + 1

@@ -145,6 +145,7 @@ async def test_the_command_runs_until_interrupted(nats_url: str) -> None:
     assert proc.stderr is not None  # it said it was listening, on stderr (stdout is results)
     said = (await proc.stderr.read()).decode()
     assert f"following mon.results.*.*.{monitor} on {nats_url}" in said, said
+    assert "monitor names are not shown: set MAILPROBE_TOKEN" in said, said
 
 
 async def _first_line(stdout: asyncio.StreamReader, nc: NATS, monitor: str) -> bytes:
@@ -236,7 +237,40 @@ async def test_a_monitor_is_followed_by_its_name(
         await nc.close()
         proc.send_signal(signal.SIGINT)
         await asyncio.wait_for(proc.wait(), 10)
-    assert f"KE smtp {mine} up 12ms 220 ready" in out.decode()
+    assert f'KE smtp {mine} "Edge relay" up 12ms 220 ready' in out.decode()
+
+
+@pytest.mark.timeout(90)
+async def test_every_line_names_its_monitor_when_the_token_may_read_it(
+    nats_url: str, api_url: str, tenant: Tenant, pool: asyncpg.Pool
+) -> None:
+    """Without `--monitor`, each line shows the monitor's name beside its id, asked of the API
+    with MAILPROBE_TOKEN, quoted as a JSON string (a name's own quotes escaped, so it never
+    runs into the status after it); another organization's monitor shows its id alone."""
+    mine = await _smtp_monitor(api_url, tenant, 'Edge "relay" Zürich', tenant.customer_public_id)
+    theirs = await make_tenant(pool)
+    other = await _smtp_monitor(api_url, theirs, "Their relay", theirs.customer_public_id)
+    env = {
+        "NATS_URL": nats_url,
+        "MAILPROBE_API": api_url,
+        "MAILPROBE_TOKEN": tenant.tokens["readonly"],
+    }
+    proc = await _tail("--country", "KE", env=env)
+    assert proc.stdout is not None and proc.stderr is not None
+    nc = await nats.connect(nats_url)
+    try:
+        first = await _first_line(proc.stdout, nc, other)
+        await nc.publish(results_subject("KE", "smtp", mine), encode(result("KE", mine, "up")))
+        await nc.flush()
+        while mine not in (named := (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()):
+            pass
+    finally:
+        await nc.close()
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.wait(), 10)
+    assert f"KE smtp {other} up 12ms" in first.decode()
+    assert f'KE smtp {mine} "Edge \\"relay\\" Zürich" up 12ms 220 ready' in named
+    assert "not shown" not in (await proc.stderr.read()).decode()
 
 
 # Three command starts, each allowed 30 s on a loaded host.
@@ -321,7 +355,8 @@ async def test_an_outage_of_nats_is_one_reconnecting_line_and_one_reconnected(
         proc.send_signal(signal.SIGINT)
         await asyncio.wait_for(proc.wait(), 10)
         said = await _stderr_lines(proc)
-        assert said[1:] == [
+        assert said[1].startswith("monitor names are not shown: set MAILPROBE_TOKEN"), said
+        assert said[2:] == [
             f"lost NATS at {server.url}; reconnecting (Ctrl-C stops)",
             f"reconnected to NATS at {server.url}",
         ], said
@@ -340,7 +375,7 @@ async def test_an_outage_of_nats_is_one_reconnecting_line_and_one_reconnected(
         proc.send_signal(signal.SIGINT)
         await asyncio.wait_for(proc.wait(), 10)
         said = await _stderr_lines(proc)
-        assert len(said) == 2 and "Traceback" not in "\n".join(said), said
+        assert len(said) == 3 and "Traceback" not in "\n".join(said), said
         assert said[0].startswith(f"cannot reach NATS at {server.url} ("), said
         assert said[0].endswith("); trying until it answers (Ctrl-C stops)"), said
         assert said[1].startswith("following "), said

@@ -3,6 +3,8 @@ tests/oauth2/), read by the product over IMAPS with an OAuth2 login (XOAUTH2) an
 each message's reports stored or rejected with a reason, every message moved to the folder the
 product names, none read twice."""
 
+from datetime import timedelta
+
 import asyncpg
 import httpx
 import pytest
@@ -10,9 +12,10 @@ import trustme
 from prometheus_client import REGISTRY
 
 from controller.notify.links import Links
-from controller.reports import mailbox
+from controller.reports import intake, mailbox
 from controller.reports.mailbox import ReportMailbox
 from shared.secret import Secret
+from shared.timefmt import utcnow
 from testkit.oauth2.dovecot import Dovecot
 from testkit.oauth2.postfix import Postfix
 from testkit.reports import made
@@ -93,6 +96,11 @@ async def test_reports_mailed_through_postfix_are_read_from_dovecot_and_moved(
     r = await http.get("/api/rejected-reports", headers=tenant.auth("readonly"))
     assert sorted(x["reason"] for x in r.json()) == ["bomb", "domain_not_monitored", "no_report"]
     assert all(x["via"] == "mail" for x in r.json())
+    # a mailed report's sender: its From domain (controller/reports/senders.py)
+    senders = await pool.fetch(
+        "SELECT sender FROM reports WHERE organization_id = $1", tenant.org_id
+    )
+    assert [s["sender"] for s in senders] == ["mail google.example"] * 2
 
 
 async def test_a_wrong_login_is_a_mailbox_error_naming_it(
@@ -114,3 +122,50 @@ async def test_a_wrong_login_is_a_mailbox_error_naming_it(
     )
     with pytest.raises(mailbox.MailboxError, match="cannot connect"):
         await mailbox.read(pool, untrusted, Links())
+
+
+async def test_mailed_reports_refused_count_against_their_domains_hour(
+    http: httpx.AsyncClient,
+    pool: asyncpg.Pool,
+    tenant: Tenant,
+    domain: str,
+    imap_pop: Dovecot,
+    submission: Postfix,
+    mail_ca: trustme.CA,
+) -> None:
+    """Mailed reports refused by the parser (`malformed`, counted against the domain their
+    message names: its `Report Domain:` subject) or after it (`too_old`, against the domain
+    they are about) spend the domain's REPORTS_PER_HOUR as at the HTTPS address: once it is
+    spent, the domain's next mailed report is refused (`too_many_reports`), before any parser
+    is used. Unfixed, mail refusals counted nothing and the fifth report was stored."""
+    await _monitor(http, tenant, domain)
+    old = utcnow() - timedelta(days=400)
+    subject = f"Report Domain: {domain} Submitter: google.com Report-ID: <{{}}>"
+    name = f"google.com!{domain}!1!2!{{}}.json.gz"
+    tls = "application/tlsrpt+gzip"
+    messages = [message(subject.format(i), [(b"{not json", tls, name.format(i))]) for i in (1, 2)]
+    messages += [
+        message(
+            subject.format(i),
+            [(made.tls_gzip(made.tls_json(domain, begins=old, report_id=f"old-{i}")), tls, name)],
+        )
+        for i in (3, 4)
+    ]
+    messages.append(message(subject.format(5), [(made.tls_gzip(made.tls_json(domain)), tls, "")]))
+    await send(submission, imap_pop, mail_ca, messages)
+    await delivered(imap_pop, len(messages))
+    box = ReportMailbox(
+        organization_id=tenant.org_id,
+        host="127.0.0.1",
+        port=imap_pop.ports["imaps"],
+        user=USER,
+        password=Secret(imap_pop.issuer.issue(USER)),
+        mechanism="XOAUTH2",
+        ca_pem=mail_ca.cert_pem.bytes().decode(),
+        limits=intake.Limits(reports_per_hour=4),
+    )
+    done = await mailbox.read(pool, box, Links())
+    assert (done.messages, done.stored, done.rejected) == (5, 0, 5)
+    r = await http.get("/api/rejected-reports", headers=tenant.auth("readonly"))
+    reasons = [x["reason"] for x in sorted(r.json(), key=lambda x: x["at"])]
+    assert reasons == ["malformed", "malformed", "too_old", "too_old", "too_many_reports"]

@@ -379,8 +379,9 @@ async def test_a_reporters_message_is_within_the_mime_bounds() -> None:
         "Report domain: example.com",
         [(report, "application/zip", "google.com!example.com!1!2.zip")],
     )
-    where, parts = await SANDBOX.run(mail.opened, bytes(message))
+    where, parts, named, sender = await SANDBOX.run(mail.opened, bytes(message))
     assert parts == [report] and where.startswith("mail from"), where
+    assert (named, sender) == ("example.com", "google.example")
 
 
 async def test_readers_change_nothing_and_another_organization_reads_nothing(
@@ -521,3 +522,89 @@ async def test_a_flood_under_many_names_leaves_a_genuine_reporter_its_share(
         assert sum(now.values()) <= kept.rows_kept
     nxt = await take("Google LLC", [1, 1], today - timedelta(days=1))
     assert nxt.stored, nxt
+
+
+async def test_a_reporter_that_has_sent_for_days_keeps_its_days_whatever_names_strangers_invent(
+    https: httpx.AsyncClient, pool: asyncpg.Pool, tenant: Tenant, domain: str
+) -> None:
+    """A genuine reporter that sent on three days (from one sender) is established: a
+    stranger flooding reports of today under a new name each time pushes out only its own
+    names' rows, and claiming the genuine reporter's name from its own sender cannot drop the
+    genuine days either; the genuine reporter's next report is stored (only its own sender's
+    reports make room from its days). Unfixed, every new name lowered the genuine reporter's
+    share, and its days went."""
+    await _monitor(https, tenant, domain)
+    kept = intake.Limits(rows_kept=24)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    genuine, forged = "https 192.0.2.0/24", "https 198.51.100.0/24"
+
+    async def take(
+        reporter: str, counts: list[int], day: datetime, sender: str, back: int = 0
+    ) -> intake.Taken:
+        data = _report(domain, reporter, counts, day)
+        return await intake.take(
+            pool,
+            tenant.org_id,
+            data,
+            "https",
+            "t",
+            Links(),
+            domain,
+            "tls",
+            kept,
+            sender=sender,
+            now=datetime.now(UTC) - timedelta(days=back),
+        )
+
+    async def held() -> dict[str, set[str]]:
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT DISTINCT reporter, day::text FROM report_items"
+                " WHERE organization_id = $1 AND domain = $2",
+                tenant.org_id,
+                domain,
+            )
+        found: dict[str, set[str]] = {}
+        for r in rows:
+            found.setdefault(r["reporter"], set()).add(r["day"])
+        return found
+
+    for back in (3, 2, 1):  # sent on three days, 4 rows each
+        taken = await take("Google LLC", [1, 1], today - timedelta(days=back + 1), genuine, back)
+        assert taken.stored, taken
+    days = (await held())["Google LLC"]
+    assert len(days) == 3
+    for i in range(12):  # 4 rows each, under a new name each time
+        await take(f"Forger {i}", [1, 1], today, forged)
+        assert (await held())["Google LLC"] == days, i
+    claimed = await take("Google LLC", [1] * 6, today, forged)
+    assert (claimed.stored, claimed.reason) == (False, "rows_kept_full"), claimed
+    assert (await held())["Google LLC"] == days
+    nxt = await take("Google LLC", [1, 1], today - timedelta(days=1), genuine)
+    assert nxt.stored, nxt
+    # the others within their share, its own oldest day made room
+    assert (await held())["Google LLC"] == days - {min(days)} | {_day(today, 1)}
+
+
+async def test_a_report_posted_is_bound_to_its_senders_network(
+    https: httpx.AsyncClient,
+    stranger: httpx.AsyncClient,
+    pool: asyncpg.Pool,
+    tenant: Tenant,
+    domain: str,
+) -> None:
+    """A report POSTed to a domain's address is its declared name and the network it came
+    from (the client's /24), which the poster cannot choose as it chooses a name."""
+    await _monitor(https, tenant, domain)
+    path = await _address(https, tenant, domain, str(https.base_url))
+    r = await stranger.post(path, content=_report(domain, "Google LLC", [1]), headers=JSON)
+    assert r.status_code == 200, r.text
+    async with pool.acquire() as conn:
+        sender = await conn.fetchval(
+            "SELECT sender FROM reports WHERE organization_id = $1", tenant.org_id
+        )
+    assert sender == "https 127.0.0.0/24"
+
+
+def _day(today: datetime, back: int) -> str:
+    return (today - timedelta(days=back)).date().isoformat()

@@ -96,3 +96,22 @@ async def test_a_report_burst_during_an_outage_is_its_evidence_not_pages(
     body = made.tls_gzip(made.tls_json(domain, report_id="after", failures=other))
     assert (await https.post(path, content=body, headers=GZIP)).status_code == 200
     assert await _report_notices(pool, monitor) >= 1
+
+
+async def test_a_report_finding_two_monitors_show_during_an_outage_is_one_evidence(
+    https: httpx.AsyncClient, pool: asyncpg.Pool, tenant: Tenant, domain: str
+) -> None:
+    """Two monitors of the MX name the domain (issue 80): the report's one fact is one row of
+    the open incident's evidence, and no page."""
+    common = {"mailDomain": domain, "notificationEmail": f"ops@{domain}"}
+    smtp = await create(https, tenant, hostname=f"mx1.{domain}", port=25, **common)
+    smtps = await create(https, tenant, hostname=f"mx1.{domain}", port=465, **common)
+    flow_id = await _outage(pool, tenant, smtp)
+    path = await _address(https, tenant, domain, str(https.base_url))
+    body = made.tls_gzip(made.tls_json(domain, report_id="shared"))
+    assert (await https.post(path, content=body, headers=GZIP)).status_code == 200
+    assert await _report_notices(pool, smtp) + await _report_notices(pool, smtps) == 0
+    evidence = await pool.fetch(
+        "SELECT source, summary FROM flow_incident_evidence WHERE flow_incident_id = $1", flow_id
+    )
+    assert [e["source"] for e in evidence] == ["report"], [e["summary"] for e in evidence]

@@ -268,8 +268,9 @@ async def test_the_stored_window_is_the_reference_window(
                 (domain,),
                 tuple(rows),
             )
+            summed = db.summed(report)
             await db.insert(
-                conn, tenant.org_id, report, db.summed(report), digest(report), "mail", 1
+                conn, tenant.org_id, report, summed, digest(report), "mail", 1, "", utcnow()
             )
         stored = await db.window(conn, tenant.org_id, domain, (today - timedelta(days=7)).date())
         raise_ = ReportSettings(tls_failures_min=1, dmarc_failures_min=1, dmarc_unknown_min=1)

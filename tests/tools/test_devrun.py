@@ -4,6 +4,7 @@ file beside the admin password, readable by its owner only; the migrations it ap
 nothing at its default WARNING."""
 
 import asyncio
+import json
 import os
 import socket
 import stat
@@ -227,9 +228,19 @@ async def test_the_token_outlives_a_restart_while_it_has_a_day_left(database_url
 async def test_dev_nats_nodes_starts_a_cluster_holding_the_streams_on_every_node(
     tmp_path: Path,
 ) -> None:
-    """DEV_NATS_NODES=3 make run: three servers, NATS_URL naming each, the streams R3."""
+    """DEV_NATS_NODES=3 make run: three servers, NATS_URL naming each, the streams R3; a
+    restart takes the same ports again (kept in .run/ports.json)."""
     env = {"DEV_NATS_NODES": "3"}
-    procs = await asyncio.to_thread(devrun.start_nats, env, tmp_path)
+    kept = devrun.Ports.load(tmp_path)
+    procs = await asyncio.to_thread(devrun.start_nats, env, tmp_path, None, kept)
+    assert len(kept.picked) == 9
+    for proc in procs:
+        embedded.stop(proc)
+    first = env.pop("NATS_URL")
+    procs = await asyncio.to_thread(
+        devrun.start_nats, env, tmp_path, None, devrun.Ports.load(tmp_path)
+    )
+    assert env["NATS_URL"] == first
     try:
         assert len(procs) == 3 and len(env["NATS_URL"].split(",")) == 3
         assert env["STREAM_REPLICAS"] == "3"
@@ -243,3 +254,81 @@ async def test_dev_nats_nodes_starts_a_cluster_holding_the_streams_on_every_node
     finally:
         for proc in procs:
             embedded.stop(proc)
+
+
+def _listening(port: int = 0) -> socket.socket:
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", port))
+    holder.listen()
+    return holder
+
+
+def test_a_restart_takes_the_ports_the_last_run_kept_while_they_are_free(tmp_path: Path) -> None:
+    """With the defaults busy the first run picks free ports and keeps them in .run/ports.json;
+    the next run takes the same ones although the defaults are free again (the README's
+    monitor of the sink, the TLS-RPT address and console links keep working)."""
+    with _listening() as api_default, _listening() as sink_default:
+        first = devrun.Ports.load(tmp_path)
+        api = first.take("API", api_default.getsockname()[1])
+        sink = first.take("alert sink SMTP", sink_default.getsockname()[1])
+        assert api != api_default.getsockname()[1] and sink != sink_default.getsockname()[1]
+        defaults = api_default.getsockname()[1], sink_default.getsockname()[1]
+    again = devrun.Ports.load(tmp_path)
+    assert (again.take("API", defaults[0]), again.take("alert sink SMTP", defaults[1])) == (
+        api,
+        sink,
+    )
+    assert again.moved == []
+    assert json.loads((tmp_path / devrun.PORTS).read_text()) == {
+        "API": api,
+        "alert sink SMTP": sink,
+    }
+
+
+def test_a_kept_port_another_program_took_moves_and_the_run_says_so(tmp_path: Path) -> None:
+    (tmp_path / devrun.PORTS).write_text("{}")
+    first = devrun.Ports.load(tmp_path)
+    api = first.take("API", embedded.free_port())
+    nats_port = first.take("NATS", embedded.free_port())
+    with _listening(api):
+        again = devrun.Ports.load(tmp_path)
+        moved = again.take("API", nats_port)  # its default is NATS's kept port: not that one
+    assert moved not in (api, nats_port)
+    assert again.take("NATS", 4222) == nats_port
+    assert again.moved == [
+        f"API: port {api} (kept in .run/ports.json) is in use by another program, so moved to"
+        f" {moved}; whatever names {api} must change"
+    ]
+    assert devrun.Ports.load(tmp_path).kept["API"] == moved
+    banner = devrun.moved(again)  # said again in the banner, which stays on screen
+    assert banner.startswith("\n  Moved this run") and again.moved[0] in banner
+    assert devrun.moved(devrun.Ports.load(tmp_path)) == ""
+
+
+def test_an_unreadable_ports_file_keeps_nothing(tmp_path: Path) -> None:
+    (tmp_path / devrun.PORTS).write_text('{"API": "8080", "NATS": 99999, "sink": [1]}')
+    assert devrun.Ports.load(tmp_path).kept == {}
+    (tmp_path / devrun.PORTS).write_text("not json")
+    assert devrun.Ports.load(tmp_path).kept == {}
+
+
+def test_the_shell_env_file_sets_the_walkthrough_variables_for_its_owner_only(
+    tmp_path: Path,
+) -> None:
+    sink = devrun.sink_env({}, 2600, 8600)
+    path = devrun.write_shell_env(tmp_path, "http://127.0.0.1:28092", "mp_x'y", sink, 2600, 8600)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    shown = subprocess.run(
+        ["bash", "-c", f'source {path}; echo "$API|$CONSOLE|$TOKEN|$SINK|$SINK_SMTP_PORT"'],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert shown == (
+        "http://127.0.0.1:28092|http://127.0.0.1:28092/console/|mp_x'y|http://127.0.0.1:8600|2600\n"
+    )
+    relayed = devrun.sink_env(
+        {"NOTIFY_SMTP_URL": "smtp://r", "NOTIFY_SMS_WEBHOOK_URL": "http://s"}, 1, 2
+    )
+    text = devrun.write_shell_env(tmp_path, "http://127.0.0.1:1", "t", relayed, 0, 0).read_text()
+    assert "SINK" not in text

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from agent.settings import AgentSettings
 from agent.sidechecks import SIDE_CHECKS
@@ -257,3 +258,70 @@ def test_the_report_refusals_counted_unread_are_the_ones_docs_api_md_lists() -> 
     assert (
         counted == listed == {"too_large", "unsupported_type", "too_slow", "rate_limited", "busy"}
     )
+
+
+# A prose paragraph longer than this is a wall a reader skips: split it, or make it a table or a
+# list. Tables, code blocks and headings are not prose; each list item is a paragraph of its own.
+PARAGRAPH_MAX = 1200
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+\.)\s")
+
+
+def prose_paragraphs(text: str) -> list[tuple[int, str]]:
+    """(first line, text with its lines joined) of each prose paragraph of a Markdown text."""
+    found: list[tuple[int, str]] = []
+    lines: list[str] = []
+    start, fenced = 0, False
+
+    def close() -> None:
+        if lines:
+            found.append((start, " ".join(line.strip() for line in lines)))
+            lines.clear()
+
+    for number, line in enumerate(text.splitlines(), 1):
+        bare = line.strip()
+        if bare.startswith("```"):
+            close()
+            fenced = not fenced
+            continue
+        if fenced or not bare or bare.startswith(("|", "#", "<!--")) or _LIST_ITEM.match(line):
+            close()
+            if fenced or not bare or bare.startswith(("|", "#", "<!--")):
+                continue
+        if not lines:
+            start = number
+        lines.append(line)
+    close()
+    return found
+
+
+@pytest.mark.parametrize(
+    ("text", "paragraphs"),
+    [
+        ("One.\nTwo.\n\nThree.", [(1, "One. Two."), (4, "Three.")]),
+        (
+            "Intro:\n- a\n  b\n- c\n\n  more of c",
+            [(1, "Intro:"), (2, "- a b"), (4, "- c"), (6, "more of c")],
+        ),
+        ("| a | b |\n| --- | --- |\n\n```sh\nlong\n```\n# Title\nText", [(8, "Text")]),
+        (
+            "<!-- x:start -->\nkept\n1. first\n2. second",
+            [(2, "kept"), (3, "1. first"), (4, "2. second")],
+        ),
+    ],
+)
+def test_prose_paragraphs_are_told_from_tables_code_and_list_items(
+    text: str, paragraphs: list[tuple[int, str]]
+) -> None:
+    assert prose_paragraphs(text) == paragraphs
+
+
+def test_no_prose_paragraph_is_a_wall() -> None:
+    """The README and every page of docs/ are read once by an operator: no prose paragraph is
+    longer than PARAGRAPH_MAX characters (issue 84)."""
+    walls = [
+        f"{path.relative_to(ROOT)}:{line} ({len(paragraph)} characters): {paragraph[:60]}…"
+        for path in [README, *sorted(DOCS.glob("*.md"))]
+        for line, paragraph in prose_paragraphs(path.read_text())
+        if len(paragraph) > PARAGRAPH_MAX
+    ]
+    assert not walls, "split these into short paragraphs, a list or a table:\n" + "\n".join(walls)

@@ -133,3 +133,14 @@ def test_connections_are_capped_per_address_and_per_replica() -> None:
     assert caps.admit("198.51.100.7") is Admit.REPLICA_FULL
     caps.release("10.1.2.3")
     assert (caps.admit("198.51.100.7"), caps.total) == (Admit.YES, 5)
+
+
+def test_an_ipv6_client_is_capped_by_its_64() -> None:
+    """One subscriber's /64 holds one address's connections, however many of its addresses it
+    connects from; another /64 has its own."""
+    caps = ConnectionCaps(replica=100, per_address=2, trusted=[])
+    same = ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"]
+    assert [caps.admit(a) for a in same] == [Admit.YES, Admit.YES, Admit.ADDRESS_FULL]
+    assert caps.admit("2001:db8:1:3::1") is Admit.YES
+    caps.release("2001:db8:1:2::2")
+    assert caps.admit("2001:db8:1:2::9") is Admit.YES

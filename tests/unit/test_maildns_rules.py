@@ -69,7 +69,9 @@ def test_a_well_configured_domain_judges_every_code_and_raises_none() -> None:
         ({"dmarc": [], "dmarc_walk": [DmarcLookup(name="test", records=[])]}, {"dmarc_missing"}),
         ({"dmarc": ["v=DMARC1; rua=mailto:d@example.test"]}, {"dmarc_invalid"}),
         ({"dmarc": ["v=DMARC1; p=block"]}, {"dmarc_invalid"}),
-        ({"dmarc": ["v=DMARC1; p=none; pct=150"]}, {"dmarc_invalid"}),
+        ({"dmarc": ["v=DMARC1; p=none; pct=150"]}, set()),  # no tag now: readiness says obsolete
+        ({"dmarc": ["v=DMARC1; p=none; t=maybe"]}, {"dmarc_invalid"}),
+        ({"dmarc": ["v=DMARC1; p=reject; np=block"]}, {"dmarc_invalid"}),
         ({"dmarc": ["v=DMARC1; p=none; aspf=x"]}, {"dmarc_invalid"}),
         ({"dmarc": ["v=DMARC1; p=none", "v=DMARC1; p=reject"]}, {"dmarc_invalid"}),
         ({"dmarc": ["v=DMARC1; p=none; rua=nowhere"]}, {"dmarc_invalid"}),

@@ -2,9 +2,11 @@
 (controller.notify.breaker), as tables: which due notifications take the free senders, and
 when a channel's notifications wait; the settings that size them."""
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
-from controller.notify.breaker import Breakers
+from controller.notify.breaker import CLOSED, Breaker, is_open
 from controller.notify.fair_share import Due, Usage, choose, org_cap
 from controller.notify.outbox import ORG_SHARE, SENDERS
 from controller.settings import ControllerSettings
@@ -81,6 +83,9 @@ def test_usage_is_halved_every_half_life() -> None:
     assert usage.of(A, 120.0) == 0.0
 
 
+T0 = datetime(2026, 11, 28, 23, 59, 30, tzinfo=UTC)
+
+
 @pytest.mark.parametrize(
     ("events", "now", "open_"),
     [
@@ -97,23 +102,21 @@ def test_usage_is_halved_every_half_life() -> None:
     ],
 )
 def test_a_channels_breaker(events: list[tuple[str, float]], now: float, open_: list[int]) -> None:
-    breakers = Breakers(failures=3, open_s=60, max_open_s=900)
+    breaker = Breaker(failures=3, open_s=60, max_open_s=900)
+    state = CLOSED
     for what, at in events:
-        if what == "failed":
-            breakers.failed(7, at)
-        else:
-            breakers.delivered(7)
-    assert breakers.open(now) == open_
+        state = breaker.failed(state, T0 + timedelta(seconds=at)) if what == "failed" else CLOSED
+    assert ([7] if is_open(state, T0 + timedelta(seconds=now)) else []) == open_
 
 
 def test_a_breaker_stays_open_at_most_max_open_s() -> None:
-    breakers = Breakers(failures=1, open_s=60, max_open_s=900)
-    at = 0.0
+    breaker = Breaker(failures=1, open_s=60, max_open_s=900)
+    state, at = CLOSED, 0.0
     for _ in range(10):
-        breakers.failed(7, at)
+        state = breaker.failed(state, T0 + timedelta(seconds=at))
         at += 1000
-    assert breakers.open(at - 1000 + 899) == [7]
-    assert breakers.open(at - 1000 + 901) == []
+    assert is_open(state, T0 + timedelta(seconds=at - 1000 + 899))
+    assert not is_open(state, T0 + timedelta(seconds=at - 1000 + 901))
 
 
 @pytest.mark.parametrize(

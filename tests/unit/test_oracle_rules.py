@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from controller.operator_health.rules import HOLD, Stored, step
-from controller.oracles.rules import RESOLVER, Health, fix, resolver_health
+from controller.oracles.rules import BEHIND, RESOLVER, Health, fix, resolver_health, root_cause
 from shared.dns_canary import DEFAULT_CANARIES, Canary, DnsCanary, capped, parse_dns_canaries
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -96,6 +96,46 @@ def test_an_oracle_bad_in_turns_of_two_ways_is_told_once_it_held_bad() -> None:
         if change is not None:
             told.append((minute, change))
     assert told == [(int(HOLD / timedelta(minutes=1)), "unhealthy")]
+
+
+ZEN = "zen.spamhaus.org"
+
+
+@pytest.mark.parametrize(
+    ("resolver", "through", "zen", "quiet"),
+    [
+        # a resolver not believed, the lists asked through it: not judged apart, not told
+        (BAD, {"DE"}, Health("unknown", f"{BEHIND} (NXDOMAIN)"), True),
+        (Health("unknown", "timed out"), {"DE"}, Health("unknown", f"{BEHIND} (timed out)"), True),
+        # the lists asked through a resolver of their own, or an older agent's (not known)
+        (BAD, set(), BAD, False),
+        # a resolver believed: each list judged on its own
+        (GOOD, {"DE"}, BAD, False),
+        (Health("unchecked"), {"DE"}, BAD, False),
+    ],
+)
+def test_root_cause_first(resolver: Health, through: set[str], zen: Health, quiet: bool) -> None:
+    judged = {(RESOLVER, "DE"): resolver, (ZEN, "DE"): BAD, (ZEN, "US"): BAD}
+    now, quiet_keys = root_cause(judged, through)
+    assert now[(ZEN, "DE")] == zen and now[(RESOLVER, "DE")] == resolver
+    assert now[(ZEN, "US")] == BAD  # another country's resolver is not this one
+    assert quiet_keys == ({(ZEN, "DE")} if quiet else set())
+    if quiet:  # its fix is the resolver's, never a Spamhaus key
+        assert fix(ZEN, now[(ZEN, "DE")].reason) == fix(RESOLVER)
+
+
+def test_a_quiet_change_is_told_once_it_outlasts_its_root_cause() -> None:
+    """A list behind a broken resolver is never told while it is quiet; once the resolver is
+    believed again and the list is still bad, it is told (its bad spell held long since)."""
+    s, told = step(None, BAD, T0, quiet=True)
+    s, told = step(s, BAD, T0 + HOLD * 2, quiet=True)
+    assert told is None and s.told == "healthy" and s.state == "unhealthy"
+    s, told = step(s, BAD, T0 + HOLD * 3)
+    assert told == "unhealthy"
+    quiet, told = step(None, BAD, T0, quiet=True)
+    back, told2 = step(quiet, GOOD, T0 + HOLD * 2)
+    back, told3 = step(back, GOOD, T0 + HOLD * 4)
+    assert told is told2 is told3 is None  # recovered with its root cause: nothing to tell
 
 
 def test_unchecked_is_never_told() -> None:

@@ -70,6 +70,16 @@ BAD = [
     ("XML that is no feedback", lambda: b"<html/>", "malformed"),
     ("XML not well-formed", lambda: b"<feedback><report", "malformed"),
     (
+        "a byte not of UTF-8 in the domain",
+        lambda: made.dmarc_xml(DOMAIN).replace(b"<domain>", b"<domain>\x91", 1),
+        "malformed",
+    ),
+    (
+        "a root other than <feedback> inside <xs:schema>",
+        lambda: b"<xs:schema><html><report_metadata/></html></xs:schema>",
+        "malformed",
+    ),
+    (
         "a TLS date range ending before it begins",
         lambda: _tls(range_text=("2026-01-02T00:00:00Z", "2026-01-01T00:00:00Z")),
         "bad_date_range",
@@ -246,6 +256,18 @@ def test_a_zip_member_of_a_method_not_read_is_refused_by_name_unopened() -> None
         ),
         ("a byte order mark and white space", lambda x: b"\xef\xbb\xbf \n\t" + x.lstrip()),
         ("a namespace", lambda x: x.replace(b"<feedback>", b'<feedback xmlns="urn:x">', 1)),
+        ("text after its end", lambda x: x + b"\r\n--boundary--\r\n<junk"),
+        (
+            "an <xs:schema> around it, never closed",
+            lambda x: x.replace(b"<feedback>", b'<xs:schema xmlns:xs="urn:xs"><feedback>', 1),
+        ),
+        ("a byte not of UTF-8 in a leaf not read", lambda x: x.replace(b"</p>", b"\x91</p>", 1)),
+        (
+            "a Latin-1 document, declared so",
+            lambda x: x.replace(b'encoding="UTF-8"', b'encoding="ISO-8859-1"').replace(
+                b"</p>", b"\xe9</p>", 1
+            ),
+        ),
     ],
 )
 def test_a_dmarc_report_packed_as_reporters_pack_it_parses(what: str, pack: object) -> None:

@@ -1,6 +1,7 @@
 """The report rules (controller/sidechecks/reports/rules.py) as tables: a window's counts and an
 organization's thresholds → the verdict on each report finding, its detail and the items it was
-raised for; when a verdict is news; which network a source address counts in."""
+raised for; when a verdict is news; which network a source address counts in; which monitors a
+domain's finding is shown on."""
 
 import pytest
 
@@ -12,12 +13,16 @@ from controller.sidechecks.reports.rules import (
     FRESH,
     TLS_FAILURES,
     Count,
+    Failure,
     ReportSettings,
     Verdict,
     Verdicts,
+    Window,
+    concerns,
     fresh,
     judge,
     network,
+    shown_on,
     told,
     window,
 )
@@ -317,3 +322,54 @@ def test_a_reports_items_that_may_be_news_are_its_largest_failures() -> None:
     assert len(new.tls) == FRESH
     assert "certificate-expired|mx0.example.com" in new.tls
     assert "certificate-expired|mx1499.example.com" not in new.tls
+
+
+@pytest.mark.parametrize(
+    ("code", "monitor_type", "shown"),
+    [
+        (TLS_FAILURES, "smtp", True),
+        (TLS_FAILURES, "roundtrip", True),
+        (TLS_FAILURES, "imap", False),
+        (TLS_FAILURES, "pop3", False),
+        (DMARC_FAILURES, "smtp", True),
+        (DMARC_FAILURES, "roundtrip", True),
+        (DMARC_FAILURES, "imap", False),
+        (DMARC_UNKNOWN, "smtp", True),
+        (DMARC_UNKNOWN, "roundtrip", True),
+        (DMARC_UNKNOWN, "pop3", False),
+        ("certificate_expired", "smtp", False),  # not a report finding
+    ],
+)
+def test_a_report_finding_concerns_smtp_monitors_and_round_trips(
+    code: str, monitor_type: str, shown: bool
+) -> None:
+    assert concerns(code, monitor_type) is shown
+
+
+MONITORS = [
+    (1, "smtp", "mx1.example.com"),
+    (2, "smtp", "mail.example.com"),  # submission, not an MX
+    (3, "roundtrip", "MX1.example.com."),  # sends through mx1
+    (4, "imap", "mx1.example.com"),
+    (5, "pop3", "mail.example.com"),
+]
+
+
+def _failing(*mxs: str) -> Window:
+    return Window(10, 10, tuple(Failure("starttls-not-supported", mx, "", 1, ("r",)) for mx in mxs))
+
+
+@pytest.mark.parametrize(
+    ("code", "seen", "shown"),
+    [
+        (TLS_FAILURES, _failing("mx1.example.com", "mx2.example.com"), {1, 3}),
+        (TLS_FAILURES, _failing("mx9.example.com"), {1, 2, 3}),  # no monitor at that MX
+        (TLS_FAILURES, _failing(""), {1, 2, 3}),  # no MX named
+        (DMARC_FAILURES, _failing("mx1.example.com"), {1, 2, 3}),  # every sender
+        (DMARC_UNKNOWN, Window(), {1, 2, 3}),
+    ],
+)
+def test_a_report_finding_is_shown_on_the_monitors_it_concerns(
+    code: str, seen: Window, shown: set[int]
+) -> None:
+    assert shown_on(code, MONITORS, seen) == shown

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import msgspec
+import pytest
 from prometheus_client import generate_latest
 
 import agent.sidechecks
@@ -21,6 +22,7 @@ from agent.sidechecks import relay as agent_relay
 from controller.ingest import store as results_store  # noqa: F401  (what the ingester loads)
 from controller.posture.rules import CODES
 from controller.sidechecks import facts_store
+from controller.sidechecks.findings import DOMAIN_FACTS, domain_facts
 from controller.sidechecks.registry import SIDE_CHECKS, WIRED
 from controller.web.api.results import CheckResultOut
 from shared.messages import SmtpCheckJob, SmtpConfig
@@ -111,3 +113,16 @@ def test_the_relay_test_runs_when_its_side_check_asks_and_only_then() -> None:
     for job, ask, runs in ((on, None, False), (off, RelayAsk(), True), (on, RelayAsk(), True)):
         prepared = agent_relay.prepare(job, ask)
         assert isinstance(prepared, SmtpCheckJob) and prepared.config.relay_check is runs
+
+
+def test_a_domain_fact_is_declared_and_a_monitors_own_finding_is_not_one() -> None:
+    """Facts of the mail domain (issue 80: one finding per customer and domain, counted once,
+    one notice per recipient) are declared kinds; what compares the domain with the monitor's
+    own host or login stays the monitor's."""
+    assert set(CODES) >= DOMAIN_FACTS
+    for code in ("spf_missing", "dmarc_missing", "dmarc_policy_none", "spf_changed"):
+        assert code in DOMAIN_FACTS, code
+    own = ("mx_mismatch", "mta_sts_mismatch", "tlsa_mismatch", "basic_auth_retiring")
+    assert not DOMAIN_FACTS & set(own)
+    with pytest.raises(ValueError, match="not declared"):
+        domain_facts({"no_such_code"})

@@ -22,7 +22,7 @@ from typing import Literal
 import asyncpg
 
 from controller.notify.links import Links
-from controller.reports import intake, mail
+from controller.reports import intake, mail, senders
 from controller.reports import ledger_store as ledger
 from controller.reports.ledger_store import Noted
 from controller.reports.mailbox.base import MAX_MESSAGE, MailboxError, ReportMailbox
@@ -114,10 +114,13 @@ async def _refused(
 async def _take(
     pool: asyncpg.Pool, box: ReportMailbox, raw: bytes, size: int, links: Links
 ) -> tuple[int, int]:
-    """(stored, rejected) of one whole message: each report attachment taken in; none is a
-    rejection (`no_report`)."""
+    """(stored, rejected) of one whole message: each report attachment taken in (the domain
+    its subject names counting a report its parser refuses); none is a rejection
+    (`no_report`)."""
     try:
-        where, parts = await SANDBOX.run(mail.opened, raw, organization_id=box.organization_id)
+        where, parts, named, sent_by = await SANDBOX.run(
+            mail.opened, raw, organization_id=box.organization_id
+        )
     except Rejected as exc:
         await refuse(pool, box, exc.reason, exc.message, f"a message of {size} bytes", size)
         return 0, 1
@@ -127,7 +130,15 @@ async def _take(
     stored = rejected = 0
     for part in parts:
         taken = await intake.take(
-            pool, box.organization_id, part, "mail", where, links, limits=box.limits
+            pool,
+            box.organization_id,
+            part,
+            "mail",
+            where,
+            links,
+            limits=box.limits,
+            named=named,
+            sender=senders.by_mail(sent_by),
         )
         stored, rejected = stored + taken.stored, rejected + (not taken.stored)
     return stored, rejected

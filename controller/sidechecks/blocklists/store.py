@@ -16,17 +16,17 @@ from shared.sidechecks.blocklists import Reputation
 from shared.sidechecks.blocklists_bound import BUDGET_SPENT
 
 
-async def record(conn: Conn, arrived: Sequence[Arrived[Reputation]]) -> None:
+async def record(conn: Conn, arrived: Sequence[Arrived[Reputation]]) -> int:
     """The answers and names of results' blocklist facts (the side check's store: the
     ingester's, in the results' transaction). Only real answers are shared
     (`blocklist_answers`, one per list, name and country, replaced only by a newer one): a
     lookup that failed is its round's own, kept on its monitor's names row (`errors`), and,
     unless the round's budget ran out before it was asked, as its list's latest failure in that
     country (`blocklist_failures`, which explains the list's health only when no real answer is
-    left)."""
+    left). Returns how many results' facts were taken (`_record_names`)."""
     answers: list[tuple[object, ...]] = []
     failures: dict[tuple[str, str], tuple[object, ...]] = {}
-    names: list[tuple[object, ...]] = []
+    names: list[_Names] = []
     for r in arrived:
         at = r.finished_at
         errors: dict[str, dict[str, str]] = {}
@@ -38,7 +38,8 @@ async def record(conn: Conn, arrived: Sequence[Arrived[Reputation]]) -> None:
             errors.setdefault(a.name, {})[a.zone] = a.error or "no answer"
             if a.error != BUDGET_SPENT:
                 failures[(a.zone, r.country)] = (a.zone, r.country, a.error or "no answer", at)
-        names.append((str(r.monitor_id), r.country, r.facts.names, errors, at))
+        facts = r.facts
+        names.append(_Names(str(r.monitor_id), r.country, facts.names, errors, at, facts.resolver))
     if answers:
         await conn.executemany(
             "INSERT INTO blocklist_answers (zone, name, country, a, txt, tests, answered_at)"
@@ -58,15 +59,61 @@ async def record(conn: Conn, arrived: Sequence[Arrived[Reputation]]) -> None:
             " WHERE blocklist_failures.failed_at < EXCLUDED.failed_at",
             sorted(failures.values(), key=lambda f: (str(f[0]), str(f[1]))),
         )
-    if names:
-        await conn.executemany(
-            "INSERT INTO blocklist_names (monitor_id, country, names, errors, seen_at)"
-            " SELECT id, $2, $3, $4, $5 FROM monitors WHERE public_id = $1::uuid"
-            " ON CONFLICT (monitor_id, country) DO UPDATE SET names = EXCLUDED.names,"
-            " errors = EXCLUDED.errors, seen_at = EXCLUDED.seen_at"
-            " WHERE blocklist_names.seen_at < EXCLUDED.seen_at",
-            sorted(names, key=lambda n: (str(n[0]), str(n[1]))),
-        )
+    return await _record_names(conn, names)
+
+
+class _Names(NamedTuple):
+    public_id: str
+    country: str
+    names: dict[str, str]
+    errors: dict[str, dict[str, str]]
+    at: datetime
+    resolver: str
+
+
+async def _record_names(conn: Conn, names: Sequence[_Names]) -> int:
+    """Each (monitor, country)'s names of its newest round among `names`, written over an
+    older round's; returns how many were written: the results whose facts were taken (a
+    redelivered result's round is the one stored already)."""
+    newest: dict[tuple[str, str], _Names] = {}
+    for n in names:
+        key = (n.public_id, n.country)
+        if key not in newest or newest[key].at < n.at:
+            newest[key] = n
+    if not newest:
+        return 0
+    rows = [newest[k] for k in sorted(newest)]
+    written = await conn.fetch(
+        "INSERT INTO blocklist_names (monitor_id, country, names, errors, seen_at, resolver)"
+        " SELECT m.id, u.country, u.names::jsonb, u.errors::jsonb, u.seen_at, u.resolver"
+        " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],"
+        "  $6::text[])"
+        "  WITH ORDINALITY AS u(public_id, country, names, errors, seen_at, resolver, i)"
+        " JOIN monitors m ON m.public_id = u.public_id ORDER BY u.i"
+        " ON CONFLICT (monitor_id, country) DO UPDATE SET names = EXCLUDED.names,"
+        " errors = EXCLUDED.errors, seen_at = EXCLUDED.seen_at, resolver = EXCLUDED.resolver"
+        " WHERE blocklist_names.seen_at < EXCLUDED.seen_at RETURNING 1",
+        [n.public_id for n in rows],
+        [n.country for n in rows],
+        [_encode(n.names).decode() for n in rows],
+        [_encode(n.errors).decode() for n in rows],
+        [n.at for n in rows],
+        [n.resolver for n in rows],
+    )
+    return len(written)
+
+
+async def through_resolver(conn: Conn, since: datetime) -> frozenset[str]:
+    """The countries whose rounds since `since` asked the lists through the resolver mail DNS
+    and reverse DNS ask (`Reputation.resolver` "dns"): its canaries vouch for the lists there."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT country FROM blocklist_names WHERE seen_at >= $1 AND resolver = 'dns'",
+        since,
+    )
+    return frozenset(r["country"] for r in rows)
+
+
+_encode = msgspec.json.Encoder().encode
 
 
 def _tests(facts: Reputation) -> dict[str, dict[str, list[str]]]:
@@ -175,6 +222,21 @@ async def open_listings(
     }
 
 
+async def held_elsewhere(conn: Conn, monitor_id: int, zone: str, name: str) -> list[int]:
+    """The other monitors of the monitor's customer holding the same listing raised and open
+    (the same fact: one notice, counted once), by id."""
+    rows = await conn.fetch(
+        "SELECT l.monitor_id FROM blocklist_listings l JOIN monitors m ON m.id = l.monitor_id"
+        " WHERE m.customer_id = (SELECT customer_id FROM monitors WHERE id = $1)"
+        " AND l.monitor_id <> $1 AND l.zone = $2 AND l.name = $3"
+        " AND l.cleared_at IS NULL AND l.raised_at IS NOT NULL ORDER BY l.monitor_id",
+        monitor_id,
+        zone,
+        name,
+    )
+    return [r["monitor_id"] for r in rows]
+
+
 async def save_listing(
     conn: Conn, monitor_id: int, before: Listing | None, after: Listing | None, at: datetime
 ) -> None:
@@ -233,6 +295,7 @@ class RaisedListing(msgspec.Struct, frozen=True, kw_only=True):
     countries: list[str]
     reason: str
     raised_at: datetime
+    customer_id: int  # a listing several monitors of a customer hold is one fact
 
 
 async def listings(conn: Conn, monitor_id: int, limit: int = 200) -> list[ListingEntry]:
@@ -294,7 +357,7 @@ async def raised_open(
     organization's monitors (every organization's: None), with what names the monitor."""
     rows = await conn.fetch(
         "SELECT m.public_id, m.name AS monitor_name, m.type, m.hostname, m.port, l.zone,"
-        " l.name, l.since, l.countries, l.reason, l.raised_at"
+        " l.name, l.since, l.countries, l.reason, l.raised_at, m.customer_id"
         " FROM blocklist_listings l JOIN monitors m ON m.id = l.monitor_id"
         " WHERE l.cleared_at IS NULL AND l.raised_at IS NOT NULL"
         " AND ($1::bigint IS NULL OR m.organization_id = $1)"

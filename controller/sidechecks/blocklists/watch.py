@@ -3,7 +3,9 @@ for each monitor whose names were seen lately, each (list, name) is read per cou
 shared answers (only where the list is healthy in that country), held, raised and cleared by
 `rules.hold_step`, and each raise, clear or move (a raised listing seen from other countries
 now) is one event and one notice on the channels its severity goes by (a major list's listing
-is `critical`, another's `warning`)."""
+is `critical`, another's `warning`). A listing several monitors of a customer hold (a name they
+share) is one fact: every one of them shows it, and it is told when the first raises it, when
+the last clears it, and as the first of them moves it (`_news`)."""
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
@@ -165,6 +167,8 @@ class BlocklistWatch:
             )
             await _event(conn, monitor, note, at)
             log.info("blocklist listing " + change, monitor_id=str(monitor.public_id))
+            if not await _news(conn, monitor.id, change, listing):
+                continue
             texts = notice(monitor, b, listing, change, self._links, before)
             key = f"blocklisted:{monitor.id}:{listing.zone}:{listing.name}:{iso_ms(listing.since)}"
             if change == "moved":  # a listing moves as often as its countries change
@@ -176,6 +180,16 @@ class BlocklistWatch:
                     )
                     org = monitor.organization_id
                     await notify(conn, Notice(Source.FINDING, org, monitor, None, notes))
+
+
+async def _news(conn: Conn, monitor_id: int, change: Change, listing: Listing) -> bool:
+    """Whether the change is news for the customer: a listing other monitors of the customer
+    hold raised is one fact, raised and cleared with the first and the last of them, moved by
+    the first of them (by id)."""
+    others = await db.held_elsewhere(conn, monitor_id, listing.zone, listing.name)
+    if change == "moved":
+        return not others or monitor_id < others[0]
+    return not others
 
 
 def _detail(b: BlockList, listing: Listing) -> str:

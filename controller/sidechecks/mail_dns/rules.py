@@ -7,18 +7,19 @@ the domain goes, so they are judged for SMTP monitors only. TLSA records are jud
 the agent's resolver vouched for them (the AD bit): unsigned records prove nothing, so they are
 "unverified", never a finding. DMARC is missing only when no record applies by the Tree Walk
 (RFC 9989 4.10, shared/sidechecks/dmarc_tree.py, as readiness judges it): a subdomain under
-its Organizational Domain's record has one.
+its Organizational Domain's record has one. A record is read as readiness reads it
+(shared/sidechecks/dmarc_record.py); a fault in it names the policy receivers apply then.
 """
 
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from controller.sidechecks.findings import Verdicts, declare, judge
-from shared.sidechecks import dmarc_tree, spf_syntax
+from controller.sidechecks.findings import Verdicts, declare, domain_facts, judge
+from shared.sidechecks import dmarc_record, dmarc_tree, spf_syntax
 from shared.sidechecks.dmarc_tree import Walked
 from shared.sidechecks.mail_dns import MailDns
-from shared.sidechecks.readiness import DmarcLookup, dmarc_tags
+from shared.sidechecks.readiness import DmarcLookup
 
 if TYPE_CHECKING:  # read, never made, here
     from controller.posture.facts import Observation
@@ -50,8 +51,9 @@ CODES: Final = declare(
         ),
         "dmarc_invalid": (
             "warning",
-            "The domain's DMARC record does not parse (two records, no p=, or a bad tag value): "
-            "receivers ignore it. Fix the tag named.",
+            "The domain's DMARC record has a fault (two records, no p=, or a tag value that does "
+            "not parse): receivers discard the records, or the tag, and apply the policy named "
+            "(RFC 9989). Fix what is named.",
         ),
         "mta_sts_invalid": (
             "warning",
@@ -78,12 +80,23 @@ CODES: Final = declare(
         ),
     }
 )
+# The domain's records, read alike by every monitor naming it (issue 80: one fact, one notice
+# per recipient); the MX, MTA-STS and TLSA findings compare them with the monitor's own host.
+DOMAIN_FACTS: Final = domain_facts(
+    {
+        "spf_missing",
+        "spf_invalid",
+        "dmarc_missing",
+        "dmarc_invalid",
+        "mta_sts_invalid",
+        "tls_rpt_missing",
+    }
+)
 
 STS_MAX_AGE = 31_557_600  # RFC 8461 section 3.2: at most a year
 _NAME = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})?"
 _HOST = re.compile(rf"{_NAME}(\.{_NAME})*\.?")
 _STS_ID = re.compile(r"[A-Za-z0-9]{1,32}")
-_DMARC_POLICIES = ("none", "quarantine", "reject")
 
 
 def mail_dns(monitor_type: str, hostname: str, seen: MailDns, tls: "Observation") -> Verdicts:
@@ -108,12 +121,13 @@ def mail_dns(monitor_type: str, hostname: str, seen: MailDns, tls: "Observation"
             judge(v, "spf_invalid", cc, why is not None, f"SPF of {seen.domain}: {why}")
     if seen.dmarc is not None:
         name = f"_dmarc.{seen.domain}"
+        walked = applying(seen)
         if seen.dmarc:
             judge(v, "dmarc_missing", cc, False, "")
-        elif (walked := applying(seen)) is not None:
+        elif walked is not None:
             detail = f"no DMARC record at {name} nor above it (RFC 9989 Tree Walk)"
             judge(v, "dmarc_missing", cc, walked.record is None, detail)
-        why = _dmarc_problem(seen.dmarc) if seen.dmarc else None
+        why = _dmarc_fault(seen.domain, seen.dmarc, walked) if seen.dmarc else None
         if "dmarc" not in cut or len(seen.dmarc) > 1:
             judge(v, "dmarc_invalid", cc, why is not None, f"DMARC at {name}: {why}")
     if seen.tls_rpt is not None:
@@ -140,41 +154,34 @@ def applying(seen: MailDns) -> Walked | None:
         return None
     own = DmarcLookup(name=seen.domain, records=seen.dmarc)
     if (record := dmarc_tree.single(own)) is not None:
-        mine = dmarc_tree.applied(dmarc_tags(record))
+        mine = dmarc_record.applied(dmarc_record.tags(record))
         return Walked("", seen.domain, mine.get("p") if mine else None, record)
     if seen.dmarc_walk is None:
         return None
     return dmarc_tree.tree_walk(seen.domain, [own, *seen.dmarc_walk])
 
 
-def _dmarc_problem(records: list[str]) -> str | None:
-    """Why the DMARC records are not one valid record (RFC 7489 section 6.4), or None."""
+def _dmarc_fault(domain: str, records: list[str], walked: Walked | None) -> str | None:
+    """What is at fault in the domain's DMARC records (several, which receivers discard; or
+    the parts of its one record they discard or read otherwise: dmarc_record.faults), with
+    the policy receivers apply then; None when nothing is."""
     if len(records) > 1:
-        return f"{len(records)} DMARC records; receivers then apply none"
-    tags: dict[str, str] = {}
-    for part in records[0].split(";"):
-        if not part.strip():
-            continue
-        name, eq, value = part.partition("=")
-        if not eq:
-            return f"{part.strip()!r} is not a tag=value pair"
-        tags.setdefault(name.strip().lower(), value.strip())
-    p, sp = tags.get("p"), tags.get("sp")
-    if p is None:
-        return "no p= tag (the policy)"
-    for tag, given in (("p", p), ("sp", sp)):
-        if given is not None and given.lower() not in _DMARC_POLICIES:
-            return f"{tag}={given} is not none, quarantine or reject"
-    for tag in ("adkim", "aspf"):
-        if tag in tags and tags[tag].lower() not in ("r", "s"):
-            return f"{tag}={tags[tag]} is not r or s"
-    if "pct" in tags and not (tags["pct"].isdigit() and int(tags["pct"]) <= 100):
-        return f"pct={tags['pct']} is not 0 to 100"
-    for tag in ("rua", "ruf"):
-        for uri in filter(None, (u.strip() for u in tags.get(tag, "").split(","))):
-            if not re.match(r"[A-Za-z][A-Za-z0-9+.-]*:\S+$", uri):
-                return f"{tag}: {uri!r} is not a URI"
-    return None
+        why = f"{len(records)} DMARC records, which receivers discard all of"
+    elif found := dmarc_record.faults(records[0]):
+        why = "; ".join(found)
+    else:
+        return None
+    return f"{why}: {_applies(domain, walked)}"
+
+
+def _applies(domain: str, walked: Walked | None) -> str:
+    """The policy receivers apply to `domain`, in words, by the Tree Walk."""
+    if walked is None:
+        return "what receivers apply instead is not known (the names above were not read)"
+    said = f"p={walked.policy}" if walked.policy else "no DMARC policy"
+    if walked.policy_at is None or walked.policy_at == domain:
+        return f"receivers apply {said}"
+    return f"receivers apply {said} (the record at _dmarc.{walked.policy_at})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,10 +39,12 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from controller.sidechecks.dns_canary import resolver_health
-from controller.sidechecks.findings import Verdicts, declare, judge
+from controller.sidechecks.findings import Verdicts, declare, domain_facts, judge
 from shared.dns_canary import DnsCanary
-from shared.sidechecks.dmarc_tree import POLICIES, Walked, tree_walk
-from shared.sidechecks.readiness import Change, DkimKey, Dmarc, Readiness, Spf, dmarc_tags
+from shared.sidechecks import dmarc_record
+from shared.sidechecks.dmarc_record import POLICIES
+from shared.sidechecks.dmarc_tree import Walked, tree_walk
+from shared.sidechecks.readiness import Change, DkimKey, Dmarc, Readiness, Spf
 from shared.sidechecks.readiness import record_tags as tags
 
 LOOKUP_LIMIT: Final = 10
@@ -151,6 +153,10 @@ CODES: Final = declare(
         ),
     }
 )
+# The domain's records, read alike by every monitor naming it (issue 80: one fact, one notice
+# per recipient); `dkim_revoked` (a round trip's own message) and `basic_auth_retiring` (how the
+# monitor logs in) are the monitor's own.
+DOMAIN_FACTS: Final = domain_facts(set(CODES) - {"dkim_revoked", "basic_auth_retiring"})
 
 _SENDS_NOTHING = re.compile(r"^v=spf1\s+-all\s*$", re.IGNORECASE)
 
@@ -259,7 +265,7 @@ def _dmarc(v: Verdicts, cc: str, domain: str, dmarc: Dmarc, sends: bool) -> None
     if walked is None or walked.record is None:
         return  # not known, or no record: the mail DNS side check tells a missing one
     where = f"_dmarc.{walked.policy_at} (Organizational Domain {walked.organizational})"
-    t = dmarc_tags(walked.record)
+    t = dmarc_record.tags(walked.record)
     applied = under_test(walked.policy, t)
     said = f"p={walked.policy}" if walked.policy else "no policy (p, sp or np not a policy)"
     if applied != walked.policy:
@@ -473,6 +479,8 @@ DRIFT_CODES: Final = declare(
         ),
     }
 )
+# Every drift is of the domain's records, read alike by every monitor naming it.
+DRIFT_DOMAIN_FACTS: Final = domain_facts(DRIFT_CODES)
 
 
 def readings(f: Readiness) -> dict[str, str]:

@@ -13,6 +13,13 @@ verdicts on three findings (country ""):
 - `dmarc_unknown_source`: networks that never passed sent at least `dmarc_unknown_min`
   failing messages in the domain's name: a forgotten service, or someone forging it.
 
+A domain's finding is one fact of the customer's domain, shown on the monitors it concerns
+(`shown_on`): DMARC is about mail sent in the domain's name, so it concerns the domain's SMTP
+monitors and round trips (which send through SMTP), never its IMAP or POP3 monitors; TLS-RPT is
+about sessions to the domain's MX, so it concerns those of them at an MX the failures name (a
+round trip by its send leg), or all of them when no monitor watches one. Its notice is one per
+recipient (controller/reports/intake.py).
+
 Each finding carries the items it was raised for (`Verdict.items`): a notice goes out when it
 appears and again only when an item is new, so a report a day saying the same is one notice.
 Where the monitor's agents found the same thing themselves (a TLS-RPT `certificate-expired`
@@ -55,9 +62,17 @@ CODES: Final = declare(
             "service (SPF, DKIM), or list the network as known; keep p=quarantine or p=reject for "
             "forgers.",
         ),
-    }
+    },
+    domain=True,
 )
 assert tuple(CODES) == (TLS_FAILURES, DMARC_FAILURES, DMARC_UNKNOWN)
+# The monitor types each report finding concerns: SMTP monitors and round trips (the sessions
+# TLS-RPT counts go to the MX over SMTP; DMARC judges mail sent over SMTP), not mailbox access.
+CONCERNS: Final[dict[str, frozenset[str]]] = {
+    TLS_FAILURES: frozenset({"smtp", "roundtrip"}),
+    DMARC_FAILURES: frozenset({"smtp", "roundtrip"}),
+    DMARC_UNKNOWN: frozenset({"smtp", "roundtrip"}),
+}
 SHOWN = 5  # items named in a finding's detail, largest first
 FRESH = 1000  # a new report's items that may be news, its largest
 
@@ -226,6 +241,24 @@ def _listed(net: str, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6N
 
 def _host(name: str) -> str:
     return name.strip().rstrip(".").lower()
+
+
+def concerns(code: str, monitor_type: str) -> bool:
+    """Whether the report finding `code` is shown on a monitor of `monitor_type`."""
+    return monitor_type in CONCERNS.get(code, frozenset())
+
+
+def shown_on(code: str, monitors: Sequence[tuple[int, str, str]], seen: Window) -> frozenset[int]:
+    """The monitors, of `monitors` (id, type, host: a round trip's is its send leg's), a report
+    finding of their domain is shown on: those of the types it concerns (`CONCERNS`); for TLS
+    failures, of those, the ones whose host is an MX the window's largest failures name, or all
+    of them when none is (the failures name an MX no monitor watches, or none)."""
+    typed = [(i, host) for i, kind, host in monitors if concerns(code, kind)]
+    if code != TLS_FAILURES:
+        return frozenset(i for i, _ in typed)
+    named = {_host(f.mx) for f in seen.largest if f.mx}
+    at_mx = frozenset(i for i, host in typed if _host(host) in named)
+    return at_mx or frozenset(i for i, _ in typed)
 
 
 def judge(

@@ -80,7 +80,7 @@ Delivery = Annotated[
 class Incident(msgspec.Struct, rename="camel"):
     """`durationSeconds` is null while the incident is open; `endReason` says why it ended when
     not by recovering (`monitoring disabled`), else null. `notified` is true only once a notice
-    about it was delivered (`delivery`)."""
+    about it was delivered (`delivery`): its own, or its flow incident's naming it."""
 
     id: str
     monitor_id: str

@@ -37,5 +37,5 @@ async def list_fleet(request: AuthedRequest, pool: PoolDep, clock: ClockDep) -> 
     return FleetOut(health_rows(stored, what_to_do, FleetCheckOut))
 
 
-def what_to_do(check: str, state: str) -> str:
+def what_to_do(check: str, state: str, reason: str = "") -> str:
     return FIXES.get(check, "") if state == "unhealthy" else ""

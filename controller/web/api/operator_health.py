@@ -19,12 +19,13 @@ Row = TypeVar("Row")
 
 def health_rows(
     stored: Mapping[tuple[str, str], Stored],
-    advice: Callable[[str, str], str],
+    advice: Callable[[str, str, str], str],
     row: Callable[[str, str, str, str, str, str], Row],
 ) -> list[Row]:
-    """`row(name, country, state, reason, since, advice(name, state))` for each stored health."""
+    """`row(name, country, state, reason, since, advice(name, state, reason))` for each stored
+    health."""
     return [
-        row(name, country, s.state, s.reason, iso_ms(s.since), advice(name, s.state))
+        row(name, country, s.state, s.reason, iso_ms(s.since), advice(name, s.state, s.reason))
         for (name, country), s in sorted(stored.items())
     ]
 

@@ -37,5 +37,5 @@ async def list_oracles(request: AuthedRequest, pool: PoolDep, clock: ClockDep) -
     return OraclesOut(health_rows(stored, what_to_set, OracleOut))
 
 
-def what_to_set(oracle: str, state: str) -> str:
-    return fix(oracle) if state in ("unhealthy", "unknown") else ""
+def what_to_set(oracle: str, state: str, reason: str = "") -> str:
+    return fix(oracle, reason) if state in ("unhealthy", "unknown") else ""

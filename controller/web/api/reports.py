@@ -32,7 +32,7 @@ from controller.monitors import validation
 from controller.monitors.errors import Invalid
 from controller.notify.links import Links
 from controller.observability import metrics
-from controller.reports import addresses, inflight, intake, tokens
+from controller.reports import addresses, inflight, intake, senders, tokens
 from controller.reports import store as db
 from controller.reports.addresses import TLS_PATH
 from controller.reports.parse import MAX_PACKED
@@ -193,6 +193,7 @@ async def _take(
         name,
         kind="tls",
         limits=intake.Limits.of(reports_settings),
+        sender=senders.by_https(address),
     )
 
 

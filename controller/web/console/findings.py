@@ -1,6 +1,8 @@
 """The organization's security findings (`/console/findings`): every open finding of the
 monitors the caller may read, worst first, one row per monitor and finding naming the countries
-that see it (a raised blocklist listing one row each); linked from the overview."""
+that see it (a raised blocklist listing one row each); a fact several monitors of a customer
+show (a mail domain's finding, a listing of a name they share) one row naming them; linked from
+the overview."""
 
 from litestar import get
 from litestar.response import Template
@@ -47,5 +49,7 @@ async def findings_page(
         severities=SEVERITIES,
         severity=severity,
         cut=len(rows) == ORG_OPEN,
-        monitor_ids=len({f.monitor.public_id for f in found if f.monitor}),
+        monitor_ids=len(
+            {m.public_id for f in found for m in ([f.monitor] if f.monitor else []) + f.others}
+        ),
     )

@@ -43,6 +43,7 @@ from controller.web.api.guards import sees_every_country
 from controller.web.api.monitors import BUDGET_FIELDS
 from controller.web.console import flow_view, monitor_view
 from controller.web.console import store as console
+from controller.web.console.oracles_view import not_believed
 from controller.web.console.posture_view import listing_counts, monitor_posture
 from controller.web.console.report_view import domain_reports
 from controller.web.console.roundtrip_view import roundtrip_view
@@ -225,6 +226,7 @@ async def overview(
     request: AnyRequest,
     pool: PoolDep,
     reputation_settings: ReputationSettingsDep,
+    clock: ClockDep,
 ) -> Template:
     notice = NOTICES.get(request.query_params.get("notice", ""))
     async with pool.acquire() as conn:
@@ -238,10 +240,13 @@ async def overview(
         flows, open_flows, evidence = await flow_view.listed(
             conn, scope, flow_view.OPEN_SHOWN, open_only=True
         )
+        interval = reputation_settings.blocklist_interval_seconds
+        dark = await not_believed(conn, principal_of(request), clock.now(), interval)
     return page(
         request,
         "overview.html",
         notice=notice,
+        not_believed=dark,
         open_findings=open_findings,
         open_flows=open_flows,
         **flow_view.shown(flows, evidence),
@@ -310,7 +315,11 @@ async def monitor_page(
         capped = await login_caps.get(conn, m.id, now)
         lists = blocklists_of(reputation_settings)
         posture = await monitor_posture(conn, m.id, lists)
-        sides = await side_checks(conn, m, (f.code for f in posture["open_findings"]))
+        interval = reputation_settings.blocklist_interval_seconds
+        dark = await not_believed(
+            conn, principal_of(request), now, interval, m.allowed_country_codes
+        )
+        sides = await side_checks(conn, m, (f.code for f in posture["open_findings"]), dark)
         blocklists = await monitor_standing(
             conn, m, lists, reputation_settings.blocklist_interval_seconds, now
         )
@@ -329,6 +338,7 @@ async def monitor_page(
         **roundtrip,
         blocklists=blocklists,
         side_checks=sides,
+        not_believed=dark,
         lists=lists,
         interval_s=reputation_settings.blocklist_interval_seconds,
         hold_s=reputation_settings.blocklist_hold_seconds,

@@ -21,6 +21,7 @@ from controller.sidechecks.blocklists import rules as lists_rules
 from controller.sidechecks.blocklists import store as reputation
 from controller.sidechecks.blocklists.rules import BlockList
 from controller.sidechecks.blocklists.store import RaisedListing
+from controller.sidechecks.findings import DOMAIN_FACTS
 
 HISTORY = 50  # findings (open and cleared) and changes read for a monitor's page
 
@@ -46,6 +47,9 @@ class Row:
     since: datetime | None = None
     last_seen: datetime | None = None
     monitor: MonitorNames | None = None  # the organization's page
+    # The organization's page: the other monitors showing the same fact (a mail domain's
+    # finding, a listing of a name they share), counted once.
+    others: list[MonitorNames] = field(default_factory=list)
     said: str = ""  # a finding's own advice (a listing's delisting page), else its code's
 
     @property
@@ -63,15 +67,25 @@ class Row:
 
 def grouped(rows: Sequence[ListedFinding | OpenFinding]) -> list[Row]:
     """Open findings → one `Row` per code (per monitor and code, for the organization's
-    `OpenFinding`s), in their order."""
-    out: dict[tuple[UUID | None, str], Row] = {}
+    `OpenFinding`s; a fact of a mail domain per customer, domain and code, naming every monitor
+    showing it), in their order."""
+    out: dict[tuple[object, ...], Row] = {}
     for r in rows:
-        key = (r.public_id if isinstance(r, OpenFinding) else None, r.code)
+        key: tuple[object, ...] = (None, r.code)
+        if isinstance(r, OpenFinding):
+            fact = r.code in DOMAIN_FACTS and r.mail_domain is not None
+            key = (
+                ("domain", r.customer_id, r.mail_domain, r.code) if fact else (r.public_id, r.code)
+            )
         row = out.get(key)
         if row is None:
             row = out[key] = Row(r.code, r.severity)
-            if isinstance(r, OpenFinding):
-                row.monitor = MonitorNames(r.public_id, r.name, r.type, r.hostname, r.port)
+        if isinstance(r, OpenFinding):
+            names = MonitorNames(r.public_id, r.name, r.type, r.hostname, r.port)
+            if row.monitor is None:
+                row.monitor = names
+            elif names != row.monitor and names not in row.others:
+                row.others.append(names)
         if r.country:
             row.countries.append(r.country)
         if r.detail not in row.details:
@@ -90,10 +104,19 @@ def listing_rows(
 ) -> list[Row]:
     """Raised open listings (`reputation.store.raised_open`) as `blocklisted` findings, one row
     each: the list's severity (an operator's list no longer configured: `warning`), the
-    countries that see it, why, and where to ask for delisting."""
+    countries that see it, why, and where to ask for delisting; `by_monitor` (the
+    organization's page) names its monitor, a listing several monitors of a customer hold one
+    row naming them all."""
     known = {b.zone: b for b in lists}
     out = []
+    shared: dict[tuple[int, str, str], Row] = {}
     for r in listings:
+        held = shared.get((r.customer_id, r.zone, r.name)) if by_monitor else None
+        if held is not None:  # another monitor of the customer holds the same listing
+            held.others.append(
+                MonitorNames(r.public_id, r.monitor_name, r.type, r.hostname, r.port)
+            )
+            continue
         b = known.get(r.zone)
         label = b.label if b else r.zone
         page = b.delisting(r.name) if b else ""
@@ -109,6 +132,7 @@ def listing_rows(
         )
         if by_monitor:
             row.monitor = MonitorNames(r.public_id, r.monitor_name, r.type, r.hostname, r.port)
+            shared[(r.customer_id, r.zone, r.name)] = row
         out.append(row)
     return out
 
@@ -120,11 +144,11 @@ def worst_first(rows: list[Row]) -> list[Row]:
 async def listing_counts(
     conn: Conn, organization_id: int | None, lists: tuple[BlockList, ...], limit: int
 ) -> dict[str, int]:
-    """The raised open listings of the organization by severity."""
+    """The raised open listings of the organization by severity, a listing several monitors
+    of a customer hold counted once."""
+    raised = await reputation.raised_open(conn, organization_id, None, limit)
     counts: dict[str, int] = {}
-    for row in listing_rows(
-        await reputation.raised_open(conn, organization_id, None, limit), lists
-    ):
+    for row in listing_rows(raised, lists, by_monitor=True):
         counts[row.severity] = counts.get(row.severity, 0) + 1
     return counts
 

@@ -7,20 +7,26 @@ from litestar import get
 from litestar.response import Template
 
 from controller.sidechecks.blocklists.view import lists_health
+from controller.web.console.oracles_view import not_believed
 from controller.web.console.pages import blocklists_of, page
+from controller.web.console.session import principal_of
 from controller.web.request_types import AnyRequest
-from controller.web.services import PoolDep, ReputationSettingsDep
-from shared.timefmt import utcnow
+from controller.web.services import ClockDep, PoolDep, ReputationSettingsDep
 
 
 @get("/reputation", name="console-reputation")
 async def reputation_page(
-    request: AnyRequest, pool: PoolDep, reputation_settings: ReputationSettingsDep
+    request: AnyRequest,
+    pool: PoolDep,
+    reputation_settings: ReputationSettingsDep,
+    clock: ClockDep,
 ) -> Template:
     lists = blocklists_of(reputation_settings)
     interval = reputation_settings.blocklist_interval_seconds
+    now = clock.now()
     async with pool.acquire() as conn:
-        seen = await lists_health(conn, lists, interval, utcnow())
+        seen = await lists_health(conn, lists, interval, now)
+        dark = await not_believed(conn, principal_of(request), now, interval)
     rows = [
         {
             "zone": b.zone,
@@ -35,4 +41,5 @@ async def reputation_page(
         }
         for b in lists
     ]
-    return page(request, "reputation.html", lists=rows)
+    behind = {n.country: n for n in dark if n.lists}
+    return page(request, "reputation.html", lists=rows, not_believed=dark, behind=behind)

@@ -105,11 +105,12 @@ async def monitors(
     conn: Conn, organization_id: int, shard: int, shards: int
 ) -> list[ScrapeMonitor]:
     """The shard's monitors: public id (text), name, kind, customer and the alerter's state
-    (`judged`, None before it judged a round); `console.state_from_rows` of it and the statuses of
+    (`judged`, None before it judged a round; `paused` for a paused monitor, whatever it was
+    last); `console.state_from_rows` of it and the statuses of
     `latest`'s rows is the state shown."""
     rows = await conn.fetch(
         "SELECT m.public_id::text AS monitor, m.name, m.type, c.name AS customer,"
-        " a.state AS judged"
+        " CASE WHEN m.status = 'disabled' THEN 'paused' ELSE a.state END AS judged"
         " FROM monitors m JOIN customers c ON c.id = m.customer_id"
         " LEFT JOIN monitor_alert_state a ON a.monitor_id = m.id"
         f" WHERE {_IN_SHARD} ORDER BY m.id",

@@ -56,6 +56,7 @@ STATE_LABELS = {
     "degraded": "Degraded",
     "down": "Down",
     "recovering": "Recovering",
+    "paused": "Paused",
 }
 
 
@@ -253,7 +254,7 @@ async def _page(pool: asyncpg.Pool, sp: StatusPage, ids: list[int]) -> PageConte
     async with pool.acquire() as conn:
         rows = await console.summaries(conn, ids, MAX_SHOWN)
         first_day = now.date() - timedelta(days=UPTIME_DAYS - 1)
-        daily = await status_pages.daily(conn, ids, first_day, now)
+        daily = await status_pages.public_daily(conn, ids, first_day, now)
         incidents = await status_pages.incidents(conn, ids, now - timedelta(days=INCIDENT_DAYS))
         windows = await status_pages.maintenance(conn, sp.customer_id, ids)
         notices = await notices_db.of_page(conn, sp.id, now - timedelta(days=INCIDENT_DAYS))
@@ -362,9 +363,13 @@ def sentence_case(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _overall(states: list[str]) -> str:
-    if not states:
+def _overall(shown: list[str]) -> str:
+    if not shown:
         return "No monitors are published on this page yet."
+    # A paused service is not checked: it is neither operating normally nor unchecked.
+    states = [s for s in shown if s != "paused"]
+    if not states:
+        return "Every service on this page is paused."
     if any(s == "down" for s in states):
         return "Some services are down."
     if any(s in ("degraded", "recovering") for s in states):

@@ -1,10 +1,11 @@
 """What the console's pages read: the overview of many monitors in two queries, and a monitor's
 response-time buckets and latest TLS facts.
 
-A monitor's shown state is the alerter's (`monitor_alert_state`) once it has judged a round; before
-that (a new monitor, or no alerter running) it is read off the countries' latest results: all up
-→ up, some up and some down → degraded, all down → down, only missed or inconclusive → missed,
-none → unknown.
+A paused monitor (`status` "disabled", the seeds' word) is shown `paused`, whatever it was last:
+nothing checks it. Any other's shown state is the alerter's (`monitor_alert_state`) once it has
+judged a round; before that (a new monitor, or no alerter running) it is read off the
+countries' latest results: all up → up, some up and some down → degraded, all down → down, only
+missed or inconclusive → missed, none → unknown.
 
 At 100,000 monitors in one organization (issue 24) the overview stays one page of a name-ordered
 index plus one count of states over a join; the countries' dots are read for the page's rows
@@ -26,7 +27,7 @@ from controller.jobs.result_kinds import scheduled_since
 from controller.monitors.store import searched
 from shared.messages import Phases, TlsInfo
 
-STATES = ("up", "degraded", "down", "recovering", "missed", "unknown")
+STATES = ("up", "degraded", "down", "recovering", "missed", "unknown", "paused")
 
 # The countries the monitor is checked from now (`checked_from`, migration 0053).
 _COUNTRY_ROWS = """
@@ -52,7 +53,8 @@ _ALL_UP = f"""(SELECT count(*) > 0 AND bool_and(s.last_status = 'up'){_COUNTRY_R
 # The shown state, with `a` the monitor's `monitor_alert_state` row joined: the countries are
 # read only for a monitor the alerter has no state for or holds down (a scalar subquery in CASE
 # runs only when its branch is taken), so counting 100,000 monitors' states is one join.
-_STATE = f"""CASE WHEN a.state = 'down' AND {_ALL_UP} THEN 'recovering'
+_STATE = f"""CASE WHEN m.status = 'disabled' THEN 'paused'
+    WHEN a.state = 'down' AND {_ALL_UP} THEN 'recovering'
     WHEN a.state IS NOT NULL AND a.state <> 'unknown' THEN a.state
     ELSE {_FROM_COUNTRIES} END"""
 
@@ -75,7 +77,8 @@ def state_from_rows(judged: str | None, statuses: Sequence[str]) -> str:
 
 
 # The same per row, without a join: rows read in index order stop at a page's LIMIT.
-_STATE_OF_ROW = f"""(SELECT CASE WHEN j.state = 'down' AND {_ALL_UP} THEN 'recovering'
+_STATE_OF_ROW = f"""(SELECT CASE WHEN m.status = 'disabled' THEN 'paused'
+    WHEN j.state = 'down' AND {_ALL_UP} THEN 'recovering'
     WHEN j.state IS NOT NULL AND j.state <> 'unknown' THEN j.state
     ELSE {_FROM_COUNTRIES} END
     FROM (SELECT (SELECT a.state FROM monitor_alert_state a WHERE a.monitor_id = m.id)) j(state))"""
@@ -166,8 +169,13 @@ class MonitorSummary(msgspec.Struct, kw_only=True, frozen=True):
 
 
 def _summary(row: asyncpg.Record) -> MonitorSummary:
+    """A row as the overview and status pages show it: a paused monitor's countries are grey
+    `paused` too, never their last statuses."""
     fields = {n: row[n] for n in MonitorSummary.__struct_fields__ if n != "dots"}
-    return MonitorSummary(**fields, dots=dots(row["dots"]))
+    shown = dots(row["dots"])
+    if row["status"] == "disabled":
+        shown = [(cc, "paused") for cc, _ in shown]
+    return MonitorSummary(**fields, dots=shown)
 
 
 class _Counted:
