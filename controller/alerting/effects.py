@@ -79,7 +79,7 @@ class Effects:
                 new = await incident_db.open_incident(
                     conn, monitor.id, e.started_at, e.cause_kind, e.cause, e.countries, e.messages
                 )
-                incidents[NEW_INCIDENT] = await self._join_flow(conn, monitor, new)
+                incidents[NEW_INCIDENT] = await self._join_flow(conn, monitor, new, now)
                 opened = new.id
             elif isinstance(e, IncidentClosed):
                 incident_id = opened if e.incident == NEW_INCIDENT else e.incident
@@ -140,12 +140,14 @@ class Effects:
         except Exception:
             log.exception("posture evaluation failed", monitor_id=str(monitor.public_id))
 
-    async def _join_flow(self, conn: Conn, monitor: Monitor, incident: Incident) -> Incident:
+    async def _join_flow(
+        self, conn: Conn, monitor: Monitor, incident: Incident, now: datetime
+    ) -> Incident:
         """The outage `incident` joins the open flow incident it is related to
         (`flows.joins`), else opens one of its own; return it with its flow incident."""
         await flow_db.lock(conn, monitor.organization_id)
         found = flows.joins(
-            outage(monitor, incident), await flow_db.open_flows(conn, monitor.organization_id)
+            outage(monitor, incident), await flow_db.open_flows(conn, monitor.organization_id, now)
         )
         if found is None:
             flow_id = await flow_db.start(

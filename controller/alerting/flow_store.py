@@ -38,10 +38,10 @@ async def _monitors(conn: Conn, ids: Collection[int]) -> dict[int, Monitor]:
     return found
 
 
-async def open_flows(conn: Conn, organization_id: int) -> list[Flow]:
+async def open_flows(conn: Conn, organization_id: int, now: datetime) -> list[Flow]:
     """The organization's open flow incidents with their open outages; those whose outages
-    have all gone (their monitors deleted) are ended now instead (`end_gone`)."""
-    await end_gone(conn, organization_id)
+    have all gone (their monitors deleted) are ended at `now` instead (`end_gone`)."""
+    await end_gone(conn, organization_id, now)
     flows = await conn.fetch(
         "SELECT id, opened_at, monitors, countries, cause_kinds, notified FROM flow_incidents"
         " WHERE organization_id = $1 AND ended_at IS NULL",
@@ -80,11 +80,11 @@ async def open_flows(conn: Conn, organization_id: int) -> list[Flow]:
     ]
 
 
-async def end_gone(conn: Conn, organization_id: int) -> int:
-    """End the organization's open flow incidents none of whose outages is open (their
-    monitors were deleted while down), under its flow incident lock; return how many (the SQL
-    function `flow_incidents_end_gone`, migration 0133)."""
-    ended: int = await conn.fetchval("SELECT flow_incidents_end_gone($1)", organization_id)
+async def end_gone(conn: Conn, organization_id: int, now: datetime) -> int:
+    """End at `now` the organization's open flow incidents none of whose outages is open
+    (their monitors were deleted while down), under its flow incident lock; return how many
+    (the SQL function `flow_incidents_end_gone`, migration 0136)."""
+    ended: int = await conn.fetchval("SELECT flow_incidents_end_gone($1, $2)", organization_id, now)
     return ended
 
 

@@ -364,7 +364,7 @@ class OutboxWorker:
                         row
                         for row, (outcome, retry_at) in zip(rows, settled, strict=True)
                         if not await outbox_db.record_attempt(
-                            conn, row, outcome.error, retry_at=retry_at
+                            conn, row, outcome.error, retry_at=retry_at, now=self._clock()
                         )
                     ]
                 break
