@@ -9,13 +9,15 @@ notification outbox's rows. The world (testkit.sim.world) plays the agents and t
 
 What is bypassed, and how:
 
-| part | in the simulation |
-| --- | --- |
-| NATS: JOBS, RESULTS, heartbeats | jobs go from the publisher's `publish` to the simulated agents in memory (`SimPublisher`); results go to `record.checked` in one transaction per tick, as the ingester's `_store` does; beats go to `LiveAgents.heard` |
-| the ingester's checks of a message (subject, job id, side facts, time window) | not run: the simulated agents send only well-formed results of jobs they were given |
-| the agents' probes | the world answers: up, refused or a timeout, per server and country |
-| preemption, the outbox's sending | not run: no country saturates, notices are checked as queued rows |
-| EVENTS (state changes published) | not published; the states are read from the database |
+- NATS (JOBS, RESULTS, heartbeats): jobs go from the publisher's `publish` to the simulated
+  agents in memory (`SimPublisher`); results go to `record.checked` in one transaction per
+  tick, as the ingester's `_store` does; beats go to `LiveAgents.heard`;
+- the ingester's checks of a message (subject, job id, side facts, time window): not run, the
+  simulated agents send only well-formed results of the jobs they were given;
+- the agents' probes: the world answers, up, refused or a timeout, per server and country;
+- preemption and the outbox's sending: not run (no country saturates; notices are judged as
+  the queued rows);
+- EVENTS (state changes published): not published; states are read from the database.
 
 The clock moves from one instant something can happen to the next (a due round, a result's
 delivery, an alert queue or flow incident due time, a change in the world), at least `quantum`
@@ -52,8 +54,8 @@ from controller.scheduling.publisher import JobPublisher
 from controller.secrets.box import SecretBox, generate_key
 from controller.secrets.seal_keys import CountryKeys
 from shared.clock import ManualClock
-from shared.subjects import heartbeats_subject
 from shared.messages import AgentHeartbeat, CheckResult, encode
+from shared.subjects import heartbeats_subject
 from shared.timefmt import iso_ms
 from testkit.alerting.wired import wired_alerter
 from testkit.campaigns.verdict_truth import (
@@ -86,12 +88,12 @@ class SimNats:
     handed to the view by the driver (`LiveAgents.heard`)."""
 
     is_connected = True
-    stats: dict[str, int] = {"reconnects": 0}  # noqa: RUF012 - the client's own shape
+    stats: dict[str, int] = {"reconnects": 0}
 
     async def subscribe(self, subject: str, cb: Any = None) -> _Sub:
         return _Sub()
 
-    async def flush(self, timeout: float = 5) -> None:
+    async def flush(self, timeout: float = 5) -> None:  # noqa: ASYNC109 - nats-py's shape
         return None
 
     def new_inbox(self) -> str:
