@@ -142,6 +142,16 @@ class Run:
     evaluated: int = 0
     wall_s: float = 0.0
     cpu_s: float = 0.0  # this process's
+    # what was judged, to judge again (a test plants a defect in it)
+    observed: Observed | None = None
+    rules: Rules | None = None
+
+    def judged(self, observed: Observed) -> Figures:
+        """`observed` held against this run's world by the same judge."""
+        assert self.rules is not None
+        world = World.of(self.seed, self.shape)
+        end = world.at(self.shape.seconds).timestamp()
+        return judge(world.facts(), observed, world.targets, self.rules, end)
 
     @property
     def ok(self) -> bool:
@@ -553,6 +563,8 @@ async def run_one(
         evaluated=f["evaluated"],
         wall_s=time.perf_counter() - started,
         cpu_s=time.process_time() - cpu,
+        observed=observed,
+        rules=driver.rules(),
     )
 
 

@@ -9,7 +9,7 @@ each country's agent, and what goes wrong and when, in seconds from the history'
 | `freeze` | a timeout in every country (the result comes `timeout` s later) | the server failing |
 | `country` | refused in one country only (its path) | that country's path failing |
 | `blip` | refused everywhere for a few seconds | the server failing |
-| `flap` | short outages and recoveries in turn, for minutes | the server failing, in turn |
+| `flap` | short outages (under an interval) and recoveries in turn | the server failing, in turn |
 | agent `gone` | the country's agent beats no more and runs nothing | that country's agent gone |
 | agent `stall` | it beats on but runs nothing (its jobs are lost) | its agent gone |
 
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from testkit.campaigns.verdict_truth import Fact
+from testkit.campaigns.verdict_truth import Fact, FactKind
 
 FaultKind = Literal["outage", "freeze", "country", "blip", "flap"]
 FAULTS: tuple[FaultKind, ...] = ("outage", "freeze", "country", "blip", "flap")
@@ -92,6 +92,7 @@ class World:
         w = cls(seed, shape, start, targets)
         span, step = shape.seconds, float(shape.interval)
         confirmed = 2 * step + 2 * shape.timeout + 10  # long enough to be an incident
+        recovered = 2 * step + shape.timeout + 10  # up long enough for a recovery
         for t in targets:
             spells: list[Spell] = []
             at = rnd.uniform(0, shape.quiet_intervals[1] * step)
@@ -107,11 +108,14 @@ class World:
                     break
                 country = rnd.choice(shape.countries) if kind == "country" else None
                 if kind == "flap":
+                    # Down too briefly to be owed an incident (one may open), up long enough
+                    # between for a recovery to be owed: each piece is an outage of its own to
+                    # the judge, which joins pieces closer than that.
                     on = at
                     while on < at + length:
-                        down = rnd.uniform(10.0, 2 * step)
+                        down = rnd.uniform(5.0, step - 5)
                         spells.append(Spell(on, min(on + down, at + length), "flap"))
-                        on += down + rnd.uniform(10.0, 2 * step)
+                        on += down + rnd.uniform(recovered, recovered + 2 * step)
                 else:
                     spells.append(Spell(at, at + length, kind, country))
                 at += length + rnd.uniform(*shape.quiet_intervals) * step
@@ -120,8 +124,8 @@ class World:
         for _ in range(faults):
             cc = rnd.choice(shape.countries)
             begin = rnd.uniform(0, span - 20 * step)
-            kind = rnd.choice(("gone", "stall"))
-            spell = Spell(begin, begin + rnd.uniform(5.0, 15 * step), kind, cc)
+            how = rnd.choice(("gone", "stall"))
+            spell = Spell(begin, begin + rnd.uniform(5.0, 15 * step), how, cc)
             # one country's spells apart, so that the truth's spans are each one spell
             if not any(
                 a.country == cc and a.start < spell.end + step and spell.start < a.end + step
@@ -184,9 +188,9 @@ class World:
         found: list[Fact] = []
         for t, spells in self.servers.items():
             for s in spells:
-                kind = "path" if s.country is not None else "server"
-                found.append(Fact(base + s.start, kind, t, s.country, True))
-                found.append(Fact(base + s.end, kind, t, s.country, False))
+                what: FactKind = "path" if s.country is not None else "server"
+                found.append(Fact(base + s.start, what, t, s.country, True))
+                found.append(Fact(base + s.end, what, t, s.country, False))
         for s in self.agents:
             found.append(Fact(base + s.start, "agent", "", s.country, True))
             found.append(Fact(base + s.end, "agent", "", s.country, False))
