@@ -52,6 +52,8 @@ async def _main(args: argparse.Namespace) -> bool:
     shape = Shape(
         monitors=args.monitors, hours=args.hours, countries=tuple(args.countries.split(","))
     )
+    if args.busy:
+        shape = shape.made_busy()
     with tempfile.TemporaryDirectory(prefix="mailprobe-sim-") as tmp:
         pgdata = Path(tmp) / "pg"
         handle = None
@@ -129,5 +131,6 @@ def run(argv: list[str]) -> bool:
     parser.add_argument("--monitors", type=int, default=10)
     parser.add_argument("--hours", type=float, default=24.0)
     parser.add_argument("--countries", default="DE,FR,US")
+    parser.add_argument("--busy", action="store_true", help="a fault every few intervals")
     parser.add_argument("--target", action="store_true", help="print the speed against the target")
     return asyncio.run(_main(parser.parse_args(argv)))

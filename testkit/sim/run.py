@@ -27,6 +27,8 @@ the campaigns' judge (testkit.campaigns.verdict_truth, `judge`), and by the simu
 checks (`lost_results`: a result the world delivered never stays replaced by the controller's
 `expired` row)."""
 
+import base64
+import hashlib
 import heapq
 import itertools
 import os
@@ -51,7 +53,7 @@ from controller.ingest.store import CheckedResult
 from controller.jobs.rules import JobIds
 from controller.monitors import store as monitors
 from controller.scheduling.publisher import JobPublisher
-from controller.secrets.box import SecretBox, generate_key
+from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from shared.clock import ManualClock
 from shared.messages import AgentHeartbeat, CheckResult, encode
@@ -162,6 +164,7 @@ class Run:
         return (
             f"python -m testkit.sim --seed {self.seed} --monitors {s.monitors}"
             f" --hours {s.hours:g} --countries {','.join(s.countries)}"
+            + (" --busy" if s.busy else "")
         )
 
 
@@ -218,7 +221,11 @@ class Driver:
         self.clock = ManualClock(world.start, monotonic=1000.0)
         self.quantum = quantum
         self.max_step = max_step
-        self.box = SecretBox(generate_key())
+        # The seed makes the job ids (and with them each result's delivery) and the monitors'
+        # public ids (their phases on the grid): the same seed plays the same history.
+        self.box = SecretBox(
+            base64.urlsafe_b64encode(hashlib.sha256(b"sim%d" % world.seed).digest()).decode()
+        )
         self.job_ids = JobIds.from_box(self.box)
         self.keys = CountryKeys(None, clock=self.clock.monotonic)  # no credentials: no sealing
         self.agents = LiveAgents(
@@ -253,6 +260,7 @@ class Driver:
         self.states: dict[str, list[tuple[float, str]]] = {}
         self.names: dict[str, str] = {}  # public id → target
         self.delivered: set[str] = set()  # job ids whose result reached the store
+        self.delivered_how: dict[str, str] = {}
         self.run_figures: dict[str, int] = dict.fromkeys(
             ("jobs", "results", "duplicates", "late", "ticks", "evaluated"), 0
         )
@@ -298,7 +306,11 @@ class Driver:
                         "notification_phone_number": None,
                     },
                 )
-                self.names[str(m.public_id)] = target
+                public_id = uuid.UUID(bytes=hashlib.md5(f"{w.seed}:{target}".encode()).digest())
+                await conn.execute(
+                    "UPDATE monitors SET public_id = $2 WHERE id = $1", m.id, public_id
+                )
+                self.names[str(public_id)] = target
             # A monitor's creation stamps its grid's start and its first queue row with the
             # database's clock (migrations 0008, 0128): moved to the history's start.
             await conn.execute(
@@ -380,6 +392,11 @@ class Driver:
                 conn, [d.result for d in batch], DEFAULT_COUNTRIES, self.clock.now()
             )
         self.delivered.update(d.result.job_id for d in batch)
+        for d in batch:
+            how = "late" if d.late else "copy" if d.copy else "on time"
+            self.delivered_how[d.result.job_id] = (
+                f"{how}, stored {self.clock.now():%H:%M:%S}, {d.result.status}"
+            )
 
     async def _alert(self) -> int:
         evaluated = 0
@@ -509,14 +526,16 @@ class Driver:
         without an agent (`expired`, `missed`) for a job whose result was stored."""
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT c.job_id, c.scheduled_at, c.country, c.status FROM check_results c"
+                "SELECT c.job_id, c.scheduled_at, c.country, c.status, c.error_kind, c.stored_at"
+                " FROM check_results c"
                 " JOIN monitors m ON m.id = c.monitor_id"
                 " WHERE m.name = ANY($1::text[]) AND c.agent_id IS NULL",
                 list(self.world.targets),
             )
         return [
             f"{r['job_id']} ({r['country']} {r['scheduled_at']:%Y-%m-%d %H:%M:%S}):"
-            f" delivered, stored {r['status']}"
+            f" delivered, stored {r['status']} / {r['error_kind']} at {r['stored_at']:%H:%M:%S}"
+            f" ({self.delivered_how.get(r['job_id'], '')})"
             for r in rows
             if r["job_id"] in self.delivered
         ]

@@ -23,7 +23,7 @@ The same seed gives the same world; `World.facts()` is the truth the campaigns' 
 (testkit.campaigns.verdict_truth) holds the product against."""
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -63,6 +63,22 @@ class Shape:
     @property
     def seconds(self) -> float:
         return self.hours * 3600
+
+    @property
+    def busy(self) -> bool:
+        return self.quiet_intervals == BUSY.quiet_intervals
+
+    def made_busy(self) -> "Shape":
+        """This shape with a fault every few intervals and agents failing often (`make
+        test`'s short histories)."""
+        return replace(
+            self,
+            quiet_intervals=BUSY.quiet_intervals,
+            agent_faults_per_day=BUSY.agent_faults_per_day,
+        )
+
+
+BUSY = Shape(quiet_intervals=(4.0, 12.0), agent_faults_per_day=48.0)
 
 
 @dataclass(frozen=True)
