@@ -326,7 +326,7 @@ class Scheduler:
                 # the same organizations lock their rows in one order, never each other's.
                 new.sort(key=lambda m: m.organization_id)
                 now = self._clock()
-                at_once = now.replace(microsecond=now.microsecond // 1000 * 1000)  # job times
+                at_once = schedule.round_time(now)
                 nexts = [
                     at_once
                     if m.never_run and await self._first_round_allowed(conn, m)

@@ -133,8 +133,8 @@ class Run:
     seed: int
     shape: Shape
     figures: Figures
-    misses: list[str]
-    lost: list[str]
+    misses: list[str]  # verdicts wrong against the truth (`Figures.wrong`)
+    lost: list[str]  # delivered results the store holds as the controller's own rows
     world: dict[str, int]
     jobs: int = 0
     results: int = 0
@@ -157,7 +157,15 @@ class Run:
 
     @property
     def ok(self) -> bool:
+        """No verdict wrong, nothing lost. The timing bounds (`late`) are figures: they are the
+        campaigns' for an agent's restart, and a stalled agent (beating, answering nothing)
+        delays a round to its close once more (its confirmation round waits as long): see
+        `past_bounds`."""
         return not self.misses and not self.lost
+
+    @property
+    def past_bounds(self) -> list[str]:
+        return self.figures.late()
 
     def replay(self) -> str:
         s = self.shape
@@ -532,6 +540,16 @@ class Driver:
                 " WHERE m.name = ANY($1::text[]) AND c.agent_id IS NULL",
                 list(self.world.targets),
             )
+            lost = [r for r in rows if r["job_id"] in self.delivered]
+            near = await conn.fetch(
+                "SELECT c.job_id, c.scheduled_at, c.country, c.status, c.agent_id"
+                " FROM check_results c JOIN unnest($1::text[]) AS l(job) ON true"
+                " WHERE c.job_id = l.job OR c.job_id IN (SELECT job_id FROM check_results"
+                "   WHERE job_id = l.job)",
+                [r["job_id"] for r in lost],
+            )
+        if near:
+            print("  rows of the lost jobs:", [tuple(r.values()) for r in near][:10])
         return [
             f"{r['job_id']} ({r['country']} {r['scheduled_at']:%Y-%m-%d %H:%M:%S}):"
             f" delivered, stored {r['status']} / {r['error_kind']} at {r['stored_at']:%H:%M:%S}"
@@ -571,7 +589,7 @@ async def run_one(
         seed,
         shape,
         figures,
-        figures.misses(),
+        figures.wrong(),
         lost,
         world.described(),
         jobs=f["jobs"],
@@ -637,6 +655,7 @@ def describe(run: Run) -> str:
         f" ({run.duplicates} twice, {run.late} late); {run.ticks} ticks; world {run.world};"
         f" {days * run.shape.monitors:.1f} monitor-days in {run.wall_s:.1f} s"
         f" (this process {run.cpu_s:.1f} s CPU); detection p99 {f.detection_p99_s:.1f} s"
+        + (f"; timing past the bounds: {', '.join(run.past_bounds)}" if run.past_bounds else "")
     )
 
 

@@ -16,7 +16,8 @@ from testkit.sim.run import Run, describe, simulate
 from testkit.sim.world import Shape, World
 
 SHAPE = Shape(monitors=6, hours=1.5).made_busy()
-SEEDS = (1, 2, 3)
+# Seed 9 found a confirmation round's rows written at another time than its results'.
+SEEDS = (1, 2, 9)
 # Each seed's run, played once: the judge's own test judges seed 1's again.
 _RUNS: dict[int, Run] = {}
 
