@@ -77,7 +77,14 @@ class Effects:
         for e in effects:
             if isinstance(e, IncidentOpened):
                 new = await incident_db.open_incident(
-                    conn, monitor.id, e.started_at, e.cause_kind, e.cause, e.countries, e.messages
+                    conn,
+                    monitor.id,
+                    e.started_at,
+                    e.cause_kind,
+                    e.cause,
+                    e.countries,
+                    e.messages,
+                    opened_at=now,
                 )
                 incidents[NEW_INCIDENT] = await self._join_flow(conn, monitor, new, now)
                 opened = new.id
@@ -151,7 +158,7 @@ class Effects:
         )
         if found is None:
             flow_id = await flow_db.start(
-                conn, monitor.organization_id, incident.id, incident.started_at
+                conn, monitor.organization_id, incident.id, incident.started_at, now
             )
         else:
             flow_id = found.flow.id

@@ -88,12 +88,22 @@ async def end_gone(conn: Conn, organization_id: int, now: datetime) -> int:
     return ended
 
 
-async def start(conn: Conn, organization_id: int, incident_id: int, started_at: datetime) -> int:
-    """A flow incident of its own for the outage `incident_id`; return its id."""
+async def start(
+    conn: Conn,
+    organization_id: int,
+    incident_id: int,
+    started_at: datetime,
+    opened_at: datetime | None = None,
+) -> int:
+    """A flow incident of its own for the outage `incident_id`, opened at `opened_at` (the
+    opener's clock; the column's default when not given); return its id."""
+    opened = ("", "") if opened_at is None else (", opened_at", ", $3")
     flow_id: int = await conn.fetchval(
-        "INSERT INTO flow_incidents (organization_id, started_at) VALUES ($1, $2) RETURNING id",
+        f"INSERT INTO flow_incidents (organization_id, started_at{opened[0]})"
+        f" VALUES ($1, $2{opened[1]}) RETURNING id",
         organization_id,
         started_at,
+        *([] if opened_at is None else [opened_at]),
     )
     await join(conn, flow_id, incident_id)
     return flow_id
