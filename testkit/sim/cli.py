@@ -71,7 +71,7 @@ async def _main(args: argparse.Namespace) -> bool:
         runs: list[Run] = []
         started, cpu, server = time.perf_counter(), time.process_time(), _server_cpu(pgdata)
         for seed in seeds:
-            run = await simulate(url, seed, shape, template=template)  # type: ignore[arg-type]
+            run = await simulate(url, seed, shape, template=template, quantum=args.quantum)  # type: ignore[arg-type]
             runs.append(run)
             print(describe(run), flush=True)
             if not run.ok:
@@ -132,5 +132,8 @@ def run(argv: list[str]) -> bool:
     parser.add_argument("--hours", type=float, default=24.0)
     parser.add_argument("--countries", default="DE,FR,US")
     parser.add_argument("--busy", action="store_true", help="a fault every few intervals")
+    parser.add_argument(
+        "--quantum", type=float, default=1.0, help="seconds between the parts' passes at least"
+    )
     parser.add_argument("--target", action="store_true", help="print the speed against the target")
     return asyncio.run(_main(parser.parse_args(argv)))

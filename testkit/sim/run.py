@@ -147,6 +147,7 @@ class Run:
     # what was judged, to judge again (a test plants a defect in it)
     observed: Observed | None = None
     rules: Rules | None = None
+    quantum: float = 1.0
 
     def judged(self, observed: Observed) -> Figures:
         """`observed` held against this run's world by the same judge."""
@@ -171,7 +172,8 @@ class Run:
         s = self.shape
         return (
             f"python -m testkit.sim --seed {self.seed} --monitors {s.monitors}"
-            f" --hours {s.hours:g} --countries {','.join(s.countries)}"
+            + (f" --quantum {self.quantum:g}" if self.quantum != 1.0 else "")
+            + f" --hours {s.hours:g} --countries {','.join(s.countries)}"
             + (" --busy" if s.busy else "")
         )
 
@@ -602,6 +604,7 @@ async def run_one(
         cpu_s=time.process_time() - cpu,
         observed=observed,
         rules=driver.rules(),
+        quantum=quantum,
     )
 
 
