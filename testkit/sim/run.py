@@ -19,7 +19,9 @@ What is bypassed, and how:
   the queued rows);
 - EVENTS (state changes published): not published; states are read from the database.
 
-The clock moves from one instant something can happen to the next (a due round, a result's
+A controller restart (the world's) stops every part for its spell and composes them again,
+nothing kept in memory (`_restart`). The clock moves from one instant something can happen to
+the next (a due round, a result's
 delivery, an alert queue or flow incident due time, a change in the world), at least `quantum`
 seconds and at most `max_step` apart: a pass of each part runs at each wake. At the end (every
 fault over for ten intervals) what the database holds is judged against the world's truth by
@@ -142,6 +144,7 @@ class Run:
     late: int = 0
     ticks: int = 0
     evaluated: int = 0
+    restarts: int = 0
     wall_s: float = 0.0
     cpu_s: float = 0.0  # this process's
     # what was judged, to judge again (a test plants a defect in it)
@@ -238,32 +241,8 @@ class Driver:
         )
         self.job_ids = JobIds.from_box(self.box)
         self.keys = CountryKeys(None, clock=self.clock.monotonic)  # no credentials: no sealing
-        self.agents = LiveAgents(
-            SimNats(),  # type: ignore[arg-type]
-            warmup_s=0.0,
-            clock=self.clock.monotonic,
-            wall=self.clock.now,
-        )
         self.inbox: list[Any] = []
-        self.scheduler = wired_scheduler(
-            pool,
-            SimJetStream(),  # type: ignore[arg-type]
-            self.agents,
-            self.box,
-            self.keys,
-            default_countries=DEFAULT_COUNTRIES,
-            clock=self.clock.now,
-        )
-        self.scheduler.publisher = SimPublisher(self.agents, self.keys, self.job_ids, self.inbox)
-        self.alerter = wired_alerter(
-            pool,
-            SimJetStream(),  # type: ignore[arg-type]
-            self.job_ids,
-            clock=self.clock.now,
-            incident_group_wait_seconds=GROUP_WAIT_S,
-            incident_group_interval_seconds=0,
-            default_check_countries=DEFAULT_COUNTRIES,
-        )
+        self._compose()
         self.deliveries: list[_Delivery] = []
         self.waiting: list[_Waiting] = []
         self.count = itertools.count()
@@ -272,7 +251,7 @@ class Driver:
         self.delivered: set[str] = set()  # job ids whose result reached the store
         self.delivered_how: dict[str, str] = {}
         self.run_figures: dict[str, int] = dict.fromkeys(
-            ("jobs", "results", "duplicates", "late", "ticks", "evaluated"), 0
+            ("jobs", "results", "duplicates", "late", "ticks", "evaluated", "restarts"), 0
         )
         self._beats = {
             cc: encode(
@@ -286,6 +265,44 @@ class Driver:
             )
             for cc in self.shape.countries
         }
+
+    def _compose(self) -> None:
+        """The controller's parts, as a (re)started process has them: nothing in memory."""
+        self.agents = LiveAgents(
+            SimNats(),  # type: ignore[arg-type]
+            warmup_s=0.0,
+            clock=self.clock.monotonic,
+            wall=self.clock.now,
+        )
+        self.scheduler = wired_scheduler(
+            self.pool,
+            SimJetStream(),  # type: ignore[arg-type]
+            self.agents,
+            self.box,
+            self.keys,
+            default_countries=DEFAULT_COUNTRIES,
+            clock=self.clock.now,
+        )
+        self.scheduler.publisher = SimPublisher(self.agents, self.keys, self.job_ids, self.inbox)
+        self.alerter = wired_alerter(
+            self.pool,
+            SimJetStream(),  # type: ignore[arg-type]
+            self.job_ids,
+            clock=self.clock.now,
+            incident_group_wait_seconds=GROUP_WAIT_S,
+            incident_group_interval_seconds=0,
+            default_check_countries=DEFAULT_COUNTRIES,
+        )
+
+    async def _restart(self, until: float) -> None:
+        """The controller is away until `until` (seconds of the history): nothing is scheduled,
+        stored or judged meanwhile (the agents run what they hold, their results wait in the
+        stream); then a new process starts, with nothing kept in memory."""
+        await self.agents.stop()
+        self.clock.advance(max(until - self._offset(), 0.0))
+        self._compose()
+        await self.agents.start()
+        self.run_figures["restarts"] += 1
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -440,6 +457,7 @@ class Driver:
             found.append(self.deliveries[0].at)
         now = self._offset()
         found += [e for e in self._edges[self._edge_at :][:1]]
+        found += [r.start for r in self.world.restarts if r.start > now][:1]
         if self.waiting:
             found.append(now + self.quantum)
         return min(found, default=now + self.max_step)
@@ -453,8 +471,14 @@ class Driver:
         self._edge_at = 0
         next_sample = 0.0
         unplanned = True
+        restarts = iter(self.world.restarts)
+        restart = next(restarts, None)
         while True:
             now = self._offset()
+            if restart is not None and now >= restart.start:
+                await self._restart(restart.end)
+                restart = next(restarts, None)
+                now = self._offset()
             while self._edge_at < len(self._edges) and self._edges[self._edge_at] <= now:
                 self._edge_at += 1
             self._beat()
@@ -600,6 +624,7 @@ async def run_one(
         late=f["late"],
         ticks=f["ticks"],
         evaluated=f["evaluated"],
+        restarts=f["restarts"],
         wall_s=time.perf_counter() - started,
         cpu_s=time.process_time() - cpu,
         observed=observed,
@@ -655,7 +680,8 @@ def describe(run: Run) -> str:
         f"seed {run.seed}: {'ok' if run.ok else 'FAILED'}; {len(run.figures.detection_s)} outages"
         f" timed, {f.outages} owed, {f.blips} blips, {f.monitor_incidents} incidents,"
         f" {f.flow_incidents} flow incidents; {run.jobs} jobs, {run.results} results"
-        f" ({run.duplicates} twice, {run.late} late); {run.ticks} ticks; world {run.world};"
+        f" ({run.duplicates} twice, {run.late} late); {run.restarts} controller restarts;"
+        f" {run.ticks} ticks; world {run.world};"
         f" {days * run.shape.monitors:.1f} monitor-days in {run.wall_s:.1f} s"
         f" (this process {run.cpu_s:.1f} s CPU); detection p99 {f.detection_p99_s:.1f} s"
         + (f"; timing past the bounds: {', '.join(run.past_bounds)}" if run.past_bounds else "")

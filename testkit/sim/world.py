@@ -12,6 +12,7 @@ each country's agent, and what goes wrong and when, in seconds from the history'
 | `flap` | short outages (under an interval) and recoveries in turn | the server failing, in turn |
 | agent `gone` | the country's agent beats no more and runs nothing | that country's agent gone |
 | agent `stall` | it beats on but runs nothing (its jobs are lost) | its agent gone |
+| controller restart | nothing scheduled, stored or judged for up to 60 s; a new process | `away` |
 
 Besides the faults, each result may be published twice (the second copy later: a redelivery)
 or late (past its round's close: the alerter has stored `expired` for it and judges it again);
@@ -57,6 +58,7 @@ class Shape:
     # how often things go wrong: quiet spells between a target's faults, in intervals
     quiet_intervals: tuple[float, float] = (4.0, 90.0)
     agent_faults_per_day: float = 6.0
+    restarts_per_day: float = 4.0  # the controller killed and started again
     duplicate_rate: float = 0.01
     late_rate: float = 0.003
 
@@ -75,10 +77,11 @@ class Shape:
             self,
             quiet_intervals=BUSY.quiet_intervals,
             agent_faults_per_day=BUSY.agent_faults_per_day,
+            restarts_per_day=BUSY.restarts_per_day,
         )
 
 
-BUSY = Shape(quiet_intervals=(4.0, 12.0), agent_faults_per_day=48.0)
+BUSY = Shape(quiet_intervals=(4.0, 12.0), agent_faults_per_day=48.0, restarts_per_day=48.0)
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ class World:
     targets: tuple[str, ...]
     servers: dict[str, list[Spell]] = field(default_factory=dict)
     agents: list[Spell] = field(default_factory=list)
+    restarts: list[Spell] = field(default_factory=list)  # the controller away
 
     @classmethod
     def of(cls, seed: int, shape: Shape) -> "World":
@@ -150,6 +154,12 @@ class World:
             if not any(a.start < spell.end + step and spell.start < a.end + step for a in w.agents):
                 w.agents.append(spell)
         w.agents.sort(key=lambda s: s.start)
+        at = 0.0
+        for _ in range(int(shape.restarts_per_day * shape.hours / 24 + 0.5)):
+            at = rnd.uniform(at, span - 20 * step)
+            end = at + rnd.uniform(0.0, 60.0)
+            w.restarts.append(Spell(at, end, "restart"))
+            at = end + step
         return w
 
     # -- what the checks see ---------------------------------------------------------------
@@ -208,6 +218,9 @@ class World:
                 what: FactKind = "path" if s.country is not None else "server"
                 found.append(Fact(base + s.start, what, t, s.country, True))
                 found.append(Fact(base + s.end, what, t, s.country, False))
+        for s in self.restarts:
+            found.append(Fact(base + s.start, "away", "", None, True))
+            found.append(Fact(base + s.end, "away", "", None, False))
         for s in self.agents:
             found.append(Fact(base + s.start, "agent", "", s.country, True))
             found.append(Fact(base + s.end, "agent", "", s.country, False))
@@ -220,4 +233,5 @@ class World:
                 kinds[s.kind] = kinds.get(s.kind, 0) + 1
         for s in self.agents:
             kinds[f"agent {s.kind}"] = kinds.get(f"agent {s.kind}", 0) + 1
+        kinds["controller restart"] = len(self.restarts)
         return kinds
