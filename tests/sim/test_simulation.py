@@ -4,8 +4,8 @@ time, judged against each world's truth; `make sim` runs more and longer ones
 (SIM_SEEDS, SIM_ARGS), `make soak` many.
 
 Each history here is 6 monitors over 90 minutes of a busy world (a fault every few intervals,
-agents gone and stalled, results published twice and late), starting at a month's end or a
-midnight. A failing seed prints the command that replays it."""
+agents gone and stalled, the controller restarted, results published twice and late), starting
+near a month's end or a midnight. A failing seed prints the command that replays it."""
 
 import dataclasses
 
@@ -14,6 +14,8 @@ import pytest
 from testkit.campaigns.verdict_truth import Observed
 from testkit.sim.run import Run, describe, simulate
 from testkit.sim.world import Shape, World
+
+pytestmark = pytest.mark.slow  # three histories of 25 s of CPU together: started first
 
 SHAPE = Shape(monitors=6, hours=1.5).made_busy()
 # Seed 9 found a confirmation round's rows written at another time than its results'.
