@@ -27,7 +27,7 @@ seconds and at most `max_step` apart: a pass of each part runs at each wake. At 
 fault over for ten intervals) what the database holds is judged against the world's truth by
 the campaigns' judge (testkit.campaigns.verdict_truth, `judge`), and by the simulation's own
 checks (`lost_results`: a result the world delivered never stays replaced by the controller's
-`expired` row)."""
+`expired` row; `unrecorded`: every job published has a row once its round has closed)."""
 
 import base64
 import hashlib
@@ -120,9 +120,11 @@ class SimPublisher(JobPublisher):
         js: Any = SimJetStream()
         super().__init__(js, agents, keys, job_ids.asks, default_countries=DEFAULT_COUNTRIES)
         self._inbox = inbox
+        self.published: set[tuple[str, str]] = set()  # (job id, scheduled at) of every job
 
     async def publish(self, jobs: Sequence[Any]) -> None:
         self._inbox.extend(self._sealed(job) for job in jobs)
+        self.published.update((job.job_id, job.scheduled_at) for job in jobs)
 
     async def preempt(self, preempts: Sequence[Any]) -> None:
         return None
@@ -242,6 +244,7 @@ class Driver:
         self.job_ids = JobIds.from_box(self.box)
         self.keys = CountryKeys(None, clock=self.clock.monotonic)  # no credentials: no sealing
         self.inbox: list[Any] = []
+        self.published_all: set[tuple[str, str]] = set()  # every process's publisher's
         self._compose()
         self.deliveries: list[_Delivery] = []
         self.waiting: list[_Waiting] = []
@@ -283,7 +286,9 @@ class Driver:
             default_countries=DEFAULT_COUNTRIES,
             clock=self.clock.now,
         )
-        self.scheduler.publisher = SimPublisher(self.agents, self.keys, self.job_ids, self.inbox)
+        publisher = SimPublisher(self.agents, self.keys, self.job_ids, self.inbox)
+        publisher.published = self.published_all
+        self.scheduler.publisher = publisher
         self.alerter = wired_alerter(
             self.pool,
             SimJetStream(),  # type: ignore[arg-type]
@@ -584,6 +589,25 @@ class Driver:
             if r["job_id"] in self.delivered
         ]
 
+    async def unrecorded(self) -> list[str]:
+        """Jobs published whose round has closed (a round closes at most 75 s after its time
+        here: its expiry, the timeout and 5 s) with no row at all: a result neither stored nor
+        recorded `expired` at the close."""
+        closed_by = self.world.at(self.shape.seconds - 2 * self.shape.interval - 60)
+        wanted = {job for job, at in self.published_all if _parse(at) < closed_by}
+        async with self.pool.acquire() as conn:
+            found = {
+                r["job_id"]
+                for r in await conn.fetch(
+                    "SELECT c.job_id FROM check_results c JOIN monitors m ON m.id = c.monitor_id"
+                    " WHERE m.name = ANY($1::text[])",
+                    list(self.world.targets),
+                )
+            }
+        return [
+            f"job {job}: published, no row once its round closed" for job in sorted(wanted - found)
+        ]
+
     def rules(self) -> Rules:
         s = self.shape
         return Rules(
@@ -609,7 +633,7 @@ async def run_one(
     observed = await driver.observed()
     end = world.at(shape.seconds).timestamp()
     figures = judge(world.facts(), observed, world.targets, driver.rules(), end)
-    lost = await driver.lost_results()
+    lost = await driver.lost_results() + await driver.unrecorded()
     f = driver.run_figures
     return Run(
         seed,
