@@ -54,7 +54,9 @@ from controller.ingest import store as results
 from controller.ingest.store import CheckedResult
 from controller.jobs.rules import JobIds
 from controller.monitors import store as monitors
+from controller.scheduling import rules as schedule
 from controller.scheduling.publisher import JobPublisher
+from controller.scheduling.scheduler import PassDone
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from shared.clock import ManualClock
@@ -476,20 +478,25 @@ class Driver:
         self._edge_at = 0
         next_sample = 0.0
         unplanned = True
+        seen: PassDone | None = None
         restarts = iter(self.world.restarts)
         restart = next(restarts, None)
         while True:
             now = self._offset()
             if restart is not None and now >= restart.start:
                 await self._restart(restart.end)
+                seen = None
                 restart = next(restarts, None)
                 now = self._offset()
             while self._edge_at < len(self._edges) and self._edges[self._edge_at] <= now:
                 self._edge_at += 1
             self._beat()
-            if unplanned:
-                await self.scheduler.plan_new()
-            done = await self.scheduler.run_pass()
+            if unplanned and await self.scheduler.plan_new():
+                seen = None  # planning forces a full pass, as the scheduler's loop does
+            # A pass before the earliest due time the last one saw claims nothing (the
+            # scheduler's own loop, `Scheduler.run`).
+            idle = seen is not None and schedule.nothing_due(seen.earliest, self.clock.now())
+            done = seen = await self.scheduler.run_pass(nothing_due=idle)
             unplanned = done.unplanned
             self._run_jobs()
             await self._ingest()
