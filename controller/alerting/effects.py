@@ -77,9 +77,16 @@ class Effects:
         for e in effects:
             if isinstance(e, IncidentOpened):
                 new = await incident_db.open_incident(
-                    conn, monitor.id, e.started_at, e.cause_kind, e.cause, e.countries, e.messages
+                    conn,
+                    monitor.id,
+                    e.started_at,
+                    e.cause_kind,
+                    e.cause,
+                    e.countries,
+                    e.messages,
+                    opened_at=now,
                 )
-                incidents[NEW_INCIDENT] = await self._join_flow(conn, monitor, new)
+                incidents[NEW_INCIDENT] = await self._join_flow(conn, monitor, new, now)
                 opened = new.id
             elif isinstance(e, IncidentClosed):
                 incident_id = opened if e.incident == NEW_INCIDENT else e.incident
@@ -140,19 +147,21 @@ class Effects:
         except Exception:
             log.exception("posture evaluation failed", monitor_id=str(monitor.public_id))
 
-    async def _join_flow(self, conn: Conn, monitor: Monitor, incident: Incident) -> Incident:
+    async def _join_flow(
+        self, conn: Conn, monitor: Monitor, incident: Incident, now: datetime
+    ) -> Incident:
         """The outage `incident` joins the open flow incident it is related to
         (`flows.joins`), else opens one of its own; return it with its flow incident."""
         await flow_db.lock(conn, monitor.organization_id)
         mine = outage(monitor, incident)
-        open_flows = await flow_db.open_flows(conn, monitor.organization_id)
+        open_flows = await flow_db.open_flows(conn, monitor.organization_id, now)
         seen = flows.NO_ADDRESSES
         if others := flows.by_address(mine, open_flows):
             seen = await flow_db.addresses(conn, [mine, *others])
         found = flows.joins(mine, open_flows, seen)
         if found is None:
             flow_id = await flow_db.start(
-                conn, monitor.organization_id, incident.id, incident.started_at
+                conn, monitor.organization_id, incident.id, incident.started_at, now
             )
         else:
             flow_id = found.flow.id

@@ -295,7 +295,7 @@ class Teller:
             )
             org = m.monitor.organization_id
             notice = notify_entry.Notice(Source.OUTAGE, org, m.monitor, m.incident_id, notes)
-            await notify(conn, notice)
+            await notify(conn, notice, now)
         await flow_db.named(conn, key, told)
         log.info(
             "flow incident notice queued",
@@ -333,6 +333,7 @@ class Teller:
             notify_entry.Notice(
                 Source.OUTAGE, monitor.organization_id, monitor, incident.id, notes
             ),
+            now,
         )
         if mark and kind not in ("recovered", "no_data"):
             await incident_db.set_incident_notified(conn, incident.id, reminders)
@@ -351,7 +352,9 @@ class Teller:
         key = f"login-backoff:{monitor.id}:{iso_ms(b.since)}"
         notes = recipients.to_recipients("credentials", monitor, texts, key)
         await notify(
-            conn, notify_entry.Notice(Source.ACCOUNT, monitor.organization_id, monitor, None, notes)
+            conn,
+            notify_entry.Notice(Source.ACCOUNT, monitor.organization_id, monitor, None, notes),
+            self._clock(),
         )
         log.info(
             "notification queued",
