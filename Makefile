@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock browser unbound netns dovecot blackbox alertmanager prometheus opendkim test-debs run test clock-sweep lint bench bench-openssl soak fuzz sim image image-push clean
+.PHONY: help install lock browser unbound netns dovecot blackbox alertmanager prometheus opendkim test-debs run test clock-sweep lint bench bench-openssl soak fuzz sim image image-push clean checkdmarc-lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -22,6 +22,24 @@ $(STAMP): pyproject.toml $(LOCK)
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv with the product and its development tools
+
+# checkdmarc, the independent DMARC and SPF reading tests/agent/test_checkdmarc_agrees.py
+# compares the side checks with, lives in a venv of its own: its dnspython[doh] brings httpx2,
+# and Authlib speaks httpx2 whenever it is importable, which the product's OAuth2 client (an
+# httpx transport) must never meet. Pinned with hashes in tools/checkdmarc.lock.
+CHECKDMARC_VENV := .venv-checkdmarc
+CHECKDMARC_STAMP := $(CHECKDMARC_VENV)/.installed
+$(CHECKDMARC_STAMP): tools/checkdmarc.lock
+	rm -rf $(CHECKDMARC_VENV)
+	$(PYTHON) -m venv $(CHECKDMARC_VENV)
+	$(CHECKDMARC_VENV)/bin/pip install --quiet --require-hashes -r tools/checkdmarc.lock
+	touch $@
+
+checkdmarc-lock: $(STAMP) ## regenerate tools/checkdmarc.lock from tools/checkdmarc.in
+	$(BIN)/uv pip compile --quiet tools/checkdmarc.in \
+	  --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+	  --generate-hashes --custom-compile-command 'make checkdmarc-lock' \
+	  --output-file tools/checkdmarc.lock
 
 # Keeps the pins that still satisfy pyproject.toml; LOCK_ARGS=--upgrade moves all to the newest,
 # LOCK_ARGS='--upgrade-package ruff' one.
@@ -119,7 +137,7 @@ test-debs: ## install what the test suite needs from Debian when missing, with o
 # the second tier, PURE_ARGS to the first.
 TEST_WORKERS ?= 4
 PURE_WORKERS ?= 2
-test: $(STAMP) test-debs ## run the pure tier (tests/unit, no server), then the rest against real PostgreSQL, NATS, mail servers, Chromium, unbound, Dovecot, Postfix, Alertmanager, Prometheus and network namespaces
+test: $(STAMP) $(CHECKDMARC_STAMP) test-debs ## run the pure tier (tests/unit, no server), then the rest against real PostgreSQL, NATS, mail servers, Chromium, unbound, Dovecot, Postfix, Alertmanager, Prometheus and network namespaces
 	$(BIN)/pytest -n $(PURE_WORKERS) tests/unit $(PURE_ARGS)
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --ignore=tests/unit $(PYTEST_ARGS)
 
@@ -197,4 +215,4 @@ image-push: ## push IMAGE (IMAGE=registry.example.net/ops/mailprobe:VERSION) to 
 	$(CONTAINER_TOOL) push $(IMAGE)
 
 clean: ## remove the virtual environment and local run data
-	rm -rf $(VENV) .run
+	rm -rf $(VENV) $(CHECKDMARC_VENV) .run
