@@ -136,11 +136,13 @@ fuzz: $(STAMP) ## schemathesis, longer than make test's run: a drawn seed too, c
 	FUZZ_RANDOM=$${FUZZ_RANDOM:-1} FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} FUZZ_PHASES=$${FUZZ_PHASES:-examples,coverage,fuzzing,stateful} \
 	  $(BIN)/pytest tests/fuzz $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff (format and lint) and mypy --strict
+# lint-imports checks the layers' contracts ([tool.importlinter] in pyproject.toml).
+lint: $(STAMP) ## ruff (format and lint), mypy --strict and the import contracts (lint-imports)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/mypy tools bench testkit deploy
+	$(BIN)/lint-imports --no-cache
 
 # Debian 13's OpenSSL (the shipped image's), built from Debian's source into ~/.cache/mailprobe
 # (testkit/openssl.py; ~10-15 minutes on 2 cores, once): `BENCH_OPENSSL=<the printed dir> make
