@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
-PACKAGES = ("controller", "agent", "shared")
+PACKAGES = ("controller", "agent", "shared", "tests", "bench", "testkit")
 
 # Contract id → (planted file, its text): an import the contract forbids.
 PLANTED = {
@@ -25,6 +25,7 @@ PLANTED = {
     ),
     "web-importers": ("controller/runtime/planted.py", "import controller.web.app\n"),
     "litestar": ("controller/scheduling/planted.py", "def f() -> None:\n    import litestar\n"),
+    "tests-bench": ("testkit/planted.py", "import bench\n"),
     "db-bottom": (
         "controller/db/planted.py",
         "from controller.settings import ControllerSettings\n",
@@ -39,7 +40,7 @@ def _contract_ids() -> set[str]:
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The three packages and pyproject.toml, copied."""
+    """The packages lint-imports reads and pyproject.toml, copied."""
     copy = tmp_path_factory.mktemp("contracts")
     for package in PACKAGES:
         shutil.copytree(
