@@ -1,8 +1,7 @@
-"""How the controller's parts reach what they use (an AST scan, no import runs):
+"""How the controller's parts reach what they use (an AST scan, no import runs). That only web/
+and the composition root (runtime/serve.py) import Litestar is the `litestar` import contract
+of pyproject.toml (`make lint`); here:
 
-- only web/ and the composition root that serves it (runtime/serve.py) import Litestar: the
-  domain packages (monitors/, scheduling/, ...) take their collaborators as arguments and
-  know nothing of HTTP;
 - no handler looks a service up on the app (`request.app.state.…`): handlers name what they
   use as parameters and Litestar's dependency injection hands it over (controller.web.services);
 - no handler takes the whole `ControllerSettings`: each names the settings groups it reads
@@ -21,9 +20,7 @@ from litestar.di import NamedDependency, Provide
 
 from controller.settings import AccessSettings, ControllerSettings
 from controller.web.app import create_app
-from tests.unit.test_layers import CONTROLLER, ROOT, imports_of
-
-LITESTAR_IMPORTERS = ("controller.web", "controller.runtime.serve")
+from tests.unit.test_layers import CONTROLLER, ROOT
 
 
 def _module(path: Path) -> str:
@@ -34,16 +31,6 @@ def _module(path: Path) -> str:
 
 def _sources() -> dict[str, str]:
     return {_module(p): p.read_text() for p in sorted(CONTROLLER.rglob("*.py"))}
-
-
-def litestar_outside_web(sources: dict[str, str]) -> list[str]:
-    """The modules, outside web/ and the composition root, that import Litestar at run time."""
-    return [
-        module
-        for module, source in sources.items()
-        if not any(module == w or module.startswith(w + ".") for w in LITESTAR_IMPORTERS)
-        and any(i.split(".")[0] == "litestar" for i in imports_of(source, module))
-    ]
 
 
 def _an_app(node: ast.expr) -> bool:
@@ -67,18 +54,12 @@ def app_state_reads(sources: dict[str, str]) -> list[str]:
     ]
 
 
-def test_only_web_and_the_composition_root_import_litestar() -> None:
-    assert litestar_outside_web(_sources()) == []
-
-
 def test_no_handler_reads_the_app_state() -> None:
     assert app_state_reads(_sources()) == []
 
 
 def test_the_scans_see_what_they_look_for() -> None:
     planted = {
-        "controller.monitors.writes": "from litestar import Request\n",
-        "controller.scheduling.trigger": "def f():\n    import litestar.datastructures\n",
         "controller.web.api.users": (
             "from litestar import get\n"
             "async def h(request):\n"
@@ -88,13 +69,8 @@ def test_the_scans_see_what_they_look_for() -> None:
             "def w(scope):\n"
             '    return scope["litestar_app"].state.pool\n'
         ),
-        "controller.runtime.serve": "from litestar import Litestar\n",
         "controller.web.app": "def lifespan(app):\n    app.state.services = 1\n",
     }
-    assert litestar_outside_web(planted) == [
-        "controller.monitors.writes",
-        "controller.scheduling.trigger",
-    ]
     assert sorted(app_state_reads(planted)) == [
         "controller.web.api.users:3",
         "controller.web.api.users:5",
