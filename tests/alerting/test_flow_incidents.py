@@ -300,7 +300,8 @@ async def history(api: httpx.AsyncClient, rig: Rig, m: asyncpg.Record) -> list[A
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["total"] == len(body["items"]), body
-    return body["items"]
+    items: list[Any] = body["items"]
+    return items
 
 
 async def test_every_monitor_a_grouped_notice_names_lists_its_delivery_attempts(
