@@ -415,8 +415,9 @@ _NAMED = (
     " FROM notice_incidents x JOIN incidents j ON j.id = x.incident_id"
     " WHERE j.monitor_id = $1 ORDER BY x.outbox_id, j.id)"
 )
-# A monitor's attempts: those queued for it, and those of a notice naming it.
-_LISTED = "(h.monitor_id = $1 OR h.outbox_id IN (SELECT outbox_id FROM named))"
+# A monitor's attempts: those queued for it, and those of a notice naming it (an array, so
+# each side of the OR is read by its index).
+_LISTED = "(h.monitor_id = $1 OR h.outbox_id = ANY(ARRAY(SELECT outbox_id FROM named)))"
 
 
 async def pending(pool: asyncpg.Pool) -> int:
