@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock browser unbound netns dovecot blackbox alertmanager prometheus opendkim test-debs run test clock-sweep lint bench bench-openssl soak fuzz image image-push clean
+.PHONY: help install lock browser unbound netns dovecot blackbox alertmanager prometheus opendkim test-debs run test clock-sweep lint bench bench-openssl soak fuzz sim image image-push clean checkdmarc-lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -22,6 +22,24 @@ $(STAMP): pyproject.toml $(LOCK)
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv with the product and its development tools
+
+# checkdmarc, the independent DMARC and SPF reading tests/agent/test_checkdmarc_agrees.py
+# compares the side checks with, lives in a venv of its own: its dnspython[doh] brings httpx2,
+# and Authlib speaks httpx2 whenever it is importable, which the product's OAuth2 client (an
+# httpx transport) must never meet. Pinned with hashes in tools/checkdmarc.lock.
+CHECKDMARC_VENV := .venv-checkdmarc
+CHECKDMARC_STAMP := $(CHECKDMARC_VENV)/.installed
+$(CHECKDMARC_STAMP): tools/checkdmarc.lock
+	rm -rf $(CHECKDMARC_VENV)
+	$(PYTHON) -m venv $(CHECKDMARC_VENV)
+	$(CHECKDMARC_VENV)/bin/pip install --quiet --require-hashes -r tools/checkdmarc.lock
+	touch $@
+
+checkdmarc-lock: $(STAMP) ## regenerate tools/checkdmarc.lock from tools/checkdmarc.in
+	$(BIN)/uv pip compile --quiet tools/checkdmarc.in \
+	  --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+	  --generate-hashes --custom-compile-command 'make checkdmarc-lock' \
+	  --output-file tools/checkdmarc.lock
 
 # Keeps the pins that still satisfy pyproject.toml; LOCK_ARGS=--upgrade moves all to the newest,
 # LOCK_ARGS='--upgrade-package ruff' one.
@@ -119,7 +137,7 @@ test-debs: ## install what the test suite needs from Debian when missing, with o
 # the second tier, PURE_ARGS to the first.
 TEST_WORKERS ?= 4
 PURE_WORKERS ?= 2
-test: $(STAMP) test-debs ## run the pure tier (tests/unit, no server), then the rest against real PostgreSQL, NATS, mail servers, Chromium, unbound, Dovecot, Postfix, Alertmanager, Prometheus and network namespaces
+test: $(STAMP) $(CHECKDMARC_STAMP) test-debs ## run the pure tier (tests/unit, no server), then the rest against real PostgreSQL, NATS, mail servers, Chromium, unbound, Dovecot, Postfix, Alertmanager, Prometheus and network namespaces
 	$(BIN)/pytest -n $(PURE_WORKERS) tests/unit $(PURE_ARGS)
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --ignore=tests/unit $(PYTEST_ARGS)
 
@@ -153,19 +171,32 @@ ifneq ($(BENCH_NAMES),)
 $(BENCH_NAMES): ; @:
 endif
 
+# SIM_SEEDS: `1-20` or `1,5,9`; SIM_ARGS: `--monitors N --hours H --countries DE,FR,US`.
+SIM_SEEDS ?= 1-5
+# make soak: many short busy histories (a fault every few intervals, ~5 s of CPU each).
+SOAK_SIM_SEEDS ?= 100-299
+SOAK_SIM_ARGS ?= --monitors 6 --hours 1.5 --busy
+SIM_ARGS ?= --monitors 10 --hours 24
+# `make bench sim` names the benchmark, not this target.
+ifeq ($(filter bench,$(firstword $(MAKECMDGOALS))),)
+sim: $(STAMP) ## the control plane in virtual time against SIM_SEEDS seeded worlds (testkit/sim; issue 79): figures, and each failing seed's replay command
+	SIM_SEEDS=$(SIM_SEEDS) $(BIN)/python -m testkit.sim $(SIM_ARGS)
+endif
+
 # All three campaigns run; any missing a target fails it. VERDICTS_ARGS: `--seed N --minutes M`;
 # HA_SOAK_ARGS: `--monitors N --observe S`.
 VERDICTS_ARGS ?= --minutes 6
 HA_SOAK_ARGS ?=
 # NOTICE_FAILOVER_ARGS: `--seeds N`, `--lanes N` (seeds at once).
 NOTICE_FAILOVER_ARGS ?=
-soak: $(STAMP) netns ## the fault campaign of issue 13 (~15 min), the verdict campaign of issue 60 (~8 min, namespaces, root), the HA campaign of issues 57 and 69 (~10 min), then 30 PostgreSQL failovers at the instant of sending (~6 min), then every variant of the saturated-country test and Patroni's failover of real engines (~3 min); exits 1 when a target is missed
+soak: $(STAMP) netns ## the fault campaign of issue 13 (~15 min), the verdict campaign of issue 60 (~8 min, namespaces, root), the HA campaign of issues 57 and 69 (~10 min), then 30 PostgreSQL failovers at the instant of sending (~6 min), then every variant of the saturated-country test and Patroni's failover of real engines (~3 min), then SOAK_SIM_SEEDS histories of the simulation (`make sim`); exits 1 when a target is missed
 	$(BIN)/python -m testkit.campaigns.soak; soak=$$?; \
 	  $(BIN)/python -m bench verdicts $(VERDICTS_ARGS); verdicts=$$?; \
 	  $(BIN)/python -m bench ha-soak $(HA_SOAK_ARGS); ha=$$?; \
 	  $(BIN)/python -m bench notice-failover $(NOTICE_FAILOVER_ARGS); notices=$$?; \
 	  SOAK_FULL=1 $(BIN)/pytest -n 0 tests/e2e/test_saturated_country.py tests/ha/test_patroni_failover.py; saturated=$$?; \
-	  [ $$soak = 0 ] && [ $$verdicts = 0 ] && [ $$ha = 0 ] && [ $$notices = 0 ] && [ $$saturated = 0 ]
+	  SIM_SEEDS=$(SOAK_SIM_SEEDS) $(BIN)/python -m testkit.sim $(SOAK_SIM_ARGS); sim=$$?; \
+	  [ $$soak = 0 ] && [ $$verdicts = 0 ] && [ $$ha = 0 ] && [ $$notices = 0 ] && [ $$saturated = 0 ] && [ $$sim = 0 ]
 
 # The one image every process runs (deploy/Dockerfile), built by docker or podman, whichever is
 # installed (CONTAINER_TOOL= picks). IMAGE names it as your registry will: `make image
@@ -184,4 +215,4 @@ image-push: ## push IMAGE (IMAGE=registry.example.net/ops/mailprobe:VERSION) to 
 	$(CONTAINER_TOOL) push $(IMAGE)
 
 clean: ## remove the virtual environment and local run data
-	rm -rf $(VENV) .run
+	rm -rf $(VENV) $(CHECKDMARC_VENV) .run

@@ -5,7 +5,7 @@ ingest-cost, e2e, login, agents-scale, roundtrip, confirm, console, metrics, lis
 dead-list,
 exporter, storage, store, runs, reads, jobs, reports, saturation, scale, verdicts, ha-soak, ha-idle,
 ha-move, report-rows, notice-failover, uptime-keep, readiness-turns, nats-cost,
-due-moves, handoff-cost, hostile-dns, hostile-mail, fair-notices);
+due-moves, handoff-cost, hostile-dns, hostile-mail, fair-notices, first-page, sim);
 `python -m bench scale --help` lists the scale benchmark's flags (monitors, interval, window,
 ...), which follow its name; so do the saturation benchmark's (`python -m bench saturation
 --help`), the verdict campaign's (`python -m bench verdicts --seed N --minutes M`) and the HA
@@ -29,6 +29,7 @@ from bench import (
     e2e,
     exporter,
     fair_notices,
+    first_page,
     ha_idle,
     handoff_cost,
     hostile_dns,
@@ -56,6 +57,7 @@ from bench import (
 )
 from testkit.campaigns import ha_soak, notice_failover, saturation, scale, verdicts
 from testkit.common import discard_logs, machine
+from testkit.sim import cli as sim_cli
 
 BENCHMARKS: dict[str, Callable[[], bool]] = {
     "api": api.run,
@@ -71,6 +73,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "agents-scale": agents_scale.run,
     "roundtrip": roundtrip.run,
     "confirm": confirm.run,
+    "first-page": first_page.run,
     "console": console.run,
     "metrics": metrics.run,
     "lists": lists.run,
@@ -99,6 +102,8 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "hostile-dns": hostile_dns.run,
     "hostile-mail": hostile_mail.run,
     "fair-notices": fair_notices.run,
+    # issue 79's simulation: one history of 100 monitors, its speed against the target
+    "sim": lambda: sim_cli.run(["--seed", "1", "--monitors", "100", "--hours", "2", "--target"]),
 }
 
 
@@ -116,6 +121,7 @@ def main(argv: list[str]) -> int:
         "notice-failover": notice_failover.run,
         "nats-cost": nats_cost.run,
         "nats-sync": nats_sync.run,
+        "sim": sim_cli.run,
     }
     if argv[:1] and argv[0] in flagged and len(argv) > 1:
         # its flags follow its name

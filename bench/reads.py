@@ -47,7 +47,7 @@ Monitors = list[asyncpg.Record]
 
 
 async def _after(conn: Conn, ms: Monitors, after: datetime, until: datetime) -> Any:
-    return await alert_state.results_after(conn, ms[0]["id"], after, LIMIT)
+    return await alert_state.results_after(conn, ms[0]["id"], after, LIMIT, until)
 
 
 async def _before(conn: Conn, ms: Monitors, after: datetime, until: datetime) -> Any:
@@ -60,7 +60,7 @@ async def _posture(conn: Conn, ms: Monitors, after: datetime, until: datetime) -
 
 async def _batch(conn: Conn, ms: Monitors, after: datetime, until: datetime) -> Any:
     ids = [m["id"] for m in ms[:BATCH]]
-    return await alert_state.batch_results_after(conn, dict.fromkeys(ids, after), LIMIT)
+    return await alert_state.batch_results_after(conn, dict.fromkeys(ids, after), LIMIT, until)
 
 
 async def _page(conn: Conn, ms: Monitors, after: datetime, until: datetime) -> Any:

@@ -77,9 +77,16 @@ class Effects:
         for e in effects:
             if isinstance(e, IncidentOpened):
                 new = await incident_db.open_incident(
-                    conn, monitor.id, e.started_at, e.cause_kind, e.cause, e.countries, e.messages
+                    conn,
+                    monitor.id,
+                    e.started_at,
+                    e.cause_kind,
+                    e.cause,
+                    e.countries,
+                    e.messages,
+                    opened_at=now,
                 )
-                incidents[NEW_INCIDENT] = await self._join_flow(conn, monitor, new)
+                incidents[NEW_INCIDENT] = await self._join_flow(conn, monitor, new, now)
                 opened = new.id
             elif isinstance(e, IncidentClosed):
                 incident_id = opened if e.incident == NEW_INCIDENT else e.incident
@@ -140,19 +147,21 @@ class Effects:
         except Exception:
             log.exception("posture evaluation failed", monitor_id=str(monitor.public_id))
 
-    async def _join_flow(self, conn: Conn, monitor: Monitor, incident: Incident) -> Incident:
+    async def _join_flow(
+        self, conn: Conn, monitor: Monitor, incident: Incident, now: datetime
+    ) -> Incident:
         """The outage `incident` joins the open flow incident it is related to
         (`flows.joins`), else opens one of its own; return it with its flow incident."""
         await flow_db.lock(conn, monitor.organization_id)
         mine = outage(monitor, incident)
-        open_flows = await flow_db.open_flows(conn, monitor.organization_id)
+        open_flows = await flow_db.open_flows(conn, monitor.organization_id, now)
         seen = flows.NO_ADDRESSES
         if others := flows.by_address(mine, open_flows):
             seen = await flow_db.addresses(conn, [mine, *others])
         found = flows.joins(mine, open_flows, seen)
         if found is None:
             flow_id = await flow_db.start(
-                conn, monitor.organization_id, incident.id, incident.started_at
+                conn, monitor.organization_id, incident.id, incident.started_at, now
             )
         else:
             flow_id = found.flow.id
@@ -191,35 +200,64 @@ class Effects:
     async def _confirm(
         self, conn: Conn, monitor: Monitor, e: ConfirmationWanted, now: datetime
     ) -> None:
-        """Ask the scheduler for a confirmation round of the failing round `e.round_at`, within
-        the organization's allowance for triggered checks (as a trigger-check draws on it); the
-        scheduler sends it when the global budget has a slot for its organization."""
+        """Ask the scheduler for a confirmation round of the round `e.round_at` (failing, or
+        passing while the incident is open), and when `e.siblings` of each of its siblings
+        (`confirm_store.siblings`: the same host name, or `dependsOn`), each within its
+        organization's allowance for triggered checks (as a trigger-check draws on it); the
+        scheduler sends them when the global budget has a slot for their organization."""
         public_id = str(monitor.public_id)
-        countries = schedule.planned_countries(
-            monitor.allowed_country_codes, self._default_countries
+        own = confirmations.Sibling(
+            monitor.id, public_id, monitor.organization_id, monitor.allowed_country_codes
         )
-        cost_s = countries * 60.0 / self._checks_per_minute
-        outcome = await confirmations.request(
-            conn, monitor.id, e.round_at, now, monitor.organization_id, cost_s
-        )
-        if outcome == "asked":
-            return
-        metrics.confirmation(outcome)
+        outcome = await self._ask(conn, own, e, now) if e.own else "asked"
         if outcome == "requested":
             log.info(
                 "confirmation round requested",
                 monitor_id=public_id,
                 failing_round=iso_ms(e.round_at),
                 countries=list(e.countries),
+                recovering=e.recovering,
             )
-        else:
+        if outcome == "org_capped" or not e.siblings:
+            return
+        found = await confirmations.siblings(conn, monitor.id, now, recovering=e.recovering)
+        asked = 0
+        for sibling in found:
+            outcome = await self._ask(conn, sibling, e, now)
+            if outcome == "org_capped":
+                break
+            asked += outcome == "requested"
+        if found:
+            log.info(
+                "confirmation rounds of the monitor's siblings requested",
+                monitor_id=public_id,
+                recovering=e.recovering,
+                monitors=asked,
+                found=len(found),
+            )
+
+    async def _ask(
+        self, conn: Conn, m: confirmations.Sibling, e: ConfirmationWanted, now: datetime
+    ) -> str:
+        """Request one confirmation round of `e.round_at` for the monitor `m`; the outcome
+        (`confirm_store.request`), counted and, when over the allowance, logged."""
+        countries = schedule.planned_countries(m.allowed_country_codes, self._default_countries)
+        cost_s = countries * 60.0 / self._checks_per_minute
+        outcome = await confirmations.request(
+            conn, m.monitor_id, e.round_at, now, m.organization_id, cost_s
+        )
+        if outcome == "asked":
+            return outcome
+        metrics.confirmation(outcome)
+        if outcome == "org_capped":
             log.warning(
                 "confirmation round not sent: the organization's triggered checks"
                 " (ORG_MAX_CHECKS_PER_MINUTE) are used up",
-                monitor_id=public_id,
+                monitor_id=m.public_id,
                 failing_round=iso_ms(e.round_at),
                 per_minute=self._checks_per_minute,
             )
+        return outcome
 
     @staticmethod
     async def _event(

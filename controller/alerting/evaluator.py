@@ -191,6 +191,7 @@ class Evaluator:
                 conn,
                 {i: ready_.after(g.watched, g.state, now) for i, g in judged.items()},
                 ROWS_PER_EVALUATION,
+                now,
             )
         known = await posture_db.known_batch(conn, list(judged)) if judged else {}
         states: dict[int, AlertState] = {}
@@ -236,7 +237,7 @@ class Evaluator:
                 alone.append(lease)
             except Exception:
                 _failed(lease.monitor_id)
-        await alert_state.save_batch(conn, states, releases)
+        await alert_state.save_batch(conn, states, releases, now)
         await posture_db.save_cursors(conn, moves)
         for _ in releases:
             metrics.alert_evaluated()
@@ -366,7 +367,7 @@ class Evaluator:
             due = due or ready_.come_back(w, s, now)[0]
         changed_at = now if s.state != before else None
         release = None if lease is None else (lease, due)
-        await alert_state.save_state(conn, monitor_id, s, changed_at, release)
+        await alert_state.save_state(conn, monitor_id, s, changed_at, release, now=now)
         return due, True
 
     async def _ready(
@@ -376,11 +377,11 @@ class Evaluator:
         countries stored as `expired` rows (FillsWanted instead when not `fills`); when to
         come back; the results read, for posture."""
         after = ready_.after(w, s, now)
-        read = await alert_state.results_after(conn, w.monitor.id, after, ROWS_PER_EVALUATION)
+        read = await alert_state.results_after(conn, w.monitor.id, after, ROWS_PER_EVALUATION, now)
         plan = self._rounds.plan(w, s, now, after, read)
         if plan.fills and not fills:
             raise FillsWanted(w.monitor.id)
-        await record.expired(conn, plan.fills, self._default_countries)
+        await record.expired(conn, plan.fills, self._default_countries, now)
         return plan.ready, plan.due, plan.read
 
     @staticmethod

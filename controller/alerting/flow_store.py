@@ -40,10 +40,10 @@ async def _monitors(conn: Conn, ids: Collection[int]) -> dict[int, Monitor]:
     return found
 
 
-async def open_flows(conn: Conn, organization_id: int) -> list[Flow]:
+async def open_flows(conn: Conn, organization_id: int, now: datetime) -> list[Flow]:
     """The organization's open flow incidents with their open outages; those whose outages
-    have all gone (their monitors deleted) are ended now instead (`end_gone`)."""
-    await end_gone(conn, organization_id)
+    have all gone (their monitors deleted) are ended at `now` instead (`end_gone`)."""
+    await end_gone(conn, organization_id, now)
     flows = await conn.fetch(
         "SELECT id, opened_at, monitors, countries, cause_kinds, notified FROM flow_incidents"
         " WHERE organization_id = $1 AND ended_at IS NULL",
@@ -109,20 +109,30 @@ async def addresses_of(
     return flows.by_host((d, seen.get(i, ())) for i, d in deps.items())
 
 
-async def end_gone(conn: Conn, organization_id: int) -> int:
-    """End the organization's open flow incidents none of whose outages is open (their
-    monitors were deleted while down), under its flow incident lock; return how many (the SQL
-    function `flow_incidents_end_gone`, migration 0133)."""
-    ended: int = await conn.fetchval("SELECT flow_incidents_end_gone($1)", organization_id)
+async def end_gone(conn: Conn, organization_id: int, now: datetime) -> int:
+    """End at `now` the organization's open flow incidents none of whose outages is open
+    (their monitors were deleted while down), under its flow incident lock; return how many
+    (the SQL function `flow_incidents_end_gone`, migration 0136)."""
+    ended: int = await conn.fetchval("SELECT flow_incidents_end_gone($1, $2)", organization_id, now)
     return ended
 
 
-async def start(conn: Conn, organization_id: int, incident_id: int, started_at: datetime) -> int:
-    """A flow incident of its own for the outage `incident_id`; return its id."""
+async def start(
+    conn: Conn,
+    organization_id: int,
+    incident_id: int,
+    started_at: datetime,
+    opened_at: datetime | None = None,
+) -> int:
+    """A flow incident of its own for the outage `incident_id`, opened at `opened_at` (the
+    opener's clock; the column's default when not given); return its id."""
+    opened = ("", "") if opened_at is None else (", opened_at", ", $3")
     flow_id: int = await conn.fetchval(
-        "INSERT INTO flow_incidents (organization_id, started_at) VALUES ($1, $2) RETURNING id",
+        f"INSERT INTO flow_incidents (organization_id, started_at{opened[0]})"
+        f" VALUES ($1, $2{opened[1]}) RETURNING id",
         organization_id,
         started_at,
+        *([] if opened_at is None else [opened_at]),
     )
     await join(conn, flow_id, incident_id)
     return flow_id
@@ -287,6 +297,20 @@ async def due(conn: Conn, now: datetime, limit: int) -> list[tuple[int, int]]:
         limit,
     )
     return [(r["id"], r["organization_id"]) for r in rows]
+
+
+async def first_waiting(conn: Conn, now: datetime, limit: int) -> list[tuple[int, int, list[int]]]:
+    """Open flow incidents whose first notice waits (due after `now`), soonest due first:
+    (id, organization id, the monitors of its open outages)."""
+    rows = await conn.fetch(
+        "SELECT f.id, f.organization_id, ARRAY(SELECT i.monitor_id FROM incidents i"
+        "  WHERE i.flow_incident_id = f.id AND i.ended_at IS NULL) AS monitors"
+        " FROM flow_incidents f WHERE f.due_at > $1 AND NOT f.notified AND f.ended_at IS NULL"
+        " ORDER BY f.due_at LIMIT $2",
+        now,
+        limit,
+    )
+    return [(r["id"], r["organization_id"], list(r["monitors"])) for r in rows]
 
 
 async def end(conn: Conn, flow_id: int, ended_at: datetime) -> None:

@@ -27,10 +27,12 @@ when:
   a round trip's send leg: a SASL backend they share, down), starting within `SAME_TIME` of
   each other.
 
-Notices (`tell`, `when_due`, `due`): an outage opening wants the flow incident's next notice,
-due `group_wait` after the first (so the others join it) or, for a material change (a monitor,
-countries or a cause nobody was told of), `group_interval` after the notice before; the
-alerter's pass sends it when due. Its first notice is the monitor's own (its texts and dedupe
+Notices (`tell`, `when_due`, `due`, `first_now`): an outage opening wants the flow incident's
+next notice, its first as soon as its monitors' siblings (the same host name, `dependsOn`) are
+judged (each checked at once by a confirmation round, `controller.scheduling.confirm`), at
+most `group_wait` after the first outage (so the others join it), or, for a material change (a
+monitor, countries or a cause nobody was told of), `group_interval` after the notice before;
+the alerter's pass sends it when due. Its first notice is the monitor's own (its texts and dedupe
 keys) while it has one monitor, else the flow incident's for all of them; changes meanwhile are
 told together. Reminders once per reminder period whatever the number of outages; one
 `recovered` (or `no_data`) when its last open outage ends, none when nobody was told it began.
@@ -314,8 +316,9 @@ def material(
 @dataclass(frozen=True, slots=True)
 class Timing:
     """How long a flow incident's notices wait for more outages to join them: its first
-    `group_wait` (INCIDENT_GROUP_WAIT_SECONDS), a change at least `group_interval` after the
-    notice before it (INCIDENT_GROUP_INTERVAL_SECONDS), as Alertmanager groups alerts."""
+    `group_wait` at most (INCIDENT_GROUP_WAIT_SECONDS; sooner when `first_now`), a change at
+    least `group_interval` after the notice before it (INCIDENT_GROUP_INTERVAL_SECONDS), as
+    Alertmanager groups alerts."""
 
     group_wait: timedelta = timedelta()
     group_interval: timedelta = timedelta()
@@ -344,6 +347,15 @@ def due(
     if not notified or last_notified_at is None:
         return now + timing.group_wait
     return max(now, last_notified_at + timing.group_interval)
+
+
+def first_now(*, notified: bool, due_at: datetime | None, now: datetime, unsettled: int) -> bool:
+    """Whether a flow incident's first notice goes `now`, before its `group_wait` is over: its
+    monitors' siblings (the same host name, `dependsOn`) are all judged (`unsettled`: how many
+    are still being checked, `controller.scheduling.confirm_store.unsettled`), so it says which
+    are down. The
+    `group_wait` bounds the wait for them; a change after it waits `group_interval`."""
+    return not notified and due_at is not None and now < due_at and unsettled == 0
 
 
 Say = Literal["as_monitor", "flow", "later", "silent"]

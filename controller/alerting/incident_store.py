@@ -22,17 +22,22 @@ async def open_incident(
     cause: str,
     countries: Sequence[str],
     messages: Sequence[str] = (),
+    *,
+    opened_at: datetime | None = None,
 ) -> Incident:
-    """`messages`: the agents' messages of the round that opened it (which leg failed)."""
+    """`messages`: the agents' messages of the round that opened it (which leg failed);
+    `opened_at`: the opener's clock (the column's default, the database's, when not given)."""
+    opened = ("", "") if opened_at is None else (", opened_at", ", $7")
     row: asyncpg.Record | None = await conn.fetchrow(
-        "INSERT INTO incidents (monitor_id, started_at, cause_kind, cause, countries, messages)"
-        f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {INCIDENT_COLUMNS}",
+        "INSERT INTO incidents (monitor_id, started_at, cause_kind, cause, countries, messages"
+        f"{opened[0]}) VALUES ($1, $2, $3, $4, $5, $6{opened[1]}) RETURNING {INCIDENT_COLUMNS}",
         monitor_id,
         started_at,
         cause_kind,
         cause,
         list(countries),
         [m[:500] for m in messages[:20]],
+        *([] if opened_at is None else [opened_at]),
     )
     assert row is not None
     return _incident(row)

@@ -375,6 +375,9 @@ class BackoffChanged:
 class ConfirmationWanted:
     round_at: datetime
     countries: tuple[str, ...]  # the failing ones
+    siblings: bool = False  # the host's other monitors are checked too (`confirm.with_siblings`)
+    recovering: bool = False  # of a passing round while the incident is open
+    own: bool = True  # the monitor's own confirmation (False: its siblings' only)
 
 
 # A judged round as the round-trip delivery record needs it (controller.roundtrips.delivery).
@@ -508,20 +511,43 @@ class _Judging:
             auth = tuple(c for c, k, _ in last.failures if k in login_backoff.REJECTED)
             self.effects.append(BackoffChanged(backoff, notice, auth))
         # No confirmation while logins are held: it would only be another round of wrong logins.
-        if (
-            backoff is None
-            and self.policy.confirm
-            and confirm.wanted(
-                verdict,
-                s.consecutive_down_rounds,
-                s.open_incident_id is not None,
-                self.t,
-                last.at,
-                self.now,
-                self.monitor.interval,
+        if backoff is None and self.policy.confirm:
+            self.confirmation(verdict, last)
+
+    def confirmation(self, verdict: str, last: JudgedRound) -> None:
+        """The confirmation rounds the last round asks for (`controller.scheduling.confirm`):
+        its own, of a failing round or of a passing one while the incident is open, and the
+        same host's other monitors' at the first round of a run (also when its own is not
+        wanted: `downAfterRounds` 1 opened the incident, `recoverAfterRounds` 1 closed it)."""
+        s, t, interval = self.s, self.t, self.monitor.interval
+        incident_open = s.open_incident_id is not None
+        if verdict == "failing":
+            run = s.consecutive_down_rounds
+            own = confirm.wanted(verdict, run, incident_open, t, last.at, self.now, interval)
+            recovering = False
+        else:
+            run = s.consecutive_up_rounds
+            counted = s.counted(verdict, not last.up)
+            own = confirm.wanted_back(counted, run, incident_open, t, last.at, self.now, interval)
+            recovering = True
+        # The host's other monitors are checked when a failing run starts outside an incident
+        # (or opens one at once, `downAfterRounds` 1), and when a recovery is confirmed (or
+        # closes the incident at once, `recoverAfterRounds` 1); not when a monitor flaps
+        # within its open incident.
+        if recovering:
+            now_too = any(
+                isinstance(e, IncidentClosed) and e.why == "recovered" and e.ended_at == last.at
+                for e in self.effects
             )
-        ):
-            self.effects.append(ConfirmationWanted(last.at, _failing(last)))
+        else:
+            now_too = any(isinstance(e, IncidentOpened) for e in self.effects)
+        siblings = (own or now_too or not (recovering or incident_open)) and confirm.with_siblings(
+            verdict, run, t, last.at, self.now, interval
+        )
+        if own or siblings:
+            self.effects.append(
+                ConfirmationWanted(last.at, _failing(last), siblings, recovering, own)
+            )
 
     def replay(self, window: Sequence[JudgedRound]) -> None:
         """A revision: the window's rounds counted again (`AlertState.count`) from empty

@@ -27,7 +27,6 @@ from controller.monitors.thresholds_store import _ORG_COLUMNS, _OVERRIDES, _merg
 from controller.posture.facts import COLUMNS as FACT_COLUMNS
 from controller.posture.facts import StoredFacts
 from controller.sidechecks.facts_store import side_of
-from shared.timefmt import utcnow
 
 STATE_COLUMNS = ", ".join(STATE_FIELDS)
 
@@ -161,16 +160,19 @@ async def save_state(
     s: AlertState,
     changed_at: datetime | None = None,
     release: tuple[datetime, datetime | None] | None = None,
+    *,
+    now: datetime,
 ) -> None:
-    """Write the state; `changed_at`: when the state (`s.state`) changed, if it did;
+    """Write the state at `now`; `changed_at`: when the state (`s.state`) changed, if it did;
     `release`: the lease and the due time to `release` the monitor's queue row with, in the
     same statement."""
     values: dict[str, object] = {name: getattr(s, name) for name in STATE_FIELDS}
+    values["updated_at"] = now
     if changed_at is not None:
         values["changed_at"] = changed_at
     names = sorted(values)
     sets = ", ".join(f"{n} = ${i}" for i, n in enumerate(names, start=2))
-    update = f"UPDATE monitor_alert_state SET {sets}, updated_at = now() WHERE monitor_id = $1"
+    update = f"UPDATE monitor_alert_state SET {sets} WHERE monitor_id = $1"
     args = [values[n] for n in names]
     if release is not None:
         lease, due_at = release
@@ -192,17 +194,19 @@ class ResultsAfter(NamedTuple):
     facts: list[StoredFacts]
 
 
-def results_view(after: datetime) -> str:
+def results_view(after: datetime, now: datetime) -> str:
     """The view results scheduled after `after` are read from: `check_results_unpacked` when
-    none of them may sit in a pack (`after` not before `packed_before` now; migration 0127),
+    none of them may sit in a pack (`after` not before `packed_before(now)`; migration 0127),
     so the packs are not looked up for each monitor; else `check_results`."""
-    return "check_results_unpacked" if after >= packed_before(utcnow()) else "check_results"
+    return "check_results_unpacked" if after >= packed_before(now) else "check_results"
 
 
-async def results_after(conn: Conn, monitor_id: int, after: datetime, limit: int) -> ResultsAfter:
-    """Results scheduled after `after`, oldest round first."""
+async def results_after(
+    conn: Conn, monitor_id: int, after: datetime, limit: int, now: datetime
+) -> ResultsAfter:
+    """Results scheduled after `after`, oldest round first (read at `now`)."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        f"SELECT {_RESULT_COLUMNS}, {_FACT_COLUMNS} FROM {results_view(after)}"
+        f"SELECT {_RESULT_COLUMNS}, {_FACT_COLUMNS} FROM {results_view(after, now)}"
         " WHERE monitor_id = $1 AND scheduled_at > $2"
         f" AND {scheduled_since('$2::timestamptz')}"
         " ORDER BY scheduled_at, country LIMIT $3",
@@ -222,7 +226,7 @@ async def results_after(conn: Conn, monitor_id: int, after: datetime, limit: int
 
 
 async def batch_results_after(
-    conn: Conn, afters: Mapping[int, datetime], limit: int
+    conn: Conn, afters: Mapping[int, datetime], limit: int, now: datetime
 ) -> dict[int, ResultsAfter]:
     """`results_after` of several monitors (by monitor: its cursor) in one statement, at most
     `limit` rows each."""
@@ -233,7 +237,7 @@ async def batch_results_after(
     rows: list[asyncpg.Record] = await conn.fetch(
         f"SELECT u.id AS for_monitor, r.* FROM unnest($1::bigint[], $2::timestamptz[])"
         " AS u(id, after) CROSS JOIN LATERAL ("
-        f"  SELECT {_RESULT_COLUMNS}, {_FACT_COLUMNS} FROM {results_view(earliest)}"
+        f"  SELECT {_RESULT_COLUMNS}, {_FACT_COLUMNS} FROM {results_view(earliest, now)}"
         "  WHERE monitor_id = u.id AND scheduled_at > u.after"
         "  AND hour >= date_trunc('hour', u.after, 'UTC')"
         # The earliest cursor ($4) bounds the days every monitor's read may open, so that the
@@ -279,7 +283,7 @@ class Release(NamedTuple):
 _SAVE_BATCH = (
     "WITH saved AS (UPDATE monitor_alert_state s SET "
     + ", ".join(f"{n} = j.{n}" for n in STATE_FIELDS)
-    + ", updated_at = now()"
+    + ", updated_at = $8::timestamptz"
     " FROM jsonb_populate_recordset(NULL::monitor_alert_state, $1::jsonb) j"
     " WHERE s.monitor_id = j.monitor_id AND s.monitor_id = ANY(ARRAY("
     "   SELECT (e->>'monitor_id')::bigint FROM jsonb_array_elements($1::jsonb) e))),"
@@ -297,10 +301,10 @@ _SAVE_BATCH = (
 
 
 async def save_batch(
-    conn: Conn, states: Mapping[int, AlertState], releases: Sequence[Release]
+    conn: Conn, states: Mapping[int, AlertState], releases: Sequence[Release], now: datetime
 ) -> None:
-    """`save_state` of several monitors (their state unchanged: no `changed_at`) and the
-    `release` of several leases, in one statement."""
+    """`save_state` of several monitors at `now` (their state unchanged: no `changed_at`) and
+    the `release` of several leases, in one statement."""
     if not states and not releases:
         return
     rows = [
@@ -321,6 +325,7 @@ async def save_batch(
         [r.settled for r in ordered],
         [r.watch for r in ordered],
         [r.step for r in ordered],
+        now,
     )
 
 

@@ -25,6 +25,7 @@ from controller.notify.flow_texts import Part, evidence_facts, flow_facts, rende
 from controller.notify.incident import Incident
 from controller.notify.links import Links
 from controller.notify.texts import Kind, render, render_backoff
+from controller.scheduling import confirm_store as confirmations
 from shared.timefmt import iso_ms, utcnow
 
 log = structlog.get_logger(__name__)
@@ -157,13 +158,39 @@ class Teller:
                         sent += await self.send_flow(conn, flow_id, now)
                 except Exception:
                     log.error("flow incident notice failed; retried", flow=flow_id, exc_info=True)
+            sent += await self._send_settled(conn, now)
         return sent
 
-    async def send_flow(self, conn: Conn, flow_id: int, now: datetime) -> int:
+    async def _send_settled(self, conn: Conn, now: datetime) -> int:
+        """Send the first notices that wait for their group wait while nothing is left to wait
+        for (`flows.first_now`: their monitors' siblings are judged); return how many."""
+        sent = 0
+        for flow_id, organization_id, monitors in await flow_db.first_waiting(
+            conn, now, self._batch
+        ):
+            try:
+                unsettled = await confirmations.unsettled(conn, monitors, now)
+                if not monitors or unsettled:
+                    continue
+                async with conn.transaction():
+                    await flow_db.lock(conn, organization_id)
+                    sent += await self.send_flow(conn, flow_id, now, settled=True)
+            except Exception:
+                log.error("flow incident notice failed; retried", flow=flow_id, exc_info=True)
+        return sent
+
+    async def send_flow(
+        self, conn: Conn, flow_id: int, now: datetime, *, settled: bool = False
+    ) -> int:
         """The flow incident's due notice (`flows.when_due`), under its organization's lock;
-        1 when one went out."""
+        1 when one went out. `settled`: its monitors' siblings are judged, so a first
+        notice goes before its group wait is over (`flows.first_now`)."""
         flow = await flow_db.state(conn, flow_id)
-        if flow is None or flow.ended_at is not None or flow.due_at is None or flow.due_at > now:
+        if flow is None or flow.ended_at is not None or flow.due_at is None:
+            return 0
+        if flow.due_at > now and not flows.first_now(
+            notified=flow.notified, due_at=flow.due_at, now=now, unsettled=0 if settled else 1
+        ):
             return 0
         found = await flow_db.members(conn, flow.id)
         if not found:  # its monitors are gone: nobody left to tell
@@ -268,7 +295,7 @@ class Teller:
             )
             org = m.monitor.organization_id
             notice = notify_entry.Notice(Source.OUTAGE, org, m.monitor, m.incident_id, notes)
-            await notify(conn, notice)
+            await notify(conn, notice, now)
         await flow_db.named(conn, key, told)
         log.info(
             "flow incident notice queued",
@@ -306,6 +333,7 @@ class Teller:
             notify_entry.Notice(
                 Source.OUTAGE, monitor.organization_id, monitor, incident.id, notes
             ),
+            now,
         )
         if mark and kind not in ("recovered", "no_data"):
             await incident_db.set_incident_notified(conn, incident.id, reminders)
@@ -324,7 +352,9 @@ class Teller:
         key = f"login-backoff:{monitor.id}:{iso_ms(b.since)}"
         notes = recipients.to_recipients("credentials", monitor, texts, key)
         await notify(
-            conn, notify_entry.Notice(Source.ACCOUNT, monitor.organization_id, monitor, None, notes)
+            conn,
+            notify_entry.Notice(Source.ACCOUNT, monitor.organization_id, monitor, None, notes),
+            self._clock(),
         )
         log.info(
             "notification queued",

@@ -34,7 +34,7 @@ ORDER BY monitor_id FOR UPDATE
 
 _MARK = """
 INSERT INTO alert_queue (monitor_id, due_at, revised_from)
-SELECT u.id, now(), u.revised
+SELECT u.id, $5::timestamptz, u.revised
 FROM unnest((SELECT $1::bigint[]), (SELECT $2::timestamptz[]), (SELECT $3::bool[]))
     AS u(id, revised, routine)
 LEFT JOIN LATERAL (SELECT q.settled FROM alert_queue q WHERE q.monitor_id = u.id OFFSET 0) q
@@ -62,6 +62,7 @@ async def mark(
     routine: Set[int] = frozenset(),
     *,
     default_countries: int,
+    now: datetime,
 ) -> None:
     """Queue monitors for evaluation (in the transaction storing their results, after their
     per-country state moved) when a round of theirs may be complete (see `_MARK`), unless the
@@ -71,7 +72,7 @@ async def mark(
     ascending order (so concurrent ingesters lock in one order), and the rounds read after: of
     two batches completing one round together, the second sees the first's results once it
     holds the lock, so one of them queues the monitor. `default_countries`:
-    DEFAULT_CHECK_COUNTRIES."""
+    DEFAULT_CHECK_COUNTRIES; `now`: the writer's clock (the due time of what it queues)."""
     ids = sorted(set(monitor_ids) | set(revised or ()))
     await conn.execute(_LOCK_QUEUED, ids)
     await conn.execute(
@@ -80,8 +81,9 @@ async def mark(
         [(revised or {}).get(i) for i in ids],
         [i in routine for i in ids],
         default_countries,
+        now,
     )
-    await push_settled(conn, routine & set(ids), default_countries)
+    await push_settled(conn, routine & set(ids), default_countries, now)
 
 
 class Lease(NamedTuple):
@@ -162,24 +164,29 @@ FROM m JOIN monitor_alert_state a ON a.monitor_id = m.id
 WHERE q.monitor_id = m.id AND q.monitor_id = ANY($1::bigint[])
     AND q.settled AND q.revised_from IS NULL
     AND q.watch_step = m.check_interval AND q.due_at = q.watch_at + m.closes_after
-    AND q.due_at > now() AND q.watch_at + m.step <= a.last_round_at + $2 * m.step
+    AND q.due_at > $6::timestamptz AND q.watch_at + m.step <= a.last_round_at + $2 * m.step
     AND (SELECT count(DISTINCT r.country) FROM result_rows r
         WHERE r.monitor_id = m.id AND r.scheduled_at = q.watch_at AND r.status = 0
             AND r.detail_ms IS NOT NULL
-            -- The round pushed closes after now(), so it began at most the longest close
+            -- The round pushed closes after $6 (now), so it began at most the longest close
             -- ago (that of the longest interval and timeout, $3 and $5): only the partitions
             -- from that day on are read.
-            AND r.scheduled_at >= date_trunc('day', now() - round_closes_after($3, $5), 'UTC'))
+            AND r.scheduled_at
+                >= date_trunc('day', $6::timestamptz - round_closes_after($3, $5), 'UTC'))
         >= m.expected
 """
 
 
 async def push_settled(
-    conn: Conn, monitor_ids: Set[int], default_countries: int, rounds: int = PUSH_ROUNDS
+    conn: Conn,
+    monitor_ids: Set[int],
+    default_countries: int,
+    now: datetime,
+    rounds: int = PUSH_ROUNDS,
 ) -> None:
     """`mark`'s last step: move the settled queue rows of `monitor_ids` (their batch's results
     all routine, their rows locked) on by a round each where `_PUSH` allows, at most `rounds`
-    rounds past the alerter's cursor."""
+    rounds past the alerter's cursor; `now`: the writer's clock (a row due by then stays)."""
     if monitor_ids:
         await conn.execute(
             _PUSH,
@@ -188,6 +195,7 @@ async def push_settled(
             CHECK_INTERVAL_MAX,
             default_countries,
             TIMEOUT_MAX,
+            now,
         )
 
 

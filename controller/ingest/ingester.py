@@ -45,6 +45,7 @@ from controller.observability import metrics
 from controller.oracles import store as oracles
 from controller.sidechecks.asks import unasked
 from controller.sidechecks.registry import WIRED
+from shared.clock import WALL, Clock
 from shared.loop import run_every
 from shared.messages import result_parts
 from shared.pulling import StandingPull
@@ -89,13 +90,15 @@ class Ingester:
         ack_wait_s: float = INGEST_ACK_WAIT_S,
         batch: int = BATCH,
         accept_unsealed: bool = False,
+        clock: Clock = WALL,
     ) -> None:
         """`durable` and `subject` name the consumer and what it reads (all results by default);
         `default_countries`: DEFAULT_CHECK_COUNTRIES; `ack_wait_s`: the consumer's ack wait,
         which it is created or updated with; `batch`: results a batch holds at most;
         `accept_unsealed`: ACCEPT_UNSEALED_SIDE_FACTS (side facts of a result without its job's
-        sealed asks, from an older agent, taken cut to what they name; off: dropped). `run()`
-        stores up to WORKERS batches at once, a short batch topped up for LINGER_S."""
+        sealed asks, from an older agent, taken cut to what they name; off: dropped); `clock`:
+        what a batch is stored at (`stored_at`, the alert queue's due times). `run()` stores up
+        to WORKERS batches at once, a short batch topped up for LINGER_S."""
         self._pool = pool
         self._nc = nc
         self._js = js
@@ -108,6 +111,7 @@ class Ingester:
         self._ack_wait_s = ack_wait_s
         self._batch = batch
         self._accept_unsealed = accept_unsealed
+        self._clock = clock
         # Messages taken and not yet settled, in the order they were taken, with that time.
         self._held: dict[int, tuple[Msg, float]] = {}
 
@@ -375,7 +379,7 @@ class Ingester:
     async def _store(self, batch: list[CheckedResult]) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
             await _drop_unasked(conn, batch)
-            stored = await record.checked(conn, batch, self._default_countries)
+            stored = await record.checked(conn, batch, self._default_countries, self._clock.now())
             # Each country's resolver canaries, from the DNS side checks' facts (a result
             # without side facts has none).
             await oracles.record_canaries(conn, [r for r in batch if r.side_checks])

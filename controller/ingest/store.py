@@ -41,6 +41,7 @@ from controller.sidechecks.facts_store import side_of
 from controller.sidechecks.frame import Arrived, keeps_facts
 from controller.sidechecks.registry import WIRED
 from controller.sidechecks.stores import KEEPERS, STORES
+from shared.clock import WALL
 from shared.messages import (
     AuthResults,
     CheckResult,
@@ -230,11 +231,17 @@ _UPDATE_STATE = Path(__file__).with_name("store_state.sql").read_text()
 
 
 async def store(
-    conn: Conn, rows: Sequence[ResultRow | CheckedResult], default_countries: int = 2
+    conn: Conn,
+    rows: Sequence[ResultRow | CheckedResult],
+    default_countries: int = 2,
+    *,
+    now: datetime | None = None,
 ) -> int:
     """Insert the rows not stored yet, a real result over a synthetic one, and move the state
     they imply; return how many were stored (new or replacing). `default_countries`:
-    DEFAULT_CHECK_COUNTRIES, how many countries a round of a monitor without a list expects.
+    DEFAULT_CHECK_COUNTRIES, how many countries a round of a monitor without a list expects;
+    `now`: the writer's clock (rows' `stored_at`, the alert queue's due time, which results
+    may sit in a pack); the wall when not given (tests, tools).
 
     The caller owns the transaction. Rows of an unknown monitor (deleted meanwhile) are dropped.
     Raises asyncpg.DataError when PostgreSQL refuses a value (e.g. a time out of its range).
@@ -248,17 +255,18 @@ async def store(
         await conn.execute(_AGENTS, _encode(agents).decode())
     # Results old enough to fall in an hour a packer may be packing wait for it (or it for
     # them), so that the statement sees the pack and stores none of them twice.
-    old = packed_before(utcnow())
+    stored_at = now if now is not None else WALL.now()
+    old = packed_before(stored_at)
     packed = any(r.scheduled_at < old for r in rows)
     if packed:
         await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", PACK_LOCK)
     once = len({(r.monitor_id, r.country) for r in rows}) == len(rows)
-    moved = await conn.fetch(_STATEMENTS[once, packed], _encode_rows(rows), old)
+    moved = await conn.fetch(_STATEMENTS[once, packed], _encode_rows(rows), old, stored_at)
     await _store_side(conn, [r for r in rows if isinstance(r, CheckedResult) and r.side_checks])
     if not moved:
         return 0
     if lost := [r for r in moved if r["lost"] is not None]:
-        await _move_lost(conn, lost)
+        await _move_lost(conn, lost, stored_at)
     revised: dict[int, datetime] = {}
     routine: set[int] = set()
     eventful: set[int] = set()
@@ -274,17 +282,18 @@ async def store(
         revised,
         routine - eventful,
         default_countries=default_countries,
+        now=stored_at,
     )
     return sum(r["stored"] for r in moved)
 
 
-async def _move_lost(conn: Conn, lost: list[asyncpg.Record]) -> None:
+async def _move_lost(conn: Conn, lost: list[asyncpg.Record], now: datetime) -> None:
     """Move the states another transaction made while the batch's statement ran (`_INSERT`'s
     rows with a `lost` fold, the batch's effect on the state): made here if gone again, then
     moved as the statement would have, in (monitor, country) order."""
     lost = sorted(lost, key=lambda r: (r["monitor_id"], r["country"]))
     await conn.execute(_ENSURE_STATE, [r["monitor_id"] for r in lost], [r["country"] for r in lost])
-    await conn.execute(_UPDATE_STATE, "[" + ",".join(r["lost"] for r in lost) + "]")
+    await conn.execute(_UPDATE_STATE, "[" + ",".join(r["lost"] for r in lost) + "]", now)
 
 
 async def _store_side(conn: Conn, rows: Sequence[CheckedResult]) -> None:

@@ -1,7 +1,8 @@
 -- The results store's statement (controller/ingest/store.py, `store`): one per batch. $1: the
 -- batch as one JSON array, a result an array: its facts' hash (0), then its fields at the
 -- positions `BATCH` declares (read below, each cast once); $2: the time before which a result
--- may be in a pack already (`_INSERT_OLD` looks there). Plain SQL: the rules it spells out that
+-- may be in a pack already (`_INSERT_OLD` looks there); $3: the writer's clock (`stored_at`,
+-- `stored_ms`, the states' `updated_at`). Plain SQL: the rules it spells out that
 -- Python holds too (the missed kinds, `inconclusive`, the uncounted statuses, the phases, the
 -- latency buckets, the state's fold) are checked against those when the module loads.
 --
@@ -81,7 +82,7 @@ WITH r AS (
     CROSS JOIN LATERAL (SELECT
         round(extract(epoch FROM r.started_at - r.scheduled_at) * 1000) AS started_ms,
         round(extract(epoch FROM r.finished_at - r.scheduled_at) * 1000) AS finished_ms,
-        round(extract(epoch FROM now() - r.scheduled_at) * 1000) AS stored_ms,
+        round(extract(epoch FROM $3::timestamptz - r.scheduled_at) * 1000) AS stored_ms,
         result_phase_us(r.dns_ms) AS dns_us, result_phase_us(r.connect_ms) AS connect_us,
         result_phase_us(r.tls_ms) AS tls_us, result_phase_us(r.greeting_ms) AS greeting_us,
         result_phase_us(r.auth_ms) AS auth_us OFFSET 0) x
@@ -154,7 +155,7 @@ WITH r AS (
         finished_at, stored_at, monitor_public_id, monitor_type, error_kind, message, banner,
         phases, tls, address, folder, hops, auth_results, capabilities, capabilities_before_tls)
     SELECT k.scheduled_at, k.monitor_id, k.country, k.tag, k.started_at, k.finished_at,
-        CASE WHEN i.status & 8 = 0 THEN now() ELSE clock_timestamp() END, k.public_id,
+        $3::timestamptz, k.public_id,
         k.monitor_type, k.error_kind, k.message, k.banner, k.phases, k.tls, k.address, k.folder,
         k.hops, k.auth_results,
         k.capabilities, k.capabilities_before_tls
@@ -176,7 +177,8 @@ WITH r AS (
     INSERT INTO result_details (scheduled_at, monitor_id, country, tag, started_at,
         finished_at, stored_at, monitor_public_id, monitor_type, error_kind, message, banner,
         phases, tls, address, folder, hops, auth_results, capabilities, capabilities_before_tls)
-    SELECT k.scheduled_at, k.monitor_id, k.country, k.tag, k.started_at, k.finished_at, now(),
+    SELECT k.scheduled_at, k.monitor_id, k.country, k.tag, k.started_at, k.finished_at,
+        $3::timestamptz,
         k.public_id, k.monitor_type, k.error_kind, k.message, k.banner, k.phases, k.tls,
         k.address, k.folder, k.hops, k.auth_results,
         k.capabilities, k.capabilities_before_tls
@@ -302,7 +304,7 @@ WITH r AS (
     last_response_time_ms = (country_state_moved(s, u::country_state_move)).last_response_time_ms,
     last_phases_ms = (country_state_moved(s, u::country_state_move)).last_phases_ms,
     last_cert_not_after = (country_state_moved(s, u::country_state_move)).last_cert_not_after,
-    updated_at = now(),
+    updated_at = $3::timestamptz,
     detail_at = (country_state_moved(s, u::country_state_move)).detail_at,
     detail_tag = (country_state_moved(s, u::country_state_move)).detail_tag,
     detail_facts = (country_state_moved(s, u::country_state_move)).detail_facts

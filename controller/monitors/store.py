@@ -313,9 +313,9 @@ async def delete(conn: Conn, monitor_id: int) -> None:
     await conn.execute("DELETE FROM monitors WHERE id = $1", monitor_id)
 
 
-async def end_flows_gone(conn: Conn, organization_id: int) -> None:
+async def end_flows_gone(conn: Conn, organization_id: int, now: datetime) -> None:
     """After a deletion has committed (a transaction of its own: the flow incident lock comes
     before any incident row), the organization's flow incidents none of whose outages is open
-    any more end (the SQL function `flow_incidents_end_gone`, migration 0133): a monitor
-    deleted while down was the last open outage of its flow incident."""
-    await conn.execute("SELECT flow_incidents_end_gone($1)", organization_id)
+    any more end at `now` (the SQL function `flow_incidents_end_gone`, migration 0136): a
+    monitor deleted while down was the last open outage of its flow incident."""
+    await conn.execute("SELECT flow_incidents_end_gone($1, $2)", organization_id, now)

@@ -46,6 +46,7 @@ from controller.monitors.errors import NotFound, SecretMoved, Stale, invalid
 from controller.monitors.store import Monitor
 from controller.monitors.write_model import UPDATES, MonitorCreate, MonitorUpdate
 from controller.secrets.box import SecretBox, SecretBoxError
+from shared.clock import WALL, Clock
 
 log = structlog.get_logger(__name__)
 
@@ -66,6 +67,7 @@ class MonitorWrites:
     box: SecretBox
     limits: fair_use.Limits
     token_hosts: Sequence[str] = ()  # OAUTH2_TOKEN_HOSTS: a custom token endpoint's hosts
+    clock: Clock = WALL  # when a flow incident a deletion leaves without outages ends
 
     async def get(self, lookup: Lookup) -> Monitor:
         """The monitor a write is for, as it is now (the surface's 404 when there is none)."""
@@ -179,7 +181,7 @@ class MonitorWrites:
                 monitor = await _get(conn, lookup, for_update=True)
                 await monitors.delete(conn, monitor.id)
             async with conn.transaction():
-                await monitors.end_flows_gone(conn, monitor.organization_id)
+                await monitors.end_flows_gone(conn, monitor.organization_id, self.clock.now())
         log.info("monitor deleted", monitor=str(monitor.public_id))
 
 

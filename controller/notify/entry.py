@@ -24,7 +24,7 @@ from controller.notify import evidence_store, maintenance, outbox_store
 from controller.notify import maintenance_store as windows_db
 from controller.notify.recipients import CHANNELS, Outgoing
 from controller.notify.sources import Source
-from shared.timefmt import utcnow
+from shared.clock import WALL
 
 __all__ = ["Notice", "Source", "in_maintenance", "notify"]
 
@@ -43,11 +43,12 @@ class Notice:
     notes: Sequence[Outgoing]
 
 
-async def notify(conn: Conn, notice: Notice) -> bool:
-    """Queue `notice`'s notes; a dedupe key already queued is skipped. True when any note was
-    queued (not held for maintenance, not attached to an open incident). ValueError when the
-    notice contradicts itself (a monitor of another organization; the monitor's notification
-    channels with no monitor)."""
+async def notify(conn: Conn, notice: Notice, now: datetime | None = None) -> bool:
+    """Queue `notice`'s notes at `now` (the caller's clock; the wall when not given); a dedupe
+    key already queued is skipped. True when any note was queued (not held for maintenance,
+    not attached to an open incident). ValueError when the notice contradicts itself (a
+    monitor of another organization; the monitor's notification channels with no monitor)."""
+    at = now if now is not None else WALL.now()
     monitor = notice.monitor
     if monitor is None:
         if any(n.channel == CHANNELS for n in notice.notes):
@@ -63,7 +64,7 @@ async def notify(conn: Conn, notice: Notice) -> bool:
         )
     notes = notice.notes
     if any(maintenance.held(notice.source, n.kind) for n in notes) and await in_maintenance(
-        conn, monitor, utcnow()
+        conn, monitor, at
     ):
         notes = [n for n in notes if not maintenance.held(notice.source, n.kind)]
         log.info(
@@ -82,7 +83,7 @@ async def notify(conn: Conn, notice: Notice) -> bool:
         return False
     if not notes:
         return False
-    await outbox_store.enqueue(conn, monitor.id, notice.incident_id, notes, notice.source)
+    await outbox_store.enqueue(conn, monitor.id, notice.incident_id, notes, notice.source, at)
     return True
 
 

@@ -359,7 +359,7 @@ class OutboxWorker:
                         row
                         for row, (outcome, retry_at) in zip(rows, settled, strict=True)
                         if not await outbox_db.record_attempt(
-                            conn, row, outcome.error, retry_at=retry_at
+                            conn, row, outcome.error, retry_at=retry_at, now=self._clock()
                         )
                     ]
                     await self._channels_ended(conn, rows, [o for o, _ in settled])

@@ -19,7 +19,6 @@ from controller.notify import channel_store
 from controller.notify.fair_share import Due
 from controller.notify.recipients import CHANNELS, Outgoing
 from controller.notify.sources import Source
-from shared.timefmt import utcnow
 
 # The notice an incident's e-mail ($2: its incident, $4: its channel, $5: its address)
 # follows up: the first `down` e-mail to that address about the incident or another outage of
@@ -40,9 +39,10 @@ async def enqueue(
     incident_id: int | None,
     notes: Sequence[Outgoing],
     source: Source,
+    now: datetime,
 ) -> None:
-    """Queue `notes` from `source` (a posture notice has no incident); a dedupe key already
-    queued is skipped. The `CHANNELS` row becomes one row per notification channel of the
+    """Queue `notes` from `source` (a posture notice has no incident) at `now`; a dedupe key
+    already queued is skipped. The `CHANNELS` row becomes one row per notification channel of the
     monitor."""
     expanded: list[Outgoing] = []
     for n in notes:
@@ -54,7 +54,7 @@ async def enqueue(
                 n.kind,
                 n.dedupe_key,
                 n.subject,
-                utcnow(),
+                now,
                 details=n.text or None,
                 severity=n.severity,
                 flow=n.flow,
@@ -64,8 +64,9 @@ async def enqueue(
     for n in expanded:
         await conn.execute(
             "INSERT INTO notification_outbox (monitor_id, incident_id, kind, channel, target,"
-            " subject, body_text, body_html, dedupe_key, channel_id, payload, source, thread_key)"
-            f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, {_THREAD})"
+            " subject, body_text, body_html, dedupe_key, channel_id, payload, source,"
+            " next_attempt_at, created_at, thread_key)"
+            f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, {_THREAD})"
             " ON CONFLICT (dedupe_key) DO NOTHING",
             monitor_id,
             incident_id,
@@ -79,6 +80,7 @@ async def enqueue(
             n.channel_id,
             n.payload,
             source,
+            now,
         )
 
 
@@ -318,6 +320,7 @@ async def record_attempt(
     error: str | None,
     *,
     retry_at: datetime | None,
+    now: datetime,
 ) -> bool:
     """The outcome of one lease: sent, to retry at `retry_at`, or failed for good; and its
     line in the history. False when the lease was lost (another worker claimed the row again
@@ -327,11 +330,12 @@ async def record_attempt(
     if error is None:
         status = "sent"
         updated = await conn.fetchval(
-            "UPDATE notification_outbox SET status = 'sent', sent_at = coalesce(sent_at, now()),"
+            "UPDATE notification_outbox SET status = 'sent', sent_at = coalesce(sent_at, $3),"
             " last_error = NULL WHERE id = $1 AND attempts = $2 AND status IN ('pending', 'sent')"
             " RETURNING id",
             row.id,
             row.attempts,
+            now,
         )
     else:
         status = "failed"

@@ -157,6 +157,7 @@ async def open_pipeline(
                     JobIds.from_box(SecretBox(settings.secrets.secrets_key or "")),
                     default_countries=settings.fair_use.default_check_countries,
                     accept_unsealed=settings.fleet.accept_unsealed_side_facts,
+                    clock=clock,
                 )
                 stack.push_async_callback(ingester.close)
             yield Pipeline(conn, js, agents, scheduler, ingester, fresh, seeded, clock)

@@ -13,6 +13,15 @@ to the organization that has had the fewest of its waiting requests served (`fai
 round-robin = max-min fairness). An organization alone gets the whole rate; while several wait,
 none gets more than its share, so one organization's failures delay another's confirmation by
 one slot at most, however many it asks for.
+
+**The same server's other monitors.** A monitor's first failing round of a run also asks a
+confirmation round of each of its siblings (`confirm_store.siblings`: its customer's monitors on
+the same host name, any port or protocol, or declaring one another in `dependsOn`; at most
+`SIBLINGS_MAX`, each within its organization's allowance and the global budget as above): an
+outage of the server is seen on all its services within seconds, so the incident's first notice
+can say which are down (`controller.alerting.flows.first_now`). A passing round of a monitor
+whose incident is open is confirmed too (`wanted_back`), and asks the same of its siblings with
+an incident open: a server's return is told within one round of it.
 """
 
 import math
@@ -49,6 +58,57 @@ def wanted(
         and consecutive_down_rounds <= PER_STREAK
         and now - round_at < interval
     )
+
+
+def wanted_back(
+    verdict: str,
+    consecutive_up_rounds: int,
+    incident_open: bool,
+    t: Thresholds,
+    round_at: datetime,
+    now: datetime,
+    interval: timedelta,
+) -> bool:
+    """Whether the round just judged asks for a confirmation round of its recovery: it passed
+    (`up` or `degraded`) while the monitor's incident is open, the run of passing rounds is
+    short of closing it and has had fewer than `PER_STREAK` confirmations, and the round is
+    recent."""
+    return (
+        t.confirm_failures
+        and verdict in ("up", "degraded")
+        and incident_open
+        and 0 < consecutive_up_rounds < t.recover_after_rounds
+        and consecutive_up_rounds <= PER_STREAK
+        and now - round_at < interval
+    )
+
+
+# The other monitors on a host checked at once when one of them starts failing (or passing
+# again) at most: a host carries a handful of services, never hundreds.
+SIBLINGS_MAX = 20
+
+
+# A monitor whose `alert_queue` row is due within this long is still being judged: results
+# waiting, leased by an alerter (`controller.alerting.evaluator.LEASE_S`), or a round of its
+# closing.
+JUDGING = timedelta(seconds=30)
+
+
+def with_siblings(
+    verdict: str,
+    run: int,
+    t: Thresholds,
+    round_at: datetime,
+    now: datetime,
+    interval: timedelta,
+) -> bool:
+    """Whether the round just judged (`verdict`, the `run` of failing or passing rounds it
+    ends) checks the host's other monitors too: confirmations on, a round that ran, the first
+    round of its run (so a run asks for them once, and a sibling's run started by that check
+    does not ask again), and recent. The caller asks it of a failing round outside an incident
+    (or one opening it), and of a passing round whose recovery is confirmed (`wanted_back`) or
+    closed the incident."""
+    return t.confirm_failures and verdict != "missed" and run == 1 and now - round_at < interval
 
 
 # The global budget's burst: at most this many seconds' worth of confirmation rounds go at once,

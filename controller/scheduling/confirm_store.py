@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import msgspec
+
 from controller.db.pool import Conn
 from controller.monitors import limits_store as limits
 from controller.scheduling import confirm
@@ -148,3 +150,90 @@ async def give_back(conn: Conn, rounds: Sequence[tuple[int, datetime]]) -> None:
             [m for m, _ in rounds],
             [at for _, at in rounds],
         )
+
+
+# A host name as the flow rules compare it (`controller.alerting.flows.host`): trimmed, lower
+# case, no trailing dot.
+_HOST = "lower(rtrim(btrim({}), '.'))"
+# The monitors `s` checked with `m` (its siblings): one customer's (two customers' are never
+# checked or told together), not disabled, on the same host name (any port or protocol), or
+# one declaring the other in `dependsOn` (by public id or host name).
+_SIBLING = (
+    "s.organization_id = m.organization_id AND s.customer_id IS NOT DISTINCT FROM m.customer_id"
+    " AND s.status <> 'disabled'"
+    f" AND ({_HOST.format('s.hostname')} = {_HOST.format('m.hostname')}"
+    f"  OR EXISTS (SELECT 1 FROM unnest(s.depends_on) d WHERE {_HOST.format('d')}"
+    f"   IN (m.public_id::text, {_HOST.format('m.hostname')}))"
+    f"  OR EXISTS (SELECT 1 FROM unnest(m.depends_on) d WHERE {_HOST.format('d')}"
+    f"   IN (s.public_id::text, {_HOST.format('s.hostname')})))"
+)
+# A confirmation round of the monitor `s` (its alert state `a`) asked since $2 whose round is
+# not judged yet: unsent, or sent after the last round the alerter judged.
+_UNJUDGED = (
+    "EXISTS (SELECT 1 FROM confirmation_rounds c"
+    " WHERE c.monitor_id = s.id AND c.requested_at > $2 AND (c.sent_at IS NULL"
+    "  OR a.last_round_at IS NULL OR a.last_round_at < date_trunc('milliseconds', c.sent_at)))"
+)
+
+
+class Sibling(msgspec.Struct, frozen=True):
+    """A monitor checked at once with a failing (or recovering) one (`_SIBLING`)."""
+
+    monitor_id: int
+    public_id: str
+    organization_id: int
+    allowed_country_codes: list[str] | None
+
+
+async def siblings(
+    conn: Conn,
+    monitor_id: int,
+    now: datetime,
+    *,
+    recovering: bool,
+    limit: int = confirm.SIBLINGS_MAX,
+) -> list[Sibling]:
+    """The siblings of `monitor_id` (`_SIBLING`: the same host name, or `dependsOn` either way)
+    a confirmation round of theirs would tell something new: with no incident open and no
+    failing run when the monitor started failing; with an incident open and no passing run
+    when it recovers. Not those whose confirmations are off, whose logins are backed off, or
+    with a confirmation round asked within `confirm.RECENT` and not judged yet (`_UNJUDGED`:
+    monitors of one host failing together ask once each); the first `limit` by id."""
+    rows = await conn.fetch(
+        "SELECT s.id AS monitor_id, s.public_id::text, s.organization_id, s.allowed_country_codes"
+        f" FROM monitors m JOIN monitors s ON {_SIBLING} AND s.id <> m.id"
+        " LEFT JOIN monitor_alert_state a ON a.monitor_id = s.id"
+        " LEFT JOIN monitor_alert_settings ms ON ms.monitor_id = s.id"
+        " LEFT JOIN organization_alert_settings os ON os.organization_id = s.organization_id"
+        " WHERE m.id = $1 AND coalesce(ms.confirm_failures, os.confirm_failures, true)"
+        " AND CASE WHEN $3 THEN a.open_incident_id IS NOT NULL AND a.consecutive_up_rounds = 0"
+        "  ELSE a.open_incident_id IS NULL AND coalesce(a.consecutive_down_rounds, 0) = 0 END"
+        " AND NOT EXISTS (SELECT 1 FROM login_backoff b WHERE b.monitor_id = s.id)"
+        f" AND NOT {_UNJUDGED} ORDER BY s.id LIMIT $4",
+        monitor_id,
+        now - confirm.RECENT,
+        recovering,
+        limit,
+    )
+    return [Sibling(**dict(r)) for r in rows]
+
+
+async def unsettled(conn: Conn, monitor_ids: Sequence[int], now: datetime) -> int:
+    """How many siblings of `monitor_ids` (`_SIBLING`), not among them, are still being
+    checked: in a failing run with no incident open yet, with a confirmation round asked within
+    `confirm.RECENT` whose round is not judged yet (`_UNJUDGED`), or whose results the alerter
+    has to judge within `confirm.JUDGING` (its `alert_queue` row: waiting, leased, or a round of
+    its closing)."""
+    found: int = await conn.fetchval(
+        "SELECT count(DISTINCT s.id)"
+        f" FROM monitors m JOIN monitors s ON {_SIBLING} AND s.id <> ALL($1::bigint[])"
+        " LEFT JOIN monitor_alert_state a ON a.monitor_id = s.id"
+        " WHERE m.id = ANY($1::bigint[])"
+        " AND ((a.consecutive_down_rounds > 0 AND a.open_incident_id IS NULL)"
+        f"  OR {_UNJUDGED}"
+        "  OR EXISTS (SELECT 1 FROM alert_queue q WHERE q.monitor_id = s.id AND q.due_at <= $3))",
+        list(monitor_ids),
+        now - confirm.RECENT,
+        now + confirm.JUDGING,
+    )
+    return found

@@ -159,7 +159,7 @@ def round_times(
     and the monitor's next due time; a triggered round (or one without a due time, which
     `plan_new` gives it next) runs now and keeps the due time."""
     if trigger or next_due_at is None:
-        return [], now, next_due_at
+        return [], schedule.round_time(now), next_due_at
     phase = schedule.phase_ms(public_id, interval)
     return schedule.overdue_rounds(phase, interval, next_due_at, now, LOOKBACK)
 

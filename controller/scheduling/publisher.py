@@ -95,15 +95,21 @@ class JobPublisher:
             )
 
     async def record(
-        self, conn: Conn, rows: Sequence[ResultRow], answered: Sequence[ResultRow] = ()
+        self,
+        conn: Conn,
+        rows: Sequence[ResultRow],
+        answered: Sequence[ResultRow] = (),
+        *,
+        now: datetime,
     ) -> None:
-        """In the caller's transaction: the missed rows of rounds that went nowhere, and the
-        `up` rows of looks their awaited round answered (recorded first: each batch moves a
-        state by its rows in time order, so the two batches move it as one would)."""
+        """In the caller's transaction, at the scheduler's `now`: the missed rows of rounds that
+        went nowhere, and the `up` rows of looks their awaited round answered (recorded first:
+        each batch moves a state by its rows in time order, so the two batches move it as one
+        would)."""
         if answered:
-            await record.answered(conn, answered, self._default_countries)
+            await record.answered(conn, answered, self._default_countries, now)
         if rows:
-            await record.missed(conn, rows, self._default_countries)
+            await record.missed(conn, rows, self._default_countries, now)
 
     def recorded(self, rows: Sequence[ResultRow]) -> None:
         """Once their transaction committed: count the missed rows; say once per country

@@ -32,6 +32,13 @@ def _at(ms: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=ms)
 
 
+def round_time(now: datetime) -> datetime:
+    """A round's time when it runs `now` (a first round, a triggered one): `now` to the
+    millisecond, as its jobs carry it (`scheduledAt`), so the results and the rows the
+    controller writes for the round are of one round."""
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
 def phase_ms(monitor_public_id: str, interval_s: int) -> int:
     """Offset of the monitor's grid inside its interval, in milliseconds."""
     return _hash64("phase", monitor_public_id) % (interval_s * 1000)

@@ -212,7 +212,7 @@ class Scheduler:
             async with self._pool.acquire() as conn, conn.transaction():
                 await roundtrip_sends.not_sent(conn, taken.refused_jobs)
                 await readiness_budget.release(conn, taken.refused_jobs)
-                await self.publisher.record(conn, taken.refused)
+                await self.publisher.record(conn, taken.refused, now=self._clock())
             self.publisher.recorded(taken.refused)
         return len(taken.admitted)
 
@@ -270,7 +270,7 @@ class Scheduler:
             plans = await self.planner.confirmation_rounds(conn, monitors, asked, tokens, now)
             jobs = await self._send(conn, plans, now)
             missed = [row for p in plans for row in p.missed]
-            await self.publisher.record(conn, missed)
+            await self.publisher.record(conn, missed, now=self._clock())
         metrics.confirmation("sent", len(plans))
         self.publisher.recorded(missed)
         log.info("confirmation rounds sent", monitors=len(plans), jobs=jobs)
@@ -285,7 +285,7 @@ class Scheduler:
         await self.publisher.went(conn, rounds, now)
         await self.publisher.preempt(admitted.preempts)
         if admitted.earlier:
-            await self.publisher.record(conn, admitted.earlier)
+            await self.publisher.record(conn, admitted.earlier, now=self._clock())
             self.publisher.recorded(admitted.earlier)
         await due.mail_dns_sent(conn, [r.monitor_id for r in rounds if r.mail_dns and r.jobs], now)
         for r in rounds:
@@ -307,7 +307,7 @@ class Scheduler:
                 admitted, held, answered = await self.admission.admit_deferred(conn, claimed, now)
                 await self.publisher.publish(admitted.jobs)
                 await self.publisher.preempt(admitted.preempts)
-                await self.publisher.record(conn, held, answered)
+                await self.publisher.record(conn, held, answered, now=self._clock())
             sent += len(admitted.jobs)
             if held or answered:
                 log.info("deferred logins not sent", jobs=len(held) + len(answered))
@@ -326,7 +326,7 @@ class Scheduler:
                 # the same organizations lock their rows in one order, never each other's.
                 new.sort(key=lambda m: m.organization_id)
                 now = self._clock()
-                at_once = now.replace(microsecond=now.microsecond // 1000 * 1000)  # job times
+                at_once = schedule.round_time(now)
                 nexts = [
                     at_once
                     if m.never_run and await self._first_round_allowed(conn, m)
@@ -368,7 +368,7 @@ class Scheduler:
                 self.planner.fetching(),
             )
             missed = [row for r in rounds for row in r.missed]
-            await self.publisher.record(conn, missed)
+            await self.publisher.record(conn, missed, now=self._clock())
         if not rounds:
             return 0, len(claimed) == self._batch, after
         late = (self._clock() - min(r.scheduled_at for r in rounds)).total_seconds()
@@ -422,7 +422,7 @@ class Scheduler:
                     plan.countries,
                 )
                 await self._send(conn, [plan], self._clock())
-                await self.publisher.record(conn, plan.missed)
+                await self.publisher.record(conn, plan.missed, now=self._clock())
         self.publisher.recorded(plan.missed)
         log.info(
             "round triggered",

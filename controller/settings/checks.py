@@ -140,7 +140,10 @@ class SchedulingSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=Tr
             ge=0,
             le=100_000,
             description="confirmation rounds (a failing round checked again at once from all "
-            "the monitor's countries) the controller sends per minute at most, over all "
+            "the monitor's countries, with its siblings (same host name, `dependsOn`) when a run "
+            "starts; "
+            "a passing round of an open incident likewise) the controller sends per minute at "
+            "most, over all "
             "monitors: a rate (a burst of 5 s, then one every 60/N s) shared fairly, turn by "
             "turn between the organizations waiting (one alone may use it all); each "
             "organization's also within its `ORG_MAX_CHECKS_PER_MINUTE` allowance; a request "

@@ -59,10 +59,12 @@ class AlertingSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True
         Meta(
             ge=0,
             le=3600,
-            description="an incident's first notice waits this long for other monitors failing "
-            "on the same server or dependency to join it (one notice for one mail-flow problem)",
+            description="an incident's first notice waits at most this long for other "
+            "monitors failing on the same server or dependency to join it (one notice for one "
+            "mail-flow problem); it goes sooner, as soon as its monitors' siblings (the same "
+            "host name, `dependsOn`; each checked at once by a confirmation round) are judged",
         ),
-    ] = 30
+    ] = 10
     incident_group_interval_seconds: Annotated[
         int,
         Meta(

@@ -106,7 +106,7 @@ class Services:
                 box=box,
                 logins=logins,
                 sender=channel_sender(settings.notify, pool, box, egress),
-                writes=MonitorWrites(pool, box, limits, settings.oauth2.token_hosts),
+                writes=MonitorWrites(pool, box, limits, settings.oauth2.token_hosts, clock),
                 trigger=MonitorTrigger(pool, limits, _round_now(pipeline)),
                 agents=None if pipeline is None else pipeline.agents,
                 nats_up=None if pipeline is None else _connected(pipeline),

@@ -311,7 +311,7 @@ class Campaign:
     warmup_s: float
     concurrency: int = 200
     agents: tuple[tuple[str, str], ...] = AGENTS
-    # INCIDENT_GROUP_WAIT_SECONDS: None, the default (30 s); the outage's monitor is alone,
+    # INCIDENT_GROUP_WAIT_SECONDS: None, the default (10 s); the outage's monitor is alone,
     # nothing joins its incident
     group_wait_s: int | None = None
 

@@ -13,7 +13,6 @@ difference is listed in DIFFERENCES with the RFC's words for why mailprobe reads
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,11 @@ def _checkdmarc(zones: dict[str, tuple[str, Any]]) -> dict[str, Any]:
         case: (domain, [[name, rdtype, texts] for (name, rdtype), texts in records.items()])
         for case, (domain, records) in zones.items()
     }
-    child = f"ip link set lo up && exec {sys.executable} -m tests.agent.checkdmarc_child"
+    python = ROOT / ".venv-checkdmarc" / "bin" / "python"  # `make test` makes it (Makefile)
+    assert python.exists(), (
+        f"{python} is missing: `make test` (or `make .venv-checkdmarc/.installed`)"
+    )
+    child = f"ip link set lo up && exec {python} -m tests.agent.checkdmarc_child"
     done = subprocess.run(
         ["unshare", "--net", "sh", "-c", child],
         input=json.dumps(given),

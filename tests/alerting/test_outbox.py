@@ -23,6 +23,7 @@ from controller.notify.outbox_store import REMINDER_DROPPED
 from controller.notify.recipients import Outgoing
 from controller.notify.sms import SmsChannel
 from shared import embedded
+from shared.clock import WALL
 from testkit.alerting.peers import Relay
 from testkit.alerting.wired import wired_alerter
 from tests.alerting.conftest import (
@@ -347,7 +348,9 @@ async def test_a_write_back_written_again_lands_once(rig: Rig) -> None:
         async with rig.pool.acquire() as conn, conn.transaction():
             for monitor_id, (error, retry_at) in outcomes.items():
                 row = by_monitor[monitor_id]
-                assert await outbox_db.record_attempt(conn, row, error, retry_at=retry_at)
+                assert await outbox_db.record_attempt(
+                    conn, row, error, retry_at=retry_at, now=WALL.now()
+                )
     (a,), (b,), (c,) = [await rig.outbox_rows(m) for m in (sent, retried, failed)]
     assert (a["status"], b["status"], c["status"]) == ("sent", "pending", "failed")
     assert b["next_attempt_at"] == later

@@ -41,9 +41,10 @@ TIMEOUT = 5
 # the one after it (recoverAfterRounds 2), its second country's login, and time to judge. A
 # bound on the wait; what is judged is the rounds it took (RECOVERY_ROUNDS).
 RECOVERY_S = 2 * INTERVAL + SPACING + 3.0
-# Rounds scheduled after the return until the recovery notice: recoverAfterRounds (no
-# confirmation round while an incident is open).
-RECOVERY_ROUNDS = 2
+# Rounds scheduled after the return until the recovery notice: recoverAfterRounds 2, a passing
+# round and its confirmation round, and the grid round that may come while the confirmation's
+# round trip runs (a 10 s interval).
+RECOVERY_ROUNDS = 3
 
 
 @dataclass

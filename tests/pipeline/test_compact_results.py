@@ -423,7 +423,7 @@ async def test_a_result_reads_its_details_from_its_own_utc_day(
                 "SELECT id FROM monitors WHERE public_id = $1::uuid", monitor["publicId"]
             )
             after = await alert_state.results_after(
-                conn, monitor_id, midnight - timedelta(seconds=30), 50
+                conn, monitor_id, midnight - timedelta(seconds=30), 50, WALL.now()
             )
         assert [r.scheduled_at for r in after.rows] == [
             midnight + timedelta(minutes=n) for n in range(3)

@@ -913,11 +913,11 @@ async def test_a_batch_finds_its_monitors_states_and_queue_rows_by_key(
     are priced out so that the planner's choice for a small table cannot hide a plan that reads
     one whole."""
     sql, args = {
-        "ingest": (results._INSERT, 2),
-        "ingest once": (results._ONCE, 2),
-        "mark": (alert_queue._MARK, 4),
-        "push": (alert_queue._PUSH, 5),
-        "save": (alert_state._SAVE_BATCH, 7),
+        "ingest": (results._INSERT, 3),
+        "ingest once": (results._ONCE, 3),
+        "mark": (alert_queue._MARK, 5),
+        "push": (alert_queue._PUSH, 6),
+        "save": (alert_state._SAVE_BATCH, 8),
     }[statement]
     conn = await asyncpg.connect(pipe_database_url)  # its settings and statement die with it
     try:
@@ -960,11 +960,11 @@ async def test_a_batch_opens_only_the_days_of_results_it_needs(pipe_database_url
             await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
             plans = {}
             for name, sql, args in [
-                ("fresh", results._INSERT, "NULL, NULL"),
-                ("old", results._INSERT_OLD, "NULL, NULL"),
-                ("fresh_once", results._ONCE, "NULL, NULL"),
-                ("old_once", results._STATEMENTS[True, True], "NULL, NULL"),
-                ("push", alert_queue._PUSH, "ARRAY[1]::bigint[], 6, 86400, 2, 300"),
+                ("fresh", results._INSERT, "NULL, NULL, now()"),
+                ("old", results._INSERT_OLD, "NULL, NULL, now()"),
+                ("fresh_once", results._ONCE, "NULL, NULL, now()"),
+                ("old_once", results._STATEMENTS[True, True], "NULL, NULL, now()"),
+                ("push", alert_queue._PUSH, "ARRAY[1]::bigint[], 6, 86400, 2, 300, now()"),
             ]:
                 await conn.execute(f"PREPARE {name} AS {sql}")
                 plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE {name}({args})")

@@ -316,8 +316,9 @@ async def alerter_reads(
         monitor_id = await conn.fetchval(
             "SELECT id FROM monitors WHERE public_id = $1::uuid", public_id
         )
-        batch = await alert_state.batch_results_after(conn, {monitor_id: after}, 50)
-        alone = await alert_state.results_after(conn, monitor_id, after, 50)
+        now = WALL.now()
+        batch = await alert_state.batch_results_after(conn, {monitor_id: after}, 50, now)
+        alone = await alert_state.results_after(conn, monitor_id, after, 50, now)
     return batch[monitor_id], alone
 
 
@@ -338,7 +339,7 @@ async def test_the_alerters_reads_find_packed_and_recent_results_alike(
     hour = closed_hour()
     sent = await sent_hour(pipeline, job_ids, monitor, cc, hour)
     old = hour - timedelta(minutes=1)
-    assert alert_state.results_view(old) == "check_results"
+    assert alert_state.results_view(old, WALL.now()) == "check_results"
     before = await alerter_reads(pipe_pool, pid, old)
     assert [r.job_id for r in before[0].rows] == [r.job_id for r in sent]
     while await packer.pack_pass(pipe_pool, job_ids, WALL.now()):
@@ -347,7 +348,7 @@ async def test_the_alerters_reads_find_packed_and_recent_results_alike(
     assert await alerter_reads(pipe_pool, pid, old) == before
 
     recent = utcnow().replace(microsecond=0) - timedelta(minutes=5)
-    assert alert_state.results_view(recent) == "check_results_unpacked"
+    assert alert_state.results_view(recent, WALL.now()) == "check_results_unpacked"
     fresh = [routine(job_ids, monitor, cc, recent + timedelta(seconds=20 * n), n) for n in range(4)]
     fresh[2] = result(job_ids, monitor, cc, "down", recent + timedelta(seconds=40))
     for res in fresh:

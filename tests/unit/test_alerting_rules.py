@@ -182,7 +182,8 @@ def run(
             ["state:down", "state:missed", "open", "notice:down", "state:down"],
             "a missed round neither ends nor extends a run",
         ),
-        (OPEN, "U", T, NOTIFIED, POLICY, "down", [], "one passing round: not yet"),
+        (OPEN, "U", T, NOTIFIED, POLICY, "down", ["confirm"], "one passing round: confirmed"),
+        (OPEN, "U", NO_CONFIRM, NOTIFIED, POLICY, "down", [], "one passing round: not yet"),
         (
             OPEN,
             "UU",
@@ -471,3 +472,33 @@ def test_a_revision_is_a_replay_of_the_window(
     assert (after.consecutive_down_rounds, after.consecutive_up_rounds) == counters, why
     assert after.last_round_at == before.last_round_at, "a revision never moves the cursor"
     assert [brief(e) for e in j.effects] == effects, why
+
+
+def test_a_monitor_flapping_within_its_incident_asks_no_siblings() -> None:
+    rounds = series("UF")
+    j = judge(MONITOR, OPEN, rounds, T, rounds[-1].at + timedelta(seconds=10), NOTHING, POLICY)
+    assert [e for e in j.effects if isinstance(e, ConfirmationWanted)] == []
+
+
+@pytest.mark.parametrize(
+    ("before", "codes", "t", "own", "siblings", "recovering", "why"),
+    [
+        (FRESH, "F", T, True, True, False, "a failing run starts: its own and the host's"),
+        (FRESH, "F", Thresholds(down_after_rounds=1), False, True, False, "open at once: others"),
+        (OPEN, "U", T, True, True, True, "a passing run starts: its own and the host's"),
+        (OPEN, "U", Thresholds(recover_after_rounds=1), False, True, True, "closed: others"),
+    ],
+)
+def test_the_confirmation_asked_of_a_run_start(
+    before: AlertState,
+    codes: str,
+    t: Thresholds,
+    own: bool,
+    siblings: bool,
+    recovering: bool,
+    why: str,
+) -> None:
+    rounds = series(codes)
+    j = judge(MONITOR, before, rounds, t, rounds[-1].at + timedelta(seconds=10), NOTHING, POLICY)
+    (wanted,) = [e for e in j.effects if isinstance(e, ConfirmationWanted)]
+    assert (wanted.own, wanted.siblings, wanted.recovering) == (own, siblings, recovering), why

@@ -7,7 +7,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from controller.monitors.thresholds import Thresholds
-from controller.scheduling.confirm import Pending, fair_pick, slots, spent, wanted
+from controller.scheduling.confirm import (
+    Pending,
+    fair_pick,
+    slots,
+    spent,
+    wanted,
+    wanted_back,
+    with_siblings,
+)
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -44,6 +52,59 @@ def test_confirmation_is_wanted_for_a_recent_failing_round_short_of_an_incident(
     why: str,
 ) -> None:
     assert wanted(verdict, down_rounds, incident_open, t, NOW - age, NOW, MINUTE) is expected, why
+
+
+RECOVER_3 = Thresholds(recover_after_rounds=3)
+RECOVER_1 = Thresholds(recover_after_rounds=1)
+RECOVER_100 = Thresholds(recover_after_rounds=100)
+
+
+@pytest.mark.parametrize(
+    ("verdict", "up_rounds", "incident_open", "t", "age", "expected", "why"),
+    [
+        ("up", 1, True, ON, timedelta(seconds=2), True, "first passing round: confirm"),
+        ("degraded", 1, True, ON, timedelta(seconds=2), True, "degraded passes too"),
+        ("up", 1, True, OFF, timedelta(seconds=2), False, "confirmation switched off"),
+        ("up", 1, False, ON, timedelta(seconds=2), False, "no incident: nothing to confirm"),
+        ("failing", 0, True, ON, timedelta(seconds=2), False, "still failing"),
+        ("missed", 0, True, ON, timedelta(seconds=2), False, "nobody ran it"),
+        ("up", 1, True, RECOVER_1, timedelta(seconds=2), False, "one round closes it"),
+        ("up", 2, True, ON, timedelta(seconds=2), False, "the run closes it already"),
+        ("up", 2, True, RECOVER_3, timedelta(seconds=2), True, "3 rounds: confirm again"),
+        ("up", 3, True, RECOVER_100, timedelta(seconds=2), False, "two per run at most"),
+        ("up", 1, True, ON, MINUTE, False, "an old round judged late: leave to schedule"),
+    ],
+)
+def test_a_recovery_is_confirmed_at_once_while_the_incident_is_open(
+    verdict: str,
+    up_rounds: int,
+    incident_open: bool,
+    t: Thresholds,
+    age: timedelta,
+    expected: bool,
+    why: str,
+) -> None:
+    got = wanted_back(verdict, up_rounds, incident_open, t, NOW - age, NOW, MINUTE)
+    assert got is expected, why
+
+
+@pytest.mark.parametrize(
+    ("verdict", "run", "t", "age", "expected", "why"),
+    [
+        ("failing", 1, ON, timedelta(seconds=2), True, "a failing run starts: the host's others"),
+        ("failing", 2, ON, timedelta(seconds=2), False, "its confirmation does not ask again"),
+        ("failing", 3, ON, timedelta(seconds=2), False, "nor a later round"),
+        ("up", 1, ON, timedelta(seconds=2), True, "a passing run starts (incident open: caller)"),
+        ("failing", 1, OFF, timedelta(seconds=2), False, "confirmation switched off"),
+        ("missed", 1, ON, timedelta(seconds=2), False, "nobody ran it"),
+        ("failing", 0, ON, timedelta(seconds=2), False, "no run"),
+        ("failing", 1, ON, MINUTE, False, "an old round judged late: leave to schedule"),
+    ],
+)
+def test_the_hosts_other_monitors_are_checked_once_a_run(
+    verdict: str, run: int, t: Thresholds, age: timedelta, expected: bool, why: str
+) -> None:
+    assert with_siblings(verdict, run, t, NOW - age, NOW, MINUTE) is expected, why
 
 
 S = timedelta(seconds=1)

@@ -153,4 +153,4 @@ async def test_each_kind_refuses_rows_not_its_own(kind: str, rows: list[ResultRo
     """A writer records only its own kind of row: refused before anything is written (no
     connection is touched)."""
     with pytest.raises(ValueError, match="not the controller's own"):
-        await getattr(record, kind)(cast(Any, None), rows, 2)
+        await getattr(record, kind)(cast(Any, None), rows, 2, datetime.now(UTC))

@@ -30,6 +30,7 @@ from controller.settings import SchedulingSettings
 from controller.sidechecks.blocklists.rules import DEFAULT_LISTS, trigger_lists
 from shared.messages import ImapPopConfig, MonitorType, RoundTripConfig, SmtpConfig
 from shared.sealing import OpeningKeys, SealingError, generate
+from shared.timefmt import iso_ms, parse_iso
 from testkit.peers.jobs import make_job
 from testkit.scheduling import Answered, round_planner
 
@@ -216,6 +217,20 @@ def test_round_times(now: datetime, trigger: bool, over: int, runs: bool) -> Non
         assert (run, next_at) == (now, DUE)
     else:
         assert next_at == schedule.next_due(PHASE, INTERVAL, now)
+
+
+@pytest.mark.parametrize("micro", [0, 1, 465_879, 999_999])
+def test_a_round_run_now_has_its_jobs_time_to_the_millisecond(micro: int) -> None:
+    """A triggered round (a confirmation, a check-now) and a first round run `now`: the
+    round's time is its jobs' `scheduledAt` (milliseconds), or the controller's rows of it
+    (`expired` at its close, found by the simulation: tests/sim) are of another round than
+    its results, and countries that reported are judged missed."""
+    now = (DUE - timedelta(hours=1)).replace(microsecond=micro)
+    for due in (DUE, None):
+        _, run, _ = plan.round_times(str(PUBLIC_ID), INTERVAL, due, now, True)
+        assert run is not None and run.microsecond % 1000 == 0
+        assert run <= now < run + timedelta(milliseconds=1)
+        assert parse_iso(iso_ms(run)) == run
 
 
 def test_rounds_over_are_recorded_overdue_in_every_country(

@@ -1,0 +1,729 @@
+"""The simulation's driver: the real control plane on a real PostgreSQL, in virtual time.
+
+What runs is the product's own code, wired as the composition root wires it
+(testkit.scheduling.wired_scheduler, testkit.alerting.wired.wired_alerter), every part given one
+`ManualClock`: the scheduler (planner, admission, its due times and `missed` rows), the live
+agents view, the results' record (`record.checked`, the ingester's statement), the alerter
+(rounds, verdicts, incidents, confirmations, flow incidents and their notices) and the
+notification outbox's rows. The world (testkit.sim.world) plays the agents and the mail servers.
+
+What is bypassed, and how:
+
+- NATS (JOBS, RESULTS, heartbeats): jobs go from the publisher's `publish` to the simulated
+  agents in memory (`SimPublisher`); results go to `record.checked` in one transaction per
+  tick, as the ingester's `_store` does; beats go to `LiveAgents.heard`;
+- the ingester's checks of a message (subject, job id, side facts, time window): not run, the
+  simulated agents send only well-formed results of the jobs they were given;
+- the agents' probes: the world answers, up, refused or a timeout, per server and country;
+- preemption and the outbox's sending: not run (no country saturates; notices are judged as
+  the queued rows);
+- EVENTS (state changes published): not published; states are read from the database.
+
+A controller restart (the world's) stops every part for its spell and composes them again,
+nothing kept in memory (`_restart`). The clock moves from one instant something can happen to
+the next (a due round, a result's
+delivery, an alert queue or flow incident due time, a change in the world), at least `quantum`
+seconds and at most `max_step` apart: a pass of each part runs at each wake. At the end (every
+fault over for ten intervals) what the database holds is judged against the world's truth by
+the campaigns' judge (testkit.campaigns.verdict_truth, `judge`), and by the simulation's own
+checks (`lost_results`: a result the world delivered never stays replaced by the controller's
+`expired` row; `unrecorded`: every job published has a row once its round has closed)."""
+
+import base64
+import hashlib
+import heapq
+import itertools
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from controller.access import accounts_store as accounts
+from controller.access import customers_store as customers
+from controller.db.migrate import migrate
+from controller.db.pool import connect, create_pool
+from controller.fleet.live import LiveAgents
+from controller.ingest import record
+from controller.ingest import store as results
+from controller.ingest.store import CheckedResult
+from controller.jobs.rules import JobIds
+from controller.monitors import store as monitors
+from controller.scheduling import rules as schedule
+from controller.scheduling.publisher import JobPublisher
+from controller.scheduling.scheduler import PassDone
+from controller.secrets.box import SecretBox
+from controller.secrets.seal_keys import CountryKeys
+from shared.clock import ManualClock
+from shared.messages import AgentHeartbeat, CheckResult, encode
+from shared.subjects import heartbeats_subject
+from shared.timefmt import iso_ms
+from testkit.alerting.wired import wired_alerter
+from testkit.campaigns.verdict_truth import (
+    Figures,
+    Incident,
+    Notice,
+    Observed,
+    Rules,
+    judge,
+)
+from testkit.scheduling import wired_scheduler
+from testkit.sim.world import Shape, World
+
+DEFAULT_COUNTRIES = 3
+# How often the monitors' states are sampled for the judge (seconds of the history).
+SAMPLE_S = 60.0
+# A flow incident's first notice waits this long for others to join (the campaigns' value).
+GROUP_WAIT_S = 5
+
+
+class _Sub:
+    pending_msgs = 0
+
+    async def unsubscribe(self) -> None:
+        return None
+
+
+class SimNats:
+    """The live agents view's connection: always connected, never reconnecting; beats are
+    handed to the view by the driver (`LiveAgents.heard`)."""
+
+    is_connected = True
+    stats: dict[str, int] = {"reconnects": 0}
+
+    async def subscribe(self, subject: str, cb: Any = None) -> _Sub:
+        return _Sub()
+
+    async def flush(self, timeout: float = 5) -> None:  # noqa: ASYNC109 - nats-py's shape
+        return None
+
+    def new_inbox(self) -> str:
+        return "_INBOX.sim"
+
+
+class SimJetStream:
+    """What the publisher and the alerter's event publisher hold of JetStream: its connection
+    (never published on)."""
+
+    def __init__(self) -> None:
+        self._nc = SimNats()
+
+
+class SimPublisher(JobPublisher):
+    """The scheduler's publisher with JOBS replaced by the simulated agents' inbox: each job as
+    it would go out (its asks sealed), in publish order. Preemption never happens here."""
+
+    def __init__(self, agents: LiveAgents, keys: CountryKeys, job_ids: JobIds, inbox: list[Any]):
+        js: Any = SimJetStream()
+        super().__init__(js, agents, keys, job_ids.asks, default_countries=DEFAULT_COUNTRIES)
+        self._inbox = inbox
+        self.published: set[tuple[str, str]] = set()  # (job id, scheduled at) of every job
+
+    async def publish(self, jobs: Sequence[Any]) -> None:
+        self._inbox.extend(self._sealed(job) for job in jobs)
+        self.published.update((job.job_id, job.scheduled_at) for job in jobs)
+
+    async def preempt(self, preempts: Sequence[Any]) -> None:
+        return None
+
+
+@dataclass
+class Run:
+    """One history's figures and what the judge found wrong."""
+
+    seed: int
+    shape: Shape
+    figures: Figures
+    misses: list[str]  # verdicts wrong against the truth (`Figures.wrong`)
+    lost: list[str]  # delivered results the store holds as the controller's own rows
+    world: dict[str, int]
+    jobs: int = 0
+    results: int = 0
+    duplicates: int = 0
+    late: int = 0
+    ticks: int = 0
+    evaluated: int = 0
+    restarts: int = 0
+    wall_s: float = 0.0
+    cpu_s: float = 0.0  # this process's
+    # what was judged, to judge again (a test plants a defect in it)
+    observed: Observed | None = None
+    rules: Rules | None = None
+    quantum: float = 1.0
+
+    def judged(self, observed: Observed) -> Figures:
+        """`observed` held against this run's world by the same judge."""
+        assert self.rules is not None
+        world = World.of(self.seed, self.shape)
+        end = world.at(self.shape.seconds).timestamp()
+        return judge(world.facts(), observed, world.targets, self.rules, end)
+
+    @property
+    def ok(self) -> bool:
+        """No verdict wrong, nothing lost. The timing bounds (`late`) are figures: they are the
+        campaigns' for an agent's restart, and a stalled agent (beating, answering nothing)
+        delays a round to its close once more (its confirmation round waits as long): see
+        `past_bounds`."""
+        return not self.misses and not self.lost
+
+    @property
+    def past_bounds(self) -> list[str]:
+        return self.figures.late()
+
+    def replay(self) -> str:
+        s = self.shape
+        return (
+            f"python -m testkit.sim --seed {self.seed} --monitors {s.monitors}"
+            + (f" --quantum {self.quantum:g}" if self.quantum != 1.0 else "")
+            + f" --hours {s.hours:g} --countries {','.join(s.countries)}"
+            + (" --busy" if s.busy else "")
+        )
+
+
+@dataclass(order=True)
+class _Delivery:
+    at: float
+    n: int
+    result: CheckedResult = field(compare=False)
+    copy: bool = field(compare=False, default=False)
+    late: bool = field(compare=False, default=False)
+
+
+@dataclass
+class _Waiting:
+    """A job in JOBS while its country's agent is gone: taken when it is back, if in time."""
+
+    job: Any
+    expires: float
+
+
+def _result(
+    job: Any, cc: str, answer: str | None, started: datetime, timeout: float
+) -> CheckResult:
+    ends = started + timedelta(seconds=timeout if answer == "timeout" else 0.05)
+    down = answer is not None
+    return CheckResult(
+        job_id=job.job_id,
+        monitor_id=job.monitor_id,
+        monitor_type="smtp",
+        country=cc,
+        agent_id=f"{cc}-sim",
+        scheduled_at=job.scheduled_at,
+        started_at=iso_ms(started),
+        finished_at=iso_ms(ends),
+        status="down" if down else "up",
+        error_kind=answer,
+        message=f"connection {answer}" if down else "",
+        banner=None if down else "220 sim ESMTP",
+        response_time_ms=None if down else 50.0,
+    )
+
+
+def _parse(iso: str) -> datetime:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
+
+
+class Driver:
+    """One history: the world, the clock, the product's parts on `pool`."""
+
+    def __init__(self, pool: asyncpg.Pool, world: World, *, quantum: float, max_step: float):
+        self.pool = pool
+        self.world = world
+        self.shape = world.shape
+        self.clock = ManualClock(world.start, monotonic=1000.0)
+        self.quantum = quantum
+        self.max_step = max_step
+        # The seed makes the job ids (and with them each result's delivery) and the monitors'
+        # public ids (their phases on the grid): the same seed plays the same history.
+        self.box = SecretBox(
+            base64.urlsafe_b64encode(hashlib.sha256(b"sim%d" % world.seed).digest()).decode()
+        )
+        self.job_ids = JobIds.from_box(self.box)
+        self.keys = CountryKeys(None, clock=self.clock.monotonic)  # no credentials: no sealing
+        self.inbox: list[Any] = []
+        self.published_all: set[tuple[str, str]] = set()  # every process's publisher's
+        self._compose()
+        self.deliveries: list[_Delivery] = []
+        self.waiting: list[_Waiting] = []
+        self.count = itertools.count()
+        self.states: dict[str, list[tuple[float, str]]] = {}
+        self.names: dict[str, str] = {}  # public id → target
+        self.delivered: set[str] = set()  # job ids whose result reached the store
+        self.delivered_how: dict[str, str] = {}
+        self.run_figures: dict[str, int] = dict.fromkeys(
+            ("jobs", "results", "duplicates", "late", "ticks", "evaluated", "restarts"), 0
+        )
+        self._beats = {
+            cc: encode(
+                AgentHeartbeat(
+                    agent_id=f"{cc}-sim",
+                    country=cc,
+                    started_at=iso_ms(world.start),
+                    seen_at=iso_ms(world.start),
+                    capacity=100_000,
+                )
+            )
+            for cc in self.shape.countries
+        }
+
+    def _compose(self) -> None:
+        """The controller's parts, as a (re)started process has them: nothing in memory."""
+        self.agents = LiveAgents(
+            SimNats(),  # type: ignore[arg-type]
+            warmup_s=0.0,
+            clock=self.clock.monotonic,
+            wall=self.clock.now,
+        )
+        self.scheduler = wired_scheduler(
+            self.pool,
+            SimJetStream(),  # type: ignore[arg-type]
+            self.agents,
+            self.box,
+            self.keys,
+            default_countries=DEFAULT_COUNTRIES,
+            clock=self.clock.now,
+        )
+        publisher = SimPublisher(self.agents, self.keys, self.job_ids, self.inbox)
+        publisher.published = self.published_all
+        self.scheduler.publisher = publisher
+        self.alerter = wired_alerter(
+            self.pool,
+            SimJetStream(),  # type: ignore[arg-type]
+            self.job_ids,
+            clock=self.clock.now,
+            incident_group_wait_seconds=GROUP_WAIT_S,
+            incident_group_interval_seconds=0,
+            default_check_countries=DEFAULT_COUNTRIES,
+        )
+
+    async def _restart(self, until: float) -> None:
+        """The controller is away until `until` (seconds of the history): nothing is scheduled,
+        stored or judged meanwhile (the agents run what they hold, their results wait in the
+        stream); then a new process starts, with nothing kept in memory."""
+        await self.agents.stop()
+        self.clock.advance(max(until - self._offset(), 0.0))
+        self._compose()
+        await self.agents.start()
+        self.run_figures["restarts"] += 1
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    async def setup(self) -> None:
+        w, s = self.world, self.shape
+        async with self.pool.acquire() as conn:
+            await results.ensure_partitions(
+                conn, w.start - timedelta(days=1), int(s.hours // 24) + 4
+            )
+            org = await accounts.ensure_organization(conn, f"sim-{w.seed}-{uuid.uuid4().hex[:6]}")
+            customer = await customers.create(conn, org, "Simulated customer")
+            for target in w.targets:
+                m = await monitors.insert(
+                    conn,
+                    org,
+                    {
+                        "customer_id": customer.id,
+                        "type": "smtp",
+                        "name": target,
+                        "hostname": f"{target}.sim.test",
+                        "port": 25,
+                        "status": "active",
+                        "check_interval": s.interval,
+                        "timeout_seconds": s.timeout,
+                        "allowed_country_codes": list(s.countries),
+                        "config": {},
+                        "notification_email": "oncall@sim.test",
+                        "notification_phone_number": None,
+                    },
+                )
+                public_id = uuid.UUID(bytes=hashlib.md5(f"{w.seed}:{target}".encode()).digest())
+                await conn.execute(
+                    "UPDATE monitors SET public_id = $2 WHERE id = $1", m.id, public_id
+                )
+                self.names[str(public_id)] = target
+            # A monitor's creation stamps its grid's start and its first queue row with the
+            # database's clock (migrations 0008, 0128): moved to the history's start.
+            await conn.execute(
+                "UPDATE monitors SET rounds_since = $2 WHERE organization_id = $1", org, w.start
+            )
+            await conn.execute(
+                "UPDATE alert_queue q SET due_at = $2 FROM monitors m"
+                " WHERE m.id = q.monitor_id AND m.organization_id = $1",
+                org,
+                w.start,
+            )
+        await self.agents.start()
+
+    # -- the parts' passes ----------------------------------------------------------------------
+
+    def _offset(self) -> float:
+        return self.world.offset(self.clock.now())
+
+    def _beat(self) -> None:
+        now = self._offset()
+        for cc in self.shape.countries:
+            if self.world.agent_down(cc, now) != "gone":
+                self.agents.heard(heartbeats_subject(cc, f"{cc}-sim"), self._beats[cc])
+
+    def _take(self, job: Any, at: float) -> None:
+        """The country's agent runs `job` at `at` (seconds), as the world answers; its result is
+        delivered when the check ends (later when the world makes it late, twice when it
+        publishes it twice)."""
+        w = self.world
+        cc = job.country
+        target = self.names[job.monitor_id]
+        answer = w.answer(target, cc, at)
+        started = w.at(at)
+        result = _result(job, cc, answer, started, float(self.shape.timeout))
+        checked = results.decode_result(encode(result))
+        ends = w.offset(_parse(result.finished_at))
+        late, again = w.delivery(job.job_id)
+        first = _Delivery(ends + late, next(self.count), checked, late=late > 0)
+        heapq.heappush(self.deliveries, first)
+        if again is not None:
+            copy = results.decode_result(encode(result))
+            heapq.heappush(
+                self.deliveries, _Delivery(first.at + again, next(self.count), copy, copy=True)
+            )
+
+    def _run_jobs(self) -> None:
+        now = self._offset()
+        jobs, self.inbox[:] = list(self.inbox), []
+        self.run_figures["jobs"] += len(jobs)
+        for job in jobs:
+            expires = self.world.offset(_parse(job.expires_at))
+            down = self.world.agent_down(job.country, now)
+            if down == "gone":
+                self.waiting.append(_Waiting(job, expires))
+            elif down is None:
+                self._take(job, now)
+            # a stalled agent takes the job and never answers: lost
+        still: list[_Waiting] = []
+        for wait in self.waiting:
+            if self.world.agent_down(wait.job.country, now) is None:
+                if now < wait.expires:
+                    self._take(wait.job, now)
+            elif now < wait.expires:
+                still.append(wait)
+        self.waiting = still
+
+    async def _ingest(self) -> None:
+        now = self._offset()
+        batch: list[_Delivery] = []
+        while self.deliveries and self.deliveries[0].at <= now:
+            batch.append(heapq.heappop(self.deliveries))
+        if not batch:
+            return
+        self.run_figures["results"] += sum(not d.copy for d in batch)
+        self.run_figures["duplicates"] += sum(d.copy for d in batch)
+        self.run_figures["late"] += sum(d.late for d in batch)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await record.checked(
+                conn, [d.result for d in batch], DEFAULT_COUNTRIES, self.clock.now()
+            )
+        self.delivered.update(d.result.job_id for d in batch)
+        for d in batch:
+            how = "late" if d.late else "copy" if d.copy else "on time"
+            self.delivered_how[d.result.job_id] = (
+                f"{how}, stored {self.clock.now():%H:%M:%S}, {d.result.status}"
+            )
+
+    async def _alert(self) -> int:
+        evaluated = 0
+        while n := await self.alerter.evaluator.evaluate_due():
+            evaluated += n
+        await self.alerter.teller.send_due()
+        self.run_figures["evaluated"] += evaluated
+        return evaluated
+
+    async def _sample(self) -> None:
+        at = self.clock.now().timestamp()
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT m.name, s.state FROM monitors m JOIN monitor_alert_state s"
+                " ON s.monitor_id = m.id WHERE m.name = ANY($1::text[])",
+                list(self.world.targets),
+            )
+        for r in rows:
+            self.states.setdefault(r["name"], []).append((at, r["state"]))
+
+    async def _next_due(self, earliest: datetime | None) -> float:
+        """The next instant something is due, in seconds of the history."""
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT (SELECT min(due_at) FROM alert_queue) AS queue,"
+                " (SELECT min(due_at) FROM flow_incidents WHERE ended_at IS NULL) AS flows"
+            )
+        assert row is not None
+        found = [self.world.offset(t) for t in (earliest, row["queue"], row["flows"]) if t]
+        if self.deliveries:
+            found.append(self.deliveries[0].at)
+        now = self._offset()
+        found += [e for e in self._edges[self._edge_at :][:1]]
+        found += [r.start for r in self.world.restarts if r.start > now][:1]
+        if self.waiting:
+            found.append(now + self.quantum)
+        return min(found, default=now + self.max_step)
+
+    # -- the history ----------------------------------------------------------------------------
+
+    async def play(self) -> None:
+        s = self.shape
+        end = s.seconds
+        self._edges = self.world.edges()
+        self._edge_at = 0
+        next_sample = 0.0
+        unplanned = True
+        seen: PassDone | None = None
+        restarts = iter(self.world.restarts)
+        restart = next(restarts, None)
+        while True:
+            now = self._offset()
+            if restart is not None and now >= restart.start:
+                await self._restart(restart.end)
+                seen = None
+                restart = next(restarts, None)
+                now = self._offset()
+            while self._edge_at < len(self._edges) and self._edges[self._edge_at] <= now:
+                self._edge_at += 1
+            self._beat()
+            if unplanned and await self.scheduler.plan_new():
+                seen = None  # planning forces a full pass, as the scheduler's loop does
+            # A pass before the earliest due time the last one saw claims nothing (the
+            # scheduler's own loop, `Scheduler.run`).
+            idle = seen is not None and schedule.nothing_due(seen.earliest, self.clock.now())
+            done = seen = await self.scheduler.run_pass(nothing_due=idle)
+            unplanned = done.unplanned
+            self._run_jobs()
+            await self._ingest()
+            evaluated = await self._alert()
+            self.run_figures["ticks"] += 1
+            if now >= next_sample:
+                await self._sample()
+                next_sample = now + SAMPLE_S
+            if now >= end:
+                break
+            wake = await self._next_due(done.earliest)
+            if evaluated:  # a confirmation round the alerter asked for goes at the next pass
+                wake = min(wake, now + self.quantum)
+            wake = min(max(wake, now + self.quantum), now + self.max_step, end)
+            self.clock.advance(max(wake - now, 0.0))
+
+    # -- what it made of it ------------------------------------------------------------------------
+
+    async def observed(self) -> Observed:
+        async with self.pool.acquire() as conn:
+            names = list(self.world.targets)
+            incidents = [
+                Incident(
+                    r["id"],
+                    r["name"],
+                    r["started_at"].timestamp(),
+                    r["opened_at"].timestamp(),
+                    r["ended_at"].timestamp() if r["ended_at"] else None,
+                    r["flow_incident_id"],
+                    r["flow_ended_at"].timestamp() if r["flow_ended_at"] else None,
+                )
+                for r in await conn.fetch(
+                    "SELECT i.id, m.name, i.started_at, i.opened_at, i.ended_at,"
+                    " i.flow_incident_id, f.ended_at AS flow_ended_at FROM incidents i"
+                    " JOIN monitors m ON m.id = i.monitor_id"
+                    " LEFT JOIN flow_incidents f ON f.id = i.flow_incident_id"
+                    " WHERE m.name = ANY($1::text[])",
+                    names,
+                )
+            ]
+            notices = [
+                Notice(
+                    r["name"],
+                    r["incident_id"],
+                    r["kind"],
+                    r["created_at"].timestamp(),
+                    r["flow_incident_id"],
+                    r["dedupe_key"],
+                    r["channel"],
+                    r["source"],
+                )
+                for r in await conn.fetch(
+                    "SELECT m.name, o.incident_id, o.kind, o.created_at, o.dedupe_key,"
+                    " o.channel, o.source, i.flow_incident_id FROM notification_outbox o"
+                    " JOIN monitors m ON m.id = o.monitor_id"
+                    " LEFT JOIN incidents i ON i.id = o.incident_id"
+                    " WHERE m.name = ANY($1::text[])",
+                    names,
+                )
+            ]
+            final = {
+                r["name"]: r["state"] or "absent"
+                for r in await conn.fetch(
+                    "SELECT m.name, s.state FROM monitors m LEFT JOIN monitor_alert_state s"
+                    " ON s.monitor_id = m.id WHERE m.name = ANY($1::text[])",
+                    names,
+                )
+            }
+        return Observed(self.states, incidents, notices, final)
+
+    async def lost_results(self) -> list[str]:
+        """Results the world delivered that the store does not hold as the agent's: a row
+        without an agent (`expired`, `missed`) for a job whose result was stored."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT c.job_id, c.scheduled_at, c.country, c.status, c.error_kind, c.stored_at"
+                " FROM check_results c"
+                " JOIN monitors m ON m.id = c.monitor_id"
+                " WHERE m.name = ANY($1::text[]) AND c.agent_id IS NULL",
+                list(self.world.targets),
+            )
+            lost = [r for r in rows if r["job_id"] in self.delivered]
+            near = await conn.fetch(
+                "SELECT c.job_id, c.scheduled_at, c.country, c.status, c.agent_id"
+                " FROM check_results c JOIN unnest($1::text[]) AS l(job) ON true"
+                " WHERE c.job_id = l.job OR c.job_id IN (SELECT job_id FROM check_results"
+                "   WHERE job_id = l.job)",
+                [r["job_id"] for r in lost],
+            )
+        if near:
+            print("  rows of the lost jobs:", [tuple(r.values()) for r in near][:10])
+        return [
+            f"{r['job_id']} ({r['country']} {r['scheduled_at']:%Y-%m-%d %H:%M:%S}):"
+            f" delivered, stored {r['status']} / {r['error_kind']} at {r['stored_at']:%H:%M:%S}"
+            f" ({self.delivered_how.get(r['job_id'], '')})"
+            for r in rows
+            if r["job_id"] in self.delivered
+        ]
+
+    async def unrecorded(self) -> list[str]:
+        """Jobs published whose round has closed (a round closes at most 75 s after its time
+        here: its expiry, the timeout and 5 s) with no row at all: a result neither stored nor
+        recorded `expired` at the close."""
+        closed_by = self.world.at(self.shape.seconds - 2 * self.shape.interval - 60)
+        wanted = {job for job, at in self.published_all if _parse(at) < closed_by}
+        async with self.pool.acquire() as conn:
+            found = {
+                r["job_id"]
+                for r in await conn.fetch(
+                    "SELECT c.job_id FROM check_results c JOIN monitors m ON m.id = c.monitor_id"
+                    " WHERE m.name = ANY($1::text[])",
+                    list(self.world.targets),
+                )
+            }
+        return [
+            f"job {job}: published, no row once its round closed" for job in sorted(wanted - found)
+        ]
+
+    def rules(self) -> Rules:
+        s = self.shape
+        return Rules(
+            interval=s.interval,
+            timeout=s.timeout,
+            countries=s.countries,
+            group_wait=GROUP_WAIT_S,
+            group_interval=0,
+        )
+
+
+async def run_one(
+    pool: asyncpg.Pool, seed: int, shape: Shape, *, quantum: float = 1.0, max_step: float = 30.0
+) -> Run:
+    world = World.of(seed, shape)
+    driver = Driver(pool, world, quantum=quantum, max_step=max_step)
+    started, cpu = time.perf_counter(), time.process_time()
+    await driver.setup()
+    try:
+        await driver.play()
+    finally:
+        await driver.agents.stop()
+    observed = await driver.observed()
+    end = world.at(shape.seconds).timestamp()
+    figures = judge(world.facts(), observed, world.targets, driver.rules(), end)
+    lost = await driver.lost_results() + await driver.unrecorded()
+    f = driver.run_figures
+    return Run(
+        seed,
+        shape,
+        figures,
+        figures.wrong(),
+        lost,
+        world.described(),
+        jobs=f["jobs"],
+        results=f["results"],
+        duplicates=f["duplicates"],
+        late=f["late"],
+        ticks=f["ticks"],
+        evaluated=f["evaluated"],
+        restarts=f["restarts"],
+        wall_s=time.perf_counter() - started,
+        cpu_s=time.process_time() - cpu,
+        observed=observed,
+        rules=driver.rules(),
+        quantum=quantum,
+    )
+
+
+@asynccontextmanager
+async def database(server_url: str, template: str | None = None) -> AsyncIterator[str]:
+    """A fresh migrated database on `server_url`'s server (copied from `template` when given),
+    dropped at exit."""
+    name = f"sim_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(server_url)
+    try:
+        extra = f' TEMPLATE "{template}"' if template else ""
+        await admin.execute(f'CREATE DATABASE "{name}"{extra}')
+    finally:
+        await admin.close()
+    url = _with_database(server_url, name)
+    if template is None:
+        conn = await connect(url)
+        await migrate(conn)
+        await conn.close()
+    try:
+        yield url
+    finally:
+        admin = await asyncpg.connect(server_url)
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def _with_database(url: str, name: str) -> str:
+    base, sep, query = url.partition("?")
+    head, _, _ = base.rpartition("/")
+    return f"{head}/{name}{sep}{query}"
+
+
+async def simulate(url: str, seed: int, shape: Shape, **knobs: float) -> Run:
+    """One history on a database of its own beside `url`'s."""
+    async with database(url, knobs.pop("template", None)) as db:  # type: ignore[arg-type]
+        pool = await create_pool(db, 4)
+        try:
+            return await run_one(pool, seed, shape, **knobs)
+        finally:
+            await pool.close()
+
+
+def describe(run: Run) -> str:
+    f = run.figures
+    days = run.shape.hours / 24
+    return (
+        f"seed {run.seed}: {'ok' if run.ok else 'FAILED'}; {len(run.figures.detection_s)} outages"
+        f" timed, {f.outages} owed, {f.blips} blips, {f.monitor_incidents} incidents,"
+        f" {f.flow_incidents} flow incidents; {run.jobs} jobs, {run.results} results"
+        f" ({run.duplicates} twice, {run.late} late); {run.restarts} controller restarts;"
+        f" {run.ticks} ticks; world {run.world};"
+        f" {days * run.shape.monitors:.1f} monitor-days in {run.wall_s:.1f} s"
+        f" (this process {run.cpu_s:.1f} s CPU); detection p99 {f.detection_p99_s:.1f} s"
+        + (f"; timing past the bounds: {', '.join(run.past_bounds)}" if run.past_bounds else "")
+    )
+
+
+def env_seeds(default: str) -> list[int]:
+    """SIM_SEEDS: `1-20` or `1,5,9`."""
+    text = os.environ.get("SIM_SEEDS", default)
+    seeds: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        seeds += list(range(int(lo), int(hi or lo) + 1))
+    return seeds

@@ -1,0 +1,240 @@
+"""The simulation's world, drawn from a seed: pure, no I/O (issue 79).
+
+A world is what the simulated control plane is held against: its mail servers (one per target),
+each country's agent, and what goes wrong and when, in seconds from the history's start:
+
+| fault | what the checks see | truth (`verdict_truth.Fact`) |
+| --- | --- | --- |
+| `outage` | refused in every country | the server failing |
+| `freeze` | a timeout in every country (the result comes `timeout` s later) | the server failing |
+| `country` | refused in one country only (its path) | that country's path failing |
+| `blip` | refused everywhere for a few seconds | the server failing |
+| `flap` | short outages (under an interval) and recoveries in turn | the server failing, in turn |
+| agent `gone` | the country's agent beats no more and runs nothing | that country's agent gone |
+| agent `stall` | it beats on but runs nothing (its jobs are lost) | its agent gone |
+| controller restart | nothing scheduled, stored or judged for up to 60 s; a new process | `away` |
+
+Besides the faults, each result may be published twice (the second copy later: a redelivery)
+or late (past its round's close: the alerter has stored `expired` for it and judges it again);
+both are drawn per job from the seed, and neither changes the truth. The history starts at an
+hour the seed picks among month ends and midnights (`ANCHORS`), so rounds, days and months
+turn over during it.
+
+The same seed gives the same world; `World.facts()` is the truth the campaigns' judge
+(testkit.campaigns.verdict_truth) holds the product against."""
+
+import random
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from testkit.campaigns.verdict_truth import Fact, FactKind
+
+FaultKind = Literal["outage", "freeze", "country", "blip", "flap"]
+FAULTS: tuple[FaultKind, ...] = ("outage", "freeze", "country", "blip", "flap")
+
+# Where histories start: the last hours of a month (a leap February among them) and a plain
+# midnight, so a history crosses UTC midnight and a month's end.
+ANCHORS = (
+    datetime(2031, 1, 31, 22, 0, tzinfo=UTC),
+    datetime(2031, 2, 28, 23, 0, tzinfo=UTC),
+    datetime(2032, 2, 29, 22, 30, tzinfo=UTC),
+    datetime(2031, 4, 30, 23, 40, tzinfo=UTC),
+    datetime(2031, 12, 31, 22, 50, tzinfo=UTC),
+    datetime(2031, 6, 15, 23, 15, tzinfo=UTC),
+)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The world's sizes: targets (monitors, one server each), countries, its length, and the
+    monitors' interval and timeout (seconds)."""
+
+    monitors: int = 10
+    countries: tuple[str, ...] = ("DE", "FR", "US")
+    hours: float = 24.0
+    interval: int = 60
+    timeout: int = 10
+    # how often things go wrong: quiet spells between a target's faults, in intervals
+    quiet_intervals: tuple[float, float] = (4.0, 90.0)
+    agent_faults_per_day: float = 6.0
+    restarts_per_day: float = 4.0  # the controller killed and started again
+    duplicate_rate: float = 0.01
+    late_rate: float = 0.003
+
+    @property
+    def seconds(self) -> float:
+        return self.hours * 3600
+
+    @property
+    def busy(self) -> bool:
+        return self.quiet_intervals == BUSY.quiet_intervals
+
+    def made_busy(self) -> "Shape":
+        """This shape with a fault every few intervals and agents failing often (`make
+        test`'s short histories)."""
+        return replace(
+            self,
+            quiet_intervals=BUSY.quiet_intervals,
+            agent_faults_per_day=BUSY.agent_faults_per_day,
+            restarts_per_day=BUSY.restarts_per_day,
+        )
+
+
+BUSY = Shape(quiet_intervals=(4.0, 12.0), agent_faults_per_day=48.0, restarts_per_day=48.0)
+
+
+@dataclass(frozen=True)
+class Spell:
+    """A fault from `start` to `end` (seconds from the history's start)."""
+
+    start: float
+    end: float
+    kind: str
+    country: str | None = None  # `country` faults and agent faults: whose
+
+
+@dataclass
+class World:
+    seed: int
+    shape: Shape
+    start: datetime
+    targets: tuple[str, ...]
+    servers: dict[str, list[Spell]] = field(default_factory=dict)
+    agents: list[Spell] = field(default_factory=list)
+    restarts: list[Spell] = field(default_factory=list)  # the controller away
+
+    @classmethod
+    def of(cls, seed: int, shape: Shape) -> "World":
+        rnd = random.Random(seed)
+        start = rnd.choice(ANCHORS) + timedelta(seconds=rnd.randrange(0, 3600))
+        targets = tuple(f"m{n:04d}" for n in range(shape.monitors))
+        w = cls(seed, shape, start, targets)
+        span, step = shape.seconds, float(shape.interval)
+        confirmed = 2 * step + 2 * shape.timeout + 10  # long enough to be an incident
+        recovered = 2 * step + shape.timeout + 10  # up long enough for a recovery
+        for t in targets:
+            spells: list[Spell] = []
+            at = rnd.uniform(0, shape.quiet_intervals[1] * step)
+            while True:
+                kind = rnd.choice(FAULTS)
+                if kind == "blip":
+                    length = rnd.uniform(1.0, 20.0)
+                elif kind == "flap":
+                    length = rnd.uniform(3 * step, 15 * step)
+                else:
+                    length = rnd.uniform(confirmed, confirmed + 30 * step)
+                if at + length > span - 10 * step:  # every fault over well before the end
+                    break
+                country = rnd.choice(shape.countries) if kind == "country" else None
+                if kind == "flap":
+                    # Down too briefly to be owed an incident (one may open), up long enough
+                    # between for a recovery to be owed: each piece is an outage of its own to
+                    # the judge, which joins pieces closer than that.
+                    on = at
+                    while on < at + length:
+                        down = rnd.uniform(5.0, step - 5)
+                        spells.append(Spell(on, min(on + down, at + length), "flap"))
+                        on += down + rnd.uniform(recovered, recovered + 2 * step)
+                else:
+                    spells.append(Spell(at, at + length, kind, country))
+                at += length + rnd.uniform(*shape.quiet_intervals) * step
+            w.servers[t] = spells
+        faults = int(shape.agent_faults_per_day * shape.hours / 24 + 0.5)
+        for _ in range(faults):
+            cc = rnd.choice(shape.countries)
+            begin = rnd.uniform(0, span - 20 * step)
+            how = rnd.choice(("gone", "stall"))
+            spell = Spell(begin, begin + rnd.uniform(5.0, 15 * step), how, cc)
+            # One agent away at a time, an interval apart: the truth counts a country without
+            # an agent as not failing, so two away make an outage of a frozen server look over
+            # while the product, by its rule, keeps the incident open (a `degraded` round no
+            # country passed closes nothing: docs/alerts.md) - the campaigns' judge was made
+            # for one agent restarted at a time.
+            if not any(a.start < spell.end + step and spell.start < a.end + step for a in w.agents):
+                w.agents.append(spell)
+        w.agents.sort(key=lambda s: s.start)
+        at = 0.0
+        for _ in range(int(shape.restarts_per_day * shape.hours / 24 + 0.5)):
+            at = rnd.uniform(at, span - 20 * step)
+            end = at + rnd.uniform(0.0, 60.0)
+            # Apart from the agents' spells by a few intervals: the judge's bounds allow one
+            # round held to its close near a restart, not an agent's and a restart's together.
+            if not any(a.start - 4 * step < end and at < a.end + 4 * step for a in w.agents):
+                w.restarts.append(Spell(at, end, "restart"))
+            at = end + step
+        return w
+
+    # -- what the checks see ---------------------------------------------------------------
+
+    def at(self, offset: float) -> datetime:
+        return self.start + timedelta(seconds=offset)
+
+    def offset(self, at: datetime) -> float:
+        return (at - self.start).total_seconds()
+
+    def answer(self, target: str, country: str, offset: float) -> str | None:
+        """What a check of `target` from `country` started at `offset` meets: None (up),
+        `refused` or `timeout`."""
+        for s in self.servers.get(target, ()):
+            if s.start <= offset < s.end and (s.country is None or s.country == country):
+                return "timeout" if s.kind == "freeze" else "refused"
+            if s.start > offset:
+                break
+        return None
+
+    def agent_down(self, country: str, offset: float) -> str | None:
+        """`gone` (no beat, no checks) or `stall` (beats, no checks) when the country's agent
+        is either at `offset`; else None."""
+        for s in self.agents:
+            if s.country == country and s.start <= offset < s.end:
+                return s.kind
+        return None
+
+    def edges(self) -> list[float]:
+        """Every instant something in the world changes (the driver wakes at each)."""
+        found = {s.start for ss in self.servers.values() for s in ss}
+        found |= {s.end for ss in self.servers.values() for s in ss}
+        found |= {t for s in self.agents for t in (s.start, s.end)}
+        return sorted(found)
+
+    def delivery(self, job_id: str) -> tuple[float, float | None]:
+        """For one job: how much later than its check's end its result is published (a late
+        one past the round's close), and when a second copy follows (None: none)."""
+        rnd = random.Random(f"{self.seed}:{job_id}")
+        shape = self.shape
+        late = 0.0
+        if rnd.random() < shape.late_rate:
+            late = shape.interval + shape.timeout + rnd.uniform(10.0, 8 * shape.interval)
+        again = rnd.uniform(0.5, 60.0) if rnd.random() < shape.duplicate_rate else None
+        return late, again
+
+    # -- the truth ---------------------------------------------------------------------------
+
+    def facts(self) -> list[Fact]:
+        """The world as the campaigns' judge reads it, in absolute seconds (epoch). A stalled
+        agent is a gone one for the truth: its country reports nothing, which is not failing."""
+        base = self.start.timestamp()
+        found: list[Fact] = []
+        for t, spells in self.servers.items():
+            for s in spells:
+                what: FactKind = "path" if s.country is not None else "server"
+                found.append(Fact(base + s.start, what, t, s.country, True))
+                found.append(Fact(base + s.end, what, t, s.country, False))
+        for s in self.restarts:
+            found.append(Fact(base + s.start, "away", "", None, True))
+            found.append(Fact(base + s.end, "away", "", None, False))
+        for s in self.agents:
+            found.append(Fact(base + s.start, "agent", "", s.country, True))
+            found.append(Fact(base + s.end, "agent", "", s.country, False))
+        return sorted(found, key=lambda f: f.at)
+
+    def described(self) -> dict[str, int]:
+        kinds: dict[str, int] = {}
+        for spells in self.servers.values():
+            for s in spells:
+                kinds[s.kind] = kinds.get(s.kind, 0) + 1
+        for s in self.agents:
+            kinds[f"agent {s.kind}"] = kinds.get(f"agent {s.kind}", 0) + 1
+        kinds["controller restart"] = len(self.restarts)
+        return kinds
