@@ -387,23 +387,41 @@ class Attempt(msgspec.Struct, frozen=True, kw_only=True):
 async def list_history(
     conn: Conn, monitor_id: int, limit: int, offset: int
 ) -> tuple[list[Attempt], int]:
-    """A page of the monitor's notification attempts, newest first, and how many it has."""
+    """A page of the monitor's notification attempts, newest first, and how many it has: its
+    own, and those of a flow incident's notice that names one of its outages
+    (`notice_incidents`, whichever member's the notice was queued for), each once and shown
+    against the monitor's own outage."""
     rows = await conn.fetch(
-        "SELECT h.id, h.kind, h.channel, h.target, h.attempt, h.status, h.error, h.at,"
-        " i.public_id AS incident_public_id, c.name AS target_name"
+        f"WITH {_NAMED}"
+        " SELECT h.id, h.kind, h.channel, h.target, h.attempt, h.status, h.error, h.at,"
+        " coalesce(n.incident_public_id, i.public_id) AS incident_public_id,"
+        " c.name AS target_name"
         " FROM alert_history h LEFT JOIN incidents i ON i.id = h.incident_id"
+        " LEFT JOIN named n ON n.outbox_id = h.outbox_id"
         " LEFT JOIN notification_channels c ON h.channel NOT IN ('email', 'sms')"
         "   AND c.public_id::text = h.target"
         "   AND c.organization_id = (SELECT organization_id FROM monitors WHERE id = $1)"
-        " WHERE h.monitor_id = $1 ORDER BY h.at DESC, h.id DESC LIMIT $2 OFFSET $3",
+        f" WHERE {_LISTED} ORDER BY h.at DESC, h.id DESC LIMIT $2 OFFSET $3",
         monitor_id,
         limit,
         offset,
     )
     total: int = await conn.fetchval(
-        "SELECT count(*) FROM alert_history WHERE monitor_id = $1", monitor_id
+        f"WITH {_NAMED} SELECT count(*) FROM alert_history h WHERE {_LISTED}", monitor_id
     )
     return typed.many(Attempt, rows), total
+
+
+# The notices (outbox rows) of flow incidents that name one of monitor $1's outages, with the
+# outage named (its first, should a notice name two).
+_NAMED = (
+    "named AS (SELECT DISTINCT ON (x.outbox_id) x.outbox_id, j.public_id AS incident_public_id"
+    " FROM notice_incidents x JOIN incidents j ON j.id = x.incident_id"
+    " WHERE j.monitor_id = $1 ORDER BY x.outbox_id, j.id)"
+)
+# A monitor's attempts: those queued for it, and those of a notice naming it (an array, so
+# each side of the OR is read by its index).
+_LISTED = "(h.monitor_id = $1 OR h.outbox_id = ANY(ARRAY(SELECT outbox_id FROM named)))"
 
 
 async def pending(pool: asyncpg.Pool) -> int:

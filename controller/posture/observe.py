@@ -47,7 +47,7 @@ from controller.posture.rules import (
     expiry_notice,
     quality,
 )
-from controller.sidechecks.findings import DOMAIN_FACTS
+from controller.sidechecks.findings import DOMAIN_FACTS, concerns
 from controller.sidechecks.frame import Judging
 from controller.sidechecks.registry import SIDE_CHECKS, WIRED
 from shared.messages import (
@@ -264,7 +264,8 @@ def _side_verdicts(monitor: Monitor, row: StoredFacts, seen: Observation) -> Ver
             continue
         if facts is not None:
             verdicts |= check.judge(Judging(monitor, row, seen, facts))
-    return verdicts
+    # A fact of the mail domain the monitor's type is not concerned by is never its finding.
+    return {k: v if concerns(k[0], monitor.type) else None for k, v in verdicts.items()}
 
 
 def _unwatched(monitor: Monitor, open_keys: Iterable[Key]) -> Verdicts:
@@ -332,7 +333,8 @@ class _Pass:
         own, of_domain = await self._facts()
         domain, peers = self.monitor.mail_domain, list[Monitor]()
         if of_domain and domain is not None:
-            peers = await db.domain_monitors(self.conn, self.monitor.customer_id, domain)
+            named = await db.domain_monitors(self.conn, self.monitor.customer_id, domain)
+            peers = [p for p in named if any(concerns(f.code, p.type) for _, f in of_domain)]
         if len(peers) <= 1:  # the domain's only monitor: its facts go in its one notice
             own, of_domain = sorted(own + of_domain, key=lambda x: x[0]), []
         if own:
@@ -392,8 +394,9 @@ class _Pass:
             t = self.thresholds
             if peer.id != m.id:
                 t = await thresholds_db.thresholds(self.conn, peer.id, peer.organization_id)
+            theirs = [f for f in found if concerns(f.code, peer.type)]
             for channel in WAYS:
-                chosen = [f for f in found if channel in t.finding_channels(f.severity)]
+                chosen = [f for f in theirs if channel in t.finding_channels(f.severity)]
                 if not chosen:
                     continue
                 codes = tuple(f"{f.code}:{f.country}" for f in chosen)

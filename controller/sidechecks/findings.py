@@ -7,7 +7,7 @@ judge it and it does not hold. A key the round could not judge is absent, so a c
 check failed neither raises nor clears anything.
 """
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -24,34 +24,53 @@ KINDS: Final[dict[str, Kind]] = {}
 # domain, however many of its monitors show it, counted once (controller.posture.store
 # `open_counts`).
 DOMAIN_FACTS: Final[set[str]] = set()
+# What a fact of a mail domain is about, which decides the monitors it concerns (`concerns`).
+SENDING = "sending"  # mail sent in the domain's name: SPF, DMARC, DKIM keys, DMARC reports
+INBOUND = "inbound"  # mail the domain's MX receives over SMTP: MTA-STS, TLS-RPT, TLS reports
+About = str
+# The monitor types each is shown on, counted and told for: SMTP monitors and round trips (a
+# round trip sends in the domain's name and delivers to its MX), never mailbox access.
+SCOPES: Final[Mapping[About, frozenset[str]]] = {
+    SENDING: frozenset({"smtp", "roundtrip"}),
+    INBOUND: frozenset({"smtp", "roundtrip"}),
+}
+# Each domain fact's code → what it is about.
+ABOUT: Final[dict[str, About]] = {}
 # Told by their own notices (`cert_expiry`, once per threshold), not as a finding.
 QUIET: Final[set[str]] = set()
 
 
-def declare(
-    kinds: Mapping[str, Kind], quiet: frozenset[str] = frozenset(), *, domain: bool = False
-) -> Mapping[str, Kind]:
-    """Declare finding kinds (`domain`: facts of the monitor's mail domain, `DOMAIN_FACTS`);
-    returns them. A code declared twice (by two side checks, or a side check and the core) is a
-    programming error: each kind is declared in one place."""
+def declare(kinds: Mapping[str, Kind], quiet: frozenset[str] = frozenset()) -> Mapping[str, Kind]:
+    """Declare finding kinds; returns them. A code declared twice (by two side checks, or a
+    side check and the core) is a programming error: each kind is declared in one place."""
     for code, kind in kinds.items():
         if KINDS.get(code, kind) != kind:
             raise ValueError(f"finding code {code!r} is declared twice")
         KINDS[code] = kind
     QUIET.update(quiet)
-    if domain:
-        DOMAIN_FACTS.update(kinds)
     return kinds
 
 
-def domain_facts(codes: Collection[str]) -> frozenset[str]:
-    """Mark declared `codes` as facts of the monitor's mail domain (`DOMAIN_FACTS`): what
-    every monitor naming the domain reads alike (its records), not its own server's."""
-    unknown = set(codes) - set(KINDS)
+def domain_facts(about: Mapping[str, About]) -> frozenset[str]:
+    """Mark declared codes as facts of the monitor's mail domain (`DOMAIN_FACTS`), each with
+    what it is about (`SENDING`, `INBOUND`): what every monitor naming the domain reads alike
+    (its records, its reports), not its own server's."""
+    unknown = set(about) - set(KINDS)
     if unknown:
         raise ValueError(f"domain facts not declared: {sorted(unknown)}")
-    DOMAIN_FACTS.update(codes)
-    return frozenset(codes)
+    if bad := {code for code, what in about.items() if what not in SCOPES}:
+        raise ValueError(f"domain facts about nothing known: {sorted(bad)}")
+    DOMAIN_FACTS.update(about)
+    ABOUT.update(about)
+    return frozenset(about)
+
+
+def concerns(code: str, monitor_type: str) -> bool:
+    """Whether a finding `code` concerns a monitor of `monitor_type`: a fact of a mail domain
+    only the types `SCOPES` gives for what it is about; any other finding the monitor it is
+    found on. What a monitor is shown, counted and told of follows it."""
+    about = ABOUT.get(code)
+    return about is None or monitor_type in SCOPES[about]
 
 
 @dataclass(frozen=True, slots=True)

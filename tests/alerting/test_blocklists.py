@@ -412,3 +412,26 @@ async def test_a_listing_two_monitors_share_is_told_once_and_counted_once(rig: R
     mails = [*await rig.outbox_rows(first), *await rig.outbox_rows(second)]
     subjects = [m["subject"] for m in mails]
     assert len(subjects) == 2 and "No longer on Example RBL" in subjects[-1], subjects
+
+
+async def test_a_shared_listing_raised_reaches_every_holders_recipients_once(rig: Rig) -> None:
+    """A listing three monitors of one customer hold, with two on-call addresses between them:
+    its raise is one notice to each address, whichever monitor raised it first."""
+    IP = next(IPS)
+    ms = [
+        await rig.monitor(["DE"], email="relay-team@customer.test"),
+        await rig.monitor(["DE"], email="web-team@customer.test"),
+        await rig.monitor(["DE"], email="relay-team@customer.test"),
+    ]
+    watch = BlocklistWatch(rig.pool, LISTS, interval_s=6 * 3600, hold_s=0, links=LINKS)
+    t0 = utcnow() - timedelta(hours=8)
+    async with DnsblPeer(views(IP, listed_in_rbl=True), records={(HOST, "A"): [IP]}) as de:
+        for m in ms:
+            await lookups(rig, m, {"DE": de}, t0)
+        await watch.run_once(t0)
+    mails = [r for m in ms for r in await rig.outbox_rows(m) if r["channel"] == "email"]
+    assert sorted(r["target"] for r in mails) == [
+        "relay-team@customer.test",
+        "web-team@customer.test",
+    ], [(r["target"], r["subject"]) for r in mails]
+    assert all("Blocklisted on Example RBL" in r["subject"] for r in mails)

@@ -292,3 +292,41 @@ async def test_a_flow_incident_whose_monitors_are_deleted_before_its_notice_ends
     (flow,) = await flows(rig)
     assert flow["ended_at"] is not None and not flow["notified"]
     assert await rig.alerter.teller.send_due() == 0
+
+
+async def history(api: httpx.AsyncClient, rig: Rig, m: asyncpg.Record) -> list[Any]:
+    kind = {"smtp": "smtp", "roundtrip": "roundtrip"}.get(m["type"], "imap-pop")
+    r = await api.get(
+        f"/api/{kind}-monitors/{m['public_id']}/alert-history",
+        headers=rig.tenant.auth("readonly"),
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["total"] == len(body["items"]), body
+    items: list[Any] = body["items"]
+    return items
+
+
+async def test_every_monitor_a_grouped_notice_names_lists_its_delivery_attempts(
+    rig: Rig, api: httpx.AsyncClient
+) -> None:
+    grouping(rig)
+    ms = await dovecot_monitors(rig)
+    down = {n: failing(FAILS[n]) for n in ms}
+    await play(rig, ms, 0, [down, down])
+    rig.clock.shift += timedelta(seconds=31)
+    await rig.alerter.burst()
+    assert await rig.outbox().burst() == 2  # one e-mail, one SMS for the four monitors
+
+    seen = {n: await history(api, rig, m) for n, m in ms.items()}
+    for name, items in seen.items():
+        assert sorted((a["kind"], a["channel"], a["status"]) for a in items) == [
+            ("down", "email", "sent"),
+            ("down", "sms", "sent"),
+        ], name
+        # each names that monitor's own outage
+        (incident,) = await rig.incidents(ms[name])
+        assert {a["incidentId"] for a in items} == {str(incident["public_id"])}, name
+    # one notice: the same attempts under every monitor
+    ids = {n: sorted(a["id"] for a in items) for n, items in seen.items()}
+    assert len({tuple(v) for v in ids.values()}) == 1, ids

@@ -258,3 +258,46 @@ async def test_a_domain_record_three_monitors_see_is_one_notice_per_recipient(
     async with rig.pool.acquire() as conn:
         counts = await posture_db.open_counts(conn, rig.tenant.org_id)
     assert counts.get("warning") == 2, counts
+
+
+async def test_a_domain_record_is_shown_counted_and_told_only_on_the_monitors_it_concerns(
+    rig: Rig, api: httpx.AsyncClient, contexts: SslContexts
+) -> None:
+    """An SMTP monitor and an IMAP monitor of one customer name the domain (issue 80): its
+    missing SPF (mail sent in its name) and missing TLS-RPT record (mail its MX receives) are
+    the SMTP monitor's findings, counted once, told to its recipient only; the mailbox's
+    monitor shows none of them and its recipient hears nothing."""
+    smtp_monitor = await watched(rig)
+    box = {"user": "probe", "password": "x", "tls": True}
+    imap = await rig.monitor(
+        ["DE", "US"], kind="imap", port=993, config=box, email="mailbox-team@customer.test"
+    )
+    async with rig.pool.acquire() as conn:
+        await conn.execute("UPDATE monitors SET mail_domain = $2 WHERE id = $1", imap["id"], DOMAIN)
+    starttls, spki = served()
+    async with SmtpPeer(starttls=starttls) as smtp:
+        records = zone(smtp.port, spki, good=True)
+        del records[(DOMAIN, "TXT")]  # no SPF
+        del records[(f"_smtp._tls.{DOMAIN}", "TXT")]  # no TLS-RPT
+        del records[(f"_mta-sts.{DOMAIN}", "TXT")]  # no MTA-STS: nothing to fetch
+        async with DnsPeer(records, ad=True) as bad:
+            probes = {"DE": probe(bad, 1), "US": probe(bad, 1)}
+            for m in (imap, smtp_monitor):
+                await round_(rig, m, 0, smtp.port, contexts, probes)
+    codes = {code for code, _ in open_codes(await posture(api, rig, smtp_monitor))}
+    assert {"spf_missing", "tls_rpt_missing"} <= codes, codes
+    r = await api.get(
+        f"/api/imap-pop-monitors/{imap['public_id']}/posture", headers=rig.tenant.auth("readonly")
+    )
+    assert r.status_code == 200, r.text
+    theirs = {code for code, _ in open_codes(r.json())}
+    assert not theirs & {"spf_missing", "tls_rpt_missing"}, theirs
+    notes = await rig.fetch(
+        "SELECT o.channel, o.target FROM notification_outbox o"
+        " WHERE o.monitor_id = ANY($1::bigint[]) AND o.kind = 'finding' ORDER BY o.id",
+        [smtp_monitor["id"], imap["id"]],
+    )
+    assert {n["target"] for n in notes if n["channel"] == "email"} == {"oncall@customer.test"}
+    async with rig.pool.acquire() as conn:
+        counts = await posture_db.open_counts(conn, rig.tenant.org_id)
+    assert counts.get("warning", 0) + counts.get("info", 0) == 2, counts

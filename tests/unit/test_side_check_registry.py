@@ -22,7 +22,7 @@ from agent.sidechecks import relay as agent_relay
 from controller.ingest import store as results_store  # noqa: F401  (what the ingester loads)
 from controller.posture.rules import CODES
 from controller.sidechecks import facts_store
-from controller.sidechecks.findings import DOMAIN_FACTS, domain_facts
+from controller.sidechecks.findings import DOMAIN_FACTS, SENDING, domain_facts
 from controller.sidechecks.registry import SIDE_CHECKS, WIRED
 from controller.web.api.results import CheckResultOut
 from shared.messages import SmtpCheckJob, SmtpConfig
@@ -125,4 +125,4 @@ def test_a_domain_fact_is_declared_and_a_monitors_own_finding_is_not_one() -> No
     own = ("mx_mismatch", "mta_sts_mismatch", "tlsa_mismatch", "basic_auth_retiring")
     assert not DOMAIN_FACTS & set(own)
     with pytest.raises(ValueError, match="not declared"):
-        domain_facts({"no_such_code"})
+        domain_facts({"no_such_code": SENDING})

@@ -237,6 +237,20 @@ async def held_elsewhere(conn: Conn, monitor_id: int, zone: str, name: str) -> l
     return [r["monitor_id"] for r in rows]
 
 
+async def first_raised(conn: Conn, monitor_id: int, zone: str, name: str) -> datetime | None:
+    """When the listing the monitor's customer holds raised and open (the monitor's own
+    included) was first raised by one of them: what names the fact's raise."""
+    at: datetime | None = await conn.fetchval(
+        "SELECT min(l.raised_at) FROM blocklist_listings l JOIN monitors m ON m.id = l.monitor_id"
+        " WHERE m.customer_id = (SELECT customer_id FROM monitors WHERE id = $1)"
+        " AND l.zone = $2 AND l.name = $3 AND l.cleared_at IS NULL AND l.raised_at IS NOT NULL",
+        monitor_id,
+        zone,
+        name,
+    )
+    return at
+
+
 async def save_listing(
     conn: Conn, monitor_id: int, before: Listing | None, after: Listing | None, at: datetime
 ) -> None:

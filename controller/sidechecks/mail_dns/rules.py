@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from controller.sidechecks.findings import Verdicts, declare, domain_facts, judge
+from controller.sidechecks.findings import INBOUND, SENDING, Verdicts, declare, domain_facts, judge
 from shared.sidechecks import dmarc_record, dmarc_tree, spf_syntax
 from shared.sidechecks.dmarc_tree import Walked
 from shared.sidechecks.mail_dns import MailDns
@@ -84,12 +84,12 @@ CODES: Final = declare(
 # per recipient); the MX, MTA-STS and TLSA findings compare them with the monitor's own host.
 DOMAIN_FACTS: Final = domain_facts(
     {
-        "spf_missing",
-        "spf_invalid",
-        "dmarc_missing",
-        "dmarc_invalid",
-        "mta_sts_invalid",
-        "tls_rpt_missing",
+        "spf_missing": SENDING,
+        "spf_invalid": SENDING,
+        "dmarc_missing": SENDING,
+        "dmarc_invalid": SENDING,
+        "mta_sts_invalid": INBOUND,
+        "tls_rpt_missing": INBOUND,
     }
 )
 

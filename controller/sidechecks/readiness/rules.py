@@ -39,7 +39,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from controller.sidechecks.dns_canary import resolver_health
-from controller.sidechecks.findings import Verdicts, declare, domain_facts, judge
+from controller.sidechecks.findings import SENDING, Verdicts, declare, domain_facts, judge
 from shared.dns_canary import DnsCanary
 from shared.sidechecks import dmarc_record
 from shared.sidechecks.dmarc_record import POLICIES
@@ -156,7 +156,9 @@ CODES: Final = declare(
 # The domain's records, read alike by every monitor naming it (issue 80: one fact, one notice
 # per recipient); `dkim_revoked` (a round trip's own message) and `basic_auth_retiring` (how the
 # monitor logs in) are the monitor's own.
-DOMAIN_FACTS: Final = domain_facts(set(CODES) - {"dkim_revoked", "basic_auth_retiring"})
+DOMAIN_FACTS: Final = domain_facts(
+    dict.fromkeys(set(CODES) - {"dkim_revoked", "basic_auth_retiring"}, SENDING)
+)
 
 _SENDS_NOTHING = re.compile(r"^v=spf1\s+-all\s*$", re.IGNORECASE)
 
@@ -480,7 +482,7 @@ DRIFT_CODES: Final = declare(
     }
 )
 # Every drift is of the domain's records, read alike by every monitor naming it.
-DRIFT_DOMAIN_FACTS: Final = domain_facts(DRIFT_CODES)
+DRIFT_DOMAIN_FACTS: Final = domain_facts(dict.fromkeys(DRIFT_CODES, SENDING))
 
 
 def readings(f: Readiness) -> dict[str, str]:

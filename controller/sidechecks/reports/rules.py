@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Final
 
-from controller.sidechecks.findings import Finding, Key, declare
+from controller.sidechecks import findings
+from controller.sidechecks.findings import INBOUND, SENDING, Finding, Key, declare, domain_facts
 
 TLS_FAILURES = "tls_failures_reported"
 DMARC_FAILURES = "dmarc_failures_reported"
@@ -63,16 +64,11 @@ CODES: Final = declare(
             "forgers.",
         ),
     },
-    domain=True,
 )
 assert tuple(CODES) == (TLS_FAILURES, DMARC_FAILURES, DMARC_UNKNOWN)
-# The monitor types each report finding concerns: SMTP monitors and round trips (the sessions
-# TLS-RPT counts go to the MX over SMTP; DMARC judges mail sent over SMTP), not mailbox access.
-CONCERNS: Final[dict[str, frozenset[str]]] = {
-    TLS_FAILURES: frozenset({"smtp", "roundtrip"}),
-    DMARC_FAILURES: frozenset({"smtp", "roundtrip"}),
-    DMARC_UNKNOWN: frozenset({"smtp", "roundtrip"}),
-}
+# Facts of the domain: TLS-RPT counts sessions to its MX over SMTP, DMARC judges mail sent in
+# its name (the monitors each concerns: controller.sidechecks.findings `concerns`).
+domain_facts({TLS_FAILURES: INBOUND, DMARC_FAILURES: SENDING, DMARC_UNKNOWN: SENDING})
 SHOWN = 5  # items named in a finding's detail, largest first
 FRESH = 1000  # a new report's items that may be news, its largest
 
@@ -244,13 +240,14 @@ def _host(name: str) -> str:
 
 
 def concerns(code: str, monitor_type: str) -> bool:
-    """Whether the report finding `code` is shown on a monitor of `monitor_type`."""
-    return monitor_type in CONCERNS.get(code, frozenset())
+    """Whether the report finding `code` is shown on a monitor of `monitor_type` (the rule of
+    every domain fact, `findings.concerns`)."""
+    return code in CODES and findings.concerns(code, monitor_type)
 
 
 def shown_on(code: str, monitors: Sequence[tuple[int, str, str]], seen: Window) -> frozenset[int]:
     """The monitors, of `monitors` (id, type, host: a round trip's is its send leg's), a report
-    finding of their domain is shown on: those of the types it concerns (`CONCERNS`); for TLS
+    finding of their domain is shown on: those of the types it concerns (`concerns`); for TLS
     failures, of those, the ones whose host is an MX the window's largest failures name, or all
     of them when none is (the failures name an MX no monitor watches, or none)."""
     typed = [(i, host) for i, kind, host in monitors if concerns(code, kind)]
