@@ -11,7 +11,9 @@ its head not yet whole); with none waiting it is refused.
 import ipaddress
 import resource
 from collections import Counter
+from collections.abc import Callable, Iterable
 from enum import Enum
+from typing import TypeVar
 
 from controller.web.client_block import client_block
 
@@ -57,6 +59,10 @@ class ConnectionCaps:
         self.total += 1
         return Admit.YES
 
+    def held(self, source: str | None) -> int:
+        """The connections open from `source`'s address (its /64 for IPv6); 0 for none."""
+        return self._open.get(client_block(source), 0) if source is not None else 0
+
     def release(self, source: str) -> None:
         block = client_block(source)
         self._open[block] -= 1
@@ -70,3 +76,13 @@ class ConnectionCaps:
         except ValueError:
             return False
         return any(address in net for net in self._trusted)
+
+
+T = TypeVar("T")
+
+
+def giving_way(waiting: Iterable[T], held: Callable[[T], int]) -> T | None:
+    """The connection that gives way to a new one when the replica is full: of the connections
+    `waiting` for a request (the longest waiting first), the first whose address `held` the
+    most connections; None when none waits."""
+    return max(waiting, key=held, default=None)

@@ -28,7 +28,7 @@ from uvicorn.protocols.utils import get_remote_addr
 
 from controller.observability import metrics
 from controller.settings import ApiSettings
-from controller.web.connection_caps import Admit, ConnectionCaps, replica_cap
+from controller.web.connection_caps import Admit, ConnectionCaps, giving_way, replica_cap
 from controller.web.h11_bounds import MAX_HEAD_BYTES, BoundedConnection
 from controller.web.head_deadline import HeadDeadline
 
@@ -168,9 +168,11 @@ class FrontProtocol(HeadDeadline):
             transport.close()
 
     def _make_room(self) -> bool:
-        """Close the connection that has waited longest for a request (an answer of its own
-        unread, maybe), if one has."""
-        other = next(iter(self.waiting), None)
+        """Close a connection waiting for a request (an answer of its own unread, maybe), if
+        one is: of those whose address holds the most connections, the one waiting longest. A
+        burst of new connections from a few addresses gives way among its own, never a lone
+        client's handshake."""
+        other = giving_way(self.waiting, lambda c: self.caps.held(c._source))
         if other is None:
             return False
         metrics.api_connection_cut("gave_way")

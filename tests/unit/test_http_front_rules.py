@@ -4,7 +4,13 @@ body's trailer), a chunked body's framing, and the connection caps."""
 import h11
 import pytest
 
-from controller.web.connection_caps import FD_RESERVE, Admit, ConnectionCaps, replica_cap
+from controller.web.connection_caps import (
+    FD_RESERVE,
+    Admit,
+    ConnectionCaps,
+    giving_way,
+    replica_cap,
+)
 from controller.web.h11_bounds import (
     FREE_CHUNKS,
     MAX_HEAD_BYTES,
@@ -144,3 +150,20 @@ def test_an_ipv6_client_is_capped_by_its_64() -> None:
     assert caps.admit("2001:db8:1:3::1") is Admit.YES
     caps.release("2001:db8:1:2::2")
     assert caps.admit("2001:db8:1:2::9") is Admit.YES
+
+
+@pytest.mark.parametrize(
+    ("waiting", "gives_way"),
+    [
+        ([("attacker-a", 8), ("lone", 1), ("attacker-b", 8)], "attacker-a"),
+        ([("lone", 1), ("attacker-b", 8)], "attacker-b"),  # the lone client waited longest
+        ([("first", 1), ("second", 1)], "first"),  # ties: the longest waiting
+        ([("lone", 1)], "lone"),
+        ([], None),
+    ],
+)
+def test_the_connection_giving_way_is_from_the_address_holding_most(
+    waiting: list[tuple[str, int]], gives_way: str | None
+) -> None:
+    held = dict(waiting)
+    assert giving_way([name for name, _ in waiting], held.__getitem__) == gives_way
