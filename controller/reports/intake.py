@@ -271,8 +271,8 @@ async def mailed_spent(
         return None
     return Rejected(
         "too_many_refused",
-        f"more than {limits.mailed_refusals_per_hour} mailed messages refused this hour that"
-        " named no monitored domain: refused unopened",
+        f"{limits.mailed_refusals_per_hour} mailed messages were refused whole this hour naming"
+        " no monitored domain (MAILED_REFUSALS_PER_HOUR): refused unopened",
     )
 
 
