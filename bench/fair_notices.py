@@ -13,19 +13,24 @@ the victim's page within TARGET_S of its incident, every time.
 
 Then the claim's cost in a flood: `outbox_store.due` (the statement each free sender's claim
 runs) with FLOOD due e-mail notifications of FLOOD_ORGS organizations, its median of 5 runs
-(target: under CLAIM_TARGET_MS ms)."""
+as the CPU time of its PostgreSQL backend (the statement's cost: target under CLAIM_TARGET_MS
+ms), shown beside the execution time EXPLAIN ANALYZE tells and the caller's wait (both grow
+with the machine's load: they include waiting for a CPU)."""
 
 import asyncio
 import ipaddress
+import json
 import statistics
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import asyncpg
 
 from controller.db.migrate import migrate
-from controller.db.pool import connect, create_pool
+from controller.db.pool import Conn, connect, create_pool
 from controller.notify import outbox_store
 from controller.notify.egress import TIMEOUT_S, Egress
 from controller.notify.outbox import ORG_SHARE, SENDERS, OutboxWorker
@@ -53,8 +58,19 @@ FLOOD_ORGS = 200
 CLAIM_TARGET_MS = 100.0
 
 
-async def _claim_ms(pool: asyncpg.Pool) -> float:
-    """The median time of `due` over FLOOD due notifications of FLOOD_ORGS organizations."""
+class Claim(NamedTuple):
+    """`due`'s medians over FLOOD due notifications: the CPU its PostgreSQL backend spent
+    (the target's figure: what the statement costs, whatever else the machine runs), its
+    execution time as PostgreSQL tells it (EXPLAIN ANALYZE: waits for a CPU included), and the
+    caller's wait."""
+
+    cpu_ms: float
+    executed_ms: float
+    wall_ms: float
+
+
+async def _claim_ms(pool: asyncpg.Pool) -> Claim:
+    """The median times of `due` over FLOOD due notifications of FLOOD_ORGS organizations."""
     async with pool.acquire() as conn:
         orgs: list[Tenant] = [await tenant(conn, f"flood{i}") for i in range(FLOOD_ORGS)]
         await conn.executemany(
@@ -71,15 +87,41 @@ async def _claim_ms(pool: asyncpg.Pool) -> float:
             ],
         )
         await conn.execute("ANALYZE notification_outbox")
-        took = []
+        backend = Path(f"/proc/{await conn.fetchval('SELECT pg_backend_pid()')}/schedstat")
+        took, cpu, executed = [], [], []
         for _ in range(5):
+            now = utcnow()
+            ran = _ran_ns(backend)
             started = time.perf_counter()
-            await outbox_store.due(conn, utcnow(), ["email", "sms", "webhook"], 40, SENDERS)
+            await outbox_store.due(conn, now, ["email", "sms", "webhook"], 40, SENDERS)
             took.append(1000 * (time.perf_counter() - started))
-    return statistics.median(took)
+            cpu.append((_ran_ns(backend) - ran) / 1e6)
+            executed.append(await _executed_ms(conn, now))
+    return Claim(statistics.median(cpu), statistics.median(executed), statistics.median(took))
 
 
-async def _measure() -> tuple[list[float | None], int, float]:
+def _ran_ns(schedstat: Path) -> int:
+    """Nanoseconds a process (the embedded PostgreSQL's backend, on this machine) ran on a
+    CPU: its first field (Linux's schedstat), which waiting for a CPU does not grow."""
+    return int(schedstat.read_text().split()[0])
+
+
+async def _executed_ms(conn: Conn, now: datetime) -> float:
+    """PostgreSQL's own execution time of `due`'s statement (EXPLAIN ANALYZE, per-node timing
+    off): what the statement costs the server, without the client's and the scheduler's time
+    on a loaded machine."""
+    plan = await conn.fetchval(
+        "EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) " + outbox_store._DUE,
+        now,
+        ["email", "sms", "webhook"],
+        40,
+        SENDERS,
+        [],
+    )
+    return float(json.loads(plan)[0]["Execution Time"])
+
+
+async def _measure() -> tuple[list[float | None], int, Claim]:
     with tempfile.TemporaryDirectory(prefix="mailprobe-bench-fair-notices-") as tmp:
         pg, url = embedded.start_postgres(Path(tmp) / "pg", throwaway=True)
         try:
@@ -122,7 +164,8 @@ async def _measure() -> tuple[list[float | None], int, float]:
 def run() -> bool:
     discard_logs()
     figures, most, claim_ms = asyncio.run(_measure())
-    ok = all(f is not None and f < TARGET_S for f in figures) and claim_ms < CLAIM_TARGET_MS
+    ok = all(f is not None and f < TARGET_S for f in figures)
+    ok = ok and claim_ms.cpu_ms < CLAIM_TARGET_MS
     shown = ", ".join(f"{f:.1f} s" if f is not None else f"> {WITHIN_S:.0f} s" for f in figures)
     print(f"fair notices ({machine()}):")
     print(
@@ -133,6 +176,9 @@ def run() -> bool:
     print(f"  silent connections the worker held at once: at most {most} (senders {SENDERS})")
     print(
         f"  a claim's candidates with {FLOOD:,} due notices of {FLOOD_ORGS} organizations:"
-        f" {claim_ms:.1f} ms (target < {CLAIM_TARGET_MS:.0f} ms)"
+        f" {claim_ms.cpu_ms:.1f} ms of its PostgreSQL backend's CPU (target <"
+        f" {CLAIM_TARGET_MS:.0f} ms); {claim_ms.executed_ms:.1f} ms executed as EXPLAIN ANALYZE"
+        f" tells it, {claim_ms.wall_ms:.1f} ms as the worker waits for it (both with the"
+        " machine's load)"
     )
     return ok

@@ -74,6 +74,12 @@ log = structlog.get_logger(__name__)
 DIGESTS_PER_PASS = 200
 
 
+MAILED_REFUSALS_PER_HOUR = 100
+# The hour count of mailed messages refused whole that named no monitored domain: a key no
+# domain has.
+_NO_DOMAIN = ""
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """An organization's bounds per domain (the settings' defaults)."""
@@ -82,6 +88,8 @@ class Limits:
     rows_per_hour: int = 200_000
     rows_kept: int = 1_000_000
     digest: timedelta = timedelta(minutes=60)
+    # mailed messages refused whole naming no monitored domain (`refuse_message`)
+    mailed_refusals_per_hour: int = MAILED_REFUSALS_PER_HOUR
 
     @classmethod
     def of(cls, reports: ReportsSettings) -> "Limits":
@@ -125,7 +133,7 @@ async def take(
     `named`: the domain a mailed report's message names, unverified); judge its domains.
     `source` says where it came from, `sender` who sent it (controller.reports.senders),
     `now` when it was received."""
-    now = now or utcnow()
+    now = _now(now)
     counted = await _counted(pool, organization_id, domain, named)
     for d in counted:
         if spent := await _spent(pool, organization_id, d, now, limits):
@@ -243,6 +251,47 @@ async def _charge(
     async with pool.acquire() as conn:
         for d in sorted(domains):
             await db.take_hour(conn, organization_id, d, hour, 0)
+
+
+def _now(now: datetime | None) -> datetime:
+    """The instant given, else the wall's (callers that have no clock)."""
+    return now or utcnow()
+
+
+async def mailed_spent(
+    pool: asyncpg.Pool, organization_id: int, now: datetime | None, limits: Limits
+) -> Rejected | None:
+    """The refusal of a mailed message before it is opened, when the organization's mailed
+    messages refused whole this hour that named no monitored domain reached its bound
+    (`refuse_message`); None while they have not."""
+    hour = _now(now).replace(minute=0, second=0, microsecond=0)
+    async with pool.acquire() as conn:
+        refused = await db.hour_reports(conn, organization_id, _NO_DOMAIN, hour)
+    if refused < limits.mailed_refusals_per_hour:
+        return None
+    return Rejected(
+        "too_many_refused",
+        f"{limits.mailed_refusals_per_hour} mailed messages were refused whole this hour naming"
+        " no monitored domain (MAILED_REFUSALS_PER_HOUR): refused unopened",
+    )
+
+
+async def refuse_message(
+    pool: asyncpg.Pool,
+    organization_id: int,
+    source: str,
+    size: int,
+    exc: Rejected,
+    now: datetime | None = None,
+) -> Taken:
+    """Record and count a mailed message refused whole (`no_report`, `too_large`, `too_deep`):
+    it counts against the hour of the monitored domain its subject names (`exc.named`), as a
+    report its parser refuses does, else against the organization's bound of such refusals
+    (`mailed_spent`)."""
+    now = _now(now)
+    named = await _counted(pool, organization_id, None, exc.named)
+    await _charge(pool, organization_id, named or [_NO_DOMAIN], now)
+    return await refuse(pool, organization_id, "mail", source, size, exc)
 
 
 def _too_many_reports(domain: str, limits: Limits) -> Rejected:
@@ -507,7 +556,7 @@ async def _event(
 async def send_digests(pool: asyncpg.Pool, links: Links, now: datetime | None = None) -> int:
     """Send every digest that is due: one notice per customer's domain of its open report
     findings and how much news they gathered. How many went."""
-    now = now or utcnow()
+    now = _now(now)
     sent = 0
     async with pool.acquire() as conn, conn.transaction():
         for due in await db.digests_due(conn, now, DIGESTS_PER_PASS):

@@ -26,6 +26,8 @@ _MULTIPART = re.compile(rb"multipart/", re.IGNORECASE)
 _HEADER_LINE = re.compile(rb"^[!-9;-~]+:", re.MULTILINE)  # RFC 5322 2.2: a field name, a colon
 # RFC 7489 7.2.1.1 and RFC 8460 5.3: "Report Domain: example.com Submitter: ..."
 _REPORT_DOMAIN = re.compile(r"\breport\s+domain:\s*([a-z0-9.-]{1,253})", re.IGNORECASE)
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_SUBJECT = re.compile(rb"^subject:([^\n]*(?:\n[ \t][^\n]*)*)", re.IGNORECASE | re.MULTILINE)
 
 REPORT_TYPES = frozenset(
     {
@@ -53,8 +55,11 @@ class Opened(NamedTuple):
 def opened(raw: bytes) -> Opened:
     """Who sent `raw` (a whole message) and about what, the domain it names, its report
     attachments and its From domain; Rejected (`too_large`, `too_deep`) unparsed past the
-    bounds above."""
-    measured(raw)
+    bounds above, naming the domain its subject names (`head_named`)."""
+    try:
+        measured(raw)
+    except Rejected as exc:
+        raise Rejected(exc.reason, exc.message, head_named(raw)) from None
     return Opened(source(raw), attachments(raw), named_domain(raw), from_domain(raw))
 
 
@@ -96,6 +101,15 @@ def named_domain(raw: bytes) -> str:
     which domain's hour a report the parser refuses counts against."""
     message = message_from_bytes(raw, policy=policy.default)
     found = _REPORT_DOMAIN.search(str(message.get("Subject", "")))
+    return found.group(1).lower().strip(".") if found else ""
+
+
+def head_named(raw: bytes) -> str:
+    """The domain the first Subject field of `raw`'s head names, read from its bytes without
+    the parser (a message refused unparsed); "" when it names none."""
+    head = _HEAD_END.split(raw, maxsplit=1)[0]
+    subject = _SUBJECT.search(head)
+    found = _REPORT_DOMAIN.search(subject.group(1).decode("latin-1")) if subject else None
     return found.group(1).lower().strip(".") if found else ""
 
 

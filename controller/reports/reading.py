@@ -151,6 +151,7 @@ async def _mailbox(
         protocol=stored.protocol,
         security=stored.security,
         limits=reader.limits,
+        started=now,
     )
 
 

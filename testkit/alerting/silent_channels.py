@@ -50,8 +50,14 @@ class SilentListener:
     port: int = 0
     most: int = 0  # connections held at once, at most
     first: asyncio.Event = field(default_factory=asyncio.Event)  # set at the first connection
+    _grown: asyncio.Condition = field(default_factory=asyncio.Condition)  # a connection came
     _server: asyncio.Server | None = None
     _held: set[asyncio.StreamWriter] = field(default_factory=set)
+
+    async def holding(self, n: int) -> None:
+        """Return once `n` connections are held at once."""
+        async with self._grown:
+            await self._grown.wait_for(lambda: len(self._held) >= n)
 
     @property
     def url(self) -> str:
@@ -62,6 +68,8 @@ class SilentListener:
         self.first.set()
         self._held.add(writer)
         self.most = max(self.most, len(self._held))
+        async with self._grown:
+            self._grown.notify_all()
         try:
             while await reader.read(65536):
                 pass
@@ -212,16 +220,20 @@ async def page_latency(
     *,
     busy_s: float,
     within_s: float,
+    held: int = 1,
 ) -> float | None:
     """Seconds from the victim's incident to its page at `working`, with `worker` running:
-    the attacker's outage first, the victim's `busy_s` later (the worker then holds silent
-    connections); None when it did not arrive within `within_s`."""
+    the attacker's outage first, the victim's `busy_s` later and once `silent` holds `held`
+    connections at once (every sender of every worker running: none is idle for the victim's
+    page; TimeoutError when they never are within `within_s`); None when the page did not
+    arrive within `within_s`."""
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))
     try:
         await outage(pool, site.attacker)
         await asyncio.wait_for(silent.first.wait(), busy_s + 30)
         await asyncio.sleep(busy_s)
+        await asyncio.wait_for(silent.holding(held), within_s)
         seen = len(working.delivered)
         started = time.monotonic()
         await outage(pool, site.victim)

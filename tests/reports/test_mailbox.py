@@ -4,6 +4,7 @@ each message's reports stored or rejected with a reason, every message moved to 
 product names, none read twice."""
 
 from datetime import timedelta
+from email.message import EmailMessage
 
 import asyncpg
 import httpx
@@ -169,3 +170,65 @@ async def test_mailed_reports_refused_count_against_their_domains_hour(
     r = await http.get("/api/rejected-reports", headers=tenant.auth("readonly"))
     reasons = [x["reason"] for x in sorted(r.json(), key=lambda x: x["at"])]
     assert reasons == ["malformed", "malformed", "too_old", "too_old", "too_many_reports"]
+
+
+async def test_mailed_messages_refused_whole_count_against_the_named_domain_or_the_organization(
+    http: httpx.AsyncClient,
+    pool: asyncpg.Pool,
+    tenant: Tenant,
+    domain: str,
+    imap_pop: Dovecot,
+    submission: Postfix,
+    mail_ca: trustme.CA,
+) -> None:
+    """Messages refused whole (`no_report`; `too_deep` unparsed, its subject read from the
+    head's bytes) count against the hour of the monitored domain their subject names, so that
+    domain's next report is refused unparsed (`too_many_reports`); those naming none count
+    against the organization's bound of such refusals, past which a message is refused
+    unopened (`too_many_refused`). Unfixed, they counted against nothing: both reports were
+    stored."""
+    await _monitor(http, tenant, domain)
+    named = f"Report Domain: {domain} Submitter: google.com Report-ID: <{{}}>"
+    tls = "application/tlsrpt+gzip"
+
+    def deep(subject: str) -> EmailMessage:
+        m = message(subject, [])
+        m.set_content("multipart/ " * 21)  # past MAX_MULTIPARTS: refused before it is parsed
+        return m
+
+    def report(subject: str, i: int) -> EmailMessage:
+        data = made.tls_gzip(made.tls_json(domain, report_id=f"whole-{i}", successes=i))
+        return message(subject, [(data, tls, f"google.com!{domain}!1!2!{i}.json.gz")])
+
+    messages = [
+        message(named.format(1), []),
+        deep(named.format(2)),
+        report(named.format(3), 3),
+        message("A note", []),
+        deep("Another note"),
+        report("No domain named", 6),
+    ]
+    await send(submission, imap_pop, mail_ca, messages)
+    await delivered(imap_pop, len(messages))
+    box = ReportMailbox(
+        organization_id=tenant.org_id,
+        host="127.0.0.1",
+        port=imap_pop.ports["imaps"],
+        user=USER,
+        password=Secret(imap_pop.issuer.issue(USER)),
+        mechanism="XOAUTH2",
+        ca_pem=mail_ca.cert_pem.bytes().decode(),
+        limits=intake.Limits(reports_per_hour=2, mailed_refusals_per_hour=2),
+    )
+    done = await mailbox.read(pool, box, Links())
+    assert (done.messages, done.stored, done.rejected) == (6, 0, 6)
+    r = await http.get("/api/rejected-reports", headers=tenant.auth("readonly"))
+    reasons = [x["reason"] for x in sorted(r.json(), key=lambda x: x["at"])]
+    assert reasons == [
+        "no_report",
+        "too_deep",
+        "too_many_reports",
+        "no_report",
+        "too_deep",
+        "too_many_refused",
+    ]

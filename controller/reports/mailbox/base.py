@@ -10,6 +10,7 @@ import asyncio
 import socket
 import ssl
 from dataclasses import dataclass
+from datetime import datetime
 
 from controller.reports import intake
 from controller.reports.unpacking import MAX_PACKED
@@ -43,6 +44,7 @@ class ReportMailbox:
     security: str = "tls"  # implicit TLS, or "starttls" (POP3: STLS) before the login
     timeout_s: float = TIMEOUT_S  # for each answer awaited (a connection, a reply, a line)
     limits: intake.Limits = intake.DEFAULT_LIMITS  # the organization's bounds per domain
+    started: datetime | None = None  # when the read began: the hour its messages count against
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,10 +54,11 @@ def mailbox_key(box: ReportMailbox) -> str:
 
 
 async def refuse(
-    pool: asyncpg.Pool, box: ReportMailbox, reason: str, detail: str, where: str, size: int
+    pool: asyncpg.Pool, box: ReportMailbox, exc: Rejected, where: str, size: int
 ) -> None:
-    """One rejected message, recorded and counted (intake's one place for refusals)."""
-    await intake.refuse(pool, box.organization_id, "mail", where, size, Rejected(reason, detail))
+    """One message refused whole, recorded and counted against an hour (intake's one place
+    for refusals, `intake.refuse_message`)."""
+    await intake.refuse_message(pool, box.organization_id, where, size, exc, box.started)
 
 
 async def one(
@@ -79,15 +80,17 @@ async def one(
         return 0, 0
     if todo == "refuse":
         detail = f"{READS_MAX} reads of it began and none finished: moved aside unread"
-        return await _refused(pool, box, key, message, "reader_failed", detail, which, size)
+        failed = Rejected("reader_failed", detail)
+        await intake.refuse(pool, org, "mail", which, size, failed)  # its reader's failure
+        return await _noted(pool, box, key, message)
     if size > MAX_MESSAGE:
         detail = f"a message of {size} bytes (at most {MAX_MESSAGE})"
-        return await _refused(pool, box, key, message, "too_large", detail, which, size)
+        return await _refused(pool, box, key, message, Rejected("too_large", detail), which, size)
     try:
         raw = await fetch()
     except Oversized:
         detail = f"more than {MAX_MESSAGE} bytes sent for a message of {size} bytes declared"
-        await _refused(pool, box, key, message, "too_large", detail, which, size)
+        await _refused(pool, box, key, message, Rejected("too_large", detail), which, size)
         raise
     taken = await _take(pool, box, raw, size, links)
     async with pool.acquire() as conn:
@@ -100,12 +103,15 @@ async def _refused(
     box: ReportMailbox,
     key: str,
     message: str,
-    reason: str,
-    detail: str,
+    exc: Rejected,
     which: str,
     size: int,
 ) -> tuple[int, int]:
-    await refuse(pool, box, reason, detail, which, size)
+    await refuse(pool, box, exc, which, size)
+    return await _noted(pool, box, key, message)
+
+
+async def _noted(pool: asyncpg.Pool, box: ReportMailbox, key: str, message: str) -> tuple[int, int]:
     async with pool.acquire() as conn:
         await ledger.note(conn, box.organization_id, key, message, "refused")
     return 0, 1
@@ -116,16 +122,22 @@ async def _take(
 ) -> tuple[int, int]:
     """(stored, rejected) of one whole message: each report attachment taken in (the domain
     its subject names counting a report its parser refuses); none is a rejection
-    (`no_report`)."""
+    (`no_report`). Once the organization's messages refused whole this hour are at their
+    bound, it is refused unopened (`intake.mailed_spent`)."""
+    if spent := await intake.mailed_spent(pool, box.organization_id, box.started, box.limits):
+        await intake.refuse(
+            pool, box.organization_id, "mail", f"a message of {size} bytes", size, spent
+        )
+        return 0, 1
     try:
         where, parts, named, sent_by = await SANDBOX.run(
             mail.opened, raw, organization_id=box.organization_id
         )
     except Rejected as exc:
-        await refuse(pool, box, exc.reason, exc.message, f"a message of {size} bytes", size)
+        await refuse(pool, box, exc, f"a message of {size} bytes", size)
         return 0, 1
     if not parts:
-        await refuse(pool, box, "no_report", "no report attached", where, size)
+        await refuse(pool, box, Rejected("no_report", "no report attached", named), where, size)
         return 0, 1
     stored = rejected = 0
     for part in parts:
@@ -139,6 +151,7 @@ async def _take(
             limits=box.limits,
             named=named,
             sender=senders.by_mail(sent_by),
+            now=box.started,
         )
         stored, rejected = stored + taken.stored, rejected + (not taken.stored)
     return stored, rejected
