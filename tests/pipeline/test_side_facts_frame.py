@@ -93,7 +93,7 @@ async def test_the_facts_of_the_result_that_stands_are_kept_and_counted_once(
         core = await conn.fetchrow(
             "SELECT status, agent_id FROM check_results WHERE job_id = $1", job
         )
-        (held,) = await conn.fetchrow("SELECT count(*) FROM check_results WHERE job_id = $1", job)
+        held = await conn.fetchval("SELECT count(*) FROM check_results WHERE job_id = $1", job)
     assert held == 1  # the conclusive result replaced the inconclusive one's row
     assert core is not None and (core["status"], core["agent_id"]) == ("up", "b")
     assert len(rows) == 1 and rows[0]["facts"]["mx"] == seen.mx
