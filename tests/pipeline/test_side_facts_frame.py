@@ -5,7 +5,7 @@ a redelivered result stores and counts nothing (`mailprobe_side_check_facts_tota
 resolver's canaries are read from every side check whose facts carry them (readiness's too)."""
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -29,9 +29,18 @@ DOMAIN = "frame.example.net"
 
 
 def _result(
-    public_id: str, cc: str, job: str, status: str, agent: str, ago: int = 5, **side: Any
+    public_id: str,
+    cc: str,
+    job: str,
+    status: str,
+    agent: str,
+    ago: int = 5,
+    at: datetime | None = None,
+    **side: Any,
 ) -> CheckedResult:
-    at = utcnow().replace(microsecond=0) - timedelta(minutes=ago)
+    """A result of `job`, scheduled `at` (`ago` minutes ago when not given: one job's results
+    must be given one `at`, or a second ticking between them makes them two rounds)."""
+    at = at or utcnow().replace(microsecond=0) - timedelta(minutes=ago)
     sent = CheckResult(
         job_id=job,
         monitor_id=public_id,
@@ -68,12 +77,14 @@ async def test_the_facts_of_the_result_that_stands_are_kept_and_counted_once(
     job = str(uuid.uuid4())
     lost = MailDns(domain=DOMAIN, errors={"resolver": "the agent's own path failed"})
     seen = MailDns(domain=DOMAIN, mx=["mx.frame.example.net"], spf=[], dmarc=[])
+    at = utcnow().replace(microsecond=0) - timedelta(minutes=5)  # the job's round
     before = _counted("mail_dns")
     await _store(
-        pipe_pool, _result(monitor["publicId"], cc, job, "inconclusive", "a", mail_dns=lost)
+        pipe_pool,
+        _result(monitor["publicId"], cc, job, "inconclusive", "a", at=at, mail_dns=lost),
     )
     assert _counted("mail_dns") == before  # an inconclusive result's facts are not kept
-    conclusive = _result(monitor["publicId"], cc, job, "up", "b", mail_dns=seen)
+    conclusive = _result(monitor["publicId"], cc, job, "up", "b", at=at, mail_dns=seen)
     await _store(pipe_pool, conclusive)
     await _store(pipe_pool, conclusive)  # redelivered
     assert _counted("mail_dns") == before + 1
@@ -82,6 +93,8 @@ async def test_the_facts_of_the_result_that_stands_are_kept_and_counted_once(
         core = await conn.fetchrow(
             "SELECT status, agent_id FROM check_results WHERE job_id = $1", job
         )
+        held = await conn.fetchval("SELECT count(*) FROM check_results WHERE job_id = $1", job)
+    assert held == 1  # the conclusive result replaced the inconclusive one's row
     assert core is not None and (core["status"], core["agent_id"]) == ("up", "b")
     assert len(rows) == 1 and rows[0]["facts"]["mx"] == seen.mx
 

@@ -150,11 +150,12 @@ async def test_a_batch_moves_a_state_as_the_rule_says(
 
 
 def _statements() -> list[tuple[str, str, list[str]]]:
-    """Both statements that move a state, with their parameters' types and values."""
+    """Both statements that move a state, with their parameters' types: the batch, the time
+    before which a result may be packed (the batch statements) and the writer's clock."""
     return [
-        ("batch", results._INSERT, ["text", "timestamptz"]),
-        ("batch once", results._ONCE, ["text", "timestamptz"]),
-        ("lost", results._UPDATE_STATE, ["text"]),
+        ("batch", results._INSERT, ["text", "timestamptz", "timestamptz"]),
+        ("batch once", results._ONCE, ["text", "timestamptz", "timestamptz"]),
+        ("lost", results._UPDATE_STATE, ["text", "timestamptz"]),
     ]
 
 
@@ -173,7 +174,7 @@ async def test_both_statements_inline_the_rule(
 
 async def _plan(pool: asyncpg.Pool, sql: str, types: list[str], before: str = "") -> str:
     """The statement's generic plan, in a transaction rolled back (with `before` run first)."""
-    args = ["'[]'", "now()"][: len(types)]
+    args = ["'[]'"] + ["now()"] * (len(types) - 1)
     async with pool.acquire() as conn:
         tr = conn.transaction()
         await tr.start()
@@ -185,8 +186,10 @@ async def _plan(pool: asyncpg.Pool, sql: str, types: list[str], before: str = ""
             plan: str = await conn.fetchval(
                 f"EXPLAIN (VERBOSE, FORMAT JSON) EXECUTE moving({', '.join(args)})"
             )
-            await conn.execute("DEALLOCATE moving")
         finally:
             await tr.rollback()
+            # A prepared statement outlives the rollback: the pooled connection drops it.
+            if await conn.fetchval("SELECT 1 FROM pg_prepared_statements WHERE name = 'moving'"):
+                await conn.execute("DEALLOCATE moving")
     assert "consecutive_failures" in plan
     return plan

@@ -1,9 +1,9 @@
 """A batch holding each (monitor, country) once takes the results store's statement with its
 one-row forms (`_ONCE`, controller/ingest/store_once.sql): held here to the general statement
 (`_INSERT`) on a table of batches. Each batch is stored for one monitor through `_ONCE` and
-for another through `_INSERT`, in one transaction (one `now()`), and every row either leaves
-(raw rows, details, rollups, per-country states, the alerter's queue) must be the same but for
-the monitor."""
+for another through `_INSERT`, in one transaction at one writer's clock (`now`), and every
+row either leaves (raw rows, details, rollups, per-country states, the alerter's queue) must be
+the same but for the monitor."""
 
 import contextlib
 import uuid
@@ -164,9 +164,11 @@ async def test_one_row_forms_store_what_the_general_statement_stores(
                 mine = _rows(batch, once["publicId"], ccs, t0)
                 theirs = _rows(batch, general["publicId"], ccs, t0)
                 assert len({(r.monitor_id, r.country) for r in mine}) == len(mine)
-                got = await results.store(conn, mine)
+                # both at one writer's clock, as both were at one transaction's now()
+                now = utcnow()
+                got = await results.store(conn, mine, now=now)
                 with _general():
-                    stored.append((got, await results.store(conn, theirs)))
+                    stored.append((got, await results.store(conn, theirs, now=now)))
                 facts |= {
                     uuid.UUID(results.facts_of(a)): uuid.UUID(results.facts_of(b))
                     for a, b in zip(mine, theirs, strict=True)
