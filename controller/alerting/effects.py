@@ -220,7 +220,13 @@ class Effects:
             )
         if outcome == "org_capped" or not e.siblings:
             return
-        found = await confirmations.siblings(conn, monitor.id, now, recovering=e.recovering)
+        found = await confirmations.siblings(
+            conn,
+            monitor.id,
+            now,
+            recovering=e.recovering,
+            addresses_since=now - flow_db.ADDRESSES_SINCE,
+        )
         asked = 0
         for sibling in found:
             outcome = await self._ask(conn, sibling, e, now)

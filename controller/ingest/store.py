@@ -673,6 +673,16 @@ class CountryState(msgspec.Struct, frozen=True):
 ADDRESSES_MAX = 16
 
 
+# The addresses the monitor `{monitor}`'s results scheduled since `{since}` connected to: those
+# of its latest `{limit}` rows that name one, read newest first along the primary key (one
+# rule for `recent_addresses` and the confirmation siblings of `controller.scheduling`).
+RECENT_ADDRESSES = (
+    "(SELECT d.address FROM result_details d WHERE d.monitor_id = {monitor}"
+    " AND d.scheduled_at >= {since} AND d.address IS NOT NULL"
+    " ORDER BY d.scheduled_at DESC LIMIT {limit})"
+)
+
+
 async def recent_addresses(
     conn: Conn, monitor_ids: Collection[int], since: datetime
 ) -> dict[int, set[str]]:
@@ -682,9 +692,7 @@ async def recent_addresses(
     key, so a monitor costs a few rows while its checks connect)."""
     rows = await conn.fetch(
         "SELECT DISTINCT m.id, a.address FROM unnest($1::bigint[]) AS m(id) CROSS JOIN LATERAL"
-        " (SELECT d.address FROM result_details d WHERE d.monitor_id = m.id"
-        "  AND d.scheduled_at >= $2 AND d.address IS NOT NULL"
-        "  ORDER BY d.scheduled_at DESC LIMIT $3) a",
+        f" {RECENT_ADDRESSES.format(monitor='m.id', since='$2', limit='$3')} a",
         list(monitor_ids),
         since,
         ADDRESSES_MAX,

@@ -16,7 +16,8 @@ one slot at most, however many it asks for.
 
 **The same server's other monitors.** A monitor's first failing round of a run also asks a
 confirmation round of each of its siblings (`confirm_store.siblings`: its customer's monitors on
-the same host name, any port or protocol, or declaring one another in `dependsOn`; at most
+the same host name, any port or protocol, declaring one another in `dependsOn`, or whose recent
+results connected to an address its did; at most
 `SIBLINGS_MAX`, each within its organization's allowance and the global budget as above): an
 outage of the server is seen on all its services within seconds, so the incident's first notice
 can say which are down (`controller.alerting.flows.first_now`). A passing round of a monitor

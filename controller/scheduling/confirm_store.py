@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 import msgspec
 
 from controller.db.pool import Conn
+from controller.ingest import store as results
 from controller.monitors import limits_store as limits
 from controller.scheduling import confirm
 
@@ -167,12 +168,41 @@ _SIBLING = (
     f"  OR EXISTS (SELECT 1 FROM unnest(m.depends_on) d WHERE {_HOST.format('d')}"
     f"   IN (s.public_id::text, {_HOST.format('s.hostname')})))"
 )
+# The monitors `s` whose recent results connected to an address `m`'s did (since $5, each's
+# latest `results.ADDRESSES_MAX` rows naming one: `results.recent_addresses`), one customer's
+# and not round trips (their results name one address for two legs): the host names
+# `controller.alerting.flows.same_server` takes for one server.
+_SAME_ADDRESS = (
+    "s.organization_id = m.organization_id AND s.customer_id IS NOT DISTINCT FROM m.customer_id"
+    " AND s.status <> 'disabled' AND s.type <> 'roundtrip' AND m.type <> 'roundtrip'"
+    " AND EXISTS (SELECT 1 FROM"
+    f" {results.RECENT_ADDRESSES.format(monitor='s.id', since='$5', limit='$6')} sa"
+    " WHERE sa.address IN"
+    f" {results.RECENT_ADDRESSES.format(monitor='m.id', since='$5', limit='$6')})"
+)
 # A confirmation round of the monitor `s` (its alert state `a`) asked since $2 whose round is
 # not judged yet: unsent, or sent after the last round the alerter judged.
 _UNJUDGED = (
     "EXISTS (SELECT 1 FROM confirmation_rounds c"
     " WHERE c.monitor_id = s.id AND c.requested_at > $2 AND (c.sent_at IS NULL"
     "  OR a.last_round_at IS NULL OR a.last_round_at < date_trunc('milliseconds', c.sent_at)))"
+)
+
+
+# `siblings`: $1 the monitor, $2 `confirm.RECENT` ago, $3 recovering, $4 the limit, $5 the
+# addresses' since (NULL: none), $6 `results.ADDRESSES_MAX`.
+SIBLINGS_QUERY = (
+    "SELECT s.id AS monitor_id, s.public_id::text, s.organization_id, s.allowed_country_codes"
+    " FROM monitors m JOIN monitors s ON s.id <> m.id"
+    f" AND ({_SIBLING} OR ($5::timestamptz IS NOT NULL AND {_SAME_ADDRESS}))"
+    " LEFT JOIN monitor_alert_state a ON a.monitor_id = s.id"
+    " LEFT JOIN monitor_alert_settings ms ON ms.monitor_id = s.id"
+    " LEFT JOIN organization_alert_settings os ON os.organization_id = s.organization_id"
+    " WHERE m.id = $1 AND coalesce(ms.confirm_failures, os.confirm_failures, true)"
+    " AND CASE WHEN $3 THEN a.open_incident_id IS NOT NULL AND a.consecutive_up_rounds = 0"
+    "  ELSE a.open_incident_id IS NULL AND coalesce(a.consecutive_down_rounds, 0) = 0 END"
+    " AND NOT EXISTS (SELECT 1 FROM login_backoff b WHERE b.monitor_id = s.id)"
+    f" AND NOT {_UNJUDGED} ORDER BY s.id LIMIT $4"
 )
 
 
@@ -192,28 +222,24 @@ async def siblings(
     *,
     recovering: bool,
     limit: int = confirm.SIBLINGS_MAX,
+    addresses_since: datetime | None = None,
 ) -> list[Sibling]:
     """The siblings of `monitor_id` (`_SIBLING`: the same host name, or `dependsOn` either way)
     a confirmation round of theirs would tell something new: with no incident open and no
     failing run when the monitor started failing; with an incident open and no passing run
     when it recovers. Not those whose confirmations are off, whose logins are backed off, or
     with a confirmation round asked within `confirm.RECENT` and not judged yet (`_UNJUDGED`:
-    monitors of one host failing together ask once each); the first `limit` by id."""
+    monitors of one host failing together ask once each); the first `limit` by id. With
+    `addresses_since`, also the monitors whose results since then connected to an address the
+    monitor's did (`_SAME_ADDRESS`)."""
     rows = await conn.fetch(
-        "SELECT s.id AS monitor_id, s.public_id::text, s.organization_id, s.allowed_country_codes"
-        f" FROM monitors m JOIN monitors s ON {_SIBLING} AND s.id <> m.id"
-        " LEFT JOIN monitor_alert_state a ON a.monitor_id = s.id"
-        " LEFT JOIN monitor_alert_settings ms ON ms.monitor_id = s.id"
-        " LEFT JOIN organization_alert_settings os ON os.organization_id = s.organization_id"
-        " WHERE m.id = $1 AND coalesce(ms.confirm_failures, os.confirm_failures, true)"
-        " AND CASE WHEN $3 THEN a.open_incident_id IS NOT NULL AND a.consecutive_up_rounds = 0"
-        "  ELSE a.open_incident_id IS NULL AND coalesce(a.consecutive_down_rounds, 0) = 0 END"
-        " AND NOT EXISTS (SELECT 1 FROM login_backoff b WHERE b.monitor_id = s.id)"
-        f" AND NOT {_UNJUDGED} ORDER BY s.id LIMIT $4",
+        SIBLINGS_QUERY,
         monitor_id,
         now - confirm.RECENT,
         recovering,
         limit,
+        addresses_since,
+        results.ADDRESSES_MAX,
     )
     return [Sibling(**dict(r)) for r in rows]
 

@@ -435,3 +435,41 @@ async def test_a_shared_listing_raised_reaches_every_holders_recipients_once(rig
         "web-team@customer.test",
     ], [(r["target"], r["subject"]) for r in mails]
     assert all("Blocklisted on Example RBL" in r["subject"] for r in mails)
+
+
+async def test_a_shared_listing_cleared_reaches_every_holders_recipients_once(rig: Rig) -> None:
+    """Two monitors of one customer hold one listing, seen from different countries, with an
+    on-call address each: the one seen from France stops holding it first (no news while the
+    other holds it); when the last holder clears it, both addresses hear it is gone, once."""
+    IP = next(IPS)
+    de_m = await rig.monitor(["DE"], email="relay-team@customer.test")
+    fr_m = await rig.monitor(["FR"], email="web-team@customer.test")
+    watch = BlocklistWatch(rig.pool, LISTS, interval_s=6 * 3600, hold_s=0, links=LINKS)
+    t0 = utcnow() - timedelta(hours=20)
+    t1, t2 = t0 + timedelta(hours=7), t0 + timedelta(hours=14)
+
+    async def step(at: Any, de_listed: bool, fr_listed: bool) -> None:
+        records = {(HOST, "A"): [IP]}
+        async with (
+            DnsblPeer(views(IP, listed_in_rbl=de_listed), records=records) as de,
+            DnsblPeer(views(IP, listed_in_rbl=fr_listed), records=records) as fr,
+        ):
+            await lookups(rig, de_m, {"DE": de}, at)
+            await lookups(rig, fr_m, {"FR": fr}, at)
+            await watch.run_once(at)
+
+    async def cleared() -> list[str]:
+        rows = [r for m in (de_m, fr_m) for r in await rig.outbox_rows(m)]
+        return sorted(
+            r["target"]
+            for r in rows
+            if r["channel"] == "email" and "No longer on Example RBL" in r["subject"]
+        )
+
+    await step(t0, True, True)
+    await step(t1, True, False)
+    assert await cleared() == [], "another holder still holds it"
+    await step(t2, False, False)
+    assert await cleared() == ["relay-team@customer.test", "web-team@customer.test"]
+    await watch.run_once(t2 + timedelta(minutes=1))
+    assert await cleared() == ["relay-team@customer.test", "web-team@customer.test"]

@@ -196,3 +196,62 @@ async def test_one_organizations_siblings_do_not_push_anothers_confirmation_back
     sent = [m for m, _ in claimed.rounds]
     assert len(sent) == 5
     assert theirs["id"] in sent[:2], "the other organization's turn comes at once"
+
+
+async def test_host_names_that_resolved_to_one_address_are_siblings(rig: Rig) -> None:
+    """`flows.same_server` groups host names whose recent results connected to one address:
+    the failing monitor's confirmation asks those monitors too (one customer's; not a round
+    trip's, whose result names one address for two legs; not an address seen too long ago)."""
+    first_m = await rig.monitor(name="MX", hostname="mx.customer.test", port=25)
+    alias = await rig.monitor(name="Submission", hostname="smtp.customer.test", port=587)
+    elsewhere = await rig.monitor(name="Elsewhere", hostname="mx.other.test", port=25)
+    stale = await rig.monitor(name="Old alias", hostname="old.customer.test", port=25)
+    async with rig.pool.acquire() as conn:
+        customer = await customers.create(conn, rig.tenant.org_id, "Another customer")
+    another = dataclasses.replace(rig.tenant, customer_id=customer.id)
+    theirs = await rig.monitor(name="Theirs", hostname="mx.theirs.test", port=25, tenant=another)
+
+    seen = rig.clock() - timedelta(minutes=10)
+    long_ago = rig.clock() - timedelta(days=2)
+    for m, address, at in (
+        (first_m, "192.0.2.10", seen),
+        (alias, "192.0.2.10", seen),
+        (elsewhere, "192.0.2.99", seen),
+        (stale, "192.0.2.10", long_ago),
+        (theirs, "192.0.2.10", seen),
+    ):
+        await rig.round(m, 0, UP, at=at)
+        async with rig.pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE result_details SET address = $2 WHERE monitor_id = $1", m["id"], address
+            )
+    await rig.alerter.burst()
+
+    failed = rig.clock() - timedelta(seconds=3)
+    await rig.round(first_m, 0, DOWN, at=failed)
+    await rig.alerter.burst()
+    assert await requested(rig, first_m) == [failed]
+    assert await requested(rig, alias) == [failed], "another host name, the same address"
+    for m in (elsewhere, stale, theirs):
+        assert await requested(rig, m) == [], m["name"]
+
+
+async def test_the_address_rule_is_one_indexed_query(rig: Rig) -> None:
+    first_m = await rig.monitor(name="MX", hostname="mx.customer.test", port=25)
+    """The address rule reads each candidate's latest rows along `result_details`' key: with
+    sequential scans priced out, the plan still finds an index for every read of it."""
+    now = rig.clock()
+    async with rig.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        rows = await conn.fetch(
+            f"EXPLAIN {confirm_store.SIBLINGS_QUERY}",
+            first_m["id"],
+            now - confirm.RECENT,
+            False,
+            confirm.SIBLINGS_MAX,
+            now - timedelta(days=1),
+            16,
+        )
+    plan = "\n".join(r[0] for r in rows)
+    assert "result_details" in plan, plan
+    assert "Seq Scan on result_details" not in plan, plan
