@@ -5,7 +5,8 @@ once; every result stored once; every incident's e-mail sent once (by either rep
 
 Real parts only: its own NATS server (the replicas share the default `ingest` consumer, which
 no other test may see), a scratch database, two agents (Worker) on loopback, an SMTP server the
-up monitors check, a closed port each down one checks, an SMTP relay taking the alert e-mails.
+up monitors check, a closed port on a loopback address of its own each down one checks, an SMTP
+relay taking the alert e-mails.
 """
 
 import asyncio
@@ -177,9 +178,10 @@ async def test_two_replicas_share_every_role_without_doing_anything_twice(
                     "smtpConfig": {"secure": False, "ignoreTLS": True},
                     "notificationEmail": "oncall@example.com",
                 }
-                # A closed port of its own per down monitor: each is a mail-flow problem of its
-                # own (one incident, one notice), not one server's outage shared by all.
-                closed = [embedded.free_port() for _ in range(DOWN)]
+                # A loopback address and closed port of its own per down monitor: each is a
+                # server of its own, so a mail-flow problem of its own (one incident, one
+                # notice); every port of one host name is one server, whose outage is one.
+                closed = [(f"127.0.0.{2 + n}", embedded.free_port()) for n in range(DOWN)]
                 # Created over one interval, so rounds fall due evenly, not in one burst that
                 # whichever replica looks first would take whole.
                 began = time.monotonic()
@@ -187,9 +189,9 @@ async def test_two_replicas_share_every_role_without_doing_anything_twice(
                     await asyncio.sleep(
                         max(0.0, began + n * INTERVAL_S / (UP + DOWN) - time.monotonic())
                     )
-                    port = target.port if n < UP else closed[n - UP]
+                    hostname, port = ("localhost", target.port) if n < UP else closed[n - UP]
                     api = replicas[n % 2].api
-                    body = {"name": f"m{n}", "hostname": "localhost", "port": port, **common}
+                    body = {"name": f"m{n}", "hostname": hostname, "port": port, **common}
                     await _create(http, api, tenant, body)
                 await asyncio.sleep(RUN_S)
                 # Disabling every monitor at once queues all of them for the alerter in one
