@@ -203,7 +203,8 @@ def in_threads(work: Callable[[int], object], count: int) -> list[object]:
 
 def one_byte_chunks(port: int, source: str, seconds: float, rate: float, body: int) -> list[int]:
     """POST to a path no route takes, chunked in 1-byte chunks of `body` bytes, over and over
-    for `seconds` at about `rate` wire bytes a second: the statuses answered."""
+    for `seconds` at about `rate` wire bytes a second: the statuses answered (a body the
+    attack's own end cuts short is left out: nothing the server did decided its answer)."""
     piece = b"1\r\na\r\n" * (64 * KIB // 6)
     pieces = max(1, body // (64 * KIB // 6))
     statuses = []
@@ -222,7 +223,7 @@ def one_byte_chunks(port: int, source: str, seconds: float, rate: float, body: i
                         break
                 else:
                     sock.sendall(b"0\r\n\r\n")
-                statuses.append(answer_status(sock))
+                    statuses.append(answer_status(sock))
         except OSError:
             statuses.append(0)  # refused mid-body: the server closed, the send failed
             time.sleep(0.05)
