@@ -69,8 +69,9 @@ class ApiSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True):
         Meta(
             ge=1,
             description="connections the API holds open (lowered to leave 128 of the process's"
-            " open-files limit to its own work); at it a new connection takes the place of the"
-            " one that has waited longest for a request, or is answered 503",
+            " open-files limit to its own work); at it a new connection takes the place of one"
+            " waiting for a request, from the address holding the most, the longest waiting of"
+            " those, or is answered 503",
         ),
     ] = 1000
     api_requests_per_second_per_address: Annotated[

@@ -59,9 +59,10 @@ class ConnectionCaps:
         self.total += 1
         return Admit.YES
 
-    def held(self, source: str | None) -> int:
-        """The connections open from `source`'s address (its /64 for IPv6); 0 for none."""
-        return self._open.get(client_block(source), 0) if source is not None else 0
+    def held(self, block: str) -> int:
+        """The connections open from `block` (an address as `client_block` names it); 0 for
+        none."""
+        return self._open.get(block, 0)
 
     def release(self, source: str) -> None:
         block = client_block(source)

@@ -28,6 +28,7 @@ from uvicorn.protocols.utils import get_remote_addr
 
 from controller.observability import metrics
 from controller.settings import ApiSettings
+from controller.web.client_block import client_block
 from controller.web.connection_caps import Admit, ConnectionCaps, giving_way, replica_cap
 from controller.web.h11_bounds import MAX_HEAD_BYTES, BoundedConnection
 from controller.web.head_deadline import HeadDeadline
@@ -79,6 +80,7 @@ class FrontProtocol(HeadDeadline):
         super().__init__(*args, **kwargs)
         self.conn = BoundedConnection(h11.SERVER, MAX_HEAD_BYTES)
         self._source: str | None = None  # counted in `caps` under this address
+        self._block = ""  # `client_block` of it
         self._raw: asyncio.Transport | None = None  # the TCP connection admitted
         self.made = False  # whether it has its transport (HTTPS: its handshake done)
         self._write_late: asyncio.TimerHandle | None = None
@@ -106,6 +108,7 @@ class FrontProtocol(HeadDeadline):
             transport.close()
             return False
         self._source, self._raw = source, transport
+        self._block = client_block(source)  # its address as the caps count it, read once
         self.waiting[self] = None
         _user_timeout(transport, self.limits.write_seconds)
         return True
@@ -172,7 +175,7 @@ class FrontProtocol(HeadDeadline):
         one is: of those whose address holds the most connections, the one waiting longest. A
         burst of new connections from a few addresses gives way among its own, never a lone
         client's handshake."""
-        other = giving_way(self.waiting, lambda c: self.caps.held(c._source))
+        other = giving_way(self.waiting, lambda c: self.caps.held(c._block))
         if other is None:
             return False
         metrics.api_connection_cut("gave_way")
