@@ -17,6 +17,7 @@ import structlog
 from nats.aio.client import Client as NATS
 
 from agent import ops
+from agent.receiver import service as receiving
 from agent.settings import AgentSettings
 from agent.worker import NATS_ERRORS, Worker, default_agent_id
 from shared.clock import WALL
@@ -85,9 +86,23 @@ async def serve(settings: AgentSettings) -> None:
         worker = Worker.from_settings(nc, settings, agent_id=agent_id, clock=WALL)
         if stop.is_set():
             worker.stop()
+        receiver = receiving.build(
+            nc,
+            settings.receiver,
+            settings.side_checks,
+            country=country,
+            agent_id=agent_id,
+            clock=WALL,
+        )
+        receiving_task = (
+            asyncio.create_task(receiving.run(nc, receiver, stop)) if receiver else None
+        )
         try:
             await worker.run()
         finally:
+            stop.set()
+            if receiving_task is not None:
+                await receiving_task
             try:
                 await nc.drain()
             except NATS_ERRORS as exc:

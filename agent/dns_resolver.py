@@ -2,8 +2,11 @@
 `AGENT_DNS_RESOLVER`), and the canaries asked of it beside their lookups (agent.dns_canary,
 `AGENT_DNS_CANARIES`)."""
 
+from typing import TypeVar
+
 import dns.asyncresolver
 import dns.flags
+import dns.resolver
 
 from agent.dns_canary import CanaryAsk
 from shared.dns_canary import DEFAULT_CANARIES, Canary, parse_dns_canaries
@@ -13,7 +16,19 @@ def dns_resolver(setting: str | None) -> dns.asyncresolver.Resolver:
     """The resolver of the agent's DNS probes (mail DNS, reverse DNS): `setting` is `host` or
     `host:port` (AGENT_DNS_RESOLVER), None for the system's (raises
     dns.resolver.NoResolverConfiguration without one)."""
-    resolver = dns.asyncresolver.Resolver(configure=setting is None)
+    return _configured(dns.asyncresolver.Resolver(configure=setting is None), setting)
+
+
+def blocking_resolver(setting: str | None) -> dns.resolver.Resolver:
+    """The same resolver for a thread (the receiver's parsers: dkimpy and pyspf ask
+    synchronously)."""
+    return _configured(dns.resolver.Resolver(configure=setting is None), setting)
+
+
+R = TypeVar("R", bound=dns.resolver.BaseResolver)
+
+
+def _configured(resolver: R, setting: str | None) -> R:
     if setting is not None:
         host, _, port = setting.rpartition(":")
         if not host or "]" in port:  # no port given (or a bare IPv6 address)

@@ -272,6 +272,89 @@ class MetricsSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True)
     ] = 9464
 
 
+class ReceiverSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True):
+    """The agent's SMTP receiver (agent.receiver): off unless `AGENT_RECEIVER_DOMAIN` is set.
+    It takes mail only for the receiving monitors' addresses at that domain, within its bounds."""
+
+    agent_receiver_domain: Annotated[
+        str | None,
+        Meta(
+            description="the domain whose MX points at this agent: its receiver takes mail for"
+            " the receiving monitors' addresses there (`hb-…@domain`); unset: no receiver"
+        ),
+    ] = None
+    agent_receiver_host: Annotated[str, Meta(description="address the receiver listens on")] = (
+        "0.0.0.0"
+    )
+    agent_receiver_port: Annotated[
+        int, Meta(ge=0, le=65535, description="port the receiver listens on (MX: 25)")
+    ] = 25
+    agent_receiver_hostname: Annotated[
+        str | None,
+        Meta(description="the name the receiver greets with; default the machine's name"),
+    ] = None
+    agent_receiver_cert_file: Annotated[
+        str | None,
+        Meta(
+            description="PEM certificate chain offered with STARTTLS (with"
+            " `AGENT_RECEIVER_KEY_FILE`); unset: no STARTTLS"
+        ),
+    ] = None
+    agent_receiver_key_file: Annotated[
+        str | None, Meta(description="PEM private key of `AGENT_RECEIVER_CERT_FILE`")
+    ] = None
+    agent_receiver_max_bytes: Annotated[
+        int,
+        Meta(ge=1024, le=64 * 1024 * 1024, description="largest message taken (SIZE; 552 past it)"),
+    ] = 1024 * 1024
+    agent_receiver_session_seconds: Annotated[
+        float, Meta(gt=0, le=3600, description="longest one connection may last, idle or not")
+    ] = 60.0
+    agent_receiver_connections: Annotated[
+        int, Meta(ge=1, le=100_000, description="connections the receiver holds at once")
+    ] = 200
+    agent_receiver_connections_per_source: Annotated[
+        int,
+        Meta(ge=1, le=10_000, description="connections one source address may hold at once"),
+    ] = 4
+    agent_receiver_messages_per_address: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=100_000,
+            description="messages one receiving address takes per"
+            " `AGENT_RECEIVER_WINDOW_SECONDS`; past it RCPT answers 452 (try later)",
+        ),
+    ] = 30
+    agent_receiver_window_seconds: Annotated[
+        float, Meta(gt=0, le=86_400, description="the window of the per-address count")
+    ] = 600.0
+    agent_receiver_parsers: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=64,
+            description="threads reading messages' verdicts (DKIM, ARC, SPF, DMARC) off the"
+            " event loop; twice as many messages wait, past that DATA answers 451",
+        ),
+    ] = 2
+
+    def __post_init__(self) -> None:
+        if self.agent_receiver_domain is not None and not _HOSTNAME.fullmatch(
+            self.agent_receiver_domain
+        ):
+            raise ValueError("AGENT_RECEIVER_DOMAIN must be a domain like rx.example.org")
+        if (self.agent_receiver_cert_file is None) != (self.agent_receiver_key_file is None):
+            raise ValueError("AGENT_RECEIVER_CERT_FILE and AGENT_RECEIVER_KEY_FILE go together")
+        if self.agent_receiver_cert_file is not None:
+            try:
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                    self.agent_receiver_cert_file, self.agent_receiver_key_file
+                )
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"AGENT_RECEIVER_CERT_FILE cannot be loaded: {exc}") from None
+
+
 class AgentSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Every group of the agent's settings; `shared.settings.load` fills each from the
     environment (its overrides by the variables' names in lower case)."""
@@ -284,6 +367,7 @@ class AgentSettings(msgspec.Struct, frozen=True, kw_only=True):
     side_checks: SideCheckSettings
     self_checks: SelfCheckSettings
     metrics: MetricsSettings
+    receiver: ReceiverSettings = msgspec.field(default_factory=lambda: ReceiverSettings())
 
 
 # A host name or IPv4 address: dot-separated labels of letters, digits, `-` and `_`, each of

@@ -36,15 +36,19 @@ from nats.js.api import (
     ConsumerInfo,
     DeliverPolicy,
     DiscardPolicy,
+    KeyValueConfig,
     RePublish,
     RetentionPolicy,
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import APIError, BucketNotFoundError, NotFoundError
 
+from shared.arrivals import RECEIVERS_BUCKET
 from shared.publishing import takes_batches
 from shared.subjects import (
+    ARRIVALS_STREAM,
+    ARRIVALS_SUBJECTS,
     EVENTS_STREAM,
     EVENTS_SUBJECTS,
     JOBS_STREAM,
@@ -79,6 +83,8 @@ JOBS_CONSUMER_IDLE_S = JOBS_MAX_AGE_S + 60
 MIB = 1024 * 1024
 RESULTS_MAX_BYTES = 20 * 1024 * MIB
 EVENTS_MAX_BYTES = 1024 * MIB
+# The receivers' arrivals (shared.arrivals), kept as long as results; a few hundred bytes each.
+ARRIVALS_MAX_BYTES = 1024 * MIB
 # RESULTS republishes every result it stored here, under the same tokens after `live.`: the
 # live feed of readers in other NATS accounts (deploy/nats_conf.py), who get what RESULTS
 # holds, once per stored result.
@@ -100,7 +106,7 @@ def stream_configs(
     batched: bool = False,
     replicas: int = 1,
 ) -> list[StreamConfig]:
-    """JOBS, RESULTS and EVENTS, each on `replicas` servers. RESULTS and EVENTS drop their
+    """JOBS, RESULTS, EVENTS and ARRIVALS, each on `replicas` servers. The last three drop their
     oldest messages past their size, so no publisher (say, a compromised agent) can fill the
     store. `batched`: JOBS and RESULTS take fast-ingest batches (`shared.publishing`: the
     scheduler's jobs, each agent's results)."""
@@ -136,6 +142,17 @@ def stream_configs(
             storage=StorageType.FILE,
             max_age=events_days * 86_400,
             max_bytes=events_max_bytes,
+            discard=DiscardPolicy.OLD,
+            duplicate_window=DUPLICATE_WINDOW_S,
+        ),
+        StreamConfig(
+            name=ARRIVALS_STREAM,
+            num_replicas=replicas,
+            subjects=[ARRIVALS_SUBJECTS],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=results_days * 86_400,
+            max_bytes=ARRIVALS_MAX_BYTES,
             discard=DiscardPolicy.OLD,
             duplicate_window=DUPLICATE_WINDOW_S,
         ),
@@ -176,11 +193,22 @@ async def ensure_streams(
                 replicas=replicas,
                 was=info.config.num_replicas,
             )
+    await ensure_receivers_bucket(js, replicas)
     try:
         await js.delete_stream(LEGACY_AGENTS_STREAM)
     except NotFoundError:
         return
     log.info("legacy_agents_bucket_removed", stream=LEGACY_AGENTS_STREAM)
+
+
+async def ensure_receivers_bucket(js: JetStreamContext, replicas: int = 1) -> None:
+    """The KV bucket `RECEIVERS` (shared.arrivals): the receiving addresses, one revision each."""
+    try:
+        await js.key_value(RECEIVERS_BUCKET)
+    except (NotFoundError, BucketNotFoundError):
+        await js.create_key_value(
+            KeyValueConfig(bucket=RECEIVERS_BUCKET, history=1, replicas=replicas)
+        )
 
 
 class StreamReplicasError(Exception):

@@ -6,10 +6,12 @@ from typing import Final
 JOBS_STREAM: Final = "JOBS"
 RESULTS_STREAM: Final = "RESULTS"
 EVENTS_STREAM: Final = "EVENTS"
+ARRIVALS_STREAM: Final = "ARRIVALS"
 
 JOBS_SUBJECTS: Final = "mon.jobs.*"
 RESULTS_SUBJECTS: Final = "mon.results.>"
 EVENTS_SUBJECTS: Final = "mon.events.*"
+ARRIVALS_SUBJECTS: Final = "mon.arrivals.*.*"
 HEARTBEATS_SUBJECTS: Final = "mon.heartbeats.>"
 CONTROL_SUBJECTS: Final = "mon.control.>"
 
@@ -61,6 +63,11 @@ def results_bundle_country(subject: str) -> str | None:
 def results_country_filter(cc: str) -> str:
     """Every result from one country (for a country-scoped reader)."""
     return f"mon.results.{_country(cc)}.>"
+
+
+def arrivals_subject(cc: str, monitor_id: str) -> str:
+    """Where an agent of `cc` publishes a message its receiver took for `monitor_id`."""
+    return f"mon.arrivals.{_country(cc)}.{_token('monitor_id', monitor_id)}"
 
 
 def events_subject(monitor_id: str) -> str:

@@ -51,7 +51,7 @@ virtual unix - n n - - virtual
 postlog unix-dgram n - n - 1 postlogd
 """
 
-__all__ = ["MASTER", "PostfixServer", "RelayPostfix", "missing"]
+__all__ = ["MASTER", "PostfixServer", "RelayPostfix", "SendingPostfix", "missing"]
 
 
 def missing() -> str | None:
@@ -206,6 +206,10 @@ relay_domains =
     def prepare(self) -> None:
         """Files of the instance's own in `where` (certificates, tables), before it starts."""
 
+    def services(self) -> str:
+        """master.cf lines of the instance's own beside SERVICES (an smtp client)."""
+        return ""
+
     async def __aenter__(self) -> Self:
         self._dir = tempfile.TemporaryDirectory(prefix=self.prefix)
         self.where = d = Path(self._dir.name)
@@ -218,7 +222,7 @@ relay_domains =
         inet = "".join(
             f"127.0.0.1:{self.ports[name]} inet {rest}\n" for name, rest in listeners.items()
         )
-        (d / "etc" / "master.cf").write_text(inet + SERVICES)
+        (d / "etc" / "master.cf").write_text(inet + SERVICES + self.services())
         try:
             self._process = await start_master(d)
             await until_listening(self._process, self.ports.values(), self.log)
@@ -285,4 +289,52 @@ class RelayPostfix(PostfixServer):
             ]
             if len(lines) >= count or loop.time() > deadline:
                 return lines
+            await asyncio.sleep(0.05)
+
+
+class SendingPostfix(PostfixServer):
+    """A Postfix that takes mail from loopback on `port` and sends everything for `domain` to
+    `[127.0.0.1]:to_port` with its smtp client, TLS as `tls_level` says
+    (`smtp_tls_security_level`: `none`, `may`, `encrypt`), greeting as `mail.mailprobe.test`.
+    No DNS: the one route is the transport table's; other domains stay queued."""
+
+    prefix = "postfix-sender-"
+
+    def __init__(self, domain: str, to_port: int, tls_level: str) -> None:
+        super().__init__()
+        self.domain, self.to_port, self.tls_level = domain, to_port, tls_level
+
+    @property
+    def port(self) -> int:
+        return self.ports["smtp"]
+
+    def listeners(self) -> dict[str, str]:
+        return {"smtp": "n - n - - smtpd"}
+
+    def services(self) -> str:
+        return "smtp unix - - n - - smtp\n"
+
+    def main_cf(self) -> str:
+        return super().main_cf() + (
+            "mynetworks = 127.0.0.0/8\n"
+            "disable_dns_lookups = yes\n"
+            "smtp_host_lookup = native\n"
+            f"transport_maps = inline:{{ {self.domain}=smtp:[127.0.0.1]:{self.to_port} }}\n"
+            f"smtp_tls_security_level = {self.tls_level}\n"
+            "smtp_tls_loglevel = 1\n"
+            "smtpd_relay_restrictions = permit_mynetworks, reject\n"
+            "smtpd_recipient_restrictions =\n"
+            "queue_run_delay = 1s\nminimal_backoff_time = 1s\nmaximal_backoff_time = 2s\n"
+        )
+
+    async def until_logged(self, text: str, within: float = START_S) -> str:
+        """The first log line holding `text`, waited for; AssertionError past `within`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            for line in self.log().splitlines():
+                if text in line:
+                    return line
+            if loop.time() > deadline:
+                raise AssertionError(f"postfix never logged {text!r}: {self.log()[-3000:]}")
             await asyncio.sleep(0.05)

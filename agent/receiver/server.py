@@ -1,0 +1,309 @@
+"""The receiver: an SMTP server (aiosmtpd) taking mail for the receiving monitors' addresses at
+`AGENT_RECEIVER_DOMAIN`, STARTTLS with the operator's certificate when one is set.
+
+| what a sender does | what it gets |
+| --- | --- |
+| over `AGENT_RECEIVER_CONNECTIONS`, or `…_PER_SOURCE` for its address | `421`, closed |
+| a connection older than `AGENT_RECEIVER_SESSION_SECONDS` | `421`, closed |
+| RCPT at another domain | `550 5.7.1` (never a relay) |
+| RCPT of a local part the book does not hold | `550 5.1.1` (refused in the session) |
+| RCPT past `AGENT_RECEIVER_MESSAGES_PER_ADDRESS` in the window | `452 4.2.2` (try later) |
+| DATA past `AGENT_RECEIVER_MAX_BYTES` | `552` (aiosmtpd's own) |
+| DATA while every parser and its queue is taken | `451 4.3.2` (try later) |
+| DATA whose arrival ARRIVALS did not store | `451 4.3.0` (try later) |
+
+A message taken is read in a parser thread (agent.receiver.verdicts), one `Arrival` per
+recipient goes to ARRIVALS, and only then is it answered `250`; its bytes are dropped with the
+session's envelope. Log lines name the monitor, never the address (it is the monitor's secret).
+"""
+
+import asyncio
+import ssl
+import uuid
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import structlog
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from agent.receiver.book import AddressBook
+from agent.receiver.bounds import Connections, PerAddress
+from agent.receiver.verdicts import Envelope as Sender
+from agent.receiver.verdicts import Lookup, read
+from agent.settings import ReceiverSettings
+from shared.arrivals import TEXT_MAX, Arrival
+from shared.clock import Clock
+from shared.strangers import kept
+from shared.timefmt import iso_ms
+
+log = structlog.get_logger(__name__)
+
+Publish = Callable[[Arrival], Awaitable[None]]
+# Messages waiting for a parser beyond those being read, per parser.
+QUEUED_PER_PARSER = 2
+
+
+@dataclass(slots=True)
+class Counts:
+    """What the receiver refused and took, for tests and metrics."""
+
+    connections_refused: int = 0
+    sessions_expired: int = 0
+    rcpt_unknown: int = 0
+    rcpt_relay: int = 0
+    rcpt_over_rate: int = 0
+    data_busy: int = 0
+    data_unstored: int = 0
+    taken: int = 0
+    by_reply: dict[str, int] = field(default_factory=dict)
+
+
+class _Session(SMTP):
+    """aiosmtpd's SMTP with the receiver's connection bounds and session deadline."""
+
+    def __init__(self, receiver: "Receiver", tls: ssl.SSLContext | None) -> None:
+        super().__init__(
+            receiver,
+            data_size_limit=receiver.settings.agent_receiver_max_bytes,
+            hostname=receiver.hostname,
+            ident="mailprobe receiver",
+            tls_context=tls,
+            # An idle session's end: RFC 5321 4.5.3.2's five minutes, when the session's own
+            # deadline does not come first.
+            timeout=300.0,
+            command_call_limit=20,
+        )
+        self._receiver = receiver
+        self._source: str | None = None
+        self._admitted = False
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self._source is None
+        super().connection_made(transport)
+        if not first:
+            return  # STARTTLS's new transport: the same connection
+        peer = transport.get_extra_info("peername")
+        self._source = str(peer[0]) if peer else "?"
+        self._receiver.sessions.add(self)
+        self._admitted = self._receiver.connections.admit(self._source)
+        if not self._admitted:
+            self._receiver.counts.connections_refused += 1
+            return
+        self._deadline = self.loop.call_later(
+            self._receiver.settings.agent_receiver_session_seconds, self._expire
+        )
+
+    async def _handle_client(self) -> None:
+        if not self._admitted:
+            await self.push("421 4.7.0 too many connections, try again later")
+            if self.transport is not None:
+                self.transport.close()
+            return
+        await super()._handle_client()
+
+    def _expire(self) -> None:
+        self._receiver.counts.sessions_expired += 1
+        transport = self.transport
+        if isinstance(transport, asyncio.WriteTransport):
+            transport.write(b"421 4.4.2 session too long, closing\r\n")
+            transport.close()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        if self._admitted and self._source is not None:
+            self._receiver.connections.release(self._source)
+            self._admitted = False
+        self._receiver.sessions.discard(self)
+        super().connection_lost(error)
+
+
+class Receiver:
+    """`await start()`, `await stop()`; `port` once started (for a port of 0)."""
+
+    def __init__(
+        self,
+        settings: ReceiverSettings,
+        *,
+        country: str,
+        agent_id: str,
+        book: AddressBook,
+        publish: Publish,
+        lookup: Lookup,
+        clock: Clock,
+        hostname: str | None = None,
+    ) -> None:
+        if settings.agent_receiver_domain is None:
+            raise ValueError("the receiver needs AGENT_RECEIVER_DOMAIN")
+        self.settings = settings
+        self.domain = settings.agent_receiver_domain.lower().rstrip(".")
+        self.country = country
+        self.agent_id = agent_id
+        self.book = book
+        self._publish = publish
+        self._lookup = lookup
+        self._clock = clock
+        self.hostname = hostname or settings.agent_receiver_hostname
+        self.connections = Connections(
+            settings.agent_receiver_connections, settings.agent_receiver_connections_per_source
+        )
+        self.per_address = PerAddress(
+            settings.agent_receiver_messages_per_address, settings.agent_receiver_window_seconds
+        )
+        self.counts = Counts()
+        parsers = settings.agent_receiver_parsers
+        self._parsers = ThreadPoolExecutor(parsers, thread_name_prefix="receiver-parser")
+        self._parse_room = parsers * (1 + QUEUED_PER_PARSER)
+        self._parsing = 0
+        self._tls = _tls_context(settings)
+        self._server: asyncio.Server | None = None
+        self.sessions: set[_Session] = set()
+
+    @property
+    def port(self) -> int:
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("the receiver is not listening")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def starttls(self) -> bool:
+        return self._tls is not None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._protocol,
+            self.settings.agent_receiver_host,
+            self.settings.agent_receiver_port,
+            reuse_address=True,
+        )
+        log.info(
+            "receiver_listening",
+            port=self.port,
+            domain=self.domain,
+            starttls=self.starttls,
+            addresses=len(self.book),
+        )
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for session in list(self.sessions):
+                if session.transport is not None:
+                    session.transport.close()
+            await self._server.wait_closed()
+            self._server = None
+        self._parsers.shutdown(wait=False, cancel_futures=True)
+
+    def _protocol(self) -> _Session:
+        return _Session(self, self._tls)
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        local, _, domain = address.rpartition("@")
+        if domain.lower().rstrip(".") != self.domain:
+            self.counts.rcpt_relay += 1
+            return "550 5.7.1 relaying denied"
+        receiving = self.book.get(local)
+        if receiving is None:
+            self.counts.rcpt_unknown += 1
+            return "550 5.1.1 no such mailbox"
+        if not self.per_address.take(local.lower(), self._clock.monotonic()):
+            self.counts.rcpt_over_rate += 1
+            log.info("receiver_over_rate", monitor_id=receiving.monitor_id)
+            return "452 4.2.2 too much mail for this address now, try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        content = envelope.content
+        message = content if isinstance(content, bytes) else str(content or "").encode()
+        monitors = [
+            r.monitor_id
+            for r in (self.book.get(a.rpartition("@")[0]) for a in envelope.rcpt_tos)
+            if r is not None
+        ]
+        if not monitors:
+            return "554 5.5.1 no valid recipients"
+        if self._parsing >= self._parse_room:
+            self.counts.data_busy += 1
+            return "451 4.3.2 busy, try again later"
+        peer = str(session.peer[0]) if session.peer else ""
+        helo = str(session.host_name or "")
+        mail_from = str(envelope.mail_from or "")
+        version, cipher = _tls_of(session)
+        self._parsing += 1
+        try:
+            found = await asyncio.get_running_loop().run_in_executor(
+                self._parsers, read, message, Sender(peer, helo, mail_from), self._lookup
+            )
+        finally:
+            self._parsing -= 1
+        arrived = iso_ms(self._clock.now())
+        arrivals = [
+            Arrival(
+                arrival_id=str(uuid.uuid4()),
+                monitor_id=monitor_id,
+                country=self.country,
+                agent_id=self.agent_id,
+                arrived_at=arrived,
+                peer=peer,
+                helo=kept(helo, TEXT_MAX),
+                mail_from=kept(mail_from, TEXT_MAX),
+                tls_version=version,
+                tls_cipher=cipher,
+                size=len(message),
+                header_from=found.header_from,
+                subject=found.subject,
+                verdicts=found.verdicts,
+            )
+            for monitor_id in dict.fromkeys(monitors)
+        ]
+        try:
+            for arrival in arrivals:
+                await self._publish(arrival)
+        except Exception as exc:  # NATS away or slow: the sender tries again
+            self.counts.data_unstored += 1
+            log.warning("receiver_arrival_unstored", error=repr(exc)[:200])
+            return "451 4.3.0 not stored, try again later"
+        self.counts.taken += 1
+        for arrival in arrivals:
+            log.info(
+                "receiver_message",
+                monitor_id=arrival.monitor_id,
+                peer=peer,
+                size=arrival.size,
+                tls=version,
+                spf=found.verdicts.spf,
+                dkim=found.verdicts.dkim,
+                dmarc=found.verdicts.dmarc,
+                arc=found.verdicts.arc,
+            )
+        return "250 2.0.0 OK"
+
+
+def _tls_of(session: Session) -> tuple[str | None, str | None]:
+    """The TLS version and cipher of a session upgraded by STARTTLS; (None, None) in the clear."""
+    extra = session.ssl
+    ssl_object = extra.get("ssl_object") if isinstance(extra, dict) else None
+    if not isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
+        return None, None
+    cipher = ssl_object.cipher()
+    return ssl_object.version(), (cipher[0] if cipher else None)
+
+
+def _tls_context(settings: ReceiverSettings) -> ssl.SSLContext | None:
+    if settings.agent_receiver_cert_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.agent_receiver_cert_file, settings.agent_receiver_key_file)
+    return context
