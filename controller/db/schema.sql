@@ -999,6 +999,28 @@ ALTER TABLE public.api_tokens ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     CACHE 1
 );
 
+CREATE TABLE public.arrivals (
+    arrival_id uuid NOT NULL,
+    monitor_id bigint NOT NULL,
+    country text NOT NULL,
+    agent_id text NOT NULL,
+    arrived_at timestamp with time zone NOT NULL,
+    peer text NOT NULL,
+    helo text DEFAULT ''::text NOT NULL,
+    mail_from text DEFAULT ''::text NOT NULL,
+    header_from text DEFAULT ''::text NOT NULL,
+    subject text DEFAULT ''::text NOT NULL,
+    tls_version text,
+    tls_cipher text,
+    size integer NOT NULL,
+    spf text,
+    dkim text,
+    dkim_domains text[] DEFAULT '{}'::text[] NOT NULL,
+    dmarc text,
+    dmarc_policy text DEFAULT ''::text NOT NULL,
+    arc text
+);
+
 CREATE TABLE public.blocklist_answers (
     zone text NOT NULL,
     name text NOT NULL,
@@ -2610,6 +2632,9 @@ ALTER TABLE ONLY public.api_tokens
 ALTER TABLE ONLY public.api_tokens
     ADD CONSTRAINT api_tokens_token_hash_key UNIQUE (token_hash);
 
+ALTER TABLE ONLY public.arrivals
+    ADD CONSTRAINT arrivals_pkey PRIMARY KEY (arrival_id);
+
 ALTER TABLE ONLY public.blocklist_answers
     ADD CONSTRAINT blocklist_answers_pkey PRIMARY KEY (zone, name, country);
 
@@ -2966,6 +2991,8 @@ CREATE INDEX api_tokens_expires_at ON public.api_tokens USING btree (expires_at)
 
 CREATE INDEX api_tokens_user_id ON public.api_tokens USING btree (user_id);
 
+CREATE INDEX arrivals_monitor_time ON public.arrivals USING btree (monitor_id, arrived_at DESC);
+
 CREATE INDEX blocklist_answers_fresh ON public.blocklist_answers USING btree (country, answered_at);
 
 CREATE INDEX blocklist_listings_monitor ON public.blocklist_listings USING btree (monitor_id, since DESC);
@@ -3219,6 +3246,9 @@ ALTER TABLE ONLY public.alert_queue
 
 ALTER TABLE ONLY public.api_tokens
     ADD CONSTRAINT api_tokens_user_id_fkey FOREIGN KEY (user_id) REFERENCES public.users(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.arrivals
+    ADD CONSTRAINT arrivals_monitor_id_fkey FOREIGN KEY (monitor_id) REFERENCES public.monitors(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.blocklist_listings
     ADD CONSTRAINT blocklist_listings_monitor_id_fkey FOREIGN KEY (monitor_id) REFERENCES public.monitors(id) ON DELETE CASCADE;

@@ -1,0 +1,1 @@
+"""Mail the agents' receivers took (issue 83): the arrivals kept, and the heartbeat verdict."""

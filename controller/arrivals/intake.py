@@ -1,0 +1,86 @@
+"""ARRIVALS into PostgreSQL: the durable pull consumer `arrivals`, shared by the replicas that
+run it, a batch at a time, each acked once its transaction committed. A message that is no
+`Arrival`, or comes on another country's subject, is ended (`term`) with a log line, never
+retried; a batch whose store failed goes back (`nak`) to be stored again."""
+
+import asyncpg
+import msgspec
+import structlog
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig
+
+from controller.arrivals.store import keep
+from shared.arrivals import Arrival, decode_arrival
+from shared.subjects import ARRIVALS_STREAM, arrivals_subject
+
+log = structlog.get_logger(__name__)
+
+CONSUMER = "arrivals"
+BATCH = 100
+ACK_WAIT_S = 30.0
+
+
+class ArrivalsIntake:
+    def __init__(self, js: JetStreamContext, pool: asyncpg.Pool) -> None:
+        self._js, self._pool = js, pool
+        self._sub: JetStreamContext.PullSubscription | None = None
+
+    async def _pull(self) -> JetStreamContext.PullSubscription:
+        if self._sub is None:
+            await self._js.add_consumer(
+                ARRIVALS_STREAM,
+                ConsumerConfig(
+                    durable_name=CONSUMER, ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S
+                ),
+            )
+            self._sub = await self._js.pull_subscribe_bind(CONSUMER, ARRIVALS_STREAM)
+        return self._sub
+
+    async def step(self, timeout_s: float = 1.0) -> int:
+        """One batch: fetched (waiting up to `timeout_s` for its first message), stored, acked;
+        how many arrivals were new."""
+        sub = await self._pull()
+        try:
+            msgs = await sub.fetch(BATCH, timeout=timeout_s)
+        except (TimeoutError, NatsTimeout):
+            return 0
+        good: list[tuple[Msg, Arrival]] = []
+        for msg in msgs:
+            arrival = _decoded(msg)
+            if arrival is None:
+                await msg.term()
+            else:
+                good.append((msg, arrival))
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                new = await keep(conn, [a for _, a in good])
+        except Exception:
+            for msg, _ in good:
+                await msg.nak(delay=1.0)
+            raise
+        for msg, _ in good:
+            await msg.ack()
+        return new
+
+    async def close(self) -> None:
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
+
+
+def _decoded(msg: Msg) -> Arrival | None:
+    try:
+        arrival = decode_arrival(msg.data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        log.warning("arrival_malformed", subject=msg.subject, error=str(exc)[:200])
+        return None
+    try:
+        expected = arrivals_subject(arrival.country, arrival.monitor_id)
+    except ValueError:
+        expected = ""
+    if msg.subject != expected:
+        log.warning("arrival_off_subject", subject=msg.subject)
+        return None
+    return arrival
