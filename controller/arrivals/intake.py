@@ -3,6 +3,9 @@ run it, a batch at a time, each acked once its transaction committed. A message 
 `Arrival`, or comes on another country's subject, is ended (`term`) with a log line, never
 retried; a batch whose store failed goes back (`nak`) to be stored again."""
 
+import asyncio
+import contextlib
+
 import asyncpg
 import msgspec
 import structlog
@@ -63,6 +66,22 @@ class ArrivalsIntake:
         for msg, _ in good:
             await msg.ack()
         return new
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Store arrivals until `stop`; a failure is logged and tried again a second later."""
+        log.info("arrivals_intake_started")
+        try:
+            while not stop.is_set():
+                try:
+                    await self.step()
+                except Exception as exc:  # NATS or PostgreSQL away: the batch went back
+                    log.warning("arrivals_intake_failed", error=repr(exc)[:200])
+                    self._sub = None
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), 1.0)
+        finally:
+            with contextlib.suppress(Exception):
+                await self.close()
 
     async def close(self) -> None:
         if self._sub is not None:

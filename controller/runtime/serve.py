@@ -5,8 +5,8 @@ of the settings (controller.settings), never the whole.
 
 The roles of CONTROLLER_ROLES run as asyncio tasks sharing that pool and connection: `api`
 (uvicorn, and the tokens' and login throttle's housekeeping), `scheduler`, `ingester` (which also
-keeps the result partitions), `alerter` (evaluation, events, and the outbox worker sending
-notifications). Without `api`, `/metrics`, `/health` and `/ready` are served on
+keeps the result partitions and stores the receivers' arrivals), `alerter` (evaluation, events,
+and the outbox worker sending notifications). Without `api`, `/metrics`, `/health` and `/ready` are served on
 CONTROLLER_METRICS_PORT instead.
 
 The process's clock (shared.clock's `WALL`) is composed here, once: the pipeline's parts, the
@@ -27,6 +27,7 @@ from litestar import Litestar
 
 from controller.access import accounts_store as accounts
 from controller.access.housekeeping import housekeeping
+from controller.arrivals.intake import ArrivalsIntake
 from controller.db.pool import create_pool
 from controller.fleet.live import LiveAgents
 from controller.fleet.watch import FleetWatch
@@ -177,6 +178,7 @@ def _workers(
         retention = settings.retention
         work += [
             pipeline.ingester.run(stop),
+            ArrivalsIntake(pipeline.js, pool).run(stop),
             keep_partitions(
                 pool, clock, stop, retention.check_history_days, retention.check_raw_days
             ),

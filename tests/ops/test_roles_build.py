@@ -30,7 +30,7 @@ BUILT = {
     "scheduler": ({"agents", "scheduler"}, {"Scheduler.run", "_watch_scheme", "sample_every"}),
     "ingester": (
         {"ingester"},
-        {"Ingester.run", "keep_partitions", "keep_packing", "sample_every"},
+        {"Ingester.run", "ArrivalsIntake.run", "keep_partitions", "keep_packing", "sample_every"},
     ),
     "alerter": (
         {"agents"},
