@@ -289,6 +289,15 @@ class ReceiverSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True
     agent_receiver_port: Annotated[
         int, Meta(ge=0, le=65535, description="port the receiver listens on (MX: 25)")
     ] = 25
+    agent_receiver_plain_port: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=65535,
+            description="a second port taking the same addresses without offering STARTTLS:"
+            " the senders' test (does a sender refuse, or send in the clear?); `0`: none",
+        ),
+    ] = 0
     agent_receiver_hostname: Annotated[
         str | None,
         Meta(description="the name the receiver greets with; default the machine's name"),

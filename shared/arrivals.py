@@ -78,6 +78,9 @@ class Arrival(msgspec.Struct, kw_only=True, rename="camel"):
     mail_from: str = ""
     tls_version: str | None = None
     tls_cipher: str | None = None
+    # Whether the listener offered STARTTLS (false: the plain port, the senders' test; null
+    # from an agent that predates it).
+    starttls_offered: bool | None = None
     size: int = 0
     header_from: str = ""
     subject: str = ""

@@ -18,6 +18,7 @@ session's envelope. Log lines name the monitor, never the address (it is the mon
 """
 
 import asyncio
+import functools
 import ssl
 import uuid
 from collections.abc import Awaitable, Callable
@@ -63,8 +64,9 @@ class _Session(SMTP):
     """aiosmtpd's SMTP with the receiver's connection bounds and session deadline."""
 
     def __init__(self, receiver: "Receiver", tls: ssl.SSLContext | None) -> None:
+        self.starttls_offered = tls is not None
         super().__init__(
-            receiver,
+            _Handler(receiver),
             data_size_limit=receiver.settings.agent_receiver_max_bytes,
             hostname=receiver.hostname,
             ident="mailprobe receiver",
@@ -121,6 +123,26 @@ class _Session(SMTP):
         super().connection_lost(error)
 
 
+class _Handler:
+    """aiosmtpd's handler: its hooks, and nothing else for it to inspect."""
+
+    def __init__(self, receiver: "Receiver") -> None:
+        self._receiver = receiver
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        return await self._receiver.rcpt(server, session, envelope, address, rcpt_options)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        return await self._receiver.data(server, session, envelope)
+
+
 class Receiver:
     """`await start()`, `await stop()`; `port` once started (for a port of 0)."""
 
@@ -159,14 +181,23 @@ class Receiver:
         self._parse_room = parsers * (1 + QUEUED_PER_PARSER)
         self._parsing = 0
         self._tls = _tls_context(settings)
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
         self.sessions: set[_Session] = set()
 
     @property
     def port(self) -> int:
-        if self._server is None or not self._server.sockets:
-            raise RuntimeError("the receiver is not listening")
-        return int(self._server.sockets[0].getsockname()[1])
+        """The port it listens on (STARTTLS offered when it has a certificate)."""
+        return self._port_of(0)
+
+    @property
+    def plain_port(self) -> int:
+        """The port that offers no STARTTLS (`AGENT_RECEIVER_PLAIN_PORT`)."""
+        return self._port_of(1)
+
+    def _port_of(self, index: int) -> int:
+        if len(self._servers) <= index or not self._servers[index].sockets:
+            raise RuntimeError("the receiver is not listening there")
+        return int(self._servers[index].sockets[0].getsockname()[1])
 
     @property
     def starttls(self) -> bool:
@@ -174,34 +205,37 @@ class Receiver:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            self._protocol,
-            self.settings.agent_receiver_host,
-            self.settings.agent_receiver_port,
-            reuse_address=True,
-        )
+        host = self.settings.agent_receiver_host
+        listeners = [(self.settings.agent_receiver_port, self._tls)]
+        if self.settings.agent_receiver_plain_port:
+            listeners.append((self.settings.agent_receiver_plain_port, None))
+        for port, tls in listeners:
+            self._servers.append(
+                await loop.create_server(
+                    functools.partial(_Session, self, tls), host, port, reuse_address=True
+                )
+            )
         log.info(
             "receiver_listening",
             port=self.port,
+            plain_port=self.plain_port if len(self._servers) > 1 else None,
             domain=self.domain,
             starttls=self.starttls,
             addresses=len(self.book),
         )
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for session in list(self.sessions):
-                if session.transport is not None:
-                    session.transport.close()
-            await self._server.wait_closed()
-            self._server = None
+        for server in self._servers:
+            server.close()
+        for session in list(self.sessions):
+            if session.transport is not None:
+                session.transport.close()
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers = []
         self._parsers.shutdown(wait=False, cancel_futures=True)
 
-    def _protocol(self) -> _Session:
-        return _Session(self, self._tls)
-
-    async def handle_RCPT(
+    async def rcpt(
         self,
         server: SMTP,
         session: Session,
@@ -224,7 +258,7 @@ class Receiver:
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def data(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.content
         message = content if isinstance(content, bytes) else str(content or "").encode()
         monitors = [
@@ -241,6 +275,7 @@ class Receiver:
         helo = str(session.host_name or "")
         mail_from = str(envelope.mail_from or "")
         version, cipher = _tls_of(session)
+        offered = isinstance(server, _Session) and server.starttls_offered
         self._parsing += 1
         try:
             found = await asyncio.get_running_loop().run_in_executor(
@@ -261,6 +296,7 @@ class Receiver:
                 mail_from=kept(mail_from, TEXT_MAX),
                 tls_version=version,
                 tls_cipher=cipher,
+                starttls_offered=offered,
                 size=len(message),
                 header_from=found.header_from,
                 subject=found.subject,

@@ -16,23 +16,23 @@ from shared.timefmt import parse_iso
 _KEEP = """
 INSERT INTO arrivals (arrival_id, monitor_id, country, agent_id, arrived_at, peer, helo,
     mail_from, header_from, subject, tls_version, tls_cipher, size, spf, dkim, dkim_domains,
-    dmarc, dmarc_policy, arc)
+    dmarc, dmarc_policy, arc, starttls_offered)
 SELECT u.arrival_id, m.id, u.country, u.agent_id, u.arrived_at, u.peer, u.helo, u.mail_from,
     u.header_from, u.subject, u.tls_version, u.tls_cipher, u.size, u.spf, u.dkim,
-    string_to_array(u.dkim_domains, ' '), u.dmarc, u.dmarc_policy, u.arc
+    string_to_array(u.dkim_domains, ' '), u.dmarc, u.dmarc_policy, u.arc, u.starttls_offered
 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::int[],
-    $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[])
+    $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::bool[])
     AS u(arrival_id, public_id, country, agent_id, arrived_at, peer, helo, mail_from,
          header_from, subject, tls_version, tls_cipher, size, spf, dkim, dkim_domains, dmarc,
-         dmarc_policy, arc)
+         dmarc_policy, arc, starttls_offered)
 JOIN monitors m ON m.public_id = u.public_id
 ON CONFLICT (arrival_id) DO NOTHING
 """
 
 _SINCE = """
-SELECT arrived_at, country, peer, mail_from, header_from, subject, tls_version, spf, dkim,
-    dmarc, arc
+SELECT arrived_at, country, peer, mail_from, header_from, subject, tls_version,
+    starttls_offered, spf, dkim, dmarc, arc
 FROM arrivals WHERE monitor_id = $1 AND arrived_at > $2 AND arrived_at <= $3
 ORDER BY arrived_at
 """
@@ -46,6 +46,7 @@ class ArrivalRow(msgspec.Struct, frozen=True, kw_only=True):
     header_from: str
     subject: str
     tls_version: str | None
+    starttls_offered: bool | None
     spf: str | None
     dkim: str | None
     dmarc: str | None
@@ -73,7 +74,7 @@ async def keep(conn: Conn, arrivals: Sequence[Arrival]) -> int:
     ]
     if not rows:
         return 0
-    columns: list[list[object]] = [[] for _ in range(19)]
+    columns: list[list[object]] = [[] for _ in range(20)]
     for a, aid, mid in rows:
         v = a.verdicts
         values: tuple[object, ...] = (
@@ -96,6 +97,7 @@ async def keep(conn: Conn, arrivals: Sequence[Arrival]) -> int:
             v.dmarc,
             v.dmarc_policy,
             v.arc,
+            a.starttls_offered,
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)

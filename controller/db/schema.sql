@@ -1012,6 +1012,7 @@ CREATE TABLE public.arrivals (
     subject text DEFAULT ''::text NOT NULL,
     tls_version text,
     tls_cipher text,
+    starttls_offered boolean,
     size integer NOT NULL,
     spf text,
     dkim text,

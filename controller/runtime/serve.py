@@ -6,8 +6,8 @@ of the settings (controller.settings), never the whole.
 The roles of CONTROLLER_ROLES run as asyncio tasks sharing that pool and connection: `api`
 (uvicorn, and the tokens' and login throttle's housekeeping), `scheduler`, `ingester` (which also
 keeps the result partitions and stores the receivers' arrivals), `alerter` (evaluation, events,
-and the outbox worker sending notifications). Without `api`, `/metrics`, `/health` and `/ready` are served on
-CONTROLLER_METRICS_PORT instead.
+and the outbox worker sending notifications). Without `api`, `/metrics`, `/health` and `/ready`
+are served on CONTROLLER_METRICS_PORT instead.
 
 The process's clock (shared.clock's `WALL`) is composed here, once: the pipeline's parts, the
 housekeeping, retention and packing, and the alerter's parts take "now" from it."""

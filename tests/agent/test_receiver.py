@@ -33,6 +33,7 @@ from shared.arrivals import (
     new_local_part,
 )
 from shared.clock import WALL
+from shared.embedded import free_port
 from shared.subjects import arrivals_subject
 from testkit.peers.dns import DnsPeer
 from testkit.peers.postfix import SendingPostfix, missing
@@ -176,6 +177,7 @@ async def test_postfix_delivers_over_starttls_and_the_arrival_says_what_it_saw(
     assert arrival.helo == "mail.mailprobe.test"
     assert arrival.mail_from == f"reports@{SENDER}"
     assert arrival.tls_version in ("TLSv1.2", "TLSv1.3") and arrival.tls_cipher
+    assert arrival.starttls_offered is True
     assert arrival.header_from == f"reports@{SENDER}"
     assert arrival.subject == f"nightly {level}"
     assert arrival.size > 400
@@ -191,22 +193,27 @@ async def test_postfix_delivers_over_starttls_and_the_arrival_says_what_it_saw(
 
 
 @needs_postfix
-async def test_postfix_may_sends_in_the_clear_and_encrypt_refuses_without_starttls(
-    js: JetStreamContext, country: str
+async def test_senders_graded_at_the_port_without_starttls(
+    js: JetStreamContext, country: str, certificate: tuple[str, str]
 ) -> None:
-    """A receiver offering no STARTTLS: `may` falls back to the clear (the arrival's TLS is
-    null), `encrypt` keeps its message queued, and nothing arrives for it."""
+    """The plain port offers no STARTTLS (the senders' test) while the main port does:
+    Postfix with `may` sends there in the clear (the arrival says no TLS and no STARTTLS
+    offered), with `encrypt` it refuses and keeps its message queued: nothing arrives."""
     clear, kept = f"m-{uuid.uuid4().hex[:8]}", f"m-{uuid.uuid4().hex[:8]}"
-    async with receiving(js, country, None) as rig:
+    async with receiving(js, country, certificate, agent_receiver_plain_port=free_port()) as rig:
         to_clear, to_kept = await rig.address(clear), await rig.address(kept)
-        async with SendingPostfix(DOMAIN, rig.receiver.port, "may") as may:
+        async with SendingPostfix(DOMAIN, rig.receiver.plain_port, "may") as may:
             await submit(may.port, to_clear, "in the clear")
             [arrival] = await rig.arrivals(clear, 1)
-        async with SendingPostfix(DOMAIN, rig.receiver.port, "encrypt") as encrypt:
+        async with SendingPostfix(DOMAIN, rig.receiver.plain_port, "encrypt") as encrypt:
             await submit(encrypt.port, to_kept, "must be encrypted")
             line = await encrypt.until_logged("status=deferred")
         await rig.none_for(kept)
-    assert (arrival.tls_version, arrival.tls_cipher) == (None, None)
+    assert (arrival.tls_version, arrival.tls_cipher, arrival.starttls_offered) == (
+        None,
+        None,
+        False,
+    )
     assert "TLS is required, but was not offered" in line
 
 

@@ -14,6 +14,7 @@ CREATE TABLE arrivals (
     subject text NOT NULL DEFAULT '',
     tls_version text,
     tls_cipher text,
+    starttls_offered boolean,
     size integer NOT NULL,
     spf text,
     dkim text,
