@@ -5,6 +5,7 @@ retried; a batch whose store failed goes back (`nak`) to be stored again."""
 
 import asyncio
 import contextlib
+from datetime import timedelta
 
 import asyncpg
 import msgspec
@@ -14,8 +15,9 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from controller.arrivals.store import keep
+from controller.arrivals.store import expire, keep
 from shared.arrivals import Arrival, decode_arrival
+from shared.clock import Clock
 from shared.subjects import ARRIVALS_STREAM, arrivals_subject
 
 log = structlog.get_logger(__name__)
@@ -25,10 +27,33 @@ BATCH = 100
 ACK_WAIT_S = 30.0
 
 
+# How often the arrivals older than the check history are deleted.
+EXPIRE_EVERY_S = 3600.0
+
+
 class ArrivalsIntake:
-    def __init__(self, js: JetStreamContext, pool: asyncpg.Pool) -> None:
+    """`keep_days`: how long an arrival is kept (RETENTION's check history); "now" for that
+    comes from `clock`."""
+
+    def __init__(
+        self, js: JetStreamContext, pool: asyncpg.Pool, *, keep_days: float, clock: Clock
+    ) -> None:
         self._js, self._pool = js, pool
+        self._keep = timedelta(days=keep_days)
+        self._clock = clock
         self._sub: JetStreamContext.PullSubscription | None = None
+        self._expired_at: float | None = None
+
+    async def expire(self) -> int:
+        """Delete the arrivals past their keep, a batch at a time; how many went."""
+        gone = 0
+        before = self._clock.now() - self._keep
+        while True:
+            async with self._pool.acquire() as conn:
+                n = await expire(conn, before)
+            gone += n
+            if n == 0:
+                return gone
 
     async def _pull(self) -> JetStreamContext.PullSubscription:
         if self._sub is None:
@@ -73,6 +98,10 @@ class ArrivalsIntake:
         try:
             while not stop.is_set():
                 try:
+                    at = self._clock.monotonic()
+                    if self._expired_at is None or at - self._expired_at >= EXPIRE_EVERY_S:
+                        self._expired_at = at
+                        await self.expire()
                     await self.step()
                 except Exception as exc:  # NATS or PostgreSQL away: the batch went back
                     log.warning("arrivals_intake_failed", error=repr(exc)[:200])

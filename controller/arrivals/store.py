@@ -1,6 +1,7 @@
 """The arrivals kept (`arrivals`, migration 0143): what the receivers said of each message,
 keyed by its arrival id, so one stored twice (a redelivery) is one row. An arrival naming no
-monitor of this deployment is not kept. The caller owns the transaction."""
+monitor of this deployment is not kept; one older than the check history's days goes
+(`expire`). The caller owns the transaction."""
 
 import uuid
 from collections.abc import Sequence
@@ -35,6 +36,13 @@ SELECT arrived_at, country, peer, mail_from, header_from, subject, tls_version,
     starttls_offered, spf, dkim, dmarc, arc
 FROM arrivals WHERE monitor_id = $1 AND arrived_at > $2 AND arrived_at <= $3
 ORDER BY arrived_at
+"""
+
+
+_EXPIRE = """
+DELETE FROM arrivals WHERE arrival_id IN (
+    SELECT arrival_id FROM arrivals WHERE arrived_at < $1 LIMIT $2
+)
 """
 
 
@@ -108,3 +116,9 @@ async def keep(conn: Conn, arrivals: Sequence[Arrival]) -> int:
 async def between(conn: Conn, monitor_id: int, after: datetime, upto: datetime) -> list[ArrivalRow]:
     """The monitor's arrivals after `after` and up to `upto`, oldest first."""
     return many(ArrivalRow, await conn.fetch(_SINCE, monitor_id, after, upto))
+
+
+async def expire(conn: Conn, before: datetime, most: int = 10_000) -> int:
+    """Delete at most `most` arrivals older than `before`; how many went."""
+    status = await conn.execute(_EXPIRE, before, most)
+    return int(status.rsplit(" ", 1)[-1])

@@ -178,7 +178,9 @@ def _workers(
         retention = settings.retention
         work += [
             pipeline.ingester.run(stop),
-            ArrivalsIntake(pipeline.js, pool).run(stop),
+            ArrivalsIntake(
+                pipeline.js, pool, keep_days=retention.check_history_days, clock=clock
+            ).run(stop),
             keep_partitions(
                 pool, clock, stop, retention.check_history_days, retention.check_raw_days
             ),

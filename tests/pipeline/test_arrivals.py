@@ -59,6 +59,7 @@ async def monitor(pipe_pool: asyncpg.Pool, org: Tenant) -> AsyncIterator[tuple[i
             org.org_id,
             org.customer_id,
         )
+    assert row is not None
     yield row["id"], str(row["public_id"])
 
 
@@ -107,7 +108,8 @@ async def test_a_sender_that_stops_and_starts_again_is_late_then_up_by_the_store
             headers={"Nats-Msg-Id": arrival.arrival_id},
         )
 
-    intake = ArrivalsIntake(js, pipe_pool)
+    judge_clock = ManualClock(m(400))
+    intake = ArrivalsIntake(js, pipe_pool, keep_days=1, clock=judge_clock)
     stop = asyncio.Event()
     async with DnsPeer({}) as dns:
         receiver = Receiver(
@@ -172,3 +174,11 @@ async def test_a_sender_that_stops_and_starts_again_is_late_then_up_by_the_store
             assert verdict.state == want, (minute, last)
             downs += want == "down"
     assert downs >= 10  # the gap was late for at least ten minutes
+    # A day after minute 99.5, the arrivals before it are past their keep, and only those go.
+    judge_clock.set(m(99.5 + 24 * 60))
+    older = [s for s in sent if s < 99.5]
+    assert await intake.expire() == len(older)
+    async with pipe_pool.acquire() as conn:
+        left = await between(conn, monitor_id, m(-1), m(400))
+    assert len(left) == len(sent) + 1 - len(older)
+    assert min(r.arrived_at for r in left) >= m(99.5)
