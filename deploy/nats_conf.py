@@ -11,10 +11,11 @@ stream. So every party gets an account of its own, and replies stay in the reque
   results and events and the history reads.
 - `AGENT_CC`, one per country: the users `agent-CC` and `leaf-REGION-CC` (the login of a regional
   leaf server carrying CC's agents). Service imports from MAILPROBE: consumer info and pull
-  requests of `JOBS/jobs-CC`, its acks, results on `mon.results.CC.>` (with their PubAck) and
-  heartbeats on `mon.heartbeats.CC.>`. Nothing else reaches MAILPROBE from there; a reply the
-  agent names is delivered in AGENT_CC, where nothing forwards it (NATS does not route a
-  service response through a further service import). One stream import the other way: the
+  requests of `JOBS/jobs-CC`, its acks, results on `mon.results.CC.>` and its receivers'
+  arrivals on `mon.arrivals.CC.*` (with their PubAck), and heartbeats on
+  `mon.heartbeats.CC.>`. Nothing else reaches MAILPROBE from there; a reply the agent names
+  is delivered in AGENT_CC, where nothing forwards it (NATS does not route a service response
+  through a further service import). One stream import the other way: the
   controller's requests to CC's agents on `mon.control.CC.>` (a `Preempt`), which agents and
   the leaf logins carrying them may subscribe to, never publish.
 - `SUBSCRIBER`: the read-only `subscriber` user. Live results (RESULTS republishes what it stored
@@ -57,6 +58,7 @@ from shared.subjects import (
     RESULTS_STREAM,
     RESULTS_SUBJECTS,
     agent_inbox_prefix,
+    arrivals_country_filter,
     control_country_filter,
     heartbeats_country_filter,
     results_country_filter,
@@ -177,6 +179,7 @@ def agent_services(cc: str) -> tuple[Service, ...]:
             for s in (
                 f"$JS.ACK.{JOBS_STREAM}.{consumer}.>",  # ack, nak, term, in-progress
                 results_country_filter(cc),
+                arrivals_country_filter(cc),
                 heartbeats_country_filter(cc),
             )
         ),

@@ -70,6 +70,11 @@ def arrivals_subject(cc: str, monitor_id: str) -> str:
     return f"mon.arrivals.{_country(cc)}.{_token('monitor_id', monitor_id)}"
 
 
+def arrivals_country_filter(cc: str) -> str:
+    """Every arrival of one country's receivers."""
+    return f"mon.arrivals.{_country(cc)}.*"
+
+
 def events_subject(monitor_id: str) -> str:
     return f"mon.events.{_token('monitor_id', monitor_id)}"
 

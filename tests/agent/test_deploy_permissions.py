@@ -3,15 +3,19 @@ country's account, with nothing more than that user may do (look up the consumer
 controller made, fetch, ack, publish its results, heartbeat to the controllers)."""
 
 import asyncio
+import uuid
 
+import nats.errors
 import pytest
 from nats.aio.msg import Msg
 
 from agent.probers.tls import SslContexts
 from deploy.nats_conf import CONTROLLER_USER
+from shared.arrivals import Arrival
+from shared.arrivals import encode as encode_arrival
 from shared.messages import decode_heartbeat
 from shared.streams import ensure_jobs_consumers, ensure_streams, jobs_consumer_name
-from shared.subjects import HEARTBEATS_SUBJECTS, JOBS_STREAM
+from shared.subjects import HEARTBEATS_SUBJECTS, JOBS_STREAM, arrivals_subject
 from testkit.peers.slowpath import SlowPath
 from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, pulling, results, worker
 from tests.deploy.natsdeploy import Deployment, Server, agent, connect, registered
@@ -135,3 +139,35 @@ async def test_a_stopped_agent_far_from_its_server_waits_for_its_last_request_to
             await first.close()
             await second.close()
             await controller.close()
+
+
+@pytest.mark.parametrize("country", ["DE"])
+async def test_an_agent_publishes_its_countrys_arrivals_and_no_other(
+    deployment: Deployment, country: str
+) -> None:
+    """`agent-CC` stores an arrival on `mon.arrivals.CC.*` (its PubAck comes back) and
+    cannot publish one for another country."""
+    controller = await connect(deployment.hub, deployment, CONTROLLER_USER)
+    await ensure_streams(controller.js)
+    await registered(controller.nc)
+    client = await agent(deployment.hub, deployment, country)
+    try:
+        arrival = Arrival(
+            arrival_id=str(uuid.uuid4()),
+            monitor_id="m1",
+            country=country,
+            agent_id=f"{country}-1",
+            arrived_at="2026-11-28T12:00:00.000Z",
+            peer="192.0.2.1",
+        )
+        ack = await client.nc.jetstream().publish(
+            arrivals_subject(country, "m1"), encode_arrival(arrival), timeout=5
+        )
+        assert ack.stream == "ARRIVALS"
+        with pytest.raises(nats.errors.Error):
+            await client.nc.jetstream().publish(
+                arrivals_subject("FR", "m1"), encode_arrival(arrival), timeout=2
+            )
+    finally:
+        await client.close()
+        await controller.close()
