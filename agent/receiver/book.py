@@ -13,6 +13,7 @@ from nats.js.kv import KeyValue
 from shared.arrivals import RECEIVERS_BUCKET, ReceivingAddress, decode_address, is_local_part
 
 log = structlog.get_logger(__name__)
+RETRY_MIN_S, RETRY_MAX_S = 1.0, 30.0
 
 
 class AddressBook:
@@ -51,16 +52,19 @@ class AddressBook:
 
 async def watch(js: JetStreamContext, book: AddressBook, stop: asyncio.Event) -> None:
     """Keep `book` as the bucket says until `stop`; `book.ready` once the bucket's present
-    entries are in. Retries (1 s apart) while the bucket is missing or NATS is away."""
+    entries are in. Retries while the bucket is missing or NATS is away (1 s, doubling to 30 s)."""
+    wait = RETRY_MIN_S
     while not stop.is_set():
         try:
             kv = await js.key_value(RECEIVERS_BUCKET)
             watcher = await kv.watchall()
-        except Exception as exc:  # a missing bucket, NATS away: retried
-            log.info("receiver_book_waiting", error=repr(exc)[:200])
+        except Exception as exc:  # a missing bucket, NATS away: retried, less often each time
+            log.info("receiver_book_waiting", error=repr(exc)[:200], retry_s=wait)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
+                await asyncio.wait_for(stop.wait(), wait)
+            wait = min(RETRY_MAX_S, wait * 2)
             continue
+        wait = RETRY_MIN_S
         try:
             async for entry in watcher:
                 if entry is None:  # the present entries are all in

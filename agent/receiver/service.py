@@ -60,7 +60,11 @@ async def run(nc: NATS, receiver: Receiver, stop: asyncio.Event) -> None:
     """Watch the book and take mail until `stop`."""
     watching = asyncio.create_task(watch(nc.jetstream(), receiver.book, stop))
     try:
-        await receiver.start()
+        try:
+            await receiver.start()
+        except OSError as exc:  # the port taken or not ours: the checks go on without it
+            log.error("receiver_not_listening", error=str(exc)[:200])
+            return
         await stop.wait()
     finally:
         await receiver.stop()

@@ -6,6 +6,7 @@ loop is bounded (a fixed count of sessions per source) and stops by itself."""
 
 import asyncio
 import contextlib
+import socket
 import time
 import uuid
 
@@ -17,7 +18,7 @@ from shared.arrivals import RECEIVERS_BUCKET, ReceivingAddress, encode, new_loca
 from shared.embedded import free_port
 from shared.messages import CheckResult
 from shared.streams import ensure_jobs_consumers
-from shared.subjects import arrivals_subject
+from shared.subjects import arrivals_subject, heartbeats_subject
 from testkit.peers.smtp import SmtpPeer
 from tests.agent.helpers import job_for, publish_job, results
 from tests.agent.test_main import nats_url_of, start_agent, stop_agent
@@ -175,3 +176,30 @@ async def test_a_flood_leaves_the_agents_memory_files_and_checks_alone(
     assert peak["rss"] - rss0 < RSS_GROWTH_MAX
     assert peak["fds"] - fds0 <= 64 + 8  # the connections cap, and a few of its own
     assert not [line for line in logs if line["level"] in ("error", "critical")]
+
+
+async def test_a_receiver_port_already_taken_is_an_error_line_and_the_agent_runs_on(
+    nc: NATS, country: str
+) -> None:
+    """The receiver cannot listen (another process holds its port): one error line naming it,
+    and the agent still beats (its checks go on)."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        agent_id = f"{country}-rx-{uuid.uuid4().hex[:6]}"
+        beats = await nc.subscribe(heartbeats_subject(country, agent_id))
+        proc = await start_agent(
+            "--country",
+            country,
+            NATS_URL=nats_url_of(nc),
+            AGENT_ID=agent_id,
+            AGENT_RECEIVER_DOMAIN=DOMAIN,
+            AGENT_RECEIVER_HOST="127.0.0.1",
+            AGENT_RECEIVER_PORT=str(holder.getsockname()[1]),
+        )
+        try:
+            await beats.next_msg(timeout=PROCESS_START_S)
+        finally:
+            logs = await stop_agent(proc)
+    [line] = [entry for entry in logs if entry["event"] == "receiver_not_listening"]
+    assert line["level"] == "error" and "address already in use" in line["error"].lower()
