@@ -33,12 +33,20 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 
+from shared.arrivals import RECEIVERS_BUCKET
 from shared.json_value import Json, JsonObject
-from shared.subjects import EVENTS_STREAM, JOBS_STREAM, RESULTS_STREAM
+from shared.subjects import ARRIVALS_STREAM, EVENTS_STREAM, JOBS_STREAM, RESULTS_STREAM
 
 log = structlog.get_logger(__name__)
 
-PRODUCT_STREAMS = (JOBS_STREAM, RESULTS_STREAM, EVENTS_STREAM)
+# The receivers' addresses live in a KV bucket, a stream named `KV_<bucket>`.
+PRODUCT_STREAMS = (
+    JOBS_STREAM,
+    RESULTS_STREAM,
+    EVENTS_STREAM,
+    ARRIVALS_STREAM,
+    f"KV_{RECEIVERS_BUCKET}",
+)
 # Bytes per snapshot message and per restore request (JetStream's own tools use 128-512 KiB).
 CHUNK_BYTES = 256 * 1024
 # One JetStream API call, on a cluster that may have formed a moment ago on a busy host; the

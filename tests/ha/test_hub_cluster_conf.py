@@ -204,6 +204,8 @@ async def test_controller_user_moves_a_single_hubs_streams_onto_the_cluster(
             (JOBS_STREAM, 30, 3),
             (RESULTS_STREAM, 0, 3),
             (EVENTS_STREAM, 30, 3),
+            ("ARRIVALS", 0, 3),
+            ("KV_RECEIVERS", 0, 3),
         ]
         assert moved[0].consumers == (jobs_consumer_name("DE"),)
     finally:

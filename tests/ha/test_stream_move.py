@@ -130,6 +130,8 @@ async def test_move_from_a_single_hub_to_the_cluster_keeps_messages_and_position
         f"JOBS: {N} messages (sequences 1-{N}), consumers jobs-DE, jobs-FR, on 3 servers",
         f"RESULTS: {N} messages (sequences 1-{N}), consumers ingest, on 3 servers",
         f"EVENTS: {N} messages (sequences 1-{N}), consumers none, on 3 servers",
+        "ARRIVALS: 0 messages (sequences 0-0), consumers none, on 3 servers",
+        "KV_RECEIVERS: 0 messages (sequences 0-0), consumers none, on 3 servers",
     ]
 
     async with connected(cluster) as (target, js):
