@@ -6,6 +6,7 @@ loop is bounded (a fixed count of sessions per source) and stops by itself."""
 
 import asyncio
 import contextlib
+import json
 import socket
 import time
 import uuid
@@ -176,6 +177,7 @@ async def test_a_flood_leaves_the_agents_memory_files_and_checks_alone(
     assert peak["rss"] - rss0 < RSS_GROWTH_MAX
     assert peak["fds"] - fds0 <= 64 + 8  # the connections cap, and a few of its own
     assert not [line for line in logs if line["level"] in ("error", "critical")]
+    assert local not in json.dumps(logs)  # the address is the monitor's secret
 
 
 async def test_a_receiver_port_already_taken_is_an_error_line_and_the_agent_runs_on(
