@@ -112,7 +112,7 @@ class Services:
                 nats_up=None if pipeline is None else _connected(pipeline),
                 page_cache=PageCache(),
                 background=Background(),
-                world=World(lists_setting(settings.reputation.blocklists)),
+                world=World(lists_setting(settings.reputation.blocklists), clock),
                 clock=clock,
             )
         finally:
