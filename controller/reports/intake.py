@@ -522,7 +522,7 @@ async def _send(
                 "finding", monitor, texts, key, (way,), worst.severity, by_target=True
             )
             notice = Notice(Source.REPORT, monitor.organization_id, monitor, None, notes)
-            queued = await notify(conn, notice) or queued
+            queued = await notify(conn, notice, now) or queued
     log.info(
         "report finding notice",
         domain=fact.domain,
