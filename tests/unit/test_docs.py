@@ -303,7 +303,7 @@ def test_the_report_refusals_counted_unread_are_the_ones_docs_api_md_lists() -> 
 
 # A prose paragraph longer than this is a wall a reader skips: split it, or make it a table or a
 # list. Tables, code blocks and headings are not prose; each list item is a paragraph of its own.
-PARAGRAPH_MAX = 1200
+PARAGRAPH_MAX = 600
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+\.)\s")
 
 
