@@ -51,6 +51,17 @@ PUBLISH_FAILURES = Counter(
     "results RESULTS did not acknowledge in time (their job handed back with nak)",
     ["country"],
 )
+RECEIVER_MESSAGES = Counter(
+    "mailprobe_agent_receiver_messages",
+    "messages the receiver took (each stored on ARRIVALS before its 250)",
+    ["country"],
+)
+RECEIVER_REFUSALS = Counter(
+    "mailprobe_agent_receiver_refusals",
+    "what the receiver refused, by reason: connections (over its or a source's cap),"
+    " session_time, relay, unknown_address, address_rate, parsers_busy, unstored",
+    ["country", "reason"],
+)
 CANARY_OK = Gauge(
     "mailprobe_agent_canary_ok",
     "1 when the self-check (AGENT_CANARIES `port`, AGENT_CANARY_RESOLVE `resolver`) answered"

@@ -23,11 +23,12 @@ import ssl
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from agent import metrics
 from agent.receiver.book import AddressBook
 from agent.receiver.bounds import Connections, PerAddress
 from agent.receiver.verdicts import Envelope as Sender
@@ -57,7 +58,18 @@ class Counts:
     data_busy: int = 0
     data_unstored: int = 0
     taken: int = 0
-    by_reply: dict[str, int] = field(default_factory=dict)
+
+
+# Each refusal's reason (the metric's label) and its field in Counts.
+_COUNTED = {
+    "connections": "connections_refused",
+    "session_time": "sessions_expired",
+    "relay": "rcpt_relay",
+    "unknown_address": "rcpt_unknown",
+    "address_rate": "rcpt_over_rate",
+    "parsers_busy": "data_busy",
+    "unstored": "data_unstored",
+}
 
 
 class _Session(SMTP):
@@ -91,7 +103,7 @@ class _Session(SMTP):
         self._receiver.sessions.add(self)
         self._admitted = self._receiver.connections.admit(self._source)
         if not self._admitted:
-            self._receiver.counts.connections_refused += 1
+            self._receiver.refused("connections")
             return
         self._deadline = self.loop.call_later(
             self._receiver.settings.agent_receiver_session_seconds, self._expire
@@ -106,7 +118,7 @@ class _Session(SMTP):
         await super()._handle_client()
 
     def _expire(self) -> None:
-        self._receiver.counts.sessions_expired += 1
+        self._receiver.refused("session_time")
         transport = self.transport
         if isinstance(transport, asyncio.WriteTransport):
             transport.write(b"421 4.4.2 session too long, closing\r\n")
@@ -184,6 +196,12 @@ class Receiver:
         self._servers: list[asyncio.Server] = []
         self.sessions: set[_Session] = set()
 
+    def refused(self, reason: str) -> None:
+        """Count a refusal (`Counts`, and the agent's metric by reason)."""
+        field = _COUNTED[reason]
+        setattr(self.counts, field, getattr(self.counts, field) + 1)
+        metrics.RECEIVER_REFUSALS.labels(self.country, reason).inc()
+
     @property
     def port(self) -> int:
         """The port it listens on (STARTTLS offered when it has a certificate)."""
@@ -245,14 +263,14 @@ class Receiver:
     ) -> str:
         local, _, domain = address.rpartition("@")
         if domain.lower().rstrip(".") != self.domain:
-            self.counts.rcpt_relay += 1
+            self.refused("relay")
             return "550 5.7.1 relaying denied"
         receiving = self.book.get(local)
         if receiving is None:
-            self.counts.rcpt_unknown += 1
+            self.refused("unknown_address")
             return "550 5.1.1 no such mailbox"
         if not self.per_address.take(local.lower(), self._clock.monotonic()):
-            self.counts.rcpt_over_rate += 1
+            self.refused("address_rate")
             log.info("receiver_over_rate", monitor_id=receiving.monitor_id)
             return "452 4.2.2 too much mail for this address now, try again later"
         envelope.rcpt_tos.append(address)
@@ -269,7 +287,7 @@ class Receiver:
         if not monitors:
             return "554 5.5.1 no valid recipients"
         if self._parsing >= self._parse_room:
-            self.counts.data_busy += 1
+            self.refused("parsers_busy")
             return "451 4.3.2 busy, try again later"
         peer = str(session.peer[0]) if session.peer else ""
         helo = str(session.host_name or "")
@@ -308,10 +326,11 @@ class Receiver:
             for arrival in arrivals:
                 await self._publish(arrival)
         except Exception as exc:  # NATS away or slow: the sender tries again
-            self.counts.data_unstored += 1
+            self.refused("unstored")
             log.warning("receiver_arrival_unstored", error=repr(exc)[:200])
             return "451 4.3.0 not stored, try again later"
         self.counts.taken += 1
+        metrics.RECEIVER_MESSAGES.labels(self.country).inc()
         for arrival in arrivals:
             log.info(
                 "receiver_message",

@@ -18,6 +18,7 @@ import pytest
 import trustme
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from prometheus_client import REGISTRY
 
 from agent.dns_resolver import blocking_resolver
 from agent.receiver.book import AddressBook, watch
@@ -306,6 +307,14 @@ async def test_size_and_connection_caps_hold(js: JetStreamContext, country: str)
             writer.close()
         counts = rig.receiver.counts
         assert (counts.connections_refused, counts.sessions_expired, counts.taken) == (1, 2, 0)
+        for reason, n in (("connections", 1), ("session_time", 2)):
+            assert (
+                REGISTRY.get_sample_value(
+                    "mailprobe_agent_receiver_refusals_total",
+                    {"country": country, "reason": reason},
+                )
+                == n
+            )
         await rig.none_for(monitor_id)
 
 
