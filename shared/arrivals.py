@@ -41,8 +41,8 @@ class ReceivingAddress(msgspec.Struct, kw_only=True, rename="camel"):
     """A receiving monitor's address, as the bucket holds it under its local part."""
 
     monitor_id: Annotated[str, msgspec.Meta(max_length=64)]
-    # The organization, as the opaque key jobs carry (`tenant`): the receiver's bounds count
-    # per address, its parsers are shared in turn by it.
+    # The organization, as the opaque key jobs carry (`tenant`): one organization's messages
+    # hold at most half the receiver's parsers and their queue.
     tenant: Annotated[str, msgspec.Meta(max_length=64)] = ""
 
 

@@ -9,7 +9,7 @@
 | RCPT of a local part the book does not hold | `550 5.1.1` (refused in the session) |
 | RCPT past `AGENT_RECEIVER_MESSAGES_PER_ADDRESS` in the window | `452 4.2.2` (try later) |
 | DATA past `AGENT_RECEIVER_MAX_BYTES` | `552` (aiosmtpd's own) |
-| DATA while every parser and its queue is taken | `451 4.3.2` (try later) |
+| DATA with the parsers full, or half of them its organization's | `451 4.3.2` (try later) |
 | DATA whose arrival ARRIVALS did not store | `451 4.3.0` (try later) |
 
 A message taken is read in a parser thread (agent.receiver.verdicts), one `Arrival` per
@@ -191,10 +191,18 @@ class Receiver:
         parsers = settings.agent_receiver_parsers
         self._parsers = ThreadPoolExecutor(parsers, thread_name_prefix="receiver-parser")
         self._parse_room = parsers * (1 + QUEUED_PER_PARSER)
+        # One organization's messages hold at most half the parsers and their queue, so
+        # another's still get read while one is flooded (or its DNS is slow).
+        self._tenant_room = max(1, self._parse_room // 2)
         self._parsing = 0
+        self._parsing_by_tenant: dict[str, int] = {}
         self._tls = _tls_context(settings)
         self._servers: list[asyncio.Server] = []
         self.sessions: set[_Session] = set()
+
+    def parsing(self, tenant: str) -> int:
+        """An organization's messages being read or waiting for a parser now."""
+        return self._parsing_by_tenant.get(tenant, 0)
 
     def refused(self, reason: str) -> None:
         """Count a refusal (`Counts`, and the agent's metric by reason)."""
@@ -279,14 +287,15 @@ class Receiver:
     async def data(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.content
         message = content if isinstance(content, bytes) else str(content or "").encode()
-        monitors = [
-            r.monitor_id
-            for r in (self.book.get(a.rpartition("@")[0]) for a in envelope.rcpt_tos)
-            if r is not None
+        receiving = [
+            r for r in (self.book.get(a.rpartition("@")[0]) for a in envelope.rcpt_tos) if r
         ]
-        if not monitors:
+        if not receiving:
             return "554 5.5.1 no valid recipients"
-        if self._parsing >= self._parse_room:
+        monitors = [r.monitor_id for r in receiving]
+        tenant = receiving[0].tenant
+        held = self._parsing_by_tenant.get(tenant, 0)
+        if self._parsing >= self._parse_room or held >= self._tenant_room:
             self.refused("parsers_busy")
             return "451 4.3.2 busy, try again later"
         peer = str(session.peer[0]) if session.peer else ""
@@ -295,12 +304,17 @@ class Receiver:
         version, cipher = _tls_of(session)
         offered = isinstance(server, _Session) and server.starttls_offered
         self._parsing += 1
+        self._parsing_by_tenant[tenant] = held + 1
         try:
             found = await asyncio.get_running_loop().run_in_executor(
                 self._parsers, read, message, Sender(peer, helo, mail_from), self._lookup
             )
         finally:
             self._parsing -= 1
+            if self._parsing_by_tenant[tenant] <= 1:
+                del self._parsing_by_tenant[tenant]
+            else:
+                self._parsing_by_tenant[tenant] -= 1
         arrived = iso_ms(self._clock.now())
         arrivals = [
             Arrival(

@@ -43,6 +43,7 @@ needs_postfix = pytest.mark.skipif(missing() is not None, reason=missing() or ""
 
 DOMAIN = "rx.mailprobe.test"
 SENDER = "sender.mailprobe.test"
+SILENT = "silent.mailprobe.test"  # its DNS never answers
 RECORDS = {
     (SENDER, "TXT"): ['"v=spf1 ip4:127.0.0.1 -all"'],
     (f"_dmarc.{SENDER}", "TXT"): ['"v=DMARC1; p=reject"'],
@@ -63,12 +64,12 @@ class Rig:
     def __init__(self, js: JetStreamContext, country: str, receiver: Receiver) -> None:
         self.js, self.country, self.receiver = js, country, receiver
 
-    async def address(self, monitor_id: str) -> str:
+    async def address(self, monitor_id: str, tenant: str = "t1") -> str:
         """A receiving address for `monitor_id`, put in the bucket as the controller does, once
         the receiver's book holds it."""
         local = new_local_part()
         kv = await self.js.key_value(RECEIVERS_BUCKET)
-        await kv.put(local, encode(ReceivingAddress(monitor_id=monitor_id, tenant="t1")))
+        await kv.put(local, encode(ReceivingAddress(monitor_id=monitor_id, tenant=tenant)))
         for _ in range(200):
             if self.receiver.book.get(local) is not None:
                 return f"{local}@{DOMAIN}"
@@ -111,7 +112,7 @@ async def receiving(
         ReceiverSettings,
     )
     stop = asyncio.Event()
-    async with DnsPeer(RECORDS) as dns:
+    async with DnsPeer(RECORDS, silent=frozenset({SILENT})) as dns:
 
         async def publish(arrival: Arrival) -> None:
             await js.publish(
@@ -330,3 +331,32 @@ def test_a_certificate_that_does_not_load_stops_the_agent_naming_it(tmp_path: Pa
             },
             ReceiverSettings,
         )
+
+
+async def test_one_organization_holds_at_most_half_the_parsers(
+    js: JetStreamContext, country: str
+) -> None:
+    """One parser, so three messages may be read or wait, one of them an organization's: while
+    a message of organization A is read (its sender's DNS never answers, so it takes seconds),
+    A's next gets 451 and B's is taken."""
+    slow, quick = f"m-{uuid.uuid4().hex[:8]}", f"m-{uuid.uuid4().hex[:8]}"
+    async with receiving(js, country, None, agent_receiver_parsers=1) as rig:
+        to = {slow: await rig.address(slow, "A"), quick: await rig.address(quick, "B")}
+
+        def send(address: str, sender: str) -> int:
+            with _session(rig.receiver.port) as s:
+                s.mail(sender)
+                s.rcpt(address)
+                try:
+                    return s.data(message(address, "x").as_bytes(policy=SMTP_POLICY))[0]
+                except smtplib.SMTPDataError as exc:
+                    return exc.smtp_code
+
+        first = asyncio.create_task(asyncio.to_thread(send, to[slow], f"x@{SILENT}"))
+        while rig.receiver.counts.taken == 0 and not first.done():
+            if rig.receiver.parsing("A"):  # A's first is being read
+                break
+            await asyncio.sleep(0.01)
+        second = await asyncio.to_thread(send, to[slow], f"y@{SENDER}")
+        other = await asyncio.to_thread(send, to[quick], f"z@{SENDER}")
+        assert (await first, second, other) == (250, 451, 250)
