@@ -20,6 +20,7 @@ from shared.embedded import free_port
 from shared.messages import CheckResult
 from shared.streams import ensure_jobs_consumers
 from shared.subjects import arrivals_subject, heartbeats_subject
+from testkit.peers.dns import DnsPeer
 from testkit.peers.smtp import SmtpPeer
 from tests.agent.helpers import job_for, publish_job, results
 from tests.agent.test_main import nats_url_of, start_agent, stop_agent
@@ -103,10 +104,13 @@ async def test_a_flood_leaves_the_agents_memory_files_and_checks_alone(
     kv = await js.key_value(RECEIVERS_BUCKET)
     await kv.put(local, encode(ReceivingAddress(monitor_id=monitor_id)))
     await ensure_jobs_consumers(js, [country])
+    # The verdicts' DNS on loopback (no record: SPF `none`), never the system's resolver.
+    dns = await DnsPeer({}).__aenter__()
     proc = await start_agent(
         "--country",
         country,
         NATS_URL=nats_url_of(nc),
+        AGENT_DNS_RESOLVER=f"127.0.0.1:{dns.port}",
         AGENT_ALLOW_PRIVATE_TARGETS="true",
         AGENT_RECEIVER_DOMAIN=DOMAIN,
         AGENT_RECEIVER_HOST="127.0.0.1",
@@ -159,6 +163,8 @@ async def test_a_flood_leaves_the_agents_memory_files_and_checks_alone(
             await asyncio.gather(sampling, *idle)
     finally:
         logs = await stop_agent(proc)
+        await dns.__aexit__(None, None, None)
+    assert dns.asked  # the verdicts asked it
     info = await js.stream_info("ARRIVALS", subjects_filter=arrivals_subject(country, monitor_id))
     stored = sum((info.state.subjects or {}).values())
     print(
