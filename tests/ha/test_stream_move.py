@@ -308,7 +308,7 @@ async def test_a_listing_answered_after_its_resend_is_still_taken(
             finally:
                 quiet.proc.send_signal(signal.SIGCONT)
         # Every consumer of a node that runs is listed; the stopped node's are not waited for
-        # (under load one of them was once listed too: it answered as it was being stopped).
+        # (under load one of them was once listed too; why is not known).
         answered = {name for name, host in hosts.items() if host != quiet.name}
         assert answered <= set(states) <= set(names), (states, hosts, quiet.name)
     finally:
