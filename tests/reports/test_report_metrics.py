@@ -38,7 +38,7 @@ async def _token(pool: asyncpg.Pool, tenant: Tenant) -> str:
 
 
 async def _take(pool: asyncpg.Pool, tenant: Tenant, data: bytes) -> None:
-    taken = await intake.take(pool, tenant.org_id, data, "mail", "test", Links())
+    taken = await intake.take(pool, tenant.org_id, data, "mail", "test", Links(), now=utcnow())
     assert taken.stored, taken
 
 
@@ -113,6 +113,7 @@ async def test_report_series_per_domain_and_result_behind_the_scrape_token(
                 True,
             ),
             grant_changed=True,
+            now=now,
         )
         await mailboxes.read_done(
             conn, tenant.org_id, now, now + timedelta(minutes=5), "login refused", None
