@@ -157,10 +157,10 @@ async def give_back(conn: Conn, rounds: Sequence[tuple[int, datetime]]) -> None:
 # case, no trailing dot.
 _HOST = "lower(rtrim(btrim({}), '.'))"
 # The monitors `s` that may be `m`'s siblings: one customer's (two customers' are never
-# checked or told together), not disabled. Read first, along `monitors_customer` (or
-# `monitors_org_name` with no customer), so nothing of another customer is read.
+# checked or told together), not disabled. Read first, along `monitors_customer`, so no
+# other customer's monitor is read, nor its addresses.
 _CANDIDATE = (
-    "s.organization_id = m.organization_id AND s.customer_id IS NOT DISTINCT FROM m.customer_id"
+    "s.customer_id = m.customer_id AND s.organization_id = m.organization_id"
     " AND s.status <> 'disabled'"
 )
 # Of those, `m`'s siblings by name: the same host name (any port or protocol), or one
