@@ -191,7 +191,7 @@ class BlocklistWatch:
                             "finding", holder, texts, key, (way,), severity, by_target=True
                         )
                         org = holder.organization_id
-                        await notify(conn, Notice(Source.FINDING, org, holder, None, notes))
+                        await notify(conn, Notice(Source.FINDING, org, holder, None, notes), at)
 
 
 async def _fact_key(
