@@ -116,6 +116,8 @@ async def addresses_of(
 
 # Declared host names read at most per read: a few outages' `dependsOn` names.
 DECLARED_MAX = 64
+# Monitors on a declared name whose addresses are read: any of them shows the name's.
+NAMED_MAX = 4
 # Reverse DNS rows read per SMTP monitor: about one DNS round's countries, its latest.
 PTR_ROWS = 4
 _SEEN = results.RECENT_ADDRESSES.format(monitor="m.id", since="$3", limit="$4")
@@ -125,8 +127,9 @@ async def declared_addresses(
     conn: Conn, declared: Collection[tuple[str, int]], monitor_ids: Sequence[int], since: datetime
 ) -> list[tuple[str, str]]:
     """(name, address) for each declared (host name (`flows.host`), customer): the addresses
-    the customer's monitors on that name connected to since `since` (each's latest
-    `results.ADDRESSES_MAX` rows naming one: `results.RECENT_ADDRESSES`; not round trips),
+    the customer's monitors on that name (the first `NAMED_MAX`; not round trips) connected to
+    since `since` (each's latest `results.ADDRESSES_MAX` rows naming one:
+    `results.RECENT_ADDRESSES`),
     and the addresses whose PTR names the agents resolved back to them include the name
     (forward-confirmed reverse DNS of the SMTP monitors `monitor_ids`, the customer's, each's
     latest `PTR_ROWS` rows since `since`). So a `dependsOn` name no failing monitor checks,
@@ -143,10 +146,12 @@ async def declared_addresses(
         "  CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(r.facts -> 'addresses')"
         "   = 'array' THEN r.facts -> 'addresses' ELSE '[]' END) p(ptr)"
         "  WHERE m.id = ANY($6::bigint[]) AND m.type = 'smtp'"
-        "  AND jsonb_typeof(p.ptr -> 'confirmed') = 'array' AND p.ptr ->> 'address' IS NOT NULL)"
-        " SELECT d.name, a.address FROM d JOIN monitors m ON m.customer_id = d.customer_id"
-        "  AND m.type <> 'roundtrip' AND lower(rtrim(btrim(m.hostname), '.')) = d.name"
-        f" CROSS JOIN LATERAL {_SEEN} a"
+        "  AND jsonb_typeof(p.ptr -> 'confirmed') = 'array' AND p.ptr ->> 'address' IS NOT NULL),"
+        " named AS (SELECT d.name, m.id, row_number() OVER (PARTITION BY d.name, d.customer_id"
+        "  ORDER BY m.id) AS k FROM monitors m JOIN d ON d.customer_id = m.customer_id"
+        "  AND d.name = lower(rtrim(btrim(m.hostname), '.'))"
+        "  WHERE m.customer_id = ANY($2::bigint[]) AND m.type <> 'roundtrip')"
+        f" SELECT m.name, a.address FROM named m CROSS JOIN LATERAL {_SEEN} a WHERE m.k <= $7"
         " UNION SELECT d.name, ptr.ptr ->> 'address' FROM d JOIN ptr"
         "  ON ptr.customer_id = d.customer_id"
         "  AND EXISTS (SELECT 1 FROM jsonb_array_elements_text(ptr.ptr -> 'confirmed') c"
@@ -157,6 +162,7 @@ async def declared_addresses(
         results.ADDRESSES_MAX,
         PTR_ROWS,
         list(monitor_ids),
+        NAMED_MAX,
     )
     return [(r["name"], r["address"]) for r in rows]
 
