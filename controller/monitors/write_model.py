@@ -337,21 +337,48 @@ class ImapPopMonitorUpdate(_UpdateFields, kw_only=True):
     secret_env: ImapPopSecretEnv | None | UnsetType = UNSET
 
 
+LegApi = Annotated[
+    str,
+    Meta(
+        max_length=20,
+        description="how the leg reaches the mailbox: empty (default) by its protocol; `graph`: "
+        "Microsoft Graph over HTTPS at `hostname` (graph.microsoft.com), logging in with "
+        "`oauth2` as an app (client_credentials, scope https://graph.microsoft.com/.default, "
+        "no password); run only by agents with the `graph` feature (docs/oauth2.md)",
+    ),
+]
+
+
+Cleanup = Annotated[
+    str,
+    Meta(
+        max_length=20,
+        description="an API leg's removal of the probe message it found: `move` (default: to "
+        "Deleted Items) or `delete`; empty for IMAP and POP3, which delete it",
+    ),
+]
+
+
 class RoundTripSendIn(SmtpLegIn):
-    """The SMTP leg: its server (stored as the monitor's `hostname`/`port`) and sender."""
+    """The send leg: its server (stored as the monitor's `hostname`/`port`), sender, and how
+    it sends (`api`: SMTP, or a mailbox API)."""
 
     hostname: str | UnsetType = UNSET
     port: Port | None | UnsetType = UNSET
     sender: str | UnsetType = field(default=UNSET, name="from")
+    api: LegApi | UnsetType = UNSET
 
 
 class RoundTripReceiveIn(ImapPopConfigIn):
-    """The mailbox leg: `protocol` imap (default) or pop3, its server, folders to look in."""
+    """The mailbox leg: `protocol` imap (default) or pop3, or a mailbox API (`api`), its
+    server, folders to look in."""
 
     hostname: str | UnsetType = UNSET
     port: Port | None | UnsetType = UNSET
     folders: list[str] | UnsetType = UNSET
     spam_folders: list[str] | UnsetType = UNSET
+    api: LegApi | UnsetType = UNSET
+    cleanup: Cleanup | UnsetType = UNSET
 
 
 class RoundTripConfigIn(_In):
