@@ -45,6 +45,46 @@ async def oauth_api(
         yield client
 
 
+def graph_body(org: Tenant, peer: GraphPeer, countries: list[str]) -> dict[str, object]:
+    """A Graph round trip on the peer, from `countries`, its tokens from the peer's endpoint."""
+    grant = {
+        "grant": "client_credentials",
+        "tokenUrl": f"{peer.url}/contoso.test/oauth2/v2.0/token",
+        "clientId": peer.client_id,
+        "clientSecret": peer.client_secret,
+    }
+    return {
+        "customerId": org.customer_id,
+        "name": "Mail over Graph",
+        "allowedCheckCountryCodes": countries,
+        "roundtripConfig": {
+            "send": {
+                "api": "graph",
+                "hostname": "127.0.0.1",
+                "port": peer.port,
+                "auth": {"user": SENDER, "oauth2": grant},
+            },
+            "to": PROBE,
+            "receive": {
+                "api": "graph",
+                "hostname": "127.0.0.1",
+                "port": peer.port,
+                "user": PROBE,
+                "oauth2": grant,
+            },
+        },
+    }
+
+
+async def due_now(pool: asyncpg.Pool, org: Tenant) -> None:
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE monitors SET next_due_at = $1 WHERE organization_id = $2",
+            utcnow(),
+            org.org_id,
+        )
+
+
 async def test_graph_legs_go_only_where_every_agent_runs_them(
     oauth_api: httpx.AsyncClient,
     org: Tenant,
@@ -65,45 +105,12 @@ async def test_graph_legs_go_only_where_every_agent_runs_them(
                 pipe_pool, box, TokenFetcher(verify=ca_context(ca), allow_private=True)
             )
         )
-        grant = {
-            "grant": "client_credentials",
-            "tokenUrl": f"{peer.url}/contoso.test/oauth2/v2.0/token",
-            "clientId": peer.client_id,
-            "clientSecret": peer.client_secret,
-        }
         r = await oauth_api.post(
-            "/api/roundtrip-monitors",
-            headers=org.auth(),
-            json={
-                "customerId": org.customer_id,
-                "name": "Mail over Graph",
-                "allowedCheckCountryCodes": [new, old],
-                "roundtripConfig": {
-                    "send": {
-                        "api": "graph",
-                        "hostname": "127.0.0.1",
-                        "port": peer.port,
-                        "auth": {"user": SENDER, "oauth2": grant},
-                    },
-                    "to": PROBE,
-                    "receive": {
-                        "api": "graph",
-                        "hostname": "127.0.0.1",
-                        "port": peer.port,
-                        "user": PROBE,
-                        "oauth2": grant,
-                    },
-                },
-            },
+            "/api/roundtrip-monitors", headers=org.auth(), json=graph_body(org, peer, [new, old])
         )
         assert r.status_code == 201, r.text
         public_id = r.json()["publicId"]
-        async with pipe_pool.acquire() as conn:
-            await conn.execute(
-                "UPDATE monitors SET next_due_at = $1 WHERE organization_id = $2",
-                utcnow(),
-                org.org_id,
-            )
+        await due_now(pipe_pool, org)
         await scheduler.run_due()  # the tokens are fetched in the background, then claimed
         await scheduler.planner.settled()
         await scheduler.run_due()
@@ -126,3 +133,46 @@ async def test_graph_legs_go_only_where_every_agent_runs_them(
         )
     assert row is not None and (row["status"], row["error_kind"]) == ("missed", "no_agent")
     assert "graph" in row["message"]
+
+
+async def test_a_graph_mailbox_counts_against_the_organizations_login_cap(
+    oauth_api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    countries: Countries,
+    settings: ControllerSettings,
+    scheduler_with: SchedulerWith,
+    ca: trustme.CA,
+) -> None:
+    """A Graph leg's calls to its mailbox are bounded as a login to it is: each country's
+    round is one login to the mailbox's account (`LOGIN_CAP_PER_ACCOUNT`, per organization),
+    so with a cap of 1 the second country's round is held `login_capped`, not sent."""
+    two = sorted(countries.take(2))
+    for cc in two:
+        await countries.live(cc, features=[FEATURE_OAUTH2, FEATURE_GRAPH])
+    box = SecretBox(settings.secrets.secrets_key or "")
+    async with serve_graph(GraphPeer({SENDER, PROBE}), ca) as peer:
+        scheduler = scheduler_with(
+            login_cap=1,
+            tokens=TokenService(
+                pipe_pool, box, TokenFetcher(verify=ca_context(ca), allow_private=True)
+            ),
+        )
+        r = await oauth_api.post(
+            "/api/roundtrip-monitors", headers=org.auth(), json=graph_body(org, peer, two)
+        )
+        assert r.status_code == 201, r.text
+        public_id = r.json()["publicId"]
+        await due_now(pipe_pool, org)
+        await scheduler.run_due()
+        await scheduler.planner.settled()
+        await scheduler.run_due()
+    sent = [cc for cc in two if await countries.jobs(cc)]
+    assert len(sent) == 1, sent
+    async with pipe_pool.acquire() as conn:
+        capped = await conn.fetch(
+            "SELECT country FROM check_results"
+            " WHERE monitor_public_id = $1 AND error_kind = 'login_capped'",
+            public_id,
+        )
+    assert [c["country"] for c in capped] == [cc for cc in two if cc not in sent]
