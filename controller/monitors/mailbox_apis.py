@@ -7,21 +7,27 @@ planner asks `features` of a job's config.
 - `graph`: Microsoft Graph, app-only: an OAuth2 `client_credentials` grant for
   `https://graph.microsoft.com/.default`, no password; `cleanup` `move` (the default) or
   `delete`; agent feature `graph`.
+- `gmail`: the Gmail API: a user's `refresh_token` or a service account's `jwt_bearer` grant
+  (domain-wide delegation, `subject` the mailbox) for
+  `https://www.googleapis.com/auth/gmail.modify`, no password; `cleanup` `move` (the
+  default: to the trash) only, as a delete needs full mail access; agent feature `gmail`.
 """
 
 from collections.abc import Sequence
 from typing import Final
 
-from shared.messages import FEATURE_GRAPH, RoundTripConfig
+from shared.messages import FEATURE_GMAIL, FEATURE_GRAPH, RoundTripConfig
 
 GRAPH: Final = "graph"
-APIS: Final = ("", GRAPH)
+GMAIL: Final = "gmail"
+APIS: Final = ("", GRAPH, GMAIL)
 CLEANUPS: Final = ("", "move", "delete")
 GRAPH_SCOPE: Final = "https://graph.microsoft.com/.default"
+GMAIL_SCOPE: Final = "https://www.googleapis.com/auth/gmail.modify"
 # Per API: the grants it takes, the one scope its tokens are asked for, its agent feature.
-_GRANTS: Final = {GRAPH: ("client_credentials",)}
-_SCOPES: Final = {GRAPH: [GRAPH_SCOPE]}
-FEATURES: Final = {GRAPH: FEATURE_GRAPH}
+_GRANTS: Final = {GRAPH: ("client_credentials",), GMAIL: ("refresh_token", "jwt_bearer")}
+_SCOPES: Final = {GRAPH: [GRAPH_SCOPE], GMAIL: [GMAIL_SCOPE]}
+FEATURES: Final = {GRAPH: FEATURE_GRAPH, GMAIL: FEATURE_GMAIL}
 
 
 class LegProblem(ValueError):
@@ -87,6 +93,11 @@ def receive_leg(leg_api: str, protocol: str, cleanup: str) -> str:
         raise LegProblem("cleanup", f"cleanup must be {', '.join(c for c in CLEANUPS if c)}")
     if cleanup and not leg_api:
         raise LegProblem("cleanup", "cleanup is an API leg's (api graph) only")
+    if leg_api == GMAIL and cleanup == "delete":
+        raise LegProblem(
+            "cleanup",
+            "the Gmail API trashes the message it found (move): a delete needs full mail access",
+        )
     if leg_api and protocol == "pop3":
         raise LegProblem("protocol", f"a {_label(leg_api)} leg reads the mailbox by its API")
     return cleanup
@@ -100,4 +111,4 @@ def features(config: RoundTripConfig) -> list[str]:
 
 
 def _label(leg_api: str) -> str:
-    return {GRAPH: "Microsoft Graph"}.get(leg_api, leg_api)
+    return {GRAPH: "Microsoft Graph", GMAIL: "Gmail API"}.get(leg_api, leg_api)

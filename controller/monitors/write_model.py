@@ -344,7 +344,10 @@ LegApi = Annotated[
         description="how the leg reaches the mailbox: empty (default) by its protocol; `graph`: "
         "Microsoft Graph over HTTPS at `hostname` (graph.microsoft.com), logging in with "
         "`oauth2` as an app (client_credentials, scope https://graph.microsoft.com/.default, "
-        "no password); run only by agents with the `graph` feature (docs/oauth2.md)",
+        "no password); `gmail`: the Gmail API at `hostname` (gmail.googleapis.com), logging "
+        "in with `oauth2` as the mailbox (refresh_token, or jwt_bearer with `subject`; scope "
+        "https://www.googleapis.com/auth/gmail.modify); run only by agents with the feature "
+        "of that name (docs/oauth2.md)",
     ),
 ]
 
@@ -354,7 +357,8 @@ Cleanup = Annotated[
     Meta(
         max_length=20,
         description="an API leg's removal of the probe message it found: `move` (default: to "
-        "Deleted Items) or `delete`; empty for IMAP and POP3, which delete it",
+        "Deleted Items, or Gmail's trash) or `delete` (Graph only); empty for IMAP and POP3, "
+        "which delete it",
     ),
 ]
 

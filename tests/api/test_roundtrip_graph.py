@@ -148,3 +148,61 @@ async def test_a_wrong_graph_leg_is_a_400_naming_the_field(
 ) -> None:
     r = await http.post(RT, json=body(tenant, **changes), headers=tenant.auth())
     assert_error(r, 400, fields=[field])
+
+
+GOOGLE: dict[str, Any] = {
+    "provider": "google",
+    "grant": "refresh_token",
+    "clientId": "probe-client",
+    "clientSecret": "client-secret",
+    "refreshToken": "refresh-secret",
+}
+GMAIL_SCOPE = "https://www.googleapis.com/auth/gmail.modify"
+
+
+def gmail_body(tenant: Tenant, **receive: Any) -> dict[str, Any]:
+    b = body(tenant)
+    b["roundtripConfig"]["send"] = {
+        "api": "gmail",
+        "hostname": "gmail.googleapis.com",
+        "auth": {"user": "sender@example.com", "oauth2": GOOGLE},
+        "from": "sender@example.com",
+    }
+    b["roundtripConfig"]["to"] = "probe@example.com"
+    b["roundtripConfig"]["receive"] = {
+        "api": "gmail",
+        "hostname": "gmail.googleapis.com",
+        "user": "probe@example.com",
+        "oauth2": GOOGLE,
+        **receive,
+    }
+    return b
+
+
+async def test_a_gmail_round_trip_asks_for_the_gmail_scope(
+    http: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    r = await http.post(RT, json=gmail_body(tenant), headers=tenant.auth())
+    assert r.status_code == 201, r.text
+    shown = r.json()["roundtripConfig"]
+    assert shown["send"]["api"] == shown["receive"]["api"] == "gmail"
+    for grant in (shown["send"]["auth"]["oauth2"], shown["receive"]["oauth2"]):
+        assert grant["scopes"] == [GMAIL_SCOPE] and grant["refreshToken"] == MASK
+
+
+@pytest.mark.parametrize(
+    ("receive", "field"),
+    [
+        ({"cleanup": "delete"}, "roundtripConfig.receive.cleanup"),
+        (
+            {"oauth2": {**GOOGLE, "scopes": ["https://mail.google.com/"]}},
+            "roundtripConfig.receive.oauth2.scopes",
+        ),
+        ({"oauth2": {**GRANT}}, "roundtripConfig.receive.oauth2.grant"),
+    ],
+)
+async def test_a_wrong_gmail_leg_is_a_400_naming_the_field(
+    http: httpx.AsyncClient, tenant: Tenant, receive: dict[str, Any], field: str
+) -> None:
+    r = await http.post(RT, json=gmail_body(tenant, **receive), headers=tenant.auth())
+    assert_error(r, 400, fields=[field])

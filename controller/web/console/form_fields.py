@@ -125,8 +125,9 @@ HINTS: Final[Mapping[str, str]] = {
     "servername": "empty: the hostname",
     "receive.port": "default: 993/995 with TLS, else 143/110",
     "tenant": "microsoft: tenant id or domain, common, consumers",
-    "api": "graph: Microsoft Graph with an app's client credentials (docs/oauth2.md)",
-    "cleanup": "empty or move: to Deleted Items; delete",
+    "api": "graph: Microsoft Graph (an app's client credentials); gmail: the Gmail API"
+    " (docs/oauth2.md)",
+    "cleanup": "empty or move: to Deleted Items (Gmail: the trash); delete (Graph)",
 }
 _LEGENDS: Final[Mapping[str, str]] = {
     "smtpConfig": "SMTP",

@@ -23,7 +23,7 @@ def _phases(p: Phases) -> list[tuple[str, float | None]]:
 
 
 # What the page calls a leg's mailbox API (`api`; controller.monitors.mailbox_apis).
-_APIS = {"graph": "Microsoft Graph"}
+_APIS = {"graph": "Microsoft Graph", "gmail": "Gmail API"}
 
 
 def _tls(leg: dict[str, Any]) -> str:
