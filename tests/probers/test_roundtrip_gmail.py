@@ -1,6 +1,7 @@
 """A round trip over the Gmail API (issue 82): the real prober against the Gmail peer on loopback
 over HTTPS (testkit/peers/gmail.py), never a real mailbox."""
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -9,6 +10,7 @@ import pytest
 import trustme
 
 from agent.probers import gmail as gmail_module
+from agent.probers import graph as graph_module
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
 from shared.messages import CheckResult, RoundTripConfig, RoundTripReceive, RoundTripSend, SmtpAuth
@@ -48,14 +50,19 @@ def config(peer: GmailPeer, *, token: str | None = None, **receive: Any) -> Roun
 
 
 async def run(
-    peer: GmailPeer, cfg: RoundTripConfig, contexts: SslContexts, *, timeout_s: float = 3.0
+    peer: GmailPeer,
+    cfg: RoundTripConfig,
+    contexts: SslContexts,
+    *,
+    timeout_s: float = 3.0,
+    monitor_id: str = MONITOR,
 ) -> CheckResult:
     job = make_job(
         "roundtrip",
         peer.port,
         cfg,
         timeout=timeout_s,
-        monitor_id=MONITOR,
+        monitor_id=monitor_id,
         job_id=f"job-{time.monotonic_ns()}",
     )
     return await run_check(job, "agent-t", True, contexts)
@@ -175,3 +182,19 @@ async def test_an_odd_listing_is_a_protocol_error(
     result = await run(gmail, config(gmail), ssl_contexts)
     assert (result.status, result.error_kind) == ("down", "protocol"), result
     assert result.message.startswith("mailbox leg: ") and "not a message list" in result.message
+
+
+async def test_an_agents_calls_to_one_mailbox_are_at_most_four_at_once(
+    gmail: GmailPeer, ssl_contexts: SslContexts
+) -> None:
+    """Six round trips of six monitors on one mailbox at once, each call slow, never have more
+    than 4 calls in flight to it (the Graph session's bound, which Gmail legs share)."""
+    gmail.slow_s = 0.2
+    monitors = [f"0b7e8d3a-6f0e-4a43-9c55-2f1d8e0f6a{n:02d}" for n in range(6)]
+    results = await asyncio.gather(
+        *(run(gmail, config(gmail), ssl_contexts, timeout_s=10, monitor_id=m) for m in monitors)
+    )
+    assert [r.status for r in results] == ["up"] * 6, [r.message for r in results]
+    assert gmail.most_in_flight[PROBE] == graph_module.MAILBOX_CALLS
+    assert gmail.most_in_flight[SENDER] == graph_module.MAILBOX_CALLS
+    assert not graph_module._mailboxes
