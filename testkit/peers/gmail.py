@@ -1,7 +1,10 @@
 """A loopback Gmail API peer (HTTPS, state in memory) that answers as Google documents it, for
 the Gmail legs of a round trip (agent/probers/gmail.py):
 
-- `POST /token`: Google's token endpoint, the `refresh_token` grant; 200 with `access_token`;
+- `POST /token`: Google's token endpoint: the `refresh_token` grant, and a service account's
+  JWT bearer assertion (RFC 7523, domain-wide delegation: `sub` the mailbox, `aud` this
+  endpoint, `scope` naming Gmail's; checked with joserfc); 200 with `access_token`, one of a
+  service account for its `sub` only;
 - `POST /gmail/v1/users/{userId}/messages/send` `{"raw": base64url}`: 200 with the sent
   message's `id`, `threadId`, `labelIds`; delivered to the recipient's mailbox here;
 - `GET /gmail/v1/users/{userId}/messages`: `messages` (`id`, `threadId`), `nextPageToken`,
@@ -38,6 +41,9 @@ from urllib.parse import parse_qs, unquote
 
 import trustme
 import uvicorn
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, RSAKey
 
 from shared import embedded
 
@@ -45,6 +51,8 @@ PAGE_DEFAULT = 100
 PAGE_MAX = 500
 UNITS: dict[str, int] = {"send": 100, "list": 5, "get": 5, "trash": 5, "delete": 10}
 UNITS_PER_MINUTE = 15_000
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+GMAIL_SCOPE = "https://www.googleapis.com/auth/gmail.modify"
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -72,6 +80,8 @@ class GmailPeer:
     client_id: str = "gmail-client"
     client_secret: str = "gmail-secret"
     refresh_token: str = "refresh-1"
+    # Service accounts with domain-wide delegation: their client id (`iss`) → public key.
+    service_accounts: dict[str, RSAKey | ECKey] = field(default_factory=dict)
     auth_results: str = "mx.google.com; spf=pass smtp.mailfrom=example.test; dkim=pass"
     spam: bool = False  # deliver labelled SPAM
     # Each delivery also files this many newer messages quoting its body without its headers
@@ -239,8 +249,10 @@ class GmailPeer:
         )
 
     def _token(self, body: bytes) -> Answer:
-        """Google's token endpoint: the refresh token grant."""
+        """Google's token endpoint: the refresh token grant, or a JWT bearer assertion."""
         form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        if form.get("grant_type") == JWT_BEARER:
+            return self._jwt_bearer(form.get("assertion", ""))
         if form.get("grant_type") != "refresh_token":
             return 400, [], json.dumps({"error": "unsupported_grant_type"}).encode()
         if (form.get("client_id"), form.get("client_secret")) != (
@@ -252,6 +264,25 @@ class GmailPeer:
             return 400, [], json.dumps({"error": "invalid_grant"}).encode()
         answer = {"token_type": "Bearer", "expires_in": 3599, "access_token": self.token()}
         return 200, [], json.dumps(answer).encode()
+
+    def _jwt_bearer(self, assertion: str) -> Answer:
+        """A service account's assertion, verified with its key: a token for its `sub`."""
+        try:
+            payload = assertion.split(".")[1]
+            unverified = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            key = self.service_accounts[str(unverified["iss"])]
+            claims = dict(jwt.decode(assertion, key, algorithms=["RS256", "ES256"]).claims)
+            jwt.JWTClaimsRegistry(
+                exp={"essential": True}, aud={"essential": True, "value": f"{self.url}/token"}
+            ).validate(claims)
+        except (JoseError, ValueError, KeyError, IndexError) as exc:
+            answer = {"error": "invalid_grant", "error_description": str(exc)[:200]}
+            return 400, [], json.dumps(answer).encode()
+        user = str(claims.get("sub", "")).lower()
+        if user not in self.users or GMAIL_SCOPE not in str(claims.get("scope", "")).split():
+            return 400, [], json.dumps({"error": "unauthorized_client"}).encode()
+        issued = {"token_type": "Bearer", "expires_in": 3599, "access_token": self.token(user)}
+        return 200, [], json.dumps(issued).encode()
 
     def _send(self, user: str, body: bytes) -> Answer:
         try:

@@ -1,5 +1,6 @@
 """A round trip over the Gmail API end to end (issue 82): made through the API with a user's
-refresh token, its access tokens fetched by the controller from the Gmail peer's token endpoint,
+refresh token or a service account's JWT bearer grant (each leg as its own mailbox), its
+access tokens fetched by the controller from the Gmail peer's token endpoint,
 the job sealed to its country over NATS, a real agent sending with `messages.send` and finding
 the message by its token (testkit/peers/gmail.py, HTTPS on loopback), the result back through
 the API; the mailbox's quota spent is `inconclusive`."""
@@ -11,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import trustme
+from joserfc.jwk import RSAKey
 
 from controller.jobs.rules import JobIds
 from testkit.peers.gmail import GmailPeer, serve_gmail
@@ -32,8 +34,23 @@ async def gmail(e2e_ca: trustme.CA) -> AsyncIterator[GmailPeer]:
         yield peer
 
 
-def grant(peer: GmailPeer) -> dict[str, Any]:
-    """A user's refresh token at the peer's token endpoint (Google's, on loopback)."""
+SERVICE_ACCOUNT = "probe@project.iam.gserviceaccount.com"
+SERVICE_KEY = RSAKey.generate_key(2048)
+
+
+def grant(peer: GmailPeer, login: str = "refresh_token") -> dict[str, Any]:
+    """A user's refresh token, or a service account acting as the leg's mailbox, at the peer's
+    token endpoint (Google's, on loopback)."""
+    if login == "jwt_bearer":
+        peer.service_accounts[SERVICE_ACCOUNT] = RSAKey.import_key(
+            SERVICE_KEY.as_pem(private=False)
+        )
+        return {
+            "grant": "jwt_bearer",
+            "tokenUrl": f"{peer.url}/token",
+            "clientId": SERVICE_ACCOUNT,
+            "privateKey": SERVICE_KEY.as_pem(private=True).decode(),
+        }
     return {
         "grant": "refresh_token",
         "tokenUrl": f"{peer.url}/token",
@@ -43,7 +60,9 @@ def grant(peer: GmailPeer) -> dict[str, Any]:
     }
 
 
+@pytest.mark.parametrize("login", ["refresh_token", "jwt_bearer"])
 async def test_a_gmail_round_trip_made_through_the_api_runs_on_a_real_agent(
+    login: str,
     api: httpx.AsyncClient,
     org: Tenant,
     controller: Controller,
@@ -61,9 +80,13 @@ async def test_a_gmail_round_trip_made_through_the_api_runs_on_a_real_agent(
         "timeoutSeconds": 15,
         "allowedCheckCountryCodes": [HOME],
         "roundtripConfig": {
-            "send": {**leg, "auth": {"user": SENDER, "oauth2": grant(gmail)}, "from": SENDER},
+            "send": {
+                **leg,
+                "auth": {"user": SENDER, "oauth2": grant(gmail, login)},
+                "from": SENDER,
+            },
             "to": PROBE,
-            "receive": {**leg, "user": PROBE, "oauth2": grant(gmail)},
+            "receive": {**leg, "user": PROBE, "oauth2": grant(gmail, login)},
         },
     }
     r = await api.post(RT, json=body, headers=org.auth())
