@@ -22,7 +22,8 @@ call costs its method's units (send 100, list 5, get 5, trash 5, delete 10) from
 did not issue, or any token once `expired` is set, is 401 (`UNAUTHENTICATED`).
 
 Faults, switchable per test: `throttle` (429 `rateLimitExceeded`), `slow_s` (each answer
-waits), `odd` (a list answer not of Gmail's shape).
+waits), `odd` (a list answer not of Gmail's shape), `oversized` (a list answer padded past
+any sane size).
 """
 
 import asyncio
@@ -94,6 +95,7 @@ class GmailPeer:
     expired: bool = False
     slow_s: float = 0.0
     odd: bool = False
+    oversized: bool = False
     # What happened.
     tokens: dict[str, str] = field(default_factory=dict)  # token → the user it was issued for
     calls: list[str] = field(default_factory=list)
@@ -329,6 +331,8 @@ class GmailPeer:
             answer["messages"] = [{"id": m.id, "threadId": m.id} for m in page]
         if skip + top < len(matching):
             answer["nextPageToken"] = str(skip + top)
+        if self.oversized:
+            answer["padding"] = "x" * (8 * 1024 * 1024)
         return 200, [], json.dumps(answer).encode()
 
     def _get(self, message: GmailMessage, query: dict[str, list[str]]) -> Answer:

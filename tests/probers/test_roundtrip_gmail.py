@@ -175,13 +175,16 @@ async def test_a_revoked_token_is_auth(gmail: GmailPeer, ssl_contexts: SslContex
     assert "401" in result.message and token not in str(result)
 
 
-async def test_an_odd_listing_is_a_protocol_error(
-    gmail: GmailPeer, ssl_contexts: SslContexts
+@pytest.mark.parametrize(
+    ("fault", "said"), [("odd", "not a message list"), ("oversized", "is over 1048576 bytes")]
+)
+async def test_odd_answers_are_protocol_errors_with_their_reason(
+    gmail: GmailPeer, ssl_contexts: SslContexts, fault: str, said: str
 ) -> None:
-    gmail.odd = True
+    setattr(gmail, fault, True)
     result = await run(gmail, config(gmail), ssl_contexts)
     assert (result.status, result.error_kind) == ("down", "protocol"), result
-    assert result.message.startswith("mailbox leg: ") and "not a message list" in result.message
+    assert result.message.startswith("mailbox leg: ") and said in result.message
 
 
 async def test_an_agents_calls_to_one_mailbox_are_at_most_four_at_once(
