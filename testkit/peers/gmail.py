@@ -53,6 +53,8 @@ PAGE_MAX = 500
 UNITS: dict[str, int] = {"send": 100, "list": 5, "get": 5, "trash": 5, "delete": 10}
 UNITS_PER_MINUTE = 15_000
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+# An 8 MiB list answer, made once: the peer's own memory stays flat however often it is sent.
+_OVERSIZED = b'{"messages": [], "padding": "' + b"x" * (8 * 1024 * 1024) + b'"}'
 GMAIL_SCOPE = "https://www.googleapis.com/auth/gmail.modify"
 
 Scope = dict[str, Any]
@@ -96,6 +98,7 @@ class GmailPeer:
     slow_s: float = 0.0
     odd: bool = False
     oversized: bool = False
+    padding: int = 0  # bytes each list answer carries beside its messages
     # What happened.
     tokens: dict[str, str] = field(default_factory=dict)  # token → the user it was issued for
     calls: list[str] = field(default_factory=list)
@@ -332,7 +335,9 @@ class GmailPeer:
         if skip + top < len(matching):
             answer["nextPageToken"] = str(skip + top)
         if self.oversized:
-            answer["padding"] = "x" * (8 * 1024 * 1024)
+            return 200, [], _OVERSIZED
+        if self.padding:
+            answer["padding"] = "x" * self.padding
         return 200, [], json.dumps(answer).encode()
 
     def _get(self, message: GmailMessage, query: dict[str, list[str]]) -> Answer:
