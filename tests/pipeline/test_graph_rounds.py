@@ -1,7 +1,8 @@
-"""Round trips over Microsoft Graph, scheduler to NATS (issue 82): the real scheduler fetches
-the app's token from the Graph peer's token endpoint and seals the job to a country whose every
-live agent runs Graph legs (`graph`); a country with an agent older than that gets no job, and
-its round is recorded `no_agent`, never sent to an agent that would speak SMTP to Graph."""
+"""Round trips over Microsoft Graph and the Gmail API, scheduler to NATS (issue 82): the real
+scheduler fetches the legs' tokens from the peer's token endpoint and seals the job to a
+country whose every live agent runs the API's legs (`graph`, `gmail`); a country with an agent
+older than that gets no job, and its round is recorded `no_agent`, never sent to an agent that
+would speak SMTP to the API."""
 
 from collections.abc import AsyncIterator
 
@@ -16,9 +17,16 @@ from controller.runtime.pipeline import Pipeline
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
-from shared.messages import FEATURE_GRAPH, FEATURE_OAUTH2, RoundTripConfig, encode
+from shared.messages import (
+    FEATURE_GMAIL,
+    FEATURE_GRAPH,
+    FEATURE_OAUTH2,
+    RoundTripConfig,
+    encode,
+)
 from shared.timefmt import utcnow
 from testkit.oauth2.token_endpoint import ca_context
+from testkit.peers.gmail import GmailPeer, serve_gmail
 from testkit.peers.graph import GraphPeer, serve_graph
 from testkit.sealing import KeyRing
 from testkit.serving import http_client, serve_app
@@ -176,3 +184,67 @@ async def test_a_graph_mailbox_counts_against_the_organizations_login_cap(
             public_id,
         )
     assert [c["country"] for c in capped] == [cc for cc in two if cc not in sent]
+
+
+async def test_gmail_legs_go_only_where_every_agent_runs_them(
+    oauth_api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    countries: Countries,
+    settings: ControllerSettings,
+    seal_keys: KeyRing,
+    scheduler_with: SchedulerWith,
+    ca: trustme.CA,
+) -> None:
+    """An agent that runs Graph legs but not Gmail's gets no Gmail round trip."""
+    new, old = sorted(countries.take(2))
+    await countries.live(new, features=[FEATURE_OAUTH2, FEATURE_GMAIL])
+    await countries.live(old, features=[FEATURE_OAUTH2, FEATURE_GRAPH])
+    box = SecretBox(settings.secrets.secrets_key or "")
+    async with serve_gmail(GmailPeer({SENDER, PROBE}), ca) as peer:
+        scheduler = scheduler_with(
+            tokens=TokenService(
+                pipe_pool, box, TokenFetcher(verify=ca_context(ca), allow_private=True)
+            )
+        )
+        grant = {
+            "grant": "refresh_token",
+            "tokenUrl": f"{peer.url}/token",
+            "clientId": peer.client_id,
+            "clientSecret": peer.client_secret,
+            "refreshToken": peer.refresh_token,
+        }
+        leg = {"api": "gmail", "hostname": "127.0.0.1", "port": peer.port}
+        body = {
+            "customerId": org.customer_id,
+            "name": "Mail over Gmail",
+            "allowedCheckCountryCodes": [new, old],
+            "roundtripConfig": {
+                "send": {**leg, "auth": {"user": SENDER, "oauth2": grant}},
+                "to": PROBE,
+                "receive": {**leg, "user": PROBE, "oauth2": grant},
+            },
+        }
+        r = await oauth_api.post("/api/roundtrip-monitors", headers=org.auth(), json=body)
+        assert r.status_code == 201, r.text
+        public_id = r.json()["publicId"]
+        await due_now(pipe_pool, org)
+        await scheduler.run_due()
+        await scheduler.planner.settled()
+        await scheduler.run_due()
+
+    [(job, _)] = await countries.jobs(new)
+    opened = seal_keys.opened(job)
+    assert isinstance(opened.config, RoundTripConfig)
+    assert (opened.config.send.api, opened.config.receive.api) == ("gmail", "gmail")
+    assert opened.config.receive.access_token.reveal() in peer.tokens
+    assert await countries.jobs(old) == []
+    async with pipe_pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT status, error_kind, message FROM check_results"
+            " WHERE monitor_public_id = $1 AND country = $2",
+            public_id,
+            old,
+        )
+    assert row is not None and (row["status"], row["error_kind"]) == ("missed", "no_agent")
+    assert "gmail" in row["message"]
