@@ -334,8 +334,11 @@ def _receive(
     cleanup = "" if isinstance(cfg.cleanup, UnsetType) else cfg.cleanup
     cleanup = _leg_rule(key, lambda: mailbox_apis.receive_leg(leg_api, _protocol(out), cleanup))
     if leg_api:
-        grant = _api_grant(out.oauth2, leg_api, out.password, key, "oauth2")
-        out = msgspec.structs.replace(out, oauth2=grant, api=leg_api)
+        out = msgspec.structs.replace(
+            out, oauth2=_api_grant(out.oauth2, leg_api, out.password, key, "oauth2")
+        )
+    if not isinstance(cfg.api, UnsetType):
+        out = msgspec.structs.replace(out, api=leg_api)
     if not isinstance(cfg.cleanup, UnsetType):
         out = msgspec.structs.replace(out, cleanup=cleanup)
     # An OAuth2 login instead of the password.

@@ -97,6 +97,15 @@ async def test_a_graph_round_trip_is_stored_shown_and_put_into_the_job(
     assert again.json()["roundtripConfig"] == shown
 
 
+async def test_an_api_is_stored_lower_case(http: httpx.AsyncClient, tenant: Tenant) -> None:
+    r = await http.post(
+        RT, json=body(tenant, send__api=" Graph", receive__api="GRAPH "), headers=tenant.auth()
+    )
+    assert r.status_code == 201, r.text
+    shown = r.json()["roundtripConfig"]
+    assert (shown["send"]["api"], shown["receive"]["api"]) == ("graph", "graph")
+
+
 async def test_an_smtp_and_imap_round_trip_shows_no_api(
     http: httpx.AsyncClient, tenant: Tenant
 ) -> None:
