@@ -201,7 +201,8 @@ def build_scheduler(
     scheduler and the OAuth2 tokens judge by."""
     reputation, scheduling, fair_use = settings.reputation, settings.scheduling, settings.fair_use
     lists = lists_setting(reputation.blocklists)
-    fresh = FreshNames(pool, lists, reputation.blocklist_interval_seconds) if lists else None
+    interval = reputation.blocklist_interval_seconds
+    fresh = FreshNames(pool, lists, interval, clock) if lists else None
     box = SecretBox(settings.secrets.secrets_key or "")
     keys = CountryKeys(settings.secrets.seal_public_keys_dir)
     links = Links.of(settings.notify)

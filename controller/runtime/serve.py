@@ -263,6 +263,7 @@ def _alerter(
             interval_s=reputation.blocklist_interval_seconds,
             hold_s=reputation.blocklist_hold_seconds,
             links=links,
+            clock=clock,
         )
         work.append(run_every(WATCH_S, watch.run_once, name="blocklist findings", stop=stop))
     return work

@@ -105,8 +105,8 @@ async def test_a_round_that_spends_its_budget_poisons_no_other_organizations_ans
     assert len(await rig.outbox_rows(victim)) == told
     victim_m, attacker_m = await monitor_of(rig, victim), await monitor_of(rig, attacker)
     async with rig.pool.acquire() as conn:
-        mine = await monitor_standing(conn, victim_m, LISTS, 6 * 3600)
-        theirs = await monitor_standing(conn, attacker_m, LISTS, 6 * 3600)
+        mine = await monitor_standing(conn, victim_m, LISTS, 6 * 3600, utcnow())
+        theirs = await monitor_standing(conn, attacker_m, LISTS, 6 * 3600, utcnow())
     assert mine.health[(RBL.zone, "DE")].state == "healthy"
 
     def rbl_cell(standing: object, name: str) -> object:

@@ -12,7 +12,6 @@ from controller.sidechecks.blocklists.rules import BlockList, ListHealth, vouch
 from controller.sidechecks.blocklists.standing_rules import Name, Own, Seen, standing
 from controller.sidechecks.blocklists.store import ListingEntry
 from controller.sidechecks.blocklists.watch import healths
-from shared.timefmt import utcnow
 
 
 @dataclass(frozen=True)
@@ -28,11 +27,11 @@ async def monitor_standing(
     monitor: Monitor,
     lists: tuple[BlockList, ...],
     interval_s: int,
-    now: datetime | None = None,
+    now: datetime,
 ) -> MonitorStanding:
     """Answers older than two intervals are no longer what a list says (as the watch reads
     them)."""
-    since = (now or utcnow()) - timedelta(seconds=2 * interval_s)
+    since = now - timedelta(seconds=2 * interval_s)
     rounds = await db.own_rounds(conn, monitor.id)
     names = {cc: r.names for cc, r in rounds.items()}
     own = {cc: Own(r.seen_at, r.errors) for cc, r in rounds.items()}

@@ -29,9 +29,10 @@ from controller.sidechecks.blocklists import rules
 from controller.sidechecks.blocklists import store as db
 from controller.sidechecks.blocklists.rules import BlockList, Change, Fresh, ListHealth, Listing
 from controller.sidechecks.blocklists.standing_rules import reason
+from shared.clock import WALL, Clock
 from shared.messages import MonitorEvent, PostureNote, encode
 from shared.subjects import events_subject
-from shared.timefmt import iso_ms, utcnow
+from shared.timefmt import iso_ms
 
 log = structlog.get_logger(__name__)
 
@@ -82,15 +83,17 @@ class BlocklistWatch:
         interval_s: int,
         hold_s: int,
         links: Links = NO_LINKS,
+        clock: Clock = WALL,
     ) -> None:
         self._pool = pool
+        self._clock = clock
         self._lists = {b.zone: b for b in lists}
         self._interval = timedelta(seconds=interval_s)
         self._hold = timedelta(seconds=hold_s)
         self._links = links
 
     async def run_once(self, now: datetime | None = None) -> None:
-        at = now or utcnow()
+        at = now or self._clock.now()
         # Answers older than two intervals are no longer what a list says.
         since = at - 2 * self._interval
         async with self._pool.acquire() as conn:
@@ -294,7 +297,14 @@ class FreshNames:
 
     REFRESH_S = 60.0
 
-    def __init__(self, pool: asyncpg.Pool, lists: tuple[BlockList, ...], interval_s: int) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        lists: tuple[BlockList, ...],
+        interval_s: int,
+        clock: Clock = WALL,
+    ) -> None:
+        self._clock = clock
         self._pool = pool
         self.lists = lists
         self.interval_s = interval_s
@@ -318,7 +328,7 @@ class FreshNames:
         return self._asked.get((monitor_id, country))
 
     async def refresh(self, now: datetime | None = None) -> None:
-        at = now or utcnow()
+        at = now or self._clock.now()
         async with self._pool.acquire() as conn:
             self._fresh = await db.fresh(conn, at - self._interval, self.lists)
             found = await db.watched(conn, at - 2 * self._interval)

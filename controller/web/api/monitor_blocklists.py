@@ -4,6 +4,8 @@ MX hosts' addresses as found from each country, its mail domain, the outbound na
 on every list of its kind, per country: `listed`, `not_listed`, `list_unhealthy` or `unknown`,
 since when, why, and the list's delisting page; then its listings with their history."""
 
+from datetime import datetime
+
 import asyncpg
 import msgspec
 from litestar import Router, get
@@ -16,7 +18,7 @@ from controller.sidechecks.blocklists.view import monitor_standing
 from controller.web.api.monitor_kinds import KindApi
 from controller.web.api.monitor_lookup import visible_monitor
 from controller.web.authed_request import AuthedRequest
-from controller.web.services import PoolDep, ReputationSettingsDep
+from controller.web.services import ClockDep, PoolDep, ReputationSettingsDep
 from shared.timefmt import iso_ms, iso_ms_or_none
 
 
@@ -76,12 +78,13 @@ async def _blocklists(
     raw_id: str,
     pool: asyncpg.Pool,
     reputation_settings: BlocklistSettings,
+    now: datetime,
 ) -> MonitorBlocklists:
     monitor = await visible_monitor(kind, request, raw_id, pool)
     lists = lists_setting(reputation_settings.blocklists)
     interval = reputation_settings.blocklist_interval_seconds
     async with pool.acquire() as conn:
-        seen = await monitor_standing(conn, monitor, lists, interval)
+        seen = await monitor_standing(conn, monitor, lists, interval, now)
     known = {b.zone: b for b in lists}
     names = [
         NameOut(
@@ -148,8 +151,9 @@ def router(api: KindApi) -> Router:
         monitor_id: str,
         pool: PoolDep,
         reputation_settings: ReputationSettingsDep,
+        clock: ClockDep,
     ) -> MonitorBlocklists:
-        return await _blocklists(kind, request, monitor_id, pool, reputation_settings)
+        return await _blocklists(kind, request, monitor_id, pool, reputation_settings, clock.now())
 
     summary = f"{api.label} blocklist standing: each name per list and country, listings"
     handler = get("/blocklists", summary=summary)(api.by_id(blocklists))
