@@ -136,7 +136,8 @@ class RoundTripSend(SmtpConfig, kw_only=True):
     sender: str = msgspec.field(default="", name="from")
     # How the message is sent: "" over SMTP (the default, and from an older controller);
     # `graph`: Microsoft Graph `POST /v1.0/users/{auth.user or from}/sendMail` at the job's
-    # `hostname`/`port` over HTTPS, with `auth.accessToken` (app-only). A plain str: a newer
+    # `hostname`/`port` over HTTPS, with `auth.accessToken` (app-only); `gmail`: the Gmail
+    # API's `messages.send` of the raw message, likewise. A plain str: a newer
     # API still decodes, and an agent that does not know it fails the leg as `protocol`.
     api: str = ""
 
@@ -151,7 +152,8 @@ class RoundTripReceive(ImapPopConfig, kw_only=True):
     spam_folders: list[str] = msgspec.field(default_factory=list)
     # How the mailbox is read: "" by `protocol` (the default, and from an older controller);
     # `graph`: Microsoft Graph at `hostname`/`port` over HTTPS as `user` with `accessToken`
-    # (folders are well-known names; `junkemail` is always read and is a spam folder).
+    # (folders are well-known names; `junkemail` is always read and is a spam folder); `gmail`:
+    # the Gmail API, searching for the round's token (the label SPAM is spam).
     api: str = ""
     # How a found message is removed over an API: "" or `move` (to Deleted Items), `delete`.
     cleanup: str = ""
@@ -499,9 +501,12 @@ FEATURE_SEALED_ASKS = "sealed_asks"
 # `receive`); an agent without it would speak SMTP/IMAP to the Graph host, so the controller
 # sends such jobs only to countries whose every live agent has it.
 FEATURE_GRAPH = "graph"
+# An agent that runs a round trip's legs over the Gmail API (`api` `gmail`), for the same reason.
+FEATURE_GMAIL = "gmail"
 AGENT_FEATURES = (
     FEATURE_OAUTH2,
     FEATURE_GRAPH,
+    FEATURE_GMAIL,
     FEATURE_BUNDLES,
     FEATURE_TENANT_LOADS,
     FEATURE_LOOK_ONLY,

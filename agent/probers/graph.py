@@ -21,7 +21,7 @@ the Target's TLS context; no proxies from the environment, no redirects.
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.message import Message
@@ -158,15 +158,22 @@ async def _mailbox_call(base: str, user: str) -> AsyncIterator[None]:
             del _mailboxes[key]
 
 
+# What an API's error answer means for the check: (answer, its bytes, the call, the mailbox).
+Failure = Callable[[httpx.Response, bytes, str, str], Awaitable[ProbeFailure]]
+
+
 @dataclass(slots=True)
 class Session:
-    """Graph calls to one server as one mailbox, with one token."""
+    """Calls to one mailbox API server as one mailbox, with one token: Graph's, or another
+    API's (`label` names it in messages, `failure` reads its error answers)."""
 
     client: httpx.AsyncClient
     base: str  # https://host:port
     user: str
     rec: Recorder
     read: int = 0  # answer bytes this look
+    label: str = "Graph"
+    failure: Failure | None = None  # None: Graph's
 
     async def call(self, method: str, url: str, what: str, body: object = None) -> bytes:
         """One call; its answer's bytes (at most ANSWER_MAX), or the failure its status says."""
@@ -178,28 +185,33 @@ class Session:
                 _mailbox_call(self.base, self.user),
                 self.client.stream(method, url, content=content, headers=headers) as answer,
             ):
-                data = await _capped(answer, what)
+                data = await _capped(answer, what, self.label)
         except httpx.TimeoutException as exc:
-            raise ProbeFailure("timeout", f"Graph gave no answer to {what} in time") from exc
+            raise ProbeFailure("timeout", f"{self.label} gave no answer to {what} in time") from exc
         except httpx.ConnectError as exc:
-            raise ProbeFailure("refused", f"cannot connect to Graph for {what}: {exc}") from exc
+            raise ProbeFailure(
+                "refused", f"cannot connect to {self.label} for {what}: {exc}"
+            ) from exc
         except httpx.HTTPError as exc:
-            raise ProbeFailure("protocol", f"Graph's answer to {what} broke off: {exc}") from exc
+            raise ProbeFailure(
+                "protocol", f"{self.label}'s answer to {what} broke off: {exc}"
+            ) from exc
         self.read += len(data)
         if answer.status_code >= 300:
-            raise await _failure(answer, data, what, self.user)
+            raise await (self.failure or _failure)(answer, data, what, self.user)
         return data
 
 
-async def _capped(answer: httpx.Response, what: str) -> bytes:
+async def _capped(answer: httpx.Response, what: str, label: str) -> bytes:
+    too_long = f"{label}'s answer to {what} is over {ANSWER_MAX} bytes"
     length = answer.headers.get("content-length", "")
     if length.isdigit() and int(length) > ANSWER_MAX:
-        raise ProbeFailure("protocol", f"Graph's answer to {what} is over {ANSWER_MAX} bytes")
+        raise ProbeFailure("protocol", too_long)
     data = bytearray()
     async for chunk in answer.aiter_raw():
         data += chunk
         if len(data) > ANSWER_MAX:
-            raise ProbeFailure("protocol", f"Graph's answer to {what} is over {ANSWER_MAX} bytes")
+            raise ProbeFailure("protocol", too_long)
     return bytes(data)
 
 
@@ -232,11 +244,20 @@ async def _failure(answer: httpx.Response, data: bytes, what: str, user: str) ->
 
 
 @asynccontextmanager
-async def session(target: Target, user: str, token: str, rec: Recorder) -> AsyncIterator[Session]:
-    """A Graph session to `target` as mailbox `user`; the token only over TLS, only to it."""
+async def session(
+    target: Target,
+    user: str,
+    token: str,
+    rec: Recorder,
+    *,
+    label: str = "Graph",
+    failure: Failure | None = None,
+) -> AsyncIterator[Session]:
+    """A Graph session (or `label`'s) to `target` as mailbox `user`; the token only over TLS,
+    only to it."""
     if not user or not token:
         missing = "a mailbox (user)" if not user else "an access token"
-        raise ProbeFailure("auth", f"a Graph leg needs {missing}; nothing was sent")
+        raise ProbeFailure("auth", f"a {label} leg needs {missing}; nothing was sent")
     transport = httpx.AsyncHTTPTransport(verify=target.ssl_context, trust_env=False, retries=0)
     # httpx takes no network backend of its own: its pool is replaced by one on the pinned
     # backend, with the same TLS context.
@@ -255,7 +276,7 @@ async def session(target: Target, user: str, token: str, rec: Recorder) -> Async
         headers={"authorization": f"Bearer {token}", "accept": "application/json"},
     )
     try:
-        yield Session(client, base, user, rec)
+        yield Session(client, base, user, rec, label=label, failure=failure)
     finally:
         await client.aclose()
 

@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser
 from email.utils import formatdate, getaddresses, make_msgid
+from typing import Final
 
 import aiosmtplib
 from aioimaplib import quoted
 
-from agent.probers import graph, imap, pop3
+from agent.probers import gmail, graph, imap, pop3
 from agent.probers.base import ProbeFailure, Recorder, Target, reply_kind
 from agent.probers.delivery import (
     PROBE_HEADER,
@@ -133,13 +134,16 @@ async def _mailbox_leg(
     try:
         with _leg("mailbox", receive.hostname, mailbox):
             assert target.reach is not None, "run_check gives every target a reach"
-            if receive.api not in ("", graph.API_GRAPH):
+            if receive.api not in _APIS:
                 raise ProbeFailure(
                     "protocol", f"api {receive.api[:20]!r} is not one this agent knows"
                 )
             if receive.api == graph.API_GRAPH:
                 port = receive.port or graph.GRAPH_PORT
                 watch = _watch_graph
+            elif receive.api == gmail.API_GMAIL:
+                port = receive.port or gmail.GMAIL_PORT
+                watch = _watch_gmail
             else:
                 port = receive.port or default_port(receive.protocol, receive)
                 watch = _watch_imap if receive.protocol == "imap" else _watch_pop3
@@ -219,7 +223,7 @@ async def _submit(target: Target, config: RoundTripConfig, probe: Probe, rec: Re
         "A mailprobe round-trip check: it deletes this message once it has found it.\n"
         f"token: {probe.token}\n"
     )
-    if config.send.api not in ("", graph.API_GRAPH):
+    if config.send.api not in _APIS:
         raise ProbeFailure(
             "protocol", f"send leg: api {config.send.api[:20]!r} is not one this agent knows"
         )
@@ -227,6 +231,13 @@ async def _submit(target: Target, config: RoundTripConfig, probe: Probe, rec: Re
         rec.current = "sendMail"
         with _leg("send", target.hostname, rec):
             return await graph.send_mail(target, config, probe, _subject(probe), rec)
+    if config.send.api == gmail.API_GMAIL:
+        rec.current = "messages.send"
+        auth = config.send.auth
+        user = (auth.user if auth is not None else "") or sender
+        token = auth.access_token.reveal() if auth is not None else ""
+        with _leg("send", target.hostname, rec):
+            return await gmail.send_raw(target, user, token, message.as_bytes(), rec)
     with _leg("send", target.hostname, rec):
         smtp = await open_smtp(target, config.send, rec)
         try:
@@ -250,6 +261,10 @@ async def _submit(target: Target, config: RoundTripConfig, probe: Probe, rec: Re
     return accepted
 
 
+# The mailbox APIs this agent speaks beside the protocols ("").
+_APIS: Final = ("", graph.API_GRAPH, gmail.API_GMAIL)
+
+
 def _subject(probe: Probe) -> str:
     return f"{SUBJECT_PREFIX} {probe.token[:8]}"
 
@@ -257,6 +272,8 @@ def _subject(probe: Probe) -> str:
 def _spam_folders(receive: RoundTripReceive) -> list[str]:
     if receive.api == graph.API_GRAPH:
         return sorted(graph.folders(receive)[1])
+    if receive.api == gmail.API_GMAIL:
+        return [gmail.SPAM]
     return receive.spam_folders
 
 
@@ -455,6 +472,33 @@ async def _watch_graph(
     async with graph.session(target, config.user, config.access_token.reveal(), rec) as api:
         while True:
             seen = await graph.look(api, config, probe, timeout_ms)
+            seen_at = time.perf_counter()
+            found += [Found(s.folder, s.headers, seen_at, s.probe) for s in seen]
+            if (mine := _own(found, probe)) is not None:
+                return found, (time.perf_counter() - mine.seen_at) * 1000
+            left = _left_s(rec)
+            if once or left <= 0:
+                return found, 0.0
+            rec.current = "poll wait"
+            await asyncio.sleep(min(_wait_s(attempt), left))
+            attempt += 1
+
+
+async def _watch_gmail(
+    target: Target,
+    config: RoundTripReceive,
+    probe: Probe,
+    timeout_ms: int,
+    rec: Recorder,
+    once: bool,
+) -> tuple[list[Found], float]:
+    """Gmail: a look (the round's token, every page) per poll, with the same backoff as POP3."""
+    attempt = 0
+    found: list[Found] = []
+    token = config.access_token.reveal()
+    async with gmail.gmail_session(target, config.user, token, rec) as api:
+        while True:
+            seen = await gmail.look(api, config, probe)
             seen_at = time.perf_counter()
             found += [Found(s.folder, s.headers, seen_at, s.probe) for s in seen]
             if (mine := _own(found, probe)) is not None:

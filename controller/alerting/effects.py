@@ -71,8 +71,13 @@ class Effects:
         (`NEW_INCIDENT`) and left open, if any. `incidents`: the rows read, by id."""
         public_id = str(monitor.public_id)
         opened: int | None = None
-        if any(isinstance(e, IncidentOpened | IncidentClosed | Notice) for e in effects):
+        if any(
+            isinstance(e, IncidentOpened | IncidentClosed | Notice | ConfirmationWanted)
+            for e in effects
+        ):
             # Before any incident row: a flow incident's writer may move other monitors' rows.
+            # Before the organization's row too (a confirmation round draws on its allowance):
+            # a lane's transaction holds both for several monitors, always in this order.
             await flow_db.lock(conn, monitor.organization_id)
         for e in effects:
             if isinstance(e, IncidentOpened):

@@ -101,12 +101,70 @@ async def addresses_of(
     conn: Conn, monitors: Iterable[Dependent], since: datetime
 ) -> flows.Addresses:
     """The addresses the monitors' results scheduled since `since` connected to, by host name
-    (`flows.by_host`): what `flows.same_server` reads."""
+    (`flows.by_host`), and those the agents saw since then for the host names they declare in
+    `dependsOn` (`declared_addresses`): what `flows.same_server` and `flows.related` read."""
     deps = {d.monitor_id: d for d in monitors}
     if not deps:
         return flows.NO_ADDRESSES
     seen = await results.recent_addresses(conn, list(deps), since)
-    return flows.by_host((d, seen.get(i, ())) for i, d in deps.items())
+    found = flows.by_host((d, seen.get(i, ())) for i, d in deps.items())
+    declared = {(h, d.customer_id) for d in deps.values() for h in d.on_hosts}
+    for name, address in await declared_addresses(conn, declared, list(deps), since):
+        found.setdefault(name, set()).add(address)
+    return found
+
+
+# Declared host names read at most per read: a few outages' `dependsOn` names.
+DECLARED_MAX = 64
+# Monitors on a declared name whose addresses are read: any of them shows the name's.
+NAMED_MAX = 4
+# Reverse DNS rows read per SMTP monitor: about one DNS round's countries, its latest.
+PTR_ROWS = 4
+_SEEN = results.RECENT_ADDRESSES.format(monitor="m.id", since="$3", limit="$4")
+
+
+async def declared_addresses(
+    conn: Conn, declared: Collection[tuple[str, int]], monitor_ids: Sequence[int], since: datetime
+) -> list[tuple[str, str]]:
+    """(name, address) for each declared (host name (`flows.host`), customer): the addresses
+    the customer's monitors on that name (the first `NAMED_MAX`; not round trips) connected to
+    since `since` (each's latest `results.ADDRESSES_MAX` rows naming one:
+    `results.RECENT_ADDRESSES`),
+    and the addresses whose PTR names the agents resolved back to them include the name
+    (forward-confirmed reverse DNS of the SMTP monitors `monitor_ids`, the customer's, each's
+    latest `PTR_ROWS` rows since `since`). So a `dependsOn` name no failing monitor checks,
+    or none at all, is found at the addresses the agents saw for it. The first
+    `DECLARED_MAX` by name."""
+    wanted = sorted(declared)[:DECLARED_MAX]
+    if not wanted:
+        return []
+    rows = await conn.fetch(
+        "WITH d AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS d(name, customer_id)),"
+        " ptr AS (SELECT m.customer_id, p.ptr FROM monitors m"
+        "  CROSS JOIN LATERAL (SELECT r.facts FROM side_reverse_dns r WHERE r.monitor_id = m.id"
+        "   AND r.scheduled_at >= $3 ORDER BY r.scheduled_at DESC LIMIT $5) r"
+        "  CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(r.facts -> 'addresses')"
+        "   = 'array' THEN r.facts -> 'addresses' ELSE '[]' END) p(ptr)"
+        "  WHERE m.id = ANY($6::bigint[]) AND m.type = 'smtp'"
+        "  AND jsonb_typeof(p.ptr -> 'confirmed') = 'array' AND p.ptr ->> 'address' IS NOT NULL),"
+        " named AS (SELECT d.name, m.id, row_number() OVER (PARTITION BY d.name, d.customer_id"
+        "  ORDER BY m.id) AS k FROM monitors m JOIN d ON d.customer_id = m.customer_id"
+        "  AND d.name = lower(rtrim(btrim(m.hostname), '.'))"
+        "  WHERE m.customer_id = ANY($2::bigint[]) AND m.type <> 'roundtrip')"
+        f" SELECT m.name, a.address FROM named m CROSS JOIN LATERAL {_SEEN} a WHERE m.k <= $7"
+        " UNION SELECT d.name, ptr.ptr ->> 'address' FROM d JOIN ptr"
+        "  ON ptr.customer_id = d.customer_id"
+        "  AND EXISTS (SELECT 1 FROM jsonb_array_elements_text(ptr.ptr -> 'confirmed') c"
+        "   WHERE lower(rtrim(btrim(c), '.')) = d.name)",
+        [n for n, _ in wanted],
+        [c for _, c in wanted],
+        since,
+        results.ADDRESSES_MAX,
+        PTR_ROWS,
+        list(monitor_ids),
+        NAMED_MAX,
+    )
+    return [(r["name"], r["address"]) for r in rows]
 
 
 async def end_gone(conn: Conn, organization_id: int, now: datetime) -> int:

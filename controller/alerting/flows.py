@@ -351,9 +351,9 @@ def due(
 
 def first_now(*, notified: bool, due_at: datetime | None, now: datetime, unsettled: int) -> bool:
     """Whether a flow incident's first notice goes `now`, before its `group_wait` is over: its
-    monitors' siblings (the same host name, `dependsOn`) are all judged (`unsettled`: how many
-    are still being checked, `controller.scheduling.confirm_store.unsettled`), so it says which
-    are down. The
+    monitors' siblings (the same host name, `dependsOn`, a host name at one of their addresses)
+    are all judged (`unsettled`: how many are still being checked,
+    `controller.scheduling.confirm_store.unsettled`), so it says which are down. The
     `group_wait` bounds the wait for them; a change after it waits `group_interval`."""
     return not notified and due_at is not None and now < due_at and unsettled == 0
 

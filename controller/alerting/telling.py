@@ -169,7 +169,9 @@ class Teller:
             conn, now, self._batch
         ):
             try:
-                unsettled = await confirmations.unsettled(conn, monitors, now)
+                unsettled = await confirmations.unsettled(
+                    conn, monitors, now, addresses_since=now - flow_db.ADDRESSES_SINCE
+                )
                 if not monitors or unsettled:
                     continue
                 async with conn.transaction():

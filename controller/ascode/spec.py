@@ -303,7 +303,8 @@ def _read_secret(
         holder = holder[step]
     ref = holder.get(leaf)
     path = (key, *parents, leaf)
-    if ref is None:
+    # Empty is no secret, as the API takes it (an OAuth2 login's password, as export writes it).
+    if ref is None or ref == "":
         return None
     if not (isinstance(ref, dict) and set(ref) == {"env"} and isinstance(ref["env"], str)):
         raise Problem(

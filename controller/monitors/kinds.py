@@ -111,8 +111,7 @@ class Kind:
     hostname: bool = True  # its own `hostname`/`port` fields (a round trip's are in its config)
     # Config paths its Struct has that the API neither takes nor shows: another kind's that the
     # kind does not use (a round trip's send leg is an SMTP config, without the SMTP monitor's
-    # relay test), and the legs' Graph settings (`api`, `cleanup`), which agents run but the API
-    # does not take yet.
+    # relay test).
     unused: tuple[str, ...] = ()
 
     @property
@@ -229,7 +228,7 @@ ROUNDTRIP: Final = Kind(
         Login("receive.user", "receive.password", IMAP_POP_BINDING),
     ),
     hostname=False,
-    unused=("send.relayCheck", "send.api", "receive.api", "receive.cleanup"),
+    unused=("send.relayCheck",),
 )
 
 KINDS: Final[tuple[Kind, ...]] = (SMTP, IMAP_POP, ROUNDTRIP)

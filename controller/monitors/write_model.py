@@ -337,21 +337,52 @@ class ImapPopMonitorUpdate(_UpdateFields, kw_only=True):
     secret_env: ImapPopSecretEnv | None | UnsetType = UNSET
 
 
+LegApi = Annotated[
+    str,
+    Meta(
+        max_length=20,
+        description="how the leg reaches the mailbox: empty (default) by its protocol; `graph`: "
+        "Microsoft Graph over HTTPS at `hostname` (graph.microsoft.com), logging in with "
+        "`oauth2` as an app (client_credentials, scope https://graph.microsoft.com/.default, "
+        "no password); `gmail`: the Gmail API at `hostname` (gmail.googleapis.com), logging "
+        "in with `oauth2` as the mailbox (refresh_token, or jwt_bearer with `subject`; scope "
+        "https://www.googleapis.com/auth/gmail.modify); run only by agents with the feature "
+        "of that name (docs/oauth2.md)",
+    ),
+]
+
+
+Cleanup = Annotated[
+    str,
+    Meta(
+        max_length=20,
+        description="an API leg's removal of the probe message it found: `move` (default: to "
+        "Deleted Items, or Gmail's trash) or `delete` (Graph only); empty for IMAP and POP3, "
+        "which delete it",
+    ),
+]
+
+
 class RoundTripSendIn(SmtpLegIn):
-    """The SMTP leg: its server (stored as the monitor's `hostname`/`port`) and sender."""
+    """The send leg: its server (stored as the monitor's `hostname`/`port`), sender, and how
+    it sends (`api`: SMTP, or a mailbox API)."""
 
     hostname: str | UnsetType = UNSET
     port: Port | None | UnsetType = UNSET
     sender: str | UnsetType = field(default=UNSET, name="from")
+    api: LegApi | UnsetType = UNSET
 
 
 class RoundTripReceiveIn(ImapPopConfigIn):
-    """The mailbox leg: `protocol` imap (default) or pop3, its server, folders to look in."""
+    """The mailbox leg: `protocol` imap (default) or pop3, or a mailbox API (`api`), its
+    server, folders to look in."""
 
     hostname: str | UnsetType = UNSET
     port: Port | None | UnsetType = UNSET
     folders: list[str] | UnsetType = UNSET
     spam_folders: list[str] | UnsetType = UNSET
+    api: LegApi | UnsetType = UNSET
+    cleanup: Cleanup | UnsetType = UNSET
 
 
 class RoundTripConfigIn(_In):

@@ -19,7 +19,13 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from controller.monitors import config as monitor_config
-from controller.monitors import oauth2_grants, roundtrip_addresses, tls_options, validation
+from controller.monitors import (
+    mailbox_apis,
+    oauth2_grants,
+    roundtrip_addresses,
+    tls_options,
+    validation,
+)
 from controller.monitors.errors import invalid
 from controller.monitors.kinds import IMAP_POP, ROUNDTRIP, SMTP
 from controller.monitors.model import COMMON_COLUMNS
@@ -47,6 +53,7 @@ if TYPE_CHECKING:  # the type only: these rules read no store
 # A monitor's columns by name, or a stored config, as JSON (what the store writes).
 Json = dict[str, Any]
 SmtpLegT = TypeVar("SmtpLegT", bound=SmtpLegIn)
+T = TypeVar("T")
 ImapPopLegT = TypeVar("ImapPopLegT", bound=ImapPopConfigIn)
 
 
@@ -215,7 +222,10 @@ def _roundtrip_config(
     if not isinstance(send.port, UnsetType):
         out["port"] = validation.port(send.port, f"{key}.send.port")
     stored_send = stored.get("send") if isinstance(stored.get("send"), dict) else {}
-    sent = _smtp_config(send, stored_send or {}, box, f"{key}.send", token_hosts)
+    if isinstance(send.auth, SmtpAuthIn) and isinstance(send.api, str):
+        scoped = _api_scope(send.auth.oauth2, send.api)
+        send = msgspec.structs.replace(send, auth=msgspec.structs.replace(send.auth, oauth2=scoped))
+    sent = _send_api(_smtp_config(send, stored_send or {}, box, f"{key}.send", token_hosts), key)
     # a blank sender is none (the agent's default), as for every e-mail field: it was stored as
     # null, which no stored config may hold, and every read of the monitor was a 500
     sender = (
@@ -235,6 +245,55 @@ def _roundtrip_config(
     config = msgspec.structs.replace(cfg, send=sent, to=to, receive=receive)
     out["config"] = _json(config)
     return out
+
+
+def _leg_rule(key: str, rule: Callable[[], T]) -> T:
+    """A mailbox API's rule of a leg (`mailbox_apis`), its refusal naming the field under
+    `key`."""
+    try:
+        return rule()
+    except mailbox_apis.LegProblem as exc:
+        raise invalid(f"{key}.{exc.field}", f"{key}.{exc.field}: {exc}") from None
+
+
+def _api_grant(
+    grant: OAuth2In | None | UnsetType, leg_api: str, password: object, key: str, at: str
+) -> OAuth2In | None | UnsetType:
+    """An API leg's grant with its API's scope (`mailbox_apis.grant_scopes`)."""
+    held = grant if isinstance(grant, OAuth2In) else None
+    kind = held.grant if held is not None and isinstance(held.grant, str) else None
+    listed = held.scopes if held is not None and isinstance(held.scopes, list) else []
+    scopes = _leg_rule(
+        key,
+        lambda: mailbox_apis.grant_scopes(leg_api, kind, listed, bool(password), at),
+    )
+    if scopes is None or held is None:
+        return grant
+    return msgspec.structs.replace(held, scopes=scopes)
+
+
+def _api_scope(grant: OAuth2In | None | UnsetType, leg_api: str) -> OAuth2In | None | UnsetType:
+    """A grant sent without scopes for an API leg asks for its API's scope: the grant's own
+    rules then see it as set."""
+    wanted = mailbox_apis.scope(leg_api)
+    if not wanted or not isinstance(grant, OAuth2In) or grant.scopes:
+        return grant
+    return msgspec.structs.replace(grant, scopes=wanted)
+
+
+def _send_api(send: RoundTripSendIn, key: str) -> RoundTripSendIn:
+    """The send leg's `api` normalised, and an API leg's login as its API takes it."""
+    if isinstance(send.api, UnsetType):
+        return send
+    leg_api = _leg_rule(f"{key}.send", lambda: mailbox_apis.api(str(send.api)))
+    auth = send.auth if isinstance(send.auth, SmtpAuthIn) else None
+    if leg_api:
+        oauth2 = auth.oauth2 if auth is not None else None
+        password = auth.password if auth is not None else None
+        grant = _api_grant(oauth2, leg_api, password, f"{key}.send", "auth.oauth2")
+        if auth is not None:
+            auth = msgspec.structs.replace(auth, oauth2=grant)
+    return msgspec.structs.replace(send, api=leg_api, auth=send.auth if auth is None else auth)
 
 
 def _own_addresses(to: str, send: RoundTripSendIn, receive: RoundTripReceiveIn, key: str) -> None:
@@ -258,6 +317,8 @@ def _receive(
     token_hosts: Sequence[str] | None,
 ) -> RoundTripReceiveIn:
     stored_receive = stored.get("receive") if isinstance(stored.get("receive"), dict) else {}
+    if isinstance(cfg.api, str):
+        cfg = msgspec.structs.replace(cfg, oauth2=_api_scope(cfg.oauth2, cfg.api))
     out = _imap_pop_config(cfg, stored_receive or {}, box, key, token_hosts)
     if isinstance(cfg.hostname, UnsetType):
         raise invalid(f"{key}.hostname", f"{key}.hostname is required")
@@ -265,6 +326,21 @@ def _receive(
     port = cfg.port if isinstance(cfg.port, UnsetType) else validation.port(cfg.port, f"{key}.port")
     if not out.user:
         raise invalid(f"{key}.user", f"{key}.user is required to read the mailbox")
+    leg_api = (
+        ""
+        if isinstance(cfg.api, UnsetType)
+        else _leg_rule(key, lambda: mailbox_apis.api(str(cfg.api)))
+    )
+    cleanup = "" if isinstance(cfg.cleanup, UnsetType) else cfg.cleanup
+    cleanup = _leg_rule(key, lambda: mailbox_apis.receive_leg(leg_api, _protocol(out), cleanup))
+    if leg_api:
+        out = msgspec.structs.replace(
+            out, oauth2=_api_grant(out.oauth2, leg_api, out.password, key, "oauth2")
+        )
+    if not isinstance(cfg.api, UnsetType):
+        out = msgspec.structs.replace(out, api=leg_api)
+    if not isinstance(cfg.cleanup, UnsetType):
+        out = msgspec.structs.replace(out, cleanup=cleanup)
     # An OAuth2 login instead of the password.
     if not out.password and not out.oauth2:
         raise invalid(f"{key}.password", f"{key}.password is required to read the mailbox")

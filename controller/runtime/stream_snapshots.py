@@ -32,6 +32,7 @@ import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 
 from shared.arrivals import RECEIVERS_BUCKET
 from shared.json_value import Json, JsonObject
@@ -54,12 +55,19 @@ CHUNK_BYTES = 256 * 1024
 # takes longer the larger the stream (RESTORE_DONE_TIMEOUT_S).
 API_TIMEOUT_S = 30.0
 # A cluster without a leader: how long the move waits for one (an election takes 4-9 s, and
-# rounds may repeat on a starved host), asking again every RETRY_S; a request that only reads
-# is asked again when unanswered for READ_TIMEOUT_S. JetStream's "temporarily unavailable".
+# rounds may repeat on a starved host), asking again every RETRY_S; a request whose repeat
+# does no harm is sent again when unanswered for RESEND_S (`_ask`).
 LEADER_WAIT_S = 60.0
 RETRY_S = 0.25
-READ_TIMEOUT_S = 5.0
+RESEND_S = 5.0
+# JetStream's err_codes the move acts on: "temporarily unavailable" (no leader), "no suitable
+# peers" (a replica's node away), "already in use, cannot restore", "stream not found".
 UNAVAILABLE = 10008
+NO_PEERS = 10005
+RESTORING = 10130
+NOT_FOUND = 10059
+RETRIED = (UNAVAILABLE, NO_PEERS, RESTORING)
+NO_RESPONDERS = "503"
 RESTORE_DONE_TIMEOUT_S = 3600.0
 # How long a cluster may take to place a restored stream's consumers.
 CONSUMERS_PLACED_S = 30.0
@@ -129,9 +137,12 @@ class _ConsumerInfo(msgspec.Struct):
 
 
 class _ConsumerPage(_Answer):
-    """`$JS.API.CONSUMER.LIST`'s answer: one page of the stream's consumers."""
+    """`$JS.API.CONSUMER.LIST`'s answer: one page of the stream's consumers; a cluster names
+    apart those whose servers did not answer in time (`missing`) or are offline."""
 
     consumers: list[_ConsumerInfo] | None = None
+    missing: list[str] | None = None
+    offline: dict[str, str] | None = None
     total: int = 0
 
 
@@ -172,41 +183,75 @@ def _decoded(data: bytes, into: type[A]) -> A:
     return msgspec.json.decode(data or b"{}", type=into)
 
 
-async def _ask(nc: NATS, subject: str, payload: bytes, *, reads: bool = False) -> Msg:
-    """A JetStream API request. A cluster electing a leader (a node lost, or starved for
-    seconds on a loaded host) answers no one for a moment (no responders), then answers
-    `temporarily unavailable` (UNAVAILABLE, the request not acted on) until a new leader is
-    elected: the request is sent again until LEADER_WAIT_S. A request that `reads` only is
-    also sent again when nobody answered it within READ_TIMEOUT_S (its server still waiting
-    for a leader that is gone); any other waits API_TIMEOUT_S for its answer."""
+async def _ask(nc: NATS, subject: str, payload: bytes, *, repeatable: bool = False) -> Msg:
+    """A JetStream API request, sent again until answered or LEADER_WAIT_S, every send
+    answered on one inbox so that the first answer to any of them counts.
+
+    A cluster electing a leader (a node lost, or starved for seconds on a loaded host) answers
+    no one for a moment (no responders, or silence while the others still follow the starved
+    leader), then `temporarily unavailable` (UNAVAILABLE), or `no suitable peers` (NO_PEERS)
+    while a replica's node is away: nothing was done, and the request is sent again after
+    RETRY_S. A `repeatable` request (a read, a restore's start, a delete) unanswered within
+    RESEND_S is sent again too, its earlier sends' answers still awaited (a cluster's listing
+    waits seconds for a silent node before it answers); any other waits API_TIMEOUT_S. A
+    restore sent again may be refused as `already in use` (RESTORING) by the restore an
+    earlier send began: that send's answer is awaited, and a restore sent no chunk is dropped
+    by the server after 5 s, so a later send starts afresh."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + LEADER_WAIT_S
-    while True:
-        left = deadline - loop.time()
-        try:
-            msg = await nc.request(
-                subject, payload, timeout=min(READ_TIMEOUT_S, left) if reads else API_TIMEOUT_S
-            )
-        except NoRespondersError:
-            if loop.time() >= deadline:
-                raise
-        except TimeoutError:
-            if not reads or loop.time() >= deadline:
-                raise
-        else:
-            error = _decoded(msg.data, _Answer).error
-            if error is None or error.err_code != UNAVAILABLE or loop.time() >= deadline:
-                return msg
-            log.info("jetstream_leaderless_waiting", subject=subject)
-        await asyncio.sleep(RETRY_S)
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    try:
+        while True:
+            await nc.publish(subject, payload, reply=inbox)
+            wait = RESEND_S if repeatable else API_TIMEOUT_S
+            resend = loop.time() + wait
+            while True:
+                left = min(resend, deadline) if repeatable else resend
+                try:
+                    msg = await sub.next_msg(timeout=max(left - loop.time(), 0.01))
+                except NatsTimeoutError:
+                    if not repeatable or loop.time() >= deadline:
+                        raise
+                    break
+                code = _retried_code(msg)
+                if code is None or loop.time() >= deadline:
+                    if _no_responders(msg):
+                        raise NoRespondersError
+                    return msg
+                if code != RESTORING:
+                    log.info("jetstream_leaderless_waiting", subject=subject, err_code=code)
+                    await asyncio.sleep(RETRY_S)
+                    break
+    finally:
+        await sub.unsubscribe()
+
+
+def _no_responders(msg: Msg) -> bool:
+    return not msg.data and (msg.headers or {}).get("Status") == NO_RESPONDERS
+
+
+def _retried_code(msg: Msg) -> int | None:
+    """The err_code of an answer that asks for the request again (no responders counts as
+    UNAVAILABLE); None for any other answer."""
+    if _no_responders(msg):
+        return UNAVAILABLE
+    error = _decoded(msg.data, _Answer).error
+    code = error.err_code if error is not None else None
+    return code if code in RETRIED else None
 
 
 async def _api(
-    nc: NATS, subject: str, into: type[A], body: JsonObject | None = None, *, reads: bool = False
+    nc: NATS,
+    subject: str,
+    into: type[A],
+    body: JsonObject | None = None,
+    *,
+    repeatable: bool = False,
 ) -> A:
     """One JetStream API request; its answer, StreamMoveError for an error answer."""
     payload = json.dumps(body).encode() if body is not None else b""
-    msg = await _ask(nc, subject, payload, reads=reads)
+    msg = await _ask(nc, subject, payload, repeatable=repeatable)
     answer = _decoded(msg.data, into)
     if error := answer.error:
         raise StreamMoveError(f"{subject}: {_described(error)} (err_code {error.err_code})")
@@ -219,7 +264,7 @@ def _described(error: _ApiError) -> str:
 
 async def stream_info(nc: NATS, stream: str) -> StreamInfo | None:
     """The stream's info as JetStream sends it; None when there is no such stream."""
-    msg = await _ask(nc, f"$JS.API.STREAM.INFO.{stream}", b"", reads=True)
+    msg = await _ask(nc, f"$JS.API.STREAM.INFO.{stream}", b"", repeatable=True)
     answer = _decoded(msg.data, StreamInfo)
     if error := answer.error:
         if error.code == 404:
@@ -229,24 +274,30 @@ async def stream_info(nc: NATS, stream: str) -> StreamInfo | None:
 
 
 async def consumer_states(nc: NATS, stream: str) -> dict[str, tuple[int, int, int]]:
-    """Each durable consumer of the stream: (last delivered, ack floor, pending acks)."""
+    """Each durable consumer of the stream whose server answered: (last delivered, ack floor,
+    pending acks)."""
     states: dict[str, tuple[int, int, int]] = {}
+    offset = 0
     while True:
         page = await _api(
             nc,
             f"$JS.API.CONSUMER.LIST.{stream}",
             _ConsumerPage,
-            {"offset": len(states)},
-            reads=True,
+            {"offset": offset},
+            repeatable=True,
         )
         infos = page.consumers or []
+        unanswered = set(page.missing or ()) | set(page.offline or {})
         for info in infos:
-            states[info.name] = (
-                info.delivered.stream_seq,
-                info.ack_floor.stream_seq,
-                info.num_ack_pending,
-            )
-        if not infos or len(states) >= page.total:
+            if info.name not in unanswered:
+                states[info.name] = (
+                    info.delivered.stream_seq,
+                    info.ack_floor.stream_seq,
+                    info.num_ack_pending,
+                )
+        listed = len(infos) + len(unanswered - {info.name for info in infos})
+        offset += listed
+        if not listed or offset >= page.total:
             return states
 
 
@@ -316,6 +367,7 @@ async def restore(nc: NATS, meta: SnapshotMeta, data: Path) -> StreamState:
         f"$JS.API.STREAM.RESTORE.{name}",
         _RestoreStarted,
         {"config": meta.config, "state": meta.state},
+        repeatable=True,
     )
     deliver = started.deliver_subject
     with data.open("rb") as src:
@@ -349,8 +401,16 @@ async def _cleared_target(target: NATS, stream: str) -> None:
             " has none of the product's streams, or empty ones. Delete it there (`nats stream"
             f" rm {stream}`) if its messages are not needed"
         )
-    await _api(target, f"$JS.API.STREAM.DELETE.{stream}", _Answer)
+    await _deleted(target, stream)
     log.info("stream_move_empty_target_replaced", stream=stream)
+
+
+async def _deleted(nc: NATS, stream: str) -> None:
+    """Delete the stream; one already gone (a delete sent again) is deleted too."""
+    msg = await _ask(nc, f"$JS.API.STREAM.DELETE.{stream}", b"", repeatable=True)
+    error = _decoded(msg.data, _Answer).error
+    if error is not None and error.err_code != NOT_FOUND:
+        raise StreamMoveError(f"stream delete {stream}: {_described(error)}")
 
 
 async def move_stream(
@@ -370,7 +430,7 @@ async def move_stream(
     except BaseException:
         # Nothing half-moved stays behind: a new run starts from an empty target.
         if await stream_info(target, stream) is not None:
-            await _api(target, f"$JS.API.STREAM.DELETE.{stream}", _Answer)
+            await _deleted(target, stream)
         raise
     finally:
         data.unlink(missing_ok=True)

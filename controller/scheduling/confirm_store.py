@@ -156,30 +156,40 @@ async def give_back(conn: Conn, rounds: Sequence[tuple[int, datetime]]) -> None:
 # A host name as the flow rules compare it (`controller.alerting.flows.host`): trimmed, lower
 # case, no trailing dot.
 _HOST = "lower(rtrim(btrim({}), '.'))"
-# The monitors `s` checked with `m` (its siblings): one customer's (two customers' are never
-# checked or told together), not disabled, on the same host name (any port or protocol), or
-# one declaring the other in `dependsOn` (by public id or host name).
-_SIBLING = (
-    "s.organization_id = m.organization_id AND s.customer_id IS NOT DISTINCT FROM m.customer_id"
+# The monitors `s` that may be `m`'s siblings: one customer's (two customers' are never
+# checked or told together), not disabled. Read first, along `monitors_customer`, so no
+# other customer's monitor is read, nor its addresses.
+_CANDIDATE = (
+    "s.customer_id = m.customer_id AND s.organization_id = m.organization_id"
     " AND s.status <> 'disabled'"
-    f" AND ({_HOST.format('s.hostname')} = {_HOST.format('m.hostname')}"
+)
+# Of those, `m`'s siblings by name: the same host name (any port or protocol), or one
+# declaring the other in `dependsOn` (by public id or host name).
+_BY_NAME = (
+    f"({_HOST.format('s.hostname')} = {_HOST.format('m.hostname')}"
     f"  OR EXISTS (SELECT 1 FROM unnest(s.depends_on) d WHERE {_HOST.format('d')}"
     f"   IN (m.public_id::text, {_HOST.format('m.hostname')}))"
     f"  OR EXISTS (SELECT 1 FROM unnest(m.depends_on) d WHERE {_HOST.format('d')}"
     f"   IN (s.public_id::text, {_HOST.format('s.hostname')})))"
 )
-# The monitors `s` whose recent results connected to an address `m`'s did (since $5, each's
-# latest `results.ADDRESSES_MAX` rows naming one: `results.recent_addresses`), one customer's
-# and not round trips (their results name one address for two legs): the host names
-# `controller.alerting.flows.same_server` takes for one server.
-_SAME_ADDRESS = (
-    "s.organization_id = m.organization_id AND s.customer_id IS NOT DISTINCT FROM m.customer_id"
-    " AND s.status <> 'disabled' AND s.type <> 'roundtrip' AND m.type <> 'roundtrip'"
-    " AND EXISTS (SELECT 1 FROM"
-    f" {results.RECENT_ADDRESSES.format(monitor='s.id', since='$5', limit='$6')} sa"
-    " WHERE sa.address IN"
-    f" {results.RECENT_ADDRESSES.format(monitor='m.id', since='$5', limit='$6')})"
-)
+
+
+def _sibling(since: str, limit: str) -> str:
+    """The one rule of `m`'s siblings `s` (`siblings` asks them, `unsettled` waits for them):
+    `_CANDIDATE`s that are siblings `_BY_NAME`, or (with the SQL value `since` not NULL)
+    whose recent results connected to an address `m`'s did: since `since`, each's latest
+    `limit` rows naming one (`results.RECENT_ADDRESSES`, as `results.recent_addresses` reads
+    them for the grouping), not round trips (their results name one address for two legs).
+    These are the host names `controller.alerting.flows.same_server` takes for one server."""
+    seen = results.RECENT_ADDRESSES
+    return (
+        f"{_CANDIDATE} AND ({_BY_NAME} OR ({since}::timestamptz IS NOT NULL"
+        " AND s.type <> 'roundtrip' AND m.type <> 'roundtrip'"
+        f" AND EXISTS (SELECT 1 FROM {seen.format(monitor='s.id', since=since, limit=limit)} sa"
+        f"  WHERE sa.address IN {seen.format(monitor='m.id', since=since, limit=limit)})))"
+    )
+
+
 # A confirmation round of the monitor `s` (its alert state `a`) asked since $2 whose round is
 # not judged yet: unsent, or sent after the last round the alerter judged.
 _UNJUDGED = (
@@ -193,8 +203,7 @@ _UNJUDGED = (
 # addresses' since (NULL: none), $6 `results.ADDRESSES_MAX`.
 SIBLINGS_QUERY = (
     "SELECT s.id AS monitor_id, s.public_id::text, s.organization_id, s.allowed_country_codes"
-    " FROM monitors m JOIN monitors s ON s.id <> m.id"
-    f" AND ({_SIBLING} OR ($5::timestamptz IS NOT NULL AND {_SAME_ADDRESS}))"
+    f" FROM monitors m JOIN monitors s ON s.id <> m.id AND {_sibling('$5', '$6')}"
     " LEFT JOIN monitor_alert_state a ON a.monitor_id = s.id"
     " LEFT JOIN monitor_alert_settings ms ON ms.monitor_id = s.id"
     " LEFT JOIN organization_alert_settings os ON os.organization_id = s.organization_id"
@@ -207,7 +216,7 @@ SIBLINGS_QUERY = (
 
 
 class Sibling(msgspec.Struct, frozen=True):
-    """A monitor checked at once with a failing (or recovering) one (`_SIBLING`)."""
+    """A monitor checked at once with a failing (or recovering) one (`_sibling`)."""
 
     monitor_id: int
     public_id: str
@@ -224,14 +233,13 @@ async def siblings(
     limit: int = confirm.SIBLINGS_MAX,
     addresses_since: datetime | None = None,
 ) -> list[Sibling]:
-    """The siblings of `monitor_id` (`_SIBLING`: the same host name, or `dependsOn` either way)
-    a confirmation round of theirs would tell something new: with no incident open and no
-    failing run when the monitor started failing; with an incident open and no passing run
-    when it recovers. Not those whose confirmations are off, whose logins are backed off, or
-    with a confirmation round asked within `confirm.RECENT` and not judged yet (`_UNJUDGED`:
-    monitors of one host failing together ask once each); the first `limit` by id. With
-    `addresses_since`, also the monitors whose results since then connected to an address the
-    monitor's did (`_SAME_ADDRESS`)."""
+    """The siblings of `monitor_id` (`_sibling`: the same host name, `dependsOn` either way,
+    or with `addresses_since` a host name connected to one of its addresses) a confirmation
+    round of theirs would tell something new: with no incident open and no failing run when
+    the monitor started failing; with an incident open and no passing run when it recovers.
+    Not those whose confirmations are off, whose logins are backed off, or with a
+    confirmation round asked within `confirm.RECENT` and not judged yet (`_UNJUDGED`:
+    monitors of one host failing together ask once each); the first `limit` by id."""
     rows = await conn.fetch(
         SIBLINGS_QUERY,
         monitor_id,
@@ -244,15 +252,22 @@ async def siblings(
     return [Sibling(**dict(r)) for r in rows]
 
 
-async def unsettled(conn: Conn, monitor_ids: Sequence[int], now: datetime) -> int:
-    """How many siblings of `monitor_ids` (`_SIBLING`), not among them, are still being
-    checked: in a failing run with no incident open yet, with a confirmation round asked within
-    `confirm.RECENT` whose round is not judged yet (`_UNJUDGED`), or whose results the alerter
-    has to judge within `confirm.JUDGING` (its `alert_queue` row: waiting, leased, or a round of
-    its closing)."""
+async def unsettled(
+    conn: Conn,
+    monitor_ids: Sequence[int],
+    now: datetime,
+    *,
+    addresses_since: datetime | None = None,
+) -> int:
+    """How many siblings of `monitor_ids` (`_sibling`, the rule `siblings` asks them by: with
+    `addresses_since`, host names connected to one of their addresses too), not among them,
+    are still being checked: in a failing run with no incident open yet, with a confirmation
+    round asked within `confirm.RECENT` whose round is not judged yet (`_UNJUDGED`), or whose
+    results the alerter has to judge within `confirm.JUDGING` (its `alert_queue` row: waiting,
+    leased, or a round of its closing)."""
     found: int = await conn.fetchval(
-        "SELECT count(DISTINCT s.id)"
-        f" FROM monitors m JOIN monitors s ON {_SIBLING} AND s.id <> ALL($1::bigint[])"
+        "SELECT count(DISTINCT s.id) FROM monitors m"
+        f" JOIN monitors s ON s.id <> ALL($1::bigint[]) AND {_sibling('$4', '$5')}"
         " LEFT JOIN monitor_alert_state a ON a.monitor_id = s.id"
         " WHERE m.id = ANY($1::bigint[])"
         " AND ((a.consecutive_down_rounds > 0 AND a.open_incident_id IS NULL)"
@@ -261,5 +276,7 @@ async def unsettled(conn: Conn, monitor_ids: Sequence[int], now: datetime) -> in
         list(monitor_ids),
         now - confirm.RECENT,
         now + confirm.JUDGING,
+        addresses_since,
+        results.ADDRESSES_MAX,
     )
     return found

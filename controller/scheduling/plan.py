@@ -24,6 +24,7 @@ from controller.jobs.scheme import seeded_round
 from controller.logins import cap as login_cap
 from controller.logins.backoff import HELD, logins
 from controller.logins.cap import Login
+from controller.monitors import mailbox_apis
 from controller.oauth2.rules import OAUTH2_TOKEN, TokenFailure, with_tokens
 from controller.scheduling import rules as schedule
 from controller.scheduling.job_config import JobConfigError, opened
@@ -344,6 +345,7 @@ class RoundPlanner:
         avoid: Mapping[str, list[str]] | None = None,
         tokens: Mapping[str, Secret] | TokenFailure | None = None,
         oauth2_live: frozenset[str] = frozenset(),
+        apis_live: Mapping[str, frozenset[str]] | None = None,
     ) -> PlannedRound:
         """The monitor's round now: one job per country with a live agent (and a key when the
         job carries credentials), a missed row per country without, and an `overdue` row per
@@ -353,7 +355,9 @@ class RoundPlanner:
 
         A monitor with OAuth2 logins logs in with `tokens` (an access token per grant, or why
         there is none: its countries are then recorded `oauth2_token`), and only from
-        countries in `oauth2_live` (every live agent there logs in with OAuth2)."""
+        countries in `oauth2_live` (every live agent there logs in with OAuth2). A round trip
+        whose legs use a mailbox API goes only to countries where every live agent has its
+        feature (`apis_live`: by feature, those countries)."""
         base: Monitor | UnfitMonitor
         if isinstance(target, UnfitMonitor):
             base = target
@@ -383,7 +387,16 @@ class RoundPlanner:
                     raise JobConfigError(target.error)
                 seeded = seeded_round(seeded_from, plan.scheduled_at)
                 self._jobs(
-                    plan, target, now, live, trigger, avoid or {}, tokens, oauth2_live, seeded
+                    plan,
+                    target,
+                    now,
+                    live,
+                    trigger,
+                    avoid or {},
+                    tokens,
+                    oauth2_live,
+                    seeded,
+                    apis_live or {},
                 )
             except JobConfigError as exc:
                 plan.unusable = str(exc)
@@ -417,6 +430,7 @@ class RoundPlanner:
         tokens: Mapping[str, Secret] | TokenFailure | None = None,
         oauth2_live: frozenset[str] = frozenset(),
         seeded: bool = False,
+        apis_live: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         """The round's jobs (asking the agents in `avoid` of each country to leave them to
         another) and the countries it cannot go to; `seeded`: its ids' scheme."""
@@ -433,6 +447,7 @@ class RoundPlanner:
             else:
                 no_token = "no OAuth2 access token was asked for this round: not sent"
         scheduled = plan.scheduled_at
+        needs = mailbox_apis.features(config) if isinstance(config, RoundTripConfig) else []
         # The slow posture lookups (the mail domain's DNS, an SMTP server's reverse DNS, its
         # opted-in open relay test: the side checks of the `dns` cadence) go on the same
         # rounds: one per DNS window.
@@ -511,6 +526,13 @@ class RoundPlanner:
                     "no_agent",
                     f"no live agent in {cc} logs in with OAuth2 (every agent there must be of"
                     " a version that does): not sent",
+                )
+                continue
+            if lacking := [f for f in needs if cc not in (apis_live or {}).get(f, ())]:
+                missed(
+                    "no_agent",
+                    f"no live agent in {cc} runs the {', '.join(lacking)} legs (every agent"
+                    " there must be of a version that does): not sent",
                 )
                 continue
             if plain is not None:

@@ -17,6 +17,7 @@ import structlog
 
 from controller.db.pool import Conn
 from controller.fleet.live import LiveAgents
+from controller.monitors import mailbox_apis
 from controller.monitors.store import WatchedMonitor
 from controller.oauth2.tokens import TokenFailure, TokenService
 from controller.scheduling import confirm_store as confirmations
@@ -101,11 +102,17 @@ class Planner:
         got = tokens or {}
         countries = self._agents.countries() if live is None else live
         oauth2_live = self._agents.countries_with(FEATURE_OAUTH2)
+        apis_live = self._apis_live()
         return await self._planned(
             claimed,
             now,
             lambda m: self._round(
-                m, now, countries, tokens=got.get(monitor_of(m).id), oauth2_live=oauth2_live
+                m,
+                now,
+                countries,
+                tokens=got.get(monitor_of(m).id),
+                oauth2_live=oauth2_live,
+                apis_live=apis_live,
             ),
         )
 
@@ -127,6 +134,7 @@ class Planner:
         )
         live = self._agents.countries()
         oauth2_live = self._agents.countries_with(FEATURE_OAUTH2)
+        apis_live = self._apis_live()
         return await self._planned(
             monitors,
             now,
@@ -138,6 +146,7 @@ class Planner:
                 avoid=avoid.get(monitor_of(m).id, {}),
                 tokens=tokens.get(monitor_of(m).id),
                 oauth2_live=oauth2_live,
+                apis_live=apis_live,
             ),
             trigger=True,
         )
@@ -150,6 +159,7 @@ class Planner:
         tokens = await self._access_tokens([claimed], now)
         live = self._agents.countries()
         oauth2_live = self._agents.countries_with(FEATURE_OAUTH2)
+        apis_live = self._apis_live()
         [planned] = await self._planned(
             [claimed],
             now,
@@ -160,6 +170,7 @@ class Planner:
                 trigger=True,
                 tokens=tokens.get(monitor_of(m).id),
                 oauth2_live=oauth2_live,
+                apis_live=apis_live,
             ),
             trigger=True,
         )
@@ -192,6 +203,10 @@ class Planner:
         if self._rounds.light(claimed, now, trigger=trigger):
             return plan()
         return await asyncio.to_thread(plan)
+
+    def _apis_live(self) -> dict[str, frozenset[str]]:
+        """By mailbox API feature, the countries whose every live agent has it."""
+        return {f: self._agents.countries_with(f) for f in mailbox_apis.FEATURES.values()}
 
     def _token_logins(
         self, claimed: Sequence[ClaimedMonitor], now: datetime
@@ -233,10 +248,12 @@ class Planner:
         avoid: Mapping[str, list[str]] | None = None,
         tokens: Mapping[str, Secret] | TokenFailure | None = None,
         oauth2_live: frozenset[str],
+        apis_live: Mapping[str, frozenset[str]],
     ) -> PlannedRound:
         """The monitor's round (`RoundPlanner.round`). A monitor that cannot become jobs is
         logged and skipped (its next due time still moves), so one bad monitor never stops the
         scheduler. `oauth2_live`: the countries whose every live agent logs in with OAuth2,
+        `apis_live`: by mailbox API feature, the countries whose every live agent has it; both
         read once for the caller's whole batch."""
         plan = self._rounds.round(
             claimed,
@@ -246,6 +263,7 @@ class Planner:
             avoid=avoid,
             tokens=tokens,
             oauth2_live=oauth2_live,
+            apis_live=apis_live,
         )
         if plan.unusable is None and plan.countries:
             return plan

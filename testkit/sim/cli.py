@@ -104,8 +104,9 @@ async def _main(args: argparse.Namespace) -> bool:
         f"{sum(r.results for r in runs)} results judged; "
         f"{monitor_days:.1f} monitor-days ({sum(r.shape.hours for r in runs) / 24:.2f} days of"
         f" {shape.monitors} monitors) in {wall:.1f} s wall, CPU {own:.1f} s here +"
-        f" {pg:.1f} s PostgreSQL = {monitor_days / max(cpu_min, 1e-9):.1f} monitor-days per"
-        " CPU-minute"
+        f" {pg:.1f} s PostgreSQL ({own / max(own + pg, 1e-9):.0%} Python) ="
+        f" {monitor_days / max(cpu_min, 1e-9):.1f} monitor-days per CPU-minute,"
+        f" {len(runs) / max(cpu_min, 1e-9):.2f} histories per CPU-minute"
     )
     if args.target:
         speed = monitor_days / max(cpu_min, 1e-9)

@@ -194,6 +194,14 @@ class _Delivery:
     late: bool = field(compare=False, default=False)
 
 
+@dataclass(frozen=True)
+class _DueTimes:
+    """The alerter's next work: its queue's earliest row, an open flow incident's due time."""
+
+    queue: datetime | None
+    flows: datetime | None
+
+
 @dataclass
 class _Waiting:
     """A job in JOBS while its country's agent is gone: taken when it is back, if in time."""
@@ -249,6 +257,7 @@ class Driver:
         self.published_all: set[tuple[str, str]] = set()  # every process's publisher's
         self._compose()
         self.deliveries: list[_Delivery] = []
+        self.alerted = False  # whether the last alerter pass ran a part
         self.waiting: list[_Waiting] = []
         self.count = itertools.count()
         self.states: dict[str, list[tuple[float, str]]] = {}
@@ -432,11 +441,33 @@ class Driver:
                 f"{how}, stored {self.clock.now():%H:%M:%S}, {d.result.status}"
             )
 
-    async def _alert(self) -> int:
+    async def _due_times(self) -> _DueTimes:
+        """When the alerter's parts next have work: the earliest alert queue row and the
+        earliest due time of an open flow incident (one statement)."""
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT (SELECT min(due_at) FROM alert_queue) AS queue,"
+                " (SELECT min(due_at) FROM flow_incidents WHERE ended_at IS NULL) AS flows"
+            )
+        assert row is not None
+        return _DueTimes(row["queue"], row["flows"])
+
+    async def _alert(self, due: _DueTimes) -> int:
+        """The alerter's pass, each part woken only when `due` says it has work: the evaluator
+        when a queue row is due (`alert_queue.claim` leases rows due now, nothing else), the
+        teller while a flow incident is open with a due time (`flows.due` and
+        `flows.first_waiting` read only those). Otherwise each part's statements find nothing.
+        Returns monitors evaluated; `self.alerted` says whether any part ran."""
+        now = self.clock.now()
         evaluated = 0
-        while n := await self.alerter.evaluator.evaluate_due():
-            evaluated += n
-        await self.alerter.teller.send_due()
+        self.alerted = False
+        if due.queue is not None and due.queue <= now:
+            self.alerted = True
+            while n := await self.alerter.evaluator.evaluate_due():
+                evaluated += n
+        if due.flows is not None:
+            self.alerted = True
+            await self.alerter.teller.send_due()
         self.run_figures["evaluated"] += evaluated
         return evaluated
 
@@ -451,15 +482,10 @@ class Driver:
         for r in rows:
             self.states.setdefault(r["name"], []).append((at, r["state"]))
 
-    async def _next_due(self, earliest: datetime | None) -> float:
-        """The next instant something is due, in seconds of the history."""
-        async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(
-                "SELECT (SELECT min(due_at) FROM alert_queue) AS queue,"
-                " (SELECT min(due_at) FROM flow_incidents WHERE ended_at IS NULL) AS flows"
-            )
-        assert row is not None
-        found = [self.world.offset(t) for t in (earliest, row["queue"], row["flows"]) if t]
+    async def _next_due(self, earliest: datetime | None, due: _DueTimes) -> float:
+        """The next instant something is due, in seconds of the history (`due`: the alerter's
+        due times as they stand after its pass)."""
+        found = [self.world.offset(t) for t in (earliest, due.queue, due.flows) if t]
         if self.deliveries:
             found.append(self.deliveries[0].at)
         now = self._offset()
@@ -500,14 +526,17 @@ class Driver:
             unplanned = done.unplanned
             self._run_jobs()
             await self._ingest()
-            evaluated = await self._alert()
+            due = await self._due_times()
+            evaluated = await self._alert(due)
+            if self.alerted:  # its pass moved the due times
+                due = await self._due_times()
             self.run_figures["ticks"] += 1
             if now >= next_sample:
                 await self._sample()
                 next_sample = now + SAMPLE_S
             if now >= end:
                 break
-            wake = await self._next_due(done.earliest)
+            wake = await self._next_due(done.earliest, due)
             if evaluated:  # a confirmation round the alerter asked for goes at the next pass
                 wake = min(wake, now + self.quantum)
             wake = min(max(wake, now + self.quantum), now + self.max_step, end)

@@ -63,15 +63,16 @@ async def lookups(
     at: Any,
     every: timedelta = timedelta(hours=6),
     listed: dict[str, list[str]] | None = None,
+    lists: tuple[BlockList, ...] = LISTS,
 ) -> list[CheckResult]:
     """Each country's agent asks its resolver (about the host and the `listed` outbound
-    names); the results stored as the ingester does."""
+    names) of `lists`; the results stored as the ingester does."""
     out = []
     for cc, peer in peers.items():
         async with rig.pool.acquire() as conn:
-            fresh = await db.fresh(conn, at - every, LISTS)
+            fresh = await db.fresh(conn, at - every, lists)
         probe = BlocklistProbe(resolver=peer.address)
-        reputation = await probe.probe(ask(LISTS, None, fresh.get(cc, Fresh()), listed), HOST, 5)
+        reputation = await probe.probe(ask(lists, None, fresh.get(cc, Fresh()), listed), HOST, 5)
         out.append(
             CheckResult(
                 job_id=f"job-{cc}-{at.timestamp()}",
@@ -435,3 +436,50 @@ async def test_a_shared_listing_raised_reaches_every_holders_recipients_once(rig
         "web-team@customer.test",
     ], [(r["target"], r["subject"]) for r in mails]
     assert all("Blocklisted on Example RBL" in r["subject"] for r in mails)
+
+
+async def test_a_shared_listing_cleared_reaches_every_holders_recipients_once(rig: Rig) -> None:
+    """Two monitors of one customer hold one listing, seen from different countries, with an
+    on-call address each: the one seen from France stops holding it first (no news while the
+    other holds it); when the last holder clears it, both addresses hear it is gone, once.
+
+    A list's health in a country is every organization's fact (its test entries' answers and
+    failures), and other tests record the shared lists' failures on their own backdated
+    timelines in this database: this test asks a list of its own, so only its rounds judge it."""
+    IP = next(IPS)
+    own = BlockList("own-shared.example.net", "ip", "Own RBL", major=True)
+    lists = (own,)
+    de_m = await rig.monitor(["DE"], email="relay-team@customer.test")
+    fr_m = await rig.monitor(["FR"], email="web-team@customer.test")
+    watch = BlocklistWatch(rig.pool, lists, interval_s=6 * 3600, hold_s=0, links=LINKS)
+    t0 = utcnow() - timedelta(hours=20)
+    t1, t2 = t0 + timedelta(hours=7), t0 + timedelta(hours=14)
+
+    def view(listed: bool) -> dict[str, Zone]:
+        return {own.zone: healthy(**{label(IP): ["127.0.0.2"]}) if listed else healthy()}
+
+    async def step(at: Any, de_listed: bool, fr_listed: bool) -> None:
+        records = {(HOST, "A"): [IP]}
+        async with (
+            DnsblPeer(view(de_listed), records=records) as de,
+            DnsblPeer(view(fr_listed), records=records) as fr,
+        ):
+            await lookups(rig, de_m, {"DE": de}, at, lists=lists)
+            await lookups(rig, fr_m, {"FR": fr}, at, lists=lists)
+            await watch.run_once(at)
+
+    async def told(subject: str) -> list[str]:
+        rows = [r for m in (de_m, fr_m) for r in await rig.outbox_rows(m)]
+        return sorted(
+            r["target"] for r in rows if r["channel"] == "email" and subject in r["subject"]
+        )
+
+    both = ["relay-team@customer.test", "web-team@customer.test"]
+    await step(t0, True, True)
+    assert await told("Blocklisted on Own RBL") == both
+    await step(t1, True, False)
+    assert await told("No longer on Own RBL") == [], "another holder still holds it"
+    await step(t2, False, False)
+    assert await told("No longer on Own RBL") == both
+    await watch.run_once(t2 + timedelta(minutes=1))
+    assert await told("No longer on Own RBL") == both

@@ -6,12 +6,22 @@ soon as none is, before the group wait is over."""
 
 import dataclasses
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import asyncpg
+import msgspec
 
+from agent.probers.run import run_check
+from agent.probers.tls import build_ssl_contexts
+from agent.resolver import TargetResolver
 from controller.access import customers_store as customers
+from controller.ingest import store as results
 from controller.scheduling import confirm, confirm_store
+from shared.messages import CheckResult
+from shared.timefmt import iso_ms
 from testkit.alerting.wired import wired_alerter
+from testkit.peers.jobs import make_job
+from testkit.peers.smtp import SmtpPeer
 from tests.alerting.conftest import DOWN, LINKS, UP, Rig
 from tests.conftest import make_tenant
 
@@ -234,6 +244,94 @@ async def test_host_names_that_resolved_to_one_address_are_siblings(rig: Rig) ->
     assert await requested(rig, alias) == [failed], "another host name, the same address"
     for m in (elsewhere, stale, theirs):
         assert await requested(rig, m) == [], m["name"]
+
+
+async def _store_seen(
+    rig: Rig, m: asyncpg.Record, seen: CheckResult, at: datetime, *, trigger: bool = False
+) -> None:
+    """What the prober saw (its connected address included), as `m`'s round `at` from every
+    country of the rig's monitors, decoded as the ingester decodes an agent's result."""
+    rows = []
+    for cc in ("DE", "FR", "US"):
+        r = msgspec.structs.replace(
+            seen,
+            job_id=rig.job_ids.make(str(m["public_id"]), cc, at, trigger),
+            monitor_id=str(m["public_id"]),
+            country=cc,
+            agent_id=f"{cc}-agent",
+            scheduled_at=iso_ms(at),
+            started_at=iso_ms(at),
+            finished_at=iso_ms(at + timedelta(milliseconds=500)),
+        )
+        rows.append(results.decode_result(msgspec.json.encode(r)))
+    async with rig.pool.acquire() as conn, conn.transaction():
+        await results.store(conn, rows)
+
+
+async def test_the_first_notice_waits_for_a_host_name_at_the_same_address(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """Two host names the agents resolve to one loopback address, one real SMTP server behind
+    it, a monitor on each: the server stops and one monitor's round finds it so. The other is
+    asked at once (`siblings`), and the flow incident's first notice waits for its round as it
+    waits for a same-host sibling's (`unsettled`, one rule), then names both, before the
+    group wait is over."""
+    rig.alerter = wired_alerter(
+        rig.pool,
+        rig.js,
+        rig.job_ids,
+        links=LINKS,
+        clock=rig.clock,
+        incident_group_wait_seconds=30,
+        incident_group_interval_seconds=300,
+    )
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 mx.customer.test smtp.customer.test\n")
+    resolver = TargetResolver(hosts=str(hosts))
+    contexts = build_ssl_contexts()
+    peer = SmtpPeer()
+    await peer.__aenter__()
+    names = {"MX": "mx.customer.test", "Submission": "smtp.customer.test"}
+    ms = {n: await rig.monitor(name=n, hostname=h, port=peer.port) for n, h in names.items()}
+    jobs = {n: make_job("smtp", peer.port, hostname=h, timeout=5.0) for n, h in names.items()}
+
+    async def check(name: str) -> CheckResult:
+        return await run_check(jobs[name], "agent-truth", True, contexts, resolver)
+
+    try:
+        seen = rig.clock() - timedelta(minutes=10)
+        for name, m in ms.items():
+            up = await check(name)
+            assert (up.status, up.address) == ("up", "127.0.0.1"), up.message
+            await _store_seen(rig, m, up, seen)
+        await rig.alerter.burst()
+    finally:
+        await peer.__aexit__(None, None, None)
+    down = {name: await check(name) for name in ms}
+    assert {n: r.status for n, r in down.items()} == dict.fromkeys(ms, "down")
+
+    mx, submission = ms["MX"], ms["Submission"]
+    now = rig.clock()  # to the millisecond, as results carry times
+    failed = now.replace(microsecond=now.microsecond // 1000 * 1000) - timedelta(seconds=5)
+    await _store_seen(rig, mx, down["MX"], failed)
+    await rig.alerter.burst()
+    assert await requested(rig, submission) == [failed], "another host name, the same address"
+    await _store_seen(rig, mx, down["MX"], failed + timedelta(seconds=1), trigger=True)
+    await rig.alerter.burst()
+    assert len(await rig.incidents(mx)) == 1
+    # The other host name's confirmation round is not judged yet: nobody is told.
+    assert await rig.outbox_rows(mx) == [] and await rig.outbox_rows(submission) == []
+
+    for n in (2, 3):
+        await _store_seen(
+            rig, submission, down["Submission"], failed + timedelta(seconds=n), trigger=True
+        )
+        await rig.alerter.burst()
+    (i_mx,), (i_sub,) = await rig.incidents(mx), await rig.incidents(submission)
+    assert i_mx["flow_incident_id"] == i_sub["flow_incident_id"] is not None
+    rows = [*await rig.outbox_rows(mx), *await rig.outbox_rows(submission)]
+    assert {(r["kind"], r["channel"]) for r in rows} == {("down", "email"), ("down", "sms")}
+    assert "and 1 more" in rows[0]["subject"], rows[0]["subject"]
 
 
 async def test_the_address_rule_is_one_indexed_query(rig: Rig) -> None:

@@ -641,3 +641,50 @@ async def test_listed_dkim_selectors_round_trip_through_apply_and_export(
     assert code == 0 and said[0].startswith("~") and "dkimSelectors" in said[0], said
     got = (await client.get(IMAP)).json()["items"]
     assert [m.get("dkimSelectors") for m in got] == [None]
+
+
+GRAPH_FILE = """\
+customer: {customer}
+monitors:
+  - type: roundtrip
+    name: Mail over Graph
+    roundtripConfig:
+      to: probe@contoso.com
+      send:
+        api: graph
+        hostname: graph.microsoft.com
+        from: sender@contoso.com
+        auth:
+          user: sender@contoso.com
+          oauth2: {{provider: microsoft, tenant: contoso.com, grant: client_credentials,
+            clientId: app, clientSecret: {{env: MAILPROBE_SECRET_GRAPH}}}}
+      receive:
+        api: graph
+        hostname: graph.microsoft.com
+        user: probe@contoso.com
+        folders: [inbox]
+        cleanup: delete
+        oauth2: {{provider: microsoft, tenant: contoso.com, grant: client_credentials,
+          clientId: app, clientSecret: {{env: MAILPROBE_SECRET_GRAPH}}}}
+"""
+
+
+async def test_a_graph_round_trip_applies_exports_and_applies_as_no_change(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """A round trip's Graph legs (`api`, `cleanup`) go through apply and come back in export."""
+    customer = tenant.customer_public_id
+    env = {**ENV, "MAILPROBE_SECRET_GRAPH": "graph-s3cret"}
+    code, said = await run(load(GRAPH_FILE.format(customer=customer), "m.yaml", env), client)
+    assert code == 0, said
+    shown = (await client.get("/api/roundtrip-monitors")).json()["items"][0]["roundtripConfig"]
+    assert (shown["send"]["api"], shown["receive"]["api"], shown["receive"]["cleanup"]) == (
+        "graph",
+        "graph",
+        "delete",
+    )
+    exported = export_text(customer, await current(client, customer))
+    assert "api: graph" in exported and "cleanup: delete" in exported
+    assert "graph-s3cret" not in exported
+    code, said = await run(load(exported, "exported.yaml", env), client)
+    assert code == 0 and all(line.startswith("=") for line in said[:-1]), said

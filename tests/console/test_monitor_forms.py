@@ -317,3 +317,51 @@ async def test_a_round_trip_page_shows_its_legs_and_the_phases_of_its_latest_rou
     assert 'data-country="DE"' in r.text and 'data-phase="delivery">4200 ms' in r.text
     assert "DELIVERY" in r.text  # the phase chart's round-trip lines
     assert MASK not in r.text
+
+
+async def test_a_graph_round_trip_is_on_the_form_and_its_page_names_the_api(
+    client: Browserish, http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """The round trip's form offers each leg's mailbox API and the mailbox's cleanup; a Graph
+    round trip's page says its legs go over Microsoft Graph (HTTPS) and what it does with the
+    message it found."""
+    org = await make_tenant(pool)
+    client.session = org.tokens["member"]
+    page = (await client.get("/console/new/roundtrip")).text
+    for name in ("roundtripConfig.send.api", "roundtripConfig.receive.api"):
+        assert re.search(rf'<select[^>]*name="{re.escape(name)}"', page), name
+    assert '<option value="graph"' in page
+    assert re.search(r'<select[^>]*name="roundtripConfig\.receive\.cleanup"', page)
+    grant = {
+        "provider": "microsoft",
+        "tenant": "contoso.com",
+        "grant": "client_credentials",
+        "clientId": "app",
+        "clientSecret": "s3cret",
+    }
+    body = {
+        "customerId": org.customer_public_id,
+        "name": "Mail over Graph",
+        "roundtripConfig": {
+            "send": {
+                "api": "graph",
+                "hostname": "graph.microsoft.com",
+                "auth": {"user": "sender@contoso.com", "oauth2": grant},
+            },
+            "to": "probe@contoso.com",
+            "receive": {
+                "api": "graph",
+                "hostname": "graph.microsoft.com",
+                "user": "probe@contoso.com",
+                "oauth2": grant,
+                "cleanup": "delete",
+            },
+        },
+    }
+    r = await http.post(api_of(ROUNDTRIP).path, json=body, headers=org.auth())
+    assert r.status_code == 201, r.text
+    client.session = org.tokens["readonly"]
+    legs = (await client.get(f"/console/monitors/{r.json()['publicId']}")).text
+    legs = legs.split('id="legs"')[1].split("</table>")[0]
+    assert "Send (Microsoft Graph)" in legs and "Receive (Microsoft Graph)" in legs
+    assert "HTTPS" in legs and "found message deleted" in legs and "s3cret" not in legs

@@ -23,6 +23,7 @@ import asyncpg
 import httpx
 import nats
 import pytest
+import trustme
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
@@ -33,6 +34,8 @@ from controller.db.pool import create_pool
 from controller.fleet.live import LiveAgents
 from controller.ingest.ingester import Ingester
 from controller.jobs.rules import JobIds
+from controller.oauth2.fetcher import TokenFetcher
+from controller.oauth2.tokens import TokenService
 from controller.runtime.pipeline import PUBLISH_ASYNC_MAX_PENDING, Pipeline
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
@@ -42,6 +45,7 @@ from shared.messages import AgentHeartbeat
 from shared.streams import ensure_streams, jobs_consumer_name
 from shared.subjects import JOBS_STREAM, RESULTS_STREAM, jobs_subject
 from testkit.alerting.wired import wired_alerter
+from testkit.oauth2.token_endpoint import ca_context
 from testkit.scheduling import wired_scheduler
 from testkit.sealing import KeyRing
 from testkit.serving import http_client, serve_app
@@ -102,6 +106,13 @@ def seal_keys(tmp_root: Path) -> KeyRing:
 
 
 @pytest.fixture(scope="package")
+def e2e_ca() -> trustme.CA:
+    """The CA of the package's HTTPS peers (OAuth2 token endpoints, the Graph peer): the
+    controller trusts it for token endpoints, a monitor names it in its `tlsOptions.ca`."""
+    return trustme.CA()
+
+
+@pytest.fixture(scope="package")
 async def e2e_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     async with scratch_database(database_url, "mailprobe_e2e") as url:
         pool = await create_pool(url, 10)
@@ -125,31 +136,40 @@ async def controller(
     e2e_nc: NATS,
     job_ids: JobIds,
     seal_keys: KeyRing,
+    e2e_ca: trustme.CA,
 ) -> AsyncIterator[Controller]:
-    """What `serve` runs: the scheduler and the ingester as tasks, the API beside them."""
+    """What `serve` runs: the scheduler (with its OAuth2 token service, token endpoints on
+    loopback allowed) and the ingester as tasks, the API beside them."""
     js = e2e_nc.jetstream(publish_async_max_pending=PUBLISH_ASYNC_MAX_PENDING)
     await ensure_streams(js)
     agents = ScopedAgents(e2e_nc, {HOME, ABROAD})
     await agents.start()
+    box = SecretBox(settings.secrets.secrets_key or "")
+    tokens = TokenService(
+        e2e_pool, box, TokenFetcher(verify=ca_context(e2e_ca), allow_private=True)
+    )
     scheduler = wired_scheduler(
         e2e_pool,
         js,
         agents,
-        SecretBox(settings.secrets.secrets_key or ""),
+        box,
         CountryKeys(str(seal_keys.directory)),
         default_countries=2,
+        tokens=tokens,
     )
     ingester = Ingester(e2e_pool, e2e_nc, js, job_ids, durable=f"ingest-e2e-{uuid.uuid4().hex[:8]}")
     pipeline = Pipeline(e2e_nc, js, agents, scheduler, ingester)
     stop = asyncio.Event()
     tasks = [asyncio.create_task(scheduler.run(stop)), asyncio.create_task(ingester.run(stop))]
     try:
-        async with serve_app(create_app(settings, e2e_pool, pipeline)) as url:
+        allowing = settings.replace(oauth2_token_hosts="127.0.0.1")
+        async with serve_app(create_app(allowing, e2e_pool, pipeline)) as url:
             yield Controller(url, e2e_pool, js, agents, pipeline)
     finally:
         stop.set()
         await asyncio.gather(*tasks)
         await ingester.close()
+        await tokens.close()
         await agents.stop()
         await js.delete_consumer(RESULTS_STREAM, ingester.durable)
         await remove_country_state(js, COUNTRIES)

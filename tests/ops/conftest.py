@@ -15,6 +15,7 @@ from nats.js import JetStreamContext
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from shared.streams import ensure_streams
 from tests.countries import OPS, handout
+from tests.ops.http_front import Serve, server
 
 _COUNTRIES = handout(OPS)
 
@@ -45,3 +46,9 @@ def js(nc: NATS) -> JetStreamContext:
 @pytest.fixture(scope="session")
 def ssl_contexts() -> Iterator[SslContexts]:
     yield build_ssl_contexts()
+
+
+@pytest.fixture
+def serve(database_url: str, nats_url: str) -> Serve:
+    """`controller serve` with the `api` role, started per call (tests/ops/http_front.py)."""
+    return server(database_url, nats_url)

@@ -251,6 +251,38 @@ async def first_raised(conn: Conn, monitor_id: int, zone: str, name: str) -> dat
     return at
 
 
+class Episode(msgspec.Struct, frozen=True):
+    """A listing's episode among a customer's monitors: its raised listings of one (list,
+    name) that overlap one another in time, chained; when the first of them was raised, and the
+    monitors that held one."""
+
+    first_raised: datetime
+    holders: list[int]
+
+
+async def episode(conn: Conn, monitor_id: int, zone: str, name: str) -> Episode | None:
+    """The episode of the monitor's latest raised listing of (`zone`, `name`): the customer's
+    raised listings of it chained by overlap (one of them raised before another cleared);
+    None when the monitor never raised it."""
+    row = await conn.fetchrow(
+        "WITH RECURSIVE l AS ("
+        "  SELECT b.id, b.monitor_id, b.raised_at, coalesce(b.cleared_at, 'infinity') AS until"
+        "  FROM blocklist_listings b JOIN monitors m ON m.id = b.monitor_id"
+        "  WHERE m.customer_id = (SELECT customer_id FROM monitors WHERE id = $1)"
+        "  AND b.zone = $2 AND b.name = $3 AND b.raised_at IS NOT NULL),"
+        " ep AS ((SELECT * FROM l WHERE l.monitor_id = $1 ORDER BY l.until DESC LIMIT 1)"
+        "  UNION SELECT l.* FROM l JOIN ep ON l.raised_at <= ep.until AND l.until >= ep.raised_at)"
+        " SELECT min(raised_at) AS first_raised,"
+        "  array_agg(DISTINCT monitor_id ORDER BY monitor_id) AS holders FROM ep",
+        monitor_id,
+        zone,
+        name,
+    )
+    if row is None or row["first_raised"] is None:
+        return None
+    return Episode(row["first_raised"], list(row["holders"]))
+
+
 async def save_listing(
     conn: Conn, monitor_id: int, before: Listing | None, after: Listing | None, at: datetime
 ) -> None:

@@ -5,8 +5,8 @@ shared answers (only where the list is healthy in that country), held, raised an
 now) is one event and one notice on the channels its severity goes by (a major list's listing
 is `critical`, another's `warning`). A listing several monitors of a customer hold (a name they
 share) is one fact: every one of them shows it, its raise is told once to each of their
-recipients (`_fact_key`), and it is told when the last clears it and as the first of them
-moves it (`_news`)."""
+recipients (`_fact_key`), and it is told when the last clears it (to the recipients of every
+monitor that held it in the episode) and as the first of them moves it (`_news`)."""
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
@@ -171,36 +171,56 @@ class BlocklistWatch:
             )
             await _event(conn, monitor, note, at)
             log.info("blocklist listing " + change, monitor_id=str(monitor.public_id))
-            key = await _fact_key(conn, monitor, change, listing, at)
-            if key is None:
+            told_to = await _fact_key(conn, monitor, change, listing, at)
+            if told_to is None:
                 continue
-            texts = notice(monitor, b, listing, change, self._links, before)
-            for way in WAYS:
-                if way in t.finding_channels(severity):
-                    notes = recipients.to_recipients(
-                        "finding", monitor, texts, key, (way,), severity, by_target=True
-                    )
-                    org = monitor.organization_id
-                    await notify(conn, Notice(Source.FINDING, org, monitor, None, notes), at)
+            key, holders = told_to
+            for holder_id in holders:
+                holder = monitor
+                if holder_id != monitor.id:
+                    found = await monitors.get(conn, holder_id, ALL_TYPES, None)
+                    if found is None or found.organization_id != monitor.organization_id:
+                        continue
+                    holder = found
+                ht = (
+                    t
+                    if holder is monitor
+                    else await thresholds_db.thresholds(conn, holder.id, holder.organization_id)
+                )
+                texts = notice(holder, b, listing, change, self._links, before)
+                for way in WAYS:
+                    if way in ht.finding_channels(severity):
+                        notes = recipients.to_recipients(
+                            "finding", holder, texts, key, (way,), severity, by_target=True
+                        )
+                        org = holder.organization_id
+                        await notify(conn, Notice(Source.FINDING, org, holder, None, notes), at)
 
 
 async def _fact_key(
     conn: Conn, monitor: Monitor, change: Change, listing: Listing, at: datetime
-) -> str | None:
-    """The dedupe key of the change's notice (made per address and channel), None when it is
-    no news. A raise is the customer's one fact: each monitor raising it tells its recipients
-    under the key of its first raise among the monitors holding it, so every holder's
-    recipient hears of it once, whichever raised it first."""
+) -> tuple[str, list[int]] | None:
+    """The dedupe key of the change's notice (made per address and channel) and the monitors
+    whose recipients hear it, None when it is no news. A raise is the customer's one fact: each
+    monitor raising it tells its recipients under the key of its first raise among the monitors
+    holding it, so every holder's recipient hears of it once, whichever raised it first. Its
+    clear, by the last holder, goes under the episode's key to the recipients of every monitor
+    that held it in the episode (`db.episode`), whenever each stopped holding it."""
     fact = f"blocklisted:{listing.zone}:{listing.name}"
     if change == "raised":
         first = await db.first_raised(conn, monitor.id, listing.zone, listing.name)
-        return f"{fact}:c{monitor.customer_id}:{iso_ms(first or at)}:raised"
+        return f"{fact}:c{monitor.customer_id}:{iso_ms(first or at)}:raised", [monitor.id]
     if not await _news(conn, monitor.id, change, listing):
         return None
+    if change == "cleared":
+        ep = await db.episode(conn, monitor.id, listing.zone, listing.name)
+        if ep is not None:
+            key = f"{fact}:c{monitor.customer_id}:{iso_ms(ep.first_raised)}:cleared"
+            return key, ep.holders
     key = f"{fact}:m{monitor.id}:{iso_ms(listing.since)}"
     if change == "moved":  # a listing moves as often as its countries change
         key += f":{iso_ms(at)}"
-    return f"{key}:{change}"
+    return f"{key}:{change}", [monitor.id]
 
 
 async def _news(conn: Conn, monitor_id: int, change: Change, listing: Listing) -> bool:

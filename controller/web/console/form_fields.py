@@ -17,6 +17,7 @@ from typing import Any, Final, Literal, TypeVar
 import msgspec
 import msgspec.inspect as mi
 
+from controller.monitors import mailbox_apis
 from controller.monitors import oauth2_grants as grants
 from controller.monitors.kinds import PORT_HINTS, Kind
 from controller.web.api.errors import ApiError
@@ -64,6 +65,8 @@ _CHOICES: Final[Mapping[str, tuple[str, ...]]] = {
     "oauth2.mechanism": grants.MECHANISMS,
     "oauth2.grant": ("", *grants.GRANTS),
     "oauth2.provider": grants.PROVIDERS,
+    "api": mailbox_apis.APIS,
+    "cleanup": mailbox_apis.CLEANUPS,
 }
 _WIDGETS: Final[Mapping[str, Widget]] = {
     "customerId": "customer",
@@ -105,6 +108,8 @@ LABELS: Final[Mapping[str, str]] = {
     "refreshToken": "Refresh token",
     "privateKey": "Private key (PEM, jwt_bearer)",
     "subject": "Subject (jwt_bearer: the mailbox acted as)",
+    "api": "Mailbox API (instead of the protocol)",
+    "cleanup": "Remove the found message (API)",
 }
 HINTS: Final[Mapping[str, str]] = {
     "allowedCheckCountryCodes": "e.g. DE, US (empty: the default countries)",
@@ -120,6 +125,9 @@ HINTS: Final[Mapping[str, str]] = {
     "servername": "empty: the hostname",
     "receive.port": "default: 993/995 with TLS, else 143/110",
     "tenant": "microsoft: tenant id or domain, common, consumers",
+    "api": "graph: Microsoft Graph (an app's client credentials); gmail: the Gmail API"
+    " (docs/oauth2.md)",
+    "cleanup": "empty or move: to Deleted Items (Gmail: the trash); delete (Graph)",
 }
 _LEGENDS: Final[Mapping[str, str]] = {
     "smtpConfig": "SMTP",

@@ -3,6 +3,7 @@ submission server and the mailbox, as the API shows them: secrets never) and, pe
 the phases of its latest round (SMTP submission, delivery into the mailbox, fetching it there)
 and the folder the message was found in."""
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,7 +22,13 @@ def _phases(p: Phases) -> list[tuple[str, float | None]]:
     return [("Submit", p.submit_ms), ("Delivery", p.delivery_ms), ("Fetch", p.fetch_ms)]
 
 
+# What the page calls a leg's mailbox API (`api`; controller.monitors.mailbox_apis).
+_APIS = {"graph": "Microsoft Graph", "gmail": "Gmail API"}
+
+
 def _tls(leg: dict[str, Any]) -> str:
+    if leg.get("api"):
+        return "HTTPS"
     if leg.get("secure") or leg.get("tls"):
         return "TLS from the first byte"
     if leg.get("requireTls"):
@@ -43,6 +50,13 @@ def _leg(leg: dict[str, Any], user: str) -> dict[str, Any]:
     }
 
 
+def _cleanup(receive: Mapping[str, object]) -> str:
+    """What an API leg does with the message it found; "" for IMAP and POP3 (deleted)."""
+    if not receive.get("api"):
+        return ""
+    return "deleted" if receive.get("cleanup") == "delete" else "moved to Deleted Items"
+
+
 async def roundtrip_view(conn: Conn, monitor: Monitor, now: datetime) -> dict[str, Any]:
     """`legs` and `round_phases` for a round trip's page; empty for any other kind."""
     if monitor.type not in ROUNDTRIP.types:
@@ -52,12 +66,15 @@ async def roundtrip_view(conn: Conn, monitor: Monitor, now: datetime) -> dict[st
     legs = {
         "send": {
             **_leg(send, (send.get("auth") or {}).get("user") or ""),
+            "via": _APIS.get(str(send.get("api") or ""), "SMTP"),
             "from": send.get("from") or "",
         },
         "to": config.get("to") or "",
         "receive": {
             **_leg(receive, receive.get("user") or ""),
-            "protocol": str(receive.get("protocol") or "imap"),
+            "via": _APIS.get(str(receive.get("api") or ""))
+            or str(receive.get("protocol") or "imap").upper(),
+            "cleanup": _cleanup(receive),
             "folders": receive.get("folders") or [],
             "spam_folders": receive.get("spamFolders") or [],
         },

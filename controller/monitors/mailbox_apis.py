@@ -1,0 +1,114 @@
+"""A round trip's legs over a mailbox API instead of SMTP, IMAP or POP3 (`api`): which APIs
+there are, what login each takes, how a found message is removed (`cleanup`) and which agent
+feature runs it. Pure: the write path (`write_values`) applies these rules to each leg, the
+planner asks `features` of a job's config.
+
+- "" (the default): the leg's protocol, with a password or an OAuth2 login;
+- `graph`: Microsoft Graph, app-only: an OAuth2 `client_credentials` grant for
+  `https://graph.microsoft.com/.default`, no password; `cleanup` `move` (the default) or
+  `delete`; agent feature `graph`.
+- `gmail`: the Gmail API: a user's `refresh_token` or a service account's `jwt_bearer` grant
+  (domain-wide delegation, `subject` the mailbox) for
+  `https://www.googleapis.com/auth/gmail.modify`, no password; `cleanup` `move` (the
+  default: to the trash) only, as a delete needs full mail access; agent feature `gmail`.
+"""
+
+from collections.abc import Sequence
+from typing import Final
+
+from shared.messages import FEATURE_GMAIL, FEATURE_GRAPH, RoundTripConfig
+
+GRAPH: Final = "graph"
+GMAIL: Final = "gmail"
+APIS: Final = ("", GRAPH, GMAIL)
+CLEANUPS: Final = ("", "move", "delete")
+GRAPH_SCOPE: Final = "https://graph.microsoft.com/.default"
+GMAIL_SCOPE: Final = "https://www.googleapis.com/auth/gmail.modify"
+# Per API: the grants it takes, the one scope its tokens are asked for, its agent feature.
+_GRANTS: Final = {GRAPH: ("client_credentials",), GMAIL: ("refresh_token", "jwt_bearer")}
+_SCOPES: Final = {GRAPH: [GRAPH_SCOPE], GMAIL: [GMAIL_SCOPE]}
+FEATURES: Final = {GRAPH: FEATURE_GRAPH, GMAIL: FEATURE_GMAIL}
+
+
+class LegProblem(ValueError):
+    """A leg the API refuses: `field` is the key at fault, relative to the leg."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def api(value: str) -> str:
+    """A leg's `api` as stored: "" (its protocol) or one of APIS, any case, blanks around
+    ignored."""
+    normal = value.strip().lower()
+    if normal not in APIS:
+        raise LegProblem("api", f"api must be {' or '.join(a for a in APIS if a)}, or empty")
+    return normal
+
+
+def scope(leg_api: str) -> list[str]:
+    """The scopes an API leg's token is asked for (none for a leg of its protocol, or an API
+    this controller does not know: `api` refuses it)."""
+    return list(_SCOPES.get(leg_api.strip().lower(), []))
+
+
+def grant_scopes(
+    leg_api: str, grant: str | None, scopes: Sequence[str], has_password: bool, grant_key: str
+) -> list[str] | None:
+    """The scopes an API leg's OAuth2 grant is stored with (None for a leg of its protocol,
+    whose grant is left as it is). An API leg logs in with its API's grant only: no password,
+    a grant of the kinds the API takes, its scope alone. `grant_key`: where the leg holds its
+    grant (`oauth2`, `auth.oauth2`)."""
+    if not leg_api:
+        return None
+    label = _label(leg_api)
+    if has_password:
+        password = "auth.pass" if grant_key.startswith("auth.") else "password"
+        raise LegProblem(password, f"a {label} leg logs in with OAuth2 only: no password")
+    if grant is None:
+        raise LegProblem(
+            grant_key,
+            f"a {label} leg needs an OAuth2 grant ({' or '.join(_GRANTS[leg_api])},"
+            f" scope {' '.join(_SCOPES[leg_api])})",
+        )
+    if grant not in _GRANTS[leg_api]:
+        raise LegProblem(
+            f"{grant_key}.grant", f"a {label} leg takes the {' or '.join(_GRANTS[leg_api])} grant"
+        )
+    wanted = _SCOPES[leg_api]
+    if scopes and list(scopes) != wanted:
+        raise LegProblem(
+            f"{grant_key}.scopes",
+            f"a {label} leg's token is asked for {' '.join(wanted)} only (empty: that one)",
+        )
+    return list(wanted)
+
+
+def receive_leg(leg_api: str, protocol: str, cleanup: str) -> str:
+    """The mailbox leg's `cleanup` as stored: an API leg's "" (move), `move` or `delete`; a
+    leg read over IMAP or POP3 takes none (it removes what it found as it always has), and an
+    API leg reads the mailbox by its API, not by POP3."""
+    if cleanup not in CLEANUPS:
+        raise LegProblem("cleanup", f"cleanup must be {', '.join(c for c in CLEANUPS if c)}")
+    if cleanup and not leg_api:
+        raise LegProblem("cleanup", "cleanup is an API leg's (api graph) only")
+    if leg_api == GMAIL and cleanup == "delete":
+        raise LegProblem(
+            "cleanup",
+            "the Gmail API trashes the message it found (move): a delete needs full mail access",
+        )
+    if leg_api and protocol == "pop3":
+        raise LegProblem("protocol", f"a {_label(leg_api)} leg reads the mailbox by its API")
+    return cleanup
+
+
+def features(config: RoundTripConfig) -> list[str]:
+    """The agent features a round trip's job needs beyond the protocols: one per API its legs
+    use, each once."""
+    used = (config.send.api, config.receive.api)
+    return list(dict.fromkeys(FEATURES[a] for a in used if a in FEATURES))
+
+
+def _label(leg_api: str) -> str:
+    return {GRAPH: "Microsoft Graph", GMAIL: "Gmail API"}.get(leg_api, leg_api)

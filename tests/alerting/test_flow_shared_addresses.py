@@ -1,0 +1,139 @@
+"""Ground truth for broken servers known by several names (issue 80), seeded: three servers,
+each at an address of its own, each watched by four monitors under four host names of their
+own (SMTP, submission, IMAPS, POP3S: no name shared, only the address the agents connected
+to). Each server breaks once; the seed draws which monitor notices first and how many rounds
+later the others do (up to 4: beyond `flows.SAME_TIME` for some), and each country's cause
+(refused, timeout, tls; one country may still pass). Judged against the harness's own truth:
+one flow incident per broken server (never two servers in one), one page per server per
+channel at open, at most one change for the monitors noticing later, one at recovery; the
+figures printed. Rounds are stored as the ingester stores them (the rig's), addresses set on
+the healthy round as the agents report them."""
+
+import random
+from collections import Counter
+from datetime import timedelta
+
+import asyncpg
+
+from testkit.alerting.wired import wired_alerter
+from tests.alerting.conftest import LINKS, Rig
+
+SEEDS = (80, 81)
+KINDS = (("smtp", 25, "mx"), ("smtp", 587, "smtp"), ("imap", 993, "imap"), ("pop3", 995, "pop"))
+CAUSES = ("refused", "timeout", "tls")
+UP = {"DE": "up", "FR": "up", "US": "up"}
+
+
+async def _monitors(rig: Rig, s: int) -> list[asyncpg.Record]:
+    box = {"user": "alice", "password": "x", "tls": True}
+    out = []
+    for kind, port, name in KINDS:
+        config = None if kind == "smtp" else {**box, "protocol": kind}
+        out.append(
+            await rig.monitor(
+                kind=kind,
+                name=f"{name}{s}",
+                hostname=f"{name}.server{s}.test",
+                port=port,
+                config=config,
+                phone=None,
+            )
+        )
+    return out
+
+
+async def _campaign(rig: Rig, seed: int) -> None:
+    rnd = random.Random(seed)
+    rig.alerter = wired_alerter(
+        rig.pool,
+        rig.js,
+        rig.job_ids,
+        incident_group_wait_seconds=30,
+        incident_group_interval_seconds=300,
+        links=LINKS,
+        clock=rig.clock,
+    )
+    servers = {s: await _monitors(rig, s) for s in range(3)}
+    for s, ms in servers.items():
+        for m in ms:
+            await rig.round(m, 0, UP)
+            async with rig.pool.acquire() as conn:
+                await conn.execute(
+                    "UPDATE result_details SET address = $2 WHERE monitor_id = $1",
+                    m["id"],
+                    f"192.0.2.{10 + s}",
+                )
+    # The truth: from which round each monitor fails, and how each country sees it.
+    fails: dict[int, int] = {}
+    seen: dict[int, dict[str, str]] = {}
+    plan = []
+    for s, ms in servers.items():
+        start = 1 + rnd.randrange(3)
+        order = rnd.sample(ms, len(ms))
+        lags = [0, *sorted(rnd.choice((0, 1, 2, 4)) for _ in ms[1:])]
+        for m, lag in zip(order, lags, strict=True):
+            fails[m["id"]] = start + lag
+            countries = {cc: rnd.choice(CAUSES) for cc in ("DE", "FR", "US")}
+            if rnd.random() < 0.3:
+                countries[rnd.choice(("DE", "FR", "US"))] = "up"  # a majority still fails
+            seen[m["id"]] = countries
+        plan.append((s, start, [(m["name"], lag) for m, lag in zip(order, lags, strict=True)]))
+    last_down = 12
+    for n in range(1, last_down):
+        for ms in servers.values():
+            for m in ms:
+                await rig.round(m, n, seen[m["id"]] if n >= fails[m["id"]] else UP)
+        await rig.alerter.burst()
+    rig.clock.shift += timedelta(seconds=31)
+    await rig.alerter.burst()
+    rig.clock.shift += timedelta(seconds=301)
+    await rig.alerter.burst()
+    opened = {}
+    for s, ms in servers.items():
+        flows = set()
+        for m in ms:
+            (incident,) = await rig.incidents(m)
+            flows.add(incident["flow_incident_id"])
+        opened[s] = flows
+    downs, changes = Counter(), Counter()
+    for s, ms in servers.items():
+        for m in ms:
+            for r in await rig.outbox_rows(m):
+                if r["kind"] == "down" and r["channel"] == "email":
+                    changed = "changed" in (r["dedupe_key"] or "")
+                    (changes if changed else downs)[s] += 1
+    for n in range(last_down, last_down + 4):
+        for ms in servers.values():
+            for m in ms:
+                await rig.round(m, n, UP)
+        await rig.alerter.burst()
+    rig.clock.shift += timedelta(seconds=301)
+    await rig.alerter.burst()
+    ups = Counter()
+    for s, ms in servers.items():
+        for m in ms:
+            for r in await rig.outbox_rows(m):
+                if r["kind"] == "recovered" and r["channel"] == "email":
+                    ups[s] += 1
+    print(f"\nseed {seed}: server, first failing round, (monitor, rounds later)")
+    for s, start, order in plan:
+        print(f"  server {s}: round {start}: {order}")
+        print(f"    causes: {[seen[m['id']] for m in servers[s]]}")
+    print(f"  flow incidents per server: { {s: len(f) for s, f in opened.items()} }")
+    print(
+        f"  down e-mails per server: {dict(downs)}, change e-mails: {dict(changes)},"
+        f" recovered e-mails: {dict(ups)}"
+    )
+    assert {s: len(f) for s, f in opened.items()} == dict.fromkeys(servers, 1), plan
+    assert len(set().union(*opened.values())) == len(servers), "two servers in one incident"
+    assert downs == Counter(dict.fromkeys(servers, 1)), (downs, plan)
+    # Monitors noticing after the first page are one change notice (the group interval's).
+    assert all(n <= 1 for n in changes.values()), (changes, plan)
+    assert ups == Counter(dict.fromkeys(servers, 1)), (ups, plan)
+
+
+async def test_servers_known_by_several_names_are_one_incident_and_one_page_each(
+    rig: Rig,
+) -> None:
+    for seed in SEEDS:
+        await _campaign(rig, seed)
