@@ -16,7 +16,7 @@ one, as the API's mask says) or null (none).
 Adding a field: docs/architecture.md, "Adding a field to a monitor kind".
 """
 
-from typing import Annotated, ClassVar, Final
+from typing import Annotated, ClassVar, Final, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType, field
@@ -341,6 +341,8 @@ LegApi = Annotated[
     str,
     Meta(
         max_length=20,
+        # graph or gmail in any case, blanks around them ignored (mailbox_apis.api), or empty
+        pattern=r"^\s*([Gg][Rr][Aa][Pp][Hh]|[Gg][Mm][Aa][Ii][Ll])?\s*$",
         description="how the leg reaches the mailbox: empty (default) by its protocol; `graph`: "
         "Microsoft Graph over HTTPS at `hostname` (graph.microsoft.com), logging in with "
         "`oauth2` as an app (client_credentials, scope https://graph.microsoft.com/.default, "
@@ -353,9 +355,8 @@ LegApi = Annotated[
 
 
 Cleanup = Annotated[
-    str,
+    Literal["", "move", "delete"],
     Meta(
-        max_length=20,
         description="an API leg's removal of the probe message it found: `move` (default: to "
         "Deleted Items, or Gmail's trash) or `delete` (Graph only); empty for IMAP and POP3, "
         "which delete it",

@@ -331,7 +331,7 @@ def _receive(
         if isinstance(cfg.api, UnsetType)
         else _leg_rule(key, lambda: mailbox_apis.api(str(cfg.api)))
     )
-    cleanup = "" if isinstance(cfg.cleanup, UnsetType) else cfg.cleanup
+    cleanup: str = "" if isinstance(cfg.cleanup, UnsetType) else cfg.cleanup
     cleanup = _leg_rule(key, lambda: mailbox_apis.receive_leg(leg_api, _protocol(out), cleanup))
     if leg_api:
         out = msgspec.structs.replace(
