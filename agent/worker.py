@@ -112,7 +112,7 @@ from shared.messages import (
 from shared.publishing import Outbox
 from shared.pulling import PullError, StandingPull
 from shared.sealing import OpeningKeys, SealingError
-from shared.sidechecks import SideCheckError
+from shared.sidechecks import SideCheckError, SideCheckErrorKind
 from shared.streams import (
     JOBS_ACK_WAIT_S,
     JOBS_MAX_DELIVER,
@@ -953,10 +953,12 @@ class Worker:
         (in the registry's order), all under one deadline: the job's timeout and
         `side_check_grace` more from when they start (a runner keeps to its own budget; this
         bounds one that does not), so a slot is held for the longest, not the sum. One whose ask
-        does not decode, that overstays or that raises is logged and left out, alone: a side
-        check never spoils, nor holds back, the core check's result or another side check's. A
-        round whose agent's own path failed (`inconclusive`) runs none: what they would gather
-        is that path's (the controller keeps no side facts of such a result either)."""
+        does not decode, that overstays or that raises gives no facts and is reported, alone, in
+        the result's `sideCheckErrors` (`malformed_ask`, `timeout`, `internal`) and logged: a
+        side check never spoils, nor holds back, the core check's result or another side
+        check's. A round whose agent's own path failed (`inconclusive`) runs none: what they
+        would gather is that path's (the controller keeps no side facts of such a result
+        either)."""
         job, result = at.job, at.result
         if result.status == "inconclusive":
             return
@@ -967,6 +969,7 @@ class Worker:
                 ask = check.wire.ask_of(job.side_checks)
             except SideCheckError as exc:
                 log.warning("side_check_ask_malformed", side_check=name, error=str(exc)[:200])
+                result.side_check_errors[name] = "malformed_ask"
                 continue
             if ask is not None:
                 asked.append((name, run, ask))
@@ -977,23 +980,28 @@ class Worker:
         found = await asyncio.gather(
             *(self._side_one(name, run, ask, at, deadline) for name, run, ask in asked)
         )
-        for (name, _, _), facts in zip(asked, found, strict=True):
+        for (name, _, _), (facts, error) in zip(asked, found, strict=True):
             if facts is not None:
                 result.side_checks[name] = facts
+            elif error is not None and name not in result.side_checks:
+                # (facts the core check's session gathered for it stand: the relay test's)
+                result.side_check_errors[name] = error
 
     async def _side_one(
         self, name: str, run: AnyRunner, ask: object, at: Round, deadline: float
-    ) -> object:
-        """One side check's facts by `deadline` (the loop's clock), or None when it overstays
-        or raises (logged under its own name)."""
+    ) -> tuple[object, SideCheckErrorKind | None]:
+        """One side check's facts by `deadline` (the loop's clock), or why it gave none when
+        it overstays (`timeout`) or raises (`internal`), logged under its own name; (None,
+        None) when the round gave it nothing to look at."""
         try:
             async with asyncio.timeout_at(deadline):
-                return await run(ask, at)
+                return await run(ask, at), None
         except TimeoutError:
             log.error("side_check_overstayed", side_check=name, s=at.job.timeout_seconds)
+            return None, "timeout"
         except Exception as exc:  # a side check's bug: the core result still goes out
             log.error("side_check_failed", side_check=name, error=repr(exc)[:200])
-        return None
+            return None, "internal"
 
     async def _explained(self, job: CheckJob, result: CheckResult) -> CheckResult:
         """`result`, or, when it failed before a server answered and a fresh self-check fails
