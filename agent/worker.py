@@ -96,6 +96,7 @@ from agent.settings import AgentSettings, SideCheckSettings, TargetSettings, ope
 from agent.sidechecks import SIDE_CHECKS, AnyRunner, AnySideCheck, Round
 from agent.tenant_loads import TenantUsage
 from shared.clock import WALL, Clock
+from shared.guards import BrokenInvariant
 from shared.loop import run_every
 from shared.messages import (
     CheckJob,
@@ -811,7 +812,8 @@ class Worker:
                 log.info("job_handed_over", attempt=msg.metadata.num_delivered)
             await _settle(msg.nak, HAND_OVER_DELAY_S)
         elif verdict == "inconclusive":
-            assert self._self_checks is not None  # only they block a port
+            if self._self_checks is None:
+                raise BrokenInvariant("worker.Worker._accept: only they block a port")
             why = not_run_message(blocked, self._self_checks.states, self.country)
             result = build_result(job, self.agent_id, "inconclusive", why, self._clock.now())
             await self._finish(msg, job, subject, result, time.perf_counter())
@@ -846,7 +848,8 @@ class Worker:
         cancellation, and is settled like any other."""
         started = time.perf_counter()
         task = asyncio.current_task()
-        assert task is not None
+        if task is None:
+            raise BrokenInvariant("worker.Worker._check: task is unset")
         since = self._clock.now()
         self._checking[task] = (job.tenant, self._clock.monotonic())
         try:
@@ -1059,7 +1062,8 @@ class Worker:
         outcome: Outcome = "nak"
         try:
             task = asyncio.current_task()
-            assert task is not None
+            if task is None:
+                raise BrokenInvariant("worker.Worker._publish_and_ack: task is unset")
             self._free_slot(task, storing=True)
             outcome = await self._stored_and_settled(msg, subject, payload, result.job_id, job)
             return outcome

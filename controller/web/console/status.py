@@ -41,6 +41,7 @@ from controller.web.console.pages import page
 from controller.web.console.session import PREFIX, principal_of
 from controller.web.request_types import AnyRequest
 from controller.web.services import BackgroundDep, PageCacheDep, PoolDep
+from shared.guards import BrokenInvariant
 from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
@@ -208,7 +209,8 @@ async def public(
 ) -> Response[bytes]:
     found = await published(pool, page_cache, slug)
     engine = request.app.template_engine
-    assert isinstance(engine, JinjaTemplateEngine)
+    if not isinstance(engine, JinjaTemplateEngine):
+        raise BrokenInvariant("status.public: expected isinstance(engine, JinjaTemplateEngine)")
     body = await found.body("html", lambda content: render_html(engine, content))
     return Response(body, media_type=MediaType.HTML)
 
