@@ -22,15 +22,15 @@ its own ends as an `internal` result, or is handed back.
 A job's check, from opening its sealed config to its side checks, is the check runner's
 (agent.check_runner), run in the job's slot.
 
-Jobs of several organizations share the slots fairly (agent.fair_queue): the agent pulls
-ahead of its free slots, up to `lookahead` jobs more, into per-tenant lanes (the tenant holding
-fewest slots served first, then the one whose checks held them least lately, then round robin),
-and a tenant at its share of the slots (`tenant_share`) waits while another tenant's job does.
-Pulled-ahead jobs are held with `in_progress` like running ones, so none is redelivered while
-this agent has it, and a job whose life ends while it waits still ends `expired` (run_check).
-It never holds more than capacity + lookahead jobs running or waiting to run: what a fetch
-brings beyond that goes straight back (`within_room`); with the jobs whose results wait in the
-hand-off, at most capacity + lookahead + the hand-off's results.
+Jobs of several organizations share the slots fairly (agent.slots, agent.fair_queue): the agent
+pulls ahead of its free slots, up to `lookahead` jobs more, into per-tenant lanes (the tenant
+holding fewest slots served first, then the one whose checks held them least lately, then round
+robin), and a tenant at its share of the slots (`tenant_share`) waits while another tenant's job
+does. Pulled-ahead jobs are held with `in_progress` like running ones, so none is redelivered
+while this agent has it, and a job whose life ends while it waits still ends `expired`
+(run_check). It never holds more than capacity + lookahead jobs running or waiting to run: what
+a fetch brings beyond that goes straight back (`within_room`); with the jobs whose results wait
+in the hand-off, at most capacity + lookahead + the hand-off's results.
 
 A JOBS message may be a bundle of jobs (agent.bundles): each of its jobs is taken, run and
 settled as a job of its own, and the message is settled once all of them are; a bundle with a
@@ -70,9 +70,7 @@ from nats.js import JetStreamContext
 
 from agent import metrics
 from agent.bundles import Delivery, jobs_of
-from agent.carried import CarriedJob
 from agent.check_runner import SIDE_CHECK_GRACE_S, CheckRunner, seconds_left
-from agent.fair_queue import FairQueue
 from agent.handoff import HANDOFF_STALLED_S, HandOff, Limits
 from agent.heartbeat import HEARTBEAT_INTERVAL_S, Heartbeat
 from agent.job_feed import DEFAULT_ACK_WAIT_S as DEFAULT_ACK_WAIT_S
@@ -90,7 +88,7 @@ from agent.selfcheck_rules import (
 from agent.settings import AgentSettings, opening_keys
 from agent.settle import NATS_ERRORS, settle
 from agent.sidechecks import SIDE_CHECKS, AnyRunner
-from agent.tenant_loads import TenantUsage
+from agent.slots import Slots
 from shared.clock import WALL, Clock
 from shared.guards import BrokenInvariant
 from shared.messages import (
@@ -115,8 +113,6 @@ log = structlog.get_logger(__name__)
 
 # While NATS is away, how often the loop looks whether it is back (no fetch meanwhile).
 RECONNECT_POLL_S = 0.1
-# An agent that took an `admitted` job this recently pulls for its free slots only.
-ADMITTED_FRESH_S = 60.0
 # Results finished within this of the first of them go to RESULTS together
 # (shared.publishing.Outbox): one write, one batch acknowledged together, and their jobs acked
 # together after it. A check gives back its slot when its result is handed to the Outbox, so
@@ -167,10 +163,6 @@ class Worker:
         process's). `Worker.of` builds the parts from plain options."""
         jobs_subject(country)  # validates the code
         self._clock = clock
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
-        if lookahead is not None and lookahead < 0:
-            raise ValueError("lookahead must not be negative")
         self.country = country
         self.agent_id = agent_id or default_agent_id(country)
         self.capacity = concurrency
@@ -185,16 +177,18 @@ class Worker:
         # consumer or fetch failures: waits from retry_delay doubling to retry_delay_max.
         self._feed = JobFeed(nc, country, self._stopping, pulling)
         self._wake = asyncio.Event()  # a slot freed up, or stop() was called
-        # Jobs taken and not settled, each with when it arrived (monotonic time), in arrival order
-        # (which _keep_in_progress relies on): those running (at most `capacity`, with their
-        # tenant) and those waiting for a slot, un-started, in their tenant's lane. Only
-        # _start_waiting() moves a job from one to the other.
-        self._tasks: dict[asyncio.Task[None], tuple[Delivery, float, str]] = {}
-        self._waiting: FairQueue[tuple[Delivery, float]] = FairQueue(concurrency, tenant_share)
-        self._held: dict[str, int] = {}  # running checks by tenant
-        # Results of checks that are over, waiting to be stored (agent.handoff), and the tasks
-        # that wait for their store, each with its job and when that arrived: held, no slot.
         self._metrics = metrics.for_country(country)
+        self._slots = Slots(
+            concurrency,
+            country,
+            tenant_share=tenant_share,
+            lookahead=lookahead,
+            start=self._handle,
+            stopping=self._stopping,
+            wake=self._wake,
+            counters=self._metrics,
+            clock=clock,
+        )
         outbox = Outbox(
             self._js,
             linger_s=RESULT_LINGER_S,
@@ -208,25 +202,11 @@ class Worker:
             outbox,
             HandOff(limits, self._metrics.handoff, clock.monotonic),
             self._metrics,
-            freed=lambda task: self._free_slot(task, storing=True),
+            freed=lambda task: self._slots.free(task, storing=True),
             nak_delay=publishing.nak_delay,
             clock=clock,
         )
         self._handoff_stalled_after = publishing.handoff_stalled_after
-        self._storing: dict[asyncio.Task[None], tuple[Delivery, float]] = {}
-        self._usage = TenantUsage()  # slot-seconds by tenant, for the heartbeat
-        self._started: dict[asyncio.Task[None], float] = {}  # monotonic time each check started
-        # Tasks in their check (after the hand-back rules, before the result is published),
-        # with their tenant and when the check started: what `preempt` may cancel.
-        self._checking: dict[asyncio.Task[Any], tuple[str, float]] = {}
-        self._preempting: dict[asyncio.Task[Any], tuple[Preempt, float]] = {}
-        # Jobs carried by `Preempt` requests, not started yet (at most `capacity`): they take
-        # the next free slots, before any job of `_waiting`.
-        self._carried: list[tuple[Delivery, float, str]] = []
-        # Jobs taken beyond the free slots, so that other tenants' jobs behind one tenant's
-        # flood are seen: taken from the other agents of the country, so bounded.
-        self._lookahead = concurrency if lookahead is None else lookahead
-        self._admitted_at: float | None = None  # monotonic time an `admitted` job last came
         self._bound = False  # to the country's consumer, between subscribe() and the end
 
     @classmethod
@@ -312,18 +292,18 @@ class Worker:
     @property
     def in_flight(self) -> int:
         """Checks running now: never more than `capacity`."""
-        return len(self._tasks)
+        return self._slots.in_flight
 
     @property
     def waiting(self) -> int:
         """Jobs taken but not started, for lack of a free slot."""
-        return len(self._waiting)
+        return self._slots.waiting
 
     @property
     def storing(self) -> int:
         """Jobs whose check is over and whose result is in the hand-off, not stored yet: held,
         in no slot."""
-        return len(self._storing)
+        return self._slots.storing
 
     @property
     def handoff(self) -> HandOff:
@@ -332,23 +312,17 @@ class Worker:
     @property
     def held_by_tenant(self) -> dict[str, int]:
         """Checks running now, by tenant."""
-        return dict(self._held)
+        return self._slots.held_by_tenant
 
     @property
     def waiting_by_tenant(self) -> dict[str, int]:
         """Jobs taken but not started, by tenant."""
-        return self._waiting.counts()
+        return self._slots.waiting_by_tenant
 
     def tenant_loads(self) -> list[TenantLoad]:
         """Each tenant's jobs held here (running or waiting) and its recent slot-seconds, for
         the heartbeat (agent.tenant_loads)."""
-        self._usage.sample(self._clock.monotonic())
-        held = self._waiting.counts()
-        for _, _, tenant in self._carried:
-            held[tenant] = held.get(tenant, 0) + 1
-        for tenant, n in self._held.items():
-            held[tenant] = held.get(tenant, 0) + n
-        return self._usage.loads(held)
+        return self._slots.tenant_loads()
 
     def readiness(self) -> str | None:
         """None when this agent takes jobs (for `/ready`), else why it does not: also while
@@ -390,12 +364,14 @@ class Worker:
             canaries = None
             if self._self_checks is not None:  # first run now, beside job intake
                 canaries = asyncio.create_task(self._self_checks.run(self._stopping))
-            keeper = asyncio.create_task(self._feed.keep_in_progress(self._held_since, self._clock))
+            keeper = asyncio.create_task(
+                self._feed.keep_in_progress(self._slots.held_since, self._clock)
+            )
             log.info(
                 "agent_started",
                 capacity=self.capacity,
-                tenant_cap=self._waiting.cap,
-                lookahead=self._lookahead,
+                tenant_cap=self._slots.tenant_cap,
+                lookahead=self._slots.lookahead,
                 burst=burst,
                 seal_key_ids=sorted(self._runner.seal_keys.ids),
             )
@@ -405,7 +381,7 @@ class Worker:
                 await self._finish_in_flight()
             finally:
                 self._bound = False
-                for task in (*self._tasks, *self._storing):
+                for task in self._slots.held_tasks():
                     task.cancel()  # only left when run() itself is cancelled: a hard kill
                 keeper.cancel()
                 self._stopping.set()
@@ -450,7 +426,7 @@ class Worker:
 
     async def _loop(self, burst: bool) -> None:
         while not self._stopping.is_set():
-            free = self._room()
+            free = self._slots.room()
             if free <= 0:
                 self._wake.clear()
                 await self._wake.wait()
@@ -468,95 +444,19 @@ class Worker:
                     await settle(msg.nak)
                 return
             jobs = await self._feed.within_room(
-                msgs, carried, self._room, self._runner.bundle_handed_back
+                msgs, carried, self._slots.room, self._runner.bundle_handed_back
             )
-            now = self._clock.monotonic()
-            for job in jobs:
-                tenant, admitted = _lane_of(job)
-                if admitted:
-                    self._admitted_at = now
-                self._waiting.push(tenant, (job, now))
-            self._start_waiting()
-            if (
-                burst
-                and not msgs
-                and not self._tasks
-                and not self._storing
-                and await self._feed.drained()
-            ):
+            self._slots.queue(jobs)
+            if burst and not msgs and not self._slots.held_tasks() and await self._feed.drained():
                 return
-
-    def _room(self) -> int:
-        """How many more jobs this agent may hold: running and waiting ones count alike, those
-        whose results wait in the hand-off not at all (bounded there, holding no slot). While
-        the controller admits this country's jobs (they came `admitted` lately), for the free
-        slots only: each was published for a free slot of the country, maybe another agent's."""
-        lookahead = self._lookahead
-        if (
-            self._admitted_at is not None
-            and self._clock.monotonic() - self._admitted_at < ADMITTED_FRESH_S
-        ):
-            lookahead = 0
-        return (
-            self.capacity + lookahead - len(self._tasks) - len(self._waiting) - len(self._carried)
-        )
-
-    def _start_waiting(self) -> None:
-        """Start waiting jobs while a slot is free, the next one as agent.fair_queue says: the
-        only place a check starts, so at most `capacity` run, however the jobs arrived. A job
-        that waited past its life ends `expired` when its turn comes (run_check), never as a
-        check started too late."""
-        while len(self._tasks) < self.capacity:
-            if self._stopping.is_set():
-                return  # handed back by _finish_in_flight
-            if self._carried:
-                msg, arrived, tenant = self._carried.pop(0)
-            elif (picked := self._waiting.pop(self._held, self._usage.usage)) is not None:
-                tenant, (msg, arrived) = picked
-            else:
-                return
-            task = asyncio.create_task(self._handle(msg))
-            self._tasks[task] = (msg, arrived, tenant)
-            self._held[tenant] = self._held.get(tenant, 0) + 1
-            now = self._clock.monotonic()
-            self._started[task] = now
-            self._usage.started(tenant, now)
-            self._metrics.in_flight.inc()
-            task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._free_slot(task)
-        self._storing.pop(task, None)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("check_task_crashed", error=repr(exc))
-
-    def _free_slot(self, task: asyncio.Task[None], *, storing: bool = False) -> None:
-        """`task`'s check is over: its slot and its tenant's share go back and the next
-        waiting job starts. With `storing`, its job stays held until its result is stored."""
-        if (taken := self._tasks.pop(task, None)) is None:
-            return
-        msg, arrived, tenant = taken
-        if storing:
-            self._storing[task] = (msg, arrived)
-        self._held[tenant] -= 1
-        if not self._held[tenant]:
-            del self._held[tenant]
-        started = self._started.pop(task)
-        self._usage.ended(tenant, started, self._clock.monotonic())
-        self._metrics.in_flight.dec()
-        self._start_waiting()
-        self._wake.set()
 
     async def _finish_in_flight(self) -> None:
-        for msg, _, _ in self._carried:  # never started: no stream to hand them back to
+        unstarted = self._slots.unstarted()
+        for msg in unstarted:  # never started: another agent takes them now
             await settle(msg.nak)
-        self._carried.clear()
-        if self._waiting:
-            waiting = [msg for msg, _ in self._waiting.clear()]
-            for msg in waiting:  # never started: another agent takes them now
-                await settle(msg.nak)
-            log.info("waiting_jobs_handed_back", handed_back=len(waiting))
-        tasks = {*self._tasks, *self._storing}
+        if unstarted:
+            log.info("waiting_jobs_handed_back", handed_back=len(unstarted))
+        tasks = self._slots.held_tasks()
         if not tasks:
             return
         self._sink.flush()
@@ -564,41 +464,20 @@ class Worker:
         grace = 0 if self._nc.is_closed else self._grace
         log.info(
             "waiting_for_in_flight",
-            in_flight=len(self._tasks),
-            storing=len(self._storing),
+            in_flight=self._slots.in_flight,
+            storing=self._slots.storing,
             grace_s=grace,
         )
         _, late = await asyncio.wait(tasks, timeout=grace)
         if not late:
             return
-        late_msgs = [self._job_of(task) for task in late]
+        late_msgs = [self._slots.job_of(task) for task in late]
         for task in late:
             task.cancel()
         await asyncio.wait(late)
         for msg in late_msgs:
             await settle(msg.nak)  # another agent takes it now, not after ack_wait
         log.warning("shutdown_grace_exceeded", handed_back=len(late_msgs), grace_s=grace)
-
-    def _job_of(self, task: asyncio.Task[None]) -> Delivery:
-        """The job `task` runs (in a slot) or waits to settle (its result in the hand-off)."""
-        if (taken := self._tasks.get(task)) is not None:
-            return taken[0]
-        return self._storing[task][0]
-
-    def _held_since(self, cutoff: float) -> list[Delivery]:
-        """The jobs held here that arrived at or before `cutoff` (monotonic time): running,
-        waiting for a slot, or waiting for their result's store. The running ones and each lane
-        of waiting ones are in arrival order, so only the old ones are visited; those storing
-        are few (the hand-off's bound) and visited all."""
-        held: list[Delivery] = []
-        running = ((msg, arrived) for msg, arrived, _ in self._tasks.values())
-        for jobs in (running, *self._waiting.lanes()):
-            for msg, arrived in jobs:
-                if arrived > cutoff:
-                    break
-                held.append(msg)
-        held += [msg for msg, arrived in self._storing.values() if arrived <= cutoff]
-        return held
 
     async def _handle(self, msg: Delivery) -> None:
         try:
@@ -658,11 +537,11 @@ class Worker:
         if task is None:
             raise BrokenInvariant("worker.Worker._check: task is unset")
         since = self._clock.now()
-        self._checking[task] = (job.tenant, self._clock.monotonic())
+        self._slots.checking(task, job.tenant)
         try:
             result = await self._runner.checked(job)
         except asyncio.CancelledError:
-            asked = self._preempting.pop(task, None)
+            asked = self._slots.preempted(task)
             if asked is None:
                 raise
             task.uncancel()
@@ -672,44 +551,16 @@ class Worker:
             result = build_result(job, self.agent_id, "preempted", why, since)
             log.info("check_preempted", tenant=job.tenant, after_s=round(seconds, 3))
         finally:
-            self._checking.pop(task, None)
-        if self._preempting.pop(task, None) is not None and task.cancelling():
+            self._slots.checked(task)
+        if self._slots.preempted(task) is not None and task.cancelling():
             task.uncancel()  # asked as the check ended: its own result stands
         await self._sink.finish(msg, job, subject, result, started)
 
     def preempt(self, request: Preempt) -> bool:
         """Cancel the longest-running check of `request.tenant` here (its result `preempted`),
-        and queue the job the request carries for the next free slot, ahead of pulled ones;
-        False when none of its checks runs here (nothing is cancelled)."""
-        cancelled = self._cancel_longest(request)
-        if request.job is not None:
-            self._carry(request.job, cancelled)
-        return cancelled
-
-    def _carry(self, job: CheckJob, cancelled: bool) -> None:
-        """Queue `job`, carried by a `Preempt`, first for the next free slot (at most
-        `capacity` wait); it starts now if a slot is free."""
-        if self._stopping.is_set() or len(self._carried) >= self.capacity:
-            log.warning("carried_job_dropped", job_id=job.job_id, tenant=job.tenant)
-            return
-        now = self._clock.monotonic()
-        self._carried.append((CarriedJob(job, self.country), now, job.tenant))
-        log.info("carried_job_queued", job_id=job.job_id, tenant=job.tenant, cancelled=cancelled)
-        self._start_waiting()
-
-    def _cancel_longest(self, request: Preempt) -> bool:
-        running = [
-            (at, task)
-            for task, (tenant, at) in self._checking.items()
-            if tenant == request.tenant and task not in self._preempting
-        ]
-        if not running:
-            log.info("preempt_found_no_check", tenant=request.tenant)
-            return False
-        at, task = min(running, key=lambda pair: pair[0])
-        self._preempting[task] = (request, at)
-        task.cancel()
-        return True
+        and queue the job the request carries for the next free slot (agent.slots); False
+        when none of its checks runs here."""
+        return self._slots.preempt(request)
 
     async def _on_control(self, msg: Msg) -> None:
         """A control message from the controller (`mon.control.CC.<agentId>`): a `Preempt`.
@@ -723,16 +574,6 @@ class Worker:
             log.warning("control_not_for_this_agent", subject=msg.subject)
             return
         self.preempt(request)
-
-
-def _lane_of(msg: Delivery) -> tuple[str, bool]:
-    """The job's tenant lane and whether it was `admitted`; a message that is not a job goes
-    to the `""` lane, where _handle terms it with a log line."""
-    try:
-        job = decode_job(msg.data)
-    except msgspec.DecodeError:
-        return "", False
-    return job.tenant, job.admitted
 
 
 def _parse_times(job: CheckJob) -> None:
