@@ -21,6 +21,7 @@ import msgspec
 from bench.console import _timed
 from controller.db.pool import connect, create_pool
 from controller.statuspages.cache import PAGE_TTL_S
+from shared.timefmt import utcnow
 from testkit.common import Stack, machine, percentile, steady_partitions, verdict
 
 MONITORS = 100_000
@@ -99,7 +100,7 @@ async def _cold(database_url: str, slug: str, n: int = 3) -> list[float]:
             async with pool.acquire() as conn:
                 found = await status_store.by_slug(conn, slug)
             assert found is not None
-            content = await status._page(pool, *found)
+            content = await status._page(pool, *found, utcnow())
             status.render_html(engine, content)
             msgspec.json.encode(status_feeds.summary_of(content, ""))
             out.append((time.perf_counter() - started) * 1000)

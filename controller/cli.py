@@ -169,6 +169,12 @@ def _tail(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
         choices=get_args(Status),
         help="only up, only down or only inconclusive results (the agent's own path failed)",
     )
+    cmd.add_argument(
+        "--ids",
+        action="store_true",
+        help="show each monitor's publicId beside its name (a monitor whose name is not known"
+        " shows its publicId anyway)",
+    )
     cmd.add_argument("--nats", default=None, help=f"NATS URL (default: NATS_URL or {DEFAULT_NATS})")
     cmd.add_argument(
         "--api",

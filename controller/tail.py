@@ -13,10 +13,11 @@ that the server is out of reach and once that it is back (`connect`).
 `--monitor` takes a public id, or a name: a name is looked up through the API (MAILPROBE_API, a
 token in MAILPROBE_TOKEN, as `apply`), refused when no monitor or several have it.
 
-Each line shows the monitor's name beside its id, quoted as a JSON string (a name is a user's
-text: its control characters are escaped, never sent to the terminal). Names are asked of the
-API with MAILPROBE_TOKEN, once per monitor (`Names`); without a token, or with an API that does
-not answer at start, the lines show ids only and stderr says why once.
+Each line shows the monitor's name, quoted as a JSON string (a name is a user's text: its
+control characters are escaped, never sent to the terminal), and its publicId only with `--ids`
+or when its name is not known. Names are asked of the API with MAILPROBE_TOKEN, once per monitor
+(`Names`); without a token, or with an API that does not answer at start, the lines show ids and
+stderr says why once.
 """
 
 import argparse
@@ -87,13 +88,17 @@ def bundles_subject(country: str | None) -> str:
     return f"mon.results.{country or '*'}.{RESULTS_BUNDLE_TOKEN}"
 
 
-def line(result: CheckResult, name: str | None = None) -> str:
+def line(result: CheckResult, name: str | None = None, ids: bool = False) -> str:
+    """One result as a line: its monitor by name, by publicId too with `ids`, by publicId alone
+    when the name is not known."""
     ms = "-" if result.response_time_ms is None else f"{result.response_time_ms:.0f}ms"
     status = result.status if result.error_kind is None else f"{result.status}/{result.error_kind}"
-    named = "" if name is None else f" {json.dumps(name, ensure_ascii=False)}"
+    shown = [] if name is not None and not ids else [result.monitor_id]
+    if name is not None:
+        shown.append(json.dumps(name, ensure_ascii=False))
     return (
-        f"{result.finished_at} {result.country} {result.monitor_type:<4} {result.monitor_id}"
-        f"{named} {status} {ms} {result.message}"
+        f"{result.finished_at} {result.country} {result.monitor_type:<4} {' '.join(shown)}"
+        f" {status} {ms} {result.message}"
     )
 
 
@@ -153,9 +158,10 @@ async def follow(
     say: Callable[[str], None],
     stop: asyncio.Event,
     names: Names | None = None,
+    ids: bool = False,
 ) -> None:
-    """Print each matching result (its monitor's name beside its id, when `names` knows it)
-    until `stop`; a message that is no result is reported on stderr and skipped."""
+    """Print each matching result (its monitor by name when `names` knows it, its id too with
+    `ids`) until `stop`; a message that is no result is reported on stderr and skipped."""
 
     async def on_result(msg: Msg) -> None:
         try:
@@ -168,7 +174,7 @@ async def follow(
                 continue
             if status is None or result.status == status:
                 named = await names.of(result.monitor_type, result.monitor_id) if names else None
-                say(line(result, named))
+                say(line(result, named, ids))
 
     subs = [
         await nc.subscribe(subject(country, monitor), cb=on_result),
@@ -262,7 +268,9 @@ def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             warn(f"monitor names are not shown: {found}")
         names = None if isinstance(found, str) else found[0]
         try:
-            await follow(nc, args.country, monitor, args.status, print, asyncio.Event(), names)
+            await follow(
+                nc, args.country, monitor, args.status, print, asyncio.Event(), names, args.ids
+            )
         finally:
             await nc.close()
 

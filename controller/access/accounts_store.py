@@ -138,23 +138,14 @@ async def issue_token(
     return expires_at
 
 
-async def token_expiry(conn: Conn, user_id: int, digest: bytes) -> datetime | None:
-    """When the user's live token of `digest` expires; None when it has, or is not theirs."""
-    expires: datetime | None = await conn.fetchval(
-        "SELECT expires_at FROM api_tokens"
-        " WHERE token_hash = $1 AND user_id = $2 AND expires_at > now()",
-        digest,
-        user_id,
-    )
-    return expires
-
-
-async def principal_for_token(conn: Conn, digest: bytes) -> Principal | None:
+async def principal_for_token(conn: Conn, digest: bytes, now: datetime) -> Principal | None:
+    """Whose token `digest` is while it is live at `now` and its user enabled; else None."""
     row = await conn.fetchrow(
         "SELECT u.id, u.public_id, u.organization_id, u.email, u.role, u.is_global_supporter,"
         " u.is_operator FROM api_tokens t JOIN users u ON u.id = t.user_id"
-        " WHERE t.token_hash = $1 AND t.expires_at > now() AND u.disabled_at IS NULL",
+        " WHERE t.token_hash = $1 AND t.expires_at > $2 AND u.disabled_at IS NULL",
         digest,
+        now,
     )
     if row is None:
         return None
@@ -236,14 +227,15 @@ async def other_enabled_owners(conn: Conn, organization_id: int, user_id: int) -
     return count
 
 
-async def set_disabled(conn: Conn, user_id: int, disabled: bool) -> User:
-    """Disable (keeping the first time) or enable a user; disabling also deletes their tokens,
-    so enabling them again does not bring back a token that may have leaked."""
+async def set_disabled(conn: Conn, user_id: int, disabled: bool, now: datetime) -> User:
+    """Disable (keeping the first time) or enable a user at `now`; disabling also deletes their
+    tokens, so enabling them again does not bring back a token that may have leaked."""
     row = await conn.fetchrow(
-        "UPDATE users AS u SET disabled_at = CASE WHEN $2 THEN coalesce(u.disabled_at, now()) END,"
-        f" updated_at = now() WHERE u.id = $1 RETURNING {_USER_COLUMNS}",
+        "UPDATE users AS u SET disabled_at = CASE WHEN $2 THEN coalesce(u.disabled_at, $3) END,"
+        f" updated_at = $3 WHERE u.id = $1 RETURNING {_USER_COLUMNS}",
         user_id,
         disabled,
+        now,
     )
     if row is None:
         raise BrokenInvariant("accounts_store.set_disabled: the statement returned no row")

@@ -119,7 +119,7 @@ class Effects:
             elif isinstance(e, ConfirmationWanted):
                 await self._confirm(conn, monitor, e, now)
             elif isinstance(e, DeliveryObserved):
-                await roundtrip_delivery.observe(conn, monitor, e.rounds, quiet, self._links)
+                await roundtrip_delivery.observe(conn, monitor, e.rounds, quiet, self._links, now)
             elif isinstance(e, Replayed):
                 log.info(
                     "rounds judged again with a late result",
@@ -137,6 +137,7 @@ class Effects:
         quiet: bool,
         t: Thresholds,
         read: posture.Read | None,
+        now: datetime,
     ) -> None:
         """Feed the rounds just judged (complete or closed: their results are final) to the
         monitor's posture, in a savepoint: a posture failure is logged and retried at the next
@@ -144,7 +145,7 @@ class Effects:
         try:
             async with conn.transaction():
                 await posture.observe(
-                    conn, monitor, s.last_round_at, s.state, quiet, self._links, t, read
+                    conn, monitor, s.last_round_at, s.state, quiet, self._links, now, t, read
                 )
         except Exception:
             log.exception("posture evaluation failed", monitor_id=str(monitor.public_id))

@@ -242,7 +242,7 @@ class Evaluator:
             except Exception:
                 _failed(lease.monitor_id)
         await alert_state.save_batch(conn, states, releases, now)
-        await posture_db.save_cursors(conn, moves)
+        await posture_db.save_cursors(conn, moves, now)
         for _ in releases:
             metrics.alert_evaluated()
         return alone
@@ -368,7 +368,7 @@ class Evaluator:
         if s.open_incident_id == NEW_INCIDENT:
             s.open_incident_id = opened
         if not disabled:
-            await self._effects.posture(conn, monitor, s, quiet, t, read)
+            await self._effects.posture(conn, monitor, s, quiet, t, read, now)
             due = due or ready_.come_back(w, s, now)[0]
         changed_at = now if s.state != before else None
         release = None if lease is None else (lease, due)

@@ -79,18 +79,25 @@ class FleetWatch:
             gone = Health("unchecked", "not judged now")
             told = await move(conn, db.HEALTH, stored, now_health, at, hold=self._hold, gone=gone)
             for t in told:
-                await self._tell(conn, *t, t.country in served)
+                await self._tell(conn, *t, t.country in served, at)
 
     async def _tell(
-        self, conn: Conn, check: str, country: str, s: Stored, change: Change, served: bool
+        self,
+        conn: Conn,
+        check: str,
+        country: str,
+        s: Stored,
+        change: Change,
+        served: bool,
+        now: datetime,
     ) -> None:
         log.warning("fleet " + change, check=check, country=country, reason=s.reason)
         texts = notice(check, country, s, change)
         key = f"fleet:{check}:{country}:{change}:{iso_ms(s.since)}"
         orgs = await db.affected_organizations(conn, country, served)
-        await tell_owners(conn, orgs, texts, key)
+        await tell_owners(conn, orgs, texts, key, now)
         if served:
-            await tell_operators(conn, texts, key)
+            await tell_operators(conn, texts, key, now)
 
 
 LABELS: Final = {

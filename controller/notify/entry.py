@@ -24,7 +24,6 @@ from controller.notify import evidence_store, maintenance, outbox_store
 from controller.notify import maintenance_store as windows_db
 from controller.notify.recipients import CHANNELS, Outgoing
 from controller.notify.sources import Source
-from shared.clock import WALL
 
 __all__ = ["Notice", "Source", "in_maintenance", "notify"]
 
@@ -43,18 +42,18 @@ class Notice:
     notes: Sequence[Outgoing]
 
 
-async def notify(conn: Conn, notice: Notice, now: datetime | None = None) -> bool:
-    """Queue `notice`'s notes at `now` (the caller's clock; the wall when not given); a dedupe
+async def notify(conn: Conn, notice: Notice, now: datetime) -> bool:
+    """Queue `notice`'s notes at `now` (the instant the caller was given); a dedupe
     key already queued is skipped. True when any note was queued (not held for maintenance,
     not attached to an open incident). ValueError when the notice contradicts itself (a
     monitor of another organization; the monitor's notification channels with no monitor)."""
-    at = now if now is not None else WALL.now()
+    at = now
     monitor = notice.monitor
     if monitor is None:
         if any(n.channel == CHANNELS for n in notice.notes):
             raise ValueError("a notice about no monitor cannot go to a monitor's channels")
         await outbox_store.enqueue_for_organization(
-            conn, notice.organization_id, notice.notes, notice.source
+            conn, notice.organization_id, notice.notes, notice.source, at
         )
         return bool(notice.notes)
     if monitor.organization_id != notice.organization_id:

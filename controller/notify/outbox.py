@@ -456,7 +456,7 @@ class OutboxWorker:
                 dropped=len(over),
             )
             if not held_before and over[0].monitor_id is not None:
-                await self._tell_owners(conn, org, pot, per_hour, start, over[0].monitor_id)
+                await self._tell_owners(conn, org, pot, per_hour, start, over[0].monitor_id, now)
         return [r for r in rows if r.id not in dropped]
 
     async def _tell_owners(
@@ -467,6 +467,7 @@ class OutboxWorker:
         per_hour: int,
         start: datetime,
         first_monitor_id: int,
+        now: datetime,
     ) -> None:
         """Queue the owners' one notice of the window that `pot` was reached, in the alert
         history of the monitor whose notification was the first dropped."""
@@ -497,7 +498,7 @@ class OutboxWorker:
         of = pot.family if pot.source is Source.OUTAGE else f"{pot.source}:{pot.family}"
         key = f"held_back:{org}:{of}:{start.isoformat()}"
         notes = recipients.to_owners(HELD_BACK, owners, texts, key)
-        await notify(conn, Notice(Source.OWNERS, org, watched.monitor, None, notes))
+        await notify(conn, Notice(Source.OWNERS, org, watched.monitor, None, notes), now)
 
     async def _send(self, row: Claimed) -> Outcome:
         """Deliver one row; whatever goes wrong is an outcome, never an exception."""

@@ -85,15 +85,16 @@ async def enqueue(
 
 
 async def enqueue_for_organization(
-    conn: Conn, organization_id: int, notes: Sequence[Outgoing], source: Source
+    conn: Conn, organization_id: int, notes: Sequence[Outgoing], source: Source, now: datetime
 ) -> None:
-    """Queue `notes` from `source` about no monitor (a status page's subscriber mail), on the
-    organization's budget; a dedupe key already queued is skipped."""
+    """Queue `notes` from `source` about no monitor (a status page's subscriber mail) at `now`,
+    on the organization's budget; a dedupe key already queued is skipped."""
     for n in notes:
         await conn.execute(
             "INSERT INTO notification_outbox (organization_id, kind, channel, target,"
-            " subject, body_text, body_html, dedupe_key, list_unsubscribe, source)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            " subject, body_text, body_html, dedupe_key, list_unsubscribe, source,"
+            " next_attempt_at, created_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)"
             " ON CONFLICT (dedupe_key) DO NOTHING",
             organization_id,
             n.kind,
@@ -105,6 +106,7 @@ async def enqueue_for_organization(
             n.dedupe_key,
             n.list_unsubscribe,
             source,
+            now,
         )
 
 

@@ -336,7 +336,7 @@ class TokenService:
             notes = recipients.to_owners(NOTICE_KIND, owners, texts, notice)
             notes += recipients.to_channels(NOTICE_KIND, texts, notice)
             org = monitor.organization_id
-            await notify(conn, Notice(Source.ACCOUNT, org, monitor, None, notes))
+            await notify(conn, Notice(Source.ACCOUNT, org, monitor, None, notes), now)
         await store.failed(
             conn,
             key,

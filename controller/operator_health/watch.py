@@ -57,20 +57,23 @@ async def move(
     return told
 
 
-async def tell_owners(conn: Conn, organizations: Iterable[int], texts: Texts, key: str) -> None:
-    """`texts` to the owners of each organization, deduplicated by `key` per organization."""
+async def tell_owners(
+    conn: Conn, organizations: Iterable[int], texts: Texts, key: str, now: datetime
+) -> None:
+    """`texts` to the owners of each organization at `now`, deduplicated by `key` per
+    organization."""
     for org in organizations:
         _, owners = await budget_db.owners(conn, org)
         notes = recipients.to_owners(KIND, owners, texts, f"{key}:{org}")
-        await notify(conn, Notice(Source.FLEET, org, None, None, notes))
+        await notify(conn, Notice(Source.FLEET, org, None, None, notes), now)
 
 
-async def tell_operators(conn: Conn, texts: Texts, key: str) -> None:
-    """`texts` to each of the deployment's operators (`accounts.operators`), one notice per
-    organization they belong to, charged to that organization's fleet budget."""
+async def tell_operators(conn: Conn, texts: Texts, key: str, now: datetime) -> None:
+    """`texts` to each of the deployment's operators (`accounts.operators`) at `now`, one notice
+    per organization they belong to, charged to that organization's fleet budget."""
     by_org: dict[int, list[recipients.Owner]] = {}
     for op in await accounts.operators(conn):
         by_org.setdefault(op.organization_id, []).append(recipients.Owner(op.id, op.email))
     for org, ops in by_org.items():
         notes = recipients.to_owners(KIND, ops, texts, f"{key}:operators:{org}")
-        await notify(conn, Notice(Source.FLEET, org, None, None, notes))
+        await notify(conn, Notice(Source.FLEET, org, None, None, notes), now)

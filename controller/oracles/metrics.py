@@ -11,7 +11,6 @@ codes and severities are the product's own, oracles are `dns` and the lists of `
 countries are ISO codes, report results at most `RESULTS_MAX` per kind.
 """
 
-import time
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Final
@@ -23,7 +22,7 @@ from prometheus_client import Gauge
 from controller.db.pool import Conn
 from controller.oracles import store as db
 from controller.sidechecks.blocklists.rules import BlockList, severity
-from shared.timefmt import utcnow
+from shared.clock import WALL, Clock
 
 log = structlog.get_logger(__name__)
 
@@ -74,13 +73,14 @@ REPORT_MESSAGES_DAY = Gauge(
 class World:
     """The gauges above, read again when older than `REFRESH_S`."""
 
-    def __init__(self, lists: Iterable[BlockList] = ()) -> None:
+    def __init__(self, lists: Iterable[BlockList] = (), clock: Clock = WALL) -> None:
         self._severity = {b.zone: severity(b) for b in lists}
+        self._clock = clock
         self._read_at = -float("inf")
 
     async def refresh(self, pool: asyncpg.Pool) -> None:
         """Read them again when stale; a failure is logged, the last values kept."""
-        now = time.monotonic()
+        now = self._clock.monotonic()
         if now - self._read_at < REFRESH_S:
             return
         self._read_at = now
@@ -91,7 +91,7 @@ class World:
             log.warning("world metrics not read", error=repr(exc))
 
     async def _read(self, conn: Conn) -> None:
-        seen = await db.world(conn, utcnow() - timedelta(days=1))
+        seen = await db.world(conn, self._clock.now() - timedelta(days=1))
         for gauge in (FINDINGS, ORACLES, FLEET, LISTINGS, REPORTS_DAY, REPORT_MESSAGES_DAY):
             gauge.clear()
         blocklisted: dict[str, float] = {}

@@ -69,7 +69,7 @@ class OracleWatch:
                 conn, db.HEALTH, stored, now_health, at, hold=self._hold, gone=gone, quiet=quiet
             )
             for t in told:
-                await self._tell(conn, *t, list_since, lists=t.country in through)
+                await self._tell(conn, *t, list_since, at, lists=t.country in through)
 
     async def _tell(
         self,
@@ -79,6 +79,7 @@ class OracleWatch:
         s: Stored,
         change: Change,
         since: datetime,
+        now: datetime,
         *,
         lists: bool,
     ) -> None:
@@ -88,8 +89,8 @@ class OracleWatch:
         texts = notice(oracle, country, s, change, self._label(oracle), lists=lists)
         key = f"oracle:{oracle}:{country}:{change}:{iso_ms(s.since)}"
         orgs = await db.affected_organizations(conn, oracle, country, since)
-        await tell_owners(conn, orgs, texts, key)
-        await tell_operators(conn, texts, key)
+        await tell_owners(conn, orgs, texts, key, now)
+        await tell_operators(conn, texts, key, now)
 
     def _label(self, oracle: str) -> str:
         if oracle == RESOLVER:

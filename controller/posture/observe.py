@@ -81,11 +81,12 @@ async def observe(
     state: str,
     quiet: bool,
     links: Links,
+    now: datetime,
     thresholds: Thresholds | None = None,
     read: Read | None = None,
 ) -> None:
     """Move the monitor's posture over its rounds judged since the last call, up to
-    `judged_until` (the alerter's cursor); `state`: the monitor's alert state now;
+    `judged_until` (the alerter's cursor), at `now`; `state`: the monitor's alert state now;
     `thresholds`: the monitor's, when the caller has read them already; `read`: the results
     the caller has read, taken instead of reading them again when they start at the cursor."""
     if judged_until is None:
@@ -101,7 +102,7 @@ async def observe(
     else:
         rows = await db.rounds_after(conn, monitor_id, after, judged_until, ROWS_PER_PASS)
     if not rows:
-        await db.save_state(conn, monitor_id, judged_until, streaks)
+        await db.save_state(conn, monitor_id, judged_until, streaks, now)
         return
     until = judged_until
     rounds = [(at, list(group)) for at, group in groupby(rows, key=lambda r: r.scheduled_at)]
@@ -112,7 +113,7 @@ async def observe(
     if t is None:
         t = await thresholds_db.thresholds(conn, monitor_id, monitor.organization_id)
     days = t.cert_expiry_days
-    pass_ = _Pass(conn, monitor, state, quiet, t, links)
+    pass_ = _Pass(conn, monitor, state, quiet, t, links, now)
     tracker = Tracker(open=start.open, streaks=streaks)
     stored = start.baselines
     base = stored
@@ -137,8 +138,8 @@ async def observe(
     # than the rest of the pass
     moved = {cc: facts for cc, facts in base.items() if stored.get(cc) != facts}
     if moved:
-        await db.save_baselines(conn, monitor_id, moved)
-    await db.save_state(conn, monitor_id, until, tracker.streaks)
+        await db.save_baselines(conn, monitor_id, moved, now)
+    await db.save_state(conn, monitor_id, until, tracker.streaks, now)
 
 
 class CursorMove(NamedTuple):
@@ -280,9 +281,17 @@ class _Pass:
     to be told is gathered over the call's rounds and told once (`tell`)."""
 
     def __init__(
-        self, conn: Conn, monitor: Monitor, state: str, quiet: bool, t: Thresholds, links: Links
+        self,
+        conn: Conn,
+        monitor: Monitor,
+        state: str,
+        quiet: bool,
+        t: Thresholds,
+        links: Links,
+        now: datetime,
     ) -> None:
         self.conn = conn
+        self.now = now
         self.monitor = monitor
         self.state = state
         self.quiet = quiet
@@ -414,7 +423,9 @@ class _Pass:
                     by_target=True,
                 )
                 await notify(
-                    self.conn, Notice(Source.FINDING, peer.organization_id, peer, None, notes)
+                    self.conn,
+                    Notice(Source.FINDING, peer.organization_id, peer, None, notes),
+                    self.now,
                 )
         log.info(
             "posture domain notice queued",
@@ -428,7 +439,7 @@ class _Pass:
     ) -> None:
         notes = recipients.to_recipients(kind, self.monitor, texts, key, (channel,), severity)
         m = self.monitor
-        await notify(self.conn, Notice(Source.FINDING, m.organization_id, m, None, notes))
+        await notify(self.conn, Notice(Source.FINDING, m.organization_id, m, None, notes), self.now)
         if notes:
             log.info("posture notice queued", monitor_id=self.public_id, kind=kind, channel=channel)
 

@@ -125,8 +125,10 @@ async def known_batch(conn: Conn, monitor_ids: Sequence[int]) -> dict[int, Known
     return found
 
 
-async def save_cursors(conn: Conn, moves: Sequence[tuple[int, datetime, dict[Key, int]]]) -> None:
-    """`save_state` of several monitors (monitor, cursor, streaks) in one statement."""
+async def save_cursors(
+    conn: Conn, moves: Sequence[tuple[int, datetime, dict[Key, int]]], now: datetime
+) -> None:
+    """`save_state` of several monitors (monitor, cursor, streaks) in one statement, at `now`."""
     if not moves:
         return
     rows = [
@@ -142,8 +144,9 @@ async def save_cursors(conn: Conn, moves: Sequence[tuple[int, datetime, dict[Key
         " SELECT j.monitor_id, j.last_round_at, j.streaks FROM jsonb_to_recordset($1::jsonb)"
         " AS j(monitor_id bigint, last_round_at timestamptz, streaks jsonb)"
         " ON CONFLICT (monitor_id) DO UPDATE SET last_round_at = EXCLUDED.last_round_at,"
-        " streaks = EXCLUDED.streaks, updated_at = now()",
+        " streaks = EXCLUDED.streaks, updated_at = $2",
         rows,
+        now,
     )
 
 
@@ -153,15 +156,17 @@ def _key(text: str) -> Key:
 
 
 async def save_state(
-    conn: Conn, monitor_id: int, last_round_at: datetime, streaks: dict[Key, int]
+    conn: Conn, monitor_id: int, last_round_at: datetime, streaks: dict[Key, int], now: datetime
 ) -> None:
     await conn.execute(
-        "INSERT INTO posture_state (monitor_id, last_round_at, streaks) VALUES ($1, $2, $3)"
+        "INSERT INTO posture_state (monitor_id, last_round_at, streaks, updated_at)"
+        " VALUES ($1, $2, $3, $4)"
         " ON CONFLICT (monitor_id) DO UPDATE SET last_round_at = $2, streaks = $3,"
-        " updated_at = now()",
+        " updated_at = $4",
         monitor_id,
         last_round_at,
         {f"{code}|{cc}": n for (code, cc), n in streaks.items()},
+        now,
     )
 
 
@@ -190,12 +195,15 @@ async def baselines(conn: Conn, monitor_id: int) -> dict[str, Baseline]:
     return {r["country"]: dict(r["facts"]) for r in rows}
 
 
-async def save_baselines(conn: Conn, monitor_id: int, values: dict[str, Baseline]) -> None:
+async def save_baselines(
+    conn: Conn, monitor_id: int, values: dict[str, Baseline], now: datetime
+) -> None:
     await conn.executemany(
-        "INSERT INTO posture_baselines (monitor_id, country, facts) VALUES ($1, $2, $3)"
-        " ON CONFLICT (monitor_id, country) DO UPDATE SET facts = $3, updated_at = now()"
+        "INSERT INTO posture_baselines (monitor_id, country, facts, updated_at)"
+        " VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (monitor_id, country) DO UPDATE SET facts = $3, updated_at = $4"
         " WHERE posture_baselines.facts <> $3::jsonb",
-        [(monitor_id, cc, facts) for cc, facts in values.items()],
+        [(monitor_id, cc, facts, now) for cc, facts in values.items()],
     )
 
 

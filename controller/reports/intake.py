@@ -67,7 +67,7 @@ from controller.sidechecks.reports import rules
 from shared import strangers
 from shared.messages import MonitorEvent, PostureNote, encode
 from shared.subjects import events_subject
-from shared.timefmt import iso_ms, utcnow
+from shared.timefmt import iso_ms
 
 log = structlog.get_logger(__name__)
 
@@ -126,14 +126,14 @@ async def take(
     limits: Limits = DEFAULT_LIMITS,
     named: str = "",
     sender: str = "",
-    now: datetime | None = None,
+    *,
+    now: datetime,
 ) -> Taken:
     """Parse `data` and store it for the organization (`domain`: the only domain it may be
     about, the HTTPS endpoint's; `kind`: the only kind it may be, told from its first bytes;
     `named`: the domain a mailed report's message names, unverified); judge its domains.
     `source` says where it came from, `sender` who sent it (controller.reports.senders),
     `now` when it was received."""
-    now = _now(now)
     counted = await _counted(pool, organization_id, domain, named)
     for d in counted:
         if spent := await _spent(pool, organization_id, d, now, limits):
@@ -253,18 +253,13 @@ async def _charge(
             await db.take_hour(conn, organization_id, d, hour, 0)
 
 
-def _now(now: datetime | None) -> datetime:
-    """The instant given, else the wall's (callers that have no clock)."""
-    return now or utcnow()
-
-
 async def mailed_spent(
-    pool: asyncpg.Pool, organization_id: int, now: datetime | None, limits: Limits
+    pool: asyncpg.Pool, organization_id: int, now: datetime, limits: Limits
 ) -> Rejected | None:
     """The refusal of a mailed message before it is opened, when the organization's mailed
     messages refused whole this hour that named no monitored domain reached its bound
     (`refuse_message`); None while they have not."""
-    hour = _now(now).replace(minute=0, second=0, microsecond=0)
+    hour = now.replace(minute=0, second=0, microsecond=0)
     async with pool.acquire() as conn:
         refused = await db.hour_reports(conn, organization_id, _NO_DOMAIN, hour)
     if refused < limits.mailed_refusals_per_hour:
@@ -282,13 +277,13 @@ async def refuse_message(
     source: str,
     size: int,
     exc: Rejected,
-    now: datetime | None = None,
+    *,
+    now: datetime,
 ) -> Taken:
     """Record and count a mailed message refused whole (`no_report`, `too_large`, `too_deep`):
     it counts against the hour of the monitored domain its subject names (`exc.named`), as a
     report its parser refuses does, else against the organization's bound of such refusals
     (`mailed_spent`)."""
-    now = _now(now)
     named = await _counted(pool, organization_id, None, exc.named)
     await _charge(pool, organization_id, named or [_NO_DOMAIN], now)
     return await refuse(pool, organization_id, "mail", source, size, exc)
@@ -522,7 +517,7 @@ async def _send(
                 "finding", monitor, texts, key, (way,), worst.severity, by_target=True
             )
             notice = Notice(Source.REPORT, monitor.organization_id, monitor, None, notes)
-            queued = await notify(conn, notice) or queued
+            queued = await notify(conn, notice, now) or queued
     log.info(
         "report finding notice",
         domain=fact.domain,
@@ -553,10 +548,9 @@ async def _event(
     await events_db.add_event(conn, events_subject(public_id), msg_id, encode(event))
 
 
-async def send_digests(pool: asyncpg.Pool, links: Links, now: datetime | None = None) -> int:
+async def send_digests(pool: asyncpg.Pool, links: Links, now: datetime) -> int:
     """Send every digest that is due: one notice per customer's domain of its open report
     findings and how much news they gathered. How many went."""
-    now = _now(now)
     sent = 0
     async with pool.acquire() as conn, conn.transaction():
         for due in await db.digests_due(conn, now, DIGESTS_PER_PASS):
@@ -582,10 +576,9 @@ async def send_digests(pool: asyncpg.Pool, links: Links, now: datetime | None = 
     return sent
 
 
-async def sweep(pool: asyncpg.Pool, links: Links) -> None:
-    """Judge again every domain with an open report finding: it clears once its reports have
-    left the window."""
-    now = utcnow()
+async def sweep(pool: asyncpg.Pool, links: Links, now: datetime) -> None:
+    """Judge again, at `now`, every domain with an open report finding: it clears once its
+    reports have left the window."""
     async with pool.acquire() as conn:
         domains = await db.domains_with_findings(conn)
     for d in domains:

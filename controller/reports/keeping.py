@@ -8,7 +8,7 @@
   (controller.reports.intake.send_digests)."""
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 import structlog
@@ -17,8 +17,8 @@ from controller.db import turns
 from controller.notify.links import Links
 from controller.reports import intake
 from controller.reports import store as db
+from shared.clock import Clock
 from shared.loop import run_every
-from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -26,39 +26,39 @@ INTERVAL_S = 3600.0
 DIGEST_TICK_S = 60.0
 
 
-async def one_pass(pool: asyncpg.Pool, retention_days: int, links: Links) -> None:
+async def one_pass(pool: asyncpg.Pool, retention_days: int, links: Links, now: datetime) -> None:
     async with pool.acquire() as conn, turns.turn(conn, turns.REPORTS) as mine:
         if not mine:
             return
-        now = utcnow()
         gone = await db.forget_before(conn, now - timedelta(days=retention_days))
         await db.forget_hours(conn, now.replace(minute=0, second=0, microsecond=0))
         if gone.reports or gone.rejected or gone.rows:
             log.info(
                 "reports forgotten", reports=gone.reports, rejected=gone.rejected, rows=gone.rows
             )
-        await intake.sweep(pool, links)
+        await intake.sweep(pool, links, now)
 
 
-async def digest_pass(pool: asyncpg.Pool, links: Links) -> int:
-    """The due digests sent (each monitor's row locked: replicas never send one twice)."""
-    sent = await intake.send_digests(pool, links)
+async def digest_pass(pool: asyncpg.Pool, links: Links, now: datetime) -> int:
+    """The digests due at `now` sent (each monitor's row locked: replicas never send one
+    twice)."""
+    sent = await intake.send_digests(pool, links, now)
     if sent:
         log.info("report finding digests sent", digests=sent)
     return sent
 
 
 async def keep_reports(
-    pool: asyncpg.Pool, retention_days: int, links: Links, stop: asyncio.Event
+    pool: asyncpg.Pool, retention_days: int, links: Links, stop: asyncio.Event, clock: Clock
 ) -> None:
     """Every INTERVAL_S until `stop` (the first pass at once), and the digests every
     DIGEST_TICK_S."""
 
     async def run() -> None:
-        await one_pass(pool, retention_days, links)
+        await one_pass(pool, retention_days, links, clock.now())
 
     async def digests() -> None:
-        await digest_pass(pool, links)
+        await digest_pass(pool, links, clock.now())
 
     await asyncio.gather(
         run_every(INTERVAL_S, run, name="reports", stop=stop),

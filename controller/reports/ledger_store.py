@@ -4,6 +4,7 @@ opens the transaction."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from controller.db.pool import Conn
 
@@ -14,33 +15,40 @@ class Noted:
     reads: int  # reads begun
 
 
-async def begin(conn: Conn, organization_id: int, mailbox: str, message: str) -> Noted | None:
-    """Note a read of the message begun (`reading`, one more read); what was noted before it,
-    None for a message never read."""
+async def begin(
+    conn: Conn, organization_id: int, mailbox: str, message: str, at: datetime
+) -> Noted | None:
+    """Note a read of the message begun at `at` (`reading`, one more read); what was noted
+    before it, None for a message never read."""
     row = await conn.fetchrow(
         "WITH before AS (SELECT state, reads FROM report_mail_messages"
         "  WHERE organization_id = $1 AND mailbox = $2 AND message = $3),"
         " noted AS (INSERT INTO report_mail_messages AS m (organization_id, mailbox, message,"
-        "  state) VALUES ($1, $2, $3, 'reading') ON CONFLICT (organization_id, mailbox, message)"
-        "  DO UPDATE SET reads = m.reads + 1, at = now()"
+        "  state, at) VALUES ($1, $2, $3, 'reading', $4)"
+        "  ON CONFLICT (organization_id, mailbox, message)"
+        "  DO UPDATE SET reads = m.reads + 1, at = $4"
         "  WHERE m.state = 'reading')"
         " SELECT state, reads FROM before",
         organization_id,
         mailbox,
         message,
+        at,
     )
     return None if row is None else Noted(row["state"], row["reads"])
 
 
-async def note(conn: Conn, organization_id: int, mailbox: str, message: str, state: str) -> None:
-    """The message's reports taken in (`taken`) or the message refused (`refused`)."""
+async def note(
+    conn: Conn, organization_id: int, mailbox: str, message: str, state: str, at: datetime
+) -> None:
+    """The message's reports taken in (`taken`) or the message refused (`refused`), at `at`."""
     await conn.execute(
-        "UPDATE report_mail_messages SET state = $4, at = now()"
+        "UPDATE report_mail_messages SET state = $4, at = $5"
         " WHERE organization_id = $1 AND mailbox = $2 AND message = $3",
         organization_id,
         mailbox,
         message,
         state,
+        at,
     )
 
 

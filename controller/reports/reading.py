@@ -29,11 +29,11 @@ from controller.reports import intake, mailbox
 from controller.reports import mailbox_store as db
 from controller.reports.mailbox import MailboxError, ReportMailbox
 from controller.secrets.box import SealedSecret, SecretBox, SecretBoxError
+from shared.clock import Clock
 from shared.guards import BrokenInvariant
 from shared.loop import run_every
 from shared.secret import Secret
 from shared.strangers import kept
-from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +54,7 @@ class Reader:
     box: SecretBox
     fetcher: TokenFetcher
     links: Links
+    clock: Clock  # the instant reads are due, begun, ended and tokens expire at
     interval_s: float = 300.0
     calls_per_hour: int = 600
     allow_private: bool = False
@@ -65,7 +66,7 @@ async def one_pass(pool: asyncpg.Pool, reader: Reader) -> int:
     async with pool.acquire() as conn, turns.turn(conn, turns.REPORT_MAILBOXES) as mine:
         if not mine:
             return 0
-        due = await db.due(conn, utcnow(), BATCH)
+        due = await db.due(conn, reader.clock.now(), BATCH)
         gate = asyncio.Semaphore(CONCURRENCY)
 
         async def one(stored: db.StoredMailbox) -> None:
@@ -83,7 +84,7 @@ async def one_pass(pool: asyncpg.Pool, reader: Reader) -> int:
 
 async def _read(pool: asyncpg.Pool, reader: Reader, stored: db.StoredMailbox) -> None:
     org = stored.organization_id
-    started = utcnow()
+    started = reader.clock.now()
     error: str | None = None
     counts = None
     box: ReportMailbox | None = None
@@ -102,7 +103,7 @@ async def _read(pool: asyncpg.Pool, reader: Reader, stored: db.StoredMailbox) ->
         error = _scrubbed(error, box.password.reveal())
     if error is not None:  # a server's words: kept as a stranger's text is
         error = kept(error, ERROR_MAX)
-    now = utcnow()
+    now = reader.clock.now()
     async with pool.acquire() as conn:
         await db.read_done(
             conn,
@@ -187,7 +188,7 @@ async def _token(
         issued = await reader.fetcher.fetch(opened, stored.protocol, stored.user)
     except TokenError as exc:
         raise MailboxError(f"no OAuth2 token ({exc.error}): {exc}") from None
-    expires = oauth2_rules.expires_at(utcnow(), issued.expires_in)
+    expires = oauth2_rules.expires_at(reader.clock.now(), issued.expires_in)
     rotated = None
     if issued.refresh_token and issued.refresh_token != opened.refresh_token.reveal():
         rotated = reader.box.seal(issued.refresh_token)

@@ -25,10 +25,15 @@ Seen = tuple[datetime, bool, Sequence[str | None]]
 
 
 async def observe(
-    conn: Conn, monitor: Monitor, judged: Sequence[Seen], quiet: bool, links: Links
+    conn: Conn,
+    monitor: Monitor,
+    judged: Sequence[Seen],
+    quiet: bool,
+    links: Links,
+    now: datetime,
 ) -> None:
     """Move the monitor's record over the rounds just judged; tell the owners once per back-off
-    (while notifications are held, at the next round judged outside the quiet)."""
+    (while notifications are held, at the next round judged outside the quiet), at `now`."""
     before = d = await delivery_db.get(conn, monitor.id)
     for at, up, kinds in judged:
         d = rules.after_round(d, rules.outcome(up, kinds), at)
@@ -39,7 +44,9 @@ async def observe(
         texts = render_delivery_backoff(monitor, d.not_delivered, rules.BACKED_OFF_PER_HOUR, links)
         key = f"delivery-backoff:{monitor.id}:{iso_ms(judged[-1][0])}"
         notes = recipients.to_recipients("delivery", monitor, texts, key)
-        await notify(conn, Notice(Source.ACCOUNT, monitor.organization_id, monitor, None, notes))
+        await notify(
+            conn, Notice(Source.ACCOUNT, monitor.organization_id, monitor, None, notes), now
+        )
         d = dataclasses.replace(d, notified=True)
         bound.warning(
             "round trip not delivered: sending slowed, owners told", rounds=d.not_delivered

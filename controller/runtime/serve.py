@@ -231,11 +231,12 @@ def _alerter(
     from controller.reports.reading import Reader, read_mailboxes
 
     reports, oauth2 = settings.reports, settings.oauth2
-    kept = keep_reports(pool, reports.reports_retention_days, links, stop)
+    kept = keep_reports(pool, reports.reports_retention_days, links, stop, clock)
     reader = Reader(
         box,
         TokenFetcher.from_settings(oauth2),
         links,
+        clock,
         interval_s=reports.reports_mailbox_interval_seconds,
         calls_per_hour=oauth2.oauth2_token_calls_per_hour,
         allow_private=reports.reports_mailbox_allow_private,

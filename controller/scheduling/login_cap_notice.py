@@ -49,6 +49,6 @@ async def reached(conn: Conn, monitor_id: int, cap: int, now: datetime, links: L
     notes = recipients.to_owners(KIND, owners, texts, key)
     to_channels = recipients.to_channels(KIND, texts, key)
     org = monitor.organization_id
-    await notify(conn, Notice(Source.ACCOUNT, org, monitor, None, notes + to_channels))
+    await notify(conn, Notice(Source.ACCOUNT, org, monitor, None, notes + to_channels), now)
     await login_caps.told(conn, monitor_id)
     bound.warning("login cap reached: owners told", owners=len(notes))

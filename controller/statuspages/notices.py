@@ -4,6 +4,7 @@ every confirmed subscriber is mailed it through the outbox, on the organization'
 budget, with a one-click unsubscribe link. Callers (API and console) check rights: owners and
 admins of the page's organization write notices, as they alone publish pages."""
 
+from datetime import datetime
 from uuid import UUID
 
 import structlog
@@ -26,6 +27,7 @@ async def tell_subscribers(
     notice: Notice,
     state: str,
     body: str,
+    now: datetime,
 ) -> int:
     """Queue the update for every confirmed subscriber of the notice's page; how many (none
     without PUBLIC_URL: a mail needs links that work)."""
@@ -52,7 +54,7 @@ async def tell_subscribers(
         )
     subscribers_ = notify_entry.Source.SUBSCRIBERS
     told = notify_entry.Notice(subscribers_, notice.organization_id, None, None, notes)
-    await notify_entry.notify(conn, told)
+    await notify_entry.notify(conn, told, now)
     log.info(
         "status notice update queued for subscribers",
         slug=notice.slug,
@@ -73,9 +75,10 @@ async def create(
     state: str,
     body: str,
     author_id: int,
+    now: datetime,
 ) -> Notice:
-    notice = await notices.create(conn, page_id, title, impact, state, body, author_id)
-    await tell_subscribers(conn, box, public_url, notice, state, body)
+    notice = await notices.create(conn, page_id, title, impact, state, body, author_id, now)
+    await tell_subscribers(conn, box, public_url, notice, state, body, now)
     return notice
 
 
@@ -88,11 +91,12 @@ async def update(
     state: str,
     body: str,
     author_id: int,
+    now: datetime,
 ) -> Notice | None:
     """None when the organization has no such notice."""
     notice = await notices.by_public_id(conn, public_id, organization_id)
     if notice is None:
         return None
-    await notices.add_update(conn, notice.id, state, body, author_id)
-    await tell_subscribers(conn, box, public_url, notice, state, body)
+    await notices.add_update(conn, notice.id, state, body, author_id, now)
+    await tell_subscribers(conn, box, public_url, notice, state, body, now)
     return await notices.by_id(conn, notice.id)

@@ -71,39 +71,53 @@ async def page_of_customer(
 
 
 async def create(
-    conn: Conn, page_id: int, title: str, impact: str, state: str, body: str, author_id: int
+    conn: Conn,
+    page_id: int,
+    title: str,
+    impact: str,
+    state: str,
+    body: str,
+    author_id: int,
+    at: datetime,
 ) -> Notice:
-    """A new notice with its first update; returns the notice."""
+    """A new notice with its first update, written at `at`; returns the notice."""
     notice_id: int = await conn.fetchval(
-        "INSERT INTO status_notices (status_page_id, title, impact, resolved_at)"
-        " VALUES ($1, $2, $3, CASE WHEN $4 = 'resolved' THEN now() END) RETURNING id",
+        "INSERT INTO status_notices (status_page_id, title, impact, created_at, resolved_at)"
+        " VALUES ($1, $2, $3, $5, CASE WHEN $4 = 'resolved' THEN $5::timestamptz END)"
+        " RETURNING id",
         page_id,
         title,
         impact,
         state,
+        at,
     )
-    await add_update(conn, notice_id, state, body, author_id)
+    await add_update(conn, notice_id, state, body, author_id, at)
     found = await by_id(conn, notice_id)
     if found is None:
         raise BrokenInvariant("notices_store.create: found is unset")
     return found
 
 
-async def add_update(conn: Conn, notice_id: int, state: str, body: str, author_id: int) -> None:
-    """An update; `resolved` resolves the notice, any other state opens it again."""
+async def add_update(
+    conn: Conn, notice_id: int, state: str, body: str, author_id: int, at: datetime
+) -> None:
+    """An update written at `at`; `resolved` resolves the notice, any other state opens it
+    again."""
     await conn.execute(
-        "INSERT INTO status_notice_updates (notice_id, state, body, author_id)"
-        " VALUES ($1, $2, $3, $4)",
+        "INSERT INTO status_notice_updates (notice_id, state, body, author_id, created_at)"
+        " VALUES ($1, $2, $3, $4, $5)",
         notice_id,
         state,
         body,
         author_id,
+        at,
     )
     await conn.execute(
         "UPDATE status_notices SET resolved_at = CASE WHEN $2 = 'resolved'"
-        " THEN coalesce(resolved_at, now()) END WHERE id = $1",
+        " THEN coalesce(resolved_at, $3::timestamptz) END WHERE id = $1",
         notice_id,
         state,
+        at,
     )
 
 

@@ -98,19 +98,22 @@ async def save(
     title: str,
     show_hostnames: bool,
     monitor_ids: Sequence[int],
+    at: datetime,
 ) -> None:
-    """Publish or change the customer's page; monitors not of that customer are ignored. Raises
-    asyncpg.UniqueViolationError when another page has the slug."""
+    """Publish or change the customer's page at `at`; monitors not of that customer are ignored.
+    Raises asyncpg.UniqueViolationError when another page has the slug."""
     page_id: int = await conn.fetchval(
-        "INSERT INTO status_pages (organization_id, customer_id, slug, title, show_hostnames)"
-        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (customer_id) DO UPDATE SET"
+        "INSERT INTO status_pages"
+        " (organization_id, customer_id, slug, title, show_hostnames, created_at, updated_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (customer_id) DO UPDATE SET"
         " slug = EXCLUDED.slug, title = EXCLUDED.title,"
-        " show_hostnames = EXCLUDED.show_hostnames, updated_at = now() RETURNING id",
+        " show_hostnames = EXCLUDED.show_hostnames, updated_at = $6 RETURNING id",
         organization_id,
         customer_id,
         slug,
         title,
         show_hostnames,
+        at,
     )
     await conn.execute("DELETE FROM status_page_monitors WHERE status_page_id = $1", page_id)
     await conn.execute(

@@ -55,6 +55,7 @@ from controller.web.services import (
     PoolDep,
     Services,
     WorldDep,
+    clock_of,
 )
 from shared import __version__
 
@@ -194,6 +195,7 @@ def create_app(
         raise ValueError("SECRETS_KEY is required to serve the API")
 
     box = SecretBox(settings.secrets.secrets_key)
+    clock = clock_of(pipeline)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -234,7 +236,7 @@ def create_app(
             ready,
             instance_proof,
             prometheus_metrics,
-            *console.routers(box, pool),
+            *console.routers(box, pool, clock),
         ],
         lifespan=[lifespan],
         dependencies=DEPENDENCIES,
@@ -245,6 +247,7 @@ def create_app(
             DefineMiddleware(
                 BearerAuthMiddleware,
                 pool=pool,
+                clock=clock,
                 exclude=[
                     r"^/schema",
                     r"^/health$",

@@ -97,7 +97,7 @@ class Services:
         egress: Egress | None,
     ) -> AsyncIterator["Services"]:
         limits = fair_use.Limits.of(settings.fair_use)
-        clock = WALL if pipeline is None else pipeline.clock
+        clock = clock_of(pipeline)
         logins = Logins.from_settings(settings.access, box.subkeys(THROTTLE_PURPOSE)[0], clock)
         try:
             yield cls(
@@ -112,7 +112,7 @@ class Services:
                 nats_up=None if pipeline is None else _connected(pipeline),
                 page_cache=PageCache(),
                 background=Background(),
-                world=World(lists_setting(settings.reputation.blocklists)),
+                world=World(lists_setting(settings.reputation.blocklists), clock),
                 clock=clock,
             )
         finally:
@@ -201,6 +201,11 @@ def provide_background(state: State) -> Background:
 
 def provide_world(state: State) -> World:
     return _services(state).world
+
+
+def clock_of(pipeline: "Pipeline | None") -> Clock:
+    """The clock the app's handlers and middleware read: the pipeline's, else the wall's."""
+    return WALL if pipeline is None else pipeline.clock
 
 
 def provide_clock(state: State) -> Clock:

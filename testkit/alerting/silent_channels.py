@@ -203,7 +203,9 @@ async def outage(pool: asyncpg.Pool, tenant: Tenant) -> None:
         texts = Texts(f"[mailprobe] DOWN: {name}", f"{name} is down", "", f"DOWN: {name}")
         notes = to_channels("down", texts, f"down:{incident.id}")
         await notify(
-            conn, Notice(Source.OUTAGE, tenant.organization_id, tenant.monitor, incident.id, notes)
+            conn,
+            Notice(Source.OUTAGE, tenant.organization_id, tenant.monitor, incident.id, notes),
+            utcnow(),
         )
 
 

@@ -1,0 +1,1 @@
+"""DMARC and TLS-RPT reports for the tests: as providers send them, as attackers send them."""

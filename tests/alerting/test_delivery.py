@@ -13,6 +13,7 @@ from controller.notify.entry import Notice, Source, notify
 from controller.notify.recipients import Outgoing
 from controller.notify.sms import SmsChannel
 from shared import embedded
+from shared.timefmt import utcnow
 from testkit.alerting.peers import Relay, SmsGateway
 from tests.alerting.conftest import DOWN, RELAY_PASSWORD, RELAY_USER, SENDER, Rig
 
@@ -96,7 +97,7 @@ async def test_the_same_notification_is_queued_once(rig: Rig) -> None:
         w = await monitors.watched(conn, m["id"])
         assert w is not None
         org, incident = w.monitor.organization_id, rows[0]["incident_id"]
-        await notify(conn, Notice(Source.OUTAGE, org, w.monitor, incident, again))
+        await notify(conn, Notice(Source.OUTAGE, org, w.monitor, incident, again), utcnow())
     assert len(await rig.outbox_rows(m)) == 2
 
 

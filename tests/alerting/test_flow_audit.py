@@ -16,6 +16,7 @@ from controller.monitors import store as monitors
 from controller.notify.entry import Notice, Source, notify
 from controller.notify.recipients import to_recipients
 from controller.notify.texts import Texts
+from shared.timefmt import utcnow
 from tests.alerting.conftest import Rig
 from tests.alerting.test_flow_incidents import grouping
 from tests.conftest import make_tenant
@@ -202,7 +203,7 @@ async def finding(rig: Rig, m: asyncpg.Record, what: str) -> bool:
         texts = Texts(f"[mailprobe] Finding: {what}", f"{what}\n", f"<p>{what}</p>", what)
         notes = to_recipients("finding", monitor, texts, f"finding:{m['id']}:{what}")
         return await notify(
-            conn, Notice(Source.FINDING, monitor.organization_id, monitor, None, notes)
+            conn, Notice(Source.FINDING, monitor.organization_id, monitor, None, notes), utcnow()
         )
 
 

@@ -13,6 +13,7 @@ from controller.notify.entry import Notice, Source, notify
 from controller.notify.evidence_store import EVIDENCE_MAX
 from controller.notify.recipients import to_recipients
 from controller.notify.texts import Texts
+from shared.timefmt import utcnow
 from tests.alerting.conftest import MONITOR_SECRET, Rig
 
 HOST = "mail.example.test"
@@ -28,7 +29,7 @@ async def finding(rig: Rig, m: asyncpg.Record, what: str, source: Source = Sourc
         assert monitor is not None
         texts = Texts(f"[mailprobe] Finding: {what}", f"{what}\n", f"<p>{what}</p>", what)
         notes = to_recipients("finding", monitor, texts, f"finding:{m['id']}:{what}")
-        await notify(conn, Notice(source, monitor.organization_id, monitor, None, notes))
+        await notify(conn, Notice(source, monitor.organization_id, monitor, None, notes), utcnow())
 
 
 async def kinds(rig: Rig, m: asyncpg.Record) -> list[str]:

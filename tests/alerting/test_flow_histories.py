@@ -42,6 +42,7 @@ from controller.notify.budget import Budget
 from controller.notify.entry import Notice, Source, notify
 from controller.notify.recipients import to_recipients
 from controller.notify.texts import Texts
+from shared.timefmt import utcnow
 from testkit.alerting.wired import wired_alerter
 from tests.alerting.conftest import LINKS, MONITOR_SECRET, Rig
 from tests.conftest import Tenant, make_tenant
@@ -326,7 +327,7 @@ async def finding(rig: Rig, m: asyncpg.Record, n: int) -> bool:
         texts = Texts(f"[mailprobe] Finding: {what}", f"{what}\n", f"<p>{what}</p>", what)
         notes = to_recipients("finding", monitor, texts, f"finding:{m['id']}:{n}")
         return await notify(
-            conn, Notice(Source.FINDING, monitor.organization_id, monitor, None, notes)
+            conn, Notice(Source.FINDING, monitor.organization_id, monitor, None, notes), utcnow()
         )
 
 

@@ -53,7 +53,7 @@ async def flood(rig: Rig, rows: list[asyncpg.Record], source: Source, n: int, ki
                 None,
                 f"flood:{source}:{m.id}:{i}",
             )
-            await notify(conn, Notice(source, m.organization_id, m, None, [note]))
+            await notify(conn, Notice(source, m.organization_id, m, None, [note]), utcnow())
 
 
 async def statuses(rig: Rig, organization_id: int) -> dict[tuple[str, str], int]:
@@ -164,10 +164,10 @@ async def test_a_notice_about_another_organizations_monitor_is_refused(rig: Rig)
     note = Outgoing("finding", "email", "x@customer.test", "s", "t", None, "cross:1")
     async with rig.pool.acquire() as conn:
         with pytest.raises(ValueError, match="organization"):
-            await notify(conn, Notice(Source.FINDING, other.org_id, m, None, [note]))
+            await notify(conn, Notice(Source.FINDING, other.org_id, m, None, [note]), utcnow())
         channels = Outgoing("finding", "channels", "", "s", "t", None, "cross:2")
         with pytest.raises(ValueError, match="channels"):
-            await notify(conn, Notice(Source.FLEET, other.org_id, None, None, [channels]))
+            await notify(conn, Notice(Source.FLEET, other.org_id, None, None, [channels]), utcnow())
     assert (
         await rig.fetch("SELECT 1 FROM notification_outbox WHERE dedupe_key LIKE 'cross:%'") == []
     )
@@ -202,7 +202,7 @@ async def test_maintenance_holds_back_what_it_holds_for_every_writer(rig: Rig, h
     async with rig.pool.acquire() as conn:
         for source, kind in sent:
             note = Outgoing(kind, "email", "x@customer.test", "s", "t", None, f"{how}:{kind}")
-            await notify(conn, Notice(source, m.organization_id, m, None, [note]))
+            await notify(conn, Notice(source, m.organization_id, m, None, [note]), utcnow())
     queued = await rig.outbox_rows(row)
     assert sorted((r["source"], r["kind"]) for r in queued) == [
         ("account", "login_cap"),

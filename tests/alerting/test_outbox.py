@@ -24,6 +24,7 @@ from controller.notify.recipients import Outgoing
 from controller.notify.sms import SmsChannel
 from shared import embedded
 from shared.clock import WALL
+from shared.timefmt import utcnow
 from testkit.alerting.peers import Relay
 from testkit.alerting.wired import wired_alerter
 from tests.alerting.conftest import (
@@ -275,7 +276,7 @@ async def test_the_same_notification_to_a_second_channel_row_is_independent(rig:
         w = await monitors.watched(conn, m["id"])
         assert w is not None
         org, incident = w.monitor.organization_id, rows["email"]["incident_id"]
-        await notify(conn, Notice(Source.OUTAGE, org, w.monitor, incident, again))
+        await notify(conn, Notice(Source.OUTAGE, org, w.monitor, incident, again), utcnow())
     assert await worker.deliver() == 1  # another recipient is not held either
 
 

@@ -24,6 +24,10 @@ async def test_an_outage_during_a_report_finding_flood_is_sent_first_and_the_flo
 ) -> None:
     # The outage is on a server of its own: findings about a server in an open incident are
     # that incident's evidence, not notices (tests/reports/test_report_burst_in_outage.py).
+    # One clock for the intake, the digests and the outbox worker: half past an hour, the
+    # digests due 10 minutes after each domain's first notice, inside the same budget window.
+    clock = MidHour()
+    limits = intake.Limits(digest=timedelta(minutes=10))
     down = await rig.monitor(name="Inbound MX", phone=None, hostname="mx-in.customer.test")
     reported = [await rig.monitor(name=f"Reported {i}", phone=None) for i in range(DOMAINS)]
     domains = [f"d{i}-{uuid.uuid4().hex[:8]}.example.com" for i in range(DOMAINS)]
@@ -41,11 +45,20 @@ async def test_an_outage_during_a_report_finding_flood_is_sent_first_and_the_flo
                 for j in range(NEW)
             ]
             report = made.tls_gzip(made.tls_json(d, failures=failures))
-            taken = await intake.take(rig.pool, rig.tenant.org_id, report, "https", "flood", LINKS)
+            taken = await intake.take(
+                rig.pool,
+                rig.tenant.org_id,
+                report,
+                "https",
+                "flood",
+                LINKS,
+                limits=limits,
+                now=clock(),
+            )
             assert taken.stored, taken
     await rig.rounds(down, 0, [DOWN, DOWN])  # the real outage, as the alerter queues it
 
-    outbox = worker(rig, MidHour(), Budget())
+    outbox = worker(rig, clock, Budget())
     assert await outbox.deliver() >= 1  # the worker's first pass, as without a flood
     assert "[mailprobe] DOWN: Inbound MX" in sent_to(rig, "oncall@customer.test")
     await outbox.burst()
@@ -63,7 +76,9 @@ async def test_an_outage_during_a_report_finding_flood_is_sent_first_and_the_flo
         == [((ROUNDS - 1) * NEW, ("tls_failures_reported",))] * DOMAINS
     )
 
-    assert await intake.send_digests(rig.pool, LINKS, MidHour()() + timedelta(hours=1)) >= DOMAINS
+    assert await intake.send_digests(rig.pool, LINKS, clock()) == 0  # none due yet
+    clock.shift = timedelta(minutes=11)
+    assert await intake.send_digests(rig.pool, LINKS, clock()) >= DOMAINS
     await outbox.burst()
     got = await statuses(rig, rig.tenant.org_id)
     assert got == {("outage", "sent"): 1, ("report", "sent"): 2 * DOMAINS}

@@ -249,7 +249,7 @@ async def test_two_owners_disabling_each_other_at_once_leave_one_enabled(
         # A's request, held open half-way: B is disabled but not committed yet.
         await accounts.lock_organization(conn, tenant.org_id)
         b_id = await conn.fetchval("SELECT id FROM users WHERE public_id = $1::uuid", owner_b)
-        await accounts.set_disabled(conn, b_id, True)
+        await accounts.set_disabled(conn, b_id, True, WALL.now())
         b_disables_a = asyncio.create_task(
             http.patch(f"{USERS}/{owner_a}", json={"disabled": True}, headers=b_headers)
         )

@@ -32,6 +32,7 @@ from controller.notify.recipients import Outgoing
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared.streams import ensure_streams
+from shared.timefmt import utcnow
 from testkit.alerting.wired import wired_alerter
 from testkit.serving import http_client, serve_app
 from tests.alerting.conftest import Clock, Rig
@@ -115,6 +116,7 @@ async def _seed(pool: asyncpg.Pool, url: str, nats_url: str, job_ids: JobIds) ->
                 entry.Notice(
                     entry.Source.REPORT, tenant.org_id, monitors.decode(ms["IMAPS"]), None, [note]
                 ),
+                utcnow(),
             )
             assert not queued  # attached to the open incident as evidence
         flows = await rig.fetch(

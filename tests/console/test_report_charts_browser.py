@@ -16,6 +16,7 @@ from selenium.webdriver.common.by import By
 from controller.notify.links import Links
 from controller.reports import intake
 from controller.web.console import charts
+from shared.timefmt import utcnow
 from testkit.reports import made
 from tests.api.helpers import create
 from tests.conftest import PASSWORD, Tenant, make_tenant
@@ -34,7 +35,7 @@ return {
 
 
 async def _take(pool: asyncpg.Pool, org: Tenant, data: bytes) -> None:
-    taken = await intake.take(pool, org.org_id, data, "mail", "seeded", Links())
+    taken = await intake.take(pool, org.org_id, data, "mail", "seeded", Links(), now=utcnow())
     assert taken.stored, taken
 
 

@@ -219,7 +219,8 @@ async def test_a_monitor_is_followed_by_its_name(
     nats_url: str, api_url: str, tenant: Tenant, pool: asyncpg.Pool
 ) -> None:
     """`--monitor NAME` asks the API (with MAILPROBE_TOKEN) which monitor has that name, and
-    follows that one; another organization's monitor of the same name is not the token's to see."""
+    follows that one; another organization's monitor of the same name is not the token's to see.
+    With `--ids` each line shows the monitor's publicId beside its name."""
     mine = await _smtp_monitor(api_url, tenant, "Edge relay", tenant.customer_public_id)
     theirs = await make_tenant(pool)
     await _smtp_monitor(api_url, theirs, "Edge relay", theirs.customer_public_id)
@@ -228,7 +229,7 @@ async def test_a_monitor_is_followed_by_its_name(
         "MAILPROBE_API": api_url,
         "MAILPROBE_TOKEN": tenant.tokens["readonly"],
     }
-    proc = await _tail("--monitor", "edge RELAY", env=env)  # no exact match: any case
+    proc = await _tail("--monitor", "edge RELAY", "--ids", env=env)  # no exact match: any case
     assert proc.stdout is not None
     nc = await nats.connect(nats_url)
     try:
@@ -244,9 +245,10 @@ async def test_a_monitor_is_followed_by_its_name(
 async def test_every_line_names_its_monitor_when_the_token_may_read_it(
     nats_url: str, api_url: str, tenant: Tenant, pool: asyncpg.Pool
 ) -> None:
-    """Without `--monitor`, each line shows the monitor's name beside its id, asked of the API
-    with MAILPROBE_TOKEN, quoted as a JSON string (a name's own quotes escaped, so it never
-    runs into the status after it); another organization's monitor shows its id alone."""
+    """Without `--monitor`, each line names its monitor, asked of the API with MAILPROBE_TOKEN,
+    quoted as a JSON string (a name's own quotes escaped, so it never runs into the status after
+    it), and without its id (`--ids` adds it); another organization's monitor, whose name the
+    token may not read, shows its id alone."""
     mine = await _smtp_monitor(api_url, tenant, 'Edge "relay" Zürich', tenant.customer_public_id)
     theirs = await make_tenant(pool)
     other = await _smtp_monitor(api_url, theirs, "Their relay", theirs.customer_public_id)
@@ -262,14 +264,17 @@ async def test_every_line_names_its_monitor_when_the_token_may_read_it(
         first = await _first_line(proc.stdout, nc, other)
         await nc.publish(results_subject("KE", "smtp", mine), encode(result("KE", mine, "up")))
         await nc.flush()
-        while mine not in (named := (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()):
+        while "Edge" not in (
+            named := (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        ):
             pass
     finally:
         await nc.close()
         proc.send_signal(signal.SIGINT)
         await asyncio.wait_for(proc.wait(), 10)
     assert f"KE smtp {other} up 12ms" in first.decode()
-    assert f'KE smtp {mine} "Edge \\"relay\\" Zürich" up 12ms 220 ready' in named
+    assert 'KE smtp "Edge \\"relay\\" Zürich" up 12ms 220 ready' in named, named
+    assert mine not in named, named
     assert "not shown" not in (await proc.stderr.read()).decode()
 
 

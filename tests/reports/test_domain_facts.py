@@ -16,6 +16,7 @@ from controller.notify.links import Links
 from controller.posture import store as posture
 from controller.reports import intake
 from controller.settings import ControllerSettings
+from shared.timefmt import utcnow
 from testkit.reports import made
 from testkit.serving import serve_app
 from tests.alerting.conftest import channel_app
@@ -94,7 +95,7 @@ async def test_one_tls_report_for_a_domain_of_five_monitors_is_one_notice_per_ch
     assert r.status_code == 201, r.text
 
     report = made.tls_gzip(made.tls_json(domain, report_id="one"))
-    taken = await intake.take(pool, tenant.org_id, report, "https", "test", Links())
+    taken = await intake.take(pool, tenant.org_id, report, "https", "test", Links(), now=utcnow())
     assert taken.stored, taken
 
     async with pool.acquire() as conn:
@@ -132,7 +133,9 @@ async def test_one_tls_report_for_a_domain_of_five_monitors_is_one_notice_per_ch
 
     # The same report again from another reporter with nothing new tells nobody.
     again = made.tls_gzip(made.tls_json(domain, report_id="two", reporter="Other Reporter"))
-    assert (await intake.take(pool, tenant.org_id, again, "https", "test", Links())).stored
+    assert (
+        await intake.take(pool, tenant.org_id, again, "https", "test", Links(), now=utcnow())
+    ).stored
     async with pool.acquire() as conn:
         n = await conn.fetchval(
             "SELECT count(*) FROM notification_outbox o JOIN monitors m ON m.id = o.monitor_id"
@@ -145,7 +148,9 @@ async def test_one_tls_report_for_a_domain_of_five_monitors_is_one_notice_per_ch
     # domain's senders only, held for the domain's digest (its last notice went just now),
     # three facts counted three times, not fifteen.
     dmarc = made.dmarc_xml(domain, report_id="dmarc-1")
-    assert (await intake.take(pool, tenant.org_id, dmarc, "https", "test", Links())).stored
+    assert (
+        await intake.take(pool, tenant.org_id, dmarc, "https", "test", Links(), now=utcnow())
+    ).stored
     reported = {"tls_failures_reported", "dmarc_failures_reported", "dmarc_unknown_source"}
     shown = {name: await _open(api, tenant, PATHS[name], m) for name, m in monitors.items()}
     assert shown == {
@@ -191,7 +196,9 @@ async def test_a_report_finding_an_earlier_release_put_on_imap_clears_at_the_swe
 ) -> None:
     monitors = await _five(api, tenant, domain)
     report = made.tls_gzip(made.tls_json(domain, report_id="one"))
-    assert (await intake.take(pool, tenant.org_id, report, "https", "test", Links())).stored
+    assert (
+        await intake.take(pool, tenant.org_id, report, "https", "test", Links(), now=utcnow())
+    ).stored
     imap = await pool.fetchval(
         "SELECT id FROM monitors WHERE public_id = $1::uuid", monitors["imap"]["publicId"]
     )
@@ -201,6 +208,6 @@ async def test_a_report_finding_an_earlier_release_put_on_imap_clears_at_the_swe
         imap,
     )
     assert await _open(api, tenant, PATHS["imap"], monitors["imap"]) == {"tls_failures_reported"}
-    await intake.sweep(pool, Links())
+    await intake.sweep(pool, Links(), now=utcnow())
     assert await _open(api, tenant, PATHS["imap"], monitors["imap"]) == set()
     assert await _open(api, tenant, PATHS["mx"], monitors["mx"]) == {"tls_failures_reported"}

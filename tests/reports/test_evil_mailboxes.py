@@ -26,6 +26,7 @@ from controller.reports.mailbox.base import TIMEOUT_S
 from controller.reports.mailbox.imap import BOUNDS
 from controller.settings import ControllerSettings
 from shared.secret import Secret
+from shared.timefmt import utcnow
 from testkit.reports import made
 from testkit.reports.watching import watch
 from tests.conftest import Tenant
@@ -65,6 +66,7 @@ def _box(
         protocol=protocol,
         security="tls",
         timeout_s=timeout_s,
+        started=utcnow(),
     )
 
 

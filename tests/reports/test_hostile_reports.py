@@ -21,6 +21,7 @@ import trustme
 from controller.notify.links import Links
 from controller.reports import intake
 from controller.settings import ControllerSettings
+from shared.timefmt import utcnow
 from testkit.reports import hostile, made
 from testkit.reports.watching import Watched, watch
 from tests.conftest import Tenant
@@ -66,7 +67,13 @@ async def test_a_hostile_dmarc_report_is_refused_at_little_cost_to_the_controlle
     body, reason = _body("dmarc", name), hostile.DMARC[name][1]
     async with watch() as watched:
         taken = await intake.take(
-            pool, tenant.org_id, body, "mail", "a hostile sender", Links.of(settings.notify)
+            pool,
+            tenant.org_id,
+            body,
+            "mail",
+            "a hostile sender",
+            Links.of(settings.notify),
+            now=utcnow(),
         )
     assert not taken.stored and taken.reason == reason, taken
     _bounded(watched, f"mailed {name} ({len(body)} bytes)")

@@ -63,6 +63,7 @@ async def test_reports_mailed_through_postfix_are_read_from_dovecot_and_moved(
         password=Secret(imap_pop.issuer.issue(USER)),
         mechanism="XOAUTH2",
         ca_pem=mail_ca.cert_pem.bytes().decode(),
+        started=utcnow(),
     )
 
     def counted(outcome: str, kind: str = "unknown") -> float:
@@ -115,11 +116,12 @@ async def test_a_wrong_login_is_a_mailbox_error_naming_it(
         Secret(imap_pop.issuer.issue(USER, expires_in=-60)),
         "XOAUTH2",
         mail_ca.cert_pem.bytes().decode(),
+        started=utcnow(),
     )
     with pytest.raises(mailbox.MailboxError, match="login refused"):
         await mailbox.read(pool, box, Links())
     untrusted = ReportMailbox(
-        tenant.org_id, "127.0.0.1", imap_pop.ports["imaps"], USER, Secret("x")
+        tenant.org_id, "127.0.0.1", imap_pop.ports["imaps"], USER, Secret("x"), started=utcnow()
     )
     with pytest.raises(mailbox.MailboxError, match="cannot connect"):
         await mailbox.read(pool, untrusted, Links())
@@ -164,6 +166,7 @@ async def test_mailed_reports_refused_count_against_their_domains_hour(
         mechanism="XOAUTH2",
         ca_pem=mail_ca.cert_pem.bytes().decode(),
         limits=intake.Limits(reports_per_hour=4),
+        started=utcnow(),
     )
     done = await mailbox.read(pool, box, Links())
     assert (done.messages, done.stored, done.rejected) == (5, 0, 5)
@@ -219,6 +222,7 @@ async def test_mailed_messages_refused_whole_count_against_the_named_domain_or_t
         mechanism="XOAUTH2",
         ca_pem=mail_ca.cert_pem.bytes().decode(),
         limits=intake.Limits(reports_per_hour=2, mailed_refusals_per_hour=2),
+        started=utcnow(),
     )
     done = await mailbox.read(pool, box, Links())
     assert (done.messages, done.stored, done.rejected) == (6, 0, 6)

@@ -19,6 +19,7 @@ from controller.notify.links import Links
 from controller.reports import mailbox
 from controller.reports.mailbox import MailboxError, ReportMailbox
 from shared.secret import Secret
+from shared.timefmt import utcnow
 from testkit.oauth2.dovecot import Dovecot
 from testkit.oauth2.postfix import Postfix
 from testkit.peers.imap import ImapPeer
@@ -46,6 +47,7 @@ def _box(
         protocol=protocol,
         security=security,
         **given,
+        started=utcnow(),
     )
 
 

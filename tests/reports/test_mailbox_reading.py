@@ -20,6 +20,7 @@ from controller.reports import reading
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
+from shared.clock import WALL
 from testkit.oauth2.dovecot import Dovecot
 from testkit.oauth2.issuer import SCOPE
 from testkit.oauth2.postfix import Postfix
@@ -73,6 +74,7 @@ def reader(settings: ControllerSettings, ca: trustme.CA) -> reading.Reader:
         TokenFetcher(verify=ca_context(ca), allow_private=True, timeout_s=5),
         Links(),
         allow_private=True,
+        clock=WALL,
     )
 
 

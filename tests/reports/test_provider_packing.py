@@ -24,6 +24,7 @@ from controller.notify.links import Links
 from controller.reports import mail, mailbox
 from controller.reports.mailbox import ReportMailbox
 from shared.secret import Secret
+from shared.timefmt import utcnow
 from testkit.oauth2.dovecot import Dovecot
 from testkit.oauth2.postfix import Postfix
 from testkit.reports import made, samples
@@ -139,6 +140,7 @@ async def test_each_large_providers_reports_are_taken_as_it_mails_them(
         password=Secret(imap_pop.issuer.issue(USER)),
         mechanism="XOAUTH2",
         ca_pem=mail_ca.cert_pem.bytes().decode(),
+        started=utcnow(),
     )
     done = await mailbox.read(pool, box, Links())
     r = await http.get("/api/rejected-reports", headers=tenant.auth("readonly"))

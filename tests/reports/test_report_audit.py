@@ -26,6 +26,7 @@ from controller.reports.rejected import Rejected
 from controller.reports.sandbox import SANDBOX
 from controller.settings import ReportsSettings
 from shared import strangers
+from shared.timefmt import utcnow
 from testkit.reports import made
 from testkit.reports.watching import watch
 from tests.conftest import Tenant, make_tenant
@@ -264,7 +265,13 @@ async def test_a_strangers_control_characters_are_never_a_500_nor_kept(
         assert r.status_code == status, (what, r.text)
     # A refusal's source (a mailed message's sender) is kept the same way.
     taken = await intake.take(
-        pool, tenant.org_id, b"not a report", "mail", f"mail from a{HIDDEN}b: hi", Links()
+        pool,
+        tenant.org_id,
+        b"not a report",
+        "mail",
+        f"mail from a{HIDDEN}b: hi",
+        Links(),
+        now=utcnow(),
     )
     assert taken.reason == "malformed", taken
     async with pool.acquire() as conn:
@@ -299,7 +306,7 @@ async def test_a_flood_of_rows_leaves_the_stored_bound_as_soon_as_a_newer_day_co
 
     async def take(data: bytes) -> intake.Taken:
         return await intake.take(
-            pool, tenant.org_id, data, "https", "t", Links(), domain, "tls", kept
+            pool, tenant.org_id, data, "https", "t", Links(), domain, "tls", kept, now=utcnow()
         )
 
     # 18 failure rows, the TLSA policy's failure and the summed successes: 20 rows.
@@ -447,7 +454,7 @@ async def test_a_strangers_reports_of_today_never_push_out_genuine_reporters_day
     async def take(reporter: str, counts: list[int], day: datetime) -> intake.Taken:
         data = _report(domain, reporter, counts, day)
         return await intake.take(
-            pool, tenant.org_id, data, "https", "t", Links(), domain, "tls", kept
+            pool, tenant.org_id, data, "https", "t", Links(), domain, "tls", kept, now=utcnow()
         )
 
     async def days() -> set[tuple[str, str]]:
@@ -500,7 +507,7 @@ async def test_a_flood_under_many_names_leaves_a_genuine_reporter_its_share(
     async def take(reporter: str, counts: list[int], day: datetime) -> intake.Taken:
         data = _report(domain, reporter, counts, day)
         return await intake.take(
-            pool, tenant.org_id, data, "https", "t", Links(), domain, "tls", kept
+            pool, tenant.org_id, data, "https", "t", Links(), domain, "tls", kept, now=utcnow()
         )
 
     async def held() -> dict[str, int]:

@@ -71,7 +71,14 @@ async def test_reports_and_rows_past_the_hourly_and_stored_bounds_are_refused_wi
 
     async def take(d: str, limits: intake.Limits, **kwargs: Any) -> intake.Taken:
         return await intake.take(
-            pool, tenant.org_id, _tls(d, **kwargs), "mail", "t", Links(), limits=limits
+            pool,
+            tenant.org_id,
+            _tls(d, **kwargs),
+            "mail",
+            "t",
+            Links(),
+            limits=limits,
+            now=utcnow(),
         )
 
     before = {r: _counted(r) for r in ("too_many_reports", "too_many_rows", "rows_kept_full")}
@@ -355,7 +362,7 @@ async def test_a_dmarc_network_flood_is_judged_and_charted_from_the_aggregates(
     strangers = [(f"198.{n // 250}.{n % 250}.7", 1 + n % 3, "fail", "fail") for n in range(600)]
     for i, records in enumerate([own + strangers[:300], strangers[300:]]):
         body = made.dmarc_zip(domain, records=records, report_id=f"flood-{i}")
-        taken = await intake.take(pool, tenant.org_id, body, "mail", "t", Links())
+        taken = await intake.take(pool, tenant.org_id, body, "mail", "t", Links(), now=utcnow())
         assert taken.stored, taken
     found = await _posture(https, tenant, monitor)
     unknown = sum(n for _, n, _, _ in strangers)
@@ -411,7 +418,16 @@ async def test_reports_refused_once_parsed_count_against_the_domains_hour(
 
     async def take(data: bytes) -> intake.Taken:
         return await intake.take(
-            pool, tenant.org_id, data, "https", "t", Links(), domain, kind="tls", limits=few
+            pool,
+            tenant.org_id,
+            data,
+            "https",
+            "t",
+            Links(),
+            domain,
+            kind="tls",
+            limits=few,
+            now=utcnow(),
         )
 
     refused = [await take(b"{not json") for _ in range(2)]

@@ -38,7 +38,7 @@ async def _token(pool: asyncpg.Pool, tenant: Tenant) -> str:
 
 
 async def _take(pool: asyncpg.Pool, tenant: Tenant, data: bytes) -> None:
-    taken = await intake.take(pool, tenant.org_id, data, "mail", "test", Links())
+    taken = await intake.take(pool, tenant.org_id, data, "mail", "test", Links(), now=utcnow())
     assert taken.stored, taken
 
 

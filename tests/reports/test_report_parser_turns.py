@@ -43,7 +43,7 @@ async def test_one_organizations_queue_of_large_reports_does_not_hold_anothers_r
     async def flooded(data: bytes) -> float:
         began = time.monotonic()
         taken = await intake.take(
-            pool, tenant.org_id, data, "https", "t", Links(), domain, kind="tls"
+            pool, tenant.org_id, data, "https", "t", Links(), domain, kind="tls", now=utcnow()
         )
         assert taken.reason == "too_old", taken
         return time.monotonic() - began

@@ -266,7 +266,7 @@ async def test_findings_clear_when_their_reports_leave_the_window_and_old_report
     assert "tls_failures_reported" in await _posture(https, tenant, monitor)
     async with pool.acquire() as conn:
         await _shift(conn, tenant.org_id, 8)
-    await keeping.one_pass(pool, 400, Links())
+    await keeping.one_pass(pool, 400, Links(), now=utcnow())
     assert await _posture(https, tenant, monitor) == {}
     async with pool.acquire() as conn:
         await conn.execute(
@@ -275,7 +275,7 @@ async def test_findings_clear_when_their_reports_leave_the_window_and_old_report
             tenant.org_id,
         )
         await _shift(conn, tenant.org_id, 401 - 8)
-    await keeping.one_pass(pool, 400, Links())
+    await keeping.one_pass(pool, 400, Links(), now=utcnow())
     async with pool.acquire() as conn:
         left = await conn.fetchval(
             "SELECT (SELECT count(*) FROM report_items WHERE organization_id = $1)"

@@ -199,21 +199,62 @@ def test_where_is_x_decided_names_code_that_exists() -> None:
 
 
 def layout_entries() -> dict[str, str]:
-    """docs/architecture.md's "Code layout": each controller package (`monitors/`) → its text."""
-    text = (DOCS / "architecture.md").read_text().split("## Code layout", 1)[1]
-    block = text.split("```", 2)[1]
+    """docs/architecture.md's "Code layout": each controller package (`monitors/`) → its rows."""
+    block = between((DOCS / "architecture.md").read_text(), "layout")
+    controller = block.split("\ncontroller/", 1)[1]
     entries: dict[str, str] = {}
     current = None
-    for line in block.splitlines():
+    for line in controller.splitlines()[1:]:
+        if re.match(r"^\S", line):
+            break
         m = re.match(r"^  (\w+)/\s", line)
         if m:
             current = m.group(1)
             entries[current] = line
-        elif re.match(r"^\S", line):
+        elif re.match(r"^  \S", line):
             current = None
         elif current is not None:
             entries[current] += " " + line.strip()
     return entries
+
+
+def test_the_code_layout_is_what_the_docstrings_say() -> None:
+    """The layout of docs/architecture.md is generated from the packages' and modules' own
+    docstrings: a module added, moved, renamed or described anew changes it."""
+    from tools.layout import render, summary
+
+    assert between((DOCS / "architecture.md").read_text(), "layout").strip() == render(), (
+        "run: python tools/layout.py --write"
+    )
+    assert summary(None) == ""
+    assert summary("Who may do what.\n\nMore.") == "Who may do what"
+    assert summary("Flows (issue 9): pure. Second sentence.") == "Flows: pure"
+
+
+@pytest.mark.parametrize(
+    ("docstring", "said"),
+    [
+        (
+            "The fleet's health per country, pure (issue 66): what an operator alerts on about its"
+            " own agents, as the default monitors of private locations do.",
+            "The fleet's health per country, pure",
+        ),
+        (
+            "What `judge (a)` decided (controller.alerting.rules), written in the evaluator's"
+            " transaction: incidents opened and closed.",
+            "What `judge (a)` decided, written in the evaluator's transaction",
+        ),
+        (
+            "A sentence of many words " + "word " * 30,
+            "A sentence of many words word word word word word word word word word word…",
+        ),
+    ],
+)
+def test_a_long_summary_loses_its_asides_then_is_cut(docstring: str, said: str) -> None:
+    from tools.layout import SUMMARY_MAX, summary
+
+    assert summary(docstring) == said
+    assert len(summary(docstring)) <= SUMMARY_MAX
 
 
 def test_the_code_layout_names_every_controller_module() -> None:
@@ -262,7 +303,7 @@ def test_the_report_refusals_counted_unread_are_the_ones_docs_api_md_lists() -> 
 
 # A prose paragraph longer than this is a wall a reader skips: split it, or make it a table or a
 # list. Tables, code blocks and headings are not prose; each list item is a paragraph of its own.
-PARAGRAPH_MAX = 1200
+PARAGRAPH_MAX = 600
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+\.)\s")
 
 

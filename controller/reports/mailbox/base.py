@@ -9,7 +9,7 @@ that does not offer the upgrade is an error, never a login in the clear.
 import asyncio
 import socket
 import ssl
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import datetime
 
 from controller.reports import intake
@@ -44,7 +44,8 @@ class ReportMailbox:
     security: str = "tls"  # implicit TLS, or "starttls" (POP3: STLS) before the login
     timeout_s: float = TIMEOUT_S  # for each answer awaited (a connection, a reply, a line)
     limits: intake.Limits = intake.DEFAULT_LIMITS  # the organization's bounds per domain
-    started: datetime | None = None  # when the read began: the hour its messages count against
+    _: KW_ONLY
+    started: datetime  # when the read began: its messages are taken at this instant
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,7 +58,7 @@ async def refuse(
 ) -> None:
     """One message refused whole, recorded and counted against an hour (intake's one place
     for refusals, `intake.refuse_message`)."""
-    await intake.refuse_message(pool, box.organization_id, where, size, exc, box.started)
+    await intake.refuse_message(pool, box.organization_id, where, size, exc, now=box.started)
 
 
 async def one(
@@ -74,7 +74,7 @@ async def one(
     reads it) of `size` declared bytes; `fetch` reads its body."""
     org, key = box.organization_id, mailbox_key(box)
     async with pool.acquire() as conn:
-        noted = await ledger.begin(conn, org, key, message)
+        noted = await ledger.begin(conn, org, key, message, box.started)
     todo = step(noted)
     if todo == "move":
         return 0, 0
@@ -94,7 +94,7 @@ async def one(
         raise
     taken = await _take(pool, box, raw, size, links)
     async with pool.acquire() as conn:
-        await ledger.note(conn, org, key, message, "taken")
+        await ledger.note(conn, org, key, message, "taken", box.started)
     return taken
 
 
@@ -113,7 +113,7 @@ async def _refused(
 
 async def _noted(pool: asyncpg.Pool, box: ReportMailbox, key: str, message: str) -> tuple[int, int]:
     async with pool.acquire() as conn:
-        await ledger.note(conn, box.organization_id, key, message, "refused")
+        await ledger.note(conn, box.organization_id, key, message, "refused", box.started)
     return 0, 1
 
 

@@ -180,7 +180,7 @@ class BlocklistWatch:
                         "finding", monitor, texts, key, (way,), severity, by_target=True
                     )
                     org = monitor.organization_id
-                    await notify(conn, Notice(Source.FINDING, org, monitor, None, notes))
+                    await notify(conn, Notice(Source.FINDING, org, monitor, None, notes), at)
 
 
 async def _fact_key(

@@ -4,6 +4,7 @@ Under each kind's `/api/…-monitors/{id}/…` (`router`), with the monitor endp
 (another organization's monitor is a 404), and `/api/alert-settings`.
 """
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import asyncpg
@@ -28,8 +29,8 @@ from controller.web.api.monitor_lookup import visible_monitor
 from controller.web.api.monitor_rules import strict_body
 from controller.web.api.page import Page, published
 from controller.web.authed_request import AuthedRequest
-from controller.web.services import PoolDep
-from shared.timefmt import iso_ms, iso_ms_or_none, utcnow
+from controller.web.services import ClockDep, PoolDep
+from shared.timefmt import iso_ms, iso_ms_or_none
 
 PageParam = Annotated[int, QueryParameter(ge=1, le=1_000_000, description="1-based page number")]
 PerPageParam = Annotated[
@@ -297,12 +298,12 @@ async def _monitor_settings(
 
 
 async def _login_backoff(
-    kind: Kind, request: AuthedRequest, pool: asyncpg.Pool, raw_id: str
+    kind: Kind, request: AuthedRequest, pool: asyncpg.Pool, raw_id: str, now: datetime
 ) -> LoginBackoff:
     monitor = await visible_monitor(kind, request, raw_id, pool)
     async with pool.acquire() as conn:
         b = await backoff_db.get(conn, monitor.id)
-        capped = await login_caps.get(conn, monitor.id, utcnow())
+        capped = await login_caps.get(conn, monitor.id, now)
     pid = str(monitor.public_id)
     cap: dict[str, Any] = (
         {}
@@ -381,8 +382,10 @@ def router(api: KindApi) -> Router:
     ) -> DeliveryAttemptPage:
         return await _history(kind, request, pool, monitor_id, page, per_page)
 
-    async def login_backoff(request: AuthedRequest, pool: PoolDep, monitor_id: str) -> LoginBackoff:
-        return await _login_backoff(kind, request, pool, monitor_id)
+    async def login_backoff(
+        request: AuthedRequest, pool: PoolDep, clock: ClockDep, monitor_id: str
+    ) -> LoginBackoff:
+        return await _login_backoff(kind, request, pool, monitor_id, clock.now())
 
     async def delivery(request: AuthedRequest, pool: PoolDep, monitor_id: str) -> MailboxDelivery:
         return await _delivery(kind, request, pool, monitor_id)

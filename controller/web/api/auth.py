@@ -43,9 +43,10 @@ FLOOD_FACTOR = 3
 
 
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
-    def __init__(self, app: ASGIApp, pool: asyncpg.Pool, exclude: list[str]) -> None:
+    def __init__(self, app: ASGIApp, pool: asyncpg.Pool, clock: Clock, exclude: list[str]) -> None:
         super().__init__(app, exclude=exclude)
         self.pool = pool
+        self.clock = clock
 
     async def authenticate_request(self, connection: AnyConnection) -> AuthenticationResult:
         header = connection.headers.get("authorization", "")
@@ -54,7 +55,7 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
             raise ApiError(401, _UNAUTHORIZED)
         digest = token_digest(token.strip())
         async with self.pool.acquire() as conn:
-            principal = await accounts.principal_for_token(conn, digest)
+            principal = await accounts.principal_for_token(conn, digest, self.clock.now())
         if principal is None:
             raise ApiError(401, "Unauthorized: the token is unknown, expired or revoked")
         return AuthenticationResult(user=principal, auth=digest)

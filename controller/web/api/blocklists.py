@@ -7,8 +7,8 @@ from litestar import get
 
 from controller.sidechecks.blocklists.rules import lists_setting
 from controller.sidechecks.blocklists.view import lists_health
-from controller.web.services import PoolDep, ReputationSettingsDep
-from shared.timefmt import iso_ms_or_none, utcnow
+from controller.web.services import ClockDep, PoolDep, ReputationSettingsDep
+from shared.timefmt import iso_ms_or_none
 
 
 class ListHealthOut(msgspec.Struct, rename="camel"):
@@ -39,12 +39,12 @@ class BlocklistsOut(msgspec.Struct, rename="camel"):
 
 @get("/api/blocklists", tags=["blocklists"], summary="The blocklists asked and their health")
 async def list_blocklists(
-    pool: PoolDep, reputation_settings: ReputationSettingsDep
+    pool: PoolDep, reputation_settings: ReputationSettingsDep, clock: ClockDep
 ) -> BlocklistsOut:
     lists = lists_setting(reputation_settings.blocklists)
     interval = reputation_settings.blocklist_interval_seconds
     async with pool.acquire() as conn:
-        seen = await lists_health(conn, lists, interval, utcnow())
+        seen = await lists_health(conn, lists, interval, clock.now())
     out = []
     for b in lists:
         countries = [

@@ -13,6 +13,7 @@ its customer's default.
 """
 
 import re
+from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -47,10 +48,10 @@ from controller.web.api.errors import ApiError, bad_request, not_found
 from controller.web.api.monitor_rules import strict_body
 from controller.web.api.page import Page, published
 from controller.web.authed_request import AuthedRequest
-from controller.web.services import BoxDep, BudgetSettingsDep, PoolDep, SenderDep
+from controller.web.services import BoxDep, BudgetSettingsDep, ClockDep, PoolDep, SenderDep
 from shared.guards import BrokenInvariant
 from shared.secret import SECRET_MASK
-from shared.timefmt import iso_ms, utcnow
+from shared.timefmt import iso_ms
 
 log = structlog.get_logger(__name__)
 
@@ -382,6 +383,7 @@ class NotificationChannelController(Controller):
         pool: PoolDep,
         sender: SenderDep,
         budget_settings: BudgetSettingsDep,
+        clock: ClockDep,
     ) -> ChannelTestResult:
         async with pool.acquire() as conn:
             row = await channel_store.get(
@@ -390,7 +392,7 @@ class NotificationChannelController(Controller):
             if row is None:
                 raise not_found()
             guards.requires_admin(request.user)
-        return await send_test(pool, sender, budget_settings, row)
+        return await send_test(pool, sender, budget_settings, row, clock.now())
 
 
 async def send_test(
@@ -398,6 +400,7 @@ async def send_test(
     sender: ChannelSender,
     budget_settings: NoticeBudgetSettings,
     row: StoredChannel,
+    now: datetime,
 ) -> ChannelTestResult:
     """Tell the channel of `row` a test notice now, from the organization's channel budget
     (429 past it); the API's and the console's "send a test". An endpoint the sender could not
@@ -406,16 +409,14 @@ async def send_test(
         return ChannelTestResult(False, f"not sent: {problem} (not retried)")
     pot = notify_budget.budget_of(Source.ACCOUNT, row.kind)
     per_hour = Budget.of(budget_settings).per_hour(pot)
-    start = notify_budget.window(utcnow())
+    start = notify_budget.window(now)
     async with pool.acquire() as conn, conn.transaction():
         taken, _ = await budget_db.take(conn, row.organization_id, pot, start, per_hour, 1)
     if not taken:
         raise ApiError(
             429, notify_budget.dropped_reason(pot, per_hour, start), code="notification_budget"
         )
-    event = channel_kinds.test_event(
-        str(row.public_id), row.name, utcnow(), sender.console_url_root()
-    )
+    event = channel_kinds.test_event(str(row.public_id), row.name, now, sender.console_url_root())
     try:
         await sender.deliver(row, event)
     except DeliveryError as exc:

@@ -29,9 +29,9 @@ from controller.web.api.errors import ApiError, bad_request, invalid_customer, n
 from controller.web.api.monitor_rules import strict_body
 from controller.web.api.page import Page, published
 from controller.web.authed_request import AuthedRequest
-from controller.web.services import FairUseSettingsDep, PoolDep
+from controller.web.services import ClockDep, FairUseSettingsDep, PoolDep
 from shared.guards import BrokenInvariant
-from shared.timefmt import iso_ms, iso_ms_or_none, parse_iso, utcnow
+from shared.timefmt import iso_ms, iso_ms_or_none, parse_iso
 
 WindowId = Annotated[str, PathParameter(name="windowId", description="public UUID")]
 
@@ -178,6 +178,7 @@ class MaintenanceWindowController(Controller):
         request: AuthedRequest,
         pool: PoolDep,
         fair_use_settings: FairUseSettingsDep,
+        clock: ClockDep,
         data: JSONBody[MaintenanceWindowCreate],
     ) -> MaintenanceWindow:
         guards.requires_writer(request.user)
@@ -189,13 +190,14 @@ class MaintenanceWindowController(Controller):
             values |= _schedule(data) | {"note": data.note}
             await fair_use.admit_new_window(conn, fair_use.Limits.of(fair_use_settings), org)
             row = await windows.insert(conn, org, values)
-        return _present(row, utcnow())
+        return _present(row, clock.now())
 
     @get("/", summary="List maintenance windows, newest first")
     async def list_windows(
         self,
         request: AuthedRequest,
         pool: PoolDep,
+        clock: ClockDep,
         monitor_id: Annotated[
             str | None, QueryParameter(name="monitorId", description="a monitor's public UUID")
         ] = None,
@@ -228,18 +230,18 @@ class MaintenanceWindowController(Controller):
             rows, total = await windows.list_page(
                 conn, scope, monitor, customer, per_page, (page - 1) * per_page
             )
-        now = utcnow()
+        now = clock.now()
         return Page([_present(r, now) for r in rows], total, page, per_page)
 
     @get("/{windowId:str}", summary="Get a maintenance window")
     async def get_window(
-        self, request: AuthedRequest, pool: PoolDep, window_id: WindowId
+        self, request: AuthedRequest, pool: PoolDep, clock: ClockDep, window_id: WindowId
     ) -> MaintenanceWindow:
         async with pool.acquire() as conn:
             row = await windows.get(conn, _window_id(window_id), guards.read_scope(request.user))
         if row is None:
             raise not_found()
-        return _present(row, utcnow())
+        return _present(row, clock.now())
 
     @delete("/{windowId:str}", summary="Delete a maintenance window", status_code=204)
     async def delete_window(

@@ -18,7 +18,7 @@
 """
 
 import ipaddress
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import msgspec
@@ -46,8 +46,8 @@ from controller.web.api.monitor_rules import strict_body
 from controller.web.authed_request import AuthedRequest
 from controller.web.body_bounds import BodyTimeout
 from controller.web.request_types import AnyRequest
-from controller.web.services import BoxDep, NotifySettingsDep, PoolDep, ReportsSettingsDep
-from shared.timefmt import iso_ms, utcnow
+from controller.web.services import BoxDep, ClockDep, NotifySettingsDep, PoolDep, ReportsSettingsDep
+from shared.timefmt import iso_ms
 
 TLS_TYPES = ("application/tlsrpt+gzip", "application/tlsrpt+json")
 BUSY_RETRY_S = 60
@@ -95,6 +95,7 @@ async def receive_tls(
     notify_settings: NotifySettingsDep,
     reports_settings: ReportsSettingsDep,
     box: BoxDep,
+    clock: ClockDep,
     domain: FromPath[str],
     token: FromPath[str],
 ) -> Response[Taken]:
@@ -103,7 +104,7 @@ async def receive_tls(
     except Invalid:
         raise _unknown() from None
     keys = box.subkeys(tokens.PURPOSE)
-    now = utcnow()
+    now = clock.now()
     async with pool.acquire() as conn:
         candidates = await db.organizations_monitoring(conn, name)
         generations = [await db.generation(conn, o, name) for o in candidates]
@@ -132,7 +133,7 @@ async def receive_tls(
     held = [0]
     try:
         taken = await _take(
-            request, pool, owner, name, source, held, notify_settings, reports_settings
+            request, pool, owner, name, source, held, notify_settings, reports_settings, now
         )
     finally:
         inflight.BODIES.leave(owner, source, held[0])
@@ -181,6 +182,7 @@ async def _take(
     held: list[int],
     notify_settings: NotifySettings,
     reports_settings: ReportsSettings,
+    now: datetime,
 ) -> intake.Taken:
     data = await _body(request, owner, held)
     return await intake.take(
@@ -194,6 +196,7 @@ async def _take(
         kind="tls",
         limits=intake.Limits.of(reports_settings),
         sender=senders.by_https(address),
+        now=now,
     )
 
 
@@ -303,6 +306,7 @@ class ReportsController(Controller):
         pool: PoolDep,
         notify_settings: NotifySettingsDep,
         box: BoxDep,
+        clock: ClockDep,
     ) -> list[ReportDomain]:
         org = request.user.organization_id
         async with pool.acquire() as conn:
@@ -311,7 +315,13 @@ class ReportsController(Controller):
         none = db.Generation(0, None, None)
         return [
             _domain(
-                notify_settings, box, org, r.domain, r.monitors, generations.get(r.domain, none)
+                notify_settings,
+                box,
+                org,
+                r.domain,
+                r.monitors,
+                generations.get(r.domain, none),
+                clock.now(),
             )
             for r in rows
         ]
@@ -330,6 +340,7 @@ class ReportsController(Controller):
         notify_settings: NotifySettingsDep,
         reports_settings: ReportsSettingsDep,
         box: BoxDep,
+        clock: ClockDep,
     ) -> ReportDomain:
         guards.requires_admin(request.user)
         org = request.user.organization_id
@@ -339,8 +350,9 @@ class ReportsController(Controller):
             monitored = {d.domain: d.monitors for d in await db.domains_monitored(conn, org)}
             if name not in monitored:
                 raise not_found("No such domain")
-            generation = await db.rotate(conn, org, name, utcnow(), grace)
-        return _domain(notify_settings, box, org, name, monitored[name], generation)
+            now = clock.now()
+            generation = await db.rotate(conn, org, name, now, grace)
+        return _domain(notify_settings, box, org, name, monitored[name], generation, now)
 
     @get(
         "/report-domains/{domain:str}/totals",
@@ -350,12 +362,13 @@ class ReportsController(Controller):
         self,
         request: AuthedRequest,
         pool: PoolDep,
+        clock: ClockDep,
         domain: FromPath[str],
         days: DaysParam = 30,
     ) -> Totals:
         org = request.user.organization_id
         name = _monitored_name(domain)
-        since = (utcnow() - timedelta(days=days)).date()
+        since = (clock.now() - timedelta(days=days)).date()
         async with pool.acquire() as conn:
             if name not in await db.monitored_domains(conn, org):
                 raise not_found("No such domain")
@@ -444,10 +457,10 @@ def _domain(
     domain: str,
     monitors: int,
     generation: db.Generation,
+    now: datetime,
 ) -> ReportDomain:
     key = box.subkeys(tokens.PURPOSE)[0]
     shown = addresses.tls_rpt(Links.of(notify_settings), key, org, domain, generation.generation)
-    now = utcnow()
     grace = generation.grace_until
     return ReportDomain(
         domain,

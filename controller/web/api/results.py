@@ -42,7 +42,7 @@ from shared.sidechecks.relay import WIRE as RELAY
 from shared.sidechecks.relay import RelayTest
 from shared.sidechecks.reverse_dns import WIRE as REVERSE_DNS
 from shared.sidechecks.reverse_dns import ReverseDns
-from shared.timefmt import iso_ms, iso_ms_or_none, parse_iso, utcnow
+from shared.timefmt import iso_ms, iso_ms_or_none, parse_iso
 
 PageParam = Annotated[int, QueryParameter(ge=1, le=1_000_000, description="1-based page number")]
 PerPageParam = Annotated[
@@ -272,11 +272,12 @@ def _counts(rounds: Sequence[int], up_ms: int, down_ms: int) -> Counts:
     return Counts(up, down, missed, share, up_ms / 1000, down_ms / 1000)
 
 
-async def _uptime(kind: Kind, request: AuthedRequest, pool: asyncpg.Pool, raw_id: str) -> Uptime:
+async def _uptime(
+    kind: Kind, request: AuthedRequest, pool: asyncpg.Pool, raw_id: str, now: datetime
+) -> Uptime:
     """Each window's `from` is when its known time really starts (a monitor younger than the
     window: its first result), `to` now."""
     monitor = await visible_monitor(kind, request, raw_id, pool)
-    now = utcnow()
     longest_first = sorted(WINDOWS, key=lambda w: w[1], reverse=True)  # the query's order
     starts = [now - span for _, span in longest_first]
     async with on_generic_plans(pool) as conn:
@@ -366,8 +367,10 @@ def router(api: KindApi) -> Router:
             kind, request, pool, monitor_id, country, since, until, page, per_page
         )
 
-    async def uptime(request: AuthedRequest, pool: PoolDep, monitor_id: str) -> Uptime:
-        return await _uptime(kind, request, pool, monitor_id)
+    async def uptime(
+        request: AuthedRequest, pool: PoolDep, clock: ClockDep, monitor_id: str
+    ) -> Uptime:
+        return await _uptime(kind, request, pool, monitor_id, clock.now())
 
     async def countries(request: AuthedRequest, pool: PoolDep, monitor_id: str) -> CountryStates:
         return await _countries(kind, request, pool, monitor_id)

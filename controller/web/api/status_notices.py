@@ -24,7 +24,7 @@ from controller.web.api import guards
 from controller.web.api.errors import bad_request, not_found
 from controller.web.api.monitor_rules import strict_body
 from controller.web.authed_request import AuthedRequest
-from controller.web.services import BoxDep, NotifySettingsDep, PoolDep
+from controller.web.services import BoxDep, ClockDep, NotifySettingsDep, PoolDep
 from shared.timefmt import iso_ms, iso_ms_or_none
 
 NoticeId = Annotated[str, PathParameter(name="noticeId", description="public UUID")]
@@ -106,6 +106,7 @@ class StatusNoticeController(Controller):
         pool: PoolDep,
         notify_settings: NotifySettingsDep,
         box: BoxDep,
+        clock: ClockDep,
         data: JSONBody[StatusNoticeCreate],
     ) -> StatusNotice:
         guards.requires_admin(request.user)
@@ -129,6 +130,7 @@ class StatusNoticeController(Controller):
                 data.state,
                 body,
                 request.user.user_id,
+                clock.now(),
             )
             return await _present(conn, row)
 
@@ -171,6 +173,7 @@ class StatusNoticeController(Controller):
         notify_settings: NotifySettingsDep,
         box: BoxDep,
         notice_id: NoticeId,
+        clock: ClockDep,
         data: JSONBody[StatusNoticeUpdateIn],
     ) -> StatusNotice:
         guards.requires_admin(request.user)
@@ -187,6 +190,7 @@ class StatusNoticeController(Controller):
                 data.state,
                 body,
                 request.user.user_id,
+                clock.now(),
             )
             if row is None:
                 raise not_found("No such status notice")

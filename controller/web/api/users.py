@@ -28,7 +28,7 @@ from controller.web.api.auth import Logins, busy
 from controller.web.api.errors import ApiError, bad_request, forbidden, not_found
 from controller.web.api.page import Page, published
 from controller.web.authed_request import AuthedRequest
-from controller.web.services import PoolDep
+from controller.web.services import ClockDep, PoolDep
 from shared.timefmt import iso_ms
 
 log = structlog.get_logger(__name__)
@@ -154,6 +154,7 @@ class UserController(Controller):
         self,
         request: AuthedRequest,
         pool: PoolDep,
+        clock: ClockDep,
         user_id: UserId,
         data: JSONBody[UserUpdate],
     ) -> User:
@@ -179,7 +180,7 @@ class UserController(Controller):
                     code="last_owner",
                     fields=["disabled"],
                 )
-            row = await accounts.set_disabled(conn, target.id, data.disabled)
+            row = await accounts.set_disabled(conn, target.id, data.disabled, clock.now())
         log.info("user disabled" if data.disabled else "user enabled", user=row.email)
         return _present(row)
 

@@ -35,6 +35,7 @@ from controller.web.console import (
 )
 from controller.web.console.session import PREFIX, csrf_middleware, session_auth
 from controller.web.console.static_files import StaticFileSystem
+from shared.clock import Clock
 
 HERE = Path(__file__).parent
 DOCS_ASSETS = "/schema-assets"
@@ -75,7 +76,7 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
     )
 
 
-def routers(box: SecretBox, pool: asyncpg.Pool) -> list[Router]:
+def routers(box: SecretBox, pool: asyncpg.Pool, clock: Clock) -> list[Router]:
     console = Router(
         path=PREFIX,
         route_handlers=[
@@ -119,7 +120,7 @@ def routers(box: SecretBox, pool: asyncpg.Pool) -> list[Router]:
                 path="/static", directories=[HERE / "static"], file_system=StaticFileSystem()
             ),
         ],
-        middleware=[session_auth(pool), csrf_middleware(box)],
+        middleware=[session_auth(pool, clock), csrf_middleware(box)],
         exception_handlers={
             ApiError: pages.error_page,
             NotFoundException: pages.error_page,

@@ -26,7 +26,7 @@ from controller.web.console import store as console_store
 from controller.web.console.pages import page
 from controller.web.console.session import PREFIX, principal_of
 from controller.web.request_types import AnyRequest
-from controller.web.services import BoxDep, BudgetSettingsDep, PoolDep, SenderDep
+from controller.web.services import BoxDep, BudgetSettingsDep, ClockDep, PoolDep, SenderDep
 
 log = structlog.get_logger(__name__)
 
@@ -131,11 +131,12 @@ async def test_channel(
     pool: PoolDep,
     sender: SenderDep,
     budget_settings: BudgetSettingsDep,
+    clock: ClockDep,
 ) -> Template:
     row = await _own(request, pool, channel_id)
     guards.requires_admin(principal_of(request))
     try:
-        result = await send_test(pool, sender, budget_settings, row)
+        result = await send_test(pool, sender, budget_settings, row, clock.now())
     except ApiError as exc:
         return await _page(request, pool, error=exc.message, status_code=exc.status)
     if result.delivered:

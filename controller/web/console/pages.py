@@ -7,7 +7,7 @@ supporters change nothing (the API lets readonly users pause and resume; the con
 no controls at all).
 """
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 from uuid import UUID
@@ -65,7 +65,7 @@ from controller.web.services import (
     TriggerDep,
     WritesDep,
 )
-from shared.timefmt import utcnow
+from shared.clock import Clock
 
 log = structlog.get_logger(__name__)
 
@@ -284,7 +284,7 @@ async def find_monitor(conn: Conn, request: AnyRequest, raw_id: str) -> Monitor:
 
 
 async def _monitor(
-    request: AnyRequest, pool: asyncpg.Pool, monitor_id: str
+    request: AnyRequest, pool: asyncpg.Pool, monitor_id: str, now: datetime
 ) -> tuple[Monitor, dict[str, Any]]:
     """The monitor as the caller may see it and its page's live context; else a 404."""
     try:
@@ -294,7 +294,7 @@ async def _monitor(
     range_name = request.query_params.get("range", "day")
     scope = guards.read_scope(principal_of(request))
     async with on_generic_plans(pool) as conn:
-        found = await monitor_view.live(conn, ident, scope, range_name, utcnow())
+        found = await monitor_view.live(conn, ident, scope, range_name, now)
     if found is None:
         raise NotFoundException()
     return found
@@ -306,9 +306,10 @@ async def monitor_page(
     monitor_id: PathStr,
     pool: PoolDep,
     reputation_settings: ReputationSettingsDep,
+    clock: ClockDep,
 ) -> Template:
-    m, live = await _monitor(request, pool, monitor_id)
-    now = utcnow()
+    now = clock.now()
+    m, live = await _monitor(request, pool, monitor_id, now)
     async with on_generic_plans(pool) as conn:
         tls = await console.latest_tls(conn, m.id, now - timedelta(days=2))
         history, _ = await outbox_db.list_history(conn, m.id, 10, 0)
@@ -349,9 +350,11 @@ async def monitor_page(
 
 
 @get("/monitors/{monitor_id:str}/live")
-async def monitor_part(request: AnyRequest, pool: PoolDep, monitor_id: PathStr) -> Template:
+async def monitor_part(
+    request: AnyRequest, pool: PoolDep, clock: ClockDep, monitor_id: PathStr
+) -> Template:
     """The monitor page's live part alone, fetched by the page every few seconds."""
-    _, live = await _monitor(request, pool, monitor_id)
+    _, live = await _monitor(request, pool, monitor_id, clock.now())
     return page(request, "_monitor_live.html", **live)
 
 
@@ -373,13 +376,14 @@ async def trigger(
     trigger: TriggerDep,
     pool: PoolDep,
     reputation_settings: ReputationSettingsDep,
+    clock: ClockDep,
 ) -> Response[Any]:
     monitor = await _writable(request, pool, monitor_id)
     try:
         plan = await trigger.run(principal_of(request), monitor)
     except Refused as exc:  # disabled monitor, fair-use limit, no pipeline or agents here
         return await _action_failed(
-            request, (pool, reputation_settings), monitor_id, api_error(exc)
+            request, (pool, reputation_settings, clock), monitor_id, api_error(exc)
         )
     return _back(monitor, "triggered" if plan.joined is None else "joined")
 
@@ -390,18 +394,18 @@ def _lookup(monitor: Monitor) -> Lookup:
 
 async def _set_status(
     request: AnyRequest,
-    deps: tuple[asyncpg.Pool, BlocklistSettings, MonitorWrites],
+    deps: tuple[asyncpg.Pool, BlocklistSettings, MonitorWrites, Clock],
     monitor_id: str,
     status: str,
 ) -> Response[Any]:
     """Pause (`disabled`) or resume (`active`), as the API's PATCH of `status` does."""
-    pool, reputation_settings, writes = deps
+    pool, reputation_settings, writes, clock = deps
     monitor = await _writable(request, pool, monitor_id)
     try:
         await writes.set_status(_lookup(monitor), status, BUDGET_FIELDS)
     except (ApiError, Refused) as exc:
         return await _action_failed(
-            request, (pool, reputation_settings), monitor_id, api_error(exc)
+            request, (pool, reputation_settings, clock), monitor_id, api_error(exc)
         )
     log.info("console status change", monitor=str(monitor.public_id), status=status)
     return _back(monitor, "paused" if status == "disabled" else "resumed")
@@ -414,8 +418,10 @@ async def pause(
     pool: PoolDep,
     reputation_settings: ReputationSettingsDep,
     writes: WritesDep,
+    clock: ClockDep,
 ) -> Response[Any]:
-    return await _set_status(request, (pool, reputation_settings, writes), monitor_id, "disabled")
+    deps = (pool, reputation_settings, writes, clock)
+    return await _set_status(request, deps, monitor_id, "disabled")
 
 
 @post("/monitors/{monitor_id:str}/resume", status_code=303)
@@ -425,8 +431,10 @@ async def resume(
     pool: PoolDep,
     reputation_settings: ReputationSettingsDep,
     writes: WritesDep,
+    clock: ClockDep,
 ) -> Response[Any]:
-    return await _set_status(request, (pool, reputation_settings, writes), monitor_id, "active")
+    deps = (pool, reputation_settings, writes, clock)
+    return await _set_status(request, deps, monitor_id, "active")
 
 
 @post("/monitors/{monitor_id:str}/delete", status_code=303)
@@ -444,13 +452,13 @@ async def delete(
 
 async def _action_failed(
     request: AnyRequest,
-    deps: tuple[asyncpg.Pool, BlocklistSettings],
+    deps: tuple[asyncpg.Pool, BlocklistSettings, Clock],
     monitor_id: str,
     exc: ApiError,
 ) -> Response[Any]:
     """The monitor page again, with the API's message for the refused action and its status."""
-    pool, reputation_settings = deps
-    shown: Template = await monitor_page.fn(request, monitor_id, pool, reputation_settings)
+    pool, reputation_settings, clock = deps
+    shown: Template = await monitor_page.fn(request, monitor_id, pool, reputation_settings, clock)
     shown.context["error"] = exc.message
     shown.status_code = exc.status
     return shown

@@ -25,8 +25,7 @@ from controller.web.console.pages import page
 from controller.web.console.report_view import domain_reports
 from controller.web.console.session import principal_of
 from controller.web.request_types import AnyRequest
-from controller.web.services import BoxDep, NotifySettingsDep, PoolDep, ReportsSettingsDep
-from shared.timefmt import utcnow
+from controller.web.services import BoxDep, ClockDep, NotifySettingsDep, PoolDep, ReportsSettingsDep
 
 PathStr = Annotated[str, PathParameter()]
 
@@ -53,16 +52,18 @@ async def domain_page(
     pool: PoolDep,
     notify_settings: NotifySettingsDep,
     box: BoxDep,
+    clock: ClockDep,
     domain: PathStr,
 ) -> Template:
     me = principal_of(request)
+    now = clock.now()
     name = _name(domain)
     org = me.organization_id
     async with pool.acquire() as conn:
         monitors = await reports.domain_monitors(conn, org, name)
         if me.is_global_supporter or not monitors:
             raise NotFoundException()
-        shown = await domain_reports(conn, org, name, utcnow().date())
+        shown = await domain_reports(conn, org, name, now.date())
         generation = await reports.generation(conn, org, name)
     key = box.subkeys(tokens.PURPOSE)[0]
     address = addresses.tls_rpt(Links.of(notify_settings), key, org, name, generation.generation)
@@ -73,7 +74,7 @@ async def domain_page(
         domain_monitors=monitors,
         tls_rpt=address,
         token=generation,
-        previous_until=grace if grace is not None and grace > utcnow() else None,
+        previous_until=grace if grace is not None and grace > now else None,
         **shown,
     )
 
@@ -83,6 +84,7 @@ async def rotate_token(
     request: AnyRequest,
     pool: PoolDep,
     reports_settings: ReportsSettingsDep,
+    clock: ClockDep,
     domain: PathStr,
 ) -> Redirect:
     me = principal_of(request)
@@ -92,5 +94,5 @@ async def rotate_token(
     async with pool.acquire() as conn, conn.transaction():
         if not await reports.domain_monitors(conn, me.organization_id, name):
             raise NotFoundException()
-        await reports.rotate(conn, me.organization_id, name, utcnow(), grace)
+        await reports.rotate(conn, me.organization_id, name, clock.now(), grace)
     return Redirect(f"/console/reports/{name}", status_code=303)

@@ -34,8 +34,7 @@ from controller.web.console import scrape_store as scrape
 from controller.web.console.pages import page
 from controller.web.console.session import PREFIX, principal_of
 from controller.web.request_types import AnyRequest
-from controller.web.services import PoolDep
-from shared.timefmt import utcnow
+from controller.web.services import ClockDep, PoolDep
 
 log = structlog.get_logger(__name__)
 
@@ -142,7 +141,7 @@ async def monitor_metrics(request: AnyRequest, pool: PoolDep) -> Response[bytes]
 
 
 @get("/metrics/reports", include_in_schema=False)
-async def report_metrics(request: AnyRequest, pool: PoolDep) -> Response[bytes]:
+async def report_metrics(request: AnyRequest, pool: PoolDep, clock: ClockDep) -> Response[bytes]:
     """The organization's report series (`report_series`), behind the same scrape token: one
     small answer (the domains its monitors name), so never sharded."""
     token = _bearer(request)
@@ -156,7 +155,7 @@ async def report_metrics(request: AnyRequest, pool: PoolDep) -> Response[bytes]:
             )
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             settings = await reports.settings(conn, org)
-            since = (utcnow() - timedelta(days=settings.window_days)).date()
+            since = (clock.now() - timedelta(days=settings.window_days)).date()
             rows = await reports.scrape_totals(conn, org, since)
             box = await mailboxes.get(conn, org)
     mailbox = None if box is None else report_series.Mailbox(box.last_read_at, bool(box.last_error))

@@ -27,6 +27,7 @@ from controller.access import accounts_store as accounts
 from controller.access.credentials import token_digest
 from controller.secrets.box import SecretBox
 from controller.web.request_types import AnyConnection
+from shared.clock import Clock
 
 COOKIE = "mp_session"
 PREFIX = "/console"
@@ -80,14 +81,14 @@ def _token_of(scope: Scope) -> str | None:
     return None
 
 
-def session_auth(pool: asyncpg.Pool) -> Middleware:
+def session_auth(pool: asyncpg.Pool, clock: Clock) -> Middleware:
     """Put the session's `Principal` (looked up in `pool`) in `scope["user"]` (and the token's
     digest in `scope["auth"]`); without a valid session, a redirect to the login form (303 for
     a page, 401 for the live-update fetches, which must not follow a redirect into HTML)."""
-    return lambda app: _session_auth(app, pool)
+    return lambda app: _session_auth(app, pool, clock)
 
 
-def _session_auth(app: ASGIApp, pool: asyncpg.Pool) -> ASGIApp:
+def _session_auth(app: ASGIApp, pool: asyncpg.Pool, clock: Clock) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP or scope["path"].startswith(_OPEN):
             await app(scope, receive, send)
@@ -97,7 +98,7 @@ def _session_auth(app: ASGIApp, pool: asyncpg.Pool) -> ASGIApp:
         if token is not None:
             digest = token_digest(token)
             async with pool.acquire() as conn:
-                principal = await accounts.principal_for_token(conn, digest)
+                principal = await accounts.principal_for_token(conn, digest, clock.now())
         if principal is None:
             await _to_login(scope, send)
             return

@@ -40,9 +40,9 @@ from controller.web.console import store as console
 from controller.web.console.pages import page
 from controller.web.console.session import PREFIX, principal_of
 from controller.web.request_types import AnyRequest
-from controller.web.services import BackgroundDep, PageCacheDep, PoolDep
+from controller.web.services import BackgroundDep, ClockDep, PageCacheDep, PoolDep
+from shared.clock import Clock
 from shared.guards import BrokenInvariant
-from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -62,7 +62,7 @@ STATE_LABELS = {
 
 
 async def admin_page(
-    request: AnyRequest, pool: asyncpg.Pool, error: str | None, status_code: int
+    request: AnyRequest, pool: asyncpg.Pool, error: str | None, status_code: int, now: datetime
 ) -> Template:
     org = principal_of(request).organization_id
     async with pool.acquire() as conn:
@@ -78,7 +78,7 @@ async def admin_page(
             found = await notices_db.page_of_customer(conn, p.customer_id, org)
             if found is None:
                 continue
-            rows = await notices_db.of_page(conn, found.id, utcnow())
+            rows = await notices_db.of_page(conn, found.id, now)
             open_notices[p.customer_id] = [r for r in rows if r.resolved_at is None]
             subscribed[p.customer_id] = await subscribers_db.count(conn, found.id)
     return page(
@@ -97,9 +97,9 @@ async def admin_page(
 
 
 @get("/status-pages", name="console-status-pages")
-async def admin(request: AnyRequest, pool: PoolDep) -> Template:
+async def admin(request: AnyRequest, pool: PoolDep, clock: ClockDep) -> Template:
     guards.requires_admin(principal_of(request))
-    return await admin_page(request, pool, None, 200)
+    return await admin_page(request, pool, None, 200, clock.now())
 
 
 async def _customer_id(request: AnyRequest, pool: asyncpg.Pool, raw: str) -> int:
@@ -120,6 +120,7 @@ async def save(
     customer: PathStr,
     pool: PoolDep,
     background: BackgroundDep,
+    clock: ClockDep,
 ) -> Response[Any]:
     guards.requires_admin(principal_of(request))
     customer_id = await _customer_id(request, pool, customer)
@@ -132,15 +133,18 @@ async def save(
             pool,
             "slug: 2-63 lower-case letters, digits and hyphens, not starting with -",
             400,
+            clock.now(),
         )
     if not title or "\x00" in title:
-        return await admin_page(request, pool, "title: required", 400)
+        return await admin_page(request, pool, "title: required", 400, clock.now())
     ids = []
     for raw in form.getall("monitor", []):
         try:
             ids.append(int(raw))
         except ValueError:
-            return await admin_page(request, pool, "monitor: not a monitor of this customer", 400)
+            return await admin_page(
+                request, pool, "monitor: not a monitor of this customer", 400, clock.now()
+            )
     try:
         async with pool.acquire() as conn, conn.transaction():
             await status_pages.save(
@@ -151,11 +155,14 @@ async def save(
                 title,
                 form.get("hostnames") == "on",
                 ids,
+                clock.now(),
             )
     except asyncpg.UniqueViolationError:
-        return await admin_page(request, pool, f"slug: {slug} is taken by another page", 409)
+        return await admin_page(
+            request, pool, f"slug: {slug} is taken by another page", 409, clock.now()
+        )
     log.info("status page saved", slug=slug, monitors=len(ids))
-    background.run(_settle(pool, slug))
+    background.run(_settle(pool, slug, clock.now()))
     return Redirect(f"{PREFIX}/status-pages?saved=1", status_code=303)
 
 
@@ -168,15 +175,15 @@ async def unpublish(request: AnyRequest, pool: PoolDep, customer: PathStr) -> Re
     return Redirect(f"{PREFIX}/status-pages?saved=1", status_code=303)
 
 
-async def _settle(pool: asyncpg.Pool, slug: str) -> None:
+async def _settle(pool: asyncpg.Pool, slug: str, now: datetime) -> None:
     """Sum the page's settled days now (seconds for 1,000 services' 90 days), so its first
     visitor does not wait for them."""
     try:
         async with pool.acquire() as conn:
             found = await status_pages.by_slug(conn, slug)
             if found is not None:
-                first_day = utcnow().date() - timedelta(days=UPTIME_DAYS - 1)
-                await status_pages.settle(conn, found[1], first_day, utcnow())
+                first_day = now.date() - timedelta(days=UPTIME_DAYS - 1)
+                await status_pages.settle(conn, found[1], first_day, now)
     except Exception:
         log.warning("status page days not settled", slug=slug, exc_info=True)
 
@@ -186,7 +193,7 @@ def _bars(days: dict[date, tuple[int, int]], today: date) -> list[uptime_bars.Ba
     return uptime_bars.daily(days, today, UPTIME_DAYS)
 
 
-async def published(pool: asyncpg.Pool, cache: PageCache, slug: str) -> Published:
+async def published(pool: asyncpg.Pool, cache: PageCache, slug: str, clock: Clock) -> Published:
     """The public page (its content shared by its HTML, JSON and feeds, see
     controller.statuspages.cache): 404 for a slug no page has."""
     if not SLUG.match(slug):
@@ -197,7 +204,7 @@ async def published(pool: asyncpg.Pool, cache: PageCache, slug: str) -> Publishe
         raise NotFoundException()
     sp, ids = found
     key = (sp.id, sp.slug, sp.title, sp.show_hostnames, sp.notices, tuple(sorted(ids)))
-    return await cache.get(key, lambda: _page(pool, sp, ids))
+    return await cache.get(key, lambda: _page(pool, sp, ids, clock.now()))
 
 
 @get("/status/{slug:str}", name="status-page")
@@ -206,8 +213,9 @@ async def public(
     request: AnyRequest,
     pool: PoolDep,
     page_cache: PageCacheDep,
+    clock: ClockDep,
 ) -> Response[bytes]:
-    found = await published(pool, page_cache, slug)
+    found = await published(pool, page_cache, slug, clock)
     engine = request.app.template_engine
     if not isinstance(engine, JinjaTemplateEngine):
         raise BrokenInvariant("status.public: expected isinstance(engine, JinjaTemplateEngine)")
@@ -244,15 +252,16 @@ def _bars_html(bars: list[uptime_bars.Bar]) -> str:
 
 
 @head("/status/{slug:str}", name="status-page-head")
-async def public_head(slug: PathStr, pool: PoolDep, page_cache: PageCacheDep) -> Response[None]:
+async def public_head(
+    slug: PathStr, pool: PoolDep, page_cache: PageCacheDep, clock: ClockDep
+) -> Response[None]:
     """What uptime checkers that ask with HEAD need: 200 while the page is published."""
-    await published(pool, page_cache, slug)
+    await published(pool, page_cache, slug, clock)
     return Response(content=None, media_type=MediaType.HTML)
 
 
-async def _page(pool: asyncpg.Pool, sp: StatusPage, ids: list[int]) -> PageContent:
-    """The public page's content: the page `sp` showing monitors `ids`."""
-    now = utcnow()
+async def _page(pool: asyncpg.Pool, sp: StatusPage, ids: list[int], now: datetime) -> PageContent:
+    """The public page's content at `now`: the page `sp` showing monitors `ids`."""
     async with pool.acquire() as conn:
         rows = await console.summaries(conn, ids, MAX_SHOWN)
         first_day = now.date() - timedelta(days=UPTIME_DAYS - 1)

@@ -15,7 +15,7 @@ from controller.settings import NotifySettings
 from controller.statuspages.content import PageContent
 from controller.web.console.status import PathStr, published
 from controller.web.request_types import AnyRequest
-from controller.web.services import NotifySettingsDep, PageCacheDep, PoolDep
+from controller.web.services import ClockDep, NotifySettingsDep, PageCacheDep, PoolDep
 from shared.timefmt import iso_ms
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -87,9 +87,10 @@ async def summary(
     notify_settings: NotifySettingsDep,
     pool: PoolDep,
     page_cache: PageCacheDep,
+    clock: ClockDep,
 ) -> Response[bytes]:
     url = f"{public_url(notify_settings)}/status/{slug}"
-    found = await published(pool, page_cache, slug)
+    found = await published(pool, page_cache, slug, clock)
     body = await found.body(("json", url), lambda page: msgspec.json.encode(summary_of(page, url)))
     return Response(body, media_type=MediaType.JSON)
 
@@ -100,8 +101,9 @@ async def summary_head(
     request: AnyRequest,
     pool: PoolDep,
     page_cache: PageCacheDep,
+    clock: ClockDep,
 ) -> Response[None]:
-    await published(pool, page_cache, slug)
+    await published(pool, page_cache, slug, clock)
     return Response(content=None, media_type=MediaType.JSON)
 
 
@@ -203,9 +205,10 @@ async def atom(
     notify_settings: NotifySettingsDep,
     pool: PoolDep,
     page_cache: PageCacheDep,
+    clock: ClockDep,
 ) -> Response[bytes]:
     url = f"{public_url(notify_settings)}/status/{slug}"
-    body = await (await published(pool, page_cache, slug)).body(
+    body = await (await published(pool, page_cache, slug, clock)).body(
         ("atom", url), lambda page: atom_of(page, url)
     )
     return Response(body, media_type="application/atom+xml; charset=utf-8")
@@ -218,9 +221,10 @@ async def rss(
     notify_settings: NotifySettingsDep,
     pool: PoolDep,
     page_cache: PageCacheDep,
+    clock: ClockDep,
 ) -> Response[bytes]:
     url = f"{public_url(notify_settings)}/status/{slug}"
-    body = await (await published(pool, page_cache, slug)).body(
+    body = await (await published(pool, page_cache, slug, clock)).body(
         ("rss", url), lambda page: rss_of(page, url)
     )
     return Response(body, media_type="application/rss+xml; charset=utf-8")

@@ -15,7 +15,7 @@ from controller.web.api import guards
 from controller.web.console.session import PREFIX, principal_of
 from controller.web.console.status import PathStr, admin_page
 from controller.web.request_types import AnyRequest
-from controller.web.services import BoxDep, NotifySettingsDep, PoolDep
+from controller.web.services import BoxDep, ClockDep, NotifySettingsDep, PoolDep
 
 DONE = f"{PREFIX}/status-pages?saved=1"
 
@@ -46,6 +46,7 @@ async def create(
     pool: PoolDep,
     notify_settings: NotifySettingsDep,
     box: BoxDep,
+    clock: ClockDep,
     customer: PathStr,
 ) -> Response[Any]:
     me = principal_of(request)
@@ -58,7 +59,7 @@ async def create(
     elif _field(form, "impact", 20) not in notices.IMPACTS:
         error = f"impact: one of {', '.join(notices.IMPACTS)}"
     if error:
-        return await admin_page(request, pool, error, 400)
+        return await admin_page(request, pool, error, 400, clock.now())
     async with pool.acquire() as conn, conn.transaction():
         page = await notices.page_of_customer(conn, _uuid(customer), me.organization_id)
         if page is None:
@@ -73,6 +74,7 @@ async def create(
             _field(form, "state", 20),
             _field(form, "body", 5000),
             me.user_id,
+            clock.now(),
         )
     return Redirect(DONE, status_code=303)
 
@@ -83,6 +85,7 @@ async def add_update(
     pool: PoolDep,
     notify_settings: NotifySettingsDep,
     box: BoxDep,
+    clock: ClockDep,
     notice: PathStr,
 ) -> Response[Any]:
     me = principal_of(request)
@@ -90,7 +93,7 @@ async def add_update(
     form = await request.form()
     error = _invalid(form)
     if error:
-        return await admin_page(request, pool, error, 400)
+        return await admin_page(request, pool, error, 400, clock.now())
     async with pool.acquire() as conn, conn.transaction():
         row = await service.update(
             conn,
@@ -101,6 +104,7 @@ async def add_update(
             _field(form, "state", 20),
             _field(form, "body", 5000),
             me.user_id,
+            clock.now(),
         )
     if row is None:
         raise NotFoundException()

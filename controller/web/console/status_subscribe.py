@@ -22,8 +22,13 @@ from controller.web.api.errors import ApiError
 from controller.web.console.status import SLUG, PathStr
 from controller.web.console.status_feeds import public_url
 from controller.web.request_types import AnyRequest
-from controller.web.services import BoxDep, NotifySettingsDep, PoolDep, StatusPageSettingsDep
-from shared.timefmt import utcnow
+from controller.web.services import (
+    BoxDep,
+    ClockDep,
+    NotifySettingsDep,
+    PoolDep,
+    StatusPageSettingsDep,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +80,7 @@ async def subscribe(
     pool: PoolDep,
     notify_settings: NotifySettingsDep,
     status_page_settings: StatusPageSettingsDep,
+    clock: ClockDep,
 ) -> Template:
     page = await _page(request, pool, slug)
     if notify_settings.public_url is None:
@@ -92,7 +98,7 @@ async def subscribe(
     if address is None:
         return _message(page, "email: required", 400, error=True)
     token, kept = rules.new_confirm_token()
-    now = utcnow()
+    now = clock.now()
     async with pool.acquire() as conn, conn.transaction():
         asked, subscriber = await subscribers.ask(
             conn,
@@ -114,7 +120,7 @@ async def subscribe(
                 f"status_confirm:{subscriber}:{kept.hex()[:16]}",
             )
             org = page.organization_id
-            await notify(conn, Notice(Source.SUBSCRIBERS, org, None, None, [note]))
+            await notify(conn, Notice(Source.SUBSCRIBERS, org, None, None, [note]), now)
     log.info("status subscription asked", slug=slug, outcome=asked.value)
     if asked is subscribers.Asked.PAGE_LIMIT:
         return _message(
@@ -141,11 +147,11 @@ async def confirm_form(slug: PathStr, request: AnyRequest, pool: PoolDep) -> Tem
 
 
 @post("/status/{slug:str}/confirm", status_code=200)
-async def confirm(slug: PathStr, request: AnyRequest, pool: PoolDep) -> Template:
+async def confirm(slug: PathStr, request: AnyRequest, pool: PoolDep, clock: ClockDep) -> Template:
     page = await _page(request, pool, slug)
     token = str((await request.form()).get("token", ""))[:100]
     async with pool.acquire() as conn:
-        done = await subscribers.confirm(conn, page.id, rules.confirm_hash(token), utcnow())
+        done = await subscribers.confirm(conn, page.id, rules.confirm_hash(token), clock.now())
     log.info("status subscription confirmed" if done else "status confirmation refused", slug=slug)
     if not done:
         return _message(
