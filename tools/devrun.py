@@ -74,7 +74,6 @@ from shared.logging import configure
 from shared.sealing import generate
 from shared.streams import ensure_streams
 from shared.subjects import HEARTBEATS_SUBJECTS
-from shared.timefmt import utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = Path(os.environ.get(run_dir.RUN_DIR_ENV) or ROOT / run_dir.DEFAULT_RUN_DIR).resolve()
@@ -169,14 +168,13 @@ async def admin_token(database_url: str, password: str, kept: str | None = None)
                     conn, org_id, ADMIN_EMAIL, hash_password(password), "owner"
                 )
                 user_id = made.id
+            now = WALL.now()
             if kept:
-                expires = await accounts.token_expiry(conn, user_id, token_digest(kept))
-                if expires is not None and expires > utcnow() + timedelta(
-                    seconds=TOKEN_KEPT_WHILE_S
-                ):
+                expires = await accounts.token_expiry(conn, user_id, token_digest(kept), now)
+                if expires is not None and expires > now + timedelta(seconds=TOKEN_KEPT_WHILE_S):
                     return kept
             token, digest = new_token()
-            await accounts.issue_token(conn, user_id, digest, TOKEN_TTL_S, WALL.now())
+            await accounts.issue_token(conn, user_id, digest, TOKEN_TTL_S, now)
         return token
     finally:
         await conn.close()

@@ -138,6 +138,19 @@ async def issue_token(
     return expires_at
 
 
+async def token_expiry(conn: Conn, user_id: int, digest: bytes, now: datetime) -> datetime | None:
+    """When the user's token of `digest` expires; None when it is not live at `now`, or not
+    theirs."""
+    expires: datetime | None = await conn.fetchval(
+        "SELECT expires_at FROM api_tokens"
+        " WHERE token_hash = $1 AND user_id = $2 AND expires_at > $3",
+        digest,
+        user_id,
+        now,
+    )
+    return expires
+
+
 async def principal_for_token(conn: Conn, digest: bytes, now: datetime) -> Principal | None:
     """Whose token `digest` is while it is live at `now` and its user enabled; else None."""
     row = await conn.fetchrow(

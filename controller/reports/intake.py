@@ -456,7 +456,7 @@ async def _judge_monitor(
             before = await db.told(conn, monitor.id, code, verdict.items)
         if rules.told(verdict, before):
             unsaid = sorted(set(verdict.items) - set(before or ()))
-            await db.save_told(conn, monitor.id, code, unsaid)
+            await db.save_told(conn, monitor.id, code, unsaid, now)
             news.append((verdict.finding, len(unsaid)))
     return news
 

@@ -54,20 +54,21 @@ async def get(conn: Conn, organization_id: int) -> StoredMailbox | None:
     return None if row is None else _of(row)
 
 
-async def save(conn: Conn, box: StoredMailbox, *, grant_changed: bool) -> None:
-    """Create or replace the organization's mailbox, to be read at once; `grant_changed`
-    forgets the cached token and the rotated refresh token."""
+async def save(conn: Conn, box: StoredMailbox, *, grant_changed: bool, now: datetime) -> None:
+    """Create or replace the organization's mailbox at `now`, to be read at once;
+    `grant_changed` forgets the cached token and the rotated refresh token."""
     await conn.execute(
         "INSERT INTO report_mailboxes AS b (organization_id, host, port, username, password,"
-        " oauth2, ca_pem, folder, done_folder, enabled, protocol, security)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $12, $13)"
+        " oauth2, ca_pem, folder, done_folder, enabled, protocol, security, next_read_at,"
+        " updated_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $12, $13, $14, $14)"
         " ON CONFLICT (organization_id) DO UPDATE SET host = $2, port = $3, username = $4,"
         " password = $5, oauth2 = $6, ca_pem = $7, folder = $8, done_folder = $9, enabled = $10,"
         " protocol = $12, security = $13,"
         " access_token = CASE WHEN $11 THEN NULL ELSE b.access_token END,"
         " token_expires_at = CASE WHEN $11 THEN NULL ELSE b.token_expires_at END,"
         " refresh_token = CASE WHEN $11 THEN NULL ELSE b.refresh_token END,"
-        " next_read_at = now(), last_error = NULL, updated_at = now()",
+        " next_read_at = $14, last_error = NULL, updated_at = $14",
         box.organization_id,
         box.host,
         box.port,
@@ -81,6 +82,7 @@ async def save(conn: Conn, box: StoredMailbox, *, grant_changed: bool) -> None:
         grant_changed,
         box.protocol,
         box.security,
+        now,
     )
 
 

@@ -431,14 +431,18 @@ async def told(conn: Conn, monitor_id: int, code: str, items: Sequence[str]) -> 
     return [r["item"] for r in rows]
 
 
-async def save_told(conn: Conn, monitor_id: int, code: str, items: Sequence[str]) -> None:
-    """Remember `items` as told (now), and only the newest `TOLD_KEPT` of the finding's."""
+async def save_told(
+    conn: Conn, monitor_id: int, code: str, items: Sequence[str], now: datetime
+) -> None:
+    """Remember `items` as told at `now`, and only the newest `TOLD_KEPT` of the finding's."""
     await conn.execute(
-        "INSERT INTO report_told (monitor_id, code, item) SELECT $1, $2, unnest($3::text[])"
-        " ON CONFLICT (monitor_id, code, item) DO UPDATE SET told_at = now()",
+        "INSERT INTO report_told (monitor_id, code, item, told_at)"
+        " SELECT $1, $2, unnest($3::text[]), $4"
+        " ON CONFLICT (monitor_id, code, item) DO UPDATE SET told_at = $4",
         monitor_id,
         code,
         list(items),
+        now,
     )
     await conn.execute(
         "DELETE FROM report_told WHERE monitor_id = $1 AND code = $2 AND (told_at, item) < ("

@@ -120,11 +120,12 @@ async def settle(conn: Conn, job_ids: Sequence[str], accepted: Sequence[bool]) -
         )
 
 
-async def sent_last_hour(conn: Conn, monitor_id: int) -> int:
-    """The monitor's messages that count against its cap now."""
+async def sent_last_hour(conn: Conn, monitor_id: int, now: datetime) -> int:
+    """The monitor's messages that count against its cap at `now`."""
     n: int = await conn.fetchval(
         "SELECT count(*) FROM mail_sends WHERE monitor_id = $1"
-        f" AND at > now() - interval '1 hour' AND {_COUNTED}",
+        f" AND at > $2::timestamptz - interval '1 hour' AND {_COUNTED}",
         monitor_id,
+        now,
     )
     return n

@@ -431,7 +431,7 @@ async def test_what_an_open_finding_was_told_with_is_bounded_the_newest_kept(
         )
         for n in range(batches):
             items = [f"certificate-expired|mx{n}-{i}.{domain}" for i in range(1000)]
-            await db.save_told(conn, monitor_id, "tls_failures_reported", items)
+            await db.save_told(conn, monitor_id, "tls_failures_reported", items, utcnow())
         kept = await conn.fetchval(
             "SELECT count(*) FROM report_told WHERE monitor_id = $1", monitor_id
         )

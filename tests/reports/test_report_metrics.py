@@ -113,6 +113,7 @@ async def test_report_series_per_domain_and_result_behind_the_scrape_token(
                 True,
             ),
             grant_changed=True,
+            now=now,
         )
         await mailboxes.read_done(
             conn, tenant.org_id, now, now + timedelta(minutes=5), "login refused", None

@@ -344,12 +344,12 @@ class MailboxDelivery(msgspec.Struct, rename="camel"):
 
 
 async def _delivery(
-    kind: Kind, request: AuthedRequest, pool: asyncpg.Pool, raw_id: str
+    kind: Kind, request: AuthedRequest, pool: asyncpg.Pool, raw_id: str, now: datetime
 ) -> MailboxDelivery:
     monitor = await visible_monitor(kind, request, raw_id, pool)
     async with pool.acquire() as conn:
         d = await delivery_db.seen(conn, monitor.id)
-        sent = await mail_sends.sent_last_hour(conn, monitor.id)
+        sent = await mail_sends.sent_last_hour(conn, monitor.id, now)
     return MailboxDelivery(
         str(monitor.public_id),
         d.state,
@@ -387,8 +387,10 @@ def router(api: KindApi) -> Router:
     ) -> LoginBackoff:
         return await _login_backoff(kind, request, pool, monitor_id, clock.now())
 
-    async def delivery(request: AuthedRequest, pool: PoolDep, monitor_id: str) -> MailboxDelivery:
-        return await _delivery(kind, request, pool, monitor_id)
+    async def delivery(
+        request: AuthedRequest, pool: PoolDep, clock: ClockDep, monitor_id: str
+    ) -> MailboxDelivery:
+        return await _delivery(kind, request, pool, monitor_id, clock.now())
 
     async def get_alert_settings(
         request: AuthedRequest, pool: PoolDep, monitor_id: str

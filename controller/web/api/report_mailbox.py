@@ -36,7 +36,7 @@ from controller.web.api.errors import ApiError, api_error, bad_request, not_foun
 from controller.web.api.monitor_rules import strict_body
 from controller.web.api.monitor_schemas import MASK
 from controller.web.authed_request import AuthedRequest
-from controller.web.services import BoxDep, OAuth2SettingsDep, PoolDep, ReportsSettingsDep
+from controller.web.services import BoxDep, ClockDep, OAuth2SettingsDep, PoolDep, ReportsSettingsDep
 from shared.guards import BrokenInvariant
 from shared.timefmt import iso_ms
 
@@ -223,6 +223,7 @@ class ReportMailboxController(Controller):
         box: BoxDep,
         oauth2_settings: OAuth2SettingsDep,
         reports_settings: ReportsSettingsDep,
+        clock: ClockDep,
         data: JSONBody[ReportMailboxIn],
     ) -> ReportMailbox:
         guards.requires_admin(request.user)
@@ -272,7 +273,7 @@ class ReportMailboxController(Controller):
             )
             # A token's scopes may be its protocol's (Microsoft's delegated ones are).
             changed = was is None or (was.oauth2, was.protocol) != (login.oauth2, body.protocol)
-            await db.save(conn, stored, grant_changed=changed)
+            await db.save(conn, stored, grant_changed=changed, now=clock.now())
             saved = await db.get(conn, org)
         if saved is None:
             raise BrokenInvariant(
