@@ -19,7 +19,8 @@ from nats.aio.client import Client as NATS
 from agent import ops
 from agent.receiver import service as receiving
 from agent.settings import AgentSettings
-from agent.worker import NATS_ERRORS, Worker, default_agent_id
+from agent.settle import NATS_ERRORS
+from agent.worker import Worker, default_agent_id
 from shared.clock import WALL
 from shared.logging import configure
 from shared.loop import run_loop

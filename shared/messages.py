@@ -404,6 +404,9 @@ class CheckResult(msgspec.Struct, kw_only=True, rename="camel"):
     # What each side check the job asked for found, by name (shared/sidechecks); a side check
     # that did not run (the check reached no server, its path failed) is left out.
     side_checks: SideChecks = msgspec.field(default_factory=dict)
+    # Each side check the job asked for that gave no facts for a reason of the agent's own, by
+    # name: why (shared.sidechecks.SIDE_CHECK_ERROR_KINDS); {} from older agents.
+    side_check_errors: dict[str, str] = msgspec.field(default_factory=dict)
     # The job's `sideChecks` and `asksSeal` as the agent got them, when it sends side facts
     # and the job was sealed ({} and "" otherwise, and from older agents).
     asks: SideChecks = msgspec.field(default_factory=dict)

@@ -35,6 +35,8 @@ from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 from nats.js import api
 
+from shared.guards import BrokenInvariant
+
 # Statuses that end a pull request without an error: no messages (404), expired (408). 100 is
 # an idle heartbeat; any other (409 consumer deleted or leadership change, 503 no responders:
 # the consumer or its stream is gone) is an error for the caller.
@@ -104,7 +106,8 @@ class StandingPull:
                 await asyncio.sleep(min(left, 0.1))
                 continue
             await self._keep_open(1 if linger_s > 0 else batch)
-            assert self._open is not None
+            if self._open is None:
+                raise BrokenInvariant("pulling.StandingPull.take: self._open is unset")
             if (msg := await self._next(min(deadline, self._open.deadline))) is None:
                 continue
             self._handle(msg, msgs)

@@ -38,9 +38,8 @@ class Secret:
         return bool(self._text)
 
     def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
+        if not isinstance(other, Secret) or type(other) is not type(self):
             return NotImplemented
-        assert isinstance(other, Secret)
         return hmac.compare_digest(self._text.encode(), other._text.encode())
 
     def __hash__(self) -> int:

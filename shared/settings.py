@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 import msgspec
 from msgspec import Meta
 
+from shared.guards import BrokenInvariant
+
 T = TypeVar("T", bound=msgspec.Struct)
 
 _PATH = re.compile(r"at `\$\.(\w+)`")
@@ -203,7 +205,10 @@ def table(cls: type[msgspec.Struct]) -> str:
     rows.append("| --- " * (rows[0].count("|") - 1) + "|")
     for group, struct in groups or [("", cls)]:
         info = msgspec.inspect.type_info(struct)
-        assert isinstance(info, msgspec.inspect.StructType)
+        if not isinstance(info, msgspec.inspect.StructType):
+            raise BrokenInvariant(
+                "settings.table: expected isinstance(info, msgspec.inspect.StructType)"
+            )
         for field in sorted(info.fields, key=lambda f: not f.required):
             default = "" if field.required else f"`{field.default}`"
             schema = getattr(field.type, "extra_json_schema", None) or {}

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import msgspec
 
-from agent.worker import open_sealed
+from agent.check_runner import open_sealed
 from shared import secret
 from shared.messages import CheckJob, SealedConfig, encode_sealed
 from shared.sealing import OpeningKeys, SealingKey, generate

@@ -44,6 +44,7 @@ from agent.probers.delivery import (
 )
 from agent.probers.smtp import close_smtp, open_smtp
 from agent.probers.tls import describe_ssl_error
+from shared.guards import BrokenInvariant
 from shared.mailclient import imap as mailclient_imap
 from shared.mailclient.errors import MailClientError, Refused
 from shared.mailclient.imap import ImapProtocol
@@ -133,7 +134,10 @@ async def _mailbox_leg(
     mailbox = Recorder(current="mailbox", deadline=rec.deadline)
     try:
         with _leg("mailbox", receive.hostname, mailbox):
-            assert target.reach is not None, "run_check gives every target a reach"
+            if target.reach is None:
+                raise BrokenInvariant(
+                    "roundtrip._mailbox_leg: run_check gives every target a reach"
+                )
             if receive.api not in _APIS:
                 raise ProbeFailure(
                     "protocol", f"api {receive.api[:20]!r} is not one this agent knows"

@@ -5,9 +5,9 @@ with what the job asks of it and the round (`Round`).
 A runner gathers what is served and judges nothing (the controller does); it returns its facts,
 or None when the round gives it nothing to look at (the check reached no server, the agent's
 own path failed). It never raises for what the network does: a lookup that fails is its facts'
-`error`. The worker runs the side checks a job names in the registry's order, each within the
-job's timeout, and leaves out any that raises (logged), so a side check never spoils the core
-check's result.
+`error`. The worker runs the side checks a job names concurrently, under one deadline, and
+reports any that raises or overstays in the result's `sideCheckErrors` instead of its facts
+(logged), so a side check never spoils the core check's result.
 """
 
 from collections.abc import Awaitable, Callable

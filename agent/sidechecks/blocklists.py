@@ -39,6 +39,7 @@ from agent.sidechecks.base import AgentSideCheck, Round, Runner
 from agent.tenant_bound import BOUND_BUSY, TenantBound
 from shared.addresses import is_blocked
 from shared.clock import WALL, Clock
+from shared.guards import BrokenInvariant
 from shared.sidechecks.blocklists import (
     WIRE,
     BlocklistAnswer,
@@ -272,7 +273,8 @@ class BlocklistProbe:
         self, resolver: dns.asyncresolver.Resolver, zone: BlocklistZone, name: str, left: float
     ) -> BlocklistAnswer:
         label = query_name(name, zone.kind)
-        assert label is not None
+        if label is None:
+            raise BrokenInvariant("blocklists.BlocklistProbe._ask: label is unset")
         asked = zone.zone
         if zone.dqs and self._key and zone.zone.endswith(SPAMHAUS_ZONES):
             asked = dqs_zone(zone.zone, self._key)

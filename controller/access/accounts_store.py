@@ -7,6 +7,7 @@ import msgspec
 
 from controller.db import rows as typed
 from controller.db.pool import Conn
+from shared.guards import BrokenInvariant
 
 ROLES = ("owner", "admin", "member", "readonly")
 
@@ -90,7 +91,8 @@ async def create_user(
         is_global_supporter,
         is_operator,
     )
-    assert row is not None
+    if row is None:
+        raise BrokenInvariant("accounts_store.create_user: the statement returned no row")
     return typed.one(User, row)
 
 
@@ -248,7 +250,8 @@ async def set_disabled(conn: Conn, user_id: int, disabled: bool, now: datetime) 
         disabled,
         now,
     )
-    assert row is not None
+    if row is None:
+        raise BrokenInvariant("accounts_store.set_disabled: the statement returned no row")
     if disabled:
         await revoke_user_tokens(conn, user_id)
     return typed.one(User, row)

@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from shared.guards import BrokenInvariant
+
 _hasher = PasswordHasher()
 
 
@@ -135,7 +137,8 @@ class Reservation:
         return await self._run(hash_password, password)
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
-        assert self._work is None, "one piece of work per reservation"
+        if self._work is not None:
+            raise BrokenInvariant("credentials.Reservation._run: one piece of work per reservation")
         work = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
         self._work = work
         # Shielded: a cancelled caller leaves the thread's work, and so the place, to finish.

@@ -8,6 +8,7 @@ import msgspec
 from controller.db import rows as typed
 from controller.db.pool import Conn
 from controller.db.sql import like_pattern
+from shared.guards import BrokenInvariant
 
 
 class Customer(msgspec.Struct, frozen=True, kw_only=True):
@@ -42,7 +43,8 @@ async def create(conn: Conn, organization_id: int, name: str) -> Customer:
         organization_id,
         name,
     )
-    assert row is not None
+    if row is None:
+        raise BrokenInvariant("customers_store.create: the statement returned no row")
     return typed.one(Customer, row)
 
 

@@ -8,6 +8,7 @@ import asyncpg
 from controller.access import throttle
 from controller.access.throttle import Count, Policy
 from controller.db.pool import Conn
+from shared.guards import BrokenInvariant
 
 
 def _count(row: asyncpg.Record) -> Count:
@@ -71,7 +72,8 @@ async def failed(conn: Conn, account_key: bytes, policy: Policy, now: datetime) 
             count.locked_until,
             count.expires_at,
         )
-    assert count.locked_until is not None
+    if count.locked_until is None:
+        raise BrokenInvariant("throttle_store.failed: count.locked_until is unset")
     wait: timedelta = count.locked_until - now
     return wait
 

@@ -39,6 +39,7 @@ from controller.roundtrips import delivery as roundtrip_delivery
 from controller.scheduling import confirm_store as confirmations
 from controller.scheduling import rules as schedule
 from controller.settings import FairUseSettings
+from shared.guards import BrokenInvariant
 from shared.messages import MonitorEvent, encode
 from shared.subjects import events_subject
 from shared.timefmt import iso_ms
@@ -95,7 +96,8 @@ class Effects:
                 opened = new.id
             elif isinstance(e, IncidentClosed):
                 incident_id = opened if e.incident == NEW_INCIDENT else e.incident
-                assert incident_id is not None
+                if incident_id is None:
+                    raise BrokenInvariant("effects.Effects.apply: incident_id is unset")
                 closed = await incident_db.close_incident(
                     conn, incident_id, e.ended_at, reason=e.reason, hold_recovery=e.hold_recovery
                 )

@@ -70,6 +70,7 @@ from controller.posture import observe as posture
 from controller.posture import rules as posture_rules
 from controller.posture import store as posture_db
 from controller.scheduling.rules import LOOKBACK
+from shared.guards import BrokenInvariant
 from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
@@ -204,7 +205,10 @@ class Evaluator:
             if g is MISSING:  # gone: the full path forgets its queue row
                 full.append(lease)
                 continue
-            assert not isinstance(g, _Missing)
+            if isinstance(g, _Missing):
+                raise BrokenInvariant(
+                    "evaluator.Evaluator.evaluate_batch: expected not isinstance(g, _Missing)"
+                )
             inputs = judged.get(monitor_id)
             if inputs is None:
                 way = batch.path(g, lease.revised_from is not None)
@@ -340,7 +344,8 @@ class Evaluator:
         notified = False
         if s.open_incident_id is not None:
             current = await incident_db.incident(conn, s.open_incident_id)
-            assert current is not None
+            if current is None:
+                raise BrokenInvariant("evaluator.Evaluator._evaluate: current is unset")
             incidents[current.id] = current
             notified = current.notified
         disabled = monitor.status == "disabled"

@@ -12,6 +12,7 @@ import msgspec
 from controller.db import rows as typed
 from controller.db.pool import Conn
 from controller.notify.incident import Incident
+from shared.guards import BrokenInvariant
 
 
 async def open_incident(
@@ -39,7 +40,8 @@ async def open_incident(
         [m[:500] for m in messages[:20]],
         *([] if opened_at is None else [opened_at]),
     )
-    assert row is not None
+    if row is None:
+        raise BrokenInvariant("incident_store.open_incident: the statement returned no row")
     return _incident(row)
 
 
@@ -79,7 +81,8 @@ async def close_incident(
         reason,
         hold_recovery,
     )
-    assert row is not None
+    if row is None:
+        raise BrokenInvariant("incident_store.close_incident: the statement returned no row")
     return _incident(row)
 
 

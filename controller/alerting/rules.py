@@ -50,6 +50,7 @@ from controller.notify.texts import Kind
 from controller.scheduling import confirm
 from controller.scheduling import rules as schedule
 from controller.settings import AlertingSettings
+from shared.guards import BrokenInvariant
 
 if TYPE_CHECKING:  # the types only: the rules read no store
     from controller.monitors.store import Monitor, RoundState
@@ -628,7 +629,8 @@ class _Judging:
     def remind(self) -> None:
         """A down notice not sent yet (opened in maintenance), or a reminder when it is due."""
         incident = self.s.open_incident_id
-        assert incident is not None
+        if incident is None:
+            raise BrokenInvariant("rules._Judging.remind: incident is unset")
         reminder, last = self.policy.reminder, self.s.last_notified_at
         if not self.notified:
             self.notice("down", incident)

@@ -27,6 +27,7 @@ from controller.monitors.thresholds_store import _ORG_COLUMNS, _OVERRIDES, _merg
 from controller.posture.facts import COLUMNS as FACT_COLUMNS
 from controller.posture.facts import StoredFacts
 from controller.sidechecks.facts_store import side_of
+from shared.guards import BrokenInvariant
 
 STATE_COLUMNS = ", ".join(STATE_FIELDS)
 
@@ -150,7 +151,8 @@ async def state(conn: Conn, monitor_id: int) -> AlertState:
             monitor_id,
         )
         row = await conn.fetchrow(select, monitor_id)
-    assert row is not None
+    if row is None:
+        raise BrokenInvariant("state_store.state: the statement returned no row")
     return AlertState(**{name: row[name] for name in STATE_FIELDS})
 
 

@@ -26,6 +26,7 @@ from controller.notify.incident import Incident
 from controller.notify.links import Links
 from controller.notify.texts import Kind, render, render_backoff
 from controller.scheduling import confirm_store as confirmations
+from shared.guards import BrokenInvariant
 from shared.timefmt import iso_ms, utcnow
 
 log = structlog.get_logger(__name__)
@@ -211,7 +212,8 @@ class Teller:
         if told.say == "as_monitor":
             member = found[0]
             incident = await incident_db.incident(conn, member.incident_id)
-            assert incident is not None
+            if incident is None:
+                raise BrokenInvariant("telling.Teller.send_flow: incident is unset")
             await self.monitor(conn, member.monitor, incident, "down", now, mark=False)
             kind = "down"
         else:

@@ -16,6 +16,7 @@ import httpx
 from controller.access import instance_proof
 from controller.ascode import secret_env
 from controller.ascode.api_url import Target
+from shared.guards import BrokenInvariant
 
 PIN_TIMEOUT_S = 2.0  # to find which of a name's addresses takes a connection
 
@@ -34,7 +35,8 @@ class ProvenBearer(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if not self._proven:
-            assert self._key is not None
+            if self._key is None:
+                raise BrokenInvariant("client.ProvenBearer.auth_flow: self._key is unset")
             challenge = secrets.token_hex(32)
             url = request.url.copy_with(
                 path=instance_proof.PATH, query=f"challenge={challenge}".encode()

@@ -11,6 +11,8 @@ import asyncpg
 import msgspec
 from asyncpg.pool import PoolConnectionProxy
 
+from shared.guards import BrokenInvariant
+
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 
@@ -82,7 +84,8 @@ class Hosts:
 
     def __init__(self, url: str) -> None:
         parts = _HOSTS.fullmatch(url)
-        assert parts is not None, "not a postgresql:// URL"  # settings checked the scheme
+        if parts is None:
+            raise BrokenInvariant("pool.Hosts.__init__: not a postgresql:// URL")
         query = parse_qsl(parts["query"], keep_blank_values=True)
         timeouts = [float(v) for k, v in query if k == "connect_timeout"]
         self.timeout_s = timeouts[-1] if timeouts else CONNECT_TIMEOUT_PER_HOST_S
@@ -145,7 +148,8 @@ async def create_pool(
         max_cacheable_statement_size=MAX_CACHED_STATEMENT,
         **kwargs,
     )
-    assert pool is not None
+    if pool is None:
+        raise BrokenInvariant("pool.create_pool: pool is unset")
     return pool
 
 

@@ -49,7 +49,7 @@ from shared.clock import WALL, Clock
 from shared.loop import run_every
 from shared.messages import result_parts
 from shared.pulling import StandingPull
-from shared.sidechecks import SideCheckError
+from shared.sidechecks import SIDE_CHECK_ERROR_KINDS, SideCheckError
 from shared.streams import INGEST_ACK_WAIT_S, INGEST_CONSUMER, ingest_consumer_config
 from shared.subjects import RESULTS_STREAM, RESULTS_SUBJECTS, results_bundle_country
 
@@ -329,6 +329,7 @@ class Ingester:
             return None
         _within_window(result)
         _bound_side(result)
+        _bound_side_errors(result)
         self._within_asks(result)
         return result
 
@@ -477,6 +478,31 @@ def _bound_side(result: CheckedResult) -> None:
             # An agent could send more than the bound its own code keeps: cut and flag it.
             log.warning("side facts over their bound: cut", job_id=result.job_id, side_check=name)
         result.side_checks[name] = fitted
+
+
+def _bound_side_errors(result: CheckedResult) -> None:
+    """`result`'s `sideCheckErrors` cut to the side checks this controller knows, of a kind it
+    knows, with no facts beside them (at most one per registered side check), each counted by
+    side check and kind, in one log line; the result itself is kept."""
+    errors = result.side_check_errors
+    if not errors:
+        return
+    kept = {
+        name: kind
+        for name, kind in errors.items()
+        if name in WIRED and kind in SIDE_CHECK_ERROR_KINDS and name not in result.side_checks
+    }
+    result.side_check_errors = kept
+    for name, kind in kept.items():
+        metrics.side_check_error(name, kind)
+    log.warning(
+        "side checks gave no facts",
+        job_id=result.job_id,
+        monitor_id=str(result.monitor_id),
+        country=result.country,
+        side_check_errors=kept,
+        unknown=len(errors) - len(kept),
+    )
 
 
 def _within_window(result: CheckedResult) -> None:

@@ -9,6 +9,7 @@ from datetime import date, datetime
 from controller.db.pool import Conn
 from controller.ingest.pack_rules import PACK_LOCK, REBUILD_LOCK
 from controller.jobs.rules import JobIds
+from shared.guards import BrokenInvariant
 
 GROUPS = 2_000  # (monitor, hour, country) groups per transaction
 _PHASES = ("dns", "connect", "tls", "greeting", "auth")
@@ -136,7 +137,8 @@ async def pack(
         [g["country"] for g in found],
         seeds,
     )
-    assert row is not None
+    if row is None:
+        raise BrokenInvariant("pack_store.pack: the statement returned no row")
     packs: int = row["packs"]
     return packs
 

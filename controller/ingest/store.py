@@ -42,6 +42,7 @@ from controller.sidechecks.frame import Arrived, keeps_facts
 from controller.sidechecks.registry import WIRED
 from controller.sidechecks.stores import KEEPERS, STORES
 from shared.clock import WALL
+from shared.guards import BrokenInvariant
 from shared.messages import (
     AuthResults,
     CheckResult,
@@ -118,65 +119,56 @@ _values = operator.attrgetter(*(attr for _, attr, _ in BATCH))
 # moves each (monitor, country) state by the rows it stored, and returns one row per state moved:
 # what the alerter's queue needs (`alert_queue.mark`), no row per result.
 #
-# The statement is plain SQL (store_results.sql; `_INSERT`), read once; where it spells out
-# what Python holds too, that is checked here as it loads (the status a result is stored with
-# is one SQL function, `result_stored_status`, migration 0083: tests/pipeline/test_ingest.py
-# holds it to MISSED_KINDS).
-_SQL = Path(__file__).with_name("store_results.sql").read_text()
-_INSERT = _SQL[_SQL.index("WITH r AS (") :]
-# The batch's fields where the statement reads them: `BATCH`'s, at their positions.
-_FIELDS = _INSERT[_INSERT.index("(e->>0)::uuid AS facts,") + 23 : _INSERT.index("FROM jsonb_")]
-assert re.findall(r'e->>?(\d+)[^"\n]* AS "(\w+)"', _FIELDS) == [
-    (str(n), wire) for n, (wire, _, _) in enumerate(BATCH, start=1)
-], "store_results.sql reads the batch elsewhere than BATCH puts it"
-assert f"k.status NOT IN ({', '.join(repr(s) for s in sorted(UNCOUNTED))})" in _INSERT
+# The statement is plain SQL, one named file for each kind of batch (`_FILES`), read once:
+# store_results.sql for any batch, and the three variants `make ingest-sql` writes from it and
+# store_once.sql (tools/ingest_sql.py): for a batch holding each (monitor, country) once (`r`
+# without DISTINCT ON, the CTEs store_results.sql marks "once" in their one-row forms), for one
+# holding a result old enough to be in a pack already (stored unless its pack has it:
+# `result_pack_holds`, migration 0122; only such batches read `result_packs`, whose partitions
+# a statement reading it locks and opens each time it runs), and for both. Where a statement
+# spells out what Python holds too, that is checked here as it loads, a BrokenInvariant naming
+# the file (the status a result is stored with is one SQL function, `result_stored_status`,
+# migration 0083: tests/pipeline/test_ingest.py holds it to MISSED_KINDS).
+_FILES: Final = {
+    (False, False): "store_results.sql",
+    (False, True): "store_results_old.sql",
+    (True, False): "store_results_once.sql",
+    (True, True): "store_results_once_old.sql",
+}
+# The batch's fields where a statement reads them: `BATCH`'s, at their positions.
+_READS = re.compile(r'e->>?(\d+)[^"\n]* AS "(\w+)"')
+_FIELDS_FROM, _FIELDS_TO = "(e->>0)::uuid AS facts,", "FROM jsonb_"
+_UNCOUNTED = f"k.status NOT IN ({', '.join(repr(s) for s in sorted(UNCOUNTED))})"
 
 
-def _cut(sql: str, start: str, end: str, form: str) -> str:
-    """`sql` with the text from `start` (found once) to the next `end` replaced by `form`."""
-    assert sql.count(start) == 1, start
-    at = sql.index(start)
-    return sql[:at] + form + sql[sql.index(end, at) :]
+def _fields_read(name: str, sql: str) -> str:
+    """The part of statement `name` that reads the batch's fields."""
+    if _FIELDS_FROM not in sql or _FIELDS_TO not in sql:
+        raise BrokenInvariant(f"{name} does not read the batch's fields from $1")
+    return sql[sql.index(_FIELDS_FROM) + len(_FIELDS_FROM) : sql.index(_FIELDS_TO)]
 
 
-def _once(sql: str) -> str:
-    """The statement for a batch holding each (monitor, country) once: `r` without DISTINCT ON
-    (no two results share a key) and the CTEs store_results.sql marks "once" in their one-row
-    forms (store_once.sql), without the window functions that fold several rows."""
-    forms = Path(__file__).with_name("store_once.sql").read_text()
-    k, u = (
-        forms[forms.index("), k AS (") : forms.index("), u AS (")],
-        forms[forms.index("), u AS (") :],
-    )
-    sql = _cut(sql, "SELECT DISTINCT ON (", "\n        m.id AS monitor_id", "SELECT")
-    sql = _cut(sql, '    ORDER BY m.id, r."scheduledAt"', "), f AS (", "")
-    sql = _cut(sql, "), b AS (\n    -- once: b, g, h and k are k", "), ins AS (", k)
-    return _cut(sql, "), w AS (\n    -- once: w, x and u are u", "), moved AS (", u)
+def _statement(name: str) -> str:
+    """The named statement, checked (`_checked`)."""
+    return _checked(name, Path(__file__).with_name(name).read_text())
 
 
-# The statement for a batch holding a result old enough to be in a pack already: such a result
-# is stored unless its pack has it (`result_pack_holds`, migration 0122: an id it keeps, or the
-# seeded id of a time it holds). Only such batches read `result_packs`, whose partitions a
-# statement reading it locks and opens each time it runs (one a day of CHECK_RAW_DAYS).
-def _old(sql: str) -> str:
-    return _cut(
-        sql,
-        'WHERE r."scheduledAt" >= $2\n',
-        "\n",
-        """WHERE r."scheduledAt" >= $2 OR NOT EXISTS (SELECT 1 FROM result_packs p
-        WHERE p.monitor_id = m.id AND p.hour = date_trunc('hour', r."scheduledAt", 'UTC')
-        AND p.country = r.country_code AND result_pack_holds(p.jobs, p.seed, p.hour,
-            p.lines[1], p.results, r.job, r."scheduledAt"))""",
-    )
+def _checked(name: str, sql: str) -> str:
+    """`sql`, statement `name`, once checked to read the batch where `BATCH` puts it and to
+    count the statuses UNCOUNTED does not; a BrokenInvariant saying which when it does not."""
+    fields = _fields_read(name, sql)
+    expected = [(str(n), wire) for n, (wire, _, _) in enumerate(BATCH, start=1)]
+    if _READS.findall(fields) != expected:
+        raise BrokenInvariant(f"{name} reads the batch elsewhere than BATCH puts it")
+    if _UNCOUNTED not in sql:
+        raise BrokenInvariant(f"{name} does not leave out UNCOUNTED's statuses: {_UNCOUNTED}")
+    return sql
 
 
 # The statements by batch: (each (monitor, country) once, old enough to be packed).
-_STATEMENTS = {
-    (False, False): _INSERT,
-    (False, True): _old(_INSERT),
-    (True, False): _once(_INSERT),
-    (True, True): _old(_once(_INSERT)),
-}
+_STATEMENTS = {key: _statement(name) for key, name in _FILES.items()}
+_INSERT = _STATEMENTS[False, False]
+_FIELDS = _fields_read(_FILES[False, False], _INSERT)
 _INSERT_OLD = _STATEMENTS[False, True]
 _ONCE = _STATEMENTS[True, False]
 # Agent ids new to `result_agents`, in a statement of their own so that the batch's statement
@@ -303,7 +295,8 @@ async def _store_side(conn: Conn, rows: Sequence[CheckedResult]) -> None:
         types are dropped (logged), the result kept. Counted: the facts taken (a redelivered
     result's, whichever store keeps them, are not)."""
     for check in WIRED.values():
-        assert check.wire is not None
+        if check.wire is None:
+            raise BrokenInvariant("store._store_side: check.wire is unset")
         arrived: list[Arrived[msgspec.Struct]] = []
         for r in rows:
             if not keeps_facts(r.status):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from controller.db.pool import Conn
+from shared.guards import BrokenInvariant
 
 
 async def lock_organization(conn: Conn, organization_id: int) -> None:
@@ -74,7 +75,8 @@ async def cost_per_minute(
         default_countries,
         monitor_id,
     )
-    assert row is not None  # an aggregate always has its row
+    if row is None:
+        raise BrokenInvariant("limits_store.cost_per_minute: an aggregate always has its row")
     return Cost(row["checks"], row["slot_seconds"])
 
 

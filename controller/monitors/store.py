@@ -18,6 +18,7 @@ from controller.monitors.config import grants_of as grants_of
 from controller.monitors.config import stored_config as stored_config
 from controller.monitors.model import COMMON_COLUMNS, MonitorCommon
 from controller.monitors.oauth2_grants import Grant
+from shared.guards import BrokenInvariant
 from shared.messages import JobConfig, MonitorType
 
 
@@ -162,7 +163,10 @@ def stored_values(monitor: Monitor) -> dict[str, object]:
 async def insert(conn: Conn, organization_id: int, values: Mapping[str, object]) -> Monitor:
     """Insert a monitor; MonitorConfigError when `values` hold a config its type does not take."""
     names = sorted(values)
-    assert set(names) <= WRITABLE, set(names) - WRITABLE
+    if not (set(names) <= WRITABLE):
+        raise BrokenInvariant(
+            f"store.insert: expected set(names) <= WRITABLE: {set(names) - WRITABLE}"
+        )
     placeholders = ", ".join(f"${i}" for i in range(2, len(names) + 2))
     row: asyncpg.Record | None = await conn.fetchrow(
         f"INSERT INTO monitors (organization_id, {', '.join(names)})"
@@ -170,7 +174,8 @@ async def insert(conn: Conn, organization_id: int, values: Mapping[str, object])
         organization_id,
         *(values[n] for n in names),
     )
-    assert row is not None
+    if row is None:
+        raise BrokenInvariant("store.insert: the statement returned no row")
     return decode(row)
 
 
@@ -287,7 +292,10 @@ async def list_page(
 
 async def update(conn: Conn, monitor_id: int, changes: Mapping[str, object]) -> Monitor:
     names = sorted(changes)
-    assert set(names) <= WRITABLE, set(names) - WRITABLE
+    if not (set(names) <= WRITABLE):
+        raise BrokenInvariant(
+            f"store.update: expected set(names) <= WRITABLE: {set(names) - WRITABLE}"
+        )
     assignments = ", ".join(f"{n} = ${i}" for i, n in enumerate(names, start=2))
     row: asyncpg.Record | None = await conn.fetchrow(
         f"UPDATE monitors SET {assignments}{', ' if names else ''}updated_at = now()"
@@ -295,7 +303,8 @@ async def update(conn: Conn, monitor_id: int, changes: Mapping[str, object]) -> 
         monitor_id,
         *(changes[n] for n in names),
     )
-    assert row is not None
+    if row is None:
+        raise BrokenInvariant("store.update: the statement returned no row")
     return decode(row)
 
 

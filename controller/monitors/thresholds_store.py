@@ -21,6 +21,7 @@ from controller.monitors.thresholds import (
     Severity,
     Thresholds,
 )
+from shared.guards import BrokenInvariant
 
 
 async def org_thresholds(conn: Conn, organization_id: int) -> Thresholds:
@@ -106,7 +107,8 @@ async def put_org_thresholds(
         finding_sms_severities,
         finding_channel_severities,
     )
-    assert row is not None
+    if row is None:
+        raise BrokenInvariant("thresholds_store.put_org_thresholds: the statement returned no row")
     return _thresholds(row)
 
 
@@ -183,7 +185,8 @@ async def thresholds(conn: Conn, monitor_id: int, organization_id: int) -> Thres
     """The monitor's overrides over its organization's defaults (one statement: the alerter
     reads them for every evaluation)."""
     row = await conn.fetchrow(_THRESHOLDS, organization_id, monitor_id)
-    assert row is not None
+    if row is None:
+        raise BrokenInvariant("thresholds_store.thresholds: the statement returned no row")
     return _merged_thresholds(row)
 
 

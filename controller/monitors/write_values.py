@@ -46,6 +46,7 @@ from controller.monitors.write_model import (
     config_sent,
 )
 from controller.secrets.box import SecretBox, is_sealed
+from shared.guards import BrokenInvariant
 
 if TYPE_CHECKING:  # the type only: these rules read no store
     from controller.monitors.store import Monitor
@@ -299,7 +300,11 @@ def _send_api(send: RoundTripSendIn, key: str) -> RoundTripSendIn:
 def _own_addresses(to: str, send: RoundTripSendIn, receive: RoundTripReceiveIn, key: str) -> None:
     """Refuse `to` unless it is the mailbox the receive leg reads, or `send.from` unless the
     send leg may use it (controller.roundtrips.rules)."""
-    assert isinstance(receive.user, str) and isinstance(receive.hostname, str)
+    if not (isinstance(receive.user, str) and isinstance(receive.hostname, str)):
+        raise BrokenInvariant(
+            "write_values._own_addresses: a mailbox leg's user and hostname are set before its"
+            " addresses are checked"
+        )
     if problem := roundtrip_addresses.recipient_problem(to, receive.user, receive.hostname):
         raise invalid(f"{key}.to", f"{key}.to {problem}")
     auth = send.auth
@@ -393,7 +398,10 @@ def config_values(
         return {"config": _json(_smtp_config(cfg, stored, box, key, token_hosts))}
     if kind is ROUNDTRIP and isinstance(cfg, RoundTripConfigIn):
         return _roundtrip_config(cfg, stored, box, key, creating, token_hosts)
-    assert kind is IMAP_POP and isinstance(cfg, ImapPopConfigIn), kind
+    if not (kind is IMAP_POP and isinstance(cfg, ImapPopConfigIn)):
+        raise BrokenInvariant(
+            f"write_values.config_values: only an IMAP/POP3 config is left here, not {kind}"
+        )
     config = _imap_pop_config(cfg, stored, box, key, token_hosts)
     return {"config": _json(config), "type": _protocol(config)}
 

@@ -44,6 +44,7 @@ from controller.notify.channel_shown import secret_parts
 from controller.notify.egress import GRANTS, literal_problem
 from controller.notify.shortage import not_sent, own_shortage
 from shared.addresses import is_blocked
+from shared.guards import BrokenInvariant
 from shared.secret import SECRET_MASK
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -141,7 +142,8 @@ def _guarded_create_connection(
         except OSError as exc:
             send.short = send.short or own_shortage(exc)
             last = exc
-    assert last is not None
+    if last is None:
+        raise BrokenInvariant("apprise_channel._guarded_create_connection: last is unset")
     raise last
 
 

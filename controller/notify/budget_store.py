@@ -9,6 +9,7 @@ import asyncpg
 from controller.db.pool import Conn
 from controller.notify.budget import Pot, granted
 from controller.notify.recipients import Owner
+from shared.guards import BrokenInvariant
 
 
 async def organizations(conn: Conn, monitor_ids: Sequence[int]) -> dict[int, int]:
@@ -41,7 +42,8 @@ async def take(
         pot.source,
         pot.family,
     )
-    assert row is not None
+    if row is None:
+        raise BrokenInvariant("budget_store.take: the statement returned no row")
     taken = granted(row["used"], per_hour, wanted)
     await conn.execute(
         "UPDATE notification_budget SET used = used + $4, held = held + $5"

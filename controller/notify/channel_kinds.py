@@ -19,6 +19,7 @@ from urllib.parse import quote, urlsplit
 import msgspec
 
 from controller.notify.limits import cut, cut_escaped, cut_html, json_bytes, slack_width
+from shared.guards import BrokenInvariant
 from shared.json_value import Json, JsonObject
 from shared.timefmt import iso_ms
 
@@ -526,7 +527,10 @@ def _alertmanager(e: Event, base: str, token: str | None, now: datetime) -> Requ
     }
     if e.flow is not None:
         annotations = alert["annotations"]
-        assert isinstance(annotations, dict)
+        if not isinstance(annotations, dict):
+            raise BrokenInvariant(
+                "channel_kinds._alertmanager: expected isinstance(annotations, dict)"
+            )
         annotations["monitors"] = _shown(
             [_member(m) for m in e.flow.monitors], e.flow.monitor_count
         )

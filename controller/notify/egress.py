@@ -31,6 +31,7 @@ import httpx
 from controller.notify import DeliveryError, endpoint_url
 from controller.notify.shortage import not_sent, own_shortage
 from shared.addresses import is_blocked
+from shared.guards import BrokenInvariant
 from shared.tls import system_trust
 
 MAX_BODY = 64 * 1024
@@ -131,7 +132,8 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
                 )
             except httpcore.ConnectError as exc:
                 last = exc
-        assert last is not None
+        if last is None:
+            raise BrokenInvariant("egress.GuardedBackend.connect_tcp: last is unset")
         raise last
 
     async def connect_unix_socket(

@@ -5,6 +5,7 @@ from uuid import UUID
 
 from controller.db.pool import Conn
 from controller.notify.maintenance import StoredWindow, Window
+from shared.guards import BrokenInvariant
 
 COLUMNS = (
     "w.id, w.public_id, w.organization_id, w.monitor_id, w.customer_id, w.kind, w.starts_at,"
@@ -33,7 +34,10 @@ WRITABLE = frozenset(
 
 async def insert(conn: Conn, organization_id: int, values: Mapping[str, object]) -> StoredWindow:
     names = sorted(values)
-    assert set(names) <= WRITABLE, set(names) - WRITABLE
+    if not (set(names) <= WRITABLE):
+        raise BrokenInvariant(
+            f"maintenance_store.insert: expected set(names) <= WRITABLE: {set(names) - WRITABLE}"
+        )
     placeholders = ", ".join(f"${i}" for i in range(2, len(names) + 2))
     new_id = await conn.fetchval(
         f"INSERT INTO maintenance_windows (organization_id, {', '.join(names)})"
@@ -42,7 +46,8 @@ async def insert(conn: Conn, organization_id: int, values: Mapping[str, object])
         *(values[n] for n in names),
     )
     row = await conn.fetchrow(f"SELECT {COLUMNS} FROM {_FROM} WHERE w.id = $1", new_id)
-    assert row is not None
+    if row is None:
+        raise BrokenInvariant("maintenance_store.insert: the statement returned no row")
     return StoredWindow(**row)
 
 

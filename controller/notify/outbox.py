@@ -66,6 +66,7 @@ from controller.notify.shortage import not_sent, own_shortage
 from controller.notify.sources import Source
 from controller.notify.texts import render_held_back
 from controller.observability import metrics
+from shared.guards import BrokenInvariant
 from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
@@ -423,7 +424,11 @@ class OutboxWorker:
         groups: dict[tuple[int, Pot], list[Claimed]] = {}
         for r in sorted(charged, key=lambda r: r.id):  # the oldest first, as written
             org = r.organization_id if r.monitor_id is None else org_of[r.monitor_id]
-            assert org is not None  # the table's owner check: a monitor or an organization
+            if org is None:
+                raise BrokenInvariant(
+                    "outbox.OutboxWorker._within_budget: the table's owner check: a monitor or an"
+                    " organization"
+                )
             pot = notify_budget.budget_of(Source(r.source), r.channel)
             groups.setdefault((org, pot), []).append(r)
         start = notify_budget.window(now)

@@ -27,6 +27,7 @@ from controller.monitors.oauth2_grants import JWT_BEARER_GRANT, Grant, endpoint,
 from controller.oauth2 import assertion
 from controller.settings import OAuth2Settings
 from shared.addresses import is_blocked
+from shared.guards import BrokenInvariant
 from shared.tls import system_trust
 
 with warnings.catch_warnings():
@@ -128,7 +129,11 @@ class _BoundedTransport(httpx.AsyncBaseTransport):
             await response.aclose()
             raise _TooLarge(f"the token endpoint's answer is over {BODY_MAX} bytes")
         stream = response.stream
-        assert isinstance(stream, httpx.AsyncByteStream)
+        if not isinstance(stream, httpx.AsyncByteStream):
+            raise BrokenInvariant(
+                "fetcher._BoundedTransport.handle_async_request: an async transport's stream"
+                " is an AsyncByteStream"
+            )
         response.stream = _Capped(stream)
         return response
 

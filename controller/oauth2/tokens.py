@@ -44,6 +44,7 @@ from controller.oauth2.rules import TokenFailure as TokenFailure
 from controller.oauth2.slots import FairSlots
 from controller.secrets.box import SealedSecret, SecretBox, SecretBoxError
 from shared.clock import WALL, Clock
+from shared.guards import BrokenInvariant
 from shared.secret import Secret
 
 log = structlog.get_logger(__name__)
@@ -256,7 +257,8 @@ class TokenService:
         the organization's budget taken)."""
         if row is not None and row.access_token and rules.usable(row.expires_at, needed_until):
             token = Secret(self._box.open(row.access_token))
-            assert row.expires_at is not None
+            if row.expires_at is None:
+                raise BrokenInvariant("tokens.TokenService._known: row.expires_at is unset")
             self._remember(key, token, row.expires_at)
             return token
         if row is not None and row.error and row.retry_at and row.retry_at > now:

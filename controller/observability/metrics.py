@@ -78,6 +78,13 @@ SIDE_FACTS_DROPPED = Counter(
     " path failed)",
     ["side_check", "reason"],
 )
+SIDE_CHECK_ERRORS = Counter(
+    "mailprobe_side_check_errors",
+    "side checks a result reports gave no facts, by side check and why (`timeout`: past the"
+    " job's side check deadline; `internal`: the agent's side check raised; `malformed_ask`:"
+    " the job's ask did not fit it)",
+    ["side_check", "kind"],
+)
 RESULTS_CLAMPED = Counter(
     "mailprobe_results_clamped",
     "results whose startedAt or finishedAt (`field`) lay outside their job's window and were"
@@ -195,6 +202,11 @@ def result_clamped(field: str) -> None:
 def side_facts_dropped(side_check: str, reason: str) -> None:
     """`side_check`: a registered name, else `unknown` (an agent's name is no label)."""
     SIDE_FACTS_DROPPED.labels(side_check, reason).inc()
+
+
+def side_check_error(side_check: str, kind: str) -> None:
+    """`side_check`: a registered name; `kind`: one of SIDE_CHECK_ERROR_KINDS."""
+    SIDE_CHECK_ERRORS.labels(side_check, kind).inc()
 
 
 def exposition() -> tuple[bytes, str]:

@@ -50,6 +50,7 @@ from controller.posture.rules import (
 from controller.sidechecks.findings import DOMAIN_FACTS, concerns
 from controller.sidechecks.frame import Judging
 from controller.sidechecks.registry import SIDE_CHECKS, WIRED
+from shared.guards import BrokenInvariant
 from shared.messages import (
     MonitorEvent,
     PostureNote,
@@ -326,7 +327,8 @@ class _Pass:
             o.cert_sha256: o.days_left for o in seen if o.cert_sha256 and o.days_left is not None
         }
         for sha, days_left in sorted(certs.items()):
-            assert days_left is not None
+            if days_left is None:
+                raise BrokenInvariant("observe._Pass.expiry: days_left is unset")
             sent = await db.expiry_sent(self.conn, self.monitor.id, sha)
             threshold = expiry_notice(days_left, days, sent)
             if threshold is None:

@@ -19,6 +19,7 @@ from controller.posture.facts import COLUMNS, StoredFacts
 from controller.posture.rules import Baseline, Change, Finding, Key
 from controller.sidechecks.facts_store import side_of
 from controller.sidechecks.findings import DOMAIN_FACTS
+from shared.guards import BrokenInvariant
 
 # StoredFacts' columns of `check_results`, with each result's side facts.
 FACT_SELECT = ", ".join(side_of("job_id") + " AS side" if c == "side" else c for c in COLUMNS)
@@ -62,7 +63,8 @@ async def known(conn: Conn, monitor_id: int) -> Known:
     """`state`, `open_findings` and `baselines` in one round trip (the alerter's evaluation
     reads them for every monitor); the state row is locked as `state` locks it."""
     row = await conn.fetchrow(_KNOWN, monitor_id)
-    assert row is not None
+    if row is None:
+        raise BrokenInvariant("store.known: the statement returned no row")
     streaks: dict[str, int] = row["streaks"] or {}
     open_: list[list[str]] = row["open"]
     stored: dict[str, Baseline] = row["baselines"]

@@ -15,6 +15,7 @@ from email.message import EmailMessage
 from typing import NamedTuple
 
 from controller.reports.rejected import Rejected
+from shared.guards import BrokenInvariant
 from shared.strangers import kept
 
 MAX_PARTS = 5  # reports taken from one message; reporters send one
@@ -116,7 +117,8 @@ def head_named(raw: bytes) -> str:
 def attachments(raw: bytes) -> list[bytes]:
     """The report attachments of `raw` (a whole message), at most `MAX_PARTS`."""
     message = message_from_bytes(raw, policy=policy.default)
-    assert isinstance(message, EmailMessage)
+    if not isinstance(message, EmailMessage):
+        raise BrokenInvariant("mail.attachments: expected isinstance(message, EmailMessage)")
     found: list[bytes] = []
     for part in message.walk():
         if part.is_multipart():

@@ -30,6 +30,7 @@ from controller.reports import mailbox_store as db
 from controller.reports.mailbox import MailboxError, ReportMailbox
 from controller.secrets.box import SealedSecret, SecretBox, SecretBoxError
 from shared.clock import Clock
+from shared.guards import BrokenInvariant
 from shared.loop import run_every
 from shared.secret import Secret
 from shared.strangers import kept
@@ -113,7 +114,8 @@ async def _read(pool: asyncpg.Pool, reader: Reader, stored: db.StoredMailbox) ->
             counts,
         )
     if error is None:
-        assert counts is not None
+        if counts is None:
+            raise BrokenInvariant("reading._read: counts is unset")
         log.info(
             "report mailbox read",
             organization_id=org,

@@ -37,6 +37,7 @@ import structlog
 from controller.reports.parse import Kind, Report, Row, parse
 from controller.reports.rejected import Rejected
 from controller.reports.turns import Turns
+from shared.guards import BrokenInvariant
 
 log = structlog.get_logger(__name__)
 
@@ -104,7 +105,8 @@ class Sandbox:
             # until the collector's next full pass.
             del job
         if kind == "rejected":
-            assert isinstance(value, Rejected)
+            if not isinstance(value, Rejected):
+                raise BrokenInvariant("sandbox.Sandbox._run: expected isinstance(value, Rejected)")
             try:
                 raise value
             finally:

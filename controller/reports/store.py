@@ -22,6 +22,7 @@ from controller.sidechecks.reports.rules import (
     Window,
     network,
 )
+from shared.guards import BrokenInvariant
 
 REJECTED_KEPT = 1000  # newest rejected reports kept per organization
 # Items an open report finding of a monitor remembers it was told with, the newest: an item
@@ -235,7 +236,8 @@ async def take_hour(
         hour,
         rows,
     )
-    assert row is not None
+    if row is None:
+        raise BrokenInvariant("store.take_hour: the statement returned no row")
     return Taken(row["reports"], row["rows"], row["stored"])
 
 
@@ -365,7 +367,8 @@ async def window(conn: Conn, organization_id: int, domain: str, since: date) -> 
         domain,
         since,
     )
-    assert tls is not None
+    if tls is None:
+        raise BrokenInvariant("store.window: tls is unset")
     largest: list[Failure] = []
     failures = 0
     if tls["failed"]:
@@ -766,7 +769,8 @@ async def rotate(
         now,
         now + grace,
     )
-    assert row is not None
+    if row is None:
+        raise BrokenInvariant("store.rotate: the statement returned no row")
     return typed.one(Generation, row)
 
 

@@ -43,6 +43,7 @@ from controller.settings import ControllerSettings, FleetSettings, OAuth2Setting
 from controller.sidechecks.blocklists.rules import lists_setting
 from controller.sidechecks.blocklists.watch import FreshNames
 from shared.clock import WALL, Clock
+from shared.guards import BrokenInvariant
 from shared.settings import nats_tls_context
 from shared.streams import MIB, JobsConsumers, ensure_streams
 from shared.timefmt import utcnow
@@ -146,7 +147,10 @@ async def open_pipeline(
             )
             scheduler, fresh = None, None
             if roles & SCHEDULER_ROLES:
-                assert agents is not None  # SCHEDULER_ROLES is within AGENTS_ROLES
+                if agents is None:
+                    raise BrokenInvariant(
+                        "pipeline.open_pipeline: SCHEDULER_ROLES is within AGENTS_ROLES"
+                    )
                 scheduler, fresh = build_scheduler(settings, pool, js, agents, seeded, clock)
             ingester = None
             if roles & INGESTER_ROLES:

@@ -31,6 +31,7 @@ from controller.monitors.store import (
     decode_watched,
 )
 from controller.scheduling.plan import UnfitMonitor
+from shared.guards import BrokenInvariant
 
 ClaimedMonitor = WatchedMonitor | UnfitMonitor
 
@@ -176,7 +177,8 @@ async def waiting(conn: Conn, now: datetime, skip: Sequence[int] = ()) -> Waitin
     statement (`scheduler_waiting`, migration 0118, each part through an index): a pass claims
     confirmations and deferred logins, and plans new monitors, only when there are some."""
     row = await conn.fetchrow("SELECT * FROM scheduler_waiting($1, $2)", list(skip), now)
-    assert row is not None
+    if row is None:
+        raise BrokenInvariant("due_store.waiting: the statement returned no row")
     return Waiting(row[0], row[1], row[2], row[3])
 
 
@@ -200,7 +202,8 @@ async def moved(
         list(skip),
         now,
     )
-    assert row is not None
+    if row is None:
+        raise BrokenInvariant("due_store.moved: the statement returned no row")
     return Waiting(row[0], row[1], row[2], row[3])
 
 

@@ -36,6 +36,7 @@ from controller.sidechecks.asks import asking
 from controller.sidechecks.blocklists import Answers, ListsRound
 from controller.sidechecks.frame import AnySideCheck, Planning
 from controller.sidechecks.registry import WIRED
+from shared.guards import BrokenInvariant
 from shared.messages import (
     JOB_TYPES,
     CheckJob,
@@ -575,7 +576,8 @@ def side_asks(
     side: dict[str, object] = {}
     older: dict[str, object] = {}
     for check in asking(p.monitor, p.dns_due) if checks is None else checks:
-        assert check.ask is not None
+        if check.ask is None:
+            raise BrokenInvariant("plan.side_asks: check.ask is unset")
         ask = check.ask(p)
         if ask is None:
             continue

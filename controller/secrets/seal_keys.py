@@ -13,6 +13,7 @@ from typing import Final
 
 import structlog
 
+from shared.guards import BrokenInvariant
 from shared.messages import ImapPopConfig, JobConfig, RoundTripConfig, SmtpConfig
 from shared.sealing import SealingError, SealingKey, read_public_keys
 from shared.secret import secrets_in
@@ -32,7 +33,10 @@ def carries_credentials(config: JobConfig) -> bool:
         return True
     if isinstance(config, SmtpConfig):
         return config.auth is not None and bool(config.auth.user)
-    assert isinstance(config, ImapPopConfig)
+    if not isinstance(config, ImapPopConfig):
+        raise BrokenInvariant(
+            "seal_keys.carries_credentials: expected isinstance(config, ImapPopConfig)"
+        )
     return bool(config.user)
 
 

@@ -8,6 +8,7 @@ import msgspec
 
 from controller.db import rows as typed
 from controller.db.pool import Conn
+from shared.guards import BrokenInvariant
 
 IMPACTS = ("none", "minor", "major", "maintenance")
 STATES = ("investigating", "identified", "monitoring", "resolved")
@@ -92,7 +93,8 @@ async def create(
     )
     await add_update(conn, notice_id, state, body, author_id, at)
     found = await by_id(conn, notice_id)
-    assert found is not None
+    if found is None:
+        raise BrokenInvariant("notices_store.create: found is unset")
     return found
 
 

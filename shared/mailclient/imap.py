@@ -25,6 +25,7 @@ from typing import Any
 from aioimaplib import Command, IMAP4ClientProtocol, Response, quoted
 from aioimaplib.aioimaplib import tagged_status_response_re
 
+from shared.guards import BrokenInvariant
 from shared.mailclient.connect import Where, transport
 from shared.mailclient.errors import (
     AnswerTooLong,
@@ -174,7 +175,8 @@ class ImapProtocol(IMAP4ClientProtocol):  # type: ignore[misc]
         """Answer a continuation of AUTHENTICATE: the next answer in turn; once they are
         spent, the server's challenge is its error (RFC 7628 3.2.2), kept, and answered with
         the last (the dummy response) so that it sends its tagged NO."""
-        assert self.sasl_answers is not None
+        if self.sasl_answers is None:
+            raise BrokenInvariant("imap.ImapProtocol._sasl_continue: self.sasl_answers is unset")
         if len(self.sasl_answers) > 1:
             answer = self.sasl_answers.pop(0)
         else:

@@ -15,7 +15,7 @@ facts always has a default, no field changes type.
 """
 
 from dataclasses import dataclass
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, Literal, TypeVar, get_args
 
 import msgspec
 
@@ -29,6 +29,13 @@ FactsT = TypeVar("FactsT", bound=msgspec.Struct)
 SideChecks = dict[str, Any]
 
 NAME_MAX: Final = 32
+
+# Why a side check the job asked for gave no facts (a result's `sideCheckErrors`, by name):
+# `timeout`, it ran past the job's side check deadline; `internal`, it raised (the agent's bug);
+# `malformed_ask`, the job's ask of it did not fit its ask type. Plain strs on the wire, so a
+# newer agent's kind still decodes; a reader keeps only the kinds it knows.
+SideCheckErrorKind = Literal["timeout", "internal", "malformed_ask"]
+SIDE_CHECK_ERROR_KINDS: Final[frozenset[str]] = frozenset(get_args(SideCheckErrorKind))
 
 
 class SideCheckError(ValueError):

@@ -15,6 +15,7 @@ from typing import Final
 import msgspec
 
 from shared.dns_canary import capped
+from shared.guards import BrokenInvariant
 from shared.sidechecks.mail_dns import MailDns
 from shared.sidechecks.readiness import DmarcLookup
 
@@ -97,7 +98,8 @@ def bounded(d: MailDns) -> MailDns:
             break  # only the small fields are left: bounded by their own caps
         largest = max(parts, key=lambda k: parts[k])
         if largest == POLICY:
-            assert out.mta_sts_policy is not None
+            if out.mta_sts_policy is None:
+                raise BrokenInvariant("mail_dns_bound.bounded: out.mta_sts_policy is unset")
             out.mta_sts_policy = out.mta_sts_policy[: len(out.mta_sts_policy) // 2]
             cut.add(POLICY)
             continue

@@ -99,7 +99,7 @@ def worker(nc: NATS, country: str, contexts: SslContexts, **options: Any) -> Wor
         "fetch_timeout": 0.2,
         "heartbeat_interval": None,
     }
-    return Worker(nc, country, **{**defaults, **options})
+    return Worker.of(nc, country, **{**defaults, **options})
 
 
 def capture() -> Any:

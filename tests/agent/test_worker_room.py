@@ -11,8 +11,8 @@ import json
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
+from agent.job_feed import within_room
 from agent.probers.tls import SslContexts
-from agent.worker import within_room
 from shared.streams import JOBS_MAX_DELIVER, jobs_consumer_config, jobs_consumer_name
 from shared.subjects import JOBS_STREAM
 from tests.agent.helpers import job_for, publish_job, until

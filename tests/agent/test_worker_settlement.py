@@ -13,7 +13,7 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from agent import worker as worker_module
+from agent import check_runner, result_sink
 from agent.probers.tls import SslContexts
 from agent.worker import DEFAULT_ACK_WAIT_S
 from shared.messages import CheckResult
@@ -80,7 +80,7 @@ async def test_an_unexpected_error_ends_in_an_internal_result_published_and_acke
     async def broken_check(*args: Any) -> CheckResult:
         raise RuntimeError("a bug in the agent")
 
-    monkeypatch.setattr(worker_module, "run_check", broken_check)
+    monkeypatch.setattr(check_runner, "run_check", broken_check)
     job = job_for(country, 25)
     await publish_job(js, job)
     with capture() as logs:
@@ -107,7 +107,7 @@ async def test_a_job_whose_result_cannot_be_encoded_is_handed_back_at_once(
     def unencodable(result: CheckResult) -> bytes:
         raise UnicodeEncodeError("utf-8", "\udcfc", 0, 1, "surrogates not allowed")
 
-    monkeypatch.setattr(worker_module, "encode", unencodable)
+    monkeypatch.setattr(result_sink, "encode", unencodable)
     async with SmtpLikePeer() as peer:
         job = job_for(country, peer.port)
         await publish_job(js, job)

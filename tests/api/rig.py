@@ -87,7 +87,7 @@ async def pipeline_api(
     agent_nc = await nats.connect(nats_url) if agent_cadata is not None else None
     worker = run = None
     if agent_nc is not None:
-        worker = Worker(
+        worker = Worker.of(
             agent_nc,
             country,
             allow_private=True,

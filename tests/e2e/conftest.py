@@ -183,7 +183,7 @@ async def agents(
     its country's sealing key, with heartbeats, for the whole package."""
     conns = [await nats.connect(nats_url) for _ in range(2)]
     home, abroad = (
-        Worker(
+        Worker.of(
             conn,
             cc,
             agent_id=f"{cc}-e2e-{uuid.uuid4().hex[:6]}",

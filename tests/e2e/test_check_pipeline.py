@@ -164,7 +164,7 @@ async def test_an_agent_process_killed_mid_check_leaves_exactly_one_stored_resul
     agent's 30 s; the survivor sets 1 s, which the server applies to the pending delivery)."""
     doomed_id = f"{KILLED}-doomed-{uuid.uuid4().hex[:6]}"
     survivor_conn = await nats.connect(nats_url)
-    survivor = Worker(
+    survivor = Worker.of(
         survivor_conn, KILLED, ack_wait=1.0, allow_private=True, heartbeat_interval=None
     )
     run: asyncio.Task[None] | None = None

@@ -160,7 +160,7 @@ async def test_two_replicas_share_every_role_without_doing_anything_twice(
         replicas = [await _start(env, tmp_path, name) for name in ("a", "b")]
         conns = [await nats.connect(own_nats) for _ in COUNTRIES]
         workers = [
-            Worker(conn, cc, agent_id=f"{cc}-1", allow_private=True)
+            Worker.of(conn, cc, agent_id=f"{cc}-1", allow_private=True)
             for conn, cc in zip(conns, COUNTRIES, strict=True)
         ]
         runs = [asyncio.create_task(w.run()) for w in workers]

@@ -145,7 +145,7 @@ async def _run(
         for i in range(v.agents):
             conns.append(await nats.connect(nats_url))
             workers.append(
-                Worker(
+                Worker.of(
                     conns[-1],
                     v.country,
                     agent_id=f"{v.country}-sat-{i}",

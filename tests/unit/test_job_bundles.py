@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from agent.worker import messages_to_ask, per_message
+from agent.job_feed import messages_to_ask, per_message
 from controller.scheduling.bundles import bundle_size, may_bundle, outgoing
 from shared.messages import CheckJob, bundle_parts, decode_job, encode
 from shared.subjects import jobs_subject

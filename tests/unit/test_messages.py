@@ -222,6 +222,7 @@ def test_result_fields_are_exactly_the_contract() -> None:
         "capabilitiesBeforeTls",
         "logins",  # null from agents that predate it
         "sideChecks",  # each side check's facts by name (issue 65); {} without any
+        "sideCheckErrors",  # why an asked side check gave no facts, by name (issue 81)
         # the job's asks and their seal, echoed with side facts of a sealed job (issue 78)
         "asks",
         "asksSeal",

@@ -26,6 +26,10 @@ STORE_MODULE = "controller.ingest.store"
 OWNERS = (
     "controller/ingest/store.py",
     "controller/ingest/store_results.sql",
+    # its variants, written by `make ingest-sql` (tools/ingest_sql.py)
+    "controller/ingest/store_results_old.sql",
+    "controller/ingest/store_results_once.sql",
+    "controller/ingest/store_results_once_old.sql",
     "controller/ingest/store_state.sql",
     "controller/ingest/pack_store.py",
 )

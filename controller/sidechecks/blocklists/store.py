@@ -12,6 +12,7 @@ from controller.db import rows as typed
 from controller.db.pool import Conn
 from controller.sidechecks.blocklists.rules import TEST_NAMES, BlockList, Fresh, Listing
 from controller.sidechecks.frame import Arrived
+from shared.guards import BrokenInvariant
 from shared.sidechecks.blocklists import Reputation
 from shared.sidechecks.blocklists_bound import BUDGET_SPENT
 
@@ -288,7 +289,8 @@ async def save_listing(
 ) -> None:
     """`before` → `after` for one (list, name): opened, moved, raised or cleared."""
     if after is None:
-        assert before is not None
+        if before is None:
+            raise BrokenInvariant("store.save_listing: before is unset")
         await conn.execute(
             "UPDATE blocklist_listings SET cleared_at = $4 WHERE monitor_id = $1 AND zone = $2"
             " AND name = $3 AND cleared_at IS NULL",

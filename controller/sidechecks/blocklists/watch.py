@@ -30,6 +30,7 @@ from controller.sidechecks.blocklists import store as db
 from controller.sidechecks.blocklists.rules import BlockList, Change, Fresh, ListHealth, Listing
 from controller.sidechecks.blocklists.standing_rules import reason
 from shared.clock import WALL, Clock
+from shared.guards import BrokenInvariant
 from shared.messages import MonitorEvent, PostureNote, encode
 from shared.subjects import events_subject
 from shared.timefmt import iso_ms
@@ -150,7 +151,8 @@ class BlocklistWatch:
             await db.save_listing(conn, w.monitor_id, before, after, at)
             if change is not None:
                 listing = after or before
-                assert listing is not None
+                if listing is None:
+                    raise BrokenInvariant("watch.BlocklistWatch._monitor: listing is unset")
                 told.append(Told(change, listing, before))
         if told:
             await self._tell(conn, w.monitor_id, told, at)

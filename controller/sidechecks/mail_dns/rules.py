@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from controller.sidechecks.findings import INBOUND, SENDING, Verdicts, declare, domain_facts, judge
+from shared.guards import BrokenInvariant
 from shared.sidechecks import dmarc_record, dmarc_tree, spf_syntax
 from shared.sidechecks.dmarc_tree import Walked
 from shared.sidechecks.mail_dns import MailDns
@@ -227,7 +228,8 @@ def mx_allowed(host: str, patterns: tuple[str, ...]) -> bool:
 def _mta_sts(
     v: Verdicts, cc: str, smtp: bool, host: str, seen: MailDns, tls: "Observation"
 ) -> None:
-    assert seen.mta_sts is not None
+    if seen.mta_sts is None:
+        raise BrokenInvariant("rules._mta_sts: seen.mta_sts is unset")
     domain = seen.domain
     if not seen.mta_sts:  # the domain does not use MTA-STS: nothing to be wrong
         judge(v, "mta_sts_invalid", cc, False, "")
@@ -252,7 +254,8 @@ def _mta_sts(
     judge(v, "mta_sts_invalid", cc, problem is not None, f"MTA-STS of {domain}: {problem}")
     if not smtp or problem is not None:
         return  # an invalid policy is no policy: senders ignore it (its own finding)
-    assert policy is not None
+    if policy is None:
+        raise BrokenInvariant("rules._mta_sts: policy is unset")
     wrong: list[str] = []
     enforced = policy.mode != "none"
     outside = [m for m in seen.mx or [] if not mx_allowed(m, policy.mx)]

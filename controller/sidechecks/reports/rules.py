@@ -35,6 +35,7 @@ from typing import Final
 
 from controller.sidechecks import findings
 from controller.sidechecks.findings import INBOUND, SENDING, Finding, Key, declare, domain_facts
+from shared.guards import BrokenInvariant
 
 TLS_FAILURES = "tls_failures_reported"
 DMARC_FAILURES = "dmarc_failures_reported"
@@ -65,7 +66,10 @@ CODES: Final = declare(
         ),
     },
 )
-assert tuple(CODES) == (TLS_FAILURES, DMARC_FAILURES, DMARC_UNKNOWN)
+if not (tuple(CODES) == (TLS_FAILURES, DMARC_FAILURES, DMARC_UNKNOWN)):
+    raise BrokenInvariant(
+        "rules.module: expected tuple(CODES) == (TLS_FAILURES, DMARC_FAILURES, DMARC_UNKNOWN)"
+    )
 # Facts of the domain: TLS-RPT counts sessions to its MX over SMTP, DMARC judges mail sent in
 # its name (the monitors each concerns: controller.sidechecks.findings `concerns`).
 domain_facts({TLS_FAILURES: INBOUND, DMARC_FAILURES: SENDING, DMARC_UNKNOWN: SENDING})

@@ -49,6 +49,7 @@ from controller.web.api.monitor_rules import strict_body
 from controller.web.api.page import Page, published
 from controller.web.authed_request import AuthedRequest
 from controller.web.services import BoxDep, BudgetSettingsDep, ClockDep, PoolDep, SenderDep
+from shared.guards import BrokenInvariant
 from shared.secret import SECRET_MASK
 from shared.timefmt import iso_ms
 
@@ -278,7 +279,10 @@ class NotificationChannelController(Controller):
             new_id = await channel_store.insert(conn, org, values | {"kind": data.kind})
             await channel_store.choose(conn, new_id, monitors, customers)
             row = await channel_store.by_id(conn, new_id)
-        assert row is not None
+        if row is None:
+            raise BrokenInvariant(
+                "channels.NotificationChannelController.create: the statement returned no row"
+            )
         log.info("notification channel created", channel=str(row.public_id), kind=data.kind)
         return _present(row)
 
@@ -347,7 +351,11 @@ class NotificationChannelController(Controller):
                 )
                 await channel_store.choose(conn, row.id, monitors, customers)
             row = await channel_store.by_id(conn, row.id)
-        assert row is not None
+        if row is None:
+            raise BrokenInvariant(
+                "channels.NotificationChannelController.update_channel: the statement returned"
+                " no row"
+            )
         return _present(row)
 
     @delete("/{channelId:str}", summary="Delete a notification channel", status_code=204)

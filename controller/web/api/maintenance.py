@@ -30,6 +30,7 @@ from controller.web.api.monitor_rules import strict_body
 from controller.web.api.page import Page, published
 from controller.web.authed_request import AuthedRequest
 from controller.web.services import ClockDep, FairUseSettingsDep, PoolDep
+from shared.guards import BrokenInvariant
 from shared.timefmt import iso_ms, iso_ms_or_none, parse_iso
 
 WindowId = Annotated[str, PathParameter(name="windowId", description="public UUID")]
@@ -124,7 +125,8 @@ def _schedule(data: MaintenanceWindowCreate) -> dict[str, object]:
     except (ZoneInfoNotFoundError, ValueError):
         raise bad_request("timezone", "timezone must be an IANA name like Europe/Berlin") from None
     try:
-        assert data.start_time is not None
+        if data.start_time is None:
+            raise BrokenInvariant("maintenance._schedule: data.start_time is unset")
         at = time.fromisoformat(data.start_time)
     except ValueError:
         raise bad_request("startTime", "startTime must look like 02:30") from None
@@ -155,7 +157,8 @@ async def _scope(conn: Conn, data: MaintenanceWindowCreate, org: int) -> dict[st
         if monitor is None:
             raise ApiError(404, "Monitor not found", code="not_found", fields=["monitorId"])
         return {"monitor_id": monitor.id}
-    assert data.customer_id is not None
+    if data.customer_id is None:
+        raise BrokenInvariant("maintenance._scope: data.customer_id is unset")
     parsed = customers.parse_ident(data.customer_id)
     if parsed is None:
         raise invalid_customer()

@@ -37,6 +37,7 @@ from controller.web.api.monitor_rules import strict_body
 from controller.web.api.monitor_schemas import MASK
 from controller.web.authed_request import AuthedRequest
 from controller.web.services import BoxDep, ClockDep, OAuth2SettingsDep, PoolDep, ReportsSettingsDep
+from shared.guards import BrokenInvariant
 from shared.timefmt import iso_ms
 
 Folder = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f\"\\]+$")]
@@ -274,7 +275,10 @@ class ReportMailboxController(Controller):
             changed = was is None or (was.oauth2, was.protocol) != (login.oauth2, body.protocol)
             await db.save(conn, stored, grant_changed=changed, now=clock.now())
             saved = await db.get(conn, org)
-        assert saved is not None
+        if saved is None:
+            raise BrokenInvariant(
+                "report_mailbox.ReportMailboxController.set_mailbox: saved is unset"
+            )
         return _out(saved)
 
     @delete("", summary="Remove the report mailbox (owners, admins)", status_code=204)

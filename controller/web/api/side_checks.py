@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from controller.sidechecks.registry import WIRED
+from shared.guards import BrokenInvariant
 from shared.sidechecks import AskT, FactsT, SideCheckError, SideCheckWire
 
 if TYPE_CHECKING:  # a Struct made from the registry as the module loads
@@ -37,7 +38,8 @@ def side_checks_out(side: Mapping[str, object]) -> SideChecksOut:
     that no longer fits its side check's types (stored by an older version) is left null."""
     values: dict[str, object] = {}
     for name, check in WIRED.items():
-        assert check.wire is not None
+        if check.wire is None:
+            raise BrokenInvariant("side_checks.side_checks_out: check.wire is unset")
         try:
             values[name] = check.wire.facts_of(dict(side))
         except SideCheckError:

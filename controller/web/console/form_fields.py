@@ -23,6 +23,7 @@ from controller.monitors.kinds import PORT_HINTS, Kind
 from controller.web.api.errors import ApiError
 from controller.web.api.monitor_kinds import api_of
 from controller.web.api.monitor_schemas import MASK
+from shared.guards import BrokenInvariant
 
 Widget = Literal[
     "customer", "interval", "fixed", "text", "email", "tel", "number", "list", "check",
@@ -213,7 +214,8 @@ class KindForm:
 
 def _struct(struct: type[msgspec.Struct]) -> mi.StructType:
     info = mi.type_info(struct)
-    assert isinstance(info, mi.StructType)
+    if not isinstance(info, mi.StructType):
+        raise BrokenInvariant("form_fields._struct: expected isinstance(info, mi.StructType)")
     return info
 
 

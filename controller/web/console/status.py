@@ -42,6 +42,7 @@ from controller.web.console.session import PREFIX, principal_of
 from controller.web.request_types import AnyRequest
 from controller.web.services import BackgroundDep, ClockDep, PageCacheDep, PoolDep
 from shared.clock import Clock
+from shared.guards import BrokenInvariant
 
 log = structlog.get_logger(__name__)
 
@@ -216,7 +217,8 @@ async def public(
 ) -> Response[bytes]:
     found = await published(pool, page_cache, slug, clock)
     engine = request.app.template_engine
-    assert isinstance(engine, JinjaTemplateEngine)
+    if not isinstance(engine, JinjaTemplateEngine):
+        raise BrokenInvariant("status.public: expected isinstance(engine, JinjaTemplateEngine)")
     body = await found.body("html", lambda content: render_html(engine, content))
     return Response(body, media_type=MediaType.HTML)
 
