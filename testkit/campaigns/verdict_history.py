@@ -192,8 +192,11 @@ def draw_once(
     low = shape.fault[0]
     steps = [Step(rng.uniform(0, 1), "create", target) for target in created]
     if joint:
+        # Longer than the others by the burst's lead: the burst comes BURST_BEFORE_END before the
+        # end, after a confirmed outage's length, so its incident is open well before it.
         at = rng.uniform(0, 2)
-        steps += _joint(rng, joint, shape, legs, at, rng.uniform(low, low + 3) - at)
+        length = rng.uniform(low, low + 3) - at + BURST_BEFORE_END
+        steps += _joint(rng, joint, shape, legs, at, length)
     for target, fault in once:
         at = rng.uniform(0, shape.interval / 2)
         length = rng.uniform(low, low + 3) - at
