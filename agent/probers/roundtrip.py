@@ -19,7 +19,7 @@ import secrets
 import socket
 import ssl
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser
@@ -439,6 +439,31 @@ async def _imap_wait(
         proto.idle_queue.get_nowait()
 
 
+async def _poll(
+    look: Callable[[], Awaitable[list[Found]]], probe: Probe, rec: Recorder, once: bool
+) -> tuple[list[Found], float]:
+    """Look until the round's own probe is found or the round's time is out, waiting between
+    looks with POP3's backoff: (all found, ms from the own probe's sighting to its return)."""
+    attempt = 0
+    found: list[Found] = []
+    while True:
+        found += await look()
+        if (mine := _own(found, probe)) is not None:
+            return found, (time.perf_counter() - mine.seen_at) * 1000
+        left = _left_s(rec)
+        if once or left <= 0:
+            return found, 0.0
+        rec.current = "poll wait"
+        await asyncio.sleep(min(_wait_s(attempt), left))
+        attempt += 1
+
+
+def _sighted(seen: Sequence[graph.Seen | gmail.Seen]) -> list[Found]:
+    """What an API look saw, as sighted now."""
+    at = time.perf_counter()
+    return [Found(s.folder, s.headers, at, s.probe) for s in seen]
+
+
 async def _watch_pop3(
     target: Target,
     config: RoundTripReceive,
@@ -448,18 +473,7 @@ async def _watch_pop3(
     once: bool,
 ) -> tuple[list[Found], float]:
     """POP3 shows a session the mailbox as it was at login: a new session per look."""
-    attempt = 0
-    found: list[Found] = []
-    while True:
-        found += await _pop3_look(target, config, probe, timeout_ms, rec)
-        if (mine := _own(found, probe)) is not None:
-            return found, (time.perf_counter() - mine.seen_at) * 1000
-        left = _left_s(rec)
-        if once or left <= 0:
-            return found, 0.0
-        rec.current = "poll wait"
-        await asyncio.sleep(min(_wait_s(attempt), left))
-        attempt += 1
+    return await _poll(lambda: _pop3_look(target, config, probe, timeout_ms, rec), probe, rec, once)
 
 
 async def _watch_graph(
@@ -471,21 +485,12 @@ async def _watch_graph(
     once: bool,
 ) -> tuple[list[Found], float]:
     """Graph: a look (every folder, every page) per poll, with the same backoff as POP3."""
-    attempt = 0
-    found: list[Found] = []
     async with graph.session(target, config.user, config.access_token.reveal(), rec) as api:
-        while True:
-            seen = await graph.look(api, config, probe, timeout_ms)
-            seen_at = time.perf_counter()
-            found += [Found(s.folder, s.headers, seen_at, s.probe) for s in seen]
-            if (mine := _own(found, probe)) is not None:
-                return found, (time.perf_counter() - mine.seen_at) * 1000
-            left = _left_s(rec)
-            if once or left <= 0:
-                return found, 0.0
-            rec.current = "poll wait"
-            await asyncio.sleep(min(_wait_s(attempt), left))
-            attempt += 1
+
+        async def look() -> list[Found]:
+            return _sighted(await graph.look(api, config, probe, timeout_ms))
+
+        return await _poll(look, probe, rec, once)
 
 
 async def _watch_gmail(
@@ -497,22 +502,13 @@ async def _watch_gmail(
     once: bool,
 ) -> tuple[list[Found], float]:
     """Gmail: a look (the round's token, every page) per poll, with the same backoff as POP3."""
-    attempt = 0
-    found: list[Found] = []
     token = config.access_token.reveal()
     async with gmail.gmail_session(target, config.user, token, rec) as api:
-        while True:
-            seen = await gmail.look(api, config, probe)
-            seen_at = time.perf_counter()
-            found += [Found(s.folder, s.headers, seen_at, s.probe) for s in seen]
-            if (mine := _own(found, probe)) is not None:
-                return found, (time.perf_counter() - mine.seen_at) * 1000
-            left = _left_s(rec)
-            if once or left <= 0:
-                return found, 0.0
-            rec.current = "poll wait"
-            await asyncio.sleep(min(_wait_s(attempt), left))
-            attempt += 1
+
+        async def look() -> list[Found]:
+            return _sighted(await gmail.look(api, config, probe))
+
+        return await _poll(look, probe, rec, once)
 
 
 async def _pop3_look(
