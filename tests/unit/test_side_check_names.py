@@ -6,12 +6,23 @@ and SQL alike) but where `NAMED` says why, each count pinned: the legacy wire fi
 that predates `sideChecks`, and the oracle watch's blocklists (the lists as oracles, and the
 reports table the world gauges count), left for a later round of the issue."""
 
+import dataclasses
 import re
 from collections import Counter
 from pathlib import Path
 from typing import Final
 
+import pytest
+
+from controller.jobs.rules import JobIds
+from controller.scheduling.plan import RoundPlanner
+from controller.secrets.box import SecretBox, generate_key
+from controller.secrets.seal_keys import CountryKeys
+from controller.sidechecks.blocklists import ANSWERS
+from controller.sidechecks.frame import PlanState
 from controller.sidechecks.registry import SIDE_CHECKS
+from shared.guards import BrokenInvariant
+from testkit.scheduling import Answered
 
 ROOT = Path(__file__).resolve().parents[2]
 SCOPE: Final = ("controller/scheduling", "controller/ingest", "controller/oracles")
@@ -69,3 +80,16 @@ def test_a_planted_name_is_found(tmp_path: Path) -> None:
         ("controller/scheduling/admission.py", "readiness"): 1,
         ("controller/ingest/x.sql", "relay"): 1,
     }
+
+
+def test_a_planning_state_no_side_check_declares_is_refused(tmp_path: Path) -> None:
+    """The scheduler holds only what a registered side check plans with (`plans`), each value
+    bound by its key (`PlanState.held`, of the key's type), and a key names its own check."""
+    box = SecretBox(generate_key())
+    keys = CountryKeys(str(tmp_path))
+    RoundPlanner(JobIds.from_box(box), box, keys, held=[ANSWERS.held(Answered((), 3600))])
+    stray: PlanState[int] = PlanState("readiness")
+    with pytest.raises(BrokenInvariant, match="readiness"):
+        RoundPlanner(JobIds.from_box(box), box, keys, held=[stray.held(1)])
+    with pytest.raises(ValueError, match="plans with the state of blocklists"):
+        dataclasses.replace(SIDE_CHECKS["readiness"], plans=ANSWERS)
