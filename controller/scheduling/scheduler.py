@@ -328,14 +328,14 @@ class Scheduler:
                 at_once = schedule.round_time(now)
                 nexts = [
                     at_once
-                    if m.never_run and await self._first_round_allowed(conn, m)
+                    if m.never_run and await self._first_round_allowed(conn, m, now)
                     else planning.grid_after(str(m.public_id), m.check_interval, now)
                     for m in new
                 ]
                 await due.set_next_due(conn, [m.id for m in new], nexts)
             planned += len(new)
 
-    async def _first_round_allowed(self, conn: Conn, monitor: Unplanned) -> bool:
+    async def _first_round_allowed(self, conn: Conn, monitor: Unplanned, now: datetime) -> bool:
         """Whether a new monitor's first round may go at once: it draws on its organization's
         allowance for triggered checks, as a trigger-check does. Otherwise creating and deleting
         a monitor of every country was a trigger-check without a limit (hundreds of checks of
@@ -343,7 +343,7 @@ class Scheduler:
         per_check = 60.0 / self._checks_per_minute
         cost = monitor.countries * per_check
         return not await limits.take_trigger(
-            conn, "organizations", monitor.organization_id, cost, 60.0
+            conn, "organizations", monitor.organization_id, cost, 60.0, now
         )
 
     async def _run_batch(self, now: datetime) -> tuple[int, bool, due.Waiting | None]:
