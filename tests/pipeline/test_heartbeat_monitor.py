@@ -6,6 +6,7 @@ next arrival recovers it. No arrival wakes the alerter for the late verdict: the
 `due_at` does."""
 
 import asyncio
+import smtplib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -178,3 +179,103 @@ async def test_postfix_stops_sending_and_the_heartbeat_is_down_once_then_recover
     kinds = [n["kind"] for n in notices]
     assert kinds.count("down") >= 1 and kinds.count("recovered") >= 1, kinds
     assert {n["target"] for n in notices} == {"ops@example.com"}
+
+
+async def test_a_message_taken_again_after_a_partly_failed_publish_counts_once(
+    js: JetStreamContext,
+    pipe_pool: asyncpg.Pool,
+    countries: Countries,
+    heartbeat: Heartbeat,
+    org: Tenant,
+) -> None:
+    """One message to two monitors' addresses: the second arrival's publish fails, the sender
+    is told `451` and sends the message again; each monitor then holds it once (its arrival id
+    is the message's, so the first monitor's second copy is the same arrival)."""
+    [country] = countries.take()
+    other_local = new_local_part()
+    async with pipe_pool.acquire() as conn:
+        other = await conn.fetchrow(
+            "INSERT INTO monitors (organization_id, customer_id, type, name, hostname, port,"
+            " status, check_interval, timeout_seconds, config)"
+            " VALUES ($1, $2, 'heartbeat', 'invoices', $3, 25, 'active', 60, 30, $4)"
+            " RETURNING id, public_id",
+            org.org_id,
+            org.customer_id,
+            DOMAIN,
+            {"everyMinutes": 60, "localPart": other_local},
+        )
+    assert other is not None
+    kv = await js.key_value(RECEIVERS_BUCKET)
+    for local, public_id in ((heartbeat.local, heartbeat.public_id), (other_local, other[1])):
+        await kv.put(local, encode(ReceivingAddress(monitor_id=str(public_id))))
+    failed: list[str] = []
+
+    async def publish(arrival: Arrival) -> None:
+        if arrival.monitor_id == str(other[1]) and not failed:
+            failed.append(arrival.arrival_id)
+            raise TimeoutError("NATS away")
+        await js.publish(
+            arrivals_subject(country, arrival.monitor_id),
+            encode(arrival),
+            headers={"Nats-Msg-Id": arrival.arrival_id},
+        )
+
+    clock = ManualClock(T0)
+    intake = ArrivalsIntake(js, pipe_pool, keep_days=30, clock=clock)
+    settings_rx = msgspec.convert(
+        {"AGENT_RECEIVER_DOMAIN": DOMAIN, "AGENT_RECEIVER_HOST": "127.0.0.1"}
+        | {"AGENT_RECEIVER_PORT": 0},
+        ReceiverSettings,
+    )
+    stop = asyncio.Event()
+    to = [f"{heartbeat.local}@{DOMAIN}", f"{other_local}@{DOMAIN}"]
+    body = (
+        "From: cron@sender.mailprobe.test\r\nSubject: nightly\r\n"
+        "Message-ID: <once@sender.mailprobe.test>\r\n\r\nok\r\n"
+    )
+
+    def send() -> None:
+        with smtplib.SMTP("127.0.0.1", receiver.port, timeout=10) as s:
+            s.sendmail("cron@sender.mailprobe.test", to, body)
+
+    async with DnsPeer({}) as dns:
+        receiver = Receiver(
+            settings_rx,
+            country=country,
+            agent_id=f"{country}-rx",
+            book=AddressBook(),
+            publish=publish,
+            lookup=Lookup(blocking_resolver(f"127.0.0.1:{dns.port}")),
+            clock=clock,
+        )
+        watching = asyncio.create_task(watch(js, receiver.book, stop))
+        await receiver.start()
+        try:
+            await asyncio.wait_for(receiver.book.ready.wait(), 10)
+            for _ in range(200):
+                if receiver.book.get(other_local) and receiver.book.get(heartbeat.local):
+                    break
+                await asyncio.sleep(0.01)
+            with pytest.raises(smtplib.SMTPDataError) as refused:
+                await asyncio.to_thread(send)
+            assert refused.value.smtp_code == 451
+            clock.advance(90)  # the sender's retry, a minute and a half later
+            await asyncio.to_thread(send)
+            stored = 0
+            for _ in range(50):
+                stored += await intake.step(0.2)
+                if stored >= 2:
+                    break
+        finally:
+            stop.set()
+            watching.cancel()
+            await receiver.stop()
+            await intake.close()
+    assert failed
+    async with pipe_pool.acquire() as conn:
+        counts = await conn.fetch(
+            "SELECT monitor_id, count(*) AS n FROM arrivals WHERE monitor_id = ANY($1::bigint[])"
+            " GROUP BY monitor_id",
+            [heartbeat.id, other["id"]],
+        )
+    assert {r["monitor_id"]: r["n"] for r in counts} == {heartbeat.id: 1, other["id"]: 1}
