@@ -317,7 +317,7 @@ class Receiver:
         arrived = iso_ms(self._clock.now())
         arrivals = [
             Arrival(
-                arrival_id=arrival_id_of(message, monitor_id, self.country),
+                arrival_id=arrival_id_of(found.message_id, monitor_id, self.country),
                 monitor_id=monitor_id,
                 country=self.country,
                 agent_id=self.agent_id,

@@ -221,9 +221,11 @@ CREATE FUNCTION public.monitors_alert_queue() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
 BEGIN
-    INSERT INTO alert_queue (monitor_id, due_at) VALUES (NEW.id, now())
-    ON CONFLICT (monitor_id) DO UPDATE SET due_at = EXCLUDED.due_at
-    WHERE EXCLUDED.due_at < alert_queue.due_at;
+    IF NEW.type <> 'heartbeat' THEN
+        INSERT INTO alert_queue (monitor_id, due_at) VALUES (NEW.id, now())
+        ON CONFLICT (monitor_id) DO UPDATE SET due_at = EXCLUDED.due_at
+        WHERE EXCLUDED.due_at < alert_queue.due_at;
+    END IF;
     RETURN NULL;
 END
 $$;

@@ -65,7 +65,7 @@ async def heartbeat(pipe_pool: asyncpg.Pool, org: Tenant) -> AsyncIterator[Heart
             " 'ops@example.com') RETURNING id, public_id",
             org.org_id,
             org.customer_id,
-            DOMAIN,
+            f"{local}@{DOMAIN}",
             config,
         )
         assert row is not None
@@ -201,7 +201,7 @@ async def test_a_message_taken_again_after_a_partly_failed_publish_counts_once(
             " RETURNING id, public_id",
             org.org_id,
             org.customer_id,
-            DOMAIN,
+            f"{other_local}@{DOMAIN}",
             {"everyMinutes": 60, "localPart": other_local},
         )
     assert other is not None

@@ -33,3 +33,16 @@ CREATE TABLE heartbeat_watch (
     leased_until timestamptz
 );
 CREATE INDEX heartbeat_watch_due ON heartbeat_watch (due_at);
+
+-- Nor are they queued for the round evaluator: the heartbeat judge looks at them.
+CREATE OR REPLACE FUNCTION monitors_alert_queue() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.type <> 'heartbeat' THEN
+        INSERT INTO alert_queue (monitor_id, due_at) VALUES (NEW.id, now())
+        ON CONFLICT (monitor_id) DO UPDATE SET due_at = EXCLUDED.due_at
+        WHERE EXCLUDED.due_at < alert_queue.due_at;
+    END IF;
+    RETURN NULL;
+END
+$$;
