@@ -8,6 +8,7 @@ import asyncio
 import base64
 import smtplib
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -32,7 +33,9 @@ from shared.arrivals import RECEIVERS_BUCKET, Arrival, ReceivingAddress, encode,
 from shared.clock import ManualClock
 from shared.embedded import free_port
 from shared.subjects import arrivals_subject
-from testkit.peers.dns import DnsPeer
+from testkit.peers.dns import DnsPeer, Records
+from testkit.peers.opendkim import OpenDkim
+from testkit.peers.opendkim import missing as opendkim_missing
 from testkit.peers.postfix import SendingPostfix, missing
 from tests.conftest import Tenant
 from tests.pipeline.conftest import Countries
@@ -108,12 +111,19 @@ class Rig:
         self.intake_clock = ManualClock(T0)
 
     async def deliver(
-        self, minutes: float, port: int, level: str, subject: str, *, signed: bool
+        self,
+        minutes: float,
+        port: int,
+        level: str,
+        subject: str,
+        *,
+        signed: bool,
+        milter: int | None = None,
     ) -> str:
         """A message sent through a Postfix of `level` to `port` at `minutes`; its log line."""
         self.clock.set(at(minutes))
         message = raw(subject, signed=signed)
-        async with SendingPostfix(DOMAIN, port, level) as postfix:
+        async with SendingPostfix(DOMAIN, port, level, milter) as postfix:
 
             def send() -> None:
                 with smtplib.SMTP("127.0.0.1", postfix.port, timeout=10) as s:
@@ -155,17 +165,19 @@ async def _notices(pool: asyncpg.Pool, monitor_id: int) -> list[str]:
     return [r["subject"] for r in rows]
 
 
-async def test_postfix_senders_graded_by_what_arrived_at_the_address_and_its_plain_twin(
+@asynccontextmanager
+async def grading(
     js: JetStreamContext,
-    pipe_pool: asyncpg.Pool,
-    countries: Countries,
-    monitor: tuple[int, str],
-    tmp_path: Path,
-) -> None:
-    [country] = countries.take()
-    monitor_id, public_id = monitor
+    pool: asyncpg.Pool,
+    country: str,
+    public_id: str,
+    where: Path,
+    records: Records,
+) -> AsyncIterator[Rig]:
+    """A receiver of `country` (STARTTLS with a certificate for DOMAIN, and a plain port) taking
+    mail for the monitor `public_id`, its DNS `records`, and the intake grading what it stores."""
     leaf = trustme.CA().issue_cert(DOMAIN)
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert, key = where / "cert.pem", where / "key.pem"
     leaf.private_key_and_cert_chain_pem.write_to_path(str(cert))
     leaf.private_key_pem.write_to_path(str(key))
     local = new_local_part()
@@ -191,11 +203,10 @@ async def test_postfix_senders_graded_by_what_arrived_at_the_address_and_its_pla
         )
 
     clock, intake_clock = ManualClock(T0), ManualClock(T0)
-    rig_to = f"{local}@{DOMAIN}"
     graded = Grader(Links()).grade
-    intake = ArrivalsIntake(js, pipe_pool, keep_days=30, clock=intake_clock, graded=graded)
+    intake = ArrivalsIntake(js, pool, keep_days=30, clock=intake_clock, graded=graded)
     stop = asyncio.Event()
-    async with DnsPeer(RECORDS) as dns:
+    async with DnsPeer(records) as dns:
         receiver = Receiver(
             settings,
             country=country,
@@ -208,46 +219,113 @@ async def test_postfix_senders_graded_by_what_arrived_at_the_address_and_its_pla
         )
         watching = asyncio.create_task(watch(js, receiver.book, stop))
         await receiver.start()
-        rig = Rig(receiver, clock, intake, rig_to)
+        rig = Rig(receiver, clock, intake, f"{local}@{DOMAIN}")
         rig.intake_clock = intake_clock
-        normal, plain = receiver.port, receiver.plain_port
         try:
             await asyncio.wait_for(receiver.book.ready.wait(), 10)
-            # `may`, unsigned: over TLS at the address, in the clear at the twin.
-            await rig.deliver(0, normal, "may", "test one", signed=False)
-            await rig.store(0, 1)
-            first = await _findings(pipe_pool, monitor_id)
-            await rig.deliver(0.1, plain, "may", "test one", signed=False)
-            await rig.store(0.2, 1)
-            second = await _findings(pipe_pool, monitor_id)
-            # Again the same: nothing new is found or told.
-            await rig.deliver(30, normal, "may", "test two", signed=False)
-            await rig.deliver(30.1, plain, "may", "test two", signed=False)
-            await rig.store(30.2, 2)
-            again = await _findings(pipe_pool, monitor_id)
-            told = await _notices(pipe_pool, monitor_id)
-            # `encrypt`, signed: the twin never gets it (Postfix defers), the address does.
-            line = await rig.deliver(60, plain, "encrypt", "test three", signed=True)
-            await rig.deliver(60, normal, "encrypt", "test three", signed=True)
-            await rig.store(60, 1)
-            signed = await _findings(pipe_pool, monitor_id)
-            # The next test, once the last settled without a twin: the fallback is fixed.
-            await rig.deliver(90, normal, "encrypt", "test four", signed=True)
-            await rig.store(90, 1)
-            fixed = await _findings(pipe_pool, monitor_id)
+            yield rig
         finally:
             stop.set()
             watching.cancel()
             await receiver.stop()
             await intake.close()
+
+
+async def test_postfix_senders_graded_by_what_arrived_at_the_address_and_its_plain_twin(
+    js: JetStreamContext,
+    pipe_pool: asyncpg.Pool,
+    countries: Countries,
+    monitor: tuple[int, str],
+    tmp_path: Path,
+) -> None:
+    [country] = countries.take()
+    monitor_id, public_id = monitor
+    async with grading(js, pipe_pool, country, public_id, tmp_path, RECORDS) as rig:
+        normal, plain = rig.receiver.port, rig.receiver.plain_port
+        # `may`, unsigned: over TLS at the address, in the clear at the twin.
+        await rig.deliver(0, normal, "may", "test one", signed=False)
+        await rig.store(0, 1)
+        first = await _findings(pipe_pool, monitor_id)
+        await rig.deliver(0.1, plain, "may", "test one", signed=False)
+        await rig.store(0.2, 1)
+        second = await _findings(pipe_pool, monitor_id)
+        # Again the same: nothing new is found or told.
+        await rig.deliver(30, normal, "may", "test two", signed=False)
+        await rig.deliver(30.1, plain, "may", "test two", signed=False)
+        await rig.store(30.2, 2)
+        again = await _findings(pipe_pool, monitor_id)
+        told = await _notices(pipe_pool, monitor_id)
+        # `encrypt`, signed: the twin never gets it (Postfix defers), the address does.
+        line = await rig.deliver(60, plain, "encrypt", "test three", signed=True)
+        await rig.deliver(60, normal, "encrypt", "test three", signed=True)
+        await rig.store(60, 1)
+        signed = await _findings(pipe_pool, monitor_id)
+        # The next test, once the last settled without a twin: the fallback is fixed.
+        await rig.deliver(90, normal, "encrypt", "test four", signed=True)
+        await rig.store(90, 1)
+        fixed = await _findings(pipe_pool, monitor_id)
     dk, ne = "sender_dkim_missing", "sender_tls_not_enforced"
     assert first == [(dk, country, True)]
     assert second == [(dk, country, True), (ne, country, True)]
     assert again == second
-    assert len(told) == 2 and any("Sender dkim missing" in s for s in told), told
-    assert any("Sender tls not enforced" in s for s in told), told
+    assert len(told) == 2 and any("Sender DKIM missing" in s for s in told), told
+    assert any("Sender TLS not enforced" in s for s in told), told
     assert "TLS is required, but was not offered" in line
     # DKIM passes now; the twin's fallback still stands (the last test is not yet settled).
     assert signed == [(dk, country, False), (ne, country, True)]
     assert fixed == [(dk, country, False), (ne, country, False)]
     assert len(await _notices(pipe_pool, monitor_id)) == 2  # a clearing is not paged
+
+
+OTHER = "other.mailprobe.test"
+
+
+@pytest.mark.skipif(opendkim_missing() is not None, reason=opendkim_missing() or "")
+async def test_opendkim_signing_and_dmarc_alignment_graded_against_the_senders_setup(
+    js: JetStreamContext,
+    pipe_pool: asyncpg.Pool,
+    countries: Countries,
+    monitor: tuple[int, str],
+    tmp_path: Path,
+) -> None:
+    """Postfix (`may`) with no milter, then with OpenDKIM signing its From domain (d= the From
+    domain: aligned), then signing it as another domain (unaligned); SPF fails everywhere
+    (`-all`), so DMARC passes only by the aligned signature: `sender_dkim_missing` holds only
+    while unsigned, `sender_dmarc_fail` whenever the signature is not aligned."""
+    [country] = countries.take()
+    monitor_id, public_id = monitor
+    records: Records = {
+        (SENDER, "TXT"): ['"v=spf1 -all"'],
+        (f"_dmarc.{SENDER}", "TXT"): ['"v=DMARC1; p=reject"'],
+    }
+    async with OpenDkim({SENDER: SENDER}) as aligned, OpenDkim({SENDER: OTHER}) as unaligned:
+        for milter in (aligned, unaligned):
+            records |= {(name, "TXT"): [text] for name, text in milter.records.items()}
+        async with grading(js, pipe_pool, country, public_id, tmp_path, records) as rig:
+            port, seen = rig.receiver.port, []
+            for n, milter in enumerate((None, aligned, unaligned)):
+                await rig.deliver(
+                    n * 30,
+                    port,
+                    "may",
+                    f"test {n}",
+                    signed=False,
+                    milter=None if milter is None else milter.port,
+                )
+                await rig.store(n * 30, 1)
+                seen.append(await _findings(pipe_pool, monitor_id))
+    dk, dm = "sender_dkim_missing", "sender_dmarc_fail"
+    assert seen[0] == [(dk, country, True), (dm, country, True)]
+    assert seen[1] == [(dk, country, False), (dm, country, False)]
+    assert seen[2] == [(dk, country, False), (dm, country, False), (dm, country, True)]
+    async with pipe_pool.acquire() as conn:
+        verdicts = await conn.fetch(
+            "SELECT dkim, dkim_domains, dmarc FROM arrivals WHERE monitor_id = $1"
+            " ORDER BY arrived_at",
+            monitor_id,
+        )
+    assert [(v["dkim"], v["dkim_domains"], v["dmarc"]) for v in verdicts] == [
+        ("none", [], "fail"),
+        ("pass", [SENDER], "pass"),
+        ("pass", [OTHER], "fail"),
+    ]

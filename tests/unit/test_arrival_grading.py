@@ -7,6 +7,7 @@ from typing import Final
 import pytest
 
 from controller.arrivals.grading import SETTLE, Latest, verdicts
+from controller.posture.notices import title
 from controller.posture.rules import CODES
 
 T: Final = datetime(2026, 11, 28, 12, tzinfo=UTC)
@@ -42,3 +43,16 @@ def test_what_a_countrys_latest_arrivals_say_of_the_sender(
     assert {code: f is not None for (code, _), f in got.items()} == want
     assert all(cc == "DE" for _, cc in got)
     assert all(f.severity == CODES[f.code][0] for f in got.values() if f is not None)
+
+
+@pytest.mark.parametrize(
+    ("code", "said"),
+    [
+        (NE, "Sender TLS not enforced"),
+        (OUT, "Sender TLS outdated"),
+        (DK, "Sender DKIM missing"),
+        (DM, "Sender DMARC fail"),
+    ],
+)
+def test_a_grading_finding_is_titled_as_people_write_it(code: str, said: str) -> None:
+    assert title(code) == said
