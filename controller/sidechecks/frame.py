@@ -21,8 +21,9 @@ What a side check needs of the frame beyond that are its capabilities, each type
 by the frame, never named by it: its own planning state (`plans`, a `PlanState` the scheduler
 binds a value to with `Held`, read by its `ask` with `Planning.state`), a budget admission
 reserves and releases for its jobs (`Budget`, in controller.sidechecks.budgets, apart from the
-registry so that it stays pure), the canaries its facts carry (`canaries`), and work inside the
-core check's session (`session_config`).
+registry so that it stays pure), the canaries its facts carry (`canaries`), oracles of its own
+(`Oracles`, which the runtime gives the oracle watch), and work inside the core check's session
+(`session_config`).
 """
 
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
