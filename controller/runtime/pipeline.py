@@ -21,6 +21,7 @@ from controller.alerting.effects import Effects
 from controller.alerting.evaluator import BATCH as ALERT_BATCH
 from controller.alerting.evaluator import Evaluator
 from controller.alerting.event_publisher import EventPublisher
+from controller.alerting.heartbeats import HeartbeatJudge
 from controller.alerting.ready_rounds import ReadyRounds
 from controller.alerting.rules import Policy
 from controller.alerting.telling import Teller
@@ -277,13 +278,21 @@ def build_alerter(
     policy = Policy.of(alerting, settings.scheduling.confirm_rounds_per_minute)
     timing = flows.Timing.of(alerting)
     teller = Teller(pool, links, policy=policy, timing=timing, batch=batch, clock=clock)
+    effects = Effects(teller, links, fair_use=fair_use)
     evaluator = Evaluator(
         pool,
         ReadyRounds(job_ids, default_countries=fair_use.default_check_countries),
-        Effects(teller, links, fair_use=fair_use),
+        effects,
         policy=policy,
         batch=batch,
         clock=clock,
     )
     events = EventPublisher(pool, js, batch=batch)
-    return Alerter(evaluator, teller, events, interval_s=alerting.alert_eval_interval_seconds)
+    heartbeats = HeartbeatJudge(pool, effects, policy=policy, clock=clock)
+    return Alerter(
+        evaluator,
+        teller,
+        events,
+        interval_s=alerting.alert_eval_interval_seconds,
+        heartbeats=heartbeats,
+    )

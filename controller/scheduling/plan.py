@@ -45,6 +45,7 @@ from shared.messages import (
     RoundTripCheckJob,
     RoundTripConfig,
     SealedConfig,
+    SmtpConfig,
     default_port,
     encode_sealed,
 )
@@ -233,7 +234,9 @@ def _login(hostname: str, config: JobConfig) -> tuple[str, str]:
         return config.receive.user, config.receive.hostname
     if isinstance(config, ImapPopConfig):
         return config.user, hostname
-    return (config.auth.user if config.auth else ""), hostname
+    if isinstance(config, SmtpConfig):
+        return (config.auth.user if config.auth else ""), hostname
+    return "", hostname
 
 
 def account_name(hostname: str, config: JobConfig) -> str | None:
