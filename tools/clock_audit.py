@@ -6,9 +6,9 @@ wall is counted here, in four groups:
 - `sql`: SQL outside the migrations (string literals in the Python of controller/, agent/,
   shared/, and `.sql` files there) reading `now()`, `clock_timestamp()`, `current_timestamp`,
   `localtimestamp`, `statement_timestamp()` or `transaction_timestamp()`;
-- `sql-functions`: the same inside the dollar-quoted bodies (functions, triggers) of what the
-  migrations make, as it stands: controller/db/schema.sql (tools/schema.py), so a function
-  a later migration replaces counts once, in its current body;
+- `sql-functions`: the same inside the dollar-quoted bodies (functions, triggers) of the schema
+  the migrations make today (controller/db/schema.sql, tools/schema.py): a function redefined
+  by a later migration counts as it stands, not once per restatement;
 - `python`: calls of `utcnow()`, `datetime.now()`, `time.time()` or `WALL.now()` there (the
   real clock read where it stands, not handed down);
 - `python-monotonic`: calls of `time.monotonic()` (or `monotonic` imported from `time`) or
@@ -38,8 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("controller", "agent", "shared")
 MIGRATIONS = ROOT / "controller/db/migrations"
 THE_CLOCK = "shared/clock.py"
-# What the migrations make, dumped (tools/schema.py): its function bodies are the migrations'
-# reads as they stand (a migration's own text is history: a body it replaced runs no more).
+# What the migrations make, dumped (tools/schema.py): the functions as they stand are counted there.
 SCHEMA_SNAPSHOT = "controller/db/schema.sql"
 BUDGET = ROOT / "tools/clock_budget.json"
 GROUPS = ("sql", "sql-functions", "python", "python-monotonic")
