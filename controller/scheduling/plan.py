@@ -448,7 +448,7 @@ class RoundPlanner:
             else:
                 no_token = "no OAuth2 access token was asked for this round: not sent"
         scheduled = plan.scheduled_at
-        needs = mailbox_apis.features(config) if isinstance(config, RoundTripConfig) else []
+        needs = mailbox_apis.features(config)
         # The slow posture lookups (the mail domain's DNS, an SMTP server's reverse DNS, its
         # opted-in open relay test: the side checks of the `dns` cadence) go on the same
         # rounds: one per DNS window.
