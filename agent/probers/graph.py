@@ -20,6 +20,7 @@ the Target's TLS context; no proxies from the environment, no redirects.
 """
 
 import asyncio
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -189,6 +190,10 @@ class Session:
         except httpx.TimeoutException as exc:
             raise ProbeFailure("timeout", f"{self.label} gave no answer to {what} in time") from exc
         except httpx.ConnectError as exc:
+            if (refused := _tls_failure(exc)) is not None:
+                raise ProbeFailure(
+                    "tls", f"TLS with {self.label} failed for {what}: {refused}"
+                ) from exc
             raise ProbeFailure(
                 "refused", f"cannot connect to {self.label} for {what}: {exc}"
             ) from exc
@@ -200,6 +205,19 @@ class Session:
         if answer.status_code >= 300:
             raise await (self.failure or _failure)(answer, data, what, self.user)
         return data
+
+
+def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind a failed connection (a refused certificate, no common version),
+    None when it failed otherwise: the token was not sent either way."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 async def _capped(answer: httpx.Response, what: str, label: str) -> bytes:

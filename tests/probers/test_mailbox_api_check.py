@@ -114,3 +114,16 @@ async def test_an_api_this_agent_does_not_know_is_a_protocol_error(
     result = await check(graph.port, "exchange-ews", graph.token(), ssl_contexts)
     assert (result.status, result.error_kind) == ("down", "protocol")
     assert graph.calls == []
+
+
+async def test_the_token_never_goes_to_a_server_whose_certificate_fails(
+    ssl_contexts: SslContexts,
+) -> None:
+    """A Graph host with a certificate the agent does not trust: the check fails on TLS, the
+    peer sees no request, and the second look that reads the TLS facts carries no token."""
+    async with serve_graph(GraphPeer({BOX}), trustme.CA()) as stranger:
+        token = stranger.token()
+        result = await check(stranger.port, "graph", token, ssl_contexts)
+        assert (result.status, result.error_kind) == ("down", "tls"), result.message
+        assert stranger.calls == []
+        assert token not in (result.message or "")
