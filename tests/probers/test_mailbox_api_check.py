@@ -4,13 +4,16 @@ tenant. Up with its phases timed; throttled `inconclusive`; a revoked token `aut
 answer `timeout`; an answer of another shape `protocol`."""
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 import trustme
 
+from agent.probers import graph as graph_module
 from agent.probers.mailbox_check import LIST_TOP
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
+from shared.clock import ManualClock
 from shared.messages import CheckResult, ImapPopConfig
 from testkit.peers.gmail import GmailPeer, serve_gmail
 from testkit.peers.graph import GraphPeer, serve_graph
@@ -127,3 +130,46 @@ async def test_the_token_never_goes_to_a_server_whose_certificate_fails(
         assert (result.status, result.error_kind) == ("down", "tls"), result.message
         assert stranger.calls == []
         assert token not in (result.message or "")
+
+
+async def test_an_agent_sends_no_more_than_graphs_budget_per_mailbox(
+    graph: GraphPeer, ssl_contexts: SslContexts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Graph's 10,000 requests per 10 minutes per mailbox, scaled down to 3: the check whose
+    call would pass it ends `inconclusive` before sending it (the peer counts what it got); ten
+    minutes later the mailbox has its budget again."""
+    monkeypatch.setattr(graph_module, "MAILBOX_BUDGET", 3)
+    monkeypatch.setattr(graph_module, "_spent", {})
+    clock = ManualClock(datetime(2026, 11, 28, tzinfo=UTC), monotonic=1000.0)
+    token = graph.token()
+
+    async def at_clock() -> CheckResult:
+        config = ImapPopConfig(user=BOX, access_token=token, api="graph")
+        job = make_job("imap", graph.port, config, timeout=3.0)
+        return await run_check(job, "agent-t", True, ssl_contexts, clock=clock)
+
+    assert (await at_clock()).status == "up"  # 2 calls
+    over = await at_clock()
+    assert (over.status, over.error_kind) == ("inconclusive", "inconclusive"), over.message
+    assert "throttled, not sent" in (over.message or "")
+    assert len(graph.calls) == 3  # the fourth was never sent
+    clock.advance(graph_module.BUDGET_WINDOW_S)
+    assert (await at_clock()).status == "up"
+    assert len(graph.calls) == 5
+
+
+@pytest.mark.parametrize(
+    ("spent", "now_s", "left"),
+    [
+        ({}, 0.0, True),
+        ({0: 3}, 59.0, False),  # 3 this minute: the budget is used
+        ({0: 2}, 59.0, True),
+        ({0: 3}, 600.0, True),  # minute 0 is out of the 10-minute window at minute 10
+        ({0: 1, 5: 1, 9: 1}, 599.0, False),
+    ],
+)
+def test_the_call_budget_counts_the_last_ten_minutes(
+    spent: dict[int, int], now_s: float, left: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(graph_module, "_spent", {("s", "m"): dict(spent)})
+    assert graph_module.calls_left(("s", "m"), now_s, 3) is left
