@@ -46,6 +46,7 @@ from controller.posture.senders import Grader
 from controller.runtime.pipeline import Pipeline, build_alerter, open_pipeline
 from controller.secrets.box import SecretBox
 from controller.settings import ApiSettings, ControllerSettings, NotifySettings, RuntimeSettings
+from controller.sidechecks.blocklists.oracles import ListOracles
 from controller.sidechecks.blocklists.rules import lists_setting
 from controller.sidechecks.blocklists.watch import BlocklistWatch, FreshNames
 from controller.web import h11_bounds
@@ -253,10 +254,12 @@ def _alerter(
     )
     work = [alerter.run(stop), worker.run(stop), kept, read_mailboxes(pool, reader, stop)]
     reputation = settings.reputation
+    list_oracles = ListOracles(
+        lists_setting(reputation.blocklists), reputation.blocklist_interval_seconds
+    )
     oracles = OracleWatch(
         pool,
-        lists_setting(reputation.blocklists),
-        list_interval_s=reputation.blocklist_interval_seconds,
+        [list_oracles],
         dns_window_s=2 * settings.scheduling.dns_posture_interval_seconds,
         clock=clock,
     )
