@@ -1106,7 +1106,8 @@ CREATE TABLE public.result_details (
     hops jsonb,
     auth_results jsonb,
     capabilities jsonb,
-    capabilities_before_tls jsonb
+    capabilities_before_tls jsonb,
+    arc jsonb
 )
 PARTITION BY RANGE (scheduled_at);
 
@@ -1171,7 +1172,8 @@ CREATE VIEW public.check_results_unpacked AS
     d.capabilities,
     d.capabilities_before_tls,
     date_trunc('hour'::text, r.scheduled_at, 'UTC'::text) AS hour,
-    d.scheduled_at AS detail_at
+    d.scheduled_at AS detail_at,
+    d.arc
    FROM (public.result_rows r
      JOIN public.result_details d ON (((d.monitor_id = r.monitor_id) AND (d.country = r.country) AND (d.scheduled_at = (r.scheduled_at - ((COALESCE(r.detail_ms, 0))::double precision * '00:00:00.001'::interval))) AND (d.tag =
         CASE
@@ -1217,7 +1219,8 @@ CREATE VIEW public.check_results AS
     check_results_unpacked.capabilities,
     check_results_unpacked.capabilities_before_tls,
     check_results_unpacked.hour,
-    check_results_unpacked.detail_at
+    check_results_unpacked.detail_at,
+    check_results_unpacked.arc
    FROM public.check_results_unpacked
 UNION ALL
  SELECT (public.result_pack_job(u.job, p.seed, u.at_ms))::text AS job_id,
@@ -1246,7 +1249,8 @@ UNION ALL
     d.capabilities,
     d.capabilities_before_tls,
     p.hour,
-    d.scheduled_at AS detail_at
+    d.scheduled_at AS detail_at,
+    d.arc
    FROM ((public.result_packs p
      CROSS JOIN LATERAL ( SELECT x.job,
             (x.at_ms)::integer AS at_ms,
@@ -2062,7 +2066,8 @@ CREATE TABLE public.result_details_default (
     hops jsonb,
     auth_results jsonb,
     capabilities jsonb,
-    capabilities_before_tls jsonb
+    capabilities_before_tls jsonb,
+    arc jsonb
 );
 
 CREATE TABLE public.result_details_p20261127 (
@@ -2085,7 +2090,8 @@ CREATE TABLE public.result_details_p20261127 (
     hops jsonb,
     auth_results jsonb,
     capabilities jsonb,
-    capabilities_before_tls jsonb
+    capabilities_before_tls jsonb,
+    arc jsonb
 );
 
 CREATE TABLE public.result_details_p20261128 (
@@ -2108,7 +2114,8 @@ CREATE TABLE public.result_details_p20261128 (
     hops jsonb,
     auth_results jsonb,
     capabilities jsonb,
-    capabilities_before_tls jsonb
+    capabilities_before_tls jsonb,
+    arc jsonb
 );
 
 CREATE TABLE public.result_details_p20261129 (
@@ -2131,7 +2138,8 @@ CREATE TABLE public.result_details_p20261129 (
     hops jsonb,
     auth_results jsonb,
     capabilities jsonb,
-    capabilities_before_tls jsonb
+    capabilities_before_tls jsonb,
+    arc jsonb
 );
 
 CREATE TABLE public.result_details_p20261130 (
@@ -2154,7 +2162,8 @@ CREATE TABLE public.result_details_p20261130 (
     hops jsonb,
     auth_results jsonb,
     capabilities jsonb,
-    capabilities_before_tls jsonb
+    capabilities_before_tls jsonb,
+    arc jsonb
 );
 
 CREATE TABLE public.result_packs_default (

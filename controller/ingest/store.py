@@ -44,6 +44,7 @@ from controller.sidechecks.stores import KEEPERS, STORES
 from shared.clock import WALL
 from shared.guards import BrokenInvariant
 from shared.messages import (
+    ArcResults,
     AuthResults,
     CheckResult,
     Hop,
@@ -95,7 +96,7 @@ BATCH: Final = (
     ("startedAt", "started_at", "timestamptz"), ("finishedAt", "finished_at", "timestamptz"),
     ("folder", "folder", "text"), ("hops", "hops", "jsonb"),
     ("authResults", "auth_results", "jsonb"), ("capabilities", "capabilities", "jsonb"),
-    ("capabilitiesBeforeTls", "capabilities_before_tls", "jsonb"),
+    ("capabilitiesBeforeTls", "capabilities_before_tls", "jsonb"), ("arc", "arc", "jsonb"),
 )  # fmt: skip
 _WIRE = {wire: kind for wire, _, kind in BATCH}
 _values = operator.attrgetter(*(attr for _, attr, _ in BATCH))
@@ -194,6 +195,7 @@ def facts_of(row: ResultRow | CheckedResult) -> str:
         getattr(row, "hops", None), getattr(row, "auth_results", None),
         getattr(row, "capabilities", None), getattr(row, "capabilities_before_tls", None),
         None, row.monitor_type, row.monitor_id,  # None: mail DNS's place before side checks
+        getattr(row, "arc", None),
     )  # fmt: skip
     return hashlib.md5(_encode(said), usedforsecurity=False).hexdigest()
 
@@ -409,7 +411,8 @@ async def drop_partitions_before(
 RESULT_COLUMNS = (
     "job_id, scheduled_at, monitor_public_id, monitor_type, country, agent_id, status,"
     " error_kind, message, banner, response_time_ms, phases, tls, address, started_at,"
-    " finished_at, stored_at, folder, hops, auth_results, capabilities, capabilities_before_tls"
+    " finished_at, stored_at, folder, hops, auth_results, capabilities, capabilities_before_tls,"
+    " arc"
 )
 
 
@@ -438,6 +441,7 @@ class StoredResult(msgspec.Struct, frozen=True, kw_only=True):
     auth_results: AuthResults | None
     capabilities: list[str] | None
     capabilities_before_tls: list[str] | None
+    arc: ArcResults | None = None
     # Each side check's facts of the result, by name (JSON values: its wire types them).
     side: dict[str, object] = msgspec.field(default_factory=dict)
 

@@ -450,7 +450,7 @@ class RoundPlanner:
             else:
                 no_token = "no OAuth2 access token was asked for this round: not sent"
         scheduled = plan.scheduled_at
-        needs = mailbox_apis.features(config) if isinstance(config, RoundTripConfig) else []
+        needs = mailbox_apis.features(config)
         # The side checks of the `dns` cadence (the slow posture lookups and tests) go on the
         # same rounds: one per DNS window.
         dns = False

@@ -30,6 +30,7 @@ from controller.web.api.side_checks import facts as side_facts
 from controller.web.authed_request import AuthedRequest
 from controller.web.services import AgentsDep, ClockDep, PoolDep, TriggerDep
 from shared.messages import (
+    ArcResults,
     AuthResults,
     Hop,
     Phases,
@@ -91,6 +92,9 @@ class CheckResultOut(msgspec.Struct, rename="camel", kw_only=True):
     folder: str | None = None
     hops: list[Hop] | None = None
     auth_results: AuthResults | None = None
+    # The message's ARC chain as found (sets, the topmost seal's `cv`, the topmost
+    # ARC-Authentication-Results); null without one, and for the other kinds.
+    arc: ArcResults | None = None
     # On the rounds that carried a mail DNS probe (the monitor's `mailDomain`), else null.
     mail_dns: MailDns | None = None
     # SMTP, on the same rounds: the reverse DNS of the server's addresses, else null (as in
@@ -236,6 +240,7 @@ def _result(r: StoredResult) -> CheckResultOut:
         folder=r.folder,
         hops=r.hops,
         auth_results=r.auth_results,
+        arc=r.arc,
         side_checks=side_checks_out(r.side),
     )
 
