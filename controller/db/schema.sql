@@ -221,11 +221,9 @@ CREATE FUNCTION public.monitors_alert_queue() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
 BEGIN
-    IF NEW.type <> 'heartbeat' THEN
-        INSERT INTO alert_queue (monitor_id, due_at) VALUES (NEW.id, now())
-        ON CONFLICT (monitor_id) DO UPDATE SET due_at = EXCLUDED.due_at
-        WHERE EXCLUDED.due_at < alert_queue.due_at;
-    END IF;
+    INSERT INTO alert_queue (monitor_id, due_at) VALUES (NEW.id, now())
+    ON CONFLICT (monitor_id) DO UPDATE SET due_at = EXCLUDED.due_at
+    WHERE EXCLUDED.due_at < alert_queue.due_at;
     RETURN NULL;
 END
 $$;
@@ -3228,9 +3226,9 @@ CREATE TRIGGER job_id_scheme_due_copied AFTER UPDATE OF seeded_from ON public.jo
 
 CREATE TRIGGER monitor_due_first AFTER UPDATE OF next_due_at ON public.monitor_due FOR EACH ROW WHEN (((old.next_due_at IS NULL) AND (new.next_due_at IS NOT NULL))) EXECUTE FUNCTION public.monitor_due_first();
 
-CREATE TRIGGER monitors_alert_queue_insert AFTER INSERT ON public.monitors FOR EACH ROW EXECUTE FUNCTION public.monitors_alert_queue();
+CREATE TRIGGER monitors_alert_queue_insert AFTER INSERT ON public.monitors FOR EACH ROW WHEN ((new.type <> 'heartbeat'::text)) EXECUTE FUNCTION public.monitors_alert_queue();
 
-CREATE TRIGGER monitors_alert_queue_status AFTER UPDATE OF status ON public.monitors FOR EACH ROW WHEN ((old.status IS DISTINCT FROM new.status)) EXECUTE FUNCTION public.monitors_alert_queue();
+CREATE TRIGGER monitors_alert_queue_status AFTER UPDATE OF status ON public.monitors FOR EACH ROW WHEN (((old.status IS DISTINCT FROM new.status) AND (new.type <> 'heartbeat'::text))) EXECUTE FUNCTION public.monitors_alert_queue();
 
 CREATE TRIGGER monitors_credentials_changed AFTER UPDATE OF config ON public.monitors FOR EACH ROW EXECUTE FUNCTION public.monitors_credentials_changed();
 
