@@ -1,6 +1,7 @@
 """When the heartbeat judge looks at each heartbeat monitor (`heartbeat_watch`, migration
 0153): at its rule's `due_at`, or at once when an arrival was stored for it. Rows are leased
-(FOR UPDATE SKIP LOCKED) so replicas share them. The caller owns the transaction."""
+(FOR UPDATE SKIP LOCKED) so replicas share them. Also which monitors take mail (`receiving`).
+The caller owns the transaction."""
 
 from collections.abc import Sequence
 from datetime import datetime
@@ -23,6 +24,20 @@ _NEWEST = """
 SELECT arrived_at, header_from, mail_from, subject FROM arrivals
 WHERE monitor_id = $1 AND arrived_at <= $2 ORDER BY arrived_at DESC LIMIT $3
 """
+
+
+_RECEIVING = """
+SELECT config ->> 'localPart' AS local_part, public_id::text AS public_id, organization_id
+FROM monitors WHERE type = 'heartbeat' AND status <> 'disabled'
+"""
+
+
+class Receiving(msgspec.Struct, frozen=True):
+    """A heartbeat monitor that takes mail: its address's local part, whose it is."""
+
+    local_part: str | None
+    public_id: str
+    organization_id: int
 
 
 class Watched(msgspec.Struct, frozen=True):
@@ -77,3 +92,8 @@ async def release(conn: Conn, monitor_id: int, due_at: datetime | None) -> None:
 async def newest(conn: Conn, monitor_id: int, upto: datetime, most: int) -> list[Seen]:
     """The monitor's `most` newest arrivals up to `upto`, newest first."""
     return many(Seen, await conn.fetch(_NEWEST, monitor_id, upto, most))
+
+
+async def receiving(conn: Conn) -> list[Receiving]:
+    """Every heartbeat monitor that is not disabled (what RECEIVERS should hold)."""
+    return many(Receiving, await conn.fetch(_RECEIVING))
