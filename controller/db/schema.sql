@@ -2431,6 +2431,14 @@ ALTER TABLE public.scrape_tokens ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTIT
     CACHE 1
 );
 
+CREATE TABLE public.side_exchange_tls (
+    job uuid NOT NULL,
+    monitor_id bigint NOT NULL,
+    country text NOT NULL,
+    scheduled_at timestamp with time zone NOT NULL,
+    facts jsonb NOT NULL
+);
+
 CREATE TABLE public.side_mail_dns (
     job uuid NOT NULL,
     monitor_id bigint NOT NULL,
@@ -2939,6 +2947,9 @@ ALTER TABLE ONLY public.scrape_tokens
 ALTER TABLE ONLY public.scrape_tokens
     ADD CONSTRAINT scrape_tokens_token_hash_key UNIQUE (token_hash);
 
+ALTER TABLE ONLY public.side_exchange_tls
+    ADD CONSTRAINT side_exchange_tls_pkey PRIMARY KEY (job);
+
 ALTER TABLE ONLY public.side_mail_dns
     ADD CONSTRAINT side_mail_dns_pkey PRIMARY KEY (job);
 
@@ -3147,6 +3158,10 @@ CREATE UNIQUE INDEX result_rows_p20261129_monitor_id_scheduled_at_country_tag_id
 CREATE UNIQUE INDEX result_rows_p20261130_monitor_id_scheduled_at_country_tag_idx ON public.result_rows_p20261130 USING btree (monitor_id, scheduled_at, country, tag);
 
 CREATE INDEX scrape_tokens_org ON public.scrape_tokens USING btree (organization_id);
+
+CREATE INDEX side_exchange_tls_monitor ON public.side_exchange_tls USING btree (monitor_id, scheduled_at);
+
+CREATE INDEX side_exchange_tls_scheduled_at ON public.side_exchange_tls USING btree (scheduled_at);
 
 CREATE INDEX side_mail_dns_monitor ON public.side_mail_dns USING btree (monitor_id, scheduled_at);
 

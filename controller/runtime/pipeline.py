@@ -41,6 +41,7 @@ from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings, FleetSettings, OAuth2Settings
+from controller.sidechecks import blocklists
 from controller.sidechecks.blocklists.rules import lists_setting
 from controller.sidechecks.blocklists.watch import FreshNames
 from shared.clock import WALL, Clock
@@ -219,7 +220,7 @@ def build_scheduler(
         keys,
         scheduling=scheduling,
         default_countries=countries,
-        blocklists=fresh,
+        held=[blocklists.ANSWERS.held(fresh)] if fresh is not None else [],
     )
     tokens = token_service(settings.oauth2, pool, box, links, clock)
     planner = Planner(rounds, agents, keys, tokens)
@@ -230,8 +231,7 @@ def build_scheduler(
         login_cap=fair_use.login_cap_per_account,
         trigger_burst=fair_use.trigger_check_burst,
         mails_per_domain=scheduling.roundtrip_mails_per_domain_per_minute,
-        readiness_queries=scheduling.readiness_queries_per_hour,
-        readiness_window_s=scheduling.dns_posture_interval_seconds,
+        budgets=scheduling,
     )
     publisher = JobPublisher(js, agents, keys, job_ids.asks, default_countries=countries)
     scheduler = Scheduler(
