@@ -319,7 +319,8 @@ CREATE FUNCTION public.public_uptime_days(monitors bigint[], first date, until t
     WITH watched AS (
         SELECT m.id, m.created_at FROM monitors m
         WHERE m.id = ANY(monitors)
-          AND EXISTS (SELECT 1 FROM monitor_country_state s WHERE s.monitor_id = m.id)
+          AND (EXISTS (SELECT 1 FROM monitor_country_state s WHERE s.monitor_id = m.id)
+               OR EXISTS (SELECT 1 FROM heartbeat_watch h WHERE h.monitor_id = m.id))
     ), merged AS (
         -- Each monitor's incidents over the window as one multirange, merged once.
         SELECT i.monitor_id AS id,
