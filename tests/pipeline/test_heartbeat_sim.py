@@ -240,7 +240,7 @@ async def test_a_late_heartbeat_in_maintenance_is_told_after_it_and_disabled_clo
     job_ids: JobIds,
 ) -> None:
     """Late in maintenance: the incident opens, its `down` notice waits for the maintenance to
-    end (told at the next look, a period later at most); disabled: the incident closes at the
+    end (told at the next look, 5 minutes later at most); disabled: the incident closes at the
     next look without a notice."""
     [country] = countries.take()
     s = Sender(10, 0, 1, "", 834)
@@ -299,6 +299,6 @@ async def test_a_late_heartbeat_in_maintenance_is_told_after_it_and_disabled_clo
     finally:
         await intake.close()
     found = await incident()
-    assert found is not None and found[1] == at(31) and found[2] is not None
+    assert found is not None and found[1] == at(26) and found[2] is not None
     assert await notices() == ["down"]  # closed for being disabled: no recovery notice
     assert (await _states(pipe_pool, [s]))[s.id] == "unknown"
