@@ -80,12 +80,17 @@ async def claim(conn: Conn, now: datetime, limit: int, lease_s: float) -> list[W
     return many(Watched, rows)
 
 
-async def release(conn: Conn, monitor_id: int, due_at: datetime | None) -> None:
-    """Judged: looked at again at `due_at` (None: only when an arrival comes)."""
+async def release(
+    conn: Conn, monitor_id: int, due_at: datetime | None, watched_from: datetime | None = None
+) -> None:
+    """Judged: looked at again at `due_at` (None: only when an arrival comes); `watched_from`,
+    when given, moves its watch's start (a disabled monitor's, to the look)."""
     await conn.execute(
-        "UPDATE heartbeat_watch SET due_at = $2, leased_until = NULL WHERE monitor_id = $1",
+        "UPDATE heartbeat_watch SET due_at = $2, leased_until = NULL,"
+        " watched_from = coalesce($3, watched_from) WHERE monitor_id = $1",
         monitor_id,
         due_at,
+        watched_from,
     )
 
 

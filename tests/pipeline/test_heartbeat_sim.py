@@ -296,9 +296,19 @@ async def test_a_late_heartbeat_in_maintenance_is_told_after_it_and_disabled_clo
         for minute in range(22, 32):
             clock.set(at(minute))
             await alerter.burst()
+        found = await incident()
+        assert found is not None and found[1] == at(26) and found[2] is not None
+        assert await notices() == ["down"]  # closed for being disabled: no recovery notice
+        assert (await _states(pipe_pool, [s]))[s.id] == "unknown"
+        # Enabled again at 33 (last look while disabled: 31): pending until 41, then late.
+        async with pipe_pool.acquire() as conn:
+            await conn.execute("UPDATE monitors SET status = 'active' WHERE id = $1", s.id)
+        states = {}
+        for minute in range(33, 45):
+            clock.set(at(minute))
+            await alerter.burst()
+            states[minute] = (await _states(pipe_pool, [s]))[s.id]
     finally:
         await intake.close()
-    found = await incident()
-    assert found is not None and found[1] == at(26) and found[2] is not None
-    assert await notices() == ["down"]  # closed for being disabled: no recovery notice
-    assert (await _states(pipe_pool, [s]))[s.id] == "unknown"
+    assert states == {m: "unknown" if m < 41 else "down" for m in range(33, 45)}
+    assert await notices() == ["down", "down"]
