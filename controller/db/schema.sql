@@ -181,6 +181,17 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION public.heartbeat_watched() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    INSERT INTO heartbeat_watch (monitor_id, watched_from, due_at)
+    VALUES (NEW.id, NEW.created_at, NEW.created_at)
+    ON CONFLICT (monitor_id) DO NOTHING;
+    RETURN NULL;
+END
+$$;
+
 CREATE FUNCTION public.login_account(type text, hostname text, config jsonb) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
@@ -3251,6 +3262,8 @@ CREATE TRIGGER monitors_credentials_changed AFTER UPDATE OF config ON public.mon
 CREATE TRIGGER monitors_due_created AFTER INSERT ON public.monitors FOR EACH ROW EXECUTE FUNCTION public.monitors_due_row();
 
 CREATE TRIGGER monitors_due_written AFTER UPDATE OF next_due_at ON public.monitors FOR EACH ROW EXECUTE FUNCTION public.monitors_due_row();
+
+CREATE TRIGGER monitors_heartbeat_watched AFTER INSERT ON public.monitors FOR EACH ROW WHEN ((new.type = 'heartbeat'::text)) EXECUTE FUNCTION public.heartbeat_watched();
 
 CREATE TRIGGER monitors_rounds_since BEFORE UPDATE OF status, check_interval ON public.monitors FOR EACH ROW WHEN (((new.check_interval IS DISTINCT FROM old.check_interval) OR ((new.status = 'disabled'::text) IS DISTINCT FROM (old.status = 'disabled'::text)))) EXECUTE FUNCTION public.monitors_rounds_since();
 

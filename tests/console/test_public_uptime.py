@@ -164,8 +164,6 @@ async def test_a_heartbeat_monitor_is_watched_from_when_added_and_down_in_its_in
             )
         return {(d.day - T0.date()).days: (d.up_ms / S, d.down_ms / S) for d in got}
 
+    assert await daily() == {0: (240, 60)}  # its watch came with it (migration 0155)
+    await pool.execute("DELETE FROM heartbeat_watch WHERE monitor_id = $1", monitor_id)
     assert await daily() == {}
-    await pool.execute(
-        "INSERT INTO heartbeat_watch (monitor_id, watched_from) VALUES ($1, $2)", monitor_id, T0
-    )
-    assert await daily() == {0: (240, 60)}
