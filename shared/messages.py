@@ -20,7 +20,10 @@ from shared.sidechecks import SideChecks
 from shared.sidechecks.blocklists import BlocklistAsk
 from shared.subjects import results_bundle_country
 
-MonitorType = Literal["smtp", "imap", "pop3", "roundtrip", "heartbeat"]
+MonitorType = Literal["smtp", "imap", "pop3", "roundtrip"]
+# A monitor's stored type: a check's, or `heartbeat` (judged at the controller from the mail its
+# address took, never a job's nor a result's).
+StoredType = MonitorType | Literal["heartbeat"]
 # `inconclusive`: the check failed in a way this agent's own path explains (its canary for that
 # port, or its resolver check, failed too): neither up nor down, counted like a missed round.
 Status = Literal["up", "down", "inconclusive"]

@@ -181,6 +181,17 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION public.heartbeat_watched() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    INSERT INTO heartbeat_watch (monitor_id, watched_from, due_at)
+    VALUES (NEW.id, NEW.created_at, NEW.created_at)
+    ON CONFLICT (monitor_id) DO NOTHING;
+    RETURN NULL;
+END
+$$;
+
 CREATE FUNCTION public.login_account(type text, hostname text, config jsonb) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
@@ -221,11 +232,9 @@ CREATE FUNCTION public.monitors_alert_queue() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
 BEGIN
-    IF NEW.type <> 'heartbeat' THEN
-        INSERT INTO alert_queue (monitor_id, due_at) VALUES (NEW.id, now())
-        ON CONFLICT (monitor_id) DO UPDATE SET due_at = EXCLUDED.due_at
-        WHERE EXCLUDED.due_at < alert_queue.due_at;
-    END IF;
+    INSERT INTO alert_queue (monitor_id, due_at) VALUES (NEW.id, now())
+    ON CONFLICT (monitor_id) DO UPDATE SET due_at = EXCLUDED.due_at
+    WHERE EXCLUDED.due_at < alert_queue.due_at;
     RETURN NULL;
 END
 $$;
@@ -321,7 +330,8 @@ CREATE FUNCTION public.public_uptime_days(monitors bigint[], first date, until t
     WITH watched AS (
         SELECT m.id, m.created_at FROM monitors m
         WHERE m.id = ANY(monitors)
-          AND EXISTS (SELECT 1 FROM monitor_country_state s WHERE s.monitor_id = m.id)
+          AND (EXISTS (SELECT 1 FROM monitor_country_state s WHERE s.monitor_id = m.id)
+               OR EXISTS (SELECT 1 FROM heartbeat_watch h WHERE h.monitor_id = m.id))
     ), merged AS (
         -- Each monitor's incidents over the window as one multirange, merged once.
         SELECT i.monitor_id AS id,
@@ -3252,15 +3262,17 @@ CREATE TRIGGER job_id_scheme_due_copied AFTER UPDATE OF seeded_from ON public.jo
 
 CREATE TRIGGER monitor_due_first AFTER UPDATE OF next_due_at ON public.monitor_due FOR EACH ROW WHEN (((old.next_due_at IS NULL) AND (new.next_due_at IS NOT NULL))) EXECUTE FUNCTION public.monitor_due_first();
 
-CREATE TRIGGER monitors_alert_queue_insert AFTER INSERT ON public.monitors FOR EACH ROW EXECUTE FUNCTION public.monitors_alert_queue();
+CREATE TRIGGER monitors_alert_queue_insert AFTER INSERT ON public.monitors FOR EACH ROW WHEN ((new.type <> 'heartbeat'::text)) EXECUTE FUNCTION public.monitors_alert_queue();
 
-CREATE TRIGGER monitors_alert_queue_status AFTER UPDATE OF status ON public.monitors FOR EACH ROW WHEN ((old.status IS DISTINCT FROM new.status)) EXECUTE FUNCTION public.monitors_alert_queue();
+CREATE TRIGGER monitors_alert_queue_status AFTER UPDATE OF status ON public.monitors FOR EACH ROW WHEN (((old.status IS DISTINCT FROM new.status) AND (new.type <> 'heartbeat'::text))) EXECUTE FUNCTION public.monitors_alert_queue();
 
 CREATE TRIGGER monitors_credentials_changed AFTER UPDATE OF config ON public.monitors FOR EACH ROW EXECUTE FUNCTION public.monitors_credentials_changed();
 
 CREATE TRIGGER monitors_due_created AFTER INSERT ON public.monitors FOR EACH ROW EXECUTE FUNCTION public.monitors_due_row();
 
 CREATE TRIGGER monitors_due_written AFTER UPDATE OF next_due_at ON public.monitors FOR EACH ROW EXECUTE FUNCTION public.monitors_due_row();
+
+CREATE TRIGGER monitors_heartbeat_watched AFTER INSERT ON public.monitors FOR EACH ROW WHEN ((new.type = 'heartbeat'::text)) EXECUTE FUNCTION public.heartbeat_watched();
 
 CREATE TRIGGER monitors_rounds_since BEFORE UPDATE OF status, check_interval ON public.monitors FOR EACH ROW WHEN (((new.check_interval IS DISTINCT FROM old.check_interval) OR ((new.status = 'disabled'::text) IS DISTINCT FROM (old.status = 'disabled'::text)))) EXECUTE FUNCTION public.monitors_rounds_since();
 
