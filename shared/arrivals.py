@@ -22,6 +22,9 @@ RECEIVERS_BUCKET: Final = "RECEIVERS"
 # `hb-` and 26 characters of base32 (130 bits): unguessable, one DNS-safe lower-case token.
 ADDRESS_PREFIX: Final = "hb-"
 _LOCAL_PART: Final = re.compile(r"hb-[a-z2-7]{26}")
+# The receiver's test twins, each a listener of its own (agent.settings): no STARTTLS offered,
+# only TLS 1.0 offered, a certificate expired and for another name.
+LISTENERS: Final = ("plain", "tls_1_0", "bad_cert")
 # What an arrival carries of the strangers' text it read, at most (characters).
 TEXT_MAX: Final = 255
 
@@ -81,6 +84,9 @@ class Arrival(msgspec.Struct, kw_only=True, rename="camel"):
     # Whether the listener offered STARTTLS (false: the plain port, the senders' test; null
     # from an agent that predates it).
     starttls_offered: bool | None = None
+    # The listener that took it: "" the address's own port, else the senders' test twin it
+    # reached (`LISTENERS`); "" from an agent that predates it.
+    listener: str = ""
     size: int = 0
     header_from: str = ""
     subject: str = ""
