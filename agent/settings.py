@@ -149,6 +149,16 @@ class SideCheckSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=Tru
             " through public resolvers (127.255.255.254), so name one of your own"
         ),
     ] = None
+    agent_blocklist_recent_seconds: Annotated[
+        float,
+        Meta(
+            ge=1,
+            le=3600,
+            description="seconds this agent asks no list again about a name it answered (nor a"
+            " list whose lookup timed out at all): it covers the lag of the controller's view"
+            " of the answers; tests and labs shorten it",
+        ),
+    ] = 60.0
     agent_dns_canaries: Annotated[
         str,
         Meta(

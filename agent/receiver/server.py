@@ -20,7 +20,6 @@ session's envelope. Log lines name the monitor, never the address (it is the mon
 import asyncio
 import functools
 import ssl
-import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from agent.receiver.bounds import Connections, PerAddress
 from agent.receiver.verdicts import Envelope as Sender
 from agent.receiver.verdicts import Lookup, read
 from agent.settings import ReceiverSettings
-from shared.arrivals import TEXT_MAX, Arrival
+from shared.arrivals import TEXT_MAX, Arrival, arrival_id_of
 from shared.clock import Clock
 from shared.strangers import kept
 from shared.timefmt import iso_ms
@@ -353,7 +352,7 @@ class Receiver:
         arrived = iso_ms(self._clock.now())
         arrivals = [
             Arrival(
-                arrival_id=str(uuid.uuid4()),
+                arrival_id=arrival_id_of(found.message_id, monitor_id, self.country),
                 monitor_id=monitor_id,
                 country=self.country,
                 agent_id=self.agent_id,

@@ -102,7 +102,8 @@ def dqs_zone(zone: str, key: str) -> str:
 class BlocklistProbe:
     """`resolver`: `host` or `host:port` of the resolver to ask (None: the system's);
     `dqs_key`: a Spamhaus DQS key (None: Spamhaus's public mirrors); `shared`: whether that
-    resolver is the one mail DNS and reverse DNS ask (`Reputation.resolver`)."""
+    resolver is the one mail DNS and reverse DNS ask (`Reputation.resolver`); `recent_s`: how
+    long a list is not asked again about a name it answered (`Recent`)."""
 
     def __init__(
         self,
@@ -113,6 +114,7 @@ class BlocklistProbe:
         bound: TenantBound | None = None,
         clock: Clock = WALL,
         shared: bool | None = None,
+        recent_s: float = RECENT_S,
     ) -> None:
         self._setting = resolver
         self._through = "" if shared is None else "dns" if shared else "own"
@@ -121,7 +123,7 @@ class BlocklistProbe:
         self._key = dqs_key or None
         self._allow_private = allow_private
         self._tests = ListTests()
-        self._recent = Recent(clock)
+        self._recent = Recent(clock, recent_s)
 
     def _resolver_now(self) -> dns.asyncresolver.Resolver:
         if self._resolver is None:
@@ -318,7 +320,7 @@ class BlocklistProbe:
 
 
 class Recent:
-    """What this agent's lists answered within the last `RECENT_S` (a list and name answered;
+    """What this agent's lists answered within the last `recent_s` (a list and name answered;
     a list one of whose lookups timed out after a whole `QUERY_MAX_S`): not asked again
     meanwhile, by any round. The
     controller's view of the answers, which makes the rounds skip them for the interval,
@@ -326,14 +328,15 @@ class Recent:
     about a name, or a dead list at all, about once per interval from an agent. At most
     `RECENT_MAX` entries (the oldest go first), aged on `clock`'s monotonic seconds."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, recent_s: float = RECENT_S) -> None:
         self._clock = clock
+        self._recent_s = recent_s
         self._answered: dict[tuple[str, str], float] = {}
         self._dead: dict[str, float] = {}
 
     def now(self) -> "Recent":
         """Itself, past entries dropped."""
-        since = self._clock.monotonic() - RECENT_S
+        since = self._clock.monotonic() - self._recent_s
         self._answered = {k: t for k, t in self._answered.items() if t >= since}
         self._dead = {k: t for k, t in self._dead.items() if t >= since}
         return self
@@ -400,6 +403,7 @@ def build(settings: SideCheckSettings, targets: TargetSettings) -> Runner[Blockl
             allow_private=targets.agent_allow_private_targets,
             bound=TenantBound(settings.agent_dns_probes_per_tenant),
             shared=settings.agent_blocklist_resolver in (None, "", settings.agent_dns_resolver),
+            recent_s=settings.agent_blocklist_recent_seconds,
         )
     )
 

@@ -1,7 +1,9 @@
 """ARRIVALS into PostgreSQL: the durable pull consumer `arrivals`, shared by the replicas that
 run it, a batch at a time, each acked once its transaction committed. A message that is no
 `Arrival`, or comes on another country's subject, is ended (`term`) with a log line, never
-retried; a batch whose store failed goes back (`nak`) to be stored again."""
+retried; a batch whose store failed goes back (`nak`) to be stored again. The monitors a
+batch named are looked at by the heartbeat judge at once (`watch_store.wake`), in the
+batch's transaction."""
 
 import asyncio
 import contextlib
@@ -17,6 +19,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from controller.arrivals.store import expire, keep
+from controller.arrivals.watch_store import wake
 from controller.db.pool import Conn
 from shared.arrivals import Arrival, decode_arrival
 from shared.clock import Clock
@@ -98,6 +101,7 @@ class ArrivalsIntake:
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 new = await keep(conn, [a for _, a in good])
+                await wake(conn, sorted({a.monitor_id for _, a in good}), self._clock.now())
                 if self._graded is not None and new:
                     await self._graded(conn, new, self._clock.now())
         except Exception:

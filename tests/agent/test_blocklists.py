@@ -4,6 +4,7 @@ that differ between two "countries" (two resolvers), and bad answers (a CNAME lo
 TXT record, answers outside 127/8), read by the controller's rules as they would be."""
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -16,6 +17,7 @@ from agent.sidechecks.blocklists import BlocklistProbe, dqs_zone, query_name
 from agent.tenant_bound import BOUND_BUSY, TenantBound
 from agent.worker import Worker
 from controller.sidechecks.blocklists.rules import KNOWN, BlockList, health, read
+from shared.clock import ManualClock
 from shared.settings import load
 from shared.sidechecks.blocklists import (
     WIRE,
@@ -359,3 +361,26 @@ async def test_one_organizations_share_of_the_dns_probes_is_bounded() -> None:
         stuck.cancel()
     assert again.errors == {"resolver": BOUND_BUSY} and again.answers == []
     assert answer(other, "rbl.example.net", "127.0.0.2").a == ["127.0.0.2"]
+
+
+async def test_a_name_answered_is_not_asked_again_for_the_recent_seconds_given() -> None:
+    """`AGENT_BLOCKLIST_RECENT_SECONDS` (the probe's `recent_s`): within it a list is not asked
+    again about a name it answered; past it, it is."""
+    zones = {"rbl.example.net": healthy(**{label(HOST_IP): ["127.0.0.2"]})}
+    settings = load(AgentSettings, {"AGENT_BLOCKLIST_RECENT_SECONDS": "5"}, agent_country="DE")
+    clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
+    query = (f"{label(HOST_IP)}.rbl.example.net", "A")
+    async with DnsblPeer(zones) as peer:
+        probe = BlocklistProbe(
+            resolver=peer.address,
+            clock=clock,
+            recent_s=settings.side_checks.agent_blocklist_recent_seconds,
+        )
+        await probe.probe(ask(RBL, host=True), HOST_IP, 5)
+        clock.advance(4.9)
+        await probe.probe(ask(RBL, host=True), HOST_IP, 5)
+        held = peer.asked.count(query)
+        clock.advance(0.2)
+        await probe.probe(ask(RBL, host=True), HOST_IP, 5)
+    assert held == 1
+    assert peer.asked.count(query) == 2

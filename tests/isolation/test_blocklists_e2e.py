@@ -27,7 +27,6 @@ import httpx
 import nats
 import pytest
 
-from agent.sidechecks.blocklists import RECENT_S
 from controller.db.pool import create_pool
 from controller.fleet.live import LiveAgents
 from controller.ingest.ingester import Ingester
@@ -65,6 +64,7 @@ ZONE = "rbl.example.net"
 LISTS = f"{ZONE}:ip:major"
 WITHIN = 20.0
 WATCH_S = 0.2  # serve moves the listings every minute; this test cannot wait that long
+RECENT_S = 3.0  # the agents' memory of their answers (AGENT_BLOCKLIST_RECENT_SECONDS, 60 s)
 
 
 @dataclass
@@ -95,6 +95,7 @@ def agent_env(nats_url: str, agent_id: str, country: str) -> dict[str, str]:
         "AGENT_COUNTRY": country,
         "AGENT_ID": agent_id,
         "AGENT_ALLOW_PRIVATE_TARGETS": "true",
+        "AGENT_BLOCKLIST_RECENT_SECONDS": str(RECENT_S),
     }
 
 
