@@ -352,7 +352,7 @@ class Receiver:
         arrived = iso_ms(self._clock.now())
         arrivals = [
             Arrival(
-                arrival_id=arrival_id_of(found.message_id, monitor_id, self.country),
+                arrival_id=arrival_id_of(found.message_id, monitor_id, self.country, listener),
                 monitor_id=monitor_id,
                 country=self.country,
                 agent_id=self.agent_id,

@@ -9,6 +9,7 @@ import pytest
 from controller.arrivals.grading import SETTLE, Latest, Twin, verdicts
 from controller.posture.notices import title
 from controller.posture.rules import CODES
+from shared.arrivals import LISTENERS, arrival_id_of
 
 T: Final = datetime(2026, 11, 28, 12, tzinfo=UTC)
 NE, NU, OUT = "sender_tls_not_enforced", "sender_tls_not_used", "sender_tls_outdated"
@@ -72,3 +73,12 @@ def test_what_a_countrys_latest_arrivals_say_of_the_sender(
 )
 def test_a_grading_finding_is_titled_as_people_write_it(code: str, said: str) -> None:
     assert title(code) == said
+
+
+def test_a_twins_copy_of_a_message_is_an_arrival_of_its_own() -> None:
+    """One test message to an address and its twins: one arrival each listener; taken again at
+    the same listener, the same arrival (the address's own id as it was before twins)."""
+    ids = {tw: arrival_id_of("<1@sender.test>", "m", "DE", tw) for tw in ("", *LISTENERS)}
+    assert len(set(ids.values())) == 1 + len(LISTENERS)
+    assert ids[""] == arrival_id_of("<1@sender.test>", "m", "DE")
+    assert ids["plain"] == arrival_id_of("<1@sender.test>", "m", "DE", "plain")
