@@ -20,9 +20,11 @@ WHERE w.monitor_id = due.monitor_id
 RETURNING w.monitor_id, w.watched_from
 """
 
+# A heartbeat counts the mail its address's own port took, not a senders' test twin's copy.
 _NEWEST = """
 SELECT arrived_at, header_from, mail_from, subject FROM arrivals
-WHERE monitor_id = $1 AND arrived_at <= $2 ORDER BY arrived_at DESC LIMIT $3
+WHERE monitor_id = $1 AND arrived_at <= $2 AND listener = ''
+ORDER BY arrived_at DESC LIMIT $3
 """
 
 

@@ -1033,7 +1033,8 @@ CREATE TABLE public.arrivals (
     dkim_domains text[] DEFAULT '{}'::text[] NOT NULL,
     dmarc text,
     dmarc_policy text DEFAULT ''::text NOT NULL,
-    arc text
+    arc text,
+    listener text DEFAULT ''::text NOT NULL
 );
 
 CREATE TABLE public.blocklist_answers (
