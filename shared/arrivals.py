@@ -38,15 +38,19 @@ def new_local_part() -> str:
 _ARRIVALS_NS: Final = uuid.UUID("5d0f6c52-8a83-4f55-9d2b-2b1b7f0c8383")
 
 
-def arrival_id_of(message_id: str, monitor_id: str, country: str) -> str:
-    """An arrival's id, from the message's Message-ID, its monitor and the receiving country:
-    a message taken again (its sender retrying after a `451`, say once one of several
+def arrival_id_of(
+    message_id: str, monitor_id: str, country: str, recipients: str, listener: str
+) -> str:
+    """An arrival's id, from the message's Message-ID, its monitor, the receiving country, the
+    recipients it was taken for and the listener that took it (`starttls` or `plain`): a
+    message taken again (its sender retrying after a `451`, say once one of several
     recipients' arrivals failed to publish) is the same arrival, stored once and counted once.
     A message without a Message-ID gets a random id (each copy counts)."""
     if not message_id:
         return str(uuid.uuid4())
-    digest = hashlib.sha256(message_id.encode("utf-8", "replace")).hexdigest()
-    return str(uuid.uuid5(_ARRIVALS_NS, f"{country}\n{monitor_id}\n{digest}"))
+    key = "\n".join((country, monitor_id, listener, recipients.lower(), message_id))
+    digest = hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
+    return str(uuid.uuid5(_ARRIVALS_NS, digest))
 
 
 def is_local_part(value: str) -> bool:

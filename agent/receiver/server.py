@@ -297,6 +297,7 @@ class Receiver:
         if not receiving:
             return "554 5.5.1 no valid recipients"
         monitors = [r.monitor_id for r in receiving]
+        recipients = _recipients_of(envelope.rcpt_tos, self.book)
         tenant = receiving[0].tenant
         held = self._parsing_by_tenant.get(tenant, 0)
         if self._parsing >= self._parse_room or held >= self._tenant_room:
@@ -322,7 +323,13 @@ class Receiver:
         arrived = iso_ms(self._clock.now())
         arrivals = [
             Arrival(
-                arrival_id=arrival_id_of(found.message_id, monitor_id, self.country),
+                arrival_id=arrival_id_of(
+                    found.message_id,
+                    monitor_id,
+                    self.country,
+                    recipients[monitor_id],
+                    "starttls" if offered else "plain",
+                ),
                 monitor_id=monitor_id,
                 country=self.country,
                 agent_id=self.agent_id,
@@ -380,3 +387,13 @@ def _tls_context(settings: ReceiverSettings) -> ssl.SSLContext | None:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(settings.agent_receiver_cert_file, settings.agent_receiver_key_file)
     return context
+
+
+def _recipients_of(rcpt_tos: list[str], book: AddressBook) -> dict[str, str]:
+    """Each monitor's recipients of one envelope, sorted and joined (part of its arrival id)."""
+    out: dict[str, list[str]] = {}
+    for rcpt in rcpt_tos:
+        held = book.get(rcpt.rpartition("@")[0])
+        if held is not None:
+            out.setdefault(held.monitor_id, []).append(rcpt.lower())
+    return {monitor: " ".join(sorted(r)) for monitor, r in out.items()}
