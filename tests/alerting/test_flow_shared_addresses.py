@@ -118,7 +118,8 @@ async def _campaign(rig: Rig, seed: int) -> None:
             (incident,) = await rig.incidents(m)
             flows.add(incident["flow_incident_id"])
         opened[s] = flows
-    downs, changes = Counter(), Counter()
+    downs: Counter[int] = Counter()
+    changes: Counter[int] = Counter()
     for s, ms in servers.items():
         for m in ms:
             for r in await rig.outbox_rows(m):
@@ -132,15 +133,15 @@ async def _campaign(rig: Rig, seed: int) -> None:
         await rig.alerter.burst()
     rig.clock.shift += timedelta(seconds=301)
     await rig.alerter.burst()
-    ups = Counter()
+    ups: Counter[int] = Counter()
     for s, ms in servers.items():
         for m in ms:
             for r in await rig.outbox_rows(m):
                 if r["kind"] == "recovered" and r["channel"] == "email":
                     ups[s] += 1
     print(f"\nseed {seed}: server, first failing round, (monitor, rounds later)")
-    for s, start, order in plan:
-        print(f"  server {s}: round {start}: {order}")
+    for s, start, told in plan:
+        print(f"  server {s}: round {start}: {told}")
         print(f"    causes: {[seen[m['id']] for m in servers[s]]}")
     print(f"  flow incidents per server: { {s: len(f) for s, f in opened.items()} }")
     print(
