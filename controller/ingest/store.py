@@ -51,7 +51,6 @@ from shared.messages import (
     TlsInfo,
 )
 from shared.sidechecks import SideCheckError
-from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -457,8 +456,10 @@ async def list_page(
     until: datetime | None,
     limit: int,
     offset: int,
+    now: datetime,
 ) -> tuple[list[StoredResult], int]:
-    """A monitor's results, newest first, by scheduled time (`since` inclusive, `until` not)."""
+    """A monitor's results, newest first, by scheduled time (`since` inclusive, `until` not);
+    `now` (the reader's clock) ends the first windows looked in when `until` is not given."""
     args: list[object] = [monitor_id]
     where = ["monitor_id = $1"]
     if country is not None:
@@ -473,7 +474,7 @@ async def list_page(
         args.append(until)
         where.append(f"scheduled_at < ${len(args)} AND hour <= ${len(args)}")
     cond = " AND ".join(where)
-    end = until or utcnow()
+    end = until or now
     rows: list[asyncpg.Record] = []
     for window in _PAGE_WINDOWS:
         # Rows of [end - window, end) come before all older ones: when that window holds the

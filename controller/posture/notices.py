@@ -32,6 +32,8 @@ _RECORD_KINDS |= {
 }
 # Report findings name what reported them.
 _RECORD_KINDS |= {"tls failures": "TLS failures"}
+# Any other TLS finding (after TLS-RPT's and the reports' above, which come first).
+_RECORD_KINDS |= {"tls": "TLS"}
 
 
 def title(code: str) -> str:

@@ -46,6 +46,7 @@ from controller.posture.senders import Grader
 from controller.runtime.pipeline import Pipeline, build_alerter, open_pipeline
 from controller.secrets.box import SecretBox
 from controller.settings import ApiSettings, ControllerSettings, NotifySettings, RuntimeSettings
+from controller.sidechecks.blocklists.oracles import ListOracles
 from controller.sidechecks.blocklists.rules import lists_setting
 from controller.sidechecks.blocklists.watch import BlocklistWatch, FreshNames
 from controller.web import h11_bounds
@@ -53,7 +54,7 @@ from controller.web.app import create_app, readiness
 from controller.web.front_protocol import FrontLimits, front_protocol
 from controller.web.front_server import FrontServer
 from shared import ops
-from shared.clock import WALL
+from shared.clock import WALL, Clock
 from shared.loop import run_every
 from shared.timefmt import iso_ms
 
@@ -197,7 +198,7 @@ def _workers(
     if "alerter" in roles and pipeline.agents is not None:
         work += _alerter(settings, pool, pipeline, pipeline.agents, stop)
     if roles & {"scheduler", "alerter"}:
-        work.append(_watch_scheme(pool, pipeline.seeded, stop))
+        work.append(_watch_scheme(pool, pipeline.seeded, stop, clock))
     work.append(metrics.sample_every(stop, _probes(roles, pool, pipeline)))
     return work
 
@@ -253,10 +254,12 @@ def _alerter(
     )
     work = [alerter.run(stop), worker.run(stop), kept, read_mailboxes(pool, reader, stop)]
     reputation = settings.reputation
+    list_oracles = ListOracles(
+        lists_setting(reputation.blocklists), reputation.blocklist_interval_seconds
+    )
     oracles = OracleWatch(
         pool,
-        lists_setting(reputation.blocklists),
-        list_interval_s=reputation.blocklist_interval_seconds,
+        [list_oracles],
         dns_window_s=2 * settings.scheduling.dns_posture_interval_seconds,
         clock=clock,
     )
@@ -278,7 +281,9 @@ def _alerter(
     return work
 
 
-async def _watch_scheme(pool: asyncpg.Pool, seeded: SeededGate, stop: asyncio.Event) -> None:
+async def _watch_scheme(
+    pool: asyncpg.Pool, seeded: SeededGate, stop: asyncio.Event, clock: Clock
+) -> None:
     """Look at the live controllers every LOOK_EVERY_S, moving and reading `seeded_from`
     (controller.jobs.scheme); a line when it changes. A look that fails keeps the value last
     read (every process applies the same one) and starts the wait for a switch again."""
@@ -286,7 +291,7 @@ async def _watch_scheme(pool: asyncpg.Pool, seeded: SeededGate, stop: asyncio.Ev
     async def step() -> None:
         was = seeded()
         try:
-            now = await scheme_store.look(pool, seeded)
+            now = await scheme_store.look(pool, seeded, clock)
         except BaseException:
             seeded.unseen()
             raise

@@ -250,6 +250,7 @@ async def _results(
     until: str | None,
     page: int,
     per_page: int,
+    now: datetime,
 ) -> CheckResultPage:
     since_at, until_at = _time(since, "from"), _time(until, "to")
     monitor = await visible_monitor(kind, request, raw_id, pool)
@@ -262,6 +263,7 @@ async def _results(
             until=until_at,
             limit=per_page,
             offset=(page - 1) * per_page,
+            now=now,
         )
     return Page([_result(r) for r in rows], total, page, per_page)
 
@@ -356,6 +358,7 @@ def router(api: KindApi) -> Router:
     async def results(
         request: AuthedRequest,
         pool: PoolDep,
+        clock: ClockDep,
         monitor_id: str,
         country: CountryParam = None,
         since: FromParam = None,
@@ -364,7 +367,7 @@ def router(api: KindApi) -> Router:
         per_page: PerPageParam = 50,
     ) -> CheckResultPage:
         return await _results(
-            kind, request, pool, monitor_id, country, since, until, page, per_page
+            kind, request, pool, monitor_id, country, since, until, page, per_page, clock.now()
         )
 
     async def uptime(
