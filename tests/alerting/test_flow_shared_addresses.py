@@ -22,6 +22,7 @@ from collections import Counter
 from datetime import timedelta
 
 import asyncpg
+import pytest
 
 from testkit.alerting.wired import wired_alerter
 from tests.alerting.conftest import LINKS, Rig
@@ -161,8 +162,8 @@ async def _campaign(rig: Rig, seed: int) -> None:
     assert ups == Counter(dict.fromkeys(servers, 1)), (ups, plan)
 
 
+@pytest.mark.parametrize("seed", SEEDS)
 async def test_servers_known_by_several_names_are_one_incident_and_one_page_each(
-    rig: Rig,
+    rig: Rig, seed: int
 ) -> None:
-    for seed in SEEDS:
-        await _campaign(rig, seed)
+    await _campaign(rig, seed)
