@@ -3167,6 +3167,18 @@ CREATE UNIQUE INDEX result_agents_name ON public.result_agents USING btree (md5(
 
 CREATE INDEX result_days_day ON public.result_days USING btree (day);
 
+CREATE INDEX result_details_addressed ON ONLY public.result_details USING btree (monitor_id, scheduled_at DESC) WHERE (address IS NOT NULL);
+
+CREATE INDEX result_details_default_monitor_id_scheduled_at_idx ON public.result_details_default USING btree (monitor_id, scheduled_at DESC) WHERE (address IS NOT NULL);
+
+CREATE INDEX result_details_p20261127_monitor_id_scheduled_at_idx ON public.result_details_p20261127 USING btree (monitor_id, scheduled_at DESC) WHERE (address IS NOT NULL);
+
+CREATE INDEX result_details_p20261128_monitor_id_scheduled_at_idx ON public.result_details_p20261128 USING btree (monitor_id, scheduled_at DESC) WHERE (address IS NOT NULL);
+
+CREATE INDEX result_details_p20261129_monitor_id_scheduled_at_idx ON public.result_details_p20261129 USING btree (monitor_id, scheduled_at DESC) WHERE (address IS NOT NULL);
+
+CREATE INDEX result_details_p20261130_monitor_id_scheduled_at_idx ON public.result_details_p20261130 USING btree (monitor_id, scheduled_at DESC) WHERE (address IS NOT NULL);
+
 CREATE UNIQUE INDEX result_rows_key ON ONLY public.result_rows USING btree (monitor_id, scheduled_at, country, tag);
 
 CREATE UNIQUE INDEX result_rows_default_monitor_id_scheduled_at_country_tag_idx ON public.result_rows_default USING btree (monitor_id, scheduled_at, country, tag);
@@ -3219,13 +3231,23 @@ CREATE UNIQUE INDEX users_email_key ON public.users USING btree (lower(email));
 
 CREATE INDEX users_operators ON public.users USING btree (organization_id) WHERE is_operator;
 
+ALTER INDEX public.result_details_addressed ATTACH PARTITION public.result_details_default_monitor_id_scheduled_at_idx;
+
 ALTER INDEX public.result_details_pkey ATTACH PARTITION public.result_details_default_pkey;
+
+ALTER INDEX public.result_details_addressed ATTACH PARTITION public.result_details_p20261127_monitor_id_scheduled_at_idx;
 
 ALTER INDEX public.result_details_pkey ATTACH PARTITION public.result_details_p20261127_pkey;
 
+ALTER INDEX public.result_details_addressed ATTACH PARTITION public.result_details_p20261128_monitor_id_scheduled_at_idx;
+
 ALTER INDEX public.result_details_pkey ATTACH PARTITION public.result_details_p20261128_pkey;
 
+ALTER INDEX public.result_details_addressed ATTACH PARTITION public.result_details_p20261129_monitor_id_scheduled_at_idx;
+
 ALTER INDEX public.result_details_pkey ATTACH PARTITION public.result_details_p20261129_pkey;
+
+ALTER INDEX public.result_details_addressed ATTACH PARTITION public.result_details_p20261130_monitor_id_scheduled_at_idx;
 
 ALTER INDEX public.result_details_pkey ATTACH PARTITION public.result_details_p20261130_pkey;
 
