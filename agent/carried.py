@@ -5,7 +5,7 @@ subject); settling it is a no-op, and a hand-back (`nak`: this agent would not r
 stops first) cannot give it to another agent: it is logged, and its round closes `expired`
 like any job lost in flight."""
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import structlog
 from nats.aio.msg import Msg
@@ -20,7 +20,8 @@ class CarriedJob:
     """A `Delivery` (agent.bundles) of a job carried by a `Preempt`: delivered once, from no
     stream."""
 
-    def __init__(self, job: CheckJob, country: str) -> None:
+    def __init__(self, job: CheckJob, country: str, at: datetime) -> None:
+        """`at`: when it was delivered (its metadata's timestamp)."""
         self.job_id = job.job_id
         self.tenant = job.tenant
         self._data = encode(job)
@@ -29,7 +30,7 @@ class CarriedJob:
             sequence=Msg.Metadata.SequencePair(consumer=0, stream=0),
             num_pending=0,
             num_delivered=1,
-            timestamp=datetime.now(UTC),
+            timestamp=at,
             stream="",
             consumer="",
         )

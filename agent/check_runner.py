@@ -134,6 +134,7 @@ class CheckRunner:
                 self._allow_private,
                 self._ssl,
                 self._resolver,
+                self._clock,
             )
             result = await self._explained(job, result)
             port = opened.port or default_port(opened.monitor_type, opened.config)

@@ -24,9 +24,10 @@ from agent import metrics
 from agent.resolver import TargetResolver
 from agent.selfcheck_rules import PORT, RESOLVER, blocked_ports, canary_port, resolver_ok
 from agent.settings import SelfCheckSettings, parse_canaries
+from shared.clock import WALL, Clock
 from shared.loop import run_every
 from shared.messages import CanaryState, SelfCheck
-from shared.timefmt import iso_ms, utcnow
+from shared.timefmt import iso_ms
 
 log = structlog.get_logger(__name__)
 
@@ -53,7 +54,9 @@ class SelfChecks:
         timeout: float = 5.0,
         recheck_gap: float = RECHECK_GAP_S,
         greeting_ports: frozenset[int] = GREETING_PORTS,
+        clock: Clock = WALL,
     ) -> None:
+        """`clock`: the recheck gap's monotonic time and the canaries' `checkedAt`."""
         self.states = [
             CanaryState(kind=PORT, target=f"[{h}]:{p}" if ":" in h else f"{h}:{p}")
             for h, p in canaries
@@ -66,6 +69,7 @@ class SelfChecks:
         self._interval = interval
         self._timeout = timeout
         self._gap = recheck_gap
+        self._clock = clock
         self._greeting_ports = greeting_ports
         self._metrics = metrics.for_country(country)
         self._running: asyncio.Task[None] | None = None
@@ -77,7 +81,9 @@ class SelfChecks:
         self._resolver_ok: bool | None = None
 
     @classmethod
-    def from_settings(cls, settings: SelfCheckSettings, country: str) -> "SelfChecks | None":
+    def from_settings(
+        cls, settings: SelfCheckSettings, country: str, clock: Clock = WALL
+    ) -> "SelfChecks | None":
         """The self-checks of `country`'s agent; None when neither AGENT_CANARIES nor
         AGENT_CANARY_RESOLVE is set."""
         if settings.agent_canaries is None and settings.agent_canary_resolve is None:
@@ -88,6 +94,7 @@ class SelfChecks:
             settings.agent_canary_resolve,
             interval=settings.agent_canary_interval_seconds,
             timeout=settings.agent_canary_timeout_seconds,
+            clock=clock,
         )
 
     @property
@@ -127,13 +134,13 @@ class SelfChecks:
     async def recheck(self) -> None:
         """After a check failed before a server answered: join the run under way, or start
         one unless the last started within the recheck gap (its states are fresh enough)."""
-        if self._running is None and time.monotonic() - self._last_run < self._gap:
+        if self._running is None and self._clock.monotonic() - self._last_run < self._gap:
             return
         await self._run_now()
 
     async def _run_now(self) -> None:
         if self._running is None:
-            self._last_run = time.monotonic()
+            self._last_run = self._clock.monotonic()
             self._running = asyncio.create_task(self._run_all(), context=self._context.copy())
             self._running.add_done_callback(self._ran)
         # wait(), not the task itself: a caller cancelled meanwhile leaves the run to the others.
@@ -148,7 +155,7 @@ class SelfChecks:
         if self._resolve_name is not None:
             probes.append(self._probe_resolver(self._resolve_name))
         seen = await asyncio.gather(*probes)
-        checked_at = iso_ms(utcnow())
+        checked_at = iso_ms(self._clock.now())
         for state, (error, latency_ms) in zip(self.states, seen, strict=True):
             state.ok, state.error = error is None, (error or "")[:ERROR_MAX]
             state.checked_at, state.latency_ms = checked_at, latency_ms

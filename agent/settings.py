@@ -308,6 +308,15 @@ class ReceiverSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True
             " the senders' test (does a sender refuse, or send in the clear?); `0`: none",
         ),
     ] = 0
+    agent_receiver_plain_domain: Annotated[
+        str | None,
+        Meta(
+            description="the plain twin's domain: the plain port takes the same local parts"
+            " there (and only there), so one test message sent to both an address and its twin"
+            " shows whether the sender refused the clear; its MX names a host whose port 25 is"
+            " the plain port; unset: the plain port takes `AGENT_RECEIVER_DOMAIN`"
+        ),
+    ] = None
     agent_receiver_hostname: Annotated[
         str | None,
         Meta(description="the name the receiver greets with; default the machine's name"),
@@ -363,6 +372,10 @@ class ReceiverSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True
             self.agent_receiver_domain
         ):
             raise ValueError("AGENT_RECEIVER_DOMAIN must be a domain like rx.example.org")
+        if self.agent_receiver_plain_domain is not None and not _HOSTNAME.fullmatch(
+            self.agent_receiver_plain_domain
+        ):
+            raise ValueError("AGENT_RECEIVER_PLAIN_DOMAIN must be a domain like plain.example.org")
         if (self.agent_receiver_cert_file is None) != (self.agent_receiver_key_file is None):
             raise ValueError("AGENT_RECEIVER_CERT_FILE and AGENT_RECEIVER_KEY_FILE go together")
         if self.agent_receiver_cert_file is not None:

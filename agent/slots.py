@@ -255,7 +255,7 @@ class Slots:
             log.warning("carried_job_dropped", job_id=job.job_id, tenant=job.tenant)
             return
         now = self._clock.monotonic()
-        self._carried.append((CarriedJob(job, self._country), now, job.tenant))
+        self._carried.append((CarriedJob(job, self._country, self._clock.now()), now, job.tenant))
         log.info("carried_job_queued", job_id=job.job_id, tenant=job.tenant, cancelled=cancelled)
         self.start_waiting()
 

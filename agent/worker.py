@@ -224,7 +224,9 @@ class Worker:
                 name: check.build(settings.side_checks, targets)
                 for name, check in SIDE_CHECKS.items()
             },
-            "self_checks": SelfChecks.from_settings(settings.self_checks, country),
+            "self_checks": SelfChecks.from_settings(
+                settings.self_checks, country, overrides.get("clock", WALL)
+            ),
             "tenant_share": work.agent_tenant_slot_share,
             "resolver": TargetResolver(per_tenant=work.agent_dns_lookups_per_tenant),
             **overrides,

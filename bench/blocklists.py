@@ -6,7 +6,7 @@ Simulated, not run: 10,000 SMTP monitors of 20 organizations, each listing one o
 monitored by 10,000 / N monitors, of several organizations), checked every 300 s from 2 of 3
 countries, the default lists (Spamhaus ZEN and DBL, Barracuda, SpamCop, PSBL, Mailspike),
 `BLOCKLIST_INTERVAL_SECONDS` 6 h. Each monitor's rounds over the simulated hours go through the real
-rules: `blocklists_due` picks the rounds that ask, and the real `RoundPlanner.round` plans those
+rules: `first_of_window` picks the rounds that ask, and the real `RoundPlanner.round` plans those
 (countries, jobs, `BlocklistAsk` with the names fresh in each country skipped). What a job makes the
 agent ask is counted as the agent asks it (agent/sidechecks/blocklists.py): each name of the ask
 (its ips and domains, with the lists' RFC 5782 test entries, and the host's address) not in `skip`,
@@ -168,7 +168,9 @@ def simulate(
             schedule.phase_ms(public_id, CHECK_INTERVAL_S), CHECK_INTERVAL_S, start
         )
         while at < end:
-            if schedule.blocklists_due(public_id, at, CHECK_INTERVAL_S, LIST_INTERVAL_S):
+            if schedule.first_of_window(
+                "blocklists", public_id, at, CHECK_INTERVAL_S, LIST_INTERVAL_S
+            ):
                 due.append((at, n))
             at += timedelta(seconds=CHECK_INTERVAL_S)
     due.sort()
@@ -195,7 +197,7 @@ def simulate(
         counting = at >= counted_from
         for job in plan.jobs:
             ask = BLOCKLISTS.ask_of(job.side_checks)
-            assert ask is not None, "a round blocklists_due picks asks the lists"
+            assert ask is not None, "a round first_of_window picks asks the lists"
             # As the agent gathers them: the ask's names, then the host's address.
             names = list(dict.fromkeys([*ask.ips, *ask.domains, job.hostname]))
             skip = set(ask.skip)

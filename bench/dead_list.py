@@ -6,7 +6,7 @@ Simulated, as `bench blocklists` is: 1,000 SMTP monitors of 20 organizations, ea
 outbound address its host also resolves to, drawn from 200 distinct addresses, checked every
 300 s from 2 of 3 countries; the default lists and `dead.example.net`, an IP list whose lookups
 all time out; `BLOCKLIST_INTERVAL_SECONDS` 1 h. Every round goes through the real rules
-(`blocklists_due`, the real `RoundPlanner.round` with the scheduler's view of the answers,
+(`first_of_window`, the real `RoundPlanner.round` with the scheduler's view of the answers,
 refreshed every `FreshNames.REFRESH_S`, as `blocklists.store.fresh` reads it: per list, and
 the lists dead in a country). What a job makes the agent ask is counted as the agent asks it: each
 name of the ask not in the ask's `skip` nor its list's, on every list of its kind; the lists'
@@ -168,7 +168,9 @@ def simulate(per_list: bool) -> Counter[tuple[str, str, str, int]]:
         public_id = str(w.monitor.public_id)
         at = schedule.next_due(schedule.phase_ms(public_id, CHECK_INTERVAL_S), CHECK_INTERVAL_S, T0)
         while at < end:
-            if schedule.blocklists_due(public_id, at, CHECK_INTERVAL_S, LIST_INTERVAL_S):
+            if schedule.first_of_window(
+                "blocklists", public_id, at, CHECK_INTERVAL_S, LIST_INTERVAL_S
+            ):
                 due.append((at, n))
             at += timedelta(seconds=CHECK_INTERVAL_S)
     due.sort()

@@ -12,8 +12,10 @@ decoders never forbid unknown fields.
 """
 
 import base64
+import hashlib
 import re
 import secrets
+import uuid
 from typing import Annotated, Final
 
 import msgspec
@@ -30,6 +32,21 @@ def new_local_part() -> str:
     """A fresh receiving address's local part: `hb-` and 130 random bits in base32."""
     token = secrets.token_bytes(17)
     return ADDRESS_PREFIX + base64.b32encode(token).decode().lower().rstrip("=")[:26]
+
+
+# The namespace of arrival ids (`arrival_id_of`).
+_ARRIVALS_NS: Final = uuid.UUID("5d0f6c52-8a83-4f55-9d2b-2b1b7f0c8383")
+
+
+def arrival_id_of(message_id: str, monitor_id: str, country: str) -> str:
+    """An arrival's id, from the message's Message-ID, its monitor and the receiving country:
+    a message taken again (its sender retrying after a `451`, say once one of several
+    recipients' arrivals failed to publish) is the same arrival, stored once and counted once.
+    A message without a Message-ID gets a random id (each copy counts)."""
+    if not message_id:
+        return str(uuid.uuid4())
+    digest = hashlib.sha256(message_id.encode("utf-8", "replace")).hexdigest()
+    return str(uuid.uuid5(_ARRIVALS_NS, f"{country}\n{monitor_id}\n{digest}"))
 
 
 def is_local_part(value: str) -> bool:

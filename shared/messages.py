@@ -20,7 +20,7 @@ from shared.sidechecks import SideChecks
 from shared.sidechecks.blocklists import BlocklistAsk
 from shared.subjects import results_bundle_country
 
-MonitorType = Literal["smtp", "imap", "pop3", "roundtrip"]
+MonitorType = Literal["smtp", "imap", "pop3", "roundtrip", "heartbeat"]
 # `inconclusive`: the check failed in a way this agent's own path explains (its canary for that
 # port, or its resolver check, failed too): neither up nor down, counted like a missed round.
 Status = Literal["up", "down", "inconclusive"]
@@ -228,6 +228,20 @@ class _CheckJobBase(msgspec.Struct, kw_only=True, rename="camel", tag_field="mon
     asks_seal: str = ""
 
 
+class HeartbeatConfig(msgspec.Struct, kw_only=True, rename="camel"):
+    """A heartbeat monitor's stored config (controller.arrivals): mail matching `sender` and
+    `subject` to its receiving address (`localPart`, made by the controller) must arrive
+    `expected` times every `everyMinutes`, with `graceMinutes` to spare. Never in a job: the
+    agents' receivers take the mail and the controller judges it."""
+
+    every_minutes: int = 60
+    grace_minutes: int = 0
+    expected: int = 1
+    sender: str = ""
+    subject: str = ""
+    local_part: str = ""
+
+
 class SmtpCheckJob(_CheckJobBase, tag="smtp"):
     monitor_type: ClassVar[MonitorType] = "smtp"
     config: SmtpConfig = msgspec.field(default_factory=SmtpConfig)
@@ -261,7 +275,7 @@ class RoundTripCheckJob(_CheckJobBase, tag="roundtrip"):
 
 
 CheckJob = SmtpCheckJob | ImapCheckJob | Pop3CheckJob | RoundTripCheckJob
-JobConfig = SmtpConfig | ImapPopConfig | RoundTripConfig
+JobConfig = SmtpConfig | ImapPopConfig | RoundTripConfig | HeartbeatConfig
 ConfigT = TypeVar("ConfigT", bound=JobConfig)
 
 

@@ -21,7 +21,7 @@ from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.settings import FairUseSettings, SchedulingSettings
-from controller.sidechecks.blocklists import Answers
+from controller.sidechecks.blocklists import ANSWERS, Answers
 from controller.sidechecks.blocklists.rules import BlockList, Fresh
 from controller.sidechecks.readiness.budget import QUERIES_PER_HOUR as READINESS_QUERIES_PER_HOUR
 from shared.timefmt import utcnow
@@ -81,7 +81,7 @@ def round_planner(
         keys,
         scheduling=scheduling,
         default_countries=default_countries,
-        blocklists=blocklists,
+        held=[ANSWERS.held(blocklists)] if blocklists is not None else [],
     )
 
 
@@ -118,8 +118,10 @@ def wired_scheduler(
             login_cap=login_cap,
             trigger_burst=trigger_burst,
             mails_per_domain=mails_per_domain,
-            readiness_queries=readiness_queries,
-            readiness_window_s=planning.get("dns_interval_s", 3600),
+            budgets=SchedulingSettings(
+                readiness_queries_per_hour=readiness_queries,
+                dns_posture_interval_seconds=planning.get("dns_interval_s", 3600),
+            ),
         ),
         JobPublisher(
             js, agents, keys, JobIds.from_box(box).asks, default_countries=default_countries

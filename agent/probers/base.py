@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from shared.clock import WALL, Clock
 from shared.messages import (
     ArcResults,
     AuthResults,
@@ -91,6 +92,7 @@ class Recorder:
     # is checked against when that is not the hostname.
     dialled: str | None = None
     name_checked: str | None = None
+    clock: Clock = WALL  # the instant a check reads (a probe's stamp, a certificate's days left)
 
     def advertised(self, capabilities: Iterable[str]) -> None:
         """What the server advertised last, in `capabilities_kept`'s form."""

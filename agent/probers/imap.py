@@ -67,7 +67,9 @@ async def open_imap(
     try:
         if config.tls:
             rec.record("tls", time.perf_counter() - start)
-            rec.tls = tls_info(proto.transport.get_extra_info("ssl_object"), "implicit")
+            rec.tls = tls_info(
+                proto.transport.get_extra_info("ssl_object"), "implicit", rec.clock.now()
+            )
         await _converse(proto, target, config, rec)
     except BaseException:
         client.close(proto)
@@ -130,7 +132,7 @@ async def _starttls(proto: ImapProtocol, target: Target, rec: Recorder) -> None:
                 "the server sent more in the clear after its OK to STARTTLS; "
                 "a sign of a man in the middle injecting commands, so the check stopped there",
             ) from None
-    rec.tls = tls_info(proto.transport.get_extra_info("ssl_object"), "starttls")
+    rec.tls = tls_info(proto.transport.get_extra_info("ssl_object"), "starttls", rec.clock.now())
     rec.current = "capability"
     try:
         await proto.capability()

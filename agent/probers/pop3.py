@@ -70,7 +70,7 @@ async def open_pop3(target: Target, config: ImapPopConfig, rec: Recorder) -> Pop
     try:
         if config.tls:
             rec.record("tls", time.perf_counter() - start)
-            rec.tls = tls_info(pop.writer.get_extra_info("ssl_object"), "implicit")
+            rec.tls = tls_info(pop.writer.get_extra_info("ssl_object"), "implicit", rec.clock.now())
         await _converse(pop, target, config, rec)
     except BaseException:
         pop.abort()
@@ -185,7 +185,7 @@ async def _stls(pop: Pop3, target: Target, rec: Recorder) -> frozenset[str]:
                 "the server sent more in the clear after its +OK to STLS; "
                 "a sign of a man in the middle injecting commands, so the check stopped there",
             ) from None
-    rec.tls = tls_info(pop.writer.get_extra_info("ssl_object"), "starttls")
+    rec.tls = tls_info(pop.writer.get_extra_info("ssl_object"), "starttls", rec.clock.now())
     return await _capa(pop, rec)
 
 

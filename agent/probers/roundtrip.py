@@ -92,7 +92,12 @@ async def probe_roundtrip(target: Target, job: CheckJob, rec: Recorder) -> None:
     if not isinstance(job, RoundTripCheckJob):
         raise TypeError(f"probe_roundtrip got a {job.monitor_type} job")
     config = job.config
-    probe = Probe(job.monitor_id, job.country, int(time.time() * 1000), secrets.token_urlsafe(24))
+    probe = Probe(
+        job.monitor_id,
+        job.country,
+        int(rec.clock.now().timestamp() * 1000),
+        secrets.token_urlsafe(24),
+    )
     if job.look_only:
         await _look(target, job, probe, rec)
         return
@@ -191,7 +196,7 @@ async def _look(target: Target, job: RoundTripCheckJob, probe: Probe, rec: Recor
             f" {', '.join(config.receive.folders)} of {config.receive.hostname}",
         )
     newest = max(late, key=lambda f: f.probe.sent_ms)
-    age_s = max(0.0, time.time() - newest.probe.sent_ms / 1000)
+    age_s = max(0.0, rec.clock.now().timestamp() - newest.probe.sent_ms / 1000)
     rec.folder = newest.folder
     rec.hops = hops(newest.headers)
     rec.auth_results = auth_results(newest.headers)

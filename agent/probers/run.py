@@ -20,6 +20,7 @@ from agent.probers.tls import SslContexts, describe_ssl_error
 from agent.resolver import TargetResolver
 from agent.settings import DNS_LOOKUPS_PER_TENANT_DEFAULT
 from shared.addresses import is_blocked as is_blocked
+from shared.clock import WALL, Clock
 from shared.mailclient.errors import MailClientError, NoAnswer
 from shared.messages import (
     CheckJob,
@@ -33,7 +34,7 @@ from shared.messages import (
 from shared.secret import NO_SECRET
 from shared.sidechecks.relay import WIRE as RELAY
 from shared.sidechecks.relay import RelayTest
-from shared.timefmt import iso_ms, parse_iso, utcnow
+from shared.timefmt import iso_ms, parse_iso
 
 log = structlog.get_logger(__name__)
 
@@ -57,10 +58,13 @@ async def run_check(
     allow_private: bool,
     ssl_contexts: SslContexts,
     resolver: TargetResolver | None = None,
+    clock: Clock = WALL,
 ) -> CheckResult:
-    started = utcnow()
+    """`clock`: the instant the job's expiry is judged at, the result's times, a certificate's
+    days left."""
+    started = clock.now()
     t0 = time.perf_counter()
-    rec = Recorder()
+    rec = Recorder(clock=clock)
     kind: ErrorKind | None = None
     message = "ok"
     try:
@@ -90,7 +94,8 @@ async def run_check(
     response_ms = round((time.perf_counter() - t0) * 1000, 3)
     if kind is None and rec.note is not None:
         message = rec.note
-    return build_result(job, agent_id, kind, message, started, rec, response_ms)
+    finished = clock.now()
+    return build_result(job, agent_id, kind, message, started, rec, response_ms, finished)
 
 
 def build_result(
@@ -101,9 +106,11 @@ def build_result(
     started: datetime,
     rec: Recorder | None = None,
     response_ms: float | None = None,
+    finished: datetime | None = None,
 ) -> CheckResult:
-    """The result of `job`; the only place texts from servers and exceptions enter one, so the
-    only place they are made publishable (valid UTF-8, no secret)."""
+    """The result of `job`, `finished` when it ran (else at `started`: nothing ran); the only
+    place texts from servers and exceptions enter one, so the only place they are made
+    publishable (valid UTF-8, no secret)."""
     rec = rec or Recorder()
     secrets = job_secrets(job)
 
@@ -122,7 +129,7 @@ def build_result(
         agent_id=agent_id,
         scheduled_at=job.scheduled_at,
         started_at=iso_ms(started),
-        finished_at=iso_ms(utcnow()),
+        finished_at=iso_ms(started if finished is None else finished),
         status="up" if kind is None else "inconclusive" if kind == "inconclusive" else "down",
         error_kind=kind,
         message=publishable(message, secrets)[:MESSAGE_MAX],

@@ -116,7 +116,7 @@ async def _greeting(smtp: aiosmtplib.SMTP, config: SmtpConfig, rec: Recorder) ->
         done = handshake_done_at(ssl_object) or start
         rec.record("tls", done - start)
         rec.record("greeting", end - done)
-        rec.tls = tls_info(ssl_object, "implicit")
+        rec.tls = tls_info(ssl_object, "implicit", rec.clock.now())
     else:
         rec.record("greeting", end - start)
     rec.set_banner(greeting.message)
@@ -156,7 +156,7 @@ async def _maybe_starttls(smtp: client.Client, config: SmtpConfig, rec: Recorder
             raise ProbeFailure(
                 reply_kind(exc.code), f"STARTTLS refused: {exc.code} {exc.message}"
             ) from exc
-    rec.tls = tls_info(smtp.get_transport_info("ssl_object"), "starttls")
+    rec.tls = tls_info(smtp.get_transport_info("ssl_object"), "starttls", rec.clock.now())
     await _hello(smtp, rec)  # RFC 3207: forget what was learnt before TLS and greet again
 
 

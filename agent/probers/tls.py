@@ -10,12 +10,12 @@ import math
 import ssl
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from agent.probers.base import ProbeFailure
 from agent.probers.certs import CertCache
 from shared.messages import TlsInfo, TlsOptions
-from shared.timefmt import utcnow
 
 
 class TimedSSLObject(ssl.SSLObject):
@@ -95,8 +95,9 @@ def handshake_done_at(obj: object) -> float | None:
 TlsMode = Literal["implicit", "starttls"]
 
 
-def tls_info(obj: ssl.SSLObject | ssl.SSLSocket, mode: TlsMode) -> TlsInfo:
-    """Version, cipher and certificate facts of an established TLS session, reached by `mode`.
+def tls_info(obj: ssl.SSLObject | ssl.SSLSocket, mode: TlsMode, now: datetime) -> TlsInfo:
+    """Version, cipher and certificate facts of an established TLS session, reached by `mode`;
+    the certificate's days left counted from `now`.
 
     The certificate is read in its DER form: with verification off, `getpeercert()` returns an
     empty dict, but the binary form is always there; its facts come from CERTS, computed once
@@ -111,7 +112,7 @@ def tls_info(obj: ssl.SSLObject | ssl.SSLSocket, mode: TlsMode) -> TlsInfo:
         facts = CERTS.facts(der)
         info.cert_subject = facts.subject
         info.cert_not_after = facts.not_after_iso
-        info.cert_days_left = math.floor((facts.not_after - utcnow()).total_seconds() / 86400)
+        info.cert_days_left = math.floor((facts.not_after - now).total_seconds() / 86400)
         info.cert_sha256 = facts.sha256
         info.cert_issuer = facts.issuer
         info.cert_sans = list(facts.sans)

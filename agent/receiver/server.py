@@ -5,7 +5,7 @@
 | --- | --- |
 | over `AGENT_RECEIVER_CONNECTIONS`, or `…_PER_SOURCE` for its address | `421`, closed |
 | a connection older than `AGENT_RECEIVER_SESSION_SECONDS` | `421`, closed |
-| RCPT at another domain | `550 5.7.1` (never a relay) |
+| RCPT at another domain than the port's (`…_PLAIN_DOMAIN` at the plain port) | `550 5.7.1` |
 | RCPT of a local part the book does not hold | `550 5.1.1` (refused in the session) |
 | RCPT past `AGENT_RECEIVER_MESSAGES_PER_ADDRESS` in the window | `452 4.2.2` (try later) |
 | DATA past `AGENT_RECEIVER_MAX_BYTES` | `552` (aiosmtpd's own) |
@@ -20,7 +20,6 @@ session's envelope. Log lines name the monitor, never the address (it is the mon
 import asyncio
 import functools
 import ssl
-import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from agent.receiver.bounds import Connections, PerAddress
 from agent.receiver.verdicts import Envelope as Sender
 from agent.receiver.verdicts import Lookup, read
 from agent.settings import ReceiverSettings
-from shared.arrivals import TEXT_MAX, Arrival
+from shared.arrivals import TEXT_MAX, Arrival, arrival_id_of
 from shared.clock import Clock
 from shared.strangers import kept
 from shared.timefmt import iso_ms
@@ -75,8 +74,9 @@ _COUNTED = {
 class _Session(SMTP):
     """aiosmtpd's SMTP with the receiver's connection bounds and session deadline."""
 
-    def __init__(self, receiver: "Receiver", tls: ssl.SSLContext | None) -> None:
+    def __init__(self, receiver: "Receiver", tls: ssl.SSLContext | None, domain: str) -> None:
         self.starttls_offered = tls is not None
+        self.domain = domain  # the one domain this port takes mail for
         super().__init__(
             _Handler(receiver),
             data_size_limit=receiver.settings.agent_receiver_max_bytes,
@@ -174,6 +174,9 @@ class Receiver:
             raise ValueError("the receiver needs AGENT_RECEIVER_DOMAIN")
         self.settings = settings
         self.domain = settings.agent_receiver_domain.lower().rstrip(".")
+        self.plain_domain = (
+            (settings.agent_receiver_plain_domain or self.domain).lower().rstrip(".")
+        )
         self.country = country
         self.agent_id = agent_id
         self.book = book
@@ -232,13 +235,13 @@ class Receiver:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         host = self.settings.agent_receiver_host
-        listeners = [(self.settings.agent_receiver_port, self._tls)]
+        listeners = [(self.settings.agent_receiver_port, self._tls, self.domain)]
         if self.settings.agent_receiver_plain_port:
-            listeners.append((self.settings.agent_receiver_plain_port, None))
-        for port, tls in listeners:
+            listeners.append((self.settings.agent_receiver_plain_port, None, self.plain_domain))
+        for port, tls, domain in listeners:
             self._servers.append(
                 await loop.create_server(
-                    functools.partial(_Session, self, tls), host, port, reuse_address=True
+                    functools.partial(_Session, self, tls, domain), host, port, reuse_address=True
                 )
             )
         log.info(
@@ -270,7 +273,8 @@ class Receiver:
         rcpt_options: list[str],
     ) -> str:
         local, _, domain = address.rpartition("@")
-        if domain.lower().rstrip(".") != self.domain:
+        ours = server.domain if isinstance(server, _Session) else self.domain
+        if domain.lower().rstrip(".") != ours:
             self.refused("relay")
             return "550 5.7.1 relaying denied"
         receiving = self.book.get(local)
@@ -318,7 +322,7 @@ class Receiver:
         arrived = iso_ms(self._clock.now())
         arrivals = [
             Arrival(
-                arrival_id=str(uuid.uuid4()),
+                arrival_id=arrival_id_of(found.message_id, monitor_id, self.country),
                 monitor_id=monitor_id,
                 country=self.country,
                 agent_id=self.agent_id,

@@ -119,11 +119,12 @@ class Read:
     header_from: str
     subject: str
     verdicts: Verdicts
+    message_id: str = ""
 
 
 def read(message: bytes, envelope: Envelope, lookup: Lookup) -> Read:
-    """The message's From, Subject and verdicts. Never raises for what a sender wrote: a part
-    that cannot be judged is `permerror` (malformed) or `temperror` (DNS)."""
+    """The message's From, Subject, Message-ID and verdicts. Never raises for what a sender
+    wrote: a part that cannot be judged is `permerror` (malformed) or `temperror` (DNS)."""
     headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(
         message[:HEADERS_MAX]
     )
@@ -136,6 +137,7 @@ def read(message: bytes, envelope: Envelope, lookup: Lookup) -> Read:
     return Read(
         header_from=header_from,
         subject=subject,
+        message_id=kept(str(headers.get("Message-ID") or "").strip(), TEXT_MAX),
         verdicts=Verdicts(
             spf=spf_result,
             dkim=dkim_result,

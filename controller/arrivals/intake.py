@@ -1,11 +1,14 @@
 """ARRIVALS into PostgreSQL: the durable pull consumer `arrivals`, shared by the replicas that
 run it, a batch at a time, each acked once its transaction committed. A message that is no
 `Arrival`, or comes on another country's subject, is ended (`term`) with a log line, never
-retried; a batch whose store failed goes back (`nak`) to be stored again."""
+retried; a batch whose store failed goes back (`nak`) to be stored again. The monitors a
+batch named are looked at by the heartbeat judge at once (`watch_store.wake`), in the
+batch's transaction."""
 
 import asyncio
 import contextlib
-from datetime import timedelta
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
 
 import asyncpg
 import msgspec
@@ -16,11 +19,16 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from controller.arrivals.store import expire, keep
+from controller.arrivals.watch_store import wake
+from controller.db.pool import Conn
 from shared.arrivals import Arrival, decode_arrival
 from shared.clock import Clock
 from shared.subjects import ARRIVALS_STREAM, arrivals_subject
 
 log = structlog.get_logger(__name__)
+
+# Told which monitors a batch brought new arrivals for, with "now", in its transaction.
+Graded = Callable[[Conn, Sequence[int], datetime], Awaitable[None]]
 
 CONSUMER = "arrivals"
 BATCH = 100
@@ -33,12 +41,20 @@ EXPIRE_EVERY_S = 3600.0
 
 class ArrivalsIntake:
     """`keep_days`: how long an arrival is kept (RETENTION's check history); "now" for that
-    comes from `clock`."""
+    and for `graded` comes from `clock`. `graded`: told in each batch's transaction which
+    monitors had new arrivals (the senders' grading, controller.posture.senders)."""
 
     def __init__(
-        self, js: JetStreamContext, pool: asyncpg.Pool, *, keep_days: float, clock: Clock
+        self,
+        js: JetStreamContext,
+        pool: asyncpg.Pool,
+        *,
+        keep_days: float,
+        clock: Clock,
+        graded: Graded | None = None,
     ) -> None:
         self._js, self._pool = js, pool
+        self._graded = graded
         self._keep = timedelta(days=keep_days)
         self._clock = clock
         self._sub: JetStreamContext.PullSubscription | None = None
@@ -67,8 +83,9 @@ class ArrivalsIntake:
         return self._sub
 
     async def step(self, timeout_s: float = 1.0) -> int:
-        """One batch: fetched (waiting up to `timeout_s` for its first message), stored, acked;
-        how many arrivals were new."""
+        """One batch: fetched (waiting up to `timeout_s` for its first message), stored, the
+        senders of its monitors graded (`graded`), acked; how many arrivals
+        were new."""
         sub = await self._pull()
         try:
             msgs = await sub.fetch(BATCH, timeout=timeout_s)
@@ -84,13 +101,16 @@ class ArrivalsIntake:
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 new = await keep(conn, [a for _, a in good])
+                await wake(conn, sorted({a.monitor_id for _, a in good}), self._clock.now())
+                if self._graded is not None and new:
+                    await self._graded(conn, new, self._clock.now())
         except Exception:
             for msg, _ in good:
                 await msg.nak(delay=1.0)
             raise
         for msg, _ in good:
             await msg.ack()
-        return new
+        return len(new)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Store arrivals until `stop`; a failure is logged and tried again a second later."""

@@ -5,12 +5,16 @@ monitor of this deployment is not kept; one older than the check history's days 
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import msgspec
 
 from controller.db.pool import Conn
 from controller.db.rows import many
+from controller.monitors.store import COLUMNS as MONITOR_COLUMNS
+from controller.monitors.store import Monitor
+from controller.monitors.store import decode as decode_monitor
 from shared.arrivals import Arrival
 from shared.timefmt import parse_iso
 
@@ -29,6 +33,7 @@ FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $
          dmarc_policy, arc, starttls_offered)
 JOIN monitors m ON m.public_id = u.public_id
 ON CONFLICT (arrival_id) DO NOTHING
+RETURNING monitor_id
 """
 
 _SINCE = """
@@ -36,6 +41,36 @@ SELECT arrived_at, country, peer, mail_from, header_from, subject, tls_version,
     starttls_offered, spf, dkim, dmarc, arc
 FROM arrivals WHERE monitor_id = $1 AND arrived_at > $2 AND arrived_at <= $3
 ORDER BY arrived_at
+"""
+
+
+# Per monitor and receiving country, the newest arrivals grading reads (grading.Latest): a
+# plain-twin arrival is one whose listener offered no STARTTLS; a twin is looked for in every
+# country (one message's two deliveries may reach two countries' receivers).
+_LATEST = """
+SELECT c.monitor_id, c.country,
+    (SELECT coalesce(n.tls_version, '') FROM arrivals n
+        WHERE n.monitor_id = c.monitor_id AND n.country = c.country AND n.starttls_offered
+        ORDER BY n.arrived_at DESC LIMIT 1) AS normal_tls,
+    (SELECT d.dkim FROM arrivals d
+        WHERE d.monitor_id = c.monitor_id AND d.country = c.country AND d.dkim IS NOT NULL
+        ORDER BY d.arrived_at DESC LIMIT 1) AS dkim,
+    (SELECT d.dmarc FROM arrivals d
+        WHERE d.monitor_id = c.monitor_id AND d.country = c.country AND d.dmarc IS NOT NULL
+        ORDER BY d.arrived_at DESC LIMIT 1) AS dmarc,
+    (SELECT max(p.arrived_at) FROM arrivals p
+        WHERE p.monitor_id = c.monitor_id AND p.country = c.country
+        AND p.starttls_offered = false) AS plain_at,
+    (SELECT max(n.arrived_at) FROM arrivals n
+        WHERE n.monitor_id = c.monitor_id AND n.country = c.country AND n.starttls_offered
+        AND n.tls_version IS NOT NULL AND n.arrived_at <= $2::timestamptz - $3::interval
+        AND NOT EXISTS (SELECT 1 FROM arrivals p
+            WHERE p.monitor_id = n.monitor_id AND p.starttls_offered = false
+            AND p.arrived_at BETWEEN n.arrived_at - $3::interval AND n.arrived_at + $3::interval)
+    ) AS enforced_at
+FROM (SELECT DISTINCT monitor_id, country FROM arrivals
+      WHERE monitor_id = ANY($1::bigint[])) AS c
+ORDER BY c.monitor_id, c.country
 """
 
 
@@ -73,15 +108,16 @@ def _text(value: str) -> str:
     return value.replace("\x00", "")
 
 
-async def keep(conn: Conn, arrivals: Sequence[Arrival]) -> int:
-    """Store `arrivals` (those naming a monitor of this deployment, each once); how many new."""
+async def keep(conn: Conn, arrivals: Sequence[Arrival]) -> list[int]:
+    """Store `arrivals` (those naming a monitor of this deployment, each once); the monitor id
+    of each new one."""
     rows = [
         (a, aid, mid)
         for a in arrivals
         if (aid := _uuid(a.arrival_id)) is not None and (mid := _uuid(a.monitor_id)) is not None
     ]
     if not rows:
-        return 0
+        return []
     columns: list[list[object]] = [[] for _ in range(20)]
     for a, aid, mid in rows:
         v = a.verdicts
@@ -109,8 +145,7 @@ async def keep(conn: Conn, arrivals: Sequence[Arrival]) -> int:
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)
-    status = await conn.execute(_KEEP, *columns)
-    return int(status.rsplit(" ", 1)[-1])
+    return [r["monitor_id"] for r in await conn.fetch(_KEEP, *columns)]
 
 
 async def between(conn: Conn, monitor_id: int, after: datetime, upto: datetime) -> list[ArrivalRow]:
@@ -118,7 +153,51 @@ async def between(conn: Conn, monitor_id: int, after: datetime, upto: datetime) 
     return many(ArrivalRow, await conn.fetch(_SINCE, monitor_id, after, upto))
 
 
+class GradedMonitor(NamedTuple):
+    monitor: Monitor
+    alert_state: str
+
+
+class LatestRow(msgspec.Struct, frozen=True, kw_only=True):
+    """grading.Latest of one monitor and receiving country, as `latest` reads it."""
+
+    monitor_id: int
+    country: str
+    normal_tls: str | None
+    dkim: str | None
+    dmarc: str | None
+    plain_at: datetime | None
+    enforced_at: datetime | None
+
+
+async def latest(
+    conn: Conn, monitor_ids: Sequence[int], now: datetime, settle: timedelta
+) -> list[LatestRow]:
+    """What grading reads of each of `monitor_ids`' receiving countries at `now`."""
+    return many(LatestRow, await conn.fetch(_LATEST, sorted(set(monitor_ids)), now, settle))
+
+
 async def expire(conn: Conn, before: datetime, most: int = 10_000) -> int:
     """Delete at most `most` arrivals older than `before`; how many went."""
     status = await conn.execute(_EXPIRE, before, most)
     return int(status.rsplit(" ", 1)[-1])
+
+
+async def lock_grading(conn: Conn, monitor_ids: Sequence[int]) -> None:
+    """One grader of each of `monitor_ids` at a time (two intake replicas), in id order."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('sender_grading'), m::int)"
+        " FROM unnest($1::bigint[]) AS m ORDER BY m",
+        sorted(set(monitor_ids)),
+    )
+
+
+async def graded_monitors(conn: Conn, monitor_ids: Sequence[int]) -> list[GradedMonitor]:
+    """`monitor_ids` as monitors, with their alert state ('unknown' before the first verdict)."""
+    rows = await conn.fetch(
+        f"SELECT {MONITOR_COLUMNS}, coalesce((SELECT a.state FROM monitor_alert_state a"
+        " WHERE a.monitor_id = monitors.id), 'unknown') AS alert_state FROM monitors"
+        " WHERE id = ANY($1::bigint[]) ORDER BY id",
+        sorted(set(monitor_ids)),
+    )
+    return [GradedMonitor(decode_monitor(r), r["alert_state"]) for r in rows]

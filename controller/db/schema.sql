@@ -221,9 +221,11 @@ CREATE FUNCTION public.monitors_alert_queue() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
 BEGIN
-    INSERT INTO alert_queue (monitor_id, due_at) VALUES (NEW.id, now())
-    ON CONFLICT (monitor_id) DO UPDATE SET due_at = EXCLUDED.due_at
-    WHERE EXCLUDED.due_at < alert_queue.due_at;
+    IF NEW.type <> 'heartbeat' THEN
+        INSERT INTO alert_queue (monitor_id, due_at) VALUES (NEW.id, now())
+        ON CONFLICT (monitor_id) DO UPDATE SET due_at = EXCLUDED.due_at
+        WHERE EXCLUDED.due_at < alert_queue.due_at;
+    END IF;
     RETURN NULL;
 END
 $$;
@@ -252,7 +254,9 @@ CREATE FUNCTION public.monitors_due_row() RETURNS trigger
     AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO monitor_due (monitor_id, next_due_at) VALUES (NEW.id, NEW.next_due_at);
+        IF NEW.type <> 'heartbeat' THEN
+            INSERT INTO monitor_due (monitor_id, next_due_at) VALUES (NEW.id, NEW.next_due_at);
+        END IF;
     ELSIF pg_trigger_depth() = 1 THEN
         UPDATE monitor_due SET next_due_at = NEW.next_due_at
         WHERE monitor_id = NEW.id AND next_due_at IS DISTINCT FROM NEW.next_due_at;
@@ -1393,6 +1397,13 @@ ALTER TABLE public.flow_incidents ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTI
     CACHE 1
 );
 
+CREATE TABLE public.heartbeat_watch (
+    monitor_id bigint NOT NULL,
+    watched_from timestamp with time zone NOT NULL,
+    due_at timestamp with time zone,
+    leased_until timestamp with time zone
+);
+
 CREATE TABLE public.incidents (
     id bigint NOT NULL,
     public_id uuid DEFAULT gen_random_uuid() NOT NULL,
@@ -1579,7 +1590,7 @@ CREATE TABLE public.monitors (
     CONSTRAINT monitors_country_codes CHECK (((allowed_country_codes IS NULL) OR (array_to_string(allowed_country_codes, ','::text) ~ '^[A-Z]{2}(,[A-Z]{2})*$'::text))),
     CONSTRAINT monitors_port_check CHECK (((port >= 1) AND (port <= 65535))),
     CONSTRAINT monitors_status_check CHECK ((status = ANY (ARRAY['active'::text, 'maintenance'::text, 'disabled'::text]))),
-    CONSTRAINT monitors_type_check CHECK ((type = ANY (ARRAY['smtp'::text, 'imap'::text, 'pop3'::text, 'roundtrip'::text])))
+    CONSTRAINT monitors_type_check CHECK ((type = ANY (ARRAY['smtp'::text, 'imap'::text, 'pop3'::text, 'roundtrip'::text, 'heartbeat'::text])))
 )
 WITH (fillfactor='80');
 
@@ -2422,6 +2433,14 @@ ALTER TABLE public.scrape_tokens ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTIT
     CACHE 1
 );
 
+CREATE TABLE public.side_exchange_tls (
+    job uuid NOT NULL,
+    monitor_id bigint NOT NULL,
+    country text NOT NULL,
+    scheduled_at timestamp with time zone NOT NULL,
+    facts jsonb NOT NULL
+);
+
 CREATE TABLE public.side_mail_dns (
     job uuid NOT NULL,
     monitor_id bigint NOT NULL,
@@ -2690,6 +2709,9 @@ ALTER TABLE ONLY public.flow_incidents
 ALTER TABLE ONLY public.flow_incidents
     ADD CONSTRAINT flow_incidents_public_id_key UNIQUE (public_id);
 
+ALTER TABLE ONLY public.heartbeat_watch
+    ADD CONSTRAINT heartbeat_watch_pkey PRIMARY KEY (monitor_id);
+
 ALTER TABLE ONLY public.incidents
     ADD CONSTRAINT incidents_pkey PRIMARY KEY (id);
 
@@ -2927,6 +2949,9 @@ ALTER TABLE ONLY public.scrape_tokens
 ALTER TABLE ONLY public.scrape_tokens
     ADD CONSTRAINT scrape_tokens_token_hash_key UNIQUE (token_hash);
 
+ALTER TABLE ONLY public.side_exchange_tls
+    ADD CONSTRAINT side_exchange_tls_pkey PRIMARY KEY (job);
+
 ALTER TABLE ONLY public.side_mail_dns
     ADD CONSTRAINT side_mail_dns_pkey PRIMARY KEY (job);
 
@@ -3020,6 +3045,8 @@ CREATE INDEX flow_incidents_open ON public.flow_incidents USING btree (organizat
 
 CREATE INDEX flow_incidents_started ON public.flow_incidents USING btree (organization_id, started_at DESC, id DESC);
 
+CREATE INDEX heartbeat_watch_due ON public.heartbeat_watch USING btree (due_at);
+
 CREATE INDEX incidents_flow ON public.incidents USING btree (flow_incident_id) WHERE (flow_incident_id IS NOT NULL);
 
 CREATE INDEX incidents_monitor_started ON public.incidents USING btree (monitor_id, started_at DESC, id DESC);
@@ -3059,6 +3086,8 @@ CREATE INDEX monitor_search_organization ON public.monitor_search USING btree (o
 CREATE INDEX monitors_customer ON public.monitors USING btree (customer_id);
 
 CREATE INDEX monitors_due ON public.monitors USING btree (next_due_at) WHERE (status <> 'disabled'::text);
+
+CREATE UNIQUE INDEX monitors_heartbeat_address ON public.monitors USING btree (((config ->> 'localPart'::text))) WHERE (type = 'heartbeat'::text);
 
 CREATE INDEX monitors_mail_domain ON public.monitors USING btree (organization_id, mail_domain) WHERE (mail_domain IS NOT NULL);
 
@@ -3131,6 +3160,10 @@ CREATE UNIQUE INDEX result_rows_p20261129_monitor_id_scheduled_at_country_tag_id
 CREATE UNIQUE INDEX result_rows_p20261130_monitor_id_scheduled_at_country_tag_idx ON public.result_rows_p20261130 USING btree (monitor_id, scheduled_at, country, tag);
 
 CREATE INDEX scrape_tokens_org ON public.scrape_tokens USING btree (organization_id);
+
+CREATE INDEX side_exchange_tls_monitor ON public.side_exchange_tls USING btree (monitor_id, scheduled_at);
+
+CREATE INDEX side_exchange_tls_scheduled_at ON public.side_exchange_tls USING btree (scheduled_at);
 
 CREATE INDEX side_mail_dns_monitor ON public.side_mail_dns USING btree (monitor_id, scheduled_at);
 
@@ -3283,6 +3316,9 @@ ALTER TABLE ONLY public.flow_incident_evidence
 
 ALTER TABLE ONLY public.flow_incidents
     ADD CONSTRAINT flow_incidents_organization_id_fkey FOREIGN KEY (organization_id) REFERENCES public.organizations(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.heartbeat_watch
+    ADD CONSTRAINT heartbeat_watch_monitor_id_fkey FOREIGN KEY (monitor_id) REFERENCES public.monitors(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.incidents
     ADD CONSTRAINT incidents_flow_incident_id_fkey FOREIGN KEY (flow_incident_id) REFERENCES public.flow_incidents(id) ON DELETE SET NULL;

@@ -28,6 +28,7 @@ Row-counting limits run in the writing transaction under the organization's row 
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from controller.db.pool import Conn
@@ -243,16 +244,18 @@ async def take_trigger(
     monitor_id: int,
     countries: int,
     timeout_s: float,
+    now: datetime,
 ) -> None:
-    """In a transaction: take one trigger-check of the monitor and its `countries` checks of
-    `timeout_s` from the organization's allowance (`trigger_cost_s`), or neither (the 429
-    rolls both back)."""
+    """In a transaction, at `now`: take one trigger-check of the monitor and its `countries`
+    checks of `timeout_s` from the organization's allowance (`trigger_cost_s`), or neither
+    (the 429 rolls both back)."""
     wait = await limits.take_trigger(
         conn,
         "monitors",
         monitor_id,
         lim.trigger_interval_s,
         lim.trigger_interval_s * lim.trigger_burst,
+        now,
     )
     what = (
         f"this monitor's trigger-checks ({lim.trigger_burst} back to back, then one every"
@@ -260,7 +263,7 @@ async def take_trigger(
     )
     if not wait:
         cost = trigger_cost_s(lim, countries, timeout_s)
-        wait = await limits.take_trigger(conn, "organizations", organization_id, cost, 60.0)
+        wait = await limits.take_trigger(conn, "organizations", organization_id, cost, 60.0, now)
         what = (
             f"your organization's triggered checks ({lim.checks_per_minute:,} checks and"
             f" {lim.slot_seconds:,} slot-seconds per minute: ORG_MAX_CHECKS_PER_MINUTE,"

@@ -7,6 +7,7 @@ at once are serialised and cannot both slip under a limit.
 """
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from controller.db.pool import Conn
@@ -86,26 +87,30 @@ async def take_trigger(
     row_id: int,
     cost_s: float,
     window_s: float,
+    now: datetime,
 ) -> float:
-    """Take `cost_s` from the row's trigger allowance: 0.0 when taken, else the seconds until
-    it could be (the sooner of room within the window and the allowance whole again).
+    """Take `cost_s` from the row's trigger allowance at `now` (the caller's clock): 0.0 when
+    taken, else the seconds until it could be (the sooner of room within the window and the
+    allowance whole again).
 
     GCRA (the generic cell rate algorithm, as in ATM networks and redis-cell): `trigger_tat`
     is when the allowance would be whole again. A take moves it `cost_s` later and is allowed
     while that stays within `window_s` from now, so a `window_s / cost_s` burst is followed by
     one take per `cost_s`; a whole allowance admits any one take, however costly. One
-    statement, so replicas share the allowance without racing; its time is the clock's when
-    the row is read (`clock_timestamp()`, read again after a wait for the row's lock), not the
-    transaction's start, so a take is judged at the moment it is counted."""
+    statement, so replicas share the allowance without racing. A take is judged at the
+    instant it is given, not the transaction's start: the allowance refills at the pace of
+    the clock the process is given (a simulation's included), and a stale instant is only
+    stricter (`trigger_tat` never moves back)."""
     taken = await conn.fetchval(
         f"UPDATE {table}"
-        " SET trigger_tat = greatest(trigger_tat, clock_timestamp()) + $2 * interval '1 s'"
-        " WHERE id = $1 AND (trigger_tat IS NULL OR trigger_tat <= clock_timestamp()"
-        "  OR trigger_tat + $2 * interval '1 s' <= clock_timestamp() + $3 * interval '1 s')"
+        " SET trigger_tat = greatest(trigger_tat, $4::timestamptz) + $2 * interval '1 s'"
+        " WHERE id = $1 AND (trigger_tat IS NULL OR trigger_tat <= $4::timestamptz"
+        "  OR trigger_tat + $2 * interval '1 s' <= $4::timestamptz + $3 * interval '1 s')"
         " RETURNING true",
         row_id,
         cost_s,
         window_s,
+        now,
     )
     if taken:
         return 0.0
@@ -113,10 +118,11 @@ async def take_trigger(
     # later one only when a take costs more than the whole window).
     wait: float = await conn.fetchval(
         "SELECT extract(epoch FROM least(trigger_tat + $2 * interval '1 s'"
-        "  - $3 * interval '1 s', trigger_tat) - clock_timestamp())::float8"
+        "  - $3 * interval '1 s', trigger_tat) - $4::timestamptz)::float8"
         f" FROM {table} WHERE id = $1",
         row_id,
         cost_s,
         window_s,
+        now,
     )
     return wait

@@ -50,6 +50,7 @@ CAUSES: dict[str, tuple[str, str]] = {
     ),
     "spam": ("mail in spam", "Mail arrives, but in a spam folder."),
     "slow_delivery": ("mail slow", "Mail arrives, but more slowly than the monitor allows."),
+    "late": ("mail late", "The mail this heartbeat monitor expects did not arrive in time."),
     "internal": ("probe error", "The check failed inside the agent, not at the server."),
     # A round that ran nowhere (`missed`): said in its event, never an incident's cause.
     "no_agent": ("no agent", "No live agent was there to run the check."),

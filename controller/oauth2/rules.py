@@ -65,7 +65,7 @@ def user(config: JobConfig, path: str) -> str:
         return config.receive.user
     if isinstance(config, SmtpConfig):
         return config.auth.user if config.auth else ""
-    return config.user
+    return config.user if isinstance(config, ImapPopConfig) else ""
 
 
 def with_tokens(
@@ -101,7 +101,7 @@ def with_tokens(
         )
     if isinstance(config, SmtpConfig):
         return smtp(config, "auth.oauth2")
-    return mailbox(config, "oauth2")
+    return mailbox(config, "oauth2") if isinstance(config, ImapPopConfig) else config
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,12 @@ _RECORD_KINDS |= {
     "auth": "AUTH",
     "dkim": "DKIM",
 }
+# The senders' grading names what it graded.
+_RECORD_KINDS |= {
+    "sender tls": "Sender TLS",
+    "sender dkim": "Sender DKIM",
+    "sender dmarc": "Sender DMARC",
+}
 # Report findings name what reported them.
 _RECORD_KINDS |= {"tls failures": "TLS failures"}
 

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from controller.arrivals import grading as grading  # declares the senders' grading kinds
 from controller.monitors.thresholds import DEFAULT_EXPIRY_DAYS, Severity
 from controller.posture.facts import TLS_RANK, Observation
 from controller.sidechecks import registry as registry  # loads each side check's kinds

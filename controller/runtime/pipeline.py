@@ -21,6 +21,7 @@ from controller.alerting.effects import Effects
 from controller.alerting.evaluator import BATCH as ALERT_BATCH
 from controller.alerting.evaluator import Evaluator
 from controller.alerting.event_publisher import EventPublisher
+from controller.alerting.heartbeats import HeartbeatJudge
 from controller.alerting.ready_rounds import ReadyRounds
 from controller.alerting.rules import Policy
 from controller.alerting.telling import Teller
@@ -40,6 +41,7 @@ from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings, FleetSettings, OAuth2Settings
+from controller.sidechecks import blocklists
 from controller.sidechecks.blocklists.rules import lists_setting
 from controller.sidechecks.blocklists.watch import FreshNames
 from shared.clock import WALL, Clock
@@ -218,7 +220,7 @@ def build_scheduler(
         keys,
         scheduling=scheduling,
         default_countries=countries,
-        blocklists=fresh,
+        held=[blocklists.ANSWERS.held(fresh)] if fresh is not None else [],
     )
     tokens = token_service(settings.oauth2, pool, box, links, clock)
     planner = Planner(rounds, agents, keys, tokens)
@@ -229,8 +231,7 @@ def build_scheduler(
         login_cap=fair_use.login_cap_per_account,
         trigger_burst=fair_use.trigger_check_burst,
         mails_per_domain=scheduling.roundtrip_mails_per_domain_per_minute,
-        readiness_queries=scheduling.readiness_queries_per_hour,
-        readiness_window_s=scheduling.dns_posture_interval_seconds,
+        budgets=scheduling,
     )
     publisher = JobPublisher(js, agents, keys, job_ids.asks, default_countries=countries)
     scheduler = Scheduler(
@@ -277,13 +278,21 @@ def build_alerter(
     policy = Policy.of(alerting, settings.scheduling.confirm_rounds_per_minute)
     timing = flows.Timing.of(alerting)
     teller = Teller(pool, links, policy=policy, timing=timing, batch=batch, clock=clock)
+    effects = Effects(teller, links, fair_use=fair_use)
     evaluator = Evaluator(
         pool,
         ReadyRounds(job_ids, default_countries=fair_use.default_check_countries),
-        Effects(teller, links, fair_use=fair_use),
+        effects,
         policy=policy,
         batch=batch,
         clock=clock,
     )
     events = EventPublisher(pool, js, batch=batch)
-    return Alerter(evaluator, teller, events, interval_s=alerting.alert_eval_interval_seconds)
+    heartbeats = HeartbeatJudge(pool, effects, policy=policy, clock=clock)
+    return Alerter(
+        evaluator,
+        teller,
+        events,
+        interval_s=alerting.alert_eval_interval_seconds,
+        heartbeats=heartbeats,
+    )

@@ -38,9 +38,11 @@ from controller.jobs.rules import JobIds
 from controller.jobs.scheme import SeededGate
 from controller.notify import channels, outbox_store
 from controller.notify.channel_send import channel_sender
+from controller.notify.links import Links
 from controller.notify.outbox import OutboxWorker
 from controller.observability import metrics
 from controller.oracles.watch import OracleWatch
+from controller.posture.senders import Grader
 from controller.runtime.pipeline import Pipeline, build_alerter, open_pipeline
 from controller.secrets.box import SecretBox
 from controller.settings import ApiSettings, ControllerSettings, NotifySettings, RuntimeSettings
@@ -179,7 +181,11 @@ def _workers(
         work += [
             pipeline.ingester.run(stop),
             ArrivalsIntake(
-                pipeline.js, pool, keep_days=retention.check_history_days, clock=clock
+                pipeline.js,
+                pool,
+                keep_days=retention.check_history_days,
+                clock=clock,
+                graded=Grader(Links.of(settings.notify)).grade,
             ).run(stop),
             keep_partitions(
                 pool, clock, stop, retention.check_history_days, retention.check_raw_days
@@ -208,7 +214,6 @@ def _alerter(
     scheme the pipeline's `seeded` says, as the scheduler's); its parts take the pipeline's
     clock."""
     from controller.notify.budget import Budget
-    from controller.notify.links import Links
 
     alerting, notify = settings.alerting, settings.notify
     box = SecretBox(settings.secrets.secrets_key or "")

@@ -6,11 +6,13 @@ agents can), when its login is under its organization's cap for the account (con
 a capped one is recorded `login_capped`, shown on the monitor and told to the owners), and when
 its country has a slot for it (`admission_ledger.Admissions`, the rules in `admission_rules` and
 `preemption`: it waits for one in memory, takes one back from the organization most over its
-share, or is recorded `saturated`). What is held goes into its round's `missed` rows.
+share, or is recorded `saturated`). What is held goes into its round's `missed` rows. A side
+check's budget (controller.sidechecks.budgets) is reserved for the jobs that go, and released
+for those given up (`release_budgets`).
 """
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import NamedTuple
 
 from controller.db.pool import Conn
@@ -27,10 +29,18 @@ from controller.scheduling import plan as planning
 from controller.scheduling.admission_ledger import Admissions, Taken
 from controller.scheduling.deferred_store import DeferredJob
 from controller.scheduling.plan import PlannedRound
-from controller.sidechecks.readiness import budget_store as readiness_budget
-from controller.sidechecks.readiness.budget import QUERIES_PER_HOUR as READINESS_QUERIES_PER_HOUR
+from controller.settings import SchedulingSettings
+from controller.sidechecks.budgets import BUDGETS
 from shared.messages import FEATURE_LOOK_ONLY, CheckJob, Preempt
 from shared.timefmt import parse_iso
+
+_DEFAULT_SCHEDULING = SchedulingSettings()
+
+
+async def release_budgets(conn: Conn, jobs: Sequence[CheckJob]) -> None:
+    """Give back what jobs that will never run reserved of every side check's budget."""
+    for budget in BUDGETS.values():
+        await budget.release(conn, jobs)
 
 
 class Admitted(NamedTuple):
@@ -56,22 +66,19 @@ class Admission:
         login_cap: int = 1000,
         trigger_burst: int = 3,
         mails_per_domain: int = 60,
-        readiness_queries: int = READINESS_QUERIES_PER_HOUR,
-        readiness_window_s: int = 3600,
+        budgets: SchedulingSettings = _DEFAULT_SCHEDULING,
     ) -> None:
         """`agents`: the live agents view (their slots and features); `links`: where the
         owners' login cap notice points them; `login_cap`: LOGIN_CAP_PER_ACCOUNT, the ceiling
         per organization and account; `mails_per_domain`: ROUNDTRIP_MAILS_PER_DOMAIN_PER_MINUTE;
-        `readiness_queries`: READINESS_QUERIES_PER_HOUR; `readiness_window_s`:
-        DNS_POSTURE_INTERVAL_SECONDS (a monitor's readiness cadence, its turn's due time)."""
+        `budgets`: the settings the side checks' budgets read (READINESS_QUERIES_PER_HOUR...)."""
         self._agents = agents
         self._links = links
         self._default_countries = default_countries
         self._login_cap = login_cap
         self._trigger_burst = trigger_burst
         self._mails_per_domain = mails_per_domain
-        self._readiness_queries = readiness_queries
-        self._readiness_window = timedelta(seconds=readiness_window_s)
+        self._budgets = budgets
         self._ledger = Admissions(agents.load, agents.now)
 
     def waiting(self) -> int:
@@ -92,28 +99,28 @@ class Admission:
         its round's `missed` (`saturated`), one waiting for a slot goes out with a later pass.
         A round trip's round is held or sent whole, its later logins with it; a look whose
         country waits for its monitor's round in flight becomes a later login, due when that
-        round ends. Readiness is reserved for the jobs going out now, waiting for a slot, or
-        logging in later (a job the budget has no room for goes out with its readiness held);
-        those refused give their reservation back."""
+        round ends. Each side check's budget is reserved for the jobs going out now, waiting for
+        a slot, or logging in later (a job a budget has no room for goes out with that side
+        check's ask held); those refused give their reservations back."""
         awaited = await self._hold_mail(conn, rounds, now)
         await self._cap_logins(conn, rounds, now)
         planned = [job for r in rounds for job in [*r.jobs, *(job for _, job in r.deferred)]]
-        held = await readiness_budget.reserve(
-            conn, planned, now, self._readiness_queries, self._readiness_window
-        )
-        if held:
-            for r in rounds:
-                r.jobs = [held.get(job.job_id, job) for job in r.jobs]
-                r.deferred = [(d, held.get(job.job_id, job)) for d, job in r.deferred]
+        for budget in BUDGETS.values():
+            held = await budget.reserve(conn, planned, now, self._budgets)
+            if held:
+                planned = [held.get(job.job_id, job) for job in planned]
+                for r in rounds:
+                    r.jobs = [held.get(job.job_id, job) for job in r.jobs]
+                    r.deferred = [(d, held.get(job.job_id, job)) for d, job in r.deferred]
         taken = self._ledger.take([job for r in rounds for job in r.jobs], now)
         refused = {row.job_id: row for row in taken.refused}
         if refused:
             for r in rounds:
                 r.missed += [refused.pop(job.job_id) for job in r.jobs if job.job_id in refused]
-        # Every job given up: its round-trip message counts no more, its readiness reservation
-        # is given back.
+        # Every job given up: its round-trip message counts no more, its side checks'
+        # reservations are given back.
         await roundtrip_sends.not_sent(conn, taken.refused_jobs)
-        await readiness_budget.release(conn, taken.refused_jobs)
+        await release_budgets(conn, taken.refused_jobs)
         return Admitted(taken.admitted, list(refused.values()), taken.preempts, awaited)
 
     async def admit_deferred(
@@ -156,7 +163,7 @@ class Admission:
             + taken.refused_jobs
         )
         await roundtrip_sends.not_sent(conn, not_sent)
-        await readiness_budget.release(conn, not_sent)
+        await release_budgets(conn, not_sent)
         why = "an earlier login of this round was rejected: not tried again"
         held = [planning.held(d.job, HELD, why) for d in claimed if d.rejected]
         for d, ok in zip(tried, allowed, strict=True):

@@ -36,7 +36,7 @@ async def request(
     )
     if asked:
         return "asked"
-    if await limits.take_trigger(conn, "organizations", organization_id, cost_s, 60.0):
+    if await limits.take_trigger(conn, "organizations", organization_id, cost_s, 60.0, now):
         return "org_capped"
     added: str = await conn.execute(
         "INSERT INTO confirmation_rounds (monitor_id, after_round, requested_at)"

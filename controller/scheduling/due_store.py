@@ -223,8 +223,9 @@ async def monitors(conn: Conn, monitor_ids: Sequence[int]) -> list[ClaimedMonito
     return await _decode(rows)
 
 
-async def mail_dns_sent(conn: Conn, monitor_ids: Sequence[int], at: datetime) -> None:
-    """The monitors' rounds at `at` carried their mail domain (`schedule.trigger_dns`)."""
+async def dns_asked(conn: Conn, monitor_ids: Sequence[int], at: datetime) -> None:
+    """The monitors' rounds at `at` asked the side checks of the `dns` cadence
+    (`schedule.trigger_dns`)."""
     if monitor_ids:
         await conn.execute(
             "UPDATE monitors SET mail_dns_at = $2 WHERE id = ANY($1::bigint[])", monitor_ids, at

@@ -33,8 +33,7 @@ from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys, carries_credentials
 from controller.settings import SchedulingSettings
 from controller.sidechecks.asks import asking
-from controller.sidechecks.blocklists import Answers, ListsRound
-from controller.sidechecks.frame import AnySideCheck, Planning
+from controller.sidechecks.frame import AnySideCheck, Held, Planning
 from controller.sidechecks.registry import WIRED
 from shared.guards import BrokenInvariant
 from shared.messages import (
@@ -46,6 +45,7 @@ from shared.messages import (
     RoundTripCheckJob,
     RoundTripConfig,
     SealedConfig,
+    SmtpConfig,
     default_port,
     encode_sealed,
 )
@@ -93,7 +93,7 @@ class PlannedRound:
     deferred: list[tuple[float, CheckJob]] = field(default_factory=list)
     account: str | None = None  # the account its jobs log in to (`account`), if any
     legs: int = 1  # logins a check makes to that account (a round trip sending as it: 2)
-    mail_dns: bool = False  # its jobs carry the mail domain or `reverseDns` (a DNS round)
+    dns_round: bool = False  # its jobs ask the side checks of the `dns` cadence (a DNS round)
     unusable: str | None = None
     # A check-now's: the round trip's round in flight it joined (this round sent nothing).
     joined: "InFlight | None" = None
@@ -234,7 +234,9 @@ def _login(hostname: str, config: JobConfig) -> tuple[str, str]:
         return config.receive.user, config.receive.hostname
     if isinstance(config, ImapPopConfig):
         return config.user, hostname
-    return (config.auth.user if config.auth else ""), hostname
+    if isinstance(config, SmtpConfig):
+        return (config.auth.user if config.auth else ""), hostname
+    return "", hostname
 
 
 def account_name(hostname: str, config: JobConfig) -> str | None:
@@ -306,15 +308,15 @@ class RoundPlanner:
         *,
         scheduling: SchedulingSettings = DEFAULT_SCHEDULING,
         default_countries: int = 2,
-        blocklists: Answers | None = None,
-        side_options: Mapping[str, object] | None = None,
+        held: Sequence[Held] = (),
     ) -> None:
         """`scheduling`: the DNS window (DNS_POSTURE_INTERVAL_SECONDS), the logins' spacing
-        (LOGIN_SPACING_SECONDS) and RESULT_BUNDLES; `blocklists`: what the scheduler knows of
-        the lists' answers (None: no round asks a list); `side_options`: what side checks read
-        when asked (`Planning.options`), by name."""
-        self._side_options = dict(side_options or {})
-        self._blocklists = blocklists
+        (LOGIN_SPACING_SECONDS) and RESULT_BUNDLES; `held`: what the scheduler holds for side
+        checks' planning, each bound to a key a registered side check declares (`plans`)."""
+        declared = {c.plans.name for c in WIRED.values() if c.plans is not None}
+        if undeclared := [h.name for h in held if h.name not in declared]:
+            raise BrokenInvariant(f"plan.RoundPlanner: no side check plans with {undeclared}")
+        self._held = {h.name: h.value for h in held}
         self._job_ids = job_ids
         self._result_bundles = scheduling.result_bundles  # on every job
         self._box = box
@@ -449,9 +451,8 @@ class RoundPlanner:
                 no_token = "no OAuth2 access token was asked for this round: not sent"
         scheduled = plan.scheduled_at
         needs = mailbox_apis.features(config) if isinstance(config, RoundTripConfig) else []
-        # The slow posture lookups (the mail domain's DNS, an SMTP server's reverse DNS, its
-        # opted-in open relay test: the side checks of the `dns` cadence) go on the same
-        # rounds: one per DNS window.
+        # The side checks of the `dns` cadence (the slow posture lookups and tests) go on the
+        # same rounds: one per DNS window.
         dns = False
         if any(c.cadence == "dns" and c.watched(m) for c in WIRED.values()):
             args = (public_id, scheduled, m.check_interval, self._dns_interval_s)
@@ -461,7 +462,7 @@ class RoundPlanner:
                 if trigger or rounds.mail_dns_at is None
                 else schedule.dns_due(*args)
             )
-            plan.mail_dns = dns
+            plan.dns_round = dns
         for check in WIRED.values():
             if check.session_config is not None:
                 due = dns or check.cadence != "dns"
@@ -485,13 +486,10 @@ class RoundPlanner:
         scheduled_iso = iso_ms(scheduled)
         expires_iso = iso_ms(schedule.expires_at(scheduled, m.check_interval))
         job_type = JOB_TYPES[m.type]
-        # The blocklists' own cadence: the first round of each window of the monitor's.
-        options = dict(self._side_options)
-        if self._blocklists is not None:
-            due = bool(self._blocklists.lists) and schedule.blocklists_due(
-                public_id, scheduled, m.check_interval, self._blocklists.interval_s
-            )
-            options["blocklists"] = ListsRound(self._blocklists, due)
+        # A side check of its own cadence: the first round of each of its windows.
+        first_of = functools.partial(
+            _first_of, public_id=public_id, scheduled=scheduled, interval_s=m.check_interval
+        )
         checks = asking(m, dns)
         org = self._tenants.get(m.organization_id)
         if org is None:
@@ -544,7 +542,7 @@ class RoundPlanner:
                 # The config stays the type's default: no secret, no user name in clear.
                 fields = {"sealed_config": key.seal(plain), "seal_key_id": key.id}
             side, older = side_asks(
-                Planning(m, config, scheduled, trigger, dns, cc, options), checks
+                Planning(m, config, scheduled, trigger, dns, cc, self._held, first_of), checks
             )
             job = job_type(
                 job_id=jid,
@@ -585,6 +583,12 @@ def side_asks(
         if check.legacy_job is not None:
             older |= check.legacy_job(ask)
     return side, older
+
+
+def _first_of(
+    salt: str, every_s: int, *, public_id: str, scheduled: datetime, interval_s: int
+) -> bool:
+    return schedule.first_of_window(salt, public_id, scheduled, interval_s, every_s)
 
 
 @functools.lru_cache(maxsize=1024)

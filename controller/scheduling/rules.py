@@ -58,16 +58,17 @@ def dns_due(
     return t // period != (t - interval_s * 1000) // period
 
 
-def blocklists_due(
-    monitor_public_id: str, scheduled_at: datetime, interval_s: int, every_s: int
+def first_of_window(
+    salt: str, monitor_public_id: str, scheduled_at: datetime, interval_s: int, every_s: int
 ) -> bool:
-    """Whether the round at `scheduled_at` also asks the blocklists: the first round of each
-    window of `every_s` (`BLOCKLIST_INTERVAL_SECONDS`), with a phase of the monitor's own
-    other than its mail DNS's, as `dns_due` decides for the mail DNS."""
+    """Whether the round at `scheduled_at` is the first of each window of `every_s` seconds of
+    the monitor (a side check of its own cadence, `Planning.first_of`), with a phase of the
+    monitor's own for `salt` (the side check's name) other than its mail DNS's, as `dns_due`
+    decides for the mail DNS."""
     if interval_s >= every_s:
         return True
     period = every_s * 1000
-    t = _ms(scheduled_at) - _hash64("blocklists", monitor_public_id) % period
+    t = _ms(scheduled_at) - _hash64(salt, monitor_public_id) % period
     return t // period != (t - interval_s * 1000) // period
 
 

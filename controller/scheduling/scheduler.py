@@ -39,13 +39,12 @@ from controller.scheduling import deferred_store as deferred
 from controller.scheduling import due_store as due
 from controller.scheduling import plan as planning
 from controller.scheduling import rules as schedule
-from controller.scheduling.admission import Admission
+from controller.scheduling.admission import Admission, release_budgets
 from controller.scheduling.due_store import Unplanned, monitor_of
 from controller.scheduling.plan import PlannedRound
 from controller.scheduling.planner import Planner
 from controller.scheduling.publisher import JobPublisher
 from controller.settings import FairUseSettings, SchedulingSettings
-from controller.sidechecks.readiness import budget_store as readiness_budget
 from shared.loop import run_every
 from shared.timefmt import iso_ms, utcnow
 
@@ -211,7 +210,7 @@ class Scheduler:
         if taken.refused:
             async with self._pool.acquire() as conn, conn.transaction():
                 await roundtrip_sends.not_sent(conn, taken.refused_jobs)
-                await readiness_budget.release(conn, taken.refused_jobs)
+                await release_budgets(conn, taken.refused_jobs)
                 await self.publisher.record(conn, taken.refused, now=self._clock())
             self.publisher.recorded(taken.refused)
         return len(taken.admitted)
@@ -287,7 +286,7 @@ class Scheduler:
         if admitted.earlier:
             await self.publisher.record(conn, admitted.earlier, now=self._clock())
             self.publisher.recorded(admitted.earlier)
-        await due.mail_dns_sent(conn, [r.monitor_id for r in rounds if r.mail_dns and r.jobs], now)
+        await due.dns_asked(conn, [r.monitor_id for r in rounds if r.dns_round and r.jobs], now)
         for r in rounds:
             if r.deferred and r.account:
                 at = [(now + timedelta(seconds=delay), job) for delay, job in r.deferred]
@@ -329,14 +328,14 @@ class Scheduler:
                 at_once = schedule.round_time(now)
                 nexts = [
                     at_once
-                    if m.never_run and await self._first_round_allowed(conn, m)
+                    if m.never_run and await self._first_round_allowed(conn, m, now)
                     else planning.grid_after(str(m.public_id), m.check_interval, now)
                     for m in new
                 ]
                 await due.set_next_due(conn, [m.id for m in new], nexts)
             planned += len(new)
 
-    async def _first_round_allowed(self, conn: Conn, monitor: Unplanned) -> bool:
+    async def _first_round_allowed(self, conn: Conn, monitor: Unplanned, now: datetime) -> bool:
         """Whether a new monitor's first round may go at once: it draws on its organization's
         allowance for triggered checks, as a trigger-check does. Otherwise creating and deleting
         a monitor of every country was a trigger-check without a limit (hundreds of checks of
@@ -344,7 +343,7 @@ class Scheduler:
         per_check = 60.0 / self._checks_per_minute
         cost = monitor.countries * per_check
         return not await limits.take_trigger(
-            conn, "organizations", monitor.organization_id, cost, 60.0
+            conn, "organizations", monitor.organization_id, cost, 60.0, now
         )
 
     async def _run_batch(self, now: datetime) -> tuple[int, bool, due.Waiting | None]:

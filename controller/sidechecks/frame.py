@@ -16,23 +16,34 @@ the resolver's health whichever side check carried them.
 
 Every part is pure (the registry is read by the planner's pure rules). None of them is called
 for a monitor the side check does not `watch`: its open findings then clear.
+
+What a side check needs of the frame beyond that are its capabilities, each typed and iterated
+by the frame, never named by it: its own planning state (`plans`, a `PlanState` the scheduler
+binds a value to with `Held`, read by its `ask` with `Planning.state`), a budget admission
+reserves and releases for its jobs (`Budget`, in controller.sidechecks.budgets, apart from the
+registry so that it stays pure), the canaries its facts carry (`canaries`), and work inside the
+core check's session (`session_config`).
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 from uuid import UUID
 
 from controller.jobs.result_kinds import INCONCLUSIVE
 from controller.sidechecks.findings import KINDS, Kind, Verdicts
 from shared.dns_canary import DnsCanary
-from shared.messages import JobConfig
+from shared.messages import CheckJob, JobConfig
 from shared.sidechecks import AskT, FactsT, SideCheckWire
 
-if TYPE_CHECKING:  # types only: posture's facts are read, never made, here
+if TYPE_CHECKING:  # types only: posture's facts are read, never made, here; no I/O either
+    from controller.db.pool import Conn
     from controller.monitors.store import Monitor
     from controller.posture.facts import Observation, StoredFacts
+    from controller.settings.checks import SchedulingSettings
+
+StateT = TypeVar("StateT")
 
 # How often a side check is asked: `dns`, on the rounds that resolve DNS (one per
 # DNS_INTERVAL_SECONDS window of the monitor, and a check-now when that window's was not asked);
@@ -41,11 +52,37 @@ Cadence = Literal["dns", "own"]
 
 
 @dataclass(frozen=True, slots=True)
+class Held:
+    """A value the scheduler holds for a side check's planning, by its side check's name: made
+    by its key (`PlanState.held`), so of the type the side check reads."""
+
+    name: str
+    value: object
+
+
+@dataclass(frozen=True, slots=True)
+class PlanState(Generic[StateT]):
+    """The key of a side check's own planning state, typed: what the scheduler holds for it
+    (the blocklists' answers), bound by `held` and read by its `ask` with `Planning.state`."""
+
+    name: str
+
+    def held(self, value: StateT) -> Held:
+        return Held(self.name, value)
+
+
+def _never_first(salt: str, every_s: int) -> bool:
+    return False
+
+
+@dataclass(frozen=True, slots=True)
 class Planning:
     """A round being planned, as a side check's `ask` sees it, for one of its countries:
     `config` is the monitor's opened config (credentials included: read, never put in an ask),
-    `dns_due` whether the round is on the DNS cadence, `options` what the scheduler holds for
-    side checks by name (the blocklists' lists and fresh names)."""
+    `dns_due` whether the round is on the DNS cadence; `held` what the scheduler holds for
+    side checks (read typed: `state`); `first_of(salt, every_s)` whether the round is the first
+    of each window of `every_s` seconds of the monitor, at a phase of its own for `salt`
+    (a side check of its own cadence: the scheduling grid's rule)."""
 
     monitor: "Monitor"
     config: JobConfig
@@ -53,7 +90,27 @@ class Planning:
     trigger: bool
     dns_due: bool
     country: str
-    options: Mapping[str, object] = field(default_factory=dict)
+    held: Mapping[str, object] = field(default_factory=dict)
+    first_of: Callable[[str, int], bool] = _never_first
+
+    def state(self, key: PlanState[StateT]) -> StateT | None:
+        """What the scheduler holds for `key` (None: nothing, no round of it asks)."""
+        return cast(StateT | None, self.held.get(key.name))
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A side check's share of something scarce per organization (readiness's DNS queries),
+    taken as admission lets its jobs go: `reserve` (in the rounds' transaction, for the jobs
+    going out, waiting for a slot or logging in later) returns by job id those it holds, the
+    job with its ask replaced by a held one; `release` gives back what jobs that will never
+    run reserved. Each is one statement a pass at most, none for jobs that ask it nothing."""
+
+    reserve: Callable[
+        ["Conn", Sequence[CheckJob], datetime, "SchedulingSettings"],
+        Awaitable[Mapping[str, CheckJob]],
+    ]
+    release: Callable[["Conn", Sequence[CheckJob]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,12 +173,17 @@ class ControllerSideCheck(Generic[AskT, FactsT]):
     # For a side check whose lookups the resolver canaries vouch for (shared.dns_canary): the
     # canaries its facts carry, which move the country's resolver health (controller/oracles).
     canaries: Callable[[FactsT], list[DnsCanary] | None] | None = None
+    # Its own planning state's key, for a side check whose `ask` reads what the scheduler
+    # holds for it (`Planning.state`); the planner takes no value of an undeclared key.
+    plans: PlanState[Any] | None = None
 
     def __post_init__(self) -> None:
         if self.wire is not None and self.wire.name != self.name:
             raise ValueError(f"side check {self.name} has the wire of {self.wire.name}")
         if self.wire is not None and self.ask is None:
             raise ValueError(f"side check {self.name} rides jobs: it needs `ask`")
+        if self.plans is not None and self.plans.name != self.name:
+            raise ValueError(f"side check {self.name} plans with the state of {self.plans.name}")
         if set(self.codes) - set(KINDS):
             raise ValueError(f"side check {self.name}: its codes are not declared (`declare`)")
 

@@ -4,7 +4,15 @@ the metrics); tests/unit/test_side_check_registry.py fails when one is missing f
 
 from typing import Final
 
-from controller.sidechecks import blocklists, mail_dns, readiness, relay, reports, reverse_dns
+from controller.sidechecks import (
+    blocklists,
+    exchange_tls,
+    mail_dns,
+    readiness,
+    relay,
+    reports,
+    reverse_dns,
+)
 from controller.sidechecks.frame import AnySideCheck
 
 _ALL: list[AnySideCheck] = [
@@ -14,6 +22,7 @@ _ALL: list[AnySideCheck] = [
     relay.SIDE_CHECK,
     reports.SIDE_CHECK,
     readiness.SIDE_CHECK,
+    exchange_tls.SIDE_CHECK,
 ]
 SIDE_CHECKS: Final[dict[str, AnySideCheck]] = {check.name: check for check in _ALL}
 # Those that ride jobs and results (the others are the controller's alone).

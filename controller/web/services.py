@@ -107,7 +107,7 @@ class Services:
                 logins=logins,
                 sender=channel_sender(settings.notify, pool, box, egress),
                 writes=MonitorWrites(pool, box, limits, settings.oauth2.token_hosts, clock),
-                trigger=MonitorTrigger(pool, limits, _round_now(pipeline)),
+                trigger=MonitorTrigger(pool, limits, _round_now(pipeline), clock),
                 agents=None if pipeline is None else pipeline.agents,
                 nats_up=None if pipeline is None else _connected(pipeline),
                 page_cache=PageCache(),

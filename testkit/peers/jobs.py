@@ -34,10 +34,12 @@ def make_job(
     if config is None:
         if monitor_type == "roundtrip":
             config = RoundTripConfig()
+        elif monitor_type == "smtp":
+            config = SmtpConfig()
+        elif monitor_type in ("imap", "pop3"):
+            config = ImapPopConfig(protocol=monitor_type)
         else:
-            config = (
-                SmtpConfig() if monitor_type == "smtp" else ImapPopConfig(protocol=monitor_type)
-            )
+            raise ValueError(f"no job is made for a {monitor_type} monitor")
     fields: dict[str, Any] = {
         "job_id": f"job-{monitor_type}-{port}",
         "monitor_id": "0b7e8d3a-6f0e-4a43-9c55-2f1d8e0f6a01",

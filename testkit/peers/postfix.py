@@ -295,14 +295,18 @@ class RelayPostfix(PostfixServer):
 class SendingPostfix(PostfixServer):
     """A Postfix that takes mail from loopback on `port` and sends everything for `domain` to
     `[127.0.0.1]:to_port` with its smtp client, TLS as `tls_level` says
-    (`smtp_tls_security_level`: `none`, `may`, `encrypt`), greeting as `mail.mailprobe.test`.
+    (`smtp_tls_security_level`: `none`, `may`, `encrypt`), greeting as `mail.mailprobe.test`;
+    what it takes passes the milter at loopback port `milter` when one is given (OpenDKIM).
     No DNS: the one route is the transport table's; other domains stay queued."""
 
     prefix = "postfix-sender-"
 
-    def __init__(self, domain: str, to_port: int, tls_level: str) -> None:
+    def __init__(
+        self, domain: str, to_port: int, tls_level: str, milter: int | None = None
+    ) -> None:
         super().__init__()
         self.domain, self.to_port, self.tls_level = domain, to_port, tls_level
+        self.milter = milter
 
     @property
     def port(self) -> int:
@@ -315,16 +319,25 @@ class SendingPostfix(PostfixServer):
         return "smtp unix - - n - - smtp\n"
 
     def main_cf(self) -> str:
-        return super().main_cf() + (
-            "mynetworks = 127.0.0.0/8\n"
-            "disable_dns_lookups = yes\n"
-            "smtp_host_lookup = native\n"
-            f"transport_maps = inline:{{ {self.domain}=smtp:[127.0.0.1]:{self.to_port} }}\n"
-            f"smtp_tls_security_level = {self.tls_level}\n"
-            "smtp_tls_loglevel = 1\n"
-            "smtpd_relay_restrictions = permit_mynetworks, reject\n"
-            "smtpd_recipient_restrictions =\n"
-            "queue_run_delay = 1s\nminimal_backoff_time = 1s\nmaximal_backoff_time = 2s\n"
+        return (
+            super().main_cf()
+            + (
+                "mynetworks = 127.0.0.0/8\n"
+                "disable_dns_lookups = yes\n"
+                "smtp_host_lookup = native\n"
+                f"transport_maps = inline:{{ {self.domain}=smtp:[127.0.0.1]:{self.to_port} }}\n"
+                f"smtp_tls_security_level = {self.tls_level}\n"
+                "smtp_tls_loglevel = 1\n"
+                "smtpd_relay_restrictions = permit_mynetworks, reject\n"
+                "smtpd_recipient_restrictions =\n"
+                "queue_run_delay = 1s\nminimal_backoff_time = 1s\nmaximal_backoff_time = 2s\n"
+            )
+            + (
+                ""
+                if self.milter is None
+                else f"smtpd_milters = inet:127.0.0.1:{self.milter}\n"
+                "milter_default_action = tempfail\n"
+            )
         )
 
     async def until_logged(self, text: str, within: float = START_S) -> str:

@@ -270,6 +270,37 @@ async def test_relay_unknown_address_and_rate_are_refused_at_rcpt(
     assert [a.subject for a in arrivals] == ["n0", "n1"]
 
 
+async def test_the_plain_twin_takes_its_own_domain_and_the_address_port_the_other(
+    js: JetStreamContext, country: str, certificate: tuple[str, str]
+) -> None:
+    """With AGENT_RECEIVER_PLAIN_DOMAIN the plain port takes the local parts at that domain
+    only, the address's port at AGENT_RECEIVER_DOMAIN only (550 5.7.1 for the other): one
+    message to both is two deliveries a sender routes apart, one per listener."""
+    monitor_id = f"m-{uuid.uuid4().hex[:8]}"
+    twin = f"plain.{DOMAIN}"
+    settings = {"agent_receiver_plain_port": free_port(), "agent_receiver_plain_domain": twin}
+    async with receiving(js, country, certificate, **settings) as rig:
+        to = await rig.address(monitor_id)
+        local = to.partition("@")[0]
+
+        def talk(port: int) -> list[int]:
+            with _session(port) as s:
+                s.mail(f"x@{SENDER}")
+                codes = [s.rcpt(to)[0], s.rcpt(f"{local}@{twin}")[0]]
+                s.data(message(to, f"to {port}").as_bytes(policy=SMTP_POLICY))
+                return codes
+
+        port, plain = rig.receiver.port, rig.receiver.plain_port
+        at_address = await asyncio.to_thread(talk, port)
+        at_twin = await asyncio.to_thread(talk, plain)
+        arrivals = await rig.arrivals(monitor_id, 2)
+    assert at_address == [250, 550] and at_twin == [550, 250]
+    assert [(a.subject, a.starttls_offered) for a in arrivals] == [
+        (f"to {port}", True),
+        (f"to {plain}", False),
+    ]
+
+
 async def test_size_and_connection_caps_hold(js: JetStreamContext, country: str) -> None:
     """A message past AGENT_RECEIVER_MAX_BYTES gets 552 and no arrival; a source past its
     connections gets 421 at once; a session past its time is closed with 421."""

@@ -66,10 +66,24 @@ def signed(raw: bytes, domain: str) -> bytes:
     return bytes(signature) + raw
 
 
+def sealed(raw: bytes) -> bytes:
+    """`raw` as a forwarder at OTHER passes it on: its Authentication-Results and an ARC set
+    (seal, message signature, its results) signed by OTHER's key (dkimpy with `authres`)."""
+    results = f"Authentication-Results: hop.{OTHER}; spf=pass smtp.mailfrom={SENDER}\r\n"
+    forwarded = results.encode() + raw
+    arc = dkim.arc_sign(
+        forwarded,
+        b"s1",
+        OTHER.encode(),
+        PRIVATE,
+        f"hop.{OTHER}".encode(),
+        include_headers=[b"from", b"subject"],
+    )
+    return b"".join(arc) + forwarded
+
+
 def forged_arc(raw: bytes) -> bytes:
-    """`raw` with an ARC set whose seal and signature do not verify (dkimpy signs ARC only
-    with the `authres` package, which is not installed: the chain that passes is not tested
-    here)."""
+    """`raw` with an ARC set whose seal and signature do not verify."""
     return (
         f"ARC-Seal: i=1; a=rsa-sha256; cv=none; d={OTHER}; s=s1; t=1700000000; b=AAAA\r\n"
         f"ARC-Message-Signature: i=1; a=rsa-sha256; c=relaxed/relaxed; d={OTHER}; s=s1;"
@@ -135,6 +149,20 @@ CASES = [
     Case(
         "an ARC set that does not verify",
         forged_arc(message(f"<reports@{OTHER}>")),
+        f"bounce@{OTHER}",
+        "192.0.2.1",
+        ("fail", "none", [], "none", "", "fail"),
+    ),
+    Case(
+        "sealed by a forwarder (ARC i=1) whose key verifies",
+        sealed(message(f"<reports@{OTHER}>")),
+        f"bounce@{OTHER}",
+        "192.0.2.1",
+        ("fail", "none", [], "none", "", "pass"),
+    ),
+    Case(
+        "sealed, then the body changed: the seal is broken",
+        sealed(message(f"<reports@{OTHER}>")).replace(b"nightly report", b"forged"),
         f"bounce@{OTHER}",
         "192.0.2.1",
         ("fail", "none", [], "none", "", "fail"),

@@ -4,10 +4,12 @@ heartbeat carries of them is bounded. (Dropped packets, a `timeout connecting`, 
 network namespaces of testkit/netns.py.)"""
 
 import asyncio
+from datetime import UTC, datetime
 
 from prometheus_client import REGISTRY
 
 from agent.selfcheck import SelfChecks
+from shared.clock import ManualClock
 from shared.messages import AgentHeartbeat, CanaryState, encode
 from testkit.peers.scripted import ScriptedPeer
 from tests.agent.helpers import SmtpLikePeer, capture, closed_port
@@ -124,3 +126,28 @@ async def test_the_heartbeat_lists_failing_canaries_first_and_stays_small(countr
         self_check=snapshot,
     )
     assert len(encode(beat)) < 4096
+
+
+async def test_the_recheck_gap_and_the_checked_time_follow_the_clock_given(country: str) -> None:
+    """The recheck gap is kept on the monotonic clock the agent is given, and a canary's
+    `checkedAt` is its wall instant (issue 79): a manual clock at a year's end, moved by hand."""
+    clock = ManualClock(datetime(2026, 12, 31, 23, 59, 58, tzinfo=UTC), monotonic=100.0)
+    async with SmtpLikePeer() as peer:
+        checks = SelfChecks(
+            country,
+            [("127.0.0.1", peer.port)],
+            greeting_ports=frozenset({peer.port}),
+            recheck_gap=5.0,
+            clock=clock,
+        )
+        await checks.recheck()
+        assert peer.connections == 1
+        assert checks.states[0].checked_at == "2026-12-31T23:59:58.000Z"
+        await asyncio.sleep(0.1)  # the wall runs on; the clock given stands
+        clock.advance(4.9)  # within the gap: the states are fresh enough
+        await checks.recheck()
+        assert peer.connections == 1
+        clock.advance(0.1)  # the gap has passed, in the new year
+        await checks.recheck()
+        assert peer.connections == 2
+    assert checks.states[0].checked_at == "2027-01-01T00:00:03.000Z"

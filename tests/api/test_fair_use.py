@@ -4,6 +4,7 @@ monitor and per organization and refused on a disabled monitor, lists capped —
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -15,6 +16,7 @@ from controller.monitors.limits_store import Cost, take_trigger
 from controller.monitors.validation import COUNTRIES
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
+from shared.clock import ManualClock
 from testkit.serving import http_client, serve_app
 from tests.alertsite.helpers import MINIMAL, V3, as_error
 from tests.api.helpers import SMTP, assert_error, seed_body
@@ -522,19 +524,25 @@ async def test_alertsite_monitor_list_has_a_default_and_a_maximum_limit(
     assert_error(r, 400, fields=["perPage"])
 
 
-async def test_a_take_is_judged_when_it_is_counted_not_when_its_transaction_began(
+async def test_a_take_is_judged_at_the_instant_given_not_when_its_transaction_began(
     pool: asyncpg.Pool,
 ) -> None:
-    """Two takes of a two-take allowance: the one whose transaction began first but reaches
-    the row second is still within the allowance (it was refused while the take's time was
-    its transaction's start)."""
+    """Two takes of a two-take allowance, each at the instant its caller gives: the one whose
+    transaction began first but reaches the row second is still within the allowance (it was
+    refused while the take's time was its transaction's start), and a third in the same
+    second is not."""
     org = await make_tenant(pool)
+    clock = ManualClock(datetime(2027, 1, 31, 23, 59, 59, tzinfo=UTC))
     async with pool.acquire() as early, pool.acquire() as late:
         async with early.transaction():
             await early.execute("SELECT now()")  # this transaction's time is now fixed
             await asyncio.sleep(0.3)
+            clock.advance(0.3)
             async with late.transaction():
-                assert await take_trigger(late, "organizations", org.org_id, 1.0, 2.0) == 0.0
-            assert await take_trigger(early, "organizations", org.org_id, 1.0, 2.0) == 0.0
+                taken = await take_trigger(late, "organizations", org.org_id, 1.0, 2.0, clock.now())
+                assert taken == 0.0
+            taken = await take_trigger(early, "organizations", org.org_id, 1.0, 2.0, clock.now())
+            assert taken == 0.0
         async with late.transaction():
-            assert await take_trigger(late, "organizations", org.org_id, 1.0, 2.0) > 0.0
+            wait = await take_trigger(late, "organizations", org.org_id, 1.0, 2.0, clock.now())
+            assert wait == 1.0

@@ -4,9 +4,10 @@ statement on real PostgreSQL) over seeded histories and a grid of what an operat
 organization's trigger costing less or more than its whole minute): once takes stop, the
 allowance is whole again after what it was run down by, never later (no organization or
 monitor stranded), and within it no more than the burst is ever taken. Time passes by moving
-the row's `trigger_tat` back, as the clock would have."""
+the row's `trigger_tat` back, as the clock would have (the instant given stands)."""
 
 import random
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -14,6 +15,8 @@ import pytest
 from controller.db.pool import Conn
 from controller.monitors.limits_store import take_trigger
 from tests.conftest import Tenant
+
+NOW = datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 
 async def _pass(conn: Conn, org: int, seconds: float) -> None:
@@ -48,7 +51,9 @@ async def test_an_allowance_run_down_is_whole_again_once_takes_stop(
             )
             taken = 0
             for _ in range(burst + 3):  # back to back: the burst, then refusals
-                wait = await take_trigger(conn, "organizations", tenant.org_id, cost_s, window_s)
+                wait = await take_trigger(
+                    conn, "organizations", tenant.org_id, cost_s, window_s, NOW
+                )
                 if wait == 0:
                     taken += 1
                 else:
@@ -57,11 +62,12 @@ async def test_an_allowance_run_down_is_whole_again_once_takes_stop(
             # A random history of takes and pauses, then quiet: whole after what was owed.
             for _ in range(rng.randint(0, 20)):
                 await _pass(conn, tenant.org_id, rng.uniform(0, 2 * cost_s))
-                await take_trigger(conn, "organizations", tenant.org_id, cost_s, window_s)
+                await take_trigger(conn, "organizations", tenant.org_id, cost_s, window_s, NOW)
             owed = await conn.fetchval(
-                "SELECT greatest(0, extract(epoch FROM trigger_tat - clock_timestamp()))::float8"
+                "SELECT greatest(0, extract(epoch FROM trigger_tat - $2))::float8"
                 " FROM organizations WHERE id = $1",
                 tenant.org_id,
+                NOW,
             )
             print(
                 f"seed={seed} cost_s={cost_s} window_s={window_s} burst={burst} owed_s={owed:.1f}"
@@ -69,7 +75,9 @@ async def test_an_allowance_run_down_is_whole_again_once_takes_stop(
             assert owed <= window_s + cost_s, f"seed {seed}: {owed} s owed"
             await _pass(conn, tenant.org_id, owed + 0.01)
             again = 0
-            while await take_trigger(conn, "organizations", tenant.org_id, cost_s, window_s) == 0:
+            while (
+                await take_trigger(conn, "organizations", tenant.org_id, cost_s, window_s, NOW) == 0
+            ):
                 again += 1
                 assert again <= burst, f"seed {seed}: more than the burst"
             assert again == burst, f"seed {seed}: {again} of {burst} after the quiet"

@@ -761,9 +761,9 @@ async def test_a_monitor_with_a_mail_domain_gets_it_on_one_round_per_dns_interva
                 [claimed], at + timedelta(seconds=1), frozenset({cc})
             )
             (job,) = plan.jobs
-            if plan.mail_dns:  # as sending the round records it
+            if plan.dns_round:  # as sending the round records it
                 async with pipe_pool.acquire() as conn:
-                    await due.mail_dns_sent(conn, [monitor["id"]], at)
+                    await due.dns_asked(conn, [monitor["id"]], at)
             if job.mail_domain is not None:
                 assert job.mail_domain == "example.com"
                 carried.setdefault(pid, []).append(parse_iso(job.scheduled_at))

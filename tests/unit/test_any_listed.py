@@ -112,9 +112,10 @@ LISTED: dict[str, int] = {
     # a Jinja context
     "controller/web/console/report_view.py": 1,
     # the side checks' registries: side checks of every ask and facts type (a generic is
-    # invariant in them), and the runners of those
+    # invariant in them), and the runners of those; the key of a side check's planning state of
+    # any type
     "agent/sidechecks/base.py": 4,
-    "controller/sidechecks/frame.py": 2,
+    "controller/sidechecks/frame.py": 3,
     # a store of any side check's facts (a generic is invariant in them)
     "controller/sidechecks/stores.py": 1,
     # a job's or result's side checks by name: each one's JSON of its own shape (or its Struct),

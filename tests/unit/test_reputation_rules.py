@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.scheduling.rules import blocklists_due
+from controller.scheduling.rules import first_of_window
 from controller.sidechecks.blocklists.rules import (
     DEFAULT_LISTS,
     KNOWN,
@@ -298,9 +298,11 @@ def test_a_listing_seen_anew_with_another_reason_only_is_no_change() -> None:
 def test_one_round_per_window_asks_the_lists() -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     rounds = [start + timedelta(minutes=m) for m in range(0, 24 * 60)]
-    due = [at for at in rounds if blocklists_due("m-1", at, 60, 6 * 3600)]
+    due = [at for at in rounds if first_of_window("blocklists", "m-1", at, 60, 6 * 3600)]
     assert len(due) == 4  # a day of one-minute rounds, a 6 h interval
-    assert blocklists_due("m-1", start, 7 * 3600, 6 * 3600)  # rarer rounds: every one
+    assert first_of_window(
+        "blocklists", "m-1", start, 7 * 3600, 6 * 3600
+    )  # rarer rounds: every one
 
 
 def test_a_round_asks_the_test_entries_and_skips_fresh_names() -> None:

@@ -9,14 +9,13 @@ names per monitor: `store`, named in controller/sidechecks/stores.py), and its `
 findings are raised by its watch every minute (`watch`), not by posture's pass."""
 
 from collections.abc import Collection
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Final, Protocol
 
 from controller.sidechecks.blocklists import rules
 from controller.sidechecks.blocklists.asked import within_ask
 from controller.sidechecks.blocklists.rules import BlockList
-from controller.sidechecks.frame import ControllerSideCheck, Planning
+from controller.sidechecks.frame import ControllerSideCheck, Planning, PlanState
 from shared.sidechecks.blocklists import WIRE, BlocklistAsk
 from shared.sidechecks.blocklists_bound import bounded
 
@@ -44,14 +43,8 @@ class Answers(Protocol):
     def asked_at(self, monitor_id: int, country: str) -> datetime | None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class ListsRound:
-    """What the scheduler holds for a round's blocklists (`Planning.options["blocklists"]`):
-    what it knows of the answers, and whether the round is the first of the monitor's window
-    (`due`)."""
-
-    answers: Answers
-    due: bool
+# Its planning state: what the scheduler knows of the lists' answers (none: no round asks).
+ANSWERS: Final[PlanState[Answers]] = PlanState(WIRE.name)
 
 
 def watched(monitor: "Monitor") -> bool:
@@ -59,10 +52,10 @@ def watched(monitor: "Monitor") -> bool:
 
 
 def ask(p: Planning) -> BlocklistAsk | None:
-    held = p.options.get(WIRE.name)
-    if not isinstance(held, ListsRound) or not held.answers.lists:
+    answers = p.state(ANSWERS)
+    if answers is None or not answers.lists:
         return None
-    m, answers = p.monitor, held.answers
+    m = p.monitor
     # A check-now, or a round whose monitor never asked from the country lately (a new
     # monitor's first): at once, unless its last asking round is within the floor; else on
     # the monitor's own phase.
@@ -70,7 +63,7 @@ def ask(p: Planning) -> BlocklistAsk | None:
     if p.trigger or last is None:
         if not rules.trigger_lists(p.scheduled_at, last, answers.interval_s):
             return None
-    elif not held.due:
+    elif not p.first_of(WIRE.name, answers.interval_s):
         return None
     fresh, known = answers.fresh(p.country), answers.known(m.id, p.country)
     return rules.ask(answers.lists, m.mail_domain, fresh, m.reputation, known)
@@ -89,4 +82,5 @@ SIDE_CHECK: Final = ControllerSideCheck(
     within_ask=within_ask,
     legacy_job=lambda ask: {"blocklists": ask},
     console="reputation",
+    plans=ANSWERS,
 )

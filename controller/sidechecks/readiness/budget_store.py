@@ -14,7 +14,8 @@ from uuid import UUID
 import msgspec
 
 from controller.db.pool import Conn
-from controller.sidechecks.frame import Arrived
+from controller.settings import SchedulingSettings
+from controller.sidechecks.frame import Arrived, Budget
 from controller.sidechecks.readiness.budget import Outcome, why_held
 from shared.messages import CheckJob
 from shared.sidechecks.readiness import QUERIES_MAX, WIRE, Readiness, ReadinessAsk
@@ -102,6 +103,19 @@ async def release(conn: Conn, jobs: Sequence[CheckJob]) -> None:
         [j.country for j in given],
         [parse_iso(j.scheduled_at) for j in given],
     )
+
+
+async def _reserve(
+    conn: Conn, jobs: Sequence[CheckJob], now: datetime, settings: SchedulingSettings
+) -> dict[str, CheckJob]:
+    """`reserve` as admission calls it, of READINESS_QUERIES_PER_HOUR and
+    DNS_POSTURE_INTERVAL_SECONDS (a monitor's readiness cadence, its turn's due time)."""
+    window = timedelta(seconds=settings.dns_posture_interval_seconds)
+    return await reserve(conn, jobs, now, settings.readiness_queries_per_hour, window)
+
+
+# Readiness's DNS budget as admission takes it (controller.sidechecks.budgets).
+BUDGET = Budget(_reserve, release)
 
 
 async def settle(conn: Conn, arrived: Sequence[Arrived[Readiness]]) -> None:
