@@ -60,6 +60,10 @@ AGENT_ERRORS: list[tuple[dict[str, str], str]] = [
     ({"AGENT_MTA_STS_PORT": "0"}, "AGENT_MTA_STS_PORT is invalid: Expected `int` >= 1"),
     ({"AGENT_MTA_STS_PORT": "70000"}, "AGENT_MTA_STS_PORT is invalid: Expected `int` <= 65535"),
     ({"AGENT_MTA_STS_PORT": "x"}, "AGENT_MTA_STS_PORT is invalid: Expected `int`, got `str`"),
+    (
+        {"AGENT_BLOCKLIST_RECENT_SECONDS": "0"},
+        "AGENT_BLOCKLIST_RECENT_SECONDS is invalid: Expected `float` >= 1.0",
+    ),
     ({"AGENT_CONCURRENCY": "0"}, "AGENT_CONCURRENCY is invalid: Expected `int` >= 1"),
     ({"AGENT_CONCURRENCY": "100001"}, "AGENT_CONCURRENCY is invalid: Expected `int` <= 100000"),
     ({"AGENT_CONCURRENCY": "many"}, "AGENT_CONCURRENCY is invalid: Expected `int`, got `str`"),
