@@ -182,6 +182,7 @@ class Run:
             + (f" --quantum {self.quantum:g}" if self.quantum != 1.0 else "")
             + f" --hours {s.hours:g} --countries {','.join(s.countries)}"
             + (" --busy" if s.busy else "")
+            + (f" --at {s.at}" if s.at is not None else "")
         )
 
 

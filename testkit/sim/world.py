@@ -18,7 +18,9 @@ Besides the faults, each result may be published twice (the second copy later: a
 or late (past its round's close: the alerter has stored `expired` for it and judges it again);
 both are drawn per job from the seed, and neither changes the truth. The history starts at an
 hour the seed picks among month ends and midnights (`ANCHORS`), so rounds, days and months
-turn over during it.
+turn over during it. A shape's `at` (`HH:MM:SS`, UTC) starts it at that time of day instead, on
+the drawn anchor's date: `make clock-sweep` runs the hours `tools/clock_sweep.py` moves the
+clock to.
 
 The same seed gives the same world; `World.facts()` is the truth the campaigns' judge
 (testkit.campaigns.verdict_truth) holds the product against."""
@@ -61,6 +63,7 @@ class Shape:
     restarts_per_day: float = 4.0  # the controller killed and started again
     duplicate_rate: float = 0.01
     late_rate: float = 0.003
+    at: str | None = None  # the time of day (UTC, HH:MM:SS) the history starts at
 
     @property
     def seconds(self) -> float:
@@ -82,6 +85,12 @@ class Shape:
 
 
 BUSY = Shape(quiet_intervals=(4.0, 12.0), agent_faults_per_day=48.0, restarts_per_day=48.0)
+
+
+def started_at(anchor: datetime, at: str) -> datetime:
+    """`anchor`'s date at the time of day `at` (`HH:MM:SS`, UTC)."""
+    hour, minute, second = (int(part) for part in at.split(":"))
+    return anchor.replace(hour=hour, minute=minute, second=second, microsecond=0)
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,8 @@ class World:
     def of(cls, seed: int, shape: Shape) -> "World":
         rnd = random.Random(seed)
         start = rnd.choice(ANCHORS) + timedelta(seconds=rnd.randrange(0, 3600))
+        if shape.at is not None:
+            start = started_at(start, shape.at)
         targets = tuple(f"m{n:04d}" for n in range(shape.monitors))
         w = cls(seed, shape, start, targets)
         span, step = shape.seconds, float(shape.interval)
