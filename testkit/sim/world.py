@@ -13,6 +13,7 @@ each country's agent, and what goes wrong and when, in seconds from the history'
 | agent `gone` | the country's agent beats no more and runs nothing | that country's agent gone |
 | agent `stall` | it beats on but runs nothing (its jobs are lost) | its agent gone |
 | controller restart | nothing scheduled, stored or judged for up to 60 s; a new process | `away` |
+| failover | every database connection dropped within a pass (`Failover`) | none: no change |
 
 Besides the faults, each result may be published twice (the second copy later: a redelivery)
 or late (past its round's close: the alerter has stored `expired` for it and judges it again);
@@ -61,6 +62,7 @@ class Shape:
     quiet_intervals: tuple[float, float] = (4.0, 90.0)
     agent_faults_per_day: float = 6.0
     restarts_per_day: float = 4.0  # the controller killed and started again
+    failovers_per_day: float = 2.0  # every database connection dropped at once
     duplicate_rate: float = 0.01
     late_rate: float = 0.003
     at: str | None = None  # the time of day (UTC, HH:MM:SS) the history starts at
@@ -81,10 +83,22 @@ class Shape:
             quiet_intervals=BUSY.quiet_intervals,
             agent_faults_per_day=BUSY.agent_faults_per_day,
             restarts_per_day=BUSY.restarts_per_day,
+            failovers_per_day=BUSY.failovers_per_day,
         )
 
 
-BUSY = Shape(quiet_intervals=(4.0, 12.0), agent_faults_per_day=48.0, restarts_per_day=48.0)
+BUSY = Shape(
+    quiet_intervals=(4.0, 12.0),
+    agent_faults_per_day=48.0,
+    restarts_per_day=48.0,
+    failovers_per_day=48.0,
+)
+
+# The parts of a pass whose statements a failover comes before: the scheduler's (after the
+# agents' beats), the results' record (after the scheduler's pass committed and published) and
+# the alerter's (after the results were stored).
+FailoverPart = Literal["scheduler", "record", "alerter"]
+FAILOVER_PARTS: tuple[FailoverPart, ...] = ("scheduler", "record", "alerter")
 
 
 def started_at(anchor: datetime, at: str) -> datetime:
@@ -103,6 +117,15 @@ class Spell:
     country: str | None = None  # `country` faults and agent faults: whose
 
 
+@dataclass(frozen=True)
+class Failover:
+    """The database's every connection dropped at `at` (seconds from the history's start),
+    just before `part`'s statements of that pass: the parts before it have committed."""
+
+    at: float
+    part: FailoverPart
+
+
 @dataclass
 class World:
     seed: int
@@ -112,6 +135,7 @@ class World:
     servers: dict[str, list[Spell]] = field(default_factory=dict)
     agents: list[Spell] = field(default_factory=list)
     restarts: list[Spell] = field(default_factory=list)  # the controller away
+    failovers: list[Failover] = field(default_factory=list)
 
     @classmethod
     def of(cls, seed: int, shape: Shape) -> "World":
@@ -174,6 +198,11 @@ class World:
             if not any(a.start - 4 * step < end and at < a.end + 4 * step for a in w.agents):
                 w.restarts.append(Spell(at, end, "restart"))
             at = end + step
+        # Drawn from a generator of their own, so a seed's other faults stay as they were.
+        drops = random.Random(f"{seed}:failovers")
+        count = int(shape.failovers_per_day * shape.hours / 24 + 0.5)
+        instants = sorted(drops.uniform(step, span - 20 * step) for _ in range(count))
+        w.failovers = [Failover(at, drops.choice(FAILOVER_PARTS)) for at in instants]
         return w
 
     # -- what the checks see ---------------------------------------------------------------
@@ -248,4 +277,5 @@ class World:
         for s in self.agents:
             kinds[f"agent {s.kind}"] = kinds.get(f"agent {s.kind}", 0) + 1
         kinds["controller restart"] = len(self.restarts)
+        kinds["database failover"] = len(self.failovers)
         return kinds

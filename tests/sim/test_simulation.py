@@ -4,7 +4,8 @@ time, judged against each world's truth; `make sim` runs more and longer ones
 (SIM_SEEDS, SIM_ARGS), `make soak` many.
 
 Each history here is 6 monitors over 90 minutes of a busy world (a fault every few intervals,
-agents gone and stalled, the controller restarted, results published twice and late), starting
+agents gone and stalled, the controller restarted, the database's connections all dropped
+within a pass, results published twice and late), starting
 near a month's end or a midnight; one starts at 23:59:00 on a month's last day, as `make
 clock-sweep` runs seeds at each of its times of day. A failing seed prints the command that
 replays it."""
@@ -40,6 +41,7 @@ async def test_a_seeded_history_holds_to_its_worlds_truth(database_url: str, see
     run = await _run(database_url, seed)
     if seed in AT:
         assert run.replay().endswith(f"--at {AT[seed]}")
+    assert run.failovers == run.world["database failover"] > 0, describe(run)
     print(describe(run))
     assert run.results > 0 and run.figures.monitor_incidents > 0, describe(run)
     assert run.ok, (run.misses, run.lost, f"replay: {run.replay()}")
@@ -74,3 +76,16 @@ def test_a_world_starts_at_its_time_of_day() -> None:
         assert swept.servers == plain.servers  # the same faults, only started elsewhere in time
     morning = World.of(3, dataclasses.replace(SHAPE, at="09:30:00")).start
     assert (morning.hour, morning.minute) == (9, 30)
+
+
+def test_a_worlds_failovers_are_drawn_apart_from_its_faults() -> None:
+    """Failovers come within the history, each before one part's statements of a pass, drawn
+    from a generator of their own: a shape without them has the same faults."""
+    calm = dataclasses.replace(SHAPE, failovers_per_day=0.0)
+    for seed in range(10):
+        world = World.of(seed, SHAPE)
+        assert len(world.failovers) == 3  # 48 a day over 90 minutes
+        assert all(0 < f.at < SHAPE.seconds for f in world.failovers)
+        assert {f.part for f in world.failovers} <= {"scheduler", "record", "alerter"}
+        assert World.of(seed, calm).servers == world.servers
+        assert World.of(seed, calm).failovers == []
