@@ -266,7 +266,7 @@ class Driver:
         self.count = itertools.count()
         self.states: dict[str, list[tuple[float, str]]] = {}
         self.names: dict[str, str] = {}  # public id → target
-        self.delivered: set[str] = set()  # job ids whose result reached the store
+        self.delivered: set[str] = set()  # job ids whose result was handed to the store
         self.delivered_how: dict[str, str] = {}
         self.run_figures: dict[str, int] = dict.fromkeys(
             (
@@ -464,6 +464,9 @@ class Driver:
             batch.append(heapq.heappop(self.deliveries))
         if not batch:
             return
+        # Handed to the controller: a result whose store failed must still end stored (sent
+        # again by the stream), or `lost_results` and `unrecorded` find it.
+        self.delivered.update(d.result.job_id for d in batch)
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 await record.checked(
@@ -478,7 +481,6 @@ class Driver:
         self.run_figures["results"] += sum(not d.copy for d in batch)
         self.run_figures["duplicates"] += sum(d.copy for d in batch)
         self.run_figures["late"] += sum(d.late for d in batch)
-        self.delivered.update(d.result.job_id for d in batch)
         for d in batch:
             how = "late" if d.late else "copy" if d.copy else "on time"
             self.delivered_how[d.result.job_id] = (
