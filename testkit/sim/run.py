@@ -472,6 +472,7 @@ class Driver:
                 await record.checked(
                     conn, [d.result for d in batch], DEFAULT_COUNTRIES, self.clock.now()
                 )
+                await self._fail_over("record")  # its statements run, its commit not yet
         except DB_AWAY:
             # Not acknowledged: the stream delivers them again (at the next wake here).
             for d in batch:
@@ -583,8 +584,7 @@ class Driver:
                 self._away()
                 seen, retry = None, True
             self._run_jobs()
-            await self._fail_over("record")
-            await self._ingest()
+            await self._ingest()  # a `record` failover strikes in the first store from its instant
             await self._fail_over("alerter")
             evaluated = 0
             try:

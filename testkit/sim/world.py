@@ -94,9 +94,9 @@ BUSY = Shape(
     failovers_per_day=48.0,
 )
 
-# The parts of a pass whose statements a failover comes before: the scheduler's (after the
-# agents' beats), the results' record (after the scheduler's pass committed and published) and
-# the alerter's (after the results were stored).
+# Where in a pass a failover comes: before the scheduler's statements (after the agents'
+# beats), inside the results' record's transaction (its statements run, its commit not: the
+# first store of results from its instant on) and before the alerter's.
 FailoverPart = Literal["scheduler", "record", "alerter"]
 FAILOVER_PARTS: tuple[FailoverPart, ...] = ("scheduler", "record", "alerter")
 
@@ -120,7 +120,7 @@ class Spell:
 @dataclass(frozen=True)
 class Failover:
     """The database's every connection dropped at `at` (seconds from the history's start),
-    just before `part`'s statements of that pass: the parts before it have committed."""
+    at `part` of that pass (`FAILOVER_PARTS`): the parts before it have committed."""
 
     at: float
     part: FailoverPart
