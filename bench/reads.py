@@ -65,7 +65,7 @@ async def _batch(conn: Conn, ms: Monitors, after: datetime, until: datetime) -> 
 
 async def _page(conn: Conn, ms: Monitors, after: datetime, until: datetime) -> Any:
     return await results.list_page(
-        conn, ms[0]["id"], country=None, since=None, until=None, limit=50, offset=0
+        conn, ms[0]["id"], country=None, since=None, until=None, limit=50, offset=0, now=until
     )
 
 

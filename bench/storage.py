@@ -187,10 +187,17 @@ async def _plans(conn: asyncpg.Connection, public_id: str, packed_at: datetime) 
     conn.add_log_listener(lambda _c, msg: plans.append(str(msg.message)))
     reads: dict[str, Callable[[], Awaitable[object]]] = {
         "history page in a packed hour": lambda: results.list_page(
-            conn, monitor_id, country=None, since=None, until=packed_at, limit=50, offset=0
+            conn,
+            monitor_id,
+            country=None,
+            since=None,
+            until=packed_at,
+            limit=50,
+            offset=0,
+            now=utcnow(),
         ),
         "newest page": lambda: results.list_page(
-            conn, monitor_id, country=None, since=None, until=None, limit=50, offset=0
+            conn, monitor_id, country=None, since=None, until=None, limit=50, offset=0, now=utcnow()
         ),
         "monitor with latest results": lambda: monitor_with_latest(
             conn, uuid.UUID(public_id), ["smtp"], None

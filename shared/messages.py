@@ -20,7 +20,10 @@ from shared.sidechecks import SideChecks
 from shared.sidechecks.blocklists import BlocklistAsk
 from shared.subjects import results_bundle_country
 
-MonitorType = Literal["smtp", "imap", "pop3", "roundtrip", "heartbeat"]
+MonitorType = Literal["smtp", "imap", "pop3", "roundtrip"]
+# A monitor's stored type: a check's, or `heartbeat` (judged at the controller from the mail its
+# address took, never a job's nor a result's).
+StoredType = MonitorType | Literal["heartbeat"]
 # `inconclusive`: the check failed in a way this agent's own path explains (its canary for that
 # port, or its resolver check, failed too): neither up nor down, counted like a missed round.
 Status = Literal["up", "down", "inconclusive"]
@@ -123,6 +126,11 @@ class ImapPopConfig(msgspec.Struct, rename="camel"):
     # An OAuth2 login instead of the password (see SmtpAuth): IMAP AUTHENTICATE, POP3 AUTH.
     mechanism: str = PASSWORD_LOGIN
     access_token: Secret = NO_SECRET
+    # How the mailbox is read: "" by `protocol` (the default, and from an older controller);
+    # `graph`: Microsoft Graph at the job's (or the leg's) `hostname`/`port` over HTTPS as
+    # `user` with `accessToken`; `gmail`: the Gmail API, likewise. A plain str: an agent that
+    # does not know the value fails the check as `protocol`.
+    api: str = ""
 
     def __post_init__(self) -> None:
         self.password = wrap(self.password)
@@ -150,11 +158,9 @@ class RoundTripReceive(ImapPopConfig, kw_only=True):
     port: int | None = None
     folders: list[str] = msgspec.field(default_factory=lambda: ["INBOX"])
     spam_folders: list[str] = msgspec.field(default_factory=list)
-    # How the mailbox is read: "" by `protocol` (the default, and from an older controller);
-    # `graph`: Microsoft Graph at `hostname`/`port` over HTTPS as `user` with `accessToken`
-    # (folders are well-known names; `junkemail` is always read and is a spam folder); `gmail`:
-    # the Gmail API, searching for the round's token (the label SPAM is spam).
-    api: str = ""
+    # Over an API (`api`, ImapPopConfig's): Graph's folders are well-known names (`junkemail`
+    # is always read and is a spam folder); the Gmail API searches for the round's token (the
+    # label SPAM is spam).
     # How a found message is removed over an API: "" or `move` (to Deleted Items), `delete`.
     cleanup: str = ""
 
@@ -194,8 +200,9 @@ class _CheckJobBase(msgspec.Struct, kw_only=True, rename="camel", tag_field="mon
     # so a country whose only agent is listed still answers.
     avoid_agents: list[str] = msgspec.field(default_factory=list)
     # For agents that predate `sideChecks`: set with `sideChecks.mail_dns` (the agent then
-    # answers in the result's legacy `mailDns`). An agent that knows `sideChecks` reads only
-    # that.
+    # answers in the result's legacy `mailDns`), only on jobs to a country with a live agent
+    # without `FEATURE_SIDE_CHECKS`. An agent that knows `sideChecks` reads only that. Deleted
+    # by LEGACY_FIELDS_END, as the three legacy fields are.
     mail_domain: str | None = None
     # The organization the job is for, as an opaque key (a keyed hash of its id, the same for
     # every job of the organization): agents share their slots and lookups fairly between
@@ -207,12 +214,10 @@ class _CheckJobBase(msgspec.Struct, kw_only=True, rename="camel", tag_field="mon
     # controller that predates admission, or where it does not apply.
     admitted: bool = False
     # For agents that predate `sideChecks`: set with `sideChecks.blocklists` (the agent then
-    # answers in the result's legacy `reputation`). An agent that knows `sideChecks` reads
-    # only that.
+    # answers in the result's legacy `reputation`), as `mail_domain` is.
     blocklists: BlocklistAsk | None = None
     # For agents that predate `sideChecks`: set with `sideChecks.reverse_dns` (the agent then
-    # answers in the result's legacy `reverseDns`). An agent that knows `sideChecks` reads
-    # only that.
+    # answers in the result's legacy `reverseDns`), as `mail_domain` is.
     reverse_dns: bool = False
     # The controller's RESULT_BUNDLES: the agent may publish this job's result in a bundle with
     # others that finish with it (`mon.results.CC.bundle`). False from a controller that
@@ -520,10 +525,22 @@ FEATURE_SEALED_ASKS = "sealed_asks"
 FEATURE_GRAPH = "graph"
 # An agent that runs a round trip's legs over the Gmail API (`api` `gmail`), for the same reason.
 FEATURE_GMAIL = "gmail"
+# An agent that runs an IMAP/POP3 monitor's mailbox check over a mailbox API (its config's
+# `api`); an agent with `graph` or `gmail` but without it would speak IMAP to the API host.
+FEATURE_API_MAILBOX = "api-mailbox"
+# An agent that reads a job's `sideChecks` and answers in the result's `sideChecks` alone: the
+# controller sets a job's legacy side fields (`mailDomain`, `blocklists`, `reverseDns`) only for
+# a country with a live agent without it.
+FEATURE_SIDE_CHECKS = "side_checks"
+# The date the legacy side fields of `CheckJob` and the ingester's legacy answers are deleted
+# by (tests/unit/test_legacy_wire_fields.py fails from the day after).
+LEGACY_FIELDS_END = "2027-06-30"
 AGENT_FEATURES = (
+    FEATURE_SIDE_CHECKS,
     FEATURE_OAUTH2,
     FEATURE_GRAPH,
     FEATURE_GMAIL,
+    FEATURE_API_MAILBOX,
     FEATURE_BUNDLES,
     FEATURE_TENANT_LOADS,
     FEATURE_LOOK_ONLY,
@@ -589,13 +606,15 @@ class MonitorEvent(msgspec.Struct, kw_only=True, rename="camel"):
 
 
 def default_port(monitor_type: MonitorType, config: JobConfig) -> int:
-    """The port used when a monitor names none: SMTP 465/25, IMAP 993/143, POP3 995/110; a
-    round trip's is its send leg's."""
+    """The port used when a monitor names none: SMTP 465/25, IMAP 993/143, POP3 995/110, a
+    mailbox API 443; a round trip's is its send leg's."""
     if isinstance(config, RoundTripConfig):
         return default_port("smtp", config.send)
     if monitor_type == "smtp":
         return 465 if isinstance(config, SmtpConfig) and config.secure else 25
     tls = isinstance(config, ImapPopConfig) and config.tls
+    if isinstance(config, ImapPopConfig) and config.api:
+        return 443  # a mailbox API over HTTPS
     if monitor_type == "imap":
         return 993 if tls else 143
     return 995 if tls else 110

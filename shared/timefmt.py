@@ -2,9 +2,11 @@
 
 from datetime import UTC, datetime
 
+from shared.clock import WALL
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+# The real clock's instant (shared.clock's `WALL.now`), for tests, tools and the defaults of
+# constructors they build; a process's decisions take the clock it is composed with.
+utcnow = WALL.now
 
 
 def utc_hour(at: datetime) -> datetime:

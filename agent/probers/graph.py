@@ -20,6 +20,7 @@ the Target's TLS context; no proxies from the environment, no redirects.
 """
 
 import asyncio
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -54,6 +55,13 @@ CLEANUPS: Final = frozenset({"", "move", "delete"})
 # Graph serves at most 4 concurrent requests per app and mailbox (Outlook's limit); the agent's
 # checks share that many calls per server and mailbox, and wait for a free one.
 MAILBOX_CALLS: Final = 4
+# Graph serves at most 10,000 requests per 10 minutes per app and mailbox. This agent counts its
+# own calls to each server's mailbox by minute over the last BUDGET_WINDOW_S; a call that would
+# pass MAILBOX_BUDGET ends its check `inconclusive` unsent (`calls_left`). This bounds one agent
+# only; the controller's login cap bounds the checks of every agent and country.
+MAILBOX_BUDGET: Final = 10_000
+BUDGET_WINDOW_S: Final = 600
+_PRUNE_AT: Final = 1024  # mailboxes counted before the idle ones are dropped
 
 
 class _Header(msgspec.Struct):
@@ -158,6 +166,27 @@ async def _mailbox_call(base: str, user: str) -> AsyncIterator[None]:
             del _mailboxes[key]
 
 
+_spent: dict[tuple[str, str], dict[int, int]] = {}  # (server, mailbox) → calls by minute
+
+
+def calls_left(key: tuple[str, str], now_s: float, budget: int) -> bool:
+    """Take one call of `key`'s budget at monotonic `now_s`; False (nothing taken) when its
+    last BUDGET_WINDOW_S hold `budget` calls already. Memory: at most a window of minutes per
+    mailbox, and only mailboxes called within the window once past _PRUNE_AT of them."""
+    minute = int(now_s // 60)
+    oldest = minute - BUDGET_WINDOW_S // 60 + 1
+    if len(_spent) > _PRUNE_AT:
+        for idle in [k for k, by in _spent.items() if max(by, default=oldest - 1) < oldest]:
+            del _spent[idle]
+    by_minute = _spent.setdefault(key, {})
+    for gone in [m for m in by_minute if m < oldest]:
+        del by_minute[gone]
+    if sum(by_minute.values()) >= budget:
+        return False
+    by_minute[minute] = by_minute.get(minute, 0) + 1
+    return True
+
+
 # What an API's error answer means for the check: (answer, its bytes, the call, the mailbox).
 Failure = Callable[[httpx.Response, bytes, str, str], Awaitable[ProbeFailure]]
 
@@ -178,6 +207,14 @@ class Session:
     async def call(self, method: str, url: str, what: str, body: object = None) -> bytes:
         """One call; its answer's bytes (at most ANSWER_MAX), or the failure its status says."""
         self.rec.current = what
+        key, now_s = (self.base, self.user.lower()), self.rec.clock.monotonic()
+        if self.failure is None and not calls_left(key, now_s, MAILBOX_BUDGET):
+            raise ProbeFailure(
+                "inconclusive",
+                f"throttled, not sent: this agent made {MAILBOX_BUDGET} calls to {self.user} at "
+                f"Graph in {BUDGET_WINDOW_S // 60} minutes, Graph's limit per app and mailbox; "
+                "no verdict on the mailbox",
+            )
         content = None if body is None else msgspec.json.encode(body)
         headers = {"content-type": "application/json"} if content is not None else {}
         try:
@@ -189,6 +226,10 @@ class Session:
         except httpx.TimeoutException as exc:
             raise ProbeFailure("timeout", f"{self.label} gave no answer to {what} in time") from exc
         except httpx.ConnectError as exc:
+            if (refused := _tls_failure(exc)) is not None:
+                raise ProbeFailure(
+                    "tls", f"TLS with {self.label} failed for {what}: {refused}"
+                ) from exc
             raise ProbeFailure(
                 "refused", f"cannot connect to {self.label} for {what}: {exc}"
             ) from exc
@@ -200,6 +241,19 @@ class Session:
         if answer.status_code >= 300:
             raise await (self.failure or _failure)(answer, data, what, self.user)
         return data
+
+
+def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind a failed connection (a refused certificate, no common version),
+    None when it failed otherwise: the token was not sent either way."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 async def _capped(answer: httpx.Response, what: str, label: str) -> bytes:

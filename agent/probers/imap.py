@@ -20,6 +20,7 @@ from agent.probers.base import (
     goodbye,
     refuse_line_breaks,
 )
+from agent.probers.mailbox_check import probe_mailbox_api
 from agent.probers.sasl import (
     Login,
     basic_auth_disabled,
@@ -46,6 +47,9 @@ MAILBOX_BOUNDS = Bounds(line_max=64 * 1024, answer_max=4 * 1024 * 1024, answer_l
 async def probe_imap(target: Target, job: CheckJob, rec: Recorder) -> None:
     if not isinstance(job, ImapCheckJob):
         raise TypeError(f"probe_imap got a {job.monitor_type} job")
+    if job.config.api:
+        await probe_mailbox_api(target, job, rec)
+        return
     proto = await open_imap(target, job.config, rec)
     try:
         await logout(proto, rec)

@@ -164,7 +164,7 @@ class BlocklistProbe:
         except dns.exception.DNSException as exc:
             out.errors["resolver"] = f"no resolver: {exc}"[:200]
             return out
-        deadline = time.monotonic() + budget
+        deadline = _loop_time() + budget
         await self._names(resolver, ask, hostname, out, deadline)
         zones = [z for z in ask.zones[:ZONES_MAX] if z.kind in ("ip", "domain")]
         skip = set(ask.skip)
@@ -187,14 +187,14 @@ class BlocklistProbe:
 
         async def one(zone: BlocklistZone, name: str) -> BlocklistAnswer:
             async with gate:
-                left = min(deadline - time.monotonic(), QUERY_MAX_S)
+                left = min(deadline - _loop_time(), QUERY_MAX_S)
                 return await self._ask(resolver, zone, name, left)
 
         def asking(zone: BlocklistZone, name: str, lifetime: float) -> Awaitable[BlocklistAnswer]:
             return self._ask(resolver, zone, name, lifetime)
 
         vouching = asyncio.gather(
-            *(self._tests.answers(z, asking, deadline - time.monotonic()) for z in tested)
+            *(self._tests.answers(z, asking, deadline - _loop_time()) for z in tested)
         )
         answered = asyncio.gather(*(one(z, n) for z, n in wanted))
         beside, found = await asyncio.gather(vouching, answered)
@@ -356,10 +356,16 @@ class Recent:
             del self._answered[next(iter(self._answered))]
 
 
+def _loop_time() -> float:
+    """The event loop's clock: a round's budget bounds real DNS queries (dnspython's
+    `lifetime`), so it runs in the loop's time, as every I/O timeout does."""
+    return asyncio.get_running_loop().time()
+
+
 def _left(deadline: float) -> float:
-    """What is left of a round's budget (`time.monotonic()` deadline); a lookup given none
+    """What is left of a round's budget (a deadline on the loop's clock); a lookup given none
     times out at once."""
-    return max(deadline - time.monotonic(), 0.0)
+    return max(deadline - _loop_time(), 0.0)
 
 
 def _address(host: str) -> str | None:

@@ -44,35 +44,27 @@ from controller.sidechecks.stores import KEEPERS, STORES
 from shared.clock import WALL
 from shared.guards import BrokenInvariant
 from shared.messages import (
+    ArcResults,
     AuthResults,
-    CheckResult,
     Hop,
     Phases,
     TlsInfo,
 )
 from shared.sidechecks import SideCheckError
-from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
 
 
-class CheckedResult(CheckResult):
+class CheckedResult(legacy.LegacyResult, kw_only=True):
     """A result from the stream as the ingester decodes it: the times and the monitor id are
-    checked here (PostgreSQL would also take `now` or `infinity` for a time)."""
+    checked here (PostgreSQL would also take `now` or `infinity` for a time); what an agent that
+    predates `sideChecks` sends instead is folded into `side_checks`
+    (controller.sidechecks.legacy)."""
 
     monitor_id: UUID  # type: ignore[assignment]
     scheduled_at: datetime  # type: ignore[assignment]
     started_at: datetime  # type: ignore[assignment]
     finished_at: datetime  # type: ignore[assignment]
-    # What an agent that predates `sideChecks` sends instead (controller.sidechecks.legacy),
-    # folded into `side_checks` as it is decoded.
-    mail_dns: object = None
-    reputation: object = None
-    reverse_dns: object = None
-    relay: object = None
-
-    def __post_init__(self) -> None:
-        legacy.fold(self)
 
 
 decode_result = msgspec.json.Decoder(CheckedResult).decode
@@ -96,7 +88,7 @@ BATCH: Final = (
     ("startedAt", "started_at", "timestamptz"), ("finishedAt", "finished_at", "timestamptz"),
     ("folder", "folder", "text"), ("hops", "hops", "jsonb"),
     ("authResults", "auth_results", "jsonb"), ("capabilities", "capabilities", "jsonb"),
-    ("capabilitiesBeforeTls", "capabilities_before_tls", "jsonb"),
+    ("capabilitiesBeforeTls", "capabilities_before_tls", "jsonb"), ("arc", "arc", "jsonb"),
 )  # fmt: skip
 _WIRE = {wire: kind for wire, _, kind in BATCH}
 _values = operator.attrgetter(*(attr for _, attr, _ in BATCH))
@@ -195,6 +187,7 @@ def facts_of(row: ResultRow | CheckedResult) -> str:
         getattr(row, "hops", None), getattr(row, "auth_results", None),
         getattr(row, "capabilities", None), getattr(row, "capabilities_before_tls", None),
         None, row.monitor_type, row.monitor_id,  # None: mail DNS's place before side checks
+        getattr(row, "arc", None),
     )  # fmt: skip
     return hashlib.md5(_encode(said), usedforsecurity=False).hexdigest()
 
@@ -410,7 +403,8 @@ async def drop_partitions_before(
 RESULT_COLUMNS = (
     "job_id, scheduled_at, monitor_public_id, monitor_type, country, agent_id, status,"
     " error_kind, message, banner, response_time_ms, phases, tls, address, started_at,"
-    " finished_at, stored_at, folder, hops, auth_results, capabilities, capabilities_before_tls"
+    " finished_at, stored_at, folder, hops, auth_results, capabilities, capabilities_before_tls,"
+    " arc"
 )
 
 
@@ -439,6 +433,7 @@ class StoredResult(msgspec.Struct, frozen=True, kw_only=True):
     auth_results: AuthResults | None
     capabilities: list[str] | None
     capabilities_before_tls: list[str] | None
+    arc: ArcResults | None = None
     # Each side check's facts of the result, by name (JSON values: its wire types them).
     side: dict[str, object] = msgspec.field(default_factory=dict)
 
@@ -457,8 +452,10 @@ async def list_page(
     until: datetime | None,
     limit: int,
     offset: int,
+    now: datetime,
 ) -> tuple[list[StoredResult], int]:
-    """A monitor's results, newest first, by scheduled time (`since` inclusive, `until` not)."""
+    """A monitor's results, newest first, by scheduled time (`since` inclusive, `until` not);
+    `now` (the reader's clock) ends the first windows looked in when `until` is not given."""
     args: list[object] = [monitor_id]
     where = ["monitor_id = $1"]
     if country is not None:
@@ -473,7 +470,7 @@ async def list_page(
         args.append(until)
         where.append(f"scheduled_at < ${len(args)} AND hour <= ${len(args)}")
     cond = " AND ".join(where)
-    end = until or utcnow()
+    end = until or now
     rows: list[asyncpg.Record] = []
     for window in _PAGE_WINDOWS:
         # Rows of [end - window, end) come before all older ones: when that window holds the

@@ -12,7 +12,7 @@ WITH r AS (
         coalesce(r.message, '') AS message, r.banner, r."responseTimeMs" AS response_time_ms,
         r.phases, r.tls, r.address, r."startedAt" AS started_at, r."finishedAt" AS finished_at,
         r.folder, r.hops, r."authResults" AS auth_results, r.capabilities,
-        r."capabilitiesBeforeTls" AS capabilities_before_tls,
+        r."capabilitiesBeforeTls" AS capabilities_before_tls, r.arc,
         r.dns_ms, r.connect_ms, r.tls_ms, r.greeting_ms, r.auth_ms
     FROM (SELECT j.*, result_country_code(j.country) AS country_code, result_tag(j.job) AS tag
     FROM (SELECT (e->>0)::uuid AS facts,
@@ -37,6 +37,7 @@ WITH r AS (
         nullif(e->19, 'null') AS "authResults",
         nullif(e->20, 'null') AS "capabilities",
         nullif(e->21, 'null') AS "capabilitiesBeforeTls",
+        nullif(e->22, 'null') AS "arc",
         (e->>1)::uuid AS job,
         -- the status as stored (migration 0083)
         result_stored_status(e->>7, e->>8) AS stored,
@@ -143,12 +144,13 @@ WITH r AS (
 ), det AS (
     INSERT INTO result_details AS o (scheduled_at, monitor_id, country, tag, started_at,
         finished_at, stored_at, monitor_public_id, monitor_type, error_kind, message, banner,
-        phases, tls, address, folder, hops, auth_results, capabilities, capabilities_before_tls)
+        phases, tls, address, folder, hops, auth_results, capabilities, capabilities_before_tls,
+        arc)
     SELECT k.scheduled_at, k.monitor_id, k.country, k.tag, k.started_at, k.finished_at,
         $3::timestamptz, k.public_id,
         k.monitor_type, k.error_kind, k.message, k.banner, k.phases, k.tls, k.address, k.folder,
         k.hops, k.auth_results,
-        k.capabilities, k.capabilities_before_tls
+        k.capabilities, k.capabilities_before_tls, k.arc
     FROM ins i JOIN k USING (monitor_id, scheduled_at, country, tag)
     WHERE i.detail_ms IS NULL
     ORDER BY k.monitor_id, k.scheduled_at, k.country, k.tag
@@ -159,19 +161,20 @@ WITH r AS (
         tls = EXCLUDED.tls, address = EXCLUDED.address, folder = EXCLUDED.folder,
         hops = EXCLUDED.hops, auth_results = EXCLUDED.auth_results,
         capabilities = EXCLUDED.capabilities,
-        capabilities_before_tls = EXCLUDED.capabilities_before_tls
+        capabilities_before_tls = EXCLUDED.capabilities_before_tls, arc = EXCLUDED.arc
 ), dup AS (
     -- A row meant full that was there already (a redelivery), which compact rows of this batch
     -- may point at: its facts (the same result's) are there too, whether it was stored full or
     -- compact.
     INSERT INTO result_details (scheduled_at, monitor_id, country, tag, started_at,
         finished_at, stored_at, monitor_public_id, monitor_type, error_kind, message, banner,
-        phases, tls, address, folder, hops, auth_results, capabilities, capabilities_before_tls)
+        phases, tls, address, folder, hops, auth_results, capabilities, capabilities_before_tls,
+        arc)
     SELECT k.scheduled_at, k.monitor_id, k.country, k.tag, k.started_at, k.finished_at,
         $3::timestamptz,
         k.public_id, k.monitor_type, k.error_kind, k.message, k.banner, k.phases, k.tls,
         k.address, k.folder, k.hops, k.auth_results,
-        k.capabilities, k.capabilities_before_tls
+        k.capabilities, k.capabilities_before_tls, k.arc
     FROM k WHERE NOT k.compact AND k.status = 'up' AND k.agent IS NOT NULL
         AND NOT EXISTS (SELECT 1 FROM ins i WHERE i.monitor_id =
         k.monitor_id AND i.scheduled_at = k.scheduled_at AND i.country = k.country

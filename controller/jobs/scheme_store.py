@@ -2,13 +2,13 @@
 sessions, as PostgreSQL shows them to every session, and `job_id_scheme.seeded_from`
 (migration 0123), the one fact every process's ids follow."""
 
-import time
 from datetime import datetime
 
 import asyncpg
 
 from controller.db.pool import Conn
 from controller.jobs.scheme import CONTROLLER_PREFIX, LEAD_S, Move, SeededGate, all_accept_seeded
+from shared.clock import WALL, Clock
 
 
 async def session_names(conn: Conn) -> tuple[list[str], str]:
@@ -23,14 +23,19 @@ async def session_names(conn: Conn) -> tuple[list[str], str]:
     return [r["application_name"] for r in found], own
 
 
-async def seeded_from(conn: Conn, move: Move = None) -> datetime | None:
-    """`seeded_from` after `move`: "open" sets it to the database's now plus LEAD_S when it is
-    NULL (a value already set stays, so rounds already seeded stay so), "close" clears it."""
+async def seeded_from(
+    conn: Conn, move: Move = None, now: datetime | None = None
+) -> datetime | None:
+    """`seeded_from` after `move`: "open" sets it to `now` plus LEAD_S when it is NULL (a value
+    already set stays, so rounds already seeded stay so), "close" clears it."""
     if move == "open":
+        if now is None:
+            raise ValueError("seeded_from: opening needs the instant it opens at")
         await conn.execute(
-            "UPDATE job_id_scheme SET seeded_from = now() + make_interval(secs => $1)"
+            "UPDATE job_id_scheme SET seeded_from = $2::timestamptz + make_interval(secs => $1)"
             " WHERE seeded_from IS NULL",
             LEAD_S,
+            now,
         )
     elif move == "close":
         await conn.execute(
@@ -48,11 +53,12 @@ async def read(pool: asyncpg.Pool, gate: SeededGate) -> datetime | None:
     return gate.seeded_from
 
 
-async def look(pool: asyncpg.Pool, gate: SeededGate) -> datetime | None:
-    """One look at the live controllers, taken in by `gate`, and the row moved as it asks;
-    `seeded_from` as it then stands (also kept in `gate`)."""
+async def look(pool: asyncpg.Pool, gate: SeededGate, clock: Clock = WALL) -> datetime | None:
+    """One look at the live controllers, taken in by `gate` at `clock`'s monotonic time, and
+    the row moved as it asks (opened a lead after `clock`'s instant); `seeded_from` as it then
+    stands (also kept in `gate`)."""
     async with pool.acquire() as conn:
         names, own = await session_names(conn)
-        move = gate.look(all_accept_seeded(names, own), time.monotonic())
-        gate.seeded_from = await seeded_from(conn, move)
+        move = gate.look(all_accept_seeded(names, own), clock.monotonic())
+        gate.seeded_from = await seeded_from(conn, move, clock.now())
     return gate.seeded_from

@@ -1,7 +1,8 @@
-"""A round trip's legs over a mailbox API instead of SMTP, IMAP or POP3 (`api`): which APIs
-there are, what login each takes, how a found message is removed (`cleanup`) and which agent
-feature runs it. Pure: the write path (`write_values`) applies these rules to each leg, the
-planner asks `features` of a job's config.
+"""A round trip's legs, and an IMAP/POP3 monitor's mailbox check, over a mailbox API instead of
+SMTP, IMAP or POP3 (`api`): which APIs there are, what login each takes, how a found message is
+removed (`cleanup`), which host each is at by default and which agent features run it. Pure:
+the write path (`write_values`) applies these rules to each leg, the planner asks `features`
+of a job's config.
 
 - "" (the default): the leg's protocol, with a password or an OAuth2 login;
 - `graph`: Microsoft Graph, app-only: an OAuth2 `client_credentials` grant for
@@ -11,12 +12,23 @@ planner asks `features` of a job's config.
   (domain-wide delegation, `subject` the mailbox) for
   `https://www.googleapis.com/auth/gmail.modify`, no password; `cleanup` `move` (the
   default: to the trash) only, as a delete needs full mail access; agent feature `gmail`.
+
+A mailbox check over an API (an `imap-pop` monitor's `api`) logs in as the API's leg does, at
+the monitor's `hostname` (by default the API's public host) and port (443), and needs the
+agent feature `api-mailbox` besides the API's.
 """
 
 from collections.abc import Sequence
 from typing import Final
 
-from shared.messages import FEATURE_GMAIL, FEATURE_GRAPH, RoundTripConfig
+from shared.messages import (
+    FEATURE_API_MAILBOX,
+    FEATURE_GMAIL,
+    FEATURE_GRAPH,
+    ImapPopConfig,
+    JobConfig,
+    RoundTripConfig,
+)
 
 GRAPH: Final = "graph"
 GMAIL: Final = "gmail"
@@ -24,10 +36,18 @@ APIS: Final = ("", GRAPH, GMAIL)
 CLEANUPS: Final = ("", "move", "delete")
 GRAPH_SCOPE: Final = "https://graph.microsoft.com/.default"
 GMAIL_SCOPE: Final = "https://www.googleapis.com/auth/gmail.modify"
+# A mailbox check only reads: Gmail's read-only scope (Graph's app permission is `Mail.Read`,
+# its token's scope `.default` all the same).
+GMAIL_READ_SCOPE: Final = "https://www.googleapis.com/auth/gmail.readonly"
 # Per API: the grants it takes, the one scope its tokens are asked for, its agent feature.
 _GRANTS: Final = {GRAPH: ("client_credentials",), GMAIL: ("refresh_token", "jwt_bearer")}
 _SCOPES: Final = {GRAPH: [GRAPH_SCOPE], GMAIL: [GMAIL_SCOPE]}
+_CHECK_SCOPES: Final = {GRAPH: [GRAPH_SCOPE], GMAIL: [GMAIL_READ_SCOPE]}
 FEATURES: Final = {GRAPH: FEATURE_GRAPH, GMAIL: FEATURE_GMAIL}
+# Every feature a job over an API may need (the planner asks which countries have each).
+ALL_FEATURES: Final = (FEATURE_GRAPH, FEATURE_GMAIL, FEATURE_API_MAILBOX)
+# Where each API answers when a mailbox check names no host.
+HOSTS: Final = {GRAPH: "graph.microsoft.com", GMAIL: "gmail.googleapis.com"}
 
 
 class LegProblem(ValueError):
@@ -47,14 +67,19 @@ def api(value: str) -> str:
     return normal
 
 
-def scope(leg_api: str) -> list[str]:
-    """The scopes an API leg's token is asked for (none for a leg of its protocol, or an API
-    this controller does not know: `api` refuses it)."""
-    return list(_SCOPES.get(leg_api.strip().lower(), []))
+def scope(leg_api: str, check: bool = False) -> list[str]:
+    """The scopes an API leg's (`check`: a mailbox check's) token is asked for (none for a leg
+    of its protocol, or an API this controller does not know: `api` refuses it)."""
+    return list((_CHECK_SCOPES if check else _SCOPES).get(leg_api.strip().lower(), []))
 
 
 def grant_scopes(
-    leg_api: str, grant: str | None, scopes: Sequence[str], has_password: bool, grant_key: str
+    leg_api: str,
+    grant: str | None,
+    scopes: Sequence[str],
+    has_password: bool,
+    grant_key: str,
+    check: bool = False,
 ) -> list[str] | None:
     """The scopes an API leg's OAuth2 grant is stored with (None for a leg of its protocol,
     whose grant is left as it is). An API leg logs in with its API's grant only: no password,
@@ -66,17 +91,17 @@ def grant_scopes(
     if has_password:
         password = "auth.pass" if grant_key.startswith("auth.") else "password"
         raise LegProblem(password, f"a {label} leg logs in with OAuth2 only: no password")
+    wanted = (_CHECK_SCOPES if check else _SCOPES)[leg_api]
     if grant is None:
         raise LegProblem(
             grant_key,
             f"a {label} leg needs an OAuth2 grant ({' or '.join(_GRANTS[leg_api])},"
-            f" scope {' '.join(_SCOPES[leg_api])})",
+            f" scope {' '.join(wanted)})",
         )
     if grant not in _GRANTS[leg_api]:
         raise LegProblem(
             f"{grant_key}.grant", f"a {label} leg takes the {' or '.join(_GRANTS[leg_api])} grant"
         )
-    wanted = _SCOPES[leg_api]
     if scopes and list(scopes) != wanted:
         raise LegProblem(
             f"{grant_key}.scopes",
@@ -103,11 +128,15 @@ def receive_leg(leg_api: str, protocol: str, cleanup: str) -> str:
     return cleanup
 
 
-def features(config: RoundTripConfig) -> list[str]:
-    """The agent features a round trip's job needs beyond the protocols: one per API its legs
-    use, each once."""
-    used = (config.send.api, config.receive.api)
-    return list(dict.fromkeys(FEATURES[a] for a in used if a in FEATURES))
+def features(config: JobConfig) -> list[str]:
+    """The agent features a job needs beyond the protocols: a round trip's, one per API its
+    legs use, each once; a mailbox check's over an API, its API's and `api-mailbox`."""
+    if isinstance(config, RoundTripConfig):
+        used = (config.send.api, config.receive.api)
+        return list(dict.fromkeys(FEATURES[a] for a in used if a in FEATURES))
+    if isinstance(config, ImapPopConfig) and config.api in FEATURES:
+        return [FEATURES[config.api], FEATURE_API_MAILBOX]
+    return []
 
 
 def _label(leg_api: str) -> str:

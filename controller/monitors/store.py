@@ -19,7 +19,7 @@ from controller.monitors.config import stored_config as stored_config
 from controller.monitors.model import COMMON_COLUMNS, MonitorCommon
 from controller.monitors.oauth2_grants import Grant
 from shared.guards import BrokenInvariant
-from shared.messages import JobConfig, MonitorType
+from shared.messages import JobConfig, StoredType
 
 
 class Monitor(MonitorCommon, kw_only=True, frozen=True):
@@ -36,7 +36,7 @@ class Monitor(MonitorCommon, kw_only=True, frozen=True):
     stored config changes nothing; a secret bound to the stored keys). Every other reader
     takes `config`."""
 
-    type: MonitorType
+    type: StoredType
     config: JobConfig
     # The outbound addresses and domains listed for the blocklists (`{"ips", "domains"}`,
     # validation.reputation); None: none.
@@ -290,17 +290,24 @@ async def list_page(
     return [decode(r) for r in rows], total
 
 
-async def update(conn: Conn, monitor_id: int, changes: Mapping[str, object]) -> Monitor:
+async def update(
+    conn: Conn, monitor_id: int, changes: Mapping[str, object], now: datetime
+) -> Monitor:
+    """Write `changes` to the monitor, `updated_at` the writer's `now`, and always after the
+    one before (a microsecond on, if the clock stood or stepped back): it is the token a write
+    built on an earlier read is told `Stale` by."""
     names = sorted(changes)
     if not (set(names) <= WRITABLE):
         raise BrokenInvariant(
             f"store.update: expected set(names) <= WRITABLE: {set(names) - WRITABLE}"
         )
-    assignments = ", ".join(f"{n} = ${i}" for i, n in enumerate(names, start=2))
+    assignments = ", ".join(f"{n} = ${i}" for i, n in enumerate(names, start=3))
     row: asyncpg.Record | None = await conn.fetchrow(
-        f"UPDATE monitors SET {assignments}{', ' if names else ''}updated_at = now()"
+        f"UPDATE monitors SET {assignments}{', ' if names else ''}updated_at ="
+        " greatest($2::timestamptz, updated_at + interval '1 microsecond')"
         f" WHERE id = $1 RETURNING {COLUMNS}",
         monitor_id,
+        now,
         *(changes[n] for n in names),
     )
     if row is None:

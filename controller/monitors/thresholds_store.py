@@ -4,6 +4,7 @@ monitor's overrides (`monitor_alert_overrides`), read as one `Thresholds`
 """
 
 from collections.abc import Mapping
+from datetime import datetime
 
 import asyncpg
 import msgspec
@@ -73,16 +74,18 @@ async def put_org_thresholds(
     finding_email_severities: list[str] | None = None,
     finding_sms_severities: list[str] | None = None,
     finding_channel_severities: list[str] | None = None,
+    *,
+    now: datetime,
 ) -> Thresholds:
-    """Change the values given (None: keep; the built-in default when never set)."""
+    """Change the values given (None: keep; the built-in default when never set), at `now`."""
     row = await conn.fetchrow(
         "INSERT INTO organization_alert_settings AS s"
         " (organization_id, failure_threshold, down_after_rounds, recover_after_rounds,"
         " cert_expiry_days, confirm_failures, finding_email_severities, finding_sms_severities,"
-        " finding_channel_severities)"
+        " finding_channel_severities, updated_at)"
         " VALUES ($1, coalesce($2::float8, $5::float8), coalesce($3::int, $6::int),"
         " coalesce($4::int, $7::int), $8::int[], coalesce($9::bool, true), $10::text[],"
-        " $11::text[], $12::text[])"
+        " $11::text[], $12::text[], $13)"
         " ON CONFLICT (organization_id) DO UPDATE SET"
         " failure_threshold = coalesce($2::float8, s.failure_threshold),"
         " down_after_rounds = coalesce($3::int, s.down_after_rounds),"
@@ -92,7 +95,7 @@ async def put_org_thresholds(
         " finding_email_severities = coalesce($10::text[], s.finding_email_severities),"
         " finding_sms_severities = coalesce($11::text[], s.finding_sms_severities),"
         " finding_channel_severities = coalesce($12::text[], s.finding_channel_severities),"
-        " updated_at = now()"
+        " updated_at = $13"
         f" RETURNING {_ORG_COLUMNS}",
         organization_id,
         failure_threshold,
@@ -106,6 +109,7 @@ async def put_org_thresholds(
         finding_email_severities,
         finding_sms_severities,
         finding_channel_severities,
+        now,
     )
     if row is None:
         raise BrokenInvariant("thresholds_store.put_org_thresholds: the statement returned no row")
@@ -148,16 +152,19 @@ async def monitor_overrides(conn: Conn, monitor_id: int) -> MonitorOverrides:
     )
 
 
-async def put_monitor_overrides(conn: Conn, monitor_id: int, values: Mapping[str, object]) -> None:
+async def put_monitor_overrides(
+    conn: Conn, monitor_id: int, values: Mapping[str, object], now: datetime
+) -> None:
+    """Set the monitor's own thresholds, at `now`."""
     await conn.execute(
         "INSERT INTO monitor_alert_settings"
         " (monitor_id, failure_threshold, down_after_rounds, recover_after_rounds,"
         " cert_expiry_days, confirm_failures, finding_email_severities, finding_sms_severities,"
-        " finding_channel_severities)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (monitor_id) DO UPDATE SET"
+        " finding_channel_severities, updated_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (monitor_id) DO UPDATE SET"
         " failure_threshold = $2, down_after_rounds = $3, recover_after_rounds = $4,"
         " cert_expiry_days = $5, confirm_failures = $6, finding_email_severities = $7,"
-        " finding_sms_severities = $8, finding_channel_severities = $9, updated_at = now()",
+        " finding_sms_severities = $8, finding_channel_severities = $9, updated_at = $10",
         monitor_id,
         values["failure_threshold"],
         values["down_after_rounds"],
@@ -167,6 +174,7 @@ async def put_monitor_overrides(conn: Conn, monitor_id: int, values: Mapping[str
         values.get("finding_email_severities"),
         values.get("finding_sms_severities"),
         values.get("finding_channel_severities"),
+        now,
     )
 
 

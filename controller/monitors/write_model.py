@@ -127,8 +127,27 @@ class SmtpConfigIn(SmtpLegIn):
     relay_check: RelayOptIn | UnsetType = UNSET
 
 
+CheckApi = Annotated[
+    str,
+    Meta(
+        max_length=20,
+        # graph or gmail in any case, blanks around them ignored (mailbox_apis.api), or empty
+        pattern=r"^\s*([Gg][Rr][Aa][Pp][Hh]|[Gg][Mm][Aa][Ii][Ll])?\s*$",
+        description="how the check reaches the mailbox: empty (default) by `protocol`; `graph`: "
+        "Microsoft Graph over HTTPS at the monitor's `hostname` (default graph.microsoft.com) "
+        "and `port` (default 443), logging in with `oauth2` as an app (client_credentials, "
+        "scope https://graph.microsoft.com/.default, no password), reading the inbox; `gmail`: "
+        "the Gmail API (default gmail.googleapis.com), logging in with `oauth2` as the mailbox "
+        "(refresh_token, or jwt_bearer with `subject`; scope "
+        "https://www.googleapis.com/auth/gmail.readonly); protocol imap only; run only by "
+        "agents with the features of its name and `api-mailbox` (docs/oauth2.md)",
+    ),
+]
+
+
 class ImapPopConfigIn(_In):
-    """node-imap's options: `protocol` is `imap` (default) or `pop3`."""
+    """node-imap's options: `protocol` is `imap` (default) or `pop3`; or a mailbox API
+    (`api`)."""
 
     protocol: str | UnsetType = UNSET
     user: str | None | UnsetType = UNSET
@@ -137,6 +156,7 @@ class ImapPopConfigIn(_In):
     tls: bool | UnsetType = UNSET
     tls_options: TlsOptionsIn | UnsetType = UNSET
     allow_plaintext_auth: PlaintextOptIn | UnsetType = UNSET
+    api: CheckApi | UnsetType = UNSET
 
 
 Port = Annotated[
@@ -323,6 +343,10 @@ class SmtpMonitorUpdate(_UpdateFields, kw_only=True):
 
 class ImapPopMonitorCreate(_CreateFields, kw_only=True):
     KIND = IMAP_POP
+
+    # Required, unless the mailbox is read over an API (`imapPopConfig.api`): then that API's
+    # public host (controller.monitors.mailbox_apis.HOSTS).
+    hostname: str | UnsetType = UNSET  # type: ignore[assignment]
 
     imap_pop_config: ImapPopConfigIn | None | UnsetType = UNSET
     config: ImapPopConfigIn | None | UnsetType = UNSET

@@ -258,25 +258,33 @@ def _leg_rule(key: str, rule: Callable[[], T]) -> T:
 
 
 def _api_grant(
-    grant: OAuth2In | None | UnsetType, leg_api: str, password: object, key: str, at: str
+    grant: OAuth2In | None | UnsetType,
+    leg_api: str,
+    password: object,
+    key: str,
+    at: str,
+    check: bool = False,
 ) -> OAuth2In | None | UnsetType:
-    """An API leg's grant with its API's scope (`mailbox_apis.grant_scopes`)."""
+    """An API leg's (`check`: a mailbox check's) grant with its API's scope
+    (`mailbox_apis.grant_scopes`)."""
     held = grant if isinstance(grant, OAuth2In) else None
     kind = held.grant if held is not None and isinstance(held.grant, str) else None
     listed = held.scopes if held is not None and isinstance(held.scopes, list) else []
     scopes = _leg_rule(
         key,
-        lambda: mailbox_apis.grant_scopes(leg_api, kind, listed, bool(password), at),
+        lambda: mailbox_apis.grant_scopes(leg_api, kind, listed, bool(password), at, check),
     )
     if scopes is None or held is None:
         return grant
     return msgspec.structs.replace(held, scopes=scopes)
 
 
-def _api_scope(grant: OAuth2In | None | UnsetType, leg_api: str) -> OAuth2In | None | UnsetType:
+def _api_scope(
+    grant: OAuth2In | None | UnsetType, leg_api: str, check: bool = False
+) -> OAuth2In | None | UnsetType:
     """A grant sent without scopes for an API leg asks for its API's scope: the grant's own
     rules then see it as set."""
-    wanted = mailbox_apis.scope(leg_api)
+    wanted = mailbox_apis.scope(leg_api, check)
     if not wanted or not isinstance(grant, OAuth2In) or grant.scopes:
         return grant
     return msgspec.structs.replace(grant, scopes=wanted)
@@ -402,8 +410,32 @@ def config_values(
         raise BrokenInvariant(
             f"write_values.config_values: only an IMAP/POP3 config is left here, not {kind}"
         )
-    config = _imap_pop_config(cfg, stored, box, key, token_hosts)
-    return {"config": _json(config), "type": _protocol(config)}
+    config = _mailbox_check(cfg, stored, box, key, token_hosts)
+    out: Json = {"config": _json(config), "type": _protocol(config)}
+    hostname = getattr(write, "hostname", UNSET)
+    if creating and isinstance(config.api, str) and config.api and hostname is UNSET:
+        out["hostname"] = mailbox_apis.HOSTS[config.api]
+    return out
+
+
+def _mailbox_check(
+    cfg: ImapPopConfigIn, stored: Json, box: SecretBox, key: str, token_hosts: Sequence[str] | None
+) -> ImapPopConfigIn:
+    """An IMAP/POP3 monitor's config, its mailbox read over an API (`api`) when it says so:
+    then IMAP only, and logged in with the API's grant (mailbox_apis)."""
+    if isinstance(cfg.api, str):
+        cfg = msgspec.structs.replace(cfg, oauth2=_api_scope(cfg.oauth2, cfg.api, check=True))
+    out = _imap_pop_config(cfg, stored, box, key, token_hosts)
+    if isinstance(cfg.api, UnsetType):
+        return out
+    leg_api = _leg_rule(key, lambda: mailbox_apis.api(str(cfg.api)))
+    _leg_rule(key, lambda: mailbox_apis.receive_leg(leg_api, _protocol(out), ""))
+    if leg_api:
+        grant = _api_grant(out.oauth2, leg_api, out.password, key, "oauth2", check=True)
+        out = msgspec.structs.replace(out, oauth2=grant)
+        if not out.user:
+            raise invalid(f"{key}.user", f"{key}.user is the mailbox an API check reads")
+    return msgspec.structs.replace(out, api=leg_api)
 
 
 def _reputation(listed: ReputationIn | None) -> dict[str, list[str]] | None:

@@ -67,7 +67,7 @@ class MonitorWrites:
     box: SecretBox
     limits: fair_use.Limits
     token_hosts: Sequence[str] = ()  # OAUTH2_TOKEN_HOSTS: a custom token endpoint's hosts
-    clock: Clock = WALL  # when a flow incident a deletion leaves without outages ends
+    clock: Clock = WALL  # a write's `updated_at`; when a flow incident a deletion leaves ends
 
     async def get(self, lookup: Lookup) -> Monitor:
         """The monitor a write is for, as it is now (the surface's 404 when there is none)."""
@@ -160,7 +160,7 @@ class MonitorWrites:
                 return monitor
             await _dependencies(conn, org, changes.get("depends_on"), monitor.public_id)
             before = await fair_use.checks_of(conn, lim, org, monitor.id)
-            updated = await monitors.update(conn, monitor.id, changes)
+            updated = await monitors.update(conn, monitor.id, changes, self.clock.now())
             fields = fair_use.budget_fields(changes, budget)
             await fair_use.admit_checks(conn, lim, org, monitor.id, before, fields)
             if "reputation" in changes:

@@ -140,16 +140,18 @@ async def insert(conn: Conn, organization_id: int, values: Mapping[str, object])
     return new_id
 
 
-async def update(conn: Conn, channel_id: int, values: Mapping[str, object]) -> None:
+async def update(conn: Conn, channel_id: int, values: Mapping[str, object], now: datetime) -> None:
+    """Change the channel's settings, at `now`."""
     await conn.execute(
         "UPDATE notification_channels SET name = $2, url = $3, url_shown = $4, secret = $5,"
-        " chat_id = $6, updated_at = now() WHERE id = $1",
+        " chat_id = $6, updated_at = $7 WHERE id = $1",
         channel_id,
         values["name"],
         values["url"],
         values["url_shown"],
         values["secret"],
         values["chat_id"],
+        now,
     )
 
 

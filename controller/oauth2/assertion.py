@@ -1,7 +1,7 @@
 """RFC 7523's JWT bearer assertion (a Google service account acting as a mailbox through
 domain-wide delegation), signed by joserfc: no JWT code of our own."""
 
-import time
+from datetime import datetime
 from typing import Final
 
 from joserfc import jwt
@@ -13,12 +13,13 @@ LIFETIME_S: Final = 300  # Google accepts at most an hour; the assertion is used
 
 
 def signed(
-    pem: str, issuer: str, subject: str, audience: str, scopes: list[str], now: float | None = None
+    pem: str, issuer: str, subject: str, audience: str, scopes: list[str], now: datetime
 ) -> str:
     """The assertion: `iss` the service account (the grant's client id), `sub` the mailbox,
-    `aud` the token endpoint, `scope` the scopes (Google's claim), valid for LIFETIME_S."""
+    `aud` the token endpoint, `scope` the scopes (Google's claim), issued at `now` (the
+    caller's clock) and valid for LIFETIME_S."""
     key = private_key(pem)
-    issued = int(time.time() if now is None else now)
+    issued = int(now.timestamp())
     claims = {
         "iss": issuer,
         "sub": subject,

@@ -14,6 +14,7 @@ import ssl
 import warnings
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 # authlib prefers httpx2 and warns when it falls back to httpx, the client the rest of mailprobe
@@ -189,9 +190,9 @@ class TokenFetcher:
             context.load_verify_locations(cafile=oauth2.oauth2_ca_file)
         return cls(verify=context, allow_private=oauth2.oauth2_allow_private_endpoints)
 
-    async def fetch(self, grant: Grant, protocol: str, user: str) -> Issued:
-        """A token for the grant (its secrets opened), asked with the scopes for `protocol`;
-        TokenError when there is none."""
+    async def fetch(self, grant: Grant, protocol: str, user: str, now: datetime) -> Issued:
+        """A token for the grant (its secrets opened), asked with the scopes for `protocol` at
+        `now` (a JWT assertion's issue time); TokenError when there is none."""
         url = endpoint(grant)
         wanted = scopes(grant, protocol)
         bound = log.bind(endpoint=normal_host(httpx.URL(url).host), grant=grant.grant)
@@ -213,7 +214,7 @@ class TokenFetcher:
         elif grant.grant == "jwt_bearer":
             subject = grant.subject or user
             body["assertion"] = assertion.signed(
-                grant.private_key.reveal(), grant.client_id, subject, url, wanted
+                grant.private_key.reveal(), grant.client_id, subject, url, wanted, now
             )
         kind = JWT_BEARER_GRANT if grant.grant == "jwt_bearer" else grant.grant
         try:

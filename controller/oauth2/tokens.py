@@ -219,7 +219,7 @@ class TokenService:
             bound.error("OAuth2 grant secret does not open", error=str(exc))
             return TokenFailure(path, "secret", "a stored secret does not open (SECRETS_KEY)")
         try:
-            issued = await self._fetcher.fetch(opened, protocol, config_user)
+            issued = await self._fetcher.fetch(opened, protocol, config_user, self._clock.now())
         except TokenError as exc:
             failure = TokenFailure(path, exc.error, str(exc))
             bound.warning("no OAuth2 token", error=exc.error, refused=exc.refused)

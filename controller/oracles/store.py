@@ -69,28 +69,16 @@ async def canaries(conn: Conn, since: datetime) -> dict[str, list[DnsCanary]]:
     return out
 
 
-async def affected_organizations(
-    conn: Conn, oracle: str, country: str, since: datetime
-) -> list[int]:
-    """The organizations whose monitors' facts `oracle` decides in `country` lately: for the
-    resolver, monitors that resolve mail DNS (a mail domain) or reverse DNS (SMTP) and run
-    there; for a list, monitors whose rounds asked the lists there since `since`."""
-    if oracle == "dns":
-        rows = await conn.fetch(
-            "SELECT DISTINCT organization_id FROM monitors WHERE status <> 'disabled'"
-            " AND (mail_domain IS NOT NULL OR type = 'smtp')"
-            " AND (allowed_country_codes IS NULL OR $1 = ANY(allowed_country_codes))"
-            " ORDER BY organization_id",
-            country,
-        )
-    else:
-        rows = await conn.fetch(
-            "SELECT DISTINCT m.organization_id FROM blocklist_names n"
-            " JOIN monitors m ON m.id = n.monitor_id"
-            " WHERE n.country = $1 AND n.seen_at >= $2 ORDER BY m.organization_id",
-            country,
-            since,
-        )
+async def resolver_organizations(conn: Conn, country: str) -> list[int]:
+    """The organizations whose monitors' facts the agents' resolver decides in `country`:
+    monitors that resolve mail DNS (a mail domain) or reverse DNS (SMTP) and run there."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT organization_id FROM monitors WHERE status <> 'disabled'"
+        " AND (mail_domain IS NOT NULL OR type = 'smtp')"
+        " AND (allowed_country_codes IS NULL OR $1 = ANY(allowed_country_codes))"
+        " ORDER BY organization_id",
+        country,
+    )
     return [r["organization_id"] for r in rows]
 
 

@@ -1,14 +1,15 @@
 """The oracles' health, moved every pass (the alerter role, `OracleWatch.run_once`): each
-country's resolver from its canaries' newest answers (none coming: `unknown`), each list from
-its RFC 5782 test entries' (controller.sidechecks.blocklists.watch.healths), stepped and told by
-controller.operator_health: a change that held is one `fleet` notice (what is wrong, where,
-what the operator sets; the fleet's own budget, never the outages') to the owners of each
-organization whose monitors that oracle decides there and to the deployment's operators, and a
-log line. An oracle no round asked
-lately (a country without agents now) is `unchecked`: never told. The metric
-`mailprobe_oracle_state` is read from the stored states (controller/oracles/metrics.py).
+country's resolver from its canaries' newest answers (none coming: `unknown`), and the oracles
+of each side check that has its own (`frame.Oracles`: each list by its RFC 5782 test entries),
+stepped and told by controller.operator_health: a change that held is one `fleet` notice (what
+is wrong, where, what the operator sets; the fleet's own budget, never the outages') to the
+owners of each organization whose monitors that oracle decides there and to the deployment's
+operators, and a log line. An oracle no round asked lately (a country without agents now) is
+`unchecked`: never told. The metric `mailprobe_oracle_state` is read from the stored states
+(controller/oracles/metrics.py).
 """
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -22,9 +23,7 @@ from controller.operator_health.watch import move, tell_operators, tell_owners
 from controller.oracles import rules
 from controller.oracles import store as db
 from controller.oracles.rules import RESOLVER
-from controller.sidechecks.blocklists import store as lists_db
-from controller.sidechecks.blocklists.rules import BlockList
-from controller.sidechecks.blocklists.watch import healths as list_healths
+from controller.sidechecks.frame import Oracles
 from shared.clock import WALL, Clock
 from shared.timefmt import iso_ms
 
@@ -35,33 +34,31 @@ class OracleWatch:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        lists: tuple[BlockList, ...],
+        oracles: Sequence[Oracles] = (),
         *,
-        list_interval_s: int,
         dns_window_s: int,
         hold: timedelta = HOLD,
         clock: Clock = WALL,
     ) -> None:
-        """`clock`: the instant health is judged at when a pass is not given one."""
+        """`oracles`: the side checks' own oracles (the operator's lists); `clock`: the instant
+        health is judged at when a pass is not given one."""
         self._pool = pool
         self._clock = clock
-        self._lists = lists
-        self._list_window = timedelta(seconds=2 * list_interval_s)
+        self._oracles = tuple(oracles)
         self._dns_window = timedelta(seconds=dns_window_s)
         self._hold = hold
 
     async def run_once(self, now: datetime | None = None) -> None:
         at = now or self._clock.now()
-        list_since = at - self._list_window
         async with self._pool.acquire() as conn, conn.transaction():
             canaries = await db.canaries(conn, at - self._dns_window)
-            tests = {t for b in self._lists for t in b.tests}
-            answers = await lists_db.answers(conn, tests, list_since) if self._lists else []
-            failed = await lists_db.failures(conn, list_since) if self._lists else {}
-            by_list = list_healths(self._lists, answers, failed)
             now_health = {(RESOLVER, cc): rules.resolver_health(c) for cc, c in canaries.items()}
-            now_health |= {key: Health(h.state, h.reason) for key, h in by_list.items()}
-            through = await lists_db.through_resolver(conn, list_since) if self._lists else ()
+            through: dict[str, Oracles] = {}
+            for source in self._oracles:
+                judged = await source.healths(conn, at)
+                now_health |= {key: Health(h.state, h.reason) for key, h in judged.items()}
+                for cc in await source.asked_through_resolver(conn, at):
+                    through.setdefault(cc, source)
             now_health, quiet = rules.root_cause(now_health, through)
             stored = await health_db.healths(conn, db.HEALTH, lock=True)
             gone = Health("unchecked", "not asked lately")
@@ -69,7 +66,7 @@ class OracleWatch:
                 conn, db.HEALTH, stored, now_health, at, hold=self._hold, gone=gone, quiet=quiet
             )
             for t in told:
-                await self._tell(conn, *t, list_since, at, lists=t.country in through)
+                await self._tell(conn, *t, at, through=through.get(t.country))
 
     async def _tell(
         self,
@@ -78,37 +75,38 @@ class OracleWatch:
         country: str,
         s: Stored,
         change: Change,
-        since: datetime,
         now: datetime,
         *,
-        lists: bool,
+        through: Oracles | None,
     ) -> None:
         log.warning(
             "oracle " + change, oracle=oracle, country=country, state=s.state, reason=s.reason
         )
-        texts = notice(oracle, country, s, change, self._label(oracle), lists=lists)
+        source = self._source(oracle)
+        if oracle == RESOLVER:
+            label = "the agents' DNS resolver"
+            what = "mail DNS and reverse DNS"
+            if through is not None:
+                what = f"mail DNS, reverse DNS and {through.through}"
+            orgs = await db.resolver_organizations(conn, country)
+        else:
+            label = (source.label(oracle) if source is not None else None) or oracle
+            what = source.what if source is not None else "the answers it vouches for"
+            orgs = await source.affected(conn, country, now) if source is not None else []
+        texts = notice(oracle, country, s, change, label, what)
         key = f"oracle:{oracle}:{country}:{change}:{iso_ms(s.since)}"
-        orgs = await db.affected_organizations(conn, oracle, country, since)
         await tell_owners(conn, orgs, texts, key, now)
         await tell_operators(conn, texts, key, now)
 
-    def _label(self, oracle: str) -> str:
-        if oracle == RESOLVER:
-            return "the agents' DNS resolver"
-        b = next((b for b in self._lists if b.zone == oracle), None)
-        return f"the blocklist {b.label} ({b.zone})" if b is not None else oracle
+    def _source(self, oracle: str) -> Oracles | None:
+        return next((o for o in self._oracles if o.label(oracle) is not None), None)
 
 
-def notice(
-    oracle: str, country: str, s: Stored, change: Change, label: str, *, lists: bool = False
-) -> Texts:
+def notice(oracle: str, country: str, s: Stored, change: Change, label: str, what: str) -> Texts:
     """An oracle that became unhealthy (or unknown) in a country, or recovered, in words: what
-    its answers mean for the monitors there, and what the operator sets. `lists`: the
-    country's blocklists are asked through the resolver (`rules.root_cause`): its notice says
-    so, and none goes about them."""
-    what = "mail DNS and reverse DNS" if oracle == RESOLVER else "blocklist standing"
-    if oracle == RESOLVER and lists:
-        what = "mail DNS, reverse DNS and blocklist standing (the lists are asked through it)"
+    its answers mean for the monitors there (`what`: the resolver's says so of the side checks'
+    oracles asked through it, `rules.root_cause`, none of which is told on its own then), and
+    what the operator sets."""
     if change == "unhealthy":
         subject = f"[mailprobe] Not believed in {country}: {label}"
         lead = (

@@ -26,12 +26,15 @@ _RECORD_KINDS |= {
 }
 # The senders' grading names what it graded.
 _RECORD_KINDS |= {
+    "sender tls 1 0": "Sender TLS 1.0",
     "sender tls": "Sender TLS",
     "sender dkim": "Sender DKIM",
     "sender dmarc": "Sender DMARC",
 }
 # Report findings name what reported them.
 _RECORD_KINDS |= {"tls failures": "TLS failures"}
+# Any other TLS finding (after TLS-RPT's and the reports' above, which come first).
+_RECORD_KINDS |= {"tls": "TLS"}
 
 
 def title(code: str) -> str:

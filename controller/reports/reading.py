@@ -185,7 +185,9 @@ async def _token(
             )
     opened = _opened(reader.box, grant, stored.refresh_token)
     try:
-        issued = await reader.fetcher.fetch(opened, stored.protocol, stored.user)
+        issued = await reader.fetcher.fetch(
+            opened, stored.protocol, stored.user, reader.clock.now()
+        )
     except TokenError as exc:
         raise MailboxError(f"no OAuth2 token ({exc.error}): {exc}") from None
     expires = oauth2_rules.expires_at(reader.clock.now(), issued.expires_in)

@@ -48,20 +48,22 @@ async def settings(conn: Conn, organization_id: int) -> ReportSettings:
     )
 
 
-async def save_settings(conn: Conn, organization_id: int, s: ReportSettings) -> None:
+async def save_settings(conn: Conn, organization_id: int, s: ReportSettings, now: datetime) -> None:
+    """Store the organization's report settings, at `now`."""
     await conn.execute(
         "INSERT INTO report_settings (organization_id, window_days, tls_failures_min,"
-        " dmarc_failures_min, dmarc_unknown_min, known_networks)"
-        " VALUES ($1, $2, $3, $4, $5, $6::text[]::cidr[])"
+        " dmarc_failures_min, dmarc_unknown_min, known_networks, updated_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6::text[]::cidr[], $7)"
         " ON CONFLICT (organization_id) DO UPDATE SET window_days = $2, tls_failures_min = $3,"
         " dmarc_failures_min = $4, dmarc_unknown_min = $5, known_networks = $6::text[]::cidr[],"
-        " updated_at = now()",
+        " updated_at = $7",
         organization_id,
         s.window_days,
         s.tls_failures_min,
         s.dmarc_failures_min,
         s.dmarc_unknown_min,
         list(s.known_networks),
+        now,
     )
 
 

@@ -27,6 +27,7 @@ from litestar import Litestar
 
 from controller.access import accounts_store as accounts
 from controller.access.housekeeping import housekeeping
+from controller.arrivals import addresses
 from controller.arrivals.intake import ArrivalsIntake
 from controller.db.pool import create_pool
 from controller.fleet.live import LiveAgents
@@ -44,8 +45,10 @@ from controller.observability import metrics
 from controller.oracles.watch import OracleWatch
 from controller.posture.senders import Grader
 from controller.runtime.pipeline import Pipeline, build_alerter, open_pipeline
+from controller.scheduling.plan import TENANT_PURPOSE, tenant
 from controller.secrets.box import SecretBox
 from controller.settings import ApiSettings, ControllerSettings, NotifySettings, RuntimeSettings
+from controller.sidechecks.blocklists.oracles import ListOracles
 from controller.sidechecks.blocklists.rules import lists_setting
 from controller.sidechecks.blocklists.watch import BlocklistWatch, FreshNames
 from controller.web import h11_bounds
@@ -53,7 +56,7 @@ from controller.web.app import create_app, readiness
 from controller.web.front_protocol import FrontLimits, front_protocol
 from controller.web.front_server import FrontServer
 from shared import ops
-from shared.clock import WALL
+from shared.clock import WALL, Clock
 from shared.loop import run_every
 from shared.timefmt import iso_ms
 
@@ -187,6 +190,7 @@ def _workers(
                 clock=clock,
                 graded=Grader(Links.of(settings.notify)).grade,
             ).run(stop),
+            _receiving_addresses(settings, pool, pipeline, stop),
             keep_partitions(
                 pool, clock, stop, retention.check_history_days, retention.check_raw_days
             ),
@@ -197,9 +201,25 @@ def _workers(
     if "alerter" in roles and pipeline.agents is not None:
         work += _alerter(settings, pool, pipeline, pipeline.agents, stop)
     if roles & {"scheduler", "alerter"}:
-        work.append(_watch_scheme(pool, pipeline.seeded, stop))
+        work.append(_watch_scheme(pool, pipeline.seeded, stop, clock))
     work.append(metrics.sample_every(stop, _probes(roles, pool, pipeline)))
     return work
+
+
+async def _receiving_addresses(
+    settings: ControllerSettings, pool: asyncpg.Pool, pipeline: Pipeline, stop: asyncio.Event
+) -> None:
+    """The RECEIVERS bucket kept as the heartbeat monitors say (controller.arrivals.addresses)."""
+    key = SecretBox(settings.secrets.secrets_key or "").subkeys(TENANT_PURPOSE)[0]
+    of = functools.partial(tenant, key)
+
+    async def one_pass() -> None:
+        try:
+            await addresses.sync(pipeline.js, pool, of)
+        except Exception as exc:  # NATS or PostgreSQL away: tried again next pass
+            log.warning("receiving_addresses_failed", error=repr(exc)[:200])
+
+    await run_every(addresses.SYNC_EVERY_S, one_pass, name="receiving addresses", stop=stop)
 
 
 def _alerter(
@@ -253,10 +273,12 @@ def _alerter(
     )
     work = [alerter.run(stop), worker.run(stop), kept, read_mailboxes(pool, reader, stop)]
     reputation = settings.reputation
+    list_oracles = ListOracles(
+        lists_setting(reputation.blocklists), reputation.blocklist_interval_seconds
+    )
     oracles = OracleWatch(
         pool,
-        lists_setting(reputation.blocklists),
-        list_interval_s=reputation.blocklist_interval_seconds,
+        [list_oracles],
         dns_window_s=2 * settings.scheduling.dns_posture_interval_seconds,
         clock=clock,
     )
@@ -278,7 +300,9 @@ def _alerter(
     return work
 
 
-async def _watch_scheme(pool: asyncpg.Pool, seeded: SeededGate, stop: asyncio.Event) -> None:
+async def _watch_scheme(
+    pool: asyncpg.Pool, seeded: SeededGate, stop: asyncio.Event, clock: Clock
+) -> None:
     """Look at the live controllers every LOOK_EVERY_S, moving and reading `seeded_from`
     (controller.jobs.scheme); a line when it changes. A look that fails keeps the value last
     read (every process applies the same one) and starts the wait for a switch again."""
@@ -286,7 +310,7 @@ async def _watch_scheme(pool: asyncpg.Pool, seeded: SeededGate, stop: asyncio.Ev
     async def step() -> None:
         was = seeded()
         try:
-            now = await scheme_store.look(pool, seeded)
+            now = await scheme_store.look(pool, seeded, clock)
         except BaseException:
             seeded.unseen()
             raise

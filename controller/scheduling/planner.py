@@ -206,7 +206,7 @@ class Planner:
 
     def _apis_live(self) -> dict[str, frozenset[str]]:
         """By mailbox API feature, the countries whose every live agent has it."""
-        return {f: self._agents.countries_with(f) for f in mailbox_apis.FEATURES.values()}
+        return {f: self._agents.countries_with(f) for f in mailbox_apis.ALL_FEATURES}
 
     def _token_logins(
         self, claimed: Sequence[ClaimedMonitor], now: datetime

@@ -21,14 +21,15 @@ What a side check needs of the frame beyond that are its capabilities, each type
 by the frame, never named by it: its own planning state (`plans`, a `PlanState` the scheduler
 binds a value to with `Held`, read by its `ask` with `Planning.state`), a budget admission
 reserves and releases for its jobs (`Budget`, in controller.sidechecks.budgets, apart from the
-registry so that it stays pure), the canaries its facts carry (`canaries`), and work inside the
-core check's session (`session_config`).
+registry so that it stays pure), the canaries its facts carry (`canaries`), oracles of its own
+(`Oracles`, which the runtime gives the oracle watch), and work inside the core check's session
+(`session_config`).
 """
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, cast
 from uuid import UUID
 
 from controller.jobs.result_kinds import INCONCLUSIVE
@@ -135,6 +136,45 @@ class Arrived(Generic[FactsT]):
     scheduled_at: datetime
     finished_at: datetime
     facts: FactsT
+
+
+@dataclass(frozen=True, slots=True)
+class OracleHealth:
+    """An oracle's health in a country as its side check judges it: `healthy`, `unhealthy`
+    or `unknown`, and why."""
+
+    state: Literal["healthy", "unhealthy", "unknown"]
+    reason: str = ""
+
+
+class Oracles(Protocol):
+    """A side check whose answers come from oracles of their own, checked before they are
+    believed (the blocklists: each list by its RFC 5782 test entries), which the oracle watch
+    moves beside the resolver's canaries: `what` its oracles decide (a notice's words),
+    `through` what a notice of the resolver adds where they are asked through it."""
+
+    @property
+    def what(self) -> str: ...
+
+    @property
+    def through(self) -> str: ...
+
+    async def healths(self, conn: "Conn", at: datetime) -> dict[tuple[str, str], OracleHealth]:
+        """(oracle, country) → its health there at `at`."""
+        ...
+
+    async def asked_through_resolver(self, conn: "Conn", at: datetime) -> Collection[str]:
+        """The countries whose rounds asked its oracles through the agents' resolver lately:
+        the resolver's canaries vouch for them there."""
+        ...
+
+    def label(self, oracle: str) -> str | None:
+        """How people are told of `oracle` (None: not one of its oracles)."""
+        ...
+
+    async def affected(self, conn: "Conn", country: str, at: datetime) -> list[int]:
+        """The organizations whose monitors its oracles decide in `country` lately."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,7 +50,15 @@ from shared import embedded
 
 PAGE_DEFAULT = 100
 PAGE_MAX = 500
-UNITS: dict[str, int] = {"send": 100, "list": 5, "get": 5, "trash": 5, "delete": 10}
+UNITS: dict[str, int] = {
+    "send": 100,
+    "list": 5,
+    "get": 5,
+    "trash": 5,
+    "delete": 10,
+    "getProfile": 1,
+    "labels.get": 1,
+}
 UNITS_PER_MINUTE = 15_000
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 # An 8 MiB list answer, made once: the peer's own memory stays flat however often it is sent.
@@ -235,6 +243,15 @@ class GmailPeer:
             return self._send(user, body)
         if method_name == "list":
             return self._list(user, parse_qs(query))
+        if method_name == "getProfile":
+            profile = {"emailAddress": user, "messagesTotal": len(self.mail[user])}
+            return 200, [], json.dumps(profile).encode()
+        if method_name == "labels.get":
+            if rest[1] != "INBOX":
+                return 404, [], _error(404, "Invalid label", "NOT_FOUND", "notFound")
+            inbox = len(self.mailbox(user, "INBOX"))
+            label = {"id": "INBOX", "name": "INBOX", "type": "system", "messagesTotal": inbox}
+            return 200, [], json.dumps(label).encode()
         found = next((m for m in self.mail[user] if m.id == rest[1]), None)
         if found is None:
             return 404, [], _error(404, "Requested entity was not found.", "NOT_FOUND", "notFound")
@@ -360,6 +377,10 @@ def _method(verb: str, rest: list[str]) -> str | None:
         return "send"
     if rest == ["messages"] and verb == "GET":
         return "list"
+    if rest == ["profile"] and verb == "GET":
+        return "getProfile"
+    if len(rest) == 2 and rest[0] == "labels" and verb == "GET":
+        return "labels.get"
     if len(rest) == 2 and rest[0] == "messages":
         return {"GET": "get", "DELETE": "delete"}.get(verb)
     if len(rest) == 3 and rest[0] == "messages" and rest[2] == "trash" and verb == "POST":

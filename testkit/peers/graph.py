@@ -225,6 +225,8 @@ class GraphPeer:
         rest = parts[3:]
         if method == "POST" and rest == ["sendMail"]:
             return self._send_mail(user, body)
+        if method == "GET" and len(rest) == 2 and rest[0] == "mailFolders":
+            return self._folder(user, rest[1].lower())
         if (
             method == "GET"
             and len(rest) == 3
@@ -311,6 +313,19 @@ class GraphPeer:
                 if message.id == mid:
                     return where, message
         return None
+
+    def _folder(self, user: str, folder: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """A mail folder resource (`GET /users/{id}/mailFolders/{id}`)."""
+        if folder not in FOLDERS:
+            return 404, [], _error("ErrorInvalidIdMalformed", "Id is malformed.")
+        if self.odd:
+            return 200, [], b'{"displayName": 7}'
+        resource = {
+            "id": f"AQMk{folder}",
+            "displayName": folder.capitalize(),
+            "totalItemCount": len(self.folder(user, folder)),
+        }
+        return 200, [], json.dumps(resource).encode()
 
     def _list(
         self, user: str, folder: str, query: dict[str, list[str]], path: str

@@ -89,7 +89,7 @@ async def test_a_resolver_answering_nxdomain_for_everything_is_never_believed(
             "UPDATE monitors SET mail_domain = $2 WHERE id = $1", monitor["id"], DOMAIN
         )
     starttls, spki = served()
-    watch = OracleWatch(rig.pool, (), list_interval_s=6 * 3600, dns_window_s=3600)
+    watch = OracleWatch(rig.pool, (), dns_window_s=3600)
     async with SmtpPeer(starttls=starttls) as smtp:
         records = zone(smtp.port, spki, good=True)
         del records[(f"_mta-sts.{DOMAIN}", "TXT")]  # no MTA-STS: nothing to fetch

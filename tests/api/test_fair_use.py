@@ -3,6 +3,7 @@ monitor and per organization and refused on a disabled monitor, lists capped —
 /api/v3 alike, over real HTTP, with the limits counted in PostgreSQL so replicas share them."""
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +18,7 @@ from controller.monitors.validation import COUNTRIES
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared.clock import ManualClock
+from shared.timefmt import utcnow
 from testkit.serving import http_client, serve_app
 from tests.alertsite.helpers import MINIMAL, V3, as_error
 from tests.api.helpers import SMTP, assert_error, seed_body
@@ -449,6 +451,31 @@ async def test_trigger_check_is_rate_limited_per_monitor_across_replicas(
     assert f"try again in {r.headers['Retry-After']} s" in error["message"]
     second = await created(api, tenant, allowedCheckCountryCodes=[COUNTRY])
     assert (await trigger(api, tenant, second)).status_code == 202
+
+
+async def test_trigger_checks_refill_on_the_clock_the_api_is_given(
+    api: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool, rig: Rig
+) -> None:
+    """The API's trigger-check takes the monitor's allowance at the clock the app is composed
+    with (its pipeline's, issue 79), here a manual one starting at the wall's instant (the
+    tenant's tokens live by it too): burst 2, then one when the clock has moved 30 s, however
+    little the wall has."""
+    monitor = await created(api, tenant, allowedCheckCountryCodes=[COUNTRY])
+    clock = ManualClock(utcnow())
+    pipeline = dataclasses.replace(rig.pipeline, clock=clock)
+    async with (
+        serve_app(create_app(rig.settings, pool, pipeline)) as url,
+        http_client(base_url=url, timeout=10) as manual,
+    ):
+        assert (await trigger(manual, tenant, monitor)).status_code == 202
+        assert (await trigger(manual, tenant, monitor)).status_code == 202
+        assert_error(await trigger(manual, tenant, monitor), 429, code="trigger_limit")
+        clock.advance(29)
+        r = await trigger(manual, tenant, monitor)
+        assert_error(r, 429, code="trigger_limit")
+        assert r.headers["Retry-After"] == "1"
+        clock.advance(1)  # 30 s on the clock given
+        assert (await trigger(manual, tenant, monitor)).status_code == 202
 
 
 async def test_triggered_checks_draw_on_the_organizations_budget(

@@ -4,9 +4,11 @@ in. A write built on a monitor that has changed since is refused (`Stale`) rathe
 over the change; a moved secret comes back as `SecretMoved`, which each surface names its way.
 """
 
+import dataclasses
 import inspect
 import typing
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import asyncpg
@@ -20,6 +22,7 @@ from controller.monitors.write_model import KEEP, SmtpAuthIn, SmtpConfigIn, Smtp
 from controller.monitors.writes import Lookup, MonitorWrites
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
+from shared.clock import ManualClock
 from tests.api.helpers import PATHS, minimal_body
 from tests.conftest import Tenant
 
@@ -87,3 +90,27 @@ async def test_a_moved_secret_comes_back_to_the_surface_by_path(
         await writes.update(lookup, moved_host, budget={})
     assert refused.value.each == {"auth.pass": ["hostname"]}
     assert (await writes.get(lookup)).hostname == monitor["hostname"]
+
+
+async def test_a_write_is_stamped_by_the_clock_given_and_a_standing_clock_still_tells_stale(
+    http: httpx.AsyncClient, tenant: Tenant, writes: MonitorWrites
+) -> None:
+    """`updated_at` is the writer's clock (issue 79), here a month's end; a write at the same
+    instant as the one before still moves it (a microsecond on), so a write built on the
+    monitor before either is `Stale`."""
+    clock = ManualClock(datetime(2027, 1, 31, 23, 59, 59, tzinfo=UTC))
+    at = dataclasses.replace(writes, clock=clock)
+    monitor = await _created(http, tenant)
+    lookup = Lookup(UUID(str(monitor["publicId"])), SMTP.types, tenant.org_id)
+    read = await at.get(lookup)
+    first = await at.update(lookup, SmtpMonitorUpdate(check_interval=300), budget={})
+    assert first.updated_at == clock.now()
+    second = await at.update(
+        lookup, SmtpMonitorUpdate(check_interval=600), budget={}, read_at=first.updated_at
+    )
+    assert second.updated_at == clock.now() + timedelta(microseconds=1)
+    with pytest.raises(Stale):
+        await at.update(
+            lookup, SmtpMonitorUpdate(check_interval=900), budget={}, read_at=first.updated_at
+        )
+    assert (await at.get(lookup)).updated_at != read.updated_at

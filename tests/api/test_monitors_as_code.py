@@ -688,3 +688,32 @@ async def test_a_graph_round_trip_applies_exports_and_applies_as_no_change(
     assert "graph-s3cret" not in exported
     code, said = await run(load(exported, "exported.yaml", env), client)
     assert code == 0 and all(line.startswith("=") for line in said[:-1]), said
+
+
+GRAPH_CHECK_FILE = """\
+customer: {customer}
+monitors:
+  - type: imap
+    name: Inbox over Graph
+    imapPopConfig:
+      api: graph
+      user: probe@contoso.com
+      oauth2: {{provider: microsoft, tenant: contoso.com, grant: client_credentials,
+        clientId: app, clientSecret: {{env: MAILPROBE_SECRET_GRAPH}}}}
+"""
+
+
+async def test_a_mailbox_check_over_graph_applies_exports_and_applies_as_no_change(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """An IMAP/POP monitor's `api` (no host: Graph's) goes through apply and back in export."""
+    customer = tenant.customer_public_id
+    env = {**ENV, "MAILPROBE_SECRET_GRAPH": "graph-s3cret"}
+    code, said = await run(load(GRAPH_CHECK_FILE.format(customer=customer), "m.yaml", env), client)
+    assert code == 0, said
+    [shown] = (await client.get(IMAP)).json()["items"]
+    assert (shown["hostname"], shown["imapPopConfig"]["api"]) == ("graph.microsoft.com", "graph")
+    exported = export_text(customer, await current(client, customer))
+    assert "api: graph" in exported and "graph-s3cret" not in exported
+    code, said = await run(load(exported, "exported.yaml", env), client)
+    assert code == 0 and all(line.startswith("=") for line in said[:-1]), said

@@ -365,3 +365,36 @@ async def test_a_graph_round_trip_is_on_the_form_and_its_page_names_the_api(
     legs = legs.split('id="legs"')[1].split("</table>")[0]
     assert "Send (Microsoft Graph)" in legs and "Receive (Microsoft Graph)" in legs
     assert "HTTPS" in legs and "found message deleted" in legs and "s3cret" not in legs
+
+
+async def test_a_mailbox_check_over_graph_is_made_on_the_form_and_its_page_names_the_api(
+    client: Browserish, http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """The IMAP/POP form offers the mailbox API; made with `graph`, no host and an app's
+    client credentials, the monitor watches Graph's public host and its page says so."""
+    org = await make_tenant(pool)
+    client.session = org.tokens["member"]
+    values = {
+        **await _new_form(client, "imap"),
+        "customerId": org.customer_public_id,
+        "name": "Inbox over Graph",
+        "hostname": "",
+        "imapPopConfig.api": "graph",
+        "imapPopConfig.user": "probe@contoso.com",
+        "imapPopConfig.oauth2.grant": "client_credentials",
+        "imapPopConfig.oauth2.provider": "microsoft",
+        "imapPopConfig.oauth2.tenant": "contoso.onmicrosoft.com",
+        "imapPopConfig.oauth2.clientId": "client-1",
+        "imapPopConfig.oauth2.clientSecret": "Grant-Secret-8",
+    }
+    assert "imapPopConfig.api" in values  # the form has the field
+    token = await client.csrf("/console/new/imap")
+    r = await client.post("/console/new/imap", values, token=token)
+    assert r.status_code == 303, r.text[:3000]
+    public_id = r.headers["location"].split("/")[-1].split("?")[0]
+    shown = (await http.get(f"/api/imap-pop-monitors/{public_id}", headers=org.auth())).json()
+    assert shown["hostname"] == "graph.microsoft.com"
+    assert shown["imapPopConfig"]["api"] == "graph"
+    page = (await client.get(f"/console/monitors/{public_id}")).text
+    assert '<span id="via-api">over Microsoft Graph</span>' in page
+    assert "Grant-Secret-8" not in page

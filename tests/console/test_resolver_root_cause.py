@@ -26,6 +26,7 @@ from controller.operator_health.rules import HOLD
 from controller.oracles import store as oracles_db
 from controller.oracles.watch import OracleWatch
 from controller.settings import ControllerSettings
+from controller.sidechecks.blocklists.oracles import ListOracles
 from controller.sidechecks.blocklists.rules import Fresh, ask, lists_setting
 from controller.web.app import create_app
 from shared.messages import CheckResult, encode
@@ -122,7 +123,7 @@ async def broken_resolver(
     async with DnsblPeer(zones) as truthful, DnsPeer({}, canaries=False, silent=dead) as broken:
         await _round(pool, monitor, {TRUTHFUL: truthful, BROKEN: broken})
         assert ("2.0.0.127.zen.spamhaus.org", "A") in broken.asked  # the lists were asked
-    watch = OracleWatch(pool, BLOCKLISTS, list_interval_s=6 * 3600, dns_window_s=3600)
+    watch = OracleWatch(pool, [ListOracles(BLOCKLISTS, 6 * 3600)], dns_window_s=3600)
     t0 = utcnow()
     for n in range(3):
         await watch.run_once(t0 + n * HOLD)

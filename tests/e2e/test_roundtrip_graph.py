@@ -133,6 +133,12 @@ async def test_a_graph_round_trip_made_through_the_api_runs_on_a_real_agent(
     assert (item["status"], item["errorKind"], item["country"]) == ("up", None, HOME), item
     assert item["folder"] == "inbox" and item["phases"]["deliveryMs"] is not None
     assert item["authResults"]["spf"] == "pass"
+    # The ARC set Exchange stamped, as the results API shows it.
+    assert item["arc"] == {
+        "instances": 1,
+        "cv": "none",
+        "authenticationResults": f"i=1; {graph.auth_results}",
+    }, item
     assert graph.sent == 1
     pages = [c for c in graph.calls if c.startswith("GET ") and "/mailFolders/inbox/" in c]
     assert len(pages) >= 3 and "skip=" in pages[2], "the probe was found on page 3"

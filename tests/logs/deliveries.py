@@ -164,7 +164,7 @@ async def oauth2() -> None:
                     refresh_token=Secret(REFRESH_TOKEN),
                 ),
             ):
-                await fetcher.fetch(grant, "imap", "box@example.test")
+                await fetcher.fetch(grant, "imap", "box@example.test", datetime.now(UTC))
                 said(f"oauth2 {grant.grant}")
 
 

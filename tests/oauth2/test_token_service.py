@@ -764,3 +764,31 @@ async def test_a_token_is_kept_until_its_expiry_by_the_clock_given(
     assert clock.now().date() > start.date()
     again = await service.tokens(monitor, clock.now() + job)
     assert isinstance(again, dict) and again != first and len(endpoint.calls) == 2
+
+
+async def test_a_jwt_assertion_is_issued_at_the_clock_given(
+    client: httpx.AsyncClient,
+    endpoint: TokenEndpoint,
+    tenant: Tenant,
+    pool: asyncpg.Pool,
+    box: SecretBox,
+    ca: trustme.CA,
+    service_key: RSAKey,
+) -> None:
+    """A JWT bearer grant's assertion (RFC 7523) is issued (`iat`) at the service's clock and
+    expires LIFETIME_S after it. The endpoint judges it by its own clock (here the wall): one
+    issued a minute ago is taken, one issued at next year's end (its token from the first
+    expired by then) is refused as issued in the future."""
+    key = {"privateKey": service_key.as_pem(private=True).decode()}
+    r = await create_imap(client, tenant, grant_of(endpoint, "jwt_bearer", **key))
+    assert r.status_code == 201, r.text
+    monitor = (await watched(pool, r.json()["id"])).monitor
+    behind = utcnow().replace(microsecond=0) - timedelta(minutes=1)
+    ahead = datetime(behind.year + 1, 12, 31, 23, 59, 59, tzinfo=UTC)
+    for start, taken in [(behind, True), (ahead, False)]:
+        clock = ManualClock(start)
+        service = TokenService(pool, box, fetcher(ca), clock=clock)
+        token = await service.tokens(monitor, clock.now() + timedelta(minutes=5))
+        assert isinstance(token, dict) is taken, token
+        said = claims(Secret(endpoint.calls[-1]["assertion"]))
+        assert (said["iat"], said["exp"]) == (start.timestamp(), start.timestamp() + 300)

@@ -18,9 +18,11 @@ from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared.messages import (
+    FEATURE_API_MAILBOX,
     FEATURE_GMAIL,
     FEATURE_GRAPH,
     FEATURE_OAUTH2,
+    ImapPopConfig,
     RoundTripConfig,
     encode,
 )
@@ -248,3 +250,120 @@ async def test_gmail_legs_go_only_where_every_agent_runs_them(
         )
     assert row is not None and (row["status"], row["error_kind"]) == ("missed", "no_agent")
     assert "gmail" in row["message"]
+
+
+async def test_a_mailbox_check_over_graph_goes_only_where_every_agent_runs_it(
+    oauth_api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    countries: Countries,
+    settings: ControllerSettings,
+    seal_keys: KeyRing,
+    scheduler_with: SchedulerWith,
+    ca: trustme.CA,
+) -> None:
+    """An IMAP/POP monitor's `api` graph: only to a country whose every agent has `graph` and
+    `api-mailbox`; an agent with `graph` alone (Graph round trips, no mailbox checks) would
+    speak IMAP to Graph, so its country's round is `no_agent`."""
+    new, old = sorted(countries.take(2))
+    await countries.live(new, features=[FEATURE_OAUTH2, FEATURE_GRAPH, FEATURE_API_MAILBOX])
+    await countries.live(old, features=[FEATURE_OAUTH2, FEATURE_GRAPH])
+    box = SecretBox(settings.secrets.secrets_key or "")
+    async with serve_graph(GraphPeer({PROBE}), ca) as peer:
+        scheduler = scheduler_with(
+            tokens=TokenService(
+                pipe_pool, box, TokenFetcher(verify=ca_context(ca), allow_private=True)
+            )
+        )
+        grant = {
+            "grant": "client_credentials",
+            "tokenUrl": f"{peer.url}/contoso.test/oauth2/v2.0/token",
+            "clientId": peer.client_id,
+            "clientSecret": peer.client_secret,
+        }
+        body = {
+            "customerId": org.customer_id,
+            "name": "Inbox over Graph",
+            "hostname": "127.0.0.1",
+            "port": peer.port,
+            "allowedCheckCountryCodes": [new, old],
+            "imapPopConfig": {"api": "graph", "user": PROBE, "oauth2": grant},
+        }
+        r = await oauth_api.post("/api/imap-pop-monitors", headers=org.auth(), json=body)
+        assert r.status_code == 201, r.text
+        public_id = r.json()["publicId"]
+        await due_now(pipe_pool, org)
+        await scheduler.run_due()
+        await scheduler.planner.settled()
+        await scheduler.run_due()
+
+    [(job, _)] = await countries.jobs(new)
+    opened = seal_keys.opened(job)
+    assert isinstance(opened.config, ImapPopConfig) and opened.config.api == "graph"
+    assert opened.config.access_token.reveal() in peer.tokens
+    assert peer.client_secret.encode() not in encode(job)
+    assert await countries.jobs(old) == []
+    async with pipe_pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT status, error_kind, message FROM check_results"
+            " WHERE monitor_public_id = $1 AND country = $2",
+            public_id,
+            old,
+        )
+    assert row is not None and (row["status"], row["error_kind"]) == ("missed", "no_agent")
+    assert "api-mailbox" in row["message"]
+
+
+async def test_a_mailbox_check_over_graph_counts_against_the_login_cap(
+    oauth_api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    countries: Countries,
+    settings: ControllerSettings,
+    scheduler_with: SchedulerWith,
+    ca: trustme.CA,
+) -> None:
+    """A mailbox check's Graph calls are bounded as a login is, as a round trip's Graph leg's:
+    each country's round is one login to the mailbox's account, so with a cap of 1 the second
+    country's round is held `login_capped`, not sent."""
+    two = sorted(countries.take(2))
+    for cc in two:
+        await countries.live(cc, features=[FEATURE_OAUTH2, FEATURE_GRAPH, FEATURE_API_MAILBOX])
+    box = SecretBox(settings.secrets.secrets_key or "")
+    async with serve_graph(GraphPeer({PROBE}), ca) as peer:
+        scheduler = scheduler_with(
+            login_cap=1,
+            tokens=TokenService(
+                pipe_pool, box, TokenFetcher(verify=ca_context(ca), allow_private=True)
+            ),
+        )
+        grant = {
+            "grant": "client_credentials",
+            "tokenUrl": f"{peer.url}/contoso.test/oauth2/v2.0/token",
+            "clientId": peer.client_id,
+            "clientSecret": peer.client_secret,
+        }
+        body = {
+            "customerId": org.customer_id,
+            "name": "Inbox over Graph",
+            "hostname": "127.0.0.1",
+            "port": peer.port,
+            "allowedCheckCountryCodes": two,
+            "imapPopConfig": {"api": "graph", "user": PROBE, "oauth2": grant},
+        }
+        r = await oauth_api.post("/api/imap-pop-monitors", headers=org.auth(), json=body)
+        assert r.status_code == 201, r.text
+        public_id = r.json()["publicId"]
+        await due_now(pipe_pool, org)
+        await scheduler.run_due()
+        await scheduler.planner.settled()
+        await scheduler.run_due()
+    sent = [cc for cc in two if await countries.jobs(cc)]
+    assert len(sent) == 1, sent
+    async with pipe_pool.acquire() as conn:
+        capped = await conn.fetch(
+            "SELECT country FROM check_results"
+            " WHERE monitor_public_id = $1 AND error_kind = 'login_capped'",
+            public_id,
+        )
+    assert [c["country"] for c in capped] == [cc for cc in two if cc not in sent]

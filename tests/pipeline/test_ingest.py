@@ -131,9 +131,9 @@ async def test_a_result_published_twice_is_stored_once(
     # `logins` is the agent's count for the login cap (account_logins), not part of the result
     # the API keeps; nor is `reputation`, kept once per list, name and country
     # (controller/sidechecks/blocklists/store.py); nor `asks` and `asksSeal`, the job's own
-    # (what the ingester holds the side facts to: controller/jobs/asks_seal.py); nor a round
-    # trip's `arc`, not stored yet; nor `sideCheckErrors`, counted, not stored.
-    kept_apart = ("logins", "reputation", "asks", "asksSeal", "arc", "sideCheckErrors")
+    # (what the ingester holds the side facts to: controller/jobs/asks_seal.py); nor
+    # `sideCheckErrors`, counted, not stored.
+    kept_apart = ("logins", "reputation", "asks", "asksSeal", "sideCheckErrors")
     sent = {k: v for k, v in msgspec.to_builtins(res).items() if k not in kept_apart}
     # The side checks' facts before `sideChecks` (issue 65), kept in the API as they were.
     assert [wire.pop(k) for k in ("mailDns", "reverseDns", "relay")] == [None, None, None]

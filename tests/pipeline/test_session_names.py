@@ -2,7 +2,7 @@
 names them itself; the job id scheme's watch reads those names and moves `seeded_from`, which
 every process's ids follow (controller.jobs.scheme)."""
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -11,6 +11,7 @@ from controller.jobs import scheme_store
 from controller.jobs.rules import JobIds, is_seeded
 from controller.jobs.scheme import LEAD_S, SeededGate
 from controller.runtime.serve import application_name
+from shared.clock import ManualClock
 from tests.conftest import scratch_database
 
 KEY = b"k" * 32
@@ -139,3 +140,23 @@ async def test_a_controller_whose_url_names_its_sessions_switches_ids_back_to_ke
         assert await scheme_store.look(pool, SeededGate(open_after_s=0)) is None
     finally:
         await pool.close()
+
+
+async def test_the_scheme_opens_on_the_clock_given(database_url: str) -> None:
+    """The watch's wait before opening is kept on the monotonic clock it is given, and
+    `seeded_from` is a lead ahead of its wall instant (issue 79): a manual clock at a year's
+    end, moved by hand, on the real PostgreSQL."""
+    async with scratch_database(database_url, "mailprobe_scheme") as url:
+        pool = await create_pool(url, 2, application_name=application_name(frozenset({"api"})))
+        try:
+            clock = ManualClock(datetime(2026, 12, 31, 23, 59, 0, tzinfo=UTC), monotonic=50.0)
+            gate = SeededGate(open_after_s=120)
+            assert await scheme_store.look(pool, gate, clock) is None  # the wait begins
+            clock.advance(119)
+            assert await scheme_store.look(pool, gate, clock) is None
+            clock.advance(1)  # the wait is over, in the new year
+            since = await scheme_store.look(pool, gate, clock)
+            assert since == clock.now() + timedelta(seconds=LEAD_S)
+            assert since.year == 2027
+        finally:
+            await pool.close()

@@ -7,13 +7,17 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
+import msgspec
 import pytest
 
+from agent.check_runner import CheckRunner
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
+from shared.clock import ManualClock
 from shared.messages import (
     CheckResult,
     RoundTripConfig,
@@ -21,6 +25,7 @@ from shared.messages import (
     RoundTripSend,
     SmtpAuth,
 )
+from shared.timefmt import iso_ms
 from testkit.peers.jobs import make_job
 from testkit.peers.mailstore import (
     DeliveringHandler,
@@ -106,11 +111,17 @@ async def run(
 
 
 def leftover(
-    monitor_id: str, country: str, age_s: float, token: str = "old", to: str = "probe@mail.test"
+    monitor_id: str,
+    country: str,
+    age_s: float,
+    token: str = "old",
+    to: str = "probe@mail.test",
+    now_s: float | None = None,
 ) -> bytes:
+    """A probe message sent `age_s` before `now_s` (the wall when not given)."""
     msg = EmailMessage()
     msg["From"], msg["To"] = "probe@mail.test", to
-    sent_ms = int((time.time() - age_s) * 1000)
+    sent_ms = int(((time.time() if now_s is None else now_s) - age_s) * 1000)
     msg["X-Mailprobe-Probe"] = f"{monitor_id} {country} {sent_ms} {token}"
     msg.set_content("late")
     return msg.as_bytes().replace(b"\n", b"\r\n")
@@ -394,3 +405,28 @@ async def test_a_look_only_round_grades_what_it_finds(ssl_contexts: SslContexts)
         spam = await run(r, config(r, spam_is_failure=True), ssl_contexts, look_only="x")
         assert (spam.status, spam.error_kind, spam.folder) == ("down", "spam", "Junk")
         assert r.handler.accepted == 0
+
+
+async def test_a_look_only_round_judges_ages_on_the_agents_clock(ssl_contexts: SslContexts) -> None:
+    """A held-back round tells earlier rounds' messages from one in flight, and says how late
+    the newest is, by the clock the agent is given (issue 79): here a year's end, with
+    messages stamped by that clock, not the wall."""
+    clock = ManualClock(datetime(2026, 12, 31, 23, 59, 30, tzinfo=UTC))
+    at = clock.now().timestamp()
+    async with rig() as r:
+        r.store.deliver(leftover(MONITOR, "DE", 40, token="newest", now_s=at), "INBOX")
+        r.store.deliver(leftover(MONITOR, "DE", 0.5, token="inflight", now_s=at), "INBOX")
+        job = make_job(
+            "roundtrip", r.smtp_port, config(r, "imap"), timeout=3.0, look_only="delivery_backoff"
+        )
+        job = msgspec.structs.replace(
+            job,
+            scheduled_at=iso_ms(clock.now()),
+            expires_at=iso_ms(clock.now() + timedelta(minutes=1)),
+        )
+        runner = CheckRunner("DE-1", allow_private=True, ssl_contexts=ssl_contexts, clock=clock)
+        result = await runner.checked(job)
+        assert (result.status, result.error_kind) == ("up", None), result.message
+        assert "1 message(s)" in result.message and "sent 40.0s ago" in result.message
+        left = sorted(h.split()[3] for _, h in r.store.probes())
+        assert left == ["inflight"]

@@ -132,7 +132,9 @@ async def test_a_report_older_than_the_window_is_refused_too_old_and_listed(
     assert _counted("too_old", via="https") == was + 1
     # Within a wider window it is taken.
     async with pool.acquire() as conn:
-        await db.save_settings(conn, tenant.org_id, ReportSettings(window_days=30))
+        await db.save_settings(
+            conn, tenant.org_id, ReportSettings(window_days=30), datetime.now(UTC)
+        )
     r = await https.post(path, content=_tls(domain, begins=old), headers=GZIP)
     assert r.status_code == 200 and r.json()["stored"], r.text
 

@@ -147,7 +147,7 @@ def test_a_bad_agent_setting_is_the_line_naming_it(bad: dict[str, str], message:
 
 def test_each_agent_variable_is_declared_by_one_group() -> None:
     names = variables(AgentSettings)
-    assert len(names) == len(set(names)) == 44
+    assert len(names) == len(set(names)) == 48
     settings = load(AgentSettings, {"AGENT_CONCURRENCY": "7"}, agent_country="DE", agent_id="a")
     assert (settings.identity.agent_country, settings.identity.agent_id) == ("DE", "a")
     assert settings.work.agent_concurrency == 7

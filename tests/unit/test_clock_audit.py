@@ -81,3 +81,11 @@ def test_sql_lines_inside_bodies_or_anywhere_but_comments(
     bodies_only: bool, lines: set[int]
 ) -> None:
     assert sql_file_lines(SQL, bodies_only=bodies_only) == lines
+
+
+def test_sql_functions_are_counted_as_they_stand_not_in_every_migration_that_wrote_them() -> None:
+    """A body a later migration replaced runs no more: the functions and triggers are counted
+    in what the migrations make (schema.sql), each once, never in the migrations' text."""
+    counted = audit()["sql-functions"]
+    assert set(counted) <= {"controller/db/schema.sql"}
+    assert not any("migrations/" in name for group in audit().values() for name in group)

@@ -8,6 +8,7 @@ import base64
 
 import pytest
 
+from controller.posture.notices import title
 from controller.sidechecks.exchange_tls import watched
 from controller.sidechecks.exchange_tls.rules import legacy_exchange
 from controller.sidechecks.findings import Finding
@@ -65,3 +66,16 @@ def test_a_strangers_facts_are_cut_to_their_bounds() -> None:
     assert (len(cut.host), len(cut.version or ""), len(cut.mode or "")) == (253, 16, 16)
     same = ExchangeTls(host="outlook.office365.com", version="TLSv1.2", mode="implicit")
     assert bounded(same) is same
+
+
+@pytest.mark.parametrize(
+    ("code", "said"),
+    [
+        ("tls_legacy_exchange", "TLS legacy exchange"),
+        ("tls_below_1_2", "TLS below 1.2"),
+        ("tls_rpt_missing", "TLS-RPT missing"),
+        ("tls_failures_reported", "TLS failures reported"),
+    ],
+)
+def test_a_tls_finding_is_titled_as_people_write_it(code: str, said: str) -> None:
+    assert title(code) == said

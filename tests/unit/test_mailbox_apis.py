@@ -4,7 +4,7 @@ tables: which `api` there is, what login each takes, which cleanup, which agent 
 import pytest
 
 from controller.monitors import mailbox_apis as apis
-from shared.messages import RoundTripConfig, RoundTripReceive, RoundTripSend
+from shared.messages import ImapPopConfig, RoundTripConfig, RoundTripReceive, RoundTripSend
 
 GRAPH_SCOPE = ["https://graph.microsoft.com/.default"]
 GMAIL_SCOPE = ["https://www.googleapis.com/auth/gmail.modify"]
@@ -108,3 +108,29 @@ def test_a_mailbox_legs_cleanup(api: str, protocol: str, cleanup: str, field: st
 def test_the_features_a_job_needs(send: str, receive: str, features: list[str]) -> None:
     config = RoundTripConfig(send=RoundTripSend(api=send), receive=RoundTripReceive(api=receive))
     assert apis.features(config) == features
+
+
+@pytest.mark.parametrize(
+    ("api", "features"),
+    [
+        ("", []),
+        ("graph", ["graph", "api-mailbox"]),
+        ("gmail", ["gmail", "api-mailbox"]),
+        ("ews", []),
+    ],
+)
+def test_the_features_a_mailbox_check_needs(api: str, features: list[str]) -> None:
+    assert apis.features(ImapPopConfig(api=api)) == features
+
+
+@pytest.mark.parametrize(
+    ("api", "check", "scopes"),
+    [
+        ("graph", True, ["https://graph.microsoft.com/.default"]),
+        ("gmail", True, ["https://www.googleapis.com/auth/gmail.readonly"]),
+        ("gmail", False, ["https://www.googleapis.com/auth/gmail.modify"]),
+        ("", True, []),
+    ],
+)
+def test_a_mailbox_check_asks_only_to_read(api: str, check: bool, scopes: list[str]) -> None:
+    assert apis.scope(api, check) == scopes

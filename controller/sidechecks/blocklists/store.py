@@ -114,6 +114,18 @@ async def through_resolver(conn: Conn, since: datetime) -> frozenset[str]:
     return frozenset(r["country"] for r in rows)
 
 
+async def organizations_asking(conn: Conn, country: str, since: datetime) -> list[int]:
+    """The organizations whose monitors' rounds asked the lists in `country` since `since`."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT m.organization_id FROM blocklist_names n"
+        " JOIN monitors m ON m.id = n.monitor_id"
+        " WHERE n.country = $1 AND n.seen_at >= $2 ORDER BY m.organization_id",
+        country,
+        since,
+    )
+    return [r["organization_id"] for r in rows]
+
+
 _encode = msgspec.json.Encoder().encode
 
 

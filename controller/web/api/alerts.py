@@ -272,6 +272,7 @@ async def _monitor_settings(
     pool: asyncpg.Pool,
     raw_id: str,
     data: MonitorAlertSettingsUpdate | None,
+    now: datetime,
 ) -> MonitorAlertSettings:
     monitor = await visible_monitor(kind, request, raw_id, pool)
     async with pool.acquire() as conn, conn.transaction():
@@ -279,7 +280,7 @@ async def _monitor_settings(
             guards.requires_updater(request.user, {"alertSettings"})
             data = await strict_body(request, data)
             await thresholds_db.put_monitor_overrides(
-                conn, monitor.id, msgspec.structs.asdict(data)
+                conn, monitor.id, msgspec.structs.asdict(data), now
             )
         own = await thresholds_db.monitor_overrides(conn, monitor.id)
         effective = await thresholds_db.thresholds(conn, monitor.id, monitor.organization_id)
@@ -393,17 +394,18 @@ def router(api: KindApi) -> Router:
         return await _delivery(kind, request, pool, monitor_id, clock.now())
 
     async def get_alert_settings(
-        request: AuthedRequest, pool: PoolDep, monitor_id: str
+        request: AuthedRequest, pool: PoolDep, clock: ClockDep, monitor_id: str
     ) -> MonitorAlertSettings:
-        return await _monitor_settings(kind, request, pool, monitor_id, None)
+        return await _monitor_settings(kind, request, pool, monitor_id, None, clock.now())
 
     async def put_alert_settings(
         request: AuthedRequest,
         pool: PoolDep,
+        clock: ClockDep,
         monitor_id: str,
         data: JSONBody[MonitorAlertSettingsUpdate],
     ) -> MonitorAlertSettings:
-        return await _monitor_settings(kind, request, pool, monitor_id, data)
+        return await _monitor_settings(kind, request, pool, monitor_id, data, clock.now())
 
     one, label = api.by_id, api.label
     handlers = [
@@ -440,6 +442,7 @@ class AlertSettingsController(Controller):
         request: AuthedRequest,
         data: JSONBody[AlertSettingsUpdate],
         pool: PoolDep,
+        clock: ClockDep,
     ) -> AlertSettings:
         guards.requires_admin(request.user)
         data = await strict_body(request, data)
@@ -448,6 +451,6 @@ class AlertSettingsController(Controller):
         }
         async with pool.acquire() as conn:
             t = await thresholds_db.put_org_thresholds(
-                conn, request.user.organization_id, **changes
+                conn, request.user.organization_id, **changes, now=clock.now()
             )
         return _settings(t)

@@ -321,6 +321,7 @@ class NotificationChannelController(Controller):
         pool: PoolDep,
         box: BoxDep,
         sender: SenderDep,
+        clock: ClockDep,
     ) -> NotificationChannel:
         ident = _public_id(channel_id)
         async with pool.acquire() as conn, conn.transaction():
@@ -340,7 +341,7 @@ class NotificationChannelController(Controller):
                 row,
                 data.chat_id,
             )
-            await channel_store.update(conn, row.id, values)
+            await channel_store.update(conn, row.id, values, clock.now())
             if data.monitor_ids is not None or data.customer_ids is not None:
                 org = row.organization_id
                 monitors, customers = await _chosen(

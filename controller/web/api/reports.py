@@ -426,6 +426,7 @@ class ReportsController(Controller):
         self,
         request: AuthedRequest,
         pool: PoolDep,
+        clock: ClockDep,
         data: JSONBody[ReportSettingsUpdate],
     ) -> ReportSettingsOut:
         guards.requires_admin(request.user)
@@ -439,7 +440,7 @@ class ReportsController(Controller):
             if "known_networks" in changes:
                 changes["known_networks"] = _networks(changes["known_networks"])
             s = ReportSettings(**{**_as_dict(s), **changes})
-            await db.save_settings(conn, org, s)
+            await db.save_settings(conn, org, s, clock.now())
         return _settings_out(s)
 
 

@@ -30,6 +30,7 @@ from controller.web.api.side_checks import facts as side_facts
 from controller.web.authed_request import AuthedRequest
 from controller.web.services import AgentsDep, ClockDep, PoolDep, TriggerDep
 from shared.messages import (
+    ArcResults,
     AuthResults,
     Hop,
     Phases,
@@ -91,6 +92,10 @@ class CheckResultOut(msgspec.Struct, rename="camel", kw_only=True):
     folder: str | None = None
     hops: list[Hop] | None = None
     auth_results: AuthResults | None = None
+    # The message's ARC chain as found (sets, the topmost seal's `cv`, the topmost
+    # ARC-Authentication-Results); null without one, and for the other kinds.
+    arc: ArcResults | None = None
+    # Deprecated copies of `sideChecks`' facts, deleted by LEGACY_FIELDS_END (docs/stream.md).
     # On the rounds that carried a mail DNS probe (the monitor's `mailDomain`), else null.
     mail_dns: MailDns | None = None
     # SMTP, on the same rounds: the reverse DNS of the server's addresses, else null (as in
@@ -236,6 +241,7 @@ def _result(r: StoredResult) -> CheckResultOut:
         folder=r.folder,
         hops=r.hops,
         auth_results=r.auth_results,
+        arc=r.arc,
         side_checks=side_checks_out(r.side),
     )
 
@@ -250,6 +256,7 @@ async def _results(
     until: str | None,
     page: int,
     per_page: int,
+    now: datetime,
 ) -> CheckResultPage:
     since_at, until_at = _time(since, "from"), _time(until, "to")
     monitor = await visible_monitor(kind, request, raw_id, pool)
@@ -262,6 +269,7 @@ async def _results(
             until=until_at,
             limit=per_page,
             offset=(page - 1) * per_page,
+            now=now,
         )
     return Page([_result(r) for r in rows], total, page, per_page)
 
@@ -356,6 +364,7 @@ def router(api: KindApi) -> Router:
     async def results(
         request: AuthedRequest,
         pool: PoolDep,
+        clock: ClockDep,
         monitor_id: str,
         country: CountryParam = None,
         since: FromParam = None,
@@ -364,7 +373,7 @@ def router(api: KindApi) -> Router:
         per_page: PerPageParam = 50,
     ) -> CheckResultPage:
         return await _results(
-            kind, request, pool, monitor_id, country, since, until, page, per_page
+            kind, request, pool, monitor_id, country, since, until, page, per_page, clock.now()
         )
 
     async def uptime(

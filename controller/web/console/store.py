@@ -12,7 +12,7 @@ index plus one count of states over a join; the countries' dots are read for the
 only.
 """
 
-import time
+import asyncio
 from collections.abc import Hashable, Sequence
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -181,7 +181,9 @@ def _summary(row: asyncpg.Record) -> MonitorSummary:
 class _Counted:
     """The per-state counts of selections of at least LARGE monitors, reused for TTL_S: counting
     100,000 monitors' states is a join over all of them, and every open overview asks again
-    every 5 s. Smaller selections are counted anew each time (exact at once)."""
+    every 5 s. Smaller selections are counted anew each time (exact at once). A cache of the
+    database's answers, aged on the event loop's clock (the process's own pace), not a decision
+    on the clock the app is given."""
 
     LARGE = 10_000
     TTL_S = 5.0
@@ -192,14 +194,14 @@ class _Counted:
 
     def get(self, key: Hashable) -> dict[str, int] | None:
         held = self._held.get(key)
-        if held is None or held[0] <= time.monotonic():
+        if held is None or held[0] <= asyncio.get_running_loop().time():
             return None
         return dict(held[1])
 
     def put(self, key: Hashable, counts: dict[str, int]) -> None:
         if sum(counts.values()) < self.LARGE:
             return
-        now = time.monotonic()
+        now = asyncio.get_running_loop().time()
         if len(self._held) >= self.KEEP:
             self._held = {k: v for k, v in self._held.items() if v[0] > now}
         if len(self._held) < self.KEEP:
