@@ -158,9 +158,17 @@ test: $(STAMP) $(CHECKDMARC_STAMP) test-debs ## run the pure tier (tests/unit, n
 	  exit $$pure
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --ignore=tests/unit $(PYTEST_ARGS)
 
-clock-sweep: $(STAMP) test-debs ## the suites that read the date, under libfaketime at six times of day (around UTC midnight, early morning, midday; ~15 min on a quiet machine)
+# The control plane's rounds, incidents and notices are seeds of the simulation started at
+# tools/clock_sweep.py's six times of day (CLOCK_SWEEP_TIMES), each on a drawn month's end. The
+# libfaketime suites stay for what the sim does not run: the agent's and results' pipeline, the
+# report packers and day rollups, the console's date views, and the notification channels.
+CLOCK_SWEEP_TIMES := 23:59:00 00:00:20 00:28:00 01:05:00 02:10:00 09:30:00
+CLOCK_SWEEP_SEEDS ?= 1-4
+clock-sweep: $(STAMP) test-debs ## the simulation at six times of day (CLOCK_SWEEP_SEEDS each), then the suites that read the date under libfaketime at the same times (~20 min on a quiet machine)
 	$(call apt_when_missing,$(FAKETIME_DEBS))
-	$(BIN)/python tools/clock_sweep.py $(CLOCK_SWEEP_ARGS)
+	SIM_SEEDS=$(CLOCK_SWEEP_SEEDS) $(BIN)/python -m testkit.sim $(SOAK_SIM_ARGS) --at $(CLOCK_SWEEP_TIMES); sim=$$?; \
+	  $(BIN)/python tools/clock_sweep.py $(CLOCK_SWEEP_ARGS); suites=$$?; \
+	  [ $$sim = 0 ] && [ $$suites = 0 ]
 
 fuzz: $(STAMP) ## schemathesis, longer than make test's run: a drawn seed too, coverage phase, FUZZ_EXAMPLES (100) per operation
 	FUZZ_RANDOM=$${FUZZ_RANDOM:-1} FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} FUZZ_PHASES=$${FUZZ_PHASES:-examples,coverage,fuzzing,stateful} \

@@ -2,11 +2,13 @@
 control plane, their figures and each failing seed's replay command.
 
     python -m testkit.sim [--seed N | SIM_SEEDS=1-20] [--monitors 10] [--hours 24]
-        [--countries DE,FR,US] [--target]
+        [--countries DE,FR,US] [--at HH:MM:SS ...] [--target]
 
 PostgreSQL is an embedded server of its own (or SIM_DATABASE_URL's); one database is migrated
-once and copied for each seed. `--target` also prints the speed against issue 79's target: a
-30-day history of 1,000 monitors in 3 countries checked in under 2 minutes of one core."""
+once and copied for each seed. `--at` runs each seed once per time of day given (UTC; the
+history starts then on its anchor's date: `make clock-sweep`). `--target` also prints the speed
+against issue 79's target: a 30-day history of 1,000 monitors in 3 countries checked in under
+2 minutes of one core."""
 
 import argparse
 import asyncio
@@ -14,6 +16,7 @@ import logging
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
@@ -70,8 +73,9 @@ async def _main(args: argparse.Namespace) -> bool:
         await conn.close()
         runs: list[Run] = []
         started, cpu, server = time.perf_counter(), time.process_time(), _server_cpu(pgdata)
-        for seed in seeds:
-            run = await simulate(url, seed, shape, template=template, quantum=args.quantum)  # type: ignore[arg-type]
+        shapes = [replace(shape, at=at) for at in args.at] if args.at else [shape]
+        for seed, each in ((seed, each) for each in shapes for seed in seeds):
+            run = await simulate(url, seed, each, template=template, quantum=args.quantum)  # type: ignore[arg-type]
             runs.append(run)
             print(describe(run), flush=True)
             if not run.ok:
@@ -122,6 +126,17 @@ async def _main(args: argparse.Namespace) -> bool:
     return not failed and met
 
 
+def _time_of_day(text: str) -> str:
+    """`text` when it is a time of day as HH:MM:SS."""
+    try:
+        time.strptime(text, "%H:%M:%S")
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--at takes HH:MM:SS times of day, not {text!r}"
+        ) from None
+    return text
+
+
 def run(argv: list[str]) -> bool:
     """Run the histories `argv` asks for; True when every one passed (and, with `--target`,
     the speed target was met)."""
@@ -133,6 +148,13 @@ def run(argv: list[str]) -> bool:
     parser.add_argument("--hours", type=float, default=24.0)
     parser.add_argument("--countries", default="DE,FR,US")
     parser.add_argument("--busy", action="store_true", help="a fault every few intervals")
+    parser.add_argument(
+        "--at",
+        nargs="+",
+        type=_time_of_day,
+        metavar="HH:MM:SS",
+        help="start each seed at these times of day (UTC)",
+    )
     parser.add_argument(
         "--quantum", type=float, default=1.0, help="seconds between the parts' passes at least"
     )

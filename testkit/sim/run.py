@@ -30,6 +30,7 @@ checks (`lost_results`: a result the world delivered never stays replaced by the
 `expired` row; `unrecorded`: every job published has a row once its round has closed)."""
 
 import base64
+import contextlib
 import hashlib
 import heapq
 import itertools
@@ -47,7 +48,7 @@ import asyncpg
 from controller.access import accounts_store as accounts
 from controller.access import customers_store as customers
 from controller.db.migrate import migrate
-from controller.db.pool import connect, create_pool
+from controller.db.pool import DB_AWAY, connect, create_pool
 from controller.fleet.live import LiveAgents
 from controller.ingest import record
 from controller.ingest import store as results
@@ -73,7 +74,7 @@ from testkit.campaigns.verdict_truth import (
     judge,
 )
 from testkit.scheduling import wired_scheduler
-from testkit.sim.world import Shape, World
+from testkit.sim.world import Failover, FailoverPart, Shape, World
 
 DEFAULT_COUNTRIES = 3
 # How often the monitors' states are sampled for the judge (seconds of the history).
@@ -149,6 +150,8 @@ class Run:
     ticks: int = 0
     evaluated: int = 0
     restarts: int = 0
+    failovers: int = 0
+    db_errors: int = 0  # the parts' passes a failover failed (each retried at the next wake)
     wall_s: float = 0.0
     cpu_s: float = 0.0  # this process's
     # what was judged, to judge again (a test plants a defect in it)
@@ -182,6 +185,7 @@ class Run:
             + (f" --quantum {self.quantum:g}" if self.quantum != 1.0 else "")
             + f" --hours {s.hours:g} --countries {','.join(s.countries)}"
             + (" --busy" if s.busy else "")
+            + (f" --at {s.at}" if s.at is not None else "")
         )
 
 
@@ -262,11 +266,23 @@ class Driver:
         self.count = itertools.count()
         self.states: dict[str, list[tuple[float, str]]] = {}
         self.names: dict[str, str] = {}  # public id → target
-        self.delivered: set[str] = set()  # job ids whose result reached the store
+        self.delivered: set[str] = set()  # job ids whose result was handed to the store
         self.delivered_how: dict[str, str] = {}
         self.run_figures: dict[str, int] = dict.fromkeys(
-            ("jobs", "results", "duplicates", "late", "ticks", "evaluated", "restarts"), 0
+            (
+                "jobs",
+                "results",
+                "duplicates",
+                "late",
+                "ticks",
+                "evaluated",
+                "restarts",
+                "failovers",
+                "db_errors",
+            ),
+            0,
         )
+        self.failing: Failover | None = None  # the failover of this pass, until it has struck
         self._beats = {
             cc: encode(
                 AgentHeartbeat(
@@ -319,6 +335,27 @@ class Driver:
         self._compose()
         await self.agents.start()
         self.run_figures["restarts"] += 1
+
+    async def _fail_over(self, part: FailoverPart) -> None:
+        """This pass's failover, when it comes before `part`: every backend of the database
+        terminated (`pg_terminate_backend`), the one asking last, as a primary's failover drops
+        them. The server stays up: the pool reconnects on its next acquire."""
+        if self.failing is None or self.failing.part != part:
+            return
+        self.failing = None
+        self.run_figures["failovers"] += 1
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            with contextlib.suppress(*DB_AWAY):  # its own connection, dropped as the others
+                await conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+    def _away(self) -> None:
+        """A part's pass failed on the database away, as its loop in the controller logs and
+        retries it (`DB_AWAY`): counted, retried at the next wake."""
+        self.run_figures["db_errors"] += 1
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -427,14 +464,24 @@ class Driver:
             batch.append(heapq.heappop(self.deliveries))
         if not batch:
             return
+        # Handed to the controller: a result whose store failed must still end stored (sent
+        # again by the stream), or `lost_results` and `unrecorded` find it.
+        self.delivered.update(d.result.job_id for d in batch)
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await record.checked(
+                    conn, [d.result for d in batch], DEFAULT_COUNTRIES, self.clock.now()
+                )
+                await self._fail_over("record")  # its statements run, its commit not yet
+        except DB_AWAY:
+            # Not acknowledged: the stream delivers them again (at the next wake here).
+            for d in batch:
+                heapq.heappush(self.deliveries, d)
+            self._away()
+            return
         self.run_figures["results"] += sum(not d.copy for d in batch)
         self.run_figures["duplicates"] += sum(d.copy for d in batch)
         self.run_figures["late"] += sum(d.late for d in batch)
-        async with self.pool.acquire() as conn, conn.transaction():
-            await record.checked(
-                conn, [d.result for d in batch], DEFAULT_COUNTRIES, self.clock.now()
-            )
-        self.delivered.update(d.result.job_id for d in batch)
         for d in batch:
             how = "late" if d.late else "copy" if d.copy else "on time"
             self.delivered_how[d.result.job_id] = (
@@ -491,6 +538,7 @@ class Driver:
         now = self._offset()
         found += [e for e in self._edges[self._edge_at :][:1]]
         found += [r.start for r in self.world.restarts if r.start > now][:1]
+        found += [f.at for f in self.world.failovers if f.at > now][:1]
         if self.waiting:
             found.append(now + self.quantum)
         return min(found, default=now + self.max_step)
@@ -507,6 +555,8 @@ class Driver:
         seen: PassDone | None = None
         restarts = iter(self.world.restarts)
         restart = next(restarts, None)
+        failovers = iter(self.world.failovers)
+        failover = next(failovers, None)
         while True:
             now = self._offset()
             if restart is not None and now >= restart.start:
@@ -516,28 +566,48 @@ class Driver:
                 now = self._offset()
             while self._edge_at < len(self._edges) and self._edges[self._edge_at] <= now:
                 self._edge_at += 1
+            if failover is not None and now >= failover.at:
+                self.failing, failover = failover, next(failovers, None)
             self._beat()
-            if unplanned and await self.scheduler.plan_new():
-                seen = None  # planning forces a full pass, as the scheduler's loop does
-            # A pass before the earliest due time the last one saw claims nothing (the
-            # scheduler's own loop, `Scheduler.run`).
-            idle = seen is not None and schedule.nothing_due(seen.earliest, self.clock.now())
-            done = seen = await self.scheduler.run_pass(nothing_due=idle)
-            unplanned = done.unplanned
+            await self._fail_over("scheduler")
+            earliest: datetime | None = None
+            retry = False
+            try:
+                if unplanned and await self.scheduler.plan_new():
+                    seen = None  # planning forces a full pass, as the scheduler's loop does
+                # A pass before the earliest due time the last one saw claims nothing (the
+                # scheduler's own loop, `Scheduler.run`).
+                idle = seen is not None and schedule.nothing_due(seen.earliest, self.clock.now())
+                done = seen = await self.scheduler.run_pass(nothing_due=idle)
+                unplanned, earliest = done.unplanned, done.earliest
+            except DB_AWAY:
+                self._away()
+                seen, retry = None, True
             self._run_jobs()
-            await self._ingest()
-            due = await self._due_times()
-            evaluated = await self._alert(due)
-            if self.alerted:  # its pass moved the due times
+            await self._ingest()  # a `record` failover strikes in the first store from its instant
+            await self._fail_over("alerter")
+            evaluated = 0
+            try:
                 due = await self._due_times()
+                evaluated = await self._alert(due)
+                if self.alerted:  # its pass moved the due times
+                    due = await self._due_times()
+            except DB_AWAY:
+                self._away()
+                due, retry = _DueTimes(None, None), True
             self.run_figures["ticks"] += 1
             if now >= next_sample:
-                await self._sample()
-                next_sample = now + SAMPLE_S
+                try:
+                    await self._sample()
+                    next_sample = now + SAMPLE_S
+                except DB_AWAY:
+                    self._away()
             if now >= end:
                 break
-            wake = await self._next_due(done.earliest, due)
-            if evaluated:  # a confirmation round the alerter asked for goes at the next pass
+            wake = await self._next_due(earliest, due)
+            # a confirmation round the alerter asked for, or a pass the database failed, goes
+            # at the next pass
+            if evaluated or retry:
                 wake = min(wake, now + self.quantum)
             wake = min(max(wake, now + self.quantum), now + self.max_step, end)
             self.clock.advance(max(wake - now, 0.0))
@@ -685,6 +755,8 @@ async def run_one(
         ticks=f["ticks"],
         evaluated=f["evaluated"],
         restarts=f["restarts"],
+        failovers=f["failovers"],
+        db_errors=f["db_errors"],
         wall_s=time.perf_counter() - started,
         cpu_s=time.process_time() - cpu,
         observed=observed,
@@ -741,6 +813,7 @@ def describe(run: Run) -> str:
         f" timed, {f.outages} owed, {f.blips} blips, {f.monitor_incidents} incidents,"
         f" {f.flow_incidents} flow incidents; {run.jobs} jobs, {run.results} results"
         f" ({run.duplicates} twice, {run.late} late); {run.restarts} controller restarts;"
+        f" {run.failovers} database failovers ({run.db_errors} passes failed);"
         f" {run.ticks} ticks; world {run.world};"
         f" {days * run.shape.monitors:.1f} monitor-days in {run.wall_s:.1f} s"
         f" (this process {run.cpu_s:.1f} s CPU); detection p99 {f.detection_p99_s:.1f} s"

@@ -13,12 +13,15 @@ each country's agent, and what goes wrong and when, in seconds from the history'
 | agent `gone` | the country's agent beats no more and runs nothing | that country's agent gone |
 | agent `stall` | it beats on but runs nothing (its jobs are lost) | its agent gone |
 | controller restart | nothing scheduled, stored or judged for up to 60 s; a new process | `away` |
+| failover | every database connection dropped within a pass (`Failover`) | none: no change |
 
 Besides the faults, each result may be published twice (the second copy later: a redelivery)
 or late (past its round's close: the alerter has stored `expired` for it and judges it again);
 both are drawn per job from the seed, and neither changes the truth. The history starts at an
 hour the seed picks among month ends and midnights (`ANCHORS`), so rounds, days and months
-turn over during it.
+turn over during it. A shape's `at` (`HH:MM:SS`, UTC) starts it at that time of day instead, on
+the drawn anchor's date: `make clock-sweep` runs the hours `tools/clock_sweep.py` moves the
+clock to.
 
 The same seed gives the same world; `World.facts()` is the truth the campaigns' judge
 (testkit.campaigns.verdict_truth) holds the product against."""
@@ -59,8 +62,10 @@ class Shape:
     quiet_intervals: tuple[float, float] = (4.0, 90.0)
     agent_faults_per_day: float = 6.0
     restarts_per_day: float = 4.0  # the controller killed and started again
+    failovers_per_day: float = 2.0  # every database connection dropped at once
     duplicate_rate: float = 0.01
     late_rate: float = 0.003
+    at: str | None = None  # the time of day (UTC, HH:MM:SS) the history starts at
 
     @property
     def seconds(self) -> float:
@@ -78,10 +83,28 @@ class Shape:
             quiet_intervals=BUSY.quiet_intervals,
             agent_faults_per_day=BUSY.agent_faults_per_day,
             restarts_per_day=BUSY.restarts_per_day,
+            failovers_per_day=BUSY.failovers_per_day,
         )
 
 
-BUSY = Shape(quiet_intervals=(4.0, 12.0), agent_faults_per_day=48.0, restarts_per_day=48.0)
+BUSY = Shape(
+    quiet_intervals=(4.0, 12.0),
+    agent_faults_per_day=48.0,
+    restarts_per_day=48.0,
+    failovers_per_day=48.0,
+)
+
+# Where in a pass a failover comes: before the scheduler's statements (after the agents'
+# beats), inside the results' record's transaction (its statements run, its commit not: the
+# first store of results from its instant on) and before the alerter's.
+FailoverPart = Literal["scheduler", "record", "alerter"]
+FAILOVER_PARTS: tuple[FailoverPart, ...] = ("scheduler", "record", "alerter")
+
+
+def started_at(anchor: datetime, at: str) -> datetime:
+    """`anchor`'s date at the time of day `at` (`HH:MM:SS`, UTC)."""
+    hour, minute, second = (int(part) for part in at.split(":"))
+    return anchor.replace(hour=hour, minute=minute, second=second, microsecond=0)
 
 
 @dataclass(frozen=True)
@@ -94,6 +117,15 @@ class Spell:
     country: str | None = None  # `country` faults and agent faults: whose
 
 
+@dataclass(frozen=True)
+class Failover:
+    """The database's every connection dropped at `at` (seconds from the history's start),
+    at `part` of that pass (`FAILOVER_PARTS`): the parts before it have committed."""
+
+    at: float
+    part: FailoverPart
+
+
 @dataclass
 class World:
     seed: int
@@ -103,11 +135,14 @@ class World:
     servers: dict[str, list[Spell]] = field(default_factory=dict)
     agents: list[Spell] = field(default_factory=list)
     restarts: list[Spell] = field(default_factory=list)  # the controller away
+    failovers: list[Failover] = field(default_factory=list)
 
     @classmethod
     def of(cls, seed: int, shape: Shape) -> "World":
         rnd = random.Random(seed)
         start = rnd.choice(ANCHORS) + timedelta(seconds=rnd.randrange(0, 3600))
+        if shape.at is not None:
+            start = started_at(start, shape.at)
         targets = tuple(f"m{n:04d}" for n in range(shape.monitors))
         w = cls(seed, shape, start, targets)
         span, step = shape.seconds, float(shape.interval)
@@ -163,6 +198,11 @@ class World:
             if not any(a.start - 4 * step < end and at < a.end + 4 * step for a in w.agents):
                 w.restarts.append(Spell(at, end, "restart"))
             at = end + step
+        # Drawn from a generator of their own, so a seed's other faults stay as they were.
+        drops = random.Random(f"{seed}:failovers")
+        count = int(shape.failovers_per_day * shape.hours / 24 + 0.5)
+        instants = sorted(drops.uniform(step, span - 20 * step) for _ in range(count))
+        w.failovers = [Failover(at, drops.choice(FAILOVER_PARTS)) for at in instants]
         return w
 
     # -- what the checks see ---------------------------------------------------------------
@@ -237,4 +277,5 @@ class World:
         for s in self.agents:
             kinds[f"agent {s.kind}"] = kinds.get(f"agent {s.kind}", 0) + 1
         kinds["controller restart"] = len(self.restarts)
+        kinds["database failover"] = len(self.failovers)
         return kinds

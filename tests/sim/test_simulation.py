@@ -4,8 +4,11 @@ time, judged against each world's truth; `make sim` runs more and longer ones
 (SIM_SEEDS, SIM_ARGS), `make soak` many.
 
 Each history here is 6 monitors over 90 minutes of a busy world (a fault every few intervals,
-agents gone and stalled, the controller restarted, results published twice and late), starting
-near a month's end or a midnight. A failing seed prints the command that replays it."""
+agents gone and stalled, the controller restarted, the database's connections all dropped
+within a pass, results published twice and late), starting
+near a month's end or a midnight; one starts at 23:59:00 on a month's last day, as `make
+clock-sweep` runs seeds at each of its times of day. A failing seed prints the command that
+replays it."""
 
 import dataclasses
 
@@ -20,19 +23,28 @@ pytestmark = pytest.mark.slow  # three histories of 25 s of CPU together: starte
 SHAPE = Shape(monitors=6, hours=1.5).made_busy()
 # Seed 9 found a confirmation round's rows written at another time than its results'.
 SEEDS = (1, 2, 9)
+# Seed 2 starts a minute before midnight (`make clock-sweep`'s first time of day).
+AT: dict[int, str] = {2: "23:59:00"}
 # Each seed's run, played once: the judge's own test judges seed 1's again.
 _RUNS: dict[int, Run] = {}
 
 
 async def _run(database_url: str, seed: int) -> Run:
     if seed not in _RUNS:
-        _RUNS[seed] = await simulate(database_url, seed, SHAPE)
+        shape = dataclasses.replace(SHAPE, at=AT.get(seed))
+        _RUNS[seed] = await simulate(database_url, seed, shape)
     return _RUNS[seed]
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 async def test_a_seeded_history_holds_to_its_worlds_truth(database_url: str, seed: int) -> None:
     run = await _run(database_url, seed)
+    if seed in AT:
+        assert run.replay().endswith(f"--at {AT[seed]}")
+    assert run.failovers == run.world["database failover"] > 0, describe(run)
+    # A failover inside the record's transaction fails its commit: the batch is stored later.
+    world = World.of(seed, dataclasses.replace(SHAPE, at=AT.get(seed)))
+    assert run.db_errors >= sum(f.part == "record" for f in world.failovers), describe(run)
     print(describe(run))
     assert run.results > 0 and run.figures.monitor_incidents > 0, describe(run)
     assert run.ok, (run.misses, run.lost, f"replay: {run.replay()}")
@@ -54,3 +66,29 @@ def test_a_world_is_its_seed() -> None:
     assert World.of(7, SHAPE).servers != World.of(8, SHAPE).servers
     days = {World.of(seed, SHAPE).start.day for seed in range(40)}
     assert {1, 28, 29, 30, 31} & days  # histories start at month ends
+
+
+def test_a_world_starts_at_its_time_of_day() -> None:
+    """A shape's `at` starts the history at that time of day on the drawn anchor's date: a
+    minute before midnight on a month's last day crosses the month's end in its first minute."""
+    for seed in range(20):
+        plain = World.of(seed, SHAPE)
+        swept = World.of(seed, dataclasses.replace(SHAPE, at="23:59:00"))
+        assert swept.start.date() == plain.start.date()
+        assert (swept.start.hour, swept.start.minute, swept.start.second) == (23, 59, 0)
+        assert swept.servers == plain.servers  # the same faults, only started elsewhere in time
+    morning = World.of(3, dataclasses.replace(SHAPE, at="09:30:00")).start
+    assert (morning.hour, morning.minute) == (9, 30)
+
+
+def test_a_worlds_failovers_are_drawn_apart_from_its_faults() -> None:
+    """Failovers come within the history, each before one part's statements of a pass, drawn
+    from a generator of their own: a shape without them has the same faults."""
+    calm = dataclasses.replace(SHAPE, failovers_per_day=0.0)
+    for seed in range(10):
+        world = World.of(seed, SHAPE)
+        assert len(world.failovers) == 3  # 48 a day over 90 minutes
+        assert all(0 < f.at < SHAPE.seconds for f in world.failovers)
+        assert {f.part for f in world.failovers} <= {"scheduler", "record", "alerter"}
+        assert World.of(seed, calm).servers == world.servers
+        assert World.of(seed, calm).failovers == []

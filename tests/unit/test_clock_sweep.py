@@ -1,10 +1,11 @@
 """The clock sweep's times: each one is tomorrow's, so the moved clock never runs backwards."""
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
-from tools.clock_sweep import offset_to
+from tools.clock_sweep import TIMES, offset_to
 
 NOW = datetime(2026, 11, 28, 0, 36, 38, 500000, tzinfo=UTC)
 
@@ -20,3 +21,12 @@ NOW = datetime(2026, 11, 28, 0, 36, 38, 500000, tzinfo=UTC)
 )
 def test_a_time_of_day_is_tomorrows(at: str, seconds: int) -> None:
     assert offset_to(at, NOW) == seconds
+
+
+def test_the_makefile_sweeps_the_simulation_at_the_tools_times() -> None:
+    """`make clock-sweep` starts the simulation's seeds at the times the libfaketime suites run."""
+    makefile = Path(__file__).parents[2] / "Makefile"
+    line = next(
+        ln for ln in makefile.read_text().splitlines() if ln.startswith("CLOCK_SWEEP_TIMES :=")
+    )
+    assert tuple(line.partition(":=")[2].split()) == TIMES
