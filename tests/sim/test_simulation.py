@@ -18,7 +18,8 @@ from testkit.campaigns.verdict_truth import Observed
 from testkit.sim.run import Run, describe, simulate
 from testkit.sim.world import Shape, World
 
-pytestmark = pytest.mark.slow  # three histories of 25 s of CPU together: started first
+# three histories of 25 s of CPU together: started first, and given the wall a loaded machine needs
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 SHAPE = Shape(monitors=6, hours=1.5).made_busy()
 # Seed 9 found a confirmation round's rows written at another time than its results'.
