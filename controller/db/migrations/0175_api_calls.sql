@@ -12,9 +12,9 @@ CREATE TABLE api_calls (
 CREATE INDEX api_calls_mailbox ON api_calls (mailbox, at);
 
 -- `api_calls_reserve` is the one rule of how many calls a pass's jobs (job, mailbox, scheduled
--- time, calls it needs) may make: each is given what it needs, or 0 (held: the agent ends it `inconclusive`,
--- throttled, unsent) when the calls reserved for its mailbox within `win` either side of its
--- time, plus its need, would pass `budget`. So any window of `win` holds at most `budget`
+-- time, calls it needs) may make: each is given what it needs, or 0 (held: the agent ends it
+-- `inconclusive`, throttled, unsent) when the calls reserved for its mailbox within `win`
+-- either side of its time, plus its need, would pass `budget`. So any window of `win` holds at most `budget`
 -- calls. Mailboxes are locked in key order (replicas reserving at once are counted one after
 -- the other); rows older than `win` before `now_at` go.
 CREATE FUNCTION api_calls_reserve(
