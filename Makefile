@@ -144,11 +144,18 @@ test-debs: ## install what the test suite needs from Debian when missing, with o
 # with its own embedded PostgreSQL and NATS, a test file per worker at a time (module fixtures
 # such as the short soak's campaign run once), the files marked `slow` first (tests/conftest.py)
 # so that no long file starts last. TEST_WORKERS=0 runs it in one process; PYTEST_ARGS go to
-# the second tier, PURE_ARGS to the first.
+# the second tier, PURE_ARGS to the first. Six or eight workers were measured no faster than
+# four on 2 cores: the CPU, not waiting, is the limit (bench/results/suite.md).
+# pytest's rewritten test modules are cached (__pycache__, ignored by git) even where the
+# environment sets PYTHONDONTWRITEBYTECODE, and the second tier is collected once beside the
+# first: its workers then start from the cache (~18 CPU-s for all four instead of ~53).
 TEST_WORKERS ?= 4
 PURE_WORKERS ?= 2
+test: export PYTHONDONTWRITEBYTECODE =
 test: $(STAMP) $(CHECKDMARC_STAMP) test-debs ## run the pure tier (tests/unit, no server), then the rest against real PostgreSQL, NATS, mail servers, Chromium, unbound, Dovecot, Postfix, Alertmanager, Prometheus and network namespaces
-	$(BIN)/pytest -n $(PURE_WORKERS) tests/unit $(PURE_ARGS)
+	$(BIN)/pytest --collect-only -q --ignore=tests/unit > /dev/null & warm=$$!; \
+	  $(BIN)/pytest -n $(PURE_WORKERS) tests/unit $(PURE_ARGS); pure=$$?; wait $$warm; \
+	  exit $$pure
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --ignore=tests/unit $(PYTEST_ARGS)
 
 clock-sweep: $(STAMP) test-debs ## the suites that read the date, under libfaketime at six times of day (around UTC midnight, early morning, midday; ~15 min on a quiet machine)

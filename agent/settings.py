@@ -317,6 +317,38 @@ class ReceiverSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True
             " the plain port; unset: the plain port takes `AGENT_RECEIVER_DOMAIN`"
         ),
     ] = None
+    agent_receiver_tls_1_0_port: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=65535,
+            description="a port offering STARTTLS with TLS 1.0 only (the senders' test: does a"
+            " sender refuse old TLS?); needs `AGENT_RECEIVER_CERT_FILE`; `0`: none",
+        ),
+    ] = 0
+    agent_receiver_tls_1_0_domain: Annotated[
+        str | None,
+        Meta(
+            description="the TLS 1.0 twin's domain, as `AGENT_RECEIVER_PLAIN_DOMAIN` is the"
+            " plain twin's; unset: `AGENT_RECEIVER_DOMAIN`"
+        ),
+    ] = None
+    agent_receiver_bad_cert_port: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=65535,
+            description="a port offering STARTTLS with a certificate made at start, expired and"
+            " for another name (the senders' test: does a sender verify?); `0`: none",
+        ),
+    ] = 0
+    agent_receiver_bad_cert_domain: Annotated[
+        str | None,
+        Meta(
+            description="the bad-certificate twin's domain, as `AGENT_RECEIVER_PLAIN_DOMAIN` is"
+            " the plain twin's; unset: `AGENT_RECEIVER_DOMAIN`"
+        ),
+    ] = None
     agent_receiver_hostname: Annotated[
         str | None,
         Meta(description="the name the receiver greets with; default the machine's name"),
@@ -372,10 +404,17 @@ class ReceiverSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True
             self.agent_receiver_domain
         ):
             raise ValueError("AGENT_RECEIVER_DOMAIN must be a domain like rx.example.org")
-        if self.agent_receiver_plain_domain is not None and not _HOSTNAME.fullmatch(
-            self.agent_receiver_plain_domain
+        for name, twin in (
+            ("PLAIN", self.agent_receiver_plain_domain),
+            ("TLS_1_0", self.agent_receiver_tls_1_0_domain),
+            ("BAD_CERT", self.agent_receiver_bad_cert_domain),
         ):
-            raise ValueError("AGENT_RECEIVER_PLAIN_DOMAIN must be a domain like plain.example.org")
+            if twin is not None and not _HOSTNAME.fullmatch(twin):
+                raise ValueError(
+                    f"AGENT_RECEIVER_{name}_DOMAIN must be a domain like twin.example.org"
+                )
+        if self.agent_receiver_tls_1_0_port and self.agent_receiver_cert_file is None:
+            raise ValueError("AGENT_RECEIVER_TLS_1_0_PORT needs AGENT_RECEIVER_CERT_FILE")
         if (self.agent_receiver_cert_file is None) != (self.agent_receiver_key_file is None):
             raise ValueError("AGENT_RECEIVER_CERT_FILE and AGENT_RECEIVER_KEY_FILE go together")
         if self.agent_receiver_cert_file is not None:

@@ -5,7 +5,8 @@ ingest-cost, e2e, login, agents-scale, roundtrip, confirm, console, metrics, lis
 dead-list,
 exporter, storage, store, runs, reads, jobs, reports, saturation, scale, verdicts, ha-soak, ha-idle,
 ha-move, report-rows, notice-failover, uptime-keep, readiness-turns, nats-cost,
-due-moves, handoff-cost, hostile-dns, hostile-mail, fair-notices, first-page, sim);
+due-moves, handoff-cost, hostile-dns, hostile-mail, fair-notices, first-page, siblings-cost,
+sim);
 `python -m bench scale --help` lists the scale benchmark's flags (monitors, interval, window,
 ...), which follow its name; so do the saturation benchmark's (`python -m bench saturation
 --help`), the verdict campaign's (`python -m bench verdicts --seed N --minutes M`) and the HA
@@ -51,6 +52,7 @@ from bench import (
     runs,
     scheduler,
     seal,
+    siblings_cost,
     storage,
     store,
     uptime_keep,
@@ -77,6 +79,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "roundtrip": roundtrip.run,
     "confirm": confirm.run,
     "first-page": first_page.run,
+    "siblings-cost": siblings_cost.run,
     "console": console.run,
     "metrics": metrics.run,
     "lists": lists.run,

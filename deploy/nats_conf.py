@@ -13,11 +13,13 @@ stream. So every party gets an account of its own, and replies stay in the reque
   leaf server carrying CC's agents). Service imports from MAILPROBE: consumer info and pull
   requests of `JOBS/jobs-CC`, its acks, results on `mon.results.CC.>` and its receivers'
   arrivals on `mon.arrivals.CC.*` (with their PubAck), and heartbeats on
-  `mon.heartbeats.CC.>`. Nothing else reaches MAILPROBE from there; a reply the agent names
+  `mon.heartbeats.CC.>`, and the `RECEIVERS` bucket's keys and entries (stream info and
+  message get of `KV_RECEIVERS`). Nothing else reaches MAILPROBE from there; a reply the agent names
   is delivered in AGENT_CC, where nothing forwards it (NATS does not route a service response
   through a further service import). One stream import the other way: the
   controller's requests to CC's agents on `mon.control.CC.>` (a `Preempt`), which agents and
-  the leaf logins carrying them may subscribe to, never publish.
+  the leaf logins carrying them may subscribe to, never publish; and the bucket's changes as
+  the controller puts them (`$KV.RECEIVERS.>`), likewise.
 - `SUBSCRIBER`: the read-only `subscriber` user. Live results (RESULTS republishes what it stored
   on `live.results.>`, imported here as `mon.results.>`: NATS does not pass a message that came in
   through a service import, as agents' results do, on to a stream export) and events, and stream
@@ -48,6 +50,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from shared.arrivals import RECEIVERS_BUCKET
 from shared.streams import RESULTS_LIVE_SUBJECTS, jobs_consumer_name
 from shared.subjects import (
     CONTROL_SUBJECTS,
@@ -174,6 +177,8 @@ def agent_services(cc: str) -> tuple[Service, ...]:
     return (
         Service(f"$JS.API.{info}", f"{IMPORTED_API}.{info}"),
         Service(f"$JS.API.{pull}", f"{IMPORTED_API}.{pull}", stream=True),
+        # The receiving addresses' present entries (agent.receiver.book), read only.
+        *(Service(f"$JS.API.{op}", f"{IMPORTED_API}.{op}") for op in RECEIVERS_READS),
         *(
             Service(s, s)
             for s in (
@@ -184,6 +189,15 @@ def agent_services(cc: str) -> tuple[Service, ...]:
             )
         ),
     )
+
+
+# The JetStream reads of the RECEIVERS bucket an agent makes (its keys, each key's last entry);
+# its changes come as they are put, on the stream export of `RECEIVERS_SUBJECTS`.
+RECEIVERS_READS: Final = (
+    f"STREAM.INFO.KV_{RECEIVERS_BUCKET}",
+    f"STREAM.MSG.GET.KV_{RECEIVERS_BUCKET}",
+)
+RECEIVERS_SUBJECTS: Final = f"$KV.{RECEIVERS_BUCKET}.>"
 
 
 def subscriber_services() -> tuple[Service, ...]:
@@ -206,6 +220,7 @@ def controller_permissions() -> Permissions:
             CONTROL_SUBJECTS,  # requests to agents (a `Preempt`), exported to their country
             "$JS.API.>",  # streams, consumers, fetches, stream info
             f"$JS.ACK.{RESULTS_STREAM}.>",  # acks of `ingest` (and any other RESULTS durable)
+            RECEIVERS_SUBJECTS,  # the receiving addresses it puts and deletes
             # A stream's snapshot's flow acks and a restore's chunks: `controller streams-move`.
             "$JS.SNAPSHOT.ACK.>",
             "$JS.SNAPSHOT.RESTORE.>",
@@ -219,7 +234,7 @@ def agent_permissions(cc: str) -> Permissions:
     connection, `publish` is what the leaf may send in and `subscribe` what may go back out."""
     return Permissions(
         publish=tuple(s.local for s in agent_services(cc)),
-        subscribe=(f"{agent_inbox_prefix(cc)}.>", control_country_filter(cc)),
+        subscribe=(f"{agent_inbox_prefix(cc)}.>", control_country_filter(cc), RECEIVERS_SUBJECTS),
     )
 
 
@@ -328,6 +343,7 @@ def _list(name: str, items: list[str]) -> list[str]:
 
 
 def _mailprobe(controller: list[StoredUser], countries: Iterable[str]) -> list[str]:
+    countries = list(countries)
     exports = [
         _service_export(s, agent_account(cc)) for cc in countries for s in agent_services(cc)
     ]
@@ -335,6 +351,9 @@ def _mailprobe(controller: list[StoredUser], countries: Iterable[str]) -> list[s
         f"{{ stream: {_q(control_country_filter(cc))}, accounts: [{agent_account(cc)}] }}"
         for cc in countries
     ]
+    if countries:
+        agents = ", ".join(agent_account(cc) for cc in countries)
+        exports.append(f"{{ stream: {_q(RECEIVERS_SUBJECTS)}, accounts: [{agents}] }}")
     exports += [
         f"{{ stream: {_q(RESULTS_LIVE_SUBJECTS)}, accounts: [{SUBSCRIBER_ACCOUNT}] }}",
         f"{{ stream: {_q(EVENTS_SUBJECTS)}, accounts: [{SUBSCRIBER_ACCOUNT}] }}",
@@ -349,7 +368,10 @@ def _agents_account(cc: str, users: list[StoredUser], *, imports: bool) -> list[
         control = (
             f"{{ stream: {{ account: {ACCOUNT}, subject: {_q(control_country_filter(cc))} }} }}"
         )
-        body += _list("imports", [*(_service_import(s) for s in agent_services(cc)), control])
+        receivers = f"{{ stream: {{ account: {ACCOUNT}, subject: {_q(RECEIVERS_SUBJECTS)} }} }}"
+        body += _list(
+            "imports", [*(_service_import(s) for s in agent_services(cc)), control, receivers]
+        )
     return _block(agent_account(cc), body)
 
 

@@ -24,6 +24,9 @@ RECEIVERS_BUCKET: Final = "RECEIVERS"
 # `hb-` and 26 characters of base32 (130 bits): unguessable, one DNS-safe lower-case token.
 ADDRESS_PREFIX: Final = "hb-"
 _LOCAL_PART: Final = re.compile(r"hb-[a-z2-7]{26}")
+# The receiver's test twins, each a listener of its own (agent.settings): no STARTTLS offered,
+# only TLS 1.0 offered, a certificate expired and for another name.
+LISTENERS: Final = ("plain", "tls_1_0", "bad_cert")
 # What an arrival carries of the strangers' text it read, at most (characters).
 TEXT_MAX: Final = 255
 
@@ -38,15 +41,20 @@ def new_local_part() -> str:
 _ARRIVALS_NS: Final = uuid.UUID("5d0f6c52-8a83-4f55-9d2b-2b1b7f0c8383")
 
 
-def arrival_id_of(message_id: str, monitor_id: str, country: str) -> str:
-    """An arrival's id, from the message's Message-ID, its monitor and the receiving country:
-    a message taken again (its sender retrying after a `451`, say once one of several
+def arrival_id_of(
+    message_id: str, monitor_id: str, country: str, listener: str = "", recipients: str = ""
+) -> str:
+    """An arrival's id, from the message's Message-ID, its monitor, the receiving country, the
+    listener that took it ("" the address's own port, else the test twin: a twin's copy of a
+    message is an arrival of its own) and the recipients it was taken for: a
+    message taken again (its sender retrying after a `451`, say once one of several
     recipients' arrivals failed to publish) is the same arrival, stored once and counted once.
     A message without a Message-ID gets a random id (each copy counts)."""
     if not message_id:
         return str(uuid.uuid4())
-    digest = hashlib.sha256(message_id.encode("utf-8", "replace")).hexdigest()
-    return str(uuid.uuid5(_ARRIVALS_NS, f"{country}\n{monitor_id}\n{digest}"))
+    key = "\n".join((country, monitor_id, listener, recipients.lower(), message_id))
+    digest = hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
+    return str(uuid.uuid5(_ARRIVALS_NS, digest))
 
 
 def is_local_part(value: str) -> bool:
@@ -98,6 +106,9 @@ class Arrival(msgspec.Struct, kw_only=True, rename="camel"):
     # Whether the listener offered STARTTLS (false: the plain port, the senders' test; null
     # from an agent that predates it).
     starttls_offered: bool | None = None
+    # The listener that took it: "" the address's own port, else the senders' test twin it
+    # reached (`LISTENERS`); "" from an agent that predates it.
+    listener: str = ""
     size: int = 0
     header_from: str = ""
     subject: str = ""

@@ -20,7 +20,10 @@ from shared.sidechecks import SideChecks
 from shared.sidechecks.blocklists import BlocklistAsk
 from shared.subjects import results_bundle_country
 
-MonitorType = Literal["smtp", "imap", "pop3", "roundtrip", "heartbeat"]
+MonitorType = Literal["smtp", "imap", "pop3", "roundtrip"]
+# A monitor's stored type: a check's, or `heartbeat` (judged at the controller from the mail its
+# address took, never a job's nor a result's).
+StoredType = MonitorType | Literal["heartbeat"]
 # `inconclusive`: the check failed in a way this agent's own path explains (its canary for that
 # port, or its resolver check, failed too): neither up nor down, counted like a missed round.
 Status = Literal["up", "down", "inconclusive"]
@@ -197,8 +200,9 @@ class _CheckJobBase(msgspec.Struct, kw_only=True, rename="camel", tag_field="mon
     # so a country whose only agent is listed still answers.
     avoid_agents: list[str] = msgspec.field(default_factory=list)
     # For agents that predate `sideChecks`: set with `sideChecks.mail_dns` (the agent then
-    # answers in the result's legacy `mailDns`). An agent that knows `sideChecks` reads only
-    # that.
+    # answers in the result's legacy `mailDns`), only on jobs to a country with a live agent
+    # without `FEATURE_SIDE_CHECKS`. An agent that knows `sideChecks` reads only that. Deleted
+    # by LEGACY_FIELDS_END, as the three legacy fields are.
     mail_domain: str | None = None
     # The organization the job is for, as an opaque key (a keyed hash of its id, the same for
     # every job of the organization): agents share their slots and lookups fairly between
@@ -210,12 +214,10 @@ class _CheckJobBase(msgspec.Struct, kw_only=True, rename="camel", tag_field="mon
     # controller that predates admission, or where it does not apply.
     admitted: bool = False
     # For agents that predate `sideChecks`: set with `sideChecks.blocklists` (the agent then
-    # answers in the result's legacy `reputation`). An agent that knows `sideChecks` reads
-    # only that.
+    # answers in the result's legacy `reputation`), as `mail_domain` is.
     blocklists: BlocklistAsk | None = None
     # For agents that predate `sideChecks`: set with `sideChecks.reverse_dns` (the agent then
-    # answers in the result's legacy `reverseDns`). An agent that knows `sideChecks` reads
-    # only that.
+    # answers in the result's legacy `reverseDns`), as `mail_domain` is.
     reverse_dns: bool = False
     # The controller's RESULT_BUNDLES: the agent may publish this job's result in a bundle with
     # others that finish with it (`mon.results.CC.bundle`). False from a controller that
@@ -531,7 +533,15 @@ FEATURE_GMAIL = "gmail"
 # An agent that runs an IMAP/POP3 monitor's mailbox check over a mailbox API (its config's
 # `api`); an agent with `graph` or `gmail` but without it would speak IMAP to the API host.
 FEATURE_API_MAILBOX = "api-mailbox"
+# An agent that reads a job's `sideChecks` and answers in the result's `sideChecks` alone: the
+# controller sets a job's legacy side fields (`mailDomain`, `blocklists`, `reverseDns`) only for
+# a country with a live agent without it.
+FEATURE_SIDE_CHECKS = "side_checks"
+# The date the legacy side fields of `CheckJob` and the ingester's legacy answers are deleted
+# by (tests/unit/test_legacy_wire_fields.py fails from the day after).
+LEGACY_FIELDS_END = "2027-06-30"
 AGENT_FEATURES = (
+    FEATURE_SIDE_CHECKS,
     FEATURE_OAUTH2,
     FEATURE_GRAPH,
     FEATURE_GMAIL,

@@ -28,6 +28,7 @@ import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from agent import metrics
+from agent.receiver import twins
 from agent.receiver.book import AddressBook
 from agent.receiver.bounds import Connections, PerAddress
 from agent.receiver.verdicts import Envelope as Sender
@@ -74,9 +75,12 @@ _COUNTED = {
 class _Session(SMTP):
     """aiosmtpd's SMTP with the receiver's connection bounds and session deadline."""
 
-    def __init__(self, receiver: "Receiver", tls: ssl.SSLContext | None, domain: str) -> None:
+    def __init__(
+        self, receiver: "Receiver", tls: ssl.SSLContext | None, domain: str, listener: str
+    ) -> None:
         self.starttls_offered = tls is not None
         self.domain = domain  # the one domain this port takes mail for
+        self.listener = listener  # "" the addresses' own port, else the test twin it is
         super().__init__(
             _Handler(receiver),
             data_size_limit=receiver.settings.agent_receiver_max_bytes,
@@ -174,9 +178,7 @@ class Receiver:
             raise ValueError("the receiver needs AGENT_RECEIVER_DOMAIN")
         self.settings = settings
         self.domain = settings.agent_receiver_domain.lower().rstrip(".")
-        self.plain_domain = (
-            (settings.agent_receiver_plain_domain or self.domain).lower().rstrip(".")
-        )
+        self.plain_domain = _twin(settings.agent_receiver_plain_domain, self.domain)
         self.country = country
         self.agent_id = agent_id
         self.book = book
@@ -201,6 +203,7 @@ class Receiver:
         self._parsing_by_tenant: dict[str, int] = {}
         self._tls = _tls_context(settings)
         self._servers: list[asyncio.Server] = []
+        self._listening: list[str] = []
         self.sessions: set[_Session] = set()
 
     def parsing(self, tenant: str) -> int:
@@ -221,12 +224,36 @@ class Receiver:
     @property
     def plain_port(self) -> int:
         """The port that offers no STARTTLS (`AGENT_RECEIVER_PLAIN_PORT`)."""
-        return self._port_of(1)
+        return self.twin_port("plain")
+
+    def twin_port(self, listener: str) -> int:
+        """The port of a test twin (shared.arrivals `LISTENERS`)."""
+        if listener not in self._listening:
+            raise RuntimeError("the receiver is not listening there")
+        return self._port_of(self._listening.index(listener))
 
     def _port_of(self, index: int) -> int:
         if len(self._servers) <= index or not self._servers[index].sockets:
             raise RuntimeError("the receiver is not listening there")
         return int(self._servers[index].sockets[0].getsockname()[1])
+
+    def _listeners(self) -> list[tuple[int, ssl.SSLContext | None, str, str]]:
+        """(port, STARTTLS context, domain, listener) of each port set, the addresses' first."""
+        s = self.settings
+        out: list[tuple[int, ssl.SSLContext | None, str, str]] = [
+            (s.agent_receiver_port, self._tls, self.domain, "")
+        ]
+        if s.agent_receiver_plain_port:
+            out.append((s.agent_receiver_plain_port, None, self.plain_domain, "plain"))
+        if s.agent_receiver_tls_1_0_port and s.agent_receiver_cert_file is not None:
+            old = twins.tls_1_0(s.agent_receiver_cert_file, s.agent_receiver_key_file or "")
+            domain = _twin(s.agent_receiver_tls_1_0_domain, self.domain)
+            out.append((s.agent_receiver_tls_1_0_port, old, domain, "tls_1_0"))
+        if s.agent_receiver_bad_cert_port:
+            bad = twins.bad_cert(self._clock.now())
+            domain = _twin(s.agent_receiver_bad_cert_domain, self.domain)
+            out.append((s.agent_receiver_bad_cert_port, bad, domain, "bad_cert"))
+        return out
 
     @property
     def starttls(self) -> bool:
@@ -235,19 +262,20 @@ class Receiver:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         host = self.settings.agent_receiver_host
-        listeners = [(self.settings.agent_receiver_port, self._tls, self.domain)]
-        if self.settings.agent_receiver_plain_port:
-            listeners.append((self.settings.agent_receiver_plain_port, None, self.plain_domain))
-        for port, tls, domain in listeners:
+        for port, tls, domain, listener in self._listeners():
             self._servers.append(
                 await loop.create_server(
-                    functools.partial(_Session, self, tls, domain), host, port, reuse_address=True
+                    functools.partial(_Session, self, tls, domain, listener),
+                    host,
+                    port,
+                    reuse_address=True,
                 )
             )
+            self._listening.append(listener)
         log.info(
             "receiver_listening",
             port=self.port,
-            plain_port=self.plain_port if len(self._servers) > 1 else None,
+            twins={name: self.twin_port(name) for name in self._listening if name},
             domain=self.domain,
             starttls=self.starttls,
             addresses=len(self.book),
@@ -262,6 +290,7 @@ class Receiver:
         for server in self._servers:
             await server.wait_closed()
         self._servers = []
+        self._listening = []
         self._parsers.shutdown(wait=False, cancel_futures=True)
 
     async def rcpt(
@@ -297,6 +326,7 @@ class Receiver:
         if not receiving:
             return "554 5.5.1 no valid recipients"
         monitors = [r.monitor_id for r in receiving]
+        recipients = _recipients_of(envelope.rcpt_tos, self.book)
         tenant = receiving[0].tenant
         held = self._parsing_by_tenant.get(tenant, 0)
         if self._parsing >= self._parse_room or held >= self._tenant_room:
@@ -307,6 +337,7 @@ class Receiver:
         mail_from = str(envelope.mail_from or "")
         version, cipher = _tls_of(session)
         offered = isinstance(server, _Session) and server.starttls_offered
+        listener = server.listener if isinstance(server, _Session) else ""
         self._parsing += 1
         self._parsing_by_tenant[tenant] = held + 1
         try:
@@ -322,7 +353,9 @@ class Receiver:
         arrived = iso_ms(self._clock.now())
         arrivals = [
             Arrival(
-                arrival_id=arrival_id_of(found.message_id, monitor_id, self.country),
+                arrival_id=arrival_id_of(
+                    found.message_id, monitor_id, self.country, listener, recipients[monitor_id]
+                ),
                 monitor_id=monitor_id,
                 country=self.country,
                 agent_id=self.agent_id,
@@ -333,6 +366,7 @@ class Receiver:
                 tls_version=version,
                 tls_cipher=cipher,
                 starttls_offered=offered,
+                listener=listener,
                 size=len(message),
                 header_from=found.header_from,
                 subject=found.subject,
@@ -364,6 +398,10 @@ class Receiver:
         return "250 2.0.0 OK"
 
 
+def _twin(domain: str | None, default: str) -> str:
+    return (domain or default).lower().rstrip(".")
+
+
 def _tls_of(session: Session) -> tuple[str | None, str | None]:
     """The TLS version and cipher of a session upgraded by STARTTLS; (None, None) in the clear."""
     extra = session.ssl
@@ -380,3 +418,13 @@ def _tls_context(settings: ReceiverSettings) -> ssl.SSLContext | None:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(settings.agent_receiver_cert_file, settings.agent_receiver_key_file)
     return context
+
+
+def _recipients_of(rcpt_tos: list[str], book: AddressBook) -> dict[str, str]:
+    """Each monitor's recipients of one envelope, sorted and joined (part of its arrival id)."""
+    out: dict[str, list[str]] = {}
+    for rcpt in rcpt_tos:
+        held = book.get(rcpt.rpartition("@")[0])
+        if held is not None:
+            out.setdefault(held.monitor_id, []).append(rcpt.lower())
+    return {monitor: " ".join(sorted(r)) for monitor, r in out.items()}

@@ -16,6 +16,7 @@ from controller.ingest import store as results
 from controller.monitors import store as monitors
 from controller.monitors.store import Monitor, MonitorConfigError
 from controller.notify.evidence_store import EVIDENCE_MAX
+from controller.scheduling import confirm_store
 
 
 async def lock(conn: Conn, organization_id: int) -> None:
@@ -116,10 +117,10 @@ async def addresses_of(
 
 # Declared host names read at most per read: a few outages' `dependsOn` names.
 DECLARED_MAX = 64
-# Monitors on a declared name whose addresses are read: any of them shows the name's.
-NAMED_MAX = 4
-# Reverse DNS rows read per SMTP monitor: about one DNS round's countries, its latest.
-PTR_ROWS = 4
+# Monitors on a declared name whose addresses are read, reverse DNS rows read per SMTP
+# monitor: the bounds confirmation rounds find a declared name's addresses by too.
+NAMED_MAX = confirm_store.NAMED_MAX
+PTR_ROWS = confirm_store.PTR_ROWS
 _SEEN = results.RECENT_ADDRESSES.format(monitor="m.id", since="$3", limit="$4")
 
 

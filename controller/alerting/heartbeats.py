@@ -5,7 +5,9 @@ maintenance windows and reminders) and an arrival again closes it.
 
 Each monitor is looked at when its `heartbeat_watch` row is due (controller.arrivals
 .watch_store): at the rule's `due_at` (when it turns late if nothing arrives), at once when an
-arrival was stored for it, and, while late, again every period (reminders, maintenance's end).
+arrival was stored for it, and, while late, again every period or `LATE_LOOK` if sooner
+(reminders, a maintenance's end). A disabled monitor is looked at every `LATE_LOOK`, its watch
+starting at each look: enabled again, it is pending for a period and its grace.
 Each look is one round: `up` (from the receiving countries), or failing with the error kind
 `late`; one round decides (the rule has its grace already): no confirmation rounds. `pending`
 is the state `unknown`: no round."""
@@ -37,6 +39,8 @@ LEASE_S: Final = 30.0
 # The newest arrivals a look reads (the rule needs the `expected` newest and those of one
 # period): a monitor may ask for at most this many a period.
 NEWEST: Final = 1000
+# While late, how often a monitor is looked at again at most (reminders, a maintenance's end).
+LATE_LOOK: Final = timedelta(minutes=5)
 # A country for the rounds when the monitor lists none: the receivers as a whole.
 ANY_COUNTRY: Final = "ZZ"
 
@@ -142,10 +146,14 @@ class HeartbeatJudge:
             state.open_incident_id = opened
         changed_at = now if state.state != s.state else None
         await alert_state.save_state(conn, w.monitor_id, state, changed_at, now=now)
-        due = verdict.due_at
-        if verdict.state == "down" and monitor.status != "disabled":
-            due = now + rule.every
-        await watch_store.release(conn, w.monitor_id, due)
+        if monitor.status == "disabled":
+            # Watched again from when it is enabled: its watch starts at each look meanwhile.
+            await watch_store.release(conn, w.monitor_id, now + LATE_LOOK, watched_from=now)
+        else:
+            due = verdict.due_at
+            if verdict.state == "down":
+                due = now + min(rule.every, LATE_LOOK)
+            await watch_store.release(conn, w.monitor_id, due)
         log.info(
             "heartbeat judged",
             monitor_id=str(monitor.public_id),

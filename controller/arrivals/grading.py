@@ -3,19 +3,22 @@ receiving country, from the latest arrivals that country's receiver took for it.
 
 | what the country's receiver saw last | finding | severity |
 | --- | --- | --- |
-| mail in the clear at the plain twin (no STARTTLS there) | `sender_tls_not_enforced` | warning |
+| mail at the plain twin (no STARTTLS there): it fell back | `sender_tls_not_enforced` | warning |
+| mail at the TLS 1.0 twin (only TLS 1.0 offered) | `sender_tls_1_0_accepted` | warning |
+| mail at the bad-certificate twin (expired, another name) | `sender_tls_unverified` | warning |
 | mail in the clear although STARTTLS was offered | `sender_tls_not_used` | critical |
 | mail over TLS 1.0 or 1.1 | `sender_tls_outdated` | warning |
 | DKIM not `pass` | `sender_dkim_missing` | warning |
 | DMARC `fail` | `sender_dmarc_fail` | critical |
 
-A sender that refuses the plain twin sends nothing there, so only its mail to the normal
-address shows it: a normal arrival over TLS with no plain arrival within `SETTLE` either side
-(the sender's test sends one message to both) clears `sender_tls_not_enforced`, once it is
-`SETTLE` old. A code the arrivals cannot judge (no such arrival yet, an older agent's arrival
+A sender that refuses a twin sends nothing there, so only its mail to the address shows it: an
+arrival over TLS at the address with no arrival at that twin within `SETTLE` either side (the
+sender's test sends one message to the address and its twins) clears the twin's finding, once
+it is `SETTLE` old. A code the arrivals cannot judge (no such arrival yet, an older agent's arrival
 without `starttlsOffered`, a verdict not evaluated) is left as it is."""
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -32,6 +35,20 @@ CODES: Final = declare(
             "The sender delivered in the clear to a receiver that offered no STARTTLS: anyone "
             "on the path who strips STARTTLS reads its mail. Enforce TLS for this route (Postfix "
             "smtp_tls_security_level = encrypt or dane, or MTA-STS/DANE on the receiving side).",
+        ),
+        "sender_tls_1_0_accepted": (
+            "warning",
+            "The sender delivered to a receiver that offered only TLS 1.0 (deprecated, RFC "
+            "8996), over it or in the clear: an attacker who downgrades the session reads its "
+            "mail. Require TLS 1.2 or newer in its client (Postfix smtp_tls_mandatory_protocols "
+            "with an enforcing security level).",
+        ),
+        "sender_tls_unverified": (
+            "warning",
+            "The sender delivered to a receiver whose certificate had expired and named another "
+            "host: it does not verify certificates, so an interceptor can read its mail. Use "
+            "DANE (Postfix smtp_tls_security_level = dane with a validating resolver) or "
+            "MTA-STS, or verify for the routes that matter.",
         ),
         "sender_tls_not_used": (
             "critical",
@@ -59,35 +76,49 @@ CODES: Final = declare(
 )
 
 
+# Each test twin (shared.arrivals LISTENERS) and the finding its arrivals raise.
+TWIN_CODES: Final = {
+    "plain": "sender_tls_not_enforced",
+    "tls_1_0": "sender_tls_1_0_accepted",
+    "bad_cert": "sender_tls_unverified",
+}
+_TWIN_SAID: Final = {
+    "plain": "delivered in the clear to the plain twin",
+    "tls_1_0": "delivered to the twin offering only TLS 1.0",
+    "bad_cert": "delivered to the twin with an expired certificate for another name",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Twin:
+    """`at`: when the twin last took the sender's mail; `refused_at`: the newest arrival over
+    TLS at the address at least `SETTLE` old with no arrival at the twin within `SETTLE`."""
+
+    at: datetime | None = None
+    refused_at: datetime | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Latest:
     """What one country's receiver took for a monitor, the newest of each kind (None: none).
-    `normal_tls`: the TLS version of the newest normal arrival ("" in the clear);
-    `plain_at`: when the newest plain-twin arrival came; `enforced_at`: the newest normal
-    arrival over TLS at least `SETTLE` old with no plain arrival within `SETTLE` of it."""
+    `normal_tls`: the TLS version of the newest arrival at the address ("" in the clear);
+    `twins`: what each test twin saw."""
 
     normal_tls: str | None = None
     dkim: str | None = None
     dmarc: str | None = None
-    plain_at: datetime | None = None
-    enforced_at: datetime | None = None
+    twins: Mapping[str, Twin] = field(default_factory=dict)
 
 
 def verdicts(country: str, seen: Latest) -> Verdicts:
     """Each grading code `seen` judges for `country`: the finding, or None (it does not hold)."""
     out: Verdicts = {}
-    if seen.plain_at is not None and (
-        seen.enforced_at is None or seen.plain_at > seen.enforced_at + SETTLE
-    ):
-        judge(
-            out,
-            "sender_tls_not_enforced",
-            country,
-            True,
-            "delivered in the clear to the plain twin",
-        )
-    elif seen.enforced_at is not None:
-        judge(out, "sender_tls_not_enforced", country, False, "")
+    for twin, code in TWIN_CODES.items():
+        t = seen.twins.get(twin, Twin())
+        if t.at is not None and (t.refused_at is None or t.at > t.refused_at + SETTLE):
+            judge(out, code, country, True, _TWIN_SAID[twin])
+        elif t.refused_at is not None:
+            judge(out, code, country, False, "")
     if seen.normal_tls is not None:
         clear = seen.normal_tls == ""
         judge(

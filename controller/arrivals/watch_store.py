@@ -1,6 +1,7 @@
 """When the heartbeat judge looks at each heartbeat monitor (`heartbeat_watch`, migration
 0153): at its rule's `due_at`, or at once when an arrival was stored for it. Rows are leased
-(FOR UPDATE SKIP LOCKED) so replicas share them. The caller owns the transaction."""
+(FOR UPDATE SKIP LOCKED) so replicas share them. Also which monitors take mail (`receiving`).
+The caller owns the transaction."""
 
 from collections.abc import Sequence
 from datetime import datetime
@@ -19,10 +20,26 @@ WHERE w.monitor_id = due.monitor_id
 RETURNING w.monitor_id, w.watched_from
 """
 
+# A heartbeat counts the mail its address's own port took, not a senders' test twin's copy.
 _NEWEST = """
 SELECT arrived_at, header_from, mail_from, subject FROM arrivals
-WHERE monitor_id = $1 AND arrived_at <= $2 ORDER BY arrived_at DESC LIMIT $3
+WHERE monitor_id = $1 AND arrived_at <= $2 AND listener = ''
+ORDER BY arrived_at DESC LIMIT $3
 """
+
+
+_RECEIVING = """
+SELECT config ->> 'localPart' AS local_part, public_id::text AS public_id, organization_id
+FROM monitors WHERE type = 'heartbeat' AND status <> 'disabled'
+"""
+
+
+class Receiving(msgspec.Struct, frozen=True):
+    """A heartbeat monitor that takes mail: its address's local part, whose it is."""
+
+    local_part: str | None
+    public_id: str
+    organization_id: int
 
 
 class Watched(msgspec.Struct, frozen=True):
@@ -65,15 +82,25 @@ async def claim(conn: Conn, now: datetime, limit: int, lease_s: float) -> list[W
     return many(Watched, rows)
 
 
-async def release(conn: Conn, monitor_id: int, due_at: datetime | None) -> None:
-    """Judged: looked at again at `due_at` (None: only when an arrival comes)."""
+async def release(
+    conn: Conn, monitor_id: int, due_at: datetime | None, watched_from: datetime | None = None
+) -> None:
+    """Judged: looked at again at `due_at` (None: only when an arrival comes); `watched_from`,
+    when given, moves its watch's start (a disabled monitor's, to the look)."""
     await conn.execute(
-        "UPDATE heartbeat_watch SET due_at = $2, leased_until = NULL WHERE monitor_id = $1",
+        "UPDATE heartbeat_watch SET due_at = $2, leased_until = NULL,"
+        " watched_from = coalesce($3, watched_from) WHERE monitor_id = $1",
         monitor_id,
         due_at,
+        watched_from,
     )
 
 
 async def newest(conn: Conn, monitor_id: int, upto: datetime, most: int) -> list[Seen]:
     """The monitor's `most` newest arrivals up to `upto`, newest first."""
     return many(Seen, await conn.fetch(_NEWEST, monitor_id, upto, most))
+
+
+async def receiving(conn: Conn) -> list[Receiving]:
+    """Every heartbeat monitor that is not disabled (what RECEIVERS should hold)."""
+    return many(Receiving, await conn.fetch(_RECEIVING))

@@ -217,6 +217,17 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION public.heartbeat_watched() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    INSERT INTO heartbeat_watch (monitor_id, watched_from, due_at)
+    VALUES (NEW.id, NEW.created_at, NEW.created_at)
+    ON CONFLICT (monitor_id) DO NOTHING;
+    RETURN NULL;
+END
+$$;
+
 CREATE FUNCTION public.login_account(type text, hostname text, config jsonb) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
@@ -257,11 +268,9 @@ CREATE FUNCTION public.monitors_alert_queue() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
 BEGIN
-    IF NEW.type <> 'heartbeat' THEN
-        INSERT INTO alert_queue (monitor_id, due_at) VALUES (NEW.id, now())
-        ON CONFLICT (monitor_id) DO UPDATE SET due_at = EXCLUDED.due_at
-        WHERE EXCLUDED.due_at < alert_queue.due_at;
-    END IF;
+    INSERT INTO alert_queue (monitor_id, due_at) VALUES (NEW.id, now())
+    ON CONFLICT (monitor_id) DO UPDATE SET due_at = EXCLUDED.due_at
+    WHERE EXCLUDED.due_at < alert_queue.due_at;
     RETURN NULL;
 END
 $$;
@@ -357,7 +366,8 @@ CREATE FUNCTION public.public_uptime_days(monitors bigint[], first date, until t
     WITH watched AS (
         SELECT m.id, m.created_at FROM monitors m
         WHERE m.id = ANY(monitors)
-          AND EXISTS (SELECT 1 FROM monitor_country_state s WHERE s.monitor_id = m.id)
+          AND (EXISTS (SELECT 1 FROM monitor_country_state s WHERE s.monitor_id = m.id)
+               OR EXISTS (SELECT 1 FROM heartbeat_watch h WHERE h.monitor_id = m.id))
     ), merged AS (
         -- Each monitor's incidents over the window as one multirange, merged once.
         SELECT i.monitor_id AS id,
@@ -1067,7 +1077,8 @@ CREATE TABLE public.arrivals (
     dkim_domains text[] DEFAULT '{}'::text[] NOT NULL,
     dmarc text,
     dmarc_policy text DEFAULT ''::text NOT NULL,
-    arc text
+    arc text,
+    listener text DEFAULT ''::text NOT NULL
 );
 
 CREATE TABLE public.blocklist_answers (
@@ -3205,6 +3216,18 @@ CREATE UNIQUE INDEX result_agents_name ON public.result_agents USING btree (md5(
 
 CREATE INDEX result_days_day ON public.result_days USING btree (day);
 
+CREATE INDEX result_details_addressed ON ONLY public.result_details USING btree (monitor_id, scheduled_at DESC) WHERE (address IS NOT NULL);
+
+CREATE INDEX result_details_default_monitor_id_scheduled_at_idx ON public.result_details_default USING btree (monitor_id, scheduled_at DESC) WHERE (address IS NOT NULL);
+
+CREATE INDEX result_details_p20261127_monitor_id_scheduled_at_idx ON public.result_details_p20261127 USING btree (monitor_id, scheduled_at DESC) WHERE (address IS NOT NULL);
+
+CREATE INDEX result_details_p20261128_monitor_id_scheduled_at_idx ON public.result_details_p20261128 USING btree (monitor_id, scheduled_at DESC) WHERE (address IS NOT NULL);
+
+CREATE INDEX result_details_p20261129_monitor_id_scheduled_at_idx ON public.result_details_p20261129 USING btree (monitor_id, scheduled_at DESC) WHERE (address IS NOT NULL);
+
+CREATE INDEX result_details_p20261130_monitor_id_scheduled_at_idx ON public.result_details_p20261130 USING btree (monitor_id, scheduled_at DESC) WHERE (address IS NOT NULL);
+
 CREATE UNIQUE INDEX result_rows_key ON ONLY public.result_rows USING btree (monitor_id, scheduled_at, country, tag);
 
 CREATE UNIQUE INDEX result_rows_default_monitor_id_scheduled_at_country_tag_idx ON public.result_rows_default USING btree (monitor_id, scheduled_at, country, tag);
@@ -3257,13 +3280,23 @@ CREATE UNIQUE INDEX users_email_key ON public.users USING btree (lower(email));
 
 CREATE INDEX users_operators ON public.users USING btree (organization_id) WHERE is_operator;
 
+ALTER INDEX public.result_details_addressed ATTACH PARTITION public.result_details_default_monitor_id_scheduled_at_idx;
+
 ALTER INDEX public.result_details_pkey ATTACH PARTITION public.result_details_default_pkey;
+
+ALTER INDEX public.result_details_addressed ATTACH PARTITION public.result_details_p20261127_monitor_id_scheduled_at_idx;
 
 ALTER INDEX public.result_details_pkey ATTACH PARTITION public.result_details_p20261127_pkey;
 
+ALTER INDEX public.result_details_addressed ATTACH PARTITION public.result_details_p20261128_monitor_id_scheduled_at_idx;
+
 ALTER INDEX public.result_details_pkey ATTACH PARTITION public.result_details_p20261128_pkey;
 
+ALTER INDEX public.result_details_addressed ATTACH PARTITION public.result_details_p20261129_monitor_id_scheduled_at_idx;
+
 ALTER INDEX public.result_details_pkey ATTACH PARTITION public.result_details_p20261129_pkey;
+
+ALTER INDEX public.result_details_addressed ATTACH PARTITION public.result_details_p20261130_monitor_id_scheduled_at_idx;
 
 ALTER INDEX public.result_details_pkey ATTACH PARTITION public.result_details_p20261130_pkey;
 
@@ -3301,15 +3334,17 @@ CREATE TRIGGER job_id_scheme_due_copied AFTER UPDATE OF seeded_from ON public.jo
 
 CREATE TRIGGER monitor_due_first AFTER UPDATE OF next_due_at ON public.monitor_due FOR EACH ROW WHEN (((old.next_due_at IS NULL) AND (new.next_due_at IS NOT NULL))) EXECUTE FUNCTION public.monitor_due_first();
 
-CREATE TRIGGER monitors_alert_queue_insert AFTER INSERT ON public.monitors FOR EACH ROW EXECUTE FUNCTION public.monitors_alert_queue();
+CREATE TRIGGER monitors_alert_queue_insert AFTER INSERT ON public.monitors FOR EACH ROW WHEN ((new.type <> 'heartbeat'::text)) EXECUTE FUNCTION public.monitors_alert_queue();
 
-CREATE TRIGGER monitors_alert_queue_status AFTER UPDATE OF status ON public.monitors FOR EACH ROW WHEN ((old.status IS DISTINCT FROM new.status)) EXECUTE FUNCTION public.monitors_alert_queue();
+CREATE TRIGGER monitors_alert_queue_status AFTER UPDATE OF status ON public.monitors FOR EACH ROW WHEN (((old.status IS DISTINCT FROM new.status) AND (new.type <> 'heartbeat'::text))) EXECUTE FUNCTION public.monitors_alert_queue();
 
 CREATE TRIGGER monitors_credentials_changed AFTER UPDATE OF config ON public.monitors FOR EACH ROW EXECUTE FUNCTION public.monitors_credentials_changed();
 
 CREATE TRIGGER monitors_due_created AFTER INSERT ON public.monitors FOR EACH ROW EXECUTE FUNCTION public.monitors_due_row();
 
 CREATE TRIGGER monitors_due_written AFTER UPDATE OF next_due_at ON public.monitors FOR EACH ROW EXECUTE FUNCTION public.monitors_due_row();
+
+CREATE TRIGGER monitors_heartbeat_watched AFTER INSERT ON public.monitors FOR EACH ROW WHEN ((new.type = 'heartbeat'::text)) EXECUTE FUNCTION public.heartbeat_watched();
 
 CREATE TRIGGER monitors_rounds_since BEFORE UPDATE OF status, check_interval ON public.monitors FOR EACH ROW WHEN (((new.check_interval IS DISTINCT FROM old.check_interval) OR ((new.status = 'disabled'::text) IS DISTINCT FROM (old.status = 'disabled'::text)))) EXECUTE FUNCTION public.monitors_rounds_since();
 

@@ -229,6 +229,15 @@ class LiveAgents:
             and all(feature in seen.beat.features for seen in live.values())
         )
 
+    def countries_lacking(self, feature: str) -> frozenset[str]:
+        """The countries with a live agent that does not have `feature`."""
+        now = self._now()
+        return frozenset(
+            cc
+            for cc in list(self._by_country)
+            if any(feature not in seen.beat.features for seen in self._live(cc, now).values())
+        )
+
     def load(self, cc: str) -> CountryLoad | None:
         """Country `cc`'s slots and what holds them, summed over its live agents' last beats,
         with the view's time of the oldest of those beats (`now()`'s clock); None when it has

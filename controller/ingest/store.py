@@ -46,7 +46,6 @@ from shared.guards import BrokenInvariant
 from shared.messages import (
     ArcResults,
     AuthResults,
-    CheckResult,
     Hop,
     Phases,
     TlsInfo,
@@ -56,23 +55,16 @@ from shared.sidechecks import SideCheckError
 log = structlog.get_logger(__name__)
 
 
-class CheckedResult(CheckResult):
+class CheckedResult(legacy.LegacyResult, kw_only=True):
     """A result from the stream as the ingester decodes it: the times and the monitor id are
-    checked here (PostgreSQL would also take `now` or `infinity` for a time)."""
+    checked here (PostgreSQL would also take `now` or `infinity` for a time); what an agent that
+    predates `sideChecks` sends instead is folded into `side_checks`
+    (controller.sidechecks.legacy)."""
 
     monitor_id: UUID  # type: ignore[assignment]
     scheduled_at: datetime  # type: ignore[assignment]
     started_at: datetime  # type: ignore[assignment]
     finished_at: datetime  # type: ignore[assignment]
-    # What an agent that predates `sideChecks` sends instead (controller.sidechecks.legacy),
-    # folded into `side_checks` as it is decoded.
-    mail_dns: object = None
-    reputation: object = None
-    reverse_dns: object = None
-    relay: object = None
-
-    def __post_init__(self) -> None:
-        legacy.fold(self)
 
 
 decode_result = msgspec.json.Decoder(CheckedResult).decode

@@ -19,7 +19,7 @@ from controller.monitors.config import stored_config as stored_config
 from controller.monitors.model import COMMON_COLUMNS, MonitorCommon
 from controller.monitors.oauth2_grants import Grant
 from shared.guards import BrokenInvariant
-from shared.messages import JobConfig, MonitorType
+from shared.messages import JobConfig, StoredType
 
 
 class Monitor(MonitorCommon, kw_only=True, frozen=True):
@@ -36,7 +36,7 @@ class Monitor(MonitorCommon, kw_only=True, frozen=True):
     stored config changes nothing; a secret bound to the stored keys). Every other reader
     takes `config`."""
 
-    type: MonitorType
+    type: StoredType
     config: JobConfig
     # The outbound addresses and domains listed for the blocklists (`{"ips", "domains"}`,
     # validation.reputation); None: none.

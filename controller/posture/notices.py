@@ -26,6 +26,7 @@ _RECORD_KINDS |= {
 }
 # The senders' grading names what it graded.
 _RECORD_KINDS |= {
+    "sender tls 1 0": "Sender TLS 1.0",
     "sender tls": "Sender TLS",
     "sender dkim": "Sender DKIM",
     "sender dmarc": "Sender DMARC",

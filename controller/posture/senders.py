@@ -10,7 +10,7 @@ notice, on the ways the organization chose for its severities, through the notif
 budgets and maintenance windows like any finding."""
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import structlog
@@ -46,27 +46,30 @@ class Grader:
         if not monitor_ids:
             return
         await db.lock_grading(conn, monitor_ids)
-        seen: dict[int, list[db.LatestRow]] = {}
-        for row in await db.latest(conn, monitor_ids, now, grading.SETTLE):
-            seen.setdefault(row.monitor_id, []).append(row)
+        seen: dict[int, dict[str, grading.Latest]] = {}
+        for row in await db.latest(conn, monitor_ids):
+            seen.setdefault(row.monitor_id, {})[row.country] = grading.Latest(
+                normal_tls=row.normal_tls, dkim=row.dkim, dmarc=row.dmarc, twins={}
+            )
+        for t in await db.twins(conn, monitor_ids, now, grading.SETTLE):
+            latest = seen.setdefault(t.monitor_id, {}).get(t.country, grading.Latest())
+            twins = {**latest.twins, t.twin: grading.Twin(t.at, t.refused_at)}
+            seen[t.monitor_id][t.country] = replace(latest, twins=twins)
         for graded in await db.graded_monitors(conn, monitor_ids):
-            await _grade_one(conn, graded, seen.get(graded.monitor.id, []), self.links, now)
+            await _grade_one(conn, graded, seen.get(graded.monitor.id, {}), self.links, now)
 
 
 async def _grade_one(
-    conn: Conn, graded: db.GradedMonitor, rows: list[db.LatestRow], links: Links, now: datetime
+    conn: Conn,
+    graded: db.GradedMonitor,
+    seen: dict[str, grading.Latest],
+    links: Links,
+    now: datetime,
 ) -> None:
     monitor = graded.monitor
     verdicts: dict[Key, Finding | None] = {}
-    for r in rows:
-        latest = grading.Latest(
-            normal_tls=r.normal_tls,
-            dkim=r.dkim,
-            dmarc=r.dmarc,
-            plain_at=r.plain_at,
-            enforced_at=r.enforced_at,
-        )
-        verdicts |= grading.verdicts(r.country, latest)
+    for country, latest in sorted(seen.items()):
+        verdicts |= grading.verdicts(country, latest)
     open_ = await posture.open_findings(conn, monitor.id)
     held: list[Finding] = []
     appeared: list[tuple[int, Finding]] = []

@@ -27,6 +27,7 @@ from litestar import Litestar
 
 from controller.access import accounts_store as accounts
 from controller.access.housekeeping import housekeeping
+from controller.arrivals import addresses
 from controller.arrivals.intake import ArrivalsIntake
 from controller.db.pool import create_pool
 from controller.fleet.live import LiveAgents
@@ -44,6 +45,7 @@ from controller.observability import metrics
 from controller.oracles.watch import OracleWatch
 from controller.posture.senders import Grader
 from controller.runtime.pipeline import Pipeline, build_alerter, open_pipeline
+from controller.scheduling.plan import TENANT_PURPOSE, tenant
 from controller.secrets.box import SecretBox
 from controller.settings import ApiSettings, ControllerSettings, NotifySettings, RuntimeSettings
 from controller.sidechecks.blocklists.oracles import ListOracles
@@ -188,6 +190,7 @@ def _workers(
                 clock=clock,
                 graded=Grader(Links.of(settings.notify)).grade,
             ).run(stop),
+            _receiving_addresses(settings, pool, pipeline, stop),
             keep_partitions(
                 pool, clock, stop, retention.check_history_days, retention.check_raw_days
             ),
@@ -201,6 +204,22 @@ def _workers(
         work.append(_watch_scheme(pool, pipeline.seeded, stop, clock))
     work.append(metrics.sample_every(stop, _probes(roles, pool, pipeline)))
     return work
+
+
+async def _receiving_addresses(
+    settings: ControllerSettings, pool: asyncpg.Pool, pipeline: Pipeline, stop: asyncio.Event
+) -> None:
+    """The RECEIVERS bucket kept as the heartbeat monitors say (controller.arrivals.addresses)."""
+    key = SecretBox(settings.secrets.secrets_key or "").subkeys(TENANT_PURPOSE)[0]
+    of = functools.partial(tenant, key)
+
+    async def one_pass() -> None:
+        try:
+            await addresses.sync(pipeline.js, pool, of)
+        except Exception as exc:  # NATS or PostgreSQL away: tried again next pass
+            log.warning("receiving_addresses_failed", error=repr(exc)[:200])
+
+    await run_every(addresses.SYNC_EVERY_S, one_pass, name="receiving addresses", stop=stop)
 
 
 def _alerter(

@@ -174,19 +174,55 @@ _BY_NAME = (
 )
 
 
+# Monitors on a declared name whose addresses are read (any of them shows the name's), and
+# reverse DNS rows read per SMTP monitor (about one DNS round's countries): the bounds of
+# `controller.alerting.flow_store.declared_addresses` too.
+NAMED_MAX = 4
+PTR_ROWS = 4
+
+
+def _declared_at(declaring: str, other: str, since: str, limit: str) -> str:
+    """SQL: the monitor `declaring` names in `dependsOn` a host name seen at an address of
+    `other`'s: a name the customer's monitors on it (the first `NAMED_MAX`, not round trips)
+    connected to an address `other`'s recent results did, or (`other` an SMTP monitor) a name
+    its latest `PTR_ROWS` reverse DNS rows since `since` confirm (a PTR name resolving back to
+    the address it connected to). As `flow_store.declared_addresses` finds a name's addresses."""
+    seen = results.RECENT_ADDRESSES
+    name = _HOST.format("dn.d")
+    return (
+        f"(cardinality({declaring}.depends_on) > 0 AND EXISTS (SELECT 1"
+        f" FROM unnest({declaring}.depends_on) dn(d) WHERE EXISTS (SELECT 1 FROM"
+        "  (SELECT n.id FROM monitors n WHERE n.customer_id = m.customer_id"
+        f"   AND n.type <> 'roundtrip' AND {_HOST.format('n.hostname')} = {name}"
+        f"   ORDER BY n.id LIMIT {NAMED_MAX}) n"
+        f"  WHERE EXISTS (SELECT 1 FROM {seen.format(monitor='n.id', since=since, limit=limit)} na"
+        f"   WHERE na.address IN {seen.format(monitor=f'{other}.id', since=since, limit=limit)}))"
+        f" OR ({other}.type = 'smtp' AND EXISTS (SELECT 1 FROM (SELECT r.facts"
+        f"  FROM side_reverse_dns r WHERE r.monitor_id = {other}.id AND r.scheduled_at >= {since}"
+        f"  ORDER BY r.scheduled_at DESC LIMIT {PTR_ROWS}) r CROSS JOIN LATERAL"
+        "  jsonb_array_elements(CASE WHEN jsonb_typeof(r.facts -> 'addresses') = 'array'"
+        "   THEN r.facts -> 'addresses' ELSE '[]' END) p(ptr)"
+        "  WHERE jsonb_typeof(p.ptr -> 'confirmed') = 'array'"
+        "  AND EXISTS (SELECT 1 FROM jsonb_array_elements_text(p.ptr -> 'confirmed') c"
+        f"   WHERE {_HOST.format('c')} = {name})))))"
+    )
+
+
 def _sibling(since: str, limit: str) -> str:
     """The one rule of `m`'s siblings `s` (`siblings` asks them, `unsettled` waits for them):
     `_CANDIDATE`s that are siblings `_BY_NAME`, or (with the SQL value `since` not NULL)
     whose recent results connected to an address `m`'s did: since `since`, each's latest
     `limit` rows naming one (`results.RECENT_ADDRESSES`, as `results.recent_addresses` reads
-    them for the grouping), not round trips (their results name one address for two legs).
+    them for the grouping), not round trips (their results name one address for two legs),
+    or one declaring in `dependsOn` a name seen at an address of the other's (`_declared_at`).
     These are the host names `controller.alerting.flows.same_server` takes for one server."""
     seen = results.RECENT_ADDRESSES
     return (
         f"{_CANDIDATE} AND ({_BY_NAME} OR ({since}::timestamptz IS NOT NULL"
-        " AND s.type <> 'roundtrip' AND m.type <> 'roundtrip'"
-        f" AND EXISTS (SELECT 1 FROM {seen.format(monitor='s.id', since=since, limit=limit)} sa"
-        f"  WHERE sa.address IN {seen.format(monitor='m.id', since=since, limit=limit)})))"
+        " AND ((s.type <> 'roundtrip' AND m.type <> 'roundtrip'"
+        f"  AND EXISTS (SELECT 1 FROM {seen.format(monitor='s.id', since=since, limit=limit)} sa"
+        f"   WHERE sa.address IN {seen.format(monitor='m.id', since=since, limit=limit)}))"
+        f" OR {_declared_at('s', 'm', since, limit)} OR {_declared_at('m', 's', since, limit)})))"
     )
 
 

@@ -439,6 +439,9 @@ class RoundPlanner:
         """The round's jobs (asking the agents in `avoid` of each country to leave them to
         another) and the countries it cannot go to; `seeded`: its ids' scheme."""
         m, rounds = watched.monitor, watched.rounds
+        if m.type == "heartbeat":  # no monitor_due row: never claimed (migration 0153)
+            raise BrokenInvariant("plan.RoundPlanner._jobs: a heartbeat monitor has no jobs")
+        monitor_type: MonitorType = m.type
         public_id = str(m.public_id)
         config = opened(m.config, self._box)
         no_token: str | None = None
@@ -468,7 +471,7 @@ class RoundPlanner:
             if check.session_config is not None:
                 due = dns or check.cadence != "dns"
                 config = check.session_config(config, due and check.watched(m))
-        port = m.port or default_port(m.type, config)
+        port = m.port or default_port(monitor_type, config)
         plain = None
         if carries_credentials(config):
             plan.account = account(self._account_key, m.hostname, config)
@@ -487,7 +490,7 @@ class RoundPlanner:
         )
         scheduled_iso = iso_ms(scheduled)
         expires_iso = iso_ms(schedule.expires_at(scheduled, m.check_interval))
-        job_type = JOB_TYPES[m.type]
+        job_type = JOB_TYPES[monitor_type]
         # A side check of its own cadence: the first round of each of its windows.
         first_of = functools.partial(
             _first_of, public_id=public_id, scheduled=scheduled, interval_s=m.check_interval

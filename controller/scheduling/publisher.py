@@ -2,7 +2,9 @@
 
 Jobs are published on `mon.jobs.CC`, in bundles where the country's agents take them
 (`bundles.outgoing`), with `Nats-Msg-Id` = job id, each job's side check asks sealed with its
-id (controller.jobs.asks_seal, a carried preemption's job too), and their acks awaited
+id (controller.jobs.asks_seal, a carried preemption's job too), the legacy side fields only to
+countries with an agent that predates `sideChecks` (controller.sidechecks.legacy), and their
+acks awaited
 (`shared.publishing.Publisher`); the checks admission takes back go to their agents once the jobs
 are out; a round trip's round is recorded as it went (its countries' jobs, when it ends); the
 rows of rounds that went nowhere are recorded as results
@@ -29,7 +31,8 @@ from controller.roundtrips import sends as roundtrip_sends
 from controller.scheduling import bundles
 from controller.scheduling.plan import PlannedRound
 from controller.secrets.seal_keys import CountryKeys
-from shared.messages import FEATURE_BUNDLES, CheckJob, Preempt
+from controller.sidechecks import legacy
+from shared.messages import FEATURE_BUNDLES, FEATURE_SIDE_CHECKS, CheckJob, Preempt
 from shared.publishing import Publisher
 
 log = structlog.get_logger(__name__)
@@ -73,7 +76,8 @@ class JobPublisher:
             capacities.setdefault(beat.country, []).append(beat.capacity)
         sizes = {cc: bundles.bundle_size(c) for cc, c in capacities.items()}
         bundling = self._agents.countries_with(FEATURE_BUNDLES)
-        sealed = [self._sealed(job) for job in jobs]
+        older = self._agents.countries_lacking(FEATURE_SIDE_CHECKS)
+        sealed = [self._sealed(job) for job in legacy.for_countries(jobs, older)]
         outcomes = await self._publisher.publish(bundles.outgoing(sealed, bundling, sizes=sizes))
         if failed := next((e for e in outcomes if e is not None), None):
             raise failed

@@ -296,17 +296,23 @@ class SendingPostfix(PostfixServer):
     """A Postfix that takes mail from loopback on `port` and sends everything for `domain` to
     `[127.0.0.1]:to_port` with its smtp client, TLS as `tls_level` says
     (`smtp_tls_security_level`: `none`, `may`, `encrypt`), greeting as `mail.mailprobe.test`;
-    what it takes passes the milter at loopback port `milter` when one is given (OpenDKIM).
+    what it takes passes the milter at loopback port `milter` when one is given (OpenDKIM);
+    `extra_cf`: more main.cf lines (a TLS policy table, a CA file).
     No DNS: the one route is the transport table's; other domains stay queued."""
 
     prefix = "postfix-sender-"
 
     def __init__(
-        self, domain: str, to_port: int, tls_level: str, milter: int | None = None
+        self,
+        domain: str,
+        to_port: int,
+        tls_level: str,
+        milter: int | None = None,
+        extra_cf: str = "",
     ) -> None:
         super().__init__()
         self.domain, self.to_port, self.tls_level = domain, to_port, tls_level
-        self.milter = milter
+        self.milter, self.extra_cf = milter, extra_cf
 
     @property
     def port(self) -> int:
@@ -338,6 +344,7 @@ class SendingPostfix(PostfixServer):
                 else f"smtpd_milters = inet:127.0.0.1:{self.milter}\n"
                 "milter_default_action = tempfail\n"
             )
+            + self.extra_cf
         )
 
     async def until_logged(self, text: str, within: float = START_S) -> str:

@@ -10,8 +10,9 @@ import pytest
 from nats.aio.msg import Msg
 
 from agent.probers.tls import SslContexts
+from agent.receiver.book import AddressBook, watch
 from deploy.nats_conf import CONTROLLER_USER
-from shared.arrivals import Arrival
+from shared.arrivals import RECEIVERS_BUCKET, Arrival, ReceivingAddress, new_local_part
 from shared.arrivals import encode as encode_arrival
 from shared.messages import decode_heartbeat
 from shared.streams import ensure_jobs_consumers, ensure_streams, jobs_consumer_name
@@ -171,3 +172,41 @@ async def test_an_agent_publishes_its_countrys_arrivals_and_no_other(
     finally:
         await client.close()
         await controller.close()
+
+
+@pytest.mark.parametrize("country", ["DE"])
+async def test_an_agent_follows_the_receivers_bucket_it_cannot_write(
+    deployment: Deployment, country: str
+) -> None:
+    """`agent-CC`'s book reads the present entries of RECEIVERS (put by `controller`) and
+    follows what is put and deleted after; the agent cannot put an entry of its own."""
+    controller = await connect(deployment.hub, deployment, CONTROLLER_USER)
+    await ensure_streams(controller.js)
+    await registered(controller.nc)
+    kv = await controller.js.key_value(RECEIVERS_BUCKET)
+    before, after = new_local_part(), new_local_part()
+    await kv.put(before, encode_arrival(ReceivingAddress(monitor_id="m-before")))
+    client = await agent(deployment.hub, deployment, country)
+    book, stop = AddressBook(), asyncio.Event()
+    watching = asyncio.create_task(watch(client.nc.jetstream(), book, stop))
+    try:
+        await asyncio.wait_for(book.ready.wait(), 10)
+        present = book.get(before)
+        await kv.put(after, encode_arrival(ReceivingAddress(monitor_id="m-after")))
+        await kv.delete(before)
+        for _ in range(200):
+            if book.get(after) is not None and book.get(before) is None:
+                break
+            await asyncio.sleep(0.02)
+        with pytest.raises(nats.errors.Error):
+            theirs = await client.nc.jetstream().key_value(RECEIVERS_BUCKET)
+            await theirs.put(new_local_part(), b'{"monitorId": "forged"}')
+    finally:
+        stop.set()
+        await watching
+        await client.close()
+        await controller.close()
+    assert present is not None and present.monitor_id == "m-before"
+    followed = book.get(after)
+    assert followed is not None and followed.monitor_id == "m-after"
+    assert book.get(before) is None and len(book) == 1

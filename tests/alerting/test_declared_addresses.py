@@ -7,7 +7,7 @@ asks its server's reverse DNS from a real loopback DNS server: 127.0.0.1's PTR n
 checks. Both servers stop: the two outages are one flow incident, related as declared, and one
 page per channel (two flow incidents and two pages before)."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -34,10 +34,15 @@ COUNTRIES = ("DE", "FR", "US")  # the rig's monitors' countries
 RELAY = "mail.test"
 
 
-async def _store(rig: Rig, seen: dict[str, tuple[asyncpg.Record, CheckResult]], n: int) -> None:
-    """What the probers saw, as round `n` of each monitor from every country, decoded as the
-    ingester decodes an agent's result."""
-    at = rig.at(n)
+async def _store(
+    rig: Rig,
+    seen: dict[str, tuple[asyncpg.Record, CheckResult]],
+    n: int,
+    at: datetime | None = None,
+) -> None:
+    """What the probers saw, as round `n` (or the round `at`) of each monitor from every
+    country, decoded as the ingester decodes an agent's result."""
+    at = rig.at(n) if at is None else at
     rows = []
     for m, r in seen.values():
         for cc in COUNTRIES:
@@ -130,3 +135,87 @@ async def test_a_declared_name_no_monitor_checks_joins_by_its_confirmed_address(
     assert i_mx["flow_incident_id"] == i_gw["flow_incident_id"] is not None
     assert await rig.outbox().burst() == 2  # one e-mail, one SMS
     assert [m["Subject"] for m in rig.relay.messages] == ["[mailprobe] DOWN: MX and 1 more"]
+
+
+async def test_a_failing_monitor_asks_the_monitors_declaring_a_name_at_its_address(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """Confirmation rounds relate `dependsOn` names by address as the flow grouping does: the
+    MX's server stops and only its round finds it so. Asked at once, besides the host name at
+    its address (Relay): the gateway declaring `mail.test` (no monitor checks it; the MX's
+    reverse DNS, from a real DNS server, names its address so and resolves back) and the one
+    declaring `relay.customer.test` (a monitor on it connected to the MX's address). Not the one
+    declaring a name seen at no address of the MX's."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 mx.customer.test relay.customer.test\n127.0.0.2 gw.customer.test\n")
+    resolver = TargetResolver(hosts=str(hosts))
+    contexts = build_ssl_contexts()
+    mx_peer, gw_peer = SmtpPeer(), SmtpPeer().at("127.0.0.2")
+    await mx_peer.__aenter__()
+    await gw_peer.__aenter__()
+    mx = await rig.monitor(name="MX", hostname="mx.customer.test", port=mx_peer.port)
+    relay = await rig.monitor(name="Relay", hostname="relay.customer.test", port=mx_peer.port)
+    declaring = {
+        RELAY: await rig.monitor(name="By PTR", hostname="gw.customer.test", port=gw_peer.port),
+        "relay.customer.test": await rig.monitor(
+            name="By monitor", hostname="gw.customer.test", port=gw_peer.port
+        ),
+        "other.customer.test": await rig.monitor(
+            name="Unrelated", hostname="gw.customer.test", port=gw_peer.port
+        ),
+    }
+    async with rig.pool.acquire() as conn:
+        for name, m in declaring.items():
+            await conn.execute(
+                "UPDATE monitors SET depends_on = $2 WHERE id = $1", m["id"], [name.upper()]
+            )
+    jobs = {
+        "mx": make_job("smtp", mx_peer.port, hostname="mx.customer.test", timeout=5.0),
+        "relay": make_job("smtp", mx_peer.port, hostname="relay.customer.test", timeout=5.0),
+        "gw": make_job("smtp", gw_peer.port, hostname="gw.customer.test", timeout=5.0),
+    }
+
+    async def check(n: str) -> CheckResult:
+        return await run_check(jobs[n], "agent-truth", True, contexts, resolver)
+
+    records = {
+        ("1.0.0.127.in-addr.arpa", "PTR"): [f"{RELAY}."],
+        (RELAY, "A"): ["127.0.0.1"],
+    }
+    try:
+        up = {n: await check(n) for n in jobs}
+        assert {n: (r.status, r.address) for n, r in up.items()} == {
+            "mx": ("up", "127.0.0.1"),
+            "relay": ("up", "127.0.0.1"),
+            "gw": ("up", "127.0.0.2"),
+        }
+        async with DnsPeer(records) as dns:
+            ptr = await ReverseDnsProbe(resolver=dns.address, allow_private=True).probe(
+                ["127.0.0.1"], 5.0
+            )
+        assert [a.confirmed for a in ptr.addresses] == [[RELAY]]
+        seen = {
+            "mx": (mx, msgspec.structs.replace(up["mx"], side_checks={WIRE.name: ptr})),
+            "relay": (relay, up["relay"]),
+            **{f"gw{k}": (m, up["gw"]) for k, m in enumerate(declaring.values())},
+        }
+        await _store(rig, seen, 0)
+        await rig.alerter.burst()
+    finally:
+        await mx_peer.__aexit__(None, None, None)
+        await gw_peer.__aexit__(None, None, None)
+
+    down = await check("mx")
+    assert down.status == "down", down.message
+    now = rig.clock()  # to the millisecond, as results carry times
+    failed = now.replace(microsecond=now.microsecond // 1000 * 1000) - timedelta(seconds=3)
+    await _store(rig, {"mx": (mx, down)}, 1, failed)
+    await rig.alerter.burst()
+    asked = {
+        r["monitor_id"]
+        for r in await rig.fetch(
+            "SELECT monitor_id FROM confirmation_rounds WHERE after_round = $1", failed
+        )
+    }
+    names = {m["id"]: m["name"] for m in (mx, relay, *declaring.values())}
+    assert {names[i] for i in asked} == {"MX", "Relay", "By PTR", "By monitor"}

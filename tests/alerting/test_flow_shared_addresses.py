@@ -7,18 +7,27 @@ later the others do (up to 4: beyond `flows.SAME_TIME` for some), and each count
 one flow incident per broken server (never two servers in one), one page per server per
 channel at open, at most one change for the monitors noticing later, one at recovery; the
 figures printed. Rounds are stored as the ingester stores them (the rig's), addresses set on
-the healthy round as the agents report them."""
+the healthy round as the agents report them. Each server also has a submission with a login
+(port 465, a fifth name of its own) whose AUTH fails later in the outage: 2 to 6 rounds after
+the server's first failing round, `auth` from every country.
 
+The time to the first page is not judged here: the rig's clock stands still between rounds
+(rounds are stored at their scheduled instants and judged at once), so the campaign cannot
+measure it; `bench/first_page.py` measures it from the failing check to each channel's first
+notice. `SHARED_SERVER_SEEDS=1,2,3` replays other seeds."""
+
+import os
 import random
 from collections import Counter
 from datetime import timedelta
 
 import asyncpg
+import pytest
 
 from testkit.alerting.wired import wired_alerter
 from tests.alerting.conftest import LINKS, Rig
 
-SEEDS = (80, 81)
+SEEDS = [int(s) for s in os.environ.get("SHARED_SERVER_SEEDS", "80,81").split(",")]
 KINDS = (("smtp", 25, "mx"), ("smtp", 587, "smtp"), ("imap", 993, "imap"), ("pop3", 995, "pop"))
 CAUSES = ("refused", "timeout", "tls")
 UP = {"DE": "up", "FR": "up", "US": "up"}
@@ -39,11 +48,25 @@ async def _monitors(rig: Rig, s: int) -> list[asyncpg.Record]:
                 phone=None,
             )
         )
+    login = {"auth": {"user": "alice", "pass": "x"}, "secure": True}
+    out.append(
+        await rig.monitor(
+            name=f"submit{s}",
+            hostname=f"submit.server{s}.test",
+            port=465,
+            config=login,
+            phone=None,
+        )
+    )
     return out
 
 
 async def _campaign(rig: Rig, seed: int) -> None:
     rnd = random.Random(seed)
+    # Each seed's rounds end a few minutes before the rig's clock, whatever the seeds before
+    # moved it (the alerter judges rounds against it).
+    now = rig.clock()
+    rig.base = now.replace(microsecond=now.microsecond // 1000 * 1000) - timedelta(minutes=20)
     rig.alerter = wired_alerter(
         rig.pool,
         rig.js,
@@ -69,15 +92,20 @@ async def _campaign(rig: Rig, seed: int) -> None:
     plan = []
     for s, ms in servers.items():
         start = 1 + rnd.randrange(3)
-        order = rnd.sample(ms, len(ms))
-        lags = [0, *sorted(rnd.choice((0, 1, 2, 4)) for _ in ms[1:])]
+        *plain, login = ms
+        order = rnd.sample(plain, len(plain))
+        lags = [0, *sorted(rnd.choice((0, 1, 2, 4)) for _ in plain[1:])]
+        # The submission's AUTH fails later in the outage (its SASL backend is the server's).
+        fails[login["id"]] = start + rnd.randint(2, 6)
+        seen[login["id"]] = {"DE": "auth", "FR": "auth", "US": "auth"}
         for m, lag in zip(order, lags, strict=True):
             fails[m["id"]] = start + lag
             countries = {cc: rnd.choice(CAUSES) for cc in ("DE", "FR", "US")}
             if rnd.random() < 0.3:
                 countries[rnd.choice(("DE", "FR", "US"))] = "up"  # a majority still fails
             seen[m["id"]] = countries
-        plan.append((s, start, [(m["name"], lag) for m, lag in zip(order, lags, strict=True)]))
+        later = [(m["name"], lag) for m, lag in zip(order, lags, strict=True)]
+        plan.append((s, start, [*later, (login["name"], fails[login["id"]] - start)]))
     last_down = 12
     for n in range(1, last_down):
         for ms in servers.values():
@@ -92,10 +120,12 @@ async def _campaign(rig: Rig, seed: int) -> None:
     for s, ms in servers.items():
         flows = set()
         for m in ms:
-            (incident,) = await rig.incidents(m)
-            flows.add(incident["flow_incident_id"])
+            found = await rig.incidents(m)
+            assert len(found) == 1, (seed, m["name"], fails[m["id"]], seen[m["id"]], plan)
+            flows.add(found[0]["flow_incident_id"])
         opened[s] = flows
-    downs, changes = Counter(), Counter()
+    downs: Counter[int] = Counter()
+    changes: Counter[int] = Counter()
     for s, ms in servers.items():
         for m in ms:
             for r in await rig.outbox_rows(m):
@@ -109,15 +139,15 @@ async def _campaign(rig: Rig, seed: int) -> None:
         await rig.alerter.burst()
     rig.clock.shift += timedelta(seconds=301)
     await rig.alerter.burst()
-    ups = Counter()
+    ups: Counter[int] = Counter()
     for s, ms in servers.items():
         for m in ms:
             for r in await rig.outbox_rows(m):
                 if r["kind"] == "recovered" and r["channel"] == "email":
                     ups[s] += 1
     print(f"\nseed {seed}: server, first failing round, (monitor, rounds later)")
-    for s, start, order in plan:
-        print(f"  server {s}: round {start}: {order}")
+    for s, start, told in plan:
+        print(f"  server {s}: round {start}: {told}")
         print(f"    causes: {[seen[m['id']] for m in servers[s]]}")
     print(f"  flow incidents per server: { {s: len(f) for s, f in opened.items()} }")
     print(
@@ -132,8 +162,8 @@ async def _campaign(rig: Rig, seed: int) -> None:
     assert ups == Counter(dict.fromkeys(servers, 1)), (ups, plan)
 
 
+@pytest.mark.parametrize("seed", SEEDS)
 async def test_servers_known_by_several_names_are_one_incident_and_one_page_each(
-    rig: Rig,
+    rig: Rig, seed: int
 ) -> None:
-    for seed in SEEDS:
-        await _campaign(rig, seed)
+    await _campaign(rig, seed)

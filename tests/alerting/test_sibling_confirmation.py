@@ -353,3 +353,25 @@ async def test_the_address_rule_is_one_indexed_query(rig: Rig) -> None:
     plan = "\n".join(r[0] for r in rows)
     assert "result_details" in plan, plan
     assert "Seq Scan on result_details" not in plan, plan
+
+
+async def test_the_address_rule_reads_only_rows_naming_an_address(rig: Rig) -> None:
+    """A candidate whose results name no address (a down server's checks) costs no rows to
+    read, not a day of them: the reads go along the partial index of the rows naming one
+    (migration 0144; bench/siblings_cost.py measures it)."""
+    first_m = await rig.monitor(name="MX", hostname="mx.customer.test", port=25)
+    await rig.monitor(name="Other", hostname="other.customer.test", port=25)
+    now = rig.clock()
+    async with rig.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        rows = await conn.fetch(
+            f"EXPLAIN {confirm_store.SIBLINGS_QUERY}",
+            first_m["id"],
+            now - confirm.RECENT,
+            False,
+            confirm.SIBLINGS_MAX,
+            now - timedelta(days=1),
+            16,
+        )
+    plan = "\n".join(r[0] for r in rows)
+    assert "result_details_addressed" in plan or "_monitor_id_scheduled_at_idx" in plan, plan

@@ -132,3 +132,38 @@ async def test_the_issue_pages_say_what_the_incidents_say(
     assert "Uptime is the share of time" in page
     shown_pct = re.findall(r'class="uptime">([0-9.]+) % uptime', page)
     assert sorted(float(p) for p in shown_pct) == sorted(uptime.values())
+
+
+async def test_a_heartbeat_monitor_is_watched_from_when_added_and_down_in_its_incidents(
+    pool: asyncpg.Pool, tenant: Tenant
+) -> None:
+    """A heartbeat monitor has no per-country states: once the heartbeat judge watches it, its
+    uptime counts from when it was added, its late spells (incidents) down; before, no data."""
+    monitor_id = await pool.fetchval(
+        "INSERT INTO monitors (organization_id, customer_id, type, name, hostname, port, status,"
+        " check_interval, timeout_seconds, config, created_at)"
+        " VALUES ($1, $2, 'heartbeat', 'nightly', 'hb-x@rx.mailprobe.test', 25, 'active', 60,"
+        " 30, $3, $4) RETURNING id",
+        tenant.org_id,
+        tenant.customer_id,
+        {"everyMinutes": 1, "localPart": "hb-" + "a" * 26},
+        T0,
+    )
+    await pool.execute(
+        "INSERT INTO incidents (monitor_id, started_at, ended_at, cause_kind, cause, countries)"
+        " VALUES ($1, $2, $3, 'late', 'seeded', '{ZZ}')",
+        monitor_id,
+        T0 + timedelta(seconds=100),
+        T0 + timedelta(seconds=160),
+    )
+
+    async def daily() -> dict[int, tuple[float, float]]:
+        async with pool.acquire() as conn:
+            got = await pages_store.public_daily(
+                conn, [monitor_id], T0.date(), T0 + timedelta(seconds=300)
+            )
+        return {(d.day - T0.date()).days: (d.up_ms / S, d.down_ms / S) for d in got}
+
+    assert await daily() == {0: (240, 60)}  # its watch came with it (migration 0155)
+    await pool.execute("DELETE FROM heartbeat_watch WHERE monitor_id = $1", monitor_id)
+    assert await daily() == {}

@@ -30,7 +30,8 @@ BUILT = {
     "scheduler": ({"agents", "scheduler"}, {"Scheduler.run", "_watch_scheme", "sample_every"}),
     "ingester": (
         {"ingester"},
-        {"Ingester.run", "ArrivalsIntake.run", "keep_partitions", "keep_packing", "sample_every"},
+        {"Ingester.run", "ArrivalsIntake.run", "keep_partitions", "keep_packing", "sample_every"}
+        | {"_receiving_addresses"},
     ),
     "alerter": (
         {"agents"},

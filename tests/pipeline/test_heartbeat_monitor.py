@@ -73,6 +73,8 @@ async def heartbeat(pipe_pool: asyncpg.Pool, org: Tenant) -> AsyncIterator[Heart
             await conn.fetchval("SELECT count(*) FROM monitor_due WHERE monitor_id = $1", row["id"])
             == 0
         ), "a heartbeat monitor is never scheduled as rounds"
+        watched = "SELECT count(*) FROM heartbeat_watch WHERE monitor_id = $1"
+        assert await conn.fetchval(watched, row["id"]) == 1, "watched from when it is added"
         await watch_store.watch(conn, row["id"], T0)
     yield Heartbeat(row["id"], str(row["public_id"]), local)
 

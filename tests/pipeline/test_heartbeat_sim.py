@@ -229,3 +229,86 @@ async def test_seeded_heartbeats_judged_in_virtual_time_match_the_truth(
         f" {spells} incidents, {downs} down notices; {looks} evaluations"
         f" ({looks / hours:.1f} per monitor-hour, a per-minute poll would be 60)"
     )
+
+
+async def test_a_late_heartbeat_in_maintenance_is_told_after_it_and_disabled_closes_silently(
+    js: JetStreamContext,
+    pipe_pool: asyncpg.Pool,
+    countries: Countries,
+    org: Tenant,
+    settings: ControllerSettings,
+    job_ids: JobIds,
+) -> None:
+    """Late in maintenance: the incident opens, its `down` notice waits for the maintenance to
+    end (told at the next look, 5 minutes later at most); disabled: the incident closes at the
+    next look without a notice."""
+    [country] = countries.take()
+    s = Sender(10, 0, 1, "", 834)
+    await _create(pipe_pool, org, s)
+    async with pipe_pool.acquire() as conn:
+        await conn.execute("UPDATE monitors SET status = 'maintenance' WHERE id = $1", s.id)
+    clock = ManualClock(T0)
+    alerter = build_alerter(
+        settings, pipe_pool, js, job_ids, Links("https://mailprobe.example.test"), clock=clock.now
+    )
+    intake = ArrivalsIntake(js, pipe_pool, keep_days=30, clock=clock)
+
+    async def notices() -> list[str]:
+        rows = await pipe_pool.fetch(
+            "SELECT kind FROM notification_outbox WHERE monitor_id = $1 ORDER BY id", s.id
+        )
+        return [r["kind"] for r in rows]
+
+    async def incident() -> tuple[datetime, datetime | None, str | None] | None:
+        row = await pipe_pool.fetchrow(
+            "SELECT started_at, ended_at, end_reason FROM incidents WHERE monitor_id = $1", s.id
+        )
+        return None if row is None else (row[0], row[1], row[2])
+
+    try:
+        clock.set(at(1))
+        arrival = Arrival(
+            arrival_id=str(uuid.uuid4()),
+            monitor_id=s.public_id,
+            country=country,
+            agent_id=f"{country}-rx",
+            arrived_at=iso_ms(at(1)),
+            peer="127.0.0.1",
+            subject="beat",
+        )
+        await js.publish(arrivals_subject(country, s.public_id), encode(arrival))
+        while not await intake.step(0.5):
+            pass
+        for minute in range(1, 16):
+            clock.set(at(minute))
+            await alerter.burst()
+        assert (await _states(pipe_pool, [s]))[s.id] == "down"
+        assert await incident() == (at(11), None, None)
+        assert await notices() == []  # in maintenance: nobody told
+        async with pipe_pool.acquire() as conn:
+            await conn.execute("UPDATE monitors SET status = 'active' WHERE id = $1", s.id)
+        for minute in range(16, 22):
+            clock.set(at(minute))
+            await alerter.burst()
+        assert await notices() == ["down"]  # told at the look after the maintenance
+        async with pipe_pool.acquire() as conn:
+            await conn.execute("UPDATE monitors SET status = 'disabled' WHERE id = $1", s.id)
+        for minute in range(22, 32):
+            clock.set(at(minute))
+            await alerter.burst()
+        found = await incident()
+        assert found is not None and found[1] == at(26) and found[2] is not None
+        assert await notices() == ["down"]  # closed for being disabled: no recovery notice
+        assert (await _states(pipe_pool, [s]))[s.id] == "unknown"
+        # Enabled again at 33 (last look while disabled: 31): pending until 41, then late.
+        async with pipe_pool.acquire() as conn:
+            await conn.execute("UPDATE monitors SET status = 'active' WHERE id = $1", s.id)
+        states = {}
+        for minute in range(33, 45):
+            clock.set(at(minute))
+            await alerter.burst()
+            states[minute] = (await _states(pipe_pool, [s]))[s.id]
+    finally:
+        await intake.close()
+    assert states == {m: "unknown" if m < 41 else "down" for m in range(33, 45)}
+    assert await notices() == ["down", "down"]

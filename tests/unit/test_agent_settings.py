@@ -60,6 +60,10 @@ AGENT_ERRORS: list[tuple[dict[str, str], str]] = [
     ({"AGENT_MTA_STS_PORT": "0"}, "AGENT_MTA_STS_PORT is invalid: Expected `int` >= 1"),
     ({"AGENT_MTA_STS_PORT": "70000"}, "AGENT_MTA_STS_PORT is invalid: Expected `int` <= 65535"),
     ({"AGENT_MTA_STS_PORT": "x"}, "AGENT_MTA_STS_PORT is invalid: Expected `int`, got `str`"),
+    (
+        {"AGENT_BLOCKLIST_RECENT_SECONDS": "0"},
+        "AGENT_BLOCKLIST_RECENT_SECONDS is invalid: Expected `float` >= 1.0",
+    ),
     ({"AGENT_CONCURRENCY": "0"}, "AGENT_CONCURRENCY is invalid: Expected `int` >= 1"),
     ({"AGENT_CONCURRENCY": "100001"}, "AGENT_CONCURRENCY is invalid: Expected `int` <= 100000"),
     ({"AGENT_CONCURRENCY": "many"}, "AGENT_CONCURRENCY is invalid: Expected `int`, got `str`"),
@@ -147,7 +151,7 @@ def test_a_bad_agent_setting_is_the_line_naming_it(bad: dict[str, str], message:
 
 def test_each_agent_variable_is_declared_by_one_group() -> None:
     names = variables(AgentSettings)
-    assert len(names) == len(set(names)) == 44
+    assert len(names) == len(set(names)) == 48
     settings = load(AgentSettings, {"AGENT_CONCURRENCY": "7"}, agent_country="DE", agent_id="a")
     assert (settings.identity.agent_country, settings.identity.agent_id) == ("DE", "a")
     assert settings.work.agent_concurrency == 7

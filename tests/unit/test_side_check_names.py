@@ -2,9 +2,9 @@
 scheduler, admission, the oracles and the ingester is a capability its registry entry declares
 (controller/sidechecks/frame.py) and they iterate, so a side check's name appears in none of
 controller/scheduling/, controller/ingest/, controller/oracles/ (as a word, any case, in code
-and SQL alike) but where `NAMED` says why, each count pinned: the legacy wire fields of an agent
-that predates `sideChecks`, and the world gauges' listings and reports and an oracle's fix (the
-lists' setting), left for a later round of the issue."""
+and SQL alike) but where `NAMED` says why, each count pinned: the world gauges' listings and
+reports and an oracle's fix (the lists' setting), left for a later round of the issue. The
+legacy wire fields of an agent that predates `sideChecks` live in controller.sidechecks.legacy."""
 
 import dataclasses
 import re
@@ -28,10 +28,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SCOPE: Final = ("controller/scheduling", "controller/ingest", "controller/oracles")
 
 NAMED: Final = {
-    # `CheckedResult`'s legacy wire fields (controller.sidechecks.legacy folds them)
-    ("controller/ingest/store.py", "mail_dns"): 1,
-    ("controller/ingest/store.py", "reverse_dns"): 1,
-    ("controller/ingest/store.py", "relay"): 1,
     # the operator's BLOCKLISTS named in an oracle's fix; the world gauges' raised listings per
     # list and the reports received (table `reports`)
     ("controller/oracles/rules.py", "blocklists"): 1,

@@ -35,14 +35,10 @@ CREATE TABLE heartbeat_watch (
 CREATE INDEX heartbeat_watch_due ON heartbeat_watch (due_at);
 
 -- Nor are they queued for the round evaluator: the heartbeat judge looks at them.
-CREATE OR REPLACE FUNCTION monitors_alert_queue() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.type <> 'heartbeat' THEN
-        INSERT INTO alert_queue (monitor_id, due_at) VALUES (NEW.id, now())
-        ON CONFLICT (monitor_id) DO UPDATE SET due_at = EXCLUDED.due_at
-        WHERE EXCLUDED.due_at < alert_queue.due_at;
-    END IF;
-    RETURN NULL;
-END
-$$;
+DROP TRIGGER monitors_alert_queue_insert ON monitors;
+CREATE TRIGGER monitors_alert_queue_insert AFTER INSERT ON monitors FOR EACH ROW
+    WHEN (NEW.type <> 'heartbeat') EXECUTE FUNCTION monitors_alert_queue();
+DROP TRIGGER monitors_alert_queue_status ON monitors;
+CREATE TRIGGER monitors_alert_queue_status AFTER UPDATE OF status ON monitors FOR EACH ROW
+    WHEN (OLD.status IS DISTINCT FROM NEW.status AND NEW.type <> 'heartbeat')
+    EXECUTE FUNCTION monitors_alert_queue();

@@ -95,6 +95,7 @@ class CheckResultOut(msgspec.Struct, rename="camel", kw_only=True):
     # The message's ARC chain as found (sets, the topmost seal's `cv`, the topmost
     # ARC-Authentication-Results); null without one, and for the other kinds.
     arc: ArcResults | None = None
+    # Deprecated copies of `sideChecks`' facts, deleted by LEGACY_FIELDS_END (docs/stream.md).
     # On the rounds that carried a mail DNS probe (the monitor's `mailDomain`), else null.
     mail_dns: MailDns | None = None
     # SMTP, on the same rounds: the reverse DNS of the server's addresses, else null (as in
