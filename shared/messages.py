@@ -231,6 +231,11 @@ class _CheckJobBase(msgspec.Struct, kw_only=True, rename="camel", tag_field="mon
     # controllers): an agent echoes both in its result (`asks`, `asksSeal`), so the ingester
     # takes side facts only for what this job asked.
     asks_seal: str = ""
+    # The mailbox API calls (Microsoft Graph) this job may make, its share of the mailbox's
+    # calls per 10 minutes that the controller reserved across agents and countries: the agent
+    # ends the check `inconclusive` ("throttled, not sent") before making one more. None from a
+    # controller that predates it, or for a job that calls no API; an older agent ignores it.
+    api_calls: int | None = None
 
 
 class HeartbeatConfig(msgspec.Struct, kw_only=True, rename="camel"):

@@ -69,6 +69,15 @@ class Target:
 
 
 @dataclass(slots=True)
+class Allowance:
+    """The mailbox API calls a job may still make, as the controller gave them (`apiCalls`):
+    shared by the job's legs; None: no count given (an older controller), only the agent's own
+    count per mailbox applies."""
+
+    left: int | None = None
+
+
+@dataclass(slots=True)
 class Recorder:
     """Collects what a check observed; the caller turns it into a CheckResult."""
 
@@ -93,6 +102,7 @@ class Recorder:
     dialled: str | None = None
     name_checked: str | None = None
     clock: Clock = WALL  # the instant a check reads (a probe's stamp, a certificate's days left)
+    api_calls: Allowance = field(default_factory=Allowance)  # the job's mailbox API calls left
 
     def advertised(self, capabilities: Iterable[str]) -> None:
         """What the server advertised last, in `capabilities_kept`'s form."""

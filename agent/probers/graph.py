@@ -207,6 +207,16 @@ class Session:
     async def call(self, method: str, url: str, what: str, body: object = None) -> bytes:
         """One call; its answer's bytes (at most ANSWER_MAX), or the failure its status says."""
         self.rec.current = what
+        given = self.rec.api_calls
+        if given.left is not None:
+            if given.left <= 0:
+                raise ProbeFailure(
+                    "inconclusive",
+                    f"throttled, not sent: this check made the calls to {self.user} at "
+                    f"{self.label} the controller gave it (its share of the mailbox's calls "
+                    "across agents and countries); no verdict on the mailbox",
+                )
+            given.left -= 1
         key, now_s = (self.base, self.user.lower()), self.rec.clock.monotonic()
         if self.failure is None and not calls_left(key, now_s, MAILBOX_BUDGET):
             raise ProbeFailure(

@@ -136,7 +136,7 @@ async def _mailbox_leg(
     monitor and country deleted, and how long reading the round's own took (ms)."""
     receive = job.config.receive
     rec.current = "mailbox leg"
-    mailbox = Recorder(current="mailbox", deadline=rec.deadline)
+    mailbox = Recorder(current="mailbox", deadline=rec.deadline, api_calls=rec.api_calls)
     try:
         with _leg("mailbox", receive.hostname, mailbox):
             if target.reach is None:

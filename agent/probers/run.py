@@ -14,7 +14,14 @@ import structlog
 from aiosmtplib import SMTPConnectError
 
 from agent.probers import PROBERS
-from agent.probers.base import GOODBYE_MARGIN_S, GOODBYE_PHASES, ProbeFailure, Recorder, Target
+from agent.probers.base import (
+    GOODBYE_MARGIN_S,
+    GOODBYE_PHASES,
+    Allowance,
+    ProbeFailure,
+    Recorder,
+    Target,
+)
 from agent.probers.redact import job_secrets, publishable
 from agent.probers.tls import SslContexts, describe_ssl_error
 from agent.resolver import TargetResolver
@@ -64,7 +71,7 @@ async def run_check(
     days left."""
     started = clock.now()
     t0 = time.perf_counter()
-    rec = Recorder(clock=clock)
+    rec = Recorder(clock=clock, api_calls=Allowance(job.api_calls))
     kind: ErrorKind | None = None
     message = "ok"
     try:

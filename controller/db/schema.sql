@@ -44,6 +44,42 @@ CREATE TYPE public.country_state_moved AS (
 	detail_facts uuid
 );
 
+CREATE FUNCTION public.api_calls_release(job_ids uuid[]) RETURNS void
+    LANGUAGE sql
+    AS $$
+    DELETE FROM api_calls WHERE job = ANY (job_ids)
+$$;
+
+CREATE FUNCTION public.api_calls_reserve(job_ids uuid[], mailboxes text[], ats timestamp with time zone[], needs integer[], budget integer, win interval, now_at timestamp with time zone) RETURNS TABLE(job_id uuid, calls integer)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    j record;
+    used bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('api_calls:' || b, 0))
+    FROM (SELECT DISTINCT b FROM unnest(mailboxes) AS b ORDER BY b) AS s;
+    DELETE FROM api_calls a
+    WHERE a.mailbox = ANY (mailboxes) AND a.at < now_at - win - win;
+    FOR j IN
+        SELECT u.job, u.box, u.at, u.need
+        FROM unnest(job_ids, mailboxes, ats, needs) AS u (job, box, at, need)
+        ORDER BY u.at, u.job
+    LOOP
+        SELECT coalesce(sum(a.given), 0) INTO used FROM api_calls a
+        WHERE a.mailbox = j.box AND a.at > j.at - win AND a.at < j.at + win
+            AND a.job <> j.job;
+        IF used + j.need <= budget THEN
+            INSERT INTO api_calls AS a VALUES (j.job, j.box, j.at, j.need)
+            ON CONFLICT (job) DO UPDATE SET given = EXCLUDED.given;
+            job_id := j.job; calls := j.need;
+        ELSE
+            job_id := j.job; calls := 0;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END $$;
+
 CREATE FUNCTION public.checked_from(allowed text[], latest text[], country text) RETURNS boolean
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
@@ -994,6 +1030,14 @@ CREATE TABLE public.alert_queue (
     settled boolean DEFAULT false NOT NULL,
     watch_at timestamp with time zone,
     watch_step integer
+);
+
+CREATE TABLE public.api_calls (
+    job uuid NOT NULL,
+    mailbox text NOT NULL,
+    at timestamp with time zone NOT NULL,
+    given integer NOT NULL,
+    CONSTRAINT api_calls_given_check CHECK ((given > 0))
 );
 
 CREATE TABLE public.api_tokens (
@@ -2666,6 +2710,9 @@ ALTER TABLE ONLY public.alert_history
 ALTER TABLE ONLY public.alert_queue
     ADD CONSTRAINT alert_queue_pkey PRIMARY KEY (monitor_id);
 
+ALTER TABLE ONLY public.api_calls
+    ADD CONSTRAINT api_calls_pkey PRIMARY KEY (job);
+
 ALTER TABLE ONLY public.api_tokens
     ADD CONSTRAINT api_tokens_pkey PRIMARY KEY (id);
 
@@ -3032,6 +3079,8 @@ CREATE UNIQUE INDEX alert_history_attempt ON public.alert_history USING btree (o
 CREATE INDEX alert_history_monitor_at ON public.alert_history USING btree (monitor_id, at DESC, id DESC);
 
 CREATE INDEX alert_queue_due ON public.alert_queue USING btree (due_at);
+
+CREATE INDEX api_calls_mailbox ON public.api_calls USING btree (mailbox, at);
 
 CREATE INDEX api_tokens_expires_at ON public.api_tokens USING btree (expires_at);
 

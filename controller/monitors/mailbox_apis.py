@@ -139,5 +139,13 @@ def features(config: JobConfig) -> list[str]:
     return []
 
 
+def uses_graph(config: JobConfig) -> bool:
+    """Whether a job calls Microsoft Graph (a leg's or the mailbox check's `api`), so its
+    calls are reserved against the mailbox's (controller.scheduling.api_calls_store)."""
+    if isinstance(config, RoundTripConfig):
+        return GRAPH in (config.send.api, config.receive.api)
+    return isinstance(config, ImapPopConfig) and config.api == GRAPH
+
+
 def _label(leg_api: str) -> str:
     return {GRAPH: "Microsoft Graph", GMAIL: "Gmail API"}.get(leg_api, leg_api)

@@ -24,7 +24,7 @@ from controller.logins.backoff import CAPPED, HELD
 from controller.notify.links import NO_LINKS, Links
 from controller.roundtrips import rounds_store as roundtrip_rounds
 from controller.roundtrips import sends as roundtrip_sends
-from controller.scheduling import login_cap_notice
+from controller.scheduling import api_calls_store, login_cap_notice
 from controller.scheduling import plan as planning
 from controller.scheduling.admission_ledger import Admissions, Taken
 from controller.scheduling.deferred_store import DeferredJob
@@ -38,7 +38,9 @@ _DEFAULT_SCHEDULING = SchedulingSettings()
 
 
 async def release_budgets(conn: Conn, jobs: Sequence[CheckJob]) -> None:
-    """Give back what jobs that will never run reserved of every side check's budget."""
+    """Give back what jobs that will never run reserved of every side check's budget, and
+    their Graph calls."""
+    await api_calls_store.release(conn, jobs)
     for budget in BUDGETS.values():
         await budget.release(conn, jobs)
 
@@ -104,6 +106,7 @@ class Admission:
         check's ask held); those refused give their reservations back."""
         awaited = await self._hold_mail(conn, rounds, now)
         await self._cap_logins(conn, rounds, now)
+        await api_calls_store.reserve(conn, rounds, now, self._budgets)
         planned = [job for r in rounds for job in [*r.jobs, *(job for _, job in r.deferred)]]
         for budget in BUDGETS.values():
             held = await budget.reserve(conn, planned, now, self._budgets)

@@ -93,6 +93,7 @@ class PlannedRound:
     deferred: list[tuple[float, CheckJob]] = field(default_factory=list)
     account: str | None = None  # the account its jobs log in to (`account`), if any
     legs: int = 1  # logins a check makes to that account (a round trip sending as it: 2)
+    graph: bool = False  # its jobs call Microsoft Graph as that account (`api_calls_store`)
     dns_round: bool = False  # its jobs ask the side checks of the `dns` cadence (a DNS round)
     unusable: str | None = None
     # A check-now's: the round trip's round in flight it joined (this round sent nothing).
@@ -475,6 +476,7 @@ class RoundPlanner:
         if carries_credentials(config):
             plan.account = account(self._account_key, m.hostname, config)
             plan.legs = legs_of(m.hostname, config)
+            plan.graph = mailbox_apis.uses_graph(config)
             bound = SealedConfig(
                 monitor_id=public_id, hostname=m.hostname, port=port, config=config
             )

@@ -193,6 +193,27 @@ class SchedulingSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=Tr
             " longest first",
         ),
     ] = 10_000
+    graph_calls_per_mailbox: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=10_000,
+            description="Microsoft Graph calls one organization's checks may make to one"
+            " mailbox in any 10 minutes, over all agents and countries (Graph allows 10,000 per"
+            " app and mailbox). Each job reserves what it may make (a mailbox check 2, a round"
+            " trip GRAPH_CALLS_PER_ROUND_TRIP) and carries it as `apiCalls`; a job that does not"
+            " fit goes with none and ends `inconclusive` (throttled, not sent)",
+        ),
+    ] = 10_000
+    graph_calls_per_round_trip: Annotated[
+        int,
+        Meta(
+            ge=4,
+            le=1_000,
+            description="Graph calls a round trip over Graph may make (send, every look's"
+            " folders and pages, cleanup); one that needs more ends `inconclusive`",
+        ),
+    ] = 200
 
 
 class RetentionSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True):

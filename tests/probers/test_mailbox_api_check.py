@@ -6,6 +6,7 @@ answer `timeout`; an answer of another shape `protocol`."""
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 import trustme
 
@@ -173,3 +174,30 @@ def test_the_call_budget_counts_the_last_ten_minutes(
 ) -> None:
     monkeypatch.setattr(graph_module, "_spent", {("s", "m"): dict(spent)})
     assert graph_module.calls_left(("s", "m"), now_s, 3) is left
+
+
+async def test_a_check_stops_at_the_calls_the_controller_gave_it(
+    graph: GraphPeer, ssl_contexts: SslContexts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job's `apiCalls` (its share of the mailbox's calls across agents): the call past it
+    ends the check `inconclusive` unsent, whatever this agent's own count leaves; 0 sends
+    nothing; enough runs the check whole."""
+    monkeypatch.setattr(graph_module, "_spent", {})
+    token = graph.token()
+
+    async def given(calls: int | None) -> CheckResult:
+        config = ImapPopConfig(user=BOX, access_token=token, api="graph")
+        job = make_job("imap", graph.port, config, timeout=3.0)
+        job = msgspec.structs.replace(job, api_calls=calls)
+        return await run_check(job, "agent-t", True, ssl_contexts)
+
+    one = await given(1)  # the check needs 2 calls
+    assert (one.status, one.error_kind) == ("inconclusive", "inconclusive"), one.message
+    assert "throttled, not sent" in (one.message or "")
+    assert len(graph.calls) == 1
+    none = await given(0)
+    assert (none.status, none.error_kind) == ("inconclusive", "inconclusive"), none.message
+    assert len(graph.calls) == 1  # nothing sent
+    assert (await given(2)).status == "up"
+    assert (await given(None)).status == "up"  # no allowance from an older controller
+    assert len(graph.calls) == 5

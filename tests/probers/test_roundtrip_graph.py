@@ -299,3 +299,23 @@ async def test_an_agents_calls_to_one_mailbox_are_at_most_four_at_once(
     assert graph.most_in_flight[PROBE] == MAILBOX_CALLS
     assert graph.most_in_flight[SENDER] == MAILBOX_CALLS
     assert not graph_module._mailboxes  # nothing kept once the checks are done
+
+
+async def test_a_round_trip_stops_at_the_calls_the_controller_gave_it(
+    graph: GraphPeer, ssl_contexts: SslContexts
+) -> None:
+    """`apiCalls` counts the job's calls over both legs: given 1, the send goes and the mailbox
+    leg's first call is not sent; the round is `inconclusive` (throttled), never `down`."""
+    job = make_job(
+        "roundtrip",
+        graph.port,
+        config(graph),
+        timeout=3.0,
+        monitor_id=MONITOR,
+        job_id=f"job-{time.monotonic_ns()}",
+        api_calls=1,
+    )
+    result = await run_check(job, "agent-t", True, ssl_contexts)
+    assert (result.status, result.error_kind) == ("inconclusive", "inconclusive"), result.message
+    assert "throttled, not sent" in (result.message or "")
+    assert len(graph.calls) == 1 and graph.sent == 1
