@@ -236,7 +236,8 @@ async def test_the_overview_pages_searches_and_counts_by_state_in_name_order(
         assert await names(ids=[row]) == (["Gamma"], {"up": 1})
 
 
-def test_large_selections_reuse_their_counts_for_a_moment_small_ones_never() -> None:
+async def test_large_selections_reuse_their_counts_for_a_moment_small_ones_never() -> None:
+    """Aged on the running loop's clock, as in the console's handlers."""
     held = console._Counted()
     small = {"up": 3, "down": 1}
     large = {"up": console._Counted.LARGE, "down": 1}

@@ -75,7 +75,7 @@ def iso(text: str) -> datetime:
 # What the agent sends that the API does not answer: its logins and the side checks' asks it
 # echoes with their seal (the controller's alone), a round trip's ARC chain, not stored yet, and
 # the side checks' errors, which the controller counts and logs but does not store.
-_UNANSWERED = frozenset({"logins", "asks", "asksSeal", "arc", "sideCheckErrors"})
+_UNANSWERED = frozenset({"logins", "asks", "asksSeal", "sideCheckErrors"})
 
 
 def wire(res: CheckResult) -> dict[str, Any]:

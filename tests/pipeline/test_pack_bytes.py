@@ -127,8 +127,9 @@ async def test_packs_of_0032_read_back_as_they_were_after_0035(database_url: str
         assert len(before) == n and before[0]["banner"] == "220 mx"
         assert await migrate(conn) == [v for v, _ in migrations() if v >= BYTES]
         # 0043 adds a column: when the full row a result's details come from was scheduled;
-        # 0083 takes the side checks' facts out of the view (mail DNS: null for these rows).
-        added = ("detail_at",)
+        # 0083 takes the side checks' facts out of the view (mail DNS: null for these rows);
+        # 0162 adds a round trip's ARC verdict (null for these rows).
+        added = ("detail_at", "arc")
         after = await conn.fetch(read)
         assert all(r["mail_dns"] is None for r in before)
         before = [{k: v for k, v in r.items() if k != "mail_dns"} for r in before]

@@ -71,11 +71,11 @@ async def test_rows_stored_before_0030_read_back_as_they_were(database_url: str)
         assert await migrate(conn) == [v for v, _ in migrations() if v >= COMPACT]
         # The view has columns more since: the UTC hour of `scheduled_at` (0032), when its
         # details' full row was scheduled (0043); and the side checks' facts (mail DNS, null
-        # here) left it for their own tables (0083).
+        # here) left it for their own tables (0083); a round trip's ARC verdict came (0162).
         assert all(r["mail_dns"] is None for r in before)
         before = [{k: v for k, v in r.items() if k != "mail_dns"} for r in before]
         after = [
-            {k: v for k, v in r.items() if k not in ("hour", "detail_at")}
+            {k: v for k, v in r.items() if k not in ("hour", "detail_at", "arc")}
             for r in await conn.fetch(read)
         ]
         # Job ids the controller never made (not UUID-shaped) become the UUID of their MD5.
