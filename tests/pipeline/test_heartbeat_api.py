@@ -77,13 +77,13 @@ async def test_create_shows_address_receives_and_pause_delete_remove_it(
     other = await api.post(PATH, json=body(tenant), headers=tenant.auth())
     assert other.json()["localPart"] != local, "each monitor its own address"
 
-    got = await api.get(f"{PATH}/{made['id']}", headers=tenant.auth("readonly"))
+    got = await api.get(f"{PATH}/{made['publicId']}", headers=tenant.auth("readonly"))
     assert got.status_code == 200 and got.json()["address"] == f"{local}@{DOMAIN}"
     async with pool.acquire() as conn:
         row = await conn.fetchrow(
             "SELECT m.hostname, (SELECT count(*) FROM heartbeat_watch w WHERE w.monitor_id = m.id)"
             " AS watched FROM monitors m WHERE m.public_id = $1::uuid",
-            made["id"],
+            made["publicId"],
         )
     assert row is not None and row["hostname"] == f"{local}@{DOMAIN}" and row["watched"] == 1
 
@@ -91,14 +91,14 @@ async def test_create_shows_address_receives_and_pause_delete_remove_it(
     assert local in await held(js)
 
     paused = await api.patch(
-        f"{PATH}/{made['id']}", json={"status": "disabled"}, headers=tenant.auth("readonly")
+        f"{PATH}/{made['publicId']}", json={"status": "disabled"}, headers=tenant.auth("readonly")
     )
     assert paused.status_code == 200 and paused.json()["status"] == "disabled", paused.text
     await addresses.sync(js, pool, tenant_of)
     assert local not in await held(js)
 
     resumed = await api.patch(
-        f"{PATH}/{made['id']}",
+        f"{PATH}/{made['publicId']}",
         json={"status": "active", "heartbeatConfig": {"everyMinutes": 60, "expected": 2}},
         headers=tenant.auth(),
     )
@@ -108,9 +108,9 @@ async def test_create_shows_address_receives_and_pause_delete_remove_it(
     await addresses.sync(js, pool, tenant_of)
     assert local in await held(js)
 
-    gone = await api.delete(f"{PATH}/{made['id']}", headers=tenant.auth())
+    gone = await api.delete(f"{PATH}/{made['publicId']}", headers=tenant.auth())
     assert gone.status_code == 204, gone.text
-    assert (await api.get(f"{PATH}/{made['id']}", headers=tenant.auth())).status_code == 404
+    assert (await api.get(f"{PATH}/{made['publicId']}", headers=tenant.auth())).status_code == 404
     await addresses.sync(js, pool, tenant_of)
     assert local not in await held(js)
 
@@ -142,7 +142,7 @@ async def test_readonly_and_another_organization(
     ro = await api.post(PATH, json=body(tenant), headers=tenant.auth("readonly"))
     assert ro.status_code == 403, ro.text
     made = (await api.post(PATH, json=body(tenant), headers=tenant.auth())).json()
-    item = f"{PATH}/{made['id']}"
+    item = f"{PATH}/{made['publicId']}"
     renamed = await api.patch(item, json={"name": "x"}, headers=tenant.auth("readonly"))
     assert renamed.status_code == 403, renamed.text
     assert (await api.delete(item, headers=tenant.auth("readonly"))).status_code == 403
@@ -156,7 +156,7 @@ async def test_readonly_and_another_organization(
     listed = await api.get(PATH, headers=stranger.auth())
     assert listed.status_code == 200 and listed.json()["items"] == []
     mine = await api.get(PATH, headers=tenant.auth())
-    assert [m["id"] for m in mine.json()["items"]] == [made["id"]]
+    assert [m["publicId"] for m in mine.json()["items"]] == [made["publicId"]]
     foreign = await api.post(
         PATH, json=body(tenant) | {"customerId": stranger.customer_id}, headers=tenant.auth()
     )
@@ -168,6 +168,6 @@ async def test_without_receiver_domain_get_says_it_is_not_set(
 ) -> None:
     r = await bare_api.post(PATH, json=body(tenant), headers=tenant.auth())
     assert r.status_code == 201, r.text
-    shown = (await bare_api.get(f"{PATH}/{r.json()['id']}", headers=tenant.auth())).json()
+    shown = (await bare_api.get(f"{PATH}/{r.json()['publicId']}", headers=tenant.auth())).json()
     assert shown["address"] is None and is_local_part(shown["localPart"])
     assert "RECEIVER_DOMAIN" in shown["note"]

@@ -57,7 +57,7 @@ class HeartbeatMonitor(msgspec.Struct, kw_only=True, rename="camel"):
     """`address`: where the mail must go (None while RECEIVER_DOMAIN is not set: `note` says
     so, `localPart` is its local part)."""
 
-    id: str
+    public_id: str
     customer_id: int
     name: str
     status: str
@@ -74,7 +74,7 @@ def present(monitor: Monitor, domain: str | None) -> HeartbeatMonitor:
     if not isinstance(config, HeartbeatConfig):
         raise not_found()
     return HeartbeatMonitor(
-        id=str(monitor.public_id),
+        public_id=str(monitor.public_id),
         customer_id=monitor.customer_id,
         name=monitor.name,
         status=monitor.status,
