@@ -171,3 +171,33 @@ async def test_without_receiver_domain_get_says_it_is_not_set(
     shown = (await bare_api.get(f"{PATH}/{r.json()['publicId']}", headers=tenant.auth())).json()
     assert shown["address"] is None and is_local_part(shown["localPart"])
     assert "RECEIVER_DOMAIN" in shown["note"]
+
+
+async def test_a_new_rule_is_looked_at_at_once(
+    api: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool
+) -> None:
+    """The judge set the next look a day away under the old rule; a shorter period sent by PATCH
+    makes the monitor due at once, not a day late."""
+    made = (await api.post(PATH, json=body(tenant), headers=tenant.auth())).json()
+    due = (
+        "SELECT w.due_at FROM heartbeat_watch w JOIN monitors m ON m.id = w.monitor_id"
+        " WHERE m.public_id = $1::uuid"
+    )
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE heartbeat_watch w SET due_at = now() + interval '1 day' FROM monitors m"
+            " WHERE m.id = w.monitor_id AND m.public_id = $1::uuid",
+            made["publicId"],
+        )
+    item = f"{PATH}/{made['publicId']}"
+    renamed = await api.patch(item, json={"name": "renamed"}, headers=tenant.auth())
+    assert renamed.status_code == 200, renamed.text
+    async with pool.acquire() as conn:
+        untouched = await conn.fetchval(due, made["publicId"])
+    r = await api.patch(item, json={"heartbeatConfig": {"everyMinutes": 5}}, headers=tenant.auth())
+    assert r.status_code == 200, r.text
+    async with pool.acquire() as conn:
+        after = await conn.fetchval(due, made["publicId"])
+        now = await conn.fetchval("SELECT now()")
+    assert untouched > now, "a new name changes nothing the judge reads"
+    assert after <= now, (after, now)

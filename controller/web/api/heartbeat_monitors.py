@@ -11,6 +11,7 @@ from litestar import Router, delete, get, patch, post
 from litestar.params import JSONBody, PathParameter
 from msgspec import UNSET, Meta, UnsetType
 
+from controller.arrivals import watch_store
 from controller.monitors import heartbeats, validation
 from controller.monitors import store as monitors
 from controller.monitors.store import Monitor
@@ -21,7 +22,7 @@ from controller.web.api.errors import ApiError, not_found
 from controller.web.api.monitors import PageParam, PerPageParam, StatusParam
 from controller.web.api.page import Page
 from controller.web.authed_request import AuthedRequest
-from controller.web.services import ApiSettingsDep, PoolDep, WritesDep
+from controller.web.services import ApiSettingsDep, ClockDep, PoolDep, WritesDep
 from shared.messages import HeartbeatConfig
 from shared.timefmt import iso_ms
 
@@ -150,6 +151,8 @@ async def update(
     monitor_id: IdParam,
     data: JSONBody[HeartbeatMonitorUpdate],
     writes: WritesDep,
+    pool: PoolDep,
+    clock: ClockDep,
     api_settings: ApiSettingsDep,
 ) -> HeartbeatMonitor:
     found = _lookup(request, monitor_id)
@@ -171,7 +174,12 @@ async def update(
             changes["config"] = heartbeats.stored_config(data.heartbeat_config, local)
         return changes
 
-    return present(await writes.update_row(found, columns), api_settings.receiver_domain)
+    updated = await writes.update_row(found, columns)
+    if not isinstance(data.heartbeat_config, UnsetType):
+        # a new rule is judged at once, not at the look the old rule set
+        async with pool.acquire() as conn:
+            await watch_store.wake(conn, [str(updated.public_id)], clock.now())
+    return present(updated, api_settings.receiver_domain)
 
 
 async def delete_monitor(request: AuthedRequest, monitor_id: IdParam, writes: WritesDep) -> None:
