@@ -174,6 +174,33 @@ class MonitorWrites:
         log.info("monitor updated", monitor=str(monitor.public_id), columns=sorted(changes))
         return updated
 
+    async def insert_row(
+        self, organization_id: int, customer: int | str, values: Mapping[str, object]
+    ) -> Monitor:
+        """Insert a monitor whose columns the caller built and checked (a heartbeat monitor:
+        controller.monitors.heartbeats), within fair use; `customer` by id or public UUID."""
+        org = organization_id
+        async with self.pool.acquire() as conn, conn.transaction():
+            customer_id = await _customer(conn, customer, org)
+            await fair_use.admit_new_monitor(conn, self.limits, org)
+            monitor = await monitors.insert(conn, org, {**values, "customer_id": customer_id})
+        log.info("monitor created", monitor=str(monitor.public_id), organization=org)
+        return monitor
+
+    async def update_row(
+        self, lookup: Lookup, columns_of: Callable[[Monitor], write_values.Json]
+    ) -> Monitor:
+        """Write the columns the caller built from the monitor as it is (locked): a heartbeat
+        monitor's, which run no checks and hold no secrets."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            monitor = await _get(conn, lookup, for_update=True)
+            changes = columns_of(monitor)
+            if rules.changes_nothing(monitors.stored_values(monitor), changes):
+                return monitor
+            updated = await monitors.update(conn, monitor.id, changes, self.clock.now())
+        log.info("monitor updated", monitor=str(monitor.public_id), columns=sorted(changes))
+        return updated
+
     async def delete(self, lookup: Lookup) -> None:
         """Delete the monitor; a flow incident it was the last open outage of ends."""
         async with self.pool.acquire() as conn:

@@ -24,6 +24,14 @@ class ApiSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True):
             " answers 404"
         ),
     ] = None
+    receiver_domain: Annotated[
+        str | None,
+        Meta(
+            description="the domain whose MX points at the agents' receivers: a heartbeat "
+            "monitor's address is its local part at it. Unset: the API shows the local part "
+            "and says the domain is not set",
+        ),
+    ] = None
     api_tls_cert_file: Annotated[
         str | None,
         Meta(

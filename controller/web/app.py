@@ -33,6 +33,7 @@ from controller.web.api.channels import NotificationChannelController
 from controller.web.api.customers import CustomerController
 from controller.web.api.errors import EXCEPTION_HANDLERS
 from controller.web.api.fleet import list_fleet
+from controller.web.api.heartbeat_monitors import router as heartbeat_monitors_router
 from controller.web.api.incidents import IncidentController
 from controller.web.api.maintenance import MaintenanceWindowController
 from controller.web.api.monitor_blocklists import router as blocklists_router
@@ -218,6 +219,7 @@ def create_app(
                 )
                 for api in APIS
             ),
+            heartbeat_monitors_router,
             AlertSettingsController,
             IncidentController,
             MaintenanceWindowController,

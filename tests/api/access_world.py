@@ -139,6 +139,8 @@ async def build(http: httpx.AsyncClient, pool: asyncpg.Pool) -> World:
     rt_body["roundtripConfig"]["send"]["auth"]["pass"] = s["send"]
     rt_body["roundtripConfig"]["receive"]["password"] = s["receive"]
     rt = await _expect(await http.post("/api/roundtrip-monitors", json=rt_body, headers=auth))
+    hb_body = {"customerId": org.customer_id, "name": "nightly", "heartbeatConfig": {}}
+    hb = await _expect(await http.post("/api/heartbeat-monitors", json=hb_body, headers=auth))
     # AlertSite's routes get monitors of their own (one per kind), so a DELETE there leaves the
     # others for the routes after it
     v3: dict[str, str] = {}
@@ -197,6 +199,7 @@ async def build(http: httpx.AsyncClient, pool: asyncpg.Pool) -> World:
             "smtpMonitorPublicId": smtp["publicId"],
             "imapPopMonitorPublicId": imap["publicId"],
             "roundtripMonitorPublicId": rt["publicId"],
+            "heartbeatMonitorPublicId": hb["publicId"],
             "channelId": channel["id"],
             "windowId": str(window["id"]),
             "domain": "example.com",

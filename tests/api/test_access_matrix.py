@@ -80,6 +80,11 @@ NOTICE: Body = lambda w: {  # noqa: E731
     "body": "Looking",
 }
 EMPTY: Body = lambda w: {}  # noqa: E731
+HEARTBEAT: Body = lambda w: {  # noqa: E731
+    "customerId": w.org.customer_public_id,
+    "name": "nightly",
+    "heartbeatConfig": {"everyMinutes": 1440},
+}
 KINDS = {
     "smtp": "smtpMonitorPublicId",
     "imap-pop": "imapPopMonitorPublicId",
@@ -120,6 +125,14 @@ def _monitor_routes() -> dict[str, Route]:
             f"GET {one}/blocklists": Route("any", 200),
         }
     table["GET /api/roundtrip-monitors/{roundtripMonitorPublicId:str}/delivery"] = Route("any", 200)
+    one = "/api/heartbeat-monitors/{heartbeatMonitorPublicId:str}"
+    table |= {
+        "GET /api/heartbeat-monitors": Route("any", 200),
+        "POST /api/heartbeat-monitors": Route("writer", 201, json=HEARTBEAT, stranger=404),
+        f"GET {one}": Route("any", 200),
+        f"PATCH {one}": Route("writer", 200, json=lambda w: {"name": "renamed"}),
+        f"DELETE {one}": Route("writer", 204),
+    }
     return table
 
 

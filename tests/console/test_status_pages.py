@@ -102,6 +102,29 @@ async def test_a_status_page_shows_only_what_was_published(
     assert "relay.acme.test" in page and "2525" not in page
 
 
+async def test_a_heartbeat_monitors_address_is_never_published(
+    client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient
+) -> None:
+    """Its address is what lets mail count as its heartbeat: a page that shows hostnames shows
+    the monitor but not the address (anyone could keep a late monitor up with it)."""
+    org = await make_tenant(pool)
+    r = await http.post(
+        "/api/heartbeat-monitors",
+        json={"customerId": org.customer_id, "name": "Nightly backup mail"},
+        headers=org.auth(),
+    )
+    assert r.status_code == 201, r.text
+    local = r.json()["localPart"]
+    slug = f"hb-{org.org_id}"
+    monitor_id = await _row_id(pool, r.json()["publicId"])
+    assert (await _publish(client, org, slug, [monitor_id], hostnames=True)).status_code == 303
+    async with http_client(base_url=str(http.base_url)) as anonymous:
+        page = (await anonymous.get(f"/status/{slug}")).text
+        summary = (await anonymous.get(f"/status/{slug}/summary.json")).text
+    assert "Nightly backup mail" in page
+    assert local not in page and local not in summary
+
+
 async def test_only_owners_and_admins_publish_and_unknown_slugs_are_404(
     client: Browserish, tenant: Tenant, http: httpx.AsyncClient
 ) -> None:

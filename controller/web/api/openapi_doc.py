@@ -59,6 +59,7 @@ UUID_PARAMS = frozenset(
         "smtpMonitorPublicId",
         "imapPopMonitorPublicId",
         "roundtripMonitorPublicId",
+        "heartbeatMonitorPublicId",
         "userPublicId",
         "windowId",
         "channelId",

@@ -299,7 +299,8 @@ def _content(
         shown.append(
             {
                 "name": m.name,
-                "hostname": m.hostname if sp.show_hostnames else None,
+                # a heartbeat monitor's host name is its receiving address: never published
+                "hostname": m.hostname if sp.show_hostnames and m.type != "heartbeat" else None,
                 "kind": TYPE_LABELS.get(m.type, m.type),
                 "state": state,
                 "stateLabel": STATE_LABELS.get(state, "No data"),
