@@ -188,17 +188,20 @@ class MonitorWrites:
         return monitor
 
     async def update_row(
-        self, lookup: Lookup, columns_of: Callable[[Monitor], write_values.Json]
+        self, lookup: Lookup, changes: Mapping[str, object], read_at: datetime
     ) -> Monitor:
-        """Write the columns the caller built from the monitor as it is (locked): a heartbeat
-        monitor's, which run no checks and hold no secrets."""
+        """Write the columns the caller built from the monitor as it read it at `read_at` (a
+        heartbeat monitor's, which run no checks and hold no secrets); `Stale` if it has
+        changed since."""
         async with self.pool.acquire() as conn, conn.transaction():
             monitor = await _get(conn, lookup, for_update=True)
-            changes = columns_of(monitor)
-            if rules.changes_nothing(monitors.stored_values(monitor), changes):
+            if monitor.updated_at != read_at:
+                raise Stale("the monitor changed while this write was made; send it again")
+            values = dict(changes)
+            if rules.changes_nothing(monitors.stored_values(monitor), values):
                 return monitor
-            updated = await monitors.update(conn, monitor.id, changes, self.clock.now())
-        log.info("monitor updated", monitor=str(monitor.public_id), columns=sorted(changes))
+            updated = await monitors.update(conn, monitor.id, values, self.clock.now())
+        log.info("monitor updated", monitor=str(monitor.public_id), columns=sorted(values))
         return updated
 
     async def delete(self, lookup: Lookup) -> None:

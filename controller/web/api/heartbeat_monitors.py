@@ -156,25 +156,21 @@ async def update(
     api_settings: ApiSettingsDep,
 ) -> HeartbeatMonitor:
     found = _lookup(request, monitor_id)
-    await writes.get(found)  # a 404 before a 403
+    monitor = await writes.get(found)  # a 404 before a 403
     sent = {k for k in ("name", "status", "heartbeat_config") if getattr(data, k) is not UNSET}
     guards.requires_updater(request.user, sent)
     validation.no_nul(data, "")
-
-    def columns(monitor: Monitor) -> dict[str, object]:
-        changes: dict[str, object] = {}
-        if not isinstance(data.name, UnsetType):
-            changes["name"] = data.name
-        if not isinstance(data.status, UnsetType):
-            changes["status"] = data.status
-        if not isinstance(data.heartbeat_config, UnsetType) and isinstance(
-            monitor.config, HeartbeatConfig
-        ):
-            local = monitor.config.local_part
-            changes["config"] = heartbeats.stored_config(data.heartbeat_config, local)
-        return changes
-
-    updated = await writes.update_row(found, columns)
+    changes: dict[str, object] = {}
+    if not isinstance(data.name, UnsetType):
+        changes["name"] = data.name
+    if not isinstance(data.status, UnsetType):
+        changes["status"] = data.status
+    if not isinstance(data.heartbeat_config, UnsetType) and isinstance(
+        monitor.config, HeartbeatConfig
+    ):
+        local = monitor.config.local_part
+        changes["config"] = heartbeats.stored_config(data.heartbeat_config, local)
+    updated = await writes.update_row(found, changes, monitor.updated_at)
     if not isinstance(data.heartbeat_config, UnsetType):
         # a new rule is judged at once, not at the look the old rule set
         async with pool.acquire() as conn:
