@@ -69,8 +69,9 @@ RESTARTS: dict[str, tuple[Action, Action]] = {
 FAULTS: tuple[str, ...] = ("outage", "freeze", "country", "blip")
 LEGS: tuple[str, ...] = ("send", "receive")  # a round trip's own faults besides FAULTS
 EVENTS: tuple[str, ...] = ("apply", "saturate")
-# The joint outage's report burst: this long before it ends (its incident is open by then).
-BURST_BEFORE_END = 8.0
+# The joint outage's report burst: this long before it ends (its incident is open by then),
+# room for the burst to wait for the incident, post, and still end the judge's slack before it.
+BURST_BEFORE_END = 20.0
 # the steps an owner takes through the API
 OWNERS = frozenset({"create", "apply_same", "apply_changed", "saturate", "unsaturate"})
 # What undoes each fault's first action.

@@ -89,6 +89,7 @@ from testkit.campaigns.verdict_history import (
 )
 from testkit.campaigns.verdict_server import FORWARDED, PASSWORD
 from testkit.campaigns.verdict_truth import (
+    SLACK_S,
     Applied,
     Burst,
     Created,
@@ -137,8 +138,10 @@ HOST = "host"
 REPORT_DOMAIN = "verdicts.test"
 BURST = 4
 # The burst waits this long at most for the joint outage's incident, which ends
-# BURST_BEFORE_END after the burst's turn.
-BURST_WAIT_S = BURST_BEFORE_END - 2
+# BURST_BEFORE_END after the burst's turn: the posts (a few seconds) then end SLACK_S before it,
+# so the judge counts the burst as inside the incident.
+BURST_POSTS_S = 5.0
+BURST_WAIT_S = BURST_BEFORE_END - SLACK_S - BURST_POSTS_S
 
 
 @dataclass(frozen=True)
