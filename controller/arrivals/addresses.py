@@ -29,10 +29,16 @@ SYNC_EVERY_S: Final = 30.0
 
 
 async def sync(
-    js: JetStreamContext, pool: asyncpg.Pool, tenant: Callable[[int], str]
+    js: JetStreamContext,
+    pool: asyncpg.Pool,
+    tenant: Callable[[int], str],
+    known: dict[str, ReceivingAddress | None] | None = None,
 ) -> tuple[int, int]:
     """Put the addresses missing or changed and delete the others; (put, deleted). `tenant`:
-    an organization's opaque key (controller.scheduling.plan `tenant`)."""
+    an organization's opaque key (controller.scheduling.plan `tenant`). `known`: what this
+    process last read or wrote per key, kept across passes, so a key still held is read from
+    the bucket once, not every pass (every controller writes the same value for a key)."""
+    known = {} if known is None else known
     async with pool.acquire() as conn:
         rows = await receiving(conn)
     wanted = {
@@ -45,13 +51,19 @@ async def sync(
         held = set(await kv.keys())
     except NoKeysError:
         held = set()
+    for local in set(known) - held:
+        del known[local]
     put = deleted = 0
     for local, address in wanted.items():
-        if local not in held or await _held(kv, local) != address:
+        if local in held and local not in known:
+            known[local] = await _held(kv, local)
+        if local not in held or known[local] != address:
             await kv.put(local, encode(address))
+            known[local] = address
             put += 1
     for local in held - set(wanted):
         await kv.delete(local)
+        known.pop(local, None)
         deleted += 1
     if put or deleted:
         log.info("receiving_addresses_synced", put=put, deleted=deleted, held=len(wanted))
@@ -59,6 +71,7 @@ async def sync(
 
 
 async def _held(kv: KeyValue, local: str) -> ReceivingAddress | None:
+    """The address the bucket holds under `local`, None when none or unreadable."""
     try:
         entry = await kv.get(local)
     except KeyNotFoundError:

@@ -56,6 +56,7 @@ from controller.web.app import create_app, readiness
 from controller.web.front_protocol import FrontLimits, front_protocol
 from controller.web.front_server import FrontServer
 from shared import ops
+from shared.arrivals import ReceivingAddress
 from shared.clock import WALL, Clock
 from shared.loop import run_every
 from shared.timefmt import iso_ms
@@ -212,10 +213,11 @@ async def _receiving_addresses(
     """The RECEIVERS bucket kept as the heartbeat monitors say (controller.arrivals.addresses)."""
     key = SecretBox(settings.secrets.secrets_key or "").subkeys(TENANT_PURPOSE)[0]
     of = functools.partial(tenant, key)
+    known: dict[str, ReceivingAddress | None] = {}
 
     async def one_pass() -> None:
         try:
-            await addresses.sync(pipeline.js, pool, of)
+            await addresses.sync(pipeline.js, pool, of, known)
         except Exception as exc:  # NATS or PostgreSQL away: tried again next pass
             log.warning("receiving_addresses_failed", error=repr(exc)[:200])
 

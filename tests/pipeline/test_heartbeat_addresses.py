@@ -6,11 +6,13 @@ holds is deleted; the entry names the organization by its tenant key."""
 import asyncio
 import smtplib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import msgspec
 import pytest
 from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
 
 from agent.dns_resolver import blocking_resolver
 from agent.receiver.book import AddressBook, watch
@@ -18,7 +20,13 @@ from agent.receiver.server import Receiver
 from agent.receiver.verdicts import Lookup
 from agent.settings import ReceiverSettings
 from controller.arrivals import addresses
-from shared.arrivals import RECEIVERS_BUCKET, Arrival, decode_address, new_local_part
+from shared.arrivals import (
+    RECEIVERS_BUCKET,
+    Arrival,
+    ReceivingAddress,
+    decode_address,
+    new_local_part,
+)
 from shared.clock import WALL
 from testkit.peers.dns import DnsPeer
 from tests.conftest import Tenant
@@ -134,3 +142,30 @@ async def test_the_bucket_holds_the_active_heartbeat_addresses_and_no_other(
     await addresses.sync(js, pipe_pool, tenant_of)
     await _until(receiver, active_local, False)
     assert await _rcpt(receiver.port, active_local) == 550
+
+
+async def test_what_a_process_knows_spares_a_read_per_key_and_a_key_gone_is_put_again(
+    js: JetStreamContext, pipe_pool: asyncpg.Pool, org: Tenant
+) -> None:
+    """`known`, kept across passes as the ingester role keeps it: a pass after the first reads
+    no entry of the bucket, and a key another writer deleted is put back at the next pass."""
+    kv = await js.key_value(RECEIVERS_BUCKET)
+    _, local = await _heartbeat(pipe_pool, org, "active")
+    known: dict[str, ReceivingAddress | None] = {}
+    await addresses.sync(js, pipe_pool, tenant_of, known)
+    assert known[local] == decode_address((await kv.get(local)).value or b"")
+    reads: list[str] = []
+    real_get = kv.get
+
+    async def counted(key: str) -> Any:
+        reads.append(key)
+        return await real_get(key)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(KeyValue, "get", lambda self, key, *a, **k: counted(key))
+        assert await addresses.sync(js, pipe_pool, tenant_of, known) == (0, 0)
+        assert reads == []
+        await kv.delete(local)
+        put, _ = await addresses.sync(js, pipe_pool, tenant_of, known)
+    assert put >= 1
+    assert decode_address((await kv.get(local)).value or b"") == known[local]
