@@ -194,6 +194,20 @@ def test_each_pattern_catches_the_restatements_it_was_made_from() -> None:
             assert any(re.search(p, normalized(e)) for e in r.caught), (r.rule, p)
 
 
+def defined_by(path: str, decided_in: tuple[str, ...]) -> bool:
+    """Whether `path` is the repeatable definition (controller/db/definitions) of a function
+    one of the migrations in `decided_in` creates: that file is where the function stands."""
+    if not path.startswith("controller/db/definitions/functions/"):
+        return False
+    name = Path(path).stem
+    created = re.compile(rf"FUNCTION\s+(public\.)?{name}\s*\(", re.IGNORECASE)
+    return any(
+        created.search((ROOT / m).read_text())
+        for m in decided_in
+        if m.startswith(str(MIGRATIONS.relative_to(ROOT)))
+    )
+
+
 def test_no_rule_is_written_outside_the_place_that_decides_it() -> None:
     files = product_files()
     for r in RESTATED:
@@ -202,7 +216,7 @@ def test_no_rule_is_written_outside_the_place_that_decides_it() -> None:
         f"{r.rule}: {path} writes {m.group(0)!r}"
         for r in RESTATED
         for path, text in files.items()
-        if path not in r.decided_in
+        if path not in r.decided_in and not defined_by(path, r.decided_in)
         for p in r.patterns
         for m in re.finditer(p, text)
     ]

@@ -1,0 +1,10 @@
+CREATE OR REPLACE FUNCTION public.monitors_rounds_since()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    NEW.rounds_since := now();
+    RETURN NEW;
+END
+$function$
+;
