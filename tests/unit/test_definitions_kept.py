@@ -1,0 +1,44 @@
+"""A view or function with its file under controller/db/definitions is changed in that file:
+no migration after they became files restates one (`CREATE OR REPLACE`), since `migrate`
+applies the files after the migrations and the file's older text would win. A migration may
+still `CREATE` a new function its trigger needs; the file holds its text from then on."""
+
+import re
+from pathlib import Path
+
+from controller.db import repeatable
+
+ROOT = Path(__file__).resolve().parents[2]
+MIGRATIONS = ROOT / "controller/db/migrations"
+# The last migration written before views and functions became files.
+LAST_BEFORE = "0175"
+
+RESTATES = re.compile(
+    r"CREATE\s+OR\s+REPLACE\s+(FUNCTION|VIEW)\s+(?:public\.)?\"?(\w+)", re.IGNORECASE
+)
+
+
+def restated(sql: str, files: set[str]) -> list[str]:
+    """The definitions (kind/name) that `sql` restates."""
+    kinds = {"function": "functions", "view": "views"}
+    found = (f"{kinds[m.group(1).lower()]}/{m.group(2).lower()}" for m in RESTATES.finditer(sql))
+    return sorted({name for name in found if name in files})
+
+
+def test_restating_is_caught() -> None:
+    files = {"functions/uptime_ms", "views/check_results"}
+    sql = (
+        "CREATE OR REPLACE FUNCTION public.uptime_ms(a int) RETURNS int ...;\n"
+        "create or replace view check_results AS SELECT 1;\n"
+        "CREATE FUNCTION new_one() RETURNS trigger ...;\n"
+    )
+    assert restated(sql, files) == ["functions/uptime_ms", "views/check_results"]
+
+
+def test_no_later_migration_restates_a_definition() -> None:
+    files = {d.name for d in repeatable.load()}
+    later = sorted(p for p in MIGRATIONS.glob("*.sql") if p.name[:4] > LAST_BEFORE)
+    found = {p.name: restated(p.read_text(), files) for p in later}
+    assert {k: v for k, v in found.items() if v} == {}, (
+        "edit the file under controller/db/definitions instead"
+    )
