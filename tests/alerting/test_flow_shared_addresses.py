@@ -35,11 +35,18 @@ import asyncpg
 import httpx
 import pytest
 
+from agent.probers.tls import build_ssl_contexts
+from controller.notify.outbox import OutboxWorker
+from controller.posture import store as posture_db
 from controller.settings import ControllerSettings
 from testkit.alerting.receivers import Receiver
 from testkit.alerting.wired import wired_alerter
+from testkit.peers.dns import DnsPeer
+from testkit.peers.smtp import SmtpPeer
 from tests.alerting.conftest import LINKS, Rig
 from tests.alerting.test_channels import SECRETS, create, sender, worker
+from tests.alerting.test_mail_dns import CA, DOMAIN, probe, round_, served, zone
+from tests.alerting.test_posture import open_codes
 
 SEEDS = [int(s) for s in os.environ.get("SHARED_SERVER_SEEDS", "80,81").split(",")]
 KINDS = (("smtp", 25, "mx"), ("smtp", 587, "smtp"), ("imap", 993, "imap"), ("pop3", 995, "pop"))
@@ -111,6 +118,82 @@ def _judge_webhook(
         assert len(flows[s]) <= 1, (s, flows[s], plan)
         assert account[s] <= 1, (s, account[s], plan)
     return kinds, account
+
+
+# A domain fact's findings: mail sent in the domain's name (SPF) and mail its MX receives
+# (TLS-RPT): both concern SMTP monitors and round trips, never IMAP or POP3.
+FACTS = {"spf_missing", "tls_rpt_missing"}
+
+
+async def _posture(api: httpx.AsyncClient, rig: Rig, m: asyncpg.Record) -> set[str]:
+    path = "smtp-monitors" if m["type"] == "smtp" else "imap-pop-monitors"
+    r = await api.get(f"/api/{path}/{m['public_id']}/posture", headers=rig.tenant.auth("readonly"))
+    assert r.status_code == 200, r.text
+    return {code for code, _ in open_codes(r.json())}
+
+
+async def _domain_fact(
+    rig: Rig,
+    rnd: random.Random,
+    every: list[asyncpg.Record],
+    n: int,
+    api: httpx.AsyncClient,
+    webhook: Receiver,
+    send: OutboxWorker,
+) -> tuple[int, int]:
+    """A fact of the servers' mail domain (no SPF, no TLS-RPT record) read by monitors the seed
+    draws (at least one SMTP and one mailbox monitor), each in a round of its own in a drawn
+    order: one notice per recipient per channel, shown on the SMTP monitors that read it and
+    on no mailbox monitor, counted once. Returns (monitors naming the domain, findings of the
+    monitors' own: `mx_mismatch` of port 25 ones)."""
+    smtp = [m for m in every if m["type"] == "smtp"]
+    boxes = [m for m in every if m["type"] != "smtp"]
+    named = {m["id"]: m for m in every if rnd.random() < 0.5}
+    named |= {m["id"]: m for m in (rnd.choice(smtp), rnd.choice(boxes))}
+    async with rig.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE monitors SET mail_domain = $2 WHERE id = ANY($1::bigint[])", list(named), DOMAIN
+        )
+        counted = await posture_db.open_counts(conn, rig.tenant.org_id)
+    hooks_before = len(webhook.delivered)
+    contexts = build_ssl_contexts(cadata=CA.cert_pem.bytes().decode())
+    starttls, spki = served()
+    async with SmtpPeer(starttls=starttls) as peer:
+        records = zone(peer.port, spki, good=True)
+        del records[(DOMAIN, "TXT")]  # no SPF
+        del records[(f"_smtp._tls.{DOMAIN}", "TXT")]  # no TLS-RPT
+        del records[(f"_mta-sts.{DOMAIN}", "TXT")]  # no MTA-STS: nothing to fetch
+        async with DnsPeer(records, ad=True) as bad:
+            probes = {cc: probe(bad, 1) for cc in sorted(UP)}
+            for m in rnd.sample(list(named.values()), len(named)):
+                await round_(rig, m, n, peer.port, contexts, probes)
+    await send.burst()
+    own = 0  # findings of a monitor's own: the MX names no monitor of port 25 here
+    for m in named.values():
+        shown = await _posture(api, rig, m)
+        assert shown & FACTS == (FACTS if m["type"] == "smtp" else set()), (m["name"], shown)
+        assert shown - FACTS == ({"mx_mismatch"} if m["port"] == 25 else set()), (m["name"], shown)
+        own += len(shown - FACTS)
+    notes = await rig.fetch(
+        "SELECT o.channel, o.target, o.dedupe_key, m.port FROM notification_outbox o"
+        " JOIN monitors m ON m.id = o.monitor_id"
+        " WHERE o.monitor_id = ANY($1::bigint[]) AND o.kind = 'finding'",
+        [m["id"] for m in every],
+    )
+    # The domain's fact: one notice per recipient per channel, whichever monitors read it.
+    told = sorted((n["channel"], n["target"]) for n in notes if ":domain:" in n["dedupe_key"])
+    assert [c for c, _ in told] == ["email", "webhook"], notes
+    assert told[0][1] == "oncall@customer.test", notes
+    # A monitor's own finding besides: the MX names none of these hosts, judged only for a
+    # monitor of the MX port (no submission server is an MX).
+    assert {n["port"] for n in notes if ":domain:" not in n["dedupe_key"]} <= {25}, notes
+    events = [d.json() for d in webhook.delivered[hooks_before:]]
+    assert len(events) == len([n for n in notes if n["channel"] == "webhook"]), events
+    async with rig.pool.acquire() as conn:
+        now_counted = await posture_db.open_counts(conn, rig.tenant.org_id)
+    added = sum(now_counted.values()) - sum(counted.values())
+    assert added == len(FACTS) + own, (counted, now_counted)  # the domain's counted once
+    return len(named), own
 
 
 async def _campaign(
@@ -211,6 +294,7 @@ async def _campaign(
     await send.burst()
     assert [r.status for r in webhook.requests if r.status >= 300] == [], "refused deliveries"
     hooks, account = _judge_webhook([d.json() for d in webhook.delivered], servers, plan)
+    fact = await _domain_fact(rig, rnd, every, last_down + 4, api, webhook, send)
     ups: Counter[int] = Counter()
     for s, ms in servers.items():
         for m in ms:
@@ -227,6 +311,10 @@ async def _campaign(
         f" recovered e-mails: {dict(ups)}"
     )
     print(f"  webhook events per server: {hooks}, login notices: {dict(account)}")
+    print(
+        f"  domain fact: {fact[0]} monitors name it, told once per channel;"
+        f" MX findings of their own: {fact[1]}"
+    )
     assert {s: len(f) for s, f in opened.items()} == dict.fromkeys(servers, 1), plan
     assert len(set().union(*opened.values())) == len(servers), "two servers in one incident"
     assert downs == Counter(dict.fromkeys(servers, 1)), (downs, plan)

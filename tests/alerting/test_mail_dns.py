@@ -106,7 +106,8 @@ def probe(dns_peer: DnsPeer, policy_port: int) -> MailDnsProbe:
 
 
 async def watched(rig: Rig) -> asyncpg.Record:
-    monitor = await rig.monitor(["DE", "US"])
+    """An SMTP monitor of the domain's MX port (25: whether the MX names it is judged)."""
+    monitor = await rig.monitor(["DE", "US"], port=25)
     async with rig.pool.acquire() as conn:
         await conn.execute(
             "UPDATE monitors SET mail_domain = $2 WHERE id = $1", monitor["id"], DOMAIN
