@@ -72,7 +72,7 @@ async def wait_results(
     public_id: str,
     until: Callable[[list[dict[str, Any]]], bool],
     within: float = 5.0,
-    every: float = 0.02,
+    every: float = 0.1,
     path: str = SMTP,
 ) -> list[dict[str, Any]]:
     """Poll the results API (of `path`'s monitors) until `until(items)` holds; fail after
