@@ -18,7 +18,7 @@ from testkit.peers.mailstore import DeliveringHandler, MailboxImapPeer, MailboxP
 from testkit.peers.smtp import SmtpPeer
 from tests.conftest import Tenant
 from tests.e2e.conftest import ABROAD, HOME, Agents, Controller
-from tests.e2e.helpers import count, wait_results
+from tests.e2e.helpers import count, no_round_due, wait_results
 
 pytestmark = pytest.mark.slow
 
@@ -200,6 +200,7 @@ async def test_junk_lateness_and_cleanup_of_late_arrivals(
         public_id = await roundtrip_monitor(api, org, m, timeout_s=timeout_s)
         first = await first_round(api, org, public_id)
         assert [i["status"] for i in first] == ["up", "up"], first
+        await no_round_due(controller.pool, public_id)
         await until_confirmed(api, org, controller, job_ids, public_id)
         m.store.hold = True
         late = await round_of(api, org, public_id, n=4, within=4.0 * timeout_s)
