@@ -221,6 +221,7 @@ class Rig:
                     "notification_email": email,
                     "notification_phone_number": phone,
                 },
+                self.clock(),
             )
             # The rig's tests read the monitor by column.
             row: asyncpg.Record | None = await conn.fetchrow(
