@@ -295,7 +295,7 @@ class Rig:
                     finished_at=at + timedelta(seconds=1),
                 )
             )
-        await results.store(conn, rows)
+        await results.store(conn, rows, now=self.clock())
 
     async def rounds(
         self, monitor: asyncpg.Record, first: int, outcomes: list[dict[str, str]]

@@ -14,6 +14,7 @@ from controller.ingest import store as results
 from controller.jobs.result_kinds import ResultRow
 from controller.logins.backoff import HELD
 from controller.monitors.kinds import KINDS, ROUNDTRIP, Kind
+from shared.timefmt import utcnow
 from tests.alerting.conftest import Rig
 from tests.conftest import make_tenant
 
@@ -36,7 +37,7 @@ async def held_round(rig: Rig, m: asyncpg.Record, at: datetime, login: dict[str,
         if cc not in login
     ]
     async with rig.pool.acquire() as conn, conn.transaction():
-        await results.store(conn, rows)
+        await results.store(conn, rows, now=utcnow())
 
 
 async def test_rejected_credentials_back_off_notify_once_and_show_in_the_api(

@@ -199,7 +199,7 @@ async def saturate(pool: asyncpg.Pool, m: monitors.Monitor, cc: str, at: datetim
         kind = SATURATED if i < 3 else "no_agent"
         rows.append(ResultRow.missed(m.public_id, "smtp", cc, job, when, kind, "test"))
     async with pool.acquire() as conn, conn.transaction():
-        await results.store(conn, rows)
+        await results.store(conn, rows, now=utcnow())
 
 
 async def test_saturated_rounds_past_the_threshold_are_told_once(
