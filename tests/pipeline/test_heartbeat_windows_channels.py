@@ -1,7 +1,8 @@
 """Heartbeat monitors named by maintenance windows and notification channels (issue 83), on the
 real API, PostgreSQL, NATS and the alerter on a ManualClock: a window naming a heartbeat
-monitor is accepted, and its late spell inside the window opens the incident but tells no one
-until the window ends; a channel limited to a heartbeat monitor gets its `down` notice."""
+monitor is accepted (another organization's is a 404), and its late spell inside the window
+opens the incident but tells no one until the window ends; a channel limited to a heartbeat
+monitor gets its `down` notice."""
 
 import uuid
 from collections.abc import AsyncIterator
@@ -23,7 +24,7 @@ from shared.clock import ManualClock
 from shared.subjects import arrivals_subject
 from shared.timefmt import iso_ms
 from testkit.serving import serve_app
-from tests.conftest import Tenant
+from tests.conftest import Tenant, make_tenant
 from tests.pipeline.conftest import Countries
 
 T0 = datetime(2026, 11, 29, 22, 0, tzinfo=UTC)
@@ -112,6 +113,9 @@ async def test_a_window_naming_a_heartbeat_monitor_holds_its_page_until_it_ends(
     [country] = countries.take()
     monitor_id, public_id = await heartbeat(api, org, pipe_pool)
     window = {"monitorId": public_id, "startsAt": iso_ms(T0), "endsAt": iso_ms(at(20))}
+    stranger = await make_tenant(pipe_pool)
+    foreign = await api.post("/api/maintenance-windows", json=window, headers=stranger.auth())
+    assert foreign.status_code == 404 and "monitorId" in foreign.text, foreign.text
     r = await api.post("/api/maintenance-windows", json=window, headers=org.auth())
     assert r.status_code == 201, r.text
     listed = await api.get(
