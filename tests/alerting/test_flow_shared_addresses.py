@@ -14,8 +14,8 @@ the server's first failing round, `auth` from every country.
 Two channels are judged: e-mail (its outbox rows) and a signed webhook (what the receiver
 took, every delivery accepted). The webhook's outage events of a server are one opening, at
 most one change and one recovery, all under one key (the opening outage's monitor and
-incident) and at most one flow id. The submission's rejected logins are backed off and the
-owner told once per server (an account notice, not an outage page). Within each round every
+incident) and at most one flow id. The submission's rejected logins are backed off, and not
+told: they are part of their server's outage. Within each round every
 country reports its services in an order drawn by the seed, so which service a country
 notices first varies too.
 
@@ -95,7 +95,8 @@ def _judge_webhook(
 ) -> tuple[dict[int, list[str]], Counter[int]]:
     """Per broken server, the webhook's outage events: one opening, at most one change, one
     recovery, all under one key (the opening outage's monitor and incident: the channel's
-    `incident_key`) and at most one flow id; and its account notices (a login backed off)."""
+    `incident_key`) and at most one flow id; and its account notices (a login backed off: none,
+    as the server's outage holds them)."""
     owner = {str(m["public_id"]): s for s, ms in servers.items() for m in ms}
     kinds: dict[int, list[str]] = {s: [] for s in servers}
     keys: dict[int, set[tuple[str, str]]] = {s: set() for s in servers}
@@ -116,7 +117,7 @@ def _judge_webhook(
         assert told.count("recovered") == 1 and len(told) <= 3, (s, told, plan)
         assert len(keys[s]) == 1, (s, keys[s], plan)
         assert len(flows[s]) <= 1, (s, flows[s], plan)
-        assert account[s] <= 1, (s, account[s], plan)
+        assert account[s] == 0, (s, account[s], plan)
     return kinds, account
 
 
