@@ -70,7 +70,9 @@ async def _states(database_url: str, token: str) -> tuple[str, str]:
         ]
         async with conn.transaction():
             await results.ensure_partitions(conn, now - timedelta(days=2))
-            await results.store(conn, [results.decode_result(json.dumps(r)) for r in day])
+            await results.store(
+                conn, [results.decode_result(json.dumps(r)) for r in day], now=utcnow()
+            )
         org = await conn.fetchval("SELECT organization_id FROM monitors WHERE id = $1", first["id"])
         customer = await conn.fetchval(
             "SELECT customer_id FROM monitors WHERE id = $1", first["id"]

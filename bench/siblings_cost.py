@@ -122,7 +122,7 @@ async def _ingest(
     pg0, me0, t0 = cpu_s(backend), time.process_time(), time.perf_counter()
     for k in range(0, len(rows), BATCH):
         async with conn.transaction():
-            await results.store(conn, rows[k : k + BATCH])
+            await results.store(conn, rows[k : k + BATCH], now=utcnow())
     wall = time.perf_counter() - t0
     pg, me = cpu_s(backend) - pg0, time.process_time() - me0
     return INGEST / wall, pg * 1000 / INGEST, me * 1000 / INGEST

@@ -128,7 +128,7 @@ async def _store(conn: asyncpg.Connection, rows: list[CheckResult]) -> int:
         batch = [decode(encode(r)) for r in rows[start : start + BATCH]]
         checked: list[CheckedResult] = batch
         async with conn.transaction():
-            stored += await results.store(conn, checked)
+            stored += await results.store(conn, checked, now=utcnow())
     return stored
 
 

@@ -151,7 +151,7 @@ def stored_rounds(conn: Conn, backend: int, ids: list[str]) -> OneRound:
         pg, client = cpu_s(backend), time.process_time()
         for start in range(0, len(rows), batch):
             async with conn.transaction():
-                await results.store(conn, rows[start : start + batch])
+                await results.store(conn, rows[start : start + batch], now=utcnow())
         return cpu_s(backend) - pg, time.process_time() - client, len(rows)
 
     return one_round

@@ -3,6 +3,7 @@ incidents opened and closed (an outage joining its flow incident), notices (thro
 controller.alerting.telling), state-change events for the event outbox, the login back-off,
 confirmation rounds asked of the scheduler, round trips' delivery, and the monitor's posture."""
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -120,7 +121,7 @@ class Effects:
                     conn, monitor, e.previous, e.state, e.at, list(e.countries), e.cause
                 )
             elif isinstance(e, BackoffChanged):
-                await self._back_off(conn, monitor, e)
+                await self._back_off(conn, monitor, e, now)
             elif isinstance(e, ConfirmationWanted):
                 await self._confirm(conn, monitor, e, now)
             elif isinstance(e, DeliveryObserved):
@@ -186,9 +187,13 @@ class Effects:
             metrics.flow_joined(found.why)
         return msgspec.structs.replace(incident, flow_incident_id=flow_id)
 
-    async def _back_off(self, conn: Conn, monitor: Monitor, e: BackoffChanged) -> None:
+    async def _back_off(
+        self, conn: Conn, monitor: Monitor, e: BackoffChanged, now: datetime
+    ) -> None:
         """Store the back-off of logins; tell the owner when `judge` says so (once per back-off,
-        outside maintenance)."""
+        outside maintenance), unless the monitor's server is down (`_server_down`): its
+        rejected logins are then part of that outage, already paged, and the back-off is told
+        only if a later round still has them rejected once the outage is over."""
         public_id = str(monitor.public_id)
         b = e.backoff
         if b is None:
@@ -200,10 +205,27 @@ class Effects:
                 failures=b.failures,
                 retry_at=iso_ms(b.retry_at),
             )
-            if e.notice:
+            if e.notice and await self._server_down(conn, monitor, e.countries, now):
+                b = dataclasses.replace(b, notified=False)
+                log.info(
+                    "login back-off not told: its server's outage is open", monitor_id=public_id
+                )
+            elif e.notice:
                 await self._teller.backoff(conn, monitor, b, list(e.countries))
         metrics.login_backoff("resumed" if b is None else "backed_off")
         await backoff_db.put(conn, monitor.id, b)
+
+    async def _server_down(
+        self, conn: Conn, monitor: Monitor, countries: Sequence[str], now: datetime
+    ) -> bool:
+        """Whether an open flow incident holds another monitor's outage that an outage of this
+        one would join (`flows.joins`: the same server by name, address or `dependsOn`)."""
+        open_flows = await flow_db.open_flows(conn, monitor.organization_id, now)
+        mine = flows.Outage(flows.Dependent.of(monitor), now, "auth", frozenset(countries))
+        seen = flows.NO_ADDRESSES
+        if others := flows.by_address(mine, open_flows):
+            seen = await flow_db.addresses(conn, [mine, *others])
+        return flows.joins(mine, open_flows, seen) is not None
 
     async def _confirm(
         self, conn: Conn, monitor: Monitor, e: ConfirmationWanted, now: datetime

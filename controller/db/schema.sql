@@ -185,22 +185,6 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION public.flow_incidents_end_gone(org bigint) RETURNS integer
-    LANGUAGE plpgsql
-    AS $$
-DECLARE
-    ended integer;
-BEGIN
-    PERFORM pg_advisory_xact_lock(hashtext('flow_incidents'), org::integer);
-    UPDATE flow_incidents f SET ended_at = now(), due_at = NULL, pending = '{}'
-    WHERE f.organization_id = org AND f.ended_at IS NULL
-      AND NOT EXISTS (SELECT 1 FROM incidents i
-                      WHERE i.flow_incident_id = f.id AND i.ended_at IS NULL);
-    GET DIAGNOSTICS ended = ROW_COUNT;
-    RETURN ended;
-END
-$$;
-
 CREATE FUNCTION public.flow_incidents_end_gone(org bigint, at timestamp with time zone) RETURNS integer
     LANGUAGE plpgsql
     AS $$
@@ -268,7 +252,7 @@ CREATE FUNCTION public.monitors_alert_queue() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
 BEGIN
-    INSERT INTO alert_queue (monitor_id, due_at) VALUES (NEW.id, now())
+    INSERT INTO alert_queue (monitor_id, due_at) VALUES (NEW.id, NEW.updated_at)
     ON CONFLICT (monitor_id) DO UPDATE SET due_at = EXCLUDED.due_at
     WHERE EXCLUDED.due_at < alert_queue.due_at;
     RETURN NULL;
@@ -314,7 +298,7 @@ CREATE FUNCTION public.monitors_rounds_since() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
 BEGIN
-    NEW.rounds_since := now();
+    NEW.rounds_since := NEW.updated_at;
     RETURN NEW;
 END
 $$;
@@ -325,9 +309,10 @@ CREATE FUNCTION public.monitors_roundtrip_mailbox_changed() RETURNS trigger
 BEGIN
     IF NEW.type = 'roundtrip'
        AND roundtrip_mailbox(NEW.config) IS DISTINCT FROM roundtrip_mailbox(OLD.config) THEN
-        INSERT INTO roundtrip_delivery (monitor_id, mailbox_at) VALUES (NEW.id, now())
+        INSERT INTO roundtrip_delivery (monitor_id, mailbox_at) VALUES (NEW.id, NEW.updated_at)
         ON CONFLICT (monitor_id) DO UPDATE
-            SET confirmed_at = NULL, not_delivered = 0, notified = false, mailbox_at = now();
+            SET confirmed_at = NULL, not_delivered = 0, notified = false,
+                mailbox_at = NEW.updated_at;
     END IF;
     RETURN NULL;
 END

@@ -41,7 +41,6 @@ from controller.sidechecks.facts_store import side_of
 from controller.sidechecks.frame import Arrived, keeps_facts
 from controller.sidechecks.registry import WIRED
 from controller.sidechecks.stores import KEEPERS, STORES
-from shared.clock import WALL
 from shared.guards import BrokenInvariant
 from shared.messages import (
     ArcResults,
@@ -220,13 +219,13 @@ async def store(
     rows: Sequence[ResultRow | CheckedResult],
     default_countries: int = 2,
     *,
-    now: datetime | None = None,
+    now: datetime,
 ) -> int:
     """Insert the rows not stored yet, a real result over a synthetic one, and move the state
     they imply; return how many were stored (new or replacing). `default_countries`:
     DEFAULT_CHECK_COUNTRIES, how many countries a round of a monitor without a list expects;
     `now`: the writer's clock (rows' `stored_at`, the alert queue's due time, which results
-    may sit in a pack); the wall when not given (tests, tools).
+    may sit in a pack).
 
     The caller owns the transaction. Rows of an unknown monitor (deleted meanwhile) are dropped.
     Raises asyncpg.DataError when PostgreSQL refuses a value (e.g. a time out of its range).
@@ -240,18 +239,17 @@ async def store(
         await conn.execute(_AGENTS, _encode(agents).decode())
     # Results old enough to fall in an hour a packer may be packing wait for it (or it for
     # them), so that the statement sees the pack and stores none of them twice.
-    stored_at = now if now is not None else WALL.now()
-    old = packed_before(stored_at)
+    old = packed_before(now)
     packed = any(r.scheduled_at < old for r in rows)
     if packed:
         await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", PACK_LOCK)
     once = len({(r.monitor_id, r.country) for r in rows}) == len(rows)
-    moved = await conn.fetch(_STATEMENTS[once, packed], _encode_rows(rows), old, stored_at)
+    moved = await conn.fetch(_STATEMENTS[once, packed], _encode_rows(rows), old, now)
     await _store_side(conn, [r for r in rows if isinstance(r, CheckedResult) and r.side_checks])
     if not moved:
         return 0
     if lost := [r for r in moved if r["lost"] is not None]:
-        await _move_lost(conn, lost, stored_at)
+        await _move_lost(conn, lost, now)
     revised: dict[int, datetime] = {}
     routine: set[int] = set()
     eventful: set[int] = set()
@@ -267,7 +265,7 @@ async def store(
         revised,
         routine - eventful,
         default_countries=default_countries,
-        now=stored_at,
+        now=now,
     )
     return sum(r["stored"] for r in moved)
 

@@ -25,6 +25,7 @@ from shared.messages import (
     MonitorType,
     RoundTripConfig,
     SmtpConfig,
+    StoredType,
 )
 from shared.secret import SECRET_MASK
 
@@ -233,6 +234,9 @@ ROUNDTRIP: Final = Kind(
 
 KINDS: Final[tuple[Kind, ...]] = (SMTP, IMAP_POP, ROUNDTRIP)
 ALL_TYPES: Final[tuple[MonitorType, ...]] = tuple(t for k in KINDS for t in k.types)
+# Every stored type a maintenance window or a channel may name: the checked kinds and heartbeat
+# monitors (judged at the controller, controller.alerting.heartbeats).
+STORED_TYPES: Final[tuple[StoredType, ...]] = (*ALL_TYPES, "heartbeat")
 TYPE_LABELS: Final[dict[str, str]] = {
     t: label for k in KINDS for t, label in zip(k.types, k.type_labels, strict=True)
 }

@@ -160,18 +160,23 @@ def stored_values(monitor: Monitor) -> dict[str, object]:
     return {**values, "config": monitor.config_as_sent}
 
 
-async def insert(conn: Conn, organization_id: int, values: Mapping[str, object]) -> Monitor:
-    """Insert a monitor; MonitorConfigError when `values` hold a config its type does not take."""
+async def insert(
+    conn: Conn, organization_id: int, values: Mapping[str, object], now: datetime
+) -> Monitor:
+    """Insert a monitor made at the writer's `now` (`created_at`, `updated_at`: the instant its
+    triggers queue it for judging); MonitorConfigError when `values` hold a config its type does
+    not take."""
     names = sorted(values)
     if not (set(names) <= WRITABLE):
         raise BrokenInvariant(
             f"store.insert: expected set(names) <= WRITABLE: {set(names) - WRITABLE}"
         )
-    placeholders = ", ".join(f"${i}" for i in range(2, len(names) + 2))
+    placeholders = ", ".join(f"${i}" for i in range(3, len(names) + 3))
     row: asyncpg.Record | None = await conn.fetchrow(
-        f"INSERT INTO monitors (organization_id, {', '.join(names)})"
-        f" VALUES ($1, {placeholders}) RETURNING {COLUMNS}",
+        f"INSERT INTO monitors (organization_id, created_at, updated_at, {', '.join(names)})"
+        f" VALUES ($1, $2, $2, {placeholders}) RETURNING {COLUMNS}",
         organization_id,
+        now,
         *(values[n] for n in names),
     )
     if row is None:

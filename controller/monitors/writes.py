@@ -95,7 +95,7 @@ class MonitorWrites:
                 else await customers.default_for(conn, org, default_customer)
             )
             await fair_use.admit_new_monitor(conn, lim, org)
-            monitor = await monitors.insert(conn, org, values)
+            monitor = await monitors.insert(conn, org, values, self.clock.now())
             await fair_use.admit_checks(
                 conn, lim, org, monitor.id, fair_use.NOTHING, rules.creating(budget)
             )
@@ -183,7 +183,9 @@ class MonitorWrites:
         async with self.pool.acquire() as conn, conn.transaction():
             customer_id = await _customer(conn, customer, org)
             await fair_use.admit_new_monitor(conn, self.limits, org)
-            monitor = await monitors.insert(conn, org, {**values, "customer_id": customer_id})
+            monitor = await monitors.insert(
+                conn, org, {**values, "customer_id": customer_id}, self.clock.now()
+            )
         log.info("monitor created", monitor=str(monitor.public_id), organization=org)
         return monitor
 

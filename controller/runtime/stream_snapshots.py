@@ -372,11 +372,26 @@ async def restore(nc: NATS, meta: SnapshotMeta, data: Path) -> StreamState:
     deliver = started.deliver_subject
     with data.open("rb") as src:
         while chunk := src.read(CHUNK_BYTES):
-            reply = await nc.request(deliver, chunk, timeout=API_TIMEOUT_S)
+            reply = await served(nc, deliver, chunk, API_TIMEOUT_S)
             if reply.data:
                 _raise_error(reply.data, f"restore of {name}")
-    reply = await nc.request(deliver, b"", timeout=RESTORE_DONE_TIMEOUT_S)
+    reply = await served(nc, deliver, b"", RESTORE_DONE_TIMEOUT_S)
     return _raise_error(reply.data, f"restore of {name}").state or StreamState()
+
+
+async def served(nc: NATS, subject: str, data: bytes, within_s: float) -> Msg:
+    """A request sent again while its subject has no responder, for `within_s`: a restore's
+    deliver subject may be served a moment after the start was answered (a loaded cluster's
+    stream leader subscribes it then). A request nobody received is safe to send again."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while True:
+        try:
+            return await nc.request(subject, data, timeout=max(deadline - loop.time(), 0.01))
+        except NoRespondersError:
+            if loop.time() >= deadline:
+                raise
+            await asyncio.sleep(RETRY_S)
 
 
 def _raise_error(data: bytes, what: str) -> _RestoreDone:

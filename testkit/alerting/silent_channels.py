@@ -121,6 +121,7 @@ async def tenant(conn: Conn, name: str) -> Tenant:
             "allowed_country_codes": ["DE"],
             "config": {},
         },
+        utcnow(),
     )
     return Tenant(org, monitor)
 
@@ -181,6 +182,7 @@ async def more_monitors(pool: asyncpg.Pool, tenant: Tenant, n: int) -> list[Tena
                     "allowed_country_codes": ["DE"],
                     "config": {},
                 },
+                utcnow(),
             )
             await conn.execute(
                 "INSERT INTO monitor_notification_channels (monitor_id, channel_id)"

@@ -31,6 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
@@ -218,6 +219,7 @@ async def _site(url: str, box: SecretBox, webhook_url: str) -> Site:
                 "config": {},
                 "notification_email": TARGET,
             },
+            datetime.now(UTC),
         )
         channel = await channel_store.insert(
             conn,

@@ -385,6 +385,7 @@ class Driver:
                         "notification_email": "oncall@sim.test",
                         "notification_phone_number": None,
                     },
+                    self.clock.now(),
                 )
                 public_id = uuid.UUID(bytes=hashlib.md5(f"{w.seed}:{target}".encode()).digest())
                 await conn.execute(

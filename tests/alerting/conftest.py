@@ -221,6 +221,7 @@ class Rig:
                     "notification_email": email,
                     "notification_phone_number": phone,
                 },
+                self.clock(),
             )
             # The rig's tests read the monitor by column.
             row: asyncpg.Record | None = await conn.fetchrow(
@@ -294,7 +295,7 @@ class Rig:
                     finished_at=at + timedelta(seconds=1),
                 )
             )
-        await results.store(conn, rows)
+        await results.store(conn, rows, now=self.clock())
 
     async def rounds(
         self, monitor: asyncpg.Record, first: int, outcomes: list[dict[str, str]]

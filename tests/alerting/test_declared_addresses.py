@@ -21,7 +21,7 @@ from controller.alerting import flow_store
 from controller.ingest import store as results
 from shared.messages import CheckResult
 from shared.sidechecks.reverse_dns import WIRE
-from shared.timefmt import iso_ms
+from shared.timefmt import iso_ms, utcnow
 from testkit.alerting.wired import wired_alerter
 from testkit.peers.dns import DnsPeer
 from testkit.peers.jobs import make_job
@@ -58,7 +58,7 @@ async def _store(
             )
             rows.append(results.decode_result(msgspec.json.encode(one)))
     async with rig.pool.acquire() as conn, conn.transaction():
-        await results.store(conn, rows)
+        await results.store(conn, rows, now=utcnow())
 
 
 async def test_a_declared_name_no_monitor_checks_joins_by_its_confirmed_address(

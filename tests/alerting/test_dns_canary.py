@@ -21,7 +21,7 @@ from controller.oracles import store as oracles_db
 from controller.oracles.rules import RESOLVER
 from controller.oracles.watch import OracleWatch
 from shared.messages import SmtpConfig, encode
-from shared.timefmt import iso_ms
+from shared.timefmt import iso_ms, utcnow
 from testkit.peers.dns import DnsPeer
 from testkit.peers.jobs import make_job
 from testkit.peers.smtp import SmtpPeer
@@ -65,7 +65,7 @@ async def round_(
         checked.finished_at = iso_ms(at)
         rows.append(results.decode_result(encode(checked)))
     async with rig.pool.acquire() as conn, conn.transaction():
-        await results.store(conn, rows)
+        await results.store(conn, rows, now=utcnow())
         await oracles_db.record_canaries(conn, rows)
     await rig.alerter.burst()
 

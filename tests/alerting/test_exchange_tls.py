@@ -26,7 +26,7 @@ from controller.scheduling.plan import side_asks
 from controller.sidechecks.frame import Planning
 from shared.messages import encode
 from shared.sidechecks.exchange_tls import WIRE
-from shared.timefmt import iso_ms
+from shared.timefmt import iso_ms, utcnow
 from testkit.peers.imap import ImapPeer
 from testkit.peers.jobs import make_job
 from testkit.peers.pop3 import Pop3Peer
@@ -88,7 +88,7 @@ async def round_(
     checked.monitor_id = str(monitor["public_id"])
     checked.scheduled_at = iso_ms(at)
     async with rig.pool.acquire() as conn, conn.transaction():
-        await results.store(conn, [results.decode_result(encode(checked))])
+        await results.store(conn, [results.decode_result(encode(checked))], now=utcnow())
     await rig.alerter.burst()
     facts: dict[str, Any] = msgspec.to_builtins(checked.side_checks.get(WIRE.name))
     return facts

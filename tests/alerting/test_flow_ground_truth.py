@@ -29,6 +29,7 @@ from shared.messages import (
     TlsOptions,
 )
 from shared.secret import Secret
+from shared.timefmt import utcnow
 from testkit.alerting.wired import wired_alerter
 from testkit.oauth2 import dovecot, postfix
 from testkit.oauth2.dovecot import Dovecot
@@ -149,7 +150,7 @@ async def store(
                 )
             )
     async with rig.pool.acquire() as conn, conn.transaction():
-        await results.store(conn, rows)
+        await results.store(conn, rows, now=utcnow())
 
 
 async def test_dovecot_down_under_four_monitors_pages_once_and_recovers_once(

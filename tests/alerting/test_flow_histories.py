@@ -360,7 +360,7 @@ async def play(rig: Rig, h: History, ms: dict[str, asyncpg.Record]) -> dict[str,
         for part in (batch[:half], batch[half:] + late):
             if part:
                 async with rig.pool.acquire() as conn, conn.transaction():
-                    await results.store(conn, part)
+                    await results.store(conn, part, now=utcnow())
             if n == h.restart_at and part is batch[:half]:
                 pass_ = asyncio.create_task(rig.alerter.burst())
                 await asyncio.sleep(rnd.uniform(0, 0.02))
@@ -376,7 +376,7 @@ async def play(rig: Rig, h: History, ms: dict[str, asyncpg.Record]) -> dict[str,
         await sender.burst()
     if held:
         async with rig.pool.acquire() as conn, conn.transaction():
-            await results.store(conn, held)
+            await results.store(conn, held, now=utcnow())
     for _ in range(3):
         rig.clock.shift += timedelta(seconds=60)
         await rig.alerter.burst()

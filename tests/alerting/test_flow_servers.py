@@ -25,7 +25,7 @@ from controller.alerting import flows
 from controller.ingest import store as results
 from shared.messages import CheckJob, CheckResult, ImapPopConfig, SmtpAuth, SmtpConfig, TlsOptions
 from shared.secret import Secret
-from shared.timefmt import iso_ms
+from shared.timefmt import iso_ms, utcnow
 from testkit.alerting.wired import wired_alerter
 from testkit.oauth2 import dovecot, postfix
 from testkit.oauth2.dovecot import Dovecot
@@ -133,7 +133,7 @@ async def store(
             )
             rows.append(results.decode_result(msgspec.json.encode(r)))
     async with rig.pool.acquire() as conn, conn.transaction():
-        await results.store(conn, rows)
+        await results.store(conn, rows, now=utcnow())
 
 
 async def notified(api: httpx.AsyncClient, rig: Rig, m: asyncpg.Record) -> list[Any]:

@@ -10,7 +10,7 @@ import msgspec
 
 from controller.ingest import store as results
 from controller.ingest.store import CheckedResult
-from shared.timefmt import iso_ms
+from shared.timefmt import iso_ms, utcnow
 from tests.alerting.conftest import DOWN, UP, Rig
 
 INC = "inconclusive"
@@ -106,7 +106,7 @@ async def store_with_tls(rig: Rig, monitor: asyncpg.Record, n: int, status: str)
         }
         rows.append(msgspec.convert(wire, CheckedResult))
     async with rig.pool.acquire() as conn, conn.transaction():
-        await results.store(conn, rows)
+        await results.store(conn, rows, now=utcnow())
     await rig.alerter.burst()
 
 

@@ -14,6 +14,7 @@ from controller.ingest import store as results
 from controller.jobs.result_kinds import ResultRow
 from controller.logins.backoff import HELD
 from controller.monitors.kinds import KINDS, ROUNDTRIP, Kind
+from shared.timefmt import utcnow
 from tests.alerting.conftest import Rig
 from tests.conftest import make_tenant
 
@@ -36,7 +37,7 @@ async def held_round(rig: Rig, m: asyncpg.Record, at: datetime, login: dict[str,
         if cc not in login
     ]
     async with rig.pool.acquire() as conn, conn.transaction():
-        await results.store(conn, rows)
+        await results.store(conn, rows, now=utcnow())
 
 
 async def test_rejected_credentials_back_off_notify_once_and_show_in_the_api(
@@ -166,3 +167,43 @@ async def test_new_credentials_end_the_back_off_of_every_kind(
         path.split("."),
     )
     assert await backoff(rig, m) == []
+
+
+async def test_logins_rejected_in_their_servers_outage_are_told_only_if_they_outlast_it(
+    rig: Rig,
+) -> None:
+    """A submission whose AUTH is rejected while its server's IMAP is down (issue 80: one page
+    per broken server): the back-off is stored, not told, as the outage is paged already. A
+    round that still has the logins rejected once the server is back tells it, once. A
+    submission of another server is told at once."""
+    box = {"user": "alice", "password": "x", "tls": True, "protocol": "imap"}
+    login = {"auth": {"user": "alice", "pass": "x"}, "secure": True}
+    imap = await rig.monitor(kind="imap", hostname="mail.example.test", port=993, config=box)
+    submit = await rig.monitor(hostname="mail.example.test", port=465, config=login)
+    elsewhere = await rig.monitor(hostname="relay.elsewhere.test", port=465, config=login)
+    down = {"DE": "refused", "FR": "refused", "US": "refused"}
+    up = {"DE": "up", "FR": "up", "US": "up"}
+
+    async def told(m: asyncpg.Record) -> list[str]:
+        return [r["channel"] for r in await rig.outbox_rows(m) if r["kind"] == "credentials"]
+
+    for n in range(3):
+        await rig.round(imap, n, down)
+        await rig.alerter.burst()
+    assert [i["ended_at"] for i in await rig.incidents(imap)] == [None]
+    await rig.round(submit, 2, REJECTED)
+    await rig.round(elsewhere, 2, REJECTED)
+    await rig.alerter.burst()
+    assert [b["failures"] for b in await backoff(rig, submit)] == [1]
+    assert await told(submit) == []
+    assert sorted(await told(elsewhere)) == ["email", "sms"]
+    for n in range(3, 6):
+        await rig.round(imap, n, up)
+        await rig.alerter.burst()
+    assert all(i["ended_at"] is not None for i in await rig.incidents(imap))
+    await rig.round(submit, 6, REJECTED)
+    await rig.alerter.burst()
+    assert sorted(await told(submit)) == ["email", "sms"]
+    await rig.round(submit, 8, REJECTED)
+    await rig.alerter.burst()
+    assert sorted(await told(submit)) == ["email", "sms"], "told once"

@@ -20,7 +20,7 @@ from agent.sidechecks.mail_dns import MailDnsProbe
 from controller.ingest import store as results
 from controller.posture import store as posture_db
 from shared.messages import SmtpConfig, encode
-from shared.timefmt import iso_ms
+from shared.timefmt import iso_ms, utcnow
 from testkit.peers.dns import DnsPeer, PolicyHost
 from testkit.peers.jobs import make_job
 from testkit.peers.smtp import SmtpPeer
@@ -90,7 +90,7 @@ async def round_(
         checked.scheduled_at = iso_ms(at)
         rows.append(results.decode_result(encode(checked)))
     async with rig.pool.acquire() as conn, conn.transaction():
-        await results.store(conn, rows)
+        await results.store(conn, rows, now=utcnow())
     await rig.alerter.burst()
 
 
@@ -106,7 +106,8 @@ def probe(dns_peer: DnsPeer, policy_port: int) -> MailDnsProbe:
 
 
 async def watched(rig: Rig) -> asyncpg.Record:
-    monitor = await rig.monitor(["DE", "US"])
+    """An SMTP monitor of the domain's MX port (25: whether the MX names it is judged)."""
+    monitor = await rig.monitor(["DE", "US"], port=25)
     async with rig.pool.acquire() as conn:
         await conn.execute(
             "UPDATE monitors SET mail_domain = $2 WHERE id = $1", monitor["id"], DOMAIN

@@ -12,7 +12,7 @@ from agent.probers.run import run_check
 from agent.probers.tls import build_ssl_contexts
 from controller.ingest import store as results
 from shared.messages import SmtpConfig, encode
-from shared.timefmt import iso_ms
+from shared.timefmt import iso_ms, utcnow
 from testkit.peers.jobs import make_job
 from testkit.peers.postfix import RelayPostfix, missing
 from tests.alerting.conftest import Rig
@@ -31,7 +31,7 @@ async def round_(rig: Rig, monitor: asyncpg.Record, n: int, port: int) -> None:
     checked.monitor_id = public_id
     checked.scheduled_at = iso_ms(at)
     async with rig.pool.acquire() as conn, conn.transaction():
-        await results.store(conn, [results.decode_result(encode(checked))])
+        await results.store(conn, [results.decode_result(encode(checked))], now=utcnow())
     await rig.alerter.burst()
 
 

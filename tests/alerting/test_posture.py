@@ -59,7 +59,7 @@ async def round_(
         checked.scheduled_at = iso_ms(at)
         rows.append(results.decode_result(encode(checked)))
     async with rig.pool.acquire() as conn, conn.transaction():
-        await results.store(conn, rows)
+        await results.store(conn, rows, now=utcnow())
     await rig.alerter.burst()
 
 

@@ -22,7 +22,7 @@ from controller.ingest import store as results
 from controller.oracles.metrics import World
 from shared.dns_canary import Canary
 from shared.messages import SmtpConfig, encode
-from shared.timefmt import iso_ms
+from shared.timefmt import iso_ms, utcnow
 from testkit.peers.dns import DnsPeer, Records
 from testkit.peers.jobs import make_job
 from testkit.peers.smtp import SmtpPeer
@@ -64,7 +64,7 @@ async def round_(
         checked.scheduled_at = iso_ms(at)
         rows.append(results.decode_result(encode(checked)))
     async with rig.pool.acquire() as conn, conn.transaction():
-        await results.store(conn, rows)
+        await results.store(conn, rows, now=utcnow())
     await rig.alerter.burst()
 
 

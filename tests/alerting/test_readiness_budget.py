@@ -40,7 +40,7 @@ from controller.sidechecks.frame import Arrived
 from controller.sidechecks.readiness import budget_store, rules
 from shared.messages import CheckJob, CheckResult, SmtpConfig, encode
 from shared.sidechecks.readiness import QUERIES_MAX, WIRE, Readiness
-from shared.timefmt import parse_iso, utc_hour
+from shared.timefmt import parse_iso, utc_hour, utcnow
 from testkit.peers.dns import DnsPeer, Records
 from testkit.peers.jobs import make_job
 from testkit.peers.smtp import SmtpPeer
@@ -233,7 +233,7 @@ class History:
             self.stored.append((monitor["id"], job.job_id, asked))
             self.last[monitor["id"]] = asked
         async with self.rig.pool.acquire() as conn, conn.transaction():
-            await results.store(conn, rows)
+            await results.store(conn, rows, now=utcnow())
 
     def figures(self) -> None:
         """What each organization's DNS server answered per hour, printed; never past the
@@ -389,7 +389,7 @@ async def test_what_a_round_is_charged_is_its_own_once_and_at_most_its_reservati
         )
     for _ in range(2):  # delivered twice
         async with rig.pool.acquire() as conn, conn.transaction():
-            await results.store(conn, [_result(lying, checked, facts)])
+            await results.store(conn, [_result(lying, checked, facts)], now=utcnow())
     rows = await rig.fetch(
         "SELECT organization_id, country, asked, settled, spent FROM readiness_budget"
         " WHERE organization_id = ANY($1::bigint[]) AND hour = $2 ORDER BY organization_id",

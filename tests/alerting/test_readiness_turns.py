@@ -58,6 +58,7 @@ async def _monitors(pool: asyncpg.Pool, n: int) -> tuple[int, list[str]]:
                     "config": {"auth": None},
                     "mail_domain": f"d{i}.customer.test",
                 },
+                datetime.now(UTC),
             )
             ids.append(str(m.public_id))
     return tenant.org_id, ids

@@ -12,7 +12,7 @@ from agent.probers.tls import build_ssl_contexts
 from agent.sidechecks.reverse_dns import ReverseDnsProbe
 from controller.ingest import store as results
 from shared.messages import SmtpConfig, encode
-from shared.timefmt import iso_ms
+from shared.timefmt import iso_ms, utcnow
 from testkit.peers.dns import DnsPeer
 from testkit.peers.jobs import make_job
 from testkit.peers.smtp import SmtpPeer
@@ -48,7 +48,7 @@ async def round_(
         checked.scheduled_at = iso_ms(at)
         rows.append(results.decode_result(encode(checked)))
     async with rig.pool.acquire() as conn, conn.transaction():
-        await results.store(conn, rows)
+        await results.store(conn, rows, now=utcnow())
     await rig.alerter.burst()
 
 

@@ -19,6 +19,7 @@ from controller.jobs.scheme import SeededGate
 from controller.notify import events_store as events_db
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
+from shared.timefmt import utcnow
 from testkit.alerting.wired import wired_alerter
 from tests.alerting.conftest import DOWN, UP, Rig
 
@@ -45,7 +46,7 @@ async def store_late_refused(rig: Rig, monitor: asyncpg.Record, job_id: str) -> 
         message="connection refused",
     )
     async with rig.pool.acquire() as conn, conn.transaction():
-        assert await results.store(conn, [late]) == 1
+        assert await results.store(conn, [late], now=utcnow()) == 1
 
 
 async def test_one_failing_country_beside_two_dead_agents_is_degraded_never_down(
@@ -173,7 +174,7 @@ async def test_an_expired_row_and_its_late_seeded_result_are_one_row_after_a_res
             message="connection refused",
         )
         async with rig.pool.acquire() as conn, conn.transaction():
-            await results.store(conn, [late])
+            await results.store(conn, [late], now=utcnow())
         stored = await rig.fetch(
             "SELECT job_id, status FROM check_results WHERE monitor_id = $1 AND scheduled_at = $2",
             m["id"],
@@ -208,7 +209,7 @@ async def test_a_late_real_result_is_judged_again_and_opens_the_incident_it_prov
             error_kind="refused",
             message="connection refused",
         )
-        assert await results.store(conn, [late]) == 1
+        assert await results.store(conn, [late], now=utcnow()) == 1
     await rig.alerter.burst()
     state = await rig.state(m)
     assert (state["state"], state["consecutive_down_rounds"]) == ("down", 2)
@@ -244,7 +245,7 @@ async def test_a_late_real_up_after_an_expired_round_moves_the_recovery_on(rig: 
             error_kind=None,
             message="220 ready",
         )
-        assert await results.store(conn, [late]) == 1
+        assert await results.store(conn, [late], now=utcnow()) == 1
     await rig.alerter.burst()
     state = await rig.state(m)
     assert (state["state"], state["consecutive_up_rounds"]) == ("down", 1)

@@ -9,6 +9,7 @@ import asyncpg
 
 from controller.ingest import store as results
 from shared.messages import encode
+from shared.timefmt import utcnow
 from tests.alerting.conftest import Rig
 from tests.pipeline.test_compact_results import routine
 
@@ -33,7 +34,7 @@ async def _store(
             r.status, r.error_kind, r.message = "down", "refused", "connection refused"
         rows.append(results.decode_result(encode(r)))
     async with rig.pool.acquire() as conn, conn.transaction():
-        assert await results.store(conn, rows) == len(rows)
+        assert await results.store(conn, rows, now=utcnow()) == len(rows)
 
 
 async def _monitor(rig: Rig) -> asyncpg.Record:

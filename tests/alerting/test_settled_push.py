@@ -28,7 +28,7 @@ async def _store(rig: Rig, m: asyncpg.Record, n: int, countries: tuple[str, ...]
         for cc in countries
     ]
     async with rig.pool.acquire() as conn, conn.transaction():
-        assert await results.store(conn, rows) == len(rows)
+        assert await results.store(conn, rows, now=utcnow()) == len(rows)
 
 
 def _closes(m: asyncpg.Record, at: datetime) -> datetime:
@@ -173,7 +173,7 @@ async def test_a_round_of_unknown_countries_expects_the_configured_default(
     ref = {"publicId": str(m["public_id"])}
     row = results.decode_result(encode(routine(rig.job_ids, ref, "DE", rig.at(2), 2)))
     async with rig.pool.acquire() as conn, conn.transaction():
-        assert await results.store(conn, [row], default_countries) == 1
+        assert await results.store(conn, [row], default_countries, now=utcnow()) == 1
     q = await _queue(rig, m)
     at = 3 if moves else 2
     assert (q["watch_at"], q["due_at"]) == (rig.at(at), _closes(m, rig.at(at)))

@@ -18,7 +18,7 @@ from controller.access import customers_store as customers
 from controller.ingest import store as results
 from controller.scheduling import confirm, confirm_store
 from shared.messages import CheckResult
-from shared.timefmt import iso_ms
+from shared.timefmt import iso_ms, utcnow
 from testkit.alerting.wired import wired_alerter
 from testkit.peers.jobs import make_job
 from testkit.peers.smtp import SmtpPeer
@@ -265,7 +265,7 @@ async def _store_seen(
         )
         rows.append(results.decode_result(msgspec.json.encode(r)))
     async with rig.pool.acquire() as conn, conn.transaction():
-        await results.store(conn, rows)
+        await results.store(conn, rows, now=utcnow())
 
 
 async def test_the_first_notice_waits_for_a_host_name_at_the_same_address(

@@ -107,7 +107,7 @@ async def store_result(
     }
     row = msgspec.convert(wire, CheckedResult)
     async with pool.acquire() as conn, conn.transaction():
-        assert await results.store(conn, [row]) == 1
+        assert await results.store(conn, [row], now=utcnow()) == 1
 
 
 class _FormReader(HTMLParser):

@@ -41,7 +41,7 @@ async def _scrape(http: httpx.AsyncClient, token: str, query: str = "?phases=tru
 
 async def _store(pool: asyncpg.Pool, *rows: CheckedResult | ResultRow) -> int:
     async with pool.acquire() as conn, conn.transaction():
-        return await results.store(conn, list(rows))
+        return await results.store(conn, list(rows), now=utcnow())
 
 
 def _result(

@@ -94,7 +94,7 @@ async def _round(pool: asyncpg.Pool, monitor: dict[str, Any], peers: dict[str, D
         )
     rows = [results.decode_result(encode(r)) for r in sent]
     async with pool.acquire() as conn, conn.transaction():
-        await results.store(conn, rows)
+        await results.store(conn, rows, now=utcnow())
         await oracles_db.record_canaries(conn, rows)
 
 

@@ -50,6 +50,19 @@ async def make_due_now(pool: asyncpg.Pool, public_id: str) -> datetime:
     return due
 
 
+async def no_round_due(pool: asyncpg.Pool, public_id: str) -> None:
+    """The monitor's next scheduled round a day away, for a test that sends every round itself.
+    After its first round a monitor's next is the first point of its grid, anywhere in its
+    interval: seconds later now and then, and a check-now joins a round trip's round in flight
+    instead of sending its own."""
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE monitors SET next_due_at = clock_timestamp() + interval '1 day'"
+            " WHERE public_id = $1::uuid",
+            public_id,
+        )
+
+
 async def monitor(api: httpx.AsyncClient, org: Tenant, public_id: str) -> dict[str, Any]:
     r = await api.get(f"{SMTP}/{public_id}", headers=org.auth())
     assert r.status_code == 200, r.text
@@ -72,7 +85,7 @@ async def wait_results(
     public_id: str,
     until: Callable[[list[dict[str, Any]]], bool],
     within: float = 5.0,
-    every: float = 0.02,
+    every: float = 0.1,
     path: str = SMTP,
 ) -> list[dict[str, Any]]:
     """Poll the results API (of `path`'s monitors) until `until(items)` holds; fail after

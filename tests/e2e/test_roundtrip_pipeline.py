@@ -18,7 +18,7 @@ from testkit.peers.mailstore import DeliveringHandler, MailboxImapPeer, MailboxP
 from testkit.peers.smtp import SmtpPeer
 from tests.conftest import Tenant
 from tests.e2e.conftest import ABROAD, HOME, Agents, Controller
-from tests.e2e.helpers import count, wait_results
+from tests.e2e.helpers import count, no_round_due, wait_results
 
 pytestmark = pytest.mark.slow
 
@@ -121,6 +121,8 @@ async def round_of(
     r = await api.post(f"{RT}/{public_id}/trigger-check", headers=org.auth())
     assert r.status_code == 202, r.text
     assert sorted(j["status"] for j in r.json()["jobs"]) == ["queued", "queued"], r.text
+    # A round of its own: a check-now joins a round still in flight instead (its jobs).
+    assert not r.json().get("joined"), r.text
     job_ids = {j["jobId"] for j in r.json()["jobs"]}
 
     def done(items: list[dict[str, Any]]) -> bool:
@@ -198,10 +200,13 @@ async def test_junk_lateness_and_cleanup_of_late_arrivals(
         public_id = await roundtrip_monitor(api, org, m, timeout_s=timeout_s)
         first = await first_round(api, org, public_id)
         assert [i["status"] for i in first] == ["up", "up"], first
+        await no_round_due(controller.pool, public_id)
         await until_confirmed(api, org, controller, job_ids, public_id)
         m.store.hold = True
         late = await round_of(api, org, public_id, n=4, within=4.0 * timeout_s)
-        assert [(i["status"], i["errorKind"]) for i in late] == [("down", "not_delivered")] * 2
+        assert [(i["status"], i["errorKind"]) for i in late] == [("down", "not_delivered")] * 2, (
+            late
+        )
         m.store.hold = False
         m.store.release()
         assert len(m.store.probes()) == 2

@@ -234,7 +234,7 @@ async def test_rollups_hold_what_the_raw_rows_say(
             why="no agent ran it in time",
         )
         async with conn.transaction():
-            assert await results.store(conn, [expired]) == 1
+            assert await results.store(conn, [expired], now=utcnow()) == 1
     await publish(pipeline.js, routine(job_ids, monitor, a, late_at, 99))
     assert await pipeline.ingester.burst() == 1
     async with pipe_pool.acquire() as conn:
@@ -321,7 +321,7 @@ async def test_a_result_of_an_unknown_shape_is_refused_not_crashed(
     async with pipe_pool.acquire() as conn:
         with pytest.raises(asyncpg.IntegrityConstraintViolationError):
             async with conn.transaction():
-                await results.store(conn, [results.decode_result(encode(bad))])
+                await results.store(conn, [results.decode_result(encode(bad))], now=utcnow())
 
 
 async def test_a_redelivery_alone_in_its_batch_is_the_full_row_the_next_result_is_compared_with(

@@ -43,6 +43,7 @@ async def ask(pool: asyncpg.Pool, public_id: str, failed: dict[str, str] | None 
                 )
                 for cc, agent in (failed or {}).items()
             ],
+            now=utcnow(),
         )
         outcome = await confirmations.request(conn, monitor_id, at, utcnow(), org_id, 0.0)
     assert outcome == "requested"

@@ -6,7 +6,7 @@ than the hold is none; saturated rounds past the threshold are one notice; an ag
 feature the scheduler uses is one notice naming it. `GET /api/fleet` and the gauge show them."""
 
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import nats
@@ -102,6 +102,7 @@ async def monitor(pool: asyncpg.Pool, org: Tenant, cc: str) -> monitors.Monitor:
                 "allowed_country_codes": [cc],
                 "config": {},
             },
+            datetime.now(UTC),
         )
 
 
@@ -198,7 +199,7 @@ async def saturate(pool: asyncpg.Pool, m: monitors.Monitor, cc: str, at: datetim
         kind = SATURATED if i < 3 else "no_agent"
         rows.append(ResultRow.missed(m.public_id, "smtp", cc, job, when, kind, "test"))
     async with pool.acquire() as conn, conn.transaction():
-        await results.store(conn, rows)
+        await results.store(conn, rows, now=utcnow())
 
 
 async def test_saturated_rounds_past_the_threshold_are_told_once(
@@ -298,6 +299,7 @@ async def test_a_member_listing_countries_without_agents_tells_no_other_organiza
                 "allowed_country_codes": None,
                 "config": {},
             },
+            datetime.now(UTC),
         )
     attacker = await make_tenant(fpool)
     # the deployment's own people: an operator of an organization of their own, no monitors

@@ -464,7 +464,7 @@ async def test_a_real_result_after_its_round_closed_replaces_the_expired_row(
         "no result by then: the check did not run in time",
     )
     async with pipe_pool.acquire() as conn, conn.transaction():
-        assert await results.store(conn, [expired]) == 1
+        assert await results.store(conn, [expired], now=utcnow()) == 1
     await publish(pipeline.js, res)
     assert await pipeline.ingester.burst() == 1
     [row] = await rows(pipe_pool, pid)
@@ -477,7 +477,7 @@ async def test_a_real_result_after_its_round_closed_replaces_the_expired_row(
     assert (day["countries"][cc]["down"], day["countries"][cc]["missed"]) == (1, 0)
 
     async with pipe_pool.acquire() as conn, conn.transaction():
-        assert await results.store(conn, [expired]) == 0  # never over a real one
+        assert await results.store(conn, [expired], now=utcnow()) == 0  # never over a real one
     await publish(pipeline.js, res)  # nor does a redelivery change anything
     assert await pipeline.ingester.burst() == 0
     [row] = await rows(pipe_pool, pid)
@@ -763,7 +763,9 @@ async def test_a_batch_moves_the_country_counters_by_its_trailing_run(
                 result(job_ids, monitor, cc, sent, at, **({"error_kind": kind} if kind else {}))
             )
         async with pipe_pool.acquire() as conn, conn.transaction():
-            await results.store(conn, [results.decode_result(encode(r)) for r in batch])
+            await results.store(
+                conn, [results.decode_result(encode(r)) for r in batch], now=utcnow()
+            )
         failures, successes, last, checked = await counters()
         assert (failures, successes) == expected, statuses
         assert last == {"expired": "missed"}.get(statuses[-1], statuses[-1])
@@ -773,7 +775,7 @@ async def test_a_batch_moves_the_country_counters_by_its_trailing_run(
     before = await counters()
     old = result(job_ids, monitor, cc, "down", t0 - timedelta(minutes=1))
     async with pipe_pool.acquire() as conn, conn.transaction():
-        assert await results.store(conn, [results.decode_result(encode(old))]) == 1
+        assert await results.store(conn, [results.decode_result(encode(old))], now=utcnow()) == 1
     assert await counters() == before  # stored, but older than the state: nothing moves
 
 
@@ -802,12 +804,12 @@ async def test_a_state_another_batch_creates_meanwhile_still_moves_by_this_batch
     known = result(job_ids, other, cc, "up", t0)
     async with pipe_pool.acquire() as one, pipe_pool.acquire() as two:
         async with one.transaction():
-            await results.store(one, [results.decode_result(encode(known))])
+            await results.store(one, [results.decode_result(encode(known))], now=utcnow())
         tx_one, tx_two = one.transaction(), two.transaction()
         await tx_one.start()
         await tx_two.start()
-        assert await results.store(one, first) == 1
-        storing = asyncio.create_task(results.store(two, second))
+        assert await results.store(one, first, now=utcnow()) == 1
+        storing = asyncio.create_task(results.store(two, second, now=utcnow()))
         await asyncio.sleep(0.3)
         assert not storing.done()  # waits for the first batch's state row
         await tx_one.commit()
@@ -844,7 +846,9 @@ async def test_the_batch_statement_stays_prepared_on_its_connection(
                 [result(job_ids, monitor, cc, "up", t0 + timedelta(minutes=m + n)) for n in (1, 2)],
             ):
                 async with conn.transaction():
-                    await results.store(conn, [results.decode_result(encode(r)) for r in batch])
+                    await results.store(
+                        conn, [results.decode_result(encode(r)) for r in batch], now=utcnow()
+                    )
         prepared = await conn.fetch(
             "SELECT statement FROM pg_prepared_statements WHERE statement = ANY($1::text[])",
             [results._INSERT, results._ONCE],
@@ -871,7 +875,9 @@ async def test_a_batch_statements_are_planned_once(
         for m in range(8):
             batch = [result(job_ids, monitor, cc, "up", t0 + timedelta(seconds=m))]
             async with conn.transaction():
-                await results.store(conn, [results.decode_result(encode(r)) for r in batch])
+                await results.store(
+                    conn, [results.decode_result(encode(r)) for r in batch], now=utcnow()
+                )
         plans = await conn.fetch(
             "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
             " WHERE statement = ANY($1::text[])",

@@ -128,7 +128,7 @@ async def _check(conn: asyncpg.Connection) -> None:
     await results.ensure_partitions(conn, packed_hour - timedelta(days=1))
     for batch in batches:
         async with conn.transaction():
-            assert await results.store(conn, batch)
+            assert await results.store(conn, batch, now=utcnow())
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", packer.PACK_LOCK)
         ids = JobIds([b"k" * 32])

@@ -9,7 +9,7 @@ import httpx
 from controller.ingest import store as results
 from controller.runtime.pipeline import Pipeline
 from controller.settings import ControllerSettings
-from shared.timefmt import parse_iso
+from shared.timefmt import parse_iso, utcnow
 from tests.alertsite.helpers import MINIMAL, V3, as_error
 from tests.api.helpers import PATHS, assert_error, create, seed_body
 from tests.conftest import Tenant, make_tenant
@@ -84,7 +84,7 @@ async def test_another_organizations_monitors_never_cap_the_victim(
         for job in sent
     ]
     async with pipe_pool.acquire() as conn, conn.transaction():
-        await results.store(conn, refused)
+        await results.store(conn, refused, now=utcnow())
         used = await conn.fetchval(
             "SELECT coalesce(sum(logins), 0) FROM account_logins WHERE organization_id = $1",
             attacker.org_id,

@@ -16,7 +16,7 @@ import pytest
 from controller.ingest import store as results
 from controller.runtime.pipeline import Pipeline
 from shared.messages import CheckResult, encode
-from shared.timefmt import iso_ms
+from shared.timefmt import iso_ms, utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant
 from tests.pipeline.conftest import Clock, Countries, SchedulerWith
@@ -112,7 +112,7 @@ async def test_one_account_over_smtp_imap_pop3_and_a_round_trip_never_caps(
                     logins=2 if job.monitor_type == "roundtrip" else 1,
                 )
                 async with pipe_pool.acquire() as conn, conn.transaction():
-                    await results.store(conn, [results.decode_result(encode(result))])
+                    await results.store(conn, [results.decode_result(encode(result))], now=utcnow())
         clock.now += timedelta(seconds=10)
     async with pipe_pool.acquire() as conn:
         kinds = await conn.fetch(

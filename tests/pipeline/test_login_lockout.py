@@ -17,6 +17,7 @@ from controller.ingest import store as results
 from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
 from shared.messages import encode
+from shared.timefmt import utcnow
 from testkit.alerting.wired import wired_alerter
 from testkit.peers.smtp import Lockout, SmtpPeer
 from testkit.sealing import KeyRing
@@ -77,7 +78,9 @@ async def test_an_hour_of_wrong_logins_from_five_countries_never_gets_the_accoun
                         opened = seal_keys.opened(job)
                         result = await run_check(opened, f"{cc}-a1", True, contexts)
                         async with pipe_pool.acquire() as conn, conn.transaction():
-                            await results.store(conn, [results.decode_result(encode(result))])
+                            await results.store(
+                                conn, [results.decode_result(encode(result))], now=utcnow()
+                            )
                 clock.now += timedelta(seconds=SPACING)
                 await scheduler.run_deferred()
             clock.now += timedelta(seconds=10)  # the round's results are in: judge it

@@ -13,7 +13,7 @@ from controller.ingest import store as results
 from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
 from controller.scheduling.scheduler import Scheduler
-from shared.timefmt import parse_iso
+from shared.timefmt import parse_iso, utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant
 from tests.pipeline.conftest import Clock, Countries, SchedulerWith
@@ -114,7 +114,7 @@ async def test_no_further_login_once_one_of_the_round_was_rejected(
         message="535 5.7.8 Authentication credentials invalid",
     )
     async with pipe_pool.acquire() as conn, conn.transaction():
-        await results.store(conn, [row])
+        await results.store(conn, [row], now=utcnow())
     clock.advance(2 * SPACING)
     assert await spaced.run_deferred() == 0
     assert sum(len(ids) for ids in (await published(countries, three)).values()) == 1

@@ -185,7 +185,7 @@ async def answer(pool: asyncpg.Pool, job: CheckJob, *, accepted: bool, found: bo
             result, status="up", error_kind=None, message="delivered to INBOX in 0.4s"
         )
     async with pool.acquire() as conn, conn.transaction():
-        assert await results.store(conn, [decode_result(encode(result))]) == 1
+        assert await results.store(conn, [decode_result(encode(result))], now=utcnow()) == 1
 
 
 async def answer_new(

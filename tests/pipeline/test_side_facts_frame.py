@@ -65,7 +65,7 @@ def _counted(name: str) -> float:
 
 async def _store(pool: asyncpg.Pool, *rows: CheckedResult) -> None:
     async with pool.acquire() as conn, conn.transaction():
-        await results.store(conn, list(rows))
+        await results.store(conn, list(rows), now=utcnow())
         await oracles_db.record_canaries(conn, list(rows))
 
 

@@ -127,6 +127,18 @@ def test_mx_and_mta_sts_match_are_judged_for_smtp_monitors_only() -> None:
 
 
 @pytest.mark.parametrize(
+    ("port", "mx_judged"), [(25, True), (587, False), (465, False), (2525, False)]
+)
+def test_whether_the_mx_names_the_host_is_judged_on_port_25_only(
+    port: int, mx_judged: bool
+) -> None:
+    """Mail for the domain arrives on its MX hosts' port 25; a submission server (587, 465) or
+    another port is no MX, so a domain whose MX names other hosts is no finding of it."""
+    verdicts = mail_dns("smtp", HOST, good(mx=["other.example.net"]), seen_tls(), port)
+    assert ("mx_mismatch" in holding(verdicts)) is mx_judged
+
+
+@pytest.mark.parametrize(
     ("host", "patterns", "allowed"),
     [
         ("mx.example.test", ("mx.example.test",), True),

@@ -13,6 +13,7 @@ from controller.sidechecks.frame import (
     on_dns_rounds,
 )
 from controller.sidechecks.mail_dns import rules
+from shared.messages import default_port
 from shared.sidechecks.mail_dns import WIRE, MailDns, MailDnsAsk
 from shared.sidechecks.mail_dns_bound import bounded
 
@@ -31,7 +32,9 @@ def asking(monitor: "Monitor") -> MailDnsAsk:
 def judge(j: Judging[MailDns]) -> Verdicts:
     if not of_mail_domain(j.monitor, j.facts.domain):
         return {}
-    return rules.mail_dns(j.monitor.type, j.monitor.hostname, j.facts, j.seen)
+    m = j.monitor
+    port = m.port or (default_port("smtp", m.config) if m.type == "smtp" else 0)
+    return rules.mail_dns(m.type, m.hostname, j.facts, j.seen, port)
 
 
 SIDE_CHECK: Final = ControllerSideCheck(

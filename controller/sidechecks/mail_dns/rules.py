@@ -3,7 +3,9 @@
 
 A list the agent could not resolve (null) judges nothing, so a resolver outage neither raises
 nor clears a finding; only what was answered is judged. MX and MTA-STS are about where mail for
-the domain goes, so they are judged for SMTP monitors only. TLSA records are judged only when
+the domain goes, so they are judged for SMTP monitors only; whether the MX names the host only
+for a monitor of port 25 (`MX_PORT`), where mail for the domain arrives: a submission server
+(587, 465) is no MX and need not be named. TLSA records are judged only when
 the agent's resolver vouched for them (the AD bit): unsigned records prove nothing, so they are
 "unverified", never a finding. DMARC is missing only when no record applies by the Tree Walk
 (RFC 9989 4.10, shared/sidechecks/dmarc_tree.py, as readiness judges it): a subdomain under
@@ -94,15 +96,22 @@ DOMAIN_FACTS: Final = domain_facts(
     }
 )
 
+MX_PORT: Final = 25  # RFC 5321 4.5.4: mail for a domain is delivered to its MX hosts' port 25
 STS_MAX_AGE = 31_557_600  # RFC 8461 section 3.2: at most a year
 _NAME = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})?"
 _HOST = re.compile(rf"{_NAME}(\.{_NAME})*\.?")
 _STS_ID = re.compile(r"[A-Za-z0-9]{1,32}")
 
 
-def mail_dns(monitor_type: str, hostname: str, seen: MailDns, tls: "Observation") -> Verdicts:
+def mail_dns(
+    monitor_type: str,
+    hostname: str,
+    seen: MailDns,
+    tls: "Observation",
+    port: int = MX_PORT,
+) -> Verdicts:
     """The verdicts of one country's mail DNS facts (`tls`: what that country saw of the
-    monitored server on the same round, for MTA-STS and DANE)."""
+    monitored server on the same round, for MTA-STS and DANE; `port`: the port checked)."""
     v: Verdicts = {}
     cc = tls.country
     host = hostname.lower().rstrip(".")
@@ -111,7 +120,8 @@ def mail_dns(monitor_type: str, hostname: str, seen: MailDns, tls: "Observation"
     # what is there still counts (never "missing"), what it lacks or a cut record's syntax does
     # not, so those findings are left unjudged.
     cut = set(seen.truncated)
-    if smtp and seen.mx is not None and not ("mx" in cut and host not in seen.mx):
+    mx = smtp and port == MX_PORT
+    if mx and seen.mx is not None and not ("mx" in cut and host not in seen.mx):
         listed = ", ".join(seen.mx) or "none"
         detail = f"MX of {seen.domain}: {listed}; the monitored host {host} is not among them"
         judge(v, "mx_mismatch", cc, host not in seen.mx, detail)

@@ -20,7 +20,7 @@ from controller.access import customers_store as customers
 from controller.db.pool import Conn
 from controller.monitors import fair_use, validation
 from controller.monitors import store as monitors
-from controller.monitors.kinds import ALL_TYPES
+from controller.monitors.kinds import STORED_TYPES
 from controller.notify import maintenance
 from controller.notify import maintenance_store as windows
 from controller.notify.maintenance import StoredWindow
@@ -153,7 +153,7 @@ async def _scope(conn: Conn, data: MaintenanceWindowCreate, org: int) -> dict[st
             ident = UUID(data.monitor_id)
         except ValueError:
             raise bad_request("monitorId", "monitorId must be a monitor's public UUID") from None
-        monitor = await monitors.get(conn, ident, ALL_TYPES, org)
+        monitor = await monitors.get(conn, ident, STORED_TYPES, org)
         if monitor is None:
             raise ApiError(404, "Monitor not found", code="not_found", fields=["monitorId"])
         return {"monitor_id": monitor.id}
@@ -213,7 +213,7 @@ class MaintenanceWindowController(Controller):
             customer: int | None = None
             if monitor_id is not None:
                 try:
-                    seen = await monitors.get(conn, UUID(monitor_id), ALL_TYPES, scope)
+                    seen = await monitors.get(conn, UUID(monitor_id), STORED_TYPES, scope)
                 except ValueError:
                     raise bad_request(
                         "monitorId", "monitorId must be a UUID", "invalid_query"

@@ -16,7 +16,7 @@ from controller.alerting.incident_store import ListedIncident
 from controller.db.pool import Conn
 from controller.ingest import store as results
 from controller.ingest.store import StateTime
-from controller.monitors.kinds import ALL_TYPES
+from controller.monitors.kinds import STORED_TYPES
 from controller.monitors.latest_store import monitor_with_latest
 from controller.monitors.store import Monitor
 from controller.notify import maintenance, maintenance_store
@@ -167,7 +167,7 @@ async def live(
 ) -> tuple[Monitor, dict[str, Any]] | None:
     """The monitor with public id `ident` as `scope` may see it and its live context; None when
     there is no such monitor there."""
-    found = await monitor_with_latest(conn, ident, ALL_TYPES, scope)
+    found = await monitor_with_latest(conn, ident, STORED_TYPES, scope)
     if found is None:
         return None
     m, latest = found

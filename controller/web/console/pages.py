@@ -27,7 +27,7 @@ from controller.db.pool import Conn, on_generic_plans
 from controller.logins import cap_store as login_caps
 from controller.monitors import store as monitors
 from controller.monitors.errors import Refused
-from controller.monitors.kinds import ALL_TYPES
+from controller.monitors.kinds import ALL_TYPES, STORED_TYPES
 from controller.monitors.store import Monitor
 from controller.monitors.writes import Lookup, MonitorWrites
 from controller.notify import outbox_store as outbox_db
@@ -172,7 +172,7 @@ class Filters(msgspec.Struct):
         qp = request.query_params
         f = cls(
             customer=qp.get("customer", ""),
-            kind=qp.get("kind", "") if qp.get("kind") in ALL_TYPES else "",
+            kind=qp.get("kind", "") if qp.get("kind") in STORED_TYPES else "",
             state=qp.get("state", "") if qp.get("state") in console.STATES else "",
             q=qp.get("q", "")[:200].replace("\x00", ""),
         )
@@ -217,7 +217,7 @@ async def _overview(request: AnyRequest, pool: asyncpg.Pool) -> dict[str, Any]:
         "f": f,
         "customers": customers,
         "states": console.STATES,
-        "kinds": ALL_TYPES,
+        "kinds": STORED_TYPES,
     }
 
 
