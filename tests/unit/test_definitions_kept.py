@@ -11,7 +11,7 @@ from controller.db import repeatable
 ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS = ROOT / "controller/db/migrations"
 # The last migration written before views and functions became files.
-LAST_BEFORE = "0175"
+LAST_BEFORE = "0176"
 
 RESTATES = re.compile(
     r"CREATE\s+OR\s+REPLACE\s+(FUNCTION|VIEW)\s+(?:public\.)?\"?(\w+)", re.IGNORECASE

@@ -3,7 +3,7 @@ CREATE OR REPLACE FUNCTION public.monitors_rounds_since()
  LANGUAGE plpgsql
 AS $function$
 BEGIN
-    NEW.rounds_since := now();
+    NEW.rounds_since := NEW.updated_at;
     RETURN NEW;
 END
 $function$
