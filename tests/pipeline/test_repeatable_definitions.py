@@ -172,3 +172,23 @@ async def test_a_view_listed_before_a_view_it_is_built_on_is_refused(empty_url: 
                 await repeatable.apply(conn, [_V2, v1], everything=True)
     finally:
         await conn.close()
+
+
+async def test_after_a_migration_a_view_it_dropped_comes_back_as_its_file_says(
+    empty_url: str,
+) -> None:
+    """A migration altering a table under a view drops the view; the pass that ran it applies
+    every file, unchanged ones included, so the view is there again."""
+    conn = await connect(empty_url)
+    try:
+        await conn.execute("CREATE TABLE defs_t (a int, b int)")
+        async with conn.transaction():
+            await repeatable.apply(conn, [_F1, _V1, _V2], everything=False)
+            await conn.execute("DROP VIEW defs_t_v2; DROP VIEW defs_t_v1")
+            await conn.execute("ALTER TABLE defs_t ALTER COLUMN a TYPE bigint")
+            assert await repeatable.apply(conn, [_F1, _V1, _V2], everything=False) == []
+            applied = await repeatable.apply(conn, [_F1, _V1, _V2], everything=True)
+        assert applied == [_F1.name, _V1.name, _V2.name]
+        assert await _types(conn, "defs_t_v2") == {"a": "bigint"}
+    finally:
+        await conn.close()
