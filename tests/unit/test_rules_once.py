@@ -1,7 +1,8 @@
 """Each rule is decided in one place (docs/architecture.md, "Where is X decided").
 
 A rule needed in SQL is one SQL function in a migration (standing in its file under
-controller/db/definitions), called by every statement that needs it, with a Python twin that a test holds to it on a table of cases against PostgreSQL. Here:
+controller/db/definitions), called by every statement that needs it, with a Python twin that a
+test holds to it on a table of cases against PostgreSQL. Here:
 
 - the expressions of rules that were once restated (in SQL strings and in Python) are written
   nowhere but in the place that decides them: each rule's patterns, checked first to catch
