@@ -146,8 +146,8 @@ async def _domain_fact(
     draws (two SMTP monitors at least, so a fact of several, and a mailbox monitor), each in a
     round of its own in a drawn order: one notice per recipient per channel, shown on the SMTP
     monitors that read it and on no mailbox monitor, counted once. (A domain's only monitor
-    gets its facts in its own notice: tests/alerting/test_mail_dns.py.) Returns (monitors naming the domain, findings of the
-    monitors' own: `mx_mismatch` of port 25 ones)."""
+    gets its facts in its own notice: tests/alerting/test_mail_dns.py.) Returns (monitors
+    naming the domain, findings of the monitors' own: `mx_mismatch` of port 25 ones)."""
     smtp = [m for m in every if m["type"] == "smtp"]
     boxes = [m for m in every if m["type"] != "smtp"]
     named = {m["id"]: m for m in every if rnd.random() < 0.5}
