@@ -143,14 +143,15 @@ async def _domain_fact(
     send: OutboxWorker,
 ) -> tuple[int, int]:
     """A fact of the servers' mail domain (no SPF, no TLS-RPT record) read by monitors the seed
-    draws (at least one SMTP and one mailbox monitor), each in a round of its own in a drawn
-    order: one notice per recipient per channel, shown on the SMTP monitors that read it and
-    on no mailbox monitor, counted once. Returns (monitors naming the domain, findings of the
-    monitors' own: `mx_mismatch` of port 25 ones)."""
+    draws (two SMTP monitors at least, so a fact of several, and a mailbox monitor), each in a
+    round of its own in a drawn order: one notice per recipient per channel, shown on the SMTP
+    monitors that read it and on no mailbox monitor, counted once. (A domain's only monitor
+    gets its facts in its own notice: tests/alerting/test_mail_dns.py.) Returns (monitors
+    naming the domain, findings of the monitors' own: `mx_mismatch` of port 25 ones)."""
     smtp = [m for m in every if m["type"] == "smtp"]
     boxes = [m for m in every if m["type"] != "smtp"]
     named = {m["id"]: m for m in every if rnd.random() < 0.5}
-    named |= {m["id"]: m for m in (rnd.choice(smtp), rnd.choice(boxes))}
+    named |= {m["id"]: m for m in (*rnd.sample(smtp, 2), rnd.choice(boxes))}
     async with rig.pool.acquire() as conn:
         await conn.execute(
             "UPDATE monitors SET mail_domain = $2 WHERE id = ANY($1::bigint[])", list(named), DOMAIN
