@@ -51,7 +51,9 @@ lock: $(STAMP) ## regenerate requirements.lock from pyproject.toml (uv pip compi
 
 # controller/db/schema.sql: what the migrations make of an empty database (tools/schema.py);
 # tests/tools/test_schema_snapshot.py fails until it is regenerated after a new migration.
-schema: $(STAMP) ## rewrite controller/db/schema.sql from a freshly migrated embedded PostgreSQL (pg_dump)
+# controller/db/definitions: each view and function as PostgreSQL prints it (tools/definitions.py).
+schema: $(STAMP) ## rewrite controller/db/definitions and schema.sql from a freshly migrated embedded PostgreSQL
+	$(BIN)/python -m tools.definitions
 	$(BIN)/python -m tools.schema
 
 # controller/ingest/store_results_*.sql: the results store's statement variants (tools/ingest_sql.py);
