@@ -92,8 +92,11 @@ async def test_moves_hold_to_the_round_update_before_them(
             async with conn.transaction():
                 await _unmirrored(conn, mirrored)
                 if change is not None:
+                    # As the product writes a monitor: `updated_at` with it (the triggers' instant).
                     await conn.execute(
-                        f"UPDATE monitors SET {change} WHERE id = ANY($1::bigint[])", [old, new]
+                        f"UPDATE monitors SET {change}, updated_at = now()"
+                        " WHERE id = ANY($1::bigint[])",
+                        [old, new],
                     )
                 before = await _held(conn, new)
                 if due is not None:
