@@ -22,7 +22,8 @@ from tests.conftest import Tenant
 T0 = datetime(2026, 1, 1, tzinfo=utcnow().tzinfo)
 
 # (what the update of `monitors` sets, the due time moved to, whether `rounds_since` moves and to
-# what: "due" the due time set, "now" the transaction's time, None unchanged), in order on one
+# what: "due" the due time set, "now" the write's `updated_at` (the transaction's time here),
+# None unchanged), in order on one
 # monitor. The API clears the due time through `monitors` (a change of interval or status).
 STEPS: list[tuple[str, str | None, str | None]] = [
     ("", "$2::timestamptz", "due"),  # first planned: the grid starts at its first due time
@@ -63,7 +64,9 @@ async def _step(
         moved = None
     if change:
         await conn.execute(
-            f"UPDATE monitors SET {change} WHERE public_id = $1"
+            # As the product writes a monitor: `updated_at` with it, the write's instant the
+            # trigger takes (here the transaction's time).
+            f"UPDATE monitors SET {change}, updated_at = now() WHERE public_id = $1"
             + ("" if "$2" in change else " AND $2::timestamptz IS NOT NULL"),
             public_id,
             due,
