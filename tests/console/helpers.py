@@ -79,6 +79,8 @@ async def store_result(
     folder: str | None = None,
     failed_after_ms: float | None = None,
     at: datetime | None = None,
+    auth_results: dict[str, Any] | None = None,
+    arc: dict[str, Any] | None = None,
 ) -> None:
     """A check result stored as the ingester stores an agent's (the same `results.store`);
     `failed_after_ms`: the response time a failed check reports (a refused one takes ~1 ms);
@@ -101,6 +103,8 @@ async def store_result(
         if phases is not None
         else ({"dnsMs": 1.0, "connectMs": 5.0, "greetingMs": 20.0} if status == "up" else {}),
         "folder": folder,
+        "authResults": auth_results,
+        "arc": arc,
         "tls": None
         if cert_days_left is None and cert_not_after is None
         else {"version": "TLSv1.3", "certDaysLeft": cert_days_left, "certNotAfter": cert_not_after},

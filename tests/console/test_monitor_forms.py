@@ -319,6 +319,60 @@ async def test_a_round_trip_page_shows_its_legs_and_the_phases_of_its_latest_rou
     assert MASK not in r.text
 
 
+async def test_a_round_trip_page_shows_each_countrys_verdicts_escaped_with_their_meaning(
+    client: Browserish, http: httpx.AsyncClient, pool: asyncpg.Pool, job_ids: JobIds
+) -> None:
+    org = await make_tenant(pool)
+    body = {**api_of(ROUNDTRIP).create_examples[0].value, "customerId": org.customer_public_id}
+    r = await http.post(api_of(ROUNDTRIP).path, json=body, headers=org.auth())
+    assert r.status_code == 201, r.text
+    monitor = r.json()
+    phases = {"submitMs": 120.0, "deliveryMs": 4200.0, "fetchMs": 80.0}
+    hostile = '<script>x</script>"'
+    # an older round of DE with other verdicts: only the latest one per country is shown
+    for country, ago, auth, arc in (
+        ("DE", 9, {"spf": "fail", "dkim": "fail", "dmarc": "fail"}, None),
+        (
+            "DE",
+            2,
+            {"spf": "pass", "dkim": "pass", "dmarc": "softfail"},
+            {"instances": 1, "cv": "pass"},
+        ),
+        ("US", 3, {"spf": "none", "dkim": hostile}, None),
+    ):
+        await store_result(
+            pool,
+            job_ids,
+            monitor,
+            country,
+            "up",
+            ago=timedelta(minutes=ago),
+            monitor_type="roundtrip",
+            phases=phases,
+            folder="INBOX",
+            auth_results=auth,
+            arc=arc,
+        )
+    client.session = org.tokens["readonly"]
+    r = await client.get(f"/console/monitors/{monitor['publicId']}")
+    assert r.status_code == 200
+    rows = dict(re.findall(r'<tr data-country="(\w+)">(.*?)</tr>', r.text))
+    cell = r'data-verdict="(\w+)"><span class="verdict (\w+)" title="[^"]*">([^<]*)<'
+    de = {m: text for m, _, text in re.findall(cell, rows["DE"])}
+    us = {m: level for m, level, _ in re.findall(cell, rows["US"])}
+    assert de == {"spf": "pass", "dkim": "pass", "dmarc": "softfail", "arc": "pass"}, rows
+    assert us == {"spf": "none", "dkim": "other", "dmarc": "unstated", "arc": "unstated"}, rows
+    # the stranger's value is text, never markup, and never leaves its attribute
+    assert "<script>x" not in r.text
+    assert "&lt;script&gt;x&lt;/script&gt;&#34;" in rows["US"]
+    assert 'title="DKIM: not a standard verdict' in rows["US"]
+    assert 'title="SPF: passed: the sender is authorised' in rows["DE"]
+    legend = r.text.split('id="verdict-legend"')[1].split("</p>")[0]
+    for level in ("pass", "softfail", "none"):
+        assert f"<b>{level}</b>" in legend
+    assert "<b>fail</b>" not in legend  # only DE's older round said fail
+
+
 async def test_a_graph_round_trip_is_on_the_form_and_its_page_names_the_api(
     client: Browserish, http: httpx.AsyncClient, pool: asyncpg.Pool
 ) -> None:

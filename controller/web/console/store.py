@@ -25,7 +25,7 @@ from controller.db.pool import Conn
 from controller.db.sql import like_pattern
 from controller.jobs.result_kinds import scheduled_since
 from controller.monitors.store import searched
-from shared.messages import Phases, TlsInfo
+from shared.messages import ArcResults, AuthResults, Phases, TlsInfo
 
 STATES = ("up", "degraded", "down", "recovering", "missed", "unknown", "paused")
 
@@ -356,7 +356,7 @@ async def latest_tls(conn: Conn, monitor_id: int, since: datetime) -> list[Count
 
 class CountryRound(msgspec.Struct, frozen=True, kw_only=True):
     """A country's latest round that was run: its status, phases and (round trips) the folder
-    the message was found in."""
+    the message was found in and its Authentication-Results and ARC verdicts."""
 
     country: str
     scheduled_at: datetime
@@ -364,13 +364,15 @@ class CountryRound(msgspec.Struct, frozen=True, kw_only=True):
     error_kind: str | None
     phases: Phases | None
     folder: str | None
+    auth_results: AuthResults | None = None
+    arc: ArcResults | None = None
 
 
 async def latest_rounds(conn: Conn, monitor_id: int, since: datetime) -> list[CountryRound]:
     """Per country, the newest result since `since` that is not `missed`."""
     rows = await conn.fetch(
-        "SELECT DISTINCT ON (country) country, scheduled_at, status, error_kind, phases, folder"
-        " FROM check_results WHERE monitor_id = $1 AND scheduled_at >= $2"
+        "SELECT DISTINCT ON (country) country, scheduled_at, status, error_kind, phases, folder,"
+        " auth_results, arc FROM check_results WHERE monitor_id = $1 AND scheduled_at >= $2"
         f" AND {scheduled_since('$2::timestamptz')}"
         " AND status <> 'missed' ORDER BY country, scheduled_at DESC",
         monitor_id,
