@@ -71,7 +71,9 @@ async def run_check(
     days left."""
     started = clock.now()
     t0 = time.perf_counter()
-    rec = Recorder(clock=clock, api_calls=Allowance(job.api_calls))
+    rec = Recorder(
+        clock=clock, api_calls=Allowance(job.api_calls), api_units=Allowance(job.api_units)
+    )
     kind: ErrorKind | None = None
     message = "ok"
     try:
