@@ -96,6 +96,8 @@ class PlannedRound:
     # The mailboxes its jobs call over an API, each keyed (`api_calls_store`).
     api_charges: list[mailbox_apis.Charge] = field(default_factory=list)
     dns_round: bool = False  # its jobs ask the side checks of the `dns` cadence (a DNS round)
+    # Its looks waiting for their monitor's round in flight: that round's time by job id.
+    awaited: dict[str, datetime] = field(default_factory=dict)
     unusable: str | None = None
     # A check-now's: the round trip's round in flight it joined (this round sent nothing).
     joined: "InFlight | None" = None
