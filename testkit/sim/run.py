@@ -37,7 +37,7 @@ import itertools
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -74,6 +74,7 @@ from testkit.campaigns.verdict_truth import (
     judge,
 )
 from testkit.scheduling import wired_scheduler
+from testkit.sim.kill import Killed, KillingPool
 from testkit.sim.world import Failover, FailoverPart, Shape, World
 
 DEFAULT_COUNTRIES = 3
@@ -151,6 +152,7 @@ class Run:
     evaluated: int = 0
     restarts: int = 0
     failovers: int = 0
+    kills: int = 0  # the controller killed mid-pass (`Kill`) and started again
     db_errors: int = 0  # the parts' passes a failover failed (each retried at the next wake)
     wall_s: float = 0.0
     cpu_s: float = 0.0  # this process's
@@ -245,6 +247,8 @@ class Driver:
 
     def __init__(self, pool: asyncpg.Pool, world: World, *, quantum: float, max_step: float):
         self.pool = pool
+        # The parts' database: a kill strikes in one of their statements (testkit.sim.kill).
+        self.db = KillingPool(pool)
         self.world = world
         self.shape = world.shape
         self.clock = ManualClock(world.start, monotonic=1000.0)
@@ -278,6 +282,7 @@ class Driver:
                 "evaluated",
                 "restarts",
                 "failovers",
+                "kills",
                 "db_errors",
             ),
             0,
@@ -304,8 +309,9 @@ class Driver:
             clock=self.clock.monotonic,
             wall=self.clock.now,
         )
+        db: Any = self.db
         self.scheduler = wired_scheduler(
-            self.pool,
+            db,
             SimJetStream(),  # type: ignore[arg-type]
             self.agents,
             self.box,
@@ -317,7 +323,7 @@ class Driver:
         publisher.published = self.published_all
         self.scheduler.publisher = publisher
         self.alerter = wired_alerter(
-            self.pool,
+            db,
             SimJetStream(),  # type: ignore[arg-type]
             self.job_ids,
             clock=self.clock.now,
@@ -335,6 +341,23 @@ class Driver:
         self._compose()
         await self.agents.start()
         self.run_figures["restarts"] += 1
+
+    async def _killed(self) -> None:
+        """The controller died mid-pass (`Killed`): a new process starts at once, with nothing
+        kept in memory; what the dead one had not committed is gone."""
+        await self.agents.stop()
+        self._compose()
+        await self.agents.start()
+        self.run_figures["kills"] += 1
+
+    @contextlib.contextmanager
+    def _part(self, part: str) -> Iterator[None]:
+        """`part`'s pass runs: a kill armed for it counts its statements."""
+        self.db.armed.part = part
+        try:
+            yield
+        finally:
+            self.db.armed.part = None
 
     async def _fail_over(self, part: FailoverPart) -> None:
         """This pass's failover, when it comes before `part`: every backend of the database
@@ -469,11 +492,18 @@ class Driver:
         # again by the stream), or `lost_results` and `unrecorded` find it.
         self.delivered.update(d.result.job_id for d in batch)
         try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                await record.checked(
-                    conn, [d.result for d in batch], DEFAULT_COUNTRIES, self.clock.now()
-                )
-                await self._fail_over("record")  # its statements run, its commit not yet
+            with self._part("record"):
+                async with self.db.acquire() as conn, conn.transaction():
+                    await record.checked(
+                        conn, [d.result for d in batch], DEFAULT_COUNTRIES, self.clock.now()
+                    )
+                    await self._fail_over("record")  # its statements run, its commit not yet
+        except Killed:
+            # Not acknowledged by the dead process: the stream delivers them again.
+            for d in batch:
+                heapq.heappush(self.deliveries, d)
+            await self._killed()
+            return
         except DB_AWAY:
             # Not acknowledged: the stream delivers them again (at the next wake here).
             for d in batch:
@@ -540,6 +570,7 @@ class Driver:
         found += [e for e in self._edges[self._edge_at :][:1]]
         found += [r.start for r in self.world.restarts if r.start > now][:1]
         found += [f.at for f in self.world.failovers if f.at > now][:1]
+        found += [k.at for k in self.world.kills if k.at > now][:1]
         if self.waiting:
             found.append(now + self.quantum)
         return min(found, default=now + self.max_step)
@@ -558,6 +589,8 @@ class Driver:
         restart = next(restarts, None)
         failovers = iter(self.world.failovers)
         failover = next(failovers, None)
+        kills = iter(self.world.kills)
+        kill = next(kills, None)
         while True:
             now = self._offset()
             if restart is not None and now >= restart.start:
@@ -569,18 +602,27 @@ class Driver:
                 self._edge_at += 1
             if failover is not None and now >= failover.at:
                 self.failing, failover = failover, next(failovers, None)
+            if kill is not None and now >= kill.at:
+                self.db.armed.arm(kill.part, kill.statement)
+                kill = next(kills, None)
             self._beat()
             await self._fail_over("scheduler")
             earliest: datetime | None = None
             retry = False
             try:
-                if unplanned and await self.scheduler.plan_new():
-                    seen = None  # planning forces a full pass, as the scheduler's loop does
-                # A pass before the earliest due time the last one saw claims nothing (the
-                # scheduler's own loop, `Scheduler.run`).
-                idle = seen is not None and schedule.nothing_due(seen.earliest, self.clock.now())
-                done = seen = await self.scheduler.run_pass(nothing_due=idle)
+                with self._part("scheduler"):
+                    if unplanned and await self.scheduler.plan_new():
+                        seen = None  # planning forces a full pass, as the scheduler's loop does
+                    # A pass before the earliest due time the last one saw claims nothing (the
+                    # scheduler's own loop, `Scheduler.run`).
+                    idle = seen is not None and schedule.nothing_due(
+                        seen.earliest, self.clock.now()
+                    )
+                    done = seen = await self.scheduler.run_pass(nothing_due=idle)
                 unplanned, earliest = done.unplanned, done.earliest
+            except Killed:
+                await self._killed()
+                seen, unplanned, retry = None, True, True
             except DB_AWAY:
                 self._away()
                 seen, retry = None, True
@@ -590,9 +632,13 @@ class Driver:
             evaluated = 0
             try:
                 due = await self._due_times()
-                evaluated = await self._alert(due)
+                with self._part("alerter"):
+                    evaluated = await self._alert(due)
                 if self.alerted:  # its pass moved the due times
                     due = await self._due_times()
+            except Killed:
+                await self._killed()
+                due, retry = _DueTimes(None, None), True
             except DB_AWAY:
                 self._away()
                 due, retry = _DueTimes(None, None), True
@@ -757,6 +803,7 @@ async def run_one(
         evaluated=f["evaluated"],
         restarts=f["restarts"],
         failovers=f["failovers"],
+        kills=f["kills"],
         db_errors=f["db_errors"],
         wall_s=time.perf_counter() - started,
         cpu_s=time.process_time() - cpu,
@@ -815,6 +862,7 @@ def describe(run: Run) -> str:
         f" {f.flow_incidents} flow incidents; {run.jobs} jobs, {run.results} results"
         f" ({run.duplicates} twice, {run.late} late); {run.restarts} controller restarts;"
         f" {run.failovers} database failovers ({run.db_errors} passes failed);"
+        f" {run.kills} controller kills mid-pass;"
         f" {run.ticks} ticks; world {run.world};"
         f" {days * run.shape.monitors:.1f} monitor-days in {run.wall_s:.1f} s"
         f" (this process {run.cpu_s:.1f} s CPU); detection p99 {f.detection_p99_s:.1f} s"

@@ -14,6 +14,7 @@ each country's agent, and what goes wrong and when, in seconds from the history'
 | agent `stall` | it beats on but runs nothing (its jobs are lost) | its agent gone |
 | controller restart | nothing scheduled, stored or judged for up to 60 s; a new process | `away` |
 | failover | every database connection dropped within a pass (`Failover`) | none: no change |
+| kill | the controller dies mid-pass, between two statements, and starts again (`Kill`) | none |
 
 Besides the faults, each result may be published twice (the second copy later: a redelivery)
 or late (past its round's close: the alerter has stored `expired` for it and judges it again);
@@ -63,6 +64,7 @@ class Shape:
     agent_faults_per_day: float = 6.0
     restarts_per_day: float = 4.0  # the controller killed and started again
     failovers_per_day: float = 2.0  # every database connection dropped at once
+    kills_per_day: float = 4.0  # the controller killed mid-pass and started again at once
     duplicate_rate: float = 0.01
     late_rate: float = 0.003
     at: str | None = None  # the time of day (UTC, HH:MM:SS) the history starts at
@@ -84,6 +86,7 @@ class Shape:
             agent_faults_per_day=BUSY.agent_faults_per_day,
             restarts_per_day=BUSY.restarts_per_day,
             failovers_per_day=BUSY.failovers_per_day,
+            kills_per_day=BUSY.kills_per_day,
         )
 
 
@@ -92,6 +95,7 @@ BUSY = Shape(
     agent_faults_per_day=48.0,
     restarts_per_day=48.0,
     failovers_per_day=48.0,
+    kills_per_day=192.0,
 )
 
 # Where in a pass a failover comes: before the scheduler's statements (after the agents'
@@ -99,6 +103,12 @@ BUSY = Shape(
 # first store of results from its instant on) and before the alerter's.
 FailoverPart = Literal["scheduler", "record", "alerter"]
 FAILOVER_PARTS: tuple[FailoverPart, ...] = ("scheduler", "record", "alerter")
+
+
+# The parts a kill strikes in: the scheduler's pass, the results' record (the ingester's
+# transaction) and the alerter's pass (its evaluator and its flow incidents' teller).
+KillPart = Literal["scheduler", "record", "alerter"]
+KILL_PARTS: tuple[KillPart, ...] = ("scheduler", "record", "alerter")
 
 
 def started_at(anchor: datetime, at: str) -> datetime:
@@ -126,6 +136,17 @@ class Failover:
     part: FailoverPart
 
 
+@dataclass(frozen=True)
+class Kill:
+    """The controller killed at `at` (seconds from the history's start) in place of the
+    `statement`-th statement of `part`'s next pass from then (a later pass's when that one has
+    fewer), and started again at once: what the pass had not committed is gone."""
+
+    at: float
+    part: KillPart
+    statement: int
+
+
 @dataclass
 class World:
     seed: int
@@ -136,6 +157,7 @@ class World:
     agents: list[Spell] = field(default_factory=list)
     restarts: list[Spell] = field(default_factory=list)  # the controller away
     failovers: list[Failover] = field(default_factory=list)
+    kills: list[Kill] = field(default_factory=list)
 
     @classmethod
     def of(cls, seed: int, shape: Shape) -> "World":
@@ -203,6 +225,10 @@ class World:
         count = int(shape.failovers_per_day * shape.hours / 24 + 0.5)
         instants = sorted(drops.uniform(step, span - 20 * step) for _ in range(count))
         w.failovers = [Failover(at, drops.choice(FAILOVER_PARTS)) for at in instants]
+        deaths = random.Random(f"{seed}:kills")
+        count = int(shape.kills_per_day * shape.hours / 24 + 0.5)
+        instants = sorted(deaths.uniform(step, span - 20 * step) for _ in range(count))
+        w.kills = [Kill(at, deaths.choice(KILL_PARTS), deaths.randint(1, 8)) for at in instants]
         return w
 
     # -- what the checks see ---------------------------------------------------------------
@@ -278,4 +304,5 @@ class World:
             kinds[f"agent {s.kind}"] = kinds.get(f"agent {s.kind}", 0) + 1
         kinds["controller restart"] = len(self.restarts)
         kinds["database failover"] = len(self.failovers)
+        kinds["controller killed mid-pass"] = len(self.kills)
         return kinds

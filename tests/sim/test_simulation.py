@@ -4,8 +4,9 @@ time, judged against each world's truth; `make sim` runs more and longer ones
 (SIM_SEEDS, SIM_ARGS), `make soak` many.
 
 Each history here is 6 monitors over 90 minutes of a busy world (a fault every few intervals,
-agents gone and stalled, the controller restarted, the database's connections all dropped
-within a pass, results published twice and late), starting
+agents gone and stalled, the controller restarted, the controller killed between two
+statements of a pass, the database's connections all dropped within a pass, results published
+twice and late), starting
 near a month's end or a midnight; one starts at 23:59:00 on a month's last day, as `make
 clock-sweep` runs seeds at each of its times of day. A failing seed prints the command that
 replays it."""
@@ -46,6 +47,8 @@ async def test_a_seeded_history_holds_to_its_worlds_truth(database_url: str, see
     # A failover inside the record's transaction fails its commit: the batch is stored later.
     world = World.of(seed, dataclasses.replace(SHAPE, at=AT.get(seed)))
     assert run.db_errors >= sum(f.part == "record" for f in world.failovers), describe(run)
+    # Killed mid-pass and started again (each kill strikes a later pass of its part).
+    assert 0 < run.kills <= len(world.kills), describe(run)
     print(describe(run))
     assert run.results > 0 and run.figures.monitor_incidents > 0, describe(run)
     assert run.ok, (run.misses, run.lost, f"replay: {run.replay()}")
