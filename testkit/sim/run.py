@@ -55,6 +55,7 @@ from controller.ingest import store as results
 from controller.ingest.store import CheckedResult
 from controller.jobs.rules import JobIds
 from controller.monitors import store as monitors
+from controller.notify import maintenance_store
 from controller.scheduling import rules as schedule
 from controller.scheduling.publisher import JobPublisher
 from controller.scheduling.scheduler import PassDone
@@ -74,6 +75,7 @@ from testkit.campaigns.verdict_truth import (
     judge,
 )
 from testkit.scheduling import wired_scheduler
+from testkit.sim import windows
 from testkit.sim.kill import Killed, KillingPool
 from testkit.sim.world import Failover, FailoverPart, Shape, World
 
@@ -166,7 +168,8 @@ class Run:
         assert self.rules is not None
         world = World.of(self.seed, self.shape)
         end = world.at(self.shape.seconds).timestamp()
-        return judge(world.facts(), observed, world.targets, self.rules, end)
+        plain = tuple(t for t in world.targets if t not in world.windows)
+        return judge(world.facts(), observed, plain, self.rules, end)
 
     @property
     def ok(self) -> bool:
@@ -415,6 +418,19 @@ class Driver:
                     "UPDATE monitors SET public_id = $2 WHERE id = $1", m.id, public_id
                 )
                 self.names[str(public_id)] = target
+                for spell in w.windows.get(target, ()):
+                    await maintenance_store.insert(
+                        conn,
+                        org,
+                        {
+                            "monitor_id": m.id,
+                            "kind": "once",
+                            "starts_at": w.at(spell.start),
+                            "ends_at": w.at(spell.end),
+                            "timezone": "UTC",
+                            "note": "sim",
+                        },
+                    )
             # A monitor's creation stamps its grid's start and its first queue row with the
             # database's clock (migrations 0008, 0128): moved to the history's start.
             await conn.execute(
@@ -785,14 +801,25 @@ async def run_one(
         await driver.agents.stop()
     observed = await driver.observed()
     end = world.at(shape.seconds).timestamp()
-    figures = judge(world.facts(), observed, world.targets, driver.rules(), end)
+    # A monitor with a maintenance window is judged by the windows' rule instead (its notices
+    # held are owed at the window's end, not at the outage's).
+    plain = tuple(t for t in world.targets if t not in world.windows)
+    rules = driver.rules()
+    figures = judge(world.facts(), observed, plain, rules, end)
+    base = world.start.timestamp()
+    held = windows.judged(
+        {t: [(base + s.start, base + s.end) for s in ws] for t, ws in world.windows.items()},
+        observed.incidents,
+        observed.notices,
+        rules.recover_bound + shape.interval,
+    )
     lost = await driver.lost_results() + await driver.unrecorded()
     f = driver.run_figures
     return Run(
         seed,
         shape,
         figures,
-        figures.wrong(),
+        figures.wrong() + held,
         lost,
         world.described(),
         jobs=f["jobs"],

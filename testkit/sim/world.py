@@ -16,6 +16,10 @@ each country's agent, and what goes wrong and when, in seconds from the history'
 | failover | every database connection dropped within a pass (`Failover`) | none: no change |
 | kill | the controller dies mid-pass, between two statements, and starts again (`Kill`) | none |
 
+Some monitors have a maintenance window (`windows`, a one-off window of 5 to 40 intervals):
+their outages are recorded as ever, their notices held by docs/alerts.md's rule
+(testkit.sim.windows judges them).
+
 Besides the faults, each result may be published twice (the second copy later: a redelivery)
 or late (past its round's close: the alerter has stored `expired` for it and judges it again);
 both are drawn per job from the seed, and neither changes the truth. The history starts at an
@@ -65,6 +69,7 @@ class Shape:
     restarts_per_day: float = 4.0  # the controller killed and started again
     failovers_per_day: float = 2.0  # every database connection dropped at once
     kills_per_day: float = 4.0  # the controller killed mid-pass and started again at once
+    window_share: float = 0.3  # the monitors with a maintenance window
     duplicate_rate: float = 0.01
     late_rate: float = 0.003
     at: str | None = None  # the time of day (UTC, HH:MM:SS) the history starts at
@@ -158,6 +163,7 @@ class World:
     restarts: list[Spell] = field(default_factory=list)  # the controller away
     failovers: list[Failover] = field(default_factory=list)
     kills: list[Kill] = field(default_factory=list)
+    windows: dict[str, list[Spell]] = field(default_factory=dict)  # maintenance, per target
 
     @classmethod
     def of(cls, seed: int, shape: Shape) -> "World":
@@ -229,6 +235,11 @@ class World:
         count = int(shape.kills_per_day * shape.hours / 24 + 0.5)
         instants = sorted(deaths.uniform(step, span - 20 * step) for _ in range(count))
         w.kills = [Kill(at, deaths.choice(KILL_PARTS), deaths.randint(1, 8)) for at in instants]
+        held = random.Random(f"{seed}:windows")
+        for t in targets:
+            if held.random() < shape.window_share and span > 40 * step:
+                begin = held.uniform(0, span - 50 * step)
+                w.windows[t] = [Spell(begin, begin + held.uniform(5, 40) * step, "maintenance")]
         return w
 
     # -- what the checks see ---------------------------------------------------------------
@@ -305,4 +316,5 @@ class World:
         kinds["controller restart"] = len(self.restarts)
         kinds["database failover"] = len(self.failovers)
         kinds["controller killed mid-pass"] = len(self.kills)
+        kinds["maintenance window"] = sum(len(ws) for ws in self.windows.values())
         return kinds

@@ -15,7 +15,8 @@ import dataclasses
 
 import pytest
 
-from testkit.campaigns.verdict_truth import Observed
+from testkit.campaigns.verdict_truth import Notice, Observed
+from testkit.sim import windows
 from testkit.sim.run import Run, describe, simulate
 from testkit.sim.world import Shape, World
 
@@ -62,6 +63,31 @@ async def test_the_judge_sees_an_incident_the_product_did_not_open(database_url:
     silent = dataclasses.replace(run.observed, incidents=[], notices=[])
     assert isinstance(silent, Observed)
     assert run.judged(silent).missing_notices
+
+
+async def test_the_judge_sees_a_page_inside_a_maintenance_window(database_url: str) -> None:
+    """A seed's monitors with a window are judged by the windows' rule: the same history with a
+    `down` notice queued inside each window breaks it (tests/unit/test_sim_windows.py: the rest
+    of the rule)."""
+    for seed in SEEDS:
+        run = await _run(database_url, seed)
+        assert run.observed is not None
+        world = World.of(seed, dataclasses.replace(SHAPE, at=AT.get(seed)))
+        if not world.windows:
+            continue
+        base = world.start.timestamp()
+        spans = {t: [(base + s.start, base + s.end) for s in ws] for t, ws in world.windows.items()}
+        slack = run.rules.recover_bound + SHAPE.interval if run.rules else 0.0
+        assert windows.judged(spans, run.observed.incidents, run.observed.notices, slack) == []
+        paged = [
+            Notice(t, None, "down", (start + end) / 2)
+            for t, ss in spans.items()
+            for start, end in ss
+        ]
+        planted = windows.judged(spans, run.observed.incidents, run.observed.notices + paged, slack)
+        assert len(planted) >= len(paged), planted
+        return
+    pytest.fail("no seed drew a maintenance window")
 
 
 def test_a_world_is_its_seed() -> None:
