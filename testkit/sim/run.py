@@ -15,8 +15,9 @@ What is bypassed, and how:
 - the ingester's checks of a message (subject, job id, side facts, time window): not run, the
   simulated agents send only well-formed results of the jobs they were given;
 - the agents' probes: the world answers, up, refused or a timeout, per server and country;
-- preemption and the outbox's sending: not run (no country saturates; notices are judged as
-  the queued rows);
+- preemption: not run (no country saturates); the outbox worker runs (its budgets judged by
+  testkit.sim.budgets), its e-mail channel a receiver taking every notice at once (`SimEmail`);
+  the verdicts' notices are judged as the queued rows;
 - EVENTS (state changes published): not published; states are read from the database.
 
 A controller restart (the world's) stops every part for its spell and composes them again,
@@ -37,6 +38,7 @@ import itertools
 import os
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -55,7 +57,9 @@ from controller.ingest import store as results
 from controller.ingest.store import CheckedResult
 from controller.jobs.rules import JobIds
 from controller.monitors import store as monitors
-from controller.notify import maintenance_store
+from controller.notify import Notification, maintenance_store
+from controller.notify.budget import Budget
+from controller.notify.outbox import OutboxWorker
 from controller.scheduling import rules as schedule
 from controller.scheduling.publisher import JobPublisher
 from controller.scheduling.scheduler import PassDone
@@ -75,7 +79,7 @@ from testkit.campaigns.verdict_truth import (
     judge,
 )
 from testkit.scheduling import wired_scheduler
-from testkit.sim import windows
+from testkit.sim import budgets, windows
 from testkit.sim.kill import Killed, KillingPool
 from testkit.sim.world import Failover, FailoverPart, Shape, World
 
@@ -84,6 +88,21 @@ DEFAULT_COUNTRIES = 3
 SAMPLE_S = 60.0
 # A flow incident's first notice waits this long for others to join (the campaigns' value).
 GROUP_WAIT_S = 5
+
+
+class SimEmail:
+    """The e-mail channel's receiver: every notice arrives at once."""
+
+    name = "email"
+
+    def __init__(self) -> None:
+        self.received = 0
+
+    def validate(self) -> None:
+        return None
+
+    async def send(self, note: Notification) -> None:
+        self.received += 1
 
 
 class _Sub:
@@ -155,6 +174,9 @@ class Run:
     restarts: int = 0
     failovers: int = 0
     kills: int = 0  # the controller killed mid-pass (`Kill`) and started again
+    # outage e-mails per organization: sent and dropped past the budget
+    sent: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
     db_errors: int = 0  # the parts' passes a failover failed (each retried at the next wake)
     wall_s: float = 0.0
     cpu_s: float = 0.0  # this process's
@@ -334,6 +356,12 @@ class Driver:
             incident_group_interval_seconds=0,
             default_check_countries=DEFAULT_COUNTRIES,
         )
+        self.outbox = OutboxWorker(
+            db,
+            {"email": SimEmail()},
+            budget=Budget(email=self.shape.budget),
+            clock=self.clock.now,
+        )
 
     async def _restart(self, until: float) -> None:
         """The controller is away until `until` (seconds of the history): nothing is scheduled,
@@ -391,9 +419,13 @@ class Driver:
             await results.ensure_partitions(
                 conn, w.start - timedelta(days=1), int(s.hours // 24) + 4
             )
-            org = await accounts.ensure_organization(conn, f"sim-{w.seed}-{uuid.uuid4().hex[:6]}")
-            customer = await customers.create(conn, org, "Simulated customer")
+            tag = uuid.uuid4().hex[:6]
+            orgs: dict[str, tuple[int, Any]] = {}
+            for name in sorted({w.organization(t) for t in w.targets}):
+                org = await accounts.ensure_organization(conn, f"sim-{w.seed}-{tag}-{name}")
+                orgs[name] = (org, await customers.create(conn, org, "Simulated customer"))
             for target in w.targets:
+                org, customer = orgs[w.organization(target)]
                 m = await monitors.insert(
                     conn,
                     org,
@@ -433,13 +465,16 @@ class Driver:
                     )
             # A monitor's creation stamps its grid's start and its first queue row with the
             # database's clock (migrations 0008, 0128): moved to the history's start.
+            ids = [org for org, _ in orgs.values()]
             await conn.execute(
-                "UPDATE monitors SET rounds_since = $2 WHERE organization_id = $1", org, w.start
+                "UPDATE monitors SET rounds_since = $2 WHERE organization_id = ANY($1::bigint[])",
+                ids,
+                w.start,
             )
             await conn.execute(
                 "UPDATE alert_queue q SET due_at = $2 FROM monitors m"
-                " WHERE m.id = q.monitor_id AND m.organization_id = $1",
-                org,
+                " WHERE m.id = q.monitor_id AND m.organization_id = ANY($1::bigint[])",
+                ids,
                 w.start,
             )
         await self.agents.start()
@@ -658,6 +693,12 @@ class Driver:
             except DB_AWAY:
                 self._away()
                 due, retry = _DueTimes(None, None), True
+            try:
+                # the outbox: what was queued is sent (or dropped past its budget) at once
+                await self.outbox.burst()
+            except DB_AWAY:
+                self._away()
+                retry = True
             self.run_figures["ticks"] += 1
             if now >= next_sample:
                 try:
@@ -758,6 +799,29 @@ class Driver:
             if r["job_id"] in self.delivered
         ]
 
+    async def budget_rows(self) -> list[budgets.Row]:
+        """The monitors' outage e-mails as the outbox left them, with their organizations."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT m.name, o.status, o.created_at, o.last_error,"
+                " coalesce(o.sent_at, (SELECT min(h.at) FROM alert_history h"
+                "   WHERE h.outbox_id = o.id AND h.status = 'dropped')) AS done"
+                " FROM notification_outbox o JOIN monitors m ON m.id = o.monitor_id"
+                " WHERE m.name = ANY($1::text[]) AND o.channel = 'email'"
+                " AND o.source = 'outage'",
+                list(self.world.targets),
+            )
+        return [
+            budgets.Row(
+                self.world.organization(r["name"]),
+                r["status"],
+                r["created_at"],
+                r["done"],
+                r["last_error"],
+            )
+            for r in rows
+        ]
+
     async def unrecorded(self) -> list[str]:
         """Jobs published whose round has closed (a round closes at most 75 s after its time
         here: its expiry, the timeout and 5 s) with no row at all: a result neither stored nor
@@ -814,6 +878,8 @@ async def run_one(
         rules.recover_bound + shape.interval,
     )
     lost = await driver.lost_results() + await driver.unrecorded()
+    spent = await driver.budget_rows()
+    held += budgets.judged(spent, shape.budget, quantum + 1.0)
     f = driver.run_figures
     return Run(
         seed,
@@ -831,6 +897,8 @@ async def run_one(
         restarts=f["restarts"],
         failovers=f["failovers"],
         kills=f["kills"],
+        sent=dict(Counter(r.organization for r in spent if r.status == "sent")),
+        dropped=dict(Counter(r.organization for r in spent if r.status == "dropped")),
         db_errors=f["db_errors"],
         wall_s=time.perf_counter() - started,
         cpu_s=time.process_time() - cpu,
@@ -890,6 +958,7 @@ def describe(run: Run) -> str:
         f" ({run.duplicates} twice, {run.late} late); {run.restarts} controller restarts;"
         f" {run.failovers} database failovers ({run.db_errors} passes failed);"
         f" {run.kills} controller kills mid-pass;"
+        f" outage e-mails sent {run.sent}, dropped past the budget {run.dropped};"
         f" {run.ticks} ticks; world {run.world};"
         f" {days * run.shape.monitors:.1f} monitor-days in {run.wall_s:.1f} s"
         f" (this process {run.cpu_s:.1f} s CPU); detection p99 {f.detection_p99_s:.1f} s"

@@ -20,6 +20,10 @@ Some monitors have a maintenance window (`windows`, a one-off window of 5 to 40 
 their outages are recorded as ever, their notices held by docs/alerts.md's rule
 (testkit.sim.windows judges them).
 
+The monitors belong to two organizations: `a` (all but the last) spends its hourly budget of
+outage e-mails in a busy world, `b` (the last monitor) rarely does (testkit.sim.budgets judges
+both).
+
 Besides the faults, each result may be published twice (the second copy later: a redelivery)
 or late (past its round's close: the alerter has stored `expired` for it and judges it again);
 both are drawn per job from the seed, and neither changes the truth. The history starts at an
@@ -70,6 +74,7 @@ class Shape:
     failovers_per_day: float = 2.0  # every database connection dropped at once
     kills_per_day: float = 4.0  # the controller killed mid-pass and started again at once
     window_share: float = 0.3  # the monitors with a maintenance window
+    budget: int = 8  # outage e-mails per organization and clock hour (the outbox's budget)
     duplicate_rate: float = 0.01
     late_rate: float = 0.003
     at: str | None = None  # the time of day (UTC, HH:MM:SS) the history starts at
@@ -241,6 +246,10 @@ class World:
                 begin = held.uniform(0, span - 50 * step)
                 w.windows[t] = [Spell(begin, begin + held.uniform(5, 40) * step, "maintenance")]
         return w
+
+    def organization(self, target: str) -> str:
+        """`b` for the last monitor (when there are two or more), `a` for the others."""
+        return "b" if len(self.targets) > 1 and target == self.targets[-1] else "a"
 
     # -- what the checks see ---------------------------------------------------------------
 

@@ -12,11 +12,12 @@ clock-sweep` runs seeds at each of its times of day. A failing seed prints the c
 replays it."""
 
 import dataclasses
+from datetime import UTC, datetime
 
 import pytest
 
 from testkit.campaigns.verdict_truth import Notice, Observed
-from testkit.sim import windows
+from testkit.sim import budgets, windows
 from testkit.sim.run import Run, describe, simulate
 from testkit.sim.world import Shape, World
 
@@ -88,6 +89,19 @@ async def test_the_judge_sees_a_page_inside_a_maintenance_window(database_url: s
         assert len(planted) >= len(paged), planted
         return
     pytest.fail("no seed drew a maintenance window")
+
+
+async def test_one_organization_spends_its_budget_and_the_other_is_not_delayed(
+    database_url: str,
+) -> None:
+    """Organization `a` spends its hourly budget of outage e-mails in the busy world (the rest
+    dropped, each naming its setting), `b`'s are sent at once; a `b` notice planted as sent late
+    breaks the rule."""
+    run = await _run(database_url, SEEDS[0])
+    assert run.dropped.get("a", 0) > 0 and run.sent.get("b", 0) > 0, describe(run)
+    assert run.ok, (run.misses, f"replay: {run.replay()}")
+    late = budgets.Row("b", "sent", datetime(2031, 1, 1, tzinfo=UTC), None, None)
+    assert budgets.judged([late], SHAPE.budget, 2.0)
 
 
 def test_a_world_is_its_seed() -> None:
