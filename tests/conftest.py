@@ -25,11 +25,17 @@ from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared import embedded
 from shared.clock import WALL
+from testkit import cpu_table
 from testkit.serving import http_client, serve_app
 
 # The command-line tools run by tests must not find a developer's `make run` in .run/ (its API
 # and instance key): they look in a folder that does not exist (controller.ascode.run_dir).
 os.environ["MAILPROBE_RUN_DIR"] = f"/nonexistent/mailprobe-tests-{uuid.uuid4().hex}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """TEST_CPU_TABLE=<file>: each test file's CPU-seconds, a table (testkit/cpu_table.py)."""
+    cpu_table.register(config)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
