@@ -107,7 +107,8 @@ def _rusage_s(who: int) -> float:
     return r.ru_utime + r.ru_stime
 
 
-@dataclass
+# eq=False: pytest keeps its plugins in sets
+@dataclass(eq=False)
 class CpuTable:
     path: Path
     worker: str
