@@ -236,6 +236,9 @@ class _CheckJobBase(msgspec.Struct, kw_only=True, rename="camel", tag_field="mon
     # ends the check `inconclusive` ("throttled, not sent") before making one more. None from a
     # controller that predates it, or for a job that calls no API; an older agent ignores it.
     api_calls: int | None = None
+    # The Gmail API quota units this job may spend, likewise: its share of each Gmail user's
+    # units per minute (a call costs its method's units: messages.send 100, messages.list 5).
+    api_units: int | None = None
 
 
 class HeartbeatConfig(msgspec.Struct, kw_only=True, rename="camel"):
