@@ -244,8 +244,9 @@ class _CheckJobBase(msgspec.Struct, kw_only=True, rename="camel", tag_field="mon
 class HeartbeatConfig(msgspec.Struct, kw_only=True, rename="camel"):
     """A heartbeat monitor's stored config (controller.arrivals): mail matching `sender` and
     `subject` to its receiving address (`localPart`, made by the controller) must arrive
-    `expected` times every `everyMinutes`, with `graceMinutes` to spare. Never in a job: the
-    agents' receivers take the mail and the controller judges it."""
+    `expected` times every `everyMinutes`, with `graceMinutes` to spare; or, with `byTime`
+    ("HH:MM"), by that time of day in `timeZone` (IANA) on `days` ("mon" … "sun"; [] every
+    day). Never in a job: the agents' receivers take the mail and the controller judges it."""
 
     every_minutes: int = 60
     grace_minutes: int = 0
@@ -253,6 +254,9 @@ class HeartbeatConfig(msgspec.Struct, kw_only=True, rename="camel"):
     sender: str = ""
     subject: str = ""
     local_part: str = ""
+    by_time: str = ""
+    time_zone: str = ""
+    days: list[str] = msgspec.field(default_factory=list)
 
 
 class SmtpCheckJob(_CheckJobBase, tag="smtp"):
