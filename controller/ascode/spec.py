@@ -33,6 +33,7 @@ import yaml
 from controller.ascode import secret_env
 from controller.monitors import kinds, validation, write_values
 from controller.monitors.errors import Refused
+from controller.monitors.heartbeats import HeartbeatMonitorCreate
 from controller.monitors.kinds import ROUNDTRIP, Kind
 from controller.monitors.model import SHOWN_AS
 from controller.secrets.box import SecretBox, generate_key
@@ -243,6 +244,8 @@ def _monitor(
     try:
         request = msgspec.convert({**doc, "customerId": customer}, struct_type, strict=True)
         validation.no_nul(request, "")
+        if isinstance(request, HeartbeatMonitorCreate):
+            raise Problem(("type",), "type: heartbeat monitors are not in monitors files yet")
         # Which token endpoint hosts the server allows is the server's to say (OAUTH2_TOKEN_HOSTS).
         values = write_values.create_values(request, box, token_hosts=None)
     except msgspec.ValidationError as exc:
