@@ -236,13 +236,17 @@ class _CheckJobBase(msgspec.Struct, kw_only=True, rename="camel", tag_field="mon
     # ends the check `inconclusive` ("throttled, not sent") before making one more. None from a
     # controller that predates it, or for a job that calls no API; an older agent ignores it.
     api_calls: int | None = None
+    # The Gmail API quota units this job may spend, likewise: its share of each Gmail user's
+    # units per minute (a call costs its method's units: messages.send 100, messages.list 5).
+    api_units: int | None = None
 
 
 class HeartbeatConfig(msgspec.Struct, kw_only=True, rename="camel"):
     """A heartbeat monitor's stored config (controller.arrivals): mail matching `sender` and
     `subject` to its receiving address (`localPart`, made by the controller) must arrive
-    `expected` times every `everyMinutes`, with `graceMinutes` to spare. Never in a job: the
-    agents' receivers take the mail and the controller judges it."""
+    `expected` times every `everyMinutes`, with `graceMinutes` to spare; or, with `byTime`
+    ("HH:MM"), by that time of day in `timeZone` (IANA) on `days` ("mon" … "sun"; [] every
+    day). Never in a job: the agents' receivers take the mail and the controller judges it."""
 
     every_minutes: int = 60
     grace_minutes: int = 0
@@ -250,6 +254,9 @@ class HeartbeatConfig(msgspec.Struct, kw_only=True, rename="camel"):
     sender: str = ""
     subject: str = ""
     local_part: str = ""
+    by_time: str = ""
+    time_zone: str = ""
+    days: list[str] = msgspec.field(default_factory=list)
 
 
 class SmtpCheckJob(_CheckJobBase, tag="smtp"):

@@ -70,9 +70,9 @@ class Target:
 
 @dataclass(slots=True)
 class Allowance:
-    """The mailbox API calls a job may still make, as the controller gave them (`apiCalls`):
-    shared by the job's legs; None: no count given (an older controller), only the agent's own
-    count per mailbox applies."""
+    """The mailbox API calls (Graph) or quota units (Gmail) a job may still spend, as the
+    controller gave them (`apiCalls`, `apiUnits`): shared by the job's legs of that API. None:
+    no count given (an older controller), only the agent's own count per mailbox applies."""
 
     left: int | None = None
 
@@ -102,7 +102,8 @@ class Recorder:
     dialled: str | None = None
     name_checked: str | None = None
     clock: Clock = WALL  # the instant a check reads (a probe's stamp, a certificate's days left)
-    api_calls: Allowance = field(default_factory=Allowance)  # the job's mailbox API calls left
+    api_calls: Allowance = field(default_factory=Allowance)  # the job's Graph calls left
+    api_units: Allowance = field(default_factory=Allowance)  # the job's Gmail quota units left
 
     def advertised(self, capabilities: Iterable[str]) -> None:
         """What the server advertised last, in `capabilities_kept`'s form."""

@@ -33,6 +33,7 @@ import msgspec
 from agent.probers.base import ProbeFailure, Recorder, Target
 from agent.probers.delivery import PROBE_HEADER, Probe, parse_probe
 from agent.probers.graph import LOOK_BYTES_MAX, Session, session
+from shared.gmail_units import UNITS
 from shared.messages import ErrorKind, RoundTripReceive
 
 API_GMAIL: Final = "gmail"
@@ -135,7 +136,7 @@ def gmail_session(
     target: Target, user: str, token: str, rec: Recorder
 ) -> AbstractAsyncContextManager[Session]:
     """A Gmail API session to `target` as mailbox `user` (graph.session's, Gmail's errors)."""
-    return session(target, user, token, rec, label=LABEL, failure=_failure)
+    return session(target, user, token, rec, label=LABEL, failure=_failure, units=True)
 
 
 def _user_path(user: str) -> str:
@@ -149,7 +150,7 @@ async def send_raw(target: Target, user: str, token: str, raw: bytes, rec: Recor
     async with gmail_session(target, user, token, rec) as api:
         start = time.perf_counter()
         url = f"{api.base}{_user_path(user)}/messages/send"
-        await api.call("POST", url, "messages.send", body)
+        await api.call("POST", url, "messages.send", body, cost=UNITS["messages.send"])
         accepted = time.perf_counter()
     rec.record("submit", accepted - start)
     return accepted
@@ -200,7 +201,12 @@ async def _listing(api: Session, token: str) -> list[_Ref]:
                 f"Gmail's listing goes on past {PAGES_MAX} pages: more than a look reads",
             )
         params = query if page_token is None else {**query, "pageToken": page_token}
-        data = await api.call("GET", f"{base}?{urlencode(params)}", f"messages.list (page {pages})")
+        data = await api.call(
+            "GET",
+            f"{base}?{urlencode(params)}",
+            f"messages.list (page {pages})",
+            cost=UNITS["messages.list"],
+        )
         if api.read > LOOK_BYTES_MAX:
             raise ProbeFailure(
                 "protocol", f"Gmail's answers of one look are over {LOOK_BYTES_MAX} bytes"
@@ -222,7 +228,9 @@ async def _listing(api: Session, token: str) -> list[_Ref]:
 async def _get(api: Session, message_id: str) -> _Message:
     params = [("format", "metadata"), *(("metadataHeaders", h) for h in _HEADERS)]
     url = f"{api.base}{_user_path(api.user)}/messages/{quote(message_id, safe='')}"
-    data = await api.call("GET", f"{url}?{urlencode(params)}", "messages.get")
+    data = await api.call(
+        "GET", f"{url}?{urlencode(params)}", "messages.get", cost=UNITS["messages.get"]
+    )
     try:
         return await asyncio.to_thread(_message_decoder.decode, data)
     except msgspec.DecodeError as exc:
@@ -241,6 +249,6 @@ def _headers(message: _Message) -> Message:
 async def _remove(api: Session, message_id: str, cleanup: str) -> None:
     url = f"{api.base}{_user_path(api.user)}/messages/{quote(message_id, safe='')}"
     if cleanup == "delete":
-        await api.call("DELETE", url, "messages.delete")
+        await api.call("DELETE", url, "messages.delete", cost=UNITS["messages.delete"])
         return
-    await api.call("POST", f"{url}/trash", "messages.trash")
+    await api.call("POST", f"{url}/trash", "messages.trash", cost=UNITS["messages.trash"])

@@ -203,20 +203,25 @@ class Session:
     read: int = 0  # answer bytes this look
     label: str = "Graph"
     failure: Failure | None = None  # None: Graph's
+    units: bool = False  # calls cost quota units (Gmail's), from the job's `apiUnits`
 
-    async def call(self, method: str, url: str, what: str, body: object = None) -> bytes:
-        """One call; its answer's bytes (at most ANSWER_MAX), or the failure its status says."""
+    async def call(
+        self, method: str, url: str, what: str, body: object = None, *, cost: int = 1
+    ) -> bytes:
+        """One call costing `cost` of the job's allowance (a call, or the method's quota
+        units); its answer's bytes (at most ANSWER_MAX), or the failure its status says."""
         self.rec.current = what
-        given = self.rec.api_calls
+        given = self.rec.api_units if self.units else self.rec.api_calls
         if given.left is not None:
-            if given.left <= 0:
+            if given.left < cost:
+                spent = "quota units" if self.units else "calls"
                 raise ProbeFailure(
                     "inconclusive",
-                    f"throttled, not sent: this check made the calls to {self.user} at "
-                    f"{self.label} the controller gave it (its share of the mailbox's calls "
-                    "across agents and countries); no verdict on the mailbox",
+                    f"throttled, not sent: this check spent the {spent} for {self.user} at "
+                    f"{self.label} the controller gave it (its share of the mailbox's "
+                    f"{spent} across agents and countries); no verdict on the mailbox",
                 )
-            given.left -= 1
+            given.left -= cost
         key, now_s = (self.base, self.user.lower()), self.rec.clock.monotonic()
         if self.failure is None and not calls_left(key, now_s, MAILBOX_BUDGET):
             raise ProbeFailure(
@@ -316,6 +321,7 @@ async def session(
     *,
     label: str = "Graph",
     failure: Failure | None = None,
+    units: bool = False,
 ) -> AsyncIterator[Session]:
     """A Graph session (or `label`'s) to `target` as mailbox `user`; the token only over TLS,
     only to it."""
@@ -340,7 +346,7 @@ async def session(
         headers={"authorization": f"Bearer {token}", "accept": "application/json"},
     )
     try:
-        yield Session(client, base, user, rec, label=label, failure=failure)
+        yield Session(client, base, user, rec, label=label, failure=failure, units=units)
     finally:
         await client.aclose()
 

@@ -22,6 +22,7 @@ import msgspec
 
 from agent.probers import gmail, graph
 from agent.probers.base import ProbeFailure, Recorder, Target
+from shared.gmail_units import UNITS
 from shared.messages import CheckJob, ImapCheckJob
 
 APIS: Final = (graph.API_GRAPH, gmail.API_GMAIL)
@@ -81,10 +82,14 @@ async def _graph(api: graph.Session) -> None:
 async def _gmail(api: graph.Session) -> None:
     user = f"/gmail/v1/users/{quote(api.user, safe='@')}"
     with api.rec.phase("auth"):
-        data = await api.call("GET", f"{api.base}{user}/profile", "users.getProfile")
+        data = await api.call(
+            "GET", f"{api.base}{user}/profile", "users.getProfile", cost=UNITS["users.getProfile"]
+        )
         await _decode(data, _GmailProfile, "Gmail's profile")
     start = time.perf_counter()
-    data = await api.call("GET", f"{api.base}{user}/labels/INBOX", "labels.get INBOX")
+    data = await api.call(
+        "GET", f"{api.base}{user}/labels/INBOX", "labels.get INBOX", cost=UNITS["labels.get"]
+    )
     await _decode(data, _GmailLabel, "Gmail's INBOX label")
     api.rec.record("fetch", time.perf_counter() - start)
 

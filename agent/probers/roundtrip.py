@@ -136,7 +136,13 @@ async def _mailbox_leg(
     monitor and country deleted, and how long reading the round's own took (ms)."""
     receive = job.config.receive
     rec.current = "mailbox leg"
-    mailbox = Recorder(current="mailbox", deadline=rec.deadline, api_calls=rec.api_calls)
+    mailbox = Recorder(
+        current="mailbox",
+        deadline=rec.deadline,
+        clock=rec.clock,
+        api_calls=rec.api_calls,
+        api_units=rec.api_units,
+    )
     try:
         with _leg("mailbox", receive.hostname, mailbox):
             if target.reach is None:

@@ -71,7 +71,9 @@ async def run_check(
     days left."""
     started = clock.now()
     t0 = time.perf_counter()
-    rec = Recorder(clock=clock, api_calls=Allowance(job.api_calls))
+    rec = Recorder(
+        clock=clock, api_calls=Allowance(job.api_calls), api_units=Allowance(job.api_units)
+    )
     kind: ErrorKind | None = None
     message = "ok"
     try:
@@ -218,7 +220,7 @@ async def _check(
         await PROBERS[job.monitor_type](target, job, rec)
     except Exception as exc:
         if rec.tls is None and (context := _second_context(exc, rec, contexts)) is not None:
-            await _second_look(job, target, context, rec, exc)
+            await _second_look(job, target, context, contexts, rec, exc)
         raise
 
 
@@ -253,24 +255,38 @@ def _second_context(exc: Exception, rec: Recorder, contexts: SslContexts) -> ssl
 
 
 async def _second_look(
-    job: CheckJob, target: Target, context: ssl.SSLContext, rec: Recorder, exc: Exception
+    job: CheckJob,
+    target: Target,
+    context: ssl.SSLContext,
+    contexts: SslContexts,
+    rec: Recorder,
+    exc: Exception,
 ) -> None:
     """The handshake failed, so the result would not say what the server offers: connect once
     more with `context`, without credentials, only to read the TLS facts, within what is left of
-    the deadline. It costs a connection only on such a failure; the check stays failed. Not
-    for a round trip: a second look there would submit another message."""
+    the deadline. At a server stuck with old TLS it verifies the chain first (not the name),
+    and looks a third time without when that fails. It costs connections only on such a
+    failure; the check stays failed. Not for a round trip: a second look there would submit
+    another message."""
     if isinstance(job.config, RoundTripConfig):
         return
     budget = rec.deadline - asyncio.get_running_loop().time() - GOODBYE_MARGIN_S
     if budget <= 0:
         return
+    until = asyncio.get_running_loop().time() + budget
     look = Recorder(deadline=rec.deadline)
-    again = Target(
-        target.hostname, target.addresses, target.port, context, target.server_name, target.reach
-    )
-    with contextlib.suppress(Exception):
-        async with asyncio.timeout(budget):
-            await PROBERS[job.monitor_type](again, _without_credentials(job), look)
+    tries = [context]
+    if context is contexts.legacy:  # a trusted chain first, else none: a third look
+        tries = [contexts.legacy_verified, context]
+    for ctx in tries:
+        again = Target(
+            target.hostname, target.addresses, target.port, ctx, target.server_name, target.reach
+        )
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout_at(until):
+                await PROBERS[job.monitor_type](again, _without_credentials(job), look)
+        if look.tls is not None:
+            break
     if look.tls is None:
         return
     rec.tls = look.tls

@@ -37,6 +37,9 @@ class SslContexts:
     # ciphers (never for a check itself, never with credentials): it also speaks TLS 1.0 and 1.1
     # and weak ciphers, so the result can say which ones the server is stuck with.
     legacy: ssl.SSLContext
+    # The same, verifying the chain (not the name): tried first, so the result can say whether
+    # a trusted chain vouches for the certificate of a server stuck with old TLS.
+    legacy_verified: ssl.SSLContext
 
     def for_options(self, options: TlsOptions) -> ssl.SSLContext:
         """The context a monitor's `tlsOptions` ask for; a CA is ignored when nothing is
@@ -81,11 +84,19 @@ def build_ssl_contexts(cadata: str | None = None) -> SslContexts:
     legacy = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # no trust store: it verifies nothing
     legacy.check_hostname = False
     legacy.verify_mode = ssl.CERT_NONE
-    legacy.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
-    legacy.set_ciphers("ALL:COMPLEMENTOFALL:@SECLEVEL=0")
-    for ctx in (verified, unverified, legacy):
+    legacy_verified = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    legacy_verified.check_hostname = False
+    legacy_verified.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    if cadata is not None:
+        legacy_verified.load_verify_locations(cadata=cadata)
+    for ctx in (legacy, legacy_verified):
+        ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+        ctx.set_ciphers("ALL:COMPLEMENTOFALL:@SECLEVEL=0")
+    for ctx in (verified, unverified, legacy, legacy_verified):
         ctx.sslobject_class = TimedSSLObject
-    return SslContexts(verified=verified, unverified=unverified, legacy=legacy)
+    return SslContexts(
+        verified=verified, unverified=unverified, legacy=legacy, legacy_verified=legacy_verified
+    )
 
 
 def handshake_done_at(obj: object) -> float | None:
@@ -120,8 +131,10 @@ def tls_info(obj: ssl.SSLObject | ssl.SSLSocket, mode: TlsMode, now: datetime) -
         info.cert_spki_sha256 = facts.spki_sha256
         info.cert_signature = facts.signature
         ctx = obj.context
+        if ctx.verify_mode == ssl.CERT_REQUIRED:
+            info.chain_verified = True
         if ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname:
-            info.chain_verified = info.name_matched = True
+            info.name_matched = True
         elif obj.server_hostname:
             info.name_matched = facts.names_host(obj.server_hostname)
     return info

@@ -11,11 +11,15 @@ from shared.sidechecks.exchange_tls import WIRE, ExchangeTls, ExchangeTlsAsk, bo
 
 
 async def _run(ask: ExchangeTlsAsk, at: Round) -> ExchangeTls | None:
-    """The round's TLS version; None when the round reached no TLS session (nothing to say)."""
+    """The round's TLS version, and its certificate's names when a trusted chain vouched for
+    it; None when the round reached no TLS session (nothing to say)."""
     tls = at.result.tls
     if tls is None or tls.version is None:
         return None
-    return bounded(ExchangeTls(host=at.job.hostname, version=tls.version, mode=tls.mode))
+    names = list(tls.cert_sans or []) if tls.chain_verified else []
+    return bounded(
+        ExchangeTls(host=at.job.hostname, version=tls.version, mode=tls.mode, cert_names=names)
+    )
 
 
 def build(

@@ -14,7 +14,7 @@ is the state `unknown`: no round."""
 
 import dataclasses
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Final
 
 import asyncpg
@@ -25,7 +25,7 @@ from controller.alerting import state_store as alert_state
 from controller.alerting.effects import Effects
 from controller.alerting.rules import NEW_INCIDENT, JudgedMonitor, JudgedRound, Known, Policy, judge
 from controller.arrivals import watch_store
-from controller.arrivals.rules import Rule, Verdict
+from controller.arrivals.rules import DAYS, Rule, Schedule, Verdict
 from controller.arrivals.rules import judge as verdict_of
 from controller.db.pool import Conn
 from controller.notify import entry as notify_entry
@@ -46,17 +46,26 @@ ANY_COUNTRY: Final = "ZZ"
 
 
 def rule_of(config: HeartbeatConfig) -> Rule:
+    schedule = None
+    if config.by_time:
+        hours, minutes = config.by_time.split(":")
+        days = frozenset(DAYS.index(d) for d in config.days if d in DAYS)
+        schedule = Schedule(time(int(hours), int(minutes)), config.time_zone, days)
     return Rule(
         every=timedelta(minutes=config.every_minutes),
         grace=timedelta(minutes=config.grace_minutes),
         expected=config.expected,
         sender=config.sender,
         subject=config.subject,
+        schedule=schedule,
     )
 
 
 def late_text(rule: Rule, verdict: Verdict) -> str:
     """What the failing round says: how many arrived of how many expected."""
+    if rule.schedule is not None:
+        at = rule.schedule.at.strftime("%H:%M")
+        return f"{verdict.count} of {rule.expected} expected by {at} {rule.schedule.zone} (+ grace)"
     minutes = int(rule.every.total_seconds() // 60)
     return f"{verdict.count} of {rule.expected} expected in {minutes} min (+ grace)"
 

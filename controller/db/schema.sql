@@ -55,26 +55,34 @@ CREATE FUNCTION public.api_calls_reserve(job_ids uuid[], mailboxes text[], ats t
     AS $$
 DECLARE
     j record;
-    used bigint;
+    fits boolean;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('api_calls:' || b, 0))
     FROM (SELECT DISTINCT b FROM unnest(mailboxes) AS b ORDER BY b) AS s;
     DELETE FROM api_calls a
     WHERE a.mailbox = ANY (mailboxes) AND a.at < now_at - win - win;
     FOR j IN
-        SELECT u.job, u.box, u.at, u.need
+        SELECT u.job, min(u.at) AS at, array_agg(u.box ORDER BY u.box) AS boxes,
+            array_agg(u.need ORDER BY u.box) AS wants
         FROM unnest(job_ids, mailboxes, ats, needs) AS u (job, box, at, need)
-        ORDER BY u.at, u.job
+        GROUP BY u.job
+        ORDER BY min(u.at), u.job
     LOOP
-        SELECT coalesce(sum(a.given), 0) INTO used FROM api_calls a
-        WHERE a.mailbox = j.box AND a.at > j.at - win AND a.at < j.at + win
-            AND a.job <> j.job;
-        IF used + j.need <= budget THEN
-            INSERT INTO api_calls AS a VALUES (j.job, j.box, j.at, j.need)
-            ON CONFLICT (job) DO UPDATE SET given = EXCLUDED.given;
-            job_id := j.job; calls := j.need;
+        SELECT bool_and(coalesce(used.n, 0) + w.need <= budget) INTO fits
+        FROM unnest(j.boxes, j.wants) AS w (box, need)
+        LEFT JOIN LATERAL (
+            SELECT sum(a.given) AS n FROM api_calls a
+            WHERE a.mailbox = w.box AND a.at > j.at - win AND a.at < j.at + win
+                AND a.job <> j.job
+        ) AS used ON true;
+        job_id := j.job;
+        IF fits THEN
+            INSERT INTO api_calls AS a
+            SELECT j.job, w.box, j.at, w.need FROM unnest(j.boxes, j.wants) AS w (box, need)
+            ON CONFLICT (job, mailbox) DO UPDATE SET given = EXCLUDED.given;
+            calls := (SELECT sum(w)::integer FROM unnest(j.wants) AS w);
         ELSE
-            job_id := j.job; calls := 0;
+            calls := 0;
         END IF;
         RETURN NEXT;
     END LOOP;
@@ -2110,102 +2118,6 @@ CREATE TABLE public.result_details_default (
     arc jsonb
 );
 
-CREATE TABLE public.result_details_p20261127 (
-    scheduled_at timestamp with time zone CONSTRAINT result_details_scheduled_at_not_null NOT NULL,
-    monitor_id bigint CONSTRAINT result_details_monitor_id_not_null NOT NULL,
-    country smallint CONSTRAINT result_details_country_not_null NOT NULL,
-    tag smallint CONSTRAINT result_details_tag_not_null NOT NULL,
-    started_at timestamp with time zone,
-    finished_at timestamp with time zone,
-    stored_at timestamp with time zone CONSTRAINT result_details_stored_at_not_null NOT NULL,
-    monitor_public_id uuid CONSTRAINT result_details_monitor_public_id_not_null NOT NULL,
-    monitor_type text CONSTRAINT result_details_monitor_type_not_null NOT NULL,
-    error_kind text,
-    message text DEFAULT ''::text CONSTRAINT result_details_message_not_null NOT NULL,
-    banner text,
-    phases jsonb,
-    tls jsonb,
-    address text,
-    folder text,
-    hops jsonb,
-    auth_results jsonb,
-    capabilities jsonb,
-    capabilities_before_tls jsonb,
-    arc jsonb
-);
-
-CREATE TABLE public.result_details_p20261128 (
-    scheduled_at timestamp with time zone CONSTRAINT result_details_scheduled_at_not_null NOT NULL,
-    monitor_id bigint CONSTRAINT result_details_monitor_id_not_null NOT NULL,
-    country smallint CONSTRAINT result_details_country_not_null NOT NULL,
-    tag smallint CONSTRAINT result_details_tag_not_null NOT NULL,
-    started_at timestamp with time zone,
-    finished_at timestamp with time zone,
-    stored_at timestamp with time zone CONSTRAINT result_details_stored_at_not_null NOT NULL,
-    monitor_public_id uuid CONSTRAINT result_details_monitor_public_id_not_null NOT NULL,
-    monitor_type text CONSTRAINT result_details_monitor_type_not_null NOT NULL,
-    error_kind text,
-    message text DEFAULT ''::text CONSTRAINT result_details_message_not_null NOT NULL,
-    banner text,
-    phases jsonb,
-    tls jsonb,
-    address text,
-    folder text,
-    hops jsonb,
-    auth_results jsonb,
-    capabilities jsonb,
-    capabilities_before_tls jsonb,
-    arc jsonb
-);
-
-CREATE TABLE public.result_details_p20261129 (
-    scheduled_at timestamp with time zone CONSTRAINT result_details_scheduled_at_not_null NOT NULL,
-    monitor_id bigint CONSTRAINT result_details_monitor_id_not_null NOT NULL,
-    country smallint CONSTRAINT result_details_country_not_null NOT NULL,
-    tag smallint CONSTRAINT result_details_tag_not_null NOT NULL,
-    started_at timestamp with time zone,
-    finished_at timestamp with time zone,
-    stored_at timestamp with time zone CONSTRAINT result_details_stored_at_not_null NOT NULL,
-    monitor_public_id uuid CONSTRAINT result_details_monitor_public_id_not_null NOT NULL,
-    monitor_type text CONSTRAINT result_details_monitor_type_not_null NOT NULL,
-    error_kind text,
-    message text DEFAULT ''::text CONSTRAINT result_details_message_not_null NOT NULL,
-    banner text,
-    phases jsonb,
-    tls jsonb,
-    address text,
-    folder text,
-    hops jsonb,
-    auth_results jsonb,
-    capabilities jsonb,
-    capabilities_before_tls jsonb,
-    arc jsonb
-);
-
-CREATE TABLE public.result_details_p20261130 (
-    scheduled_at timestamp with time zone CONSTRAINT result_details_scheduled_at_not_null NOT NULL,
-    monitor_id bigint CONSTRAINT result_details_monitor_id_not_null NOT NULL,
-    country smallint CONSTRAINT result_details_country_not_null NOT NULL,
-    tag smallint CONSTRAINT result_details_tag_not_null NOT NULL,
-    started_at timestamp with time zone,
-    finished_at timestamp with time zone,
-    stored_at timestamp with time zone CONSTRAINT result_details_stored_at_not_null NOT NULL,
-    monitor_public_id uuid CONSTRAINT result_details_monitor_public_id_not_null NOT NULL,
-    monitor_type text CONSTRAINT result_details_monitor_type_not_null NOT NULL,
-    error_kind text,
-    message text DEFAULT ''::text CONSTRAINT result_details_message_not_null NOT NULL,
-    banner text,
-    phases jsonb,
-    tls jsonb,
-    address text,
-    folder text,
-    hops jsonb,
-    auth_results jsonb,
-    capabilities jsonb,
-    capabilities_before_tls jsonb,
-    arc jsonb
-);
-
 CREATE TABLE public.result_packs_default (
     hour timestamp with time zone CONSTRAINT result_packs_hour_not_null NOT NULL,
     monitor_id bigint CONSTRAINT result_packs_monitor_id_not_null NOT NULL,
@@ -2218,58 +2130,6 @@ CREATE TABLE public.result_packs_default (
 WITH (toast_tuple_target='128');
 ALTER TABLE ONLY public.result_packs_default ALTER COLUMN jobs SET STORAGE EXTERNAL;
 ALTER TABLE ONLY public.result_packs_default ALTER COLUMN lines SET STORAGE MAIN;
-
-CREATE TABLE public.result_packs_p20261127 (
-    hour timestamp with time zone CONSTRAINT result_packs_hour_not_null NOT NULL,
-    monitor_id bigint CONSTRAINT result_packs_monitor_id_not_null NOT NULL,
-    country smallint CONSTRAINT result_packs_country_not_null NOT NULL,
-    jobs uuid[] CONSTRAINT result_packs_jobs_not_null NOT NULL,
-    results integer CONSTRAINT result_packs_results_not_null NOT NULL,
-    lines bytea[] CONSTRAINT result_packs_lines_not_null NOT NULL,
-    seed bytea
-)
-WITH (toast_tuple_target='128');
-ALTER TABLE ONLY public.result_packs_p20261127 ALTER COLUMN jobs SET STORAGE EXTERNAL;
-ALTER TABLE ONLY public.result_packs_p20261127 ALTER COLUMN lines SET STORAGE MAIN;
-
-CREATE TABLE public.result_packs_p20261128 (
-    hour timestamp with time zone CONSTRAINT result_packs_hour_not_null NOT NULL,
-    monitor_id bigint CONSTRAINT result_packs_monitor_id_not_null NOT NULL,
-    country smallint CONSTRAINT result_packs_country_not_null NOT NULL,
-    jobs uuid[] CONSTRAINT result_packs_jobs_not_null NOT NULL,
-    results integer CONSTRAINT result_packs_results_not_null NOT NULL,
-    lines bytea[] CONSTRAINT result_packs_lines_not_null NOT NULL,
-    seed bytea
-)
-WITH (toast_tuple_target='128');
-ALTER TABLE ONLY public.result_packs_p20261128 ALTER COLUMN jobs SET STORAGE EXTERNAL;
-ALTER TABLE ONLY public.result_packs_p20261128 ALTER COLUMN lines SET STORAGE MAIN;
-
-CREATE TABLE public.result_packs_p20261129 (
-    hour timestamp with time zone CONSTRAINT result_packs_hour_not_null NOT NULL,
-    monitor_id bigint CONSTRAINT result_packs_monitor_id_not_null NOT NULL,
-    country smallint CONSTRAINT result_packs_country_not_null NOT NULL,
-    jobs uuid[] CONSTRAINT result_packs_jobs_not_null NOT NULL,
-    results integer CONSTRAINT result_packs_results_not_null NOT NULL,
-    lines bytea[] CONSTRAINT result_packs_lines_not_null NOT NULL,
-    seed bytea
-)
-WITH (toast_tuple_target='128');
-ALTER TABLE ONLY public.result_packs_p20261129 ALTER COLUMN jobs SET STORAGE EXTERNAL;
-ALTER TABLE ONLY public.result_packs_p20261129 ALTER COLUMN lines SET STORAGE MAIN;
-
-CREATE TABLE public.result_packs_p20261130 (
-    hour timestamp with time zone CONSTRAINT result_packs_hour_not_null NOT NULL,
-    monitor_id bigint CONSTRAINT result_packs_monitor_id_not_null NOT NULL,
-    country smallint CONSTRAINT result_packs_country_not_null NOT NULL,
-    jobs uuid[] CONSTRAINT result_packs_jobs_not_null NOT NULL,
-    results integer CONSTRAINT result_packs_results_not_null NOT NULL,
-    lines bytea[] CONSTRAINT result_packs_lines_not_null NOT NULL,
-    seed bytea
-)
-WITH (toast_tuple_target='128');
-ALTER TABLE ONLY public.result_packs_p20261130 ALTER COLUMN jobs SET STORAGE EXTERNAL;
-ALTER TABLE ONLY public.result_packs_p20261130 ALTER COLUMN lines SET STORAGE MAIN;
 
 CREATE TABLE public.result_rollups (
     hour timestamp with time zone NOT NULL,
@@ -2293,135 +2153,7 @@ CREATE TABLE public.result_rollups_default (
 )
 WITH (fillfactor='70');
 
-CREATE TABLE public.result_rollups_p20261127 (
-    hour timestamp with time zone CONSTRAINT result_rollups_hour_not_null NOT NULL,
-    monitor_id bigint CONSTRAINT result_rollups_monitor_id_not_null NOT NULL,
-    country smallint CONSTRAINT result_rollups_country_not_null NOT NULL,
-    up integer CONSTRAINT result_rollups_up_not_null NOT NULL,
-    down integer CONSTRAINT result_rollups_down_not_null NOT NULL,
-    missed integer CONSTRAINT result_rollups_missed_not_null NOT NULL,
-    latency integer[] CONSTRAINT result_rollups_latency_not_null NOT NULL
-)
-WITH (fillfactor='70');
-
-CREATE TABLE public.result_rollups_p20261128 (
-    hour timestamp with time zone CONSTRAINT result_rollups_hour_not_null NOT NULL,
-    monitor_id bigint CONSTRAINT result_rollups_monitor_id_not_null NOT NULL,
-    country smallint CONSTRAINT result_rollups_country_not_null NOT NULL,
-    up integer CONSTRAINT result_rollups_up_not_null NOT NULL,
-    down integer CONSTRAINT result_rollups_down_not_null NOT NULL,
-    missed integer CONSTRAINT result_rollups_missed_not_null NOT NULL,
-    latency integer[] CONSTRAINT result_rollups_latency_not_null NOT NULL
-)
-WITH (fillfactor='70');
-
-CREATE TABLE public.result_rollups_p20261129 (
-    hour timestamp with time zone CONSTRAINT result_rollups_hour_not_null NOT NULL,
-    monitor_id bigint CONSTRAINT result_rollups_monitor_id_not_null NOT NULL,
-    country smallint CONSTRAINT result_rollups_country_not_null NOT NULL,
-    up integer CONSTRAINT result_rollups_up_not_null NOT NULL,
-    down integer CONSTRAINT result_rollups_down_not_null NOT NULL,
-    missed integer CONSTRAINT result_rollups_missed_not_null NOT NULL,
-    latency integer[] CONSTRAINT result_rollups_latency_not_null NOT NULL
-)
-WITH (fillfactor='70');
-
-CREATE TABLE public.result_rollups_p20261130 (
-    hour timestamp with time zone CONSTRAINT result_rollups_hour_not_null NOT NULL,
-    monitor_id bigint CONSTRAINT result_rollups_monitor_id_not_null NOT NULL,
-    country smallint CONSTRAINT result_rollups_country_not_null NOT NULL,
-    up integer CONSTRAINT result_rollups_up_not_null NOT NULL,
-    down integer CONSTRAINT result_rollups_down_not_null NOT NULL,
-    missed integer CONSTRAINT result_rollups_missed_not_null NOT NULL,
-    latency integer[] CONSTRAINT result_rollups_latency_not_null NOT NULL
-)
-WITH (fillfactor='70');
-
 CREATE TABLE public.result_rows_default (
-    scheduled_at timestamp with time zone CONSTRAINT result_rows_scheduled_at_not_null NOT NULL,
-    monitor_id bigint CONSTRAINT result_rows_monitor_id_not_null NOT NULL,
-    response_time_ms double precision,
-    job uuid CONSTRAINT result_rows_job_not_null NOT NULL,
-    started_ms integer,
-    finished_ms integer,
-    stored_ms integer,
-    detail_ms integer,
-    agent integer,
-    dns_us integer DEFAULT '-1'::integer CONSTRAINT result_rows_dns_us_not_null NOT NULL,
-    connect_us integer DEFAULT '-1'::integer CONSTRAINT result_rows_connect_us_not_null NOT NULL,
-    tls_us integer DEFAULT '-1'::integer CONSTRAINT result_rows_tls_us_not_null NOT NULL,
-    greeting_us integer DEFAULT '-1'::integer CONSTRAINT result_rows_greeting_us_not_null NOT NULL,
-    auth_us integer DEFAULT '-1'::integer CONSTRAINT result_rows_auth_us_not_null NOT NULL,
-    country smallint CONSTRAINT result_rows_country_not_null NOT NULL,
-    status smallint CONSTRAINT result_rows_status_not_null NOT NULL,
-    tag smallint CONSTRAINT result_rows_tag_not_null NOT NULL,
-    ref_tag smallint DEFAULT 0 CONSTRAINT result_rows_ref_tag_not_null NOT NULL
-);
-
-CREATE TABLE public.result_rows_p20261127 (
-    scheduled_at timestamp with time zone CONSTRAINT result_rows_scheduled_at_not_null NOT NULL,
-    monitor_id bigint CONSTRAINT result_rows_monitor_id_not_null NOT NULL,
-    response_time_ms double precision,
-    job uuid CONSTRAINT result_rows_job_not_null NOT NULL,
-    started_ms integer,
-    finished_ms integer,
-    stored_ms integer,
-    detail_ms integer,
-    agent integer,
-    dns_us integer DEFAULT '-1'::integer CONSTRAINT result_rows_dns_us_not_null NOT NULL,
-    connect_us integer DEFAULT '-1'::integer CONSTRAINT result_rows_connect_us_not_null NOT NULL,
-    tls_us integer DEFAULT '-1'::integer CONSTRAINT result_rows_tls_us_not_null NOT NULL,
-    greeting_us integer DEFAULT '-1'::integer CONSTRAINT result_rows_greeting_us_not_null NOT NULL,
-    auth_us integer DEFAULT '-1'::integer CONSTRAINT result_rows_auth_us_not_null NOT NULL,
-    country smallint CONSTRAINT result_rows_country_not_null NOT NULL,
-    status smallint CONSTRAINT result_rows_status_not_null NOT NULL,
-    tag smallint CONSTRAINT result_rows_tag_not_null NOT NULL,
-    ref_tag smallint DEFAULT 0 CONSTRAINT result_rows_ref_tag_not_null NOT NULL
-);
-
-CREATE TABLE public.result_rows_p20261128 (
-    scheduled_at timestamp with time zone CONSTRAINT result_rows_scheduled_at_not_null NOT NULL,
-    monitor_id bigint CONSTRAINT result_rows_monitor_id_not_null NOT NULL,
-    response_time_ms double precision,
-    job uuid CONSTRAINT result_rows_job_not_null NOT NULL,
-    started_ms integer,
-    finished_ms integer,
-    stored_ms integer,
-    detail_ms integer,
-    agent integer,
-    dns_us integer DEFAULT '-1'::integer CONSTRAINT result_rows_dns_us_not_null NOT NULL,
-    connect_us integer DEFAULT '-1'::integer CONSTRAINT result_rows_connect_us_not_null NOT NULL,
-    tls_us integer DEFAULT '-1'::integer CONSTRAINT result_rows_tls_us_not_null NOT NULL,
-    greeting_us integer DEFAULT '-1'::integer CONSTRAINT result_rows_greeting_us_not_null NOT NULL,
-    auth_us integer DEFAULT '-1'::integer CONSTRAINT result_rows_auth_us_not_null NOT NULL,
-    country smallint CONSTRAINT result_rows_country_not_null NOT NULL,
-    status smallint CONSTRAINT result_rows_status_not_null NOT NULL,
-    tag smallint CONSTRAINT result_rows_tag_not_null NOT NULL,
-    ref_tag smallint DEFAULT 0 CONSTRAINT result_rows_ref_tag_not_null NOT NULL
-);
-
-CREATE TABLE public.result_rows_p20261129 (
-    scheduled_at timestamp with time zone CONSTRAINT result_rows_scheduled_at_not_null NOT NULL,
-    monitor_id bigint CONSTRAINT result_rows_monitor_id_not_null NOT NULL,
-    response_time_ms double precision,
-    job uuid CONSTRAINT result_rows_job_not_null NOT NULL,
-    started_ms integer,
-    finished_ms integer,
-    stored_ms integer,
-    detail_ms integer,
-    agent integer,
-    dns_us integer DEFAULT '-1'::integer CONSTRAINT result_rows_dns_us_not_null NOT NULL,
-    connect_us integer DEFAULT '-1'::integer CONSTRAINT result_rows_connect_us_not_null NOT NULL,
-    tls_us integer DEFAULT '-1'::integer CONSTRAINT result_rows_tls_us_not_null NOT NULL,
-    greeting_us integer DEFAULT '-1'::integer CONSTRAINT result_rows_greeting_us_not_null NOT NULL,
-    auth_us integer DEFAULT '-1'::integer CONSTRAINT result_rows_auth_us_not_null NOT NULL,
-    country smallint CONSTRAINT result_rows_country_not_null NOT NULL,
-    status smallint CONSTRAINT result_rows_status_not_null NOT NULL,
-    tag smallint CONSTRAINT result_rows_tag_not_null NOT NULL,
-    ref_tag smallint DEFAULT 0 CONSTRAINT result_rows_ref_tag_not_null NOT NULL
-);
-
-CREATE TABLE public.result_rows_p20261130 (
     scheduled_at timestamp with time zone CONSTRAINT result_rows_scheduled_at_not_null NOT NULL,
     monitor_id bigint CONSTRAINT result_rows_monitor_id_not_null NOT NULL,
     response_time_ms double precision,
@@ -2653,43 +2385,11 @@ ALTER TABLE public.users ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 
 ALTER TABLE ONLY public.result_details ATTACH PARTITION public.result_details_default DEFAULT;
 
-ALTER TABLE ONLY public.result_details ATTACH PARTITION public.result_details_p20261127 FOR VALUES FROM ('2026-11-27 00:00:00+00') TO ('2026-11-28 00:00:00+00');
-
-ALTER TABLE ONLY public.result_details ATTACH PARTITION public.result_details_p20261128 FOR VALUES FROM ('2026-11-28 00:00:00+00') TO ('2026-11-29 00:00:00+00');
-
-ALTER TABLE ONLY public.result_details ATTACH PARTITION public.result_details_p20261129 FOR VALUES FROM ('2026-11-29 00:00:00+00') TO ('2026-11-30 00:00:00+00');
-
-ALTER TABLE ONLY public.result_details ATTACH PARTITION public.result_details_p20261130 FOR VALUES FROM ('2026-11-30 00:00:00+00') TO ('2026-12-01 00:00:00+00');
-
 ALTER TABLE ONLY public.result_packs ATTACH PARTITION public.result_packs_default DEFAULT;
-
-ALTER TABLE ONLY public.result_packs ATTACH PARTITION public.result_packs_p20261127 FOR VALUES FROM ('2026-11-27 00:00:00+00') TO ('2026-11-28 00:00:00+00');
-
-ALTER TABLE ONLY public.result_packs ATTACH PARTITION public.result_packs_p20261128 FOR VALUES FROM ('2026-11-28 00:00:00+00') TO ('2026-11-29 00:00:00+00');
-
-ALTER TABLE ONLY public.result_packs ATTACH PARTITION public.result_packs_p20261129 FOR VALUES FROM ('2026-11-29 00:00:00+00') TO ('2026-11-30 00:00:00+00');
-
-ALTER TABLE ONLY public.result_packs ATTACH PARTITION public.result_packs_p20261130 FOR VALUES FROM ('2026-11-30 00:00:00+00') TO ('2026-12-01 00:00:00+00');
 
 ALTER TABLE ONLY public.result_rollups ATTACH PARTITION public.result_rollups_default DEFAULT;
 
-ALTER TABLE ONLY public.result_rollups ATTACH PARTITION public.result_rollups_p20261127 FOR VALUES FROM ('2026-11-27 00:00:00+00') TO ('2026-11-28 00:00:00+00');
-
-ALTER TABLE ONLY public.result_rollups ATTACH PARTITION public.result_rollups_p20261128 FOR VALUES FROM ('2026-11-28 00:00:00+00') TO ('2026-11-29 00:00:00+00');
-
-ALTER TABLE ONLY public.result_rollups ATTACH PARTITION public.result_rollups_p20261129 FOR VALUES FROM ('2026-11-29 00:00:00+00') TO ('2026-11-30 00:00:00+00');
-
-ALTER TABLE ONLY public.result_rollups ATTACH PARTITION public.result_rollups_p20261130 FOR VALUES FROM ('2026-11-30 00:00:00+00') TO ('2026-12-01 00:00:00+00');
-
 ALTER TABLE ONLY public.result_rows ATTACH PARTITION public.result_rows_default DEFAULT;
-
-ALTER TABLE ONLY public.result_rows ATTACH PARTITION public.result_rows_p20261127 FOR VALUES FROM ('2026-11-27 00:00:00+00') TO ('2026-11-28 00:00:00+00');
-
-ALTER TABLE ONLY public.result_rows ATTACH PARTITION public.result_rows_p20261128 FOR VALUES FROM ('2026-11-28 00:00:00+00') TO ('2026-11-29 00:00:00+00');
-
-ALTER TABLE ONLY public.result_rows ATTACH PARTITION public.result_rows_p20261129 FOR VALUES FROM ('2026-11-29 00:00:00+00') TO ('2026-11-30 00:00:00+00');
-
-ALTER TABLE ONLY public.result_rows ATTACH PARTITION public.result_rows_p20261130 FOR VALUES FROM ('2026-11-30 00:00:00+00') TO ('2026-12-01 00:00:00+00');
 
 ALTER TABLE ONLY public.account_logins
     ADD CONSTRAINT account_logins_pkey PRIMARY KEY (job_id);
@@ -2701,7 +2401,7 @@ ALTER TABLE ONLY public.alert_queue
     ADD CONSTRAINT alert_queue_pkey PRIMARY KEY (monitor_id);
 
 ALTER TABLE ONLY public.api_calls
-    ADD CONSTRAINT api_calls_pkey PRIMARY KEY (job);
+    ADD CONSTRAINT api_calls_pkey PRIMARY KEY (job, mailbox);
 
 ALTER TABLE ONLY public.api_tokens
     ADD CONSTRAINT api_tokens_pkey PRIMARY KEY (id);
@@ -2940,53 +2640,17 @@ ALTER TABLE ONLY public.result_details
 ALTER TABLE ONLY public.result_details_default
     ADD CONSTRAINT result_details_default_pkey PRIMARY KEY (monitor_id, scheduled_at, country, tag);
 
-ALTER TABLE ONLY public.result_details_p20261127
-    ADD CONSTRAINT result_details_p20261127_pkey PRIMARY KEY (monitor_id, scheduled_at, country, tag);
-
-ALTER TABLE ONLY public.result_details_p20261128
-    ADD CONSTRAINT result_details_p20261128_pkey PRIMARY KEY (monitor_id, scheduled_at, country, tag);
-
-ALTER TABLE ONLY public.result_details_p20261129
-    ADD CONSTRAINT result_details_p20261129_pkey PRIMARY KEY (monitor_id, scheduled_at, country, tag);
-
-ALTER TABLE ONLY public.result_details_p20261130
-    ADD CONSTRAINT result_details_p20261130_pkey PRIMARY KEY (monitor_id, scheduled_at, country, tag);
-
 ALTER TABLE ONLY public.result_packs
     ADD CONSTRAINT result_packs_pkey PRIMARY KEY (monitor_id, hour, country);
 
 ALTER TABLE ONLY public.result_packs_default
     ADD CONSTRAINT result_packs_default_pkey PRIMARY KEY (monitor_id, hour, country);
 
-ALTER TABLE ONLY public.result_packs_p20261127
-    ADD CONSTRAINT result_packs_p20261127_pkey PRIMARY KEY (monitor_id, hour, country);
-
-ALTER TABLE ONLY public.result_packs_p20261128
-    ADD CONSTRAINT result_packs_p20261128_pkey PRIMARY KEY (monitor_id, hour, country);
-
-ALTER TABLE ONLY public.result_packs_p20261129
-    ADD CONSTRAINT result_packs_p20261129_pkey PRIMARY KEY (monitor_id, hour, country);
-
-ALTER TABLE ONLY public.result_packs_p20261130
-    ADD CONSTRAINT result_packs_p20261130_pkey PRIMARY KEY (monitor_id, hour, country);
-
 ALTER TABLE ONLY public.result_rollups
     ADD CONSTRAINT result_rollups_pkey PRIMARY KEY (monitor_id, hour, country);
 
 ALTER TABLE ONLY public.result_rollups_default
     ADD CONSTRAINT result_rollups_default_pkey PRIMARY KEY (monitor_id, hour, country);
-
-ALTER TABLE ONLY public.result_rollups_p20261127
-    ADD CONSTRAINT result_rollups_p20261127_pkey PRIMARY KEY (monitor_id, hour, country);
-
-ALTER TABLE ONLY public.result_rollups_p20261128
-    ADD CONSTRAINT result_rollups_p20261128_pkey PRIMARY KEY (monitor_id, hour, country);
-
-ALTER TABLE ONLY public.result_rollups_p20261129
-    ADD CONSTRAINT result_rollups_p20261129_pkey PRIMARY KEY (monitor_id, hour, country);
-
-ALTER TABLE ONLY public.result_rollups_p20261130
-    ADD CONSTRAINT result_rollups_p20261130_pkey PRIMARY KEY (monitor_id, hour, country);
 
 ALTER TABLE ONLY public.roundtrip_delivery
     ADD CONSTRAINT roundtrip_delivery_pkey PRIMARY KEY (monitor_id);
@@ -3213,25 +2877,9 @@ CREATE INDEX result_details_addressed ON ONLY public.result_details USING btree 
 
 CREATE INDEX result_details_default_monitor_id_scheduled_at_idx ON public.result_details_default USING btree (monitor_id, scheduled_at DESC) WHERE (address IS NOT NULL);
 
-CREATE INDEX result_details_p20261127_monitor_id_scheduled_at_idx ON public.result_details_p20261127 USING btree (monitor_id, scheduled_at DESC) WHERE (address IS NOT NULL);
-
-CREATE INDEX result_details_p20261128_monitor_id_scheduled_at_idx ON public.result_details_p20261128 USING btree (monitor_id, scheduled_at DESC) WHERE (address IS NOT NULL);
-
-CREATE INDEX result_details_p20261129_monitor_id_scheduled_at_idx ON public.result_details_p20261129 USING btree (monitor_id, scheduled_at DESC) WHERE (address IS NOT NULL);
-
-CREATE INDEX result_details_p20261130_monitor_id_scheduled_at_idx ON public.result_details_p20261130 USING btree (monitor_id, scheduled_at DESC) WHERE (address IS NOT NULL);
-
 CREATE UNIQUE INDEX result_rows_key ON ONLY public.result_rows USING btree (monitor_id, scheduled_at, country, tag);
 
 CREATE UNIQUE INDEX result_rows_default_monitor_id_scheduled_at_country_tag_idx ON public.result_rows_default USING btree (monitor_id, scheduled_at, country, tag);
-
-CREATE UNIQUE INDEX result_rows_p20261127_monitor_id_scheduled_at_country_tag_idx ON public.result_rows_p20261127 USING btree (monitor_id, scheduled_at, country, tag);
-
-CREATE UNIQUE INDEX result_rows_p20261128_monitor_id_scheduled_at_country_tag_idx ON public.result_rows_p20261128 USING btree (monitor_id, scheduled_at, country, tag);
-
-CREATE UNIQUE INDEX result_rows_p20261129_monitor_id_scheduled_at_country_tag_idx ON public.result_rows_p20261129 USING btree (monitor_id, scheduled_at, country, tag);
-
-CREATE UNIQUE INDEX result_rows_p20261130_monitor_id_scheduled_at_country_tag_idx ON public.result_rows_p20261130 USING btree (monitor_id, scheduled_at, country, tag);
 
 CREATE INDEX scrape_tokens_org ON public.scrape_tokens USING btree (organization_id);
 
@@ -3277,51 +2925,11 @@ ALTER INDEX public.result_details_addressed ATTACH PARTITION public.result_detai
 
 ALTER INDEX public.result_details_pkey ATTACH PARTITION public.result_details_default_pkey;
 
-ALTER INDEX public.result_details_addressed ATTACH PARTITION public.result_details_p20261127_monitor_id_scheduled_at_idx;
-
-ALTER INDEX public.result_details_pkey ATTACH PARTITION public.result_details_p20261127_pkey;
-
-ALTER INDEX public.result_details_addressed ATTACH PARTITION public.result_details_p20261128_monitor_id_scheduled_at_idx;
-
-ALTER INDEX public.result_details_pkey ATTACH PARTITION public.result_details_p20261128_pkey;
-
-ALTER INDEX public.result_details_addressed ATTACH PARTITION public.result_details_p20261129_monitor_id_scheduled_at_idx;
-
-ALTER INDEX public.result_details_pkey ATTACH PARTITION public.result_details_p20261129_pkey;
-
-ALTER INDEX public.result_details_addressed ATTACH PARTITION public.result_details_p20261130_monitor_id_scheduled_at_idx;
-
-ALTER INDEX public.result_details_pkey ATTACH PARTITION public.result_details_p20261130_pkey;
-
 ALTER INDEX public.result_packs_pkey ATTACH PARTITION public.result_packs_default_pkey;
-
-ALTER INDEX public.result_packs_pkey ATTACH PARTITION public.result_packs_p20261127_pkey;
-
-ALTER INDEX public.result_packs_pkey ATTACH PARTITION public.result_packs_p20261128_pkey;
-
-ALTER INDEX public.result_packs_pkey ATTACH PARTITION public.result_packs_p20261129_pkey;
-
-ALTER INDEX public.result_packs_pkey ATTACH PARTITION public.result_packs_p20261130_pkey;
 
 ALTER INDEX public.result_rollups_pkey ATTACH PARTITION public.result_rollups_default_pkey;
 
-ALTER INDEX public.result_rollups_pkey ATTACH PARTITION public.result_rollups_p20261127_pkey;
-
-ALTER INDEX public.result_rollups_pkey ATTACH PARTITION public.result_rollups_p20261128_pkey;
-
-ALTER INDEX public.result_rollups_pkey ATTACH PARTITION public.result_rollups_p20261129_pkey;
-
-ALTER INDEX public.result_rollups_pkey ATTACH PARTITION public.result_rollups_p20261130_pkey;
-
 ALTER INDEX public.result_rows_key ATTACH PARTITION public.result_rows_default_monitor_id_scheduled_at_country_tag_idx;
-
-ALTER INDEX public.result_rows_key ATTACH PARTITION public.result_rows_p20261127_monitor_id_scheduled_at_country_tag_idx;
-
-ALTER INDEX public.result_rows_key ATTACH PARTITION public.result_rows_p20261128_monitor_id_scheduled_at_country_tag_idx;
-
-ALTER INDEX public.result_rows_key ATTACH PARTITION public.result_rows_p20261129_monitor_id_scheduled_at_country_tag_idx;
-
-ALTER INDEX public.result_rows_key ATTACH PARTITION public.result_rows_p20261130_monitor_id_scheduled_at_country_tag_idx;
 
 CREATE TRIGGER job_id_scheme_due_copied AFTER UPDATE OF seeded_from ON public.job_id_scheme FOR EACH ROW WHEN (((old.seeded_from IS NOT NULL) AND (new.seeded_from IS NULL))) EXECUTE FUNCTION public.due_copied();
 

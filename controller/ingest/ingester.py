@@ -43,6 +43,7 @@ from controller.jobs.rules import JobIds
 from controller.monitors import store as monitors
 from controller.observability import metrics
 from controller.oracles import store as oracles
+from controller.sidechecks import legacy
 from controller.sidechecks.asks import unasked
 from controller.sidechecks.registry import WIRED
 from shared.clock import WALL, Clock
@@ -328,6 +329,7 @@ class Ingester:
             _moved_aside(msg, "unsent_round", why, part)
             return None
         _within_window(result)
+        _refuse_legacy(result)
         _bound_side(result)
         _bound_side_errors(result)
         self._within_asks(result)
@@ -525,6 +527,25 @@ def _within_window(result: CheckedResult) -> None:
     for name in times.clamped:
         metrics.result_clamped(name)
     result.started_at, result.finished_at = times.started_at, times.finished_at
+
+
+def _refuse_legacy(result: CheckedResult) -> None:
+    """Drop the legacy side fields of a result whose agent knows `sideChecks` (it echoes sealed
+    asks: controller.sidechecks.legacy), counted as `legacy_fields`, in one log line; its
+    `sideChecks` and the result itself are kept."""
+    names = legacy.refused(result)
+    if not names:
+        return
+    for name in names:
+        metrics.side_facts_dropped(name, "legacy_fields")
+    log.warning(
+        "side facts dropped: legacy fields from an agent that announced sideChecks",
+        job_id=result.job_id,
+        monitor_id=str(result.monitor_id),
+        country=result.country,
+        side_checks=names,
+        reason="legacy_fields",
+    )
 
 
 def _drop_side(result: CheckedResult, names: list[str], reason: str, why: str) -> None:

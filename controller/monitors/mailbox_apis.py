@@ -19,7 +19,7 @@ agent feature `api-mailbox` besides the API's.
 """
 
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, NamedTuple
 
 from shared.messages import (
     FEATURE_API_MAILBOX,
@@ -139,12 +139,33 @@ def features(config: JobConfig) -> list[str]:
     return []
 
 
-def uses_graph(config: JobConfig) -> bool:
-    """Whether a job calls Microsoft Graph (a leg's or the mailbox check's `api`), so its
-    calls are reserved against the mailbox's (controller.scheduling.api_calls_store)."""
+class Charge(NamedTuple):
+    """A mailbox a job's API calls go to: its API, `user@host` (lower case) and which part of
+    the job calls it: `send` (a round trip's send leg), `read` (its mailbox leg) or `check`
+    (a mailbox check)."""
+
+    api: str
+    mailbox: str
+    part: str
+
+
+def charges(hostname: str, config: JobConfig) -> list[Charge]:
+    """Each mailbox a job calls over an API, so its calls are reserved against each
+    (controller.scheduling.api_calls_store): a round trip's sending mailbox (`auth.user`, else
+    the envelope sender) at the monitor's host and its reading mailbox at the leg's; a mailbox
+    check's at the monitor's. Legs over SMTP, IMAP or POP3 call none."""
+    found: list[Charge] = []
     if isinstance(config, RoundTripConfig):
-        return GRAPH in (config.send.api, config.receive.api)
-    return isinstance(config, ImapPopConfig) and config.api == GRAPH
+        send, receive = config.send, config.receive
+        if send.api in (GRAPH, GMAIL):
+            user = (send.auth.user if send.auth is not None else "") or send.sender
+            found.append(Charge(send.api, f"{user}@{hostname}".lower(), "send"))
+        if receive.api in (GRAPH, GMAIL):
+            host = receive.hostname or hostname
+            found.append(Charge(receive.api, f"{receive.user}@{host}".lower(), "read"))
+    elif isinstance(config, ImapPopConfig) and config.api in (GRAPH, GMAIL):
+        found.append(Charge(config.api, f"{config.user}@{hostname}".lower(), "check"))
+    return found
 
 
 def _label(leg_api: str) -> str:

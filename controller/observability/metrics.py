@@ -75,7 +75,8 @@ SIDE_FACTS_DROPPED = Counter(
     " `unasked`: no round of the result's monitor asks that side check, or its job did not;"
     " `unsealed`: the job's sealed asks were not echoed, or do not open;"
     " `unasked_names`: cut to the names its job asked; `inconclusive`: the result's agent's own"
-    " path failed)",
+    " path failed; `legacy_fields`: sent in the fields of agents that predate `sideChecks` by"
+    " an agent that echoes sealed asks)",
     ["side_check", "reason"],
 )
 SIDE_CHECK_ERRORS = Counter(

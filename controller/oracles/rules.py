@@ -11,6 +11,7 @@ from collections.abc import Collection, Mapping
 from typing import Final
 
 from controller.sidechecks.dns_canary import Health, resolver_health
+from controller.sidechecks.oracle_fixes import own_fix
 
 # The oracle name of the agents' resolver for mail DNS and reverse DNS (a list's is its zone).
 RESOLVER: Final = "dns"
@@ -21,14 +22,6 @@ RESOLVER_FIX: Final = (
     "point AGENT_DNS_RESOLVER of that country's agents at a resolver that answers truthfully"
     " (one of your own, e.g. unbound on the agent's host), or set AGENT_DNS_CANARIES to names"
     " that resolver must and must not know"
-)
-LIST_FIX: Final = (
-    "point AGENT_BLOCKLIST_RESOLVER of that country's agents at a resolver of your own (not a"
-    " public one), or take the list out of BLOCKLISTS"
-)
-SPAMHAUS_FIX: Final = (
-    "give that country's agents a Spamhaus DQS key (AGENT_SPAMHAUS_DQS_KEY), or point"
-    " AGENT_BLOCKLIST_RESOLVER at a resolver of your own that Spamhaus answers"
 )
 
 
@@ -56,13 +49,12 @@ def root_cause(
 
 
 def fix(oracle: str, reason: str = "") -> str:
-    """What to set when `oracle` (RESOLVER, or a list's zone) is unhealthy or unknown, for
-    `reason`: a list behind a resolver that is not believed is the resolver's to fix."""
+    """What to set when `oracle` is unhealthy or unknown, for `reason`: the resolver's fix for
+    the resolver, and for an oracle behind a resolver that is not believed; else what the side
+    check whose oracle it is says (controller.sidechecks.oracle_fixes)."""
     if oracle == RESOLVER or reason.startswith(BEHIND):
         return RESOLVER_FIX
-    if oracle.endswith("spamhaus.org"):
-        return SPAMHAUS_FIX
-    return LIST_FIX
+    return own_fix(oracle) or RESOLVER_FIX
 
 
 __all__ = ["BEHIND", "RESOLVER", "Health", "fix", "resolver_health", "root_cause"]

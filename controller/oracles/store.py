@@ -83,44 +83,24 @@ async def resolver_organizations(conn: Conn, country: str) -> list[int]:
 
 
 class WorldCounts(NamedTuple):
-    """What the world gauges show: open findings (code, severity) → n, open raised listings
-    per zone, each oracle's state, each fleet check's state (`fleet_health`), reports within a
-    day per kind, and the messages they count per (kind, result), largest first."""
+    """What the world gauges show of the frame's own: open findings (code, severity) → n, each
+    oracle's state and each fleet check's state (`fleet_health`)."""
 
     findings: dict[tuple[str, str], int]
-    listings: dict[str, int]
     oracles: dict[tuple[str, str], str]
     fleet: dict[tuple[str, str], str]
-    reports: dict[str, int]
-    messages: list[tuple[str, str, int]]
 
 
-async def world(conn: Conn, since: datetime) -> WorldCounts:
-    """The counts behind the world gauges; reports stored since `since`, and the messages
-    reported for the UTC days since `since`'s (the aggregates keep no report of their own)."""
+async def world(conn: Conn) -> WorldCounts:
+    """The counts behind the world gauges of the frame's own."""
     findings = await conn.fetch(
         "SELECT code, severity, count(*) AS n FROM posture_findings"
         " WHERE cleared_at IS NULL GROUP BY code, severity"
     )
-    listings = await conn.fetch(
-        "SELECT zone, count(*) AS n FROM blocklist_listings"
-        " WHERE cleared_at IS NULL AND raised_at IS NOT NULL GROUP BY zone"
-    )
     oracles = await conn.fetch("SELECT oracle, country, state FROM oracle_health")
     fleet = await conn.fetch("SELECT check_name, country, state FROM fleet_health")
-    reports = await conn.fetch(
-        "SELECT kind, count(*) AS n FROM reports WHERE received_at >= $1 GROUP BY kind", since
-    )
-    messages = await conn.fetch(
-        "SELECT kind, result, sum(count) AS n FROM report_day_totals"
-        " WHERE day >= ($1 AT TIME ZONE 'UTC')::date GROUP BY kind, result ORDER BY n DESC",
-        since,
-    )
     return WorldCounts(
         {(r["code"], r["severity"]): r["n"] for r in findings},
-        {r["zone"]: r["n"] for r in listings},
         {(r["oracle"], r["country"]): r["state"] for r in oracles},
         {(r["check_name"], r["country"]): r["state"] for r in fleet},
-        {r["kind"]: r["n"] for r in reports},
-        [(r["kind"], r["result"], int(r["n"])) for r in messages],
     )

@@ -1,17 +1,14 @@
 """The scheduler's admission: what of the planned jobs may go now.
 
-A job goes when its round trip's mailbox and recipient domain may get a message now
-(controller.roundtrips.sends; or it goes as a look that sends nothing, where its country's
-agents can), when its login is under its organization's cap for the account (controller.logins;
-a capped one is recorded `login_capped`, shown on the monitor and told to the owners), and when
-its country has a slot for it (`admission_ledger.Admissions`, the rules in `admission_rules` and
+A job goes when each budget (`admission_budgets`, in order: a round trip's message, a login
+under its organization's cap, the mailbox API calls, each side check's) lets it, and when its
+country has a slot for it (`admission_ledger.Admissions`, the rules in `admission_rules` and
 `preemption`: it waits for one in memory, takes one back from the organization most over its
-share, or is recorded `saturated`). What is held goes into its round's `missed` rows. A side
-check's budget (controller.sidechecks.budgets) is reserved for the jobs that go, and released
-for those given up (`release_budgets`).
+share, or is recorded `saturated`). What is held goes into its round's `missed` rows; a job
+given up gives back what every budget gave it (`release`).
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple
 
@@ -19,13 +16,21 @@ from controller.db.pool import Conn
 from controller.fleet.live import LiveAgents
 from controller.jobs.result_kinds import ResultRow
 from controller.logins import account_store as account_logins
-from controller.logins import cap as login_cap
 from controller.logins.backoff import CAPPED, HELD
 from controller.notify.links import NO_LINKS, Links
 from controller.roundtrips import rounds_store as roundtrip_rounds
 from controller.roundtrips import sends as roundtrip_sends
-from controller.scheduling import api_calls_store, login_cap_notice
+from controller.scheduling import login_cap_notice
 from controller.scheduling import plan as planning
+from controller.scheduling.admission_budgets import (
+    ApiCalls,
+    LoginCap,
+    RoundBudget,
+    RoundTripMail,
+    SideCheckBudget,
+    release_all,
+    reserve_all,
+)
 from controller.scheduling.admission_ledger import Admissions, Taken
 from controller.scheduling.deferred_store import DeferredJob
 from controller.scheduling.plan import PlannedRound
@@ -35,14 +40,6 @@ from shared.messages import FEATURE_LOOK_ONLY, CheckJob, Preempt
 from shared.timefmt import parse_iso
 
 _DEFAULT_SCHEDULING = SchedulingSettings()
-
-
-async def release_budgets(conn: Conn, jobs: Sequence[CheckJob]) -> None:
-    """Give back what jobs that will never run reserved of every side check's budget, and
-    their Graph calls."""
-    await api_calls_store.release(conn, jobs)
-    for budget in BUDGETS.values():
-        await budget.release(conn, jobs)
 
 
 class Admitted(NamedTuple):
@@ -76,11 +73,17 @@ class Admission:
         `budgets`: the settings the side checks' budgets read (READINESS_QUERIES_PER_HOUR...)."""
         self._agents = agents
         self._links = links
-        self._default_countries = default_countries
         self._login_cap = login_cap
-        self._trigger_burst = trigger_burst
         self._mails_per_domain = mails_per_domain
-        self._budgets = budgets
+        self._mail = RoundTripMail(agents, mails_per_domain)
+        self._logins = LoginCap(links, default_countries, login_cap, trigger_burst)
+        # In order: a job one refuses gives back what those before it gave it.
+        self._budgets: tuple[RoundBudget, ...] = (
+            self._mail,
+            self._logins,
+            ApiCalls(budgets),
+            *(SideCheckBudget(b, budgets) for b in BUDGETS.values()),
+        )
         self._ledger = Admissions(agents.load, agents.now)
 
     def waiting(self) -> int:
@@ -95,6 +98,10 @@ class Admission:
         """Jobs admitted that could not be published: they wait again (`Admissions.put_back`)."""
         self._ledger.put_back(jobs, preempts)
 
+    async def release(self, conn: Conn, jobs: Sequence[CheckJob]) -> None:
+        """Give back what jobs that will never run (refused a slot) took of every budget."""
+        await release_all(self._budgets, conn, jobs)
+
     async def admit(self, conn: Conn, rounds: Sequence[PlannedRound], now: datetime) -> Admitted:
         """In the rounds' transaction: hold what the round-trip caps and the login cap hold
         (into the round's `missed`), then take the country slots; a job given up is recorded in
@@ -104,26 +111,14 @@ class Admission:
         round ends. Each side check's budget is reserved for the jobs going out now, waiting for
         a slot, or logging in later (a job a budget has no room for goes out with that side
         check's ask held); those refused give their reservations back."""
-        awaited = await self._hold_mail(conn, rounds, now)
-        await self._cap_logins(conn, rounds, now)
-        await api_calls_store.reserve(conn, rounds, now, self._budgets)
-        planned = [job for r in rounds for job in [*r.jobs, *(job for _, job in r.deferred)]]
-        for budget in BUDGETS.values():
-            held = await budget.reserve(conn, planned, now, self._budgets)
-            if held:
-                planned = [held.get(job.job_id, job) for job in planned]
-                for r in rounds:
-                    r.jobs = [held.get(job.job_id, job) for job in r.jobs]
-                    r.deferred = [(d, held.get(job.job_id, job)) for d, job in r.deferred]
+        await reserve_all(self._budgets, conn, rounds, now)
+        awaited = {job_id: at for r in rounds for job_id, at in r.awaited.items()}
         taken = self._ledger.take([job for r in rounds for job in r.jobs], now)
         refused = {row.job_id: row for row in taken.refused}
         if refused:
             for r in rounds:
                 r.missed += [refused.pop(job.job_id) for job in r.jobs if job.job_id in refused]
-        # Every job given up: its round-trip message counts no more, its side checks'
-        # reservations are given back.
-        await roundtrip_sends.not_sent(conn, taken.refused_jobs)
-        await release_budgets(conn, taken.refused_jobs)
+        await self.release(conn, taken.refused_jobs)
         return Admitted(taken.admitted, list(refused.values()), taken.preempts, awaited)
 
     async def admit_deferred(
@@ -138,7 +133,7 @@ class Admission:
         answered = await _answered(conn, claimed)
         claimed = [d for d in claimed if d.job.job_id not in answered]
         tried = [d for d in claimed if not d.rejected]
-        caps = await self._caps(conn, [d.monitor_id for d in tried])
+        caps = await self._logins.caps(conn, [d.monitor_id for d in tried])
         tried = [d for d in tried if d.monitor_id in caps]
         allowed = await account_logins.take(
             conn,
@@ -165,8 +160,7 @@ class Admission:
             + [d.job for d, ok in zip(tried, allowed, strict=True) if not ok]
             + taken.refused_jobs
         )
-        await roundtrip_sends.not_sent(conn, not_sent)
-        await release_budgets(conn, not_sent)
+        await self.release(conn, not_sent)
         why = "an earlier login of this round was rejected: not tried again"
         held = [planning.held(d.job, HELD, why) for d in claimed if d.rejected]
         for d, ok in zip(tried, allowed, strict=True):
@@ -177,74 +171,6 @@ class Admission:
         held += held_mail.values()
         held += taken.refused
         return Admitted(taken.admitted, [], taken.preempts, {}), held, list(answered.values())
-
-    async def _hold_mail(
-        self, conn: Conn, rounds: Sequence[PlannedRound], now: datetime
-    ) -> dict[str, datetime]:
-        """Hold each round trip's round whose mailbox or recipient domain may not get a message
-        now (its jobs into `missed`), or send it as a look where its country's agents can; a
-        look whose country waits for its monitor's round in flight goes once that round ends
-        (`_await_flights`). Return the awaited rounds' scheduled times by job id. Rounds
-        without a round trip's job are neither held nor looked at."""
-        mailing = [
-            (r, jobs)
-            for r in rounds
-            if (jobs := [*r.jobs, *(job for _, job in r.deferred)])
-            and any(job.monitor_type == "roundtrip" for job in jobs)
-        ]
-        if not mailing:
-            return {}
-        held_mail, looks, waits = await roundtrip_sends.hold(
-            conn,
-            [(r.monitor_id, jobs) for r, jobs in mailing],
-            now,
-            self._mails_per_domain,
-            self._agents.countries_with(FEATURE_LOOK_ONLY),
-            wait=True,
-        )
-        awaited: dict[str, datetime] = {}
-        for r, jobs in mailing:
-            r.missed += [held_mail[job.job_id] for job in jobs if job.job_id in held_mail]
-            r.jobs = [looks.get(job.job_id, job) for job in r.jobs if job.job_id not in held_mail]
-            r.deferred = [
-                (d, looks.get(job.job_id, job))
-                for d, job in r.deferred
-                if job.job_id not in held_mail
-            ]
-            if r.account:  # only a round logging in to an account keeps later logins
-                awaited |= _await_flights(r, waits, now)
-        return awaited
-
-    async def _cap_logins(self, conn: Conn, rounds: Sequence[PlannedRound], now: datetime) -> None:
-        """Take each login of the rounds from its account's allowance; one over its
-        organization's cap is not sent but recorded `login_capped` and told to the owners."""
-        wanted = [(r, job) for r in rounds if r.account for job in r.jobs]
-        caps = await self._caps(conn, [r.monitor_id for r, _ in wanted])
-        allowed = await account_logins.take(
-            conn,
-            [planning.login(job, r.account or "", r.legs, caps[r.monitor_id]) for r, job in wanted],
-            now,
-        )
-        await roundtrip_sends.not_sent(
-            conn, [job for (_, job), ok in zip(wanted, allowed, strict=True) if not ok]
-        )
-        for (r, job), ok in zip(wanted, allowed, strict=True):
-            if not ok:
-                r.jobs.remove(job)
-                cap = caps[r.monitor_id][1]
-                r.missed.append(
-                    planning.held(job, CAPPED, planning.capped_why(cap, self._login_cap))
-                )
-                await login_cap_notice.reached(conn, r.monitor_id, cap, now, self._links)
-
-    async def _caps(self, conn: Conn, monitor_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
-        """Per monitor: its organization and the cap of its account's logins (login_cap)."""
-        if not monitor_ids:
-            return {}
-        need = await account_logins.need(
-            conn, sorted(set(monitor_ids)), self._default_countries, self._trigger_burst
-        )
-        return {m: (org, login_cap.cap(n, self._login_cap)) for m, (org, _, n) in need.items()}
 
 
 async def _answered(conn: Conn, claimed: Sequence[DeferredJob]) -> dict[str, ResultRow]:
@@ -262,24 +188,4 @@ async def _answered(conn: Conn, claimed: Sequence[DeferredJob]) -> dict[str, Res
         d.job.job_id: roundtrip_sends.answer(d.job, found[d.job.job_id])
         for d in claimed
         if d.job.job_id in found
-    }
-
-
-def _await_flights(
-    r: PlannedRound, waits: Mapping[str, roundtrip_rounds.Flight], now: datetime
-) -> dict[str, datetime]:
-    """Move the round's looks that wait for their monitor's round in flight to its later
-    logins, each due when that round ends (or later, as its login was); return the awaited
-    round's scheduled time by job id."""
-
-    def until(job: CheckJob) -> float:
-        return max(0.0, (waits[job.job_id].ends_at - now).total_seconds())
-
-    later = [(until(job), job) for job in r.jobs if job.job_id in waits]
-    r.jobs = [job for job in r.jobs if job.job_id not in waits]
-    r.deferred = [
-        (max(d, until(job)) if job.job_id in waits else d, job) for d, job in r.deferred
-    ] + later
-    return {
-        job.job_id: waits[job.job_id].scheduled_at for _, job in r.deferred if job.job_id in waits
     }

@@ -93,8 +93,11 @@ class PlannedRound:
     deferred: list[tuple[float, CheckJob]] = field(default_factory=list)
     account: str | None = None  # the account its jobs log in to (`account`), if any
     legs: int = 1  # logins a check makes to that account (a round trip sending as it: 2)
-    graph: bool = False  # its jobs call Microsoft Graph as that account (`api_calls_store`)
+    # The mailboxes its jobs call over an API, each keyed (`api_calls_store`).
+    api_charges: list[mailbox_apis.Charge] = field(default_factory=list)
     dns_round: bool = False  # its jobs ask the side checks of the `dns` cadence (a DNS round)
+    # Its looks waiting for their monitor's round in flight: that round's time by job id.
+    awaited: dict[str, datetime] = field(default_factory=dict)
     unusable: str | None = None
     # A check-now's: the round trip's round in flight it joined (this round sent nothing).
     joined: "InFlight | None" = None
@@ -249,7 +252,12 @@ def account_name(hostname: str, config: JobConfig) -> str | None:
 
 def account(key: bytes, hostname: str, config: JobConfig) -> str:
     """The account a config logs in to, user@host, as a keyed hash (no user name kept)."""
-    return hmac.digest(key, _user_at(*_login(hostname, config)).encode(), hashlib.sha256).hex()[:32]
+    return account_key(key, _user_at(*_login(hostname, config)))
+
+
+def account_key(key: bytes, name: str) -> str:
+    """An account's or mailbox's name as a keyed hash (no user name kept)."""
+    return hmac.digest(key, name.encode(), hashlib.sha256).hex()[:32]
 
 
 def legs_of(hostname: str, config: JobConfig) -> int:
@@ -476,7 +484,10 @@ class RoundPlanner:
         if carries_credentials(config):
             plan.account = account(self._account_key, m.hostname, config)
             plan.legs = legs_of(m.hostname, config)
-            plan.graph = mailbox_apis.uses_graph(config)
+            plan.api_charges = [
+                c._replace(mailbox=account_key(self._account_key, f"{c.api}:{c.mailbox}"))
+                for c in mailbox_apis.charges(m.hostname, config)
+            ]
             bound = SealedConfig(
                 monitor_id=public_id, hostname=m.hostname, port=port, config=config
             )

@@ -33,13 +33,12 @@ from controller.ingest import alert_queue_store as alert_queue
 from controller.monitors import limits_store as limits
 from controller.observability import metrics
 from controller.roundtrips import rounds_store as roundtrip_rounds
-from controller.roundtrips import sends as roundtrip_sends
 from controller.scheduling import confirm_store as confirmations
 from controller.scheduling import deferred_store as deferred
 from controller.scheduling import due_store as due
 from controller.scheduling import plan as planning
 from controller.scheduling import rules as schedule
-from controller.scheduling.admission import Admission, release_budgets
+from controller.scheduling.admission import Admission
 from controller.scheduling.due_store import Unplanned, monitor_of
 from controller.scheduling.plan import PlannedRound
 from controller.scheduling.planner import Planner
@@ -209,8 +208,7 @@ class Scheduler:
         await self.publisher.preempt(taken.preempts)
         if taken.refused:
             async with self._pool.acquire() as conn, conn.transaction():
-                await roundtrip_sends.not_sent(conn, taken.refused_jobs)
-                await release_budgets(conn, taken.refused_jobs)
+                await self.admission.release(conn, taken.refused_jobs)
                 await self.publisher.record(conn, taken.refused, now=self._clock())
             self.publisher.recorded(taken.refused)
         return len(taken.admitted)

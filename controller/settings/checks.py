@@ -214,6 +214,29 @@ class SchedulingSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=Tr
             " folders and pages, cleanup); one that needs more ends `inconclusive`",
         ),
     ] = 200
+    gmail_units_per_user: Annotated[
+        int,
+        Meta(
+            ge=100,
+            le=15_000,
+            description="Gmail API quota units one organization's checks may spend on one"
+            " Gmail user in any minute, over all agents and countries (Google allows 6,000 per"
+            " user per minute and project; a call costs its method's units: messages.send 100,"
+            " messages.list and messages.get 5). Each job reserves what it may spend (a mailbox"
+            " check 2, a round trip GMAIL_UNITS_PER_ROUND_TRIP) and carries it as `apiUnits`; a"
+            " job that does not fit goes with none and ends `inconclusive` (throttled, not sent)",
+        ),
+    ] = 6_000
+    gmail_units_per_round_trip: Annotated[
+        int,
+        Meta(
+            ge=120,
+            le=6_000,
+            description="Gmail quota units a round trip over the Gmail API may spend (send 100,"
+            " every look's pages and messages, the trash); one that needs more ends"
+            " `inconclusive`",
+        ),
+    ] = 1_000
 
 
 class RetentionSettings(msgspec.Struct, rename="upper", frozen=True, kw_only=True):

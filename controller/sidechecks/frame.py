@@ -100,6 +100,17 @@ class Planning:
 
 
 @dataclass(frozen=True, slots=True)
+class WorldGauges:
+    """A side check's part of the world gauges (controller.oracles.metrics), read when
+    `/metrics` is scraped: `show` reads its counts (since the instant given, a day back) and
+    sets its own gauges, returning what it adds to the open findings by (code, severity);
+    `clear` empties its gauges before each read."""
+
+    show: Callable[["Conn", datetime], Awaitable[Mapping[tuple[str, str], float]]]
+    clear: Callable[[], None]
+
+
+@dataclass(frozen=True, slots=True)
 class Budget:
     """A side check's share of something scarce per organization (readiness's DNS queries),
     taken as admission lets its jobs go: `reserve` (in the rounds' transaction, for the jobs

@@ -3,8 +3,10 @@ them by fields of its own (`mailDomain`, `blocklists`, `reverseDns`), set by `fo
 only on jobs to a country with such an agent live; their results send each side check's facts
 in a field of its own (`mailDns`, `reputation`, `reverseDns`, `relay`), which `LegacyResult`
 folds under the side check's name, so everything after the ingester's decoding reads
-`sideChecks` alone. Only the side checks older than the frame have such fields; this module goes
-by `LEGACY_FIELDS_END`."""
+`sideChecks` alone. Only from such an agent: one that echoes its job's sealed asks (`asksSeal`)
+announced `sideChecks`, and its legacy fields are not folded but `refused` (the ingester drops
+them with a log line, counted as `legacy_fields`). Only the side checks older than the frame
+have such fields; this module goes by `LEGACY_FIELDS_END`."""
 
 from collections.abc import Sequence
 from typing import Final, Protocol
@@ -28,16 +30,30 @@ FIELDS: Final = {
 
 class _Folding(Protocol):
     side_checks: dict[str, object]
+    asks_seal: str
 
 
 def fold(result: _Folding) -> None:
-    """Move `result`'s legacy side fields into its `side_checks` (a name already there wins:
-    an agent that sends both is a newer one)."""
+    """Move `result`'s legacy side fields into its `side_checks` (a name already there wins),
+    unless it comes from an agent that echoes sealed asks (`refused`)."""
+    if result.asks_seal:
+        return
     for attr, name in FIELDS.items():
         value = getattr(result, attr, None)
         if value is not None:
             result.side_checks.setdefault(name, value)
             setattr(result, attr, None)
+
+
+def refused(result: _Folding) -> list[str]:
+    """The side checks whose legacy fields `result` still carries (not folded: an agent that
+    knows `sideChecks` sent them), each field cleared."""
+    names = []
+    for attr, name in FIELDS.items():
+        if getattr(result, attr, None) is not None:
+            setattr(result, attr, None)
+            names.append(name)
+    return names
 
 
 class LegacyResult(CheckResult, kw_only=True):

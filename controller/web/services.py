@@ -42,6 +42,7 @@ from controller.settings import (
     StatusPageSettings,
 )
 from controller.sidechecks.blocklists.rules import lists_setting
+from controller.sidechecks.world import world_gauges
 from controller.statuspages.cache import PageCache
 from controller.web.api.auth import Logins
 from shared.clock import WALL, Clock
@@ -112,7 +113,7 @@ class Services:
                 nats_up=None if pipeline is None else _connected(pipeline),
                 page_cache=PageCache(),
                 background=Background(),
-                world=World(lists_setting(settings.reputation.blocklists), clock),
+                world=World(world_gauges(lists_setting(settings.reputation.blocklists)), clock),
                 clock=clock,
             )
         finally:

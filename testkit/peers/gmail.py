@@ -18,7 +18,7 @@ the Gmail legs of a round trip (agent/probers/gmail.py):
 
 `userId` is an address of `users` or `me` (the token's user). Quota as the reference says: each
 call costs its method's units (send 100, list 5, get 5, trash 5, delete 10) from the user's
-`units_per_minute` (15,000); past it, 429 `userRateLimitExceeded` with `Retry-After`. A token it
+`units_per_minute` (6,000); past it, 429 `userRateLimitExceeded` with `Retry-After`. A token it
 did not issue, or any token once `expired` is set, is 401 (`UNAUTHENTICATED`).
 
 Faults, switchable per test: `throttle` (429 `rateLimitExceeded`), `slow_s` (each answer
@@ -59,7 +59,7 @@ UNITS: dict[str, int] = {
     "getProfile": 1,
     "labels.get": 1,
 }
-UNITS_PER_MINUTE = 15_000
+UNITS_PER_MINUTE = 6_000  # per user per minute and project, as Google publishes it in 2026
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 # An 8 MiB list answer, made once: the peer's own memory stays flat however often it is sent.
 _OVERSIZED = b'{"messages": [], "padding": "' + b"x" * (8 * 1024 * 1024) + b'"}'

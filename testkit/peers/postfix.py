@@ -28,6 +28,7 @@ from typing import Self
 from shared.embedded import free_port
 
 MASTER = "/usr/lib/postfix/sbin/master"
+UNSHARE = "/usr/bin/unshare"
 START_S = 10.0
 # The services an smtpd that authenticates, takes mail or hangs up talks to; each instance
 # adds its `inet` listeners. Unix services start on demand: one an instance never uses costs
@@ -108,9 +109,11 @@ async def _queue_layout() -> Path:
     return _QUEUE
 
 
-async def start_master(d: Path) -> asyncio.subprocess.Process:
+async def start_master(d: Path, resolv_conf: Path | None = None) -> asyncio.subprocess.Process:
     """Postfix's master in the foreground for the configuration in `d`/etc, its queue and data
-    directories in `d` as Postfix lays them out, its log in `d`/maillog."""
+    directories in `d` as Postfix lays them out, its log in `d`/maillog; with `resolv_conf`, in
+    a mount namespace of its own where that file is /etc/resolv.conf (its DNS resolver: the
+    C library's takes no port, and the machine's stays as it is)."""
     layout = await _queue_layout()
     for sub in ("queue", "data"):
         # `cp -a`: the owners and modes too (as root)
@@ -124,11 +127,13 @@ async def start_master(d: Path) -> asyncio.subprocess.Process:
     with (d / "etc" / "main.cf").open("a") as f:
         f.write(f"maillog_file_prefixes = {d}\nmaillog_file = {d}/maillog\n")
     settled(*(d / "etc").iterdir())
+    command = [MASTER, "-d", "-c", str(d / "etc")]
+    if resolv_conf is not None:
+        mount = 'mount --bind "$0" /etc/resolv.conf && exec "$@"'
+        command = [UNSHARE, "--mount", "--propagation", "private", "sh", "-c", mount]
+        command += [str(resolv_conf), MASTER, "-d", "-c", str(d / "etc")]
     return await asyncio.create_subprocess_exec(
-        MASTER,
-        "-d",
-        "-c",
-        str(d / "etc"),
+        *command,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
         # Its own process group: on SIGTERM the master ends every process of its group, then
@@ -177,8 +182,10 @@ class PostfixServer:
 
     prefix = "postfix-"
 
-    def __init__(self) -> None:
+    def __init__(self, resolv_conf: Path | None = None) -> None:
+        """`resolv_conf`: the resolver its processes use (`start_master`)."""
         self.ports: dict[str, int] = {}
+        self.resolv_conf = resolv_conf
         self.where = Path()
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._process: asyncio.subprocess.Process | None = None
@@ -224,7 +231,7 @@ relay_domains =
         )
         (d / "etc" / "master.cf").write_text(inet + SERVICES + self.services())
         try:
-            self._process = await start_master(d)
+            self._process = await start_master(d, self.resolv_conf)
             await until_listening(self._process, self.ports.values(), self.log)
         except BaseException:
             self._dir.cleanup()
@@ -294,7 +301,7 @@ class RelayPostfix(PostfixServer):
 
 class SendingPostfix(PostfixServer):
     """A Postfix that takes mail from loopback on `port` and sends everything for `domain` to
-    `[127.0.0.1]:to_port` with its smtp client, TLS as `tls_level` says
+    `[to_host]:to_port` (127.0.0.1 unless named) with its smtp client, TLS as `tls_level` says
     (`smtp_tls_security_level`: `none`, `may`, `encrypt`), greeting as `mail.mailprobe.test`;
     what it takes passes the milter at loopback port `milter` when one is given (OpenDKIM);
     `extra_cf`: more main.cf lines (a TLS policy table, a CA file).
@@ -309,9 +316,13 @@ class SendingPostfix(PostfixServer):
         tls_level: str,
         milter: int | None = None,
         extra_cf: str = "",
+        *,
+        to_host: str = "127.0.0.1",
+        resolv_conf: Path | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(resolv_conf)
         self.domain, self.to_port, self.tls_level = domain, to_port, tls_level
+        self.to_host = to_host
         self.milter, self.extra_cf = milter, extra_cf
 
     @property
@@ -331,7 +342,8 @@ class SendingPostfix(PostfixServer):
                 "mynetworks = 127.0.0.0/8\n"
                 "disable_dns_lookups = yes\n"
                 "smtp_host_lookup = native\n"
-                f"transport_maps = inline:{{ {self.domain}=smtp:[127.0.0.1]:{self.to_port} }}\n"
+                "transport_maps = inline:"
+                f"{{ {self.domain}=smtp:[{self.to_host}]:{self.to_port} }}\n"
                 f"smtp_tls_security_level = {self.tls_level}\n"
                 "smtp_tls_loglevel = 1\n"
                 "smtpd_relay_restrictions = permit_mynetworks, reject\n"

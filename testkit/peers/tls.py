@@ -13,10 +13,17 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 
-def outdated(ca: trustme.CA, *, tls10: bool = False, ciphers: str | None = None) -> ssl.SSLContext:
-    """A server stuck with TLS 1.0, or with `ciphers` (OpenSSL here still makes both)."""
+def outdated(
+    ca: trustme.CA,
+    *,
+    tls10: bool = False,
+    ciphers: str | None = None,
+    names: tuple[str, ...] = ("localhost",),
+) -> ssl.SSLContext:
+    """A server stuck with TLS 1.0, or with `ciphers` (OpenSSL here still makes both), its
+    certificate for `names`."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ca.issue_cert("localhost").configure_cert(ctx)
+    ca.issue_cert(*names).configure_cert(ctx)
     with warnings.catch_warnings():  # TLSVersion.TLSv1 is deprecated: that is the point
         warnings.simplefilter("ignore", DeprecationWarning)
         if tls10:

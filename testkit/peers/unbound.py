@@ -37,23 +37,35 @@ class Unbound:
     Validation is strict: no `domain-insecure`, no permissive mode, so a bad signature is
     SERVFAIL, never an answer without AD."""
 
-    def __init__(self, zone: str, peer_port: int, anchor: str) -> None:
+    def __init__(
+        self,
+        zone: str,
+        peer_port: int,
+        anchor: str,
+        *,
+        interface: str = "127.0.0.1",
+        port: int | None = None,
+    ) -> None:
+        """`interface` and `port`: where it serves (a free loopback port unless given: a
+        system resolver of a sender under test answers on 53 of an address of its own)."""
         self.zone = zone
         self.peer_port = peer_port
         self.anchor = anchor
+        self.interface = interface
+        self._fixed = port
         self.port = 0
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._process: asyncio.subprocess.Process | None = None
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.interface}:{self.port}"
 
     def _server(self, where: Path) -> str:
         """The `server:` options every unbound of the tests runs with: loopback, unprivileged,
         in the foreground from `where`."""
         return f"""server:
-    interface: 127.0.0.1
+    interface: {self.interface}
     port: {self.port}
     do-ip6: no
     access-control: 127.0.0.0/8 allow
@@ -106,7 +118,7 @@ remote-control:
 
     async def _start(self, where: Path) -> str | None:
         """Start unbound on a free port; None once it answers there, else what it said."""
-        self.port = _free_port()
+        self.port = self._fixed or _free_port()
         config = where / "unbound.conf"
         config.write_text(self._config(where))
         self._process = await asyncio.create_subprocess_exec(
@@ -130,7 +142,7 @@ remote-control:
             if self._process.returncode is not None:
                 break
             with contextlib.suppress(dns.exception.DNSException, OSError):
-                await dns.asyncquery.udp(query, "127.0.0.1", timeout=0.2, port=self.port)
+                await dns.asyncquery.udp(query, self.interface, timeout=0.2, port=self.port)
                 return None
             await asyncio.sleep(0.05)
         await self._stop()

@@ -105,7 +105,12 @@ async def test_imap_to_microsoft_365_below_tls_1_2_is_found_and_cleared_at_1_2(
     )
     async with ImapPeer(greeting=IMAP_GREETING, starttls=outdated(CA, tls10=True)) as old:
         facts = await round_(rig, monitor, 0, old.port, contexts)
-    assert facts == {"host": "localhost", "version": "TLSv1", "mode": "starttls"}
+    assert facts == {
+        "host": "localhost",
+        "version": "TLSv1",
+        "mode": "starttls",
+        "certNames": ["localhost"],
+    }
     body = await posture(api, rig, monitor)
     assert (CODE, "DE") in open_codes(body)
     found = next(f for f in body["findings"] if f["code"] == CODE)
@@ -141,3 +146,30 @@ async def test_pop3_by_its_host_name_and_another_server_raises_nothing(
     async with Pop3Peer(greeting=POP3_GREETING, starttls=modern()) as new:
         await round_(rig, exo, 1, new.port, contexts)
     assert (CODE, "DE") not in open_codes(await posture(api, rig, exo))
+
+
+async def test_a_name_of_its_own_with_implicit_tls_is_told_by_microsofts_certificate(
+    rig: Rig, api: httpx.AsyncClient, contexts: SslContexts
+) -> None:
+    """IMAP with TLS from the first byte at a name of the customer's own, pointed at Exchange
+    Online: no greeting before the handshake, which fails on the name (the certificate is
+    outlook.office365.com's), so the second look reads TLS 1.0 and the certificate a trusted
+    chain vouches for: found. The same certificate from a CA nobody trusts tells nothing."""
+    config = {"protocol": "imap", "tls": True}
+    own = await rig.monitor(
+        ["DE"], kind="imap", name="EXO by our name", hostname="imap.contoso.test", config=config
+    )
+    exo = outdated(CA, tls10=True, names=("outlook.office365.com", "*.office365.com"))
+    async with ImapPeer(ssl_context=exo) as old:
+        facts = await round_(rig, own, 0, old.port, contexts)
+    assert facts["version"] == "TLSv1" and facts["mode"] == "implicit"
+    assert facts["certNames"] == ["outlook.office365.com", "*.office365.com"]
+    assert (CODE, "DE") in open_codes(await posture(api, rig, own))
+    stranger = await rig.monitor(
+        ["DE"], kind="imap", name="Forged", hostname="imap.fabrikam.test", config=config
+    )
+    forged = outdated(trustme.CA(), tls10=True, names=("outlook.office365.com",))
+    async with ImapPeer(ssl_context=forged) as old:
+        facts = await round_(rig, stranger, 0, old.port, contexts)
+    assert facts["version"] == "TLSv1" and facts["certNames"] == []
+    assert (CODE, "DE") not in open_codes(await posture(api, rig, stranger))

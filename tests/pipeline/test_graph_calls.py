@@ -14,6 +14,7 @@ import trustme
 
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
+from controller.monitors.mailbox_apis import Charge
 from controller.scheduling import api_calls_store
 from controller.scheduling.plan import PlannedRound
 from controller.settings import SchedulingSettings
@@ -43,7 +44,8 @@ def _job(tenant: str, cc: str, at: datetime, port: int = 443, token: str = "") -
 
 
 def _round(jobs: list[CheckJob], at: datetime, account: str = "acct-box") -> PlannedRound:
-    return PlannedRound(1, at, None, jobs=jobs, account=account, graph=True)
+    charges = [Charge("graph", account, "check")]
+    return PlannedRound(1, at, None, jobs=jobs, account=account, api_charges=charges)
 
 
 async def test_reserved_calls_never_pass_the_mailboxs_budget_in_any_ten_minutes(

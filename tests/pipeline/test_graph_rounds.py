@@ -4,6 +4,7 @@ country whose every live agent runs the API's legs (`graph`, `gmail`); a country
 older than that gets no job, and its round is recorded `no_agent`, never sent to an agent that
 would speak SMTP to the API."""
 
+import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -95,6 +96,15 @@ async def due_now(pool: asyncpg.Pool, org: Tenant) -> None:
         )
 
 
+async def reserved(pool: asyncpg.Pool, job_id: str) -> list[int]:
+    """What a job reserved on each mailbox it calls (`api_calls`), smallest first."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT given FROM api_calls WHERE job = $1 ORDER BY given", uuid.UUID(job_id)
+        )
+    return [int(row["given"]) for row in rows]
+
+
 async def test_graph_legs_go_only_where_every_agent_runs_them(
     oauth_api: httpx.AsyncClient,
     org: Tenant,
@@ -133,6 +143,10 @@ async def test_graph_legs_go_only_where_every_agent_runs_them(
     assert isinstance(opened.config, RoundTripConfig)
     assert (opened.config.send.api, opened.config.receive.api) == ("graph", "graph")
     assert opened.config.receive.access_token.reveal() in peer.tokens
+    # Its calls are reserved on both mailboxes it calls: sendMail on the sender's, the rest on
+    # the probe mailbox's; it carries their sum.
+    assert (job.api_calls, job.api_units) == (200, None)
+    assert await reserved(pipe_pool, job.job_id) == [1, 199]
     assert await countries.jobs(old) == []
     async with pipe_pool.acquire() as conn:
         row = await conn.fetchrow(
@@ -240,6 +254,9 @@ async def test_gmail_legs_go_only_where_every_agent_runs_them(
     assert isinstance(opened.config, RoundTripConfig)
     assert (opened.config.send.api, opened.config.receive.api) == ("gmail", "gmail")
     assert opened.config.receive.access_token.reveal() in peer.tokens
+    # Gmail's quota units: messages.send's 100 on the sender, the looks' on the probe mailbox.
+    assert (job.api_calls, job.api_units) == (None, 1_000)
+    assert await reserved(pipe_pool, job.job_id) == [100, 900]
     assert await countries.jobs(old) == []
     async with pipe_pool.acquire() as conn:
         row = await conn.fetchrow(

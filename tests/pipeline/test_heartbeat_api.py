@@ -73,6 +73,9 @@ async def test_create_shows_address_receives_and_pause_delete_remove_it(
         "expected": 1,
         "sender": "",
         "subject": "nightly backup",
+        "byTime": None,
+        "timeZone": None,
+        "days": [],
     }
     other = await api.post(PATH, json=body(tenant), headers=tenant.auth())
     assert other.json()["localPart"] != local, "each monitor its own address"
@@ -113,6 +116,55 @@ async def test_create_shows_address_receives_and_pause_delete_remove_it(
     assert (await api.get(f"{PATH}/{made['publicId']}", headers=tenant.auth())).status_code == 404
     await addresses.sync(js, pool, tenant_of)
     assert local not in await held(js)
+
+
+SCHEDULE = {"everyMinutes": None, "byTime": "06:30", "timeZone": "Europe/Berlin"}
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({**SCHEDULE, "byTime": "24:00"}, "byTime"),
+        ({**SCHEDULE, "byTime": "6:30"}, "byTime"),
+        ({**SCHEDULE, "timeZone": "Europe/Atlantis"}, "timeZone"),
+        ({**SCHEDULE, "timeZone": None}, "timeZone"),
+        ({**SCHEDULE, "timeZone": "../../etc/passwd"}, "timeZone"),
+        ({**SCHEDULE, "days": ["mon", "funday"]}, "days"),
+        ({**SCHEDULE, "days": ["mon", "mon"]}, "days"),
+        ({**SCHEDULE, "everyMinutes": 60}, "everyMinutes"),
+        ({"timeZone": "Europe/Berlin"}, "timeZone"),
+    ],
+)
+async def test_a_bad_schedule_is_a_400_naming_the_field(
+    api: httpx.AsyncClient, tenant: Tenant, config: dict[str, object], field: str
+) -> None:
+    rule = {k: v for k, v in ({"graceMinutes": 30} | config).items() if v is not None}
+    sent = {"customerId": tenant.customer_id, "name": "Nightly", "heartbeatConfig": rule}
+    r = await api.post(PATH, json=sent, headers=tenant.auth())
+    assert r.status_code == 400, r.text
+    assert field in r.text, r.text
+
+
+async def test_a_schedule_by_time_of_day_is_kept_and_shown(
+    api: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """By 06:30 on weekdays in Berlin: stored and shown as given (no `everyMinutes`); changed
+    back to every 60 minutes by a PATCH naming `everyMinutes` alone."""
+    rule = {"byTime": "06:30", "timeZone": "Europe/Berlin", "days": ["mon", "fri"]}
+    sent = {"customerId": tenant.customer_id, "name": "ERP", "heartbeatConfig": rule}
+    r = await api.post(PATH, json=sent, headers=tenant.auth())
+    assert r.status_code == 201, r.text
+    shown = r.json()["heartbeatConfig"]
+    assert shown | rule == shown and shown["everyMinutes"] is None
+    item = f"{PATH}/{r.json()['publicId']}"
+    got = await api.get(item, headers=tenant.auth("readonly"))
+    assert got.json()["heartbeatConfig"] == shown
+    back = await api.patch(
+        item, json={"heartbeatConfig": {"everyMinutes": 60}}, headers=tenant.auth()
+    )
+    assert back.status_code == 200, back.text
+    again = back.json()["heartbeatConfig"]
+    assert (again["everyMinutes"], again["byTime"], again["days"]) == (60, None, [])
 
 
 @pytest.mark.parametrize(

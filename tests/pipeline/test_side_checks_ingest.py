@@ -5,6 +5,7 @@ job id; facts that do not fit their side check, or of a side check this controll
 know, are dropped with a log line and the result kept; the statement's status rule is Python's."""
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -17,6 +18,7 @@ from controller.runtime.pipeline import Pipeline
 from shared.messages import encode
 from shared.sidechecks.reverse_dns import PtrCheck, ReverseDns
 from shared.subjects import results_subject
+from shared.timefmt import utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant
 from tests.pipeline.conftest import Countries
@@ -184,3 +186,52 @@ async def test_an_older_agents_side_facts_are_held_to_what_the_monitors_rounds_a
         item = await _api_result(api, org, monitor["publicId"])
         assert item["status"] == "up"
     assert (await _api_result(api, org, never["publicId"]))["sideChecks"] == {}
+
+
+async def test_a_newer_agents_legacy_fields_are_dropped_named_and_its_side_checks_kept(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    """An agent that echoes its job's sealed asks announced `sideChecks`: facts it also sends
+    in the fields of older agents (`reverseDns`, `relay`) are not read. They are dropped with a
+    log line naming them (`legacy_fields`); what its `sideChecks` says is stored, and the
+    result is kept."""
+    (cc,) = countries.take()
+    monitor = await create(api, org)
+    other = {**FACTS_JSON, "addresses": [{**FACTS_JSON["addresses"][0], "names": ["forged.test"]}]}
+    res = result(job_ids, monitor, cc, side_checks={"reverse_dns": FACTS})
+    payload = json.loads(encode(res))
+    asks: dict[str, Any] = {"reverse_dns": {}}
+    payload |= {
+        "asks": asks,
+        "asksSeal": job_ids.asks.seal(payload["jobId"], asks),
+        "reverseDns": other,
+        "relay": RELAY_TAKEN,
+    }
+    await _publish(pipeline, payload)
+    with capture_logs() as logs:
+        assert await pipeline.ingester.burst() == 1
+    refused = [e for e in logs if e.get("reason") == "legacy_fields"]
+    assert [e["side_checks"] for e in refused] == [["reverse_dns", "relay"]]
+    assert [r["facts"] for r in await _stored(pipe_pool, res.job_id)] == [FACTS_JSON]
+    item = await _api_result(api, org, monitor["publicId"])
+    assert item["sideChecks"] == {"reverse_dns": FACTS_JSON} and item["relay"] is None
+    # Without its sideChecks, the same agent's legacy field alone stores nothing.
+    later = result(job_ids, monitor, cc, at=utcnow() + timedelta(minutes=1))
+    alone = json.loads(encode(later))
+    alone |= {
+        "asks": asks,
+        "asksSeal": job_ids.asks.seal(alone["jobId"], asks),
+        "reverseDns": other,
+    }
+    await _publish(pipeline, alone)
+    with capture_logs() as logs:
+        assert await pipeline.ingester.burst() == 1
+    assert [e["side_checks"] for e in logs if e.get("reason") == "legacy_fields"] == [
+        ["reverse_dns"]
+    ]
+    assert await _stored(pipe_pool, later.job_id) == []

@@ -153,11 +153,19 @@ async def test_a_server_stuck_with_old_tls_or_weak_ciphers_is_described(
     cipher: str | None,
 ) -> None:
     """The agent itself never speaks them (the check fails, `tls`); a second look that allows
-    them, without credentials, says what the server is stuck with."""
+    them, without credentials, says what the server is stuck with: whether a trusted chain
+    vouches for its certificate too (verified first; a third look without when not)."""
     async with SmtpPeer(starttls=outdated(ca, tls10=tls10, ciphers=ciphers)) as peer:
         result = await smtp(peer.port, ssl_contexts)
     assert (result.status, result.error_kind) == ("down", "tls"), result.message
     assert result.tls is not None and result.tls.version == version
     assert cipher is None or result.tls.cipher == cipher
+    assert (result.tls.chain_verified, result.tls.name_matched) == (True, True)
+    assert peer.auths == []
+    untrusted = outdated(trustme.CA(), tls10=tls10, ciphers=ciphers)
+    async with SmtpPeer(starttls=untrusted) as peer:
+        result = await smtp(peer.port, ssl_contexts)
+    assert (result.status, result.error_kind) == ("down", "tls"), result.message
+    assert result.tls is not None and result.tls.version == version
     assert (result.tls.chain_verified, result.tls.name_matched) == (None, True)
     assert peer.auths == []

@@ -1,9 +1,15 @@
 """controller/db/schema.sql is today's schema: what the migrations make of a new database on the
 test server, dumped and normalised by tools/schema.py."""
 
+import asyncio
 import difflib
+import uuid
 
-from tools.schema import SNAPSHOT, migrated_schema, normalise
+import asyncpg
+
+from controller.db.migrate import migrate
+from controller.db.pool import connect
+from tools.schema import SNAPSHOT, dump_schema, migrated_schema, normalise, with_database
 
 
 async def test_the_snapshot_is_what_the_migrations_make(database_url: str) -> None:
@@ -37,3 +43,29 @@ def test_normalising_keeps_the_schema_and_drops_what_varies() -> None:
     )
     kept = normalise(dump).split("\n", 3)[-1]
     assert kept == "CREATE TABLE public.t (\n    id bigint NOT NULL\n);\n"
+
+
+async def test_the_day_partitions_are_not_schema(database_url: str) -> None:
+    """`migrate` makes the results' day partitions around the day it runs: days made later, or
+    on another day, leave the snapshot as it is (a snapshot of yesterday's days failed today)."""
+    name = f"mailprobe_days_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(database_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    url = with_database(database_url, name)
+    try:
+        conn = await connect(url)
+        try:
+            await migrate(conn)
+            before = await asyncio.to_thread(dump_schema, url)
+            made = await conn.fetchval(
+                "SELECT ensure_check_result_partitions('2031-02-27'::date, 3)"
+            )
+            assert made == 12  # four tables, three days each, across a month's end
+        finally:
+            await conn.close()
+        assert await asyncio.to_thread(dump_schema, url) == before
+    finally:
+        admin = await asyncpg.connect(database_url)
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()

@@ -42,3 +42,45 @@ def test_no_later_migration_restates_a_definition() -> None:
     assert {k: v for k, v in found.items() if v} == {}, (
         "edit the file under controller/db/definitions instead"
     )
+
+
+DROPS = re.compile(
+    r"DROP\s+(FUNCTION|VIEW)\s+(?:IF\s+EXISTS\s+)?(?:public\.)?\"?(\w+)[^;\n]*(;?[^\n]*)",
+    re.IGNORECASE,
+)
+# A migration that drops a defined function or view to change what `CREATE OR REPLACE` cannot
+# (its arguments, its result's type) says so on the same line; its file makes it again.
+REMADE = "-- remade by its file"
+
+
+def dropped(sql: str, files: set[str]) -> list[str]:
+    """The definitions (kind/name) `sql` drops for good: a file would make them again."""
+    kinds = {"function": "functions", "view": "views"}
+    found = (
+        f"{kinds[m.group(1).lower()]}/{m.group(2).lower()}"
+        for m in DROPS.finditer(sql)
+        if REMADE not in m.group(0)
+    )
+    return sorted({name for name in found if name in files})
+
+
+def test_dropping_for_good_is_caught() -> None:
+    files = {"functions/uptime_ms", "views/check_results"}
+    sql = (
+        "DROP FUNCTION IF EXISTS public.uptime_ms(int);\n"
+        "DROP VIEW check_results; -- remade by its file\n"
+        "DROP FUNCTION gone_for_good();\n"
+    )
+    assert dropped(sql, files) == ["functions/uptime_ms"]
+
+
+def test_no_later_migration_drops_a_definition_that_keeps_its_file() -> None:
+    """A function or view a migration drops for good loses its file in the same change, or
+    `migrate` would make it again from the file after every migration."""
+    files = {d.name for d in repeatable.load()}
+    later = sorted(p for p in MIGRATIONS.glob("*.sql") if p.name[:4] > LAST_BEFORE)
+    found = {p.name: dropped(p.read_text(), files) for p in later}
+    assert {k: v for k, v in found.items() if v} == {}, (
+        f"delete its file under controller/db/definitions (and its line in order.txt), or mark"
+        f" the drop `{REMADE}` when the file makes it again"
+    )

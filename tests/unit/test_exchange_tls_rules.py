@@ -52,6 +52,31 @@ def test_the_verdict(version: str | None, hostname: str, banner: str | None, ver
         assert found.detail == f"{version} negotiated with 127.0.0.1 (starttls)"
 
 
+@pytest.mark.parametrize(
+    ("version", "banner", "names", "verdict"),
+    [
+        ("TLSv1", None, ["outlook.office365.com"], RAISED),  # implicit TLS: no greeting
+        ("TLSv1.1", None, ["*.office365.com", "*.outlook.com"], RAISED),  # a wildcard
+        ("TLSv1", DOVECOT, ["outlook.office365.com"], RAISED),  # a proxy's own greeting
+        ("TLSv1.2", None, ["outlook.office365.com"], CLEARED),
+        ("TLSv1", None, ["imap.contoso.test"], CLEARED),  # its own certificate: not Microsoft's
+        ("TLSv1", None, ["outlook.office365.com.evil.test"], CLEARED),
+        ("TLSv1", None, [], NOTHING),  # no certificate a trusted chain vouched for
+    ],
+)
+def test_a_name_of_its_own_is_told_by_the_certificate_a_trusted_chain_vouches_for(
+    version: str, banner: str | None, names: list[str], verdict: str
+) -> None:
+    seen = ExchangeTls(host="imap.contoso.test", version=version, mode="implicit", cert_names=names)
+    v = legacy_exchange(seen, "imap.contoso.test", banner, "DE")
+    if verdict == NOTHING:
+        assert v == {}
+    elif verdict == CLEARED:
+        assert v == {("tls_legacy_exchange", "DE"): None}
+    else:
+        assert isinstance(v[("tls_legacy_exchange", "DE")], Finding)
+
+
 def test_it_watches_imap_and_pop3_monitors_only() -> None:
     assert watched(monitor("imap", {"protocol": "imap"}))
     assert watched(monitor("pop3", {"protocol": "pop3"}))
@@ -61,9 +86,10 @@ def test_it_watches_imap_and_pop3_monitors_only() -> None:
 
 
 def test_a_strangers_facts_are_cut_to_their_bounds() -> None:
-    long = ExchangeTls(host="h" * 400, version="v" * 40, mode="m" * 40)
+    long = ExchangeTls(host="h" * 400, version="v" * 40, mode="m" * 40, cert_names=["n" * 300] * 50)
     cut = bounded(long)
     assert (len(cut.host), len(cut.version or ""), len(cut.mode or "")) == (253, 16, 16)
+    assert (len(cut.cert_names), len(cut.cert_names[0])) == (20, 253)
     same = ExchangeTls(host="outlook.office365.com", version="TLSv1.2", mode="implicit")
     assert bounded(same) is same
 

@@ -57,9 +57,13 @@ def test_resolver_health(canaries: list[DnsCanary] | None, state: str, reason: s
 
 
 def test_what_to_set_names_the_setting() -> None:
+    """The resolver's fix is the oracle rules' own; a list's is its side check's
+    (controller.sidechecks.oracle_fixes), unless the list is behind a resolver that is not
+    believed."""
     assert "AGENT_DNS_RESOLVER" in fix(RESOLVER)
     assert "AGENT_SPAMHAUS_DQS_KEY" in fix("zen.spamhaus.org")
     assert "AGENT_BLOCKLIST_RESOLVER" in fix("bl.spamcop.net")
+    assert "AGENT_DNS_RESOLVER" in fix("bl.spamcop.net", f"{BEHIND} (NXDOMAIN)")
 
 
 BAD = Health("unhealthy", "NXDOMAIN")

@@ -2,9 +2,10 @@
 scheduler, admission, the oracles and the ingester is a capability its registry entry declares
 (controller/sidechecks/frame.py) and they iterate, so a side check's name appears in none of
 controller/scheduling/, controller/ingest/, controller/oracles/ (as a word, any case, in code
-and SQL alike) but where `NAMED` says why, each count pinned: the world gauges' listings and
-reports and an oracle's fix (the lists' setting), left for a later round of the issue. The
-legacy wire fields of an agent that predates `sideChecks` live in controller.sidechecks.legacy."""
+and SQL alike) but where `NAMED` says why, each count pinned: none is left (the world gauges'
+listings and reports are each side check's `WorldGauges`, an oracle's fix its `Oracles.fix`).
+The legacy wire fields of an agent that predates `sideChecks` live in
+controller.sidechecks.legacy."""
 
 import dataclasses
 import re
@@ -27,14 +28,7 @@ from testkit.scheduling import Answered
 ROOT = Path(__file__).resolve().parents[2]
 SCOPE: Final = ("controller/scheduling", "controller/ingest", "controller/oracles")
 
-NAMED: Final = {
-    # the operator's BLOCKLISTS named in an oracle's fix; the world gauges' raised listings per
-    # list and the reports received (table `reports`)
-    ("controller/oracles/rules.py", "blocklists"): 1,
-    ("controller/oracles/metrics.py", "blocklists"): 2,
-    ("controller/oracles/metrics.py", "reports"): 4,
-    ("controller/oracles/store.py", "reports"): 6,
-}
+NAMED: Final[dict[tuple[str, str], int]] = {}
 
 
 def names_in(root: Path, names: list[str]) -> Counter[tuple[str, str]]:

@@ -469,3 +469,19 @@ def trigger_lists(scheduled_at: datetime, last: datetime | None, every_s: int) -
     the interval, as every round does."""
     floor = min(TRIGGER_FLOOR, timedelta(seconds=every_s))
     return last is None or scheduled_at - last >= floor
+
+
+# What the operator sets for a list that is unhealthy or unknown (docs/operating.md).
+LIST_FIX: Final = (
+    "point AGENT_BLOCKLIST_RESOLVER of that country's agents at a resolver of your own (not a"
+    " public one), or take the list out of BLOCKLISTS"
+)
+SPAMHAUS_FIX: Final = (
+    "give that country's agents a Spamhaus DQS key (AGENT_SPAMHAUS_DQS_KEY), or point"
+    " AGENT_BLOCKLIST_RESOLVER at a resolver of your own that Spamhaus answers"
+)
+
+
+def oracle_fix(oracle: str) -> str:
+    """What the operator sets when the list `oracle` (its zone) is unhealthy or unknown."""
+    return SPAMHAUS_FIX if oracle.endswith("spamhaus.org") else LIST_FIX

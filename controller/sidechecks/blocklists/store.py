@@ -428,3 +428,12 @@ async def raised_open(
         limit,
     )
     return typed.many(RaisedListing, rows)
+
+
+async def raised_by_zone(conn: Conn) -> dict[str, int]:
+    """The raised listings still open, per list's zone (the world gauges)."""
+    rows = await conn.fetch(
+        "SELECT zone, count(*) AS n FROM blocklist_listings"
+        " WHERE cleared_at IS NULL AND raised_at IS NOT NULL GROUP BY zone"
+    )
+    return {r["zone"]: r["n"] for r in rows}

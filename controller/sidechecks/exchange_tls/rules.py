@@ -5,9 +5,12 @@ and its server (`ExchangeTls`, the monitor's host name, the round's greeting) â†
 Microsoft 365 is told as readiness tells it (`readiness.rules.provider`): by the host's name
 (`outlook.office365.com` and the others under office365.com, outlook.com, office.com,
 microsoft.com) or by a Microsoft host the greeting names (Exchange Online's IMAP and POP3
-greetings name their server in base64). A round below TLS 1.2 with such a server raises the
-finding; one at TLS 1.2 or later clears it; a round whose server is not told (no greeting, a
-name of its own) or that reached no TLS judges nothing."""
+greetings name their server in base64); or by the certificate the server holds, when a trusted
+chain vouches for it and it names such a host (a name of the customer's own pointed at Exchange
+Online, with implicit TLS: no greeting before the handshake). A round below TLS 1.2 with such a
+server raises the finding; one at TLS 1.2 or later clears it; a round whose server is not told
+(no greeting, a name of its own, no certificate of Microsoft's) or that reached no TLS judges
+nothing."""
 
 from typing import Final
 
@@ -33,14 +36,21 @@ CODES: Final = declare(
 )
 
 
+def _certified(names: list[str]) -> str | None:
+    """ "microsoft" when a certificate a trusted chain vouches for names one of its hosts
+    (a wildcard as the names under it)."""
+    certified = [n.removeprefix("*.") for n in names]
+    return "microsoft" if any(provider(n, None, None) == "microsoft" for n in certified) else None
+
+
 def legacy_exchange(seen: ExchangeTls, hostname: str, banner: str | None, cc: str) -> Verdicts:
     """The verdict on one round: `hostname` the monitor's, `banner` the round's greeting."""
     v: Verdicts = {}
     if seen.version is None:
         return v
-    who = provider(hostname, None, banner)
-    if who is None and not banner:
-        return v  # a server its name does not tell, and no greeting: not known
+    who = provider(hostname, None, banner) or _certified(seen.cert_names)
+    if who is None and not banner and not seen.cert_names:
+        return v  # a server its name does not tell, and no greeting nor certificate: not known
     legacy = seen.version in LEGACY
     detail = f"{seen.version} negotiated with {seen.host} ({seen.mode or 'TLS'})"
     judge(v, "tls_legacy_exchange", cc, who == "microsoft" and legacy, detail)
