@@ -105,6 +105,9 @@ async def test_a_heartbeat_monitor_through_its_form_list_page_and_edit(
     assert got.status_code == 200, got.text
     shown = got.json()
     assert shown["heartbeatConfig"] == {
+        "byTime": None,
+        "timeZone": None,
+        "days": [],
         "everyMinutes": 1440,
         "graceMinutes": 90,
         "expected": 2,
