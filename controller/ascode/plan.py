@@ -166,13 +166,18 @@ def export(customer: str, current: list[Current]) -> dict[str, object]:
     return {"customer": customer, "monitors": monitors}
 
 
-def _heartbeat_fields(values: dict[str, Any]) -> dict[str, object]:
+def _heartbeat_fields(values: dict[str, object]) -> dict[str, object]:
     """A heartbeat monitor's status (when not active) and rule, unset keys left out; its
     address is not in the file: the controller made it, and apply keeps it."""
     out: dict[str, object] = {}
     if values["status"] != _DEFAULTS["status"]:
         out["status"] = values["status"]
-    rule = {k: v for k, v in values["config"].items() if v is not None and v != []}
+    config = values["config"]
+    rule = (
+        {k: v for k, v in config.items() if v is not None and v != []}
+        if isinstance(config, dict)
+        else {}
+    )
     out[kinds.HEARTBEAT.config_key] = rule
     return out
 

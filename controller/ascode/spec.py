@@ -261,7 +261,9 @@ def _monitor(
     return Desired(cast(MonitorType, monitor_type), values["name"], body, values, line, lines)
 
 
-def _heartbeat(doc: dict[str, Any], customer: str, line: int, lines: Mapping[Path, int]) -> Desired:
+def _heartbeat(
+    doc: dict[str, object], customer: str, line: int, lines: Mapping[Path, int]
+) -> Desired:
     """A heartbeat monitor: its name, status and rule (`heartbeatConfig`), checked by the API's
     own request Struct; its address is the controller's, never the file's (apply keeps it)."""
     try:
