@@ -50,6 +50,7 @@ SELECT 'triggers/' || t.tgname, 'pg_trigger'::regclass::oid, t.oid,
        || ';'
 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
 WHERE c.relnamespace = 'public'::regnamespace AND NOT t.tgisinternal
+  AND t.tgparentid = 0  -- a partition's clone comes with its parent's trigger
 ORDER BY 1, 4
 """
 

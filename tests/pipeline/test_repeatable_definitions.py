@@ -240,3 +240,29 @@ async def test_a_trigger_file_changed_or_dropped_by_a_migration_is_made_as_it_sa
         assert await logged(3, -3) == [-3]
     finally:
         await conn.close()
+
+
+async def test_a_trigger_on_a_partitioned_table_is_one_statement_not_one_per_partition(
+    empty_url: str,
+) -> None:
+    """The results' day partitions come and go with the days: their clones of a parent's trigger
+    are not definitions, the parent's trigger is."""
+    conn = await connect(empty_url)
+    try:
+        await conn.execute(
+            "CREATE TABLE defs_log (a int);"
+            " CREATE TABLE defs_p (a int) PARTITION BY RANGE (a);"
+            " CREATE TABLE defs_p_1 PARTITION OF defs_p FOR VALUES FROM (0) TO (10);"
+            " CREATE TABLE defs_p_2 PARTITION OF defs_p FOR VALUES FROM (10) TO (20);"
+        )
+        await conn.execute(_LOG_FN.sql)
+        await conn.execute(
+            "CREATE TRIGGER defs_p_logged AFTER INSERT ON defs_p FOR EACH ROW"
+            " EXECUTE FUNCTION defs_log_row()"
+        )
+    finally:
+        await conn.close()
+    found = {d.name: d.sql for d in await extract(empty_url)}
+    assert [n for n in found if n.startswith("triggers/")] == ["triggers/defs_p_logged"]
+    assert found["triggers/defs_p_logged"].count("CREATE OR REPLACE TRIGGER") == 1
+    assert " ON public.defs_p FOR EACH ROW" in found["triggers/defs_p_logged"]
