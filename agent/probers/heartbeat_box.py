@@ -1,0 +1,158 @@
+"""A heartbeat's mail read from a mailbox over IMAP: the messages that arrived in its folders
+after `since` whose From and Subject contain the heartbeat's `sender` and `subject`, each an
+`Arrival` as the receiver's are, so the controller's one rule counts both alike.
+
+Read-only: headers are fetched with BODY.PEEK (no \\Seen flag set), nothing is moved or
+deleted, so the mailbox's owner sees their mail as it was. Bounded as the round trip's mailbox
+leg: the session's answers within `imap.MAILBOX_BOUNDS`, at most `NEWEST` messages a folder a
+look (the newest), the arrival's text cut to `TEXT_MAX`, and the job's deadline.
+
+An arrival's time is the server's INTERNALDATE (when it took the message, as a Received line
+says), not the sender's Date header; its id is derived from its Message-ID, so the same message
+seen on the next look is the same arrival, stored and counted once.
+"""
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.parser import BytesHeaderParser
+from email.utils import getaddresses
+from typing import Final
+
+from aioimaplib import quoted
+
+from agent.probers import imap
+from agent.probers.base import ProbeFailure, Recorder, Target
+from shared.arrivals import TEXT_MAX, Arrival, arrival_id_of
+from shared.mailclient import imap as mailclient_imap
+from shared.mailclient.imap import ImapProtocol
+from shared.messages import RoundTripReceive
+from shared.strangers import kept
+from shared.timefmt import iso_ms
+
+# The newest messages of a folder whose headers one look fetches, at most.
+NEWEST: Final = 50
+# The listener an arrival read from a mailbox names (the receiver's are "" and its twins').
+LISTENER: Final = "mailbox"
+_FIELDS: Final = "(UID INTERNALDATE BODY.PEEK[HEADER.FIELDS (FROM SUBJECT MESSAGE-ID)])"
+_UID: Final = re.compile(rb"UID (\d+)")
+_INTERNALDATE: Final = re.compile(rb'INTERNALDATE "([^"]{20,40})"')
+_parse_headers: Final = BytesHeaderParser().parsebytes
+
+
+@dataclass(frozen=True, slots=True)
+class Sought:
+    """What one look reads: the heartbeat's match and the time after which mail counts."""
+
+    monitor_id: str
+    country: str
+    agent_id: str
+    sender: str
+    subject: str
+    since: datetime  # aware
+
+
+async def imap_arrivals(
+    target: Target, receive: RoundTripReceive, sought: Sought, rec: Recorder
+) -> list[Arrival]:
+    """The matching messages of `receive.folders` that arrived after `sought.since`."""
+    proto = await imap.open_imap(target, receive, rec, imap.MAILBOX_BOUNDS)
+    try:
+        found: list[Arrival] = []
+        for folder in receive.folders:
+            found += await _folder(proto, folder, target.hostname, sought, rec)
+        await imap.logout(proto, rec)
+        return found
+    finally:
+        mailclient_imap.close(proto)
+
+
+def _ok(response: object, what: str) -> None:
+    if getattr(response, "result", "") != "OK":
+        lines = b" ".join(getattr(response, "lines", [])).decode("utf-8", "replace")
+        raise ProbeFailure("protocol", f"{what} failed: {kept(lines, 200)}")
+
+
+def search_keys(sought: Sought) -> list[str]:
+    """The SEARCH criteria (RFC 3501 6.4.4): SINCE the day before `since` (a date of the
+    server's zone, so a day's margin), FROM and SUBJECT when given (substrings, any case)."""
+    day = (sought.since - timedelta(days=1)).strftime("%d-%b-%Y")
+    keys = ["SINCE", day]
+    if sought.sender:
+        keys += ["FROM", quoted(sought.sender)]
+    if sought.subject:
+        keys += ["SUBJECT", quoted(sought.subject)]
+    return keys
+
+
+async def _folder(
+    proto: ImapProtocol, folder: str, host: str, sought: Sought, rec: Recorder
+) -> list[Arrival]:
+    rec.current = f"select {folder}"
+    _ok(await proto.select(quoted(folder)), f"SELECT {folder}")
+    rec.current = "search"
+    response = await proto.search(*search_keys(sought), charset=None, by_uid=True)
+    _ok(response, "SEARCH")
+    words = {word for line in response.lines[:-1] for word in line.split() if word.isdigit()}
+    uids = sorted(int(w) for w in words)[-NEWEST:]
+    if not uids:
+        return []
+    rec.current = "fetch"
+    response = await proto.fetch(",".join(map(str, uids)), _FIELDS, by_uid=True)
+    _ok(response, "FETCH")
+    out: list[Arrival] = []
+    for internal, raw in fetched(response.lines):
+        arrived = _internaldate(internal)
+        if arrived is None or arrived <= sought.since:
+            continue
+        headers = _parse_headers(raw)
+        froms = getaddresses([str(v) for v in headers.get_all("From") or []])
+        header_from = ", ".join(address for _, address in froms)
+        subject = str(headers.get("Subject") or "")
+        message_id = str(headers.get("Message-ID") or "").strip()
+        out.append(
+            Arrival(
+                arrival_id=arrival_id_of(
+                    message_id, sought.monitor_id, sought.country, LISTENER, folder
+                ),
+                monitor_id=sought.monitor_id,
+                country=sought.country,
+                agent_id=sought.agent_id,
+                arrived_at=iso_ms(arrived),
+                peer=kept(host, TEXT_MAX),
+                listener=LISTENER,
+                size=len(raw),
+                header_from=kept(header_from, TEXT_MAX),
+                subject=kept(subject, TEXT_MAX),
+            )
+        )
+    return out
+
+
+def fetched(lines: list[bytes | bytearray]) -> list[tuple[bytes, bytes]]:
+    """(the FETCH line's text, the header literal) of each message, as aioimaplib hands them
+    over: `1 FETCH (UID 5 INTERNALDATE "…" BODY[…] {342}`, the literal (a bytearray), `)`."""
+    out: list[tuple[bytes, bytes]] = []
+    line_text = b""
+    raw: bytes | None = None
+    for line in [*lines, b" FETCH ("]:  # a sentinel closes the last message
+        if isinstance(line, bytearray):
+            raw = bytes(line)
+            continue
+        if b" FETCH (" in line:
+            if raw is not None and _UID.search(line_text):
+                out.append((line_text, raw))
+            line_text, raw = b"", None
+        line_text += bytes(line)
+    return out
+
+
+def _internaldate(text: bytes) -> datetime | None:
+    """INTERNALDATE (`17-Jul-1996 02:44:25 -0700`, RFC 3501 date-time) as an aware time."""
+    match = _INTERNALDATE.search(text)
+    if match is None:
+        return None
+    try:
+        return datetime.strptime(match.group(1).decode("ascii").strip(), "%d-%b-%Y %H:%M:%S %z")
+    except (UnicodeDecodeError, ValueError):
+        return None
