@@ -1,28 +1,31 @@
-"""A heartbeat's mail read from a mailbox over IMAP: the messages that arrived in its folders
-after `since` whose From and Subject contain the heartbeat's `sender` and `subject`, each an
-`Arrival` as the receiver's are, so the controller's one rule counts both alike.
+"""A heartbeat's mail read from a mailbox over IMAP or POP3: the messages that arrived after
+`since` whose From and Subject contain the heartbeat's `sender` and `subject` (any case), each
+an `Arrival` as the receiver's are, so the controller's one rule counts both alike.
 
-Read-only: headers are fetched with BODY.PEEK (no \\Seen flag set), nothing is moved or
-deleted, so the mailbox's owner sees their mail as it was. Bounded as the round trip's mailbox
-leg: the session's answers within `imap.MAILBOX_BOUNDS`, at most `NEWEST` messages a folder a
-look (the newest), the arrival's text cut to `TEXT_MAX`, and the job's deadline.
+Read-only: IMAP fetches headers with BODY.PEEK (no \\Seen flag set), POP3 reads them with TOP
+and deletes nothing; the mailbox's owner sees their mail as it was. Bounded as the round trip's
+mailbox leg: the session's answers within its bounds, at most `NEWEST` messages a folder a look
+(the newest), the arrival's text cut to `TEXT_MAX`, and the job's deadline.
 
-An arrival's time is the server's INTERNALDATE (when it took the message, as a Received line
-says), not the sender's Date header; its id is derived from its Message-ID, so the same message
-seen on the next look is the same arrival, stored and counted once.
+An arrival's time is when the mailbox's server took the message: IMAP's INTERNALDATE; over
+POP3 the newest Received line's date (the Date header when there is none). Its id is derived
+from its Message-ID, so the same message seen on the next look is the same arrival, stored and
+counted once.
 """
 
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.message import Message
 from email.parser import BytesHeaderParser
-from email.utils import getaddresses
+from email.utils import getaddresses, parsedate_to_datetime
 from typing import Final
 
 from aioimaplib import quoted
 
-from agent.probers import imap
+from agent.probers import imap, pop3
 from agent.probers.base import ProbeFailure, Recorder, Target
+from agent.probers.roundtrip import stat_count, top_headers
 from shared.arrivals import TEXT_MAX, Arrival, arrival_id_of
 from shared.mailclient import imap as mailclient_imap
 from shared.mailclient.imap import ImapProtocol
@@ -105,27 +108,9 @@ async def _folder(
         arrived = _internaldate(internal)
         if arrived is None or arrived <= sought.since:
             continue
-        headers = _parse_headers(raw)
-        froms = getaddresses([str(v) for v in headers.get_all("From") or []])
-        header_from = ", ".join(address for _, address in froms)
-        subject = str(headers.get("Subject") or "")
-        message_id = str(headers.get("Message-ID") or "").strip()
-        out.append(
-            Arrival(
-                arrival_id=arrival_id_of(
-                    message_id, sought.monitor_id, sought.country, LISTENER, folder
-                ),
-                monitor_id=sought.monitor_id,
-                country=sought.country,
-                agent_id=sought.agent_id,
-                arrived_at=iso_ms(arrived),
-                peer=kept(host, TEXT_MAX),
-                listener=LISTENER,
-                size=len(raw),
-                header_from=kept(header_from, TEXT_MAX),
-                subject=kept(subject, TEXT_MAX),
-            )
-        )
+        arrival = _arrival(_parse_headers(raw), arrived, len(raw), host, folder, sought)
+        if arrival is not None:
+            out.append(arrival)
     return out
 
 
@@ -156,3 +141,75 @@ def _internaldate(text: bytes) -> datetime | None:
         return datetime.strptime(match.group(1).decode("ascii").strip(), "%d-%b-%Y %H:%M:%S %z")
     except (UnicodeDecodeError, ValueError):
         return None
+
+
+async def pop3_arrivals(
+    target: Target, receive: RoundTripReceive, sought: Sought, rec: Recorder
+) -> list[Arrival]:
+    """The matching messages among the inbox's `NEWEST` newest that arrived after
+    `sought.since`: POP3 has no search, each one's header is read (TOP n 0) and matched here."""
+    pop = await pop3.open_pop3(target, receive, rec)
+    try:
+        rec.current = "stat"
+        count = stat_count(await pop3.command(pop, "STAT", "STAT", "protocol"))
+        out: list[Arrival] = []
+        for number in range(count, max(0, count - NEWEST), -1):
+            rec.current = "top"
+            if (raw := await top_headers(pop, number)) is None:
+                continue
+            headers = _parse_headers(raw)
+            arrived = received_at(headers)
+            if arrived is None or arrived <= sought.since:
+                continue
+            arrival = _arrival(headers, arrived, len(raw), target.hostname, "INBOX", sought)
+            if arrival is not None:
+                out.append(arrival)
+        rec.current = "quit"
+        await pop3.command(pop, "QUIT", "QUIT", "protocol")
+    except BaseException:
+        pop.abort()
+        raise
+    pop.close()
+    return out
+
+
+def received_at(headers: Message) -> datetime | None:
+    """When the mailbox's server took the message: the date after the last `;` of the first
+    (newest) Received line, else the Date header; None without either, or one without a zone."""
+    received = [str(v) for v in headers.get_all("Received") or []]
+    stamps = [received[0].rpartition(";")[2]] if received else []
+    for stamp in [*stamps, str(headers.get("Date") or "")]:
+        try:
+            at = parsedate_to_datetime(stamp.strip())
+        except (TypeError, ValueError, IndexError):
+            continue
+        if at.tzinfo is not None:
+            return at
+    return None
+
+
+def _arrival(
+    headers: Message, arrived: datetime, size: int, host: str, folder: str, sought: Sought
+) -> Arrival | None:
+    """The message as an arrival, None when its From or Subject does not match (as
+    controller.arrivals.rules.Rule.matches: each a substring, any case, "" any)."""
+    froms = getaddresses([str(v) for v in headers.get_all("From") or []])
+    header_from = ", ".join(address for _, address in froms)
+    subject = str(headers.get("Subject") or "")
+    if sought.sender.lower() not in header_from.lower():
+        return None
+    if sought.subject.lower() not in subject.lower():
+        return None
+    message_id = str(headers.get("Message-ID") or "").strip()
+    return Arrival(
+        arrival_id=arrival_id_of(message_id, sought.monitor_id, sought.country, LISTENER, folder),
+        monitor_id=sought.monitor_id,
+        country=sought.country,
+        agent_id=sought.agent_id,
+        arrived_at=iso_ms(arrived),
+        peer=kept(host, TEXT_MAX),
+        listener=LISTENER,
+        size=size,
+        header_from=kept(header_from, TEXT_MAX),
+        subject=kept(subject, TEXT_MAX),
+    )

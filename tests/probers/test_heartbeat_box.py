@@ -1,6 +1,7 @@
-"""A heartbeat's mail read from a real mailbox (Debian's Dovecot over IMAPS, Maildir): each
-matching message after `since` an arrival at the server's INTERNALDATE, others left out, the
-mailbox left as it was, a look bounded to the newest `NEWEST`; the arrivals judged by the
+"""A heartbeat's mail read from a real mailbox (Debian's Dovecot over IMAPS and POP3S, Maildir):
+each matching message after `since` an arrival at the time the server took it (IMAP's
+INTERNALDATE, POP3's newest Received line), others left out, the mailbox left as it was, a look
+bounded to the newest `NEWEST`; the arrivals judged by the
 heartbeat rule the receiver's arrivals are judged by (controller.arrivals.rules): a sender
 that stops for longer than the period is `down`, and `up` again once it mails again."""
 
@@ -9,13 +10,20 @@ import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
 import trustme
 
 from agent.probers.base import Recorder, Target
-from agent.probers.heartbeat_box import LISTENER, NEWEST, Sought, imap_arrivals
+from agent.probers.heartbeat_box import (
+    LISTENER,
+    NEWEST,
+    Sought,
+    imap_arrivals,
+    pop3_arrivals,
+)
 from controller.arrivals.rules import Rule, judge
 from shared.arrivals import Arrival
 from shared.messages import RoundTripReceive
@@ -64,9 +72,12 @@ def _empty(dc: Dovecot) -> None:
 def deliver(
     dc: Dovecot, at: datetime, name: str, sender: str = SENDER, subject: str = SUBJECT
 ) -> None:
-    """A message filed into the inbox as the server took it at `at` (its INTERNALDATE is the
-    file's mtime)."""
+    """A message filed into the inbox as the server took it at `at`: its INTERNALDATE is the
+    file's mtime, and the delivering server's Received line says so (the sender's Date an hour
+    earlier, a clock that is off)."""
     m = EmailMessage()
+    m["Received"] = f"from erp.example.org by mail.example.com; {format_datetime(at)}"
+    m["Date"] = format_datetime(at - timedelta(hours=1))
     m["From"], m["To"], m["Subject"] = f"ERP <{sender}>", USER, subject
     m["Message-ID"] = f"<{name}@erp.example.org>"
     m.set_content("all good")
@@ -76,9 +87,18 @@ def deliver(
     os.utime(path, (at.timestamp(), at.timestamp()))
 
 
-async def look(dc: Dovecot, ca: trustme.CA, since: datetime, **match: str) -> list[Arrival]:
-    receive = RoundTripReceive(hostname="127.0.0.1", user=USER, password=Secret(PASSWORD), tls=True)
-    target = Target("127.0.0.1", ("127.0.0.1",), dc.ports["imaps"], client_context(ca), "127.0.0.1")
+async def look(
+    dc: Dovecot, ca: trustme.CA, since: datetime, protocol: str = "imap", **match: str
+) -> list[Arrival]:
+    receive = RoundTripReceive(
+        protocol="pop3" if protocol == "pop3" else "imap",
+        hostname="127.0.0.1",
+        user=USER,
+        password=Secret(PASSWORD),
+        tls=True,
+    )
+    port = dc.ports[f"{protocol}s"]
+    target = Target("127.0.0.1", ("127.0.0.1",), port, client_context(ca), "127.0.0.1")
     sought = Sought(
         monitor_id=MONITOR,
         country="DE",
@@ -88,7 +108,8 @@ async def look(dc: Dovecot, ca: trustme.CA, since: datetime, **match: str) -> li
         since=since,
     )
     rec = Recorder(deadline=asyncio.get_running_loop().time() + 10)
-    return await imap_arrivals(target, receive, sought, rec)
+    read = pop3_arrivals if protocol == "pop3" else imap_arrivals
+    return await read(target, receive, sought, rec)
 
 
 def _flags(dc: Dovecot) -> list[str]:
@@ -96,7 +117,10 @@ def _flags(dc: Dovecot) -> list[str]:
     return sorted(p.name.partition(":2,")[2] for p in (maildir / "cur").iterdir())
 
 
-async def test_matching_mail_is_an_arrival_read_only(box: Dovecot, mail_ca: trustme.CA) -> None:
+@pytest.mark.parametrize("protocol", ["imap", "pop3"])
+async def test_matching_mail_is_an_arrival_read_only(
+    box: Dovecot, mail_ca: trustme.CA, protocol: str
+) -> None:
     _empty(box)
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     deliver(box, t0, "old")  # before `since`
@@ -104,7 +128,7 @@ async def test_matching_mail_is_an_arrival_read_only(box: Dovecot, mail_ca: trus
     deliver(box, t0 + timedelta(minutes=21), "other-sender", sender="spam@example.net")
     deliver(box, t0 + timedelta(minutes=22), "other-subject", subject="Invoice")
     deliver(box, t0 + timedelta(minutes=30), "two", subject="[prod] NIGHTLY REPORT ok")
-    found = await look(box, mail_ca, since=t0 + timedelta(minutes=10))
+    found = await look(box, mail_ca, protocol=protocol, since=t0 + timedelta(minutes=10))
     assert sorted((a.arrived_at, a.subject) for a in found) == [
         (iso_ms(t0 + timedelta(minutes=20)), SUBJECT),
         (iso_ms(t0 + timedelta(minutes=30)), "[prod] NIGHTLY REPORT ok"),
@@ -117,12 +141,15 @@ async def test_matching_mail_is_an_arrival_read_only(box: Dovecot, mail_ca: trus
     assert len(_flags(box)) + len(list((_maildir(box) / "new").iterdir())) == 5
     assert not any("S" in f or "T" in f for f in _flags(box))
     # The same message on the next look is the same arrival (stored and counted once).
-    again = await look(box, mail_ca, since=t0 + timedelta(minutes=10))
+    again = await look(box, mail_ca, protocol=protocol, since=t0 + timedelta(minutes=10))
     assert {a.arrival_id for a in again} == {a.arrival_id for a in found}
     assert len({a.arrival_id for a in found}) == 2
 
 
-async def test_a_sender_that_stops_is_down_and_recovers(box: Dovecot, mail_ca: trustme.CA) -> None:
+@pytest.mark.parametrize("protocol", ["imap", "pop3"])
+async def test_a_sender_that_stops_is_down_and_recovers(
+    box: Dovecot, mail_ca: trustme.CA, protocol: str
+) -> None:
     """Every 10 minutes, no grace: three reports, then nothing for 30 minutes, then one."""
     _empty(box)
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
@@ -131,7 +158,7 @@ async def test_a_sender_that_stops_is_down_and_recovers(box: Dovecot, mail_ca: t
     arrivals: dict[str, datetime] = {}
 
     async def look_at(now: datetime, since: datetime) -> None:
-        for a in await look(box, mail_ca, since=since):
+        for a in await look(box, mail_ca, protocol=protocol, since=since):
             assert rule.matches(a.header_from, a.mail_from, a.subject)
             arrivals[a.arrival_id] = parse_iso(a.arrived_at)
 
@@ -156,7 +183,10 @@ async def test_a_sender_that_stops_is_down_and_recovers(box: Dovecot, mail_ca: t
     assert verdict.state == "up"
 
 
-async def test_a_huge_mailbox_is_read_to_the_newest_only(box: Dovecot, mail_ca: trustme.CA) -> None:
+@pytest.mark.parametrize("protocol", ["imap", "pop3"])
+async def test_a_huge_mailbox_is_read_to_the_newest_only(
+    box: Dovecot, mail_ca: trustme.CA, protocol: str
+) -> None:
     """A stranger's mailbox with 10 times the bound of matching messages: one look reads the
     newest NEWEST of them."""
     _empty(box)
@@ -164,7 +194,7 @@ async def test_a_huge_mailbox_is_read_to_the_newest_only(box: Dovecot, mail_ca: 
     many = NEWEST * 10
     for n in range(many):
         deliver(box, t0 + timedelta(seconds=n), f"m{n:04d}")
-    found = await look(box, mail_ca, since=t0 - timedelta(minutes=1))
+    found = await look(box, mail_ca, protocol=protocol, since=t0 - timedelta(minutes=1))
     assert len(found) == NEWEST
     newest = {iso_ms(t0 + timedelta(seconds=n)) for n in range(many - NEWEST, many)}
     assert {a.arrived_at for a in found} == newest
