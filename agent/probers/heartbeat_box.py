@@ -1,29 +1,33 @@
-"""A heartbeat's mail read from a mailbox over IMAP or POP3: the messages that arrived after
-`since` whose From and Subject contain the heartbeat's `sender` and `subject` (any case), each
-an `Arrival` as the receiver's are, so the controller's one rule counts both alike.
+"""A heartbeat's mail read from a mailbox over IMAP, POP3 or Microsoft Graph: the messages
+that arrived after `since` whose From and Subject contain the heartbeat's `sender` and `subject`
+(any case), each an `Arrival` as the receiver's are, so the controller's one rule counts both.
 
-Read-only: IMAP fetches headers with BODY.PEEK (no \\Seen flag set), POP3 reads them with TOP
-and deletes nothing; the mailbox's owner sees their mail as it was. Bounded as the round trip's
-mailbox leg: the session's answers within its bounds, at most `NEWEST` messages a folder a look
-(the newest), the arrival's text cut to `TEXT_MAX`, and the job's deadline.
+Read-only: IMAP fetches headers with BODY.PEEK (no \\Seen flag set), POP3 reads them with TOP,
+Graph lists them; nothing is moved or deleted, so the mailbox's owner sees their mail as it was.
+Bounded as the round trip's mailbox leg: the session's answers within its bounds, at most
+`NEWEST` messages a folder a look (the newest), the arrival's text cut to `TEXT_MAX`, and the
+job's deadline.
 
-An arrival's time is when the mailbox's server took the message: IMAP's INTERNALDATE; over
-POP3 the newest Received line's date (the Date header when there is none). Its id is derived
-from its Message-ID, so the same message seen on the next look is the same arrival, stored and
-counted once.
+An arrival's time is when the mailbox's server took the message: IMAP's INTERNALDATE, Graph's
+receivedDateTime, over POP3 the newest Received line's date (the Date header without one). Its
+id is derived from its Message-ID, so the same message seen on the next look is the same
+arrival, stored and counted once.
 """
 
+import asyncio
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parsedate_to_datetime
-from typing import Final
+from typing import Annotated, Final
+from urllib.parse import quote
 
+import msgspec
 from aioimaplib import quoted
 
-from agent.probers import imap, pop3
+from agent.probers import graph, imap, pop3
 from agent.probers.base import ProbeFailure, Recorder, Target
 from agent.probers.roundtrip import stat_count, top_headers
 from shared.arrivals import TEXT_MAX, Arrival, arrival_id_of
@@ -31,7 +35,7 @@ from shared.mailclient import imap as mailclient_imap
 from shared.mailclient.imap import ImapProtocol
 from shared.messages import RoundTripReceive
 from shared.strangers import kept
-from shared.timefmt import iso_ms
+from shared.timefmt import iso_ms, parse_iso
 
 # The newest messages of a folder whose headers one look fetches, at most.
 NEWEST: Final = 50
@@ -41,6 +45,26 @@ _FIELDS: Final = "(UID INTERNALDATE BODY.PEEK[HEADER.FIELDS (FROM SUBJECT MESSAG
 _UID: Final = re.compile(rb"UID (\d+)")
 _INTERNALDATE: Final = re.compile(rb'INTERNALDATE "([^"]{20,40})"')
 _parse_headers: Final = BytesHeaderParser().parsebytes
+_GRAPH_SELECT: Final = "id,receivedDateTime,internetMessageHeaders"
+
+
+class _GraphHeader(msgspec.Struct):
+    name: Annotated[str, msgspec.Meta(max_length=1000)]
+    value: str
+
+
+class _GraphMessage(msgspec.Struct, rename="camel"):
+    received_date_time: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    internet_message_headers: Annotated[
+        list[_GraphHeader], msgspec.Meta(max_length=graph.HEADERS_MAX)
+    ] = msgspec.field(default_factory=list)
+
+
+class _GraphPage(msgspec.Struct):
+    value: Annotated[list[_GraphMessage], msgspec.Meta(max_length=NEWEST)]
+
+
+_graph_page: Final = msgspec.json.Decoder(_GraphPage)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +194,44 @@ async def pop3_arrivals(
         pop.abort()
         raise
     pop.close()
+    return out
+
+
+async def graph_arrivals(
+    target: Target, receive: RoundTripReceive, sought: Sought, rec: Recorder
+) -> list[Arrival]:
+    """The matching messages that Graph received after `sought.since` in each folder a round
+    trip's Graph look reads: one call a folder, its `NEWEST` newest (no next page followed)."""
+    token = receive.access_token.reveal()
+    since = iso_ms(sought.since).replace(".000Z", "Z")
+    params = {"$filter": f"receivedDateTime gt {since}", "$select": _GRAPH_SELECT}
+    query = "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items())
+    out: list[Arrival] = []
+    async with graph.session(target, receive.user, token, rec) as api:
+        for folder in graph.folders(receive)[0]:
+            path = f"/v1.0/users/{quote(api.user, safe='@')}/mailFolders/{quote(folder, safe='')}"
+            url = f"{api.base}{path}/messages?{query}&$top={NEWEST}"
+            data = await api.call("GET", url, f"list {folder}")
+            try:
+                page = await asyncio.to_thread(_graph_page.decode, data)
+            except msgspec.DecodeError as exc:
+                raise ProbeFailure(
+                    "protocol", f"Graph's listing of {folder} is not a message list: {exc}"[:300]
+                ) from None
+            for message in page.value:
+                try:
+                    arrived = parse_iso(message.received_date_time)
+                except ValueError:
+                    continue
+                if arrived <= sought.since:
+                    continue
+                headers = Message()
+                for header in message.internet_message_headers:
+                    headers[header.name[:100]] = header.value[:8192]
+                size = sum(len(h.name) + len(h.value) for h in message.internet_message_headers)
+                arrival = _arrival(headers, arrived, size, target.hostname, folder, sought)
+                if arrival is not None:
+                    out.append(arrival)
     return out
 
 
