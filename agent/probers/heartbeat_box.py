@@ -1,36 +1,37 @@
-"""A heartbeat's mail read from a mailbox over IMAP, POP3 or Microsoft Graph: the messages
+"""A heartbeat's mail read from a mailbox over IMAP, POP3, Microsoft Graph or Gmail: messages
 that arrived after `since` whose From and Subject contain the heartbeat's `sender` and `subject`
 (any case), each an `Arrival` as the receiver's are, so the controller's one rule counts both.
 
 Read-only: IMAP fetches headers with BODY.PEEK (no \\Seen flag set), POP3 reads them with TOP,
-Graph lists them; nothing is moved or deleted, so the mailbox's owner sees their mail as it was.
-Bounded as the round trip's mailbox leg: the session's answers within its bounds, at most
-`NEWEST` messages a folder a look (the newest), the arrival's text cut to `TEXT_MAX`, and the
-job's deadline.
+Graph and Gmail list them; nothing is moved or deleted, so the mailbox's owner sees their mail
+as it was. Bounded as the round trip's mailbox leg: the session's answers within its bounds, at
+most `NEWEST` messages a folder a look (the newest), the arrival's text cut to `TEXT_MAX`, and
+the job's deadline.
 
 An arrival's time is when the mailbox's server took the message: IMAP's INTERNALDATE, Graph's
-receivedDateTime, over POP3 the newest Received line's date (the Date header without one). Its
-id is derived from its Message-ID, so the same message seen on the next look is the same
-arrival, stored and counted once.
+receivedDateTime, Gmail's internalDate, over POP3 the newest Received line's date (the Date
+header without one). Its id is derived from its Message-ID, so the same message seen on the
+next look is the same arrival, stored and counted once.
 """
 
 import asyncio
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Annotated, Final
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import msgspec
 from aioimaplib import quoted
 
-from agent.probers import graph, imap, pop3
+from agent.probers import gmail, graph, imap, pop3
 from agent.probers.base import ProbeFailure, Recorder, Target
 from agent.probers.roundtrip import stat_count, top_headers
 from shared.arrivals import TEXT_MAX, Arrival, arrival_id_of
+from shared.gmail_units import UNITS
 from shared.mailclient import imap as mailclient_imap
 from shared.mailclient.imap import ImapProtocol
 from shared.messages import RoundTripReceive
@@ -65,6 +66,32 @@ class _GraphPage(msgspec.Struct):
 
 
 _graph_page: Final = msgspec.json.Decoder(_GraphPage)
+_GMAIL_HEADERS: Final = ("From", "Subject", "Message-ID")
+
+
+class _GmailRef(msgspec.Struct):
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+
+class _GmailList(msgspec.Struct):
+    messages: Annotated[list[_GmailRef], msgspec.Meta(max_length=NEWEST)] = msgspec.field(
+        default_factory=list
+    )
+
+
+class _GmailPayload(msgspec.Struct):
+    headers: Annotated[list[_GraphHeader], msgspec.Meta(max_length=100)] = msgspec.field(
+        default_factory=list
+    )
+
+
+class _GmailMessage(msgspec.Struct, rename="camel"):
+    internal_date: Annotated[str, msgspec.Meta(max_length=20)] = ""  # epoch ms, as text
+    payload: _GmailPayload = msgspec.field(default_factory=_GmailPayload)
+
+
+_gmail_list: Final = msgspec.json.Decoder(_GmailList)
+_gmail_message: Final = msgspec.json.Decoder(_GmailMessage)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +259,55 @@ async def graph_arrivals(
                 arrival = _arrival(headers, arrived, size, target.hostname, folder, sought)
                 if arrival is not None:
                     out.append(arrival)
+    return out
+
+
+async def gmail_arrivals(
+    target: Target, receive: RoundTripReceive, sought: Sought, rec: Recorder
+) -> list[Arrival]:
+    """The matching messages Gmail received after `sought.since` (inbox and spam, not the
+    trash): one listing of the `NEWEST` newest (`after:`, no next page followed), then each
+    one's metadata, its quota units charged as the round trip's are."""
+    token = receive.access_token.reveal()
+    out: list[Arrival] = []
+    async with gmail.gmail_session(target, receive.user, token, rec) as api:
+        base = f"{api.base}/gmail/v1/users/{quote(api.user, safe='@')}/messages"
+        query = {
+            "q": f"after:{int(sought.since.timestamp())} -in:trash",
+            "includeSpamTrash": "true",
+            "maxResults": str(NEWEST),
+        }
+        data = await api.call(
+            "GET", f"{base}?{urlencode(query)}", "messages.list", cost=UNITS["messages.list"]
+        )
+        try:
+            listing = await asyncio.to_thread(_gmail_list.decode, data)
+        except msgspec.DecodeError as exc:
+            raise ProbeFailure(
+                "protocol", f"Gmail's listing is not a message list: {exc}"[:300]
+            ) from None
+        params = [("format", "metadata"), *(("metadataHeaders", h) for h in _GMAIL_HEADERS)]
+        for ref in listing.messages:
+            url = f"{base}/{quote(ref.id, safe='')}?{urlencode(params)}"
+            data = await api.call("GET", url, "messages.get", cost=UNITS["messages.get"])
+            try:
+                message = await asyncio.to_thread(_gmail_message.decode, data)
+            except msgspec.DecodeError as exc:
+                raise ProbeFailure(
+                    "protocol", f"Gmail's message is not of its shape: {exc}"[:300]
+                ) from None
+            if not (message.internal_date.isascii() and message.internal_date.isdigit()):
+                continue
+            arrived = datetime.fromtimestamp(int(message.internal_date) / 1000, UTC)
+            if arrived <= sought.since:
+                continue
+            headers = Message()
+            for header in message.payload.headers:
+                headers[header.name[:100]] = header.value[:8192]
+            size = sum(len(h.name) + len(h.value) for h in message.payload.headers)
+            arrival = _arrival(headers, arrived, size, target.hostname, "INBOX", sought)
+            if arrival is not None:
+                out.append(arrival)
     return out
 
 
