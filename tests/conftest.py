@@ -25,11 +25,17 @@ from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared import embedded
 from shared.clock import WALL
+from testkit import cpu_table
 from testkit.serving import http_client, serve_app
 
 # The command-line tools run by tests must not find a developer's `make run` in .run/ (its API
 # and instance key): they look in a folder that does not exist (controller.ascode.run_dir).
 os.environ["MAILPROBE_RUN_DIR"] = f"/nonexistent/mailprobe-tests-{uuid.uuid4().hex}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """TEST_CPU_TABLE=<file>: each test file's CPU-seconds, a table (testkit/cpu_table.py)."""
+    cpu_table.register(config)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -60,9 +66,17 @@ async def database_url(tmp_root: Path) -> AsyncIterator[str]:
     conn = await connect(url)
     await migrate(conn)
     await conn.close()
-    yield url
+    # a copy no one connects to, which scratch databases beside this one are cloned from
+    template = f"{name}_template"
     admin = await asyncpg.connect(server_url)
-    await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    await admin.execute(f'CREATE DATABASE "{template}" TEMPLATE "{name}"')
+    await admin.close()
+    _TEMPLATES[url] = template
+    yield url
+    del _TEMPLATES[url]
+    admin = await asyncpg.connect(server_url)
+    for db in (name, template):
+        await admin.execute(f'DROP DATABASE "{db}" WITH (FORCE)')
     await admin.close()
     if handle is not None:
         handle.cleanup()
@@ -74,18 +88,27 @@ def _with_database(url: str, name: str) -> str:
     return f"{head}/{name}{sep}{query}"
 
 
+# The session database's URL → the name of its migrated template (`database_url`).
+_TEMPLATES: dict[str, str] = {}
+
+
 @asynccontextmanager
 async def scratch_database(url: str, prefix: str) -> AsyncIterator[str]:
     """A new migrated database beside `url`'s, dropped at exit; for tests whose scheduler
-    claims every due monitor of its database, so no other test's monitors may be there."""
+    claims every due monitor of its database, so no other test's monitors may be there. Beside
+    the session's database it is a copy of that one's migrated template (a clone costs the
+    server a file copy; migrating costs it every migration again)."""
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    template = _TEMPLATES.get(url)
     admin = await asyncpg.connect(url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
+    clause = f' TEMPLATE "{template}"' if template else ""
+    await admin.execute(f'CREATE DATABASE "{name}"{clause}')
     await admin.close()
     scratch = _with_database(url, name)
-    conn = await connect(scratch)
-    await migrate(conn)
-    await conn.close()
+    if template is None:
+        conn = await connect(scratch)
+        await migrate(conn)
+        await conn.close()
     try:
         yield scratch
     finally:

@@ -1,6 +1,7 @@
-"""Write controller/db/definitions from a database: each view and SQL function of the public
-schema as PostgreSQL prints it (`pg_get_viewdef`, `pg_get_functiondef`), and `order.txt` with
-dependencies first (pg_depend; functions before views where nothing says otherwise).
+"""Write controller/db/definitions from a database: each view, SQL function and trigger of the
+public schema as PostgreSQL prints it (`pg_get_viewdef`, `pg_get_functiondef`,
+`pg_get_triggerdef`), and `order.txt` with dependencies first (pg_depend; functions, then
+triggers, then views where nothing says otherwise).
 
     python -m tools.definitions [--from-migrations]
 
@@ -21,7 +22,7 @@ import asyncpg
 
 from controller.db.migrate import migrate
 from controller.db.pool import connect
-from controller.db.repeatable import ORDER_FILE, Definition
+from controller.db.repeatable import KINDS, ORDER_FILE, Definition
 from shared import embedded
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,14 +44,21 @@ SELECT 'views/' || c.relname, 'pg_class'::regclass::oid, c.oid,
        || pg_get_viewdef(c.oid)
 FROM pg_class c
 WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'v'
+UNION ALL
+SELECT 'triggers/' || t.tgname, 'pg_trigger'::regclass::oid, t.oid,
+       regexp_replace(pg_get_triggerdef(t.oid), '^CREATE TRIGGER', 'CREATE OR REPLACE TRIGGER')
+       || ';'
+FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+WHERE c.relnamespace = 'public'::regnamespace AND NOT t.tgisinternal
+  AND t.tgparentid = 0  -- a partition's clone comes with its parent's trigger
 ORDER BY 1, 4
 """
 
-# What each view (through its rewrite rule) and each function refers to.
+# What each view (through its rewrite rule), function and trigger refers to.
 _DEPENDS = """
 SELECT COALESCE(r.ev_class, d.objid) AS oid, d.refobjid AS uses
 FROM pg_depend d LEFT JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid
-WHERE d.classid IN ('pg_rewrite'::regclass, 'pg_proc'::regclass)
+WHERE d.classid IN ('pg_rewrite'::regclass, 'pg_proc'::regclass, 'pg_trigger'::regclass)
   AND d.refclassid IN ('pg_class'::regclass, 'pg_proc'::regclass)
 """
 
@@ -77,7 +85,7 @@ async def extract(url: str) -> list[Definition]:
     sorter.prepare()
     order: list[str] = []
     while sorter.is_active():
-        ready = sorted(sorter.get_ready())  # "functions/" sorts before "views/"
+        ready = sorted(sorter.get_ready())  # "functions/" < "triggers/" < "views/"
         order.extend(ready)
         sorter.done(*ready)
     return [Definition(name, "\n".join(texts[name])) for name in order]
@@ -85,7 +93,7 @@ async def extract(url: str) -> list[Definition]:
 
 def write(definitions: list[Definition], folder: Path = FOLDER) -> None:
     """Replace the files under `folder` with `definitions` and their order."""
-    for kind in ("functions", "views"):
+    for kind in KINDS:
         shutil.rmtree(folder / kind, ignore_errors=True)
         (folder / kind).mkdir(parents=True)
     for d in definitions:

@@ -530,12 +530,12 @@ async def _pop3_look(
     pop = await pop3.open_pop3(target, config, rec)
     try:
         rec.current = "stat"
-        count = _stat_count(await pop3.command(pop, "STAT", "STAT", "protocol"))
+        count = stat_count(await pop3.command(pop, "STAT", "STAT", "protocol"))
         seen_at = time.perf_counter()
         found: list[Found] = []
         for number in range(count, max(0, count - POP3_NEWEST), -1):
             rec.current = "top"
-            if (raw := await _headers(pop, number)) is None:
+            if (raw := await top_headers(pop, number)) is None:
                 continue
             headers = _parse_headers(raw)
             other = parse_probe(headers.get(PROBE_HEADER))
@@ -556,7 +556,7 @@ async def _pop3_look(
     return found
 
 
-def _stat_count(reply: str) -> int:
+def stat_count(reply: str) -> int:
     """The message count of a STAT reply (`+OK 2 320`, RFC 1939 5); a reply without one the
     look cannot go on with."""
     words = reply.split()
@@ -566,7 +566,7 @@ def _stat_count(reply: str) -> int:
     return int(count)
 
 
-async def _headers(pop: Pop3, number: int) -> bytes | None:
+async def top_headers(pop: Pop3, number: int) -> bytes | None:
     """A message's header (TOP n 0, RFC 1939 7), dot-unstuffed, as text (UTF-8 or replaced);
     None when the server no longer has it: it answers TOP with -ERR while its CAPA lists TOP
     (RFC 2449), as when another session (a monitor reading the same mailbox over IMAP) deleted

@@ -20,7 +20,7 @@ from controller.monitors import kinds, validation
 from controller.monitors.kinds import Kind
 from controller.monitors.validation import CHECK_INTERVAL_DEFAULT
 from controller.web.api.monitor_schemas import MASK
-from shared.messages import MonitorType
+from shared.messages import StoredType
 
 # Row values compared, and the API field each is shown as: every common field a file sets,
 # then these.
@@ -52,13 +52,17 @@ class Current:
     values: dict[str, Any]  # COMPARED's keys
 
     @property
-    def type(self) -> MonitorType:
-        monitor_type: MonitorType = self.values["type"]
+    def type(self) -> StoredType:
+        monitor_type: StoredType = self.values["type"]
         return monitor_type
 
     @classmethod
     def of(cls, endpoint: str, item: dict[str, Any]) -> "Current":
         """From a monitor of the list endpoint of the kind named `endpoint`."""
+        if endpoint == kinds.HEARTBEAT.name:  # its rule is its config; its address stays its own
+            rule = item[kinds.HEARTBEAT.config_key]
+            values = {"name": item["name"], "status": item["status"], "config": rule}
+            return cls(item["publicId"], item["name"], values | {"type": "heartbeat"})
         config = item["config"] or {}
         types = kinds.named(endpoint).types
         monitor_type = types[0] if len(types) == 1 else config.get("protocol") or types[0]
@@ -73,7 +77,7 @@ Verb = Literal["create", "update", "delete", "keep"]
 @dataclass(frozen=True)
 class Action:
     verb: Verb
-    type: MonitorType
+    type: StoredType
     name: str
     public_id: str | None = None
     changed: tuple[str, ...] = ()
@@ -137,6 +141,9 @@ def export(customer: str, current: list[Current]) -> dict[str, object]:
         v = have.values
         kind = kinds.of_type(have.type)
         doc: dict[str, object] = {"type": have.type, "name": have.name}
+        if kind is kinds.HEARTBEAT:
+            monitors.append(doc | _heartbeat_fields(v))
+            continue
         if kind.hostname:
             doc["hostname"] = v["hostname"]
         interval = v["check_interval"]
@@ -157,6 +164,22 @@ def export(customer: str, current: list[Current]) -> dict[str, object]:
             doc[kind.config_key] = config
         monitors.append(doc)
     return {"customer": customer, "monitors": monitors}
+
+
+def _heartbeat_fields(values: dict[str, object]) -> dict[str, object]:
+    """A heartbeat monitor's status (when not active) and rule, unset keys left out; its
+    address is not in the file: the controller made it, and apply keeps it."""
+    out: dict[str, object] = {}
+    if values["status"] != _DEFAULTS["status"]:
+        out["status"] = values["status"]
+    config = values["config"]
+    rule = (
+        {k: v for k, v in config.items() if v is not None and v != []}
+        if isinstance(config, dict)
+        else {}
+    )
+    out[kinds.HEARTBEAT.config_key] = rule
+    return out
 
 
 def _without_defaults(value: dict[str, Any], struct: type[msgspec.Struct]) -> dict[str, Any]:

@@ -24,9 +24,9 @@ from controller.ascode.client import api_client
 from controller.ascode.plan import RESENT, Action, Current, PlanError, export, plan
 from controller.ascode.spec import Spec, SpecError, load
 from controller.monitors import kinds
-from controller.web.api.monitor_kinds import APIS, api_of
+from controller.web.api.monitor_kinds import APIS, HEARTBEAT_API, api_of
 
-ENDPOINTS: dict[str, str] = {api.path: api.kind.name for api in APIS}
+ENDPOINTS: dict[str, str] = {api.path: api.kind.name for api in (*APIS, HEARTBEAT_API)}
 PER_PAGE = 200
 
 

@@ -33,6 +33,7 @@ import yaml
 from controller.ascode import secret_env
 from controller.monitors import kinds, validation, write_values
 from controller.monitors.errors import Refused
+from controller.monitors.heartbeats import HeartbeatMonitorCreate
 from controller.monitors.kinds import ROUNDTRIP, Kind
 from controller.monitors.model import SHOWN_AS
 from controller.secrets.box import SecretBox, generate_key
@@ -40,9 +41,9 @@ from controller.web.api.errors import ApiError, strict_body_error
 from controller.web.api.monitor_kinds import api_of
 from controller.web.api.monitor_rules import roundtrip_shown
 from controller.web.api.monitor_schemas import MASK
-from shared.messages import MonitorType
+from shared.messages import MonitorType, StoredType
 
-TYPES: tuple[MonitorType, ...] = kinds.ALL_TYPES
+TYPES: tuple[StoredType, ...] = kinds.STORED_TYPES
 # The common fields a file sets, by column: all (`SHOWN_AS`) but `dependsOn`, which is declared
 # through the API and kept by `apply`.
 FILE_FIELDS: dict[str, str] = {c: f for c, f in SHOWN_AS.items() if c != "depends_on"}
@@ -63,7 +64,7 @@ class SpecError(Exception):
 class Desired:
     """One monitor as the file wants it."""
 
-    type: MonitorType
+    type: StoredType
     name: str
     body: dict[str, Any]  # every field of the create/PATCH body, secrets filled in
     values: dict[str, Any]  # the row values the API would store, secrets masked
@@ -229,6 +230,8 @@ def _monitor(
         raise Problem(
             ("secretEnv",), "secretEnv: apply sends it, from the file's {env: NAME} secrets"
         )
+    if monitor_type == "heartbeat":
+        return _heartbeat(doc, customer, line, lines)
     kind = kinds.of_type(monitor_type)
     config_key = _config_key(kind, doc)
     names: dict[str, str] = {}
@@ -243,6 +246,8 @@ def _monitor(
     try:
         request = msgspec.convert({**doc, "customerId": customer}, struct_type, strict=True)
         validation.no_nul(request, "")
+        if isinstance(request, HeartbeatMonitorCreate):  # read by _heartbeat
+            raise Problem(("type",), "type: a heartbeat monitor is read as one")
         # Which token endpoint hosts the server allows is the server's to say (OAUTH2_TOKEN_HOSTS).
         values = write_values.create_values(request, box, token_hosts=None)
     except msgspec.ValidationError as exc:
@@ -254,6 +259,26 @@ def _monitor(
     values["config"] = kind.masked(values["config"])
     body = _full_body(kind, doc, values)
     return Desired(cast(MonitorType, monitor_type), values["name"], body, values, line, lines)
+
+
+def _heartbeat(
+    doc: dict[str, object], customer: str, line: int, lines: Mapping[Path, int]
+) -> Desired:
+    """A heartbeat monitor: its name, status and rule (`heartbeatConfig`), checked by the API's
+    own request Struct; its address is the controller's, never the file's (apply keeps it)."""
+    try:
+        request = msgspec.convert(
+            {**doc, "customerId": customer}, HeartbeatMonitorCreate, strict=True
+        )
+        validation.no_nul(request, "")
+    except msgspec.ValidationError as exc:
+        raise _api_problem(strict_body_error(exc)) from None
+    except (ApiError, Refused) as exc:
+        raise _api_problem(exc) from None
+    rule = msgspec.to_builtins(request.heartbeat_config)
+    values = {"name": request.name, "status": request.status, "config": rule, "type": "heartbeat"}
+    body = {"name": request.name, "status": request.status, "heartbeatConfig": rule}
+    return Desired("heartbeat", request.name, body, values, line, lines)
 
 
 def _api_problem(exc: ApiError | Refused) -> Problem:

@@ -1,9 +1,11 @@
-"""Views and SQL functions as one-file repeatable definitions, applied after the migrations.
+"""Views, SQL functions and triggers as one-file repeatable definitions, applied after the
+migrations.
 
-Each view or function lives whole in controller/db/definitions/<kind>/<name>.sql; `order.txt`
-lists the files, dependencies first. `apply` runs, inside the migrator's transaction and lock,
-every file whose text differs from the checksum recorded in `schema_definitions`, and every
-file when a migration ran in the same pass (a migration may have dropped or restated one).
+Each view, function or trigger lives whole in controller/db/definitions/<kind>/<name>.sql;
+`order.txt` lists the files, dependencies first. `apply` runs, inside the migrator's
+transaction and lock, every file whose text differs from the checksum recorded in
+`schema_definitions`, and every file when a migration ran in the same pass (a migration may
+have dropped or restated one).
 """
 
 import hashlib
@@ -17,7 +19,7 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
-KINDS = ("functions", "views")
+KINDS = ("functions", "triggers", "views")
 ORDER_FILE = "order.txt"
 
 

@@ -2951,7 +2951,7 @@ CREATE TRIGGER monitors_rounds_since BEFORE UPDATE OF status, check_interval ON 
 
 CREATE TRIGGER monitors_roundtrip_mailbox_changed AFTER UPDATE OF config ON public.monitors FOR EACH ROW EXECUTE FUNCTION public.monitors_roundtrip_mailbox_changed();
 
-CREATE TRIGGER monitors_roundtrip_settings_changed AFTER UPDATE OF config, hostname, port ON public.monitors FOR EACH ROW WHEN (((new.type = 'roundtrip'::text) AND (((old.config IS DISTINCT FROM new.config) OR (old.hostname IS DISTINCT FROM new.hostname)) OR (old.port IS DISTINCT FROM new.port)))) EXECUTE FUNCTION public.monitors_roundtrip_settings_changed();
+CREATE TRIGGER monitors_roundtrip_settings_changed AFTER UPDATE OF config, hostname, port ON public.monitors FOR EACH ROW WHEN (((new.type = 'roundtrip'::text) AND ((old.config IS DISTINCT FROM new.config) OR (old.hostname IS DISTINCT FROM new.hostname) OR (old.port IS DISTINCT FROM new.port)))) EXECUTE FUNCTION public.monitors_roundtrip_settings_changed();
 
 CREATE TRIGGER monitors_search_created AFTER INSERT ON public.monitors FOR EACH ROW EXECUTE FUNCTION public.monitors_search_row();
 

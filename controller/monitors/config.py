@@ -8,20 +8,17 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 
 from controller.monitors import oauth2_grants
-from controller.monitors.kinds import KINDS, of_type
+from controller.monitors.kinds import STORED_KINDS, of_type
 from controller.monitors.oauth2_grants import Grant
 from controller.secrets.box import stored_hook
-from shared.messages import HeartbeatConfig, ImapPopConfig, JobConfig
+from shared.messages import ImapPopConfig, JobConfig
 from shared.secret import enc_hook as secret_text
 
 if TYPE_CHECKING:  # the type only
     from controller.monitors.store import Monitor
 
-# A heartbeat monitor's config is no job's (controller.arrivals judges it); the API does not
-# offer the kind yet, so it is not one of KINDS.
 CONFIG_TYPES: Final[dict[str, type[JobConfig]]] = {
-    **{t: k.config for k in KINDS for t in k.types},
-    "heartbeat": HeartbeatConfig,
+    t: k.config for k in STORED_KINDS for t in k.types
 }
 
 

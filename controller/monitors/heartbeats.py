@@ -7,8 +7,9 @@ from typing import Annotated, Final, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
+from controller.monitors.write_model import CustomerIdIn
 from shared.arrivals import new_local_part
 from shared.messages import HeartbeatConfig
 
@@ -115,3 +116,24 @@ def new_columns(
         "config": stored_config(rule, local),
         **_UNUSED_COLUMNS,
     }
+
+
+Status = Literal["active", "maintenance", "disabled"]
+Name = Annotated[str, Meta(min_length=1, max_length=200)]
+
+
+class HeartbeatMonitorCreate(
+    msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True
+):
+    customer_id: CustomerIdIn
+    name: Name
+    status: Status = "active"
+    heartbeat_config: HeartbeatRule = msgspec.field(default_factory=HeartbeatRule)
+
+
+class HeartbeatMonitorUpdate(
+    msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True
+):
+    name: Name | UnsetType = UNSET
+    status: Status | UnsetType = UNSET
+    heartbeat_config: HeartbeatRule | UnsetType = UNSET

@@ -17,9 +17,10 @@ Pure: imports only the wire types.
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, get_args
 
 from shared.messages import (
+    HeartbeatConfig,
     ImapPopConfig,
     JobConfig,
     MonitorType,
@@ -104,7 +105,7 @@ class Kind:
     name: str
     label: str
     config_key: str
-    types: tuple[MonitorType, ...]
+    types: tuple[StoredType, ...]
     type_labels: tuple[str, ...]
     port_hints: tuple[str, ...]
     config: type[JobConfig]
@@ -232,19 +233,37 @@ ROUNDTRIP: Final = Kind(
     unused=("send.relayCheck",),
 )
 
+# A heartbeat monitor runs no checks: the agents' receivers take its mail and the controller
+# judges it (controller.alerting.heartbeats). It shares the API's list, get and delete, the
+# console's page and form and monitors-as-code with the checked kinds; it has no rounds, so no
+# results, posture or round-trip surfaces.
+HEARTBEAT: Final = Kind(
+    name="heartbeat",
+    label="Heartbeat Monitor",
+    config_key="heartbeatConfig",
+    types=("heartbeat",),
+    type_labels=("Heartbeat",),
+    port_hints=("none: it takes mail at its own address",),
+    config=HeartbeatConfig,
+    logins=(),
+    hostname=False,
+)
+
+# The checked kinds: scheduled as rounds that agents run.
 KINDS: Final[tuple[Kind, ...]] = (SMTP, IMAP_POP, ROUNDTRIP)
-ALL_TYPES: Final[tuple[MonitorType, ...]] = tuple(t for k in KINDS for t in k.types)
-# Every stored type a maintenance window or a channel may name: the checked kinds and heartbeat
-# monitors (judged at the controller, controller.alerting.heartbeats).
-STORED_TYPES: Final[tuple[StoredType, ...]] = (*ALL_TYPES, "heartbeat")
+ALL_TYPES: Final[tuple[MonitorType, ...]] = get_args(MonitorType)  # the checked kinds' types
+# Every kind a monitor may be stored as: the checked ones and heartbeat monitors.
+STORED_KINDS: Final[tuple[Kind, ...]] = (*KINDS, HEARTBEAT)
+# Every stored type a maintenance window or a channel may name.
+STORED_TYPES: Final[tuple[StoredType, ...]] = tuple(t for k in STORED_KINDS for t in k.types)
 TYPE_LABELS: Final[dict[str, str]] = {
-    t: label for k in KINDS for t, label in zip(k.types, k.type_labels, strict=True)
+    t: label for k in STORED_KINDS for t, label in zip(k.types, k.type_labels, strict=True)
 }
 PORT_HINTS: Final[dict[str, str]] = {
-    t: hint for k in KINDS for t, hint in zip(k.types, k.port_hints, strict=True)
+    t: hint for k in STORED_KINDS for t, hint in zip(k.types, k.port_hints, strict=True)
 }
-_BY_TYPE: Final[dict[str, Kind]] = {t: k for k in KINDS for t in k.types}
-_BY_NAME: Final[dict[str, Kind]] = {k.name: k for k in KINDS}
+_BY_TYPE: Final[dict[str, Kind]] = {t: k for k in STORED_KINDS for t in k.types}
+_BY_NAME: Final[dict[str, Kind]] = {k.name: k for k in STORED_KINDS}
 
 
 def of_type(monitor_type: str) -> Kind:

@@ -26,6 +26,7 @@ endpoints...), under the same egress rules as the other channels.
 
 import asyncio
 import contextvars
+import functools
 import ipaddress
 import logging
 import re
@@ -166,16 +167,22 @@ _apprise_log.propagate = False  # its lines may name URLs: never in the process'
 _apprise_log.setLevel(logging.WARNING)
 _apprise_log.addHandler(_Said())
 
-# Apprise loads its plugins on first use; loaded here, once, with the deprecation warnings of
-# the optional modules some of them import (not ours to fix) kept out of the process's.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    apprise.plugins.N_MGR.load_modules()  # type: ignore[no-untyped-call]
-
 _ASSET = apprise.AppriseAsset(http_redirects=False, storage_mode=apprise.PersistentStoreMode.MEMORY)
 
 
+@functools.cache
+def _load_plugins() -> None:
+    """Apprise's plugins, loaded once, at the first URL a process reads (`url_problem`, which a
+    send calls first, on the caller's thread), with the deprecation warnings of the optional
+    modules some of them import (not ours to fix) kept out of the process's. A process that
+    reads no Apprise URL (a CLI command, a controller with no such channel) never loads them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        apprise.plugins.N_MGR.load_modules()  # type: ignore[no-untyped-call]
+
+
 def _plugin(url: str) -> Any:
+    _load_plugins()
     return apprise.Apprise.instantiate(url, asset=_ASSET, suppress_exceptions=True)
 
 

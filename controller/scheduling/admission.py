@@ -5,7 +5,8 @@ under its organization's cap, the mailbox API calls, each side check's) lets it,
 country has a slot for it (`admission_ledger.Admissions`, the rules in `admission_rules` and
 `preemption`: it waits for one in memory, takes one back from the organization most over its
 share, or is recorded `saturated`). What is held goes into its round's `missed` rows; a job
-given up gives back what every budget gave it (`release`).
+given up gives back what every budget gave it (`release`). A later login, when due, takes
+again of the same budgets its login and its message (`admit_deferred`).
 """
 
 from collections.abc import Sequence
@@ -15,12 +16,10 @@ from typing import NamedTuple
 from controller.db.pool import Conn
 from controller.fleet.live import LiveAgents
 from controller.jobs.result_kinds import ResultRow
-from controller.logins import account_store as account_logins
-from controller.logins.backoff import CAPPED, HELD
+from controller.logins.backoff import HELD
 from controller.notify.links import NO_LINKS, Links
 from controller.roundtrips import rounds_store as roundtrip_rounds
 from controller.roundtrips import sends as roundtrip_sends
-from controller.scheduling import login_cap_notice
 from controller.scheduling import plan as planning
 from controller.scheduling.admission_budgets import (
     ApiCalls,
@@ -36,7 +35,7 @@ from controller.scheduling.deferred_store import DeferredJob
 from controller.scheduling.plan import PlannedRound
 from controller.settings import SchedulingSettings
 from controller.sidechecks.budgets import BUDGETS
-from shared.messages import FEATURE_LOOK_ONLY, CheckJob, Preempt
+from shared.messages import CheckJob, Preempt
 from shared.timefmt import parse_iso
 
 _DEFAULT_SCHEDULING = SchedulingSettings()
@@ -71,18 +70,19 @@ class Admission:
         owners' login cap notice points them; `login_cap`: LOGIN_CAP_PER_ACCOUNT, the ceiling
         per organization and account; `mails_per_domain`: ROUNDTRIP_MAILS_PER_DOMAIN_PER_MINUTE;
         `budgets`: the settings the side checks' budgets read (READINESS_QUERIES_PER_HOUR...)."""
-        self._agents = agents
-        self._links = links
-        self._login_cap = login_cap
-        self._mails_per_domain = mails_per_domain
-        self._mail = RoundTripMail(agents, mails_per_domain)
         self._logins = LoginCap(links, default_countries, login_cap, trigger_burst)
         # In order: a job one refuses gives back what those before it gave it.
         self._budgets: tuple[RoundBudget, ...] = (
-            self._mail,
+            RoundTripMail(agents, mails_per_domain),
             self._logins,
             ApiCalls(budgets),
             *(SideCheckBudget(b, budgets) for b in BUDGETS.values()),
+        )
+        # What a later login takes again when it comes due (it holds the others since its
+        # round was planned): its login, then its message, counted when its round went.
+        self._due: tuple[RoundBudget, ...] = (
+            self._logins,
+            RoundTripMail(agents, mails_per_domain, wait=False),
         )
         self._ledger = Admissions(agents.load, agents.now)
 
@@ -132,43 +132,20 @@ class Admission:
         finding, to record as answered)."""
         answered = await _answered(conn, claimed)
         claimed = [d for d in claimed if d.job.job_id not in answered]
-        tried = [d for d in claimed if not d.rejected]
-        caps = await self._logins.caps(conn, [d.monitor_id for d in tried])
-        tried = [d for d in tried if d.monitor_id in caps]
-        allowed = await account_logins.take(
-            conn,
-            [
-                planning.login(d.job, d.account, planning.legs(d.job), caps[d.monitor_id])
-                for d in tried
-            ],
-            now,
-        )
-        mail = [(d.monitor_id, [d.job]) for d, ok in zip(tried, allowed, strict=True) if ok]
-        held_mail, looks, _ = await roundtrip_sends.hold(
-            conn,
-            mail,
-            now,
-            self._mails_per_domain,
-            self._agents.countries_with(FEATURE_LOOK_ONLY),
-        )
-        taken = self._ledger.take(
-            [looks.get(job.job_id, job) for _, (job,) in mail if job.job_id not in held_mail],
-            now,
-        )
-        not_sent = (
-            [d.job for d in claimed if d.rejected]
-            + [d.job for d, ok in zip(tried, allowed, strict=True) if not ok]
-            + taken.refused_jobs
-        )
-        await self.release(conn, not_sent)
+        due = [
+            PlannedRound(
+                d.monitor_id, now, None, jobs=[d.job], account=d.account, legs=planning.legs(d.job)
+            )
+            for d in claimed
+            if not d.rejected
+        ]
+        refused = await reserve_all(self._due, conn, due, now)
+        taken = self._ledger.take([job for r in due for job in r.jobs], now)
+        rejected = [d.job for d in claimed if d.rejected]
+        await self.release(conn, rejected + refused + taken.refused_jobs)
         why = "an earlier login of this round was rejected: not tried again"
         held = [planning.held(d.job, HELD, why) for d in claimed if d.rejected]
-        for d, ok in zip(tried, allowed, strict=True):
-            if not ok:
-                cap = caps[d.monitor_id][1]
-                held.append(planning.held(d.job, CAPPED, planning.capped_why(cap, self._login_cap)))
-                await login_cap_notice.reached(conn, d.monitor_id, cap, now, self._links)
-        held += held_mail.values()
+        held += [row for r in due for row in r.missed]
         held += taken.refused
         return Admitted(taken.admitted, [], taken.preempts, {}), held, list(answered.values())
 

@@ -3,7 +3,8 @@
 (controller.roundtrips.sends), a login to its account under its organization's cap
 (controller.logins), the mailbox API calls of each mailbox a job calls
 (`api_calls_store`), and each side check's budget (controller.sidechecks.budgets).
-Admission iterates them in order and names none.
+Admission iterates them in order and names none; a later login, when it comes due, takes
+again of those a job takes as it goes (its login, its message: `Admission.admit_deferred`).
 
 A budget's `reserve` (in the rounds' transaction) takes what the rounds' jobs need: a job it
 refuses leaves its round's `jobs` for its `missed` rows, a job it lets go short is replaced (its
@@ -48,10 +49,12 @@ class RoundTripMail:
     """A round trip's message: its round is held whole (into `missed`) when its mailbox or
     recipient domain may not get one now, or sent as a look where its country's agents can; a
     look whose country waits for its monitor's round in flight becomes a later login, due when
-    that round ends (the awaited round's time in the round's `awaited`)."""
+    that round ends (the awaited round's time in the round's `awaited`), unless `wait` is off
+    (a later login due now: its message counted when its round went, it goes as it is)."""
 
     agents: LiveAgents
     mails_per_domain: int
+    wait: bool = True
 
     async def reserve(self, conn: Conn, rounds: Sequence[PlannedRound], now: datetime) -> None:
         mailing = [
@@ -68,7 +71,7 @@ class RoundTripMail:
             now,
             self.mails_per_domain,
             self.agents.countries_with(FEATURE_LOOK_ONLY),
-            wait=True,
+            wait=self.wait,
         )
         for r, jobs in mailing:
             r.missed += [held_mail[job.job_id] for job in jobs if job.job_id in held_mail]
@@ -89,7 +92,8 @@ class RoundTripMail:
 class LoginCap:
     """Each login to an account, taken from its allowance under its organization's cap
     (LOGIN_CAP_PER_ACCOUNT); one over it is not sent but recorded `login_capped` and told to
-    the owners. A login taken counts until its job settles, sent or not: nothing to release."""
+    the owners. A login taken counts until its job settles, sent or not: nothing to release.
+    A round whose monitor is gone meanwhile (no cap) logs in to nothing: its jobs go nowhere."""
 
     links: Links
     default_countries: int
@@ -99,6 +103,11 @@ class LoginCap:
     async def reserve(self, conn: Conn, rounds: Sequence[PlannedRound], now: datetime) -> None:
         wanted = [(r, job) for r in rounds if r.account for job in r.jobs]
         caps = await self.caps(conn, [r.monitor_id for r, _ in wanted])
+        gone = {r.monitor_id for r, _ in wanted if r.monitor_id not in caps}
+        for r in rounds:
+            if r.monitor_id in gone:
+                r.jobs, r.deferred = [], []
+        wanted = [(r, job) for r, job in wanted if r.monitor_id not in gone]
         allowed = await account_logins.take(
             conn,
             [planning.login(job, r.account or "", r.legs, caps[r.monitor_id]) for r, job in wanted],
@@ -160,9 +169,10 @@ class SideCheckBudget:
 
 async def reserve_all(
     budgets: Sequence[RoundBudget], conn: Conn, rounds: Sequence[PlannedRound], now: datetime
-) -> None:
+) -> list[CheckJob]:
     """Each budget in turn takes what the rounds' jobs left by those before it need; a job one
-    refuses gives back what the budgets before it gave it."""
+    refuses gives back what the budgets before it gave it. Return the jobs refused."""
+    refused_all: list[CheckJob] = []
     for n, budget in enumerate(budgets):
         before = planned(rounds)
         await budget.reserve(conn, rounds, now)
@@ -170,6 +180,8 @@ async def reserve_all(
         refused = [job for job in before if job.job_id not in kept]
         if refused:
             await release_all(budgets[:n], conn, refused)
+        refused_all += refused
+    return refused_all
 
 
 async def release_all(budgets: Sequence[RoundBudget], conn: Conn, jobs: Sequence[CheckJob]) -> None:

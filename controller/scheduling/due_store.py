@@ -133,6 +133,19 @@ async def set_next_due(conn: Conn, ids: Sequence[int], due: Sequence[datetime | 
     await conn.execute("SELECT due_move($1::bigint[], $2::timestamptz[])", ids, due)
 
 
+async def hold_first_round(conn: Conn, monitor_id: int, until: datetime) -> None:
+    """A "Check now" of a monitor none of whose rounds has gone yet holds back the first round
+    the scheduler would send at once (`plan_new`) while the trigger plans its own: the monitor
+    is due at `until` (its grid) unless a round of it went meanwhile. `take_first_round` then
+    makes the trigger's round its first."""
+    await conn.execute(
+        "SELECT due_move(ARRAY[m.id], ARRAY[$2::timestamptz]) FROM monitors m"
+        " WHERE m.id = $1 AND m.round_countries IS NULL",
+        monitor_id,
+        until,
+    )
+
+
 async def take_first_round(
     conn: Conn, monitor_id: int, next_due: datetime, countries: Sequence[str]
 ) -> bool:

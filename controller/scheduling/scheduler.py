@@ -31,6 +31,7 @@ import structlog
 from controller.db.pool import Conn
 from controller.ingest import alert_queue_store as alert_queue
 from controller.monitors import limits_store as limits
+from controller.monitors.store import WatchedMonitor
 from controller.observability import metrics
 from controller.roundtrips import rounds_store as roundtrip_rounds
 from controller.scheduling import confirm_store as confirmations
@@ -384,7 +385,8 @@ class Scheduler:
         """A round now from all the monitor's countries; None when the monitor is gone. A
         monitor none of whose rounds has gone yet gets it as its first round
         (`due.take_first_round`): a "Check now" right after creating one sends one round, not
-        this one and the first round `plan_new` would send besides. A round trip's round in
+        this one and the first round `plan_new` would send besides, which it holds back while
+        it plans (`due.hold_first_round`). A round trip's round in
         flight is joined instead (`joined`, nothing sent: `roundtrip_rounds.in_flight`).
         Right after (re)connecting, it waits for the live agents view (AgentsUnknownError if
         that takes too long) rather than record countries `no_agent` that may have agents."""
@@ -394,9 +396,19 @@ class Scheduler:
             claimed = await due.monitor(conn, monitor_id)
             if claimed is None:
                 return None
+            monitor = monitor_of(claimed)
+            went = (
+                claimed.rounds.countries
+                if isinstance(claimed, WatchedMonitor)
+                else claimed.round_countries
+            )
+            if went is None:
+                grid = planning.grid_after(
+                    str(monitor.public_id), monitor.check_interval, self._clock()
+                )
+                await due.hold_first_round(conn, monitor.id, grid)
         now = self._clock()
         plan = await self.planner.triggered_round(claimed, now)
-        monitor = monitor_of(claimed)
         async with self._pool.acquire() as conn:
             # Off its grid: the settled monitor's routine rounds no longer move its due time
             # on past this one (ingest.alert_queue_store.push_settled). Alone, before the round's

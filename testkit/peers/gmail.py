@@ -10,9 +10,9 @@ the Gmail legs of a round trip (agent/probers/gmail.py):
 - `GET /gmail/v1/users/{userId}/messages`: `messages` (`id`, `threadId`), `nextPageToken`,
   `resultSizeEstimate`; `maxResults` 100 unless given (at most 500), newest first; SPAM and
   TRASH only with `includeSpamTrash=true`; `q` takes words (each in the message's headers or
-  body) and `in:`/`-in:` a label;
+  body), `in:`/`-in:` a label and `after:` epoch seconds;
 - `GET /gmail/v1/users/{userId}/messages/{id}?format=metadata&metadataHeaders=…`: `id`,
-  `labelIds`, `payload.headers` (only those named);
+  `labelIds`, `internalDate` (epoch ms, as text), `payload.headers` (only those named);
 - `POST …/messages/{id}/trash`: 200, the message labelled TRASH only;
 - `DELETE …/messages/{id}`: 204.
 
@@ -366,6 +366,7 @@ class GmailPeer:
             "id": message.id,
             "threadId": message.id,
             "labelIds": message.labels,
+            "internalDate": str(int(message.received * 1000)),
             "payload": {"mimeType": "text/plain", "headers": headers},
         }
         return 200, [], json.dumps(answer).encode()
@@ -389,12 +390,16 @@ def _method(verb: str, rest: list[str]) -> str | None:
 
 
 def _search(q: str) -> Callable[[GmailMessage], bool]:
-    """Gmail's search, as far as the prober uses it: words, and `in:`/`-in:` a label."""
+    """Gmail's search, as far as the probers use it: words, `in:`/`-in:` a label, `after:`
+    epoch seconds (received after it)."""
     words: list[str] = []
     labels_in: set[str] = set()
     labels_out: set[str] = set()
+    after = float("-inf")
     for term in q.split():
-        if term.lower().startswith("-in:"):
+        if term.lower().startswith("after:") and term[6:].isdigit():
+            after = int(term[6:])
+        elif term.lower().startswith("-in:"):
             labels_out.add(term[4:].upper())
         elif term.lower().startswith("in:"):
             labels_in.add(term[3:].upper())
@@ -405,6 +410,7 @@ def _search(q: str) -> Callable[[GmailMessage], bool]:
         text = m.text().lower()
         return (
             all(w in text for w in words)
+            and m.received > after
             and labels_in <= set(m.labels)
             and not labels_out & set(m.labels)
         )

@@ -11,10 +11,11 @@ documents it, for the Graph legs of a round trip (agent/probers/graph.py):
 - `DELETE /v1.0/users/{id}/messages/{mid}`: 204.
 
 `$filter` takes what the prober sends: `startswith(subject,'…')`, `subject eq '…'`,
-`internetMessageId eq '…'`. `$select` picks the fields (`id` always). Folders are the well-known
-names `inbox`, `junkemail`, `deleteditems`. A token it did not issue, or any token once
-`expired` is set, is 401 `InvalidAuthenticationToken`; a mailbox the token may not touch
-(`scoped`) is 403 `ErrorAccessDenied`, as Exchange RBAC for Applications answers.
+`internetMessageId eq '…'`, `receivedDateTime gt 2026-01-01T00:00:00Z`. `$select` picks the
+fields (`id` always). Folders are the well-known names `inbox`, `junkemail`, `deleteditems`.
+A token it did not issue, or any token once `expired` is set, is 401
+`InvalidAuthenticationToken`; a mailbox the token may not touch (`scoped`) is 403
+`ErrorAccessDenied`, as Exchange RBAC for Applications answers.
 
 Faults, switchable per test: `throttle` (429 with `Retry-After`, `TooManyRequests`),
 `unavailable` (503 with `Retry-After`), `expired`, `slow_s` (each answer waits), `oversized`
@@ -368,6 +369,12 @@ def _filter(expression: str) -> Callable[[GraphMessage], bool] | None:
     """The OData filters the prober sends; None for one this peer does not take (Graph: 400)."""
     if not expression:
         return lambda m: True
+    if expression.startswith("receivedDateTime gt "):
+        try:
+            after = datetime.fromisoformat(expression.removeprefix("receivedDateTime gt "))
+        except ValueError:
+            return None
+        return lambda m: m.received > after.timestamp()
     for prefix, attribute, starts in (
         ("startswith(subject,", "subject", True),
         ("subject eq ", "subject", False),

@@ -2,10 +2,11 @@
 one made at /api/heartbeat-monitors is in the monitor list and its kind filter, and its page answers
 with the address its mail goes to (the list linked to a 404 before)."""
 
+import asyncpg
 import httpx
 
 from controller.monitors.kinds import SMTP
-from tests.conftest import Tenant
+from tests.conftest import Tenant, make_tenant
 from tests.console.helpers import Browserish
 from tests.console.test_kind_surfaces import create_body
 
@@ -45,3 +46,41 @@ async def test_a_heartbeat_monitor_is_listed_and_its_page_shows_where_to_send(
     assert "Check now" not in shown.text, "no rounds, no console form: no buttons that 404"
     live = await client.get(f"{page}/live")
     assert live.status_code == 200, live.status_code
+
+
+async def test_the_heartbeat_form_as_each_role_and_another_organization(
+    client: Browserish, http: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool
+) -> None:
+    """A readonly user gets neither form (403); another organization's admin gets a 404 for the
+    edit form and cannot save it; the member's refused save names the field, over real HTTP."""
+    body = {"customerId": tenant.customer_id, "name": "Invoices", "heartbeatConfig": {}}
+    r = await http.post("/api/heartbeat-monitors", json=body, headers=tenant.auth())
+    assert r.status_code == 201, r.text
+    made = r.json()
+    edit = f"/console/monitors/{made['publicId']}/edit"
+    client.session = tenant.tokens["readonly"]
+    token = await client.csrf()
+    assert (await client.get("/console/new/heartbeat")).status_code == 403
+    assert (await client.get(edit)).status_code == 403
+    refused = await client.post(edit, {"name": "x"}, token=token)
+    assert refused.status_code == 403
+    stranger = await make_tenant(pool)
+    client.session = stranger.tokens["admin"]
+    token = await client.csrf()
+    assert (await client.get(edit)).status_code == 404
+    assert (await client.post(edit, {"name": "taken"}, token=token)).status_code == 404
+    client.session = tenant.tokens["member"]
+    token = await client.csrf()
+    shown = await client.get(edit)
+    assert shown.status_code == 200 and 'name="heartbeatConfig.everyMinutes"' in shown.text
+    bad = {
+        "customerId": tenant.customer_public_id,
+        "name": "Invoices",
+        "heartbeatConfig.everyMinutes": "99999999",
+    }
+    saved = await client.post(edit, bad, token=token)
+    assert saved.status_code == 400, saved.status_code
+    assert 'id="err-heartbeatConfig-everyMinutes"' in saved.text
+    kept = await http.get(f"/api/heartbeat-monitors/{made['publicId']}", headers=tenant.auth())
+    assert kept.json()["heartbeatConfig"]["everyMinutes"] == 60
+    assert kept.json()["localPart"] == made["localPart"]

@@ -253,3 +253,31 @@ async def test_a_new_rule_is_looked_at_at_once(
         now = await conn.fetchval("SELECT now()")
     assert untouched > now, "a new name changes nothing the judge reads"
     assert after <= now, (after, now)
+
+
+async def test_the_list_takes_the_customer_filter_and_search_the_other_kinds_take(
+    api: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool
+) -> None:
+    """`customerId` (numeric or public UUID) and `search`, as every kind's list: another
+    organization's customer lists nothing, a malformed one is a 400 naming it."""
+    made = await api.post("/api/customers", json={"name": "Second"}, headers=tenant.auth())
+    assert made.status_code == 201, made.text
+    second = made.json()
+    first = await api.post(PATH, json=body(tenant), headers=tenant.auth())
+    other = body(tenant) | {"customerId": second["id"], "name": "Invoices from the ERP"}
+    theirs = await api.post(PATH, json=other, headers=tenant.auth())
+    assert first.status_code == theirs.status_code == 201, (first.text, theirs.text)
+
+    async def listed(**params: object) -> list[str]:
+        r = await api.get(PATH, params=params, headers=tenant.auth("readonly"))
+        assert r.status_code == 200, r.text
+        return [m["publicId"] for m in r.json()["items"]]
+
+    assert await listed(customerId=tenant.customer_id) == [first.json()["publicId"]]
+    assert await listed(customerId=tenant.customer_public_id) == [first.json()["publicId"]]
+    assert await listed(customerId=second["publicId"]) == [theirs.json()["publicId"]]
+    assert await listed(search="erp") == [theirs.json()["publicId"]]
+    stranger = await make_tenant(pool)
+    assert await listed(customerId=stranger.customer_id) == []
+    bad = await api.get(PATH, params={"customerId": "x'"}, headers=tenant.auth())
+    assert bad.status_code == 400 and bad.json()["fields"] == ["customerId"], bad.text

@@ -1,4 +1,4 @@
-"""Views and SQL functions as one-file repeatable definitions (controller/db/repeatable.py),
+"""Views, SQL functions and triggers as one-file repeatable definitions (repeatable.py),
 on the test PostgreSQL: a database at the last head before them upgrades with no change, a
 changed file is applied once, a view whose columns change is dropped and created with the views
 on it, a file PostgreSQL refuses is named, and two migrators at once are safe."""
@@ -62,9 +62,9 @@ async def test_a_database_at_the_last_head_upgrades_to_a_fresh_ones_schema(
     assert {(r["name"], r["checksum"]) for r in rows} == {(d.name, d.checksum) for d in files}
 
 
-async def test_every_view_and_function_has_its_file(database_url: str) -> None:
-    """Nothing is defined by a migration alone: a fresh database's views and functions are the
-    files, and each file is what PostgreSQL prints of it."""
+async def test_every_view_function_and_trigger_has_its_file(database_url: str) -> None:
+    """Nothing is defined by a migration alone: a fresh database's views, functions and triggers
+    are the files, and each file is what PostgreSQL prints of it."""
     found = await extract(database_url)
     files = repeatable.load()
     assert [d.name for d in found if d.name not in {f.name for f in files}] == []
@@ -197,3 +197,72 @@ async def test_after_a_migration_a_view_it_dropped_comes_back_as_its_file_says(
         assert await _types(conn, "defs_t_v2") == {"a": "bigint"}
     finally:
         await conn.close()
+
+
+_LOG_FN = Definition(
+    "functions/defs_log_row",
+    "CREATE OR REPLACE FUNCTION defs_log_row() RETURNS trigger LANGUAGE plpgsql AS"
+    " $$ BEGIN INSERT INTO defs_log VALUES (NEW.a); RETURN NULL; END $$;",
+)
+_T1 = Definition(
+    "triggers/defs_t_logged",
+    "CREATE OR REPLACE TRIGGER defs_t_logged AFTER INSERT ON defs_t FOR EACH ROW"
+    " WHEN (NEW.a > 0) EXECUTE FUNCTION defs_log_row();",
+)
+
+
+async def test_a_trigger_file_changed_or_dropped_by_a_migration_is_made_as_it_says(
+    empty_url: str,
+) -> None:
+    """A trigger's file is its text: a changed file replaces the trigger in place, and a
+    migration that drops its function (CASCADE takes the trigger) sees it made again."""
+
+    async def logged(*values: int) -> list[int]:
+        for v in values:
+            await conn.execute("INSERT INTO defs_t VALUES ($1, 0)", v)
+        rows = await conn.fetch("DELETE FROM defs_log RETURNING a")
+        return sorted(r["a"] for r in rows)
+
+    conn = await connect(empty_url)
+    try:
+        await conn.execute("CREATE TABLE defs_t (a int, b int); CREATE TABLE defs_log (a int)")
+        async with conn.transaction():
+            await repeatable.apply(conn, [_LOG_FN, _T1], everything=False)
+        assert await logged(1, -1) == [1]
+        t2 = Definition(_T1.name, _T1.sql.replace("NEW.a > 0", "NEW.a < 0"))
+        async with conn.transaction():
+            assert await repeatable.apply(conn, [_LOG_FN, t2], everything=False) == [t2.name]
+        assert await logged(2, -2) == [-2]
+        async with conn.transaction():
+            await conn.execute("DROP FUNCTION defs_log_row() CASCADE")
+            applied = await repeatable.apply(conn, [_LOG_FN, t2], everything=True)
+        assert applied == [_LOG_FN.name, t2.name]
+        assert await logged(3, -3) == [-3]
+    finally:
+        await conn.close()
+
+
+async def test_a_trigger_on_a_partitioned_table_is_one_statement_not_one_per_partition(
+    empty_url: str,
+) -> None:
+    """The results' day partitions come and go with the days: their clones of a parent's trigger
+    are not definitions, the parent's trigger is."""
+    conn = await connect(empty_url)
+    try:
+        await conn.execute(
+            "CREATE TABLE defs_log (a int);"
+            " CREATE TABLE defs_p (a int) PARTITION BY RANGE (a);"
+            " CREATE TABLE defs_p_1 PARTITION OF defs_p FOR VALUES FROM (0) TO (10);"
+            " CREATE TABLE defs_p_2 PARTITION OF defs_p FOR VALUES FROM (10) TO (20);"
+        )
+        await conn.execute(_LOG_FN.sql)
+        await conn.execute(
+            "CREATE TRIGGER defs_p_logged AFTER INSERT ON defs_p FOR EACH ROW"
+            " EXECUTE FUNCTION defs_log_row()"
+        )
+    finally:
+        await conn.close()
+    found = {d.name: d.sql for d in await extract(empty_url)}
+    assert [n for n in found if n.startswith("triggers/")] == ["triggers/defs_p_logged"]
+    assert found["triggers/defs_p_logged"].count("CREATE OR REPLACE TRIGGER") == 1
+    assert " ON public.defs_p FOR EACH ROW" in found["triggers/defs_p_logged"]

@@ -14,13 +14,17 @@ import msgspec
 
 from controller.ingest import store as results
 from controller.ingest.store import decode_result
+from controller.monitors.mailbox_apis import Charge
 from controller.roundtrips import delivery_store as roundtrip_delivery
 from controller.roundtrips import rounds_store as roundtrip_rounds
 from controller.roundtrips import rules
 from controller.runtime.pipeline import Pipeline
+from controller.scheduling.deferred_store import DeferredJob
+from controller.scheduling.plan import PlannedRound
 from controller.settings import ControllerSettings
 from shared.messages import FEATURE_LOOK_ONLY, CheckJob, CheckResult, Phases, encode
 from shared.timefmt import iso_ms, utcnow
+from testkit.peers.jobs import make_job
 from testkit.sealing import KeyRing
 from tests.conftest import Tenant, make_tenant
 from tests.pipeline.conftest import Countries, SchedulerWith
@@ -450,3 +454,55 @@ async def test_a_look_planned_while_a_round_is_in_flight_waits_and_is_answered_b
     assert (row["country"], row["status"], row["error_kind"]) == (found_cc, "up", None), row
     assert row["agent_id"] is None and "this round sent nothing" in row["message"]
     assert first_found.scheduled_at in row["message"]
+
+
+async def test_a_later_login_held_when_due_gives_back_what_its_round_reserved(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    scheduler_with: SchedulerWith,
+) -> None:
+    """A round trip's later login whose message may not go when it comes due (its count from
+    planning gone with the hour, the unconfirmed mailbox's 3 taken meanwhile) is recorded
+    `mailbox_unconfirmed` and gives back what every budget gave it when its round was planned:
+    its mailbox API calls no longer count against the mailbox."""
+    (cc,) = countries.take(1)
+    await countries.live(cc)
+    m = await round_trip(api, org, [cc], f"rt-{uuid.uuid4().hex[:8]}.example")
+    admission = scheduler_with().admission
+    now = utcnow()
+    job = msgspec.structs.replace(
+        make_job("roundtrip", 587, country=cc, tenant=org.customer_id, job_id=str(uuid.uuid4())),
+        scheduled_at=iso_ms(now),
+    )
+    async with pipe_pool.acquire() as conn, conn.transaction():
+        monitor_id = await conn.fetchval(
+            "SELECT id FROM monitors WHERE public_id = $1", m["publicId"]
+        )
+        planned = PlannedRound(
+            monitor_id,
+            now,
+            None,
+            deferred=[(1.0, job)],
+            account="acct-box",
+            api_charges=[Charge("graph", "acct-box", "check")],
+        )
+        await admission.admit(conn, [planned], now)
+        [(_, later)] = planned.deferred
+        assert later.api_calls == 2
+        domain = await conn.fetchval("SELECT domain FROM mail_sends WHERE job_id = $1", job.job_id)
+        await conn.execute("DELETE FROM mail_sends WHERE job_id = $1", job.job_id)
+        await conn.executemany(
+            "INSERT INTO mail_sends (monitor_id, domain, at, job_id) VALUES ($1, $2, $3, $4)",
+            [(monitor_id, domain, now, str(uuid.uuid4())) for _ in range(3)],
+        )
+        due = DeferredJob(later, monitor_id, "acct-box", rejected=False)
+        admitted, held_rows, _ = await admission.admit_deferred(conn, [due], now)
+        assert admitted.jobs == []
+        assert [row.error_kind for row in held_rows] == [rules.UNCONFIRMED]
+        left = await conn.fetchval(
+            "SELECT count(*) FROM api_calls WHERE job = $1::uuid", job.job_id
+        )
+        assert left == 0, "a later login held when due keeps its round's API calls"

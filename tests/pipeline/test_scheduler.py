@@ -128,6 +128,48 @@ async def test_check_now_before_a_new_monitors_first_round_is_that_round(
     assert await next_due_at(pipe_pool, planned["publicId"]) == due
 
 
+async def test_a_pass_while_check_now_plans_a_new_monitors_round_sends_no_other(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+) -> None:
+    """ "Check now" right after creating a monitor, its planning slow (a loaded host): a
+    scheduler pass meanwhile sends no first round of its own (it is held back), so the
+    trigger's round is the only one and the grid goes on after it."""
+    (cc,) = countries.take()
+    await countries.live(cc)
+    m = await create(api, org, allowedCheckCountryCodes=[cc])
+    planner = pipeline.scheduler.planner
+    original = planner.triggered_round
+    planning, go = asyncio.Event(), asyncio.Event()
+
+    async def slow(claimed: Any, now: datetime) -> Any:
+        planning.set()
+        await go.wait()
+        return await original(claimed, now)
+
+    planner.triggered_round = slow  # type: ignore[method-assign]
+    try:
+        url = f"/api/smtp-monitors/{m['publicId']}/trigger-check"
+        asked = asyncio.create_task(api.post(url, headers=org.auth()))
+        await asyncio.wait_for(planning.wait(), 10)
+        assert await pipeline.scheduler.tick() == 0  # the first round held back
+        go.set()
+        r = await asked
+    finally:
+        go.set()
+        planner.triggered_round = original  # type: ignore[method-assign]
+    assert r.status_code == 202, r.text
+    at = parse_iso(r.json()["scheduledAt"])
+    [(job, _)] = await countries.jobs(cc)
+    assert parse_iso(job.scheduled_at) == at
+    phase = schedule.phase_ms(m["publicId"], 60)
+    assert await next_due_at(pipe_pool, m["publicId"]) == schedule.next_due(phase, 60, at)
+    assert await pipeline.scheduler.tick() == 0
+
+
 async def test_first_rounds_at_once_draw_on_the_organizations_trigger_allowance(
     api: httpx.AsyncClient,
     org: Tenant,

@@ -81,10 +81,13 @@ async def test_a_job_refused_gives_back_what_the_budgets_before_gave_it(
 ) -> None:
     budgets = [Ledger(f"b{n}", refuses, shorts) for n, (refuses, shorts) in enumerate(rules)]
     rounds = _rounds()
-    await reserve_all(budgets, NO_DB, rounds, NOW)
+    refused = await reserve_all(budgets, NO_DB, rounds, NOW)
     assert [sorted(b.released) for b in budgets] == [sorted(ids) for ids in given_back]
     kept = [job.job_id for r in rounds for job in [*r.jobs, *(j for _, j in r.deferred)]]
     assert "".join(sorted(kept)) == left
+    assert "".join(sorted(job.job_id for job in refused)) == "".join(
+        sorted(set("abcd") - set(left))
+    )
 
 
 async def test_release_all_gives_back_to_every_budget_and_nothing_for_no_jobs() -> None:
@@ -108,3 +111,15 @@ def test_admission_runs_the_products_budgets_in_order() -> None:
     assert kinds[3:] and set(kinds[3:]) == {SideCheckBudget}
     budgets: Sequence[RoundBudget] = admission._budgets
     assert len(budgets) == len(kinds)
+
+
+def test_a_later_login_due_takes_its_login_then_its_message_again() -> None:
+    """When a later login comes due it takes again, in order, its login and its message (that
+    one not waiting for a round in flight); it holds the other budgets since its round went."""
+    from controller.fleet.live import LiveAgents
+    from controller.scheduling.admission import Admission
+
+    admission = Admission(LiveAgents(cast(NATS, None)))
+    login, mail = admission._due
+    assert isinstance(login, LoginCap) and login is admission._budgets[1]
+    assert isinstance(mail, RoundTripMail) and not mail.wait

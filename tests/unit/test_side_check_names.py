@@ -3,7 +3,8 @@ scheduler, admission, the oracles and the ingester is a capability its registry 
 (controller/sidechecks/frame.py) and they iterate, so a side check's name appears in none of
 controller/scheduling/, controller/ingest/, controller/oracles/ (as a word, any case, in code
 and SQL alike) but where `NAMED` says why, each count pinned: none is left (the world gauges'
-listings and reports are each side check's `WorldGauges`, an oracle's fix its `Oracles.fix`).
+listings and reports are each side check's `WorldGauges`, an oracle's fix is in
+controller/sidechecks/oracle_fixes.py).
 The legacy wire fields of an agent that predates `sideChecks` live in
 controller.sidechecks.legacy."""
 

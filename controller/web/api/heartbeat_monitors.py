@@ -1,73 +1,46 @@
 """`/api/heartbeat-monitors`: create, read, list, update, delete heartbeat monitors (issue 83).
-The controller makes each one's receiving address; GET shows it at RECEIVER_DOMAIN. Access as
-for every monitor (controller.web.api.guards): readonly users change `status` only, another
+The controller makes each one's receiving address; GET shows it at RECEIVER_DOMAIN. Listing,
+lookup and delete are the other kinds' (controller.web.api.monitors, the kind
+`kinds.HEARTBEAT`); access as for every monitor: readonly users change `status` only, another
 organization's monitor is a 404."""
 
-from typing import Annotated, Literal
-from uuid import UUID
+from typing import Annotated
 
-import msgspec
+import asyncpg
 from litestar import Router, delete, get, patch, post
 from litestar.params import JSONBody, PathParameter
-from msgspec import UNSET, Meta, UnsetType
+from msgspec import UNSET, UnsetType
 
 from controller.arrivals import watch_store
 from controller.monitors import heartbeats, validation
-from controller.monitors import store as monitors
+from controller.monitors.heartbeats import HeartbeatMonitorCreate, HeartbeatMonitorUpdate
+from controller.monitors.kinds import HEARTBEAT
 from controller.monitors.store import Monitor
-from controller.monitors.write_model import CustomerIdIn
-from controller.monitors.writes import Lookup
+from controller.monitors.writes import MonitorWrites
 from controller.web.api import guards
-from controller.web.api.errors import ApiError, not_found
-from controller.web.api.monitors import PageParam, PerPageParam, StatusParam
+from controller.web.api.errors import not_found
+from controller.web.api.monitor_kinds import HEARTBEAT_API as API
+from controller.web.api.monitor_schemas import HeartbeatMonitor
+from controller.web.api.monitors import (
+    CustomerParam,
+    PageParam,
+    PerPageParam,
+    SearchParam,
+    StatusParam,
+    delete_kind,
+    list_kind,
+    lookup,
+)
 from controller.web.api.page import Page
 from controller.web.authed_request import AuthedRequest
 from controller.web.services import ApiSettingsDep, ClockDep, PoolDep, WritesDep
+from shared.clock import Clock
 from shared.messages import HeartbeatConfig
 from shared.timefmt import iso_ms
 
-PATH = "/api/heartbeat-monitors"
-TYPES = ("heartbeat",)
-Status = Literal["active", "maintenance", "disabled"]
-Name = Annotated[str, Meta(min_length=1, max_length=200)]
-IdParam = Annotated[str, PathParameter(name="heartbeatMonitorPublicId", description="public UUID")]
+IdParam = Annotated[str, PathParameter(name=API.param, description="public UUID")]
 DOMAIN_NOT_SET = "RECEIVER_DOMAIN is not set: the address is this local part at the domain "
 DOMAIN_NOT_SET += "whose MX points at the receivers"
-
-
-class HeartbeatMonitorCreate(
-    msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True
-):
-    customer_id: CustomerIdIn
-    name: Name
-    status: Status = "active"
-    heartbeat_config: heartbeats.HeartbeatRule = msgspec.field(
-        default_factory=heartbeats.HeartbeatRule
-    )
-
-
-class HeartbeatMonitorUpdate(
-    msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True
-):
-    name: Name | UnsetType = UNSET
-    status: Status | UnsetType = UNSET
-    heartbeat_config: heartbeats.HeartbeatRule | UnsetType = UNSET
-
-
-class HeartbeatMonitor(msgspec.Struct, kw_only=True, rename="camel"):
-    """`address`: where the mail must go (None while RECEIVER_DOMAIN is not set: `note` says
-    so, `localPart` is its local part)."""
-
-    public_id: str
-    customer_id: int
-    name: str
-    status: str
-    address: str | None
-    local_part: str
-    heartbeat_config: heartbeats.HeartbeatRule
-    created_at: str
-    updated_at: str
-    note: str | None = None
 
 
 def present(monitor: Monitor, domain: str | None) -> HeartbeatMonitor:
@@ -88,17 +61,14 @@ def present(monitor: Monitor, domain: str | None) -> HeartbeatMonitor:
     )
 
 
-def _lookup(request: AuthedRequest, raw_id: str) -> Lookup:
-    try:
-        ident = UUID(raw_id)
-    except ValueError:
-        raise ApiError(
-            400,
-            "Heartbeat Monitor public ID (UUID) required",
-            code="invalid_public_id",
-            fields=["publicId"],
-        ) from None
-    return Lookup(ident, TYPES, guards.read_scope(request.user))
+async def create_checked(
+    request: AuthedRequest, data: HeartbeatMonitorCreate, writes: MonitorWrites, domain: str | None
+) -> Monitor:
+    """Create from a body already converted strictly (the API's JSON, the console's form)."""
+    guards.requires_writer(request.user)
+    validation.no_nul(data, "")
+    columns = heartbeats.new_columns(data.name, data.status, data.heartbeat_config, domain)
+    return await writes.insert_row(request.user.organization_id, data.customer_id, columns)
 
 
 async def create(
@@ -107,34 +77,23 @@ async def create(
     writes: WritesDep,
     api_settings: ApiSettingsDep,
 ) -> HeartbeatMonitor:
-    guards.requires_writer(request.user)
-    validation.no_nul(data, "")
     domain = api_settings.receiver_domain
-    columns = heartbeats.new_columns(data.name, data.status, data.heartbeat_config, domain)
-    monitor = await writes.insert_row(request.user.organization_id, data.customer_id, columns)
-    return present(monitor, domain)
+    return present(await create_checked(request, data, writes, domain), domain)
 
 
 async def list_monitors(
     request: AuthedRequest,
     pool: PoolDep,
     api_settings: ApiSettingsDep,
+    customer_id: CustomerParam = None,
+    search: SearchParam = None,
     status: StatusParam = None,
     page: PageParam = 1,
     per_page: PerPageParam = 50,
 ) -> Page[HeartbeatMonitor]:
-    status_value = None if status is None else validation.status(status, "status")
-    async with pool.acquire() as conn:
-        found, total = await monitors.list_page(
-            conn,
-            organization_id=guards.read_scope(request.user),
-            types=TYPES,
-            customer_id=None,
-            search=None,
-            status=status_value,
-            limit=per_page,
-            offset=(page - 1) * per_page,
-        )
+    found, total = await list_kind(
+        HEARTBEAT, request, pool, customer_id, search, status, page, per_page
+    )
     domain = api_settings.receiver_domain
     return Page([present(m, domain) for m in found], total, page, per_page)
 
@@ -142,20 +101,21 @@ async def list_monitors(
 async def get_monitor(
     request: AuthedRequest, monitor_id: IdParam, writes: WritesDep, api_settings: ApiSettingsDep
 ) -> HeartbeatMonitor:
-    monitor = await writes.get(_lookup(request, monitor_id))
+    monitor = await writes.get(lookup(HEARTBEAT, request.user, monitor_id))
     return present(monitor, api_settings.receiver_domain)
 
 
-async def update(
+async def update_checked(
     request: AuthedRequest,
-    monitor_id: IdParam,
-    data: JSONBody[HeartbeatMonitorUpdate],
-    writes: WritesDep,
-    pool: PoolDep,
-    clock: ClockDep,
-    api_settings: ApiSettingsDep,
-) -> HeartbeatMonitor:
-    found = _lookup(request, monitor_id)
+    monitor_id: str,
+    data: HeartbeatMonitorUpdate,
+    writes: MonitorWrites,
+    pool: asyncpg.Pool,
+    clock: Clock,
+) -> Monitor:
+    """Update from a body already converted strictly (the API's JSON, the console's form); the
+    address is kept. Another organization's monitor is a 404 before the caller's role."""
+    found = lookup(HEARTBEAT, request.user, monitor_id)
     monitor = await writes.get(found)  # a 404 before a 403
     sent = {k for k in ("name", "status", "heartbeat_config") if getattr(data, k) is not UNSET}
     guards.requires_updater(request.user, sent)
@@ -175,20 +135,30 @@ async def update(
         # a new rule is judged at once, not at the look the old rule set
         async with pool.acquire() as conn:
             await watch_store.wake(conn, [str(updated.public_id)], clock.now())
+    return updated
+
+
+async def update(
+    request: AuthedRequest,
+    monitor_id: IdParam,
+    data: JSONBody[HeartbeatMonitorUpdate],
+    writes: WritesDep,
+    pool: PoolDep,
+    clock: ClockDep,
+    api_settings: ApiSettingsDep,
+) -> HeartbeatMonitor:
+    updated = await update_checked(request, monitor_id, data, writes, pool, clock)
     return present(updated, api_settings.receiver_domain)
 
 
 async def delete_monitor(request: AuthedRequest, monitor_id: IdParam, writes: WritesDep) -> None:
-    found = _lookup(request, monitor_id)
-    await writes.get(found)  # a 404 before a 403
-    guards.requires_writer(request.user)
-    await writes.delete(found)
+    await delete_kind(HEARTBEAT, request, monitor_id, writes)
 
 
-ITEM = "/{heartbeatMonitorPublicId:str}"
+ITEM = API.item
 router = Router(
-    PATH,
-    tags=["heartbeat monitors"],
+    API.path,
+    tags=[API.tag],
     route_handlers=[
         post("/", summary="Create a Heartbeat Monitor")(create),
         get("/", summary="List Heartbeat Monitors")(list_monitors),

@@ -12,7 +12,8 @@ import msgspec
 from litestar.openapi.spec import Example
 from litestar.params import Body, PathParameter
 
-from controller.monitors.kinds import IMAP_POP, KINDS, ROUNDTRIP, SMTP, Kind
+from controller.monitors.heartbeats import HeartbeatMonitorCreate, HeartbeatMonitorUpdate
+from controller.monitors.kinds import HEARTBEAT, IMAP_POP, KINDS, ROUNDTRIP, SMTP, Kind
 from controller.monitors.write_model import (
     ImapPopMonitorCreate,
     ImapPopMonitorUpdate,
@@ -24,6 +25,7 @@ from controller.monitors.write_model import (
     SmtpMonitorUpdate,
 )
 from controller.web.api.monitor_schemas import (
+    HeartbeatMonitor,
     ImapPopMonitor,
     ImapPopMonitorDetail,
     ImapPopMonitorPage,
@@ -34,6 +36,7 @@ from controller.web.api.monitor_schemas import (
     SmtpMonitorDetail,
     SmtpMonitorPage,
 )
+from controller.web.api.page import Page
 
 SMTP_EXAMPLE = {
     "customerId": "11111111-1111-4111-8111-111111111111",
@@ -126,8 +129,8 @@ class KindApi:
     out: type[msgspec.Struct]
     detail: type[msgspec.Struct]
     page: object  # the list answer's annotation: a named Page of `out`
-    create: type[MonitorCreate]
-    update: type[MonitorUpdate]
+    create: type[MonitorCreate] | type[HeartbeatMonitorCreate]
+    update: type[MonitorUpdate] | type[HeartbeatMonitorUpdate]
     create_examples: list[Example]
     update_examples: list[Example] | None
     delivery: bool = False  # whether it serves GET …/delivery (round trips)
@@ -204,7 +207,36 @@ ROUNDTRIP_API = KindApi(
     delivery=True,
 )
 
-_BY_KIND = {api.kind: api for api in (SMTP_API, IMAP_POP_API, ROUNDTRIP_API)}
+HEARTBEAT_EXAMPLE = {
+    "customerId": "11111111-1111-4111-8111-111111111111",
+    "name": "Nightly backup report",
+    "heartbeatConfig": {
+        "everyMinutes": 1440,
+        "graceMinutes": 60,
+        "expected": 1,
+        "sender": "backup@example.com",
+        "subject": "Backup report",
+    },
+}
+# Its own create and update (controller.web.api.heartbeat_monitors: the controller makes the
+# address); list, get and delete are the other kinds' handlers.
+HEARTBEAT_API = KindApi(
+    kind=HEARTBEAT,
+    path=f"/api/{HEARTBEAT.name}-monitors",
+    tag="heartbeat monitors",
+    param="heartbeatMonitorPublicId",
+    a_label="a Heartbeat Monitor",
+    out=HeartbeatMonitor,
+    detail=HeartbeatMonitor,
+    page=Page[HeartbeatMonitor],
+    create=HeartbeatMonitorCreate,
+    update=HeartbeatMonitorUpdate,
+    create_examples=[Example("example", value=HEARTBEAT_EXAMPLE)],
+    update_examples=None,
+)
+
+_BY_KIND = {api.kind: api for api in (SMTP_API, IMAP_POP_API, ROUNDTRIP_API, HEARTBEAT_API)}
+# The checked kinds' resources, each with results, alerts, posture and blocklists routes.
 APIS: tuple[KindApi, ...] = tuple(_BY_KIND[kind] for kind in KINDS)  # KeyError: a kind without
 
 

@@ -9,6 +9,7 @@ from typing import Annotated
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from controller.monitors.heartbeats import HeartbeatRule
 from controller.monitors.model import MonitorCommon
 from controller.web.api.page import Page, published
 from shared.secret import SECRET_MASK
@@ -93,3 +94,19 @@ class RoundTripMonitorDetail(RoundTripMonitor, kw_only=True, frozen=True):
 
 
 RoundTripMonitorPage = Annotated[Page[RoundTripMonitor], published("RoundTripMonitorPage")]
+
+
+class HeartbeatMonitor(msgspec.Struct, kw_only=True, rename="camel"):
+    """`address`: where the mail must go (None while RECEIVER_DOMAIN is not set: `note` says
+    so, `localPart` is its local part)."""
+
+    public_id: str
+    customer_id: int
+    name: str
+    status: str
+    address: str | None
+    local_part: str
+    heartbeat_config: HeartbeatRule
+    created_at: str
+    updated_at: str
+    note: str | None = None

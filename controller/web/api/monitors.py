@@ -1,5 +1,6 @@
 """`/api/smtp-monitors`, `/api/imap-pop-monitors` and `/api/roundtrip-monitors`: create, read,
-list, update, delete."""
+list, update, delete. `list_kind`, `lookup` and `delete_kind` serve every stored kind
+(`/api/heartbeat-monitors` too)."""
 
 from typing import Annotated
 
@@ -129,7 +130,7 @@ def _latest(latest: LatestRound) -> LatestResult:
     )
 
 
-async def _list(
+async def list_kind(
     kind: Kind,
     request: AuthedRequest,
     pool: asyncpg.Pool,
@@ -139,6 +140,8 @@ async def _list(
     page: int,
     per_page: int,
 ) -> tuple[list[Monitor], int]:
+    """A page of `kind`'s monitors the caller may see: of one customer (numeric id or public
+    UUID; another organization's is none), `search` in name or hostname, of one status."""
     scope = guards.read_scope(request.user)
     validation.no_nul(search, "search")
     status_value = None if status is None else validation.status(status, "status")
@@ -164,7 +167,10 @@ async def _list(
         )
 
 
-async def _delete(kind: Kind, request: AuthedRequest, raw_id: str, writes: MonitorWrites) -> None:
+async def delete_kind(
+    kind: Kind, request: AuthedRequest, raw_id: str, writes: MonitorWrites
+) -> None:
+    """Another organization's monitor is a 404 before the caller's role is looked at."""
     principal = request.user
     found = lookup(kind, principal, raw_id)
     await writes.get(found)  # a 404 before a 403
@@ -197,7 +203,9 @@ def router(api: KindApi) -> Router:
         page: PageParam = 1,
         per_page: PerPageParam = 50,
     ) -> msgspec.Struct:
-        found, total = await _list(kind, request, pool, customer_id, search, status, page, per_page)
+        found, total = await list_kind(
+            kind, request, pool, customer_id, search, status, page, per_page
+        )
         return Page([present(m) for m in found], total, page, per_page)
 
     async def get_monitor(request: AuthedRequest, monitor_id: str, pool: PoolDep) -> msgspec.Struct:
@@ -214,7 +222,7 @@ def router(api: KindApi) -> Router:
         return present(await _update(kind, request, monitor_id, data, writes))
 
     async def delete_monitor(request: AuthedRequest, monitor_id: str, writes: WritesDep) -> None:
-        await _delete(kind, request, monitor_id, writes)
+        await delete_kind(kind, request, monitor_id, writes)
 
     return Router(
         api.path,

@@ -22,9 +22,11 @@ from litestar.response import Redirect, Template
 
 from controller.monitors import kinds
 from controller.monitors.errors import Refused
+from controller.monitors.heartbeats import HeartbeatMonitorCreate, HeartbeatMonitorUpdate
 from controller.monitors.store import Monitor
 from controller.secrets.box import SecretBox
 from controller.web.api import guards
+from controller.web.api import heartbeat_monitors as heartbeat_api
 from controller.web.api.errors import ApiError, api_error, strict_body_error
 from controller.web.api.monitor_kinds import api_of
 from controller.web.api.monitor_rules import present
@@ -37,10 +39,10 @@ from controller.web.console.form_kept import SUFFIX, KeptSecrets
 from controller.web.console.pages import find_monitor, page
 from controller.web.console.session import PREFIX, principal_of
 from controller.web.request_types import AnyRequest
-from controller.web.services import BoxDep, PoolDep, WritesDep
+from controller.web.services import ApiSettingsDep, BoxDep, ClockDep, PoolDep, WritesDep
 
 PathStr = Annotated[str, PathParameter()]
-FORMS: tuple[str, ...] = kinds.ALL_TYPES  # one form per stored type: /console/new/{type}
+FORMS: tuple[str, ...] = kinds.STORED_TYPES  # one form per stored type: /console/new/{type}
 
 
 def form_of(monitor_type: str) -> KindForm:
@@ -137,6 +139,7 @@ async def create(
     writes: WritesDep,
     pool: PoolDep,
     box: BoxDep,
+    api_settings: ApiSettingsDep,
     kind: PathStr,
 ) -> Response[Any]:
     if kind not in FORMS:
@@ -152,7 +155,11 @@ async def create(
             checked = msgspec.convert(body, api.create, strict=True)
         except msgspec.ValidationError as exc:
             raise strict_body_error(exc) from None
-        monitor = await create_checked(api.kind, request, checked, writes)
+        if isinstance(checked, HeartbeatMonitorCreate):
+            domain = api_settings.receiver_domain
+            monitor = await heartbeat_api.create_checked(request, checked, writes, domain)
+        else:
+            monitor = await create_checked(api.kind, request, checked, writes)
     except (ApiError, Refused) as refused:
         error = api_error(refused)
         values, markers, is_set = _again(kind_form, form, kept, None)
@@ -175,7 +182,8 @@ async def create(
 
 def shown_body(monitor: Monitor, customers: list[console.CustomerName]) -> dict[str, Any]:
     """The monitor as the API shows it (secrets masked), its customer by public id."""
-    shown: dict[str, Any] = msgspec.to_builtins(present(monitor))
+    out = heartbeat_api.present(monitor, None) if monitor.type == "heartbeat" else present(monitor)
+    shown: dict[str, Any] = msgspec.to_builtins(out)
     public_ids = {c.id: str(c.public_id) for c in customers}
     shown["customerId"] = public_ids.get(monitor.customer_id, "")
     return shown
@@ -183,7 +191,7 @@ def shown_body(monitor: Monitor, customers: list[console.CustomerName]) -> dict[
 
 async def _editable(request: AnyRequest, pool: asyncpg.Pool, monitor_id: str) -> Monitor:
     async with pool.acquire() as conn:
-        monitor = await find_monitor(conn, request, monitor_id)  # 404 before 403
+        monitor = await find_monitor(conn, request, monitor_id, FORMS)  # 404 before 403
     guards.requires_writer(principal_of(request))
     return monitor
 
@@ -205,12 +213,25 @@ async def edit_form(request: AnyRequest, pool: PoolDep, monitor_id: PathStr) -> 
     )
 
 
+def _same_customer(body: dict[str, object], shown: dict[str, object]) -> None:
+    """A heartbeat monitor stays with its customer (its update takes no `customerId`): the
+    form's choice is taken off the body, a different one refused naming the field."""
+    if body.pop("customerId", shown["customerId"]) != shown["customerId"]:
+        raise ApiError(
+            400,
+            "customerId: a heartbeat monitor stays with its customer; create a new one there",
+            code="invalid_body",
+            fields=["customerId"],
+        )
+
+
 @post("/monitors/{monitor_id:str}/edit", status_code=303)
 async def edit(
     request: AnyRequest,
     writes: WritesDep,
     pool: PoolDep,
     box: BoxDep,
+    clock: ClockDep,
     monitor_id: PathStr,
 ) -> Response[Any]:
     """The form as a PATCH of every field: an empty secret keeps the stored one (the API's
@@ -226,11 +247,17 @@ async def edit(
     api = api_of(kind_form.kind)
     try:
         body = form_fields.body_of(kind_form, form, _secret_of(form, kept, shown), shown)
+        if api.update is HeartbeatMonitorUpdate:
+            _same_customer(body, shown)
         try:
             checked = msgspec.convert(body, api.update, strict=True)
         except msgspec.ValidationError as exc:
             raise strict_body_error(exc) from None
-        await update_checked(api.kind, request, str(monitor.public_id), checked, writes)
+        ident = str(monitor.public_id)
+        if isinstance(checked, HeartbeatMonitorUpdate):
+            await heartbeat_api.update_checked(request, ident, checked, writes, pool, clock)
+        else:
+            await update_checked(api.kind, request, ident, checked, writes)
     except (ApiError, Refused) as refused:
         error = api_error(refused)
         values, markers, is_set = _again(kind_form, form, kept, shown)

@@ -271,13 +271,16 @@ def blocklists_of(reputation_settings: BlocklistSettings) -> tuple[BlockList, ..
 # --- one monitor ------------------------------------------------------------------------------
 
 
-async def find_monitor(conn: Conn, request: AnyRequest, raw_id: str) -> Monitor:
-    """The monitor of any kind with that public id, as the caller may see it; else a 404."""
+async def find_monitor(
+    conn: Conn, request: AnyRequest, raw_id: str, types: tuple[str, ...] = ALL_TYPES
+) -> Monitor:
+    """The monitor of one of `types` (the checked kinds') with that public id, as the caller
+    may see it; else a 404."""
     try:
         ident = UUID(raw_id)
     except ValueError:
         raise NotFoundException() from None
-    found = await monitors.get(conn, ident, ALL_TYPES, guards.read_scope(principal_of(request)))
+    found = await monitors.get(conn, ident, types, guards.read_scope(principal_of(request)))
     if found is None:
         raise NotFoundException()
     return found

@@ -1,0 +1,1 @@
+CREATE OR REPLACE TRIGGER job_id_scheme_due_copied AFTER UPDATE OF seeded_from ON public.job_id_scheme FOR EACH ROW WHEN (((old.seeded_from IS NOT NULL) AND (new.seeded_from IS NULL))) EXECUTE FUNCTION due_copied();

@@ -1,0 +1,1 @@
+CREATE OR REPLACE TRIGGER monitor_due_first AFTER UPDATE OF next_due_at ON public.monitor_due FOR EACH ROW WHEN (((old.next_due_at IS NULL) AND (new.next_due_at IS NOT NULL))) EXECUTE FUNCTION monitor_due_first();

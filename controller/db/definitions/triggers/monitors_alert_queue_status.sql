@@ -1,0 +1,1 @@
+CREATE OR REPLACE TRIGGER monitors_alert_queue_status AFTER UPDATE OF status ON public.monitors FOR EACH ROW WHEN (((old.status IS DISTINCT FROM new.status) AND (new.type <> 'heartbeat'::text))) EXECUTE FUNCTION monitors_alert_queue();

@@ -1,0 +1,1 @@
+CREATE OR REPLACE TRIGGER monitors_rounds_since BEFORE UPDATE OF status, check_interval ON public.monitors FOR EACH ROW WHEN (((new.check_interval IS DISTINCT FROM old.check_interval) OR ((new.status = 'disabled'::text) IS DISTINCT FROM (old.status = 'disabled'::text)))) EXECUTE FUNCTION monitors_rounds_since();

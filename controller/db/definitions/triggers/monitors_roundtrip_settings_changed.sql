@@ -1,0 +1,1 @@
+CREATE OR REPLACE TRIGGER monitors_roundtrip_settings_changed AFTER UPDATE OF config, hostname, port ON public.monitors FOR EACH ROW WHEN (((new.type = 'roundtrip'::text) AND ((old.config IS DISTINCT FROM new.config) OR (old.hostname IS DISTINCT FROM new.hostname) OR (old.port IS DISTINCT FROM new.port)))) EXECUTE FUNCTION monitors_roundtrip_settings_changed();

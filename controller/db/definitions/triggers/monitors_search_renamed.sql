@@ -1,0 +1,1 @@
+CREATE OR REPLACE TRIGGER monitors_search_renamed AFTER UPDATE OF name, hostname, organization_id ON public.monitors FOR EACH ROW WHEN (((old.name IS DISTINCT FROM new.name) OR (old.hostname IS DISTINCT FROM new.hostname) OR (old.organization_id IS DISTINCT FROM new.organization_id))) EXECUTE FUNCTION monitors_search_row();
