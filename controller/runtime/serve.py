@@ -37,7 +37,7 @@ from controller.ingest.retention import keep_partitions
 from controller.jobs import scheme, scheme_store
 from controller.jobs.rules import JobIds
 from controller.jobs.scheme import SeededGate
-from controller.notify import channels, outbox_store
+from controller.notify import apprise_channel, channels, outbox_store
 from controller.notify.channel_send import channel_sender
 from controller.notify.links import Links
 from controller.notify.outbox import OutboxWorker
@@ -83,6 +83,7 @@ async def serve(settings: ControllerSettings) -> None:
             log.info("stop asked for during start-up: not serving")
             return
         pool, pipeline = started
+        await asyncio.to_thread(apprise_channel.load_plugins)  # never on the serving loop
         await announce_grants(settings.notify, pool)
         tasks = [asyncio.create_task(c) for c in _workers(settings, roles, pool, pipeline, stop)]
         log.info("controller started", roles=sorted(roles))
