@@ -30,6 +30,7 @@ one it repeats is taken at its first occurrence (zoneinfo's `fold=0`). `due_at`:
 cut-off while `up` or `pending`.
 """
 
+from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -136,11 +137,13 @@ def _by_schedule(
     watched_from: datetime,
     now: datetime,
 ) -> Verdict:
-    known = [a for a in arrivals if a <= now]
+    known = sorted(a for a in arrivals if a <= now)
 
     def within(start: datetime, end: datetime) -> int:
+        """The arrivals after `start` (and `watched_from`) up to `end`: two bisections, so the
+        walk back a run of short cut-offs costs no scan of every arrival per cut-off."""
         start = max(start, watched_from)
-        return sum(1 for a in known if start < a <= end)
+        return max(0, bisect_right(known, end) - bisect_right(known, start))
 
     following = schedule.next_cutoff(now, rule.grace)
     back = schedule.cutoffs_back(now, rule.grace)

@@ -103,14 +103,13 @@ class Admission:
         await release_all(self._budgets, conn, jobs)
 
     async def admit(self, conn: Conn, rounds: Sequence[PlannedRound], now: datetime) -> Admitted:
-        """In the rounds' transaction: hold what the round-trip caps and the login cap hold
-        (into the round's `missed`), then take the country slots; a job given up is recorded in
-        its round's `missed` (`saturated`), one waiting for a slot goes out with a later pass.
-        A round trip's round is held or sent whole, its later logins with it; a look whose
-        country waits for its monitor's round in flight becomes a later login, due when that
-        round ends. Each side check's budget is reserved for the jobs going out now, waiting for
-        a slot, or logging in later (a job a budget has no room for goes out with that side
-        check's ask held); those refused give their reservations back."""
+        """In the rounds' transaction: each budget in turn (`reserve_all`: what one holds goes
+        into its round's `missed`, what one lets go short goes with its ask held or its calls
+        0), then the country slots; a job given up is recorded in its round's `missed`
+        (`saturated`) and gives back what every budget gave it, one waiting for a slot goes out
+        with a later pass. A round trip's round is held or sent whole, its later logins with
+        it; a look whose country waits for its monitor's round in flight becomes a later login,
+        due when that round ends."""
         await reserve_all(self._budgets, conn, rounds, now)
         awaited = {job_id: at for r in rounds for job_id, at in r.awaited.items()}
         taken = self._ledger.take([job for r in rounds for job in r.jobs], now)

@@ -72,6 +72,8 @@ async def reserve(
                 key = (job.job_id, f"{job.tenant}:{charge.mailbox}")
                 at, before = wants[charge.api].get(key, (parse_iso(job.scheduled_at), 0))
                 wants[charge.api][key] = (at, before + need(charge, settings))
+    if not wants[GRAPH] and not wants[GMAIL]:
+        return
     given: dict[str, dict[str, int]] = {GRAPH: {}, GMAIL: {}}
     refused: set[str] = set()
     for api, rows in wants.items():
@@ -94,8 +96,6 @@ async def reserve(
                 given[api][job_id] = int(row["calls"])
             else:
                 refused.add(job_id)
-    if not wants[GRAPH] and not wants[GMAIL]:
-        return
     back = [j for j in refused if j in given[GRAPH] or j in given[GMAIL]]
     if back:
         await conn.execute(_RELEASE, back)
