@@ -7,10 +7,10 @@ from typing import Final
 
 from controller.sidechecks.blocklists.rules import oracle_fix as lists_fix
 
-# Each side check's: its oracle's fix.
-FIXES: Final[tuple[Callable[[str], str], ...]] = (lists_fix,)
+# Each side check's: its oracle's fix, None for an oracle that is not its own.
+FIXES: Final[tuple[Callable[[str], str | None], ...]] = (lists_fix,)
 
 
 def own_fix(oracle: str) -> str | None:
-    """The fix a side check gives for `oracle` (None: no side check has oracles)."""
-    return next((fix(oracle) for fix in FIXES), None)
+    """The fix of the side check whose oracle `oracle` is (None: no side check's)."""
+    return next((said for fix in FIXES if (said := fix(oracle)) is not None), None)

@@ -9,6 +9,9 @@ import pytest
 
 from controller.operator_health.rules import HOLD, Stored, step
 from controller.oracles.rules import BEHIND, RESOLVER, Health, fix, resolver_health, root_cause
+from controller.sidechecks.blocklists.rules import LIST_FIX, SPAMHAUS_FIX
+from controller.sidechecks.blocklists.rules import oracle_fix as lists_fix
+from controller.sidechecks.oracle_fixes import own_fix
 from shared.dns_canary import DEFAULT_CANARIES, Canary, DnsCanary, capped, parse_dns_canaries
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -64,6 +67,15 @@ def test_what_to_set_names_the_setting() -> None:
     assert "AGENT_SPAMHAUS_DQS_KEY" in fix("zen.spamhaus.org")
     assert "AGENT_BLOCKLIST_RESOLVER" in fix("bl.spamcop.net")
     assert "AGENT_DNS_RESOLVER" in fix("bl.spamcop.net", f"{BEHIND} (NXDOMAIN)")
+
+
+def test_an_oracle_is_told_its_own_side_checks_fix_and_no_other() -> None:
+    """Each side check answers for its own oracles only (a list's is its zone): one that is
+    no side check's gets none, so a second side check with oracles is asked for its own."""
+    assert own_fix("zen.spamhaus.org") == SPAMHAUS_FIX
+    assert own_fix("bl.example.net") == LIST_FIX
+    assert own_fix("ptr-canaries") is None
+    assert lists_fix(RESOLVER) is None
 
 
 BAD = Health("unhealthy", "NXDOMAIN")

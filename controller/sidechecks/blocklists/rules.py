@@ -482,6 +482,9 @@ SPAMHAUS_FIX: Final = (
 )
 
 
-def oracle_fix(oracle: str) -> str:
-    """What the operator sets when the list `oracle` (its zone) is unhealthy or unknown."""
+def oracle_fix(oracle: str) -> str | None:
+    """What the operator sets when the list `oracle` (its zone) is unhealthy or unknown; None
+    for an oracle that is no list's (a list's oracle is its zone, a DNS name with a dot)."""
+    if "." not in oracle.strip("."):
+        return None
     return SPAMHAUS_FIX if oracle.endswith("spamhaus.org") else LIST_FIX
