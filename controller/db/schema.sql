@@ -2227,6 +2227,14 @@ CREATE TABLE public.side_exchange_tls (
     facts jsonb NOT NULL
 );
 
+CREATE TABLE public.side_heartbeat_mail (
+    job uuid NOT NULL,
+    monitor_id bigint NOT NULL,
+    country text NOT NULL,
+    scheduled_at timestamp with time zone NOT NULL,
+    facts jsonb NOT NULL
+);
+
 CREATE TABLE public.side_mail_dns (
     job uuid NOT NULL,
     monitor_id bigint NOT NULL,
@@ -2676,6 +2684,9 @@ ALTER TABLE ONLY public.scrape_tokens
 ALTER TABLE ONLY public.side_exchange_tls
     ADD CONSTRAINT side_exchange_tls_pkey PRIMARY KEY (job);
 
+ALTER TABLE ONLY public.side_heartbeat_mail
+    ADD CONSTRAINT side_heartbeat_mail_pkey PRIMARY KEY (job);
+
 ALTER TABLE ONLY public.side_mail_dns
     ADD CONSTRAINT side_mail_dns_pkey PRIMARY KEY (job);
 
@@ -2886,6 +2897,10 @@ CREATE INDEX scrape_tokens_org ON public.scrape_tokens USING btree (organization
 CREATE INDEX side_exchange_tls_monitor ON public.side_exchange_tls USING btree (monitor_id, scheduled_at);
 
 CREATE INDEX side_exchange_tls_scheduled_at ON public.side_exchange_tls USING btree (scheduled_at);
+
+CREATE INDEX side_heartbeat_mail_monitor ON public.side_heartbeat_mail USING btree (monitor_id, scheduled_at);
+
+CREATE INDEX side_heartbeat_mail_scheduled_at ON public.side_heartbeat_mail USING btree (scheduled_at);
 
 CREATE INDEX side_mail_dns_monitor ON public.side_mail_dns USING btree (monitor_id, scheduled_at);
 

@@ -76,6 +76,7 @@ async def test_create_shows_address_receives_and_pause_delete_remove_it(
         "byTime": None,
         "timeZone": None,
         "days": [],
+        "mailboxMonitorId": None,
     }
     other = await api.post(PATH, json=body(tenant), headers=tenant.auth())
     assert other.json()["localPart"] != local, "each monitor its own address"
