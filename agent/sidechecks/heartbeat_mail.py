@@ -121,8 +121,12 @@ async def _look(
         since=since,
     )
     rec = Recorder(
-        api_calls=Allowance(None if job.api_calls is None else GRAPH_LOOK_CALLS),
-        api_units=Allowance(None if job.api_units is None else GMAIL_LOOK_UNITS),
+        api_calls=Allowance(
+            None if job.api_calls is None else min(job.api_calls, GRAPH_LOOK_CALLS)
+        ),
+        api_units=Allowance(
+            None if job.api_units is None else min(job.api_units, GMAIL_LOOK_UNITS)
+        ),
     )
     try:
         async with asyncio.timeout(job.timeout_seconds):
