@@ -35,7 +35,7 @@ from shared.gmail_units import UNITS
 from shared.mailclient import imap as mailclient_imap
 from shared.mailclient.imap import ImapProtocol
 from shared.messages import RoundTripReceive
-from shared.sidechecks.heartbeat_mail import NEWEST
+from shared.sidechecks.heartbeat_mail import NEWEST as NEWEST
 from shared.strangers import kept
 from shared.timefmt import iso_ms, parse_iso
 
