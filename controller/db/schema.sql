@@ -1639,6 +1639,7 @@ CREATE TABLE public.monitors (
     reputation jsonb,
     depends_on text[],
     dkim_selectors text[],
+    trigger_seen timestamp with time zone,
     CONSTRAINT monitors_country_codes CHECK (((allowed_country_codes IS NULL) OR (array_to_string(allowed_country_codes, ','::text) ~ '^[A-Z]{2}(,[A-Z]{2})*$'::text))),
     CONSTRAINT monitors_port_check CHECK (((port >= 1) AND (port <= 65535))),
     CONSTRAINT monitors_status_check CHECK ((status = ANY (ARRAY['active'::text, 'maintenance'::text, 'disabled'::text]))),
@@ -1796,7 +1797,8 @@ CREATE TABLE public.organizations (
     public_id uuid DEFAULT gen_random_uuid() NOT NULL,
     name text NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    trigger_tat timestamp with time zone
+    trigger_tat timestamp with time zone,
+    trigger_seen timestamp with time zone
 );
 
 ALTER TABLE public.organizations ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (

@@ -23,8 +23,8 @@ binds a value to with `Held`, read by its `ask` with `Planning.state`), a budget
 reserves and releases for its jobs (`Budget`, in controller.sidechecks.budgets, apart from the
 registry so that it stays pure), the canaries its facts carry (`canaries`), oracles of its own
 (`Oracles`, which the runtime gives the oracle watch), work inside the core check's session
-(`session_config`), and reads of the round's mailbox that logins and API budgets count
-(`mailbox_reads`).
+(`session_config`), reads of the round's mailbox that logins and API budgets count
+(`mailbox_reads`), and heartbeats' mail found there (`arrivals`).
 """
 
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
@@ -35,6 +35,7 @@ from uuid import UUID
 
 from controller.jobs.result_kinds import INCONCLUSIVE
 from controller.sidechecks.findings import KINDS, Kind, Verdicts
+from shared.arrivals import Arrival
 from shared.dns_canary import DnsCanary
 from shared.messages import CheckJob, JobConfig
 from shared.sidechecks import AskT, FactsT, SideCheckWire
@@ -235,6 +236,10 @@ class ControllerSideCheck(Generic[AskT, FactsT]):
     # What one such read may spend over each mailbox API, by the API's name (`graph`: calls,
     # `gmail`: quota units), reserved as the check's own calls are.
     read_calls: Mapping[str, int] = field(default_factory=dict)
+    # For a side check that reads heartbeats' mail (heartbeat mail): the arrivals one result's
+    # facts found, which the ingester stores as those heartbeats' and wakes their judge, in the
+    # results' transaction.
+    arrivals: Callable[[Arrived[FactsT]], list[Arrival]] | None = None
 
     def __post_init__(self) -> None:
         if self.wire is not None and self.wire.name != self.name:

@@ -10,7 +10,6 @@ from typing import Any, Final
 from controller.db.pool import Conn
 from controller.sidechecks.blocklists import store as blocklists
 from controller.sidechecks.frame import Arrived
-from controller.sidechecks.heartbeat_mail import store as heartbeat_mail
 from controller.sidechecks.readiness import store as readiness_store
 
 Facts = Sequence[Arrived[Any]]
@@ -26,8 +25,4 @@ STORES: Final[dict[str, Store]] = {
 # arrived, in the results' transaction, before their rows are written, so what a keeper adds to
 # them (what changed since an earlier round, since when a key is published) is stored and
 # judged with them.
-KEEPERS: Final[dict[str, Keeper]] = {
-    "readiness": readiness_store.keep,
-    # the heartbeats' arrivals it read, as theirs (controller.arrivals)
-    "heartbeat_mail": heartbeat_mail.keep,
-}
+KEEPERS: Final[dict[str, Keeper]] = {"readiness": readiness_store.keep}

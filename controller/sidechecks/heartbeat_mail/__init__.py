@@ -1,8 +1,8 @@
 """Heartbeat mail read from a mailbox (issue 83): a heartbeat monitor may name an IMAP, POP3 or
 round-trip monitor whose mailbox holds its mail (`mailboxMonitorId`); that monitor's rounds then
 ask its agents to read the matching messages (`rules`), with the round's own credentials, and
-each one found is stored as the heartbeat's arrival (listener `mailbox`) and wakes its judge
-(`store`), as the receiver's arrivals do. It raises no finding: a late heartbeat is an outage
+each one found is stored by the ingester as the heartbeat's arrival (listener `mailbox`) and
+wakes its judge, as the receiver's arrivals do. It raises no finding: a late heartbeat is an outage
 (controller.alerting.heartbeats). The scheduler holds who reads which mailbox (`Readers`,
 refreshed every minute)."""
 
@@ -59,4 +59,5 @@ SIDE_CHECK: Final = ControllerSideCheck(
     plans=READERS,
     mailbox_reads=rules.reads,
     read_calls={"graph": GRAPH_LOOK_CALLS, "gmail": GMAIL_LOOK_UNITS},
+    arrivals=rules.arrivals,
 )

@@ -2,12 +2,16 @@
 that names the round's monitor as its mailbox (`mailboxMonitorId`) and is not disabled, at most
 LOOKS_MAX, each from one of its windows back (its period and its grace), so consecutive looks
 overlap and a message read twice is one arrival (its id is its Message-ID's); what an agent
-answers is kept only for the heartbeats its job asked for."""
+answers is kept only for the heartbeats its job asked for, each arrival as its heartbeat's."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import msgspec
+
+from controller.sidechecks.frame import Arrived
+from shared.arrivals import MAILBOX_LISTENER, Arrival
 from shared.sidechecks.heartbeat_mail import (
     LOOKS_MAX,
     HeartbeatMail,
@@ -66,3 +70,15 @@ def within_ask(asked: HeartbeatMailAsk | None, facts: HeartbeatMail) -> Heartbea
 def reads(asked: HeartbeatMailAsk) -> int:
     """How many times a job asking `asked` reads its mailbox besides its check: once a look."""
     return len(asked.looks)
+
+
+def arrivals(arrived: Arrived[HeartbeatMail]) -> list[Arrival]:
+    """The arrivals a result's looks found, each the heartbeat's its look was for, received in
+    the result's country, read from a mailbox (listener `mailbox`)."""
+    return [
+        msgspec.structs.replace(
+            a, monitor_id=look.monitor_id, country=arrived.country, listener=MAILBOX_LISTENER
+        )
+        for look in arrived.facts.looks
+        for a in look.arrivals
+    ]
