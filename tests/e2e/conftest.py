@@ -14,7 +14,7 @@ a heartbeat of another test's agent never counts as live. Every country has a se
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -227,6 +227,23 @@ async def virtual(
 async def virtual_api(virtual: Virtual) -> AsyncIterator[httpx.AsyncClient]:
     async with http_client(base_url=virtual.url, timeout=10) as client:
         yield client
+
+
+@pytest.fixture
+def unjudged(virtual: Virtual) -> Iterator[None]:
+    """The skipping clock's controller without the alerter role for the test, as the package's
+    controller runs unless a test asks for `alerter`."""
+    virtual.stepper.judging = False
+    yield
+    virtual.stepper.judging = True
+
+
+@pytest.fixture
+async def virtual_org(virtual: Virtual) -> AsyncIterator[Tenant]:
+    """A tenant of the skipping clock's controller, its monitors deleted afterwards."""
+    tenant = await make_tenant(virtual.pool)
+    yield tenant
+    await virtual.pool.execute("DELETE FROM monitors WHERE organization_id = $1", tenant.org_id)
 
 
 @pytest.fixture

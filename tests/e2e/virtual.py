@@ -6,12 +6,14 @@ skipped: a round trip's SMTP, IMAP and POP3 exchanges run in real time on loopba
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import httpx
 import nats
 
 from agent.worker import Worker
@@ -30,7 +32,9 @@ from testkit.scheduling import wired_scheduler
 from testkit.sealing import KeyRing
 from testkit.serving import serve_app
 from testkit.skipping import CountingPublisher, SkippingClock, Stepper
-from tests.conftest import scratch_database
+from tests.api.helpers import SMTP
+from tests.conftest import Tenant, scratch_database
+from tests.e2e.helpers import results
 
 # Countries no other test uses (taken out of tests/countries.py's pools).
 FIRST, SECOND = "BO", "PY"
@@ -104,3 +108,23 @@ async def virtual_controller(
             await remove_country_state(js, VIRTUAL_COUNTRIES)
             await nc.drain()
             await pool.close()
+
+
+async def stepped_results(
+    virtual: Virtual,
+    api: httpx.AsyncClient,
+    org: Tenant,
+    public_id: str,
+    until: Callable[[list[dict[str, Any]]], bool],
+    within: float,
+    path: str = SMTP,
+) -> list[dict[str, Any]]:
+    """Step the controller until the results API (of `path`'s monitors) shows `until(items)`;
+    fail once `within` seconds of its clock have passed."""
+
+    async def matched() -> tuple[list[dict[str, Any]]] | None:
+        items: list[dict[str, Any]] = (await results(api, org, public_id, path))["items"]
+        return (items,) if until(items) else None
+
+    (items,) = await virtual.stepper.until("results matched", matched, within)
+    return items
