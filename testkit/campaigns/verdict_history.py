@@ -21,7 +21,7 @@ A **joint** outage (issue 66), where the campaign names its targets: one fault t
 down at once and back together (a server killed, a round trip's send side down), first in their
 histories, as a host that loses its mail services; with `reports` among the events, a burst of
 TLS-RPT reports about their mail domain (`report_burst`) arrives while it lasts, once their
-incident is open.
+incident is open; the outage's end waits for the burst.
 
 `draw_once` is the short history of `make test`: every case once and at once. The joint outage
 and one named fault per target all begin in the first seconds and end within a few seconds of
@@ -69,8 +69,8 @@ RESTARTS: dict[str, tuple[Action, Action]] = {
 FAULTS: tuple[str, ...] = ("outage", "freeze", "country", "blip")
 LEGS: tuple[str, ...] = ("send", "receive")  # a round trip's own faults besides FAULTS
 EVENTS: tuple[str, ...] = ("apply", "saturate")
-# The joint outage's report burst: this long before it ends (its incident is open by then),
-# room for the burst to wait for the incident, post, and still end the judge's slack before it.
+# The joint outage's report burst: its turn this long before the outage's drawn end. It waits
+# for the incident to open, and the outage's end waits for it (testkit.campaigns.verdicts).
 BURST_BEFORE_END = 20.0
 # the steps an owner takes through the API
 OWNERS = frozenset({"create", "apply_same", "apply_changed", "saturate", "unsaturate"})
@@ -193,10 +193,9 @@ def draw_once(
     low = shape.fault[0]
     steps = [Step(rng.uniform(0, 1), "create", target) for target in created]
     if joint:
-        # Longer than the others by the burst's lead: the burst comes BURST_BEFORE_END before the
-        # end, after a confirmed outage's length, so its incident is open well before it.
+        # As long as the others: its burst waits for the incident, and its end for the burst.
         at = rng.uniform(0, 2)
-        length = rng.uniform(low, low + 3) - at + BURST_BEFORE_END
+        length = rng.uniform(low, low + 3) - at
         steps += _joint(rng, joint, shape, legs, at, length)
     for target, fault in once:
         at = rng.uniform(0, shape.interval / 2)

@@ -79,7 +79,6 @@ from testkit.campaigns.verdict_api import (
     with_timeout,
 )
 from testkit.campaigns.verdict_history import (
-    BURST_BEFORE_END,
     EVENTS,
     FAULTS,
     Shape,
@@ -137,11 +136,10 @@ HOST = "host"
 # for its MX, each a new report (a finding's news), posted one after another.
 REPORT_DOMAIN = "verdicts.test"
 BURST = 4
-# The burst waits this long at most for the joint outage's incident, which ends
-# BURST_BEFORE_END after the burst's turn: the posts (a few seconds) then end SLACK_S before it,
-# so the judge counts the burst as inside the incident.
-BURST_POSTS_S = 5.0
-BURST_WAIT_S = BURST_BEFORE_END - SLACK_S - BURST_POSTS_S
+# The burst waits this long at most for the joint outage's incident to open; it posts SLACK_S
+# (and a second) after the opening, and the joint outage ends no sooner than SLACK_S (and a
+# second) after the last post, so the judge counts the burst as inside the incident.
+BURST_WAIT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -305,6 +303,7 @@ class Rig:
     ours: Owner = field(default_factory=lambda: Owner(""))
     noisy: Owner = field(default_factory=lambda: Owner(""))
     bursts: list[Burst] = field(default_factory=list)
+    bursting: asyncio.Task[None] | None = None  # the report burst, while it waits and posts
 
     def _spawn(self, key: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         with (self.tmp / f"{key}.log").open("ab") as out:
@@ -420,11 +419,12 @@ class Rig:
         await self.api.create(self.ours, KINDS[kind][0], monitor)
 
     async def report_burst(self, target: str) -> None:
-        """BURST TLS-RPT reports about REPORT_DOMAIN with failures, posted to its address once
-        `target`'s incident is open (BURST_WAIT_S at the most: the outage is over a little
-        later)."""
+        """BURST TLS-RPT reports about REPORT_DOMAIN with failures, posted to its address
+        SLACK_S after `target`'s incident opened (BURST_WAIT_S at the most for the opening);
+        the joint outage lasts until SLACK_S after the last post (`after_burst`)."""
         assert self.api is not None
-        await self._incident_open(target, BURST_WAIT_S)
+        opened = await self._incident_open(target, BURST_WAIT_S)
+        await asyncio.sleep(max(0.0, opened + SLACK_S + 1 - time.time()))
         r = await self.api.call(self.ours, "GET", "/api/report-domains")
         r.raise_for_status()
         (shown,) = [d for d in r.json() if d["domain"] == REPORT_DOMAIN]
@@ -533,6 +533,8 @@ class Rig:
                 self._signal(t, signal.SIGKILL)
                 self.fact("server", t, None, True)
             case "start":
+                if t in self.campaign.joint:
+                    await self.after_burst()
                 await self.start_server(t)
                 self.fact("server", t, None, False)
             case "freeze":
@@ -542,6 +544,8 @@ class Rig:
                 self._signal(t, signal.SIGCONT)
                 self.fact("server", t, None, False)
             case "leg_down" | "leg_up":
+                if step.action == "leg_up" and t in self.campaign.joint:
+                    await self.after_burst()
                 await self._leg(t, step.leg, step.action == "leg_up")
                 self.fact("server", t, None, step.action == "leg_down")
             case "drop" | "undrop":
@@ -609,7 +613,7 @@ class Rig:
                     await self.api.disable(self.noisy, name)
                 self.fact("busy", "", SATURATED, False)
             case "report_burst":
-                await self.report_burst(step.target)
+                self.bursting = asyncio.create_task(self.report_burst(step.target))
 
     async def apply_file(self, target: str) -> None:
         """An exported file applied as it is, or with `target`'s timeout changed; which
@@ -634,20 +638,32 @@ class Rig:
         lost = tuple(sorted(confirmed - still))
         self.applied.append(Applied(at, target, code, summary, changed, lost))
 
-    async def _incident_open(self, target: str, within: float) -> None:
+    async def after_burst(self) -> None:
+        """Until the report burst has posted, and SLACK_S (and a second) more: the joint
+        outage's end waits for it."""
+        if self.bursting is not None:
+            await self.bursting
+        if self.bursts:
+            await asyncio.sleep(max(0.0, self.bursts[-1].end + SLACK_S + 1 - time.time()))
+
+    async def _incident_open(self, target: str, within: float) -> float:
+        """Until `target` has an open incident (`within` seconds at the most); when it opened
+        (now, when none did)."""
         deadline = time.monotonic() + within
         conn = await asyncpg.connect(self.database_url)
         try:
             while time.monotonic() < deadline:
-                if await conn.fetchval(
-                    "SELECT count(*) FROM incidents i JOIN monitors m ON m.id = i.monitor_id"
-                    " WHERE m.name = $1 AND i.ended_at IS NULL",
+                opened = await conn.fetchval(
+                    "SELECT min(i.opened_at) FROM incidents i JOIN monitors m"
+                    " ON m.id = i.monitor_id WHERE m.name = $1 AND i.ended_at IS NULL",
                     target,
-                ):
-                    return
+                )
+                if opened is not None:
+                    return float(opened.timestamp())
                 await asyncio.sleep(0.5)
         finally:
             await conn.close()
+        return time.time()
 
     async def _rows(self) -> dict[str, dict[str, object]]:
         """Our monitors' rows as the owner's writes leave them (the scheduler's columns out)."""
@@ -856,6 +872,8 @@ async def _run(c: Campaign, seed: int, tmp: Path, say: Callable[[str], None]) ->
         return judge(rig.facts, observed, c.targets, rules(), end, own, c.related())
     finally:
         stop.set()
+        if rig.bursting is not None:
+            rig.bursting.cancel()
         await rig.close_api()
         await asyncio.to_thread(rig.close)
         await rig.close_oauth2()

@@ -42,7 +42,10 @@ async def test_a_heartbeat_monitor_is_listed_and_its_page_shows_where_to_send(
     assert shown.status_code == 200, shown.status_code
     assert "Nightly backup mail" in shown.text
     assert f"Send the mail to <code>{made['localPart']}" in shown.text
-    assert "every 1440 min, grace 30 min" in shown.text and ":25" not in shown.text
+    assert "every 1440 min, grace 30 min" in shown.text
+    # no port beside its address (console.hosts.host shows one in a span of its own; a time
+    # shown as of 03:25 is not one)
+    assert '<span class="port">' not in shown.text
     assert "Check now" not in shown.text, "no rounds, no console form: no buttons that 404"
     live = await client.get(f"{page}/live")
     assert live.status_code == 200, live.status_code

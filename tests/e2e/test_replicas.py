@@ -14,11 +14,13 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import nats
 import pytest
@@ -38,7 +40,8 @@ pytestmark = pytest.mark.slow
 COUNTRIES = ("DE", "US")  # its own NATS server: no other test's agents or jobs
 UP, DOWN = 40, 16
 INTERVAL_S = 10
-RUN_S = 40.0
+GRID_ROUNDS = 3  # each monitor's rounds on its grid, every country's row in, before the count
+RUN_S = 60.0  # at most, once every monitor is created
 SHARE = (0.3, 0.7)
 
 
@@ -140,6 +143,40 @@ async def _create(http: httpx.AsyncClient, api: str, tenant: Tenant, body: dict[
     assert created.status_code == 201, created.text
 
 
+def _on_grid(rows: Sequence[asyncpg.Record]) -> dict[object, list[datetime]]:
+    """Each monitor's rounds on its grid (the first round and confirmations are off it) that
+    have a row from every country."""
+    rounds: dict[object, dict[datetime, set[str]]] = {}
+    for r in rows:
+        rounds.setdefault(r["monitor"], {}).setdefault(r["scheduled_at"], set()).add(r["country"])
+    return {
+        monitor: [
+            t
+            for t, countries in sorted(by_time.items())
+            if countries == set(COUNTRIES)
+            and rules.last_due(rules.phase_ms(str(monitor), INTERVAL_S), INTERVAL_S, t) == t
+        ]
+        for monitor, by_time in rounds.items()
+    }
+
+
+async def _rounds_in(pool: asyncpg.Pool) -> None:
+    """Until every monitor has GRID_ROUNDS rounds on its grid, RUN_S at the most."""
+    deadline = time.monotonic() + RUN_S
+    while True:
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT monitor_public_id AS monitor, country, scheduled_at FROM check_results"
+            )
+        grids = _on_grid(rows)
+        if len(grids) == UP + DOWN and all(len(g) >= GRID_ROUNDS for g in grids.values()):
+            return
+        assert time.monotonic() < deadline, (
+            f"rounds on the grid: {sorted(map(len, grids.values()))}"
+        )
+        await asyncio.sleep(0.5)
+
+
 @pytest.mark.timeout(150)
 async def test_two_replicas_share_every_role_without_doing_anything_twice(
     scratch: str, own_nats: str, tmp_path: Path
@@ -193,7 +230,7 @@ async def test_two_replicas_share_every_role_without_doing_anything_twice(
                     api = replicas[n % 2].api
                     body = {"name": f"m{n}", "hostname": hostname, "port": port, **common}
                     await _create(http, api, tenant, body)
-                await asyncio.sleep(RUN_S)
+                await _rounds_in(pool)
                 # Disabling every monitor at once queues all of them for the alerter in one
                 # burst, which whichever replica looks first takes whole: its evaluations are
                 # shared as they ran until then.
@@ -258,7 +295,7 @@ async def test_two_replicas_share_every_role_without_doing_anything_twice(
         times = sorted(by_time)
         phase = rules.phase_ms(str(monitor), INTERVAL_S)
         grid = [t for t in times if rules.last_due(phase, INTERVAL_S, t) == t]
-        assert len(grid) >= 3, (monitor, times)
+        assert len(grid) >= GRID_ROUNDS, (monitor, times)
         assert (grid[0] - times[0]).total_seconds() <= INTERVAL_S, f"{monitor} started late"
         span = (grid[-1] - grid[0]).total_seconds()
         assert len(grid) == span / INTERVAL_S + 1, f"a round of {monitor} is missing: {times}"

@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import sys
+import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -43,7 +44,7 @@ from shared.subjects import EVENTS_STREAM, JOBS_STREAM, RESULTS_STREAM
 from tests.ha.test_nats_cluster import consumer_replicas, settled
 
 N = 200
-PAUSE_S = 12.0  # past the followers' election timeout (4-9 s)
+PAUSE_S = 30.0  # at most: the followers elect a new meta leader after 4-9 s
 STREAMS = (JOBS_STREAM, RESULTS_STREAM, EVENTS_STREAM)
 
 
@@ -234,21 +235,47 @@ def meta_leader(nodes: list[embedded.NatsNode]) -> embedded.NatsNode:
     """The node that leads the cluster's meta group (JetStream's API), by any node's /jsz."""
     for node in nodes:
         with contextlib.suppress(OSError, ValueError, KeyError):
-            url = f"http://127.0.0.1:{node.monitor_port}/jsz"
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                leader = json.load(answer)["meta_cluster"]["leader"]
+            leader = _named_leader(node)
             return next(n for n in nodes if n.name == leader)
     raise AssertionError("no node names a meta leader")
 
 
+def _named_leader(node: embedded.NatsNode) -> str:
+    """The meta leader `node`'s /jsz names ("" while there is none)."""
+    url = f"http://127.0.0.1:{node.monitor_port}/jsz"
+    with urllib.request.urlopen(url, timeout=2) as answer:
+        return str(json.load(answer)["meta_cluster"].get("leader") or "")
+
+
+async def _resumed_once_replaced(
+    leader: embedded.NatsNode, others: list[embedded.NatsNode]
+) -> None:
+    """SIGCONT to the stopped `leader` once another node names a new meta leader (the election
+    happened while it was away), PAUSE_S at the most."""
+    assert leader.proc is not None
+    deadline = time.monotonic() + PAUSE_S
+    try:
+        while time.monotonic() < deadline:
+            for node in others:
+                with contextlib.suppress(OSError, ValueError, KeyError):
+                    named = await asyncio.to_thread(_named_leader, node)
+                    if named not in ("", leader.name):
+                        return
+            await asyncio.sleep(0.2)
+    finally:
+        leader.proc.send_signal(signal.SIGCONT)
+
+
 async def test_a_cluster_electing_a_new_leader_during_the_move_gets_every_stream(
-    single: str, tmp_path: Path
+    single: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A loaded machine starves a node for seconds, and the cluster elects another leader:
     meanwhile JetStream's API answers `temporarily unavailable` (503, err_code 10008) or not at
     all. The move waits for the new leader instead of failing. Here the meta leader is stopped
-    (SIGSTOP) as the move starts and resumed PAUSE_S later, with the mover connected to
-    another node."""
+    (SIGSTOP) as the move starts and resumed once the other nodes have elected a new one, with
+    the mover connected to another node. A request unanswered is sent again after 1 s
+    (RESEND_S), not 5 s, so the move goes on soon after the election."""
+    monkeypatch.setattr(stream_snapshots, "RESEND_S", 1.0)
     nodes, _ = embedded.start_nats_cluster(tmp_path / "cluster")
     try:
         async with connected(single) as (source, old):
@@ -259,14 +286,12 @@ async def test_a_cluster_electing_a_new_leader_during_the_move_gets_every_stream
         assert leader.proc is not None
         async with connected(single) as (source, _), connected(other.url) as (target, js):
             leader.proc.send_signal(signal.SIGSTOP)
-            resume = asyncio.get_running_loop().call_later(
-                PAUSE_S, leader.proc.send_signal, signal.SIGCONT
-            )
+            others = [n for n in nodes if n is not leader]
+            resume = asyncio.create_task(_resumed_once_replaced(leader, others))
             try:
                 moved = await move_streams(source, target, 3, STREAMS, tmp_path / "w")
             finally:
-                resume.cancel()
-                leader.proc.send_signal(signal.SIGCONT)
+                await resume
             assert [(m.stream, m.messages, m.replicas) for m in moved] == [
                 (s, N, 3) for s in STREAMS
             ]
