@@ -128,11 +128,17 @@ class Rig:
 
     # -- agents ---------------------------------------------------------------------------
 
-    def add_agents(self, agents: Sequence[tuple[str, str]]) -> None:
-        """Agents (name, country), started together; until each answers its health check."""
+    def spawn_agents(self, agents: Sequence[tuple[str, str]]) -> None:
+        """Agents (name, country) not started yet, started together (they need NATS alone)."""
         for name, country in agents:
-            self.agents[name] = Agent(name, country, embedded.free_port())
-            self._spawn_agent(name)
+            if name not in self.agents:
+                self.agents[name] = Agent(name, country, embedded.free_port())
+                self._spawn_agent(name)
+
+    def add_agents(self, agents: Sequence[tuple[str, str]]) -> None:
+        """Agents (name, country), started together unless `spawn_agents` did; until each
+        answers its health check."""
+        self.spawn_agents(agents)
         for name, _ in agents:
             self._agent_ready(name)
 
