@@ -387,7 +387,6 @@ def run_campaign(c: Campaign, say: Say = print) -> list[HaFigures]:
             tmp, concurrency=c.concurrency, result_bundles=True, group_wait_s=c.group_wait_s
         )
         try:
-            rig.spawn_agents(c.agents)  # starting while the monitors are seeded
             healthy, outage = asyncio.run(_seed(rig, c.monitors))
             windows = soak_run.fault_windows(
                 rig,

@@ -176,7 +176,6 @@ def run_campaign(c: Campaign, say: Callable[[str], None] = print) -> list[Figure
         # fault; the tests cover one result per message under the faults they inject.
         rig = Rig(tmp, concurrency=c.concurrency, result_bundles=True)
         try:
-            rig.spawn_agents(c.agents)  # starting while the monitors are seeded
             monitors = asyncio.run(soak_run.seed_healthy(rig, c.monitors, COUNTRIES))
             windows = soak_run.fault_windows(
                 rig,

@@ -128,17 +128,11 @@ class Rig:
 
     # -- agents ---------------------------------------------------------------------------
 
-    def spawn_agents(self, agents: Sequence[tuple[str, str]]) -> None:
-        """Agents (name, country) not started yet, started together (they need NATS alone)."""
-        for name, country in agents:
-            if name not in self.agents:
-                self.agents[name] = Agent(name, country, embedded.free_port())
-                self._spawn_agent(name)
-
     def add_agents(self, agents: Sequence[tuple[str, str]]) -> None:
-        """Agents (name, country), started together unless `spawn_agents` did; until each
-        answers its health check."""
-        self.spawn_agents(agents)
+        """Agents (name, country), started together; until each answers its health check."""
+        for name, country in agents:
+            self.agents[name] = Agent(name, country, embedded.free_port())
+            self._spawn_agent(name)
         for name, _ in agents:
             self._agent_ready(name)
 
