@@ -138,7 +138,7 @@ class CheckRunner:
             )
             result = await self._explained(job, result)
             port = opened.port or default_port(opened.monitor_type, opened.config)
-            await self._side(Round(opened, result, port, self._resolver))
+            await self._side(Round(opened, result, port, self._resolver, self._ssl))
         return result
 
     def _prepared(self, job: CheckJob) -> CheckJob:

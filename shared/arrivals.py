@@ -27,6 +27,9 @@ _LOCAL_PART: Final = re.compile(r"hb-[a-z2-7]{26}")
 # The receiver's test twins, each a listener of its own (agent.settings): no STARTTLS offered,
 # only TLS 1.0 offered, a certificate expired and for another name.
 LISTENERS: Final = ("plain", "tls_1_0", "bad_cert")
+# The listener of an arrival read from a mailbox (a heartbeat's, agent.probers.heartbeat_box):
+# counted as the address's own, never graded.
+MAILBOX_LISTENER: Final = "mailbox"
 # What an arrival carries of the strangers' text it read, at most (characters).
 TEXT_MAX: Final = 255
 

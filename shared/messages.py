@@ -246,7 +246,8 @@ class HeartbeatConfig(msgspec.Struct, kw_only=True, rename="camel"):
     `subject` to its receiving address (`localPart`, made by the controller) must arrive
     `expected` times every `everyMinutes`, with `graceMinutes` to spare; or, with `byTime`
     ("HH:MM"), by that time of day in `timeZone` (IANA) on `days` ("mon" … "sun"; [] every
-    day). Never in a job: the agents' receivers take the mail and the controller judges it."""
+    day). Never in a job: the agents' receivers take the mail (and, with `mailboxMonitorId`,
+    that monitor's rounds read it) and the controller judges it."""
 
     every_minutes: int = 60
     grace_minutes: int = 0
@@ -257,6 +258,9 @@ class HeartbeatConfig(msgspec.Struct, kw_only=True, rename="camel"):
     by_time: str = ""
     time_zone: str = ""
     days: list[str] = msgspec.field(default_factory=list)
+    # The IMAP, POP3 or round-trip monitor (public id) whose mailbox also holds this mail: its
+    # rounds read it (the side check `heartbeat_mail`); "" none.
+    mailbox_monitor_id: str = ""
 
 
 class SmtpCheckJob(_CheckJobBase, tag="smtp"):

@@ -1,7 +1,7 @@
 """A scheduler wired as the composition root wires one (controller.runtime.pipeline,
 `build_scheduler`), from the values a test or a benchmark sets instead of settings."""
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,6 +23,9 @@ from controller.secrets.seal_keys import CountryKeys
 from controller.settings import FairUseSettings, SchedulingSettings
 from controller.sidechecks.blocklists import ANSWERS, Answers
 from controller.sidechecks.blocklists.rules import BlockList, Fresh
+from controller.sidechecks.heartbeat_mail import READERS
+from controller.sidechecks.heartbeat_mail import Readers as HeartbeatReaders
+from controller.sidechecks.heartbeat_mail.rules import Reader
 from controller.sidechecks.readiness.budget import QUERIES_PER_HOUR as READINESS_QUERIES_PER_HOUR
 from shared.timefmt import utcnow
 
@@ -67,6 +70,7 @@ def round_planner(
     login_spacing_s: float = 5.0,
     result_bundles: bool = False,
     blocklists: Answers | None = None,
+    readers: HeartbeatReaders | None = None,
 ) -> RoundPlanner:
     """A round planner of the scheduling settings given (DNS_POSTURE_INTERVAL_SECONDS,
     LOGIN_SPACING_SECONDS, RESULT_BUNDLES), the defaults for the rest."""
@@ -81,8 +85,22 @@ def round_planner(
         keys,
         scheduling=scheduling,
         default_countries=default_countries,
-        held=[ANSWERS.held(blocklists)] if blocklists is not None else [],
+        held=[
+            *([ANSWERS.held(blocklists)] if blocklists is not None else []),
+            *([READERS.held(readers)] if readers is not None else []),
+        ],
     )
+
+
+@dataclass(frozen=True)
+class Readers:
+    """Who reads which mailbox for heartbeat mail, as given (controller.sidechecks.
+    heartbeat_mail.Readers): heartbeats by the internal id of their mailbox's monitor."""
+
+    by_monitor: Mapping[int, Sequence[Reader]]
+
+    def of(self, monitor_id: int) -> Sequence[Reader]:
+        return self.by_monitor.get(monitor_id, ())
 
 
 def wired_scheduler(

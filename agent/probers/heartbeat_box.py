@@ -11,7 +11,7 @@ the job's deadline.
 An arrival's time is when the mailbox's server took the message: IMAP's INTERNALDATE, Graph's
 receivedDateTime, Gmail's internalDate, over POP3 the newest Received line's date (the Date
 header without one). Its id is derived from its Message-ID, so the same message seen on the
-next look is the same arrival, stored and counted once.
+next look, or by another country's agent, is the same arrival, stored and counted once.
 """
 
 import asyncio
@@ -30,18 +30,16 @@ from aioimaplib import quoted
 from agent.probers import gmail, graph, imap, pop3
 from agent.probers.base import ProbeFailure, Recorder, Target
 from agent.probers.roundtrip import stat_count, top_headers
-from shared.arrivals import TEXT_MAX, Arrival, arrival_id_of
+from shared.arrivals import MAILBOX_LISTENER, TEXT_MAX, Arrival, arrival_id_of
 from shared.gmail_units import UNITS
 from shared.mailclient import imap as mailclient_imap
 from shared.mailclient.imap import ImapProtocol
 from shared.messages import RoundTripReceive
+from shared.sidechecks.heartbeat_mail import NEWEST as NEWEST
 from shared.strangers import kept
 from shared.timefmt import iso_ms, parse_iso
 
-# The newest messages of a folder whose headers one look fetches, at most.
-NEWEST: Final = 50
-# The listener an arrival read from a mailbox names (the receiver's are "" and its twins').
-LISTENER: Final = "mailbox"
+LISTENER: Final = MAILBOX_LISTENER
 _FIELDS: Final = "(UID INTERNALDATE BODY.PEEK[HEADER.FIELDS (FROM SUBJECT MESSAGE-ID)])"
 _UID: Final = re.compile(rb"UID (\d+)")
 _INTERNALDATE: Final = re.compile(rb'INTERNALDATE "([^"]{20,40})"')
@@ -339,8 +337,11 @@ def _arrival(
     if sought.subject.lower() not in subject.lower():
         return None
     message_id = str(headers.get("Message-ID") or "").strip()
+    # The same message read again, from any country, is the same arrival: one without a
+    # Message-ID is known by when it arrived, from whom and what it says.
+    key = message_id or f"{iso_ms(arrived)}\n{header_from}\n{subject}"
     return Arrival(
-        arrival_id=arrival_id_of(message_id, sought.monitor_id, sought.country, LISTENER, folder),
+        arrival_id=arrival_id_of(key, sought.monitor_id, "", LISTENER, folder),
         monitor_id=sought.monitor_id,
         country=sought.country,
         agent_id=sought.agent_id,

@@ -203,6 +203,22 @@ class _Admission:
         return self.admit(hostname, addresses, port, tls)
 
 
+async def reach(
+    job: CheckJob,
+    hostname: str,
+    port: int,
+    tls: TlsOptions,
+    *,
+    allow_private: bool,
+    contexts: SslContexts,
+    resolver: TargetResolver | None,
+) -> Target:
+    """The Target of another server a job's side check reads (a heartbeat's mailbox), under
+    the check's rules: its tenant's DNS bound, the private-address policy, the TLS contexts."""
+    admission = _Admission(job, allow_private, contexts, resolver or default_resolver())
+    return await admission.reach(hostname, port, tls)
+
+
 async def _check(
     job: CheckJob,
     allow_private: bool,

@@ -4,7 +4,15 @@ controller package and line: docs/architecture.md, "Adding a side check")."""
 
 from typing import Final
 
-from agent.sidechecks import blocklists, exchange_tls, mail_dns, readiness, relay, reverse_dns
+from agent.sidechecks import (
+    blocklists,
+    exchange_tls,
+    heartbeat_mail,
+    mail_dns,
+    readiness,
+    relay,
+    reverse_dns,
+)
 from agent.sidechecks.base import AgentSideCheck, AnyRunner, AnySideCheck, Round, Runner
 
 _ALL: list[AnySideCheck] = [
@@ -14,6 +22,7 @@ _ALL: list[AnySideCheck] = [
     relay.SIDE_CHECK,
     readiness.SIDE_CHECK,
     exchange_tls.SIDE_CHECK,
+    heartbeat_mail.SIDE_CHECK,
 ]
 SIDE_CHECKS: Final[dict[str, AnySideCheck]] = {check.wire.name: check for check in _ALL}
 

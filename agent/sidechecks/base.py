@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic
 
+from agent.probers.tls import SslContexts
 from agent.resolver import TargetResolver
 from agent.settings import SideCheckSettings, TargetSettings
 from shared.messages import CheckJob, CheckResult
@@ -23,13 +24,16 @@ from shared.sidechecks import AskT, FactsT, SideCheckWire
 @dataclass(frozen=True, slots=True)
 class Round:
     """What a side check may read of its round: the job (its config opened), the core check's
-    result, the port it checked, and the agent's resolver for check targets (fair between
-    tenants)."""
+    result, the port it checked, the agent's resolver for check targets (fair between
+    tenants) and its TLS contexts."""
 
     job: CheckJob
     result: CheckResult
     port: int
     resolver: TargetResolver | None
+    # The agent's TLS contexts, for a side check that reaches a server of the job's itself (a
+    # heartbeat's mailbox); None: the system's.
+    contexts: SslContexts | None = None
 
 
 Runner = Callable[[AskT, Round], Awaitable[FactsT | None]]

@@ -15,7 +15,7 @@ from controller.db.rows import many
 from controller.monitors.store import COLUMNS as MONITOR_COLUMNS
 from controller.monitors.store import Monitor
 from controller.monitors.store import decode as decode_monitor
-from shared.arrivals import LISTENERS, Arrival
+from shared.arrivals import LISTENERS, MAILBOX_LISTENER, Arrival
 from shared.timefmt import parse_iso
 
 _KEEP = """
@@ -53,15 +53,16 @@ _TWIN = (
     " THEN 'plain' ELSE '' END"
 )
 
-# What grading reads of a monitor: its newest `GRADED_ROWS` arrivals (the arrivals' index
-# walked backwards), so a pass costs the same however long the history kept.
+# What grading reads of a monitor: its newest `GRADED_ROWS` arrivals a receiver took (the
+# arrivals' index walked backwards), so a pass costs the same however long the history kept;
+# mail read from a mailbox says nothing of how it was sent to mailprobe.
 GRADED_ROWS = 500
 _RECENT = f"""
 WITH recent AS (
     SELECT r.* FROM unnest($1::bigint[]) AS m(id) CROSS JOIN LATERAL (
         SELECT a.monitor_id, a.country, a.arrived_at, a.tls_version, a.starttls_offered,
             a.dkim, a.dmarc, {_TWIN.format(a="a")} AS twin
-        FROM arrivals a WHERE a.monitor_id = m.id
+        FROM arrivals a WHERE a.monitor_id = m.id AND a.listener <> '{MAILBOX_LISTENER}'
         ORDER BY a.arrived_at DESC LIMIT {GRADED_ROWS}
     ) AS r
 )
@@ -180,7 +181,7 @@ async def keep(conn: Conn, arrivals: Sequence[Arrival]) -> list[int]:
             v.dmarc_policy,
             v.arc,
             a.starttls_offered,
-            a.listener if a.listener in LISTENERS else "",
+            a.listener if a.listener in (*LISTENERS, MAILBOX_LISTENER) else "",
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)

@@ -10,6 +10,7 @@ import msgspec
 
 from controller.db.pool import Conn
 from controller.db.rows import many
+from shared.arrivals import MAILBOX_LISTENER
 
 _CLAIM = """
 UPDATE heartbeat_watch w SET leased_until = $1 + make_interval(secs => $3)
@@ -20,10 +21,11 @@ WHERE w.monitor_id = due.monitor_id
 RETURNING w.monitor_id, w.watched_from
 """
 
-# A heartbeat counts the mail its address's own port took, not a senders' test twin's copy.
-_NEWEST = """
+# A heartbeat counts the mail its address's own port took and the mail read from its mailbox,
+# not a senders' test twin's copy.
+_NEWEST = f"""
 SELECT arrived_at, header_from, mail_from, subject FROM arrivals
-WHERE monitor_id = $1 AND arrived_at <= $2 AND listener = ''
+WHERE monitor_id = $1 AND arrived_at <= $2 AND listener IN ('', '{MAILBOX_LISTENER}')
 ORDER BY arrived_at DESC LIMIT $3
 """
 

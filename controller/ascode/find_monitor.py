@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from controller.web.api.monitor_kinds import APIS
+from controller.monitors.kinds import KINDS
 
 PER_PAGE = 200
 
@@ -38,20 +38,20 @@ class Candidate:
 async def _named_like(client: httpx.AsyncClient, name: str) -> list[Candidate]:
     """Every monitor whose name or host contains `name` (the API's `search`), every kind."""
     found: list[Candidate] = []
-    for api in APIS:
+    for kind in KINDS:
         page = 1
         while True:
             params: dict[str, str | int] = {"search": name, "page": page, "perPage": PER_PAGE}
-            r = await client.get(api.path, params=params)
+            r = await client.get(kind.api_path, params=params)
             if r.status_code != 200:
-                raise NotFound(f"listing {api.path}: HTTP {r.status_code} {r.text[:200]}")
+                raise NotFound(f"listing {kind.api_path}: HTTP {r.status_code} {r.text[:200]}")
             body = r.json()
             for item in body["items"]:
                 found.append(
                     Candidate(
                         str(item["publicId"]),
                         str(item["name"]),
-                        str((item.get("config") or {}).get("protocol") or api.kind.types[0]),
+                        str((item.get("config") or {}).get("protocol") or kind.types[0]),
                         str(item["hostname"]),
                         int(item["customerId"]),
                     )
@@ -78,8 +78,8 @@ async def public_id_of(client: httpx.AsyncClient, name: str) -> str:
     )
 
 
-PATHS_BY_TYPE: dict[str, str] = {t: api.path for api in APIS for t in api.kind.types}
-FIRST_LIST = APIS[0].path  # a listing every token may ask
+PATHS_BY_TYPE: dict[str, str] = {t: kind.api_path for kind in KINDS for t in kind.types}
+FIRST_LIST = KINDS[0].api_path  # a listing every token may ask
 
 
 NAME_TIMEOUT_S = 5.0

@@ -1639,6 +1639,7 @@ CREATE TABLE public.monitors (
     reputation jsonb,
     depends_on text[],
     dkim_selectors text[],
+    trigger_seen timestamp with time zone,
     CONSTRAINT monitors_country_codes CHECK (((allowed_country_codes IS NULL) OR (array_to_string(allowed_country_codes, ','::text) ~ '^[A-Z]{2}(,[A-Z]{2})*$'::text))),
     CONSTRAINT monitors_port_check CHECK (((port >= 1) AND (port <= 65535))),
     CONSTRAINT monitors_status_check CHECK ((status = ANY (ARRAY['active'::text, 'maintenance'::text, 'disabled'::text]))),
@@ -1796,7 +1797,8 @@ CREATE TABLE public.organizations (
     public_id uuid DEFAULT gen_random_uuid() NOT NULL,
     name text NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    trigger_tat timestamp with time zone
+    trigger_tat timestamp with time zone,
+    trigger_seen timestamp with time zone
 );
 
 ALTER TABLE public.organizations ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
@@ -2220,6 +2222,14 @@ ALTER TABLE public.scrape_tokens ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTIT
 );
 
 CREATE TABLE public.side_exchange_tls (
+    job uuid NOT NULL,
+    monitor_id bigint NOT NULL,
+    country text NOT NULL,
+    scheduled_at timestamp with time zone NOT NULL,
+    facts jsonb NOT NULL
+);
+
+CREATE TABLE public.side_heartbeat_mail (
     job uuid NOT NULL,
     monitor_id bigint NOT NULL,
     country text NOT NULL,
@@ -2676,6 +2686,9 @@ ALTER TABLE ONLY public.scrape_tokens
 ALTER TABLE ONLY public.side_exchange_tls
     ADD CONSTRAINT side_exchange_tls_pkey PRIMARY KEY (job);
 
+ALTER TABLE ONLY public.side_heartbeat_mail
+    ADD CONSTRAINT side_heartbeat_mail_pkey PRIMARY KEY (job);
+
 ALTER TABLE ONLY public.side_mail_dns
     ADD CONSTRAINT side_mail_dns_pkey PRIMARY KEY (job);
 
@@ -2886,6 +2899,10 @@ CREATE INDEX scrape_tokens_org ON public.scrape_tokens USING btree (organization
 CREATE INDEX side_exchange_tls_monitor ON public.side_exchange_tls USING btree (monitor_id, scheduled_at);
 
 CREATE INDEX side_exchange_tls_scheduled_at ON public.side_exchange_tls USING btree (scheduled_at);
+
+CREATE INDEX side_heartbeat_mail_monitor ON public.side_heartbeat_mail USING btree (monitor_id, scheduled_at);
+
+CREATE INDEX side_heartbeat_mail_scheduled_at ON public.side_heartbeat_mail USING btree (scheduled_at);
 
 CREATE INDEX side_mail_dns_monitor ON public.side_mail_dns USING btree (monitor_id, scheduled_at);
 

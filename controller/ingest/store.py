@@ -21,6 +21,8 @@ import asyncpg
 import msgspec
 import structlog
 
+from controller.arrivals import store as arrivals_store
+from controller.arrivals import watch_store
 from controller.db import rows as typed
 from controller.db.pool import Conn
 from controller.ingest import alert_queue_store as alert_queue
@@ -41,6 +43,7 @@ from controller.sidechecks.facts_store import side_of
 from controller.sidechecks.frame import Arrived, keeps_facts
 from controller.sidechecks.registry import WIRED
 from controller.sidechecks.stores import KEEPERS, STORES
+from shared.arrivals import Arrival
 from shared.guards import BrokenInvariant
 from shared.messages import (
     ArcResults,
@@ -311,11 +314,23 @@ async def _store_side(conn: Conn, rows: Sequence[CheckedResult]) -> None:
             continue
         if (keeper := KEEPERS.get(check.name)) is not None:
             await keeper(conn, arrived)
+        if check.arrivals is not None:
+            found = [a for at in arrived for a in check.arrivals(at)]
+            await _heartbeats_mail(conn, found, max(at.finished_at for at in arrived))
         if own is None:
             stored = await facts_store.record(conn, check.name, arrived)
         else:
             stored = await own(conn, arrived)
         metrics.side_check_facts(check.name, stored)
+
+
+async def _heartbeats_mail(conn: Conn, found: Sequence[Arrival], at: datetime) -> None:
+    """Mail a side check read for heartbeats, stored as their arrivals (each once) and their
+    judge woken at `at` (the results' newest time)."""
+    if not found:
+        return
+    await arrivals_store.keep(conn, found)
+    await watch_store.wake(conn, sorted({a.monitor_id for a in found}), at)
 
 
 async def _count_logins(conn: Conn, rows: Sequence[ResultRow | CheckedResult]) -> None:

@@ -4,6 +4,7 @@ the address as the monitor's host name, so monitors sharing an address never sha
 incident. Pure: the writes go through controller.monitors.writes."""
 
 from typing import Annotated, Final, Literal, cast
+from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -29,7 +30,9 @@ _UNUSED_COLUMNS: Final = {"port": 25, "check_interval": 60, "timeout_seconds": 3
 class HeartbeatRule(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
     """What must arrive: `expected` mails from `sender` with `subject` in them (each empty:
     any) every `everyMinutes` (60 when neither it nor `byTime` is given), or by `byTime`
-    ("HH:MM") each day, or on `days`, in `timeZone` (IANA); `graceMinutes` to spare."""
+    ("HH:MM") each day, or on `days`, in `timeZone` (IANA); `graceMinutes` to spare. Mail
+    counts at its address, and in the mailbox of the monitor `mailboxMonitorId` names (an
+    IMAP/POP or round-trip monitor of the organization) when given."""
 
     every_minutes: Annotated[int, Meta(ge=1, le=MAX_EVERY_MINUTES)] | None = None
     grace_minutes: Annotated[int, Meta(ge=0, le=MAX_GRACE_MINUTES)] = 0
@@ -39,8 +42,11 @@ class HeartbeatRule(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown
     by_time: Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] | None = None
     time_zone: Annotated[str, Meta(max_length=MAX_ZONE_CHARS)] | None = None
     days: Annotated[list[Day], Meta(max_length=7)] = msgspec.field(default_factory=list)
+    mailbox_monitor_id: Annotated[str, Meta(max_length=36)] | None = None
 
     def __post_init__(self) -> None:
+        if self.mailbox_monitor_id is not None:
+            self.mailbox_monitor_id = _monitor_id(self.mailbox_monitor_id)
         if self.by_time is None:
             if self.time_zone is not None or self.days:
                 raise ValueError("heartbeatConfig.timeZone and .days go with byTime")
@@ -57,6 +63,18 @@ class HeartbeatRule(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown
             raise ValueError(f"heartbeatConfig.timeZone: {self.time_zone!r} is no IANA time zone")
         if len(set(self.days)) != len(self.days):
             raise ValueError("heartbeatConfig.days: each day once")
+
+
+def _monitor_id(value: str) -> str | None:
+    """A monitor's public id as stored (a UUID's canonical text), None for ""."""
+    if not value:
+        return None
+    try:
+        return str(UUID(value))
+    except ValueError:
+        raise ValueError(
+            f"heartbeatConfig.mailboxMonitorId: {value!r} is no monitor id (a UUID)"
+        ) from None
 
 
 def known_zone(name: str) -> bool:
@@ -85,6 +103,7 @@ def stored_config(rule: HeartbeatRule, local_part: str) -> dict[str, object]:
         by_time=rule.by_time or "",
         time_zone=rule.time_zone or "",
         days=list(rule.days),
+        mailbox_monitor_id=rule.mailbox_monitor_id or "",
     )
     return msgspec.to_builtins(config)  # type: ignore[no-any-return]
 
@@ -100,6 +119,7 @@ def rule_of(config: HeartbeatConfig) -> HeartbeatRule:
         by_time=by_time,
         time_zone=config.time_zone or None,
         days=[cast(Day, d) for d in config.days if d in DAY_NAMES],
+        mailbox_monitor_id=config.mailbox_monitor_id or None,
     )
 
 

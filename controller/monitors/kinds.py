@@ -117,6 +117,11 @@ class Kind:
     unused: tuple[str, ...] = ()
 
     @property
+    def api_path(self) -> str:
+        """Its resource in the HTTP API, which lists and creates (one monitor: under it)."""
+        return f"/api/{self.name}-monitors"
+
+    @property
     def secrets(self) -> tuple[str, ...]:
         return tuple(login.secret for login in self.logins)
 

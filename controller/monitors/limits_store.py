@@ -99,13 +99,18 @@ async def take_trigger(
     one take per `cost_s`; a whole allowance admits any one take, however costly. One
     statement, so replicas share the allowance without racing. A take is judged at the
     instant it is given, not the transaction's start: the allowance refills at the pace of
-    the clock the process is given (a simulation's included), and a stale instant is only
-    stricter (`trigger_tat` never moves back)."""
+    the clock the process is given (a simulation's included). An instant older than one a
+    take was already judged at (`trigger_seen`: requests racing, each with the instant it
+    began at) is judged at that one, so the order takes reach the row never refuses one of a
+    burst (`trigger_tat` never moves back)."""
     taken = await conn.fetchval(
-        f"UPDATE {table}"
-        " SET trigger_tat = greatest(trigger_tat, $4::timestamptz) + $2 * interval '1 s'"
-        " WHERE id = $1 AND (trigger_tat IS NULL OR trigger_tat <= $4::timestamptz"
-        "  OR trigger_tat + $2 * interval '1 s' <= $4::timestamptz + $3 * interval '1 s')"
+        f"UPDATE {table} AS t"
+        " SET trigger_tat = greatest(t.trigger_tat, n.at) + $2 * interval '1 s',"
+        "  trigger_seen = n.at"
+        f" FROM (SELECT greatest($4::timestamptz, s.trigger_seen) AS at FROM {table} s"
+        "  WHERE s.id = $1 FOR UPDATE) AS n"
+        " WHERE t.id = $1 AND (t.trigger_tat IS NULL OR t.trigger_tat <= n.at"
+        "  OR t.trigger_tat + $2 * interval '1 s' <= n.at + $3 * interval '1 s')"
         " RETURNING true",
         row_id,
         cost_s,
@@ -118,7 +123,7 @@ async def take_trigger(
     # later one only when a take costs more than the whole window).
     wait: float = await conn.fetchval(
         "SELECT extract(epoch FROM least(trigger_tat + $2 * interval '1 s'"
-        "  - $3 * interval '1 s', trigger_tat) - $4::timestamptz)::float8"
+        "  - $3 * interval '1 s', trigger_tat) - greatest($4::timestamptz, trigger_seen))::float8"
         f" FROM {table} WHERE id = $1",
         row_id,
         cost_s,

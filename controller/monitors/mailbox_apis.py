@@ -141,12 +141,14 @@ def features(config: JobConfig) -> list[str]:
 
 class Charge(NamedTuple):
     """A mailbox a job's API calls go to: its API, `user@host` (lower case) and which part of
-    the job calls it: `send` (a round trip's send leg), `read` (its mailbox leg) or `check`
-    (a mailbox check)."""
+    the job calls it: `send` (a round trip's send leg), `read` (its mailbox leg), `check`
+    (a mailbox check) or `look` (a side check's read of the same mailbox, which may spend
+    `amount`)."""
 
     api: str
     mailbox: str
     part: str
+    amount: int = 0
 
 
 def charges(hostname: str, config: JobConfig) -> list[Charge]:

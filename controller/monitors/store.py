@@ -330,6 +330,31 @@ async def of_organization(conn: Conn, organization_id: int, ids: Sequence[UUID])
     return {r["public_id"] for r in rows}
 
 
+class MailboxOf(msgspec.Struct, frozen=True):
+    """A monitor a heartbeat names as its mailbox: its type, and how many other heartbeats
+    read it."""
+
+    type: str
+    readers: int
+
+
+async def mailbox_of(
+    conn: Conn, organization_id: int, public_id: UUID, heartbeat: UUID | None
+) -> MailboxOf | None:
+    """The organization's monitor `public_id` as a heartbeat's mailbox, the heartbeats other
+    than `heartbeat` that read it counted; None when the organization has none of that id."""
+    row = await conn.fetchrow(
+        "SELECT m.type, (SELECT count(*) FROM monitors h WHERE h.type = 'heartbeat'"
+        " AND h.organization_id = m.organization_id AND h.public_id IS DISTINCT FROM $3"
+        " AND h.config ->> 'mailboxMonitorId' = m.public_id::text) AS readers"
+        " FROM monitors m WHERE m.organization_id = $1 AND m.public_id = $2",
+        organization_id,
+        public_id,
+        heartbeat,
+    )
+    return None if row is None else MailboxOf(row["type"], row["readers"])
+
+
 async def delete(conn: Conn, monitor_id: int) -> None:
     await conn.execute("DELETE FROM monitors WHERE id = $1", monitor_id)
 

@@ -47,6 +47,7 @@ from controller.monitors.store import Monitor
 from controller.monitors.write_model import UPDATES, MonitorCreate, MonitorUpdate
 from controller.secrets.box import SecretBox, SecretBoxError
 from shared.clock import WALL, Clock
+from shared.sidechecks.heartbeat_mail import LOOKS_MAX
 
 log = structlog.get_logger(__name__)
 
@@ -182,6 +183,7 @@ class MonitorWrites:
         org = organization_id
         async with self.pool.acquire() as conn, conn.transaction():
             customer_id = await _customer(conn, customer, org)
+            await _mailbox(conn, org, values.get("config"), None)
             await fair_use.admit_new_monitor(conn, self.limits, org)
             monitor = await monitors.insert(
                 conn, org, {**values, "customer_id": customer_id}, self.clock.now()
@@ -202,6 +204,7 @@ class MonitorWrites:
             values = dict(changes)
             if rules.changes_nothing(monitors.stored_values(monitor), values):
                 return monitor
+            await _mailbox(conn, monitor.organization_id, values.get("config"), monitor.public_id)
             updated = await monitors.update(conn, monitor.id, values, self.clock.now())
         log.info("monitor updated", monitor=str(monitor.public_id), columns=sorted(values))
         return updated
@@ -244,6 +247,36 @@ async def _dependencies(conn: Conn, org: int, declared: object, own: UUID | None
     missing = set(ids) - await monitors.of_organization(conn, org, ids)
     if missing:
         raise invalid("dependsOn", f"no monitor of the organization has the id {min(missing)}")
+
+
+# The monitors whose mailbox a heartbeat may read (controller/sidechecks/heartbeat_mail).
+MAILBOX_TYPES = ("imap", "pop3", "roundtrip")
+MAILBOX_FIELD = "heartbeatConfig.mailboxMonitorId"
+
+
+async def _mailbox(conn: Conn, org: int, config: object, own: UUID | None) -> None:
+    """A heartbeat's `mailboxMonitorId` names an IMAP, POP3 or round-trip monitor of the
+    organization that fewer than LOOKS_MAX other heartbeats read (a 400 naming the field,
+    never a hint of another organization's monitors)."""
+    named = config.get("mailboxMonitorId") if isinstance(config, Mapping) else None
+    if not named:
+        return
+    try:
+        public_id = UUID(str(named))
+    except ValueError:
+        raise invalid(MAILBOX_FIELD, "not a monitor id (a UUID)") from None
+    found = await monitors.mailbox_of(conn, org, public_id, own)
+    if found is None:
+        raise invalid(MAILBOX_FIELD, f"no monitor of the organization has the id {public_id}")
+    if found.type not in MAILBOX_TYPES:
+        raise invalid(
+            MAILBOX_FIELD,
+            f"a {found.type} monitor reads no mailbox: name an IMAP/POP or round-trip monitor",
+        )
+    if found.readers >= LOOKS_MAX:
+        raise invalid(
+            MAILBOX_FIELD, f"{LOOKS_MAX} heartbeats already read that monitor's mailbox, the most"
+        )
 
 
 async def _get(conn: Conn, lookup: Lookup, *, for_update: bool) -> Monitor:

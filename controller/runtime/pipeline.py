@@ -41,9 +41,10 @@ from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings, FleetSettings, OAuth2Settings
-from controller.sidechecks import blocklists
+from controller.sidechecks import blocklists, heartbeat_mail
 from controller.sidechecks.blocklists.rules import lists_setting
 from controller.sidechecks.blocklists.watch import FreshNames
+from controller.sidechecks.heartbeat_mail.store import HeartbeatReaders
 from shared.clock import WALL, Clock
 from shared.guards import BrokenInvariant
 from shared.settings import nats_tls_context
@@ -75,6 +76,8 @@ class Pipeline:
     ingester: Ingester | None
     # The names answered lately per country, which rounds skip (None: BLOCKLISTS is off).
     fresh: FreshNames | None = None
+    # Who reads which mailbox for heartbeat mail (None: no scheduler role).
+    readers: HeartbeatReaders | None = None
     # From when scheduled rounds get seeded ids (controller.jobs.scheme): the scheduler's and
     # the alerter's view of the database-wide `seeded_from`, read at start and by `serve`'s
     # watch.
@@ -147,13 +150,15 @@ async def open_pipeline(
                 if roles & AGENTS_ROLES
                 else None
             )
-            scheduler, fresh = None, None
+            scheduler, fresh, readers = None, None, None
             if roles & SCHEDULER_ROLES:
                 if agents is None:
                     raise BrokenInvariant(
                         "pipeline.open_pipeline: SCHEDULER_ROLES is within AGENTS_ROLES"
                     )
-                scheduler, fresh = build_scheduler(settings, pool, js, agents, seeded, clock)
+                scheduler, fresh, readers = build_scheduler(
+                    settings, pool, js, agents, seeded, clock
+                )
             ingester = None
             if roles & INGESTER_ROLES:
                 ingester = Ingester(
@@ -166,7 +171,7 @@ async def open_pipeline(
                     clock=clock,
                 )
                 stack.push_async_callback(ingester.close)
-            yield Pipeline(conn, js, agents, scheduler, ingester, fresh, seeded, clock)
+            yield Pipeline(conn, js, agents, scheduler, ingester, fresh, readers, seeded, clock)
     finally:
         if owned:
             await conn.drain()
@@ -200,15 +205,17 @@ def build_scheduler(
     agents: LiveAgents,
     seeded: SeededGate,
     clock: Clock = WALL,
-) -> tuple[Scheduler, FreshNames | None]:
+) -> tuple[Scheduler, FreshNames | None, HeartbeatReaders]:
     """The scheduler's three parts (planner, admission, publisher) and the worker that drives
-    them, each given what it uses; and the names it skips (None: BLOCKLISTS is off). `seeded`:
+    them, each given what it uses; the names it skips (None: BLOCKLISTS is off); and who reads
+    which mailbox for heartbeat mail (both refreshed by `serve`). `seeded`:
     whether its rounds get seeded job ids (controller.jobs.scheme); `clock`: the instant the
     scheduler and the OAuth2 tokens judge by."""
     reputation, scheduling, fair_use = settings.reputation, settings.scheduling, settings.fair_use
     lists = lists_setting(reputation.blocklists)
     interval = reputation.blocklist_interval_seconds
     fresh = FreshNames(pool, lists, interval, clock) if lists else None
+    readers = HeartbeatReaders(pool)
     box = SecretBox(settings.secrets.secrets_key or "")
     keys = CountryKeys(settings.secrets.seal_public_keys_dir)
     links = Links.of(settings.notify)
@@ -220,7 +227,10 @@ def build_scheduler(
         keys,
         scheduling=scheduling,
         default_countries=countries,
-        held=[blocklists.ANSWERS.held(fresh)] if fresh is not None else [],
+        held=[
+            *([blocklists.ANSWERS.held(fresh)] if fresh is not None else []),
+            heartbeat_mail.READERS.held(readers),
+        ],
     )
     tokens = token_service(settings.oauth2, pool, box, links, clock)
     planner = Planner(rounds, agents, keys, tokens)
@@ -243,7 +253,7 @@ def build_scheduler(
         fair_use=fair_use,
         clock=clock.now,
     )
-    return scheduler, fresh
+    return scheduler, fresh, readers
 
 
 def token_service(

@@ -51,6 +51,7 @@ from controller.settings import ApiSettings, ControllerSettings, NotifySettings,
 from controller.sidechecks.blocklists.oracles import ListOracles
 from controller.sidechecks.blocklists.rules import lists_setting
 from controller.sidechecks.blocklists.watch import BlocklistWatch, FreshNames
+from controller.sidechecks.heartbeat_mail.store import HeartbeatReaders
 from controller.web import h11_bounds
 from controller.web.app import create_app, readiness
 from controller.web.front_protocol import FrontLimits, front_protocol
@@ -181,6 +182,11 @@ def _workers(
         if pipeline.fresh is not None:
             refresh = pipeline.fresh.refresh
             work.append(run_every(FreshNames.REFRESH_S, refresh, name="blocklist names", stop=stop))
+    if pipeline.readers is not None:  # the scheduler's rounds and the API's check-now
+        readers = pipeline.readers.refresh
+        work.append(
+            run_every(HeartbeatReaders.REFRESH_S, readers, name="mailbox readers", stop=stop)
+        )
     if "ingester" in roles and pipeline.ingester is not None:
         retention = settings.retention
         work += [

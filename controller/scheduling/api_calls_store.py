@@ -39,6 +39,8 @@ class Limit(NamedTuple):
 def need(charge: Charge, settings: SchedulingSettings) -> int:
     """What a job may spend on one mailbox it calls: Graph calls, or Gmail quota units. A
     round trip's whole allowance is its send leg's plus its mailbox leg's."""
+    if charge.part == "look":  # a side check's read of the mailbox: what it declared
+        return charge.amount
     if charge.api == GMAIL:
         if charge.part == "check":
             return gmail_units.MAILBOX_CHECK

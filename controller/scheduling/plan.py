@@ -50,6 +50,7 @@ from shared.messages import (
     encode_sealed,
 )
 from shared.secret import Secret
+from shared.sidechecks import SideCheckError
 from shared.subjects import jobs_subject
 from shared.timefmt import iso_ms, parse_iso
 
@@ -272,8 +273,28 @@ def legs_of(hostname: str, config: JobConfig) -> int:
 
 
 def legs(job: CheckJob) -> int:
-    """A deferred job's logins: its config is sealed, so a round trip counts both legs."""
-    return 2 if isinstance(job, RoundTripCheckJob) else 1
+    """A deferred job's logins: its config is sealed, so a round trip counts both legs, and
+    each read of its mailbox a side check asks (`side_reads`)."""
+    return (2 if isinstance(job, RoundTripCheckJob) else 1) + side_reads(job)
+
+
+def side_reads(job: CheckJob) -> int:
+    """How many times the side checks `job` asks read its mailbox besides its check."""
+    return sum(n for _, n in _reads_by_check(job))
+
+
+def _reads_by_check(job: CheckJob) -> list[tuple[AnySideCheck, int]]:
+    found: list[tuple[AnySideCheck, int]] = []
+    for check in WIRED.values():
+        if check.mailbox_reads is None or check.wire is None:
+            continue
+        try:
+            asked = check.wire.ask_of(job.side_checks)
+        except SideCheckError:
+            continue
+        if asked is not None and (n := check.mailbox_reads(asked)):
+            found.append((check, n))
+    return found
 
 
 def login(job: CheckJob, account: str, legs: int, cap: tuple[int, int]) -> Login:
@@ -578,7 +599,28 @@ class RoundPlanner:
             # An agent that predates `sideChecks` is asked the same by the older fields.
             plan.jobs.append(msgspec.structs.replace(job, **older) if older else job)
         if plain is not None:
+            _count_reads(plan, config)
             space_logins(plan, m.check_interval, self._login_spacing)
+
+
+def _count_reads(plan: PlannedRound, config: JobConfig) -> None:
+    """The round's logins and API calls with its side checks' reads of its mailbox (each
+    job asks the same): a login each where the round's account is the mailbox's (an IMAP or
+    POP3 monitor, a round trip logging in as its mailbox's user), a look's calls each on the
+    mailbox over an API."""
+    reads = max((_reads_by_check(job) for job in plan.jobs), key=len, default=[])
+    if not reads:
+        return
+    mailbox_login = (isinstance(config, ImapPopConfig) and not config.api) or plan.legs == 2
+    if mailbox_login:
+        plan.legs += sum(n for _, n in reads)
+    boxes = [c for c in plan.api_charges if c.part in ("check", "read")]
+    plan.api_charges += [
+        c._replace(part="look", amount=check.read_calls.get(c.api, 0))
+        for c in boxes
+        for check, n in reads
+        for _ in range(n)
+    ]
 
 
 def side_asks(

@@ -22,8 +22,9 @@ by the frame, never named by it: its own planning state (`plans`, a `PlanState` 
 binds a value to with `Held`, read by its `ask` with `Planning.state`), a budget admission
 reserves and releases for its jobs (`Budget`, in controller.sidechecks.budgets, apart from the
 registry so that it stays pure), the canaries its facts carry (`canaries`), oracles of its own
-(`Oracles`, which the runtime gives the oracle watch), and work inside the core check's session
-(`session_config`).
+(`Oracles`, which the runtime gives the oracle watch), work inside the core check's session
+(`session_config`), reads of the round's mailbox that logins and API budgets count
+(`mailbox_reads`), and heartbeats' mail found there (`arrivals`).
 """
 
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
@@ -34,6 +35,7 @@ from uuid import UUID
 
 from controller.jobs.result_kinds import INCONCLUSIVE
 from controller.sidechecks.findings import KINDS, Kind, Verdicts
+from shared.arrivals import Arrival
 from shared.dns_canary import DnsCanary
 from shared.messages import CheckJob, JobConfig
 from shared.sidechecks import AskT, FactsT, SideCheckWire
@@ -227,6 +229,17 @@ class ControllerSideCheck(Generic[AskT, FactsT]):
     # Its own planning state's key, for a side check whose `ask` reads what the scheduler
     # holds for it (`Planning.state`); the planner takes no value of an undeclared key.
     plans: PlanState[Any] | None = None
+    # For a side check that reads the round's mailbox again (heartbeat mail): how many times a
+    # job asking this reads it, each a login over IMAP or POP3 and a look's calls over an API,
+    # which the login cap and the API budgets count as the check's own.
+    mailbox_reads: Callable[[AskT], int] | None = None
+    # What one such read may spend over each mailbox API, by the API's name (`graph`: calls,
+    # `gmail`: quota units), reserved as the check's own calls are.
+    read_calls: Mapping[str, int] = field(default_factory=dict)
+    # For a side check that reads heartbeats' mail (heartbeat mail): the arrivals one result's
+    # facts found, which the ingester stores as those heartbeats' and wakes their judge, in the
+    # results' transaction.
+    arrivals: Callable[[Arrived[FactsT]], list[Arrival]] | None = None
 
     def __post_init__(self) -> None:
         if self.wire is not None and self.wire.name != self.name:

@@ -7,6 +7,7 @@ from typing import Final
 from controller.sidechecks import (
     blocklists,
     exchange_tls,
+    heartbeat_mail,
     mail_dns,
     readiness,
     relay,
@@ -23,6 +24,7 @@ _ALL: list[AnySideCheck] = [
     reports.SIDE_CHECK,
     readiness.SIDE_CHECK,
     exchange_tls.SIDE_CHECK,
+    heartbeat_mail.SIDE_CHECK,
 ]
 SIDE_CHECKS: Final[dict[str, AnySideCheck]] = {check.name: check for check in _ALL}
 # Those that ride jobs and results (the others are the controller's alone).

@@ -68,6 +68,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("controller.web.api")
 
 MAX_BODY_BYTES = 64 * 1024
+DOCS_PATH = "/schema"  # the OpenAPI document and its pages
 READY_TIMEOUT_S = 5.0
 
 
@@ -242,7 +243,6 @@ def create_app(
         ],
         lifespan=[lifespan],
         dependencies=DEPENDENCIES,
-        on_startup=[openapi_doc.document],
         middleware=[
             access_log,
             options_allow,
@@ -273,13 +273,14 @@ def create_app(
         openapi_config=OpenAPIConfig(
             title="mailprobe API",
             version=__version__,
-            path="/schema",
+            path=DOCS_PATH,
             render_plugins=[console.docs_plugin(), openapi_doc.KeptJson()],
         ),
         template_config=console.template_config(),
         logging_config=None,
         debug=False,
     )
+    app.asgi_handler = openapi_doc.on_demand(app.asgi_handler, app, DOCS_PATH)
     # Around Litestar's own handler, not in `middleware=` (which runs for matched routes only):
     # bodies sent to a path no route takes are cut as well.
     app.asgi_handler = body_bounds.bounded(app.asgi_handler, settings.api.api_body_seconds)

@@ -185,6 +185,24 @@ def test_a_bad_setting_is_one_line_on_stderr_and_exit_2(
     assert done.stdout == b""
 
 
+def test_a_bad_setting_is_reported_before_the_worker_is_imported() -> None:
+    """The worker, its probers and the receiver are loaded once the settings hold."""
+    probe = (
+        "import sys\nfrom agent.__main__ import main\ncode = main([])\n"
+        "print(code, *(m for m in ('agent.worker', 'agent.receiver.service') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=agent_env(),
+        cwd=ROOT,
+        capture_output=True,
+        timeout=PROCESS_START_S,
+        check=False,
+    )
+    assert done.stdout.decode().split() == ["2"], done.stdout + done.stderr
+    assert done.stderr.decode().startswith("error: setting AGENT_COUNTRY is required")
+
+
 async def test_a_worker_waits_for_the_jobs_stream_instead_of_exiting(
     bare_nats: str, ssl_contexts: SslContexts
 ) -> None:

@@ -7,7 +7,7 @@ monitor stranded), and within it no more than the burst is ever taken. Time pass
 the row's `trigger_tat` back, as the clock would have (the instant given stands)."""
 
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -81,3 +81,25 @@ async def test_an_allowance_run_down_is_whole_again_once_takes_stop(
                 again += 1
                 assert again <= burst, f"seed {seed}: more than the burst"
             assert again == burst, f"seed {seed}: {again} of {burst} after the quiet"
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2), (2, 0, 1), (2, 1, 0), (1, 2, 0)])
+async def test_a_bursts_takes_racing_are_all_taken_in_any_order(
+    pool: asyncpg.Pool, tenant: Tenant, order: tuple[int, int, int]
+) -> None:
+    """Three check-nows at once (a burst of 3, one a minute after): each request began at its
+    own instant, a few milliseconds apart, and they reach the row in any order. All three are
+    taken; a fourth is told to wait the interval, less what passed."""
+    began = [NOW + timedelta(milliseconds=5 * n) for n in range(3)]
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE organizations SET trigger_tat = NULL, trigger_seen = NULL WHERE id = $1",
+            tenant.org_id,
+        )
+        waits = [
+            await take_trigger(conn, "organizations", tenant.org_id, 60.0, 180.0, began[n])
+            for n in order
+        ]
+        assert waits == [0.0, 0.0, 0.0]
+        fourth = await take_trigger(conn, "organizations", tenant.org_id, 60.0, 180.0, began[0])
+    assert 59.9 < fourth <= 60.0

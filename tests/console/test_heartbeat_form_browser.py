@@ -108,6 +108,7 @@ async def test_a_heartbeat_monitor_through_its_form_list_page_and_edit(
         "byTime": None,
         "timeZone": None,
         "days": [],
+        "mailboxMonitorId": None,
         "everyMinutes": 1440,
         "graceMinutes": 90,
         "expected": 2,

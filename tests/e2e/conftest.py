@@ -14,9 +14,10 @@ a heartbeat of another test's agent never counts as live. Every country has a se
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
@@ -44,12 +45,14 @@ from controller.web.app import create_app
 from shared.messages import AgentHeartbeat
 from shared.streams import ensure_streams, jobs_consumer_name
 from shared.subjects import JOBS_STREAM, RESULTS_STREAM, jobs_subject
+from shared.timefmt import utcnow
 from testkit.alerting.wired import wired_alerter
 from testkit.oauth2.token_endpoint import ca_context
 from testkit.scheduling import wired_scheduler
 from testkit.sealing import KeyRing
 from testkit.serving import http_client, serve_app
 from tests.conftest import Tenant, make_tenant, scratch_database
+from tests.e2e.virtual import Virtual, virtual_controller
 
 # Agents run in HOME and ABROAD for the whole package; NOBODY never has one; KILLED is the
 # country of the agent process that the kill test starts and kills. No other test uses these.
@@ -60,8 +63,8 @@ COUNTRIES = (HOME, ABROAD, NOBODY, KILLED)
 class ScopedAgents(LiveAgents):
     """The controller's live agents view, seen through `owned` countries only."""
 
-    def __init__(self, nc: NATS, owned: set[str]) -> None:
-        super().__init__(nc, warmup_s=0)
+    def __init__(self, nc: NATS, owned: set[str], wall: Callable[[], datetime] = utcnow) -> None:
+        super().__init__(nc, warmup_s=0, wall=wall)
         self.owned = owned
 
     def agents(self) -> list[AgentHeartbeat]:
@@ -202,6 +205,45 @@ async def agents(
         await asyncio.gather(*runs)
         for conn in conns:
             await conn.drain()
+
+
+@pytest.fixture(scope="package")
+async def virtual(
+    settings: ControllerSettings,
+    database_url: str,
+    nats_url: str,
+    job_ids: JobIds,
+    tmp_root: Path,
+) -> AsyncIterator[Virtual]:
+    """The controller on a skipping clock, with agents of its own (tests/e2e/virtual.py), for
+    the files whose subject is time."""
+    async with virtual_controller(
+        settings, database_url, nats_url, job_ids, tmp_root / "e2e-virtual-seal-keys"
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+async def virtual_api(virtual: Virtual) -> AsyncIterator[httpx.AsyncClient]:
+    async with http_client(base_url=virtual.url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def unjudged(virtual: Virtual) -> Iterator[None]:
+    """The skipping clock's controller without the alerter role for the test, as the package's
+    controller runs unless a test asks for `alerter`."""
+    virtual.stepper.judging = False
+    yield
+    virtual.stepper.judging = True
+
+
+@pytest.fixture
+async def virtual_org(virtual: Virtual) -> AsyncIterator[Tenant]:
+    """A tenant of the skipping clock's controller, its monitors deleted afterwards."""
+    tenant = await make_tenant(virtual.pool)
+    yield tenant
+    await virtual.pool.execute("DELETE FROM monitors WHERE organization_id = $1", tenant.org_id)
 
 
 @pytest.fixture

@@ -4,33 +4,35 @@ send through a loopback SMTP server that delivers into a mailbox served over IMA
 The monitor goes down as the rules say (a failing round and its confirmation), and is up again
 within two intervals and a round's login spacing of the server's return, with one down notice
 and one recovery notice; the cap counts only the messages a server took. A console save of an
-unchanged round trip keeps its delivery confirmation: its next round is sent, not held."""
+unchanged round trip keeps its delivery confirmation: its next round is sent, not held.
+
+Time is the subject, so the controller runs on a skipping clock (tests/e2e/virtual.py): the
+scheduler's and the alerter's passes are stepped, and the waits between rounds skipped; every
+bound below is in the clock's seconds. The round trips themselves run in real time."""
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
-from controller.alerting.alerter import Alerter
 from shared.timefmt import parse_iso
 from testkit.peers.base import LoopbackServer
 from testkit.peers.mailstore import DeliveringHandler, MailboxImapPeer, MailboxPop3Peer, Mailstore
 from testkit.peers.smtp import SmtpPeer
 from tests.conftest import Tenant, make_tenant
 from tests.console.helpers import Browserish, form_values
-from tests.e2e.conftest import ABROAD, HOME, Agents, Controller
-from tests.e2e.helpers import since, wait_results
+from tests.e2e.helpers import since
+from tests.e2e.virtual import FIRST, SECOND, Virtual
 
-# Real 10 s rounds, and whichever test runs first on a worker sets up the e2e package's
-# controller, agents and migrated database: past the suite's 60 s on a loaded machine.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
+# Whichever test runs first on a worker sets up the session's migrated database and the
+# skipping clock's controller: past the suite's 60 s on a loaded machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 RT = "/api/roundtrip-monitors"
 BOX = "probe@mail.test"
@@ -85,7 +87,7 @@ async def roundtrip_monitor(api: httpx.AsyncClient, org: Tenant, host: MailHost)
         "name": "outage round trip",
         "checkInterval": INTERVAL,
         "timeoutSeconds": TIMEOUT,
-        "allowedCheckCountryCodes": [HOME, ABROAD],
+        "allowedCheckCountryCodes": [FIRST, SECOND],
         "notificationEmail": "oncall@customer.test",
         "roundtripConfig": {
             "send": {
@@ -126,22 +128,8 @@ async def all_results(api: httpx.AsyncClient, org: Tenant, public_id: str) -> li
     return items
 
 
-T = TypeVar("T")
-
-
-async def until(
-    what: str, check: Callable[[], Awaitable[T | None]], within: float, every: float = 0.1
-) -> T:
-    """`await check()` until it is truthy (returned); fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    while not (got := await check()):
-        assert time.monotonic() < deadline, f"{what}: not within {within} s"
-        await asyncio.sleep(every)
-    return got
-
-
 async def notices(pool: asyncpg.Pool, public_id: str) -> list[tuple[str, float]]:
-    """The monitor's queued notifications of its state: (kind, when queued, as time.time()).
+    """The monitor's queued notifications of its state: (kind, when queued, epoch seconds).
     Posture findings are left out: these loopback servers offer logins without TLS, which is
     a finding of its own (`auth_in_clear`), told once, whatever the outage does."""
     rows = await pool.fetch(
@@ -167,7 +155,7 @@ def took_mail(result: dict[str, Any]) -> bool:
     return (result.get("phases") or {}).get("submitMs") is not None
 
 
-async def confirmed(api: httpx.AsyncClient, org: Tenant, public_id: str) -> None:
+async def confirmed(virtual: Virtual, api: httpx.AsyncClient, org: Tenant, public_id: str) -> None:
     """Until the alerter has judged the first round (both countries, at creation) delivered.
     A grid round due before that is held (an unconfirmed mailbox's cap: 2 of its 3 messages
     an hour are out): `missed`, neither up nor down."""
@@ -175,15 +163,17 @@ async def confirmed(api: httpx.AsyncClient, org: Tenant, public_id: str) -> None
     async def ready() -> bool:
         return bool((await delivery(api, org, public_id))["state"] == "confirmed")
 
-    await until("first round delivered and judged", ready, within=INTERVAL + SPACING)
+    await virtual.stepper.until("first round delivered and judged", ready, INTERVAL + SPACING)
 
 
 async def outage_and_return(
-    api: httpx.AsyncClient, controller: Controller, leg: str, protocol: str = "imap"
+    api: httpx.AsyncClient, virtual: Virtual, leg: str, protocol: str = "imap"
 ) -> dict[str, Any]:
     """A round trip (its mailbox read over `protocol`) whose `leg` side goes away for several
     rounds and comes back; what was seen, for the caller to judge."""
-    org = await make_tenant(controller.pool)
+    until, now = virtual.stepper.until, virtual.clock.now
+    pool = virtual.pool
+    org = await make_tenant(pool)
     host = MailHost(protocol)
     leg_name = f"{leg} ({protocol})"
     stays, goes = host.side("receive" if leg == "send" else "send"), host.side(leg)
@@ -191,60 +181,55 @@ async def outage_and_return(
         async with serving(stays):
             async with serving(goes):
                 public_id = await roundtrip_monitor(api, org, host)
-                await confirmed(api, org, public_id)
-            gone_at = time.time()
+                await confirmed(virtual, api, org, public_id)
+            gone_at = now().timestamp()
             accepted_before = host.handler.accepted
 
             async def notified_down() -> bool:
-                return [k for k, _ in await notices(controller.pool, public_id)] == ["down"]
+                return [k for k, _ in await notices(pool, public_id)] == ["down"]
 
             # Detection is bounded by the rules (two failing rounds, each country's login
-            # spaced), plus a round's slack on a busy two-core machine; the recovery below is
-            # the bound this file is about.
-            await until(f"{leg_name} down notice", notified_down, within=3 * INTERVAL + 2 * SPACING)
-            down_at = time.time()
+            # spaced), plus a round's slack; the recovery below is the bound this file is about.
+            await until(f"{leg_name} down notice", notified_down, 3 * INTERVAL + 2 * SPACING)
+            down_at = now().timestamp()
             # Several rounds down: a scheduled round after the one its confirmation followed.
             failing = await until(
                 f"{leg_name}: a third failing round",
                 lambda: _failing_rounds(api, org, public_id, gone_at, 3),
-                within=INTERVAL + SPACING + 3,
+                INTERVAL + SPACING + 3,
             )
             accepted_meanwhile = host.handler.accepted - accepted_before
             async with serving(goes):
-                back_at = time.time()
+                back_at = now().timestamp()
 
                 async def recovered() -> list[tuple[str, float]] | None:
-                    seen = await notices(controller.pool, public_id)
+                    seen = await notices(pool, public_id)
                     return seen if any(k == "recovered" for k, _ in seen) else None
 
-                seen = await until(f"{leg_name} recovery notice", recovered, within=RECOVERY_S + 5)
+                seen = await until(f"{leg_name} recovery notice", recovered, RECOVERY_S + 5)
                 recovered_at = next(at for k, at in seen if k == "recovered")
+
                 # One more whole round judged after the recovery: nothing more is told.
-                await wait_results(
-                    api,
-                    org,
-                    public_id,
-                    lambda items: _whole_rounds_after(items, recovered_at) >= 1,
-                    within=INTERVAL + SPACING + 3,
-                    every=0.2,
-                    path=RT,
-                )
+                async def round_after() -> bool:
+                    items = await all_results(api, org, public_id)
+                    return _whole_rounds_after(items, recovered_at) >= 1
+
+                await until("a whole round after the recovery", round_after, INTERVAL + SPACING + 3)
                 await until(
                     "the round after the recovery judged",
-                    lambda: judged_after(controller.pool, public_id, recovered_at),
-                    within=5,
+                    lambda: judged_after(pool, public_id, recovered_at),
+                    5,
                 )
                 try:
                     counted = await until(
                         "sentLastHour = the messages accepted, between rounds",
                         lambda: _cap_between_rounds(api, org, public_id),
-                        within=2 * INTERVAL,
-                        every=0.2,
+                        2 * INTERVAL,
                     )
                 except AssertionError as exc:
                     items = await all_results(api, org, public_id)
-                    seen = (await delivery(api, org, public_id), sum(map(took_mail, items)))
-                    raise AssertionError((leg_name, "sentLastHour, accepted", seen)) from exc
+                    told = (await delivery(api, org, public_id), sum(map(took_mail, items)))
+                    raise AssertionError((leg_name, "sentLastHour, accepted", told)) from exc
                 r = await api.get(f"{RT}/{public_id}/incidents", headers=org.auth())
                 assert r.status_code == 200, r.text
                 return {
@@ -254,15 +239,15 @@ async def outage_and_return(
                     "rounds_to_recover": rounds_between(counted[1], back_at, recovered_at),
                     "failing_rounds": failing,
                     "accepted_meanwhile": accepted_meanwhile,
-                    "notices": [k for k, _ in await notices(controller.pool, public_id)],
-                    "state": await alert_state(controller.pool, public_id),
+                    "notices": [k for k, _ in await notices(pool, public_id)],
+                    "state": await alert_state(pool, public_id),
                     "incidents": r.json()["items"],
                     "delivery": counted[0],
                     "results": counted[1],
                     "probes_left": len(host.store.probes()),
                 }
     finally:
-        await controller.pool.execute("DELETE FROM monitors WHERE organization_id = $1", org.org_id)
+        await pool.execute("DELETE FROM monitors WHERE organization_id = $1", org.org_id)
 
 
 async def _failing_rounds(
@@ -278,7 +263,7 @@ async def _failing_rounds(
 
 
 def rounds_between(items: list[dict[str, Any]], start: float, end: float) -> int:
-    """Rounds scheduled after `start` and by `end` (time.time())."""
+    """Rounds scheduled after `start` and by `end` (epoch seconds)."""
     last = datetime.fromtimestamp(end, UTC)
     return len(
         {
@@ -290,7 +275,7 @@ def rounds_between(items: list[dict[str, Any]], start: float, end: float) -> int
 
 
 def _whole_rounds_after(items: list[dict[str, Any]], at: float) -> int:
-    """Rounds scheduled after `at` (time.time()) with both countries' results."""
+    """Rounds scheduled after `at` (epoch seconds) with both countries' results."""
     later = since(datetime.fromtimestamp(at, UTC), items)
     per_round: dict[str, int] = {}
     for i in later:
@@ -324,7 +309,7 @@ async def _cap_between_rounds(
 
 
 async def test_after_an_outage_of_either_side_the_round_trip_is_up_again_notified_once(
-    api: httpx.AsyncClient, controller: Controller, agents: Agents, alerter: Alerter
+    virtual_api: httpx.AsyncClient, virtual: Virtual
 ) -> None:
     """The send side (SMTP refusing connections) and, for two other monitors at the same time,
     the receive side (IMAP, POP3 refusing; SMTP taking the mail meanwhile) go away for several
@@ -333,9 +318,9 @@ async def test_after_an_outage_of_either_side_the_round_trip_is_up_again_notifie
     refused messages count against no cap; those the send server took while the mailbox was
     away do, and the round trips after the return delete them."""
     send, *receive = await asyncio.gather(
-        outage_and_return(api, controller, "send"),
-        outage_and_return(api, controller, "receive", "imap"),
-        outage_and_return(api, controller, "receive", "pop3"),
+        outage_and_return(virtual_api, virtual, "send"),
+        outage_and_return(virtual_api, virtual, "receive", "imap"),
+        outage_and_return(virtual_api, virtual, "receive", "pop3"),
     )
     for seen in (send, *receive):
         leg = seen["leg"]
@@ -345,7 +330,7 @@ async def test_after_an_outage_of_either_side_the_round_trip_is_up_again_notifie
         (incident,) = seen["incidents"]
         assert incident["state"] == "closed" and incident["endReason"] is None, incident
         assert incident["causeKind"] == "refused", incident
-        assert sorted(incident["countries"]) == sorted([HOME, ABROAD]), incident
+        assert sorted(incident["countries"]) == sorted([FIRST, SECOND]), incident
         message = "send leg:" if leg.startswith("send") else "mailbox leg:"
         refused = [i for i in seen["results"] if i["errorKind"] == "refused"]
         assert len(refused) >= 6 and all(i["message"].startswith(message) for i in refused), leg
@@ -373,19 +358,17 @@ async def test_after_an_outage_of_either_side_the_round_trip_is_up_again_notifie
 
 
 async def test_a_console_save_of_an_unchanged_round_trip_keeps_its_delivery_confirmation(
-    api: httpx.AsyncClient,
-    org: Tenant,
-    controller: Controller,
-    agents: Agents,
-    alerter: Alerter,
+    virtual_api: httpx.AsyncClient, virtual: Virtual
 ) -> None:
     """The edit form submitted as shown (the secrets left empty: kept): the mailbox is the same,
     so its confirmation stays and the next round goes whole, where an unconfirmed mailbox's
     cap (3 messages an hour, 2 taken by the first round) would hold it back."""
+    api = virtual_api
+    org = await make_tenant(virtual.pool)
     host = MailHost()
     async with serving(host.smtp, host.mailbox):
         public_id = await roundtrip_monitor(api, org, host)
-        await confirmed(api, org, public_id)
+        await confirmed(virtual, api, org, public_id)
         before = await delivery(api, org, public_id)
         console = Browserish(api, org.tokens["member"])
         edit = f"/console/monitors/{public_id}/edit"
@@ -394,22 +377,21 @@ async def test_a_console_save_of_an_unchanged_round_trip_keeps_its_delivery_conf
         token = await console.csrf(edit)
         r = await console.post(edit, form_values(page.text), token=token)
         assert r.status_code == 303, r.text[:3000]
-        saved = datetime.now(UTC)
+        saved = virtual.clock.now()
         after = await delivery(api, org, public_id)
         assert (after["state"], after["confirmedAt"]) == ("confirmed", before["confirmedAt"])
+
         # The monitor's own next round on its grid (within an interval), both countries' logins
         # (the second a spacing later): a due time set off the grid could be passed by a grid
         # point before the scheduler claims it, and be recorded `overdue`, as the rules say.
-        items = await wait_results(
-            api,
-            org,
-            public_id,
-            lambda items: len(_first_round(since(saved, items))) == 2,
-            within=INTERVAL + SPACING + 3,
-            path=RT,
-        )
+        async def next_round() -> list[dict[str, Any]] | None:
+            items = await all_results(api, org, public_id)
+            return items if len(_first_round(since(saved, items))) == 2 else None
+
+        items = await virtual.stepper.until("the next round", next_round, INTERVAL + SPACING + 3)
         first = _first_round(since(saved, items))
         assert {(i["status"], i["errorKind"]) for i in first} == {("up", None)}, items
+    await virtual.pool.execute("DELETE FROM monitors WHERE organization_id = $1", org.org_id)
 
 
 def _first_round(items: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
 """Round-trip monitors end to end (issue 14): made through the API, scheduled, sealed to their
 countries, run by the agents of two countries against an SMTP server that really delivers into
 a mailbox the IMAP and POP3 peers serve (testkit/peers/mailstore.py), results back through the
-API."""
+API. The controller runs on a skipping clock (tests/e2e/virtual.py): the waits between a round's
+spaced logins are skipped, its SMTP, IMAP and POP3 exchanges run in real time."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -17,10 +18,11 @@ from testkit.alerting.wired import wired_alerter
 from testkit.peers.mailstore import DeliveringHandler, MailboxImapPeer, MailboxPop3Peer, Mailstore
 from testkit.peers.smtp import SmtpPeer
 from tests.conftest import Tenant
-from tests.e2e.conftest import ABROAD, HOME, Agents, Controller
-from tests.e2e.helpers import count, no_round_due, wait_results
+from tests.e2e.conftest import Controller
+from tests.e2e.helpers import count, no_round_due
+from tests.e2e.virtual import FIRST, SECOND, Virtual, stepped_results
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("unjudged")]
 
 RT = "/api/roundtrip-monitors"
 BOX = "probe@mail.test"
@@ -75,7 +77,7 @@ async def roundtrip_monitor(
         "name": "e2e round trip",
         "checkInterval": 3600,
         "timeoutSeconds": timeout_s,
-        "allowedCheckCountryCodes": [HOME, ABROAD],
+        "allowedCheckCountryCodes": [FIRST, SECOND],
         "roundtripConfig": {
             "send": {
                 "hostname": "127.0.0.1",
@@ -97,7 +99,7 @@ async def roundtrip_monitor(
 
 
 async def first_round(
-    api: httpx.AsyncClient, org: Tenant, public_id: str, within: float = 15.0
+    virtual: Virtual, api: httpx.AsyncClient, org: Tenant, public_id: str, within: float = 15.0
 ) -> list[dict[str, Any]]:
     """The results of a new monitor's first round, which runs at once from both countries (the
     second login `LOGIN_SPACING_SECONDS` after the first). Only that round's: a failing first
@@ -108,14 +110,19 @@ async def first_round(
         earliest = min((i["scheduledAt"] for i in items), default=None)
         return [i for i in items if i["scheduledAt"] == earliest]
 
-    items = await wait_results(
-        api, org, public_id, lambda items: len(first(items)) >= 2, within=within, path=RT
+    items = await stepped_results(
+        virtual, api, org, public_id, lambda items: len(first(items)) >= 2, within, path=RT
     )
     return sorted(first(items), key=lambda i: i["country"])
 
 
 async def round_of(
-    api: httpx.AsyncClient, org: Tenant, public_id: str, n: int = 2, within: float = 10.0
+    virtual: Virtual,
+    api: httpx.AsyncClient,
+    org: Tenant,
+    public_id: str,
+    n: int = 2,
+    within: float = 10.0,
 ) -> list[dict[str, Any]]:
     """Trigger a round from both countries; its `n` results once they are all in."""
     r = await api.post(f"{RT}/{public_id}/trigger-check", headers=org.auth())
@@ -128,7 +135,7 @@ async def round_of(
     def done(items: list[dict[str, Any]]) -> bool:
         return len([i for i in items if i["jobId"] in job_ids]) >= len(job_ids)
 
-    items = await wait_results(api, org, public_id, done, within=within, path=RT)
+    items = await stepped_results(virtual, api, org, public_id, done, within, path=RT)
     assert count(n)(items)
     return sorted((i for i in items if i["jobId"] in job_ids), key=lambda i: i["country"])
 
@@ -156,16 +163,17 @@ async def until_confirmed(
 
 
 async def test_two_countries_and_two_monitors_share_one_mailbox(
-    api: httpx.AsyncClient, org: Tenant, controller: Controller, agents: Agents
+    virtual_api: httpx.AsyncClient, virtual_org: Tenant, virtual: Virtual
 ) -> None:
     """Mail submitted from each country is found, measured, and deleted; a second monitor
     reading the same mailbox over POP3 at the same time is not confused by it."""
+    api, org = virtual_api, virtual_org
     async with mail() as m:
         m.store.delay_s = 0.2
         imap_id = await roundtrip_monitor(api, org, m)
         pop3_id = await roundtrip_monitor(api, org, m, protocol="pop3")
         imap_round, pop3_round = await asyncio.gather(
-            first_round(api, org, imap_id), first_round(api, org, pop3_id)
+            first_round(virtual, api, org, imap_id), first_round(virtual, api, org, pop3_id)
         )
         for item in imap_round + pop3_round:
             assert (item["status"], item["errorKind"]) == ("up", None), item
@@ -173,69 +181,74 @@ async def test_two_countries_and_two_monitors_share_one_mailbox(
             assert item["phases"]["deliveryMs"] >= 150 and item["phases"]["submitMs"] is not None
             assert item["hops"] and item["hops"][0]["by"] == "mx.mail.test"
             assert item["authResults"]["spf"] == "pass"
-        assert [i["country"] for i in imap_round] == sorted([HOME, ABROAD])
+        assert [i["country"] for i in imap_round] == sorted([FIRST, SECOND])
         assert m.handler.accepted == 4
         assert m.store.probes() == [], "every probe message is deleted"
         assert len(m.smtp.auths) == 4, "each agent opened its sealed send credentials"
         r = await api.get(f"{RT}/{imap_id}/countries", headers=org.auth())
         assert [(c["country"], c["status"]) for c in r.json()["items"]] == [
-            (cc, "up") for cc in sorted([HOME, ABROAD])
+            (cc, "up") for cc in sorted([FIRST, SECOND])
         ]
 
 
 async def test_junk_lateness_and_cleanup_of_late_arrivals(
-    api: httpx.AsyncClient,
-    org: Tenant,
-    controller: Controller,
-    agents: Agents,
-    job_ids: JobIds,
+    virtual_api: httpx.AsyncClient, virtual_org: Tenant, virtual: Virtual
 ) -> None:
     """Held mail is `not_delivered`; once it arrives late, the next round deletes it with its
     own; mail in Junk is `spam` for a monitor that counts it as failing. The mailbox first
     shows it receives the probe: an unconfirmed one gets only 3 messages an hour (issue 22)."""
+    api, org = virtual_api, virtual_org
     async with mail() as m:
         # Short, as a held round lasts all of it, but long enough that a loaded host sends and
         # logs in within it (at 2 s a round ended `timeout` before its mailbox was looked at).
         timeout_s = 5
         public_id = await roundtrip_monitor(api, org, m, timeout_s=timeout_s)
-        first = await first_round(api, org, public_id)
+        first = await first_round(virtual, api, org, public_id)
         assert [i["status"] for i in first] == ["up", "up"], first
-        await no_round_due(controller.pool, public_id)
-        await until_confirmed(api, org, controller, job_ids, public_id)
+        await no_round_due(virtual.pool, public_id)
+
+        async def confirmed() -> bool:
+            await virtual.stepper.alerter.burst()  # the alerter judges the delivered round
+            r = await api.get(f"{RT}/{public_id}/delivery", headers=org.auth())
+            assert r.status_code == 200, r.text
+            return bool(r.json()["state"] == "confirmed")
+
+        await virtual.stepper.until("the mailbox confirmed", confirmed, 10.0)
         m.store.hold = True
-        late = await round_of(api, org, public_id, n=4, within=4.0 * timeout_s)
+        late = await round_of(virtual, api, org, public_id, n=4, within=4.0 * timeout_s)
         assert [(i["status"], i["errorKind"]) for i in late] == [("down", "not_delivered")] * 2, (
             late
         )
         m.store.hold = False
         m.store.release()
         assert len(m.store.probes()) == 2
-        # A leftover is one older than a round (the timeout): wait that out.
-        await asyncio.sleep(timeout_s + 0.1)
-        again = await round_of(api, org, public_id, n=6, within=15.0)
+        # A leftover is one older than a round (the timeout, on the agents' clock): that passes.
+        virtual.clock.skip(timeout_s + 0.1)
+        again = await round_of(virtual, api, org, public_id, n=6, within=15.0)
         assert [i["status"] for i in again] == ["up", "up"], again
         assert m.store.probes() == [], "the late arrivals were deleted too"
 
         m.store.route = lambda raw: "Junk"
         spam_id = await roundtrip_monitor(api, org, m, spamIsFailure=True)
-        spam = await first_round(api, org, spam_id)
+        spam = await first_round(virtual, api, org, spam_id)
         assert [(i["status"], i["errorKind"], i["folder"]) for i in spam] == [
             ("down", "spam", "Junk")
         ] * 2
 
 
 async def test_failing_send_leg_and_failing_mailbox_leg(
-    api: httpx.AsyncClient, org: Tenant, controller: Controller, agents: Agents
+    virtual_api: httpx.AsyncClient, virtual_org: Tenant, virtual: Virtual
 ) -> None:
     """Each leg's rejected password is `auth`, named by its leg; the round's other country does
     not log in after the rejection (`auth_backoff`: logins never lock the account)."""
+    api, org = virtual_api, virtual_org
     async with mail() as m:
         bad_send = await roundtrip_monitor(
             api, org, m, send={"auth": {"user": "sender", "pass": "wrong"}}
         )
         bad_box = await roundtrip_monitor(api, org, m, receive={"password": "wrong"})
         send_round, box_round = await asyncio.gather(
-            first_round(api, org, bad_send), first_round(api, org, bad_box)
+            first_round(virtual, api, org, bad_send), first_round(virtual, api, org, bad_box)
         )
         for found, leg in ((send_round, "send leg:"), (box_round, "mailbox leg:")):
             kinds = sorted((i["status"], i["errorKind"]) for i in found)

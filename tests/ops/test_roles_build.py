@@ -26,8 +26,11 @@ from tests.ops.controller_process import controller_serving
 # (`sample_every`, the metrics, runs in every process; `_watch_scheme`, the job id scheme's
 # gate, in those that make scheduled rounds' ids).
 BUILT = {
-    "api": ({"agents", "scheduler"}, {"housekeeping", "sample_every"}),
-    "scheduler": ({"agents", "scheduler"}, {"Scheduler.run", "_watch_scheme", "sample_every"}),
+    "api": ({"agents", "scheduler"}, {"housekeeping", "run_every", "sample_every"}),
+    "scheduler": (
+        {"agents", "scheduler"},
+        {"Scheduler.run", "_watch_scheme", "run_every", "sample_every"},
+    ),
     "ingester": (
         {"ingester"},
         {"Ingester.run", "ArrivalsIntake.run", "keep_partitions", "keep_packing", "sample_every"}

@@ -16,7 +16,7 @@ from controller.arrivals import addresses
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared.arrivals import RECEIVERS_BUCKET, is_local_part
-from testkit.serving import serve_app
+from testkit.serving import http_client, serve_app
 from tests.conftest import Tenant, make_tenant
 
 DOMAIN = "hb.mailprobe.test"
@@ -27,10 +27,17 @@ def tenant_of(organization_id: int) -> str:
     return f"t{organization_id:015x}"
 
 
+@pytest.fixture(scope="module")
+async def api_with_domain(settings: ControllerSettings, pool: asyncpg.Pool) -> AsyncIterator[str]:
+    """The API with RECEIVER_DOMAIN set, served once for the module (each test has its own
+    tenant, and the API keeps no state of its own between requests)."""
+    async with serve_app(create_app(settings.replace(receiver_domain=DOMAIN), pool)) as url:
+        yield url
+
+
 @pytest.fixture
-async def api(settings: ControllerSettings, pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings.replace(receiver_domain=DOMAIN), pool)
-    async with serve_app(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+async def api(api_with_domain: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with http_client(base_url=api_with_domain, timeout=30) as client:
         yield client
 
 
@@ -39,7 +46,7 @@ async def bare_api(
     settings: ControllerSettings, pool: asyncpg.Pool
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings.replace(receiver_domain=None), pool)
-    async with serve_app(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+    async with serve_app(app) as url, http_client(base_url=url, timeout=30) as client:
         yield client
 
 
@@ -76,6 +83,7 @@ async def test_create_shows_address_receives_and_pause_delete_remove_it(
         "byTime": None,
         "timeZone": None,
         "days": [],
+        "mailboxMonitorId": None,
     }
     other = await api.post(PATH, json=body(tenant), headers=tenant.auth())
     assert other.json()["localPart"] != local, "each monitor its own address"

@@ -52,15 +52,19 @@ def _grant(url: str) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-async def oauth_api(
+@pytest.fixture(scope="module")
+async def oauth_api_url(
     settings: ControllerSettings, pipe_pool: asyncpg.Pool, pipeline: Pipeline
-) -> AsyncIterator[httpx.AsyncClient]:
+) -> AsyncIterator[str]:
+    """The API with token endpoints on loopback allowed, served once for the module."""
     allowing = settings.replace(oauth2_token_hosts="127.0.0.1")
-    async with (
-        serve_app(create_app(allowing, pipe_pool, pipeline)) as url,
-        http_client(base_url=url, timeout=10) as client,
-    ):
+    async with serve_app(create_app(allowing, pipe_pool, pipeline)) as url:
+        yield url
+
+
+@pytest.fixture
+async def oauth_api(oauth_api_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with http_client(base_url=oauth_api_url, timeout=10) as client:
         yield client
 
 

@@ -10,15 +10,22 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
+import msgspec
 import pytest
 import trustme
 
 from agent.probers.base import Recorder, Target
 from agent.probers.heartbeat_box import LISTENER, NEWEST, Sought, gmail_arrivals
+from agent.probers.run import build_result
+from agent.probers.tls import build_ssl_contexts
+from agent.settings import SideCheckSettings, TargetSettings
+from agent.sidechecks import heartbeat_mail
+from agent.sidechecks.base import Round
 from controller.arrivals.rules import Rule, judge
 from shared.arrivals import Arrival
-from shared.messages import RoundTripReceive
+from shared.messages import ImapCheckJob, ImapPopConfig, RoundTripReceive
 from shared.secret import Secret
+from shared.sidechecks.heartbeat_mail import GMAIL_LOOK_UNITS, HeartbeatMailAsk, Look
 from shared.timefmt import iso_ms, parse_iso
 from testkit.peers.gmail import GmailPeer, serve_gmail
 
@@ -136,3 +143,47 @@ async def test_a_huge_mailbox_is_one_listing_of_the_newest(
         c for c in gmail.calls if c.startswith("GET ") and c.split("?")[0].endswith("/messages")
     ]
     assert len(lists) == 1, lists  # one page
+
+
+async def test_the_side_check_reads_a_gmail_mailbox_checks_round_within_its_units(
+    gmail: GmailPeer, ca: trustme.CA
+) -> None:
+    """The agent's side check `heartbeat_mail` on a Gmail mailbox check's round: the round's
+    own user and token, the look's units (`GMAIL_LOOK_UNITS`) and no more, the matching mail
+    as the heartbeat's arrivals; a round given no units reads nothing."""
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+    deliver(gmail, t0, "one")
+    deliver(gmail, t0 + timedelta(minutes=1), "other", sender="spam@example.net")
+    config = ImapPopConfig(api="gmail", user=BOX, access_token=Secret(gmail.token(BOX)))
+    job = ImapCheckJob(
+        job_id="8b0b8e9e-9f3c-4d55-9a1b-2f6c7d8e9f01",
+        monitor_id="0b9f3c1e-8a42-4d55-9a1b-2f6c7d8e9f01",
+        hostname="127.0.0.1",
+        port=gmail.port,
+        country="DE",
+        scheduled_at=iso_ms(t0),
+        expires_at=iso_ms(t0 + timedelta(hours=1)),
+        api_units=GMAIL_LOOK_UNITS,
+        config=config,
+    )
+    contexts = build_ssl_contexts(cadata=ca.cert_pem.bytes().decode())
+    runner = heartbeat_mail.build(
+        SideCheckSettings(), TargetSettings(agent_allow_private_targets=True)
+    )
+    result = build_result(job, "DE-1", None, "ok", t0)
+    ask = HeartbeatMailAsk(
+        looks=[Look(monitor_id=MONITOR, sender=SENDER, since=iso_ms(t0 - timedelta(minutes=5)))]
+    )
+    facts = await runner(ask, Round(job, result, gmail.port, None, contexts))
+    assert facts is not None
+    [looked] = facts.looks
+    assert looked.error == "", looked
+    assert [(a.monitor_id, a.arrived_at, a.country) for a in looked.arrivals] == [
+        (MONITOR, iso_ms(t0), "DE")
+    ]
+    assert _changes(gmail) == []
+    calls = len(gmail.calls)
+    refused = msgspec.structs.replace(job, api_units=0)
+    facts = await runner(ask, Round(refused, result, gmail.port, None, contexts))
+    assert facts is not None and facts.looks[0].arrivals == [] and facts.looks[0].error
+    assert len(gmail.calls) == calls, "no units, no call"

@@ -16,10 +16,11 @@ from controller.secrets.box import SecretBox, generate_key
 from controller.secrets.seal_keys import CountryKeys
 from controller.sidechecks.asks import asking, unasked
 from controller.sidechecks.blocklists.rules import DEFAULT_LISTS
+from controller.sidechecks.heartbeat_mail.rules import Reader
 from controller.sidechecks.registry import WIRED
 from shared.messages import MonitorType
 from shared.sealing import generate
-from testkit.scheduling import Answered, round_planner
+from testkit.scheduling import Answered, Readers, round_planner
 
 BOX = SecretBox(generate_key())
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -64,18 +65,30 @@ def monitor(
 
 # Monitors as configured, and the side checks whose facts a result of theirs may not carry.
 MONITORS: list[tuple[str, Monitor, set[str]]] = [
-    ("smtp, nothing opted in", monitor(), {"mail_dns", "readiness", "relay", "exchange_tls"}),
-    ("smtp with a password login", monitor(stored=PASSWORD), {"mail_dns", "relay", "exchange_tls"}),
-    ("smtp with a mail domain", monitor(mail_domain="customer.test"), {"relay", "exchange_tls"}),
+    (
+        "smtp, nothing opted in",
+        monitor(),
+        {"mail_dns", "readiness", "relay", "exchange_tls", "heartbeat_mail"},
+    ),
+    (
+        "smtp with a password login",
+        monitor(stored=PASSWORD),
+        {"mail_dns", "relay", "exchange_tls", "heartbeat_mail"},
+    ),
+    (
+        "smtp with a mail domain",
+        monitor(mail_domain="customer.test"),
+        {"relay", "exchange_tls", "heartbeat_mail"},
+    ),
     (
         "smtp, relay test opted in",
         monitor(stored={"relayCheck": True}),
-        {"mail_dns", "readiness", "exchange_tls"},
+        {"mail_dns", "readiness", "exchange_tls", "heartbeat_mail"},
     ),
     (
         "smtp with everything",
         monitor(stored={**PASSWORD, "relayCheck": True}, mail_domain="customer.test"),
-        {"exchange_tls"},
+        {"exchange_tls", "heartbeat_mail"},
     ),
     ("imap with a password", monitor("imap", IMAP), {"mail_dns", "relay", "reverse_dns"}),
     (
@@ -130,7 +143,8 @@ def test_every_side_check_a_planned_job_asks_is_one_the_ingester_takes(
     listed = msgspec.structs.replace(monitor, reputation={"ips": ["192.0.2.1"], "domains": []})
     phase = schedule.phase_ms(str(monitor.public_id), INTERVAL)
     answers = Answered(DEFAULT_LISTS, 3600)
-    planner = round_planner(BOX, keys, dns_interval_s=3600, blocklists=answers)
+    readers = Readers({7: [Reader("5d1c0a2e-3b4d-4e5f-8a9b-0c1d2e3f4a5b", "erp@", "", 60, 5)]})
+    planner = round_planner(BOX, keys, dns_interval_s=3600, blocklists=answers, readers=readers)
     live = frozenset({"DE", "FR"})
     asked: set[str] = set()
     for n in range(144):

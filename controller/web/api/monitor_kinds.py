@@ -165,7 +165,7 @@ class KindApi:
 
 SMTP_API = KindApi(
     kind=SMTP,
-    path=f"/api/{SMTP.name}-monitors",
+    path=SMTP.api_path,
     tag="smtp monitors",
     param="smtpMonitorPublicId",
     a_label="an SMTP Monitor",
@@ -179,7 +179,7 @@ SMTP_API = KindApi(
 )
 IMAP_POP_API = KindApi(
     kind=IMAP_POP,
-    path=f"/api/{IMAP_POP.name}-monitors",
+    path=IMAP_POP.api_path,
     tag="imap/pop monitors",
     param="imapPopMonitorPublicId",
     a_label="an IMAP/POP Monitor",
@@ -193,7 +193,7 @@ IMAP_POP_API = KindApi(
 )
 ROUNDTRIP_API = KindApi(
     kind=ROUNDTRIP,
-    path=f"/api/{ROUNDTRIP.name}-monitors",
+    path=ROUNDTRIP.api_path,
     tag="round-trip monitors",
     param="roundtripMonitorPublicId",
     a_label="a Round-trip Monitor",
@@ -222,7 +222,7 @@ HEARTBEAT_EXAMPLE = {
 # address); list, get and delete are the other kinds' handlers.
 HEARTBEAT_API = KindApi(
     kind=HEARTBEAT,
-    path=f"/api/{HEARTBEAT.name}-monitors",
+    path=HEARTBEAT.api_path,
     tag="heartbeat monitors",
     param="heartbeatMonitorPublicId",
     a_label="a Heartbeat Monitor",

@@ -86,6 +86,7 @@ LABELS: Final[Mapping[str, str]] = {
     "notificationEmail": "Alert e-mail",
     "notificationPhoneNumber": "Alert SMS number",
     "mailDomain": "Mail domain (DNS posture)",
+    "mailboxMonitorId": "Also read in the mailbox of",
     "dkimSelectors": "DKIM selectors",
     "ips": "Outbound IP addresses",
     "domains": "Sending domains",
@@ -129,6 +130,8 @@ HINTS: Final[Mapping[str, str]] = {
     "api": "graph: Microsoft Graph (an app's client credentials); gmail: the Gmail API"
     " (docs/oauth2.md)",
     "cleanup": "empty or move: to Deleted Items (Gmail: the trash); delete (Graph)",
+    "mailboxMonitorId": "optional: the id of an IMAP/POP or round-trip monitor whose mailbox also"
+    " holds this mail (the end of its page's address)",
 }
 _LEGENDS: Final[Mapping[str, str]] = {
     "smtpConfig": "SMTP",

@@ -27,7 +27,7 @@ from controller.db.pool import Conn, on_generic_plans
 from controller.logins import cap_store as login_caps
 from controller.monitors import store as monitors
 from controller.monitors.errors import Refused
-from controller.monitors.kinds import ALL_TYPES, STORED_TYPES
+from controller.monitors.kinds import ALL_TYPES, HEARTBEAT, STORED_TYPES
 from controller.monitors.store import Monitor
 from controller.monitors.writes import Lookup, MonitorWrites
 from controller.notify import outbox_store as outbox_db
@@ -361,9 +361,13 @@ async def monitor_part(
     return page(request, "_monitor_live.html", **live)
 
 
-async def _writable(request: AnyRequest, pool: asyncpg.Pool, monitor_id: str) -> Monitor:
+async def _writable(
+    request: AnyRequest, pool: asyncpg.Pool, monitor_id: str, types: tuple[str, ...] = ALL_TYPES
+) -> Monitor:
+    """The monitor of one of `types` a writer may change (pause, resume, delete: every stored
+    kind; a check-now: the checked kinds)."""
     async with pool.acquire() as conn:
-        monitor = await find_monitor(conn, request, monitor_id)  # 404 before 403
+        monitor = await find_monitor(conn, request, monitor_id, types)  # 404 before 403
     guards.requires_writer(principal_of(request))
     return monitor
 
@@ -403,9 +407,12 @@ async def _set_status(
 ) -> Response[Any]:
     """Pause (`disabled`) or resume (`active`), as the API's PATCH of `status` does."""
     pool, reputation_settings, writes, clock = deps
-    monitor = await _writable(request, pool, monitor_id)
+    monitor = await _writable(request, pool, monitor_id, STORED_TYPES)
     try:
-        await writes.set_status(_lookup(monitor), status, BUDGET_FIELDS)
+        if monitor.type == HEARTBEAT.types[0]:  # its own columns' write, as its API's PATCH
+            await writes.update_row(_lookup(monitor), {"status": status}, monitor.updated_at)
+        else:
+            await writes.set_status(_lookup(monitor), status, BUDGET_FIELDS)
     except (ApiError, Refused) as exc:
         return await _action_failed(
             request, (pool, reputation_settings, clock), monitor_id, api_error(exc)
@@ -447,7 +454,7 @@ async def delete(
     writes: WritesDep,
     pool: PoolDep,
 ) -> Redirect:
-    monitor = await _writable(request, pool, monitor_id)
+    monitor = await _writable(request, pool, monitor_id, STORED_TYPES)
     await writes.delete(_lookup(monitor))
     log.info("console delete", monitor=str(monitor.public_id))
     return Redirect(f"{PREFIX}/?notice=deleted", status_code=303)

@@ -1,0 +1,171 @@
+"""A clock that skips the waits nobody works through, for tests whose subject is time (rounds,
+confirmations, recoveries) beside real agents, mail servers, PostgreSQL and NATS (issue 79).
+
+`SkippingClock` is the wall (and `time.monotonic`) plus an offset that only grows: while a
+check runs it passes as the wall does, so an agent's timeouts and a server's answers keep
+their real lengths; `skip` jumps both readings over a wait. Every part that decides is given
+it: the scheduler, the ingester, the alerter, the API and the agents.
+
+`Stepper` runs the scheduler's and the alerter's passes itself, one step at a time (their own
+loops do not run): a pass of each. When neither had work and a published job has no stored
+result yet (`CountingPublisher`), the step waits in real time for one, or for the next due
+time to come; when nothing runs, it moves the clock to the next instant something is due (a
+monitor's round, a spaced login, an alert queue row, an open flow incident), never past it, so
+nothing is claimed late. `until` steps until a check
+holds, bounded in the clock's seconds: the rules' bounds, not a loaded host's.
+
+What a step does not see, it must not be skipped over: a check-now through the API publishes
+outside the steps (its jobs are counted, and the next step waits for their results)."""
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+import asyncpg
+from nats.js import JetStreamContext
+
+from controller.alerting.alerter import Alerter
+from controller.fleet.live import LiveAgents
+from controller.jobs.asks_seal import AskSeals
+from controller.scheduling.publisher import JobPublisher
+from controller.scheduling.scheduler import Scheduler
+from controller.secrets.seal_keys import CountryKeys
+from shared.messages import CheckJob
+
+T = TypeVar("T")
+
+
+class SkippingClock:
+    """The wall and monotonic clocks, `skipped` seconds ahead (`skip` adds to it)."""
+
+    def __init__(self) -> None:
+        self.skipped = 0.0
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self.skipped)
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.skipped
+
+    def skip(self, seconds: float) -> None:
+        """Both readings jump `seconds` forward (never back)."""
+        if seconds < 0:
+            raise ValueError("a skipping clock moves forward only")
+        self.skipped += seconds
+
+
+class CountingPublisher(JobPublisher):
+    """The scheduler's publisher, remembering the id of every job it published."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        agents: LiveAgents,
+        keys: CountryKeys,
+        asks: AskSeals,
+        *,
+        default_countries: int = 2,
+    ) -> None:
+        super().__init__(js, agents, keys, asks, default_countries=default_countries)
+        self.published: set[str] = set()
+
+    async def publish(self, jobs: Sequence[CheckJob]) -> None:
+        self.published.update(job.job_id for job in jobs)
+        await super().publish(jobs)
+
+
+class Stepper:
+    """The scheduler's and the alerter's passes, stepped on `clock` (see the module)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        clock: SkippingClock,
+        scheduler: Scheduler,
+        publisher: CountingPublisher,
+        alerter: Alerter,
+        *,
+        settle_s: float = 30.0,
+        max_skip_s: float = 60.0,
+    ) -> None:
+        """`settle_s`: real seconds a published job may take to have its result stored;
+        `max_skip_s`: the longest jump of one step."""
+        self.pool = pool
+        self.clock = clock
+        self.scheduler = scheduler
+        self.publisher = publisher
+        self.alerter = alerter
+        self.settle_s = settle_s
+        self.max_skip_s = max_skip_s
+        self.steps = 0
+        # Whether the steps run the alerter: off where a test judges nothing, as a controller
+        # without the alerter role (the test may call `alerter.burst()` itself).
+        self.judging = True
+        self._stored: set[str] = set()
+        self._lock = asyncio.Lock()
+        scheduler.publisher = publisher
+
+    async def _stored_now(self) -> set[str]:
+        """The published jobs without a stored result, after reading which are stored."""
+        if waiting := self.publisher.published - self._stored:
+            async with self.pool.acquire() as conn:
+                rows = await conn.fetch(
+                    "SELECT job_id FROM check_results WHERE job_id = ANY($1::text[])",
+                    sorted(waiting),
+                )
+            self._stored.update(r["job_id"] for r in rows)
+        return self.publisher.published - self._stored
+
+    async def _in_flight(self, due: datetime | None) -> None:
+        """Wait in real time while jobs run: until a result is stored (for the alerter), every
+        job has its result, or something falls `due`."""
+        deadline = time.monotonic() + self.settle_s
+        stored = len(self._stored)
+        while await self._stored_now():
+            if len(self._stored) > stored or (due is not None and self.clock.now() >= due):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"jobs without a stored result after {self.settle_s} s")
+            await asyncio.sleep(0.02)
+
+    async def step(self) -> None:
+        """One pass of each part; when none had work, the wall passes while jobs run, else the
+        clock moves to the next due time."""
+        async with self._lock:
+            self.steps += 1
+            planned = await self.scheduler.plan_new()
+            done = await self.scheduler.run_pass()
+            evaluated = await self.alerter.burst() if self.judging else 0
+            if planned or done.jobs or evaluated:
+                return
+            alerter_due = await self._alerter_due() if self.judging else ()
+            due = min((t for t in (done.earliest, *alerter_due) if t), default=None)
+            if await self._stored_now():
+                await self._in_flight(due)
+                return
+            wait = (due - self.clock.now()).total_seconds() if due else self.max_skip_s
+            if wait > 0:
+                self.clock.skip(min(wait, self.max_skip_s))
+            else:
+                await asyncio.sleep(0.01)  # due now: the wall moves on
+
+    async def _alerter_due(self) -> tuple[datetime | None, datetime | None]:
+        """The alerter's next work: its queue's earliest row, an open flow incident's due time."""
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT (SELECT min(due_at) FROM alert_queue) AS queue,"
+                " (SELECT min(due_at) FROM flow_incidents WHERE ended_at IS NULL) AS flows"
+            )
+        assert row is not None
+        return row["queue"], row["flows"]
+
+    async def until(self, what: str, check: Callable[[], Awaitable[T | None]], within: float) -> T:
+        """Step until `await check()` is truthy (returned); fail once `within` seconds of the
+        clock have passed."""
+        deadline = self.clock.now() + timedelta(seconds=within)
+        while not (got := await check()):
+            assert self.clock.now() < deadline, f"{what}: not within {within} s of the clock"
+            await self.step()
+        return got

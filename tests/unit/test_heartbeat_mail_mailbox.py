@@ -1,0 +1,83 @@
+"""Which mailbox the agent's heartbeat mail side check reads for a round (agent.sidechecks.
+heartbeat_mail.mailbox_of), as a table: an IMAP or POP3 monitor's at the job's server and the
+port it checked, a round trip's mailbox leg at its own server (the job's when it names none)
+and port (its API's, its protocol's), at most FOLDERS_MAX folders; none for SMTP."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from agent.probers.run import build_result
+from agent.sidechecks.base import Round
+from agent.sidechecks.heartbeat_mail import mailbox_of
+from shared.messages import (
+    CheckJob,
+    ImapCheckJob,
+    ImapPopConfig,
+    Pop3CheckJob,
+    RoundTripCheckJob,
+    RoundTripConfig,
+    RoundTripReceive,
+    SmtpCheckJob,
+)
+from shared.sidechecks.heartbeat_mail import FOLDERS_MAX
+
+AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+BASE = {
+    "job_id": "8b0b8e9e-9f3c-4d55-9a1b-2f6c7d8e9f01",
+    "monitor_id": "0b9f3c1e-8a42-4d55-9a1b-2f6c7d8e9f01",
+    "hostname": "mx.example.org",
+    "country": "DE",
+    "scheduled_at": "2026-03-01T12:00:00.000Z",
+    "expires_at": "2026-03-01T12:10:00.000Z",
+}
+FOLDERS = ["INBOX", "Archive", "Reports", "Old"]
+
+
+def at(job: CheckJob, port: int) -> Round:
+    return Round(job, build_result(job, "DE-1", None, "ok", AT), port, None)
+
+
+@pytest.mark.parametrize(
+    ("job", "port", "read"),
+    [
+        (
+            ImapCheckJob(**BASE, config=ImapPopConfig(user="a")),
+            993,
+            ("imap", "mx.example.org", 993, ["INBOX"]),
+        ),
+        (
+            Pop3CheckJob(**BASE, config=ImapPopConfig(protocol="pop3")),
+            995,
+            ("pop3", "mx.example.org", 995, ["INBOX"]),
+        ),
+        (
+            RoundTripCheckJob(
+                **BASE,
+                config=RoundTripConfig(
+                    receive=RoundTripReceive(hostname="imap.example.org", tls=True, folders=FOLDERS)
+                ),
+            ),
+            587,
+            ("imap", "imap.example.org", 993, FOLDERS[:FOLDERS_MAX]),
+        ),
+        (
+            RoundTripCheckJob(
+                **BASE, config=RoundTripConfig(receive=RoundTripReceive(api="graph"))
+            ),
+            587,
+            ("imap", "mx.example.org", 443, ["INBOX"]),
+        ),
+    ],
+)
+def test_the_mailbox_a_round_reads(
+    job: CheckJob, port: int, read: tuple[str, str, int, list[str]]
+) -> None:
+    box = mailbox_of(at(job, port))
+    assert box is not None
+    got = (box.receive.protocol, box.receive.hostname, box.port, box.receive.folders)
+    assert got == read
+
+
+def test_an_smtp_round_reads_no_mailbox() -> None:
+    assert mailbox_of(at(SmtpCheckJob(**BASE), 25)) is None
