@@ -177,9 +177,7 @@ def controller_kill_mid_ack(rig: HaRig, _: Outage, say: Say) -> float:
     return _kill_mid_ack(rig, say, back_after_s=10)
 
 
-def _kill_mid_ack(rig: HaRig, say: Say, back_after_s: float, ready: bool = True) -> float:
-    """A stopped a second, killed, started again `back_after_s` later (and, with `ready`,
-    until it is ready); the time of the kill."""
+def _kill_mid_ack(rig: HaRig, say: Say, back_after_s: float) -> float:
     proc = rig.controllers["A"].proc
     assert proc is not None
     os.kill(proc.pid, signal.SIGSTOP)
@@ -188,7 +186,7 @@ def _kill_mid_ack(rig: HaRig, say: Say, back_after_s: float, ready: bool = True)
     rig.signal_controller("A", signal.SIGKILL)
     say("    controller A killed holding what it was sent in its last second")
     time.sleep(back_after_s)
-    rig.start_controller("A", ready=ready)
+    rig.start_controller("A")
     return killed
 
 
@@ -218,20 +216,13 @@ def postgres_failover_mid_send(rig: HaRig, outage: Outage, say: Say) -> float:
 
 def failover_through_kills(rig: HaRig, outage: Outage, say: Say) -> float:
     """make test's one fault, the full campaign's mid-ack kill, leader kill and mid-send
-    failover in one: controller A killed after a second stopped (started again 3 s later);
-    the outage begins as A starts and, once A is ready, while the incident is being
-    confirmed, the node leading RESULTS is killed (back 5 s later); the primary is killed as
-    the `down` notice reaches the sink, the standby promoted, the server back. A is ready
-    before the leader's kill (a controller starting through an election would wait for it)
-    and so before the primary's (one starting while the primary is dead and not yet replaced
-    would wait for it)."""
-    _kill_mid_ack(rig, say, back_after_s=3, ready=False)
-
-    def meanwhile() -> None:
-        rig.controller_ready("A")
-        nats_kill(True, 5)(rig, outage, say)
-
-    return _failover_mid_send(rig, outage, say, meanwhile)
+    failover in one: controller A killed after a second stopped (back 3 s later); then the
+    outage begins and, while its incident is being confirmed, the node leading RESULTS is
+    killed (back 5 s later); the primary is killed as the `down` notice reaches the sink, the
+    standby promoted, the server back. A is back before the outage: a controller starting
+    while the primary is dead and not yet replaced would wait for it."""
+    _kill_mid_ack(rig, say, back_after_s=3)
+    return _failover_mid_send(rig, outage, say, lambda: nats_kill(True, 5)(rig, outage, say))
 
 
 def _failover_mid_send(

@@ -54,6 +54,7 @@ from controller.db.pool import connect
 from controller.ingest import retention
 from shared import embedded
 from testkit.campaigns import prometheus_peer, scale_profile
+from testkit.campaigns.soak_rig import stop_together
 from testkit.common import (
     Seeded,
     busy_line,
@@ -624,10 +625,8 @@ def measure(args: argparse.Namespace) -> tuple[bool, float, bool]:
         if args.statements:
             asyncio.run(_statements(database_url, reset=False, checks=window.stored))
     finally:
-        for proc in procs:
-            embedded.stop(proc)
-        for nats_proc in nats_procs:
-            embedded.stop(nats_proc)
+        stop_together(procs)
+        stop_together(nats_procs)
         pg.cleanup()
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)

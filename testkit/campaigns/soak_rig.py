@@ -227,16 +227,14 @@ class Rig:
         for name in names:
             self._spawn_controller(name)
         for name in names:
-            self.controller_ready(name)
+            self._controller_ready(name)
 
-    def start_controller(self, name: str, ready: bool = True) -> float:
-        """Start (or restart) a controller replica; the time its /ready answered (with
-        `ready` False: the time it was started, `controller_ready` waits)."""
+    def start_controller(self, name: str) -> float:
+        """Start (or restart) a controller replica; the time its /ready answered."""
         self._spawn_controller(name)
-        return self.controller_ready(name) if ready else now()
+        return self._controller_ready(name)
 
-    def controller_ready(self, name: str) -> float:
-        """Until replica `name` answers /ready; the time it did."""
+    def _controller_ready(self, name: str) -> float:
         port = self.controllers[name].ops_port
         _wait(f"controller {name}", lambda: http_ok(f"http://127.0.0.1:{port}/ready"))
         return now()

@@ -187,8 +187,9 @@ def _first_up(run: Run, command: str, within: float = 120, nudge: str = "") -> s
         timer = threading.Timer(within, os.killpg, (tail.pid, signal.SIGTERM))
         timer.start()
         seen = threading.Event()
+        nudging = threading.Thread(target=_nudge, args=(run, nudge, seen), daemon=True)
         if nudge:
-            threading.Thread(target=_nudge, args=(run, nudge, seen), daemon=True).start()
+            nudging.start()
         try:
             assert tail.stdout is not None
             for line in tail.stdout:
@@ -197,6 +198,8 @@ def _first_up(run: Run, command: str, within: float = 120, nudge: str = "") -> s
             raise AssertionError(f"no up line within {within} s: {tail.stderr}")
         finally:
             seen.set()
+            if nudge:
+                nudging.join()  # its command done while this run still answers
             timer.cancel()
             os.killpg(tail.pid, signal.SIGTERM)
 
