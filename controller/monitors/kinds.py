@@ -254,6 +254,10 @@ HEARTBEAT: Final = Kind(
     hostname=False,
 )
 
+# The stored types whose checks read a mailbox: a heartbeat may name one as its mailbox
+# (`mailboxMonitorId`, controller/sidechecks/heartbeat_mail).
+MAILBOX_TYPES: Final[tuple[StoredType, ...]] = (*IMAP_POP.types, *ROUNDTRIP.types)
+
 # The checked kinds: scheduled as rounds that agents run.
 KINDS: Final[tuple[Kind, ...]] = (SMTP, IMAP_POP, ROUNDTRIP)
 ALL_TYPES: Final[tuple[MonitorType, ...]] = get_args(MonitorType)  # the checked kinds' types

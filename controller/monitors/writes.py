@@ -249,8 +249,6 @@ async def _dependencies(conn: Conn, org: int, declared: object, own: UUID | None
         raise invalid("dependsOn", f"no monitor of the organization has the id {min(missing)}")
 
 
-# The monitors whose mailbox a heartbeat may read (controller/sidechecks/heartbeat_mail).
-MAILBOX_TYPES = ("imap", "pop3", "roundtrip")
 MAILBOX_FIELD = "heartbeatConfig.mailboxMonitorId"
 
 
@@ -268,7 +266,7 @@ async def _mailbox(conn: Conn, org: int, config: object, own: UUID | None) -> No
     found = await monitors.mailbox_of(conn, org, public_id, own)
     if found is None:
         raise invalid(MAILBOX_FIELD, f"no monitor of the organization has the id {public_id}")
-    if found.type not in MAILBOX_TYPES:
+    if found.type not in kinds.MAILBOX_TYPES:
         raise invalid(
             MAILBOX_FIELD,
             f"a {found.type} monitor reads no mailbox: name an IMAP/POP or round-trip monitor",

@@ -9,10 +9,10 @@ refreshed every minute)."""
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final, Protocol
 
+from controller.monitors.kinds import MAILBOX_TYPES
 from controller.sidechecks.frame import ControllerSideCheck, Planning, PlanState
 from controller.sidechecks.heartbeat_mail import rules
 from controller.sidechecks.heartbeat_mail.rules import Reader
-from shared.messages import ImapPopConfig, RoundTripConfig
 from shared.sidechecks.heartbeat_mail import (
     GMAIL_LOOK_UNITS,
     GRAPH_LOOK_CALLS,
@@ -36,7 +36,7 @@ READERS: Final[PlanState[Readers]] = PlanState(WIRE.name)
 
 
 def watched(monitor: "Monitor") -> bool:
-    return isinstance(monitor.config, ImapPopConfig | RoundTripConfig)
+    return monitor.type in MAILBOX_TYPES
 
 
 def ask(p: Planning) -> HeartbeatMailAsk | None:

@@ -10,6 +10,7 @@ import msgspec
 
 from controller.db.pool import Conn
 from controller.db.rows import many
+from controller.monitors.kinds import MAILBOX_TYPES
 from controller.sidechecks.heartbeat_mail.rules import Reader
 
 # The heartbeat monitors (not disabled) that name a monitor of their organization whose mailbox
@@ -22,7 +23,7 @@ SELECT r.id AS mailbox_monitor, h.public_id::text AS heartbeat_id,
     coalesce((h.config ->> 'graceMinutes')::int, 0) AS grace_minutes
 FROM monitors h
 JOIN monitors r ON r.public_id::text = h.config ->> 'mailboxMonitorId'
-    AND r.organization_id = h.organization_id AND r.type IN ('imap', 'pop3', 'roundtrip')
+    AND r.organization_id = h.organization_id AND r.type = ANY($1::text[])
 WHERE h.type = 'heartbeat' AND h.status <> 'disabled'
     AND coalesce(h.config ->> 'mailboxMonitorId', '') <> ''
 """
@@ -40,7 +41,7 @@ class _ReaderRow(msgspec.Struct, frozen=True):
 async def readers(conn: Conn) -> dict[int, list[Reader]]:
     """Every heartbeat reading a mailbox, by the internal id of the monitor whose it is."""
     out: dict[int, list[Reader]] = {}
-    for row in many(_ReaderRow, await conn.fetch(_READERS)):
+    for row in many(_ReaderRow, await conn.fetch(_READERS, list(MAILBOX_TYPES))):
         reader = Reader(
             row.heartbeat_id, row.sender, row.subject, row.every_minutes, row.grace_minutes
         )
