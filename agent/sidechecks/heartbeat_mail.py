@@ -23,6 +23,7 @@ from agent.probers.heartbeat_box import (
     imap_arrivals,
     pop3_arrivals,
 )
+from agent.probers.redact import job_secrets, publishable
 from agent.probers.run import reach
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from agent.settings import SideCheckSettings, TargetSettings
@@ -98,14 +99,32 @@ def build(
                 ]
             )
         contexts = at.contexts or system
-        looked = [await _look(look, box, at, contexts, allow_private) for look in ask.looks]
+        # All the looks within the job's timeout, one after the other: a look past it says so.
+        until = asyncio.get_running_loop().time() + at.job.timeout_seconds
+        secrets = job_secrets(at.job)
+        looked = [
+            _published(await _look(look, box, at, contexts, allow_private, until), secrets)
+            for look in ask.looks
+        ]
         return bounded(HeartbeatMail(looks=looked))
 
     return run
 
 
+def _published(looked: Looked, secrets: tuple[str, ...]) -> Looked:
+    """A look's error as a result may carry it: never a secret the job holds."""
+    if not looked.error:
+        return looked
+    return msgspec.structs.replace(looked, error=publishable(looked.error, secrets))
+
+
 async def _look(
-    look: Look, box: _Mailbox, at: Round, contexts: SslContexts, allow_private: bool
+    look: Look,
+    box: _Mailbox,
+    at: Round,
+    contexts: SslContexts,
+    allow_private: bool,
+    until: float,
 ) -> Looked:
     job, receive = at.job, box.receive
     try:
@@ -129,8 +148,8 @@ async def _look(
         ),
     )
     try:
-        async with asyncio.timeout(job.timeout_seconds):
-            rec.deadline = asyncio.get_running_loop().time() + job.timeout_seconds
+        async with asyncio.timeout_at(until):
+            rec.deadline = until
             target = await reach(
                 job,
                 receive.hostname,

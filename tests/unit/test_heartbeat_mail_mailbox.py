@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from agent.probers.redact import job_secrets
 from agent.probers.run import build_result
 from agent.sidechecks.base import Round
-from agent.sidechecks.heartbeat_mail import mailbox_of
+from agent.sidechecks.heartbeat_mail import _published, mailbox_of
 from shared.messages import (
     CheckJob,
     ImapCheckJob,
@@ -20,7 +21,8 @@ from shared.messages import (
     RoundTripReceive,
     SmtpCheckJob,
 )
-from shared.sidechecks.heartbeat_mail import FOLDERS_MAX
+from shared.secret import SECRET_MASK, Secret
+from shared.sidechecks.heartbeat_mail import FOLDERS_MAX, Looked
 
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 BASE = {
@@ -81,3 +83,12 @@ def test_the_mailbox_a_round_reads(
 
 def test_an_smtp_round_reads_no_mailbox() -> None:
     assert mailbox_of(at(SmtpCheckJob(**BASE), 25)) is None
+
+
+def test_a_looks_error_never_carries_the_jobs_secret() -> None:
+    """A server that echoes the password in its refusal: the look's error masks it."""
+    job = ImapCheckJob(**BASE, config=ImapPopConfig(user="a", password=Secret("hunter2-pw")))
+    looked = Looked(monitor_id="m", error_kind="auth", error="NO [AUTH] bad hunter2-pw for a")
+    shown = _published(looked, job_secrets(job))
+    assert "hunter2-pw" not in shown.error and SECRET_MASK in shown.error
+    assert _published(Looked(monitor_id="m"), job_secrets(job)).error == ""
