@@ -142,16 +142,16 @@ test-debs: ## install what the test suite needs from Debian when missing, with o
 
 # Two tiers. First the pure one, tests/unit: tests that need no server (its conftest refuses
 # them the network), on PURE_WORKERS (one a core), in seconds; when it fails nothing else runs.
-# Then the rest, which waits on real servers far more than it computes: four workers, each
-# with its own embedded PostgreSQL and NATS, a test file per worker at a time (module fixtures
-# such as the short soak's campaign run once), the files marked `slow` first (tests/conftest.py)
-# so that no long file starts last. TEST_WORKERS=0 runs it in one process; PYTEST_ARGS go to
-# the second tier, PURE_ARGS to the first. Six or eight workers were measured no faster than
-# four on 2 cores: the CPU, not waiting, is the limit (bench/results/suite.md).
+# Then the rest, which waits on real servers more than it computes: six workers, each with its
+# own embedded PostgreSQL and NATS, a test file per worker at a time (module fixtures such as
+# the short soak's campaign run once), the files marked `slow` first (tests/conftest.py) so
+# that no long file starts last. TEST_WORKERS=0 runs it in one process; PYTEST_ARGS go to the
+# second tier, PURE_ARGS to the first. On a quiet 2-core machine six workers keep both cores
+# about 80 % busy; four left them half idle while files waited (bench/results/suite.md).
 # pytest's rewritten test modules are cached (__pycache__, ignored by git) even where the
 # environment sets PYTHONDONTWRITEBYTECODE, and the second tier is collected once beside the
-# first: its workers then start from the cache (~18 CPU-s for all four instead of ~53).
-TEST_WORKERS ?= 4
+# first: its workers then start from the cache (~5 CPU-s a worker instead of ~14).
+TEST_WORKERS ?= 6
 PURE_WORKERS ?= 2
 test: export PYTHONDONTWRITEBYTECODE =
 test: $(STAMP) $(CHECKDMARC_STAMP) test-debs ## run the pure tier (tests/unit, no server), then the rest against real PostgreSQL, NATS, mail servers, Chromium, unbound, Dovecot, Postfix, Alertmanager, Prometheus and network namespaces

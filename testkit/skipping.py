@@ -8,14 +8,15 @@ it: the scheduler, the ingester, the alerter, the API and the agents.
 
 `Stepper` runs the scheduler's and the alerter's passes itself, one step at a time (their own
 loops do not run): a pass of each. When neither had work and a published job has no stored
-result yet (`CountingPublisher`), the step waits in real time for one, or for the next due
-time to come; when nothing runs, it moves the clock to the next instant something is due (a
-monitor's round, a spaced login, an alert queue row, an open flow incident), never past it, so
-nothing is claimed late. `until` steps until a check
+result yet (`CountingPublisher`; a deleted monitor's job is owed none), the step waits in real
+time for one, or for the next due time to come; when nothing runs, it moves the clock to the
+next instant something is due (a monitor's round, a spaced login, an alert queue row, an open
+flow incident), never past it, so nothing is claimed late. `until` steps until a check
 holds, bounded in the clock's seconds: the rules' bounds, not a loaded host's.
 
-What a step does not see, it must not be skipped over: a check-now through the API publishes
-outside the steps (its jobs are counted, and the next step waits for their results)."""
+A check-now through the API publishes outside the steps: its jobs are counted and the next step
+waits for their results. A test calls it between steps (the API answers once they are
+published), so no step skips over a job being sent."""
 
 import asyncio
 import time
@@ -69,10 +70,10 @@ class CountingPublisher(JobPublisher):
         default_countries: int = 2,
     ) -> None:
         super().__init__(js, agents, keys, asks, default_countries=default_countries)
-        self.published: set[str] = set()
+        self.published: dict[str, str] = {}  # job id → its monitor's public id
 
     async def publish(self, jobs: Sequence[CheckJob]) -> None:
-        self.published.update(job.job_id for job in jobs)
+        self.published.update((job.job_id, job.monitor_id) for job in jobs)
         await super().publish(jobs)
 
 
@@ -108,15 +109,20 @@ class Stepper:
         scheduler.publisher = publisher
 
     async def _stored_now(self) -> set[str]:
-        """The published jobs without a stored result, after reading which are stored."""
-        if waiting := self.publisher.published - self._stored:
+        """The published jobs still owed a stored result, after reading which are stored (or
+        of a monitor deleted since: the ingester drops its result)."""
+        if waiting := self.publisher.published.keys() - self._stored:
+            jobs = sorted(waiting)
             async with self.pool.acquire() as conn:
                 rows = await conn.fetch(
-                    "SELECT job_id FROM check_results WHERE job_id = ANY($1::text[])",
-                    sorted(waiting),
+                    "SELECT j.job_id FROM unnest($1::text[], $2::text[]) AS j(job_id, monitor)"
+                    " WHERE EXISTS (SELECT 1 FROM check_results r WHERE r.job_id = j.job_id)"
+                    " OR NOT EXISTS (SELECT 1 FROM monitors m WHERE m.public_id::text = j.monitor)",
+                    jobs,
+                    [self.publisher.published[j] for j in jobs],
                 )
             self._stored.update(r["job_id"] for r in rows)
-        return self.publisher.published - self._stored
+        return self.publisher.published.keys() - self._stored
 
     async def _in_flight(self, due: datetime | None) -> None:
         """Wait in real time while jobs run: until a result is stored (for the alerter), every

@@ -133,8 +133,12 @@ async def org(alert_pool: asyncpg.Pool) -> AsyncIterator[Tenant]:
     """A tenant; every monitor (and so its results' alert state) is removed afterwards."""
     yield await make_tenant(alert_pool)
     async with alert_pool.acquire() as conn:
-        await conn.execute("DELETE FROM monitors")
-        await conn.execute("TRUNCATE result_rows, result_details, result_rollups, event_outbox")
+        # DELETE, not TRUNCATE: a few rows each, and TRUNCATE makes every partition's files
+        # anew (~30 ms a test, most of it PostgreSQL's).
+        await conn.execute(
+            "DELETE FROM monitors; DELETE FROM result_rows; DELETE FROM result_details;"
+            " DELETE FROM result_rollups; DELETE FROM event_outbox"
+        )
 
 
 @pytest.fixture

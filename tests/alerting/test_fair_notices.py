@@ -13,7 +13,7 @@ import ipaddress
 import os
 import resource
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
@@ -43,6 +43,15 @@ from tests.alerting.conftest import LOOPBACK, email_channel
 DEADLINE_S = 1.0  # a channel's answer (shipped: 10 s)
 BACKOFF_S = 3.0  # the first retry's wait (shipped: 30 s)
 TARGET_S = 3.0  # the victim's page after its incident (shipped: 30 s)
+
+
+@pytest.fixture(autouse=True)
+async def monitors_removed(alert_pool: asyncpg.Pool) -> AsyncIterator[None]:
+    """The monitors a test made are removed after it, as `org` removes them: the alerter of the
+    next file's tests claims every queued monitor of this database."""
+    yield
+    async with alert_pool.acquire() as conn:
+        await conn.execute("DELETE FROM monitors")
 
 
 @pytest.mark.parametrize("replicas", [1, 2])

@@ -163,11 +163,12 @@ async def org(pipe_pool: asyncpg.Pool) -> AsyncIterator[Tenant]:
     """A tenant; every monitor and result is removed afterwards, so tests do not see each other."""
     yield await make_tenant(pipe_pool)
     async with pipe_pool.acquire() as conn:
+        # DELETE, not TRUNCATE: a few rows each, and TRUNCATE makes every partition's files
+        # anew (~30 ms a test, most of it PostgreSQL's).
         await conn.execute(
-            "TRUNCATE result_rows, result_details, result_rollups, uptime_results,"
-            " monitor_country_state"
+            "DELETE FROM result_rows; DELETE FROM result_details; DELETE FROM result_rollups;"
+            " DELETE FROM uptime_results; DELETE FROM monitor_country_state; DELETE FROM monitors"
         )
-        await conn.execute("DELETE FROM monitors")
 
 
 class Countries:
