@@ -151,9 +151,14 @@ def message(to: str, subject: str) -> EmailMessage:
     return m
 
 
+# How long a submission waits for a local Postfix's reply: its first MAIL starts its cleanup
+# and trivial-rewrite daemons, seconds on a loaded host (the sending is the subject, not its pace).
+SUBMIT_TIMEOUT_S = 60
+
+
 async def submit(port: int, to: str, subject: str) -> None:
     def send() -> None:
-        with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        with smtplib.SMTP("127.0.0.1", port, timeout=SUBMIT_TIMEOUT_S) as s:
             s.send_message(message(to, subject), from_addr=f"reports@{SENDER}", to_addrs=[to])
 
     await asyncio.to_thread(send)

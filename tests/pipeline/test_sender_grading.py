@@ -39,6 +39,7 @@ from testkit.peers.dns import DnsPeer, Records
 from testkit.peers.opendkim import OpenDkim
 from testkit.peers.opendkim import missing as opendkim_missing
 from testkit.peers.postfix import SendingPostfix, missing
+from tests.agent.test_receiver import SUBMIT_TIMEOUT_S
 from tests.conftest import Tenant
 from tests.pipeline.conftest import Countries
 
@@ -133,7 +134,7 @@ class Rig:
         async with SendingPostfix(DOMAIN, port, level, milter, extra_cf) as postfix:
 
             def send() -> None:
-                with smtplib.SMTP("127.0.0.1", postfix.port, timeout=10) as s:
+                with smtplib.SMTP("127.0.0.1", postfix.port, timeout=SUBMIT_TIMEOUT_S) as s:
                     s.sendmail(f"reports@{SENDER}", [self.to], message)
 
             await asyncio.to_thread(send)
