@@ -167,6 +167,9 @@ class Campaign:
     # as every verdict owed is in (every monitor up, no incident open, every notice queued),
     # that bound at the latest.
     quiet_end: bool = True
+    # The controllers' LOGIN_SPACING_SECONDS: a logging target's countries log in this far
+    # apart, and its bounds are that much longer.
+    login_spacing_s: float = LOGIN_SPACING_S
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -206,6 +209,7 @@ SHORT = Campaign(
     shared=(("imap-starttls-webmail", "imap-starttls"),),
     depends=(("rt-imap", ("smtp", "imap-starttls")), ("pop3", (HOST,))),
     joint=("smtp", "rt-imap"),
+    login_spacing_s=1.0,
 )
 
 
@@ -228,7 +232,7 @@ def per_target(c: Campaign, history: list[Step]) -> dict[str, Rules]:
             interval=INTERVAL,
             timeout=TIMEOUT + (1 if t in longer else 0),
             countries=COUNTRIES,
-            login_spacing=LOGIN_SPACING_S if c.server_of(t) in CREDENTIALED else 0.0,
+            login_spacing=c.login_spacing_s if c.server_of(t) in CREDENTIALED else 0.0,
             group_wait=GROUP_WAIT_S,
             group_interval=GROUP_INTERVAL_S,
         )
@@ -492,6 +496,7 @@ class Rig:
                 OAUTH2_ALLOW_PRIVATE_ENDPOINTS="true",
                 OAUTH2_CA_FILE=str(self.tmp / "ca.pem"),
                 INCIDENT_GROUP_WAIT_SECONDS=str(GROUP_WAIT_S),
+                LOGIN_SPACING_SECONDS=str(self.campaign.login_spacing_s),
                 INCIDENT_GROUP_INTERVAL_SECONDS=str(GROUP_INTERVAL_S),
                 PUBLIC_URL=f"http://127.0.0.1:{self.api_ports[0]}",  # the reports' address
             ),

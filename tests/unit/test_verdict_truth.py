@@ -621,3 +621,23 @@ def test_the_short_campaigns_servers_at_one_address_are_one_server() -> None:
     related = SHORT.related()
     for t in SHORT.targets:
         assert related[t] == set(SHORT.targets) - {t}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_short_history_joint_outage_is_no_longer_than_the_other_faults(seed: int) -> None:
+    """Its report burst waits for the incident, and its end for the burst (the harness), so
+    the history draws it ending as the other faults do (a confirmed outage's length after the
+    history's start, and up to 3 s more), its burst inside it."""
+    from testkit.campaigns.verdicts import SHORT, history_of, shape
+
+    history = history_of(SHORT, seed)
+    low = shape(SHORT).fault[0]
+    spans = {}
+    for target in SHORT.targets:
+        mine = [s.at for s in history if s.target == target and s.action not in OWNERS]
+        if mine:
+            spans[target] = (min(mine), max(mine))
+    joint = [spans[t] for t in SHORT.joint]
+    assert all(low <= end <= low + 3 for _, end in joint), joint
+    (burst,) = [s for s in history if s.action == "report_burst"]
+    assert all(start < burst.at < end for start, end in joint)
