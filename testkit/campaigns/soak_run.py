@@ -99,9 +99,12 @@ def fault_windows(
     rig.start_controllers(controllers)
     rig.start_sampling()
     rig.wait_first_rounds(monitors * len(countries))
-    say(f"  rig up ({rig.tmp}); warming up {warmup_s:.0f} s")
+    # The baseline is the warm-up's second half, at least an interval long: every monitor has
+    # a round due in it (a shorter one could hold none, and then it judges nothing).
+    quiet_s = max(warmup_s / 2, INTERVAL)
+    say(f"  rig up ({rig.tmp}); warming up {warmup_s / 2 + quiet_s:.0f} s")
     quiet_from = now() + warmup_s / 2
-    time.sleep(warmup_s)
+    time.sleep(warmup_s / 2 + quiet_s)
     windows = [Window(BASELINE, quiet_from, quiet_from, now(), False)]
     for fault in faults:
         start = now()
