@@ -274,7 +274,8 @@ def legs_of(hostname: str, config: JobConfig) -> int:
 
 def legs(job: CheckJob) -> int:
     """A deferred job's logins: its config is sealed, so a round trip counts both legs, and
-    each read of its mailbox a side check asks (`side_reads`)."""
+    each read of its mailbox a side check asks (`side_reads`) counts as a login whichever
+    account it reads (never fewer than the round counted: `_count_reads`)."""
     return (2 if isinstance(job, RoundTripCheckJob) else 1) + side_reads(job)
 
 
