@@ -7,6 +7,7 @@ files. (The configurations themselves run for real in tests/ha/.)"""
 
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -48,10 +49,12 @@ def compose_binary() -> str:
     return str(Path(compose.__file__).parent / "docker-compose")
 
 
-def compose_config(name: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def compose_config(
+    name: str, env: dict[str, str], where: Path = DEPLOY
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [compose_binary(), "-f", name, "config", "--format", "json"],
-        cwd=DEPLOY,
+        cwd=where,
         env={"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), **env},
         capture_output=True,
         text=True,
@@ -76,14 +79,15 @@ def test_docker_compose_accepts_the_file_and_refuses_it_without_secrets(name: st
 
 
 def test_a_broken_file_is_refused_by_the_same_check(tmp_path: Path) -> None:
-    """The check can fail: a misspelt key is an error, not ignored."""
-    text = (DEPLOY / "compose.yaml").read_text().replace("healthcheck:", "healthchek:", 1)
-    (DEPLOY / ".compose-broken.yaml").write_text(text)
-    try:
-        done = compose_config(".compose-broken.yaml", ENV)
-    finally:
-        (DEPLOY / ".compose-broken.yaml").unlink()
+    """The check can fail: a misspelt key is an error, not ignored. The broken file goes into a
+    copy of deploy/, never into the tree other tests read (the first deploy's copies it)."""
+    copy = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, copy)
+    text = (copy / "compose.yaml").read_text().replace("healthcheck:", "healthchek:", 1)
+    (copy / "compose-broken.yaml").write_text(text)
+    done = compose_config("compose-broken.yaml", ENV, copy)
     assert done.returncode != 0 and "healthchek" in done.stderr
+    assert compose_config("compose.yaml", ENV, copy).returncode == 0, "the copy itself is good"
 
 
 def test_three_nats_nodes_route_to_each_other_under_their_own_names() -> None:
