@@ -248,7 +248,9 @@ async def store(
         await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", PACK_LOCK)
     once = len({(r.monitor_id, r.country) for r in rows}) == len(rows)
     moved = await conn.fetch(_STATEMENTS[once, packed], _encode_rows(rows), old, now)
-    await _store_side(conn, [r for r in rows if isinstance(r, CheckedResult) and r.side_checks])
+    await _store_side(
+        conn, [r for r in rows if isinstance(r, CheckedResult) and r.side_checks], now
+    )
     if not moved:
         return 0
     if lost := [r for r in moved if r["lost"] is not None]:
@@ -282,7 +284,7 @@ async def _move_lost(conn: Conn, lost: list[asyncpg.Record], now: datetime) -> N
     await conn.execute(_UPDATE_STATE, "[" + ",".join(r["lost"] for r in lost) + "]", now)
 
 
-async def _store_side(conn: Conn, rows: Sequence[CheckedResult]) -> None:
+async def _store_side(conn: Conn, rows: Sequence[CheckedResult], now: datetime) -> None:
     """Each side check's facts of `rows`, by its store (the ingester has bounded them), as the
         frame keeps them (`keeps_facts`: none of an `inconclusive` result; a job's first, which,
         that kept, are those of the result that stands). Facts that do not fit their side check's
@@ -316,7 +318,7 @@ async def _store_side(conn: Conn, rows: Sequence[CheckedResult]) -> None:
             await keeper(conn, arrived)
         if check.arrivals is not None:
             found = [a for at in arrived for a in check.arrivals(at)]
-            await _heartbeats_mail(conn, found, max(at.finished_at for at in arrived))
+            await _heartbeats_mail(conn, found, now)
         if own is None:
             stored = await facts_store.record(conn, check.name, arrived)
         else:
@@ -326,7 +328,7 @@ async def _store_side(conn: Conn, rows: Sequence[CheckedResult]) -> None:
 
 async def _heartbeats_mail(conn: Conn, found: Sequence[Arrival], at: datetime) -> None:
     """Mail a side check read for heartbeats, stored as their arrivals (each once) and their
-    judge woken at `at` (the results' newest time)."""
+    judge woken at `at` (the writer's clock: an agent's own clock could put it off)."""
     if not found:
         return
     await arrivals_store.keep(conn, found)

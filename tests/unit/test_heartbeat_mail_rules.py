@@ -5,6 +5,7 @@ and API calls."""
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from uuid import UUID
 
 import msgspec
 import pytest
@@ -13,6 +14,7 @@ from controller.monitors.store import RoundState, WatchedMonitor
 from controller.scheduling.api_calls_store import need
 from controller.secrets.seal_keys import CountryKeys
 from controller.settings import SchedulingSettings
+from controller.sidechecks.frame import Arrived
 from controller.sidechecks.heartbeat_mail import rules
 from controller.sidechecks.heartbeat_mail.rules import Reader
 from shared.arrivals import TEXT_MAX, Arrival
@@ -171,3 +173,27 @@ def test_the_looks_count_as_logins_and_api_calls_of_the_round(tmp_path: Path) ->
         ("check", UNITS["users.getProfile"] + UNITS["labels.get"]),
         ("look", GMAIL_LOOK_UNITS),
     ]
+
+
+def _arrived(country: str, *looks: Looked) -> Arrived[HeartbeatMail]:
+    return Arrived("job", UUID(int=7), country, AT, AT, HeartbeatMail(looks=list(looks)))
+
+
+def test_a_read_arrival_is_its_heartbeats_with_an_id_scoped_to_it() -> None:
+    """The same message read from two countries is one arrival (one id); the same id an agent
+    gives for two heartbeats is two arrivals, so none can take another monitor's place; each is
+    the look's heartbeat's, in the result's country, listener `mailbox`."""
+    one, two = reader(1).heartbeat_id, reader(2).heartbeat_id
+    sent = msgspec.structs.replace(_arrival(), monitor_id="someone else's", country="XX")
+    de = rules.arrivals(_arrived("DE", Looked(monitor_id=one, arrivals=[sent])))
+    fr = rules.arrivals(_arrived("FR", Looked(monitor_id=one, arrivals=[sent])))
+    both = rules.arrivals(
+        _arrived("DE", *(Looked(monitor_id=m, arrivals=[sent]) for m in (one, two)))
+    )
+    assert [a.arrival_id for a in de] == [a.arrival_id for a in fr]
+    assert len({a.arrival_id for a in both}) == 2
+    assert {(a.monitor_id, a.country, a.listener) for a in both} == {
+        (one, "DE", "mailbox"),
+        (two, "DE", "mailbox"),
+    }
+    assert rules.arrivals(_arrived("DE", Looked(monitor_id="not-a-uuid", arrivals=[sent]))) == []

@@ -4,6 +4,7 @@ LOOKS_MAX, each from one of its windows back (its period and its grace), so cons
 overlap and a message read twice is one arrival (its id is its Message-ID's); what an agent
 answers is kept only for the heartbeats its job asked for, each arrival as its heartbeat's."""
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -74,11 +75,26 @@ def reads(asked: HeartbeatMailAsk) -> int:
 
 def arrivals(arrived: Arrived[HeartbeatMail]) -> list[Arrival]:
     """The arrivals a result's looks found, each the heartbeat's its look was for, received in
-    the result's country, read from a mailbox (listener `mailbox`)."""
+    the result's country, read from a mailbox (listener `mailbox`). Its id is the agent's within
+    that heartbeat: the same message read again is one arrival, and an id an agent makes up
+    cannot take the place of another monitor's arrival."""
     return [
         msgspec.structs.replace(
-            a, monitor_id=look.monitor_id, country=arrived.country, listener=MAILBOX_LISTENER
+            a,
+            arrival_id=str(uuid.uuid5(uuid.UUID(look.monitor_id), a.arrival_id)),
+            monitor_id=look.monitor_id,
+            country=arrived.country,
+            listener=MAILBOX_LISTENER,
         )
         for look in arrived.facts.looks
+        if _is_uuid(look.monitor_id)
         for a in look.arrivals
     ]
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
