@@ -609,7 +609,7 @@ def _count_reads(plan: PlannedRound, config: JobConfig) -> None:
     job asks the same): a login each where the round's account is the mailbox's (an IMAP or
     POP3 monitor, a round trip logging in as its mailbox's user), a look's calls each on the
     mailbox over an API."""
-    reads = max((_reads_by_check(job) for job in plan.jobs), key=len, default=[])
+    reads = _reads_by_check(plan.jobs[0]) if plan.jobs else []
     if not reads:
         return
     mailbox_login = (isinstance(config, ImapPopConfig) and not config.api) or plan.legs == 2
