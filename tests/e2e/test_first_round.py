@@ -1,6 +1,8 @@
-"""A new monitor's first round: one round from each of its countries at creation, however soon
-"Check now" follows, then its rounds on its grid, with the scheduler, agents and a loopback
-server all running."""
+"""A new monitor's first round: one round from each of its countries at creation, then its rounds
+on its grid, with the scheduler, agents and a loopback server all running. "Check now" right
+after creating is that first round when it comes before a pass sent it, else one round of its
+own beside it; which comes first is the host's timing (each order is pinned in
+tests/pipeline/test_scheduler.py)."""
 
 import asyncio
 import itertools
@@ -74,8 +76,11 @@ async def test_a_new_monitor_gets_one_round_at_creation_then_rounds_at_its_inter
     for pid, created_at, triggered, items in (plain, checked):
         first, *grid = rounds(items)
         assert first - created_at < timedelta(seconds=2), (created_at, items)
-        if triggered is not None:  # "Check now" sent the first round, and no other went besides
-            assert first == triggered
+        if triggered is not None and triggered != first:
+            # A pass sent the first round before "Check now" came: the trigger's round is one
+            # of its own, off the grid, and no third round went (the grid's checks below).
+            assert triggered in grid, items
+            grid.remove(triggered)
         # Then its grid, each point once: the first after the creation round, one an interval
         # after another.
         assert grid[0] == grid_after(pid, INTERVAL, first), items
