@@ -26,13 +26,22 @@ from shared.guards import BrokenInvariant
 _hasher = PasswordHasher()
 
 
+# The stand-in's hash, of a random password thrown away. A known password would not matter
+# either: a missing hash never verifies (`verify_password`).
+STAND_IN = (
+    "$argon2id$v=19$m=65536,t=3,p=4$vtG09cVdo2DOeFsmLTWEhw"
+    "$7J8ryiccIt9QvFM1QyMsPBxbIFJtiKPuEbN1xR/boJk"
+)
+
+
 @functools.cache
 def _dummy_hash() -> str:
     """Verified against when the e-mail is unknown (or its hash empty), so a login takes as long
-    either way. Of a random password: one written in the source would open an account whose hash
-    an operator blanked to lock it. Made once per process when first needed: the API's
-    `PasswordPool` makes it as it starts, so no login waits for it; commands that only hash
-    never pay for it."""
+    either way: `STAND_IN` when the hasher's parameters (time, memory, lanes) are its own, else
+    one made with them, once per process when first needed (the API's `PasswordPool` asks for
+    it as it starts, so no login waits for it)."""
+    if not _hasher.check_needs_rehash(STAND_IN):
+        return STAND_IN
     return _hasher.hash(secrets.token_urlsafe(32))
 
 

@@ -113,6 +113,26 @@ def test_an_unknown_email_costs_an_argon2_verify_of_the_same_parameters() -> Non
     stand_in = argon2.extract_parameters(security._dummy_hash())
     assert stand_in == argon2.extract_parameters(hash_password("a user's password"))
     assert security.verify_password(None, "anything") is False
+    assert security.verify_password("", "anything") is False
+
+
+def test_a_hasher_of_other_parameters_makes_its_own_stand_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The shipped stand-in is of the default parameters; a hasher of others (a later
+    argon2-cffi's defaults) verifies unknown e-mails against a hash of its own cost."""
+    monkeypatch.setattr(
+        security, "_hasher", argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    )
+    security._dummy_hash.cache_clear()
+    try:
+        made = security._dummy_hash()
+        assert made != security.STAND_IN
+        assert argon2.extract_parameters(made) == argon2.extract_parameters(
+            security.hash_password("a user's password")
+        )
+    finally:
+        security._dummy_hash.cache_clear()
 
 
 async def test_the_pool_makes_the_stand_in_hash_as_it_starts() -> None:
