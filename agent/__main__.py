@@ -18,6 +18,7 @@ from nats.aio.client import Client as NATS
 
 from agent.settings import AgentSettings
 from agent.settle import NATS_ERRORS
+from shared import startup
 from shared.clock import WALL
 from shared.logging import configure
 from shared.loop import run_loop
@@ -51,9 +52,10 @@ def main(argv: list[str] | None = None) -> int:
 async def serve(settings: AgentSettings) -> None:
     # The worker, its probers and the receiver are imported once the settings hold: a bad
     # setting is reported without loading them (a third of the CPU-second they take).
-    from agent import ops
-    from agent.receiver import service as receiving
-    from agent.worker import Worker, default_agent_id
+    with startup.imports():
+        from agent import ops
+        from agent.receiver import service as receiving
+        from agent.worker import Worker, default_agent_id
 
     country = settings.identity.agent_country
     agent_id = settings.identity.agent_id or default_agent_id(country)

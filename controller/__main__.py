@@ -17,6 +17,7 @@ from controller.db.migrate import migrate
 from controller.db.pool import connect
 from controller.secrets.box import generate_key
 from controller.settings import ControllerSettings
+from shared import startup
 from shared.clock import WALL, Clock
 from shared.logging import configure
 from shared.loop import run_loop
@@ -122,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             now = "no longer an operator" if args.revoke else "an operator"
             print(f"{args.email} is {now} of this deployment")
         elif args.command == "serve":
-            from controller.runtime.serve import serve
-
+            with startup.imports():
+                from controller.runtime.serve import serve
             run_loop(serve(settings))
         elif args.command == "streams-move":
             from controller.runtime.streams_move import run

@@ -1,6 +1,9 @@
 """Session-wide real servers: PostgreSQL and NATS (embedded unless TEST_DATABASE_URL /
 TEST_NATS_URL are given) and the API served by uvicorn on a loopback port."""
 
+# First: no garbage collection while the test modules are imported (testkit/pytest_gc.py).
+from testkit import pytest_gc  # isort: skip
+
 import os
 import tempfile
 import uuid
@@ -36,6 +39,20 @@ os.environ["MAILPROBE_RUN_DIR"] = f"/nonexistent/mailprobe-tests-{uuid.uuid4().h
 def pytest_configure(config: pytest.Config) -> None:
     """TEST_CPU_TABLE=<file>: each test file's CPU-seconds, a table (testkit/cpu_table.py)."""
     cpu_table.register(config)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not pytest_gc.collects(session.config):
+        pytest_gc.resume()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    pytest_gc.resume()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    pytest_gc.resume()  # a run that stopped before collecting
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
