@@ -82,16 +82,19 @@ def main(argv: list[str] | None = None) -> int:
         print(generate_key())
         return 0
     if args.command in ("apply", "export"):
-        from controller.ascode import run as ascode
+        with startup.imports():
+            from controller.ascode import run as ascode
 
         # API clients: they need a token, not the controller's settings.
         return ascode.main(args, os.environ)
     if args.command == "oauth2-device":
-        from controller.ascode import device_cli
+        with startup.imports():
+            from controller.ascode import device_cli
 
         return device_cli.main(args, os.environ)  # an API client, as apply
     if args.command == "tail":
-        from controller import tail
+        with startup.imports():
+            from controller import tail
 
         return tail.main(args, os.environ)  # a NATS reader only
     try:
@@ -127,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                 from controller.runtime.serve import serve
             run_loop(serve(settings))
         elif args.command == "streams-move":
-            from controller.runtime.streams_move import run
+            with startup.imports():
+                from controller.runtime.streams_move import run
 
             return run(settings, args, os.environ)
     except asyncpg.UniqueViolationError:

@@ -3,7 +3,9 @@
 Importing the controller makes about 300 collections that free next to nothing (modules,
 classes and functions live as long as the process): a fifth of its start's CPU. While
 `imports()` holds, the collector waits; after, what the imports made is moved out of its view
-(`gc.freeze`), so no later full collection walks it again either.
+(`gc.freeze`), so no later full collection walks it again either. A process freezes once, at
+its start: in one that froze already (a test worker calling a command's `main`), `imports()`
+only holds the collector, as what is alive then is not all there for good.
 """
 
 import gc
@@ -19,6 +21,7 @@ def imports() -> Iterator[None]:
     try:
         yield
     finally:
-        gc.freeze()
+        if not gc.get_freeze_count():
+            gc.freeze()
         if was_enabled:
             gc.enable()
