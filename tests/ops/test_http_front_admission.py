@@ -77,7 +77,8 @@ async def test_a_tls_handshake_is_inside_the_head_deadline(serve: Serve, tmp_pat
         assert took is not None and took < 3, took
         took = await asyncio.to_thread(slow_handshake)
         print(f"a handshake done at 0.6 s, then no head: closed {took} s after the connect")
-        assert took is not None and took < 1.4, took
+        # At about 1 s; a deadline counted from the handshake's end would be past 1.6 s.
+        assert took is not None and took < 1.55, took
         assert await asyncio.to_thread(get, served.port, "/health", "127.0.0.1", ctx) == 200
 
 
