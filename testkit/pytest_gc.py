@@ -3,7 +3,7 @@ module first (tests/conftest.py does, before its other imports) stops the collec
 conftests and test modules are imported; `resume` then freezes what they made out of its view
 and starts it again (shared/startup.py says why), its youngest generation collected every
 `YOUNG` allocations instead of 700: the tests make objects by the million, and most die young
-without a pass (one file set: 26.4 CPU-s before, 23.5 after; bench/results/suite.md)."""
+without a pass (one file set: 26.1 CPU-s before, 23.5 after; bench/results/suite.md)."""
 
 import gc
 
