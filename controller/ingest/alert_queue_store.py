@@ -149,7 +149,8 @@ PUSH_ROUNDS = 6
 # not yet due, with no revision, and at most $2 rounds past the alerter's cursor. The close is
 # `round_closes_after` (migration 0053; `rules.closes_at`), the countries `round_expected` ($4:
 # DEFAULT_CHECK_COUNTRIES). The queue rows are found by their keys (`= ANY`), so that no join
-# reads the queue whole (a hash join over all of it was the generic plan's choice).
+# reads the queue whole (a hash join over all of it was the generic plan's choice); the alert
+# states likewise (a merge join read their index whole).
 _PUSH = """
 WITH m AS (
     SELECT m.id, make_interval(secs => m.check_interval) AS step,
@@ -160,7 +161,7 @@ WITH m AS (
 )
 UPDATE alert_queue q
 SET due_at = q.watch_at + m.step + m.closes_after, watch_at = q.watch_at + m.step
-FROM m JOIN monitor_alert_state a ON a.monitor_id = m.id
+FROM m JOIN monitor_alert_state a ON a.monitor_id = m.id AND a.monitor_id = ANY($1::bigint[])
 WHERE q.monitor_id = m.id AND q.monitor_id = ANY($1::bigint[])
     AND q.settled AND q.revised_from IS NULL
     AND q.watch_step = m.check_interval AND q.due_at = q.watch_at + m.closes_after
