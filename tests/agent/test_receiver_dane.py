@@ -17,6 +17,7 @@ import uuid
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import nats.errors
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -24,22 +25,36 @@ from nats.js import JetStreamContext
 
 from controller.arrivals.grading import Latest, Twin, verdicts
 from controller.sidechecks.findings import Finding
+from shared.arrivals import Arrival
 from shared.embedded import free_port
 from shared.timefmt import parse_iso
 from testkit.peers import unbound
 from testkit.peers.dns import DnsPeer
 from testkit.peers.dnssec import SignedDnsPeer, signed_zone
 from testkit.peers.postfix import SendingPostfix, missing
-from tests.agent.test_receiver import DOMAIN, certificate, receiving, submit
+from tests.agent.test_receiver import DOMAIN, Rig, certificate, receiving, submit
 
 __all__ = ["certificate"]  # the receiver's certificate fixture, shared with test_receiver.py
 
 pytestmark = [
     pytest.mark.skipif(missing() is not None, reason=missing() or ""),
     pytest.mark.skipif(unbound.missing() is not None, reason=str(unbound.missing())),
+    # Three Postfix instances, a signed zone and unbound: about 2 s on a quiet host.
+    pytest.mark.timeout(180),
 ]
+WAIT_S = 45  # for a delivery or a deferral, with Postfix's log in the failure
 
 MX = f"mx.{DOMAIN}"
+
+
+async def delivered(rig: Rig, monitor_id: str, postfix: SendingPostfix) -> Arrival:
+    """The one arrival for `monitor_id`, waited for; past WAIT_S, an AssertionError holding
+    what the sending Postfix logged."""
+    try:
+        [arrival] = await rig.arrivals(monitor_id, 1, within=WAIT_S)
+    except nats.errors.TimeoutError:
+        raise AssertionError(f"nothing arrived; Postfix logged: {postfix.log()[-3000:]}") from None
+    return arrival
 
 
 def spki_sha256(cert_file: str) -> str:
@@ -107,7 +122,7 @@ async def test_a_dane_sender_delivers_verified_and_refuses_what_its_tlsa_does_no
             DOMAIN, plain, "dane", extra_cf=DANE_CF, to_host=MX, resolv_conf=unvalidated
         ) as fallback:
             await submit(fallback.port, to_clear, "dane without validation")
-            [fell_back] = await rig.arrivals(clear, 1)
+            fell_back = await delivered(rig, clear, fallback)
             await fallback.until_logged("status=sent")
         assert (fell_back.tls_version, fell_back.starttls_offered) == (None, False)
 
@@ -115,7 +130,7 @@ async def test_a_dane_sender_delivers_verified_and_refuses_what_its_tlsa_does_no
             DOMAIN, main, "dane", extra_cf=DANE_CF, to_host=MX, resolv_conf=resolv
         ) as sender:
             await submit(sender.port, to_good, "nightly over dane")
-            [arrival] = await rig.arrivals(good, 1)
+            arrival = await delivered(rig, good, sender)
             verified = await sender.until_logged("TLS connection established")
         assert arrival.tls_version in ("TLSv1.2", "TLSv1.3") and arrival.starttls_offered
         assert verified.split(": ", 1)[1].startswith("Verified TLS"), verified
@@ -126,7 +141,7 @@ async def test_a_dane_sender_delivers_verified_and_refuses_what_its_tlsa_does_no
         ) as refusing:
             to_refused = await rig.address(other)
             await submit(refusing.port, to_refused, "must not go in the clear")
-            line = await refusing.until_logged("status=deferred", within=20)
+            line = await refusing.until_logged("status=deferred", within=WAIT_S)
         await rig.none_for(other)
         assert "TLS is required, but was not offered" in line, line
         print("dane at the plain twin:", line.rsplit("status=", 1)[1])
@@ -135,11 +150,11 @@ async def test_a_dane_sender_delivers_verified_and_refuses_what_its_tlsa_does_no
     # .grading): the `dane` sender's mail over TLS at the address with none at the plain twin
     # clears `sender_tls_not_enforced`; the fallen-back sender's mail at the twin raises it.
     assert (arrival.listener, fell_back.listener) == ("", "plain")
-    key = ("sender_tls_not_enforced", country)
+    finding = ("sender_tls_not_enforced", country)
     refused = Latest(twins={"plain": Twin(refused_at=parse_iso(arrival.arrived_at))})
-    assert verdicts(country, refused)[key] is None
+    assert verdicts(country, refused)[finding] is None
     sent = Latest(twins={"plain": Twin(at=parse_iso(fell_back.arrived_at))})
-    assert isinstance(verdicts(country, sent)[key], Finding)
+    assert isinstance(verdicts(country, sent)[finding], Finding)
 
 
 async def test_a_dane_sender_refuses_a_key_its_tlsa_record_does_not_name(
@@ -155,7 +170,7 @@ async def test_a_dane_sender_refuses_a_key_its_tlsa_record_does_not_name(
             DOMAIN, rig.receiver.port, "dane", extra_cf=DANE_CF, to_host=MX, resolv_conf=resolv
         ) as sender:
             await submit(sender.port, await rig.address(monitor), "to the wrong key")
-            line = await sender.until_logged("status=deferred", within=20)
+            line = await sender.until_logged("status=deferred", within=WAIT_S)
         await rig.none_for(monitor)
     assert "certificate verification failed" in line or "not verified" in line, line
     print("dane to another key:", line.rsplit("status=", 1)[1])
