@@ -7,14 +7,12 @@ alerter (on a ManualClock) judges the heartbeat by them: up, late and down with 
 once the mail stops for a period and its grace, up again once it comes back. The API refuses a
 mailbox that is not an IMAP/POP or round-trip monitor of the organization, naming the field."""
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import httpx
 import msgspec
-import pytest
 import trustme
 
 from agent.check_runner import CheckRunner
@@ -29,28 +27,24 @@ from shared.messages import CheckJob, CheckResult, encode
 from shared.sidechecks.heartbeat_mail import WIRE, HeartbeatMail
 from shared.subjects import results_subject
 from shared.timefmt import parse_iso, utcnow
-from testkit.oauth2 import dovecot
 from testkit.oauth2.dovecot import Dovecot
 from testkit.sealing import KeyRing
 from tests.api.helpers import assert_error, create
 from tests.conftest import Tenant, make_tenant
 from tests.pipeline.conftest import Countries, SchedulerWith
-from tests.probers.test_heartbeat_box import PASSWORD, SENDER, USER, _empty, deliver
+from tests.probers.test_heartbeat_box import (
+    PASSWORD,
+    SENDER,
+    USER,
+    _empty,
+    box,
+    deliver,
+    mail_ca,
+)
+
+__all__ = ["box", "mail_ca"]  # the Dovecot mailbox fixtures, shared with test_heartbeat_box.py
 
 FIELD = "heartbeatConfig.mailboxMonitorId"
-
-
-@pytest.fixture(scope="module")
-def mail_ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-async def box(mail_ca: trustme.CA) -> AsyncIterator[Dovecot]:
-    if (why := dovecot.missing()) is not None:
-        pytest.skip(why)
-    async with Dovecot(mail_ca, {USER: PASSWORD}) as server:
-        yield server
 
 
 async def _imap_monitor(
