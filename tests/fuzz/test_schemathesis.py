@@ -3,13 +3,13 @@ pipeline, and the API's own OpenAPI document: every request the document calls v
 accepted, every one it calls invalid is refused, every answer is documented.
 
 `make test` runs it bounded and repeatable: FUZZ_EXAMPLES examples per operation (default 3)
-in the examples, fuzzing and stateful phases, once with each seed of FIXED_SEEDS (one a seed
-that once found a mismatch), about 40 s each on two cores. A gate that draws its seed would
-stop an unrelated change whenever it draws a new finding, so the drawn seed runs in `make fuzz`
-(FUZZ_RANDOM=1, printed, and named in its failure; drawn when the test runs, not at
-collection, so every xdist worker collects the same ids), with the coverage phase (every
-boundary of every keyword) and 100 examples. FUZZ_SEED=N runs seed N alone (a failure's
-seed, to replay it)."""
+in the examples, fuzzing and stateful phases, with the seed GATE_SEED, about 40 s on two
+cores. A gate that draws its seed would stop an unrelated change whenever it draws a new
+finding, so `make fuzz` (FUZZ_RANDOM=1) runs the drawn seed (printed, and named in its failure;
+drawn when the test runs, not at collection, so every xdist worker collects the same ids) and
+every seed of FOUND_SEEDS, seeds that once found a mismatch (each pinned since by a test of
+its own), with the coverage phase (every boundary of every keyword) and 100 examples.
+FUZZ_SEED=N runs seed N alone (a failure's seed, to replay it)."""
 
 import asyncio
 import os
@@ -25,12 +25,16 @@ from tests.api.rig import pipeline_api
 from tests.conftest import Tenant, make_tenant
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "3"))
-FIXED_SEEDS = (20261123, 1897256732)
+GATE_SEED = 20261123
+# 1897256732 sent a name of 201 characters with a leading space (tests/unit/test_text_patterns.py)
+FOUND_SEEDS = (1897256732,)
 # None: a seed drawn when the test runs
 SEEDS: list[int | None] = (
     [int(os.environ["FUZZ_SEED"])]
     if os.environ.get("FUZZ_SEED")
-    else [*FIXED_SEEDS, *([None] if os.environ.get("FUZZ_RANDOM") == "1" else [])]
+    else [GATE_SEED, *FOUND_SEEDS, None]
+    if os.environ.get("FUZZ_RANDOM") == "1"
+    else [GATE_SEED]
 )
 PHASES = os.environ.get("FUZZ_PHASES", "examples,fuzzing,stateful")
 HERE = Path(__file__).parent

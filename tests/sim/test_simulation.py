@@ -21,15 +21,15 @@ from testkit.sim import budgets, windows
 from testkit.sim.run import Run, describe, simulate
 from testkit.sim.world import Shape, World
 
-# three histories of 25 s of CPU together: started first, and given the wall a loaded machine needs
+# two histories of ~15 s of this process's CPU: started first, with the wall a loaded host needs
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 SHAPE = Shape(monitors=6, hours=1.5).made_busy()
 # Seed 9 found a confirmation round's rows written at another time than its results'.
-SEEDS = (1, 2, 9)
+SEEDS = (2, 9)
 # Seed 2 starts a minute before midnight (`make clock-sweep`'s first time of day).
 AT: dict[int, str] = {2: "23:59:00"}
-# Each seed's run, played once: the judge's own test judges seed 1's again.
+# Each seed's run, played once: the judge's own tests judge the first seed's again.
 _RUNS: dict[int, Run] = {}
 
 
