@@ -1,10 +1,12 @@
 """The import contracts of pyproject.toml ([tool.importlinter], run by `make lint`) each break on
-a violation planted in a copy of the tree, and only the contract it is planted for breaks."""
+a violation planted in a copy of the tree, and each report names only the violation planted for
+its contract."""
 
 import shutil
 import subprocess
 import sys
 import tomllib
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -50,8 +52,15 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy
 
 
-def broken(tree: Path) -> set[str]:
-    """The ids of the contracts `lint-imports` finds broken in `tree`."""
+def _names(tree: Path) -> dict[str, str]:
+    """Contract name → id."""
+    contracts = tomllib.loads((tree / "pyproject.toml").read_text())["tool"]["importlinter"]
+    return {c["name"]: c["id"] for c in contracts["contracts"]}
+
+
+def reports(tree: Path) -> dict[str, str]:
+    """The id of each contract `lint-imports` finds broken in `tree`, with its report (the
+    imports it names)."""
     done = subprocess.run(
         [str(LINT_IMPORTS), "--no-cache"],
         cwd=tree,
@@ -60,17 +69,21 @@ def broken(tree: Path) -> set[str]:
         text=True,
         timeout=60,
     )
-    names = {
-        c["name"]: c["id"]
-        for c in tomllib.loads((tree / "pyproject.toml").read_text())["tool"]["importlinter"][
-            "contracts"
-        ]
-    }
+    names = _names(tree)
     found = {i for name, i in names.items() if f"{name} BROKEN" in done.stdout}
     kept = {i for name, i in names.items() if f"{name} KEPT" in done.stdout}
     assert found | kept == set(names.values()), done.stdout + done.stderr
     assert (done.returncode != 0) == bool(found), done.stdout + done.stderr
-    return found
+    # After the summary, each broken contract's report: its name underlined, then its imports.
+    _, _, detail = done.stdout.partition("Broken contracts")
+    headed = {detail.find(f"\n{name}\n-"): names[name] for name in names if names[name] in found}
+    assert -1 not in headed, done.stdout
+    return {headed[a]: detail[a:b] for a, b in pairwise([*sorted(headed), len(detail)])}
+
+
+def broken(tree: Path) -> set[str]:
+    """The ids of the contracts `lint-imports` finds broken in `tree`."""
+    return set(reports(tree))
 
 
 def test_every_contract_has_its_planted_violation() -> None:
@@ -81,15 +94,24 @@ def test_the_tree_keeps_every_contract(tree: Path) -> None:
     assert broken(tree) == set()
 
 
-@pytest.mark.parametrize("contract", sorted(PLANTED))
-def test_a_planted_violation_breaks_its_contract(tree: Path, contract: str) -> None:
-    path, text = PLANTED[contract]
-    planted = tree / path
-    planted.write_text(text)
+def _module(path: str) -> str:
+    return path.removesuffix(".py").replace("/", ".")
+
+
+def test_each_planted_violation_breaks_its_contract_alone(tree: Path) -> None:
+    """Every violation planted at once (one run of lint-imports): each contract is broken, and
+    its report names its own planted module and no other's."""
+    for path, text in PLANTED.values():
+        (tree / path).write_text(text)
     try:
-        assert broken(tree) == {contract}
+        found = reports(tree)
     finally:
-        planted.unlink()
+        for path, _ in PLANTED.values():
+            (tree / path).unlink()
+    assert set(found) == set(PLANTED)
+    for contract in PLANTED:
+        named = {c for c, (p, _) in PLANTED.items() if f"{_module(p)} ->" in found[contract]}
+        assert named == {contract}, found[contract]
 
 
 def test_a_package_without_a_layer_breaks_the_layers(tree: Path) -> None:
