@@ -22,10 +22,10 @@ testkit.campaigns.notice_failover's, which `make soak` runs too.
 
 `python -m bench ha-soak [--monitors N] [--warmup S] [--observe S] [--short]` (about 10
 minutes; `--observe`: seconds each fault is watched once applied, 20-30 by default); `--short`
-is what tests/soak/test_ha_soak_short.py runs (about 1.5 minutes: 50 monitors, an agent per
-country, a 5 s INCIDENT_GROUP_WAIT_SECONDS, and the leader kill, the controller kill mid-ack
-and the failover mid-send in one fault, `failover_through_kills`), asserting every target but
-those in seconds (e-mails late, store lag, on time again).
+is what tests/soak/test_ha_soak_short.py runs under `make soak` (about 1.5 minutes: 50
+monitors, an agent per country, a 5 s INCIDENT_GROUP_WAIT_SECONDS, and the leader kill, the
+controller kill mid-ack and the failover mid-send in one fault, `failover_through_kills`),
+asserting every target but those in seconds (e-mails late, store lag, on time again).
 """
 
 import argparse

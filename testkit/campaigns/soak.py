@@ -12,7 +12,8 @@ when a target is missed; prints every figure either way.
 
 `python -m testkit.campaigns.soak` runs the full campaign (~15 minutes); `--short` an agent, the
 controller and NATS killed in turn on 60 monitors (about a minute, what
-tests/soak/test_soak_short.py runs, asserting every target but the recovery time).
+tests/soak/test_soak_short.py runs under `make soak`, asserting every target but the recovery
+time).
 """
 
 import asyncio

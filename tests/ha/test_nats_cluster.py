@@ -3,16 +3,18 @@ loopback (routes, JetStream on each node, a store each), streams made by the pro
 
 What is pinned: the controller moves an existing deployment's R1 streams to `STREAM_REPLICAS=3`
 at its start with every message and consumer kept; with R3 streams, a kill -9 of the node that
-leads RESULTS stops neither publishing nor consuming, and every acknowledged message is
-delivered."""
+leads RESULTS stops neither publishing nor consuming, every acknowledged message is delivered,
+and the product's ingester stores each result published in PostgreSQL exactly once."""
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
@@ -20,9 +22,12 @@ from nats.js import JetStreamContext
 from nats.js.api import StreamInfo
 from nats.js.errors import APIError
 
+from controller.ingest.ingester import Ingester
+from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import connect_nats, open_pipeline
 from controller.settings import ControllerSettings
 from shared import embedded
+from shared.messages import encode
 from shared.streams import (
     INGEST_CONSUMER,
     ensure_jobs_consumers,
@@ -30,7 +35,11 @@ from shared.streams import (
     ingest_consumer_config,
     jobs_consumer_name,
 )
-from shared.subjects import EVENTS_STREAM, JOBS_STREAM, RESULTS_STREAM
+from shared.subjects import EVENTS_STREAM, JOBS_STREAM, RESULTS_STREAM, results_subject
+from shared.timefmt import utcnow
+from tests.api.helpers import create
+from tests.conftest import Tenant
+from tests.pipeline.test_ingest import result
 
 STREAMS = (JOBS_STREAM, RESULTS_STREAM, EVENTS_STREAM)
 
@@ -130,12 +139,14 @@ async def test_controller_start_moves_r1_streams_to_r3_keeping_every_message(
         assert got.data == b"result 49"
 
 
-async def publish_until_acked(js: JetStreamContext, subject: str, msg_id: str) -> None:
+async def publish_until_acked(
+    js: JetStreamContext, subject: str, msg_id: str, data: bytes | None = None
+) -> None:
     """As the agents do with a result: the same message id again until JetStream acks it (a
-    retry after a lost ack is dropped as a duplicate)."""
+    retry after a lost ack is dropped as a duplicate). `data`: the id itself unless given."""
     while True:
         try:
-            await js.publish(subject, msg_id.encode(), headers={"Nats-Msg-Id": msg_id})
+            await js.publish(subject, data or msg_id.encode(), headers={"Nats-Msg-Id": msg_id})
             return
         except (NatsError, TimeoutError, APIError):
             await asyncio.sleep(0.1)
@@ -192,3 +203,65 @@ async def test_killing_the_stream_leader_loses_no_message(
         assert info.cluster is not None and info.cluster.leader not in (None, leader)
         assert info.state.messages == total
         assert seen == {f"r{i}" for i in range(total)}
+
+
+async def stored_per_job(pool: asyncpg.Pool, public_id: str) -> dict[str, int]:
+    """How many rows `check_results` holds of each job of the monitor."""
+    rows = await pool.fetch(
+        "SELECT job_id, count(*) AS n FROM check_results"
+        " WHERE monitor_public_id = $1::uuid GROUP BY job_id",
+        public_id,
+    )
+    return {r["job_id"]: int(r["n"]) for r in rows}
+
+
+async def test_the_ingester_stores_each_result_once_through_a_stream_leader_kill(
+    cluster: tuple[list[embedded.NatsNode], str],
+    pool: asyncpg.Pool,
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    job_ids: JobIds,
+) -> None:
+    """The product's ingester on the cluster's R3 RESULTS: results published as the agents
+    publish them (their job id as the message id, again until acked), the node leading
+    RESULTS killed (SIGKILL) a third of the way in. Once the ingest consumer has nothing
+    pending or unacked, `check_results` holds exactly one row of every result published."""
+    nodes, url = cluster
+    total, kill_at = 150, 50
+    monitor = await create(http, tenant)
+    start = utcnow()
+    sent = [result(job_ids, monitor, "DE", at=start + timedelta(seconds=i)) for i in range(total)]
+    async with client(url) as (nc, js):
+        await ensure_streams(js, replicas=3)
+        placed = (await settled(js, RESULTS_STREAM, 3)).cluster
+        assert placed is not None
+        leader = placed.leader
+        # A message on its way to the ingester when its server died comes again after the ack
+        # wait; shorter than the product's, for the test's seconds.
+        ingester = Ingester(pool, nc, js, job_ids, durable="ingest-ha", ack_wait_s=5)
+        stop = asyncio.Event()
+        run = asyncio.create_task(ingester.run(stop))
+        try:
+            for i, res in enumerate(sent):
+                if i == kill_at:
+                    next(n for n in nodes if n.name == leader).kill()
+                subject = results_subject(res.country, res.monitor_type, res.monitor_id)
+                await publish_until_acked(js, subject, res.job_id, encode(res))
+            # Every result stored and nothing left that could be stored again, or 30 s (a
+            # new leader within seconds, then the ack wait at most): the rows are judged then.
+            deadline = asyncio.get_running_loop().time() + 30
+            while asyncio.get_running_loop().time() < deadline:
+                with contextlib.suppress(NatsError, TimeoutError):
+                    info = await js.consumer_info(RESULTS_STREAM, ingester.durable)
+                    if (info.num_pending, info.num_ack_pending) == (0, 0) and len(
+                        await stored_per_job(pool, monitor["publicId"])
+                    ) == total:
+                        break
+                await asyncio.sleep(0.2)
+        finally:
+            stop.set()
+            await asyncio.wait_for(run, 10)
+            await ingester.close()
+        info = await js.stream_info(RESULTS_STREAM)
+        assert info.cluster is not None and info.cluster.leader not in (None, leader)
+    assert await stored_per_job(pool, monitor["publicId"]) == {r.job_id: 1 for r in sent}

@@ -9,15 +9,33 @@ module; each test pins one of issue 57's or 69's correctness targets over every 
 
 The timing targets (store lag p99, e-mails within 30 s, rounds on time again within 10 s) are
 printed here and asserted by the full campaign, `make soak`.
+
+`make soak` runs this file too (SOAK_FULL=1), not `make test`: each target it pins is pinned
+there in less CPU. No result lost or stored twice: through the kill of the node leading RESULTS,
+tests/ha/test_nats_cluster.py::test_the_ingester_stores_each_result_once_through_a_stream_leader_kill
+(the product's ingester on three nats-servers, every result in PostgreSQL once); through a
+controller killed holding results it has not acked, tests/pipeline/test_ingest_handover.py;
+through the PostgreSQL failover, tests/ha/test_postgres_failover.py (the pool follows the
+promoted standby and loses no commit). No false `down`, alert or incident through a NATS kill:
+tests/pipeline/test_ingest_faults.py::test_the_rounds_through_a_nats_kill_9_get_one_row_each_and_no_alert;
+through a controller kill or every database connection dropped within a pass, the simulation
+(tests/sim). The real outage's notices through the failover, each sent and none lost or late:
+tests/ha/test_notice_failover.py (down and recovered, by e-mail and webhook, at every instant of
+the primary's kill).
 """
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from testkit.campaigns.ha_soak import CAMPAIGNS, HaFigures, report, run_campaign
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(360)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(360),
+    pytest.mark.skipif(os.environ.get("SOAK_FULL") != "1", reason="make soak runs it"),
+]
 
 CAMPAIGN = CAMPAIGNS["short"]
 
