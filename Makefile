@@ -218,13 +218,14 @@ VERDICTS_ARGS ?= --minutes 6
 HA_SOAK_ARGS ?=
 # NOTICE_FAILOVER_ARGS: `--seeds N`, `--lanes N` (seeds at once).
 NOTICE_FAILOVER_ARGS ?=
-soak: $(STAMP) netns ## the fault campaign of issue 13 (~15 min), the verdict campaign of issue 60 (~8 min, namespaces, root), the HA campaign of issues 57 and 69 (~10 min), then 30 PostgreSQL failovers at the instant of sending (~6 min), then every variant of the saturated-country test, Patroni's failover of real engines, the short verdict campaign and the scale benchmark's run (~6 min), then SOAK_SIM_SEEDS histories of the simulation (`make sim`); exits 1 when a target is missed
+soak: $(STAMP) netns ## the fault campaign of issue 13 (~15 min), the verdict campaign of issue 60 (~8 min, namespaces, root), the HA campaign of issues 57 and 69 (~10 min), then 30 PostgreSQL failovers at the instant of sending (~6 min), then every variant of the saturated-country test, Patroni's failover of real engines, the short verdict, fault and HA campaigns and the scale benchmark's run (~9 min), then SOAK_SIM_SEEDS histories of the simulation (`make sim`); exits 1 when a target is missed
 	$(BIN)/python -m testkit.campaigns.soak; soak=$$?; \
 	  $(BIN)/python -m bench verdicts $(VERDICTS_ARGS); verdicts=$$?; \
 	  $(BIN)/python -m bench ha-soak $(HA_SOAK_ARGS); ha=$$?; \
 	  $(BIN)/python -m bench notice-failover $(NOTICE_FAILOVER_ARGS); notices=$$?; \
 	  SOAK_FULL=1 $(BIN)/pytest -n 0 tests/e2e/test_saturated_country.py tests/ha/test_patroni_failover.py \
-	    tests/soak/test_verdicts_short.py tests/soak/test_scale_short.py; saturated=$$?; \
+	    tests/soak/test_verdicts_short.py tests/soak/test_scale_short.py tests/soak/test_soak_short.py \
+	    tests/soak/test_ha_soak_short.py; saturated=$$?; \
 	  SIM_SEEDS=$(SOAK_SIM_SEEDS) $(BIN)/python -m testkit.sim $(SOAK_SIM_ARGS); sim=$$?; \
 	  [ $$soak = 0 ] && [ $$verdicts = 0 ] && [ $$ha = 0 ] && [ $$notices = 0 ] && [ $$saturated = 0 ] && [ $$sim = 0 ]
 
