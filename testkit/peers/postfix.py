@@ -18,9 +18,11 @@ import atexit
 import contextlib
 import os
 import shutil
+import smtplib
 import tempfile
 import time
 from collections.abc import Callable, Iterable
+from email.message import EmailMessage
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -52,7 +54,12 @@ virtual unix - n n - - virtual
 postlog unix-dgram n - n - 1 postlogd
 """
 
-__all__ = ["MASTER", "PostfixServer", "RelayPostfix", "SendingPostfix", "missing"]
+# How long a submission to a SendingPostfix waits for each reply. Its first RCPT starts the
+# instance's trivial-rewrite and cleanup daemons, a second or two on a loaded machine; what
+# takes longer is a fault, and the failure carries the instance's log.
+SUBMIT_S = 30.0
+
+__all__ = ["MASTER", "SUBMIT_S", "PostfixServer", "RelayPostfix", "SendingPostfix", "missing"]
 
 
 def missing() -> str | None:
@@ -70,6 +77,28 @@ def settled(*files: Path) -> None:
     past = time.time() - 60
     for f in files:
         os.utime(f, (past, past))
+
+
+def single_entries(main_cf: str) -> str:
+    """`main_cf` with each parameter once, at its first place with its last value (a later
+    line overrides, as in Postfix). Every Postfix process warns of an overriding entry as it
+    reads main.cf, postlogd too, and postlogd sends its own warnings to its own socket before
+    it opens the log file. That socket holds `net.unix.max_dgram_qlen` datagrams (the kernel's
+    default, 10) and a sender blocks on a full one: when the other processes' first lines fill it
+    while postlogd starts (a loaded machine), postlogd blocks writing to itself, and every
+    process of the instance at its next log line, for good (the smtpd at RCPT waits on a
+    trivial-rewrite stuck so, with nothing logged)."""
+    entries: dict[str, list[str]] = {}
+    name = ""
+    for line in main_cf.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if line[0].isspace():  # a continuation of the parameter above
+            entries[name].append(line)
+            continue
+        name = line.split("=", 1)[0].strip()
+        entries[name] = [line]
+    return "".join(f"{line}\n" for lines in entries.values() for line in lines)
 
 
 _QUEUE: Path | None = None  # the process's queue and data directories as Postfix lays them out
@@ -124,8 +153,9 @@ async def start_master(d: Path, resolv_conf: Path | None = None) -> asyncio.subp
         if copy.returncode != 0:
             raise RuntimeError(f"copying the queue layout failed: {said.decode(errors='replace')}")
     # Logging to a file of its own.
-    with (d / "etc" / "main.cf").open("a") as f:
-        f.write(f"maillog_file_prefixes = {d}\nmaillog_file = {d}/maillog\n")
+    cf = d / "etc" / "main.cf"
+    log = f"maillog_file_prefixes = {d}\nmaillog_file = {d}/maillog\n"
+    cf.write_text(single_entries(cf.read_text() + log))
     settled(*(d / "etc").iterdir())
     command = [MASTER, "-d", "-c", str(d / "etc")]
     if resolv_conf is not None:
@@ -358,6 +388,32 @@ class SendingPostfix(PostfixServer):
             )
             + self.extra_cf
         )
+
+    async def submit(
+        self,
+        mail_from: str,
+        to: list[str],
+        message: bytes | EmailMessage,
+        reply_within: float = SUBMIT_S,
+    ) -> None:
+        """`message` handed to this Postfix over SMTP; a refusal, a hang-up or a reply not
+        given within `reply_within` seconds raises AssertionError with the tail of its log."""
+
+        def send() -> None:
+            with smtplib.SMTP("127.0.0.1", self.port, timeout=reply_within) as s:
+                if isinstance(message, EmailMessage):
+                    s.send_message(message, from_addr=mail_from, to_addrs=to)
+                else:
+                    s.sendmail(mail_from, to, message)
+
+        started = asyncio.get_running_loop().time()
+        try:
+            await asyncio.to_thread(send)
+        except (smtplib.SMTPException, OSError) as e:
+            took = asyncio.get_running_loop().time() - started
+            raise AssertionError(
+                f"postfix took no mail ({e!r} after {took:.1f} s); it logged: {self.log()[-4000:]}"
+            ) from e
 
     async def until_logged(self, text: str, within: float = START_S) -> str:
         """The first log line holding `text`, waited for; AssertionError past `within`."""

@@ -151,17 +151,9 @@ def message(to: str, subject: str) -> EmailMessage:
     return m
 
 
-# How long a submission waits for a local Postfix's reply: its first MAIL starts its cleanup
-# and trivial-rewrite daemons, seconds on a loaded host (the sending is the subject, not its pace).
-SUBMIT_TIMEOUT_S = 60
-
-
-async def submit(port: int, to: str, subject: str) -> None:
-    def send() -> None:
-        with smtplib.SMTP("127.0.0.1", port, timeout=SUBMIT_TIMEOUT_S) as s:
-            s.send_message(message(to, subject), from_addr=f"reports@{SENDER}", to_addrs=[to])
-
-    await asyncio.to_thread(send)
+async def submit(postfix: SendingPostfix, to: str, subject: str) -> None:
+    """A message to `to` handed to `postfix` (its log in the failure when it takes none)."""
+    await postfix.submit(f"reports@{SENDER}", [to], message(to, subject))
 
 
 @needs_postfix
@@ -177,7 +169,7 @@ async def test_postfix_delivers_over_starttls_and_the_arrival_says_what_it_saw(
     async with receiving(js, country, certificate) as rig:
         to = await rig.address(monitor_id)
         async with SendingPostfix(DOMAIN, rig.receiver.port, level) as postfix:
-            await submit(postfix.port, to, f"nightly {level}")
+            await submit(postfix, to, f"nightly {level}")
             [arrival] = await rig.arrivals(monitor_id, 1)
             await postfix.until_logged("status=sent")
     assert (arrival.monitor_id, arrival.country, arrival.peer) == (monitor_id, country, "127.0.0.1")
@@ -210,10 +202,10 @@ async def test_senders_graded_at_the_port_without_starttls(
     async with receiving(js, country, certificate, agent_receiver_plain_port=free_port()) as rig:
         to_clear, to_kept = await rig.address(clear), await rig.address(kept)
         async with SendingPostfix(DOMAIN, rig.receiver.plain_port, "may") as may:
-            await submit(may.port, to_clear, "in the clear")
+            await submit(may, to_clear, "in the clear")
             [arrival] = await rig.arrivals(clear, 1)
         async with SendingPostfix(DOMAIN, rig.receiver.plain_port, "encrypt") as encrypt:
-            await submit(encrypt.port, to_kept, "must be encrypted")
+            await submit(encrypt, to_kept, "must be encrypted")
             line = await encrypt.until_logged("status=deferred")
         await rig.none_for(kept)
     assert (arrival.tls_version, arrival.tls_cipher, arrival.starttls_offered) == (
@@ -232,7 +224,7 @@ async def test_postfix_told_no_such_mailbox_at_rcpt_keeps_nothing(
     to its own sender, the receiver took nothing."""
     async with receiving(js, country, certificate) as rig:
         async with SendingPostfix(DOMAIN, rig.receiver.port, "may") as postfix:
-            await submit(postfix.port, f"{new_local_part()}@{DOMAIN}", "to nobody")
+            await submit(postfix, f"{new_local_part()}@{DOMAIN}", "to nobody")
             line = await postfix.until_logged("status=bounced")
         assert rig.receiver.counts.rcpt_unknown == 1 and rig.receiver.counts.taken == 0
     assert "550 5.1.1" in line

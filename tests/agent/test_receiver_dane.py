@@ -121,7 +121,7 @@ async def test_a_dane_sender_delivers_verified_and_refuses_what_its_tlsa_does_no
         async with SendingPostfix(
             DOMAIN, plain, "dane", extra_cf=DANE_CF, to_host=MX, resolv_conf=unvalidated
         ) as fallback:
-            await submit(fallback.port, to_clear, "dane without validation")
+            await submit(fallback, to_clear, "dane without validation")
             fell_back = await delivered(rig, clear, fallback)
             await fallback.until_logged("status=sent")
         assert (fell_back.tls_version, fell_back.starttls_offered) == (None, False)
@@ -129,7 +129,7 @@ async def test_a_dane_sender_delivers_verified_and_refuses_what_its_tlsa_does_no
         async with SendingPostfix(
             DOMAIN, main, "dane", extra_cf=DANE_CF, to_host=MX, resolv_conf=resolv
         ) as sender:
-            await submit(sender.port, to_good, "nightly over dane")
+            await submit(sender, to_good, "nightly over dane")
             arrival = await delivered(rig, good, sender)
             verified = await sender.until_logged("TLS connection established")
         assert arrival.tls_version in ("TLSv1.2", "TLSv1.3") and arrival.starttls_offered
@@ -140,7 +140,7 @@ async def test_a_dane_sender_delivers_verified_and_refuses_what_its_tlsa_does_no
             DOMAIN, plain, "dane", extra_cf=DANE_CF, to_host=MX, resolv_conf=resolv
         ) as refusing:
             to_refused = await rig.address(other)
-            await submit(refusing.port, to_refused, "must not go in the clear")
+            await submit(refusing, to_refused, "must not go in the clear")
             line = await refusing.until_logged("status=deferred", within=WAIT_S)
         await rig.none_for(other)
         assert "TLS is required, but was not offered" in line, line
@@ -169,7 +169,7 @@ async def test_a_dane_sender_refuses_a_key_its_tlsa_record_does_not_name(
         async with SendingPostfix(
             DOMAIN, rig.receiver.port, "dane", extra_cf=DANE_CF, to_host=MX, resolv_conf=resolv
         ) as sender:
-            await submit(sender.port, await rig.address(monitor), "to the wrong key")
+            await submit(sender, await rig.address(monitor), "to the wrong key")
             line = await sender.until_logged("status=deferred", within=WAIT_S)
         await rig.none_for(monitor)
     assert "certificate verification failed" in line or "not verified" in line, line

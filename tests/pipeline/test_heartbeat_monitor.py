@@ -142,7 +142,7 @@ async def test_postfix_stops_sending_and_the_heartbeat_is_down_once_then_recover
                     if minute in sends:
                         sent = postfix.log().count("status=sent")
                         to = f"{heartbeat.local}@{DOMAIN}"
-                        await submit(postfix.port, to, f"[ok] nightly backup {minute}")
+                        await submit(postfix, to, f"[ok] nightly backup {minute}")
                         for _ in range(400):
                             if postfix.log().count("status=sent") > sent:
                                 break
