@@ -107,6 +107,15 @@ def run_delay_s(task: str) -> float:
         return 0.0
 
 
+def server_clock(pid: int) -> Callable[[], float]:
+    """A clock of `pid`'s time (seconds): the monotonic clock less the time the kernel has kept
+    its main thread, the event loop, runnable but off a CPU. An attack paced by it comes at the
+    same rate per second the server could work, however busy the machine: the arrivals of a
+    second the server waited for a CPU are not all waiting for it when it runs again."""
+    task = f"{pid}/task/{pid}"
+    return lambda: time.monotonic() - run_delay_s(task)
+
+
 def _quantile(values: list[float], q: float) -> float:
     ranked = sorted(values)
     return ranked[min(len(ranked) - 1, int(q * len(ranked)))] if ranked else float("inf")
@@ -305,16 +314,23 @@ def wide_heads(port: int, source: str, seconds: float, fields: int) -> list[int]
 
 
 def unread_answers(
-    port: int, sources: list[str], count: int, path: str, per_s: float, closing: bool = False
+    port: int,
+    sources: list[str],
+    count: int,
+    path: str,
+    per_s: float,
+    closing: bool = False,
+    clock: Callable[[], float] = time.monotonic,
 ) -> list[socket.socket]:
-    """`count` connections (spread over `sources`, `per_s` a second) each asking for `path` and
-    never reading the answer (a 4 KiB receive buffer); `closing`: asking the server to close
-    once it has answered (`Connection: close`). The caller closes them."""
+    """`count` connections (spread over `sources`, `per_s` a second of `clock`) each asking for
+    `path` and never reading the answer (a 4 KiB receive buffer); `closing`: asking the server
+    to close once it has answered (`Connection: close`). The caller closes them."""
     close = "Connection: close\r\n" if closing else ""
     held = []
-    began = time.monotonic()
+    began = clock()
     for i in range(count):
-        time.sleep(max(0.0, began + i / per_s - time.monotonic()))
+        while (ahead := began + i / per_s - clock()) > 0:
+            time.sleep(ahead)
         try:
             sock = connect(port, sources[i % len(sources)], rcvbuf=4 * KIB, timeout=5)
         except OSError:

@@ -1,9 +1,18 @@
 """The HTTP front's rules as tables: a head's bounds (whole or in pieces, a request's or a chunked
-body's trailer), a chunked body's framing, and the connection caps."""
+body's trailer), a chunked body's framing, the connection caps, and the rate limiters' checks
+kept on the loop."""
+
+from collections.abc import Callable
 
 import h11
 import pytest
+from litestar.middleware.rate_limit import RateLimitConfig
+from litestar.utils.predicates import is_async_callable
 
+from controller.settings.notices import ReportsSettings
+from controller.settings.web import AccessSettings
+from controller.web.api.auth import flood_guard
+from controller.web.api.reports import post_guard
 from controller.web.connection_caps import (
     FD_RESERVE,
     Admit,
@@ -167,3 +176,16 @@ def test_the_connection_giving_way_is_from_the_address_holding_most(
 ) -> None:
     held = dict(waiting)
     assert giving_way([name for name, _ in waiting], held.__getitem__) == gives_way
+
+
+@pytest.mark.parametrize(
+    "guard",
+    [lambda: flood_guard(AccessSettings()), lambda: post_guard(ReportsSettings())],
+    ids=["logins", "reports"],
+)
+def test_the_rate_limiters_decide_on_the_loop(guard: Callable[[], RateLimitConfig]) -> None:
+    """Each rate limiter sees every request of the API: its check is a coroutine function,
+    never a plain one, which Litestar runs in a worker thread (a hop through the thread pool
+    per request, and the loop waiting on thread starts in a burst)."""
+    check = guard().check_throttle_handler
+    assert check is not None and is_async_callable(check)

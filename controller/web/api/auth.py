@@ -90,7 +90,9 @@ def client_address(connection: AnyConnection) -> str:
 def flood_guard(access: AccessSettings) -> RateLimitConfig:
     """Litestar's rate limiter on the login endpoints: every request per address, per replica."""
 
-    def is_login(request: AnyRequest) -> bool:
+    # A coroutine function: Litestar runs a plain one in a worker thread, a hop through the
+    # thread pool for every request the middleware sees (all of the API's).
+    async def is_login(request: AnyRequest) -> bool:
         # POSTs only: opening the console's login form is not an attempt.
         return request.method == "POST" and request.scope["path"] in LOGIN_PATHS
 

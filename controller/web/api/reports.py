@@ -58,7 +58,7 @@ DaysParam = Annotated[int, QueryParameter(ge=1, le=400, description="days back f
 def post_guard(reports: ReportsSettings) -> RateLimitConfig:
     """Litestar's rate limiter on the report endpoint: per client address, per replica."""
 
-    def is_report(request: AnyRequest) -> bool:
+    async def is_report(request: AnyRequest) -> bool:  # a coroutine function: as flood_guard
         return request.scope["path"].startswith(TLS_PATH + "/")
 
     return RateLimitConfig(
