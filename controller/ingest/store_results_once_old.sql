@@ -261,6 +261,9 @@ WITH r AS (
             u.cert_not_after
         FROM u ORDER BY u.monitor_id, u.country) u
     WHERE s.monitor_id = u.monitor_id AND s.country = u.country
+        -- the batch's keys beside the join, so the states are read by key whichever join is
+        -- chosen (a merge join would otherwise walk the whole index in key order)
+        AND s.monitor_id = ANY (ARRAY(SELECT u.monitor_id FROM u))
         AND (country_state_moved(s, u::country_state_move)).moves
 ), made AS (
     -- A state the statement did not find starts with the batch's effect; one another batch
