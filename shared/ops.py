@@ -13,6 +13,7 @@ import contextlib
 import errno
 import inspect
 import json
+import random
 import socket
 from collections.abc import Awaitable, Callable
 
@@ -30,6 +31,12 @@ MAX_HEAD_BYTES = 8192
 # function when the check asks a server.
 Readiness = Callable[[], str | None] | Callable[[], Awaitable[str | None]]
 Answer = tuple[int, bytes, str]
+
+# A port held by no listener can still refuse a listen: two processes listening at the same
+# instant can each see the other listening and both be refused, and a probe's brief bind
+# (without SO_REUSEADDR) refuses every other bind. A refused port is tried once more after a
+# pause drawn from this range, so a port nobody keeps goes to one of them.
+RELISTEN_S = (0.02, 0.2)
 
 _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 _JSON = "application/json"
@@ -75,12 +82,19 @@ async def _listening_socket(host: str, port: int) -> socket.socket:
 
     Done here, not by start_server: when two processes bind the same port at once, both binds
     succeed (SO_REUSEADDR, neither listening yet) and the second listen() fails, which uvloop
-    does not raise but reports by handing back a server without a socket."""
+    does not raise but reports by handing back a server without a socket. A port in use is
+    tried again once (RELISTEN_S)."""
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(
         host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )
     family, _, _, _, address = infos[0]
+    try:
+        return socket.create_server(address, family=family)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+    await asyncio.sleep(random.uniform(*RELISTEN_S))
     return socket.create_server(address, family=family)
 
 

@@ -35,3 +35,16 @@ async def test_a_taken_api_port_stops_the_controller_naming_api_port(
             await _serve_api(held.api, create_app(held, pool), asyncio.Event())
     [line] = [entry for entry in logs if entry.get("setting") == "API_PORT"]
     assert line["port"] == port and "set API_PORT" in line["event"]
+
+
+async def test_a_port_held_for_a_moment_by_no_listener_is_had_on_the_second_try() -> None:
+    """A bind without SO_REUSEADDR (a port probe) refuses every other bind while it lasts; one
+    released within the first pause leaves the port to the ops server, not to nobody."""
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    asyncio.get_running_loop().call_later(ops.RELISTEN_S[0] / 4, probe.close)
+    server = await ops.start("127.0.0.1", port, lambda: None)
+    assert server is not None, "a port free again was not retried"
+    server.close()
+    await server.wait_closed()
