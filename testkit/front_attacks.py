@@ -49,6 +49,31 @@ def queued_bytes(port: int) -> int:
     return total
 
 
+def accept_backlog(port: int) -> int:
+    """Connections the kernel has made on the listening socket of `port` that its server has not
+    accepted yet (the LISTEN row's receive queue in /proc/net/tcp and tcp6)."""
+    waiting = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                cols = line.split()
+                if int(cols[1].rsplit(":", 1)[1], 16) == port and cols[3] == "0A":
+                    waiting += int(cols[4].split(":")[1], 16)
+    return waiting
+
+
+def all_accepted(port: int, within_s: float = 30) -> float:
+    """Wait until the server on `port` has accepted every connection made to it; the seconds
+    that took (AssertionError past `within_s`)."""
+    began = time.monotonic()
+    while accept_backlog(port):
+        assert time.monotonic() - began < within_s, (
+            f"connections still unaccepted after {within_s} s"
+        )
+        time.sleep(0.01)
+    return time.monotonic() - began
+
+
 def connect(
     port: int, source: str = "127.0.0.1", *, rcvbuf: int = 0, timeout: float = 10
 ) -> socket.socket:
