@@ -29,6 +29,7 @@ from controller.web.app import create_app
 from shared import embedded
 from shared.clock import WALL
 from testkit import cpu_table
+from testkit.common import plain_tracebacks
 from testkit.serving import http_client, serve_app
 
 # The command-line tools run by tests must not find a developer's `make run` in .run/ (its API
@@ -37,8 +38,10 @@ os.environ["MAILPROBE_RUN_DIR"] = f"/nonexistent/mailprobe-tests-{uuid.uuid4().h
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """TEST_CPU_TABLE=<file>: each test file's CPU-seconds, a table (testkit/cpu_table.py)."""
+    """TEST_CPU_TABLE=<file>: each test file's CPU-seconds, a table (testkit/cpu_table.py).
+    Logged exceptions are plain tracebacks (testkit.common.plain_tracebacks)."""
     cpu_table.register(config)
+    plain_tracebacks()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
