@@ -47,6 +47,13 @@ def _owned_folder(path: Path) -> None:
     path.chmod(0o700)
 
 
+def _dead(proc: psutil.Process) -> bool:
+    try:
+        return bool(proc.status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True
+
+
 @dataclass
 class PgNode:
     data: Path
@@ -70,7 +77,11 @@ class PgNode:
         for proc in every:
             with contextlib.suppress(psutil.NoSuchProcess):
                 proc.kill()
-        psutil.wait_procs(every, timeout=10)
+        # Dead once a zombie (its sockets and files closed): waiting for its reaping would wait on
+        # whatever PID 1 reaps orphans, for seconds, on the caller's event loop.
+        deadline = time.monotonic() + 10
+        while not all(map(_dead, every)) and time.monotonic() < deadline:
+            time.sleep(0.005)
 
     def stop(self) -> None:
         """Stop it if it runs (a killed one leaves its postmaster.pid behind)."""

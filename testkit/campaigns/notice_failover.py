@@ -63,6 +63,7 @@ from testkit.common import discard_logs, machine, verdict
 INSTANTS = ("send", "commit", "claim")
 LATE_S = 30.0
 WAIT_S = 60.0  # how long a seed waits for its last notice
+STOP_WITHIN_S = 30.0  # how long a seed's worker has to write its last sends back
 PROMOTE_AFTER_S = (1.0, 5.0)
 COMMIT_DELAY_S = (0.0, 0.03)  # `commit`: the kill this long after the receiver answered
 CLAIM_DELAY_S = (0.0, 1.5)  # `claim`: the kill this long after the notices were queued
@@ -340,7 +341,10 @@ async def run_seed(
         queued += await _queue(pool, site, seed, "recovered")
         await arrivals.all_of({q.key for q in queued}, WAIT_S)
     finally:
+        # The worker stops as a controller does: its sends under way end and are written back,
+        # so no lease of this seed's rows holds the next seed's notices back.
         stop.set()
+        await asyncio.wait([running], timeout=STOP_WITHIN_S)
         running.cancel()
         await asyncio.wait([running])
         await pool.close()
@@ -387,7 +391,7 @@ async def _lane(seeds: list[int], box: SecretBox, say: Callable[[str], None]) ->
                 if n:  # a standby of the primary the last seed promoted
                     await asyncio.to_thread(cluster.renew)
                 f = await run_seed(cluster, site, {"email": email}, arrivals, box, seed)
-                say(_line(f))
+                say(line(f))
                 found.append(f)
     finally:
         await relay.stop()
@@ -396,7 +400,8 @@ async def _lane(seeds: list[int], box: SecretBox, say: Callable[[str], None]) ->
     return found
 
 
-def _line(f: SeedFigures) -> str:
+def line(f: SeedFigures) -> str:
+    """A seed's figures, one line."""
     return (
         f"    seed {f.seed:3d} kill mid-{f.instant:<6} promoted after {f.promote_after_s:.1f} s:"
         f" {f.notices} notices, lost {f.lost}, late {f.late}, repeated {f.repeated},"

@@ -7,7 +7,7 @@ runs many seeds of each."""
 
 import pytest
 
-from testkit.campaigns.notice_failover import INSTANTS, SeedFigures, report, run_campaign
+from testkit.campaigns.notice_failover import INSTANTS, SeedFigures, line, report, run_campaign
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -25,5 +25,6 @@ def test_every_instant_of_the_kill_is_tried(seeds: list[SeedFigures]) -> None:
 
 
 def test_no_notice_is_lost_or_late_beyond_30_s(seeds: list[SeedFigures]) -> None:
-    assert {f.seed: f.lost for f in seeds if f.lost} == {}
-    assert {f.seed: f.late for f in seeds if f.late} == {}
+    figures = "\n".join(map(line, seeds))
+    assert {f.seed: f.lost for f in seeds if f.lost} == {}, figures
+    assert {f.seed: f.late for f in seeds if f.late} == {}, figures
