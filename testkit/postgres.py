@@ -54,6 +54,15 @@ def _dead(proc: psutil.Process) -> bool:
         return True
 
 
+def wait_dead(every: list[psutil.Process], within_s: float = 10) -> None:
+    """Until each of `every` (SIGKILLed) is dead: gone, or a zombie, its sockets and files
+    closed. Waiting for its reaping would wait on whatever PID 1 reaps orphans, for seconds,
+    on the caller's event loop."""
+    deadline = time.monotonic() + within_s
+    while not all(map(_dead, every)) and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
 @dataclass
 class PgNode:
     data: Path
@@ -77,11 +86,7 @@ class PgNode:
         for proc in every:
             with contextlib.suppress(psutil.NoSuchProcess):
                 proc.kill()
-        # Dead once a zombie (its sockets and files closed): waiting for its reaping would wait on
-        # whatever PID 1 reaps orphans, for seconds, on the caller's event loop.
-        deadline = time.monotonic() + 10
-        while not all(map(_dead, every)) and time.monotonic() < deadline:
-            time.sleep(0.005)
+        wait_dead(every)
 
     def stop(self) -> None:
         """Stop it if it runs (a killed one leaves its postmaster.pid behind)."""

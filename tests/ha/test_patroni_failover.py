@@ -31,6 +31,7 @@ import yaml  # type: ignore[import-untyped]  # PyYAML, no stubs installed
 from controller.db.pool import create_pool
 from deploy import make_certs
 from shared import embedded
+from testkit import postgres
 from tests.deploy.test_deploy_files import DEPLOY
 from tests.ha.test_postgres_tls import DEBIAN_BIN, DEBIAN_USER
 
@@ -100,7 +101,7 @@ class Node:
         for proc in every:
             with contextlib.suppress(psutil.NoSuchProcess):
                 proc.kill()
-        psutil.wait_procs(every, timeout=10)
+        postgres.wait_dead(every)
         self.proc.wait()
         self.proc = None
 
