@@ -35,31 +35,32 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def queued_bytes(port: int) -> int:
-    """Bytes the kernel holds unsent on the connections of the server on `port` (the send
-    queues of /proc/net/tcp and tcp6): memory an unread answer holds outside the process's
-    RSS, charged to its cgroup all the same."""
-    total = 0
+LISTEN = "0A"  # a listening socket's state in /proc/net/tcp
+
+
+def _sockets(port: int) -> list[tuple[str, int, int]]:
+    """(state, send queue, receive queue) of each socket on local `port`, from /proc/net/tcp and
+    tcp6. A listening socket's receive queue holds the connections not accepted yet."""
+    found = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(OSError):
             for line in Path(table).read_text().splitlines()[1:]:
                 cols = line.split()
-                if int(cols[1].rsplit(":", 1)[1], 16) == port and cols[3] != "0A":  # not LISTEN
-                    total += int(cols[4].split(":")[0], 16)
-    return total
+                if int(cols[1].rsplit(":", 1)[1], 16) == port:
+                    tx, rx = cols[4].split(":")
+                    found.append((cols[3], int(tx, 16), int(rx, 16)))
+    return found
+
+
+def queued_bytes(port: int) -> int:
+    """Bytes the kernel holds unsent on the connections of the server on `port`: memory an
+    unread answer holds outside the process's RSS, charged to its cgroup all the same."""
+    return sum(tx for state, tx, _ in _sockets(port) if state != LISTEN)
 
 
 def accept_backlog(port: int) -> int:
-    """Connections the kernel has made on the listening socket of `port` that its server has not
-    accepted yet (the LISTEN row's receive queue in /proc/net/tcp and tcp6)."""
-    waiting = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                cols = line.split()
-                if int(cols[1].rsplit(":", 1)[1], 16) == port and cols[3] == "0A":
-                    waiting += int(cols[4].split(":")[1], 16)
-    return waiting
+    """Connections the kernel has made to the server on `port` that it has not accepted yet."""
+    return sum(rx for state, _, rx in _sockets(port) if state == LISTEN)
 
 
 def all_accepted(port: int, within_s: float = 30) -> float:
