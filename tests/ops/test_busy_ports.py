@@ -3,7 +3,9 @@
 CONTROLLER_METRICS_PORT, which do not stop the process)."""
 
 import asyncio
+import errno
 import socket
+from typing import Any
 
 import asyncpg
 import pytest
@@ -37,14 +39,29 @@ async def test_a_taken_api_port_stops_the_controller_naming_api_port(
     assert line["port"] == port and "set API_PORT" in line["event"]
 
 
-async def test_a_port_held_for_a_moment_by_no_listener_is_had_on_the_second_try() -> None:
+async def test_a_port_held_for_a_moment_by_no_listener_is_had_on_the_second_try(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A bind without SO_REUSEADDR (a port probe) refuses every other bind while it lasts; one
-    released within the first pause leaves the port to the ops server, not to nobody."""
+    released right after the ops server's first try leaves the port to it, not to nobody. The
+    first try really meets the probe: the probe is closed only once that try was refused."""
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]
-    asyncio.get_running_loop().call_later(ops.RELISTEN_S[0] / 4, probe.close)
+    create = socket.create_server
+    refused: list[int] = []
+
+    def refused_then_freed(*args: Any, **kwargs: Any) -> socket.socket:
+        try:
+            return create(*args, **kwargs)
+        except OSError as exc:
+            refused.append(exc.errno or 0)
+            probe.close()
+            raise
+
+    monkeypatch.setattr(socket, "create_server", refused_then_freed)
     server = await ops.start("127.0.0.1", port, lambda: None)
-    assert server is not None, "a port free again was not retried"
+    assert refused == [errno.EADDRINUSE], refused
+    assert server is not None, "a port free again was not tried again"
     server.close()
     await server.wait_closed()
