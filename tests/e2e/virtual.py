@@ -9,12 +9,14 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import nats
+from nats.js import JetStreamContext
 
 from agent.worker import Worker
 from controller.db.pool import create_pool
@@ -45,6 +47,8 @@ VIRTUAL_COUNTRIES = (FIRST, SECOND)
 class Virtual:
     url: str
     pool: asyncpg.Pool
+    js: JetStreamContext
+    job_ids: JobIds
     clock: SkippingClock
     stepper: Stepper
 
@@ -93,7 +97,7 @@ async def virtual_controller(
         try:
             await live.wait_live(*VIRTUAL_COUNTRIES)
             async with serve_app(create_app(settings, pool, pipeline)) as api_url:
-                yield Virtual(api_url, pool, clock, stepper)
+                yield Virtual(api_url, pool, js, job_ids, clock, stepper)
         finally:
             for w in workers:
                 w.stop()
@@ -128,3 +132,13 @@ async def stepped_results(
 
     (items,) = await virtual.stepper.until("results matched", matched, within)
     return items
+
+
+async def due_now(virtual: Virtual, public_id: str) -> datetime:
+    """The monitor's next round is due at the clock's now (the next step sends it); returns
+    that instant."""
+    now = virtual.clock.now()
+    await virtual.pool.execute(
+        "UPDATE monitors SET next_due_at = $2 WHERE public_id = $1::uuid", public_id, now
+    )
+    return now
