@@ -6,8 +6,11 @@ other tests' results: their monitors are not in its database), and per test coun
 other suite's pool holds (tests/countries.py), whose jobs and results are purged and whose agents
 are said to stop afterwards, before the codes go back to the pool. Live agents come from
 heartbeats on the real NATS, as agents publish them; the view here needs no warm-up (tests of the
-warm-up make their own). Every one of those countries has a sealing key pair (`seal_keys`); the
-scheduler re-reads the key directory at every use, so a test may change its own country's key.
+warm-up make their own), and ages beats on a clock of its own (`view_clock`) that moves only at
+each test's start, by the view's log interval: no beat ages out while a test runs, however long
+the loaded host takes (tests of the TTL make their own view). Every one of those countries has a
+sealing key pair (`seal_keys`); the scheduler re-reads the key directory at every use, so a test
+may change its own country's key.
 """
 
 import asyncio
@@ -21,7 +24,6 @@ from typing import Any
 
 import asyncpg
 import httpx
-import msgspec
 import nats
 import pytest
 from nats.aio.client import Client as NATS
@@ -29,7 +31,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from controller.db.pool import create_pool
-from controller.fleet.live import LiveAgents
+from controller.fleet.live import LOG_EVERY_S, LiveAgents
 from controller.ingest.ingester import Ingester
 from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import PUBLISH_ASYNC_MAX_PENDING, Pipeline
@@ -38,6 +40,7 @@ from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
+from shared.clock import ManualClock
 from shared.messages import AgentHeartbeat, CheckJob, bundle_parts, decode_job, encode
 from shared.streams import ensure_streams, jobs_consumer_name
 from shared.subjects import (
@@ -108,6 +111,12 @@ async def js(nc: NATS) -> JetStreamContext:
 
 
 @pytest.fixture(scope="session")
+def view_clock() -> ManualClock:
+    """The clock the pipeline's live-agents view ages beats by (see the module)."""
+    return ManualClock(utcnow())
+
+
+@pytest.fixture(scope="session")
 async def pipeline(
     settings: ControllerSettings,
     pipe_pool: asyncpg.Pool,
@@ -115,8 +124,9 @@ async def pipeline(
     js: JetStreamContext,
     job_ids: JobIds,
     seal_keys: KeyRing,
+    view_clock: ManualClock,
 ) -> AsyncIterator[Pipeline]:
-    agents = LiveAgents(nc, warmup_s=0, ttl_s=60)
+    agents = LiveAgents(nc, warmup_s=0, ttl_s=60, clock=view_clock.monotonic)
     await agents.start()
     scheduler = wired_scheduler(
         pipe_pool,
@@ -199,15 +209,6 @@ class Countries:
             assert time.monotonic() < deadline, f"the heartbeat of {agent_id} was not heard"
             await asyncio.sleep(0.01)
 
-    async def beat_again(self) -> None:
-        """Every agent made live beats again, as agents do every second: the view ages beats on
-        the real clock, so a test whose rounds on a moved clock take longer than its TTL in real
-        seconds (a loaded machine) keeps its countries live."""
-        now = iso_ms(utcnow())
-        for beat in self.beats:
-            again = msgspec.structs.replace(beat, seen_at=now)
-            await self.nc.publish(heartbeats_subject(beat.country, beat.agent_id), encode(again))
-
     async def only_these_live(self) -> None:
         """Say stopping for every agent in the view of a country this test did not take: what
         earlier tests of this worker left there (their beats count for the view's TTL). A test
@@ -269,8 +270,10 @@ class Countries:
 
 @pytest.fixture
 async def countries(
-    js: JetStreamContext, nc: NATS, pipeline: Pipeline, seal_keys: KeyRing
+    js: JetStreamContext, nc: NATS, pipeline: Pipeline, seal_keys: KeyRing, view_clock: ManualClock
 ) -> AsyncIterator[Countries]:
+    # A test's codes may be an earlier test's: the view logs their drops anew, as a second on.
+    view_clock.advance(LOG_EVERY_S)
     c = Countries(js, nc, pipeline.agents, seal_keys)
     yield c
     await c.cleanup()

@@ -92,7 +92,6 @@ async def test_one_account_over_smtp_imap_pop3_and_a_round_trip_never_caps(
     ran: set[str] = set()
     end = clock.now + timedelta(minutes=MINUTES)
     while clock.now < end:
-        await countries.beat_again()
         await scheduler.run_due()
         for cc in three:
             for job, _ in await countries.jobs(cc):
