@@ -8,6 +8,12 @@ as it was. Bounded as the round trip's mailbox leg: the session's answers within
 most `NEWEST` messages a folder a look (the newest), the arrival's text cut to `TEXT_MAX`, and
 the job's deadline.
 
+An IMAP folder is searched newest first, `WINDOW` messages (by sequence number) at a time, so
+a SEARCH answer stays within the session's line bound however many messages match (a busy
+shared inbox, or a heartbeat's mail nobody deletes). The walk stops once it has `NEWEST`
+matches, or at a window whose first message arrived before the SEARCH's SINCE date: a folder
+lists its messages in the order they arrived.
+
 An arrival's time is when the mailbox's server took the message: IMAP's INTERNALDATE, Graph's
 receivedDateTime, Gmail's internalDate, over POP3 the newest Received line's date (the Date
 header without one). Its id is derived from its Message-ID, so the same message seen on the
@@ -45,6 +51,10 @@ _UID: Final = re.compile(rb"UID (\d+)")
 _INTERNALDATE: Final = re.compile(rb'INTERNALDATE "([^"]{20,40})"')
 _parse_headers: Final = BytesHeaderParser().parsebytes
 _GRAPH_SELECT: Final = "id,receivedDateTime,internetMessageHeaders"
+_EXISTS: Final = re.compile(rb"^(\d+) EXISTS$")
+# Messages one SEARCH looks at: its answer, UIDs of up to 10 digits, stays under the session's
+# line bound (agent.probers.imap.MAILBOX_BOUNDS, 64 KiB).
+WINDOW: Final = 4096
 
 
 class _GraphHeader(msgspec.Struct):
@@ -125,11 +135,16 @@ def _ok(response: object, what: str) -> None:
         raise ProbeFailure("protocol", f"{what} failed: {kept(lines, 200)}")
 
 
+def since_day(sought: Sought) -> datetime:
+    """The first day the SEARCH takes mail from: the day before `since` (a date of the
+    server's zone, so a day's margin)."""
+    return (sought.since - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 def search_keys(sought: Sought) -> list[str]:
-    """The SEARCH criteria (RFC 3501 6.4.4): SINCE the day before `since` (a date of the
-    server's zone, so a day's margin), FROM and SUBJECT when given (substrings, any case)."""
-    day = (sought.since - timedelta(days=1)).strftime("%d-%b-%Y")
-    keys = ["SINCE", day]
+    """The SEARCH criteria (RFC 3501 6.4.4): SINCE `since_day`, FROM and SUBJECT when given
+    (substrings, any case)."""
+    keys = ["SINCE", since_day(sought).strftime("%d-%b-%Y")]
     if sought.sender:
         keys += ["FROM", quoted(sought.sender)]
     if sought.subject:
@@ -137,16 +152,63 @@ def search_keys(sought: Sought) -> list[str]:
     return keys
 
 
+def windows(exists: int) -> list[tuple[int, int]]:
+    """The sequence numbers a folder of `exists` messages is searched in, newest first: spans of
+    at most `WINDOW`."""
+    return [(max(1, hi - WINDOW + 1), hi) for hi in range(exists, 0, -WINDOW)]
+
+
+def exists_of(lines: list[bytes | bytearray]) -> int | None:
+    """The message count a SELECT's answer gives (`* n EXISTS`), if it gives one."""
+    for line in lines:
+        if isinstance(line, bytes) and (match := _EXISTS.match(line.strip())):
+            return int(match.group(1))
+    return None
+
+
+async def _matches(proto: ImapProtocol, sought: Sought, span: list[str], rec: Recorder) -> set[int]:
+    """The UIDs of the matching messages among the sequence numbers `span` (all when empty)."""
+    rec.current = "search"
+    response = await proto.search(*span, *search_keys(sought), charset=None, by_uid=True)
+    _ok(response, "SEARCH")
+    return {int(w) for line in response.lines[:-1] for w in line.split() if w.isdigit()}
+
+
+async def _arrived(proto: ImapProtocol, seq: int, rec: Recorder) -> datetime | None:
+    """When the message numbered `seq` arrived (its INTERNALDATE)."""
+    rec.current = "fetch"
+    response = await proto.fetch(str(seq), "(INTERNALDATE)")
+    _ok(response, "FETCH")
+    return _internaldate(b" ".join(bytes(line) for line in response.lines[:-1]))
+
+
+async def _search(
+    proto: ImapProtocol, sought: Sought, exists: int | None, rec: Recorder
+) -> list[int]:
+    """The UIDs of the newest `NEWEST` matching messages, searched window by window (see the
+    module): the walk stops at a window whose first message arrived a day or more before
+    `since` (a day's margin for mail filed out of order). Without a message count, one SEARCH
+    of the whole folder."""
+    if exists is None:
+        return sorted(await _matches(proto, sought, [], rec))[-NEWEST:]
+    found: set[int] = set()
+    for lo, hi in windows(exists):
+        found |= await _matches(proto, sought, [f"{lo}:{hi}"], rec)
+        if len(found) >= NEWEST or lo == 1:
+            break
+        arrived = await _arrived(proto, lo, rec)
+        if arrived is not None and arrived < sought.since - timedelta(days=1):
+            break
+    return sorted(found)[-NEWEST:]
+
+
 async def _folder(
     proto: ImapProtocol, folder: str, host: str, sought: Sought, rec: Recorder
 ) -> list[Arrival]:
     rec.current = f"select {folder}"
-    _ok(await proto.select(quoted(folder)), f"SELECT {folder}")
-    rec.current = "search"
-    response = await proto.search(*search_keys(sought), charset=None, by_uid=True)
-    _ok(response, "SEARCH")
-    words = {word for line in response.lines[:-1] for word in line.split() if word.isdigit()}
-    uids = sorted(int(w) for w in words)[-NEWEST:]
+    selected = await proto.select(quoted(folder))
+    _ok(selected, f"SELECT {folder}")
+    uids = await _search(proto, sought, exists_of(selected.lines), rec)
     if not uids:
         return []
     rec.current = "fetch"

@@ -153,6 +153,11 @@ class ImapProtocol(IMAP4ClientProtocol):  # type: ignore[misc]
         if self.overflowed:
             return None
         if self.bounds is not None:
+            # A whole line too, not only one still incomplete at a chunk's end: the bound
+            # holds however the server's bytes were cut into reads.
+            if len(line) > self.bounds.line_max:
+                self._drop(LineTooLong(self.bounds.line_max))
+                return None
             self.answer_lines += 1
             if self.answer_lines > self.bounds.answer_lines_max:
                 self._drop(AnswerTooLong(self.bounds.answer_lines_max, "lines"))

@@ -198,3 +198,51 @@ async def test_a_huge_mailbox_is_read_to_the_newest_only(
     assert len(found) == NEWEST
     newest = {iso_ms(t0 + timedelta(seconds=n)) for n in range(many - NEWEST, many)}
     assert {a.arrived_at for a in found} == newest
+
+
+def file_many(dc: Dovecot, first: datetime, n: int, step: timedelta, tag: str) -> None:
+    """`n` matching messages filed as read mail (Maildir's cur/), `step` apart from `first`:
+    each `deliver`'s message, written from one template."""
+    cur = _maildir(dc) / "cur"
+    for i in range(n):
+        at = first + i * step
+        text = (
+            f"Received: from erp.example.org by mail.example.com; {format_datetime(at)}\r\n"
+            f"From: ERP <{SENDER}>\r\nTo: {USER}\r\nSubject: {SUBJECT}\r\n"
+            f"Message-ID: <{tag}{i}@erp.example.org>\r\n\r\nall good\r\n"
+        )
+        path = cur / f"{int(at.timestamp())}.{tag}{i}.localhost:2,S"
+        path.write_text(text)
+        os.chown(path, *dc.owner)
+        os.utime(path, (at.timestamp(), at.timestamp()))
+
+
+async def test_a_folder_whose_matches_overflow_one_search_answer_is_read_to_its_newest(
+    box: Dovecot, mail_ca: trustme.CA
+) -> None:
+    """14,000 matching messages of the last hours (a heartbeat's mail nobody deletes, or a busy
+    shared inbox read for any mail): their UIDs (1 to 14,000) take 73 KB in one SEARCH answer,
+    past the session's 64 KiB line bound. Searched newest first a window at a time, the look
+    reads the newest NEWEST."""
+    _empty(box)
+    many = 14_000
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=5)
+    file_many(box, t0, many, timedelta(seconds=1), "m")
+    found = await look(box, mail_ca, since=t0 - timedelta(minutes=1))
+    newest = {iso_ms(t0 + timedelta(seconds=n)) for n in range(many - NEWEST, many)}
+    assert {a.arrived_at for a in found} == newest
+
+
+async def test_old_mail_ends_the_walk_and_recent_mail_is_found(
+    box: Dovecot, mail_ca: trustme.CA
+) -> None:
+    """5,000 matching messages of ten days ago, then 3 of the last hour: the look finds the 3
+    (the walk ends at the first window that begins before `since`)."""
+    _empty(box)
+    now = datetime.now(UTC).replace(microsecond=0)
+    file_many(box, now - timedelta(days=10), 5_000, timedelta(seconds=1), "old")
+    file_many(box, now - timedelta(minutes=30), 3, timedelta(minutes=10), "new")
+    found = await look(box, mail_ca, since=now - timedelta(hours=1))
+    assert sorted(a.arrived_at for a in found) == [
+        iso_ms(now - timedelta(minutes=30 - 10 * n)) for n in range(3)
+    ]

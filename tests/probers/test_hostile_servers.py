@@ -162,6 +162,27 @@ async def test_an_imap_answer_without_end_is_cut_at_the_session_budget(
     assert peer.sent <= BOUNDS.answer_max + SOCKET_SLACK
 
 
+async def _one_long_line(peer: Hostile, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    await peer.say(w, b"* OK hi\r\n")
+    tag = (await r.readline()).split(b" ")[0]  # CAPABILITY
+    long = b"* CAPABILITY IMAP4rev1 " + b"X" * (2 * BOUNDS.line_max) + b"\r\n"
+    await peer.say(w, long + tag + b" OK done\r\n")
+    await r.read()
+
+
+@pytest.mark.parametrize("repeat", range(5))
+async def test_an_imap_line_past_its_bound_is_cut_however_it_was_read(
+    repeat: int, ssl_contexts: SslContexts
+) -> None:
+    """One CAPABILITY line of 128 KiB, written at once and ended: within the answer's byte
+    bound, past the line bound. Whether it reaches the agent in one read or several, the check
+    is a `protocol` failure naming the line bound (five times, as reads are cut anew)."""
+    async with Hostile(_one_long_line) as peer:
+        result = await _check("imap", peer.port, ssl_contexts, tls=False)
+    assert result.error_kind == "protocol", result.message
+    assert result.message.endswith(f"a line longer than {BOUNDS.line_max} bytes"), result.message
+
+
 async def _imap_login(
     peer: Hostile, r: asyncio.StreamReader, w: asyncio.StreamWriter
 ) -> bytes | None:
