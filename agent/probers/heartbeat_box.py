@@ -11,7 +11,7 @@ the job's deadline.
 An IMAP folder is searched newest first, `WINDOW` messages (by sequence number) at a time, so
 a SEARCH answer stays within the session's line bound however many messages match (a busy
 shared inbox, or a heartbeat's mail nobody deletes). The walk stops once it has `NEWEST`
-matches, or at a window whose first message arrived before the SEARCH's SINCE date: a folder
+matches, or at a window whose first message arrived a day or more before `since`: a folder
 lists its messages in the order they arrived.
 
 An arrival's time is when the mailbox's server took the message: IMAP's INTERNALDATE, Graph's
@@ -135,16 +135,11 @@ def _ok(response: object, what: str) -> None:
         raise ProbeFailure("protocol", f"{what} failed: {kept(lines, 200)}")
 
 
-def since_day(sought: Sought) -> datetime:
-    """The first day the SEARCH takes mail from: the day before `since` (a date of the
-    server's zone, so a day's margin)."""
-    return (sought.since - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
 def search_keys(sought: Sought) -> list[str]:
-    """The SEARCH criteria (RFC 3501 6.4.4): SINCE `since_day`, FROM and SUBJECT when given
-    (substrings, any case)."""
-    keys = ["SINCE", since_day(sought).strftime("%d-%b-%Y")]
+    """The SEARCH criteria (RFC 3501 6.4.4): SINCE the day before `since` (a date of the
+    server's zone, so a day's margin), FROM and SUBJECT when given (substrings, any case)."""
+    day = (sought.since - timedelta(days=1)).strftime("%d-%b-%Y")
+    keys = ["SINCE", day]
     if sought.sender:
         keys += ["FROM", quoted(sought.sender)]
     if sought.subject:
@@ -186,9 +181,8 @@ async def _search(
     proto: ImapProtocol, sought: Sought, exists: int | None, rec: Recorder
 ) -> list[int]:
     """The UIDs of the newest `NEWEST` matching messages, searched window by window (see the
-    module): the walk stops at a window whose first message arrived a day or more before
-    `since` (a day's margin for mail filed out of order). Without a message count, one SEARCH
-    of the whole folder."""
+    module; the day's margin is for mail filed out of order). Without a message count, one
+    SEARCH of the whole folder."""
     if exists is None:
         return sorted(await _matches(proto, sought, [], rec))[-NEWEST:]
     found: set[int] = set()
