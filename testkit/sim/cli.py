@@ -50,6 +50,45 @@ def _server_cpu(pgdata: Path) -> float:
         return 0.0
 
 
+async def _histories(
+    url: str, pgdata: Path, shape: Shape, seeds: list[int], args: argparse.Namespace
+) -> tuple[list[Run], float, float, float]:
+    """Every seed's history (at each time of day asked) on the server at `url`, each printed as
+    it ends: the runs, the wall seconds, this process's CPU and the server's."""
+    template = "sim_template"
+    admin = await asyncpg.connect(url)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{template}"')
+    await admin.execute(f'CREATE DATABASE "{template}"')
+    await admin.close()
+    conn = await connect(_with_database(url, template))
+    await migrate(conn)
+    await conn.close()
+    runs: list[Run] = []
+    started, cpu, server = time.perf_counter(), time.process_time(), _server_cpu(pgdata)
+    shapes = [replace(shape, at=at) for at in args.at] if args.at else [shape]
+    for seed, each in ((seed, each) for each in shapes for seed in seeds):
+        run = await simulate(url, seed, each, template=template, quantum=args.quantum)
+        runs.append(run)
+        print(describe(run), flush=True)
+        if not run.ok:
+            for line in (run.misses + run.lost)[:20]:
+                print(f"  {line}")
+            for name in (
+                "false_down",
+                "missed_recoveries",
+                "late_recoveries",
+                "stuck",
+                "duplicate_notices",
+                "missing_notices",
+                "split_flows",
+            ):
+                for line in getattr(run.figures, name)[:5]:
+                    print(f"    {name}: {line}")
+            print(f"  replay: {run.replay()}", flush=True)
+    wall = time.perf_counter() - started
+    return runs, wall, time.process_time() - cpu, _server_cpu(pgdata) - server
+
+
 async def _main(args: argparse.Namespace) -> bool:
     seeds = [args.seed] if args.seed is not None else env_seeds("1-3")
     shape = Shape(
@@ -63,41 +102,11 @@ async def _main(args: argparse.Namespace) -> bool:
         url = os.environ.get("SIM_DATABASE_URL")
         if not url:
             handle, url = embedded.start_postgres(pgdata, throwaway=True)
-        template = "sim_template"
-        admin = await asyncpg.connect(url)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{template}"')
-        await admin.execute(f'CREATE DATABASE "{template}"')
-        await admin.close()
-        conn = await connect(_with_database(url, template))
-        await migrate(conn)
-        await conn.close()
-        runs: list[Run] = []
-        started, cpu, server = time.perf_counter(), time.process_time(), _server_cpu(pgdata)
-        shapes = [replace(shape, at=at) for at in args.at] if args.at else [shape]
-        for seed, each in ((seed, each) for each in shapes for seed in seeds):
-            run = await simulate(url, seed, each, template=template, quantum=args.quantum)  # type: ignore[arg-type]
-            runs.append(run)
-            print(describe(run), flush=True)
-            if not run.ok:
-                for line in (run.misses + run.lost)[:20]:
-                    print(f"  {line}")
-                for name in (
-                    "false_down",
-                    "missed_recoveries",
-                    "late_recoveries",
-                    "stuck",
-                    "duplicate_notices",
-                    "missing_notices",
-                    "split_flows",
-                ):
-                    for line in getattr(run.figures, name)[:5]:
-                        print(f"    {name}: {line}")
-                print(f"  replay: {run.replay()}", flush=True)
-        wall = time.perf_counter() - started
-        own = time.process_time() - cpu
-        pg = _server_cpu(pgdata) - server
-        if handle is not None:
-            handle.cleanup()
+        try:
+            runs, wall, own, pg = await _histories(url, pgdata, shape, seeds, args)
+        finally:
+            if handle is not None:  # stopped on an error or a signal too, not left running
+                handle.cleanup()
     failed = [r for r in runs if not r.ok]
     monitor_days = sum(r.shape.monitors * r.shape.hours / 24 for r in runs)
     cpu_min = (own + pg) / 60

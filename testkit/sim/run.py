@@ -943,12 +943,15 @@ def _with_database(url: str, name: str) -> str:
     return f"{head}/{name}{sep}{query}"
 
 
-async def simulate(url: str, seed: int, shape: Shape, **knobs: float) -> Run:
-    """One history on a database of its own beside `url`'s."""
-    async with database(url, knobs.pop("template", None)) as db:  # type: ignore[arg-type]
+async def simulate(
+    url: str, seed: int, shape: Shape, *, template: str | None = None, quantum: float = 1.0
+) -> Run:
+    """One history on a database of its own beside `url`'s (copied from `template` when
+    given)."""
+    async with database(url, template) as db:
         pool = await create_pool(db, 4)
         try:
-            return await run_one(pool, seed, shape, **knobs)
+            return await run_one(pool, seed, shape, quantum=quantum)
         finally:
             await pool.close()
 
