@@ -11,8 +11,11 @@ loops do not run): a pass of each. When neither had work and a published job has
 result yet (`CountingPublisher`; a deleted monitor's job is owed none), the step waits in real
 time for one, or for the next due time to come; when nothing runs, it moves the clock to the
 next instant something is due (a monitor's round, a spaced login, an alert queue row, an open
-flow incident), never past it, so nothing is claimed late. `until` steps until a check
-holds, bounded in the clock's seconds: the rules' bounds, not a loaded host's.
+flow incident), never past it, so nothing is claimed late. The due times are read once every
+published job's result is stored (a result queues its monitor's judging as it is stored). A
+confirmation round asked and not sent yet is due now: the clock does not move while one
+waits. `until` steps until a check holds, bounded in the clock's seconds: the rules' bounds,
+not a loaded host's.
 
 A check-now through the API publishes outside the steps: its jobs are counted and the next step
 waits for their results. A test calls it between steps (the API answers once they are
@@ -146,16 +149,30 @@ class Stepper:
             evaluated = await self.alerter.burst() if self.judging else 0
             if planned or done.jobs or evaluated:
                 return
+            in_flight = await self._stored_now()
+            # Read after the results: a result stored before queues its monitor's judging.
             alerter_due = await self._alerter_due() if self.judging else ()
             due = min((t for t in (done.earliest, *alerter_due) if t), default=None)
-            if await self._stored_now():
+            if in_flight:
                 await self._in_flight(due)
+                return
+            if await self._confirming():
+                await asyncio.sleep(0.01)  # asked, not sent yet: the wall moves on
                 return
             wait = (due - self.clock.now()).total_seconds() if due else self.max_skip_s
             if wait > 0:
                 self.clock.skip(min(wait, self.max_skip_s))
             else:
                 await asyncio.sleep(0.01)  # due now: the wall moves on
+
+    async def _confirming(self) -> bool:
+        """Whether confirmation rounds were asked and not sent: the scheduler's loop tries
+        again within its idle wait (a slot of their budget, the live agents view warm, an
+        OAuth2 token fetched), so no step skips past that."""
+        waiting: bool = await self.pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM confirmation_rounds WHERE sent_at IS NULL)"
+        )
+        return waiting
 
     async def _alerter_due(self) -> tuple[datetime | None, datetime | None]:
         """The alerter's next work: its queue's earliest row, an open flow incident's due time."""

@@ -78,7 +78,7 @@ async def test_a_new_monitor_gets_one_round_at_creation_then_rounds_at_its_inter
                 pid,
                 created_at,
                 triggered,
-                await stepped_results(virtual, api, org, pid, whole(3), within=3 * INTERVAL),
+                await stepped_results(virtual, api, org, pid, whole(3), within=4 * INTERVAL),
             )
             for pid, created_at, triggered in (plain, checked)
         ]
