@@ -25,7 +25,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import asyncpg
 from nats.js import JetStreamContext
@@ -78,6 +78,17 @@ class CountingPublisher(JobPublisher):
     async def publish(self, jobs: Sequence[CheckJob]) -> None:
         self.published.update((job.job_id, job.monitor_id) for job in jobs)
         await super().publish(jobs)
+
+
+class _Waits(NamedTuple):
+    """The alerter's next work (its queue's earliest row, an open flow incident's due time),
+    and whether confirmation rounds were asked and not sent: the scheduler's loop tries those
+    again within its idle wait (a slot of their budget, the live agents view warm, an OAuth2
+    token fetched), so no step skips past them."""
+
+    queue: datetime | None
+    flows: datetime | None
+    confirming: bool
 
 
 class Stepper:
@@ -151,12 +162,13 @@ class Stepper:
                 return
             in_flight = await self._stored_now()
             # Read after the results: a result stored before queues its monitor's judging.
-            alerter_due = await self._alerter_due() if self.judging else ()
+            waits = await self._waits()
+            alerter_due = (waits.queue, waits.flows) if self.judging else ()
             due = min((t for t in (done.earliest, *alerter_due) if t), default=None)
             if in_flight:
                 await self._in_flight(due)
                 return
-            if await self._confirming():
+            if waits.confirming:
                 await asyncio.sleep(0.01)  # asked, not sent yet: the wall moves on
                 return
             wait = (due - self.clock.now()).total_seconds() if due else self.max_skip_s
@@ -165,24 +177,15 @@ class Stepper:
             else:
                 await asyncio.sleep(0.01)  # due now: the wall moves on
 
-    async def _confirming(self) -> bool:
-        """Whether confirmation rounds were asked and not sent: the scheduler's loop tries
-        again within its idle wait (a slot of their budget, the live agents view warm, an
-        OAuth2 token fetched), so no step skips past that."""
-        waiting: bool = await self.pool.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM confirmation_rounds WHERE sent_at IS NULL)"
+    async def _waits(self) -> _Waits:
+        """What waits outside the scheduler's due times, in one statement (`_Waits`)."""
+        row = await self.pool.fetchrow(
+            "SELECT (SELECT min(due_at) FROM alert_queue) AS queue,"
+            " (SELECT min(due_at) FROM flow_incidents WHERE ended_at IS NULL) AS flows,"
+            " EXISTS (SELECT 1 FROM confirmation_rounds WHERE sent_at IS NULL) AS confirming"
         )
-        return waiting
-
-    async def _alerter_due(self) -> tuple[datetime | None, datetime | None]:
-        """The alerter's next work: its queue's earliest row, an open flow incident's due time."""
-        async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(
-                "SELECT (SELECT min(due_at) FROM alert_queue) AS queue,"
-                " (SELECT min(due_at) FROM flow_incidents WHERE ended_at IS NULL) AS flows"
-            )
         assert row is not None
-        return row["queue"], row["flows"]
+        return _Waits(row["queue"], row["flows"], row["confirming"])
 
     async def until(self, what: str, check: Callable[[], Awaitable[T | None]], within: float) -> T:
         """Step until `await check()` is truthy (returned); fail once `within` seconds of the
