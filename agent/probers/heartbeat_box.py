@@ -22,6 +22,7 @@ next look, or by another country's agent, is the same arrival, stored and counte
 
 import asyncio
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import Message
@@ -147,10 +148,10 @@ def search_keys(sought: Sought) -> list[str]:
     return keys
 
 
-def windows(exists: int) -> list[tuple[int, int]]:
+def windows(exists: int) -> Iterator[tuple[int, int]]:
     """The sequence numbers a folder of `exists` messages is searched in, newest first: spans of
-    at most `WINDOW`."""
-    return [(max(1, hi - WINDOW + 1), hi) for hi in range(exists, 0, -WINDOW)]
+    at most `WINDOW`, made as the walk asks (the count is the server's word, however large)."""
+    return ((max(1, hi - WINDOW + 1), hi) for hi in range(exists, 0, -WINDOW))
 
 
 def exists_of(lines: list[bytes | bytearray]) -> int | None:

@@ -21,7 +21,7 @@ from agent.probers.imap import MAILBOX_BOUNDS
 def test_windows_cover_the_folder_newest_first(
     exists: int, expected: list[tuple[int, int]]
 ) -> None:
-    got = windows(exists)
+    got = list(windows(exists))
     assert got == expected
     assert sum(hi - lo + 1 for lo, hi in got) == exists
     assert all(hi - lo + 1 <= WINDOW for lo, hi in got)
@@ -41,6 +41,14 @@ def test_the_message_count_of_a_select_answer(
     lines: list[bytes | bytearray], expected: int | None
 ) -> None:
     assert exists_of(lines) == expected
+
+
+def test_a_servers_huge_message_count_costs_only_the_windows_walked() -> None:
+    """A hostile SELECT answer's count (far past IMAP's 32-bit numbers) makes no list of its
+    windows: the first comes at once."""
+    walk = windows(10**15)
+    assert next(walk) == (10**15 - WINDOW + 1, 10**15)
+    assert next(walk) == (10**15 - 2 * WINDOW + 1, 10**15 - WINDOW)
 
 
 def test_a_window_of_the_largest_uids_fits_one_answer_line() -> None:
