@@ -21,8 +21,8 @@ from tests.conftest import Tenant, make_tenant
 from tests.reports.test_report_limits import _failures
 from tests.reports.test_tls_endpoint import JSON, _address, _monitor
 
-FLOOD = 12  # the attacker's reports queued at once (by HTTPS and its mailbox)
-ROWS = 40_000  # each: a second or more of a parser
+FLOOD = 6  # the attacker's reports queued at once (by HTTPS and its mailbox)
+ROWS = 10_000  # each: about half a second of a parser
 
 
 async def test_one_organizations_queue_of_large_reports_does_not_hold_anothers_report(
