@@ -15,7 +15,7 @@ from nats.js import JetStreamContext
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from shared.streams import ensure_streams
 from tests.countries import OPS, handout
-from tests.ops.http_front import Serve, server
+from tests.ops.http_front import Serve, Shared, server
 
 _COUNTRIES = handout(OPS)
 
@@ -48,7 +48,10 @@ def ssl_contexts() -> Iterator[SslContexts]:
     yield build_ssl_contexts()
 
 
-@pytest.fixture
-def serve(database_url: str, nats_url: str) -> Serve:
-    """`controller serve` with the `api` role, started per call (tests/ops/http_front.py)."""
-    return server(database_url, nats_url)
+@pytest.fixture(scope="module")
+async def serve(database_url: str, nats_url: str) -> AsyncIterator[Serve]:
+    """`controller serve` with the `api` role (tests/ops/http_front.py), its process kept for
+    the next test of the module that asks for the same settings (http_front.Shared)."""
+    shared = Shared(server(database_url, nats_url))
+    yield shared
+    await shared.aclose()

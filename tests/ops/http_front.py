@@ -26,9 +26,16 @@ class Served:
     port: int
     ctx: ssl.SSLContext | None = None
     log: list[bytes] = field(default_factory=list)  # the lines it has logged so far
+    rest: tuple[int, int] | None = None  # the lowest baseline taken so far
 
     def baseline(self) -> tuple[int, int]:
-        return rss_bytes(self.pid) + queued_bytes(self.port), open_fds(self.pid)
+        """What an attack is judged from: the server's RSS (with the send queues of its
+        connections) and open fds before its first attack, or now where lower. On a process
+        that served tests before, what they left counts against the next, never for it."""
+        now = rss_bytes(self.pid) + queued_bytes(self.port), open_fds(self.pid)
+        rest = now if self.rest is None else self.rest
+        self.rest = min(rest[0], now[0]), min(rest[1], now[1])
+        return self.rest
 
     def watch(self) -> Watch:
         # A probe every 20 ms: some 300 in an attack's 6 s, so the p99 is the 99th percentile,
@@ -68,6 +75,40 @@ def server(database_url: str, nats_url: str) -> Serve:
             yield Served(proc.pid, port, ctx, log)
 
     return serving
+
+
+class Shared:
+    """`serving`, where a call with the settings of the call before it gets that call's process
+    again (a start costs some 4.5 CPU-s), and a call with other settings, or after a test
+    failed, stops it first; `aclose` stops the last. For tests that a shared process cannot
+    judge otherwise: each judged from `baseline`, counting only what it adds to the log and
+    /metrics, and spending a rate per address only from addresses no test before it on that
+    process spent it from."""
+
+    def __init__(self, serving: Serve) -> None:
+        self._serving = serving
+        self._held: tuple[tuple[object, ...], Served] | None = None
+        self._stack = contextlib.AsyncExitStack()
+
+    @contextlib.asynccontextmanager
+    async def __call__(
+        self, nofile: int | None = None, ctx: ssl.SSLContext | None = None, **env: str
+    ) -> AsyncIterator[Served]:
+        key = (nofile, ctx, sorted(env.items()))  # ctx by identity: each TLS test makes its own
+        if self._held is None or self._held[0] != key:
+            await self.aclose()
+            served = await self._stack.enter_async_context(self._serving(nofile, ctx, **env))
+            self._held = key, served
+        try:
+            yield self._held[1]
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        self._held = None
+        stack, self._stack = self._stack, contextlib.AsyncExitStack()
+        await stack.aclose()
 
 
 def judge(watch: Watch, base: tuple[int, int], what: str) -> None:

@@ -4,8 +4,11 @@ is bounded in count and time, and while it runs `/health` (fresh connections fro
 address) answers with p99 under 100 ms (each probe less the time the kernel kept the prober or
 the server's loop waiting for a CPU: tests/ops/test_front_watch.py checks that measure) and the
 server's RSS, with the kernel's send queues of its connections, grows by less than 100 MiB
-(/proc of the server). The TLS handshake, the open-files limit, the rate per address and HAProxy
-in front are in tests/ops/test_http_front_admission.py.
+(/proc of the server). One process serves all the file's tests, with API_MAX_CONNECTIONS=100
+(what the unread answers exceed; no other attack holds more than 8 connections) and its OpenAPI
+document made before any attack; each attack is judged from the server's RSS and fds before the
+first (Served.baseline). The TLS handshake, the open-files limit, the rate per address and
+HAProxy in front are in tests/ops/test_http_front_admission.py.
 
 - 1-byte chunks: refused (400, closed) once a body's chunks are too many for its bytes.
 - A wide head sent in one piece: refused past MAX_HEAD_BYTES or MAX_HEAD_FIELDS (400).
@@ -15,6 +18,8 @@ in front are in tests/ops/test_http_front_admission.py.
 """
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -31,13 +36,24 @@ from testkit.front_attacks import (
     unread_answers,
     wide_heads,
 )
-from tests.ops.http_front import ATTACKERS, WRITE_S, Serve, judge
+from tests.ops.http_front import ATTACKERS, WRITE_S, Serve, Served, judge
+
+SETTINGS = {"API_MAX_CONNECTIONS": "100"}  # every test's: one process serves them all
+
+
+@contextlib.asynccontextmanager
+async def _served(serve: Serve) -> AsyncIterator[Served]:
+    """The file's served API, its OpenAPI document made (a process encodes it on its first
+    request: an attack's cost is what it costs after)."""
+    async with serve(**SETTINGS) as served:
+        assert await asyncio.to_thread(get, served.port, "/schema/openapi.json", "127.0.0.1") == 200
+        yield served
 
 
 async def test_one_byte_chunks_are_refused_before_they_cost_the_loop(serve: Serve) -> None:
     """Two clients sending 1.8 MB bodies of 1-byte chunks to a path no route takes, 3.5 MB/s
     in all, for 8 s: each body refused (400) and its connection closed before its end."""
-    async with serve() as served:
+    async with _served(serve) as served:
         base = served.baseline()
         with served.watch().running() as watch:
             found = await asyncio.to_thread(
@@ -56,7 +72,7 @@ async def test_one_byte_chunks_are_refused_before_they_cost_the_loop(serve: Serv
 async def test_a_wide_head_in_one_piece_is_refused(serve: Serve) -> None:
     """Eight clients sending, for 6 s, heads of 11,111 fields (111 KB) each in one piece: each
     answered 400, none reaches the application."""
-    async with serve() as served:
+    async with _served(serve) as served:
         base = served.baseline()
         with served.watch().running() as watch:
             found = await asyncio.to_thread(
@@ -82,9 +98,7 @@ async def test_answers_nobody_reads_are_cut_and_their_connections_capped(
     once it has answered: the server holds at most its caps' worth, and frees them all
     API_WRITE_SECONDS later (its kernel's send queues too) while the clients still hold
     theirs."""
-    async with serve(API_MAX_CONNECTIONS="100") as served:
-        # made once a process (its first request encodes it): the attack's is what it costs after
-        assert await asyncio.to_thread(get, served.port, "/schema/openapi.json", "127.0.0.1") == 200
+    async with _served(serve) as served:
         base = served.baseline()
         with served.watch().running() as watch:
             held = await asyncio.to_thread(
@@ -113,7 +127,7 @@ async def test_answers_nobody_reads_are_cut_and_their_connections_capped(
 async def test_a_client_reading_slowly_but_steadily_gets_its_whole_answer(serve: Serve) -> None:
     """The OpenAPI document read at 40 KB/s (8 s, four times API_WRITE_SECONDS): the client
     takes more than MIN_TAKEN each deadline, so its connection is kept to the answer's end."""
-    async with serve() as served:
+    async with _served(serve) as served:
         whole = len(await asyncio.to_thread(_document, served.port))
         got = await asyncio.to_thread(
             read_slowly, served.port, ATTACKERS[0], "/schema/openapi.json", 40_000, 30
