@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from controller.secrets.box import generate_key
 
 TAIL_LINES = 200  # of the process's log kept for the failure message
+STOP_S = 20  # from SIGTERM to its exit
 
 
 @asynccontextmanager
@@ -62,7 +63,15 @@ async def controller_serving(
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(proc.wait(), 20)
+        try:
+            await asyncio.wait_for(proc.wait(), STOP_S)
+        except TimeoutError:
+            proc.kill()  # never left running past the test
+            await proc.wait()
+            await reading
+            raise AssertionError(
+                f"not stopped {STOP_S} s after SIGTERM: killed\n" + b"".join(tail).decode()
+            ) from None
         await reading
     assert proc.returncode == 0, b"".join(tail).decode()
 
