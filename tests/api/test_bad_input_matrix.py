@@ -346,7 +346,11 @@ async def test_console_pages_with_hostile_queries_never_answer_500_nor_echo_mark
 async def test_every_method_on_every_path_is_answered_without_a_500(
     client: httpx.AsyncClient, world: World
 ) -> None:
-    """HEAD, OPTIONS and the methods a path does not serve (405), with and without a token."""
+    """HEAD and OPTIONS, with and without a token: no 500. Every other method a path does not
+    serve: a 405, never a 500. Litestar's router raises that 405 as it looks the method up,
+    before the route's middleware, where a token is first read: the answer is one with any
+    token or none, so it is asked once, without one (1,108 requests; 1,708 if each were also
+    asked with a readonly token). An answer other than 405 went past the router: it fails."""
     paths: dict[str, Route] = {}
     for key, route in ROUTES.items():
         paths.setdefault(key.split(" ", 1)[1], route)
@@ -357,10 +361,12 @@ async def test_every_method_on_every_path_is_answered_without_a_500(
         for method in ("HEAD", "OPTIONS", "GET", "POST", "PUT", "PATCH", "DELETE", "TRACE"):
             if f"{method} {path}" in ROUTES:
                 continue  # what it serves: the access matrix's
-            for caller in ("anonymous", "readonly"):
+            # HEAD runs the path's GET handler and OPTIONS Litestar's own: past the router
+            routed = method in ("HEAD", "OPTIONS")
+            for caller in ("anonymous", "readonly") if routed else ("anonymous",):
                 probe = Route(route.who, route.ok, params=route.params, query=route.query)
                 r = await call(client, world, f"{method} {path}", probe, caller)
-                if r.status_code >= 500:
+                if r.status_code >= 500 or (not routed and r.status_code != 405):
                     bad.append(f"{method} {path} as {caller}: {r.status_code} {r.text[:100]}")
     assert bad == [], "\n".join(bad)
 

@@ -35,6 +35,7 @@ from testkit.serving import http_client, serve_app
 from tests.api.access_world import World, build, secret
 from tests.api.helpers import MASK, seed_body
 from tests.api.test_access_matrix import ROUTES, call
+from tests.conftest import Tenant, make_tenant
 from tests.console.helpers import form_values
 
 GRANT = {
@@ -458,7 +459,8 @@ async def test_a_secret_never_follows_a_changed_destination(
 
 
 # A channel whose URL carries its own token: (kind, URL with `{token}`, stored by hand (the API
-# refuses user info: a row stored before that check), what every role is shown).
+# refuses user info: a row stored before that check), what every role is shown). These tests of
+# one channel run in an organization holding its users and that channel only (make_tenant).
 TOKEN_URLS = [
     ("webhook", "https://127.0.0.1:9/hooks?token={token}", False, f"https://127.0.0.1:9/{MASK}"),
     ("webhook", "https://127.0.0.1:9/api/webhooks/1/{token}", False, f"https://127.0.0.1:9/{MASK}"),
@@ -467,20 +469,21 @@ TOKEN_URLS = [
 ]
 
 
-async def _channel(http: httpx.AsyncClient, world: World, body: dict[str, Any]) -> str:
-    r = await http.post("/api/notification-channels", json=body, headers=world.bearer("owner"))
+async def _channel(http: httpx.AsyncClient, org: Tenant, body: dict[str, Any]) -> str:
+    r = await http.post("/api/notification-channels", json=body, headers=org.auth("owner"))
     assert r.status_code == 201, r.text
     return str(r.json()["id"])
 
 
-async def _everything_shown(http: httpx.AsyncClient, world: World, channel: str) -> str:
+async def _everything_shown(http: httpx.AsyncClient, org: Tenant, channel: str) -> str:
     """What readers see of the organization's channels: the API's answers to every role, the
     console page and the `export` of the list."""
     seen = []
     for role in ("readonly", "member", "admin", "owner"):
-        one = await http.get(f"/api/notification-channels/{channel}", headers=world.bearer(role))
-        listed = await http.get("/api/notification-channels", headers=world.bearer(role))
-        page = await http.get("/console/channels", headers=world.cookies(role))
+        one = await http.get(f"/api/notification-channels/{channel}", headers=org.auth(role))
+        listed = await http.get("/api/notification-channels", headers=org.auth(role))
+        session = {"Cookie": f"mp_session={org.tokens[role]}"}
+        page = await http.get("/console/channels", headers=session)
         assert one.status_code == listed.status_code == page.status_code == 200, role
         seen += [one.text, listed.text, page.text]
     seen.append(channel_file.export_text(listed.json()["items"]))
@@ -497,20 +500,20 @@ async def test_a_receiver_urls_token_is_shown_to_no_one(
     token = secret("hook")
     url = template.format(token=token)
     async with http_client(base_url=binding_api, timeout=30) as http:
-        world = await build(http, pool)
+        org = await make_tenant(pool)
         body = {"name": "receiver", "kind": kind, "url": "https://127.0.0.1:9093/"}
         body["secret"] = "signing-key"
         if not by_hand:
             body["url"] = url
-        channel = await _channel(http, world, body)
+        channel = await _channel(http, org, body)
         if by_hand:
             await pool.execute(
                 "UPDATE notification_channels SET url = $2, url_shown = $2 WHERE public_id = $1",
                 channel,
                 url,
             )
-        seen = await _everything_shown(http, world, channel)
-        one = await http.get(f"/api/notification-channels/{channel}", headers=world.bearer("owner"))
+        seen = await _everything_shown(http, org, channel)
+        one = await http.get(f"/api/notification-channels/{channel}", headers=org.auth("owner"))
     assert token not in seen
     assert one.json()["url"] == shown
     assert (
@@ -523,14 +526,14 @@ async def test_a_kinds_default_url_and_a_bare_host_are_shown_whole(
     binding_api: str, pool: asyncpg.Pool
 ) -> None:
     async with http_client(base_url=binding_api, timeout=30) as http:
-        world = await build(http, pool)
-        pager = await _channel(http, world, {"name": "p", "kind": "pagerduty", "secret": "rk"})
+        org = await make_tenant(pool)
+        pager = await _channel(http, org, {"name": "p", "kind": "pagerduty", "secret": "rk"})
         bare = await _channel(
-            http, world, {"name": "a", "kind": "alertmanager", "url": "https://127.0.0.1:9093"}
+            http, org, {"name": "a", "kind": "alertmanager", "url": "https://127.0.0.1:9093"}
         )
         shown = [
             (
-                await http.get(f"/api/notification-channels/{c}", headers=world.bearer("readonly"))
+                await http.get(f"/api/notification-channels/{c}", headers=org.auth("readonly"))
             ).json()["url"]
             for c in (pager, bare)
         ]
@@ -547,10 +550,10 @@ async def test_a_masked_url_keeps_the_stored_one_and_its_secret(
     url = f"https://127.0.0.1:9/hooks?token={token}"
     masked = f"https://127.0.0.1:9/{MASK}"
     async with http_client(base_url=binding_api, timeout=30) as http:
-        world = await build(http, pool)
+        org = await make_tenant(pool)
         body = {"name": "receiver", "kind": "webhook", "url": url, "secret": "signing-key"}
-        channel = await _channel(http, world, body)
-        path, admin = f"/api/notification-channels/{channel}", world.bearer("admin")
+        channel = await _channel(http, org, body)
+        path, admin = f"/api/notification-channels/{channel}", org.auth("admin")
 
         async def stored() -> tuple[str, str]:
             row = await pool.fetchrow(
