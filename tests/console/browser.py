@@ -4,12 +4,14 @@ downloaded at test time (`make test` installs the two packages when they are mis
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import TypeVar
 
 from selenium import webdriver
+from selenium.common.exceptions import NoAlertPresentException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.wait import WebDriverWait
 
@@ -28,6 +30,10 @@ FLAGS = (
     "--disable-sync",
     "--window-size=1280,1000",
 )
+WIDTH, HEIGHT = 1280, 1000
+# A Chromium's start and first page cost ~3 CPU-s; an idle one ~0.01 CPU-s a second. A shared
+# one is quit once no test has used it for this long (300 s of idle cost as much as a start).
+IDLE_QUIT_S = 120.0
 T = TypeVar("T")
 
 
@@ -51,6 +57,80 @@ def chromium() -> Iterator[webdriver.Chrome]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def fresh(driver: webdriver.Chrome) -> None:
+    """`driver` as a test that started it would find it: a blank page at 1280x1000, no dialog
+    open, and no cookie of any host (cookies are per host, not per port: another test's
+    server on 127.0.0.1 would otherwise see them). Local and session storage are per origin,
+    and every test's server has a port of its own."""
+    with suppress(NoAlertPresentException):
+        driver.switch_to.alert.dismiss()
+    driver.get("about:blank")
+    driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    driver.set_window_size(WIDTH, HEIGHT)
+
+
+class Shared:
+    """One Chromium lent to test after test (`lend`, `done`), started when first lent and quit
+    once `IDLE_QUIT_S` pass with none lent, or at `close`."""
+
+    def __init__(self, idle_quit_s: float = IDLE_QUIT_S) -> None:
+        self.idle_quit_s = idle_quit_s
+        self._lock = threading.Lock()
+        self._stack: ExitStack | None = None
+        self._driver: webdriver.Chrome | None = None
+        self._timer: threading.Timer | None = None
+        self._lent = 0  # a quit timer set at an older count finds the driver lent since
+
+    def lend(self) -> webdriver.Chrome:
+        """The browser, `fresh`; a new one when the last cannot be made fresh (it crashed)."""
+        with self._lock:
+            self._lent += 1
+            if self._timer is not None:
+                self._timer.cancel()
+            if self._driver is not None:
+                try:
+                    fresh(self._driver)
+                    return self._driver
+                except WebDriverException:
+                    self._quit()
+            self._stack = ExitStack()
+            self._driver = self._stack.enter_context(chromium())
+            fresh(self._driver)
+            return self._driver
+
+    def done(self) -> None:
+        """The test is over: a blank page (a live page polls its server every 5 s); a browser
+        that cannot show one is quit, and the next test gets a new one."""
+        with self._lock:
+            if self._driver is not None:
+                try:
+                    fresh(self._driver)
+                except WebDriverException:
+                    self._quit()
+            self._timer = threading.Timer(
+                self.idle_quit_s, self._quit_unless_lent_since, (self._lent,)
+            )
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _quit_unless_lent_since(self, lent: int) -> None:
+        with self._lock:
+            if lent == self._lent:
+                self._quit()
+
+    def close(self) -> None:
+        with self._lock:
+            self._lent += 1
+            if self._timer is not None:
+                self._timer.cancel()
+            self._quit()
+
+    def _quit(self) -> None:
+        if self._stack is not None:
+            stack, self._stack, self._driver = self._stack, None, None
+            stack.close()
 
 
 def wait(

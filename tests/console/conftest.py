@@ -14,11 +14,23 @@ async def client(api_url: str) -> AsyncIterator[Browserish]:
         yield Browserish(http)
 
 
-@pytest.fixture(scope="module")
-def driver() -> Iterator[webdriver.Chrome]:
-    """Headless Chromium, one per test module; a machine without it fails the test saying why."""
+@pytest.fixture(scope="session")
+def shared_chromium() -> Iterator[browser.Shared]:
+    """The worker's headless Chromium, lent to each test that takes `driver`."""
+    shared = browser.Shared()
+    try:
+        yield shared
+    finally:
+        shared.close()
+
+
+@pytest.fixture
+def driver(shared_chromium: browser.Shared) -> Iterator[webdriver.Chrome]:
+    """Headless Chromium as if started for this test (`browser.fresh`): one per worker, kept
+    between tests while they come (browser.IDLE_QUIT_S); a machine without it fails the test
+    saying why."""
     problem = browser.missing()
     if problem is not None:
         pytest.fail(problem)
-    with browser.chromium() as d:
-        yield d
+    yield shared_chromium.lend()
+    shared_chromium.done()

@@ -10,7 +10,6 @@ from typing import Any
 
 import asyncpg
 import httpx
-import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
@@ -96,15 +95,6 @@ async def test_the_monitor_page_and_the_findings_page_show_posture_in_scope(
     assert odd.status_code == 200 and "<script>" not in odd.text
     client.session = None
     assert (await client.get("/console/findings")).status_code in (302, 303, 401)
-
-
-@pytest.fixture(scope="module")
-def driver() -> Any:
-    problem = browser.missing()
-    if problem is not None:
-        pytest.fail(problem)
-    with browser.chromium() as d:
-        yield d
 
 
 def text(driver: webdriver.Chrome) -> str:
