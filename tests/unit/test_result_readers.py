@@ -3,6 +3,7 @@ closed hours from `result_packs`, and only a bound on `hour` reaches the packs' 
 on `scheduled_at` alone reads every pack of the monitor). A new reader cannot forget it."""
 
 import ast
+import functools
 from pathlib import Path
 
 from controller.jobs.result_kinds import scheduled_since
@@ -33,13 +34,18 @@ def _text_of(value: ast.expr) -> str:
     return ""
 
 
+@functools.cache
 def _statements() -> list[tuple[str, str, str]]:
     """(file, enclosing function, statement text) of each string naming `FROM check_results`;
-    a call of `scheduled_since` in it (which bounds `hour`) reads as its text."""
+    a call of `scheduled_since` in it (which bounds `hour`) reads as its text. A module whose
+    text never names `check_results` has no such string: it is not parsed."""
     found: list[tuple[str, str, str]] = []
     for path in sorted(CONTROLLER.rglob("*.py")):
         where = str(path.relative_to(CONTROLLER))
-        tree = ast.parse(path.read_text(), str(path))
+        source = path.read_text()
+        if "check_results" not in source:
+            continue
+        tree = ast.parse(source, str(path))
         for fn in [
             n for n in ast.walk(tree) if isinstance(n, ast.AsyncFunctionDef | ast.FunctionDef)
         ]:
