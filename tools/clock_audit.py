@@ -87,18 +87,21 @@ def python_lines(text: str) -> tuple[set[int], dict[str, set[int]]]:
     """The lines of a Python module that read the clock: SQL in its strings, and Python calls
     per group."""
     tree = ast.parse(text)
-    monotonic_imported = any(
-        isinstance(node, ast.ImportFrom)
-        and node.module == "time"
-        and any(a.name == "monotonic" for a in node.names)
-        for node in ast.walk(tree)
-    )
-    calls: dict[str, set[int]] = {"python": set(), "python-monotonic": set()}
+    monotonic_imported = False
+    made: list[ast.Call] = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and (group := _called(node, monotonic_imported)):
-            calls[group].add(node.lineno)
-    docs = _docstring_lines(tree)
+        if isinstance(node, ast.Call):
+            made.append(node)
+        elif isinstance(node, ast.ImportFrom) and node.module == "time":
+            monotonic_imported |= any(a.name == "monotonic" for a in node.names)
+    calls: dict[str, set[int]] = {"python": set(), "python-monotonic": set()}
+    for call in made:
+        if group := _called(call, monotonic_imported):
+            calls[group].add(call.lineno)
     sql: set[int] = set()
+    if not SQL_NOW.search(text):  # a line of a string reading it would match in the text
+        return sql, calls
+    docs = _docstring_lines(tree)
     for token in tokenize.generate_tokens(io.StringIO(text).readline):
         if token.type not in STRING_TOKENS or token.start[0] in docs:
             continue
