@@ -18,7 +18,7 @@ from agent.selfcheck import SelfChecks
 from agent.selfcheck_rules import HAND_OVER_TRIES
 from agent.sidechecks import Round
 from agent.worker import Worker
-from shared.messages import decode_heartbeat, encode
+from shared.messages import CheckResult, decode_heartbeat, encode
 from shared.sidechecks.readiness import Readiness, ReadinessAsk
 from shared.subjects import heartbeats_subject
 from tests.agent.helpers import (
@@ -65,7 +65,11 @@ async def test_jobs_for_a_port_an_agent_cannot_reach_are_run_by_another_agent_of
     """The blocked agent never runs a check on that port: it hands each job back, and the
     healthy agent runs what it is handed; a job that came back to the blocked one on each
     delivery (which agent a redelivery reaches is the server's choice) ends `inconclusive`
-    there, never `down`, after HAND_OVER_TRIES deliveries."""
+    there, never `down`, after HAND_OVER_TRIES deliveries.
+
+    Six jobs go at once; then jobs go one at a time, both agents idle, until one the blocked
+    agent handed back has run on the healthy one (a redelivery reaches either: with both
+    waiting, the healthy one's request is the older)."""
     async with SmtpLikePeer() as peer:
         blocked = with_canaries(nc, country, ssl_contexts, [("127.0.0.2", peer.port)])
         healthy = with_canaries(nc, country, ssl_contexts, [("127.0.0.1", peer.port)])
@@ -79,6 +83,12 @@ async def test_jobs_for_a_port_an_agent_cannot_reach_are_run_by_another_agent_of
                 for job in jobs:
                     await publish_job(js, job)
                 await until_async(lambda: result_count(js, country, 6), within=15)
+                for _ in range(ONE_AT_A_TIME):
+                    if handed_over(logs, await results(js, country), healthy.agent_id):
+                        break
+                    jobs.append(job_for(country, peer.port))
+                    await publish_job(js, jobs[-1])
+                    await until_async(lambda: result_count(js, country, len(jobs)), within=15)
             finally:
                 for w in (blocked, healthy):
                     w.stop()
@@ -91,12 +101,22 @@ async def test_jobs_for_a_port_an_agent_cannot_reach_are_run_by_another_agent_of
     handed = [e for e in logs if e["event"] == "job_handed_back"]
     assert handed and all(e["agent_id"] == blocked.agent_id for e in handed)
     assert all(e["blocked_ports"] == [peer.port] for e in handed)
+    assert handed_over(logs, found, healthy.agent_id), "a handed-back job ran on the healthy agent"
     tries = Counter(e["job_id"] for e in handed)
-    assert any(tries[r.job_id] for r in by_healthy), "a handed-back job ran on the healthy agent"
     assert all(
         tries[r.job_id] == HAND_OVER_TRIES - 1 for r in found if r.agent_id == blocked.agent_id
     )
     assert await jobs_left(js, country) == 0
+
+
+# Jobs sent one at a time at most, until a handed-back one runs on the healthy agent.
+ONE_AT_A_TIME = 12
+
+
+def handed_over(logs: list[dict[str, Any]], found: list[CheckResult], healthy: str) -> bool:
+    """Whether a job the blocked agent handed back has a result from the healthy agent."""
+    handed = {e["job_id"] for e in logs if e["event"] == "job_handed_back"}
+    return any(r.job_id in handed and r.agent_id == healthy for r in found)
 
 
 async def test_a_lone_agent_that_cannot_reach_the_port_ends_the_job_inconclusive_unrun(

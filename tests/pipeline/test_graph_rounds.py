@@ -6,6 +6,7 @@ would speak SMTP to the API."""
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 import asyncpg
 import httpx
@@ -91,12 +92,12 @@ def graph_body(org: Tenant, peer: GraphPeer, countries: list[str]) -> dict[str, 
     }
 
 
-async def due_now(pool: asyncpg.Pool, org: Tenant) -> None:
+async def due_now(pool: asyncpg.Pool, org: Tenant, at: datetime) -> None:
+    """The organization's monitors are due at `at`, the scheduler's (frozen) now: its round is
+    the one sent, however long the test takes between its passes."""
     async with pool.acquire() as conn:
         await conn.execute(
-            "UPDATE monitors SET next_due_at = $1 WHERE organization_id = $2",
-            utcnow(),
-            org.org_id,
+            "UPDATE monitors SET next_due_at = $1 WHERE organization_id = $2", at, org.org_id
         )
 
 
@@ -124,17 +125,19 @@ async def test_graph_legs_go_only_where_every_agent_runs_them(
     await countries.live(old, features=[FEATURE_OAUTH2])  # older than Graph legs
     box = SecretBox(settings.secrets.secrets_key or "")
     async with serve_graph(GraphPeer({SENDER, PROBE}), ca) as peer:
+        at = utcnow()
         scheduler = scheduler_with(
+            clock=lambda: at,
             tokens=TokenService(
                 pipe_pool, box, TokenFetcher(verify=ca_context(ca), allow_private=True)
-            )
+            ),
         )
         r = await oauth_api.post(
             "/api/roundtrip-monitors", headers=org.auth(), json=graph_body(org, peer, [new, old])
         )
         assert r.status_code == 201, r.text
         public_id = r.json()["publicId"]
-        await due_now(pipe_pool, org)
+        await due_now(pipe_pool, org, at)
         await scheduler.run_due()  # the tokens are fetched in the background, then claimed
         await scheduler.planner.settled()
         await scheduler.run_due()
@@ -180,7 +183,9 @@ async def test_a_graph_mailbox_counts_against_the_organizations_login_cap(
         await countries.live(cc, features=[FEATURE_OAUTH2, FEATURE_GRAPH])
     box = SecretBox(settings.secrets.secrets_key or "")
     async with serve_graph(GraphPeer({SENDER, PROBE}), ca) as peer:
+        at = utcnow()
         scheduler = scheduler_with(
+            clock=lambda: at,
             login_cap=1,
             tokens=TokenService(
                 pipe_pool, box, TokenFetcher(verify=ca_context(ca), allow_private=True)
@@ -191,7 +196,7 @@ async def test_a_graph_mailbox_counts_against_the_organizations_login_cap(
         )
         assert r.status_code == 201, r.text
         public_id = r.json()["publicId"]
-        await due_now(pipe_pool, org)
+        await due_now(pipe_pool, org, at)
         await scheduler.run_due()
         await scheduler.planner.settled()
         await scheduler.run_due()
@@ -222,10 +227,12 @@ async def test_gmail_legs_go_only_where_every_agent_runs_them(
     await countries.live(old, features=[FEATURE_OAUTH2, FEATURE_GRAPH])
     box = SecretBox(settings.secrets.secrets_key or "")
     async with serve_gmail(GmailPeer({SENDER, PROBE}), ca) as peer:
+        at = utcnow()
         scheduler = scheduler_with(
+            clock=lambda: at,
             tokens=TokenService(
                 pipe_pool, box, TokenFetcher(verify=ca_context(ca), allow_private=True)
-            )
+            ),
         )
         grant = {
             "grant": "refresh_token",
@@ -248,7 +255,7 @@ async def test_gmail_legs_go_only_where_every_agent_runs_them(
         r = await oauth_api.post("/api/roundtrip-monitors", headers=org.auth(), json=body)
         assert r.status_code == 201, r.text
         public_id = r.json()["publicId"]
-        await due_now(pipe_pool, org)
+        await due_now(pipe_pool, org, at)
         await scheduler.run_due()
         await scheduler.planner.settled()
         await scheduler.run_due()
@@ -291,10 +298,12 @@ async def test_a_mailbox_check_over_graph_goes_only_where_every_agent_runs_it(
     await countries.live(old, features=[FEATURE_OAUTH2, FEATURE_GRAPH])
     box = SecretBox(settings.secrets.secrets_key or "")
     async with serve_graph(GraphPeer({PROBE}), ca) as peer:
+        at = utcnow()
         scheduler = scheduler_with(
+            clock=lambda: at,
             tokens=TokenService(
                 pipe_pool, box, TokenFetcher(verify=ca_context(ca), allow_private=True)
-            )
+            ),
         )
         grant = {
             "grant": "client_credentials",
@@ -313,7 +322,7 @@ async def test_a_mailbox_check_over_graph_goes_only_where_every_agent_runs_it(
         r = await oauth_api.post("/api/imap-pop-monitors", headers=org.auth(), json=body)
         assert r.status_code == 201, r.text
         public_id = r.json()["publicId"]
-        await due_now(pipe_pool, org)
+        await due_now(pipe_pool, org, at)
         await scheduler.run_due()
         await scheduler.planner.settled()
         await scheduler.run_due()
@@ -352,7 +361,9 @@ async def test_a_mailbox_check_over_graph_counts_against_the_login_cap(
         await countries.live(cc, features=[FEATURE_OAUTH2, FEATURE_GRAPH, FEATURE_API_MAILBOX])
     box = SecretBox(settings.secrets.secrets_key or "")
     async with serve_graph(GraphPeer({PROBE}), ca) as peer:
+        at = utcnow()
         scheduler = scheduler_with(
+            clock=lambda: at,
             login_cap=1,
             tokens=TokenService(
                 pipe_pool, box, TokenFetcher(verify=ca_context(ca), allow_private=True)
@@ -375,7 +386,7 @@ async def test_a_mailbox_check_over_graph_counts_against_the_login_cap(
         r = await oauth_api.post("/api/imap-pop-monitors", headers=org.auth(), json=body)
         assert r.status_code == 201, r.text
         public_id = r.json()["publicId"]
-        await due_now(pipe_pool, org)
+        await due_now(pipe_pool, org, at)
         await scheduler.run_due()
         await scheduler.planner.settled()
         await scheduler.run_due()
