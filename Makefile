@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock schema ingest-sql browser unbound netns dovecot blackbox alertmanager prometheus opendkim test-debs run test clock-sweep lint bench bench-openssl soak fuzz sim image image-push clean checkdmarc-lock
+.PHONY: help install deps lock schema ingest-sql browser unbound netns dovecot blackbox alertmanager prometheus opendkim test-debs run test clock-sweep lint bench bench-openssl soak fuzz sim image image-push clean checkdmarc-lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -14,11 +14,14 @@ help: ## list the targets
 # included) for Python 3.11 on Linux x86_64; the project itself goes on top, editable and
 # without dependencies, so nothing unpinned comes in.
 LOCK := requirements.lock
+# pip compiles what it installs on one core; compileall does it after, on every core (the
+# warnings it would print are the packages' own: invalid escapes in their sources).
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
-	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip install --quiet --no-compile --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-compile --no-deps -e .
+	PYTHONWARNINGS=ignore $(BIN)/python -m compileall -q -j 0 $(VENV)/lib
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv with the product and its development tools
@@ -137,6 +140,8 @@ prometheus: ## install Debian's prometheus when missing (the scrape and dashboar
 	$(call apt_when_missing,$(PROMETHEUS_DEBS))
 opendkim: ## install Debian's opendkim and opendkim-tools when missing (the round trip's DKIM selector test)
 	$(call apt_when_missing,$(OPENDKIM_DEBS))
+deps: $(STAMP) $(CHECKDMARC_STAMP) test-debs ## install what make lint and make test need (make -j runs the three side by side)
+
 test-debs: ## install what the test suite needs from Debian when missing, with one apt-get (all of the above but blackbox)
 	$(call apt_when_missing,$(TEST_DEBS))
 
