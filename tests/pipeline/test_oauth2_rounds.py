@@ -91,7 +91,9 @@ async def test_a_round_fetches_a_token_and_logs_in_only_where_agents_can(
     box = SecretBox(settings.secrets.secrets_key or "")
     endpoint = TokenEndpoint(imap_pop.issuer, USER, clients={CLIENT: SECRET})
     async with serve(endpoint, ca) as served:
+        at = utcnow()  # the scheduler's now, frozen: the round sent is the one due
         scheduler = scheduler_with(
+            clock=lambda: at,
             tokens=TokenService(
                 pipe_pool, box, TokenFetcher(verify=ca_context(ca), allow_private=True)
             ),
@@ -114,7 +116,7 @@ async def test_a_round_fetches_a_token_and_logs_in_only_where_agents_can(
         async with pipe_pool.acquire() as conn:
             await conn.execute(
                 "UPDATE monitors SET next_due_at = $1 WHERE organization_id = $2",
-                utcnow(),
+                at,
                 org.org_id,
             )
         await scheduler.run_due()  # the tokens are fetched in the background, then claimed
