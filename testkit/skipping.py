@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple, TypeVar
 
 import asyncpg
+import structlog
 from nats.js import JetStreamContext
 
 from controller.alerting.alerter import Alerter
@@ -39,6 +40,7 @@ from controller.secrets.seal_keys import CountryKeys
 from shared.messages import CheckJob
 
 T = TypeVar("T")
+log = structlog.get_logger()
 
 
 class SkippingClock:
@@ -173,7 +175,16 @@ class Stepper:
                 return
             wait = (due - self.clock.now()).total_seconds() if due else self.max_skip_s
             if wait > 0:
-                self.clock.skip(min(wait, self.max_skip_s))
+                skipped = min(wait, self.max_skip_s)
+                log.debug(
+                    "clock skipped",
+                    seconds=round(skipped, 3),
+                    now=self.clock.now().isoformat(),
+                    rounds=str(done.earliest),
+                    queue=str(waits.queue),
+                    flows=str(waits.flows),
+                )
+                self.clock.skip(skipped)
             else:
                 await asyncio.sleep(0.01)  # due now: the wall moves on
 
