@@ -155,11 +155,13 @@ test-debs: ## install what the test suite needs from Debian when missing, with o
 # about 80 % busy; four left them half idle while files waited (bench/results/suite.md).
 # pytest's rewritten test modules are cached (__pycache__, ignored by git) even where the
 # environment sets PYTHONDONTWRITEBYTECODE, and the second tier is collected once beside the
-# first: its workers then start from the cache (~5 CPU-s a worker instead of ~14).
+# first: its workers then start from the cache (~5 CPU-s a worker instead of ~14). What it
+# needs installs first, its three parts side by side (`deps`).
 TEST_WORKERS ?= 6
 PURE_WORKERS ?= 2
 test: export PYTHONDONTWRITEBYTECODE =
-test: $(STAMP) $(CHECKDMARC_STAMP) test-debs ## run the pure tier (tests/unit, no server), then the rest against real PostgreSQL, NATS, mail servers, Chromium, unbound, Dovecot, Postfix, Alertmanager, Prometheus and network namespaces
+test: ## run the pure tier (tests/unit, no server), then the rest against real PostgreSQL, NATS, mail servers, Chromium, unbound, Dovecot, Postfix, Alertmanager, Prometheus and network namespaces
+	@$(MAKE) --no-print-directory -j3 deps
 	$(BIN)/pytest --collect-only -q --ignore=tests/unit > /dev/null & warm=$$!; \
 	  $(BIN)/pytest -n $(PURE_WORKERS) tests/unit $(PURE_ARGS); pure=$$?; wait $$warm; \
 	  exit $$pure
