@@ -55,8 +55,7 @@ async def test_another_organizations_monitors_never_cap_the_victim(
         )
         for _ in range(5)
     ]
-    for m in theirs:
-        await make_due(pipe_pool, m["publicId"])
+    await make_due(pipe_pool, *(m["publicId"] for m in theirs))
     assert await sched.tick() == 4  # the attacker's own cap
     held = [await capped_rows(pipe_pool, m["publicId"]) for m in theirs]
     assert sum(map(len, held)) == 1

@@ -177,8 +177,7 @@ async def test_logins_to_one_account_are_capped_across_monitors_and_countries(
         allowedCheckCountryCodes=two,
         smtpConfig={"auth": {"user": "bob", "pass": "pw"}},
     )
-    for m in [*same, other]:
-        await make_due(pipe_pool, m["publicId"])
+    await make_due(pipe_pool, *(m["publicId"] for m in [*same, other]))
     assert await capped.tick() == 5  # 3 of alice's 4, both of bob's
     async with pipe_pool.acquire() as conn:
         rows = await conn.fetch(

@@ -35,28 +35,41 @@ from tests.pipeline.conftest import Clock, Countries, SchedulerWith
 
 # No other round of a monitor made due by make_due comes due within this: a test runs its
 # scheduler well inside it, even on a loaded host.
-DUE_MARGIN = timedelta(seconds=3)
+DUE_MARGIN = timedelta(seconds=5)
 
 
-async def make_due(pool: asyncpg.Pool, public_id: str) -> datetime:
-    """Make the monitor due just now (whole milliseconds, as job times are): off its grid, so
-    its round is scheduled at this time, with its whole expiry window left to run (a grid point
-    up to an interval ago might be over already). When its next grid point is less than
-    DUE_MARGIN away, that point would be a second round for a scheduler run soon after (the
-    one due now recorded `overdue`): it waits for that point and makes it the due time."""
+async def make_due(pool: asyncpg.Pool, *public_ids: str) -> datetime:
+    """Make the monitors due just now, at one instant (whole milliseconds, as job times are):
+    off their grids, so each round is scheduled at this time, with its whole expiry window left
+    to run (a grid point up to an interval ago might be over already). While one of their next
+    grid points is less than DUE_MARGIN away (it would be a second round for a scheduler run
+    soon after, the one due now recorded `overdue`), it waits for that point to pass first;
+    their due time is taken after the last wait, so every monitor keeps the whole margin."""
     async with pool.acquire() as conn:
-        interval: int = await conn.fetchval(
-            "SELECT check_interval FROM monitors WHERE public_id = $1", public_id
+        rows = await conn.fetch(
+            "SELECT public_id::text AS id, check_interval FROM monitors"
+            " WHERE public_id = ANY($1::uuid[])",
+            list(public_ids),
         )
-    now = utcnow()
-    due = now.replace(microsecond=now.microsecond // 1000 * 1000) - timedelta(milliseconds=1)
-    point = schedule.next_due(schedule.phase_ms(public_id, interval), interval, due)
-    if point - now < DUE_MARGIN:
-        await asyncio.sleep(max((point - now).total_seconds(), 0) + 0.002)
-        due = point
+    assert len(rows) == len(set(public_ids)), "make_due: a monitor is missing"
+    while True:
+        now = utcnow()
+        due = now.replace(microsecond=now.microsecond // 1000 * 1000) - timedelta(milliseconds=1)
+        points = [
+            schedule.next_due(
+                schedule.phase_ms(r["id"], r["check_interval"]), r["check_interval"], due
+            )
+            for r in rows
+        ]
+        near = [point for point in points if point - now < DUE_MARGIN]
+        if not near:
+            break
+        await asyncio.sleep(max((max(near) - now).total_seconds(), 0) + 0.002)
     async with pool.acquire() as conn:
         await conn.execute(
-            "UPDATE monitors SET next_due_at = $2 WHERE public_id = $1", public_id, due
+            "UPDATE monitors SET next_due_at = $2 WHERE public_id = ANY($1::uuid[])",
+            list(public_ids),
+            due,
         )
     return due
 
@@ -408,8 +421,7 @@ async def test_a_monitor_that_cannot_become_jobs_is_skipped_and_the_rest_still_r
             " WHERE public_id = $1",
             broken["publicId"],
         )
-    due = await make_due(pipe_pool, broken["publicId"])
-    await make_due(pipe_pool, fine["publicId"])
+    due = await make_due(pipe_pool, broken["publicId"], fine["publicId"])
     with capture_logs() as logs:
         assert await pipeline.scheduler.tick() == 1
     [(job, _)] = await countries.jobs(cc)
@@ -440,8 +452,7 @@ async def test_a_monitor_whose_config_does_not_fit_its_kind_is_logged_once_and_m
             " WHERE public_id = $1",
             broken["publicId"],
         )
-    due = await make_due(pipe_pool, broken["publicId"])
-    await make_due(pipe_pool, fine["publicId"])
+    due = await make_due(pipe_pool, broken["publicId"], fine["publicId"])
     with capture_logs() as logs:
         assert await pipeline.scheduler.tick() == 1
     [(job, _)] = await countries.jobs(cc)
@@ -881,8 +892,7 @@ async def test_jobs_carry_their_organization_as_an_opaque_tenant_key(
     other = await make_tenant(pipe_pool)
     ours = [await create(api, org, allowedCheckCountryCodes=[cc]) for _ in range(2)]
     theirs = await create(api, other, allowedCheckCountryCodes=[cc])
-    for monitor in [*ours, theirs]:
-        await make_due(pipe_pool, monitor["publicId"])
+    await make_due(pipe_pool, *(m["publicId"] for m in [*ours, theirs]))
     assert await pipeline.scheduler.tick() == 3
     tenant = {job.monitor_id: job.tenant for job, _ in await countries.jobs(cc)}
     a, b, c = (tenant[m["publicId"]] for m in [*ours, theirs])
@@ -904,8 +914,7 @@ async def test_a_pass_behind_its_rounds_ends_after_its_time_and_the_rest_stay_du
     (cc,) = countries.take()
     await countries.live(cc)
     monitors = [await create(api, org, allowedCheckCountryCodes=[cc]) for _ in range(3)]
-    for m in monitors:
-        await make_due(pipe_pool, m["publicId"])
+    await make_due(pipe_pool, *(m["publicId"] for m in monitors))
     one_at_a_time = scheduler_with(batch=1)
     assert await one_at_a_time.run_due(max_s=0) == 1  # one batch, then its time is up
     still_due = [m for m in monitors if (await next_due_at(pipe_pool, m["publicId"])) <= utcnow()]
@@ -940,8 +949,7 @@ async def test_readiness_is_held_past_its_organizations_hourly_budget_and_resume
     fields = {"allowedCheckCountryCodes": [cc], "checkInterval": 3600, "port": None}
     ours = [await create(api, org, mailDomain=f"d{i}.example", **fields) for i in range(3)]
     theirs = await create(api, other, mailDomain="other.example", **fields)
-    for monitor in [*ours, theirs]:
-        await make_due(pipe_pool, monitor["publicId"])
+    await make_due(pipe_pool, *(m["publicId"] for m in [*ours, theirs]))
     clock.set()
     assert await scheduler.tick() == 4
     sent = [j for j, _ in await countries.jobs(cc)]
@@ -1012,8 +1020,7 @@ async def test_readiness_rounds_admission_refuses_give_their_budget_reservation_
     )
     fields = {"allowedCheckCountryCodes": [cc], "checkInterval": 3600, "port": None}
     ours = [await create(api, org, mailDomain=f"d{i}.example", **fields) for i in range(2)]
-    for monitor in ours:
-        await make_due(pipe_pool, monitor["publicId"])
+    await make_due(pipe_pool, *(m["publicId"] for m in ours))
     clock.set()
     assert await scheduler.tick() == 0  # both wait for the slot
 

@@ -167,8 +167,7 @@ async def test_a_country_without_a_public_key_gets_no_credentialed_job_but_a_mis
     user, password, fields = credentials("imap")
     locked = await create(api, org, "imap", allowedCheckCountryCodes=[cc], **fields)
     plain = await create(api, org, allowedCheckCountryCodes=[cc], smtpConfig={})
-    await make_due(pipe_pool, locked["publicId"])
-    await make_due(pipe_pool, plain["publicId"])
+    await make_due(pipe_pool, locked["publicId"], plain["publicId"])
     before = value("mailprobe_no_seal_key_rounds_total", country=cc)
     with capture_logs() as logs:
         assert await pipeline.scheduler.tick() == 1
