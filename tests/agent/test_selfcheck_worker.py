@@ -68,8 +68,8 @@ async def test_jobs_for_a_port_an_agent_cannot_reach_are_run_by_another_agent_of
     there, never `down`, after HAND_OVER_TRIES deliveries.
 
     Six jobs go at once; then jobs go one at a time, both agents idle, until one the blocked
-    agent handed back has run on the healthy one (a redelivery reaches either: with both
-    waiting, the healthy one's request is the older)."""
+    agent handed back has run on the healthy one (with six at once, the healthy agent may be
+    busy each time a handed-back job is delivered again)."""
     async with SmtpLikePeer() as peer:
         blocked = with_canaries(nc, country, ssl_contexts, [("127.0.0.2", peer.port)])
         healthy = with_canaries(nc, country, ssl_contexts, [("127.0.0.1", peer.port)])
