@@ -59,6 +59,8 @@ API_TIMEOUT_S = 30.0
 # does no harm is sent again when unanswered for RESEND_S (`_ask`).
 LEADER_WAIT_S = 60.0
 RETRY_S = 0.25
+# The least one request waits for its answer.
+REQUEST_MIN_S = 1.0
 RESEND_S = 5.0
 # JetStream's err_codes the move acts on: "temporarily unavailable" (no leader), "no suitable
 # peers" (a replica's node away), "already in use, cannot restore", "stream not found".
@@ -382,14 +384,17 @@ async def restore(nc: NATS, meta: SnapshotMeta, data: Path) -> StreamState:
 async def served(nc: NATS, subject: str, data: bytes, within_s: float) -> Msg:
     """A request sent again while its subject has no responder, for `within_s`: a restore's
     deliver subject may be served a moment after the start was answered (a loaded cluster's
-    stream leader subscribes it then). A request nobody received is safe to send again."""
+    stream leader subscribes it then). A request nobody received is safe to send again. No
+    attempt starts that could not wait REQUEST_MIN_S for its answer (a "no responders" status
+    takes a round trip to the server): the last one may end that much after `within_s`."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within_s
     while True:
+        left = deadline - loop.time()
         try:
-            return await nc.request(subject, data, timeout=max(deadline - loop.time(), 0.01))
+            return await nc.request(subject, data, timeout=max(left, REQUEST_MIN_S))
         except NoRespondersError:
-            if loop.time() >= deadline:
+            if loop.time() + RETRY_S >= deadline:
                 raise
             await asyncio.sleep(RETRY_S)
 
