@@ -390,9 +390,10 @@ async def served(nc: NATS, subject: str, data: bytes, within_s: float) -> Msg:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within_s
     while True:
-        left = deadline - loop.time()
         try:
-            return await nc.request(subject, data, timeout=max(left, REQUEST_MIN_S))
+            return await nc.request(
+                subject, data, timeout=max(deadline - loop.time(), REQUEST_MIN_S)
+            )
         except NoRespondersError:
             if loop.time() + RETRY_S >= deadline:
                 raise
