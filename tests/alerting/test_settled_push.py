@@ -3,7 +3,7 @@ completes the round a settled queue row waits on moves the row on to the next ro
 at most PUSH_ROUNDS past the alerter's cursor; a round a country misses is still judged at its
 own close, and a triggered round, a changed interval or a marked row stops the moves."""
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import asyncpg
 import pytest
@@ -18,6 +18,7 @@ from tests.alerting.conftest import Rig
 from tests.pipeline.test_compact_results import routine
 
 BOTH = ("DE", "FR")
+MIDDAY = time(12, tzinfo=UTC)
 
 
 async def _store(rig: Rig, m: asyncpg.Record, n: int, countries: tuple[str, ...] = BOTH) -> None:
@@ -28,7 +29,7 @@ async def _store(rig: Rig, m: asyncpg.Record, n: int, countries: tuple[str, ...]
         for cc in countries
     ]
     async with rig.pool.acquire() as conn, conn.transaction():
-        assert await results.store(conn, rows, now=utcnow()) == len(rows)
+        assert await results.store(conn, rows, now=rig.clock()) == len(rows)
 
 
 def _closes(m: asyncpg.Record, at: datetime) -> datetime:
@@ -44,22 +45,21 @@ async def _queue(rig: Rig, m: asyncpg.Record) -> asyncpg.Record:
     return row
 
 
-def _one_utc_day() -> None:
-    """The rounds these tests write (from 2 minutes ago to about 10 ahead, their closes
-    included) must fall on one UTC day: a compact row points at a full row of its own day only,
-    so a round after midnight is stored full and is not routine. Skipped within minutes of
-    midnight, when they cannot (their grid has to be where the database's `now()` is)."""
-    now = utcnow()
-    if (now - timedelta(minutes=3)).date() != (now + timedelta(minutes=13)).date():
-        pytest.skip("these rounds would straddle UTC midnight")
+def _at_midday(rig: Rig) -> None:
+    """Moves the rig's clock to 12:00 UTC of the wall's day. The rounds these tests write (from
+    2 minutes before it to about 10 after, their closes included) then fall on one UTC day
+    whenever they run: a compact row points at a full row of its own day only, so a round after
+    midnight is stored full and is not routine."""
+    wall = utcnow()
+    rig.clock.shift = datetime.combine(wall.date(), MIDDAY) - wall
 
 
 async def _settled_at_round_1(rig: Rig) -> asyncpg.Record:
     """A monitor of DE and FR on its grid (a round a minute), round 2 starting about now, with
     rounds 0 and 1 judged and the row settled, waiting on round 2."""
-    _one_utc_day()
+    _at_midday(rig)
     m = await rig.monitor(list(BOTH))
-    await rig.on_grid(m, utcnow() - timedelta(minutes=2), sent=12)
+    await rig.on_grid(m, rig.clock() - timedelta(minutes=2), sent=12)
     for n in (0, 1):
         await _store(rig, m, n)
         assert await rig.alerter.burst() == 1
@@ -143,8 +143,9 @@ async def test_a_trigger_a_changed_interval_or_a_mark_stop_the_moves(rig: Rig) -
     async with rig.pool.acquire() as conn:
         await conn.execute("UPDATE monitors SET check_interval = 60 WHERE id = $1", m["id"])
         await conn.execute(
-            "UPDATE alert_queue SET due_at = now() + interval '1 s' WHERE monitor_id = $1",
+            "UPDATE alert_queue SET due_at = $2 WHERE monitor_id = $1",
             m["id"],
+            rig.clock() + timedelta(seconds=1),
         )
     await _store(rig, m, 3)  # marked meanwhile: its due time is no longer the watched close
     assert (await _queue(rig, m))["watch_at"] == rig.at(2)
@@ -173,7 +174,7 @@ async def test_a_round_of_unknown_countries_expects_the_configured_default(
     ref = {"publicId": str(m["public_id"])}
     row = results.decode_result(encode(routine(rig.job_ids, ref, "DE", rig.at(2), 2)))
     async with rig.pool.acquire() as conn, conn.transaction():
-        assert await results.store(conn, [row], default_countries, now=utcnow()) == 1
+        assert await results.store(conn, [row], default_countries, now=rig.clock()) == 1
     q = await _queue(rig, m)
     at = 3 if moves else 2
     assert (q["watch_at"], q["due_at"]) == (rig.at(at), _closes(m, rig.at(at)))
