@@ -4,6 +4,7 @@ TEST_NATS_URL are given) and the API served by uvicorn on a loopback port."""
 # First: no garbage collection while the test modules are imported (testkit/pytest_gc.py).
 from testkit import pytest_gc  # isort: skip
 
+import asyncio
 import os
 import tempfile
 import uuid
@@ -15,6 +16,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+import uvloop
 from argon2 import PasswordHasher
 
 from controller.access import accounts_store as accounts
@@ -39,9 +41,12 @@ os.environ["MAILPROBE_RUN_DIR"] = f"/nonexistent/mailprobe-tests-{uuid.uuid4().h
 
 def pytest_configure(config: pytest.Config) -> None:
     """TEST_CPU_TABLE=<file>: each test file's CPU-seconds, a table (testkit/cpu_table.py).
-    Logged exceptions are plain tracebacks (testkit.common.plain_tracebacks)."""
+    Logged exceptions are plain tracebacks (testkit.common.plain_tracebacks). Event loops are
+    uvloop's."""
     cpu_table.register(config)
     plain_tracebacks()
+    # Tests run on the loop the controller and the agent run on (shared/loop.py).
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
