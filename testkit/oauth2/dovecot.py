@@ -28,6 +28,7 @@ from shared.embedded import free_port
 from testkit.oauth2.issuer import ISSUER, SCOPE, TokenIssuer
 
 DOVECOT = "/usr/sbin/dovecot"
+SETPRIV = "/usr/bin/setpriv"
 IMAP = "/usr/lib/dovecot/imap"
 POP3 = "/usr/lib/dovecot/pop3"
 START_S = 10.0
@@ -190,16 +191,20 @@ scope = {SCOPE}
     async def start(self) -> None:
         """Start (again, after `stop`) on the same ports, with the same mail."""
         account = _account()
+        # As the mail's owner: setpriv (util-linux) changes the ids and runs Dovecot in its
+        # place (uvloop's subprocesses take no `user` or `group`).
         self._process = await asyncio.create_subprocess_exec(
+            SETPRIV,
+            f"--reuid={account.pw_uid}",
+            f"--regid={account.pw_gid}",
+            "--clear-groups",
+            "--",
             DOVECOT,
             "-F",
             "-c",
             str(self.where / "dovecot.conf"),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
-            user=account.pw_uid,
-            group=account.pw_gid,
-            extra_groups=[],
             start_new_session=True,  # its process group: `stop` ends every one of them
         )
         await self._ready()
