@@ -161,14 +161,29 @@ class FrontProtocol(HeadDeadline):
 
     def _linger(self, transport: asyncio.Transport) -> None:
         """Close `transport` once its peer has taken all of it (looked at every LINGER_S); the
-        write deadline cuts a peer that does not take it."""
+        write deadline cuts a peer that does not take it. A peer still sending a request is
+        reset instead, as soon as the answer is with the kernel (all but KERNEL_TAIL of it
+        taken): a TLS close would read, and decrypt, what it sends until the shutdown's
+        timeout, and a plain close with unread bytes resets the connection all the same."""
         if transport.is_closing():
             return
-        if _unsent(transport):
+        if self.sending():
+            if transport.get_write_buffer_size() or _kernel_unacked(transport) > KERNEL_TAIL:
+                self.loop.call_later(LINGER_S, self._linger, transport)
+            else:
+                self._cut()
+        elif _unsent(transport):
             self.loop.call_later(LINGER_S, self._linger, transport)
         else:
             transport.resume_reading()  # a TLS close reads the peer's close_notify
             transport.close()
+
+    def sending(self) -> bool:
+        """Whether the peer may still be sending a request nobody reads: its body under way,
+        its request refused (h11's ERROR), or bytes of a next one unparsed."""
+        return self.conn.their_state in (h11.SEND_BODY, h11.ERROR) or bool(
+            self.conn.trailing_data[0]
+        )
 
     def _make_room(self) -> bool:
         """Close a connection waiting for a request (an answer of its own unread, maybe), if
@@ -225,8 +240,9 @@ class FrontProtocol(HeadDeadline):
 
 class _HeldOpen:
     """The transport uvicorn is given: its `close` keeps the connection, and its slot in the
-    caps, until the peer has taken what was written, past KERNEL_TAIL (FrontProtocol._linger);
-    closed at once, a socket leaves its unsent bytes to the kernel, out of the caps' sight."""
+    caps, until the peer has taken what was written, past KERNEL_TAIL, or all of it while the
+    peer is still sending a request (FrontProtocol._linger); closed at once, a socket leaves
+    its unsent bytes to the kernel, out of the caps' sight."""
 
     def __init__(self, transport: asyncio.Transport, protocol: FrontProtocol) -> None:
         self._transport = transport
@@ -245,11 +261,8 @@ class _HeldOpen:
         if self._closing:
             return
         self._closing = True
-        if _unsent(self._transport) <= KERNEL_TAIL:
-            self._transport.close()
-            return
         protocol = self._protocol()
-        if protocol is None:
+        if protocol is None or (_unsent(self._transport) <= KERNEL_TAIL and not protocol.sending()):
             self._transport.close()
             return
         self._transport.pause_reading()
