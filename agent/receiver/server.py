@@ -23,6 +23,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import cast
 
 import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -123,8 +124,10 @@ class _Session(SMTP):
 
     def _expire(self) -> None:
         self._receiver.refused("session_time")
-        transport = self.transport
-        if isinstance(transport, asyncio.WriteTransport):
+        # uvloop's transports are not instances of asyncio's transport classes: asked, not
+        # checked by type.
+        transport = cast(asyncio.Transport | None, self.transport)
+        if transport is not None and not transport.is_closing():
             transport.write(b"421 4.4.2 session too long, closing\r\n")
             transport.close()
 
