@@ -240,9 +240,9 @@ class FrontProtocol(HeadDeadline):
 
 class _HeldOpen:
     """The transport uvicorn is given: its `close` keeps the connection, and its slot in the
-    caps, until the peer has taken what was written, past KERNEL_TAIL, or all of it while the
-    peer is still sending a request (FrontProtocol._linger); closed at once, a socket leaves
-    its unsent bytes to the kernel, out of the caps' sight."""
+    caps, until the peer has taken what was written, past KERNEL_TAIL; a peer still sending a
+    request is reset once the answer is with the kernel (FrontProtocol._linger). Closed at once,
+    a socket leaves its unsent bytes to the kernel, out of the caps' sight."""
 
     def __init__(self, transport: asyncio.Transport, protocol: FrontProtocol) -> None:
         self._transport = transport
