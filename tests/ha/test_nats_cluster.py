@@ -85,15 +85,17 @@ async def settled(
 
 
 async def consumer_replicas(
-    js: JetStreamContext, stream: str, name: str, within: float = 20
+    js: JetStreamContext, stream: str, name: str, replicas: int, within: float = 20
 ) -> int:
-    """How many servers hold the consumer, once its followers are current."""
+    """How many servers hold the consumer: `replicas` once that many do with every follower
+    current (a consumer scaled up lists its followers one at a time), else what it has when
+    `within` seconds have passed."""
     deadline = asyncio.get_running_loop().time() + within
     while True:
         info = await js.consumer_info(stream, name)
         peers = (info.cluster.replicas or []) if info.cluster else []
-        if peers and all(p.current for p in peers):
-            return 1 + len(peers)
+        if 1 + len(peers) == replicas and all(p.current for p in peers):
+            return replicas
         if asyncio.get_running_loop().time() > deadline:
             return 1 + len(peers)
         await asyncio.sleep(0.2)
@@ -129,8 +131,8 @@ async def test_controller_start_moves_r1_streams_to_r3_keeping_every_message(
             info = await settled(js, stream, 3)
             assert (info.config.num_replicas, info.state.messages) == (3, 50), stream
             assert (info.state.first_seq, info.state.last_seq) == (1, 50), stream
-        assert await consumer_replicas(js, JOBS_STREAM, jobs_consumer_name("DE")) == 3
-        assert await consumer_replicas(js, RESULTS_STREAM, INGEST_CONSUMER) == 3
+        assert await consumer_replicas(js, JOBS_STREAM, jobs_consumer_name("DE"), 3) == 3
+        assert await consumer_replicas(js, RESULTS_STREAM, INGEST_CONSUMER, 3) == 3
         jobs_de = await js.consumer_info(JOBS_STREAM, jobs_consumer_name("DE"))
         assert (jobs_de.delivered.stream_seq, jobs_de.num_pending) == (10, 40)
         ingest = await js.consumer_info(RESULTS_STREAM, INGEST_CONSUMER)

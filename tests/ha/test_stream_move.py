@@ -155,8 +155,8 @@ async def test_move_from_a_single_hub_to_the_cluster_keeps_messages_and_position
         assert jobs_de.num_pending == N - 35
         ingest = await js.consumer_info(RESULTS_STREAM, INGEST_CONSUMER)
         assert (ingest.ack_floor.stream_seq, ingest.num_pending) == (120, N - 120)
-        assert await consumer_replicas(js, JOBS_STREAM, jobs_consumer_name("DE")) == 3
-        assert await consumer_replicas(js, RESULTS_STREAM, INGEST_CONSUMER) == 3
+        assert await consumer_replicas(js, JOBS_STREAM, jobs_consumer_name("DE"), 3) == 3
+        assert await consumer_replicas(js, RESULTS_STREAM, INGEST_CONSUMER, 3) == 3
 
         # The ingester goes on with the first result it never had; an agent with job 35, the
         # first job never delivered. The 5 held unacked come again once their ack wait
