@@ -1,0 +1,67 @@
+"""How much a slow reader's stream queues from a fast peer, on each event loop: anyio's TCP
+stream (the one httpcore, and with it the agent's HTTPS probers, reads through), the bare loop,
+no product code.
+
+    python -m bench.read_bursts [--mib 64]
+
+A peer thread sends `--mib` MiB as fast as loopback takes it; the reader takes 64 KiB at a time
+with a millisecond between reads and records the most bytes its stream held unread. anyio's
+stream pauses its transport only once its reader runs again: asyncio's loop reads once per
+wake, uvloop (libuv) up to 32 times. bench/results/suite.md has the figures.
+"""
+
+import argparse
+import asyncio
+import socket
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import anyio
+import uvloop
+
+
+def _flood(listening: socket.socket, mib: int) -> None:
+    conn, _ = listening.accept()
+    block = b"x" * (1 << 20)
+    with conn:
+        try:
+            for _ in range(mib):
+                conn.sendall(block)
+        except OSError:
+            pass
+
+
+async def _most_queued(mib: int) -> int:
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        threading.Thread(target=_flood, args=(listening, mib), daemon=True).start()
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        protocol = stream._protocol  # type: ignore[attr-defined]  # anyio's, to look at its queue
+        most = got = 0
+        while got < mib << 20:
+            got += len(await stream.receive(65536))
+            most = max(most, sum(len(chunk) for chunk in protocol.read_queue))
+            await asyncio.sleep(0.001)  # a reader slower than loopback
+        await stream.aclose()
+    return most
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mib", type=int, default=64, help="MiB the peer sends")
+    args = parser.parse_args()
+    runners: dict[str, Callable[[Coroutine[Any, Any, int]], int]] = {
+        "asyncio": asyncio.run,
+        "uvloop": uvloop.run,
+    }
+    print("| loop | most bytes queued unread |")
+    print("|---|---|")
+    for name, run in runners.items():
+        print(f"| {name} | {run(_most_queued(args.mib)) / 2**20:.2f} MiB |")
+
+
+if __name__ == "__main__":
+    main()
