@@ -25,6 +25,12 @@ except ImportError:  # pragma: no cover - uvloop is a dependency of the API's se
     uvloop = None  # type: ignore[assignment]
 
 
+# How long a closing HTTPS connection waits for its peer's close_notify, after sending its own
+# and once its answer is taken; then it is aborted. Meanwhile the loop's TLS protocol reads and
+# decrypts whatever the peer sends (uvloop's does), so this bounds that work per connection.
+TLS_SHUTDOWN_S = 1.0
+
+
 class TlsAccept(asyncio.Protocol):
     """The accepted TCP connection's protocol for as long as its admission takes."""
 
@@ -48,6 +54,7 @@ class TlsAccept(asyncio.Protocol):
             handshaken,
             server_side=True,
             ssl_handshake_timeout=max(0.001, self._seconds - self._app.waited()),
+            ssl_shutdown_timeout=TLS_SHUTDOWN_S,
         )
         # Before the loop starts reading it (once this returns): the ClientHello goes to `tls`.
         raw.set_protocol(tls)

@@ -22,11 +22,19 @@ from controller.reports.parse import MAX_PACKED
 from controller.runtime.serve import MAX_HEAD_BYTES
 from controller.settings import ControllerSettings
 from controller.web.app import MAX_BODY_BYTES, create_app
+from controller.web.tls_accept import TLS_SHUTDOWN_S
 from testkit.serving import serve_app
 from tests.api.helpers import create
 from tests.conftest import Tenant
 from tests.reports.conftest import tls_files
-from tests.reports.uploading import MIB, blocks, buffer_slack, trickle, upload
+from tests.reports.uploading import (
+    MIB,
+    blocks,
+    buffer_slack,
+    send_after_answer,
+    trickle,
+    upload,
+)
 
 GZIP = {"Content-Type": "application/tlsrpt+gzip"}
 TWO_GIB = 2048
@@ -112,6 +120,18 @@ async def test_a_head_that_never_ends_is_refused_past_32_kib(
     print(f"2 GiB header: {up.acked / MIB:.1f} MiB taken")
     assert up.acked <= MAX_HEAD_BYTES + buffer_slack(), up
     assert (up.status, up.headers.get("connection", "").lower()) == (400, "close")
+
+
+async def test_a_client_sending_after_its_answer_is_cut_at_the_tls_shutdown_deadline(
+    https_url: str, ctx: ssl.SSLContext
+) -> None:
+    """After a whole request asking the server to close, and its answer, the client sends on
+    (20 MiB a second): the server's TLS shutdown, which reads (and decrypts) what comes while it
+    waits for the client's close_notify, ends within TLS_SHUTDOWN_S and cuts it."""
+    got = await asyncio.to_thread(send_after_answer, https_url + "/health", ctx, 20, 10.0)
+    print(f"sent on after the answer: cut after {got.cut_after} s, {got.sent / MIB:.0f} MiB")
+    assert got.status == 200, got
+    assert got.cut_after is not None and got.cut_after < TLS_SHUTDOWN_S + 2, got
 
 
 @pytest.fixture

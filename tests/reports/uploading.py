@@ -6,6 +6,7 @@ Blocking: run it with `asyncio.to_thread` next to the served app."""
 import socket
 import ssl
 import struct
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,3 +162,33 @@ def _whole_answer(conn: socket.socket, got: bytes) -> bytes:
             raise ConnectionError("closed within an answer")
         rest += data
     return rest[length:]
+
+
+@dataclass(frozen=True)
+class AfterAnswer:
+    status: int  # what the server answered the request
+    cut_after: float | None  # seconds of sending after the answer until the server cut; None: never
+    sent: int  # bytes sent after the answer
+
+
+def send_after_answer(url: str, ctx: ssl.SSLContext, mib_per_s: int, seconds: float) -> AfterAnswer:
+    """A whole GET of `url` asking the server to close, its answer read; then `mib_per_s` MiB a
+    second on the same connection for at most `seconds`, until the server cuts it."""
+    parts = urlsplit(url)
+    raw = socket.create_connection((parts.hostname or "", parts.port or 443), timeout=30)
+    conn = ctx.wrap_socket(raw, server_hostname=parts.hostname)
+    with conn:
+        head = f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n"
+        conn.sendall(head.encode())
+        answer = _answer(conn)
+        status = int(answer.split(b" ", 2)[1]) if answer else 0
+        began = time.monotonic()
+        sent = 0
+        try:
+            while time.monotonic() - began < seconds:
+                conn.sendall(b"x" * MIB)
+                sent += MIB
+                time.sleep(1 / mib_per_s)
+        except OSError:
+            return AfterAnswer(status, time.monotonic() - began, sent)
+    return AfterAnswer(status, None, sent)
