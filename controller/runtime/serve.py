@@ -80,12 +80,10 @@ async def serve(settings: ControllerSettings) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with contextlib.AsyncExitStack() as stack:
         started = await _until_stopped(_start(stack, settings), stop)
-        if started is None:
+        if started is None or stop.is_set():
             log.info("stop asked for during start-up: not serving")
             return
         pool, pipeline = started
-        await asyncio.to_thread(apprise_channel.load_plugins)  # never on the serving loop
-        await announce_grants(settings.notify, pool)
         tasks = [asyncio.create_task(c) for c in _workers(settings, roles, pool, pipeline, stop)]
         log.info("controller started", roles=sorted(roles))
         try:
@@ -137,7 +135,8 @@ def application_name(roles: frozenset[str], seeded: bool = True) -> str:
 async def _start(
     stack: contextlib.AsyncExitStack, settings: ControllerSettings
 ) -> tuple[asyncpg.Pool, Pipeline]:
-    """The pool and the pipeline, each closed by `stack` (what was opened, when cut short)."""
+    """The pool and the pipeline, each closed by `stack` (what was opened, when cut short), the
+    notification plugins loaded and the grants announced: all that comes before serving."""
     pool = await create_pool(
         settings.database.database_url,
         settings.database.db_pool_max,
@@ -145,6 +144,8 @@ async def _start(
     )
     stack.push_async_callback(pool.close)
     pipeline = await stack.enter_async_context(open_pipeline(settings, pool, clock=WALL))
+    await asyncio.to_thread(apprise_channel.load_plugins)  # never on the serving loop
+    await announce_grants(settings.notify, pool)
     return pool, pipeline
 
 
