@@ -35,6 +35,7 @@ import msgspec
 
 from agent.probers.base import ProbeFailure, Recorder, Target
 from agent.probers.delivery import PROBE_HEADER, SUBJECT_PREFIX, Probe, is_leftover, parse_probe
+from shared.http_backend import FlowBackend
 from shared.messages import ErrorKind, RoundTripConfig, RoundTripReceive
 
 API_GRAPH: Final = "graph"
@@ -107,7 +108,7 @@ class _PinnedBackend(httpcore.AsyncNetworkBackend):
     """Connects to the Target's checked addresses, whatever the URL's host resolves to now."""
 
     def __init__(self, addresses: tuple[str, ...]) -> None:
-        self._inner = httpcore.AnyIOBackend()
+        self._inner = FlowBackend()
         self._addresses = addresses
 
     async def connect_tcp(

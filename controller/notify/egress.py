@@ -32,6 +32,7 @@ from controller.notify import DeliveryError, endpoint_url
 from controller.notify.shortage import not_sent, own_shortage
 from shared.addresses import is_blocked
 from shared.guards import BrokenInvariant
+from shared.http_backend import FlowBackend
 from shared.tls import system_trust
 
 MAX_BODY = 64 * 1024
@@ -91,7 +92,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
     def __init__(self, networks: Sequence[Network], *, plain: bool = False) -> None:
         self._networks = list(networks)
         self._plain = plain
-        self._inner = httpcore.AnyIOBackend()
+        self._inner = FlowBackend()
 
     def permitted(self, address: str) -> bool:
         if _allowed(address, self._networks):

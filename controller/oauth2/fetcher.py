@@ -29,6 +29,7 @@ from controller.oauth2 import assertion
 from controller.settings import OAuth2Settings
 from shared.addresses import is_blocked
 from shared.guards import BrokenInvariant
+from shared.http_backend import FlowBackend
 from shared.tls import system_trust
 
 with warnings.catch_warnings():
@@ -72,7 +73,7 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
     """Connects only to addresses the rule allows, to the address it checked."""
 
     def __init__(self, allow_private: bool) -> None:
-        self._inner = httpcore.AnyIOBackend()
+        self._inner = FlowBackend()
         self._allow_private = allow_private
         self.blocked: str | None = None  # why a connection was refused
 

@@ -8,9 +8,8 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
 import trustme
@@ -22,8 +21,7 @@ from testkit.peers.gmail import GmailPeer
 from tests.probers.test_roundtrip_gmail import PROBE, SENDER, config, run
 
 CHECKS = 20
-T = TypeVar("T")
-RSS_GROWTH_MAX = 64 * 2**20
+RSS_GROWTH_MAX = 16 * 2**20
 
 
 def _peak_reset() -> int:
@@ -104,13 +102,12 @@ async def hostile(
 async def test_a_hostile_gmail_costs_bounded_memory_and_no_descriptors(
     hostile: GmailPeer, ssl_contexts: SslContexts, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The checks run on asyncio's own loop: on uvloop, the agent's, the bound does not hold on
-    a loaded host (peak RSS +77 MiB against 64, +3 to +4 MiB on asyncio's loop, bench/results/
-    suite.md), an open defect."""
+    """On the agent's loop (uvloop), which reads a socket well ahead of its reader unless the
+    stream pauses it (shared/http_backend.py)."""
     gmail = hostile
     # Padded pages: 20 of one message and 400 KiB each, past a look's 8 MiB on its 20th page.
     monkeypatch.setattr(gmail_module, "PAGE_SIZE", 1)
-    fds, grown, slowest = await asyncio.to_thread(_on_asyncio_loop, _checks(gmail, ssl_contexts))
+    fds, grown, slowest = await _checks(gmail, ssl_contexts)
     print(
         f"\n{CHECKS} checks, peak RSS +{grown / 2**20:.1f} MiB, fds {fds} -> {_fds()},"
         f" slowest check {slowest * 1000:.0f} ms, {os.getloadavg()[0]:.1f} load"
@@ -133,8 +130,3 @@ async def _checks(gmail: GmailPeer, ssl_contexts: SslContexts) -> tuple[int, int
         slowest = max(slowest, time.perf_counter() - began)
         assert (result.status, result.error_kind) == ("down", "protocol"), result
     return fds, _peak() - start, slowest
-
-
-def _on_asyncio_loop(work: Coroutine[Any, Any, T]) -> T:
-    with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
-        return runner.run(work)
