@@ -13,8 +13,6 @@ that crosses its bound. bench/results/suite.md has the figures.
 
 import argparse
 import asyncio
-import socket
-import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -22,25 +20,11 @@ import uvloop
 from httpcore import AnyIOBackend, AsyncNetworkStream
 
 from shared.http_backend import FlowBackend, FlowStream
-
-
-def _flood(listening: socket.socket, mib: int) -> None:
-    conn, _ = listening.accept()
-    block = b"x" * (1 << 20)
-    with conn:
-        try:
-            for _ in range(mib):
-                conn.sendall(block)
-        except OSError:
-            pass
+from testkit.peers.flood import flooding
 
 
 async def _most_queued(mib: int, product: bool) -> int:
-    with socket.socket() as listening:
-        listening.bind(("127.0.0.1", 0))
-        listening.listen()
-        port = listening.getsockname()[1]
-        threading.Thread(target=_flood, args=(listening, mib), daemon=True).start()
+    with flooding(mib) as port:
         stream = await (FlowBackend() if product else AnyIOBackend()).connect_tcp("127.0.0.1", port)
         most = got = 0
         while got < mib << 20:

@@ -6,9 +6,8 @@ reuses its connection and maps each failure to httpcore's kind."""
 import asyncio
 import socket
 import ssl
-import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpcore
 import httpx
@@ -16,33 +15,10 @@ import pytest
 import trustme
 
 from shared.http_backend import READ_LIMIT, FlowBackend, FlowStream
+from testkit.peers.flood import flooding
 
 FLOOD_MIB = 32
 CHUNK = 64 * 1024
-
-
-@contextmanager
-def flooding_peer() -> Iterator[int]:
-    """A peer sending FLOOD_MIB MiB as fast as loopback takes them to whoever connects; its port."""
-    listening = socket.create_server(("127.0.0.1", 0))
-
-    def flood() -> None:
-        conn, _ = listening.accept()
-        block = b"x" * (1 << 20)
-        with conn:
-            try:
-                for _ in range(FLOOD_MIB):
-                    conn.sendall(block)
-            except OSError:
-                pass
-
-    thread = threading.Thread(target=flood, daemon=True)
-    thread.start()
-    try:
-        yield listening.getsockname()[1]
-    finally:
-        listening.close()
-        thread.join(10)
 
 
 async def _slowly() -> None:
@@ -50,7 +26,7 @@ async def _slowly() -> None:
 
 
 async def test_a_fast_peer_fills_no_more_than_the_bound_of_a_slow_reader() -> None:
-    with flooding_peer() as port:
+    with flooding(FLOOD_MIB) as port:
         stream = await FlowBackend().connect_tcp("127.0.0.1", port, timeout=5)
         assert isinstance(stream, FlowStream)
         most = got = 0
@@ -63,7 +39,7 @@ async def test_a_fast_peer_fills_no_more_than_the_bound_of_a_slow_reader() -> No
             most = max(most, len(reader._buffer))  # type: ignore[attr-defined]
             await _slowly()
         await stream.aclose()
-    with flooding_peer() as port:
+    with flooding(FLOOD_MIB) as port:
         oracle = await httpcore.AnyIOBackend().connect_tcp("127.0.0.1", port, timeout=5)
         queue = oracle._stream._protocol.read_queue  # type: ignore[attr-defined]
         most_anyio = got = 0
