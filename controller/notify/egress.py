@@ -85,9 +85,9 @@ def literal_problem(host: str | None, networks: Sequence[Network], *, plain: boo
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's own backend, dialling only addresses the rules allow: the host is resolved
-    here once and one of those checked addresses is connected to; TLS still verifies the
-    host's name. `plain`: only the granted networks (plain http)."""
+    """The HTTPS clients' backend (shared.http_backend), dialling only addresses the rules
+    allow: the host is resolved here once and one of those checked addresses is connected to;
+    TLS still verifies the host's name. `plain`: only the granted networks (plain http)."""
 
     def __init__(self, networks: Sequence[Network], *, plain: bool = False) -> None:
         self._networks = list(networks)
