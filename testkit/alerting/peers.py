@@ -119,10 +119,13 @@ class Relay:
 
 
 class SmsGateway:
-    """Answers every POST with `status` and keeps (path, headers, JSON body)."""
+    """Answers every POST with `status` and keeps (path, headers, JSON body); with `body_mib`,
+    the answer carries that many MiB, sent until the client goes (`sent` counts them)."""
 
-    def __init__(self, status: int = 200) -> None:
+    def __init__(self, status: int = 200, body_mib: int = 0) -> None:
         self.status = status
+        self.body_mib = body_mib
+        self.sent = 0
         self.requests: list[tuple[str, dict[str, str], Any]] = []
         self.port = 0
         self._server: asyncio.Server | None = None
@@ -144,10 +147,17 @@ class SmsGateway:
             self.requests.append((path, headers, json.loads(body)))
             reason = "OK" if self.status < 400 else "Error"
             writer.write(
-                f"HTTP/1.1 {self.status} {reason}\r\nContent-Length: 0\r\n"
+                f"HTTP/1.1 {self.status} {reason}\r\nContent-Length: {self.body_mib << 20}\r\n"
                 "Connection: close\r\n\r\n".encode()
             )
             await writer.drain()
+            block = b"x" * (1 << 20)
+            for _ in range(self.body_mib):
+                writer.write(block)
+                await writer.drain()
+                self.sent += len(block)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client went
         finally:
             writer.close()
 

@@ -3,6 +3,7 @@ the same notification twice; the SMS webhook's contract; STARTTLS to a relay."""
 
 import asyncio
 import ssl
+import time
 
 import trustme
 
@@ -110,6 +111,19 @@ async def test_sms_webhook_posts_json_to_and_text() -> None:
     assert path == "/sms"
     assert headers["content-type"] == "application/json"
     assert body == {"to": "+4915112345678", "text": "mailprobe DOWN: x"}
+
+
+async def test_sms_webhook_answer_body_is_never_read() -> None:
+    """A gateway answering 200 with 256 MiB: delivered on its status, the body left unread and
+    the connection closed (the gateway got no further than socket buffers and a read ahead)."""
+    async with SmsGateway(body_mib=256) as gateway:
+        began = time.monotonic()
+        await SmsChannel(gateway.url).send(Notification("+4915112345678", "", "t", None, "k"))
+        took = time.monotonic() - began
+        await asyncio.sleep(0.5)  # the gateway notices the close
+    print(f"\ngateway sent {gateway.sent / 2**20:.0f} MiB before the close; send took {took:.2f} s")
+    assert len(gateway.requests) == 1
+    assert gateway.sent <= 64 << 20
 
 
 async def test_sms_webhook_unreachable_is_a_delivery_error() -> None:
