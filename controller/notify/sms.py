@@ -2,8 +2,8 @@
 NOTIFY_SMS_WEBHOOK_URL, with an `Idempotency-Key` header stable across retries. Any 2xx is
 delivered; a 4xx other than 408 and 429 is refused for good (the request itself is wrong:
 sending it again changes nothing); anything else is retried. Only the answer's status is read,
-never its body, within twice the timeout. Basic-auth credentials may sit in
-the URL; they never appear in an error."""
+never its body, within twice the timeout. Basic-auth credentials may sit in the URL; they never
+appear in an error."""
 
 import asyncio
 from urllib.parse import urlsplit
