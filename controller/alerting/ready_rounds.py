@@ -47,15 +47,16 @@ class Plan(NamedTuple):
 
 def grid_rounds(w: WatchedMonitor, after: datetime, until: datetime) -> list[datetime]:
     """The scheduled times in (`after`, `until`] of the rounds the scheduler has sent on the
-    monitor's grid (those before its next due time, from its current grid's first)."""
+    monitor's grid (those before its next due time, from its current grid's first round:
+    `first_grid_round` of its first due time)."""
     next_due = w.monitor.next_due_at
     if next_due is None:
         return []
     interval = w.monitor.check_interval
     phase = schedule.phase_ms(str(w.monitor.public_id), interval)
-    start = max(after, w.rounds.since - timedelta(milliseconds=1))
+    first = schedule.first_grid_round(phase, interval, w.rounds.since)
     found = []
-    at = schedule.next_due(phase, interval, start)
+    at = max(schedule.next_due(phase, interval, after), first)
     while at < next_due and at <= until:
         found.append(at)
         at += timedelta(seconds=interval)
@@ -80,7 +81,10 @@ def come_back(w: WatchedMonitor, s: AlertState, now: datetime) -> tuple[datetime
     interval = w.monitor.check_interval
     phase = schedule.phase_ms(str(w.monitor.public_id), interval)
     start = max(s.last_round_at or now, w.rounds.since)
-    at = schedule.next_due(phase, interval, start)
+    at = max(
+        schedule.next_due(phase, interval, start),
+        schedule.first_grid_round(phase, interval, w.rounds.since),
+    )
     closing = closes(w.monitor, at)
     at_least = now + timedelta(seconds=interval)
     return (closing, at) if closing >= at_least else (at_least, None)

@@ -75,6 +75,7 @@ def _claimed(row: asyncpg.Record) -> ClaimedMonitor:
             allowed_country_codes=row["allowed_country_codes"],
             round_countries=row["round_countries"],
             error=str(exc),
+            rounds_since=row["rounds_since"],
         )
 
 
@@ -150,13 +151,15 @@ async def take_first_round(
     conn: Conn, monitor_id: int, next_due: datetime, countries: Sequence[str]
 ) -> bool:
     """A round sent now of a monitor none of whose rounds has gone anywhere yet is its first
-    round: its grid goes on at `next_due` and `plan_new` plans no first round besides. Waits
-    for a claim or plan holding the row; False when the monitor's first round went meanwhile."""
+    round: its grid starts at `next_due` (`rounds_since`) and `plan_new` plans no first round
+    besides. Waits for a claim or plan holding the row; False when the monitor's first round
+    went meanwhile."""
     taken = await conn.fetchval(
-        "UPDATE monitors SET round_countries = $2::text[]"
+        "UPDATE monitors SET round_countries = $2::text[], rounds_since = $3"
         " WHERE id = $1 AND round_countries IS NULL RETURNING true",
         monitor_id,
         list(countries),
+        next_due,
     )
     if taken:
         await conn.execute(

@@ -75,6 +75,7 @@ class UnfitMonitor(msgspec.Struct, kw_only=True, frozen=True):
     allowed_country_codes: list[str] | None
     round_countries: list[str] | None
     error: str
+    rounds_since: datetime | None = None
 
 
 @dataclass
@@ -160,21 +161,33 @@ def light(
 
 
 def round_times(
-    public_id: str, interval: int, next_due_at: datetime | None, now: datetime, trigger: bool
+    public_id: str,
+    interval: int,
+    next_due_at: datetime | None,
+    now: datetime,
+    trigger: bool,
+    since: datetime | None = None,
 ) -> tuple[list[datetime], datetime | None, datetime | None]:
     """The round's over times (recorded `overdue`), the time it runs (None: it is over too)
     and the monitor's next due time; a triggered round (or one without a due time, which
-    `plan_new` gives it next) runs now and keeps the due time."""
+    `plan_new` gives it next) runs now and keeps the due time. `since`: the monitor's first
+    due time (`schedule.overdue_rounds`)."""
     if trigger or next_due_at is None:
         return [], schedule.round_time(now), next_due_at
     phase = schedule.phase_ms(public_id, interval)
-    return schedule.overdue_rounds(phase, interval, next_due_at, now, LOOKBACK)
+    return schedule.overdue_rounds(phase, interval, next_due_at, now, LOOKBACK, since)
 
 
 def grid_after(public_id: str, interval: int, now: datetime) -> datetime:
     """The monitor's first grid point after `now`: its first due time when its first round
     does not go at once, and where its rounds go on after a first round sent now."""
     return schedule.next_due(schedule.phase_ms(public_id, interval), interval, now)
+
+
+def grid_after_first(public_id: str, interval: int, at: datetime) -> datetime:
+    """Where the grid of a monitor whose first round is triggered at `at` starts
+    (`schedule.grid_after_round`)."""
+    return schedule.grid_after_round(schedule.phase_ms(public_id, interval), interval, at)
 
 
 def countries(
@@ -396,15 +409,17 @@ class RoundPlanner:
         if isinstance(target, UnfitMonitor):
             base = target
             listed, went = target.allowed_country_codes, target.round_countries
+            since = target.rounds_since
         else:
             base = target.monitor
             listed, went = target.monitor.allowed_country_codes, target.rounds.countries
+            since = target.rounds.since
         public_id = str(base.public_id)
         # Every id of a round under one scheme, from `seeded_from` read once: it may move
         # meanwhile.
         seeded_from = self._job_ids.seeded_from()
         over, run, next_at = round_times(
-            public_id, base.check_interval, base.next_due_at, now, trigger
+            public_id, base.check_interval, base.next_due_at, now, trigger, since
         )
         plan = PlannedRound(base.id, run or over[-1], next_at)
         chosen = countries(public_id, listed, went, live, self._default_countries)

@@ -112,6 +112,23 @@ def last_due(phase: int, interval_s: int, at_or_before: datetime) -> datetime:
     return _at(_last_due_ms(phase, interval_s, _ms(at_or_before)))
 
 
+def first_grid_round(phase: int, interval_s: int, first: datetime) -> datetime:
+    """The first round of the grid of a monitor whose first due time is `first`: `first` when
+    it is on the grid (within its millisecond); after a first round sent at once off the grid,
+    the first grid point more than half an interval later. A new monitor is not checked twice
+    within seconds, and its first round's spaced logins do not meet the next round's."""
+    t = _ms(first)
+    if (t - phase) % (interval_s * 1000) == 0:
+        return _at(t)
+    return grid_after_round(phase, interval_s, first)
+
+
+def grid_after_round(phase: int, interval_s: int, at: datetime) -> datetime:
+    """The first grid point more than half an interval after a round sent at `at` off the grid
+    (a monitor's first, sent at once or triggered): where its grid's rounds start."""
+    return _at(_last_due_ms(phase, interval_s, _ms(at) + interval_s * 500) + interval_s * 1000)
+
+
 def round_times(
     phase: int, interval_s: int, due: datetime, now: datetime
 ) -> tuple[datetime, datetime]:
@@ -176,14 +193,29 @@ def start_window(scheduled_at: datetime, expires: datetime) -> timedelta:
 
 
 def overdue_rounds(
-    phase: int, interval_s: int, due: datetime, now: datetime, lookback: timedelta = LOOKBACK
+    phase: int,
+    interval_s: int,
+    due: datetime,
+    now: datetime,
+    lookback: timedelta = LOOKBACK,
+    since: datetime | None = None,
 ) -> tuple[list[datetime], datetime | None, datetime]:
     """(rounds that are over before they were sent, the round to send now or None, next due
     time) for a monitor due at `due`, claimed `now` (late after an outage). Each grid point from
     `due` to `now` is one round: the latest is sent when it can still run, every other is over;
     those more than `lookback` (at least 3 intervals) before `now` (a bound on how far back rows
     are written) are left out. A monitor claimed before its grid's next point after `due` (the
-    routine case) has one round, `due`: worked out in integer milliseconds alone."""
+    routine case) has one round, `due`: worked out in integer milliseconds alone. A first round
+    off the grid (`due` is `since`, the monitor's first due time: sent at once) is one round,
+    and the grid goes on from `first_grid_round`."""
+    if due == since and (_ms(due) - phase) % (interval_s * 1000):
+        first = first_grid_round(phase, interval_s, due)
+        if now < first:
+            return ([], due, first) if can_run(due, interval_s, now) else ([due], None, first)
+        over, run, next_at = overdue_rounds(phase, interval_s, first, now, lookback, since)
+        if due >= now - max(lookback, timedelta(seconds=3 * interval_s)):
+            over.insert(0, due)
+        return over, run, next_at
     last = _last_due_ms(phase, interval_s, _ms(now))
     if _ms(due) >= last:
         # `due` is the latest round (`round_times`: max(due, last_due)), none is over

@@ -403,7 +403,7 @@ class Scheduler:
                 else claimed.round_countries
             )
             if went is None:
-                grid = planning.grid_after(
+                grid = planning.grid_after_first(
                     str(monitor.public_id), monitor.check_interval, self._clock()
                 )
                 await due.hold_first_round(conn, monitor.id, grid)
@@ -427,7 +427,7 @@ class Scheduler:
                 first = bool(plan.countries) and await due.take_first_round(
                     conn,
                     plan.monitor_id,
-                    planning.grid_after(str(monitor.public_id), monitor.check_interval, now),
+                    planning.grid_after_first(str(monitor.public_id), monitor.check_interval, now),
                     plan.countries,
                 )
                 await self._send(conn, [plan], self._clock())

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from controller.scheduling.plan import grid_after
+from controller.scheduling.plan import grid_after_first
 from shared.timefmt import parse_iso
 from testkit.peers.smtp import SmtpPeer
 from tests.api.helpers import SMTP
@@ -87,9 +87,10 @@ async def test_a_new_monitor_gets_one_round_at_creation_then_rounds_at_its_inter
         assert first - created_at < timedelta(seconds=2), (created_at, items)
         # "Check now" before any pass is the first round itself: no round of its own.
         assert triggered in (None, first), (triggered, items)
-        # Then its grid, each point once: the first after the creation round, one an interval
-        # after another.
-        assert grid[0] == grid_after(pid, INTERVAL, first), items
+        # Then its grid, each point once: the first more than half an interval after the
+        # creation round, one an interval after another.
+        assert grid[0] == grid_after_first(pid, INTERVAL, first), items
+        assert grid[0] - first > timedelta(seconds=INTERVAL / 2), items
         assert all(b - a == timedelta(seconds=INTERVAL) for a, b in itertools.pairwise(grid)), items
         at_first = [i for i in items if parse_iso(i["scheduledAt"]) == first]
         assert sorted((i["country"], i["status"]) for i in at_first) == [

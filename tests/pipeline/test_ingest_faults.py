@@ -27,6 +27,7 @@ from controller.ingest.ingester import LANES, Ingester
 from controller.jobs.rules import JobIds
 from controller.notify.links import NO_LINKS
 from controller.runtime.pipeline import build_alerter, connect_nats, open_pipeline
+from controller.scheduling import rules as schedule
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
 from shared import embedded
@@ -293,17 +294,21 @@ async def _nats_killed_mid_rounds(
 
     assert await _until(first_rounds, 30), "every monitor's first round is stored"
     # A monitor's first round goes at once when it is made, off its grid; its grid's rounds
-    # follow from the next point after it.
-    start = float(
-        await pool.fetchval("SELECT extract(epoch FROM max(scheduled_at)) FROM check_results")
+    # follow from the first point more than half an interval after it (`first_grid_round`).
+    firsts = await pool.fetch(
+        "SELECT monitor_public_id::text AS m, min(scheduled_at) AS at FROM check_results GROUP BY 1"
     )
+    start = max(
+        schedule.first_grid_round(schedule.phase_ms(r["m"], INTERVAL), INTERVAL, r["at"])
+        for r in firsts
+    ).timestamp()
 
-    async def a_grid_round() -> bool:
+    async def grid_rounds() -> bool:
         found = await pool.fetchval("SELECT count(*) FROM check_results")
-        return bool(found > len(monitors))
+        return bool(found >= 2 * len(monitors))
 
-    # Mid-rounds: once a round of the grid is stored, before the next ones are due.
-    assert await _until(a_grid_round, INTERVAL + 10), "a round of the grid is stored"
+    # Mid-rounds: once a round of every monitor's grid is stored, before the next ones are due.
+    assert await _until(grid_rounds, 1.5 * INTERVAL + 10), "a round of each grid is stored"
     killed = time.time()
     server.kill()
     await asyncio.sleep(DOWN_S)

@@ -90,7 +90,8 @@ async def test_a_new_monitors_first_round_runs_at_once_then_it_joins_its_grid(
     countries: Countries,
 ) -> None:
     """A newcomer's first result came up to one interval after creating the monitor; now the
-    first round goes out on the scheduler's next pass, and the next one is on its grid."""
+    first round goes out on the scheduler's next pass, and the next one is on its grid, more
+    than half an interval later."""
     (cc,) = countries.take()
     await countries.live(cc)
     monitor = await create(api, org, allowedCheckCountryCodes=[cc])
@@ -101,7 +102,7 @@ async def test_a_new_monitors_first_round_runs_at_once_then_it_joins_its_grid(
     assert before <= parse_iso(job.scheduled_at) <= utcnow()
     due = await next_due_at(pipe_pool, monitor["publicId"])
     phase = schedule.phase_ms(monitor["publicId"], 60)
-    assert due == schedule.next_due(phase, 60, parse_iso(job.scheduled_at))
+    assert due == schedule.grid_after_round(phase, 60, parse_iso(job.scheduled_at))
 
 
 async def test_check_now_before_a_new_monitors_first_round_is_that_round(
@@ -129,7 +130,9 @@ async def test_check_now_before_a_new_monitors_first_round_is_that_round(
         assert r.status_code == 202, r.text
         at = parse_iso(r.json()["scheduledAt"])
         phase = schedule.phase_ms(m["publicId"], 60)
-        assert await next_due_at(pipe_pool, m["publicId"]) == schedule.next_due(phase, 60, at)
+        assert await next_due_at(pipe_pool, m["publicId"]) == schedule.grid_after_round(
+            phase, 60, at
+        )
     assert len(await countries.jobs(cc)) == 2
     assert await pipeline.scheduler.tick() == 0
     due = await next_due_at(pipe_pool, planned["publicId"])
@@ -179,7 +182,7 @@ async def test_a_pass_while_check_now_plans_a_new_monitors_round_sends_no_other(
     [(job, _)] = await countries.jobs(cc)
     assert parse_iso(job.scheduled_at) == at
     phase = schedule.phase_ms(m["publicId"], 60)
-    assert await next_due_at(pipe_pool, m["publicId"]) == schedule.next_due(phase, 60, at)
+    assert await next_due_at(pipe_pool, m["publicId"]) == schedule.grid_after_round(phase, 60, at)
     assert await pipeline.scheduler.tick() == 0
 
 

@@ -229,10 +229,20 @@ def test_a_pass_claims_only_once_something_can_be_due(
 
 
 def _overdue_taken_literally(
-    phase: int, interval_s: int, due: datetime, now: datetime
+    phase: int, interval_s: int, due: datetime, now: datetime, first_due: datetime | None
 ) -> tuple[list[datetime], datetime | None, datetime]:
     """`overdue_rounds` as the rule says it, on datetimes only, for every case."""
     since = now - max(schedule.LOOKBACK, timedelta(seconds=3 * interval_s))
+    off_grid = schedule.last_due(phase, interval_s, due) <= due - timedelta(milliseconds=1)
+    if due == first_due and off_grid:
+        # off the grid: a first round sent at once, then the grid from over half an interval on
+        first = schedule.next_due(phase, interval_s, due + timedelta(seconds=interval_s / 2))
+        if now < first:
+            if _can_run_taken_literally(due, interval_s, now):
+                return [], due, first
+            return [due], None, first
+        over, run, next_at = _overdue_taken_literally(phase, interval_s, first, now, None)
+        return [due, *over] if due >= since else over, run, next_at
     scheduled = max(due, schedule.last_due(phase, interval_s, now))
     next_at = schedule.next_due(phase, interval_s, now)
     over = []
@@ -277,27 +287,70 @@ def test_can_run_is_can_start_at_the_round_s_expiry() -> None:
 
 
 def test_overdue_rounds_is_the_rule_taken_literally() -> None:
-    """20,000 random claims (seed 70): on the grid or off it (a first round sent at once), on
-    time, a little late (the round still runs or not), rounds over after an outage, claimed
-    early; the integer path for the routine case agrees with the rule on datetimes."""
+    """20,000 random claims (seed 70): on the grid or off it (a monitor's first round sent at
+    once, its grid's next point near or far, or a later due time), on time, a little late (the
+    round still runs or not), rounds over after an outage, claimed early; the integer path for
+    the routine case agrees with the rule on datetimes."""
     rng = random.Random(70)
     kinds: Counter[str] = Counter()
     for _ in range(20_000):
         interval = rng.choice([10, 30, 60, 300, 3600, 86_400])
         phase = rng.randrange(interval * 1000)
         grid = schedule.next_due(phase, interval, T0 + timedelta(seconds=rng.randrange(86_400)))
-        due = grid if rng.random() < 0.8 else grid + timedelta(microseconds=rng.randrange(10**6))
+        due = (
+            grid
+            if rng.random() < 0.7
+            else grid + timedelta(microseconds=rng.randrange(10**6))
+            if rng.random() < 0.5
+            else grid + timedelta(microseconds=rng.randrange(interval * 10**6))
+        )
         late = rng.choice([0.0, 0.001, 0.5, 0.79, 0.81, 0.99, 1.0, 1.5, 3.2, 50.0, -0.3])
         now = due + timedelta(seconds=interval * late, microseconds=rng.randrange(1000))
-        got = schedule.overdue_rounds(phase, interval, due, now)
-        assert got == _overdue_taken_literally(phase, interval, due, now), (
+        first_due = due if rng.random() < 0.7 else None  # its first due time, or a later one
+        got = schedule.overdue_rounds(phase, interval, due, now, since=first_due)
+        assert got == _overdue_taken_literally(phase, interval, due, now, first_due), (
             phase,
             interval,
             due,
             now,
         )
         kinds["over" if got[0] else "sent" if got[1] else "none runs"] += 1
+        first = schedule.first_grid_round(phase, interval, due)
+        if first != due and first_due:
+            skipped = schedule.next_due(phase, interval, due) < first
+            kinds[f"off the grid, {'before' if now < first else 'after'} its grid's first"] += 1
+            kinds["off the grid, a point within half an interval skipped"] += skipped
     assert min(kinds.values()) > 1_000, kinds
+
+
+@pytest.mark.parametrize(
+    ("first_ms", "interval", "grid_first_ms"),
+    [
+        (7_000, 10, 7_000),  # on the grid: its first round is the grid's
+        (86_407_000, 10, 86_407_000),
+        (7_001, 10, 17_000),  # off the grid, the next point 9.999 s on: more than 5 s
+        (11_999, 10, 17_000),  # 5.001 s to the next point
+        (12_000, 10, 27_000),  # exactly half an interval: not more, so the one after
+        (12_001, 10, 27_000),
+        (16_999, 10, 27_000),  # the next point a millisecond on: skipped
+        (1_000, 3600, 3_607_000),  # an hour's interval, created 6 s before its grid point
+    ],
+)
+def test_a_first_round_off_the_grid_is_followed_over_half_an_interval_later(
+    first_ms: int, interval: int, grid_first_ms: int
+) -> None:
+    """A new monitor's first round goes at once; its grid starts at its first point more than
+    half an interval later (phase 7 s), never seconds after the first round."""
+    phase = 7_000
+    first = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=first_ms)
+    got = schedule.first_grid_round(phase, interval, first)
+    assert got == datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=grid_first_ms)
+    if grid_first_ms != first_ms:
+        _, run, next_at = schedule.overdue_rounds(phase, interval, first, first, since=first)
+        assert (run, next_at) == (first, got)
+        # a due time off the grid that is not the monitor's first goes on at the grid's next
+        _, _, next_at = schedule.overdue_rounds(phase, interval, first, first, since=None)
+        assert next_at == schedule.next_due(phase, interval, first)
 
 
 @pytest.mark.parametrize("live", [set(), {"DE"}, {"DE", "US"}, {"US", "DE", "JP"}])
