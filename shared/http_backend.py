@@ -150,7 +150,28 @@ class FlowStream(httpcore.AsyncNetworkStream):
 
 
 class FlowBackend(httpcore.AsyncNetworkBackend):
-    """Connects to `host` (an address, or a name resolved here) over TCP; no unix sockets."""
+    """Connects to `host` (an address, or a name resolved here) over TCP; no unix sockets. A
+    backend that dials only addresses it checked overrides `connect_tcp` and dials them with
+    `connect_any`."""
+
+    async def connect_any(
+        self,
+        addresses: Iterable[str],
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109  # httpcore's interface
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        """The first of `addresses` that answers, in order; else the last one's failure."""
+        failure: Exception = httpcore.ConnectError("no address to connect to")
+        for address in addresses:
+            try:
+                return await FlowBackend.connect_tcp(
+                    self, address, port, timeout, local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        raise failure
 
     async def connect_tcp(
         self,

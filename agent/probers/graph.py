@@ -104,11 +104,10 @@ def folders(receive: RoundTripReceive) -> tuple[list[str], set[str]]:
     return list(dict.fromkeys([*named, JUNK])), spam
 
 
-class _PinnedBackend(httpcore.AsyncNetworkBackend):
+class _PinnedBackend(FlowBackend):
     """Connects to the Target's checked addresses, whatever the URL's host resolves to now."""
 
     def __init__(self, addresses: tuple[str, ...]) -> None:
-        self._inner = FlowBackend()
         self._addresses = addresses
 
     async def connect_tcp(
@@ -117,27 +116,11 @@ class _PinnedBackend(httpcore.AsyncNetworkBackend):
         port: int,
         timeout: float | None = None,  # noqa: ASYNC109  # httpcore's interface
         local_address: str | None = None,
-        socket_options: Iterable[object] | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        failure: Exception = httpcore.ConnectError(f"{host} has no address")
-        for address in self._addresses:
-            try:
-                # The pool is built without socket options: none to pass on.
-                return await self._inner.connect_tcp(address, port, timeout, local_address)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc
-        raise failure
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109  # httpcore's interface
-        socket_options: Iterable[object] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("no unix sockets")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+        if not self._addresses:
+            raise httpcore.ConnectError(f"{host} has no address")
+        return await self.connect_any(self._addresses, port, timeout, local_address, socket_options)
 
 
 @dataclass(slots=True)

@@ -31,7 +31,6 @@ import httpx
 from controller.notify import DeliveryError, endpoint_url
 from controller.notify.shortage import not_sent, own_shortage
 from shared.addresses import is_blocked
-from shared.guards import BrokenInvariant
 from shared.http_backend import FlowBackend
 from shared.tls import system_trust
 
@@ -84,7 +83,7 @@ def literal_problem(host: str | None, networks: Sequence[Network], *, plain: boo
     return None
 
 
-class GuardedBackend(httpcore.AsyncNetworkBackend):
+class GuardedBackend(FlowBackend):
     """The HTTPS clients' backend (shared.http_backend), dialling only addresses the rules
     allow: the host is resolved here once and one of those checked addresses is connected to;
     TLS still verifies the host's name. `plain`: only the granted networks (plain http)."""
@@ -92,7 +91,6 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
     def __init__(self, networks: Sequence[Network], *, plain: bool = False) -> None:
         self._networks = list(networks)
         self._plain = plain
-        self._inner = FlowBackend()
 
     def permitted(self, address: str) -> bool:
         if _allowed(address, self._networks):
@@ -125,28 +123,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
                 f"{host} resolves to an address that is not public (private, loopback, link-local"
                 f" or reserved) and not in the networks granted to this organization ({GRANTS})"
             )
-        last: Exception | None = None
-        for address in addresses:
-            try:
-                return await self._inner.connect_tcp(
-                    address, port, timeout, local_address, socket_options
-                )
-            except httpcore.ConnectError as exc:
-                last = exc
-        if last is None:
-            raise BrokenInvariant("egress.GuardedBackend.connect_tcp: last is unset")
-        raise last
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109  # httpcore's signature
-        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise AddressRefused("unix sockets are not notification endpoints")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+        return await self.connect_any(addresses, port, timeout, local_address, socket_options)
 
 
 class Egress:

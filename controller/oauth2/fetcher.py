@@ -15,7 +15,7 @@ import warnings
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
 # authlib prefers httpx2 and warns when it falls back to httpx, the client the rest of mailprobe
 # uses; its module of warnings turns them on for good when imported, so it goes first.
@@ -69,11 +69,10 @@ class TokenError(Exception):
         self.refused = refused  # the endpoint answered and refused (a 4xx with an error)
 
 
-class _GuardedBackend(httpcore.AsyncNetworkBackend):
+class _GuardedBackend(FlowBackend):
     """Connects only to addresses the rule allows, to the address it checked."""
 
     def __init__(self, allow_private: bool) -> None:
-        self._inner = FlowBackend()
         self._allow_private = allow_private
         self.blocked: str | None = None  # why a connection was refused
 
@@ -83,7 +82,7 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         port: int,
         timeout: float | None = None,  # noqa: ASYNC109  # httpcore's interface
         local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
         try:
@@ -96,20 +95,7 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         if not self._allow_private and any(is_blocked(a) for a in addresses):
             self.blocked = f"{host} resolves to a private or reserved address"
             raise httpcore.ConnectError(self.blocked)
-        return await self._inner.connect_tcp(
-            addresses[0], port, timeout, local_address, socket_options
-        )
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109  # httpcore's interface
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("no unix sockets")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+        return await self.connect_any(addresses, port, timeout, local_address, socket_options)
 
 
 class _BoundedTransport(httpx.AsyncBaseTransport):
