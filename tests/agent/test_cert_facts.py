@@ -5,6 +5,7 @@ new certificate's facts on its next check."""
 import hashlib
 import ssl
 from datetime import timedelta
+from typing import cast
 
 import pytest
 import trustme
@@ -188,8 +189,9 @@ async def test_checks_report_the_served_certificate_and_new_facts_when_it_change
     assert changed.status == "up", changed.message
     assert len(tls.CERTS) == 2
     assert _without_session(changed.tls) == _expected(new, verify, True)
-    assert changed.tls.cert_sans == ["localhost", "mail.example"]
-    assert changed.tls.cert_sha256 != expected.cert_sha256
+    changed_tls = cast(TlsInfo, changed.tls)  # not None: _without_session asserted it
+    assert changed_tls.cert_sans == ["localhost", "mail.example"]
+    assert changed_tls.cert_sha256 != expected.cert_sha256
 
 
 async def test_an_unverified_check_matches_its_own_hostname_on_a_cached_certificate(

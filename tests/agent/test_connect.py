@@ -16,7 +16,7 @@ from testkit.peers.jobs import make_job
 from testkit.peers.smtp import SmtpPeer
 
 
-class CountingLoop(uvloop.Loop):  # type: ignore[misc]  # uvloop's Loop is untyped
+class CountingLoop(uvloop.Loop):
     lookups = 0
 
     async def getaddrinfo(self, *args: Any, **kwargs: Any) -> Any:

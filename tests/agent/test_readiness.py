@@ -29,7 +29,6 @@ from agent.sidechecks.base import Round
 from agent.sidechecks.readiness import (
     BUSY,
     PER_TENANT_MAX,
-    QUERIES_MAX,
     ReadinessProbe,
     runner,
 )
@@ -41,6 +40,7 @@ from shared.sidechecks.readiness import (
     NAME_MAX,
     NAMES_MAX,
     NODES_MAX,
+    QUERIES_MAX,
     RECORD_MAX,
     REPORT_AUTH_MAX,
     SELECTORS_MAX,

@@ -8,6 +8,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import msgspec
 import pytest
@@ -18,6 +19,7 @@ from nats.js import JetStreamContext
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from shared.messages import CheckJob, ImapPopConfig, TlsOptions
 from shared.sealing import OpeningKeys
+from shared.secret import Secret
 from testkit.peers.imap import ImapPeer
 from testkit.sealing import KeyRing
 from tests.agent.helpers import (
@@ -61,7 +63,7 @@ def user() -> tuple[str, str]:
 
 def imap_job(country: str, port: int, user: tuple[str, str]) -> CheckJob:
     """A login to the IMAP server on localhost:`port`, TLS from the first byte."""
-    config = ImapPopConfig(user=user[0], password=user[1], tls=True)
+    config = ImapPopConfig(user=user[0], password=Secret(user[1]), tls=True)
     return job_for(country, port, "imap", config=config, hostname="localhost")
 
 
@@ -194,11 +196,12 @@ async def test_a_sealed_config_copied_into_a_job_for_another_target_is_not_used(
         ImapPeer({}, server_tls) as other,
     ):
         genuine = ring.sealed(imap_job(country, owner.port, user))
-        target = {
+        targets: dict[str, dict[str, object]] = {
             "port": {"port": other.port},
             "hostname": {"hostname": "127.0.0.1"},
             "monitor_id": {"monitor_id": str(uuid.uuid4())},
-        }[change]
+        }
+        target = targets[change]
         forged = msgspec.structs.replace(genuine, job_id=f"job-{uuid.uuid4()}", **target)
         await publish_job(js, forged)
         with capture() as logs:
@@ -262,7 +265,7 @@ async def test_the_agent_process_loads_its_key_file_and_opens_jobs_sealed_to_eit
     async with ImapPeer({user[0]: user[1]}, server_tls) as peer:
         config = ImapPopConfig(
             user=user[0],
-            password=user[1],
+            password=Secret(user[1]),
             tls=True,
             tls_options=TlsOptions(reject_unauthorized=False),
         )
@@ -287,7 +290,8 @@ async def test_the_agent_process_loads_its_key_file_and_opens_jobs_sealed_to_eit
     found = {r.job_id: (r.status, r.error_kind) for r in await results(js, country)}
     assert found == {before.job_id: ("up", None), after.job_id: ("up", None)}
     [started] = [line for line in logs if line["event"] == "agent_started"]
-    assert sorted(started["seal_key_ids"]) == sorted([before.seal_key_id, after.seal_key_id])
+    sealed_with = cast(list[str], [before.seal_key_id, after.seal_key_id])  # both sealed: set
+    assert sorted(started["seal_key_ids"]) == sorted(sealed_with)
     text = "\n".join(map(str, logs))
     assert old not in text and ring.private[country] not in text and user[1] not in text
 

@@ -222,7 +222,7 @@ async def test_a_dns_failure_is_inconclusive_when_the_resolver_check_fails_and_d
     fine = with_canaries(nc, country, ssl_contexts, [], "localhost")
     beats = await nc.subscribe(heartbeats_subject(country, broken.agent_id))
     await nc.flush()
-    seen = {}
+    seen: dict[str, str] = {}
     for w in (broken, fine):
         run = asyncio.create_task(w.run())
         try:

@@ -58,7 +58,8 @@ async def test_a_job_with_a_time_that_is_not_iso_is_termed_not_reported_down(
     field: str, js: JetStreamContext, nc: NATS, country: str, ssl_contexts: SslContexts
 ) -> None:
     async with SmtpLikePeer() as peer:
-        job = job_for(country, peer.port, **{field: "next tuesday"})
+        not_iso: dict[str, Any] = {field: "next tuesday"}
+        job = job_for(country, peer.port, **not_iso)
         await publish_job(js, job)
         with capture() as logs:
             await asyncio.wait_for(worker(nc, country, ssl_contexts).run(burst=True), 5)

@@ -188,12 +188,12 @@ async def test_an_address_answered_for_one_monitor_is_not_asked_again_for_anothe
     assert seen.names[IP] == "listed"
     watch = BlocklistWatch(rig.pool, LISTS, interval_s=6 * 3600, hold_s=0)
     await watch.run_once(t0 + timedelta(minutes=2))
-    listed = await rig.fetch(
+    raised = await rig.fetch(
         "SELECT monitor_id FROM blocklist_listings WHERE raised_at IS NOT NULL"
         " AND monitor_id = ANY($1::bigint[]) ORDER BY monitor_id",
         [first["id"], second["id"]],
     )
-    assert [r["monitor_id"] for r in listed] == sorted([first["id"], second["id"]])
+    assert [r["monitor_id"] for r in raised] == sorted([first["id"], second["id"]])
     msgspec.json.encode(result)
 
 
@@ -220,16 +220,16 @@ async def test_the_api_shows_each_lists_health_per_country(
     assert body["enabled"] is True and body["holdSeconds"] == 3600
     by_zone = {b["zone"]: b for b in body["lists"]}
     assert list(by_zone) == ["zen.spamhaus.org", "rbl.example.net", "dead.example.net"]
-    de = {
+    health = {
         zone: next(c for c in b["countries"] if c["country"] == "DE") for zone, b in by_zone.items()
     }
-    assert de["rbl.example.net"]["state"] == "healthy"
+    assert health["rbl.example.net"]["state"] == "healthy"
     # to the hour only: the round that asked the test entries is some organization's
-    assert de["rbl.example.net"]["checkedAt"].endswith(":00:00.000Z")
-    assert de["dead.example.net"]["state"] == "unhealthy"
-    assert "lists everything" in de["dead.example.net"]["reason"]
-    assert de["zen.spamhaus.org"]["state"] == "unhealthy"
-    assert "public or open resolver" in de["zen.spamhaus.org"]["reason"]
+    assert health["rbl.example.net"]["checkedAt"].endswith(":00:00.000Z")
+    assert health["dead.example.net"]["state"] == "unhealthy"
+    assert "lists everything" in health["dead.example.net"]["reason"]
+    assert health["zen.spamhaus.org"]["state"] == "unhealthy"
+    assert "public or open resolver" in health["zen.spamhaus.org"]["reason"]
     assert by_zone["rbl.example.net"]["severity"] == "critical"
     assert by_zone["zen.spamhaus.org"]["testEntries"] == ["127.0.0.2", "127.0.0.1"]
 

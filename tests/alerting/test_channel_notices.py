@@ -30,9 +30,8 @@ from testkit.alerting.receivers import (
 )
 from testkit.peers.smtp import SmtpPeer
 from testkit.peers.tls import short_key_leaf
-from tests.alerting.conftest import DOWN, Rig
+from tests.alerting.conftest import DOWN, PUBLIC_URL, Rig
 from tests.alerting.test_channels import (
-    PUBLIC_URL,
     SECRETS,
     create,
     granted,
@@ -157,8 +156,8 @@ async def test_apprise_reaches_only_the_private_networks_granted_to_its_organiza
         Receiver("apprise", host="127.0.0.2", tls=False) as inside_plain,
         Receiver("apprise", host="127.0.0.3") as outside,
     ):
-        for r in (inside, inside_plain):
-            made = await create(api, a, "apprise", r.url)
+        for receiver in (inside, inside_plain):
+            made = await create(api, a, "apprise", receiver.url)
             t = await api.post(f"/api/notification-channels/{made['id']}/test", headers=a.auth())
             assert t.json() == {"delivered": True, "error": None}, t.text
         for tenant, url in ((a, outside.url), (b, inside.url), (b, inside_plain.url)):

@@ -102,11 +102,11 @@ async def test_an_incident_is_told_to_each_kind_and_its_recovery_closes_the_page
         k: Receiver(k, SECRETS.get(k, ""))
         for k in ("webhook", "slack", "teams", "pagerduty", "opsgenie")
     }
-    for r in receivers.values():
-        await r.__aenter__()
+    for receiver in receivers.values():
+        await receiver.__aenter__()
     try:
-        for kind, r in receivers.items():
-            await create(channel_api, rig.tenant, kind, r.url, monitorIds=[mid])
+        for kind, receiver in receivers.items():
+            await create(channel_api, rig.tenant, kind, receiver.url, monitorIds=[mid])
         await rig.rounds(m, 0, [DOWN, DOWN])
         with capture_logs() as logs:
             assert await worker(rig, sender(rig, settings)).burst() == 5
@@ -160,8 +160,8 @@ async def test_an_incident_is_told_to_each_kind_and_its_recovery_closes_the_page
         for secret in SECRETS.values():
             assert secret not in repr(logs)
     finally:
-        for r in receivers.values():
-            await r.__aexit__(None, None, None)
+        for receiver in receivers.values():
+            await receiver.__aexit__(None, None, None)
 
 
 async def test_a_failed_delivery_is_retried_through_the_outbox_until_delivered(
@@ -263,10 +263,10 @@ async def test_private_networks_are_granted_per_organization(
         Receiver("webhook", key, host="127.0.0.3") as outside,
         Receiver("webhook", key, host="127.0.0.3", tls=False) as outside_plain,
     ):
-        for r in (inside, inside_plain):
-            made = await create(api, a, "webhook", r.url, monitorIds=[str(ma["public_id"])])
+        for receiver in (inside, inside_plain):
+            made = await create(api, a, "webhook", receiver.url, monitorIds=[str(ma["public_id"])])
             t = await api.post(f"/api/notification-channels/{made['id']}/test", headers=a.auth())
-            assert t.json() == {"delivered": True, "error": None}, r.url
+            assert t.json() == {"delivered": True, "error": None}, receiver.url
         await rig.rounds(ma, 0, [DOWN, DOWN])
         assert await worker(rig, sender(rig, settings, only_a)).burst() == 2
         assert [s.json()["kind"] for s in inside.delivered + inside_plain.delivered] == [

@@ -9,7 +9,7 @@ and later clears it, and one nothing tells as Microsoft's raises nothing."""
 import base64
 import ssl
 import warnings
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import httpx
@@ -24,7 +24,7 @@ from controller.monitors import store as monitors
 from controller.monitors.kinds import IMAP_POP
 from controller.scheduling.plan import side_asks
 from controller.sidechecks.frame import Planning
-from shared.messages import encode
+from shared.messages import MonitorType, encode
 from shared.sidechecks.exchange_tls import WIRE
 from shared.timefmt import iso_ms, utcnow
 from testkit.peers.imap import ImapPeer
@@ -81,7 +81,8 @@ async def round_(
     assert m is not None
     side, _ = side_asks(Planning(m, m.config, at, False, True, "DE"))
     assert WIRE.name in side, side
-    job = make_job(m.type, port, m.config, hostname="localhost", country="DE")
+    kind = cast(MonitorType, m.type)  # an IMAP/POP3 monitor's: never "heartbeat"
+    job = make_job(kind, port, m.config, hostname="localhost", country="DE")
     job = msgspec.structs.replace(job, side_checks=side)
     checked = await CheckRunner("DE-agent", allow_private=True, ssl_contexts=contexts).checked(job)
     checked.job_id = rig.job_ids.make(str(monitor["public_id"]), "DE", at, False)

@@ -219,7 +219,7 @@ async def test_dovecot_down_is_one_incident_across_names_ports_and_protocols(
     # one thread in the mail client: the change and the recovery follow up the first page
     first, *later = rig.relay.messages
     assert "In-Reply-To" not in first
-    for m in later:
-        assert m["In-Reply-To"] == m["References"] == first["Message-ID"], m["Subject"]
+    for mail in later:
+        assert mail["In-Reply-To"] == mail["References"] == first["Message-ID"], mail["Subject"]
     for name, m in ms.items():
         assert await notified(api, rig, m) == [("closed", True, "sent")], name

@@ -304,8 +304,8 @@ async def _campaign(
                 if r["kind"] == "recovered" and r["channel"] == "email":
                     ups[s] += 1
     print(f"\nseed {seed}: server, first failing round, (monitor, rounds later)")
-    for s, start, told in plan:
-        print(f"  server {s}: round {start}: {told}")
+    for s, start, followers in plan:
+        print(f"  server {s}: round {start}: {followers}")
         print(f"    causes: {[seen[m['id']] for m in servers[s]]}")
     print(f"  flow incidents per server: { {s: len(f) for s, f in opened.items()} }")
     print(

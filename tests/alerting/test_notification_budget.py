@@ -7,6 +7,7 @@ are unaffected, and replicas share one count."""
 
 import asyncio
 from datetime import datetime, timedelta
+from typing import TypedDict, Unpack
 
 import asyncpg
 import httpx
@@ -32,14 +33,22 @@ class MidHour:
         return self.base + self.shift
 
 
-def worker(rig: Rig, clock: MidHour, budget: Budget, **kwargs: int) -> OutboxWorker:
+class WorkerOptions(TypedDict, total=False):
+    """`OutboxWorker`'s keyword arguments a test sets."""
+
+    backoff_s: float
+    batch: int
+
+
+def worker(
+    rig: Rig, clock: MidHour, budget: Budget, **kwargs: Unpack[WorkerOptions]
+) -> OutboxWorker:
     channels: dict[str, Channel] = {
         "email": email_channel(rig.relay),
         "sms": SmsChannel(rig.sms.url, timeout_s=5),
     }
-    return OutboxWorker(
-        rig.pool, channels, clock=clock, budget=budget, **{"backoff_s": 0, **kwargs}
-    )
+    options: WorkerOptions = {"backoff_s": 0, **kwargs}
+    return OutboxWorker(rig.pool, channels, clock=clock, budget=budget, **options)
 
 
 async def history(rig: Rig, monitor: asyncpg.Record) -> list[asyncpg.Record]:

@@ -111,12 +111,12 @@ async def test_an_spf_tree_over_budget_is_found_told_once_and_cleared(
         de_fixed = ReadinessProbe(resolver=within.address, canaries=CANARIES)
         await round_(rig, monitor, 2, smtp.port, {"DE": de_fixed, "US": us})
         assert open_codes(await posture(api, rig, monitor)) == set()
-    page = await api.get(
+    response = await api.get(
         f"/api/smtp-monitors/{monitor['public_id']}/results",
         params={"country": "DE"},
         headers=rig.tenant.auth("readonly"),
     )
-    stored: dict[str, Any] = {r["scheduledAt"]: r for r in page.json()["items"]}
+    stored: dict[str, Any] = {r["scheduledAt"]: r for r in response.json()["items"]}
     readiness = stored[iso_ms(rig.at(0))]["sideChecks"]["readiness"]
     assert readiness["spf"]["lookups"] == 12 and readiness["spf"]["complete"] is True
     assert [k["selector"] for k in readiness["dkim"]] == ["s1"]

@@ -4,6 +4,8 @@ connected to through its own loopback DNS server; the results go in as the inges
 them, the alerter judges the rounds, and the findings come out of the posture API, the results
 API, the EVENTS stream and the notification outbox."""
 
+from collections.abc import Mapping
+
 import asyncpg
 import httpx
 
@@ -30,7 +32,7 @@ async def round_(
     monitor: asyncpg.Record,
     n: int,
     port: int,
-    probes: dict[str, ReverseDnsProbe | None],
+    probes: Mapping[str, ReverseDnsProbe | None],
 ) -> None:
     """Round `n` from each country of `probes`, as the worker runs a job with `reverseDns`:
     the check, then the lookups of the address it connected to (None: a round without)."""

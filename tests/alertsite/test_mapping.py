@@ -1,5 +1,6 @@
 """Every AlertSite field's mapping onto the mailprobe monitor, on create and on PATCH."""
 
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
@@ -233,6 +234,7 @@ async def test_patch_keeps_or_replaces_secrets(
 ) -> None:
     smtp = await create(http, tenant, login="u", password="first")
     imap = await create(http, tenant, "email-imap", login="u", password="first")
+    change: Mapping[str, object]
     for kind, monitor_id, secret in (
         ("smtp", smtp, ("auth", "pass")),
         ("imap", imap, ("password",)),

@@ -10,6 +10,7 @@ by the organization's owner, who passes every role check so the input itself is 
 - every console form given over-long and control-character values: no 500."""
 
 import copy
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -222,26 +223,31 @@ async def test_console_forms_with_hostile_values_never_answer_500(
             continue  # throttled per address: its bad input is tests/api/test_login_throttle.py
         base = route.form(world)
         for field in base:  # a NUL in one field of a form that is otherwise good
-            nul_route = Route(
-                route.who,
-                route.ok,
-                form=lambda w, f=field, b=base: {**b, f: b[f] + "\x00"},
-                params=route.params,
-            )
+
+            def nul_form(w: World, f: str = field, b: dict[str, Any] = base) -> dict[str, Any]:
+                return {**b, f: b[f] + "\x00"}
+
+            nul_route = Route(route.who, route.ok, form=nul_form, params=route.params)
             r = await call(client, world, key, nul_route, "owner")
             if r.status_code >= 500 and r.status_code != route.ok:
                 bad.append(f"{key} NUL in {field}: {r.status_code} {r.text[:200]}")
         for hostile in ("x" * 100_000, "\x00\x01\x1b[31m", "<script>alert(1)</script>", "é" * 3000):
             form = {k: hostile for k in [*base, "token", "email"]} | {"zz": hostile}
-            hostile_route = Route(
-                route.who, route.ok, form=lambda w, f=form: dict(f), params=route.params
-            )
+
+            def hostile_form(w: World, f: dict[str, str] = form) -> dict[str, Any]:
+                return dict(f)
+
+            hostile_route = Route(route.who, route.ok, form=hostile_form, params=route.params)
             r = await call(client, world, key, hostile_route, "owner")
             if r.status_code >= 500 and r.status_code != route.ok:
                 bad.append(f"{key} {hostile[:12]!r}: {r.status_code} {r.text[:200]}")
             # the same form with bytes that are not UTF-8
             names = {p: (route.params or {}).get(p, p) for p in _PARAM.findall(path)}
-            url = _PARAM.sub(lambda m, n=names: world.ids.get(n[m[1]], n[m[1]]), path)
+
+            def named(m: re.Match[str], n: dict[str, str] = names) -> str:
+                return world.ids.get(n[m[1]], n[m[1]])
+
+            url = _PARAM.sub(named, path)
             raw = b"&".join(k.encode() + b"=%FF%FE" for k in [*base, "_csrf_token"])
             raw += b"&_csrf_token=" + world.csrf["owner"][1].encode()
             r = await client.post(

@@ -3,7 +3,8 @@ prune) deletes the organization's channels to match a channels file, idempotentl
 only from MAILPROBE_SECRET_* variables and never sit in the file; `export` writes a file that
 applies as no change."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import TypedDict
 
 import asyncpg
 import httpx
@@ -44,6 +45,14 @@ channels:
     return text
 
 
+class ApplyOptions(TypedDict):
+    """`channel_file.apply`'s keyword arguments."""
+
+    prune: bool
+    dry_run: bool
+    say: Callable[[str], None]
+
+
 @pytest.fixture
 async def client(api_url: str, tenant: Tenant) -> AsyncIterator[httpx.AsyncClient]:
     async with http_client(base_url=api_url, headers=tenant.auth(), timeout=10) as c:
@@ -57,7 +66,7 @@ async def test_apply_creates_keeps_and_prunes_channels_and_export_round_trips(
     applies as no change: the stored URL stays."""
     said: list[str] = []
     wanted = channel_file.load(channels_file(tenant.customer_id), "ch.yaml", ENV)
-    kw = {"prune": True, "dry_run": False, "say": said.append}
+    kw: ApplyOptions = {"prune": True, "dry_run": False, "say": said.append}
     assert await channel_file.apply(wanted, "ch.yaml", client, **kw) == 0
     assert said[-1] == "ch.yaml: 3 created, 0 updated, 0 deleted"
     items = {c["name"]: c for c in await channel_file.current(client)}
@@ -139,7 +148,7 @@ async def test_apply_moves_a_channel_only_with_its_secret(
         return channel_file.load(text, "am.yaml", {"MAILPROBE_SECRET_AM": "am-bearer-0001"})
 
     said: list[str] = []
-    kw = {"prune": False, "dry_run": False, "say": said.append}
+    kw: ApplyOptions = {"prune": False, "dry_run": False, "say": said.append}
     assert (
         await channel_file.apply(am("https://am.example.test", True), "am.yaml", client, **kw) == 0
     )

@@ -8,7 +8,8 @@ tests/alerting/test_login_backoff.py.)"""
 
 import copy
 import uuid
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 import asyncpg
 import httpx
@@ -29,6 +30,7 @@ from shared.logging import _dumps
 from shared.messages import (
     JOB_TYPES,
     SECRET_MASK,
+    MonitorType,
     SealedConfig,
     encode,
     encode_sealed,
@@ -80,7 +82,7 @@ async def test_every_declared_secret_is_masked_sealed_bound_redacted_and_exporte
     settings: ControllerSettings,
 ) -> None:
     secrets = plaintexts(kind)
-    body: dict[str, Any] = copy.deepcopy(api_of(kind).create_examples[0].value)
+    body = copy.deepcopy(cast(dict[str, Any], api_of(kind).create_examples[0].value))
     body["customerId"] = tenant.customer_public_id
     for path, plain in secrets.items():
         _put(body[kind.config_key], path, plain)
@@ -113,12 +115,13 @@ async def test_every_declared_secret_is_masked_sealed_bound_redacted_and_exporte
     stored = {path: s for path, s in secrets_in(monitor.config) if s}
     assert set(stored) == set(kind.secrets)
     assert all(isinstance(s, SealedSecret) for s in stored.values())
-    config = job_config(monitor.type, row["config"], box)
+    monitor_type = cast(MonitorType, monitor.type)  # KINDS: the checked kinds, no heartbeat
+    config = job_config(monitor_type, row["config"], box)
     assert {path: s.reveal() for path, s in secrets_in(config) if s} == secrets
     assert carries_credentials(config)
 
     # The job: its own config carries no secret; the sealed one (opened by the agent) does.
-    job = JOB_TYPES[monitor.type](
+    job = JOB_TYPES[monitor_type](
         job_id="j",
         monitor_id=pid,
         hostname=monitor.hostname,
@@ -151,7 +154,8 @@ async def test_every_declared_secret_is_masked_sealed_bound_redacted_and_exporte
     )
 
     # Bound: another user name with the kept secret moves it, naming that user's path.
-    stored_target = secret_binding.Target.of(row)
+    # a Record reads as a Mapping; asyncpg's stubs do not declare it one
+    stored_target = secret_binding.Target.of(cast(Mapping[str, object], row))
     for login in kind.logins:
         changed = copy.deepcopy(dict(row["config"]))
         _put(changed, login.user, "someone-else@example.org")
@@ -162,7 +166,7 @@ async def test_every_declared_secret_is_masked_sealed_bound_redacted_and_exporte
 
     # Named in export: each secret an {env: NAME} reference, one name per secret.
     listed_item = next(i for i in listed.json()["items"] if i["publicId"] == pid)
-    doc = export("customer", [Current.of(kind.name, listed_item)])
+    doc: dict[str, Any] = export("customer", [Current.of(kind.name, listed_item)])
     exported = doc["monitors"][0][kind.config_key]
     names = [_at(exported, path) for path in kind.secrets]
     assert all(isinstance(n, dict) and set(n) == {"env"} for n in names), exported

@@ -15,6 +15,7 @@ from controller.access import accounts_store as accounts
 from controller.access import throttle_store as logins
 from controller.access.credentials import new_token
 from controller.access.throttle import ACCOUNT_MEMORY, KNOWN_ADDRESS_DAYS, Policy
+from controller.db.pool import Conn
 from shared.clock import ManualClock
 
 POLICY = Policy(
@@ -36,7 +37,7 @@ def _key() -> bytes:
 
 
 @contextlib.asynccontextmanager
-async def rolled_back(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+async def rolled_back(pool: asyncpg.Pool) -> AsyncIterator[Conn]:
     """A connection in a transaction rolled back at the end: the housekeeping run at a later
     instant deletes nothing the session's other tests keep (their tokens, their counts)."""
     async with pool.acquire() as conn:
@@ -48,7 +49,7 @@ async def rolled_back(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
             await transaction.rollback()
 
 
-async def _rows(conn: asyncpg.Connection, *keys: bytes) -> int:
+async def _rows(conn: Conn, *keys: bytes) -> int:
     count: int = await conn.fetchval(
         "SELECT count(*) FROM login_throttle WHERE key = ANY($1::bytea[])", list(keys)
     )
@@ -56,7 +57,7 @@ async def _rows(conn: asyncpg.Connection, *keys: bytes) -> int:
 
 
 async def _attempt(
-    conn: asyncpg.Connection, address: bytes, account: bytes, clock: ManualClock
+    conn: Conn, address: bytes, account: bytes, clock: ManualClock
 ) -> timedelta | None:
     """One attempt whose password is wrong: the wait it met, or the lockout it began."""
     wait = await logins.take(conn, address, account, POLICY, clock.now())

@@ -530,7 +530,7 @@ async def test_missing_required_fields_named(http: httpx.AsyncClient, tenant: Te
     ],
 )
 async def test_nul_characters_are_400_not_500(
-    http: httpx.AsyncClient, tenant: Tenant, field: str, value: object
+    http: httpx.AsyncClient, tenant: Tenant, field: str, value: Any
 ) -> None:
     """PostgreSQL cannot store NUL in text/JSONB: a 400 naming the field, never a 500."""
     key = field.split(".")[0]

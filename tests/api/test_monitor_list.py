@@ -1,7 +1,7 @@
 """GET list of both kinds: {items, total, page, perPage}, pagination, customerId/search/status."""
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import httpx
@@ -187,6 +187,7 @@ async def test_search_follows_renames_and_deletes_whoever_writes(
         )
         kept = await conn.fetchrow(row_of_a, a["publicId"])
     assert kept == before
+    kept = cast(asyncpg.Record, kept)  # the row of `a`, read just before
     assert (kept["name"], kept["hostname"]) == ("submission", "relay.example.com")
     assert await ids("renamed") == [b["publicId"]]
     assert await ids("mx1") == []

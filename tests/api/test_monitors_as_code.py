@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import asyncpg
 import httpx
@@ -380,7 +380,7 @@ async def test_export_makes_up_stable_names_for_secrets_set_elsewhere(
     export; applying that file records them, and changes nothing else."""
     customer = tenant.customer_public_id
     for name in ("Relay A", "relay-a"):
-        body = {
+        body: dict[str, Any] = {
             "customerId": customer,
             "name": name,
             "hostname": "smtp.example.com",

@@ -5,7 +5,7 @@ skips a config it cannot read). Found by schemathesis (make fuzz, 100 examples, 
 Rows stored with null before the fix are read as none too."""
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import httpx
@@ -14,7 +14,7 @@ import pytest
 from controller.scheduling.job_config import job_config
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
-from shared.messages import SmtpConfig
+from shared.messages import ImapPopConfig, SmtpConfig
 from tests.api.helpers import CONFIG_KEY, IMAP, SMTP, create, seed_body, stored_row
 from tests.api.test_roundtrip_monitors import RT, body
 from tests.conftest import Tenant
@@ -111,6 +111,7 @@ async def test_a_row_stored_with_null_credentials_before_the_fix_is_read_as_none
         )
     row = await stored_row(pool, monitor["publicId"])
     job = job_config(row["type"], row["config"], SecretBox(settings.secrets.secrets_key or ""))
+    job = cast(SmtpConfig | ImapPopConfig, job)  # an SMTP or IMAP/POP3 monitor's
     credentials = job.auth if isinstance(job, SmtpConfig) else job
     assert credentials is not None and (credentials.user, credentials.password.reveal()) == ("", "")
     r = await http.get(

@@ -3,7 +3,7 @@ per-monitor opt-in to send credentials without TLS (lab servers). Stored, shown,
 boolean, carried into the job's config; native API only (AlertSite has no such field, and its
 PATCH keeps what the native API stored)."""
 
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import httpx
@@ -12,11 +12,12 @@ import pytest
 from controller.scheduling.job_config import job_config
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
+from shared.messages import ImapPopConfig, SmtpConfig
 from tests.alertsite.helpers import V3
 from tests.api.helpers import CONFIG_KEY, PATHS, assert_error, create, stored_row
 from tests.conftest import Tenant
 
-CONFIGS = {
+CONFIGS: dict[str, Any] = {
     "smtp": {"auth": {"user": "lab", "pass": "lab-pass"}, "allowPlaintextAuth": True},
     "imap": {"protocol": "pop3", "user": "lab", "password": "lab-pass", "allowPlaintextAuth": True},
 }
@@ -35,12 +36,14 @@ async def test_the_opt_in_is_stored_shown_and_reaches_the_job(
     assert monitor[CONFIG_KEY[kind]]["allowPlaintextAuth"] is True
     row = await stored_row(pool, monitor["publicId"])
     assert row["config"]["allowPlaintextAuth"] is True
-    assert job_config(row["type"], row["config"], box).allow_plaintext_auth is True
+    job = cast(SmtpConfig | ImapPopConfig, job_config(row["type"], row["config"], box))
+    assert job.allow_plaintext_auth is True
     # Absent, it is off: what the agent reads is the wire default, false.
     plain = await create(http, tenant, kind)
     row = await stored_row(pool, plain["publicId"])
     assert "allowPlaintextAuth" not in row["config"]
-    assert job_config(row["type"], row["config"], box).allow_plaintext_auth is False
+    job = cast(SmtpConfig | ImapPopConfig, job_config(row["type"], row["config"], box))
+    assert job.allow_plaintext_auth is False
 
 
 @pytest.mark.parametrize("kind", ["smtp", "imap"])

@@ -11,8 +11,8 @@ import pytest
 import structlog
 
 from controller.db.pool import create_pool
-from controller.runtime.serve import readiness
 from controller.settings import ControllerSettings
+from controller.web.app import readiness
 from shared import embedded, ops
 from testkit.serving import http_client
 from tests.api.login_helpers import serving

@@ -3,7 +3,7 @@ shown, strictly a boolean, carried into the job's config; an extra field after t
 keys (a body without it is the seeds' body, answered as before); SMTP monitors only (a round
 trip's send leg refuses it)."""
 
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import httpx
@@ -12,6 +12,7 @@ import pytest
 from controller.scheduling.job_config import job_config
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
+from shared.messages import SmtpConfig
 from tests.api.helpers import PATHS, assert_error, create, stored_row
 from tests.api.test_roundtrip_monitors import RT, body
 from tests.conftest import Tenant
@@ -25,12 +26,12 @@ async def test_the_opt_in_is_stored_shown_and_reaches_the_job(
     assert monitor["smtpConfig"] == {"secure": False, "relayCheck": True}
     assert monitor["config"] == monitor["smtpConfig"]
     row = await stored_row(pool, monitor["publicId"])
-    assert job_config(row["type"], row["config"], box).relay_check is True
+    assert cast(SmtpConfig, job_config(row["type"], row["config"], box)).relay_check is True
     # the seeds' body, without it: off, and nothing of it shown
     plain = await create(http, tenant)
     assert "relayCheck" not in plain["smtpConfig"]
     row = await stored_row(pool, plain["publicId"])
-    assert job_config(row["type"], row["config"], box).relay_check is False
+    assert cast(SmtpConfig, job_config(row["type"], row["config"], box)).relay_check is False
     # a PATCH without it keeps it; one with false turns it off
     path = f"{PATHS['smtp']}/{monitor['publicId']}"
     r = await http.patch(path, json={"name": "renamed"}, headers=tenant.auth())
@@ -38,7 +39,7 @@ async def test_the_opt_in_is_stored_shown_and_reaches_the_job(
     r = await http.patch(path, json={"smtpConfig": {"relayCheck": False}}, headers=tenant.auth())
     assert r.status_code == 200, r.text
     row = await stored_row(pool, monitor["publicId"])
-    assert job_config(row["type"], row["config"], box).relay_check is False
+    assert cast(SmtpConfig, job_config(row["type"], row["config"], box)).relay_check is False
 
 
 @pytest.mark.parametrize("value", ["true", 1, None, {}])

@@ -13,6 +13,7 @@ from controller.scheduling.job_config import job_config
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
 from shared.messages import RoundTripConfig, SmtpAuth
+from shared.secret import Secret
 from tests.api.helpers import COMMON_KEYS, IMAP, MASK, SMTP, assert_error, opened, stored_row
 from tests.conftest import Tenant, make_tenant
 
@@ -189,7 +190,7 @@ async def test_a_null_send_user_and_password_are_none_and_the_monitor_stays_read
     assert created["publicId"] in [m["publicId"] for m in r.json()["items"]]
     row = await stored_row(pool, created["publicId"])
     config = job_config("roundtrip", row["config"], SecretBox(settings.secrets.secrets_key or ""))
-    assert isinstance(config, RoundTripConfig) and config.send.auth == SmtpAuth("", "")
+    assert isinstance(config, RoundTripConfig) and config.send.auth == SmtpAuth("", Secret(""))
 
 
 def masked(config: dict[str, Any]) -> dict[str, Any]:

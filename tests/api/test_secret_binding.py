@@ -208,7 +208,7 @@ async def test_the_same_attack_through_the_alertsite_api_is_refused(
 
 # Each binding, one at a time, over HTTP (the session's API) --------------------------------
 
-SMTP_STORED = {
+SMTP_STORED: dict[str, Any] = {
     "hostname": "smtp.example.com",
     "port": 587,
     "smtpConfig": {"auth": {"user": "billing", "pass": "stored-pass"}},

@@ -10,7 +10,7 @@ import asyncpg
 from controller.monitors import thresholds_store as thresholds
 from controller.notify import channel_store
 from controller.reports import store as reports
-from controller.reports.store import ReportSettings
+from controller.sidechecks.reports.rules import ReportSettings
 from shared.clock import ManualClock
 from tests.conftest import Tenant, make_tenant
 
@@ -63,6 +63,7 @@ async def test_settings_are_stamped_by_the_clock_given(pool: asyncpg.Pool) -> No
             channel,
         )
     march = datetime(2027, 3, 1, 0, 0, 0, tzinfo=UTC)
+    assert stamped is not None  # a SELECT without FROM: one row
     assert dict(stamped) == {
         "org": datetime(2027, 2, 28, 23, 59, 59, tzinfo=UTC),
         "monitor": march,

@@ -2,7 +2,7 @@
 kind, refused with a 400 naming the field when the CA is not usable, and bound to the stored
 password like every TLS option (a new CA or server name needs the password again)."""
 
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import httpx
@@ -13,6 +13,7 @@ from controller.monitors.tls_options import CA_MAX_BYTES
 from controller.scheduling.job_config import job_config
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
+from shared.messages import ImapPopConfig, SmtpConfig
 from tests.api.helpers import IMAP, MASK, SMTP, assert_error, create, minimal_body, stored_row
 from tests.api.test_roundtrip_monitors import RT
 from tests.api.test_roundtrip_monitors import body as roundtrip_body
@@ -50,6 +51,7 @@ async def test_ca_and_servername_are_stored_shown_and_sent_in_jobs(
     assert r.json()[key]["tlsOptions"] == tls
     row = await stored_row(pool, r.json()["publicId"])
     job = job_config(row["type"], row["config"], SecretBox(settings.secrets.secrets_key or ""))
+    job = cast(SmtpConfig | ImapPopConfig, job)  # an SMTP or IMAP/POP3 monitor's
     assert (job.tls_options.ca, job.tls_options.servername) == (TWO_PEMS, "mail.corp.internal")
 
 
@@ -127,7 +129,7 @@ async def test_an_unusable_ca_or_servername_is_a_400_naming_it(
     assert listed.json()["total"] == 0
 
 
-STORED = {
+STORED: dict[str, Any] = {
     "hostname": "smtp.example.com",
     "port": 587,
     "smtpConfig": {

@@ -120,6 +120,7 @@ class _FormReader(HTMLParser):
 
     def __init__(self, form_id: str) -> None:
         super().__init__()
+        self.values: dict[str, str]
         self.form_id, self.inside, self.values = form_id, False, {}
         self._select: str | None = None
         self._first: str | None = None

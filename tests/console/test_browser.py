@@ -6,7 +6,7 @@ API docs render offline. Screenshots of the main pages go to test-output/console
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, cast
 
 import asyncpg
 import httpx
@@ -17,6 +17,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
+from controller.ingest.ingester import Ingester
 from controller.settings import ControllerSettings
 from shared import embedded
 from testkit.peers.smtp import SmtpPeer
@@ -51,7 +52,7 @@ async def rig(
     cadata = trustme.CA().cert_pem.bytes().decode()
     async with pipeline_api(settings, pool, nats_url, COUNTRY, agent_cadata=cadata) as rig:
         stop = asyncio.Event()  # the rig's ingester stores the agent's results, as `serve` does
-        ingesting = asyncio.create_task(rig.pipeline.ingester.run(stop))
+        ingesting = asyncio.create_task(cast(Ingester, rig.pipeline.ingester).run(stop))
         try:
             yield rig
         finally:

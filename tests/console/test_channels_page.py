@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from controller.notify.egress import Egress
+from controller.notify.egress import Egress, Grants
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from testkit.alerting.receivers import Receiver, client_context, verify_signature
@@ -89,7 +89,7 @@ async def test_a_private_endpoint_needs_a_grant_to_the_admins_own_organization(
     """The console judges a channel's URL on the grant of the admin's organization: the one
     granted 127.0.0.2/32 adds a channel there, another organization's admin is refused."""
     org, other = await make_tenant(pool), await make_tenant(pool)
-    nets = {org.org_id: [ipaddress.ip_network("127.0.0.2/32")]}
+    nets: Grants = {org.org_id: [ipaddress.ip_network("127.0.0.2/32")]}
     egress = Egress(nets, ssl_context=client_context())
     async with (
         serve_app(create_app(settings, pool, egress=egress)) as url,

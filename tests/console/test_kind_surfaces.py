@@ -8,7 +8,7 @@ apply/export, posture and login back-off)."""
 import copy
 import re
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import httpx
@@ -34,7 +34,9 @@ IDS = [t for _, t in TYPES]
 
 def create_body(kind: Kind, monitor_type: str, tenant: Tenant) -> dict[str, Any]:
     """The kind's documented create example, as `monitor_type`, for the tenant's customer."""
-    body: dict[str, Any] = copy.deepcopy(api_of(kind).create_examples[0].value)
+    body: dict[str, Any] = copy.deepcopy(
+        cast(dict[str, Any], api_of(kind).create_examples[0].value)
+    )
     body["customerId"] = tenant.customer_public_id
     body["name"] = f"{monitor_type} surfaces"
     if len(kind.types) > 1:

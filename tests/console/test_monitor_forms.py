@@ -6,7 +6,7 @@ page shows its legs and the phases of its latest rounds."""
 
 import re
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import httpx
@@ -283,7 +283,10 @@ async def test_a_round_trip_page_shows_its_legs_and_the_phases_of_its_latest_rou
     client: Browserish, http: httpx.AsyncClient, pool: asyncpg.Pool, job_ids: JobIds
 ) -> None:
     org = await make_tenant(pool)
-    body = {**api_of(ROUNDTRIP).create_examples[0].value, "customerId": org.customer_public_id}
+    body = {
+        **cast(dict[str, Any], api_of(ROUNDTRIP).create_examples[0].value),
+        "customerId": org.customer_public_id,
+    }
     r = await http.post(api_of(ROUNDTRIP).path, json=body, headers=org.auth())
     assert r.status_code == 201, r.text
     monitor = r.json()
@@ -323,7 +326,10 @@ async def test_a_round_trip_page_shows_each_countrys_verdicts_escaped_with_their
     client: Browserish, http: httpx.AsyncClient, pool: asyncpg.Pool, job_ids: JobIds
 ) -> None:
     org = await make_tenant(pool)
-    body = {**api_of(ROUNDTRIP).create_examples[0].value, "customerId": org.customer_public_id}
+    body = {
+        **cast(dict[str, Any], api_of(ROUNDTRIP).create_examples[0].value),
+        "customerId": org.customer_public_id,
+    }
     r = await http.post(api_of(ROUNDTRIP).path, json=body, headers=org.auth())
     assert r.status_code == 201, r.text
     monitor = r.json()

@@ -9,6 +9,7 @@ import asyncpg
 import httpx
 from selenium import webdriver
 
+from controller.jobs.rules import JobIds
 from tests.api.helpers import create
 from tests.conftest import make_tenant
 from tests.console import browser
@@ -20,7 +21,7 @@ async def test_bars_are_visible_at_390_px(
     client: Browserish,
     pool: asyncpg.Pool,
     http: httpx.AsyncClient,
-    job_ids: object,
+    job_ids: JobIds,
     driver: webdriver.Chrome,
 ) -> None:
     org = await make_tenant(pool)

@@ -13,6 +13,7 @@ import httpx
 import msgspec
 
 from controller.alerting import incident_store as incident_db
+from controller.jobs.rules import JobIds
 from shared.timefmt import iso_ms, utcnow
 from testkit.serving import http_client
 from tests.api.helpers import create
@@ -97,7 +98,7 @@ class Summary(msgspec.Struct, forbid_unknown_fields=True):
 
 
 async def _relay_page(
-    client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient, job_ids: object, name: str
+    client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient, job_ids: JobIds, name: str
 ) -> tuple[Tenant, str, dict[str, object], int]:
     org = await make_tenant(pool)
     relay = await create(http, org, "smtp", name="Relay", hostname="relay.acme.test")
@@ -108,7 +109,7 @@ async def _relay_page(
 
 
 async def test_head_is_answered_for_uptime_checkers(
-    client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient, job_ids: object
+    client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient, job_ids: JobIds
 ) -> None:
     _, slug, _, _ = await _relay_page(client, pool, http, job_ids, "head")
     async with http_client(base_url=str(http.base_url)) as anonymous:
@@ -121,7 +122,7 @@ async def test_head_is_answered_for_uptime_checkers(
 
 
 async def test_uptime_updated_refresh_history_and_plain_words(
-    client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient, job_ids: object
+    client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient, job_ids: JobIds
 ) -> None:
     _, slug, relay, relay_id = await _relay_page(client, pool, http, job_ids, "uptime")
     # Added 80 hours ago, checked, 20 hours inside an incident: 75 % of the time up (the public
@@ -156,7 +157,7 @@ async def test_uptime_updated_refresh_history_and_plain_words(
 
 
 async def test_a_monitor_held_down_while_its_countries_are_up_reads_recovering(
-    client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient, job_ids: object
+    client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient, job_ids: JobIds
 ) -> None:
     _, slug, relay, relay_id = await _relay_page(client, pool, http, job_ids, "recovering")
     for country in ("DE", "FR"):
@@ -172,7 +173,7 @@ async def test_a_monitor_held_down_while_its_countries_are_up_reads_recovering(
 
 
 async def test_summary_schema_feeds_notices_and_maintenance(
-    client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient, job_ids: object
+    client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient, job_ids: JobIds
 ) -> None:
     org, slug, relay, _ = await _relay_page(client, pool, http, job_ids, "feeds")
     await store_result(pool, job_ids, relay, "DE", "up")
@@ -248,7 +249,7 @@ async def test_summary_schema_feeds_notices_and_maintenance(
 
 
 async def test_who_may_write_notices(
-    client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient, job_ids: object
+    client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient, job_ids: JobIds
 ) -> None:
     """Owners and admins write notices (they alone publish pages); members, readonly users and
     global supporters do not; another organization's notices are not found."""

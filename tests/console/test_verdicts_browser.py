@@ -3,7 +3,7 @@ markup stays text (no element is made, no script runs), and each verdict's hover
 meaning."""
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import httpx
@@ -33,7 +33,10 @@ async def test_a_hostile_verdict_is_text_and_each_verdict_says_its_meaning(
     driver: webdriver.Chrome, http: httpx.AsyncClient, pool: asyncpg.Pool, job_ids: JobIds
 ) -> None:
     org = await make_tenant(pool)
-    body = {**api_of(ROUNDTRIP).create_examples[0].value, "customerId": org.customer_public_id}
+    body = {
+        **cast(dict[str, Any], api_of(ROUNDTRIP).create_examples[0].value),
+        "customerId": org.customer_public_id,
+    }
     r = await http.post(api_of(ROUNDTRIP).path, json=body, headers=org.auth())
     assert r.status_code == 201, r.text
     m = r.json()

@@ -19,7 +19,7 @@ from string import Template
 from typing import Any
 
 import pytest
-import yaml  # type: ignore[import-untyped]  # PyYAML, no stubs installed
+import yaml
 
 from agent.settings import AgentSettings
 from controller.settings import ApiSettings, ControllerSettings
@@ -588,9 +588,9 @@ def test_mint_country_mints_leaf_logins_and_the_leafs_own_config(
     (tmp_path / "leaf").mkdir()
     tls = f"{tmp_path}/leaf/tls/"
     (tmp_path / "leaf" / "agents.conf").write_text(leaf_text.replace("/etc/nats/tls/", tls))
-    leaf_env = {f"NATS_HUB_LEAF_URL_{cc}": "nats-leaf://u:p@hub:7422" for cc in ("DE", "NL")}
+    leaf_urls = {f"NATS_HUB_LEAF_URL_{cc}": "nats-leaf://u:p@hub:7422" for cc in ("DE", "NL")}
     checked = nats_test(
-        shipped(tmp_path / "leaf", "leaf.conf"), NATS_SERVER_NAME="leaf-eu-1", **leaf_env
+        shipped(tmp_path / "leaf", "leaf.conf"), NATS_SERVER_NAME="leaf-eu-1", **leaf_urls
     )
     assert checked.returncode == 0, checked.stderr
     checked = nats_test(shipped(tmp_path, "hub.conf"))

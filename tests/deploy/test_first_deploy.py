@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml  # type: ignore[import-untyped]  # PyYAML, no stubs installed
+import yaml
 
 from deploy import check_env, gen_env, mint_country
 from tests.deploy.test_deploy_files import DEPLOY, IMAGE, ROOT

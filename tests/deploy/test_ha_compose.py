@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import yaml  # type: ignore[import-untyped]  # PyYAML, no stubs installed
+import yaml
 
 from agent.settings import AgentSettings
 from controller.db.pool import Hosts

@@ -11,7 +11,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import yaml  # type: ignore[import-untyped]  # PyYAML, no stubs installed
+import yaml
 
 from controller.db.pool import Hosts
 from controller.settings import ControllerSettings

@@ -52,7 +52,8 @@ class Peer:
 
 def _matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     assert set(selector) <= {"matchLabels"}, selector  # matchExpressions: not used here
-    return selector.get("matchLabels", {}).items() <= labels.items()
+    match_labels: dict[str, str] = selector.get("matchLabels", {})
+    return match_labels.items() <= labels.items()
 
 
 def _peer_allowed(rule_peer: dict[str, Any], peer: Peer) -> bool:

@@ -55,6 +55,7 @@ from shared.messages import (
     encode,
 )
 from shared.publishing import Outbox, Outgoing, publish_batch
+from shared.secret import Secret
 from shared.streams import (
     JOBS_ACK_WAIT_S,
     JOBS_CONSUMER_IDLE_S,
@@ -97,7 +98,7 @@ from tests.deploy.natsdeploy import (
 )
 
 REGION = "leaf-eu"
-SECRET = SmtpConfig(auth=SmtpAuth(user="u", password="s3cret"))
+SECRET = SmtpConfig(auth=SmtpAuth(user="u", password=Secret("s3cret")))
 # Every subject a reply could be aimed at to get something stored or seen by others.
 ABUSED_REPLIES = (
     "mon.results.US.x",

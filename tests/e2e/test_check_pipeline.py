@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import nats
@@ -19,6 +19,7 @@ import pytest
 from nats.js.errors import NotFoundError
 
 from agent.worker import Worker
+from controller.ingest.ingester import Ingester
 from shared.streams import jobs_consumer_name
 from shared.subjects import JOBS_STREAM, RESULTS_STREAM, results_subject
 from shared.timefmt import parse_iso, utcnow
@@ -212,7 +213,9 @@ async def test_an_agent_process_killed_mid_check_leaves_exactly_one_stored_resul
 async def _settled(controller: Controller, country: str) -> bool:
     """Whether the country's jobs are all acked and the ingester has every result published."""
     jobs = await controller.js.consumer_info(JOBS_STREAM, jobs_consumer_name(country))
-    ingest = await controller.js.consumer_info(RESULTS_STREAM, controller.pipeline.ingester.durable)
+    ingest = await controller.js.consumer_info(
+        RESULTS_STREAM, cast(Ingester, controller.pipeline.ingester).durable
+    )
     return (jobs.num_pending, jobs.num_ack_pending, ingest.num_pending) == (0, 0, 0) and not (
         ingest.num_ack_pending
     )
@@ -235,7 +238,7 @@ async def test_a_result_published_twice_is_stored_once(
     # ...and without (beyond the duplicate window): a second message, which the ingester reads.
     copy = await js.publish(subject, stored.data)
     assert not copy.duplicate and copy.seq > stored.seq
-    durable = controller.pipeline.ingester.durable
+    durable = cast(Ingester, controller.pipeline.ingester).durable
     async with asyncio.timeout(5):
         while True:
             info = await js.consumer_info(RESULTS_STREAM, durable)

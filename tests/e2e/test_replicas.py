@@ -264,8 +264,8 @@ async def test_two_replicas_share_every_role_without_doing_anything_twice(
             for w in workers:
                 w.stop()
             await asyncio.gather(*runs)
-            for conn in conns:
-                await conn.drain()
+            for agent_conn in conns:
+                await agent_conn.drain()
             for replica in replicas:
                 if replica.proc.returncode is None:
                     replica.proc.send_signal(signal.SIGTERM)
@@ -284,7 +284,7 @@ async def test_two_replicas_share_every_role_without_doing_anything_twice(
     assert {r["error_kind"] for r in unchecked} <= {"no_agent", "overdue"}, unchecked[:5]
     assert len(unchecked) <= len(rows) // 10, f"most rounds went unchecked: {unchecked[:5]}"
     checked = len(rows) - len(unchecked)
-    rounds: dict[object, dict[object, list[str]]] = {}
+    rounds: dict[object, dict[datetime, list[str]]] = {}
     for r in rows:
         rounds.setdefault(r["monitor"], {}).setdefault(r["scheduled_at"], []).append(r["country"])
     assert len(rounds) == UP + DOWN

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import asyncpg
 import nats
@@ -162,7 +163,9 @@ async def _run(
             rng = random.Random(SEED)
             async with pool.acquire() as conn:
                 orgs = {
-                    v.country: await seed(conn, v, (tarpit.port, healthy.port), start, rng)
+                    v.country: await seed(
+                        cast(asyncpg.Connection, conn), v, (tarpit.port, healthy.port), start, rng
+                    )
                     for v in VARIANTS
                 }
             counted = start + timedelta(seconds=WARM_S)
@@ -171,14 +174,17 @@ async def _run(
             # Before the tarpit closes: the checks it still holds would end with a verdict.
             async with pool.acquire() as conn:
                 out = {
-                    v.country: await figures(conn, orgs[v.country], counted, end) for v in VARIANTS
+                    v.country: await figures(
+                        cast(asyncpg.Connection, conn), orgs[v.country], counted, end
+                    )
+                    for v in VARIANTS
                 }
     finally:
         for w in workers:
             w.stop()
         await asyncio.gather(*runs)
-        for conn in conns:
-            await conn.drain()
+        for agent_conn in conns:
+            await agent_conn.drain()
         stop.set()
         await asyncio.gather(*roles)
         await ingester.close()

@@ -16,6 +16,7 @@ import os
 import random
 import sys
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -42,7 +43,7 @@ HERE = Path(__file__).parent
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300 + 60 * EXAMPLES)]
 COUNTRY = "QZ"  # the rig's; no other test uses it
 # The fuzzer creates many monitors and customers: fair use must not be what it finds.
-LIMITS = {
+LIMITS: dict[str, Any] = {  # settings replaced: `pipeline_api(**limits: Any)`
     "org_max_monitors": 100_000,
     "org_max_maintenance_windows": 100_000,
     "org_max_checks_per_minute": 10_000_000,

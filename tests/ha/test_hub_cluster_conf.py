@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -110,7 +110,9 @@ def test_a_server_without_the_deployments_certificate_cannot_join(
     )
     try:
         # Until its route to every node has failed its handshake, and every node refused it.
-        log_of = lambda n: (n.store_dir / "data" / "nats.log").read_text()  # noqa: E731
+        log_of: Callable[[embedded.NatsNode], str] = lambda n: (  # noqa: E731
+            n.store_dir / "data" / "nats.log"
+        ).read_text()
         deadline = time.monotonic() + 30
         while log_of(intruder).count("TLS route handshake error") < len(nodes) or not all(
             "TLS route handshake error" in log_of(n) for n in nodes
@@ -137,7 +139,7 @@ async def test_shipped_cluster_config_keeps_streams_on_three_nodes_through_a_los
         password=passwords["controller"],
         tls=pki.client(),
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.2,
+        reconnect_time_wait=0.2,  # type: ignore[arg-type]  # nats-py: seconds, a float works
     )
     try:
         js = nc.jetstream(timeout=2)

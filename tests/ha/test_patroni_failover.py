@@ -26,7 +26,7 @@ import asyncpg
 import httpx
 import psutil
 import pytest
-import yaml  # type: ignore[import-untyped]  # PyYAML, no stubs installed
+import yaml
 
 from controller.db.pool import create_pool
 from deploy import make_certs

@@ -71,7 +71,11 @@ def cluster(tmp_path: Path) -> Iterator[str]:
 @contextlib.asynccontextmanager
 async def connected(url: str) -> AsyncIterator[tuple[NATS, JetStreamContext]]:
     nc = NATS()
-    await nc.connect(servers=url.split(","), max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+    await nc.connect(
+        servers=url.split(","),
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,  # type: ignore[arg-type]  # nats-py: seconds, a float works
+    )
     try:
         yield nc, nc.jetstream(timeout=5)
     finally:

@@ -17,6 +17,7 @@ from shared.messages import (
     SmtpConfig,
     TlsOptions,
 )
+from shared.secret import Secret
 from testkit.oauth2.dovecot import Dovecot
 from testkit.oauth2.postfix import Postfix
 from testkit.peers.jobs import make_job
@@ -28,7 +29,7 @@ TLS = TlsOptions(servername="localhost")
 
 
 def smtp_job(port: int, token: str, mechanism: str, *, secure: bool = True) -> CheckJob:
-    auth = SmtpAuth(user=USER, mechanism=mechanism, access_token=token)
+    auth = SmtpAuth(user=USER, mechanism=mechanism, access_token=Secret(token))
     config = SmtpConfig(secure=secure, auth=auth, tls_options=TLS)
     return make_job("smtp", port, config, timeout=8.0)
 
@@ -40,7 +41,7 @@ def mailbox_job(
         protocol="imap" if protocol == "imap" else "pop3",
         user=USER,
         mechanism=mechanism,
-        access_token=token,
+        access_token=Secret(token),
         tls=tls,
         tls_options=TLS,
     )
@@ -124,7 +125,9 @@ async def test_a_round_trip_with_oauth2_on_both_legs(
     OAUTHBEARER; both legs' logins are counted."""
     send = RoundTripSend(
         secure=True,
-        auth=SmtpAuth(user=USER, mechanism="XOAUTH2", access_token=imap_pop.issuer.issue(USER)),
+        auth=SmtpAuth(
+            user=USER, mechanism="XOAUTH2", access_token=Secret(imap_pop.issuer.issue(USER))
+        ),
         tls_options=TLS,
         sender=USER,
     )
@@ -134,7 +137,7 @@ async def test_a_round_trip_with_oauth2_on_both_legs(
         port=imap_pop.ports[protocol + "s"],
         user=USER,
         mechanism="OAUTHBEARER",
-        access_token=imap_pop.issuer.issue(USER),
+        access_token=Secret(imap_pop.issuer.issue(USER)),
         tls=True,
         tls_options=TLS,
     )

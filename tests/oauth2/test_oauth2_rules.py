@@ -28,6 +28,7 @@ from shared.messages import (
     TlsOptions,
     encode,
 )
+from shared.secret import Secret
 from testkit.oauth2.dovecot import Dovecot
 from testkit.oauth2.postfix import Postfix
 from testkit.peers.base import LoopbackServer
@@ -51,7 +52,7 @@ async def check(job: CheckJob, contexts: SslContexts) -> CheckResult:
 def smtp(
     port: int, mechanism: str = "XOAUTH2", token: str = TOKEN, *, allow_plaintext_auth: bool = False
 ) -> CheckJob:
-    auth = SmtpAuth(user=USER, mechanism=mechanism, access_token=token)
+    auth = SmtpAuth(user=USER, mechanism=mechanism, access_token=Secret(token))
     return make_job("smtp", port, SmtpConfig(auth=auth, allow_plaintext_auth=allow_plaintext_auth))
 
 
@@ -60,7 +61,7 @@ def mailbox(protocol: str, port: int, mechanism: str = "XOAUTH2", **kw: object) 
         protocol="imap" if protocol == "imap" else "pop3",
         user=USER,
         mechanism=mechanism,
-        access_token=TOKEN,
+        access_token=Secret(TOKEN),
         **kw,  # type: ignore[arg-type]
     )
     return make_job("imap" if protocol == "imap" else "pop3", port, config)
@@ -158,7 +159,7 @@ async def test_smtp_basic_auth_disabled_is_its_own_kind(
     ssl_contexts: SslContexts, reply: bytes
 ) -> None:
     replies = {"EHLO": b"250-o365.test\r\n250 AUTH PLAIN LOGIN XOAUTH2\r\n", "AUTH": reply}
-    auth = SmtpAuth(user=USER, password="hunter2")
+    auth = SmtpAuth(user=USER, password=Secret("hunter2"))
     async with ScriptedPeer(b"220 o365.test\r\n", replies=replies) as peer:
         job = make_job("smtp", peer.port, SmtpConfig(auth=auth, allow_plaintext_auth=True))
         result = await check(job, ssl_contexts)
@@ -175,7 +176,7 @@ async def test_a_wrong_password_is_still_auth(ssl_contexts: SslContexts) -> None
         b"incorrect.\r\n",
     }
     async with ScriptedPeer(b"220 o365.test\r\n", replies=replies) as peer:
-        auth = SmtpAuth(user=USER, password="hunter2")
+        auth = SmtpAuth(user=USER, password=Secret("hunter2"))
         job = make_job("smtp", peer.port, SmtpConfig(auth=auth, allow_plaintext_auth=True))
         result = await check(job, ssl_contexts)
     assert result.error_kind == "auth", result.message
@@ -194,7 +195,7 @@ async def test_mailbox_basic_auth_disabled_is_its_own_kind(
         config = ImapPopConfig(
             protocol="imap" if protocol == "imap" else "pop3",
             user="alice",
-            password="wrong",
+            password=Secret("wrong"),
             allow_plaintext_auth=True,
         )
         job = make_job("imap" if protocol == "imap" else "pop3", peer.port, config)
@@ -218,7 +219,7 @@ async def test_a_bare_login_failed_stays_auth(ssl_contexts: SslContexts, protoco
         config = ImapPopConfig(
             protocol="imap" if protocol == "imap" else "pop3",
             user="alice",
-            password="wrong",
+            password=Secret("wrong"),
             allow_plaintext_auth=True,
         )
         job = make_job("imap" if protocol == "imap" else "pop3", peer.port, config)
@@ -243,10 +244,10 @@ async def test_a_server_echoing_the_token_does_not_publish_it(ssl_contexts: SslC
 
 
 def test_no_repr_shows_a_token() -> None:
-    auth = SmtpAuth(user=USER, mechanism="XOAUTH2", access_token=TOKEN)
-    receive = RoundTripReceive(user=USER, mechanism="OAUTHBEARER", access_token=TOKEN)
+    auth = SmtpAuth(user=USER, mechanism="XOAUTH2", access_token=Secret(TOKEN))
+    receive = RoundTripReceive(user=USER, mechanism="OAUTHBEARER", access_token=Secret(TOKEN))
     roundtrip = RoundTripConfig(send=RoundTripSend(auth=auth), receive=receive)
-    mailbox_config = ImapPopConfig(user=USER, mechanism="XOAUTH2", access_token=TOKEN)
+    mailbox_config = ImapPopConfig(user=USER, mechanism="XOAUTH2", access_token=Secret(TOKEN))
     login = mailbox_login(mailbox_config)
     for thing in (auth, receive, roundtrip, mailbox_config, login, make_job("smtp", 1)):
         assert TOKEN not in repr(thing) and TOKEN not in str(thing)
@@ -269,7 +270,7 @@ async def test_the_token_never_reaches_a_log_line(
     jobs: list[CheckJob] = []
     for token in (good, expired):
         for mechanism in ("XOAUTH2", "OAUTHBEARER"):
-            auth = SmtpAuth(user=USER, mechanism=mechanism, access_token=token)
+            auth = SmtpAuth(user=USER, mechanism=mechanism, access_token=Secret(token))
             jobs.append(
                 make_job(
                     "smtp",
@@ -284,7 +285,7 @@ async def test_the_token_never_reaches_a_log_line(
                     protocol=protocol,
                     user=USER,
                     mechanism=mechanism,
-                    access_token=token,
+                    access_token=Secret(token),
                     tls=True,
                     tls_options=tls,
                 )

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import httpx
@@ -308,8 +308,11 @@ async def test_each_grant_gets_a_token_cached_for_every_replica(
     assert (await replica.tokens(monitor, later())) == token
     assert len(endpoint.calls) == 1
     async with pool.acquire() as conn:
-        row = await conn.fetchrow(
-            "SELECT access_token FROM oauth2_tokens WHERE monitor_id = $1", monitor.id
+        row = cast(
+            asyncpg.Record,
+            await conn.fetchrow(
+                "SELECT access_token FROM oauth2_tokens WHERE monitor_id = $1", monitor.id
+            ),
         )
     assert row["access_token"].startswith("enc:v1:")
     said = repr(logs)
@@ -749,8 +752,11 @@ async def test_a_token_is_kept_until_its_expiry_by_the_clock_given(
     first = await service.tokens(monitor, clock.now() + job)
     assert isinstance(first, dict) and len(endpoint.calls) == 1
     async with pool.acquire() as conn:
-        row = await conn.fetchrow(
-            "SELECT expires_at, updated_at FROM oauth2_tokens WHERE monitor_id = $1", monitor.id
+        row = cast(
+            asyncpg.Record,
+            await conn.fetchrow(
+                "SELECT expires_at, updated_at FROM oauth2_tokens WHERE monitor_id = $1", monitor.id
+            ),
         )
     assert (row["expires_at"], row["updated_at"]) == (start + timedelta(hours=1), start)
     clock.advance(3600 - 300 - 60 - 1)  # the token outlives the job by a minute and a second

@@ -11,8 +11,8 @@ import nats
 import pytest
 
 from controller.runtime.pipeline import open_pipeline
-from controller.runtime.serve import readiness
 from controller.settings import ControllerSettings
+from controller.web.app import readiness
 from shared import embedded, ops
 from testkit.serving import http_client
 from tests.conftest import scratch_database

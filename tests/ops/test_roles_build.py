@@ -4,7 +4,8 @@ scheduler, ingester) and the background workers, against real PostgreSQL and NAT
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from types import CoroutineType
+from typing import Any, cast
 
 import asyncpg
 import httpx
@@ -78,7 +79,10 @@ async def test_a_controller_with_one_role_builds_that_roles_parts_only(
             assert built == parts
             work = _workers(one, one.roles, pool, pipeline, stop)
             try:
-                assert {c.__qualname__ for c in work} == workers
+                # Coroutine objects: the `Worker` alias (a Coroutine) has no __qualname__.
+                assert {
+                    cast(CoroutineType[object, None, None], c).__qualname__ for c in work
+                } == workers
             finally:
                 for c in work:
                     c.close()

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import httpx
@@ -58,6 +58,18 @@ from tests.conftest import Tenant, make_tenant, scratch_database
 from tests.countries import PIPELINE, Pool
 
 _COUNTRIES = Pool(PIPELINE)
+
+if TYPE_CHECKING:
+
+    class WiredPipeline(Pipeline):
+        """The `pipeline` fixture's `Pipeline`, for mypy: it has every part (none is None)."""
+
+        agents: LiveAgents
+        scheduler: Scheduler
+        ingester: Ingester
+
+else:
+    WiredPipeline = Pipeline
 
 
 class Clock:
@@ -125,7 +137,7 @@ async def pipeline(
     job_ids: JobIds,
     seal_keys: KeyRing,
     view_clock: ManualClock,
-) -> AsyncIterator[Pipeline]:
+) -> AsyncIterator[WiredPipeline]:
     agents = LiveAgents(nc, warmup_s=0, ttl_s=60, clock=view_clock.monotonic)
     await agents.start()
     scheduler = wired_scheduler(
@@ -150,14 +162,14 @@ async def pipeline(
         durable=f"ingest-test-{uuid.uuid4().hex[:8]}",
         accept_unsealed=True,
     )
-    yield Pipeline(nc, js, agents, scheduler, ingester)
+    yield WiredPipeline(nc, js, agents, scheduler, ingester)
     await ingester.close()
     await agents.stop()
 
 
 @pytest.fixture(scope="session")
 async def pipe_api_url(
-    settings: ControllerSettings, pipe_pool: asyncpg.Pool, pipeline: Pipeline
+    settings: ControllerSettings, pipe_pool: asyncpg.Pool, pipeline: WiredPipeline
 ) -> AsyncIterator[str]:
     async with serve_app(create_app(settings, pipe_pool, pipeline)) as url:
         yield url
@@ -270,7 +282,11 @@ class Countries:
 
 @pytest.fixture
 async def countries(
-    js: JetStreamContext, nc: NATS, pipeline: Pipeline, seal_keys: KeyRing, view_clock: ManualClock
+    js: JetStreamContext,
+    nc: NATS,
+    pipeline: WiredPipeline,
+    seal_keys: KeyRing,
+    view_clock: ManualClock,
 ) -> AsyncIterator[Countries]:
     # A test's codes may be an earlier test's: the view logs their drops anew, as a second on.
     view_clock.advance(LOG_EVERY_S)
@@ -286,7 +302,10 @@ SchedulerWith = Callable[..., Scheduler]
 
 @pytest.fixture
 def scheduler_with(
-    pipe_pool: asyncpg.Pool, pipeline: Pipeline, settings: ControllerSettings, seal_keys: KeyRing
+    pipe_pool: asyncpg.Pool,
+    pipeline: WiredPipeline,
+    settings: ControllerSettings,
+    seal_keys: KeyRing,
 ) -> SchedulerWith:
     def made(**kw: Any) -> Scheduler:
         return wired_scheduler(

@@ -24,17 +24,17 @@ from structlog.testing import capture_logs
 from controller.ingest.ingester import Ingester
 from controller.ingest.job_window import LATE
 from controller.jobs.rules import JobIds
-from controller.runtime.pipeline import Pipeline
 from controller.settings import FleetSettings
 from controller.sidechecks.blocklists import store as lists_db
 from controller.sidechecks.blocklists.rules import BlockList, Fresh
 from shared.messages import Preempt, SmtpCheckJob, encode
+from shared.sidechecks import SideChecks
 from shared.sidechecks.blocklists import BlocklistAnswer, BlocklistAsk, BlocklistZone, Reputation
 from shared.subjects import control_subject, results_subject
 from shared.timefmt import utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant
-from tests.pipeline.conftest import Countries
+from tests.pipeline.conftest import Countries, WiredPipeline
 from tests.pipeline.test_ingest import result
 
 ZONE = "bl.bounds.test"
@@ -87,7 +87,7 @@ async def test_a_taken_over_agent_writes_no_answer_about_an_unasked_name_nor_dat
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -109,7 +109,7 @@ async def test_a_taken_over_agent_writes_no_answer_about_an_unasked_name_nor_dat
         stored = await conn.fetchval(
             "SELECT finished_at FROM check_results WHERE job_id = $1", payload["jobId"]
         )
-        fresh = await lists_db.fresh(conn, at, [BlockList(ZONE, "Bounds", "ip", TESTS)])
+        fresh = await lists_db.fresh(conn, at, [BlockList(ZONE, "ip", "Bounds")])
     assert at <= stored <= at + LATE
     assert VICTIM not in fresh.get(cc, Fresh()).on.get(
         ZONE, ()
@@ -127,7 +127,7 @@ async def test_asks_the_job_did_not_make_do_not_open_its_seal(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -206,12 +206,12 @@ def test_the_window_is_the_jobs_life() -> None:
 
 
 async def test_a_carried_preemptions_job_goes_out_sealed(
-    nc: NATS, pipeline: Pipeline, countries: Countries, job_ids: JobIds
+    nc: NATS, pipeline: WiredPipeline, countries: Countries, job_ids: JobIds
 ) -> None:
     """A job a preemption carries to an agent (never through JOBS) is sealed as a published
     one: its agent's side facts are held to its asks too."""
     (cc,) = countries.take()
-    asks = {"reverse_dns": {}}
+    asks: SideChecks = {"reverse_dns": {}}
     job = SmtpCheckJob(
         job_id=str(uuid.uuid4()), monitor_id=str(uuid.uuid4()), hostname="mx.test",
         country=cc, scheduled_at=FUTURE, expires_at=FUTURE, side_checks=asks,

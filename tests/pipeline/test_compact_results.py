@@ -14,14 +14,14 @@ import pytest
 from controller.alerting import state_store as alert_state
 from controller.ingest import retention
 from controller.ingest import store as results
+from controller.jobs.result_kinds import ResultRow
 from controller.jobs.rules import JobIds
-from controller.runtime.pipeline import Pipeline
 from shared.clock import WALL
 from shared.messages import CheckResult, Phases, TlsInfo, encode
 from shared.timefmt import utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant
-from tests.pipeline.conftest import Countries
+from tests.pipeline.conftest import Countries, WiredPipeline
 from tests.pipeline.test_ingest import publish, result
 
 TLS = TlsInfo(version="TLSv1.3", cipher="TLS_AES_256_GCM_SHA384", cert_days_left=80)
@@ -87,7 +87,7 @@ async def test_a_routine_result_is_stored_compact_and_answered_as_sent(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -126,7 +126,7 @@ async def test_a_changed_or_failed_result_is_stored_whole(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -164,7 +164,7 @@ async def test_a_redelivered_result_can_head_a_run_of_new_ones(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -202,7 +202,7 @@ async def test_rollups_hold_what_the_raw_rows_say(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -224,7 +224,7 @@ async def test_rollups_hold_what_the_raw_rows_say(
     late_at = start + timedelta(minutes=125)
     async with pipe_pool.acquire() as conn:
         m_id = await conn.fetchval("SELECT id FROM monitors WHERE public_id = $1::uuid", pid)
-        expired = results.ResultRow.missed(
+        expired = ResultRow.missed(
             monitor_id=uuid.UUID(pid),
             monitor_type="smtp",
             country=a,
@@ -260,7 +260,7 @@ async def test_retention_drops_raw_rows_but_keeps_uptime(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -328,7 +328,7 @@ async def test_a_redelivery_alone_in_its_batch_is_the_full_row_the_next_result_i
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -387,7 +387,7 @@ async def test_a_result_reads_its_details_from_its_own_utc_day(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:

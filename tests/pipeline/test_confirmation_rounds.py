@@ -4,6 +4,7 @@ once, and never for a disabled monitor."""
 
 import uuid
 from datetime import timedelta
+from typing import cast
 
 import asyncpg
 import httpx
@@ -11,12 +12,11 @@ import httpx
 from controller.ingest import store as results
 from controller.jobs.result_kinds import ResultRow
 from controller.jobs.rules import JobIds
-from controller.runtime.pipeline import Pipeline
 from controller.scheduling import confirm_store as confirmations
 from shared.timefmt import parse_iso, utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant
-from tests.pipeline.conftest import Countries
+from tests.pipeline.conftest import Countries, WiredPipeline
 
 
 async def ask(pool: asyncpg.Pool, public_id: str, failed: dict[str, str] | None = None) -> None:
@@ -24,8 +24,11 @@ async def ask(pool: asyncpg.Pool, public_id: str, failed: dict[str, str] | None 
     results (country → agent), then the request."""
     at = utcnow() - timedelta(seconds=2)
     async with pool.acquire() as conn, conn.transaction():
-        monitor_id, org_id = await conn.fetchrow(
-            "SELECT id, organization_id FROM monitors WHERE public_id = $1", public_id
+        monitor_id, org_id = cast(
+            asyncpg.Record,
+            await conn.fetchrow(
+                "SELECT id, organization_id FROM monitors WHERE public_id = $1", public_id
+            ),
         )
         await results.store(
             conn,
@@ -53,7 +56,7 @@ async def test_a_requested_confirmation_is_sent_at_once_from_every_country_once(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -80,7 +83,7 @@ async def test_no_confirmation_for_a_disabled_monitor(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
 ) -> None:
     (cc,) = countries.take()
@@ -99,7 +102,7 @@ async def test_a_confirmation_asks_the_failed_agent_to_leave_it_to_another_of_it
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
 ) -> None:
     """A second opinion where the country has another live agent; where it has none, the one

@@ -35,8 +35,8 @@ from shared.publishing import (
     publish_batch,
     takes_batches,
 )
-from shared.streams import JOBS_STREAM, stream_configs
-from shared.subjects import jobs_subject
+from shared.streams import stream_configs
+from shared.subjects import JOBS_STREAM, jobs_subject
 from testkit.scheduling import wired_scheduler
 from tests.agent.helpers import job_for
 

@@ -22,7 +22,8 @@ from controller.monitors.mailbox_apis import Charge
 from controller.scheduling import api_calls_store
 from controller.scheduling.plan import PlannedRound
 from controller.settings import SchedulingSettings
-from shared.messages import CheckJob, ImapPopConfig
+from shared.messages import CheckJob, ImapPopConfig, MonitorType
+from shared.secret import Secret
 from shared.timefmt import iso_ms
 from testkit.peers.gmail import GmailPeer, serve_gmail
 from testkit.peers.jobs import make_job
@@ -36,9 +37,9 @@ SEEDS = [int(s) for s in os.environ.get("GMAIL_UNITS_SEEDS", "82,83,84").split("
 
 
 def _job(
-    tenant: str, cc: str, at: datetime, kind: str = "imap", port: int = 443, token: str = ""
+    tenant: str, cc: str, at: datetime, kind: MonitorType = "imap", port: int = 443, token: str = ""
 ) -> CheckJob:
-    config = ImapPopConfig(user=BOX, api="gmail", access_token=token)
+    config = ImapPopConfig(user=BOX, api="gmail", access_token=Secret(token))
     return make_job(
         kind,
         port,

@@ -19,6 +19,7 @@ from controller.scheduling import api_calls_store
 from controller.scheduling.plan import PlannedRound
 from controller.settings import SchedulingSettings
 from shared.messages import CheckJob, ImapPopConfig
+from shared.secret import Secret
 from shared.timefmt import iso_ms, parse_iso
 from testkit.peers.graph import GraphPeer, serve_graph
 from testkit.peers.jobs import make_job
@@ -30,7 +31,7 @@ T0 = datetime(2026, 11, 28, 12, tzinfo=UTC)
 
 
 def _job(tenant: str, cc: str, at: datetime, port: int = 443, token: str = "") -> CheckJob:
-    config = ImapPopConfig(user=BOX, access_token=token, api="graph")
+    config = ImapPopConfig(user=BOX, access_token=Secret(token), api="graph")
     return make_job(
         "imap",
         port,

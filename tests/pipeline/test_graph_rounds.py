@@ -15,7 +15,6 @@ import trustme
 
 from controller.oauth2.fetcher import TokenFetcher
 from controller.oauth2.tokens import TokenService
-from controller.runtime.pipeline import Pipeline
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
@@ -35,7 +34,7 @@ from testkit.peers.graph import GraphPeer, serve_graph
 from testkit.sealing import KeyRing
 from testkit.serving import http_client, serve_app
 from tests.conftest import Tenant
-from tests.pipeline.conftest import Countries, SchedulerWith
+from tests.pipeline.conftest import Countries, SchedulerWith, WiredPipeline
 
 SENDER, PROBE = "sender@contoso.test", "probe@contoso.test"
 
@@ -47,7 +46,7 @@ def ca() -> trustme.CA:
 
 @pytest.fixture(scope="module")
 async def oauth_api_url(
-    settings: ControllerSettings, pipe_pool: asyncpg.Pool, pipeline: Pipeline
+    settings: ControllerSettings, pipe_pool: asyncpg.Pool, pipeline: WiredPipeline
 ) -> AsyncIterator[str]:
     """The API with token endpoints on loopback allowed, served once for the module."""
     allowing = settings.replace(oauth2_token_hosts="127.0.0.1")

@@ -276,7 +276,7 @@ async def test_the_list_takes_the_customer_filter_and_search_the_other_kinds_tak
     theirs = await api.post(PATH, json=other, headers=tenant.auth())
     assert first.status_code == theirs.status_code == 201, (first.text, theirs.text)
 
-    async def listed(**params: object) -> list[str]:
+    async def listed(**params: str | int) -> list[str]:
         r = await api.get(PATH, params=params, headers=tenant.auth("readonly"))
         assert r.status_code == 200, r.text
         return [m["publicId"] for m in r.json()["items"]]

@@ -19,7 +19,7 @@ from agent.check_runner import CheckRunner
 from agent.probers.tls import build_ssl_contexts
 from controller.jobs.rules import JobIds
 from controller.notify.links import Links
-from controller.runtime.pipeline import Pipeline, build_alerter
+from controller.runtime.pipeline import build_alerter
 from controller.settings import ControllerSettings
 from controller.sidechecks.heartbeat_mail.store import HeartbeatReaders
 from shared.clock import ManualClock
@@ -31,7 +31,7 @@ from testkit.oauth2.dovecot import Dovecot
 from testkit.sealing import KeyRing
 from tests.api.helpers import assert_error, create
 from tests.conftest import Tenant, make_tenant
-from tests.pipeline.conftest import Countries, SchedulerWith
+from tests.pipeline.conftest import Countries, SchedulerWith, WiredPipeline
 from tests.probers.test_heartbeat_box import (
     PASSWORD,
     SENDER,
@@ -100,7 +100,7 @@ class Rounds:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        pipeline: Pipeline,
+        pipeline: WiredPipeline,
         countries: Countries,
         scheduler_with: SchedulerWith,
         seal_keys: KeyRing,
@@ -170,7 +170,7 @@ async def test_a_heartbeat_read_from_an_imap_mailbox_goes_down_late_and_recovers
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     scheduler_with: SchedulerWith,
     seal_keys: KeyRing,
@@ -253,7 +253,7 @@ async def test_a_mailbox_whose_login_is_refused_reads_nothing_and_says_why(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     scheduler_with: SchedulerWith,
     seal_keys: KeyRing,

@@ -151,6 +151,7 @@ async def test_seeded_heartbeats_judged_in_virtual_time_match_the_truth(
     judge = alerter.heartbeats
     assert judge is not None
     judged = judge.judge_due
+    looks: int  # counted's: set below, before the first look
 
     async def counted() -> int:
         nonlocal looks
@@ -196,11 +197,11 @@ async def test_seeded_heartbeats_judged_in_virtual_time_match_the_truth(
             evaluated = await alerter.burst()
             others += evaluated - (looks - looks_before)
             if step in marks:
-                got = await _states(pipe_pool, senders)
+                states = await _states(pipe_pool, senders)
                 for s in senders:
                     checked += 1
-                    if got[s.id] != s.truth(step):
-                        wrong.append((step, s.seed, got[s.id], s.truth(step)))
+                    if states[s.id] != s.truth(step):
+                        wrong.append((step, s.seed, states[s.id], s.truth(step)))
     finally:
         await intake.close()
     assert not wrong, wrong[:10]

@@ -20,7 +20,6 @@ from structlog.testing import capture_logs
 from controller.fleet.live import LiveAgents
 from controller.fleet.self_check import CANARIES_MAX, ERROR_MAX
 from controller.jobs.rules import JobIds
-from controller.runtime.pipeline import Pipeline
 from shared.messages import AgentHeartbeat, CanaryState, SelfCheck
 from shared.subjects import heartbeats_subject
 from shared.timefmt import iso_ms, utcnow
@@ -28,7 +27,7 @@ from tests.agent.helpers import until
 from tests.api.helpers import create
 from tests.conftest import Tenant
 from tests.console.helpers import Browserish
-from tests.pipeline.conftest import Countries
+from tests.pipeline.conftest import Countries, WiredPipeline
 from tests.pipeline.test_ingest import publish, result, rows
 from tests.pipeline.test_live_agents import beat
 
@@ -45,7 +44,7 @@ async def test_inconclusive_results_from_the_stream_are_stored_and_shown_like_mi
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -94,7 +93,7 @@ async def test_a_conclusive_result_of_the_job_replaces_an_inconclusive_one_never
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -185,7 +184,7 @@ async def test_a_heartbeats_self_check_shows_in_the_agents_api_to_operators_and_
 
 
 async def test_a_malformed_self_check_is_dropped_and_an_oversized_one_capped_never_a_500(
-    api: httpx.AsyncClient, org: Tenant, nc: NATS, pipeline: Pipeline, countries: Countries
+    api: httpx.AsyncClient, org: Tenant, nc: NATS, pipeline: WiredPipeline, countries: Countries
 ) -> None:
     """The agent stays live either way (a bad self-check never makes its country look empty
     to the scheduler), and each is a log line."""

@@ -18,8 +18,8 @@ from structlog.testing import capture_logs
 from controller.alerting import state_store as alert_state
 from controller.ingest import alert_queue_store as alert_queue
 from controller.ingest import store as results
+from controller.jobs.result_kinds import ResultRow
 from controller.jobs.rules import JobIds
-from controller.runtime.pipeline import Pipeline
 from shared.dns_canary import DnsCanary
 from shared.messages import CheckResult, Phases, TlsInfo, encode
 from shared.sidechecks.mail_dns import MailDns
@@ -30,7 +30,7 @@ from shared.subjects import RESULTS_STREAM, results_subject
 from shared.timefmt import iso_ms, utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant
-from tests.pipeline.conftest import Countries
+from tests.pipeline.conftest import Countries, WiredPipeline
 
 
 def result(
@@ -102,7 +102,7 @@ async def test_a_result_published_twice_is_stored_once(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -150,7 +150,7 @@ async def test_malformed_result_is_termed_with_a_log_line_and_the_rest_stored(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -176,7 +176,7 @@ async def test_country_state_counts_the_current_run_and_missed_counts_for_neithe
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -218,7 +218,7 @@ async def test_country_state_counts_the_current_run_and_missed_counts_for_neithe
 async def test_results_filters_pages_and_uptime(
     api: httpx.AsyncClient,
     org: Tenant,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -274,7 +274,7 @@ async def test_a_nul_in_a_banner_is_stored_as_a_replacement_character(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -294,7 +294,7 @@ async def test_a_result_postgresql_refuses_is_moved_aside_and_the_batch_stored(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -327,7 +327,7 @@ async def test_an_agent_cannot_store_results_for_another_country_or_an_unsent_ro
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -388,7 +388,7 @@ def refused(metric: str, label: str, value: str) -> float:
 async def test_a_country_the_monitor_moved_away_from_is_no_longer_shown_as_latest(
     api: httpx.AsyncClient,
     org: Tenant,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -442,7 +442,7 @@ async def test_a_real_result_after_its_round_closed_replaces_the_expired_row(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -454,7 +454,7 @@ async def test_a_real_result_after_its_round_closed_replaces_the_expired_row(
     pid = monitor["publicId"]
     at = utcnow().replace(microsecond=0) - timedelta(minutes=2)  # as on the wire: no finer
     res = result(job_ids, monitor, cc, "down", at=at)
-    expired = results.ResultRow.missed(
+    expired = ResultRow.missed(
         uuid.UUID(pid),
         "smtp",
         cc,
@@ -488,7 +488,7 @@ async def test_a_check_that_ran_replaces_an_agents_own_expired_answer_for_the_sa
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -532,7 +532,7 @@ async def test_a_batch_whose_connection_drops_mid_transaction_comes_back_within_
     org: Tenant,
     pipe_pool: asyncpg.Pool,
     pipe_database_url: str,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -586,7 +586,7 @@ async def test_an_oversized_mail_dns_is_cut_to_its_bound_and_flagged_and_the_res
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -622,7 +622,7 @@ async def test_oversized_reverse_dns_and_relay_facts_are_cut_to_their_bounds(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -666,7 +666,7 @@ async def test_side_facts_within_their_bounds_are_stored_as_sent_and_no_cut_is_l
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -1011,7 +1011,7 @@ async def test_side_facts_a_job_did_not_ask_are_refused(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -1046,7 +1046,7 @@ async def test_side_facts_of_side_checks_the_monitor_is_asked_for_are_stored(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:

@@ -4,18 +4,17 @@ every live agent takes bundles: an older agent there would term a bundle as a ma
 import asyncpg
 import httpx
 
-from controller.runtime.pipeline import Pipeline
 from shared.messages import FEATURE_BUNDLES, bundle_parts
 from tests.api.helpers import create
 from tests.conftest import Tenant
-from tests.pipeline.conftest import Countries
+from tests.pipeline.conftest import Countries, WiredPipeline
 
 
 async def test_a_pass_bundles_the_jobs_of_countries_whose_every_agent_takes_bundles(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
 ) -> None:
     bundling, mixed = countries.take(2)
@@ -49,7 +48,7 @@ async def test_a_pass_bundles_the_jobs_of_countries_whose_every_agent_takes_bund
 async def test_no_bundle_carries_more_jobs_than_the_smallest_agent_of_its_country_has_slots(
     api: httpx.AsyncClient,
     org: Tenant,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
 ) -> None:
     """An agent keeps a bundle whole, however few its free slots: a bundle of more jobs than

@@ -5,7 +5,7 @@ rows are gone."""
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import msgspec
@@ -60,13 +60,16 @@ async def _check(conn: asyncpg.Connection) -> None:
     customer = await conn.fetchval(
         "INSERT INTO customers (organization_id, name) VALUES ($1, 'c') RETURNING id", org
     )
-    monitor = await conn.fetchrow(
-        "INSERT INTO monitors (organization_id, customer_id, type, name, hostname, port,"
-        " status, check_interval, timeout_seconds, config)"
-        " VALUES ($1, $2, 'smtp', 'm', 'mx.example.com', 25, 'active', 60, 30, '{}')"
-        " RETURNING id, public_id::text",
-        org,
-        customer,
+    monitor = cast(
+        asyncpg.Record,
+        await conn.fetchrow(
+            "INSERT INTO monitors (organization_id, customer_id, type, name, hostname, port,"
+            " status, check_interval, timeout_seconds, config)"
+            " VALUES ($1, $2, 'smtp', 'm', 'mx.example.com', 25, 'active', 60, 30, '{}')"
+            " RETURNING id, public_id::text",
+            org,
+            customer,
+        ),
     )
     pid = monitor["public_id"]
     now = utcnow().replace(second=0, microsecond=0)

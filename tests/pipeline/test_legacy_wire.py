@@ -4,19 +4,18 @@ agents that predate it) only to a country with a live agent that does not announ
 
 import httpx
 
-from controller.runtime.pipeline import Pipeline
 from shared.messages import AGENT_FEATURES, FEATURE_SIDE_CHECKS
 from shared.sidechecks.mail_dns import WIRE as MAIL_DNS
 from shared.sidechecks.mail_dns import MailDnsAsk
 from tests.api.helpers import create
 from tests.conftest import Tenant
-from tests.pipeline.conftest import Countries
+from tests.pipeline.conftest import Countries, WiredPipeline
 
 
 async def test_a_job_carries_the_legacy_fields_only_where_an_older_agent_is_live(
     api: httpx.AsyncClient,
     org: Tenant,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
 ) -> None:
     assert FEATURE_SIDE_CHECKS in AGENT_FEATURES  # what this release's heartbeat announces

@@ -18,7 +18,6 @@ from structlog.testing import capture_logs
 
 from agent.heartbeat import Heartbeat
 from controller.fleet.live import LOG_EVERY_S, MAX_HEARTBEAT_BYTES, AgentsUnknownError, LiveAgents
-from controller.runtime.pipeline import Pipeline
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings
@@ -33,7 +32,7 @@ from testkit.serving import serve_app as serve
 from tests.agent.helpers import until
 from tests.api.helpers import create
 from tests.conftest import Tenant
-from tests.pipeline.conftest import Countries
+from tests.pipeline.conftest import Countries, WiredPipeline
 from tests.pipeline.test_scheduler import make_due, next_due_at
 
 
@@ -69,7 +68,7 @@ async def heard(view: LiveAgents, *keys: tuple[str, str]) -> None:
 
 
 async def test_country_and_id_come_from_the_subject_and_disagreeing_or_malformed_beats_drop(
-    nc: NATS, pipeline: Pipeline, countries: Countries
+    nc: NATS, pipeline: WiredPipeline, countries: Countries
 ) -> None:
     view = pipeline.agents
     de, us = countries.take(2)
@@ -262,7 +261,7 @@ async def test_no_no_agent_round_while_the_view_warms_up(
     org: Tenant,
     nc: NATS,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     settings: ControllerSettings,
     countries: Countries,
 ) -> None:
@@ -309,7 +308,7 @@ async def test_a_trigger_while_the_live_agents_cannot_be_known_is_a_503(
     api: httpx.AsyncClient,
     nc: NATS,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     settings: ControllerSettings,
     countries: Countries,
 ) -> None:

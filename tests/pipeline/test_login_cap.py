@@ -2,18 +2,19 @@
 configuration (a write past LOGIN_CAP_PER_ACCOUNT is a 403) and is never silent."""
 
 import uuid
+from typing import Any
 
 import asyncpg
 import httpx
 
 from controller.ingest import store as results
-from controller.runtime.pipeline import Pipeline
+from controller.jobs.result_kinds import ResultRow
 from controller.settings import ControllerSettings
 from shared.timefmt import parse_iso, utcnow
 from tests.alertsite.helpers import MINIMAL, V3, as_error
 from tests.api.helpers import PATHS, assert_error, create, seed_body
 from tests.conftest import Tenant, make_tenant
-from tests.pipeline.conftest import Countries, SchedulerWith
+from tests.pipeline.conftest import Countries, SchedulerWith, WiredPipeline
 from tests.pipeline.test_scheduler import make_due
 
 ALICE = {"auth": {"user": "alice", "pass": "pw"}}
@@ -32,7 +33,7 @@ async def test_another_organizations_monitors_never_cap_the_victim(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     scheduler_with: SchedulerWith,
 ) -> None:
@@ -69,7 +70,7 @@ async def test_another_organizations_monitors_never_cap_the_victim(
     # The attacker's jobs met a closed port: no login was attempted, so none is counted.
     sent = [job for job, _ in await countries.jobs(cc) if job.monitor_id != mine["publicId"]]
     refused = [
-        results.ResultRow(
+        ResultRow(
             job_id=job.job_id,
             scheduled_at=parse_iso(job.scheduled_at),
             monitor_id=uuid.UUID(job.monitor_id),
@@ -98,7 +99,7 @@ async def test_a_configuration_past_the_ceiling_is_refused_naming_the_figure(
     check, confirmations, trigger headroom) would pass LOGIN_CAP_PER_ACCOUNT is a 403 naming
     the figure, the account and the setting (before, it was created and its rounds capped)."""
     five = ["DE", "FR", "NL", "GB", "US"]
-    fields = {
+    fields: dict[str, Any] = {
         "hostname": "mx.example.org",
         "allowedCheckCountryCodes": five,
         "checkInterval": 60,
@@ -121,7 +122,7 @@ async def test_reaching_the_cap_tells_the_owners_once_and_shows_on_the_monitor(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     scheduler_with: SchedulerWith,
 ) -> None:
@@ -152,7 +153,7 @@ async def test_reaching_the_cap_tells_the_owners_once_and_shows_on_the_monitor(
     assert body["loginCappedSince"] is not None
 
 
-def _five_a_minute(user: str) -> dict[str, object]:
+def _five_a_minute(user: str) -> dict[str, Any]:
     return {
         "hostname": "mx.example.org",
         "allowedCheckCountryCodes": ["DE", "FR", "NL", "GB", "US"],

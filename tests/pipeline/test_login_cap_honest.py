@@ -8,18 +8,18 @@ configuration with a quarter more) leaves such a setup alone: no `login_capped` 
 the confirmation headroom, would record them)."""
 
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
 from controller.ingest import store as results
-from controller.runtime.pipeline import Pipeline
 from shared.messages import CheckResult, encode
 from shared.timefmt import iso_ms, utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant
-from tests.pipeline.conftest import Clock, Countries, SchedulerWith
+from tests.pipeline.conftest import Clock, Countries, SchedulerWith, WiredPipeline
 
 # 90 scheduler passes, each storing its results: 12-25 s at a load of 10-15, past the
 # suite's 60 s on a loaded one (with a worker's server start-up when it runs first there).
@@ -33,14 +33,18 @@ async def test_one_account_over_smtp_imap_pop3_and_a_round_trip_never_caps(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     scheduler_with: SchedulerWith,
 ) -> None:
     three = sorted(countries.take(3))
     for cc in three:
         await countries.live(cc)
-    common = {"hostname": HOST, "checkInterval": 60, "allowedCheckCountryCodes": three}
+    common: dict[str, Any] = {
+        "hostname": HOST,
+        "checkInterval": 60,
+        "allowedCheckCountryCodes": three,
+    }
     mailbox = {"user": USER, "password": "pw", "tls": True}
     monitors = [
         await create(

@@ -15,7 +15,6 @@ from agent.probers.run import run_check
 from agent.probers.tls import build_ssl_contexts
 from controller.ingest import store as results
 from controller.jobs.rules import JobIds
-from controller.runtime.pipeline import Pipeline
 from shared.messages import encode
 from shared.timefmt import utcnow
 from testkit.alerting.wired import wired_alerter
@@ -23,7 +22,7 @@ from testkit.peers.smtp import Lockout, SmtpPeer
 from testkit.sealing import KeyRing
 from tests.api.helpers import create
 from tests.conftest import Tenant
-from tests.pipeline.conftest import Clock, Countries, SchedulerWith
+from tests.pipeline.conftest import Clock, Countries, SchedulerWith, WiredPipeline
 
 ROUNDS = 60  # an hour at the one-minute interval
 SPACING = 5.0  # LOGIN_SPACING_SECONDS' default
@@ -33,7 +32,7 @@ async def test_an_hour_of_wrong_logins_from_five_countries_never_gets_the_accoun
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     seal_keys: KeyRing,
     job_ids: JobIds,

@@ -9,7 +9,7 @@ are counted; the two agree on every case of one table, run against real PostgreS
   submission logs in as its mailbox's user on the mailbox's host);
 - `login_need` and `cap.monitor_need`: a monitor's logins per window."""
 
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import pytest
@@ -58,11 +58,14 @@ async def test_the_account_and_the_logins_of_a_check(
     pool: asyncpg.Pool, kind: str, hostname: str, config: dict[str, Any]
 ) -> None:
     async with pool.acquire() as conn:
-        account, legs = await conn.fetchrow(
-            "SELECT login_account($1, $2, $3::jsonb), login_legs($1, $2, $3::jsonb)",
-            kind,
-            hostname,
-            config,
+        account, legs = cast(
+            asyncpg.Record,
+            await conn.fetchrow(
+                "SELECT login_account($1, $2, $3::jsonb), login_legs($1, $2, $3::jsonb)",
+                kind,
+                hostname,
+                config,
+            ),
         )
     typed = decode_config(kind, config)
     assert account == plan.account_name(hostname, typed)

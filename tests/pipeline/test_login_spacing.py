@@ -10,13 +10,13 @@ import httpx
 import pytest
 
 from controller.ingest import store as results
+from controller.jobs.result_kinds import ResultRow
 from controller.jobs.rules import JobIds
-from controller.runtime.pipeline import Pipeline
 from controller.scheduling.scheduler import Scheduler
 from shared.timefmt import parse_iso, utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant
-from tests.pipeline.conftest import Clock, Countries, SchedulerWith
+from tests.pipeline.conftest import Clock, Countries, SchedulerWith, WiredPipeline
 from tests.pipeline.test_scheduler import make_due
 
 SPACING = 1.0
@@ -29,7 +29,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def spaced(
-    pipe_pool: asyncpg.Pool, pipeline: Pipeline, clock: Clock, scheduler_with: SchedulerWith
+    pipe_pool: asyncpg.Pool, pipeline: WiredPipeline, clock: Clock, scheduler_with: SchedulerWith
 ) -> Scheduler:
     """A scheduler on `clock`: the spacing is judged at the steps the test takes, not at the
     real time a loaded machine reaches them (a tick that took a second sent the next login
@@ -102,7 +102,7 @@ async def test_no_further_login_once_one_of_the_round_was_rejected(
     clock.set()
     assert await spaced.tick() == 1
     [first] = [job for cc in three for job, _ in await countries.jobs(cc)]
-    row = results.ResultRow(
+    row = ResultRow(
         job_id=first.job_id,
         scheduled_at=parse_iso(first.scheduled_at),
         monitor_id=uuid.UUID(pid),
@@ -149,7 +149,7 @@ async def test_logins_to_one_account_are_capped_across_monitors_and_countries(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     scheduler_with: SchedulerWith,
 ) -> None:

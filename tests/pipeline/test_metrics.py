@@ -14,11 +14,10 @@ import httpx
 from prometheus_client import REGISTRY
 
 from controller.jobs.rules import JobIds
-from controller.runtime.pipeline import Pipeline
 from shared.timefmt import utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant
-from tests.pipeline.conftest import Countries
+from tests.pipeline.conftest import Countries, WiredPipeline
 from tests.pipeline.test_ingest import publish, result
 from tests.pipeline.test_scheduler import make_due
 
@@ -31,7 +30,7 @@ async def test_a_scheduled_round_counts_its_lateness_jobs_and_no_agent_countries
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
 ) -> None:
     live, dark = countries.take(2)
@@ -54,7 +53,7 @@ async def test_a_scheduled_round_counts_its_lateness_jobs_and_no_agent_countries
 async def test_stored_results_count_by_country_status_and_kind_with_their_batch(
     api: httpx.AsyncClient,
     org: Tenant,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -79,7 +78,7 @@ async def test_stored_results_count_by_country_status_and_kind_with_their_batch(
 async def test_a_made_up_error_kind_is_counted_as_other_and_makes_no_new_series(
     api: httpx.AsyncClient,
     org: Tenant,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:

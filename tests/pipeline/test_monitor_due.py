@@ -6,6 +6,7 @@ leaves the monitor's row unwritten; and the claims of this release and of a prev
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import cast
 
 import asyncpg
 import httpx
@@ -52,14 +53,18 @@ ROUNDS: list[tuple[str | None, int | None, str | None]] = [
 ]
 
 
-async def _held(conn: Conn, monitor_id: int) -> tuple[object, ...]:
+# A monitor's due time, countries, rounds since and row version (xmin).
+Held = tuple[datetime | None, list[str] | None, datetime, str]
+
+
+async def _held(conn: Conn, monitor_id: int) -> Held:
     row = await conn.fetchrow(
         f"SELECT {DUE_AT}, round_countries, rounds_since, xmin::text AS version"
         " FROM monitors WHERE id = $1",
         monitor_id,
     )
     assert row is not None
-    return tuple(row)
+    return cast(Held, tuple(row))
 
 
 async def _ids(api: httpx.AsyncClient, org: Tenant, conn: Conn, n: int) -> list[int]:

@@ -6,12 +6,13 @@ import asyncio
 from pathlib import Path
 
 from structlog.testing import capture_logs
+from structlog.typing import EventDict
 
 from controller.runtime.pipeline import connect_nats
 from shared import embedded
 
 
-def _events(logs: list[dict[str, object]], level: str) -> list[object]:
+def _events(logs: list[EventDict], level: str) -> list[object]:
     return [entry["event"] for entry in logs if entry["log_level"] == level]
 
 

@@ -21,7 +21,6 @@ import trustme
 from controller.db.pool import create_pool
 from controller.oauth2.fetcher import TokenFetcher
 from controller.oauth2.tokens import ORG_CONCURRENCY, TokenService
-from controller.runtime.pipeline import Pipeline
 from controller.scheduling import rules as schedule
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
@@ -32,7 +31,7 @@ from testkit.oauth2.token_endpoint import TokenEndpoint, ca_context, serve
 from testkit.serving import http_client, serve_app
 from tests.agent.helpers import until
 from tests.conftest import Tenant, make_tenant
-from tests.pipeline.conftest import Countries, SchedulerWith
+from tests.pipeline.conftest import Countries, SchedulerWith, WiredPipeline
 
 USER = "probe@example.com"
 # A pass that waited for a hanging endpoint would wait until the test ends; one that does not
@@ -54,7 +53,7 @@ def _grant(url: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 async def oauth_api_url(
-    settings: ControllerSettings, pipe_pool: asyncpg.Pool, pipeline: Pipeline
+    settings: ControllerSettings, pipe_pool: asyncpg.Pool, pipeline: WiredPipeline
 ) -> AsyncIterator[str]:
     """The API with token endpoints on loopback allowed, served once for the module."""
     allowing = settings.replace(oauth2_token_hosts="127.0.0.1")
@@ -112,7 +111,7 @@ async def test_a_hanging_token_endpoint_delays_no_other_organization(
     oauth_api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     settings: ControllerSettings,
     tmp_path: Path,
@@ -236,7 +235,7 @@ async def test_organizations_whose_endpoints_hang_hold_no_more_than_their_share(
     org: Tenant,
     pipe_pool: asyncpg.Pool,
     pipe_database_url: str,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     settings: ControllerSettings,
     tmp_path: Path,

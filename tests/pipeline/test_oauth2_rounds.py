@@ -16,7 +16,6 @@ from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
 from controller.oauth2.fetcher import TokenFetcher
 from controller.oauth2.tokens import TokenService
-from controller.runtime.pipeline import Pipeline
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
@@ -28,7 +27,7 @@ from testkit.sealing import KeyRing
 from testkit.serving import http_client, serve_app
 from tests.conftest import Tenant
 from tests.oauth2.conftest import ca, imap_pop, ssl_contexts  # noqa: F401  # fixtures
-from tests.pipeline.conftest import Countries, SchedulerWith
+from tests.pipeline.conftest import Countries, SchedulerWith, WiredPipeline
 
 USER = "alice@example.com"
 CLIENT, SECRET = "mailprobe-app", "round-secret-4711"
@@ -36,7 +35,7 @@ CLIENT, SECRET = "mailprobe-app", "round-secret-4711"
 
 @pytest.fixture
 async def oauth_api(
-    settings: ControllerSettings, pipe_pool: asyncpg.Pool, pipeline: Pipeline
+    settings: ControllerSettings, pipe_pool: asyncpg.Pool, pipeline: WiredPipeline
 ) -> AsyncIterator[httpx.AsyncClient]:
     allowing = settings.replace(oauth2_token_hosts="127.0.0.1")
     async with (
@@ -76,7 +75,7 @@ async def test_a_round_fetches_a_token_and_logs_in_only_where_agents_can(
     oauth_api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     settings: ControllerSettings,
     seal_keys: KeyRing,

@@ -4,6 +4,7 @@ exactly the numbers encoded, and packs written in 0032's arrays read back as the
 import random
 import uuid
 from datetime import timedelta
+from typing import cast
 
 import asyncpg
 
@@ -40,11 +41,14 @@ async def test_a_line_decodes_to_the_numbers_encoded(pipe_pool: asyncpg.Pool) ->
         cases.append([base + rng.randint(0, span) for _ in range(rng.randint(1, 300))] + [base])
     async with pipe_pool.acquire() as conn:
         for vals in cases:
-            line, back = await conn.fetchrow(
-                "SELECT result_pack_encode($1::int[]),"
-                " result_pack_decode(result_pack_encode($1::int[]), $2)",
-                vals,
-                len(vals),
+            line, back = cast(
+                asyncpg.Record,
+                await conn.fetchrow(
+                    "SELECT result_pack_encode($1::int[]),"
+                    " result_pack_decode(result_pack_encode($1::int[]), $2)",
+                    vals,
+                    len(vals),
+                ),
             )
             assert back == vals
             # The fewest bytes, the first value apart (4 bytes more) when that is fewer.
@@ -73,13 +77,16 @@ async def test_packs_of_0032_read_back_as_they_were_after_0035(database_url: str
         customer = await conn.fetchval(
             "INSERT INTO customers (organization_id, name) VALUES ($1, 'c') RETURNING id", org
         )
-        monitor = await conn.fetchrow(
-            "INSERT INTO monitors (organization_id, customer_id, type, name, hostname, port,"
-            " status, check_interval, timeout_seconds, config)"
-            " VALUES ($1, $2, 'smtp', 'm', 'mx.example.com', 25, 'active', 60, 30, '{}')"
-            " RETURNING id, public_id",
-            org,
-            customer,
+        monitor = cast(
+            asyncpg.Record,
+            await conn.fetchrow(
+                "INSERT INTO monitors (organization_id, customer_id, type, name, hostname, port,"
+                " status, check_interval, timeout_seconds, config)"
+                " VALUES ($1, $2, 'smtp', 'm', 'mx.example.com', 25, 'active', 60, 30, '{}')"
+                " RETURNING id, public_id",
+                org,
+                customer,
+            ),
         )
         hour = utcnow().replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
         agents = [

@@ -14,7 +14,6 @@ from controller.alerting import state_store as alert_state
 from controller.ingest import packer
 from controller.ingest.pack_rules import PACK_DELAY, PACK_LOCK, REBUILD_LOCK
 from controller.jobs.rules import JobIds
-from controller.runtime.pipeline import Pipeline
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
 from shared.clock import WALL
@@ -22,7 +21,7 @@ from shared.messages import CheckResult
 from shared.timefmt import utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant
-from tests.pipeline.conftest import Countries
+from tests.pipeline.conftest import Countries, WiredPipeline
 from tests.pipeline.test_compact_results import listed, routine
 from tests.pipeline.test_ingest import publish, result
 
@@ -94,7 +93,7 @@ async def answers(api: httpx.AsyncClient, org: Tenant, pid: str) -> dict[str, An
 
 
 async def sent_hour(
-    pipeline: Pipeline, job_ids: JobIds, monitor: dict[str, Any], cc: str, hour: datetime
+    pipeline: WiredPipeline, job_ids: JobIds, monitor: dict[str, Any], cc: str, hour: datetime
 ) -> list[CheckResult]:
     """Routine results of a closed hour, a failure among them (a full row between runs)."""
     sent = [routine(job_ids, monitor, cc, hour + timedelta(minutes=n), n) for n in range(8)]
@@ -109,7 +108,7 @@ async def test_a_packed_hour_reads_back_as_it_was_stored(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
     made_ids: JobIds,
@@ -139,7 +138,7 @@ async def test_a_late_result_in_a_packed_hour_lands_once_and_is_merged(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
     made_ids: JobIds,
@@ -179,7 +178,7 @@ async def test_a_pack_cut_short_leaves_the_rows(
     org: Tenant,
     pipe_pool: asyncpg.Pool,
     pipe_database_url: str,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -218,7 +217,7 @@ async def test_two_packers_at_once_pack_each_hour_once(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -256,7 +255,7 @@ async def test_a_closed_days_rows_index_is_rebuilt_and_reads_the_same(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -326,7 +325,7 @@ async def test_the_alerters_reads_find_packed_and_recent_results_alike(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:

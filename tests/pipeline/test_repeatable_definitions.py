@@ -8,6 +8,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import cast
 
 import asyncpg
 import pytest
@@ -110,7 +111,12 @@ async def test_a_changed_file_is_applied_once_and_a_view_whose_columns_change_is
         assert await conn.fetchval("SELECT defs_f()") == 2
         assert await _types(conn, "defs_t_v1") == {"a": "integer", "b": "text"}
         assert await _types(conn, "defs_t_v2") == {"a": "integer"}
-        stored = dict(await conn.fetch("SELECT name, checksum FROM schema_definitions"))
+        stored = dict(
+            cast(
+                list[tuple[str, str]],
+                await conn.fetch("SELECT name, checksum FROM schema_definitions"),
+            )
+        )
         assert stored == {d.name: d.checksum for d in (f2, v1, _V2)}
     finally:
         await conn.close()

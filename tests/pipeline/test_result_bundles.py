@@ -16,7 +16,6 @@ from structlog.testing import capture_logs
 
 from controller.ingest.store import CheckedResult
 from controller.jobs.rules import JobIds
-from controller.runtime.pipeline import Pipeline
 from shared.messages import CheckResult, bundle_parts, encode, encode_bundle
 from shared.publishing import Outbox
 from shared.streams import RESULTS_LIVE_SUBJECTS
@@ -25,15 +24,15 @@ from shared.timefmt import utcnow
 from tests.agent.helpers import until
 from tests.api.helpers import create
 from tests.conftest import Tenant
-from tests.pipeline.conftest import Countries
+from tests.pipeline.conftest import Countries, WiredPipeline
 from tests.pipeline.test_ingest import REFUSED, publish, refusing, result, rows
 
 
-async def publish_bundle(pipeline: Pipeline, cc: str, parts: list[bytes]) -> None:
+async def publish_bundle(pipeline: WiredPipeline, cc: str, parts: list[bytes]) -> None:
     await pipeline.js.publish(results_bundle_subject(cc), encode_bundle(parts))
 
 
-async def settled(pipeline: Pipeline) -> None:
+async def settled(pipeline: WiredPipeline) -> None:
     """Nothing of the consumer's waits for an ack or came again."""
     info = await pipeline.js.consumer_info(RESULTS_STREAM, pipeline.ingester.durable)
     assert info.num_ack_pending == 0 and info.num_redelivered == 0 and info.num_pending == 0
@@ -43,7 +42,7 @@ async def test_a_bundles_results_are_stored_and_its_message_acked_once(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -68,7 +67,7 @@ async def test_a_bad_result_in_a_bundle_is_moved_aside_alone(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -100,7 +99,7 @@ async def test_a_bad_result_in_a_bundle_is_moved_aside_alone(
 async def test_a_bundle_that_is_no_array_or_holds_nothing_good_is_termed(
     api: httpx.AsyncClient,
     org: Tenant,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -122,7 +121,7 @@ async def test_a_result_postgresql_refuses_leaves_the_rest_of_its_bundle_stored(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -146,7 +145,7 @@ async def test_a_handful_of_bundles_is_stored_a_batch_at_a_time(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
     monkeypatch: pytest.MonkeyPatch,
@@ -179,7 +178,7 @@ async def test_an_outbox_sends_what_may_go_in_a_bundle_together_as_one_message(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
     nats_url: str,

@@ -5,6 +5,7 @@ import hashlib
 import json
 import uuid
 from datetime import timedelta
+from typing import cast
 
 import asyncpg
 
@@ -37,13 +38,16 @@ async def test_rows_stored_before_0030_read_back_as_they_were(database_url: str)
         customer = await conn.fetchval(
             "INSERT INTO customers (organization_id, name) VALUES ($1, 'c') RETURNING id", org
         )
-        monitor = await conn.fetchrow(
-            "INSERT INTO monitors (organization_id, customer_id, type, name, hostname, port,"
-            " status, check_interval, timeout_seconds, config)"
-            " VALUES ($1, $2, 'smtp', 'm', 'mx.example.com', 25, 'active', 60, 30, '{}')"
-            " RETURNING id, public_id",
-            org,
-            customer,
+        monitor = cast(
+            asyncpg.Record,
+            await conn.fetchrow(
+                "INSERT INTO monitors (organization_id, customer_id, type, name, hostname, port,"
+                " status, check_interval, timeout_seconds, config)"
+                " VALUES ($1, $2, 'smtp', 'm', 'mx.example.com', 25, 'active', 60, 30, '{}')"
+                " RETURNING id, public_id",
+                org,
+                customer,
+            ),
         )
         at = utcnow().replace(minute=0, second=0, microsecond=0) - timedelta(days=3)
         for n, status in enumerate(("up", "up", "down", "missed", "inconclusive")):
@@ -81,10 +85,13 @@ async def test_rows_stored_before_0030_read_back_as_they_were(database_url: str)
         # Job ids the controller never made (not UUID-shaped) become the UUID of their MD5.
         old_id = str(uuid.UUID(bytes=hashlib.md5(b"an-old-style-id").digest()))
         assert after == [{**before[0], "job_id": old_id}, *before[1:]]
-        rollup = await conn.fetchrow(
-            "SELECT result_country(country) AS country, up, down, missed, latency"
-            " FROM result_rollups WHERE monitor_id = $1",
-            monitor["id"],
+        rollup = cast(
+            asyncpg.Record,
+            await conn.fetchrow(
+                "SELECT result_country(country) AS country, up, down, missed, latency"
+                " FROM result_rollups WHERE monitor_id = $1",
+                monitor["id"],
+            ),
         )
         assert dict(rollup) == {
             "country": "DE",

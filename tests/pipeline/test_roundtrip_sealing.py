@@ -8,11 +8,10 @@ import asyncpg
 import httpx
 from structlog.testing import capture_logs
 
-from controller.runtime.pipeline import Pipeline
 from shared.messages import RoundTripCheckJob
 from testkit.sealing import KeyRing
 from tests.conftest import Tenant
-from tests.pipeline.conftest import Countries
+from tests.pipeline.conftest import Countries, WiredPipeline
 from tests.pipeline.test_scheduler import make_due
 from tests.pipeline.test_sealing import raw_jobs
 
@@ -21,7 +20,7 @@ async def test_a_round_trip_job_holds_no_secret_address_or_mailbox_in_clear(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     seal_keys: KeyRing,
 ) -> None:

@@ -6,7 +6,7 @@ controller replicas (`domain_capped`); a message held back is a missed row, neve
 import asyncio
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import httpx
@@ -18,7 +18,6 @@ from controller.monitors.mailbox_apis import Charge
 from controller.roundtrips import delivery_store as roundtrip_delivery
 from controller.roundtrips import rounds_store as roundtrip_rounds
 from controller.roundtrips import rules
-from controller.runtime.pipeline import Pipeline
 from controller.scheduling.deferred_store import DeferredJob
 from controller.scheduling.plan import PlannedRound
 from controller.settings import ControllerSettings
@@ -27,7 +26,7 @@ from shared.timefmt import iso_ms, utcnow
 from testkit.peers.jobs import make_job
 from testkit.sealing import KeyRing
 from tests.conftest import Tenant, make_tenant
-from tests.pipeline.conftest import Countries, SchedulerWith
+from tests.pipeline.conftest import Countries, SchedulerWith, WiredPipeline
 from tests.pipeline.test_scheduler import make_due
 
 RT = "/api/roundtrip-monitors"
@@ -74,7 +73,7 @@ async def test_an_unconfirmed_mailbox_gets_at_most_three_messages_an_hour(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     scheduler_with: SchedulerWith,
 ) -> None:
@@ -105,7 +104,7 @@ async def test_a_recipient_domain_is_capped_across_organizations_and_replicas(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     scheduler_with: SchedulerWith,
 ) -> None:
@@ -140,7 +139,7 @@ async def test_a_spaced_login_of_a_round_is_held_back_too(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     scheduler_with: SchedulerWith,
 ) -> None:
@@ -207,7 +206,7 @@ async def test_a_check_now_after_create_sends_a_round_whole_or_not_at_all(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     scheduler_with: SchedulerWith,
 ) -> None:
@@ -256,7 +255,7 @@ async def test_a_held_round_looks_where_every_agent_can_and_is_held_elsewhere(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     scheduler_with: SchedulerWith,
 ) -> None:
@@ -294,7 +293,7 @@ async def test_a_later_login_of_a_looking_round_goes_as_a_look(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     scheduler_with: SchedulerWith,
 ) -> None:
@@ -315,7 +314,10 @@ async def test_a_later_login_of_a_looking_round_goes_as_a_look(
         sent.append((now, await s.run_deferred()))
         await answer_new(pipe_pool, countries, two, answered)
     assert sent == [(1, 1), (1, 1), (1, 1)]
-    looks = [getattr(job, "look_only", None) for cc in two for job, _ in await countries.jobs(cc)]
+    looks = cast(
+        list[str],
+        [getattr(job, "look_only", None) for cc in two for job, _ in await countries.jobs(cc)],
+    )
     assert sorted(looks) == ["", "", *[rules.UNCONFIRMED] * 4]
     mine = [
         r
@@ -331,7 +333,7 @@ async def test_a_delivered_result_counts_before_its_round_is_judged_and_check_no
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     settings: ControllerSettings,
     seal_keys: KeyRing,
@@ -414,7 +416,7 @@ async def test_a_look_planned_while_a_round_is_in_flight_waits_and_is_answered_b
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     scheduler_with: SchedulerWith,
 ) -> None:
@@ -459,7 +461,7 @@ async def test_a_later_login_held_when_due_gives_back_what_its_round_reserved(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     scheduler_with: SchedulerWith,
 ) -> None:

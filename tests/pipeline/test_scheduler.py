@@ -3,7 +3,7 @@
 import asyncio
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import httpx
@@ -11,7 +11,6 @@ import msgspec
 from structlog.testing import capture_logs
 
 from controller.jobs.rules import JobIds
-from controller.runtime.pipeline import Pipeline
 from controller.scheduling import due_store as due
 from controller.scheduling import rules as schedule
 from controller.scheduling.scheduler import Scheduler
@@ -31,7 +30,7 @@ from shared.timefmt import parse_iso, utc_hour, utcnow
 from testkit.sealing import KeyRing
 from tests.api.helpers import create
 from tests.conftest import Tenant, make_tenant
-from tests.pipeline.conftest import Clock, Countries, SchedulerWith
+from tests.pipeline.conftest import Clock, Countries, SchedulerWith, WiredPipeline
 
 # No other round of a monitor made due by make_due comes due within this: a test runs its
 # scheduler well inside it, even on a loaded host.
@@ -86,7 +85,7 @@ async def test_a_new_monitors_first_round_runs_at_once_then_it_joins_its_grid(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
 ) -> None:
     """A newcomer's first result came up to one interval after creating the monitor; now the
@@ -109,7 +108,7 @@ async def test_check_now_before_a_new_monitors_first_round_is_that_round(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
 ) -> None:
     """A trigger-check of a monitor none of whose rounds has gone yet, before the scheduler
@@ -148,7 +147,7 @@ async def test_a_pass_while_check_now_plans_a_new_monitors_round_sends_no_other(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
 ) -> None:
     """ "Check now" right after creating a monitor, its planning slow (a loaded host): a
@@ -190,7 +189,7 @@ async def test_first_rounds_at_once_draw_on_the_organizations_trigger_allowance(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     scheduler_with: SchedulerWith,
 ) -> None:
@@ -226,7 +225,7 @@ async def test_due_monitor_becomes_one_job_per_listed_country_with_its_msg_id(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
     seal_keys: KeyRing,
@@ -260,7 +259,7 @@ async def test_imap_job_carries_the_decrypted_password_and_protocol_sealed(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     seal_keys: KeyRing,
 ) -> None:
@@ -286,7 +285,7 @@ async def test_a_replayed_round_or_a_second_replica_publishes_no_duplicates(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     scheduler_with: SchedulerWith,
 ) -> None:
@@ -310,7 +309,7 @@ async def test_disabled_monitor_is_not_scheduled_and_status_change_replans(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
 ) -> None:
     (cc,) = countries.take()
@@ -331,7 +330,7 @@ async def test_interval_change_takes_effect_from_the_next_round(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
 ) -> None:
     (cc,) = countries.take()
@@ -355,7 +354,7 @@ async def test_null_countries_run_from_n_live_countries_stable_per_monitor(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
 ) -> None:
     live = countries.take(3)
@@ -378,7 +377,7 @@ async def test_null_countries_without_any_live_agent_are_no_agent_where_the_roun
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
 ) -> None:
     """When every agent is gone, the round is not silently skipped: it is recorded `no_agent`
@@ -409,7 +408,7 @@ async def test_a_monitor_that_cannot_become_jobs_is_skipped_and_the_rest_still_r
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
 ) -> None:
     """A stored secret that no longer decrypts (e.g. SECRETS_KEY lost) stops that monitor's
@@ -439,7 +438,7 @@ async def test_a_monitor_whose_config_does_not_fit_its_kind_is_logged_once_and_m
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
 ) -> None:
     """A stored config of the wrong shape (written by hand, or by an older version) is one
@@ -467,10 +466,13 @@ async def test_a_monitor_whose_config_does_not_fit_its_kind_is_logged_once_and_m
     after = await next_due_at(pipe_pool, broken["publicId"])
     assert after is not None and after > due
     async with pipe_pool.acquire() as conn:
-        went, stored = await conn.fetchrow(
-            "SELECT m.round_countries, (SELECT count(*) FROM check_results r"
-            "  WHERE r.monitor_id = m.id) FROM monitors m WHERE public_id = $1",
-            broken["publicId"],
+        went, stored = cast(
+            asyncpg.Record,
+            await conn.fetchrow(
+                "SELECT m.round_countries, (SELECT count(*) FROM check_results r"
+                "  WHERE r.monitor_id = m.id) FROM monitors m WHERE public_id = $1",
+                broken["publicId"],
+            ),
         )
     assert (went, stored) == ([cc], 0)
 
@@ -479,7 +481,7 @@ async def test_hostname_and_country_changes_take_effect_from_the_next_round(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
 ) -> None:
     first, second = countries.take(2)
@@ -509,7 +511,7 @@ async def _overdue_monitor(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     scheduler_with: SchedulerWith,
     *,
@@ -549,7 +551,7 @@ async def test_an_overdue_monitor_gets_missed_rows_for_its_skipped_rounds_and_on
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
     scheduler_with: SchedulerWith,
@@ -586,7 +588,7 @@ async def test_a_round_with_too_little_time_left_is_recorded_overdue_not_sent(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     scheduler_with: SchedulerWith,
 ) -> None:
@@ -617,7 +619,7 @@ async def test_catch_up_after_hours_away_is_one_round_and_an_hour_of_overdue_row
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     scheduler_with: SchedulerWith,
 ) -> None:
@@ -646,7 +648,7 @@ async def test_listed_country_without_agent_is_recorded_no_agent_and_shown_by_th
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -779,7 +781,7 @@ async def test_a_monitor_with_a_mail_domain_gets_it_on_one_round_per_dns_interva
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     scheduler_with: SchedulerWith,
 ) -> None:
@@ -853,7 +855,7 @@ async def test_repeated_trigger_checks_resolve_mail_dns_once_per_floor(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
 ) -> None:
     """Pins TRIGGER_DNS_FLOOR: the first trigger-check of a monitor whose mail DNS was never
@@ -885,7 +887,7 @@ async def test_jobs_carry_their_organization_as_an_opaque_tenant_key(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
 ) -> None:
     """Agents share slots and lookups between organizations by the job's `tenant`: the same
@@ -907,7 +909,7 @@ async def test_a_pass_behind_its_rounds_ends_after_its_time_and_the_rest_stay_du
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     scheduler_with: SchedulerWith,
 ) -> None:
@@ -920,7 +922,11 @@ async def test_a_pass_behind_its_rounds_ends_after_its_time_and_the_rest_stay_du
     await make_due(pipe_pool, *(m["publicId"] for m in monitors))
     one_at_a_time = scheduler_with(batch=1)
     assert await one_at_a_time.run_due(max_s=0) == 1  # one batch, then its time is up
-    still_due = [m for m in monitors if (await next_due_at(pipe_pool, m["publicId"])) <= utcnow()]
+    still_due = [
+        m
+        for m in monitors
+        if cast(datetime, await next_due_at(pipe_pool, m["publicId"])) <= utcnow()
+    ]
     assert len(still_due) == 2
     assert await one_at_a_time.run_due() == 2  # no limit: every round due now
     assert len(await countries.jobs(cc)) == 3
@@ -930,7 +936,7 @@ async def test_readiness_is_held_past_its_organizations_hourly_budget_and_resume
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     scheduler_with: SchedulerWith,
     job_ids: JobIds,
@@ -949,7 +955,7 @@ async def test_readiness_is_held_past_its_organizations_hourly_budget_and_resume
         clock=clock,
     )
     other = await make_tenant(pipe_pool)
-    fields = {"allowedCheckCountryCodes": [cc], "checkInterval": 3600, "port": None}
+    fields: dict[str, Any] = {"allowedCheckCountryCodes": [cc], "checkInterval": 3600, "port": None}
     ours = [await create(api, org, mailDomain=f"d{i}.example", **fields) for i in range(3)]
     theirs = await create(api, other, mailDomain="other.example", **fields)
     await make_due(pipe_pool, *(m["publicId"] for m in [*ours, theirs]))
@@ -960,7 +966,7 @@ async def test_readiness_is_held_past_its_organizations_hourly_budget_and_resume
         echoed = msgspec.json.decode(msgspec.json.encode(j.side_checks))
         assert j.asks_seal and job_ids.asks.opens(j.job_id, echoed, j.asks_seal)
         assert not job_ids.asks.opens(j.job_id, {}, j.asks_seal)
-    asks = {j.monitor_id: READINESS.ask_of(j.side_checks) for j in sent}
+    asks = {j.monitor_id: cast(ReadinessAsk, READINESS.ask_of(j.side_checks)) for j in sent}
     asked = [m["publicId"] for m in ours if asks[m["publicId"]].domain]
     (held,) = [m["publicId"] for m in ours if m["publicId"] not in asked]
     until = (utc_hour(clock.now) + timedelta(hours=1)).strftime("%H:%M")
@@ -1001,7 +1007,7 @@ async def test_readiness_rounds_admission_refuses_give_their_budget_reservation_
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     scheduler_with: SchedulerWith,
 ) -> None:
@@ -1021,7 +1027,7 @@ async def test_readiness_rounds_admission_refuses_give_their_budget_reservation_
         readiness_queries=160,
         clock=clock,
     )
-    fields = {"allowedCheckCountryCodes": [cc], "checkInterval": 3600, "port": None}
+    fields: dict[str, Any] = {"allowedCheckCountryCodes": [cc], "checkInterval": 3600, "port": None}
     ours = [await create(api, org, mailDomain=f"d{i}.example", **fields) for i in range(2)]
     await make_due(pipe_pool, *(m["publicId"] for m in ours))
     clock.set()

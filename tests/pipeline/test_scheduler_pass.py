@@ -12,7 +12,6 @@ from asyncpg.connection import LoggedQuery
 
 from controller.db.pool import create_pool
 from controller.jobs.rules import JobIds
-from controller.runtime.pipeline import Pipeline
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
@@ -22,7 +21,7 @@ from testkit.scheduling import wired_scheduler
 from testkit.sealing import KeyRing
 from tests.api.helpers import create
 from tests.conftest import Tenant
-from tests.pipeline.conftest import Countries
+from tests.pipeline.conftest import Countries, WiredPipeline
 from tests.pipeline.test_confirmation_rounds import ask
 
 # BEGIN, the claim, the monitors' next due times and what waits and when the next pass is due
@@ -35,7 +34,7 @@ CLAIM = "FOR NO KEY UPDATE OF due, monitors SKIP LOCKED"
 
 
 def replica(
-    pool: asyncpg.Pool, pipeline: Pipeline, settings: ControllerSettings, keys: KeyRing
+    pool: asyncpg.Pool, pipeline: WiredPipeline, settings: ControllerSettings, keys: KeyRing
 ) -> Scheduler:
     """A scheduler (a replica) over `pool` (the `scheduler_with` fixture's is the pipeline's)
     and the pipeline's NATS and live agents, sending every login of a round at once."""
@@ -66,7 +65,7 @@ async def test_a_pass_sends_a_confirmation_asked_for(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -99,7 +98,7 @@ async def test_a_routine_pass_claims_no_confirmation_and_no_deferred_login(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_database_url: str,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     settings: ControllerSettings,
     seal_keys: KeyRing,
@@ -143,7 +142,7 @@ async def test_the_loop_plans_new_monitors_only_when_a_pass_saw_some(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_database_url: str,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     settings: ControllerSettings,
     seal_keys: KeyRing,
@@ -191,7 +190,7 @@ async def test_the_loop_plans_new_monitors_only_when_a_pass_saw_some(
 
 async def test_a_pass_before_the_earliest_due_time_claims_nothing(
     pipe_database_url: str,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     settings: ControllerSettings,
     seal_keys: KeyRing,
 ) -> None:
@@ -218,7 +217,7 @@ async def test_the_loop_sends_a_round_made_due_earlier_than_it_knew(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_database_url: str,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     settings: ControllerSettings,
     seal_keys: KeyRing,

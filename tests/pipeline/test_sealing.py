@@ -4,7 +4,7 @@ NATS and the API; the jobs are opened with the country's private key as its agen
 
 import json
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import httpx
@@ -16,14 +16,13 @@ from nats.js.errors import NotFoundError
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
-from controller.runtime.pipeline import Pipeline
 from shared.messages import ImapCheckJob, Pop3CheckJob, SmtpCheckJob
 from shared.sealing import OpeningKeys, SealingError
 from shared.subjects import JOBS_STREAM, jobs_subject
 from testkit.sealing import KeyRing
 from tests.api.helpers import IMAP, SMTP, create
 from tests.conftest import Tenant
-from tests.pipeline.conftest import Countries
+from tests.pipeline.conftest import Countries, WiredPipeline
 from tests.pipeline.test_scheduler import make_due
 
 
@@ -56,7 +55,7 @@ async def test_a_credentialed_job_on_the_wire_holds_neither_password_nor_user(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     seal_keys: KeyRing,
     nc: NATS,
@@ -98,14 +97,14 @@ async def test_a_credentialed_job_on_the_wire_holds_neither_password_nor_user(
         assert (opened.config.user, opened.config.password.reveal()) == (user, password)
         assert (opened.config.protocol, opened.config.tls) == (kind, True)
     text = repr(logs)
-    assert password not in text and user not in text and job.sealed_config not in text
+    assert password not in text and user not in text and cast(str, job.sealed_config) not in text
 
 
 async def test_a_job_without_credentials_travels_unsealed(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
 ) -> None:
     (cc,) = countries.take()
@@ -155,7 +154,7 @@ async def test_a_country_without_a_public_key_gets_no_credentialed_job_but_a_mis
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     seal_keys: KeyRing,
 ) -> None:
@@ -211,7 +210,7 @@ async def test_a_new_public_key_seals_the_next_round_without_a_restart(
     before, after = (job for job, _ in await countries.jobs(cc))
     assert before.seal_key_id == old_id
     assert after.seal_key_id == seal_keys.key_id(cc) != old_id
-    assert seal_keys.opened(after).config.auth is not None
+    assert cast(SmtpCheckJob, seal_keys.opened(after)).config.auth is not None
     assert after.sealed_config is not None
     with pytest.raises(SealingError):
         OpeningKeys([old_private]).open(after.sealed_config, after.seal_key_id)

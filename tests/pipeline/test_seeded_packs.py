@@ -18,7 +18,6 @@ from structlog.testing import capture_logs
 
 from controller.ingest import packer
 from controller.jobs.rules import JobIds, is_seeded, seeded_id
-from controller.runtime.pipeline import Pipeline
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
 from shared.clock import WALL
@@ -27,7 +26,7 @@ from shared.sidechecks.reverse_dns import PtrCheck, ReverseDns
 from shared.timefmt import utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant
-from tests.pipeline.conftest import Countries
+from tests.pipeline.conftest import Countries, WiredPipeline
 from tests.pipeline.test_compact_results import listed, routine
 from tests.pipeline.test_ingest import publish, result
 from tests.pipeline.test_packed_results import answers, closed_hour, kept_ids, view_rows
@@ -66,7 +65,7 @@ def ids_of(settings: ControllerSettings, seeded: bool) -> JobIds:
 
 
 async def sent(
-    pipeline: Pipeline, results: list[CheckResult], stored: int | None = None
+    pipeline: WiredPipeline, results: list[CheckResult], stored: int | None = None
 ) -> list[CheckResult]:
     for res in results:
         await publish(pipeline.js, res)
@@ -78,7 +77,7 @@ async def test_packs_of_both_schemes_read_back_with_their_job_ids(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     settings: ControllerSettings,
     job_ids: JobIds,
@@ -156,7 +155,7 @@ async def test_an_agent_cannot_pass_off_a_seeded_id_as_another_round_s(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     settings: ControllerSettings,
 ) -> None:

@@ -301,6 +301,7 @@ async def test_opendkim_signing_and_dmarc_alignment_graded_against_the_senders_s
         (SENDER, "TXT"): ['"v=spf1 -all"'],
         (f"_dmarc.{SENDER}", "TXT"): ['"v=DMARC1; p=reject"'],
     }
+    milter: OpenDkim | None  # a signing milter, or None: unsigned
     async with OpenDkim({SENDER: SENDER}) as aligned, OpenDkim({SENDER: OTHER}) as unaligned:
         for milter in (aligned, unaligned):
             records |= {(name, "TXT"): [text] for name, text in milter.records.items()}

@@ -14,25 +14,24 @@ from structlog.testing import capture_logs
 
 from controller.jobs.result_kinds import INCONCLUSIVE, MISSED_KINDS
 from controller.jobs.rules import JobIds
-from controller.runtime.pipeline import Pipeline
 from shared.messages import encode
 from shared.sidechecks.reverse_dns import PtrCheck, ReverseDns
 from shared.subjects import results_subject
 from shared.timefmt import utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant
-from tests.pipeline.conftest import Countries
+from tests.pipeline.conftest import Countries, WiredPipeline
 from tests.pipeline.test_ingest import result
 
 FACTS = ReverseDns(addresses=[PtrCheck(address="192.0.2.1", names=["mx.test"], confirmed=[])])
-FACTS_JSON = {
+FACTS_JSON: dict[str, Any] = {
     "addresses": [{"address": "192.0.2.1", "names": ["mx.test"], "confirmed": [], "error": ""}],
     "truncated": False,
     "canaries": None,  # stored as its type holds it: no canaries asked
 }
 
 
-async def _publish(pipeline: Pipeline, payload: dict[str, Any]) -> None:
+async def _publish(pipeline: WiredPipeline, payload: dict[str, Any]) -> None:
     subject = results_subject(payload["country"], payload["monitorType"], payload["monitorId"])
     await pipeline.js.publish(subject, json.dumps(payload).encode())
 
@@ -54,7 +53,7 @@ async def test_an_older_agents_result_is_read_and_its_facts_stored_under_the_sid
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -79,7 +78,7 @@ async def test_a_newer_agents_facts_are_stored_once_by_job(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -99,7 +98,7 @@ async def test_facts_that_do_not_fit_or_of_an_unknown_side_check_are_dropped_the
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -153,7 +152,7 @@ async def test_an_older_agents_side_facts_are_held_to_what_the_monitors_rounds_a
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
@@ -192,7 +191,7 @@ async def test_a_newer_agents_legacy_fields_are_dropped_named_and_its_side_check
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:

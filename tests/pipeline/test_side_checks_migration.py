@@ -4,6 +4,7 @@ core check's: a full row and a compact row pointing at it both keep their facts.
 
 import uuid
 from datetime import timedelta
+from typing import cast
 
 import asyncpg
 
@@ -38,13 +39,16 @@ async def test_side_facts_stored_before_the_frame_move_to_their_tables(database_
         customer = await conn.fetchval(
             "INSERT INTO customers (organization_id, name) VALUES ($1, 'c') RETURNING id", org
         )
-        monitor = await conn.fetchrow(
-            "INSERT INTO monitors (organization_id, customer_id, type, name, hostname, port,"
-            " status, check_interval, timeout_seconds, config)"
-            " VALUES ($1, $2, 'smtp', 'm', 'mx.example.com', 25, 'active', 60, 30, '{}')"
-            " RETURNING id, public_id",
-            org,
-            customer,
+        monitor = cast(
+            asyncpg.Record,
+            await conn.fetchrow(
+                "INSERT INTO monitors (organization_id, customer_id, type, name, hostname, port,"
+                " status, check_interval, timeout_seconds, config)"
+                " VALUES ($1, $2, 'smtp', 'm', 'mx.example.com', 25, 'active', 60, 30, '{}')"
+                " RETURNING id, public_id",
+                org,
+                customer,
+            ),
         )
         at = utcnow().replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
         full, compact, plain = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()

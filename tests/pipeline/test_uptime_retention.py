@@ -18,13 +18,12 @@ import httpx
 from controller.ingest import packer, retention, retention_store
 from controller.ingest import store as results
 from controller.jobs.rules import JobIds
-from controller.runtime.pipeline import Pipeline
 from controller.statuspages import pages_store
 from shared.clock import WALL
 from shared.timefmt import utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant
-from tests.pipeline.conftest import Countries
+from tests.pipeline.conftest import Countries, WiredPipeline
 from tests.pipeline.test_packed_results import closed_hour, sent_hour
 
 UP, DOWN, MISSED, INCONCLUSIVE = 0, 1, 2, 3
@@ -245,7 +244,7 @@ async def test_packing_an_hour_leaves_its_time_as_it_was(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
+    pipeline: WiredPipeline,
     countries: Countries,
     job_ids: JobIds,
 ) -> None:

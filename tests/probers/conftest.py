@@ -1,7 +1,8 @@
 """Certificates (trustme) and the agent's TLS contexts for prober tests."""
 
 import ssl
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import TypedDict
 
 import pytest
 import trustme
@@ -21,10 +22,18 @@ def ssl_contexts(ca: trustme.CA) -> SslContexts:
     return build_ssl_contexts(cadata=ca.cert_pem.bytes().decode())
 
 
+class _Validity(TypedDict, total=False):
+    not_before: datetime
+    not_after: datetime
+
+
 def _server_context(ca: trustme.CA, *names: str, expired: bool = False) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     now = utcnow()
-    validity = {"not_before": now - timedelta(days=30), "not_after": now - timedelta(days=2)}
+    validity: _Validity = {
+        "not_before": now - timedelta(days=30),
+        "not_after": now - timedelta(days=2),
+    }
     cert = ca.issue_cert(*names, common_name=names[0], **(validity if expired else {}))
     cert.configure_cert(ctx)
     return ctx

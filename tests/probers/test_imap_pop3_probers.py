@@ -15,6 +15,7 @@ from shared.messages import (
     decode_result,
     encode,
 )
+from shared.secret import Secret
 from testkit.peers.base import LoopbackServer
 from testkit.peers.imap import ImapPeer
 from testkit.peers.jobs import make_job
@@ -42,7 +43,7 @@ async def check(
     config = ImapPopConfig(
         protocol="imap" if protocol == "imap" else "pop3",
         user=user,
-        password=password,
+        password=Secret(password),
         tls=tls,
         tls_options=TlsOptions(reject_unauthorized=verify),
         allow_plaintext_auth=allow_plaintext,

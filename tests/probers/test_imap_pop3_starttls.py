@@ -12,6 +12,7 @@ import pytest
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
 from shared.messages import CheckResult, ImapPopConfig, MonitorType, TlsOptions
+from shared.secret import Secret
 from testkit.peers.imap import ImapPeer
 from testkit.peers.jobs import make_job
 from testkit.peers.pop3 import Pop3Peer
@@ -34,7 +35,7 @@ async def check(
     config = ImapPopConfig(
         protocol="imap" if protocol == "imap" else "pop3",
         user="alice" if password else "",
-        password=password,
+        password=Secret(password),
         tls=tls,
         tls_options=TlsOptions(reject_unauthorized=verify),
         allow_plaintext_auth=allow_plaintext,

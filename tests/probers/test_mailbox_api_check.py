@@ -16,6 +16,7 @@ from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
 from shared.clock import ManualClock
 from shared.messages import CheckResult, ImapPopConfig
+from shared.secret import Secret
 from testkit.peers.gmail import GmailPeer, serve_gmail
 from testkit.peers.graph import GraphPeer, serve_graph
 from testkit.peers.jobs import make_job
@@ -38,7 +39,7 @@ async def gmail(ca: trustme.CA) -> AsyncIterator[GmailPeer]:
 async def check(
     port: int, api: str, token: str, contexts: SslContexts, timeout_s: float = 3.0
 ) -> CheckResult:
-    config = ImapPopConfig(user=BOX, access_token=token, api=api)
+    config = ImapPopConfig(user=BOX, access_token=Secret(token), api=api)
     job = make_job("imap", port, config, timeout=timeout_s)
     return await run_check(job, "agent-t", True, contexts)
 
@@ -145,7 +146,7 @@ async def test_an_agent_sends_no_more_than_graphs_budget_per_mailbox(
     token = graph.token()
 
     async def at_clock() -> CheckResult:
-        config = ImapPopConfig(user=BOX, access_token=token, api="graph")
+        config = ImapPopConfig(user=BOX, access_token=Secret(token), api="graph")
         job = make_job("imap", graph.port, config, timeout=3.0)
         return await run_check(job, "agent-t", True, ssl_contexts, clock=clock)
 
@@ -186,7 +187,7 @@ async def test_a_check_stops_at_the_calls_the_controller_gave_it(
     token = graph.token()
 
     async def given(calls: int | None) -> CheckResult:
-        config = ImapPopConfig(user=BOX, access_token=token, api="graph")
+        config = ImapPopConfig(user=BOX, access_token=Secret(token), api="graph")
         job = make_job("imap", graph.port, config, timeout=3.0)
         job = msgspec.structs.replace(job, api_calls=calls)
         return await run_check(job, "agent-t", True, ssl_contexts)

@@ -20,13 +20,14 @@ from shared.messages import (
     SmtpConfig,
     TlsOptions,
 )
+from shared.secret import Secret
 from testkit.peers.imap import ImapPeer
 from testkit.peers.jobs import make_job
 from testkit.peers.pop3 import Pop3Peer
 from testkit.peers.smtp import SmtpPeer
 from testkit.peers.tls import outdated
 
-GOOD = SmtpAuth(user="alice", password="s3cret")
+GOOD = SmtpAuth(user="alice", password=Secret("s3cret"))
 
 
 class Served:

@@ -17,6 +17,7 @@ from shared.messages import (
     SmtpConfig,
     TlsOptions,
 )
+from shared.secret import Secret
 from testkit.peers.base import LoopbackServer
 from testkit.peers.imap import ImapPeer
 from testkit.peers.jobs import make_job
@@ -162,7 +163,7 @@ async def test_a_ca_that_is_not_pem_is_a_tls_failure_and_nothing_is_sent(
     """The API refuses such a CA; an agent given one anyway (an older controller, a bug) reports
     `tls` before it connects, and the credentials stay home."""
     bad = TlsOptions(ca="-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
-    config = SmtpConfig(auth=SmtpAuth(user="alice", password="s3cret"), tls_options=bad)
+    config = SmtpConfig(auth=SmtpAuth(user="alice", password=Secret("s3cret")), tls_options=bad)
     async with SmtpPeer(starttls=private_tls) as peer:
         result = await run_check(
             make_job("smtp", peer.port, config, hostname="localhost"), "agent-t", True, ssl_contexts

@@ -9,6 +9,7 @@ from agent.probers.relay import RECIPIENT, SENDER
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
 from shared.messages import SmtpAuth, SmtpConfig
+from shared.secret import Secret
 from shared.sidechecks.relay import WIRE as RELAY
 from testkit.peers.jobs import make_job
 from testkit.peers.postfix import RelayPostfix, missing
@@ -62,7 +63,7 @@ async def test_a_check_that_logs_in_tests_relaying_on_a_session_that_does_not(
         config = SmtpConfig(
             relay_check=True,
             allow_plaintext_auth=True,
-            auth=SmtpAuth(user="alice", password="s3cret"),
+            auth=SmtpAuth(user="alice", password=Secret("s3cret")),
         )
         result = await run_check(make_job("smtp", peer.port, config), "a", True, ssl_contexts)
     assert result.status == "up", result.message

@@ -21,6 +21,7 @@ from shared.messages import (
     RoundTripSend,
     SmtpAuth,
 )
+from shared.secret import Secret
 from testkit.peers.graph import GraphPeer, serve_graph
 from testkit.peers.jobs import make_job
 
@@ -39,7 +40,7 @@ def config(peer: GraphPeer, *, token: str | None = None, **receive: Any) -> Roun
     token = token if token is not None else peer.token()
     return RoundTripConfig(
         send=RoundTripSend(
-            api="graph", sender=SENDER, auth=SmtpAuth(user=SENDER, access_token=token)
+            api="graph", sender=SENDER, auth=SmtpAuth(user=SENDER, access_token=Secret(token))
         ),
         to=PROBE,
         receive=RoundTripReceive(
@@ -188,9 +189,11 @@ async def test_throttled_mailbox_leg_is_inconclusive_too(
     cfg = config(graph)
     original = graph._list
 
-    def throttled(*args: Any) -> Any:
+    def throttled(
+        user: str, folder: str, query: dict[str, list[str]], path: str
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         graph.throttle = True
-        return original(*args)
+        return original(user, folder, query, path)
 
     graph._list = throttled  # type: ignore[method-assign]
     # The first listing goes through; the throttle starts with the next call.

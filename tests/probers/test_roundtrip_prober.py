@@ -25,6 +25,7 @@ from shared.messages import (
     RoundTripSend,
     SmtpAuth,
 )
+from shared.secret import Secret
 from shared.timefmt import iso_ms
 from testkit.peers.jobs import make_job
 from testkit.peers.mailstore import (
@@ -205,7 +206,7 @@ async def test_send_leg_failing_is_named_and_nothing_is_watched(
     async with rig() as r:
         cfg = config(
             r,
-            send={"auth": SmtpAuth("sender", "wrong"), "allow_plaintext_auth": True},
+            send={"auth": SmtpAuth("sender", Secret("wrong")), "allow_plaintext_auth": True},
         )
         result = await run(r, cfg, ssl_contexts)
         assert (result.status, result.error_kind) == ("down", "auth"), result.message
@@ -216,7 +217,7 @@ async def test_send_leg_failing_is_named_and_nothing_is_watched(
 
 async def test_send_leg_credentials_never_go_without_tls(ssl_contexts: SslContexts) -> None:
     async with rig() as r:
-        cfg = config(r, send={"auth": SmtpAuth("sender", "pw")})
+        cfg = config(r, send={"auth": SmtpAuth("sender", Secret("pw"))})
         result = await run(r, cfg, ssl_contexts)
         assert (result.status, result.error_kind) == ("down", "tls_required"), result.message
         assert r.smtp_auths == [] and r.handler.accepted == 0
@@ -331,7 +332,7 @@ async def test_passwords_of_both_legs_stay_out_of_results(ssl_contexts: SslConte
     async with rig() as r:
         cfg = config(
             r,
-            send={"auth": SmtpAuth("sender", "pw-sendleg"), "allow_plaintext_auth": True},
+            send={"auth": SmtpAuth("sender", Secret("pw-sendleg")), "allow_plaintext_auth": True},
             receive={"password": "pw-mailbox"},
         )
         r.imap.users["probe"] = "other"

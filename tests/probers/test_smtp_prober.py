@@ -16,12 +16,13 @@ from shared.messages import (
     decode_result,
     encode,
 )
+from shared.secret import Secret
 from testkit.peers.jobs import make_job
 from testkit.peers.scripted import ScriptedPeer
 from testkit.peers.smtp import SmtpPeer
 
-GOOD = SmtpAuth(user="alice", password="s3cret")
-BAD = SmtpAuth(user="alice", password="wrong")
+GOOD = SmtpAuth(user="alice", password=Secret("s3cret"))
+BAD = SmtpAuth(user="alice", password=Secret("wrong"))
 # A scripted server that offers AUTH in the clear and says 250 to the rest.
 AUTH_EHLO = b"250-auth.test\r\n250 AUTH PLAIN LOGIN\r\n"
 
@@ -125,7 +126,7 @@ async def test_auth_skipped_unless_user_and_pass_are_both_set(
     ssl_contexts: SslContexts, server_tls: ssl.SSLContext
 ) -> None:
     async with SmtpPeer(starttls=server_tls) as peer:
-        config = SmtpConfig(auth=SmtpAuth(user="alice", password=""))
+        config = SmtpConfig(auth=SmtpAuth(user="alice", password=Secret("")))
         result = await smtp_check(peer.port, config, ssl_contexts)
     assert result.status == "up", result.message
     assert result.phases.auth_ms is None
@@ -283,7 +284,7 @@ async def test_a_failure_reply_echoing_the_password_is_masked(ssl_contexts: SslC
     replies = {"EHLO": AUTH_EHLO, "AUTH": reply, "QUIT": b"221 bye\r\n"}
     async with ScriptedPeer(b"220 auth.test ESMTP\r\n", b"250 ok\r\n", replies) as peer:
         config = SmtpConfig(
-            auth=SmtpAuth(user="alice", password=password), allow_plaintext_auth=True
+            auth=SmtpAuth(user="alice", password=Secret(password)), allow_plaintext_auth=True
         )
         result = await smtp_check(peer.port, config, ssl_contexts, "127.0.0.1")
     assert result.error_kind == "auth", result.message
@@ -298,7 +299,8 @@ async def test_credentials_with_a_line_break_are_refused_before_sending(
     replies = {"EHLO": AUTH_EHLO, "QUIT": b"221 bye\r\n"}
     async with ScriptedPeer(b"220 auth.test ESMTP\r\n", b"250 ok\r\n", replies) as peer:
         config = SmtpConfig(
-            auth=SmtpAuth(user="alice", password="s3cret\r\nRSET"), allow_plaintext_auth=True
+            auth=SmtpAuth(user="alice", password=Secret("s3cret\r\nRSET")),
+            allow_plaintext_auth=True,
         )
         result = await smtp_check(peer.port, config, ssl_contexts, "127.0.0.1")
     assert result.error_kind == "auth"

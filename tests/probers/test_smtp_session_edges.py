@@ -7,6 +7,7 @@ import asyncio
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
+from typing import TypedDict, Unpack
 
 import pytest
 import trustme
@@ -80,8 +81,18 @@ def _server(
     return talk
 
 
+class _Flags(TypedDict, total=False):
+    """SmtpConfig's switches."""
+
+    secure: bool
+    ignore_tls: bool
+    require_tls: bool
+    allow_plaintext_auth: bool
+    relay_check: bool
+
+
 async def _check(
-    port: int, contexts: SslContexts, seconds: float = 5.0, **config: bool
+    port: int, contexts: SslContexts, seconds: float = 5.0, **config: Unpack[_Flags]
 ) -> CheckResult:
     job = make_job("smtp", port, SmtpConfig(**config), hostname="127.0.0.1", timeout=seconds)
     return await run_check(job, "agent-t", True, contexts)

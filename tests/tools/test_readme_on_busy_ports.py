@@ -32,7 +32,7 @@ from tools import devrun
 pytestmark = pytest.mark.slow
 
 README = (ROOT / "README.md").read_text()
-BLOCKS = re.findall(r"```sh\n(.*?)```", README, re.S)
+BLOCKS: list[str] = re.findall(r"```sh\n(.*?)```", README, re.S)
 # Ports a default `make run` listens on; here another program holds each.
 HTTP_DEFAULTS = (8080, 8025)
 OTHER_DEFAULTS = (4222, 2525, 9464)

@@ -147,7 +147,11 @@ def test_an_agent_that_carries_gets_the_job_in_the_request_never_in_jobs() -> No
     for carriers, carried in ((frozenset({"HK-a"}), True), (frozenset({"HK-b"}), False)):
         clock = Clock(HEARD_AT)
         load = msgspec.structs.replace(one_slot(), carriers=carriers)
-        admissions = Admissions(lambda cc, load=load: load, clock)
+
+        def loads(cc: str, load: CountryLoad = load) -> CountryLoad:
+            return load
+
+        admissions = Admissions(loads, clock)
         admissions.take([job("victim", 1)], now())
         clock.at += 2.5
         taken = admissions.retry(now())

@@ -11,6 +11,7 @@ from agent.probers import base
 from agent.probers.base import CAPABILITIES_MAX, CAPABILITY_MAX, Recorder, capabilities_kept
 from agent.probers.run import build_result
 from shared.messages import SECRET_MASK, SmtpAuth, SmtpConfig
+from shared.secret import Secret
 from shared.timefmt import utcnow
 from testkit.peers.jobs import make_job
 
@@ -106,11 +107,11 @@ def _capabilities(config: SmtpConfig, advertised: list[str]) -> list[str] | None
         (SmtpConfig(), ["X-GR\udcfc\udcdfE", "SIZE"], ["X-GR\ufffd\ufffdE", "SIZE"]),
         (SmtpConfig(), ["X-GRÜSSE"], ["X-GRÜSSE"]),
         (
-            SmtpConfig(auth=SmtpAuth(user="alice", password="pw-1")),
+            SmtpConfig(auth=SmtpAuth(user="alice", password=Secret("pw-1"))),
             ["X-ECHO pw-1", "SIZE"],
             [f"X-ECHO {SECRET_MASK}", "SIZE"],
         ),
-        (SmtpConfig(auth=SmtpAuth(user="alice", password="pw-1")), [], []),
+        (SmtpConfig(auth=SmtpAuth(user="alice", password=Secret("pw-1"))), [], []),
     ],
 )
 def test_a_result_carries_capabilities_as_valid_utf8_and_without_secrets(

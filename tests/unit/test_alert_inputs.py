@@ -15,6 +15,7 @@ from controller.notify.links import NO_LINKS, Links
 from controller.notify.recipients import CHANNELS, Outgoing, Owner, to_owners, to_recipients
 from controller.notify.texts import Kind, Texts, render, target
 from shared.messages import SmtpAuth, SmtpConfig
+from shared.secret import Secret
 
 AT = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 PUBLIC_ID = UUID("5f0c6f5e-2f4a-4d47-9d3e-0a4f2b8d3c11")
@@ -37,7 +38,7 @@ def monitor(**changes: object) -> Monitor:
         "check_interval": 60,
         "timeout_seconds": 10,
         "allowed_country_codes": None,
-        "config": SmtpConfig(auth=SmtpAuth(user="login-user-x7", password=SECRET)),
+        "config": SmtpConfig(auth=SmtpAuth(user="login-user-x7", password=Secret(SECRET))),
         "notification_email": "ops@example.test",
         "notification_phone_number": None,
         "mail_domain": None,

@@ -9,6 +9,7 @@ import pytest
 
 from controller.alerting import flows
 from controller.alerting.flows import Dependent, Flow, Outage, Told
+from controller.notify.texts import Kind
 
 T0 = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 IMAP = POP3 = SUBMISSION = "mail.example.com"  # Postfix and Dovecot on one host
@@ -236,7 +237,7 @@ def test_material_changes(
     ],
 )
 def test_tell(
-    kind: flows.Kind,
+    kind: Kind,
     members: int,
     notified: bool,
     changes: list[str],

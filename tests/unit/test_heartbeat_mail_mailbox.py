@@ -4,6 +4,7 @@ port it checked, a round trip's mailbox leg at its own server (the job's when it
 and port (its API's, its protocol's), at most FOLDERS_MAX folders; none for SMTP."""
 
 from datetime import UTC, datetime
+from typing import TypedDict
 
 import pytest
 
@@ -25,7 +26,18 @@ from shared.secret import SECRET_MASK, Secret
 from shared.sidechecks.heartbeat_mail import FOLDERS_MAX, Looked
 
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-BASE = {
+
+
+class _Base(TypedDict):
+    job_id: str
+    monitor_id: str
+    hostname: str
+    country: str
+    scheduled_at: str
+    expires_at: str
+
+
+BASE: _Base = {
     "job_id": "8b0b8e9e-9f3c-4d55-9a1b-2f6c7d8e9f01",
     "monitor_id": "0b9f3c1e-8a42-4d55-9a1b-2f6c7d8e9f01",
     "hostname": "mx.example.org",

@@ -38,7 +38,7 @@ def good(**changes: Any) -> MailDns:
 
 
 def seen_tls(**changes: Any) -> Observation:
-    facts = {"country": "DE", "cert_sha256": CERT, "cert_spki_sha256": SPKI}
+    facts: dict[str, Any] = {"country": "DE", "cert_sha256": CERT, "cert_spki_sha256": SPKI}
     facts |= {"chain_verified": True, "name_matched": True}
     return Observation(**(facts | changes))
 

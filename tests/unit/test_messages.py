@@ -34,7 +34,7 @@ from shared.messages import (
     default_port,
     encode,
 )
-from shared.secret import dec_hook
+from shared.secret import Secret, dec_hook
 from shared.sidechecks import SideCheckError
 from shared.sidechecks.blocklists import WIRE as BLOCKLISTS
 from shared.sidechecks.blocklists import BlocklistAnswer, BlocklistAsk, BlocklistZone, Reputation
@@ -61,7 +61,7 @@ def smtp_job() -> SmtpCheckJob:
         expires_at=T,
         config=SmtpConfig(
             require_tls=True,
-            auth=SmtpAuth(user="u", password="p"),
+            auth=SmtpAuth(user="u", password=Secret("p")),
             tls_options=TlsOptions(reject_unauthorized=False),
         ),
     )
@@ -135,7 +135,7 @@ def test_imap_and_pop3_jobs_decode_to_their_own_type(job: object, cls: type) -> 
 
 def test_secrets_are_masked_in_repr() -> None:
     assert "p'" not in repr(smtp_job().config.auth)
-    assert "hunter2" not in repr(ImapPopConfig(password="hunter2"))
+    assert "hunter2" not in repr(ImapPopConfig(password=Secret("hunter2")))
 
 
 def test_result_heartbeat_event_round_trip() -> None:
@@ -448,7 +448,12 @@ def test_look_only_is_a_defaulted_addition_and_a_feature() -> None:
 def _older(kind: type[msgspec.Struct], without: set[str], **config: Any) -> type[msgspec.Struct]:
     """`kind` as the release before `without` were added declared it."""
     fields = [
-        (f.name, f.type, msgspec.field(default=f.default, default_factory=f.default_factory))
+        (
+            f.name,
+            f.type,
+            # The stub allows one of the two; msgspec takes both, the unset one NODEFAULT.
+            msgspec.field(default=f.default, default_factory=f.default_factory),  # type: ignore[call-overload]
+        )
         for f in msgspec.structs.fields(kind)
         if f.name not in without
     ]

@@ -9,6 +9,7 @@ import pytest
 from controller.monitors.store import decode
 from controller.secrets.box import SecretBox, generate_key
 from shared.messages import ImapPopConfig, SmtpAuth, SmtpConfig
+from shared.secret import Secret
 
 
 def row(monitor_type: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -46,7 +47,7 @@ def row(monitor_type: str, config: dict[str, Any]) -> dict[str, Any]:
     [
         ("smtp", {}, SmtpConfig()),
         ("smtp", {"secure": False}, SmtpConfig()),
-        ("smtp", {"auth": {"user": None, "pass": None}}, SmtpConfig(auth=SmtpAuth("", ""))),
+        ("smtp", {"auth": {"user": None, "pass": None}}, SmtpConfig(auth=SmtpAuth("", Secret("")))),
         ("imap", {"user": None, "password": None}, ImapPopConfig()),
         ("pop3", {"tls": True}, ImapPopConfig(protocol="pop3", tls=True)),
     ],

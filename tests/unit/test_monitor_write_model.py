@@ -13,7 +13,7 @@ to touch.
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import msgspec
 import msgspec.inspect as mi
@@ -29,6 +29,7 @@ from controller.monitors.write_model import (
     KEEP,
     ImapPopConfigIn,
     ImapPopMonitorCreate,
+    ImapPopMonitorUpdate,
     MonitorCreate,
     RoundTripMonitorCreate,
     SmtpAuthIn,
@@ -306,7 +307,13 @@ def _refusal(write: MonitorCreate) -> tuple[str, list[str]]:
     return refused.value.message, refused.value.fields
 
 
-_SERVER = {"customer_id": 1, "name": "n", "hostname": "mx.example.com"}
+class _Server(TypedDict):
+    customer_id: int
+    name: str
+    hostname: str
+
+
+_SERVER: _Server = {"customer_id": 1, "name": "n", "hostname": "mx.example.com"}
 
 
 @pytest.mark.parametrize(
@@ -384,5 +391,6 @@ def test_nodemailer_spellings_are_stored_as_the_model_s_keys(
 
 def test_a_status_change_is_the_status_column_alone() -> None:
     """`set_status`'s write: the other fields are not checked again."""
-    write = api_of(IMAP_POP).update(status="paused")
+    update = cast(type[ImapPopMonitorUpdate], api_of(IMAP_POP).update)
+    write = update(status="paused")
     assert write_values.common_values(write) == {"status": "disabled"}

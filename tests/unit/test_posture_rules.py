@@ -80,7 +80,8 @@ def held(verdicts: dict[Any, Finding | None]) -> set[tuple[str, str]]:
 )
 def test_facts_from_a_stored_result(row: dict[str, Any], expected: dict[str, Any]) -> None:
     """`country` "pop3" stands for a POP3 monitor's row (its upgrade keyword is STLS)."""
-    row = {"country": "DE", "scheduled_at": datetime(2026, 1, 1, tzinfo=UTC)} | row
+    defaults: dict[str, Any] = {"country": "DE", "scheduled_at": datetime(2026, 1, 1, tzinfo=UTC)}
+    row = defaults | row
     o = observe("pop3" if row["country"] == "pop3" else "smtp", StoredFacts(**row))
     assert {k: getattr(o, k) for k in expected} == expected
 
@@ -232,7 +233,10 @@ def test_a_stripped_country_is_not_also_a_downgrade() -> None:
 
 
 def test_a_change_seen_everywhere_moves_the_baseline_and_is_recorded() -> None:
-    before = {"DE": {"cert_sha256": CERT_A}, "US": {"cert_sha256": CERT_A}}
+    before: dict[str, dict[str, object]] = {
+        "DE": {"cert_sha256": CERT_A},
+        "US": {"cert_sha256": CERT_A},
+    }
     new, changes = baseline_moves(
         [ok("DE", cert_sha256=CERT_B), ok("US", cert_sha256=CERT_B)], before
     )
@@ -244,7 +248,10 @@ def test_a_change_seen_everywhere_moves_the_baseline_and_is_recorded() -> None:
 
 
 def test_a_change_seen_in_one_country_only_keeps_the_baseline() -> None:
-    before = {"DE": {"cert_sha256": CERT_A}, "US": {"cert_sha256": CERT_A}}
+    before: dict[str, dict[str, object]] = {
+        "DE": {"cert_sha256": CERT_A},
+        "US": {"cert_sha256": CERT_A},
+    }
     new, changes = baseline_moves([ok("DE"), ok("US", cert_sha256=CERT_B)], before)
     assert new["US"]["cert_sha256"] == CERT_A
     assert [c.fact for c in changes] == []

@@ -6,6 +6,7 @@ import pytest
 
 from agent.probers.redact import job_secrets, publishable, valid_utf8
 from shared.messages import SECRET_MASK, ImapPopConfig, SmtpAuth, SmtpConfig
+from shared.secret import Secret
 from testkit.peers.jobs import make_job
 
 
@@ -26,14 +27,14 @@ def test_valid_utf8(text: str, expected: str) -> None:
 
 
 def test_smtp_secrets_are_the_password_as_is_and_as_auth_plain_and_login_send_it() -> None:
-    job = make_job("smtp", 25, SmtpConfig(auth=SmtpAuth(user="alice", password="pw-1")))
+    job = make_job("smtp", 25, SmtpConfig(auth=SmtpAuth(user="alice", password=Secret("pw-1"))))
     plain = base64.b64encode(b"\0alice\0pw-1").decode()
     login = base64.b64encode(b"pw-1").decode()
     assert job_secrets(job) == (plain, login, "pw-1")
 
 
 def test_imap_secrets_include_the_password_as_quoted_in_login() -> None:
-    job = make_job("imap", 143, ImapPopConfig(user="alice", password='a"b'))
+    job = make_job("imap", 143, ImapPopConfig(user="alice", password=Secret('a"b')))
     assert job_secrets(job) == ('a\\"b', 'a"b')
 
 
@@ -48,7 +49,7 @@ def test_no_password_no_secrets(config: SmtpConfig | ImapPopConfig) -> None:
 
 
 def test_publishable_masks_every_occurrence_of_every_form() -> None:
-    job = make_job("imap", 143, ImapPopConfig(user="alice", password='a"b'))
+    job = make_job("imap", 143, ImapPopConfig(user="alice", password=Secret('a"b')))
     text = 'NO bad LOGIN alice "a\\"b" (a"b, again a"b)'
     assert publishable(text, job_secrets(job)) == (
         f'NO bad LOGIN alice "{SECRET_MASK}" ({SECRET_MASK}, again {SECRET_MASK})'

@@ -144,7 +144,9 @@ def test_a_held_round_looks(kind: str, country_looks: bool, looks: bool) -> None
 
 # A look's result as the alerter sees the round: (some country up, failure kinds); a look that
 # found nothing is a missed row (held), no failure.
-LOOK_FOUND, LOOK_FOUND_SLOW, LOOK_NOTHING = (True, []), (False, ["slow_delivery"]), (False, [])
+LOOK_FOUND: tuple[bool, list[str]] = (True, [])
+LOOK_FOUND_SLOW: tuple[bool, list[str]] = (False, ["slow_delivery"])
+LOOK_NOTHING: tuple[bool, list[str]] = (False, [])
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@
 import asyncio
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -35,7 +36,7 @@ class Passes:
         return self.waits.pop(0) if self.waits else None
 
 
-async def _until(passes: Passes, stop: asyncio.Event, **kwargs: object) -> asyncio.Task[None]:
+async def _until(passes: Passes, stop: asyncio.Event, **kwargs: Any) -> asyncio.Task[None]:
     task = asyncio.create_task(run_every(INTERVAL_S, passes, name="test", stop=stop, **kwargs))
     await asyncio.wait_for(passes.enough.wait(), 5)
     return task

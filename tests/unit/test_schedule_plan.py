@@ -32,6 +32,7 @@ from controller.settings import SchedulingSettings
 from controller.sidechecks.blocklists.rules import DEFAULT_LISTS, trigger_lists
 from shared.messages import ImapPopConfig, MonitorType, RoundTripConfig, SmtpConfig
 from shared.sealing import OpeningKeys, SealingError, generate
+from shared.secret import Secret
 from shared.timefmt import iso_ms, parse_iso
 from testkit.peers.jobs import make_job
 from testkit.scheduling import Answered, round_planner
@@ -381,7 +382,7 @@ def test_the_account_is_user_at_host_whatever_the_protocol(
         config = (
             decode_config("smtp", {"auth": {"user": user, "pass": "x"}})
             if kind == "smtp"
-            else ImapPopConfig(user=user, password="x")
+            else ImapPopConfig(user=user, password=Secret("x"))
         )
         return plan.account(b"k" * 32, host, config)
 

@@ -9,6 +9,7 @@ from structlog.testing import capture_logs
 from controller.secrets.seal_keys import CountryKeys, carries_credentials
 from shared.messages import ImapPopConfig, JobConfig, RoundTripConfig, SmtpAuth, SmtpConfig
 from shared.sealing import SealingError, read_public_keys
+from shared.secret import Secret
 from testkit.sealing import KeyRing
 
 
@@ -25,12 +26,12 @@ class Clock:
     [
         (SmtpConfig(), False),
         (SmtpConfig(secure=True), False),
-        (SmtpConfig(auth=SmtpAuth("u", "p")), True),
+        (SmtpConfig(auth=SmtpAuth("u", Secret("p"))), True),
         # A user name alone is sealed too: no mailbox name in clear.
-        (SmtpConfig(auth=SmtpAuth("u", "")), True),
+        (SmtpConfig(auth=SmtpAuth("u", Secret(""))), True),
         # A password alone (stored in clear by hand, or before encryption at rest) too.
-        (SmtpConfig(auth=SmtpAuth("", "p")), True),
-        (ImapPopConfig(password="p"), True),
+        (SmtpConfig(auth=SmtpAuth("", Secret("p"))), True),
+        (ImapPopConfig(password=Secret("p")), True),
         (ImapPopConfig(user="u"), True),
         (ImapPopConfig(tls=True), False),
         (RoundTripConfig(), True),
