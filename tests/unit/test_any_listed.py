@@ -72,8 +72,6 @@ LISTED: dict[str, int] = {
     "controller/db/pool.py": 2,
     # a grant as the API sent it (JSON) and as stored, nested into a config
     "controller/monitors/oauth2_grants.py": 2,
-    # httpcore's socket options (its type is private)
-    "controller/oauth2/fetcher.py": 2,
     # a grant as stored JSON (sealed)
     "controller/reports/mailbox_store.py": 2,
     # litestar's Response[Any]
