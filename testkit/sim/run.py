@@ -28,7 +28,8 @@ seconds and at most `max_step` apart: a pass of each part runs at each wake. At 
 fault over for ten intervals) what the database holds is judged against the world's truth by
 the campaigns' judge (testkit.campaigns.verdict_truth, `judge`), and by the simulation's own
 checks (`lost_results`: a result the world delivered never stays replaced by the controller's
-`expired` row; `unrecorded`: every job published has a row once its round has closed)."""
+`expired` row; `unrecorded`: every job published has a row once its round has closed;
+`phantom_rounds`: no round the scheduler never sent is recorded `expired`)."""
 
 import base64
 import contextlib
@@ -146,10 +147,12 @@ class SimPublisher(JobPublisher):
         super().__init__(js, agents, keys, job_ids.asks, default_countries=DEFAULT_COUNTRIES)
         self._inbox = inbox
         self.published: set[tuple[str, str]] = set()  # (job id, scheduled at) of every job
+        self.rounds: set[tuple[str, datetime]] = set()  # (monitor's public id, its round's time)
 
     async def publish(self, jobs: Sequence[Any]) -> None:
         self._inbox.extend(self._sealed(job) for job in jobs)
         self.published.update((job.job_id, job.scheduled_at) for job in jobs)
+        self.rounds.update((job.monitor_id, _parse(job.scheduled_at)) for job in jobs)
 
     async def preempt(self, preempts: Sequence[Any]) -> None:
         return None
@@ -288,6 +291,7 @@ class Driver:
         self.keys = CountryKeys(None, clock=self.clock.monotonic)  # no credentials: no sealing
         self.inbox: list[Any] = []
         self.published_all: set[tuple[str, str]] = set()  # every process's publisher's
+        self.rounds_all: set[tuple[str, datetime]] = set()  # every process's publisher's
         self._compose()
         self.deliveries: list[_Delivery] = []
         self.alerted = False  # whether the last alerter pass ran a part
@@ -346,6 +350,7 @@ class Driver:
         )
         publisher = SimPublisher(self.agents, self.keys, self.job_ids, self.inbox)
         publisher.published = self.published_all
+        publisher.rounds = self.rounds_all
         self.scheduler.publisher = publisher
         self.alerter = wired_alerter(
             db,
@@ -846,6 +851,25 @@ class Driver:
             f"job {job}: published, no row once its round closed" for job in sorted(wanted - found)
         ]
 
+    async def phantom_rounds(self) -> list[str]:
+        """`expired` rows of rounds the scheduler never sent a job of: the alerter filled a
+        round its grid rule expected (`ready_rounds.grid_rounds`) that the scheduler's did not
+        send."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT m.public_id::text AS monitor, c.scheduled_at, c.country"
+                " FROM check_results c JOIN monitors m ON m.id = c.monitor_id"
+                " WHERE m.name = ANY($1::text[]) AND c.error_kind = 'expired'"
+                " AND c.agent_id IS NULL",
+                list(self.world.targets),
+            )
+        return [
+            f"{r['monitor']} ({r['country']} {r['scheduled_at']:%Y-%m-%d %H:%M:%S.%f}):"
+            " recorded expired, a round never sent"
+            for r in rows
+            if (r["monitor"], r["scheduled_at"]) not in self.rounds_all
+        ]
+
     def rules(self) -> Rules:
         s = self.shape
         return Rules(
@@ -882,7 +906,7 @@ async def run_one(
         observed.notices,
         rules.recover_bound + shape.interval,
     )
-    lost = await driver.lost_results() + await driver.unrecorded()
+    lost = await driver.lost_results() + await driver.unrecorded() + await driver.phantom_rounds()
     spent = await driver.budget_rows()
     held += budgets.judged(spent, shape.budget, quantum + 1.0)
     f = driver.run_figures
