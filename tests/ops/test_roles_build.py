@@ -81,7 +81,7 @@ async def test_a_controller_with_one_role_builds_that_roles_parts_only(
             try:
                 # Coroutine objects: the `Worker` alias (a Coroutine) has no __qualname__.
                 assert {
-                    cast(CoroutineType[object, None, None], c).__qualname__ for c in work
+                    cast("CoroutineType[object, None, None]", c).__qualname__ for c in work
                 } == workers
             finally:
                 for c in work:
