@@ -40,6 +40,9 @@ async def test_a_rounds_logins_go_from_one_country_then_the_next(
             assert time.monotonic() < deadline, f"logins seen: {len(peer.auths)}"
             await asyncio.sleep(0.02)
         items = await wait_results(api, org, created["publicId"], count(2), within=30)
+        # One round, both countries: its next round is on its grid, over half an interval on.
+        assert len({i["scheduledAt"] for i in items}) == 1, items
+        assert sorted(i["country"] for i in items) == sorted([HOME, ABROAD]), items
         first, second = sorted(
             (parse_iso(i["startedAt"]) - parse_iso(i["scheduledAt"])).total_seconds() for i in items
         )

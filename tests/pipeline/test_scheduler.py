@@ -251,8 +251,10 @@ async def test_due_monitor_becomes_one_job_per_listed_country_with_its_msg_id(
         assert isinstance(opened, SmtpCheckJob) and opened.config.auth is not None
         auth = opened.config.auth
         assert (auth.user, auth.password.reveal()) == ("username", "password")
+    # Back on its grid: `make_due` made this new monitor's first due time, off the grid, so the
+    # grid goes on from its first point more than half an interval on.
     after = await next_due_at(pipe_pool, pid)
-    assert after == schedule.next_due(schedule.phase_ms(pid, 60), 60, due)  # back on its grid
+    assert after == schedule.first_grid_round(schedule.phase_ms(pid, 60), 60, due)
 
 
 async def test_imap_job_carries_the_decrypted_password_and_protocol_sealed(
