@@ -100,11 +100,14 @@ def fault_windows(
     rig.start_sampling()
     rig.wait_first_rounds(monitors * len(countries))
     # The baseline is the warm-up's second half, at least an interval long: every monitor has
-    # a round due in it (a shorter one could hold none, and then it judges nothing).
+    # a round due in it (a shorter one could hold none, and then it judges nothing). It starts
+    # half an interval after the first rounds at least: a monitor's grid starts more than half
+    # an interval after its first round (`first_grid_round`), and `grid` counts every point.
     quiet_s = max(warmup_s / 2, INTERVAL)
-    say(f"  rig up ({rig.tmp}); warming up {warmup_s / 2 + quiet_s:.0f} s")
-    quiet_from = now() + warmup_s / 2
-    time.sleep(warmup_s / 2 + quiet_s)
+    settle_s = max(warmup_s / 2, INTERVAL / 2)
+    say(f"  rig up ({rig.tmp}); warming up {settle_s + quiet_s:.0f} s")
+    quiet_from = now() + settle_s
+    time.sleep(settle_s + quiet_s)
     windows = [Window(BASELINE, quiet_from, quiet_from, now(), False)]
     for fault in faults:
         start = now()
