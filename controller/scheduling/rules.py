@@ -207,9 +207,9 @@ def overdue_rounds(
     are written) are left out. A monitor claimed before its grid's next point after `due` (the
     routine case) has one round, `due`: worked out in integer milliseconds alone. A first round
     off the grid (`due` is `since`, the monitor's first due time: sent at once) is one round,
-    and the grid goes on from `first_grid_round`."""
+    and the grid goes on from `first_grid_round` (which is `grid_after_round` off the grid)."""
     if due == since and (_ms(due) - phase) % (interval_s * 1000):
-        first = first_grid_round(phase, interval_s, due)
+        first = grid_after_round(phase, interval_s, due)
         if now < first:
             return ([], due, first) if can_run(due, interval_s, now) else ([due], None, first)
         over, run, next_at = overdue_rounds(phase, interval_s, first, now, lookback, since)

@@ -115,3 +115,52 @@ async def test_each_failure_is_httpcores_kind(ca: trustme.CA) -> None:
     async with client(ca) as http:
         with pytest.raises(httpx.ConnectError):
             await http.get(f"https://127.0.0.1:{port}/")
+
+
+def _silent(address: str, port: int) -> list[socket.socket]:
+    """A listener on `address:port` whose accept queue is full, so a new connection's SYN is
+    dropped and its connect hangs (a host that does not answer); the sockets to close."""
+    listener = socket.socket()
+    listener.bind((address, port))
+    listener.listen(0)
+    held = [listener]
+    for _ in range(64):
+        filler = socket.socket()
+        filler.settimeout(0.2)
+        held.append(filler)
+        try:
+            filler.connect((address, port))
+        except TimeoutError:
+            return held
+    for s in held:
+        s.close()
+    raise AssertionError("the accept queue never filled: no silent address on this host")
+
+
+async def test_connect_any_goes_past_a_refusing_and_a_silent_address_in_order() -> None:
+    """The backends that dial only the addresses they checked (the probers' pinned one, the
+    egress, the OAuth2 fetcher) take the first that answers: a refused address costs nothing,
+    a silent one its connect timeout, and when none answers the last failure is raised."""
+    live = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = live.sockets[0].getsockname()[1]
+    held = _silent("127.0.0.2", port)
+    try:
+        started = asyncio.get_running_loop().time()
+        stream = await FlowBackend().connect_any(
+            ["127.0.0.3", "127.0.0.2", "127.0.0.1"], port, timeout=0.5
+        )
+        took = asyncio.get_running_loop().time() - started
+        sock = stream.get_extra_info("socket")
+        assert sock.getpeername() == ("127.0.0.1", port)
+        await stream.aclose()
+        assert 0.5 <= took < 3, f"the silent address's timeout was waited once: {took:.2f} s"
+        with pytest.raises(httpcore.ConnectError):
+            await FlowBackend().connect_any(["127.0.0.2", "127.0.0.3"], port, timeout=0.3)
+        with pytest.raises(httpcore.ConnectTimeout):
+            await FlowBackend().connect_any(["127.0.0.3", "127.0.0.2"], port, timeout=0.3)
+        with pytest.raises(httpcore.ConnectError, match="no address"):
+            await FlowBackend().connect_any([], port, timeout=0.3)
+    finally:
+        for s in held:
+            s.close()
+        live.close()
