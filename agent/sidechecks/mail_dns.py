@@ -311,8 +311,9 @@ def runner(probe: MailDnsProbe) -> Runner[MailDnsAsk, MailDns]:
 
 
 def build(settings: SideCheckSettings, targets: TargetSettings) -> Runner[MailDnsAsk, MailDns]:
-    context = ssl.create_default_context()
+    context = system_trust()
     if settings.agent_mta_sts_ca_file is not None:
+        context = ssl.create_default_context()
         context.load_verify_locations(settings.agent_mta_sts_ca_file)
     return runner(
         MailDnsProbe(

@@ -172,8 +172,9 @@ class TokenFetcher:
     def from_settings(cls, oauth2: OAuth2Settings) -> "TokenFetcher":
         """OAUTH2_CA_FILE trusted besides the system's CAs; private endpoints as
         OAUTH2_ALLOW_PRIVATE_ENDPOINTS says."""
-        context = ssl.create_default_context()
+        context = system_trust()
         if oauth2.oauth2_ca_file:
+            context = ssl.create_default_context()
             context.load_verify_locations(cafile=oauth2.oauth2_ca_file)
         return cls(verify=context, allow_private=oauth2.oauth2_allow_private_endpoints)
 

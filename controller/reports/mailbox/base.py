@@ -7,6 +7,7 @@ that does not offer the upgrade is an error, never a login in the clear.
 """
 
 import asyncio
+import functools
 import socket
 import ssl
 from dataclasses import KW_ONLY, dataclass
@@ -56,11 +57,18 @@ class Pass:
 
 
 def context(box: ReportMailbox) -> ssl.SSLContext:
-    ctx = (
-        ssl.create_default_context(cadata=box.ca_pem)
-        if box.ca_pem
-        else ssl.create_default_context()
-    )
+    """TLS 1.2 at least, verified against the mailbox's own CA when it names one, else the
+    system's (one context per process: only read after it is built)."""
+    if not box.ca_pem:
+        return _system_context()
+    ctx = ssl.create_default_context(cadata=box.ca_pem)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+@functools.cache
+def _system_context() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     return ctx
 
