@@ -27,6 +27,7 @@ import trustme
 
 from shared import embedded
 from testkit.serving import http_client
+from testkit.trust import trusting
 
 CA = trustme.CA()
 APPRISE_PASSWORD = "apprise-basic-pass-never-logged"
@@ -36,9 +37,7 @@ REPLAY_WINDOW_S = 300
 
 
 def client_context() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    CA.configure_trust(ctx)
-    return ctx
+    return trusting(CA)
 
 
 def verify_signature(

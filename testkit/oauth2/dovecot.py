@@ -26,6 +26,7 @@ import trustme
 
 from shared.embedded import free_port
 from testkit.oauth2.issuer import ISSUER, SCOPE, TokenIssuer
+from testkit.trust import trusting
 
 DOVECOT = "/usr/sbin/dovecot"
 SETPRIV = "/usr/bin/setpriv"
@@ -280,6 +281,4 @@ def _account() -> pwd.struct_passwd:
 
 
 def client_context(ca: trustme.CA) -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ca.configure_trust(ctx)
-    return ctx
+    return trusting(ca)

@@ -26,6 +26,7 @@ from joserfc.jwk import RSAKey
 
 from shared import embedded
 from testkit.oauth2.issuer import SCOPE, TokenIssuer
+from testkit.trust import trusting
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -183,10 +184,9 @@ def _unverified_iss(assertion: str) -> str:
 
 
 def ca_context(ca: trustme.CA) -> ssl.SSLContext:
-    """What the controller trusts for this endpoint (as OAUTH2_CA_FILE would make it)."""
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return context
+    """What the controller trusts for this endpoint: its CA (OAUTH2_CA_FILE adds it to the
+    system's CAs, which no loopback endpoint needs)."""
+    return trusting(ca)
 
 
 @asynccontextmanager

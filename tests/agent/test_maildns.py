@@ -16,6 +16,7 @@ from agent.worker import Worker
 from shared.settings import SettingsError, load
 from shared.sidechecks.mail_dns import WIRE, MailDnsAsk
 from testkit.peers.dns import DnsPeer, PolicyHost
+from testkit.trust import trusting
 from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, results
 
 DOMAIN = "example.test"
@@ -45,8 +46,7 @@ def ca() -> trustme.CA:
 
 
 def _probe(ca: trustme.CA, dns_peer: DnsPeer, policy_port: int) -> MailDnsProbe:
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
+    context = trusting(ca)
     return MailDnsProbe(
         resolver=dns_peer.address,
         policy_context=context,

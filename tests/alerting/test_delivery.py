@@ -16,6 +16,7 @@ from controller.notify.sms import SmsChannel
 from shared import embedded
 from shared.timefmt import utcnow
 from testkit.alerting.peers import Relay, SmsGateway
+from testkit.trust import trusting
 from tests.alerting.conftest import DOWN, RELAY_PASSWORD, RELAY_USER, SENDER, Rig
 
 
@@ -141,8 +142,7 @@ async def test_email_upgrades_with_starttls_when_the_relay_offers_it() -> None:
     ca = trustme.CA()
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
-    client_ctx = ssl.create_default_context()
-    ca.configure_trust(client_ctx)
+    client_ctx = trusting(ca)
     relay = Relay(embedded.free_port(), starttls=server_ctx, users={RELAY_USER: RELAY_PASSWORD})
     await relay.start()
     try:

@@ -24,6 +24,7 @@ from shared.timefmt import iso_ms, utcnow
 from testkit.peers.dns import DnsPeer, PolicyHost
 from testkit.peers.jobs import make_job
 from testkit.peers.smtp import SmtpPeer
+from testkit.trust import trusting
 from tests.alerting.conftest import Rig
 from tests.alerting.test_posture import open_codes, posture
 
@@ -95,8 +96,7 @@ async def round_(
 
 
 def probe(dns_peer: DnsPeer, policy_port: int) -> MailDnsProbe:
-    context = ssl.create_default_context()
-    CA.configure_trust(context)
+    context = trusting(CA)
     return MailDnsProbe(
         resolver=dns_peer.address,
         policy_context=context,

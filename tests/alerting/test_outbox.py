@@ -27,6 +27,7 @@ from shared.clock import WALL
 from shared.timefmt import utcnow
 from testkit.alerting.peers import Relay
 from testkit.alerting.wired import wired_alerter
+from testkit.trust import trusting
 from tests.alerting.conftest import (
     DOWN,
     RELAY_PASSWORD,
@@ -243,8 +244,7 @@ async def test_email_through_an_smtps_relay_with_auth() -> None:
     ca = trustme.CA()
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
-    client_ctx = ssl.create_default_context()
-    ca.configure_trust(client_ctx)
+    client_ctx = trusting(ca)
     relay = Relay(embedded.free_port(), tls=server_ctx, users={RELAY_USER: RELAY_PASSWORD})
     await relay.start()
     try:

@@ -41,6 +41,7 @@ from testkit.front_attacks import (
     requests_from,
     silent,
 )
+from testkit.trust import trusting
 from tests.deploy.test_load_balancer import HAPROXY, local_config
 from tests.ops.http_front import ATTACKERS, Serve, judge
 
@@ -53,8 +54,7 @@ def _tls(tmp_path: Path) -> tuple[ssl.SSLContext, dict[str, str]]:
     certfile, keyfile = tmp_path / "api.pem", tmp_path / "api.key"
     cert.private_key_and_cert_chain_pem.write_to_path(str(certfile))
     cert.private_key_pem.write_to_path(str(keyfile))
-    ctx = ssl.create_default_context()
-    ca.configure_trust(ctx)
+    ctx = trusting(ca)
     return ctx, {"API_TLS_CERT_FILE": str(certfile), "API_TLS_KEY_FILE": str(keyfile)}
 
 

@@ -5,7 +5,6 @@ internalDate, others left out, nothing trashed or deleted, one listing of at mos
 mails again."""
 
 import asyncio
-import ssl
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -28,6 +27,7 @@ from shared.secret import Secret
 from shared.sidechecks.heartbeat_mail import GMAIL_LOOK_UNITS, HeartbeatMailAsk, Look
 from shared.timefmt import iso_ms, parse_iso
 from testkit.peers.gmail import GmailPeer, serve_gmail
+from testkit.trust import trusting
 
 MONITOR = "6c1f0a2e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
 BOX = "reports@example.test"
@@ -59,8 +59,7 @@ async def look(peer: GmailPeer, ca: trustme.CA, since: datetime) -> list[Arrival
         user=BOX,
         access_token=Secret(peer.token(BOX)),
     )
-    ctx = ssl.create_default_context()
-    ca.configure_trust(ctx)
+    ctx = trusting(ca)
     target = Target("127.0.0.1", ("127.0.0.1",), peer.port, ctx, "127.0.0.1")
     sought = Sought(
         monitor_id=MONITOR,

@@ -5,7 +5,6 @@ most the newest `NEWEST`; judged by the arrivals rule, a sender that stops is `d
 again once it mails again."""
 
 import asyncio
-import ssl
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -21,6 +20,7 @@ from shared.messages import RoundTripReceive
 from shared.secret import Secret
 from shared.timefmt import iso_ms, parse_iso
 from testkit.peers.graph import GraphPeer, serve_graph
+from testkit.trust import trusting
 
 MONITOR = "6c1f0a2e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
 BOX = "reports@contoso.test"
@@ -52,8 +52,7 @@ async def look(peer: GraphPeer, ca: trustme.CA, since: datetime) -> list[Arrival
         user=BOX,
         access_token=Secret(peer.token()),
     )
-    ctx = ssl.create_default_context()
-    ca.configure_trust(ctx)
+    ctx = trusting(ca)
     target = Target("127.0.0.1", ("127.0.0.1",), peer.port, ctx, "127.0.0.1")
     sought = Sought(
         monitor_id=MONITOR,

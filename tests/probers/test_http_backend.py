@@ -16,6 +16,7 @@ import trustme
 
 from shared.http_backend import READ_LIMIT, FlowBackend, FlowStream
 from testkit.peers.flood import flooding
+from testkit.trust import trusting
 
 FLOOD_MIB = 32
 CHUNK = 64 * 1024
@@ -84,8 +85,7 @@ async def https_peer(ca: trustme.CA) -> AsyncIterator[tuple[int, list[int]]]:
 
 
 def client(ca: trustme.CA, **timeouts: float) -> httpx.AsyncClient:
-    verify = ssl.create_default_context()
-    ca.configure_trust(verify)
+    verify = trusting(ca)
     transport = httpx.AsyncHTTPTransport(verify=verify, trust_env=False, retries=0)
     transport._pool = httpcore.AsyncConnectionPool(
         ssl_context=verify, max_connections=1, network_backend=FlowBackend()

@@ -1,7 +1,6 @@
 """The API served over HTTPS (a trustme CA) for the report endpoint's tests, a domain of their
 own per test, and per module Debian's Dovecot (OAuth2 and a password for `USER`) and Postfix."""
 
-import ssl
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from testkit.oauth2 import dovecot, postfix
 from testkit.oauth2.dovecot import Dovecot
 from testkit.oauth2.postfix import Postfix
 from testkit.serving import serve_app
+from testkit.trust import trusting
 from tests.reports.mailing import PASSWORD, USER
 
 
@@ -50,8 +50,7 @@ def tls_files(report_ca: trustme.CA, where: Path) -> TlsFiles:
 
 @pytest.fixture
 async def https(https_url: str, report_ca: trustme.CA) -> AsyncIterator[httpx.AsyncClient]:
-    ctx = ssl.create_default_context()
-    report_ca.configure_trust(ctx)
+    ctx = trusting(report_ca)
     async with httpx.AsyncClient(base_url=https_url, verify=ctx, timeout=30) as client:
         yield client
 

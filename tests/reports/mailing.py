@@ -3,7 +3,6 @@ Debian's Postfix (XOAUTH2) into Debian's Dovecot (tests/oauth2/), and waited for
 
 import asyncio
 import base64
-import ssl
 from email.message import EmailMessage
 
 import aiosmtplib
@@ -11,6 +10,7 @@ import trustme
 
 from testkit.oauth2.dovecot import Dovecot
 from testkit.oauth2.postfix import Postfix
+from testkit.trust import trusting
 
 USER = "alice@example.com"
 PASSWORD = "report-box-password"  # the test mailbox's
@@ -29,8 +29,7 @@ def message(subject: str, parts: list[tuple[bytes, str, str]]) -> EmailMessage:
 
 
 async def send(pf: Postfix, dc: Dovecot, ca: trustme.CA, messages: list[EmailMessage]) -> None:
-    ctx = ssl.create_default_context()
-    ca.configure_trust(ctx)
+    ctx = trusting(ca)
     token = dc.issuer.issue(USER)
     smtp = aiosmtplib.SMTP(
         hostname="127.0.0.1", port=pf.ports["smtps"], use_tls=True, tls_context=ctx

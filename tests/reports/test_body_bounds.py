@@ -24,6 +24,7 @@ from controller.settings import ControllerSettings
 from controller.web.app import MAX_BODY_BYTES, create_app
 from controller.web.tls_accept import TLS_SHUTDOWN_S
 from testkit.serving import serve_app
+from testkit.trust import trusting
 from tests.api.helpers import create
 from tests.conftest import Tenant
 from tests.reports.conftest import tls_files
@@ -42,9 +43,7 @@ TWO_GIB = 2048
 
 @pytest.fixture
 def ctx(report_ca: trustme.CA) -> ssl.SSLContext:
-    made = ssl.create_default_context()
-    report_ca.configure_trust(made)
-    return made
+    return trusting(report_ca)
 
 
 async def _report_path(https: httpx.AsyncClient, tenant: Tenant, domain: str) -> str:

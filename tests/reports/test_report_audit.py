@@ -4,7 +4,6 @@ and what one organization's reports may do to another's or to the domain's later
 
 import asyncio
 import json
-import ssl
 import sys
 import time
 import typing
@@ -29,6 +28,7 @@ from shared import strangers
 from shared.timefmt import utcnow
 from testkit.reports import made
 from testkit.reports.watching import watch
+from testkit.trust import trusting
 from tests.conftest import Tenant, make_tenant
 from tests.reports import mailing
 from tests.reports.test_tls_endpoint import JSON, _address, _monitor
@@ -41,8 +41,7 @@ STRANGER = "127.0.0.8"  # the reports these tests post count against this addres
 
 @pytest.fixture
 async def stranger(https_url: str, report_ca: trustme.CA) -> AsyncIterator[httpx.AsyncClient]:
-    ctx = ssl.create_default_context()
-    report_ca.configure_trust(ctx)
+    ctx = trusting(report_ca)
     transport = httpx.AsyncHTTPTransport(verify=ctx, local_address=STRANGER)
     async with httpx.AsyncClient(base_url=https_url, transport=transport, timeout=30) as client:
         yield client

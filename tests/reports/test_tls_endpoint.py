@@ -5,7 +5,6 @@ input a rejected report with its reason, costing nothing else."""
 
 import asyncio
 import json
-import ssl
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +21,7 @@ from controller.reports import intake, keeping
 from controller.reports.parse import MAX_PACKED
 from shared.timefmt import utcnow
 from testkit.reports import made
+from testkit.trust import trusting
 from tests.api.helpers import create
 from tests.conftest import Tenant, make_tenant
 from tests.reports.uploading import MIB, blocks, buffer_slack, upload
@@ -237,8 +237,7 @@ async def test_bad_reports_are_refused_with_their_reason_and_cost_nothing_else(
     r = await https.post(path, content=b"{}", headers={"Content-Type": "text/plain"})
     assert r.status_code == 415, r.text
     # A 2 GB stream is refused from its Content-Length, unread: the server closes the connection.
-    ctx = ssl.create_default_context()
-    report_ca.configure_trust(ctx)
+    ctx = trusting(report_ca)
     headers = {**GZIP, "Content-Length": str(2048 * MIB)}
     up = await asyncio.to_thread(upload, https_url + path, ctx, headers, blocks(2048))
     print(f"2 GiB declared: {up.acked / MIB:.1f} MiB taken by the server, {up.sent / MIB} sent")
