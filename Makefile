@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install deps lock schema ingest-sql browser unbound netns dovecot blackbox alertmanager prometheus opendkim test-debs run test clock-sweep lint bench bench-openssl soak fuzz sim image image-push clean checkdmarc-lock
+.PHONY: help install deps lock schema ingest-sql browser unbound netns dovecot blackbox alertmanager prometheus opendkim test-debs run test breadth clock-sweep lint bench bench-openssl soak fuzz sim image image-push clean checkdmarc-lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -165,7 +165,14 @@ test: ## run the pure tier (tests/unit, no server), then the rest against real P
 	$(BIN)/pytest --collect-only -q --ignore=tests/unit > /dev/null & warm=$$!; \
 	  $(BIN)/pytest -n $(PURE_WORKERS) tests/unit $(PURE_ARGS); pure=$$?; wait $$warm; \
 	  exit $$pure
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --ignore=tests/unit $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --ignore=tests/unit -m 'not breadth' $(PYTEST_ARGS)
+
+# The breadth tier: files marked `breadth` (pyproject.toml's markers), the second tier's matrices
+# over every route, page or variant and its short campaigns. CI runs it after `make test`.
+breadth: export PYTHONDONTWRITEBYTECODE =
+breadth: ## the tests make test leaves out: every route's, page's and variant's repeat of a rule it shows once, and the short campaigns (~13 min on 2 cores)
+	@$(MAKE) --no-print-directory -j3 deps
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --ignore=tests/unit -m breadth $(PYTEST_ARGS)
 
 # The control plane's rounds, incidents and notices are seeds of the simulation started at
 # tools/clock_sweep.py's six times of day (CLOCK_SWEEP_TIMES), each on a drawn month's end. The

@@ -12,6 +12,7 @@ import time
 import uuid
 
 import psutil
+import pytest
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
@@ -25,6 +26,8 @@ from testkit.peers.smtp import SmtpPeer
 from tests.agent.helpers import job_for, publish_job, results
 from tests.agent.test_main import nats_url_of, start_agent, stop_agent
 from tests.conftest import PROCESS_START_S
+
+pytestmark = pytest.mark.breadth
 
 DOMAIN = "rx.mailprobe.test"
 SOURCES = [f"127.0.0.{n}" for n in range(2, 10)]

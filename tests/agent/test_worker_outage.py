@@ -27,6 +27,8 @@ from tests.agent.helpers import (
     worker,
 )
 
+pytestmark = pytest.mark.breadth
+
 CONCURRENCY = 10
 JOBS = 150
 

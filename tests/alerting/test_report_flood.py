@@ -7,12 +7,16 @@ the real alerter and outbox worker, a real SMTP relay on loopback."""
 import uuid
 from datetime import timedelta
 
+import pytest
+
 from controller.notify.budget import Budget
 from controller.reports import intake
 from testkit.reports import made
 from tests.alerting.conftest import DOWN, LINKS, Rig
 from tests.alerting.test_notice_sources import budgets, statuses
 from tests.alerting.test_notification_budget import MidHour, sent_to, worker
+
+pytestmark = pytest.mark.breadth
 
 DOMAINS = 10  # monitors, each naming its own domain
 ROUNDS = 4  # reports about each domain, each naming NEW MX not reported before

@@ -26,6 +26,8 @@ from tests.api.helpers import seed_body
 from tests.api.test_roundtrip_monitors import body as roundtrip_body
 from tests.conftest import PASSWORD
 
+pytestmark = pytest.mark.breadth
+
 Body = Callable[[World], dict[str, Any]]
 
 

@@ -23,6 +23,8 @@ from tests.api.access_world import World, build
 from tests.api.test_access_matrix import _PARAM, ROUTES, Route, call
 from tests.console.helpers import form_values
 
+pytestmark = pytest.mark.breadth
+
 BAD_IDS = [
     "not-an-id",
     "99999999999999999999999",

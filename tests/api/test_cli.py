@@ -14,7 +14,7 @@ import pytest
 from tests.api.helpers import SMTP, as_got, assert_error, create, seed_body
 from tests.conftest import Tenant
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.breadth, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = ("DATABASE_URL", "NATS_URL", "SECRETS_KEY", "API_HOST", "API_PORT", "TOKEN_TTL_SECONDS")

@@ -18,6 +18,8 @@ from tests.api.login_helpers import client_from, new_address, serving
 from tests.conftest import Tenant
 from tests.reports.uploading import upload
 
+pytestmark = pytest.mark.breadth
+
 
 async def _spec(http: httpx.AsyncClient) -> dict[str, Any]:
     # Built at its first request, in a thread (openapi_doc.on_demand): what is judged here is

@@ -38,6 +38,8 @@ from tests.api.test_access_matrix import ROUTES, call
 from tests.conftest import Tenant, make_tenant
 from tests.console.helpers import form_values
 
+pytestmark = pytest.mark.breadth
+
 GRANT = {
     "mechanism": "XOAUTH2",
     "grant": "client_credentials",

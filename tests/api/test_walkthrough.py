@@ -19,6 +19,8 @@ from tests.api.test_monitors_as_code import command_line
 from tests.conftest import Tenant
 from tools.devrun import sink_env, try_it
 
+pytestmark = pytest.mark.breadth
+
 README = (ROOT / "README.md").read_text()
 EXAMPLE = ROOT / "docs" / "examples" / "monitors.yaml"
 # The shell splices $SINK_SMTP_PORT into the alert sink's body: here its default stands for it.

@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
@@ -18,6 +19,8 @@ from tests.conftest import PASSWORD, make_tenant
 from tests.console import browser
 from tests.console.helpers import store_result
 from tests.console.test_browser import Loop, in_browser
+
+pytestmark = pytest.mark.breadth
 
 BANDS = """
 return [...document.querySelectorAll('figure.chart rect[data-band]')].map(r => ({

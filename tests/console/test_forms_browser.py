@@ -6,6 +6,7 @@ import asyncio
 
 import asyncpg
 import httpx
+import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
@@ -13,6 +14,8 @@ from controller.web.api.monitor_schemas import MASK
 from tests.api.helpers import create
 from tests.conftest import PASSWORD, make_tenant
 from tests.console import browser
+
+pytestmark = pytest.mark.breadth
 
 SECRETS = ("Send-Secret-3", "Box-Secret-4")
 

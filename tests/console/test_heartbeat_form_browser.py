@@ -7,11 +7,14 @@ import asyncio
 
 import asyncpg
 import httpx
+import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
 from tests.conftest import PASSWORD, make_tenant
 from tests.console import browser
+
+pytestmark = pytest.mark.breadth
 
 
 def _text(driver: webdriver.Chrome) -> str:

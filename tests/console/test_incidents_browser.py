@@ -40,6 +40,8 @@ from tests.conftest import PASSWORD, Tenant, make_tenant, scratch_database
 from tests.console import browser
 from tests.console.helpers import Browserish
 
+pytestmark = pytest.mark.breadth
+
 HOST, PORT = "127.0.0.1", 54466
 SERVER = f"{HOST}:{PORT}"
 DOWN = {"DE": "refused", "FR": "refused", "US": "up"}

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import asyncpg
 import httpx
+import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
@@ -16,6 +17,8 @@ from tests.conftest import PASSWORD, make_tenant
 from tests.console import browser
 from tests.console.helpers import store_result
 from tests.console.test_browser import Loop, in_browser
+
+pytestmark = pytest.mark.breadth
 
 PHONE = 390
 LONG_HOST = "mx1.outbound-relay.eu-central-1.mail-gateway.customer-example.test"

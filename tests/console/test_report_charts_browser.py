@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
@@ -22,6 +23,8 @@ from tests.api.helpers import create
 from tests.conftest import PASSWORD, Tenant, make_tenant
 from tests.console import browser
 from tests.console.test_browser import Loop, in_browser
+
+pytestmark = pytest.mark.breadth
 
 LINES = """
 const fig = document.getElementById(arguments[0]);

@@ -30,6 +30,8 @@ from tests.conftest import PASSWORD, Tenant
 from tests.console import browser
 from tests.console.helpers import Browserish
 
+pytestmark = pytest.mark.breadth
+
 LISTS = "bl.spamcop.net:ip:major, psbl.surriel.com"
 OUTBOUND = "81.2.69.170"  # a query name only: nothing is ever sent to it
 HOST_IP = "81.2.69.171"

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import asyncpg
 import httpx
+import pytest
 from selenium import webdriver
 
 from controller.jobs.rules import JobIds
@@ -15,6 +16,8 @@ from tests.conftest import make_tenant
 from tests.console import browser
 from tests.console.helpers import Browserish, store_result
 from tests.console.test_status_pages import _publish, _row_id
+
+pytestmark = pytest.mark.breadth
 
 
 async def test_bars_are_visible_at_390_px(

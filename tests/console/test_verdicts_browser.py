@@ -7,6 +7,7 @@ from typing import Any, cast
 
 import asyncpg
 import httpx
+import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
@@ -17,6 +18,8 @@ from tests.conftest import PASSWORD, make_tenant
 from tests.console import browser
 from tests.console.helpers import store_result
 from tests.console.test_browser import Loop, in_browser
+
+pytestmark = pytest.mark.breadth
 
 HOSTILE = "<img src=x onerror=z=1>"  # 23 characters: shown whole
 CELLS = """

@@ -35,7 +35,7 @@ from testkit.peers.smtp import SmtpPeer
 from testkit.serving import http_client
 from tests.conftest import Tenant, make_tenant, scratch_database
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.breadth, pytest.mark.slow]
 
 COUNTRIES = ("DE", "US")  # its own NATS server: no other test's agents or jobs
 UP, DOWN = 40, 16

@@ -32,7 +32,7 @@ from tests.e2e.virtual import FIRST, SECOND, Virtual
 
 # Whichever test runs first on a worker sets up the session's migrated database and the
 # skipping clock's controller: past the suite's 60 s on a loaded machine.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.breadth, pytest.mark.slow, pytest.mark.timeout(120)]
 
 RT = "/api/roundtrip-monitors"
 BOX = "probe@mail.test"

@@ -42,7 +42,7 @@ from tests.e2e.virtual import FIRST, SECOND, Virtual
 
 # Three stalled rounds wait out their real 5 s timeouts from each country, and the first test
 # on a worker sets up the session's database: past the suite's 60 s on a loaded machine.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.breadth, pytest.mark.slow, pytest.mark.timeout(120)]
 
 LOOKS = 1  # whole rounds of looks (both countries) that find nothing before the release
 

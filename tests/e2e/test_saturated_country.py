@@ -45,7 +45,7 @@ from tests.e2e.conftest import ScopedAgents, remove_country_state
 
 # The campaign is fixed in time (about 55 s of rounds and closing) plus a migrated database:
 # past the suite's 60 s per test on a loaded machine.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.breadth, pytest.mark.slow, pytest.mark.timeout(150)]
 
 SEED = 60
 SLOTS = 4

@@ -41,7 +41,7 @@ SEEDS: list[int | None] = (
 PHASES = os.environ.get("FUZZ_PHASES", "examples,fuzzing,stateful")
 HERE = Path(__file__).parent
 # A guard against a hang, not a speed bound: a run took 165 s of the former 210 at load 16.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300 + 60 * EXAMPLES)]
+pytestmark = [pytest.mark.breadth, pytest.mark.slow, pytest.mark.timeout(300 + 60 * EXAMPLES)]
 COUNTRY = "QZ"  # the rig's; no other test uses it
 # The fuzzer creates many monitors and customers: fair use must not be what it finds.
 LIMITS: dict[str, Any] = {  # settings replaced: `pipeline_api(**limits: Any)`

@@ -9,7 +9,7 @@ import pytest
 
 from testkit.campaigns.notice_failover import INSTANTS, SeedFigures, line, report, run_campaign
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.breadth, pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")

@@ -43,6 +43,8 @@ from shared.streams import (
 from shared.subjects import EVENTS_STREAM, JOBS_STREAM, RESULTS_STREAM
 from tests.ha.test_nats_cluster import consumer_replicas, settled
 
+pytestmark = pytest.mark.breadth
+
 N = 200
 PAUSE_S = 30.0  # at most: the followers elect a new meta leader after 4-9 s
 STREAMS = (JOBS_STREAM, RESULTS_STREAM, EVENTS_STREAM)

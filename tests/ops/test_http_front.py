@@ -38,6 +38,8 @@ from testkit.front_attacks import (
 )
 from tests.ops.http_front import ATTACKERS, WRITE_S, Serve, Served, judge
 
+pytestmark = pytest.mark.breadth
+
 SETTINGS = {"API_MAX_CONNECTIONS": "100"}  # every test's: one process serves them all
 PER_ADDRESS = 64  # API_MAX_CONNECTIONS_PER_ADDRESS's default
 

@@ -45,6 +45,8 @@ from testkit.trust import trusting
 from tests.deploy.test_load_balancer import HAPROXY, local_config
 from tests.ops.http_front import ATTACKERS, Serve, judge
 
+pytestmark = pytest.mark.breadth
+
 
 def _tls(tmp_path: Path) -> tuple[ssl.SSLContext, dict[str, str]]:
     """A client context trusting a throwaway CA, and the API_TLS_* settings of a server

@@ -52,6 +52,8 @@ from tests.conftest import Tenant, scratch_database
 from tests.pipeline.conftest import Countries
 from tests.pipeline.test_ingest import publish, result
 
+pytestmark = pytest.mark.breadth
+
 
 class Server:
     """A nats-server on a fixed port and store directory that can be killed and restarted."""

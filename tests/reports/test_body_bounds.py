@@ -37,6 +37,8 @@ from tests.reports.uploading import (
     upload,
 )
 
+pytestmark = pytest.mark.breadth
+
 GZIP = {"Content-Type": "application/tlsrpt+gzip"}
 TWO_GIB = 2048
 

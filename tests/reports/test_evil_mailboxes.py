@@ -34,6 +34,8 @@ from tests.reports.evil_mail import EvilImap, EvilPop3, Held
 from tests.reports.mailing import message
 from tests.reports.test_tls_endpoint import _monitor
 
+pytestmark = pytest.mark.breadth
+
 FLOOD = 300 * 1024 * 1024
 # What the reader's buffer (POP3: a line may be MAX_MESSAGE long) and the sockets' hold besides,
 # when the reader stops.

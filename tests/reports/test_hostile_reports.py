@@ -27,6 +27,8 @@ from testkit.reports.watching import Watched, watch
 from tests.conftest import Tenant
 from tests.reports.test_tls_endpoint import GZIP, _address, _monitor
 
+pytestmark = pytest.mark.breadth
+
 RSS_MB = 100
 ADDRESSES = [f"127.0.0.{n}" for n in range(2, 7)]
 

@@ -32,6 +32,8 @@ from tests.api.test_cli import ROOT
 from tests.conftest import Tenant
 from tools import devrun
 
+pytestmark = pytest.mark.breadth
+
 
 class Impostor:
     """Whatever else listens on a port: answers everything (by default the proof path with a

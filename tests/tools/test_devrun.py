@@ -40,6 +40,8 @@ from tools.devrun import (
     save_token,
 )
 
+pytestmark = pytest.mark.breadth
+
 
 def _time_wait_on(port: int) -> None:
     """Leave a connection of `port` in TIME_WAIT on the listening side, as a sink that closed

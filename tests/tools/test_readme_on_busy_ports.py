@@ -29,7 +29,7 @@ from tests.api.test_cli import ROOT
 from tests.conftest import scratch_database
 from tools import devrun
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.breadth, pytest.mark.slow]
 
 README = (ROOT / "README.md").read_text()
 BLOCKS: list[str] = re.findall(r"```sh\n(.*?)```", README, re.S)
