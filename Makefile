@@ -160,7 +160,7 @@ test-debs: ## install what the test suite needs from Debian when missing, with o
 TEST_WORKERS ?= 6
 PURE_WORKERS ?= 2
 test: export PYTHONDONTWRITEBYTECODE =
-test: ## run the pure tier (tests/unit, no server), then the rest against real PostgreSQL, NATS, mail servers, Chromium, unbound, Dovecot, Postfix, Alertmanager, Prometheus and network namespaces
+test: ## run the pure tier (tests/unit, no server), then the rest but the breadth tier against real PostgreSQL, NATS, mail servers, Chromium, unbound, Dovecot, Postfix, Alertmanager, Prometheus and network namespaces
 	@$(MAKE) --no-print-directory -j3 deps
 	$(BIN)/pytest --collect-only -q --ignore=tests/unit > /dev/null & warm=$$!; \
 	  $(BIN)/pytest -n $(PURE_WORKERS) tests/unit $(PURE_ARGS); pure=$$?; wait $$warm; \
@@ -170,7 +170,7 @@ test: ## run the pure tier (tests/unit, no server), then the rest against real P
 # The breadth tier: files marked `breadth` (pyproject.toml's markers), the second tier's matrices
 # over every route, page or variant and its short campaigns. CI runs it after `make test`.
 breadth: export PYTHONDONTWRITEBYTECODE =
-breadth: ## the tests make test leaves out: every route's, page's and variant's repeat of a rule it shows once, and the short campaigns (~13 min on 2 cores)
+breadth: ## the tests make test leaves out: every route's, page's and variant's repeat of a rule it shows once, and the short campaigns (~3 min on 2 cores)
 	@$(MAKE) --no-print-directory -j3 deps
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --ignore=tests/unit -m breadth $(PYTEST_ARGS)
 

@@ -22,6 +22,8 @@ from tests.conftest import PASSWORD, make_tenant
 from tests.console import browser
 from tests.console.helpers import Browserish
 
+pytestmark = pytest.mark.breadth
+
 
 @pytest.fixture
 async def served(settings: ControllerSettings, pool: asyncpg.Pool) -> AsyncIterator[str]:

@@ -23,7 +23,7 @@ from tests.pipeline.conftest import Clock, Countries, SchedulerWith, WiredPipeli
 
 # 90 scheduler passes, each storing its results: 12-25 s at a load of 10-15, past the
 # suite's 60 s on a loaded one (with a worker's server start-up when it runs first there).
-pytestmark = pytest.mark.timeout(150)
+pytestmark = [pytest.mark.breadth, pytest.mark.timeout(150)]
 
 MINUTES = 15
 HOST, USER = "mail.example.net", "probe@example.net"
