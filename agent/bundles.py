@@ -15,7 +15,7 @@ from typing import Literal, Protocol
 import msgspec
 from nats.aio.msg import Msg
 
-from shared.clock import WALL, Clock
+from shared.clock import Clock
 from shared.messages import bundle_parts
 
 # A bundle's in_progress reaches the server at most this often, however many parts ask.
@@ -115,7 +115,7 @@ class Part:
             await self._bundle.in_progress()
 
 
-def jobs_of(msg: Msg, clock: Clock = WALL) -> list[Delivery]:
+def jobs_of(msg: Msg, clock: Clock) -> list[Delivery]:
     """The jobs `msg` carries: itself when it is not a bundle (one job, or a message the
     worker rejects as no job), else a part per job (their progress reports spaced by `clock`).
     A bundle that is no JSON array, or an empty one, is the message itself: the worker rejects

@@ -33,7 +33,7 @@ from agent.selfcheck_rules import (
 from agent.settings import SideCheckSettings, TargetSettings
 from agent.settle import settle
 from agent.sidechecks import SIDE_CHECKS, AnyRunner, AnySideCheck, Round
-from shared.clock import WALL, Clock
+from shared.clock import Clock
 from shared.messages import CheckJob, CheckResult, decode_job, decode_sealed, default_port
 from shared.sealing import OpeningKeys, SealingError
 from shared.sidechecks import SideCheckError, SideCheckErrorKind
@@ -61,7 +61,7 @@ class CheckRunner:
         seal_keys: OpeningKeys | None = None,
         self_checks: SelfChecks | None = None,
         resolver: TargetResolver | None = None,
-        clock: Clock = WALL,
+        clock: Clock,
     ) -> None:
         self.agent_id = agent_id
         self._allow_private = allow_private
@@ -70,7 +70,7 @@ class CheckRunner:
         defaults = SideCheckSettings()
         targets = TargetSettings(agent_allow_private_targets=allow_private)
         self._side_checks: list[tuple[AnySideCheck, AnyRunner]] = [
-            (check, runners.get(name) or check.build(defaults, targets))
+            (check, runners.get(name) or check.build(defaults, targets, clock))
             for name, check in SIDE_CHECKS.items()
         ]
         self._side_check_grace = side_check_grace
@@ -134,7 +134,7 @@ class CheckRunner:
                 self._allow_private,
                 self._ssl,
                 self._resolver,
-                self._clock,
+                clock=self._clock,
             )
             result = await self._explained(job, result)
             port = opened.port or default_port(opened.monitor_type, opened.config)

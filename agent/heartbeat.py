@@ -14,7 +14,7 @@ import structlog
 from nats.aio.client import Client as NATS
 
 from shared import __version__
-from shared.clock import WALL, Clock
+from shared.clock import Clock
 from shared.heartbeats import HEARTBEAT_INTERVAL_S
 from shared.loop import run_every
 from shared.messages import AGENT_FEATURES, AgentHeartbeat, SelfCheck, TenantLoad, encode
@@ -44,7 +44,7 @@ class Heartbeat:
         interval: float = HEARTBEAT_INTERVAL_S,
         self_check: Callable[[], SelfCheck] | None = None,
         tenants: Callable[[], list[TenantLoad]] | None = None,
-        clock: Clock = WALL,
+        clock: Clock,
     ) -> None:
         """`clock`: the instant each beat says it was sent at (`seen_at`)."""
         self._clock = clock

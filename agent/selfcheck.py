@@ -24,7 +24,7 @@ from agent import metrics
 from agent.resolver import TargetResolver
 from agent.selfcheck_rules import PORT, RESOLVER, blocked_ports, canary_port, resolver_ok
 from agent.settings import SelfCheckSettings, parse_canaries
-from shared.clock import WALL, Clock
+from shared.clock import Clock
 from shared.loop import run_every
 from shared.messages import CanaryState, SelfCheck
 from shared.timefmt import iso_ms
@@ -54,7 +54,7 @@ class SelfChecks:
         timeout: float = 5.0,
         recheck_gap: float = RECHECK_GAP_S,
         greeting_ports: frozenset[int] = GREETING_PORTS,
-        clock: Clock = WALL,
+        clock: Clock,
     ) -> None:
         """`clock`: the recheck gap's monotonic time and the canaries' `checkedAt`."""
         self.states = [
@@ -82,7 +82,7 @@ class SelfChecks:
 
     @classmethod
     def from_settings(
-        cls, settings: SelfCheckSettings, country: str, clock: Clock = WALL
+        cls, settings: SelfCheckSettings, country: str, clock: Clock
     ) -> "SelfChecks | None":
         """The self-checks of `country`'s agent; None when neither AGENT_CANARIES nor
         AGENT_CANARY_RESOLVE is set."""

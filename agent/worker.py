@@ -89,7 +89,7 @@ from agent.settings import AgentSettings, opening_keys
 from agent.settle import NATS_ERRORS, settle
 from agent.sidechecks import SIDE_CHECKS, AnyRunner
 from agent.slots import Slots
-from shared.clock import WALL, Clock
+from shared.clock import Clock
 from shared.guards import BrokenInvariant
 from shared.messages import (
     CheckJob,
@@ -154,7 +154,7 @@ class Worker:
         publishing: Publishing = PUBLISHING,
         shutdown_grace: float = 30.0,
         heartbeat_interval: float | None = HEARTBEAT_INTERVAL_S,
-        clock: Clock = WALL,
+        clock: Clock,
     ) -> None:
         """The worker of its parts: `runner` runs each job's check (agent.check_runner; its
         self-checks are the agent's); `pulling` says how the job feed pulls, `publishing` how
@@ -210,8 +210,11 @@ class Worker:
         self._bound = False  # to the country's consumer, between subscribe() and the end
 
     @classmethod
-    def from_settings(cls, nc: NATS, settings: AgentSettings, **overrides: Any) -> Self:
-        """The worker and its parts, each built from its own group of `settings`."""
+    def from_settings(
+        cls, nc: NATS, settings: AgentSettings, *, clock: Clock, **overrides: Any
+    ) -> Self:
+        """The worker and its parts, each built from its own group of `settings`, all on
+        `clock`."""
         country, work = settings.identity.agent_country, settings.work
         targets = settings.targets
         options: dict[str, Any] = {
@@ -221,17 +224,15 @@ class Worker:
             "shutdown_grace": work.agent_shutdown_grace_seconds,
             "seal_keys": opening_keys(settings.sealing),
             "side_checks": {
-                name: check.build(settings.side_checks, targets)
+                name: check.build(settings.side_checks, targets, clock)
                 for name, check in SIDE_CHECKS.items()
             },
-            "self_checks": SelfChecks.from_settings(
-                settings.self_checks, country, overrides.get("clock", WALL)
-            ),
+            "self_checks": SelfChecks.from_settings(settings.self_checks, country, clock),
             "tenant_share": work.agent_tenant_slot_share,
             "resolver": TargetResolver(per_tenant=work.agent_dns_lookups_per_tenant),
             **overrides,
         }
-        return cls.of(nc, country, **options)
+        return cls.of(nc, country, clock=clock, **options)
 
     @classmethod
     def of(
@@ -260,7 +261,7 @@ class Worker:
         lookahead: int | None = None,
         shutdown_grace: float = 30.0,
         heartbeat_interval: float | None = HEARTBEAT_INTERVAL_S,
-        clock: Clock = WALL,
+        clock: Clock,
     ) -> Self:
         """The worker and its parts from plain options: the check runner's, the feed's
         (`Pulling`), the sink's (`Publishing`), and the worker's own."""

@@ -39,6 +39,7 @@ from controller.secrets.box import SecretBox, generate_key
 from controller.secrets.seal_keys import CountryKeys
 from controller.sidechecks.blocklists.rules import DEFAULT_LISTS, BlockList, Fresh, ask
 from controller.sidechecks.blocklists.watch import FreshNames
+from shared.clock import WALL
 from shared.sidechecks.blocklists import WIRE as BLOCKLISTS
 from testkit.common import machine
 from testkit.peers.dnsbl import DnsblPeer, healthy
@@ -222,7 +223,7 @@ async def _round_time(dead: bool) -> float:
     slow = {never.zone: 60.0} if dead else {}
     async with DnsblPeer(zones, records={("smtp.bench.test", "A"): ["192.0.2.7"]}, slow=slow) as p:
         started = time.monotonic()
-        await BlocklistProbe(resolver=p.address).probe(
+        await BlocklistProbe(resolver=p.address, clock=WALL).probe(
             ask((live, never), None, Fresh(), {"ips": ["192.0.2.7"]}), "smtp.bench.test", 10.0
         )
         return time.monotonic() - started

@@ -60,6 +60,7 @@ from agent.probers.tls import SslContexts, build_ssl_contexts
 from bench import mailservers
 from shared import embedded
 from shared import logging as shared_logging
+from shared.clock import WALL
 from shared.loop import run_loop
 from shared.messages import CheckJob, ImapPopConfig, MonitorType, SmtpConfig, encode
 from testkit import floor, openssl
@@ -271,7 +272,7 @@ async def _agent_checks(
     async def worker() -> None:
         for _ in queue:
             t0 = time.perf_counter()
-            result = await run_check(job, "bench", True, contexts)
+            result = await run_check(job, "bench", True, contexts, clock=WALL)
             encode(result)
             log.info(
                 "check",

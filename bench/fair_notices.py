@@ -36,6 +36,7 @@ from controller.notify.egress import TIMEOUT_S, Egress
 from controller.notify.outbox import ORG_SHARE, SENDERS, OutboxWorker
 from controller.secrets.box import SecretBox, generate_key
 from shared import embedded
+from shared.clock import WALL
 from shared.timefmt import utcnow
 from testkit.alerting.receivers import Receiver, client_context
 from testkit.alerting.silent_channels import (
@@ -140,7 +141,9 @@ async def _measure() -> tuple[list[float | None], int, Claim]:
                 for busy_s in BUSY_S:
                     async with SilentListener() as silent, Receiver("webhook", SECRET) as working:
                         where = await site(pool, box, silent.url, working.url)
-                        worker = OutboxWorker(pool, sender_channels(pool, box, egress))
+                        worker = OutboxWorker(
+                            pool, sender_channels(pool, box, egress), clock=WALL.now
+                        )
                         figures.append(
                             await page_latency(
                                 pool,

@@ -25,6 +25,7 @@ from agent import metrics
 from agent.handoff import HandOff, Limits
 from agent.probers.run import run_check
 from agent.probers.tls import build_ssl_contexts
+from shared.clock import WALL
 from shared.messages import SmtpConfig, encode
 from testkit.common import machine
 from testkit.peers.jobs import make_job
@@ -54,7 +55,7 @@ async def _checks_cpu_ms(port: int, checks: int = CHECKS, concurrency: int = CON
     job = make_job("smtp", port, SmtpConfig(ignore_tls=True), hostname="localhost", timeout=10)
 
     async def one() -> None:
-        result = await run_check(job, "bench", True, contexts)
+        result = await run_check(job, "bench", True, contexts, clock=WALL)
         assert result.status == "up", result.message
         encode(result)
 

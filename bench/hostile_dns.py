@@ -34,6 +34,7 @@ from agent.sidechecks import SIDE_CHECKS, Round
 from controller.ingest.store import decode_result
 from controller.sidechecks.blocklists.rules import DEFAULT_LISTS, Fresh, ask
 from controller.sidechecks.registry import WIRED
+from shared.clock import WALL
 from shared.sidechecks import blocklists, mail_dns, readiness, reverse_dns
 from testkit.common import machine, percentile
 from testkit.peers.dns import CANARY_RECORDS, DnsPeer
@@ -168,7 +169,7 @@ async def _run(resolver: str) -> Run:
     """RSS growth at the peak (MB), the loop's lags (ms), the largest facts per side check
     (bytes), wall s."""
     settings = SideCheckSettings(agent_dns_resolver=resolver, agent_dns_probes_per_tenant=8)
-    runners = {name: SIDE_CHECKS[name].build(settings, TargetSettings()) for name in ASKS}
+    runners = {name: SIDE_CHECKS[name].build(settings, TargetSettings(), WALL) for name in ASKS}
     largest = dict.fromkeys(ASKS, 0)
     started = time.perf_counter()
     with Watch() as w:

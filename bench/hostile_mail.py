@@ -23,6 +23,7 @@ import msgspec
 from agent.probers.run import run_check
 from agent.probers.tls import build_ssl_contexts
 from bench.hostile_dns import Watch
+from shared.clock import WALL
 from shared.messages import CheckJob, ImapPopConfig, MonitorType, SmtpConfig
 from testkit.common import machine, percentile
 from testkit.peers.base import LoopbackServer
@@ -149,7 +150,10 @@ async def _run(protocol: MonitorType, port: int) -> Run:
     contexts = build_ssl_contexts()
     with Watch() as w:
         results = await asyncio.gather(
-            *(run_check(_job(protocol, port, n), "bench", True, contexts) for n in range(CHECKS))
+            *(
+                run_check(_job(protocol, port, n), "bench", True, contexts, clock=WALL)
+                for n in range(CHECKS)
+            )
         )
     kinds: dict[str, int] = {}
     for result in results:

@@ -27,6 +27,7 @@ from nats.js.errors import NotFoundError
 
 from controller.db.pool import create_pool
 from controller.ingest.ingester import Ingester
+from shared.clock import WALL
 from shared.messages import CheckResult, Phases, TlsInfo, encode
 from shared.streams import INGEST_CONSUMER, ensure_streams
 from shared.subjects import results_subject
@@ -202,7 +203,7 @@ async def _run() -> bool:
             # The backlog is the publisher's, not the ingester's: keep the garbage collector
             # from walking its 200,000 messages over and over while the ingester is measured.
             gc.freeze()
-            ingester = Ingester(pool, nc, js, JOB_IDS)
+            ingester = Ingester(pool, nc, js, JOB_IDS, clock=WALL)
             drain_s, drain_cpu = await _drain(js, ingester)
             stored = await _count(pool)
             await publish(js, backlog[:DUPLICATES], msg_ids=False)

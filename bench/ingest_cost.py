@@ -45,6 +45,7 @@ from controller.alerting.alerter import Alerter
 from controller.db.pool import create_pool
 from controller.ingest import ingester as ingest_worker
 from controller.ingest.ingester import Ingester
+from shared.clock import WALL
 from shared.loop import run_loop
 from shared.messages import Phases, encode
 from shared.streams import ensure_streams
@@ -140,7 +141,7 @@ async def _drain(
     py_spy: str | None = None,
 ) -> float:
     """Store what is waiting in batches of `batch`: this process's CPU seconds."""
-    ingester = Ingester(pool, nc, js, JOB_IDS, batch=batch)
+    ingester = Ingester(pool, nc, js, JOB_IDS, batch=batch, clock=WALL)
     stop = asyncio.Event()
     gc.collect()
     if callgrind:
@@ -218,7 +219,7 @@ async def _live(
     the first publish until all is stored, the batches they took, its CPU seconds while they
     were being handled (decoded, stored, acked: `Ingester.handle`), and the NATS server's CPU
     seconds (the publisher's messages too)."""
-    ingester = _Counting(pool, nc, js, JOB_IDS)
+    ingester = _Counting(pool, nc, js, JOB_IDS, clock=WALL)
     stop = asyncio.Event()
     task = asyncio.create_task(ingester.run(stop))
     spawn = multiprocessing.get_context("spawn")

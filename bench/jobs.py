@@ -20,6 +20,7 @@ import nats
 from agent.bundles import jobs_of
 from controller.scheduling.bundles import outgoing
 from shared import embedded
+from shared.clock import WALL
 from shared.publishing import Publisher
 from shared.pulling import StandingPull
 from shared.streams import ensure_streams, jobs_consumer_config, jobs_consumer_name
@@ -50,7 +51,7 @@ async def _passes(url: str, server_pid: int, cc: str, bundling: bool) -> tuple[f
             taken = 0
             while taken < PASS_JOBS:
                 for msg in await pull.take(2 * PASS_JOBS, 2.0, linger_s=0.005):
-                    for job in jobs_of(msg):
+                    for job in jobs_of(msg, clock=WALL):
                         taken += 1
                         await job.ack()
         jobs_run = PASSES * PASS_JOBS

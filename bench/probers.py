@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from agent.probers.certs import CertCache, cert_facts, name_matches
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
+from shared.clock import WALL
 from shared.messages import ImapPopConfig, MonitorType, SmtpConfig
 from testkit.common import machine
 from testkit.peers.imap import ImapPeer
@@ -78,7 +79,7 @@ async def _measure(name: str, port: int, contexts: SslContexts) -> tuple[float, 
     job = make_job(monitor_type, port, config, hostname="localhost", timeout=10)
 
     async def one() -> bool:
-        return (await run_check(job, "bench", True, contexts)).status == "up"
+        return (await run_check(job, "bench", True, contexts, clock=WALL)).status == "up"
 
     for _ in range(WARMUP):
         await one()

@@ -22,6 +22,7 @@ from typing import Any
 
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
+from shared.clock import WALL
 from shared.messages import RoundTripConfig, RoundTripReceive, RoundTripSend
 from shared.secret import Secret
 from testkit.common import machine
@@ -98,7 +99,7 @@ async def _one(
         job_id=f"bench-{box}-{time.monotonic_ns()}",
     )
     t0 = time.perf_counter()
-    result = await run_check(job, "bench", True, contexts)
+    result = await run_check(job, "bench", True, contexts, clock=WALL)
     failed = None if result.status == "up" else f"{result.error_kind}: {result.message[:120]}"
     return failed, time.perf_counter() - t0
 

@@ -45,6 +45,7 @@ from controller.scheduling import rules as schedule
 from controller.scheduling.plan import TENANT_PURPOSE, tenant
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
+from shared.clock import WALL
 from shared.loop import run_loop
 from shared.messages import (
     FEATURE_BUNDLES,
@@ -150,7 +151,7 @@ async def _schedule(
     await ensure_streams(js)
     await ensure_jobs_consumers(js, sorted(COUNTRIES))  # as the controller has them
     # The bench's agent beats every BEAT_S: the view is complete after one and a half.
-    agents = LiveAgents(nc, warmup_s=1.5 * BEAT_S)
+    agents = LiveAgents(nc, warmup_s=1.5 * BEAT_S, wall=WALL.now)
     await agents.start()
     # No key directory: these monitors have no credentials (bench/seal.py measures sealing).
     scheduler = wired_scheduler(

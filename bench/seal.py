@@ -24,6 +24,7 @@ from controller.monitors.store import WatchedMonitor, decode_watched
 from controller.scheduling.planner import Planner
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
+from shared.clock import WALL
 from shared.messages import CheckJob, encode
 from shared.sealing import OpeningKeys, generate
 from shared.timefmt import utcnow
@@ -124,7 +125,7 @@ async def _measure(keys_dir: Path) -> bool:
     # `rounds` does no I/O: a live agents view on a NATS client never connected (no agent, so
     # no country where all of them log in with OAuth2) will do.
     keys = CountryKeys(str(keys_dir))
-    planner = Planner(round_planner(box, keys), LiveAgents(NATS()), keys)
+    planner = Planner(round_planner(box, keys), LiveAgents(NATS(), wall=WALL.now), keys)
     plain_rows, sealed_rows = _monitors(box, False), _monitors(box, True)
     per_job: dict[str, list[float]] = {"plain": [], "sealed": []}
     for _ in range(ROUNDS):

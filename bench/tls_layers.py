@@ -39,6 +39,7 @@ from agent.probers.tls import SslContexts, build_ssl_contexts
 from bench import mailservers
 from bench.exporter import MODULES, Module, _agent_checks
 from shared import logging as shared_logging
+from shared.clock import WALL
 from shared.loop import run_loop
 from shared.mailclient import imap as imap_client
 from shared.mailclient import smtp as smtp_client
@@ -90,7 +91,7 @@ class _Lines(asyncio.Protocol):
 async def _bare(module: Module, target: Target, ctx: ssl.SSLContext) -> None:
     loop = asyncio.get_running_loop()
     d = module.floor
-    sock = await connect_socket(target, Recorder())
+    sock = await connect_socket(target, Recorder(clock=WALL))
     done: asyncio.Future[None] = loop.create_future()
     first = list(d.secured) if d.implicit else list(d.clear)
     proto = _Lines(first, done)
@@ -118,7 +119,7 @@ async def _bare(module: Module, target: Target, ctx: ssl.SSLContext) -> None:
 async def _library(module: Module, target: Target, ctx: ssl.SSLContext) -> None:
     """The mail library alone, as the probers drive it (no Recorder facts, no results)."""
     config = module.config
-    sock = await connect_socket(target, Recorder())
+    sock = await connect_socket(target, Recorder(clock=WALL))
     if isinstance(config, SmtpConfig):
         smtp = smtp_client.client(sock, NAME, ctx, config.secure)
         try:
@@ -182,14 +183,14 @@ def _checks(
         return failed
 
     async def run_one() -> None:
-        result = await run_check(job, "bench", True, contexts)
+        result = await run_check(job, "bench", True, contexts, clock=WALL)
         if result.status != "up":
             raise RuntimeError(result.message)
 
     layers: dict[str, Check] = {
         "bare": lambda: _bare(module, target, ctx),
         "library": lambda: _library(module, target, ctx),
-        "prober": lambda: prober(target, job, Recorder()),
+        "prober": lambda: prober(target, job, Recorder(clock=WALL)),
         "run_check": run_one,
     }
 

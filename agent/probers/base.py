@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from shared.clock import WALL, Clock
+from shared.clock import Clock
 from shared.messages import (
     ArcResults,
     AuthResults,
@@ -81,6 +81,7 @@ class Allowance:
 class Recorder:
     """Collects what a check observed; the caller turns it into a CheckResult."""
 
+    clock: Clock  # the instant a check reads (a probe's stamp, a certificate's days left)
     current: str = "start"
     deadline: float = math.inf  # event-loop time when the caller's deadline fires
     phases: dict[str, float] = field(default_factory=dict)
@@ -101,7 +102,6 @@ class Recorder:
     # is checked against when that is not the hostname.
     dialled: str | None = None
     name_checked: str | None = None
-    clock: Clock = WALL  # the instant a check reads (a probe's stamp, a certificate's days left)
     api_calls: Allowance = field(default_factory=Allowance)  # the job's Graph calls left
     api_units: Allowance = field(default_factory=Allowance)  # the job's Gmail quota units left
 

@@ -27,7 +27,7 @@ from agent.probers.tls import SslContexts, describe_ssl_error
 from agent.resolver import TargetResolver
 from agent.settings import DNS_LOOKUPS_PER_TENANT_DEFAULT
 from shared.addresses import is_blocked as is_blocked
-from shared.clock import WALL, Clock
+from shared.clock import Clock, ManualClock
 from shared.mailclient.errors import MailClientError, NoAnswer
 from shared.messages import (
     CheckJob,
@@ -65,7 +65,8 @@ async def run_check(
     allow_private: bool,
     ssl_contexts: SslContexts,
     resolver: TargetResolver | None = None,
-    clock: Clock = WALL,
+    *,
+    clock: Clock,
 ) -> CheckResult:
     """`clock`: the instant the job's expiry is judged at, the result's times, a certificate's
     days left."""
@@ -120,7 +121,8 @@ def build_result(
     """The result of `job`, `finished` when it ran (else at `started`: nothing ran); the only
     place texts from servers and exceptions enter one, so the only place they are made
     publishable (valid UTF-8, no secret)."""
-    rec = rec or Recorder()
+    # Nothing ran without a recorder: its readings would be the instant it was judged.
+    rec = rec or Recorder(clock=ManualClock(started))
     secrets = job_secrets(job)
 
     def advertised(capabilities: list[str] | None) -> list[str] | None:
@@ -290,7 +292,7 @@ async def _second_look(
     if budget <= 0:
         return
     until = asyncio.get_running_loop().time() + budget
-    look = Recorder(deadline=rec.deadline)
+    look = Recorder(clock=rec.clock, deadline=rec.deadline)
     tries = [context]
     if context is contexts.legacy:  # a trusted chain first, else none: a third look
         tries = [contexts.legacy_verified, context]

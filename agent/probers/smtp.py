@@ -56,7 +56,7 @@ async def probe_smtp(target: Target, job: CheckJob, rec: Recorder) -> None:
 async def _relay_unauthenticated(target: Target, config: SmtpConfig, rec: Recorder) -> None:
     """The relay test on a session of its own that does not log in (the check's did), greeted
     and upgraded as the check's; what that session sees stays out of the check's facts."""
-    quiet = Recorder(deadline=rec.deadline)
+    quiet = Recorder(clock=rec.clock, deadline=rec.deadline)
     plain = msgspec.structs.replace(config, auth=None, relay_check=False)
     try:
         smtp = await open_smtp(target, plain, quiet)

@@ -17,6 +17,7 @@ from typing import Any, Generic
 from agent.probers.tls import SslContexts
 from agent.resolver import TargetResolver
 from agent.settings import SideCheckSettings, TargetSettings
+from shared.clock import Clock
 from shared.messages import CheckJob, CheckResult
 from shared.sidechecks import AskT, FactsT, SideCheckWire
 
@@ -42,12 +43,12 @@ Runner = Callable[[AskT, Round], Awaitable[FactsT | None]]
 @dataclass(frozen=True, slots=True)
 class AgentSideCheck(Generic[AskT, FactsT]):
     """One side check as the agent registers it: `wire`, and `build`, its runner from the
-    agent's side check settings and the targets it may reach. `prepare`: only for a side check
-    that runs inside the core check's own session (the open relay test): the job as the prober
-    must see it, asked (its ask) or not (None)."""
+    agent's side check settings, the targets it may reach and the agent's clock. `prepare`:
+    only for a side check that runs inside the core check's own session (the open relay
+    test): the job as the prober must see it, asked (its ask) or not (None)."""
 
     wire: SideCheckWire[AskT, FactsT]
-    build: Callable[[SideCheckSettings, TargetSettings], Runner[AskT, FactsT]]
+    build: Callable[[SideCheckSettings, TargetSettings, Clock], Runner[AskT, FactsT]]
     prepare: Callable[[CheckJob, AskT | None], CheckJob] | None = None
 
 

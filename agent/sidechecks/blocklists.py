@@ -38,7 +38,7 @@ from agent.settings import SideCheckSettings, TargetSettings
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
 from agent.tenant_bound import BOUND_BUSY, TenantBound
 from shared.addresses import is_blocked
-from shared.clock import WALL, Clock
+from shared.clock import Clock
 from shared.guards import BrokenInvariant
 from shared.sidechecks.blocklists import (
     WIRE,
@@ -112,7 +112,7 @@ class BlocklistProbe:
         dqs_key: str | None = None,
         allow_private: bool = False,
         bound: TenantBound | None = None,
-        clock: Clock = WALL,
+        clock: Clock,
         shared: bool | None = None,
         recent_s: float = RECENT_S,
     ) -> None:
@@ -401,13 +401,16 @@ def runner(probe: BlocklistProbe) -> Runner[BlocklistAsk, Reputation]:
     return partial(_run, probe)
 
 
-def build(settings: SideCheckSettings, targets: TargetSettings) -> Runner[BlocklistAsk, Reputation]:
+def build(
+    settings: SideCheckSettings, targets: TargetSettings, clock: Clock
+) -> Runner[BlocklistAsk, Reputation]:
     return runner(
         BlocklistProbe(
             resolver=settings.agent_blocklist_resolver or settings.agent_dns_resolver,
             dqs_key=settings.agent_spamhaus_dqs_key,
             allow_private=targets.agent_allow_private_targets,
             bound=TenantBound(settings.agent_dns_probes_per_tenant),
+            clock=clock,
             shared=settings.agent_blocklist_resolver in (None, "", settings.agent_dns_resolver),
             recent_s=settings.agent_blocklist_recent_seconds,
         )

@@ -7,6 +7,7 @@ from typing import Final
 
 from agent.settings import SideCheckSettings, TargetSettings
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
+from shared.clock import Clock
 from shared.sidechecks.exchange_tls import WIRE, ExchangeTls, ExchangeTlsAsk, bounded
 
 
@@ -23,7 +24,7 @@ async def _run(ask: ExchangeTlsAsk, at: Round) -> ExchangeTls | None:
 
 
 def build(
-    settings: SideCheckSettings, targets: TargetSettings
+    settings: SideCheckSettings, targets: TargetSettings, clock: Clock
 ) -> Runner[ExchangeTlsAsk, ExchangeTls]:
     return _run
 

@@ -28,6 +28,7 @@ from agent.probers.run import reach
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from agent.settings import SideCheckSettings, TargetSettings
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
+from shared.clock import Clock
 from shared.mailclient.errors import MailClientError
 from shared.messages import (
     ImapPopConfig,
@@ -82,7 +83,7 @@ def mailbox_of(at: Round) -> _Mailbox | None:
 
 
 def build(
-    settings: SideCheckSettings, targets: TargetSettings
+    settings: SideCheckSettings, targets: TargetSettings, clock: Clock
 ) -> Runner[HeartbeatMailAsk, HeartbeatMail]:
     system = build_ssl_contexts()
     allow_private = targets.agent_allow_private_targets
@@ -103,7 +104,7 @@ def build(
         until = asyncio.get_running_loop().time() + at.job.timeout_seconds
         secrets = job_secrets(at.job)
         looked = [
-            _published(await _look(look, box, at, contexts, allow_private, until), secrets)
+            _published(await _look(look, box, at, contexts, allow_private, until, clock), secrets)
             for look in ask.looks
         ]
         return bounded(HeartbeatMail(looks=looked))
@@ -125,6 +126,7 @@ async def _look(
     contexts: SslContexts,
     allow_private: bool,
     until: float,
+    clock: Clock,
 ) -> Looked:
     job, receive = at.job, box.receive
     try:
@@ -140,6 +142,7 @@ async def _look(
         since=since,
     )
     rec = Recorder(
+        clock=clock,
         api_calls=Allowance(
             None if job.api_calls is None else min(job.api_calls, GRAPH_LOOK_CALLS)
         ),

@@ -36,6 +36,7 @@ from agent.settings import SideCheckSettings, TargetSettings
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
 from agent.tenant_bound import BOUND_BUSY, TenantBound
 from shared.addresses import is_blocked
+from shared.clock import Clock
 from shared.dns_canary import Canary, parse_dns_canaries
 from shared.sidechecks import dmarc_record, dmarc_tree, spf_syntax
 from shared.sidechecks.mail_dns import WIRE, MailDns, MailDnsAsk
@@ -310,7 +311,9 @@ def runner(probe: MailDnsProbe) -> Runner[MailDnsAsk, MailDns]:
     return partial(_run, probe)
 
 
-def build(settings: SideCheckSettings, targets: TargetSettings) -> Runner[MailDnsAsk, MailDns]:
+def build(
+    settings: SideCheckSettings, targets: TargetSettings, clock: Clock
+) -> Runner[MailDnsAsk, MailDns]:
     context = system_trust()
     if settings.agent_mta_sts_ca_file is not None:
         context = ssl.create_default_context()

@@ -48,6 +48,7 @@ from agent.dns_resolver import CanaryResolver
 from agent.settings import SideCheckSettings, TargetSettings
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
 from agent.tenant_bound import TenantBound
+from shared.clock import Clock
 from shared.dns_canary import Canary, parse_dns_canaries
 from shared.sidechecks import dmarc_record, dmarc_tree, spf_syntax
 from shared.sidechecks.readiness import (
@@ -516,7 +517,9 @@ def runner(probe: ReadinessProbe) -> Runner[ReadinessAsk, Readiness]:
     return partial(_run, probe)
 
 
-def build(settings: SideCheckSettings, targets: TargetSettings) -> Runner[ReadinessAsk, Readiness]:
+def build(
+    settings: SideCheckSettings, targets: TargetSettings, clock: Clock
+) -> Runner[ReadinessAsk, Readiness]:
     return runner(
         ReadinessProbe(
             resolver=settings.agent_dns_resolver,

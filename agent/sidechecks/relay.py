@@ -8,6 +8,7 @@ import msgspec
 
 from agent.settings import SideCheckSettings, TargetSettings
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
+from shared.clock import Clock
 from shared.messages import CheckJob, SmtpCheckJob
 from shared.sidechecks.relay import WIRE, RelayAsk, RelayTest
 
@@ -26,7 +27,9 @@ async def _run(ask: RelayAsk, at: Round) -> RelayTest | None:
     return None
 
 
-def build(settings: SideCheckSettings, targets: TargetSettings) -> Runner[RelayAsk, RelayTest]:
+def build(
+    settings: SideCheckSettings, targets: TargetSettings, clock: Clock
+) -> Runner[RelayAsk, RelayTest]:
     return _run
 
 

@@ -28,6 +28,7 @@ from agent.settings import SideCheckSettings, TargetSettings
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
 from agent.tenant_bound import BOUND_BUSY, TenantBound
 from shared.addresses import is_blocked
+from shared.clock import Clock
 from shared.dns_canary import Canary, parse_dns_canaries
 from shared.sidechecks.reverse_dns import (
     PTR_ADDRESSES_MAX,
@@ -219,7 +220,7 @@ def runner(probe: ReverseDnsProbe) -> Runner[ReverseDnsAsk, ReverseDns]:
 
 
 def build(
-    settings: SideCheckSettings, targets: TargetSettings
+    settings: SideCheckSettings, targets: TargetSettings, clock: Clock
 ) -> Runner[ReverseDnsAsk, ReverseDns]:
     # Never private addresses, whatever AGENT_ALLOW_PRIVATE_TARGETS says: receivers only
     # ever see public ones, so a private address's PTR says nothing.

@@ -71,7 +71,6 @@ from controller.posture import rules as posture_rules
 from controller.posture import store as posture_db
 from controller.scheduling.rules import LOOKBACK
 from shared.guards import BrokenInvariant
-from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -122,7 +121,7 @@ class Evaluator:
         *,
         policy: Policy,
         batch: int = BATCH,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime],
     ) -> None:
         self._pool = pool
         self._rounds = rounds

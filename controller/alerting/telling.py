@@ -27,7 +27,7 @@ from controller.notify.links import Links
 from controller.notify.texts import Kind, render, render_backoff
 from controller.scheduling import confirm_store as confirmations
 from shared.guards import BrokenInvariant
-from shared.timefmt import iso_ms, utcnow
+from shared.timefmt import iso_ms
 
 log = structlog.get_logger(__name__)
 
@@ -63,7 +63,7 @@ class Teller:
         policy: Policy,
         timing: flows.Timing,
         batch: int = BATCH,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime],
     ) -> None:
         self._pool = pool
         self._links = links

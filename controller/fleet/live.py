@@ -63,7 +63,7 @@ from shared.messages import (
     encode,
 )
 from shared.subjects import HEARTBEATS_SUBJECTS, control_subject, heartbeats_subject
-from shared.timefmt import iso_ms, utcnow
+from shared.timefmt import iso_ms
 
 log = structlog.get_logger(__name__)
 
@@ -124,7 +124,7 @@ class LiveAgents:
         ttl_s: float = HEARTBEAT_TTL_S,
         warmup_s: float = WARMUP_S,
         clock: Callable[[], float] = time.monotonic,
-        wall: Callable[[], datetime] = utcnow,
+        wall: Callable[[], datetime],
     ) -> None:
         """`clock`: the monotonic seconds beats are aged by; `wall`: the instant a beat is seen
         at (its `seen_at`)."""

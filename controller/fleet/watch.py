@@ -29,7 +29,7 @@ from controller.notify.texts import Texts, with_facts
 from controller.operator_health import store as health_db
 from controller.operator_health.rules import HOLD, Change, Health, Stored
 from controller.operator_health.watch import move, tell_operators, tell_owners
-from shared.clock import WALL, Clock
+from shared.clock import Clock
 from shared.messages import AGENT_FEATURES
 from shared.timefmt import iso_ms
 
@@ -48,7 +48,7 @@ class FleetWatch:
         hold: timedelta = HOLD,
         window: timedelta = WINDOW,
         needed: Sequence[str] = AGENT_FEATURES,
-        clock: Clock = WALL,
+        clock: Clock,
     ) -> None:
         """`clock`: the instant health is judged at when a pass is not given one."""
         self._pool = pool

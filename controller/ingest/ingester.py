@@ -46,7 +46,7 @@ from controller.oracles import store as oracles
 from controller.sidechecks import legacy
 from controller.sidechecks.asks import unasked
 from controller.sidechecks.registry import WIRED
-from shared.clock import WALL, Clock
+from shared.clock import Clock
 from shared.loop import run_every
 from shared.messages import result_parts
 from shared.pulling import StandingPull
@@ -91,7 +91,7 @@ class Ingester:
         ack_wait_s: float = INGEST_ACK_WAIT_S,
         batch: int = BATCH,
         accept_unsealed: bool = False,
-        clock: Clock = WALL,
+        clock: Clock,
     ) -> None:
         """`durable` and `subject` name the consumer and what it reads (all results by default);
         `default_countries`: DEFAULT_CHECK_COUNTRIES; `ack_wait_s`: the consumer's ack wait,

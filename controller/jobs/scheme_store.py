@@ -8,7 +8,7 @@ import asyncpg
 
 from controller.db.pool import Conn
 from controller.jobs.scheme import CONTROLLER_PREFIX, LEAD_S, Move, SeededGate, all_accept_seeded
-from shared.clock import WALL, Clock
+from shared.clock import Clock
 
 
 async def session_names(conn: Conn) -> tuple[list[str], str]:
@@ -53,7 +53,7 @@ async def read(pool: asyncpg.Pool, gate: SeededGate) -> datetime | None:
     return gate.seeded_from
 
 
-async def look(pool: asyncpg.Pool, gate: SeededGate, clock: Clock = WALL) -> datetime | None:
+async def look(pool: asyncpg.Pool, gate: SeededGate, clock: Clock) -> datetime | None:
     """One look at the live controllers, taken in by `gate` at `clock`'s monotonic time, and
     the row moved as it asks (opened a lead after `clock`'s instant); `seeded_from` as it then
     stands (also kept in `gate`)."""

@@ -46,7 +46,7 @@ from controller.monitors.errors import NotFound, SecretMoved, Stale, invalid
 from controller.monitors.store import Monitor
 from controller.monitors.write_model import UPDATES, MonitorCreate, MonitorUpdate
 from controller.secrets.box import SecretBox, SecretBoxError
-from shared.clock import WALL, Clock
+from shared.clock import Clock
 from shared.sidechecks.heartbeat_mail import LOOKS_MAX
 
 log = structlog.get_logger(__name__)
@@ -67,8 +67,8 @@ class MonitorWrites:
     pool: asyncpg.Pool
     box: SecretBox
     limits: fair_use.Limits
+    clock: Clock  # a write's `updated_at`; when a flow incident a deletion leaves ends
     token_hosts: Sequence[str] = ()  # OAUTH2_TOKEN_HOSTS: a custom token endpoint's hosts
-    clock: Clock = WALL  # a write's `updated_at`; when a flow incident a deletion leaves ends
 
     async def get(self, lookup: Lookup) -> Monitor:
         """The monitor a write is for, as it is now (the surface's 404 when there is none)."""

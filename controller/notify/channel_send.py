@@ -34,7 +34,6 @@ from controller.notify.links import NO_LINKS, Links
 from controller.secrets.box import SecretBox, SecretBoxError
 from controller.settings import NotifySettings
 from shared.secret import SECRET_MASK
-from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -49,7 +48,7 @@ class ChannelSender:
         egress: Egress,
         links: Links = NO_LINKS,
         *,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime],
     ) -> None:
         self._pool = pool
         self._box = box
@@ -196,9 +195,14 @@ class _KindChannel:
 
 
 def channel_sender(
-    notify: NotifySettings, pool: asyncpg.Pool, box: SecretBox, egress: Egress | None = None
+    notify: NotifySettings,
+    pool: asyncpg.Pool,
+    box: SecretBox,
+    egress: Egress | None = None,
+    *,
+    clock: Callable[[], datetime],
 ) -> ChannelSender:
     """The sender of this process: NOTIFY_PRIVATE_NETWORK_GRANTS and PUBLIC_URL applied."""
     return ChannelSender(
-        pool, box, egress or Egress(notify.notify_private_grants), Links.of(notify)
+        pool, box, egress or Egress(notify.notify_private_grants), Links.of(notify), clock=clock
     )

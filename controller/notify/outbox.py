@@ -67,7 +67,6 @@ from controller.notify.sources import Source
 from controller.notify.texts import render_held_back
 from controller.observability import metrics
 from shared.guards import BrokenInvariant
-from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -138,7 +137,7 @@ class OutboxWorker:
         org_share: float = ORG_SHARE,
         budget: Budget | None = None,
         links: Links = NO_LINKS,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime],
     ) -> None:
         """`links`: where the owners' notice that the budget was reached points them."""
         self._pool = pool

@@ -43,7 +43,7 @@ from controller.oauth2.fetcher import TokenError, TokenFetcher
 from controller.oauth2.rules import TokenFailure as TokenFailure
 from controller.oauth2.slots import FairSlots
 from controller.secrets.box import SealedSecret, SecretBox, SecretBoxError
-from shared.clock import WALL, Clock
+from shared.clock import Clock
 from shared.guards import BrokenInvariant
 from shared.secret import Secret
 
@@ -64,7 +64,7 @@ class TokenService:
         calls_per_hour: int = 600,
         fetches: int = 8,
         links: Links = NO_LINKS,
-        clock: Clock = WALL,
+        clock: Clock,
     ) -> None:
         """`fetches`: grants asked at once (each holds a connection of `pool` meanwhile);
         `links`: where the owners' notice points them; `clock`: what tokens' expiry, retries and

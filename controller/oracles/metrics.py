@@ -22,7 +22,7 @@ from prometheus_client import Gauge
 from controller.db.pool import Conn
 from controller.oracles import store as db
 from controller.sidechecks.frame import WorldGauges
-from shared.clock import WALL, Clock
+from shared.clock import Clock
 
 log = structlog.get_logger(__name__)
 
@@ -57,7 +57,7 @@ FLEET = Gauge(
 class World:
     """The gauges above, read again when older than `REFRESH_S`."""
 
-    def __init__(self, parts: Sequence[WorldGauges] = (), clock: Clock = WALL) -> None:
+    def __init__(self, parts: Sequence[WorldGauges] = (), *, clock: Clock) -> None:
         """`parts`: the side checks' own (controller.sidechecks.world.world_gauges)."""
         self._parts = tuple(parts)
         self._clock = clock

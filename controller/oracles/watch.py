@@ -24,7 +24,7 @@ from controller.oracles import rules
 from controller.oracles import store as db
 from controller.oracles.rules import RESOLVER
 from controller.sidechecks.frame import Oracles
-from shared.clock import WALL, Clock
+from shared.clock import Clock
 from shared.timefmt import iso_ms
 
 log = structlog.get_logger(__name__)
@@ -38,7 +38,7 @@ class OracleWatch:
         *,
         dns_window_s: int,
         hold: timedelta = HOLD,
-        clock: Clock = WALL,
+        clock: Clock,
     ) -> None:
         """`oracles`: the side checks' own oracles (the operator's lists); `clock`: the instant
         health is judged at when a pass is not given one."""

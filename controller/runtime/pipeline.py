@@ -45,11 +45,10 @@ from controller.sidechecks import blocklists, heartbeat_mail
 from controller.sidechecks.blocklists.rules import lists_setting
 from controller.sidechecks.blocklists.watch import FreshNames
 from controller.sidechecks.heartbeat_mail.store import HeartbeatReaders
-from shared.clock import WALL, Clock
+from shared.clock import Clock
 from shared.guards import BrokenInvariant
 from shared.settings import nats_tls_context
 from shared.streams import MIB, JobsConsumers, ensure_streams
-from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +73,8 @@ class Pipeline:
     agents: LiveAgents | None
     scheduler: Scheduler | None
     ingester: Ingester | None
+    # The process's clock (shared.clock), which the parts were given.
+    clock: Clock
     # The names answered lately per country, which rounds skip (None: BLOCKLISTS is off).
     fresh: FreshNames | None = None
     # Who reads which mailbox for heartbeat mail (None: no scheduler role).
@@ -82,8 +83,6 @@ class Pipeline:
     # the alerter's view of the database-wide `seeded_from`, read at start and by `serve`'s
     # watch.
     seeded: SeededGate = field(default_factory=SeededGate)
-    # The process's clock (shared.clock), which the parts above were given.
-    clock: Clock = WALL
 
 
 async def _reconnected() -> None:
@@ -124,7 +123,8 @@ async def open_pipeline(
     settings: ControllerSettings,
     pool: asyncpg.Pool,
     nc: NATS | None = None,
-    clock: Clock = WALL,
+    *,
+    clock: Clock,
 ) -> AsyncIterator[Pipeline]:
     """Connect (unless `nc` is given), create the streams, build the parts CONTROLLER_ROLES
     use, each given `clock`; drain at exit."""
@@ -171,7 +171,17 @@ async def open_pipeline(
                     clock=clock,
                 )
                 stack.push_async_callback(ingester.close)
-            yield Pipeline(conn, js, agents, scheduler, ingester, fresh, readers, seeded, clock)
+            yield Pipeline(
+                conn,
+                js,
+                agents,
+                scheduler,
+                ingester,
+                clock,
+                fresh=fresh,
+                readers=readers,
+                seeded=seeded,
+            )
     finally:
         if owned:
             await conn.drain()
@@ -204,7 +214,7 @@ def build_scheduler(
     js: JetStreamContext,
     agents: LiveAgents,
     seeded: SeededGate,
-    clock: Clock = WALL,
+    clock: Clock,
 ) -> tuple[Scheduler, FreshNames | None, HeartbeatReaders]:
     """The scheduler's three parts (planner, admission, publisher) and the worker that drives
     them, each given what it uses; the names it skips (None: BLOCKLISTS is off); and who reads
@@ -257,7 +267,7 @@ def build_scheduler(
 
 
 def token_service(
-    oauth2: OAuth2Settings, pool: asyncpg.Pool, box: SecretBox, links: Links, clock: Clock = WALL
+    oauth2: OAuth2Settings, pool: asyncpg.Pool, box: SecretBox, links: Links, clock: Clock
 ) -> TokenService:
     """The OAuth2 access tokens of monitors' logins, as OAUTH2_* allow."""
     return TokenService(
@@ -279,7 +289,7 @@ def build_alerter(
     links: Links,
     *,
     batch: int = ALERT_BATCH,
-    clock: Callable[[], datetime] = utcnow,
+    clock: Callable[[], datetime],
 ) -> Alerter:
     """The alerter's parts (the evaluator, the teller of its notices, the events' publisher),
     each given what it uses of the alerting, fair use and scheduling settings; `job_ids`: the

@@ -248,8 +248,8 @@ def _alerter(
     alerting, notify = settings.alerting, settings.notify
     box = SecretBox(settings.secrets.secrets_key or "")
     links = Links.of(notify)
-    found = channels(notify) | channel_sender(notify, pool, box).channels()
     js, seeded, clock = pipeline.js, pipeline.seeded, pipeline.clock
+    found = channels(notify) | channel_sender(notify, pool, box, clock=clock.now).channels()
     alerter = build_alerter(
         settings, pool, js, JobIds.from_box(box, seeded), links, clock=clock.now
     )

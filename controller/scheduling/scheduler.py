@@ -46,7 +46,7 @@ from controller.scheduling.planner import Planner
 from controller.scheduling.publisher import JobPublisher
 from controller.settings import FairUseSettings, SchedulingSettings
 from shared.loop import run_every
-from shared.timefmt import iso_ms, utcnow
+from shared.timefmt import iso_ms
 
 log = structlog.get_logger(__name__)
 
@@ -79,7 +79,7 @@ class Scheduler:
         *,
         scheduling: SchedulingSettings,
         fair_use: FairUseSettings,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime],
     ) -> None:
         """`scheduling`: SCHEDULER_BATCH (monitors claimed at once), SCHEDULER_GATHER_SECONDS,
         CONFIRM_ROUNDS_PER_MINUTE; `fair_use`: DEFAULT_CHECK_COUNTRIES and

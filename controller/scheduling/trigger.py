@@ -21,7 +21,7 @@ from controller.monitors.errors import Conflict, NotAllowed, NotFound, Unavailab
 from controller.monitors.store import Monitor
 from controller.scheduling import rules as schedule
 from controller.scheduling.plan import PlannedRound
-from shared.clock import WALL, Clock
+from shared.clock import Clock
 
 log = structlog.get_logger(__name__)
 
@@ -34,7 +34,7 @@ class MonitorTrigger:
     pool: asyncpg.Pool
     limits: fair_use.Limits
     round_now: RoundNow | None  # None: the check pipeline does not run in this process
-    clock: Clock = WALL  # the instant the allowance is taken at
+    clock: Clock  # the instant the allowance is taken at
 
     async def run(self, principal: Principal, monitor: Monitor) -> PlannedRound:
         """Plan and send a round of `monitor` now, on behalf of `principal`."""

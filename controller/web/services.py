@@ -106,14 +106,16 @@ class Services:
                 pool=pool,
                 box=box,
                 logins=logins,
-                sender=channel_sender(settings.notify, pool, box, egress),
-                writes=MonitorWrites(pool, box, limits, settings.oauth2.token_hosts, clock),
+                sender=channel_sender(settings.notify, pool, box, egress, clock=clock.now),
+                writes=MonitorWrites(pool, box, limits, clock, settings.oauth2.token_hosts),
                 trigger=MonitorTrigger(pool, limits, _round_now(pipeline), clock),
                 agents=None if pipeline is None else pipeline.agents,
                 nats_up=None if pipeline is None else _connected(pipeline),
                 page_cache=PageCache(),
                 background=Background(),
-                world=World(world_gauges(lists_setting(settings.reputation.blocklists)), clock),
+                world=World(
+                    world_gauges(lists_setting(settings.reputation.blocklists)), clock=clock
+                ),
                 clock=clock,
             )
         finally:

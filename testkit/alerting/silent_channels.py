@@ -34,6 +34,7 @@ from controller.notify.recipients import to_channels
 from controller.notify.sources import Source
 from controller.notify.texts import Texts
 from controller.secrets.box import SecretBox
+from shared.clock import WALL
 from shared.timefmt import utcnow
 from testkit.alerting.receivers import Receiver
 
@@ -212,7 +213,7 @@ async def outage(pool: asyncpg.Pool, tenant: Tenant) -> None:
 
 
 def sender_channels(pool: asyncpg.Pool, box: SecretBox, egress: Egress) -> Mapping[str, Channel]:
-    return ChannelSender(pool, box, egress).channels()
+    return ChannelSender(pool, box, egress, clock=WALL.now).channels()
 
 
 async def page_latency(

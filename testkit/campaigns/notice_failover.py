@@ -54,6 +54,7 @@ from controller.notify.email import EmailChannel, message_id
 from controller.notify.outbox import OutboxWorker
 from controller.secrets.box import SecretBox, generate_key
 from shared import embedded
+from shared.clock import WALL
 from shared.timefmt import iso_ms, utcnow
 from testkit import postgres
 from testkit.alerting.peers import Relay
@@ -324,8 +325,8 @@ async def run_seed(
 
     pool = await create_pool(cluster.url, 4)
     egress = Egress({"*": [ipaddress.ip_network("127.0.0.0/8")]}, ssl_context=client_context())
-    sender = ChannelSender(pool, box, egress)
-    worker = OutboxWorker(pool, {**channels, **sender.channels()})
+    sender = ChannelSender(pool, box, egress, clock=WALL.now)
+    worker = OutboxWorker(pool, {**channels, **sender.channels()}, clock=WALL.now)
     stop = asyncio.Event()
     queued = await _queue(pool, site, seed, "down")
     running = asyncio.create_task(worker.run(stop))

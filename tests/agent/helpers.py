@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 
 from agent.probers.tls import SslContexts
 from agent.worker import Worker
+from shared.clock import WALL
 from shared.messages import CheckJob, CheckResult, MonitorType, decode_result, encode
 from shared.streams import jobs_consumer_name
 from shared.subjects import JOBS_STREAM, RESULTS_STREAM, jobs_subject, results_country_filter
@@ -98,6 +99,7 @@ def worker(nc: NATS, country: str, contexts: SslContexts, **options: Any) -> Wor
         "ssl_contexts": contexts,
         "fetch_timeout": 0.2,
         "heartbeat_interval": None,
+        "clock": WALL,
     }
     return Worker.of(nc, country, **{**defaults, **options})
 

@@ -17,7 +17,7 @@ from agent.sidechecks.blocklists import BlocklistProbe, dqs_zone, query_name
 from agent.tenant_bound import BOUND_BUSY, TenantBound
 from agent.worker import Worker
 from controller.sidechecks.blocklists.rules import KNOWN, BlockList, health, read
-from shared.clock import ManualClock
+from shared.clock import WALL, ManualClock
 from shared.settings import load
 from shared.sidechecks.blocklists import (
     WIRE,
@@ -68,7 +68,7 @@ def test_query_names_follow_rfc5782() -> None:
 async def test_the_host_and_its_mx_addresses_on_a_healthy_list() -> None:
     zones = {"rbl.example.net": healthy(**{label(HOST_IP): ["127.0.0.2"]})}
     async with DnsblPeer(zones, records=RECORDS) as peer:
-        probe = BlocklistProbe(resolver=peer.address)
+        probe = BlocklistProbe(resolver=peer.address, clock=WALL)
         got = await probe.probe(
             ask(RBL, host=True, mx_domain="example.com", ips=["127.0.0.2", "127.0.0.1"]),
             HOST,
@@ -94,7 +94,7 @@ async def test_a_host_that_is_an_address_is_itself_asked_about_with_no_a_query()
     mail depends on; no A/AAAA query is sent for the literal."""
     zones = {"rbl.example.net": healthy(**{label(HOST_IP): ["127.0.0.2"]})}
     async with DnsblPeer(zones) as peer:
-        probe = BlocklistProbe(resolver=peer.address)
+        probe = BlocklistProbe(resolver=peer.address, clock=WALL)
         four = await probe.probe(ask(RBL, host=True), HOST_IP, 5)
         six = await probe.probe(ask(RBL, host=True), f"[{HOST_IP6}]", 5)
         private = await probe.probe(ask(RBL, host=True), "10.0.0.5", 5)
@@ -108,7 +108,7 @@ async def test_a_host_that_is_an_address_is_itself_asked_about_with_no_a_query()
 async def test_a_dead_list_that_lists_everything_is_unhealthy_and_lists_nobody() -> None:
     zones = {"dead.example.net": Zone(everything=["127.0.0.2"])}
     async with DnsblPeer(zones, records=RECORDS) as peer:
-        got = await BlocklistProbe(resolver=peer.address).probe(
+        got = await BlocklistProbe(resolver=peer.address, clock=WALL).probe(
             ask(DEAD, host=True, ips=["127.0.0.2", "127.0.0.1"]), HOST, 5
         )
     dead = BlockList("dead.example.net", "ip", "dead")
@@ -125,7 +125,7 @@ async def test_spamhaus_error_codes_are_errors_never_listings() -> None:
     ):
         zones = {"zen.spamhaus.org": Zone(everything=[code])}
         async with DnsblPeer(zones, records=RECORDS) as peer:
-            got = await BlocklistProbe(resolver=peer.address).probe(
+            got = await BlocklistProbe(resolver=peer.address, clock=WALL).probe(
                 ask(ZEN, host=True, ips=["127.0.0.2", "127.0.0.1"]), HOST, 5
             )
         zen = KNOWN["zen.spamhaus.org"]
@@ -138,7 +138,7 @@ async def test_spamhaus_error_codes_are_errors_never_listings() -> None:
 async def test_dbl_answering_an_ip_query_with_its_error_is_no_listing() -> None:
     zones = {"dbl.spamhaus.org": Zone(everything=["127.0.1.255"])}
     async with DnsblPeer(zones) as peer:
-        got = await BlocklistProbe(resolver=peer.address).probe(
+        got = await BlocklistProbe(resolver=peer.address, clock=WALL).probe(
             ask(BlocklistZone(zone="dbl.spamhaus.org", kind="domain"), domains=["example.com"]),
             HOST,
             5,
@@ -152,7 +152,7 @@ async def test_a_slow_list_times_out_alone() -> None:
     timeout, so a probe that waited for it fails the test instead of returning."""
     zones = {"slow.example.net": healthy(), "rbl.example.net": healthy()}
     async with DnsblPeer(zones, records=RECORDS, slow={"slow.example.net": 120}) as peer:
-        got = await BlocklistProbe(resolver=peer.address).probe(
+        got = await BlocklistProbe(resolver=peer.address, clock=WALL).probe(
             ask(SLOW, RBL, ips=["127.0.0.2"]), HOST, 1.5
         )
     slow = answer(got, "slow.example.net", "127.0.0.2")
@@ -166,7 +166,9 @@ async def test_two_countries_see_two_versions_of_a_list() -> None:
     clean = {"rbl.example.net": healthy()}
     async with DnsblPeer(listed, records=RECORDS) as de, DnsblPeer(clean, records=RECORDS) as us:
         seen = {
-            cc: await BlocklistProbe(resolver=peer.address).probe(ask(RBL, host=True), HOST, 5)
+            cc: await BlocklistProbe(resolver=peer.address, clock=WALL).probe(
+                ask(RBL, host=True), HOST, 5
+            )
             for cc, peer in (("DE", de), ("US", us))
         }
     assert answer(seen["DE"], "rbl.example.net", HOST_IP).a == ["127.0.0.2"]
@@ -185,7 +187,7 @@ async def test_bad_answers_are_bounded_errors_or_unknown_never_a_crash() -> None
         )
     }
     async with DnsblPeer(zones) as peer:
-        got = await BlocklistProbe(resolver=peer.address).probe(
+        got = await BlocklistProbe(resolver=peer.address, clock=WALL).probe(
             ask(RBL, ips=["192.0.2.7", "192.0.2.8", "192.0.2.9"]), HOST, 5
         )
     huge = answer(got, "rbl.example.net", "192.0.2.7")
@@ -202,7 +204,7 @@ async def test_domains_on_domain_lists_only_and_skipped_names_not_asked() -> Non
     zones = {"uri.example.net": healthy_domains({"example.com": ["127.0.0.2"]})}
     zones["rbl.example.net"] = healthy()
     async with DnsblPeer(zones, records=RECORDS) as peer:
-        got = await BlocklistProbe(resolver=peer.address).probe(
+        got = await BlocklistProbe(resolver=peer.address, clock=WALL).probe(
             ask(URI, RBL, host=True, domains=["Example.com", "test"], skip=[HOST_IP]), HOST, 5
         )
     assert answer(got, "uri.example.net", "example.com").a == ["127.0.0.2"]
@@ -222,7 +224,7 @@ async def test_a_list_asked_about_a_name_is_asked_its_test_entries_even_when_ski
     tests = ["127.0.0.2", "127.0.0.1"]
     zones = {"rbl.example.net": healthy()}
     async with DnsblPeer(zones, records=RECORDS) as peer:
-        probe = BlocklistProbe(resolver=peer.address)
+        probe = BlocklistProbe(resolver=peer.address, clock=WALL)
         got = await probe.probe(ask(rbl, host=True, ips=tests, skip=tests), HOST, 5)
         everything_fresh = await probe.probe(
             ask(rbl, host=True, ips=tests, skip=[*tests, HOST_IP, HOST_IP6]), HOST, 5
@@ -238,7 +240,7 @@ async def test_a_wave_of_rounds_shares_one_ask_of_a_lists_test_entries() -> None
     rbl = BlocklistZone(zone="rbl.example.net", kind="ip", tests=["127.0.0.2", "127.0.0.1"])
     ips = [f"93.184.216.{n}" for n in range(100, 120)]
     async with DnsblPeer({"rbl.example.net": healthy()}) as peer:
-        probe = BlocklistProbe(resolver=peer.address)
+        probe = BlocklistProbe(resolver=peer.address, clock=WALL)
         rounds = await asyncio.gather(
             *(probe.probe(ask(rbl, ips=[ip], skip=rbl.tests), HOST, 5) for ip in ips)
         )
@@ -274,7 +276,7 @@ async def test_the_names_lookups_keep_to_the_rounds_budget() -> None:
     budget = 1.0
     async with Clocked({}, records=records) as peer:
         peer.silent = ("silent.example",)
-        probe = BlocklistProbe(resolver=peer.address)
+        probe = BlocklistProbe(resolver=peer.address, clock=WALL)
         started = asyncio.get_running_loop().time()
         got = await probe.probe(ask(RBL, host=False, mx_domain="mail.example"), HOST, budget)
     late = [t - started for t in peer.times if t - started > 3 * budget]
@@ -286,7 +288,7 @@ async def test_a_dqs_key_is_used_and_never_shown() -> None:
     key = "s3cr3tdqskey"
     zones = {f"{key}.zen.dq.spamhaus.net": healthy(**{label(HOST_IP): ["127.0.0.4"]})}
     async with DnsblPeer(zones, records=RECORDS, slow={f"{key}.zen.dq.spamhaus.net": 0}) as peer:
-        got = await BlocklistProbe(resolver=peer.address, dqs_key=key).probe(
+        got = await BlocklistProbe(resolver=peer.address, dqs_key=key, clock=WALL).probe(
             ask(ZEN, host=True), HOST, 5
         )
     found = answer(got, "zen.spamhaus.org", HOST_IP)
@@ -298,7 +300,7 @@ async def test_a_dqs_key_is_used_and_never_shown() -> None:
 async def test_an_unanswering_resolver_is_unknown_for_every_list() -> None:
     async with DnsblPeer({}, records=RECORDS) as peer:
         peer.silent = ("example.net",)
-        got = await BlocklistProbe(resolver=peer.address).probe(
+        got = await BlocklistProbe(resolver=peer.address, clock=WALL).probe(
             ask(RBL, ips=["127.0.0.2"]), HOST, 1
         )
     only = answer(got, "rbl.example.net", "127.0.0.2")
@@ -329,7 +331,12 @@ async def test_a_worker_asks_the_lists_only_for_jobs_that_carry_blocklists(
         }
         settings = load(AgentSettings, env, agent_country=country)
         w = Worker.from_settings(
-            nc, settings, ssl_contexts=ssl_contexts, fetch_timeout=0.2, heartbeat_interval=None
+            nc,
+            settings,
+            ssl_contexts=ssl_contexts,
+            fetch_timeout=0.2,
+            heartbeat_interval=None,
+            clock=WALL,
         )
         await w.run(burst=True)
     found = {r.job_id: r for r in await results(js, country)}
@@ -350,7 +357,7 @@ async def test_one_organizations_share_of_the_dns_probes_is_bounded() -> None:
     async with DnsblPeer(zones, records=RECORDS) as peer:
         peer.silent = ("never-answers.test",)
         bound = TenantBound(1)
-        probe = BlocklistProbe(resolver=peer.address, bound=bound)
+        probe = BlocklistProbe(resolver=peer.address, bound=bound, clock=WALL)
         stuck = asyncio.create_task(
             probe.probe(ask(RBL, mx_domain="never-answers.test"), HOST, 3, "member")
         )

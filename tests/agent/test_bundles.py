@@ -14,6 +14,7 @@ from agent.bundles import Part, jobs_of
 from agent.probers.tls import SslContexts
 from agent.selfcheck import SelfChecks
 from agent.selfcheck_rules import HAND_OVER_TRIES
+from shared.clock import WALL
 from shared.messages import CheckJob, encode, encode_bundle
 from shared.streams import jobs_consumer_config, jobs_consumer_name
 from shared.subjects import JOBS_STREAM, jobs_subject
@@ -91,7 +92,7 @@ async def _one_bundle(js: JetStreamContext, country: str, size: int) -> list[Par
     await publish_bundle(js, [job_for(country, 25) for _ in range(size)])
     sub = await js.pull_subscribe_bind(jobs_consumer_name(country), stream=JOBS_STREAM)
     [msg] = await sub.fetch(1, timeout=2)
-    parts = jobs_of(msg)
+    parts = jobs_of(msg, clock=WALL)
     assert all(isinstance(p, Part) for p in parts) and len(parts) == size
     return [p for p in parts if isinstance(p, Part)]
 
@@ -118,7 +119,7 @@ async def test_a_bundle_with_a_job_handed_back_comes_back_whole_once_all_are_set
     assert await _fetched(sub, 0.5) == []  # not yet: a job of it is still running
     await parts[2].ack()
     [again] = await _fetched(sub, 2)
-    assert again.metadata.num_delivered == 2 and len(jobs_of(again)) == 3
+    assert again.metadata.num_delivered == 2 and len(jobs_of(again, clock=WALL)) == 3
 
 
 async def test_a_bundle_whose_every_job_was_termed_is_termed(
@@ -153,7 +154,9 @@ async def test_a_bundle_with_a_job_for_a_blocked_port_goes_back_whole_before_any
     """The blocked agent runs none of the bundle (its other jobs need not run twice) and hands
     it back whole; the healthy agent runs all of it."""
     async with SmtpLikePeer() as blocked_peer, SmtpLikePeer() as other_peer:
-        checks = SelfChecks(country, [("127.0.0.2", blocked_peer.port)], None, timeout=1.0)
+        checks = SelfChecks(
+            country, [("127.0.0.2", blocked_peer.port)], None, timeout=1.0, clock=WALL
+        )
         blocked = worker(nc, country, ssl_contexts, self_checks=checks)
         healthy = worker(nc, country, ssl_contexts)
         jobs = [job_for(country, other_peer.port) for _ in range(3)]

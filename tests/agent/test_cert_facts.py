@@ -27,6 +27,7 @@ from agent.probers.certs import (
 )
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
+from shared.clock import WALL
 from shared.messages import CheckResult, SmtpConfig, TlsInfo, TlsOptions
 from shared.timefmt import utcnow
 from testkit.peers.jobs import make_job
@@ -138,7 +139,7 @@ def contexts() -> SslContexts:
 async def _check(port: int, contexts: SslContexts, verify: bool = True) -> CheckResult:
     config = SmtpConfig(tls_options=TlsOptions(reject_unauthorized=verify))
     job = make_job("smtp", port, config, hostname="localhost")
-    return await run_check(job, "agent-t", True, contexts)
+    return await run_check(job, "agent-t", True, contexts, clock=WALL)
 
 
 def _expected(leaf: trustme.LeafCert, verified: bool, name_matched: bool) -> TlsInfo:
@@ -205,7 +206,7 @@ async def test_an_unverified_check_matches_its_own_hostname_on_a_cached_certific
             tls_options=TlsOptions(reject_unauthorized=False, servername="mail.example")
         )
         job = make_job("smtp", peer.port, config, hostname="localhost")
-        named = await run_check(job, "agent-t", True, contexts)
+        named = await run_check(job, "agent-t", True, contexts, clock=WALL)
     assert len(tls.CERTS) == 1
     assert other.tls is not None and other.tls.name_matched is False
     assert named.tls is not None and named.tls.name_matched is True

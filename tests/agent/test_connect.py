@@ -11,6 +11,7 @@ import uvloop
 from agent.probers.base import Recorder, Target, connect_socket
 from agent.probers.run import run_check
 from agent.probers.tls import build_ssl_contexts
+from shared.clock import WALL
 from shared.messages import SmtpConfig
 from testkit.peers.jobs import make_job
 from testkit.peers.smtp import SmtpPeer
@@ -36,7 +37,7 @@ def test_a_check_connects_without_a_lookup_in_the_loops_thread_pool() -> None:
     async def check() -> str:
         async with SmtpPeer() as peer:
             job = make_job("smtp", peer.port, SmtpConfig(ignore_tls=True), hostname="127.0.0.1")
-            result = await run_check(job, "agent-t", True, build_ssl_contexts())
+            result = await run_check(job, "agent-t", True, build_ssl_contexts(), clock=WALL)
         assert result.address == "127.0.0.1"
         return result.status
 
@@ -53,7 +54,7 @@ def test_refused_and_unreachable_connects_fail_as_the_loop_reported_them() -> No
         async def connect(addresses: tuple[str, ...]) -> BaseException | None:
             ctx = build_ssl_contexts().verified
             target = Target("refused.example", addresses, port, ctx, "refused.example")
-            rec = Recorder()
+            rec = Recorder(clock=WALL)
             try:
                 (await connect_socket(target, rec)).close()
             except OSError as exc:

@@ -14,6 +14,7 @@ from agent.sidechecks import SIDE_CHECKS, Round
 from agent.sidechecks.mail_dns import MailDnsProbe
 from agent.sidechecks.reverse_dns import ReverseDnsProbe
 from controller.oracles.rules import resolver_health
+from shared.clock import WALL
 from shared.sidechecks import blocklists, mail_dns, readiness, reverse_dns
 from shared.sidechecks.blocklists import BlocklistZone
 from testkit.peers.dns import DnsPeer
@@ -124,7 +125,7 @@ async def test_every_dns_side_check_built_from_settings_asks_the_operators_canar
                 agent_dns_resolver=peer.address, agent_dns_canaries=setting
             )
             for name, asked in asks.items():
-                run = SIDE_CHECKS[name].build(settings, targets)
+                run = SIDE_CHECKS[name].build(settings, targets, WALL)
                 facts = await run(asked, at)
                 assert facts is not None, name
                 got = {c.name for c in facts.canaries or []}
@@ -146,5 +147,5 @@ async def test_the_blocklists_say_which_resolver_they_were_asked_through() -> No
             settings = SideCheckSettings(
                 agent_dns_resolver=dns.address, agent_blocklist_resolver=own
             )
-            facts = await SIDE_CHECKS["blocklists"].build(settings, targets)(asked, at)
+            facts = await SIDE_CHECKS["blocklists"].build(settings, targets, WALL)(asked, at)
             assert facts is not None and facts.resolver == through, own

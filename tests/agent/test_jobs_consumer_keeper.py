@@ -17,6 +17,7 @@ import pytest
 from agent.probers.tls import SslContexts
 from controller.fleet.live import LiveAgents
 from deploy.nats_conf import CONTROLLER_USER
+from shared.clock import WALL
 from shared.streams import (
     JOBS_CONSUMER_IDLE_S,
     JobsConsumers,
@@ -52,7 +53,7 @@ async def test_an_arriving_agent_gets_its_countrys_consumer_and_runs_its_job(
         await js.delete_consumer(JOBS_STREAM, name)
     # An older version made one per country, kept forever.
     await js.add_consumer(JOBS_STREAM, replace(jobs_consumer_config("US"), inactive_threshold=None))
-    agents = LiveAgents(controller.nc, warmup_s=0)
+    agents = LiveAgents(controller.nc, warmup_s=0, wall=WALL.now)
     await agents.start()
     keeper = JobsConsumers(js, agents.countries, every_s=0.2)
     await keeper.start()

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from nats.aio.client import Client as NATS
 
 from controller.fleet.live import LiveAgents
+from shared.clock import WALL
 from shared.heartbeats import HEARTBEAT_INTERVAL_S, HEARTBEAT_TTL_S
 from tests.agent.helpers import until
 from tests.agent.test_main import nats_url_of, start_agent, stop_agent
@@ -29,7 +30,11 @@ class Clock:
 
 @asynccontextmanager
 async def live_view(nc: NATS, clock: Clock | None = None) -> AsyncIterator[LiveAgents]:
-    view = LiveAgents(nc) if clock is None else LiveAgents(nc, clock=clock)
+    view = (
+        LiveAgents(nc, wall=WALL.now)
+        if clock is None
+        else LiveAgents(nc, clock=clock, wall=WALL.now)
+    )
     await view.start()
     try:
         yield view

@@ -13,6 +13,7 @@ from agent.probers.tls import SslContexts
 from agent.settings import AgentSettings
 from agent.sidechecks.mail_dns import MailDnsProbe
 from agent.worker import Worker
+from shared.clock import WALL
 from shared.settings import SettingsError, load
 from shared.sidechecks.mail_dns import WIRE, MailDnsAsk
 from testkit.peers.dns import DnsPeer, PolicyHost
@@ -169,7 +170,12 @@ async def test_a_worker_probes_the_mail_dns_only_of_jobs_that_name_a_mail_domain
             }
             settings = load(AgentSettings, env, agent_country=country)
             w = Worker.from_settings(
-                nc, settings, ssl_contexts=ssl_contexts, fetch_timeout=0.2, heartbeat_interval=None
+                nc,
+                settings,
+                ssl_contexts=ssl_contexts,
+                fetch_timeout=0.2,
+                heartbeat_interval=None,
+                clock=WALL,
             )
             await w.run(burst=True)
     found = {r.job_id: r for r in await results(js, country)}

@@ -20,6 +20,7 @@ from agent.resolver import (
     parse_resolv_conf,
     verdict,
 )
+from shared.clock import WALL
 from testkit.peers.dns import DnsPeer
 from testkit.peers.jobs import make_job
 from tests.agent.helpers import until
@@ -242,7 +243,7 @@ async def test_the_checks_deadline_cancels_its_lookup_and_keeps_the_result_shape
     resolver = _resolver(tmp_path, timeout=30)
     assert resolver.bound is not None
     job = make_job("smtp", 25, hostname=f"mx.{SLOW}", timeout=0.5, tenant="a")
-    result = await run_check(job, "agent", True, ssl_contexts, resolver)
+    result = await run_check(job, "agent", True, ssl_contexts, resolver, clock=WALL)
     assert (result.status, result.error_kind) == ("down", "timeout")
     assert result.message == "no answer within 0.5s (during dns)"
     assert result.phases.dns_ms is None
@@ -253,6 +254,7 @@ async def test_the_checks_deadline_cancels_its_lookup_and_keeps_the_result_shape
         True,
         ssl_contexts,
         resolver,
+        clock=WALL,
     )
     assert (gone.error_kind, gone.message) == (
         "dns",

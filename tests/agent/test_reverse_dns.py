@@ -12,6 +12,7 @@ from agent.settings import AgentSettings
 from agent.sidechecks import reverse_dns
 from agent.sidechecks.reverse_dns import ReverseDnsProbe
 from agent.worker import Worker
+from shared.clock import WALL
 from shared.settings import load
 from shared.sidechecks.reverse_dns import PTR_NAMES_MAX, WIRE, ReverseDnsAsk
 from testkit.peers.dns import DnsPeer
@@ -148,6 +149,7 @@ async def test_a_worker_looks_up_reverse_dns_only_on_jobs_that_ask(
             fetch_timeout=0.2,
             heartbeat_interval=None,
             side_checks={"reverse_dns": reverse_dns.runner(_probe(peer))},
+            clock=WALL,
         )
         await w.run(burst=True)
     found = {r.job_id: r for r in await results(js, country)}
@@ -177,7 +179,12 @@ async def test_an_agents_own_probe_skips_private_addresses(
         env = {"AGENT_DNS_RESOLVER": peer.address, "AGENT_ALLOW_PRIVATE_TARGETS": "true"}
         settings = load(AgentSettings, env, agent_country=country)
         w = Worker.from_settings(
-            nc, settings, ssl_contexts=ssl_contexts, fetch_timeout=0.2, heartbeat_interval=None
+            nc,
+            settings,
+            ssl_contexts=ssl_contexts,
+            fetch_timeout=0.2,
+            heartbeat_interval=None,
+            clock=WALL,
         )
         await w.run(burst=True)
     (result,) = [r for r in await results(js, country) if r.job_id == job.job_id]

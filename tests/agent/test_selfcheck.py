@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from prometheus_client import REGISTRY
 
 from agent.selfcheck import SelfChecks
-from shared.clock import ManualClock
+from shared.clock import WALL, ManualClock
 from shared.messages import AgentHeartbeat, CanaryState, encode
 from testkit.peers.scripted import ScriptedPeer
 from tests.agent.helpers import SmtpLikePeer, capture, closed_port
@@ -29,6 +29,7 @@ async def test_a_canary_that_answers_is_ok_and_a_closed_port_is_refused_and_bloc
             [("127.0.0.1", peer.port), ("127.0.0.1", closed)],
             "localhost",
             greeting_ports=frozenset({peer.port}),
+            clock=WALL,
         )
         await checks.recheck()
     states = by_target(checks)
@@ -55,6 +56,7 @@ async def test_a_listener_that_never_greets_fails_a_plain_text_canary(country: s
             [("127.0.0.1", silent.port)],
             timeout=0.3,
             greeting_ports=frozenset({silent.port}),
+            clock=WALL,
         )
         await checks.recheck()
     (state,) = checks.states
@@ -62,7 +64,7 @@ async def test_a_listener_that_never_greets_fails_a_plain_text_canary(country: s
 
 
 async def test_a_name_that_does_not_resolve_fails_the_resolver_check(country: str) -> None:
-    checks = SelfChecks(country, [], "canary.invalid")
+    checks = SelfChecks(country, [], "canary.invalid", clock=WALL)
     await checks.recheck()
     (state,) = checks.states
     assert state.ok is False
@@ -76,7 +78,7 @@ async def test_failures_at_once_share_one_run_and_a_recheck_soon_after_runs_none
 ) -> None:
     async with SmtpLikePeer(delay=0.2) as peer:
         checks = SelfChecks(
-            country, [("127.0.0.1", peer.port)], greeting_ports=frozenset({peer.port})
+            country, [("127.0.0.1", peer.port)], greeting_ports=frozenset({peer.port}), clock=WALL
         )
         await asyncio.gather(*(checks.recheck() for _ in range(20)))
         assert peer.connections == 1
@@ -88,7 +90,7 @@ async def test_failures_at_once_share_one_run_and_a_recheck_soon_after_runs_none
 
 async def test_a_port_turning_blocked_or_unblocked_is_one_log_line(country: str) -> None:
     port = closed_port()
-    checks = SelfChecks(country, [("127.0.0.1", port)], "canary.invalid", recheck_gap=0)
+    checks = SelfChecks(country, [("127.0.0.1", port)], "canary.invalid", recheck_gap=0, clock=WALL)
     with capture() as logs:
         for _ in range(3):
             await checks.recheck()
@@ -110,7 +112,7 @@ async def test_the_heartbeat_lists_failing_canaries_first_and_stays_small(countr
     """Sixteen canaries with the longest names and errors still fit the controller's 4 KiB
     limit for a beat: the beat lists a few, failing first, with cut targets."""
     hosts = [(f"{'a' * 60}.{'b' * 60}.{'c' * 60}.{n:02}.example", 25) for n in range(16)]
-    checks = SelfChecks(country, hosts, "r" * 250)
+    checks = SelfChecks(country, hosts, "r" * 250, clock=WALL)
     for n, state in enumerate(checks.states):
         state.ok, state.error = n % 2 == 0, "x" * 80
     snapshot = checks.snapshot()

@@ -20,11 +20,14 @@ ROOT = Path(__file__).resolve().parents[2]
 SELF_CHECK = """
 import asyncio, sys
 from agent.selfcheck import SelfChecks
+from shared.clock import WALL
 from shared.messages import AgentHeartbeat, encode
 
 async def main() -> None:
     host = sys.argv[1]
-    checks = SelfChecks("DE", [(host, 25), (host, 587)], "canary.example", timeout=2.0)
+    checks = SelfChecks(
+        "DE", [(host, 25), (host, 587)], "canary.example", timeout=2.0, clock=WALL
+    )
     await checks.recheck()
     beat = AgentHeartbeat(agent_id="a", country="DE", started_at="", seen_at="",
                           self_check=checks.snapshot())

@@ -18,6 +18,7 @@ from agent.selfcheck import SelfChecks
 from agent.selfcheck_rules import HAND_OVER_TRIES
 from agent.sidechecks import Round
 from agent.worker import Worker
+from shared.clock import WALL
 from shared.messages import CheckResult, decode_heartbeat, encode
 from shared.sidechecks.readiness import Readiness, ReadinessAsk
 from shared.subjects import heartbeats_subject
@@ -44,7 +45,7 @@ def with_canaries(
     resolve: str | None = None,
     **options: Any,
 ) -> Worker:
-    checks = SelfChecks(country, canaries, resolve, timeout=1.0, recheck_gap=0)
+    checks = SelfChecks(country, canaries, resolve, timeout=1.0, recheck_gap=0, clock=WALL)
     return worker(nc, country, contexts, self_checks=checks, **options)
 
 

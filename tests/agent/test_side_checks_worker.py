@@ -14,6 +14,7 @@ from agent.probers.tls import SslContexts
 from agent.settings import AgentSettings
 from agent.sidechecks import SIDE_CHECKS, AnyRunner, Round
 from agent.worker import Worker
+from shared.clock import WALL
 from shared.messages import AGENT_FEATURES, FEATURE_SEALED_ASKS
 from shared.settings import load
 from shared.sidechecks.mail_dns import WIRE as MAIL_DNS
@@ -61,6 +62,7 @@ async def test_a_side_check_that_hangs_raises_or_does_not_fit_is_left_out(
             heartbeat_interval=None,
             side_checks={"reverse_dns": _hangs, "mail_dns": _raises},
             side_check_grace=0.2,
+            clock=WALL,
         )
         with capture_logs() as logs:
             await w.run(burst=True)
@@ -108,6 +110,7 @@ async def test_side_facts_of_a_sealed_job_carry_its_asks_and_seal_back(
             fetch_timeout=0.2,
             heartbeat_interval=None,
             side_checks={"reverse_dns": _found},
+            clock=WALL,
         )
         await w.run(burst=True)
     got = {r.job_id: r for r in await results(js, country)}
@@ -163,6 +166,7 @@ async def test_a_jobs_side_checks_run_together_under_one_deadline(
             heartbeat_interval=None,
             side_checks={"reverse_dns": slow_reverse, "mail_dns": slow_mail_dns, "relay": hangs},
             side_check_grace=0.2,
+            clock=WALL,
         )
         with capture_logs() as logs:
             await w.run(burst=True)
@@ -214,7 +218,7 @@ async def test_real_side_checks_on_a_stalling_resolver_take_the_longest_not_the_
             return run
 
         runners = {
-            name: timed(name, SIDE_CHECKS[name].build(settings.side_checks, targets))
+            name: timed(name, SIDE_CHECKS[name].build(settings.side_checks, targets, WALL))
             for name in ("mail_dns", "readiness")
         }
         asks = {
@@ -230,6 +234,7 @@ async def test_real_side_checks_on_a_stalling_resolver_take_the_longest_not_the_
             fetch_timeout=0.2,
             heartbeat_interval=None,
             side_checks=runners,
+            clock=WALL,
         )
         await w.run(burst=True)
         asked = {name for name, _ in dns.asked}
@@ -256,7 +261,7 @@ async def test_a_real_side_check_past_the_deadline_is_reported_with_its_error_ki
     and the other side check's facts go out with it."""
     async with DnsPeer({}, silent=frozenset({"example.test"})) as dns, SmtpLikePeer() as smtp:
         settings = _settings_with_dns(country, dns)
-        real = SIDE_CHECKS["mail_dns"].build(settings.side_checks, settings.targets)
+        real = SIDE_CHECKS["mail_dns"].build(settings.side_checks, settings.targets, WALL)
 
         async def overstays(ask: MailDnsAsk, at: Round) -> object:
             longer = msgspec.structs.replace(at.job, timeout_seconds=at.job.timeout_seconds * 5)
@@ -276,6 +281,7 @@ async def test_a_real_side_check_past_the_deadline_is_reported_with_its_error_ki
             heartbeat_interval=None,
             side_checks={"mail_dns": overstays},
             side_check_grace=0.3,
+            clock=WALL,
         )
         started = asyncio.get_running_loop().time()
         with capture_logs() as logs:

@@ -78,7 +78,7 @@ async def test_an_unexpected_error_ends_in_an_internal_result_published_and_acke
     ssl_contexts: SslContexts,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async def broken_check(*args: Any) -> CheckResult:
+    async def broken_check(*args: Any, **kwargs: Any) -> CheckResult:
         raise RuntimeError("a bug in the agent")
 
     monkeypatch.setattr(check_runner, "run_check", broken_check)

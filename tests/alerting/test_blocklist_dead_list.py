@@ -17,6 +17,7 @@ from controller.ingest.store import decode_result
 from controller.sidechecks.blocklists import store as db
 from controller.sidechecks.blocklists.rules import BlockList, Fresh, ask
 from controller.sidechecks.blocklists.watch import FreshNames
+from shared.clock import WALL
 from shared.messages import CheckResult
 from shared.sidechecks.blocklists import Reputation
 from shared.timefmt import iso_ms, utcnow
@@ -37,7 +38,7 @@ async def _round(
     lookups and how long they took."""
     started = time.monotonic()
     listed = {"ips": [ip], "domains": []}
-    facts = await BlocklistProbe(resolver=peer.address).probe(
+    facts = await BlocklistProbe(resolver=peer.address, clock=WALL).probe(
         ask(LISTS, None, asked, listed), HOST, 10.0
     )
     took = time.monotonic() - started
@@ -73,7 +74,7 @@ async def test_one_dead_list_neither_unfreshens_the_others_nor_is_asked_every_ro
         assert {a.error for a in first.answers if a.zone == NEVER.zone} == {"timed out"}
         # The dead list cost a lookup's time, not the round's budget of 10 s.
         assert took < TIMEOUT_S + 1.5, took
-        view = FreshNames(rig.pool, LISTS, int(EVERY.total_seconds()))
+        view = FreshNames(rig.pool, LISTS, int(EVERY.total_seconds()), clock=WALL)
         await view.refresh(t0 + timedelta(minutes=1))
         fresh = view.fresh("DE")
         assert ip in fresh.on[LIVE.zone] and fresh.dead == {NEVER.zone}
@@ -95,7 +96,7 @@ async def test_an_agent_asks_no_list_again_within_the_controllers_refresh() -> N
     ip = next(IPS)
     zones = {LIVE.zone: healthy(), NEVER.zone: healthy()}
     async with DnsblPeer(zones, records={(HOST, "A"): [ip]}, slow={NEVER.zone: 60.0}) as de:
-        probe = BlocklistProbe(resolver=de.address)
+        probe = BlocklistProbe(resolver=de.address, clock=WALL)
         listed = {"ips": [ip], "domains": []}
         first = await probe.probe(ask(LISTS, None, Fresh(), listed), HOST, 10.0)
         assert {a.zone for a in first.answers if a.name == ip} == {LIVE.zone, NEVER.zone}

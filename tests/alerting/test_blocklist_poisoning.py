@@ -18,6 +18,7 @@ from controller.sidechecks.blocklists import store as db
 from controller.sidechecks.blocklists.rules import Fresh, ask
 from controller.sidechecks.blocklists.view import monitor_standing
 from controller.sidechecks.blocklists.watch import BlocklistWatch, FreshNames
+from shared.clock import WALL
 from shared.messages import CheckResult
 from shared.sidechecks.blocklists import Reputation
 from shared.sidechecks.blocklists_bound import BUDGET_SPENT
@@ -60,7 +61,7 @@ async def test_a_round_that_spends_its_budget_poisons_no_other_organizations_ans
     victim = await rig.monitor(["DE"])
     attacker_org = await make_tenant(rig.pool)
     attacker = await rig.monitor(["DE"], tenant=attacker_org)
-    watch = BlocklistWatch(rig.pool, LISTS, interval_s=6 * 3600, hold_s=0, links=LINKS)
+    watch = BlocklistWatch(rig.pool, LISTS, interval_s=6 * 3600, hold_s=0, links=LINKS, clock=WALL)
     t0 = (utcnow() - timedelta(hours=2)).replace(microsecond=0)
     t1 = t0 + timedelta(hours=1)
     records = {(HOST, "A"): [VICTIM_IP]}
@@ -73,7 +74,7 @@ async def test_a_round_that_spends_its_budget_poisons_no_other_organizations_ans
         # answers, with the smallest budget: its round asks as if nothing were fresh.
         de.silent = (SILENT,)
         listed = {"ips": [VICTIM_IP], "domains": []}
-        probe = BlocklistProbe(resolver=de.address)
+        probe = BlocklistProbe(resolver=de.address, clock=WALL)
         spent = await probe.probe(ask(LISTS, SILENT, Fresh(), listed), HOST, 0.3)
     errors = {a.error for a in spent.answers}
     assert errors == {BUDGET_SPENT}, errors  # every answer is the round's own unknown
@@ -92,7 +93,7 @@ async def test_a_round_that_spends_its_budget_poisons_no_other_organizations_ans
     )
     assert row["a"] == ["127.0.0.2"] and row["answered_at"] == t0
     assert not await rig.fetch("SELECT * FROM blocklist_failures WHERE zone = $1", RBL.zone)
-    fresh = FreshNames(rig.pool, LISTS, 6 * 3600)
+    fresh = FreshNames(rig.pool, LISTS, 6 * 3600, clock=WALL)
     await fresh.refresh(t1 + timedelta(minutes=1))
     answered = fresh.fresh("DE").on[RBL.zone]
     assert VICTIM_IP in answered and "127.0.0.2" in answered
@@ -142,7 +143,7 @@ async def test_a_lists_real_failure_explains_its_health_only_without_a_real_answ
     async with DnsblPeer(zones, records=records) as fr:
         fr.servfail = {f"{n}.{RBL.zone}" for n in ("2.0.0.127", "1.0.0.127")}
         fr.servfail |= {".".join(reversed(VICTIM_IP.split("."))) + f".{RBL.zone}"}
-        probe = BlocklistProbe(resolver=fr.address)
+        probe = BlocklistProbe(resolver=fr.address, clock=WALL)
         failed = await probe.probe(ask(watch_lists, None, Fresh()), HOST, 5)
     assert any(a.zone == RBL.zone and a.a is None for a in failed.answers)
     later = t0 + timedelta(hours=1)

@@ -20,6 +20,7 @@ from controller.sidechecks.blocklists import store as db
 from controller.sidechecks.blocklists.rules import BlockList, Fresh, ask
 from controller.sidechecks.blocklists.view import monitor_standing
 from controller.sidechecks.blocklists.watch import BlocklistWatch
+from shared.clock import WALL
 from shared.messages import CheckResult
 from shared.timefmt import iso_ms, utcnow
 from testkit.peers.dnsbl import DnsblPeer, Zone, healthy, label
@@ -56,7 +57,7 @@ async def round_of(
     async with rig.pool.acquire() as conn:
         fresh = await db.fresh(conn, at - EVERY, LISTS)
     async with DnsblPeer({VOUCH.zone: zone}, records={(HOST, "A"): [ip]}) as de:
-        seen = await BlocklistProbe(resolver=de.address).probe(
+        seen = await BlocklistProbe(resolver=de.address, clock=WALL).probe(
             ask(LISTS, None, fresh.get(cc, Fresh())), HOST, 5
         )
         asked = [n for n, _ in de.asked if n.endswith(VOUCH.zone)]
@@ -111,7 +112,9 @@ async def test_a_list_dead_since_its_test_entries_were_asked_lists_nobody(
     await round_of(rig, first, ips[0], healthy(), t0, cc)
     order = list(zip(others, ips[1:], strict=True))
     rng.shuffle(order)
-    watch = BlocklistWatch(rig.pool, LISTS, interval_s=int(EVERY.total_seconds()), hold_s=0)
+    watch = BlocklistWatch(
+        rig.pool, LISTS, interval_s=int(EVERY.total_seconds()), hold_s=0, clock=WALL
+    )
     shown: dict[str, str] = {}
     for n, (monitor, ip) in enumerate(order, start=1):
         at = t0 + timedelta(minutes=10 * n)
@@ -138,7 +141,7 @@ async def test_a_list_mute_since_its_test_entries_were_asked_clears_no_listing(
     t0 = (utcnow() - timedelta(hours=9)).replace(microsecond=0)
     watched = await rig.monitor([cc])
     watch = BlocklistWatch(
-        rig.pool, LISTS, interval_s=int(EVERY.total_seconds()), hold_s=0, links=LINKS
+        rig.pool, LISTS, interval_s=int(EVERY.total_seconds()), hold_s=0, links=LINKS, clock=WALL
     )
     listing = healthy(**{label(listed_ip): ["127.0.0.2"]})
     await round_of(rig, watched, listed_ip, listing, t0, cc)

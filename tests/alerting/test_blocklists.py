@@ -19,6 +19,7 @@ from controller.sidechecks.blocklists.watch import BlocklistWatch, FreshNames
 from controller.sidechecks.frame import Arrived
 from controller.web.app import create_app
 from controller.web.console.posture_view import listing_counts
+from shared.clock import WALL
 from shared.messages import CheckResult, decode_event
 from shared.sidechecks.blocklists import WIRE, Reputation
 from shared.timefmt import iso_ms, utcnow
@@ -71,7 +72,7 @@ async def lookups(
     for cc, peer in peers.items():
         async with rig.pool.acquire() as conn:
             fresh = await db.fresh(conn, at - every, lists)
-        probe = BlocklistProbe(resolver=peer.address)
+        probe = BlocklistProbe(resolver=peer.address, clock=WALL)
         reputation = await probe.probe(ask(lists, None, fresh.get(cc, Fresh()), listed), HOST, 5)
         out.append(
             CheckResult(
@@ -98,7 +99,9 @@ async def test_a_listing_held_is_raised_told_once_and_cleared(rig: Rig) -> None:
     IP = next(IPS)
     monitor = await rig.monitor(["DE", "US"])
     pid = monitor["public_id"]
-    watch = BlocklistWatch(rig.pool, LISTS, interval_s=6 * 3600, hold_s=3600, links=LINKS)
+    watch = BlocklistWatch(
+        rig.pool, LISTS, interval_s=6 * 3600, hold_s=3600, links=LINKS, clock=WALL
+    )
     t0 = utcnow() - timedelta(hours=8)
     async with (
         DnsblPeer(views(IP, listed_in_rbl=True), records={(HOST, "A"): [IP]}) as de,
@@ -151,7 +154,7 @@ async def test_a_listing_held_is_raised_told_once_and_cleared(rig: Rig) -> None:
 async def test_a_listing_shorter_than_the_hold_is_never_told(rig: Rig) -> None:
     IP = next(IPS)
     monitor = await rig.monitor(["DE"])
-    watch = BlocklistWatch(rig.pool, LISTS, interval_s=600, hold_s=3600)
+    watch = BlocklistWatch(rig.pool, LISTS, interval_s=600, hold_s=3600, clock=WALL)
     t0 = utcnow() - timedelta(hours=2)
     async with DnsblPeer(views(IP, listed_in_rbl=True), records={(HOST, "A"): [IP]}) as de:
         await lookups(rig, monitor, {"DE": de}, t0, timedelta(minutes=10))
@@ -175,7 +178,7 @@ async def test_an_address_answered_for_one_monitor_is_not_asked_again_for_anothe
     async with DnsblPeer(views(IP, listed_in_rbl=True), records={(HOST, "A"): [IP]}) as de:
         await lookups(rig, first, {"DE": de}, t0)
         asked = len(de.asked)
-        view = FreshNames(rig.pool, LISTS, 6 * 3600)
+        view = FreshNames(rig.pool, LISTS, 6 * 3600, clock=WALL)
         await view.refresh(t0 + timedelta(minutes=1))
         assert IP in view.fresh("DE").on[RBL.zone] and "127.0.0.2" in view.fresh("DE").on[RBL.zone]
         assert IP in view.known(first["id"], "DE") and not view.known(second["id"], "DE")
@@ -186,7 +189,7 @@ async def test_an_address_answered_for_one_monitor_is_not_asked_again_for_anothe
     seen = WIRE.facts_of(result.side_checks)
     assert seen is not None and seen.answers == []
     assert seen.names[IP] == "listed"
-    watch = BlocklistWatch(rig.pool, LISTS, interval_s=6 * 3600, hold_s=0)
+    watch = BlocklistWatch(rig.pool, LISTS, interval_s=6 * 3600, hold_s=0, clock=WALL)
     await watch.run_once(t0 + timedelta(minutes=2))
     raised = await rig.fetch(
         "SELECT monitor_id FROM blocklist_listings WHERE raised_at IS NOT NULL"
@@ -249,7 +252,7 @@ async def test_a_monitors_listings_per_name_list_and_country_through_the_api(
         await conn.execute(
             "UPDATE monitors SET reputation = $2 WHERE id = $1", monitor["id"], listed
         )
-    watch = BlocklistWatch(rig.pool, LISTS, interval_s=6 * 3600, hold_s=3600)
+    watch = BlocklistWatch(rig.pool, LISTS, interval_s=6 * 3600, hold_s=3600, clock=WALL)
     t0 = utcnow() - timedelta(hours=2)
     records = {(HOST, "A"): [host_ip]}
     async with (
@@ -313,7 +316,9 @@ async def test_a_raised_listing_seen_from_another_country_is_one_notice_and_a_re
     IP = next(IPS)
     monitor = await rig.monitor(["DE", "US"])
     pid = monitor["public_id"]
-    watch = BlocklistWatch(rig.pool, LISTS, interval_s=6 * 3600, hold_s=3600, links=LINKS)
+    watch = BlocklistWatch(
+        rig.pool, LISTS, interval_s=6 * 3600, hold_s=3600, links=LINKS, clock=WALL
+    )
     step = timedelta(minutes=10)  # each round's answers newer than the last (fresh for 5 min)
     # The lists' test entries are answered for every monitor: this test's are the newest.
     t0 = utcnow() - HOLD - 4 * step
@@ -388,7 +393,7 @@ async def test_a_listing_two_monitors_share_is_told_once_and_counted_once(rig: R
     shown on both, raised and cleared with one notice each, counted once."""
     IP = next(IPS)
     first, second = await rig.monitor(["DE"]), await rig.monitor(["DE"])
-    watch = BlocklistWatch(rig.pool, LISTS, interval_s=6 * 3600, hold_s=0, links=LINKS)
+    watch = BlocklistWatch(rig.pool, LISTS, interval_s=6 * 3600, hold_s=0, links=LINKS, clock=WALL)
     t0 = utcnow() - timedelta(hours=8)
     async with DnsblPeer(views(IP, listed_in_rbl=True), records={(HOST, "A"): [IP]}) as de:
         await lookups(rig, first, {"DE": de}, t0)
@@ -424,7 +429,7 @@ async def test_a_shared_listing_raised_reaches_every_holders_recipients_once(rig
         await rig.monitor(["DE"], email="web-team@customer.test"),
         await rig.monitor(["DE"], email="relay-team@customer.test"),
     ]
-    watch = BlocklistWatch(rig.pool, LISTS, interval_s=6 * 3600, hold_s=0, links=LINKS)
+    watch = BlocklistWatch(rig.pool, LISTS, interval_s=6 * 3600, hold_s=0, links=LINKS, clock=WALL)
     t0 = utcnow() - timedelta(hours=8)
     async with DnsblPeer(views(IP, listed_in_rbl=True), records={(HOST, "A"): [IP]}) as de:
         for m in ms:
@@ -451,7 +456,7 @@ async def test_a_shared_listing_cleared_reaches_every_holders_recipients_once(ri
     lists = (own,)
     de_m = await rig.monitor(["DE"], email="relay-team@customer.test")
     fr_m = await rig.monitor(["FR"], email="web-team@customer.test")
-    watch = BlocklistWatch(rig.pool, lists, interval_s=6 * 3600, hold_s=0, links=LINKS)
+    watch = BlocklistWatch(rig.pool, lists, interval_s=6 * 3600, hold_s=0, links=LINKS, clock=WALL)
     t0 = utcnow() - timedelta(hours=20)
     t1, t2 = t0 + timedelta(hours=7), t0 + timedelta(hours=14)
 

@@ -23,6 +23,7 @@ from controller.notify.channel_shown import shown_url
 from controller.notify.links import Links
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
+from shared.clock import WALL
 from shared.secret import SECRET_MASK
 from shared.timefmt import utcnow
 from testkit.alerting.receivers import Receiver, verify_signature
@@ -233,7 +234,11 @@ async def test_a_stored_url_the_sender_cannot_send_fails_for_good_and_spends_no_
     assert not used
     assert settings.secrets.secrets_key is not None
     sender = ChannelSender(
-        alert_pool, SecretBox(settings.secrets.secrets_key), loopback_egress(), Links(PUBLIC_URL)
+        alert_pool,
+        SecretBox(settings.secrets.secrets_key),
+        loopback_egress(),
+        Links(PUBLIC_URL),
+        clock=WALL.now,
     )
     event = channel_kinds.test_event(made["id"], "w", utcnow(), None)
     with pytest.raises(DeliveryError) as refused:

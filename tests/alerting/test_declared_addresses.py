@@ -19,6 +19,7 @@ from agent.resolver import TargetResolver
 from agent.sidechecks.reverse_dns import ReverseDnsProbe
 from controller.alerting import flow_store
 from controller.ingest import store as results
+from shared.clock import WALL
 from shared.messages import CheckResult
 from shared.sidechecks.reverse_dns import WIRE
 from shared.timefmt import iso_ms, utcnow
@@ -92,7 +93,7 @@ async def test_a_declared_name_no_monitor_checks_joins_by_its_confirmed_address(
 
     async def checked() -> dict[str, tuple[asyncpg.Record, CheckResult]]:
         return {
-            n: (ms[n], await run_check(j, "agent-truth", True, contexts, resolver))
+            n: (ms[n], await run_check(j, "agent-truth", True, contexts, resolver, clock=WALL))
             for n, j in jobs.items()
         }
 
@@ -176,7 +177,7 @@ async def test_a_failing_monitor_asks_the_monitors_declaring_a_name_at_its_addre
     }
 
     async def check(n: str) -> CheckResult:
-        return await run_check(jobs[n], "agent-truth", True, contexts, resolver)
+        return await run_check(jobs[n], "agent-truth", True, contexts, resolver, clock=WALL)
 
     records = {
         ("1.0.0.127.in-addr.arpa", "PTR"): [f"{RELAY}."],

@@ -14,6 +14,7 @@ from controller.notify.entry import Notice, Source, notify
 from controller.notify.recipients import Outgoing
 from controller.notify.sms import SmsChannel
 from shared import embedded
+from shared.clock import WALL
 from shared.timefmt import utcnow
 from testkit.alerting.peers import Relay, SmsGateway
 from testkit.trust import trusting
@@ -63,7 +64,7 @@ async def test_retries_back_off_exponentially_and_give_up_after_max_attempts(rig
 def test_backoff_doubles_up_to_an_hour(rig: Rig) -> None:
     from controller.notify.outbox import OutboxWorker
 
-    worker = OutboxWorker(rig.pool, {}, backoff_s=30)
+    worker = OutboxWorker(rig.pool, {}, backoff_s=30, clock=WALL.now)
     assert [worker.backoff(n).total_seconds() for n in (1, 2, 3, 8, 20)] == [
         30,
         60,

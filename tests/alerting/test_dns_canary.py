@@ -20,6 +20,7 @@ from controller.operator_health.rules import HOLD
 from controller.oracles import store as oracles_db
 from controller.oracles.rules import RESOLVER
 from controller.oracles.watch import OracleWatch
+from shared.clock import WALL
 from shared.messages import SmtpConfig, encode
 from shared.timefmt import iso_ms, utcnow
 from testkit.peers.dns import DnsPeer
@@ -57,7 +58,7 @@ async def round_(
     contexts = build_ssl_contexts(cadata=CA.cert_pem.bytes().decode())
     for cc, probe in probes.items():
         job = make_job("smtp", port, SmtpConfig(), hostname="localhost", country=cc)
-        checked = await run_check(job, f"{cc}-agent", True, contexts)
+        checked = await run_check(job, f"{cc}-agent", True, contexts, clock=WALL)
         checked.side_checks["mail_dns"] = await probe.probe(DOMAIN, "localhost", port, 5.0)
         checked.job_id = rig.job_ids.make(public_id, cc, at, False)
         checked.monitor_id = public_id
@@ -89,7 +90,7 @@ async def test_a_resolver_answering_nxdomain_for_everything_is_never_believed(
             "UPDATE monitors SET mail_domain = $2 WHERE id = $1", monitor["id"], DOMAIN
         )
     starttls, spki = served()
-    watch = OracleWatch(rig.pool, (), dns_window_s=3600)
+    watch = OracleWatch(rig.pool, (), dns_window_s=3600, clock=WALL)
     async with SmtpPeer(starttls=starttls) as smtp:
         records = zone(smtp.port, spki, good=True)
         del records[(f"_mta-sts.{DOMAIN}", "TXT")]  # no MTA-STS: nothing to fetch

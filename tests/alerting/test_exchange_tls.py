@@ -24,6 +24,7 @@ from controller.monitors import store as monitors
 from controller.monitors.kinds import IMAP_POP
 from controller.scheduling.plan import side_asks
 from controller.sidechecks.frame import Planning
+from shared.clock import WALL
 from shared.messages import MonitorType, encode
 from shared.sidechecks.exchange_tls import WIRE
 from shared.timefmt import iso_ms, utcnow
@@ -84,7 +85,9 @@ async def round_(
     kind = cast(MonitorType, m.type)  # an IMAP/POP3 monitor's: never "heartbeat"
     job = make_job(kind, port, m.config, hostname="localhost", country="DE")
     job = msgspec.structs.replace(job, side_checks=side)
-    checked = await CheckRunner("DE-agent", allow_private=True, ssl_contexts=contexts).checked(job)
+    checked = await CheckRunner(
+        "DE-agent", allow_private=True, ssl_contexts=contexts, clock=WALL
+    ).checked(job)
     checked.job_id = rig.job_ids.make(str(monitor["public_id"]), "DE", at, False)
     checked.monitor_id = str(monitor["public_id"])
     checked.scheduled_at = iso_ms(at)

@@ -26,6 +26,7 @@ from controller.notify.outbox import SENDERS, OutboxWorker, Outcome, failure
 from controller.notify.sms import SmsChannel
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
+from shared.clock import WALL
 from shared.timefmt import utcnow
 from testkit.alerting.peers import Relay, SmsGateway
 from testkit.alerting.receivers import Receiver, client_context
@@ -72,14 +73,20 @@ async def test_an_outage_page_is_not_held_by_another_organizations_silent_channe
             where = await site(alert_pool, box, silent.url, working.url)
             running = [
                 asyncio.create_task(
-                    OutboxWorker(pool, sender_channels(pool, box, egress), backoff_s=BACKOFF_S).run(
-                        stop
-                    )
+                    OutboxWorker(
+                        pool,
+                        sender_channels(pool, box, egress),
+                        backoff_s=BACKOFF_S,
+                        clock=WALL.now,
+                    ).run(stop)
                 )
                 for pool in others
             ]
             worker = OutboxWorker(
-                alert_pool, sender_channels(alert_pool, box, egress), backoff_s=BACKOFF_S
+                alert_pool,
+                sender_channels(alert_pool, box, egress),
+                backoff_s=BACKOFF_S,
+                clock=WALL.now,
             )
             # the victim's incident opens while every sender of every replica holds one of
             # the attacker's silent channels (page_latency waits until they do, however slow
@@ -200,7 +207,9 @@ async def test_a_silent_channel_is_tried_once_at_a_time_and_rests_after_three_fa
         where = await site(alert_pool, box, silent.url, working.url, silent=1)
         for tenant in [where.attacker, *await more_monitors(alert_pool, where.attacker, 4)]:
             await outage(alert_pool, tenant)
-        worker = OutboxWorker(alert_pool, sender_channels(alert_pool, box, egress), backoff_s=600)
+        worker = OutboxWorker(
+            alert_pool, sender_channels(alert_pool, box, egress), backoff_s=600, clock=WALL.now
+        )
         await worker.burst()
         rows = await alert_pool.fetch(
             "SELECT o.attempts, o.status FROM notification_outbox o JOIN monitors m"
@@ -239,6 +248,7 @@ async def test_two_controllers_send_to_a_silent_channel_once_at_a_time_and_share
                         backoff_s=600,
                         interval_s=0.1,
                         lease_s=0.6,  # shorter than a send: held while renewed
+                        clock=WALL.now,
                     ).run(stop)
                 )
                 for pool in (alert_pool, other)
@@ -275,7 +285,7 @@ async def test_a_channels_send_lease_of_a_controller_that_died_runs_out(
 
             def worker(pool: asyncpg.Pool) -> OutboxWorker:
                 channels = sender_channels(pool, box, egress)
-                return OutboxWorker(pool, channels, interval_s=0.1, lease_s=1.5)
+                return OutboxWorker(pool, channels, interval_s=0.1, lease_s=1.5, clock=WALL.now)
 
             stop = asyncio.Event()
             dying = asyncio.create_task(worker(alert_pool).run(stop))

@@ -17,6 +17,7 @@ from agent.probers.run import run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from controller.ingest import store as results
 from controller.jobs.result_kinds import ResultRow
+from shared.clock import WALL
 from shared.messages import (
     CheckJob,
     CheckResult,
@@ -123,7 +124,10 @@ async def monitors(rig: Rig, dc: Dovecot, pf: Postfix) -> dict[str, asyncpg.Reco
 
 
 async def checked(js: dict[str, CheckJob], contexts: SslContexts) -> dict[str, CheckResult]:
-    return {name: await run_check(job, "agent-truth", True, contexts) for name, job in js.items()}
+    return {
+        name: await run_check(job, "agent-truth", True, contexts, clock=WALL)
+        for name, job in js.items()
+    }
 
 
 async def store(

@@ -4,6 +4,7 @@ no relay used to show `notified: true` for alerts that never left the outbox."""
 import httpx
 
 from controller.notify.outbox import OutboxWorker
+from shared.clock import WALL
 from tests.alerting.conftest import DOWN, Rig
 
 
@@ -24,7 +25,7 @@ async def test_queued_is_pending_and_not_notified_until_a_notice_is_delivered(
     assert (incident["notified"], incident["delivery"]) == (False, "pending")
 
     # a controller without any channel configured sends nothing: still nobody told
-    assert await OutboxWorker(rig.pool, {}).burst() == 0
+    assert await OutboxWorker(rig.pool, {}, clock=WALL.now).burst() == 0
     incident = await _incident(api, rig, m["public_id"])
     assert (incident["notified"], incident["delivery"]) == (False, "pending")
 

@@ -19,6 +19,7 @@ from agent.probers.tls import SslContexts, build_ssl_contexts
 from agent.sidechecks.mail_dns import MailDnsProbe
 from controller.ingest import store as results
 from controller.posture import store as posture_db
+from shared.clock import WALL
 from shared.messages import SmtpConfig, encode
 from shared.timefmt import iso_ms, utcnow
 from testkit.peers.dns import DnsPeer, PolicyHost
@@ -83,7 +84,7 @@ async def round_(
     rows = []
     for cc in probes or ("DE", "US"):
         job = make_job("smtp", port, SmtpConfig(), hostname="localhost", country=cc)
-        checked = await run_check(job, f"{cc}-agent", True, contexts)
+        checked = await run_check(job, f"{cc}-agent", True, contexts, clock=WALL)
         if probes is not None:
             checked.side_checks["mail_dns"] = await probes[cc].probe(DOMAIN, tlsa_host, port, 5.0)
         checked.job_id = rig.job_ids.make(public_id, cc, at, False)

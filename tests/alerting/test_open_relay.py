@@ -11,6 +11,7 @@ import pytest
 from agent.probers.run import run_check
 from agent.probers.tls import build_ssl_contexts
 from controller.ingest import store as results
+from shared.clock import WALL
 from shared.messages import SmtpConfig, encode
 from shared.timefmt import iso_ms, utcnow
 from testkit.peers.jobs import make_job
@@ -26,7 +27,7 @@ async def round_(rig: Rig, monitor: asyncpg.Record, n: int, port: int) -> None:
     at = rig.at(n)
     public_id = str(monitor["public_id"])
     job = make_job("smtp", port, SmtpConfig(relay_check=True), country="DE")
-    checked = await run_check(job, "DE-agent", True, build_ssl_contexts())
+    checked = await run_check(job, "DE-agent", True, build_ssl_contexts(), clock=WALL)
     checked.job_id = rig.job_ids.make(public_id, "DE", at, False)
     checked.monitor_id = public_id
     checked.scheduled_at = iso_ms(at)

@@ -14,6 +14,7 @@ from controller.operator_health.rules import HOLD
 from controller.oracles import store as oracles_db
 from controller.oracles.watch import OracleWatch
 from controller.sidechecks.blocklists.oracles import ListOracles
+from shared.clock import WALL
 from shared.timefmt import utcnow
 from testkit.peers.dnsbl import DnsblPeer
 from tests.alerting.conftest import Rig
@@ -39,7 +40,7 @@ async def test_spamhaus_refusing_a_countrys_resolver_is_told_once_with_what_to_s
     t0 = utcnow().replace(microsecond=0)
     async with DnsblPeer(views(IP, listed_in_rbl=False), records={(HOST, "A"): [IP]}) as pt:
         await lookups(rig, monitor, {COUNTRY: pt}, t0)
-    watch = OracleWatch(rig.pool, [ListOracles(LISTS, 6 * 3600)], dns_window_s=3600)
+    watch = OracleWatch(rig.pool, [ListOracles(LISTS, 6 * 3600)], dns_window_s=3600, clock=WALL)
     await watch.run_once(t0)
     await watch.run_once(t0 + HOLD)
     await watch.run_once(t0 + HOLD * 2)

@@ -142,7 +142,7 @@ async def test_a_reminder_pending_when_its_incident_closed_is_dropped(rig: Rig) 
 async def test_each_worker_claims_only_its_channels_and_warns_of_the_others(rig: Rig) -> None:
     m = await rig.monitor()
     await rig.rounds(m, 0, [DOWN, DOWN])  # the alerter knows no channel: both rows are written
-    email_only = OutboxWorker(rig.pool, {"email": email_channel(rig.relay)})
+    email_only = OutboxWorker(rig.pool, {"email": email_channel(rig.relay)}, clock=WALL.now)
     stop = asyncio.Event()
     stop.set()
     with capture_logs() as logs:
@@ -154,7 +154,7 @@ async def test_each_worker_claims_only_its_channels_and_warns_of_the_others(rig:
     (warning,) = [e for e in logs if e.get("channel") == "sms"]
     assert warning["log_level"] == "warning" and "not configured" in warning["event"]
 
-    sms_only = OutboxWorker(rig.pool, {"sms": SmsChannel(rig.sms.url)})
+    sms_only = OutboxWorker(rig.pool, {"sms": SmsChannel(rig.sms.url)}, clock=WALL.now)
     assert await sms_only.burst() == 1
     assert len(rig.sms.requests) == 1
 

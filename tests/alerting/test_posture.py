@@ -16,6 +16,7 @@ import trustme
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from controller.ingest import store as results
+from shared.clock import WALL
 from shared.messages import SmtpConfig, encode
 from shared.timefmt import iso_ms, utcnow
 from testkit.peers.jobs import make_job
@@ -53,7 +54,7 @@ async def round_(
     rows = []
     for cc, port in ports.items():
         job = make_job("smtp", port, SmtpConfig(), hostname="localhost", country=cc)
-        checked = await run_check(job, f"{cc}-agent", True, contexts)
+        checked = await run_check(job, f"{cc}-agent", True, contexts, clock=WALL)
         checked.job_id = rig.job_ids.make(public_id, cc, at, False)
         checked.monitor_id = public_id
         checked.scheduled_at = iso_ms(at)

@@ -20,6 +20,7 @@ from agent.probers.tls import build_ssl_contexts
 from agent.sidechecks.readiness import ReadinessProbe
 from controller.ingest import store as results
 from controller.oracles.metrics import World
+from shared.clock import WALL
 from shared.dns_canary import Canary
 from shared.messages import SmtpConfig, encode
 from shared.timefmt import iso_ms, utcnow
@@ -57,7 +58,7 @@ async def round_(
     rows = []
     for cc, probe in probes.items():
         job = make_job("smtp", port, SmtpConfig(), hostname="127.0.0.1", country=cc)
-        checked = await run_check(job, f"{cc}-agent", True, build_ssl_contexts())
+        checked = await run_check(job, f"{cc}-agent", True, build_ssl_contexts(), clock=WALL)
         checked.side_checks["readiness"] = await probe.probe(DOMAIN, ("s1",), 5.0)
         checked.job_id = rig.job_ids.make(public_id, cc, at, False)
         checked.monitor_id = public_id
@@ -97,7 +98,7 @@ async def test_an_spf_tree_over_budget_is_found_told_once_and_cleared(
         listing = (await console.get("/console/findings")).text
         for shown in (page, listing):
             assert shown.count('data-code="spf_lookup_limit"') == 1 and "12 DNS lookups" in shown
-        await World().refresh(rig.pool)
+        await World(clock=WALL).refresh(rig.pool)
         labels = {"code": "spf_lookup_limit", "severity": "critical"}
         assert (REGISTRY.get_sample_value("mailprobe_findings_open", labels) or 0) >= 1
         # the same again is no new notice

@@ -38,6 +38,7 @@ from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.sidechecks.frame import Arrived
 from controller.sidechecks.readiness import budget_store, rules
+from shared.clock import WALL
 from shared.messages import CheckJob, CheckResult, SmtpConfig, encode
 from shared.sidechecks.readiness import QUERIES_MAX, WIRE, Readiness
 from shared.timefmt import parse_iso, utc_hour, utcnow
@@ -352,7 +353,11 @@ async def _agent(probe: ReadinessProbe, job: CheckJob, port: int) -> tuple[Check
     ask = WIRE.ask_of(job.side_checks)
     assert ask is not None
     checked = await run_check(
-        make_job("smtp", port, SmtpConfig(), country="DE"), "DE-agent", True, _contexts()
+        make_job("smtp", port, SmtpConfig(), country="DE"),
+        "DE-agent",
+        True,
+        _contexts(),
+        clock=WALL,
     )
     facts = await runner(probe)(ask, Round(job, checked, port, None))
     assert facts is not None
@@ -385,7 +390,11 @@ async def test_what_a_round_is_charged_is_its_own_once_and_at_most_its_reservati
     facts = Readiness(domain=HOSTILE, queries=10**9)
     async with SmtpPeer() as smtp:
         checked = await run_check(
-            make_job("smtp", smtp.port, SmtpConfig(), country="DE"), "DE-agent", True, _contexts()
+            make_job("smtp", smtp.port, SmtpConfig(), country="DE"),
+            "DE-agent",
+            True,
+            _contexts(),
+            clock=WALL,
         )
     for _ in range(2):  # delivered twice
         async with rig.pool.acquire() as conn, conn.transaction():

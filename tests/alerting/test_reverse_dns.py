@@ -13,6 +13,7 @@ from agent.probers.run import run_check
 from agent.probers.tls import build_ssl_contexts
 from agent.sidechecks.reverse_dns import ReverseDnsProbe
 from controller.ingest import store as results
+from shared.clock import WALL
 from shared.messages import SmtpConfig, encode
 from shared.timefmt import iso_ms, utcnow
 from testkit.peers.dns import DnsPeer
@@ -41,7 +42,7 @@ async def round_(
     rows = []
     for cc, probe in probes.items():
         job = make_job("smtp", port, SmtpConfig(), hostname="127.0.0.1", country=cc)
-        checked = await run_check(job, f"{cc}-agent", True, build_ssl_contexts())
+        checked = await run_check(job, f"{cc}-agent", True, build_ssl_contexts(), clock=WALL)
         if probe is not None:
             assert checked.address is not None
             checked.side_checks["reverse_dns"] = await probe.probe([checked.address], 5.0)

@@ -17,6 +17,7 @@ from agent.resolver import TargetResolver
 from controller.access import customers_store as customers
 from controller.ingest import store as results
 from controller.scheduling import confirm, confirm_store
+from shared.clock import WALL
 from shared.messages import CheckResult
 from shared.timefmt import iso_ms, utcnow
 from testkit.alerting.wired import wired_alerter
@@ -296,7 +297,7 @@ async def test_the_first_notice_waits_for_a_host_name_at_the_same_address(
     jobs = {n: make_job("smtp", peer.port, hostname=h, timeout=5.0) for n, h in names.items()}
 
     async def check(name: str) -> CheckResult:
-        return await run_check(jobs[name], "agent-truth", True, contexts, resolver)
+        return await run_check(jobs[name], "agent-truth", True, contexts, resolver, clock=WALL)
 
     try:
         seen = rig.clock() - timedelta(minutes=10)

@@ -30,6 +30,7 @@ from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
+from shared.clock import WALL
 from shared.messages import AgentHeartbeat, encode
 from shared.streams import ensure_jobs_consumers, ensure_streams, jobs_consumer_name
 from shared.subjects import JOBS_STREAM, heartbeats_subject, jobs_subject
@@ -65,7 +66,7 @@ async def pipeline_api(
     js = nc.jetstream(publish_async_max_pending=PUBLISH_ASYNC_MAX_PENDING)
     await ensure_streams(js)
     await ensure_jobs_consumers(js, [country])
-    agents = LiveAgents(nc, warmup_s=0, ttl_s=600)
+    agents = LiveAgents(nc, warmup_s=0, ttl_s=600, wall=WALL.now)
     await agents.start()
     now = iso_ms(utcnow())
     beat = AgentHeartbeat(agent_id="rig", country=country, started_at=now, seen_at=now)
@@ -81,9 +82,9 @@ async def pipeline_api(
         pool, js, agents, box, keys, default_countries=settings.fair_use.default_check_countries
     )
     ingester = Ingester(
-        pool, nc, js, JobIds.from_box(box), durable=f"ingest-api-{uuid.uuid4().hex[:8]}"
+        pool, nc, js, JobIds.from_box(box), durable=f"ingest-api-{uuid.uuid4().hex[:8]}", clock=WALL
     )
-    pipeline = Pipeline(nc, js, agents, scheduler, ingester)
+    pipeline = Pipeline(nc, js, agents, scheduler, ingester, clock=WALL)
     agent_nc = await nats.connect(nats_url) if agent_cadata is not None else None
     worker = run = None
     if agent_nc is not None:
@@ -94,6 +95,7 @@ async def pipeline_api(
             ssl_contexts=build_ssl_contexts(agent_cadata),
             heartbeat_interval=None,
             seal_keys=ring.opening(country),
+            clock=WALL,
         )
         run = asyncio.create_task(worker.run())
     try:

@@ -22,7 +22,7 @@ from controller.monitors.write_model import KEEP, SmtpAuthIn, SmtpConfigIn, Smtp
 from controller.monitors.writes import Lookup, MonitorWrites
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
-from shared.clock import ManualClock
+from shared.clock import WALL, ManualClock
 from tests.api.helpers import PATHS, minimal_body
 from tests.conftest import Tenant
 
@@ -44,7 +44,10 @@ def test_the_write_path_takes_no_callback() -> None:
 def writes(pool: asyncpg.Pool, settings: ControllerSettings) -> MonitorWrites:
     assert settings.secrets.secrets_key is not None
     return MonitorWrites(
-        pool, SecretBox(settings.secrets.secrets_key), fair_use.Limits.of(settings.fair_use)
+        pool,
+        SecretBox(settings.secrets.secrets_key),
+        fair_use.Limits.of(settings.fair_use),
+        clock=WALL,
     )
 
 

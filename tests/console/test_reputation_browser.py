@@ -20,6 +20,7 @@ from controller.sidechecks.blocklists import store as db
 from controller.sidechecks.blocklists.rules import lists_setting
 from controller.sidechecks.blocklists.watch import BlocklistWatch
 from controller.web.app import create_app
+from shared.clock import WALL
 from shared.messages import CheckResult, encode
 from shared.sidechecks.blocklists import BlocklistAnswer, Reputation
 from shared.timefmt import iso_ms, utcnow
@@ -98,6 +99,7 @@ async def seeded(
         lists_setting(LISTS),
         interval_s=settings.reputation.blocklist_interval_seconds,
         hold_s=hold,
+        clock=WALL,
     )
     await watch.run_once(t0)
     await watch.run_once(t0 + timedelta(seconds=hold))

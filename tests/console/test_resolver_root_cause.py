@@ -29,6 +29,7 @@ from controller.settings import ControllerSettings
 from controller.sidechecks.blocklists.oracles import ListOracles
 from controller.sidechecks.blocklists.rules import Fresh, ask, lists_setting
 from controller.web.app import create_app
+from shared.clock import WALL
 from shared.messages import CheckResult, encode
 from shared.timefmt import iso_ms, utcnow
 from testkit.peers.dns import DnsPeer
@@ -74,7 +75,7 @@ async def _round(pool: asyncpg.Pool, monitor: dict[str, Any], peers: dict[str, D
     sent = []
     for cc, peer in peers.items():
         mail = MailDnsProbe(resolver=peer.address, allow_private=True)
-        lists = BlocklistProbe(resolver=peer.address, shared=True)
+        lists = BlocklistProbe(resolver=peer.address, shared=True, clock=WALL)
         sent.append(
             CheckResult(
                 job_id=str(uuid.uuid4()),
@@ -123,7 +124,7 @@ async def broken_resolver(
     async with DnsblPeer(zones) as truthful, DnsPeer({}, canaries=False, silent=dead) as broken:
         await _round(pool, monitor, {TRUTHFUL: truthful, BROKEN: broken})
         assert ("2.0.0.127.zen.spamhaus.org", "A") in broken.asked  # the lists were asked
-    watch = OracleWatch(pool, [ListOracles(BLOCKLISTS, 6 * 3600)], dns_window_s=3600)
+    watch = OracleWatch(pool, [ListOracles(BLOCKLISTS, 6 * 3600)], dns_window_s=3600, clock=WALL)
     t0 = utcnow()
     for n in range(3):
         await watch.run_once(t0 + n * HOLD)

@@ -19,6 +19,7 @@ from controller.notify.outbox import OutboxWorker
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared import embedded
+from shared.clock import WALL
 from testkit.alerting.peers import Relay
 from testkit.serving import http_client, serve_app
 from tests.conftest import Tenant, make_tenant
@@ -38,7 +39,7 @@ async def relay() -> AsyncIterator[Relay]:
 
 def _outbox(pool: asyncpg.Pool, relay: Relay, budget: Budget | None = None) -> OutboxWorker:
     channel = EmailChannel(f"smtp://127.0.0.1:{relay.port}", "status <status@mailprobe.test>")
-    return OutboxWorker(pool, {"email": channel}, backoff_s=0, budget=budget)
+    return OutboxWorker(pool, {"email": channel}, backoff_s=0, budget=budget, clock=WALL.now)
 
 
 def _to(relay: Relay, address: str) -> list[EmailMessage]:

@@ -44,6 +44,7 @@ from deploy.nats_conf import (
     leaf_login,
 )
 from shared import embedded
+from shared.clock import WALL
 from shared.messages import (
     AgentHeartbeat,
     Preempt,
@@ -302,7 +303,7 @@ async def test_one_countrys_heartbeats_cannot_crowd_out_anothers(
     and US's agent stays live and is refreshed; DE cannot beat as US at all."""
     from controller.fleet.live import LiveAgents
 
-    view = LiveAgents(controller.nc, per_country_max=20, warmup_s=0)
+    view = LiveAgents(controller.nc, per_country_max=20, warmup_s=0, wall=WALL.now)
     await view.start()
     de = await agent(deployment.hub, deployment, "DE")
     us = await agent(deployment.hub, deployment, "US")
@@ -314,6 +315,7 @@ async def test_one_countrys_heartbeats_cannot_crowd_out_anothers(
             capacity=5,
             in_flight=lambda: 0,
             started_at=utcnow(),
+            clock=WALL,
         )
         await beat.beat()
         for n in range(300):
@@ -324,6 +326,7 @@ async def test_one_countrys_heartbeats_cannot_crowd_out_anothers(
                 capacity=1,
                 in_flight=lambda: 0,
                 started_at=utcnow(),
+                clock=WALL,
             )
             await flood.beat()
         await de.nc.publish(heartbeats_subject("US", "US-forged"), b"{}")
@@ -592,7 +595,7 @@ async def test_the_controller_makes_the_consumers_of_countries_in_use_and_caps_t
     a country once its first agent's heartbeat arrives, so that agent finds it."""
     js = bare.jetstream()
     capped = settings.replace(results_max_mib=64, events_max_mib=8)
-    async with open_pipeline(capped, pool, bare):
+    async with open_pipeline(capped, pool, bare, clock=WALL):
         assert (await js.stream_info(RESULTS_STREAM)).config.max_bytes == 64 * MIB
         assert (await js.stream_info(EVENTS_STREAM)).config.max_bytes == 8 * MIB
         names = {c.name for c in await js.consumers_info(JOBS_STREAM)}

@@ -29,6 +29,7 @@ from controller.runtime.serve import api_server
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared import embedded
+from shared.clock import WALL
 from shared.messages import decode_result
 from shared.settings import SettingsError, load
 from shared.subjects import RESULTS_STREAM, results_country_filter
@@ -104,7 +105,9 @@ async def test_controller_and_agent_run_a_check_over_nats_tls(
     }
     controller = load(ControllerSettings, {**base, **env})
     agent = load(AgentSettings, {"AGENT_COUNTRY": COUNTRY, **env})
-    async with open_pipeline(controller, pool) as pipeline:  # creates the streams over TLS
+    async with open_pipeline(
+        controller, pool, clock=WALL
+    ) as pipeline:  # creates the streams over TLS
         nc = await _connect(agent, f"{COUNTRY}-tls", asyncio.Event())
         assert nc is not None and nc.connected_url is not None
         assert nc.connected_url.scheme == "tls"

@@ -42,6 +42,7 @@ from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
+from shared.clock import WALL
 from shared.messages import AgentHeartbeat
 from shared.streams import ensure_streams, jobs_consumer_name
 from shared.subjects import JOBS_STREAM, RESULTS_STREAM, jobs_subject
@@ -149,7 +150,7 @@ async def controller(
     await agents.start()
     box = SecretBox(settings.secrets.secrets_key or "")
     tokens = TokenService(
-        e2e_pool, box, TokenFetcher(verify=ca_context(e2e_ca), allow_private=True)
+        e2e_pool, box, TokenFetcher(verify=ca_context(e2e_ca), allow_private=True), clock=WALL
     )
     scheduler = wired_scheduler(
         e2e_pool,
@@ -160,8 +161,10 @@ async def controller(
         default_countries=2,
         tokens=tokens,
     )
-    ingester = Ingester(e2e_pool, e2e_nc, js, job_ids, durable=f"ingest-e2e-{uuid.uuid4().hex[:8]}")
-    pipeline = Pipeline(e2e_nc, js, agents, scheduler, ingester)
+    ingester = Ingester(
+        e2e_pool, e2e_nc, js, job_ids, durable=f"ingest-e2e-{uuid.uuid4().hex[:8]}", clock=WALL
+    )
+    pipeline = Pipeline(e2e_nc, js, agents, scheduler, ingester, clock=WALL)
     stop = asyncio.Event()
     tasks = [asyncio.create_task(scheduler.run(stop)), asyncio.create_task(ingester.run(stop))]
     try:
@@ -192,6 +195,7 @@ async def agents(
             agent_id=f"{cc}-e2e-{uuid.uuid4().hex[:6]}",
             allow_private=True,
             seal_keys=seal_keys.opening(cc),
+            clock=WALL,
         )
         for conn, cc in zip(conns, (HOME, ABROAD), strict=True)
     )

@@ -20,6 +20,7 @@ from nats.js.errors import NotFoundError
 
 from agent.worker import Worker
 from controller.ingest.ingester import Ingester
+from shared.clock import WALL
 from shared.streams import jobs_consumer_name
 from shared.subjects import JOBS_STREAM, RESULTS_STREAM, results_subject
 from shared.timefmt import parse_iso, utcnow
@@ -166,7 +167,7 @@ async def test_an_agent_process_killed_mid_check_leaves_exactly_one_stored_resul
     doomed_id = f"{KILLED}-doomed-{uuid.uuid4().hex[:6]}"
     survivor_conn = await nats.connect(nats_url)
     survivor = Worker.of(
-        survivor_conn, KILLED, ack_wait=1.0, allow_private=True, heartbeat_interval=None
+        survivor_conn, KILLED, ack_wait=1.0, allow_private=True, heartbeat_interval=None, clock=WALL
     )
     run: asyncio.Task[None] | None = None
     controller.agents.owned.add(KILLED)

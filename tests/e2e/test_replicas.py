@@ -31,6 +31,7 @@ from controller.db.pool import create_pool
 from controller.scheduling import rules
 from controller.secrets.box import generate_key
 from shared import embedded
+from shared.clock import WALL
 from testkit.peers.smtp import SmtpPeer
 from testkit.serving import http_client
 from tests.conftest import Tenant, make_tenant, scratch_database
@@ -197,7 +198,7 @@ async def test_two_replicas_share_every_role_without_doing_anything_twice(
         replicas = [await _start(env, tmp_path, name) for name in ("a", "b")]
         conns = [await nats.connect(own_nats) for _ in COUNTRIES]
         workers = [
-            Worker.of(conn, cc, agent_id=f"{cc}-1", allow_private=True)
+            Worker.of(conn, cc, agent_id=f"{cc}-1", allow_private=True, clock=WALL)
             for conn, cc in zip(conns, COUNTRIES, strict=True)
         ]
         runs = [asyncio.create_task(w.run()) for w in workers]

@@ -34,6 +34,7 @@ from controller.runtime.pipeline import PUBLISH_ASYNC_MAX_PENDING
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings
+from shared.clock import WALL
 from shared.streams import ensure_streams
 from shared.subjects import RESULTS_STREAM
 from testkit.alerting.wired import wired_alerter
@@ -136,7 +137,9 @@ async def _run(
     scheduler = wired_scheduler(
         pool, js, live, SecretBox(settings.secrets.secrets_key or ""), CountryKeys(None)
     )
-    ingester = Ingester(pool, nc, js, job_ids, durable=f"ingest-sat-{uuid.uuid4().hex[:8]}")
+    ingester = Ingester(
+        pool, nc, js, job_ids, durable=f"ingest-sat-{uuid.uuid4().hex[:8]}", clock=WALL
+    )
     alerter = wired_alerter(pool, js, job_ids, alert_eval_interval_seconds=0.5)
     stop = asyncio.Event()
     roles = [asyncio.create_task(r.run(stop)) for r in (scheduler, ingester, alerter)]
@@ -153,6 +156,7 @@ async def _run(
                     concurrency=v.concurrency,
                     lookahead=v.lookahead,
                     allow_private=True,
+                    clock=WALL,
                 )
             )
     runs = [asyncio.create_task(w.run()) for w in workers]

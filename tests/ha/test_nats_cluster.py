@@ -27,6 +27,7 @@ from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import connect_nats, open_pipeline
 from controller.settings import ControllerSettings
 from shared import embedded
+from shared.clock import WALL
 from shared.messages import encode
 from shared.streams import (
     INGEST_CONSUMER,
@@ -125,7 +126,7 @@ async def test_controller_start_moves_r1_streams_to_r3_keeping_every_message(
             assert (await js.stream_info(stream)).config.num_replicas == 1
 
     upgraded = settings.replace(nats_url=url, stream_replicas=3)
-    async with open_pipeline(upgraded, pool) as pipeline:
+    async with open_pipeline(upgraded, pool, clock=WALL) as pipeline:
         js = pipeline.js
         for stream in STREAMS:
             info = await settled(js, stream, 3)
@@ -240,7 +241,7 @@ async def test_the_ingester_stores_each_result_once_through_a_stream_leader_kill
         leader = placed.leader
         # A message on its way to the ingester when its server died comes again after the ack
         # wait; shorter than the product's, for the test's seconds.
-        ingester = Ingester(pool, nc, js, job_ids, durable="ingest-ha", ack_wait_s=5)
+        ingester = Ingester(pool, nc, js, job_ids, durable="ingest-ha", ack_wait_s=5, clock=WALL)
         stop = asyncio.Event()
         run = asyncio.create_task(ingester.run(stop))
         try:

@@ -39,6 +39,7 @@ from controller.sidechecks.blocklists.rules import parse_lists
 from controller.sidechecks.blocklists.watch import BlocklistWatch
 from controller.web.app import create_app
 from shared import embedded
+from shared.clock import WALL
 from shared.loop import run_every
 from shared.streams import ensure_streams
 from testkit.netns import Netns, missing, namespace
@@ -174,7 +175,7 @@ async def test_a_list_that_differs_between_countries_is_a_finding_from_the_count
         stack.push_async_callback(nc.drain)
         js = nc.jetstream(publish_async_max_pending=PUBLISH_ASYNC_MAX_PENDING)
         await ensure_streams(js)
-        live = LiveAgents(nc, warmup_s=0)
+        live = LiveAgents(nc, warmup_s=0, wall=WALL.now)
         await live.start()
         stack.push_async_callback(live.stop)
         scheduler = wired_scheduler(
@@ -186,13 +187,14 @@ async def test_a_list_that_differs_between_countries_is_a_finding_from_the_count
             default_countries=2,
             blocklists=Answered(lists, lists_on.reputation.blocklist_interval_seconds),
         )
-        ingester = Ingester(pool, nc, js, job_ids, durable="ingest-blocklists")
+        ingester = Ingester(pool, nc, js, job_ids, durable="ingest-blocklists", clock=WALL)
         stack.push_async_callback(ingester.close)
         watch = BlocklistWatch(
             pool,
             lists,
             interval_s=lists_on.reputation.blocklist_interval_seconds,
             hold_s=lists_on.reputation.blocklist_hold_seconds,
+            clock=WALL,
         )
         stop = asyncio.Event()
         workers = [
@@ -207,7 +209,7 @@ async def test_a_list_that_differs_between_countries_is_a_finding_from_the_count
             await asyncio.gather(*tasks)
 
         stack.push_async_callback(stopped)
-        pipeline = Pipeline(nc, js, live, scheduler, ingester)
+        pipeline = Pipeline(nc, js, live, scheduler, ingester, clock=WALL)
         base = await stack.enter_async_context(serve_app(create_app(lists_on, pool, pipeline)))
         api = await stack.enter_async_context(http_client(base_url=base, timeout=10))
         org = await make_tenant(pool)

@@ -40,6 +40,7 @@ from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared import embedded
+from shared.clock import WALL
 from shared.streams import ensure_streams
 from shared.timefmt import parse_iso
 from testkit.alerting.wired import wired_alerter
@@ -134,7 +135,7 @@ async def stack(
         nc = await nats.connect(site.nats_url)
         js = nc.jetstream(publish_async_max_pending=PUBLISH_ASYNC_MAX_PENDING)
         await ensure_streams(js)
-        live = LiveAgents(nc, warmup_s=0)
+        live = LiveAgents(nc, warmup_s=0, wall=WALL.now)
         await live.start()
         scheduler = wired_scheduler(
             pool,
@@ -144,12 +145,12 @@ async def stack(
             CountryKeys(str(keys.directory)),
             default_countries=2,
         )
-        ingester = Ingester(pool, nc, js, job_ids, durable="ingest-selfcheck")
+        ingester = Ingester(pool, nc, js, job_ids, durable="ingest-selfcheck", clock=WALL)
         alerter = wired_alerter(pool, js, job_ids, alert_eval_interval_seconds=0.05)
         stop = asyncio.Event()
         tasks = [asyncio.create_task(r.run(stop)) for r in (scheduler, ingester, alerter)]
         try:
-            pipeline = Pipeline(nc, js, live, scheduler, ingester)
+            pipeline = Pipeline(nc, js, live, scheduler, ingester, clock=WALL)
             async with serve_app(create_app(settings, pool, pipeline)) as api_url:
                 yield Stack(api_url, pool)
         finally:

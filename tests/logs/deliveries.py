@@ -31,6 +31,7 @@ from controller.notify.links import Links
 from controller.notify.sms import SmsChannel
 from controller.oauth2.fetcher import TokenFetcher
 from controller.secrets.box import SecretBox, generate_key
+from shared.clock import WALL
 from shared.logging import configure
 from shared.messages import ImapPopConfig
 from shared.secret import Secret
@@ -96,7 +97,11 @@ async def channels() -> None:
     box = SecretBox(generate_key())
     # `deliver` reads no row: the pool is the outbox's, unused on this path.
     sender = ChannelSender(
-        cast(asyncpg.Pool, None), box, Egress({"*": LOOPBACK}, timeout_s=5), Links(None)
+        cast(asyncpg.Pool, None),
+        box,
+        Egress({"*": LOOPBACK}, timeout_s=5),
+        Links(None),
+        clock=WALL.now,
     )
     for kind in ("webhook", "slack", "teams", "pagerduty", "opsgenie", "telegram", "apprise"):
         async with Receiver(kind, SECRETS.get(kind, ""), tls=False) as r:
@@ -182,7 +187,7 @@ async def monitor_login() -> None:
                 allow_plaintext_auth=True,
             )
             job = make_job("imap", peer.port, config, hostname="localhost")
-            result = await run_check(job, "agent-logs", True, contexts)
+            result = await run_check(job, "agent-logs", True, contexts, clock=WALL)
             said(f"imap login {result.status}")
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
+from shared.clock import WALL
 from shared.messages import (
     CheckJob,
     CheckResult,
@@ -49,7 +50,7 @@ def mailbox_job(
 
 
 async def check(job: CheckJob, contexts: SslContexts) -> CheckResult:
-    return await run_check(job, "agent-oauth2", True, contexts)
+    return await run_check(job, "agent-oauth2", True, contexts, clock=WALL)
 
 
 @pytest.mark.parametrize("mechanism", MECHANISMS)

@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 from agent.probers.run import run_check
 from agent.probers.sasl import mailbox_login
 from agent.probers.tls import SslContexts
+from shared.clock import WALL
 from shared.mailclient.sasl import describe_challenge
 from shared.messages import (
     CheckJob,
@@ -46,7 +47,7 @@ def xoauth2(token: str = TOKEN) -> str:
 
 
 async def check(job: CheckJob, contexts: SslContexts) -> CheckResult:
-    return await run_check(job, "agent-oauth2", True, contexts)
+    return await run_check(job, "agent-oauth2", True, contexts, clock=WALL)
 
 
 def smtp(

@@ -20,6 +20,7 @@ from agent.probers.tls import SslContexts
 from agent.sidechecks.base import Round
 from agent.sidechecks.readiness import ReadinessProbe, runner
 from controller.sidechecks.readiness import rules
+from shared.clock import WALL
 from shared.embedded import free_port
 from shared.messages import RoundTripConfig, RoundTripReceive, RoundTripSend, SmtpAuth, TlsOptions
 from shared.secret import Secret
@@ -136,7 +137,7 @@ async def test_the_selector_opendkim_signs_with_is_read_and_a_revoked_key_found(
         RoundTripConfig(send=send, to=USER, receive=receive),
         timeout=15.0,
     )
-    result = await run_check(job, "agent-readiness", True, ssl_contexts)
+    result = await run_check(job, "agent-readiness", True, ssl_contexts, clock=WALL)
     assert result.status == "up", result.message + submission.log()[-3000:]
     assert result.auth_results is not None, submission.log()[-3000:]
     signed = [(s.domain, s.selector) for s in result.auth_results.signatures]

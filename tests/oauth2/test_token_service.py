@@ -40,7 +40,7 @@ from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
-from shared.clock import ManualClock
+from shared.clock import WALL, ManualClock
 from shared.messages import ImapPopConfig, encode
 from shared.secret import SECRET_MASK, Secret
 from shared.timefmt import utcnow
@@ -290,7 +290,7 @@ async def test_each_grant_gets_a_token_cached_for_every_replica(
     r = await create_imap(client, tenant, grant_of(endpoint, kind, **secret))
     assert r.status_code == 201, r.text
     monitor = (await watched(pool, r.json()["id"])).monitor
-    service = TokenService(pool, box, fetcher(ca))
+    service = TokenService(pool, box, fetcher(ca), clock=WALL)
     with structlog.testing.capture_logs() as logs:
         token = await service.tokens(monitor, later())
     assert isinstance(token, dict), token
@@ -304,7 +304,7 @@ async def test_each_grant_gets_a_token_cached_for_every_replica(
     assert form["scope"] == SCOPE
     # Cached: in memory, and in PostgreSQL for another replica.
     assert (await service.tokens(monitor, later())) == token
-    replica = TokenService(pool, box, fetcher(ca))
+    replica = TokenService(pool, box, fetcher(ca), clock=WALL)
     assert (await replica.tokens(monitor, later())) == token
     assert len(endpoint.calls) == 1
     async with pool.acquire() as conn:
@@ -335,7 +335,9 @@ async def test_a_rotated_refresh_token_is_stored_back(
         grant_of(endpoint, "refresh_token", clientSecret=CLIENT_SECRET, refreshToken=first),
     )
     monitor = (await watched(pool, r.json()["id"])).monitor
-    assert isinstance(await TokenService(pool, box, fetcher(ca)).tokens(monitor, later()), dict)
+    assert isinstance(
+        await TokenService(pool, box, fetcher(ca), clock=WALL).tokens(monitor, later()), dict
+    )
     assert first not in endpoint.refresh_tokens  # rotated: the first one is revoked
     async with pool.acquire() as conn:
         stored = await conn.fetchval(
@@ -346,7 +348,7 @@ async def test_a_rotated_refresh_token_is_stored_back(
         )
     assert stored.startswith("enc:v1:") and box.open(stored) in endpoint.refresh_tokens
     # The next token comes with the rotated refresh token (the first would be invalid_grant).
-    again = await TokenService(pool, box, fetcher(ca)).tokens(monitor, later())
+    again = await TokenService(pool, box, fetcher(ca), clock=WALL).tokens(monitor, later())
     assert isinstance(again, dict), again
     assert endpoint.calls[-1]["refresh_token"] == box.open(stored)
 
@@ -365,7 +367,7 @@ async def test_a_revoked_grant_is_oauth2_token_with_one_notice_to_the_owners(
         grant_of(endpoint, "refresh_token", clientSecret=CLIENT_SECRET, refreshToken="revoked-one"),
     )
     monitor = (await watched(pool, r.json()["id"])).monitor
-    service = TokenService(pool, box, fetcher(ca))
+    service = TokenService(pool, box, fetcher(ca), clock=WALL)
     failure = await service.tokens(monitor, later())
     assert isinstance(failure, TokenFailure)
     assert failure.error == "invalid_grant" and "AADSTS70008" in failure.message
@@ -400,7 +402,7 @@ async def test_an_endpoint_that_gives_no_token_is_a_failure_never_a_crash(
     )
     monitor = (await watched(pool, r.json()["id"])).monitor
     endpoint.down = broken == "down"
-    service = TokenService(pool, box, fetcher(ca, allow_private=broken != "private"))
+    service = TokenService(pool, box, fetcher(ca, allow_private=broken != "private"), clock=WALL)
     failure = await service.tokens(monitor, later())
     assert isinstance(failure, TokenFailure)
     expected = {"down": "unreachable", "scope": "invalid_scope", "private": "blocked_endpoint"}
@@ -419,7 +421,7 @@ async def test_token_endpoint_calls_are_bounded_per_organization(
     grant = grant_of(endpoint, "client_credentials", clientSecret=CLIENT_SECRET)
     first = (await watched(pool, (await create_imap(client, tenant, grant)).json()["id"])).monitor
     second = (await watched(pool, (await create_imap(client, tenant, grant)).json()["id"])).monitor
-    service = TokenService(pool, box, fetcher(ca), calls_per_hour=1)
+    service = TokenService(pool, box, fetcher(ca), calls_per_hour=1, clock=WALL)
     assert isinstance(await service.tokens(first, later()), dict)
     failure = await service.tokens(second, later())
     assert isinstance(failure, TokenFailure) and failure.error == "budget"
@@ -475,6 +477,7 @@ async def test_a_hanging_endpoint_gives_its_slot_back_at_the_fetch_timeout(
                 box,
                 TokenFetcher(verify=ca_context(ca), allow_private=True, timeout_s=timeout_s),
                 fetches=1,
+                clock=WALL,
             )
             hung = asyncio.create_task(service.tokens(stuck, later()))
             await until(
@@ -520,7 +523,7 @@ async def test_the_job_carries_only_the_access_token_sealed(
         client, tenant, grant_of(endpoint, "client_credentials", clientSecret=CLIENT_SECRET)
     )
     target = await watched(pool, r.json()["id"])
-    tokens = await TokenService(pool, box, fetcher(ca)).tokens(target.monitor, later())
+    tokens = await TokenService(pool, box, fetcher(ca), clock=WALL).tokens(target.monitor, later())
     assert isinstance(tokens, dict)
     ring = KeyRing(tmp_path, [CC])
     keys = CountryKeys(str(tmp_path), reload_every_s=0)
@@ -573,7 +576,9 @@ async def test_a_round_logs_in_to_dovecot_with_a_fetched_token(
         )
         assert r.status_code == 201, r.text
         target = await watched(pool, r.json()["id"])
-        tokens = await TokenService(pool, box, fetcher(ca)).tokens(target.monitor, later())
+        tokens = await TokenService(pool, box, fetcher(ca), clock=WALL).tokens(
+            target.monitor, later()
+        )
     assert isinstance(tokens, dict), tokens
     ring = KeyRing(tmp_path, [CC])
     keys = CountryKeys(str(tmp_path), reload_every_s=0)
@@ -582,7 +587,9 @@ async def test_a_round_logs_in_to_dovecot_with_a_fetched_token(
     plan = RoundPlanner(JobIds.from_box(box), box, keys).round(
         target, utcnow(), live, trigger=True, tokens=tokens, oauth2_live=live
     )
-    result = await run_check(ring.opened(plan.jobs[0]), "agent-oauth2", True, ssl_contexts)
+    result = await run_check(
+        ring.opened(plan.jobs[0]), "agent-oauth2", True, ssl_contexts, clock=WALL
+    )
     assert result.status == "up", result.message
     assert result.logins == 1
 
@@ -715,7 +722,7 @@ async def test_the_device_code_flow_stores_a_refresh_token_on_the_monitor(
     assert grant.grant == "refresh_token" and grant.mechanism == "OAUTHBEARER"
     assert box.open(grant.refresh_token.reveal()) == issued
     assert not monitor.config_as_sent.get("password")
-    tokens = await TokenService(pool, box, fetcher(ca)).tokens(monitor, later())
+    tokens = await TokenService(pool, box, fetcher(ca), clock=WALL).tokens(monitor, later())
     assert isinstance(tokens, dict), tokens
 
 

@@ -22,6 +22,7 @@ from controller.runtime.serve import KEEP_ALIVE_S, api_server
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared import embedded
+from shared.clock import WALL
 from shared.messages import CheckResult, encode
 from shared.subjects import RESULTS_STREAM, results_subject
 from shared.timefmt import iso_ms, utcnow
@@ -75,7 +76,7 @@ async def test_ready_reports_postgres_and_nats_and_turns_503_when_nats_is_gone(
     """With the pipeline in the process (`serve`), readiness needs the NATS connection too."""
     nc = await nats.connect(nats_url)
     async with (
-        open_pipeline(settings, pool, nc) as pipeline,
+        open_pipeline(settings, pool, nc, clock=WALL) as pipeline,
         serving(settings, pool, pipeline) as url,
         http_client(base_url=url, timeout=5) as client,
     ):

@@ -14,6 +14,7 @@ from controller.runtime.pipeline import open_pipeline
 from controller.settings import ControllerSettings
 from controller.web.app import readiness
 from shared import embedded, ops
+from shared.clock import WALL
 from testkit.serving import http_client
 from tests.conftest import scratch_database
 from tests.ops.controller_process import controller_serving
@@ -26,7 +27,7 @@ async def test_ops_ready_follows_postgres_and_nats(
     and NATS; 503 with the reason once NATS is gone."""
     nc = await nats.connect(nats_url)
     port = embedded.free_port()
-    async with open_pipeline(settings, pool, nc) as pipeline:
+    async with open_pipeline(settings, pool, nc, clock=WALL) as pipeline:
         server = await ops.start("127.0.0.1", port, functools.partial(readiness, pool, pipeline))
         assert server is not None
         try:

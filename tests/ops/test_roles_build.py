@@ -17,6 +17,7 @@ from controller.runtime.pipeline import open_pipeline
 from controller.runtime.serve import _workers
 from controller.settings import ControllerSettings
 from shared import embedded
+from shared.clock import WALL
 from shared.streams import INGEST_CONSUMER
 from shared.subjects import HEARTBEATS_SUBJECTS, RESULTS_STREAM
 from testkit.serving import http_client
@@ -74,7 +75,7 @@ async def test_a_controller_with_one_role_builds_that_roles_parts_only(
     pool = await create_pool(scratch, 4)
     stop = asyncio.Event()
     try:
-        async with open_pipeline(one, pool) as pipeline:
+        async with open_pipeline(one, pool, clock=WALL) as pipeline:
             built = {p for p in ("agents", "scheduler", "ingester") if getattr(pipeline, p)}
             assert built == parts
             work = _workers(one, one.roles, pool, pipeline, stop)
@@ -142,7 +143,7 @@ async def test_the_scheduler_role_alone_makes_no_ingest_consumer(
     one = settings.replace(controller_roles="scheduler", database_url=scratch, nats_url=url)
     pool: asyncpg.Pool = await create_pool(scratch, 4)
     try:
-        async with open_pipeline(one, pool) as pipeline:
+        async with open_pipeline(one, pool, clock=WALL) as pipeline:
             await pipeline.nc.flush()  # the server has our subscriptions
             assert HEARTBEATS_SUBJECTS in await _subscriptions(monitor)
             assert pipeline.ingester is None
@@ -170,7 +171,7 @@ async def test_a_pipeline_reads_seeded_from_at_start_and_job_ids_seeded_false_cl
             since = await conn.fetchval(
                 "UPDATE job_id_scheme SET seeded_from = now() RETURNING seeded_from"
             )
-        async with open_pipeline(one, pool) as pipeline:
+        async with open_pipeline(one, pool, clock=WALL) as pipeline:
             assert pipeline.seeded() == (since if allowed else None)
             assert pipeline.seeded.look(True, OPEN_AFTER_S) == (None if allowed else "close")
         async with pool.acquire() as conn:

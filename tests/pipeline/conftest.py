@@ -40,7 +40,7 @@ from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
-from shared.clock import ManualClock
+from shared.clock import WALL, ManualClock
 from shared.messages import AgentHeartbeat, CheckJob, bundle_parts, decode_job, encode
 from shared.streams import ensure_streams, jobs_consumer_name
 from shared.subjects import (
@@ -138,7 +138,7 @@ async def pipeline(
     seal_keys: KeyRing,
     view_clock: ManualClock,
 ) -> AsyncIterator[WiredPipeline]:
-    agents = LiveAgents(nc, warmup_s=0, ttl_s=60, clock=view_clock.monotonic)
+    agents = LiveAgents(nc, warmup_s=0, ttl_s=60, clock=view_clock.monotonic, wall=WALL.now)
     await agents.start()
     scheduler = wired_scheduler(
         pipe_pool,
@@ -161,8 +161,9 @@ async def pipeline(
         job_ids,
         durable=f"ingest-test-{uuid.uuid4().hex[:8]}",
         accept_unsealed=True,
+        clock=WALL,
     )
-    yield WiredPipeline(nc, js, agents, scheduler, ingester)
+    yield WiredPipeline(nc, js, agents, scheduler, ingester, clock=WALL)
     await ingester.close()
     await agents.stop()
 

@@ -16,6 +16,7 @@ from nats.aio.client import Client as NATS
 from agent.tenant_loads import TenantUsage
 from controller.fleet.live import LiveAgents
 from controller.scheduling.admission_ledger import Admissions
+from shared.clock import WALL
 from shared.messages import (
     AGENT_FEATURES,
     TENANT_LOADS_MAX,
@@ -93,7 +94,7 @@ async def test_a_country_is_given_no_more_jobs_than_it_has_free_slots(
     for seed in range(4):
         rng = random.Random(seed * 7919 + concurrency * 31 + agents)
         clock = Clock()
-        view = LiveAgents(nc, clock=clock)
+        view = LiveAgents(nc, clock=clock, wall=WALL.now)
         free = 0
         for a in range(agents):
             spare = rng.choice((0, 0, 1, min(3, concurrency)))

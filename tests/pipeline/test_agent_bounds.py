@@ -27,6 +27,7 @@ from controller.jobs.rules import JobIds
 from controller.settings import FleetSettings
 from controller.sidechecks.blocklists import store as lists_db
 from controller.sidechecks.blocklists.rules import BlockList, Fresh
+from shared.clock import WALL
 from shared.messages import Preempt, SmtpCheckJob, encode
 from shared.sidechecks import SideChecks
 from shared.sidechecks.blocklists import BlocklistAnswer, BlocklistAsk, BlocklistZone, Reputation
@@ -178,6 +179,7 @@ async def test_by_default_a_result_that_echoes_no_seal_keeps_no_side_facts(
         job_ids,
         durable=f"ingest-strict-{uuid.uuid4().hex[:8]}",
         subject=results_subject(cc, "smtp", monitor["publicId"]),
+        clock=WALL,
     )
     labels = {"side_check": "blocklists", "reason": "unsealed"}
     before = REGISTRY.get_sample_value("mailprobe_side_check_facts_dropped_total", labels) or 0.0

@@ -24,6 +24,7 @@ from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings
 from shared import embedded
+from shared.clock import WALL
 from shared.publishing import (
     FLOW,
     OUTSTANDING,
@@ -157,7 +158,7 @@ async def test_the_scheduler_publishes_one_by_one_when_jobs_takes_no_batches(
         scheduler = wired_scheduler(
             pipe_pool,
             js,
-            LiveAgents(nc),
+            LiveAgents(nc, wall=WALL.now),
             SecretBox(settings.secrets.secrets_key or ""),
             CountryKeys(None),
         )

@@ -27,6 +27,7 @@ from controller.oracles.metrics import World
 from controller.secrets.box import SecretBox, generate_key
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
+from shared.clock import WALL
 from shared.messages import AGENT_FEATURES, AgentHeartbeat, encode
 from shared.subjects import heartbeats_subject
 from shared.timefmt import iso_ms, utcnow
@@ -69,7 +70,7 @@ async def conn_nats(nats_url: str) -> AsyncIterator[NATS]:
 @pytest.fixture
 async def view(conn_nats: NATS) -> AsyncIterator[tuple[LiveAgents, Clock]]:
     clock = Clock()
-    live = LiveAgents(conn_nats, ttl_s=TTL_S, warmup_s=0, clock=clock)
+    live = LiveAgents(conn_nats, ttl_s=TTL_S, warmup_s=0, clock=clock, wall=WALL.now)
     await live.start()
     yield live, clock
     await live.stop()
@@ -140,7 +141,7 @@ async def test_a_country_whose_agents_stop_is_told_once_and_once_back_never_for_
 ) -> None:
     live, clock = view
     await monitor(fpool, org, "DE")
-    watch = FleetWatch(fpool, live, saturated_ratio_max=0.05)
+    watch = FleetWatch(fpool, live, saturated_ratio_max=0.05, clock=WALL)
     t = utcnow()
     await beat(conn_nats, live, "DE", "de-1", list(AGENT_FEATURES))
     await watch.run_once(t)
@@ -176,10 +177,10 @@ async def test_nothing_is_judged_while_the_live_view_is_not_warm(
     """A controller just (re)connected has heard no agent yet: that is no outage."""
     await monitor(fpool, org, "NZ")
     nc = await nats.connect(nats_url)
-    live = LiveAgents(nc, warmup_s=3600)
+    live = LiveAgents(nc, warmup_s=3600, wall=WALL.now)
     await live.start()
     try:
-        watch = FleetWatch(fpool, live, saturated_ratio_max=0.05)
+        watch = FleetWatch(fpool, live, saturated_ratio_max=0.05, clock=WALL)
         t = utcnow()
         for k in range(3):
             await watch.run_once(t + k * HOLD)
@@ -213,12 +214,12 @@ async def test_saturated_rounds_past_the_threshold_are_told_once(
     await beat(conn_nats, live, "FR", "fr-1", list(AGENT_FEATURES))
     t = utcnow()
     await saturate(fpool, m, "FR", t)
-    lenient = FleetWatch(fpool, live, saturated_ratio_max=0.2)
+    lenient = FleetWatch(fpool, live, saturated_ratio_max=0.2, clock=WALL)
     for k in range(3):
         await lenient.run_once(t + k * HOLD / 2)
     assert await told(fpool, org, SATURATION, "FR") == []  # 15 % is under 20 %
     await fpool.execute("DELETE FROM fleet_health")
-    watch = FleetWatch(fpool, live, saturated_ratio_max=0.1)
+    watch = FleetWatch(fpool, live, saturated_ratio_max=0.1, clock=WALL)
     for k in range(4):
         await watch.run_once(t + k * HOLD / 2)
     assert await told(fpool, org, SATURATION, "FR") == ["[mailprobe] Saturated in FR"]
@@ -241,7 +242,7 @@ async def test_an_agent_without_a_feature_is_told_once_and_shown(
     await beat(conn_nats, live, "SE", "se-new", list(AGENT_FEATURES))
     old = [f for f in AGENT_FEATURES if f not in ("preempt", "preempt_carry")]
     await beat(conn_nats, live, "SE", "se-old", old)
-    watch = FleetWatch(fpool, live, saturated_ratio_max=0.05)
+    watch = FleetWatch(fpool, live, saturated_ratio_max=0.05, clock=WALL)
     t = utcnow()
     for k in range(4):
         await watch.run_once(t + k * HOLD / 2)
@@ -253,7 +254,7 @@ async def test_an_agent_without_a_feature_is_told_once_and_shown(
     assert "se-new" not in body
 
     async with fpool.acquire() as conn:
-        await World()._read(conn)
+        await World(clock=WALL)._read(conn)
     gauge = "mailprobe_fleet_state"
     labels = {"check": FEATURES, "country": "SE"}
     assert REGISTRY.get_sample_value(gauge, labels | {"state": "unhealthy"}) == 1.0
@@ -308,7 +309,7 @@ async def test_a_member_listing_countries_without_agents_tells_no_other_organiza
     for cc in ("AU", "BR"):
         await monitor(fpool, attacker, cc)
     await beat(conn_nats, live, "PT", "pt-1", list(AGENT_FEATURES))
-    watch = FleetWatch(fpool, live, saturated_ratio_max=0.05)
+    watch = FleetWatch(fpool, live, saturated_ratio_max=0.05, clock=WALL)
     t = utcnow()
     for k in range(4):
         await watch.run_once(t + k * HOLD / 2)

@@ -22,6 +22,7 @@ from controller.monitors.mailbox_apis import Charge
 from controller.scheduling import api_calls_store
 from controller.scheduling.plan import PlannedRound
 from controller.settings import SchedulingSettings
+from shared.clock import WALL
 from shared.messages import CheckJob, ImapPopConfig, MonitorType
 from shared.secret import Secret
 from shared.timefmt import iso_ms
@@ -186,15 +187,17 @@ async def test_an_agent_spends_no_more_units_than_it_was_given(
         await api_calls_store.reserve(conn, [r], at, settings)
     assert sorted(j.api_units or 0 for j in r.jobs) == [0] * 2 + [2] * 50
     given = next(j for j in r.jobs if j.api_units)
-    up = await run_check(given, "DE-1", True, ssl_contexts)
+    up = await run_check(given, "DE-1", True, ssl_contexts, clock=WALL)
     assert (up.status, up.error_kind) == ("up", None), up.message
     assert gmail.used(BOX) == 2
     held = next(j for j in r.jobs if j.api_units == 0)
-    throttled = await run_check(held, "DE-2", True, ssl_contexts)
+    throttled = await run_check(held, "DE-2", True, ssl_contexts, clock=WALL)
     assert (throttled.status, throttled.error_kind) == ("inconclusive", "inconclusive")
     assert "throttled, not sent" in (throttled.message or "")
     assert gmail.used(BOX) == 2
-    short = await run_check(msgspec.structs.replace(given, api_units=1), "DE-3", True, ssl_contexts)
+    short = await run_check(
+        msgspec.structs.replace(given, api_units=1), "DE-3", True, ssl_contexts, clock=WALL
+    )
     assert (short.status, short.error_kind) == ("inconclusive", "inconclusive"), short.message
     assert "quota units" in (short.message or "")
     assert gmail.used(BOX) == 3

@@ -18,6 +18,7 @@ from controller.monitors.mailbox_apis import Charge
 from controller.scheduling import api_calls_store
 from controller.scheduling.plan import PlannedRound
 from controller.settings import SchedulingSettings
+from shared.clock import WALL
 from shared.messages import CheckJob, ImapPopConfig
 from shared.secret import Secret
 from shared.timefmt import iso_ms, parse_iso
@@ -126,10 +127,10 @@ async def test_a_held_job_sends_nothing_and_a_given_one_runs(
     assert sorted(j.api_calls or 0 for j in r.jobs) == [0, 2, 2, 2, 2]
     given = next(j for j in r.jobs if j.api_calls)
     held = next(j for j in r.jobs if j.api_calls == 0)
-    up = await run_check(given, "DE-1", True, ssl_contexts)
+    up = await run_check(given, "DE-1", True, ssl_contexts, clock=WALL)
     assert (up.status, up.error_kind) == ("up", None), up.message
     assert len(graph.calls) == 2
-    throttled = await run_check(held, "DE-2", True, ssl_contexts)
+    throttled = await run_check(held, "DE-2", True, ssl_contexts, clock=WALL)
     assert (throttled.status, throttled.error_kind) == ("inconclusive", "inconclusive")
     assert "throttled, not sent" in (throttled.message or "")
     assert len(graph.calls) == 2

@@ -18,6 +18,7 @@ from controller.oauth2.tokens import TokenService
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
+from shared.clock import WALL
 from shared.messages import (
     FEATURE_API_MAILBOX,
     FEATURE_GMAIL,
@@ -128,7 +129,7 @@ async def test_graph_legs_go_only_where_every_agent_runs_them(
         scheduler = scheduler_with(
             clock=lambda: at,
             tokens=TokenService(
-                pipe_pool, box, TokenFetcher(verify=ca_context(ca), allow_private=True)
+                pipe_pool, box, TokenFetcher(verify=ca_context(ca), allow_private=True), clock=WALL
             ),
         )
         r = await oauth_api.post(
@@ -187,7 +188,7 @@ async def test_a_graph_mailbox_counts_against_the_organizations_login_cap(
             clock=lambda: at,
             login_cap=1,
             tokens=TokenService(
-                pipe_pool, box, TokenFetcher(verify=ca_context(ca), allow_private=True)
+                pipe_pool, box, TokenFetcher(verify=ca_context(ca), allow_private=True), clock=WALL
             ),
         )
         r = await oauth_api.post(
@@ -230,7 +231,7 @@ async def test_gmail_legs_go_only_where_every_agent_runs_them(
         scheduler = scheduler_with(
             clock=lambda: at,
             tokens=TokenService(
-                pipe_pool, box, TokenFetcher(verify=ca_context(ca), allow_private=True)
+                pipe_pool, box, TokenFetcher(verify=ca_context(ca), allow_private=True), clock=WALL
             ),
         )
         grant = {
@@ -301,7 +302,7 @@ async def test_a_mailbox_check_over_graph_goes_only_where_every_agent_runs_it(
         scheduler = scheduler_with(
             clock=lambda: at,
             tokens=TokenService(
-                pipe_pool, box, TokenFetcher(verify=ca_context(ca), allow_private=True)
+                pipe_pool, box, TokenFetcher(verify=ca_context(ca), allow_private=True), clock=WALL
             ),
         )
         grant = {
@@ -365,7 +366,7 @@ async def test_a_mailbox_check_over_graph_counts_against_the_login_cap(
             clock=lambda: at,
             login_cap=1,
             tokens=TokenService(
-                pipe_pool, box, TokenFetcher(verify=ca_context(ca), allow_private=True)
+                pipe_pool, box, TokenFetcher(verify=ca_context(ca), allow_private=True), clock=WALL
             ),
         )
         grant = {

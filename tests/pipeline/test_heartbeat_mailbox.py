@@ -22,7 +22,7 @@ from controller.notify.links import Links
 from controller.runtime.pipeline import build_alerter
 from controller.settings import ControllerSettings
 from controller.sidechecks.heartbeat_mail.store import HeartbeatReaders
-from shared.clock import ManualClock
+from shared.clock import WALL, ManualClock
 from shared.messages import CheckJob, CheckResult, encode
 from shared.sidechecks.heartbeat_mail import WIRE, HeartbeatMail
 from shared.subjects import results_subject
@@ -117,6 +117,7 @@ class Rounds:
             allow_private=True,
             ssl_contexts=contexts,
             seal_keys=seal_keys.opening(cc),
+            clock=WALL,
         )
         self.seen: set[str] = set()
 

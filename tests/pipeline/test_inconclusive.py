@@ -20,6 +20,7 @@ from structlog.testing import capture_logs
 from controller.fleet.live import LiveAgents
 from controller.fleet.self_check import CANARIES_MAX, ERROR_MAX
 from controller.jobs.rules import JobIds
+from shared.clock import WALL
 from shared.messages import AgentHeartbeat, CanaryState, SelfCheck
 from shared.subjects import heartbeats_subject
 from shared.timefmt import iso_ms, utcnow
@@ -222,7 +223,7 @@ async def test_a_malformed_self_check_is_dropped_and_an_oversized_one_capped_nev
 
 
 async def test_a_change_of_an_agents_blocked_ports_is_logged_not_every_beat(nc: NATS) -> None:
-    view = LiveAgents(nc)
+    view = LiveAgents(nc, wall=WALL.now)
     subject = heartbeats_subject("DE", "a1")
 
     def beats(*ports: int) -> None:

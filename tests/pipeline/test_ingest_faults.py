@@ -31,6 +31,7 @@ from controller.scheduling import rules as schedule
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
 from shared import embedded
+from shared.clock import WALL
 from shared.heartbeats import WARMUP_S
 from shared.streams import ensure_streams
 from shared.subjects import RESULTS_STREAM, agent_inbox_prefix
@@ -125,7 +126,9 @@ async def test_ingest_stays_prompt_after_a_nats_kill_9_and_no_lane_dies(
     nc: NATS = await connect_nats(server.url)
     js = nc.jetstream()
     await ensure_streams(js)
-    ingester = Ingester(pipe_pool, nc, js, job_ids, durable=f"ingest-kill-{uuid.uuid4().hex[:6]}")
+    ingester = Ingester(
+        pipe_pool, nc, js, job_ids, durable=f"ingest-kill-{uuid.uuid4().hex[:6]}", clock=WALL
+    )
     stop = asyncio.Event()
     with capture_logs() as logs:
         run = asyncio.create_task(ingester.run(stop))
@@ -234,13 +237,20 @@ async def test_the_rounds_through_a_nats_kill_9_get_one_row_each_and_no_alert(
         agent_nc = await _agent_connection(server.url, agent_id)
         stop = asyncio.Event()
         try:
-            async with open_pipeline(roles, pool) as pipeline:
+            async with open_pipeline(roles, pool, clock=WALL) as pipeline:
                 assert pipeline.scheduler is not None and pipeline.ingester is not None
                 box = SecretBox(roles.secrets.secrets_key or "")
                 alerter = build_alerter(
-                    roles, pool, pipeline.js, JobIds.from_box(box, pipeline.seeded), NO_LINKS
+                    roles,
+                    pool,
+                    pipeline.js,
+                    JobIds.from_box(box, pipeline.seeded),
+                    NO_LINKS,
+                    clock=WALL.now,
                 )
-                worker = Worker.of(agent_nc, HOME, agent_id=agent_id, allow_private=True)
+                worker = Worker.of(
+                    agent_nc, HOME, agent_id=agent_id, allow_private=True, clock=WALL
+                )
                 tasks = [
                     asyncio.create_task(pipeline.scheduler.run(stop)),
                     asyncio.create_task(pipeline.ingester.run(stop)),

@@ -15,6 +15,7 @@ from nats.js import JetStreamContext
 
 from controller.ingest.ingester import Ingester
 from controller.jobs.rules import JobIds
+from shared.clock import WALL
 from shared.streams import INGEST_ACK_WAIT_S, ingest_consumer_config
 from shared.subjects import RESULTS_STREAM, results_subject
 from tests.api.helpers import create
@@ -38,7 +39,9 @@ async def other_nc(nats_url: str) -> AsyncIterator[NATS]:
 def ingester(
     pool: asyncpg.Pool, nc: NATS, js: JetStreamContext, job_ids: JobIds, durable: str, subject: str
 ) -> Ingester:
-    return Ingester(pool, nc, js, job_ids, durable=durable, subject=subject, ack_wait_s=ACK_WAIT_S)
+    return Ingester(
+        pool, nc, js, job_ids, durable=durable, subject=subject, ack_wait_s=ACK_WAIT_S, clock=WALL
+    )
 
 
 async def test_a_dead_ingesters_results_are_stored_by_another_once(
@@ -135,7 +138,9 @@ async def test_the_consumer_an_older_version_made_gets_the_short_ack_wait_in_pla
     old.durable_name, old.ack_wait = durable, 30
     old.filter_subject = results_subject("ZZ", "smtp", str(uuid.uuid4()))
     await js.add_consumer(RESULTS_STREAM, old)
-    new = Ingester(pipe_pool, nc, js, job_ids, durable=durable, subject=old.filter_subject)
+    new = Ingester(
+        pipe_pool, nc, js, job_ids, durable=durable, subject=old.filter_subject, clock=WALL
+    )
     assert await new.burst(0.1) == 0
     info = await js.consumer_info(RESULTS_STREAM, durable)
     assert info.config.ack_wait == INGEST_ACK_WAIT_S < 30

@@ -21,6 +21,7 @@ from nats.js.errors import NotFoundError
 from controller.ingest.ingester import LANES, Ingester
 from controller.jobs.rules import JobIds
 from shared import embedded
+from shared.clock import WALL
 from shared.streams import ensure_streams
 from shared.subjects import RESULTS_STREAM
 
@@ -63,7 +64,7 @@ async def test_the_ingesters_pull_requests_cost_next_to_nothing_idle_or_busy(
     nc = await nats.connect(server.url)
     js = nc.jetstream()
     await ensure_streams(js)
-    ingester = _Counting(pipe_pool, nc, js, job_ids)
+    ingester = _Counting(pipe_pool, nc, js, job_ids, clock=WALL)
     stop = asyncio.Event()
     running = asyncio.create_task(ingester.run(stop))
     try:

@@ -23,6 +23,7 @@ from controller.secrets.seal_keys import CountryKeys
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared import embedded
+from shared.clock import WALL
 from shared.messages import AgentHeartbeat, encode
 from shared.subjects import heartbeats_subject
 from shared.timefmt import iso_ms, utcnow
@@ -101,7 +102,7 @@ async def test_an_agent_not_heard_of_for_the_ttl_is_gone_and_seen_time_is_the_co
     nc: NATS,
 ) -> None:
     clock = Clock()
-    view = LiveAgents(nc, ttl_s=15, clock=clock)
+    view = LiveAgents(nc, ttl_s=15, clock=clock, wall=WALL.now)
     before = iso_ms(utcnow())
     view.heard(heartbeats_subject("DE", "a"), beat("DE", "a"))
     [seen] = view.agents()
@@ -115,7 +116,7 @@ async def test_an_agent_not_heard_of_for_the_ttl_is_gone_and_seen_time_is_the_co
 async def test_dropped_heartbeats_are_logged_once_a_second_with_a_count(nc: NATS) -> None:
     """A rogue agent's flood of junk costs the controller's log one line a second."""
     clock = Clock()
-    view = LiveAgents(nc, clock=clock)
+    view = LiveAgents(nc, clock=clock, wall=WALL.now)
     with capture_logs() as logs:
         for _ in range(1000):
             view.heard(heartbeats_subject("DE", "x"), b"junk")
@@ -134,7 +135,7 @@ async def test_a_full_country_drops_new_ids_and_never_pushes_out_or_blocks_anoth
     """A flood of made-up agent ids in DE: DE holds at most the cap, its known agents go on
     beating, US's agents come and stay; one log line per overflow, not one per beat."""
     clock = Clock()
-    view = LiveAgents(nc, per_country_max=3, ttl_s=15, clock=clock)
+    view = LiveAgents(nc, per_country_max=3, ttl_s=15, clock=clock, wall=WALL.now)
     view.heard(heartbeats_subject("US", "us-1"), beat("US", "us-1"))
     with capture_logs() as logs:
         for n in range(1000):
@@ -156,7 +157,7 @@ async def test_the_view_is_cold_until_a_warm_up_after_connecting_and_after_each_
     port = embedded.free_port()
     proc, url = embedded.start_nats(tmp_path / "a", port)
     nc = await nats.connect(url, reconnect_time_wait=0.1, max_reconnect_attempts=-1)
-    view = LiveAgents(nc, warmup_s=0.5)
+    view = LiveAgents(nc, warmup_s=0.5, wall=WALL.now)
     try:
         assert not view.is_warm()  # not even subscribed
         with pytest.raises(AgentsUnknownError):
@@ -192,7 +193,7 @@ async def test_time_nats_is_away_does_not_age_the_agents_heard_before(tmp_path: 
     proc, url = embedded.start_nats(tmp_path / "a", port)
     nc = await nats.connect(url, reconnect_time_wait=0.1, max_reconnect_attempts=-1)
     clock = Clock()
-    view = LiveAgents(nc, ttl_s=5, warmup_s=0.5, clock=clock)
+    view = LiveAgents(nc, ttl_s=5, warmup_s=0.5, clock=clock, wall=WALL.now)
     try:
         await view.start()
         view.heard(heartbeats_subject("DE", "a"), beat("DE", "a"))
@@ -244,6 +245,7 @@ async def test_the_view_is_never_empty_while_agents_heartbeat(
         in_flight=lambda: 0,
         started_at=utcnow(),
         interval=0.05,
+        clock=WALL,
     )
     task = asyncio.create_task(beats.run(stop))
     try:
@@ -273,7 +275,7 @@ async def test_no_no_agent_round_while_the_view_warms_up(
     monitor = await create(api, org, allowedCheckCountryCodes=[dark])
     pid = monitor["publicId"]
     due = await make_due(pipe_pool, pid)
-    view = LiveAgents(nc, warmup_s=0.5)
+    view = LiveAgents(nc, warmup_s=0.5, wall=WALL.now)
     await view.start()
     scheduler = wired_scheduler(
         pipe_pool,
@@ -316,7 +318,7 @@ async def test_a_trigger_while_the_live_agents_cannot_be_known_is_a_503(
     so and records nothing, instead of a round of `no_agent` everywhere."""
     (cc,) = countries.take()
     monitor = await create(api, org, allowedCheckCountryCodes=[cc])
-    cold = LiveAgents(nc, warmup_s=0.1)
+    cold = LiveAgents(nc, warmup_s=0.1, wall=WALL.now)
     scheduler = wired_scheduler(
         pipe_pool,
         pipeline.js,
@@ -343,7 +345,7 @@ async def test_the_view_is_warm_only_once_the_beats_sent_meanwhile_are_read(
     for a country that has an agent); once it has read what was sent, it is, with the agent."""
     (cc,) = countries.take()
     own = await nats.connect(nats_url)
-    view = LiveAgents(own, warmup_s=0.2)
+    view = LiveAgents(own, warmup_s=0.2, wall=WALL.now)
     try:
         await view.start()
         await own.flush()  # the server has the view's subscription

@@ -15,6 +15,7 @@ from agent.probers.run import run_check
 from agent.probers.tls import build_ssl_contexts
 from controller.ingest import store as results
 from controller.jobs.rules import JobIds
+from shared.clock import WALL
 from shared.messages import encode
 from shared.timefmt import utcnow
 from testkit.alerting.wired import wired_alerter
@@ -75,7 +76,7 @@ async def test_an_hour_of_wrong_logins_from_five_countries_never_gets_the_accoun
                             continue
                         ran.add(job.job_id)
                         opened = seal_keys.opened(job)
-                        result = await run_check(opened, f"{cc}-a1", True, contexts)
+                        result = await run_check(opened, f"{cc}-a1", True, contexts, clock=WALL)
                         async with pipe_pool.acquire() as conn, conn.transaction():
                             await results.store(
                                 conn, [results.decode_result(encode(result))], now=utcnow()

@@ -25,6 +25,7 @@ from controller.scheduling import rules as schedule
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
+from shared.clock import WALL
 from shared.messages import FEATURE_OAUTH2
 from testkit.oauth2.issuer import TokenIssuer
 from testkit.oauth2.token_endpoint import TokenEndpoint, ca_context, serve
@@ -130,7 +131,10 @@ async def test_a_hanging_token_endpoint_delays_no_other_organization(
         try:
             scheduler = scheduler_with(
                 tokens=TokenService(
-                    pipe_pool, box, TokenFetcher(verify=ca_context(ca), allow_private=True)
+                    pipe_pool,
+                    box,
+                    TokenFetcher(verify=ca_context(ca), allow_private=True),
+                    clock=WALL,
                 ),
             )
             # More hanging grants than one organization may fetch at once.
@@ -266,6 +270,7 @@ async def test_organizations_whose_endpoints_hang_hold_no_more_than_their_share(
                     box,
                     TokenFetcher(verify=ca_context(ca), allow_private=True, timeout_s=timeout_s),
                     fetches=fetches,
+                    clock=WALL,
                 )
                 scheduler = scheduler_with(tokens=service)
                 stuck = [

@@ -19,6 +19,7 @@ from controller.oauth2.tokens import TokenService
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
 from controller.web.app import create_app
+from shared.clock import WALL
 from shared.messages import FEATURE_OAUTH2, ImapPopConfig, encode
 from shared.timefmt import utcnow
 from testkit.oauth2.dovecot import Dovecot
@@ -94,7 +95,7 @@ async def test_a_round_fetches_a_token_and_logs_in_only_where_agents_can(
         scheduler = scheduler_with(
             clock=lambda: at,
             tokens=TokenService(
-                pipe_pool, box, TokenFetcher(verify=ca_context(ca), allow_private=True)
+                pipe_pool, box, TokenFetcher(verify=ca_context(ca), allow_private=True), clock=WALL
             ),
         )
         grant = {
@@ -129,7 +130,7 @@ async def test_a_round_fetches_a_token_and_logs_in_only_where_agents_can(
     opened = seal_keys.opened(jobs[0])
     assert isinstance(opened.config, ImapPopConfig)
     assert opened.config.mechanism == "XOAUTH2" and not opened.config.password
-    result = await run_check(opened, f"{new}-a1", True, ssl_contexts)
+    result = await run_check(opened, f"{new}-a1", True, ssl_contexts, clock=WALL)
     assert result.status == "up", result.message
     assert await countries.jobs(old) == []
     async with pipe_pool.acquire() as conn:

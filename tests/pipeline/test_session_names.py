@@ -11,7 +11,7 @@ from controller.jobs import scheme_store
 from controller.jobs.rules import JobIds, is_seeded
 from controller.jobs.scheme import LEAD_S, SeededGate
 from controller.runtime.serve import application_name
-from shared.clock import ManualClock
+from shared.clock import WALL, ManualClock
 from tests.conftest import scratch_database
 
 KEY = b"k" * 32
@@ -68,12 +68,12 @@ async def test_the_job_id_scheme_waits_for_every_older_controller_to_leave(
         gate = SeededGate(open_after_s=0)
         try:
             before = await _db_now(new)
-            since = await scheme_store.look(new, gate)
+            since = await scheme_store.look(new, gate, clock=WALL)
             assert since is not None and since >= before + timedelta(seconds=LEAD_S)
-            assert await scheme_store.look(new, gate) == since  # set once, not moved on
+            assert await scheme_store.look(new, gate, clock=WALL) == since  # set once, not moved on
             old = await create_pool(url, 2, application_name="mailprobe controller ingester")
             async with old.acquire():
-                assert await scheme_store.look(new, gate) is None
+                assert await scheme_store.look(new, gate, clock=WALL) is None
                 assert gate() is None
             async with new.acquire() as conn:
                 pids = await conn.fetch(
@@ -83,7 +83,7 @@ async def test_the_job_id_scheme_waits_for_every_older_controller_to_leave(
                 await old.close()  # the older controller stops (its pool would reconnect)
                 for r in pids:  # returns once the backend has exited, if it has not yet
                     await conn.fetchval("SELECT pg_terminate_backend($1, 30000)", r["pid"])
-            again = await scheme_store.look(new, gate)
+            again = await scheme_store.look(new, gate, clock=WALL)
             assert again is not None and again > since
         finally:
             if old is not None and not old.is_closing():
@@ -104,11 +104,13 @@ async def test_two_processes_name_a_round_alike_when_one_has_just_restarted(
         off: asyncpg.Pool | None = None
         try:
             running = SeededGate(open_after_s=0)
-            since = await scheme_store.look(pool, running)
+            since = await scheme_store.look(pool, running, clock=WALL)
             assert since is not None
             restarted = SeededGate()  # five minutes before its own watch would ask to switch
             assert await scheme_store.read(pool, restarted) == since
-            assert await scheme_store.look(pool, restarted) == since  # waiting: nothing moved
+            assert (
+                await scheme_store.look(pool, restarted, clock=WALL) == since
+            )  # waiting: nothing moved
             a, b = JobIds([KEY], running), JobIds([KEY], restarted)
             times = [since - timedelta(milliseconds=1), since, since + timedelta(minutes=30)]
             for at in times:
@@ -119,8 +121,10 @@ async def test_two_processes_name_a_round_alike_when_one_has_just_restarted(
                 url, 2, application_name=application_name(frozenset({"ingester"}), False)
             )
             assert await scheme_store.read(off, SeededGate(allowed=False)) is None
-            assert await scheme_store.look(pool, running) is None  # it sees the unmarked too
-            assert await scheme_store.look(pool, restarted) is None
+            assert (
+                await scheme_store.look(pool, running, clock=WALL) is None
+            )  # it sees the unmarked too
+            assert await scheme_store.look(pool, restarted, clock=WALL) is None
             later = since + timedelta(minutes=30)
             assert not is_seeded(a.make(MID, "DE", later))
             assert a.make(MID, "DE", later) == b.make(MID, "DE", later)
@@ -137,7 +141,7 @@ async def test_a_controller_whose_url_names_its_sessions_switches_ids_back_to_ke
     pool = await create_pool(url, 2, application_name=application_name(frozenset({"api"})))
     try:
         assert SeededGate(open_after_s=0).look(False, 0.0) == "close"
-        assert await scheme_store.look(pool, SeededGate(open_after_s=0)) is None
+        assert await scheme_store.look(pool, SeededGate(open_after_s=0), clock=WALL) is None
     finally:
         await pool.close()
 

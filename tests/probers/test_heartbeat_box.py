@@ -26,6 +26,7 @@ from agent.probers.heartbeat_box import (
 )
 from controller.arrivals.rules import Rule, judge
 from shared.arrivals import Arrival
+from shared.clock import WALL
 from shared.messages import RoundTripReceive
 from shared.secret import Secret
 from shared.timefmt import iso_ms, parse_iso
@@ -107,7 +108,7 @@ async def look(
         subject=match.get("subject", "nightly"),
         since=since,
     )
-    rec = Recorder(deadline=asyncio.get_running_loop().time() + 10)
+    rec = Recorder(deadline=asyncio.get_running_loop().time() + 10, clock=WALL)
     read = pop3_arrivals if protocol == "pop3" else imap_arrivals
     return await read(target, receive, sought, rec)
 

@@ -22,6 +22,7 @@ from agent.sidechecks import heartbeat_mail
 from agent.sidechecks.base import Round
 from controller.arrivals.rules import Rule, judge
 from shared.arrivals import Arrival
+from shared.clock import WALL
 from shared.messages import ImapCheckJob, ImapPopConfig, RoundTripReceive
 from shared.secret import Secret
 from shared.sidechecks.heartbeat_mail import GMAIL_LOOK_UNITS, HeartbeatMailAsk, Look
@@ -69,7 +70,7 @@ async def look(peer: GmailPeer, ca: trustme.CA, since: datetime) -> list[Arrival
         subject="nightly",
         since=since,
     )
-    rec = Recorder(deadline=asyncio.get_running_loop().time() + 10)
+    rec = Recorder(deadline=asyncio.get_running_loop().time() + 10, clock=WALL)
     return await gmail_arrivals(target, receive, sought, rec)
 
 
@@ -167,7 +168,7 @@ async def test_the_side_check_reads_a_gmail_mailbox_checks_round_within_its_unit
     )
     contexts = build_ssl_contexts(cadata=ca.cert_pem.bytes().decode())
     runner = heartbeat_mail.build(
-        SideCheckSettings(), TargetSettings(agent_allow_private_targets=True)
+        SideCheckSettings(), TargetSettings(agent_allow_private_targets=True), clock=WALL
     )
     result = build_result(job, "DE-1", None, "ok", t0)
     ask = HeartbeatMailAsk(

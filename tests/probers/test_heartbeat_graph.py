@@ -16,6 +16,7 @@ from agent.probers.base import Recorder, Target
 from agent.probers.heartbeat_box import LISTENER, NEWEST, Sought, graph_arrivals
 from controller.arrivals.rules import Rule, judge
 from shared.arrivals import Arrival
+from shared.clock import WALL
 from shared.messages import RoundTripReceive
 from shared.secret import Secret
 from shared.timefmt import iso_ms, parse_iso
@@ -62,7 +63,7 @@ async def look(peer: GraphPeer, ca: trustme.CA, since: datetime) -> list[Arrival
         subject="nightly",
         since=since,
     )
-    rec = Recorder(deadline=asyncio.get_running_loop().time() + 10)
+    rec = Recorder(deadline=asyncio.get_running_loop().time() + 10, clock=WALL)
     return await graph_arrivals(target, receive, sought, rec)
 
 

@@ -21,6 +21,7 @@ from agent.probers.imap import BOUNDS, MAILBOX_BOUNDS
 from agent.probers.roundtrip import IMAP_NEWEST, TOP_MAX
 from agent.probers.run import MESSAGE_MAX, run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
+from shared.clock import WALL
 from shared.mailclient.sasl import oauth2_initial
 from shared.messages import (
     CheckResult,
@@ -88,7 +89,7 @@ async def _check(
         ImapPopConfig(protocol=protocol, **config),  # type: ignore[arg-type]
         timeout=seconds,
     )
-    return await run_check(job, "agent-t", True, contexts)
+    return await run_check(job, "agent-t", True, contexts, clock=WALL)
 
 
 HostileTalk = Callable[["Hostile", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -121,7 +122,7 @@ async def _look(protocol: str, port: int, contexts: SslContexts, seconds: float)
     )
     cfg = RoundTripConfig(to="probe@mail.test", receive=receive)
     job = make_job("roundtrip", port, cfg, timeout=seconds, look_only="delivery_backoff")
-    return await run_check(job, "agent-t", True, contexts)
+    return await run_check(job, "agent-t", True, contexts, clock=WALL)
 
 
 async def _endless_greeting(
@@ -317,7 +318,7 @@ async def test_smtp_an_error_challenge_echoing_the_xoauth2_response_shows_none_o
     config = SmtpConfig(auth=auth, allow_plaintext_auth=True)
     async with Hostile(talk) as peer:
         job = make_job("smtp", peer.port, config, timeout=10)
-        result = await run_check(job, "agent-t", True, ssl_contexts)
+        result = await run_check(job, "agent-t", True, ssl_contexts, clock=WALL)
     assert result.error_kind == "auth", result.message
     assert SECRET_MASK in result.message, result.message
     assert initial[40:56] not in result.message, result.message
@@ -403,7 +404,7 @@ async def test_a_server_silent_slow_or_hanging_up_ends_the_check_with_a_kind(
         else:
             config = ImapPopConfig(protocol=protocol, tls=tls)  # type: ignore[arg-type]
             job = make_job(protocol, peer.port, config, hostname="localhost", timeout=0.5)
-        result = await run_check(job, "agent-t", True, ssl_contexts)
+        result = await run_check(job, "agent-t", True, ssl_contexts, clock=WALL)
     expected = kind or "protocol"  # a FIN after the handshake is no TLS failure
     assert result.error_kind == expected, (result.error_kind, result.message)
 
@@ -435,7 +436,7 @@ async def test_a_stall_after_the_ok_to_starttls_ends_the_check_at_its_deadline(
     async with Hostile(talk) as peer:
         config = ImapPopConfig(protocol=protocol, tls=False)  # type: ignore[arg-type]
         job = make_job(protocol, peer.port, config, hostname="localhost", timeout=0.5)
-        result = await run_check(job, "agent-t", True, ssl_contexts)
+        result = await run_check(job, "agent-t", True, ssl_contexts, clock=WALL)
     assert result.error_kind == "timeout", result.message
     assert "(during tls)" in result.message
 
@@ -465,7 +466,7 @@ async def test_a_chain_of_hundreds_of_certificates_or_thousands_of_names_is_boun
     async with ImapPeer(ssl_context=ctx) as peer:
         config = ImapPopConfig(protocol="imap", tls=True)
         job = make_job("imap", peer.port, config, hostname="localhost", timeout=5)
-        result = await run_check(job, "agent-t", True, build_ssl_contexts(cadata=root))
+        result = await run_check(job, "agent-t", True, build_ssl_contexts(cadata=root), clock=WALL)
     assert result.error_kind == kind, result.message
     if kind is None:
         assert result.tls is not None and len(result.tls.cert_sans or []) == SANS_MAX

@@ -6,6 +6,7 @@ import pytest
 
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
+from shared.clock import WALL
 from shared.messages import (
     SECRET_MASK,
     CheckResult,
@@ -49,7 +50,7 @@ async def check(
         allow_plaintext_auth=allow_plaintext,
     )
     job = make_job(protocol, port, config, hostname="localhost")
-    return await run_check(job, "agent-t", True, contexts)
+    return await run_check(job, "agent-t", True, contexts, clock=WALL)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

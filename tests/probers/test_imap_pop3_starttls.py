@@ -11,6 +11,7 @@ import pytest
 
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
+from shared.clock import WALL
 from shared.messages import CheckResult, ImapPopConfig, MonitorType, TlsOptions
 from shared.secret import Secret
 from testkit.peers.imap import ImapPeer
@@ -41,7 +42,11 @@ async def check(
         allow_plaintext_auth=allow_plaintext,
     )
     return await run_check(
-        make_job(protocol, port, config, hostname="localhost"), "agent-t", True, contexts
+        make_job(protocol, port, config, hostname="localhost"),
+        "agent-t",
+        True,
+        contexts,
+        clock=WALL,
     )
 
 

@@ -14,7 +14,7 @@ from agent.probers import graph as graph_module
 from agent.probers.mailbox_check import LIST_TOP
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
-from shared.clock import ManualClock
+from shared.clock import WALL, ManualClock
 from shared.messages import CheckResult, ImapPopConfig
 from shared.secret import Secret
 from testkit.peers.gmail import GmailPeer, serve_gmail
@@ -41,7 +41,7 @@ async def check(
 ) -> CheckResult:
     config = ImapPopConfig(user=BOX, access_token=Secret(token), api=api)
     job = make_job("imap", port, config, timeout=timeout_s)
-    return await run_check(job, "agent-t", True, contexts)
+    return await run_check(job, "agent-t", True, contexts, clock=WALL)
 
 
 async def test_a_graph_mailbox_check_reads_the_inbox_and_times_its_steps(
@@ -190,7 +190,7 @@ async def test_a_check_stops_at_the_calls_the_controller_gave_it(
         config = ImapPopConfig(user=BOX, access_token=Secret(token), api="graph")
         job = make_job("imap", graph.port, config, timeout=3.0)
         job = msgspec.structs.replace(job, api_calls=calls)
-        return await run_check(job, "agent-t", True, ssl_contexts)
+        return await run_check(job, "agent-t", True, ssl_contexts, clock=WALL)
 
     one = await given(1)  # the check needs 2 calls
     assert (one.status, one.error_kind) == ("inconclusive", "inconclusive"), one.message

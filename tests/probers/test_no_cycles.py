@@ -15,6 +15,7 @@ import pytest
 
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
+from shared.clock import WALL
 from shared.messages import ImapPopConfig, JobConfig, MonitorType, SmtpConfig
 from testkit.peers.base import LoopbackServer
 from testkit.peers.imap import ImapPeer
@@ -61,7 +62,7 @@ async def _check_twice(
 ) -> None:
     job = make_job(monitor_type, port, config, hostname="localhost")
     for _ in range(2):
-        result = await run_check(job, "agent-t", True, contexts)
+        result = await run_check(job, "agent-t", True, contexts, clock=WALL)
         assert result.status == "up", result.message
         assert (result.tls is not None) == (config != SmtpConfig(ignore_tls=True))
 

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
+from shared.clock import WALL
 from shared.messages import (
     CheckResult,
     ImapPopConfig,
@@ -46,7 +47,7 @@ class Served:
 async def smtp(port: int, contexts: SslContexts, *, verify: bool = True) -> CheckResult:
     config = SmtpConfig(auth=GOOD, tls_options=TlsOptions(reject_unauthorized=verify))
     job = make_job("smtp", port, config, hostname="localhost")
-    return await run_check(job, "agent-t", True, contexts)
+    return await run_check(job, "agent-t", True, contexts, clock=WALL)
 
 
 async def test_smtp_starttls_result_carries_capabilities_and_certificate_facts(
@@ -129,7 +130,7 @@ async def test_imap_and_pop3_capabilities_before_and_after_the_upgrade(
     peer = ImapPeer(starttls=server_tls) if protocol == "imap" else Pop3Peer(starttls=server_tls)
     async with peer:
         job = make_job(protocol, peer.port, config, hostname="localhost")
-        result = await run_check(job, "agent-t", True, ssl_contexts)
+        result = await run_check(job, "agent-t", True, ssl_contexts, clock=WALL)
     assert result.status == "up", result.message
     assert result.capabilities_before_tls is not None
     assert upgrade in result.capabilities_before_tls

@@ -9,6 +9,7 @@ import trustme
 
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts, ca_context
+from shared.clock import WALL
 from shared.messages import (
     CheckResult,
     ImapPopConfig,
@@ -77,7 +78,7 @@ async def _check(
             protocol=monitor_type, tls=kind.endswith("+tls"), tls_options=options
         )
     job = make_job(monitor_type, port, config, hostname=hostname)
-    return await run_check(job, "agent-t", True, contexts)
+    return await run_check(job, "agent-t", True, contexts, clock=WALL)
 
 
 KINDS = ["smtps", "smtp+starttls", "imap+tls", "imap+starttls", "pop3+tls", "pop3+starttls"]
@@ -166,7 +167,11 @@ async def test_a_ca_that_is_not_pem_is_a_tls_failure_and_nothing_is_sent(
     config = SmtpConfig(auth=SmtpAuth(user="alice", password=Secret("s3cret")), tls_options=bad)
     async with SmtpPeer(starttls=private_tls) as peer:
         result = await run_check(
-            make_job("smtp", peer.port, config, hostname="localhost"), "agent-t", True, ssl_contexts
+            make_job("smtp", peer.port, config, hostname="localhost"),
+            "agent-t",
+            True,
+            ssl_contexts,
+            clock=WALL,
         )
     assert (result.status, result.error_kind) == ("down", "tls"), result.message
     assert "tlsOptions.ca" in result.message

@@ -8,6 +8,7 @@ import pytest
 from agent.probers.relay import RECIPIENT, SENDER
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
+from shared.clock import WALL
 from shared.messages import SmtpAuth, SmtpConfig
 from shared.secret import Secret
 from shared.sidechecks.relay import WIRE as RELAY
@@ -32,7 +33,7 @@ async def test_postfix_open_or_closed_answers_rcpt_and_never_sees_data(
 ) -> None:
     async with RelayPostfix(open_relay=open_relay) as postfix:
         job = make_job("smtp", postfix.port, SmtpConfig(relay_check=True))
-        result = await run_check(job, "agent-1", True, ssl_contexts)
+        result = await run_check(job, "agent-1", True, ssl_contexts, clock=WALL)
         (session,) = await postfix.sessions(1)
     assert result.status == "up", result.message
     relay = RELAY.facts_of(result.side_checks)
@@ -48,7 +49,7 @@ async def test_postfix_open_or_closed_answers_rcpt_and_never_sees_data(
 async def test_no_relay_test_unless_the_config_asks(ssl_contexts: SslContexts) -> None:
     async with RelayPostfix(open_relay=True) as postfix:
         job = make_job("smtp", postfix.port, SmtpConfig())
-        result = await run_check(job, "agent-1", True, ssl_contexts)
+        result = await run_check(job, "agent-1", True, ssl_contexts, clock=WALL)
         (session,) = await postfix.sessions(1)
     assert RELAY.facts_of(result.side_checks) is None
     assert session.endswith("ehlo=1 quit=1 commands=2"), session
@@ -65,7 +66,9 @@ async def test_a_check_that_logs_in_tests_relaying_on_a_session_that_does_not(
             allow_plaintext_auth=True,
             auth=SmtpAuth(user="alice", password=Secret("s3cret")),
         )
-        result = await run_check(make_job("smtp", peer.port, config), "a", True, ssl_contexts)
+        result = await run_check(
+            make_job("smtp", peer.port, config), "a", True, ssl_contexts, clock=WALL
+        )
     assert result.status == "up", result.message
     assert len(peer.auths) == 1 and result.logins == 1
     relay = RELAY.facts_of(result.side_checks)

@@ -13,6 +13,7 @@ from agent.probers import gmail as gmail_module
 from agent.probers import graph as graph_module
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
+from shared.clock import WALL
 from shared.messages import CheckResult, RoundTripConfig, RoundTripReceive, RoundTripSend, SmtpAuth
 from shared.secret import Secret
 from testkit.peers.gmail import GmailPeer, serve_gmail
@@ -65,7 +66,7 @@ async def run(
         monitor_id=monitor_id,
         job_id=f"job-{time.monotonic_ns()}",
     )
-    return await run_check(job, "agent-t", True, contexts)
+    return await run_check(job, "agent-t", True, contexts, clock=WALL)
 
 
 def lists(peer: GmailPeer) -> list[str]:

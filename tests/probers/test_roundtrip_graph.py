@@ -14,6 +14,7 @@ from agent.probers import graph as graph_module
 from agent.probers.graph import MAILBOX_CALLS, MESSAGES_MAX, PAGE_SIZE
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
+from shared.clock import WALL
 from shared.messages import (
     CheckResult,
     RoundTripConfig,
@@ -74,7 +75,7 @@ async def run(
         job_id=f"job-{time.monotonic_ns()}",
         look_only=look_only,
     )
-    return await run_check(job, "agent-t", True, contexts)
+    return await run_check(job, "agent-t", True, contexts, clock=WALL)
 
 
 def probe_message(monitor_id: str, age_s: float, token: str) -> bytes:
@@ -318,7 +319,7 @@ async def test_a_round_trip_stops_at_the_calls_the_controller_gave_it(
         job_id=f"job-{time.monotonic_ns()}",
         api_calls=1,
     )
-    result = await run_check(job, "agent-t", True, ssl_contexts)
+    result = await run_check(job, "agent-t", True, ssl_contexts, clock=WALL)
     assert (result.status, result.error_kind) == ("inconclusive", "inconclusive"), result.message
     assert "throttled, not sent" in (result.message or "")
     assert len(graph.calls) == 1 and graph.sent == 1

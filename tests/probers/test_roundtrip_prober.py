@@ -17,7 +17,7 @@ import pytest
 from agent.check_runner import CheckRunner
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
-from shared.clock import ManualClock
+from shared.clock import WALL, ManualClock
 from shared.messages import (
     CheckResult,
     RoundTripConfig,
@@ -108,7 +108,7 @@ async def run(
         job_id=f"job-{country}-{time.monotonic_ns()}",
         look_only=look_only,
     )
-    return await run_check(job, "agent-t", True, contexts)
+    return await run_check(job, "agent-t", True, contexts, clock=WALL)
 
 
 def leftover(

@@ -9,6 +9,7 @@ from structlog.testing import capture_logs
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
 from shared.addresses import is_blocked
+from shared.clock import WALL
 from shared.messages import MonitorType, encode
 from testkit.peers.jobs import make_job
 from testkit.peers.scripted import ScriptedPeer
@@ -27,12 +28,12 @@ def free_port() -> int:
 async def test_closed_port_is_refused(monitor_type: MonitorType, ssl_contexts: SslContexts) -> None:
     """The message names the host and the port dialled (and the address, for a name)."""
     port = free_port()
-    result = await run_check(make_job(monitor_type, port), "a", True, ssl_contexts)
+    result = await run_check(make_job(monitor_type, port), "a", True, ssl_contexts, clock=WALL)
     assert (result.status, result.error_kind) == ("down", "refused"), result.message
     assert result.phases.dns_ms is not None and result.phases.connect_ms is None
     assert result.message == f"connection refused by 127.0.0.1 port {port}"
     named = make_job(monitor_type, port, hostname="localhost")
-    result = await run_check(named, "a", True, ssl_contexts)
+    result = await run_check(named, "a", True, ssl_contexts, clock=WALL)
     assert result.message.startswith(f"connection refused by localhost port {port} (")
 
 
@@ -42,7 +43,7 @@ async def test_silent_server_times_out_within_the_deadline(
 ) -> None:
     async with ScriptedPeer(greeting=None) as peer:
         job = make_job(monitor_type, peer.port, timeout=1.0)
-        result = await run_check(job, "a", True, ssl_contexts)
+        result = await run_check(job, "a", True, ssl_contexts, clock=WALL)
     assert result.error_kind == "timeout"
     # The job's own deadline ended it (not an OS timeout, nor a phase's budget of its own):
     # one deadline for the whole check, whatever phase it falls in.
@@ -52,7 +53,7 @@ async def test_silent_server_times_out_within_the_deadline(
 
 async def test_unresolvable_name_is_dns(ssl_contexts: SslContexts) -> None:
     job = make_job("smtp", 25, hostname="nohost.invalid")
-    result = await run_check(job, "a", True, ssl_contexts)
+    result = await run_check(job, "a", True, ssl_contexts, clock=WALL)
     assert result.error_kind == "dns"
     assert "nohost.invalid" in result.message
     assert result.address is None
@@ -62,7 +63,7 @@ async def test_unresolvable_name_is_dns(ssl_contexts: SslContexts) -> None:
 async def test_loopback_is_blocked_unless_allowed(hostname: str, ssl_contexts: SslContexts) -> None:
     async with ScriptedPeer(b"220 hi\r\n") as peer:
         result = await run_check(
-            make_job("smtp", peer.port, hostname=hostname), "a", False, ssl_contexts
+            make_job("smtp", peer.port, hostname=hostname), "a", False, ssl_contexts, clock=WALL
         )
     assert result.error_kind == "blocked_target"
     assert result.address is None
@@ -76,7 +77,7 @@ async def test_a_blocked_name_is_named_but_its_private_address_is_never_told(
     the message names the host, neither the message nor `address` the address."""
     async with ScriptedPeer(b"220 hi\r\n") as peer:
         job = make_job("smtp", peer.port, hostname="localhost")
-        result = await run_check(job, "a", False, ssl_contexts)
+        result = await run_check(job, "a", False, ssl_contexts, clock=WALL)
     assert result.error_kind == "blocked_target"
     assert result.message.startswith("localhost resolves to a private")
     assert "127.0.0.1" not in encode(result).decode() and "::1" not in result.message
@@ -128,7 +129,7 @@ def test_is_blocked(address: str, blocked: bool) -> None:
 async def test_expired_job_is_not_run(ssl_contexts: SslContexts) -> None:
     async with ScriptedPeer(b"220 hi\r\n") as peer:
         job = make_job("smtp", peer.port, expires_in=-1)
-        result = await run_check(job, "a", True, ssl_contexts)
+        result = await run_check(job, "a", True, ssl_contexts, clock=WALL)
         await asyncio.sleep(0.05)
     assert (result.status, result.error_kind) == ("down", "expired")
     assert result.phases.dns_ms is None
@@ -137,7 +138,7 @@ async def test_expired_job_is_not_run(ssl_contexts: SslContexts) -> None:
 
 async def test_result_echoes_the_job_and_stamps_times(ssl_contexts: SslContexts) -> None:
     job = make_job("pop3", free_port())
-    result = await run_check(job, "agent-7", True, ssl_contexts)
+    result = await run_check(job, "agent-7", True, ssl_contexts, clock=WALL)
     assert (result.job_id, result.monitor_id, result.monitor_type) == (
         job.job_id,
         job.monitor_id,
@@ -158,7 +159,7 @@ async def test_unexpected_exception_is_internal_logged_never_raised(
 ) -> None:
     job = make_job("smtp", 70000)  # the socket layer raises OverflowError: a bug, not an outage
     with capture_logs() as logs:
-        result = await run_check(job, "a", True, ssl_contexts)
+        result = await run_check(job, "a", True, ssl_contexts, clock=WALL)
     assert result.error_kind == "internal"
     assert "OverflowError" in result.message
     assert [e["event"] for e in logs] == ["probe_internal_error"]

@@ -7,6 +7,7 @@ import pytest
 
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
+from shared.clock import WALL
 from shared.messages import (
     SECRET_MASK,
     CheckResult,
@@ -31,7 +32,7 @@ async def smtp_check(
     port: int, config: SmtpConfig, contexts: SslContexts, hostname: str = "localhost"
 ) -> CheckResult:
     return await run_check(
-        make_job("smtp", port, config, hostname=hostname), "agent-t", True, contexts
+        make_job("smtp", port, config, hostname=hostname), "agent-t", True, contexts, clock=WALL
     )
 
 
@@ -251,7 +252,7 @@ async def test_a_server_that_never_answers_quit_is_still_up(
     replies = {"QUIT": b""}  # never answered; the connection stays open
     async with ScriptedPeer(b"220 slow.test ESMTP\r\n", b"250 ok\r\n", replies) as peer:
         job = make_job("smtp", peer.port, hostname="127.0.0.1", timeout=seconds)
-        result = await run_check(job, "agent-t", True, ssl_contexts)
+        result = await run_check(job, "agent-t", True, ssl_contexts, clock=WALL)
     assert (result.status, result.error_kind) == ("up", None), result.message
     assert peer.commands[-1] == "QUIT"
     assert result.response_time_ms is not None
@@ -272,7 +273,7 @@ async def test_the_deadline_firing_during_quit_keeps_the_checks_answer(
     replies = {"QUIT": b""}
     async with ScriptedPeer(b"220 slow.test ESMTP\r\n", b"250 ok\r\n", replies) as peer:
         job = make_job("smtp", peer.port, hostname="127.0.0.1", timeout=2.0)
-        result = await run_check(job, "agent-t", True, ssl_contexts)
+        result = await run_check(job, "agent-t", True, ssl_contexts, clock=WALL)
     assert peer.commands[-1] == "QUIT"
     assert (result.status, result.error_kind) == ("up", None), result.message
 

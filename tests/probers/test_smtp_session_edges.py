@@ -15,6 +15,7 @@ import trustme
 from agent.probers.base import CAPABILITIES_MAX
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
+from shared.clock import WALL
 from shared.mailclient import smtp as client
 from shared.messages import CheckResult, SmtpConfig, TlsOptions
 from testkit.peers.base import LoopbackServer
@@ -95,7 +96,7 @@ async def _check(
     port: int, contexts: SslContexts, seconds: float = 5.0, **config: Unpack[_Flags]
 ) -> CheckResult:
     job = make_job("smtp", port, SmtpConfig(**config), hostname="127.0.0.1", timeout=seconds)
-    return await run_check(job, "agent-t", True, contexts)
+    return await run_check(job, "agent-t", True, contexts, clock=WALL)
 
 
 async def test_replies_split_into_single_bytes_give_the_same_facts(
@@ -270,4 +271,4 @@ async def test_an_smtps_failure_names_the_host_and_port_dialled_and_the_name_che
 
 async def _run(port: int, config: SmtpConfig, contexts: SslContexts) -> CheckResult:
     job = make_job("smtp", port, config, hostname="127.0.0.1", timeout=5)
-    return await run_check(job, "agent-t", True, contexts)
+    return await run_check(job, "agent-t", True, contexts, clock=WALL)

@@ -23,6 +23,7 @@ from controller.scheduling.admission_budgets import (
     reserve_all,
 )
 from controller.scheduling.plan import PlannedRound
+from shared.clock import WALL
 from shared.messages import CheckJob, SmtpConfig
 from testkit.peers.jobs import make_job
 
@@ -105,7 +106,9 @@ def test_admission_runs_the_products_budgets_in_order() -> None:
     from controller.fleet.live import LiveAgents
     from controller.scheduling.admission import Admission
 
-    admission = Admission(LiveAgents(cast(NATS, None)))  # not started: no connection used
+    admission = Admission(
+        LiveAgents(cast(NATS, None), wall=WALL.now)
+    )  # not started: no connection used
     kinds = [type(b) for b in admission._budgets]
     assert kinds[:3] == [RoundTripMail, LoginCap, ApiCalls]
     assert kinds[3:] and set(kinds[3:]) == {SideCheckBudget}
@@ -119,7 +122,7 @@ def test_a_later_login_due_takes_its_login_then_its_message_again() -> None:
     from controller.fleet.live import LiveAgents
     from controller.scheduling.admission import Admission
 
-    admission = Admission(LiveAgents(cast(NATS, None)))
+    admission = Admission(LiveAgents(cast(NATS, None), wall=WALL.now))
     login, mail = admission._due
     assert isinstance(login, LoginCap) and login is admission._budgets[1]
     assert isinstance(mail, RoundTripMail) and not mail.wait

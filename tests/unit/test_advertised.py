@@ -10,6 +10,7 @@ import pytest
 from agent.probers import base
 from agent.probers.base import CAPABILITIES_MAX, CAPABILITY_MAX, Recorder, capabilities_kept
 from agent.probers.run import build_result
+from shared.clock import WALL
 from shared.messages import SECRET_MASK, SmtpAuth, SmtpConfig
 from shared.secret import Secret
 from shared.timefmt import utcnow
@@ -34,7 +35,7 @@ from testkit.peers.jobs import make_job
 def test_advertised_is_stripped_upper_cased_unique_sorted_and_bounded(
     advertised: list[str], kept: list[str] | None
 ) -> None:
-    rec = Recorder()
+    rec = Recorder(clock=WALL)
     rec.advertised(iter(advertised))
     if kept is None:  # too many: the first CAPABILITIES_MAX in sorted order
         kept = sorted(c.upper() for c in advertised)[:CAPABILITIES_MAX]
@@ -45,7 +46,7 @@ def test_a_list_met_again_is_kept_the_same_and_a_long_one_is_not_memoised() -> N
     """The normal form is kept per distinct short list: a second session gets an equal list of
     its own; a list past CAPABILITIES_MEMO_TEXT_MAX is worked out afresh and not kept."""
     said = ("pipelining", "SIZE 100", "auth plain")
-    one, two = Recorder(), Recorder()
+    one, two = Recorder(clock=WALL), Recorder(clock=WALL)
     one.advertised(said)
     assert one.capabilities is not None
     one.capabilities.append("X-MINE")
@@ -53,7 +54,7 @@ def test_a_list_met_again_is_kept_the_same_and_a_long_one_is_not_memoised() -> N
     assert two.capabilities == capabilities_kept(said) == ["AUTH PLAIN", "PIPELINING", "SIZE 100"]
     long = tuple(f"x-{i:04d}" for i in range(base.CAPABILITIES_MEMO_TEXT_MAX // 6 + 1))
     before = base._kept_memo.cache_info().currsize
-    three = Recorder()
+    three = Recorder(clock=WALL)
     three.advertised(long)
     assert three.capabilities == capabilities_kept(long)
     assert base._kept_memo.cache_info().currsize == before
@@ -81,7 +82,7 @@ def test_a_server_varying_its_list_holds_a_few_megabytes_at_most() -> None:
         try:
             before = tracemalloc.get_traced_memory()[0]
             for i in range(most):
-                Recorder().advertised(said(i))
+                Recorder(clock=WALL).advertised(said(i))
             gc.collect()
             held[name] = tracemalloc.get_traced_memory()[0] - before
         finally:
@@ -91,7 +92,7 @@ def test_a_server_varying_its_list_holds_a_few_megabytes_at_most() -> None:
 
 
 def _capabilities(config: SmtpConfig, advertised: list[str]) -> list[str] | None:
-    rec = Recorder()
+    rec = Recorder(clock=WALL)
     rec.capabilities = advertised
     rec.capabilities_before_tls = advertised
     job = make_job("smtp", 25, config)

@@ -6,6 +6,7 @@ import contextlib
 import pytest
 
 from agent.probers.base import PHASES, Recorder
+from shared.clock import WALL
 
 
 class Boom(Exception):
@@ -26,7 +27,7 @@ class Boom(Exception):
 def test_phase_names_times_on_success_and_counts_logins(
     name: str, fails: bool, timed: bool, logins: int
 ) -> None:
-    rec = Recorder()
+    rec = Recorder(clock=WALL)
     with pytest.raises(Boom) if fails else contextlib.nullcontext(), rec.phase(name):
         assert rec.current == name
         if fails:
@@ -39,7 +40,7 @@ def test_phase_names_times_on_success_and_counts_logins(
 
 
 def test_each_entry_to_auth_is_a_login() -> None:
-    rec = Recorder()
+    rec = Recorder(clock=WALL)
     for _ in range(3):
         with rec.phase("auth"):
             pass

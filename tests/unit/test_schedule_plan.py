@@ -30,6 +30,7 @@ from controller.secrets.box import SecretBox, generate_key
 from controller.secrets.seal_keys import CountryKeys
 from controller.settings import SchedulingSettings
 from controller.sidechecks.blocklists.rules import DEFAULT_LISTS, trigger_lists
+from shared.clock import WALL
 from shared.messages import ImapPopConfig, MonitorType, RoundTripConfig, SmtpConfig
 from shared.sealing import OpeningKeys, SealingError, generate
 from shared.secret import Secret
@@ -611,7 +612,7 @@ async def test_a_check_now_is_planned_off_the_loop_unless_light(
         JobIds.from_box(BOX), BOX, keyed[0], scheduling=SchedulingSettings(), default_countries=2
     )
     rounds.on_loop, rounds.loop_thread = [], threading.get_ident()
-    planner = Planner(rounds, LiveAgents(NATS()), keyed[0])
+    planner = Planner(rounds, LiveAgents(NATS(), wall=WALL.now), keyed[0])
     got = await planner.triggered_round(target, ON_TIME)
     assert rounds.on_loop == [on_loop]
     assert got.countries == target.monitor.allowed_country_codes

@@ -29,7 +29,7 @@ from controller.sidechecks.blocklists import rules
 from controller.sidechecks.blocklists import store as db
 from controller.sidechecks.blocklists.rules import BlockList, Change, Fresh, ListHealth, Listing
 from controller.sidechecks.blocklists.standing_rules import reason
-from shared.clock import WALL, Clock
+from shared.clock import Clock
 from shared.guards import BrokenInvariant
 from shared.messages import MonitorEvent, PostureNote, encode
 from shared.subjects import events_subject
@@ -84,7 +84,7 @@ class BlocklistWatch:
         interval_s: int,
         hold_s: int,
         links: Links = NO_LINKS,
-        clock: Clock = WALL,
+        clock: Clock,
     ) -> None:
         self._pool = pool
         self._clock = clock
@@ -324,7 +324,7 @@ class FreshNames:
         pool: asyncpg.Pool,
         lists: tuple[BlockList, ...],
         interval_s: int,
-        clock: Clock = WALL,
+        clock: Clock,
     ) -> None:
         self._clock = clock
         self._pool = pool
