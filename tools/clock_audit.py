@@ -1,7 +1,7 @@
 """The lines that read the wall clock where they stand, counted per file (issue 79).
 
 Decisions take "now" from a clock they are given (shared/clock.py). What still reads the
-wall is counted here, in four groups:
+wall is counted here, in five groups:
 
 - `sql`: SQL outside the migrations (string literals in the Python of controller/, agent/,
   shared/, and `.sql` files there) reading `now()`, `clock_timestamp()`, `current_timestamp`,
@@ -11,7 +11,10 @@ wall is counted here, in four groups:
 - `python`: calls of `utcnow()`, `datetime.now()`, `time.time()` or `WALL.now()` there (the
   real clock read where it stands, not handed down);
 - `python-monotonic`: calls of `time.monotonic()` (or `monotonic` imported from `time`) or
-  `WALL.monotonic()`.
+  `WALL.monotonic()`;
+- `python-defaults`: a parameter or a class's field whose default is the real clock (`WALL`,
+  `utcnow`, `WALL.now`, `time.monotonic`, `monotonic`, `time.time`): a part built without a
+  clock would read the wall, so each takes it as a required argument.
 
 A line counts once per group; comments and docstrings do not count, nor column defaults
 outside function bodies (they stamp a row, they decide nothing), nor shared/clock.py itself
@@ -42,7 +45,17 @@ THE_CLOCK = "shared/clock.py"
 DEFINITIONS = ROOT / "controller/db/definitions"
 SCHEMA_SNAPSHOT = "controller/db/schema.sql"
 BUDGET = ROOT / "tools/clock_budget.json"
-GROUPS = ("sql", "sql-functions", "python", "python-monotonic")
+GROUPS = ("sql", "sql-functions", "python", "python-monotonic", "python-defaults")
+# A default that is the real clock itself, not a call of it.
+WALL_DEFAULTS = {
+    "WALL",
+    "utcnow",
+    "monotonic",
+    "WALL.now",
+    "WALL.monotonic",
+    "time.monotonic",
+    "time.time",
+}
 
 SQL_NOW = re.compile(
     r"(?<![\w.])(now|clock_timestamp|statement_timestamp|transaction_timestamp)\s*\(\s*\)"
@@ -83,6 +96,19 @@ def _docstring_lines(tree: ast.Module) -> set[int]:
 STRING_TOKENS = (tokenize.STRING,)
 
 
+def _defaults(tree: ast.Module) -> list[ast.expr]:
+    """Every default of a parameter, and every value a class body gives an annotated field."""
+    found: list[ast.expr] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arguments):
+            found += node.defaults + [d for d in node.kw_defaults if d is not None]
+        elif isinstance(node, ast.ClassDef):
+            found += [
+                s.value for s in node.body if isinstance(s, ast.AnnAssign) and s.value is not None
+            ]
+    return found
+
+
 def python_lines(text: str) -> tuple[set[int], dict[str, set[int]]]:
     """The lines of a Python module that read the clock: SQL in its strings, and Python calls
     per group."""
@@ -98,6 +124,9 @@ def python_lines(text: str) -> tuple[set[int], dict[str, set[int]]]:
     for call in made:
         if group := _called(call, monotonic_imported):
             calls[group].add(call.lineno)
+    calls["python-defaults"] = {
+        d.lineno for d in _defaults(tree) if ast.unparse(d) in WALL_DEFAULTS
+    }
     sql: set[int] = set()
     if not SQL_NOW.search(text):  # a line of a string reading it would match in the text
         return sql, calls

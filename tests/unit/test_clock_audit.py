@@ -71,7 +71,11 @@ def f() -> None:
 def test_python_lines_are_the_sql_strings_and_the_calls_not_comments_or_docstrings() -> None:
     sql, calls = python_lines(PYTHON)
     assert sql == {6, 9}
-    assert calls == {"python": {16, 17, 18, 23}, "python-monotonic": {19, 20, 24}}
+    assert calls == {
+        "python": {16, 17, 18, 23},
+        "python-monotonic": {19, 20, 24},
+        "python-defaults": set(),
+    }
 
 
 SQL = """CREATE TABLE t (at timestamptz NOT NULL DEFAULT now());
@@ -103,3 +107,19 @@ def test_sql_functions_are_counted_as_they_stand_not_in_every_migration_that_wro
     assert all(n.startswith("controller/db/definitions/") for n in functions)
     assert "controller/db/schema.sql" not in counted["sql"]
     assert not any("migrations/" in name for group in counted.values() for name in group)
+
+
+@pytest.mark.parametrize(
+    ("source", "lines"),
+    [
+        ("def f(clock: Clock = WALL) -> None: ...", {1}),
+        ("def f(*, now: Callable[[], datetime] = utcnow) -> None: ...", {1}),
+        ("class C:\n    clock: Clock = WALL\n    n: int = 0", {2}),
+        ("def f(clock: Callable[[], float] = time.monotonic) -> None: ...", {1}),
+        ("def f(clock: Clock) -> None: ...", set()),
+        ("def f(n: int = 0, clock: Clock | None = None) -> None: ...", set()),
+        ("def f() -> None:\n    g(clock=WALL)", set()),  # a clock passed, not a default
+    ],
+)
+def test_a_default_that_is_the_real_clock_counts(source: str, lines: set[int]) -> None:
+    assert python_lines(source)[1]["python-defaults"] == lines
