@@ -10,7 +10,7 @@ import msgspec
 
 from agent.check_runner import CheckRunner
 from agent.probers.tls import SslContexts
-from shared.clock import ManualClock
+from shared.clock import WALL, ManualClock
 from shared.messages import CheckJob, SmtpConfig
 from shared.timefmt import iso_ms, parse_iso
 from testkit.peers.jobs import make_job
@@ -58,3 +58,26 @@ async def test_a_certificates_days_left_are_counted_from_the_clock_given(
             result = await runner.checked(late)
             assert result.tls is not None, result.message
             assert result.tls.cert_days_left == days_left, (clock.now(), result.tls)
+
+
+async def test_an_untrusted_certificates_days_left_are_counted_from_the_clock_given(
+    ssl_contexts: SslContexts, untrusted_tls: ssl.SSLContext
+) -> None:
+    """A certificate no CA vouches for fails the handshake; the second look that then reads its
+    facts counts its days left from the check's clock too, not from the wall."""
+    async with SmtpPeer(starttls=untrusted_tls) as peer:
+        job = make_job("smtp", peer.port, SmtpConfig(), hostname="localhost")
+        now = CheckRunner("DE-1", allow_private=True, ssl_contexts=ssl_contexts, clock=WALL)
+        seen = await now.checked(job)
+        assert seen.tls is not None and seen.tls.cert_not_after is not None, seen.message
+        clock = ManualClock(parse_iso(seen.tls.cert_not_after) - timedelta(days=2.5))
+        runner = CheckRunner("DE-1", allow_private=True, ssl_contexts=ssl_contexts, clock=clock)
+        late = msgspec.structs.replace(
+            job,
+            scheduled_at=iso_ms(clock.now()),
+            expires_at=iso_ms(clock.now() + timedelta(seconds=60)),
+        )
+        result = await runner.checked(late)
+        assert result.status == "down" and result.tls is not None, result.message
+        assert result.tls.chain_verified is False
+        assert result.tls.cert_days_left == 2, result.tls
