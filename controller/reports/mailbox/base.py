@@ -7,7 +7,6 @@ that does not offer the upgrade is an error, never a login in the clear.
 """
 
 import asyncio
-import functools
 import socket
 import ssl
 from dataclasses import KW_ONLY, dataclass
@@ -17,6 +16,7 @@ from controller.reports import intake
 from controller.reports.unpacking import MAX_PACKED
 from shared.addresses import is_blocked
 from shared.secret import Secret
+from shared.tls import system_trust
 
 MAX_MESSAGE = MAX_PACKED + MAX_PACKED // 2  # base64 makes a report a third larger
 MAX_MESSAGES = 200
@@ -57,18 +57,12 @@ class Pass:
 
 
 def context(box: ReportMailbox) -> ssl.SSLContext:
-    """TLS 1.2 at least, verified against the mailbox's own CA when it names one, else the
-    system's (one context per process: only read after it is built)."""
+    """TLS 1.2 at least (Python's default floor for a client context, set again for a CA
+    of the mailbox's own), verified against the mailbox's own CA when it names one, else the
+    system's (`shared.tls.system_trust`, one per process)."""
     if not box.ca_pem:
-        return _system_context()
+        return system_trust()
     ctx = ssl.create_default_context(cadata=box.ca_pem)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    return ctx
-
-
-@functools.cache
-def _system_context() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     return ctx
 
