@@ -74,7 +74,7 @@ def ca_context(cadata: str) -> ssl.SSLContext:
 @functools.lru_cache(maxsize=4)
 def build_ssl_contexts(cadata: str | None = None) -> SslContexts:
     """The system trust store, plus `cadata` (PEM) when given: tests add their own CA. Built
-    once per `cadata` in a process (the store's parsing is ~50 ms of CPU); only read after."""
+    once per `cadata` in a process (the store's parsing is ~30 ms of CPU); only read after."""
     verified = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     if cadata is not None:
         verified.load_verify_locations(cadata=cadata)

@@ -14,6 +14,7 @@ from nats.js.errors import NotFoundError
 from structlog.testing import capture_logs
 
 from agent.probers.tls import SslContexts
+from agent.settings import AgentSettings
 from agent.worker import Worker
 from shared.clock import WALL
 from shared.messages import CheckJob, CheckResult, MonitorType, decode_result, encode
@@ -89,6 +90,20 @@ async def jobs_left(js: JetStreamContext, country: str) -> int:
         info = await js.stream_info(JOBS_STREAM, subjects_filter=jobs_subject(country))
         return sum((info.state.subjects or {}).values())
     return pending + in_flight
+
+
+def settings_worker(
+    nc: NATS, settings: AgentSettings, contexts: SslContexts, **options: Any
+) -> Worker:
+    """A worker built from `settings` as `python -m agent` builds it, set up for fast tests as
+    `worker` is: short fetches, no heartbeat, the wall's clock."""
+    defaults: dict[str, Any] = {
+        "ssl_contexts": contexts,
+        "fetch_timeout": 0.2,
+        "heartbeat_interval": None,
+        "clock": WALL,
+    }
+    return Worker.from_settings(nc, settings, **{**defaults, **options})
 
 
 def worker(nc: NATS, country: str, contexts: SslContexts, **options: Any) -> Worker:

@@ -15,7 +15,6 @@ from agent.probers.tls import SslContexts
 from agent.settings import AgentSettings
 from agent.sidechecks.blocklists import BlocklistProbe, dqs_zone, query_name
 from agent.tenant_bound import BOUND_BUSY, TenantBound
-from agent.worker import Worker
 from controller.sidechecks.blocklists.rules import KNOWN, BlockList, health, read
 from shared.clock import WALL, ManualClock
 from shared.settings import load
@@ -28,7 +27,7 @@ from shared.sidechecks.blocklists import (
 )
 from shared.sidechecks.blocklists_bound import TXT_CHARS_MAX
 from testkit.peers.dnsbl import DnsblPeer, Zone, healthy, healthy_domains, label
-from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, results
+from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, results, settings_worker
 
 HOST = "mx.example.com"
 HOST_IP = "93.184.216.34"  # only ever a query name here: nothing is sent to it
@@ -330,13 +329,10 @@ async def test_a_worker_asks_the_lists_only_for_jobs_that_carry_blocklists(
             "AGENT_ALLOW_PRIVATE_TARGETS": "true",
         }
         settings = load(AgentSettings, env, agent_country=country)
-        w = Worker.from_settings(
+        w = settings_worker(
             nc,
             settings,
-            ssl_contexts=ssl_contexts,
-            fetch_timeout=0.2,
-            heartbeat_interval=None,
-            clock=WALL,
+            ssl_contexts,
         )
         await w.run(burst=True)
     found = {r.job_id: r for r in await results(js, country)}

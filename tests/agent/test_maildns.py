@@ -12,13 +12,11 @@ from nats.js import JetStreamContext
 from agent.probers.tls import SslContexts
 from agent.settings import AgentSettings
 from agent.sidechecks.mail_dns import MailDnsProbe
-from agent.worker import Worker
-from shared.clock import WALL
 from shared.settings import SettingsError, load
 from shared.sidechecks.mail_dns import WIRE, MailDnsAsk
 from testkit.peers.dns import DnsPeer, PolicyHost
 from testkit.trust import trusting
-from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, results
+from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, results, settings_worker
 
 DOMAIN = "example.test"
 POLICY = "version: STSv1\nmode: enforce\nmx: mx.example.test\nmax_age: 86400\n"
@@ -169,13 +167,10 @@ async def test_a_worker_probes_the_mail_dns_only_of_jobs_that_name_a_mail_domain
                 "AGENT_ALLOW_PRIVATE_TARGETS": "true",
             }
             settings = load(AgentSettings, env, agent_country=country)
-            w = Worker.from_settings(
+            w = settings_worker(
                 nc,
                 settings,
-                ssl_contexts=ssl_contexts,
-                fetch_timeout=0.2,
-                heartbeat_interval=None,
-                clock=WALL,
+                ssl_contexts,
             )
             await w.run(burst=True)
     found = {r.job_id: r for r in await results(js, country)}

@@ -11,12 +11,10 @@ from agent.probers.tls import SslContexts
 from agent.settings import AgentSettings
 from agent.sidechecks import reverse_dns
 from agent.sidechecks.reverse_dns import ReverseDnsProbe
-from agent.worker import Worker
-from shared.clock import WALL
 from shared.settings import load
 from shared.sidechecks.reverse_dns import PTR_NAMES_MAX, WIRE, ReverseDnsAsk
 from testkit.peers.dns import DnsPeer
-from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, results
+from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, results, settings_worker
 
 ARPA = "1.0.0.127.in-addr.arpa"
 ARPA2 = "2.0.0.127.in-addr.arpa"
@@ -142,14 +140,11 @@ async def test_a_worker_looks_up_reverse_dns_only_on_jobs_that_ask(
             await publish_job(js, job)
         env = {"AGENT_DNS_RESOLVER": peer.address, "AGENT_ALLOW_PRIVATE_TARGETS": "true"}
         settings = load(AgentSettings, env, agent_country=country)
-        w = Worker.from_settings(
+        w = settings_worker(
             nc,
             settings,
-            ssl_contexts=ssl_contexts,
-            fetch_timeout=0.2,
-            heartbeat_interval=None,
+            ssl_contexts,
             side_checks={"reverse_dns": reverse_dns.runner(_probe(peer))},
-            clock=WALL,
         )
         await w.run(burst=True)
     found = {r.job_id: r for r in await results(js, country)}
@@ -178,13 +173,10 @@ async def test_an_agents_own_probe_skips_private_addresses(
         await publish_job(js, job)
         env = {"AGENT_DNS_RESOLVER": peer.address, "AGENT_ALLOW_PRIVATE_TARGETS": "true"}
         settings = load(AgentSettings, env, agent_country=country)
-        w = Worker.from_settings(
+        w = settings_worker(
             nc,
             settings,
-            ssl_contexts=ssl_contexts,
-            fetch_timeout=0.2,
-            heartbeat_interval=None,
-            clock=WALL,
+            ssl_contexts,
         )
         await w.run(burst=True)
     (result,) = [r for r in await results(js, country) if r.job_id == job.job_id]

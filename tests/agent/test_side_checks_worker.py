@@ -13,7 +13,6 @@ from structlog.testing import capture_logs
 from agent.probers.tls import SslContexts
 from agent.settings import AgentSettings
 from agent.sidechecks import SIDE_CHECKS, AnyRunner, Round
-from agent.worker import Worker
 from shared.clock import WALL
 from shared.messages import AGENT_FEATURES, FEATURE_SEALED_ASKS
 from shared.settings import load
@@ -26,7 +25,7 @@ from shared.sidechecks.relay import RelayAsk
 from shared.sidechecks.reverse_dns import WIRE as REVERSE_DNS
 from shared.sidechecks.reverse_dns import ReverseDns, ReverseDnsAsk
 from testkit.peers.dns import DnsPeer
-from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, results
+from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, results, settings_worker
 
 
 async def _hangs(ask: ReverseDnsAsk, at: Round) -> ReverseDns | None:
@@ -54,15 +53,12 @@ async def test_a_side_check_that_hangs_raises_or_does_not_fit_is_left_out(
         settings = load(
             AgentSettings, {"AGENT_ALLOW_PRIVATE_TARGETS": "true"}, agent_country=country
         )
-        w = Worker.from_settings(
+        w = settings_worker(
             nc,
             settings,
-            ssl_contexts=ssl_contexts,
-            fetch_timeout=0.2,
-            heartbeat_interval=None,
+            ssl_contexts,
             side_checks={"reverse_dns": _hangs, "mail_dns": _raises},
             side_check_grace=0.2,
-            clock=WALL,
         )
         with capture_logs() as logs:
             await w.run(burst=True)
@@ -103,14 +99,11 @@ async def test_side_facts_of_a_sealed_job_carry_its_asks_and_seal_back(
         settings = load(
             AgentSettings, {"AGENT_ALLOW_PRIVATE_TARGETS": "true"}, agent_country=country
         )
-        w = Worker.from_settings(
+        w = settings_worker(
             nc,
             settings,
-            ssl_contexts=ssl_contexts,
-            fetch_timeout=0.2,
-            heartbeat_interval=None,
+            ssl_contexts,
             side_checks={"reverse_dns": _found},
-            clock=WALL,
         )
         await w.run(burst=True)
     got = {r.job_id: r for r in await results(js, country)}
@@ -158,15 +151,12 @@ async def test_a_jobs_side_checks_run_together_under_one_deadline(
         settings = load(
             AgentSettings, {"AGENT_ALLOW_PRIVATE_TARGETS": "true"}, agent_country=country
         )
-        w = Worker.from_settings(
+        w = settings_worker(
             nc,
             settings,
-            ssl_contexts=ssl_contexts,
-            fetch_timeout=0.2,
-            heartbeat_interval=None,
+            ssl_contexts,
             side_checks={"reverse_dns": slow_reverse, "mail_dns": slow_mail_dns, "relay": hangs},
             side_check_grace=0.2,
-            clock=WALL,
         )
         with capture_logs() as logs:
             await w.run(burst=True)
@@ -227,14 +217,11 @@ async def test_real_side_checks_on_a_stalling_resolver_take_the_longest_not_the_
         }
         job = job_for(country, smtp.port, side_checks=asks, timeout_seconds=1.0)
         await publish_job(js, job)
-        w = Worker.from_settings(
+        w = settings_worker(
             nc,
             settings,
-            ssl_contexts=ssl_contexts,
-            fetch_timeout=0.2,
-            heartbeat_interval=None,
+            ssl_contexts,
             side_checks=runners,
-            clock=WALL,
         )
         await w.run(burst=True)
         asked = {name for name, _ in dns.asked}
@@ -273,15 +260,12 @@ async def test_a_real_side_check_past_the_deadline_is_reported_with_its_error_ki
         }
         job = job_for(country, smtp.port, side_checks=asks, timeout_seconds=0.5)
         await publish_job(js, job)
-        w = Worker.from_settings(
+        w = settings_worker(
             nc,
             settings,
-            ssl_contexts=ssl_contexts,
-            fetch_timeout=0.2,
-            heartbeat_interval=None,
+            ssl_contexts,
             side_checks={"mail_dns": overstays},
             side_check_grace=0.3,
-            clock=WALL,
         )
         started = asyncio.get_running_loop().time()
         with capture_logs() as logs:
