@@ -13,8 +13,8 @@ wall is counted here, in five groups:
 - `python-monotonic`: calls of `time.monotonic()` (or `monotonic` imported from `time`) or
   `WALL.monotonic()`;
 - `python-defaults`: a parameter or a class's field whose default is the real clock (`WALL`,
-  `utcnow`, `WALL.now`, `time.monotonic`, `monotonic`, `time.time`): a part built without a
-  clock would read the wall, so each takes it as a required argument.
+  `utcnow`, `WALL.now`, `time.monotonic` or `monotonic` imported from `time`, `time.time`): a
+  part built without a clock would read the wall, so each takes it as a required argument.
 
 A line counts once per group; comments and docstrings do not count, nor column defaults
 outside function bodies (they stamp a row, they decide nothing), nor shared/clock.py itself
@@ -50,7 +50,6 @@ GROUPS = ("sql", "sql-functions", "python", "python-monotonic", "python-defaults
 WALL_DEFAULTS = {
     "WALL",
     "utcnow",
-    "monotonic",
     "WALL.now",
     "WALL.monotonic",
     "time.monotonic",
@@ -124,9 +123,8 @@ def python_lines(text: str) -> tuple[set[int], dict[str, set[int]]]:
     for call in made:
         if group := _called(call, monotonic_imported):
             calls[group].add(call.lineno)
-    calls["python-defaults"] = {
-        d.lineno for d in _defaults(tree) if ast.unparse(d) in WALL_DEFAULTS
-    }
+    walls = WALL_DEFAULTS | ({"monotonic"} if monotonic_imported else set())
+    calls["python-defaults"] = {d.lineno for d in _defaults(tree) if ast.unparse(d) in walls}
     sql: set[int] = set()
     if not SQL_NOW.search(text):  # a line of a string reading it would match in the text
         return sql, calls

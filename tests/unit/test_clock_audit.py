@@ -116,6 +116,12 @@ def test_sql_functions_are_counted_as_they_stand_not_in_every_migration_that_wro
         ("def f(*, now: Callable[[], datetime] = utcnow) -> None: ...", {1}),
         ("class C:\n    clock: Clock = WALL\n    n: int = 0", {2}),
         ("def f(clock: Callable[[], float] = time.monotonic) -> None: ...", {1}),
+        (
+            "from time import monotonic\ndef f(clock: Callable[[], float] = monotonic) -> None:"
+            " ...",
+            {2},
+        ),
+        ("def f(clock: Callable[[], float] = monotonic) -> None: ...", set()),  # not time's
         ("def f(clock: Clock) -> None: ...", set()),
         ("def f(n: int = 0, clock: Clock | None = None) -> None: ...", set()),
         ("def f() -> None:\n    g(clock=WALL)", set()),  # a clock passed, not a default
