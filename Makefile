@@ -215,7 +215,8 @@ ifneq ($(BENCH_NAMES),)
 $(BENCH_NAMES): ; @:
 endif
 
-# SIM_SEEDS: `1-20` or `1,5,9`; SIM_ARGS: `--monitors N --hours H --countries DE,FR,US`.
+# SIM_SEEDS: `1-20` or `1,5,9`; SIM_ARGS: `--monitors N --hours H --countries DE,FR,US`
+# (`--busy` or `--calm` worlds; `--settled`: the settled path's model, testkit/sim/settled.py).
 SIM_SEEDS ?= 1-5
 # make soak: many short busy histories (a fault every few intervals, ~5 s of CPU each).
 SOAK_SIM_SEEDS ?= 100-299

@@ -70,7 +70,9 @@ async def _histories(
     started, cpu, server = time.perf_counter(), time.process_time(), _server_cpu(pgdata)
     shapes = [replace(shape, at=at) for at in args.at] if args.at else [shape]
     for seed, each in ((seed, each) for each in shapes for seed in seeds):
-        run = await simulate(url, seed, each, template=template, quantum=args.quantum)
+        run = await simulate(
+            url, seed, each, template=template, quantum=args.quantum, settled=args.settled
+        )
         runs.append(run)
         print(describe(run), flush=True)
         if not run.ok:
@@ -99,6 +101,8 @@ async def _main(args: argparse.Namespace) -> bool:
     )
     if args.busy:
         shape = shape.made_busy()
+    if args.calm:
+        shape = shape.made_calm()
     main = asyncio.current_task()
     assert main is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
@@ -163,6 +167,14 @@ def run(argv: list[str]) -> bool:
     parser.add_argument("--hours", type=float, default=24.0)
     parser.add_argument("--countries", default="DE,FR,US")
     parser.add_argument("--busy", action="store_true", help="a fault every few intervals")
+    parser.add_argument(
+        "--calm", action="store_true", help="a server's faults days apart (the speed target's)"
+    )
+    parser.add_argument(
+        "--settled",
+        action="store_true",
+        help="skip settled monitors' rounds while the world leaves them alone (the model)",
+    )
     parser.add_argument(
         "--at",
         nargs="+",

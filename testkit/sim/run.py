@@ -80,7 +80,7 @@ from testkit.campaigns.verdict_truth import (
     judge,
 )
 from testkit.scheduling import wired_scheduler
-from testkit.sim import budgets, windows
+from testkit.sim import budgets, settled, windows
 from testkit.sim.kill import Killed, KillingPool
 from testkit.sim.world import Failover, FailoverPart, Shape, World
 
@@ -187,6 +187,8 @@ class Run:
     observed: Observed | None = None
     rules: Rules | None = None
     quantum: float = 1.0
+    settled: bool = False  # the settled path's model was on (testkit.sim.settled)
+    skipped: int = 0  # the rounds it skipped
 
     def judged(self, observed: Observed) -> Figures:
         """`observed` held against this run's world by the same judge."""
@@ -215,7 +217,9 @@ class Run:
             + (f" --quantum {self.quantum:g}" if self.quantum != 1.0 else "")
             + f" --hours {s.hours:g} --countries {','.join(s.countries)}"
             + (" --busy" if s.busy else "")
+            + (" --calm" if s.calm else "")
             + (f" --at {s.at}" if s.at is not None else "")
+            + (" --settled" if self.settled else "")
         )
 
 
@@ -273,8 +277,20 @@ def _parse(iso: str) -> datetime:
 class Driver:
     """One history: the world, the clock, the product's parts on `pool`."""
 
-    def __init__(self, pool: asyncpg.Pool, world: World, *, quantum: float, max_step: float):
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        world: World,
+        *,
+        quantum: float,
+        max_step: float,
+        settled: bool = False,
+    ):
         self.pool = pool
+        # The settled path's model (testkit.sim.settled): settled monitors' rounds skipped
+        # while the world leaves them alone.
+        self.settled = settled
+        self._next_settle = 0.0
         # The parts' database: a kill strikes in one of their statements (testkit.sim.kill).
         self.db = KillingPool(pool)
         self.world = world
@@ -313,6 +329,7 @@ class Driver:
                 "failovers",
                 "kills",
                 "db_errors",
+                "skipped",
             ),
             0,
         )
@@ -507,7 +524,7 @@ class Driver:
         result = _result(job, cc, answer, started, float(self.shape.timeout))
         checked = results.decode_result(encode(result))
         ends = w.offset(_parse(result.finished_at))
-        late, again = w.delivery(job.job_id)
+        late, again = w.delivery(self.delivery_key(job, target))
         first = _Delivery(ends + late, next(self.count), checked, late=late > 0)
         heapq.heappush(self.deliveries, first)
         if again is not None:
@@ -515,6 +532,15 @@ class Driver:
             heapq.heappush(
                 self.deliveries, _Delivery(first.at + again, next(self.count), copy, copy=True)
             )
+
+    def delivery_key(self, job: Any, target: str) -> str:
+        """What a job's delivery is drawn by (`World.delivery`): its monitor, country and the
+        grid round it is or follows (`t` when off the grid: a confirmation, a check now)."""
+        step = self.shape.interval * 1000
+        since = int(_parse(job.scheduled_at).timestamp() * 1000) - schedule.phase_ms(
+            job.monitor_id, self.shape.interval
+        )
+        return f"{target}:{job.country}:{since // step}{'' if since % step == 0 else 't'}"
 
     def _run_jobs(self) -> None:
         now = self._offset()
@@ -605,13 +631,38 @@ class Driver:
         self.run_figures["evaluated"] += evaluated
         return evaluated
 
+    async def _settle(self) -> None:
+        """Skip the rounds of the settled monitors the world leaves alone (testkit.sim.settled)
+        up to `LEAD` intervals before the next thing that touches each."""
+        now = self._offset()
+        flying = {d.result.monitor_id for d in self.deliveries}
+        flying |= {w.job.monitor_id for w in self.waiting}
+        ids: list[int] = []
+        resume: list[datetime] = []
+        async with self.pool.acquire() as conn, conn.transaction():
+            for c in await settled.candidates(conn, self.clock.now()):
+                until = settled.quiet_until(self.world, c.name, now)
+                if until is not None and c.public_id not in flying:
+                    ids.append(c.id)
+                    resume.append(self.world.at(until))
+            self.run_figures["skipped"] += await settled.skip(conn, ids, resume)
+
     async def _sample(self) -> None:
         at = self.clock.now().timestamp()
+        # With the settled path's model, a monitor a skip holds is left out (nothing touches
+        # its rows until its rounds run again); `horizon` None samples every monitor.
+        horizon = (
+            self.clock.now() + timedelta(seconds=2 * self.shape.interval) if self.settled else None
+        )
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT m.name, s.state FROM monitors m JOIN monitor_alert_state s"
-                " ON s.monitor_id = m.id WHERE m.name = ANY($1::text[])",
+                "SELECT m.name, s.state FROM monitors m"
+                " JOIN monitor_alert_state s ON s.monitor_id = m.id"
+                " LEFT JOIN monitor_due d ON d.monitor_id = m.id"
+                " WHERE m.name = ANY($1::text[])"
+                " AND ($2::timestamptz IS NULL OR d.next_due_at <= $2::timestamptz)",
                 list(self.world.targets),
+                horizon,
             )
         for r in rows:
             self.states.setdefault(r["name"], []).append((at, r["state"]))
@@ -709,6 +760,12 @@ class Driver:
                 except DB_AWAY:
                     self._away()
                     unsent = retry = True
+            if self.settled and now >= self._next_settle:
+                try:
+                    await self._settle()
+                    self._next_settle = now + s.interval
+                except DB_AWAY:
+                    self._away()
             self.run_figures["ticks"] += 1
             if now >= next_sample:
                 try:
@@ -882,10 +939,19 @@ class Driver:
 
 
 async def run_one(
-    pool: asyncpg.Pool, seed: int, shape: Shape, *, quantum: float = 1.0, max_step: float = 30.0
+    pool: asyncpg.Pool,
+    seed: int,
+    shape: Shape,
+    *,
+    quantum: float = 1.0,
+    max_step: float | None = None,
+    settled: bool = False,
 ) -> Run:
+    """One history; `max_step`: the longest step of the clock between wakes (by default 30 s,
+    600 s with the settled path's model, whose skipped rounds leave long calm spans)."""
     world = World.of(seed, shape)
-    driver = Driver(pool, world, quantum=quantum, max_step=max_step)
+    step = max_step if max_step is not None else 600.0 if settled else 30.0
+    driver = Driver(pool, world, quantum=quantum, max_step=step, settled=settled)
     started, cpu = time.perf_counter(), time.process_time()
     await driver.setup()
     try:
@@ -934,6 +1000,8 @@ async def run_one(
         observed=observed,
         rules=driver.rules(),
         quantum=quantum,
+        settled=settled,
+        skipped=f["skipped"],
     )
 
 
@@ -968,14 +1036,20 @@ def _with_database(url: str, name: str) -> str:
 
 
 async def simulate(
-    url: str, seed: int, shape: Shape, *, template: str | None = None, quantum: float = 1.0
+    url: str,
+    seed: int,
+    shape: Shape,
+    *,
+    template: str | None = None,
+    quantum: float = 1.0,
+    settled: bool = False,
 ) -> Run:
     """One history on a database of its own beside `url`'s (copied from `template` when
     given)."""
     async with database(url, template) as db:
         pool = await create_pool(db, 4)
         try:
-            return await run_one(pool, seed, shape, quantum=quantum)
+            return await run_one(pool, seed, shape, quantum=quantum, settled=settled)
         finally:
             await pool.close()
 
@@ -990,7 +1064,8 @@ def describe(run: Run) -> str:
         f" ({run.duplicates} twice, {run.late} late); {run.restarts} controller restarts;"
         f" {run.failovers} database failovers ({run.db_errors} passes failed);"
         f" {run.kills} controller kills mid-pass;"
-        f" outage e-mails sent {run.sent}, dropped past the budget {run.dropped};"
+        + (f" {run.skipped} rounds skipped by the settled path's model;" if run.settled else "")
+        + f" outage e-mails sent {run.sent}, dropped past the budget {run.dropped};"
         f" {run.ticks} ticks; world {run.world};"
         f" {days * run.shape.monitors:.1f} monitor-days in {run.wall_s:.1f} s"
         f" (this process {run.cpu_s:.1f} s CPU); detection p99 {f.detection_p99_s:.1f} s"

@@ -1,0 +1,234 @@
+"""The settled path's model (issue 79): a settled monitor's routine rounds skipped while the
+world leaves it alone, its rows moved as those rounds would have moved them.
+
+A monitor is **settled** when the product has judged every round it sent and found nothing to
+carry on: up, no incident open, no run of missed rounds, no posture streak, no revision waiting,
+and its alert queue row waiting on its next round only. That row is either `settled`
+(controller.alerting.batch.settled: the batch path's, watching the next round) or, for a monitor
+the batch path leaves to the full one (one with a maintenance window), due at the next round's
+close with the alerter's cursor on the last round. None of its results may wait in the driver
+(the simulated monitors have no logins, so no back-off). The world leaves it alone from now
+until `resume` (`quiet_until`): no fault of its server, no agent away, no controller restart
+and no edge of its maintenance window from `TAIL` intervals ago to `LEAD` intervals before
+`resume`.
+
+Its rounds from its next due time to `resume` are then skipped, and its rows moved as the
+settled path moves them (`SKIP`, one statement for a batch of monitors):
+
+| row | a routine round moves it (the settled path) | `n` skipped rounds, the model |
+| --- | --- | --- |
+| `monitor_due` | an interval on (scheduler, `due_move`) | `n` intervals on (`due_move`) |
+| `monitor_country_state` | its time, a success more (ingester) | the last one's, `n` more |
+| `alert_queue` | due at the next round's close (`push_settled`) | due at the resumed one's |
+| `monitor_alert_state` | cursor, up rounds on (alerter) | cursor to the last skipped round |
+| `posture_state` | cursor on (alerter) | cursor to the last skipped round |
+
+No result row is written for a skipped round (nothing reads them back for a verdict: uptime
+and reports would show a gap). `make sim`'s `--settled` turns the model on; the seeds are held
+to the same verdicts, incidents and notices with it on and off (tests/sim/test_settled.py).
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from controller.db.pool import Conn
+from testkit.campaigns.verdict_truth import Incident, Observed
+from testkit.sim.world import World
+
+# Rounds of calm asked before a skip (after the last thing that touched the monitor) and kept
+# before the next one (its rounds run again that many intervals before it).
+TAIL = 3
+LEAD = 3
+# A skip shorter than this many rounds is not worth its statement.
+MIN_ROUNDS = 6
+
+
+def quiet_until(world: World, target: str, now: float) -> float | None:
+    """The offset (seconds of the history) up to which nothing in `world` touches `target`'s
+    rounds, `LEAD` intervals before the next thing that does (the history's end at most);
+    None when something touched it in the last `TAIL` intervals, touches it now, or the calm
+    ahead is shorter than `MIN_ROUNDS` intervals. Pure."""
+    step = float(world.shape.interval)
+    since = now - TAIL * step
+    touches = [*world.servers.get(target, ()), *world.agents, *world.restarts]
+    touches += world.windows.get(target, ())
+    ahead = world.shape.seconds
+    for s in touches:
+        if s.start <= now and s.end > since:
+            return None
+        if s.start > now:
+            ahead = min(ahead, s.start)
+    until = ahead - LEAD * step
+    return until if until - now >= MIN_ROUNDS * step else None
+
+
+# The settled monitors no skip holds already (their next due time is within an interval): the
+# conditions of the module's docstring that the database holds.
+CANDIDATES = """
+SELECT m.id, m.public_id::text AS public_id, m.name, d.next_due_at
+FROM alert_queue q
+JOIN monitors m ON m.id = q.monitor_id
+JOIN monitor_due d ON d.monitor_id = q.monitor_id
+JOIN monitor_alert_state a ON a.monitor_id = q.monitor_id
+JOIN posture_state p ON p.monitor_id = q.monitor_id
+WHERE q.revised_from IS NULL
+    AND (q.settled AND q.watch_step = m.check_interval AND q.watch_at = d.next_due_at
+        OR NOT q.settled
+            AND a.last_round_at = d.next_due_at - make_interval(secs => m.check_interval)
+            AND q.due_at = d.next_due_at
+                + round_closes_after(m.check_interval, m.timeout_seconds))
+    AND d.next_due_at <= $1::timestamptz + make_interval(secs => m.check_interval)
+    AND m.status = 'active'
+    AND a.state = 'up' AND a.open_incident_id IS NULL AND a.missed_rounds = 0
+    AND p.streaks = '{}'::jsonb
+"""
+
+# `n` rounds skipped from the next due time `due` to the first grid point at or after the
+# resume instant (`next_at`); the last skipped one is `next_at - step`.
+SKIP = """
+WITH u AS (
+    SELECT u.id, d.next_due_at AS due, make_interval(secs => m.check_interval) AS step,
+        ceil(extract(epoch FROM u.resume - d.next_due_at) / m.check_interval)::int AS n
+    FROM unnest($1::bigint[], $2::timestamptz[]) AS u(id, resume)
+    JOIN monitor_due d ON d.monitor_id = u.id
+    JOIN monitors m ON m.id = u.id
+), k AS (
+    SELECT id, n, step, due, due + n * step AS next_at, due + (n - 1) * step AS last_at FROM u
+    WHERE n > 0
+), countries AS (
+    UPDATE monitor_country_state s
+    SET last_scheduled_at = k.last_at,
+        consecutive_successes = s.consecutive_successes + k.n,
+        last_checked_at = s.last_checked_at + k.n * k.step,
+        updated_at = s.updated_at + k.n * k.step
+    FROM k WHERE s.monitor_id = k.id
+), queue AS (
+    UPDATE alert_queue q
+    SET due_at = q.due_at + (k.next_at - k.due),
+        watch_at = CASE WHEN q.settled THEN k.next_at END
+    FROM k WHERE q.monitor_id = k.id
+), states AS (
+    UPDATE monitor_alert_state a
+    SET consecutive_up_rounds = a.consecutive_up_rounds
+            + (extract(epoch FROM k.last_at - a.last_round_at)
+               / extract(epoch FROM k.step))::int,
+        last_round_at = k.last_at,
+        updated_at = greatest(a.updated_at, k.last_at)
+    FROM k WHERE a.monitor_id = k.id
+), posture AS (
+    UPDATE posture_state p SET last_round_at = k.last_at,
+        updated_at = greatest(p.updated_at, k.last_at)
+    FROM k WHERE p.monitor_id = k.id
+)
+SELECT coalesce(sum(n), 0)::bigint FROM k,
+    LATERAL (SELECT due_move(ARRAY[k.id], ARRAY[k.next_at])) AS moved
+"""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    id: int
+    public_id: str
+    name: str
+    next_due_at: datetime
+
+
+async def candidates(conn: Conn, now: datetime) -> list[Candidate]:
+    """The settled monitors no skip holds yet (`CANDIDATES`)."""
+    return [Candidate(**dict(r)) for r in await conn.fetch(CANDIDATES, now)]
+
+
+async def skip(conn: Conn, ids: Sequence[int], resume: Sequence[datetime]) -> int:
+    """Skip each monitor's rounds up to its `resume` instant (`SKIP`); the rounds skipped."""
+    if not ids:
+        return 0
+    skipped: int = await conn.fetchval(SKIP, list(ids), list(resume))
+    return skipped
+
+
+def edges(world: World) -> dict[str, list[float]]:
+    """Each target's instants (epoch seconds) where what its checks meet changes: its server's
+    faults' edges and every agent's going and coming back."""
+    base = world.start.timestamp()
+    agents = [base + t for s in world.agents for t in (s.start, s.end)]
+    return {
+        t: sorted([base + e for s in world.servers.get(t, ()) for e in (s.start, s.end)] + agents)
+        for t in world.targets
+    }
+
+
+def differences(
+    off: Observed, on: Observed, tolerance: float, interval: float, edges: dict[str, list[float]]
+) -> list[str]:
+    """Where a history with the model on (`on`) said something else than the same history
+    with it off (`off`): each monitor's incidents (the same start and end; opened within
+    `tolerance` seconds), its notices (the same kinds and channels, each within `tolerance`)
+    and its final state. Empty when they agree.
+
+    With fewer rounds run, the parts' passes wake at other instants, up to a quantum apart:
+    `tolerance` is two quanta, one for each pass an incident's opening waits for (its failing
+    round judged, then its confirmation round). A round's checks run at the pass that sends
+    it, so where the world changes (`edges`) within `tolerance` after a round's time, that
+    round may see either side: an incident may start or end a round (`interval`) later in one
+    history, and its notices move with it."""
+    found: list[str] = []
+    shifted: set[str] = set()
+    for target in sorted({i.target for i in off.incidents} | {i.target for i in on.incidents}):
+        a = sorted((i for i in off.incidents if i.target == target), key=lambda i: i.started_at)
+        b = sorted((i for i in on.incidents if i.target == target), key=lambda i: i.started_at)
+        near = edges.get(target, [])
+        pairs = list(zip(a, b, strict=False))
+        if len(a) != len(b) or not all(
+            _same(x.started_at, y.started_at, interval, tolerance, near)
+            and _same(x.ended_at, y.ended_at, interval, tolerance, near)
+            for x, y in pairs
+        ):
+            found.append(f"{target}: incidents {_spans(a)} off, {_spans(b)} on")
+            continue
+        for x, y in pairs:
+            moved = abs(x.started_at - y.started_at)
+            if moved > 0.001:
+                shifted.add(target)
+            if abs(x.opened_at - y.opened_at) > moved + tolerance:
+                found.append(f"{target}: incident opened at {x.opened_at} off, {y.opened_at} on")
+            if _end(x.ended_at) != _end(y.ended_at):
+                shifted.add(target)
+    kinds = {(n.target, n.kind, n.channel) for n in off.notices + on.notices}
+    for key in sorted(kinds):
+        target, kind, channel = key
+        a_at = sorted(n.at for n in off.notices if (n.target, n.kind, n.channel) == key)
+        b_at = sorted(n.at for n in on.notices if (n.target, n.kind, n.channel) == key)
+        within = tolerance + (interval if target in shifted else 0.0)
+        if len(a_at) != len(b_at) or any(
+            abs(x - y) > within for x, y in zip(a_at, b_at, strict=False)
+        ):
+            found.append(f"{target}: {kind} notices by {channel} at {a_at} off, {b_at} on")
+    for target in sorted(set(off.final_states) | set(on.final_states)):
+        if off.final_states.get(target) != on.final_states.get(target):
+            found.append(
+                f"{target}: final state {off.final_states.get(target)} off,"
+                f" {on.final_states.get(target)} on"
+            )
+    return found
+
+
+def _same(
+    x: float | None, y: float | None, interval: float, tolerance: float, near: Sequence[float]
+) -> bool:
+    """Two rounds' times are the same, or a round apart where the world changed within
+    `tolerance` after the first (`differences`)."""
+    if x is None or y is None:
+        return x is y
+    if abs(x - y) < 0.001:
+        return True
+    first = min(x, y)
+    return abs(abs(x - y) - interval) < 0.001 and any(first <= e <= first + tolerance for e in near)
+
+
+def _end(at: float | None) -> float | None:
+    return None if at is None else round(at, 3)
+
+
+def _spans(incidents: Sequence[Incident]) -> list[tuple[float, float | None]]:
+    return [(round(i.started_at, 3), _end(i.ended_at)) for i in incidents]

@@ -1,0 +1,143 @@
+"""The settled path's model (testkit.sim.settled, issue 79): a settled monitor's routine rounds
+skipped while the world leaves it alone. The same seeded history with the model on and off must
+say the same: every incident (start and end), every notice and every final state; the skips
+must be real (a share of the rounds); and a model that skips into a fault must be caught by the
+same comparison (the check can fail)."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from testkit.campaigns.verdict_truth import Incident, Notice, Observed
+from testkit.sim import settled
+from testkit.sim.run import Run, describe, simulate
+from testkit.sim.world import Shape, Spell, World
+
+# three histories of ~5 s of this process's CPU each
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+# The default world's faults (quiet spells of 4 to 90 intervals): calm enough for skips, faults
+# enough for incidents; seed 1 has an agent away, a controller restart, a kill mid-pass and five
+# maintenance windows in it.
+SHAPE = Shape(monitors=8, hours=3.0)
+SEED = 1
+_RUNS: dict[bool, Run] = {}
+
+
+async def _run(database_url: str, on: bool) -> Run:
+    if on not in _RUNS:
+        _RUNS[on] = await simulate(database_url, SEED, SHAPE, settled=on)
+    return _RUNS[on]
+
+
+# interval 60 s: TAIL and LEAD 180 s, MIN_ROUNDS 360 s; the history is 3,600 s long.
+MINE = "m0000"
+QUIET_UNTIL = [
+    ("nothing anywhere: to the end, LEAD before it", 0.0, {}, [], [], {}, 3420.0),
+    ("its server's fault ahead", 0.0, {MINE: [(1000, 1100)]}, [], [], {}, 820.0),
+    ("its fault ended under TAIL ago", 1200.0, {MINE: [(1000, 1100)]}, [], [], {}, None),
+    ("its fault ended TAIL ago and more", 1300.0, {MINE: [(1000, 1100)]}, [], [], {}, 3420.0),
+    ("in its fault", 1050.0, {MINE: [(1000, 1100)]}, [], [], {}, None),
+    ("another server's fault", 0.0, {"m0001": [(1000, 1100)]}, [], [], {}, 3420.0),
+    ("an agent away ahead", 0.0, {}, [(2000, 2100)], [], {}, 1820.0),
+    ("an agent away now", 2050.0, {}, [(2000, 2100)], [], {}, None),
+    ("a controller restart too close", 0.0, {}, [], [(500, 520)], {}, None),
+    ("its maintenance window ahead", 0.0, {}, [], [], {MINE: [(1500, 1800)]}, 1320.0),
+    ("another's window", 0.0, {}, [], [], {"m0001": [(1500, 1800)]}, 3420.0),
+    ("the end too close", 3100.0, {}, [], [], {}, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "now", "servers", "agents", "restarts", "windows", "until"),
+    QUIET_UNTIL,
+    ids=[c[0] for c in QUIET_UNTIL],
+)
+def test_quiet_until(
+    case: str,
+    now: float,
+    servers: dict[str, list[tuple[float, float]]],
+    agents: list[tuple[float, float]],
+    restarts: list[tuple[float, float]],
+    windows: dict[str, list[tuple[float, float]]],
+    until: float | None,
+) -> None:
+    world = World(
+        1,
+        Shape(monitors=2, hours=1.0),
+        datetime(2031, 1, 31, 22, 0, tzinfo=UTC),
+        ("m0000", "m0001"),
+        servers={t: [Spell(a, b, "outage") for a, b in s] for t, s in servers.items()},
+        agents=[Spell(a, b, "gone", "DE") for a, b in agents],
+        restarts=[Spell(a, b, "restart") for a, b in restarts],
+        windows={t: [Spell(a, b, "maintenance") for a, b in s] for t, s in windows.items()},
+    )
+    assert settled.quiet_until(world, MINE, now) == until, case
+
+
+def _observed(incidents: list[Incident], notices: list[Notice]) -> Observed:
+    return Observed({}, incidents, notices, {"m0000": "up"})
+
+
+def test_differences_table() -> None:
+    """The comparison itself: equal, within the tolerance, a round later at an edge of the
+    world, and each way it can differ."""
+    inc = Incident(1, "m0000", 100.0, 103.0, 500.0)
+    down = Notice("m0000", 1, "down", 104.0)
+    base = _observed([inc], [down])
+
+    def diff(on: Observed, edges: tuple[float, ...] = ()) -> list[str]:
+        return settled.differences(base, on, 1.0, 60.0, {"m0000": list(edges)})
+
+    assert diff(base) == []
+    later = _observed(
+        [Incident(7, "m0000", 100.0, 103.9, 500.0)], [Notice("m0000", 7, "down", 104.9)]
+    )
+    assert diff(later) == []
+    a_round_later = _observed(
+        [Incident(1, "m0000", 160.0, 163.0, 500.0)], [Notice("m0000", 1, "down", 164.0)]
+    )
+    # the world changed 0.4 s after the first round: that round may have seen either side
+    assert diff(a_round_later, (100.4,)) == []
+    assert diff(a_round_later)  # no edge there
+    assert diff(a_round_later, (101.5,))  # an edge past the tolerance
+    two_rounds = _observed(
+        [Incident(1, "m0000", 220.0, 223.0, 500.0)], [Notice("m0000", 1, "down", 224.0)]
+    )
+    assert diff(two_rounds, (100.4,))
+    assert diff(_observed([Incident(1, "m0000", 100.0, 103.0, None)], [down]))
+    assert diff(_observed([inc], []))
+    assert diff(_observed([inc], [Notice("m0000", 1, "down", 106.0)]))
+    assert diff(_observed([], [down]))
+    assert diff(Observed({}, [inc], [down], {"m0000": "down"}))
+
+
+async def test_the_model_keeps_every_verdict(database_url: str) -> None:
+    off = await _run(database_url, False)
+    on = await _run(database_url, True)
+    print(describe(off))
+    print(describe(on))
+    assert off.ok and on.ok, (off.misses, on.misses, off.lost, on.lost)
+    assert off.figures.monitor_incidents > 0, describe(off)
+    # A real share of the rounds skipped: the rounds run and skipped make the history's rounds.
+    rounds = off.results // len(SHAPE.countries)
+    assert on.skipped > rounds // 5, describe(on)
+    assert on.results < off.results - on.skipped, describe(on)
+    assert off.observed is not None and on.observed is not None
+    edges = settled.edges(World.of(SEED, SHAPE))
+    tolerance = 2 * on.quantum
+    assert settled.differences(off.observed, on.observed, tolerance, SHAPE.interval, edges) == []
+
+
+async def test_a_model_that_skips_into_a_fault_is_caught(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A defective model (rounds skipped up to 3 intervals into the next fault) is caught: the
+    same comparison finds incidents that started later or not at all."""
+    off = await _run(database_url, False)
+    monkeypatch.setattr(settled, "LEAD", -3)
+    wrong = await simulate(database_url, SEED, SHAPE, settled=True)
+    assert off.observed is not None and wrong.observed is not None
+    edges = settled.edges(World.of(SEED, SHAPE))
+    found = settled.differences(off.observed, wrong.observed, 2.0, SHAPE.interval, edges)
+    assert found, describe(wrong)
