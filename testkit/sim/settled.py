@@ -167,11 +167,11 @@ def differences(
     and its final state. Empty when they agree.
 
     With fewer rounds run, the parts' passes wake at other instants, up to a quantum apart:
-    `tolerance` is two quanta, one for each pass an incident's opening waits for (its failing
-    round judged, then its confirmation round). A round's checks run at the pass that sends
-    it, so where the world changes (`edges`) within `tolerance` after a round's time, that
-    round may see either side: an incident may start or end a round (`interval`) later in one
-    history, and its notices move with it."""
+    `tolerance` is three quanta, one for each wake an incident's opening waits for (its failing
+    round's checks sent, that round judged, its confirmation round judged). A round's checks
+    run at the pass that sends it, so where the world changes (`edges`) within `tolerance`
+    after a round's time, that round may see either side: an incident may start or end a round
+    (`interval`) later in one history, and its notices move with it."""
     found: list[str] = []
     shifted: set[str] = set()
     for target in sorted({i.target for i in off.incidents} | {i.target for i in on.incidents}):
