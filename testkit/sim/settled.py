@@ -147,37 +147,56 @@ async def skip(conn: Conn, ids: Sequence[int], resume: Sequence[datetime]) -> in
     return skipped
 
 
-def edges(world: World) -> dict[str, list[float]]:
-    """Each target's instants (epoch seconds) where what its checks meet changes: its server's
-    faults' edges and every agent's going and coming back."""
+@dataclass(frozen=True)
+class Edges:
+    """Where two histories of one world may part (`differences`), in epoch seconds: each
+    target's instants where what its checks meet changes (its server's faults' edges, every
+    agent's going and coming back), and the controller's own faults (a kill or a failover at
+    its instant, a restart over its span)."""
+
+    rounds: dict[str, list[float]]
+    controller: list[tuple[float, float]]
+
+
+def edges(world: World) -> Edges:
+    """`world`'s `Edges`."""
     base = world.start.timestamp()
     agents = [base + t for s in world.agents for t in (s.start, s.end)]
-    return {
+    rounds = {
         t: sorted([base + e for s in world.servers.get(t, ()) for e in (s.start, s.end)] + agents)
         for t in world.targets
     }
+    controller = [(base + k.at, base + k.at) for k in world.kills]
+    controller += [(base + f.at, base + f.at) for f in world.failovers]
+    controller += [(base + r.start, base + r.end) for r in world.restarts]
+    return Edges(rounds, sorted(controller))
 
 
 def differences(
-    off: Observed, on: Observed, tolerance: float, interval: float, edges: dict[str, list[float]]
+    off: Observed, on: Observed, tolerance: float, interval: float, edges: Edges
 ) -> list[str]:
     """Where a history with the model on (`on`) said something else than the same history
     with it off (`off`): each monitor's incidents (the same start and end; opened within
     `tolerance` seconds), its notices (the same kinds and channels, each within `tolerance`)
     and its final state. Empty when they agree.
 
-    With fewer rounds run, the parts' passes wake at other instants, up to a quantum apart:
-    `tolerance` is three quanta, one for each wake an incident's opening waits for (its failing
-    round's checks sent, that round judged, its confirmation round judged). A round's checks
-    run at the pass that sends it, so where the world changes (`edges`) within `tolerance`
-    after a round's time, that round may see either side: an incident may start or end a round
-    (`interval`) later in one history, and its notices move with it."""
+    With fewer rounds run, the parts' passes wake at other instants, up to a quantum apart,
+    and that is all that may part the two histories:
+
+    - `tolerance` is three quanta, one for each wake an incident's opening waits for (its
+      failing round's checks sent, that round judged, its confirmation round judged);
+    - a round's checks run at the pass that sends it, so where the world changes within
+      `tolerance` after a round's time, that round may see either side: an incident may start
+      or end a round (`interval`) later in one history, and its notices move with it;
+    - a controller's fault up to an `interval` before an opening or a notice (the passes that
+      lead to it) may strike one of those passes in one history and not the other, which then
+      waits out the restart or the alerter's lease: up to an `interval` more."""
     found: list[str] = []
     shifted: set[str] = set()
     for target in sorted({i.target for i in off.incidents} | {i.target for i in on.incidents}):
         a = sorted((i for i in off.incidents if i.target == target), key=lambda i: i.started_at)
         b = sorted((i for i in on.incidents if i.target == target), key=lambda i: i.started_at)
-        near = edges.get(target, [])
+        near = edges.rounds.get(target, [])
         pairs = list(zip(a, b, strict=False))
         if len(a) != len(b) or not all(
             _same(x.started_at, y.started_at, interval, tolerance, near)
@@ -188,20 +207,18 @@ def differences(
             continue
         for x, y in pairs:
             moved = abs(x.started_at - y.started_at)
-            if moved > 0.001:
+            if moved > 0.001 or _end(x.ended_at) != _end(y.ended_at):
                 shifted.add(target)
-            if abs(x.opened_at - y.opened_at) > moved + tolerance:
+            if not _close(x.opened_at, y.opened_at, moved + tolerance, interval, edges):
                 found.append(f"{target}: incident opened at {x.opened_at} off, {y.opened_at} on")
-            if _end(x.ended_at) != _end(y.ended_at):
-                shifted.add(target)
     kinds = {(n.target, n.kind, n.channel) for n in off.notices + on.notices}
     for key in sorted(kinds):
         target, kind, channel = key
         a_at = sorted(n.at for n in off.notices if (n.target, n.kind, n.channel) == key)
         b_at = sorted(n.at for n in on.notices if (n.target, n.kind, n.channel) == key)
-        within = tolerance + (interval if target in shifted else 0.0)
-        if len(a_at) != len(b_at) or any(
-            abs(x - y) > within for x, y in zip(a_at, b_at, strict=False)
+        slack = tolerance + (interval if target in shifted else 0.0)
+        if len(a_at) != len(b_at) or not all(
+            _close(x, y, slack, interval, edges) for x, y in zip(a_at, b_at, strict=False)
         ):
             found.append(f"{target}: {kind} notices by {channel} at {a_at} off, {b_at} on")
     for target in sorted(set(off.final_states) | set(on.final_states)):
@@ -211,6 +228,17 @@ def differences(
                 f" {on.final_states.get(target)} on"
             )
     return found
+
+
+def _close(x: float, y: float, slack: float, interval: float, edges: Edges) -> bool:
+    """Two instants within `slack`, or within an `interval` more where a controller's fault
+    came up to an `interval` before the earlier one, or between them (`differences`)."""
+    lo, hi = min(x, y), max(x, y)
+    if hi - lo <= slack:
+        return True
+    return hi - lo <= slack + interval and any(
+        a <= hi and b >= lo - interval for a, b in edges.controller
+    )
 
 
 def _same(

@@ -86,8 +86,11 @@ def test_differences_table() -> None:
     down = Notice("m0000", 1, "down", 104.0)
     base = _observed([inc], [down])
 
-    def diff(on: Observed, edges: tuple[float, ...] = ()) -> list[str]:
-        return settled.differences(base, on, 1.0, 60.0, {"m0000": list(edges)})
+    def diff(
+        on: Observed, edges: tuple[float, ...] = (), controller: tuple[float, ...] = ()
+    ) -> list[str]:
+        at = settled.Edges({"m0000": list(edges)}, [(c, c) for c in controller])
+        return settled.differences(base, on, 1.0, 60.0, at)
 
     assert diff(base) == []
     later = _observed(
@@ -105,6 +108,14 @@ def test_differences_table() -> None:
         [Incident(1, "m0000", 220.0, 223.0, 500.0)], [Notice("m0000", 1, "down", 224.0)]
     )
     assert diff(two_rounds, (100.4,))
+    # a kill just before the opening struck its pass in one history: it waited out the lease
+    waited = _observed(
+        [Incident(1, "m0000", 100.0, 134.0, 500.0)], [Notice("m0000", 1, "down", 135.0)]
+    )
+    assert diff(waited, controller=(102.6,)) == []
+    assert diff(waited)
+    assert diff(waited, controller=(150.0,))  # after both: it struck neither
+    assert diff(waited, controller=(20.0,))  # over an interval before: it struck neither
     assert diff(_observed([Incident(1, "m0000", 100.0, 103.0, None)], [down]))
     assert diff(_observed([inc], []))
     assert diff(_observed([inc], [Notice("m0000", 1, "down", 106.0)]))
