@@ -221,6 +221,9 @@ SIM_SEEDS ?= 1-5
 # make soak: many short busy histories (a fault every few intervals, ~5 s of CPU each).
 SOAK_SIM_SEEDS ?= 100-299
 SOAK_SIM_ARGS ?= --monitors 6 --hours 1.5 --busy
+# make soak: the settled path's model held to the real path (each seed off and on, ~40 s).
+SOAK_COMPARE_SEEDS ?= 1-20
+SOAK_COMPARE_ARGS ?= --monitors 10 --hours 6 --compare
 SIM_ARGS ?= --monitors 10 --hours 24
 # `make bench sim` names the benchmark, not this target.
 ifeq ($(filter bench,$(firstword $(MAKECMDGOALS))),)
@@ -234,7 +237,7 @@ VERDICTS_ARGS ?= --minutes 6
 HA_SOAK_ARGS ?=
 # NOTICE_FAILOVER_ARGS: `--seeds N`, `--lanes N` (seeds at once).
 NOTICE_FAILOVER_ARGS ?=
-soak: $(STAMP) netns ## the fault campaign of issue 13 (~15 min), the verdict campaign of issue 60 (~8 min, namespaces, root), the HA campaign of issues 57 and 69 (~10 min), then 30 PostgreSQL failovers at the instant of sending (~6 min), then every variant of the saturated-country test, Patroni's failover of real engines, the short verdict, fault and HA campaigns and the scale benchmark's run (~9 min), then SOAK_SIM_SEEDS histories of the simulation (`make sim`); exits 1 when a target is missed
+soak: $(STAMP) netns ## the fault campaign of issue 13 (~15 min), the verdict campaign of issue 60 (~8 min, namespaces, root), the HA campaign of issues 57 and 69 (~10 min), then 30 PostgreSQL failovers at the instant of sending (~6 min), then every variant of the saturated-country test, Patroni's failover of real engines, the short verdict, fault and HA campaigns and the scale benchmark's run (~9 min), then SOAK_SIM_SEEDS histories of the simulation (`make sim`) and SOAK_COMPARE_SEEDS played with the settled path's model off and on (~15 min); exits 1 when a target is missed
 	$(BIN)/python -m testkit.campaigns.soak; soak=$$?; \
 	  $(BIN)/python -m bench verdicts $(VERDICTS_ARGS); verdicts=$$?; \
 	  $(BIN)/python -m bench ha-soak $(HA_SOAK_ARGS); ha=$$?; \
@@ -243,7 +246,8 @@ soak: $(STAMP) netns ## the fault campaign of issue 13 (~15 min), the verdict ca
 	    tests/soak/test_verdicts_short.py tests/soak/test_scale_short.py tests/soak/test_soak_short.py \
 	    tests/soak/test_ha_soak_short.py; saturated=$$?; \
 	  SIM_SEEDS=$(SOAK_SIM_SEEDS) $(BIN)/python -m testkit.sim $(SOAK_SIM_ARGS); sim=$$?; \
-	  [ $$soak = 0 ] && [ $$verdicts = 0 ] && [ $$ha = 0 ] && [ $$notices = 0 ] && [ $$saturated = 0 ] && [ $$sim = 0 ]
+	  SIM_SEEDS=$(SOAK_COMPARE_SEEDS) $(BIN)/python -m testkit.sim $(SOAK_COMPARE_ARGS); compare=$$?; \
+	  [ $$soak = 0 ] && [ $$verdicts = 0 ] && [ $$ha = 0 ] && [ $$notices = 0 ] && [ $$saturated = 0 ] && [ $$sim = 0 ] && [ $$compare = 0 ]
 
 # The one image every process runs (deploy/Dockerfile), built by docker or podman, whichever is
 # installed (CONTAINER_TOOL= picks). IMAGE names it as your registry will: `make image

@@ -2,14 +2,17 @@
 control plane, their figures and each failing seed's replay command.
 
     python -m testkit.sim [--seed N | SIM_SEEDS=1-20] [--monitors 10] [--hours 24]
-        [--countries DE,FR,US] [--at HH:MM:SS ...] [--target]
+        [--countries DE,FR,US] [--busy | --calm] [--settled | --compare] [--at HH:MM:SS ...]
+        [--target]
 
 PostgreSQL is an embedded server of its own (or SIM_DATABASE_URL's); one database is migrated
 once and copied for each seed. `--at` runs each seed once per time of day given (UTC; the
 history starts then on its anchor's date: `make clock-sweep`). `--target` also prints the speed
 against issue 79's target: a 30-day history of 1,000 monitors in 3 countries checked in under
-2 minutes of one core. SIGTERM stops it as Ctrl-C does: the histories are cancelled, the embedded
-server stopped and its folder removed, and it exits 1."""
+2 minutes of one core. `--settled` runs the settled path's model (testkit.sim.settled);
+`--compare` plays each seed with it off and on, and a difference fails the seed. SIGTERM stops
+it as Ctrl-C does: the histories are cancelled, the embedded server stopped and its folder
+removed, and it exits 1."""
 
 import argparse
 import asyncio
@@ -29,8 +32,9 @@ import structlog
 from controller.db.migrate import migrate
 from controller.db.pool import connect
 from shared import embedded
+from testkit.sim import settled
 from testkit.sim.run import Run, _with_database, describe, env_seeds, simulate
-from testkit.sim.world import Shape
+from testkit.sim.world import Shape, World
 
 # Issue 79's target: monitor-days (30 days x 1,000 monitors) per 2 minutes of one core.
 TARGET_MONITOR_DAYS_PER_CPU_MINUTE = 30 * 1000 / 2
@@ -70,28 +74,47 @@ async def _histories(
     started, cpu, server = time.perf_counter(), time.process_time(), _server_cpu(pgdata)
     shapes = [replace(shape, at=at) for at in args.at] if args.at else [shape]
     for seed, each in ((seed, each) for each in shapes for seed in seeds):
-        run = await simulate(
-            url, seed, each, template=template, quantum=args.quantum, settled=args.settled
-        )
-        runs.append(run)
-        print(describe(run), flush=True)
-        if not run.ok:
-            for line in (run.misses + run.lost)[:20]:
-                print(f"  {line}")
-            for name in (
-                "false_down",
-                "missed_recoveries",
-                "late_recoveries",
-                "stuck",
-                "duplicate_notices",
-                "missing_notices",
-                "split_flows",
-            ):
-                for line in getattr(run.figures, name)[:5]:
-                    print(f"    {name}: {line}")
-            print(f"  replay: {run.replay()}", flush=True)
+        played = [
+            await simulate(url, seed, each, template=template, quantum=args.quantum, settled=on)
+            for on in ((False, True) if args.compare else (args.settled,))
+        ]
+        if args.compare:
+            compare(played[0], played[1], World.of(seed, each), args.quantum)
+        runs += played
+        for run in played:
+            _print(run, " --compare" if args.compare else "")
     wall = time.perf_counter() - started
     return runs, wall, time.process_time() - cpu, _server_cpu(pgdata) - server
+
+
+def compare(off: Run, on: Run, world: World, quantum: float) -> None:
+    """The same history with the settled path's model off and on: where they part is a miss of
+    the run with it on (`settled.differences`, three quanta for an opening's three wakes)."""
+    assert off.observed is not None and on.observed is not None
+    found = settled.differences(
+        off.observed, on.observed, 3 * quantum, world.shape.interval, settled.edges(world)
+    )
+    on.misses += [f"with the model on, not as off: {line}" for line in found]
+
+
+def _print(run: Run, replay: str) -> None:
+    """One history's figures, and what it got wrong with its replay command."""
+    print(describe(run), flush=True)
+    if not run.ok:
+        for line in (run.misses + run.lost)[:20]:
+            print(f"  {line}")
+        for name in (
+            "false_down",
+            "missed_recoveries",
+            "late_recoveries",
+            "stuck",
+            "duplicate_notices",
+            "missing_notices",
+            "split_flows",
+        ):
+            for line in getattr(run.figures, name)[:5]:
+                print(f"    {name}: {line}")
+        print(f"  replay: {run.replay()}{replay}", flush=True)
 
 
 async def _main(args: argparse.Namespace) -> bool:
@@ -140,7 +163,7 @@ async def _main(args: argparse.Namespace) -> bool:
             f" history would take {30 * 1000 / max(speed, 1e-9):.0f} CPU-minutes"
         )
     for r in failed:
-        print(f"FAILED seed {r.seed}: {r.replay()}")
+        print(f"FAILED seed {r.seed}: {r.replay()}{' --compare' if args.compare else ''}")
     met = not args.target or monitor_days / max(cpu_min, 1e-9) >= TARGET_MONITOR_DAYS_PER_CPU_MINUTE
     return not failed and met
 
@@ -174,6 +197,11 @@ def run(argv: list[str]) -> bool:
         "--settled",
         action="store_true",
         help="skip settled monitors' rounds while the world leaves them alone (the model)",
+    )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="play each seed with the model off and on; a difference fails the seed",
     )
     parser.add_argument(
         "--at",

@@ -4,12 +4,13 @@ say the same: every incident (start and end), every notice and every final state
 must be real (a share of the rounds); and a model that skips into a fault must be caught by the
 same comparison (the check can fail)."""
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
 
 from testkit.campaigns.verdict_truth import Incident, Notice, Observed
-from testkit.sim import settled
+from testkit.sim import cli, settled
 from testkit.sim.run import Run, describe, simulate
 from testkit.sim.world import Shape, Spell, World
 
@@ -152,3 +153,19 @@ async def test_a_model_that_skips_into_a_fault_is_caught(
     edges = settled.edges(World.of(SEED, SHAPE))
     found = settled.differences(off.observed, wrong.observed, 3.0, SHAPE.interval, edges)
     assert found, describe(wrong)
+
+
+async def test_compare_fails_the_history_with_the_model_on(database_url: str) -> None:
+    """`--compare`'s step: a difference is a miss of the run with the model on."""
+    off = await _run(database_url, False)
+    on = await _run(database_url, True)
+    assert on.observed is not None
+    world = World.of(SEED, SHAPE)
+    same = dataclasses.replace(on, misses=list(on.misses))
+    cli.compare(off, same, world, on.quantum)
+    assert same.ok, same.misses
+    lost = dataclasses.replace(on.observed, incidents=on.observed.incidents[1:])
+    planted = dataclasses.replace(on, misses=list(on.misses), observed=lost)
+    cli.compare(off, planted, world, on.quantum)
+    assert not planted.ok
+    assert all(m.startswith("with the model on, not as off:") for m in planted.misses)
