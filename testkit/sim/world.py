@@ -134,8 +134,7 @@ CALM = Shape(
     restarts_per_day=1.0,
     failovers_per_day=1.0,
     kills_per_day=4.0,
-    # A monitor with a maintenance window is never judged by the alerter's batch path, so it
-    # never settles (controller.alerting.batch): a few have one.
+    # A few monitors have a maintenance window (a third of them in the other worlds).
     window_share=0.03,
 )
 
