@@ -96,26 +96,23 @@ class Shape:
     def made_busy(self) -> "Shape":
         """This shape with a fault every few intervals and agents failing often (`make
         test`'s short histories)."""
-        return replace(
-            self,
-            quiet_intervals=BUSY.quiet_intervals,
-            agent_faults_per_day=BUSY.agent_faults_per_day,
-            restarts_per_day=BUSY.restarts_per_day,
-            failovers_per_day=BUSY.failovers_per_day,
-            kills_per_day=BUSY.kills_per_day,
-        )
+        return self._faults_of(BUSY)
 
     def made_calm(self) -> "Shape":
         """This shape with a server's faults days apart and an agent away about once a day
         (the speed target's month of 1,000 monitors: most rounds settled)."""
+        return self._faults_of(CALM)
+
+    def _faults_of(self, other: "Shape") -> "Shape":
+        """This shape's sizes with `other`'s faults."""
         return replace(
             self,
-            quiet_intervals=CALM.quiet_intervals,
-            agent_faults_per_day=CALM.agent_faults_per_day,
-            restarts_per_day=CALM.restarts_per_day,
-            failovers_per_day=CALM.failovers_per_day,
-            kills_per_day=CALM.kills_per_day,
-            window_share=CALM.window_share,
+            quiet_intervals=other.quiet_intervals,
+            agent_faults_per_day=other.agent_faults_per_day,
+            restarts_per_day=other.restarts_per_day,
+            failovers_per_day=other.failovers_per_day,
+            kills_per_day=other.kills_per_day,
+            window_share=other.window_share,
         )
 
 
