@@ -177,8 +177,8 @@ def differences(
 ) -> list[str]:
     """Where a history with the model on (`on`) said something else than the same history
     with it off (`off`): each monitor's incidents (the same start and end; opened within
-    `tolerance` seconds), its notices (the same kinds and channels, each within `tolerance`)
-    and its final state. Empty when they agree.
+    `tolerance` seconds), each incident's notices (the same kinds, each within `tolerance`)
+    and each monitor's final state. Empty when they agree.
 
     With fewer rounds run, the parts' passes wake at other instants, up to a quantum apart,
     and that is all that may part the two histories:
@@ -187,40 +187,50 @@ def differences(
       failing round's checks sent, that round judged, its confirmation round judged);
     - a round's checks run at the pass that sends it, so where the world changes within
       `tolerance` after a round's time, that round may see either side: an incident may start
-      or end a round (`interval`) later in one history, and its notices move with it;
+      or end a round (`interval`) later in one history, its notices with it, or (a fault
+      shorter than a round) be in one history only;
     - a controller's fault up to an `interval` before an opening or a notice (the passes that
       lead to it) may strike one of those passes in one history and not the other, which then
       waits out the restart or the alerter's lease: up to an `interval` more."""
     found: list[str] = []
-    shifted: set[str] = set()
+    paired: list[tuple[Incident, Incident]] = []
     for target in sorted({i.target for i in off.incidents} | {i.target for i in on.incidents}):
         a = sorted((i for i in off.incidents if i.target == target), key=lambda i: i.started_at)
         b = sorted((i for i in on.incidents if i.target == target), key=lambda i: i.started_at)
         near = edges.rounds.get(target, [])
-        pairs = list(zip(a, b, strict=False))
-        if len(a) != len(b) or not all(
-            _same(x.started_at, y.started_at, interval, tolerance, near)
-            and _same(x.ended_at, y.ended_at, interval, tolerance, near)
-            for x, y in pairs
-        ):
-            found.append(f"{target}: incidents {_spans(a)} off, {_spans(b)} on")
-            continue
+        pairs, alone = _paired(a, b, interval, tolerance, near)
+        for x in alone:
+            if not any(x.started_at <= e <= x.started_at + tolerance for e in near):
+                side = "off" if x in a else "on"
+                found.append(f"{target}: an incident {_spans([x])} {side} only")
         for x, y in pairs:
             moved = abs(x.started_at - y.started_at)
-            if moved > 0.001 or _end(x.ended_at) != _end(y.ended_at):
-                shifted.add(target)
+            if not _same(x.ended_at, y.ended_at, interval, tolerance, near):
+                found.append(f"{target}: an incident {_spans([x])} off, {_spans([y])} on")
             if not _close(x.opened_at, y.opened_at, moved + tolerance, interval, edges):
                 found.append(f"{target}: incident opened at {x.opened_at} off, {y.opened_at} on")
-    kinds = {(n.target, n.kind, n.channel) for n in off.notices + on.notices}
-    for key in sorted(kinds):
-        target, kind, channel = key
-        a_at = sorted(n.at for n in off.notices if (n.target, n.kind, n.channel) == key)
-        b_at = sorted(n.at for n in on.notices if (n.target, n.kind, n.channel) == key)
-        slack = tolerance + (interval if target in shifted else 0.0)
+        paired += pairs
+    for x, y in paired:
+        shifted = abs(x.started_at - y.started_at) > 0.001 or _end(x.ended_at) != _end(y.ended_at)
+        slack = tolerance + (interval if shifted else 0.0)
+        for kind in sorted({n.kind for n in off.notices + on.notices}):
+            a_at = sorted(n.at for n in off.notices if n.incident_id == x.id and n.kind == kind)
+            b_at = sorted(n.at for n in on.notices if n.incident_id == y.id and n.kind == kind)
+            if len(a_at) != len(b_at) or not all(
+                _close(p, q, slack, interval, edges) for p, q in zip(a_at, b_at, strict=False)
+            ):
+                found.append(f"{x.target}: {kind} notices at {a_at} off, {b_at} on")
+    for target, kind in sorted({(n.target, n.kind) for n in off.notices + on.notices}):
+        a_at = sorted(
+            n.at for n in off.notices if (n.target, n.kind, n.incident_id) == (target, kind, None)
+        )
+        b_at = sorted(
+            n.at for n in on.notices if (n.target, n.kind, n.incident_id) == (target, kind, None)
+        )
         if len(a_at) != len(b_at) or not all(
-            _close(x, y, slack, interval, edges) for x, y in zip(a_at, b_at, strict=False)
+            _close(p, q, tolerance, interval, edges) for p, q in zip(a_at, b_at, strict=False)
         ):
-            found.append(f"{target}: {kind} notices by {channel} at {a_at} off, {b_at} on")
+            found.append(f"{target}: {kind} notices of no incident at {a_at} off, {b_at} on")
     for target in sorted(set(off.final_states) | set(on.final_states)):
         if off.final_states.get(target) != on.final_states.get(target):
             found.append(
@@ -228,6 +238,31 @@ def differences(
                 f" {on.final_states.get(target)} on"
             )
     return found
+
+
+def _paired(
+    a: Sequence[Incident],
+    b: Sequence[Incident],
+    interval: float,
+    tolerance: float,
+    near: Sequence[float],
+) -> tuple[list[tuple[Incident, Incident]], list[Incident]]:
+    """One monitor's incidents in the two histories, in order of start: those that start at
+    the same round (or a round apart at an edge, `_same`) paired, the others alone."""
+    pairs: list[tuple[Incident, Incident]] = []
+    alone: list[Incident] = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        if _same(a[i].started_at, b[j].started_at, interval, tolerance, near):
+            pairs.append((a[i], b[j]))
+            i, j = i + 1, j + 1
+        elif a[i].started_at < b[j].started_at:
+            alone.append(a[i])
+            i += 1
+        else:
+            alone.append(b[j])
+            j += 1
+    return pairs, alone + list(a[i:]) + list(b[j:])
 
 
 def _close(x: float, y: float, slack: float, interval: float, edges: Edges) -> bool:

@@ -105,6 +105,11 @@ def test_differences_table() -> None:
     assert diff(a_round_later, (100.4,)) == []
     assert diff(a_round_later)  # no edge there
     assert diff(a_round_later, (101.5,))  # an edge past the tolerance
+    # a fault shorter than a round began 0.4 s after a round's time: one history's round saw
+    # it, the other's did not
+    alone = _observed([inc, Incident(9, "m0000", 400.0, 403.0, 460.0)], [down])
+    assert diff(alone, (100.4, 400.4)) == []
+    assert diff(alone, (100.4,))
     two_rounds = _observed(
         [Incident(1, "m0000", 220.0, 223.0, 500.0)], [Notice("m0000", 1, "down", 224.0)]
     )
