@@ -248,6 +248,11 @@ async def page_latency(
             await asyncio.sleep(0.01)
         return time.monotonic() - started
     finally:
+        # Stopped, not cancelled: its sends under way end within their deadline and are
+        # written back (`OutboxWorker.run`). A cancelled send's statement can still hold its
+        # outbox rows on the server while the caller removes the monitors (a deadlock).
         stop.set()
-        running.cancel()
+        done, _ = await asyncio.wait({running}, timeout=within_s)
+        if not done:
+            running.cancel()
         await asyncio.gather(running, return_exceptions=True)
