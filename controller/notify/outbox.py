@@ -349,19 +349,14 @@ class OutboxWorker:
         """Record each outcome, and give back its channel's lease and move its breaker, in one
         transaction; while the database is away, again every WRITE_BACK_RETRY_S for up to
         WRITE_BACK_WITHIN_S (each write lands once however often it is tried:
-        `record_attempt`)."""
+        `record_attempts`)."""
         loop = asyncio.get_running_loop()
         give_up = loop.time() + WRITE_BACK_WITHIN_S
         while True:
             try:
                 async with self._pool.acquire() as conn, conn.transaction():
-                    lost = [
-                        row
-                        for row, (outcome, retry_at) in zip(rows, settled, strict=True)
-                        if not await outbox_db.record_attempt(
-                            conn, row, outcome.error, retry_at=retry_at, now=self._clock()
-                        )
-                    ]
+                    outcomes = [(outcome.error, retry_at) for outcome, retry_at in settled]
+                    lost = await outbox_db.record_attempts(conn, rows, outcomes, self._clock())
                     await self._channels_ended(conn, rows, [o for o, _ in settled])
                 break
             except DB_AWAY as exc:

@@ -369,6 +369,34 @@ async def record_attempt(
     return updated is not None
 
 
+async def record_attempts(
+    conn: Conn,
+    rows: Sequence[Claimed],
+    outcomes: Sequence[tuple[str | None, datetime | None]],
+    now: datetime,
+) -> list[Claimed]:
+    """Each row's outcome (its error, None when sent, and when to retry: `record_attempt`) in
+    the caller's transaction; the rows whose lease was lost. The rows' monitors are locked
+    first, in id order (`FOR KEY SHARE`): a monitor deleted meanwhile waits for the write-back,
+    where its cascade to the outbox rows and the history's reference to the monitor would wait
+    on each other (a deadlock); a row whose monitor was deleted before has nothing left to
+    write (its outbox row and history went with it)."""
+    ids = sorted({r.monitor_id for r in rows if r.monitor_id is not None})
+    present = {
+        r["id"]
+        for r in await conn.fetch(
+            "SELECT id FROM monitors WHERE id = ANY($1::bigint[]) ORDER BY id FOR KEY SHARE", ids
+        )
+    }
+    lost: list[Claimed] = []
+    for row, (error, retry_at) in zip(rows, outcomes, strict=True):
+        if row.monitor_id is not None and row.monitor_id not in present:
+            continue
+        if not await record_attempt(conn, row, error, retry_at=retry_at, now=now):
+            lost.append(row)
+    return lost
+
+
 class Attempt(msgspec.Struct, frozen=True, kw_only=True):
     """One attempt to deliver a notification."""
 

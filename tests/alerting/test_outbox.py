@@ -325,6 +325,42 @@ async def test_passes_with_nothing_due_open_no_transaction_and_a_due_row_is_stil
         await pool.close()
 
 
+async def test_a_monitor_deleted_as_its_notice_is_written_back(rig: Rig) -> None:
+    """A monitor deleted while the worker writes back its notice's outcome: the write-back
+    waits for the delete (it locks the rows' monitors first) and writes what is left, the other
+    monitor's outcome; nothing fails on the deleted monitor's rows, which went with it."""
+    gone, kept = [
+        await rig.monitor(name=n, phone=None, hostname=f"{n.lower()}.customer.test")
+        for n in ("Gone", "Kept")
+    ]
+    for m in (gone, kept):
+        await rig.rounds(m, 0, [DOWN, DOWN])
+    async with rig.pool.acquire() as conn:
+        offered = await outbox_db.due(conn, rig.clock(), ["email"], 40, 10)
+        rows = await outbox_db.claim_outbox(conn, rig.clock(), [d.id for d in offered], 10.0, 40)
+    assert sorted(r.monitor_id or 0 for r in rows) == sorted([gone["id"], kept["id"]])
+
+    async def write_back() -> list[outbox_db.Claimed]:
+        async with rig.pool.acquire() as conn, conn.transaction():
+            sent = [(None, None)] * len(rows)
+            return await outbox_db.record_attempts(conn, rows, sent, WALL.now())
+
+    async with rig.pool.acquire() as deleting, deleting.transaction():
+        await deleting.execute("DELETE FROM monitors WHERE id = $1", gone["id"])
+        writing = asyncio.create_task(write_back())
+        async with asyncio.timeout(10):  # until the write-back waits on the delete's lock
+            while not await deleting.fetchval(  # noqa: ASYNC110 (polling the database)
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ):
+                await asyncio.sleep(0.01)
+    assert await writing == []
+    (row,) = await rig.outbox_rows(kept)
+    assert row["status"] == "sent"
+    assert await history(rig, row["id"]) == [(1, "sent")]
+    assert await rig.outbox_rows(gone) == []
+
+
 async def test_a_write_back_written_again_lands_once(rig: Rig) -> None:
     """The answer to a write-back's commit was lost (the primary died as it committed) and
     the worker writes it again: the outcome is the same and the history has one line."""
