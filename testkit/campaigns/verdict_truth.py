@@ -225,6 +225,23 @@ class Observed:
     evidence: list[Evidence] = field(default_factory=list)
 
 
+# What went wrong: each a list of lines on `Figures`, by field, and how its count reads. `WRONG`
+# are verdicts held against the truth, `LATE` timings past a bound the rules promise.
+WRONG = {
+    "false_down": "false down",
+    "missed_recoveries": "missed recoveries",
+    "stuck": "stuck",
+    "duplicate_notices": "duplicate notices",
+    "missing_notices": "missing notices",
+    "check_now_wrong": "wrong check-now",
+    "apply_wrong": "wrong apply",
+    "saturation_wrong": "wrong saturation",
+    "split_flows": "split flow incidents",
+    "report_pages": "report pages",
+}
+LATE = {"late_recoveries": "late recoveries", "check_now_late": "late check-now"}
+
+
 @dataclass
 class Figures:
     outages: int = 0  # truthful outages long enough to be confirmed
@@ -273,33 +290,11 @@ class Figures:
 
     def wrong(self) -> list[str]:
         """The verdicts held against the truth that are wrong, whatever the machine's speed."""
-        return [
-            f"{name} {len(items)}"
-            for name, items in (
-                ("false down", self.false_down),
-                ("missed recoveries", self.missed_recoveries),
-                ("stuck", self.stuck),
-                ("duplicate notices", self.duplicate_notices),
-                ("missing notices", self.missing_notices),
-                ("wrong check-now", self.check_now_wrong),
-                ("wrong apply", self.apply_wrong),
-                ("wrong saturation", self.saturation_wrong),
-                ("split flow incidents", self.split_flows),
-                ("report pages", self.report_pages),
-            )
-            if items
-        ]
+        return [f"{label} {len(items)}" for label, items in self._counted(WRONG)]
 
     def late(self) -> list[str]:
         """The timing targets missed: seconds past a bound the rules promise (`make soak`'s)."""
-        found = [
-            f"{name} {len(items)}"
-            for name, items in (
-                ("late recoveries", self.late_recoveries),
-                ("late check-now", self.check_now_late),
-            )
-            if items
-        ]
+        found = [f"{label} {len(items)}" for label, items in self._counted(LATE)]
         if self.detection_p99_s > self.detect_bound_s:
             found.append(
                 f"detection p99 {self.detection_p99_s:.1f} s > {self.detect_bound_s:.1f} s"
@@ -310,6 +305,15 @@ class Figures:
                 f"detection next to a restart {slowest:.1f} s > {self.near_restart_bound_s:.1f} s"
             )
         return found
+
+    def findings(self) -> list[tuple[str, list[str]]]:
+        """Each list of what went wrong (`WRONG`, then `LATE`) by its field's name, with its
+        lines."""
+        return [(name, getattr(self, name)) for name in (*WRONG, *LATE)]
+
+    def _counted(self, labels: Mapping[str, str]) -> list[tuple[str, list[str]]]:
+        """The lists of `labels` that hold a line, each by its label."""
+        return [(label, items) for name, label in labels.items() if (items := getattr(self, name))]
 
 
 def _failing_spans(facts: Iterable[Fact], end: float) -> list[Span]:
@@ -623,15 +627,8 @@ def _add(fig: Figures, seen: Figures, extra_s: float) -> None:
     """`seen` (one target's figures) into `fig`, detection less `extra_s`."""
     fig.outages += seen.outages
     fig.blips += seen.blips
-    for name in (
-        "false_down",
-        "missed_recoveries",
-        "late_recoveries",
-        "stuck",
-        "duplicate_notices",
-    ):
-        getattr(fig, name).extend(getattr(seen, name))
-    fig.missing_notices += seen.missing_notices
+    for name, items in seen.findings():
+        getattr(fig, name).extend(items)
     fig.detection_s += [d - extra_s for d in seen.detection_s]
     fig.detection_near_restart_s += [d - extra_s for d in seen.detection_near_restart_s]
 

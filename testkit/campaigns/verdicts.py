@@ -971,21 +971,8 @@ def report(fig: Figures, seed: int, say: Callable[[str], None] = print) -> bool:
         f"{_events_line(fig)}"
         f"    {verdict(not missed)}" + (f": {', '.join(missed)}" if missed else "")
     )
-    for name in (
-        "false_down",
-        "missed_recoveries",
-        "late_recoveries",
-        "stuck",
-        "duplicate_notices",
-        "missing_notices",
-        "check_now_wrong",
-        "check_now_late",
-        "apply_wrong",
-        "saturation_wrong",
-        "split_flows",
-        "report_pages",
-    ):
-        for line in getattr(fig, name):
+    for name, items in fig.findings():
+        for line in items:
             say(f"    {name.replace('_', ' ')}: {line}")
     return not missed
 

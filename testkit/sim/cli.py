@@ -103,16 +103,8 @@ def _print(run: Run, replay: str) -> None:
     if not run.ok:
         for line in (run.misses + run.lost)[:20]:
             print(f"  {line}")
-        for name in (
-            "false_down",
-            "missed_recoveries",
-            "late_recoveries",
-            "stuck",
-            "duplicate_notices",
-            "missing_notices",
-            "split_flows",
-        ):
-            for line in getattr(run.figures, name)[:5]:
+        for name, items in run.figures.findings():
+            for line in items[:5]:
                 print(f"    {name}: {line}")
         print(f"  replay: {run.replay()}{replay}", flush=True)
 
