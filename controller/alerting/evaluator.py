@@ -178,7 +178,7 @@ class Evaluator:
         (a failure is logged and retried when its lease ends). Return those left to evaluate
         alone after the commit."""
         by_id = {lease.monitor_id: lease for lease in leased}
-        got = await alert_state.batch_inputs(conn, list(by_id))
+        got = await alert_state.batch_inputs(conn, list(by_id), now)
         judged = {
             i: g
             for i, g in got.items()
@@ -319,7 +319,7 @@ class Evaluator:
         """`evaluate`'s due time, and whether the state was saved (and the lease released
         with it)."""
         try:
-            got = await alert_state.inputs(conn, monitor_id)
+            got = await alert_state.inputs(conn, monitor_id, now)
         except MonitorConfigError as exc:
             # Its rounds are not scheduled either (controller.scheduling skips it): nothing to
             # judge until the config is written again, which queues it afresh.

@@ -105,7 +105,7 @@ class HeartbeatJudge:
         return len(due)
 
     async def judge_one(self, conn: Conn, w: watch_store.Watched, now: datetime) -> None:
-        got = await alert_state.inputs(conn, w.monitor_id)
+        got = await alert_state.inputs(conn, w.monitor_id, now)
         if got is None:
             return
         monitor = got.watched.monitor

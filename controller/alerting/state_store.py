@@ -41,7 +41,7 @@ class Inputs(NamedTuple):
     state: AlertState
     thresholds: Thresholds
     backoff: Backoff | None
-    windows: bool  # maintenance windows cover it (its own or its customer's)
+    windows: bool  # maintenance windows may cover it, now or later (its own or its customer's)
     held: bool  # a closed incident of its holds a recovery notice
 
 
@@ -56,8 +56,9 @@ _INPUTS = (
     + ", ".join(f"ms.{n} AS own_{n}" for n in _OVERRIDES)
     + ", b.failures AS backoff_failures, b.since AS backoff_since,"
     " b.retry_at AS backoff_retry_at, b.notified AS backoff_notified,"
-    " EXISTS (SELECT 1 FROM maintenance_windows w WHERE w.monitor_id = $1"
-    "   OR w.customer_id = mon.customer_id) AS has_windows,"
+    " EXISTS (SELECT 1 FROM maintenance_windows w"
+    "   WHERE (w.monitor_id = $1 OR w.customer_id = mon.customer_id)"
+    "   AND (w.kind <> 'once' OR w.ends_at > $2)) AS has_windows,"
     " EXISTS (SELECT 1 FROM incidents i WHERE i.monitor_id = $1 AND i.recovery_held)"
     "   AS has_held"
     f" FROM (SELECT {WATCHED_COLUMNS} FROM monitors WHERE id = $1) AS mon LEFT JOIN s ON true"
@@ -67,18 +68,20 @@ _INPUTS = (
 )
 
 
-async def inputs(conn: Conn, monitor_id: int) -> Inputs | None:
+async def inputs(conn: Conn, monitor_id: int, now: datetime) -> Inputs | None:
     """The monitor (`monitors.watched`: None when it is gone, MonitorConfigError when its config
     does not decode), `state`, `thresholds` and the login back-off together: the alerter reads
     them for every evaluation, in one round trip. The state row is locked FOR UPDATE until the
-    caller's transaction ends (created first when the monitor has none yet)."""
-    row = await conn.fetchrow(_INPUTS, monitor_id)
+    caller's transaction ends (created first when the monitor has none yet). Its `windows` are
+    those that may cover it at `now` or later: a one-off window over by `now` never will, so a
+    monitor whose windows are all past is routine again."""
+    row = await conn.fetchrow(_INPUTS, monitor_id, now)
     if row is not None and not row["has_state"]:
         await conn.execute(
             "INSERT INTO monitor_alert_state (monitor_id) VALUES ($1) ON CONFLICT DO NOTHING",
             monitor_id,
         )
-        row = await conn.fetchrow(_INPUTS, monitor_id)
+        row = await conn.fetchrow(_INPUTS, monitor_id, now)
     if row is None:
         return None
     return _decode_inputs(row)
@@ -100,13 +103,13 @@ _BATCH_INPUTS = (
 
 
 async def batch_inputs(
-    conn: Conn, monitor_ids: Sequence[int]
+    conn: Conn, monitor_ids: Sequence[int], now: datetime
 ) -> dict[int, Inputs | MonitorConfigError | None]:
     """`inputs` of several monitors in one statement, their state rows locked in monitor_id
     order until the caller's transaction ends. By monitor: its inputs; None when it has no
     state row yet (nothing locked: `inputs` creates it); its MonitorConfigError. A monitor gone
     is missing."""
-    rows = await conn.fetch(_BATCH_INPUTS, sorted(monitor_ids))
+    rows = await conn.fetch(_BATCH_INPUTS, sorted(monitor_ids), now)
     found: dict[int, Inputs | MonitorConfigError | None] = {}
     for row in rows:
         if not row["has_state"]:

@@ -78,15 +78,39 @@ async def disabled(rig: Rig, ms: Ms) -> None:
     await _sql(rig, "UPDATE monitors SET status = 'disabled' WHERE id = $1", ms)
 
 
-async def maintenance(rig: Rig, ms: Ms) -> None:  # a window to read
+async def maintenance(rig: Rig, ms: Ms) -> None:  # a window to read (tomorrow's)
+    await _window(rig, ms, timedelta(days=1))
+
+
+async def window_over(rig: Rig, ms: Ms) -> None:  # a one-off window that ended yesterday
+    await _window(rig, ms, -timedelta(days=1))
+
+
+async def weekly_window(rig: Rig, ms: Ms) -> None:  # a weekly one comes round again
     await routine(rig, ms)
     await _sql(
         rig,
-        "INSERT INTO maintenance_windows (organization_id, monitor_id, kind, starts_at, ends_at)"
-        " SELECT organization_id, id, 'once', now() - interval '1 day',"
-        " now() - interval '23 hours' FROM monitors WHERE id = $1",
+        "INSERT INTO maintenance_windows (organization_id, monitor_id, kind, weekday,"
+        " start_time, duration_minutes, timezone)"
+        " SELECT organization_id, id, 'weekly', 1, '03:00', 60, 'UTC' FROM monitors"
+        " WHERE id = $1",
         ms,
     )
+
+
+async def _window(rig: Rig, ms: Ms, starts: timedelta) -> None:
+    """A one-off window of an hour starting `starts` from the test's clock."""
+    await routine(rig, ms)
+    opens = rig.clock() + starts
+    async with rig.pool.acquire() as conn:
+        for m in ms:
+            await conn.execute(
+                "INSERT INTO maintenance_windows (organization_id, monitor_id, kind, starts_at,"
+                " ends_at) SELECT organization_id, id, 'once', $2, $3 FROM monitors WHERE id = $1",
+                m["id"],
+                opens,
+                opens + timedelta(hours=1),
+            )
 
 
 async def config_error(rig: Rig, ms: Ms) -> None:
@@ -127,6 +151,8 @@ CASES: list[tuple[Case, str]] = [
     (revision, "savepoint"),
     (disabled, "savepoint"),
     (maintenance, "savepoint"),
+    (window_over, "batch"),
+    (weekly_window, "savepoint"),
     (config_error, "savepoint"),
     (posture_finding, "savepoint"),
     (first_round, "alone"),
