@@ -3,11 +3,12 @@ the rule, pure.
 
 A **routine** monitor is judged with the batch's reads and written with the batch's few
 statements: its evaluation would write nothing but its state, its lease's release and its
-posture cursor. Everything else takes the evaluator's full path (`Evaluator.evaluate`), either in
-a savepoint of the batch's transaction or, when it stores `expired` results (or creates its
-state row), alone after the batch has committed: an `expired` row can wait on an ingester
+posture cursor. Everything else takes the evaluator's full path (`Evaluator.evaluate`), in a
+savepoint of the batch's transaction, except a monitor that stores `expired` results (or creates
+its state row): it leaves the batch (`alone`), since an `expired` row can wait on an ingester
 storing the same job's real result while that ingester waits on the queue rows the batch
-releases.
+releases. The evaluator stores those results after the batch has committed, for all such
+monitors in one transaction that holds no queue row, and passes them through a batch again.
 """
 
 from collections.abc import Mapping, Sequence

@@ -21,8 +21,9 @@ Queued monitors are leased (FOR UPDATE SKIP LOCKED on `alert_queue`, so replicas
 work) and judged a batch at a time (`evaluate_batch`): the batch's reads are a few statements
 for all of them, the routine monitors (controller.alerting.batch) are written together, and
 every other one is evaluated (`evaluate`) in a savepoint, writing the new state, the incident,
-the notification outbox rows and the events together; one that stores `expired` results is
-evaluated alone after the batch commits. `monitor_alert_state` is locked FOR UPDATE (a batch's
+the notification outbox rows and the events together. Those whose closed rounds want `expired`
+results have them stored after the batch commits, all in one transaction (`_fill`), and are
+judged by a second batch pass. `monitor_alert_state` is locked FOR UPDATE (a batch's
 rows in monitor_id order: docs/architecture.md has the lock order), so even an evaluation
 repeated after an expired lease runs one at a time. A monitor comes back
 when its next round closes, so a round nobody ran is noticed without any result arriving.
@@ -144,19 +145,20 @@ class Evaluator:
         return len(leased)
 
     async def _evaluate_lane(self, leased: Sequence[alert_queue.Lease], now: datetime) -> None:
-        """Evaluate `leased` on one connection: a batch pass in one transaction, then, each in
-        its own transaction, those the batch left alone (they store `expired` results or
-        create their state row). When the batch's transaction fails as a whole, every monitor
-        of it is evaluated alone. Every transaction runs on generic plans (`plan_generically`):
-        each evaluation reads its monitor's recent results at least once."""
+        """Evaluate `leased` on one connection: a batch pass in one transaction; for those it
+        left because their closed rounds want `expired` results, those results stored for all
+        of them in one transaction (`_fill`) and a second batch pass over them; then, each in
+        its own transaction, those still left (they create their state row, or a pass failed).
+        When a batch's transaction fails as a whole, every monitor of it is evaluated alone.
+        Every transaction runs on generic plans (`plan_generically`): each evaluation reads its
+        monitor's recent results at least once."""
         async with self._pool.acquire() as conn:
-            try:
-                async with conn.transaction():
-                    await plan_generically(conn)
-                    alone = await self.evaluate_batch(conn, leased, now)
-            except Exception:
-                log.error("batch evaluation failed; evaluated one by one", exc_info=True)
-                alone = list(leased)
+            alone = await self._batch_pass(conn, leased, now)
+            filled = await self._fill(conn, alone, now) if alone else set()
+            if filled:
+                again = [lease for lease in alone if lease.monitor_id in filled]
+                alone = [lease for lease in alone if lease.monitor_id not in filled]
+                alone += await self._batch_pass(conn, again, now)
             for lease in alone:
                 try:
                     async with conn.transaction():
@@ -167,6 +169,51 @@ class Evaluator:
                     metrics.alert_evaluated()
                 except Exception:
                     _failed(lease.monitor_id)
+
+    async def _batch_pass(
+        self, conn: Conn, leased: Sequence[alert_queue.Lease], now: datetime
+    ) -> list[alert_queue.Lease]:
+        """`evaluate_batch` in a transaction of its own; every one of `leased` left alone when
+        that transaction fails."""
+        try:
+            async with conn.transaction():
+                await plan_generically(conn)
+                return await self.evaluate_batch(conn, leased, now)
+        except Exception:
+            log.error("batch evaluation failed; evaluated one by one", exc_info=True)
+            return list(leased)
+
+    async def _fill(
+        self, conn: Conn, leased: Sequence[alert_queue.Lease], now: datetime
+    ) -> set[int]:
+        """Store, in one transaction, the `expired` results the closed rounds of `leased` want
+        (`ReadyRounds.plan`'s fills, as `evaluate` would store them one monitor at a time);
+        return the monitors that wanted some. Their state rows are locked first, in
+        monitor_id order, as `evaluate` locks its one; a monitor with no state row yet, or
+        disabled, is left to `evaluate`. On a failure nothing is stored and the monitors are
+        evaluated alone."""
+        try:
+            async with conn.transaction():
+                await plan_generically(conn)
+                got = await alert_state.batch_inputs(conn, [x.monitor_id for x in leased], now)
+                judged = {
+                    i: g
+                    for i, g in got.items()
+                    if isinstance(g, alert_state.Inputs) and g.watched.monitor.status != "disabled"
+                }
+                after = {i: ready_.after(g.watched, g.state, now) for i, g in judged.items()}
+                reads = await alert_state.batch_results_after(conn, after, ROWS_PER_EVALUATION, now)
+                fills = {
+                    i: self._rounds.plan(g.watched, g.state, now, after[i], reads[i]).fills
+                    for i, g in judged.items()
+                }
+                wanted = [r for rows in fills.values() for r in rows]
+                if wanted:
+                    await record.expired(conn, wanted, self._default_countries, now)
+        except Exception:
+            log.error("storing expired results failed; evaluated one by one", exc_info=True)
+            return set()
+        return {i for i, rows in fills.items() if rows}
 
     async def evaluate_batch(
         self, conn: Conn, leased: Sequence[alert_queue.Lease], now: datetime

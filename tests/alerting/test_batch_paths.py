@@ -1,8 +1,9 @@
 """Which way each leased monitor goes in a batch pass (controller.alerting.batch): routine
 ones are written by the batch's statements; every other case takes the evaluator's full path
 (`Evaluator.evaluate`), in a savepoint of the batch's transaction, or alone after it when it
-stores `expired` results or creates its state row; and what it produces is what the full path
-produces."""
+creates its state row. One whose closed rounds want `expired` results has them stored after the
+batch and goes through a second pass its own way. What each produces is what the full path
+alone produces."""
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -65,6 +66,12 @@ async def backoff(rig: Rig, ms: Ms) -> None:  # BackoffChanged
 async def fills(rig: Rig, ms: Ms) -> None:  # a closed round with countries missing
     await _judged(rig, ms)
     await _rounds(rig, ms, 2, DE_ONLY)
+    rig.clock.shift = timedelta(minutes=5)
+
+
+async def fills_failing(rig: Rig, ms: Ms) -> None:  # the one country that answered failed
+    await _judged(rig, ms)
+    await _rounds(rig, ms, 2, {"DE": "auth"})
     rig.clock.shift = timedelta(minutes=5)
 
 
@@ -147,7 +154,8 @@ CASES: list[tuple[Case, str]] = [
     (incident_opens, "savepoint"),
     (open_incident, "savepoint"),
     (backoff, "savepoint"),
-    (fills, "alone"),
+    (fills, "batch"),
+    (fills_failing, "savepoint"),
     (revision, "savepoint"),
     (disabled, "savepoint"),
     (maintenance, "savepoint"),

@@ -2,7 +2,10 @@
 central CPU per check of issue 24 is mostly per statement), with nothing it decides given up."""
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
+from typing import Any
 
 from asyncpg.connection import LoggedQuery
 
@@ -141,3 +144,79 @@ async def test_a_batch_of_routine_monitors_costs_the_same_statements_whatever_it
         # judged once: nothing left to judge, nothing written twice
         assert await rig.alerter.burst() == 0
     assert counts[0] == counts[1]
+
+
+# A lane whose monitors' rounds closed with a country missing: the batch pass that finds them
+# wanting `expired` rows (BEGIN, generic plans, inputs, rounds, posture, queue rows, COMMIT);
+# their rows stored (BEGIN, generic plans, inputs, rounds, the logins' ledger, the pack lock,
+# the store, COMMIT); the batch pass again, which writes them (9 with its states and cursors).
+# The same whatever their number: alone, each cost 16 (2 monitors 39, 12 monitors 199).
+AWAY_STATEMENTS = 26
+
+
+class _LoggedPool:
+    """The evaluator's pool with every statement its connections send logged in `sent`."""
+
+    def __init__(self, pool: Any, sent: list[str]) -> None:
+        self._pool = pool
+        self._sent = sent
+
+    def _log(self, q: LoggedQuery) -> None:
+        self._sent.append(q.query)
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[Any]:
+        async with self._pool.acquire() as conn:
+            conn.add_query_logger(self._log)
+            try:
+                yield conn
+                await asyncio.sleep(0)  # loggers are called soon after
+            finally:
+                conn.remove_query_logger(self._log)
+
+
+async def test_rounds_an_agent_away_left_short_cost_the_same_statements_whatever_their_number(
+    rig: Rig,
+) -> None:
+    # US's agent away: each monitor's round closes with its country missing, and its `expired`
+    # row is stored and judged with the others', not in a dozen statements per monitor
+    evaluator = rig.alerter.evaluator
+    counts = []
+    for size in (2, 12):
+        ms = [await rig.monitor() for _ in range(size)]
+        for m in ms:
+            await rig.round(m, 0, UP)
+            await rig.round(m, 1, UP)
+        await rig.alerter.burst()
+        for m in ms:
+            await rig.round(m, 2, {"DE": "up", "FR": "up"})
+        rig.clock.shift = timedelta(minutes=5)  # the round closed
+        now = rig.clock()
+        async with rig.pool.acquire() as conn:
+            leases = [
+                lease
+                for lease in await alert_queue.claim(conn, now, 1000, LEASE_S)
+                if lease.monitor_id in {m["id"] for m in ms}
+            ]
+        assert len(leases) == size
+        sent: list[str] = []
+        pool = evaluator._pool
+        evaluator._pool = _LoggedPool(pool, sent)  # type: ignore[assignment]
+        try:
+            await evaluator._evaluate_lane(leases, now)
+        finally:
+            evaluator._pool = pool
+        counts.append(len(sent))
+        for m in ms:
+            state = await rig.state(m)
+            assert state["last_round_at"] == rig.at(2) and state["state"] == "up"
+            (us,) = await rig.fetch(
+                "SELECT status, error_kind FROM check_results WHERE monitor_id = $1"
+                " AND scheduled_at = $2 AND country = 'US'",
+                m["id"],
+                rig.at(2),
+            )
+            assert (us["status"], us["error_kind"]) == ("missed", "expired")
+        rig.clock.shift = timedelta()
+    assert counts[0] == counts[1], counts
+    assert counts[1] <= AWAY_STATEMENTS, "\n".join(sent)
