@@ -8,7 +8,6 @@ import os
 import re
 import sys
 from collections.abc import AsyncIterator
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -29,6 +28,7 @@ from testkit.serving import http_client
 from tests.api.helpers import IMAP, SMTP, stored_row
 from tests.api.test_cli import ROOT, SETTINGS
 from tests.conftest import Tenant, make_tenant
+from tests.thread_output import captured
 
 TOKEN = "mp_the-api-token"
 
@@ -140,7 +140,7 @@ async def in_process(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
 
     def main() -> int:
-        with redirect_stdout(out), redirect_stderr(err):
+        with captured(out, err):  # the API server in this process logs meanwhile
             try:
                 return ascode.main(parsed, full)
             except SystemExit as exc:  # as the interpreter ends on it

@@ -5,7 +5,6 @@ machine). The impostor here is a plain HTTP server on loopback that records ever
 is sent and answers every path, the proof path with a made-up proof."""
 
 import asyncio
-import contextlib
 import io
 import json
 import os
@@ -30,6 +29,7 @@ from shared import embedded
 from testkit.serving import serve_app
 from tests.api.test_cli import ROOT
 from tests.conftest import Tenant
+from tests.thread_output import captured
 from tools import devrun
 
 pytestmark = pytest.mark.breadth
@@ -109,7 +109,7 @@ def _in_process(args: tuple[str, ...], env: dict[str, str]) -> tuple[int, str]:
     said, saved = io.StringIO(), dict(os.environ)
     os.environ.update(env)
     try:
-        with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
+        with captured(said, said):  # the API served in this process logs meanwhile
             try:
                 code = controller_main(list(args))
             except SystemExit as exc:
