@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 from asyncpg.connection import LoggedQuery
 
 from controller.alerting.evaluator import LEASE_S
@@ -111,16 +112,23 @@ async def _batch_logged(rig: Rig, ids: list[int]) -> tuple[list[str], list[str],
     return sent, [str(lease.monitor_id) for lease in alone], now
 
 
+async def _judged_twice(rig: Rig, size: int) -> list[asyncpg.Record]:
+    """`size` new monitors, two passing rounds of each judged: their states, posture cursors
+    and baselines in place."""
+    ms = [await rig.monitor() for _ in range(size)]
+    for m in ms:
+        await rig.round(m, 0, UP)
+        await rig.round(m, 1, UP)
+    await rig.alerter.burst()
+    return ms
+
+
 async def test_a_batch_of_routine_monitors_costs_the_same_statements_whatever_its_size(
     rig: Rig,
 ) -> None:
     counts = []
     for size in (2, 12):
-        ms = [await rig.monitor() for _ in range(size)]
-        for m in ms:
-            await rig.round(m, 0, UP)
-            await rig.round(m, 1, UP)
-        await rig.alerter.burst()  # state, posture cursor and baselines in place
+        ms = await _judged_twice(rig, size)
         for m in ms:
             await rig.round(m, 2, UP)
 
@@ -183,11 +191,7 @@ async def test_rounds_an_agent_away_left_short_cost_the_same_statements_whatever
     evaluator = rig.alerter.evaluator
     counts = []
     for size in (2, 12):
-        ms = [await rig.monitor() for _ in range(size)]
-        for m in ms:
-            await rig.round(m, 0, UP)
-            await rig.round(m, 1, UP)
-        await rig.alerter.burst()
+        ms = await _judged_twice(rig, size)
         for m in ms:
             await rig.round(m, 2, {"DE": "up", "FR": "up"})
         rig.clock.shift = timedelta(minutes=5)  # the round closed
