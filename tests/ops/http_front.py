@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from shared import embedded
 from testkit.front_attacks import MIB, Watch, get, open_fds, queued_bytes, rss_bytes
 from tests.ops.controller_process import controller_serving
+from tests.ops.starting import until_started
 
 P99_S = 0.1
 PROBE_S = 0.02
@@ -65,13 +66,12 @@ def server(database_url: str, nats_url: str) -> Serve:
         async with controller_serving(
             database_url, nats_url, "api", embedded.free_port(), nofile, log, **settings
         ) as proc:
-            for _ in range(1500):  # the interpreter starting, the streams made
-                if await asyncio.to_thread(get, port, "/health", "127.0.0.1", ctx) == 200:
-                    break
-                assert proc.returncode is None, "the controller exited"
-                await asyncio.sleep(0.02)
-            else:
-                raise AssertionError("the API never answered /health")
+
+            async def healthy() -> bool | None:
+                status = await asyncio.to_thread(get, port, "/health", "127.0.0.1", ctx)
+                return True if status == 200 else None
+
+            await until_started(proc, healthy, "200 on the API's /health")
             yield Served(proc.pid, port, ctx, log)
 
     return serving

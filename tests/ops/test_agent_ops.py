@@ -34,6 +34,7 @@ from tests.agent.helpers import (
     until_async,
     worker,
 )
+from tests.ops.starting import until_started
 
 ROOT = Path(__file__).resolve().parents[2]
 # Races of two processes for one port: the crash this guards against came in about 1 race in
@@ -194,13 +195,14 @@ async def agent_process(
     )
     try:
         async with http_client(base_url=f"http://127.0.0.1:{port}", timeout=2) as client:
-            for _ in range(500):  # the interpreter starting up
+
+            async def answer() -> httpx.Response | None:
                 try:
-                    await client.get("/health")
-                    break
-                except httpx.TransportError:
-                    assert proc.returncode is None, "the agent exited"
-                    await asyncio.sleep(0.02)
+                    return await client.get("/health")
+                except httpx.TransportError:  # the interpreter starting up
+                    return None
+
+            await until_started(proc, answer, "answer on /health")
             yield client, proc
     finally:
         if proc.returncode is None:
@@ -221,11 +223,13 @@ async def test_agent_process_is_alive_but_not_ready_until_it_has_nats(country: s
 async def test_agent_process_serves_ready_and_metrics_with_nats(
     nats_url: str, nc: NATS, country: str
 ) -> None:
-    async with agent_process(country, nats_url) as (client, _):
-        for _ in range(500):
-            if (r := await client.get("/ready")).status_code == 200:
-                break
-            await asyncio.sleep(0.02)
+    async with agent_process(country, nats_url) as (client, proc):
+
+        async def ready() -> httpx.Response | None:
+            r = await client.get("/ready")
+            return r if r.status_code == 200 else None
+
+        r = await until_started(proc, ready, "200 on /ready")
         assert r.json() == {"status": "ready"}
         text = (await client.get("/metrics")).text
         assert f'mailprobe_agent_checks_in_flight{{country="{country}"}} 0.0' in text

@@ -1,7 +1,6 @@
 """A controller without the `api` role (a scheduler- or ingester-only replica) still answers
 `/metrics`, `/health` and `/ready`, on CONTROLLER_METRICS_PORT."""
 
-import asyncio
 import functools
 from collections.abc import AsyncIterator
 
@@ -18,6 +17,7 @@ from shared.clock import WALL
 from testkit.serving import http_client
 from tests.conftest import scratch_database
 from tests.ops.controller_process import controller_serving
+from tests.ops.starting import until_started
 
 
 async def test_ops_ready_follows_postgres_and_nats(
@@ -59,13 +59,14 @@ async def test_a_scheduler_only_controller_serves_metrics_health_and_ready(
         ) as proc,
         http_client(base_url=f"http://127.0.0.1:{ops_port}", timeout=5) as http,
     ):
-        for _ in range(1000):  # the interpreter starting, the streams and consumers made
+
+        async def answer() -> httpx.Response | None:
             try:
-                r = await http.get("/ready")
-                break
-            except httpx.TransportError:
-                assert proc.returncode is None, "the controller exited"
-                await asyncio.sleep(0.02)
+                return await http.get("/ready")
+            except httpx.TransportError:  # the interpreter starting, the streams made
+                return None
+
+        r = await until_started(proc, answer, "answer on /ready")
         assert (r.status_code, r.json()) == (200, {"status": "ready"})
         assert (await http.get("/health")).json()["status"] == "ok"
         text = (await http.get("/metrics")).text

@@ -23,6 +23,7 @@ from shared.subjects import HEARTBEATS_SUBJECTS, RESULTS_STREAM
 from testkit.serving import http_client
 from tests.conftest import scratch_database
 from tests.ops.controller_process import controller_serving
+from tests.ops.starting import until_started
 
 # What each role builds: the pipeline's parts, and its workers by their coroutines' names
 # (`sample_every`, the metrics, runs in every process; `_watch_scheme`, the job id scheme's
@@ -121,16 +122,15 @@ async def test_an_ingester_only_controller_does_not_watch_the_agents(
     same connection, so the server would list that subscription by then."""
     url, monitor = own_nats
     async with controller_serving(scratch, url, "ingester", embedded.free_port()) as proc:
-        for _ in range(1000):  # the interpreter starting, the streams made, the ingester pulling
+
+        async def pulling() -> bool | None:
             try:
-                if INGEST_CONSUMER in (await _consumers(monitor)).get(RESULTS_STREAM, set()):
-                    break
+                made = await _consumers(monitor)
             except httpx.TransportError:
-                pass
-            assert proc.returncode is None, "the controller exited"
-            await asyncio.sleep(0.02)
-        else:
-            pytest.fail("the ingester never made its consumer")
+                return None
+            return True if INGEST_CONSUMER in made.get(RESULTS_STREAM, set()) else None
+
+        await until_started(proc, pulling, "ingest consumer")
         assert HEARTBEATS_SUBJECTS not in await _subscriptions(monitor)
 
 
