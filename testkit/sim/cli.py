@@ -92,7 +92,11 @@ def compare(off: Run, on: Run, world: World, quantum: float) -> None:
     the run with it on (`settled.differences`, three quanta for an opening's three wakes)."""
     assert off.observed is not None and on.observed is not None
     found = settled.differences(
-        off.observed, on.observed, 3 * quantum, world.shape.interval, settled.edges(world)
+        off.observed,
+        on.observed,
+        3 * quantum,
+        world.shape.interval,
+        settled.edges(world, off.struck + on.struck),
     )
     on.misses += [f"with the model on, not as off: {line}" for line in found]
 

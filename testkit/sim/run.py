@@ -36,6 +36,7 @@ import contextlib
 import hashlib
 import heapq
 import itertools
+import math
 import os
 import time
 import uuid
@@ -177,6 +178,7 @@ class Run:
     restarts: int = 0
     failovers: int = 0
     kills: int = 0  # the controller killed mid-pass (`Kill`) and started again
+    struck: list[float] = field(default_factory=list)  # the kills' instants (epoch seconds)
     # outage e-mails per organization: sent and dropped past the budget
     sent: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
@@ -189,6 +191,7 @@ class Run:
     quantum: float = 1.0
     settled: bool = False  # the settled path's model was on (testkit.sim.settled)
     skipped: int = 0  # the rounds it skipped
+    skipped_away: int = 0  # of those, a country's while its agent was away (`away_rounds`)
 
     def judged(self, observed: Observed) -> Figures:
         """`observed` held against this run's world by the same judge."""
@@ -330,10 +333,12 @@ class Driver:
                 "kills",
                 "db_errors",
                 "skipped",
+                "skipped_away",
             ),
             0,
         )
         self.failing: Failover | None = None  # the failover of this pass, until it has struck
+        self.struck: list[float] = []  # the instants kills struck (epoch seconds)
         self._beats = {
             cc: encode(
                 AgentHeartbeat(
@@ -398,6 +403,7 @@ class Driver:
     async def _killed(self) -> None:
         """The controller died mid-pass (`Killed`): a new process starts at once, with nothing
         kept in memory; what the dead one had not committed is gone."""
+        self.struck.append(self.clock.now().timestamp())
         await self.agents.stop()
         self._compose()
         await self.agents.start()
@@ -639,13 +645,20 @@ class Driver:
         flying |= {w.job.monitor_id for w in self.waiting}
         ids: list[int] = []
         resume: list[datetime] = []
+        away: list[dict[str, int]] = []
+        step = self.shape.interval
         async with self.pool.acquire() as conn, conn.transaction():
             for c in await settled.candidates(conn, self.clock.now()):
                 until = settled.quiet_until(self.world, c.name, now)
                 if until is not None and c.public_id not in flying:
+                    due = self.world.offset(c.next_due_at)
                     ids.append(c.id)
                     resume.append(self.world.at(until))
-            self.run_figures["skipped"] += await settled.skip(conn, ids, resume)
+                    away.append(
+                        settled.away_rounds(self.world, due, math.ceil((until - due) / step))
+                    )
+            self.run_figures["skipped"] += await settled.skip(conn, ids, resume, away)
+            self.run_figures["skipped_away"] += sum(n for a in away for n in a.values())
 
     async def _sample(self) -> None:
         at = self.clock.now().timestamp()
@@ -992,6 +1005,7 @@ async def run_one(
         restarts=f["restarts"],
         failovers=f["failovers"],
         kills=f["kills"],
+        struck=driver.struck,
         sent=dict(Counter(r.organization for r in spent if r.status == "sent")),
         dropped=dict(Counter(r.organization for r in spent if r.status == "dropped")),
         db_errors=f["db_errors"],
@@ -1002,6 +1016,7 @@ async def run_one(
         quantum=quantum,
         settled=settled,
         skipped=f["skipped"],
+        skipped_away=f["skipped_away"],
     )
 
 
@@ -1064,7 +1079,12 @@ def describe(run: Run) -> str:
         f" ({run.duplicates} twice, {run.late} late); {run.restarts} controller restarts;"
         f" {run.failovers} database failovers ({run.db_errors} passes failed);"
         f" {run.kills} controller kills mid-pass;"
-        + (f" {run.skipped} rounds skipped by the settled path's model;" if run.settled else "")
+        + (
+            f" {run.skipped} rounds skipped by the settled path's model ({run.skipped_away}"
+            " countries' checks of them with the agent away);"
+            if run.settled
+            else ""
+        )
         + f" outage e-mails sent {run.sent}, dropped past the budget {run.dropped};"
         f" {run.ticks} ticks; world {run.world};"
         f" {days * run.shape.monitors:.1f} monitor-days in {run.wall_s:.1f} s"

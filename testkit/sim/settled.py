@@ -8,9 +8,13 @@ and its alert queue row waiting on its next round only. That row is either `sett
 the batch path leaves to the full one (one with a maintenance window), due at the next round's
 close with the alerter's cursor on the last round. None of its results may wait in the driver
 (the simulated monitors have no logins, so no back-off). The world leaves it alone from now
-until `resume` (`quiet_until`): no fault of its server, no agent away, no controller restart
-and no edge of its maintenance window from `TAIL` intervals ago to `LEAD` intervals before
-`resume`.
+until `resume` (`quiet_until`): no fault of its server, no controller restart and no edge of
+its maintenance window from `TAIL` intervals ago to `LEAD` intervals before `resume`; no agent
+away now or back under `TAIL` intervals ago, and `resume` at least `LEAD` intervals before an
+agent's absence or `TAIL` after it. An absence between is spanned whole: a settled monitor's
+rounds with one country missing move its rows as routine ones do (the other countries still
+judge it up, its queue row stays settled), except that country's successes, which its missing
+rounds do not count.
 
 Its rounds from its next due time to `resume` are then skipped, and its rows moved as the
 settled path moves them (`SKIP`, one statement for a batch of monitors):
@@ -19,6 +23,7 @@ settled path moves them (`SKIP`, one statement for a batch of monitors):
 | --- | --- | --- |
 | `monitor_due` | an interval on (scheduler, `due_move`) | `n` intervals on (`due_move`) |
 | `monitor_country_state` | its time, a success more (ingester) | the last one's, `n` more |
+| the same, its agent away | missed: successes kept | `n` more less those (`away_rounds`) |
 | `alert_queue` | due at the next round's close (`push_settled`) | due at the resumed one's |
 | `monitor_alert_state` | cursor, up rounds on (alerter) | cursor to the last skipped round |
 | `posture_state` | cursor on (alerter) | cursor to the last skipped round |
@@ -28,7 +33,9 @@ and reports would show a gap). `make sim`'s `--settled` turns the model on; the 
 to the same verdicts, incidents and notices with it on and off (tests/sim/test_settled.py).
 """
 
-from collections.abc import Sequence
+import json
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -46,21 +53,42 @@ MIN_ROUNDS = 6
 
 def quiet_until(world: World, target: str, now: float) -> float | None:
     """The offset (seconds of the history) up to which nothing in `world` touches `target`'s
-    rounds, `LEAD` intervals before the next thing that does (the history's end at most);
-    None when something touched it in the last `TAIL` intervals, touches it now, or the calm
-    ahead is shorter than `MIN_ROUNDS` intervals. Pure."""
+    rounds but agents away, `LEAD` intervals before the next thing that does (the history's end
+    at most); None when something touched it in the last `TAIL` intervals, touches it now, or
+    the calm ahead is shorter than `MIN_ROUNDS` intervals. A skip may span an agent's absence
+    whole (`away_rounds`), never end within `LEAD` intervals before one or `TAIL` after it: it
+    ends before it then. Pure."""
     step = float(world.shape.interval)
     since = now - TAIL * step
-    touches = [*world.servers.get(target, ()), *world.agents, *world.restarts]
-    touches += world.windows.get(target, ())
+    touches = [*world.servers.get(target, ()), *world.restarts, *world.windows.get(target, ())]
     ahead = world.shape.seconds
-    for s in touches:
+    for s in [*touches, *world.agents]:
         if s.start <= now and s.end > since:
             return None
+    for s in touches:
         if s.start > now:
             ahead = min(ahead, s.start)
     until = ahead - LEAD * step
+    for a in sorted(world.agents, key=lambda a: a.start, reverse=True):
+        if a.start - LEAD * step < until < a.end + TAIL * step:
+            until = a.start - LEAD * step
     return until if until - now >= MIN_ROUNDS * step else None
+
+
+def away_rounds(world: World, due: float, n: int) -> dict[str, int]:
+    """Of `n` rounds from `due` (seconds of the history), an interval apart, how many each
+    country's agent was away for (scheduled within its absence): those rounds' checks there
+    never ran, and the country's successes do not count them. Pure."""
+    step = float(world.shape.interval)
+    found: dict[str, int] = {}
+    for a in world.agents:
+        if a.country is None:
+            continue
+        first = max(0, math.ceil((a.start - due) / step))
+        last = min(n, math.ceil((a.end - due) / step))
+        if last > first:
+            found[a.country] = found.get(a.country, 0) + last - first
+    return found
 
 
 # The settled monitors no skip holds already (their next due time is within an interval): the
@@ -89,17 +117,20 @@ WHERE q.revised_from IS NULL
 SKIP = """
 WITH u AS (
     SELECT u.id, d.next_due_at AS due, make_interval(secs => m.check_interval) AS step,
-        ceil(extract(epoch FROM u.resume - d.next_due_at) / m.check_interval)::int AS n
-    FROM unnest($1::bigint[], $2::timestamptz[]) AS u(id, resume)
+        ceil(extract(epoch FROM u.resume - d.next_due_at) / m.check_interval)::int AS n,
+        u.away
+    FROM unnest($1::bigint[], $2::timestamptz[], $3::jsonb[]) AS u(id, resume, away)
     JOIN monitor_due d ON d.monitor_id = u.id
     JOIN monitors m ON m.id = u.id
 ), k AS (
-    SELECT id, n, step, due, due + n * step AS next_at, due + (n - 1) * step AS last_at FROM u
+    SELECT id, n, step, due, due + n * step AS next_at, due + (n - 1) * step AS last_at, away
+    FROM u
     WHERE n > 0
 ), countries AS (
     UPDATE monitor_country_state s
     SET last_scheduled_at = k.last_at,
-        consecutive_successes = s.consecutive_successes + k.n,
+        consecutive_successes = s.consecutive_successes + k.n
+            - coalesce((k.away ->> s.country)::int, 0),
         last_checked_at = s.last_checked_at + k.n * k.step,
         updated_at = s.updated_at + k.n * k.step
     FROM k WHERE s.monitor_id = k.id
@@ -139,11 +170,19 @@ async def candidates(conn: Conn, now: datetime) -> list[Candidate]:
     return [Candidate(**dict(r)) for r in await conn.fetch(CANDIDATES, now)]
 
 
-async def skip(conn: Conn, ids: Sequence[int], resume: Sequence[datetime]) -> int:
-    """Skip each monitor's rounds up to its `resume` instant (`SKIP`); the rounds skipped."""
+async def skip(
+    conn: Conn,
+    ids: Sequence[int],
+    resume: Sequence[datetime],
+    away: Sequence[Mapping[str, int]],
+) -> int:
+    """Skip each monitor's rounds up to its `resume` instant (`SKIP`), `away` its rounds each
+    country's agent was away for (`away_rounds`); the rounds skipped."""
     if not ids:
         return 0
-    skipped: int = await conn.fetchval(SKIP, list(ids), list(resume))
+    skipped: int = await conn.fetchval(
+        SKIP, list(ids), list(resume), [json.dumps(dict(a)) for a in away]
+    )
     return skipped
 
 
@@ -151,22 +190,24 @@ async def skip(conn: Conn, ids: Sequence[int], resume: Sequence[datetime]) -> in
 class Edges:
     """Where two histories of one world may part (`differences`), in epoch seconds: each
     target's instants where what its checks meet changes (its server's faults' edges, every
-    agent's going and coming back), and the controller's own faults (a kill or a failover at
-    its instant, a restart over its span)."""
+    agent's going and coming back), and the controller's own faults (a kill where it struck, a
+    failover at its instant, a restart over its span)."""
 
     rounds: dict[str, list[float]]
     controller: list[tuple[float, float]]
 
 
-def edges(world: World) -> Edges:
-    """`world`'s `Edges`."""
+def edges(world: World, struck: Sequence[float]) -> Edges:
+    """`world`'s `Edges`, its kills at the instants they struck in either history (`struck`,
+    epoch seconds): a kill armed at its instant strikes the next pass of its part that runs
+    long enough, which the two histories may run at instants hours apart."""
     base = world.start.timestamp()
     agents = [base + t for s in world.agents for t in (s.start, s.end)]
     rounds = {
         t: sorted([base + e for s in world.servers.get(t, ()) for e in (s.start, s.end)] + agents)
         for t in world.targets
     }
-    controller = [(base + k.at, base + k.at) for k in world.kills]
+    controller = [(at, at) for at in struck]
     controller += [(base + f.at, base + f.at) for f in world.failovers]
     controller += [(base + r.start, base + r.end) for r in world.restarts]
     return Edges(rounds, sorted(controller))

@@ -12,7 +12,7 @@ import pytest
 from testkit.campaigns.verdict_truth import Incident, Notice, Observed
 from testkit.sim import cli, settled
 from testkit.sim.run import Run, describe, simulate
-from testkit.sim.world import Shape, Spell, World
+from testkit.sim.world import Failover, Kill, Shape, Spell, World
 
 # three histories of ~5 s of this process's CPU each
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -40,8 +40,20 @@ QUIET_UNTIL = [
     ("its fault ended TAIL ago and more", 1300.0, {MINE: [(1000, 1100)]}, [], [], {}, 3420.0),
     ("in its fault", 1050.0, {MINE: [(1000, 1100)]}, [], [], {}, None),
     ("another server's fault", 0.0, {"m0001": [(1000, 1100)]}, [], [], {}, 3420.0),
-    ("an agent away ahead", 0.0, {}, [(2000, 2100)], [], {}, 1820.0),
+    ("an agent away ahead: spanned", 0.0, {}, [(2000, 2100)], [], {}, 3420.0),
+    ("the end LEAD before an agent away", 0.0, {}, [(3500, 3550)], [], {}, 3320.0),
+    ("the end TAIL after one", 0.0, {}, [(3200, 3250)], [], {}, 3020.0),
+    (
+        "an agent away spanned, its end before another's",
+        0.0,
+        {MINE: [(3000, 3100)]},
+        [(2500, 2650)],
+        [],
+        {},
+        2320.0,
+    ),
     ("an agent away now", 2050.0, {}, [(2000, 2100)], [], {}, None),
+    ("an agent back under TAIL ago", 2200.0, {}, [(2000, 2100)], [], {}, None),
     ("a controller restart too close", 0.0, {}, [], [(500, 520)], {}, None),
     ("its maintenance window ahead", 0.0, {}, [], [], {MINE: [(1500, 1800)]}, 1320.0),
     ("another's window", 0.0, {}, [], [], {"m0001": [(1500, 1800)]}, 3420.0),
@@ -74,6 +86,52 @@ def test_quiet_until(
         windows={t: [Spell(a, b, "maintenance") for a, b in s] for t, s in windows.items()},
     )
     assert settled.quiet_until(world, MINE, now) == until, case
+
+
+# rounds at 100, 160, 220, ... (interval 60 s)
+AWAY_ROUNDS = [
+    ("none away", [], 10, {}),
+    ("one round's time inside", [(150, 200, "DE")], 10, {"DE": 1}),
+    ("from a round's time, to the next's", [(160, 220, "DE")], 10, {"DE": 1}),
+    ("before the first round", [(0, 100, "DE")], 10, {}),
+    ("past the last round", [(700, 800, "DE")], 10, {}),
+    ("cut by the last round", [(500, 800, "DE")], 10, {"DE": 3}),
+    ("two countries", [(150, 300, "DE"), (400, 460, "FR")], 10, {"DE": 3, "FR": 1}),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "agents", "n", "away"), AWAY_ROUNDS, ids=[c[0] for c in AWAY_ROUNDS]
+)
+def test_away_rounds(
+    case: str, agents: list[tuple[float, float, str]], n: int, away: dict[str, int]
+) -> None:
+    world = World(
+        1,
+        Shape(monitors=1, hours=1.0),
+        datetime(2031, 1, 31, 22, 0, tzinfo=UTC),
+        ("m0000",),
+        agents=[Spell(a, b, "stall", cc) for a, b, cc in agents],
+    )
+    assert settled.away_rounds(world, 100.0, n) == away, case
+
+
+def test_a_kill_is_an_edge_where_it_struck_not_where_it_was_armed() -> None:
+    """A kill armed at 1,000 s struck one history's pass at 1,000.5 s and the other's, whose
+    passes ran short until then, at 4,000 s: the two may part near either strike."""
+    start = datetime(2031, 1, 31, 22, 0, tzinfo=UTC)
+    world = World(
+        1,
+        Shape(monitors=1, hours=2.0),
+        start,
+        (MINE,),
+        kills=[Kill(1000.0, "alerter", 3)],
+        failovers=[Failover(2000.0, "alerter")],
+    )
+    base = start.timestamp()
+    found = settled.edges(world, [base + 1000.5, base + 4000.0])
+    assert found.controller == [(base + 1000.5,) * 2, (base + 2000.0,) * 2, (base + 4000.0,) * 2]
+    assert settled.edges(world, []).controller == [(base + 2000.0,) * 2]  # it never struck
 
 
 def _observed(incidents: list[Incident], notices: list[Notice]) -> Observed:
@@ -140,6 +198,8 @@ async def test_the_model_keeps_every_verdict(database_url: str) -> None:
     rounds = off.results // len(SHAPE.countries)
     assert on.skipped > rounds // 5, describe(on)
     assert on.results < off.results - on.skipped, describe(on)
+    assert on.skipped_away > 0, describe(on)  # skips spanned the agent's absence
+    assert off.struck and on.struck, describe(on)  # the kill struck in both
     same = dataclasses.replace(on, misses=list(on.misses))
     cli.compare(off, same, World.of(SEED, SHAPE), on.quantum)  # `make sim --compare`'s step
     assert same.ok, same.misses
