@@ -648,7 +648,7 @@ class Driver:
         away: list[dict[str, int]] = []
         step = self.shape.interval
         async with self.pool.acquire() as conn, conn.transaction():
-            for c in await settled.candidates(conn, self.clock.now()):
+            for c in await settled.candidates(conn, self.clock.now(), step):
                 until = settled.quiet_until(self.world, c.name, now)
                 if until is not None and c.public_id not in flying:
                     due = self.world.offset(c.next_due_at)
@@ -667,16 +667,21 @@ class Driver:
         horizon = (
             self.clock.now() + timedelta(seconds=2 * self.shape.interval) if self.settled else None
         )
+        # The history's database holds its world's monitors only.
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT m.name, s.state FROM monitors m"
-                " JOIN monitor_alert_state s ON s.monitor_id = m.id"
-                " LEFT JOIN monitor_due d ON d.monitor_id = m.id"
-                " WHERE m.name = ANY($1::text[])"
-                " AND ($2::timestamptz IS NULL OR d.next_due_at <= $2::timestamptz)",
-                list(self.world.targets),
-                horizon,
-            )
+            if horizon is None:
+                rows = await conn.fetch(
+                    "SELECT m.name, s.state FROM monitors m"
+                    " JOIN monitor_alert_state s ON s.monitor_id = m.id"
+                )
+            else:  # by the due times' index: the few monitors whose rounds run
+                rows = await conn.fetch(
+                    "SELECT m.name, s.state FROM monitor_due d"
+                    " JOIN monitors m ON m.id = d.monitor_id"
+                    " JOIN monitor_alert_state s ON s.monitor_id = d.monitor_id"
+                    " WHERE d.next_due_at <= $1::timestamptz",
+                    horizon,
+                )
         for r in rows:
             self.states.setdefault(r["name"], []).append((at, r["state"]))
 

@@ -37,7 +37,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from controller.db.pool import Conn
 from testkit.campaigns.verdict_truth import Incident, Observed
@@ -45,8 +45,8 @@ from testkit.sim.world import World
 
 # Rounds of calm asked before a skip (after the last thing that touched the monitor) and kept
 # before the next one (its rounds run again that many intervals before it).
-TAIL = 3
-LEAD = 3
+TAIL = 1
+LEAD = 1
 # A skip shorter than this many rounds is not worth its statement.
 MIN_ROUNDS = 6
 
@@ -107,6 +107,7 @@ WHERE q.revised_from IS NULL
             AND q.due_at = d.next_due_at
                 + round_closes_after(m.check_interval, m.timeout_seconds))
     AND d.next_due_at <= $1::timestamptz + make_interval(secs => m.check_interval)
+    AND d.next_due_at <= $2::timestamptz  -- the longest interval's bound: the due times' index
     AND m.status = 'active'
     AND a.state = 'up' AND a.open_incident_id IS NULL AND a.missed_rounds = 0
     AND p.streaks = '{}'::jsonb
@@ -165,9 +166,11 @@ class Candidate:
     next_due_at: datetime
 
 
-async def candidates(conn: Conn, now: datetime) -> list[Candidate]:
-    """The settled monitors no skip holds yet (`CANDIDATES`)."""
-    return [Candidate(**dict(r)) for r in await conn.fetch(CANDIDATES, now)]
+async def candidates(conn: Conn, now: datetime, longest: float) -> list[Candidate]:
+    """The settled monitors no skip holds yet (`CANDIDATES`); `longest`: the monitors' longest
+    interval, in seconds."""
+    horizon = now + timedelta(seconds=longest)
+    return [Candidate(**dict(r)) for r in await conn.fetch(CANDIDATES, now, horizon)]
 
 
 async def skip(

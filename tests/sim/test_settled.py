@@ -31,33 +31,33 @@ async def _run(database_url: str, on: bool) -> Run:
     return _RUNS[on]
 
 
-# interval 60 s: TAIL and LEAD 180 s, MIN_ROUNDS 360 s; the history is 3,600 s long.
+# interval 60 s: TAIL and LEAD 60 s, MIN_ROUNDS 360 s; the history is 3,600 s long.
 MINE = "m0000"
 QUIET_UNTIL = [
-    ("nothing anywhere: to the end, LEAD before it", 0.0, {}, [], [], {}, 3420.0),
-    ("its server's fault ahead", 0.0, {MINE: [(1000, 1100)]}, [], [], {}, 820.0),
-    ("its fault ended under TAIL ago", 1200.0, {MINE: [(1000, 1100)]}, [], [], {}, None),
-    ("its fault ended TAIL ago and more", 1300.0, {MINE: [(1000, 1100)]}, [], [], {}, 3420.0),
+    ("nothing anywhere: to the end, LEAD before it", 0.0, {}, [], [], {}, 3540.0),
+    ("its server's fault ahead", 0.0, {MINE: [(1000, 1100)]}, [], [], {}, 940.0),
+    ("its fault ended under TAIL ago", 1130.0, {MINE: [(1000, 1100)]}, [], [], {}, None),
+    ("its fault ended TAIL ago and more", 1170.0, {MINE: [(1000, 1100)]}, [], [], {}, 3540.0),
     ("in its fault", 1050.0, {MINE: [(1000, 1100)]}, [], [], {}, None),
-    ("another server's fault", 0.0, {"m0001": [(1000, 1100)]}, [], [], {}, 3420.0),
-    ("an agent away ahead: spanned", 0.0, {}, [(2000, 2100)], [], {}, 3420.0),
-    ("the end LEAD before an agent away", 0.0, {}, [(3500, 3550)], [], {}, 3320.0),
-    ("the end TAIL after one", 0.0, {}, [(3200, 3250)], [], {}, 3020.0),
+    ("another server's fault", 0.0, {"m0001": [(1000, 1100)]}, [], [], {}, 3540.0),
+    ("an agent away ahead: spanned", 0.0, {}, [(2000, 2100)], [], {}, 3540.0),
+    ("the end LEAD before an agent away", 0.0, {}, [(3500, 3550)], [], {}, 3440.0),
+    ("the end TAIL after one", 0.0, {}, [(3450, 3500)], [], {}, 3390.0),
     (
         "an agent away spanned, its end before another's",
         0.0,
         {MINE: [(3000, 3100)]},
-        [(2500, 2650)],
+        [(2800, 2900)],
         [],
         {},
-        2320.0,
+        2740.0,
     ),
     ("an agent away now", 2050.0, {}, [(2000, 2100)], [], {}, None),
-    ("an agent back under TAIL ago", 2200.0, {}, [(2000, 2100)], [], {}, None),
-    ("a controller restart too close", 0.0, {}, [], [(500, 520)], {}, None),
-    ("its maintenance window ahead", 0.0, {}, [], [], {MINE: [(1500, 1800)]}, 1320.0),
-    ("another's window", 0.0, {}, [], [], {"m0001": [(1500, 1800)]}, 3420.0),
-    ("the end too close", 3100.0, {}, [], [], {}, None),
+    ("an agent back under TAIL ago", 2130.0, {}, [(2000, 2100)], [], {}, None),
+    ("a controller restart too close", 0.0, {}, [], [(400, 420)], {}, None),
+    ("its maintenance window ahead", 0.0, {}, [], [], {MINE: [(1500, 1800)]}, 1440.0),
+    ("another's window", 0.0, {}, [], [], {"m0001": [(1500, 1800)]}, 3540.0),
+    ("the end too close", 3200.0, {}, [], [], {}, None),
 ]
 
 
