@@ -9,6 +9,7 @@ the driver composes the parts again. `Killed` is a `BaseException`: no product h
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -34,28 +35,39 @@ class Killed(BaseException):
     """The controller's process died at this statement."""
 
 
+@dataclass
+class _Waiting:
+    part: str
+    left: int  # the part's statements before the one killed
+
+
 class _Armed:
-    """Which part runs now, and the statement of it a kill takes (1: its first)."""
+    """Which part runs now, and the kills armed: each counts its part's statements from its
+    instant and takes the one it names (1: the first). A kill armed while another waits waits
+    beside it: none replaces another."""
 
     def __init__(self) -> None:
         self.part: str | None = None  # the part whose pass runs now
-        self.target: str | None = None  # the part the kill waits for
-        self.left = 0  # statements of the target part before the one killed
+        self.waiting: list[_Waiting] = []
         self.struck = 0
 
     def arm(self, part: str, statement: int) -> None:
-        self.target, self.left = part, statement - 1
+        self.waiting.append(_Waiting(part, statement - 1))
 
     def sent(self) -> None:
-        """Called before each statement: raise `Killed` if it is the one the kill takes."""
-        if self.target is None or self.part != self.target:
+        """Called before each statement: raise `Killed` if it is the one a kill takes (the
+        earliest armed, when two take it); else it counts for each kill of its part."""
+        mine = [k for k in self.waiting if k.part == self.part]
+        if not mine:
             return
-        if self.left > 0:
-            self.left -= 1
+        due = next((k for k in mine if k.left == 0), None)
+        if due is None:
+            for k in mine:
+                k.left -= 1
             return
-        self.target = None
+        self.waiting.remove(due)
         self.struck += 1
-        raise Killed(self.part)
+        raise Killed(due.part)
 
 
 class _Conn:

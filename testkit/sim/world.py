@@ -176,8 +176,8 @@ class Failover:
 @dataclass(frozen=True)
 class Kill:
     """The controller killed at `at` (seconds from the history's start) in place of the
-    `statement`-th statement of `part`'s next pass from then (a later pass's when that one has
-    fewer), and started again at once: what the pass had not committed is gone."""
+    `statement`-th statement `part` sends from then, counted over its passes (a part left idle
+    strikes later), and started again at once: what the pass had not committed is gone."""
 
     at: float
     part: KillPart
