@@ -202,8 +202,8 @@ class Edges:
 
 def edges(world: World, struck: Sequence[float]) -> Edges:
     """`world`'s `Edges`, its kills at the instants they struck in either history (`struck`,
-    epoch seconds): a kill armed at its instant strikes the next pass of its part that runs
-    long enough, which the two histories may run at instants hours apart."""
+    epoch seconds): a kill counts its part's statements from its instant, and with the model
+    on that part may send none for hours."""
     base = world.start.timestamp()
     agents = [base + t for s in world.agents for t in (s.start, s.end)]
     rounds = {
