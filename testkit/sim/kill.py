@@ -49,7 +49,6 @@ class _Armed:
     def __init__(self) -> None:
         self.part: str | None = None  # the part whose pass runs now
         self.waiting: list[_Waiting] = []
-        self.struck = 0
 
     def arm(self, part: str, statement: int) -> None:
         self.waiting.append(_Waiting(part, statement - 1))
@@ -66,7 +65,6 @@ class _Armed:
                 k.left -= 1
             return
         self.waiting.remove(due)
-        self.struck += 1
         raise Killed(due.part)
 
 

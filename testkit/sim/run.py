@@ -330,7 +330,6 @@ class Driver:
                 "evaluated",
                 "restarts",
                 "failovers",
-                "kills",
                 "db_errors",
                 "skipped",
                 "skipped_away",
@@ -407,7 +406,6 @@ class Driver:
         await self.agents.stop()
         self._compose()
         await self.agents.start()
-        self.run_figures["kills"] += 1
 
     @contextlib.contextmanager
     def _part(self, part: str) -> Iterator[None]:
@@ -1009,7 +1007,7 @@ async def run_one(
         evaluated=f["evaluated"],
         restarts=f["restarts"],
         failovers=f["failovers"],
-        kills=f["kills"],
+        kills=len(driver.struck),
         struck=driver.struck,
         sent=dict(Counter(r.organization for r in spent if r.status == "sent")),
         dropped=dict(Counter(r.organization for r in spent if r.status == "dropped")),
