@@ -8,13 +8,14 @@ and its alert queue row waiting on its next round only. That row is either `sett
 the batch path leaves to the full one (one with a maintenance window), due at the next round's
 close with the alerter's cursor on the last round. None of its results may wait in the driver
 (the simulated monitors have no logins, so no back-off). The world leaves it alone from now
-until `resume` (`quiet_until`): no fault of its server, no controller restart and no edge of
-its maintenance window from `TAIL` intervals ago to `LEAD` intervals before `resume`; no agent
-away now or back under `TAIL` intervals ago, and `resume` at least `LEAD` intervals before an
-agent's absence or `TAIL` after it. An absence between is spanned whole: a settled monitor's
-rounds with one country missing move its rows as routine ones do (the other countries still
-judge it up, its queue row stays settled), except that country's successes, which its missing
-rounds do not count.
+until `resume` (`quiet_until`): no fault of its server and no controller restart from `TAIL`
+intervals ago to `LEAD` intervals before `resume`; no agent away now or back under `TAIL`
+intervals ago, and `resume` at least `LEAD` intervals before an agent's absence or `TAIL` after
+it. An absence between is spanned whole: a settled monitor's rounds with one country missing
+move its rows as routine ones do (the other countries still judge it up, its queue row stays
+settled), except that country's successes, which its missing rounds do not count. So is its
+maintenance window: a window holds notices only (docs/alerts.md), and a settled monitor owes
+none, not even a recovery the window held (`incidents.recovery_held`: not settled).
 
 Its rounds from its next due time to `resume` are then skipped, and its rows moved as the
 settled path moves them (`SKIP`, one statement for a batch of monitors):
@@ -53,14 +54,14 @@ MIN_ROUNDS = 6
 
 def quiet_until(world: World, target: str, now: float) -> float | None:
     """The offset (seconds of the history) up to which nothing in `world` touches `target`'s
-    rounds but agents away, `LEAD` intervals before the next thing that does (the history's end
-    at most); None when something touched it in the last `TAIL` intervals, touches it now, or
-    the calm ahead is shorter than `MIN_ROUNDS` intervals. A skip may span an agent's absence
-    whole (`away_rounds`), never end within `LEAD` intervals before one or `TAIL` after it: it
-    ends before it then. Pure."""
+    rounds but agents away and its maintenance windows, `LEAD` intervals before the next thing
+    that does (the history's end at most); None when something touched it in the last `TAIL`
+    intervals, touches it now, or the calm ahead is shorter than `MIN_ROUNDS` intervals. A skip
+    may span an agent's absence whole (`away_rounds`), never end within `LEAD` intervals before
+    one or `TAIL` after it: it ends before it then. Its windows it spans whole. Pure."""
     step = float(world.shape.interval)
     since = now - TAIL * step
-    touches = [*world.servers.get(target, ()), *world.restarts, *world.windows.get(target, ())]
+    touches = [*world.servers.get(target, ()), *world.restarts]
     ahead = world.shape.seconds
     for s in [*touches, *world.agents]:
         if s.start <= now and s.end > since:
@@ -111,6 +112,7 @@ WHERE q.revised_from IS NULL
     AND m.status = 'active'
     AND a.state = 'up' AND a.open_incident_id IS NULL AND a.missed_rounds = 0
     AND p.streaks = '{}'::jsonb
+    AND NOT EXISTS (SELECT 1 FROM incidents i WHERE i.monitor_id = q.monitor_id AND i.recovery_held)
 """
 
 # `n` rounds skipped from the next due time `due` to the first grid point at or after the

@@ -55,7 +55,8 @@ QUIET_UNTIL = [
     ("an agent away now", 2050.0, {}, [(2000, 2100)], [], {}, None),
     ("an agent back under TAIL ago", 2130.0, {}, [(2000, 2100)], [], {}, None),
     ("a controller restart too close", 0.0, {}, [], [(400, 420)], {}, None),
-    ("its maintenance window ahead", 0.0, {}, [], [], {MINE: [(1500, 1800)]}, 1440.0),
+    ("its maintenance window ahead: spanned", 0.0, {}, [], [], {MINE: [(1500, 1800)]}, 3540.0),
+    ("in its maintenance window", 1600.0, {}, [], [], {MINE: [(1500, 1800)]}, 3540.0),
     ("another's window", 0.0, {}, [], [], {"m0001": [(1500, 1800)]}, 3540.0),
     ("the end too close", 3200.0, {}, [], [], {}, None),
 ]
