@@ -22,9 +22,11 @@ What is bypassed, and how:
 
 A controller restart (the world's) stops every part for its spell and composes them again,
 nothing kept in memory (`_restart`). The clock moves from one instant something can happen to
-the next (a due round, a result's
-delivery, an alert queue or flow incident due time, a change in the world), at least `quantum`
-seconds and at most `max_step` apart: a pass of each part runs at each wake. At the end (every
+the next (a due round, a result's delivery, an alert queue or flow incident due time, a change
+in the world), at least `quantum` seconds and at most `max_step` apart: a pass of each part runs
+at each wake. Answers published within the quantum after a wake's scheduler pass (its own
+checks', 50 ms later) are stored in that wake: the clock moves on to them before the ingester's
+and the alerter's passes, as the real parts run as soon as a message comes. At the end (every
 fault over for ten intervals) what the database holds is judged against the world's truth by
 the campaigns' judge (testkit.campaigns.verdict_truth, `judge`), and by the simulation's own
 checks (`lost_results`: a result the world delivered never stays replaced by the controller's
@@ -620,16 +622,21 @@ class Driver:
         """The alerter's pass, each part woken only when `due` says it has work: the evaluator
         when a queue row is due (`alert_queue.claim` leases rows due now, nothing else), the
         teller while a flow incident is open with a due time (`flows.due` and
-        `flows.first_waiting` read only those). Otherwise each part's statements find nothing.
+        `flows.first_waiting` read only those), one the evaluator opened in this pass included,
+        as the alerter's own pass tells it at once. Otherwise each part's statements find
+        nothing.
         Returns monitors evaluated; `self.alerted` says whether any part ran."""
         now = self.clock.now()
         evaluated = 0
         self.alerted = False
+        flows = due.flows
         if due.queue is not None and due.queue <= now:
             self.alerted = True
             while n := await self.alerter.evaluator.evaluate_due():
                 evaluated += n
-        if due.flows is not None:
+            if flows is None and evaluated:  # one it opened is told in this pass too
+                flows = (await self._due_times()).flows
+        if flows is not None:
             self.alerted = True
             await self.alerter.teller.send_due()
         self.run_figures["evaluated"] += evaluated
@@ -751,6 +758,12 @@ class Driver:
                 self._away()
                 seen, retry = None, True
             self._run_jobs()
+            # The checks this pass sent answer within the quantum: the clock moves on to their
+            # answers' publication and the ingester stores them in this wake.
+            if self.deliveries and now < self.deliveries[0].at < now + self.quantum:
+                ahead = max(d.at for d in self.deliveries if d.at < now + self.quantum)
+                self.clock.advance(ahead - now + 0.001)  # past the last one's millisecond
+                now = self._offset()
             await self._ingest()  # a `record` failover strikes in the first store from its instant
             await self._fail_over("alerter")
             evaluated = 0
