@@ -65,7 +65,7 @@ from testkit.sim import cli as sim_cli
 SIM_AT_SCALE = ["--seed", "1", "--monitors", "1000", "--hours", "0.5", "--quantum", "5"]
 # The target's shape in a calm world (a server's faults days apart) with the settled path's
 # model on (testkit.sim.settled): routine rounds of settled monitors skipped.
-SIM_SETTLED = ["--seed", "1", "--monitors", "1000", "--hours", "6", "--calm", "--settled"]
+SIM_SETTLED = ["--seed", "1", "--monitors", "1000", "--hours", "24", "--calm", "--settled"]
 
 BENCHMARKS: dict[str, Callable[[], bool]] = {
     "api": api.run,

@@ -8,14 +8,17 @@ and its alert queue row waiting on its next round only. That row is either `sett
 the batch path leaves to the full one (one with a maintenance window), due at the next round's
 close with the alerter's cursor on the last round. None of its results may wait in the driver
 (the simulated monitors have no logins, so no back-off). The world leaves it alone from now
-until `resume` (`quiet_until`): no fault of its server and no controller restart from `TAIL`
-intervals ago to `LEAD` intervals before `resume`; no agent away now or back under `TAIL`
-intervals ago, and `resume` at least `LEAD` intervals before an agent's absence or `TAIL` after
-it. An absence between is spanned whole: a settled monitor's rounds with one country missing
-move its rows as routine ones do (the other countries still judge it up, its queue row stays
-settled), except that country's successes, which its missing rounds do not count. So is its
-maintenance window: a window holds notices only (docs/alerts.md), and a settled monitor owes
-none, not even a recovery the window held (`incidents.recovery_held`: not settled).
+until `resume` (`quiet_until`): no fault of its server from `TAIL` intervals ago to `LEAD`
+intervals before `resume`; no agent away and no controller restart now or over under `TAIL`
+intervals ago, and `resume` at least `LEAD` intervals before either or `TAIL` after it. An
+absence between is spanned whole: a settled monitor's rounds with one country missing move its
+rows as routine ones do (the other countries still judge it up, its queue row stays settled),
+except that country's successes, which its missing rounds do not count. So is a controller
+restart: a round falling in it goes late when the new process starts, or is recorded missed
+past its start window; for a monitor up with no incident neither opens, closes or tells
+anything, and the model moves its rows as a routine round's. So is its maintenance window: a
+window holds notices only (docs/alerts.md), and a settled monitor owes none, not even a
+recovery the window held (`incidents.recovery_held`: not settled).
 
 Its rounds from its next due time to `resume` are then skipped, and its rows moved as the
 settled path moves them (`SKIP`, one statement for a batch of monitors):
@@ -54,23 +57,25 @@ MIN_ROUNDS = 6
 
 def quiet_until(world: World, target: str, now: float) -> float | None:
     """The offset (seconds of the history) up to which nothing in `world` touches `target`'s
-    rounds but agents away and its maintenance windows, `LEAD` intervals before the next thing
-    that does (the history's end at most); None when something touched it in the last `TAIL`
-    intervals, touches it now, or the calm ahead is shorter than `MIN_ROUNDS` intervals. A skip
-    may span an agent's absence whole (`away_rounds`), never end within `LEAD` intervals before
-    one or `TAIL` after it: it ends before it then. Its windows it spans whole. Pure."""
+    rounds but agents away, controller restarts and its maintenance windows, `LEAD` intervals
+    before the next thing that does (the history's end at most); None when something touched
+    it in the last `TAIL` intervals, touches it now, or the calm ahead is shorter than
+    `MIN_ROUNDS` intervals. A skip may span an agent's absence (`away_rounds`) or a restart
+    whole, never end within `LEAD` intervals before one or `TAIL` after it: it ends before it
+    then. Its windows it spans whole. Pure."""
     step = float(world.shape.interval)
     since = now - TAIL * step
-    touches = [*world.servers.get(target, ()), *world.restarts]
+    touches = world.servers.get(target, ())
+    spanned = [*world.agents, *world.restarts]
     ahead = world.shape.seconds
-    for s in [*touches, *world.agents]:
+    for s in [*touches, *spanned]:
         if s.start <= now and s.end > since:
             return None
     for s in touches:
         if s.start > now:
             ahead = min(ahead, s.start)
     until = ahead - LEAD * step
-    for a in sorted(world.agents, key=lambda a: a.start, reverse=True):
+    for a in sorted(spanned, key=lambda a: a.start, reverse=True):
         if a.start - LEAD * step < until < a.end + TAIL * step:
             until = a.start - LEAD * step
     return until if until - now >= MIN_ROUNDS * step else None
