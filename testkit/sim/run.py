@@ -758,8 +758,8 @@ class Driver:
                 self._away()
                 seen, retry = None, True
             self._run_jobs()
-            # The checks this pass sent answer within the quantum: the clock moves on to their
-            # answers' publication and the ingester stores them in this wake.
+            # Answers published within the quantum (this pass's checks', 50 ms on) are stored in
+            # this wake: the clock moves on to the last of them first.
             if self.deliveries and now < self.deliveries[0].at < now + self.quantum:
                 ahead = max(d.at for d in self.deliveries if d.at < now + self.quantum)
                 self.clock.advance(ahead - now + 0.001)  # past the last one's millisecond
