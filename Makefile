@@ -159,20 +159,23 @@ test-debs: ## install what the test suite needs from Debian when missing, with o
 # needs installs first, its three parts side by side (`deps`).
 TEST_WORKERS ?= 6
 PURE_WORKERS ?= 2
+# A worker that crashes fails the run at once, naming its test: with `--dist loadfile`, xdist
+# 3.8 can wait forever for a replaced worker (pytest-xdist issues 784 and 1323).
+XDIST_LOADFILE = --dist loadfile --no-loadscope-reorder --max-worker-restart=0
 test: export PYTHONDONTWRITEBYTECODE =
 test: ## run the pure tier (tests/unit, no server), then the rest but the breadth tier against real PostgreSQL, NATS, mail servers, Chromium, unbound, Dovecot, Postfix, Alertmanager, Prometheus and network namespaces
 	@$(MAKE) --no-print-directory -j3 deps
 	$(BIN)/pytest --collect-only -q --ignore=tests/unit > /dev/null & warm=$$!; \
 	  $(BIN)/pytest -n $(PURE_WORKERS) tests/unit $(PURE_ARGS); pure=$$?; wait $$warm; \
 	  exit $$pure
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --ignore=tests/unit -m 'not breadth' $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) $(XDIST_LOADFILE) --ignore=tests/unit -m 'not breadth' $(PYTEST_ARGS)
 
 # The breadth tier: files marked `breadth` (pyproject.toml's markers), the second tier's matrices
 # over every route, page or variant and its short campaigns. CI runs it after `make test`.
 breadth: export PYTHONDONTWRITEBYTECODE =
 breadth: ## the tests make test leaves out: every route's, page's and variant's repeat of a rule it shows once, and the short campaigns (~3 min on 2 cores)
 	@$(MAKE) --no-print-directory -j3 deps
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --ignore=tests/unit -m breadth $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) $(XDIST_LOADFILE) --ignore=tests/unit -m breadth $(PYTEST_ARGS)
 
 # The control plane's rounds, incidents and notices are seeds of the simulation started at
 # tools/clock_sweep.py's six times of day (CLOCK_SWEEP_TIMES), each on a drawn month's end. The
