@@ -1,13 +1,18 @@
-"""A controller killed between two statements of a pass, for the simulation (issue 79).
+"""A controller killed between two statements of a pass, and a database failover struck at one,
+for the simulation (issue 79).
 
 The product's parts reach the database only through `pool.acquire()`; `KillingPool` hands them
 connections that count the statements of the part named armed, and raise `Killed` in place of
 the statement the world's `Kill` names: the process dies there, before it is sent. The open
 transaction is rolled back (as a dead process's connection drops it), nothing after runs, and
 the driver composes the parts again. `Killed` is a `BaseException`: no product handler of
-`Exception` can take it for a failure to retry."""
+`Exception` can take it for a failure to retry.
 
-from collections.abc import AsyncIterator
+A failover armed for a part strikes before that part's next statement: the driver's `drop`
+ends every backend and waits for each to exit, so the statement then goes to a dead connection
+and fails, whatever the sockets' timing: the same seed fails the same passes."""
+
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -42,36 +47,47 @@ class _Waiting:
 
 
 class _Armed:
-    """Which part runs now, and the kills armed: each counts its part's statements from its
-    instant and takes the one it names (1: the first). A kill armed while another waits waits
-    beside it: none replaces another."""
+    """Which part runs now, and the kills and failovers armed. A kill counts its part's
+    statements from its instant and takes the one it names (1: the first); a failover strikes
+    before its part's next statement. A kill or failover armed while another waits waits beside
+    it: none replaces another."""
 
     def __init__(self) -> None:
         self.part: str | None = None  # the part whose pass runs now
         self.waiting: list[_Waiting] = []
+        self.failovers: list[str] = []  # the parts a failover strikes in, in order armed
 
     def arm(self, part: str, statement: int) -> None:
         self.waiting.append(_Waiting(part, statement - 1))
 
-    def sent(self) -> None:
+    def arm_failover(self, part: str) -> None:
+        self.failovers.append(part)
+
+    def sent(self) -> bool:
         """Called before each statement: raise `Killed` if it is the one a kill takes (the
-        earliest armed, when two take it); else it counts for each kill of its part."""
+        earliest armed, when two take it); else it counts for each kill of its part. True when
+        a failover strikes before it (a kill first: the new process's statement takes it)."""
         mine = [k for k in self.waiting if k.part == self.part]
-        if not mine:
-            return
         due = next((k for k in mine if k.left == 0), None)
-        if due is None:
-            for k in mine:
-                k.left -= 1
-            return
-        self.waiting.remove(due)
-        raise Killed(due.part)
+        if due is not None:
+            self.waiting.remove(due)
+            raise Killed(due.part)
+        for k in mine:
+            k.left -= 1
+        if self.part is not None and self.part in self.failovers:
+            self.failovers.remove(self.part)
+            return True
+        return False
+
+
+Drop = Callable[[], Awaitable[None]]
 
 
 class _Conn:
-    def __init__(self, conn: Any, armed: _Armed) -> None:
+    def __init__(self, conn: Any, armed: _Armed, drop: Drop) -> None:
         self._conn = conn
         self._armed = armed
+        self._drop = drop
 
     def __getattr__(self, name: str) -> Any:
         found = getattr(self._conn, name)
@@ -80,23 +96,31 @@ class _Conn:
         armed = self._armed
 
         def statement(*args: Any, **kwargs: Any) -> Any:
-            armed.sent()
+            if armed.sent():
+                return _after(self._drop, found, args, kwargs)
             return found(*args, **kwargs)
 
         return statement
 
 
-class KillingPool:
-    """`pool` as the parts see it, its connections counting statements for `armed`."""
+async def _after(drop: Drop, found: Any, args: Any, kwargs: Any) -> Any:
+    await drop()
+    return await found(*args, **kwargs)
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+
+class KillingPool:
+    """`pool` as the parts see it, its connections counting statements for `armed`; `drop`
+    is the failover (every backend ended)."""
+
+    def __init__(self, pool: asyncpg.Pool, drop: Drop) -> None:
         self._pool = pool
+        self._drop = drop
         self.armed = _Armed()
 
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[Any]:
         async with self._pool.acquire() as conn:
-            yield _Conn(conn, self.armed)
+            yield _Conn(conn, self.armed, self._drop)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._pool, name)

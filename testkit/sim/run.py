@@ -22,11 +22,12 @@ What is bypassed, and how:
 
 A controller restart (the world's) stops every part for its spell and composes them again,
 nothing kept in memory (`_restart`). The clock moves from one instant something can happen to
-the next (a due round, a result's delivery, an alert queue or flow incident due time, a change
-in the world), at least `quantum` seconds and at most `max_step` apart: a pass of each part runs
-at each wake. Answers published within the quantum after a wake's scheduler pass (its own
-checks', 50 ms later) are stored in that wake: the clock moves on to them before the ingester's
-and the alerter's passes, as the real parts run as soon as a message comes. At the end (every
+the next (a due round, a result's delivery, an alert queue or flow incident due time, a
+confirmation round asked for, an agent going or coming back), at least `quantum` seconds and at
+most `max_step` apart: a pass of each part runs at each wake. Answers published within the
+quantum after a wake's scheduler pass (its own checks', 50 ms later) are stored in that wake: the
+clock moves on to them before the ingester's and the alerter's passes, as the real parts run as
+soon as a message comes. At the end (every
 fault over for ten intervals) what the database holds is judged against the world's truth by
 the campaigns' judge (testkit.campaigns.verdict_truth, `judge`), and by the simulation's own
 checks (`lost_results`: a result the world delivered never stays replaced by the controller's
@@ -85,13 +86,15 @@ from testkit.campaigns.verdict_truth import (
 from testkit.scheduling import wired_scheduler
 from testkit.sim import budgets, settled, windows
 from testkit.sim.kill import Killed, KillingPool
-from testkit.sim.world import Failover, FailoverPart, Shape, World
+from testkit.sim.world import Failover, Shape, World
 
 DEFAULT_COUNTRIES = 3
 # How often the monitors' states are sampled for the judge (seconds of the history).
 SAMPLE_S = 60.0
 # A flow incident's first notice waits this long for others to join (the campaigns' value).
 GROUP_WAIT_S = 5
+# How long a failover waits for each backend it ends to exit (milliseconds).
+DROP_WAIT_MS = 5000
 
 
 class SimEmail:
@@ -239,10 +242,12 @@ class _Delivery:
 
 @dataclass(frozen=True)
 class _DueTimes:
-    """The alerter's next work: its queue's earliest row, an open flow incident's due time."""
+    """The alerter's next work (its queue's earliest row, an open flow incident's due time) and
+    the earliest confirmation round it asked for that the scheduler has not sent."""
 
     queue: datetime | None
     flows: datetime | None
+    confirm: datetime | None = None
 
 
 @dataclass
@@ -297,7 +302,7 @@ class Driver:
         self.settled = settled
         self._next_settle = 0.0
         # The parts' database: a kill strikes in one of their statements (testkit.sim.kill).
-        self.db = KillingPool(pool)
+        self.db = KillingPool(pool, self._drop_backends)
         self.world = world
         self.shape = world.shape
         self.clock = ManualClock(world.start, monotonic=1000.0)
@@ -338,7 +343,7 @@ class Driver:
             ),
             0,
         )
-        self.failing: Failover | None = None  # the failover of this pass, until it has struck
+        self.failing: Failover | None = None  # a failover in the record, until it has struck
         self.struck: list[float] = []  # the instants kills struck (epoch seconds)
         self._beats = {
             cc: encode(
@@ -418,21 +423,29 @@ class Driver:
         finally:
             self.db.armed.part = None
 
-    async def _fail_over(self, part: FailoverPart) -> None:
-        """This pass's failover, when it comes before `part`: every backend of the database
-        terminated (`pg_terminate_backend`), the one asking last, as a primary's failover drops
-        them. The server stays up: the pool reconnects on its next acquire."""
-        if self.failing is None or self.failing.part != part:
-            return
-        self.failing = None
+    async def _fail_over(self) -> None:
+        """This pass's failover in the results' record, when it has one (`self.failing`): after
+        the record's statements, before its commit."""
+        if self.failing is not None:
+            self.failing = None
+            await self._drop_backends()
+
+    async def _drop_backends(self) -> None:
+        """A database failover: every backend of the database ended (`pg_terminate_backend`,
+        each waited for until it has exited), the one asking last, as a primary's failover drops
+        them. The server stays up; the pool replaces its connections on their next acquire, so
+        a statement fails only on a connection held through it (the part the failover struck
+        in), whatever the sockets' timing."""
         self.run_figures["failovers"] += 1
         async with self.pool.acquire() as conn:
             await conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                "SELECT pg_terminate_backend(pid, $1) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                DROP_WAIT_MS,
             )
             with contextlib.suppress(*DB_AWAY):  # its own connection, dropped as the others
                 await conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        await self.pool.expire_connections()
 
     def _away(self) -> None:
         """A part's pass failed on the database away, as its loop in the controller logs and
@@ -585,7 +598,7 @@ class Driver:
                     await record.checked(
                         conn, [d.result for d in batch], DEFAULT_COUNTRIES, self.clock.now()
                     )
-                    await self._fail_over("record")  # its statements run, its commit not yet
+                    await self._fail_over()  # its statements run, its commit not yet
         except Killed:
             # Not acknowledged by the dead process: the stream delivers them again.
             for d in batch:
@@ -608,15 +621,18 @@ class Driver:
             )
 
     async def _due_times(self) -> _DueTimes:
-        """When the alerter's parts next have work: the earliest alert queue row and the
-        earliest due time of an open flow incident (one statement)."""
+        """When the alerter's parts next have work (the earliest alert queue row and the
+        earliest due time of an open flow incident), and the earliest confirmation round asked
+        for and not sent (one statement)."""
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(
                 "SELECT (SELECT min(due_at) FROM alert_queue) AS queue,"
-                " (SELECT min(due_at) FROM flow_incidents WHERE ended_at IS NULL) AS flows"
+                " (SELECT min(due_at) FROM flow_incidents WHERE ended_at IS NULL) AS flows,"
+                " (SELECT min(requested_at) FROM confirmation_rounds WHERE sent_at IS NULL)"
+                " AS confirm"
             )
         assert row is not None
-        return _DueTimes(row["queue"], row["flows"])
+        return _DueTimes(row["queue"], row["flows"], row["confirm"])
 
     async def _alert(self, due: _DueTimes) -> int:
         """The alerter's pass, each part woken only when `due` says it has work: the evaluator
@@ -732,12 +748,15 @@ class Driver:
             while self._edge_at < len(self._edges) and self._edges[self._edge_at] <= now:
                 self._edge_at += 1
             if failover is not None and now >= failover.at:
-                self.failing, failover = failover, next(failovers, None)
+                if failover.part == "record":
+                    self.failing = failover
+                else:  # before that part's next statement (testkit.sim.kill)
+                    self.db.armed.arm_failover(failover.part)
+                failover = next(failovers, None)
             if kill is not None and now >= kill.at:
                 self.db.armed.arm(kill.part, kill.statement)
                 kill = next(kills, None)
             self._beat()
-            await self._fail_over("scheduler")
             earliest: datetime | None = None
             retry = False
             try:
@@ -765,12 +784,10 @@ class Driver:
                 self.clock.advance(ahead - now + 0.001)  # past the last one's millisecond
                 now = self._offset()
             await self._ingest()  # a `record` failover strikes in the first store from its instant
-            await self._fail_over("alerter")
-            evaluated = 0
             try:
                 due = await self._due_times()
                 with self._part("alerter"):
-                    evaluated = await self._alert(due)
+                    await self._alert(due)
                 if self.alerted:  # its pass moved the due times
                     due = await self._due_times()
             except Killed:
@@ -806,8 +823,8 @@ class Driver:
                 break
             wake = await self._next_due(earliest, due)
             # a confirmation round the alerter asked for, or a pass the database failed, goes
-            # at the next pass
-            if evaluated or retry:
+            # at the next pass (the scheduler's own loop passes at least every IDLE_MAX_S)
+            if due.confirm is not None or retry:
                 wake = min(wake, now + self.quantum)
             wake = min(max(wake, now + self.quantum), now + self.max_step, end)
             self.clock.advance(max(wake - now, 0.0))

@@ -135,9 +135,9 @@ CALM = Shape(
     window_share=0.03,
 )
 
-# Where in a pass a failover comes: before the scheduler's statements (after the agents'
-# beats), inside the results' record's transaction (its statements run, its commit not: the
-# first store of results from its instant on) and before the alerter's.
+# Where in a pass a failover comes: before the scheduler's next statement, inside the results'
+# record's transaction (its statements run, its commit not: the first store of results from its
+# instant on) or before the alerter's next statement. The pass it strikes in fails.
 FailoverPart = Literal["scheduler", "record", "alerter"]
 FAILOVER_PARTS: tuple[FailoverPart, ...] = ("scheduler", "record", "alerter")
 
@@ -305,11 +305,10 @@ class World:
         return None
 
     def edges(self) -> list[float]:
-        """Every instant something in the world changes (the driver wakes at each)."""
-        found = {s.start for ss in self.servers.values() for s in ss}
-        found |= {s.end for ss in self.servers.values() for s in ss}
-        found |= {t for s in self.agents for t in (s.start, s.end)}
-        return sorted(found)
+        """Every instant an agent goes away or comes back: the driver wakes at each (its beats
+        stop or resume, the jobs waiting for it run). A server's fault needs no wake: a check
+        meets what its server is at the check's start."""
+        return sorted({t for s in self.agents for t in (s.start, s.end)})
 
     def delivery(self, key: str) -> tuple[float, float | None]:
         """For one job (`key`: its monitor, country and round, `Driver.delivery_key`): how much

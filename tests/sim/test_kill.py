@@ -1,5 +1,5 @@
-"""The simulation's kills (testkit/sim/kill.py): which statement each takes, as a table of
-statements sent by parts."""
+"""The simulation's kills and failovers (testkit/sim/kill.py): which statement each takes or
+strikes before, as tables of statements sent by parts."""
 
 import pytest
 
@@ -55,3 +55,49 @@ def test_which_statements_kills_take(
             found.append(i)
     assert found == killed, case
     assert not armed.waiting, case
+
+
+# (case, steps as above with ("fail", part): a failover armed, the statements a failover strikes
+# before, the statements killed)
+FAILOVERS = [
+    ("before its part's next statement", [("fail", "alerter"), RECORD, ALERTER, ALERTER], [2], []),
+    ("none while no part runs", [("fail", "record"), ("send", None), RECORD], [2], []),
+    (
+        "a kill takes the statement first, the failover the next",
+        [("arm", "record", 1), ("fail", "record"), RECORD, RECORD],
+        [3],
+        [2],
+    ),
+    (
+        "two armed for one part strike in turn",
+        [("fail", "scheduler"), ("fail", "scheduler"), *[("send", "scheduler")] * 3],
+        [2, 3],
+        [],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "steps", "struck", "killed"), FAILOVERS, ids=[c[0] for c in FAILOVERS]
+)
+def test_which_statements_failovers_strike_before(
+    case: str, steps: list[tuple[str | int | None, ...]], struck: list[int], killed: list[int]
+) -> None:
+    armed = _Armed()
+    found: list[int] = []
+    dead: list[int] = []
+    for i, step in enumerate(steps):
+        if step[0] == "arm":
+            armed.arm(str(step[1]), int(str(step[2])))
+            continue
+        if step[0] == "fail":
+            armed.arm_failover(str(step[1]))
+            continue
+        armed.part = None if step[1] is None else str(step[1])
+        try:
+            if armed.sent():
+                found.append(i)
+        except Killed:
+            dead.append(i)
+    assert (found, dead) == (struck, killed), case
+    assert not armed.failovers and not armed.waiting, case
