@@ -27,10 +27,10 @@ confirmation round asked for, an agent going or coming back), at least `quantum`
 most `max_step` apart: a pass of each part runs at each wake. Answers published within the
 quantum after a wake's scheduler pass (its own checks', 50 ms later) are stored in that wake: the
 clock moves on to them before the ingester's and the alerter's passes, as the real parts run as
-soon as a message comes. At the end (every
-fault over for ten intervals) what the database holds is judged against the world's truth by
-the campaigns' judge (testkit.campaigns.verdict_truth, `judge`), and by the simulation's own
-checks (`lost_results`: a result the world delivered never stays replaced by the controller's
+soon as a message comes. At the end (every fault over for ten intervals) what the database
+holds is judged against the world's truth by the campaigns' judge
+(testkit.campaigns.verdict_truth, `judge`), and by the simulation's own checks
+(`lost_results`: a result the world delivered never stays replaced by the controller's
 `expired` row; `unrecorded`: every job published has a row once its round has closed;
 `phantom_rounds`: no round the scheduler never sent is recorded `expired`)."""
 
@@ -634,14 +634,13 @@ class Driver:
         assert row is not None
         return _DueTimes(row["queue"], row["flows"], row["confirm"])
 
-    async def _alert(self, due: _DueTimes) -> int:
+    async def _alert(self, due: _DueTimes) -> None:
         """The alerter's pass, each part woken only when `due` says it has work: the evaluator
         when a queue row is due (`alert_queue.claim` leases rows due now, nothing else), the
         teller while a flow incident is open with a due time (`flows.due` and
         `flows.first_waiting` read only those), one the evaluator opened in this pass included,
         as the alerter's own pass tells it at once. Otherwise each part's statements find
-        nothing.
-        Returns monitors evaluated; `self.alerted` says whether any part ran."""
+        nothing. `self.alerted` says whether any part ran."""
         now = self.clock.now()
         evaluated = 0
         self.alerted = False
@@ -656,7 +655,6 @@ class Driver:
             self.alerted = True
             await self.alerter.teller.send_due()
         self.run_figures["evaluated"] += evaluated
-        return evaluated
 
     async def _settle(self) -> None:
         """Skip the rounds of the settled monitors the world leaves alone (testkit.sim.settled)
