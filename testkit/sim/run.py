@@ -60,6 +60,7 @@ from controller.fleet.live import LiveAgents
 from controller.ingest import record
 from controller.ingest import store as results
 from controller.ingest.store import CheckedResult
+from controller.jobs import scheme
 from controller.jobs.rules import JobIds
 from controller.monitors import store as monitors
 from controller.notify import Notification, maintenance_store
@@ -71,6 +72,7 @@ from controller.scheduling.scheduler import PassDone
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from shared.clock import ManualClock
+from shared.guards import BrokenInvariant
 from shared.messages import AgentHeartbeat, CheckResult, encode
 from shared.subjects import heartbeats_subject
 from shared.timefmt import iso_ms
@@ -95,6 +97,8 @@ SAMPLE_S = 60.0
 GROUP_WAIT_S = 5
 # How long a failover waits for each backend it ends to exit (milliseconds).
 DROP_WAIT_MS = 5000
+# The roles the history's sessions are named for (`simulate`), with SEEDED_MARK.
+SESSION_ROLES = ("alerter", "ingester", "scheduler")
 
 
 class SimEmail:
@@ -313,7 +317,12 @@ class Driver:
         self.box = SecretBox(
             base64.urlsafe_b64encode(hashlib.sha256(b"sim%d" % world.seed).digest()).decode()
         )
-        self.job_ids = JobIds.from_box(self.box)
+        # The steady state of this release: rounds' ids seeded and due times kept in
+        # `monitor_due` alone (`due_mirrored()` false), as once every live controller says
+        # it lets rounds be seeded (controller.jobs.scheme): `seeded_from` before the history,
+        # the sessions named with the mark (`simulate`).
+        self.seeded_from = world.start - timedelta(days=1)
+        self.job_ids = JobIds.from_box(self.box, lambda: self.seeded_from)
         self.keys = CountryKeys(None, clock=self.clock.monotonic)  # no credentials: no sealing
         self.inbox: list[Any] = []
         self.published_all: set[tuple[str, str]] = set()  # every process's publisher's
@@ -457,6 +466,12 @@ class Driver:
     async def setup(self) -> None:
         w, s = self.world, self.shape
         async with self.pool.acquire() as conn:
+            await conn.execute("UPDATE job_id_scheme SET seeded_from = $1", self.seeded_from)
+            if await conn.fetchval("SELECT due_mirrored()"):
+                raise BrokenInvariant(
+                    "the history's sessions keep due times in monitors too: name them with"
+                    f" SEEDED_MARK ({scheme.session_name(SESSION_ROLES)!r}, `simulate`)"
+                )
             await results.ensure_partitions(
                 conn, w.start - timedelta(days=1), int(s.hours // 24) + 4
             )
@@ -1093,7 +1108,7 @@ async def simulate(
     """One history on a database of its own beside `url`'s (copied from `template` when
     given)."""
     async with database(url, template) as db:
-        pool = await create_pool(db, 4)
+        pool = await create_pool(db, 4, application_name=scheme.session_name(SESSION_ROLES))
         try:
             return await run_one(pool, seed, shape, quantum=quantum, settled=settled)
         finally:

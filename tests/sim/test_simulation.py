@@ -16,9 +16,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from controller.db.pool import create_pool
+from shared.guards import BrokenInvariant
 from testkit.campaigns.verdict_truth import Notice, Observed
 from testkit.sim import budgets, windows
-from testkit.sim.run import Run, describe, simulate
+from testkit.sim.run import Run, database, describe, run_one, simulate
 from testkit.sim.world import Shape, World
 
 # two histories of ~15 s of this process's CPU: started first, with the wall a loaded host needs
@@ -67,6 +69,19 @@ async def test_a_seed_plays_the_same_history_each_time(database_url: str) -> Non
     figures = ("ticks", "jobs", "results", "duplicates", "late", "db_errors", "kills", "sent")
     assert [getattr(first, f) for f in figures] == [getattr(second, f) for f in figures]
     assert first.observed == second.observed
+
+
+async def test_a_history_runs_with_due_times_kept_once(database_url: str) -> None:
+    """A history plays this release's steady state (seeded ids, due times in `monitor_due`
+    alone): sessions named without SEEDED_MARK, which keep due times in `monitors` too as
+    while an older controller runs, are refused before anything is played."""
+    async with database(database_url) as db:
+        pool = await create_pool(db, 2)
+        try:
+            with pytest.raises(BrokenInvariant, match="SEEDED_MARK"):
+                await run_one(pool, 1, SHAPE)
+        finally:
+            await pool.close()
 
 
 async def test_the_judge_sees_an_incident_the_product_did_not_open(database_url: str) -> None:
