@@ -95,6 +95,7 @@ async def _call_ms(conn: asyncpg.Connection, monitor_id: int) -> float:
             confirm.SIBLINGS_MAX,
             now - timedelta(days=1),
             results.ADDRESSES_MAX,
+            now,
         )
         times.append((time.perf_counter() - t) * 1000)
     return statistics.median(times)

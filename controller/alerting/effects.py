@@ -166,7 +166,7 @@ class Effects:
         open_flows = await flow_db.open_flows(conn, monitor.organization_id, now)
         seen = flows.NO_ADDRESSES
         if others := flows.by_address(mine, open_flows):
-            seen = await flow_db.addresses(conn, [mine, *others])
+            seen = await flow_db.addresses(conn, [mine, *others], now)
         found = flows.joins(mine, open_flows, seen)
         if found is None:
             flow_id = await flow_db.start(
@@ -224,7 +224,7 @@ class Effects:
         mine = flows.Outage(flows.Dependent.of(monitor), now, "auth", frozenset(countries))
         seen = flows.NO_ADDRESSES
         if others := flows.by_address(mine, open_flows):
-            seen = await flow_db.addresses(conn, [mine, *others])
+            seen = await flow_db.addresses(conn, [mine, *others], now)
         return flows.joins(mine, open_flows, seen) is not None
 
     async def _confirm(

@@ -88,29 +88,30 @@ async def open_flows(conn: Conn, organization_id: int, now: datetime) -> list[Fl
 ADDRESSES_SINCE = timedelta(days=1)
 
 
-async def addresses(conn: Conn, outages: Iterable[Outage]) -> flows.Addresses:
+async def addresses(conn: Conn, outages: Iterable[Outage], now: datetime) -> flows.Addresses:
     """The addresses the outages' monitors' results connected to from `ADDRESSES_SINCE`
-    before the oldest of them started, by host name (`flows.by_host`)."""
+    before the oldest of them started until `now`, by host name (`flows.by_host`)."""
     found = list(outages)
     if not found:
         return flows.NO_ADDRESSES
     since = min(o.started_at for o in found) - ADDRESSES_SINCE
-    return await addresses_of(conn, [o.monitor for o in found], since)
+    return await addresses_of(conn, [o.monitor for o in found], since, now)
 
 
 async def addresses_of(
-    conn: Conn, monitors: Iterable[Dependent], since: datetime
+    conn: Conn, monitors: Iterable[Dependent], since: datetime, until: datetime
 ) -> flows.Addresses:
-    """The addresses the monitors' results scheduled since `since` connected to, by host name
-    (`flows.by_host`), and those the agents saw since then for the host names they declare in
-    `dependsOn` (`declared_addresses`): what `flows.same_server` and `flows.related` read."""
+    """The addresses the monitors' results scheduled from `since` to `until` (the reader's
+    now) connected to, by host name (`flows.by_host`), and those the agents saw meanwhile for
+    the host names they declare in `dependsOn` (`declared_addresses`): what
+    `flows.same_server` and `flows.related` read."""
     deps = {d.monitor_id: d for d in monitors}
     if not deps:
         return flows.NO_ADDRESSES
-    seen = await results.recent_addresses(conn, list(deps), since)
+    seen = await results.recent_addresses(conn, list(deps), since, until)
     found = flows.by_host((d, seen.get(i, ())) for i, d in deps.items())
     declared = {(h, d.customer_id) for d in deps.values() for h in d.on_hosts}
-    for name, address in await declared_addresses(conn, declared, list(deps), since):
+    for name, address in await declared_addresses(conn, declared, list(deps), since, until):
         found.setdefault(name, set()).add(address)
     return found
 
@@ -121,15 +122,19 @@ DECLARED_MAX = 64
 # monitor: the bounds confirmation rounds find a declared name's addresses by too.
 NAMED_MAX = confirm_store.NAMED_MAX
 PTR_ROWS = confirm_store.PTR_ROWS
-_SEEN = results.RECENT_ADDRESSES.format(monitor="m.id", since="$3", limit="$4")
+_SEEN = results.RECENT_ADDRESSES.format(monitor="m.id", since="$3", until="$8", limit="$4")
 
 
 async def declared_addresses(
-    conn: Conn, declared: Collection[tuple[str, int]], monitor_ids: Sequence[int], since: datetime
+    conn: Conn,
+    declared: Collection[tuple[str, int]],
+    monitor_ids: Sequence[int],
+    since: datetime,
+    until: datetime,
 ) -> list[tuple[str, str]]:
     """(name, address) for each declared (host name (`flows.host`), customer): the addresses
     the customer's monitors on that name (the first `NAMED_MAX`; not round trips) connected to
-    since `since` (each's latest `results.ADDRESSES_MAX` rows naming one:
+    from `since` to `until` (each's latest `results.ADDRESSES_MAX` rows naming one:
     `results.RECENT_ADDRESSES`),
     and the addresses whose PTR names the agents resolved back to them include the name
     (forward-confirmed reverse DNS of the SMTP monitors `monitor_ids`, the customer's, each's
@@ -164,6 +169,7 @@ async def declared_addresses(
         PTR_ROWS,
         list(monitor_ids),
         NAMED_MAX,
+        until,
     )
     return [(r["name"], r["address"]) for r in rows]
 

@@ -678,29 +678,33 @@ class CountryState(msgspec.Struct, frozen=True):
 ADDRESSES_MAX = 16
 
 
-# The addresses the monitor `{monitor}`'s results scheduled since `{since}` connected to: those
-# of its latest `{limit}` rows that name one, read newest first along the primary key (one
-# rule for `recent_addresses` and the confirmation siblings of `controller.scheduling`).
+# The addresses the monitor `{monitor}`'s results scheduled from `{since}` to `{until}` (the
+# reader's now) connected to: those of its latest `{limit}` rows that name one, read newest
+# first along the primary key (one rule for `recent_addresses` and the confirmation siblings
+# of `controller.scheduling`). The upper bound keeps the days' partitions made ahead (and the
+# default one) out of the read: a monitor costs a probe of the days it spans, not of every
+# partition after `since`.
 RECENT_ADDRESSES = (
     "(SELECT d.address FROM result_details d WHERE d.monitor_id = {monitor}"
-    " AND d.scheduled_at >= {since} AND d.address IS NOT NULL"
+    " AND d.scheduled_at >= {since} AND d.scheduled_at <= {until} AND d.address IS NOT NULL"
     " ORDER BY d.scheduled_at DESC LIMIT {limit})"
 )
 
 
 async def recent_addresses(
-    conn: Conn, monitor_ids: Collection[int], since: datetime
+    conn: Conn, monitor_ids: Collection[int], since: datetime, until: datetime
 ) -> dict[int, set[str]]:
-    """The addresses the monitors' results scheduled since `since` connected to (their full
-    rows', whatever their status: a down server's checks often connected to none): those of
-    each monitor's latest `ADDRESSES_MAX` rows that name one (read newest first along the
-    key, so a monitor costs a few rows while its checks connect)."""
+    """The addresses the monitors' results scheduled from `since` to `until` (the reader's
+    now) connected to (their full rows', whatever their status: a down server's checks often
+    connected to none): those of each monitor's latest `ADDRESSES_MAX` rows that name one (read
+    newest first along the key, so a monitor costs a few rows while its checks connect)."""
     rows = await conn.fetch(
         "SELECT DISTINCT m.id, a.address FROM unnest($1::bigint[]) AS m(id) CROSS JOIN LATERAL"
-        f" {RECENT_ADDRESSES.format(monitor='m.id', since='$2', limit='$3')} a",
+        f" {RECENT_ADDRESSES.format(monitor='m.id', since='$2', until='$4', limit='$3')} a",
         list(monitor_ids),
         since,
         ADDRESSES_MAX,
+        until,
     )
     found: dict[int, set[str]] = {}
     for r in rows:

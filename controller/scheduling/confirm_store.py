@@ -181,13 +181,19 @@ NAMED_MAX = 4
 PTR_ROWS = 4
 
 
-def _declared_at(declaring: str, other: str, since: str, limit: str) -> str:
+def _seen(monitor: str, since: str, until: str, limit: str) -> str:
+    """SQL: the addresses `monitor`'s results scheduled from `since` to `until` (the reader's
+    now) connected to, of each's latest `limit` rows (`results.RECENT_ADDRESSES`)."""
+    return results.RECENT_ADDRESSES.format(monitor=monitor, since=since, until=until, limit=limit)
+
+
+def _declared_at(declaring: str, other: str, since: str, until: str, limit: str) -> str:
     """SQL: the monitor `declaring` names in `dependsOn` a host name seen at an address of
     `other`'s: a name the customer's monitors on it (the first `NAMED_MAX`, not round trips)
-    connected to an address `other`'s recent results did, or (`other` an SMTP monitor) a name
-    its latest `PTR_ROWS` reverse DNS rows since `since` confirm (a PTR name resolving back to
-    the address it connected to). As `flow_store.declared_addresses` finds a name's addresses."""
-    seen = results.RECENT_ADDRESSES
+    connected to an address `other`'s recent results did (`_seen`), or (`other` an SMTP
+    monitor) a name its latest `PTR_ROWS` reverse DNS rows since `since` confirm (a PTR name
+    resolving back to the address it connected to). As `flow_store.declared_addresses` finds a
+    name's addresses."""
     name = _HOST.format("dn.d")
     return (
         f"(cardinality({declaring}.depends_on) > 0 AND EXISTS (SELECT 1"
@@ -195,8 +201,8 @@ def _declared_at(declaring: str, other: str, since: str, limit: str) -> str:
         "  (SELECT n.id FROM monitors n WHERE n.customer_id = m.customer_id"
         f"   AND n.type <> 'roundtrip' AND {_HOST.format('n.hostname')} = {name}"
         f"   ORDER BY n.id LIMIT {NAMED_MAX}) n"
-        f"  WHERE EXISTS (SELECT 1 FROM {seen.format(monitor='n.id', since=since, limit=limit)} na"
-        f"   WHERE na.address IN {seen.format(monitor=f'{other}.id', since=since, limit=limit)}))"
+        f"  WHERE EXISTS (SELECT 1 FROM {_seen('n.id', since, until, limit)} na"
+        f"   WHERE na.address IN {_seen(f'{other}.id', since, until, limit)}))"
         f" OR ({other}.type = 'smtp' AND EXISTS (SELECT 1 FROM (SELECT r.facts"
         f"  FROM side_reverse_dns r WHERE r.monitor_id = {other}.id AND r.scheduled_at >= {since}"
         f"  ORDER BY r.scheduled_at DESC LIMIT {PTR_ROWS}) r CROSS JOIN LATERAL"
@@ -208,21 +214,21 @@ def _declared_at(declaring: str, other: str, since: str, limit: str) -> str:
     )
 
 
-def _sibling(since: str, limit: str) -> str:
+def _sibling(since: str, until: str, limit: str) -> str:
     """The one rule of `m`'s siblings `s` (`siblings` asks them, `unsettled` waits for them):
     `_CANDIDATE`s that are siblings `_BY_NAME`, or (with the SQL value `since` not NULL)
-    whose recent results connected to an address `m`'s did: since `since`, each's latest
+    whose recent results connected to an address `m`'s did (`_seen`): each's latest
     `limit` rows naming one (`results.RECENT_ADDRESSES`, as `results.recent_addresses` reads
     them for the grouping), not round trips (their results name one address for two legs),
     or one declaring in `dependsOn` a name seen at an address of the other's (`_declared_at`).
     These are the host names `controller.alerting.flows.same_server` takes for one server."""
-    seen = results.RECENT_ADDRESSES
     return (
         f"{_CANDIDATE} AND ({_BY_NAME} OR ({since}::timestamptz IS NOT NULL"
         " AND ((s.type <> 'roundtrip' AND m.type <> 'roundtrip'"
-        f"  AND EXISTS (SELECT 1 FROM {seen.format(monitor='s.id', since=since, limit=limit)} sa"
-        f"   WHERE sa.address IN {seen.format(monitor='m.id', since=since, limit=limit)}))"
-        f" OR {_declared_at('s', 'm', since, limit)} OR {_declared_at('m', 's', since, limit)})))"
+        f"  AND EXISTS (SELECT 1 FROM {_seen('s.id', since, until, limit)} sa"
+        f"   WHERE sa.address IN {_seen('m.id', since, until, limit)}))"
+        f" OR {_declared_at('s', 'm', since, until, limit)}"
+        f" OR {_declared_at('m', 's', since, until, limit)})))"
     )
 
 
@@ -236,10 +242,10 @@ _UNJUDGED = (
 
 
 # `siblings`: $1 the monitor, $2 `confirm.RECENT` ago, $3 recovering, $4 the limit, $5 the
-# addresses' since (NULL: none), $6 `results.ADDRESSES_MAX`.
+# addresses' since (NULL: none), $6 `results.ADDRESSES_MAX`, $7 now.
 SIBLINGS_QUERY = (
     "SELECT s.id AS monitor_id, s.public_id::text, s.organization_id, s.allowed_country_codes"
-    f" FROM monitors m JOIN monitors s ON s.id <> m.id AND {_sibling('$5', '$6')}"
+    f" FROM monitors m JOIN monitors s ON s.id <> m.id AND {_sibling('$5', '$7', '$6')}"
     " LEFT JOIN monitor_alert_state a ON a.monitor_id = s.id"
     " LEFT JOIN monitor_alert_settings ms ON ms.monitor_id = s.id"
     " LEFT JOIN organization_alert_settings os ON os.organization_id = s.organization_id"
@@ -284,6 +290,7 @@ async def siblings(
         limit,
         addresses_since,
         results.ADDRESSES_MAX,
+        now,
     )
     return [Sibling(**dict(r)) for r in rows]
 
@@ -303,7 +310,7 @@ async def unsettled(
     leased, or a round of its closing)."""
     found: int = await conn.fetchval(
         "SELECT count(DISTINCT s.id) FROM monitors m"
-        f" JOIN monitors s ON s.id <> ALL($1::bigint[]) AND {_sibling('$4', '$5')}"
+        f" JOIN monitors s ON s.id <> ALL($1::bigint[]) AND {_sibling('$4', '$6', '$5')}"
         " LEFT JOIN monitor_alert_state a ON a.monitor_id = s.id"
         " WHERE m.id = ANY($1::bigint[])"
         " AND ((a.consecutive_down_rounds > 0 AND a.open_incident_id IS NULL)"
@@ -314,5 +321,6 @@ async def unsettled(
         now + confirm.JUDGING,
         addresses_since,
         results.ADDRESSES_MAX,
+        now,
     )
     return found

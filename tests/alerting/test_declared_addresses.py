@@ -121,7 +121,11 @@ async def test_a_declared_name_no_monitor_checks_joins_by_its_confirmed_address(
         await gw_peer.__aexit__(None, None, None)
     async with rig.pool.acquire() as conn:
         found = await flow_store.declared_addresses(
-            conn, {(RELAY, mx["customer_id"])}, [mx["id"]], rig.at(0) - timedelta(hours=1)
+            conn,
+            {(RELAY, mx["customer_id"])},
+            [mx["id"]],
+            rig.at(0) - timedelta(hours=1),
+            rig.at(0),
         )
     assert found == [(RELAY, "127.0.0.1")]
 

@@ -5,6 +5,7 @@ and the flow incident's first notice held while one of them is still being check
 soon as none is, before the group wait is over."""
 
 import dataclasses
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -350,6 +351,7 @@ async def test_the_address_rule_is_one_indexed_query(rig: Rig) -> None:
             confirm.SIBLINGS_MAX,
             now - timedelta(days=1),
             16,
+            now,
         )
     plan = "\n".join(r[0] for r in rows)
     assert "result_details" in plan, plan
@@ -373,6 +375,31 @@ async def test_the_address_rule_reads_only_rows_naming_an_address(rig: Rig) -> N
             confirm.SIBLINGS_MAX,
             now - timedelta(days=1),
             16,
+            now,
         )
     plan = "\n".join(r[0] for r in rows)
     assert "result_details_addressed" in plan or "_monitor_id_scheduled_at_idx" in plan, plan
+
+
+async def test_the_address_rule_reads_no_partition_after_now(rig: Rig) -> None:
+    """Each candidate's rows are read from the days between the addresses' since and now: the
+    days' partitions made ahead of now, and the default one, are not read (otherwise a probe
+    of each per candidate, most of the search's cost)."""
+    first_m = await rig.monitor(name="MX", hostname="mx.customer.test", port=25)
+    now = rig.clock()
+    async with rig.pool.acquire() as conn:
+        await results.ensure_partitions(conn, now - timedelta(days=1), 4)
+        rows = await conn.fetch(
+            f"EXPLAIN {confirm_store.SIBLINGS_QUERY}",
+            first_m["id"],
+            now - confirm.RECENT,
+            False,
+            confirm.SIBLINGS_MAX,
+            now - timedelta(days=1),
+            16,
+            now,
+        )
+    plan = "\n".join(r[0] for r in rows)
+    read = set(re.findall(r" on result_details_(p\d{8}|default)\b", plan))
+    days = {f"p{(now - timedelta(days=d)):%Y%m%d}" for d in (0, 1)}
+    assert read and read <= days, plan
