@@ -336,16 +336,15 @@ async def test_the_first_notice_waits_for_a_host_name_at_the_same_address(
     assert "and 1 more" in rows[0]["subject"], rows[0]["subject"]
 
 
-async def test_the_address_rule_is_one_indexed_query(rig: Rig) -> None:
-    first_m = await rig.monitor(name="MX", hostname="mx.customer.test", port=25)
-    """The address rule reads each candidate's latest rows along `result_details`' key: with
-    sequential scans priced out, the plan still finds an index for every read of it."""
+async def _address_plan(rig: Rig, monitor_id: int) -> str:
+    """`SIBLINGS_QUERY`'s plan for `monitor_id` now, addresses since a day ago, with
+    sequential scans priced out."""
     now = rig.clock()
     async with rig.pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL enable_seqscan = off")
         rows = await conn.fetch(
             f"EXPLAIN {confirm_store.SIBLINGS_QUERY}",
-            first_m["id"],
+            monitor_id,
             now - confirm.RECENT,
             False,
             confirm.SIBLINGS_MAX,
@@ -353,7 +352,14 @@ async def test_the_address_rule_is_one_indexed_query(rig: Rig) -> None:
             16,
             now,
         )
-    plan = "\n".join(r[0] for r in rows)
+    return "\n".join(r[0] for r in rows)
+
+
+async def test_the_address_rule_is_one_indexed_query(rig: Rig) -> None:
+    """The address rule reads each candidate's latest rows along `result_details`' key: with
+    sequential scans priced out, the plan still finds an index for every read of it."""
+    first_m = await rig.monitor(name="MX", hostname="mx.customer.test", port=25)
+    plan = await _address_plan(rig, first_m["id"])
     assert "result_details" in plan, plan
     assert "Seq Scan on result_details" not in plan, plan
 
@@ -364,20 +370,7 @@ async def test_the_address_rule_reads_only_rows_naming_an_address(rig: Rig) -> N
     (migration 0144; bench/siblings_cost.py measures it)."""
     first_m = await rig.monitor(name="MX", hostname="mx.customer.test", port=25)
     await rig.monitor(name="Other", hostname="other.customer.test", port=25)
-    now = rig.clock()
-    async with rig.pool.acquire() as conn, conn.transaction():
-        await conn.execute("SET LOCAL enable_seqscan = off")
-        rows = await conn.fetch(
-            f"EXPLAIN {confirm_store.SIBLINGS_QUERY}",
-            first_m["id"],
-            now - confirm.RECENT,
-            False,
-            confirm.SIBLINGS_MAX,
-            now - timedelta(days=1),
-            16,
-            now,
-        )
-    plan = "\n".join(r[0] for r in rows)
+    plan = await _address_plan(rig, first_m["id"])
     assert "result_details_addressed" in plan or "_monitor_id_scheduled_at_idx" in plan, plan
 
 
@@ -389,17 +382,7 @@ async def test_the_address_rule_reads_no_partition_after_now(rig: Rig) -> None:
     now = rig.clock()
     async with rig.pool.acquire() as conn:
         await results.ensure_partitions(conn, now - timedelta(days=1), 4)
-        rows = await conn.fetch(
-            f"EXPLAIN {confirm_store.SIBLINGS_QUERY}",
-            first_m["id"],
-            now - confirm.RECENT,
-            False,
-            confirm.SIBLINGS_MAX,
-            now - timedelta(days=1),
-            16,
-            now,
-        )
-    plan = "\n".join(r[0] for r in rows)
+    plan = await _address_plan(rig, first_m["id"])
     read = set(re.findall(r" on result_details_(p\d{8}|default)\b", plan))
     days = {f"p{(now - timedelta(days=d)):%Y%m%d}" for d in (0, 1)}
     assert read and read <= days, plan

@@ -240,6 +240,11 @@ async def test_two_replicas_share_every_role_without_doing_anything_twice(
                 # published is stored and every incident told, those counters the same before
                 # and after the rows are read.
                 async with pool.acquire() as conn:
+                    # Each monitor's first due time, which disabling it moves.
+                    first_due = {
+                        r["public_id"]: r["rounds_since"]
+                        for r in await conn.fetch("SELECT public_id, rounds_since FROM monitors")
+                    }
                     await conn.execute("UPDATE monitors SET status = 'disabled'")
                 deadline = time.monotonic() + 60
                 while True:
@@ -290,15 +295,17 @@ async def test_two_replicas_share_every_role_without_doing_anything_twice(
         rounds.setdefault(r["monitor"], {}).setdefault(r["scheduled_at"], []).append(r["country"])
     assert len(rounds) == UP + DOWN
     for monitor, by_time in rounds.items():
-        # The first round goes at once, and so does a confirmation round after a failing one
-        # (a down monitor's, or an up one's whose check timed out on a loaded machine): both
-        # off the monitor's grid. The grid's rounds follow from its first point more than half
-        # an interval after the first round, one every INTERVAL_S, none missing.
+        # The first round goes at once, at the monitor's first due time, and so does a
+        # confirmation round after a failing one (its own, or a sibling's on its host: an up
+        # one's whose check timed out on a loaded machine): both off the monitor's grid. The
+        # grid's rounds follow from its first point more than half an interval after the first
+        # round, one every INTERVAL_S, none missing.
         times = sorted(by_time)
         phase = rules.phase_ms(str(monitor), INTERVAL_S)
         grid = [t for t in times if rules.last_due(phase, INTERVAL_S, t) == t]
         assert len(grid) >= GRID_ROUNDS, (monitor, times)
-        first = rules.first_grid_round(phase, INTERVAL_S, times[0])
+        since = first_due[monitor]
+        first = rules.first_grid_round(phase, INTERVAL_S, since)
         history = sorted(
             (
                 r["scheduled_at"].isoformat(),
@@ -310,6 +317,7 @@ async def test_two_replicas_share_every_role_without_doing_anything_twice(
             for r in rows
             if r["monitor"] == monitor
         )
+        assert since in by_time, f"{monitor}'s first round, due {since}, has no row: {history}"
         assert grid[0] == first, f"{monitor}'s grid started at {grid[0]}, not {first}: {history}"
         span = (grid[-1] - grid[0]).total_seconds()
         assert len(grid) == span / INTERVAL_S + 1, f"a round of {monitor} is missing: {history}"
