@@ -171,15 +171,54 @@ def start_nats(
     `monitor_port`: the HTTP monitoring endpoint (/varz, /connz, /jsz) on loopback.
     `extra_args`: more command-line options (a cluster node's, `start_nats_cluster`); `env`:
     variables added to the environment (a config's `$VARIABLES`)."""
-    port = port or free_port(host)
+    for attempt in range(PORT_TRIES):
+        try:
+            return _start_nats(
+                store_dir,
+                port or free_port(host),
+                config=config,
+                own_session=own_session,
+                host=host,
+                monitor_port=monitor_port,
+                extra_args=extra_args,
+                env=env,
+            )
+        except PortTaken:
+            if port is not None or attempt == PORT_TRIES - 1:
+                raise
+    raise RuntimeError("unreachable: the last try raises")
+
+
+# How many times a server whose free port another process took first starts again on another.
+PORT_TRIES = 3
+
+
+class PortTaken(RuntimeError):
+    """A server exited at start because another process holds a port it was given: a port
+    `free_port` found free can be bound by another process (a test worker's server) first."""
+
+
+def _start_nats(
+    store_dir: Path,
+    port: int,
+    *,
+    config: Path | None,
+    own_session: bool,
+    host: str,
+    monitor_port: int | None,
+    extra_args: list[str] | None,
+    env: Mapping[str, str] | None,
+) -> tuple[subprocess.Popen[bytes], str]:
     store_dir.mkdir(parents=True, exist_ok=True)
+    log_path = store_dir / "nats.log"
+    start = log_path.stat().st_size if log_path.exists() else 0
     args = [nats_server_binary(), "-js", "-sd", str(store_dir), "-a", host, "-p", str(port)]
     if config is not None:
         args += ["-c", str(config)]
     if monitor_port is not None:
         args += ["-m", str(monitor_port)]
     args += extra_args or []
-    with open(store_dir / "nats.log", "ab") as log:  # the child keeps its own copy
+    with open(log_path, "ab") as log:  # the child keeps its own copy
         proc = subprocess.Popen(
             args,
             stdout=log,
@@ -190,7 +229,10 @@ def start_nats(
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"nats-server exited at start; see {store_dir / 'nats.log'}")
+            taken = b"address already in use" in log_path.read_bytes()[start:]
+            raise (PortTaken if taken else RuntimeError)(
+                f"nats-server exited at start; see {log_path}"
+            )
         try:
             with socket.create_connection((host, port), timeout=0.2):
                 return proc, f"nats://{host}:{port}"
@@ -259,8 +301,28 @@ def start_nats_cluster(
     them, once every node reports JetStream ready, and the comma-separated URL of all of them
     (NATS_URL: a client reconnects to another node when its own goes). `profile`: each node
     serves Go's pprof on a port of its own (`profile_port`); `config`: a file every node reads
-    too (`-c`); `ports`: each node's (client, route, monitoring) ports, else free ones."""
-    ports = ports or [(free_port(), free_port(), free_port()) for _ in range(nodes)]
+    too (`-c`); `ports`: each node's (client, route, monitoring) ports, else free ones (drawn
+    again, on fresh stores, when a node finds one taken: `PortTaken`)."""
+    for attempt in range(PORT_TRIES):
+        drawn = ports or [(free_port(), free_port(), free_port()) for _ in range(nodes)]
+        try:
+            return _start_cluster(store_root, drawn, own_session, timeout, profile, config)
+        except PortTaken:
+            if ports is not None or attempt == PORT_TRIES - 1:
+                raise
+            for i in range(1, len(drawn) + 1):
+                shutil.rmtree(store_root / f"n{i}", ignore_errors=True)
+    raise RuntimeError("unreachable: the last try raises")
+
+
+def _start_cluster(
+    store_root: Path,
+    ports: list[tuple[int, int, int]],
+    own_session: bool,
+    timeout: float,
+    profile: bool,
+    config: Path | None,
+) -> tuple[list[NatsNode], str]:
     routes = ",".join(f"nats://127.0.0.1:{cluster}" for _, cluster, _ in ports)
     started = [
         NatsNode(

@@ -8,6 +8,7 @@ and the product's ingester stores each result published in PostgreSQL exactly on
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -268,3 +269,25 @@ async def test_the_ingester_stores_each_result_once_through_a_stream_leader_kill
         info = await js.stream_info(RESULTS_STREAM)
         assert info.cluster is not None and info.cluster.leader not in (None, leader)
     assert await stored_per_job(pool, monitor["publicId"]) == {r.job_id: 1 for r in sent}
+
+
+def test_a_node_given_a_taken_port_starts_again_on_free_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A port `free_port` found free that another process binds first (a test worker's server)
+    makes the node exit at start (`PortTaken`): a port given is not drawn again, and a
+    cluster's ports are drawn anew, on fresh stores."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        taken = held.getsockname()[1]
+        with pytest.raises(embedded.PortTaken):
+            embedded.start_nats(tmp_path / "alone", taken)
+        drawn = iter([taken])
+        free = embedded.free_port
+        monkeypatch.setattr(embedded, "free_port", lambda host="127.0.0.1": next(drawn, free(host)))
+        nodes, url = embedded.start_nats_cluster(tmp_path / "nats")
+    try:
+        assert taken not in {n.port for n in nodes} and len(url.split(",")) == 3, url
+    finally:
+        for node in nodes:
+            node.kill()
