@@ -14,10 +14,10 @@ import tempfile
 import time
 import urllib.request
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 # Ports handed to servers started later are taken below the kernel's ephemeral range: a port
 # from inside it (what binding port 0 gives) can be taken by any outgoing connection of the host
@@ -171,31 +171,51 @@ def start_nats(
     `monitor_port`: the HTTP monitoring endpoint (/varz, /connz, /jsz) on loopback.
     `extra_args`: more command-line options (a cluster node's, `start_nats_cluster`); `env`:
     variables added to the environment (a config's `$VARIABLES`)."""
-    for attempt in range(PORT_TRIES):
-        try:
-            return _start_nats(
-                store_dir,
-                port or free_port(host),
-                config=config,
-                own_session=own_session,
-                host=host,
-                monitor_port=monitor_port,
-                extra_args=extra_args,
-                env=env,
-            )
-        except PortTaken:
-            if port is not None or attempt == PORT_TRIES - 1:
-                raise
-    raise RuntimeError("unreachable: the last try raises")
+    return _on_ports(
+        port or None,
+        lambda: free_port(host),
+        lambda p: _start_nats(
+            store_dir,
+            p,
+            config=config,
+            own_session=own_session,
+            host=host,
+            monitor_port=monitor_port,
+            extra_args=extra_args,
+            env=env,
+        ),
+    )
 
 
 # How many times a server whose free port another process took first starts again on another.
 PORT_TRIES = 3
 
+P = TypeVar("P")  # the ports a server is started on
+T = TypeVar("T")
+
 
 class PortTaken(RuntimeError):
     """A server exited at start because another process holds a port it was given: a port
     `free_port` found free can be bound by another process (a test worker's server) first."""
+
+
+def _on_ports(
+    given: P | None,
+    draw: Callable[[], P],
+    start: Callable[[P], T],
+    clean: Callable[[], None] = lambda: None,
+) -> T:
+    """`start` on the ports `given`, else on ports `draw` finds free: those are drawn again
+    (after `clean`) when another process took one first (`PortTaken`), PORT_TRIES times at
+    most. Ports given are the caller's: taken, they raise."""
+    for attempt in range(PORT_TRIES):
+        try:
+            return start(given if given is not None else draw())
+        except PortTaken:
+            if given is not None or attempt == PORT_TRIES - 1:
+                raise
+            clean()
+    raise RuntimeError("unreachable: the last try raises")
 
 
 def _start_nats(
@@ -303,16 +323,17 @@ def start_nats_cluster(
     serves Go's pprof on a port of its own (`profile_port`); `config`: a file every node reads
     too (`-c`); `ports`: each node's (client, route, monitoring) ports, else free ones (drawn
     again, on fresh stores, when a node finds one taken: `PortTaken`)."""
-    for attempt in range(PORT_TRIES):
-        drawn = ports or [(free_port(), free_port(), free_port()) for _ in range(nodes)]
-        try:
-            return _start_cluster(store_root, drawn, own_session, timeout, profile, config)
-        except PortTaken:
-            if ports is not None or attempt == PORT_TRIES - 1:
-                raise
-            for i in range(1, len(drawn) + 1):
-                shutil.rmtree(store_root / f"n{i}", ignore_errors=True)
-    raise RuntimeError("unreachable: the last try raises")
+
+    def clean() -> None:  # the stores of the nodes that started
+        for i in range(1, nodes + 1):
+            shutil.rmtree(store_root / f"n{i}", ignore_errors=True)
+
+    return _on_ports(
+        ports or None,
+        lambda: [(free_port(), free_port(), free_port()) for _ in range(nodes)],
+        lambda drawn: _start_cluster(store_root, drawn, own_session, timeout, profile, config),
+        clean,
+    )
 
 
 def _start_cluster(

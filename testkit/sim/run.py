@@ -39,7 +39,6 @@ import contextlib
 import hashlib
 import heapq
 import itertools
-import math
 import os
 import time
 import uuid
@@ -649,27 +648,29 @@ class Driver:
         assert row is not None
         return _DueTimes(row["queue"], row["flows"], row["confirm"])
 
-    async def _alert(self, due: _DueTimes) -> None:
+    async def _alert(self, due: _DueTimes) -> _DueTimes:
         """The alerter's pass, each part woken only when `due` says it has work: the evaluator
         when a queue row is due (`alert_queue.claim` leases rows due now, nothing else), the
         teller while a flow incident is open with a due time (`flows.due` and
         `flows.first_waiting` read only those), one the evaluator opened in this pass included,
         as the alerter's own pass tells it at once. Otherwise each part's statements find
-        nothing. `self.alerted` says whether any part ran."""
+        nothing. `self.alerted` says whether any part ran. The due times as they stand after
+        the pass: read once after the last part that ran."""
         now = self.clock.now()
         evaluated = 0
         self.alerted = False
-        flows = due.flows
+        read = True  # `due` is as the database holds it
         if due.queue is not None and due.queue <= now:
-            self.alerted = True
+            self.alerted, read = True, False
             while n := await self.alerter.evaluator.evaluate_due():
                 evaluated += n
-            if flows is None and evaluated:  # one it opened is told in this pass too
-                flows = (await self._due_times()).flows
-        if flows is not None:
-            self.alerted = True
+            if due.flows is None and evaluated:  # one it opened is told in this pass too
+                due, read = await self._due_times(), True
+        if due.flows is not None:
+            self.alerted, read = True, False
             await self.alerter.teller.send_due()
         self.run_figures["evaluated"] += evaluated
+        return due if read else await self._due_times()
 
     async def _settle(self) -> None:
         """Skip the rounds of the settled monitors the world leaves alone (testkit.sim.settled)
@@ -678,7 +679,7 @@ class Driver:
         flying = {d.result.monitor_id for d in self.deliveries}
         flying |= {w.job.monitor_id for w in self.waiting}
         ids: list[int] = []
-        resume: list[datetime] = []
+        rounds: list[int] = []
         away: list[dict[str, int]] = []
         step = self.shape.interval
         async with self.pool.acquire() as conn, conn.transaction():
@@ -686,12 +687,11 @@ class Driver:
                 until = settled.quiet_until(self.world, c.name, now)
                 if until is not None and c.public_id not in flying:
                     due = self.world.offset(c.next_due_at)
+                    n = settled.rounds_until(due, until, step)
                     ids.append(c.id)
-                    resume.append(self.world.at(until))
-                    away.append(
-                        settled.away_rounds(self.world, due, math.ceil((until - due) / step))
-                    )
-            self.run_figures["skipped"] += await settled.skip(conn, ids, resume, away)
+                    rounds.append(n)
+                    away.append(settled.away_rounds(self.world, due, n))
+            self.run_figures["skipped"] += await settled.skip(conn, ids, rounds, away)
             self.run_figures["skipped_away"] += sum(n for a in away for n in a.values())
 
     async def _sample(self) -> None:
@@ -798,11 +798,8 @@ class Driver:
                 now = self._offset()
             await self._ingest()  # a `record` failover strikes in the first store from its instant
             try:
-                due = await self._due_times()
                 with self._part("alerter"):
-                    await self._alert(due)
-                if self.alerted:  # its pass moved the due times
-                    due = await self._due_times()
+                    due = await self._alert(await self._due_times())
             except Killed:
                 await self._killed()
                 due, retry = _DueTimes(None, None), True

@@ -120,14 +120,13 @@ WHERE q.revised_from IS NULL
     AND NOT EXISTS (SELECT 1 FROM incidents i WHERE i.monitor_id = q.monitor_id AND i.recovery_held)
 """
 
-# `n` rounds skipped from the next due time `due` to the first grid point at or after the
-# resume instant (`next_at`); the last skipped one is `next_at - step`.
+# `n` rounds skipped from the next due time `due` (`rounds`, counted by the caller); the next
+# one is then `next_at`, the last skipped one `next_at - step`.
 SKIP = """
 WITH u AS (
     SELECT u.id, d.next_due_at AS due, make_interval(secs => m.check_interval) AS step,
-        ceil(extract(epoch FROM u.resume - d.next_due_at) / m.check_interval)::int AS n,
-        u.away
-    FROM unnest($1::bigint[], $2::timestamptz[], $3::jsonb[]) AS u(id, resume, away)
+        u.n, u.away
+    FROM unnest($1::bigint[], $2::int[], $3::jsonb[]) AS u(id, n, away)
     JOIN monitor_due d ON d.monitor_id = u.id
     JOIN monitors m ON m.id = u.id
 ), k AS (
@@ -180,18 +179,25 @@ async def candidates(conn: Conn, now: datetime, longest: float) -> list[Candidat
     return [Candidate(**dict(r)) for r in await conn.fetch(CANDIDATES, now, horizon)]
 
 
+def rounds_until(due: float, until: float, step: float) -> int:
+    """How many rounds a skip spans: those from the next due time `due` to the first at or
+    after `until` (seconds of the history), an interval `step` apart. Pure."""
+    return max(0, math.ceil((until - due) / step))
+
+
 async def skip(
     conn: Conn,
     ids: Sequence[int],
-    resume: Sequence[datetime],
+    rounds: Sequence[int],
     away: Sequence[Mapping[str, int]],
 ) -> int:
-    """Skip each monitor's rounds up to its `resume` instant (`SKIP`), `away` its rounds each
-    country's agent was away for (`away_rounds`); the rounds skipped."""
+    """Skip each monitor's next `rounds` rounds from its next due time (`SKIP`; `rounds_until`
+    counts them), `away` of them each country's agent was away for (`away_rounds`); the rounds
+    skipped."""
     if not ids:
         return 0
     skipped: int = await conn.fetchval(
-        SKIP, list(ids), list(resume), [json.dumps(dict(a)) for a in away]
+        SKIP, list(ids), list(rounds), [json.dumps(dict(a)) for a in away]
     )
     return skipped
 

@@ -120,6 +120,25 @@ def test_away_rounds(
     assert settled.away_rounds(world, 100.0, n) == away, case
 
 
+# (due, until): rounds at 100, 160, 220, ... (interval 60 s)
+ROUNDS_UNTIL = [
+    ("until the next round", 100.0, 100.0, 0),
+    ("until just past it", 100.0, 100.5, 1),
+    ("until a round's time", 100.0, 400.0, 5),
+    ("until just before one", 100.0, 399.9, 5),
+    ("until before the next", 100.0, 40.0, 0),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "due", "until", "n"), ROUNDS_UNTIL, ids=[c[0] for c in ROUNDS_UNTIL]
+)
+def test_rounds_until(case: str, due: float, until: float, n: int) -> None:
+    """A skip spans the rounds from the next due time to the first at or after `until`: the
+    one count the skip's rows and its agents' absences are moved by."""
+    assert settled.rounds_until(due, until, 60.0) == n, case
+
+
 def test_a_kill_is_an_edge_where_it_struck_not_where_it_was_armed() -> None:
     """A kill armed at 1,000 s struck one history's pass at 1,000.5 s and the other's, whose
     passes ran short until then, at 4,000 s: the two may part near either strike."""
