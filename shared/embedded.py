@@ -187,6 +187,9 @@ def start_nats(
     )
 
 
+# What nats-server logs once it listens on every port it was given.
+NATS_READY = b"[INF] Server is ready"
+
 # How many times a server whose free port another process took first starts again on another.
 PORT_TRIES = 3
 
@@ -246,20 +249,27 @@ def _start_nats(
             start_new_session=own_session,
             env=nats_env({**os.environ, **(env or {})}),
         )
+    # Ready when its own log says so (after it bound every port it was given): a connection to
+    # its port could reach another process listening there, before this one exits.
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            taken = b"address already in use" in log_path.read_bytes()[start:]
+            taken = b"address already in use" in _since(log_path, start)
             raise (PortTaken if taken else RuntimeError)(
                 f"nats-server exited at start; see {log_path}"
             )
-        try:
-            with socket.create_connection((host, port), timeout=0.2):
-                return proc, f"nats://{host}:{port}"
-        except OSError:
-            time.sleep(0.05)
+        if NATS_READY in _since(log_path, start):
+            return proc, f"nats://{host}:{port}"
+        time.sleep(0.02)
     proc.kill()
-    raise RuntimeError("nats-server did not start listening within 15 s")
+    raise RuntimeError(f"nats-server did not say it was ready within 15 s; see {log_path}")
+
+
+def _since(path: Path, offset: int) -> bytes:
+    """What `path` holds past `offset`: a server's own lines in a log it appends to."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read()
 
 
 @dataclass

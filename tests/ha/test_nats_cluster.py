@@ -271,6 +271,16 @@ async def test_the_ingester_stores_each_result_once_through_a_stream_leader_kill
     assert await stored_per_job(pool, monitor["publicId"]) == {r.job_id: 1 for r in sent}
 
 
+def test_a_port_another_process_listens_on_is_not_taken_for_the_servers(tmp_path: Path) -> None:
+    """A server is ready when its own log says it listens, not when its port answers: another
+    process listening on the port it was given answers too, until this one exits."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        with pytest.raises(embedded.PortTaken):
+            embedded.start_nats(tmp_path / "nats", other.getsockname()[1])
+
+
 def test_a_node_given_a_taken_port_starts_again_on_free_ones(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
