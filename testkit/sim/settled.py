@@ -43,7 +43,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from controller.db.pool import Conn
+from controller.db.pool import Conn, plan_generically
 from testkit.campaigns.verdict_truth import Incident, Observed
 from testkit.sim.world import World
 
@@ -180,7 +180,7 @@ async def candidates(conn: Conn, now: datetime, longest: float) -> list[Candidat
     """The settled monitors no skip holds yet (`CANDIDATES`); `longest`: the monitors' longest
     interval, in seconds."""
     horizon = now + timedelta(seconds=longest)
-    await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+    await plan_generically(conn)  # in the caller's transaction
     return [Candidate(**dict(r)) for r in await conn.fetch(CANDIDATES, now, horizon)]
 
 
