@@ -29,6 +29,9 @@ def message(subject: str, parts: list[tuple[bytes, str, str]]) -> EmailMessage:
 
 
 async def send(pf: Postfix, dc: Dovecot, ca: trustme.CA, messages: list[EmailMessage]) -> None:
+    """Submit `messages` in order, each delivered before the next is sent: Postfix delivers
+    queued messages in parallel, and Dovecot numbers new messages by their delivery time."""
+    before = _arrived(dc)
     ctx = trusting(ca)
     token = dc.issuer.issue(USER)
     smtp = aiosmtplib.SMTP(
@@ -38,15 +41,21 @@ async def send(pf: Postfix, dc: Dovecot, ca: trustme.CA, messages: list[EmailMes
     said = base64.b64encode(f"user={USER}\x01auth=Bearer {token}\x01\x01".encode()).decode()
     code, text = await smtp.execute_command(b"AUTH", b"XOAUTH2", said.encode())
     assert code == 235, text
-    for m in messages:
+    for i, m in enumerate(messages, 1):
         await smtp.send_message(m)
+        await delivered(dc, before + i)
     await smtp.quit()
+
+
+def _arrived(dc: Dovecot) -> int:
+    new = dc.homes / "alice" / "Maildir" / "new"
+    return len(list(new.iterdir())) if new.exists() else 0
 
 
 async def delivered(dc: Dovecot, n: int) -> None:
     new = dc.homes / "alice" / "Maildir" / "new"
     for _ in range(200):
-        if new.exists() and len(list(new.iterdir())) >= n:
+        if _arrived(dc) >= n:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"not delivered: {list(new.iterdir()) if new.exists() else 'no Maildir'}")
