@@ -245,12 +245,14 @@ class _Delivery:
 
 @dataclass(frozen=True)
 class _DueTimes:
-    """The alerter's next work (its queue's earliest row, an open flow incident's due time) and
-    the earliest confirmation round it asked for that the scheduler has not sent."""
+    """The alerter's next work (its queue's earliest row, an open flow incident's due time),
+    the earliest confirmation round it asked for that the scheduler has not sent, and the
+    outbox's earliest pending notice (`outbox_store.outbox_due`'s rows)."""
 
     queue: datetime | None
     flows: datetime | None
     confirm: datetime | None = None
+    outbox: datetime | None = None
 
 
 @dataclass
@@ -636,36 +638,40 @@ class Driver:
 
     async def _due_times(self) -> _DueTimes:
         """When the alerter's parts next have work (the earliest alert queue row and the
-        earliest due time of an open flow incident), and the earliest confirmation round asked
-        for and not sent (one statement)."""
+        earliest due time of an open flow incident), the earliest confirmation round asked
+        for and not sent, and the earliest pending notice (one statement)."""
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(
                 "SELECT (SELECT min(due_at) FROM alert_queue) AS queue,"
                 " (SELECT min(due_at) FROM flow_incidents WHERE ended_at IS NULL) AS flows,"
                 " (SELECT min(requested_at) FROM confirmation_rounds WHERE sent_at IS NULL)"
-                " AS confirm"
+                " AS confirm,"
+                " (SELECT min(next_attempt_at) FROM notification_outbox WHERE status = 'pending')"
+                " AS outbox"
             )
         assert row is not None
-        return _DueTimes(row["queue"], row["flows"], row["confirm"])
+        return _DueTimes(row["queue"], row["flows"], row["confirm"], row["outbox"])
 
     async def _alert(self, due: _DueTimes) -> _DueTimes:
         """The alerter's pass, each part woken only when `due` says it has work: the evaluator
-        when a queue row is due (`alert_queue.claim` leases rows due now, nothing else), the
-        teller while a flow incident is open with a due time (`flows.due` and
-        `flows.first_waiting` read only those), one the evaluator opened in this pass included,
-        as the alerter's own pass tells it at once. Otherwise each part's statements find
-        nothing. `self.alerted` says whether any part ran. The due times as they stand after
-        the pass: read once after the last part that ran."""
+        while a queue row is due (`alert_queue.claim` leases rows due now, nothing else; the
+        due times read after each of its passes say whether one is left), the teller while a
+        flow incident is open with a due time (`flows.due` and `flows.first_waiting` read only
+        those), one the evaluator opened in this pass included, as the alerter's own pass tells
+        it at once. Otherwise each part's statements find nothing. `self.alerted` says whether
+        any part ran. The due times as they stand after the pass: read once after the last
+        part that ran."""
         now = self.clock.now()
         evaluated = 0
         self.alerted = False
         read = True  # `due` is as the database holds it
-        if due.queue is not None and due.queue <= now:
-            self.alerted, read = True, False
-            while n := await self.alerter.evaluator.evaluate_due():
-                evaluated += n
-            if due.flows is None and evaluated:  # one it opened is told in this pass too
-                due, read = await self._due_times(), True
+        while due.queue is not None and due.queue <= now:
+            self.alerted = True
+            n = await self.alerter.evaluator.evaluate_due()
+            evaluated += n
+            due = await self._due_times()
+            if not n:  # none it could lease: the rest wait for their leases to end
+                break
         if due.flows is not None:
             self.alerted, read = True, False
             await self.alerter.teller.send_due()
@@ -682,7 +688,7 @@ class Driver:
         rounds: list[int] = []
         away: list[dict[str, int]] = []
         step = self.shape.interval
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn:
             for c in await settled.candidates(conn, self.clock.now(), step):
                 until = settled.quiet_until(self.world, c.name, now)
                 if until is not None and c.public_id not in flying:
@@ -797,19 +803,21 @@ class Driver:
                 self.clock.advance(ahead - now + 0.001)  # past the last one's millisecond
                 now = self._offset()
             await self._ingest()  # a `record` failover strikes in the first store from its instant
+            told = False  # a notice the alerter's pass may have queued is due
             try:
                 with self._part("alerter"):
                     due = await self._alert(await self._due_times())
+                told = due.outbox is not None and due.outbox <= self.clock.now()
             except Killed:
                 await self._killed()
-                due, retry = _DueTimes(None, None), True
+                due, retry, told = _DueTimes(None, None), True, True
             except DB_AWAY:
                 self._away()
-                due, retry = _DueTimes(None, None), True
+                due, retry, told = _DueTimes(None, None), True, True
             # The outbox: what the alerter queued is sent (or dropped past its budget) at once.
             # Only the alerter queues notices here, and no send fails: a wake it did not run
-            # at has nothing due (one round trip a wake saved).
-            if self.alerted or unsent:
+            # at, or after which no notice is due, has nothing to send (its round trips saved).
+            if (self.alerted and told) or unsent:
                 try:
                     await self.outbox.burst()
                     unsent = False

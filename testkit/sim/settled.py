@@ -43,7 +43,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from controller.db.pool import Conn, plan_generically
+from controller.db.pool import Conn
 from testkit.campaigns.verdict_truth import Incident, Observed
 from testkit.sim.world import World
 
@@ -99,8 +99,7 @@ def away_rounds(world: World, due: float, n: int) -> dict[str, int]:
 
 # The settled monitors no skip holds already (their next due time is within an interval): the
 # conditions of the module's docstring that the database holds. The monitors are found from the
-# due times' index first (those a skip holds are due far ahead), then each row by its key, on
-# one generic plan (planned for each call, its six joins took longer to plan than to run).
+# due times' index first (those a skip holds are due far ahead), then each row by its key.
 CANDIDATES = """
 WITH d AS MATERIALIZED (
     SELECT monitor_id, next_due_at FROM monitor_due WHERE next_due_at <= $2::timestamptz
@@ -180,7 +179,6 @@ async def candidates(conn: Conn, now: datetime, longest: float) -> list[Candidat
     """The settled monitors no skip holds yet (`CANDIDATES`); `longest`: the monitors' longest
     interval, in seconds."""
     horizon = now + timedelta(seconds=longest)
-    await plan_generically(conn)  # in the caller's transaction
     return [Candidate(**dict(r)) for r in await conn.fetch(CANDIDATES, now, horizon)]
 
 
