@@ -4,6 +4,7 @@ Debian's Postfix (XOAUTH2) into Debian's Dovecot (tests/oauth2/), and waited for
 import asyncio
 import base64
 from email.message import EmailMessage
+from pathlib import Path
 
 import aiosmtplib
 import trustme
@@ -47,13 +48,18 @@ async def send(pf: Postfix, dc: Dovecot, ca: trustme.CA, messages: list[EmailMes
     await smtp.quit()
 
 
+def _new(dc: Dovecot) -> Path:
+    """The test mailbox's folder of messages delivered and not yet read."""
+    return dc.homes / "alice" / "Maildir" / "new"
+
+
 def _arrived(dc: Dovecot) -> int:
-    new = dc.homes / "alice" / "Maildir" / "new"
+    new = _new(dc)
     return len(list(new.iterdir())) if new.exists() else 0
 
 
 async def delivered(dc: Dovecot, n: int) -> None:
-    new = dc.homes / "alice" / "Maildir" / "new"
+    new = _new(dc)
     for _ in range(200):
         if _arrived(dc) >= n:
             return
